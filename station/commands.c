@@ -1,0 +1,9 @@
+#include "commands.h"
+
+#include <stddef.h>
+
+const struct st_command st_commands[] = {
+	{ "ca", "create or import the station's certificate authority", st_cmd_ca },
+	{ "sign", "sign one CSR and print the certificate", st_cmd_sign },
+	{ NULL, NULL, NULL },
+};

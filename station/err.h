@@ -1,0 +1,98 @@
+/* Error codes of the whole station: 0 is success, every failure is a negative code from the
+ * one table below, which also yields the code's name and its short message. Functions that can
+ * say more (which field, which value) also fill a caller's message buffer; see st_errf(). */
+#ifndef ST_ERR_H
+#define ST_ERR_H
+
+#include <stddef.h>
+
+/* X(NAME, "short message"). Append within a section; codes are not persisted anywhere, so
+ * their numbers may change between builds (names are stable: reports use the names). */
+#define ST_ERR_MAP(X)                                                                          \
+	/* General */                                                                          \
+	X(NOMEM, "out of memory")                                                              \
+	X(INVAL, "invalid argument")                                                           \
+	X(IO, "input/output error")                                                            \
+	X(NOTFOUND, "not found")                                                               \
+	X(EXISTS, "already exists")                                                            \
+	X(USAGE, "bad command line")                                                           \
+	X(CONFIG, "bad configuration")                                                         \
+	X(CRYPTO, "cryptographic library error")                                               \
+	X(TIMEOUT, "timed out")                                                                \
+	X(INTERNAL, "internal error")                                                          \
+	/* Signers (drivers/signer*.c) */                                                      \
+	X(SIGNER_UNKNOWN, "unknown signer backend")                                            \
+	X(SIGNER_URI, "bad PKCS#11 URI")                                                       \
+	X(SIGNER_MODULE, "cannot load PKCS#11 module")                                         \
+	X(SIGNER_TOKEN, "PKCS#11 token not found")                                             \
+	X(SIGNER_KEY, "signing key not found")                                                 \
+	X(SIGNER_PIN, "PIN rejected")                                                          \
+	X(SIGNER_NOPIN, "no PIN given")                                                        \
+	X(SIGNER_SESSION, "HSM session lost")                                                  \
+	X(SIGNER_DEVICE, "HSM unavailable")                                                    \
+	X(SIGNER_FAILED, "signing failed")                                                     \
+	X(SIGNER_MECH, "signing mechanism not supported")                                      \
+	X(SIGNER_BADSIG, "signature from the signer does not verify")                          \
+	/* CSR policy (station/policy.c): one code per reason a CSR is rejected */             \
+	X(CSR_EMPTY, "CSR is empty")                                                           \
+	X(CSR_TOO_LARGE, "CSR is larger than the limit")                                       \
+	X(CSR_PEM, "CSR PEM is malformed")                                                     \
+	X(CSR_MULTIPLE, "more than one CSR given")                                             \
+	X(CSR_TRAILING, "trailing data after the CSR")                                         \
+	X(CSR_DER, "CSR DER is malformed")                                                     \
+	X(CSR_VERSION, "CSR version is not 1 (value 0)")                                       \
+	X(CSR_SIGALG, "CSR signature algorithm not allowed")                                   \
+	X(CSR_SIGNATURE, "CSR self-signature does not verify")                                 \
+	X(CSR_KEY_TYPE, "CSR key type not allowed")                                            \
+	X(CSR_KEY_CURVE, "CSR key curve not allowed")                                          \
+	X(CSR_KEY_SIZE, "CSR key size not allowed")                                            \
+	X(CSR_KEY_POINT, "CSR public key point is invalid")                                    \
+	X(CSR_SUBJECT_MISSING, "CSR subject lacks a required attribute")                       \
+	X(CSR_SUBJECT_EXTRA, "CSR subject has an attribute that is not allowed")               \
+	X(CSR_SUBJECT_DUP, "CSR subject repeats an attribute")                                 \
+	X(CSR_SUBJECT_MULTI_RDN, "CSR subject has a multi-valued RDN")                         \
+	X(CSR_CN_MISMATCH, "CSR common name is not the expected device id")                    \
+	X(CSR_OU_MISMATCH, "CSR organizational unit is not the factory")                       \
+	X(CSR_BUSINESS_CATEGORY, "CSR businessCategory does not match the policy")             \
+	X(CSR_STRING_TYPE, "CSR subject string type not allowed")                              \
+	X(CSR_CONTROL_CHAR, "CSR subject contains a control character")                        \
+	X(CSR_UTF8, "CSR subject is not valid UTF-8")                                          \
+	X(CSR_UPPER_BOUND, "CSR subject value exceeds its RFC 5280 upper bound")               \
+	X(CSR_REQ_CA, "CSR requests CA:TRUE")                                                  \
+	X(CSR_REQ_KEYCERTSIGN, "CSR requests keyCertSign or cRLSign")                          \
+	X(CSR_ATTRIBUTE, "CSR carries an attribute that is not allowed")                       \
+	X(CSR_EXTENSION, "CSR extension request is malformed")                                 \
+	/* Issuance (station/issue.c) */                                                       \
+	X(ISSUE_CA_EXPIRED, "CA certificate has expired or is not yet valid")                  \
+	X(ISSUE_PAST_CA, "certificate would outlive the CA")                                   \
+	X(ISSUE_SERIAL, "cannot derive a serial number")                                       \
+	X(ISSUE_CA_OU, "factory does not match the CA's organizational unit")                  \
+	X(ISSUE_CA_CERT, "CA certificate is unusable")                                         \
+	/* Profiles and configuration (station/profile.c, station/config.c) */                 \
+	X(PROFILE, "profile is invalid")                                                       \
+	/* Board protocol and ports (drivers/proto.c, drivers/port*.c) */                      \
+	X(PROTO_CRC, "frame CRC mismatch")                                                     \
+	X(PROTO_FRAME, "malformed frame")                                                      \
+	X(PROTO_TOO_LONG, "frame too long")                                                    \
+	X(PORT, "port error")
+
+#define ST__ERR_IDX(name, msg) ST__IDX_##name,
+enum st_err_index { ST__IDX_OK_, ST_ERR_MAP(ST__ERR_IDX) ST__IDX_COUNT_ };
+#undef ST__ERR_IDX
+
+#define ST__ERR_NEG(name, msg) ST_E_##name = -ST__IDX_##name,
+enum st_err { ST_OK = 0, ST_ERR_MAP(ST__ERR_NEG) };
+#undef ST__ERR_NEG
+
+/* Short message for a code ("out of memory"); never NULL, also for unknown codes. */
+const char *st_strerror(int code);
+
+/* Stable name for a code without the prefix ("CSR_SIGNATURE"); "OK" for 0. */
+const char *st_errname(int code);
+
+/* Formats a detailed message into buf (may be NULL) and returns code, so that a failure path
+ * reads `return st_errf(buf, len, ST_E_CSR_CN_MISMATCH, "CN is %s, expected %s", a, b);`. */
+int st_errf(char *buf, size_t len, int code, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+#endif

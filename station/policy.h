@@ -1,0 +1,76 @@
+/* Issuance policy: the rules one certificate is issued under, and the checks a board's CSR
+ * must pass before anything is signed for it. Pure functions: no I/O, no globals, safe on any
+ * thread. The profile loader (profile.c) fills struct st_policy from YAML; without a profile
+ * st_policy_default() gives the device certificate of the Foundries-style device PKI. */
+#ifndef ST_POLICY_H
+#define ST_POLICY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/evp.h>
+
+/* Key algorithms a policy may allow (bit mask). */
+enum st_key_alg {
+	ST_KEY_EC_P256 = 1u << 0, /* prime256v1 */
+	ST_KEY_EC_P384 = 1u << 1, /* secp384r1 */
+	ST_KEY_EC_P521 = 1u << 2, /* secp521r1 */
+	ST_KEY_ED25519 = 1u << 3,
+	ST_KEY_RSA2048 = 1u << 4, /* RSA, modulus >= 2048 bits */
+	ST_KEY_RSA3072 = 1u << 5, /* RSA, modulus >= 3072 bits */
+};
+
+enum st_serial_mode {
+	ST_SERIAL_RANDOM, /* serial_bits from a CSPRNG, positive, at most 20 octets */
+	ST_SERIAL_UUID,   /* the device UUID's 128-bit value, as the reference server does */
+};
+
+enum st_past_ca {
+	ST_PAST_CA_CLAMP,  /* end validity at the CA's notAfter */
+	ST_PAST_CA_REJECT, /* refuse to issue */
+};
+
+enum st_reprovision {
+	ST_REPROVISION_REFUSE,  /* a device id that already has a certificate is refused */
+	ST_REPROVISION_REISSUE, /* a new certificate is issued (same key: the recorded one) */
+};
+
+#define ST_POLICY_MAX_FACTORY 64 /* RFC 5280 ub-organizational-unit-name */
+
+struct st_policy {
+	char factory[ST_POLICY_MAX_FACTORY + 1]; /* OU; "" means: the CA's OU */
+	int production;                          /* add businessCategory=production */
+	unsigned key_algs;                       /* mask of enum st_key_alg */
+	unsigned validity_days;                  /* 1 .. 36500 */
+	enum st_serial_mode serial_mode;
+	unsigned serial_bits;                    /* 64 .. 159, for ST_SERIAL_RANDOM */
+	enum st_past_ca past_ca;
+	enum st_reprovision reprovision;
+};
+
+/* The built-in default: factory = CA's OU, not production, EC P-256 only, 7300 days,
+ * 128-bit random serial, clamp at the CA's notAfter, refuse reprovisioning. */
+void st_policy_default(struct st_policy *p);
+
+/* Largest CSR accepted, PEM or DER. */
+#define ST_CSR_MAX_BYTES 8192
+
+/* A CSR that passed every check. The subject the certificate will carry is built by the
+ * station from the policy, never copied from here. */
+struct st_csr {
+	uint8_t *spki;        /* DER SubjectPublicKeyInfo, carried into the certificate */
+	size_t spki_len;
+	uint8_t spki_sha256[32]; /* the ledger's public key hash */
+	uint8_t csr_sha256[32];  /* hash of the CSR's DER */
+	enum st_key_alg key_alg;
+};
+
+/* Checks a CSR (PEM or DER, in/len) against policy p for the device id the station expects
+ * and the factory (OU) in force (p->factory, or ca_ou when that is empty).
+ * Returns 0 and a new *out (free with st_csr_free) or a negative ST_E_CSR_* code with a
+ * message naming the field, the value found and the value expected; *out is NULL then. */
+int st_csr_check(const struct st_policy *p, const char *ca_ou, const uint8_t *in, size_t len,
+		 const char *device_id, struct st_csr **out, char *err, size_t errlen);
+void st_csr_free(struct st_csr *csr);
+
+#endif
