@@ -73,14 +73,51 @@ int drv_signer_open(const struct drv_signer_config *cfg, struct drv_signer **out
 		    size_t errlen);
 void drv_signer_close(struct drv_signer *signer);
 
-/* Convenience wrappers over the ops. */
+/* Convenience wrappers over the ops. A session belongs to the thread that opened it: open
+ * it on the worker thread, sign only on that thread, close it there. sess is NULL on failure. */
 int drv_signer_session_open(struct drv_signer *signer, void **sess, char *err, size_t errlen);
 void drv_signer_session_close(struct drv_signer *signer, void *sess);
 int drv_signer_sign(struct drv_signer *signer, void *sess, const uint8_t *digest, size_t dlen,
 		    uint8_t *sig, size_t *siglen, char *err, size_t errlen);
 
-/* Fault hook for tests: when the environment variable STATION_TEST_FAIL names an op of the
- * form "signer.<what>" the backend fails there once; see signer_pkcs11.c. */
+/* The signing key's public part (no private material), to verify signatures and match the CA
+ * certificate. Returns a new reference the caller frees with EVP_PKEY_free(), or NULL.
+ * Any thread. */
+EVP_PKEY *drv_signer_public_key(struct drv_signer *signer);
+
+/* Longest PIN accepted, without the terminating NUL. */
+#define DRV_SIGNER_MAX_PIN 256
+
+/* Reads a PIN for backends and for `station ca`: from pin_file when it is not NULL (first
+ * line, the line end stripped; a file that cannot be read is an error, not a fallback), else
+ * from the environment variable named by pin_env. pin must hold DRV_SIGNER_MAX_PIN + 1 bytes;
+ * the caller clears it with OPENSSL_cleanse() after use. Returns 0, ST_E_SIGNER_NOPIN when no
+ * source gives a PIN, or ST_E_INVAL for an over-long PIN; the message never holds the PIN. */
+int drv_signer_read_pin(const char *pin_file, const char *pin_env, char *pin, size_t pinlen,
+			char *err, size_t errlen);
+
+/* Parses a mechanism name ("ECDSA", "ECDSA-SHA256", NULL for ECDSA). *hashes is 1 when the
+ * signer hashes the data itself. Returns 0 or ST_E_SIGNER_MECH naming the known ones. */
+int drv_signer_parse_mechanism(const char *mechanism, int *hashes, char *err, size_t errlen);
+
+/* Fault hooks for tests (hostapd's TEST_FAIL idea), see signer_pkcs11.c:
+ * - drv_pkcs11_test_drop_session(sess) closes the PKCS#11 session under a pkcs11 signer
+ *   session, as a token would after a reset; the next sign must recover.
+ * - drv_pkcs11_test_finalize(signer) calls C_Finalize on the module under an open signer, as
+ *   if the module lost all state; every session's next sign must recover.
+ * - the environment variable STATION_TEST_FAIL="signer.drop_session:N" (or
+ *   "signer.finalize:N") makes an opened pkcs11 signer do the same just before its N-th
+ *   signature (N defaults to 1), so integration tests can exercise recovery in the binary. */
+void drv_pkcs11_test_drop_session(void *sess);
+void drv_pkcs11_test_finalize(struct drv_signer *signer);
+
+/* Initialises a token on the module's first free slot (SoftHSM2 always offers one): sets the
+ * label and SO PIN (C_InitToken), then the user PIN (C_Login as SO + C_InitPIN). PINs are
+ * passed in memory so that none ever needs argv. Fails with ST_E_EXISTS when a token with
+ * that label exists already, ST_E_SIGNER_TOKEN when no slot is free. Not thread-safe
+ * against signers using the same module in this process: run it in an admin command. */
+int drv_pkcs11_init_token(const char *module_path, const char *label, const char *so_pin,
+			  const char *user_pin, char *err, size_t errlen);
 
 /* PKCS#11 administration used by `station ca`: generates an EC key pair (curve "prime256v1"
  * unless given) inside the token named by uri, labelled and id'd as the URI's object/id,
