@@ -110,6 +110,8 @@ int drv_signer_parse_mechanism(const char *mechanism, int *hashes, char *err, si
  *   signature (N defaults to 1), so integration tests can exercise recovery in the binary. */
 void drv_pkcs11_test_drop_session(void *sess);
 void drv_pkcs11_test_finalize(struct drv_signer *signer);
+/* Number of C_Login calls made by this process (tests check a wrong PIN is tried once). */
+unsigned long drv_pkcs11_test_login_calls(void);
 
 /* Initialises a token on the module's first free slot (SoftHSM2 always offers one): sets the
  * label and SO PIN (C_InitToken), then the user PIN (C_Login as SO + C_InitPIN). PINs are
