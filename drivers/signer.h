@@ -71,6 +71,7 @@ struct drv_signer {
  * message listing the known ones. *out is NULL on failure; free with drv_signer_close(). */
 int drv_signer_open(const struct drv_signer_config *cfg, struct drv_signer **out, char *err,
 		    size_t errlen);
+/* Closes a signer after every one of its sessions was closed. NULL is ignored. */
 void drv_signer_close(struct drv_signer *signer);
 
 /* Convenience wrappers over the ops. A session belongs to the thread that opened it: open

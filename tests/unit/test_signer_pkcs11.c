@@ -600,6 +600,60 @@ static void test_ecdsa_sha256(void **state)
 	drv_signer_close(signer);
 }
 
+/* tests/lib/softhsm.sh, which integration tests and the demo source, makes a token this
+ * signer can use; the PIN it generates reaches p11tool through the environment only. */
+static void test_shell_helper(void **state)
+{
+	const char *src = getenv("SOURCE_DIR");
+	struct fixture fx;
+	struct drv_signer_config cfg;
+	struct drv_signer *signer;
+	struct stat st;
+	char cmd[4300];
+	EVP_PKEY *pub;
+	void *sess;
+	const char *d;
+
+	(void)state;
+	if (!src || system("command -v p11tool >/dev/null") != 0) {
+		print_message("no SOURCE_DIR or no p11tool: skipping\n");
+		skip();
+	}
+	d = tu_tmpdir("signer-sh");
+	assert_non_null(d);
+	memset(&fx, 0, sizeof(fx));
+	snprintf(fx.dir, sizeof(fx.dir), "%s", d);
+	snprintf(fx.pin_file, sizeof(fx.pin_file), "%s/hsm/user.pin", fx.dir);
+	snprintf(fx.conf, sizeof(fx.conf), "%s/hsm/softhsm2.conf", fx.dir);
+	snprintf(fx.uri, sizeof(fx.uri), "pkcs11:token=helper;object=ca?module-path=%s", MODULE);
+	snprintf(cmd, sizeof(cmd), "%s/hsm", fx.dir);
+	setenv("ST_T_SRC", src, 1);
+	setenv("ST_T_HSM", cmd, 1);
+	setenv("ST_T_PIN", fx.pin_file, 1);
+	setenv("ST_T_CONF", fx.conf, 1);
+	/* Makes the token, exports SOFTHSM2_CONF, and refuses a second token of that label. */
+	snprintf(cmd, sizeof(cmd), "%s",
+		 "bash -c '. \"$ST_T_SRC/tests/lib/softhsm.sh\" && "
+		 "softhsm_init_token \"$ST_T_HSM\" helper \"$ST_T_PIN\" && "
+		 "[ \"$SOFTHSM2_CONF\" = \"$ST_T_CONF\" ] && "
+		 "! softhsm_init_token \"$ST_T_HSM\" helper \"$ST_T_PIN\" 2>/dev/null'");
+	assert_int_equal(system(cmd), 0);
+	assert_int_equal(stat(fx.pin_file, &st), 0);
+	assert_int_equal(st.st_mode & 077, 0);
+	setenv("SOFTHSM2_CONF", fx.conf, 1);
+	cfg = config(&fx);
+	generate(&fx, NULL);
+	signer = open_ok(&cfg);
+	pub = drv_signer_public_key(signer);
+	sess = session_ok(signer);
+	sign_verify(signer, sess, pub);
+	drv_signer_session_close(signer, sess);
+	EVP_PKEY_free(pub);
+	drv_signer_close(signer);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", fx.dir);
+	assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -616,6 +670,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_wrong_pin, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_config_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ecdsa_sha256, setup, teardown),
+		cmocka_unit_test(test_shell_helper),
 	};
 
 	/* Recovery and the file backend log warnings by design; keep the output to failures. */
