@@ -281,10 +281,12 @@ static void module_put(struct p11_module *mod)
 			break;
 		}
 	}
-	pthread_mutex_unlock(&modules_lock);
+	/* Still under the registry lock, so a concurrent module_get of the same path cannot
+	 * C_Initialize between our C_Finalize and dlclose. */
 	if (mod->owns_init)
 		mod->f->C_Finalize(NULL);
 	module_free(mod);
+	pthread_mutex_unlock(&modules_lock);
 }
 
 /* With the write lock held: forgets every handle of the module and starts it afresh. The
