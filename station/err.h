@@ -36,45 +36,76 @@
 	/* CSR policy (station/policy.c): one code per reason a CSR is rejected */             \
 	X(CSR_EMPTY, "CSR is empty")                                                           \
 	X(CSR_TOO_LARGE, "CSR is larger than the limit")                                       \
+	X(CSR_FORMAT, "CSR is neither PEM nor DER")                                            \
 	X(CSR_PEM, "CSR PEM is malformed")                                                     \
+	X(CSR_PEM_LABEL, "PEM block is not a CERTIFICATE REQUEST")                             \
 	X(CSR_MULTIPLE, "more than one CSR given")                                             \
 	X(CSR_TRAILING, "trailing data after the CSR")                                         \
 	X(CSR_DER, "CSR DER is malformed")                                                     \
 	X(CSR_VERSION, "CSR version is not 1 (value 0)")                                       \
-	X(CSR_SIGALG, "CSR signature algorithm not allowed")                                   \
-	X(CSR_SIGNATURE, "CSR self-signature does not verify")                                 \
 	X(CSR_KEY_TYPE, "CSR key type not allowed")                                            \
 	X(CSR_KEY_CURVE, "CSR key curve not allowed")                                          \
+	X(CSR_KEY_CURVE_UNSUPPORTED, "CSR key curve not supported")                            \
 	X(CSR_KEY_SIZE, "CSR key size not allowed")                                            \
 	X(CSR_KEY_POINT, "CSR public key point is invalid")                                    \
-	X(CSR_SUBJECT_MISSING, "CSR subject lacks a required attribute")                       \
+	X(CSR_SIGALG, "CSR signature algorithm not allowed")                                   \
+	X(CSR_SIGALG_SHA1, "CSR is signed with SHA-1")                                         \
+	X(CSR_SIGALG_RSA, "CSR is signed with RSA")                                            \
+	X(CSR_SIGALG_EDDSA, "CSR is signed with EdDSA")                                        \
+	X(CSR_SIGALG_PARAMS, "CSR signature algorithm has parameters")                         \
+	X(CSR_SIGNATURE, "CSR self-signature does not verify")                                 \
+	X(CSR_SIGNATURE_DER, "CSR signature value is malformed")                               \
 	X(CSR_SUBJECT_EXTRA, "CSR subject has an attribute that is not allowed")               \
 	X(CSR_SUBJECT_DUP, "CSR subject repeats an attribute")                                 \
 	X(CSR_SUBJECT_MULTI_RDN, "CSR subject has a multi-valued RDN")                         \
+	X(CSR_CN_MISSING, "CSR subject has no common name")                                    \
 	X(CSR_CN_MISMATCH, "CSR common name is not the expected device id")                    \
+	X(CSR_OU_MISSING, "CSR subject has no organizational unit")                            \
 	X(CSR_OU_MISMATCH, "CSR organizational unit is not the factory")                       \
-	X(CSR_BUSINESS_CATEGORY, "CSR businessCategory does not match the policy")             \
+	X(CSR_BC_MISSING, "CSR lacks businessCategory=production")                             \
+	X(CSR_BC_UNEXPECTED, "CSR has businessCategory but the policy is not production")      \
+	X(CSR_BC_MISMATCH, "CSR businessCategory is not production")                           \
 	X(CSR_STRING_TYPE, "CSR subject string type not allowed")                              \
+	X(CSR_PRINTABLE, "CSR PrintableString has a character outside its set")                \
 	X(CSR_CONTROL_CHAR, "CSR subject contains a control character")                        \
 	X(CSR_UTF8, "CSR subject is not valid UTF-8")                                          \
 	X(CSR_UPPER_BOUND, "CSR subject value exceeds its RFC 5280 upper bound")               \
 	X(CSR_REQ_CA, "CSR requests CA:TRUE")                                                  \
 	X(CSR_REQ_KEYCERTSIGN, "CSR requests keyCertSign or cRLSign")                          \
 	X(CSR_ATTRIBUTE, "CSR carries an attribute that is not allowed")                       \
+	X(CSR_CHALLENGE_PASSWORD, "CSR carries a challengePassword")                           \
 	X(CSR_EXTENSION, "CSR extension request is malformed")                                 \
-	/* Issuance (station/issue.c) */                                                       \
+	/* Issuance (station/issue.c, station/ca.c, station/x509sign.c) */                     \
 	X(ISSUE_CA_EXPIRED, "CA certificate has expired or is not yet valid")                  \
 	X(ISSUE_PAST_CA, "certificate would outlive the CA")                                   \
 	X(ISSUE_SERIAL, "cannot derive a serial number")                                       \
 	X(ISSUE_CA_OU, "factory does not match the CA's organizational unit")                  \
 	X(ISSUE_CA_CERT, "CA certificate is unusable")                                         \
+	X(ISSUE_CA_NOT_CA, "CA certificate is not a CA")                                       \
+	X(ISSUE_CA_SKI, "CA certificate has no subject key identifier")                        \
+	X(ISSUE_CA_KEY, "CA key type or curve not supported")                                  \
+	X(ISSUE_CA_KEY_MISMATCH, "signing key does not match the CA certificate")              \
+	X(ISSUE_CA_CHAIN, "CA certificate does not chain to the root")                         \
 	/* Profiles and configuration (station/profile.c, station/config.c) */                 \
 	X(PROFILE, "profile is invalid")                                                       \
+	X(TEMPLATE, "template is malformed")                                                   \
+	X(RENDER_LIMIT, "rendered file exceeds its size limit")                                \
+	X(PROFILE_VALUE, "value cannot be written into the profile's files")                   \
+	X(PROFILE_DEVICE_ID, "device id does not fit the profile")                             \
+	X(PROFILE_NOMATCH, "no profile matches the board")                                     \
 	/* Board protocol and ports (drivers/proto.c, drivers/port*.c) */                      \
 	X(PROTO_CRC, "frame CRC mismatch")                                                     \
 	X(PROTO_FRAME, "malformed frame")                                                      \
 	X(PROTO_TOO_LONG, "frame too long")                                                    \
-	X(PORT, "port error")
+	X(PROTO_FIELD, "frame field missing or malformed")                                     \
+	X(PROTO_REMOTE, "board answered with an error")                                        \
+	X(PROTO_TIMEOUT, "board did not answer")                                               \
+	X(PORT, "port error")                                                                  \
+	X(PORT_UNKNOWN, "unknown port backend")                                                \
+	X(PORT_OPEN, "cannot open port")                                                       \
+	X(PORT_BAUD, "baud rate not supported")                                                \
+	X(PORT_HANGUP, "port hung up")                                                         \
+	X(PORT_UNSUPPORTED, "operation not supported by this port")
 
 #define ST__ERR_IDX(name, msg) ST__IDX_##name,
 enum st_err_index { ST__IDX_OK_, ST_ERR_MAP(ST__ERR_IDX) ST__IDX_COUNT_ };

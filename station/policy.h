@@ -63,12 +63,28 @@ struct st_csr {
 	uint8_t spki_sha256[32]; /* the ledger's public key hash */
 	uint8_t csr_sha256[32];  /* hash of the CSR's DER */
 	enum st_key_alg key_alg;
+	/* The subjectPublicKey BIT STRING's contents without its unused-bits octet (for EC the
+	 * point 04||X||Y): what a SubjectKeyIdentifier hashes. Points into spki. */
+	const uint8_t *pubkey;
+	size_t pubkey_len;
 };
 
 /* Checks a CSR (PEM or DER, in/len) against policy p for the device id the station expects
  * and the factory (OU) in force (p->factory, or ca_ou when that is empty).
  * Returns 0 and a new *out (free with st_csr_free) or a negative ST_E_CSR_* code with a
- * message naming the field, the value found and the value expected; *out is NULL then. */
+ * message naming the field, the value found and the value expected; *out is NULL then.
+ * ST_E_INVAL when device_id or the factory is empty, too long or not clean UTF-8.
+ *
+ * The checks, in the order a failure is reported: size and framing (PEM or DER, exactly one
+ * CSR, nothing but whitespace after it), DER structure, version 0, public key (type, curve,
+ * size, valid point), signature algorithm (ECDSA with SHA-256 or SHA-384, no parameters),
+ * the self-signature, the subject (exactly CN=device_id, OU=factory and, iff p->production,
+ * businessCategory=production; UTF8String or PrintableString; clean UTF-8 without control
+ * characters; RFC 5280 upper bounds), then the attributes (only an extensionRequest, which
+ * must not ask for CA:TRUE, keyCertSign or cRLSign; other requested extensions are ignored,
+ * since the station never copies them). Signatures are ECDSA only, so a policy allowing
+ * RSA or Ed25519 keys still rejects such CSRs, at their signature algorithm.
+ * Thread-safe; about one ECDSA verification of work. */
 int st_csr_check(const struct st_policy *p, const char *ca_ou, const uint8_t *in, size_t len,
 		 const char *device_id, struct st_csr **out, char *err, size_t errlen);
 void st_csr_free(struct st_csr *csr);
