@@ -5,5 +5,6 @@
 const struct st_command st_commands[] = {
 	{ "ca", "create or import the station's certificate authority", st_cmd_ca },
 	{ "sign", "sign one CSR and print the certificate", st_cmd_sign },
+	{ "ports", "list serial ports with their USB ids and stable names", st_cmd_ports },
 	{ NULL, NULL, NULL },
 };

@@ -1,0 +1,617 @@
+/* Board wire protocol codec: framing under every split of the byte stream, console bytes kept
+ * intact, CRC and grammar errors named, size limits, builder/parser round trips. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "err.h"
+#include "proto.h"
+
+/* What a decoder produced: frame lines, console bytes, errors; compared across splits. */
+struct sink {
+	char frames[4096 * 4];
+	size_t flen;
+	unsigned int nframes;
+	char console[4096];
+	size_t clen;
+	unsigned int nerrors;
+	int codes[16];
+	char msgs[16][160];
+};
+
+static void on_frame(void *arg, const struct drv_proto_frame *f)
+{
+	struct sink *s = arg;
+
+	assert_true(s->flen + f->len + 1 <= sizeof(s->frames));
+	memcpy(s->frames + s->flen, f->line, f->len);
+	s->flen += f->len;
+	s->frames[s->flen++] = '\n';
+	s->nframes++;
+}
+
+static void on_console(void *arg, const char *data, size_t n)
+{
+	struct sink *s = arg;
+
+	assert_true(n > 0);
+	assert_true(s->clen + n <= sizeof(s->console));
+	memcpy(s->console + s->clen, data, n);
+	s->clen += n;
+}
+
+static void on_error(void *arg, int code, const char *msg, const char *line, size_t len)
+{
+	struct sink *s = arg;
+
+	(void)line;
+	(void)len;
+	if (s->nerrors < 16) {
+		s->codes[s->nerrors] = code;
+		snprintf(s->msgs[s->nerrors], sizeof(s->msgs[0]), "%s", msg);
+	}
+	s->nerrors++;
+}
+
+static const struct drv_proto_callbacks cbs = { on_frame, on_console, on_error };
+
+/* Builds a frame into buf; returns its length. */
+static size_t build(char *buf, size_t cap, char kind, uint32_t seq, const char *type,
+		    const char *text)
+{
+	struct drv_proto_builder b;
+	char err[128];
+	size_t len;
+
+	drv_proto_begin(&b, buf, cap, kind, seq, type);
+	if (text)
+		drv_proto_add_text(&b, "text", text);
+	drv_proto_add_uint(&b, "n", seq);
+	assert_int_equal(drv_proto_end(&b, &len, err, sizeof(err)), 0);
+	return len;
+}
+
+/* Appends a raw line with a correct CRC: for frames whose grammar is wrong on purpose. */
+static size_t raw_frame(char *buf, const char *body)
+{
+	size_t n = (size_t)sprintf(buf, "%s%s ", DRV_PROTO_MARKER, body);
+
+	n += (size_t)sprintf(buf + n, "%08X\n", drv_proto_crc32(0, buf, n));
+	return n;
+}
+
+static void feed_split(struct sink *s, size_t max_line, const char *data, size_t n,
+		       const size_t *cuts, size_t ncuts)
+{
+	struct drv_proto_decoder *d = malloc(sizeof(*d));
+	size_t at = 0, i;
+
+	assert_non_null(d);
+	memset(s, 0, sizeof(*s));
+	drv_proto_decoder_init(d, max_line, &cbs, s);
+	for (i = 0; i <= ncuts; i++) {
+		size_t end = i < ncuts ? cuts[i] : n;
+
+		assert_int_equal(drv_proto_decoder_feed(d, data + at, end - at), end - at);
+		at = end;
+	}
+	free(d);
+}
+
+static void assert_same(const struct sink *a, const struct sink *b)
+{
+	assert_int_equal(a->nframes, b->nframes);
+	assert_int_equal(a->flen, b->flen);
+	assert_memory_equal(a->frames, b->frames, a->flen);
+	assert_int_equal(a->clen, b->clen);
+	assert_memory_equal(a->console, b->console, a->clen);
+	assert_int_equal(a->nerrors, b->nerrors);
+}
+
+static void test_crc32(void **state)
+{
+	(void)state;
+	assert_int_equal(drv_proto_crc32(0, "123456789", 9), 0xCBF43926);
+	assert_int_equal(drv_proto_crc32(drv_proto_crc32(0, "1234", 4), "56789", 5), 0xCBF43926);
+	assert_int_equal(drv_proto_crc32(0, "", 0), 0);
+}
+
+/* A stream with noise, partial markers, CRLF, a CRC error and a too-long line. */
+static size_t make_stream(char *buf, size_t *nframes, const char **console)
+{
+	static const char noise1[] = "U-Boot 2023.04 ~@P2 not a frame\r\n~@ ~@P ~@P1";
+	static const char noise2[] = "\r\nlogin: ";
+	static const char noise3[] = "[   12.34] eth0: link up ~\n";
+	static char expect[512];
+	size_t n = 0;
+	char f[600];
+	size_t fl;
+
+	memcpy(buf + n, noise1, sizeof(noise1) - 1);
+	n += sizeof(noise1) - 1;
+	fl = build(f, sizeof(f), 'A', 1, "HELLO", "board 1 ~@P1 %,");
+	memcpy(buf + n, f, fl);
+	n += fl;
+	memcpy(buf + n, noise2, sizeof(noise2) - 1);
+	n += sizeof(noise2) - 1;
+	fl = build(f, sizeof(f), 'Q', 4294967295u, "WRITE", NULL);
+	memcpy(buf + n, f, fl - 1);
+	n += fl - 1;
+	buf[n++] = '\r';
+	buf[n++] = '\n';
+	memcpy(buf + n, noise3, sizeof(noise3) - 1);
+	n += sizeof(noise3) - 1;
+	fl = build(f, sizeof(f), 'E', 0, "BOOT", "");
+	memcpy(buf + n, f, fl);
+	n += fl;
+	*nframes = 3;
+	snprintf(expect, sizeof(expect), "%s%s%s", "U-Boot 2023.04 ~@P2 not a frame\r\n~@ ~@P ~@P1",
+		 noise2, noise3);
+	*console = expect;
+	return n;
+}
+
+static void test_every_split(void **state)
+{
+	char stream[2048];
+	const char *console;
+	size_t n, nframes, i, j;
+	struct sink whole, part;
+	size_t cuts[2];
+
+	(void)state;
+	n = make_stream(stream, &nframes, &console);
+	feed_split(&whole, 0, stream, n, NULL, 0);
+	assert_int_equal(whole.nframes, nframes);
+	assert_int_equal(whole.nerrors, 0);
+	assert_int_equal(whole.clen, strlen(console));
+	assert_memory_equal(whole.console, console, whole.clen);
+
+	/* One cut anywhere. */
+	for (i = 0; i <= n; i++) {
+		cuts[0] = i;
+		feed_split(&part, 0, stream, n, cuts, 1);
+		assert_same(&whole, &part);
+	}
+	/* Two cuts anywhere (every pair over the first frames). */
+	for (i = 0; i <= n && i < 160; i++) {
+		for (j = i; j <= n && j < 200; j++) {
+			cuts[0] = i;
+			cuts[1] = j;
+			feed_split(&part, 0, stream, n, cuts, 2);
+			assert_same(&whole, &part);
+		}
+	}
+	/* One byte at a time. */
+	{
+		size_t *all = malloc(n * sizeof(*all));
+
+		assert_non_null(all);
+		for (i = 0; i < n; i++)
+			all[i] = i;
+		feed_split(&part, 0, stream, n, all, n);
+		assert_same(&whole, &part);
+		free(all);
+	}
+}
+
+static void test_random_splits(void **state)
+{
+	char stream[2048];
+	const char *console;
+	size_t n, nframes, cuts[64], ncuts, i;
+	struct sink whole, part;
+	uint32_t rng = 12345;
+	int round;
+
+	(void)state;
+	n = make_stream(stream, &nframes, &console);
+	feed_split(&whole, 0, stream, n, NULL, 0);
+	for (round = 0; round < 2000; round++) {
+		size_t at = 0;
+
+		ncuts = 0;
+		while (ncuts < 64) {
+			rng = rng * 1103515245u + 12345u;
+			at += (rng >> 16) % 23;
+			if (at >= n)
+				break;
+			cuts[ncuts++] = at;
+		}
+		feed_split(&part, 0, stream, n, cuts, ncuts);
+		assert_same(&whole, &part);
+	}
+	(void)i;
+}
+
+static void test_roundtrip_fields(void **state)
+{
+	static const char text[] = "a b%c,d~e\x01\x7f\xc3\xa9=/+";
+	const char *items[] = { "115200", "x,y", "" };
+	struct drv_proto_builder b;
+	struct drv_proto_frame f;
+	uint8_t bin[256], out[256];
+	char buf[2048], got[128], err[160];
+	size_t len, olen, k;
+	uint64_t v;
+	int i;
+
+	(void)state;
+	for (i = 0; i < 256; i++)
+		bin[i] = (uint8_t)(i * 7 + 3);
+	for (k = 0; k <= 10; k++) {
+		drv_proto_begin(&b, buf, sizeof(buf), 'A', 77, "CSR");
+		drv_proto_add_text(&b, "cn", text);
+		drv_proto_add_text(&b, "empty", "");
+		drv_proto_add_uint(&b, "max", UINT64_MAX);
+		drv_proto_add_b64(&b, "data", bin, k);
+		drv_proto_add_hex(&b, "sha", bin, 32);
+		drv_proto_add_list(&b, "bauds", items, 3);
+		drv_proto_add_b64(&b, "data", bin + 1, 200);
+		assert_int_equal(drv_proto_end(&b, &len, err, sizeof(err)), 0);
+		assert_true(len < sizeof(buf));
+		assert_int_equal(buf[len - 1], '\n');
+		for (i = 0; i < (int)len - 1; i++) {
+			assert_true(buf[i] >= 0x20 && buf[i] <= 0x7e);
+			if (i)
+				assert_true(buf[i] != '~');
+		}
+		assert_int_equal(drv_proto_parse(buf, len - 1, &f, err, sizeof(err)), 0);
+		assert_int_equal(f.kind, 'A');
+		assert_int_equal(f.seq, 77);
+		assert_string_equal(f.type, "CSR");
+		assert_int_equal(drv_proto_get_text(&f, "cn", got, sizeof(got), err, sizeof(err)), 0);
+		assert_string_equal(got, text);
+		assert_int_equal(drv_proto_get_text(&f, "empty", got, sizeof(got), err, sizeof(err)),
+				 0);
+		assert_string_equal(got, "");
+		assert_int_equal(drv_proto_get_uint(&f, "max", 0, UINT64_MAX, &v, err, sizeof(err)),
+				 0);
+		assert_true(v == UINT64_MAX);
+		assert_int_equal(drv_proto_get_b64(&f, "data", out, sizeof(out), &olen, err,
+						   sizeof(err)),
+				 0);
+		assert_int_equal(olen, k);
+		assert_memory_equal(out, bin, k);
+		assert_int_equal(drv_proto_get_hex(&f, "sha", out, 32, err, sizeof(err)), 0);
+		assert_memory_equal(out, bin, 32);
+		{
+			const struct drv_proto_field *fld = drv_proto_find(&f, "bauds");
+
+			assert_non_null(fld);
+			assert_int_equal(drv_proto_field_item(&f, fld, 0, got, sizeof(got), err,
+							      sizeof(err)),
+					 0);
+			assert_string_equal(got, "115200");
+			assert_int_equal(drv_proto_field_item(&f, fld, 1, got, sizeof(got), err,
+							      sizeof(err)),
+					 0);
+			assert_string_equal(got, "x,y");
+			assert_int_equal(drv_proto_field_item(&f, fld, 2, got, sizeof(got), err,
+							      sizeof(err)),
+					 0);
+			assert_string_equal(got, "");
+			assert_int_equal(drv_proto_field_item(&f, fld, 3, got, sizeof(got), err,
+							      sizeof(err)),
+					 ST_E_NOTFOUND);
+			/* Repeated keys: the second "data" is found after the first. */
+			fld = drv_proto_find(&f, "data");
+			fld = drv_proto_find_next(&f, fld, "data");
+			assert_non_null(fld);
+			assert_null(drv_proto_find_next(&f, fld, "data"));
+		}
+	}
+}
+
+static void test_crc_error(void **state)
+{
+	char stream[1024];
+	struct sink s;
+	size_t n, f2;
+
+	(void)state;
+	n = build(stream, sizeof(stream), 'A', 5, "CSR", "hello");
+	stream[12] ^= 0x01; /* a bit flipped on the wire */
+	f2 = build(stream + n, sizeof(stream) - n, 'A', 6, "CSR", "next");
+	feed_split(&s, 0, stream, n + f2, NULL, 0);
+	assert_int_equal(s.nerrors, 1);
+	assert_int_equal(s.codes[0], ST_E_PROTO_CRC);
+	assert_non_null(strstr(s.msgs[0], "bad CRC: frame carries"));
+	assert_non_null(strstr(s.msgs[0], "computed"));
+	assert_int_equal(s.nframes, 1);
+	assert_non_null(strstr(s.frames, "text=next"));
+}
+
+static void test_size_limits(void **state)
+{
+	struct drv_proto_builder b;
+	char buf[DRV_PROTO_MAX_LINE * 2], frame[DRV_PROTO_MAX_LINE], err[160];
+	static uint8_t data[DRV_PROTO_MAX_LINE];
+	static char xs[DRV_PROTO_MAX_LINE];
+	size_t len, room, n;
+	struct sink s;
+
+	(void)state;
+	memset(xs, 'x', sizeof(xs));
+	/* Fill a 512-byte frame exactly to its b64 room. */
+	drv_proto_begin(&b, frame, 512, 'Q', 9, "WRITE");
+	drv_proto_add_text(&b, "path", "client.pem");
+	room = drv_proto_b64_room(&b, "data");
+	assert_true(room > 300 && room % 3 == 0);
+	drv_proto_add_b64(&b, "data", data, room);
+	assert_int_equal(drv_proto_end(&b, &len, err, sizeof(err)), 0);
+	assert_true(len <= 512 && len > 512 - 4 - 10);
+	/* Three more bytes do not fit. */
+	drv_proto_begin(&b, frame, 512, 'Q', 9, "WRITE");
+	drv_proto_add_text(&b, "path", "client.pem");
+	drv_proto_add_b64(&b, "data", data, room + 3);
+	drv_proto_add_uint(&b, "off", 0); /* sticky: ignored after the failure */
+	assert_int_equal(drv_proto_end(&b, &len, err, sizeof(err)), ST_E_PROTO_TOO_LONG);
+	assert_non_null(strstr(err, "'data'"));
+
+	/* A decoder limited to 512 takes a 512-byte frame and refuses a 513-byte one, then
+	 * resynchronises on the next frame. */
+	n = 0;
+	drv_proto_begin(&b, buf, 512, 'Q', 1, "WRITE");
+	drv_proto_add_b64(&b, "data", data, 300);
+	drv_proto_add_textn(&b, "p", xs, 512 - 10 - b.len - 3);
+	assert_int_equal(drv_proto_end(&b, &len, err, sizeof(err)), 0);
+	assert_int_equal(len, 512);
+	n += len;
+	drv_proto_begin(&b, buf + n, 513, 'Q', 2, "WRITE");
+	drv_proto_add_b64(&b, "data", data, 300);
+	drv_proto_add_textn(&b, "p", xs, 513 - 10 - b.len - 3);
+	assert_int_equal(drv_proto_end(&b, &len, err, sizeof(err)), 0);
+	assert_int_equal(len, 513);
+	n += len;
+	n += build(buf + n, sizeof(buf) - n, 'Q', 3, "DONE", "after");
+	feed_split(&s, 512, buf, n, NULL, 0);
+	assert_int_equal(s.nframes, 2);
+	assert_int_equal(s.nerrors, 1);
+	assert_int_equal(s.codes[0], ST_E_PROTO_TOO_LONG);
+	assert_non_null(strstr(s.msgs[0], "longer than 512"));
+	assert_non_null(strstr(s.frames, "text=after"));
+	assert_int_equal(s.clen, 0);
+
+	/* A line that never ends, with a frame marker inside it: the frame is found. */
+	memset(buf, 'x', 5000);
+	memcpy(buf, DRV_PROTO_MARKER, DRV_PROTO_MARKER_LEN);
+	n = 5000 + build(buf + 5000, sizeof(buf) - 5000, 'A', 7, "DONE", NULL);
+	feed_split(&s, 0, buf, n, NULL, 0);
+	assert_int_equal(s.nframes, 1);
+	assert_int_equal(s.nerrors, 1);
+	assert_int_equal(s.codes[0], ST_E_PROTO_TOO_LONG);
+}
+
+static void test_malformed(void **state)
+{
+	static const struct {
+		const char *body;
+		const char *expect;
+	} cases[] = {
+		{ "X 1 HELLO", "col 6: expected frame kind" },
+		{ "Q1 HELLO", "col 6: expected frame kind" },
+		{ "Q x HELLO", "col 8: expected a decimal sequence number" },
+		{ "Q 4294967296 HELLO", "col 8: expected a decimal sequence number" },
+		{ "Q 12345678901 HELLO", "col 8: expected a decimal sequence number" },
+		{ "Q 1 hello", "col 10: expected a type" },
+		{ "Q 1 ABCDEFGHIJKLMNOPQ", "col 10: expected a type" },
+		{ "Q 1 HELLO Key=1", "field 1 at col 16: expected a key" },
+		{ "Q 1 HELLO abcdefghijklmnopq=1", "key longer than 16" },
+		{ "Q 1 HELLO v", "field 1 ('v') at col 17: expected '='" },
+		{ "Q 1 HELLO v=%4", "bad percent escape at col 18" },
+		{ "Q 1 HELLO v=%zz", "bad percent escape at col 18" },
+		{ "Q 1 HELLO v=1  w=2", "col 20: empty field" },
+		{ "Q 1 HELLO v=1 ", "empty field" },
+		{ "Q 1 HELLO v=a\x13", "col 19: byte 0x13 is not printable" },
+		{ "Q 1 HELLO v=~x", "col 18: '~' is not allowed" },
+	};
+	char line[1024], err[160];
+	struct drv_proto_frame f;
+	struct sink s;
+	size_t i, n;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		n = raw_frame(line, cases[i].body);
+		assert_int_equal(drv_proto_parse(line, n - 1, &f, err, sizeof(err)),
+				 ST_E_PROTO_FRAME);
+		if (!strstr(err, cases[i].expect))
+			fail_msg("%s: got \"%s\", expected \"%s\"", cases[i].body, err,
+				 cases[i].expect);
+		feed_split(&s, 0, line, n, NULL, 0);
+		assert_int_equal(s.nframes, 0);
+		assert_int_equal(s.nerrors, 1);
+	}
+	/* CRC field problems. */
+	n = (size_t)sprintf(line, "%sQ 1 HELLO 1234567", DRV_PROTO_MARKER);
+	assert_int_equal(drv_proto_parse(line, n, &f, err, sizeof(err)), ST_E_PROTO_FRAME);
+	assert_non_null(strstr(err, "expected 8 hex digits of CRC-32"));
+	n = (size_t)sprintf(line, "%sQ 1 HELLO 1234567G", DRV_PROTO_MARKER);
+	assert_int_equal(drv_proto_parse(line, n, &f, err, sizeof(err)), ST_E_PROTO_FRAME);
+	assert_non_null(strstr(err, "'G' in the CRC-32"));
+	n = (size_t)sprintf(line, "%s", DRV_PROTO_MARKER);
+	assert_int_equal(drv_proto_parse(line, n, &f, err, sizeof(err)), ST_E_PROTO_FRAME);
+	/* Too many fields. */
+	{
+		char body[512];
+		int k, o = sprintf(body, "Q 1 HELLO");
+
+		for (k = 0; k <= DRV_PROTO_MAX_FIELDS; k++)
+			o += sprintf(body + o, " a=%d", k % 10);
+		n = raw_frame(line, body);
+		assert_int_equal(drv_proto_parse(line, n - 1, &f, err, sizeof(err)),
+				 ST_E_PROTO_FRAME);
+		assert_non_null(strstr(err, "more than 64 fields"));
+	}
+	/* A frame that lost its line end is cut off by the next marker, which still parses. */
+	{
+		char stream[512];
+
+		n = build(stream, sizeof(stream), 'A', 1, "CSR", "first");
+		n--; /* drop "\n" */
+		n += build(stream + n, sizeof(stream) - n, 'A', 2, "CSR", "second");
+		feed_split(&s, 0, stream, n, NULL, 0);
+		assert_int_equal(s.nframes, 1);
+		assert_int_equal(s.nerrors, 1);
+		assert_int_equal(s.codes[0], ST_E_PROTO_FRAME);
+		assert_non_null(strstr(s.msgs[0], "cut off"));
+		assert_non_null(strstr(s.frames, "text=second"));
+	}
+}
+
+static void test_getter_errors(void **state)
+{
+	struct drv_proto_builder b;
+	struct drv_proto_frame f;
+	char buf[512], out[8], err[160];
+	uint8_t bin[64];
+	size_t len, olen;
+	uint64_t v;
+
+	(void)state;
+	drv_proto_begin(&b, buf, sizeof(buf), 'Q', 3, "WRITE");
+	drv_proto_add_uint(&b, "off", 70000);
+	drv_proto_add_text(&b, "path", "a-rather-long-name");
+	assert_int_equal(drv_proto_end(&b, &len, err, sizeof(err)), 0);
+	assert_int_equal(drv_proto_parse(buf, len - 1, &f, err, sizeof(err)), 0);
+
+	assert_int_equal(drv_proto_get_uint(&f, "size", 0, 10, &v, err, sizeof(err)),
+			 ST_E_PROTO_FIELD);
+	assert_string_equal(err, "WRITE frame has no field 'size'");
+	assert_int_equal(drv_proto_get_uint(&f, "off", 0, 65535, &v, err, sizeof(err)),
+			 ST_E_PROTO_FIELD);
+	assert_non_null(strstr(err, "70000 is outside 0..65535"));
+	assert_int_equal(drv_proto_get_uint(&f, "path", 0, 10, &v, err, sizeof(err)),
+			 ST_E_PROTO_FIELD);
+	assert_non_null(strstr(err, "is not a decimal number"));
+	assert_int_equal(drv_proto_get_text(&f, "path", out, sizeof(out), err, sizeof(err)),
+			 ST_E_PROTO_FIELD);
+	assert_non_null(strstr(err, "longer than 7 bytes"));
+	assert_int_equal(drv_proto_get_hex(&f, "path", bin, 32, err, sizeof(err)),
+			 ST_E_PROTO_FIELD);
+	assert_non_null(strstr(err, "expected 64 hex digits, got 18"));
+	assert_int_equal(drv_proto_get_b64(&f, "path", bin, sizeof(bin), &olen, err, sizeof(err)),
+			 ST_E_PROTO_FIELD);
+	assert_non_null(strstr(err, "bad base64 at col"));
+	assert_int_equal(drv_proto_get_text_opt(&f, "dev", "none", out, sizeof(out), err,
+						sizeof(err)),
+			 0);
+	assert_string_equal(out, "none");
+
+	/* %00 never reaches a C string. */
+	len = raw_frame(buf, "Q 1 HELLO dev=a%00b");
+	assert_int_equal(drv_proto_parse(buf, len - 1, &f, err, sizeof(err)), 0);
+	assert_int_equal(drv_proto_get_text(&f, "dev", out, sizeof(out), err, sizeof(err)),
+			 ST_E_PROTO_FIELD);
+	assert_non_null(strstr(err, "%00 at col"));
+
+	/* Builder refuses bad keys and types. */
+	drv_proto_begin(&b, buf, sizeof(buf), 'Q', 1, "HELLO");
+	drv_proto_add_uint(&b, "Bad", 1);
+	assert_int_equal(drv_proto_end(&b, &len, err, sizeof(err)), ST_E_INVAL);
+	assert_non_null(strstr(err, "\"Bad\""));
+	drv_proto_begin(&b, buf, sizeof(buf), 'Q', 1, "hello");
+	assert_int_equal(drv_proto_end(&b, &len, err, sizeof(err)), ST_E_INVAL);
+	drv_proto_begin(&b, buf, sizeof(buf), 'Z', 1, "HELLO");
+	assert_int_equal(drv_proto_end(&b, &len, err, sizeof(err)), ST_E_INVAL);
+}
+
+static void test_base64_strict(void **state)
+{
+	uint8_t out[16];
+	size_t olen, bad;
+
+	(void)state;
+	assert_int_equal(drv_proto_b64_decode(out, sizeof(out), "QQ==", 4, &olen, &bad), 0);
+	assert_int_equal(olen, 1);
+	assert_int_equal(out[0], 'A');
+	assert_int_equal(drv_proto_b64_decode(out, sizeof(out), "QUI=", 4, &olen, &bad), 0);
+	assert_int_equal(olen, 2);
+	assert_int_equal(drv_proto_b64_decode(out, sizeof(out), "", 0, &olen, &bad), 0);
+	assert_int_equal(olen, 0);
+	/* Non-canonical trailing bits, misplaced padding, bad characters, bad length. */
+	assert_int_equal(drv_proto_b64_decode(out, sizeof(out), "QR==", 4, &olen, &bad), -1);
+	assert_int_equal(bad, 1);
+	assert_int_equal(drv_proto_b64_decode(out, sizeof(out), "Q===", 4, &olen, &bad), -1);
+	assert_int_equal(drv_proto_b64_decode(out, sizeof(out), "QQ=A", 4, &olen, &bad), -1);
+	assert_int_equal(bad, 3);
+	assert_int_equal(drv_proto_b64_decode(out, sizeof(out), "QQ==QUJD", 8, &olen, &bad), -1);
+	assert_int_equal(drv_proto_b64_decode(out, sizeof(out), "QU-D", 4, &olen, &bad), -1);
+	assert_int_equal(bad, 2);
+	assert_int_equal(drv_proto_b64_decode(out, sizeof(out), "QUJ", 3, &olen, &bad), -1);
+	assert_int_equal(drv_proto_b64_decode(out, 2, "QUJD", 4, &olen, &bad), -2);
+}
+
+static struct drv_proto_decoder *pausing;
+
+static void on_frame_pause(void *arg, const struct drv_proto_frame *f)
+{
+	on_frame(arg, f);
+	drv_proto_decoder_pause(pausing);
+}
+
+static void test_pause(void **state)
+{
+	static const struct drv_proto_callbacks pcb = { on_frame_pause, on_console, on_error };
+	struct drv_proto_decoder *d = malloc(sizeof(*d));
+	char stream[512];
+	struct sink s;
+	size_t n1, n, used;
+
+	(void)state;
+	assert_non_null(d);
+	memset(&s, 0, sizeof(s));
+	n1 = build(stream, sizeof(stream), 'A', 1, "BAUD", NULL);
+	n = n1 + build(stream + n1, sizeof(stream) - n1, 'A', 2, "HELLO", NULL);
+	pausing = d;
+	drv_proto_decoder_init(d, 0, &pcb, &s);
+	used = drv_proto_decoder_feed(d, stream, n);
+	assert_int_equal(used, n1);
+	assert_int_equal(s.nframes, 1);
+	used = drv_proto_decoder_feed(d, stream + n1, n - n1);
+	assert_int_equal(used, n - n1);
+	assert_int_equal(s.nframes, 2);
+	/* Reset drops a partial frame. */
+	drv_proto_decoder_feed(d, stream, 20);
+	drv_proto_decoder_reset(d);
+	drv_proto_decoder_feed(d, stream + 20, n1 - 20);
+	assert_int_equal(s.nframes, 2);
+	assert_int_equal(d->frames, 2);
+	free(d);
+}
+
+static void test_error_names(void **state)
+{
+	(void)state;
+	assert_string_equal(drv_proto_errname(DRV_PROTO_E_OFFSET), "OFFSET");
+	assert_int_equal(drv_proto_errcode("HASH"), DRV_PROTO_E_HASH);
+	assert_int_equal(drv_proto_errcode("NOPE"), -1);
+	assert_string_equal(drv_proto_errname(DRV_PROTO_E_COUNT_), "?");
+	assert_string_equal(st_errname(ST_E_PROTO_CRC), "PROTO_CRC");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_crc32),
+		cmocka_unit_test(test_every_split),
+		cmocka_unit_test(test_random_splits),
+		cmocka_unit_test(test_roundtrip_fields),
+		cmocka_unit_test(test_crc_error),
+		cmocka_unit_test(test_size_limits),
+		cmocka_unit_test(test_malformed),
+		cmocka_unit_test(test_getter_errors),
+		cmocka_unit_test(test_base64_strict),
+		cmocka_unit_test(test_pause),
+		cmocka_unit_test(test_error_names),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
