@@ -214,6 +214,10 @@ static int decode_pem(struct chk *c, const uint8_t *in, size_t len, uint8_t *der
 
 	while (p < stop && is_ws(*p))
 		p++;
+	if ((size_t)(stop - p) < sizeof(begin) - 1 || memcmp(p, begin, sizeof(begin) - 1) != 0)
+		return st_errf(c->err, c->errlen, ST_E_CSR_PEM,
+			       "PEM BEGIN line is malformed; expected "
+			       "\"-----BEGIN CERTIFICATE REQUEST-----\"");
 	p += sizeof(begin) - 1;
 	label = p;
 	eol = memchr(p, '\n', (size_t)(stop - p));

@@ -846,14 +846,15 @@ static void policy_factory_wins(void **state)
 	free(der);
 }
 
-/* Every prefix of a good CSR is rejected cleanly, never accepted and never a crash. */
+/* Every prefix of a good CSR, DER or PEM, is rejected cleanly, never accepted and never a
+ * crash. (The PEM ones may end in whitespace after the END line: those are accepted.) */
 static void every_truncation_rejected(void **state)
 {
 	struct st_policy p;
 	struct st_csr *csr = NULL;
 	char err[256];
-	size_t n, i;
-	uint8_t *der = std_csr(k_p256, &n), *copy;
+	size_t n, pn, i, end;
+	uint8_t *der = std_csr(k_p256, &n), *pem, *copy;
 
 	(void)state;
 	st_policy_default(&p);
@@ -866,6 +867,18 @@ static void every_truncation_rejected(void **state)
 		assert_null(csr);
 		free(copy);
 	}
+	pem = to_pem(der, n, "CERTIFICATE REQUEST", &pn);
+	end = (size_t)((uint8_t *)strstr((char *)pem, "-----END CERTIFICATE REQUEST-----") -
+		       pem) + 33;
+	for (i = 0; i < end; i++) {
+		copy = malloc(i ? i : 1);
+		memcpy(copy, pem, i);
+		assert_true(st_csr_check(&p, FACTORY, copy, i, DEV_ID, &csr, err, sizeof(err)) <
+			    0);
+		assert_null(csr);
+		free(copy);
+	}
+	free(pem);
 	free(der);
 }
 
