@@ -140,13 +140,11 @@ static int parse_uuid(const char *s, uint8_t out[16])
 	return 0;
 }
 
-/* Writes the serial's INTEGER (tag, length, value) to out (at least 23 bytes) and its hex
- * form to hex (41 bytes). */
-static int make_serial(const struct st_policy *p, const char *device_id, uint8_t *out,
-		       size_t *out_len, char *hex, char *err, size_t errlen)
+/* The serial's value for p and device_id: octets without leading zeros, never zero. */
+static int choose_serial(const struct st_policy *p, const char *device_id, uint8_t v[20],
+			 size_t *len, char *err, size_t errlen)
 {
-	uint8_t v[20];
-	size_t n, i, skip = 0, o = 0;
+	size_t n, i, skip = 0;
 	int nonzero;
 
 	if (p->serial_mode == ST_SERIAL_UUID) {
@@ -176,21 +174,82 @@ static int make_serial(const struct st_policy *p, const char *device_id, uint8_t
 				nonzero |= v[i];
 		} while (!nonzero);
 	}
-	while (skip < n - 1 && v[skip] == 0)
+	while (skip < n && v[skip] == 0)
 		skip++;
-	if (skip == n - 1 && v[skip] == 0)
+	if (skip == n)
 		return st_errf(err, errlen, ST_E_ISSUE_SERIAL,
 			       "serial from the device id \"%.64s\" is zero; serials must be "
 			       "positive", device_id);
+	memmove(v, v + skip, n - skip);
+	*len = n - skip;
+	return 0;
+}
+
+static void put_hex(const uint8_t *v, size_t n, char *hex)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		snprintf(hex + 2 * i, 3, "%02x", v[i]);
+	hex[2 * n] = 0;
+}
+
+/* The value of a serial given in hex: at most 20 octets once DER-encoded, positive. */
+static int serial_from_hex(const char *hex, uint8_t v[20], size_t *len, char *err,
+			   size_t errlen)
+{
+	size_t n = hex ? strlen(hex) : 0, i, skip = 0;
+	int hi, lo;
+
+	if (n == 0 || n % 2 || n > 40)
+		goto bad;
+	for (i = 0; i < n; i += 2) {
+		hi = hex_value(hex[i]);
+		lo = hex_value(hex[i + 1]);
+		if (hi < 0 || lo < 0)
+			goto bad;
+		v[i / 2] = (uint8_t)(hi << 4 | lo);
+	}
+	n /= 2;
+	while (skip < n && v[skip] == 0)
+		skip++;
+	/* A set top bit needs a padding octet, which must still fit in 20. */
+	if (skip == n || (n - skip == 20 && (v[skip] & 0x80)))
+		goto bad;
+	memmove(v, v + skip, n - skip);
+	*len = n - skip;
+	return 0;
+bad:
+	return st_errf(err, errlen, ST_E_INVAL,
+		       "serial \"%.48s\" is not the hex of a positive integer of at most 20 "
+		       "octets", hex ? hex : "");
+}
+
+/* Writes the serial's INTEGER (tag, length, value) to out (at least 23 bytes). */
+static size_t put_serial(uint8_t *out, const uint8_t *v, size_t n)
+{
+	size_t o = 0;
+
 	out[o++] = ST_DER_INTEGER;
-	out[o++] = (uint8_t)(n - skip + ((v[skip] & 0x80) ? 1 : 0));
-	if (v[skip] & 0x80)
+	out[o++] = (uint8_t)(n + ((v[0] & 0x80) ? 1 : 0));
+	if (v[0] & 0x80)
 		out[o++] = 0;
-	memcpy(out + o, v + skip, n - skip);
-	o += n - skip;
-	*out_len = o;
-	for (i = skip; i < n; i++)
-		snprintf(hex + 2 * (i - skip), 3, "%02x", v[i]);
+	memcpy(out + o, v, n);
+	return o + n;
+}
+
+int st_issue_make_serial(const struct st_policy *p, const char *device_id,
+			 char hex[ST_ISSUE_SERIAL_HEX], char *err, size_t errlen)
+{
+	uint8_t v[20];
+	size_t n = 0;
+	int rc;
+
+	hex[0] = 0;
+	rc = choose_serial(p, device_id, v, &n, err, errlen);
+	if (rc < 0)
+		return rc;
+	put_hex(v, n, hex);
 	return 0;
 }
 
@@ -346,9 +405,10 @@ bad:
 		       "key; the certificate was discarded (HSM fault or wrong key?)");
 }
 
-int st_issue(struct st_issuer *is, const struct st_policy *p, const struct st_csr *csr,
-	     const char *device_id, time_t now, struct st_cert **out, char *err,
-	     size_t errlen)
+/* Issues with the serial value v (n octets, no leading zeros, positive). */
+static int issue_serial(struct st_issuer *is, const struct st_policy *p,
+			const struct st_csr *csr, const char *device_id, const uint8_t *v,
+			size_t n, time_t now, struct st_cert **out, char *err, size_t errlen)
 {
 	const struct st_ca *ca = is->ca;
 	uint8_t serial[24], times[2 * 17], subject[MAX_SUBJECT], exts[MAX_EXTS], tbs[MAX_TBS];
@@ -357,7 +417,7 @@ int st_issue(struct st_issuer *is, const struct st_policy *p, const struct st_cs
 	size_t siglen = 0, bits_len, cert_body, cert_len;
 	struct st_cert *cert = NULL;
 	const char *factory;
-	char hex[41];
+	char hex[ST_ISSUE_SERIAL_HEX];
 	time_t nb = 0, na = 0;
 	int rc;
 
@@ -375,9 +435,8 @@ int st_issue(struct st_issuer *is, const struct st_policy *p, const struct st_cs
 	rc = validity(is, p, now, &nb, &na, err, errlen);
 	if (rc < 0)
 		return rc;
-	rc = make_serial(p, device_id, serial, &serial_len, hex, err, errlen);
-	if (rc < 0)
-		return rc;
+	serial_len = put_serial(serial, v, n);
+	put_hex(v, n, hex);
 
 	times_len = put_time(times + 2, nb);
 	times_len += put_time(times + 2 + times_len, na);
@@ -452,6 +511,36 @@ int st_issue(struct st_issuer *is, const struct st_policy *p, const struct st_cs
 	}
 	*out = cert;
 	return 0;
+}
+
+int st_issue(struct st_issuer *is, const struct st_policy *p, const struct st_csr *csr,
+	     const char *device_id, time_t now, struct st_cert **out, char *err,
+	     size_t errlen)
+{
+	uint8_t v[20];
+	size_t n = 0;
+	int rc;
+
+	*out = NULL;
+	rc = choose_serial(p, device_id, v, &n, err, errlen);
+	if (rc < 0)
+		return rc;
+	return issue_serial(is, p, csr, device_id, v, n, now, out, err, errlen);
+}
+
+int st_issue_with_serial(struct st_issuer *is, const struct st_policy *p,
+			 const struct st_csr *csr, const char *device_id, const char *serial_hex,
+			 time_t now, struct st_cert **out, char *err, size_t errlen)
+{
+	uint8_t v[20];
+	size_t n = 0;
+	int rc;
+
+	*out = NULL;
+	rc = serial_from_hex(serial_hex, v, &n, err, errlen);
+	if (rc < 0)
+		return rc;
+	return issue_serial(is, p, csr, device_id, v, n, now, out, err, errlen);
 }
 
 int st_issue_csr(struct st_issuer *is, const struct st_policy *p, const uint8_t *in,

@@ -46,11 +46,15 @@ int st_issuer_new(const struct st_ca *ca, struct drv_signer *signer, void *sess,
 		  struct st_issuer **out, char *err, size_t errlen);
 void st_issuer_free(struct st_issuer *is);
 
+/* Room for a serial in hex: 20 octets, two digits each, and the NUL. */
+#define ST_ISSUE_SERIAL_HEX (2 * 20 + 1)
+
 /* An issued certificate, one allocation. */
 struct st_cert {
 	uint8_t *der;           /* the certificate, DER */
 	size_t der_len;
-	char serial_hex[2 * 20 + 1]; /* the serial's value, lower-case hex, even length */
+	/* The serial's value, lower-case hex without leading zero octets (even length). */
+	char serial_hex[ST_ISSUE_SERIAL_HEX];
 	time_t not_before, not_after;
 };
 
@@ -65,6 +69,22 @@ struct st_cert {
 int st_issue(struct st_issuer *is, const struct st_policy *p, const struct st_csr *csr,
 	     const char *device_id, time_t now, struct st_cert **out, char *err,
 	     size_t errlen);
+
+/* Defined when st_issue_make_serial() and st_issue_with_serial() exist: the ledger records
+ * its intent, naming the serial, before the certificate is signed. */
+#define ST_ISSUE_WITH_SERIAL 1
+
+/* Chooses the serial st_issue() would choose for device_id under p (serial_bits from the
+ * CSPRNG, or the device UUID's value) and writes it to hex in st_cert.serial_hex's form.
+ * Returns 0, ST_E_ISSUE_SERIAL or ST_E_INVAL; hex is "" on failure. Any thread. */
+int st_issue_make_serial(const struct st_policy *p, const char *device_id,
+			 char hex[ST_ISSUE_SERIAL_HEX], char *err, size_t errlen);
+
+/* st_issue() with a serial chosen beforehand (st_issue_make_serial()): hex digits of a
+ * positive integer whose DER encoding is at most 20 octets, else ST_E_INVAL. */
+int st_issue_with_serial(struct st_issuer *is, const struct st_policy *p,
+			 const struct st_csr *csr, const char *device_id, const char *serial_hex,
+			 time_t now, struct st_cert **out, char *err, size_t errlen);
 
 /* st_csr_check() with the CA's OU, then st_issue(). */
 int st_issue_csr(struct st_issuer *is, const struct st_policy *p, const uint8_t *csr,

@@ -490,6 +490,61 @@ static void random_serials_differ(void **state)
 	}
 }
 
+/* The serial can be chosen first (the ledger records it before signing), then used. */
+static void serial_chosen_beforehand(void **state)
+{
+	static const char *const bad[] = { "", "0", "abc", "00", "zz",
+					   "80000000000000000000000000000000000000ff",
+					   "0102030405060708090a0b0c0d0e0f101112131415" };
+	struct st_policy p;
+	struct st_csr *csr = NULL;
+	struct st_cert *c = NULL;
+	char hex[ST_ISSUE_SERIAL_HEX], err[512] = "";
+	size_t len, i;
+	uint8_t *der = make_csr(F.dev_key, DEV_ID, 0, &len);
+	X509 *x;
+	BIGNUM *bn = NULL, *serial;
+
+	(void)state;
+	st_policy_default(&p);
+	assert_int_equal(st_csr_check(&p, F.ca->ou, der, len, DEV_ID, &csr, err, sizeof(err)), 0);
+	assert_int_equal(st_issue_make_serial(&p, DEV_ID, hex, err, sizeof(err)), 0);
+	assert_true(strlen(hex) >= 16 && strlen(hex) <= 32 && strlen(hex) % 2 == 0);
+	assert_int_equal(st_issue_with_serial(F.is, &p, csr, DEV_ID, hex, 0, &c, err,
+					      sizeof(err)), 0);
+	assert_string_equal(c->serial_hex, hex);
+	x = parse(c);
+	serial = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), NULL);
+	BN_hex2bn(&bn, hex);
+	assert_int_equal(BN_cmp(serial, bn), 0);
+	assert_int_equal(X509_verify(x, X509_get0_pubkey(F.ca_cert)), 1);
+	BN_free(serial);
+	X509_free(x);
+	st_cert_free(c);
+	/* 20 octets with a clear top bit is the largest serial there is. */
+	assert_int_equal(st_issue_with_serial(F.is, &p, csr, DEV_ID,
+					      "7fffffffffffffffffffffffffffffffffffffff", 0, &c,
+					      err, sizeof(err)), 0);
+	x = parse(c);
+	assert_int_equal(ASN1_STRING_length(X509_get0_serialNumber(x)), 20);
+	X509_free(x);
+	st_cert_free(c);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(st_issue_with_serial(F.is, &p, csr, DEV_ID, bad[i], 0, &c, err,
+						      sizeof(err)), ST_E_INVAL);
+		assert_null(c);
+	}
+	p.serial_mode = ST_SERIAL_UUID;
+	assert_int_equal(st_issue_make_serial(&p, DEV_ID, hex, err, sizeof(err)), 0);
+	assert_string_equal(hex, "8b1f5a4e2c3d4e5f9a0b1c2d3e4f5a6b");
+	assert_int_equal(st_issue_make_serial(&p, "not-a-uuid", hex, err, sizeof(err)),
+			 ST_E_ISSUE_SERIAL);
+	assert_string_equal(hex, "");
+	BN_free(bn);
+	st_csr_free(csr);
+	free(der);
+}
+
 /* A CA that ends in 10 days: the certificate is clamped to it, or refused. Also the far
  * future (GeneralizedTime after 2049) and an expired CA. */
 static void validity_against_ca(void **state)
@@ -1068,6 +1123,7 @@ int main(void)
 		cmocka_unit_test(production_subject),
 		cmocka_unit_test(uuid_serial),
 		cmocka_unit_test(random_serials_differ),
+		cmocka_unit_test(serial_chosen_beforehand),
 		cmocka_unit_test(validity_against_ca),
 		cmocka_unit_test(factory_must_be_ca_ou),
 		cmocka_unit_test(bad_signature_never_released),
