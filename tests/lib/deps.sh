@@ -19,10 +19,14 @@ station_install_deps() {
 	apt-get update -qq && apt-get install -y -qq --no-install-recommends $missing >/dev/null
 }
 
-# Configures and builds one build tree: station_build DIR [cmake args...]
+# Configures and builds one build tree: station_build DIR [cmake args...]. With
+# STATION_TARGETS set (e.g. "station simboard"), only those targets are built.
 station_build() {
-	local dir=$1
+	local dir=$1 targets=()
 	shift
+	for t in ${STATION_TARGETS:-}; do
+		targets+=(--target "$t")
+	done
 	cmake -S "$STATION_SRC" -B "$dir" "$@" >/dev/null &&
-		cmake --build "$dir" -j"$(nproc)" -- --no-print-directory
+		cmake --build "$dir" -j"$(nproc)" "${targets[@]}" -- --no-print-directory
 }

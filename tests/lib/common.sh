@@ -1,0 +1,73 @@
+# Sourced by integration tests: a private work directory, failure helpers, and the paths of
+# the binaries under test (CTest passes STATION, BUILD_DIR and SOURCE_DIR).
+set -euo pipefail
+: "${SOURCE_DIR:=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
+: "${BUILD_DIR:=$SOURCE_DIR/build}"
+: "${STATION:=$BUILD_DIR/station/station}"
+SOFTHSM_MODULE=/usr/lib/softhsm/libsofthsm2.so
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/station-it.XXXXXX")
+chmod 700 "$T"
+trap 'rc=$?; [ -n "${KEEP_TMP:-}" ] || rm -rf "$T"; exit $rc' EXIT
+trap 'exit 130' INT TERM
+
+fail() {
+	echo "FAIL: $*" >&2
+	exit 1
+}
+
+ok() {
+	echo "ok - $*"
+}
+
+# expect_fail DESCRIPTION PATTERN CMD...: CMD must exit non-zero and print PATTERN on stderr.
+expect_fail() {
+	local what=$1 pattern=$2
+	shift 2
+	if "$@" >"$T/out" 2>"$T/err"; then
+		fail "$what: succeeded, expected failure"
+	fi
+	grep -qE -- "$pattern" "$T/err" || fail "$what: stderr lacks /$pattern/: $(cat "$T/err")"
+	ok "$what"
+}
+
+# flip_last_bit FILE: corrupts the last byte of FILE (inside a DER signature).
+flip_last_bit() {
+	local size last
+	size=$(stat -c %s "$1")
+	last=$(od -An -tu1 -j $((size - 1)) "$1" | tr -d ' ')
+	printf "\\$(printf %o $((last ^ 1)))" | dd of="$1" bs=1 seek=$((size - 1)) conv=notrunc 2>/dev/null
+}
+
+# dev_pki DIR FACTORY: a development PKI with its CA keys in a SoftHSM2 token inside DIR.
+dev_pki() {
+	local dir=$1 factory=$2
+	mkdir -p "$dir"
+	chmod 700 "$dir"
+	(umask 077 && head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$dir/pin")
+	"$STATION" ca init --dir "$dir" --factory "$factory" --softhsm \
+		--pkcs11 "pkcs11:token=test-$$;object=local-ca?module-path=$SOFTHSM_MODULE" \
+		--pin-file "$dir/pin" >/dev/null
+}
+
+# device_csr DIR CN OU [extra openssl req args]: a P-256 key and CSR in DIR.
+device_csr() {
+	local dir=$1 cn=$2 ou=$3
+	shift 3
+	mkdir -p "$dir"
+	openssl ecparam -name prime256v1 -genkey -noout -out "$dir/pkey.pem" 2>/dev/null
+	openssl req -new -key "$dir/pkey.pem" -subj "/CN=$cn/OU=$ou" -out "$dir/csr.pem" "$@"
+}
+
+# free_port: a TCP port on loopback nothing listens on now.
+free_port() {
+	local p
+	for _ in $(seq 1 50); do
+		p=$((20000 + RANDOM % 20000))
+		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+			echo "$p"
+			return 0
+		fi
+	done
+	return 1
+}
