@@ -1380,6 +1380,63 @@ static void test_restart_keeps_state(void **state)
 	assert_non_null(strstr(out, "FAILED"));
 }
 
+/* Identity options, a board without a device id, and pacing at 9600 baud: an exchange can
+ * not finish faster than its bytes take on the wire (a lower bound only, so a slow machine
+ * cannot fail it). */
+static void test_identity_and_pacing(void **state)
+{
+	static const char *const args[] = { "--boards", "2", "--device-id", "none", "--baud",
+					    "9600", "--hardware-id", "hw-x", "--sku", "sku-y",
+					    "--key-storage", "sw", "--no-fsync", NULL };
+	struct simproc p;
+	struct client c;
+	char dir[600], v[80], path[800];
+	uint8_t *der;
+	size_t len, bytes;
+	int64_t t0, elapsed;
+	double bound;
+	uint8_t *map;
+
+	(void)state;
+	snprintf(dir, sizeof(dir), "%s/ident", tmp);
+	sp_start(&p, dir, args);
+	snprintf(path, sizeof(path), "%s/map.yaml", dir);
+	map = tu_read_file(path, &len);
+	assert_non_null(map);
+	assert_non_null(strstr((char *)map, "name: \"board1\""));
+	assert_non_null(strstr((char *)map, "hardware_id: \"hw-x\""));
+	assert_non_null(strstr((char *)map, "device_id: \"\""));
+	assert_non_null(strstr((char *)map, "/board1/tty\""));
+	free(map);
+
+	cl_open_board(&c, &p, 1);
+	t0 = now_ms();
+	hello(&c, v, sizeof(v));
+	elapsed = now_ms() - t0;
+	assert_string_equal(v, "");
+	get_text(&c, "hw", v, sizeof(v));
+	assert_string_equal(v, "hw-x");
+	get_text(&c, "sku", v, sizeof(v));
+	assert_string_equal(v, "sku-y");
+	get_text(&c, "key", v, sizeof(v));
+	assert_string_equal(v, "sw");
+	assert_int_equal(get_uint(&c, "baud"), 9600);
+	/* Both frames crossed the line at 960 bytes/s, less the small burst allowance. */
+	bytes = c.reqlen + strlen(c.line) + 1;
+	bound = ((double)bytes - 2 * (2 * 4.8 + 16)) * 1000.0 / 960.0;
+	if ((double)elapsed < bound)
+		fail_msg("%zu bytes at 9600 baud took %lld ms, less than %.0f ms", bytes,
+			 (long long)elapsed, bound);
+
+	/* The board takes the id the station gives it in the CSR, and keeps it. */
+	der = read_csr(&c, "5b0d9a1e-1111-4222-8333-944455556666", "Factory-A", NULL, 0, &len);
+	free(der);
+	hello(&c, v, sizeof(v));
+	assert_string_equal(v, "5b0d9a1e-1111-4222-8333-944455556666");
+	cl_close(&c);
+	sp_stop(&p);
+}
+
 /* 1024 boards in one process, each answering over its own PTY, with 30% of answers
  * corrupted on the wire: every board is reached through retransmits. */
 static void test_many_boards(void **state)
@@ -1477,6 +1534,7 @@ int main(void)
 		cmocka_unit_test(test_fault_dup_id),
 		cmocka_unit_test(test_fault_baud),
 		cmocka_unit_test(test_restart_keeps_state),
+		cmocka_unit_test(test_identity_and_pacing),
 		cmocka_unit_test(test_many_boards),
 	};
 
