@@ -86,6 +86,16 @@
 	X(ISSUE_CA_KEY, "CA key type or curve not supported")                                  \
 	X(ISSUE_CA_KEY_MISMATCH, "signing key does not match the CA certificate")              \
 	X(ISSUE_CA_CHAIN, "CA certificate does not chain to the root")                         \
+	/* Ledger (station/ledger.c) */                                                        \
+	X(LEDGER_OPEN, "cannot open the ledger")                                               \
+	X(LEDGER_IO, "ledger read or write failed")                                            \
+	X(LEDGER_CORRUPT, "ledger file is corrupt or not a station ledger")                    \
+	X(LEDGER_VERSION, "ledger schema is newer than this station")                          \
+	X(LEDGER_BUSY, "ledger is locked by another process")                                  \
+	X(LEDGER_DUP_SERIAL, "serial number is already recorded")                              \
+	X(LEDGER_DUP_KEY, "public key is already recorded")                                    \
+	X(LEDGER_DUP_ID, "device id has another certificate in progress")                      \
+	X(LEDGER_STATE, "ledger row is not in a state that allows this")                       \
 	/* Profiles and configuration (station/profile.c, station/config.c) */                 \
 	X(PROFILE, "profile is invalid")                                                       \
 	X(TEMPLATE, "template is malformed")                                                   \

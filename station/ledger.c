@@ -1,0 +1,1293 @@
+/* The ledger on SQLite: WAL journal, synchronous=FULL (every commit is fsynced before it
+ * returns), a busy timeout for other processes reading or writing the same file, the schema
+ * version in PRAGMA user_version and a station-specific PRAGMA application_id so that a
+ * foreign database is never mistaken for a ledger, and every statement prepared once per
+ * handle (the signing pool commits batches of hundreds of rows). */
+#include "ledger.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "err.h"
+
+/* "STLG": marks the file as a station ledger (PRAGMA application_id). */
+#define LEDGER_APP_ID 0x53544c47
+
+/* How long a statement waits for another process's lock before giving up, by default. */
+#define LEDGER_BUSY_MS 5000
+
+/* Frames in the WAL after which a commit checkpoints (SQLite's default). */
+#define LEDGER_CHECKPOINT_FRAMES 1000
+
+/* A row that holds or may yet hold a certificate: serial and key are unique among these. A
+ * failed row without a certificate is a superseded or abandoned intent. */
+#define LIVE "(state <> 'failed' OR cert_der IS NOT NULL)"
+
+/* Schema migrations: migrations[i] brings a ledger from version i to i + 1. A new version is
+ * one more entry (ALTER TABLE, new tables); never edit an entry that has shipped. */
+static const char *const migrations[] = {
+	/* 0 -> 1: the first schema. */
+	"CREATE TABLE certificates (\n"
+	"  id INTEGER PRIMARY KEY,\n"
+	"  serial TEXT NOT NULL CHECK (length(serial) BETWEEN 1 AND 40),\n"
+	"  device_id TEXT NOT NULL CHECK (length(device_id) > 0),\n"
+	"  profile TEXT,\n"
+	"  station TEXT NOT NULL,\n"
+	"  slot TEXT,\n"
+	"  csr_sha256 BLOB NOT NULL CHECK (length(csr_sha256) = 32),\n"
+	"  pubkey_sha256 BLOB NOT NULL CHECK (length(pubkey_sha256) = 32),\n"
+	"  state TEXT NOT NULL CHECK (state IN ('intent', 'signed', 'delivered', 'failed')),\n"
+	"  cert_der BLOB,\n"
+	"  not_before INTEGER,\n"
+	"  not_after INTEGER,\n"
+	"  created INTEGER NOT NULL,\n"
+	"  signed_at INTEGER,\n"
+	"  delivered_at INTEGER,\n"
+	"  reason TEXT,\n"
+	"  CHECK (state IN ('intent', 'failed') OR cert_der IS NOT NULL));\n"
+	"CREATE UNIQUE INDEX certificates_serial ON certificates (serial)\n"
+	"  WHERE " LIVE ";\n"
+	"CREATE UNIQUE INDEX certificates_pubkey ON certificates (pubkey_sha256)\n"
+	"  WHERE " LIVE ";\n"
+	"CREATE INDEX certificates_device ON certificates (device_id);\n"
+	"CREATE TABLE sequences (\n"
+	"  prefix TEXT PRIMARY KEY,\n"
+	"  next INTEGER NOT NULL CHECK (next >= 1));\n"
+	"CREATE TABLE flags (\n"
+	"  id INTEGER PRIMARY KEY,\n"
+	"  time INTEGER NOT NULL,\n"
+	"  station TEXT NOT NULL,\n"
+	"  slot TEXT,\n"
+	"  device_id TEXT,\n"
+	"  pubkey_sha256 BLOB CHECK (pubkey_sha256 IS NULL OR length(pubkey_sha256) = 32),\n"
+	"  reason TEXT NOT NULL);\n",
+};
+#define LEDGER_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
+
+#define ROW_COLUMNS                                                                         \
+	"id, serial, device_id, profile, station, slot, csr_sha256, pubkey_sha256, state, " \
+	"cert_der, not_before, not_after, created, signed_at, delivered_at, reason"
+
+/* Strongest row first: what a device id already holds. */
+#define STATE_RANK                                                                          \
+	"CASE state WHEN 'delivered' THEN 0 WHEN 'signed' THEN 1 WHEN 'failed' THEN 2 "    \
+	"ELSE 3 END"
+
+enum stmt_id {
+	S_BEGIN,
+	S_COMMIT,
+	S_ROLLBACK,
+	S_SAVEPOINT,
+	S_RELEASE,
+	S_ROLLBACK_TO,
+	S_INSERT,
+	S_INTENTS_OF_DEVICE,
+	S_LIVE_SERIAL,
+	S_LIVE_KEY,
+	S_LIVE_DEVICE,
+	S_SUPERSEDE,
+	S_SET_CERT,
+	S_DELIVERED,
+	S_FAILED,
+	S_STATE,
+	S_GET,
+	S_GET_SERIAL,
+	S_GET_SERIAL_DEAD,
+	S_ALL,
+	S_SEQUENCE,
+	S_FLAG,
+	S_ALL_FLAGS,
+	S_COUNT_
+};
+
+static const char *const stmt_sql[S_COUNT_] = {
+	[S_BEGIN] = "BEGIN IMMEDIATE",
+	[S_COMMIT] = "COMMIT",
+	[S_ROLLBACK] = "ROLLBACK",
+	[S_SAVEPOINT] = "SAVEPOINT st_ledger_row",
+	[S_RELEASE] = "RELEASE st_ledger_row",
+	[S_ROLLBACK_TO] = "ROLLBACK TO st_ledger_row",
+	[S_INSERT] = "INSERT INTO certificates (serial, device_id, profile, station, slot, "
+		     "csr_sha256, pubkey_sha256, state, created) "
+		     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'intent', ?8)",
+	[S_INTENTS_OF_DEVICE] = "SELECT id, pubkey_sha256, slot FROM certificates "
+				"WHERE device_id = ?1 AND state = 'intent' ORDER BY id",
+	[S_LIVE_SERIAL] = "SELECT id, device_id, state FROM certificates "
+			  "WHERE serial = ?1 AND " LIVE " LIMIT 1",
+	[S_LIVE_KEY] = "SELECT " ROW_COLUMNS " FROM certificates "
+		       "WHERE pubkey_sha256 = ?1 AND " LIVE " ORDER BY id DESC LIMIT 1",
+	[S_LIVE_DEVICE] = "SELECT " ROW_COLUMNS " FROM certificates "
+			  "WHERE device_id = ?1 AND pubkey_sha256 <> ?2 AND " LIVE
+			  " ORDER BY " STATE_RANK ", id DESC LIMIT 1",
+	[S_SUPERSEDE] = "UPDATE certificates SET state = 'failed', reason = 'superseded' "
+			"WHERE id = ?1 AND state = 'intent'",
+	[S_SET_CERT] = "UPDATE certificates SET state = 'signed', cert_der = ?2, "
+		       "not_before = ?3, not_after = ?4, signed_at = ?5 "
+		       "WHERE id = ?1 AND state = 'intent'",
+	[S_DELIVERED] = "UPDATE certificates SET state = 'delivered', reason = NULL, "
+			"delivered_at = coalesce(delivered_at, ?2) "
+			"WHERE id = ?1 AND cert_der IS NOT NULL "
+			"AND state IN ('signed', 'failed', 'delivered')",
+	[S_FAILED] = "UPDATE certificates SET state = 'failed', reason = ?2 "
+		     "WHERE id = ?1 AND state <> 'delivered'",
+	[S_STATE] = "SELECT state, cert_der IS NOT NULL, reason FROM certificates WHERE id = ?1",
+	[S_GET] = "SELECT " ROW_COLUMNS " FROM certificates WHERE id = ?1",
+	[S_GET_SERIAL] = "SELECT " ROW_COLUMNS " FROM certificates "
+			 "WHERE serial = ?1 AND " LIVE " LIMIT 1",
+	/* Only superseded intents hold the serial: rare, and the table is scanned. */
+	[S_GET_SERIAL_DEAD] = "SELECT " ROW_COLUMNS " FROM certificates "
+			      "WHERE serial = ?1 ORDER BY id DESC LIMIT 1",
+	[S_ALL] = "SELECT " ROW_COLUMNS " FROM certificates ORDER BY id",
+	[S_SEQUENCE] = "INSERT INTO sequences (prefix, next) VALUES (?1, 2) "
+		       "ON CONFLICT (prefix) DO UPDATE SET next = next + 1 RETURNING next - 1",
+	[S_FLAG] = "INSERT INTO flags (time, station, slot, device_id, pubkey_sha256, reason) "
+		   "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+	[S_ALL_FLAGS] = "SELECT id, time, station, slot, device_id, pubkey_sha256, reason "
+			"FROM flags ORDER BY id",
+};
+
+struct st_ledger {
+	sqlite3 *db;
+	char *path;
+	char *station;
+	sqlite3_stmt *stmt[S_COUNT_];
+	int iterating; /* inside st_ledger_foreach: its statement is in use */
+	int busy_ms;   /* the busy timeout */
+	void (*hook)(enum st_ledger_hook_point point, void *arg);
+	void *hook_arg;
+};
+
+static const char *const state_names[] = {
+	[ST_LEDGER_INTENT] = "intent",
+	[ST_LEDGER_SIGNED] = "signed",
+	[ST_LEDGER_DELIVERED] = "delivered",
+	[ST_LEDGER_FAILED] = "failed",
+};
+
+const char *st_ledger_state_name(enum st_ledger_state s)
+{
+	if ((unsigned)s >= sizeof(state_names) / sizeof(state_names[0]))
+		return "?";
+	return state_names[s];
+}
+
+int st_ledger_state_parse(const char *name)
+{
+	size_t i;
+
+	for (i = 0; name && i < sizeof(state_names) / sizeof(state_names[0]); i++) {
+		if (strcmp(name, state_names[i]) == 0)
+			return (int)i;
+	}
+	return ST_E_INVAL;
+}
+
+const char *st_ledger_path(const struct st_ledger *l)
+{
+	return l->path;
+}
+
+/* Turns a SQLite result code into an ST_E_LEDGER_* code with a message naming the file,
+ * what was being done and SQLite's own words. */
+static int db_error(struct st_ledger *l, int rc, const char *what, char *err, size_t errlen)
+{
+	const char *msg = l->db ? sqlite3_errmsg(l->db) : sqlite3_errstr(rc);
+	int code;
+
+	switch (rc & 0xff) {
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+		return st_errf(err, errlen, ST_E_LEDGER_BUSY,
+			       "ledger %s: %s: another process held it locked for more than %d ms",
+			       l->path, what, l->busy_ms);
+	case SQLITE_NOTADB:
+		return st_errf(err, errlen, ST_E_LEDGER_CORRUPT,
+			       "ledger %s: %s: the file is not a SQLite database", l->path, what);
+	case SQLITE_CORRUPT:
+		return st_errf(err, errlen, ST_E_LEDGER_CORRUPT,
+			       "ledger %s: %s: the database file is damaged (%s)", l->path, what,
+			       msg);
+	case SQLITE_NOMEM:
+		return st_errf(err, errlen, ST_E_NOMEM, "ledger %s: %s: out of memory", l->path,
+			       what);
+	case SQLITE_CANTOPEN:
+	case SQLITE_PERM:
+	case SQLITE_READONLY:
+		code = ST_E_LEDGER_OPEN;
+		break;
+	default:
+		code = ST_E_LEDGER_IO;
+		break;
+	}
+	if (l->db && sqlite3_system_errno(l->db) != 0)
+		return st_errf(err, errlen, code, "ledger %s: %s: %s (%s)", l->path, what, msg,
+			       strerror(sqlite3_system_errno(l->db)));
+	return st_errf(err, errlen, code, "ledger %s: %s: %s", l->path, what, msg);
+}
+
+/* The handle's prepared statement id, prepared on first use and kept until close. */
+static int prep(struct st_ledger *l, enum stmt_id id, sqlite3_stmt **out, char *err,
+		size_t errlen)
+{
+	int rc;
+
+	*out = NULL;
+	if (!l->stmt[id]) {
+		rc = sqlite3_prepare_v3(l->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT,
+					&l->stmt[id], NULL);
+		if (rc != SQLITE_OK) {
+			l->stmt[id] = NULL;
+			return db_error(l, rc, "preparing a statement", err, errlen);
+		}
+	}
+	*out = l->stmt[id];
+	return 0;
+}
+
+/* Makes a cached statement ready for its next use. */
+static void done(sqlite3_stmt *s)
+{
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+}
+
+/* Runs a statement that returns no rows to its end. */
+static int run(struct st_ledger *l, sqlite3_stmt *s, const char *what, char *err,
+	       size_t errlen)
+{
+	int rc = sqlite3_step(s);
+
+	if (rc == SQLITE_DONE || rc == SQLITE_ROW) {
+		done(s);
+		return 0;
+	}
+	rc = db_error(l, rc, what, err, errlen);
+	done(s);
+	return rc;
+}
+
+/* Runs a fixed statement (BEGIN, COMMIT, SAVEPOINT, ...). */
+static int run_fixed(struct st_ledger *l, enum stmt_id id, const char *what, char *err,
+		     size_t errlen)
+{
+	sqlite3_stmt *s;
+	int rc = prep(l, id, &s, err, errlen);
+
+	if (rc < 0)
+		return rc;
+	return run(l, s, what, err, errlen);
+}
+
+static void hex(char *out, const uint8_t *b, size_t n)
+{
+	static const char digits[] = "0123456789abcdef";
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		out[2 * i] = digits[b[i] >> 4];
+		out[2 * i + 1] = digits[b[i] & 15];
+	}
+	out[2 * n] = 0;
+}
+
+static char *col_strdup(sqlite3_stmt *s, int col, int *oom)
+{
+	const unsigned char *t = sqlite3_column_text(s, col);
+	char *copy;
+
+	if (!t)
+		return NULL;
+	copy = strdup((const char *)t);
+	if (!copy)
+		*oom = 1;
+	return copy;
+}
+
+static void col_hash(sqlite3_stmt *s, int col, uint8_t out[32])
+{
+	const void *b = sqlite3_column_blob(s, col);
+	int n = sqlite3_column_bytes(s, col);
+
+	memset(out, 0, 32);
+	if (b)
+		memcpy(out, b, n < 32 ? (size_t)n : 32);
+}
+
+void st_ledger_row_free(struct st_ledger_row *row)
+{
+	if (!row)
+		return;
+	free(row->serial);
+	free(row->device_id);
+	free(row->profile);
+	free(row->station);
+	free(row->slot);
+	free(row->cert_der);
+	free(row->reason);
+	free(row);
+}
+
+/* Copies the current result row (ROW_COLUMNS order) into a new row. */
+static int read_row(struct st_ledger *l, sqlite3_stmt *s, struct st_ledger_row **out,
+		    char *err, size_t errlen)
+{
+	struct st_ledger_row *r = calloc(1, sizeof(*r));
+	const void *der;
+	int oom = 0, st;
+
+	*out = NULL;
+	if (!r)
+		return st_errf(err, errlen, ST_E_NOMEM, "ledger %s: out of memory", l->path);
+	r->id = sqlite3_column_int64(s, 0);
+	r->serial = col_strdup(s, 1, &oom);
+	r->device_id = col_strdup(s, 2, &oom);
+	r->profile = col_strdup(s, 3, &oom);
+	r->station = col_strdup(s, 4, &oom);
+	r->slot = col_strdup(s, 5, &oom);
+	col_hash(s, 6, r->csr_sha256);
+	col_hash(s, 7, r->pubkey_sha256);
+	st = st_ledger_state_parse((const char *)sqlite3_column_text(s, 8));
+	r->state = st < 0 ? ST_LEDGER_FAILED : (enum st_ledger_state)st;
+	der = sqlite3_column_blob(s, 9);
+	if (der) {
+		r->cert_len = (size_t)sqlite3_column_bytes(s, 9);
+		r->cert_der = malloc(r->cert_len);
+		if (r->cert_der)
+			memcpy(r->cert_der, der, r->cert_len);
+		else
+			oom = 1;
+	}
+	r->not_before = (time_t)sqlite3_column_int64(s, 10);
+	r->not_after = (time_t)sqlite3_column_int64(s, 11);
+	r->created = (time_t)sqlite3_column_int64(s, 12);
+	r->signed_at = (time_t)sqlite3_column_int64(s, 13);
+	r->delivered_at = (time_t)sqlite3_column_int64(s, 14);
+	r->reason = col_strdup(s, 15, &oom);
+	if (oom || !r->serial || !r->device_id || !r->station) {
+		st_ledger_row_free(r);
+		if (oom)
+			return st_errf(err, errlen, ST_E_NOMEM, "ledger %s: out of memory",
+				       l->path);
+		return st_errf(err, errlen, ST_E_LEDGER_CORRUPT,
+			       "ledger %s: row %lld lacks a serial, device id or station",
+			       l->path, (long long)sqlite3_column_int64(s, 0));
+	}
+	*out = r;
+	return 0;
+}
+
+/* Runs a bound query expected to return at most one row: 1 and *out when it did, 0 when
+ * it returned nothing, or a negative code. Resets the statement. */
+static int fetch_row(struct st_ledger *l, sqlite3_stmt *s, struct st_ledger_row **out,
+		     const char *what, char *err, size_t errlen)
+{
+	int rc = sqlite3_step(s);
+
+	*out = NULL;
+	if (rc == SQLITE_ROW) {
+		rc = read_row(l, s, out, err, errlen);
+		if (rc == 0)
+			rc = 1;
+	} else if (rc == SQLITE_DONE) {
+		rc = 0;
+	} else {
+		rc = db_error(l, rc, what, err, errlen);
+	}
+	done(s);
+	return rc;
+}
+
+static void commit_hook_run(struct st_ledger *l, enum st_ledger_hook_point point)
+{
+	if (l->hook)
+		l->hook(point, l->hook_arg);
+}
+
+static int on_commit(void *arg)
+{
+	commit_hook_run(arg, ST_LEDGER_HOOK_COMMIT_START);
+	return 0;
+}
+
+/* Replaces SQLite's default WAL hook while a test hook is set, so it checkpoints as the
+ * default one would. */
+static int on_wal(void *arg, sqlite3 *db, const char *name, int frames)
+{
+	commit_hook_run(arg, ST_LEDGER_HOOK_COMMIT_DONE);
+	if (frames >= LEDGER_CHECKPOINT_FRAMES)
+		sqlite3_wal_checkpoint(db, name);
+	return SQLITE_OK;
+}
+
+void st_ledger_set_hook(struct st_ledger *l, void (*fn)(enum st_ledger_hook_point point,
+							 void *arg),
+			void *arg)
+{
+	l->hook = fn;
+	l->hook_arg = arg;
+	if (fn) {
+		sqlite3_commit_hook(l->db, on_commit, l);
+		sqlite3_wal_hook(l->db, on_wal, l);
+	} else {
+		sqlite3_commit_hook(l->db, NULL, NULL);
+		sqlite3_wal_autocheckpoint(l->db, LEDGER_CHECKPOINT_FRAMES);
+	}
+}
+
+/* Reads an integer pragma. */
+static int pragma_int(struct st_ledger *l, const char *sql, int *value, char *err,
+		      size_t errlen)
+{
+	sqlite3_stmt *s = NULL;
+	int rc = sqlite3_prepare_v2(l->db, sql, -1, &s, NULL);
+
+	if (rc == SQLITE_OK) {
+		rc = sqlite3_step(s);
+		if (rc == SQLITE_ROW) {
+			*value = sqlite3_column_int(s, 0);
+			rc = SQLITE_OK;
+		}
+	}
+	if (rc != SQLITE_OK)
+		rc = db_error(l, rc, "reading the schema version", err, errlen);
+	sqlite3_finalize(s);
+	return rc;
+}
+
+/* Refuses a database at version 0 that already holds tables: someone else's SQLite file. */
+static int check_foreign(struct st_ledger *l, char *err, size_t errlen)
+{
+	sqlite3_stmt *s = NULL;
+	int rc = sqlite3_prepare_v2(l->db,
+				    "SELECT name FROM sqlite_schema WHERE name NOT LIKE 'sqlite_%' "
+				    "LIMIT 1",
+				    -1, &s, NULL);
+
+	if (rc == SQLITE_OK) {
+		rc = sqlite3_step(s);
+		if (rc == SQLITE_ROW) {
+			rc = st_errf(err, errlen, ST_E_LEDGER_CORRUPT,
+				     "ledger %s: a SQLite database but not a station ledger (it "
+				     "holds '%s' and no ledger schema version)",
+				     l->path, (const char *)sqlite3_column_text(s, 0));
+			goto out;
+		}
+		if (rc == SQLITE_DONE)
+			rc = SQLITE_OK;
+	}
+	if (rc != SQLITE_OK)
+		rc = db_error(l, rc, "reading the schema", err, errlen);
+out:
+	sqlite3_finalize(s);
+	return rc;
+}
+
+/* Checks the version and application id, and migrates an older schema in one
+ * transaction. With ST_LEDGER_NOCREATE an empty database is refused rather than made a
+ * ledger: a command that only reads was given the wrong file. */
+static int migrate(struct st_ledger *l, unsigned flags, char *err, size_t errlen)
+{
+	char sql[64];
+	char *msg = NULL;
+	int version = 0, app = 0, rc;
+
+	rc = pragma_int(l, "PRAGMA user_version", &version, err, errlen);
+	if (rc < 0)
+		return rc;
+	if (version > LEDGER_VERSION)
+		return st_errf(err, errlen, ST_E_LEDGER_VERSION,
+			       "ledger %s: schema version %d is newer than this station's (%d); "
+			       "use a newer station",
+			       l->path, version, LEDGER_VERSION);
+	if (version > 0) {
+		rc = pragma_int(l, "PRAGMA application_id", &app, err, errlen);
+		if (rc < 0)
+			return rc;
+		if ((unsigned)app != LEDGER_APP_ID)
+			return st_errf(err, errlen, ST_E_LEDGER_CORRUPT,
+				       "ledger %s: a SQLite database but not a station ledger "
+				       "(application id 0x%08x, expected 0x%08x)",
+				       l->path, (unsigned)app, LEDGER_APP_ID);
+	}
+	if (version == LEDGER_VERSION)
+		return 0;
+	if (version == 0 && (flags & ST_LEDGER_NOCREATE)) {
+		rc = check_foreign(l, err, errlen);
+		if (rc < 0)
+			return rc;
+		return st_errf(err, errlen, ST_E_LEDGER_CORRUPT,
+			       "ledger %s: an empty database, not a station ledger", l->path);
+	}
+
+	rc = run_fixed(l, S_BEGIN, "starting the schema migration", err, errlen);
+	if (rc < 0)
+		return rc;
+	/* Another process may have migrated it while this one waited for the lock. */
+	rc = pragma_int(l, "PRAGMA user_version", &version, err, errlen);
+	if (rc < 0)
+		goto out;
+	if (version == 0) {
+		rc = check_foreign(l, err, errlen);
+		if (rc < 0)
+			goto out;
+	}
+	for (; version < LEDGER_VERSION; version++) {
+		snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", version + 1);
+		rc = sqlite3_exec(l->db, migrations[version], NULL, NULL, &msg);
+		if (rc == SQLITE_OK)
+			rc = sqlite3_exec(l->db, sql, NULL, NULL, &msg);
+		if (rc != SQLITE_OK) {
+			rc = st_errf(err, errlen, ST_E_LEDGER_IO,
+				     "ledger %s: migrating the schema from version %d: %s",
+				     l->path, version, msg ? msg : sqlite3_errstr(rc));
+			goto out;
+		}
+	}
+	snprintf(sql, sizeof(sql), "PRAGMA application_id = %d", (int)LEDGER_APP_ID);
+	rc = sqlite3_exec(l->db, sql, NULL, NULL, &msg);
+	if (rc != SQLITE_OK) {
+		rc = db_error(l, rc, "marking the file as a ledger", err, errlen);
+		goto out;
+	}
+	rc = run_fixed(l, S_COMMIT, "committing the schema migration", err, errlen);
+out:
+	sqlite3_free(msg);
+	if (rc < 0)
+		st_ledger_rollback(l);
+	return rc;
+}
+
+/* Makes a newly created file's directory entry durable. */
+static void sync_parent_dir(const char *path)
+{
+	char *copy = strdup(path);
+	char *slash;
+	int fd;
+
+	if (!copy)
+		return;
+	slash = strrchr(copy, '/');
+	if (!slash)
+		strcpy(copy, ".");
+	else if (slash == copy)
+		slash[1] = 0;
+	else
+		*slash = 0;
+	fd = open(copy, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd >= 0) {
+		(void)fsync(fd);
+		close(fd);
+	}
+	free(copy);
+}
+
+static int set_journal(struct st_ledger *l, char *err, size_t errlen)
+{
+	sqlite3_stmt *s = NULL;
+	const char *mode;
+	int rc;
+
+	/* The first statement reads the file header: a foreign file fails here. */
+	rc = sqlite3_prepare_v2(l->db, "PRAGMA journal_mode = WAL", -1, &s, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(s);
+	if (rc != SQLITE_ROW) {
+		rc = db_error(l, rc, "setting WAL mode", err, errlen);
+		goto out;
+	}
+	mode = (const char *)sqlite3_column_text(s, 0);
+	if (!mode || strcmp(mode, "wal") != 0) {
+		rc = st_errf(err, errlen, ST_E_LEDGER_OPEN,
+			     "ledger %s: cannot use WAL mode (journal mode stays '%s'); the file "
+			     "system must support shared memory maps",
+			     l->path, mode ? mode : "?");
+		goto out;
+	}
+	rc = 0;
+out:
+	sqlite3_finalize(s);
+	return rc;
+}
+
+int st_ledger_open_flags(const char *path, const char *station, unsigned flags,
+			 struct st_ledger **out, char *err, size_t errlen)
+{
+	struct st_ledger *l = NULL;
+	char host[HOST_NAME_MAX + 1];
+	char *msg = NULL;
+	struct stat sb;
+	int oflags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE;
+	int existed, rc;
+
+	*out = NULL;
+	if (!path || !*path)
+		return st_errf(err, errlen, ST_E_INVAL, "ledger: no file name given");
+	existed = stat(path, &sb) == 0;
+	if (!existed && (flags & ST_LEDGER_NOCREATE))
+		return st_errf(err, errlen, ST_E_LEDGER_OPEN, "ledger %s: %s", path,
+			       strerror(errno));
+	if (existed && S_ISDIR(sb.st_mode))
+		return st_errf(err, errlen, ST_E_LEDGER_OPEN,
+			       "ledger %s: is a directory, expected a database file", path);
+	if (!(flags & ST_LEDGER_NOCREATE))
+		oflags |= SQLITE_OPEN_CREATE;
+	if (!station) {
+		if (gethostname(host, sizeof(host)) != 0)
+			strcpy(host, "station");
+		host[sizeof(host) - 1] = 0;
+		station = host;
+	}
+
+	l = calloc(1, sizeof(*l));
+	if (!l)
+		return st_errf(err, errlen, ST_E_NOMEM, "ledger %s: out of memory", path);
+	l->path = strdup(path);
+	l->station = strdup(station);
+	if (!l->path || !l->station) {
+		rc = st_errf(err, errlen, ST_E_NOMEM, "ledger %s: out of memory", path);
+		goto out;
+	}
+	rc = sqlite3_open_v2(path, &l->db, oflags, NULL);
+	if (rc != SQLITE_OK) {
+		rc = db_error(l, rc, "opening", err, errlen);
+		goto out;
+	}
+	sqlite3_extended_result_codes(l->db, 1);
+	st_ledger_set_busy_timeout(l, LEDGER_BUSY_MS);
+
+	rc = set_journal(l, err, errlen);
+	if (rc < 0)
+		goto out;
+	rc = sqlite3_exec(l->db,
+			  "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; "
+			  "PRAGMA cell_size_check = ON; PRAGMA trusted_schema = OFF",
+			  NULL, NULL, &msg);
+	if (rc != SQLITE_OK) {
+		rc = db_error(l, rc, "setting durability options", err, errlen);
+		goto out;
+	}
+	rc = migrate(l, flags, err, errlen);
+	if (rc < 0)
+		goto out;
+	if (!existed)
+		sync_parent_dir(path);
+	*out = l;
+	l = NULL;
+out:
+	sqlite3_free(msg);
+	st_ledger_close(l);
+	return rc;
+}
+
+int st_ledger_open(const char *path, const char *station, struct st_ledger **out, char *err,
+		   size_t errlen)
+{
+	return st_ledger_open_flags(path, station, 0, out, err, errlen);
+}
+
+void st_ledger_close(struct st_ledger *l)
+{
+	int i;
+
+	if (!l)
+		return;
+	if (l->db && !sqlite3_get_autocommit(l->db))
+		sqlite3_exec(l->db, "ROLLBACK", NULL, NULL, NULL);
+	for (i = 0; i < S_COUNT_; i++)
+		sqlite3_finalize(l->stmt[i]);
+	if (l->db)
+		sqlite3_close(l->db);
+	free(l->path);
+	free(l->station);
+	free(l);
+}
+
+void st_ledger_set_busy_timeout(struct st_ledger *l, int ms)
+{
+	l->busy_ms = ms > 0 ? ms : 0;
+	sqlite3_busy_timeout(l->db, l->busy_ms);
+}
+
+int st_ledger_begin(struct st_ledger *l, char *err, size_t errlen)
+{
+	if (!sqlite3_get_autocommit(l->db))
+		return st_errf(err, errlen, ST_E_INVAL,
+			       "ledger %s: a transaction is already open", l->path);
+	return run_fixed(l, S_BEGIN, "starting a transaction", err, errlen);
+}
+
+int st_ledger_commit(struct st_ledger *l, char *err, size_t errlen)
+{
+	int rc;
+
+	if (sqlite3_get_autocommit(l->db))
+		return st_errf(err, errlen, ST_E_INVAL, "ledger %s: no transaction is open",
+			       l->path);
+	rc = run_fixed(l, S_COMMIT, "committing", err, errlen);
+	if (rc < 0 && sqlite3_get_autocommit(l->db)) {
+		size_t n = err ? strlen(err) : 0;
+
+		if (err && n + 1 < errlen)
+			snprintf(err + n, errlen - n, " (the transaction was rolled back)");
+	}
+	return rc;
+}
+
+int st_ledger_rollback(struct st_ledger *l)
+{
+	if (sqlite3_get_autocommit(l->db))
+		return 0;
+	return run_fixed(l, S_ROLLBACK, "rolling back", NULL, 0);
+}
+
+static int valid_serial(const char *s)
+{
+	size_t n = 0;
+
+	if (!s)
+		return 0;
+	for (; s[n]; n++) {
+		if (!((s[n] >= '0' && s[n] <= '9') || (s[n] >= 'a' && s[n] <= 'f')))
+			return 0;
+	}
+	return n >= 1 && n <= 40;
+}
+
+static int bind_text_or_null(sqlite3_stmt *s, int i, const char *t)
+{
+	return t ? sqlite3_bind_text(s, i, t, -1, SQLITE_STATIC) : sqlite3_bind_null(s, i);
+}
+
+/* Before inserting an intent: supersedes this device's intents for the same key and
+ * refuses one for another key. */
+static int settle_intents(struct st_ledger *l, const struct st_ledger_row *row, char *err,
+			  size_t errlen)
+{
+	int64_t same[16];
+	size_t nsame = 0, i;
+	sqlite3_stmt *s, *u;
+	int rc;
+
+	do {
+		rc = prep(l, S_INTENTS_OF_DEVICE, &s, err, errlen);
+		if (rc < 0)
+			return rc;
+		sqlite3_bind_text(s, 1, row->device_id, -1, SQLITE_STATIC);
+		nsame = 0;
+		while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+			const void *key = sqlite3_column_blob(s, 1);
+			const unsigned char *slot = sqlite3_column_text(s, 2);
+
+			if (key && sqlite3_column_bytes(s, 1) == 32 &&
+			    memcmp(key, row->pubkey_sha256, 32) == 0) {
+				if (nsame < sizeof(same) / sizeof(same[0]))
+					same[nsame++] = sqlite3_column_int64(s, 0);
+				continue;
+			}
+			rc = st_errf(err, errlen, ST_E_LEDGER_DUP_ID,
+				     "ledger %s: device id %s has an open intent for another key "
+				     "(row %lld, slot %s); supersede it or refuse the board",
+				     l->path, row->device_id, (long long)sqlite3_column_int64(s, 0),
+				     slot ? (const char *)slot : "-");
+			done(s);
+			return rc;
+		}
+		if (rc != SQLITE_DONE) {
+			rc = db_error(l, rc, "reading the device's intents", err, errlen);
+			done(s);
+			return rc;
+		}
+		done(s);
+		for (i = 0; i < nsame; i++) {
+			rc = prep(l, S_SUPERSEDE, &u, err, errlen);
+			if (rc < 0)
+				return rc;
+			sqlite3_bind_int64(u, 1, same[i]);
+			rc = run(l, u, "superseding an intent", err, errlen);
+			if (rc < 0)
+				return rc;
+		}
+		/* More than fit in same[] (only a tampered ledger has that many): again. */
+	} while (nsame == sizeof(same) / sizeof(same[0]));
+	return 0;
+}
+
+/* Tells which unique constraint a new row would break: ST_E_LEDGER_DUP_SERIAL,
+ * ST_E_LEDGER_DUP_KEY, or 0 when none. */
+static int check_unique(struct st_ledger *l, const struct st_ledger_row *row, char *err,
+			size_t errlen)
+{
+	struct st_ledger_row *other = NULL;
+	char keyhex[65];
+	sqlite3_stmt *s;
+	int rc;
+
+	rc = prep(l, S_LIVE_SERIAL, &s, err, errlen);
+	if (rc < 0)
+		return rc;
+	sqlite3_bind_text(s, 1, row->serial, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		rc = st_errf(err, errlen, ST_E_LEDGER_DUP_SERIAL,
+			     "ledger %s: serial %s is already recorded (row %lld, device id %s, "
+			     "%s)",
+			     l->path, row->serial, (long long)sqlite3_column_int64(s, 0),
+			     (const char *)sqlite3_column_text(s, 1),
+			     (const char *)sqlite3_column_text(s, 2));
+		done(s);
+		return rc;
+	}
+	done(s);
+	if (rc != SQLITE_DONE)
+		return db_error(l, rc, "looking the serial up", err, errlen);
+
+	rc = prep(l, S_LIVE_KEY, &s, err, errlen);
+	if (rc < 0)
+		return rc;
+	sqlite3_bind_blob(s, 1, row->pubkey_sha256, 32, SQLITE_STATIC);
+	rc = fetch_row(l, s, &other, "looking the key up", err, errlen);
+	if (rc <= 0)
+		return rc;
+	hex(keyhex, row->pubkey_sha256, 32);
+	rc = st_errf(err, errlen, ST_E_LEDGER_DUP_KEY,
+		     "ledger %s: public key sha256:%s is already recorded for device id %s "
+		     "(row %lld, %s)",
+		     l->path, keyhex, other->device_id, (long long)other->id,
+		     st_ledger_state_name(other->state));
+	st_ledger_row_free(other);
+	return rc;
+}
+
+static int insert_intent(struct st_ledger *l, const struct st_ledger_row *row, int64_t *id,
+			 char *err, size_t errlen)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	rc = settle_intents(l, row, err, errlen);
+	if (rc < 0)
+		return rc;
+	rc = check_unique(l, row, err, errlen);
+	if (rc < 0)
+		return rc;
+	rc = prep(l, S_INSERT, &s, err, errlen);
+	if (rc < 0)
+		return rc;
+	sqlite3_bind_text(s, 1, row->serial, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, row->device_id, -1, SQLITE_STATIC);
+	bind_text_or_null(s, 3, row->profile);
+	sqlite3_bind_text(s, 4, l->station, -1, SQLITE_STATIC);
+	bind_text_or_null(s, 5, row->slot);
+	sqlite3_bind_blob(s, 6, row->csr_sha256, 32, SQLITE_STATIC);
+	sqlite3_bind_blob(s, 7, row->pubkey_sha256, 32, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 8, (sqlite3_int64)time(NULL));
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_DONE) {
+		*id = sqlite3_last_insert_rowid(l->db);
+		rc = 0;
+	} else if (rc == SQLITE_CONSTRAINT_UNIQUE) {
+		/* check_unique() saw nothing, so the schema was changed by hand. */
+		rc = st_errf(err, errlen, ST_E_LEDGER_DUP_SERIAL, "ledger %s: serial %s: %s",
+			     l->path, row->serial, sqlite3_errmsg(l->db));
+	} else {
+		rc = db_error(l, rc, "recording an intent", err, errlen);
+	}
+	done(s);
+	return rc;
+}
+
+int st_ledger_add_intent(struct st_ledger *l, const struct st_ledger_row *row, int64_t *id,
+			 char *err, size_t errlen)
+{
+	int rc, rc2;
+
+	*id = 0;
+	if (!valid_serial(row->serial))
+		return st_errf(err, errlen, ST_E_INVAL,
+			       "ledger %s: serial '%s' is not 1 to 40 lower-case hex digits",
+			       l->path, row->serial ? row->serial : "(null)");
+	if (!row->device_id || !*row->device_id)
+		return st_errf(err, errlen, ST_E_INVAL, "ledger %s: intent for serial %s has no "
+			       "device id", l->path, row->serial);
+	/* A savepoint makes the superseding and the insert one step, inside a caller's
+	 * transaction or on their own. */
+	rc = run_fixed(l, S_SAVEPOINT, "starting an intent", err, errlen);
+	if (rc < 0)
+		return rc;
+	rc = insert_intent(l, row, id, err, errlen);
+	if (rc < 0) {
+		*id = 0;
+		run_fixed(l, S_ROLLBACK_TO, "undoing an intent", NULL, 0);
+		run_fixed(l, S_RELEASE, "undoing an intent", NULL, 0);
+		return rc;
+	}
+	rc2 = run_fixed(l, S_RELEASE, "recording an intent", err, errlen);
+	if (rc2 < 0) {
+		*id = 0;
+		if (!sqlite3_get_autocommit(l->db)) {
+			run_fixed(l, S_ROLLBACK_TO, "undoing an intent", NULL, 0);
+			run_fixed(l, S_RELEASE, "undoing an intent", NULL, 0);
+		}
+		return rc2;
+	}
+	return 0;
+}
+
+/* After an update changed nothing: why. */
+static int state_error(struct st_ledger *l, int64_t id, const char *wanted, char *err,
+		       size_t errlen)
+{
+	sqlite3_stmt *s;
+	const unsigned char *reason;
+	int rc;
+
+	rc = prep(l, S_STATE, &s, err, errlen);
+	if (rc < 0)
+		return rc;
+	sqlite3_bind_int64(s, 1, id);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		reason = sqlite3_column_text(s, 2);
+		rc = st_errf(err, errlen, ST_E_LEDGER_STATE,
+			     "ledger %s: row %lld is %s%s%s%s%s, expected %s", l->path,
+			     (long long)id, (const char *)sqlite3_column_text(s, 0),
+			     sqlite3_column_int(s, 1) ? " with a certificate" : "",
+			     reason ? " (" : "", reason ? (const char *)reason : "",
+			     reason ? ")" : "", wanted);
+	} else if (rc == SQLITE_DONE) {
+		rc = st_errf(err, errlen, ST_E_NOTFOUND, "ledger %s: no row %lld", l->path,
+			     (long long)id);
+	} else {
+		rc = db_error(l, rc, "reading a row's state", err, errlen);
+	}
+	done(s);
+	return rc;
+}
+
+/* Runs a bound UPDATE of one row; when it changed nothing, explains why. */
+static int update_row(struct st_ledger *l, sqlite3_stmt *s, int64_t id, const char *what,
+		      const char *wanted, char *err, size_t errlen)
+{
+	int rc = run(l, s, what, err, errlen);
+
+	if (rc < 0)
+		return rc;
+	if (sqlite3_changes(l->db) == 0)
+		return state_error(l, id, wanted, err, errlen);
+	return 0;
+}
+
+int st_ledger_supersede(struct st_ledger *l, int64_t id, char *err, size_t errlen)
+{
+	sqlite3_stmt *s;
+	int rc = prep(l, S_SUPERSEDE, &s, err, errlen);
+
+	if (rc < 0)
+		return rc;
+	sqlite3_bind_int64(s, 1, id);
+	return update_row(l, s, id, "superseding an intent", "an intent", err, errlen);
+}
+
+int st_ledger_set_cert(struct st_ledger *l, int64_t id, const uint8_t *der, size_t len,
+		       time_t not_before, time_t not_after, char *err, size_t errlen)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	if (!der || len == 0 || len > INT_MAX)
+		return st_errf(err, errlen, ST_E_INVAL, "ledger %s: row %lld: empty certificate",
+			       l->path, (long long)id);
+	rc = prep(l, S_SET_CERT, &s, err, errlen);
+	if (rc < 0)
+		return rc;
+	sqlite3_bind_int64(s, 1, id);
+	sqlite3_bind_blob(s, 2, der, (int)len, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 3, (sqlite3_int64)not_before);
+	sqlite3_bind_int64(s, 4, (sqlite3_int64)not_after);
+	sqlite3_bind_int64(s, 5, (sqlite3_int64)time(NULL));
+	return update_row(l, s, id, "recording a certificate", "an intent", err, errlen);
+}
+
+int st_ledger_mark_delivered(struct st_ledger *l, int64_t id, char *err, size_t errlen)
+{
+	sqlite3_stmt *s;
+	int rc = prep(l, S_DELIVERED, &s, err, errlen);
+
+	if (rc < 0)
+		return rc;
+	sqlite3_bind_int64(s, 1, id);
+	sqlite3_bind_int64(s, 2, (sqlite3_int64)time(NULL));
+	return update_row(l, s, id, "marking a row delivered", "a row with a certificate", err,
+			  errlen);
+}
+
+int st_ledger_mark_failed(struct st_ledger *l, int64_t id, const char *reason, char *err,
+			  size_t errlen)
+{
+	sqlite3_stmt *s;
+	int rc = prep(l, S_FAILED, &s, err, errlen);
+
+	if (rc < 0)
+		return rc;
+	sqlite3_bind_int64(s, 1, id);
+	sqlite3_bind_text(s, 2, reason && *reason ? reason : "unspecified", -1, SQLITE_STATIC);
+	return update_row(l, s, id, "marking a row failed", "a row not yet delivered", err,
+			  errlen);
+}
+
+int st_ledger_lookup(struct st_ledger *l, const char *device_id, const uint8_t pubkey_sha256[32],
+		     struct st_ledger_row **row, char *err, size_t errlen)
+{
+	struct st_ledger_row *r = NULL;
+	sqlite3_stmt *s;
+	int rc;
+
+	if (row)
+		*row = NULL;
+	if (!device_id || !*device_id)
+		return st_errf(err, errlen, ST_E_INVAL, "ledger %s: lookup without a device id",
+			       l->path);
+	rc = prep(l, S_LIVE_KEY, &s, err, errlen);
+	if (rc < 0)
+		return rc;
+	sqlite3_bind_blob(s, 1, pubkey_sha256, 32, SQLITE_STATIC);
+	rc = fetch_row(l, s, &r, "looking the key up", err, errlen);
+	if (rc < 0)
+		return rc;
+	if (rc == 0) {
+		rc = prep(l, S_LIVE_DEVICE, &s, err, errlen);
+		if (rc < 0)
+			return rc;
+		sqlite3_bind_text(s, 1, device_id, -1, SQLITE_STATIC);
+		sqlite3_bind_blob(s, 2, pubkey_sha256, 32, SQLITE_STATIC);
+		rc = fetch_row(l, s, &r, "looking the device id up", err, errlen);
+		if (rc < 0)
+			return rc;
+		rc = rc == 0 ? ST_LEDGER_NEW : ST_LEDGER_ID_OTHER_KEY;
+	} else if (strcmp(r->device_id, device_id) != 0) {
+		rc = ST_LEDGER_KEY_REUSED;
+	} else if (r->cert_der) {
+		rc = ST_LEDGER_RECORDED;
+	} else {
+		rc = ST_LEDGER_POSSIBLY_SIGNED;
+	}
+	if (row && (rc == ST_LEDGER_RECORDED || rc == ST_LEDGER_KEY_REUSED ||
+		    rc == ST_LEDGER_ID_OTHER_KEY)) {
+		*row = r;
+		r = NULL;
+	}
+	st_ledger_row_free(r);
+	return rc;
+}
+
+int st_ledger_next_sequence(struct st_ledger *l, const char *prefix, uint64_t *n, char *err,
+			    size_t errlen)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	*n = 0;
+	if (!prefix)
+		return st_errf(err, errlen, ST_E_INVAL, "ledger %s: sequence without a prefix",
+			       l->path);
+	rc = prep(l, S_SEQUENCE, &s, err, errlen);
+	if (rc < 0)
+		return rc;
+	sqlite3_bind_text(s, 1, prefix, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		sqlite3_int64 v = sqlite3_column_int64(s, 0);
+
+		/* Step to the end: the upsert commits (outside a transaction) only then. */
+		rc = sqlite3_step(s);
+		if (rc == SQLITE_DONE && v >= 1)
+			*n = (uint64_t)v;
+	}
+	if (rc != SQLITE_DONE)
+		rc = db_error(l, rc, "allocating a sequence number", err, errlen);
+	else if (*n == 0)
+		rc = st_errf(err, errlen, ST_E_LEDGER_CORRUPT,
+			     "ledger %s: sequence '%s' is out of range", l->path, prefix);
+	else
+		rc = 0;
+	done(s);
+	return rc;
+}
+
+int st_ledger_get(struct st_ledger *l, int64_t id, struct st_ledger_row **row, char *err,
+		  size_t errlen)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	*row = NULL;
+	rc = prep(l, S_GET, &s, err, errlen);
+	if (rc < 0)
+		return rc;
+	sqlite3_bind_int64(s, 1, id);
+	rc = fetch_row(l, s, row, "reading a row", err, errlen);
+	if (rc == 0)
+		return st_errf(err, errlen, ST_E_NOTFOUND, "ledger %s: no row %lld", l->path,
+			       (long long)id);
+	return rc < 0 ? rc : 0;
+}
+
+int st_ledger_get_serial(struct st_ledger *l, const char *serial, struct st_ledger_row **row,
+			 char *err, size_t errlen)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	*row = NULL;
+	if (!serial)
+		return st_errf(err, errlen, ST_E_INVAL, "ledger %s: no serial given", l->path);
+	rc = prep(l, S_GET_SERIAL, &s, err, errlen);
+	if (rc < 0)
+		return rc;
+	sqlite3_bind_text(s, 1, serial, -1, SQLITE_STATIC);
+	rc = fetch_row(l, s, row, "reading a row", err, errlen);
+	if (rc == 0) {
+		rc = prep(l, S_GET_SERIAL_DEAD, &s, err, errlen);
+		if (rc < 0)
+			return rc;
+		sqlite3_bind_text(s, 1, serial, -1, SQLITE_STATIC);
+		rc = fetch_row(l, s, row, "reading a row", err, errlen);
+	}
+	if (rc == 0)
+		return st_errf(err, errlen, ST_E_NOTFOUND, "ledger %s: no row with serial %s",
+			       l->path, serial);
+	return rc < 0 ? rc : 0;
+}
+
+int st_ledger_foreach(struct st_ledger *l, int (*fn)(const struct st_ledger_row *row, void *arg),
+		      void *arg, char *err, size_t errlen)
+{
+	struct st_ledger_row *r;
+	sqlite3_stmt *s;
+	int rc;
+
+	if (l->iterating)
+		return st_errf(err, errlen, ST_E_INVAL, "ledger %s: nested st_ledger_foreach",
+			       l->path);
+	rc = prep(l, S_ALL, &s, err, errlen);
+	if (rc < 0)
+		return rc;
+	l->iterating = 1;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		rc = read_row(l, s, &r, err, errlen);
+		if (rc < 0)
+			goto out;
+		rc = fn(r, arg);
+		st_ledger_row_free(r);
+		if (rc != 0) {
+			rc = 0;
+			goto out;
+		}
+	}
+	rc = rc == SQLITE_DONE ? 0 : db_error(l, rc, "reading the rows", err, errlen);
+out:
+	done(s);
+	l->iterating = 0;
+	return rc;
+}
+
+int st_ledger_flag(struct st_ledger *l, const char *device_id, const uint8_t pubkey_sha256[32],
+		   const char *slot, const char *reason, char *err, size_t errlen)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	if (!reason || !*reason)
+		return st_errf(err, errlen, ST_E_INVAL, "ledger %s: flag without a reason",
+			       l->path);
+	rc = prep(l, S_FLAG, &s, err, errlen);
+	if (rc < 0)
+		return rc;
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)time(NULL));
+	sqlite3_bind_text(s, 2, l->station, -1, SQLITE_STATIC);
+	bind_text_or_null(s, 3, slot);
+	bind_text_or_null(s, 4, device_id);
+	if (pubkey_sha256)
+		sqlite3_bind_blob(s, 5, pubkey_sha256, 32, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(s, 5);
+	sqlite3_bind_text(s, 6, reason, -1, SQLITE_STATIC);
+	return run(l, s, "recording a flag", err, errlen);
+}
+
+int st_ledger_foreach_flag(struct st_ledger *l,
+			   int (*fn)(const struct st_ledger_flag *flag, void *arg), void *arg,
+			   char *err, size_t errlen)
+{
+	struct st_ledger_flag f;
+	sqlite3_stmt *s;
+	int rc;
+
+	rc = prep(l, S_ALL_FLAGS, &s, err, errlen);
+	if (rc < 0)
+		return rc;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		f.id = sqlite3_column_int64(s, 0);
+		f.time = (time_t)sqlite3_column_int64(s, 1);
+		f.station = (const char *)sqlite3_column_text(s, 2);
+		f.slot = (const char *)sqlite3_column_text(s, 3);
+		f.device_id = (const char *)sqlite3_column_text(s, 4);
+		f.pubkey_sha256 = sqlite3_column_bytes(s, 5) == 32 ? sqlite3_column_blob(s, 5) :
+								     NULL;
+		f.reason = (const char *)sqlite3_column_text(s, 6);
+		if (!f.station)
+			f.station = "";
+		if (!f.reason)
+			f.reason = "";
+		if (fn(&f, arg) != 0) {
+			rc = SQLITE_DONE;
+			break;
+		}
+	}
+	rc = rc == SQLITE_DONE ? 0 : db_error(l, rc, "reading the flags", err, errlen);
+	done(s);
+	return rc;
+}
+
+int st_ledger_integrity(struct st_ledger *l, char *err, size_t errlen)
+{
+	sqlite3_stmt *s = NULL;
+	const char *first;
+	int rc, more = 0;
+
+	rc = sqlite3_prepare_v2(l->db, "PRAGMA integrity_check", -1, &s, NULL);
+	if (rc != SQLITE_OK) {
+		rc = db_error(l, rc, "checking integrity", err, errlen);
+		goto out;
+	}
+	rc = sqlite3_step(s);
+	if (rc != SQLITE_ROW) {
+		rc = db_error(l, rc, "checking integrity", err, errlen);
+		goto out;
+	}
+	first = (const char *)sqlite3_column_text(s, 0);
+	if (first && strcmp(first, "ok") == 0) {
+		rc = 0;
+		goto out;
+	}
+	rc = st_errf(err, errlen, ST_E_LEDGER_CORRUPT, "ledger %s: integrity check failed: %s",
+		     l->path, first ? first : "?");
+	while (sqlite3_step(s) == SQLITE_ROW)
+		more++;
+	if (more && err) {
+		size_t n = strlen(err);
+
+		if (n + 1 < errlen)
+			snprintf(err + n, errlen - n, " (and %d more problems)", more);
+	}
+out:
+	sqlite3_finalize(s);
+	return rc;
+}

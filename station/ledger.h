@@ -1,0 +1,229 @@
+/* The ledger: the durable record of every certificate the station issues (SQLite in WAL
+ * mode, the embedded default). Nothing leaves the station without a committed row.
+ *
+ * Life of a row: an intent (written and committed before signing: serial, device id,
+ * profile, CSR hash, public key hash, station, slot, time) -> signed (the certificate,
+ * committed with its batch in one transaction, one fsync, before any certificate of the
+ * batch is written to a board) -> delivered (after the board proved it holds the key) or
+ * failed (with a reason). An intent that never got its certificate (a crash between the two
+ * commits) stays listed as "possibly signed".
+ *
+ * Durability: every commit is synced to disk (WAL, synchronous=FULL) before it returns, and
+ * a process killed at any moment leaves every committed transaction whole and nothing of an
+ * uncommitted one; the next open replays the WAL.
+ *
+ * Uniqueness: serial and public key are unique among the rows that hold or may yet hold a
+ * certificate, i.e. every row except a failed one without a certificate (a superseded or
+ * abandoned intent: no certificate of it ever left the station, so its serial and key may be
+ * used again). The device id is not unique in the table: whether a device id may get a second
+ * certificate is the profile's reprovision policy, which the caller applies to the verdict of
+ * st_ledger_lookup(); st_ledger_add_intent() only refuses two intents of one device id in
+ * flight at once.
+ *
+ * Every function here blocks (disk, fsync): never call one on the event loop thread. A
+ * handle is used by one thread at a time (the signing pool's ledger thread; commands);
+ * several processes may open the same file (readers never block the writer). */
+#ifndef ST_LEDGER_H
+#define ST_LEDGER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <time.h>
+
+enum st_ledger_state {
+	ST_LEDGER_INTENT,    /* about to be signed; "possibly signed" after a crash */
+	ST_LEDGER_SIGNED,    /* certificate recorded, may be on its way to the board */
+	ST_LEDGER_DELIVERED, /* the board holds it and proved its key */
+	ST_LEDGER_FAILED,    /* given up, with a reason */
+};
+
+/* "intent", "signed", "delivered", "failed" ("?" for other values). */
+const char *st_ledger_state_name(enum st_ledger_state s);
+
+/* Parses a state name as written by st_ledger_state_name(). Returns the state (>= 0) or
+ * ST_E_INVAL. */
+int st_ledger_state_parse(const char *name);
+
+struct st_ledger;
+
+/* A row. Strings are owned by the row (st_ledger_row_free) when returned by the ledger;
+ * when passed in, they are borrowed. */
+struct st_ledger_row {
+	int64_t id;
+	char *serial;          /* lower-case hex, unique */
+	char *device_id;
+	char *profile;         /* profile (SKU) name; may be NULL */
+	char *station;         /* station name */
+	char *slot;            /* slot name; may be NULL */
+	uint8_t csr_sha256[32];
+	uint8_t pubkey_sha256[32]; /* SHA-256 of the SubjectPublicKeyInfo DER, unique */
+	enum st_ledger_state state;
+	uint8_t *cert_der;     /* NULL until signed */
+	size_t cert_len;
+	time_t not_before, not_after; /* 0 until signed */
+	time_t created, signed_at, delivered_at; /* 0 when not yet */
+	char *reason;          /* failure reason or NULL */
+};
+
+/* Frees a row returned by the ledger and its strings; NULL is allowed. */
+void st_ledger_row_free(struct st_ledger_row *row);
+
+/* st_ledger_open_flags() flags. */
+#define ST_LEDGER_NOCREATE 0x1u /* the file must exist and be a ledger already (commands
+				 * that only read): an empty database is refused */
+
+/* Opens (creating when absent) the ledger at path, WAL mode, synchronous=FULL, schema
+ * migrated. station names this station in new rows (NULL: the host name). Returns 0 and
+ * *out (close with st_ledger_close) or, with a message naming the file, *out NULL:
+ * ST_E_LEDGER_OPEN (cannot open or create it), ST_E_LEDGER_CORRUPT (not a SQLite database,
+ * a SQLite database that is not a station ledger, or damaged), ST_E_LEDGER_VERSION (written
+ * by a newer station), ST_E_LEDGER_BUSY (another process held the lock too long),
+ * ST_E_LEDGER_IO. */
+int st_ledger_open(const char *path, const char *station, struct st_ledger **out, char *err,
+		   size_t errlen);
+
+/* Same with flags (ST_LEDGER_NOCREATE: a missing file is ST_E_LEDGER_OPEN). */
+int st_ledger_open_flags(const char *path, const char *station, unsigned flags,
+			 struct st_ledger **out, char *err, size_t errlen);
+
+/* Closes the handle; an open transaction is rolled back. NULL is allowed. */
+void st_ledger_close(struct st_ledger *l);
+
+/* How long a call waits for another process's lock before it fails with
+ * ST_E_LEDGER_BUSY (default 5000 ms; 0: fail at once). */
+void st_ledger_set_busy_timeout(struct st_ledger *l, int ms);
+
+/* The path the handle was opened with (owned by the handle). */
+const char *st_ledger_path(const struct st_ledger *l);
+
+/* What the ledger knows of a device id and public key before anything is signed. Rows that
+ * are failed without a certificate (superseded or abandoned intents) are ignored. */
+enum st_ledger_verdict {
+	ST_LEDGER_NEW,          /* neither is known: issue */
+	ST_LEDGER_RECORDED,     /* this device id with this key has a certificate (signed,
+				 * delivered, or failed after signing): deliver it again (*row
+				 * filled), never issue a second one */
+	ST_LEDGER_KEY_REUSED,   /* the key is recorded (with or without a certificate yet) for
+				 * another device id: refuse, flag */
+	ST_LEDGER_ID_OTHER_KEY, /* the device id has a row for a different key: refuse and flag
+				 * under the refuse policy; issue under reissue. *row is the
+				 * strongest such row (delivered, then signed, then failed with a
+				 * certificate, then intent; newest first). When row->state is
+				 * ST_LEDGER_INTENT the other key's intent is in flight on another
+				 * slot or was left by a crash: st_ledger_add_intent() refuses with
+				 * ST_E_LEDGER_DUP_ID until it is superseded (st_ledger_supersede) */
+	ST_LEDGER_POSSIBLY_SIGNED, /* an intent without a certificate exists for this id and
+				 * key: a crash came between signing and recording; issue anew:
+				 * st_ledger_add_intent() marks that intent failed "superseded" in
+				 * the same transaction (no certificate of it ever left the station) */
+};
+
+/* Looks device_id and pubkey_sha256 up. On ST_LEDGER_RECORDED, ST_LEDGER_KEY_REUSED and
+ * ST_LEDGER_ID_OTHER_KEY, *row (if not NULL) gets the matching row (free it); on the other
+ * verdicts and on error *row is NULL. Returns the verdict (>= 0) or a negative
+ * ST_E_LEDGER_* code. Sees the rows of the caller's open transaction. */
+int st_ledger_lookup(struct st_ledger *l, const char *device_id, const uint8_t pubkey_sha256[32],
+		     struct st_ledger_row **row, char *err, size_t errlen);
+
+/* Group commit: everything between begin and commit is one transaction, one fsync. Begin
+ * takes the write lock at once (waiting up to the busy timeout, then ST_E_LEDGER_BUSY).
+ * Outside a transaction every call that writes commits (and syncs) on its own. A call that
+ * fails inside a transaction undoes only its own change; the transaction stays open.
+ * Begin inside a transaction or commit outside one is ST_E_INVAL. Rollback outside a
+ * transaction does nothing and returns 0. When commit fails (disk full, fsync error) the
+ * batch is not durable: none of its certificates may be delivered; roll back (if the error
+ * message does not already say it was rolled back) and retry the batch or fail its slots. */
+int st_ledger_begin(struct st_ledger *l, char *err, size_t errlen);
+int st_ledger_commit(struct st_ledger *l, char *err, size_t errlen);
+int st_ledger_rollback(struct st_ledger *l);
+
+/* Inserts an intent row (state intent; serial, device_id, profile, slot, hashes from row;
+ * station and time filled in). serial must be non-empty lower-case hex of at most 40
+ * digits and device_id non-empty (ST_E_INVAL). Intents of the same device id and key
+ * without a certificate are marked failed "superseded" first (see
+ * ST_LEDGER_POSSIBLY_SIGNED). ST_E_LEDGER_DUP_SERIAL, ST_E_LEDGER_DUP_KEY when the serial or
+ * key is recorded, ST_E_LEDGER_DUP_ID when an intent of this device id for another key is
+ * open. *id gets the row id (0 on failure). */
+int st_ledger_add_intent(struct st_ledger *l, const struct st_ledger_row *row, int64_t *id,
+			 char *err, size_t errlen);
+
+/* Marks an intent without a certificate failed with reason "superseded": the caller issues
+ * anew instead. ST_E_NOTFOUND, or ST_E_LEDGER_STATE when the row is not such an intent. */
+int st_ledger_supersede(struct st_ledger *l, int64_t id, char *err, size_t errlen);
+
+/* Records the certificate of an intent: state signed, cert DER, validity, signed_at.
+ * ST_E_NOTFOUND, or ST_E_LEDGER_STATE when the row is no longer an intent (superseded or
+ * failed meanwhile): then the certificate must not be delivered. */
+int st_ledger_set_cert(struct st_ledger *l, int64_t id, const uint8_t *der, size_t len,
+		       time_t not_before, time_t not_after, char *err, size_t errlen);
+
+/* Marks a row delivered, or failed with a reason (its certificate, if any, stays).
+ * Delivered needs a certificate (signed, failed after signing, or already delivered: the
+ * first delivery time is kept; the reason is cleared). Failed is refused for a delivered
+ * row: a board that proved its key keeps its record. Both: ST_E_NOTFOUND or
+ * ST_E_LEDGER_STATE. */
+int st_ledger_mark_delivered(struct st_ledger *l, int64_t id, char *err, size_t errlen);
+int st_ledger_mark_failed(struct st_ledger *l, int64_t id, const char *reason, char *err,
+			  size_t errlen);
+
+/* Records a refused board (e.g. a recorded device id claimed with a different key, or a
+ * key recorded for another device id) in the flags table with this station and the time.
+ * device_id, pubkey_sha256 and slot may be NULL; reason is required. */
+int st_ledger_flag(struct st_ledger *l, const char *device_id, const uint8_t pubkey_sha256[32],
+		   const char *slot, const char *reason, char *err, size_t errlen);
+
+/* A flag as st_ledger_foreach_flag() passes it (borrowed for the call). */
+struct st_ledger_flag {
+	int64_t id;
+	time_t time;
+	const char *station;
+	const char *slot;         /* may be NULL */
+	const char *device_id;    /* may be NULL */
+	const uint8_t *pubkey_sha256; /* 32 bytes or NULL */
+	const char *reason;
+};
+
+/* Allocates the next number of a profile's sequence device ids for prefix: unique and
+ * increasing per prefix, never reused, also across restarts (committed before it
+ * returns; inside a transaction, committed with it, and a rolled-back number was never
+ * given to a committed row). First value is 1. */
+int st_ledger_next_sequence(struct st_ledger *l, const char *prefix, uint64_t *n, char *err,
+			    size_t errlen);
+
+/* Reads one row by id or by serial (the live row when a superseded intent shares the
+ * serial). Returns 0 and *row (free it), or ST_E_NOTFOUND; *row is NULL on failure. */
+int st_ledger_get(struct st_ledger *l, int64_t id, struct st_ledger_row **row, char *err,
+		  size_t errlen);
+int st_ledger_get_serial(struct st_ledger *l, const char *serial, struct st_ledger_row **row,
+			 char *err, size_t errlen);
+
+/* Calls fn for every row in id order, in one read snapshot (fn returns non-zero to stop; the
+ * row is borrowed for the call). fn may call other ledger functions on l, but not
+ * st_ledger_foreach itself. Returns 0 (also when fn stopped) or ST_E_LEDGER_*. */
+int st_ledger_foreach(struct st_ledger *l, int (*fn)(const struct st_ledger_row *row, void *arg),
+		      void *arg, char *err, size_t errlen);
+
+/* Calls fn for every flag in id order, as st_ledger_foreach(). */
+int st_ledger_foreach_flag(struct st_ledger *l,
+			   int (*fn)(const struct st_ledger_flag *flag, void *arg), void *arg,
+			   char *err, size_t errlen);
+
+/* Runs SQLite's full integrity check of the file. Returns 0, or ST_E_LEDGER_CORRUPT with
+ * the first problem found. Slow on a big ledger (reads every page). */
+int st_ledger_integrity(struct st_ledger *l, char *err, size_t errlen);
+
+/* Test hooks (fault injection): fn runs at these points of every commit, including the
+ * implicit commit of a write outside a transaction. A crash test kills the process there. */
+enum st_ledger_hook_point {
+	ST_LEDGER_HOOK_COMMIT_START, /* committing began; nothing of it is in the WAL yet */
+	ST_LEDGER_HOOK_COMMIT_DONE,  /* the transaction is in the WAL and synced, the call has
+				      * not returned yet */
+};
+
+/* Sets (fn non-NULL) or clears the hook. fn must not call the ledger. */
+void st_ledger_set_hook(struct st_ledger *l, void (*fn)(enum st_ledger_hook_point point,
+							 void *arg),
+			void *arg);
+
+#endif

@@ -1,0 +1,134 @@
+/* Ledger throughput on this machine's disk: rows per second with group commit (one
+ * transaction and one fsync per batch, as the signing pool commits) against one commit per
+ * row. Every commit is durable (WAL, synchronous=FULL), so the figures are bound by fsync
+ * latency; quote the ratio, not the absolute numbers.
+ *
+ *   bench_ledger [DIR] [ROWS]   (DIR: where the ledger file goes, default $TMPDIR or /tmp) */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/sha.h>
+
+#include "ledger.h"
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void make_row(struct st_ledger_row *r, char *serial, char *device, uint64_t n)
+{
+	memset(r, 0, sizeof(*r));
+	snprintf(serial, 41, "%032llx", (unsigned long long)n);
+	snprintf(device, 64, "bench-%llu", (unsigned long long)n);
+	r->serial = serial;
+	r->device_id = device;
+	r->profile = (char *)"bench";
+	r->slot = (char *)"S1";
+	SHA256((const unsigned char *)serial, strlen(serial), r->pubkey_sha256);
+	SHA256((const unsigned char *)device, strlen(device), r->csr_sha256);
+}
+
+static int fail(const char *what, const char *err)
+{
+	fprintf(stderr, "bench_ledger: %s: %s\n", what, err);
+	return 1;
+}
+
+/* Runs rows through intent (full: -> signed -> delivered) in batches of batch rows (batch 1:
+ * every call commits on its own). Returns rows/s or a negative value. */
+static double run(struct st_ledger *l, uint64_t *next, int rows, int batch, int full)
+{
+	static uint8_t cert[600];
+	int64_t *ids = calloc((size_t)batch, sizeof(*ids));
+	char serial[41], device[64], err[512];
+	struct st_ledger_row r;
+	double t0 = now();
+	int done, i, n;
+
+	if (!ids)
+		return -1;
+	for (done = 0; done < rows; done += n) {
+		n = rows - done < batch ? rows - done : batch;
+		if (batch > 1 && st_ledger_begin(l, err, sizeof(err)) != 0)
+			goto fail;
+		for (i = 0; i < n; i++) {
+			make_row(&r, serial, device, (*next)++);
+			if (st_ledger_add_intent(l, &r, &ids[i], err, sizeof(err)) != 0)
+				goto fail;
+		}
+		if (batch > 1 && st_ledger_commit(l, err, sizeof(err)) != 0)
+			goto fail;
+		if (!full)
+			continue;
+		if (batch > 1 && st_ledger_begin(l, err, sizeof(err)) != 0)
+			goto fail;
+		for (i = 0; i < n; i++)
+			if (st_ledger_set_cert(l, ids[i], cert, sizeof(cert), 1, 2, err,
+					       sizeof(err)) != 0)
+				goto fail;
+		if (batch > 1 && (st_ledger_commit(l, err, sizeof(err)) != 0 ||
+				  st_ledger_begin(l, err, sizeof(err)) != 0))
+			goto fail;
+		for (i = 0; i < n; i++)
+			if (st_ledger_mark_delivered(l, ids[i], err, sizeof(err)) != 0)
+				goto fail;
+		if (batch > 1 && st_ledger_commit(l, err, sizeof(err)) != 0)
+			goto fail;
+	}
+	free(ids);
+	return rows / (now() - t0);
+fail:
+	fail("run", err);
+	free(ids);
+	return -1;
+}
+
+int main(int argc, char **argv)
+{
+	static const int batches[] = { 1, 10, 100, 250, 500 };
+	const char *dir = argc > 1 ? argv[1] : getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+	int rows = argc > 2 ? atoi(argv[2]) : 5000;
+	struct st_ledger *l = NULL;
+	char path[4096], err[512];
+	uint64_t next = 1;
+	double single = 0, r;
+	size_t i;
+	int full;
+
+	if (rows <= 0)
+		return fail("usage", "bench_ledger [DIR] [ROWS]");
+	snprintf(path, sizeof(path), "%s/bench-ledger-%d.db", dir, (int)getpid());
+	if (st_ledger_open(path, "bench", &l, err, sizeof(err)) != 0)
+		return fail("open", err);
+	printf("ledger %s: every commit fsynced (WAL, synchronous=FULL)\n", path);
+	for (full = 0, r = 0; full <= 1 && r >= 0; full++) {
+		printf("%s\n", full ? "life cycle: intent, signed, delivered (3 commits per batch)" :
+				      "intents only (1 commit per batch)");
+		for (i = 0; i < sizeof(batches) / sizeof(batches[0]); i++) {
+			/* A commit per row costs an fsync per call: fewer rows keep it short. */
+			int n = batches[i] == 1 ? (rows / 10 > 0 ? rows / 10 : 1) : rows;
+			int commits = full ? 3 : 1;
+
+			r = run(l, &next, n, batches[i], full);
+			if (r < 0)
+				break;
+			if (batches[i] == 1)
+				single = r;
+			printf("  batch %4d: %6d rows %9.0f rows/s %7.0f commits/s  x%.1f vs "
+			       "batch 1\n",
+			       batches[i], n, r, commits * r / batches[i],
+			       single > 0 ? r / single : 0);
+		}
+	}
+	st_ledger_close(l);
+	unlink(path);
+	return r < 0;
+}
