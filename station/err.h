@@ -115,7 +115,12 @@
 	X(PORT_OPEN, "cannot open port")                                                       \
 	X(PORT_BAUD, "baud rate not supported")                                                \
 	X(PORT_HANGUP, "port hung up")                                                         \
-	X(PORT_UNSUPPORTED, "operation not supported by this port")
+	X(PORT_UNSUPPORTED, "operation not supported by this port")                            \
+	/* Signing pool (station/pool.c) */                                                    \
+	X(POOL_FULL, "signing pool is full")                                                   \
+	X(POOL_CLOSED, "signing pool is shut down")                                            \
+	X(POOL_KEY_REUSED, "public key is already certified for another device")               \
+	X(POOL_ID_OTHER_KEY, "device id already has a certificate for another key")
 
 #define ST__ERR_IDX(name, msg) ST__IDX_##name,
 enum st_err_index { ST__IDX_OK_, ST_ERR_MAP(ST__ERR_IDX) ST__IDX_COUNT_ };

@@ -1,0 +1,214 @@
+/* The batch signing pool: turns checked CSRs into recorded certificates without ever
+ * blocking the event loop.
+ *
+ * Threads:
+ * - the loop thread (libuv) submits requests, gathers them into batches (sealed at
+ *   batch_max requests or batch_linger_ms after the first one) and runs every completion
+ *   callback;
+ * - one ledger thread owns the st_ledger handle (SQLite blocks on fsync);
+ * - S worker threads, each with its own signer session and st_issuer for its whole life
+ *   (HSMs crash or serialise when threads share a session). Not libuv's shared threadpool:
+ *   that one also serves fs and DNS work, which would wait behind signing batches.
+ * Results come back through one locked queue and one uv_async_t.
+ *
+ * Each batch goes through three steps, and batches overlap (while batch k is signed, the
+ * intents of k+1 are committed and the certificates of k-1 recorded; the ledger thread puts
+ * whatever is waiting for it into one transaction, so commits grow as the load does):
+ * 1. ledger thread: look every request up (a board the ledger already knows gets its
+ *    recorded certificate again, a key certified for another device is refused), choose the
+ *    serials and insert the intent rows; one commit;
+ * 2. workers: issue (sign and verify) every new certificate, pulling requests from one shared
+ *    queue so that all sessions stay busy;
+ * 3. ledger thread: store every certificate (and the reasons of those that failed); one
+ *    commit. Only after that commit do the batch's requests complete: no certificate leaves
+ *    the pool without a durable ledger row.
+ *
+ * When the HSM goes away (a signature fails with ST_E_SIGNER_SESSION, _DEVICE, _TOKEN, _KEY,
+ * _PIN or _MODULE after the signer's own reopen and retry: the HSM, not the board), signing
+ * pauses: the request goes back to the head of the queue, each worker reopens its session
+ * with a backoff (100 ms doubling to 2 s), the pool reports "paused" with the reason, and
+ * signing resumes with the first signature that works. No request fails for an outage. Other
+ * errors (policy, CA validity, a signature that does not verify) fail that request only.
+ *
+ * Refusals (a key recorded for another device, a device id recorded with another key under
+ * the refuse policy, a duplicate the ledger's constraints catch) are flagged in the ledger
+ * (st_ledger_flag) and complete with req->refused set. */
+#ifndef ST_POOL_H
+#define ST_POOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <uv.h>
+
+#include "ca.h"
+#include "issue.h"
+#include "policy.h"
+#include "signer.h"
+
+#define ST_POOL_MAX_DEVICE_ID 256 /* bytes of a device id, without the NUL */
+#define ST_POOL_MAX_NAME 128      /* bytes of a profile or slot name, without the NUL */
+
+struct st_pool;
+struct st_sign_req;
+
+/* Called on the loop thread when a request is finished. From then on the caller owns req
+ * and frees it with st_sign_req_free() (inside the callback or later). */
+typedef void (*st_sign_done_cb)(struct st_sign_req *req);
+
+/* Monotonic times (uv_hrtime(), nanoseconds) of a request's way through the pool, for
+ * per-phase latencies. A step that did not happen stays 0 (a recorded board is never
+ * signed). */
+struct st_sign_times {
+	uint64_t submitted;  /* st_pool_submit() */
+	uint64_t sealed;     /* its batch was sealed */
+	uint64_t intent;     /* its intent row was committed (or the lookup decided) */
+	uint64_t sign_start; /* a worker took it */
+	uint64_t sign_end;   /* the certificate was issued (or issuing failed) */
+	uint64_t recorded;   /* the certificate was committed to the ledger */
+	uint64_t completed;  /* just before done() */
+};
+
+/* One CSR to sign. Allocate with st_sign_req_new(), fill the inputs, st_pool_submit(). */
+struct st_sign_req {
+	/* Inputs. */
+	const struct st_policy *policy; /* borrowed; must outlive the request */
+	char profile[ST_POOL_MAX_NAME + 1];       /* profile (SKU) name, for the ledger */
+	char slot[ST_POOL_MAX_NAME + 1];          /* slot name, for the ledger and messages */
+	char device_id[ST_POOL_MAX_DEVICE_ID + 1]; /* the certificate's CN */
+	struct st_csr *csr;  /* checked CSR (st_csr_check); owned by the request */
+	time_t now;          /* moment of issue; 0: the current time */
+	void *data;          /* the caller's */
+	st_sign_done_cb done;
+
+	/* Outputs, valid in and after done(). */
+	int rc;             /* 0, or a negative ST_E_* code */
+	char err[256];      /* what went wrong, naming the slot and device, when rc < 0 */
+	struct st_cert *cert; /* the certificate when rc == 0; owned by the request (the caller
+			       * may take it and set this to NULL) */
+	int64_t row_id;     /* its ledger row (for st_pool_mark_delivered/failed); when the
+			     * request failed after its intent, the row now marked failed;
+			     * 0: none */
+	int reused;         /* 1: the ledger already held this certificate; nothing was signed */
+	int refused;        /* 1: the ledger refused it (key or device id already taken):
+			     * submitting it again will not help */
+	struct st_sign_times t;
+
+	/* Private to the pool. */
+	struct st_sign_req *q_next;     /* open batch, sign queue or result queue */
+	struct st_sign_req *batch_next; /* members of the sealed batch */
+	struct pool_batch *batch;
+	char serial_hex[ST_ISSUE_SERIAL_HEX]; /* the serial named by the intent row */
+	int sign_it;                   /* step 1's decision: 1 sign, 0 done, -1 undecided */
+	int cancelled;                 /* loop thread only */
+	int state;                     /* loop thread only: where the request is */
+};
+
+/* A zeroed request, or NULL when out of memory. Free with st_sign_req_free(). Any thread. */
+struct st_sign_req *st_sign_req_new(void);
+/* Frees the request, its CSR and its certificate. NULL is ignored. Never on a request the
+ * pool still holds (between a successful st_pool_submit() and done(), or after
+ * st_pool_cancel()). */
+void st_sign_req_free(struct st_sign_req *req);
+
+struct st_pool_config {
+	unsigned workers;         /* signing threads; 0: the number of online CPUs. Keep it
+				   * within the sessions the HSM allows. */
+	unsigned batch_max;       /* requests per batch, 1 .. 4096; 0: 32 */
+	unsigned batch_linger_ms; /* a batch is sealed this long after its first request even
+				   * when not full; 0: on the next loop iteration */
+	unsigned queue_max;       /* requests in the pool at once (backpressure); 0: 4096 */
+	const char *station;      /* this station's name, for the ledger rows */
+	const char *ledger_path;  /* the SQLite ledger file */
+};
+
+/* Fills cfg with the defaults: workers 0 (the CPUs), batch_max 32, batch_linger_ms 5,
+ * queue_max 4096, no station or ledger. */
+void st_pool_config_default(struct st_pool_config *cfg);
+
+/* Status of the pool, for the live view and benchmarks. */
+struct st_pool_stats {
+	uint64_t submitted;  /* accepted by st_pool_submit() */
+	uint64_t signed_;    /* new certificates issued and recorded */
+	uint64_t reused;     /* recorded certificates given out again */
+	uint64_t refused;    /* refused by the ledger (key reused, device id taken, ...) */
+	uint64_t failed;     /* failed otherwise (policy, CA, signer, ledger errors) */
+	uint64_t cancelled;  /* cancelled by their slot */
+	uint64_t batches;    /* batches sealed */
+	uint64_t batched;    /* requests in those batches (batched / batches: mean size) */
+	uint64_t commits;        /* ledger commits (each one fsync) */
+	uint64_t commits_intent; /* of those, commits that carried step 1 of some batch */
+	uint64_t commits_record; /* commits that carried step 3 of some batch */
+	uint64_t commits_ops;    /* commits that carried st_pool_mark_* or sequences */
+	unsigned in_pool;    /* requests submitted and not yet completed */
+	unsigned workers;    /* signing threads */
+	int paused;          /* 1 while signing waits for the HSM */
+	char pause_reason[256]; /* the signer's message of the outage, "" when never paused */
+	uint64_t paused_since; /* uv_hrtime() when the current pause began */
+	uint64_t pauses;     /* how many times signing paused */
+};
+
+/* Called on the loop thread when signing pauses (paused = 1, reason = the signer's message)
+ * and when it resumes (paused = 0, reason = ""). */
+typedef void (*st_pool_status_cb)(struct st_pool *pool, int paused, const char *reason,
+				  void *arg);
+
+/* Result of an asynchronous ledger operation, on the loop thread. rc is 0 or a negative
+ * ST_E_* code with err; value is the allocated number for st_pool_next_sequence(). */
+typedef void (*st_pool_op_cb)(int rc, const char *err, uint64_t value, void *arg);
+
+/* Creates the pool on loop: opens the ledger (on the ledger thread), starts the workers and
+ * waits until each has opened its signer session and issuer, so that a wrong key, PIN or
+ * ledger path fails here. ca and signer are shared by the workers and must outlive the pool.
+ * Blocks the calling thread while starting: call it before the loop runs busy. Returns 0 and
+ * *out (close with st_pool_close()), or a negative ST_E_* code with a message; *out is NULL
+ * then and nothing is left running. Loop thread. */
+int st_pool_new(uv_loop_t *loop, const struct st_pool_config *cfg, const struct st_ca *ca,
+		struct drv_signer *signer, struct st_pool **out, char *err, size_t errlen);
+
+/* Sets the callback told when signing pauses and resumes. Loop thread. */
+void st_pool_set_status_cb(struct st_pool *pool, st_pool_status_cb cb, void *arg);
+
+/* Whether st_pool_submit() would accept one more request now. Loop thread. */
+int st_pool_can_submit(const struct st_pool *pool);
+
+/* Hands req to the pool. The inputs must be set: policy, device_id, csr and done (profile
+ * and slot may be empty). Returns 0, and then the pool owns req until done(req) runs on the
+ * loop thread (never before this function returns); or ST_E_POOL_FULL (queue_max requests
+ * are in the pool: try again after a completion), ST_E_POOL_CLOSED, or ST_E_INVAL with a
+ * message in req->err, and then the caller keeps req. Loop thread. */
+int st_pool_submit(struct st_pool *pool, struct st_sign_req *req);
+
+/* Gives up a submitted request whose slot went away: done() will not be called and the pool
+ * frees req when it is finished with it; the caller must not touch req again. A request that
+ * was not yet sealed into a batch is dropped at once; one already on its way is carried to
+ * the end, so that whatever was signed for it is recorded (a board that comes back later gets
+ * that certificate). Only between a successful st_pool_submit() and done(). Loop thread. */
+void st_pool_cancel(struct st_pool *pool, struct st_sign_req *req);
+
+/* Asynchronous ledger updates through the ledger thread; cb (may be NULL) runs on the loop
+ * thread when the change is committed. Consecutive updates share one commit. Return 0, or
+ * ST_E_POOL_CLOSED / ST_E_NOMEM / ST_E_INVAL without calling cb. Loop thread. */
+int st_pool_mark_delivered(struct st_pool *pool, int64_t row_id, st_pool_op_cb cb, void *arg);
+int st_pool_mark_failed(struct st_pool *pool, int64_t row_id, const char *reason,
+			st_pool_op_cb cb, void *arg);
+/* Allocates the next number of the sequence device ids with prefix (st_ledger_next_sequence:
+ * unique, increasing, never reused); cb gets it as value. cb must not be NULL. */
+int st_pool_next_sequence(struct st_pool *pool, const char *prefix, st_pool_op_cb cb,
+			  void *arg);
+
+/* Copies the counters and the pause state. Loop thread. */
+void st_pool_stats(struct st_pool *pool, struct st_pool_stats *out);
+
+/* Shuts the pool down: takes no new requests or operations; requests not yet sealed into a
+ * batch complete with ST_E_POOL_CLOSED; of the sealed ones, those a worker is signing finish
+ * and are recorded, the others are not signed (ST_E_POOL_CLOSED; their intent rows are marked
+ * failed). Queued ledger operations are carried out. Every remaining done() and op callback
+ * runs on the loop thread, then the threads are joined, the ledger closed, the uv handles
+ * closed, and close_cb(arg) (may be NULL) is called from the last handle's close callback,
+ * when the pool's memory is already released. Run the loop until then. Calling it again is
+ * harmless (the later close_cb is not called). Loop thread. */
+void st_pool_close(struct st_pool *pool, void (*close_cb)(void *arg), void *arg);
+
+#endif

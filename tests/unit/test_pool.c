@@ -1,0 +1,1050 @@
+/* The signing pool with real parts: a CA whose key is in a file the test writes (or in a
+ * SoftHSM2 token the test creates), a real SQLite ledger file and a real libuv loop. Every
+ * wait runs the loop until the awaited event has happened; nothing sleeps. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include <uv.h>
+
+#include "ca.h"
+#include "err.h"
+#include "issue.h"
+#include "ledger.h"
+#include "log.h"
+#include "policy.h"
+#include "pool.h"
+#include "signer.h"
+#include "testutil.h"
+#include "x509sign.h"
+
+#define FACTORY "acme-factory"
+#define DAY 86400L
+#define MODULE "/usr/lib/softhsm/libsofthsm2.so"
+#define TOKEN "pool-test"
+
+struct fx {
+	char dir[4096];
+	char ledger[4200];
+	uv_loop_t loop;
+	EVP_PKEY *ca_key;     /* file CA only */
+	X509 *ca_cert;
+	struct st_ca *ca;
+	struct drv_signer *signer;
+	struct st_policy policy;
+	struct st_ledger *reader; /* a second connection, as `station ledger` would have */
+	struct st_pool *pool;
+	int closed;
+	/* SoftHSM2 */
+	char tokens[4200], pin_file[4200], uri[8400];
+};
+
+/* What one test run saw. */
+struct run {
+	struct fx *fx;
+	unsigned done, ok, failed;
+	unsigned expect;
+	int check_ledger;     /* look each signed request up through the second connection */
+	unsigned paused_events, resumed_events;
+	unsigned done_while_paused;
+	int paused;
+	int fs_done_first;    /* the uv_fs_stat finished before any request */
+	int fs_done;
+	void (*on_done)(struct run *run, struct st_sign_req *req);
+	struct st_sign_req *keep[512];
+	unsigned nkeep;
+};
+
+/* ---- PKI -------------------------------------------------------------------------- */
+
+static void add_ext(X509 *x, X509V3_CTX *ctx, int nid, const char *value)
+{
+	X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, ctx, nid, value);
+
+	assert_non_null(ext);
+	assert_int_equal(X509_add_ext(x, ext, -1), 1);
+	X509_EXTENSION_free(ext);
+}
+
+/* A local CA certificate for pub (CN=Local-CA, OU=FACTORY), everything but the signature. */
+static X509 *ca_template(EVP_PKEY *pub)
+{
+	X509 *x = X509_new();
+	X509_NAME *name = X509_NAME_new();
+	X509V3_CTX ctx;
+
+	assert_non_null(x);
+	X509_set_version(x, 2);
+	ASN1_INTEGER_set(X509_get_serialNumber(x), 77);
+	X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)"Local-CA",
+				   -1, -1, 0);
+	X509_NAME_add_entry_by_txt(name, "OU", MBSTRING_UTF8, (const unsigned char *)FACTORY, -1,
+				   -1, 0);
+	X509_set_subject_name(x, name);
+	X509_set_issuer_name(x, name);
+	X509_NAME_free(name);
+	X509_gmtime_adj(X509_getm_notBefore(x), -3600);
+	X509_gmtime_adj(X509_getm_notAfter(x), 3650 * DAY);
+	X509_set_pubkey(x, pub);
+	X509V3_set_ctx(&ctx, x, x, NULL, NULL, 0);
+	add_ext(x, &ctx, NID_basic_constraints, "critical,CA:TRUE,pathlen:0");
+	add_ext(x, &ctx, NID_key_usage, "critical,keyCertSign,cRLSign");
+	add_ext(x, &ctx, NID_subject_key_identifier, "hash");
+	return x;
+}
+
+static void write_key(const char *path, EVP_PKEY *key)
+{
+	FILE *f = fopen(path, "w");
+
+	assert_non_null(f);
+	assert_int_equal(chmod(path, 0600), 0);
+	assert_int_equal(PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL), 1);
+	fclose(f);
+}
+
+static void write_text(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+	assert_int_equal(chmod(path, 0600), 0);
+}
+
+/* A device CSR from key, checked by the station's own policy code. */
+static struct st_csr *make_csr(struct fx *fx, EVP_PKEY *key, const char *cn)
+{
+	X509_REQ *req = X509_REQ_new();
+	X509_NAME *name = X509_NAME_new();
+	unsigned char *der = NULL;
+	struct st_csr *csr = NULL;
+	char err[512] = "";
+	int n, rc;
+
+	X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)cn, -1, -1,
+				   0);
+	X509_NAME_add_entry_by_txt(name, "OU", MBSTRING_UTF8, (const unsigned char *)FACTORY,
+				   -1, -1, 0);
+	X509_REQ_set_subject_name(req, name);
+	X509_NAME_free(name);
+	X509_REQ_set_pubkey(req, key);
+	assert_true(X509_REQ_sign(req, key, EVP_sha256()) > 0);
+	n = i2d_X509_REQ(req, &der);
+	assert_true(n > 0);
+	rc = st_csr_check(&fx->policy, fx->ca->ou, der, (size_t)n, cn, &csr, err, sizeof(err));
+	if (rc != 0)
+		fail_msg("CSR for %s: %s", cn, err);
+	OPENSSL_free(der);
+	X509_REQ_free(req);
+	return csr;
+}
+
+static void open_reader(struct fx *fx)
+{
+	char err[512] = "";
+
+	if (st_ledger_open(fx->ledger, "reader", &fx->reader, err, sizeof(err)) != 0)
+		fail_msg("second ledger connection: %s", err);
+}
+
+static void fx_paths(struct fx *fx, const char *name)
+{
+	const char *d = tu_tmpdir(name);
+
+	assert_non_null(d);
+	snprintf(fx->dir, sizeof(fx->dir), "%s", d);
+	snprintf(fx->ledger, sizeof(fx->ledger), "%s/ledger.db", fx->dir);
+	assert_int_equal(uv_loop_init(&fx->loop), 0);
+	st_policy_default(&fx->policy);
+}
+
+static int setup_file(void **state)
+{
+	struct fx *fx = calloc(1, sizeof(*fx));
+	struct drv_signer_config cfg = { .backend = "file" };
+	char key_path[4200], err[512] = "";
+
+	if (!fx)
+		return -1;
+	fx_paths(fx, "pool");
+	snprintf(key_path, sizeof(key_path), "%s/ca.key", fx->dir);
+	fx->ca_key = EVP_EC_gen("prime256v1");
+	fx->ca_cert = ca_template(fx->ca_key);
+	if (X509_sign(fx->ca_cert, fx->ca_key, EVP_sha256()) <= 0)
+		return -1;
+	write_key(key_path, fx->ca_key);
+	if (st_ca_from_x509(fx->ca_cert, NULL, NULL, "test CA", &fx->ca, err, sizeof(err)) != 0) {
+		fprintf(stderr, "ca: %s\n", err);
+		return -1;
+	}
+	cfg.key = key_path;
+	if (drv_signer_open(&cfg, &fx->signer, err, sizeof(err)) != 0) {
+		fprintf(stderr, "signer: %s\n", err);
+		return -1;
+	}
+	*state = fx;
+	return 0;
+}
+
+/* A SoftHSM2 token in the test's own directory, its key the CA key, self-signed through the
+ * token (st_x509_sign), as `station ca init --pkcs11` does. */
+static int setup_softhsm(void **state)
+{
+	struct fx *fx = calloc(1, sizeof(*fx));
+	struct drv_signer_config cfg = { .backend = "pkcs11" };
+	char conf[4200], text[8400], err[512] = "";
+	void *sess = NULL;
+	EVP_PKEY *pub;
+	int rc;
+
+	if (!fx)
+		return -1;
+	fx_paths(fx, "pool-hsm");
+	snprintf(fx->tokens, sizeof(fx->tokens), "%s/tokens", fx->dir);
+	snprintf(conf, sizeof(conf), "%s/softhsm2.conf", fx->dir);
+	snprintf(fx->pin_file, sizeof(fx->pin_file), "%s/user.pin", fx->dir);
+	snprintf(fx->uri, sizeof(fx->uri), "pkcs11:token=%s;object=ca?module-path=%s", TOKEN,
+		 MODULE);
+	if (mkdir(fx->tokens, 0700) != 0)
+		return -1;
+	snprintf(text, sizeof(text),
+		 "directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n",
+		 fx->tokens);
+	write_text(conf, text);
+	setenv("SOFTHSM2_CONF", conf, 1);
+	write_text(fx->pin_file, "2468-user\n");
+	rc = drv_pkcs11_init_token(MODULE, TOKEN, "1357-so", "2468-user", err, sizeof(err));
+	if (rc != 0) {
+		fprintf(stderr, "token: %s\n", err);
+		return -1;
+	}
+	cfg.key = fx->uri;
+	cfg.pin_file = fx->pin_file;
+	if (drv_pkcs11_generate_ec_key(&cfg, NULL, err, sizeof(err)) != 0 ||
+	    drv_signer_open(&cfg, &fx->signer, err, sizeof(err)) != 0 ||
+	    drv_signer_session_open(fx->signer, &sess, err, sizeof(err)) != 0) {
+		fprintf(stderr, "signer: %s\n", err);
+		return -1;
+	}
+	pub = drv_signer_public_key(fx->signer);
+	fx->ca_cert = ca_template(pub);
+	EVP_PKEY_free(pub);
+	rc = st_x509_sign(fx->ca_cert, fx->signer, sess, err, sizeof(err));
+	drv_signer_session_close(fx->signer, sess);
+	if (rc != 0 ||
+	    st_ca_from_x509(fx->ca_cert, NULL, NULL, "test CA", &fx->ca, err, sizeof(err)) != 0) {
+		fprintf(stderr, "ca: %s\n", err);
+		return -1;
+	}
+	*state = fx;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fx *fx = *state;
+	char cmd[4200];
+	int rc;
+
+	if (fx->reader)
+		st_ledger_close(fx->reader);
+	drv_signer_close(fx->signer);
+	st_ca_free(fx->ca);
+	X509_free(fx->ca_cert);
+	EVP_PKEY_free(fx->ca_key);
+	rc = uv_loop_close(&fx->loop);
+	if (rc != 0)
+		fprintf(stderr, "loop not closed cleanly: %s\n", uv_strerror(rc));
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", fx->dir);
+	if (system(cmd) != 0)
+		rc = -1;
+	free(fx);
+	return rc == 0 ? 0 : -1;
+}
+
+/* ---- Pool helpers ----------------------------------------------------------------- */
+
+static void start_pool(struct fx *fx, unsigned workers, unsigned batch_max, unsigned linger,
+		       unsigned queue_max)
+{
+	struct st_pool_config cfg;
+	char err[512] = "";
+	int rc;
+
+	st_pool_config_default(&cfg);
+	cfg.workers = workers;
+	cfg.batch_max = batch_max;
+	cfg.batch_linger_ms = linger;
+	cfg.queue_max = queue_max;
+	cfg.station = "test-station";
+	cfg.ledger_path = fx->ledger;
+	rc = st_pool_new(&fx->loop, &cfg, fx->ca, fx->signer, &fx->pool, err, sizeof(err));
+	if (rc != 0)
+		fail_msg("pool: %s: %s", st_errname(rc), err);
+}
+
+static void on_closed(void *arg)
+{
+	struct fx *fx = arg;
+
+	fx->closed++;
+	fx->pool = NULL;
+}
+
+/* Runs the loop until *flag is non-zero. The pool keeps the loop alive while it has work,
+ * so a loop that runs out of things to do means the awaited event will never come. */
+static void run_until(struct fx *fx, const unsigned *flag, unsigned want)
+{
+	while (*flag < want) {
+		if (uv_run(&fx->loop, UV_RUN_ONCE) == 0 && *flag < want)
+			fail_msg("loop ran dry waiting (%u of %u)", *flag, want);
+	}
+}
+
+static void close_pool(struct fx *fx)
+{
+	st_pool_close(fx->pool, on_closed, fx);
+	st_pool_close(fx->pool, on_closed, fx); /* harmless */
+	run_until(fx, (const unsigned *)&fx->closed, 1);
+	assert_int_equal(fx->closed, 1);
+	assert_null(fx->pool);
+	assert_int_equal(uv_run(&fx->loop, UV_RUN_DEFAULT), 0);
+}
+
+/* The certificate verifies with the CA's key and names the device. */
+static void check_cert(struct fx *fx, const struct st_sign_req *req)
+{
+	const unsigned char *p = req->cert->der;
+	X509 *x = d2i_X509(NULL, &p, (long)req->cert->der_len);
+	EVP_PKEY *ca_pub = X509_get0_pubkey(fx->ca_cert);
+	char cn[300] = "";
+
+	assert_non_null(x);
+	assert_int_equal(X509_verify(x, ca_pub), 1);
+	X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName, cn, sizeof(cn));
+	assert_string_equal(cn, req->device_id);
+	X509_free(x);
+}
+
+/* The ledger, read through another connection, holds req's certificate already. */
+static void check_recorded(struct fx *fx, const struct st_sign_req *req)
+{
+	struct st_ledger_row *row = NULL;
+	char err[512] = "";
+	int rc;
+
+	assert_true(req->row_id > 0);
+	rc = st_ledger_get(fx->reader, req->row_id, &row, err, sizeof(err));
+	if (rc != 0)
+		fail_msg("row %lld: %s", (long long)req->row_id, err);
+	assert_true(row->state == ST_LEDGER_SIGNED || row->state == ST_LEDGER_DELIVERED);
+	assert_int_equal(row->cert_len, req->cert->der_len);
+	assert_memory_equal(row->cert_der, req->cert->der, row->cert_len);
+	assert_string_equal(row->device_id, req->device_id);
+	assert_string_equal(row->serial, req->cert->serial_hex);
+	st_ledger_row_free(row);
+}
+
+static void on_done(struct st_sign_req *req)
+{
+	struct run *run = req->data;
+
+	run->done++;
+	if (run->paused)
+		run->done_while_paused++;
+	if (req->rc == 0) {
+		run->ok++;
+		assert_non_null(req->cert);
+		check_cert(run->fx, req);
+		if (run->check_ledger)
+			check_recorded(run->fx, req);
+		assert_true(req->t.submitted <= req->t.sealed);
+		assert_true(req->t.sealed <= req->t.intent);
+		assert_true(req->t.intent <= req->t.completed);
+		if (!req->reused) {
+			assert_true(req->t.intent <= req->t.sign_start);
+			assert_true(req->t.sign_start <= req->t.sign_end);
+			assert_true(req->t.sign_end <= req->t.recorded);
+			assert_true(req->t.recorded <= req->t.completed);
+		}
+	} else {
+		run->failed++;
+		assert_null(req->cert);
+		assert_true(req->err[0] != 0);
+	}
+	if (run->on_done)
+		run->on_done(run, req);
+	if (run->nkeep < sizeof(run->keep) / sizeof(run->keep[0]))
+		run->keep[run->nkeep++] = req;
+	else
+		st_sign_req_free(req);
+}
+
+static void free_kept(struct run *run)
+{
+	unsigned i;
+
+	for (i = 0; i < run->nkeep; i++)
+		st_sign_req_free(run->keep[i]);
+	run->nkeep = 0;
+}
+
+static struct st_sign_req *make_req(struct fx *fx, struct run *run, EVP_PKEY *key,
+				    const char *device_id, const char *slot)
+{
+	struct st_sign_req *req = st_sign_req_new();
+
+	assert_non_null(req);
+	req->policy = &fx->policy;
+	snprintf(req->profile, sizeof(req->profile), "acme-gw");
+	snprintf(req->slot, sizeof(req->slot), "%s", slot);
+	snprintf(req->device_id, sizeof(req->device_id), "%s", device_id);
+	req->csr = make_csr(fx, key, device_id);
+	req->data = run;
+	req->done = on_done;
+	return req;
+}
+
+/* Submits n new boards (fresh keys, device ids prefix-<i>). */
+static void submit_many(struct fx *fx, struct run *run, const char *prefix, unsigned n)
+{
+	char id[64], slot[32];
+	EVP_PKEY *key;
+	unsigned i;
+	int rc;
+
+	for (i = 0; i < n; i++) {
+		snprintf(id, sizeof(id), "%s-%04u", prefix, i);
+		snprintf(slot, sizeof(slot), "S%u", i);
+		key = EVP_EC_gen("prime256v1");
+		rc = st_pool_submit(fx->pool, make_req(fx, run, key, id, slot));
+		EVP_PKEY_free(key);
+		assert_int_equal(rc, 0);
+	}
+}
+
+/* ---- Tests ------------------------------------------------------------------------ */
+
+/* 200 boards through 2 workers: every certificate verifies and is in the ledger, read by
+ * another connection, before its request completes. */
+static void test_many(void **state)
+{
+	struct fx *fx = *state;
+	struct run run = { .fx = fx, .check_ledger = 1 };
+	struct st_pool_stats st;
+
+	start_pool(fx, 2, 16, 2, 0);
+	open_reader(fx);
+	submit_many(fx, &run, "board", 200);
+	run_until(fx, &run.done, 200);
+	assert_int_equal(run.ok, 200);
+	st_pool_stats(fx->pool, &st);
+	assert_int_equal(st.submitted, 200);
+	assert_int_equal(st.signed_, 200);
+	assert_int_equal(st.failed + st.refused + st.reused, 0);
+	assert_int_equal(st.in_pool, 0);
+	assert_int_equal(st.workers, 2);
+	assert_int_equal(st.paused, 0);
+	assert_int_equal(st.batched, 200);
+	free_kept(&run);
+	close_pool(fx);
+}
+
+/* With UUID serials the intent names the certificate's serial exactly. */
+static void test_uuid_serials(void **state)
+{
+	struct fx *fx = *state;
+	struct run run = { .fx = fx, .check_ledger = 1 };
+	char id[64];
+	EVP_PKEY *key;
+	unsigned i;
+
+	fx->policy.serial_mode = ST_SERIAL_UUID;
+	start_pool(fx, 2, 8, 0, 0);
+	open_reader(fx);
+	for (i = 0; i < 20; i++) {
+		snprintf(id, sizeof(id), "8b1f5a4e-2c3d-4e5f-9a0b-%012x", i + 1);
+		key = EVP_EC_gen("prime256v1");
+		assert_int_equal(st_pool_submit(fx->pool, make_req(fx, &run, key, id, "U")), 0);
+		EVP_PKEY_free(key);
+	}
+	run_until(fx, &run.done, 20);
+	assert_int_equal(run.ok, 20);
+	for (i = 0; i < run.nkeep; i++)
+		assert_string_equal(run.keep[i]->cert->serial_hex, run.keep[i]->serial_hex);
+	free_kept(&run);
+	close_pool(fx);
+}
+
+static int count_flag(const struct st_ledger_flag *flag, void *arg)
+{
+	unsigned *n = arg;
+
+	assert_non_null(strstr(flag->reason, "refused and flagged"));
+	(*n)++;
+	return 0;
+}
+
+/* A board that comes back with its device id and key gets its recorded certificate; a key
+ * certified for one device is refused for another; a device id certified with another key
+ * is refused under the refuse policy. */
+static void test_recorded_and_refused(void **state)
+{
+	struct fx *fx = *state;
+	struct run run = { .fx = fx, .check_ledger = 1 };
+	EVP_PKEY *key = EVP_EC_gen("prime256v1"), *other = EVP_EC_gen("prime256v1");
+	struct st_sign_req *first, *again, *thief, *swapped;
+	struct st_pool_stats st;
+	unsigned flags = 0;
+	char err[512];
+
+	start_pool(fx, 2, 4, 0, 0);
+	open_reader(fx);
+	assert_int_equal(st_pool_submit(fx->pool, make_req(fx, &run, key, "dev-A", "A1")), 0);
+	run_until(fx, &run.done, 1);
+	first = run.keep[0];
+	assert_int_equal(first->rc, 0);
+	assert_int_equal(first->reused, 0);
+
+	assert_int_equal(st_pool_submit(fx->pool, make_req(fx, &run, key, "dev-A", "A2")), 0);
+	assert_int_equal(st_pool_submit(fx->pool, make_req(fx, &run, key, "dev-B", "A3")), 0);
+	assert_int_equal(st_pool_submit(fx->pool, make_req(fx, &run, other, "dev-A", "A4")), 0);
+	run_until(fx, &run.done, 4);
+	again = run.keep[1];
+	thief = run.keep[2];
+	swapped = run.keep[3];
+	/* Completions of one batch come in batch order. */
+	assert_string_equal(again->slot, "A2");
+	assert_string_equal(thief->slot, "A3");
+	assert_string_equal(swapped->slot, "A4");
+
+	assert_int_equal(again->rc, 0);
+	assert_int_equal(again->reused, 1);
+	assert_int_equal(again->row_id, first->row_id);
+	assert_string_equal(again->cert->serial_hex, first->cert->serial_hex);
+	assert_int_equal(again->cert->der_len, first->cert->der_len);
+	assert_memory_equal(again->cert->der, first->cert->der, first->cert->der_len);
+	assert_int_equal(again->t.sign_start, 0); /* nothing was signed */
+
+	assert_int_equal(thief->rc, ST_E_POOL_KEY_REUSED);
+	assert_int_equal(thief->refused, 1);
+	assert_non_null(strstr(thief->err, "slot A3: device dev-B"));
+	assert_non_null(strstr(thief->err, "dev-A"));
+
+	assert_int_equal(swapped->rc, ST_E_POOL_ID_OTHER_KEY);
+	assert_int_equal(swapped->refused, 1);
+	assert_non_null(strstr(swapped->err, "refuses reprovisioning"));
+	assert_non_null(strstr(swapped->err, first->cert->serial_hex));
+
+	/* Both refusals are flagged for whoever looks into duplicates. */
+	assert_int_equal(st_ledger_foreach_flag(fx->reader, count_flag, &flags, err, sizeof(err)),
+			 0);
+	assert_int_equal(flags, 2);
+
+	st_pool_stats(fx->pool, &st);
+	assert_int_equal(st.signed_, 1);
+	assert_int_equal(st.reused, 1);
+	assert_int_equal(st.refused, 2);
+	assert_int_equal(st.failed, 0);
+	free_kept(&run);
+	EVP_PKEY_free(key);
+	EVP_PKEY_free(other);
+	close_pool(fx);
+}
+
+/* Under the reissue policy a device id with a new key gets a new certificate. */
+static void test_reissue(void **state)
+{
+	struct fx *fx = *state;
+	struct run run = { .fx = fx, .check_ledger = 1 };
+	EVP_PKEY *key = EVP_EC_gen("prime256v1"), *other = EVP_EC_gen("prime256v1");
+
+	fx->policy.reprovision = ST_REPROVISION_REISSUE;
+	start_pool(fx, 1, 4, 0, 0);
+	open_reader(fx);
+	assert_int_equal(st_pool_submit(fx->pool, make_req(fx, &run, key, "dev-R", "R1")), 0);
+	run_until(fx, &run.done, 1);
+	assert_int_equal(st_pool_submit(fx->pool, make_req(fx, &run, other, "dev-R", "R2")), 0);
+	run_until(fx, &run.done, 2);
+	if (run.keep[1]->rc != 0)
+		fail_msg("reissue: %s", run.keep[1]->err);
+	assert_int_equal(run.keep[1]->reused, 0);
+	assert_true(run.keep[1]->row_id != run.keep[0]->row_id);
+	assert_string_not_equal(run.keep[1]->cert->serial_hex, run.keep[0]->cert->serial_hex);
+	free_kept(&run);
+	EVP_PKEY_free(key);
+	EVP_PKEY_free(other);
+	close_pool(fx);
+}
+
+/* Group commit: 100 requests in batches of at most 16 cost at most 7 commits per step (fewer
+ * when batches wait for the ledger together), not 100. */
+static void test_batching(void **state)
+{
+	struct fx *fx = *state;
+	struct run run = { .fx = fx };
+	struct st_pool_stats st;
+
+	start_pool(fx, 2, 16, 0, 0);
+	submit_many(fx, &run, "batch", 100);
+	run_until(fx, &run.done, 100);
+	assert_int_equal(run.ok, 100);
+	st_pool_stats(fx->pool, &st);
+	assert_int_equal(st.batches, 7); /* 6 x 16 + 4 */
+	assert_int_equal(st.batched, 100);
+	assert_true(st.commits_intent >= 1 && st.commits_intent <= 7);
+	assert_true(st.commits_record >= 1 && st.commits_record <= 7);
+	assert_true(st.commits <= 14);
+	assert_int_equal(st.commits_ops, 0);
+	free_kept(&run);
+	close_pool(fx);
+}
+
+/* A request the issuer refuses (the CA is expired at the moment of issue) fails with the
+ * issuer's message, and its intent row is marked failed with that reason. */
+static void test_issue_failure(void **state)
+{
+	struct fx *fx = *state;
+	struct run run = { .fx = fx };
+	EVP_PKEY *key = EVP_EC_gen("prime256v1");
+	struct st_sign_req *req;
+	struct st_ledger_row *row = NULL;
+	struct st_pool_stats st;
+	char err[512];
+
+	start_pool(fx, 1, 4, 0, 0);
+	open_reader(fx);
+	req = make_req(fx, &run, key, "dev-late", "L1");
+	req->now = time(NULL) + 20 * 365 * DAY;
+	assert_int_equal(st_pool_submit(fx->pool, req), 0);
+	run_until(fx, &run.done, 1);
+	assert_int_equal(req->rc, ST_E_ISSUE_CA_EXPIRED);
+	assert_non_null(strstr(req->err, "slot L1: device dev-late"));
+	assert_true(req->row_id > 0);
+	assert_int_equal(st_ledger_get(fx->reader, req->row_id, &row, err, sizeof(err)), 0);
+	assert_int_equal(row->state, ST_LEDGER_FAILED);
+	assert_null(row->cert_der);
+	assert_non_null(row->reason);
+	assert_non_null(strstr(row->reason, "CA"));
+	st_ledger_row_free(row);
+	st_pool_stats(fx->pool, &st);
+	assert_int_equal(st.failed, 1);
+	assert_int_equal(st.signed_, 0);
+	free_kept(&run);
+	EVP_PKEY_free(key);
+	close_pool(fx);
+}
+
+struct op_result {
+	unsigned calls;
+	int rc;
+	uint64_t value;
+	char err[256];
+};
+
+static void on_op(int rc, const char *err, uint64_t value, void *arg)
+{
+	struct op_result *r = arg;
+
+	r->calls++;
+	r->rc = rc;
+	r->value = value;
+	snprintf(r->err, sizeof(r->err), "%s", err ? err : "");
+}
+
+/* Delivered, failed and sequence numbers go through the ledger thread; consecutive row
+ * updates share a commit. */
+static void test_ops(void **state)
+{
+	struct fx *fx = *state;
+	struct run run = { .fx = fx };
+	struct op_result d = { 0 }, f = { 0 }, s1 = { 0 }, s2 = { 0 }, s3 = { 0 }, bad = { 0 };
+	struct st_ledger_row *row = NULL;
+	struct st_pool_stats st;
+	char err[512];
+
+	start_pool(fx, 1, 4, 0, 0);
+	open_reader(fx);
+	submit_many(fx, &run, "op", 2);
+	run_until(fx, &run.done, 2);
+	assert_int_equal(run.ok, 2);
+
+	assert_int_equal(st_pool_mark_delivered(fx->pool, run.keep[0]->row_id, on_op, &d), 0);
+	assert_int_equal(st_pool_mark_failed(fx->pool, run.keep[1]->row_id,
+					     "board unplugged while writing", on_op, &f),
+			 0);
+	assert_int_equal(st_pool_next_sequence(fx->pool, "ACME-", on_op, &s1), 0);
+	assert_int_equal(st_pool_next_sequence(fx->pool, "ACME-", on_op, &s2), 0);
+	assert_int_equal(st_pool_next_sequence(fx->pool, "OTHER-", on_op, &s3), 0);
+	assert_int_equal(st_pool_mark_delivered(fx->pool, 999999, on_op, &bad), 0);
+	assert_int_equal(st_pool_mark_delivered(fx->pool, 0, on_op, &bad), ST_E_INVAL);
+	assert_int_equal(st_pool_next_sequence(fx->pool, "ACME-", NULL, NULL), ST_E_INVAL);
+	run_until(fx, &bad.calls, 1);
+	assert_int_equal(d.calls + f.calls + s1.calls + s2.calls + s3.calls, 5);
+	assert_int_equal(d.rc, 0);
+	assert_int_equal(f.rc, 0);
+	assert_int_equal(s1.rc, 0);
+	assert_int_equal(s2.value, s1.value + 1);
+	assert_int_equal(s3.value, 1);
+	assert_true(bad.rc < 0);
+	assert_true(bad.err[0] != 0);
+
+	assert_int_equal(st_ledger_get(fx->reader, run.keep[0]->row_id, &row, err, sizeof(err)),
+			 0);
+	assert_int_equal(row->state, ST_LEDGER_DELIVERED);
+	st_ledger_row_free(row);
+	assert_int_equal(st_ledger_get(fx->reader, run.keep[1]->row_id, &row, err, sizeof(err)),
+			 0);
+	assert_int_equal(row->state, ST_LEDGER_FAILED);
+	assert_string_equal(row->reason, "board unplugged while writing");
+	assert_non_null(row->cert_der); /* the certificate stays on record */
+	st_ledger_row_free(row);
+	st_pool_stats(fx->pool, &st);
+	/* Operations waiting together share a commit. */
+	assert_true(st.commits_ops >= 1 && st.commits_ops <= 6);
+	assert_int_equal(s1.value, 1);
+	free_kept(&run);
+	close_pool(fx);
+}
+
+/* Backpressure: queue_max requests at most; then ST_E_POOL_FULL until one completes. Bad
+ * requests are refused and stay the caller's. */
+static void test_full_and_invalid(void **state)
+{
+	struct fx *fx = *state;
+	struct run run = { .fx = fx };
+	EVP_PKEY *key = EVP_EC_gen("prime256v1");
+	struct st_sign_req *extra, *bad;
+
+	start_pool(fx, 1, 16, 50, 4);
+	submit_many(fx, &run, "full", 4);
+	assert_int_equal(st_pool_can_submit(fx->pool), 0);
+	extra = make_req(fx, &run, key, "full-extra", "X");
+	assert_int_equal(st_pool_submit(fx->pool, extra), ST_E_POOL_FULL);
+	run_until(fx, &run.done, 1);
+	assert_int_equal(st_pool_can_submit(fx->pool), 1);
+	assert_int_equal(st_pool_submit(fx->pool, extra), 0);
+
+	bad = st_sign_req_new();
+	bad->policy = &fx->policy;
+	bad->done = on_done;
+	snprintf(bad->device_id, sizeof(bad->device_id), "no-csr");
+	run_until(fx, &run.done, 5);
+	assert_int_equal(st_pool_submit(fx->pool, bad), ST_E_INVAL);
+	assert_non_null(strstr(bad->err, "CSR"));
+	st_sign_req_free(bad);
+	assert_int_equal(run.ok, 5);
+	free_kept(&run);
+	EVP_PKEY_free(key);
+	close_pool(fx);
+}
+
+static void on_stat(uv_fs_t *req)
+{
+	struct run *run = req->data;
+
+	run->fs_done = 1;
+	run->fs_done_first = run->done == 0;
+	uv_fs_req_cleanup(req);
+}
+
+/* The loop stays free while the workers sign: a uv_fs_stat issued with a big batch in flight
+ * (libuv's threadpool would have it wait behind signing) completes before the batch does. */
+static void test_loop_free(void **state)
+{
+	struct fx *fx = *state;
+	struct run run = { .fx = fx };
+	uv_fs_t stat_req;
+
+	start_pool(fx, 2, 400, 0, 0);
+	submit_many(fx, &run, "big", 400);
+	stat_req.data = &run;
+	assert_int_equal(uv_fs_stat(&fx->loop, &stat_req, fx->ledger, on_stat), 0);
+	run_until(fx, &run.done, 400);
+	assert_int_equal(run.fs_done, 1);
+	assert_int_equal(run.fs_done_first, 1);
+	assert_int_equal(run.ok, 400);
+	free_kept(&run);
+	close_pool(fx);
+}
+
+/* Cancelling: a request not yet sealed is dropped at once; one on its way is carried to the
+ * end and recorded, but its done() never runs. */
+static void test_cancel(void **state)
+{
+	struct fx *fx = *state;
+	struct run run = { .fx = fx };
+	EVP_PKEY *k1 = EVP_EC_gen("prime256v1"), *k2 = EVP_EC_gen("prime256v1");
+	EVP_PKEY *k3 = EVP_EC_gen("prime256v1");
+	struct st_sign_req *open_req, *sealed_req, *last;
+	struct st_ledger_row *row = NULL;
+	struct st_pool_stats st;
+	char err[512];
+	uint8_t hash[32];
+	int verdict;
+
+	start_pool(fx, 1, 2, 1000, 0);
+	open_reader(fx);
+	open_req = make_req(fx, &run, k1, "cancel-open", "C1");
+	assert_int_equal(st_pool_submit(fx->pool, open_req), 0);
+	st_pool_cancel(fx->pool, open_req); /* freed now; ASan would see a later touch */
+
+	sealed_req = make_req(fx, &run, k2, "cancel-sealed", "C2");
+	memcpy(hash, sealed_req->csr->spki_sha256, sizeof(hash));
+	last = make_req(fx, &run, k3, "cancel-last", "C3");
+	assert_int_equal(st_pool_submit(fx->pool, sealed_req), 0);
+	assert_int_equal(st_pool_submit(fx->pool, last), 0); /* batch of 2: sealed */
+	st_pool_cancel(fx->pool, sealed_req);
+	run_until(fx, &run.done, 1);
+	assert_ptr_equal(run.keep[0], last);
+	assert_int_equal(last->rc, 0);
+	/* Both were in one batch: the cancelled one was recorded with it. */
+	verdict = st_ledger_lookup(fx->reader, "cancel-sealed", hash, &row, err, sizeof(err));
+	assert_int_equal(verdict, ST_LEDGER_RECORDED);
+	assert_non_null(row->cert_der);
+	st_ledger_row_free(row);
+	st_pool_stats(fx->pool, &st);
+	assert_int_equal(st.cancelled, 2);
+	assert_int_equal(st.in_pool, 0);
+	assert_int_equal(run.done, 1);
+	free_kept(&run);
+	EVP_PKEY_free(k1);
+	EVP_PKEY_free(k2);
+	EVP_PKEY_free(k3);
+	close_pool(fx);
+}
+
+static int count_row(const struct st_ledger_row *row, void *arg)
+{
+	unsigned *n = arg;
+
+	n[row->state]++;
+	return 0;
+}
+
+static void shutdown_on_first(struct run *run, struct st_sign_req *req)
+{
+	(void)req;
+	if (run->done == 1)
+		st_pool_close(run->fx->pool, on_closed, run->fx);
+}
+
+/* Shutting down with batches in flight: every request completes once (signed and recorded,
+ * or ST_E_POOL_CLOSED), no intent is left behind, and nothing leaks (ASan). */
+static void test_shutdown_in_flight(void **state)
+{
+	struct fx *fx = *state;
+	struct run run = { .fx = fx, .check_ledger = 1, .on_done = shutdown_on_first };
+	unsigned rows[4] = { 0 }, i, closed = 0;
+	char err[512];
+
+	start_pool(fx, 2, 8, 0, 0);
+	open_reader(fx);
+	submit_many(fx, &run, "shut", 300);
+	run_until(fx, (const unsigned *)&fx->closed, 1);
+	assert_null(fx->pool);
+	assert_int_equal(uv_run(&fx->loop, UV_RUN_DEFAULT), 0);
+	assert_int_equal(run.done, 300);
+	for (i = 0; i < run.nkeep; i++) {
+		if (run.keep[i]->rc == ST_E_POOL_CLOSED)
+			closed++;
+		else
+			assert_int_equal(run.keep[i]->rc, 0);
+	}
+	assert_int_equal(run.ok + closed, 300);
+	assert_true(run.ok >= 1);
+	assert_int_equal(st_ledger_foreach(fx->reader, count_row, rows, err, sizeof(err)), 0);
+	assert_int_equal(rows[ST_LEDGER_INTENT], 0);
+	assert_int_equal(rows[ST_LEDGER_SIGNED], run.ok);
+	free_kept(&run);
+}
+
+/* ---- HSM outage (SoftHSM2) --------------------------------------------------------- */
+
+static void on_status(struct st_pool *pool, int paused, const char *reason, void *arg)
+{
+	struct run *run = arg;
+	struct fx *fx = run->fx;
+	struct st_pool_stats st;
+	char away[4300];
+
+	st_pool_stats(pool, &st);
+	assert_int_equal(st.paused, paused);
+	run->paused = paused;
+	if (paused) {
+		run->paused_events++;
+		assert_true(reason[0] != 0);
+		assert_string_equal(st.pause_reason, reason);
+		assert_true(st.paused_since > 0);
+		/* No board failed for the outage, and none completed. */
+		assert_int_equal(st.failed, 0);
+		/* The token comes back. */
+		snprintf(away, sizeof(away), "%s.away", fx->tokens);
+		assert_int_equal(rename(away, fx->tokens), 0);
+	} else {
+		run->resumed_events++;
+	}
+}
+
+static void pull_token_on_first(struct run *run, struct st_sign_req *req)
+{
+	struct fx *fx = run->fx;
+	char away[4300];
+
+	(void)req;
+	if (run->done != 1)
+		return;
+	/* The HSM goes away (the module loses its state and the token directory is gone,
+	 * so reinitialising finds nothing until it is back), and more boards arrive. */
+	snprintf(away, sizeof(away), "%s.away", fx->tokens);
+	drv_pkcs11_test_finalize(fx->signer);
+	assert_int_equal(rename(fx->tokens, away), 0);
+	submit_many(fx, run, "outage", 40);
+}
+
+static void test_hsm_outage(void **state)
+{
+	struct fx *fx = *state;
+	struct run run = { .fx = fx, .check_ledger = 1, .on_done = pull_token_on_first };
+	struct st_pool_stats st;
+
+	start_pool(fx, 2, 8, 0, 0);
+	open_reader(fx);
+	st_pool_set_status_cb(fx->pool, on_status, &run);
+	submit_many(fx, &run, "before", 1);
+	run_until(fx, &run.resumed_events, 1);
+	run_until(fx, &run.done, 41);
+	assert_int_equal(run.paused_events, 1);
+	assert_int_equal(run.done_while_paused, 0);
+	assert_int_equal(run.ok, 41);
+	st_pool_stats(fx->pool, &st);
+	assert_int_equal(st.failed, 0);
+	assert_int_equal(st.signed_, 41);
+	assert_int_equal(st.pauses, 1);
+	assert_int_equal(st.paused, 0);
+	/* The reason says what the HSM answered. */
+	assert_non_null(strstr(st.pause_reason, "HSM"));
+	assert_non_null(strstr(st.pause_reason, "PKCS#11"));
+	free_kept(&run);
+	close_pool(fx);
+}
+
+/* Shutting down while the HSM is away: nothing hangs, the waiting requests complete with
+ * ST_E_POOL_CLOSED and their intents are marked failed. */
+static void close_when_paused(struct st_pool *pool, int paused, const char *reason, void *arg)
+{
+	struct run *run = arg;
+
+	(void)reason;
+	if (paused) {
+		run->paused_events++;
+		st_pool_close(pool, on_closed, run->fx);
+	}
+}
+
+static void test_hsm_outage_shutdown(void **state)
+{
+	struct fx *fx = *state;
+	struct run run = { .fx = fx };
+	unsigned rows[4] = { 0 };
+	char away[4300], err[512];
+
+	start_pool(fx, 2, 8, 0, 0);
+	open_reader(fx);
+	st_pool_set_status_cb(fx->pool, close_when_paused, &run);
+	snprintf(away, sizeof(away), "%s.away", fx->tokens);
+	drv_pkcs11_test_finalize(fx->signer);
+	assert_int_equal(rename(fx->tokens, away), 0);
+	submit_many(fx, &run, "down", 20);
+	run_until(fx, (const unsigned *)&fx->closed, 1);
+	assert_int_equal(uv_run(&fx->loop, UV_RUN_DEFAULT), 0);
+	assert_int_equal(run.paused_events, 1);
+	assert_int_equal(run.done, 20);
+	assert_int_equal(run.failed, 20);
+	assert_int_equal(run.keep[0]->rc, ST_E_POOL_CLOSED);
+	assert_int_equal(st_ledger_foreach(fx->reader, count_row, rows, err, sizeof(err)), 0);
+	assert_int_equal(rows[ST_LEDGER_INTENT], 0);
+	assert_int_equal(rows[ST_LEDGER_SIGNED], 0);
+	/* Batches that had their intents when signing paused; the others never started. */
+	assert_true(rows[ST_LEDGER_FAILED] >= 8 && rows[ST_LEDGER_FAILED] <= 20);
+	free_kept(&run);
+	assert_int_equal(rename(away, fx->tokens), 0);
+}
+
+/* ---- Start-up errors --------------------------------------------------------------- */
+
+static void test_start_errors(void **state)
+{
+	struct fx *fx = *state;
+	struct st_pool_config cfg;
+	struct st_pool *pool = (struct st_pool *)1;
+	struct drv_signer_config scfg = { .backend = "file" };
+	struct drv_signer *wrong = NULL;
+	char path[4300], err[512] = "";
+	EVP_PKEY *key;
+	int rc;
+
+	st_pool_config_default(&cfg);
+	cfg.workers = 2;
+	snprintf(path, sizeof(path), "%s/no/such/dir/ledger.db", fx->dir);
+	cfg.ledger_path = path;
+	rc = st_pool_new(&fx->loop, &cfg, fx->ca, fx->signer, &pool, err, sizeof(err));
+	assert_true(rc < 0);
+	assert_null(pool);
+	assert_non_null(strstr(err, path));
+
+	/* A signer whose key is not the CA's: every worker refuses to start. */
+	key = EVP_EC_gen("prime256v1");
+	snprintf(path, sizeof(path), "%s/wrong.key", fx->dir);
+	write_key(path, key);
+	EVP_PKEY_free(key);
+	scfg.key = path;
+	assert_int_equal(drv_signer_open(&scfg, &wrong, err, sizeof(err)), 0);
+	cfg.ledger_path = fx->ledger;
+	rc = st_pool_new(&fx->loop, &cfg, fx->ca, wrong, &pool, err, sizeof(err));
+	assert_int_equal(rc, ST_E_ISSUE_CA_KEY_MISMATCH);
+	assert_null(pool);
+	assert_non_null(strstr(err, "signing worker"));
+	drv_signer_close(wrong);
+	assert_int_equal(uv_run(&fx->loop, UV_RUN_DEFAULT), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_many, setup_file, teardown),
+		cmocka_unit_test_setup_teardown(test_uuid_serials, setup_file, teardown),
+		cmocka_unit_test_setup_teardown(test_recorded_and_refused, setup_file, teardown),
+		cmocka_unit_test_setup_teardown(test_reissue, setup_file, teardown),
+		cmocka_unit_test_setup_teardown(test_batching, setup_file, teardown),
+		cmocka_unit_test_setup_teardown(test_issue_failure, setup_file, teardown),
+		cmocka_unit_test_setup_teardown(test_ops, setup_file, teardown),
+		cmocka_unit_test_setup_teardown(test_full_and_invalid, setup_file, teardown),
+		cmocka_unit_test_setup_teardown(test_loop_free, setup_file, teardown),
+		cmocka_unit_test_setup_teardown(test_cancel, setup_file, teardown),
+		cmocka_unit_test_setup_teardown(test_shutdown_in_flight, setup_file, teardown),
+		cmocka_unit_test_setup_teardown(test_start_errors, setup_file, teardown),
+		cmocka_unit_test_setup_teardown(test_hsm_outage, setup_softhsm, teardown),
+		cmocka_unit_test_setup_teardown(test_hsm_outage_shutdown, setup_softhsm, teardown),
+	};
+
+	st_log_set_level(ST_LOG_ERR);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
