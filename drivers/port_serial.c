@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include <libserialport.h>
@@ -61,6 +62,7 @@ static int serial_open(const struct drv_port_config *cfg, void **inst, char *err
 {
 	struct serial_port *p;
 	char real[PATH_MAX];
+	struct termios t;
 	enum sp_return r;
 	int rc = 0, flags;
 
@@ -110,6 +112,13 @@ static int serial_open(const struct drv_port_config *cfg, void **inst, char *err
 	if (r != SP_OK) {
 		rc = sp_fail(ST_E_PORT, cfg->path, "get handle", r, err, errlen);
 		goto out;
+	}
+	/* libserialport leaves VMIN at 0, where a read with no data returns 0 just like a
+	 * hung-up port; VMIN 1 on a non-blocking fd makes "no data" EAGAIN and 0 a hang-up. */
+	if (tcgetattr(p->fd, &t) == 0) {
+		t.c_cc[VMIN] = 1;
+		t.c_cc[VTIME] = 0;
+		tcsetattr(p->fd, TCSANOW, &t);
 	}
 	/* libserialport leaves the descriptor blocking; the event loop needs it not to be. */
 	flags = fcntl(p->fd, F_GETFL);
