@@ -1,0 +1,366 @@
+/* `station profile`: what profile authors run. `check` validates profiles and reports every
+ * problem as file:line:col; `render` is a dry run that writes (or prints) every file exactly
+ * as a board would receive it. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "commands.h"
+#include "err.h"
+#include "profile.h"
+#include "sota.h"
+#include "yamlload.h"
+
+/* Stand-ins when no certificate is given: PEM-shaped so templates and files look as they
+ * will, and saying plainly on every line that they are not certificates. */
+static const char placeholder_cert[] =
+	"-----BEGIN CERTIFICATE-----\n"
+	"PLACEHOLDER/device/certificate/written/by/station/profile/render\n"
+	"PLACEHOLDER/not/a/certificate/the/station/issues/the/real/one/on/the/line\n"
+	"-----END CERTIFICATE-----\n";
+static const char placeholder_chain[] =
+	"-----BEGIN CERTIFICATE-----\n"
+	"PLACEHOLDER/device/CA/certificate/written/by/station/profile/render\n"
+	"-----END CERTIFICATE-----\n";
+static const char placeholder_root[] =
+	"-----BEGIN CERTIFICATE-----\n"
+	"PLACEHOLDER/factory/root/certificate/written/by/station/profile/render\n"
+	"-----END CERTIFICATE-----\n";
+
+#define MAX_PEM_BYTES (64 * 1024)
+
+static void profile_usage(FILE *out)
+{
+	fprintf(out,
+		"usage: station profile check FILE...\n"
+		"       station profile render FILE --device-id ID --hardware-id HW [options]\n"
+		"\n"
+		"Per-SKU profiles (the schema is in profiles/README.md).\n"
+		"\n"
+		"  check    validate profiles; every problem is printed as\n"
+		"           file:line:col: message, then the count per file;\n"
+		"           exit 0 when all are valid, 1 otherwise\n"
+		"  render   dry run: write or print every file a board would receive\n"
+		"\n"
+		"'station profile check --help' and 'station profile render --help' say more.\n");
+}
+
+static void check_usage(FILE *out)
+{
+	fprintf(out,
+		"usage: station profile check FILE...\n"
+		"\n"
+		"Loads each profile (following 'extends') and checks everything the station\n"
+		"checks before it touches a board: keys and their types, ranges and allowed\n"
+		"values, template variables, template files, device id patterns, file paths\n"
+		"and modes. Every problem goes to stderr as one line 'file:line:col: message',\n"
+		"then one line 'N errors in FILE'; valid profiles are listed on stdout as\n"
+		"'FILE: ok'.\n"
+		"\n"
+		"Exit status: 0 when every profile is valid, 1 when any is not, 2 on bad usage.\n");
+}
+
+static void render_usage(FILE *out)
+{
+	fprintf(out,
+		"usage: station profile render FILE --device-id ID --hardware-id HW\n"
+		"         [--cert FILE] [--chain FILE] [--root FILE]\n"
+		"         [--config-dir DIR] [--override SECTION.KEY=VALUE]... [--out DIR]\n"
+		"\n"
+		"Renders every file profile FILE writes to a board, byte for byte as the\n"
+		"board would receive it. Nothing is signed and no board is touched.\n"
+		"\n"
+		"  --device-id ID        the board's device id (checked against the profile)\n"
+		"  --hardware-id HW      the hardware id the board reports\n"
+		"  --cert FILE           the board's certificate (PEM); without it a placeholder\n"
+		"                        block marked PLACEHOLDER stands in\n"
+		"  --chain FILE          the device CA certificate(s) above it (PEM; placeholder)\n"
+		"  --root FILE           the factory root certificate (PEM; placeholder)\n"
+		"  --config-dir DIR      sota config dir, as a registration request may set it\n"
+		"  --override S.K=V      a sota.toml override as a registration request sends it\n"
+		"                        (V is TOML text: --override 'pacman.tags=\"main\"')\n"
+		"  --out DIR             write each file under DIR (DIR/var/sota/client.pem ...),\n"
+		"                        creating directories and applying the file's mode;\n"
+		"                        without it every file is printed to stdout after a\n"
+		"                        '==> PATH (mode 0644, N bytes) <==' header\n"
+		"\n"
+		"Exit status: 0 when every file was rendered, 1 otherwise, 2 on bad usage.\n");
+}
+
+static int cmd_check(int argc, char **argv)
+{
+	int bad = 0;
+
+	if (argc < 2) {
+		check_usage(stderr);
+		return 2;
+	}
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			check_usage(stdout);
+			return 0;
+		}
+	}
+	for (int i = 1; i < argc; i++) {
+		const struct st_profile *p = NULL;
+		char err[512];
+		int rc;
+
+		fflush(stdout);
+		rc = st_profile_load(argv[i], stderr, &p, err, sizeof(err));
+		if (rc != 0) {
+			fprintf(stderr, "%s\n", err);
+			bad = 1;
+			continue;
+		}
+		printf("%s: ok (sku %s, %zu file%s)\n", argv[i], p->sku, p->n_files,
+		       p->n_files == 1 ? "" : "s");
+		st_profile_free(p);
+	}
+	return bad;
+}
+
+static int read_pem(const char *path, char **out)
+{
+	char err[256];
+	size_t len;
+	int rc = st_yl_read_file(path, MAX_PEM_BYTES, out, &len, err, sizeof(err));
+
+	if (rc != 0) {
+		fprintf(stderr, "station profile render: cannot read %s: %s\n", path, err);
+		return rc;
+	}
+	if (memchr(*out, '\0', len) || !strstr(*out, "-----BEGIN ")) {
+		fprintf(stderr, "station profile render: %s is not PEM text\n", path);
+		free(*out);
+		*out = NULL;
+		return ST_E_INVAL;
+	}
+	return 0;
+}
+
+/* mkdir -p for the directories above path (path itself is a file). */
+static int make_parents(char *path)
+{
+	for (char *s = strchr(path + 1, '/'); s; s = strchr(s + 1, '/')) {
+		*s = '\0';
+		if (mkdir(path, 0755) != 0 && errno != EEXIST) {
+			int e = errno;
+			fprintf(stderr, "station profile render: cannot create %s: %s\n", path,
+				strerror(e));
+			*s = '/';
+			return -1;
+		}
+		*s = '/';
+	}
+	return 0;
+}
+
+static int write_one(const char *dir, const struct st_render_file *f)
+{
+	char *dest = st_yl_join(dir, f->path + 1);
+	size_t done = 0;
+	int fd = -1, rc = -1;
+
+	if (!dest || make_parents(dest) != 0)
+		goto out;
+	/* The file's own mode, not the umask's idea of it: the dry run shows what the board
+	 * gets. O_NOFOLLOW: never write through a symlink someone left in DIR. */
+	fd = open(dest, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0 || fchmod(fd, f->mode) != 0) {
+		fprintf(stderr, "station profile render: cannot write %s: %s\n", dest,
+			strerror(errno));
+		goto out;
+	}
+	while (done < f->len) {
+		ssize_t w = write(fd, f->data + done, f->len - done);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0) {
+			fprintf(stderr, "station profile render: cannot write %s: %s\n", dest,
+				strerror(errno));
+			goto out;
+		}
+		done += (size_t)w;
+	}
+	if (close(fd) != 0) {
+		fd = -1;
+		fprintf(stderr, "station profile render: cannot write %s: %s\n", dest,
+			strerror(errno));
+		goto out;
+	}
+	fd = -1;
+	printf("%s (mode %04o, %zu bytes)\n", dest, f->mode, f->len);
+	rc = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	free(dest);
+	return rc;
+}
+
+static int add_override(struct st_sota_overrides *o, const char *arg)
+{
+	const char *dot = strchr(arg, '.');
+	const char *eq = strchr(arg, '=');
+	char *section = NULL, *key = NULL;
+	int rc = -1;
+
+	if (!dot || !eq || dot > eq || dot == arg || eq == dot + 1) {
+		fprintf(stderr,
+			"station profile render: --override '%s' is not SECTION.KEY=VALUE\n", arg);
+		return -1;
+	}
+	section = strndup(arg, (size_t)(dot - arg));
+	key = strndup(dot + 1, (size_t)(eq - dot - 1));
+	if (section && key && st_sota_override_set(o, section, key, eq + 1) == 0)
+		rc = 0;
+	else
+		fprintf(stderr, "station profile render: out of memory\n");
+	free(section);
+	free(key);
+	return rc;
+}
+
+static int cmd_render(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "device-id", required_argument, NULL, 'd' },
+		{ "hardware-id", required_argument, NULL, 'w' },
+		{ "cert", required_argument, NULL, 'c' },
+		{ "chain", required_argument, NULL, 'C' },
+		{ "root", required_argument, NULL, 'r' },
+		{ "config-dir", required_argument, NULL, 'D' },
+		{ "override", required_argument, NULL, 'o' },
+		{ "out", required_argument, NULL, 'O' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *device_id = NULL, *hwid = NULL, *cert = NULL, *chain = NULL, *root = NULL;
+	const char *config_dir = NULL, *outdir = NULL, *file;
+	char *pem[3] = { NULL, NULL, NULL };
+	struct st_sota_overrides ov = { 0 };
+	const struct st_profile *p = NULL;
+	struct st_render *r = NULL;
+	struct st_render_input in;
+	char err[512];
+	int c, status = 2;
+
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'd':
+			device_id = optarg;
+			break;
+		case 'w':
+			hwid = optarg;
+			break;
+		case 'c':
+			cert = optarg;
+			break;
+		case 'C':
+			chain = optarg;
+			break;
+		case 'r':
+			root = optarg;
+			break;
+		case 'D':
+			config_dir = optarg;
+			break;
+		case 'o':
+			if (add_override(&ov, optarg) != 0)
+				goto out;
+			break;
+		case 'O':
+			outdir = optarg;
+			break;
+		case 'h':
+			render_usage(stdout);
+			status = 0;
+			goto out;
+		default:
+			render_usage(stderr);
+			goto out;
+		}
+	}
+	if (optind != argc - 1 || !device_id || !hwid) {
+		fprintf(stderr, "station profile render: %s\n",
+			optind >= argc	    ? "name one profile FILE"
+			: optind < argc - 1 ? "name exactly one profile FILE"
+			: !device_id	    ? "--device-id is required"
+					    : "--hardware-id is required");
+		render_usage(stderr);
+		goto out;
+	}
+	file = argv[optind];
+	status = 1;
+	if ((cert && read_pem(cert, &pem[0]) != 0) || (chain && read_pem(chain, &pem[1]) != 0) ||
+	    (root && read_pem(root, &pem[2]) != 0))
+		goto out;
+	if (st_profile_load(file, stderr, &p, err, sizeof(err)) != 0) {
+		fprintf(stderr, "%s\n", err);
+		goto out;
+	}
+	memset(&in, 0, sizeof(in));
+	in.device_id = device_id;
+	in.hardware_id = hwid;
+	in.cert_pem = pem[0] ? pem[0] : placeholder_cert;
+	in.chain_pem = pem[1] ? pem[1] : placeholder_chain;
+	in.root_pem = pem[2] ? pem[2] : placeholder_root;
+	in.config_dir = config_dir;
+	in.overrides = ov.n ? &ov : NULL;
+	if (st_profile_render(p, &in, &r, err, sizeof(err)) != 0) {
+		fprintf(stderr, "station profile render: %s: %s\n", file, err);
+		goto out;
+	}
+	for (size_t i = 0; i < r->n; i++) {
+		const struct st_render_file *f = &r->files[i];
+
+		if (outdir) {
+			if (write_one(outdir, f) != 0)
+				goto out;
+			continue;
+		}
+		printf("%s==> %s (mode %04o, %zu bytes) <==\n", i ? "\n" : "", f->path, f->mode,
+		       f->len);
+		fwrite(f->data, 1, f->len, stdout);
+		if (f->len && f->data[f->len - 1] != '\n')
+			printf("\n(no newline at end of file)\n");
+	}
+	if (!pem[0])
+		fprintf(stderr, "station profile render: no --cert given: certificates are "
+				"PLACEHOLDER blocks\n");
+	status = fflush(stdout) == 0 ? 0 : 1;
+out:
+	st_render_free(r);
+	st_profile_free(p);
+	st_sota_overrides_clear(&ov);
+	for (int i = 0; i < 3; i++)
+		free(pem[i]);
+	return status;
+}
+
+int st_cmd_profile(int argc, char **argv)
+{
+	if (argc < 2) {
+		profile_usage(stderr);
+		return 2;
+	}
+	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+	    strcmp(argv[1], "help") == 0) {
+		profile_usage(stdout);
+		return 0;
+	}
+	if (strcmp(argv[1], "check") == 0)
+		return cmd_check(argc - 1, argv + 1);
+	if (strcmp(argv[1], "render") == 0)
+		return cmd_render(argc - 1, argv + 1);
+	fprintf(stderr, "station profile: unknown subcommand '%s'; known: check, render\n",
+		argv[1]);
+	return 2;
+}

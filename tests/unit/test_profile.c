@@ -1,0 +1,718 @@
+/* Profiles: every broken profile in tests/profiles/bad/ fails with exactly the
+ * file:line:col messages written on its first lines; the example profiles in profiles/ load
+ * and render byte for byte as tests/profiles/golden/ holds them; rendering enforces the
+ * device id, the paths and the size bounds. */
+#include <dirent.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "err.h"
+#include "profile.h"
+#include "testutil.h"
+
+#define UUID "6b3c7c2e-4f1a-4c1e-9d2b-2f0c8a1e5d3f"
+
+static char src_dir[4096];
+
+static const char *src(const char *rel)
+{
+	static char path[8192];
+
+	snprintf(path, sizeof(path), "%s/%s", src_dir, rel);
+	return path;
+}
+
+static char *slurp(const char *path)
+{
+	size_t len;
+	char *s = (char *)tu_read_file(path, &len);
+
+	assert_non_null(s);
+	return s;
+}
+
+/* Loads a profile written inline, as if it were the file name (relative references resolve
+ * against name's directory). Returns the diagnostics (free()) and sets *p. */
+static char *load_text(const char *name, const char *text, const struct st_profile **p, int *rc,
+		       char *err, size_t errlen)
+{
+	char *diag = NULL;
+	size_t dlen = 0;
+	FILE *f = open_memstream(&diag, &dlen);
+
+	assert_non_null(f);
+	*rc = st_profile_load_buffer(name, text, strlen(text), f, p, err, errlen);
+	fclose(f);
+	return diag;
+}
+
+static const char minimal[] = "sku: t-1\n"
+			      "factory: acme-factory\n"
+			      "files:\n"
+			      "  - path: /etc/id\n"
+			      "    content: \"{device_id}\"\n";
+
+/* --- Broken profiles -------------------------------------------------------------------- */
+
+static void check_bad_file(const char *name)
+{
+	char *text = slurp(name);
+	char expected[8192] = "";
+	size_t nexp = 0;
+	const struct st_profile *p = (const struct st_profile *)1;
+	char err[512], want_err[512];
+	char *diag = NULL;
+	size_t dlen = 0;
+	FILE *f;
+	int rc;
+
+	/* "# expect: L:C: message" names this file; "# expect: FILE:L:C: message" another. */
+	for (char *line = text; strncmp(line, "# expect: ", 10) == 0;) {
+		char *nl = strchr(line, '\n');
+		char *e = line + 10;
+
+		assert_non_null(nl);
+		*nl = '\0';
+		if (*e >= '0' && *e <= '9')
+			snprintf(expected + strlen(expected), sizeof(expected) - strlen(expected),
+				 "%s:%s\n", name, e);
+		else
+			snprintf(expected + strlen(expected), sizeof(expected) - strlen(expected),
+				 "%s\n", e);
+		nexp++;
+		line = nl + 1;
+	}
+	if (nexp == 0)
+		fail_msg("%s has no '# expect: ' line", name);
+	f = open_memstream(&diag, &dlen);
+	assert_non_null(f);
+	rc = st_profile_load(name, f, &p, err, sizeof(err));
+	fclose(f);
+	if (strcmp(diag, expected) != 0)
+		fail_msg("%s:\nexpected:\n%sgot:\n%s", name, expected, diag);
+	assert_int_equal(rc, ST_E_PROFILE);
+	assert_null(p);
+	snprintf(want_err, sizeof(want_err), "%zu error%s in %s", nexp, nexp == 1 ? "" : "s", name);
+	assert_string_equal(err, want_err);
+	free(diag);
+	free(text);
+}
+
+static void test_bad_profiles(void **state)
+{
+	char cwd[4096];
+	struct dirent **list;
+	int n, checked = 0;
+
+	(void)state;
+	assert_non_null(getcwd(cwd, sizeof(cwd)));
+	/* Messages name files as the user gave them; load from the directory itself so they
+	 * read "unknown-key.yaml:5:3: ...". */
+	assert_int_equal(chdir(src("tests/profiles/bad")), 0);
+	n = scandir(".", &list, NULL, alphasort);
+	assert_true(n > 0);
+	for (int i = 0; i < n; i++) {
+		size_t l = strlen(list[i]->d_name);
+
+		if (l > 5 && strcmp(list[i]->d_name + l - 5, ".yaml") == 0) {
+			check_bad_file(list[i]->d_name);
+			checked++;
+		}
+		free(list[i]);
+	}
+	free(list);
+	assert_int_equal(chdir(cwd), 0);
+	assert_true(checked >= 25);
+}
+
+/* --- Examples and golden renders ------------------------------------------------------------ */
+
+static const struct st_profile *load_ok(const char *path)
+{
+	const struct st_profile *p = NULL;
+	char err[512];
+	int rc = st_profile_load(path, stderr, &p, err, sizeof(err));
+
+	if (rc != 0)
+		fail_msg("%s: %s", path, err);
+	assert_non_null(p);
+	return p;
+}
+
+static void test_examples(void **state)
+{
+	const struct st_profile *gw, *prod, *mcu;
+
+	(void)state;
+	gw = load_ok(src("profiles/lmp-gateway.yaml"));
+	prod = load_ok(src("profiles/lmp-gateway-production.yaml"));
+	mcu = load_ok(src("profiles/mcu-sensor.yaml"));
+
+	assert_string_equal(gw->sku, "acme-gw100");
+	assert_string_equal(gw->policy.factory, "acme-factory");
+	assert_int_equal(gw->policy.production, 0);
+	assert_int_equal(gw->policy.key_algs, ST_KEY_EC_P256);
+	assert_int_equal(gw->policy.validity_days, 7300);
+	assert_int_equal(gw->policy.serial_mode, ST_SERIAL_RANDOM);
+	assert_int_equal(gw->policy.past_ca, ST_PAST_CA_CLAMP);
+	assert_int_equal(gw->policy.reprovision, ST_REPROVISION_REFUSE);
+	assert_int_equal(gw->devid_source, ST_DEVID_BOARD);
+	assert_string_equal(gw->devid_pattern, ST_PROFILE_UUID_PATTERN);
+	assert_int_equal(gw->n_files, 4);
+	assert_true(gw->has_sota);
+	assert_string_equal(gw->sota_config_dir, "/var/sota");
+
+	/* The production variant inherits what it does not say and overrides what it does. */
+	assert_string_equal(prod->sku, "acme-gw100-prod");
+	assert_int_equal(prod->policy.production, 1);
+	assert_int_equal(prod->policy.past_ca, ST_PAST_CA_REJECT);
+	assert_int_equal(prod->policy.validity_days, 7300);
+	assert_int_equal(prod->n_match_hardware_ids, 1);
+	assert_string_equal(prod->match_hardware_ids[0], "imx8mm-lpddr4-evk");
+	assert_string_equal(prod->match_sku, "acme-gw100-prod");
+	assert_string_equal(prod->sota_gateway, "https://ota-lite.foundries.io:8443");
+	assert_int_equal(prod->sota_overrides.n, 1);
+	assert_int_equal(prod->n_files, 5);
+
+	assert_int_equal(mcu->devid_source, ST_DEVID_SEQUENCE);
+	assert_string_equal(mcu->devid_prefix, "SN10-");
+	assert_int_equal(mcu->devid_digits, 6);
+	assert_int_equal(mcu->key_storage, ST_KEY_STORAGE_SECURE_ELEMENT);
+	assert_int_equal(mcu->policy.validity_days, 3650);
+	assert_false(mcu->has_sota);
+
+	/* Matching: the development profile takes any sku, the production one only its own. */
+	assert_true(st_profile_matches(gw, "imx8mm-lpddr4-evk", NULL));
+	assert_true(st_profile_matches(gw, "imx8mm-lpddr4-evk", "acme-gw100-prod"));
+	assert_false(st_profile_matches(gw, "imx8mp-evk", NULL));
+	assert_false(st_profile_matches(prod, "imx8mm-lpddr4-evk", NULL));
+	assert_true(st_profile_matches(prod, "imx8mm-lpddr4-evk", "acme-gw100-prod"));
+	assert_true(st_profile_matches(mcu, "sn10-nrf9161", NULL));
+
+	st_profile_free(gw);
+	st_profile_free(prod);
+	st_profile_free(mcu);
+	st_profile_free(NULL);
+}
+
+/* Reads "--device-id X --hardware-id Y" from golden/<name>.args. */
+static void read_args(const char *name, char *devid, char *hwid)
+{
+	char path[512], *text;
+
+	snprintf(path, sizeof(path), "tests/profiles/golden/%s.args", name);
+	text = slurp(src(path));
+	assert_int_equal(sscanf(text, "--device-id %255s --hardware-id %255s", devid, hwid), 2);
+	free(text);
+}
+
+static void check_golden(const char *name)
+{
+	char path[512], devid[256], hwid[256];
+	char *cert = slurp(src("tests/profiles/inputs/cert.pem"));
+	char *chain = slurp(src("tests/profiles/inputs/chain.pem"));
+	char *root = slurp(src("tests/profiles/inputs/root.pem"));
+	char *manifest, *line, *save = NULL;
+	const struct st_profile *p;
+	struct st_render *r = NULL;
+	struct st_render_input in = { 0 };
+	char err[512];
+	size_t i = 0;
+
+	snprintf(path, sizeof(path), "profiles/%s.yaml", name);
+	p = load_ok(src(path));
+	read_args(name, devid, hwid);
+	in.device_id = devid;
+	in.hardware_id = hwid;
+	in.cert_pem = cert;
+	in.chain_pem = chain;
+	in.root_pem = root;
+	if (st_profile_render(p, &in, &r, err, sizeof(err)) != 0)
+		fail_msg("%s: %s", name, err);
+	/* golden/<name>.files lists "MODE PATH" in the order the profile writes them. */
+	snprintf(path, sizeof(path), "tests/profiles/golden/%s.files", name);
+	manifest = slurp(src(path));
+	for (line = strtok_r(manifest, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		unsigned mode;
+		char fpath[512], gpath[1100];
+		char *want;
+		size_t wlen;
+
+		assert_int_equal(sscanf(line, "%o %511s", &mode, fpath), 2);
+		assert_true(i < r->n);
+		assert_string_equal(r->files[i].path, fpath);
+		assert_int_equal(r->files[i].mode, mode);
+		snprintf(gpath, sizeof(gpath), "tests/profiles/golden/%s%s", name, fpath);
+		want = (char *)tu_read_file(src(gpath), &wlen);
+		assert_non_null(want);
+		if (wlen != r->files[i].len || memcmp(want, r->files[i].data, wlen) != 0)
+			fail_msg("%s: %s differs from the golden file:\n%.*s", name, fpath,
+				 (int)r->files[i].len, (const char *)r->files[i].data);
+		free(want);
+		i++;
+	}
+	assert_int_equal(i, r->n);
+	free(manifest);
+	st_render_free(r);
+	st_profile_free(p);
+	free(cert);
+	free(chain);
+	free(root);
+}
+
+static void test_golden_renders(void **state)
+{
+	(void)state;
+	check_golden("lmp-gateway");
+	check_golden("lmp-gateway-production");
+	check_golden("mcu-sensor");
+}
+
+/* --- Device ids ----------------------------------------------------------------------------- */
+
+static void test_device_ids(void **state)
+{
+	const struct st_profile *p = NULL;
+	char err[512], buf[64];
+	char *diag;
+	int rc;
+
+	(void)state;
+	diag = load_text("/nonexistent/t.yaml", minimal, &p, &rc, err, sizeof(err));
+	assert_int_equal(rc, 0);
+	free(diag);
+	/* Default: a lower-case UUID as the device tool makes them. */
+	assert_int_equal(st_profile_check_device_id(p, UUID, err, sizeof(err)), 0);
+	assert_int_equal(st_profile_check_device_id(p, "6B3C7C2E-4F1A-4C1E-9D2B-2F0C8A1E5D3F", err,
+						    sizeof(err)),
+			 ST_E_PROFILE_DEVICE_ID);
+	assert_non_null(strstr(err, "does not match"));
+	assert_int_equal(st_profile_check_device_id(p, UUID "x", err, sizeof(err)),
+			 ST_E_PROFILE_DEVICE_ID);
+	assert_int_equal(st_profile_check_device_id(p, "", err, sizeof(err)),
+			 ST_E_PROFILE_DEVICE_ID);
+	assert_int_equal(st_profile_check_device_id(p, "a\nb", err, sizeof(err)),
+			 ST_E_PROFILE_DEVICE_ID);
+	assert_int_equal(st_profile_sequence_id(p, 1, buf, sizeof(buf)), ST_E_INVAL);
+	st_profile_free(p);
+
+	diag = load_text("/nonexistent/t.yaml",
+			 "sku: t-2\nfactory: f\ndevice_id: {pattern: '^GW[0-9]{4}$'}\n"
+			 "files: [{path: /id, content: '{device_id}'}]\n",
+			 &p, &rc, err, sizeof(err));
+	assert_int_equal(rc, 0);
+	free(diag);
+	assert_int_equal(st_profile_check_device_id(p, "GW0042", err, sizeof(err)), 0);
+	assert_int_equal(st_profile_check_device_id(p, "GW042", err, sizeof(err)),
+			 ST_E_PROFILE_DEVICE_ID);
+	assert_int_equal(st_profile_check_device_id(p, "xGW0042", err, sizeof(err)),
+			 ST_E_PROFILE_DEVICE_ID);
+	st_profile_free(p);
+
+	diag = load_text(
+		"/nonexistent/t.yaml",
+		"sku: t-3\nfactory: f\ndevice_id: {source: sequence, prefix: SN-, digits: 4}\n"
+		"files: [{path: /id, content: '{device_id}'}]\n",
+		&p, &rc, err, sizeof(err));
+	assert_int_equal(rc, 0);
+	free(diag);
+	assert_int_equal(st_profile_sequence_id(p, 42, buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "SN-0042");
+	assert_int_equal(st_profile_check_device_id(p, buf, err, sizeof(err)), 0);
+	assert_int_equal(st_profile_sequence_id(p, 9999, buf, sizeof(buf)), 0);
+	assert_int_equal(st_profile_sequence_id(p, 10000, buf, sizeof(buf)), ST_E_INVAL);
+	assert_int_equal(st_profile_sequence_id(p, 1, buf, 4), ST_E_INVAL);
+	assert_int_equal(st_profile_check_device_id(p, "SN-42", err, sizeof(err)),
+			 ST_E_PROFILE_DEVICE_ID);
+	assert_int_equal(st_profile_check_device_id(p, "SN-004a", err, sizeof(err)),
+			 ST_E_PROFILE_DEVICE_ID);
+	st_profile_free(p);
+
+	diag = load_text("/nonexistent/t.yaml",
+			 "sku: t-4\nfactory: f\ndevice_id: {source: uuid4}\n"
+			 "certificate: {serial: uuid}\n"
+			 "files: [{path: /id, content: '{device_id}'}]\n",
+			 &p, &rc, err, sizeof(err));
+	assert_int_equal(rc, 0);
+	free(diag);
+	assert_int_equal(p->policy.serial_mode, ST_SERIAL_UUID);
+	assert_int_equal(st_profile_check_device_id(p, UUID, err, sizeof(err)), 0);
+	assert_int_equal(
+		st_profile_check_device_id(p, "6b3c7c2e4f1a4c1e9d2b2f0c8a1e5d3f", err, sizeof(err)),
+		ST_E_PROFILE_DEVICE_ID);
+	st_profile_free(p);
+}
+
+/* --- Rendering ------------------------------------------------------------------------------ */
+
+static const char sota_profile[] =
+	"sku: t-sota\n"
+	"factory: acme-factory\n"
+	"sota:\n"
+	"  gateway: https://gw.example:8443\n"
+	"  ostree_server: https://ostree.example\n"
+	"  overrides:\n"
+	"    pacman: {tags: '\"devel\"'}\n"
+	"files:\n"
+	"  - set: foundries\n"
+	"  - path: '{config_dir}/board-{device_id}.txt'\n"
+	"    mode: 600\n"
+	"    content: \"{sku}/{factory}/{hardware_id} {{literal}}\\n\"\n";
+
+static void test_render_overrides_and_dir(void **state)
+{
+	const struct st_profile *p = NULL;
+	struct st_render *r = NULL;
+	struct st_sota_overrides req = { 0 };
+	struct st_render_input in = { 0 };
+	char err[512];
+	char *diag;
+	int rc;
+
+	(void)state;
+	diag = load_text("/nonexistent/t.yaml", sota_profile, &p, &rc, err, sizeof(err));
+	if (rc != 0)
+		fail_msg("%s%s", diag, err);
+	free(diag);
+	/* A registration request's overrides win over the profile's, and its config dir
+	 * moves every file. */
+	assert_int_equal(st_sota_override_set(&req, "pacman", "tags", "\"main\""), 0);
+	assert_int_equal(st_sota_override_set(&req, "extra", "note", "\"{hardware_id}\""), 0);
+	in.device_id = UUID;
+	in.hardware_id = "hw-1";
+	in.cert_pem = "CERT";
+	in.chain_pem = "CHAIN\n";
+	in.root_pem = "ROOT";
+	in.config_dir = "/data/sota";
+	in.overrides = &req;
+	rc = st_profile_render(p, &in, &r, err, sizeof(err));
+	if (rc != 0)
+		fail_msg("%s", err);
+	assert_int_equal(r->n, 5);
+	assert_string_equal(r->files[0].path, "/data/sota/client.pem");
+	assert_string_equal((char *)r->files[0].data, "CERT\n");
+	assert_string_equal(r->files[1].path, "/data/sota/client.chained");
+	assert_string_equal((char *)r->files[1].data, "CERT\nCHAIN\n");
+	assert_string_equal((char *)r->files[2].data, "ROOT\n");
+	assert_string_equal(r->files[3].path, "/data/sota/sota.toml");
+	assert_non_null(strstr((char *)r->files[3].data, "tags = \"main\"\n"));
+	assert_null(strstr((char *)r->files[3].data, "devel"));
+	assert_non_null(strstr((char *)r->files[3].data, "path = \"/data/sota/\"\n"));
+	assert_non_null(strstr((char *)r->files[3].data, "\n\n[extra]\nnote = \"hw-1\"\n"));
+	assert_string_equal(r->files[4].path, "/data/sota/board-" UUID ".txt");
+	assert_int_equal(r->files[4].mode, 0600);
+	assert_string_equal((char *)r->files[4].data, "t-sota/acme-factory/hw-1 {literal}\n");
+	st_render_free(r);
+
+	/* Without request overrides: the profile's own. */
+	in.overrides = NULL;
+	in.config_dir = NULL;
+	assert_int_equal(st_profile_render(p, &in, &r, err, sizeof(err)), 0);
+	assert_string_equal(r->files[0].path, "/var/sota/client.pem");
+	assert_non_null(strstr((char *)r->files[3].data, "tags = \"devel\"\n"));
+	st_render_free(r);
+
+	/* A request override that would break the reference server's formatting. */
+	st_sota_overrides_clear(&req);
+	assert_int_equal(st_sota_override_set(&req, "pacman", "tags", "\"{nope}\""), 0);
+	in.overrides = &req;
+	assert_int_equal(st_profile_render(p, &in, &r, err, sizeof(err)), ST_E_PROFILE_VALUE);
+	assert_null(r);
+	assert_non_null(strstr(err, "{nope}"));
+
+	/* Inputs that cannot be written. */
+	in.overrides = NULL;
+	in.hardware_id = "hw\"1";
+	assert_int_equal(st_profile_render(p, &in, &r, err, sizeof(err)), ST_E_PROFILE_VALUE);
+	assert_non_null(strstr(err, "hardware id"));
+	in.hardware_id = "hw\n1";
+	assert_int_equal(st_profile_render(p, &in, &r, err, sizeof(err)), ST_E_PROFILE_VALUE);
+	in.hardware_id = "hw-1";
+	in.config_dir = "relative/dir";
+	assert_int_equal(st_profile_render(p, &in, &r, err, sizeof(err)), ST_E_PROFILE_VALUE);
+	in.config_dir = "/var/../etc";
+	assert_int_equal(st_profile_render(p, &in, &r, err, sizeof(err)), ST_E_PROFILE_VALUE);
+	in.config_dir = NULL;
+	in.device_id = "not-a-uuid";
+	assert_int_equal(st_profile_render(p, &in, &r, err, sizeof(err)), ST_E_PROFILE_DEVICE_ID);
+	assert_null(r);
+
+	st_sota_overrides_clear(&req);
+	st_profile_free(p);
+}
+
+static void test_render_p11(void **state)
+{
+	const struct st_profile *p = NULL;
+	struct st_render *r = NULL;
+	struct st_render_input in = { 0 };
+	char err[512];
+	char *diag;
+	int rc;
+
+	(void)state;
+	diag = load_text("/nonexistent/t.yaml",
+			 "sku: t-p11\n"
+			 "factory: acme-factory\n"
+			 "sota:\n"
+			 "  gateway: https://gw.example\n"
+			 "  ostree_server: https://ostree.example\n"
+			 "  hardware_id: fixed-hw\n"
+			 "  p11: {module: /usr/lib/libckteec.so.0, pass: '87654321'}\n"
+			 "files:\n"
+			 "  - path: /var/sota/sota.toml\n"
+			 "    content: '{sota_toml}'\n",
+			 &p, &rc, err, sizeof(err));
+	if (rc != 0)
+		fail_msg("%s%s", diag, err);
+	free(diag);
+	in.device_id = UUID;
+	in.hardware_id = "board-hw";
+	assert_int_equal(st_profile_render(p, &in, &r, err, sizeof(err)), 0);
+	assert_string_equal((char *)r->files[0].data,
+			    "[tls]\n"
+			    "server = \"https://gw.example\"\n"
+			    "ca_source = \"file\"\n"
+			    "pkey_source = \"pkcs11\"\n"
+			    "cert_source = \"pkcs11\"\n"
+			    "\n"
+			    "[provision]\n"
+			    "server = \"https://gw.example\"\n"
+			    "primary_ecu_hardware_id = \"fixed-hw\"\n"
+			    "\n"
+			    "[uptane]\n"
+			    "repo_server = \"https://gw.example/repo\"\n"
+			    "key_source = \"file\"\n"
+			    "\n"
+			    "[pacman]\n"
+			    "type = \"ostree+compose_apps\"\n"
+			    "ostree_server = \"https://ostree.example/ostree\"\n"
+			    "\n"
+			    "[storage]\n"
+			    "type = \"sqlite\"\n"
+			    "path = \"/var/sota/\"\n"
+			    "# tls_pkey_path is not set\n"
+			    "# tls_clientcert_path is not set\n"
+			    "\n"
+			    "[import]\n"
+			    "tls_cacert_path = \"/var/sota/root.crt\"\n"
+			    "# tls_pkey_path is not set\n"
+			    "# tls_clientcert_path is not set\n"
+			    "\n"
+			    "[p11]\n"
+			    "module = \"/usr/lib/libckteec.so.0\"\n"
+			    "pass = \"87654321\"\n"
+			    "tls_pkey_id = \"01\"\n"
+			    "tls_clientcert_id = \"03\"\n");
+	st_render_free(r);
+	st_profile_free(p);
+}
+
+static void test_render_limits(void **state)
+{
+	const struct st_profile *p = NULL;
+	struct st_render *r = NULL;
+	struct st_render_input in = { 0 };
+	size_t big = ST_PROFILE_MAX_FILE_BYTES;
+	char *cert = malloc(big + 1);
+	char err[512];
+	char *diag;
+	int rc;
+
+	(void)state;
+	assert_non_null(cert);
+	/* Exactly at the limit passes; one byte over fails. */
+	memset(cert, 'A', big - 1);
+	cert[big - 1] = '\n';
+	cert[big] = '\0';
+	diag = load_text("/nonexistent/t.yaml",
+			 "sku: t-big\nfactory: f\n"
+			 "files:\n"
+			 "  - {path: /a, content: '{cert_pem}'}\n"
+			 "  - {path: /b, content: '{cert_pem}x'}\n",
+			 &p, &rc, err, sizeof(err));
+	assert_int_equal(rc, 0);
+	free(diag);
+	in.device_id = UUID;
+	in.hardware_id = "hw";
+	in.cert_pem = cert;
+	assert_int_equal(st_profile_render(p, &in, &r, err, sizeof(err)), ST_E_RENDER_LIMIT);
+	assert_null(r);
+	assert_non_null(strstr(err, "/b"));
+	st_profile_free(p);
+
+	/* Five files of 64 KiB exceed the per-board total. */
+	diag = load_text("/nonexistent/t.yaml",
+			 "sku: t-total\nfactory: f\n"
+			 "files:\n"
+			 "  - {path: /a, content: '{cert_pem}'}\n"
+			 "  - {path: /b, content: '{cert_pem}'}\n"
+			 "  - {path: /c, content: '{cert_pem}'}\n"
+			 "  - {path: /d, content: '{cert_pem}'}\n"
+			 "  - {path: /e, content: '{cert_pem}'}\n",
+			 &p, &rc, err, sizeof(err));
+	assert_int_equal(rc, 0);
+	free(diag);
+	assert_int_equal(st_profile_render(p, &in, &r, err, sizeof(err)), ST_E_RENDER_LIMIT);
+	assert_non_null(strstr(err, "/e"));
+	st_profile_free(p);
+
+	/* Paths that name the board are checked after expansion. */
+	diag = load_text("/nonexistent/t.yaml",
+			 "sku: t-path\nfactory: f\ndevice_id: {pattern: '^.+$'}\n"
+			 "files:\n"
+			 "  - {path: '/data/{device_id}', content: x}\n",
+			 &p, &rc, err, sizeof(err));
+	assert_int_equal(rc, 0);
+	free(diag);
+	in.cert_pem = NULL;
+	in.device_id = "../etc";
+	assert_int_equal(st_profile_render(p, &in, &r, err, sizeof(err)), ST_E_PROFILE_VALUE);
+	assert_non_null(strstr(err, "'..'"));
+	in.device_id = "a/b";
+	assert_int_equal(st_profile_render(p, &in, &r, err, sizeof(err)), 0);
+	assert_string_equal(r->files[0].path, "/data/a/b");
+	st_render_free(r);
+	st_profile_free(p);
+	free(cert);
+}
+
+/* --- Loading details ------------------------------------------------------------------------ */
+
+static void test_buffer_and_templates(void **state)
+{
+	const char *dir = tu_tmpdir("profile");
+	char path[4096], name[4096];
+	const struct st_profile *p = NULL;
+	struct st_render *r = NULL;
+	struct st_render_input in = { 0 };
+	char err[512];
+	char *diag;
+	FILE *f;
+	int rc;
+
+	(void)state;
+	assert_non_null(dir);
+	snprintf(path, sizeof(path), "%s/board.tmpl", dir);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fputs("id={device_id}\nbraces={{}}\n", f);
+	fclose(f);
+	/* Relative template paths resolve against the profile's own directory. */
+	snprintf(name, sizeof(name), "%s/p.yaml", dir);
+	diag = load_text(name,
+			 "sku: t-tmpl\nfactory: f\n"
+			 "files: [{path: /etc/board, template: board.tmpl, mode: '0644'}]\n",
+			 &p, &rc, err, sizeof(err));
+	if (rc != 0)
+		fail_msg("%s%s", diag, err);
+	free(diag);
+	in.device_id = UUID;
+	in.hardware_id = "hw";
+	assert_int_equal(st_profile_render(p, &in, &r, err, sizeof(err)), 0);
+	assert_string_equal((char *)r->files[0].data, "id=" UUID "\nbraces={}\n");
+	st_render_free(r);
+	st_profile_free(p);
+
+	/* A FIFO is refused instead of blocking the loader. */
+	snprintf(path, sizeof(path), "%s/fifo.tmpl", dir);
+	assert_int_equal(mkfifo(path, 0600), 0);
+	diag = load_text(name,
+			 "sku: t-fifo\nfactory: f\nfiles: [{path: /etc/b, template: fifo.tmpl}]\n",
+			 &p, &rc, err, sizeof(err));
+	assert_int_equal(rc, ST_E_PROFILE);
+	assert_non_null(strstr(diag, "not a regular file"));
+	free(diag);
+
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/board.tmpl", dir);
+	unlink(path);
+	rmdir(dir);
+
+	/* The error count covers every problem of the run. */
+	diag = load_text("t.yaml", "sku: [a]\nfactory: {}\nproduction: 1\nfiles: {}\n", &p, &rc,
+			 err, sizeof(err));
+	assert_int_equal(rc, ST_E_PROFILE);
+	assert_string_equal(diag,
+			    "t.yaml:1:6: 'sku' must be a single value, not a sequence\n"
+			    "t.yaml:2:10: 'factory' must be a single value, not a mapping\n"
+			    "t.yaml:3:13: 'production' must be true or false, not '1'\n"
+			    "t.yaml:4:8: 'files' must be a sequence (a list of '- ' items), not a "
+			    "mapping\n");
+	assert_string_equal(err, "4 errors in t.yaml");
+	free(diag);
+
+	/* A file that does not exist is one error at 1:1. */
+	rc = st_profile_load("/nonexistent/none.yaml", NULL, &p, err, sizeof(err));
+	assert_int_equal(rc, ST_E_PROFILE);
+	assert_string_equal(err, "1 error in /nonexistent/none.yaml");
+	assert_null(p);
+}
+
+static void test_literal_block_columns(void **state)
+{
+	const struct st_profile *p = NULL;
+	char err[512];
+	char *diag;
+	int rc;
+
+	(void)state;
+	/* Errors inside literal blocks point at the exact column, multibyte text included. */
+	diag = load_text("t.yaml",
+			 "sku: t\nfactory: f\nfiles:\n"
+			 "  - path: /x\n"
+			 "    content: |\n"
+			 "      first\n"
+			 "\n"
+			 "      \xc3\xa9t\xc3\xa9 {nope} }\n",
+			 &p, &rc, err, sizeof(err));
+	assert_int_equal(rc, ST_E_PROFILE);
+	assert_string_equal(diag, "t.yaml:8:11: unknown variable '{nope}'; known variables: "
+				  "{device_id}, {hardware_id}, {sku}, {factory}, {cert_pem}, "
+				  "{chain_pem}, {root_pem}, {gateway}, {ostree_server}, "
+				  "{config_dir}, {sota_toml}\n");
+	free(diag);
+	/* Folded blocks cannot be mapped back; the error points at the block. */
+	diag = load_text("t.yaml",
+			 "sku: t\nfactory: f\nfiles:\n"
+			 "  - path: /x\n"
+			 "    content: >\n"
+			 "      a\n"
+			 "      b {nope}\n",
+			 &p, &rc, err, sizeof(err));
+	assert_int_equal(rc, ST_E_PROFILE);
+	assert_non_null(strstr(diag, "t.yaml:5:14: unknown variable '{nope}'"));
+	free(diag);
+}
+
+int main(void)
+{
+	const char *s = getenv("SOURCE_DIR");
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_bad_profiles),
+		cmocka_unit_test(test_examples),
+		cmocka_unit_test(test_golden_renders),
+		cmocka_unit_test(test_device_ids),
+		cmocka_unit_test(test_render_overrides_and_dir),
+		cmocka_unit_test(test_render_p11),
+		cmocka_unit_test(test_render_limits),
+		cmocka_unit_test(test_buffer_and_templates),
+		cmocka_unit_test(test_literal_block_columns),
+	};
+
+	if (!s) {
+		fprintf(stderr, "SOURCE_DIR is not set\n");
+		return 1;
+	}
+	snprintf(src_dir, sizeof(src_dir), "%s", s);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
