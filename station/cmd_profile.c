@@ -53,7 +53,7 @@ static void profile_usage(FILE *out)
 static void check_usage(FILE *out)
 {
 	fprintf(out,
-		"usage: station profile check FILE...\n"
+		"usage: station profile check FILE|DIR...\n"
 		"\n"
 		"Loads each profile (following 'extends') and checks everything the station\n"
 		"checks before it touches a board: keys and their types, ranges and allowed\n"
@@ -61,6 +61,8 @@ static void check_usage(FILE *out)
 		"and modes. Every problem goes to stderr as one line 'file:line:col: message',\n"
 		"then one line 'N errors in FILE'; valid profiles are listed on stdout as\n"
 		"'FILE: ok'.\n"
+		"A directory is checked as the station loads it: every *.yaml in it, and no two\n"
+		"profiles with the same sku or matching the same board.\n"
 		"\n"
 		"Exit status: 0 when every profile is valid, 1 when any is not, 2 on bad usage.\n");
 }
@@ -108,10 +110,24 @@ static int cmd_check(int argc, char **argv)
 	}
 	for (int i = 1; i < argc; i++) {
 		const struct st_profile *p = NULL;
+		struct stat st;
 		char err[512];
 		int rc;
 
 		fflush(stdout);
+		if (stat(argv[i], &st) == 0 && S_ISDIR(st.st_mode)) {
+			struct st_profile_set *set = NULL;
+
+			rc = st_profile_set_load(argv[i], stderr, &set, err, sizeof(err));
+			if (rc != 0) {
+				fprintf(stderr, "%s\n", err);
+				bad = 1;
+				continue;
+			}
+			printf("%s: ok (%zu profiles)\n", argv[i], st_profile_set_count(set));
+			st_profile_set_free(set);
+			continue;
+		}
 		rc = st_profile_load(argv[i], stderr, &p, err, sizeof(err));
 		if (rc != 0) {
 			fprintf(stderr, "%s\n", err);

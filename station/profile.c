@@ -1,6 +1,9 @@
 #include "profile.h"
 
+#include <dirent.h>
+#include <errno.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -39,6 +42,7 @@ enum {
 
 #define MAX_PATH_BYTES 1024
 #define MAX_HWID_BYTES 128
+#define MAX_HWIDS 256
 #define MAX_PATTERN_BYTES 256
 
 /* The Foundries building block: what a registered device holds in its config dir. */
@@ -371,6 +375,11 @@ static int h_match(struct st_yl_ctx *ctx, const struct st_yl_node *node,
 		return -1;
 	if (ids->n == 0) {
 		st_yl_error(ctx, ids, "'hardware_ids' is empty; list at least one hardware id");
+		return -1;
+	}
+	if (ids->n > MAX_HWIDS) {
+		st_yl_error(ctx, ids, "'hardware_ids' lists %zu hardware ids, at most %d are allowed",
+			    ids->n, MAX_HWIDS);
 		return -1;
 	}
 	for (size_t i = 0; p->match_hardware_ids && p->match_hardware_ids[i]; i++)
@@ -1590,4 +1599,174 @@ out:
 	for (int i = 0; i < 3; i++)
 		free(own[i]);
 	return rc;
+}
+
+/* --- Sets of profiles ------------------------------------------------------------------ */
+
+struct st_profile_set {
+	const struct st_profile **p;
+	size_t n;
+};
+
+void st_profile_set_free(struct st_profile_set *s)
+{
+	if (!s)
+		return;
+	for (size_t i = 0; i < s->n; i++)
+		st_profile_free(s->p[i]);
+	free(s->p);
+	free(s);
+}
+
+static int yaml_name(const struct dirent *e)
+{
+	size_t l = strlen(e->d_name);
+
+	return e->d_name[0] != '.' && l > 5 && strcmp(e->d_name + l - 5, ".yaml") == 0;
+}
+
+/* Two profiles a board could not choose between: a shared hardware id and the same
+ * match.sku (or none on both). */
+static const char *clash(const struct st_profile *a, const struct st_profile *b)
+{
+	if ((a->match_sku == NULL) != (b->match_sku == NULL))
+		return NULL;
+	if (a->match_sku && strcmp(a->match_sku, b->match_sku) != 0)
+		return NULL;
+	for (size_t i = 0; i < a->n_match_hardware_ids; i++) {
+		for (size_t j = 0; j < b->n_match_hardware_ids; j++) {
+			if (strcmp(a->match_hardware_ids[i], b->match_hardware_ids[j]) == 0)
+				return a->match_hardware_ids[i];
+		}
+	}
+	return NULL;
+}
+
+static void set_error(FILE *diag, unsigned *errors, const char *file, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static void set_error(FILE *diag, unsigned *errors, const char *file, const char *fmt, ...)
+{
+	va_list ap;
+
+	(*errors)++;
+	if (!diag)
+		return;
+	fprintf(diag, "%s:1:1: ", file);
+	va_start(ap, fmt);
+	vfprintf(diag, fmt, ap);
+	va_end(ap);
+	fputc('\n', diag);
+}
+
+int st_profile_set_load(const char *dir, FILE *diag, struct st_profile_set **out, char *err,
+			size_t errlen)
+{
+	struct st_profile_set *s = NULL;
+	struct dirent **list = NULL;
+	unsigned errors = 0;
+	int n, rc;
+
+	*out = NULL;
+	n = scandir(dir, &list, yaml_name, alphasort);
+	if (n < 0)
+		return st_errf(err, errlen, ST_E_IO, "cannot read profile directory %s: %s", dir,
+			       strerror(errno));
+	s = calloc(1, sizeof(*s));
+	if (!s || (n && !(s->p = calloc((size_t)n, sizeof(*s->p))))) {
+		rc = st_errf(err, errlen, ST_E_NOMEM, "out of memory");
+		goto out;
+	}
+	for (int i = 0; i < n; i++) {
+		char *path = st_yl_join(dir, list[i]->d_name);
+		const struct st_profile *p = NULL;
+		char perr[512];
+		unsigned before = errors;
+
+		if (!path) {
+			rc = st_errf(err, errlen, ST_E_NOMEM, "out of memory");
+			goto out;
+		}
+		rc = st_profile_load(path, diag, &p, perr, sizeof(perr));
+		if (rc == ST_E_NOMEM) {
+			free(path);
+			rc = st_errf(err, errlen, rc, "out of memory");
+			goto out;
+		}
+		if (rc != 0) {
+			/* "N errors in FILE": count them into the directory's total. */
+			errors += (unsigned)strtoul(perr, NULL, 10);
+			if (errors == before)
+				errors++;
+			free(path);
+			continue;
+		}
+		for (size_t j = 0; j < s->n; j++) {
+			const char *hw = clash(s->p[j], p);
+
+			if (strcmp(s->p[j]->sku, p->sku) == 0)
+				set_error(diag, &errors, path, "sku '%s' is already the sku of %s",
+					  p->sku, s->p[j]->path);
+			else if (hw)
+				set_error(diag, &errors, path,
+					  "matches hardware id '%s'%s%s%s like %s; a board could not "
+					  "tell which profile applies (give one a match.sku)",
+					  hw, p->match_sku ? " with sku '" : "",
+					  p->match_sku ? p->match_sku : "", p->match_sku ? "'" : "",
+					  s->p[j]->path);
+		}
+		s->p[s->n++] = p;
+		free(path);
+	}
+	if (errors) {
+		rc = st_errf(err, errlen, ST_E_PROFILE, "%u error%s in %s", errors,
+			     errors == 1 ? "" : "s", dir);
+		goto out;
+	}
+	*out = s;
+	s = NULL;
+	rc = 0;
+out:
+	st_profile_set_free(s);
+	for (int i = 0; i < n; i++)
+		free(list[i]);
+	free(list);
+	return rc;
+}
+
+const struct st_profile *st_profile_set_match(const struct st_profile_set *s,
+					      const char *hardware_id, const char *sku)
+{
+	const struct st_profile *generic = NULL;
+
+	for (size_t i = 0; i < s->n; i++) {
+		const struct st_profile *p = s->p[i];
+
+		if (!st_profile_matches(p, hardware_id, sku))
+			continue;
+		if (p->match_sku)
+			return p;
+		if (!generic)
+			generic = p;
+	}
+	return generic;
+}
+
+const struct st_profile *st_profile_set_find(const struct st_profile_set *s, const char *sku)
+{
+	for (size_t i = 0; i < s->n; i++) {
+		if (strcmp(s->p[i]->sku, sku) == 0)
+			return s->p[i];
+	}
+	return NULL;
+}
+
+size_t st_profile_set_count(const struct st_profile_set *s)
+{
+	return s->n;
+}
+
+const struct st_profile *st_profile_set_get(const struct st_profile_set *s, size_t i)
+{
+	return i < s->n ? s->p[i] : NULL;
 }

@@ -144,6 +144,32 @@ int st_profile_render(const struct st_profile *p, const struct st_render_input *
 		      struct st_render **out, char *err, size_t errlen);
 void st_render_free(struct st_render *r);
 
+/* All profiles of a directory, as the station uses them on the line: every *.yaml file in
+ * it (not recursing; files whose names start with '.' are skipped), loaded and checked
+ * together. Immutable once loaded; any thread may look profiles up. */
+struct st_profile_set;
+
+/* Loads every profile in dir. Problems go to diag as for st_profile_load(), plus those
+ * between profiles: two profiles with the same sku, or two that match the same hardware id
+ * with the same (or no) match.sku, so that a board could not tell which applies (reported at
+ * the second file's 1:1). Returns 0 and a new *out, or ST_E_PROFILE with "N errors in DIR"
+ * in err (ST_E_NOMEM, ST_E_IO when dir cannot be read) and *out NULL. */
+int st_profile_set_load(const char *dir, FILE *diag, struct st_profile_set **out, char *err,
+			size_t errlen);
+void st_profile_set_free(struct st_profile_set *s);
+
+/* The profile for a board reporting hardware_id and sku (may be NULL): one whose match.sku
+ * equals sku if there is one, else one without match.sku; NULL when none applies. */
+const struct st_profile *st_profile_set_match(const struct st_profile_set *s,
+					      const char *hardware_id, const char *sku);
+
+/* The profile with this sku, or NULL. */
+const struct st_profile *st_profile_set_find(const struct st_profile_set *s, const char *sku);
+
+/* Number of profiles, and profile i (in file name order). */
+size_t st_profile_set_count(const struct st_profile_set *s);
+const struct st_profile *st_profile_set_get(const struct st_profile_set *s, size_t i);
+
 /* The variables file paths and contents may use, NULL-terminated (for documentation and
  * messages). */
 extern const char *const st_profile_vars[];

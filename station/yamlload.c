@@ -275,7 +275,7 @@ const char *st_yl_describe(const struct st_yl_node *node)
 	}
 	if (node->style == ST_YL_PLAIN && node->len == 0)
 		return "an empty value";
-	return "a string";
+	return "a single value";
 }
 
 /* --- Reading -------------------------------------------------------------------------- */
@@ -614,6 +614,11 @@ static struct st_yl_node *build_collection(struct builder *b, yaml_event_t *star
 			goto fail;
 		}
 	}
+	if (mapping && items.n > 2 * ST_YL_MAX_KEYS) {
+		/* Also bounds the quadratic duplicate check below and merging. */
+		berror(b, &start->start_mark, "mapping has more than %d keys", ST_YL_MAX_KEYS);
+		goto fail;
+	}
 	if (mapping) {
 		/* Keys must be scalars and unique; a bad pair is reported and dropped so that the
 		 * rest of the mapping can still be checked. */
@@ -901,6 +906,7 @@ const struct st_yl_node *st_yl_merge(struct st_yl_ctx *ctx, const struct st_yl_n
 		free(m);
 		if (v)
 			ctx->merged = v;
+		st_yl_error(ctx, over, "out of memory");
 		return over;
 	}
 	ctx->merged = v;
@@ -910,6 +916,7 @@ const struct st_yl_node *st_yl_merge(struct st_yl_ctx *ctx, const struct st_yl_n
 	m->items = calloc(2 * (base->n + over->n) + 1, sizeof(*m->items));
 	if (!m->items) {
 		m->n = 0;
+		st_yl_error(ctx, over, "out of memory");
 		return over;
 	}
 	for (size_t i = 0; i < base->n; i++) {

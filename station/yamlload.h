@@ -19,6 +19,7 @@
 #define ST_YL_MAX_FILE_BYTES (1024 * 1024) /* largest YAML file read */
 #define ST_YL_MAX_DEPTH 64		   /* deepest nesting of collections */
 #define ST_YL_MAX_NODES 100000		   /* most nodes in one document */
+#define ST_YL_MAX_KEYS 1024		   /* most keys in one mapping */
 
 enum st_yl_type {
 	ST_YL_SCALAR,
@@ -128,7 +129,7 @@ int st_yl_summary(const struct st_yl_ctx *ctx, const char *name, int code, char 
  * none is near enough to be a likely typo. cands is NULL-terminated. */
 const char *st_yl_nearest(const char *word, const char *const *cands);
 
-/* "a sequence", "a mapping", "a string": for "must be X, not Y" messages. */
+/* "a sequence", "a mapping", "a single value": for "must be X, not Y" messages. */
 const char *st_yl_describe(const struct st_yl_node *node);
 
 /* --- Table-driven mappings --------------------------------------------------------------- */

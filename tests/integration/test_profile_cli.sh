@@ -49,6 +49,9 @@ for p in "$SOURCE_DIR"/profiles/*.yaml; do
 done
 [ ! -s "$T/err" ] || fail "check of the examples wrote to stderr: $(cat "$T/err")"
 ok "station profile check profiles/*.yaml"
+run 0 "$STATION" profile check "$SOURCE_DIR/profiles"
+grep -q "profiles: ok (3 profiles)$" "$T/out" || fail "directory check: $(cat "$T/out")"
+ok "station profile check profiles/ (as a set)"
 
 # The complete example of profiles/README.md is a valid profile.
 mkdir -p "$T/readme"

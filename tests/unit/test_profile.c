@@ -694,6 +694,104 @@ static void test_literal_block_columns(void **state)
 	free(diag);
 }
 
+static void write_file(const char *dir, const char *name, const char *text)
+{
+	char path[4096];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+static void remove_file(const char *dir, const char *name)
+{
+	char path[4096];
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	unlink(path);
+}
+
+static void test_profile_set(void **state)
+{
+	struct st_profile_set *s = NULL;
+	const struct st_profile *p;
+	char err[512], dir[1024], *diag = NULL, want[8192];
+	size_t dlen = 0;
+	FILE *f;
+	int rc;
+
+	(void)state;
+	rc = st_profile_set_load(src("profiles"), stderr, &s, err, sizeof(err));
+	if (rc != 0)
+		fail_msg("%s", err);
+	assert_int_equal(st_profile_set_count(s), 3);
+	assert_string_equal(st_profile_set_get(s, 0)->sku, "acme-gw100-prod");
+	assert_null(st_profile_set_get(s, 3));
+	/* The production profile is the more specific match for a production board. */
+	p = st_profile_set_match(s, "imx8mm-lpddr4-evk", NULL);
+	assert_non_null(p);
+	assert_string_equal(p->sku, "acme-gw100");
+	p = st_profile_set_match(s, "imx8mm-lpddr4-evk", "acme-gw100-prod");
+	assert_non_null(p);
+	assert_string_equal(p->sku, "acme-gw100-prod");
+	p = st_profile_set_match(s, "imx8mm-lpddr4-evk", "other-sku");
+	assert_string_equal(p->sku, "acme-gw100");
+	assert_string_equal(st_profile_set_match(s, "sn10-nrf9161", NULL)->sku, "acme-sn10");
+	assert_null(st_profile_set_match(s, "imx93-evk", NULL));
+	assert_string_equal(st_profile_set_find(s, "acme-sn10")->sku, "acme-sn10");
+	assert_null(st_profile_set_find(s, "nope"));
+	st_profile_set_free(s);
+	st_profile_set_free(NULL);
+
+	/* Profiles a board could not choose between, and a shared sku, are errors. */
+	snprintf(dir, sizeof(dir), "%s", tu_tmpdir("profile-set"));
+	write_file(dir, "a.yaml", "sku: a\nfactory: f\nmatch: {hardware_ids: [hw-1, hw-2]}\n"
+				  "files: [{path: /x, content: x}]\n");
+	write_file(dir, "b.yaml", "sku: b\nfactory: f\nmatch: {hardware_ids: [hw-2]}\n"
+				  "files: [{path: /x, content: x}]\n");
+	write_file(dir, "c.yaml", "sku: a\nfactory: f\nmatch: {hardware_ids: [hw-2], sku: a}\n"
+				  "files: [{path: /x, content: x}]\n");
+	write_file(dir, "d.yaml", "sku: d\nfactory: f\nfiles: 3\n");
+	write_file(dir, "notes.txt", "not a profile\n");
+	f = open_memstream(&diag, &dlen);
+	assert_non_null(f);
+	rc = st_profile_set_load(dir, f, &s, err, sizeof(err));
+	fclose(f);
+	assert_int_equal(rc, ST_E_PROFILE);
+	assert_null(s);
+	snprintf(want, sizeof(want),
+		 "%s/b.yaml:1:1: matches hardware id 'hw-2' like %s/a.yaml; a board could not "
+		 "tell which profile applies (give one a match.sku)\n"
+		 "%s/c.yaml:1:1: sku 'a' is already the sku of %s/a.yaml\n"
+		 "%s/d.yaml:3:8: 'files' must be a sequence (a list of '- ' items), not a single "
+		 "value\n",
+		 dir, dir, dir, dir, dir);
+	if (strcmp(diag, want) != 0)
+		fail_msg("expected:\n%sgot:\n%s", want, diag);
+	snprintf(want, sizeof(want), "3 errors in %s", dir);
+	assert_string_equal(err, want);
+	free(diag);
+	remove_file(dir, "a.yaml");
+	remove_file(dir, "b.yaml");
+	remove_file(dir, "c.yaml");
+	remove_file(dir, "d.yaml");
+	remove_file(dir, "notes.txt");
+
+	/* An empty directory is an empty set; a missing one an error. */
+	rc = st_profile_set_load(dir, NULL, &s, err, sizeof(err));
+	assert_int_equal(rc, 0);
+	assert_int_equal(st_profile_set_count(s), 0);
+	assert_null(st_profile_set_match(s, "hw-1", NULL));
+	st_profile_set_free(s);
+	rmdir(dir);
+	rc = st_profile_set_load(dir, NULL, &s, err, sizeof(err));
+	assert_int_equal(rc, ST_E_IO);
+	assert_null(s);
+}
+
 int main(void)
 {
 	const char *s = getenv("SOURCE_DIR");
@@ -707,6 +805,7 @@ int main(void)
 		cmocka_unit_test(test_render_limits),
 		cmocka_unit_test(test_buffer_and_templates),
 		cmocka_unit_test(test_literal_block_columns),
+		cmocka_unit_test(test_profile_set),
 	};
 
 	if (!s) {
