@@ -60,13 +60,258 @@ static const struct st_yl_key ca_keys[] = {
 
 #define C(field) offsetof(struct st_config, field)
 
-enum { T_CA, T_LEDGER, T_PROFILES, T_DEFAULT_PROFILE, T_N };
+/* --- The sections `station run` reads: slots, pool, timeouts, retries, outputs --------- */
+
+/* `profiles`: a directory (the station loads every profile in it), or a list of files. */
+static int h_profiles(struct st_yl_ctx *ctx, const struct st_yl_node *node,
+		      const struct st_yl_key *key, void *base)
+{
+	struct st_config *c = base;
+	char **files;
+
+	if (node->type == ST_YL_SCALAR)
+		return st_yl_h_path(ctx, node, key, base);
+	if (node->type != ST_YL_SEQUENCE) {
+		st_yl_error(ctx, node, "'profiles' must be a directory or a list of profile "
+			    "files, not %s", st_yl_describe(node));
+		return -1;
+	}
+	if (node->n == 0) {
+		st_yl_error(ctx, node, "'profiles' lists no file");
+		return -1;
+	}
+	files = calloc(node->n, sizeof(*files));
+	if (!files) {
+		st_yl_error(ctx, node, "out of memory");
+		return -1;
+	}
+	for (size_t i = 0; i < c->n_profile_files; i++)
+		free(c->profile_files[i]);
+	free(c->profile_files);
+	c->profile_files = files;
+	c->n_profile_files = 0;
+	for (size_t i = 0; i < node->n; i++) {
+		struct st_yl_key k = { .name = "profiles", .offset = 0 };
+		char *p = NULL;
+
+		if (st_yl_h_path(ctx, node->items[i], &k, &p) == 0)
+			files[c->n_profile_files++] = p;
+	}
+	return 0;
+}
+
+static const char *const backends[] = { "auto", "serial", "pty", NULL };
+static const char *const flows[] = { "none", "xonxoff", "rtscts", NULL };
+
+#define SL(field) offsetof(struct st_config_slot, field)
+
+enum { S_NAME, S_PORT, S_GLOB, S_MAP, S_BAUD, S_BACKEND, S_FLOW, S_PROFILE, S_N };
+
+static const struct st_yl_key slot_keys[] = {
+	[S_NAME] = ST_YL_RANGE("name", st_yl_h_string, SL(name), ST_YL_ONELINE | ST_YL_NONEMPTY,
+			       0, 64),
+	[S_PORT] = ST_YL_KEY("port", st_yl_h_path, SL(port), 0),
+	[S_GLOB] = ST_YL_KEY("glob", st_yl_h_path, SL(glob), 0),
+	[S_MAP] = ST_YL_KEY("board_map", st_yl_h_path, SL(board_map), 0),
+	[S_BAUD] = ST_YL_RANGE("baud", st_yl_h_uint, SL(baud), 0, 50, 4000000),
+	[S_BACKEND] = ST_YL_CHOICE("backend", st_yl_h_choice, SL(backend), 0, backends),
+	[S_FLOW] = ST_YL_CHOICE("flow", st_yl_h_enum, SL(flow), 0, flows),
+	[S_PROFILE] = ST_YL_KEY("profile", st_yl_h_path, SL(profile), 0),
+	[S_N] = ST_YL_END,
+};
+
+static void free_slot(struct st_config_slot *s)
+{
+	free(s->name);
+	free(s->port);
+	free(s->glob);
+	free(s->board_map);
+	free(s->backend);
+	free(s->profile);
+	free(s->where);
+}
+
+/* A slot name, or a name template whose variables are those of vars (NULL-terminated). */
+static int check_slot_name(struct st_yl_ctx *ctx, const struct st_yl_node *n,
+			   const char *const *vars)
+{
+	const char *v = n->value;
+
+	for (size_t i = 0; i < n->len; i++) {
+		char ch = v[i];
+
+		if (ch == '{' && vars) {
+			const char *end = strchr(v + i, '}');
+			size_t k;
+
+			for (k = 0; end && vars[k]; k++) {
+				if (strlen(vars[k]) == (size_t)(end - v - i - 1) &&
+				    strncmp(v + i + 1, vars[k], (size_t)(end - v - i - 1)) == 0)
+					break;
+			}
+			if (!end || !vars[k]) {
+				st_yl_error_in(ctx, n, i, "unknown name variable; this entry knows "
+					       "{%s}%s%s%s", vars[0], vars[1] ? ", {" : "",
+					       vars[1] ? vars[1] : "", vars[1] ? "}" : "");
+				return -1;
+			}
+			i = (size_t)(end - v);
+			continue;
+		}
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		      (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' || ch == '-' ||
+		      ch == ':')) {
+			st_yl_error_in(ctx, n, i, "a slot name may contain only letters, digits, "
+				       "'.', '_', '-' and ':'%s", vars ? " (and {variables})" : "");
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static void parse_slots(struct st_yl_ctx *ctx, const struct st_yl_node *node, struct st_config *c)
+{
+	static const char *const glob_vars[] = { "basename", "index", NULL };
+	static const char *const map_vars[] = { "name", "index", NULL };
+	size_t saved;
+
+	if (st_yl_expect(ctx, node, ST_YL_SEQUENCE, "slots") != 0)
+		return;
+	c->slots = calloc(node->n ? node->n : 1, sizeof(*c->slots));
+	if (!c->slots) {
+		st_yl_error(ctx, node, "out of memory");
+		return;
+	}
+	saved = st_yl_path_push(ctx, "slots");
+	for (size_t i = 0; i < node->n; i++) {
+		const struct st_yl_node *item = node->items[i], *f[S_N];
+		struct st_config_slot *sl = &c->slots[c->n_slots];
+		unsigned before = ctx->errors;
+		char where[PATH_MAX + 32];
+		int kinds;
+
+		if (st_yl_expect(ctx, item, ST_YL_MAPPING, "slots entry") != 0)
+			continue;
+		memset(sl, 0, sizeof(*sl));
+		c->n_slots++;
+		st_yl_parse_mapping(ctx, item, slot_keys, sl, f);
+		snprintf(where, sizeof(where), "%s:%d:%d", item->doc->name, item->line, item->col);
+		sl->where = strdup(where);
+		if (!sl->backend)
+			sl->backend = strdup("auto");
+		if (!sl->where || !sl->backend) {
+			st_yl_error(ctx, item, "out of memory");
+			continue;
+		}
+		kinds = !!f[S_PORT] + !!f[S_GLOB] + !!f[S_MAP];
+		if (kinds != 1) {
+			st_yl_error(ctx, item, "a slots entry names exactly one of 'port' (one slot), "
+				    "'glob' (a slot per matching port) or 'board_map' (a slot per "
+				    "simulated board)%s", kinds ? "; this one names several" : "");
+			continue;
+		}
+		if (ctx->errors != before)
+			continue;
+		sl->kind = f[S_PORT] ? ST_CONFIG_SLOT_PORT :
+			   f[S_GLOB] ? ST_CONFIG_SLOT_GLOB : ST_CONFIG_SLOT_BOARD_MAP;
+		if (f[S_NAME])
+			check_slot_name(ctx, f[S_NAME],
+					sl->kind == ST_CONFIG_SLOT_GLOB ? glob_vars :
+					sl->kind == ST_CONFIG_SLOT_BOARD_MAP ? map_vars : NULL);
+		if (!sl->name && sl->kind == ST_CONFIG_SLOT_PORT) {
+			const char *b = strrchr(sl->port, '/');
+
+			sl->name = strndup(b ? b + 1 : sl->port, 64);
+		} else if (!sl->name) {
+			sl->name = strdup(sl->kind == ST_CONFIG_SLOT_GLOB ? "{basename}" : "{name}");
+		}
+		if (!sl->name) {
+			st_yl_error(ctx, item, "out of memory");
+			continue;
+		}
+		if (sl->kind != ST_CONFIG_SLOT_PORT)
+			continue;
+		for (size_t j = 0; j + 1 < c->n_slots; j++) {
+			if (c->slots[j].kind == ST_CONFIG_SLOT_PORT && c->slots[j].name &&
+			    strcmp(c->slots[j].name, sl->name) == 0) {
+				st_yl_error(ctx, f[S_NAME] ? f[S_NAME] : item,
+					    "slot name '%s' is already used by the entry at %s",
+					    sl->name, c->slots[j].where);
+				break;
+			}
+			if (c->slots[j].kind == ST_CONFIG_SLOT_PORT && c->slots[j].port &&
+			    strcmp(c->slots[j].port, sl->port) == 0) {
+				st_yl_error(ctx, f[S_PORT], "port %s is already the slot at %s",
+					    sl->port, c->slots[j].where);
+				break;
+			}
+		}
+	}
+	st_yl_path_pop(ctx, saved);
+}
+
+#define PO(field) offsetof(struct st_config_pool, field)
+
+static const struct st_yl_key pool_keys[] = {
+	ST_YL_RANGE("workers", st_yl_h_uint, PO(workers), 0, 1, 256),
+	ST_YL_RANGE("hsm_sessions", st_yl_h_uint, PO(hsm_sessions), 0, 1, 65535),
+	ST_YL_RANGE("batch_max", st_yl_h_uint, PO(batch_max), 0, 1, 4096),
+	ST_YL_RANGE("batch_linger_ms", st_yl_h_uint, PO(batch_linger_ms), 0, 0, 10000),
+	ST_YL_RANGE("queue_max", st_yl_h_uint, PO(queue_max), 0, 1, 1000000),
+	ST_YL_END,
+};
+
+#define TO(field) offsetof(struct st_config_timeouts, field)
+#define MS_RANGE(n) ST_YL_RANGE(#n, st_yl_h_uint, TO(n), 0, 1, 3600000)
+
+static const struct st_yl_key timeout_keys[] = {
+	MS_RANGE(hello),    MS_RANGE(csr),	 MS_RANGE(write),  MS_RANGE(commit),
+	MS_RANGE(verify),   MS_RANGE(done),	 MS_RANGE(probe),  MS_RANGE(presence),
+	MS_RANGE(reconnect), MS_RANGE(reopen), MS_RANGE(rescan), ST_YL_END,
+};
+
+#define RE(field) offsetof(struct st_config_retries, field)
+
+static const struct st_yl_key retry_keys[] = {
+	ST_YL_RANGE("request", st_yl_h_uint, RE(request), 0, 1, 100),
+	ST_YL_RANGE("resync", st_yl_h_uint, RE(resync), 0, 1, 100),
+	ST_YL_END,
+};
+
+#define OU(field) offsetof(struct st_config_outputs, field)
+
+static const struct st_yl_key output_keys[] = {
+	ST_YL_KEY("events", st_yl_h_path, OU(events), 0),
+	ST_YL_KEY("console_dir", st_yl_h_path, OU(console_dir), 0),
+	ST_YL_END,
+};
+
+enum {
+	T_CA,
+	T_LEDGER,
+	T_PROFILES,
+	T_DEFAULT_PROFILE,
+	T_STATION,
+	T_SLOTS,
+	T_POOL,
+	T_TIMEOUTS,
+	T_RETRIES,
+	T_OUTPUTS,
+	T_N
+};
 
 static const struct st_yl_key top_keys[] = {
 	[T_CA] = ST_YL_NAME("ca", ST_YL_REQUIRED),
 	[T_LEDGER] = ST_YL_KEY("ledger", st_yl_h_path, C(ledger), 0),
-	[T_PROFILES] = ST_YL_KEY("profiles", st_yl_h_path, C(profiles), 0),
+	[T_PROFILES] = ST_YL_KEY("profiles", h_profiles, C(profiles), 0),
 	[T_DEFAULT_PROFILE] = ST_YL_KEY("default_profile", st_yl_h_path, C(default_profile), 0),
+	[T_STATION] = ST_YL_RANGE("station", st_yl_h_string, C(station),
+				  ST_YL_ONELINE | ST_YL_NONEMPTY, 0, 128),
+	[T_SLOTS] = ST_YL_NAME("slots", 0),
+	[T_POOL] = ST_YL_SUB("pool", C(pool), 0, pool_keys),
+	[T_TIMEOUTS] = ST_YL_SUB("timeouts", C(timeouts), 0, timeout_keys),
+	[T_RETRIES] = ST_YL_SUB("retries", C(retries), 0, retry_keys),
+	[T_OUTPUTS] = ST_YL_SUB("outputs", C(outputs), 0, output_keys),
 	[T_N] = ST_YL_END,
 };
 
@@ -86,7 +331,16 @@ void st_config_free(struct st_config *cfg)
 	free(cfg->ca.softhsm2_conf);
 	free(cfg->ledger);
 	free(cfg->profiles);
+	for (size_t i = 0; i < cfg->n_profile_files; i++)
+		free(cfg->profile_files[i]);
+	free(cfg->profile_files);
 	free(cfg->default_profile);
+	free(cfg->station);
+	for (size_t i = 0; i < cfg->n_slots; i++)
+		free_slot(&cfg->slots[i]);
+	free(cfg->slots);
+	free(cfg->outputs.events);
+	free(cfg->outputs.console_dir);
 	free(cfg);
 }
 
@@ -217,6 +471,10 @@ static int load(const char *name, const char *dir, const void *buf, size_t len, 
 		rc = st_errf(err, errlen, ST_E_NOMEM, "out of memory");
 		goto out;
 	}
+	/* Defaults of the pool where 0 has a meaning of its own. */
+	c->pool.batch_max = 32;
+	c->pool.batch_linger_ms = 5;
+	c->pool.queue_max = 4096;
 	if (from_buffer) {
 		rc = st_yl_load_buffer(&ctx, name, base, buf, len, &doc);
 		if (rc == ST_E_NOMEM) {
@@ -246,6 +504,14 @@ static int load(const char *name, const char *dir, const void *buf, size_t len, 
 		st_yl_parse_mapping(&ctx, doc->root, top_keys, c, f);
 		if (f[T_CA])
 			parse_ca(&ctx, f[T_CA], c);
+		if (f[T_SLOTS])
+			parse_slots(&ctx, f[T_SLOTS], c);
+		if (f[T_POOL] && c->pool.workers && c->pool.hsm_sessions &&
+		    c->pool.workers > c->pool.hsm_sessions)
+			st_yl_error(&ctx, f[T_POOL],
+				    "'workers' is %u but the HSM allows %u sessions; each worker "
+				    "holds one",
+				    c->pool.workers, c->pool.hsm_sessions);
 	}
 	if (ctx.errors) {
 		rc = st_yl_summary(&ctx, name, ST_E_CONFIG, err, errlen);
@@ -278,4 +544,121 @@ int st_config_load_buffer(const char *name, const char *dir, const void *buf, si
 			  FILE *diag, struct st_config **out, char *err, size_t errlen)
 {
 	return load(name, dir, buf, len, 1, diag, out, err, errlen);
+}
+
+/* --- Board maps ------------------------------------------------------------------------ */
+
+void st_board_map_free(struct st_board_map *map)
+{
+	if (!map)
+		return;
+	for (size_t i = 0; i < map->n; i++) {
+		struct st_board_map_entry *b = &map->boards[i];
+
+		free(b->name);
+		free(b->port);
+		free(b->backend);
+		free(b->hardware_id);
+		free(b->sku);
+		free(b->device_id);
+	}
+	free(map->boards);
+	free(map);
+}
+
+/* The value of key k in mapping m as a string (NULL when absent); problems are reported. */
+static int map_string(struct st_yl_ctx *ctx, const struct st_yl_node *m, const char *k,
+		      int required, char **out)
+{
+	*out = NULL;
+	for (size_t i = 0; i < m->n; i++) {
+		const struct st_yl_node *key = m->items[2 * i];
+
+		if (key->type == ST_YL_SCALAR && strcmp(key->value, k) == 0) {
+			if (m->items[2 * i + 1]->type == ST_YL_SCALAR &&
+			    m->items[2 * i + 1]->len == 0 && !required) {
+				*out = strdup("");
+				return *out ? 0 : -1;
+			}
+			return st_yl_string(ctx, m->items[2 * i + 1], k, ST_YL_ONELINE,
+					    PATH_MAX - 1, out);
+		}
+	}
+	if (required) {
+		st_yl_error(ctx, m, "board entry lacks '%s'", k);
+		return -1;
+	}
+	return 0;
+}
+
+int st_board_map_load(const char *path, FILE *diag, struct st_board_map **out, char *err,
+		      size_t errlen)
+{
+	struct st_yl_ctx ctx;
+	struct st_yl_doc *doc = NULL;
+	struct st_board_map *map = NULL;
+	const struct st_yl_node *boards = NULL;
+	char rerr[256];
+	int rc;
+
+	*out = NULL;
+	st_yl_init(&ctx, diag);
+	rc = st_yl_load_file(&ctx, path, &doc, rerr, sizeof(rerr));
+	if (rc != 0) {
+		if (ctx.errors == 0)
+			st_yl_error_at(&ctx, path, 1, 1, "cannot read the board map: %s", rerr);
+		goto fail;
+	}
+	if (!doc->root || doc->root->type != ST_YL_MAPPING) {
+		st_yl_error_at(&ctx, path, 1, 1, "a board map is a mapping with 'boards'");
+		goto fail;
+	}
+	for (size_t i = 0; i < doc->root->n; i++) {
+		if (strcmp(doc->root->items[2 * i]->value, "boards") == 0)
+			boards = doc->root->items[2 * i + 1];
+	}
+	if (!boards) {
+		st_yl_error(&ctx, doc->root, "the board map has no 'boards' list");
+		goto fail;
+	}
+	if (st_yl_expect(&ctx, boards, ST_YL_SEQUENCE, "boards") != 0)
+		goto fail;
+	map = calloc(1, sizeof(*map));
+	if (!map || !(map->boards = calloc(boards->n ? boards->n : 1, sizeof(*map->boards)))) {
+		rc = st_errf(err, errlen, ST_E_NOMEM, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < boards->n; i++) {
+		const struct st_yl_node *b = boards->items[i];
+		struct st_board_map_entry *e = &map->boards[map->n];
+		char *port = NULL;
+
+		if (st_yl_expect(&ctx, b, ST_YL_MAPPING, "boards entry") != 0)
+			continue;
+		map->n++;
+		if (map_string(&ctx, b, "name", 1, &e->name) || map_string(&ctx, b, "port", 1, &port) ||
+		    map_string(&ctx, b, "backend", 0, &e->backend) ||
+		    map_string(&ctx, b, "hardware_id", 0, &e->hardware_id) ||
+		    map_string(&ctx, b, "sku", 0, &e->sku) ||
+		    map_string(&ctx, b, "device_id", 0, &e->device_id)) {
+			free(port);
+			continue;
+		}
+		e->port = st_yl_join(doc->dir, port);
+		free(port);
+		if (!e->port)
+			st_yl_error(&ctx, b, "out of memory");
+	}
+	if (ctx.errors)
+		goto fail;
+	*out = map;
+	map = NULL;
+	rc = 0;
+	goto out;
+fail:
+	rc = st_yl_summary(&ctx, path, ST_E_CONFIG, err, errlen);
+out:
+	st_board_map_free(map);
+	st_yl_cleanup(&ctx);
+	return rc;
 }

@@ -13,11 +13,46 @@
  *     chain: intermediates.pem    # optional
  *     root: factory-root.pem
  *   ledger: ledger.db
- *   profiles: profiles/
+ *   profiles: profiles/          # a directory, or a list of profile files
  *   default_profile: profiles/lmp-gateway.yaml
+ *   station: line-1-station-a    # this station's name in the ledger (default: host name)
+ *   slots:                       # what `station run` drives
+ *     - name: A1                 # one port (name defaults to the port's file name)
+ *       port: /dev/serial/by-path/pci-0000:00:14.0-usb-0:1.1:1.0-port0
+ *       baud: 115200             # default 115200
+ *       backend: auto            # serial | pty | auto (pty for pseudo-terminals)
+ *       flow: none               # none | xonxoff | rtscts
+ *       profile: profiles/mcu-sensor.yaml  # optional: else chosen by hardware id
+ *     - glob: /dev/serial/by-path/pci-*-port0  # a slot per match, as the hardware comes
+ *       name: "usb-{basename}"   # template: {basename}, {index}
+ *     - board_map: /tmp/line/map.yaml      # the boards simboard serves ({name}, {index})
+ *   pool:
+ *     workers: 2                 # signing threads; default: CPUs, never more than
+ *     hsm_sessions: 16           #   the HSM's sessions when they are given here
+ *     batch_max: 32
+ *     batch_linger_ms: 5
+ *     queue_max: 4096
+ *   timeouts:                    # ms; defaults suit 115200 baud and slow MCUs
+ *     hello: 1000
+ *     csr: 15000
+ *     write: 3000
+ *     commit: 10000
+ *     verify: 10000
+ *     done: 2000
+ *     probe: 1000                # between HELLOs to an empty slot
+ *     presence: 2000             # between HELLOs to a finished board
+ *     reconnect: 10000           # how long a board in flight may be unplugged
+ *     reopen: 250                # between attempts to open a missing port
+ *     rescan: 1000               # between glob scans
+ *   retries:
+ *     request: 5                 # transmissions of one request
+ *     resync: 5                  # reboots/reconnects of one board
+ *   outputs:
+ *     events: events.jsonl       # JSON Lines event stream (also: station run --events)
+ *     console_dir: consoles/     # console logs of failed boards
  *
- * A new section (slots, pool, timeouts, outputs) is a struct member below plus one entry in
- * config.c's top-level table (and a table of its own keys). */
+ * A new section is a struct member below plus one entry in config.c's top-level table (and
+ * a table of its own keys). */
 #ifndef ST_CONFIG_H
 #define ST_CONFIG_H
 
@@ -37,12 +72,67 @@ struct st_config_ca {
 			      * module, when the environment does not already set it */
 };
 
+enum st_config_slot_kind {
+	ST_CONFIG_SLOT_PORT,	  /* one port */
+	ST_CONFIG_SLOT_GLOB,	  /* one slot per path matching a pattern, rescanned */
+	ST_CONFIG_SLOT_BOARD_MAP, /* one slot per board of a simboard map file */
+};
+
+/* One entry of `slots`. */
+struct st_config_slot {
+	enum st_config_slot_kind kind;
+	char *name;	 /* PORT: the slot's name (default: the port's file name); GLOB and
+			  * BOARD_MAP: a template ({basename}, {index}; {name} for maps) */
+	char *port;	 /* PORT: the port path */
+	char *glob;	 /* GLOB: the pattern (glob(3)) */
+	char *board_map; /* BOARD_MAP: the map file */
+	unsigned baud;	 /* 0: 115200 */
+	char *backend;	 /* "auto", "serial" or "pty" (never NULL) */
+	int flow;	 /* enum drv_port_flow: 0 none, 1 xonxoff, 2 rtscts */
+	char *profile;	 /* profile file for the boards of these slots; NULL: by hardware id */
+	char *where;	 /* "file:line:col" of the entry, for messages */
+};
+
+/* `pool`: the signing pool (station/pool.h). 0 means the default where noted. */
+struct st_config_pool {
+	unsigned workers;	  /* 0: the CPUs, clamped to hsm_sessions */
+	unsigned hsm_sessions;	  /* sessions the HSM allows; 0: not given */
+	unsigned batch_max;	  /* default 32 */
+	unsigned batch_linger_ms; /* default 5 */
+	unsigned queue_max;	  /* default 4096 */
+};
+
+/* `timeouts` (ms) and `retries`; 0 means the engine's default. */
+struct st_config_timeouts {
+	unsigned hello, csr, write, commit, verify, done;
+	unsigned probe, presence, reconnect, reopen, rescan;
+};
+
+struct st_config_retries {
+	unsigned request, resync;
+};
+
+/* `outputs`. */
+struct st_config_outputs {
+	char *events;	   /* JSON Lines event stream; may be NULL */
+	char *console_dir; /* console logs of failed boards; may be NULL */
+};
+
 struct st_config {
 	char *path; /* the file it was loaded from */
 	struct st_config_ca ca;
 	char *ledger;	       /* ledger database path; default "ledger.db" beside the file */
 	char *profiles;	       /* profile directory; may be NULL */
+	char **profile_files;  /* or: profile files given as a list (n_profile_files) */
+	size_t n_profile_files;
 	char *default_profile; /* profile file used when a command names none; may be NULL */
+	char *station;	       /* this station's name; NULL: the host name */
+	struct st_config_slot *slots;
+	size_t n_slots;
+	struct st_config_pool pool;
+	struct st_config_timeouts timeouts;
+	struct st_config_retries retries;
+	struct st_config_outputs outputs;
 };
 
 /* Loads and validates path. Each problem is written to diag (e.g. stderr; may be NULL) as one
@@ -61,5 +151,28 @@ int st_config_load_buffer(const char *name, const char *dir, const void *buf, si
 
 /* Frees a configuration; NULL is allowed. */
 void st_config_free(struct st_config *cfg);
+
+/* A board of the map file simboard writes (fixtures/simboard/README.md). */
+struct st_board_map_entry {
+	char *name;
+	char *port;	   /* the stable port name (a symlink that follows reconnects) */
+	char *backend;	   /* NULL when the map names none */
+	char *hardware_id; /* may be NULL */
+	char *sku;	   /* may be NULL */
+	char *device_id;   /* may be NULL or "" */
+};
+
+struct st_board_map {
+	struct st_board_map_entry *boards;
+	size_t n;
+};
+
+/* Loads a board map: a mapping with `boards`, a list of mappings with at least name and
+ * port (other keys the map may grow are ignored). Problems go to diag as file:line:col.
+ * Returns 0 and *out (free with st_board_map_free), or ST_E_CONFIG / ST_E_NOMEM with a
+ * message; *out is NULL then. */
+int st_board_map_load(const char *path, FILE *diag, struct st_board_map **out, char *err,
+		      size_t errlen);
+void st_board_map_free(struct st_board_map *map);
 
 #endif

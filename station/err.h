@@ -120,7 +120,19 @@
 	X(POOL_FULL, "signing pool is full")                                                   \
 	X(POOL_CLOSED, "signing pool is shut down")                                            \
 	X(POOL_KEY_REUSED, "public key is already certified for another device")               \
-	X(POOL_ID_OTHER_KEY, "device id already has a certificate for another key")
+	X(POOL_ID_OTHER_KEY, "device id already has a certificate for another key")            \
+	/* Engine (station/engine.c, station/slot.c): why a board on a slot failed */          \
+	X(ENGINE_STOPPING, "the station is stopping")                                          \
+	X(SLOT_NO_DEVICE_ID, "board reports no device id")                                     \
+	X(SLOT_KEY_STORAGE, "board key storage does not meet the profile")                     \
+	X(SLOT_PROFILE_AMBIGUOUS, "more than one profile matches the board")                   \
+	X(SLOT_CSR_HASH, "CSR does not match the SHA-256 the board sent")                      \
+	X(SLOT_PATH, "file path cannot be written over the board protocol")                    \
+	X(SLOT_VERIFY_FILE, "read-back file differs from what was written")                    \
+	X(SLOT_VERIFY_POP, "board did not prove possession of its key")                        \
+	X(SLOT_BOARD_LEFT, "board left before it was finished")                                \
+	X(SLOT_ECHO, "port echoes the station's frames")                                       \
+	X(SLOT_RESYNC, "board rebooted or reconnected too often")
 
 #define ST__ERR_IDX(name, msg) ST__IDX_##name,
 enum st_err_index { ST__IDX_OK_, ST_ERR_MAP(ST__ERR_IDX) ST__IDX_COUNT_ };
