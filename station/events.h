@@ -1,0 +1,119 @@
+/* The engine's report for machines: a JSON Lines event stream (one object per line) of every
+ * slot's state transitions and every board's outcome, and a summary at exit. The same module
+ * keeps the tallies (boards, passes, failures by reason) that the live view and the exit
+ * status use, so both always agree with the stream.
+ *
+ * Every line carries "ts" (UTC, ISO 8601 with milliseconds) and "event":
+ *   {"ts":..,"event":"state","slot":"A3","from":"csr","to":"checked","device_id":".."}
+ *   {"ts":..,"event":"pass"|"fail"|"abandoned","slot":..,"device_id":..,"serial":..,
+ *    "reason":"CSR_SIGNATURE","error":"..","ms":{"hello":..,"csr":..,"queue":..,"sign":..,
+ *    "record":..,"write":..,"verify":..,"total":..},...}
+ *   {"ts":..,"event":"port","slot":..,"status":"lost"|"back"|"open"|"closed",...}
+ *   {"ts":..,"event":"pool","paused":true,"reason":".."}
+ *   {"ts":..,"event":"summary","boards":..,"passed":..,"failed":..,"by_reason":{..},
+ *    "boards_per_hour":..,...}
+ * A line is written whole with one write(2), so a reader (or a crash) never sees half of
+ * one. Loop thread only. */
+#ifndef ST_EVENTS_H
+#define ST_EVENTS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <jansson.h>
+
+/* Phases of one board, for per-phase latencies ("ms" of an outcome). */
+enum st_phase {
+	ST_PHASE_HELLO,  /* the HELLO that found the board: request sent to answer */
+	ST_PHASE_CSR,    /* profile, device id and the CSR read and checked */
+	ST_PHASE_QUEUE,  /* checked to a worker taking it (batching, intent commit, backlog) */
+	ST_PHASE_SIGN,   /* the signature (issue and verify) */
+	ST_PHASE_RECORD, /* signed to recorded and handed back (the record commit) */
+	ST_PHASE_WRITE,  /* WRITE chunks and COMMIT */
+	ST_PHASE_VERIFY, /* VERIFY (read-back, proof of possession) and DONE */
+	ST_PHASE_TOTAL,  /* the HELLO sent to the outcome */
+	ST_PHASE_COUNT,
+};
+
+/* "hello", "csr", ... */
+const char *st_phase_name(enum st_phase p);
+
+/* A board's outcome as the engine reports it. Strings are borrowed for the call; NULL or ""
+ * leaves a field out. */
+struct st_outcome {
+	const char *slot;
+	int pass;        /* 1 pass, 0 fail */
+	int abandoned;   /* the station stopped while the board was in flight (not a failure:
+			  * its next run resumes it) */
+	int reused;      /* pass: the ledger's recorded certificate was delivered again */
+	const char *reason;  /* fail/abandoned: stable code without prefix ("CSR_SIGNATURE") */
+	const char *error;   /* fail/abandoned: the full message */
+	const char *state;   /* fail/abandoned: the state the board was in */
+	const char *device_id, *hardware_id, *sku, *sn, *profile, *serial;
+	int64_t row_id;      /* ledger row, 0: none */
+	double ms[ST_PHASE_COUNT]; /* < 0: the phase did not happen */
+	unsigned retransmits;  /* requests sent again (timeouts, damaged answers) */
+	unsigned resyncs;      /* reboots and reconnects the board went through */
+	const char *console_log; /* where the console of a failed board was saved */
+};
+
+/* Failure counts by reason, in order of first appearance. */
+struct st_reason_count {
+	char reason[48];
+	uint64_t count;
+};
+
+struct st_tally {
+	uint64_t boards;    /* outcomes: passed + failed */
+	uint64_t passed;
+	uint64_t failed;
+	uint64_t abandoned;
+	uint64_t reused;    /* of the passed, delivered again from the ledger */
+	struct st_reason_count *reasons;
+	size_t nreasons;
+	uint64_t first_start; /* uv_hrtime() of the first board's HELLO, 0: none yet */
+	uint64_t last_end;    /* uv_hrtime() of the last outcome */
+	double phase_sum[ST_PHASE_COUNT]; /* ms, over passed boards, for means */
+	uint64_t phase_n[ST_PHASE_COUNT];
+};
+
+struct st_events;
+
+/* Opens the stream: to path (appended, created 0644) when path is not NULL, to stdout when
+ * to_stdout, or nowhere (tallies only). Returns 0 and *out (free with st_events_close) or
+ * ST_E_IO / ST_E_NOMEM with a message naming the file; *out is NULL then. */
+int st_events_open(const char *path, int to_stdout, struct st_events **out, char *err,
+		   size_t errlen);
+void st_events_close(struct st_events *ev);
+
+/* Writes obj as one line after setting "ts" (and "station" when set). Takes obj's
+ * reference. A write error is logged once; the run goes on (the ledger, not the stream, is
+ * the record). */
+void st_events_emit(struct st_events *ev, json_t *obj);
+
+/* Sets the station name that every line then carries (NULL: none). */
+void st_events_set_station(struct st_events *ev, const char *station);
+
+/* One state transition of a slot. device_id may be NULL. */
+void st_events_state(struct st_events *ev, const char *slot, const char *from, const char *to,
+		     const char *device_id);
+
+/* An outcome: counted in the tally and written. start is the uv_hrtime() of the board's
+ * first HELLO (for boards/hour), now the current uv_hrtime(). */
+void st_events_outcome(struct st_events *ev, const struct st_outcome *o, uint64_t start,
+		       uint64_t now);
+
+/* The tallies so far (borrowed; valid until the next call into ev). */
+const struct st_tally *st_events_tally(const struct st_events *ev);
+
+/* Boards per hour over the span from the first board's HELLO to the last outcome; 0 when
+ * fewer than one board finished. */
+double st_tally_boards_per_hour(const struct st_tally *t);
+
+/* The summary line: the tallies plus the fields of extra (borrowed; may be NULL), with
+ * "elapsed_s" measured from run_start (uv_hrtime()). */
+void st_events_summary(struct st_events *ev, uint64_t run_start, uint64_t now,
+		       const json_t *extra);
+
+#endif
