@@ -7,6 +7,7 @@ const struct st_command st_commands[] = {
 	{ "sign", "sign one CSR and print the certificate", st_cmd_sign },
 	{ "ports", "list serial ports with their USB ids and stable names", st_cmd_ports },
 	{ "profile", "check per-SKU profiles and render their files (dry run)", st_cmd_profile },
+	{ "run", "provision the boards in every slot at once (the station's main job)", st_cmd_run },
 	{ "ledger", "list, show, export and check the certificate ledger", st_cmd_ledger },
 	{ NULL, NULL, NULL },
 };

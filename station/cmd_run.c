@@ -1,0 +1,137 @@
+/* `station run`: the station's main job. Every slot of the configuration is driven at once
+ * until the station is told to stop (see engine.h). */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "commands.h"
+#include "engine.h"
+#include "err.h"
+#include "log.h"
+
+static void run_usage(FILE *out)
+{
+	fprintf(out,
+		"usage: station run -c STATION.yaml [--events FILE] [--json] [--until-idle]\n"
+		"                   [--boards N] [--max-seconds S] [--view|--no-view] [-v]\n"
+		"\n"
+		"Provisions the boards in every slot of the configuration at once: HELLO, profile,\n"
+		"CSR, checks, signing (batched, recorded in the ledger before anything leaves),\n"
+		"files written and committed on the board, read back and proof of possession,\n"
+		"DONE. Runs until SIGINT or SIGTERM (boards in flight are abandoned safely: their\n"
+		"next run resumes them); SIGHUP reloads the profiles.\n"
+		"\n"
+		"  -c, --config FILE   station configuration (ca, ledger, profiles, slots, pool,\n"
+		"                      timeouts, retries, outputs)\n"
+		"      --events FILE   append the JSON Lines event stream to FILE (default: the\n"
+		"                      configuration's outputs.events)\n"
+		"      --json          write the event stream to stdout (no live view)\n"
+		"      --until-idle    stop once every slot with a port has handled a board and\n"
+		"                      none is busy\n"
+		"      --boards N      stop once N boards have finished (passed or failed)\n"
+		"      --max-seconds S stop after S seconds\n"
+		"      --view          draw the live view even when stdout is not a terminal\n"
+		"      --no-view       never draw it (log lines only)\n"
+		"  -v, --verbose       log every state transition\n"
+		"  -h, --help          this text\n"
+		"\n"
+		"Exit status: 0 when every board that finished passed, 1 when one failed or the\n"
+		"station could not start, 2 on a bad command line.\n");
+}
+
+int st_cmd_run(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "events", required_argument, NULL, 'e' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "until-idle", no_argument, NULL, 'i' },
+		{ "boards", required_argument, NULL, 'b' },
+		{ "max-seconds", required_argument, NULL, 'm' },
+		{ "view", no_argument, NULL, 'V' },
+		{ "no-view", no_argument, NULL, 'N' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct st_engine_options o;
+	struct st_engine *e = NULL;
+	const char *config = NULL;
+	char err[1024], *end;
+	int c, rc;
+
+	memset(&o, 0, sizeof(o));
+	o.view = -1;
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":c:vh", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			config = optarg;
+			break;
+		case 'e':
+			o.events_path = optarg;
+			break;
+		case 'j':
+			o.json = 1;
+			break;
+		case 'i':
+			o.until_idle = 1;
+			break;
+		case 'b':
+			o.boards = strtoul(optarg, &end, 10);
+			if (!optarg[0] || *end || o.boards == 0 || optarg[0] == '-') {
+				st_err("--boards '%s': expected a number of boards, 1 or more", optarg);
+				return 2;
+			}
+			break;
+		case 'm':
+			o.max_seconds = strtod(optarg, &end);
+			if (!optarg[0] || *end || !(o.max_seconds > 0)) {
+				st_err("--max-seconds '%s': expected a number of seconds above 0",
+				       optarg);
+				return 2;
+			}
+			break;
+		case 'V':
+			o.view = 1;
+			break;
+		case 'N':
+			o.view = 0;
+			break;
+		case 'v':
+			st_log_set_level(ST_LOG_DEBUG);
+			break;
+		case 'h':
+			run_usage(stdout);
+			return 0;
+		case ':':
+			st_err("option %s needs a value", argv[optind - 1]);
+			return 2;
+		default:
+			st_err("unknown option '%s'; see 'station run --help'", argv[optind - 1]);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		st_err("unexpected argument '%s'; see 'station run --help'", argv[optind]);
+		return 2;
+	}
+	if (!config) {
+		st_err("run needs -c STATION.yaml; see 'station run --help'");
+		return 2;
+	}
+	if (o.json && o.view == 1) {
+		st_err("--json and --view both want stdout; choose one");
+		return 2;
+	}
+	rc = st_engine_new(config, &o, &e, err, sizeof(err));
+	if (rc < 0) {
+		st_err("%s", err);
+		return 1;
+	}
+	rc = st_engine_run(e);
+	st_engine_free(e);
+	return rc;
+}

@@ -1,0 +1,886 @@
+#include "engine.h"
+
+#include <errno.h>
+#include <glob.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <uv.h>
+
+#include "ca.h"
+#include "config.h"
+#include "err.h"
+#include "log.h"
+#include "profile.h"
+#include "signer.h"
+#include "view.h"
+
+#define MAX_SLOTS 4096
+#define TICK_MS 100
+#define DEFAULT_RESCAN_MS 1000
+
+struct st_engine {
+	uv_loop_t loop;
+	int loop_ready;
+	char *config_path;
+	struct st_config *cfg;
+	struct st_engine_options opt;
+	char station[ST_POOL_MAX_NAME + 1];
+
+	struct st_ca *ca;
+	char *chain_pem, *root_pem;
+	struct drv_signer *signer;
+	struct st_pool *pool;
+	struct st_events *events;
+	struct st_profiles *profiles;
+	struct st_slot_env env;
+
+	struct st_slot **slots;
+	size_t nslots, cap;
+	int have_globs;
+
+	uv_signal_t sig_int, sig_term, sig_hup;
+	uv_timer_t tick, rescan, stop_timer;
+	int handles; /* engine handles (signals, timers) not yet closed */
+	struct st_view *view;
+
+	uint64_t started;
+	int stopping;
+	int pool_closed;
+	unsigned slots_open; /* slots not yet closed */
+	char stop_reason[128];
+	int paused_reported;
+};
+
+/* ---- Accessors for the view ----------------------------------------------------------- */
+
+struct st_slot *const *st_engine_slots(const struct st_engine *e, size_t *n)
+{
+	*n = e->nslots;
+	return e->slots;
+}
+
+const struct st_tally *st_engine_tally(const struct st_engine *e)
+{
+	return st_events_tally(e->events);
+}
+
+int st_engine_pool_stats(const struct st_engine *e, struct st_pool_stats *out)
+{
+	if (!e->pool || e->pool_closed)
+		return -1;
+	st_pool_stats(e->pool, out);
+	return 0;
+}
+
+const char *st_engine_station(const struct st_engine *e)
+{
+	return e->station;
+}
+
+uint64_t st_engine_started(const struct st_engine *e)
+{
+	return e->started;
+}
+
+int st_engine_stopping(const struct st_engine *e)
+{
+	return e->stopping;
+}
+
+/* ---- Profiles ------------------------------------------------------------------------- */
+
+static int add_fixed(struct st_profiles *set, const char *path, char *err, size_t errlen)
+{
+	const struct st_profile **fixed;
+	char **paths;
+	int rc;
+
+	for (size_t i = 0; i < set->nfixed; i++) {
+		if (strcmp(set->fixed_paths[i], path) == 0)
+			return 0;
+	}
+	fixed = realloc(set->fixed, (set->nfixed + 1) * sizeof(*fixed));
+	if (fixed)
+		set->fixed = fixed;
+	paths = realloc(set->fixed_paths, (set->nfixed + 1) * sizeof(*paths));
+	if (paths)
+		set->fixed_paths = paths;
+	if (!fixed || !paths)
+		return st_errf(err, errlen, ST_E_NOMEM, "out of memory");
+	set->fixed_paths[set->nfixed] = strdup(path);
+	if (!set->fixed_paths[set->nfixed])
+		return st_errf(err, errlen, ST_E_NOMEM, "out of memory");
+	rc = st_profile_load(path, stderr, &set->fixed[set->nfixed], err, errlen);
+	if (rc < 0) {
+		free(set->fixed_paths[set->nfixed]);
+		return rc;
+	}
+	set->nfixed++;
+	return 0;
+}
+
+/* Loads every profile the configuration and the slots name. *out is NULL on failure. */
+static int load_profiles(const struct st_config *cfg, struct st_slot *const *slots,
+			 size_t nslots, struct st_profiles **out, char *err, size_t errlen)
+{
+	struct st_profiles *set;
+	int rc = 0;
+
+	*out = NULL;
+	set = st_profiles_new();
+	if (!set)
+		return st_errf(err, errlen, ST_E_NOMEM, "out of memory");
+	if (cfg->profiles) {
+		rc = st_profile_set_load(cfg->profiles, stderr, &set->dir, err, errlen);
+		if (rc < 0)
+			goto out;
+	}
+	if (cfg->n_profile_files) {
+		set->list = calloc(cfg->n_profile_files, sizeof(*set->list));
+		if (!set->list) {
+			rc = st_errf(err, errlen, ST_E_NOMEM, "out of memory");
+			goto out;
+		}
+		for (size_t i = 0; i < cfg->n_profile_files; i++) {
+			rc = st_profile_load(cfg->profile_files[i], stderr, &set->list[set->n], err,
+					     errlen);
+			if (rc < 0)
+				goto out;
+			set->n++;
+		}
+	}
+	if (cfg->default_profile) {
+		rc = st_profile_load(cfg->default_profile, stderr, &set->deflt, err, errlen);
+		if (rc < 0)
+			goto out;
+	}
+	for (size_t i = 0; i < nslots; i++) {
+		if (!slots[i]->profile_path)
+			continue;
+		rc = add_fixed(set, slots[i]->profile_path, err, errlen);
+		if (rc < 0)
+			goto out;
+	}
+	if (!set->dir && !set->n && !set->deflt && !set->nfixed) {
+		rc = st_errf(err, errlen, ST_E_CONFIG,
+			     "%s names no profile: set 'profiles' (a directory or a list), "
+			     "'default_profile', or a slot's 'profile'",
+			     cfg->path);
+		goto out;
+	}
+	*out = set;
+	set = NULL;
+out:
+	st_profiles_unref(set);
+	return rc;
+}
+
+static struct st_profiles *current_profiles(void *arg)
+{
+	struct st_engine *e = arg;
+
+	return st_profiles_ref(e->profiles);
+}
+
+static void reload_profiles(struct st_engine *e)
+{
+	struct st_config *cfg = NULL;
+	struct st_profiles *set = NULL;
+	char err[512];
+	size_t n;
+
+	if (st_config_load(e->config_path, stderr, &cfg, err, sizeof(err)) < 0) {
+		st_err("SIGHUP: %s; keeping the profiles in force", err);
+		return;
+	}
+	if (load_profiles(cfg, e->slots, e->nslots, &set, err, sizeof(err)) < 0) {
+		st_err("SIGHUP: %s; keeping the profiles in force", err);
+		st_config_free(cfg);
+		return;
+	}
+	st_config_free(cfg);
+	st_profiles_unref(e->profiles);
+	e->profiles = set;
+	n = set->n + set->nfixed + (set->deflt ? 1 : 0) +
+	    (set->dir ? st_profile_set_count(set->dir) : 0);
+	st_notice("SIGHUP: %zu profiles reloaded; boards in flight keep the ones they started "
+		  "with",
+		  n);
+	{
+		json_t *o = json_object();
+
+		if (o) {
+			json_object_set_new(o, "event", json_string("reload"));
+			json_object_set_new(o, "profiles", json_integer((json_int_t)n));
+			st_events_emit(e->events, o);
+		}
+	}
+}
+
+/* ---- Slots ---------------------------------------------------------------------------- */
+
+static struct st_slot *find_slot_path(const struct st_engine *e, const char *path)
+{
+	for (size_t i = 0; i < e->nslots; i++) {
+		if (strcmp(e->slots[i]->path, path) == 0)
+			return e->slots[i];
+	}
+	return NULL;
+}
+
+static struct st_slot *find_slot_name(const struct st_engine *e, const char *name)
+{
+	for (size_t i = 0; i < e->nslots; i++) {
+		if (strcmp(e->slots[i]->name, name) == 0)
+			return e->slots[i];
+	}
+	return NULL;
+}
+
+/* Expands a name template: {basename}, {name}, {index}. */
+static void expand_name(char *out, size_t outlen, const char *tmpl, const char *basename,
+			const char *name, size_t index)
+{
+	size_t o = 0;
+
+	for (const char *t = tmpl; *t && o + 1 < outlen;) {
+		const char *val = NULL;
+		char idx[24];
+		size_t skip = 0;
+
+		if (strncmp(t, "{basename}", 10) == 0) {
+			val = basename;
+			skip = 10;
+		} else if (strncmp(t, "{name}", 6) == 0) {
+			val = name;
+			skip = 6;
+		} else if (strncmp(t, "{index}", 7) == 0) {
+			snprintf(idx, sizeof(idx), "%zu", index);
+			val = idx;
+			skip = 7;
+		}
+		if (val) {
+			for (; *val && o + 1 < outlen; val++)
+				out[o++] = *val;
+			t += skip;
+		} else {
+			out[o++] = *t++;
+		}
+	}
+	out[o] = 0;
+}
+
+/* Adds a slot; a generated name that is taken gets a suffix, an explicit one is an error. */
+static int add_slot(struct st_engine *e, const char *name, int explicit_name, const char *path,
+		    const struct st_config_slot *def, const char *backend, char *err,
+		    size_t errlen)
+{
+	struct st_slot_def sd;
+	struct st_slot *s;
+	char unique[ST_SLOT_MAX_NAME + 1];
+	int rc;
+
+	if (find_slot_path(e, path))
+		return explicit_name ?
+			       st_errf(err, errlen, ST_E_CONFIG, "%s: port %s is already a slot",
+				       def->where, path) :
+			       0;
+	snprintf(unique, sizeof(unique), "%s", name);
+	for (unsigned k = 2; find_slot_name(e, unique); k++) {
+		if (explicit_name)
+			return st_errf(err, errlen, ST_E_CONFIG, "%s: slot name %s is already used",
+				       def->where, name);
+		snprintf(unique, sizeof(unique), "%.56s-%u", name, k);
+	}
+	if (e->nslots >= MAX_SLOTS)
+		return st_errf(err, errlen, ST_E_CONFIG, "more than %d slots", MAX_SLOTS);
+	if (e->nslots == e->cap) {
+		size_t cap = e->cap ? 2 * e->cap : 64;
+		struct st_slot **v = realloc(e->slots, cap * sizeof(*v));
+
+		if (!v)
+			return st_errf(err, errlen, ST_E_NOMEM, "out of memory");
+		e->slots = v;
+		e->cap = cap;
+	}
+	memset(&sd, 0, sizeof(sd));
+	sd.name = unique;
+	sd.path = path;
+	sd.backend = backend && strcmp(backend, "auto") != 0 ? backend : NULL;
+	sd.baud = (int)def->baud;
+	sd.flow = (enum drv_port_flow)def->flow;
+	sd.profile = def->profile;
+	rc = st_slot_new(&e->env, (unsigned)e->nslots, &sd, &s, err, errlen);
+	if (rc < 0)
+		return rc;
+	e->slots[e->nslots++] = s;
+	e->slots_open++;
+	if (e->profiles && s->profile_path) {
+		/* A slot found by a rescan may name a profile not loaded yet. */
+		rc = add_fixed(e->profiles, s->profile_path, err, errlen);
+		if (rc < 0)
+			st_err("slot %s: %s", s->name, err);
+	}
+	return 0;
+}
+
+/* Adds a slot for every match of the glob entries that is not one yet. Returns how many. */
+static size_t scan_globs(struct st_engine *e)
+{
+	size_t added = 0;
+	char err[512];
+
+	for (size_t i = 0; i < e->cfg->n_slots; i++) {
+		const struct st_config_slot *def = &e->cfg->slots[i];
+		glob_t g;
+
+		if (def->kind != ST_CONFIG_SLOT_GLOB)
+			continue;
+		memset(&g, 0, sizeof(g));
+		if (glob(def->glob, 0, NULL, &g) != 0) {
+			globfree(&g);
+			continue;
+		}
+		for (size_t k = 0; k < g.gl_pathc; k++) {
+			const char *path = g.gl_pathv[k], *b = strrchr(path, '/');
+			char name[ST_SLOT_MAX_NAME + 1];
+			size_t before = e->nslots;
+
+			if (find_slot_path(e, path))
+				continue;
+			expand_name(name, sizeof(name), def->name, b ? b + 1 : path, "", k);
+			if (add_slot(e, name, 0, path, def, def->backend, err, sizeof(err)) < 0) {
+				st_err("%s", err);
+				continue;
+			}
+			if (e->nslots > before) {
+				added++;
+				if (e->loop_ready && !e->stopping) {
+					st_notice("slot %s: new port %s", e->slots[before]->name, path);
+					st_slot_start(e->slots[before]);
+				}
+			}
+		}
+		globfree(&g);
+	}
+	return added;
+}
+
+static int build_slots(struct st_engine *e, char *err, size_t errlen)
+{
+	int rc;
+
+	for (size_t i = 0; i < e->cfg->n_slots; i++) {
+		const struct st_config_slot *def = &e->cfg->slots[i];
+
+		switch (def->kind) {
+		case ST_CONFIG_SLOT_PORT:
+			rc = add_slot(e, def->name, 1, def->port, def, def->backend, err, errlen);
+			if (rc < 0)
+				return rc;
+			break;
+		case ST_CONFIG_SLOT_GLOB:
+			e->have_globs = 1;
+			break;
+		case ST_CONFIG_SLOT_BOARD_MAP: {
+			struct st_board_map *map = NULL;
+
+			rc = st_board_map_load(def->board_map, stderr, &map, err, errlen);
+			if (rc < 0)
+				return rc;
+			for (size_t k = 0; k < map->n && rc == 0; k++) {
+				const struct st_board_map_entry *b = &map->boards[k];
+				const char *backend = def->backend;
+				char name[ST_SLOT_MAX_NAME + 1];
+
+				if (strcmp(backend, "auto") == 0 && b->backend && b->backend[0])
+					backend = b->backend;
+				expand_name(name, sizeof(name), def->name, b->name, b->name, k);
+				rc = add_slot(e, name, 0, b->port, def, backend, err, errlen);
+			}
+			st_board_map_free(map);
+			if (rc < 0)
+				return rc;
+			break;
+		}
+		}
+	}
+	if (e->have_globs)
+		scan_globs(e);
+	return 0;
+}
+
+/* ---- Stopping ------------------------------------------------------------------------- */
+
+static void on_engine_handle_closed(uv_handle_t *h)
+{
+	struct st_engine *e = h->data;
+
+	e->handles--;
+}
+
+static void on_slot_closed(struct st_slot *s)
+{
+	struct st_engine *e = s->env->arg;
+
+	e->slots_open--;
+}
+
+static void print_summary(struct st_engine *e)
+{
+	const struct st_tally *t = st_events_tally(e->events);
+	double secs = (double)(uv_hrtime() - e->started) / 1e9;
+
+	if (e->opt.json)
+		return;
+	printf("station %s: %llu boards in %.1f s: %llu passed (%llu delivered again), %llu "
+	       "failed%s%llu abandoned; %.0f boards/hour\n",
+	       e->station, (unsigned long long)t->boards, secs, (unsigned long long)t->passed,
+	       (unsigned long long)t->reused, (unsigned long long)t->failed,
+	       ", ", (unsigned long long)t->abandoned, st_tally_boards_per_hour(t));
+	for (size_t i = 0; i < t->nreasons; i++)
+		printf("  failed: %-24s %llu\n", t->reasons[i].reason,
+		       (unsigned long long)t->reasons[i].count);
+	fflush(stdout);
+}
+
+static void on_pool_closed(void *arg)
+{
+	struct st_engine *e = arg;
+	struct st_pool_stats ps;
+	json_t *extra;
+
+	e->pool_closed = 1;
+	memset(&ps, 0, sizeof(ps));
+	extra = json_object();
+	if (extra) {
+		json_object_set_new(extra, "slots", json_integer((json_int_t)e->nslots));
+		json_object_set_new(extra, "stop_reason", json_string(e->stop_reason));
+	}
+	if (e->view) {
+		st_view_close(e->view);
+		e->view = NULL;
+	}
+	st_events_summary(e->events, e->started, uv_hrtime(), extra);
+	json_decref(extra);
+	print_summary(e);
+	for (size_t i = 0; i < e->nslots; i++)
+		st_slot_close(e->slots[i], on_slot_closed);
+	uv_close((uv_handle_t *)&e->sig_int, on_engine_handle_closed);
+	uv_close((uv_handle_t *)&e->sig_term, on_engine_handle_closed);
+	uv_close((uv_handle_t *)&e->sig_hup, on_engine_handle_closed);
+	uv_close((uv_handle_t *)&e->tick, on_engine_handle_closed);
+	uv_close((uv_handle_t *)&e->rescan, on_engine_handle_closed);
+	uv_close((uv_handle_t *)&e->stop_timer, on_engine_handle_closed);
+}
+
+static void engine_stop_now(struct st_engine *e)
+{
+	size_t busy = 0;
+
+	if (e->stopping)
+		return;
+	e->stopping = 1;
+	e->env.stopping = 1;
+	uv_timer_stop(&e->tick);
+	uv_timer_stop(&e->rescan);
+	for (size_t i = 0; i < e->nslots; i++)
+		busy += st_slot_state_busy(e->slots[i]->state) != 0;
+	st_notice("stopping (%s); %zu boards in flight", e->stop_reason, busy);
+	for (size_t i = 0; i < e->nslots; i++)
+		st_slot_stop(e->slots[i]);
+	/* The pool finishes what it signs, records it, carries out the queued ledger updates
+	 * (deliveries, failures), and only then calls back. */
+	st_pool_close(e->pool, on_pool_closed, e);
+}
+
+static void on_stop_timer(uv_timer_t *t)
+{
+	engine_stop_now(t->data);
+}
+
+/* Stops from outside a slot's call chain: a slot reporting its outcome must not see every
+ * slot (itself included) torn down under it. */
+static void request_stop(struct st_engine *e, const char *why)
+{
+	if (e->stopping || uv_is_active((uv_handle_t *)&e->stop_timer))
+		return;
+	snprintf(e->stop_reason, sizeof(e->stop_reason), "%s", why);
+	uv_timer_start(&e->stop_timer, on_stop_timer, 0, 0);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+	struct st_engine *e = h->data;
+
+	if (signum == SIGHUP) {
+		reload_profiles(e);
+		return;
+	}
+	if (e->stopping || uv_is_active((uv_handle_t *)&e->stop_timer)) {
+		st_notice("%s again: already stopping", strsignal(signum));
+		return;
+	}
+	request_stop(e, signum == SIGINT ? "SIGINT" : "SIGTERM");
+}
+
+static void on_outcome(void *arg, struct st_slot *s, int pass)
+{
+	struct st_engine *e = arg;
+	const struct st_tally *t = st_events_tally(e->events);
+	char why[64];
+
+	(void)s;
+	(void)pass;
+	if (e->opt.boards && t->boards >= e->opt.boards) {
+		snprintf(why, sizeof(why), "%lu boards finished", e->opt.boards);
+		request_stop(e, why);
+	}
+}
+
+/* Every slot whose port is open has handled a board and none is busy. */
+static int idle(const struct st_engine *e)
+{
+	int served = 0;
+
+	for (size_t i = 0; i < e->nslots; i++) {
+		const struct st_slot *s = e->slots[i];
+
+		if (st_slot_state_busy(s->state) || s->run)
+			return 0;
+		if (s->state == ST_SLOT_OFFLINE)
+			continue;
+		if (!s->handled)
+			return 0;
+		served = 1;
+	}
+	return served;
+}
+
+static void on_tick(uv_timer_t *t)
+{
+	struct st_engine *e = t->data;
+	struct st_pool_stats ps;
+
+	if (e->opt.max_seconds > 0 &&
+	    (double)(uv_hrtime() - e->started) / 1e9 >= e->opt.max_seconds) {
+		request_stop(e, "--max-seconds reached");
+		return;
+	}
+	if (e->opt.until_idle && idle(e)) {
+		request_stop(e, "every slot handled a board and is idle");
+		return;
+	}
+	(void)ps;
+}
+
+static void on_rescan(uv_timer_t *t)
+{
+	scan_globs(t->data);
+}
+
+static void on_pool_status(struct st_pool *pool, int paused, const char *reason, void *arg)
+{
+	struct st_engine *e = arg;
+	json_t *o = json_object();
+
+	(void)pool;
+	if (!o)
+		return;
+	json_object_set_new(o, "event", json_string("pool"));
+	json_object_set_new(o, "paused", json_boolean(paused));
+	if (paused && reason) {
+		json_t *r = json_string(reason);
+
+		if (r)
+			json_object_set_new(o, "reason", r);
+	}
+	st_events_emit(e->events, o);
+}
+
+/* ---- Set-up --------------------------------------------------------------------------- */
+
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	/* Two descriptors per slot at most (port, and a fs request now and then), plus the
+	 * ledger, the HSM module and the event stream. */
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+			st_warn("cannot raise the open file limit: %s", strerror(errno));
+	}
+}
+
+static void limits_from_config(struct st_slot_limits *l, const struct st_config *cfg)
+{
+	const struct st_config_timeouts *t = &cfg->timeouts;
+
+	st_slot_limits_default(l);
+#define TAKE(field, src)             \
+	do {                         \
+		if (src)             \
+			l->field = src; \
+	} while (0)
+	TAKE(hello_ms, t->hello);
+	TAKE(csr_ms, t->csr);
+	TAKE(write_ms, t->write);
+	TAKE(commit_ms, t->commit);
+	TAKE(verify_ms, t->verify);
+	TAKE(done_ms, t->done);
+	TAKE(probe_ms, t->probe);
+	TAKE(presence_ms, t->presence);
+	TAKE(reconnect_ms, t->reconnect);
+	TAKE(reopen_ms, t->reopen);
+	TAKE(tries, cfg->retries.request);
+	TAKE(resyncs, cfg->retries.resync);
+#undef TAKE
+}
+
+static int mkdir_p(const char *path)
+{
+	char buf[PATH_MAX];
+	size_t n = strlen(path);
+
+	if (n >= sizeof(buf))
+		return -ENAMETOOLONG;
+	memcpy(buf, path, n + 1);
+	for (size_t i = 1; i <= n; i++) {
+		if (buf[i] != '/' && buf[i] != 0)
+			continue;
+		buf[i] = 0;
+		if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+			return -errno;
+		buf[i] = path[i];
+	}
+	return 0;
+}
+
+static int open_signer(struct st_engine *e, char *err, size_t errlen)
+{
+	const struct st_config_ca *ca = &e->cfg->ca;
+	struct drv_signer_config sc;
+
+	if (ca->softhsm2_conf)
+		setenv("SOFTHSM2_CONF", ca->softhsm2_conf, 0);
+	memset(&sc, 0, sizeof(sc));
+	sc.backend = ca->signer;
+	sc.key = ca->key;
+	sc.pin_file = ca->pin_file;
+	sc.pin_env = ca->pin_env;
+	sc.mechanism = ca->mechanism;
+	return drv_signer_open(&sc, &e->signer, err, errlen);
+}
+
+static int start_pool(struct st_engine *e, char *err, size_t errlen)
+{
+	struct st_pool_config pc;
+	const struct st_config_pool *cp = &e->cfg->pool;
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned workers = cp->workers;
+
+	st_pool_config_default(&pc);
+	if (!workers)
+		workers = ncpu < 1 ? 1 : (unsigned)ncpu;
+	if (cp->hsm_sessions && workers > cp->hsm_sessions) {
+		st_notice("signing workers: %u CPUs, but the HSM allows %u sessions: %u workers",
+			  workers, cp->hsm_sessions, cp->hsm_sessions);
+		workers = cp->hsm_sessions;
+	}
+	pc.workers = workers;
+	pc.batch_max = cp->batch_max;
+	pc.batch_linger_ms = cp->batch_linger_ms;
+	pc.queue_max = cp->queue_max;
+	pc.station = e->station;
+	pc.ledger_path = e->cfg->ledger;
+	return st_pool_new(&e->loop, &pc, e->ca, e->signer, &e->pool, err, errlen);
+}
+
+int st_engine_new(const char *config_path, const struct st_engine_options *opt,
+		  struct st_engine **out, char *err, size_t errlen)
+{
+	struct st_engine *e;
+	const char *events_path;
+	size_t len;
+	int rc;
+
+	*out = NULL;
+	e = calloc(1, sizeof(*e));
+	if (!e)
+		return st_errf(err, errlen, ST_E_NOMEM, "out of memory");
+	e->opt = *opt;
+	e->config_path = strdup(config_path);
+	if (!e->config_path) {
+		rc = st_errf(err, errlen, ST_E_NOMEM, "out of memory");
+		goto fail;
+	}
+	rc = st_config_load(config_path, stderr, &e->cfg, err, errlen);
+	if (rc < 0)
+		goto fail;
+	if (e->cfg->station) {
+		snprintf(e->station, sizeof(e->station), "%s", e->cfg->station);
+	} else if (gethostname(e->station, sizeof(e->station) - 1) != 0 || !e->station[0]) {
+		snprintf(e->station, sizeof(e->station), "station");
+	}
+	raise_fd_limit();
+	rc = uv_loop_init(&e->loop);
+	if (rc < 0) {
+		rc = st_errf(err, errlen, ST_E_INTERNAL, "uv_loop_init: %s", uv_strerror(rc));
+		goto fail;
+	}
+	e->loop_ready = 1;
+
+	rc = st_ca_load(e->cfg->ca.cert, e->cfg->ca.chain, e->cfg->ca.root, &e->ca, err, errlen);
+	if (rc < 0)
+		goto fail;
+	rc = st_ca_chain_pem(e->ca, &e->chain_pem, &len);
+	if (rc == 0)
+		rc = st_ca_root_pem(e->ca, &e->root_pem, &len);
+	if (rc < 0) {
+		rc = st_errf(err, errlen, rc, "%s: %s", e->cfg->ca.root ? e->cfg->ca.root : "CA",
+			     rc == ST_E_NOTFOUND ? "no factory root to give the boards" :
+						   "out of memory");
+		goto fail;
+	}
+
+	events_path = opt->events_path ? opt->events_path :
+		      opt->json ? NULL : e->cfg->outputs.events;
+	rc = st_events_open(events_path, opt->json && !opt->events_path, &e->events, err, errlen);
+	if (rc < 0)
+		goto fail;
+	st_events_set_station(e->events, e->station);
+	if (e->cfg->outputs.console_dir) {
+		int r = mkdir_p(e->cfg->outputs.console_dir);
+
+		if (r < 0) {
+			rc = st_errf(err, errlen, ST_E_IO, "console_dir %s: %s",
+				     e->cfg->outputs.console_dir, strerror(-r));
+			goto fail;
+		}
+	}
+
+	e->env.loop = &e->loop;
+	e->env.ca = e->ca;
+	e->env.chain_pem = e->chain_pem;
+	e->env.root_pem = e->root_pem;
+	e->env.events = e->events;
+	e->env.console_dir = e->cfg->outputs.console_dir;
+	e->env.arg = e;
+	e->env.profiles = current_profiles;
+	e->env.outcome = on_outcome;
+	limits_from_config(&e->env.lim, e->cfg);
+
+	rc = build_slots(e, err, errlen);
+	if (rc < 0)
+		goto fail;
+	if (!e->nslots && !e->have_globs) {
+		rc = st_errf(err, errlen, ST_E_CONFIG, "%s: no slots: add a 'slots' section",
+			     config_path);
+		goto fail;
+	}
+	rc = load_profiles(e->cfg, e->slots, e->nslots, &e->profiles, err, errlen);
+	if (rc < 0)
+		goto fail;
+
+	rc = open_signer(e, err, errlen);
+	if (rc < 0)
+		goto fail;
+	rc = start_pool(e, err, errlen);
+	if (rc < 0)
+		goto fail;
+	e->env.pool = e->pool;
+	st_pool_set_status_cb(e->pool, on_pool_status, e);
+
+	uv_signal_init(&e->loop, &e->sig_int);
+	uv_signal_init(&e->loop, &e->sig_term);
+	uv_signal_init(&e->loop, &e->sig_hup);
+	uv_timer_init(&e->loop, &e->tick);
+	uv_timer_init(&e->loop, &e->rescan);
+	uv_timer_init(&e->loop, &e->stop_timer);
+	e->sig_int.data = e->sig_term.data = e->sig_hup.data = e;
+	e->tick.data = e->rescan.data = e->stop_timer.data = e;
+	e->handles = 6;
+	*out = e;
+	return 0;
+fail:
+	st_engine_free(e);
+	return rc;
+}
+
+int st_engine_run(struct st_engine *e)
+{
+	const struct st_tally *t;
+	struct st_pool_stats ps;
+	int view;
+
+	signal(SIGPIPE, SIG_IGN);
+	e->started = uv_hrtime();
+	uv_signal_start(&e->sig_int, on_signal, SIGINT);
+	uv_signal_start(&e->sig_term, on_signal, SIGTERM);
+	uv_signal_start(&e->sig_hup, on_signal, SIGHUP);
+	uv_timer_start(&e->tick, on_tick, TICK_MS, TICK_MS);
+	if (e->have_globs) {
+		unsigned ms = e->cfg->timeouts.rescan ? e->cfg->timeouts.rescan : DEFAULT_RESCAN_MS;
+
+		uv_timer_start(&e->rescan, on_rescan, ms, ms);
+	}
+	view = e->opt.view;
+	if (view < 0)
+		view = !e->opt.json && isatty(STDOUT_FILENO) &&
+		       st_log_get_format() == ST_LOG_FORMAT_TEXT;
+	if (view && st_view_new(&e->loop, e, &e->view) < 0)
+		st_warn("no live view: out of memory");
+	st_pool_stats(e->pool, &ps);
+	st_notice("station %s: %zu slots, %u signing workers, ledger %s", e->station, e->nslots,
+		  ps.workers, e->cfg->ledger);
+	for (size_t i = 0; i < e->nslots; i++)
+		st_slot_start(e->slots[i]);
+	uv_run(&e->loop, UV_RUN_DEFAULT);
+	t = st_events_tally(e->events);
+	return t->failed ? 1 : 0;
+}
+
+static void close_any(uv_handle_t *h, void *arg)
+{
+	(void)arg;
+	if (!uv_is_closing(h))
+		uv_close(h, NULL);
+}
+
+void st_engine_free(struct st_engine *e)
+{
+	if (!e)
+		return;
+	if (e->pool && !e->pool_closed) {
+		/* Set-up failed after the pool started: close it and let its threads end. */
+		st_pool_close(e->pool, NULL, NULL);
+		uv_run(&e->loop, UV_RUN_DEFAULT);
+	}
+	if (e->loop_ready) {
+		/* Handles left by a set-up that failed half-way (slot timers). */
+		uv_walk(&e->loop, close_any, NULL);
+		uv_run(&e->loop, UV_RUN_DEFAULT);
+		uv_loop_close(&e->loop);
+	}
+	for (size_t i = 0; i < e->nslots; i++)
+		st_slot_free(e->slots[i]);
+	free(e->slots);
+	st_profiles_unref(e->profiles);
+	st_events_close(e->events);
+	if (e->signer)
+		drv_signer_close(e->signer);
+	st_ca_free(e->ca);
+	free(e->chain_pem);
+	free(e->root_pem);
+	st_config_free(e->cfg);
+	free(e->config_path);
+	free(e);
+}
