@@ -2,10 +2,19 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
+
+#include "err.h"
+
+#define LOG_MSG_MAX 2048
+/* A JSON line: the message escaped (at most 6 bytes per input byte for control
+ * characters, 3 for U+FFFD), plus the fields around it. Longer lines are cut. */
+#define LOG_JSON_MAX (LOG_MSG_MAX * 3 + 128)
 
 static int log_level = ST_LOG_INFO;
 static int log_prefix = -1;
+static enum st_log_format log_format = ST_LOG_FORMAT_TEXT;
 
 void st_log_set_level(enum st_log_level level)
 {
@@ -15,6 +24,29 @@ void st_log_set_level(enum st_log_level level)
 void st_log_set_prefix(int on)
 {
 	log_prefix = on;
+}
+
+void st_log_set_format(enum st_log_format format)
+{
+	log_format = format;
+}
+
+enum st_log_format st_log_get_format(void)
+{
+	return log_format;
+}
+
+int st_log_format_parse(const char *name)
+{
+	if (!name)
+		return ST_E_INVAL;
+	if (strcmp(name, "text") == 0)
+		return ST_LOG_FORMAT_TEXT;
+	if (strcmp(name, "journal") == 0)
+		return ST_LOG_FORMAT_JOURNAL;
+	if (strcmp(name, "json") == 0)
+		return ST_LOG_FORMAT_JSON;
+	return ST_E_INVAL;
 }
 
 static const char *level_word(enum st_log_level level)
@@ -34,17 +66,147 @@ static const char *level_word(enum st_log_level level)
 	return "";
 }
 
+static const char *level_name(enum st_log_level level)
+{
+	switch (level) {
+	case ST_LOG_ERR:
+		return "error";
+	case ST_LOG_WARN:
+		return "warning";
+	case ST_LOG_NOTICE:
+		return "notice";
+	case ST_LOG_INFO:
+		return "info";
+	case ST_LOG_DEBUG:
+		return "debug";
+	}
+	return "info";
+}
+
+/* The length of the well-formed UTF-8 sequence at s (RFC 3629: no overlong forms, no
+ * surrogates, nothing above U+10FFFF), or 0 when s does not start one. */
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+	unsigned char lo = 0x80, hi = 0xbf;
+	size_t len, i;
+
+	if (s[0] < 0x80)
+		return 1;
+	if (s[0] >= 0xc2 && s[0] <= 0xdf)
+		len = 2;
+	else if (s[0] >= 0xe0 && s[0] <= 0xef)
+		len = 3;
+	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+		len = 4;
+	else
+		return 0;
+	if (s[0] == 0xe0)
+		lo = 0xa0;
+	else if (s[0] == 0xed)
+		hi = 0x9f;
+	else if (s[0] == 0xf0)
+		lo = 0x90;
+	else if (s[0] == 0xf4)
+		hi = 0x8f;
+	if (n < len || s[1] < lo || s[1] > hi)
+		return 0;
+	for (i = 2; i < len; i++) {
+		if (s[i] < 0x80 || s[i] > 0xbf)
+			return 0;
+	}
+	return len;
+}
+
+/* Appends msg to out[*pos..cap) as the body of a JSON string; stops before a character that
+ * does not fit whole. */
+static void json_escape(char *out, size_t *pos, size_t cap, const char *msg, size_t n)
+{
+	static const char hexd[] = "0123456789abcdef";
+	const unsigned char *s = (const unsigned char *)msg;
+	size_t i = 0, len, p = *pos;
+	char esc[8];
+	const char *piece;
+	size_t plen;
+
+	while (i < n) {
+		len = 1;
+		piece = esc;
+		if (s[i] == '"' || s[i] == '\\') {
+			esc[0] = '\\';
+			esc[1] = (char)s[i];
+			plen = 2;
+		} else if (s[i] == '\n') {
+			piece = "\\n";
+			plen = 2;
+		} else if (s[i] == '\t') {
+			piece = "\\t";
+			plen = 2;
+		} else if (s[i] < 0x20) {
+			memcpy(esc, "\\u00", 4);
+			esc[4] = hexd[s[i] >> 4];
+			esc[5] = hexd[s[i] & 15];
+			plen = 6;
+		} else {
+			len = utf8_len(s + i, n - i);
+			if (len == 0) {
+				/* Bytes from a board or a file name need not be UTF-8; a JSON
+				 * line must be. */
+				piece = "\xef\xbf\xbd";
+				plen = 3;
+				len = 1;
+			} else {
+				piece = msg + i;
+				plen = len;
+			}
+		}
+		if (p + plen > cap)
+			break;
+		memcpy(out + p, piece, plen);
+		p += plen;
+		i += len;
+	}
+	*pos = p;
+}
+
+static void write_json(enum st_log_level level, const char *msg, size_t n)
+{
+	char line[LOG_JSON_MAX];
+	size_t pos;
+	int h;
+
+	h = snprintf(line, sizeof(line), "{\"priority\":%d,\"level\":\"%s\",\"msg\":\"", (int)level,
+		     level_name(level));
+	if (h < 0 || (size_t)h >= sizeof(line))
+		return;
+	pos = (size_t)h;
+	json_escape(line, &pos, sizeof(line) - 3, msg, n);
+	memcpy(line + pos, "\"}\n", 3);
+	pos += 3;
+	(void)!write(STDERR_FILENO, line, pos);
+}
+
 void st_log(enum st_log_level level, const char *fmt, ...)
 {
-	char line[2048];
+	char line[LOG_MSG_MAX];
 	int n;
 	va_list ap;
 
 	if ((int)level > log_level)
 		return;
+	if (log_format == ST_LOG_FORMAT_JSON) {
+		va_start(ap, fmt);
+		n = vsnprintf(line, sizeof(line), fmt, ap);
+		va_end(ap);
+		if (n < 0)
+			return;
+		if ((size_t)n >= sizeof(line))
+			n = (int)sizeof(line) - 1;
+		write_json(level, line, (size_t)n);
+		return;
+	}
 	if (log_prefix < 0)
 		log_prefix = !isatty(STDERR_FILENO);
-	if (log_prefix)
+	if (log_prefix || log_format == ST_LOG_FORMAT_JOURNAL)
 		n = snprintf(line, sizeof(line), "<%d>%s", (int)level, level_word(level));
 	else
 		n = snprintf(line, sizeof(line), "station: %s", level_word(level));

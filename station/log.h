@@ -1,7 +1,13 @@
-/* Logging to stderr. Lines carry a syslog priority prefix ("<3>") when stderr is not a
- * terminal, which journald turns into structured priorities; on a terminal they read
- * "station: error: ...". Never pass a PIN or key material to these functions.
- * Thread-safe: each line is written with one write(2). */
+/* Logging to stderr, one line per message, in one of three forms (st_log_set_format):
+ *  - text (the default): "station: error: ..." on a terminal; when stderr is not a terminal
+ *    each line starts with a syslog priority prefix ("<3>error: ..."), which journald turns
+ *    into the entry's priority;
+ *  - journal: the priority prefix always;
+ *  - json: one JSON object per line, {"priority":3,"level":"error","msg":"..."}, for log
+ *    shippers; invalid UTF-8 in a message is replaced by U+FFFD so every line parses.
+ * Never pass a PIN or key material to these functions.
+ * Thread-safe: each line is written with one write(2); set the level and format before
+ * other threads log. */
 #ifndef ST_LOG_H
 #define ST_LOG_H
 
@@ -13,11 +19,27 @@ enum st_log_level {
 	ST_LOG_DEBUG = 7,
 };
 
+enum st_log_format {
+	ST_LOG_FORMAT_TEXT,    /* words on a terminal, priority prefixes otherwise */
+	ST_LOG_FORMAT_JOURNAL, /* priority prefixes always */
+	ST_LOG_FORMAT_JSON,    /* one JSON object per line */
+};
+
 /* Messages above this level are dropped. Default ST_LOG_INFO. */
 void st_log_set_level(enum st_log_level level);
 
-/* Forces the priority prefix on (1) or off (0); default: on when stderr is not a tty. */
+/* Forces the priority prefix of the text form on (1) or off (0); default: on when stderr is
+ * not a tty. */
 void st_log_set_prefix(int on);
+
+/* Selects the form of every following line. Default ST_LOG_FORMAT_TEXT. */
+void st_log_set_format(enum st_log_format format);
+
+/* The form in use, e.g. for a live view that stays off unless logs go to a terminal. */
+enum st_log_format st_log_get_format(void);
+
+/* Parses "text", "journal" or "json". Returns the format (>= 0) or ST_E_INVAL. */
+int st_log_format_parse(const char *name);
 
 void st_log(enum st_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
