@@ -1,9 +1,9 @@
 /* `station ledger`: reads the ledger for people and for other systems. list and show for an
  * operator, export (CSV per RFC 4180, or JSON Lines) for the line's other systems, check
  * for an auditor: every stored certificate verified against the CA and its row, duplicates
- * reported, intents without a certificate listed as "possibly signed". Nothing here writes
- * to the ledger; a running station may keep writing while these read (WAL readers see one
- * consistent snapshot). */
+ * reported, intents without a certificate listed as "possibly signed"; backup for an
+ * administrator. Nothing here writes to the ledger; a running station may keep writing
+ * while these read (WAL readers see one consistent snapshot). */
 #include <errno.h>
 #include <getopt.h>
 #include <stdarg.h>
@@ -50,6 +50,7 @@ static const char usage_main[] =
 	"  export    all rows as CSV (RFC 4180) or JSON Lines\n"
 	"  check     verify every certificate against the CA and its row; report duplicates\n"
 	"  flags     boards that were refused and flagged\n"
+	"  backup    copy the ledger safely while a station writes to it\n"
 	"\n"
 	"  -c, --config FILE   station configuration (its ledger: and ca: cert)\n"
 	"      --ledger FILE   the ledger file itself, without a configuration\n"
@@ -899,6 +900,35 @@ static int cmd_flags(struct st_ledger *l)
 	return 0;
 }
 
+static const char usage_backup[] =
+	"usage: station ledger [-c STATION.yaml | --ledger FILE] backup DEST\n"
+	"\n"
+	"Copies the ledger to the file DEST while a station may keep running and writing to\n"
+	"it (SQLite's online backup: one consistent snapshot of every committed certificate;\n"
+	"the station is not stopped or slowed). The copy is checked, synced and renamed into\n"
+	"place, so DEST is either the previous file or a whole new copy; it is mode 0600 and\n"
+	"opens as a ledger itself (station ledger --ledger DEST check --ca CA.pem).\n"
+	"Copying the file with cp while a station runs is not safe: the newest\n"
+	"certificates may still be only in the -wal file beside it.\n";
+
+static int cmd_backup(struct st_ledger *l, int argc, char **argv)
+{
+	char err[512];
+	int rc;
+
+	if (argc != 1) {
+		fprintf(stderr, "station ledger backup: give one destination file\n%s",
+			usage_backup);
+		return 2;
+	}
+	rc = st_ledger_backup(l, argv[0], err, sizeof(err));
+	if (rc < 0) {
+		fprintf(stderr, "station ledger: %s\n", err);
+		return 1;
+	}
+	return 0;
+}
+
 /* ---- entry ---- */
 
 struct subcommand {
@@ -913,6 +943,7 @@ static const struct subcommand subcommands[] = {
 	{ "export", usage_export, "|format|output|cert|state|" },
 	{ "check", usage_check, "|ca|allow-reissue|" },
 	{ "flags", usage_flags, "||" },
+	{ "backup", usage_backup, "||" },
 	{ NULL, NULL, NULL },
 };
 
@@ -990,7 +1021,7 @@ int st_cmd_ledger(int argc, char **argv)
 				break;
 		if (!sub->name) {
 			fprintf(stderr, "station ledger: unknown command '%s'; known: list, show, "
-					"export, check, flags\n",
+					"export, check, flags, backup\n",
 				argv[optind]);
 			return 2;
 		}
@@ -1011,7 +1042,8 @@ int st_cmd_ledger(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (strcmp(sub->name, "show") != 0 && optind + 1 < argc) {
+	if (strcmp(sub->name, "show") != 0 && strcmp(sub->name, "backup") != 0 &&
+	    optind + 1 < argc) {
 		fprintf(stderr, "station ledger %s: unexpected argument '%s'\n", sub->name,
 			argv[optind + 1]);
 		return 2;
@@ -1043,6 +1075,8 @@ int st_cmd_ledger(int argc, char **argv)
 		rc = cmd_export(l, &o);
 	else if (strcmp(sub->name, "check") == 0)
 		rc = cmd_check(l, &o, cfg);
+	else if (strcmp(sub->name, "backup") == 0)
+		rc = cmd_backup(l, argc - optind - 1, argv + optind + 1);
 	else
 		rc = cmd_flags(l);
 out:

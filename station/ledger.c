@@ -1291,3 +1291,145 @@ out:
 	sqlite3_finalize(s);
 	return rc;
 }
+
+/* The backup's own error: SQLite's words about the copy, naming dest. */
+static int backup_error(sqlite3 *out, int rc, const char *dest, const char *what, char *err,
+			size_t errlen)
+{
+	const char *msg = out ? sqlite3_errmsg(out) : sqlite3_errstr(rc);
+
+	if ((rc & 0xff) == SQLITE_NOMEM)
+		return st_errf(err, errlen, ST_E_NOMEM, "ledger backup %s: out of memory", dest);
+	if ((rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED)
+		return st_errf(err, errlen, ST_E_LEDGER_BUSY, "ledger backup %s: %s: %s", dest,
+			       what, msg);
+	return st_errf(err, errlen, ST_E_LEDGER_IO, "ledger backup %s: %s: %s", dest, what, msg);
+}
+
+/* Removes an unfinished copy and the files SQLite may have made beside it. */
+static void backup_remove(const char *tmp)
+{
+	static const char *const suffixes[] = { "-journal", "-wal", "-shm" };
+	char *p;
+	size_t i;
+
+	for (i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
+		p = sqlite3_mprintf("%s%s", tmp, suffixes[i]);
+		if (p)
+			unlink(p);
+		sqlite3_free(p);
+	}
+	unlink(tmp);
+}
+
+/* Checks the copy with SQLite's quick check. */
+static int backup_check(sqlite3 *out, const char *dest, char *err, size_t errlen)
+{
+	sqlite3_stmt *s = NULL;
+	const char *verdict;
+	int rc;
+
+	rc = sqlite3_prepare_v2(out, "PRAGMA quick_check", -1, &s, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(s);
+	if (rc != SQLITE_ROW) {
+		rc = backup_error(out, rc, dest, "checking the copy", err, errlen);
+		goto out;
+	}
+	verdict = (const char *)sqlite3_column_text(s, 0);
+	if (!verdict || strcmp(verdict, "ok") != 0) {
+		rc = st_errf(err, errlen, ST_E_LEDGER_IO,
+			     "ledger backup %s: the copy does not check: %s", dest,
+			     verdict ? verdict : "?");
+		goto out;
+	}
+	rc = 0;
+out:
+	sqlite3_finalize(s);
+	return rc;
+}
+
+int st_ledger_backup(struct st_ledger *l, const char *dest, char *err, size_t errlen)
+{
+	sqlite3 *out = NULL;
+	sqlite3_backup *b;
+	struct stat sb;
+	char *tmp = NULL;
+	int rc, fd, created = 0, waited = 0;
+
+	if (!dest || !*dest)
+		return st_errf(err, errlen, ST_E_INVAL, "ledger backup: no destination file given");
+	if (stat(dest, &sb) == 0 && S_ISDIR(sb.st_mode))
+		return st_errf(err, errlen, ST_E_INVAL,
+			       "ledger backup %s: is a directory, expected a file name", dest);
+	/* A snapshot taken inside this handle's transaction would copy uncommitted rows. */
+	if (!sqlite3_get_autocommit(l->db))
+		return st_errf(err, errlen, ST_E_INVAL,
+			       "ledger backup %s: a transaction is open on the ledger", dest);
+	tmp = sqlite3_mprintf("%s.tmp-%ld", dest, (long)getpid());
+	if (!tmp)
+		return st_errf(err, errlen, ST_E_NOMEM, "ledger backup %s: out of memory", dest);
+	/* Made here rather than by SQLite so that it is new (not a leftover) and private. */
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		rc = st_errf(err, errlen, ST_E_LEDGER_IO, "ledger backup %s: creating %s: %s", dest,
+			     tmp, strerror(errno));
+		goto out;
+	}
+	close(fd);
+	created = 1;
+	rc = sqlite3_open_v2(tmp, &out,
+			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE,
+			     NULL);
+	if (rc != SQLITE_OK) {
+		rc = backup_error(out, rc, dest, "opening the copy", err, errlen);
+		goto out;
+	}
+	b = sqlite3_backup_init(out, "main", l->db, "main");
+	if (!b) {
+		rc = backup_error(out, sqlite3_errcode(out), dest, "starting", err, errlen);
+		goto out;
+	}
+	/* All pages in one step: one read transaction, so the copy is one consistent state. */
+	for (;;) {
+		rc = sqlite3_backup_step(b, -1);
+		if ((rc != SQLITE_BUSY && rc != SQLITE_LOCKED) || waited >= l->busy_ms)
+			break;
+		sqlite3_sleep(50);
+		waited += 50;
+	}
+	sqlite3_backup_finish(b);
+	if (rc != SQLITE_DONE) {
+		rc = backup_error(NULL, rc, dest, "copying", err, errlen);
+		goto out;
+	}
+	rc = backup_check(out, dest, err, errlen);
+	if (rc < 0)
+		goto out;
+	/* Closing the last connection checkpoints and removes the copy's -wal and -shm. */
+	rc = sqlite3_close(out);
+	out = NULL;
+	if (rc != SQLITE_OK) {
+		rc = backup_error(NULL, rc, dest, "closing the copy", err, errlen);
+		goto out;
+	}
+	fd = open(tmp, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || fsync(fd) != 0 || rename(tmp, dest) != 0) {
+		rc = st_errf(err, errlen, ST_E_LEDGER_IO, "ledger backup %s: %s", dest,
+			     strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		goto out;
+	}
+	close(fd);
+	created = 0;
+	sync_parent_dir(dest);
+	rc = 0;
+out:
+	if (out)
+		sqlite3_close(out);
+	if (created)
+		backup_remove(tmp);
+	sqlite3_free(tmp);
+	return rc;
+}

@@ -213,6 +213,17 @@ int st_ledger_foreach_flag(struct st_ledger *l,
  * the first problem found. Slow on a big ledger (reads every page). */
 int st_ledger_integrity(struct st_ledger *l, char *err, size_t errlen);
 
+/* Copies the ledger to dest while a station may keep writing to it: SQLite's online backup
+ * in one step, i.e. one read snapshot of the committed transactions, which neither waits for
+ * nor blocks the writer (WAL). The copy is written to a temporary file beside dest, checked
+ * (PRAGMA quick_check), synced, renamed over dest and its directory synced, so dest is the
+ * old file or a whole new copy, never a part of one; mode 0600. The copy is a ledger that
+ * st_ledger_open() and the sqlite3 tool open as they are. Not inside a transaction
+ * (ST_E_INVAL). Returns 0, or ST_E_LEDGER_IO (cannot write dest, disk full, the copy does
+ * not check), ST_E_LEDGER_BUSY, ST_E_NOMEM, ST_E_INVAL (no dest, dest is a directory), with
+ * a message naming dest. Blocks on disk I/O for the size of the ledger. */
+int st_ledger_backup(struct st_ledger *l, const char *dest, char *err, size_t errlen);
+
 /* Test hooks (fault injection): fn runs at these points of every commit, including the
  * implicit commit of a write outside a transaction. A crash test kills the process there. */
 enum st_ledger_hook_point {
