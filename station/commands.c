@@ -9,5 +9,6 @@ const struct st_command st_commands[] = {
 	{ "profile", "check per-SKU profiles and render their files (dry run)", st_cmd_profile },
 	{ "run", "provision the boards in every slot at once (the station's main job)", st_cmd_run },
 	{ "ledger", "list, show, export and check the certificate ledger", st_cmd_ledger },
+	{ "serve", "serve the lmp-device-register registration API over HTTP", st_cmd_serve },
 	{ NULL, NULL, NULL },
 };

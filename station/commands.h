@@ -17,6 +17,7 @@ int st_cmd_sign(int argc, char **argv);    /* cmd_sign.c */
 int st_cmd_profile(int argc, char **argv); /* cmd_profile.c */
 int st_cmd_ports(int argc, char **argv);   /* cmd_ports.c */
 int st_cmd_ledger(int argc, char **argv);  /* cmd_ledger.c */
+int st_cmd_serve(int argc, char **argv);   /* cmd_serve.c */
 int st_cmd_run(int argc, char **argv);     /* cmd_run.c */
 
 #endif

@@ -50,6 +50,13 @@
  *   outputs:
  *     events: events.jsonl       # JSON Lines event stream (also: station run --events)
  *     console_dir: consoles/     # console logs of failed boards
+ *   http:                        # registration server for lmp-device-register (http.h)
+ *     listen: 127.0.0.1:8443     # HOST:PORT or [V6]:PORT; port 0: any free port
+ *     tls_cert: gateway.pem      # with tls_key: HTTPS
+ *     tls_key: gateway.key
+ *     client_ca: device-cas.pem  # optional: clients need a certificate chaining to these
+ *     token_file: tokens.txt     # optional: accepted OSF-TOKEN values, one per line
+ *     max_body: 65536            # bytes of a request body
  *
  * A new section is a struct member below plus one entry in config.c's top-level table (and
  * a table of its own keys). */
@@ -118,6 +125,31 @@ struct st_config_outputs {
 	char *console_dir; /* console logs of failed boards; may be NULL */
 };
 
+/* `http`: the registration server (station/http.h). Its keys and their checks live in
+ * http_config.c, beside the server. 0 means the default where noted. */
+struct st_config_http {
+	int enabled;		  /* the section is present */
+	char *listen;		  /* "HOST:PORT" or "[V6]:PORT" (never NULL when enabled) */
+	char *tls_cert;		  /* server certificate chain, PEM; with tls_key: HTTPS */
+	char *tls_key;		  /* its private key, PEM */
+	char *client_ca;	  /* trusted client certificate issuers, PEM; may be NULL */
+	char *token_file;	  /* accepted OSF-TOKEN values, one per line; may be NULL */
+	char **tokens;		  /* or listed in the file itself (n_tokens) */
+	size_t n_tokens;
+	unsigned max_body;	  /* bytes; default 65536 */
+	unsigned max_connections; /* default 1024 */
+	unsigned sign_timeout_ms; /* default 60000 */
+	unsigned idle_timeout_ms; /* default 10000 */
+};
+
+struct st_yl_ctx;
+struct st_yl_node;
+struct st_yl_key;
+/* The `http` key's handler and the section's free (http_config.c). */
+int st_config_h_http(struct st_yl_ctx *ctx, const struct st_yl_node *node,
+		     const struct st_yl_key *key, void *base);
+void st_config_http_clear(struct st_config_http *h);
+
 struct st_config {
 	char *path; /* the file it was loaded from */
 	struct st_config_ca ca;
@@ -133,6 +165,7 @@ struct st_config {
 	struct st_config_timeouts timeouts;
 	struct st_config_retries retries;
 	struct st_config_outputs outputs;
+	struct st_config_http http;
 };
 
 /* Loads and validates path. Each problem is written to diag (e.g. stderr; may be NULL) as one

@@ -132,7 +132,21 @@
 	X(SLOT_VERIFY_POP, "board did not prove possession of its key")                        \
 	X(SLOT_BOARD_LEFT, "board left before it was finished")                                \
 	X(SLOT_ECHO, "port echoes the station's frames")                                       \
-	X(SLOT_RESYNC, "board rebooted or reconnected too often")
+	X(SLOT_RESYNC, "board rebooted or reconnected too often")                              \
+	/* HTTP registration server (station/http*.c) */                                       \
+	X(HTTP_LISTEN, "cannot listen on the HTTP address")                                    \
+	X(HTTP_TLS, "cannot set up TLS for the HTTP server")                                   \
+	X(HTTP_JSON, "request body is not valid JSON")                                         \
+	X(HTTP_FIELD, "request field missing or malformed")                                    \
+	X(HTTP_TOO_LARGE, "request body exceeds the limit")                                    \
+	X(HTTP_METHOD, "method not allowed")                                                   \
+	X(HTTP_NOT_FOUND, "no such resource")                                                  \
+	X(HTTP_AUTH, "missing or wrong OSF-TOKEN")                                             \
+	X(HTTP_GROUP, "group not allowed by the profile")                                      \
+	X(HTTP_NO_SOTA, "profile has no sota section to render sota.toml from")                \
+	X(HTTP_KEY_STORAGE, "profile requires a secure-element key; HTTP cannot attest one")   \
+	X(HTTP_TIMEOUT, "signing did not finish in time")                                      \
+	X(HTTP_STOPPING, "the HTTP server is stopping")
 
 #define ST__ERR_IDX(name, msg) ST__IDX_##name,
 enum st_err_index { ST__IDX_OK_, ST_ERR_MAP(ST__ERR_IDX) ST__IDX_COUNT_ };

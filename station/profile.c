@@ -43,6 +43,7 @@ enum {
 #define MAX_PATH_BYTES 1024
 #define MAX_HWID_BYTES 128
 #define MAX_HWIDS 256
+#define MAX_GROUPS 256
 #define MAX_PATTERN_BYTES 256
 
 /* The Foundries building block: what a registered device holds in its config dir. */
@@ -318,6 +319,8 @@ static int h_certificate(struct st_yl_ctx *ctx, const struct st_yl_node *node,
 			 const struct st_yl_key *key, void *base);
 static int h_sota(struct st_yl_ctx *ctx, const struct st_yl_node *node, const struct st_yl_key *key,
 		  void *base);
+static int h_groups(struct st_yl_ctx *ctx, const struct st_yl_node *node,
+		    const struct st_yl_key *key, void *base);
 
 #define L(field) offsetof(struct loader, field)
 
@@ -334,6 +337,7 @@ static const struct st_yl_key top_keys[] = {
 	ST_YL_KEY("key", h_key, 0, 0),
 	ST_YL_KEY("certificate", h_certificate, 0, 0),
 	ST_YL_KEY("sota", h_sota, 0, 0),
+	ST_YL_KEY("groups", h_groups, 0, 0),
 	ST_YL_KEY("files", st_yl_h_node, L(files_node), ST_YL_REQUIRED),
 	ST_YL_END,
 };
@@ -409,6 +413,50 @@ static int h_match(struct st_yl_ctx *ctx, const struct st_yl_node *node,
 			continue;
 		}
 		p->match_hardware_ids[p->n_match_hardware_ids++] = s;
+	}
+	return 0;
+}
+
+/* groups: the device groups a registration request may name, as a list of words. */
+static int h_groups(struct st_yl_ctx *ctx, const struct st_yl_node *node,
+		    const struct st_yl_key *key, void *base)
+{
+	struct st_profile *p = ((struct loader *)base)->p;
+
+	(void)key;
+	if (st_yl_expect(ctx, node, ST_YL_SEQUENCE, "groups") != 0)
+		return -1;
+	if (node->n > MAX_GROUPS) {
+		st_yl_error(ctx, node, "'groups' lists %zu groups, at most %d are allowed", node->n,
+			    MAX_GROUPS);
+		return -1;
+	}
+	for (size_t i = 0; p->groups && p->groups[i]; i++)
+		free(p->groups[i]);
+	free(p->groups);
+	p->n_groups = 0;
+	p->groups = calloc(node->n + 1, sizeof(char *));
+	if (!p->groups) {
+		st_yl_error(ctx, node, "out of memory");
+		return -1;
+	}
+	for (size_t i = 0; i < node->n; i++) {
+		const struct st_yl_node *it = node->items[i];
+
+		if (st_yl_expect(ctx, it, ST_YL_SCALAR, "groups") != 0)
+			continue;
+		if (it->len == 0 || it->len > 64) {
+			st_yl_error(ctx, it, "a group name has 1 to 64 characters");
+			continue;
+		}
+		if (check_word(ctx, it, "group", "_.-", "letters, digits, '_', '.' and '-'") != 0)
+			continue;
+		p->groups[p->n_groups] = strdup(it->value);
+		if (!p->groups[p->n_groups]) {
+			st_yl_error(ctx, it, "out of memory");
+			return -1;
+		}
+		p->n_groups++;
 	}
 	return 0;
 }
@@ -1107,6 +1155,9 @@ static void profile_free(struct st_profile *p)
 		free(p->match_hardware_ids[i]);
 	free(p->match_hardware_ids);
 	free(p->match_sku);
+	for (size_t i = 0; p->groups && p->groups[i]; i++)
+		free(p->groups[i]);
+	free(p->groups);
 	free(p->devid_pattern);
 	free(p->devid_prefix);
 	free(p->sota_gateway);

@@ -70,6 +70,11 @@ struct st_profile {
 
 	enum st_key_storage key_storage;
 
+	/* Device groups an HTTP registration request may name ("group"); NULL-terminated,
+	 * NULL when the profile allows none (then a request naming a group is refused). */
+	char **groups;
+	size_t n_groups;
+
 	int has_sota; /* the profile configures sota.toml */
 	char *sota_gateway;
 	char *sota_ostree_server;

@@ -1,0 +1,319 @@
+/* `station serve`: the registration server alone (http.h), for lines whose boards register
+ * over the network with lmp-device-register and for testing the server without the serial
+ * engine. Same configuration, CA, signer, profiles, pool and ledger as `station run`. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <uv.h>
+
+#include "ca.h"
+#include "commands.h"
+#include "config.h"
+#include "err.h"
+#include "http.h"
+#include "log.h"
+#include "pool.h"
+#include "profile.h"
+#include "signer.h"
+#include "slot.h"
+
+struct serve {
+	uv_loop_t loop;
+	const char *config_path;
+	struct st_config *cfg;
+	char station[ST_POOL_MAX_NAME + 1];
+	struct st_ca *ca;
+	struct drv_signer *signer;
+	struct st_pool *pool;
+	struct st_profiles *profiles;
+	struct st_http *http;
+	uv_signal_t sig_int, sig_term, sig_hup;
+	int stopping;
+};
+
+static void serve_usage(FILE *out)
+{
+	fprintf(out,
+		"usage: station serve -c STATION.yaml [-v]\n"
+		"\n"
+		"Serves the registration API of lmp-device-register (HEAD and POST /sign) and the\n"
+		"line monitors' GET /status and GET /metrics on the configuration's 'http' address\n"
+		"(default %s), with the same CA, profiles, checks, signing pool and ledger as\n"
+		"'station run'. Prints 'station: serving on URL' once it listens. Runs until SIGINT\n"
+		"or SIGTERM; SIGHUP reloads the profiles.\n"
+		"\n"
+		"  -c, --config FILE   station configuration (ca, ledger, profiles, pool, http)\n"
+		"  -v, --verbose       log every request's details\n"
+		"  -h, --help          this text\n"
+		"\n"
+		"Exit status: 0 after a clean stop, 1 when the server could not start, 2 on a bad\n"
+		"command line.\n",
+		ST_HTTP_DEFAULT_LISTEN);
+}
+
+/* The profiles the configuration names: a directory, a list, a default. NULL after
+ * reporting. */
+static struct st_profiles *load_profiles(const struct st_config *cfg, char *err, size_t errlen)
+{
+	struct st_profiles *set = st_profiles_new();
+	int rc = 0;
+
+	if (!set) {
+		st_errf(err, errlen, ST_E_NOMEM, "out of memory");
+		return NULL;
+	}
+	if (cfg->profiles)
+		rc = st_profile_set_load(cfg->profiles, stderr, &set->dir, err, errlen);
+	if (rc == 0 && cfg->n_profile_files) {
+		set->list = calloc(cfg->n_profile_files, sizeof(*set->list));
+		if (!set->list)
+			rc = st_errf(err, errlen, ST_E_NOMEM, "out of memory");
+		for (size_t i = 0; rc == 0 && i < cfg->n_profile_files; i++) {
+			rc = st_profile_load(cfg->profile_files[i], stderr, &set->list[set->n], err,
+					     errlen);
+			if (rc == 0)
+				set->n++;
+		}
+	}
+	if (rc == 0 && cfg->default_profile)
+		rc = st_profile_load(cfg->default_profile, stderr, &set->deflt, err, errlen);
+	if (rc == 0 && !set->dir && !set->n && !set->deflt)
+		rc = st_errf(err, errlen, ST_E_CONFIG,
+			     "%s names no profile: set 'profiles' (a directory or a list) or "
+			     "'default_profile'",
+			     cfg->path);
+	if (rc < 0) {
+		st_profiles_unref(set);
+		return NULL;
+	}
+	return set;
+}
+
+static struct st_profiles *current_profiles(void *arg)
+{
+	struct serve *s = arg;
+
+	return st_profiles_ref(s->profiles);
+}
+
+/* SIGHUP: the profiles as the configuration file names them now; requests in flight keep
+ * the set they started with. */
+static void reload(struct serve *s)
+{
+	struct st_config *cfg = NULL;
+	struct st_profiles *set;
+	char err[1024];
+
+	if (st_config_load(s->config_path, stderr, &cfg, err, sizeof(err)) < 0) {
+		st_err("SIGHUP: %s; keeping the profiles in force", err);
+		return;
+	}
+	set = load_profiles(cfg, err, sizeof(err));
+	st_config_free(cfg);
+	if (!set) {
+		st_err("SIGHUP: %s; keeping the profiles in force", err);
+		return;
+	}
+	st_profiles_unref(s->profiles);
+	s->profiles = set;
+	st_notice("SIGHUP: profiles reloaded");
+}
+
+static void on_signal(uv_signal_t *sig, int signum)
+{
+	struct serve *s = sig->data;
+
+	if (signum == SIGHUP) {
+		reload(s);
+		return;
+	}
+	if (s->stopping)
+		return;
+	s->stopping = 1;
+	st_notice("%s: stopping", strsignal(signum));
+	/* The server first: it leaves the pool alone from here on but for what it left in it,
+	 * which the pool finishes and records before it closes. */
+	st_http_close(s->http, NULL, NULL);
+	st_pool_close(s->pool, NULL, NULL);
+	uv_close((uv_handle_t *)&s->sig_int, NULL);
+	uv_close((uv_handle_t *)&s->sig_term, NULL);
+	uv_close((uv_handle_t *)&s->sig_hup, NULL);
+}
+
+static int open_signer(struct serve *s, char *err, size_t errlen)
+{
+	const struct st_config_ca *ca = &s->cfg->ca;
+	struct drv_signer_config sc;
+
+	if (ca->softhsm2_conf)
+		setenv("SOFTHSM2_CONF", ca->softhsm2_conf, 0);
+	memset(&sc, 0, sizeof(sc));
+	sc.backend = ca->signer;
+	sc.key = ca->key;
+	sc.pin_file = ca->pin_file;
+	sc.pin_env = ca->pin_env;
+	sc.mechanism = ca->mechanism;
+	return drv_signer_open(&sc, &s->signer, err, errlen);
+}
+
+static int start_pool(struct serve *s, char *err, size_t errlen)
+{
+	const struct st_config_pool *cp = &s->cfg->pool;
+	struct st_pool_config pc;
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned workers = cp->workers;
+
+	st_pool_config_default(&pc);
+	if (!workers)
+		workers = ncpu < 1 ? 1 : (unsigned)ncpu;
+	if (cp->hsm_sessions && workers > cp->hsm_sessions)
+		workers = cp->hsm_sessions;
+	pc.workers = workers;
+	if (cp->batch_max)
+		pc.batch_max = cp->batch_max;
+	pc.batch_linger_ms = cp->batch_linger_ms;
+	if (cp->queue_max)
+		pc.queue_max = cp->queue_max;
+	pc.station = s->station;
+	pc.ledger_path = s->cfg->ledger;
+	return st_pool_new(&s->loop, &pc, s->ca, s->signer, &s->pool, err, errlen);
+}
+
+static void close_any(uv_handle_t *h, void *arg)
+{
+	(void)arg;
+	if (!uv_is_closing(h))
+		uv_close(h, NULL);
+}
+
+int st_cmd_serve(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct serve s;
+	struct st_config_http defaults;
+	struct st_http_env env;
+	struct rlimit rl;
+	int loop_ready = 0, rc = 1, c;
+	char err[1024];
+
+	memset(&s, 0, sizeof(s));
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":c:vh", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			s.config_path = optarg;
+			break;
+		case 'v':
+			st_log_set_level(ST_LOG_DEBUG);
+			break;
+		case 'h':
+			serve_usage(stdout);
+			return 0;
+		case ':':
+			st_err("option %s needs a value", argv[optind - 1]);
+			return 2;
+		default:
+			st_err("unknown option '%s'; see 'station serve --help'", argv[optind - 1]);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		st_err("unexpected argument '%s'; see 'station serve --help'", argv[optind]);
+		return 2;
+	}
+	if (!s.config_path) {
+		st_err("serve needs -c STATION.yaml");
+		return 2;
+	}
+	if (st_config_load(s.config_path, stderr, &s.cfg, err, sizeof(err)) < 0) {
+		st_err("%s", err);
+		return 1;
+	}
+	if (s.cfg->station)
+		snprintf(s.station, sizeof(s.station), "%s", s.cfg->station);
+	else if (gethostname(s.station, sizeof(s.station) - 1) != 0 || !s.station[0])
+		snprintf(s.station, sizeof(s.station), "station");
+	signal(SIGPIPE, SIG_IGN);
+	/* One descriptor per connection. */
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	if (uv_loop_init(&s.loop) != 0) {
+		st_err("cannot create the event loop");
+		goto out;
+	}
+	loop_ready = 1;
+	if (st_ca_load(s.cfg->ca.cert, s.cfg->ca.chain, s.cfg->ca.root, &s.ca, err,
+		       sizeof(err)) < 0) {
+		st_err("%s", err);
+		goto out;
+	}
+	s.profiles = load_profiles(s.cfg, err, sizeof(err));
+	if (!s.profiles) {
+		st_err("%s", err);
+		goto out;
+	}
+	if (open_signer(&s, err, sizeof(err)) < 0 || st_ca_match_signer(s.ca, s.signer, err,
+									  sizeof(err)) < 0 ||
+	    start_pool(&s, err, sizeof(err)) < 0) {
+		st_err("%s", err);
+		goto out;
+	}
+	memset(&defaults, 0, sizeof(defaults));
+	memset(&env, 0, sizeof(env));
+	env.pool = s.pool;
+	env.ca = s.ca;
+	env.profiles = current_profiles;
+	env.arg = &s;
+	if (st_http_start(&s.loop, s.cfg->http.enabled ? &s.cfg->http : &defaults, &env, &s.http,
+			  err, sizeof(err)) < 0) {
+		st_err("%s", err);
+		goto out;
+	}
+	uv_signal_init(&s.loop, &s.sig_int);
+	uv_signal_init(&s.loop, &s.sig_term);
+	uv_signal_init(&s.loop, &s.sig_hup);
+	s.sig_int.data = s.sig_term.data = s.sig_hup.data = &s;
+	uv_signal_start(&s.sig_int, on_signal, SIGINT);
+	uv_signal_start(&s.sig_term, on_signal, SIGTERM);
+	uv_signal_start(&s.sig_hup, on_signal, SIGHUP);
+	st_notice("station %s: serving on %s, ledger %s", s.station, st_http_url(s.http),
+		  s.cfg->ledger);
+	printf("station: serving on %s\n", st_http_url(s.http));
+	fflush(stdout);
+	uv_run(&s.loop, UV_RUN_DEFAULT);
+	s.pool = NULL;
+	s.http = NULL;
+	rc = 0;
+out:
+	if (s.http)
+		st_http_close(s.http, NULL, NULL);
+	if (s.pool)
+		st_pool_close(s.pool, NULL, NULL);
+	if (loop_ready) {
+		uv_run(&s.loop, UV_RUN_DEFAULT);
+		uv_walk(&s.loop, close_any, NULL);
+		uv_run(&s.loop, UV_RUN_DEFAULT);
+		if (uv_loop_close(&s.loop) != 0)
+			st_warn("the event loop still had handles at exit");
+	}
+	if (s.signer)
+		drv_signer_close(s.signer);
+	st_profiles_unref(s.profiles);
+	st_ca_free(s.ca);
+	st_config_free(s.cfg);
+	return rc;
+}

@@ -1,0 +1,124 @@
+/* The registration server: HTTP (or HTTPS) on the station's own libuv loop, a drop-in for
+ * the reference registration server that the device tool lmp-device-register talks to, with
+ * the same checks, CA, pool and ledger as the serial path. Line monitors read GET /status
+ * (JSON) and GET /metrics (Prometheus text) from the same server.
+ *
+ * Resources:
+ *   HEAD /sign      200, always (the device tool sends it first and gives up only on a
+ *                   connection error or a status >= 500)
+ *   POST /sign      the device tool's JSON: "csr" (PEM), "hardware-id", "uuid", and
+ *                   optionally "name", "sota-config-dir", "overrides" {section: {key:
+ *                   TOML text}}, "group"; other keys (use-ostree-server) are ignored.
+ *                   201 with exactly {"root.crt", "sota.toml", "client.pem",
+ *                   "client.chained"}, each the text of the file of that name.
+ *   GET /status     JSON: the server's and the pool's counters, plus what the status hook
+ *                   adds (the engine's slots)
+ *   GET /metrics    Prometheus text format
+ * Errors are JSON {"error": NAME, "message": text} where NAME is st_errname() of the code
+ * (CSR_SIGNATURE, POOL_ID_OTHER_KEY, ...): 400 malformed JSON, a missing or malformed field,
+ * a CSR the profile's policy refuses, no profile for the hardware id; 401 a missing or wrong
+ * OSF-TOKEN; 403 a group or key storage the profile does not allow; 404 an unknown path; 405
+ * a wrong method (with Allow); 409 the ledger refuses (the device id has a certificate for
+ * another key, the key is certified for another device); 413 a body over max_body (refused
+ * from Content-Length before the body is read, or while a chunked body arrives; this one
+ * comes from H2O as text); 503 the pool is full, stopping, or did not sign within
+ * sign_timeout_ms. A device that registers again with the same uuid and key gets its
+ * recorded certificate again (201, same serial).
+ *
+ * What can go wrong is checked before the CSR reaches the pool: the request, the profile
+ * (group, key storage, device id), sota.toml rendered with the request's overrides, the CSR
+ * (st_csr_check, the serial path's check), and the 201 body is laid out in memory with room
+ * for the certificate. Once the pool returns a certificate (after the ledger committed it)
+ * the answer is filled in without anything that can fail: never a 500 after signing.
+ *
+ * Nothing on the loop blocks: files (TLS keys, token file) are read by st_http_start(), the
+ * signing pool does signing and fsync on its own threads, and rendering is in memory.
+ * Loop thread only. */
+#ifndef ST_HTTP_H
+#define ST_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include <jansson.h>
+#include <uv.h>
+
+#include "ca.h"
+#include "config.h"
+#include "pool.h"
+
+#define ST_HTTP_DEFAULT_LISTEN "127.0.0.1:8443"
+#define ST_HTTP_DEFAULT_MAX_BODY (64 * 1024)
+#define ST_HTTP_DEFAULT_MAX_CONNECTIONS 1024
+#define ST_HTTP_DEFAULT_SIGN_TIMEOUT_MS 60000
+#define ST_HTTP_DEFAULT_IDLE_TIMEOUT_MS 10000
+#define ST_HTTP_MIN_TOKEN 16  /* bytes of an accepted OSF-TOKEN, at least */
+#define ST_HTTP_MAX_TOKEN 512 /* and at most */
+#define ST_HTTP_MAX_TOKENS 1024
+
+struct st_http;
+struct st_profiles;
+
+/* What the server shares with the rest of the station. Everything must outlive it. */
+struct st_http_env {
+	struct st_pool *pool;   /* the signing pool (the engine's, when it runs one) */
+	const struct st_ca *ca; /* the CA the pool signs with: its OU, chain and root */
+	/* The profile set in force, with a new reference the server drops when the request
+	 * is finished (st_profiles_unref), so a reload leaves requests in flight on the set
+	 * they started with. */
+	struct st_profiles *(*profiles)(void *arg);
+	void *arg;
+};
+
+/* Adds to the JSON object of GET /status (the engine: its slots and tallies). */
+typedef void (*st_http_status_fn)(json_t *status, void *arg);
+
+/* Parses a listen address: "HOST:PORT" with a numeric IPv4 host, or "[V6]:PORT"; PORT
+ * 0..65535 (0: any free port). Returns 0 and *out, or ST_E_CONFIG with a message naming the
+ * address and what was expected. Any thread. */
+int st_http_parse_listen(const char *s, struct sockaddr_storage *out, char *err, size_t errlen);
+
+/* Starts the server on loop: reads the TLS certificate, key and client CAs and the token
+ * file (blocking, before the loop runs busy), binds and listens. cfg is copied; defaults
+ * apply to its zero fields. Returns 0 and *out (stop with st_http_close()), or ST_E_HTTP_LISTEN,
+ * ST_E_HTTP_TLS, ST_E_IO, ST_E_CONFIG, ST_E_NOMEM with a message; *out is NULL then and
+ * nothing is left on the loop. Loop thread. */
+int st_http_start(uv_loop_t *loop, const struct st_config_http *cfg, const struct st_http_env *env,
+		  struct st_http **out, char *err, size_t errlen);
+
+/* The server's base URL with the port actually bound ("https://127.0.0.1:8443"). */
+const char *st_http_url(const struct st_http *h);
+
+/* Sets the hook that adds to GET /status (NULL: none). Loop thread. */
+void st_http_set_status_hook(struct st_http *h, st_http_status_fn fn, void *arg);
+
+/* Counters, for /status, /metrics and the engine's reports. */
+struct st_http_stats {
+	uint64_t requests;     /* every request handled (H2O's own errors not included) */
+	uint64_t signed_;      /* 201 with a new certificate */
+	uint64_t reused;       /* 201 with the recorded certificate of a repeated request */
+	uint64_t refused;      /* 409: the ledger refused */
+	uint64_t rejected;     /* 400/403: request, profile or CSR refused */
+	uint64_t unauthorized; /* 401 */
+	uint64_t too_large;    /* 413 (H2O's count) */
+	uint64_t busy;         /* 503: pool full, stopping, or sign_timeout_ms passed */
+	uint64_t failed;       /* 500 before anything was signed (signer, CA, ledger) */
+	uint64_t abandoned;    /* signed or refused after the client had gone or had its 503 */
+	unsigned connections;  /* open now */
+	unsigned in_flight;    /* registrations waiting for the pool now */
+};
+
+void st_http_stats(const struct st_http *h, struct st_http_stats *out);
+
+/* Stops the server: no new connections; registrations waiting for the pool are answered
+ * 503 at once (their requests stay in the pool, so a certificate it signs is recorded and
+ * given to the device when it registers again); idle connections are closed, busy ones
+ * after their response (or after 5 s). Then close_cb(arg) (may be NULL) is called, when the
+ * server's memory is released; run the loop until then. Call it before st_pool_close():
+ * from its return on, the server touches the pool only through the requests it left there,
+ * whose done() the pool calls as usual (also after close_cb). Calling it again is harmless.
+ * Loop thread. */
+void st_http_close(struct st_http *h, void (*close_cb)(void *arg), void *arg);
+
+#endif

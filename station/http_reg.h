@@ -1,0 +1,96 @@
+/* The registration request of the device tool (lmp-device-register) and the server's 201
+ * answer, apart from any socket so that they can be unit-tested and fuzzed: the JSON body
+ * parsed into a checked struct, the profile's rules applied to it, sota.toml rendered, and
+ * the answer laid out before signing so that filling in the certificate cannot fail.
+ * Pure functions: no I/O, no globals; any thread. */
+#ifndef ST_HTTP_REG_H
+#define ST_HTTP_REG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "profile.h"
+#include "sota.h"
+
+#define ST_HTTP_REG_MAX_HWID 128	   /* bytes of "hardware-id" */
+#define ST_HTTP_REG_MAX_NAME 128	   /* bytes of "name" */
+#define ST_HTTP_REG_MAX_DIR 1024	   /* bytes of "sota-config-dir" */
+#define ST_HTTP_REG_MAX_GROUP 64	   /* bytes of "group" */
+#define ST_HTTP_REG_MAX_SECTIONS 32	   /* sections in "overrides" */
+#define ST_HTTP_REG_MAX_KEYS 64		   /* keys in one section */
+#define ST_HTTP_REG_MAX_VALUE 4096	   /* bytes of one override value */
+#define ST_HTTP_REG_CERT_DER_ROOM 8192 /* certificate bytes the answer reserves room for */
+
+/* A parsed request. Strings are NUL-terminated, without NULs or control characters. */
+struct st_http_reg {
+	char *csr; /* PEM as sent */
+	size_t csr_len;
+	char *hardware_id;
+	char *uuid;
+	char *name;	  /* NULL when not sent */
+	char *config_dir; /* "sota-config-dir"; NULL when not sent */
+	char *group;	  /* NULL when not sent (or sent empty) */
+	struct st_sota_overrides overrides;
+};
+
+/* Parses body (len bytes; JSON as the device tool sends it: an object whose values are
+ * strings, "overrides" an object of objects of strings). Unknown keys are ignored. Returns
+ * 0 and *out (free with st_http_reg_free), or ST_E_HTTP_JSON (not JSON, or not an object)
+ * or ST_E_HTTP_FIELD (a field missing, of the wrong type, too long, or with a character it
+ * may not hold) with a message naming the field; *out is NULL then. */
+int st_http_reg_parse(const void *body, size_t len, struct st_http_reg **out, char *err,
+		      size_t errlen);
+void st_http_reg_free(struct st_http_reg *r);
+
+/* Applies the profile's rules that do not depend on the CSR: the group (one of the
+ * profile's groups), the key storage (a profile that requires a secure element cannot be
+ * served: HTTP cannot attest where the key lives), sota configured, the device id (uuid)
+ * against the profile's pattern. Returns 0, ST_E_HTTP_GROUP, ST_E_HTTP_KEY_STORAGE,
+ * ST_E_HTTP_NO_SOTA or ST_E_PROFILE_DEVICE_ID with a message. */
+int st_http_reg_check(const struct st_profile *p, const struct st_http_reg *r, char *err,
+		      size_t errlen);
+
+/* Renders sota.toml for the request: the profile's gateway, ostree server and p11 settings,
+ * the request's hardware id (unless the profile names its own) and config dir (else the
+ * profile's), the profile's overrides and then the request's. Returns 0 and a new *out
+ * (free()) of *len bytes, or a negative ST_E_* code with a message; *out NULL then. */
+int st_http_reg_sota(const struct st_profile *p, const struct st_http_reg *r, char **out,
+		     size_t *len, char *err, size_t errlen);
+
+/* The 201 body: {"root.crt": ..., "sota.toml": ..., "client.pem": CERT,
+ * "client.chained": CERT + chain}. Prepared with everything but the certificate, with room
+ * reserved for one of up to ST_HTTP_REG_CERT_DER_ROOM bytes. */
+struct st_http_answer {
+	char *buf;	 /* the body once finished */
+	size_t len;	 /* its length once finished */
+	size_t cap;	 /* bytes allocated at buf */
+	size_t head_len; /* bytes of buf up to the first certificate */
+	char *tail;	 /* the chain, escaped, and the closing of the object */
+	size_t tail_len;
+	char *b64;	 /* room for the certificate's base64 */
+	size_t b64_cap;
+};
+
+/* Lays the answer out. root_pem, sota and chain_pem are the texts of root.crt, sota.toml and
+ * of the CA certificates that follow the device's own in client.chained. Returns 0 or
+ * ST_E_NOMEM (then a is empty). */
+int st_http_answer_prepare(struct st_http_answer *a, const char *root_pem, const char *sota,
+			   const char *chain_pem);
+
+/* Writes the certificate (DER) into both of its places. Allocates nothing unless the
+ * certificate exceeds the reserved room (certificates the station issues are far smaller),
+ * so it returns 0; ST_E_NOMEM only then. */
+int st_http_answer_finish(struct st_http_answer *a, const uint8_t *der, size_t der_len);
+
+void st_http_answer_clear(struct st_http_answer *a);
+
+/* Appends s (n bytes) to a JSON string being built at dst, escaped (quote, backslash and
+ * control characters; other bytes as they are). Returns the bytes written; dst must have
+ * room for st_http_json_escaped_len(s, n). */
+size_t st_http_json_escape(char *dst, const char *s, size_t n);
+size_t st_http_json_escaped_len(const char *s, size_t n);
+
+/* The HTTP status for an error code: 400, 401, 403, 404, 405, 409, 413, 503 or 500. */
+int st_http_status_for(int code);
+
+#endif

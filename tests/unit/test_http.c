@@ -1,0 +1,509 @@
+/* The registration request and answer (http_reg.h), the listen address and the `http`
+ * configuration section: the device tool's JSON as it sends it, every malformed or hostile
+ * variation refused with the field named, the profile's rules, sota.toml with the request's
+ * overrides, and the 201 body filled in from a real certificate. The server itself runs in
+ * tests/integration/test_http*.sh. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#include "config.h"
+#include "err.h"
+#include "http.h"
+#include "http_reg.h"
+#include "profile.h"
+#include "testutil.h"
+
+#define UUID "6b3c7c2e-4f1a-4c1e-9d2b-2f0c8a1e5d3f"
+#define CSR_PEM                                                                                    \
+	"-----BEGIN CERTIFICATE REQUEST-----\nMIIBOzCB4QIBADBG\n-----END CERTIFICATE REQUEST-----\n"
+
+/* What lmp-device-register sends: pretty-printed, "/" as "\/", every value a string. */
+static const char tool_body[] =
+	"{\n"
+	"    \"name\": \"gw-17\",\n"
+	"    \"uuid\": \"" UUID "\",\n"
+	"    \"csr\": \"-----BEGIN CERTIFICATE REQUEST-----\\nMIIBOzCB4QIBADBG\\n-----END "
+	"CERTIFICATE REQUEST-----\\n\",\n"
+	"    \"hardware-id\": \"imx8mm-lpddr4-evk\",\n"
+	"    \"sota-config-dir\": \"\\/var\\/sota\",\n"
+	"    \"overrides\": {\n"
+	"        \"pacman\": {\n"
+	"            \"tags\": \"\\\"main\\\"\"\n"
+	"        }\n"
+	"    },\n"
+	"    \"use-ostree-server\": \"true\"\n"
+	"}\n";
+
+static const char profile_yaml[] = "sku: gw\n"
+				   "match: {hardware_ids: [imx8mm-lpddr4-evk]}\n"
+				   "factory: acme-factory\n"
+				   "sota:\n"
+				   "  gateway: https://ota-lite.foundries.io:8443\n"
+				   "  ostree_server: https://ostree.foundries.io:8443\n"
+				   "  overrides: {pacman: {tags: '\"devel\"', extra: '\"1\"'}}\n"
+				   "groups: [line-1, qa]\n"
+				   "files:\n"
+				   "  - set: foundries\n";
+
+static const struct st_profile *load_profile(const char *yaml)
+{
+	const struct st_profile *p = NULL;
+	char err[512] = "";
+
+	if (st_profile_load_buffer("test.yaml", yaml, strlen(yaml), stderr, &p, err,
+				   sizeof(err)) != 0)
+		fail_msg("profile: %s", err);
+	return p;
+}
+
+static int parse(const char *body, struct st_http_reg **r, char *err, size_t errlen)
+{
+	return st_http_reg_parse(body, strlen(body), r, err, errlen);
+}
+
+static void test_parse_tool_body(void **state)
+{
+	struct st_http_reg *r = NULL;
+	char err[512] = "";
+
+	(void)state;
+	assert_int_equal(parse(tool_body, &r, err, sizeof(err)), 0);
+	assert_string_equal(r->uuid, UUID);
+	assert_string_equal(r->hardware_id, "imx8mm-lpddr4-evk");
+	assert_string_equal(r->name, "gw-17");
+	assert_string_equal(r->config_dir, "/var/sota");
+	assert_string_equal(r->csr, CSR_PEM);
+	assert_int_equal(r->csr_len, strlen(CSR_PEM));
+	assert_null(r->group);
+	assert_int_equal(r->overrides.n, 1);
+	assert_string_equal(r->overrides.sec[0].name, "pacman");
+	assert_int_equal(r->overrides.sec[0].n, 1);
+	assert_string_equal(r->overrides.sec[0].kv[0].key, "tags");
+	assert_string_equal(r->overrides.sec[0].kv[0].value, "\"main\"");
+	st_http_reg_free(r);
+
+	/* The minimum: csr, hardware-id, uuid. An empty group is no group; a null override
+	 * value is written as unset. */
+	assert_int_equal(parse("{\"csr\":\"x\",\"hardware-id\":\"h\",\"uuid\":\"u\",\"group\":\"\","
+			       "\"overrides\":{\"tls\":{\"server\":null},\"new\":{}}}",
+			       &r, err, sizeof(err)),
+			 0);
+	assert_null(r->name);
+	assert_null(r->config_dir);
+	assert_null(r->group);
+	assert_int_equal(r->overrides.n, 2);
+	assert_string_equal(r->overrides.sec[0].kv[0].value, "");
+	assert_int_equal(r->overrides.sec[1].n, 0);
+	st_http_reg_free(r);
+}
+
+/* Each malformed body, the code and words of its message. */
+static void test_parse_errors(void **state)
+{
+	static const struct {
+		const char *body;
+		int code;
+		const char *words;
+	} cases[] = {
+		{ "", ST_E_HTTP_JSON, "not JSON" },
+		{ "{\"csr\": \"x\",", ST_E_HTTP_JSON, "not JSON" },
+		{ "[1, 2]", ST_E_HTTP_JSON, "must be a JSON object, not an array" },
+		{ "\"csr\"", ST_E_HTTP_JSON, "not JSON" },
+		{ "{\"csr\":\"a\",\"csr\":\"b\",\"hardware-id\":\"h\",\"uuid\":\"u\"}", ST_E_HTTP_JSON,
+		  "duplicate" },
+		{ "{\"hardware-id\":\"h\",\"uuid\":\"u\"}", ST_E_HTTP_FIELD, "'csr' is missing" },
+		{ "{\"csr\":null,\"hardware-id\":\"h\",\"uuid\":\"u\"}", ST_E_HTTP_FIELD,
+		  "'csr' is missing" },
+		{ "{\"csr\":\"\",\"hardware-id\":\"h\",\"uuid\":\"u\"}", ST_E_HTTP_FIELD,
+		  "'csr' is empty" },
+		{ "{\"csr\":\"x\",\"uuid\":\"u\"}", ST_E_HTTP_FIELD, "'hardware-id' is missing" },
+		{ "{\"csr\":\"x\",\"hardware-id\":\"h\"}", ST_E_HTTP_FIELD, "'uuid' is missing" },
+		{ "{\"csr\":\"x\",\"hardware-id\":\"h\",\"uuid\":42}", ST_E_HTTP_FIELD,
+		  "'uuid' must be a string, not a number" },
+		{ "{\"csr\":[\"x\"],\"hardware-id\":\"h\",\"uuid\":\"u\"}", ST_E_HTTP_FIELD,
+		  "'csr' must be a string, not an array" },
+		{ "{\"csr\":\"x\",\"hardware-id\":\"h\",\"uuid\":\"u\\u0000v\"}", ST_E_HTTP_JSON,
+		  "not allowed" },
+		{ "{\"csr\":\"x\",\"hardware-id\":\"h\\nX\",\"uuid\":\"u\"}", ST_E_HTTP_FIELD,
+		  "'hardware-id' contains a control character (0x0a)" },
+		{ "{\"csr\":\"x\",\"hardware-id\":\"h\",\"uuid\":\"u\",\"name\":true}",
+		  ST_E_HTTP_FIELD, "'name' must be a string, not a boolean" },
+		{ "{\"csr\":\"x\",\"hardware-id\":\"h\",\"uuid\":\"u\",\"sota-config-dir\":\"var\"}",
+		  ST_E_HTTP_FIELD, "absolute directory" },
+		{ "{\"csr\":\"x\",\"hardware-id\":\"h\",\"uuid\":\"u\",\"sota-config-dir\":\"/\"}",
+		  ST_E_HTTP_FIELD, "absolute directory" },
+		{ "{\"csr\":\"x\",\"hardware-id\":\"h\",\"uuid\":\"u\","
+		  "\"sota-config-dir\":\"/a/../etc\"}",
+		  ST_E_HTTP_FIELD, "without '..'" },
+		{ "{\"csr\":\"x\",\"hardware-id\":\"h\",\"uuid\":\"u\",\"group\":\"a b\"}",
+		  ST_E_HTTP_FIELD, "'group' may contain only" },
+		{ "{\"csr\":\"x\",\"hardware-id\":\"h\",\"uuid\":\"u\",\"overrides\":\"tags\"}",
+		  ST_E_HTTP_FIELD, "'overrides' must be an object of sections, not a string" },
+		{ "{\"csr\":\"x\",\"hardware-id\":\"h\",\"uuid\":\"u\",\"overrides\":{\"a]\":{}}}",
+		  ST_E_HTTP_FIELD, "section name 'a]'" },
+		{ "{\"csr\":\"x\",\"hardware-id\":\"h\",\"uuid\":\"u\",\"overrides\":{\"p\":[]}}",
+		  ST_E_HTTP_FIELD, "overrides.p must be an object of keys, not an array" },
+		{ "{\"csr\":\"x\",\"hardware-id\":\"h\",\"uuid\":\"u\","
+		  "\"overrides\":{\"p\":{\"k=\\\"x\\\"\\n[tls]\\nserver\":\"\\\"evil\\\"\"}}}",
+		  ST_E_HTTP_FIELD, "key 'k=" },
+		{ "{\"csr\":\"x\",\"hardware-id\":\"h\",\"uuid\":\"u\",\"overrides\":{\"p\":{\"k\":1}}}",
+		  ST_E_HTTP_FIELD, "overrides.p.k must be a string of TOML text, not a number" },
+		{ "{\"csr\":\"x\",\"hardware-id\":\"h\",\"uuid\":\"u\","
+		  "\"overrides\":{\"p\":{\"k\":\"main\"}}}",
+		  ST_E_HTTP_FIELD, "overrides.p.k: 'main' is not a TOML value" },
+		{ "{\"csr\":\"x\",\"hardware-id\":\"h\",\"uuid\":\"u\","
+		  "\"overrides\":{\"p\":{\"k\":\"\\\"a\\nb\\\"\"}}}",
+		  ST_E_HTTP_FIELD, "overrides.p.k" },
+	};
+	char err[512];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct st_http_reg *r = (struct st_http_reg *)1;
+		int rc;
+
+		err[0] = 0;
+		rc = parse(cases[i].body, &r, err, sizeof(err));
+		if (rc != cases[i].code || !strstr(err, cases[i].words))
+			fail_msg("case %zu (%s): rc %d (%s), message '%s', expected %s with '%s'", i,
+				 cases[i].body, rc, st_errname(rc), err, st_errname(cases[i].code),
+				 cases[i].words);
+		assert_null(r);
+	}
+}
+
+static void test_parse_bounds(void **state)
+{
+	struct st_http_reg *r = NULL;
+	char err[512] = "", *body, *p;
+	size_t n = 64 * 1024;
+
+	(void)state;
+	/* Sections beyond the bound. */
+	body = malloc(n);
+	assert_non_null(body);
+	p = body + sprintf(body, "{\"csr\":\"x\",\"hardware-id\":\"h\",\"uuid\":\"u\",\"overrides\":{");
+	for (int i = 0; i <= ST_HTTP_REG_MAX_SECTIONS; i++)
+		p += sprintf(p, "%s\"s%d\":{}", i ? "," : "", i);
+	strcpy(p, "}}");
+	assert_int_equal(parse(body, &r, err, sizeof(err)), ST_E_HTTP_FIELD);
+	assert_non_null(strstr(err, "sections, at most 32"));
+	/* A name over its bound. */
+	p = body + sprintf(body, "{\"csr\":\"x\",\"hardware-id\":\"h\",\"uuid\":\"u\",\"name\":\"");
+	memset(p, 'n', ST_HTTP_REG_MAX_NAME + 1);
+	strcpy(p + ST_HTTP_REG_MAX_NAME + 1, "\"}");
+	assert_int_equal(parse(body, &r, err, sizeof(err)), ST_E_HTTP_FIELD);
+	assert_non_null(strstr(err, "'name' is 129 bytes long, at most 128"));
+	/* A uuid longer than a CN may be. */
+	p = body + sprintf(body, "{\"csr\":\"x\",\"hardware-id\":\"h\",\"uuid\":\"");
+	memset(p, 'u', ST_PROFILE_MAX_ID + 1);
+	strcpy(p + ST_PROFILE_MAX_ID + 1, "\"}");
+	assert_int_equal(parse(body, &r, err, sizeof(err)), ST_E_HTTP_FIELD);
+	/* Deep nesting is JSON the parser refuses or a field of the wrong type, never a
+	 * crash. */
+	p = body;
+	for (int i = 0; i < 5000; i++)
+		*p++ = '[';
+	*p = 0;
+	assert_int_equal(parse(body, &r, err, sizeof(err)), ST_E_HTTP_JSON);
+	free(body);
+}
+
+static void test_check(void **state)
+{
+	const struct st_profile *p = load_profile(profile_yaml);
+	const struct st_profile *se, *nosota;
+	struct st_http_reg *r = NULL;
+	char err[512] = "";
+
+	(void)state;
+	assert_int_equal(parse(tool_body, &r, err, sizeof(err)), 0);
+	assert_int_equal(st_http_reg_check(p, r, err, sizeof(err)), 0);
+	r->group = strdup("qa");
+	assert_int_equal(st_http_reg_check(p, r, err, sizeof(err)), 0);
+	free(r->group);
+	r->group = strdup("line-9");
+	assert_int_equal(st_http_reg_check(p, r, err, sizeof(err)), ST_E_HTTP_GROUP);
+	assert_non_null(strstr(err, "group 'line-9' is not allowed by profile gw"));
+	free(r->group);
+	r->group = NULL;
+	free(r->uuid);
+	r->uuid = strdup("6B3C7C2E-4F1A-4C1E-9D2B-2F0C8A1E5D3F");
+	assert_int_equal(st_http_reg_check(p, r, err, sizeof(err)), ST_E_PROFILE_DEVICE_ID);
+
+	se = load_profile("sku: mcu\nfactory: acme-factory\nkey: {storage: secure-element}\n"
+			  "sota: {gateway: 'https://g', ostree_server: 'https://o'}\n"
+			  "files: [{set: foundries}]\n");
+	assert_int_equal(st_http_reg_check(se, r, err, sizeof(err)), ST_E_HTTP_KEY_STORAGE);
+	nosota = load_profile("sku: bare\nfactory: acme-factory\n"
+			      "files: [{path: /etc/id, content: \"{device_id}\"}]\n");
+	assert_int_equal(st_http_reg_check(nosota, r, err, sizeof(err)), ST_E_HTTP_NO_SOTA);
+	st_http_reg_free(r);
+	st_profile_free(se);
+	st_profile_free(nosota);
+	st_profile_free(p);
+}
+
+static void test_sota(void **state)
+{
+	const struct st_profile *p = load_profile(profile_yaml);
+	struct st_http_reg *r = NULL;
+	char err[512] = "", *toml = NULL;
+	size_t len;
+
+	(void)state;
+	assert_int_equal(parse(tool_body, &r, err, sizeof(err)), 0);
+	free(r->config_dir);
+	r->config_dir = strdup("/factory/sota");
+	assert_int_equal(st_http_reg_sota(p, r, &toml, &len, err, sizeof(err)), 0);
+	assert_int_equal(strlen(toml), len);
+	/* The request's tags replace the profile's in place; the profile's extra key stays. */
+	assert_non_null(strstr(toml, "[pacman]\ntype = \"ostree+compose_apps\"\n"
+				     "ostree_server = \"https://ostree.foundries.io:8443/ostree\"\n"
+				     "tags = \"main\"\nextra = \"1\"\n\n[storage]"));
+	assert_non_null(strstr(toml, "primary_ecu_hardware_id = \"imx8mm-lpddr4-evk\"\n"));
+	assert_non_null(strstr(toml, "tls_clientcert_path = \"/factory/sota/client.pem\"\n"));
+	free(toml);
+	/* A hardware id that would break out of its quotes. */
+	free(r->hardware_id);
+	r->hardware_id = strdup("imx\"8");
+	assert_int_not_equal(st_http_reg_sota(p, r, &toml, &len, err, sizeof(err)), 0);
+	assert_null(toml);
+	st_http_reg_free(r);
+	st_profile_free(p);
+}
+
+/* A self-signed P-256 certificate in DER and PEM. */
+static void make_cert(uint8_t **der, size_t *der_len, char **pem)
+{
+	EVP_PKEY *key = EVP_EC_gen("prime256v1");
+	X509 *x = X509_new();
+	BIO *b = BIO_new(BIO_s_mem());
+	unsigned char *d = NULL;
+	char *data;
+	long n;
+	int dl;
+
+	assert_non_null(key);
+	X509_set_version(x, 2);
+	ASN1_INTEGER_set(X509_get_serialNumber(x), 7);
+	X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_UTF8,
+				   (const unsigned char *)UUID, -1, -1, 0);
+	X509_set_issuer_name(x, X509_get_subject_name(x));
+	X509_gmtime_adj(X509_getm_notBefore(x), 0);
+	X509_gmtime_adj(X509_getm_notAfter(x), 86400);
+	X509_set_pubkey(x, key);
+	assert_true(X509_sign(x, key, EVP_sha256()) > 0);
+	dl = i2d_X509(x, &d);
+	assert_true(dl > 0);
+	*der = d;
+	*der_len = (size_t)dl;
+	PEM_write_bio_X509(b, x);
+	n = BIO_get_mem_data(b, &data);
+	*pem = strndup(data, (size_t)n);
+	BIO_free(b);
+	X509_free(x);
+	EVP_PKEY_free(key);
+}
+
+static void test_answer(void **state)
+{
+	const char *root = "-----BEGIN CERTIFICATE-----\nROOT\n-----END CERTIFICATE-----\n";
+	const char *chain = "-----BEGIN CERTIFICATE-----\nCA\n-----END CERTIFICATE-----\n";
+	const char *sota = "[tls]\nserver = \"https://g\"\n\ttab\x01\n";
+	struct st_http_answer a;
+	uint8_t *der = NULL;
+	size_t der_len;
+	char *pem = NULL, *chained;
+	json_error_t jerr;
+	json_t *o;
+
+	(void)state;
+	make_cert(&der, &der_len, &pem);
+	assert_int_equal(st_http_answer_prepare(&a, root, sota, chain), 0);
+	assert_int_equal(st_http_answer_finish(&a, der, der_len), 0);
+	assert_true(a.len <= a.cap);
+	o = json_loadb(a.buf, a.len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!o)
+		fail_msg("answer is not JSON: %s: %.*s", jerr.text, (int)a.len, a.buf);
+	/* Exactly the four files the device tool writes. */
+	assert_int_equal(json_object_size(o), 4);
+	assert_string_equal(json_string_value(json_object_get(o, "root.crt")), root);
+	assert_string_equal(json_string_value(json_object_get(o, "sota.toml")), sota);
+	assert_string_equal(json_string_value(json_object_get(o, "client.pem")), pem);
+	assert_true(asprintf(&chained, "%s%s", pem, chain) > 0);
+	assert_string_equal(json_string_value(json_object_get(o, "client.chained")), chained);
+	json_decref(o);
+	free(chained);
+
+	/* A certificate beyond the reserved room still makes a valid answer. */
+	{
+		size_t big = ST_HTTP_REG_CERT_DER_ROOM * 2;
+		uint8_t *b = calloc(1, big);
+
+		assert_non_null(b);
+		memset(b, 0xa5, big);
+		assert_int_equal(st_http_answer_finish(&a, b, big), 0);
+		o = json_loadb(a.buf, a.len, 0, &jerr);
+		assert_non_null(o);
+		assert_int_equal(json_object_size(o), 4);
+		json_decref(o);
+		free(b);
+	}
+	st_http_answer_clear(&a);
+	st_http_answer_clear(&a);
+	OPENSSL_free(der);
+	free(pem);
+}
+
+static void test_escape(void **state)
+{
+	const char in[] = "a\"b\\c\n\r\t\x01\x7f/é";
+	char out[64];
+	size_t n;
+
+	(void)state;
+	n = st_http_json_escape(out, in, sizeof(in) - 1);
+	assert_int_equal(n, st_http_json_escaped_len(in, sizeof(in) - 1));
+	out[n] = 0;
+	assert_string_equal(out, "a\\\"b\\\\c\\n\\r\\t\\u0001\\u007f/é");
+}
+
+static void test_status(void **state)
+{
+	(void)state;
+	assert_int_equal(st_http_status_for(ST_E_HTTP_JSON), 400);
+	assert_int_equal(st_http_status_for(ST_E_HTTP_FIELD), 400);
+	assert_int_equal(st_http_status_for(ST_E_CSR_SIGNATURE), 400);
+	assert_int_equal(st_http_status_for(ST_E_CSR_KEY_TYPE), 400);
+	assert_int_equal(st_http_status_for(ST_E_CSR_BC_UNEXPECTED), 400);
+	assert_int_equal(st_http_status_for(ST_E_PROFILE_NOMATCH), 400);
+	assert_int_equal(st_http_status_for(ST_E_HTTP_AUTH), 401);
+	assert_int_equal(st_http_status_for(ST_E_HTTP_GROUP), 403);
+	assert_int_equal(st_http_status_for(ST_E_HTTP_KEY_STORAGE), 403);
+	assert_int_equal(st_http_status_for(ST_E_HTTP_NOT_FOUND), 404);
+	assert_int_equal(st_http_status_for(ST_E_HTTP_METHOD), 405);
+	assert_int_equal(st_http_status_for(ST_E_POOL_ID_OTHER_KEY), 409);
+	assert_int_equal(st_http_status_for(ST_E_POOL_KEY_REUSED), 409);
+	assert_int_equal(st_http_status_for(ST_E_HTTP_TOO_LARGE), 413);
+	assert_int_equal(st_http_status_for(ST_E_POOL_FULL), 503);
+	assert_int_equal(st_http_status_for(ST_E_HTTP_TIMEOUT), 503);
+	assert_int_equal(st_http_status_for(ST_E_SIGNER_DEVICE), 500);
+}
+
+static void test_listen(void **state)
+{
+	static const char *const good[] = { "127.0.0.1:8443", "0.0.0.0:0", "[::1]:443",
+					    "[::]:65535" };
+	static const char *const bad[] = { "127.0.0.1",	      "localhost:8443", "127.0.0.1:",
+					   "127.0.0.1:65536", "127.0.0.1:-1",	"[::1]8443",
+					   ":8443",	      "127.0.0.1:80x",	"[::1:443" };
+	struct sockaddr_storage ss;
+	char err[256];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+		assert_int_equal(st_http_parse_listen(good[i], &ss, err, sizeof(err)), 0);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		if (st_http_parse_listen(bad[i], &ss, err, sizeof(err)) != ST_E_CONFIG)
+			fail_msg("listen '%s' accepted", bad[i]);
+		assert_non_null(strstr(err, bad[i]));
+	}
+}
+
+/* Loads a configuration whose http section is given; returns the diagnostics. */
+static int load_config(const char *http, struct st_config **cfg, char *diag, size_t dlen)
+{
+	char buf[4096], err[256];
+	FILE *f = fmemopen(diag, dlen, "w");
+	int rc;
+
+	snprintf(buf, sizeof(buf),
+		 "ca: {signer: file, key: ca.key, cert: ca.pem, root: root.pem}\n%s", http);
+	memset(diag, 0, dlen);
+	rc = st_config_load_buffer("station.yaml", "/etc/station", buf, strlen(buf), f, cfg, err,
+				   sizeof(err));
+	fclose(f);
+	return rc;
+}
+
+static void test_config(void **state)
+{
+	struct st_config *cfg = NULL;
+	char diag[4096];
+
+	(void)state;
+	assert_int_equal(load_config("", &cfg, diag, sizeof(diag)), 0);
+	assert_int_equal(cfg->http.enabled, 0);
+	st_config_free(cfg);
+
+	assert_int_equal(load_config("http: {}\n", &cfg, diag, sizeof(diag)), 0);
+	assert_int_equal(cfg->http.enabled, 1);
+	assert_string_equal(cfg->http.listen, ST_HTTP_DEFAULT_LISTEN);
+	assert_int_equal(cfg->http.max_body, ST_HTTP_DEFAULT_MAX_BODY);
+	assert_int_equal(cfg->http.max_connections, ST_HTTP_DEFAULT_MAX_CONNECTIONS);
+	st_config_free(cfg);
+
+	assert_int_equal(load_config("http:\n  listen: '[::1]:9443'\n  tls_cert: gw.pem\n"
+				     "  tls_key: gw.key\n  client_ca: cas.pem\n"
+				     "  token_file: tokens\n  max_body: 8192\n"
+				     "  tokens: [aaaaaaaaaaaaaaaaaaaa, bbbbbbbbbbbbbbbbbbbb]\n",
+				     &cfg, diag, sizeof(diag)),
+			 0);
+	assert_string_equal(cfg->http.listen, "[::1]:9443");
+	assert_string_equal(cfg->http.tls_cert, "/etc/station/gw.pem");
+	assert_string_equal(cfg->http.client_ca, "/etc/station/cas.pem");
+	assert_string_equal(cfg->http.token_file, "/etc/station/tokens");
+	assert_int_equal(cfg->http.max_body, 8192);
+	assert_int_equal(cfg->http.n_tokens, 2);
+	st_config_free(cfg);
+
+	/* Every problem, in one run, never quoting a token. */
+	assert_int_equal(load_config("http:\n  listen: localhost:80\n  tls_key: gw.key\n"
+				     "  max_body: 10\n  tokens: [short-secret-1, 'with space secret "
+				     "value']\n  port: 1\n",
+				     &cfg, diag, sizeof(diag)),
+			 ST_E_CONFIG);
+	assert_null(cfg);
+	assert_non_null(strstr(diag, "station.yaml:3:11: listen address 'localhost:80'"));
+	assert_non_null(strstr(diag, "HTTPS needs both 'tls_cert' and 'tls_key'"));
+	assert_non_null(strstr(diag, "max_body"));
+	assert_non_null(strstr(diag, "tokens[0] is 14 bytes long"));
+	assert_non_null(strstr(diag, "tokens[1] has a character that is not printable ASCII"));
+	assert_non_null(strstr(diag, "'port'"));
+	assert_null(strstr(diag, "short-secret-1"));
+	assert_null(strstr(diag, "with space"));
+
+	assert_int_equal(load_config("http: {client_ca: cas.pem}\n", &cfg, diag, sizeof(diag)),
+			 ST_E_CONFIG);
+	assert_non_null(strstr(diag, "'client_ca' needs HTTPS"));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_parse_tool_body),
+		cmocka_unit_test(test_parse_errors),
+		cmocka_unit_test(test_parse_bounds),
+		cmocka_unit_test(test_check),
+		cmocka_unit_test(test_sota),
+		cmocka_unit_test(test_answer),
+		cmocka_unit_test(test_escape),
+		cmocka_unit_test(test_status),
+		cmocka_unit_test(test_listen),
+		cmocka_unit_test(test_config),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
