@@ -25,6 +25,40 @@ static int h_pin(struct st_yl_ctx *ctx, const struct st_yl_node *node, const str
 	return -1;
 }
 
+/* Under systemd the PIN arrives as a credential (LoadCredential=pin:FILE in the unit) in the
+ * directory the service manager names in $CREDENTIALS_DIRECTORY; a pin_file starting with
+ * "${CREDENTIALS_DIRECTORY}/" is taken from there. Without the variable (a command run by
+ * hand) the path stays as written, so commands that need no PIN still load the file and one
+ * that reads the PIN names the unexpanded path. Other paths resolve as paths do. */
+#define CRED_PREFIX "${CREDENTIALS_DIRECTORY}/"
+
+static int h_pin_file(struct st_yl_ctx *ctx, const struct st_yl_node *node,
+		      const struct st_yl_key *key, void *base)
+{
+	const size_t n = sizeof(CRED_PREFIX) - 1;
+	const char *dir = getenv("CREDENTIALS_DIRECTORY");
+	char **field = (char **)((char *)base + key->offset);
+	char *s, *p;
+
+	if (node->type != ST_YL_SCALAR || node->len < n || memcmp(node->value, CRED_PREFIX, n) != 0)
+		return st_yl_h_path(ctx, node, key, base);
+	if (st_yl_string(ctx, node, key->name, ST_YL_ONELINE | ST_YL_NONEMPTY, PATH_MAX - 1,
+			 &s) != 0)
+		return -1;
+	if (dir && dir[0] == '/') {
+		p = st_yl_join(dir, s + n);
+		free(s);
+		if (!p) {
+			st_yl_error(ctx, node, "out of memory");
+			return -1;
+		}
+		s = p;
+	}
+	free(*field);
+	*field = s;
+	return 0;
+}
+
 #define CA(field) offsetof(struct st_config_ca, field)
 
 enum {
@@ -46,7 +80,7 @@ static const struct st_yl_key ca_keys[] = {
 	/* Resolved against the file's directory only for the file signer (below). */
 	[CA_KEY] = ST_YL_RANGE("key", st_yl_h_string, CA(key),
 			       ST_YL_REQUIRED | ST_YL_ONELINE | ST_YL_NONEMPTY, 0, 4096),
-	[CA_PIN_FILE] = ST_YL_KEY("pin_file", st_yl_h_path, CA(pin_file), 0),
+	[CA_PIN_FILE] = ST_YL_KEY("pin_file", h_pin_file, CA(pin_file), 0),
 	[CA_PIN_ENV] = ST_YL_RANGE("pin_env", st_yl_h_string, CA(pin_env),
 				   ST_YL_ONELINE | ST_YL_NONEMPTY, 0, 128),
 	[CA_MECHANISM] = ST_YL_CHOICE("mechanism", st_yl_h_choice, CA(mechanism), 0, mechanisms),
@@ -297,7 +331,6 @@ enum {
 	T_TIMEOUTS,
 	T_RETRIES,
 	T_OUTPUTS,
-	T_HTTP,
 	T_N
 };
 
@@ -313,7 +346,6 @@ static const struct st_yl_key top_keys[] = {
 	[T_TIMEOUTS] = ST_YL_SUB("timeouts", C(timeouts), 0, timeout_keys),
 	[T_RETRIES] = ST_YL_SUB("retries", C(retries), 0, retry_keys),
 	[T_OUTPUTS] = ST_YL_SUB("outputs", C(outputs), 0, output_keys),
-	[T_HTTP] = ST_YL_KEY("http", st_config_h_http, C(http), 0),
 	[T_N] = ST_YL_END,
 };
 
@@ -343,7 +375,6 @@ void st_config_free(struct st_config *cfg)
 	free(cfg->slots);
 	free(cfg->outputs.events);
 	free(cfg->outputs.console_dir);
-	st_config_http_clear(&cfg->http);
 	free(cfg);
 }
 
