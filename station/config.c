@@ -331,6 +331,7 @@ enum {
 	T_TIMEOUTS,
 	T_RETRIES,
 	T_OUTPUTS,
+	T_HTTP,
 	T_N
 };
 
@@ -346,6 +347,7 @@ static const struct st_yl_key top_keys[] = {
 	[T_TIMEOUTS] = ST_YL_SUB("timeouts", C(timeouts), 0, timeout_keys),
 	[T_RETRIES] = ST_YL_SUB("retries", C(retries), 0, retry_keys),
 	[T_OUTPUTS] = ST_YL_SUB("outputs", C(outputs), 0, output_keys),
+	[T_HTTP] = ST_YL_KEY("http", st_config_h_http, C(http), 0),
 	[T_N] = ST_YL_END,
 };
 
@@ -375,6 +377,7 @@ void st_config_free(struct st_config *cfg)
 	free(cfg->slots);
 	free(cfg->outputs.events);
 	free(cfg->outputs.console_dir);
+	st_config_http_clear(&cfg->http);
 	free(cfg);
 }
 
