@@ -16,6 +16,7 @@
 #include "ca.h"
 #include "config.h"
 #include "err.h"
+#include "http.h"
 #include "log.h"
 #include "profile.h"
 #include "signer.h"
@@ -37,6 +38,7 @@ struct st_engine {
 	char *chain_pem, *root_pem;
 	struct drv_signer *signer;
 	struct st_pool *pool;
+	struct st_http *http; /* the registration server (config http:), until stopping */
 	struct st_events *events;
 	struct st_profiles *profiles;
 	struct st_slot_env env;
@@ -496,6 +498,9 @@ static void engine_stop_now(struct st_engine *e)
 	st_notice("stopping (%s); %zu boards in flight", e->stop_reason, busy);
 	for (size_t i = 0; i < e->nslots; i++)
 		st_slot_stop(e->slots[i]);
+	/* The registration server first: what it left in the pool is finished below. */
+	st_http_close(e->http, NULL, NULL);
+	e->http = NULL;
 	/* The pool finishes what it signs, records it, carries out the queued ledger updates
 	 * (deliveries, failures), and only then calls back. */
 	st_pool_close(e->pool, on_pool_closed, e);
@@ -603,6 +608,31 @@ static void on_pool_status(struct st_pool *pool, int paused, const char *reason,
 			json_object_set_new(o, "reason", r);
 	}
 	st_events_emit(e->events, o);
+}
+
+/* GET /status of the registration server: the slots and the tallies beside its own. */
+static void http_status(json_t *o, void *arg)
+{
+	struct st_engine *e = arg;
+	const struct st_tally *t = st_events_tally(e->events);
+	json_t *slots = json_array();
+
+	json_object_set_new(o, "station", json_string(e->station));
+	json_object_set_new(o, "boards",
+			    json_pack("{s:I,s:I,s:I,s:I,s:I}", "finished", (json_int_t)t->boards,
+				      "passed", (json_int_t)t->passed, "failed",
+				      (json_int_t)t->failed, "abandoned", (json_int_t)t->abandoned,
+				      "reused", (json_int_t)t->reused));
+	for (size_t i = 0; slots && i < e->nslots; i++) {
+		const struct st_slot *s = e->slots[i];
+
+		json_array_append_new(
+			slots, json_pack("{s:s,s:s,s:s,s:s,s:I,s:I}", "name", s->name, "state",
+					 st_slot_state_name(s->state), "device_id", s->device_id,
+					 "last_error", s->last_error, "handled",
+					 (json_int_t)s->handled, "passed", (json_int_t)s->passed));
+	}
+	json_object_set_new(o, "slots", slots);
 }
 
 /* ---- Set-up --------------------------------------------------------------------------- */
@@ -798,6 +828,14 @@ int st_engine_new(const char *config_path, const struct st_engine_options *opt,
 		goto fail;
 	e->env.pool = e->pool;
 	st_pool_set_status_cb(e->pool, on_pool_status, e);
+	if (e->cfg->http.enabled) {
+		struct st_http_env he = { e->pool, e->ca, current_profiles, e };
+
+		rc = st_http_start(&e->loop, &e->cfg->http, &he, &e->http, err, errlen);
+		if (rc < 0)
+			goto fail;
+		st_http_set_status_hook(e->http, http_status, e);
+	}
 
 	uv_signal_init(&e->loop, &e->sig_int);
 	uv_signal_init(&e->loop, &e->sig_term);
@@ -841,6 +879,8 @@ int st_engine_run(struct st_engine *e)
 	st_pool_stats(e->pool, &ps);
 	st_notice("station %s: %zu slots, %u signing workers, ledger %s", e->station, e->nslots,
 		  ps.workers, e->cfg->ledger);
+	if (e->http)
+		st_notice("registration API (lmp-device-register) on %s", st_http_url(e->http));
 	for (size_t i = 0; i < e->nslots; i++)
 		st_slot_start(e->slots[i]);
 	uv_run(&e->loop, UV_RUN_DEFAULT);
@@ -859,6 +899,8 @@ void st_engine_free(struct st_engine *e)
 {
 	if (!e)
 		return;
+	st_http_close(e->http, NULL, NULL);
+	e->http = NULL;
 	if (e->pool && !e->pool_closed) {
 		/* Set-up failed after the pool started: close it and let its threads end. */
 		st_pool_close(e->pool, NULL, NULL);
