@@ -1,0 +1,322 @@
+#!/usr/bin/env bash
+# `cmake --install` into a DESTDIR lays out what a station PC needs, at the paths a system
+# install (prefix /usr) uses: the program, example profiles, documentation, the example
+# configuration, the ledger directory, the systemd unit (which systemd-analyze accepts), the
+# sysusers and tmpfiles entries (applied to a scratch root), the udev example and station.pc.
+# The installed program names its build, checks the installed profiles, takes its PIN from a
+# systemd credential directory, and writes JSON log lines that parse.
+#
+# Paths are written into the unit and station.pc when a tree is configured, so the install is
+# made from a tree of its own configured with -DCMAKE_INSTALL_PREFIX=/usr (only the program is
+# built there; it stays in the build directory so later runs are incremental).
+. "$(dirname "$0")/../lib/common.sh"
+
+TREE="$BUILD_DIR/test-install-tree"
+R="$T/root"
+cmake -S "$SOURCE_DIR" -B "$TREE" -DCMAKE_INSTALL_PREFIX=/usr -DSTATION_TESTS=OFF >"$T/log" 2>&1 ||
+	fail "configure with prefix /usr: $(tail -20 "$T/log")"
+cmake --build "$TREE" --target station -j2 >"$T/log" 2>&1 || fail "build: $(tail -20 "$T/log")"
+DESTDIR="$R" cmake --install "$TREE" >"$T/log" 2>&1 || fail "install: $(tail -20 "$T/log")"
+ok "cmake --install with DESTDIR and prefix /usr"
+
+# Everything lands under DESTDIR (the manifest names the final paths), nothing elsewhere.
+while read -r f; do
+	[ -f "$R$f" ] || fail "manifest names $f, but DESTDIR lacks it"
+done <"$TREE/install_manifest.txt"
+n=$(grep -c "" "$TREE/install_manifest.txt")
+[ "$(find "$R" -type f | wc -l)" -eq "$n" ] || fail "DESTDIR holds files the manifest does not name"
+ok "$n files installed, all under DESTDIR"
+
+# The tree, at the places a system install uses.
+for f in usr/bin/station \
+	usr/share/station/profiles/README.md \
+	usr/share/doc/station/README.md \
+	usr/share/doc/station/drivers/PROTOCOL.md \
+	usr/share/doc/station/profiles/README.md \
+	usr/share/doc/station/examples/60-station-fixtures.rules.example \
+	etc/station/station.yaml.example \
+	usr/lib/systemd/system/station.service \
+	usr/lib/sysusers.d/station.conf \
+	usr/lib/tmpfiles.d/station.conf \
+	usr/share/pkgconfig/station.pc; do
+	[ -s "$R/$f" ] || fail "missing or empty: /$f"
+done
+[ -x "$R/usr/bin/station" ] || fail "/usr/bin/station is not executable"
+for p in "$SOURCE_DIR"/profiles/*.yaml; do
+	cmp -s "$p" "$R/usr/share/station/profiles/${p##*/}" || fail "profile ${p##*/} not installed as is"
+done
+if [ -d "$SOURCE_DIR/profiles/templates" ]; then
+	for p in "$SOURCE_DIR"/profiles/templates/*; do
+		[ -f "$R/usr/share/station/profiles/templates/${p##*/}" ] || fail "template ${p##*/} not installed"
+	done
+fi
+[ -d "$R/var/lib/station" ] || fail "ledger directory /var/lib/station not made"
+[ "$(stat -c %a "$R/var/lib/station")" = 700 ] || fail "/var/lib/station is not mode 0700"
+[ ! -e "$R/usr/etc" ] && [ ! -e "$R/usr/var" ] || fail "configuration or state went under /usr"
+ok "binary, profiles, documents, configuration example, ledger directory, unit, sysusers, tmpfiles, udev example, station.pc"
+
+# station.pc names the installed paths and the program's version.
+export PKG_CONFIG_PATH="$R/usr/share/pkgconfig"
+version=$(pkg-config --modversion station) || fail "pkg-config cannot read station.pc"
+for v in prefix=/usr bindir=/usr/bin profilesdir=/usr/share/station/profiles sysconfdir=/etc \
+	confdir=/etc/station ledgerdir=/var/lib/station docdir=/usr/share/doc/station \
+	systemdsystemunitdir=/usr/lib/systemd/system; do
+	got=$(pkg-config --variable="${v%%=*}" station)
+	[ "$got" = "${v#*=}" ] || fail "station.pc: ${v%%=*} is '$got', expected '${v#*=}'"
+done
+ok "station.pc: version $version, prefix, bindir, profilesdir, sysconfdir, confdir, ledgerdir, docdir, unit dir"
+
+# --version names the version and the build.
+"$R/usr/bin/station" --version >"$T/version" || fail "station --version failed"
+grep -qE "^station $version \(.+\)$" "$T/version" || fail "--version prints '$(cat "$T/version")'"
+if [ -d "$SOURCE_DIR/.git" ] && command -v git >/dev/null; then
+	grep -q "(unknown)" "$T/version" && fail "--version in a git checkout says unknown"
+fi
+ok "installed binary: $(cat "$T/version")"
+
+# The unit: what it must say, then systemd's own check.
+unit="$R/usr/lib/systemd/system/station.service"
+for line in "ExecStart=/usr/bin/station run -c /etc/station/station.yaml" \
+	'ExecReload=/bin/kill -HUP $MAINPID' Type=exec Restart=on-failure \
+	User=station Group=station SupplementaryGroups=dialout StateDirectory=station \
+	ConfigurationDirectory=station LoadCredential=pin:/etc/station/pin LimitNOFILE=8192 \
+	NoNewPrivileges=yes ProtectSystem=strict ProtectHome=yes PrivateTmp=yes DevicePolicy=closed \
+	"DeviceAllow=char-ttyS rw" "DeviceAllow=char-ttyUSB rw" "DeviceAllow=char-ttyACM rw" \
+	CapabilityBoundingSet= UMask=0077; do
+	grep -qxF -- "$line" "$unit" || fail "unit lacks the line '$line'"
+done
+grep -q "^DynamicUser" "$unit" && fail "unit uses DynamicUser"
+grep -q "^ExecStart=.*pin" "$unit" && fail "the PIN or its file is on the command line"
+ok "unit: user station in dialout, StateDirectory, credential PIN, hardening, LimitNOFILE=8192, reload by SIGHUP"
+
+command -v systemd-analyze >/dev/null || fail "systemd-analyze missing (Debian package systemd)"
+# verify requires ExecStart's program to exist at its absolute path: a copy of the unit points
+# at the DESTDIR's program; nothing else is changed.
+mkdir -p "$T/units"
+sed "s|^ExecStart=/usr/bin/station |ExecStart=$R/usr/bin/station |" "$unit" >"$T/units/station.service"
+SYSTEMD_LOG_COLOR=0 systemd-analyze verify "$T/units/station.service" >"$T/verify" 2>&1 ||
+	fail "systemd-analyze verify: $(cat "$T/verify")"
+[ ! -s "$T/verify" ] || fail "systemd-analyze verify warns: $(cat "$T/verify")"
+ok "systemd-analyze verify accepts the unit"
+# The hardening as systemd rates it (0 = fully confined, 10 = unconfined); older systemd
+# has no --offline and skips this.
+if systemd-analyze security --help 2>/dev/null | grep -q -- --offline; then
+	systemd-analyze security --offline=true --no-pager "$T/units/station.service" >"$T/sec" 2>&1 || true
+	level=$(sed -n 's/.*Overall exposure level for station.service: \([0-9.]*\).*/\1/p' "$T/sec")
+	[ -n "$level" ] || fail "systemd-analyze security gave no level: $(tail -3 "$T/sec")"
+	awk -v l="$level" 'BEGIN { exit !(l <= 3.0) }' || fail "exposure level $level, expected <= 3.0"
+	ok "systemd-analyze security: exposure level $level"
+fi
+
+# sysusers makes the user (in group dialout, home the ledger directory, no login) and
+# tmpfiles its ledger directory, in a scratch root holding copies of this machine's files.
+S="$T/sysroot"
+mkdir -p "$S/etc"
+cp /etc/passwd /etc/group "$S/etc/"
+[ -f /etc/shadow ] && [ -r /etc/shadow ] && cp /etc/shadow "$S/etc/"
+[ -f /etc/gshadow ] && [ -r /etc/gshadow ] && cp /etc/gshadow "$S/etc/"
+grep -q "^dialout:" "$S/etc/group" || echo "dialout:x:20:" >>"$S/etc/group"
+if [ "$(id -u)" -eq 0 ] && command -v systemd-sysusers >/dev/null; then
+	systemd-sysusers --root="$S" "$R/usr/lib/sysusers.d/station.conf" >"$T/log" 2>&1 ||
+		fail "systemd-sysusers: $(cat "$T/log")"
+	grep -qE "^station:x:[0-9]+:[0-9]+:[^:]*:/var/lib/station:.*nologin$" "$S/etc/passwd" ||
+		fail "sysusers made no station user: $(grep station "$S/etc/passwd")"
+	grep -qE "^dialout:.*[:,]station(,|$)" "$S/etc/group" || fail "station is not in group dialout"
+	uid=$(awk -F: '$1 == "station" { print $3 }' "$S/etc/passwd")
+	systemd-tmpfiles --root="$S" --create "$R/usr/lib/tmpfiles.d/station.conf" >"$T/log" 2>&1 ||
+		fail "systemd-tmpfiles: $(cat "$T/log")"
+	[ "$(stat -c '%a %u' "$S/var/lib/station")" = "700 $uid" ] ||
+		fail "tmpfiles: /var/lib/station is $(stat -c '%a %u' "$S/var/lib/station"), expected 700 $uid"
+	ok "sysusers: user station (uid $uid) in dialout; tmpfiles: /var/lib/station 0700 owned by it"
+else
+	echo "skip - sysusers and tmpfiles need root (chown) and systemd-sysusers"
+fi
+
+# The installed program checks the installed example profiles.
+if "$R/usr/bin/station" profile check --help >/dev/null 2>&1; then
+	"$R/usr/bin/station" profile check "$R"/usr/share/station/profiles/*.yaml >"$T/out" 2>"$T/err" ||
+		fail "profile check of the installed profiles: $(cat "$T/err")"
+	n=$(grep -c ": ok" "$T/out")
+	[ "$n" -eq "$(ls "$R"/usr/share/station/profiles/*.yaml | wc -l)" ] ||
+		fail "profile check: $(cat "$T/out")"
+	ok "installed binary: profile check passes all $n installed profiles"
+else
+	echo "skip - this build has no 'station profile check'"
+fi
+
+# The example configuration loads: the only complaint is the ledger that does not exist yet,
+# at the path the unit's StateDirectory gives.
+ex="$R/etc/station/station.yaml.example"
+grep -q "^ledger: /var/lib/station/ledger.db$" "$ex" || fail "example ledger path is not /var/lib/station"
+grep -q '^  pin_file: ${CREDENTIALS_DIRECTORY}/pin$' "$ex" || fail "example pin_file is not the credential"
+if ! "$R/usr/bin/station" ledger -c "$ex" list >"$T/out" 2>"$T/err"; then
+	grep -q "errors\? in" "$T/err" && fail "example configuration does not load: $(cat "$T/err")"
+	grep -q "/var/lib/station/ledger.db" "$T/err" || fail "ledger -c example: $(cat "$T/err")"
+fi
+# The same with every optional key the example shows in comments written out.
+sed -E -e 's/^# (station|pool|timeouts|retries|outputs):/\1:/' -e 's/^#   ([a-z])/  \1/' \
+	-e 's/^  # - port:/  - port:/' -e 's/^  #   ([a-z])/    \1/' "$ex" >"$T/full.yaml"
+[ "$(grep -c "^  [a-z_]*: [^#]" "$T/full.yaml")" -gt "$(grep -c "^  [a-z_]*: [^#]" "$ex")" ] ||
+	fail "uncommenting the example changed nothing"
+if ! "$R/usr/bin/station" ledger -c "$T/full.yaml" list >"$T/out" 2>"$T/err"; then
+	grep -q "errors\? in" "$T/err" && fail "example with its optional keys does not load: $(cat "$T/err")"
+fi
+ok "the example configuration loads, also with the optional keys it shows"
+
+# The PIN from a systemd credential: pin_file ${CREDENTIALS_DIRECTORY}/pin reads the
+# directory the service manager passes; without it the path stays unexpanded.
+pki="$T/pki"
+dev_pki "$pki" acme-factory
+mkdir -m 700 "$T/cred"
+mv "$pki/pin" "$T/cred/pin"
+sed -i 's|^  pin_file: .*|  pin_file: ${CREDENTIALS_DIRECTORY}/pin|' "$pki/station.yaml"
+grep -q 'CREDENTIALS_DIRECTORY' "$pki/station.yaml" || fail "could not point pin_file at the credential"
+
+# check_credential_pin STATION
+check_credential_pin() {
+	local st=$1 uuid
+	uuid=$(cat /proc/sys/kernel/random/uuid)
+	device_csr "$T/dev" "$uuid" acme-factory
+	CREDENTIALS_DIRECTORY="$T/cred" "$st" sign -c "$pki/station.yaml" \
+		--csr "$T/dev/csr.pem" --device-id "$uuid" -o "$T/dev/client.pem" 2>"$T/err" ||
+		fail "$st: sign with the PIN in \$CREDENTIALS_DIRECTORY: $(cat "$T/err")"
+	openssl verify -CAfile "$pki/factory-root.pem" -untrusted "$pki/local-ca.pem" \
+		"$T/dev/client.pem" >/dev/null || fail "$st: certificate does not verify"
+	(unset CREDENTIALS_DIRECTORY && "$st" sign -c "$pki/station.yaml" \
+		--csr "$T/dev/csr.pem" --device-id "$uuid" -o "$T/dev/again.pem") 2>"$T/err" &&
+		fail "$st: sign without \$CREDENTIALS_DIRECTORY succeeded"
+	grep -qF '${CREDENTIALS_DIRECTORY}/pin' "$T/err" ||
+		fail "$st: no credential: the error does not name the path: $(cat "$T/err")"
+	ok "$st: PIN read from \$CREDENTIALS_DIRECTORY/pin; without the variable the error names the credential path"
+}
+
+# check_log_forms STATION: JSON objects with --log-format json (quotes, control bytes and
+# invalid UTF-8 in a message included); priority prefixes for journald otherwise when stderr
+# is not a terminal.
+check_log_forms() {
+	local st=$1 line
+	"$st" --log-format json sign --bad$'\t"\\\x01\xff' 2>"$T/log" >/dev/null && fail "sign --bad succeeded"
+	"$st" --log-format=json sign 2>>"$T/log" >/dev/null && fail "sign without options succeeded"
+	[ "$(wc -l <"$T/log")" -eq 2 ] || fail "$st: expected 2 JSON log lines: $(cat "$T/log")"
+	if command -v jq >/dev/null; then
+		jq -e -c 'select(.priority == 3 and .level == "error" and (.msg | type == "string"))' \
+			"$T/log" >"$T/jq" || fail "$st: JSON log lines do not parse: $(cat "$T/log")"
+		[ "$(wc -l <"$T/jq")" -eq 2 ] || fail "$st: JSON log lines lack fields: $(cat "$T/log")"
+		jq -r .msg "$T/log" | head -1 | grep -qF -e $'--bad\t"\\\x01\xef\xbf\xbd' ||
+			fail "$st: JSON message does not decode to what was logged: $(cat "$T/log")"
+	else
+		while read -r line; do
+			[[ $line =~ ^\{\"priority\":3,\"level\":\"error\",\"msg\":\".*\"\}$ ]] ||
+				fail "$st: not a JSON log line: $line"
+		done <"$T/log"
+	fi
+	grep -qF '\"\\\u0001' "$T/log" || fail "$st: quote, backslash or control byte not escaped: $(cat "$T/log")"
+	"$st" sign 2>"$T/log" >/dev/null && fail "sign without options succeeded"
+	grep -q "^<3>error: sign needs" "$T/log" || fail "$st: no priority prefix when stderr is a file: $(cat "$T/log")"
+	"$st" --log-format journal sign 2>"$T/log" >/dev/null && fail "sign succeeded"
+	grep -q "^<3>error: sign needs" "$T/log" || fail "$st: --log-format journal: $(cat "$T/log")"
+	expect_fail "$st: --log-format with an unknown form" "unknown; use text, journal or json" \
+		"$st" --log-format xml sign
+	ok "$st: --log-format json gives one parseable object per line (priority, level, msg); text and journal forms the <3> prefix"
+}
+
+# With the installed program and with the build under test (which may carry the sanitizers).
+for st in "$R/usr/bin/station" "$STATION"; do
+	check_credential_pin "$st"
+	check_log_forms "$st"
+done
+
+# A rehearsal of the service: the installed program started as the unit starts it (run -c,
+# stdout and stderr not terminals, the PIN from $CREDENTIALS_DIRECTORY, the ledger in a state
+# directory), with JSON logs; four simulated boards pass, SIGHUP (systemctl reload) reloads
+# the profiles, SIGTERM (systemctl stop) ends it cleanly with status 0.
+SIMBOARD=$BUILD_DIR/fixtures/simboard/simboard
+if [ -x "$SIMBOARD" ] && "$R/usr/bin/station" run --help >/dev/null 2>&1; then
+	SIMPID= SVCPID=
+	trap 'rc=$?; for p in $SVCPID $SIMPID; do kill -TERM "$p" 2>/dev/null; wait "$p" 2>/dev/null; done; [ -n "${KEEP_TMP:-}" ] || rm -rf "$T"; exit $rc' EXIT
+	mkdir -m 700 "$T/state"
+	cat >"$pki/sim-gw.yaml" <<'EOF'
+sku: sim-gw
+match:
+  hardware_ids: [sim-board]
+factory: acme-factory
+device_id:
+  source: board
+sota:
+  gateway: https://gateway.example:8443
+  ostree_server: https://ostree.example:8443
+files:
+  - set: foundries
+EOF
+	grep -v "^ledger:" "$pki/station.yaml" >"$pki/svc.yaml"
+	cat >>"$pki/svc.yaml" <<EOF
+ledger: $T/state/ledger.db
+profiles: [sim-gw.yaml]
+slots:
+  - board_map: $T/line/map.yaml
+outputs:
+  events: $T/state/events
+EOF
+	mkfifo "$T/state/events"
+	exec 3< <(exec "$SIMBOARD" --dir "$T/line" --boards 4 --seed 11)
+	SIMPID=$!
+	read -r -t 60 -u 3 line || fail "simboard did not start"
+	case $line in "simboard: ready: 4 boards"*) ;; *) fail "simboard: $line" ;; esac
+	CREDENTIALS_DIRECTORY="$T/cred" "$R/usr/bin/station" --log-format json run -c "$pki/svc.yaml" \
+		>"$T/svc.out" 2>"$T/svc.err" &
+	SVCPID=$!
+	# The event stream is a FIFO: each line is read as the station writes it.
+	exec 4<"$T/state/events"
+	passes=0
+	while [ "$passes" -lt 4 ] && read -r -t 120 -u 4 ev; do
+		case $ev in
+		*'"event":"pass"'*) passes=$((passes + 1)) ;;
+		*'"event":"fail"'*) fail "a board failed: $ev" ;;
+		esac
+	done
+	[ "$passes" = 4 ] || fail "service rehearsal: $passes of 4 boards passed: $(tail -5 "$T/svc.err")"
+	kill -HUP "$SVCPID"
+	ev=
+	while read -r -t 120 -u 4 ev; do
+		case $ev in *'"event":"reload"'*) break ;; esac
+	done
+	case $ev in *'"event":"reload"'*) ;; *) fail "no reload event after SIGHUP: $(tail -5 "$T/svc.err")" ;; esac
+	kill -TERM "$SVCPID"
+	cat <&4 >"$T/svc.events"
+	exec 4<&-
+	wait "$SVCPID" || fail "station run ended with status $? after SIGTERM: $(tail -5 "$T/svc.err")"
+	SVCPID=
+	grep -q '"event":"summary"' "$T/svc.events" || fail "no summary event after SIGTERM"
+	grep -q $'\e\\[' "$T/svc.out" && fail "the live view drew although stdout is not a terminal"
+	[ -s "$T/svc.err" ] || fail "station run logged nothing"
+	if command -v jq >/dev/null; then
+		jq -e -s 'all(.[]; (.priority | type == "number") and (.level | type == "string") and (.msg | type == "string"))' \
+			"$T/svc.err" >/dev/null || fail "station run's log lines are not all JSON: $(head -5 "$T/svc.err")"
+	fi
+	grep -q '"msg":"SIGHUP: ' "$T/svc.err" || fail "no log line for the reload: $(cat "$T/svc.err")"
+	"$R/usr/bin/station" ledger -c "$pki/svc.yaml" check >"$T/check.out" ||
+		fail "ledger check after the rehearsal: $(cat "$T/check.out")"
+	kill -TERM "$SIMPID" 2>/dev/null
+	wait "$SIMPID" 2>/dev/null || true
+	SIMPID=
+	ok "service rehearsal: 4 boards passed, SIGHUP reloaded, SIGTERM stopped with status 0; $(wc -l <"$T/svc.err") JSON log lines; no live view"
+else
+	echo "skip - service rehearsal needs simboard ($SIMBOARD) and 'station run'"
+fi
+
+# A tree without .git (a release tarball) calls its build "unknown", and with the default
+# prefix /usr/local configuration and state stay under the prefix, the unit making that
+# ledger directory writable.
+mkdir "$T/tarball"
+tar -C "$SOURCE_DIR" --exclude=./.git --exclude='./build*' --exclude=./demo -cf - . | tar -C "$T/tarball" -xf -
+cmake -S "$T/tarball" -B "$T/tarball-build" -DSTATION_TESTS=OFF >"$T/log" 2>&1 ||
+	fail "configure the tarball tree: $(tail -20 "$T/log")"
+grep -rqF 'STATION_GIT_REV=\"unknown\"' "$T/tarball-build" ||
+	fail "a tree without .git is not named unknown"
+grep -qxF "ExecStart=/usr/local/bin/station run -c /usr/local/etc/station/station.yaml" \
+	"$T/tarball-build/station/dist/station.service" || fail "prefix /usr/local: wrong ExecStart"
+grep -qxF "ReadWritePaths=-/usr/local/var/lib/station" "$T/tarball-build/station/dist/station.service" ||
+	fail "prefix /usr/local: ledger directory not writable in the unit"
+grep -qxF "ledgerdir=/usr/local/var/lib/station" "$T/tarball-build/station/dist/station.pc" ||
+	fail "prefix /usr/local: station.pc ledgerdir"
+ok "tarball tree: build named unknown; prefix /usr/local honoured in unit and station.pc"
