@@ -11,7 +11,12 @@ station_install_deps
 
 build=${BENCH_BUILD_DIR:-$STATION_SRC/build-release}
 cmake -S "$STATION_SRC" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$build" -j"$(nproc)" --target bench_issue -- --no-print-directory >/dev/null
+cmake --build "$build" -j"$(nproc)" --target bench_issue bench_http -- --no-print-directory >/dev/null
 
 echo "== issuance (tests/bench/bench_issue.c)"
 "$build/tests/bench_issue" "$@"
+
+# BENCH_HTTP_ARGS: e.g. "-n 5000 -c 128 --softhsm"
+echo "== registration API over loopback HTTP (tests/bench/bench_http.c)"
+# shellcheck disable=SC2086
+"$build/tests/bench_http" ${BENCH_HTTP_ARGS:--n 4000 -c 128}

@@ -1,0 +1,630 @@
+/* Registration API benchmark: registrations/s over loopback HTTP through the whole station
+ * path (H2O, JSON, profile, sota.toml, CSR checks, signing pool with W workers, SQLite
+ * ledger with fsync, the 201 answer), against the crypto-only bound (verify the CSR, sign,
+ * verify the signature) measured in the same run, and against the reference server's
+ * ~276 registrations/s per core.
+ *
+ * The server runs on the main thread's loop as `station serve` runs it; a client thread with
+ * its own loop keeps C keep-alive connections busy with N distinct devices (P-256 keys and
+ * CSRs made beforehand, bodies shaped as the device tool sends them, with an OSF-TOKEN).
+ * Loopback only; the request count is bounded by N.
+ *
+ * Usage: bench_http [-n N] [-c CONNECTIONS] [-w WORKERS] [--softhsm] [-d DIR]
+ * Not a test: the machine's load moves the absolute figures; compare the ratios of a run. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+#include <uv.h>
+
+#include "ca.h"
+#include "config.h"
+#include "err.h"
+#include "http.h"
+#include "log.h"
+#include "pool.h"
+#include "profile.h"
+#include "signer.h"
+#include "slot.h"
+#include "x509sign.h"
+
+#define FACTORY "bench-factory"
+#define MODULE "/usr/lib/softhsm/libsofthsm2.so"
+#define TOKEN "bench-token-0123456789abcdef"
+#define REFERENCE_PER_CORE 276.0
+
+static const char profile_yaml[] = "sku: bench-gw\n"
+				   "match: {hardware_ids: [bench-board]}\n"
+				   "factory: " FACTORY "\n"
+				   "sota:\n"
+				   "  gateway: https://ota-lite.foundries.io:8443\n"
+				   "  ostree_server: https://ostree.foundries.io:8443\n"
+				   "files:\n"
+				   "  - set: foundries\n";
+
+static void die(const char *what, const char *err)
+{
+	fprintf(stderr, "bench_http: %s: %s\n", what, err ? err : "");
+	exit(1);
+}
+
+static double now_s(void)
+{
+	return (double)uv_hrtime() / 1e9;
+}
+
+static double cpu_s(clockid_t id)
+{
+	struct timespec ts;
+
+	clock_gettime(id, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* ---- The CA ------------------------------------------------------------------------------ */
+
+struct setup {
+	struct drv_signer *signer;
+	struct st_ca *ca;
+	EVP_PKEY *ca_priv; /* file key only: the bound signs in-process */
+	X509 *root;
+};
+
+static void add_ext(X509 *x, X509 *issuer, int nid, const char *value)
+{
+	X509V3_CTX ctx;
+	X509_EXTENSION *ext;
+
+	X509V3_set_ctx(&ctx, issuer, x, NULL, NULL, 0);
+	ext = X509V3_EXT_conf_nid(NULL, &ctx, nid, value);
+	if (!ext)
+		die("extension", value);
+	X509_add_ext(x, ext, -1);
+	X509_EXTENSION_free(ext);
+}
+
+static X509 *ca_cert(EVP_PKEY *pub, const char *cn, X509 *issuer, int pathlen0)
+{
+	X509 *x = X509_new();
+	X509_NAME *name = X509_NAME_new();
+
+	X509_set_version(x, 2);
+	ASN1_INTEGER_set(X509_get_serialNumber(x), pathlen0 ? 2 : 1);
+	X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)cn, -1, -1, 0);
+	X509_NAME_add_entry_by_txt(name, "OU", MBSTRING_UTF8, (const unsigned char *)FACTORY, -1,
+				   -1, 0);
+	X509_set_subject_name(x, name);
+	X509_set_issuer_name(x, issuer ? X509_get_subject_name(issuer) : name);
+	X509_NAME_free(name);
+	X509_gmtime_adj(X509_getm_notBefore(x), -3600);
+	X509_gmtime_adj(X509_getm_notAfter(x), 3650L * 86400);
+	X509_set_pubkey(x, pub);
+	add_ext(x, issuer ? issuer : x, NID_basic_constraints,
+		pathlen0 ? "critical,CA:TRUE,pathlen:0" : "critical,CA:TRUE");
+	add_ext(x, issuer ? issuer : x, NID_key_usage, "critical,keyCertSign,cRLSign");
+	add_ext(x, issuer ? issuer : x, NID_subject_key_identifier, "hash");
+	return x;
+}
+
+/* A factory root (key in memory) and the local CA under it, with its key in a file or in
+ * SoftHSM2. */
+static void setup(struct setup *s, const char *dir, int softhsm)
+{
+	struct drv_signer_config cfg = { .backend = softhsm ? "pkcs11" : "file" };
+	EVP_PKEY *root_key = EVP_EC_gen("prime256v1"), *pub = NULL;
+	char path[4200], conf[4200], pin[4200], uri[8400], err[512] = "";
+	X509 *x;
+	FILE *f;
+
+	s->root = ca_cert(root_key, "Factory-CA", NULL, 0);
+	X509_sign(s->root, root_key, EVP_sha256());
+	if (softhsm) {
+		snprintf(path, sizeof(path), "%s/tokens", dir);
+		snprintf(conf, sizeof(conf), "%s/softhsm2.conf", dir);
+		snprintf(pin, sizeof(pin), "%s/user.pin", dir);
+		snprintf(uri, sizeof(uri), "pkcs11:token=bench;object=local-ca?module-path=%s",
+			 MODULE);
+		if (mkdir(path, 0700) != 0)
+			die("mkdir", path);
+		f = fopen(conf, "w");
+		if (!f)
+			die("writing", conf);
+		fprintf(f, "directories.tokendir = %s\nobjectstore.backend = file\n"
+			   "log.level = ERROR\n",
+			path);
+		fclose(f);
+		setenv("SOFTHSM2_CONF", conf, 1);
+		f = fopen(pin, "w");
+		if (!f || chmod(pin, 0600) != 0)
+			die("writing", pin);
+		fputs("1234-bench\n", f);
+		fclose(f);
+		if (drv_pkcs11_init_token(MODULE, "bench", "5678-so", "1234-bench", err,
+					  sizeof(err)))
+			die("token", err);
+		cfg.key = uri;
+		cfg.pin_file = pin;
+		if (drv_pkcs11_generate_ec_key(&cfg, NULL, err, sizeof(err)) != 0)
+			die("key", err);
+	} else {
+		s->ca_priv = EVP_EC_gen("prime256v1");
+		snprintf(path, sizeof(path), "%s/ca.key", dir);
+		f = fopen(path, "w");
+		if (!f || chmod(path, 0600) != 0 ||
+		    PEM_write_PrivateKey(f, s->ca_priv, NULL, NULL, 0, NULL, NULL) != 1)
+			die("writing the CA key", path);
+		fclose(f);
+		cfg.key = path;
+	}
+	if (drv_signer_open(&cfg, &s->signer, err, sizeof(err)) != 0)
+		die("signer", err);
+	pub = drv_signer_public_key(s->signer);
+	x = ca_cert(pub, "Local-Device-CA", s->root, 1);
+	X509_sign(x, root_key, EVP_sha256());
+	if (st_ca_from_x509(x, NULL, s->root, "bench CA", &s->ca, err, sizeof(err)) != 0)
+		die("CA", err);
+	X509_free(x);
+	EVP_PKEY_free(pub);
+	EVP_PKEY_free(root_key);
+}
+
+/* ---- Devices ----------------------------------------------------------------------------- */
+
+struct device {
+	char *req; /* the whole HTTP request */
+	size_t len;
+};
+
+static void uuid4(char out[37])
+{
+	unsigned char b[16];
+
+	RAND_bytes(b, sizeof(b));
+	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+	snprintf(out, 37,
+		 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
+		 b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
+		 b[14], b[15]);
+}
+
+/* A device as the device tool makes it: key, CSR with CN=uuid, OU=factory and the
+ * keyUsage/EKU request, the JSON body pretty-printed with "\/" escapes. */
+static void make_device(struct device *d)
+{
+	EVP_PKEY *key = EVP_EC_gen("prime256v1");
+	X509_REQ *req = X509_REQ_new();
+	X509_NAME *name = X509_NAME_new();
+	STACK_OF(X509_EXTENSION) *exts = sk_X509_EXTENSION_new_null();
+	X509V3_CTX ctx;
+	BIO *b = BIO_new(BIO_s_mem());
+	char uuid[37], *pem, *body;
+	long n;
+	json_t *o;
+
+	uuid4(uuid);
+	X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)uuid, -1, -1,
+				   0);
+	X509_NAME_add_entry_by_txt(name, "OU", MBSTRING_UTF8, (const unsigned char *)FACTORY,
+				   -1, -1, 0);
+	X509_REQ_set_subject_name(req, name);
+	X509_NAME_free(name);
+	X509_REQ_set_pubkey(req, key);
+	X509V3_set_ctx(&ctx, NULL, NULL, req, NULL, 0);
+	sk_X509_EXTENSION_push(exts, X509V3_EXT_conf_nid(NULL, &ctx, NID_key_usage,
+							 "critical,digitalSignature"));
+	sk_X509_EXTENSION_push(exts, X509V3_EXT_conf_nid(NULL, &ctx, NID_ext_key_usage,
+							 "critical,clientAuth"));
+	X509_REQ_add_extensions(req, exts);
+	sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+	X509_REQ_sign(req, key, EVP_sha256());
+	PEM_write_bio_X509_REQ(b, req);
+	n = BIO_get_mem_data(b, &pem);
+	o = json_pack("{s:s,s:s,s:s%,s:s,s:s,s:{s:{s:s}},s:s}", "name", "bench-device", "uuid",
+		      uuid, "csr", pem, (size_t)n, "hardware-id", "bench-board", "sota-config-dir",
+		      "/var/sota", "overrides", "pacman", "tags", "\"main\"", "use-ostree-server",
+		      "true");
+	body = o ? json_dumps(o, JSON_INDENT(4) | JSON_ESCAPE_SLASH | JSON_PRESERVE_ORDER) : NULL;
+	if (!body)
+		die("device", "cannot build the body");
+	if (asprintf(&d->req,
+		     "POST /sign HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: bench_http\r\n"
+		     "Content-Type: application/json\r\nOSF-TOKEN: %s\r\nContent-Length: %zu\r\n"
+		     "\r\n%s",
+		     TOKEN, strlen(body), body) < 0)
+		die("device", "out of memory");
+	d->len = strlen(d->req);
+	free(body);
+	json_decref(o);
+	BIO_free(b);
+	X509_REQ_free(req);
+	EVP_PKEY_free(key);
+}
+
+/* ---- The crypto-only bound ---------------------------------------------------------------- */
+
+/* verify + sign + verify per certificate on this thread, keys and contexts ready: what one
+ * core could do at best (the file key signs in-process; SoftHSM2 through the signer). */
+static double bound_rate(const struct setup *s, size_t m, double *cpu)
+{
+	EVP_PKEY *dev = EVP_EC_gen("prime256v1");
+	EVP_PKEY_CTX *sdev = EVP_PKEY_CTX_new(dev, NULL), *vdev = EVP_PKEY_CTX_new(dev, NULL);
+	EVP_PKEY_CTX *vca = EVP_PKEY_CTX_new(s->ca->pkey, NULL);
+	EVP_PKEY_CTX *sca = s->ca_priv ? EVP_PKEY_CTX_new(s->ca_priv, NULL) : NULL;
+	uint8_t digest[32], dsig[DRV_SIGNER_MAX_SIG], sig[DRV_SIGNER_MAX_SIG];
+	size_t dlen = sizeof(dsig), slen;
+	char err[512] = "";
+	void *sess = NULL;
+	double t0, c0, t;
+
+	RAND_bytes(digest, sizeof(digest));
+	if (EVP_PKEY_sign_init(sdev) <= 0 || EVP_PKEY_sign(sdev, dsig, &dlen, digest, 32) <= 0 ||
+	    EVP_PKEY_verify_init(vdev) <= 0 || EVP_PKEY_verify_init(vca) <= 0 ||
+	    (sca && EVP_PKEY_sign_init(sca) <= 0))
+		die("bound", "cannot set up contexts");
+	if (!sca && drv_signer_session_open(s->signer, &sess, err, sizeof(err)) != 0)
+		die("bound", err);
+	t0 = now_s();
+	c0 = cpu_s(CLOCK_THREAD_CPUTIME_ID);
+	for (size_t i = 0; i < m; i++) {
+		slen = sizeof(sig);
+		if (EVP_PKEY_verify(vdev, dsig, dlen, digest, 32) != 1)
+			die("bound", "device signature");
+		if (sca ? EVP_PKEY_sign(sca, sig, &slen, digest, 32) <= 0 :
+			  drv_signer_sign(s->signer, sess, digest, 32, sig, &slen, err,
+					  sizeof(err)) < 0)
+			die("bound", "CA signature");
+		if (EVP_PKEY_verify(vca, sig, slen, digest, 32) != 1)
+			die("bound", "CA signature does not verify");
+	}
+	t = now_s() - t0;
+	*cpu = (cpu_s(CLOCK_THREAD_CPUTIME_ID) - c0) / (double)m;
+	if (sess)
+		drv_signer_session_close(s->signer, sess);
+	EVP_PKEY_CTX_free(sdev);
+	EVP_PKEY_CTX_free(vdev);
+	EVP_PKEY_CTX_free(vca);
+	EVP_PKEY_CTX_free(sca);
+	EVP_PKEY_free(dev);
+	return (double)m / t;
+}
+
+/* ---- The client -------------------------------------------------------------------------- */
+
+struct client;
+
+struct conn {
+	uv_tcp_t tcp;
+	uv_connect_t connect;
+	uv_write_t write;
+	struct client *cl;
+	char *buf;
+	size_t len, cap;
+	uint64_t sent_at;
+	int active;
+};
+
+struct client {
+	uv_loop_t loop;
+	struct sockaddr_in addr;
+	struct device *dev;
+	size_t n, next, done, created, other;
+	unsigned nconn;
+	struct conn *conns;
+	uint64_t *lat;
+	double t0, t1, cpu;
+	uv_async_t *finished; /* the server loop's: told when the client is done */
+};
+
+static void send_next(struct conn *c);
+
+static void on_alloc(uv_handle_t *h, size_t want, uv_buf_t *buf)
+{
+	struct conn *c = h->data;
+
+	(void)want;
+	if (c->cap - c->len < 16384) {
+		c->cap = c->cap ? c->cap * 2 : 65536;
+		c->buf = realloc(c->buf, c->cap);
+		if (!c->buf)
+			die("client", "out of memory");
+	}
+	*buf = uv_buf_init(c->buf + c->len, (unsigned)(c->cap - c->len));
+}
+
+/* One whole response in the buffer: its status; consumes it. 0 while incomplete. */
+static int take_response(struct conn *c)
+{
+	char *end = memmem(c->buf, c->len, "\r\n\r\n", 4), *cl;
+	size_t head, body = 0, total;
+	int status;
+
+	if (!end)
+		return 0;
+	head = (size_t)(end - c->buf) + 4;
+	*end = 0;
+	if (sscanf(c->buf, "HTTP/1.1 %d", &status) != 1)
+		die("client", "bad status line");
+	cl = strcasestr(c->buf, "\r\ncontent-length:");
+	if (cl)
+		body = strtoul(cl + 17, NULL, 10);
+	*end = '\r';
+	total = head + body;
+	if (c->len < total)
+		return 0;
+	memmove(c->buf, c->buf + total, c->len - total);
+	c->len -= total;
+	return status;
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+	struct conn *c = s->data;
+	struct client *cl = c->cl;
+	int status;
+
+	(void)buf;
+	if (nread < 0)
+		die("client", uv_strerror((int)nread));
+	c->len += (size_t)nread;
+	status = take_response(c);
+	if (!status)
+		return;
+	cl->lat[cl->done++] = uv_hrtime() - c->sent_at;
+	if (status == 201)
+		cl->created++;
+	else
+		cl->other++;
+	if (cl->done == cl->n) {
+		cl->t1 = now_s();
+		cl->cpu = cpu_s(CLOCK_THREAD_CPUTIME_ID) - cl->cpu;
+	}
+	send_next(c);
+}
+
+static void on_written(uv_write_t *w, int status)
+{
+	if (status < 0)
+		die("client write", uv_strerror(status));
+	(void)w;
+}
+
+static void send_next(struct conn *c)
+{
+	struct client *cl = c->cl;
+	uv_buf_t b;
+
+	if (cl->next == cl->n) {
+		uv_close((uv_handle_t *)&c->tcp, NULL);
+		return;
+	}
+	b = uv_buf_init(cl->dev[cl->next].req, (unsigned)cl->dev[cl->next].len);
+	cl->next++;
+	c->sent_at = uv_hrtime();
+	if (uv_write(&c->write, (uv_stream_t *)&c->tcp, &b, 1, on_written) != 0)
+		die("client", "uv_write");
+}
+
+static void on_connected(uv_connect_t *r, int status)
+{
+	struct conn *c = r->data;
+
+	if (status < 0)
+		die("client connect", uv_strerror(status));
+	uv_tcp_nodelay(&c->tcp, 1);
+	uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+	send_next(c);
+}
+
+static void *client_main(void *arg)
+{
+	struct client *cl = arg;
+
+	uv_loop_init(&cl->loop);
+	cl->t0 = now_s();
+	cl->cpu = cpu_s(CLOCK_THREAD_CPUTIME_ID);
+	for (unsigned i = 0; i < cl->nconn; i++) {
+		struct conn *c = &cl->conns[i];
+
+		c->cl = cl;
+		uv_tcp_init(&cl->loop, &c->tcp);
+		c->tcp.data = c;
+		c->connect.data = c;
+		uv_tcp_connect(&c->connect, &c->tcp, (const struct sockaddr *)&cl->addr,
+			       on_connected);
+	}
+	uv_run(&cl->loop, UV_RUN_DEFAULT);
+	uv_loop_close(&cl->loop);
+	uv_async_send(cl->finished);
+	return NULL;
+}
+
+/* ---- The server side --------------------------------------------------------------------- */
+
+struct server {
+	struct st_http *http;
+	struct st_pool *pool;
+	struct st_profiles *profiles;
+	uv_async_t finished;
+};
+
+static struct st_profiles *current_profiles(void *arg)
+{
+	return st_profiles_ref(((struct server *)arg)->profiles);
+}
+
+static void on_client_finished(uv_async_t *a)
+{
+	struct server *sv = a->data;
+
+	st_http_close(sv->http, NULL, NULL);
+	st_pool_close(sv->pool, NULL, NULL);
+	uv_close((uv_handle_t *)a, NULL);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+int main(int argc, char **argv)
+{
+	const char *base = getenv("TMPDIR");
+	struct setup s;
+	struct server sv;
+	struct client cl;
+	struct st_pool_config pc;
+	struct st_config_http hc;
+	struct st_http_env env;
+	const struct st_profile *prof = NULL;
+	char dir[4096], ledger[4200], cmd[4300], err[512] = "", *tokens[] = { TOKEN };
+	uv_loop_t loop;
+	pthread_t th;
+	int softhsm = 0, port;
+	double t0, bound, bound_cpu, c0, proc_cpu, server_cpu, loop_cpu, rate, wall;
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+
+	memset(&s, 0, sizeof(s));
+	memset(&sv, 0, sizeof(sv));
+	memset(&cl, 0, sizeof(cl));
+	cl.n = 3000;
+	cl.nconn = 32;
+	st_pool_config_default(&pc);
+	pc.workers = 2;
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "-n") && i + 1 < argc)
+			cl.n = strtoul(argv[++i], NULL, 10);
+		else if (!strcmp(argv[i], "-c") && i + 1 < argc)
+			cl.nconn = (unsigned)strtoul(argv[++i], NULL, 10);
+		else if (!strcmp(argv[i], "-w") && i + 1 < argc)
+			pc.workers = (unsigned)strtoul(argv[++i], NULL, 10);
+		else if (!strcmp(argv[i], "-d") && i + 1 < argc)
+			base = argv[++i];
+		else if (!strcmp(argv[i], "--softhsm"))
+			softhsm = 1;
+		else {
+			fprintf(stderr, "usage: bench_http [-n N] [-c CONNECTIONS] [-w WORKERS] "
+					"[--softhsm] [-d DIR]\n");
+			return 2;
+		}
+	}
+	if (cl.n < 100 || cl.n > 1000000 || cl.nconn < 1 || cl.nconn > 1024)
+		die("options", "-n 100..1000000, -c 1..1024");
+	if (cl.nconn > cl.n)
+		cl.nconn = (unsigned)cl.n;
+	st_log_set_level(ST_LOG_ERR);
+	snprintf(dir, sizeof(dir), "%s/bench-http-XXXXXX", base ? base : "/tmp");
+	if (!mkdtemp(dir))
+		die("mkdtemp", dir);
+	snprintf(ledger, sizeof(ledger), "%s/ledger.db", dir);
+	setup(&s, dir, softhsm);
+
+	t0 = now_s();
+	cl.dev = calloc(cl.n, sizeof(*cl.dev));
+	cl.lat = calloc(cl.n, sizeof(*cl.lat));
+	cl.conns = calloc(cl.nconn, sizeof(*cl.conns));
+	if (!cl.dev || !cl.lat || !cl.conns)
+		die("memory", "out of memory");
+	for (size_t i = 0; i < cl.n; i++)
+		make_device(&cl.dev[i]);
+	printf("bench_http: %zu devices (P-256 keys, CSRs, device-tool bodies of ~%zu bytes) made "
+	       "in %.1f s; %ld CPUs online; signer %s; ledger in %s\n",
+	       cl.n, cl.dev[0].len, now_s() - t0, ncpu, softhsm ? "SoftHSM2" : "file", dir);
+
+	bound = bound_rate(&s, 5000, &bound_cpu);
+
+	if (st_profile_load_buffer("bench.yaml", profile_yaml, sizeof(profile_yaml) - 1, stderr,
+				   &prof, err, sizeof(err)) != 0)
+		die("profile", err);
+	sv.profiles = st_profiles_new();
+	sv.profiles->list = calloc(1, sizeof(*sv.profiles->list));
+	if (!sv.profiles->list)
+		die("memory", "out of memory");
+	sv.profiles->list[0] = prof;
+	sv.profiles->n = 1;
+	uv_loop_init(&loop);
+	pc.station = "bench";
+	pc.ledger_path = ledger;
+	if (st_pool_new(&loop, &pc, s.ca, s.signer, &sv.pool, err, sizeof(err)) != 0)
+		die("pool", err);
+	memset(&hc, 0, sizeof(hc));
+	hc.listen = "127.0.0.1:0";
+	hc.tokens = tokens;
+	hc.n_tokens = 1;
+	env.pool = sv.pool;
+	env.ca = s.ca;
+	env.profiles = current_profiles;
+	env.arg = &sv;
+	if (st_http_start(&loop, &hc, &env, &sv.http, err, sizeof(err)) != 0)
+		die("http", err);
+	port = atoi(strrchr(st_http_url(sv.http), ':') + 1);
+	uv_ip4_addr("127.0.0.1", port, &cl.addr);
+	uv_async_init(&loop, &sv.finished, on_client_finished);
+	sv.finished.data = &sv;
+	cl.finished = &sv.finished;
+
+	c0 = cpu_s(CLOCK_PROCESS_CPUTIME_ID);
+	loop_cpu = cpu_s(CLOCK_THREAD_CPUTIME_ID);
+	if (pthread_create(&th, NULL, client_main, &cl) != 0)
+		die("thread", "pthread_create");
+	uv_run(&loop, UV_RUN_DEFAULT);
+	loop_cpu = cpu_s(CLOCK_THREAD_CPUTIME_ID) - loop_cpu;
+	pthread_join(th, NULL);
+	proc_cpu = cpu_s(CLOCK_PROCESS_CPUTIME_ID) - c0;
+	uv_loop_close(&loop);
+
+	wall = cl.t1 - cl.t0;
+	rate = (double)cl.created / wall;
+	server_cpu = (proc_cpu - cl.cpu) / (double)cl.n;
+	qsort(cl.lat, cl.done, sizeof(*cl.lat), cmp_u64);
+	printf("%zu registrations over %u keep-alive connections, %u signing workers: %zu x 201, "
+	       "%zu other\n",
+	       cl.n, cl.nconn, pc.workers, cl.created, cl.other);
+	printf("HTTP registrations:          %8.0f /s   (latency p50 %.1f ms, p99 %.1f ms, max "
+	       "%.1f ms)\n",
+	       rate, (double)cl.lat[cl.done / 2] / 1e6, (double)cl.lat[cl.done * 99 / 100] / 1e6,
+	       (double)cl.lat[cl.done - 1] / 1e6);
+	printf("crypto-only bound, 1 thread: %8.0f /s   (verify + sign + verify)\n", bound);
+	printf("ratio to the bound: %.2f of one core's bound, %.2f of %ld cores' (the client "
+	       "shares them)\n",
+	       rate / bound, rate / (bound * (double)ncpu), ncpu);
+	printf("CPU per registration (server side, client thread excluded): %.0f us; bound %.0f "
+	       "us: ratio %.2f\n",
+	       server_cpu * 1e6, bound_cpu * 1e6, bound_cpu / server_cpu);
+	printf("  of which the event loop thread (HTTP, JSON, sota.toml, CSR check, answers): %.0f "
+	       "us; pool workers and ledger: %.0f us\n",
+	       loop_cpu / (double)cl.n * 1e6, (server_cpu - loop_cpu / (double)cl.n) * 1e6);
+	printf("vs the reference server (%.0f/s per core): %.1fx per core of this run (%.0f/s on "
+	       "%ld cores)\n",
+	       REFERENCE_PER_CORE, rate / (double)ncpu / REFERENCE_PER_CORE, rate, ncpu);
+
+	for (size_t i = 0; i < cl.n; i++)
+		free(cl.dev[i].req);
+	for (unsigned i = 0; i < cl.nconn; i++)
+		free(cl.conns[i].buf);
+	free(cl.dev);
+	free(cl.lat);
+	free(cl.conns);
+	st_profiles_unref(sv.profiles);
+	drv_signer_close(s.signer);
+	st_ca_free(s.ca);
+	EVP_PKEY_free(s.ca_priv);
+	X509_free(s.root);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "bench_http: could not remove %s\n", dir);
+	return cl.other ? 1 : 0;
+}
