@@ -154,7 +154,7 @@ if ! "$R/usr/bin/station" ledger -c "$ex" list >"$T/out" 2>"$T/err"; then
 	grep -q "/var/lib/station/ledger.db" "$T/err" || fail "ledger -c example: $(cat "$T/err")"
 fi
 # The same with every optional key the example shows in comments written out.
-sed -E -e 's/^# (station|pool|timeouts|retries|outputs):/\1:/' -e 's/^#   ([a-z])/  \1/' \
+sed -E -e 's/^# (station|pool|timeouts|retries|outputs|http):/\1:/' -e 's/^#   ([a-z])/  \1/' \
 	-e 's/^  # - port:/  - port:/' -e 's/^  #   ([a-z])/    \1/' "$ex" >"$T/full.yaml"
 [ "$(grep -c "^  [a-z_]*: [^#]" "$T/full.yaml")" -gt "$(grep -c "^  [a-z_]*: [^#]" "$ex")" ] ||
 	fail "uncommenting the example changed nothing"
