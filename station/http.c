@@ -298,13 +298,6 @@ static void on_req_disposed(void *p)
 	reg_release(g);
 }
 
-static int refused_code(int rc)
-{
-	return rc == ST_E_POOL_KEY_REUSED || rc == ST_E_POOL_ID_OTHER_KEY ||
-	       rc == ST_E_LEDGER_DUP_KEY || rc == ST_E_LEDGER_DUP_ID ||
-	       rc == ST_E_LEDGER_DUP_SERIAL;
-}
-
 static void send_answer(struct st_http *h, struct reg *g)
 {
 	static h2o_generator_t generator = { NULL, NULL };
@@ -366,12 +359,19 @@ static void on_signed(struct st_sign_req *sreq)
 			respond_error(h, g->req, ST_E_POOL_FULL, msg, NULL);
 		}
 	} else {
-		if (sreq->refused || refused_code(sreq->rc))
+		switch (st_http_status_for(sreq->rc)) {
+		case 409:
 			h->st.refused++;
-		else if (st_http_status_for(sreq->rc) == 503)
+			break;
+		case 503:
 			h->st.busy++;
-		else
+			break;
+		case 500:
 			h->st.failed++;
+			break;
+		default:
+			h->st.rejected++;
+		}
 		st_notice("http %s: device %s: refused (%s): %s", g->peer, g->uuid,
 			  st_errname(sreq->rc), sreq->err);
 		respond_error(h, g->req, sreq->rc, sreq->err, NULL);
@@ -560,11 +560,11 @@ static void handle_status(struct st_http *h, h2o_req_t *req)
 
 	stats_fill(h, &s);
 	st_pool_stats(h->env.pool, &ps);
-	srv = json_pack("{s:s,s:b,s:I,s:I,s:f}", "url", h->url, "tls", h->tls, "connections",
-			(json_int_t)s.connections, "in_flight", (json_int_t)s.in_flight,
-			"uptime_s", (double)(uv_hrtime() - h->started) / 1e9);
-	reg = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "requests",
-			(json_int_t)s.requests, "signed", (json_int_t)s.signed_, "reused",
+	srv = json_pack("{s:s,s:b,s:I,s:I,s:I,s:f}", "url", h->url, "tls", h->tls, "requests",
+			(json_int_t)s.requests, "connections", (json_int_t)s.connections,
+			"in_flight", (json_int_t)s.in_flight, "uptime_s",
+			(double)(uv_hrtime() - h->started) / 1e9);
+	reg = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "signed", (json_int_t)s.signed_, "reused",
 			(json_int_t)s.reused, "refused", (json_int_t)s.refused, "rejected",
 			(json_int_t)s.rejected, "unauthorized", (json_int_t)s.unauthorized,
 			"too_large", (json_int_t)s.too_large, "busy", (json_int_t)s.busy, "failed",
@@ -606,7 +606,7 @@ static void handle_status(struct st_http *h, h2o_req_t *req)
 	json_object_set_new(o, "pool", pool);
 	if (h->hook)
 		h->hook(o, h->hook_arg);
-	body = json_dumps(o, JSON_INDENT(2));
+	body = json_dumps(o, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
 	json_decref(o);
 	if (!body) {
 		respond_error(h, req, ST_E_NOMEM, "out of memory", NULL);

@@ -21,8 +21,10 @@
  * a wrong method (with Allow); 409 the ledger refuses (the device id has a certificate for
  * another key, the key is certified for another device); 413 a body over max_body (refused
  * from Content-Length before the body is read, or while a chunked body arrives; this one
- * comes from H2O as text); 503 the pool is full, stopping, or did not sign within
- * sign_timeout_ms. A device that registers again with the same uuid and key gets its
+ * comes from H2O as text); 503 (with Retry-After) the pool is full, the station is
+ * stopping, another request of the same device is in flight, or the pool did not sign
+ * within sign_timeout_ms (the HSM is away: what it signs later is recorded and given to the
+ * device when it asks again). A device that registers again with the same uuid and key gets its
  * recorded certificate again (201, same serial).
  *
  * What can go wrong is checked before the CSR reaches the pool: the request, the profile

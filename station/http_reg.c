@@ -496,10 +496,10 @@ int st_http_status_for(int code)
 	case ST_E_POOL_ID_OTHER_KEY:
 	case ST_E_LEDGER_DUP_SERIAL:
 	case ST_E_LEDGER_DUP_KEY:
-	case ST_E_LEDGER_DUP_ID:
 		return 409;
 	case ST_E_HTTP_TOO_LARGE:
 		return 413;
+	case ST_E_LEDGER_DUP_ID: /* another request of this device is in flight: retry */
 	case ST_E_POOL_FULL:
 	case ST_E_POOL_CLOSED:
 	case ST_E_HTTP_TIMEOUT:

@@ -399,6 +399,7 @@ static void test_status(void **state)
 	assert_int_equal(st_http_status_for(ST_E_HTTP_TOO_LARGE), 413);
 	assert_int_equal(st_http_status_for(ST_E_POOL_FULL), 503);
 	assert_int_equal(st_http_status_for(ST_E_HTTP_TIMEOUT), 503);
+	assert_int_equal(st_http_status_for(ST_E_LEDGER_DUP_ID), 503);
 	assert_int_equal(st_http_status_for(ST_E_SIGNER_DEVICE), 500);
 }
 
