@@ -184,9 +184,14 @@ static int check_slot_name(struct st_yl_ctx *ctx, const struct st_yl_node *n,
 					break;
 			}
 			if (!end || !vars[k]) {
-				st_yl_error_in(ctx, n, i, "unknown name variable; this entry knows "
-					       "{%s}%s%s%s", vars[0], vars[1] ? ", {" : "",
-					       vars[1] ? vars[1] : "", vars[1] ? "}" : "");
+				char known[128] = "";
+				size_t used = 0;
+
+				for (k = 0; vars[k] && used < sizeof(known); k++)
+					used += (size_t)snprintf(known + used, sizeof(known) - used,
+								 "%s{%s}", k ? ", " : "", vars[k]);
+				st_yl_error_in(ctx, n, i, "unknown name variable; this entry knows %s",
+					       known);
 				return -1;
 			}
 			i = (size_t)(end - v);
@@ -205,7 +210,7 @@ static int check_slot_name(struct st_yl_ctx *ctx, const struct st_yl_node *n,
 
 static void parse_slots(struct st_yl_ctx *ctx, const struct st_yl_node *node, struct st_config *c)
 {
-	static const char *const glob_vars[] = { "basename", "index", NULL };
+	static const char *const glob_vars[] = { "basename", "parent", "index", NULL };
 	static const char *const map_vars[] = { "name", "index", NULL };
 	size_t saved;
 

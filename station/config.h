@@ -24,7 +24,7 @@
  *       flow: none               # none | xonxoff | rtscts
  *       profile: profiles/mcu-sensor.yaml  # optional: else chosen by hardware id
  *     - glob: /dev/serial/by-path/pci-*-port0  # a slot per match, as the hardware comes
- *       name: "usb-{basename}"   # template: {basename}, {index}
+ *       name: "usb-{basename}"   # template: {basename}, {parent} (directory), {index}
  *     - board_map: /tmp/line/map.yaml      # the boards simboard serves ({name}, {index})
  *   pool:
  *     workers: 2                 # signing threads; default: CPUs, never more than
@@ -89,7 +89,8 @@ enum st_config_slot_kind {
 struct st_config_slot {
 	enum st_config_slot_kind kind;
 	char *name;	 /* PORT: the slot's name (default: the port's file name); GLOB and
-			  * BOARD_MAP: a template ({basename}, {index}; {name} for maps) */
+			  * BOARD_MAP: a template ({basename}, {parent}, {index}; {name}
+			  * and {index} for maps) */
 	char *port;	 /* PORT: the port path */
 	char *glob;	 /* GLOB: the pattern (glob(3)) */
 	char *board_map; /* BOARD_MAP: the map file */

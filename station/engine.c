@@ -246,11 +246,23 @@ static struct st_slot *find_slot_name(const struct st_engine *e, const char *nam
 	return NULL;
 }
 
-/* Expands a name template: {basename}, {name}, {index}. */
-static void expand_name(char *out, size_t outlen, const char *tmpl, const char *basename,
+/* Expands a name template: {basename} and {parent} (the last two components of a port's
+ * path), {name} (a board map's), {index}. */
+static void expand_name(char *out, size_t outlen, const char *tmpl, const char *path,
 			const char *name, size_t index)
 {
+	char parent[ST_SLOT_MAX_NAME + 1] = "";
+	const char *basename = path, *slash = strrchr(path, '/');
 	size_t o = 0;
+
+	if (slash) {
+		const char *p = slash;
+
+		basename = slash + 1;
+		while (p > path && p[-1] != '/')
+			p--;
+		snprintf(parent, sizeof(parent), "%.*s", (int)(slash - p), p);
+	}
 
 	for (const char *t = tmpl; *t && o + 1 < outlen;) {
 		const char *val = NULL;
@@ -260,6 +272,9 @@ static void expand_name(char *out, size_t outlen, const char *tmpl, const char *
 		if (strncmp(t, "{basename}", 10) == 0) {
 			val = basename;
 			skip = 10;
+		} else if (strncmp(t, "{parent}", 8) == 0) {
+			val = parent;
+			skip = 8;
 		} else if (strncmp(t, "{name}", 6) == 0) {
 			val = name;
 			skip = 6;
@@ -351,13 +366,13 @@ static size_t scan_globs(struct st_engine *e)
 			continue;
 		}
 		for (size_t k = 0; k < g.gl_pathc; k++) {
-			const char *path = g.gl_pathv[k], *b = strrchr(path, '/');
+			const char *path = g.gl_pathv[k];
 			char name[ST_SLOT_MAX_NAME + 1];
 			size_t before = e->nslots;
 
 			if (find_slot_path(e, path))
 				continue;
-			expand_name(name, sizeof(name), def->name, b ? b + 1 : path, "", k);
+			expand_name(name, sizeof(name), def->name, path, "", k);
 			if (add_slot(e, name, 0, path, def, def->backend, err, sizeof(err)) < 0) {
 				st_err("%s", err);
 				continue;
@@ -404,7 +419,7 @@ static int build_slots(struct st_engine *e, char *err, size_t errlen)
 
 				if (strcmp(backend, "auto") == 0 && b->backend && b->backend[0])
 					backend = b->backend;
-				expand_name(name, sizeof(name), def->name, b->name, b->name, k);
+				expand_name(name, sizeof(name), def->name, b->port, b->name, k);
 				rc = add_slot(e, name, 0, b->port, def, backend, err, errlen);
 			}
 			st_board_map_free(map);

@@ -7,7 +7,7 @@
  *   {"ts":..,"event":"state","slot":"A3","from":"csr","to":"checked","device_id":".."}
  *   {"ts":..,"event":"pass"|"fail"|"abandoned","slot":..,"device_id":..,"serial":..,
  *    "reason":"CSR_SIGNATURE","error":"..","ms":{"hello":..,"csr":..,"queue":..,"sign":..,
- *    "record":..,"write":..,"verify":..,"total":..},...}
+ *    "record":..,"write":..,"verify":..,"total":..},"tx_bytes":..,"rx_bytes":..,...}
  *   {"ts":..,"event":"port","slot":..,"status":"lost"|"back"|"open"|"closed",...}
  *   {"ts":..,"event":"pool","paused":true,"reason":".."}
  *   {"ts":..,"event":"summary","boards":..,"passed":..,"failed":..,"by_reason":{..},
@@ -55,6 +55,8 @@ struct st_outcome {
 	double ms[ST_PHASE_COUNT]; /* < 0: the phase did not happen */
 	unsigned retransmits;  /* requests sent again (timeouts, damaged answers) */
 	unsigned resyncs;      /* reboots and reconnects the board went through */
+	uint64_t tx_bytes;     /* bytes the station sent to the board, and received from it */
+	uint64_t rx_bytes;     /* (console output included): for the wire bound */
 	const char *console_log; /* where the console of a failed board was saved */
 };
 

@@ -250,6 +250,7 @@ struct slot_run {
 	int port_lost;
 	unsigned resyncs;
 	unsigned retransmits0; /* the slot's retransmits when the board arrived */
+	uint64_t tx0, rx0;     /* the slot's byte counters when the board's HELLO left */
 
 	/* Ending. */
 	int failed;
@@ -434,6 +435,7 @@ static void tx_flush(struct st_slot *s)
 		if (w == 0)
 			break;
 		s->req_off += (size_t)w;
+		s->tx_bytes += (uint64_t)w;
 	}
 	update_poll(s);
 }
@@ -453,6 +455,7 @@ static void read_port(struct st_slot *s)
 		}
 		if (r == 0)
 			return;
+		s->rx_bytes += (uint64_t)r;
 		s->in_feed = 1;
 		drv_proto_decoder_feed(&s->dec, buf, (size_t)r);
 		s->in_feed = 0;
@@ -539,6 +542,7 @@ static void send_req(struct st_slot *s, struct drv_proto_builder *b, int kind)
 	s->req_tries = 1;
 	s->req_timeout = timeout_of(s, kind);
 	s->req_sent = uv_hrtime();
+	s->req_rx0 = s->rx_bytes;
 	schedule(s, TW_REQUEST, s->req_timeout);
 	tx_flush(s);
 }
@@ -653,6 +657,9 @@ static void start_run(struct st_slot *s, const struct st_slot_board *nb, uint64_
 	r->t_hello_sent = hello_sent;
 	r->t_hello = uv_hrtime();
 	r->retransmits0 = s->retransmits;
+	/* From the HELLO that found the board: its bytes are this board's too. */
+	r->tx0 = s->tx_bytes - s->req_len;
+	r->rx0 = s->req_rx0;
 	slot_set_state(s, ST_SLOT_HELLO);
 	st_debug("slot %s: board hardware id '%s' sku '%s' sn '%s' device id '%s' key %s fw %s",
 		 s->name, nb->hw, nb->sku, nb->sn, nb->dev, nb->key, nb->fw);
@@ -1399,6 +1406,8 @@ static void report_outcome(struct st_slot *s, int pass, int abandoned, const cha
 	o.ms[ST_PHASE_TOTAL] = ms_between(r->t_hello_sent, pass ? r->t_done : now);
 	o.retransmits = (unsigned)(s->retransmits - r->retransmits0);
 	o.resyncs = r->resyncs;
+	o.tx_bytes = s->tx_bytes - r->tx0;
+	o.rx_bytes = s->rx_bytes - r->rx0;
 	o.console_log = console_log;
 	st_events_outcome(env->events, &o, r->t_hello_sent, now);
 	if (abandoned)

@@ -209,6 +209,7 @@ struct st_slot {
 	unsigned req_tries;      /* transmissions of the outstanding request */
 	unsigned req_timeout;    /* its timeout, ms */
 	uint64_t req_sent;       /* uv_hrtime() of its first transmission */
+	uint64_t req_rx0;        /* rx_bytes then */
 	size_t req_len, req_off; /* bytes of req, bytes of it written */
 	size_t tx_max;           /* the board's frame limit */
 	char req[DRV_PROTO_MAX_LINE];
@@ -216,6 +217,7 @@ struct st_slot {
 	int echo_warned;
 	uint64_t frames_bad;     /* damaged frames received */
 	uint64_t retransmits;
+	uint64_t tx_bytes, rx_bytes; /* moved over the port, ever */
 
 	/* Console ring. */
 	char console[ST_SLOT_CONSOLE];

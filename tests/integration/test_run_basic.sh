@@ -18,7 +18,8 @@ stop_simboard() {
 		SIMPID=
 	fi
 }
-trap 'rc=$?; stop_simboard; [ -n "${KEEP_TMP:-}" ] || rm -rf "$T"; exit $rc' EXIT
+server=
+trap 'rc=$?; stop_simboard; [ -z "$server" ] || kill "$server" 2>/dev/null; [ -n "${KEEP_TMP:-}" ] || rm -rf "$T"; exit $rc' EXIT
 
 pki="$T/pki"
 dev_pki "$pki" acme-factory
@@ -60,6 +61,8 @@ exec 3< <(exec "$SIMBOARD" --dir "$T/line" --boards "$N" --seed 7)
 SIMPID=$!
 read -r -t 60 -u 3 line || fail "simboard did not start"
 case $line in "simboard: ready: $N boards"*) ;; *) fail "simboard: $line" ;; esac
+# Its event lines are drained, so that simboard never blocks on a full pipe.
+cat <&3 >"$T/simboard.log" &
 
 timeout 300 "$STATION" run -c "$pki/run.yaml" --events "$T/events.jsonl" --until-idle --no-view \
 	>"$T/run.out" 2>"$T/run.err" || fail "station run failed: $(tail -20 "$T/run.err")"
@@ -106,6 +109,28 @@ grep -q "$N rows, $N certificates verified" "$T/check.out" || fail "ledger check
 [ "$(grep -c ',delivered,' <("$STATION" ledger -c "$pki/run.yaml" export --format csv))" = "$N" ] ||
 	fail "not every ledger row is delivered"
 ok "ledger check: $N certificates, all delivered"
+
+# A provisioned board's own files (and its key) get it through the gateway's mutual TLS.
+cat "$pki/local-ca.pem" "$pki/factory-root.pem" >"$T/device-cas.pem"
+port=$(free_port) || fail "no free port"
+openssl s_server -accept "127.0.0.1:$port" -cert "$pki/gateway.pem" -key "$pki/gateway.key" \
+	-CAfile "$T/device-cas.pem" -Verify 1 -verify_return_error -www -naccept 1 \
+	>"$T/server.log" 2>&1 &
+server=$!
+for _ in $(seq 1 400); do
+	grep -q ACCEPT "$T/server.log" && break
+	kill -0 "$server" 2>/dev/null || fail "s_server exited: $(cat "$T/server.log")"
+	sleep 0.05
+done
+b="$T/line/board3"
+printf 'GET / HTTP/1.0\r\n\r\n' | openssl s_client -connect "127.0.0.1:$port" \
+	-cert "$b/files/client.pem" -key "$b/key.pem" -CAfile "$b/files/root.crt" \
+	-verify_return_error -servername localhost -quiet >"$T/client.out" 2>"$T/client.err" ||
+	fail "the gateway refused board3: $(cat "$T/client.err")"
+grep -q "HTTP/1.0 200" "$T/client.out" || fail "no answer over mutual TLS: $(cat "$T/client.out")"
+wait "$server" 2>/dev/null || true
+server=
+ok "board3's files pass the gateway's mutual TLS (openssl s_server -Verify 1)"
 
 # The same boards again (a restart, a re-run of the line): each is recognised by its device
 # id and key and gets its recorded certificate; nothing new is signed. Events on stdout.

@@ -26,6 +26,8 @@ start_simboard() {
 	SIMPID=$!
 	read -r -t 60 -u 3 line || fail "simboard did not start"
 	case $line in "simboard: ready: $n boards"*) ;; *) fail "simboard: $line" ;; esac
+	# Its event lines are drained, so that simboard never blocks on a full pipe.
+	cat <&3 >>"$T/simboard.log" &
 }
 
 pki="$T/pki"

@@ -225,7 +225,7 @@ static void test_slot_errors(void **state)
 	expect_error("slots:\n  - port: /dev/ttyS0\n    name: A 1\n", "station.yaml:8:12",
 		     "a slot name may contain only");
 	expect_error("slots:\n  - glob: /dev/ttyUSB*\n    name: usb-{slot}\n", "station.yaml:8:15",
-		     "unknown name variable; this entry knows {basename}, {index}");
+		     "unknown name variable; this entry knows {basename}, {parent}, {index}");
 	expect_error("slots:\n  - port: /dev/ttyS0\n    name: A\n  - port: /dev/ttyS1\n"
 		     "    name: A\n",
 		     "station.yaml:10:11", "slot name 'A' is already used by the entry at");
