@@ -101,6 +101,7 @@ int st_cmd_run(int argc, char **argv)
 			o.view = 0;
 			break;
 		case 'v':
+			o.verbose = 1;
 			st_log_set_level(ST_LOG_DEBUG);
 			break;
 		case 'h':

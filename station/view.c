@@ -149,7 +149,8 @@ static void header(struct st_view *v, int cols)
 			busy++;
 		else if (st == ST_SLOT_WAITING)
 			waiting++;
-		else if (st == ST_SLOT_LEAVING)
+		else if (st == ST_SLOT_LEAVING ||
+			 (st == ST_SLOT_STOPPED && slots[i]->last_pass >= 0))
 			done++;
 		else
 			offline++;
