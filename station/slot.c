@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include <openssl/rand.h>
@@ -2088,6 +2089,7 @@ static void port_open(struct st_slot *s)
 	struct st_slot_env *env = s->env;
 	struct drv_port_config pc;
 	struct drv_port *port = NULL;
+	struct stat st;
 	uv_poll_t *poll;
 	char err[256];
 	unsigned delay;
@@ -2095,6 +2097,13 @@ static void port_open(struct st_slot *s)
 
 	if (s->port || s->closing || env->stopping)
 		return;
+	if (s->lost_at && uv_hrtime() - s->lost_at < (uint64_t)env->lim.reconnect_ms * 1000000u &&
+	    lstat(s->path, &st) == 0 && (uint64_t)st.st_dev == s->lost_dev &&
+	    (uint64_t)st.st_ino == s->lost_ino) {
+		/* Still the name that hung up: not back yet. */
+		schedule(s, TW_REOPEN, env->lim.reopen_ms);
+		return;
+	}
 	memset(&pc, 0, sizeof(pc));
 	pc.backend = s->backend;
 	pc.path = s->path;
@@ -2134,6 +2143,13 @@ static void port_open(struct st_slot *s)
 	s->port = port;
 	s->poll_events = 0;
 	s->reopen_fails = 0;
+	s->lost_at = 0;
+	if (lstat(s->path, &st) == 0) {
+		s->port_dev = (uint64_t)st.st_dev;
+		s->port_ino = (uint64_t)st.st_ino;
+	} else {
+		s->port_dev = s->port_ino = 0;
+	}
 	s->tx_max = DRV_PROTO_MIN_LINE;
 	s->req_len = s->req_off = 0;
 	drv_proto_decoder_reset(&s->dec);
@@ -2169,6 +2185,9 @@ static void port_lost(struct st_slot *s, const char *why)
 	if (!s->port)
 		return;
 	port_close(s);
+	s->lost_dev = s->port_dev;
+	s->lost_ino = s->port_ino;
+	s->lost_at = s->port_ino ? uv_hrtime() : 0;
 	port_event(s, "lost", why);
 	if (s->env->stopping || s->closing)
 		return;

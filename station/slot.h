@@ -195,6 +195,12 @@ struct st_slot {
 	int timer_what;          /* what it waits for (slot.c) */
 	uv_timer_t aux;          /* reopen attempts and the reconnect deadline */
 	unsigned reopen_fails;
+	/* The port's name as it was opened (lstat of the configured path: the link itself for a
+	 * by-path link) and when it hung up: until reconnect_ms have passed, the same name is not
+	 * opened again, since a stale link may point at a device number already given to
+	 * another device; a board that comes back does so under a new link or node. */
+	uint64_t port_dev, port_ino;
+	uint64_t lost_dev, lost_ino, lost_at;
 	int in_feed;             /* the decoder is feeding (callbacks must not close it) */
 	int closing;             /* st_slot_close() was called */
 	int handles;             /* uv handles not yet closed */
