@@ -22,6 +22,8 @@ start_simboard() {
 	SIMPID=$!
 	read -r -t 60 -u 3 line || fail "simboard did not start"
 	case $line in "simboard: ready: $n boards"*) ;; *) fail "simboard: $line" ;; esac
+	# Keep draining its event lines: a full pipe would stall every board.
+	cat <&3 >"$T/simboard.log" &
 }
 
 # line_setup [extra run.yaml text]: $pki with the dev PKI, sim-gw.yaml, run.yaml.
