@@ -19,5 +19,6 @@ int st_cmd_ports(int argc, char **argv);   /* cmd_ports.c */
 int st_cmd_ledger(int argc, char **argv);  /* cmd_ledger.c */
 int st_cmd_serve(int argc, char **argv);   /* cmd_serve.c */
 int st_cmd_run(int argc, char **argv);     /* cmd_run.c */
+int st_cmd_bench(int argc, char **argv);   /* cmd_bench.c */
 
 #endif

@@ -1218,6 +1218,8 @@ int st_pool_new(uv_loop_t *loop, const struct st_pool_config *cfg, const struct 
 		return st_errf(err, errlen, ST_E_INTERNAL, "cannot start the ledger thread");
 	}
 	pool->ledger_started = 1;
+	/* Named, so that top -H and `station bench` can tell the threads apart. */
+	pthread_setname_np(pool->ledger_th, "st-ledger");
 	while (pool->starting)
 		pthread_cond_wait(&pool->start_cond, &pool->lock);
 	rc = pool->start_rc;
@@ -1236,6 +1238,12 @@ int st_pool_new(uv_loop_t *loop, const struct st_pool_config *cfg, const struct 
 			break;
 		}
 		w->started = 1;
+		{
+			char name[16];
+
+			snprintf(name, sizeof(name), "st-sign-%u", i % 10000);
+			pthread_setname_np(w->th, name);
+		}
 	}
 	while (pool->starting)
 		pthread_cond_wait(&pool->start_cond, &pool->lock);

@@ -11,7 +11,8 @@ station_install_deps
 
 build=${BENCH_BUILD_DIR:-$STATION_SRC/build-release}
 cmake -S "$STATION_SRC" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$build" -j"$(nproc)" --target bench_issue bench_http -- --no-print-directory >/dev/null
+cmake --build "$build" -j"$(nproc)" --target bench_issue bench_http station simboard slowhsm \
+	-- --no-print-directory >/dev/null
 
 echo "== issuance (tests/bench/bench_issue.c)"
 "$build/tests/bench_issue" "$@"
@@ -20,3 +21,32 @@ echo "== issuance (tests/bench/bench_issue.c)"
 echo "== registration API over loopback HTTP (tests/bench/bench_http.c)"
 # shellcheck disable=SC2086
 "$build/tests/bench_http" ${BENCH_HTTP_ARGS:--n 4000 -c 128}
+
+# `station bench`: the whole station against simulated boards (station/cmd_bench.c). Set
+# BENCH_STATION=0 to skip it; BENCH_RESULTS names where its JSON and plots go (default
+# $build/bench-results). Each configuration is one of the product's bars:
+#  - paced at 115200 baud, 1 to 256 slots: throughput against the wire bound (>= 0.95 at 256);
+#  - 8 and 1024 slots: RSS per added slot (<= 64 KiB);
+#  - unpaced, many slots, file key and SoftHSM2: issuance per core against the crypto-only
+#    bound (>= 0.6);
+#  - an emulated HSM of 20 ms a signature and 4 sessions: signatures/s against S/L (>= 0.9).
+if [ "${BENCH_STATION:-1}" != 0 ]; then
+	results=${BENCH_RESULTS:-$build/bench-results}
+	mkdir -p "$results"
+	rounds=${BENCH_ROUNDS:-3}
+	st="$build/station/station"
+	echo "== station bench: paced at 115200 baud (wire bound)"
+	"$st" bench --slots 1,16,64,256 --boards-per-slot 4 --baud 115200 --rounds "$rounds" -q \
+		--json "$results/paced.json" --plot "$results/paced.png" || true
+	echo "== station bench: memory at 8 and 1024 slots"
+	"$st" bench --slots 8,1024 --baud 115200 -q --json "$results/rss.json" || true
+	for signer in file softhsm; do
+		echo "== station bench: unpaced, 256 slots, $signer (issuance per core)"
+		"$st" bench --slots 256 --boards-per-slot 4 --baud 0 --signer "$signer" \
+			--rounds "$rounds" -q --json "$results/unpaced-$signer.json" || true
+	done
+	echo "== station bench: emulated HSM, 20 ms a signature, 4 sessions (S/L)"
+	"$st" bench --slots 128 --boards 400 --baud 0 --signer slowhsm:L=20,S=4 \
+		--rounds "$rounds" -q --json "$results/slowhsm.json" || true
+	echo "JSON and plots in $results"
+fi

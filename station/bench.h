@@ -1,0 +1,189 @@
+/* `station bench`: throughput benchmark runs of the whole station against simulated boards.
+ *
+ * One run: a fresh development PKI (`station ca init`, key in a file or in SoftHSM2), a
+ * fresh ledger, simboard serving the boards (a child process), and `station run` (another
+ * child, so that its CPU time and peak RSS are its own). The bench watches both children
+ * through /proc while they run, then reads the station's event stream and works out the
+ * figures below. The crypto-only bound (verify + sign + verify per certificate, keys and
+ * contexts prepared beforehand) is measured in the bench process just before each run, with
+ * the same signer, so ratios compare like with like on a shared machine.
+ *
+ *   bench_bound.c   the crypto-only bound
+ *   bench_run.c     one run: set-up, children, sampling, events, figures
+ *   bench_report.c  text table, JSON, gnuplot plot
+ *   cmd_bench.c     the command line and the order of runs
+ *
+ * Everything here runs on the calling thread (the bound starts threads of its own). */
+#ifndef ST_BENCH_H
+#define ST_BENCH_H
+
+#include <limits.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "events.h"
+#include "signer.h"
+
+#define ST_BENCH_MAX_SLOTS 1024
+
+enum st_bench_signer_kind {
+	ST_BENCH_FILE,    /* CA key in a PEM file */
+	ST_BENCH_SOFTHSM, /* CA key in SoftHSM2 through the pkcs11 signer */
+	ST_BENCH_SLOWHSM, /* SoftHSM2 behind fixtures/slowhsm: latency L, at most S sessions */
+};
+
+struct st_bench_signer {
+	enum st_bench_signer_kind kind;
+	double latency_ms;  /* slowhsm: L */
+	unsigned sessions;  /* slowhsm: S (sessions the emulated HSM allows) */
+	char name[64];      /* as given: "file", "softhsm", "slowhsm:L=20,S=4" */
+};
+
+/* Parses --signer: file | softhsm | slowhsm:L=MS,S=N. Returns 0 or ST_E_USAGE with a
+ * message. */
+int st_bench_signer_parse(const char *text, struct st_bench_signer *out, char *err,
+			  size_t errlen);
+
+struct st_bench_opts {
+	unsigned slots[32];        /* --slots, in the order given */
+	size_t nslots;
+	unsigned long boards;      /* --boards: boards per run (>= slots); 0: see per_slot */
+	unsigned per_slot;         /* --boards-per-slot: boards = per_slot x slots (default 1) */
+	unsigned baud;             /* --baud; 0: unpaced */
+	struct st_bench_signer signer;
+	unsigned workers;          /* pool.workers; 0: the station's default (or S for slowhsm) */
+	unsigned batch;            /* pool.batch_max; 0: the station's default */
+	int linger;                /* pool.batch_linger_ms; -1: the station's default */
+	unsigned rounds;           /* runs per configuration (medians are reported) */
+	unsigned bound_n;          /* certificates in the bound measurement; 0: automatic */
+	double timeout_s;          /* a run that takes longer is stopped and reported failed */
+	int fsync;                 /* 1: simboard fsyncs like a real board's flash (default 0) */
+	int stagger_ms;            /* boards power on at random within this; -1: automatic */
+	const char *json_path;
+	const char *plot_path;
+	const char *dir;           /* work directory; NULL: a temporary one */
+	int keep;                  /* keep the work directory */
+	int quiet;                 /* no progress lines */
+	char station[PATH_MAX];    /* the station binary (this program) */
+	char simboard[PATH_MAX];
+	char slowhsm[PATH_MAX];    /* libslowhsm.so */
+	char softhsm[PATH_MAX];    /* the real PKCS#11 module behind softhsm and slowhsm */
+	char workdir[PATH_MAX];    /* resolved work directory */
+	char boarddir[PATH_MAX];   /* where simboard keeps the boards (tmpfs when there is one) */
+};
+
+/* The crypto-only bound of one certificate, measured on one thread. */
+struct st_bench_bound {
+	unsigned n;             /* certificates */
+	double wall_s;          /* per certificate, wall clock */
+	double cpu_s;           /* per certificate, the thread's CPU time */
+	double verify_cpu_s;    /* of cpu_s, one ECDSA verification (the CSR's self-signature) */
+};
+
+/* Measures n x (verify a device signature, sign a digest with the signer, verify that
+ * signature with the CA's public key) on the calling thread, with one signer session.
+ * Returns 0 or a negative ST_E_* code with a message. */
+int st_bench_measure_bound(struct drv_signer *signer, unsigned n, struct st_bench_bound *out,
+			   char *err, size_t errlen);
+
+/* Nearest-rank percentiles of one phase over the passed boards, in ms. */
+struct st_bench_pct {
+	size_t n;
+	double p50, p95, p99, mean, max;
+};
+
+/* Per-thread CPU of the station while boards ran (from /proc/PID/task/TID/schedstat). */
+struct st_bench_threads {
+	double loop_cpu_s;      /* the event loop (main thread) */
+	double ledger_cpu_s;    /* "st-ledger" */
+	double workers_cpu_s;   /* "st-sign-N", all of them */
+	double other_cpu_s;     /* any other thread */
+	double loop_wait_s;     /* the loop thread's time runnable but waiting for a CPU */
+	int named;              /* 1: the pool's threads were found by name */
+};
+
+/* One run's figures. Doubles that do not apply are NAN (null in JSON). */
+struct st_bench_result {
+	/* Configuration. */
+	unsigned slots;
+	unsigned long boards;
+	unsigned baud;
+	unsigned workers;
+	unsigned batch;
+	int linger;
+	char signer[64];
+	unsigned round;
+
+	/* Outcome. */
+	int ok;                 /* the run finished and every board was accounted for */
+	char error[512];        /* why not */
+	unsigned long passed, failed, abandoned, reused, signed_;
+	double elapsed_s;       /* station start to exit */
+	double span_s;          /* first HELLO to last outcome */
+
+	/* Throughput and latency. */
+	double bph;             /* boards/hour over the span (what the line saw) */
+	double bph_steady;      /* sum over slots of each slot's boards/hour, first HELLO to
+				 * last outcome on that slot: the line without ramp-up and tail */
+	struct st_bench_pct phase[ST_PHASE_COUNT];
+
+	/* Wire bound (paced runs). */
+	double bytes_per_board; /* tx + rx, mean over passed boards */
+	double wire_s;          /* bytes_per_board x 10 / baud */
+	double wire_bound_bph;  /* slots x 3600 / wire_s */
+	double wire_ratio;      /* bph_steady / wire_bound_bph */
+	double wire_ratio_span; /* bph / wire_bound_bph */
+
+	/* Signing. */
+	double sign_window_s;   /* time some CSR was waiting for or under signing */
+	double sign_rate;       /* signed_ / sign_window_s */
+	double sign_bound;      /* certs/s: crypto-only bound x min(workers, CPUs), or S/L */
+	double sign_ratio;      /* sign_rate / sign_bound */
+	struct st_bench_bound bound;
+
+	/* CPU and memory. */
+	double cpu_s;           /* the station's CPU time from its first event to its exit */
+	double cpu_ms_per_board;
+	double cpu_x_bound;     /* cpu per board / bound.cpu_s */
+	struct st_bench_threads th;
+	double issue_cpu_ms;    /* per signed certificate: workers' CPU + one verification */
+	double issue_ratio;     /* bound.cpu_s / issue_cpu: issuance per core vs the bound */
+	double sim_cpu_ms_per_board; /* simboard's CPU per board (the simulated boards) */
+	double sim_wait_ms_per_board; /* simboard's time runnable but waiting for a CPU */
+	unsigned stagger_ms;    /* the boards powered on at random within this */
+	double loadavg;         /* the machine's 1-minute load average after the run */
+	long rss_peak_kib;      /* the station's peak RSS (ru_maxrss) */
+	double rss_per_slot_kib; /* rss_peak_kib / slots */
+};
+
+/* Runs one configuration (round counts from 0) and fills *res. Returns 0 when the run
+ * produced figures (res->ok says whether every board passed), or a negative ST_E_* code
+ * with a message when it could not be carried out at all. */
+int st_bench_run(const struct st_bench_opts *o, unsigned slots, unsigned long boards,
+		 unsigned round, struct st_bench_result *res, char *err, size_t errlen);
+
+/* Field-wise medians of n results of one configuration into *out (the configuration and
+ * counters of the first; ok only when all were). */
+void st_bench_median(const struct st_bench_result *r, size_t n, struct st_bench_result *out);
+
+/* Reporting (bench_report.c). */
+void st_bench_print_header(const struct st_bench_opts *o);
+void st_bench_print_result(const struct st_bench_result *r);
+void st_bench_print_footer(const struct st_bench_opts *o, const struct st_bench_result *med,
+			   size_t n);
+/* The JSON document of the whole bench: options, every round and the medians. New
+ * reference. */
+json_t *st_bench_json(const struct st_bench_opts *o, const struct st_bench_result *rounds,
+		      size_t nrounds, const struct st_bench_result *med, size_t nmed);
+/* Writes a gnuplot plot (PNG or SVG by the file's extension) of throughput and latency
+ * against slots. Returns 0 or a negative ST_E_* code with a message. */
+int st_bench_plot(const struct st_bench_opts *o, const struct st_bench_result *med, size_t n,
+		  const char *path, char *err, size_t errlen);
+
+/* Marginal RSS per slot between the smallest and the largest slot count (KiB), NAN when
+ * fewer than two slot counts ran. */
+double st_bench_rss_marginal(const struct st_bench_result *med, size_t n);
+
+#endif

@@ -1,0 +1,329 @@
+/* Reports of `station bench`: a text block per run, a table of medians, the JSON document and
+ * a gnuplot plot. */
+#include "bench.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "err.h"
+
+extern char **environ;
+
+static const char *baud_text(unsigned baud, char *buf, size_t cap)
+{
+	if (baud)
+		snprintf(buf, cap, "%u baud", baud);
+	else
+		snprintf(buf, cap, "unpaced");
+	return buf;
+}
+
+void st_bench_print_header(const struct st_bench_opts *o)
+{
+	char b[32], workers[64];
+
+	if (o->workers)
+		snprintf(workers, sizeof(workers), "%u", o->workers);
+	else if (o->signer.kind == ST_BENCH_SLOWHSM)
+		snprintf(workers, sizeof(workers), "%u (S - 1: the signer holds one session)",
+			 o->signer.sessions > 1 ? o->signer.sessions - 1 : 1);
+	else
+		snprintf(workers, sizeof(workers), "the CPUs (%ld)",
+			 sysconf(_SC_NPROCESSORS_ONLN));
+	printf("station bench: signer %s, %s, workers %s, batch %s%u, linger %s%d ms, %u "
+	       "round%s; %ld CPUs online\n",
+	       o->signer.name, baud_text(o->baud, b, sizeof(b)), workers, o->batch ? "" : "default ",
+	       o->batch ? o->batch : 32, o->linger >= 0 ? "" : "default ",
+	       o->linger >= 0 ? o->linger : 5, o->rounds, o->rounds == 1 ? "" : "s",
+	       sysconf(_SC_NPROCESSORS_ONLN));
+	printf("work directory %s; boards' storage in %s\n", o->workdir, o->boarddir);
+	fflush(stdout);
+}
+
+void st_bench_print_result(const struct st_bench_result *r)
+{
+	static const enum st_phase order[] = { ST_PHASE_HELLO, ST_PHASE_CSR, ST_PHASE_QUEUE,
+					       ST_PHASE_SIGN, ST_PHASE_RECORD, ST_PHASE_WRITE,
+					       ST_PHASE_VERIFY, ST_PHASE_TOTAL };
+	double n = r->passed ? (double)r->passed : NAN;
+
+	printf("\n%u slots, %lu boards, round %u: %lu passed, %lu failed in %.1f s (load %.1f; "
+	       "boards put in within %u ms)%s%s\n",
+	       r->slots, r->boards, r->round + 1, r->passed, r->failed, r->elapsed_s, r->loadavg,
+	       r->stagger_ms, r->ok ? "" : "; NOT OK: ", r->ok ? "" : r->error);
+	if (!r->passed) {
+		fflush(stdout);
+		return;
+	}
+	printf("  throughput  %.0f boards/h steady (%.0f over the whole span of %.2f s)\n",
+	       r->bph_steady, r->bph, r->span_s);
+	if (!isnan(r->wire_ratio))
+		printf("  wire bound  %.0f B/board x 10 / %u = %.3f s/board; %u slots: %.0f boards/h;"
+		       " ratio %.3f (span %.3f)\n",
+		       r->bytes_per_board, r->baud, r->wire_s, r->slots, r->wire_bound_bph,
+		       r->wire_ratio, r->wire_ratio_span);
+	else
+		printf("  wire        %.0f B/board, unpaced: no wire bound\n", r->bytes_per_board);
+	printf("  latency ms  p50/p95/p99:");
+	for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
+		const struct st_bench_pct *p = &r->phase[order[i]];
+
+		if (!p->n)
+			continue;
+		printf(" %s %.3g/%.3g/%.3g", st_phase_name(order[i]), p->p50, p->p95, p->p99);
+	}
+	printf("\n");
+	printf("  signing     %lu certs, %.0f/s while CSRs waited for signing (%.2f s); bound %.0f/s"
+	       ": ratio %.3f\n",
+	       r->signed_, r->sign_rate, r->sign_window_s, r->sign_bound, r->sign_ratio);
+	printf("  bound       crypto-only %.1f us wall, %.1f us CPU per certificate on one thread "
+	       "(%u measured; verify %.1f us)\n",
+	       r->bound.wall_s * 1e6, r->bound.cpu_s * 1e6, r->bound.n, r->bound.verify_cpu_s * 1e6);
+	printf("  cpu         station %.3f ms/board = %.1f x the bound's CPU per certificate "
+	       "(loop %.3f, ledger %.3f, workers %.3f, other %.3f ms/board)\n",
+	       r->cpu_ms_per_board, r->cpu_x_bound, r->th.loop_cpu_s * 1000 / n,
+	       r->th.ledger_cpu_s * 1000 / n, r->th.workers_cpu_s * 1000 / n,
+	       r->th.other_cpu_s * 1000 / n);
+	if (!isnan(r->issue_ratio))
+		printf("              issuance %.3f ms CPU/cert (workers + the CSR check's "
+		       "verification) = %.2f of the bound per core\n",
+		       r->issue_cpu_ms, r->issue_ratio);
+	printf("              loop waited %.3f ms/board for a CPU; simboard used %.3f ms/board "
+	       "and waited %.3f ms/board for a CPU\n",
+	       r->th.loop_wait_s * 1000 / n, r->sim_cpu_ms_per_board, r->sim_wait_ms_per_board);
+	printf("  memory      peak RSS %.1f MiB = %.1f KiB/slot\n", r->rss_peak_kib / 1024.0,
+	       r->rss_per_slot_kib);
+	fflush(stdout);
+}
+
+double st_bench_rss_marginal(const struct st_bench_result *med, size_t n)
+{
+	const struct st_bench_result *lo = NULL, *hi = NULL;
+
+	for (size_t i = 0; i < n; i++) {
+		if (!med[i].passed)
+			continue;
+		if (!lo || med[i].slots < lo->slots)
+			lo = &med[i];
+		if (!hi || med[i].slots > hi->slots)
+			hi = &med[i];
+	}
+	if (!lo || !hi || lo->slots == hi->slots)
+		return NAN;
+	return (double)(hi->rss_peak_kib - lo->rss_peak_kib) / (hi->slots - lo->slots);
+}
+
+void st_bench_print_footer(const struct st_bench_opts *o, const struct st_bench_result *med,
+			   size_t n)
+{
+	double marginal = st_bench_rss_marginal(med, n);
+
+	printf("\n%s (signer %s):\n", o->rounds > 1 ? "medians over the rounds" : "summary",
+	       o->signer.name);
+	printf("%6s %7s %11s %11s %6s %8s %8s %8s %8s %6s %6s %6s %8s %7s\n", "slots", "boards",
+	       "boards/h", "wire bnd/h", "ratio", "p50 ms", "p95 ms", "p99 ms", "sign/s", "ratio",
+	       "cpu x", "issue", "RSS MiB", "KiB/sl");
+	for (size_t i = 0; i < n; i++) {
+		const struct st_bench_result *r = &med[i];
+		const struct st_bench_pct *t = &r->phase[ST_PHASE_TOTAL];
+
+		printf("%6u %7lu %11.0f %11.0f %6.3f %8.1f %8.1f %8.1f %8.0f %6.3f %6.2f %6.2f "
+		       "%8.1f %7.1f%s\n",
+		       r->slots, r->boards, r->bph_steady, r->wire_bound_bph, r->wire_ratio, t->p50,
+		       t->p95, t->p99, r->sign_rate, r->sign_ratio, r->cpu_x_bound, r->issue_ratio,
+		       r->rss_peak_kib / 1024.0, r->rss_per_slot_kib, r->ok ? "" : "  NOT OK");
+	}
+	printf("ratio: steady boards/h over the wire bound; sign ratio: certs/s while CSRs waited "
+	       "over the bound;\ncpu x: station CPU per board over one certificate's "
+	       "crypto-only CPU; issue: the bound's CPU over issuance CPU per certificate\n");
+	if (!isnan(marginal))
+		printf("RSS per additional slot: %.1f KiB (peak RSS at the most slots minus at the "
+		       "fewest, over the difference)\n",
+		       marginal);
+	fflush(stdout);
+}
+
+/* ---- JSON ----------------------------------------------------------------------------- */
+
+static json_t *num(double v)
+{
+	return isnan(v) || isinf(v) ? json_null() : json_real(v);
+}
+
+static json_t *result_json(const struct st_bench_result *r)
+{
+	json_t *o = json_object(), *ph = json_object(), *th = json_object();
+
+	json_object_set_new(o, "slots", json_integer(r->slots));
+	json_object_set_new(o, "boards", json_integer((json_int_t)r->boards));
+	json_object_set_new(o, "baud", json_integer(r->baud));
+	json_object_set_new(o, "signer", json_string(r->signer));
+	json_object_set_new(o, "workers", r->workers ? json_integer(r->workers) : json_null());
+	json_object_set_new(o, "batch_max", r->batch ? json_integer(r->batch) : json_null());
+	json_object_set_new(o, "batch_linger_ms", r->linger >= 0 ? json_integer(r->linger) :
+								     json_null());
+	json_object_set_new(o, "round", json_integer(r->round + 1));
+	json_object_set_new(o, "ok", json_boolean(r->ok));
+	if (r->error[0])
+		json_object_set_new(o, "error", json_string(r->error));
+	json_object_set_new(o, "passed", json_integer((json_int_t)r->passed));
+	json_object_set_new(o, "failed", json_integer((json_int_t)r->failed));
+	json_object_set_new(o, "abandoned", json_integer((json_int_t)r->abandoned));
+	json_object_set_new(o, "reused", json_integer((json_int_t)r->reused));
+	json_object_set_new(o, "signed", json_integer((json_int_t)r->signed_));
+	json_object_set_new(o, "elapsed_s", num(r->elapsed_s));
+	json_object_set_new(o, "span_s", num(r->span_s));
+	json_object_set_new(o, "boards_per_hour", num(r->bph));
+	json_object_set_new(o, "boards_per_hour_steady", num(r->bph_steady));
+	for (int p = 0; p < ST_PHASE_COUNT; p++) {
+		const struct st_bench_pct *q = &r->phase[p];
+
+		json_object_set_new(ph, st_phase_name((enum st_phase)p),
+				    json_pack("{s:I,s:o,s:o,s:o,s:o,s:o}", "n", (json_int_t)q->n,
+					      "p50", num(q->p50), "p95", num(q->p95), "p99",
+					      num(q->p99), "mean", num(q->mean), "max",
+					      num(q->max)));
+	}
+	json_object_set_new(o, "latency_ms", ph);
+	json_object_set_new(o, "wire", json_pack("{s:o,s:o,s:o,s:o,s:o}", "bytes_per_board",
+						  num(r->bytes_per_board), "seconds_per_board",
+						  num(r->wire_s), "bound_boards_per_hour",
+						  num(r->wire_bound_bph), "ratio", num(r->wire_ratio),
+						  "ratio_span", num(r->wire_ratio_span)));
+	json_object_set_new(o, "signing",
+			    json_pack("{s:o,s:o,s:o,s:o}", "window_s", num(r->sign_window_s),
+				      "certs_per_s", num(r->sign_rate), "bound_certs_per_s",
+				      num(r->sign_bound), "ratio", num(r->sign_ratio)));
+	json_object_set_new(o, "bound",
+			    json_pack("{s:i,s:o,s:o,s:o}", "n", (int)r->bound.n, "wall_us",
+				      num(r->bound.wall_s * 1e6), "cpu_us",
+				      num(r->bound.cpu_s * 1e6), "verify_cpu_us",
+				      num(r->bound.verify_cpu_s * 1e6)));
+	json_object_set_new(th, "loop_cpu_s", num(r->th.loop_cpu_s));
+	json_object_set_new(th, "ledger_cpu_s", num(r->th.ledger_cpu_s));
+	json_object_set_new(th, "workers_cpu_s", num(r->th.workers_cpu_s));
+	json_object_set_new(th, "other_cpu_s", num(r->th.other_cpu_s));
+	json_object_set_new(th, "loop_wait_s", num(r->th.loop_wait_s));
+	json_object_set_new(o, "cpu",
+			    json_pack("{s:o,s:o,s:o,s:o,s:o,s:o,s:o}", "station_s", num(r->cpu_s),
+				      "ms_per_board", num(r->cpu_ms_per_board), "x_bound",
+				      num(r->cpu_x_bound), "issue_ms_per_cert",
+				      num(r->issue_cpu_ms), "issue_ratio", num(r->issue_ratio),
+				      "simboard_ms_per_board", num(r->sim_cpu_ms_per_board),
+				      "threads", th));
+	json_object_set_new(o, "simboard_wait_ms_per_board", num(r->sim_wait_ms_per_board));
+	json_object_set_new(o, "stagger_ms", json_integer(r->stagger_ms));
+	json_object_set_new(o, "loadavg", num(r->loadavg));
+	json_object_set_new(o, "rss", json_pack("{s:I,s:o}", "peak_kib",
+						 (json_int_t)r->rss_peak_kib, "per_slot_kib",
+						 num(r->rss_per_slot_kib)));
+	return o;
+}
+
+json_t *st_bench_json(const struct st_bench_opts *o, const struct st_bench_result *rounds,
+		      size_t nrounds, const struct st_bench_result *med, size_t nmed)
+{
+	json_t *doc = json_object(), *runs = json_array(), *meds = json_array(),
+	       *slots = json_array();
+
+	for (size_t i = 0; i < o->nslots; i++)
+		json_array_append_new(slots, json_integer(o->slots[i]));
+	json_object_set_new(
+		doc, "options",
+		json_pack("{s:o,s:I,s:I,s:i,s:s,s:o,s:o,s:o,s:i,s:b}", "slots", slots, "boards",
+			  (json_int_t)o->boards, "boards_per_slot", (json_int_t)o->per_slot, "baud",
+			  (int)o->baud, "signer", o->signer.name, "workers",
+			  o->workers ? json_integer(o->workers) : json_null(), "batch_max",
+			  o->batch ? json_integer(o->batch) : json_null(), "batch_linger_ms",
+			  o->linger >= 0 ? json_integer(o->linger) : json_null(), "rounds",
+			  (int)o->rounds, "fsync", o->fsync));
+	json_object_set_new(doc, "cpus", json_integer(sysconf(_SC_NPROCESSORS_ONLN)));
+	for (size_t i = 0; i < nrounds; i++)
+		json_array_append_new(runs, result_json(&rounds[i]));
+	for (size_t i = 0; i < nmed; i++)
+		json_array_append_new(meds, result_json(&med[i]));
+	json_object_set_new(doc, "runs", runs);
+	json_object_set_new(doc, "medians", meds);
+	json_object_set_new(doc, "rss_marginal_kib_per_slot", num(st_bench_rss_marginal(med, nmed)));
+	return doc;
+}
+
+/* ---- Plot ----------------------------------------------------------------------------- */
+
+int st_bench_plot(const struct st_bench_opts *o, const struct st_bench_result *med, size_t n,
+		  const char *path, char *err, size_t errlen)
+{
+	char data[PATH_MAX], script[PATH_MAX], log[PATH_MAX];
+	const char *ext = strrchr(path, '.');
+	int svg = ext && strcmp(ext, ".svg") == 0;
+	posix_spawn_file_actions_t fa;
+	char *argv[] = { "gnuplot", script, NULL };
+	FILE *f;
+	pid_t pid;
+	int rc, status;
+
+	if (snprintf(data, sizeof(data), "%s/plot.dat", o->workdir) >= (int)sizeof(data) ||
+	    snprintf(script, sizeof(script), "%s/plot.gp", o->workdir) >= (int)sizeof(script) ||
+	    snprintf(log, sizeof(log), "%s/plot.log", o->workdir) >= (int)sizeof(log))
+		return st_errf(err, errlen, ST_E_INVAL, "%s: path too long", o->workdir);
+	f = fopen(data, "w");
+	if (!f)
+		return st_errf(err, errlen, ST_E_IO, "%s: %s", data, strerror(errno));
+	fprintf(f, "# slots boards_per_hour_steady wire_bound total_p50 total_p95 total_p99 "
+		   "sign_per_s\n");
+	for (size_t i = 0; i < n; i++) {
+		const struct st_bench_pct *t = &med[i].phase[ST_PHASE_TOTAL];
+
+		if (!med[i].passed)
+			continue;
+		fprintf(f, "%u %.1f %.1f %.3f %.3f %.3f %.1f\n", med[i].slots, med[i].bph_steady,
+			isnan(med[i].wire_bound_bph) ? -1 : med[i].wire_bound_bph, t->p50, t->p95,
+			t->p99, med[i].sign_rate);
+	}
+	fclose(f);
+	f = fopen(script, "w");
+	if (!f)
+		return st_errf(err, errlen, ST_E_IO, "%s: %s", script, strerror(errno));
+	fprintf(f, "set terminal %s size 900,900\n", svg ? "svg" : "png");
+	fprintf(f, "set output '%s'\n", path);
+	fprintf(f, "set datafile missing '-1'\n");
+	if (o->baud)
+		fprintf(f, "set multiplot layout 2,1 title 'station bench: signer %s, %u baud'\n",
+			o->signer.name, o->baud);
+	else
+		fprintf(f, "set multiplot layout 2,1 title 'station bench: signer %s, unpaced'\n",
+			o->signer.name);
+	fprintf(f, "set logscale x 2\nset grid\nset xlabel 'slots'\nset key left top\n");
+	fprintf(f, "set ylabel 'boards/hour'\n");
+	fprintf(f, "plot '%s' using 1:2 with linespoints title 'measured (steady)'", data);
+	if (o->baud)
+		fprintf(f, ", '' using 1:3 with linespoints dashtype 2 title 'wire bound'");
+	fprintf(f, "\nset ylabel 'board latency, HELLO to DONE (ms)'\n");
+	fprintf(f, "plot '%s' using 1:4 with linespoints title 'p50', '' using 1:5 with "
+		   "linespoints title 'p95', '' using 1:6 with linespoints title 'p99'\n",
+		data);
+	fprintf(f, "unset multiplot\n");
+	fclose(f);
+
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	posix_spawn_file_actions_addopen(&fa, 1, log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	posix_spawn_file_actions_addopen(&fa, 2, log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+	rc = posix_spawnp(&pid, "gnuplot", &fa, NULL, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	if (rc != 0)
+		return st_errf(err, errlen, ST_E_IO, "cannot run gnuplot (Debian package "
+			       "gnuplot-nox): %s", strerror(rc));
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		return st_errf(err, errlen, ST_E_IO, "gnuplot failed to draw %s; see %s", path,
+			       log);
+	return 0;
+}

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# `station bench` end to end on a small scale: the harness runs simboard and the station,
+# writes JSON and a plot, and its figures agree with each other (boards passed as asked,
+# percentiles in order, ratios equal to measured over bound, RSS per slot equal to the peak
+# over the slots). Never a speed: benchmarks are run by tests/bench.sh, not here.
+# Also: the emulated slow HSM (fixtures/slowhsm) refuses sessions beyond its limit.
+. "$(dirname "$0")/../lib/common.sh"
+export STATION_SIMBOARD=$BUILD_DIR/fixtures/simboard/simboard
+export STATION_SLOWHSM=$BUILD_DIR/fixtures/slowhsm/libslowhsm.so
+[ -x "$STATION_SIMBOARD" ] || fail "no simboard at $STATION_SIMBOARD"
+[ -r "$STATION_SLOWHSM" ] || fail "no slow HSM module at $STATION_SLOWHSM"
+
+"$STATION" bench --help >"$T/help" || fail "bench --help failed"
+for opt in --slots --boards --baud --signer --workers --batch --linger --json --plot; do
+	grep -q -- "$opt" "$T/help" || fail "bench --help does not mention $opt"
+done
+ok "bench --help"
+
+expect_fail "slot count 0 refused" "--slots '0'" "$STATION" bench --slots 0
+expect_fail "more than 1024 slots refused" "--slots '1,2000'" "$STATION" bench --slots 1,2000
+expect_fail "fewer boards than slots refused" "--boards 2 is fewer than --slots 4" \
+	"$STATION" bench --slots 4 --boards 2
+expect_fail "unknown signer refused" "--signer 'hsm9'" "$STATION" bench --signer hsm9
+expect_fail "slowhsm without S refused" "slowhsm:L=MS,S=N" "$STATION" bench --signer slowhsm:L=5
+expect_fail "bad baud refused" "--baud '12'" "$STATION" bench --baud 12
+
+# check_json FILE BOARDS...: every run passed its boards; figures consistent.
+check_json() {
+	local f=$1
+	jq -e . "$f" >/dev/null || fail "$f does not parse"
+	jq -e '.runs | length > 0' "$f" >/dev/null || fail "$f: no runs"
+	jq -e '[.runs[] | .ok and .passed == .boards and .failed == 0 and .signed == .boards] | all' \
+		"$f" >/dev/null || fail "$f: a run did not pass every board: $(jq -c '.runs[] | {slots, boards, passed, failed, error}' "$f")"
+	# Percentiles in order, for every phase that happened.
+	jq -e '[.runs[] | .latency_ms | to_entries[] | .value | select(.n > 0) |
+		.p50 <= .p95 and .p95 <= .p99 and .p99 <= .max and .n > 0] | all' "$f" >/dev/null ||
+		fail "$f: percentiles out of order"
+	jq -e '[.runs[] | .latency_ms.total.n == .passed] | all' "$f" >/dev/null ||
+		fail "$f: latency counts differ from boards passed"
+	# Ratios are measured over bound (relative difference below 1e-9).
+	jq -e 'def close(a; b): ((a - b) / b) as $d | $d * $d < 1e-18;
+		[.runs[] | close(.signing.ratio; .signing.certs_per_s / .signing.bound_certs_per_s) and
+		 close(.rss.per_slot_kib; .rss.peak_kib / .slots) and
+		 close(.cpu.ms_per_board; .cpu.station_s * 1000 / .passed) and
+		 close(.cpu.x_bound; .cpu.ms_per_board / .bound.cpu_us * 1000) and
+		 (if .wire.ratio == null then .baud == 0 else
+		  close(.wire.ratio; .boards_per_hour_steady / .wire.bound_boards_per_hour) and
+		  close(.wire.bound_boards_per_hour; .slots * 3600 / .wire.seconds_per_board) and
+		  close(.wire.seconds_per_board; .wire.bytes_per_board * 10 / .baud) end)] | all' \
+		"$f" >/dev/null || fail "$f: ratios inconsistent: $(jq -c '.runs[] | {wire, signing, rss}' "$f")"
+	# Throughput and counts that must simply make sense.
+	# (Per-thread CPU comes from sampling /proc: a run this short may end between samples.)
+	jq -e '[.runs[] | .boards_per_hour > 0 and .boards_per_hour_steady > 0 and
+		.rss.peak_kib > 0 and .bound.n > 0 and .wire.bytes_per_board > 1000 and
+		.cpu.station_s > 0 and .cpu.threads.loop_cpu_s >= 0] | all' "$f" >/dev/null ||
+		fail "$f: a figure is missing: $(jq -c '.runs[0]' "$f")"
+	jq -e '(.medians | length) == (.options.slots | length)' "$f" >/dev/null ||
+		fail "$f: medians do not match the slot counts"
+}
+
+# File key, unpaced, two slot counts with swapped boards, a plot.
+"$STATION" bench --slots 2,4 --boards-per-slot 2 --baud 0 --bound-n 200 --rounds 1 \
+	--json "$T/file.json" --plot "$T/file.png" --dir "$T/work" >"$T/file.out" 2>"$T/file.err" ||
+	fail "bench (file key) failed: $(tail -5 "$T/file.err") $(tail -5 "$T/file.out")"
+check_json "$T/file.json"
+jq -e '[.runs[] | .boards] == [4, 8] and .options.signer == "file"' "$T/file.json" >/dev/null ||
+	fail "file.json: runs are not 2x2 and 4x2 boards"
+grep -q "summary (signer file)" "$T/file.out" || fail "no summary table: $(cat "$T/file.out")"
+[ "$(head -c 4 "$T/file.png" | od -An -c | tr -d ' ')" = "211PNG" ] || fail "file.png is not a PNG"
+ok "bench with the file key: JSON consistent, plot drawn"
+
+# Paced at a fast rate: the wire bound and its ratio.
+"$STATION" bench --slots 3 --boards 6 --baud 921600 --bound-n 200 --batch 8 --linger 2 \
+	--json "$T/paced.json" --dir "$T/work" -q >"$T/paced.out" 2>"$T/paced.err" ||
+	fail "bench (paced) failed: $(tail -5 "$T/paced.err")"
+check_json "$T/paced.json"
+jq -e '.runs[0].wire.ratio > 0 and .runs[0].batch_max == 8 and .runs[0].batch_linger_ms == 2' \
+	"$T/paced.json" >/dev/null || fail "paced.json: $(jq -c '.runs[0].wire' "$T/paced.json")"
+ok "bench paced at 921600 baud: wire bound and ratio"
+
+# The emulated slow HSM: 3 sessions, 2 ms a signature; the workers get S - 1 = 2.
+"$STATION" bench --slots 4 --boards 8 --baud 0 --signer slowhsm:L=2,S=3 --bound-n 20 \
+	--json "$T/slow.json" --dir "$T/work" -q >"$T/slow.out" 2>"$T/slow.err" ||
+	fail "bench (slowhsm) failed: $(tail -5 "$T/slow.err")"
+check_json "$T/slow.json"
+jq -e '.runs[0].workers == 2 and .runs[0].signing.bound_certs_per_s == 1500 and
+	.runs[0].bound.wall_us >= 2000' "$T/slow.json" >/dev/null ||
+	fail "slow.json: $(jq -c '.runs[0] | {workers, signing, bound}' "$T/slow.json")"
+ok "bench with the emulated slow HSM: S/L bound, latency in every signature"
+
+# As many workers as the HSM's sessions: the signer's own session makes one too many, and
+# the module says so (CKR_SESSION_COUNT) rather than the station hanging or crashing.
+if "$STATION" bench --slots 2 --baud 0 --signer slowhsm:L=1,S=2 --workers 2 --bound-n 10 \
+	--dir "$T/work" -q >"$T/count.out" 2>"$T/count.err"; then
+	fail "3 sessions on a 2-session HSM did not fail"
+fi
+grep -q "CKR_SESSION_COUNT" "$T/count.out" "$T/count.err" "$T"/work/*/run-slowhsm-2-slots-r1/run.err ||
+	fail "no CKR_SESSION_COUNT: $(cat "$T/count.out" "$T/count.err")"
+ok "slowhsm refuses sessions beyond its limit"
