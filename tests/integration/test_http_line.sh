@@ -6,8 +6,7 @@
 # gets a certificate that verifies, GET /status shows the slots beside the HTTP counters,
 # and the ledger holds exactly one certificate per board and per device, serials unique.
 . "$(dirname "$0")/../lib/common.sh"
-SIMBOARD=$BUILD_DIR/fixtures/simboard/simboard
-[ -x "$SIMBOARD" ] || fail "no simboard at $SIMBOARD"
+. "$(dirname "$0")/../lib/line.sh"
 for tool in curl jq openssl; do
 	command -v $tool >/dev/null || fail "$tool is needed (tests/lib/deps.sh installs it)"
 done
@@ -15,32 +14,17 @@ N=16       # boards
 CLIENTS=4  # HTTP clients at once
 MAX_EACH=50 # registrations per client at most
 FACTORY=acme-factory
-SIMPID=
 RUNPID=
-
-cleanup() {
-	local rc=$?
-	[ -z "$RUNPID" ] || kill -TERM "$RUNPID" 2>/dev/null || true
-	[ -z "$SIMPID" ] || kill -TERM "$SIMPID" 2>/dev/null || true
-	wait 2>/dev/null || true
-	[ -n "${KEEP_TMP:-}" ] || rm -rf "$T"
-	exit $rc
+line_cleanup() {
+	if [ -n "$RUNPID" ]; then
+		kill -TERM "$RUNPID" 2>/dev/null
+		wait "$RUNPID" 2>/dev/null
+	fi
 }
-trap cleanup EXIT
 
 pki="$T/pki"
 dev_pki "$pki" $FACTORY
-cat >"$pki/sim-gw.yaml" <<'EOF'
-sku: sim-gw
-match:
-  hardware_ids: [sim-board]
-factory: acme-factory
-sota:
-  gateway: https://gateway.example:8443
-  ostree_server: https://ostree.example:8443
-files:
-  - set: foundries
-EOF
+line_profile "$pki"
 cat >"$pki/http-gw.yaml" <<'EOF'
 sku: http-gw
 match:
@@ -70,10 +54,7 @@ http:
 EOF
 
 # Boards paced at 19200 baud: each takes a while on the wire, as on a real line.
-exec 3< <(exec "$SIMBOARD" --dir "$T/line" --boards "$N" --baud 19200 --seed 11)
-SIMPID=$!
-read -r -t 60 -u 3 line || fail "simboard did not start"
-case $line in "simboard: ready: $N boards"*) ;; *) fail "simboard: $line" ;; esac
+start_simboard "$N" --baud 19200 --seed 11
 
 "$STATION" run -c "$pki/run.yaml" --events "$T/events.jsonl" --no-view >"$T/run.out" 2>"$T/run.err" &
 RUNPID=$!

@@ -232,22 +232,16 @@ done
 # the profiles, SIGTERM (systemctl stop) ends it cleanly with status 0.
 SIMBOARD=$BUILD_DIR/fixtures/simboard/simboard
 if [ -x "$SIMBOARD" ] && "$R/usr/bin/station" run --help >/dev/null 2>&1; then
-	SIMPID= SVCPID=
-	trap 'rc=$?; for p in $SVCPID $SIMPID; do kill -TERM "$p" 2>/dev/null; wait "$p" 2>/dev/null; done; [ -n "${KEEP_TMP:-}" ] || rm -rf "$T"; exit $rc' EXIT
+	. "$(dirname "$0")/../lib/line.sh"
+	SVCPID=
+	line_cleanup() {
+		if [ -n "$SVCPID" ]; then
+			kill -TERM "$SVCPID" 2>/dev/null
+			wait "$SVCPID" 2>/dev/null
+		fi
+	}
 	mkdir -m 700 "$T/state"
-	cat >"$pki/sim-gw.yaml" <<'EOF'
-sku: sim-gw
-match:
-  hardware_ids: [sim-board]
-factory: acme-factory
-device_id:
-  source: board
-sota:
-  gateway: https://gateway.example:8443
-  ostree_server: https://ostree.example:8443
-files:
-  - set: foundries
-EOF
+	line_profile "$pki"
 	grep -v "^ledger:" "$pki/station.yaml" >"$pki/svc.yaml"
 	cat >>"$pki/svc.yaml" <<EOF
 ledger: $T/state/ledger.db
@@ -258,10 +252,7 @@ outputs:
   events: $T/state/events
 EOF
 	mkfifo "$T/state/events"
-	exec 3< <(exec "$SIMBOARD" --dir "$T/line" --boards 4 --seed 11)
-	SIMPID=$!
-	read -r -t 60 -u 3 line || fail "simboard did not start"
-	case $line in "simboard: ready: 4 boards"*) ;; *) fail "simboard: $line" ;; esac
+	start_simboard 4 --seed 11
 	CREDENTIALS_DIRECTORY="$T/cred" "$R/usr/bin/station" --log-format json run -c "$pki/svc.yaml" \
 		>"$T/svc.out" 2>"$T/svc.err" &
 	SVCPID=$!
@@ -296,9 +287,7 @@ EOF
 	grep -q '"msg":"SIGHUP: ' "$T/svc.err" || fail "no log line for the reload: $(cat "$T/svc.err")"
 	"$R/usr/bin/station" ledger -c "$pki/svc.yaml" check >"$T/check.out" ||
 		fail "ledger check after the rehearsal: $(cat "$T/check.out")"
-	kill -TERM "$SIMPID" 2>/dev/null
-	wait "$SIMPID" 2>/dev/null || true
-	SIMPID=
+	stop_simboard
 	ok "service rehearsal: 4 boards passed, SIGHUP reloaded, SIGTERM stopped with status 0; $(wc -l <"$T/svc.err") JSON log lines; no live view"
 else
 	echo "skip - service rehearsal needs simboard ($SIMBOARD) and 'station run'"

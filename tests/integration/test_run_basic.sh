@@ -6,49 +6,13 @@
 # and boards recognises every board and delivers its recorded certificate again, signing
 # nothing new.
 . "$(dirname "$0")/../lib/common.sh"
-SIMBOARD=$BUILD_DIR/fixtures/simboard/simboard
-[ -x "$SIMBOARD" ] || fail "no simboard at $SIMBOARD"
+. "$(dirname "$0")/../lib/line.sh"
 N=64
-SIMPID=
-
-stop_simboard() {
-	if [ -n "$SIMPID" ]; then
-		kill -TERM "$SIMPID" 2>/dev/null || true
-		wait "$SIMPID" 2>/dev/null || true
-		SIMPID=
-	fi
-}
 server=
-trap 'rc=$?; stop_simboard; [ -z "$server" ] || kill "$server" 2>/dev/null; [ -n "${KEEP_TMP:-}" ] || rm -rf "$T"; exit $rc' EXIT
-
-pki="$T/pki"
-dev_pki "$pki" acme-factory
-
-# The profile of the simulated boards: Foundries-style, device id from the board.
-cat >"$pki/sim-gw.yaml" <<'EOF'
-sku: sim-gw
-match:
-  hardware_ids: [sim-board]
-factory: acme-factory
-device_id:
-  source: board
-sota:
-  gateway: https://gateway.example:8443
-  ostree_server: https://ostree.example:8443
-files:
-  - set: foundries
-EOF
-cp "$pki/station.yaml" "$pki/run.yaml"
-cat >>"$pki/run.yaml" <<EOF
-station: test-station
-profiles: [sim-gw.yaml]
-slots:
-  - board_map: $T/line/map.yaml
-pool:
-  workers: 2
-outputs:
-  console_dir: $T/consoles
-EOF
+line_cleanup() {
+	[ -z "$server" ] || kill "$server" 2>/dev/null
+}
+line_setup
 
 # Configuration mistakes are reported at file:line:col before anything starts.
 sed 's/^pool:/pool:\n  wokers: 2/' "$pki/run.yaml" >"$pki/bad.yaml"
@@ -57,12 +21,7 @@ expect_fail "unknown key in the configuration" "bad.yaml:[0-9]+:[0-9]+: unknown 
 expect_fail "run without -c" "run needs -c" "$STATION" run
 expect_fail "bad --boards" "--boards 'x'" "$STATION" run -c "$pki/run.yaml" --boards x
 
-exec 3< <(exec "$SIMBOARD" --dir "$T/line" --boards "$N" --seed 7)
-SIMPID=$!
-read -r -t 60 -u 3 line || fail "simboard did not start"
-case $line in "simboard: ready: $N boards"*) ;; *) fail "simboard: $line" ;; esac
-# Its event lines are drained, so that simboard never blocks on a full pipe.
-cat <&3 >"$T/simboard.log" &
+start_simboard "$N" --seed 7
 
 timeout 300 "$STATION" run -c "$pki/run.yaml" --events "$T/events.jsonl" --until-idle --no-view \
 	>"$T/run.out" 2>"$T/run.err" || fail "station run failed: $(tail -20 "$T/run.err")"
@@ -117,11 +76,7 @@ openssl s_server -accept "127.0.0.1:$port" -cert "$pki/gateway.pem" -key "$pki/g
 	-CAfile "$T/device-cas.pem" -Verify 1 -verify_return_error -www -naccept 1 \
 	>"$T/server.log" 2>&1 &
 server=$!
-for _ in $(seq 1 400); do
-	grep -q ACCEPT "$T/server.log" && break
-	kill -0 "$server" 2>/dev/null || fail "s_server exited: $(cat "$T/server.log")"
-	sleep 0.05
-done
+wait_for_line "$T/server.log" ACCEPT 20 "$server" || fail "s_server did not start: $(cat "$T/server.log")"
 b="$T/line/board3"
 printf 'GET / HTTP/1.0\r\n\r\n' | openssl s_client -connect "127.0.0.1:$port" \
 	-cert "$b/files/client.pem" -key "$b/key.pem" -CAfile "$b/files/root.crt" \

@@ -5,55 +5,11 @@
 # out. A board that comes back after its certificate was delivered gets that certificate
 # again; another board claiming its device id with another key is refused.
 . "$(dirname "$0")/../lib/common.sh"
-SIMBOARD=$BUILD_DIR/fixtures/simboard/simboard
-[ -x "$SIMBOARD" ] || fail "no simboard at $SIMBOARD"
-SIMPID=
-
-stop_simboard() {
-	if [ -n "$SIMPID" ]; then
-		kill -TERM "$SIMPID" 2>/dev/null || true
-		wait "$SIMPID" 2>/dev/null || true
-		SIMPID=
-	fi
-}
-trap 'rc=$?; stop_simboard; [ -n "${KEEP_TMP:-}" ] || rm -rf "$T"; exit $rc' EXIT
-
-# start_simboard N [options]: serves N boards from $T/line, waits for the ready line.
-start_simboard() {
-	local n=$1 line
-	shift
-	exec 3< <(exec "$SIMBOARD" --dir "$T/line" --boards "$n" --seed 11 "$@")
-	SIMPID=$!
-	read -r -t 60 -u 3 line || fail "simboard did not start"
-	case $line in "simboard: ready: $n boards"*) ;; *) fail "simboard: $line" ;; esac
-	# Its event lines are drained, so that simboard never blocks on a full pipe.
-	cat <&3 >>"$T/simboard.log" &
-}
-
-pki="$T/pki"
-dev_pki "$pki" acme-factory
-cat >"$pki/sim-gw.yaml" <<'EOF'
-sku: sim-gw
-match:
-  hardware_ids: [sim-board]
-factory: acme-factory
-device_id:
-  source: board
-sota:
-  gateway: https://gateway.example:8443
-  ostree_server: https://ostree.example:8443
-files:
-  - set: foundries
-EOF
+. "$(dirname "$0")/../lib/line.sh"
+line_setup
 # Short timeouts: the hung board fails in seconds, not minutes. Generous enough for a
 # loaded machine: nothing here depends on speed but the run time.
-cp "$pki/station.yaml" "$pki/run.yaml"
 cat >>"$pki/run.yaml" <<EOF
-profiles: [sim-gw.yaml]
-slots:
-  - board_map: $T/line/map.yaml
-pool:
-  workers: 2
 timeouts:
   hello: 1000
   csr: 3000
@@ -64,8 +20,6 @@ timeouts:
   reconnect: 20000
 retries:
   request: 4
-outputs:
-  console_dir: $T/consoles
 EOF
 ev="$T/events.jsonl"
 
@@ -95,7 +49,7 @@ expect_fail_reason() {
 }
 
 # Phase 1: board0 alone gets its certificate.
-start_simboard 1
+start_simboard 1 --seed 11
 timeout 120 "$STATION" run -c "$pki/run.yaml" --events "$T/first.jsonl" --boards 1 --no-view \
 	>"$T/first.out" 2>"$T/first.err" || fail "first run: $(tail -5 "$T/first.err")"
 grep -q '"event":"pass"' "$T/first.jsonl" || fail "board0 did not pass in the first run"
@@ -104,7 +58,7 @@ stop_simboard
 ok "board0 provisioned alone first"
 
 # Phase 2: the whole line with every fault.
-start_simboard 14 --noise \
+start_simboard 14 --seed 11 --noise \
 	--fault crc:board12 \
 	--fault crc:1% \
 	--fault disconnect:board2 \

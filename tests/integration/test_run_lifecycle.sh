@@ -4,59 +4,22 @@
 # (abandoned safely, then resumed by the next run with the certificates already recorded),
 # --max-seconds.
 . "$(dirname "$0")/../lib/common.sh"
-SIMBOARD=$BUILD_DIR/fixtures/simboard/simboard
-[ -x "$SIMBOARD" ] || fail "no simboard at $SIMBOARD"
-SIMPID=
+. "$(dirname "$0")/../lib/line.sh"
 STPID=
-
-stop_simboard() {
-	if [ -n "$SIMPID" ]; then
-		kill -TERM "$SIMPID" 2>/dev/null || true
-		wait "$SIMPID" 2>/dev/null || true
-		SIMPID=
-	fi
-}
-trap 'rc=$?; stop_simboard; [ -z "$STPID" ] || kill -9 "$STPID" 2>/dev/null; [ -n "${KEEP_TMP:-}" ] || rm -rf "$T"; exit $rc' EXIT
-
-# start_simboard DIR N [options]: serves N boards from DIR, waits for the ready line.
-start_simboard() {
-	local dir=$1 n=$2 line
-	shift 2
-	exec 3< <(exec "$SIMBOARD" --dir "$dir" --boards "$n" --seed 5 "$@")
-	SIMPID=$!
-	read -r -t 60 -u 3 line || fail "simboard did not start"
-	case $line in "simboard: ready: $n boards"*) ;; *) fail "simboard: $line" ;; esac
-	cat <&3 >>"$T/simboard.log" &
+line_cleanup() {
+	[ -z "$STPID" ] || kill -9 "$STPID" 2>/dev/null
 }
 
 # wait_for FILE PATTERN COUNT: until FILE has COUNT lines matching PATTERN (bounded).
 wait_for() {
-	for _ in $(seq 1 1200); do
-		[ "$(grep -c -- "$2" "$1" 2>/dev/null)" -ge "$3" ] && return 0
-		[ -n "$STPID" ] && ! kill -0 "$STPID" 2>/dev/null && fail "station exited early: $(tail -5 "$T/st.err")"
-		sleep 0.05
-	done
-	fail "timed out waiting for $3 × /$2/ in $1"
+	local rc=0
+	wait_for_line "$1" "$2" 60 "$STPID" "$3" || rc=$?
+	[ "$rc" != 2 ] || fail "station exited early: $(tail -5 "$T/st.err")"
+	[ "$rc" = 0 ] || fail "timed out waiting for $3 × /$2/ in $1"
 }
 
-pki="$T/pki"
-dev_pki "$pki" acme-factory
-cat >"$pki/sim-gw.yaml" <<'EOF'
-sku: sim-gw
-match:
-  hardware_ids: [sim-board]
-factory: acme-factory
-device_id:
-  source: board
-sota:
-  gateway: https://gateway.example:8443
-  ostree_server: https://ostree.example:8443
-files:
-  - set: foundries
-EOF
-cp "$pki/station.yaml" "$pki/glob.yaml"
-cat >>"$pki/glob.yaml" <<EOF
-profiles: [sim-gw.yaml]
+line_setup
+line_config "$pki/glob.yaml" <<EOF
 slots:
   - glob: $T/line/*/tty
     name: "{parent}"
@@ -69,7 +32,7 @@ EOF
 	>"$T/st.out" 2>"$T/st.err" &
 STPID=$!
 wait_for "$T/st.err" "0 slots" 1
-start_simboard "$T/line" 6
+start_simboard 6 --seed 5
 wait "$STPID" || fail "glob run: $(tail -5 "$T/st.err")"
 STPID=
 [ "$(grep -c '"event":"pass"' "$T/ev1.jsonl")" = 6 ] || fail "not 6 passes after the ports appeared"
@@ -97,13 +60,12 @@ stop_simboard
 # Boards paced at 9600 baud take seconds for their files: stop the station while they are
 # being written. They are abandoned, not failed; their certificates are in the ledger already,
 # and the next run delivers those same certificates.
-cp "$pki/station.yaml" "$pki/slow.yaml"
-cat >>"$pki/slow.yaml" <<EOF
-profiles: [sim-gw.yaml]
+line_config "$pki/slow.yaml" <<EOF
 slots:
   - board_map: $T/slow/map.yaml
 EOF
-start_simboard "$T/slow" 4 --baud 9600
+LINE_DIR=$T/slow
+start_simboard 4 --seed 5 --baud 9600
 "$STATION" run -c "$pki/slow.yaml" --events "$T/ev3.jsonl" --no-view >"$T/st.out" 2>"$T/st.err" &
 STPID=$!
 wait_for "$T/ev3.jsonl" '"to":"signed"' 4

@@ -4,6 +4,9 @@
 SIMBOARD=$BUILD_DIR/fixtures/simboard/simboard
 [ -x "$SIMBOARD" ] || fail "no simboard at $SIMBOARD"
 SIMPID=
+# Where start_simboard makes its boards and line_setup's run.yaml finds their map; a test
+# with a second line sets it before starting that one.
+LINE_DIR=$T/line
 
 stop_simboard() {
 	if [ -n "$SIMPID" ]; then
@@ -12,25 +15,27 @@ stop_simboard() {
 		SIMPID=
 	fi
 }
-trap 'rc=$?; stop_simboard; [ -n "${KEEP_TMP:-}" ] || rm -rf "$T"; exit $rc' EXIT
+# A test with processes of its own (a station, a gateway) defines line_cleanup to end them;
+# it runs on exit before simboard is stopped.
+trap 'rc=$?; ! declare -F line_cleanup >/dev/null || line_cleanup || true; stop_simboard; [ -n "${KEEP_TMP:-}" ] || rm -rf "$T"; exit $rc' EXIT
 
-# start_simboard N [options]: serves N boards from $T/line, waits for the ready line.
+# start_simboard N [options]: serves N boards from $LINE_DIR, waits for the ready line.
 start_simboard() {
 	local n=$1 line
 	shift
-	exec 3< <(exec "$SIMBOARD" --dir "$T/line" --boards "$n" "$@")
+	exec 3< <(exec "$SIMBOARD" --dir "$LINE_DIR" --boards "$n" "$@")
 	SIMPID=$!
 	read -r -t 60 -u 3 line || fail "simboard did not start"
 	case $line in "simboard: ready: $n boards"*) ;; *) fail "simboard: $line" ;; esac
-	# Keep draining its event lines: a full pipe would stall every board.
-	cat <&3 >"$T/simboard.log" &
+	# Keep draining its event lines: a full pipe would stall every board. Appended, so that
+	# a test that starts simboard again keeps the earlier lines.
+	cat <&3 >>"$T/simboard.log" &
 }
 
-# line_setup [extra run.yaml text]: $pki with the dev PKI, sim-gw.yaml, run.yaml.
-line_setup() {
-	pki="$T/pki"
-	dev_pki "$pki" acme-factory
-	cat >"$pki/sim-gw.yaml" <<'YAML'
+# line_profile DIR: the simulated boards' profile, DIR/sim-gw.yaml (Foundries-style, the
+# device id from the board).
+line_profile() {
+	cat >"$1/sim-gw.yaml" <<'YAML'
 sku: sim-gw
 match:
   hardware_ids: [sim-board]
@@ -43,12 +48,27 @@ sota:
 files:
   - set: foundries
 YAML
-	cp "$pki/station.yaml" "$pki/run.yaml"
-	cat >>"$pki/run.yaml" <<YAML
+}
+
+# line_config FILE: a station configuration: the dev PKI's station.yaml ($pki), the
+# simulated boards' profile, then the YAML text on stdin (slots and the rest).
+line_config() {
+	cp "$pki/station.yaml" "$1"
+	{
+		echo "profiles: [sim-gw.yaml]"
+		cat
+	} >>"$1"
+}
+
+# line_setup [extra run.yaml text]: $pki with the dev PKI, sim-gw.yaml, run.yaml.
+line_setup() {
+	pki="$T/pki"
+	dev_pki "$pki" acme-factory
+	line_profile "$pki"
+	line_config "$pki/run.yaml" <<YAML
 station: test-station
-profiles: [sim-gw.yaml]
 slots:
-  - board_map: $T/line/map.yaml
+  - board_map: $LINE_DIR/map.yaml
 pool:
   workers: 2
 outputs:
@@ -57,13 +77,15 @@ ${1:-}
 YAML
 }
 
-# wait_for_line FILE PATTERN TIMEOUT_S PID: waits until FILE has a line matching PATTERN
-# (grep -E), failing when PID exits first or the timeout (a failure bound, not a
-# synchronisation) passes. Returns 0 when found.
+# wait_for_line FILE PATTERN TIMEOUT_S PID [COUNT]: waits until FILE has a line matching
+# PATTERN (grep -E), or COUNT such lines, failing when PID exits first or the timeout (a
+# failure bound, not a synchronisation) passes. Returns 0 when found, 2 when PID exited,
+# 1 on the timeout.
 wait_for_line() {
-	local file=$1 pattern=$2 limit=$3 pid=$4 i
+	local file=$1 pattern=$2 limit=$3 pid=$4 count=${5:-1} i n
 	for ((i = 0; i < limit * 20; i++)); do
-		grep -qE -- "$pattern" "$file" 2>/dev/null && return 0
+		n=$(grep -cE -- "$pattern" "$file" 2>/dev/null) || n=0
+		[ "$n" -ge "$count" ] && return 0
 		kill -0 "$pid" 2>/dev/null || return 2
 		sleep 0.05
 	done
