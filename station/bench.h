@@ -141,6 +141,8 @@ struct st_bench_result {
 	double sign_rate;       /* signed_ / sign_window_s */
 	double sign_bound;      /* certs/s: crypto-only bound x min(workers, CPUs), or S/L */
 	double sign_ratio;      /* sign_rate / sign_bound */
+	double sign_bound_workers; /* slowhsm: what the workers' sessions can sign, W / L */
+	double sign_ratio_workers; /* sign_rate / sign_bound_workers */
 	struct st_bench_bound bound;
 
 	/* CPU and memory. */

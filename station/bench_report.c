@@ -82,6 +82,9 @@ void st_bench_print_result(const struct st_bench_result *r)
 	printf("  signing     %lu certs, %.0f/s while CSRs waited for signing (%.2f s); bound %.0f/s"
 	       ": ratio %.3f\n",
 	       r->signed_, r->sign_rate, r->sign_window_s, r->sign_bound, r->sign_ratio);
+	if (!isnan(r->sign_ratio_workers))
+		printf("              the %u workers' sessions can sign %.0f/s: ratio %.3f\n",
+		       r->workers, r->sign_bound_workers, r->sign_ratio_workers);
 	printf("  bound       crypto-only %.1f us wall, %.1f us CPU per certificate on one thread "
 	       "(%u measured; verify %.1f us)\n",
 	       r->bound.wall_s * 1e6, r->bound.cpu_s * 1e6, r->bound.n, r->bound.verify_cpu_s * 1e6);
@@ -197,9 +200,12 @@ static json_t *result_json(const struct st_bench_result *r)
 						  num(r->wire_bound_bph), "ratio", num(r->wire_ratio),
 						  "ratio_span", num(r->wire_ratio_span)));
 	json_object_set_new(o, "signing",
-			    json_pack("{s:o,s:o,s:o,s:o}", "window_s", num(r->sign_window_s),
-				      "certs_per_s", num(r->sign_rate), "bound_certs_per_s",
-				      num(r->sign_bound), "ratio", num(r->sign_ratio)));
+			    json_pack("{s:o,s:o,s:o,s:o,s:o,s:o}", "window_s",
+				      num(r->sign_window_s), "certs_per_s", num(r->sign_rate),
+				      "bound_certs_per_s", num(r->sign_bound), "ratio",
+				      num(r->sign_ratio), "workers_bound_certs_per_s",
+				      num(r->sign_bound_workers), "workers_ratio",
+				      num(r->sign_ratio_workers)));
 	json_object_set_new(o, "bound",
 			    json_pack("{s:i,s:o,s:o,s:o}", "n", (int)r->bound.n, "wall_us",
 				      num(r->bound.wall_s * 1e6), "cpu_us",

@@ -976,8 +976,13 @@ int st_bench_run(const struct st_bench_opts *o, unsigned slots, unsigned long bo
 		res->wire_ratio = res->bph_steady / res->wire_bound_bph;
 		res->wire_ratio_span = res->bph / res->wire_bound_bph;
 	}
+	res->sign_bound_workers = res->sign_ratio_workers = NAN;
 	if (o->signer.kind == ST_BENCH_SLOWHSM && o->signer.latency_ms > 0) {
+		unsigned w = res->workers < o->signer.sessions ? res->workers : o->signer.sessions;
+
 		res->sign_bound = o->signer.sessions * 1000 / o->signer.latency_ms;
+		res->sign_bound_workers = w * 1000 / o->signer.latency_ms;
+		res->sign_ratio_workers = res->sign_rate / res->sign_bound_workers;
 	} else {
 		unsigned w = res->workers ? res->workers : (unsigned)ncpu;
 
@@ -1066,6 +1071,8 @@ void st_bench_median(const struct st_bench_result *r, size_t n, struct st_bench_
 	MED(sign_rate);
 	MED(sign_bound);
 	MED(sign_ratio);
+	MED(sign_bound_workers);
+	MED(sign_ratio_workers);
 	MED(bound.wall_s);
 	MED(bound.cpu_s);
 	MED(bound.verify_cpu_s);
