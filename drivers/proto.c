@@ -580,7 +580,7 @@ int drv_proto_get_b64(const struct drv_proto_frame *f, const char *key, uint8_t 
 	*outlen = 0;
 	if (!fld)
 		return missing(f, key, err, errlen);
-	rc = drv_proto_b64_decode(out, cap, f->line + fld->val_off, fld->val_len, outlen, &bad);
+	rc = drv_b64_decode(out, cap, f->line + fld->val_off, fld->val_len, outlen, &bad);
 	if (rc == -1)
 		return st_errf(err, errlen, ST_E_PROTO_FIELD, "field '%s': bad base64 at col %zu",
 			       key, fld->val_off + bad + 1);
@@ -613,108 +613,6 @@ int drv_proto_get_hex(const struct drv_proto_frame *f, const char *key, uint8_t 
 				       fld->val_off + 2 * i + (hi < 0 ? 1 : 2));
 		out[i] = (uint8_t)(hi << 4 | lo);
 	}
-	return 0;
-}
-
-/* Base64. */
-
-static const char b64chars[] =
-	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-size_t drv_proto_b64_len(size_t n)
-{
-	return (n + 2) / 3 * 4;
-}
-
-size_t drv_proto_b64_encode(char *out, const void *data, size_t n)
-{
-	const uint8_t *p = data;
-	size_t i, o = 0;
-
-	for (i = 0; i + 2 < n; i += 3) {
-		uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
-
-		out[o++] = b64chars[v >> 18];
-		out[o++] = b64chars[(v >> 12) & 63];
-		out[o++] = b64chars[(v >> 6) & 63];
-		out[o++] = b64chars[v & 63];
-	}
-	if (i < n) {
-		uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0);
-
-		out[o++] = b64chars[v >> 18];
-		out[o++] = b64chars[(v >> 12) & 63];
-		out[o++] = i + 1 < n ? b64chars[(v >> 6) & 63] : '=';
-		out[o++] = '=';
-	}
-	return o;
-}
-
-static int b64val(char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
-
-int drv_proto_b64_decode(uint8_t *out, size_t cap, const char *in, size_t n, size_t *outlen,
-			 size_t *bad)
-{
-	size_t i, o = 0;
-
-	*outlen = 0;
-	if (n % 4) {
-		/* Name the first position where the length cannot work out. */
-		*bad = n - n % 4;
-		for (i = 0; i < n; i++) {
-			if (b64val(in[i]) < 0) {
-				*bad = i;
-				break;
-			}
-		}
-		return -1;
-	}
-	for (i = 0; i < n; i += 4) {
-		int v[4], pad = 0, k;
-		uint32_t w;
-
-		for (k = 0; k < 4; k++) {
-			v[k] = b64val(in[i + k]);
-			if (v[k] >= 0 && pad == 0)
-				continue;
-			/* '=' is allowed only in the last group, in its last two places, and
-			 * only '=' may follow it. */
-			if (in[i + k] != '=' || i + 4 != n || k < 2) {
-				*bad = i + k;
-				return -1;
-			}
-			pad++;
-			v[k] = 0;
-		}
-		w = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 |
-		    (uint32_t)v[3];
-		/* Canonical form: the bits that padding drops must be zero. */
-		if ((pad == 1 && (w & 0xFF)) || (pad == 2 && (w & 0xFFFF))) {
-			*bad = i + 3 - (size_t)pad;
-			return -1;
-		}
-		if (o + 3 - (size_t)pad > cap)
-			return -2;
-		out[o++] = (uint8_t)(w >> 16);
-		if (pad < 2)
-			out[o++] = (uint8_t)(w >> 8);
-		if (pad < 1)
-			out[o++] = (uint8_t)w;
-	}
-	*outlen = o;
 	return 0;
 }
 
@@ -856,10 +754,10 @@ void drv_proto_add_uint(struct drv_proto_builder *b, const char *key, uint64_t v
 
 void drv_proto_add_b64(struct drv_proto_builder *b, const char *key, const void *data, size_t n)
 {
-	char *p = field_start(b, key, drv_proto_b64_len(n));
+	char *p = field_start(b, key, drv_b64_len(n));
 
 	if (p)
-		drv_proto_b64_encode(p, data, n);
+		drv_b64_encode(p, data, n);
 }
 
 void drv_proto_add_hex(struct drv_proto_builder *b, const char *key, const void *data, size_t n)

@@ -14,6 +14,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* b64 fields use this codec (drv_b64_len and the rest), also for tests and simboard. */
+#include "b64.h"
+
 #define DRV_PROTO_VERSION 1
 /* Every frame starts with this; console output never contains it (see PROTOCOL.md). */
 #define DRV_PROTO_MARKER "~@P1 "
@@ -236,14 +239,5 @@ size_t drv_proto_room(const struct drv_proto_builder *b);
  * first error: ST_E_PROTO_TOO_LONG (does not fit in cap) or ST_E_INVAL (bad key, type or kind,
  * too many fields), with err saying which. */
 int drv_proto_end(struct drv_proto_builder *b, size_t *len, char *err, size_t errlen);
-
-/* Base64 and percent codecs, exposed for tests and the simulated board. */
-size_t drv_proto_b64_len(size_t n); /* encoded length of n bytes */
-size_t drv_proto_b64_encode(char *out, const void *data, size_t n);
-/* Decodes n characters of strict base64 into out. Returns 0 and *outlen, -1 when a character
- * is not allowed where it stands (*bad is its 0-based index), or -2 when the result would
- * exceed cap. */
-int drv_proto_b64_decode(uint8_t *out, size_t cap, const char *in, size_t n, size_t *outlen,
-			 size_t *bad);
 
 #endif

@@ -14,6 +14,7 @@
 #include <openssl/objects.h>
 #include <openssl/x509.h>
 
+#include "b64.h"
 #include "der.h"
 #include "ecdsa.h"
 #include "err.h"
@@ -180,21 +181,6 @@ static int is_ws(uint8_t c)
 	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
 }
 
-static int b64_value(uint8_t c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
-
 static const uint8_t *find(const uint8_t *s, size_t n, const char *what)
 {
 	return memmem(s, n, what, strlen(what));
@@ -262,7 +248,7 @@ static int decode_pem(struct chk *c, const uint8_t *in, size_t len, uint8_t *der
 					       (size_t)(p - in));
 			v = 0;
 		} else {
-			v = b64_value(*p);
+			v = drv_b64_value(*p);
 			if (v < 0)
 				return st_errf(c->err, c->errlen, ST_E_CSR_PEM,
 					       "PEM body has the byte 0x%02x at offset %zu; "

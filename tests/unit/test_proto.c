@@ -529,24 +529,24 @@ static void test_base64_strict(void **state)
 	size_t olen, bad;
 
 	(void)state;
-	assert_int_equal(drv_proto_b64_decode(out, sizeof(out), "QQ==", 4, &olen, &bad), 0);
+	assert_int_equal(drv_b64_decode(out, sizeof(out), "QQ==", 4, &olen, &bad), 0);
 	assert_int_equal(olen, 1);
 	assert_int_equal(out[0], 'A');
-	assert_int_equal(drv_proto_b64_decode(out, sizeof(out), "QUI=", 4, &olen, &bad), 0);
+	assert_int_equal(drv_b64_decode(out, sizeof(out), "QUI=", 4, &olen, &bad), 0);
 	assert_int_equal(olen, 2);
-	assert_int_equal(drv_proto_b64_decode(out, sizeof(out), "", 0, &olen, &bad), 0);
+	assert_int_equal(drv_b64_decode(out, sizeof(out), "", 0, &olen, &bad), 0);
 	assert_int_equal(olen, 0);
 	/* Non-canonical trailing bits, misplaced padding, bad characters, bad length. */
-	assert_int_equal(drv_proto_b64_decode(out, sizeof(out), "QR==", 4, &olen, &bad), -1);
+	assert_int_equal(drv_b64_decode(out, sizeof(out), "QR==", 4, &olen, &bad), -1);
 	assert_int_equal(bad, 1);
-	assert_int_equal(drv_proto_b64_decode(out, sizeof(out), "Q===", 4, &olen, &bad), -1);
-	assert_int_equal(drv_proto_b64_decode(out, sizeof(out), "QQ=A", 4, &olen, &bad), -1);
+	assert_int_equal(drv_b64_decode(out, sizeof(out), "Q===", 4, &olen, &bad), -1);
+	assert_int_equal(drv_b64_decode(out, sizeof(out), "QQ=A", 4, &olen, &bad), -1);
 	assert_int_equal(bad, 3);
-	assert_int_equal(drv_proto_b64_decode(out, sizeof(out), "QQ==QUJD", 8, &olen, &bad), -1);
-	assert_int_equal(drv_proto_b64_decode(out, sizeof(out), "QU-D", 4, &olen, &bad), -1);
+	assert_int_equal(drv_b64_decode(out, sizeof(out), "QQ==QUJD", 8, &olen, &bad), -1);
+	assert_int_equal(drv_b64_decode(out, sizeof(out), "QU-D", 4, &olen, &bad), -1);
 	assert_int_equal(bad, 2);
-	assert_int_equal(drv_proto_b64_decode(out, sizeof(out), "QUJ", 3, &olen, &bad), -1);
-	assert_int_equal(drv_proto_b64_decode(out, 2, "QUJD", 4, &olen, &bad), -2);
+	assert_int_equal(drv_b64_decode(out, sizeof(out), "QUJ", 3, &olen, &bad), -1);
+	assert_int_equal(drv_b64_decode(out, 2, "QUJD", 4, &olen, &bad), -2);
 }
 
 static struct drv_proto_decoder *pausing;
