@@ -762,6 +762,7 @@ static STACK_OF(X509) *load_certs(const char *path)
 static int ca_import(const struct ca_opts *o)
 {
 	struct st_config *cfg = NULL;
+	struct drv_signer_config sc;
 	struct drv_signer *signer = NULL;
 	STACK_OF(X509) *certs = NULL, *chain = NULL, *roots = NULL;
 	X509_STORE *store = NULL;
@@ -779,8 +780,6 @@ static int ca_import(const struct ca_opts *o)
 		st_err("%s", err);
 		return 1;
 	}
-	if (cfg->ca.softhsm2_conf)
-		setenv("SOFTHSM2_CONF", cfg->ca.softhsm2_conf, 0);
 	certs = load_certs(o->cert);
 	if (!certs) {
 		st_err("%s: no PEM certificate found", o->cert);
@@ -808,9 +807,8 @@ static int ca_import(const struct ca_opts *o)
 		st_err("%s: not a CA certificate (needs CA:TRUE and keyCertSign)", o->cert);
 		goto out;
 	}
-	if (open_signer(&(struct drv_signer_config){ cfg->ca.signer, cfg->ca.key, cfg->ca.pin_file,
-						     cfg->ca.pin_env, cfg->ca.mechanism },
-			&signer, &pub) < 0)
+	st_config_signer_config(cfg, &sc);
+	if (open_signer(&sc, &signer, &pub) < 0)
 		goto out;
 	if (EVP_PKEY_eq(X509_get0_pubkey(cert), pub) != 1) {
 		st_err("%s: the certificate's public key is not the key of %s", o->cert, cfg->ca.key);

@@ -146,42 +146,11 @@ static void on_signal(uv_signal_t *sig, int signum)
 	uv_close((uv_handle_t *)&s->sig_hup, NULL);
 }
 
-static int open_signer(struct serve *s, char *err, size_t errlen)
-{
-	const struct st_config_ca *ca = &s->cfg->ca;
-	struct drv_signer_config sc;
-
-	if (ca->softhsm2_conf)
-		setenv("SOFTHSM2_CONF", ca->softhsm2_conf, 0);
-	memset(&sc, 0, sizeof(sc));
-	sc.backend = ca->signer;
-	sc.key = ca->key;
-	sc.pin_file = ca->pin_file;
-	sc.pin_env = ca->pin_env;
-	sc.mechanism = ca->mechanism;
-	return drv_signer_open(&sc, &s->signer, err, errlen);
-}
-
 static int start_pool(struct serve *s, char *err, size_t errlen)
 {
-	const struct st_config_pool *cp = &s->cfg->pool;
 	struct st_pool_config pc;
-	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-	unsigned workers = cp->workers;
 
-	st_pool_config_default(&pc);
-	if (!workers)
-		workers = ncpu < 1 ? 1 : (unsigned)ncpu;
-	if (cp->hsm_sessions && workers > cp->hsm_sessions)
-		workers = cp->hsm_sessions;
-	pc.workers = workers;
-	if (cp->batch_max)
-		pc.batch_max = cp->batch_max;
-	pc.batch_linger_ms = cp->batch_linger_ms;
-	if (cp->queue_max)
-		pc.queue_max = cp->queue_max;
-	pc.station = s->station;
-	pc.ledger_path = s->cfg->ledger;
+	st_config_pool_config(s->cfg, s->station, &pc);
 	return st_pool_new(&s->loop, &pc, s->ca, s->signer, &s->pool, err, errlen);
 }
 
@@ -266,8 +235,8 @@ int st_cmd_serve(int argc, char **argv)
 		st_err("%s", err);
 		goto out;
 	}
-	if (open_signer(&s, err, sizeof(err)) < 0 || st_ca_match_signer(s.ca, s.signer, err,
-									  sizeof(err)) < 0 ||
+	if (st_config_open_signer(s.cfg, &s.signer, err, sizeof(err)) < 0 ||
+	    st_ca_match_signer(s.ca, s.signer, err, sizeof(err)) < 0 ||
 	    start_pool(&s, err, sizeof(err)) < 0) {
 		st_err("%s", err);
 		goto out;

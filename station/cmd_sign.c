@@ -138,12 +138,7 @@ int st_cmd_sign(int argc, char **argv)
 		st_err("%s", err);
 		goto out;
 	}
-	if (cfg->ca.softhsm2_conf)
-		setenv("SOFTHSM2_CONF", cfg->ca.softhsm2_conf, 0);
-	if (drv_signer_open(&(struct drv_signer_config){ cfg->ca.signer, cfg->ca.key,
-							 cfg->ca.pin_file, cfg->ca.pin_env,
-							 cfg->ca.mechanism },
-			    &signer, err, sizeof(err)) < 0 ||
+	if (st_config_open_signer(cfg, &signer, err, sizeof(err)) < 0 ||
 	    drv_signer_session_open(signer, &sess, err, sizeof(err)) < 0 ||
 	    st_issuer_new(ca, signer, sess, &issuer, err, sizeof(err)) < 0) {
 		st_err("%s", err);

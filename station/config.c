@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include "err.h"
+#include "pool.h"
+#include "signer.h"
 #include "yamlload.h"
 
 static const char *const signers[] = { "pkcs11", "file", NULL };
@@ -586,6 +588,56 @@ int st_config_load_buffer(const char *name, const char *dir, const void *buf, si
 			  FILE *diag, struct st_config **out, char *err, size_t errlen)
 {
 	return load(name, dir, buf, len, 1, diag, out, err, errlen);
+}
+
+/* --- What the sections turn into: the signer, the pool's settings ---------------------- */
+
+void st_config_signer_config(const struct st_config *cfg, struct drv_signer_config *sc)
+{
+	const struct st_config_ca *ca = &cfg->ca;
+
+	/* Before the module loads, or SoftHSM2 looks for its tokens elsewhere; an
+	 * environment that names its own configuration keeps it. */
+	if (ca->softhsm2_conf)
+		setenv("SOFTHSM2_CONF", ca->softhsm2_conf, 0);
+	memset(sc, 0, sizeof(*sc));
+	sc->backend = ca->signer;
+	sc->key = ca->key;
+	sc->pin_file = ca->pin_file;
+	sc->pin_env = ca->pin_env;
+	sc->mechanism = ca->mechanism;
+}
+
+int st_config_open_signer(const struct st_config *cfg, struct drv_signer **out, char *err,
+			  size_t errlen)
+{
+	struct drv_signer_config sc;
+
+	st_config_signer_config(cfg, &sc);
+	return drv_signer_open(&sc, out, err, errlen);
+}
+
+unsigned st_config_pool_config(const struct st_config *cfg, const char *station,
+			       struct st_pool_config *pc)
+{
+	const struct st_config_pool *cp = &cfg->pool;
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned workers = cp->workers;
+
+	st_pool_config_default(pc);
+	if (!workers)
+		workers = ncpu < 1 ? 1 : (unsigned)ncpu;
+	pc->workers = workers;
+	/* One HSM session per worker: no more workers than sessions. */
+	if (cp->hsm_sessions && pc->workers > cp->hsm_sessions)
+		pc->workers = cp->hsm_sessions;
+	/* 0 means the pool's own default here as there. */
+	pc->batch_max = cp->batch_max;
+	pc->batch_linger_ms = cp->batch_linger_ms;
+	pc->queue_max = cp->queue_max;
+	pc->station = station;
+	pc->ledger_path = cfg->ledger;
+	return workers;
 }
 
 /* --- Board maps ------------------------------------------------------------------------ */

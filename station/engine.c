@@ -709,43 +709,14 @@ static int mkdir_p(const char *path)
 	return 0;
 }
 
-static int open_signer(struct st_engine *e, char *err, size_t errlen)
-{
-	const struct st_config_ca *ca = &e->cfg->ca;
-	struct drv_signer_config sc;
-
-	if (ca->softhsm2_conf)
-		setenv("SOFTHSM2_CONF", ca->softhsm2_conf, 0);
-	memset(&sc, 0, sizeof(sc));
-	sc.backend = ca->signer;
-	sc.key = ca->key;
-	sc.pin_file = ca->pin_file;
-	sc.pin_env = ca->pin_env;
-	sc.mechanism = ca->mechanism;
-	return drv_signer_open(&sc, &e->signer, err, errlen);
-}
-
 static int start_pool(struct st_engine *e, char *err, size_t errlen)
 {
 	struct st_pool_config pc;
-	const struct st_config_pool *cp = &e->cfg->pool;
-	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-	unsigned workers = cp->workers;
+	unsigned wanted = st_config_pool_config(e->cfg, e->station, &pc);
 
-	st_pool_config_default(&pc);
-	if (!workers)
-		workers = ncpu < 1 ? 1 : (unsigned)ncpu;
-	if (cp->hsm_sessions && workers > cp->hsm_sessions) {
+	if (pc.workers < wanted)
 		st_notice("signing workers: %u CPUs, but the HSM allows %u sessions: %u workers",
-			  workers, cp->hsm_sessions, cp->hsm_sessions);
-		workers = cp->hsm_sessions;
-	}
-	pc.workers = workers;
-	pc.batch_max = cp->batch_max;
-	pc.batch_linger_ms = cp->batch_linger_ms;
-	pc.queue_max = cp->queue_max;
-	pc.station = e->station;
-	pc.ledger_path = e->cfg->ledger;
+			  wanted, e->cfg->pool.hsm_sessions, pc.workers);
 	return st_pool_new(&e->loop, &pc, e->ca, e->signer, &e->pool, err, errlen);
 }
 
@@ -835,7 +806,7 @@ int st_engine_new(const char *config_path, const struct st_engine_options *opt,
 	if (rc < 0)
 		goto fail;
 
-	rc = open_signer(e, err, errlen);
+	rc = st_config_open_signer(e->cfg, &e->signer, err, errlen);
 	if (rc < 0)
 		goto fail;
 	rc = start_pool(e, err, errlen);
