@@ -136,6 +136,10 @@ void st_bench_print_footer(const struct st_bench_opts *o, const struct st_bench_
 		const struct st_bench_result *r = &med[i];
 		const struct st_bench_pct *t = &r->phase[ST_PHASE_TOTAL];
 
+		if (!r->passed) {
+			printf("%6u %7lu  no figures: %s\n", r->slots, r->boards, r->error);
+			continue;
+		}
 		printf("%6u %7lu %11.0f %11.0f %6.3f %8.1f %8.1f %8.1f %8.0f %6.3f %6.2f %6.2f "
 		       "%8.1f %7.1f%s\n",
 		       r->slots, r->boards, r->bph_steady, r->wire_bound_bph, r->wire_ratio, t->p50,

@@ -4,6 +4,7 @@
 #include <getopt.h>
 #include <limits.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -255,6 +256,14 @@ static void remove_dir(const char *path)
 		st_warn("could not remove %s", path);
 }
 
+static volatile sig_atomic_t interrupted;
+
+static void on_interrupt(int sig)
+{
+	(void)sig;
+	interrupted = 1;
+}
+
 int st_cmd_bench(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -287,7 +296,7 @@ int st_cmd_bench(int argc, char **argv)
 	const char *simboard = NULL, *slowhsm = NULL, *softhsm = NULL;
 	char err[1024], exe[PATH_MAX];
 	unsigned long v;
-	size_t nrounds = 0, i;
+	size_t i;
 	ssize_t n;
 	int c, rc = 1, all_ok = 1;
 	json_t *doc = NULL;
@@ -482,12 +491,22 @@ int st_cmd_bench(int argc, char **argv)
 		st_err("out of memory");
 		goto out;
 	}
+	/* Ctrl-C reaches the children too (one process group): they stop cleanly, the run
+	 * in progress ends, and the bench reports what it has and cleans up. */
+	{
+		struct sigaction sa;
+
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_handler = on_interrupt;
+		sigaction(SIGINT, &sa, NULL);
+		sigaction(SIGTERM, &sa, NULL);
+	}
 	if (!o.quiet)
 		st_bench_print_header(&o);
 	/* Rounds interleave the slot counts, so that the machine's load drifts over all of
 	 * them alike. */
-	for (unsigned r = 0; r < o.rounds; r++) {
-		for (i = 0; i < o.nslots; i++) {
+	for (unsigned r = 0; r < o.rounds && !interrupted; r++) {
+		for (i = 0; i < o.nslots && !interrupted; i++) {
 			struct st_bench_result *res = &rounds[i * o.rounds + r];
 			unsigned long boards = o.boards ? o.boards :
 							  (unsigned long)o.per_slot * o.slots[i];
@@ -503,7 +522,6 @@ int st_cmd_bench(int argc, char **argv)
 				all_ok = 0;
 				continue;
 			}
-			nrounds++;
 			all_ok &= res->ok;
 			if (!o.quiet)
 				st_bench_print_result(res);
@@ -511,12 +529,36 @@ int st_cmd_bench(int argc, char **argv)
 				st_err("%u slots, round %u: %s", o.slots[i], r + 1, res->error);
 		}
 	}
-	for (i = 0; i < o.nslots; i++)
-		st_bench_median(&rounds[i * o.rounds], o.rounds, &med[i]);
+	if (interrupted) {
+		st_warn("interrupted: the figures below cover the runs that finished");
+		all_ok = 0;
+	}
+	for (i = 0; i < o.nslots; i++) {
+		size_t done = 0;
+
+		/* Rounds run in order: those of an interrupted bench that never ran are last. */
+		while (done < o.rounds && rounds[i * o.rounds + done].slots)
+			done++;
+		if (done) {
+			st_bench_median(&rounds[i * o.rounds], done, &med[i]);
+		} else {
+			med[i].slots = o.slots[i];
+			snprintf(med[i].signer, sizeof(med[i].signer), "%s", o.signer.name);
+			snprintf(med[i].error, sizeof(med[i].error), "not run");
+		}
+	}
 	st_bench_print_footer(&o, med, o.nslots);
 
 	if (o.json_path) {
-		doc = st_bench_json(&o, rounds, o.nslots * o.rounds, med, o.nslots);
+		struct st_bench_result *ran = calloc(o.nslots * o.rounds, sizeof(*ran));
+		size_t nran = 0;
+
+		for (i = 0; ran && i < o.nslots * o.rounds; i++) {
+			if (rounds[i].slots)
+				ran[nran++] = rounds[i];
+		}
+		doc = ran ? st_bench_json(&o, ran, nran, med, o.nslots) : NULL;
+		free(ran);
 		if (!doc || json_dump_file(doc, o.json_path, JSON_INDENT(2) | JSON_SORT_KEYS) != 0) {
 			st_err("--json %s: cannot write it", o.json_path);
 			all_ok = 0;
