@@ -858,13 +858,11 @@ int st_engine_run(struct st_engine *e)
 	}
 	view = e->opt.view;
 	if (view < 0)
-		view = !e->opt.json && isatty(STDOUT_FILENO) &&
+		view = !e->opt.json && st_view_usable(STDOUT_FILENO) &&
 		       st_log_get_format() == ST_LOG_FORMAT_TEXT;
+	/* While it is on, the view takes the log lines (its bottom lines) off its terminal. */
 	if (view && st_view_new(&e->loop, e, &e->view) < 0)
 		st_warn("no live view: out of memory");
-	/* The view says what info lines would; on the same terminal they would only tear it. */
-	if (e->view && isatty(STDERR_FILENO) && !e->opt.verbose)
-		st_log_set_level(ST_LOG_WARN);
 	st_pool_stats(e->pool, &ps);
 	st_notice("station %s: %zu slots, %u signing workers, ledger %s", e->station, e->nslots,
 		  ps.workers, e->cfg->ledger);

@@ -34,7 +34,7 @@ struct st_engine_options {
 	int until_idle;          /* stop once every slot with a port handled a board and none
 				  * is busy */
 	double max_seconds;      /* stop after this long; 0: no limit */
-	int verbose;             /* log every transition (and keep info lines under the view) */
+	int verbose;             /* log every transition (under the live view: at its bottom) */
 };
 
 struct st_engine;

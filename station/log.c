@@ -1,5 +1,6 @@
 #include "log.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -15,6 +16,29 @@
 static int log_level = ST_LOG_INFO;
 static int log_prefix = -1;
 static enum st_log_format log_format = ST_LOG_FORMAT_TEXT;
+static pthread_mutex_t sink_lock = PTHREAD_MUTEX_INITIALIZER;
+static st_log_sink_fn sink_fn;
+static void *sink_arg;
+
+void st_log_set_sink(st_log_sink_fn fn, void *arg)
+{
+	pthread_mutex_lock(&sink_lock);
+	sink_fn = fn;
+	sink_arg = arg;
+	pthread_mutex_unlock(&sink_lock);
+}
+
+/* Offers msg to the sink; returns 1 when it took it. */
+static int to_sink(enum st_log_level level, const char *msg)
+{
+	int took = 0;
+
+	pthread_mutex_lock(&sink_lock);
+	if (sink_fn)
+		took = sink_fn(sink_arg, level, msg) == 1;
+	pthread_mutex_unlock(&sink_lock);
+	return took;
+}
 
 void st_log_set_level(enum st_log_level level)
 {
@@ -187,33 +211,31 @@ static void write_json(enum st_log_level level, const char *msg, size_t n)
 
 void st_log(enum st_log_level level, const char *fmt, ...)
 {
-	char line[LOG_MSG_MAX];
+	char msg[LOG_MSG_MAX], line[LOG_MSG_MAX];
 	int n;
 	va_list ap;
 
 	if ((int)level > log_level)
 		return;
+	va_start(ap, fmt);
+	n = vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	if ((size_t)n >= sizeof(msg))
+		n = (int)sizeof(msg) - 1;
+	if (to_sink(level, msg))
+		return;
 	if (log_format == ST_LOG_FORMAT_JSON) {
-		va_start(ap, fmt);
-		n = vsnprintf(line, sizeof(line), fmt, ap);
-		va_end(ap);
-		if (n < 0)
-			return;
-		if ((size_t)n >= sizeof(line))
-			n = (int)sizeof(line) - 1;
-		write_json(level, line, (size_t)n);
+		write_json(level, msg, (size_t)n);
 		return;
 	}
 	if (log_prefix < 0)
 		log_prefix = !isatty(STDERR_FILENO);
 	if (log_prefix || log_format == ST_LOG_FORMAT_JOURNAL)
-		n = snprintf(line, sizeof(line), "<%d>%s", (int)level, level_word(level));
+		n = snprintf(line, sizeof(line), "<%d>%s%s", (int)level, level_word(level), msg);
 	else
-		n = snprintf(line, sizeof(line), "station: %s", level_word(level));
-	va_start(ap, fmt);
-	if (n >= 0 && (size_t)n < sizeof(line))
-		n += vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
-	va_end(ap);
+		n = snprintf(line, sizeof(line), "station: %s%s", level_word(level), msg);
 	if (n < 0)
 		return;
 	if ((size_t)n >= sizeof(line) - 1)

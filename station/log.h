@@ -41,6 +41,16 @@ enum st_log_format st_log_get_format(void);
 /* Parses "text", "journal" or "json". Returns the format (>= 0) or ST_E_INVAL. */
 int st_log_format_parse(const char *name);
 
+/* Where lines go instead of stderr while something else owns the terminal (the live view of
+ * `station run`). fn(arg, level, msg) gets each line that passes the level, as the bare
+ * message (no prefix, no newline), and returns 1 when it took the line (nothing is written
+ * to stderr) or 0 to have it written as usual as well. fn runs on the thread that logs,
+ * under a lock that st_log_set_sink() takes too: once st_log_set_sink() returns, the
+ * previous fn is neither running nor called again. fn must not log. NULL restores stderr
+ * alone. Any thread. */
+typedef int (*st_log_sink_fn)(void *arg, enum st_log_level level, const char *msg);
+void st_log_set_sink(st_log_sink_fn fn, void *arg);
+
 void st_log(enum st_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define st_err(...) st_log(ST_LOG_ERR, __VA_ARGS__)
