@@ -69,31 +69,42 @@ static int set_bits(ASN1_BIT_STRING *bs, const uint8_t *sig, size_t siglen)
 	return 0;
 }
 
-int st_x509_sign(X509 *x, struct drv_signer *signer, void *sess, char *err, size_t errlen)
+static int set_alg(const X509_ALGOR *alg, int nid)
 {
+	return X509_ALGOR_set0((X509_ALGOR *)alg, OBJ_nid2obj(nid), V_ASN1_UNDEF, NULL);
+}
+
+/* Signs the certificate x or, when x is NULL, the request req: the two differ only in where
+ * the algorithm and the signature sit and in how the TBS part is encoded and verified. */
+static int sign_object(X509 *x, X509_REQ *req, struct drv_signer *signer, void *sess,
+		       char *err, size_t errlen)
+{
+	const char *what = x ? "certificate" : "request";
 	const ASN1_BIT_STRING *csig;
 	const X509_ALGOR *calg;
 	unsigned char *tbs = NULL;
 	uint8_t sig[DRV_SIGNER_MAX_SIG];
 	size_t siglen = 0;
-	const EVP_MD *md;
+	const EVP_MD *md = NULL;
 	EVP_PKEY *pub = drv_signer_public_key(signer);
-	int rc, nid, len;
+	int rc, nid = NID_undef, len;
 
 	rc = pick_alg(signer, pub, &nid, &md, err, errlen);
 	if (rc < 0)
 		goto out;
-	/* The same algorithm goes into the TBS (signed) and into the outer Certificate. */
-	X509_get0_signature(&csig, &calg, x);
-	if (!X509_ALGOR_set0((X509_ALGOR *)X509_get0_tbs_sigalg(x), OBJ_nid2obj(nid),
-			     V_ASN1_UNDEF, NULL) ||
-	    !X509_ALGOR_set0((X509_ALGOR *)calg, OBJ_nid2obj(nid), V_ASN1_UNDEF, NULL)) {
+	if (x)
+		X509_get0_signature(&csig, &calg, x);
+	else
+		X509_REQ_get0_signature(req, &csig, &calg);
+	/* A certificate carries the algorithm twice: in the TBS (signed) and in the outer
+	 * Certificate; both get the same. */
+	if ((x && !set_alg(X509_get0_tbs_sigalg(x), nid)) || !set_alg(calg, nid)) {
 		rc = st_errf(err, errlen, ST_E_CRYPTO, "cannot set the signature algorithm");
 		goto out;
 	}
-	len = i2d_re_X509_tbs(x, &tbs);
+	len = x ? i2d_re_X509_tbs(x, &tbs) : i2d_re_X509_REQ_tbs(req, &tbs);
 	if (len <= 0) {
-		rc = st_errf(err, errlen, ST_E_CRYPTO, "cannot encode the certificate to sign");
+		rc = st_errf(err, errlen, ST_E_CRYPTO, "cannot encode the %s to sign", what);
 		goto out;
 	}
 	rc = sign_tbs(signer, sess, md, tbs, (size_t)len, sig, &siglen, err, errlen);
@@ -103,10 +114,10 @@ int st_x509_sign(X509 *x, struct drv_signer *signer, void *sess, char *err, size
 		rc = st_errf(err, errlen, ST_E_NOMEM, "out of memory attaching the signature");
 		goto out;
 	}
-	if (X509_verify(x, pub) != 1) {
+	if ((x ? X509_verify(x, pub) : X509_REQ_verify(req, pub)) != 1) {
 		rc = st_errf(err, errlen, ST_E_SIGNER_BADSIG,
-			     "the signer's signature on the certificate does not verify with its "
-			     "public key");
+			     "the signer's signature on the %s does not verify with its public key",
+			     what);
 		goto out;
 	}
 	rc = 0;
@@ -117,48 +128,13 @@ out:
 	return rc;
 }
 
+int st_x509_sign(X509 *x, struct drv_signer *signer, void *sess, char *err, size_t errlen)
+{
+	return sign_object(x, NULL, signer, sess, err, errlen);
+}
+
 int st_x509_req_sign(X509_REQ *req, struct drv_signer *signer, void *sess, char *err,
 		     size_t errlen)
 {
-	const ASN1_BIT_STRING *csig;
-	const X509_ALGOR *calg;
-	unsigned char *tbs = NULL;
-	uint8_t sig[DRV_SIGNER_MAX_SIG];
-	size_t siglen = 0;
-	const EVP_MD *md;
-	EVP_PKEY *pub = drv_signer_public_key(signer);
-	int rc, nid, len;
-
-	rc = pick_alg(signer, pub, &nid, &md, err, errlen);
-	if (rc < 0)
-		goto out;
-	X509_REQ_get0_signature(req, &csig, &calg);
-	if (!X509_ALGOR_set0((X509_ALGOR *)calg, OBJ_nid2obj(nid), V_ASN1_UNDEF, NULL)) {
-		rc = st_errf(err, errlen, ST_E_CRYPTO, "cannot set the signature algorithm");
-		goto out;
-	}
-	len = i2d_re_X509_REQ_tbs(req, &tbs);
-	if (len <= 0) {
-		rc = st_errf(err, errlen, ST_E_CRYPTO, "cannot encode the request to sign");
-		goto out;
-	}
-	rc = sign_tbs(signer, sess, md, tbs, (size_t)len, sig, &siglen, err, errlen);
-	if (rc < 0)
-		goto out;
-	if (set_bits((ASN1_BIT_STRING *)csig, sig, siglen) < 0) {
-		rc = st_errf(err, errlen, ST_E_NOMEM, "out of memory attaching the signature");
-		goto out;
-	}
-	if (X509_REQ_verify(req, pub) != 1) {
-		rc = st_errf(err, errlen, ST_E_SIGNER_BADSIG,
-			     "the signer's signature on the request does not verify with its "
-			     "public key");
-		goto out;
-	}
-	rc = 0;
-out:
-	ERR_clear_error();
-	OPENSSL_free(tbs);
-	EVP_PKEY_free(pub);
-	return rc;
+	return sign_object(NULL, req, signer, sess, err, errlen);
 }
