@@ -154,6 +154,10 @@ struct st_bench_result {
 	double issue_ratio;     /* bound.cpu_s / issue_cpu: issuance per core vs the bound */
 	double sim_cpu_ms_per_board; /* simboard's CPU per board (the simulated boards) */
 	double sim_wait_ms_per_board; /* simboard's time runnable but waiting for a CPU */
+	double sim_late_ms;     /* paced: how late simboard's pacing timers fired, mean */
+	double sim_late_ms_per_board; /* the answers' share, per board: time the simulation,
+				       * not the line or the station, added to each board (a
+				       * late request is made good on its answer) */
 	unsigned stagger_ms;    /* the boards powered on at random within this */
 	double loadavg;         /* the machine's 1-minute load average after the run */
 	long rss_peak_kib;      /* the station's peak RSS (ru_maxrss) */

@@ -100,6 +100,12 @@ void st_bench_print_result(const struct st_bench_result *r)
 	printf("              loop waited %.3f ms/board for a CPU; simboard used %.3f ms/board "
 	       "and waited %.3f ms/board for a CPU\n",
 	       r->th.loop_wait_s * 1000 / n, r->sim_cpu_ms_per_board, r->sim_wait_ms_per_board);
+	if (!isnan(r->sim_late_ms_per_board))
+		printf("  fixture     simboard's pacing timers fired %.2f ms late on average; late "
+		       "answers added %.1f ms a board%s%.1f%% of its wire time): the simulation's "
+		       "delay, not the station's\n",
+		       r->sim_late_ms, r->sim_late_ms_per_board, isnan(r->wire_s) ? "" : " (",
+		       isnan(r->wire_s) ? 0 : r->sim_late_ms_per_board / 10 / r->wire_s);
 	printf("  memory      peak RSS %.1f MiB = %.1f KiB/slot\n", r->rss_peak_kib / 1024.0,
 	       r->rss_per_slot_kib);
 	fflush(stdout);
@@ -228,6 +234,9 @@ static json_t *result_json(const struct st_bench_result *r)
 				      "simboard_ms_per_board", num(r->sim_cpu_ms_per_board),
 				      "threads", th));
 	json_object_set_new(o, "simboard_wait_ms_per_board", num(r->sim_wait_ms_per_board));
+	json_object_set_new(o, "simboard_pacing_late_ms",
+			    json_pack("{s:o,s:o}", "mean", num(r->sim_late_ms), "per_board",
+				      num(r->sim_late_ms_per_board)));
 	json_object_set_new(o, "stagger_ms", json_integer(r->stagger_ms));
 	json_object_set_new(o, "loadavg", num(r->loadavg));
 	json_object_set_new(o, "rss", json_pack("{s:I,s:o}", "peak_kib",

@@ -721,6 +721,29 @@ out:
 	return rc;
 }
 
+/* simboard's last words on its pacing: "simboard: pacing: N waits, late by X ms on
+ * average, ...". The per-board figure is filled in once the boards are counted. */
+static void read_pacing(const char *path, struct st_bench_result *res)
+{
+	FILE *f = fopen(path, "r");
+	char line[512];
+	unsigned long waits;
+	double late, max, over10, tx;
+
+	res->sim_late_ms = res->sim_late_ms_per_board = NAN;
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "simboard: pacing: %lu waits, late by %lf ms on average, %lf%% by "
+				 "more than 10 ms, at most %lf ms; answers late by %lf ms", &waits,
+			   &late, &over10, &max, &tx) == 5) {
+			res->sim_late_ms = late;
+			res->sim_late_ms_per_board = tx; /* in all, for now */
+		}
+	}
+	fclose(f);
+}
+
 /* ---- The run -------------------------------------------------------------------------- */
 
 static void rm_tree(const char *path)
@@ -949,6 +972,7 @@ int st_bench_run(const struct st_bench_opts *o, unsigned slots, unsigned long bo
 		stop_child(sim, SIGTERM, 30, NULL, NULL);
 		sim = -1;
 	}
+	read_pacing(p.sim_out, res);
 
 	if (file_nonempty(p.events)) {
 		rc = read_events(p.events, res, err, errlen);
@@ -968,6 +992,7 @@ int st_bench_run(const struct st_bench_opts *o, unsigned slots, unsigned long bo
 		res->cpu_x_bound = res->cpu_s / n / res->bound.cpu_s;
 		res->sim_cpu_ms_per_board = (sim_cpu - sim_cpu0) * 1000 / n;
 		res->sim_wait_ms_per_board = (sim_wait - sim_wait0) * 1000 / n;
+		res->sim_late_ms_per_board /= n;
 	} else {
 		res->cpu_ms_per_board = res->cpu_x_bound = NAN;
 		res->sim_cpu_ms_per_board = res->sim_wait_ms_per_board = NAN;
@@ -1090,6 +1115,8 @@ void st_bench_median(const struct st_bench_result *r, size_t n, struct st_bench_
 	MED(issue_ratio);
 	MED(sim_cpu_ms_per_board);
 	MED(sim_wait_ms_per_board);
+	MED(sim_late_ms);
+	MED(sim_late_ms_per_board);
 	MED(loadavg);
 	MED(rss_peak_kib);
 	MED(rss_per_slot_kib);
