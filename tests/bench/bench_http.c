@@ -16,7 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -37,10 +36,10 @@
 #include "profile.h"
 #include "signer.h"
 #include "slot.h"
+#include "testutil.h"
 #include "x509sign.h"
 
 #define FACTORY "bench-factory"
-#define MODULE "/usr/lib/softhsm/libsofthsm2.so"
 #define TOKEN "bench-token-0123456789abcdef"
 #define REFERENCE_PER_CORE 276.0
 
@@ -121,54 +120,26 @@ static X509 *ca_cert(EVP_PKEY *pub, const char *cn, X509 *issuer, int pathlen0)
  * SoftHSM2. */
 static void setup(struct setup *s, const char *dir, int softhsm)
 {
-	struct drv_signer_config cfg = { .backend = softhsm ? "pkcs11" : "file" };
 	EVP_PKEY *root_key = EVP_EC_gen("prime256v1"), *pub = NULL;
-	char path[4200], conf[4200], pin[4200], uri[8400], err[512] = "";
+	char path[4200], err[512] = "";
+	struct tu_softhsm hsm;
 	X509 *x;
-	FILE *f;
 
 	s->root = ca_cert(root_key, "Factory-CA", NULL, 0);
 	X509_sign(s->root, root_key, EVP_sha256());
 	if (softhsm) {
-		snprintf(path, sizeof(path), "%s/tokens", dir);
-		snprintf(conf, sizeof(conf), "%s/softhsm2.conf", dir);
-		snprintf(pin, sizeof(pin), "%s/user.pin", dir);
-		snprintf(uri, sizeof(uri), "pkcs11:token=bench;object=local-ca?module-path=%s",
-			 MODULE);
-		if (mkdir(path, 0700) != 0)
-			die("mkdir", path);
-		f = fopen(conf, "w");
-		if (!f)
-			die("writing", conf);
-		fprintf(f, "directories.tokendir = %s\nobjectstore.backend = file\n"
-			   "log.level = ERROR\n",
-			path);
-		fclose(f);
-		setenv("SOFTHSM2_CONF", conf, 1);
-		f = fopen(pin, "w");
-		if (!f || chmod(pin, 0600) != 0)
-			die("writing", pin);
-		fputs("1234-bench\n", f);
-		fclose(f);
-		if (drv_pkcs11_init_token(MODULE, "bench", "5678-so", "1234-bench", err,
-					  sizeof(err)))
+		if (tu_softhsm_token(&hsm, dir, "bench", "local-ca", err, sizeof(err)) != 0)
 			die("token", err);
-		cfg.key = uri;
-		cfg.pin_file = pin;
-		if (drv_pkcs11_generate_ec_key(&cfg, NULL, err, sizeof(err)) != 0)
+		if (drv_pkcs11_generate_ec_key(&hsm.cfg, NULL, err, sizeof(err)) != 0)
 			die("key", err);
+		if (drv_signer_open(&hsm.cfg, &s->signer, err, sizeof(err)) != 0)
+			die("signer", err);
 	} else {
 		s->ca_priv = EVP_EC_gen("prime256v1");
 		snprintf(path, sizeof(path), "%s/ca.key", dir);
-		f = fopen(path, "w");
-		if (!f || chmod(path, 0600) != 0 ||
-		    PEM_write_PrivateKey(f, s->ca_priv, NULL, NULL, 0, NULL, NULL) != 1)
-			die("writing the CA key", path);
-		fclose(f);
-		cfg.key = path;
+		if (tu_file_signer(path, s->ca_priv, &s->signer, err, sizeof(err)) != 0)
+			die("signer", err);
 	}
-	if (drv_signer_open(&cfg, &s->signer, err, sizeof(err)) != 0)
-		die("signer", err);
 	pub = drv_signer_public_key(s->signer);
 	x = ca_cert(pub, "Local-Device-CA", s->root, 1);
 	X509_sign(x, root_key, EVP_sha256());

@@ -18,9 +18,7 @@
 #include <unistd.h>
 
 #include <openssl/evp.h>
-#include <openssl/pem.h>
 #include <openssl/x509.h>
-#include <openssl/x509v3.h>
 
 #include "ca.h"
 #include "err.h"
@@ -28,10 +26,9 @@
 #include "log.h"
 #include "policy.h"
 #include "signer.h"
-#include "x509sign.h"
+#include "testutil.h"
 
 #define FACTORY "bench-factory"
-#define MODULE "/usr/lib/softhsm/libsofthsm2.so"
 #define REFERENCE_PER_WORKER 276.0
 #define MAX_THREADS 8
 
@@ -73,46 +70,6 @@ static double cpu_s(void)
 	return clock_s(CLOCK_THREAD_CPUTIME_ID);
 }
 
-static void add_ext(X509 *x, X509V3_CTX *ctx, int nid, const char *value)
-{
-	X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, ctx, nid, value);
-
-	if (!ext || !X509_add_ext(x, ext, -1))
-		die("extension", value);
-	X509_EXTENSION_free(ext);
-}
-
-/* A self-signed local CA certificate for pub, signed through the signer (x509sign). */
-static X509 *make_ca_cert(struct drv_signer *signer, void *sess)
-{
-	EVP_PKEY *pub = drv_signer_public_key(signer);
-	X509_NAME *name = X509_NAME_new();
-	X509 *x = X509_new();
-	X509V3_CTX ctx;
-	char err[512] = "";
-
-	X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)"bench-ca",
-				   -1, -1, 0);
-	X509_NAME_add_entry_by_txt(name, "OU", MBSTRING_UTF8, (const unsigned char *)FACTORY,
-				   -1, -1, 0);
-	X509_set_version(x, 2);
-	ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
-	X509_set_subject_name(x, name);
-	X509_set_issuer_name(x, name);
-	X509_gmtime_adj(X509_getm_notBefore(x), -60);
-	X509_gmtime_adj(X509_getm_notAfter(x), 7400L * 86400);
-	X509_set_pubkey(x, pub);
-	X509V3_set_ctx(&ctx, x, x, NULL, NULL, 0);
-	add_ext(x, &ctx, NID_basic_constraints, "critical,CA:TRUE,pathlen:0");
-	add_ext(x, &ctx, NID_key_usage, "critical,keyCertSign,cRLSign");
-	add_ext(x, &ctx, NID_subject_key_identifier, "hash");
-	if (st_x509_sign(x, signer, sess, err, sizeof(err)) < 0)
-		die("CA certificate", err);
-	X509_NAME_free(name);
-	EVP_PKEY_free(pub);
-	return x;
-}
-
 static void make_csrs(void)
 {
 	EVP_PKEY_CTX *ctx;
@@ -121,27 +78,11 @@ static void make_csrs(void)
 	csrs = calloc(ncsr, sizeof(*csrs));
 	for (i = 0; i < ncsr; i++) {
 		EVP_PKEY *key = EVP_EC_gen("prime256v1");
-		X509_REQ *req = X509_REQ_new();
-		X509_NAME *name = X509_NAME_new();
-		unsigned char *der = NULL;
-		int n;
 
 		snprintf(csrs[i].id, sizeof(csrs[i].id), "%08zx-0000-4000-8000-%012zx", i, i);
-		X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8,
-					   (const unsigned char *)csrs[i].id, -1, -1, 0);
-		X509_NAME_add_entry_by_txt(name, "OU", MBSTRING_UTF8,
-					   (const unsigned char *)FACTORY, -1, -1, 0);
-		X509_REQ_set_subject_name(req, name);
-		X509_REQ_set_pubkey(req, key);
-		if (X509_REQ_sign(req, key, EVP_sha256()) <= 0)
-			die("CSR", "sign");
-		n = i2d_X509_REQ(req, &der);
-		csrs[i].der = malloc((size_t)n);
-		memcpy(csrs[i].der, der, (size_t)n);
-		csrs[i].len = (size_t)n;
-		OPENSSL_free(der);
-		X509_NAME_free(name);
-		X509_REQ_free(req);
+		csrs[i].der = tu_csr_der(key, csrs[i].id, FACTORY, 0, &csrs[i].len);
+		if (!csrs[i].der)
+			die("CSR", csrs[i].id);
 		EVP_PKEY_free(key);
 	}
 	dev_key = EVP_EC_gen("prime256v1");
@@ -333,26 +274,15 @@ static void report(const struct setup *s, int maxthreads)
 	}
 }
 
-static struct drv_signer *open_signer(const struct drv_signer_config *cfg)
-{
-	struct drv_signer *s = NULL;
-	char err[512] = "";
-
-	if (drv_signer_open(cfg, &s, err, sizeof(err)) < 0)
-		die("signer", err);
-	return s;
-}
-
+/* The local CA, self-signed through the signer (x509sign); valid longer than a device
+ * certificate, so that issuance never clamps. */
 static void setup_ca(struct setup *s)
 {
 	char err[512] = "";
-	void *sess = NULL;
-	X509 *cert;
+	X509 *cert = tu_signer_ca(s->signer, "bench-ca", FACTORY, 7400, err, sizeof(err));
 
-	if (drv_signer_session_open(s->signer, &sess, err, sizeof(err)) < 0)
-		die("session", err);
-	cert = make_ca_cert(s->signer, sess);
-	drv_signer_session_close(s->signer, sess);
+	if (!cert)
+		die("CA certificate", err);
 	if (st_ca_from_x509(cert, NULL, cert, s->name, &s->ca, err, sizeof(err)) < 0)
 		die("CA", err);
 	X509_free(cert);
@@ -360,20 +290,13 @@ static void setup_ca(struct setup *s)
 
 static void bench_file(const char *dir, int maxthreads)
 {
-	struct drv_signer_config cfg = { .backend = "file" };
 	struct setup s = { .name = "file" };
-	char path[4200];
-	FILE *f;
+	char path[4200], err[512] = "";
 
 	snprintf(path, sizeof(path), "%s/ca.key", dir);
 	s.ca_priv = EVP_EC_gen("prime256v1");
-	f = fopen(path, "w");
-	if (!f || fchmod(fileno(f), 0600) != 0 ||
-	    !PEM_write_PrivateKey(f, s.ca_priv, NULL, NULL, 0, NULL, NULL))
-		die("key file", path);
-	fclose(f);
-	cfg.key = path;
-	s.signer = open_signer(&cfg);
+	if (tu_file_signer(path, s.ca_priv, &s.signer, err, sizeof(err)) < 0)
+		die("signer", err);
 	setup_ca(&s);
 	report(&s, maxthreads);
 	st_ca_free(s.ca);
@@ -383,39 +306,23 @@ static void bench_file(const char *dir, int maxthreads)
 
 static void bench_softhsm(const char *dir, int maxthreads)
 {
-	struct drv_signer_config cfg = { .backend = "pkcs11" };
 	struct setup s = { .name = "softhsm2" };
-	char hsm[4200], conf[4300], tokens[4300], uri[4600], err[512] = "";
-	FILE *f;
+	struct tu_softhsm hsm;
+	char path[4200], err[512] = "";
 
-	snprintf(hsm, sizeof(hsm), "%s/hsm", dir);
-	snprintf(conf, sizeof(conf), "%s/softhsm2.conf", hsm);
-	snprintf(tokens, sizeof(tokens), "%s/tokens", hsm);
-	if (mkdir(hsm, 0700) != 0 || mkdir(tokens, 0700) != 0)
-		die("mkdir", hsm);
-	f = fopen(conf, "w");
-	if (!f)
-		die("conf", conf);
-	fprintf(f, "directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n",
-		tokens);
-	fclose(f);
-	setenv("SOFTHSM2_CONF", conf, 1);
-	/* A throwaway token: its PINs live only in this process's memory and environment. */
-	setenv("BENCH_ISSUE_PIN", "bench-user-pin", 1);
-	if (drv_pkcs11_init_token(MODULE, "bench", "bench-so-pin", "bench-user-pin", err,
-				  sizeof(err)) < 0)
+	snprintf(path, sizeof(path), "%s/hsm", dir);
+	if (mkdir(path, 0700) != 0)
+		die("mkdir", path);
+	if (tu_softhsm_token(&hsm, path, "bench", "local-ca", err, sizeof(err)) < 0)
 		die("token", err);
-	snprintf(uri, sizeof(uri), "pkcs11:token=bench;object=local-ca?module-path=%s", MODULE);
-	cfg.key = uri;
-	cfg.pin_env = "BENCH_ISSUE_PIN";
-	if (drv_pkcs11_generate_ec_key(&cfg, NULL, err, sizeof(err)) < 0)
+	if (drv_pkcs11_generate_ec_key(&hsm.cfg, NULL, err, sizeof(err)) < 0)
 		die("key", err);
-	s.signer = open_signer(&cfg);
+	if (drv_signer_open(&hsm.cfg, &s.signer, err, sizeof(err)) < 0)
+		die("signer", err);
 	setup_ca(&s);
 	report(&s, maxthreads);
 	st_ca_free(s.ca);
 	drv_signer_close(s.signer);
-	unsetenv("BENCH_ISSUE_PIN");
 }
 
 int main(int argc, char **argv)
@@ -455,10 +362,10 @@ int main(int argc, char **argv)
 	printf("%-10s %7s %10s %10s %7s %10s %10s %7s %9s\n", "signer", "threads", "certs/s",
 	       "bound/s", "ratio", "certs/cpu", "bound/cpu", "ratio", "vs ref");
 	bench_file(dir, maxthreads);
-	if (softhsm && access(MODULE, R_OK) == 0)
+	if (softhsm && access(TU_SOFTHSM_MODULE, R_OK) == 0)
 		bench_softhsm(dir, maxthreads);
 	else if (softhsm)
-		printf("softhsm2: %s not found, skipped\n", MODULE);
+		printf("softhsm2: %s not found, skipped\n", TU_SOFTHSM_MODULE);
 	printf("ratio = issuance over the crypto-only bound on the same threads, per wall-clock\n"
 	       "second and per CPU second (target >= 0.60); vs ref = certs/s over the reference\n"
 	       "server's %.0f certs/s per worker x threads\n", REFERENCE_PER_WORKER);

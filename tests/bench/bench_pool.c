@@ -13,14 +13,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
-#include <openssl/pem.h>
 #include <openssl/x509.h>
-#include <openssl/x509v3.h>
 
 #include <uv.h>
 
@@ -31,10 +28,9 @@
 #include "policy.h"
 #include "pool.h"
 #include "signer.h"
-#include "x509sign.h"
+#include "testutil.h"
 
 #define FACTORY "bench-factory"
-#define MODULE "/usr/lib/softhsm/libsofthsm2.so"
 
 struct bench {
 	uv_loop_t loop;
@@ -57,56 +53,16 @@ static void die(const char *what, const char *err)
 	exit(1);
 }
 
-static X509 *ca_template(EVP_PKEY *pub)
-{
-	X509 *x = X509_new();
-	X509_NAME *name = X509_NAME_new();
-	X509_EXTENSION *ext;
-	X509V3_CTX ctx;
-	static const int nids[] = { NID_basic_constraints, NID_key_usage,
-				    NID_subject_key_identifier };
-	static const char *const values[] = { "critical,CA:TRUE,pathlen:0",
-					      "critical,keyCertSign,cRLSign", "hash" };
-	size_t i;
-
-	X509_set_version(x, 2);
-	ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
-	X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)"Bench-CA",
-				   -1, -1, 0);
-	X509_NAME_add_entry_by_txt(name, "OU", MBSTRING_UTF8, (const unsigned char *)FACTORY, -1,
-				   -1, 0);
-	X509_set_subject_name(x, name);
-	X509_set_issuer_name(x, name);
-	X509_NAME_free(name);
-	X509_gmtime_adj(X509_getm_notBefore(x), -3600);
-	X509_gmtime_adj(X509_getm_notAfter(x), 3650L * 86400);
-	X509_set_pubkey(x, pub);
-	X509V3_set_ctx(&ctx, x, x, NULL, NULL, 0);
-	for (i = 0; i < sizeof(nids) / sizeof(nids[0]); i++) {
-		ext = X509V3_EXT_conf_nid(NULL, &ctx, nids[i], values[i]);
-		X509_add_ext(x, ext, -1);
-		X509_EXTENSION_free(ext);
-	}
-	return x;
-}
-
 static void setup_file(struct bench *b, const char *dir)
 {
-	struct drv_signer_config cfg = { .backend = "file" };
 	EVP_PKEY *key = EVP_EC_gen("prime256v1");
 	char path[4200], err[512] = "";
-	X509 *x = ca_template(key);
-	FILE *f;
+	X509 *x = tu_ca_template(key, "Bench-CA", FACTORY, 3650);
 
 	snprintf(path, sizeof(path), "%s/ca.key", dir);
-	f = fopen(path, "w");
-	if (!f || chmod(path, 0600) != 0 ||
-	    PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL) != 1)
-		die("writing the CA key", path);
-	fclose(f);
-	X509_sign(x, key, EVP_sha256());
-	cfg.key = path;
-	if (drv_signer_open(&cfg, &b->signer, err, sizeof(err)) != 0)
+	if (!x || X509_sign(x, key, EVP_sha256()) <= 0)
+		die("CA", "cannot make the certificate");
+	if (tu_file_signer(path, key, &b->signer, err, sizeof(err)) != 0)
 		die("signer", err);
 	if (st_ca_from_x509(x, NULL, NULL, "bench CA", &b->ca, err, sizeof(err)) != 0)
 		die("CA", err);
@@ -116,46 +72,17 @@ static void setup_file(struct bench *b, const char *dir)
 
 static void setup_softhsm(struct bench *b, const char *dir)
 {
-	struct drv_signer_config cfg = { .backend = "pkcs11" };
-	char tokens[4200], conf[4200], pin[4200], uri[8400], err[512] = "";
-	void *sess = NULL;
-	EVP_PKEY *pub;
+	struct tu_softhsm hsm;
+	char err[512] = "";
 	X509 *x;
-	FILE *f;
 
-	snprintf(tokens, sizeof(tokens), "%s/tokens", dir);
-	snprintf(conf, sizeof(conf), "%s/softhsm2.conf", dir);
-	snprintf(pin, sizeof(pin), "%s/user.pin", dir);
-	snprintf(uri, sizeof(uri), "pkcs11:token=bench;object=local-ca?module-path=%s", MODULE);
-	if (mkdir(tokens, 0700) != 0)
-		die("mkdir", tokens);
-	f = fopen(conf, "w");
-	if (!f)
-		die("writing", conf);
-	fprintf(f, "directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n",
-		tokens);
-	fclose(f);
-	setenv("SOFTHSM2_CONF", conf, 1);
-	f = fopen(pin, "w");
-	if (!f || chmod(pin, 0600) != 0)
-		die("writing", pin);
-	fputs("1234-bench\n", f);
-	fclose(f);
-	if (drv_pkcs11_init_token(MODULE, "bench", "5678-so", "1234-bench", err, sizeof(err)))
+	if (tu_softhsm_token(&hsm, dir, "bench", "local-ca", err, sizeof(err)) != 0)
 		die("token", err);
-	cfg.key = uri;
-	cfg.pin_file = pin;
-	if (drv_pkcs11_generate_ec_key(&cfg, NULL, err, sizeof(err)) != 0 ||
-	    drv_signer_open(&cfg, &b->signer, err, sizeof(err)) != 0 ||
-	    drv_signer_session_open(b->signer, &sess, err, sizeof(err)) != 0)
+	if (drv_pkcs11_generate_ec_key(&hsm.cfg, NULL, err, sizeof(err)) != 0 ||
+	    drv_signer_open(&hsm.cfg, &b->signer, err, sizeof(err)) != 0)
 		die("signer", err);
-	pub = drv_signer_public_key(b->signer);
-	x = ca_template(pub);
-	EVP_PKEY_free(pub);
-	if (st_x509_sign(x, b->signer, sess, err, sizeof(err)) != 0)
-		die("CA", err);
-	drv_signer_session_close(b->signer, sess);
-	if (st_ca_from_x509(x, NULL, NULL, "bench CA", &b->ca, err, sizeof(err)) != 0)
+	x = tu_signer_ca(b->signer, "Bench-CA", FACTORY, 3650, err, sizeof(err));
+	if (!x || st_ca_from_x509(x, NULL, NULL, "bench CA", &b->ca, err, sizeof(err)) != 0)
 		die("CA", err);
 	X509_free(x);
 }
@@ -163,28 +90,16 @@ static void setup_softhsm(struct bench *b, const char *dir)
 static struct st_csr *make_csr(struct bench *b, size_t i)
 {
 	EVP_PKEY *key = EVP_EC_gen("prime256v1");
-	X509_REQ *req = X509_REQ_new();
-	X509_NAME *name = X509_NAME_new();
-	unsigned char *der = NULL;
 	struct st_csr *csr = NULL;
 	char id[64], err[512] = "";
-	int n;
+	uint8_t *der;
+	size_t n = 0;
 
 	snprintf(id, sizeof(id), "bench-%08zu", i);
-	X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)id, -1, -1,
-				   0);
-	X509_NAME_add_entry_by_txt(name, "OU", MBSTRING_UTF8, (const unsigned char *)FACTORY,
-				   -1, -1, 0);
-	X509_REQ_set_subject_name(req, name);
-	X509_NAME_free(name);
-	X509_REQ_set_pubkey(req, key);
-	X509_REQ_sign(req, key, EVP_sha256());
-	n = i2d_X509_REQ(req, &der);
-	if (n <= 0 ||
-	    st_csr_check(&b->policy, b->ca->ou, der, (size_t)n, id, &csr, err, sizeof(err)))
+	der = tu_csr_der(key, id, FACTORY, 0, &n);
+	if (!der || st_csr_check(&b->policy, b->ca->ou, der, n, id, &csr, err, sizeof(err)))
 		die("CSR", err);
-	OPENSSL_free(der);
-	X509_REQ_free(req);
+	free(der);
 	EVP_PKEY_free(key);
 	return csr;
 }

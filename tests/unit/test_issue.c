@@ -34,7 +34,6 @@
 #define DEV_ID "8b1f5a4e-2c3d-4e5f-9a0b-1c2d3e4f5a6b"
 #define FACTORY "acme-factory"
 #define DAY 86400L
-#define MODULE "/usr/lib/softhsm/libsofthsm2.so"
 
 struct fx {
 	char dir[4096];
@@ -109,55 +108,22 @@ static void write_cert(const char *path, X509 *x)
 	fclose(f);
 }
 
-static void write_key(const char *path, EVP_PKEY *key)
-{
-	FILE *f = fopen(path, "w");
-
-	assert_non_null(f);
-	assert_int_equal(chmod(path, 0600), 0);
-	assert_int_equal(PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL), 1);
-	fclose(f);
-}
-
 /* A device CSR with the subject the device tool sends. */
 static uint8_t *make_csr(EVP_PKEY *key, const char *cn, int production, size_t *len)
 {
-	X509_REQ *req = X509_REQ_new();
-	X509_NAME *name = X509_NAME_new();
-	unsigned char *der = NULL;
-	uint8_t *out;
-	int n;
+	uint8_t *der = tu_csr_der(key, cn, FACTORY, production, len);
 
-	X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)cn, -1, -1,
-				   0);
-	X509_NAME_add_entry_by_txt(name, "OU", MBSTRING_UTF8, (const unsigned char *)FACTORY,
-				   -1, -1, 0);
-	if (production)
-		X509_NAME_add_entry_by_txt(name, "businessCategory", MBSTRING_UTF8,
-					   (const unsigned char *)"production", -1, -1, 0);
-	X509_REQ_set_subject_name(req, name);
-	X509_NAME_free(name);
-	X509_REQ_set_pubkey(req, key);
-	assert_true(X509_REQ_sign(req, key, EVP_sha256()) > 0);
-	n = i2d_X509_REQ(req, &der);
-	assert_true(n > 0);
-	out = malloc((size_t)n);
-	memcpy(out, der, (size_t)n);
-	OPENSSL_free(der);
-	X509_REQ_free(req);
-	*len = (size_t)n;
-	return out;
+	assert_non_null(der);
+	return der;
 }
 
-static struct drv_signer *open_file_signer(const char *path)
+/* Writes key to path and opens the file signer on it. */
+static struct drv_signer *file_signer(const char *path, EVP_PKEY *key)
 {
-	struct drv_signer_config cfg = { .backend = "file", .key = path };
 	struct drv_signer *s = NULL;
 	char err[512] = "";
-	int rc;
 
-	rc = drv_signer_open(&cfg, &s, err, sizeof(err));
-	if (rc)
+	if (tu_file_signer(path, key, &s, err, sizeof(err)) != 0)
 		fail_msg("signer: %s", err);
 	return s;
 }
@@ -180,7 +146,6 @@ static int group_setup(void **state)
 	F.dev_key = EVP_EC_gen("prime256v1");
 	F.root = make_ca(F.root_key, NULL, NULL, "Factory-CA", 7400 * DAY, 0);
 	F.ca_cert = make_ca(F.ca_key_pkey, F.root, F.root_key, "local-ca", 7400 * DAY, 0);
-	write_key(F.ca_key, F.ca_key_pkey);
 	write_cert(F.ca_pem, F.ca_cert);
 	write_cert(F.root_pem, F.root);
 	rc = st_ca_load(F.ca_pem, NULL, F.root_pem, &F.ca, err, sizeof(err));
@@ -188,7 +153,7 @@ static int group_setup(void **state)
 		fprintf(stderr, "ca: %s\n", err);
 		return -1;
 	}
-	F.signer = open_file_signer(F.ca_key);
+	F.signer = file_signer(F.ca_key, F.ca_key_pkey);
 	if (drv_signer_session_open(F.signer, &F.sess, err, sizeof(err)) ||
 	    st_issuer_new(F.ca, F.signer, F.sess, &F.is, err, sizeof(err))) {
 		fprintf(stderr, "issuer: %s\n", err);
@@ -729,8 +694,7 @@ static void wrong_key_refused_up_front(void **state)
 
 	(void)state;
 	snprintf(path, sizeof(path), "%s/other.key", F.dir);
-	write_key(path, other);
-	s = open_file_signer(path);
+	s = file_signer(path, other);
 	assert_int_equal(drv_signer_session_open(s, &sess, err, sizeof(err)), 0);
 	assert_int_equal(st_issuer_new(F.ca, s, sess, &is, err, sizeof(err)),
 			 ST_E_ISSUE_CA_KEY_MISMATCH);
@@ -996,8 +960,7 @@ static void p384_ca(void **state)
 
 	(void)state;
 	snprintf(path, sizeof(path), "%s/p384.key", F.dir);
-	write_key(path, k);
-	s = open_file_signer(path);
+	s = file_signer(path, k);
 	assert_int_equal(drv_signer_session_open(s, &sess, err, sizeof(err)), 0);
 	assert_int_equal(st_ca_from_x509(cert, NULL, F.root, "p384", &ca, err, sizeof(err)), 0);
 	assert_int_equal(st_issuer_new(ca, s, sess, &is, err, sizeof(err)), 0);
@@ -1021,76 +984,43 @@ static void p384_ca(void **state)
  * then device certificates are issued with it. */
 static void softhsm_ca(void **state)
 {
-	char dir[4300], conf[4400], tokens[4400], pin_file[4400], uri[4600], err[512] = "";
-	struct drv_signer_config cfg = { .backend = "pkcs11" };
+	char dir[4300], err[512] = "";
+	struct tu_softhsm hsm;
 	struct drv_signer *s = NULL;
 	struct st_issuer *is = NULL;
 	struct st_ca *ca = NULL;
 	struct st_policy p;
 	struct st_cert *c = NULL;
-	X509_NAME *name = X509_NAME_new();
-	X509V3_CTX ctx;
 	EVP_PKEY *pub;
 	void *sess = NULL;
 	size_t len;
 	uint8_t *csr;
-	X509 *cert = X509_new(), *x;
-	FILE *f;
+	X509 *cert, *x;
 	int i, rc;
 
 	(void)state;
-	if (access(MODULE, R_OK) != 0) {
+	if (access(TU_SOFTHSM_MODULE, R_OK) != 0) {
 		print_message("SoftHSM2 not installed: skipped\n");
 		skip();
 	}
 	snprintf(dir, sizeof(dir), "%s/hsm", F.dir);
-	snprintf(conf, sizeof(conf), "%s/softhsm2.conf", dir);
-	snprintf(tokens, sizeof(tokens), "%s/tokens", dir);
-	snprintf(pin_file, sizeof(pin_file), "%s/user.pin", dir);
 	assert_int_equal(mkdir(dir, 0700), 0);
-	assert_int_equal(mkdir(tokens, 0700), 0);
-	f = fopen(conf, "w");
-	fprintf(f, "directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n",
-		tokens);
-	fclose(f);
-	f = fopen(pin_file, "w");
-	fchmod(fileno(f), 0600);
-	fputs("4711-user\n", f);
-	fclose(f);
-	setenv("SOFTHSM2_CONF", conf, 1);
-	rc = drv_pkcs11_init_token(MODULE, "issue-test", "0815-so", "4711-user", err, sizeof(err));
+	rc = tu_softhsm_token(&hsm, dir, "issue-test", "local-ca", err, sizeof(err));
 	if (rc)
 		fail_msg("token: %s", err);
-	snprintf(uri, sizeof(uri), "pkcs11:token=issue-test;object=local-ca?module-path=%s",
-		 MODULE);
-	cfg.key = uri;
-	cfg.pin_file = pin_file;
-	rc = drv_pkcs11_generate_ec_key(&cfg, NULL, err, sizeof(err));
+	rc = drv_pkcs11_generate_ec_key(&hsm.cfg, NULL, err, sizeof(err));
 	if (rc)
 		fail_msg("keygen: %s", err);
-	rc = drv_signer_open(&cfg, &s, err, sizeof(err));
+	rc = drv_signer_open(&hsm.cfg, &s, err, sizeof(err));
 	if (rc)
 		fail_msg("open: %s", err);
-	assert_int_equal(drv_signer_session_open(s, &sess, err, sizeof(err)), 0);
 	pub = drv_signer_public_key(s);
 
 	/* The local CA certificate, self-signed by the HSM key. */
-	X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)"local-ca",
-				   -1, -1, 0);
-	X509_NAME_add_entry_by_txt(name, "OU", MBSTRING_UTF8, (const unsigned char *)FACTORY,
-				   -1, -1, 0);
-	X509_set_version(cert, 2);
-	ASN1_INTEGER_set(X509_get_serialNumber(cert), 7);
-	X509_set_subject_name(cert, name);
-	X509_set_issuer_name(cert, name);
-	X509_gmtime_adj(X509_getm_notBefore(cert), -60);
-	X509_gmtime_adj(X509_getm_notAfter(cert), 3650 * DAY);
-	X509_set_pubkey(cert, pub);
-	X509V3_set_ctx(&ctx, cert, cert, NULL, NULL, 0);
-	add_ext(cert, &ctx, NID_basic_constraints, "critical,CA:TRUE,pathlen:0");
-	add_ext(cert, &ctx, NID_key_usage, "critical,keyCertSign,cRLSign");
-	add_ext(cert, &ctx, NID_subject_key_identifier, "hash");
-	assert_int_equal(st_x509_sign(cert, s, sess, err, sizeof(err)), 0);
+	cert = tu_signer_ca(s, "local-ca", FACTORY, 3650, err, sizeof(err));
+	if (!cert)
+		fail_msg("CA certificate: %s", err);
+	assert_int_equal(drv_signer_session_open(s, &sess, err, sizeof(err)), 0);
 	assert_int_equal(st_ca_from_x509(cert, NULL, cert, "hsm-ca", &ca, err, sizeof(err)), 0);
 	assert_int_equal(st_issuer_new(ca, s, sess, &is, err, sizeof(err)), 0);
 
@@ -1110,7 +1040,6 @@ static void softhsm_ca(void **state)
 	st_ca_free(ca);
 	EVP_PKEY_free(pub);
 	X509_free(cert);
-	X509_NAME_free(name);
 	drv_signer_session_close(s, sess);
 	drv_signer_close(s);
 	unsetenv("SOFTHSM2_CONF");

@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -16,9 +15,7 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/pem.h>
 #include <openssl/x509.h>
-#include <openssl/x509v3.h>
 
 #include <uv.h>
 
@@ -35,7 +32,6 @@
 
 #define FACTORY "acme-factory"
 #define DAY 86400L
-#define MODULE "/usr/lib/softhsm/libsofthsm2.so"
 #define TOKEN "pool-test"
 
 struct fx {
@@ -50,8 +46,7 @@ struct fx {
 	struct st_ledger *reader; /* a second connection, as `station ledger` would have */
 	struct st_pool *pool;
 	int closed;
-	/* SoftHSM2 */
-	char tokens[4200], pin_file[4200], uri[8400];
+	struct tu_softhsm hsm; /* SoftHSM2 */
 };
 
 /* What one test run saw. */
@@ -72,87 +67,21 @@ struct run {
 
 /* ---- PKI -------------------------------------------------------------------------- */
 
-static void add_ext(X509 *x, X509V3_CTX *ctx, int nid, const char *value)
-{
-	X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, ctx, nid, value);
-
-	assert_non_null(ext);
-	assert_int_equal(X509_add_ext(x, ext, -1), 1);
-	X509_EXTENSION_free(ext);
-}
-
-/* A local CA certificate for pub (CN=Local-CA, OU=FACTORY), everything but the signature. */
-static X509 *ca_template(EVP_PKEY *pub)
-{
-	X509 *x = X509_new();
-	X509_NAME *name = X509_NAME_new();
-	X509V3_CTX ctx;
-
-	assert_non_null(x);
-	X509_set_version(x, 2);
-	ASN1_INTEGER_set(X509_get_serialNumber(x), 77);
-	X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)"Local-CA",
-				   -1, -1, 0);
-	X509_NAME_add_entry_by_txt(name, "OU", MBSTRING_UTF8, (const unsigned char *)FACTORY, -1,
-				   -1, 0);
-	X509_set_subject_name(x, name);
-	X509_set_issuer_name(x, name);
-	X509_NAME_free(name);
-	X509_gmtime_adj(X509_getm_notBefore(x), -3600);
-	X509_gmtime_adj(X509_getm_notAfter(x), 3650 * DAY);
-	X509_set_pubkey(x, pub);
-	X509V3_set_ctx(&ctx, x, x, NULL, NULL, 0);
-	add_ext(x, &ctx, NID_basic_constraints, "critical,CA:TRUE,pathlen:0");
-	add_ext(x, &ctx, NID_key_usage, "critical,keyCertSign,cRLSign");
-	add_ext(x, &ctx, NID_subject_key_identifier, "hash");
-	return x;
-}
-
-static void write_key(const char *path, EVP_PKEY *key)
-{
-	FILE *f = fopen(path, "w");
-
-	assert_non_null(f);
-	assert_int_equal(chmod(path, 0600), 0);
-	assert_int_equal(PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL), 1);
-	fclose(f);
-}
-
-static void write_text(const char *path, const char *text)
-{
-	FILE *f = fopen(path, "w");
-
-	assert_non_null(f);
-	fputs(text, f);
-	fclose(f);
-	assert_int_equal(chmod(path, 0600), 0);
-}
-
 /* A device CSR from key, checked by the station's own policy code. */
 static struct st_csr *make_csr(struct fx *fx, EVP_PKEY *key, const char *cn)
 {
-	X509_REQ *req = X509_REQ_new();
-	X509_NAME *name = X509_NAME_new();
-	unsigned char *der = NULL;
 	struct st_csr *csr = NULL;
 	char err[512] = "";
-	int n, rc;
+	uint8_t *der;
+	size_t n = 0;
+	int rc;
 
-	X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)cn, -1, -1,
-				   0);
-	X509_NAME_add_entry_by_txt(name, "OU", MBSTRING_UTF8, (const unsigned char *)FACTORY,
-				   -1, -1, 0);
-	X509_REQ_set_subject_name(req, name);
-	X509_NAME_free(name);
-	X509_REQ_set_pubkey(req, key);
-	assert_true(X509_REQ_sign(req, key, EVP_sha256()) > 0);
-	n = i2d_X509_REQ(req, &der);
-	assert_true(n > 0);
-	rc = st_csr_check(&fx->policy, fx->ca->ou, der, (size_t)n, cn, &csr, err, sizeof(err));
+	der = tu_csr_der(key, cn, FACTORY, 0, &n);
+	assert_non_null(der);
+	rc = st_csr_check(&fx->policy, fx->ca->ou, der, n, cn, &csr, err, sizeof(err));
 	if (rc != 0)
 		fail_msg("CSR for %s: %s", cn, err);
-	OPENSSL_free(der);
-	X509_REQ_free(req);
+	free(der);
 	return csr;
 }
 
@@ -178,7 +107,6 @@ static void fx_paths(struct fx *fx, const char *name)
 static int setup_file(void **state)
 {
 	struct fx *fx = calloc(1, sizeof(*fx));
-	struct drv_signer_config cfg = { .backend = "file" };
 	char key_path[4200], err[512] = "";
 
 	if (!fx)
@@ -186,16 +114,14 @@ static int setup_file(void **state)
 	fx_paths(fx, "pool");
 	snprintf(key_path, sizeof(key_path), "%s/ca.key", fx->dir);
 	fx->ca_key = EVP_EC_gen("prime256v1");
-	fx->ca_cert = ca_template(fx->ca_key);
-	if (X509_sign(fx->ca_cert, fx->ca_key, EVP_sha256()) <= 0)
+	fx->ca_cert = tu_ca_template(fx->ca_key, "Local-CA", FACTORY, 3650);
+	if (!fx->ca_cert || X509_sign(fx->ca_cert, fx->ca_key, EVP_sha256()) <= 0)
 		return -1;
-	write_key(key_path, fx->ca_key);
 	if (st_ca_from_x509(fx->ca_cert, NULL, NULL, "test CA", &fx->ca, err, sizeof(err)) != 0) {
 		fprintf(stderr, "ca: %s\n", err);
 		return -1;
 	}
-	cfg.key = key_path;
-	if (drv_signer_open(&cfg, &fx->signer, err, sizeof(err)) != 0) {
+	if (tu_file_signer(key_path, fx->ca_key, &fx->signer, err, sizeof(err)) != 0) {
 		fprintf(stderr, "signer: %s\n", err);
 		return -1;
 	}
@@ -208,47 +134,22 @@ static int setup_file(void **state)
 static int setup_softhsm(void **state)
 {
 	struct fx *fx = calloc(1, sizeof(*fx));
-	struct drv_signer_config cfg = { .backend = "pkcs11" };
-	char conf[4200], text[8400], err[512] = "";
-	void *sess = NULL;
-	EVP_PKEY *pub;
-	int rc;
+	char err[512] = "";
 
 	if (!fx)
 		return -1;
 	fx_paths(fx, "pool-hsm");
-	snprintf(fx->tokens, sizeof(fx->tokens), "%s/tokens", fx->dir);
-	snprintf(conf, sizeof(conf), "%s/softhsm2.conf", fx->dir);
-	snprintf(fx->pin_file, sizeof(fx->pin_file), "%s/user.pin", fx->dir);
-	snprintf(fx->uri, sizeof(fx->uri), "pkcs11:token=%s;object=ca?module-path=%s", TOKEN,
-		 MODULE);
-	if (mkdir(fx->tokens, 0700) != 0)
-		return -1;
-	snprintf(text, sizeof(text),
-		 "directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n",
-		 fx->tokens);
-	write_text(conf, text);
-	setenv("SOFTHSM2_CONF", conf, 1);
-	write_text(fx->pin_file, "2468-user\n");
-	rc = drv_pkcs11_init_token(MODULE, TOKEN, "1357-so", "2468-user", err, sizeof(err));
-	if (rc != 0) {
+	if (tu_softhsm_token(&fx->hsm, fx->dir, TOKEN, "ca", err, sizeof(err)) != 0) {
 		fprintf(stderr, "token: %s\n", err);
 		return -1;
 	}
-	cfg.key = fx->uri;
-	cfg.pin_file = fx->pin_file;
-	if (drv_pkcs11_generate_ec_key(&cfg, NULL, err, sizeof(err)) != 0 ||
-	    drv_signer_open(&cfg, &fx->signer, err, sizeof(err)) != 0 ||
-	    drv_signer_session_open(fx->signer, &sess, err, sizeof(err)) != 0) {
+	if (drv_pkcs11_generate_ec_key(&fx->hsm.cfg, NULL, err, sizeof(err)) != 0 ||
+	    drv_signer_open(&fx->hsm.cfg, &fx->signer, err, sizeof(err)) != 0) {
 		fprintf(stderr, "signer: %s\n", err);
 		return -1;
 	}
-	pub = drv_signer_public_key(fx->signer);
-	fx->ca_cert = ca_template(pub);
-	EVP_PKEY_free(pub);
-	rc = st_x509_sign(fx->ca_cert, fx->signer, sess, err, sizeof(err));
-	drv_signer_session_close(fx->signer, sess);
-	if (rc != 0 ||
+	fx->ca_cert = tu_signer_ca(fx->signer, "Local-CA", FACTORY, 3650, err, sizeof(err));
+	if (!fx->ca_cert ||
 	    st_ca_from_x509(fx->ca_cert, NULL, NULL, "test CA", &fx->ca, err, sizeof(err)) != 0) {
 		fprintf(stderr, "ca: %s\n", err);
 		return -1;
@@ -896,8 +797,8 @@ static void on_status(struct st_pool *pool, int paused, const char *reason, void
 		/* No board failed for the outage, and none completed. */
 		assert_int_equal(st.failed, 0);
 		/* The token comes back. */
-		snprintf(away, sizeof(away), "%s.away", fx->tokens);
-		assert_int_equal(rename(away, fx->tokens), 0);
+		snprintf(away, sizeof(away), "%s.away", fx->hsm.tokens);
+		assert_int_equal(rename(away, fx->hsm.tokens), 0);
 	} else {
 		run->resumed_events++;
 	}
@@ -913,9 +814,9 @@ static void pull_token_on_first(struct run *run, struct st_sign_req *req)
 		return;
 	/* The HSM goes away (the module loses its state and the token directory is gone,
 	 * so reinitialising finds nothing until it is back), and more boards arrive. */
-	snprintf(away, sizeof(away), "%s.away", fx->tokens);
+	snprintf(away, sizeof(away), "%s.away", fx->hsm.tokens);
 	drv_pkcs11_test_finalize(fx->signer);
-	assert_int_equal(rename(fx->tokens, away), 0);
+	assert_int_equal(rename(fx->hsm.tokens, away), 0);
 	submit_many(fx, run, "outage", 40);
 }
 
@@ -969,9 +870,9 @@ static void test_hsm_outage_shutdown(void **state)
 	start_pool(fx, 2, 8, 0, 0);
 	open_reader(fx);
 	st_pool_set_status_cb(fx->pool, close_when_paused, &run);
-	snprintf(away, sizeof(away), "%s.away", fx->tokens);
+	snprintf(away, sizeof(away), "%s.away", fx->hsm.tokens);
 	drv_pkcs11_test_finalize(fx->signer);
-	assert_int_equal(rename(fx->tokens, away), 0);
+	assert_int_equal(rename(fx->hsm.tokens, away), 0);
 	submit_many(fx, &run, "down", 20);
 	run_until(fx, (const unsigned *)&fx->closed, 1);
 	assert_int_equal(uv_run(&fx->loop, UV_RUN_DEFAULT), 0);
@@ -985,7 +886,7 @@ static void test_hsm_outage_shutdown(void **state)
 	/* Batches that had their intents when signing paused; the others never started. */
 	assert_true(rows[ST_LEDGER_FAILED] >= 8 && rows[ST_LEDGER_FAILED] <= 20);
 	free_kept(&run);
-	assert_int_equal(rename(away, fx->tokens), 0);
+	assert_int_equal(rename(away, fx->hsm.tokens), 0);
 }
 
 /* ---- Start-up errors --------------------------------------------------------------- */
@@ -995,7 +896,6 @@ static void test_start_errors(void **state)
 	struct fx *fx = *state;
 	struct st_pool_config cfg;
 	struct st_pool *pool = (struct st_pool *)1;
-	struct drv_signer_config scfg = { .backend = "file" };
 	struct drv_signer *wrong = NULL;
 	char path[4300], err[512] = "";
 	EVP_PKEY *key;
@@ -1013,10 +913,8 @@ static void test_start_errors(void **state)
 	/* A signer whose key is not the CA's: every worker refuses to start. */
 	key = EVP_EC_gen("prime256v1");
 	snprintf(path, sizeof(path), "%s/wrong.key", fx->dir);
-	write_key(path, key);
+	assert_int_equal(tu_file_signer(path, key, &wrong, err, sizeof(err)), 0);
 	EVP_PKEY_free(key);
-	scfg.key = path;
-	assert_int_equal(drv_signer_open(&scfg, &wrong, err, sizeof(err)), 0);
 	cfg.ledger_path = fx->ledger;
 	rc = st_pool_new(&fx->loop, &cfg, fx->ca, wrong, &pool, err, sizeof(err));
 	assert_int_equal(rc, ST_E_ISSUE_CA_KEY_MISMATCH);

@@ -1,8 +1,15 @@
 #include "testutil.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
+
+#include "x509sign.h"
 
 uint8_t *tu_read_file(const char *path, size_t *len)
 {
@@ -41,4 +48,175 @@ const char *tu_tmpdir(const char *name)
 	snprintf(cmd, sizeof(cmd), "chmod 700 '%s'", path);
 	(void)!system(cmd);
 	return path;
+}
+
+int tu_write_text(const char *path, const char *text, mode_t mode)
+{
+	FILE *f = fopen(path, "w");
+	int ok;
+
+	if (!f)
+		return -1;
+	ok = fputs(text, f) >= 0;
+	if (fclose(f) != 0)
+		ok = 0;
+	return ok && chmod(path, mode) == 0 ? 0 : -1;
+}
+
+int tu_write_key(const char *path, EVP_PKEY *key)
+{
+	FILE *f = fopen(path, "w");
+	int ok;
+
+	if (!f)
+		return -1;
+	ok = fchmod(fileno(f), 0600) == 0 &&
+	     PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL) == 1;
+	if (fclose(f) != 0)
+		ok = 0;
+	return ok ? 0 : -1;
+}
+
+static int add_name(X509_NAME *name, const char *field, const char *value)
+{
+	return X509_NAME_add_entry_by_txt(name, field, MBSTRING_UTF8,
+					  (const unsigned char *)value, -1, -1, 0);
+}
+
+uint8_t *tu_csr_der(EVP_PKEY *key, const char *cn, const char *ou, int production,
+		    size_t *len)
+{
+	X509_REQ *req = X509_REQ_new();
+	X509_NAME *name = X509_NAME_new();
+	unsigned char *der = NULL;
+	uint8_t *out = NULL;
+	int n;
+
+	if (!req || !name || !add_name(name, "CN", cn) || !add_name(name, "OU", ou) ||
+	    (production && !add_name(name, "businessCategory", "production")) ||
+	    !X509_REQ_set_subject_name(req, name) || !X509_REQ_set_pubkey(req, key) ||
+	    X509_REQ_sign(req, key, EVP_sha256()) <= 0)
+		goto out;
+	n = i2d_X509_REQ(req, &der);
+	if (n <= 0)
+		goto out;
+	out = malloc((size_t)n);
+	if (!out)
+		goto out;
+	memcpy(out, der, (size_t)n);
+	*len = (size_t)n;
+out:
+	OPENSSL_free(der);
+	X509_NAME_free(name);
+	X509_REQ_free(req);
+	return out;
+}
+
+static int add_ext(X509 *x, X509V3_CTX *ctx, int nid, const char *value)
+{
+	X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, ctx, nid, value);
+	int ok = ext && X509_add_ext(x, ext, -1);
+
+	X509_EXTENSION_free(ext);
+	return ok;
+}
+
+X509 *tu_ca_template(EVP_PKEY *pub, const char *cn, const char *ou, long days)
+{
+	X509 *x = X509_new();
+	X509_NAME *name = X509_NAME_new();
+	X509V3_CTX ctx;
+	int ok;
+
+	ok = x && name && X509_set_version(x, 2) &&
+	     ASN1_INTEGER_set(X509_get_serialNumber(x), 1) && add_name(name, "CN", cn) &&
+	     add_name(name, "OU", ou) && X509_set_subject_name(x, name) &&
+	     X509_set_issuer_name(x, name) && X509_gmtime_adj(X509_getm_notBefore(x), -3600) &&
+	     X509_gmtime_adj(X509_getm_notAfter(x), days * 86400) && X509_set_pubkey(x, pub);
+	if (ok) {
+		X509V3_set_ctx(&ctx, x, x, NULL, NULL, 0);
+		ok = add_ext(x, &ctx, NID_basic_constraints, "critical,CA:TRUE,pathlen:0") &&
+		     add_ext(x, &ctx, NID_key_usage, "critical,keyCertSign,cRLSign") &&
+		     add_ext(x, &ctx, NID_subject_key_identifier, "hash");
+	}
+	X509_NAME_free(name);
+	if (!ok) {
+		X509_free(x);
+		return NULL;
+	}
+	return x;
+}
+
+X509 *tu_signer_ca(struct drv_signer *signer, const char *cn, const char *ou, long days,
+		   char *err, size_t errlen)
+{
+	EVP_PKEY *pub = drv_signer_public_key(signer);
+	X509 *x = NULL;
+	void *sess = NULL;
+	int rc;
+
+	if (!pub) {
+		snprintf(err, errlen, "the signer has no public key");
+		return NULL;
+	}
+	x = tu_ca_template(pub, cn, ou, days);
+	EVP_PKEY_free(pub);
+	if (!x) {
+		snprintf(err, errlen, "cannot make the CA certificate");
+		return NULL;
+	}
+	rc = drv_signer_session_open(signer, &sess, err, errlen);
+	if (rc == 0) {
+		rc = st_x509_sign(x, signer, sess, err, errlen);
+		drv_signer_session_close(signer, sess);
+	}
+	if (rc != 0) {
+		X509_free(x);
+		return NULL;
+	}
+	return x;
+}
+
+int tu_file_signer(const char *path, EVP_PKEY *key, struct drv_signer **out, char *err,
+		   size_t errlen)
+{
+	struct drv_signer_config cfg = { .backend = "file", .key = path };
+
+	*out = NULL;
+	if (tu_write_key(path, key) != 0) {
+		snprintf(err, errlen, "%s: cannot write the key: %s", path, strerror(errno));
+		return -1;
+	}
+	return drv_signer_open(&cfg, out, err, errlen);
+}
+
+/* Throwaway PINs of a throwaway token. */
+#define USER_PIN "4711-user"
+#define SO_PIN "0815-so"
+
+int tu_softhsm_token(struct tu_softhsm *h, const char *dir, const char *token,
+		     const char *object, char *err, size_t errlen)
+{
+	char text[4400];
+
+	memset(h, 0, sizeof(*h));
+	snprintf(h->tokens, sizeof(h->tokens), "%s/tokens", dir);
+	snprintf(h->conf, sizeof(h->conf), "%s/softhsm2.conf", dir);
+	snprintf(h->pin_file, sizeof(h->pin_file), "%s/user.pin", dir);
+	snprintf(h->uri, sizeof(h->uri), "pkcs11:token=%s;object=%s?module-path=%s", token,
+		 object, TU_SOFTHSM_MODULE);
+	snprintf(text, sizeof(text),
+		 "directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n",
+		 h->tokens);
+	if (mkdir(h->tokens, 0700) != 0 || tu_write_text(h->conf, text, 0600) != 0 ||
+	    tu_write_text(h->pin_file, USER_PIN "\n", 0600) != 0) {
+		snprintf(err, errlen, "%s: cannot make the token's files: %s", dir,
+			 strerror(errno));
+		return -1;
+	}
+	setenv("SOFTHSM2_CONF", h->conf, 1);
+	h->cfg.backend = "pkcs11";
+	h->cfg.key = h->uri;
+	h->cfg.pin_file = h->pin_file;
+	return drv_pkcs11_init_token(TU_SOFTHSM_MODULE, token, SO_PIN, USER_PIN, err, errlen);
 }

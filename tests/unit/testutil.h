@@ -1,14 +1,69 @@
-/* Helpers shared by the unit tests. */
+/* Helpers shared by the unit tests and the benchmarks: files, a test CA, CSRs, a file signer
+ * and a SoftHSM2 token of the test's own. None of them asserts (the benchmarks have no
+ * cmocka): each returns a status or NULL and leaves the verdict to its caller. */
 #ifndef ST_TESTUTIL_H
 #define ST_TESTUTIL_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+#include "signer.h"
+
+#define TU_SOFTHSM_MODULE "/usr/lib/softhsm/libsofthsm2.so"
 
 /* Reads a whole file; returns a malloc'd buffer (NUL-terminated) and its length, or NULL. */
 uint8_t *tu_read_file(const char *path, size_t *len);
 
 /* Makes a fresh directory under $TMPDIR (or /tmp) for one test; returns a static path. */
 const char *tu_tmpdir(const char *name);
+
+/* Writes text to path, then gives the file mode. Returns 0, or -1 with errno set. */
+int tu_write_text(const char *path, const char *text, mode_t mode);
+
+/* Writes key's private key to path as unencrypted PEM, mode 0600. Returns 0 or -1. */
+int tu_write_key(const char *path, EVP_PKEY *key);
+
+/* A device CSR as the device tool makes it: subject CN=cn, OU=ou and, when production,
+ * businessCategory=production, signed by key with SHA-256. Returns its DER in a malloc'd
+ * buffer of *len bytes, or NULL. */
+uint8_t *tu_csr_der(EVP_PKEY *key, const char *cn, const char *ou, int production,
+		    size_t *len);
+
+/* A self-issued local CA certificate for pub, everything but the signature (X509_sign(), or
+ * st_x509_sign() through a signer): version 3, serial 1, CN=cn, OU=ou, valid from an hour
+ * ago for days days, critical basicConstraints CA:TRUE with pathlen:0, critical keyUsage
+ * keyCertSign and cRLSign, a subjectKeyIdentifier. NULL on failure; free with X509_free(). */
+X509 *tu_ca_template(EVP_PKEY *pub, const char *cn, const char *ou, long days);
+
+/* tu_ca_template() for the signer's own key, signed through it on a session of its own, as
+ * `station ca init` makes a CA whose key is in an HSM. NULL with err on failure. */
+X509 *tu_signer_ca(struct drv_signer *signer, const char *cn, const char *ou, long days,
+		   char *err, size_t errlen);
+
+/* Writes key to path (tu_write_key) and opens the file signer on it. Returns 0 and *out
+ * (drv_signer_close()), or a negative ST_E_* code with err. */
+int tu_file_signer(const char *path, EVP_PKEY *key, struct drv_signer **out, char *err,
+		   size_t errlen);
+
+/* A SoftHSM2 token of the test's own in an existing directory dir: dir/tokens, its
+ * configuration dir/softhsm2.conf (SOFTHSM2_CONF is set to it, so call this before the
+ * module is loaded), the user PIN in dir/user.pin (0600) and the token initialised with the
+ * label token. cfg is ready for drv_pkcs11_generate_ec_key() and drv_signer_open(): backend
+ * pkcs11, the URI of the object named object in the token, the PIN file. */
+struct tu_softhsm {
+	char tokens[4200]; /* the token directory (a test may move it away, as an outage) */
+	char conf[4200];
+	char pin_file[4200];
+	char uri[8400];
+	struct drv_signer_config cfg; /* points into this struct */
+};
+
+/* Returns 0, or -1 (file trouble) or a negative ST_E_* code (the token) with err. */
+int tu_softhsm_token(struct tu_softhsm *h, const char *dir, const char *token,
+		     const char *object, char *err, size_t errlen);
 
 #endif
