@@ -30,16 +30,11 @@ static const char ca_section[] = "ca:\n"
 static int setup(void **state)
 {
 	const char *d = tu_tmpdir("slot_config");
-	char *real;
 
 	(void)state;
 	if (!d)
 		return -1;
-	real = realpath(d, NULL);
-	if (!real)
-		return -1;
-	snprintf(dir, sizeof(dir), "%s", real);
-	free(real);
+	snprintf(dir, sizeof(dir), "%s", d);
 	return 0;
 }
 

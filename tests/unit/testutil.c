@@ -1,6 +1,7 @@
 #include "testutil.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,15 +39,18 @@ out:
 
 const char *tu_tmpdir(const char *name)
 {
-	static char path[4096];
+	static char path[PATH_MAX];
 	const char *base = getenv("TMPDIR");
-	char cmd[4200];
+	char made[PATH_MAX], cmd[PATH_MAX + 32];
 
-	snprintf(path, sizeof(path), "%s/station-test-%s-XXXXXX", base ? base : "/tmp", name);
-	if (!mkdtemp(path))
+	snprintf(made, sizeof(made), "%s/station-test-%s-XXXXXX", base ? base : "/tmp", name);
+	if (!mkdtemp(made))
 		return NULL;
-	snprintf(cmd, sizeof(cmd), "chmod 700 '%s'", path);
+	snprintf(cmd, sizeof(cmd), "chmod 700 '%s'", made);
 	(void)!system(cmd);
+	/* The canonical path: the configuration loader stores absolute paths resolved so. */
+	if (!realpath(made, path))
+		return NULL;
 	return path;
 }
 

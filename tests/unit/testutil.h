@@ -18,7 +18,8 @@
 /* Reads a whole file; returns a malloc'd buffer (NUL-terminated) and its length, or NULL. */
 uint8_t *tu_read_file(const char *path, size_t *len);
 
-/* Makes a fresh directory under $TMPDIR (or /tmp) for one test; returns a static path. */
+/* Makes a fresh directory (mode 0700) under $TMPDIR (or /tmp) for one test; returns its
+ * canonical path (realpath) in a static buffer, or NULL. */
 const char *tu_tmpdir(const char *name);
 
 /* Writes text to path, then gives the file mode. Returns 0, or -1 with errno set. */
