@@ -589,7 +589,8 @@ static void header(struct st_view_screen *sc, const struct st_view_input *in,
 		      (unsigned long long)ps->batches,
 		      ps->batches ? (double)ps->batched / (double)ps->batches : 0.0);
 		if (ps->pauses)
-			textf(sc, ", paused %llu times", (unsigned long long)ps->pauses);
+			textf(sc, ", paused %llu time%s", (unsigned long long)ps->pauses,
+			      ps->pauses == 1 ? "" : "s");
 	}
 
 	/* Failures by reason, the most frequent first, as many as fit. */
