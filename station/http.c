@@ -315,6 +315,27 @@ static void send_answer(struct st_http *h, struct reg *g)
 	h2o_send(req, &body, 1, H2O_SEND_STATE_FINAL);
 }
 
+/* Counts a registration that got no certificate, by the HTTP status it was answered with. */
+static void count_refusal(struct st_http *h, int status)
+{
+	switch (status) {
+	case 401:
+		h->st.unauthorized++;
+		break;
+	case 409:
+		h->st.refused++;
+		break;
+	case 503:
+		h->st.busy++;
+		break;
+	case 500:
+		h->st.failed++;
+		break;
+	default:
+		h->st.rejected++;
+	}
+}
+
 /* The pool is done with a registration: the ledger holds its certificate (or its refusal). */
 static void on_signed(struct st_sign_req *sreq)
 {
@@ -359,19 +380,7 @@ static void on_signed(struct st_sign_req *sreq)
 			respond_error(h, g->req, ST_E_POOL_FULL, msg, NULL);
 		}
 	} else {
-		switch (st_http_status_for(sreq->rc)) {
-		case 409:
-			h->st.refused++;
-			break;
-		case 503:
-			h->st.busy++;
-			break;
-		case 500:
-			h->st.failed++;
-			break;
-		default:
-			h->st.rejected++;
-		}
+		count_refusal(h, st_http_status_for(sreq->rc));
 		st_notice("http %s: device %s: refused (%s): %s", g->peer, g->uuid,
 			  st_errname(sreq->rc), sreq->err);
 		respond_error(h, g->req, sreq->rc, sreq->err, NULL);
@@ -405,19 +414,7 @@ static void reject(struct st_http *h, h2o_req_t *req, uint64_t t0, const char *p
 {
 	int status = st_http_status_for(code);
 
-	switch (status) {
-	case 401:
-		h->st.unauthorized++;
-		break;
-	case 503:
-		h->st.busy++;
-		break;
-	case 500:
-		h->st.failed++;
-		break;
-	default:
-		h->st.rejected++;
-	}
+	count_refusal(h, status);
 	if (status == 500)
 		st_err("http %s: device %s: %s", peer, uuid ? uuid : "?", msg);
 	else
