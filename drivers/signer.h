@@ -113,6 +113,9 @@ void drv_pkcs11_test_drop_session(void *sess);
 void drv_pkcs11_test_finalize(struct drv_signer *signer);
 /* Number of C_Login calls made by this process (tests check a wrong PIN is tried once). */
 unsigned long drv_pkcs11_test_login_calls(void);
+/* Sessions the process holds open on PKCS#11 modules, since the last module reset (tests
+ * check that a signer with N worker sessions holds N: the login's session is lent out). */
+long drv_pkcs11_test_open_sessions(void);
 
 /* Initialises a token on the module's first free slot (SoftHSM2 always offers one): sets the
  * label and SO PIN (C_InitToken), then the user PIN (C_Login as SO + C_InitPIN). PINs are

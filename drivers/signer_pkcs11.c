@@ -14,7 +14,13 @@
  *   closed (after C_Initialize the module may have handed the same number to someone else).
  * - an instance (one opened signer) keeps one "anchor" session open for its whole life: it
  *   holds the login (PKCS#11 logs the application out when its last session on a token
- *   closes) and serves key lookups. Worker threads open their own sessions.
+ *   closes) and serves key lookups while the signer opens. After that it would sit idle, so
+ *   it is lent to the first worker that asks for a session: an HSM that allows S sessions
+ *   signs on all S of them. The anchor is never closed by its borrower except when it is
+ *   broken; then the login is made again on a new anchor. Each anchor has an epoch, so a
+ *   borrower of an anchor that was replaced forgets its handle rather than using a number
+ *   the module may since have given to another session. Other worker threads open their
+ *   own sessions.
  *
  * Recovery is "reopen and retry once": a lost session is reopened (and the key found again);
  * a lost token or module is reinitialised by the first thread that notices, the others see
@@ -167,6 +173,25 @@ static pthread_mutex_t modules_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct p11_module *modules;
 /* C_Login calls made by this process, for tests that check a wrong PIN is tried once. */
 static atomic_ulong login_calls;
+/* Sessions this process holds open, for tests that count them against an HSM's limit. */
+static atomic_long open_sessions;
+
+/* C_OpenSession and C_CloseSession with the count of open sessions. */
+static CK_RV open_session(CK_FUNCTION_LIST *f, CK_SLOT_ID slot, CK_FLAGS flags,
+			  CK_SESSION_HANDLE *h)
+{
+	CK_RV rv = f->C_OpenSession(slot, flags, NULL, NULL, h);
+
+	if (rv == CKR_OK)
+		atomic_fetch_add(&open_sessions, 1);
+	return rv;
+}
+
+static void close_session(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE h)
+{
+	f->C_CloseSession(h);
+	atomic_fetch_sub(&open_sessions, 1);
+}
 
 static CK_RV module_initialize(CK_FUNCTION_LIST *f)
 {
@@ -297,6 +322,8 @@ static CK_RV module_reinit(struct p11_module *mod)
 	CK_RV rv;
 
 	mod->f->C_Finalize(NULL);
+	/* C_Finalize closed every session of the process. */
+	atomic_store(&open_sessions, 0);
 	rv = module_initialize(mod->f);
 	mod->gen++;
 	if (mod->gen == 0)
@@ -334,6 +361,9 @@ struct p11_inst {
 	pthread_mutex_t lock;
 	CK_SLOT_ID slot;
 	CK_SESSION_HANDLE anchor;
+	int anchor_lent; /* a worker session signs on the anchor */
+	/* Counts anchors opened; read without lock by signing threads. */
+	atomic_uint anchor_epoch;
 	int pin_bad; /* the token refused the PIN: never try it again */
 	/* Module generation the slot, anchor and login belong to; 0: not connected. Read
 	 * without lock by signing threads, hence atomic. */
@@ -350,6 +380,8 @@ struct p11_sess {
 	CK_SESSION_HANDLE h; /* CK_INVALID_HANDLE: none */
 	CK_OBJECT_HANDLE key;
 	unsigned gen; /* module generation h and key belong to */
+	int on_anchor; /* h is the instance's anchor, borrowed */
+	unsigned epoch; /* with on_anchor: the anchor's epoch */
 };
 
 static void hex(char *out, size_t outlen, const CK_BYTE *in, size_t inlen)
@@ -605,7 +637,7 @@ static int inst_connect(struct p11_inst *inst, CK_RV *ckr, char *err, size_t err
 		return rc;
 	if (inst->rw)
 		flags |= CKF_RW_SESSION;
-	rv = inst->f->C_OpenSession(inst->slot, flags, NULL, NULL, &h);
+	rv = open_session(inst->f, inst->slot, flags, &h);
 	if (rv != CKR_OK) {
 		*ckr = rv;
 		return st_errf(err, errlen, ckr_code(rv), "%s: C_OpenSession failed: %s (0x%lx)",
@@ -614,10 +646,13 @@ static int inst_connect(struct p11_inst *inst, CK_RV *ckr, char *err, size_t err
 	inst->anchor = h;
 	rc = login(inst, ckr, err, errlen);
 	if (rc < 0) {
-		inst->f->C_CloseSession(h);
+		close_session(inst->f, h);
 		inst->anchor = CK_INVALID_HANDLE;
 		return rc;
 	}
+	/* A new anchor, not lent yet; borrowers of the old one see the epoch move. */
+	inst->anchor_lent = 0;
+	atomic_fetch_add(&inst->anchor_epoch, 1);
 	atomic_store(&inst->gen, inst->mod->gen);
 	return 0;
 }
@@ -912,7 +947,7 @@ static void inst_free(struct p11_inst *inst)
 		/* An anchor from an older generation died with C_Finalize. Closing the anchor
 		 * (not C_Logout) keeps other signers on the same token logged in. */
 		if (inst->anchor != CK_INVALID_HANDLE && atomic_load(&inst->gen) == inst->mod->gen)
-			inst->f->C_CloseSession(inst->anchor);
+			close_session(inst->f, inst->anchor);
 		pthread_rwlock_unlock(&inst->mod->rw);
 		module_put(inst->mod);
 	}
@@ -1035,6 +1070,19 @@ static void p11_close(void *p)
 	inst_free(p);
 }
 
+/* Gives a borrowed anchor back, if it is still the instance's current one. */
+static void anchor_return(struct p11_sess *sess)
+{
+	struct p11_inst *inst = sess->inst;
+
+	pthread_mutex_lock(&inst->lock);
+	if (sess->epoch == atomic_load(&inst->anchor_epoch))
+		inst->anchor_lent = 0;
+	pthread_mutex_unlock(&inst->lock);
+	sess->on_anchor = 0;
+	sess->h = CK_INVALID_HANDLE;
+}
+
 /* With the module read-locked: brings the instance into the module's current generation
  * (token, anchor, login) and gives sess a live session and key handle. */
 static int sess_ready(struct p11_sess *sess, CK_RV *ckr, char *err, size_t errlen)
@@ -1054,19 +1102,37 @@ static int sess_ready(struct p11_sess *sess, CK_RV *ckr, char *err, size_t errle
 		if (rc < 0)
 			return rc;
 	}
-	if (sess->h != CK_INVALID_HANDLE && sess->gen == mod->gen)
+	if (sess->h != CK_INVALID_HANDLE && sess->gen == mod->gen &&
+	    (!sess->on_anchor || sess->epoch == atomic_load(&inst->anchor_epoch)))
 		return 0;
-	/* A handle from an older generation is forgotten, never closed. */
+	/* A handle from an older generation, or an anchor since replaced, is forgotten, never
+	 * closed. */
 	sess->h = CK_INVALID_HANDLE;
-	rv = inst->f->C_OpenSession(inst->slot, CKF_SERIAL_SESSION, NULL, NULL, &h);
-	if (rv != CKR_OK) {
-		*ckr = rv;
-		return st_errf(err, errlen, ckr_code(rv), "%s: C_OpenSession failed: %s (0x%lx)",
-			       inst->token_desc, ckr_name(rv), (unsigned long)rv);
+	sess->on_anchor = 0;
+	pthread_mutex_lock(&inst->lock);
+	if (!inst->anchor_lent && inst->anchor != CK_INVALID_HANDLE &&
+	    atomic_load(&inst->gen) == mod->gen) {
+		inst->anchor_lent = 1;
+		h = inst->anchor;
+		sess->on_anchor = 1;
+		sess->epoch = atomic_load(&inst->anchor_epoch);
+	}
+	pthread_mutex_unlock(&inst->lock);
+	if (!sess->on_anchor) {
+		rv = open_session(inst->f, inst->slot, CKF_SERIAL_SESSION, &h);
+		if (rv != CKR_OK) {
+			*ckr = rv;
+			return st_errf(err, errlen, ckr_code(rv),
+				       "%s: C_OpenSession failed: %s (0x%lx)", inst->token_desc,
+				       ckr_name(rv), (unsigned long)rv);
+		}
 	}
 	rc = find_key(inst, h, &key, ckr, err, errlen);
 	if (rc < 0) {
-		inst->f->C_CloseSession(h);
+		if (sess->on_anchor)
+			anchor_return(sess);
+		else
+			close_session(inst->f, h);
 		return rc;
 	}
 	sess->h = h;
@@ -1090,9 +1156,24 @@ static void recover(struct p11_sess *sess, CK_RV rv, unsigned seen_gen)
 	if (seen_gen != mod->gen)
 		goto out;
 	if (!ckr_device_lost(rv)) {
+		if (sess->on_anchor) {
+			/* The borrowed anchor broke: if it is still the current one, close what
+			 * is left of it and have sess_ready open a new anchor and log in again;
+			 * a replaced one is forgotten. */
+			if (sess->h != CK_INVALID_HANDLE &&
+			    sess->epoch == atomic_load(&inst->anchor_epoch) &&
+			    atomic_load(&inst->gen) == mod->gen) {
+				close_session(inst->f, sess->h);
+				inst->anchor = CK_INVALID_HANDLE;
+				atomic_store(&inst->gen, 0);
+			}
+			sess->h = CK_INVALID_HANDLE;
+			sess->on_anchor = 0;
+			goto out;
+		}
 		/* Our own session, current generation: safe to close whatever is left of it. */
 		if (sess->h != CK_INVALID_HANDLE)
-			inst->f->C_CloseSession(sess->h);
+			close_session(inst->f, sess->h);
 		sess->h = CK_INVALID_HANDLE;
 		if (atomic_load(&inst->gen) != mod->gen)
 			goto out;
@@ -1102,8 +1183,12 @@ static void recover(struct p11_sess *sess, CK_RV rv, unsigned seen_gen)
 				    si.state == CKS_RW_USER_FUNCTIONS))
 			goto out;
 		if (!ckr_device_lost(r)) {
+			/* A dead anchor is not closed (its number may be another's by now),
+			 * just no longer counted. */
 			if (r == CKR_OK)
-				inst->f->C_CloseSession(inst->anchor);
+				close_session(inst->f, inst->anchor);
+			else
+				atomic_fetch_sub(&open_sessions, 1);
 			inst->anchor = CK_INVALID_HANDLE;
 			atomic_store(&inst->gen, 0); /* sess_ready reconnects */
 			goto out;
@@ -1161,8 +1246,11 @@ static void p11_session_close(void *p)
 		return;
 	mod = sess->inst->mod;
 	pthread_rwlock_rdlock(&mod->rw);
-	if (sess->h != CK_INVALID_HANDLE && sess->gen == mod->gen)
-		sess->inst->f->C_CloseSession(sess->h);
+	if (sess->on_anchor)
+		/* The anchor stays open for the login; the next worker may borrow it. */
+		anchor_return(sess);
+	else if (sess->h != CK_INVALID_HANDLE && sess->gen == mod->gen)
+		close_session(sess->inst->f, sess->h);
 	pthread_rwlock_unlock(&mod->rw);
 	free(sess);
 }
@@ -1513,6 +1601,7 @@ void drv_pkcs11_test_drop_session(void *p)
 	struct p11_sess *sess = p;
 	struct p11_module *mod = sess->inst->mod;
 
+	/* Behind the count's back, as a token would: the recovery closes it for the count. */
 	pthread_rwlock_rdlock(&mod->rw);
 	if (sess->h != CK_INVALID_HANDLE && sess->gen == mod->gen)
 		sess->inst->f->C_CloseSession(sess->h);
@@ -1532,4 +1621,11 @@ void drv_pkcs11_test_finalize(struct drv_signer *signer)
 unsigned long drv_pkcs11_test_login_calls(void)
 {
 	return atomic_load(&login_calls);
+}
+
+/* Sessions the process holds open on its PKCS#11 modules, counted since the last module
+ * reset, so tests can check the signer fits an HSM's session limit. */
+long drv_pkcs11_test_open_sessions(void)
+{
+	return atomic_load(&open_sessions);
 }

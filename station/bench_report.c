@@ -31,8 +31,8 @@ void st_bench_print_header(const struct st_bench_opts *o)
 	if (o->workers)
 		snprintf(workers, sizeof(workers), "%u", o->workers);
 	else if (o->signer.kind == ST_BENCH_SLOWHSM)
-		snprintf(workers, sizeof(workers), "%u (S - 1: the signer holds one session)",
-			 o->signer.sessions > 1 ? o->signer.sessions - 1 : 1);
+		snprintf(workers, sizeof(workers), "%u (S: one session each)",
+			 o->signer.sessions);
 	else
 		snprintf(workers, sizeof(workers), "the CPUs (%ld)",
 			 sysconf(_SC_NPROCESSORS_ONLN));

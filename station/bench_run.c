@@ -824,9 +824,9 @@ int st_bench_run(const struct st_bench_opts *o, unsigned slots, unsigned long bo
 	snprintf(res->signer, sizeof(res->signer), "%s", o->signer.name);
 	res->workers = o->workers;
 	if (!res->workers && o->signer.kind == ST_BENCH_SLOWHSM)
-		/* The pkcs11 signer keeps one session of its own open for the login: the
-		 * workers get the others. */
-		res->workers = o->signer.sessions > 1 ? o->signer.sessions - 1 : 1;
+		/* One worker per session the HSM allows (the pkcs11 signer lends its login
+		 * session to one of them). */
+		res->workers = o->signer.sessions;
 	res->wire_s = res->wire_bound_bph = res->wire_ratio = res->wire_ratio_span = NAN;
 	if (o->stagger_ms >= 0)
 		res->stagger_ms = (unsigned)o->stagger_ms;

@@ -497,14 +497,6 @@ static char *abs_dir(const char *name, const char *dir)
 	return d;
 }
 
-/* Sessions a signer keeps for itself besides its workers': the pkcs11 backend holds one
- * open for the whole run so that its login lasts (PKCS#11 logs out when the last session of
- * an application closes). */
-static unsigned signer_sessions(const struct st_config *c)
-{
-	return c->ca.signer && strcmp(c->ca.signer, "pkcs11") == 0 ? 1 : 0;
-}
-
 static int load(const char *name, const char *dir, const void *buf, size_t len, int from_buffer,
 		FILE *diag, struct st_config **out, char *err, size_t errlen)
 {
@@ -558,19 +550,13 @@ static int load(const char *name, const char *dir, const void *buf, size_t len, 
 			parse_ca(&ctx, f[T_CA], c);
 		if (f[T_SLOTS])
 			parse_slots(&ctx, f[T_SLOTS], c);
-		if (f[T_POOL] && c->pool.hsm_sessions &&
-		    c->pool.hsm_sessions <= signer_sessions(c))
-			st_yl_error(&ctx, f[T_POOL],
-				    "'hsm_sessions' is %u but the pkcs11 signer keeps one session "
-				    "for its login and each worker needs one more",
-				    c->pool.hsm_sessions);
-		else if (f[T_POOL] && c->pool.workers && c->pool.hsm_sessions &&
-			 c->pool.workers > c->pool.hsm_sessions - signer_sessions(c))
+		/* The pkcs11 signer's login session is lent to a worker: one session each. */
+		if (f[T_POOL] && c->pool.workers && c->pool.hsm_sessions &&
+		    c->pool.workers > c->pool.hsm_sessions)
 			st_yl_error(&ctx, f[T_POOL],
 				    "'workers' is %u but the HSM allows %u sessions; each worker "
-				    "holds one%s",
-				    c->pool.workers, c->pool.hsm_sessions,
-				    signer_sessions(c) ? " and the signer's login holds one" : "");
+				    "holds one",
+				    c->pool.workers, c->pool.hsm_sessions);
 	}
 	if (ctx.errors) {
 		rc = st_yl_summary(&ctx, name, ST_E_CONFIG, err, errlen);
@@ -643,9 +629,9 @@ unsigned st_config_pool_config(const struct st_config *cfg, const char *station,
 	if (!workers)
 		workers = ncpu < 1 ? 1 : (unsigned)ncpu;
 	pc->workers = workers;
-	/* One HSM session per worker, plus the one the pkcs11 signer keeps for its login. */
-	if (cp->hsm_sessions && pc->workers > cp->hsm_sessions - signer_sessions(cfg))
-		pc->workers = cp->hsm_sessions - signer_sessions(cfg);
+	/* One HSM session per worker (the pkcs11 signer lends its login session to one). */
+	if (cp->hsm_sessions && pc->workers > cp->hsm_sessions)
+		pc->workers = cp->hsm_sessions;
 	/* 0 means the pool's own default here as there. */
 	pc->batch_max = cp->batch_max;
 	pc->batch_linger_ms = cp->batch_linger_ms;

@@ -390,6 +390,62 @@ static void test_session_dropped(void **state)
 	drv_signer_close(signer);
 }
 
+/* The login's anchor session is lent to the first worker session, so N worker sessions hold
+ * N PKCS#11 sessions (an HSM allowing S sessions signs on all S), and losing the lent anchor
+ * logs in again on a new one. */
+static void test_anchor_lent(void **state)
+{
+	struct fixture *fx = *state;
+	struct drv_signer_config cfg = config(fx);
+	struct drv_signer *signer;
+	void *s1, *s2, *s3, *s4;
+	EVP_PKEY *pub;
+	long base;
+	unsigned long logins;
+
+	generate(fx, NULL);
+	base = drv_pkcs11_test_open_sessions();
+	signer = open_ok(&cfg);
+	pub = drv_signer_public_key(signer);
+	assert_int_equal(drv_pkcs11_test_open_sessions() - base, 1);
+	s1 = session_ok(signer);
+	assert_int_equal(drv_pkcs11_test_open_sessions() - base, 1);
+	s2 = session_ok(signer);
+	s3 = session_ok(signer);
+	assert_int_equal(drv_pkcs11_test_open_sessions() - base, 3);
+	sign_verify(signer, s1, pub);
+	sign_verify(signer, s2, pub);
+	/* Closing the borrower keeps the anchor (and the login) for the next one. */
+	drv_signer_session_close(signer, s1);
+	assert_int_equal(drv_pkcs11_test_open_sessions() - base, 3);
+	s4 = session_ok(signer);
+	assert_int_equal(drv_pkcs11_test_open_sessions() - base, 3);
+	sign_verify(signer, s4, pub);
+	/* The lent anchor dies: its borrower logs in again on a new anchor. */
+	logins = drv_pkcs11_test_login_calls();
+	drv_pkcs11_test_drop_session(s4);
+	sign_verify(signer, s4, pub);
+	assert_int_equal(drv_pkcs11_test_login_calls() - logins, 1);
+	assert_int_equal(drv_pkcs11_test_open_sessions() - base, 3);
+	sign_verify(signer, s2, pub);
+	sign_verify(signer, s3, pub);
+	/* Every session dies (the token logs the application out): all recover, still 3. */
+	drv_pkcs11_test_drop_session(s2);
+	drv_pkcs11_test_drop_session(s3);
+	drv_pkcs11_test_drop_session(s4);
+	sign_verify(signer, s3, pub);
+	sign_verify(signer, s4, pub);
+	sign_verify(signer, s2, pub);
+	assert_int_equal(drv_pkcs11_test_open_sessions() - base, 3);
+	drv_signer_session_close(signer, s2);
+	drv_signer_session_close(signer, s3);
+	drv_signer_session_close(signer, s4);
+	assert_int_equal(drv_pkcs11_test_open_sessions() - base, 1);
+	EVP_PKEY_free(pub);
+	drv_signer_close(signer);
+	assert_int_equal(drv_pkcs11_test_open_sessions() - base, 0);
+}
+
 static void test_module_reset(void **state)
 {
 	struct fixture *fx = *state;
@@ -666,6 +722,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_threads_module_reset, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_session_dropped, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_module_reset, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_anchor_lent, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_env_fault_hook, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wrong_pin, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_config_errors, setup, teardown),
