@@ -1023,13 +1023,15 @@ static void count_locked(struct st_pool *pool, const struct st_sign_req *r)
 	pool->stats.in_pool = pool->in_pool;
 }
 
+static void seal(struct st_pool *pool);
+
 static void on_async(uv_async_t *h)
 {
 	struct st_pool *pool = h->data;
 	struct st_sign_req *reqs, *r;
 	struct pool_op *ops, *op;
 	char reason[256];
-	int paused, done_threads;
+	int paused, done_threads, idle;
 	uint64_t now;
 
 	pthread_mutex_lock(&pool->lock);
@@ -1040,6 +1042,7 @@ static void on_async(uv_async_t *h)
 	paused = pool->stats.paused;
 	msgf(reason, sizeof(reason), "%s", paused ? pool->stats.pause_reason : "");
 	done_threads = pool->workers_running == 0 && !pool->ledger_running;
+	idle = pool->inflight == 0;
 	for (r = reqs; r; r = r->q_next) {
 		pool->in_pool--;
 		count_locked(pool, r);
@@ -1074,6 +1077,9 @@ static void on_async(uv_async_t *h)
 		r->done(r);
 	}
 	update_hold(pool);
+	/* The pipeline emptied: the batch that gathered meanwhile need not linger on. */
+	if (idle && pool->open_head && !pool->closing)
+		seal(pool);
 	if (pool->closing && done_threads && !pool->finished)
 		finish(pool);
 }
@@ -1287,6 +1293,8 @@ int st_pool_can_submit(const struct st_pool *pool)
 
 int st_pool_submit(struct st_pool *pool, struct st_sign_req *req)
 {
+	int idle;
+
 	if (pool->closing)
 		return ST_E_POOL_CLOSED;
 	if (pool->in_pool >= pool->queue_max)
@@ -1318,12 +1326,17 @@ int st_pool_submit(struct st_pool *pool, struct st_sign_req *req)
 	pthread_mutex_lock(&pool->lock);
 	pool->stats.submitted++;
 	pool->stats.in_pool = pool->in_pool;
+	idle = pool->inflight == 0;
 	pthread_mutex_unlock(&pool->lock);
 	update_hold(pool);
+	/* With nothing in flight the batch is sealed once the loop has taken in this round's
+	 * input: a lone request (a light load, slow serial lines) does not wait the linger for
+	 * company that is not coming. Under load the batch in flight is the time in which the
+	 * next one gathers, and on_async seals it as soon as the pipeline empties. */
 	if (pool->open_n >= pool->batch_max)
 		seal(pool);
 	else if (pool->open_n == 1)
-		uv_timer_start(&pool->timer, on_linger, pool->linger_ms, 0);
+		uv_timer_start(&pool->timer, on_linger, idle ? 0 : pool->linger_ms, 0);
 	return 0;
 }
 

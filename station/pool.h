@@ -3,8 +3,9 @@
  *
  * Threads:
  * - the loop thread (libuv) submits requests, gathers them into batches (sealed at
- *   batch_max requests or batch_linger_ms after the first one) and runs every completion
- *   callback;
+ *   batch_max requests, or batch_linger_ms after the first one, or as soon as no batch is
+ *   in flight: a batch gathers while the one before it is signed and recorded) and runs
+ *   every completion callback;
  * - one ledger thread owns the st_ledger handle (SQLite blocks on fsync);
  * - S worker threads, each with its own signer session and st_issuer for its whole life
  *   (HSMs crash or serialise when threads share a session). Not libuv's shared threadpool:
@@ -117,7 +118,8 @@ struct st_pool_config {
 				   * within the sessions the HSM allows. */
 	unsigned batch_max;       /* requests per batch, 1 .. 4096; 0: 32 */
 	unsigned batch_linger_ms; /* a batch is sealed this long after its first request even
-				   * when not full; 0: on the next loop iteration */
+				   * when not full (at once when nothing is in flight);
+				   * 0: on the next loop iteration */
 	unsigned queue_max;       /* requests in the pool at once (backpressure); 0: 4096 */
 	const char *station;      /* this station's name, for the ledger rows */
 	const char *ledger_path;  /* the SQLite ledger file */
