@@ -46,6 +46,9 @@ struct st_bench_signer {
 int st_bench_signer_parse(const char *text, struct st_bench_signer *out, char *err,
 			  size_t errlen);
 
+/* simboard processes a run may spread its slots over. */
+#define ST_BENCH_SIM_MAX 16
+
 struct st_bench_opts {
 	unsigned slots[32];        /* --slots, in the order given */
 	size_t nslots;
@@ -61,6 +64,7 @@ struct st_bench_opts {
 	double timeout_s;          /* a run that takes longer is stopped and reported failed */
 	int fsync;                 /* 1: simboard fsyncs like a real board's flash (default 0) */
 	int stagger_ms;            /* boards power on at random within this; -1: automatic */
+	unsigned sim_procs;        /* simboard processes sharing the slots; 0: one per 128 */
 	const char *json_path;
 	const char *plot_path;
 	const char *dir;           /* work directory; NULL: a temporary one */
@@ -159,6 +163,9 @@ struct st_bench_result {
 				       * not the line or the station, added to each board (a
 				       * late request is made good on its answer) */
 	unsigned stagger_ms;    /* the boards powered on at random within this */
+	unsigned sim_procs;     /* simboard processes that served the slots */
+	double sim_turn_ms;     /* paced or not: from a board's answer's last byte to the
+				 * station's next bytes, seen from the boards, mean */
 	double loadavg;         /* the machine's 1-minute load average after the run */
 	long rss_peak_kib;      /* the station's peak RSS (ru_maxrss) */
 	double rss_per_slot_kib; /* rss_peak_kib / slots */

@@ -97,13 +97,19 @@ void st_bench_print_result(const struct st_bench_result *r)
 		printf("              issuance %.3f ms CPU/cert (workers + the CSR check's "
 		       "verification) = %.2f of the bound per core\n",
 		       r->issue_cpu_ms, r->issue_ratio);
-	printf("              loop waited %.3f ms/board for a CPU; simboard used %.3f ms/board "
-	       "and waited %.3f ms/board for a CPU\n",
-	       r->th.loop_wait_s * 1000 / n, r->sim_cpu_ms_per_board, r->sim_wait_ms_per_board);
+	printf("              loop waited %.3f ms/board for a CPU; simboard (%u process%s) used "
+	       "%.3f ms/board and waited %.3f ms/board for a CPU\n",
+	       r->th.loop_wait_s * 1000 / n, r->sim_procs, r->sim_procs == 1 ? "" : "es",
+	       r->sim_cpu_ms_per_board, r->sim_wait_ms_per_board);
+	if (!isnan(r->sim_turn_ms))
+		printf("  turns       the station's next bytes reached a board %.2f ms after its "
+		       "answer's last byte on average (seen from the boards: PTY delivery both "
+		       "ways and both loops)\n",
+		       r->sim_turn_ms);
 	if (!isnan(r->sim_late_ms_per_board))
 		printf("  fixture     simboard's pacing timers fired %.2f ms late on average; late "
-		       "answers added %.1f ms a board%s%.1f%% of its wire time): the simulation's "
-		       "delay, not the station's\n",
+		       "answers not made good added %.1f ms a board%s%.1f%% of its wire time): "
+		       "the simulation's delay, not the station's\n",
 		       r->sim_late_ms, r->sim_late_ms_per_board, isnan(r->wire_s) ? "" : " (",
 		       isnan(r->wire_s) ? 0 : r->sim_late_ms_per_board / 10 / r->wire_s);
 	printf("  memory      peak RSS %.1f MiB = %.1f KiB/slot\n", r->rss_peak_kib / 1024.0,
@@ -237,6 +243,8 @@ static json_t *result_json(const struct st_bench_result *r)
 	json_object_set_new(o, "simboard_pacing_late_ms",
 			    json_pack("{s:o,s:o}", "mean", num(r->sim_late_ms), "per_board",
 				      num(r->sim_late_ms_per_board)));
+	json_object_set_new(o, "simboard_turn_ms", num(r->sim_turn_ms));
+	json_object_set_new(o, "simboard_processes", json_integer(r->sim_procs));
 	json_object_set_new(o, "stagger_ms", json_integer(r->stagger_ms));
 	json_object_set_new(o, "loadavg", num(r->loadavg));
 	json_object_set_new(o, "rss", json_pack("{s:I,s:o}", "peak_kib",

@@ -335,7 +335,6 @@ struct run_paths {
 	char uri[PATH_MAX + 128];
 	char key[PATH_MAX];      /* file signer: the key */
 	char softhsm_conf[PATH_MAX];
-	char sim_out[PATH_MAX], sim_err[PATH_MAX];
 	char run_out[PATH_MAX], run_err[PATH_MAX];
 	char log[PATH_MAX];
 };
@@ -359,8 +358,8 @@ static int make_paths(const struct st_bench_opts *o, unsigned slots, unsigned ro
 	bad |= path_join(p->pin, sizeof(p->pin), p->dir, "pin");
 	bad |= path_join(p->key, sizeof(p->key), p->pki, "local-ca.key");
 	bad |= path_join(p->softhsm_conf, sizeof(p->softhsm_conf), p->pki, "softhsm2.conf");
-	bad |= path_join(p->sim_out, sizeof(p->sim_out), p->dir, "simboard.out");
-	bad |= path_join(p->sim_err, sizeof(p->sim_err), p->dir, "simboard.err");
+	/* simboard-K.out and .err, and the boards' DIR/K, must fit too. */
+	bad |= strlen(p->dir) + 32 > sizeof(p->dir) || strlen(p->boards) + 32 > sizeof(p->boards);
 	bad |= path_join(p->run_out, sizeof(p->run_out), p->dir, "run.out");
 	bad |= path_join(p->run_err, sizeof(p->run_err), p->dir, "run.err");
 	bad |= path_join(p->log, sizeof(p->log), p->dir, "setup.log");
@@ -369,6 +368,18 @@ static int make_paths(const struct st_bench_opts *o, unsigned slots, unsigned ro
 	if (mkdir(p->dir, 0700) != 0)
 		return st_errf(err, errlen, ST_E_IO, "%s: %s", p->dir, strerror(errno));
 	return 0;
+}
+
+/* simboard process k's output file ("out" or "err") and its boards' directory. */
+static void sim_file(const struct run_paths *p, unsigned k, const char *what, char *out,
+		     size_t cap)
+{
+	snprintf(out, cap, "%s/simboard-%u.%s", p->dir, k, what);
+}
+
+static void sim_dir(const struct run_paths *p, unsigned k, char *out, size_t cap)
+{
+	snprintf(out, cap, "%s/%u", p->boards, k);
 }
 
 /* A random PIN in a 0600 file: never on a command line. */
@@ -436,9 +447,11 @@ static int setup_pki(const struct st_bench_opts *o, const struct st_bench_result
 		   "ledger: ledger.db\n"
 		   "station: bench\n"
 		   "profiles: [bench-gw.yaml]\n"
-		   "slots:\n  - board_map: %s/map.yaml\n"
-		   "outputs:\n  console_dir: %s/consoles\n",
-		p->boards, p->dir);
+		   "outputs:\n  console_dir: %s/consoles\n"
+		   "slots:\n",
+		p->dir);
+	for (unsigned k = 0; k < res->sim_procs; k++)
+		fprintf(f, "  - board_map: %s/%u/map.yaml\n", p->boards, k);
 	if (res->workers || res->batch || res->linger >= 0 || o->signer.kind == ST_BENCH_SLOWHSM)
 		fprintf(f, "pool:\n");
 	if (res->workers)
@@ -721,27 +734,50 @@ out:
 	return rc;
 }
 
-/* simboard's last words on its pacing: "simboard: pacing: N waits, late by X ms on
- * average, ...". The per-board figure is filled in once the boards are counted. */
-static void read_pacing(const char *path, struct st_bench_result *res)
+/* The simboard processes' last words on their pacing ("simboard: pacing: N waits, late by
+ * X ms on average, ...") and on the station's turns ("simboard: turns: N, ... came X ms
+ * after ..."), summed over the processes. The per-board figure is filled in once the boards
+ * are counted. */
+static void read_pacing(const struct run_paths *p, struct st_bench_result *res)
 {
-	FILE *f = fopen(path, "r");
-	char line[512];
-	unsigned long waits;
-	double late, max, over10, tx;
+	char path[PATH_MAX + 64], line[512];
+	unsigned long waits, nwaits = 0, turns, nturns = 0;
+	double late, max, over10, tx, owed, late_sum = 0, tx_sum = 0, turn, turn_sum = 0;
+	int got;
 
-	res->sim_late_ms = res->sim_late_ms_per_board = NAN;
-	if (!f)
-		return;
-	while (fgets(line, sizeof(line), f)) {
-		if (sscanf(line, "simboard: pacing: %lu waits, late by %lf ms on average, %lf%% by "
-				 "more than 10 ms, at most %lf ms; answers late by %lf ms", &waits,
-			   &late, &over10, &max, &tx) == 5) {
-			res->sim_late_ms = late;
-			res->sim_late_ms_per_board = tx; /* in all, for now */
+	res->sim_late_ms = res->sim_late_ms_per_board = res->sim_turn_ms = NAN;
+	for (unsigned k = 0; k < res->sim_procs; k++) {
+		FILE *f;
+
+		sim_file(p, k, "out", path, sizeof(path));
+		f = fopen(path, "r");
+		if (!f)
+			continue;
+		while (fgets(line, sizeof(line), f)) {
+			owed = 0;
+			got = sscanf(line, "simboard: pacing: %lu waits, late by %lf ms on average, "
+					   "%lf%% by more than 10 ms, at most %lf ms; answers late by "
+					   "%lf ms in all, %lf ms of it made good", &waits, &late,
+				     &over10, &max, &tx, &owed);
+			if (got >= 5) {
+				nwaits += waits;
+				late_sum += late * (double)waits;
+				/* What the next requests did not make good. */
+				tx_sum += tx - owed;
+			} else if (sscanf(line, "simboard: turns: %lu, the station's next bytes "
+						"came %lf ms", &turns, &turn) == 2) {
+				nturns += turns;
+				turn_sum += turn * (double)turns;
+			}
 		}
+		fclose(f);
 	}
-	fclose(f);
+	if (nwaits) {
+		res->sim_late_ms = late_sum / (double)nwaits;
+		res->sim_late_ms_per_board = tx_sum; /* in all, for now */
+	}
+	if (nturns)
+		res->sim_turn_ms = turn_sum / (double)nturns;
 }
 
 /* ---- The run -------------------------------------------------------------------------- */
@@ -789,6 +825,22 @@ static int file_nonempty(const char *path)
 	return stat(path, &st) == 0 && st.st_size > 0;
 }
 
+/* The simboard processes' CPU and wait for a CPU, summed; processes gone count nothing. */
+static void sims_schedstat(const pid_t *pid, unsigned n, double *cpu, double *wait)
+{
+	char path[64];
+	double c, w;
+
+	*cpu = *wait = 0;
+	for (unsigned k = 0; k < n; k++) {
+		snprintf(path, sizeof(path), "/proc/%d/schedstat", (int)pid[k]);
+		if (pid[k] > 0 && read_schedstat(path, &c, &w) == 0) {
+			*cpu += c;
+			*wait += w;
+		}
+	}
+}
+
 static void set_slowhsm_env(const struct st_bench_opts *o)
 {
 	char v[64];
@@ -808,9 +860,10 @@ int st_bench_run(const struct st_bench_opts *o, unsigned slots, unsigned long bo
 	struct run_paths p;
 	struct sampler st;
 	struct rusage ru;
-	char nboards[32], ntotal[32], baud[32], stagger[32], line[300];
+	char ntotal[32], line[300], path[PATH_MAX + 64], path2[PATH_MAX + 64];
 	double t0, sim_cpu0 = 0, sim_cpu = 0, sim_wait0 = 0, sim_wait = 0, cpu0 = 0;
-	pid_t sim = -1, run = -1;
+	pid_t sim[ST_BENCH_SIM_MAX], run = -1;
+	unsigned k;
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	int status = 0, started = 0, exited = 0, termed = 0, rc;
 
@@ -836,6 +889,15 @@ int st_bench_run(const struct st_bench_opts *o, unsigned slots, unsigned long bo
 		res->stagger_ms = (unsigned)(7500.0 * 10 * 1000 / o->baud);
 	if (ncpu < 1)
 		ncpu = 1;
+	/* One simboard loop serves up to 128 boards by default: a loop that serves hundreds
+	 * answers every turn of the conversation late by its share of the others' work. */
+	res->sim_procs = o->sim_procs ? o->sim_procs : (slots + 127) / 128;
+	if (res->sim_procs > ST_BENCH_SIM_MAX)
+		res->sim_procs = ST_BENCH_SIM_MAX;
+	if (res->sim_procs > slots)
+		res->sim_procs = slots;
+	for (k = 0; k < ST_BENCH_SIM_MAX; k++)
+		sim[k] = -1;
 	set_slowhsm_env(o);
 
 	rc = make_paths(o, slots, round, &p, err, errlen);
@@ -848,19 +910,38 @@ int st_bench_run(const struct st_bench_opts *o, unsigned slots, unsigned long bo
 	if (rc < 0)
 		return rc;
 
-	/* The boards. */
-	snprintf(nboards, sizeof(nboards), "%u", slots);
+	/* The boards: the slots shared out over the simboard processes, and the boards to
+	 * swap in with them. */
 	snprintf(ntotal, sizeof(ntotal), "%lu", boards);
-	snprintf(baud, sizeof(baud), "%u", o->baud);
-	{
-		char *argv[24];
+	if (mkdir(p.boards, 0700) != 0 && errno != EEXIST) {
+		rc = st_errf(err, errlen, ST_E_IO, "%s: %s", p.boards, strerror(errno));
+		goto out;
+	}
+	for (k = 0; k < res->sim_procs; k++) {
+		unsigned n = res->sim_procs, ns = slots / n + (k < slots % n);
+		unsigned long extra = boards - slots;
+		unsigned long nt = ns + extra / n + (k < extra % n);
+		char nboards[32], total[32], baud[32], stagger[32], seed[32], prefix[32];
+		char dir[PATH_MAX + 16], out[PATH_MAX + 64], errf[PATH_MAX + 64];
+		char *argv[32];
 		int a = 0;
 
+		sim_dir(&p, k, dir, sizeof(dir));
+		sim_file(&p, k, "out", out, sizeof(out));
+		sim_file(&p, k, "err", errf, sizeof(errf));
+		snprintf(nboards, sizeof(nboards), "%u", ns);
+		snprintf(total, sizeof(total), "%lu", nt);
+		snprintf(baud, sizeof(baud), "%u", o->baud);
+		snprintf(seed, sizeof(seed), "%u", k + 1);
+		/* Slot names come from the board names: one prefix per process. */
+		snprintf(prefix, sizeof(prefix), "p%u-board", k);
 		argv[a++] = (char *)o->simboard;
 		argv[a++] = "--dir";
-		argv[a++] = p.boards;
+		argv[a++] = dir;
 		argv[a++] = "--boards";
 		argv[a++] = nboards;
+		argv[a++] = "--name-prefix";
+		argv[a++] = prefix;
 		argv[a++] = "--baud";
 		argv[a++] = baud;
 		if (o->baud) {
@@ -868,9 +949,9 @@ int st_bench_run(const struct st_bench_opts *o, unsigned slots, unsigned long bo
 			argv[a++] = "--bauds";
 			argv[a++] = baud;
 		}
-		if (boards > slots) {
+		if (nt > ns) {
 			argv[a++] = "--total";
-			argv[a++] = ntotal;
+			argv[a++] = total;
 		}
 		if (!o->fsync)
 			argv[a++] = "--no-fsync";
@@ -880,16 +961,20 @@ int st_bench_run(const struct st_bench_opts *o, unsigned slots, unsigned long bo
 			argv[a++] = stagger;
 		}
 		argv[a++] = "--seed";
-		argv[a++] = "1";
+		argv[a++] = seed;
 		argv[a] = NULL;
-		rc = spawn(argv, p.sim_out, p.sim_err, &sim, err, errlen);
+		rc = spawn(argv, out, errf, &sim[k], err, errlen);
+		if (rc < 0)
+			goto out;
 	}
-	if (rc < 0)
-		goto out;
-	rc = wait_ready(sim, p.sim_out, p.sim_err, err, errlen);
-	if (rc < 0) {
-		sim = -1;
-		goto out;
+	for (k = 0; k < res->sim_procs; k++) {
+		sim_file(&p, k, "out", path, sizeof(path));
+		sim_file(&p, k, "err", path2, sizeof(path2));
+		rc = wait_ready(sim[k], path, path2, err, errlen);
+		if (rc < 0) {
+			sim[k] = -1;
+			goto out;
+		}
 	}
 
 	/* The station. */
@@ -917,27 +1002,23 @@ int st_bench_run(const struct st_bench_opts *o, unsigned slots, unsigned long bo
 			started = 1;
 			sample(&st, 1);
 			cpu0 = sampler_cpu(&st);
-			{
-				char path[64];
-
-				snprintf(path, sizeof(path), "/proc/%d/schedstat", (int)sim);
-				if (read_schedstat(path, &sim_cpu0, &sim_wait0) != 0)
-					sim_cpu0 = sim_wait0 = 0;
-				sim_cpu = sim_cpu0;
-				sim_wait = sim_wait0;
-			}
+			sims_schedstat(sim, res->sim_procs, &sim_cpu0, &sim_wait0);
+			sim_cpu = sim_cpu0;
+			sim_wait = sim_wait0;
 		} else if (started) {
-			char path[64];
-
 			sample(&st, 0);
-			snprintf(path, sizeof(path), "/proc/%d/schedstat", (int)sim);
-			read_schedstat(path, &sim_cpu, &sim_wait);
+			sims_schedstat(sim, res->sim_procs, &sim_cpu, &sim_wait);
 		}
-		if (waitpid(sim, &status, WNOHANG) == sim) {
-			last_line(p.sim_err, line, sizeof(line));
-			snprintf(res->error, sizeof(res->error), "simboard exited during the run: %s",
-				 line);
-			sim = -1;
+		for (k = 0; k < res->sim_procs; k++) {
+			if (waitpid(sim[k], &status, WNOHANG) == sim[k])
+				break;
+		}
+		if (k < res->sim_procs) {
+			sim_file(&p, k, "err", path, sizeof(path));
+			last_line(path, line, sizeof(line));
+			snprintf(res->error, sizeof(res->error),
+				 "simboard %u exited during the run: %s", k, line);
+			sim[k] = -1;
 			stop_child(run, SIGTERM, 30, &status, &ru);
 			exited = 1;
 			break;
@@ -968,11 +1049,12 @@ int st_bench_run(const struct st_bench_opts *o, unsigned slots, unsigned long bo
 	res->cpu_s = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
 		     (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6 - cpu0;
 	sampler_threads(&st, &res->th);
-	if (sim > 0) {
-		stop_child(sim, SIGTERM, 30, NULL, NULL);
-		sim = -1;
+	for (k = 0; k < res->sim_procs; k++) {
+		if (sim[k] > 0)
+			stop_child(sim[k], SIGTERM, 30, NULL, NULL);
+		sim[k] = -1;
 	}
-	read_pacing(p.sim_out, res);
+	read_pacing(&p, res);
 
 	if (file_nonempty(p.events)) {
 		rc = read_events(p.events, res, err, errlen);
@@ -1033,8 +1115,10 @@ int st_bench_run(const struct st_bench_opts *o, unsigned slots, unsigned long bo
 out:
 	if (run > 0 && !exited)
 		stop_child(run, SIGTERM, 60, NULL, NULL);
-	if (sim > 0)
-		stop_child(sim, SIGTERM, 30, NULL, NULL);
+	for (k = 0; k < res->sim_procs; k++) {
+		if (sim[k] > 0)
+			stop_child(sim[k], SIGTERM, 30, NULL, NULL);
+	}
 	rm_tree(p.boards);
 	if (!o->keep && rc == 0 && res->ok)
 		rm_tree(p.dir);
@@ -1117,6 +1201,7 @@ void st_bench_median(const struct st_bench_result *r, size_t n, struct st_bench_
 	MED(sim_wait_ms_per_board);
 	MED(sim_late_ms);
 	MED(sim_late_ms_per_board);
+	MED(sim_turn_ms);
 	MED(loadavg);
 	MED(rss_peak_kib);
 	MED(rss_per_slot_kib);

@@ -66,6 +66,8 @@ static void bench_usage(FILE *out)
 		"  --fsync             simulated boards fsync their flash (default: not; see below)\n"
 		"  --stagger MS        boards power on at random moments within MS ms (default:\n"
 		"                      about one board's wire time when paced, 0 unpaced; see below)\n"
+		"  --sim-procs N       simboard processes sharing the slots, 1..16 (default: one\n"
+		"                      per 128 slots; see below)\n"
 		"  --json FILE         write every round and the medians as JSON\n"
 		"  --plot FILE         draw throughput and latency against slots with gnuplot, PNG\n"
 		"                      or SVG by the extension (with two or more slot counts)\n"
@@ -86,6 +88,11 @@ static void bench_usage(FILE *out)
 		"the same CPUs and disk. The station's ledger stays on the work directory's disk\n"
 		"with its fsyncs. What a board still costs in time (making its key and CSR,\n"
 		"writing its files) counts against the wire ratio, as on a real line.\n"
+		"A simboard process serves each board's turns one after another on one loop; past\n"
+		"some hundred boards its own queue would delay every answer (real boards answer\n"
+		"in parallel), so the slots are shared out over several processes by default.\n"
+		"The boards' view of the station's turns (from an answer's last byte to the next\n"
+		"request's first) is reported with simboard's own lateness.\n"
 		"Boards put in all in the same millisecond run in lockstep: every turn of the\n"
 		"conversation arrives for all slots at once, and each waits for the others' share\n"
 		"of the station's and simboard's loops. A line fills its fixtures one after\n"
@@ -280,6 +287,7 @@ int st_cmd_bench(int argc, char **argv)
 		{ "timeout", required_argument, NULL, 't' },
 		{ "fsync", no_argument, NULL, 'F' },
 		{ "stagger", required_argument, NULL, 'g' },
+		{ "sim-procs", required_argument, NULL, 'P' },
 		{ "json", required_argument, NULL, 'j' },
 		{ "plot", required_argument, NULL, 'p' },
 		{ "dir", required_argument, NULL, 'd' },
@@ -402,6 +410,13 @@ int st_cmd_bench(int argc, char **argv)
 				return 2;
 			}
 			o.stagger_ms = (int)v;
+			break;
+		case 'P':
+			if (parse_ulong(optarg, 1, ST_BENCH_SIM_MAX, &v) != 0) {
+				st_err("--sim-procs '%s': expected 1..%d", optarg, ST_BENCH_SIM_MAX);
+				return 2;
+			}
+			o.sim_procs = (unsigned)v;
 			break;
 		case 'j':
 			o.json_path = optarg;

@@ -11,7 +11,7 @@ export STATION_SLOWHSM=$BUILD_DIR/fixtures/slowhsm/libslowhsm.so
 [ -r "$STATION_SLOWHSM" ] || fail "no slow HSM module at $STATION_SLOWHSM"
 
 "$STATION" bench --help >"$T/help" || fail "bench --help failed"
-for opt in --slots --boards --baud --signer --workers --batch --linger --json --plot; do
+for opt in --slots --boards --baud --signer --workers --batch --linger --sim-procs --json --plot; do
 	grep -q -- "$opt" "$T/help" || fail "bench --help does not mention $opt"
 done
 ok "bench --help"
@@ -77,6 +77,19 @@ check_json "$T/paced.json"
 jq -e '.runs[0].wire.ratio > 0 and .runs[0].batch_max == 8 and .runs[0].batch_linger_ms == 2' \
 	"$T/paced.json" >/dev/null || fail "paced.json: $(jq -c '.runs[0].wire' "$T/paced.json")"
 ok "bench paced at 921600 baud: wire bound and ratio"
+
+# The slots shared out over two simboard processes: every board still passes, the boards'
+# view of the station's turns is reported, and the wire ratio stays below 1 (fixture delays
+# are made good, never more than that).
+"$STATION" bench --slots 5 --boards 7 --baud 921600 --bound-n 50 --sim-procs 2 \
+	--json "$T/procs.json" --dir "$T/work" -q >"$T/procs.out" 2>"$T/procs.err" ||
+	fail "bench (2 simboard processes) failed: $(tail -5 "$T/procs.err")"
+check_json "$T/procs.json"
+jq -e '.runs[0] | .simboard_processes == 2 and .simboard_turn_ms > 0 and
+	.wire.ratio > 0 and .wire.ratio < 1' "$T/procs.json" >/dev/null ||
+	fail "procs.json: $(jq -c '.runs[0] | {simboard_processes, simboard_turn_ms, wire}' "$T/procs.json")"
+expect_fail "--sim-procs 0 refused" "--sim-procs '0'" "$STATION" bench --sim-procs 0
+ok "bench over two simboard processes"
 
 # The emulated slow HSM: 3 sessions, 2 ms a signature; one worker per session, the signer's
 # login session lent to one of them (the wrapper refuses a fourth session).
