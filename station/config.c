@@ -141,7 +141,7 @@ static const char *const flows[] = { "none", "xonxoff", "rtscts", NULL };
 
 #define SL(field) offsetof(struct st_config_slot, field)
 
-enum { S_NAME, S_PORT, S_GLOB, S_MAP, S_BAUD, S_BACKEND, S_FLOW, S_PROFILE, S_N };
+enum { S_NAME, S_PORT, S_GLOB, S_MAP, S_BAUD, S_MAX_BAUD, S_BACKEND, S_FLOW, S_PROFILE, S_N };
 
 static const struct st_yl_key slot_keys[] = {
 	[S_NAME] = ST_YL_RANGE("name", st_yl_h_string, SL(name), ST_YL_ONELINE | ST_YL_NONEMPTY,
@@ -150,6 +150,7 @@ static const struct st_yl_key slot_keys[] = {
 	[S_GLOB] = ST_YL_KEY("glob", st_yl_h_path, SL(glob), 0),
 	[S_MAP] = ST_YL_KEY("board_map", st_yl_h_path, SL(board_map), 0),
 	[S_BAUD] = ST_YL_RANGE("baud", st_yl_h_uint, SL(baud), 0, 50, 4000000),
+	[S_MAX_BAUD] = ST_YL_RANGE("max_baud", st_yl_h_uint, SL(max_baud), 0, 50, 4000000),
 	[S_BACKEND] = ST_YL_CHOICE("backend", st_yl_h_choice, SL(backend), 0, backends),
 	[S_FLOW] = ST_YL_CHOICE("flow", st_yl_h_enum, SL(flow), 0, flows),
 	[S_PROFILE] = ST_YL_KEY("profile", st_yl_h_path, SL(profile), 0),
@@ -249,6 +250,13 @@ static void parse_slots(struct st_yl_ctx *ctx, const struct st_yl_node *node, st
 			st_yl_error(ctx, item, "a slots entry names exactly one of 'port' (one slot), "
 				    "'glob' (a slot per matching port) or 'board_map' (a slot per "
 				    "simulated board)%s", kinds ? "; this one names several" : "");
+			continue;
+		}
+		if (f[S_MAX_BAUD] && sl->max_baud < (sl->baud ? sl->baud : 115200)) {
+			st_yl_error(ctx, f[S_MAX_BAUD],
+				    "'max_baud' is %u, below the line's starting rate %u; it is the "
+				    "fastest rate the station may switch a board to",
+				    sl->max_baud, sl->baud ? sl->baud : 115200);
 			continue;
 		}
 		if (ctx->errors != before)

@@ -20,6 +20,8 @@
  *     - name: A1                 # one port (name defaults to the port's file name)
  *       port: /dev/serial/by-path/pci-0000:00:14.0-usb-0:1.1:1.0-port0
  *       baud: 115200             # default 115200
+ *       max_baud: 921600         # switch boards that offer it to a faster rate (BAUD);
+ *                                #   default: stay at baud
  *       backend: auto            # serial | pty | auto (pty for pseudo-terminals)
  *       flow: none               # none | xonxoff | rtscts
  *       profile: profiles/mcu-sensor.yaml  # optional: else chosen by hardware id
@@ -95,6 +97,7 @@ struct st_config_slot {
 	char *glob;	 /* GLOB: the pattern (glob(3)) */
 	char *board_map; /* BOARD_MAP: the map file */
 	unsigned baud;	 /* 0: 115200 */
+	unsigned max_baud; /* fastest rate the station may switch a board to with BAUD; 0: none */
 	char *backend;	 /* "auto", "serial" or "pty" (never NULL) */
 	int flow;	 /* enum drv_port_flow: 0 none, 1 xonxoff, 2 rtscts */
 	char *profile;	 /* profile file for the boards of these slots; NULL: by hardware id */

@@ -332,6 +332,7 @@ static int add_slot(struct st_engine *e, const char *name, int explicit_name, co
 	sd.path = path;
 	sd.backend = backend && strcmp(backend, "auto") != 0 ? backend : NULL;
 	sd.baud = (int)def->baud;
+	sd.max_baud = (int)def->max_baud;
 	sd.flow = (enum drv_port_flow)def->flow;
 	sd.profile = def->profile;
 	rc = st_slot_new(&e->env, (unsigned)e->nslots, &sd, &s, err, errlen);

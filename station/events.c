@@ -305,6 +305,8 @@ void st_events_outcome(struct st_events *ev, const struct st_outcome *o, uint64_
 	json_object_set_new(j, "ms", ms);
 	json_object_set_new(j, "retransmits", json_integer(o->retransmits));
 	json_object_set_new(j, "resyncs", json_integer(o->resyncs));
+	if (o->baud)
+		json_object_set_new(j, "baud", json_integer(o->baud));
 	json_object_set_new(j, "tx_bytes", json_integer((json_int_t)o->tx_bytes));
 	json_object_set_new(j, "rx_bytes", json_integer((json_int_t)o->rx_bytes));
 	set_str(j, "console_log", o->console_log);

@@ -57,6 +57,7 @@ struct st_outcome {
 	unsigned resyncs;      /* reboots and reconnects the board went through */
 	uint64_t tx_bytes;     /* bytes the station sent to the board, and received from it */
 	uint64_t rx_bytes;     /* (console output included): for the wire bound */
+	int baud;              /* the line's rate at the end (after any BAUD switch) */
 	const char *console_log; /* where the console of a failed board was saved */
 };
 

@@ -28,6 +28,9 @@
 #define MAX_PROTO_PATH 128
 #define HELLO_MAX 4096 /* the largest frame the station accepts (announced in HELLO) */
 #define REOPEN_BACKOFF_MAX_MS 2000
+/* BAUD's fallback delay: the board goes back to the old rate unless a good frame arrives at
+ * the new one within it, and the station gives up on the new rate after as long. */
+#define BAUD_TRIAL_MS 2000
 
 static const char *const state_names[ST_SLOT_NSTATES] = {
 	[ST_SLOT_OFFLINE] = "offline",     [ST_SLOT_WAITING] = "waiting",
@@ -199,6 +202,8 @@ enum req_kind {
 	RQ_COMMIT,
 	RQ_VERIFY,
 	RQ_DONE,
+	RQ_BAUD,       /* BAUD: switch the line to a faster rate */
+	RQ_BAUD_HELLO, /* HELLO at the new rate: the switch is good when it is answered */
 };
 
 /* What the slot timer is waiting for. */
@@ -248,6 +253,9 @@ struct slot_run {
 	uint64_t vfiles, vseen;
 
 	/* Link. */
+	int baud_tried;  /* BAUD was sent (or not wanted) for this board: once a run */
+	int baud_from;   /* the rate before the switch, to go back to */
+	int baud_to;     /* the rate the board switched to (answered HELLO there); 0: none */
 	int port_lost;
 	unsigned resyncs;
 	unsigned retransmits0; /* the slot's retransmits when the board arrived */
@@ -265,6 +273,12 @@ struct slot_run {
 
 
 /* ---- Small helpers ------------------------------------------------------------------ */
+
+/* The rate a board starts at (a new or rebooted board's). */
+static int base_baud(const struct st_slot *s)
+{
+	return s->baud ? s->baud : 115200;
+}
 
 static double ms_between(uint64_t a, uint64_t b)
 {
@@ -520,6 +534,10 @@ static unsigned timeout_of(const struct st_slot *s, int kind)
 		return l->verify_ms;
 	case RQ_DONE:
 		return l->done_ms;
+	case RQ_BAUD_HELLO:
+		/* Every try at the new rate within the board's trial, so that both sides give
+		 * up on it together. */
+		return BAUD_TRIAL_MS / (l->tries ? l->tries : 1);
 	default:
 		return l->hello_ms;
 	}
@@ -572,6 +590,101 @@ static void send_hello(struct st_slot *s, int kind)
 	drv_proto_add_list(&b, "v", versions, 1);
 	drv_proto_add_uint(&b, "max", HELLO_MAX);
 	send_req(s, &b, kind);
+}
+
+/* ---- Line rate (BAUD) ----------------------------------------------------------------- */
+
+/* Sets the port to rate; 0, or a negative code after logging why not. */
+static int set_rate(struct st_slot *s, int rate)
+{
+	char err[256];
+	int rc;
+
+	if (!s->port || s->cur_baud == rate)
+		return 0;
+	rc = drv_port_set_baud(s->port, rate, err, sizeof(err));
+	if (rc < 0) {
+		st_warn("slot %s: cannot set the port to %d baud: %s", s->name, rate, err);
+		return rc;
+	}
+	s->cur_baud = rate;
+	return 0;
+}
+
+/* Back to the starting rate: a board that is new, rebooted or gone talks at that one. */
+static void line_reset(struct st_slot *s)
+{
+	if (s->port && s->cur_baud != base_baud(s)) {
+		st_debug("slot %s: line back to %d baud", s->name, base_baud(s));
+		set_rate(s, base_baud(s));
+	}
+}
+
+/* The fastest rate the board offers that this slot may use and the port can set, above the
+ * current one; 0 when there is none. */
+static int baud_wanted(const struct st_slot *s)
+{
+	int best = 0;
+
+	if (!s->max_baud)
+		return 0;
+	for (unsigned i = 0; i < s->board.nbauds; i++) {
+		int r = s->board.bauds[i];
+
+		if (r > s->cur_baud && r <= s->max_baud && r > best && drv_port_speed(r))
+			best = r;
+	}
+	return best;
+}
+
+static void send_baud(struct st_slot *s, int rate)
+{
+	struct drv_proto_builder b;
+
+	s->run->baud_tried = 1;
+	begin_req(s, &b, DRV_PROTO_BAUD);
+	drv_proto_add_uint(&b, "rate", (uint64_t)rate);
+	drv_proto_add_uint(&b, "ms", BAUD_TRIAL_MS);
+	send_req(s, &b, RQ_BAUD);
+}
+
+/* The board switches once its answer has left; the station follows and greets it at the new
+ * rate. The switch counts when that HELLO is answered (on_hello_answer). */
+static void on_baud_answer(struct st_slot *s, const struct drv_proto_frame *f)
+{
+	struct slot_run *r = s->run;
+	uint64_t rate;
+	char err[160] = "";
+
+	if (!r)
+		return;
+	if (drv_proto_get_uint(f, "rate", 1, 4000000, &rate, err, sizeof(err)) != 0 ||
+	    (int)rate > s->max_baud || !drv_port_speed((int)rate)) {
+		/* Not a rate we can follow: let the board fall back on its own. */
+		st_warn("slot %s: device %s: BAUD answer: %s", s->name, r->device_id,
+			*err ? err : "rate not usable");
+		kick(s);
+		return;
+	}
+	r->baud_from = s->cur_baud;
+	if (set_rate(s, (int)rate) < 0) {
+		kick(s);
+		return;
+	}
+	send_hello(s, RQ_BAUD_HELLO);
+}
+
+/* No answer at the new rate within the trial: both sides go back to the old one. */
+static void baud_fell_back(struct st_slot *s, const char *why)
+{
+	struct slot_run *r = s->run;
+
+	if (!r)
+		return;
+	st_info("slot %s: device %s: %s at %d baud; back to %d", s->name, r->device_id, why,
+		s->cur_baud, r->baud_from);
+	set_rate(s, r->baud_from);
+	kick(s);
 }
 
 /* ---- Profiles, device ids ------------------------------------------------------------ */
@@ -1409,6 +1522,7 @@ static void report_outcome(struct st_slot *s, int pass, int abandoned, const cha
 	o.resyncs = r->resyncs;
 	o.tx_bytes = s->tx_bytes - r->tx0;
 	o.rx_bytes = s->rx_bytes - r->rx0;
+	o.baud = s->cur_baud;
 	o.console_log = console_log;
 	st_events_outcome(env->events, &o, r->t_hello_sent, now);
 	if (abandoned)
@@ -1750,6 +1864,7 @@ static int parse_hello(const struct drv_proto_frame *f, struct st_slot_board *nb
 		       size_t errlen)
 {
 	uint64_t max = DRV_PROTO_MIN_LINE, gen = 0;
+	const struct drv_proto_field *bauds;
 
 	memset(nb, 0, sizeof(*nb));
 	if (drv_proto_get_text_opt(f, "dev", "", nb->dev, sizeof(nb->dev), err, errlen) ||
@@ -1768,6 +1883,19 @@ static int parse_hello(const struct drv_proto_frame *f, struct st_slot_board *nb
 		return -1;
 	nb->max = max > DRV_PROTO_MAX_LINE ? DRV_PROTO_MAX_LINE : (unsigned)max;
 	nb->gen = gen;
+	bauds = drv_proto_find(f, "bauds");
+	for (unsigned i = 0; bauds && nb->nbauds < sizeof(nb->bauds) / sizeof(nb->bauds[0]);
+	     i++) {
+		char item[16], *end;
+		unsigned long v;
+
+		if (drv_proto_field_item(f, bauds, i, item, sizeof(item), NULL, 0) != 0)
+			break;
+		/* A rate this station cannot name is left out, not an error: BAUD is optional. */
+		v = strtoul(item, &end, 10);
+		if (end != item && !*end && v >= 50 && v <= 4000000)
+			nb->bauds[nb->nbauds++] = (int)v;
+	}
 	return 0;
 }
 
@@ -1800,9 +1928,15 @@ static void on_hello_answer(struct st_slot *s, int kind, const struct drv_proto_
 		slot_set_state(s, ST_SLOT_WAITING);
 		start_run(s, &nb, sent);
 		return;
+	case RQ_BAUD_HELLO:
 	case RQ_RESYNC:
 		if (!s->run)
 			return;
+		if (kind == RQ_BAUD_HELLO) {
+			st_debug("slot %s: device %s: line at %d baud", s->name, s->run->device_id,
+				 s->cur_baud);
+			s->run->baud_to = s->cur_baud;
+		}
 		if (!same_board(&s->board, &nb, s->run->device_id)) {
 			fail_run_quiet(s, ST_E_SLOT_BOARD_LEFT,
 				       "another board (hardware id '%.40s', sn '%.40s', device id "
@@ -1836,9 +1970,19 @@ static void request_failed(struct st_slot *s, int kind)
 		send_hello(s, RQ_PROBE);
 		return;
 	case RQ_PRESENCE:
-		/* Silence: the finished board is gone (powered off, removed). */
+		/* Silence: the finished board is gone (powered off, removed); the next one
+		 * starts at the line's starting rate. */
+		line_reset(s);
 		slot_set_state(s, ST_SLOT_WAITING);
 		send_hello(s, RQ_PROBE);
+		return;
+	case RQ_BAUD:
+		/* Unanswered: if the board switched all the same, it falls back by itself,
+		 * and the retransmissions at this rate outlast its trial. */
+		kick(s);
+		return;
+	case RQ_BAUD_HELLO:
+		baud_fell_back(s, "no answer to HELLO");
 		return;
 	case RQ_DONE:
 		if (s->run && s->run->failed) {
@@ -1851,6 +1995,14 @@ static void request_failed(struct st_slot *s, int kind)
 		}
 		return;
 	default:
+		if (s->run && s->run->baud_to) {
+			/* The board may be at the other rate: a reboot takes it back to the
+			 * starting one, a port that came back alone finds it at the new one. */
+			set_rate(s, s->cur_baud == s->run->baud_to ? base_baud(s) :
+								     s->run->baud_to);
+			resync(s);
+			return;
+		}
 		fail_run(s, ST_E_PROTO_TIMEOUT, "the board did not answer %s after %u tries (%u ms each)",
 			 s->req_type, s->req_tries, timeout_of(s, kind));
 		(void)l;
@@ -1877,7 +2029,9 @@ static void on_request_timeout(struct st_slot *s)
 /* A damaged frame arrived: most likely the answer. Ask again now rather than wait. */
 static void on_damaged(struct st_slot *s)
 {
-	if (s->req_kind == RQ_NONE || s->req_off < s->req_len)
+	/* At a new rate on trial the timer decides: hurried retransmissions would end the
+	 * trial before the board's, and the two sides would part at different rates. */
+	if (s->req_kind == RQ_NONE || s->req_kind == RQ_BAUD_HELLO || s->req_off < s->req_len)
 		return;
 	if (s->req_tries < s->env->lim.tries) {
 		retransmit(s);
@@ -1928,6 +2082,16 @@ static void on_error_answer(struct st_slot *s, int kind, const struct drv_proto_
 	}
 	if (!s->run)
 		return;
+	if (kind == RQ_BAUD) {
+		st_info("slot %s: device %s: BAUD refused: ERROR %s: %s; staying at %d baud",
+			s->name, s->run->device_id, code, text, s->cur_baud);
+		kick(s);
+		return;
+	}
+	if (kind == RQ_BAUD_HELLO) {
+		baud_fell_back(s, "ERROR to HELLO");
+		return;
+	}
 	if (strcmp(code, "HELLO") == 0) {
 		/* The board lost its session (a reboot we did not hear about). */
 		resync(s);
@@ -2018,6 +2182,12 @@ static void on_frame(void *arg, const struct drv_proto_frame *f)
 	case RQ_RESYNC:
 		on_hello_answer(s, kind, f, sent);
 		break;
+	case RQ_BAUD_HELLO:
+		on_hello_answer(s, kind, f, sent);
+		break;
+	case RQ_BAUD:
+		on_baud_answer(s, f);
+		break;
 	case RQ_CSR:
 		on_csr_answer(s, f);
 		break;
@@ -2048,6 +2218,13 @@ static void on_frame_error(void *arg, int code, const char *msg, const char *lin
 	(void)len;
 	s->frames_bad++;
 	st_debug("slot %s: damaged frame: %s", s->name, msg);
+	/* No board in flight, and not at the starting rate: a new board is talking. */
+	if (!s->run && s->cur_baud != base_baud(s)) {
+		line_reset(s);
+		if (s->state == ST_SLOT_LEAVING && s->req_kind == RQ_NONE)
+			send_hello(s, RQ_PRESENCE);
+		return;
+	}
 	on_damaged(s);
 }
 
@@ -2060,6 +2237,12 @@ static void kick(struct st_slot *s)
 		return;
 	switch (s->state) {
 	case ST_SLOT_CSR:
+		/* The line's rate first: everything after the CSR request is most of the bytes. */
+		if (!r->baud_tried && !r->csr_have && baud_wanted(s)) {
+			send_baud(s, baud_wanted(s));
+			break;
+		}
+		r->baud_tried = 1;
 		send_csr(s);
 		break;
 	case ST_SLOT_SIGNED:
@@ -2152,6 +2335,7 @@ static void port_open(struct st_slot *s)
 	}
 	s->tx_max = DRV_PROTO_MIN_LINE;
 	s->req_len = s->req_off = 0;
+	s->cur_baud = base_baud(s);
 	drv_proto_decoder_reset(&s->dec);
 	update_poll(s);
 	port_event(s, s->port_announced ? "back" : "open", NULL);
@@ -2271,6 +2455,8 @@ int st_slot_new(struct st_slot_env *env, unsigned idx, const struct st_slot_def 
 		return st_errf(err, errlen, ST_E_NOMEM, "out of memory");
 	}
 	s->baud = def->baud;
+	s->max_baud = def->max_baud;
+	s->cur_baud = base_baud(s);
 	s->flow = def->flow;
 	s->state = ST_SLOT_OFFLINE;
 	s->since = uv_hrtime();

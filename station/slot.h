@@ -149,6 +149,7 @@ struct st_slot_def {
 	const char *path;    /* the port (a stable name: by-path link, simboard's tty link) */
 	const char *backend; /* "serial", "pty" or NULL/"auto" */
 	int baud;            /* 0: 115200 */
+	int max_baud;        /* fastest rate to switch a board to (BAUD); 0: stay at baud */
 	enum drv_port_flow flow;
 	const char *profile; /* the slot's own profile file; NULL: chosen by hardware id */
 };
@@ -164,6 +165,8 @@ struct st_slot_board {
 	char boot[40];
 	uint64_t gen;
 	unsigned max; /* largest frame it accepts */
+	int bauds[8]; /* rates it offers for BAUD */
+	unsigned nbauds;
 };
 
 struct slot_run; /* the board in flight (slot.c) */
@@ -175,7 +178,9 @@ struct st_slot {
 	char *path;
 	char *backend;
 	char *profile_path;
-	int baud;
+	int baud;                /* the line's starting rate (a new board's) */
+	int max_baud;            /* 0: never switch */
+	int cur_baud;            /* the port's rate now */
 	enum drv_port_flow flow;
 
 	enum st_slot_state state;

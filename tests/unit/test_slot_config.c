@@ -124,6 +124,7 @@ static void test_slots_sections(void **state)
 		    "  - glob: /dev/serial/by-path/pci-*-port0\n"
 		    "    name: usb-{index}\n"
 		    "  - board_map: map.yaml\n"
+		    "    max_baud: 460800\n"
 		    "pool:\n"
 		    "  workers: 2\n"
 		    "  hsm_sessions: 4\n"
@@ -151,6 +152,7 @@ static void test_slots_sections(void **state)
 	assert_string_equal(c->slots[0].name, "ttyUSB0");
 	assert_string_equal(c->slots[0].backend, "auto");
 	assert_int_equal(c->slots[0].baud, 0);
+	assert_int_equal(c->slots[0].max_baud, 0);
 	assert_null(c->slots[0].profile);
 
 	assert_string_equal(c->slots[1].name, "B2");
@@ -169,6 +171,7 @@ static void test_slots_sections(void **state)
 	snprintf(want, sizeof(want), "%s/map.yaml", dir);
 	assert_string_equal(c->slots[3].board_map, want);
 	assert_string_equal(c->slots[3].name, "{name}");
+	assert_int_equal(c->slots[3].max_baud, 460800);
 
 	assert_int_equal(c->pool.workers, 2);
 	assert_int_equal(c->pool.hsm_sessions, 4);
@@ -235,6 +238,10 @@ static void test_section_errors(void **state)
 	expect_error("pool:\n  workers: 8\n  hsm_sessions: 2\n", "station.yaml:7:3",
 		     "'workers' is 8 but the HSM allows 2 sessions");
 	expect_error("pool:\n  workers: 0\n", "station.yaml:7:12", "out of range 1..256");
+	expect_error("slots:\n  - port: /dev/ttyS0\n    baud: 115200\n    max_baud: 9600\n",
+		     "station.yaml:9:15", "'max_baud' is 9600, below the line's starting rate 115200");
+	expect_error("slots:\n  - port: /dev/ttyS0\n    max_baud: 57600\n", "station.yaml:8:15",
+		     "'max_baud' is 57600, below the line's starting rate 115200");
 	expect_error("timeouts:\n  wirte: 100\n", "station.yaml:7:3",
 		     "unknown key 'wirte' (did you mean 'write'?)");
 	expect_error("timeouts:\n  csr: soon\n", "station.yaml:7:8", "must be a whole number");

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# The line's rate (BAUD): with max_baud set, the station switches each board to the fastest
+# rate both allow, greets it at the new rate and carries on there. simboard (--strict-baud)
+# garbles bytes whenever the two ends of a PTY are at different rates, so a station that
+# switched alone, or stayed behind, would fail its boards. A board whose UART cannot really do the new rate
+# (simboard's baud fault) gets no good frame at it: both sides fall back to the old rate
+# and the board passes there. When a fixture gets its next board (simboard --total), that
+# board talks at the starting rate again and the station finds it there. Without max_baud
+# nothing is switched.
+. "$(dirname "$0")/../lib/common.sh"
+. "$(dirname "$0")/../lib/line.sh"
+N=4
+TOTAL=7
+line_setup
+line_config "$pki/baud.yaml" <<YAML
+station: test-station
+slots:
+  - board_map: $LINE_DIR/map.yaml
+    max_baud: 921600
+pool:
+  workers: 2
+YAML
+
+# A fastest rate below the starting one is a configuration mistake.
+line_config "$pki/bad.yaml" <<YAML
+slots:
+  - board_map: $LINE_DIR/map.yaml
+    baud: 115200
+    max_baud: 9600
+YAML
+expect_fail "max_baud below baud refused" "bad.yaml:[0-9]+:[0-9]+: 'max_baud' is 9600, below the line's starting rate 115200" \
+	"$STATION" run -c "$pki/bad.yaml" --no-view
+
+start_simboard "$N" --seed 5 --baud 115200 --bauds 115200,460800,921600 --strict-baud --fault baud:board2 \
+	--total "$TOTAL"
+timeout 300 "$STATION" run -c "$pki/baud.yaml" --events "$T/events.jsonl" --boards "$TOTAL" \
+	--no-view >"$T/run.out" 2>"$T/run.err" || fail "station run failed: $(tail -20 "$T/run.err")"
+ev="$T/events.jsonl"
+[ "$(grep -c '"event":"pass"' "$ev")" = "$TOTAL" ] ||
+	fail "$(grep -c '"event":"pass"' "$ev") of $TOTAL boards passed: $(grep -m3 '"event":"fail"' "$ev")"
+# Every board of board2's fixture stayed at 115200; every other one went to 921600.
+slow=$(grep '"event":"pass"' "$ev" | grep -c '"slot":"board2".*"baud":115200') || true
+fast=$(grep '"event":"pass"' "$ev" | grep -v '"slot":"board2"' | grep -c '"baud":921600') || true
+b2=$(grep '"event":"pass"' "$ev" | grep -c '"slot":"board2"') || true
+[ "$b2" -ge 1 ] && [ "$slow" = "$b2" ] && [ "$fast" = $((TOTAL - b2)) ] ||
+	fail "rates: board2 $slow of $b2 at 115200, others $fast of $((TOTAL - b2)) at 921600: $(grep '"event":"pass"' "$ev" | grep -o '"slot":"[a-z0-9]*"\|"baud":[0-9]*' | paste -sd' ')"
+grep -q 'board2.*baud fallback to 115200' "$T/simboard.log" ||
+	fail "board2 did not fall back: $(grep board2 "$T/simboard.log" | tail -5)"
+if grep -v 'board2' "$T/simboard.log" | grep -q 'baud fallback'; then
+	fail "a board that can do the new rate fell back: $(grep 'baud fallback' "$T/simboard.log")"
+fi
+# The fixtures' next boards started at 115200 and were found (swaps happened).
+[ "$(grep -c 'swapped: new board' "$T/simboard.log")" -ge $((TOTAL - N)) ] ||
+	fail "no boards were swapped in: $(tail -5 "$T/simboard.log")"
+ok "BAUD: $((TOTAL - b2)) boards switched to 921600, board2's fixture fell back to 115200 and passed, new boards found at the starting rate"
+
+for i in $(seq 0 $((N - 1))); do
+	"$SIMBOARD" verify "$T/line/board$i" --root "$pki/factory-root.pem" >"$T/verify.out" ||
+		fail "simboard verify board$i: $(cat "$T/verify.out")"
+done
+"$STATION" ledger -c "$pki/baud.yaml" check >"$T/check.out" || fail "ledger check: $(cat "$T/check.out")"
+grep -q "$TOTAL rows, $TOTAL certificates verified" "$T/check.out" || fail "ledger check: $(cat "$T/check.out")"
+ok "boards' files verify, ledger check: $TOTAL certificates"
+stop_simboard
+
+# Without max_baud the line stays at its starting rate.
+LINE_DIR=$T/line2
+sed "s#$T/line/map.yaml#$LINE_DIR/map.yaml#" "$pki/run.yaml" >"$pki/plain.yaml"
+start_simboard 2 --seed 6 --baud 115200 --bauds 115200,921600 --strict-baud
+timeout 120 "$STATION" run -c "$pki/plain.yaml" --events "$T/plain.jsonl" --boards 2 --no-view \
+	>"$T/plain.out" 2>"$T/plain.err" || fail "station run (no max_baud) failed: $(tail -20 "$T/plain.err")"
+[ "$(grep '"event":"pass"' "$T/plain.jsonl" | grep -c '"baud":115200')" = 2 ] ||
+	fail "without max_baud: $(grep '"event"' "$T/plain.jsonl" | grep -o '"baud":[0-9]*' | paste -sd' ')"
+ok "without max_baud: no switch"
