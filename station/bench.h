@@ -65,6 +65,7 @@ struct st_bench_opts {
 	int fsync;                 /* 1: simboard fsyncs like a real board's flash (default 0) */
 	int stagger_ms;            /* boards power on at random within this; -1: automatic */
 	unsigned sim_procs;        /* simboard processes sharing the slots; 0: one per 128 */
+	unsigned max_baud;         /* boards offer it and slots may switch to it (BAUD); 0: no */
 	const char *json_path;
 	const char *plot_path;
 	const char *dir;           /* work directory; NULL: a temporary one */
@@ -164,6 +165,7 @@ struct st_bench_result {
 				       * late request is made good on its answer) */
 	unsigned stagger_ms;    /* the boards powered on at random within this */
 	unsigned sim_procs;     /* simboard processes that served the slots */
+	unsigned max_baud;      /* --max-baud: the slots could switch to it; 0: no switching */
 	double sim_turn_ms;     /* paced or not: from a board's answer's last byte to the
 				 * station's next bytes, seen from the boards, mean */
 	double loadavg;         /* the machine's 1-minute load average after the run */

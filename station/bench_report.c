@@ -65,9 +65,10 @@ void st_bench_print_result(const struct st_bench_result *r)
 	       r->bph_steady, r->bph, r->span_s);
 	if (!isnan(r->wire_ratio))
 		printf("  wire bound  %.0f B/board x 10 / %u = %.3f s/board; %u slots: %.0f boards/h;"
-		       " ratio %.3f (span %.3f)\n",
+		       " ratio %.3f (span %.3f)%s\n",
 		       r->bytes_per_board, r->baud, r->wire_s, r->slots, r->wire_bound_bph,
-		       r->wire_ratio, r->wire_ratio_span);
+		       r->wire_ratio, r->wire_ratio_span,
+		       r->max_baud ? ", at the starting rate: the boards switch up with BAUD" : "");
 	else
 		printf("  wire        %.0f B/board, unpaced: no wire bound\n", r->bytes_per_board);
 	printf("  latency ms  p50/p95/p99:");
@@ -270,6 +271,8 @@ json_t *st_bench_json(const struct st_bench_opts *o, const struct st_bench_resul
 			  o->batch ? json_integer(o->batch) : json_null(), "batch_linger_ms",
 			  o->linger >= 0 ? json_integer(o->linger) : json_null(), "rounds",
 			  (int)o->rounds, "fsync", o->fsync));
+	json_object_set_new(json_object_get(doc, "options"), "max_baud",
+			    o->max_baud ? json_integer(o->max_baud) : json_null());
 	json_object_set_new(doc, "cpus", json_integer(sysconf(_SC_NPROCESSORS_ONLN)));
 	for (size_t i = 0; i < nrounds; i++)
 		json_array_append_new(runs, result_json(&rounds[i]));

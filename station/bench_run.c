@@ -450,8 +450,11 @@ static int setup_pki(const struct st_bench_opts *o, const struct st_bench_result
 		   "outputs:\n  console_dir: %s/consoles\n"
 		   "slots:\n",
 		p->dir);
-	for (unsigned k = 0; k < res->sim_procs; k++)
+	for (unsigned k = 0; k < res->sim_procs; k++) {
 		fprintf(f, "  - board_map: %s/%u/map.yaml\n", p->boards, k);
+		if (o->max_baud)
+			fprintf(f, "    max_baud: %u\n", o->max_baud);
+	}
 	if (res->workers || res->batch || res->linger >= 0 || o->signer.kind == ST_BENCH_SLOWHSM)
 		fprintf(f, "pool:\n");
 	if (res->workers)
@@ -871,6 +874,7 @@ int st_bench_run(const struct st_bench_opts *o, unsigned slots, unsigned long bo
 	res->slots = slots;
 	res->boards = boards;
 	res->baud = o->baud;
+	res->max_baud = o->max_baud;
 	res->batch = o->batch;
 	res->linger = o->linger;
 	res->round = round;
@@ -921,7 +925,7 @@ int st_bench_run(const struct st_bench_opts *o, unsigned slots, unsigned long bo
 		unsigned n = res->sim_procs, ns = slots / n + (k < slots % n);
 		unsigned long extra = boards - slots;
 		unsigned long nt = ns + extra / n + (k < extra % n);
-		char nboards[32], total[32], baud[32], stagger[32], seed[32], prefix[32];
+		char nboards[32], total[32], baud[32], bauds[40], stagger[32], seed[32], prefix[32];
 		char dir[PATH_MAX + 16], out[PATH_MAX + 64], errf[PATH_MAX + 64];
 		char *argv[32];
 		int a = 0;
@@ -944,7 +948,14 @@ int st_bench_run(const struct st_bench_opts *o, unsigned slots, unsigned long bo
 		argv[a++] = prefix;
 		argv[a++] = "--baud";
 		argv[a++] = baud;
-		if (o->baud) {
+		if (o->max_baud) {
+			/* The starting rate and the one to switch to; both ends must agree. */
+			snprintf(bauds, sizeof(bauds), "%u,%u", o->baud ? o->baud : 115200,
+				 o->max_baud);
+			argv[a++] = "--bauds";
+			argv[a++] = bauds;
+			argv[a++] = "--strict-baud";
+		} else if (o->baud) {
 			/* Only the rate under test: no board offers a faster one. */
 			argv[a++] = "--bauds";
 			argv[a++] = baud;

@@ -55,6 +55,9 @@ static void bench_usage(FILE *out)
 		"                      fixtures/slowhsm: every signature takes MS ms, at most N\n"
 		"                      sessions open; the workers default to N, one session\n"
 		"                      each)\n"
+		"  --max-baud RATE     the boards also offer RATE and the slots may switch to it\n"
+		"                      (max_baud, the protocol's BAUD); the wire bound stays the\n"
+		"                      starting rate's, so the ratio shows the speed-up\n"
 		"  --workers N         signing workers (pool.workers; default: the CPUs)\n"
 		"  --batch N           pool.batch_max (default: the station's, 32)\n"
 		"  --linger MS         pool.batch_linger_ms (default: the station's, 5)\n"
@@ -288,6 +291,7 @@ int st_cmd_bench(int argc, char **argv)
 		{ "fsync", no_argument, NULL, 'F' },
 		{ "stagger", required_argument, NULL, 'g' },
 		{ "sim-procs", required_argument, NULL, 'P' },
+		{ "max-baud", required_argument, NULL, 'M' },
 		{ "json", required_argument, NULL, 'j' },
 		{ "plot", required_argument, NULL, 'p' },
 		{ "dir", required_argument, NULL, 'd' },
@@ -410,6 +414,13 @@ int st_cmd_bench(int argc, char **argv)
 				return 2;
 			}
 			o.stagger_ms = (int)v;
+			break;
+		case 'M':
+			if (parse_ulong(optarg, 50, 4000000, &v) != 0) {
+				st_err("--max-baud '%s': expected a rate of 50..4000000", optarg);
+				return 2;
+			}
+			o.max_baud = (unsigned)v;
 			break;
 		case 'P':
 			if (parse_ulong(optarg, 1, ST_BENCH_SIM_MAX, &v) != 0) {

@@ -330,10 +330,28 @@ static void port_event(struct st_slot *s, const char *status, const char *detail
 	st_events_emit(s->env->events, o);
 }
 
+static void new_board_talking(struct st_slot *s);
+
+/* Mostly bytes no console prints: what a UART at another rate than the sender's reads. */
+static int garbage(const char *data, size_t n)
+{
+	size_t bad = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)data[i];
+
+		bad += c >= 0x80 || (c < 0x20 && c != '\r' && c != '\n' && c != '\t' &&
+				     c != '\b' && c != 0x1b);
+	}
+	return bad >= 4 && bad * 2 > n;
+}
+
 static void console_add(void *arg, const char *data, size_t n)
 {
 	struct st_slot *s = arg;
 
+	if (!s->run && s->cur_baud != base_baud(s) && garbage(data, n))
+		new_board_talking(s);
 	if (n >= ST_SLOT_CONSOLE) {
 		data += n - ST_SLOT_CONSOLE;
 		n = ST_SLOT_CONSOLE;
@@ -618,6 +636,21 @@ static void line_reset(struct st_slot *s)
 		st_debug("slot %s: line back to %d baud", s->name, base_baud(s));
 		set_rate(s, base_baud(s));
 	}
+}
+
+/* No board in flight and the line not at its starting rate, and bytes that make no sense at
+ * this rate arrive: the finished board was swapped for a new one, which talks at the starting
+ * rate. Greet it there at once rather than after the presence checks give up. */
+static void new_board_talking(struct st_slot *s)
+{
+	line_reset(s);
+	if (s->state != ST_SLOT_LEAVING)
+		return;
+	if (s->req_kind == RQ_PRESENCE && s->req_off == s->req_len &&
+	    s->req_tries < s->env->lim.tries)
+		retransmit(s);
+	else if (s->req_kind == RQ_NONE)
+		send_hello(s, RQ_PRESENCE);
 }
 
 /* The fastest rate the board offers that this slot may use and the port can set, above the
@@ -2220,9 +2253,7 @@ static void on_frame_error(void *arg, int code, const char *msg, const char *lin
 	st_debug("slot %s: damaged frame: %s", s->name, msg);
 	/* No board in flight, and not at the starting rate: a new board is talking. */
 	if (!s->run && s->cur_baud != base_baud(s)) {
-		line_reset(s);
-		if (s->state == ST_SLOT_LEAVING && s->req_kind == RQ_NONE)
-			send_hello(s, RQ_PRESENCE);
+		new_board_talking(s);
 		return;
 	}
 	on_damaged(s);

@@ -11,7 +11,7 @@ export STATION_SLOWHSM=$BUILD_DIR/fixtures/slowhsm/libslowhsm.so
 [ -r "$STATION_SLOWHSM" ] || fail "no slow HSM module at $STATION_SLOWHSM"
 
 "$STATION" bench --help >"$T/help" || fail "bench --help failed"
-for opt in --slots --boards --baud --signer --workers --batch --linger --sim-procs --json --plot; do
+for opt in --slots --boards --baud --signer --workers --batch --linger --sim-procs --max-baud --json --plot; do
 	grep -q -- "$opt" "$T/help" || fail "bench --help does not mention $opt"
 done
 ok "bench --help"
@@ -90,6 +90,16 @@ jq -e '.runs[0] | .simboard_processes == 2 and .simboard_turn_ms > 0 and
 	fail "procs.json: $(jq -c '.runs[0] | {simboard_processes, simboard_turn_ms, wire}' "$T/procs.json")"
 expect_fail "--sim-procs 0 refused" "--sim-procs '0'" "$STATION" bench --sim-procs 0
 ok "bench over two simboard processes"
+
+# Boards that offer a faster rate and slots that may switch to it: every board passes with
+# simboard garbling any byte sent at a rate the other end is not at.
+"$STATION" bench --slots 2 --boards 4 --baud 115200 --max-baud 921600 --bound-n 50 \
+	--json "$T/maxbaud.json" --dir "$T/work" -q >"$T/maxbaud.out" 2>"$T/maxbaud.err" ||
+	fail "bench --max-baud failed: $(tail -5 "$T/maxbaud.err")"
+check_json "$T/maxbaud.json"
+jq -e '.options.max_baud == 921600' "$T/maxbaud.json" >/dev/null || fail "maxbaud.json: no max_baud"
+expect_fail "--max-baud 10 refused" "--max-baud '10'" "$STATION" bench --max-baud 10
+ok "bench with BAUD switching (--max-baud)"
 
 # The emulated slow HSM: 3 sessions, 2 ms a signature; one worker per session, the signer's
 # login session lent to one of them (the wrapper refuses a fourth session).
