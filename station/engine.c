@@ -25,6 +25,8 @@
 #define MAX_SLOTS 4096
 #define TICK_MS 100
 #define DEFAULT_RESCAN_MS 1000
+/* --until-idle: a slot that heard no board for this long counts as an empty fixture. */
+#define UNTIL_IDLE_EMPTY_MS 10000
 
 struct st_engine {
 	uv_loop_t loop;
@@ -567,8 +569,12 @@ static void on_outcome(void *arg, struct st_slot *s, int pass)
 }
 
 /* Every slot whose port is open has handled a board and none is busy. */
+/* --until-idle: no slot busy, at least one board handled, and every slot with a port has
+ * handled one or has heard nothing for UNTIL_IDLE_EMPTY_MS (an empty fixture, or a board that
+ * never answers: waiting for it would never end). */
 static int idle(const struct st_engine *e)
 {
+	uint64_t now = uv_hrtime();
 	int served = 0;
 
 	for (size_t i = 0; i < e->nslots; i++) {
@@ -578,8 +584,12 @@ static int idle(const struct st_engine *e)
 			return 0;
 		if (s->state == ST_SLOT_OFFLINE)
 			continue;
-		if (!s->handled)
+		if (!s->handled) {
+			if (s->state == ST_SLOT_WAITING &&
+			    now - s->since >= (uint64_t)UNTIL_IDLE_EMPTY_MS * 1000000u)
+				continue;
 			return 0;
+		}
 		served = 1;
 	}
 	return served;
@@ -596,7 +606,7 @@ static void on_tick(uv_timer_t *t)
 		return;
 	}
 	if (e->opt.until_idle && idle(e)) {
-		request_stop(e, "every slot handled a board and is idle");
+		request_stop(e, "every slot handled a board (or heard none) and is idle");
 		return;
 	}
 	(void)ps;

@@ -118,4 +118,17 @@ id0=$(cat "$T/line/board0/device-id")
 ok "ledger check passes; one certificate for the duplicated device id"
 
 stop_simboard
+
+# --until-idle ends although one fixture's board never says a word (an empty fixture looks
+# the same): that slot counts as empty once it has heard nothing for a while.
+LINE_DIR=$T/idle
+sed "s#$T/line/map.yaml#$LINE_DIR/map.yaml#" "$pki/run.yaml" >"$pki/idle.yaml"
+start_simboard 3 --seed 12 --fault hang:board1
+timeout 120 "$STATION" run -c "$pki/idle.yaml" --events "$T/idle.jsonl" --until-idle --no-view \
+	>"$T/idle.out" 2>"$T/idle.err" || fail "station run --until-idle: $(tail -5 "$T/idle.err")"
+grep '"event":"summary"' "$T/idle.jsonl" | grep -q '"boards":2,"passed":2,"failed":0' ||
+	fail "until-idle summary: $(grep summary "$T/idle.jsonl")"
+grep -q "heard none" "$T/idle.err" "$T/idle.out" || fail "no stop reason: $(tail -3 "$T/idle.err")"
+ok "--until-idle ends with a silent fixture"
+stop_simboard
 echo "all passed"
