@@ -19,19 +19,30 @@ struct pty_port {
 	char path[256];
 };
 
-static int pty_apply(struct pty_port *p, int baud, enum drv_port_flow flow, char *err,
-		     size_t errlen)
+/* The termios speed for baud and the port's current settings. */
+static int pty_get(struct pty_port *p, int baud, speed_t *speed, struct termios *t, char *err,
+		   size_t errlen)
 {
-	speed_t speed = (speed_t)drv_port_speed(baud);
-	struct termios t;
-
-	if (!speed)
+	*speed = (speed_t)drv_port_speed(baud);
+	if (!*speed)
 		return st_errf(err, errlen, ST_E_PORT_BAUD,
 			       "%s: baud rate %d is not a termios rate (1200 .. 4000000)", p->path,
 			       baud);
-	if (tcgetattr(p->fd, &t) != 0)
+	if (tcgetattr(p->fd, t) != 0)
 		return st_errf(err, errlen, ST_E_PORT, "%s: tcgetattr: %s", p->path,
 			       strerror(errno));
+	return 0;
+}
+
+static int pty_apply(struct pty_port *p, int baud, enum drv_port_flow flow, char *err,
+		     size_t errlen)
+{
+	speed_t speed;
+	struct termios t;
+	int rc = pty_get(p, baud, &speed, &t, err, errlen);
+
+	if (rc < 0)
+		return rc;
 	cfmakeraw(&t);
 	t.c_cflag |= CLOCAL | CREAD;
 	t.c_cflag &= ~(tcflag_t)(CSTOPB | PARENB | CRTSCTS);
@@ -92,16 +103,12 @@ static int pty_fd(void *inst)
 static int pty_set_baud(void *inst, int baud, char *err, size_t errlen)
 {
 	struct pty_port *p = inst;
-	speed_t speed = (speed_t)drv_port_speed(baud);
+	speed_t speed;
 	struct termios t;
+	int rc = pty_get(p, baud, &speed, &t, err, errlen);
 
-	if (!speed)
-		return st_errf(err, errlen, ST_E_PORT_BAUD,
-			       "%s: baud rate %d is not a termios rate (1200 .. 4000000)", p->path,
-			       baud);
-	if (tcgetattr(p->fd, &t) != 0)
-		return st_errf(err, errlen, ST_E_PORT, "%s: tcgetattr: %s", p->path,
-			       strerror(errno));
+	if (rc < 0)
+		return rc;
 	cfsetispeed(&t, speed);
 	cfsetospeed(&t, speed);
 	/* TCSANOW: draining would block the loop; callers switch when their output is idle. */

@@ -31,6 +31,15 @@ const char *st_errname(int code)
 	return err_names[-code];
 }
 
+void st_msgf(char *buf, size_t len, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, len, fmt, ap);
+	va_end(ap);
+}
+
 int st_errf(char *buf, size_t len, int code, const char *fmt, ...)
 {
 	va_list ap;

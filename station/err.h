@@ -167,4 +167,8 @@ const char *st_errname(int code);
 int st_errf(char *buf, size_t len, int code, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
+/* snprintf() for messages, which may be cut short: a long device id must not take the rest of
+ * the message with it, and gcc's truncation warnings have nothing to say about that. */
+void st_msgf(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 #endif

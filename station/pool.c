@@ -151,26 +151,14 @@ void st_sign_req_free(struct st_sign_req *req)
 	free(req);
 }
 
-/* snprintf() for messages, which may be cut short: a long device id must not take the rest of
- * the message with it, and gcc's truncation warnings have nothing to say about that. */
-static void msgf(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static void msgf(char *buf, size_t len, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(buf, len, fmt, ap);
-	va_end(ap);
-}
 
 /* "slot A3: device 1234: " for messages. */
 static const char *who(const struct st_sign_req *r, char *buf, size_t len)
 {
 	if (r->slot[0])
-		msgf(buf, len, "slot %s: device %s", r->slot, r->device_id);
+		st_msgf(buf, len, "slot %s: device %s", r->slot, r->device_id);
 	else
-		msgf(buf, len, "device %s", r->device_id);
+		st_msgf(buf, len, "device %s", r->device_id);
 	return buf;
 }
 
@@ -180,7 +168,7 @@ static void req_fail(struct st_sign_req *r, int rc, const char *msg)
 	char w[ST_POOL_MAX_NAME + ST_POOL_MAX_DEVICE_ID + 32];
 
 	r->rc = rc;
-	msgf(r->err, sizeof(r->err), "%s: %s", who(r, w, sizeof(w)), msg);
+	st_msgf(r->err, sizeof(r->err), "%s: %s", who(r, w, sizeof(w)), msg);
 }
 
 /* ---- Issuing ----------------------------------------------------------------------- */
@@ -240,7 +228,7 @@ static void abandon_locked(struct st_pool *pool, struct st_sign_req *r, const ch
 {
 	char msg[200];
 
-	msgf(msg, sizeof(msg), "not signed: %s", why);
+	st_msgf(msg, sizeof(msg), "not signed: %s", why);
 	req_fail(r, ST_E_POOL_CLOSED, msg);
 	item_done_locked(pool, r);
 }
@@ -290,7 +278,7 @@ static struct st_cert *cert_from_row(const struct st_ledger_row *row)
 	c->der = (uint8_t *)(c + 1);
 	memcpy(c->der, row->cert_der, row->cert_len);
 	c->der_len = row->cert_len;
-	msgf(c->serial_hex, sizeof(c->serial_hex), "%s", row->serial ? row->serial : "");
+	st_msgf(c->serial_hex, sizeof(c->serial_hex), "%s", row->serial ? row->serial : "");
 	c->not_before = row->not_before;
 	c->not_after = row->not_after;
 	return c;
@@ -381,7 +369,7 @@ static int lookup_one(struct st_pool *pool, struct st_sign_req *r)
 		 * certificate again, never a second one for the same key. */
 		r->cert = cert_from_row(row);
 		if (!r->cert) {
-			msgf(msg, sizeof(msg), "out of memory giving out the recorded "
+			st_msgf(msg, sizeof(msg), "out of memory giving out the recorded "
 			     "certificate of ledger row %lld", (long long)row->id);
 			req_fail(r, ST_E_NOMEM, msg);
 			rc = 0;
@@ -393,7 +381,7 @@ static int lookup_one(struct st_pool *pool, struct st_sign_req *r)
 		rc = 0;
 		goto out;
 	case ST_LEDGER_KEY_REUSED:
-		msgf(msg, sizeof(msg), "public key is already recorded for device %.80s (serial "
+		st_msgf(msg, sizeof(msg), "public key is already recorded for device %.80s (serial "
 		     "%s, ledger row %lld); refused and flagged", row->device_id, row->serial,
 		     (long long)row->id);
 		rc = refuse(pool, r, ST_E_POOL_KEY_REUSED, msg);
@@ -401,7 +389,7 @@ static int lookup_one(struct st_pool *pool, struct st_sign_req *r)
 	case ST_LEDGER_ID_OTHER_KEY:
 		if (r->policy->reprovision == ST_REPROVISION_REISSUE)
 			break;
-		msgf(msg, sizeof(msg), "device id already has %s %s (ledger row %lld) for a "
+		st_msgf(msg, sizeof(msg), "device id already has %s %s (ledger row %lld) for a "
 		     "different public key; profile %s refuses reprovisioning; refused and "
 		     "flagged", row->state == ST_LEDGER_INTENT ? "an intent for serial" :
 		     "certificate", row->serial, (long long)row->id,
@@ -444,7 +432,7 @@ static int intents_do(struct st_pool *pool, struct pool_batch *b, char *err, siz
 		r->row_id = 0;
 		rc = lookup_one(pool, r);
 		if (rc < 0) {
-			msgf(err, errlen, "%s", r->err);
+			st_msgf(err, errlen, "%s", r->err);
 			return rc;
 		}
 		r->sign_it = rc;
@@ -463,14 +451,14 @@ static void intents_finish(struct st_pool *pool, struct pool_batch *b, int fatal
 	if (fatal) {
 		/* The intents are gone; what was decided from rows committed earlier (recorded
 		 * certificates, refusals) still holds. */
-		msgf(msg, sizeof(msg), "not signed: the ledger failed: %s", err);
+		st_msgf(msg, sizeof(msg), "not signed: the ledger failed: %s", err);
 		for (r = b->reqs; r; r = r->batch_next) {
 			if (r->sign_it == 0)
 				continue;
 			r->sign_it = 0;
 			r->row_id = 0;
 			r->rc = fatal;
-			msgf(r->err, sizeof(r->err), "%s", msg);
+			st_msgf(r->err, sizeof(r->err), "%s", msg);
 		}
 	}
 	pthread_mutex_lock(&pool->lock);
@@ -541,7 +529,7 @@ static int record_do(struct st_pool *pool, struct pool_batch *b, char *err, size
 		if (rc < 0) {
 			/* This row only (say, superseded meanwhile by the same board on another
 			 * slot): not recorded, so the certificate does not leave the station. */
-			msgf(msg, sizeof(msg), "certificate %s was signed but could not be "
+			st_msgf(msg, sizeof(msg), "certificate %s was signed but could not be "
 			     "recorded, so it is not given out: %s", r->cert->serial_hex, err);
 			st_cert_free(r->cert);
 			r->cert = NULL;
@@ -564,7 +552,7 @@ static void record_finish(struct st_pool *pool, struct pool_batch *b, int fatal,
 		for (r = b->reqs; r; r = r->batch_next) {
 			if (r->rc < 0)
 				continue;
-			msgf(msg, sizeof(msg), "certificate %s was signed but could not be "
+			st_msgf(msg, sizeof(msg), "certificate %s was signed but could not be "
 			     "recorded, so it is not given out: %s",
 			     r->cert ? r->cert->serial_hex : "?", err);
 			st_cert_free(r->cert);
@@ -609,7 +597,7 @@ static int ops_do(struct st_pool *pool, struct pool_op *ops, char *err, size_t e
 			break;
 		}
 		if (ledger_fatal(op->rc)) {
-			msgf(err, errlen, "%s", op->err);
+			st_msgf(err, errlen, "%s", op->err);
 			return op->rc;
 		}
 	}
@@ -627,7 +615,7 @@ static void ops_finish(struct st_pool *pool, struct pool_op *ops, int fatal, con
 		if (fatal) {
 			op->rc = fatal;
 			op->value = 0;
-			msgf(op->err, sizeof(op->err), "ledger: %s", err);
+			st_msgf(op->err, sizeof(op->err), "ledger: %s", err);
 		}
 		if (pool->opres_tail)
 			pool->opres_tail->next = op;
@@ -666,7 +654,7 @@ static void ledger_round(struct st_pool *pool, struct pool_batch *jobs, struct p
 	if (fatal) {
 		st_ledger_rollback(pool->ledger);
 		if (!err[0])
-			msgf(err, sizeof(err), "%s", st_strerror(fatal));
+			st_msgf(err, sizeof(err), "%s", st_strerror(fatal));
 		st_err("ledger: %s", err);
 	}
 	now = uv_hrtime();
@@ -728,7 +716,7 @@ static void *ledger_main(void *arg)
 	pthread_mutex_lock(&pool->lock);
 	if (rc < 0 && !pool->start_rc) {
 		pool->start_rc = rc;
-		msgf(pool->start_err, sizeof(pool->start_err), "%s", err);
+		st_msgf(pool->start_err, sizeof(pool->start_err), "%s", err);
 	}
 	pool->starting--;
 	pthread_cond_broadcast(&pool->start_cond);
@@ -821,7 +809,7 @@ static void pause_locked(struct st_pool *pool, const char *reason)
 	pool->stats.paused = 1;
 	pool->stats.pauses++;
 	pool->stats.paused_since = uv_hrtime();
-	msgf(pool->stats.pause_reason, sizeof(pool->stats.pause_reason), "%s", reason);
+	st_msgf(pool->stats.pause_reason, sizeof(pool->stats.pause_reason), "%s", reason);
 	st_warn("signing paused: %s", reason);
 	notify_locked(pool);
 }
@@ -871,7 +859,7 @@ static void *worker_main(void *arg)
 	pthread_mutex_lock(&pool->lock);
 	if (w->rc < 0 && !pool->start_rc) {
 		pool->start_rc = w->rc;
-		msgf(pool->start_err, sizeof(pool->start_err), "signing worker %u: %s", w->idx,
+		st_msgf(pool->start_err, sizeof(pool->start_err), "signing worker %u: %s", w->idx,
 			 w->err);
 	}
 	pool->starting--;
@@ -893,7 +881,7 @@ static void *worker_main(void *arg)
 				/* The operator sees what the HSM says now, not what it said when
 				 * the outage began. */
 				if (pool->stats.paused)
-					msgf(pool->stats.pause_reason,
+					st_msgf(pool->stats.pause_reason,
 					     sizeof(pool->stats.pause_reason), "%s: %s",
 					     st_strerror(rc), err);
 				if (!is_outage(rc))
@@ -922,7 +910,7 @@ static void *worker_main(void *arg)
 			if (pool->stopping) {
 				char why[200];
 
-				msgf(why, sizeof(why), "the HSM was unavailable when the station "
+				st_msgf(why, sizeof(why), "the HSM was unavailable when the station "
 					 "shut down (%.150s)", err);
 				abandon_locked(pool, r, why);
 			} else {
@@ -931,7 +919,7 @@ static void *worker_main(void *arg)
 				sign_push_locked(pool, r, 1);
 				pthread_cond_broadcast(&pool->work_cond);
 			}
-			msgf(reason, sizeof(reason), "%s: %s", st_strerror(rc), err);
+			st_msgf(reason, sizeof(reason), "%s: %s", st_strerror(rc), err);
 			pause_locked(pool, reason);
 			pthread_mutex_unlock(&pool->lock);
 			worker_close_session(w);
@@ -1040,7 +1028,7 @@ static void on_async(uv_async_t *h)
 	ops = pool->opres_head;
 	pool->opres_head = pool->opres_tail = NULL;
 	paused = pool->stats.paused;
-	msgf(reason, sizeof(reason), "%s", paused ? pool->stats.pause_reason : "");
+	st_msgf(reason, sizeof(reason), "%s", paused ? pool->stats.pause_reason : "");
 	done_threads = pool->workers_running == 0 && !pool->ledger_running;
 	idle = pool->inflight == 0;
 	for (r = reqs; r; r = r->q_next) {

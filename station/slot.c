@@ -108,17 +108,6 @@ void st_profiles_unref(struct st_profiles *set)
 	free(set);
 }
 
-/* snprintf() for messages that may be cut short. */
-static void msgf(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static void msgf(char *buf, size_t len, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(buf, len, fmt, ap);
-	va_end(ap);
-}
 
 int st_profiles_choose(const struct st_profiles *set, const char *fixed_path,
 			  const char *hardware_id, const char *sku,
@@ -532,7 +521,7 @@ static void begin_req(struct st_slot *s, struct drv_proto_builder *b, const char
 	 * board reports the damage (ERROR FRAME) and the new one is sent again. */
 	drv_proto_begin(b, s->req, s->tx_max, DRV_PROTO_REQUEST, next_seq(s), type);
 	s->req_seq = s->seq;
-	msgf(s->req_type, sizeof(s->req_type), "%s", type);
+	st_msgf(s->req_type, sizeof(s->req_type), "%s", type);
 }
 
 static unsigned timeout_of(const struct st_slot *s, int kind)
@@ -748,8 +737,8 @@ static void use_device_id(struct st_slot *s, const char *id)
 		fail_run(s, ST_E_PROFILE_DEVICE_ID, "profile %s: %s", r->profile->sku, err);
 		return;
 	}
-	msgf(r->device_id, sizeof(r->device_id), "%s", id);
-	msgf(s->device_id, sizeof(s->device_id), "%s", id);
+	st_msgf(r->device_id, sizeof(r->device_id), "%s", id);
+	st_msgf(s->device_id, sizeof(s->device_id), "%s", id);
 	slot_set_state(s, ST_SLOT_CSR);
 	kick(s);
 }
@@ -823,7 +812,7 @@ static void start_run(struct st_slot *s, const struct st_slot_board *nb, uint64_
 		return;
 	}
 	p = r->profile;
-	msgf(r->factory, sizeof(r->factory), "%s",
+	st_msgf(r->factory, sizeof(r->factory), "%s",
 	     p->policy.factory[0] ? p->policy.factory : env->ca->ou);
 	slot_set_state(s, ST_SLOT_PROFILE);
 	if (p->key_storage == ST_KEY_STORAGE_SECURE_ELEMENT && strcmp(nb->key, "se") != 0) {
@@ -1005,9 +994,9 @@ static void csr_complete(struct st_slot *s)
 		return;
 	}
 	r->req->policy = &r->profile->policy;
-	msgf(r->req->profile, sizeof(r->req->profile), "%s", r->profile->sku);
-	msgf(r->req->slot, sizeof(r->req->slot), "%s", s->name);
-	msgf(r->req->device_id, sizeof(r->req->device_id), "%s", r->device_id);
+	st_msgf(r->req->profile, sizeof(r->req->profile), "%s", r->profile->sku);
+	st_msgf(r->req->slot, sizeof(r->req->slot), "%s", s->name);
+	st_msgf(r->req->device_id, sizeof(r->req->device_id), "%s", r->device_id);
 	r->req->csr = csr;
 	r->req->data = s;
 	r->req->done = on_signed;
@@ -1037,7 +1026,7 @@ static int bad_answer(struct st_slot *s, int kind, const char *fmt, ...)
 	}
 	s->req_kind = RQ_NONE;
 	if (kind == RQ_PROBE || kind == RQ_PRESENCE || !s->run) {
-		msgf(s->last_error, sizeof(s->last_error), "%s", msg);
+		st_msgf(s->last_error, sizeof(s->last_error), "%s", msg);
 		schedule(s, TW_PROBE, kind == RQ_PRESENCE ? s->env->lim.presence_ms :
 							  s->env->lim.probe_ms);
 		return 0;
@@ -1145,7 +1134,7 @@ static int proto_path(const char *dir, const char *abs, char *out, size_t outlen
 	if (comp == 0)
 		return st_errf(err, errlen, ST_E_SLOT_PATH, "file %.200s: empty path component",
 			       abs);
-	msgf(out, outlen, "%s", rel);
+	st_msgf(out, outlen, "%s", rel);
 	return 0;
 }
 
@@ -1189,7 +1178,7 @@ static int prepare_files(struct st_slot *s, char *err, size_t errlen)
 					       "files %.200s and %.200s both go to %s on the board",
 					       r->render->files[j].path, rf->path, w->path);
 		}
-		msgf(w->mode, sizeof(w->mode), "%04o", rf->mode & 07777);
+		st_msgf(w->mode, sizeof(w->mode), "%04o", rf->mode & 07777);
 		w->data = rf->data;
 		w->len = rf->len;
 		st_sha256(rf->data, rf->len, w->sha);
@@ -1217,7 +1206,7 @@ static void on_signed(struct st_sign_req *req)
 		/* The pool marked the intent row failed itself, if there was one. */
 		int code = req->rc;
 
-		msgf(err, sizeof(err), "%s", req->err);
+		st_msgf(err, sizeof(err), "%s", req->err);
 		st_sign_req_free(req);
 		fail_run(s, code, "%s", err);
 		room_drain(s->env);
@@ -1501,9 +1490,9 @@ static void send_done(struct st_slot *s, int pass)
 	char text[96];
 
 	if (pass)
-		msgf(text, sizeof(text), "provisioned %s", r->device_id);
+		st_msgf(text, sizeof(text), "provisioned %s", r->device_id);
 	else
-		msgf(text, sizeof(text), "%s: %.70s", st_errname(r->fail_code), r->fail_msg);
+		st_msgf(text, sizeof(text), "%s: %.70s", st_errname(r->fail_code), r->fail_msg);
 	begin_req(s, &b, DRV_PROTO_DONE);
 	drv_proto_add_text(&b, "result", pass ? "pass" : "fail");
 	drv_proto_add_text(&b, "text", text);
@@ -1610,7 +1599,7 @@ static void vfail(struct st_slot *s, int code, int tell_board, const char *fmt, 
 	r->fail_code = code;
 	r->fail_state = s->state;
 	vsnprintf(r->fail_msg, sizeof(r->fail_msg), fmt, ap);
-	msgf(s->last_error, sizeof(s->last_error), "%s: %s", st_errname(code), r->fail_msg);
+	st_msgf(s->last_error, sizeof(s->last_error), "%s: %s", st_errname(code), r->fail_msg);
 	st_warn("slot %s: device %s: failed in %s: %s", s->name,
 		r->device_id[0] ? r->device_id : "(none yet)", st_slot_state_name(s->state),
 		r->fail_msg);
@@ -1661,7 +1650,7 @@ static void abandon_run(struct st_slot *s)
 	r->failed = 1;
 	r->fail_code = ST_E_ENGINE_STOPPING;
 	r->fail_state = s->state;
-	msgf(r->fail_msg, sizeof(r->fail_msg),
+	st_msgf(r->fail_msg, sizeof(r->fail_msg),
 	     "the station stopped while the board was in state %s; its next run resumes it",
 	     st_slot_state_name(s->state));
 	st_notice("slot %s: device %s: abandoned in %s (station stopping)", s->name,
@@ -2104,7 +2093,7 @@ static void on_error_answer(struct st_slot *s, int kind, const struct drv_proto_
 	drv_proto_get_text_opt(f, "code", "?", code, sizeof(code), NULL, 0);
 	drv_proto_get_text_opt(f, "text", "", text, sizeof(text), NULL, 0);
 	if (kind == RQ_PROBE || kind == RQ_PRESENCE) {
-		msgf(s->last_error, sizeof(s->last_error), "HELLO: ERROR %s: %s", code, text);
+		st_msgf(s->last_error, sizeof(s->last_error), "HELLO: ERROR %s: %s", code, text);
 		schedule(s, TW_PROBE, kind == RQ_PROBE ? s->env->lim.probe_ms :
 							 s->env->lim.presence_ms);
 		return;
@@ -2155,7 +2144,7 @@ static void on_error_answer(struct st_slot *s, int kind, const struct drv_proto_
 	if (kind == RQ_COMMIT && strcmp(code, "INCOMPLETE") == 0) {
 		char why[260];
 
-		msgf(why, sizeof(why), "COMMIT: ERROR INCOMPLETE: %s", text);
+		st_msgf(why, sizeof(why), "COMMIT: ERROR INCOMPLETE: %s", text);
 		if (restart_writing(s, why) == 0)
 			kick(s);
 		return;
@@ -2177,7 +2166,7 @@ static void on_frame(void *arg, const struct drv_proto_frame *f)
 				 "on?)");
 		} else if (!s->echo_warned) {
 			s->echo_warned = 1;
-			msgf(s->last_error, sizeof(s->last_error),
+			st_msgf(s->last_error, sizeof(s->last_error),
 			     "the port echoes the station's frames");
 			st_warn("slot %s: the port sends the station's own frames back (a console "
 				"with echo on?)",
@@ -2329,13 +2318,13 @@ static void port_open(struct st_slot *s)
 		free(poll);
 		drv_port_close(port);
 		rc = ST_E_PORT_OPEN;
-		msgf(err, sizeof(err), "%s: cannot watch the port", s->path);
+		st_msgf(err, sizeof(err), "%s: cannot watch the port", s->path);
 	}
 	if (rc < 0) {
 		s->reopen_fails++;
 		if (s->reopen_fails == 1) {
 			if (!s->run)
-				msgf(s->last_error, sizeof(s->last_error), "%s", err);
+				st_msgf(s->last_error, sizeof(s->last_error), "%s", err);
 			st_debug("slot %s: %s", s->name, err);
 		}
 		/* Quick while a board in flight may come back; slower for an empty fixture. */
@@ -2477,7 +2466,7 @@ int st_slot_new(struct st_slot_env *env, unsigned idx, const struct st_slot_def 
 		return st_errf(err, errlen, ST_E_NOMEM, "out of memory");
 	s->env = env;
 	s->idx = idx;
-	msgf(s->name, sizeof(s->name), "%s", def->name);
+	st_msgf(s->name, sizeof(s->name), "%s", def->name);
 	s->path = strdup(def->path);
 	s->backend = def->backend ? strdup(def->backend) : NULL;
 	s->profile_path = def->profile ? strdup(def->profile) : NULL;
