@@ -320,6 +320,8 @@ static void port_event(struct st_slot *s, const char *status, const char *detail
 }
 
 static void new_board_talking(struct st_slot *s);
+static void rate_lost(struct st_slot *s);
+static void resync(struct st_slot *s);
 
 /* Mostly bytes no console prints: what a UART at another rate than the sender's reads. */
 static int garbage(const char *data, size_t n)
@@ -339,8 +341,12 @@ static void console_add(void *arg, const char *data, size_t n)
 {
 	struct st_slot *s = arg;
 
-	if (!s->run && s->cur_baud != base_baud(s) && garbage(data, n))
-		new_board_talking(s);
+	if (s->cur_baud != base_baud(s) && garbage(data, n)) {
+		if (!s->run)
+			new_board_talking(s);
+		else if (!s->run->failed && s->req_kind != RQ_BAUD_HELLO)
+			rate_lost(s);
+	}
 	if (n >= ST_SLOT_CONSOLE) {
 		data += n - ST_SLOT_CONSOLE;
 		n = ST_SLOT_CONSOLE;
@@ -640,6 +646,17 @@ static void new_board_talking(struct st_slot *s)
 		retransmit(s);
 	else if (s->req_kind == RQ_NONE)
 		send_hello(s, RQ_PRESENCE);
+}
+
+/* A board in flight at a switched rate sends what makes no sense at that rate: it rebooted
+ * (a power loss, a watchdog) and talks at the starting rate again. Greet it there now rather
+ * than after every retransmission of the outstanding request has timed out. */
+static void rate_lost(struct st_slot *s)
+{
+	st_info("slot %s: device %s: bytes at another rate than the line's %d baud; greeting the "
+		"board at %d", s->name, s->run->device_id, s->cur_baud, base_baud(s));
+	line_reset(s);
+	resync(s);
 }
 
 /* The fastest rate the board offers that this slot may use and the port can set, above the

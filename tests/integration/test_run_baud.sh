@@ -4,9 +4,10 @@
 # garbles bytes whenever the two ends of a PTY are at different rates, so a station that
 # switched alone, or stayed behind, would fail its boards. A board whose UART cannot really do the new rate
 # (simboard's baud fault) gets no good frame at it: both sides fall back to the old rate
-# and the board passes there. When a fixture gets its next board (simboard --total), that
-# board talks at the starting rate again and the station finds it there. Without max_baud
-# nothing is switched.
+# and the board passes there. A board that loses power mid-write reboots at the starting rate:
+# the station hears bytes that make no sense at the new rate and greets it at the starting
+# one. When a fixture gets its next board (simboard --total), that board talks at the
+# starting rate again and the station finds it there. Without max_baud nothing is switched.
 . "$(dirname "$0")/../lib/common.sh"
 . "$(dirname "$0")/../lib/line.sh"
 N=4
@@ -32,18 +33,25 @@ expect_fail "max_baud below baud refused" "bad.yaml:[0-9]+:[0-9]+: 'max_baud' is
 	"$STATION" run -c "$pki/bad.yaml" --no-view
 
 start_simboard "$N" --seed 5 --baud 115200 --bauds 115200,460800,921600 --strict-baud --fault baud:board2 \
+	--fault power-loss:board3 \
 	--total "$TOTAL"
 timeout 300 "$STATION" run -c "$pki/baud.yaml" --events "$T/events.jsonl" --boards "$TOTAL" \
 	--no-view >"$T/run.out" 2>"$T/run.err" || fail "station run failed: $(tail -20 "$T/run.err")"
 ev="$T/events.jsonl"
 [ "$(grep -c '"event":"pass"' "$ev")" = "$TOTAL" ] ||
 	fail "$(grep -c '"event":"pass"' "$ev") of $TOTAL boards passed: $(grep -m3 '"event":"fail"' "$ev")"
-# Every board of board2's fixture stayed at 115200; every other one went to 921600.
-slow=$(grep '"event":"pass"' "$ev" | grep -c '"slot":"board2".*"baud":115200') || true
-fast=$(grep '"event":"pass"' "$ev" | grep -v '"slot":"board2"' | grep -c '"baud":921600') || true
-b2=$(grep '"event":"pass"' "$ev" | grep -c '"slot":"board2"') || true
-[ "$b2" -ge 1 ] && [ "$slow" = "$b2" ] && [ "$fast" = $((TOTAL - b2)) ] ||
-	fail "rates: board2 $slow of $b2 at 115200, others $fast of $((TOTAL - b2)) at 921600: $(grep '"event":"pass"' "$ev" | grep -o '"slot":"[a-z0-9]*"\|"baud":[0-9]*' | paste -sd' ')"
+# Every board of board2's fixture stayed at 115200, board3's finished there after their
+# reboot; every other one went to 921600.
+pass_ev() { grep '"event":"pass"' "$ev"; }
+slow=$(pass_ev | grep -c '"slot":"board[23]".*"baud":115200') || true
+fast=$(pass_ev | grep -v '"slot":"board[23]"' | grep -c '"baud":921600') || true
+b23=$(pass_ev | grep -c '"slot":"board[23]"') || true
+[ "$b23" -ge 2 ] && [ "$slow" = "$b23" ] && [ "$fast" = $((TOTAL - b23)) ] ||
+	fail "rates: board2/3 $slow of $b23 at 115200, others $fast of $((TOTAL - b23)) at 921600: $(pass_ev | grep -o '"slot":"[a-z0-9]*"\|"baud":[0-9]*' | paste -sd' ')"
+grep '"event":"pass"' "$ev" | grep '"slot":"board3"' | grep -q '"resyncs":[1-9]' ||
+	fail "board3 did not reboot mid-run: $(grep '"slot":"board3"' "$ev" | grep pass)"
+grep -q "board3.*bytes at another rate" "$T/run.err" ||
+	fail "board3's reboot was not heard as bytes at another rate: $(grep board3 "$T/run.err" | tail -3)"
 grep -q 'board2.*baud fallback to 115200' "$T/simboard.log" ||
 	fail "board2 did not fall back: $(grep board2 "$T/simboard.log" | tail -5)"
 if grep -v 'board2' "$T/simboard.log" | grep -q 'baud fallback'; then
@@ -52,7 +60,7 @@ fi
 # The fixtures' next boards started at 115200 and were found (swaps happened).
 [ "$(grep -c 'swapped: new board' "$T/simboard.log")" -ge $((TOTAL - N)) ] ||
 	fail "no boards were swapped in: $(tail -5 "$T/simboard.log")"
-ok "BAUD: $((TOTAL - b2)) boards switched to 921600, board2's fixture fell back to 115200 and passed, new boards found at the starting rate"
+ok "BAUD: $((TOTAL - b23)) boards switched to 921600, board2's fixture fell back to 115200, board3's rebooted to it, all passed; new boards found at the starting rate"
 
 for i in $(seq 0 $((N - 1))); do
 	"$SIMBOARD" verify "$T/line/board$i" --root "$pki/factory-root.pem" >"$T/verify.out" ||
