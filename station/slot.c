@@ -245,6 +245,8 @@ struct slot_run {
 	int baud_tried;  /* BAUD was sent (or not wanted) for this board: once a run */
 	int baud_from;   /* the rate before the switch, to go back to */
 	int baud_to;     /* the rate the board switched to (answered HELLO there); 0: none */
+	int rate_flipped; /* silence made the station try the other rate; the board has not
+			   * answered since */
 	int port_lost;
 	unsigned resyncs;
 	unsigned retransmits0; /* the slot's retransmits when the board arrived */
@@ -370,6 +372,8 @@ const char *st_slot_note(const struct st_slot *s)
 		return "sequence";
 	if (s->room_waiting)
 		return "pool full";
+	if (s->req_kind == RQ_BAUD || s->req_kind == RQ_BAUD_HELLO)
+		return "switching rate";
 	if (s->req_kind != RQ_NONE && s->req_tries > 1)
 		return "retrying";
 	return "";
@@ -1976,6 +1980,7 @@ static void on_hello_answer(struct st_slot *s, int kind, const struct drv_proto_
 				 s->cur_baud);
 			s->run->baud_to = s->cur_baud;
 		}
+		s->run->rate_flipped = 0;
 		if (!same_board(&s->board, &nb, s->run->device_id)) {
 			fail_run_quiet(s, ST_E_SLOT_BOARD_LEFT,
 				       "another board (hardware id '%.40s', sn '%.40s', device id "
@@ -2034,11 +2039,18 @@ static void request_failed(struct st_slot *s, int kind)
 		}
 		return;
 	default:
-		if (s->run && s->run->baud_to) {
+		if (s->run && s->run->baud_to && !s->run->rate_flipped) {
 			/* The board may be at the other rate: a reboot takes it back to the
-			 * starting one, a port that came back alone finds it at the new one. */
-			set_rate(s, s->cur_baud == s->run->baud_to ? base_baud(s) :
-								     s->run->baud_to);
+			 * starting one, a port that came back alone finds it at the new one.
+			 * Once per silence: a board that answers at neither has hung. */
+			int to = s->cur_baud == s->run->baud_to ? base_baud(s) : s->run->baud_to;
+
+			st_info("slot %s: device %s: no answer to %s at %d baud after %u tries; "
+				"trying the board at %d",
+				s->name, s->run->device_id, s->req_type, s->cur_baud, s->req_tries,
+				to);
+			s->run->rate_flipped = 1;
+			set_rate(s, to);
 			resync(s);
 			return;
 		}

@@ -7,11 +7,13 @@
 # and the board passes there. A board that loses power mid-write reboots at the starting rate:
 # the station hears bytes that make no sense at the new rate and greets it at the starting
 # one. When a fixture gets its next board (simboard --total), that board talks at the
-# starting rate again and the station finds it there. Without max_baud nothing is switched.
+# starting rate again and the station finds it there. A board that hangs at the new rate is
+# tried once at the starting rate, then fails as hung. Without max_baud nothing is switched.
 . "$(dirname "$0")/../lib/common.sh"
 . "$(dirname "$0")/../lib/line.sh"
-N=4
-TOTAL=7
+N=5
+TOTAL=8      # boards put in; board4's hangs, so the others' fixtures take the swaps
+PASSES=7
 line_setup
 line_config "$pki/baud.yaml" <<YAML
 station: test-station
@@ -33,21 +35,27 @@ expect_fail "max_baud below baud refused" "bad.yaml:[0-9]+:[0-9]+: 'max_baud' is
 	"$STATION" run -c "$pki/bad.yaml" --no-view
 
 start_simboard "$N" --seed 5 --baud 115200 --bauds 115200,460800,921600 --strict-baud --fault baud:board2 \
-	--fault power-loss:board3 \
+	--fault power-loss:board3 --fault hang=WRITE:board4 \
 	--total "$TOTAL"
-timeout 300 "$STATION" run -c "$pki/baud.yaml" --events "$T/events.jsonl" --boards "$TOTAL" \
-	--no-view >"$T/run.out" 2>"$T/run.err" || fail "station run failed: $(tail -20 "$T/run.err")"
+if timeout 300 "$STATION" run -c "$pki/baud.yaml" --events "$T/events.jsonl" --boards "$TOTAL" \
+	--no-view >"$T/run.out" 2>"$T/run.err"; then
+	fail "station run exited 0 although board4 failed"
+fi
 ev="$T/events.jsonl"
-[ "$(grep -c '"event":"pass"' "$ev")" = "$TOTAL" ] ||
-	fail "$(grep -c '"event":"pass"' "$ev") of $TOTAL boards passed: $(grep -m3 '"event":"fail"' "$ev")"
+[ "$(grep -c '"event":"pass"' "$ev")" = "$PASSES" ] ||
+	fail "$(grep -c '"event":"pass"' "$ev") of $PASSES boards passed: $(grep -m3 '"event":"fail"' "$ev")"
+grep '"event":"fail"' "$ev" | grep '"slot":"board4"' | grep -q '"reason":"PROTO_TIMEOUT"' ||
+	fail "board4 did not fail as hung: $(grep '"event":"fail"' "$ev")"
+grep -q "board4.*no answer to WRITE at 921600 baud after [0-9]* tries; trying the board at 115200" "$T/run.err" ||
+	fail "board4 was not tried at the starting rate: $(grep board4 "$T/run.err" | tail -3)"
 # Every board of board2's fixture stayed at 115200, board3's finished there after their
 # reboot; every other one went to 921600.
 pass_ev() { grep '"event":"pass"' "$ev"; }
 slow=$(pass_ev | grep -c '"slot":"board[23]".*"baud":115200') || true
 fast=$(pass_ev | grep -v '"slot":"board[23]"' | grep -c '"baud":921600') || true
 b23=$(pass_ev | grep -c '"slot":"board[23]"') || true
-[ "$b23" -ge 2 ] && [ "$slow" = "$b23" ] && [ "$fast" = $((TOTAL - b23)) ] ||
-	fail "rates: board2/3 $slow of $b23 at 115200, others $fast of $((TOTAL - b23)) at 921600: $(pass_ev | grep -o '"slot":"[a-z0-9]*"\|"baud":[0-9]*' | paste -sd' ')"
+[ "$b23" -ge 2 ] && [ "$slow" = "$b23" ] && [ "$fast" = $((PASSES - b23)) ] ||
+	fail "rates: board2/3 $slow of $b23 at 115200, others $fast of $((PASSES - b23)) at 921600: $(pass_ev | grep -o '"slot":"[a-z0-9]*"\|"baud":[0-9]*' | paste -sd' ')"
 grep '"event":"pass"' "$ev" | grep '"slot":"board3"' | grep -q '"resyncs":[1-9]' ||
 	fail "board3 did not reboot mid-run: $(grep '"slot":"board3"' "$ev" | grep pass)"
 grep -q "board3.*bytes at another rate" "$T/run.err" ||
@@ -60,15 +68,15 @@ fi
 # The fixtures' next boards started at 115200 and were found (swaps happened).
 [ "$(grep -c 'swapped: new board' "$T/simboard.log")" -ge $((TOTAL - N)) ] ||
 	fail "no boards were swapped in: $(tail -5 "$T/simboard.log")"
-ok "BAUD: $((TOTAL - b23)) boards switched to 921600, board2's fixture fell back to 115200, board3's rebooted to it, all passed; new boards found at the starting rate"
+ok "BAUD: $((PASSES - b23)) boards switched to 921600, board2's fixture fell back to 115200, board3's rebooted to it; new boards found at the starting rate; board4 hung and failed after one try at 115200"
 
-for i in $(seq 0 $((N - 1))); do
+for i in $(seq 0 $((N - 2))); do  # not board4: it hung
 	"$SIMBOARD" verify "$T/line/board$i" --root "$pki/factory-root.pem" >"$T/verify.out" ||
 		fail "simboard verify board$i: $(cat "$T/verify.out")"
 done
 "$STATION" ledger -c "$pki/baud.yaml" check >"$T/check.out" || fail "ledger check: $(cat "$T/check.out")"
 grep -q "$TOTAL rows, $TOTAL certificates verified" "$T/check.out" || fail "ledger check: $(cat "$T/check.out")"
-ok "boards' files verify, ledger check: $TOTAL certificates"
+ok "boards' files verify, ledger check: $TOTAL certificates (board4's too: signed before it hung)"
 stop_simboard
 
 # Without max_baud the line stays at its starting rate.
