@@ -513,7 +513,8 @@ static void engine_stop_now(struct st_engine *e)
 	uv_timer_stop(&e->rescan);
 	for (size_t i = 0; i < e->nslots; i++)
 		busy += st_slot_state_busy(e->slots[i]->state) != 0;
-	st_notice("stopping (%s); %zu boards in flight", e->stop_reason, busy);
+	st_notice("stopping (%s); %zu board%s in flight", e->stop_reason, busy,
+		  busy == 1 ? "" : "s");
 	for (size_t i = 0; i < e->nslots; i++)
 		st_slot_stop(e->slots[i]);
 	/* The registration server first: what it left in the pool is finished below. */
