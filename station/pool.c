@@ -860,7 +860,7 @@ static void *worker_main(void *arg)
 	if (w->rc < 0 && !pool->start_rc) {
 		pool->start_rc = w->rc;
 		st_msgf(pool->start_err, sizeof(pool->start_err), "signing worker %u: %s", w->idx,
-			 w->err);
+			w->err);
 	}
 	pool->starting--;
 	pthread_cond_broadcast(&pool->start_cond);
@@ -882,8 +882,8 @@ static void *worker_main(void *arg)
 				 * the outage began. */
 				if (pool->stats.paused)
 					st_msgf(pool->stats.pause_reason,
-					     sizeof(pool->stats.pause_reason), "%s: %s",
-					     st_strerror(rc), err);
+						sizeof(pool->stats.pause_reason), "%s: %s",
+						st_strerror(rc), err);
 				if (!is_outage(rc))
 					st_warn("signing worker %u: %s", w->idx, err);
 				backoff *= 2;

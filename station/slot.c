@@ -108,7 +108,6 @@ void st_profiles_unref(struct st_profiles *set)
 	free(set);
 }
 
-
 int st_profiles_choose(const struct st_profiles *set, const char *fixed_path,
 			  const char *hardware_id, const char *sku,
 			  const struct st_profile **out, char *err, size_t errlen)
@@ -834,7 +833,7 @@ static void start_run(struct st_slot *s, const struct st_slot_board *nb, uint64_
 	}
 	p = r->profile;
 	st_msgf(r->factory, sizeof(r->factory), "%s",
-	     p->policy.factory[0] ? p->policy.factory : env->ca->ou);
+		p->policy.factory[0] ? p->policy.factory : env->ca->ou);
 	slot_set_state(s, ST_SLOT_PROFILE);
 	if (p->key_storage == ST_KEY_STORAGE_SECURE_ELEMENT && strcmp(nb->key, "se") != 0) {
 		fail_run(s, ST_E_SLOT_KEY_STORAGE,
@@ -1672,8 +1671,8 @@ static void abandon_run(struct st_slot *s)
 	r->fail_code = ST_E_ENGINE_STOPPING;
 	r->fail_state = s->state;
 	st_msgf(r->fail_msg, sizeof(r->fail_msg),
-	     "the station stopped while the board was in state %s; its next run resumes it",
-	     st_slot_state_name(s->state));
+		"the station stopped while the board was in state %s; its next run resumes it",
+		st_slot_state_name(s->state));
 	st_notice("slot %s: device %s: abandoned in %s (station stopping)", s->name,
 		  r->device_id[0] ? r->device_id : "(none yet)", st_slot_state_name(s->state));
 	release_signing(s);
@@ -2196,7 +2195,7 @@ static void on_frame(void *arg, const struct drv_proto_frame *f)
 		} else if (!s->echo_warned) {
 			s->echo_warned = 1;
 			st_msgf(s->last_error, sizeof(s->last_error),
-			     "the port echoes the station's frames");
+				"the port echoes the station's frames");
 			st_warn("slot %s: the port sends the station's own frames back (a console "
 				"with echo on?)",
 				s->name);
