@@ -26,6 +26,7 @@ echo "== registration API over loopback HTTP (tests/bench/bench_http.c)"
 # BENCH_STATION=0 to skip it; BENCH_RESULTS names where its JSON and plots go (default
 # $build/bench-results). Each configuration is one of the product's bars:
 #  - paced at 115200 baud, 1 to 256 slots: throughput against the wire bound (>= 0.95 at 256);
+#  - the same line with the boards switched to 921600 (max_baud): the speed-up over that bound;
 #  - 8 and 1024 slots: RSS per added slot (<= 64 KiB);
 #  - unpaced, many slots, file key and SoftHSM2: issuance per core against the crypto-only
 #    bound (>= 0.6);
@@ -38,6 +39,9 @@ if [ "${BENCH_STATION:-1}" != 0 ]; then
 	echo "== station bench: paced at 115200 baud (wire bound)"
 	"$st" bench --slots 1,16,64,256 --boards-per-slot 4 --baud 115200 --rounds "$rounds" -q \
 		--json "$results/paced.json" --plot "$results/paced.png" || true
+	echo "== station bench: starting at 115200, switched to 921600 with BAUD (max_baud)"
+	"$st" bench --slots 16,64 --boards-per-slot 4 --baud 115200 --max-baud 921600 -q \
+		--rounds "$rounds" --json "$results/maxbaud.json" || true
 	echo "== station bench: memory at 8 and 1024 slots"
 	"$st" bench --slots 8,1024 --baud 115200 -q --json "$results/rss.json" || true
 	for signer in file softhsm; do
