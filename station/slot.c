@@ -2280,14 +2280,16 @@ static void on_frame_error(void *arg, int code, const char *msg, const char *lin
 static void kick(struct st_slot *s)
 {
 	struct slot_run *r = s->run;
+	int rate;
 
 	if (!s->port || s->req_kind != RQ_NONE || !r || r->port_lost)
 		return;
 	switch (s->state) {
 	case ST_SLOT_CSR:
 		/* The line's rate first: everything after the CSR request is most of the bytes. */
-		if (!r->baud_tried && !r->csr_have && baud_wanted(s)) {
-			send_baud(s, baud_wanted(s));
+		rate = !r->baud_tried && !r->csr_have ? baud_wanted(s) : 0;
+		if (rate) {
+			send_baud(s, rate);
 			break;
 		}
 		r->baud_tried = 1;
