@@ -121,6 +121,7 @@
 	X(POOL_CLOSED, "signing pool is shut down")                                            \
 	X(POOL_KEY_REUSED, "public key is already certified for another device")               \
 	X(POOL_ID_OTHER_KEY, "device id already has a certificate for another key")            \
+	X(POOL_REISSUE_UNAUTH, "reissue for a device id of another key needs authentication")  \
 	/* Engine (station/engine.c, station/slot.c): why a board on a slot failed */          \
 	X(ENGINE_STOPPING, "the station is stopping")                                          \
 	X(SLOT_NO_DEVICE_ID, "board reports no device id")                                     \

@@ -494,6 +494,7 @@ int st_http_status_for(int code)
 		return 405;
 	case ST_E_POOL_KEY_REUSED:
 	case ST_E_POOL_ID_OTHER_KEY:
+	case ST_E_POOL_REISSUE_UNAUTH:
 	case ST_E_LEDGER_DUP_SERIAL:
 	case ST_E_LEDGER_DUP_KEY:
 		return 409;

@@ -107,7 +107,8 @@ enum st_ledger_verdict {
 	ST_LEDGER_KEY_REUSED,   /* the key is recorded (with or without a certificate yet) for
 				 * another device id: refuse, flag */
 	ST_LEDGER_ID_OTHER_KEY, /* the device id has a row for a different key: refuse and flag
-				 * under the refuse policy; issue under reissue. *row is the
+				 * under the refuse policy; under reissue, issue when the request
+				 * authenticated the device id, else refuse and flag. *row is the
 				 * strongest such row (delivered, then signed, then failed with a
 				 * certificate, then intent; newest first). When row->state is
 				 * ST_LEDGER_INTENT the other key's intent is in flight on another

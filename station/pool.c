@@ -387,8 +387,19 @@ static int lookup_one(struct st_pool *pool, struct st_sign_req *r)
 		rc = refuse(pool, r, ST_E_POOL_KEY_REUSED, msg);
 		goto out;
 	case ST_LEDGER_ID_OTHER_KEY:
-		if (r->policy->reprovision == ST_REPROVISION_REISSUE)
+		if (r->policy->reprovision == ST_REPROVISION_REISSUE && r->id_authenticated)
 			break;
+		if (r->policy->reprovision == ST_REPROVISION_REISSUE) {
+			/* Anyone can name a device id: a new certificate for an id recorded
+			 * with another key goes only to a requester that proved the id is its
+			 * own, or it would impersonate that device. */
+			st_msgf(msg, sizeof(msg), "recorded with another key (ledger row %lld); "
+			     "profile %s reissues only to authenticated requests (secure-element "
+			     "id, token, the device's certificate); refused and flagged",
+			     (long long)row->id, r->profile[0] ? r->profile : "(default)");
+			rc = refuse(pool, r, ST_E_POOL_REISSUE_UNAUTH, msg);
+			goto out;
+		}
 		st_msgf(msg, sizeof(msg), "device id already has %s %s (ledger row %lld) for a "
 		     "different public key; profile %s refuses reprovisioning; refused and "
 		     "flagged", row->state == ST_LEDGER_INTENT ? "an intent for serial" :

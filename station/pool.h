@@ -32,7 +32,8 @@
  * errors (policy, CA validity, a signature that does not verify) fail that request only.
  *
  * Refusals (a key recorded for another device, a device id recorded with another key under
- * the refuse policy, a duplicate the ledger's constraints catch) are flagged in the ledger
+ * the refuse policy or, under the reissue policy, by a request that did not authenticate the
+ * device id, a duplicate the ledger's constraints catch) are flagged in the ledger
  * (st_ledger_flag) and complete with req->refused set. */
 #ifndef ST_POOL_H
 #define ST_POOL_H
@@ -80,6 +81,11 @@ struct st_sign_req {
 	char device_id[ST_POOL_MAX_DEVICE_ID + 1]; /* the certificate's CN */
 	struct st_csr *csr;  /* checked CSR (st_csr_check); owned by the request */
 	time_t now;          /* moment of issue; 0: the current time */
+	int id_authenticated; /* 1: the requester proved it speaks for device_id (a device id
+			       * read from the board's secure element, an HTTP request with a
+			       * token or the device's own client certificate). Under the reissue
+			       * policy only such a request gets a new certificate for a device
+			       * id recorded with another key; others are refused and flagged. */
 	void *data;          /* the caller's */
 	st_sign_done_cb done;
 

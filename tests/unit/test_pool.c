@@ -470,28 +470,85 @@ static void test_recorded_and_refused(void **state)
 	close_pool(fx);
 }
 
-/* Under the reissue policy a device id with a new key gets a new certificate. */
+static int count_reissue_flag(const struct st_ledger_flag *flag, void *arg)
+{
+	unsigned *n = arg;
+
+	if (strstr(flag->reason, "reissues only to authenticated requests"))
+		(*n)++;
+	return 0;
+}
+
+/* Under the reissue policy a device id recorded with one key gets a new certificate for
+ * another key only when the request authenticated the id: anyone else naming the id (a
+ * board claiming it, an HTTP client without credentials) would impersonate the device.
+ * Unauthenticated requests are refused and flagged, with nothing signed, whatever key they
+ * bring and whether the recorded row is a certificate or still an intent. */
 static void test_reissue(void **state)
 {
 	struct fx *fx = *state;
 	struct run run = { .fx = fx, .check_ledger = 1 };
-	EVP_PKEY *key = EVP_EC_gen("prime256v1"), *other = EVP_EC_gen("prime256v1");
+	EVP_PKEY *key = EVP_EC_gen("prime256v1"), *k2, *k3;
+	struct st_sign_req *req;
+	struct st_pool_stats st;
+	unsigned flags = 0;
+	char err[512];
 
 	fx->policy.reprovision = ST_REPROVISION_REISSUE;
 	start_pool(fx, 1, 4, 0, 0);
 	open_reader(fx);
 	assert_int_equal(st_pool_submit(fx->pool, make_req(fx, &run, key, "dev-R", "R1")), 0);
 	run_until(fx, &run.done, 1);
-	assert_int_equal(st_pool_submit(fx->pool, make_req(fx, &run, other, "dev-R", "R2")), 0);
-	run_until(fx, &run.done, 2);
-	if (run.keep[1]->rc != 0)
-		fail_msg("reissue: %s", run.keep[1]->err);
-	assert_int_equal(run.keep[1]->reused, 0);
-	assert_true(run.keep[1]->row_id != run.keep[0]->row_id);
-	assert_string_not_equal(run.keep[1]->cert->serial_hex, run.keep[0]->cert->serial_hex);
+	assert_int_equal(run.keep[0]->rc, 0);
+
+	/* Three requests naming dev-R with new keys, none of them authenticated: in one batch,
+	 * and a device id the same batch also records with its first key (dev-S). */
+	for (unsigned i = 0; i < 3; i++) {
+		k2 = EVP_EC_gen("prime256v1");
+		assert_int_equal(st_pool_submit(fx->pool, make_req(fx, &run, k2, "dev-R", "R2")), 0);
+		EVP_PKEY_free(k2);
+	}
+	k2 = EVP_EC_gen("prime256v1");
+	k3 = EVP_EC_gen("prime256v1");
+	assert_int_equal(st_pool_submit(fx->pool, make_req(fx, &run, k2, "dev-S", "S1")), 0);
+	assert_int_equal(st_pool_submit(fx->pool, make_req(fx, &run, k3, "dev-S", "S2")), 0);
+	run_until(fx, &run.done, 6);
+	for (unsigned i = 1; i < 6; i++) {
+		req = run.keep[i];
+		if (strcmp(req->slot, "S1") == 0) {
+			assert_int_equal(req->rc, 0);
+			continue;
+		}
+		assert_int_equal(req->rc, ST_E_POOL_REISSUE_UNAUTH);
+		assert_int_equal(req->refused, 1);
+		assert_null(req->cert);
+		assert_int_equal(req->t.sign_start, 0);
+		assert_non_null(strstr(req->err, req->slot[0] == 'R' ? "device dev-R" :
+								       "device dev-S"));
+		assert_non_null(strstr(req->err, "authenticated"));
+	}
+	st_pool_stats(fx->pool, &st);
+	assert_int_equal(st.signed_, 2);
+	assert_int_equal(st.refused, 4);
+	assert_int_equal(st_ledger_foreach_flag(fx->reader, count_reissue_flag, &flags, err,
+						sizeof(err)),
+			 0);
+	assert_int_equal(flags, 4);
+
+	/* Authenticated: a new certificate for the new key. */
+	req = make_req(fx, &run, k3, "dev-R", "R3");
+	req->id_authenticated = 1;
+	assert_int_equal(st_pool_submit(fx->pool, req), 0);
+	run_until(fx, &run.done, 7);
+	if (run.keep[6]->rc != 0)
+		fail_msg("reissue: %s", run.keep[6]->err);
+	assert_int_equal(run.keep[6]->reused, 0);
+	assert_true(run.keep[6]->row_id != run.keep[0]->row_id);
+	assert_string_not_equal(run.keep[6]->cert->serial_hex, run.keep[0]->cert->serial_hex);
 	free_kept(&run);
 	EVP_PKEY_free(key);
-	EVP_PKEY_free(other);
+	EVP_PKEY_free(k2);
+	EVP_PKEY_free(k3);
 	close_pool(fx);
 }
 
