@@ -57,7 +57,9 @@ static const struct {
 };
 
 static const char *const file_sets[] = { "foundries", NULL };
-static const char *const devid_sources[] = { "board", "uuid4", "sequence", NULL };
+/* In the order of enum st_devid_source. */
+static const char *const devid_sources[] = { "board", "uuid4", "sequence", "secure-element",
+					     NULL };
 static const char *const key_algs[] = { "ec-p256", "ec-p384", "ec-p521", NULL };
 static const unsigned key_alg_bits[] = { ST_KEY_EC_P256, ST_KEY_EC_P384, ST_KEY_EC_P521 };
 static const char *const key_storages[] = { "any", "secure-element", NULL };
@@ -97,6 +99,9 @@ struct loader {
 	char *sku, *description, *factory;
 	int production;
 	const struct st_yl_node *serial_node, *files_node;
+	/* Where device_id.source, key.storage and certificate.reprovision were given (NULL:
+	 * not given), for the checks between them. */
+	const struct st_yl_node *devid_source_node, *storage_node, *reprovision_node;
 	int devid_source, serial_mode;
 	struct file_src *fsrc;
 	size_t nfsrc;
@@ -488,8 +493,11 @@ static int h_device_id(struct st_yl_ctx *ctx, const struct st_yl_node *node,
 	errs = st_yl_parse_mapping(ctx, node, keys, &v, f);
 	p->devid_source = (enum st_devid_source)v.source;
 	L->devid_source = v.source;
-	if (f[D_PATTERN] && v.source != ST_DEVID_BOARD)
-		st_yl_error(ctx, f[D_PATTERN], "'pattern' applies only to 'source: board'");
+	L->devid_source_node = f[D_SOURCE];
+	if (f[D_PATTERN] && v.source != ST_DEVID_BOARD && v.source != ST_DEVID_SECURE_ELEMENT)
+		st_yl_error(ctx, f[D_PATTERN],
+			    "'pattern' applies only to 'source: board' and 'source: "
+			    "secure-element'");
 	if (f[D_PREFIX] && v.source != ST_DEVID_SEQUENCE)
 		st_yl_error(ctx, f[D_PREFIX], "'prefix' applies only to 'source: sequence'");
 	if (f[D_DIGITS] && v.source != ST_DEVID_SEQUENCE)
@@ -509,7 +517,7 @@ static int h_device_id(struct st_yl_ctx *ctx, const struct st_yl_node *node,
 		p->devid_digits = v.digits;
 	}
 	free(v.prefix);
-	if (v.source == ST_DEVID_BOARD && f[D_PATTERN]) {
+	if ((v.source == ST_DEVID_BOARD || v.source == ST_DEVID_SECURE_ELEMENT) && f[D_PATTERN]) {
 		const struct st_yl_node *pn = f[D_PATTERN];
 		char *pat;
 		size_t bad;
@@ -575,6 +583,7 @@ static int h_key(struct st_yl_ctx *ctx, const struct st_yl_node *node, const str
 		return -1;
 	st_yl_parse_mapping(ctx, node, keys, &v, f);
 	p->key_storage = (enum st_key_storage)v.storage;
+	L->storage_node = f[K_STORAGE];
 	algs = f[K_ALGS];
 	if (!algs)
 		return 0;
@@ -637,6 +646,7 @@ static int h_certificate(struct st_yl_ctx *ctx, const struct st_yl_node *node,
 	pol->reprovision = v.reprovision ? ST_REPROVISION_REISSUE : ST_REPROVISION_REFUSE;
 	L->serial_node = f[C_SERIAL];
 	L->serial_mode = v.serial;
+	L->reprovision_node = f[C_REPROVISION];
 	if (f[C_SERIAL_BITS] && v.serial)
 		st_yl_error(ctx, f[C_SERIAL_BITS],
 			    "'serial_bits' applies only to 'serial: random'; a uuid serial is the "
@@ -1107,7 +1117,50 @@ out:
 	ctx->path[0] = '\0';
 }
 
-/* Checks that need the whole profile: paths unique, sota-dependent variables. */
+/* A device id from the secure element is only as good as the board's report of one; and
+ * `reprovision: reissue` hands a new certificate for a recorded device id only to a request
+ * that authenticated the id (pool.h): on the serial line that is a board whose id comes from
+ * its secure element, over HTTP a request with a token or the device's own certificate, and
+ * HTTP serves no secure-element profile. Reissue that no request can ever use is an error;
+ * reissue that only HTTP can use is worth a warning. */
+static void check_reissue(struct loader *L, const struct st_yl_node *root)
+{
+	struct st_yl_ctx *ctx = &L->yl;
+	struct st_profile *p = L->p;
+	const struct st_yl_node *at;
+
+	if (p->devid_source == ST_DEVID_SECURE_ELEMENT &&
+	    p->key_storage != ST_KEY_STORAGE_SECURE_ELEMENT) {
+		at = L->storage_node ? L->storage_node :
+		     L->devid_source_node ? L->devid_source_node : root;
+		st_yl_error(ctx, at,
+			    "'device_id.source: secure-element' needs 'key.storage: "
+			    "secure-element': only a board that reports its secure element can "
+			    "vouch for an id read from it");
+	}
+	if (p->policy.reprovision != ST_REPROVISION_REISSUE ||
+	    p->devid_source == ST_DEVID_SECURE_ELEMENT)
+		return;
+	at = L->reprovision_node ? L->reprovision_node : root;
+	if (p->key_storage == ST_KEY_STORAGE_SECURE_ELEMENT)
+		st_yl_error(ctx, at,
+			    "'reprovision: reissue' can never apply: a board names its own device "
+			    "id (device_id.source: %s) and HTTP serves no secure-element profile; "
+			    "set 'device_id.source: secure-element' when the id is read from the "
+			    "board's secure element, or 'reprovision: refuse'",
+			    devid_sources[p->devid_source]);
+	else
+		st_yl_warning(ctx, at,
+			      "'reprovision: reissue' applies only to HTTP registrations with a "
+			      "token or the device's own client certificate: a serial board names "
+			      "its own device id (device_id.source: %s), so one naming an id "
+			      "recorded with another key is refused; 'device_id.source: "
+			      "secure-element' lets boards whose id is in their secure element "
+			      "reissue",
+			      devid_sources[p->devid_source]);
+}
+
+/* Checks that need the whole profile: paths unique, sota-dependent variables, reissue. */
 static void cross_checks(struct loader *L, const struct st_yl_node *root)
 {
 	struct st_yl_ctx *ctx = &L->yl;
@@ -1139,7 +1192,7 @@ static void cross_checks(struct loader *L, const struct st_yl_node *root)
 		st_yl_error(ctx, L->serial_node,
 			    "'serial: uuid' needs UUID device ids, but device_id.source is "
 			    "sequence");
-	(void)root;
+	check_reissue(L, root);
 }
 
 /* --- Loading ------------------------------------------------------------------------------ */
@@ -1322,7 +1375,8 @@ static int finish(struct loader *L, const struct st_yl_node *root)
 		if (!p->sota_config_dir)
 			st_yl_error(ctx, root, "out of memory");
 	}
-	if (p->devid_source == ST_DEVID_BOARD && !p->has_devid_re) {
+	if ((p->devid_source == ST_DEVID_BOARD || p->devid_source == ST_DEVID_SECURE_ELEMENT) &&
+	    !p->has_devid_re) {
 		free(p->devid_pattern);
 		p->devid_pattern = strdup(ST_PROFILE_UUID_PATTERN);
 		if (!p->devid_pattern ||
@@ -1445,6 +1499,7 @@ int st_profile_check_device_id(const struct st_profile *p, const char *id, char 
 	}
 	switch (p->devid_source) {
 	case ST_DEVID_BOARD:
+	case ST_DEVID_SECURE_ELEMENT:
 		if (!p->has_devid_re || regexec(&p->devid_re, id, 0, NULL, 0) != 0)
 			return st_errf(err, errlen, ST_E_PROFILE_DEVICE_ID,
 				       "device id '%s' does not match profile %s's pattern %s", id,

@@ -32,6 +32,12 @@ enum st_devid_source {
 	ST_DEVID_BOARD,	   /* the id the board reports, checked against a pattern */
 	ST_DEVID_UUID4,	   /* the station assigns a random UUID and tells the board */
 	ST_DEVID_SEQUENCE, /* prefix + zero-padded counter allocated by the ledger */
+	/* The id the board reports, read from its secure element (which the board cannot
+	 * rewrite), checked against a pattern. The only source whose id a board cannot choose:
+	 * under `reprovision: reissue` a board of such a profile may get a new certificate for
+	 * its id; the others are refused one for an id recorded with another key. Requires
+	 * key storage secure-element (the board reports `key=se`). */
+	ST_DEVID_SECURE_ELEMENT,
 };
 
 enum st_key_storage {
@@ -62,7 +68,7 @@ struct st_profile {
 	struct st_policy policy; /* factory, production, key algorithms, certificate */
 
 	enum st_devid_source devid_source;
-	char *devid_pattern; /* ST_DEVID_BOARD: POSIX extended regex */
+	char *devid_pattern; /* ST_DEVID_BOARD, _SECURE_ELEMENT: POSIX extended regex */
 	regex_t devid_re;    /* devid_pattern compiled, when has_devid_re */
 	int has_devid_re;
 	char *devid_prefix;    /* ST_DEVID_SEQUENCE */
@@ -89,7 +95,9 @@ struct st_profile {
 };
 
 /* Loads and validates the profile at path (following `extends`). Each problem goes to diag
- * (may be NULL) as one "file:line:col: message" line. Returns 0 and a new *out, or
+ * (may be NULL) as one "file:line:col: message" line, as do warnings ("file:line:col:
+ * warning: message": `reprovision: reissue` that serial boards cannot use) that do not fail
+ * the load. Returns 0 and a new *out, or
  * ST_E_PROFILE with "N errors in PATH" in err (ST_E_NOMEM likewise) and *out NULL.
  * Thread-safe (no shared state). */
 int st_profile_load(const char *path, FILE *diag, const struct st_profile **out, char *err,
@@ -106,10 +114,10 @@ void st_profile_free(const struct st_profile *p);
 /* 1 when the profile applies to a board reporting hardware_id (and sku, which may be NULL). */
 int st_profile_matches(const struct st_profile *p, const char *hardware_id, const char *sku);
 
-/* Checks a device id against the profile: the pattern for ST_DEVID_BOARD, a UUID for
- * ST_DEVID_UUID4, prefix + digits for ST_DEVID_SEQUENCE; never longer than
- * ST_PROFILE_MAX_ID, no control characters. Returns 0 or ST_E_PROFILE_DEVICE_ID with a
- * message naming the id and what was expected. */
+/* Checks a device id against the profile: the pattern for ST_DEVID_BOARD and
+ * ST_DEVID_SECURE_ELEMENT, a UUID for ST_DEVID_UUID4, prefix + digits for
+ * ST_DEVID_SEQUENCE; never longer than ST_PROFILE_MAX_ID, no control characters. Returns 0
+ * or ST_E_PROFILE_DEVICE_ID with a message naming the id and what was expected. */
 int st_profile_check_device_id(const struct st_profile *p, const char *id, char *err,
 			       size_t errlen);
 

@@ -844,10 +844,14 @@ static void start_run(struct st_slot *s, const struct st_slot_board *nb, uint64_
 	}
 	switch (p->devid_source) {
 	case ST_DEVID_BOARD:
+	case ST_DEVID_SECURE_ELEMENT:
 		if (!nb->dev[0]) {
 			fail_run(s, ST_E_SLOT_NO_DEVICE_ID,
-				 "profile %s takes the device id from the board, which reports none",
-				 p->sku);
+				 "profile %s takes the device id from the board%s, which reports "
+				 "none",
+				 p->sku,
+				 p->devid_source == ST_DEVID_SECURE_ELEMENT ? "'s secure element" :
+									      "");
 			return;
 		}
 		use_device_id(s, nb->dev);
@@ -1017,6 +1021,10 @@ static void csr_complete(struct st_slot *s)
 	st_msgf(r->req->profile, sizeof(r->req->profile), "%s", r->profile->sku);
 	st_msgf(r->req->slot, sizeof(r->req->slot), "%s", s->name);
 	st_msgf(r->req->device_id, sizeof(r->req->device_id), "%s", r->device_id);
+	/* Only an id the board read from its secure element (and the board reported one, as
+	 * start_run() checked) is the board's own; any other a board could have made up. */
+	r->req->id_authenticated = r->profile->devid_source == ST_DEVID_SECURE_ELEMENT &&
+				   strcmp(s->board.key, "se") == 0;
 	r->req->csr = csr;
 	r->req->data = s;
 	r->req->done = on_signed;

@@ -27,6 +27,19 @@ static void report(struct st_yl_ctx *ctx, const char *file, int line, int col, c
 	fputc('\n', ctx->diag);
 }
 
+void st_yl_warning(struct st_yl_ctx *ctx, const struct st_yl_node *at, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!ctx->diag)
+		return;
+	va_start(ap, fmt);
+	fprintf(ctx->diag, "%s:%d:%d: warning: ", at->doc->name, at->line, at->col);
+	vfprintf(ctx->diag, fmt, ap);
+	fputc('\n', ctx->diag);
+	va_end(ap);
+}
+
 void st_yl_error(struct st_yl_ctx *ctx, const struct st_yl_node *at, const char *fmt, ...)
 {
 	va_list ap;

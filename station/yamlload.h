@@ -108,6 +108,11 @@ const struct st_yl_node *st_yl_merge(struct st_yl_ctx *ctx, const struct st_yl_n
 void st_yl_error(struct st_yl_ctx *ctx, const struct st_yl_node *at, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
+/* Writes a warning at a node ("file:line:col: warning: message"): something that loads but
+ * will not do what its author may expect. Not counted as an error. */
+void st_yl_warning(struct st_yl_ctx *ctx, const struct st_yl_node *at, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
 /* Reports a problem at the byte offset off of a scalar's value: at the exact column when the
  * value can be mapped back to the source (plain or quoted on one line, literal blocks),
  * else at the scalar's start. */

@@ -32,21 +32,23 @@ start_simboard() {
 	cat <&3 >>"$T/simboard.log" &
 }
 
-# line_profile DIR: the simulated boards' profile, DIR/sim-gw.yaml (Foundries-style, the
-# device id from the board).
+# line_profile DIR [SOURCE [YAML]]: the simulated boards' profile, DIR/sim-gw.yaml
+# (Foundries-style, the device id from the board unless SOURCE names another device_id
+# source), with more top-level YAML keys appended.
 line_profile() {
-	cat >"$1/sim-gw.yaml" <<'YAML'
+	cat >"$1/sim-gw.yaml" <<YAML
 sku: sim-gw
 match:
   hardware_ids: [sim-board]
 factory: acme-factory
 device_id:
-  source: board
+  source: ${2:-board}
 sota:
   gateway: https://gateway.example:8443
   ostree_server: https://ostree.example:8443
 files:
   - set: foundries
+${3:-}
 YAML
 }
 

@@ -352,6 +352,87 @@ static void test_device_ids(void **state)
 	st_profile_free(p);
 }
 
+/* Device ids read from the board's secure element, and which `reprovision: reissue` profiles
+ * load: reissue works only for an authenticated device id, so a profile where no request can
+ * authenticate one is refused, and one where only HTTP can gets a warning. */
+static void test_reissue_sources(void **state)
+{
+	static const char *const sources[] = { "board", "uuid4", "sequence, prefix: SN-",
+					       "secure-element" };
+	static const char *const storages[] = { "any", "secure-element" };
+	static const char *const modes[] = { "refuse", "reissue" };
+	const struct st_profile *p = NULL;
+	char text[512], err[512];
+	char *diag;
+	int rc;
+
+	(void)state;
+	for (size_t s = 0; s < 4; s++) {
+		for (size_t k = 0; k < 2; k++) {
+			for (size_t m = 0; m < 2; m++) {
+				int se_src = s == 3, se_key = k == 1, reissue = m == 1;
+
+				snprintf(text, sizeof(text),
+					 "sku: t-r\nfactory: f\ndevice_id: {source: %s}\n"
+					 "key: {storage: %s}\ncertificate: {reprovision: %s}\n"
+					 "files: [{path: /id, content: '{device_id}'}]\n",
+					 sources[s], storages[k], modes[m]);
+				diag = load_text("/nonexistent/t.yaml", text, &p, &rc, err,
+						 sizeof(err));
+				if (se_src && !se_key) {
+					assert_int_equal(rc, ST_E_PROFILE);
+					assert_non_null(strstr(diag, "t.yaml:4:16: 'device_id.source: "
+								     "secure-element' needs 'key."
+								     "storage: secure-element'"));
+				} else if (reissue && !se_src && se_key) {
+					assert_int_equal(rc, ST_E_PROFILE);
+					assert_non_null(strstr(diag, "t.yaml:5:28: 'reprovision: "
+								     "reissue' can never apply"));
+				} else if (reissue && !se_src) {
+					assert_int_equal(rc, 0);
+					assert_non_null(strstr(diag, "t.yaml:5:28: warning: "
+								     "'reprovision: reissue' applies "
+								     "only to HTTP registrations"));
+					assert_int_equal(p->policy.reprovision,
+							 ST_REPROVISION_REISSUE);
+				} else {
+					if (rc != 0 || (diag && diag[0]))
+						fail_msg("%s: rc %d: %s", text, rc, diag);
+				}
+				free(diag);
+				st_profile_free(p);
+				p = NULL;
+			}
+		}
+	}
+
+	/* A secure-element id is checked like a board's: the default UUID pattern, or the
+	 * profile's own. */
+	diag = load_text("/nonexistent/t.yaml",
+			 "sku: t-se\nfactory: f\ndevice_id: {source: secure-element, pattern: "
+			 "'^[0-9a-f]{18}$'}\nkey: {storage: secure-element}\n"
+			 "files: [{path: /id, content: '{device_id}'}]\n",
+			 &p, &rc, err, sizeof(err));
+	assert_int_equal(rc, 0);
+	free(diag);
+	assert_int_equal(p->devid_source, ST_DEVID_SECURE_ELEMENT);
+	assert_int_equal(st_profile_check_device_id(p, "0123c0ffee0123abcd", err, sizeof(err)), 0);
+	assert_int_equal(st_profile_check_device_id(p, UUID, err, sizeof(err)),
+			 ST_E_PROFILE_DEVICE_ID);
+	st_profile_free(p);
+	diag = load_text("/nonexistent/t.yaml",
+			 "sku: t-se\nfactory: f\ndevice_id: {source: secure-element}\n"
+			 "key: {storage: secure-element}\n"
+			 "files: [{path: /id, content: '{device_id}'}]\n",
+			 &p, &rc, err, sizeof(err));
+	assert_int_equal(rc, 0);
+	free(diag);
+	assert_int_equal(st_profile_check_device_id(p, UUID, err, sizeof(err)), 0);
+	assert_int_equal(st_profile_check_device_id(p, "GW0042", err, sizeof(err)),
+			 ST_E_PROFILE_DEVICE_ID);
+	st_profile_free(p);
+}
+
 /* --- Rendering ------------------------------------------------------------------------------ */
 
 static const char sota_profile[] =
@@ -800,6 +881,7 @@ int main(void)
 		cmocka_unit_test(test_examples),
 		cmocka_unit_test(test_golden_renders),
 		cmocka_unit_test(test_device_ids),
+		cmocka_unit_test(test_reissue_sources),
 		cmocka_unit_test(test_render_overrides_and_dir),
 		cmocka_unit_test(test_render_p11),
 		cmocka_unit_test(test_render_limits),
