@@ -53,12 +53,14 @@
  *     events: events.jsonl       # JSON Lines event stream (also: station run --events)
  *     console_dir: consoles/     # console logs of failed boards
  *   http:                        # registration server for lmp-device-register (http.h)
- *     listen: 127.0.0.1:8443     # HOST:PORT or [V6]:PORT; port 0: any free port
+ *     listen: 127.0.0.1:8443     # HOST:PORT, [V6]:PORT, localhost:PORT; port 0: any free one
  *     tls_cert: gateway.pem      # with tls_key: HTTPS
  *     tls_key: gateway.key
  *     client_ca: device-cas.pem  # optional: clients need a certificate chaining to these
  *     token_file: tokens.txt     # optional: accepted OSF-TOKEN values, one per line
  *     max_body: 65536            # bytes of a request body
+ *     allow_unauthenticated: false  # beyond loopback the server requires client_ca, or
+ *                                #   tokens over HTTPS, or this written as true
  *
  * A new section is a struct member below plus one entry in config.c's top-level table (and
  * a table of its own keys). */
@@ -144,6 +146,8 @@ struct st_config_http {
 	unsigned max_connections; /* default 1024 */
 	unsigned sign_timeout_ms; /* default 60000 */
 	unsigned idle_timeout_ms; /* default 10000 */
+	int allow_unauthenticated; /* 1: serve beyond loopback without tokens or client
+				    * certificates (written out in the file, never a default) */
 };
 
 struct st_yl_ctx;

@@ -61,6 +61,10 @@ static const int codes[] = { 200, 201, 400, 401, 403, 404, 405, 409, 413, 500, 5
 struct http_conn {
 	uv_tcp_t tcp; /* first: H2O's close callback hands us this handle */
 	struct st_http *h;
+	h2o_socket_t *sock; /* H2O's socket over tcp */
+	/* The CN of the client certificate the TLS handshake verified ("" before, or without
+	 * one): the device id whose reissue this connection may ask for. */
+	char peer_cn[ST_PROFILE_MAX_ID + 1];
 	struct http_conn *prev, *next;
 };
 
@@ -89,6 +93,8 @@ struct st_http {
 	struct st_http_env env;
 	unsigned max_body, max_connections, sign_timeout_ms;
 	int tls;
+	int client_certs; /* the handshake requires a client certificate (client_ca) */
+	int guard_all;	  /* beyond loopback, tokens guard /status and /metrics too */
 	char url[96];
 
 	h2o_globalconf_t gconf;
@@ -392,6 +398,15 @@ out:
 	reg_release(g);
 }
 
+static struct http_conn *conn_of(struct st_http *h, const void *sock)
+{
+	for (struct http_conn *c = h->conns; c; c = c->next) {
+		if (c->sock == sock)
+			return c;
+	}
+	return NULL;
+}
+
 static int token_ok(const struct st_http *h, h2o_req_t *req)
 {
 	ssize_t i = h2o_find_header_by_str(&req->headers, H2O_STRLIT("osf-token"), -1);
@@ -434,9 +449,10 @@ static void handle_sign(struct st_http *h, h2o_req_t *req)
 	struct reg *g = NULL, **slot;
 	uint64_t t0 = uv_hrtime();
 	char *sota = NULL;
+	const char *peer_cn = NULL;
 	size_t sota_len;
 	char err[512], peer[64];
-	int rc;
+	int rc, id_auth = 0;
 
 	peer_name(req, peer, sizeof(peer));
 	if (h->closing) {
@@ -447,6 +463,17 @@ static void handle_sign(struct st_http *h, h2o_req_t *req)
 		reject(h, req, t0, peer, NULL, ST_E_HTTP_AUTH,
 		       "the request lacks an OSF-TOKEN header with a token this station accepts");
 		return;
+	}
+	/* A token holder is the station's registration client, trusted with any uuid; a
+	 * client certificate only with its own (a device's certificate must not buy a new one
+	 * for another device). Decides only a reissue (pool.h). */
+	if (h->n_tokens) {
+		id_auth = 1;
+	} else if (h->client_certs) {
+		struct http_conn *c = conn_of(h, req->conn->callbacks->get_socket(req->conn));
+
+		if (c && c->peer_cn[0])
+			peer_cn = c->peer_cn;
 	}
 	rc = st_http_reg_parse(req->entity.base ? req->entity.base : "", req->entity.len, &r,
 			       err, sizeof(err));
@@ -481,6 +508,7 @@ static void handle_sign(struct st_http *h, h2o_req_t *req)
 	snprintf(sreq->profile, sizeof(sreq->profile), "%s", p->sku);
 	snprintf(sreq->slot, sizeof(sreq->slot), "http:%s", r->name ? r->name : peer);
 	snprintf(sreq->device_id, sizeof(sreq->device_id), "%s", r->uuid);
+	sreq->id_authenticated = id_auth || (peer_cn && strcmp(peer_cn, r->uuid) == 0);
 	sreq->csr = csr;
 	csr = NULL;
 	sreq->data = g;
@@ -761,6 +789,14 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 	if (is(path, "/status") || is(path, "/metrics")) {
 		if (!is(method, "GET") && !is(method, "HEAD"))
 			goto bad_method;
+		if (h->guard_all && !token_ok(h, req)) {
+			snprintf(msg, sizeof(msg),
+				 "%.*s names devices and their errors: beyond loopback it needs an "
+				 "OSF-TOKEN header with a token this station accepts",
+				 (int)path.len, path.base);
+			respond_error(h, req, ST_E_HTTP_AUTH, msg, NULL);
+			return 0;
+		}
 		if (h->closing)
 			respond_error(h, req, ST_E_HTTP_STOPPING, "the station is stopping", NULL);
 		else if (is(path, "/status"))
@@ -842,6 +878,7 @@ static void on_accept(uv_stream_t *server, int status)
 		h->conns->prev = c;
 	h->conns = c;
 	sock = h2o_uv_socket_create((uv_stream_t *)&c->tcp, on_conn_closed);
+	c->sock = sock;
 	h2o_accept(&h->actx, sock);
 }
 
@@ -1042,6 +1079,40 @@ static int ssl_fail(char *err, size_t errlen, const char *what, const char *path
 		       buf[0] ? buf : "OpenSSL gave no reason");
 }
 
+/* After each TLS handshake: the verified client certificate's CN, kept on its connection.
+ * H2O 2.2 offers no way from a request to its SSL object, but its socket BIO carries the
+ * h2o_socket_t as data: that pointer is only compared with the connections' own sockets,
+ * never followed, so another H2O leaves peer_cn empty (no reissue by certificate) rather
+ * than misread memory. */
+static void on_tls_info(const SSL *ssl, int where, int ret)
+{
+	struct st_http *h = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+	BIO *bio = SSL_get_rbio(ssl);
+	struct http_conn *c;
+	X509 *peer;
+	X509_NAME *name;
+	unsigned char *cn = NULL;
+	int i, n;
+
+	(void)ret;
+	if (!(where & SSL_CB_HANDSHAKE_DONE) || !h || !bio)
+		return;
+	c = conn_of(h, BIO_get_data(bio));
+	peer = SSL_get0_peer_certificate(ssl);
+	if (!c || !peer || SSL_get_verify_result(ssl) != X509_V_OK)
+		return;
+	c->peer_cn[0] = 0;
+	name = X509_get_subject_name(peer);
+	i = X509_NAME_get_index_by_NID(name, NID_commonName, -1);
+	/* Exactly one CN, or none counts. */
+	if (i < 0 || X509_NAME_get_index_by_NID(name, NID_commonName, i) >= 0)
+		return;
+	n = ASN1_STRING_to_UTF8(&cn, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, i)));
+	if (n > 0 && (size_t)n < sizeof(c->peer_cn) && memchr(cn, 0, (size_t)n) == NULL)
+		memcpy(c->peer_cn, cn, (size_t)n + 1);
+	OPENSSL_free(cn);
+}
+
 static int tls_setup(struct st_http *h, const struct st_config_http *cfg, char *err,
 		     size_t errlen)
 {
@@ -1073,6 +1144,9 @@ static int tls_setup(struct st_http *h, const struct st_config_http *cfg, char *
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
 	SSL_CTX_set_verify_depth(ctx, 4);
 	SSL_CTX_set_session_id_context(ctx, sid, sizeof(sid) - 1);
+	SSL_CTX_set_app_data(ctx, h);
+	SSL_CTX_set_info_callback(ctx, on_tls_info);
+	h->client_certs = 1;
 	return 0;
 }
 
@@ -1189,6 +1263,7 @@ int st_http_start(uv_loop_t *loop, const struct st_config_http *cfg, const struc
 	h2o_hostconf_t *host;
 	h2o_pathconf_t *path;
 	char ip[64] = "";
+	const char *what;
 	size_t len;
 	int fd = -1, rc;
 
@@ -1197,6 +1272,9 @@ int st_http_start(uv_loop_t *loop, const struct st_config_http *cfg, const struc
 		return st_errf(err, errlen, ST_E_INVAL, "the HTTP server needs a pool, a CA and "
 							"profiles");
 	rc = st_http_parse_listen(listen_s, &ss, err, errlen);
+	if (rc < 0)
+		return rc;
+	rc = st_http_check_auth(cfg, &ss, &what, err, errlen);
 	if (rc < 0)
 		return rc;
 	h = calloc(1, sizeof(*h));
@@ -1226,6 +1304,7 @@ int st_http_start(uv_loop_t *loop, const struct st_config_http *cfg, const struc
 	rc = load_tokens(h, cfg, err, errlen);
 	if (rc < 0)
 		goto fail;
+	h->guard_all = h->n_tokens && !st_http_is_loopback(&ss);
 	fd = open_listener(&ss, listen_s, err, errlen);
 	if (fd < 0) {
 		rc = fd;
@@ -1287,10 +1366,9 @@ int st_http_start(uv_loop_t *loop, const struct st_config_http *cfg, const struc
 	h->started = uv_hrtime();
 	uv_timer_start(&h->tick, on_tick, TICK_MS, TICK_MS);
 	uv_unref((uv_handle_t *)&h->tick);
-	if (!h->n_tokens && !cfg->client_ca && strcmp(ip, "127.0.0.1") != 0 &&
-	    strcmp(ip, "::1") != 0)
-		st_warn("http: %s has no authentication (no tokens, no client_ca): anyone who "
-			"reaches it can register devices",
+	if (cfg->allow_unauthenticated && !st_http_is_loopback(&ss))
+		st_warn("http: %s answers without authentication (allow_unauthenticated: true): "
+			"anyone who reaches it can register devices and read /status",
 			h->url);
 	*out = h;
 	return 0;

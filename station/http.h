@@ -12,14 +12,31 @@
  *                   201 with exactly {"root.crt", "sota.toml", "client.pem",
  *                   "client.chained"}, each the text of the file of that name.
  *   GET /status     JSON: the server's and the pool's counters, plus what the status hook
- *                   adds (the engine's slots)
+ *                   adds (the engine's slots, with device ids and errors)
  *   GET /metrics    Prometheus text format
+ *
+ * Who may ask. On loopback (127.0.0.0/8, ::1, localhost) the server answers whoever connects,
+ * checking OSF-TOKEN on POST /sign when tokens are configured. Beyond loopback (a specific
+ * address or any, 0.0.0.0 and ::) it refuses to start unless it authenticates every client:
+ * client certificates (client_ca, checked in the TLS handshake for every resource), or
+ * tokens over HTTPS, which then guard /status and /metrics as well as /sign since /status
+ * names device ids and their errors; or the configuration says `allow_unauthenticated:
+ * true` in words. Tokens over plain HTTP beyond loopback are refused: anyone on the network
+ * could read them. HEAD /sign answers 200 to anyone (the device tool's probe; it says
+ * nothing).
+ *
+ * Reissue. Under a profile's `reprovision: reissue`, a registration for a uuid recorded with
+ * another key is authenticated (st_sign_req.id_authenticated) when it carries a valid token,
+ * or when its client certificate was issued to that same uuid (CN): the device proves with
+ * the key of its current certificate that it is that device. Any other such request is
+ * refused (409 POOL_REISSUE_UNAUTH) and flagged.
  * Errors are JSON {"error": NAME, "message": text} where NAME is st_errname() of the code
  * (CSR_SIGNATURE, POOL_ID_OTHER_KEY, ...): 400 malformed JSON, a missing or malformed field,
  * a CSR the profile's policy refuses, no profile for the hardware id; 401 a missing or wrong
  * OSF-TOKEN; 403 a group or key storage the profile does not allow; 404 an unknown path; 405
  * a wrong method (with Allow); 409 the ledger refuses (the device id has a certificate for
- * another key, the key is certified for another device); 413 a body over max_body (refused
+ * another key and the profile refuses reprovisioning, or reissues but the request was not
+ * authenticated; the key is certified for another device); 413 a body over max_body (refused
  * from Content-Length before the body is read, or while a chunked body arrives; this one
  * comes from H2O as text); 503 (with Retry-After) the pool is full, the station is
  * stopping, another request of the same device is in flight, or the pool did not sign
@@ -76,14 +93,27 @@ struct st_http_env {
 /* Adds to the JSON object of GET /status (the engine: its slots and tallies). */
 typedef void (*st_http_status_fn)(json_t *status, void *arg);
 
-/* Parses a listen address: "HOST:PORT" with a numeric IPv4 host, or "[V6]:PORT"; PORT
- * 0..65535 (0: any free port). Returns 0 and *out, or ST_E_CONFIG with a message naming the
- * address and what was expected. Any thread. */
+/* Parses a listen address: "HOST:PORT" with a numeric IPv4 host or localhost (127.0.0.1; no
+ * other name is resolved), or "[V6]:PORT"; PORT 0..65535 (0: any free port). Returns 0 and
+ * *out, or ST_E_CONFIG with a message naming the address and what was expected. Any
+ * thread. */
 int st_http_parse_listen(const char *s, struct sockaddr_storage *out, char *err, size_t errlen);
 
-/* Starts the server on loop: reads the TLS certificate, key and client CAs and the token
- * file (blocking, before the loop runs busy), binds and listens. cfg is copied; defaults
- * apply to its zero fields. Returns 0 and *out (stop with st_http_close()), or ST_E_HTTP_LISTEN,
+/* 1 when the address is loopback: 127.0.0.0/8, ::1, or ::ffff:127.0.0.0/104. The any
+ * addresses (0.0.0.0, ::) are not. Any thread. */
+int st_http_is_loopback(const struct sockaddr_storage *ss);
+
+/* Who may use a server configured as cfg listening on ss (see "Who may ask" above): 0 when
+ * the configuration is allowed, else ST_E_CONFIG with a message naming the fix, and *key the
+ * configuration key it is about ("listen", "tokens", "token_file",
+ * "allow_unauthenticated"). Reads no file. Any thread. */
+int st_http_check_auth(const struct st_config_http *cfg, const struct sockaddr_storage *ss,
+		       const char **key, char *err, size_t errlen);
+
+/* Starts the server on loop: checks the configuration's authentication against the address
+ * (st_http_check_auth()), reads the TLS certificate, key and client CAs and the token file
+ * (blocking, before the loop runs busy), binds and listens. cfg is copied; defaults apply to
+ * its zero fields. Returns 0 and *out (stop with st_http_close()), or ST_E_HTTP_LISTEN,
  * ST_E_HTTP_TLS, ST_E_IO, ST_E_CONFIG, ST_E_NOMEM with a message; *out is NULL then and
  * nothing is left on the loop. Loop thread. */
 int st_http_start(uv_loop_t *loop, const struct st_config_http *cfg, const struct st_http_env *env,

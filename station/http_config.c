@@ -3,9 +3,11 @@
  * secrets: no message ever quotes one. */
 #include <arpa/inet.h>
 #include <limits.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <openssl/crypto.h>
 
@@ -40,8 +42,9 @@ int st_http_parse_listen(const char *s, struct sockaddr_storage *out, char *err,
 		colon = strrchr(s, ':');
 		if (!colon || colon == s)
 			return st_errf(err, errlen, ST_E_CONFIG,
-				       "listen address '%s' must be HOST:PORT, e.g. %s", s,
-				       ST_HTTP_DEFAULT_LISTEN);
+				       "listen address '%s' must be HOST:PORT, e.g. %s or "
+				       "localhost:8443",
+				       s, ST_HTTP_DEFAULT_LISTEN);
 		hlen = (size_t)(colon - s);
 		if (hlen >= sizeof(host))
 			return st_errf(err, errlen, ST_E_CONFIG,
@@ -70,15 +73,73 @@ int st_http_parse_listen(const char *s, struct sockaddr_storage *out, char *err,
 	} else {
 		struct sockaddr_in *a = (struct sockaddr_in *)out;
 
+		/* The one name taken, without asking a resolver: the IPv4 loopback. */
+		if (strcasecmp(host, "localhost") == 0)
+			snprintf(host, sizeof(host), "127.0.0.1");
 		if (inet_pton(AF_INET, host, &a->sin_addr) != 1)
 			return st_errf(err, errlen, ST_E_CONFIG,
-				       "listen address '%s': '%s' is not a numeric IPv4 address (names "
-				       "are not resolved; write [::1]:PORT for IPv6)",
+				       "listen address '%s': '%s' is not a numeric IPv4 address or "
+				       "localhost (other names are not resolved; write [::1]:PORT "
+				       "for IPv6)",
 				       s, host);
 		a->sin_family = AF_INET;
 		a->sin_port = htons((uint16_t)n);
 	}
 	return 0;
+}
+
+int st_http_is_loopback(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+
+		return (ntohl(a->sin_addr.s_addr) >> 24) == 127;
+	}
+	if (ss->ss_family == AF_INET6) {
+		const struct in6_addr *a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
+
+		/* ::ffff:127.x.y.z is the IPv4 loopback seen from an IPv6 socket. */
+		return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+	}
+	return 0;
+}
+
+int st_http_check_auth(const struct st_config_http *cfg, const struct sockaddr_storage *ss,
+		       const char **key, char *err, size_t errlen)
+{
+	const char *listen_s = cfg->listen ? cfg->listen : ST_HTTP_DEFAULT_LISTEN;
+	int tls = cfg->tls_cert && cfg->tls_key;
+	int tokens = cfg->n_tokens > 0 || cfg->token_file;
+	int certs = tls && cfg->client_ca;
+
+	*key = NULL;
+	if (cfg->allow_unauthenticated && (tokens || certs)) {
+		*key = "allow_unauthenticated";
+		return st_errf(err, errlen, ST_E_CONFIG,
+			       "'allow_unauthenticated: true' contradicts %s, which the server "
+			       "requires of every client: remove one or the other",
+			       certs ? "client_ca" : cfg->token_file ? "token_file" : "tokens");
+	}
+	if (st_http_is_loopback(ss))
+		return 0;
+	if (tokens && !tls) {
+		*key = cfg->token_file ? "token_file" : "tokens";
+		return st_errf(err, errlen, ST_E_CONFIG,
+			       "tokens over plain HTTP on '%s', which is not loopback, cross the "
+			       "network readable by anyone on it: add tls_cert and tls_key "
+			       "(HTTPS), or listen on loopback (127.0.0.1, [::1], localhost)",
+			       listen_s);
+	}
+	if (tokens || certs || cfg->allow_unauthenticated)
+		return 0;
+	*key = "listen";
+	return st_errf(err, errlen, ST_E_CONFIG,
+		       "listen address '%s' is not loopback: anyone who reaches it could "
+		       "register devices and read /status. Require client certificates "
+		       "(tls_cert, tls_key, client_ca) or tokens over HTTPS (tls_cert, tls_key, "
+		       "token_file or tokens), or write 'allow_unauthenticated: true'; or listen "
+		       "on loopback (127.0.0.1, [::1], localhost)",
+		       listen_s);
 }
 
 /* A token: printable ASCII without spaces, as an HTTP header value carries it unchanged. The
@@ -152,6 +213,7 @@ enum {
 	K_MAX_CONNECTIONS,
 	K_SIGN_TIMEOUT,
 	K_IDLE_TIMEOUT,
+	K_ALLOW_UNAUTHENTICATED,
 	K_N,
 };
 
@@ -170,6 +232,8 @@ static const struct st_yl_key http_keys[] = {
 		ST_YL_RANGE("sign_timeout_ms", st_yl_h_uint, H(sign_timeout_ms), 0, 100, 3600000),
 	[K_IDLE_TIMEOUT] =
 		ST_YL_RANGE("idle_timeout_ms", st_yl_h_uint, H(idle_timeout_ms), 0, 100, 3600000),
+	[K_ALLOW_UNAUTHENTICATED] = ST_YL_KEY("allow_unauthenticated", st_yl_h_bool,
+					      H(allow_unauthenticated), 0),
 	[K_N] = ST_YL_END,
 };
 
@@ -179,9 +243,11 @@ int st_config_h_http(struct st_yl_ctx *ctx, const struct st_yl_node *node,
 	struct st_config_http *h = (struct st_config_http *)((char *)base + key->offset);
 	const struct st_yl_node *f[K_N];
 	struct sockaddr_storage ss;
-	char err[256];
+	const char *what;
+	char err[512];
 	size_t saved;
 	unsigned errs;
+	int listen_ok = 1;
 
 	if (st_yl_expect(ctx, node, ST_YL_MAPPING, "http") != 0)
 		return -1;
@@ -196,9 +262,10 @@ int st_config_h_http(struct st_yl_ctx *ctx, const struct st_yl_node *node,
 		st_yl_error(ctx, node, "out of memory");
 		return -1;
 	}
-	if (f[K_LISTEN] && st_http_parse_listen(h->listen, &ss, err, sizeof(err)) != 0) {
-		st_yl_error(ctx, f[K_LISTEN], "%s", err);
+	if (st_http_parse_listen(h->listen, &ss, err, sizeof(err)) != 0) {
+		st_yl_error(ctx, f[K_LISTEN] ? f[K_LISTEN] : node, "%s", err);
 		errs++;
+		listen_ok = 0;
 	}
 	if (!f[K_TLS_CERT] != !f[K_TLS_KEY]) {
 		st_yl_error(ctx, f[K_TLS_CERT] ? f[K_TLS_CERT] : f[K_TLS_KEY],
@@ -208,6 +275,18 @@ int st_config_h_http(struct st_yl_ctx *ctx, const struct st_yl_node *node,
 	if (f[K_CLIENT_CA] && !f[K_TLS_CERT]) {
 		st_yl_error(ctx, f[K_CLIENT_CA],
 			    "'client_ca' needs HTTPS: give 'tls_cert' and 'tls_key' too");
+		errs++;
+	}
+	/* Beyond loopback, nobody registers devices without authentication unless the file
+	 * says so in words (the same rule st_http_start() applies). */
+	if (listen_ok && st_http_check_auth(h, &ss, &what, err, sizeof(err)) != 0) {
+		const struct st_yl_node *at = node;
+
+		for (size_t i = 0; i < K_N; i++) {
+			if (f[i] && strcmp(http_keys[i].name, what) == 0)
+				at = f[i];
+		}
+		st_yl_error(ctx, at, "%s", err);
 		errs++;
 	}
 	if (!h->max_body)

@@ -405,11 +405,12 @@ static void test_status(void **state)
 
 static void test_listen(void **state)
 {
-	static const char *const good[] = { "127.0.0.1:8443", "0.0.0.0:0", "[::1]:443",
-					    "[::]:65535" };
-	static const char *const bad[] = { "127.0.0.1",	      "localhost:8443", "127.0.0.1:",
-					   "127.0.0.1:65536", "127.0.0.1:-1",	"[::1]8443",
-					   ":8443",	      "127.0.0.1:80x",	"[::1:443" };
+	static const char *const good[] = { "127.0.0.1:8443", "0.0.0.0:0",	 "[::1]:443",
+					    "[::]:65535",     "localhost:8443", "LocalHost:0" };
+	static const char *const bad[] = { "127.0.0.1",	      "gateway.local:8443", "127.0.0.1:",
+					   "127.0.0.1:65536", "127.0.0.1:-1",	    "[::1]8443",
+					   ":8443",	      "127.0.0.1:80x",	    "[::1:443",
+					   "localhost",	      "[localhost]:80",	    "localhost.:80" };
 	struct sockaddr_storage ss;
 	char err[256];
 
@@ -420,6 +421,36 @@ static void test_listen(void **state)
 		if (st_http_parse_listen(bad[i], &ss, err, sizeof(err)) != ST_E_CONFIG)
 			fail_msg("listen '%s' accepted", bad[i]);
 		assert_non_null(strstr(err, bad[i]));
+	}
+}
+
+/* Loopback is 127.0.0.0/8, ::1 (however written), the IPv4 loopback mapped into IPv6, and
+ * localhost; the any addresses and every other address are not. */
+static void test_loopback(void **state)
+{
+	static const char *const loop[] = { "127.0.0.1:1",	   "127.255.255.254:1",
+					    "127.0.0.2:1",	   "localhost:1",
+					    "[::1]:1",		   "[0:0:0:0:0:0:0:1]:1",
+					    "[::ffff:127.0.0.1]:1", "[::ffff:127.9.8.7]:1" };
+	static const char *const not_loop[] = {
+		"0.0.0.0:1",	    "[::]:1",		  "192.0.2.1:1",     "10.0.0.1:1",
+		"128.0.0.1:1",	    "126.255.255.255:1", "255.255.255.255:1", "[2001:db8::1]:1",
+		"[fe80::1]:1",	    "[::ffff:192.0.2.1]:1", "[::ffff:0.0.0.0]:1", "[::2]:1",
+		"[::127.0.0.1]:1",
+	};
+	struct sockaddr_storage ss;
+	char err[256];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(loop) / sizeof(loop[0]); i++) {
+		assert_int_equal(st_http_parse_listen(loop[i], &ss, err, sizeof(err)), 0);
+		if (!st_http_is_loopback(&ss))
+			fail_msg("%s is loopback", loop[i]);
+	}
+	for (size_t i = 0; i < sizeof(not_loop) / sizeof(not_loop[0]); i++) {
+		assert_int_equal(st_http_parse_listen(not_loop[i], &ss, err, sizeof(err)), 0);
+		if (st_http_is_loopback(&ss))
+			fail_msg("%s is not loopback", not_loop[i]);
 	}
 }
 
@@ -471,13 +502,13 @@ static void test_config(void **state)
 	st_config_free(cfg);
 
 	/* Every problem, in one run, never quoting a token. */
-	assert_int_equal(load_config("http:\n  listen: localhost:80\n  tls_key: gw.key\n"
+	assert_int_equal(load_config("http:\n  listen: gateway.local:80\n  tls_key: gw.key\n"
 				     "  max_body: 10\n  tokens: [short-secret-1, 'with space secret "
 				     "value']\n  port: 1\n",
 				     &cfg, diag, sizeof(diag)),
 			 ST_E_CONFIG);
 	assert_null(cfg);
-	assert_non_null(strstr(diag, "station.yaml:3:11: listen address 'localhost:80'"));
+	assert_non_null(strstr(diag, "station.yaml:3:11: listen address 'gateway.local:80'"));
 	assert_non_null(strstr(diag, "HTTPS needs both 'tls_cert' and 'tls_key'"));
 	assert_non_null(strstr(diag, "max_body"));
 	assert_non_null(strstr(diag, "tokens[0] is 14 bytes long"));
@@ -489,6 +520,102 @@ static void test_config(void **state)
 	assert_int_equal(load_config("http: {client_ca: cas.pem}\n", &cfg, diag, sizeof(diag)),
 			 ST_E_CONFIG);
 	assert_non_null(strstr(diag, "'client_ca' needs HTTPS"));
+}
+
+/* Every combination of where the server listens (loopback, any, a specific address; IPv4,
+ * IPv6, localhost), TLS or not, how clients authenticate (nothing, tokens in the file or in a
+ * token file, client certificates, both) and allow_unauthenticated (absent, true, false):
+ * beyond loopback the configuration loads only with client certificates, tokens over HTTPS
+ * or allow_unauthenticated: true, never with tokens over plain HTTP, and each refusal is an
+ * error at the key concerned that names the fix. */
+static void test_auth_matrix(void **state)
+{
+	static const struct {
+		const char *listen;
+		int loopback;
+	} listens[] = {
+		{ NULL, 1 },		  { "127.0.0.1:8443", 1 }, { "127.3.2.1:0", 1 },
+		{ "localhost:8443", 1 },  { "'[::1]:8443'", 1 },   { "'[::ffff:127.0.0.1]:1'", 1 },
+		{ "0.0.0.0:8443", 0 },	  { "'[::]:8443'", 0 },	   { "192.0.2.1:8443", 0 },
+		{ "'[2001:db8::1]:0'", 0 }, { "'[::ffff:192.0.2.1]:1'", 0 }, { "10.1.2.3:443", 0 },
+	};
+	enum { A_NONE, A_TOKENS, A_TOKEN_FILE, A_CERTS, A_CERTS_TOKENS, A_N };
+	static const char *const auths[A_N] = {
+		"",
+		"  tokens: [aaaaaaaaaaaaaaaaaaaa]\n",
+		"  token_file: tokens.txt\n",
+		"  client_ca: cas.pem\n",
+		"  client_ca: cas.pem\n  token_file: tokens.txt\n",
+	};
+	static const char *const allows[] = { "", "  allow_unauthenticated: true\n",
+					      "  allow_unauthenticated: false\n" };
+	struct st_config *cfg = NULL;
+	char http[1024], diag[4096];
+	unsigned combos = 0;
+
+	(void)state;
+	for (size_t l = 0; l < sizeof(listens) / sizeof(listens[0]); l++) {
+		for (int tls = 0; tls < 2; tls++) {
+			for (int a = 0; a < A_N; a++) {
+				for (int w = 0; w < 3; w++) {
+					int certs = a == A_CERTS || a == A_CERTS_TOKENS;
+					int tokens = a != A_NONE && a != A_CERTS;
+					int allow = w == 1;
+					const char *want = NULL;
+					int rc;
+
+					snprintf(http, sizeof(http), "http:\n%s%s%s%s%s%s%s",
+						 listens[l].listen ? "  listen: " : "",
+						 listens[l].listen ? listens[l].listen : "",
+						 listens[l].listen ? "\n" : "",
+						 tls ? "  tls_cert: gw.pem\n  tls_key: gw.key\n" : "",
+						 auths[a], allows[w], "  max_body: 65536\n");
+					if (certs && !tls)
+						want = "'client_ca' needs HTTPS";
+					else if (allow && (tokens || certs))
+						want = "'allow_unauthenticated: true' contradicts";
+					else if (!listens[l].loopback && tokens && !tls)
+						want = "tokens over plain HTTP";
+					else if (!listens[l].loopback && !tokens && !certs &&
+						 !allow)
+						want = "is not loopback: anyone who reaches it";
+					rc = load_config(http, &cfg, diag, sizeof(diag));
+					if (!want) {
+						if (rc != 0)
+							fail_msg("refused:\n%s%s", http, diag);
+						assert_int_equal(cfg->http.allow_unauthenticated,
+								 allow);
+						st_config_free(cfg);
+						cfg = NULL;
+					} else {
+						if (rc != ST_E_CONFIG || !strstr(diag, want))
+							fail_msg("not refused for '%s':\n%s%s", want,
+								 http, diag);
+						assert_null(cfg);
+					}
+					/* Each refusal names the fix, at the key concerned. */
+					if (want && want[0] == 't') {
+						char at[64];
+						int line = 3 + (listens[l].listen != NULL) +
+							   (a == A_CERTS_TOKENS);
+
+						snprintf(at, sizeof(at), "station.yaml:%d:%d: tokens",
+							 line, a == A_TOKENS ? 11 : 15);
+						assert_non_null(strstr(diag, "add tls_cert and tls_key"));
+						if (!strstr(diag, at))
+							fail_msg("not at %s:\n%s", at, diag);
+					}
+					if (want && want[0] == 'i') {
+						assert_non_null(strstr(diag, "Require client certificates"));
+						assert_non_null(strstr(diag, "allow_unauthenticated: true"));
+						assert_non_null(strstr(diag, "station.yaml:3:11: listen"));
+					}
+					combos++;
+				}
+			}
+		}
+	}
+	assert_int_equal(combos, 12 * 2 * A_N * 3);
 }
 
 int main(void)
@@ -504,6 +631,8 @@ int main(void)
 		cmocka_unit_test(test_status),
 		cmocka_unit_test(test_listen),
 		cmocka_unit_test(test_config),
+		cmocka_unit_test(test_loopback),
+		cmocka_unit_test(test_auth_matrix),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
