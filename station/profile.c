@@ -915,6 +915,43 @@ static struct st_tmpl *compile_scalar(struct st_yl_ctx *ctx, const struct st_yl_
 	return t;
 }
 
+/* Reads the file a profile names (what: "template", "parent profile") relative to the
+ * directory of the document that names it, never outside that directory (no absolute
+ * path, no "..", no symbolic link followed: st_yl_read_beneath). Problems are reported at
+ * the naming scalar n, at the component at fault when the name leaves the directory.
+ * Returns 0 and a new *text (free()) with *path the file's name for messages (free()). */
+static int read_named(struct st_yl_ctx *ctx, const struct st_yl_node *n, const char *what,
+		      const char *rel, size_t max, char **text, size_t *len, char **path)
+{
+	const char *dir = n->doc->dir;
+	char rerr[MAX_PATH_BYTES + 256];
+	size_t bad;
+	int rc;
+
+	*text = NULL;
+	*path = st_yl_join(dir, rel);
+	if (!*path) {
+		st_yl_error(ctx, n, "out of memory");
+		return -1;
+	}
+	rc = st_yl_read_beneath(dir, rel, max, text, len, &bad, rerr, sizeof(rerr));
+	if (rc == 0)
+		return 0;
+	if (rc == ST_E_INVAL)
+		st_yl_error_in(ctx, n, bad,
+			       "cannot read %s '%s': %s; a profile reads only files inside its "
+			       "own directory (%s), named relative to it, without '.' or '..' "
+			       "and not through symbolic links",
+			       what, rel, rerr, dir);
+	else if (strcmp(rel, *path) == 0)
+		st_yl_error(ctx, n, "cannot read %s '%s': %s", what, rel, rerr);
+	else
+		st_yl_error(ctx, n, "cannot read %s '%s' (%s): %s", what, rel, *path, rerr);
+	free(*path);
+	*path = NULL;
+	return -1;
+}
+
 /* Reads and compiles a template file next to the profile; its errors point into it. */
 static struct st_tmpl *compile_file(struct st_yl_ctx *ctx, const struct st_yl_node *n)
 {
@@ -926,18 +963,8 @@ static struct st_tmpl *compile_file(struct st_yl_ctx *ctx, const struct st_yl_no
 	if (st_yl_string(ctx, n, "template", ST_YL_ONELINE | ST_YL_NONEMPTY, MAX_PATH_BYTES,
 			 &rel) != 0)
 		return NULL;
-	path = st_yl_join(n->doc->dir, rel);
-	if (!path) {
-		st_yl_error(ctx, n, "out of memory");
+	if (read_named(ctx, n, "template", rel, ST_PROFILE_MAX_FILE_BYTES, &text, &len, &path))
 		goto out;
-	}
-	if (st_yl_read_file(path, ST_PROFILE_MAX_FILE_BYTES, &text, &len, terr, sizeof(terr))) {
-		if (strcmp(rel, path) == 0)
-			st_yl_error(ctx, n, "cannot read template '%s': %s", rel, terr);
-		else
-			st_yl_error(ctx, n, "cannot read template '%s' (%s): %s", rel, path, terr);
-		goto out;
-	}
 	if (memchr(text, '\0', len)) {
 		st_yl_error(ctx, n, "template '%s' contains a NUL byte; templates are text", rel);
 		goto out;
@@ -1201,8 +1228,8 @@ static const struct st_yl_node *resolve(struct loader *L, struct st_yl_doc *doc,
 	struct st_yl_ctx *ctx = &L->yl;
 	const struct st_yl_node *root = doc->root, *ext = NULL, *parent_root;
 	struct st_yl_doc *parent = NULL;
-	char *ppath = NULL, *id = NULL;
-	char rerr[256];
+	char *ppath = NULL, *id = NULL, *rel = NULL, *text = NULL;
+	size_t len;
 
 	if (!root)
 		return NULL;
@@ -1219,24 +1246,17 @@ static const struct st_yl_node *resolve(struct loader *L, struct st_yl_doc *doc,
 	}
 	if (!ext)
 		return root;
-	{
-		char *rel;
-
-		if (st_yl_string(ctx, ext, "extends", ST_YL_ONELINE | ST_YL_NONEMPTY,
-				 MAX_PATH_BYTES, &rel) != 0)
-			return NULL;
-		ppath = st_yl_join(doc->dir, rel);
-		free(rel);
-	}
-	if (!ppath) {
-		st_yl_error(ctx, ext, "out of memory");
+	if (st_yl_string(ctx, ext, "extends", ST_YL_ONELINE | ST_YL_NONEMPTY, MAX_PATH_BYTES,
+			 &rel) != 0)
 		return NULL;
-	}
 	if (depth + 1 >= ST_PROFILE_MAX_EXTENDS) {
 		st_yl_error(ctx, ext, "'extends' chain is longer than %d profiles",
 			    ST_PROFILE_MAX_EXTENDS);
 		goto fail;
 	}
+	if (read_named(ctx, ext, "parent profile", rel, ST_YL_MAX_FILE_BYTES, &text, &len,
+		       &ppath) != 0)
+		goto fail;
 	id = identity(ppath);
 	if (!id)
 		goto fail;
@@ -1258,13 +1278,13 @@ static const struct st_yl_node *resolve(struct loader *L, struct st_yl_doc *doc,
 	}
 	{
 		unsigned before = ctx->errors;
+		int rc = st_yl_load_buffer(ctx, ppath, NULL, text, len, &parent);
 
-		if (st_yl_load_file(ctx, ppath, &parent, rerr, sizeof(rerr)) != 0) {
-			/* Syntax errors were reported inside the parent; read errors belong
-			 * here, at the reference. */
+		if (rc != 0) {
+			/* Syntax errors were reported inside the parent. */
 			if (ctx->errors == before)
-				st_yl_error(ctx, ext, "cannot read parent profile '%s': %s", ppath,
-					    rerr);
+				st_yl_error(ctx, ext, "cannot load parent profile '%s': %s", ppath,
+					    st_strerror(rc));
 			goto fail;
 		}
 	}
@@ -1279,12 +1299,16 @@ static const struct st_yl_node *resolve(struct loader *L, struct st_yl_doc *doc,
 	L->chain_names[depth + 1] = NULL;
 	free(id);
 	free(ppath);
+	free(rel);
+	free(text);
 	if (!parent_root)
 		return NULL;
 	return st_yl_merge(ctx, parent_root, root);
 fail:
 	free(id);
 	free(ppath);
+	free(rel);
+	free(text);
 	return NULL;
 }
 
