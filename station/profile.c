@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "err.h"
+#include "proto.h"
 #include "template.h"
 #include "yamlload.h"
 
@@ -296,6 +297,19 @@ static const char *path_problem(const char *s)
 			return "contains a '.' or '..' component";
 	}
 	return NULL;
+}
+
+const char *st_profile_wire_path(const char *dir, const char *abs)
+{
+	size_t dl = strlen(dir);
+
+	while (dl > 1 && dir[dl - 1] == '/')
+		dl--;
+	if (strncmp(abs, dir, dl) == 0 && abs[dl] == '/')
+		return abs + dl + 1;
+	while (*abs == '/')
+		abs++;
+	return abs;
 }
 
 /* Sample values that stand in for a board's when paths are checked at load time. */
@@ -983,6 +997,30 @@ out:
 	return t;
 }
 
+/* The board protocol's path rule applied when the profile loads, so that a path no board
+ * can be sent fails here rather than after a certificate was issued for the board. path is
+ * the entry's path expanded with sample values; when it has no variables, the error points
+ * at the offending character. */
+static int wire_path_check(struct st_yl_ctx *ctx, const struct st_yl_node *pn, const char *dir,
+			   const char *path)
+{
+	const char *rel = st_profile_wire_path(dir, path);
+	const char *why;
+	size_t bad;
+
+	why = drv_proto_path_problem(rel, &bad);
+	if (!why)
+		return 0;
+	if (pn->len == strlen(path) && memcmp(pn->value, path, pn->len) == 0)
+		st_yl_error_in(ctx, pn, (size_t)(rel - path) + bad,
+			       "path '%s' cannot be written over the board protocol: '%s' %s", path,
+			       rel, why);
+	else
+		st_yl_error(ctx, pn, "path '%s' cannot be written over the board protocol: '%s' %s",
+			    path, rel, why);
+	return -1;
+}
+
 static void parse_file_entry(struct loader *L, const struct st_yl_node *e)
 {
 	struct st_yl_ctx *ctx = &L->yl;
@@ -994,6 +1032,7 @@ static void parse_file_entry(struct loader *L, const struct st_yl_node *e)
 	};
 	const struct st_yl_node *f[F_N];
 	const char *samples[PV_COUNT + 1];
+	const char *cdir = L->p->sota_config_dir ? L->p->sota_config_dir : ST_SOTA_DEFAULT_DIR;
 	unsigned mode = 0644;
 	int dummy, kinds;
 	unsigned before = ctx->errors;
@@ -1001,7 +1040,7 @@ static void parse_file_entry(struct loader *L, const struct st_yl_node *e)
 	if (st_yl_expect(ctx, e, ST_YL_MAPPING, "files") != 0)
 		return;
 	st_yl_parse_mapping(ctx, e, keys, &dummy, f);
-	sample_values(samples, ST_SOTA_DEFAULT_DIR);
+	sample_values(samples, cdir);
 	kinds = !!f[F_CONTENT] + !!f[F_TEMPLATE] + !!f[F_SET];
 	if (kinds == 0) {
 		st_yl_error(ctx, e, "file entry needs one of 'content', 'template' or 'set'");
@@ -1084,6 +1123,11 @@ static void parse_file_entry(struct loader *L, const struct st_yl_node *e)
 		why = path_problem(sp);
 		if (why) {
 			st_yl_error(ctx, pn, "path '%s' %s", sp, why);
+			st_tmpl_free(pt);
+			free(sp);
+			return;
+		}
+		if (wire_path_check(ctx, pn, cdir, sp) != 0) {
 			st_tmpl_free(pt);
 			free(sp);
 			return;

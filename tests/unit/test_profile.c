@@ -715,6 +715,93 @@ static void remove_file(const char *dir, const char *name)
 	unlink(path);
 }
 
+/* --- Paths a board cannot be sent are refused when the profile loads --------------------- */
+
+/* Loads a profile with sota.config_dir config_dir and one file at path. */
+static char *load_path(const char *config_dir, const char *path, const struct st_profile **p,
+		       int *rc)
+{
+	char text[1024], err[512];
+
+	snprintf(text, sizeof(text),
+		 "sku: t\nfactory: f\n"
+		 "sota: {gateway: https://g, ostree_server: https://o, config_dir: %s}\n"
+		 "files:\n  - path: \"%s\"\n    content: x\n",
+		 config_dir, path);
+	return load_text("t.yaml", text, p, rc, err, sizeof(err));
+}
+
+static void test_wire_paths(void **state)
+{
+	/* The path is double-quoted at column 11 of line 5: its first character is column 12.
+	 * col is where the error points: at the value when variables hide the offsets, and the
+	 * message shows the path with the loader's sample values ("x"). */
+	static const struct {
+		const char *config_dir, *path;
+		int col;
+		const char *shown, *wire, *why;
+	} bad[] = {
+#define CHAR "has a character other than A-Z a-z 0-9 . _ -"
+#define DOT "has a component that starts with '.'"
+		{ "/var/sota", "/var/sota/my notes.txt", 24, NULL, "my notes.txt", CHAR },
+		{ "/var/sota", "/var/sota/.hidden", 22, NULL, ".hidden", DOT },
+		{ "/var/sota", "/var/sota/certs/.old/client.pem", 28, NULL, "certs/.old/client.pem",
+		  DOT },
+		{ "/var/sota", "/etc/acme/.device.conf", 22, NULL, "etc/acme/.device.conf", DOT },
+		{ "/data/sota", "/data/sota/a~b", 24, NULL, "a~b", CHAR },
+		{ "/var/sota", "/var/sota/a%2Fb", 23, NULL, "a%2Fb", CHAR },
+		{ "/var/sota", "/var/sota/a,b", 23, NULL, "a,b", CHAR },
+		{ "/var/sota", "/var/sota/na\xc3\xafve", 24, NULL, "na\xc3\xafve", CHAR },
+		{ "/var/sota", "/var/sota/a=b", 23, NULL, "a=b", CHAR },
+		{ "/var/sota", "/", 13, NULL, "", "is empty" },
+		{ "/var/sota", "{config_dir}/.{device_id}", 11, "/var/sota/.x", ".x", DOT },
+		{ "/data/sota", "{config_dir}/{sku} {device_id}", 11, "/data/sota/x x", "x x", CHAR },
+		{ "/var/sota",
+		  "/opt/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+		  "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa/x",
+		  141, NULL,
+		  "opt/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+		  "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa/x",
+		  "is longer than 128 bytes" },
+#undef CHAR
+#undef DOT
+	};
+	static const struct {
+		const char *config_dir, *path;
+	} good[] = {
+		{ "/var/sota", "/var/sota/client.pem" },
+		{ "/var/sota", "/etc/acme/device.conf" },
+		{ "/data/sota", "{config_dir}/certs/{device_id}.pem" },
+		{ "/var/sota", "/var/sota.d/x_y-z.0" },
+	};
+	const struct st_profile *p;
+	char want[1024];
+	char *diag;
+	int rc;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		p = NULL;
+		diag = load_path(bad[i].config_dir, bad[i].path, &p, &rc);
+		snprintf(want, sizeof(want),
+			 "t.yaml:5:%d: path '%s' cannot be written over the board protocol: '%s' "
+			 "%s\n",
+			 bad[i].col, bad[i].shown ? bad[i].shown : bad[i].path, bad[i].wire,
+			 bad[i].why);
+		if (rc != ST_E_PROFILE || strcmp(diag, want) != 0)
+			fail_msg("'%s':\nexpected: %sgot:      %s", bad[i].path, want, diag);
+		assert_null(p);
+		free(diag);
+	}
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		diag = load_path(good[i].config_dir, good[i].path, &p, &rc);
+		if (rc != 0)
+			fail_msg("'%s': %s", good[i].path, diag);
+		st_profile_free(p);
+		free(diag);
+	}
+}
+
 /* --- Files a profile reads stay inside its directory ------------------------------------ */
 
 /* A name a profile may not read, and where in the name the loader must point. */
@@ -985,6 +1072,7 @@ int main(void)
 		cmocka_unit_test(test_literal_block_columns),
 		cmocka_unit_test(test_profile_set),
 		cmocka_unit_test(test_reads_stay_inside),
+		cmocka_unit_test(test_wire_paths),
 	};
 
 	if (!s) {
