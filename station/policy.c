@@ -1087,3 +1087,42 @@ void st_csr_free(struct st_csr *csr)
 {
 	free(csr);
 }
+
+int st_csr_asks_production(const uint8_t *in, size_t len)
+{
+	uint8_t buf[ST_CSR_MAX_BYTES];
+	struct st_der_tlv rdn, atv, oid, value;
+	struct st_der d, set, inner;
+	struct chk c;
+	size_t i;
+
+	memset(&c, 0, sizeof(c));
+	if (!in || len == 0 || len > ST_CSR_MAX_BYTES)
+		return 0;
+	for (i = 0; i < len && is_ws(in[i]); i++)
+		;
+	if (len - i >= 10 && memcmp(in + i, "-----BEGIN", 10) == 0) {
+		if (decode_pem(&c, in, len, buf, sizeof(buf), &c.der_len) < 0)
+			return 0;
+		c.der = buf;
+	} else {
+		c.der = in;
+		c.der_len = len;
+	}
+	if (parse_structure(&c) < 0)
+		return 0;
+	st_der_enter(&c.subject, &d);
+	while (st_der_next(&d, &rdn) == ST_DER_OK) {
+		st_der_enter(&rdn, &set);
+		if (st_der_expect(&set, ST_DER_SEQUENCE, &atv) != ST_DER_OK)
+			return 0;
+		st_der_enter(&atv, &inner);
+		if (st_der_expect(&inner, ST_DER_OID, &oid) != ST_DER_OK ||
+		    st_der_next(&inner, &value) != ST_DER_OK)
+			return 0;
+		if (oid.len == 3 && memcmp(oid.val, ARC_X520, 2) == 0 &&
+		    oid.val[2] == subject_attrs[A_BC].oid_last && value_is(&value, "production"))
+			return 1;
+	}
+	return 0;
+}

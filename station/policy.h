@@ -89,4 +89,10 @@ int st_csr_check(const struct st_policy *p, const char *ca_ou, const uint8_t *in
 		 const char *device_id, struct st_csr **out, char *err, size_t errlen);
 void st_csr_free(struct st_csr *csr);
 
+/* 1 when the CSR (PEM or DER) asks for a production certificate: its subject carries
+ * businessCategory=production. Only looks, checks nothing: 0 for anything else, also for
+ * input st_csr_check() would refuse (which then says why). Used to choose a profile for a
+ * registration request before the CSR is checked against it. Thread-safe. */
+int st_csr_asks_production(const uint8_t *in, size_t len);
+
 #endif
