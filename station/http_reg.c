@@ -214,6 +214,8 @@ int st_http_reg_parse(const void *body, size_t len, struct st_http_reg **out, ch
 				 errlen);
 	if (rc < 0)
 		goto out;
+	/* The device tool accepts a UUID in either case: one device, one spelling. */
+	st_device_id_normalize(r->uuid);
 	if (r->config_dir && (r->config_dir[0] != '/' || strstr(r->config_dir, "/../") ||
 			      strcmp(r->config_dir, "/") == 0)) {
 		rc = st_errf(err, errlen, ST_E_HTTP_FIELD,

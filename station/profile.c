@@ -258,22 +258,6 @@ bad:
 	return -1;
 }
 
-static int is_uuid(const char *s)
-{
-	static const char shape[] = "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx";
-
-	for (size_t i = 0; i < sizeof(shape) - 1; i++) {
-		char c = s[i];
-		if (shape[i] == '-') {
-			if (c != '-')
-				return 0;
-		} else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
-			return 0;
-		}
-	}
-	return s[sizeof(shape) - 1] == '\0';
-}
-
 /* A board path: absolute, canonical, printable. Returns NULL or what is wrong. */
 static const char *path_problem(const char *s)
 {
@@ -1519,7 +1503,7 @@ int st_profile_check_device_id(const struct st_profile *p, const char *id, char 
 				       p->sku, p->devid_pattern);
 		return 0;
 	case ST_DEVID_UUID4:
-		if (!is_uuid(id))
+		if (!st_uuid_text(id, 0))
 			return st_errf(err, errlen, ST_E_PROFILE_DEVICE_ID,
 				       "device id '%s' is not a lower-case UUID", id);
 		return 0;

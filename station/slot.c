@@ -1892,6 +1892,8 @@ static int parse_hello(const struct drv_proto_frame *f, struct st_slot_board *nb
 	    drv_proto_get_text_opt(f, "key", "", nb->key, sizeof(nb->key), err, errlen) ||
 	    drv_proto_get_text_opt(f, "boot", "", nb->boot, sizeof(nb->boot), err, errlen))
 		return -1;
+	/* A UUID in upper case is the same device as in lower case: one spelling from here. */
+	st_device_id_normalize(nb->dev);
 	if (drv_proto_has(f, "max") &&
 	    drv_proto_get_uint(f, "max", DRV_PROTO_MIN_LINE, UINT32_MAX, &max, err, errlen))
 		return -1;

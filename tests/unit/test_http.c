@@ -114,6 +114,31 @@ static void test_parse_tool_body(void **state)
 	st_http_reg_free(r);
 }
 
+/* The device tool accepts an upper-case UUID: the request's uuid is normalised to lower
+ * case, whatever its mix; an id that is not a UUID is left as it is (the profile's pattern
+ * judges it). */
+static void test_parse_uuid_case(void **state)
+{
+	static const char *const spellings[] = { "6B3C7C2E-4F1A-4C1E-9D2B-2F0C8A1E5D3F",
+						 "6b3C7c2E-4F1a-4c1E-9D2b-2f0C8a1E5d3F", UUID };
+	struct st_http_reg *r = NULL;
+	char body[512], err[512] = "";
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(spellings) / sizeof(spellings[0]); i++) {
+		snprintf(body, sizeof(body), "{\"csr\":\"x\",\"hardware-id\":\"h\",\"uuid\":\"%s\"}",
+			 spellings[i]);
+		assert_int_equal(parse(body, &r, err, sizeof(err)), 0);
+		assert_string_equal(r->uuid, UUID);
+		st_http_reg_free(r);
+	}
+	assert_int_equal(parse("{\"csr\":\"x\",\"hardware-id\":\"h\",\"uuid\":\"GW-ABC\"}", &r,
+			       err, sizeof(err)),
+			 0);
+	assert_string_equal(r->uuid, "GW-ABC");
+	st_http_reg_free(r);
+}
+
 /* Each malformed body, the code and words of its message. */
 static void test_parse_errors(void **state)
 {
@@ -650,6 +675,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_parse_tool_body),
+		cmocka_unit_test(test_parse_uuid_case),
 		cmocka_unit_test(test_parse_errors),
 		cmocka_unit_test(test_parse_bounds),
 		cmocka_unit_test(test_check),
