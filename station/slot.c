@@ -25,7 +25,7 @@
 #include "sota.h"
 
 #define NONCE_LEN 32
-#define MAX_PROTO_PATH 128
+#define MAX_PROTO_PATH DRV_PROTO_MAX_PATH
 #define HELLO_MAX 4096 /* the largest frame the station accepts (announced in HELLO) */
 #define REOPEN_BACKOFF_MAX_MS 2000
 /* BAUD's fallback delay: the board goes back to the old rate unless a good frame arrives at
