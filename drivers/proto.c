@@ -50,6 +50,40 @@ int drv_proto_errcode(const char *name)
 	return -1;
 }
 
+#define DRV__STR2(x) #x
+#define DRV__STR(x) DRV__STR2(x)
+
+const char *drv_proto_path_problem(const char *path, size_t *bad)
+{
+	size_t i, comp = 0;
+
+	*bad = 0;
+	for (i = 0; path[i]; i++) {
+		char c = path[i];
+
+		*bad = i;
+		if (i == DRV_PROTO_MAX_PATH)
+			return "is longer than " DRV__STR(DRV_PROTO_MAX_PATH) " bytes";
+		if (c == '/') {
+			if (comp == 0)
+				return i == 0 ? "starts with '/'" : "has an empty component ('//')";
+			comp = 0;
+			continue;
+		}
+		if (comp == 0 && c == '.')
+			return "has a component that starts with '.'";
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '.' || c == '_' || c == '-'))
+			return "has a character other than A-Z a-z 0-9 . _ -";
+		comp++;
+	}
+	if (i == 0)
+		return "is empty";
+	if (comp == 0)
+		return "ends with '/'";
+	return NULL;
+}
+
 /* CRC-32, four bits at a time: a 16-entry table is small enough to be a constant and fast
  * enough for a UART (and for a PTY at tens of MB/s). */
 uint32_t drv_proto_crc32(uint32_t crc, const void *data, size_t n)

@@ -83,6 +83,16 @@ const char *drv_proto_errmsg(enum drv_proto_error e);
 /* Code for a name as found in an ERROR answer; -1 when unknown. */
 int drv_proto_errcode(const char *name);
 
+/* WRITE paths (PROTOCOL.md): 1 to DRV_PROTO_MAX_PATH bytes of '/'-separated components of
+ * A-Z a-z 0-9 . _ -, none empty and none starting with '.', so that nothing escapes the
+ * board's config directory or hides beside its manifest. */
+#define DRV_PROTO_MAX_PATH 128
+
+/* The one check of that rule, for both ends and for what is checked before a board is met
+ * (profiles): NULL when path is one the protocol carries, else what is wrong with it, with
+ * *bad the byte offset in path of the first offending byte. */
+const char *drv_proto_path_problem(const char *path, size_t *bad);
+
 /* One key=value field: offsets into the frame's line, value still encoded. */
 struct drv_proto_field {
 	uint16_t key_off, key_len;

@@ -271,6 +271,8 @@ static int cmd_render(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'd':
+			/* A UUID is recorded in lower case; render what a board would get. */
+			st_device_id_normalize(optarg);
 			device_id = optarg;
 			break;
 		case 'w':

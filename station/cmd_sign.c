@@ -65,7 +65,7 @@ static int parse_sign_opts(int argc, char **argv, struct sign_opts *o)
 		switch (c) {
 		case 'c': o->config = optarg; break;
 		case 'r': o->csr = optarg; break;
-		case 'd': o->device_id = optarg; break;
+		case 'd': st_device_id_normalize(optarg); o->device_id = optarg; break;
 		case 'p': o->profile = optarg; break;
 		case 'o': o->output = optarg; break;
 		case 'h': sign_usage(stdout); return 1;

@@ -484,7 +484,7 @@ static void handle_sign(struct st_http *h, h2o_req_t *req)
 		rc = st_errf(err, sizeof(err), ST_E_PROFILE_NOMATCH, "no profiles are loaded");
 		goto refuse;
 	}
-	rc = st_profiles_choose(pset, NULL, r->hardware_id, NULL, &p, err, sizeof(err));
+	rc = st_http_reg_choose(pset, r, &p, err, sizeof(err));
 	if (rc < 0)
 		goto refuse;
 	rc = st_http_reg_check(p, r, err, sizeof(err));

@@ -8,6 +8,7 @@
 #include <openssl/evp.h>
 
 #include "err.h"
+#include "slot.h"
 
 /* --- The request ------------------------------------------------------------------------ */
 
@@ -213,6 +214,8 @@ int st_http_reg_parse(const void *body, size_t len, struct st_http_reg **out, ch
 				 errlen);
 	if (rc < 0)
 		goto out;
+	/* The device tool accepts a UUID in either case: one device, one spelling. */
+	st_device_id_normalize(r->uuid);
 	if (r->config_dir && (r->config_dir[0] != '/' || strstr(r->config_dir, "/../") ||
 			      strcmp(r->config_dir, "/") == 0)) {
 		rc = st_errf(err, errlen, ST_E_HTTP_FIELD,
@@ -256,6 +259,77 @@ void st_http_reg_free(struct st_http_reg *r)
 }
 
 /* --- The profile's rules ---------------------------------------------------------------- */
+
+/* Profile i of every profile set chooses from: the listed ones, then the directory's. */
+static const struct st_profile *nth_profile(const struct st_profiles *set, size_t i)
+{
+	if (i < set->n)
+		return set->list[i];
+	return set->dir ? st_profile_set_get(set->dir, i - set->n) : NULL;
+}
+
+int st_http_reg_choose(const struct st_profiles *set, const struct st_http_reg *r,
+		       const struct st_profile **out, char *err, size_t errlen)
+{
+	int production = st_csr_asks_production((const uint8_t *)r->csr, r->csr_len);
+	const struct st_profile *p, *only = NULL, *generic = NULL;
+	size_t matching = 0, preferred = 0, generics = 0, used = 0;
+	int by_flag;
+	char names[1024] = "";
+
+	*out = NULL;
+	/* Matching with the profile's own match.sku: the hardware id alone decides here. */
+	for (size_t i = 0; (p = nth_profile(set, i)); i++) {
+		if (!st_profile_matches(p, r->hardware_id, p->match_sku))
+			continue;
+		matching++;
+		if (!p->policy.production == !production)
+			preferred++;
+	}
+	if (matching == 0) {
+		*out = set->deflt;
+		if (set->deflt)
+			return 0;
+		return st_errf(err, errlen, ST_E_PROFILE_NOMATCH,
+			       "no profile matches hardware id '%s' (no default profile)",
+			       r->hardware_id);
+	}
+	/* Profiles for what the CSR asks; if none is, the CSR check says what is wrong. */
+	by_flag = preferred > 0;
+	for (size_t i = 0; (p = nth_profile(set, i)); i++) {
+		int w;
+
+		if (!st_profile_matches(p, r->hardware_id, p->match_sku) ||
+		    (by_flag && !p->policy.production != !production))
+			continue;
+		only = p;
+		if (!p->match_sku) {
+			generic = p;
+			generics++;
+		}
+		w = snprintf(names + used, sizeof(names) - used, "%s%s (%s)", used ? ", " : "",
+			     p->sku, p->path);
+		if (w > 0 && (size_t)w < sizeof(names) - used)
+			used += (size_t)w;
+	}
+	if ((by_flag ? preferred : matching) == 1) {
+		*out = only;
+		return 0;
+	}
+	if (generics == 1) {
+		*out = generic;
+		return 0;
+	}
+	return st_errf(err, errlen, ST_E_SLOT_PROFILE_AMBIGUOUS,
+		       "hardware id '%s'%s matches %zu profiles: %s; a request names no sku, so "
+		       "keep one of them without match.sku (or with another 'production') for "
+		       "registrations over HTTP",
+		       r->hardware_id,
+		       !by_flag     ? ""
+		       : production ? " with a production CSR"
+				    : " with a non-production CSR",
+		       by_flag ? preferred : matching, names);
+}
 
 int st_http_reg_check(const struct st_profile *p, const struct st_http_reg *r, char *err,
 		      size_t errlen)
@@ -511,6 +585,7 @@ int st_http_status_for(int code)
 	case ST_E_HTTP_NO_SOTA:
 	case ST_E_PROFILE_DEVICE_ID:
 	case ST_E_PROFILE_NOMATCH:
+	case ST_E_SLOT_PROFILE_AMBIGUOUS:
 	case ST_E_PROFILE_VALUE:
 	case ST_E_RENDER_LIMIT:
 		return 400;

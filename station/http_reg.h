@@ -42,6 +42,20 @@ int st_http_reg_parse(const void *body, size_t len, struct st_http_reg **out, ch
 		      size_t errlen);
 void st_http_reg_free(struct st_http_reg *r);
 
+struct st_profiles;
+
+/* Chooses the profile for a registration request. A request names no sku, so match.sku
+ * cannot tell the profiles of one hardware id apart; what the request carries can: of the
+ * profiles (listed and in the directory) that match its hardware id, those whose
+ * `production` is what the CSR asks for (businessCategory=production, st_csr_asks_production)
+ * are chosen from, or all of them when none is (the CSR check then says what is wrong with
+ * businessCategory). Of those, the only one, else the only one without match.sku (as for a
+ * board that reports no sku). Several left: ST_E_SLOT_PROFILE_AMBIGUOUS with a message naming
+ * each candidate. No profile for the hardware id: the default profile, else
+ * ST_E_PROFILE_NOMATCH. Returns 0 and *out (owned by set), or the code with a message. */
+int st_http_reg_choose(const struct st_profiles *set, const struct st_http_reg *r,
+		       const struct st_profile **out, char *err, size_t errlen);
+
 /* Applies the profile's rules that do not depend on the CSR: the group (one of the
  * profile's groups), the key storage (a profile that requires a secure element cannot be
  * served: HTTP cannot attest where the key lives), sota configured, the device id (uuid)

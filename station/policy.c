@@ -716,6 +716,50 @@ static int value_is(const struct st_der_tlv *v, const char *s)
 	return v->len == n && memcmp(v->val, s, n) == 0;
 }
 
+int st_uuid_text(const char *s, int any_case)
+{
+	static const char shape[] = "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx";
+
+	for (size_t i = 0; i < sizeof(shape) - 1; i++) {
+		char c = s[i];
+
+		if (shape[i] == '-') {
+			if (c != '-')
+				return 0;
+		} else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
+			     (any_case && c >= 'A' && c <= 'F'))) {
+			return 0;
+		}
+	}
+	return s[sizeof(shape) - 1] == '\0';
+}
+
+int st_device_id_normalize(char *id)
+{
+	if (!id || !st_uuid_text(id, 1))
+		return 0;
+	for (char *c = id; *c; c++) {
+		if (*c >= 'A' && *c <= 'F')
+			*c = (char)(*c - 'A' + 'a');
+	}
+	return 1;
+}
+
+/* The CN names the device id: exactly, or for a UUID device id (lower case, normalised) the
+ * same UUID in any case, as the device tool writes what it was given. */
+static int cn_is(const struct st_der_tlv *cn, const char *device_id)
+{
+	char v[37];
+
+	if (value_is(cn, device_id))
+		return 1;
+	if (cn->len != sizeof(v) - 1 || !st_uuid_text(device_id, 0))
+		return 0;
+	memcpy(v, cn->val, cn->len);
+	v[cn->len] = '\0';
+	return st_device_id_normalize(v) && strcmp(v, device_id) == 0;
+}
+
 static int check_subject(struct chk *c)
 {
 	const struct st_der_tlv *cn, *ou, *bc;
@@ -790,7 +834,7 @@ static int check_subject(struct chk *c)
 			       "subject has no CN; expected CN=%s",
 			       quote((const uint8_t *)c->device_id, strlen(c->device_id), q1,
 				     sizeof(q1)));
-	if (!value_is(cn, c->device_id))
+	if (!cn_is(cn, c->device_id))
 		return st_errf(c->err, c->errlen, ST_E_CSR_CN_MISMATCH,
 			       "subject CN is %s; expected the device id %s",
 			       quote(cn->val, cn->len, q1, sizeof(q1)),
@@ -1086,4 +1130,43 @@ out:
 void st_csr_free(struct st_csr *csr)
 {
 	free(csr);
+}
+
+int st_csr_asks_production(const uint8_t *in, size_t len)
+{
+	uint8_t buf[ST_CSR_MAX_BYTES];
+	struct st_der_tlv rdn, atv, oid, value;
+	struct st_der d, set, inner;
+	struct chk c;
+	size_t i;
+
+	memset(&c, 0, sizeof(c));
+	if (!in || len == 0 || len > ST_CSR_MAX_BYTES)
+		return 0;
+	for (i = 0; i < len && is_ws(in[i]); i++)
+		;
+	if (len - i >= 10 && memcmp(in + i, "-----BEGIN", 10) == 0) {
+		if (decode_pem(&c, in, len, buf, sizeof(buf), &c.der_len) < 0)
+			return 0;
+		c.der = buf;
+	} else {
+		c.der = in;
+		c.der_len = len;
+	}
+	if (parse_structure(&c) < 0)
+		return 0;
+	st_der_enter(&c.subject, &d);
+	while (st_der_next(&d, &rdn) == ST_DER_OK) {
+		st_der_enter(&rdn, &set);
+		if (st_der_expect(&set, ST_DER_SEQUENCE, &atv) != ST_DER_OK)
+			return 0;
+		st_der_enter(&atv, &inner);
+		if (st_der_expect(&inner, ST_DER_OID, &oid) != ST_DER_OK ||
+		    st_der_next(&inner, &value) != ST_DER_OK)
+			return 0;
+		if (oid.len == 3 && memcmp(oid.val, ARC_X520, 2) == 0 &&
+		    oid.val[2] == subject_attrs[A_BC].oid_last && value_is(&value, "production"))
+			return 1;
+	}
+	return 0;
 }

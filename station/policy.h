@@ -52,6 +52,17 @@ struct st_policy {
  * 128-bit random serial, clamp at the CA's notAfter, refuse reprovisioning. */
 void st_policy_default(struct st_policy *p);
 
+/* 1 when s is a UUID in its text form (8-4-4-4-12 hex digits): in lower case only, or
+ * with any_case in either case (as the device tool accepts them). */
+int st_uuid_text(const char *s, int any_case);
+
+/* Device ids that are UUIDs are checked, compared and recorded in lower case, so that the
+ * same device cannot appear twice under two spellings. Lower-cases id in place when it is a
+ * UUID in any case and leaves any other id alone. Returns 1 when id is a UUID. Every place
+ * a device id enters the station (a board's HELLO, an HTTP request, the command line)
+ * calls it first. */
+int st_device_id_normalize(char *id);
+
 /* Largest CSR accepted, PEM or DER. */
 #define ST_CSR_MAX_BYTES 8192
 
@@ -78,7 +89,8 @@ struct st_csr {
  * The checks, in the order a failure is reported: size and framing (PEM or DER, exactly one
  * CSR, nothing but whitespace after it), DER structure, version 0, public key (type, curve,
  * size, valid point), signature algorithm (ECDSA with SHA-256 or SHA-384, no parameters),
- * the self-signature, the subject (exactly CN=device_id, OU=factory and, iff p->production,
+ * the self-signature, the subject (exactly CN=device_id (a UUID device id, normalised to
+ * lower case, matches its CN in either case), OU=factory and, iff p->production,
  * businessCategory=production; UTF8String or PrintableString; clean UTF-8 without control
  * characters; RFC 5280 upper bounds), then the attributes (only an extensionRequest, which
  * must not ask for CA:TRUE, keyCertSign or cRLSign; other requested extensions are ignored,
@@ -88,5 +100,11 @@ struct st_csr {
 int st_csr_check(const struct st_policy *p, const char *ca_ou, const uint8_t *in, size_t len,
 		 const char *device_id, struct st_csr **out, char *err, size_t errlen);
 void st_csr_free(struct st_csr *csr);
+
+/* 1 when the CSR (PEM or DER) asks for a production certificate: its subject carries
+ * businessCategory=production. Only looks, checks nothing: 0 for anything else, also for
+ * input st_csr_check() would refuse (which then says why). Used to choose a profile for a
+ * registration request before the CSR is checked against it. Thread-safe. */
+int st_csr_asks_production(const uint8_t *in, size_t len);
 
 #endif

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "err.h"
+#include "proto.h"
 #include "template.h"
 #include "yamlload.h"
 
@@ -262,22 +263,6 @@ bad:
 	return -1;
 }
 
-static int is_uuid(const char *s)
-{
-	static const char shape[] = "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx";
-
-	for (size_t i = 0; i < sizeof(shape) - 1; i++) {
-		char c = s[i];
-		if (shape[i] == '-') {
-			if (c != '-')
-				return 0;
-		} else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
-			return 0;
-		}
-	}
-	return s[sizeof(shape) - 1] == '\0';
-}
-
 /* A board path: absolute, canonical, printable. Returns NULL or what is wrong. */
 static const char *path_problem(const char *s)
 {
@@ -301,6 +286,19 @@ static const char *path_problem(const char *s)
 			return "contains a '.' or '..' component";
 	}
 	return NULL;
+}
+
+const char *st_profile_wire_path(const char *dir, const char *abs)
+{
+	size_t dl = strlen(dir);
+
+	while (dl > 1 && dir[dl - 1] == '/')
+		dl--;
+	if (strncmp(abs, dir, dl) == 0 && abs[dl] == '/')
+		return abs + dl + 1;
+	while (*abs == '/')
+		abs++;
+	return abs;
 }
 
 /* Sample values that stand in for a board's when paths are checked at load time. */
@@ -925,6 +923,43 @@ static struct st_tmpl *compile_scalar(struct st_yl_ctx *ctx, const struct st_yl_
 	return t;
 }
 
+/* Reads the file a profile names (what: "template", "parent profile") relative to the
+ * directory of the document that names it, never outside that directory (no absolute
+ * path, no "..", no symbolic link followed: st_yl_read_beneath). Problems are reported at
+ * the naming scalar n, at the component at fault when the name leaves the directory.
+ * Returns 0 and a new *text (free()) with *path the file's name for messages (free()). */
+static int read_named(struct st_yl_ctx *ctx, const struct st_yl_node *n, const char *what,
+		      const char *rel, size_t max, char **text, size_t *len, char **path)
+{
+	const char *dir = n->doc->dir;
+	char rerr[MAX_PATH_BYTES + 256];
+	size_t bad;
+	int rc;
+
+	*text = NULL;
+	*path = st_yl_join(dir, rel);
+	if (!*path) {
+		st_yl_error(ctx, n, "out of memory");
+		return -1;
+	}
+	rc = st_yl_read_beneath(dir, rel, max, text, len, &bad, rerr, sizeof(rerr));
+	if (rc == 0)
+		return 0;
+	if (rc == ST_E_INVAL)
+		st_yl_error_in(ctx, n, bad,
+			       "cannot read %s '%s': %s; a profile reads only files inside its "
+			       "own directory (%s), named relative to it, without '.' or '..' "
+			       "and not through symbolic links",
+			       what, rel, rerr, dir);
+	else if (strcmp(rel, *path) == 0)
+		st_yl_error(ctx, n, "cannot read %s '%s': %s", what, rel, rerr);
+	else
+		st_yl_error(ctx, n, "cannot read %s '%s' (%s): %s", what, rel, *path, rerr);
+	free(*path);
+	*path = NULL;
+	return -1;
+}
+
 /* Reads and compiles a template file next to the profile; its errors point into it. */
 static struct st_tmpl *compile_file(struct st_yl_ctx *ctx, const struct st_yl_node *n)
 {
@@ -936,18 +971,8 @@ static struct st_tmpl *compile_file(struct st_yl_ctx *ctx, const struct st_yl_no
 	if (st_yl_string(ctx, n, "template", ST_YL_ONELINE | ST_YL_NONEMPTY, MAX_PATH_BYTES,
 			 &rel) != 0)
 		return NULL;
-	path = st_yl_join(n->doc->dir, rel);
-	if (!path) {
-		st_yl_error(ctx, n, "out of memory");
+	if (read_named(ctx, n, "template", rel, ST_PROFILE_MAX_FILE_BYTES, &text, &len, &path))
 		goto out;
-	}
-	if (st_yl_read_file(path, ST_PROFILE_MAX_FILE_BYTES, &text, &len, terr, sizeof(terr))) {
-		if (strcmp(rel, path) == 0)
-			st_yl_error(ctx, n, "cannot read template '%s': %s", rel, terr);
-		else
-			st_yl_error(ctx, n, "cannot read template '%s' (%s): %s", rel, path, terr);
-		goto out;
-	}
 	if (memchr(text, '\0', len)) {
 		st_yl_error(ctx, n, "template '%s' contains a NUL byte; templates are text", rel);
 		goto out;
@@ -966,6 +991,30 @@ out:
 	return t;
 }
 
+/* The board protocol's path rule applied when the profile loads, so that a path no board
+ * can be sent fails here rather than after a certificate was issued for the board. path is
+ * the entry's path expanded with sample values; when it has no variables, the error points
+ * at the offending character. */
+static int wire_path_check(struct st_yl_ctx *ctx, const struct st_yl_node *pn, const char *dir,
+			   const char *path)
+{
+	const char *rel = st_profile_wire_path(dir, path);
+	const char *why;
+	size_t bad;
+
+	why = drv_proto_path_problem(rel, &bad);
+	if (!why)
+		return 0;
+	if (pn->len == strlen(path) && memcmp(pn->value, path, pn->len) == 0)
+		st_yl_error_in(ctx, pn, (size_t)(rel - path) + bad,
+			       "path '%s' cannot be written over the board protocol: '%s' %s", path,
+			       rel, why);
+	else
+		st_yl_error(ctx, pn, "path '%s' cannot be written over the board protocol: '%s' %s",
+			    path, rel, why);
+	return -1;
+}
+
 static void parse_file_entry(struct loader *L, const struct st_yl_node *e)
 {
 	struct st_yl_ctx *ctx = &L->yl;
@@ -977,6 +1026,7 @@ static void parse_file_entry(struct loader *L, const struct st_yl_node *e)
 	};
 	const struct st_yl_node *f[F_N];
 	const char *samples[PV_COUNT + 1];
+	const char *cdir = L->p->sota_config_dir ? L->p->sota_config_dir : ST_SOTA_DEFAULT_DIR;
 	unsigned mode = 0644;
 	int dummy, kinds;
 	unsigned before = ctx->errors;
@@ -984,7 +1034,7 @@ static void parse_file_entry(struct loader *L, const struct st_yl_node *e)
 	if (st_yl_expect(ctx, e, ST_YL_MAPPING, "files") != 0)
 		return;
 	st_yl_parse_mapping(ctx, e, keys, &dummy, f);
-	sample_values(samples, ST_SOTA_DEFAULT_DIR);
+	sample_values(samples, cdir);
 	kinds = !!f[F_CONTENT] + !!f[F_TEMPLATE] + !!f[F_SET];
 	if (kinds == 0) {
 		st_yl_error(ctx, e, "file entry needs one of 'content', 'template' or 'set'");
@@ -1067,6 +1117,11 @@ static void parse_file_entry(struct loader *L, const struct st_yl_node *e)
 		why = path_problem(sp);
 		if (why) {
 			st_yl_error(ctx, pn, "path '%s' %s", sp, why);
+			st_tmpl_free(pt);
+			free(sp);
+			return;
+		}
+		if (wire_path_check(ctx, pn, cdir, sp) != 0) {
 			st_tmpl_free(pt);
 			free(sp);
 			return;
@@ -1254,8 +1309,8 @@ static const struct st_yl_node *resolve(struct loader *L, struct st_yl_doc *doc,
 	struct st_yl_ctx *ctx = &L->yl;
 	const struct st_yl_node *root = doc->root, *ext = NULL, *parent_root;
 	struct st_yl_doc *parent = NULL;
-	char *ppath = NULL, *id = NULL;
-	char rerr[256];
+	char *ppath = NULL, *id = NULL, *rel = NULL, *text = NULL;
+	size_t len;
 
 	if (!root)
 		return NULL;
@@ -1272,24 +1327,17 @@ static const struct st_yl_node *resolve(struct loader *L, struct st_yl_doc *doc,
 	}
 	if (!ext)
 		return root;
-	{
-		char *rel;
-
-		if (st_yl_string(ctx, ext, "extends", ST_YL_ONELINE | ST_YL_NONEMPTY,
-				 MAX_PATH_BYTES, &rel) != 0)
-			return NULL;
-		ppath = st_yl_join(doc->dir, rel);
-		free(rel);
-	}
-	if (!ppath) {
-		st_yl_error(ctx, ext, "out of memory");
+	if (st_yl_string(ctx, ext, "extends", ST_YL_ONELINE | ST_YL_NONEMPTY, MAX_PATH_BYTES,
+			 &rel) != 0)
 		return NULL;
-	}
 	if (depth + 1 >= ST_PROFILE_MAX_EXTENDS) {
 		st_yl_error(ctx, ext, "'extends' chain is longer than %d profiles",
 			    ST_PROFILE_MAX_EXTENDS);
 		goto fail;
 	}
+	if (read_named(ctx, ext, "parent profile", rel, ST_YL_MAX_FILE_BYTES, &text, &len,
+		       &ppath) != 0)
+		goto fail;
 	id = identity(ppath);
 	if (!id)
 		goto fail;
@@ -1311,13 +1359,13 @@ static const struct st_yl_node *resolve(struct loader *L, struct st_yl_doc *doc,
 	}
 	{
 		unsigned before = ctx->errors;
+		int rc = st_yl_load_buffer(ctx, ppath, NULL, text, len, &parent);
 
-		if (st_yl_load_file(ctx, ppath, &parent, rerr, sizeof(rerr)) != 0) {
-			/* Syntax errors were reported inside the parent; read errors belong
-			 * here, at the reference. */
+		if (rc != 0) {
+			/* Syntax errors were reported inside the parent. */
 			if (ctx->errors == before)
-				st_yl_error(ctx, ext, "cannot read parent profile '%s': %s", ppath,
-					    rerr);
+				st_yl_error(ctx, ext, "cannot load parent profile '%s': %s", ppath,
+					    st_strerror(rc));
 			goto fail;
 		}
 	}
@@ -1332,12 +1380,16 @@ static const struct st_yl_node *resolve(struct loader *L, struct st_yl_doc *doc,
 	L->chain_names[depth + 1] = NULL;
 	free(id);
 	free(ppath);
+	free(rel);
+	free(text);
 	if (!parent_root)
 		return NULL;
 	return st_yl_merge(ctx, parent_root, root);
 fail:
 	free(id);
 	free(ppath);
+	free(rel);
+	free(text);
 	return NULL;
 }
 
@@ -1506,7 +1558,7 @@ int st_profile_check_device_id(const struct st_profile *p, const char *id, char 
 				       p->sku, p->devid_pattern);
 		return 0;
 	case ST_DEVID_UUID4:
-		if (!is_uuid(id))
+		if (!st_uuid_text(id, 0))
 			return st_errf(err, errlen, ST_E_PROFILE_DEVICE_ID,
 				       "device id '%s' is not a lower-case UUID", id);
 		return 0;

@@ -125,6 +125,11 @@ int st_profile_check_device_id(const struct st_profile *p, const char *id, char 
  * Returns 0, or ST_E_INVAL when the profile has no sequence or n does not fit its digits. */
 int st_profile_sequence_id(const struct st_profile *p, unsigned long long n, char *buf, size_t len);
 
+/* Where a file's absolute path abs goes over the board protocol: relative to the board's
+ * config directory dir when it lies below it, else relative to the board's root. Returns a
+ * pointer into abs; drv_proto_path_problem() says whether the protocol carries it. */
+const char *st_profile_wire_path(const char *dir, const char *abs);
+
 /* What one board gets. */
 struct st_render_input {
 	const char *device_id;

@@ -25,7 +25,7 @@
 #include "sota.h"
 
 #define NONCE_LEN 32
-#define MAX_PROTO_PATH 128
+#define MAX_PROTO_PATH DRV_PROTO_MAX_PATH
 #define HELLO_MAX 4096 /* the largest frame the station accepts (announced in HELLO) */
 #define REOPEN_BACKOFF_MAX_MS 2000
 /* BAUD's fallback delay: the board goes back to the old rate unless a good frame arrives at
@@ -1123,45 +1123,20 @@ static void on_csr_answer(struct st_slot *s, const struct drv_proto_frame *f)
 
 /* ---- Signing ------------------------------------------------------------------------- */
 
-/* Where a profile's absolute path goes on the wire: relative to the board's config
- * directory (the profile's config dir) when it lies below it, else relative to the board's
- * root. The protocol allows [A-Za-z0-9._-] components that do not start with '.'. */
+/* Where a profile's absolute path goes on the wire (st_profile_wire_path), held to the
+ * protocol's path rule, which the profile loader applied already to what it could know. */
 static int proto_path(const char *dir, const char *abs, char *out, size_t outlen, char *err,
 		      size_t errlen)
 {
-	size_t dl = strlen(dir), comp = 0;
-	const char *rel = abs;
+	const char *rel = st_profile_wire_path(dir, abs);
+	const char *why;
+	size_t bad;
 
-	while (dl > 1 && dir[dl - 1] == '/')
-		dl--;
-	if (strncmp(abs, dir, dl) == 0 && abs[dl] == '/')
-		rel = abs + dl + 1;
-	else
-		while (*rel == '/')
-			rel++;
-	if (!*rel || strlen(rel) > MAX_PROTO_PATH || strlen(rel) >= outlen)
+	why = drv_proto_path_problem(rel, &bad);
+	if (why)
 		return st_errf(err, errlen, ST_E_SLOT_PATH,
-			       "file %.200s: the board takes paths of 1 to %d bytes", abs,
-			       MAX_PROTO_PATH);
-	for (const char *c = rel; *c; c++) {
-		if (*c == '/') {
-			if (comp == 0)
-				break;
-			comp = 0;
-			continue;
-		}
-		if ((comp == 0 && *c == '.') ||
-		    !((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
-		      (*c >= '0' && *c <= '9') || *c == '.' || *c == '_' || *c == '-'))
-			return st_errf(err, errlen, ST_E_SLOT_PATH,
-				       "file %.200s: the board protocol allows only components of "
-				       "A-Z a-z 0-9 . _ - that do not start with '.'",
-				       abs);
-		comp++;
-	}
-	if (comp == 0)
-		return st_errf(err, errlen, ST_E_SLOT_PATH, "file %.200s: empty path component",
-			       abs);
+			       "file %s cannot be written over the board protocol: '%s' %s", abs,
+			       rel, why);
 	st_msgf(out, outlen, "%s", rel);
 	return 0;
 }
@@ -1925,6 +1900,8 @@ static int parse_hello(const struct drv_proto_frame *f, struct st_slot_board *nb
 	    drv_proto_get_text_opt(f, "key", "", nb->key, sizeof(nb->key), err, errlen) ||
 	    drv_proto_get_text_opt(f, "boot", "", nb->boot, sizeof(nb->boot), err, errlen))
 		return -1;
+	/* A UUID in upper case is the same device as in lower case: one spelling from here. */
+	st_device_id_normalize(nb->dev);
 	if (drv_proto_has(f, "max") &&
 	    drv_proto_get_uint(f, "max", DRV_PROTO_MIN_LINE, UINT32_MAX, &max, err, errlen))
 		return -1;

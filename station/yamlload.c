@@ -293,23 +293,14 @@ const char *st_yl_describe(const struct st_yl_node *node)
 
 /* --- Reading -------------------------------------------------------------------------- */
 
-int st_yl_read_file(const char *path, size_t max, char **out, size_t *len, char *err, size_t errlen)
+/* Reads the file open on fd (closed here) as st_yl_read_file() does. */
+static int read_fd(int fd, size_t max, char **out, size_t *len, char *err, size_t errlen)
 {
 	struct stat st;
 	char *buf = NULL;
 	size_t have = 0;
-	int fd = -1;
 	int rc;
 
-	*out = NULL;
-	*len = 0;
-	/* O_NONBLOCK: opening a FIFO must not wait for a writer. */
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-	if (fd < 0) {
-		rc = st_errf(err, errlen, errno == ENOENT ? ST_E_NOTFOUND : ST_E_IO, "%s",
-			     strerror(errno));
-		goto out;
-	}
 	if (fstat(fd, &st) != 0) {
 		rc = st_errf(err, errlen, ST_E_IO, "%s", strerror(errno));
 		goto out;
@@ -362,9 +353,156 @@ int st_yl_read_file(const char *path, size_t max, char **out, size_t *len, char 
 	rc = 0;
 out:
 	free(buf);
-	if (fd >= 0)
-		close(fd);
+	close(fd);
 	return rc;
+}
+
+int st_yl_read_file(const char *path, size_t max, char **out, size_t *len, char *err, size_t errlen)
+{
+	int fd;
+
+	*out = NULL;
+	*len = 0;
+	/* O_NONBLOCK: opening a FIFO must not wait for a writer. */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0)
+		return st_errf(err, errlen, errno == ENOENT ? ST_E_NOTFOUND : ST_E_IO, "%s",
+			       strerror(errno));
+	return read_fd(fd, max, out, len, err, errlen);
+}
+
+/* What is wrong with rel as a name below a directory, or NULL; *bad is the offset of the
+ * offending component. Spelled one way only: no empty, "." or ".." component, no leading
+ * or trailing '/'. */
+static const char *rel_problem(const char *rel, size_t *bad)
+{
+	size_t i = 0;
+
+	*bad = 0;
+	if (!rel[0])
+		return "the name is empty";
+	if (rel[0] == '/')
+		return "an absolute path leads out of the directory";
+	while (rel[i]) {
+		size_t n = strcspn(rel + i, "/");
+
+		*bad = i;
+		if (n == 0)
+			return "the name has an empty component ('//')";
+		if (n == 2 && rel[i] == '.' && rel[i + 1] == '.')
+			return "'..' leads out of the directory";
+		if (n == 1 && rel[i] == '.')
+			return "the name has a '.' component";
+		i += n;
+		if (rel[i] == '/' && !rel[i + 1]) {
+			*bad = i;
+			return "the name ends with '/'";
+		}
+		if (rel[i] == '/')
+			i++;
+	}
+	return NULL;
+}
+
+static const char *kind_of(mode_t m)
+{
+	if (S_ISDIR(m))
+		return "a directory";
+	if (S_ISLNK(m))
+		return "a symbolic link";
+	if (S_ISFIFO(m))
+		return "a FIFO";
+	if (S_ISCHR(m) || S_ISBLK(m))
+		return "a device";
+	if (S_ISSOCK(m))
+		return "a socket";
+	if (S_ISREG(m))
+		return "a file";
+	return "not a file";
+}
+
+int st_yl_open_beneath(const char *dir, const char *rel, size_t *bad, char *err, size_t errlen)
+{
+	const char *why = rel_problem(rel, bad);
+	char comp[NAME_MAX + 1];
+	struct stat st, fst;
+	size_t i = 0;
+	int dfd, fd = -1;
+
+	if (why)
+		return st_errf(err, errlen, ST_E_INVAL, "%s", why);
+	/* The directory itself is taken as given: the operator named it. */
+	dfd = open(dir && dir[0] ? dir : ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return st_errf(err, errlen, errno == ENOENT ? ST_E_NOTFOUND : ST_E_IO,
+			       "directory %s: %s", dir, strerror(errno));
+	for (;;) {
+		size_t n = strcspn(rel + i, "/");
+		int last = rel[i + n] == '\0';
+		int flags;
+
+		*bad = i;
+		if (n > NAME_MAX) {
+			fd = st_errf(err, errlen, ST_E_INVAL, "a component is longer than %d bytes",
+				     NAME_MAX);
+			break;
+		}
+		memcpy(comp, rel + i, n);
+		comp[n] = '\0';
+		/* Look before opening: a link is never followed, and a FIFO or a device is
+		 * never opened (opening some devices does something). */
+		if (fstatat(dfd, comp, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+			fd = st_errf(err, errlen, errno == ENOENT ? ST_E_NOTFOUND : ST_E_IO, "%s",
+				     strerror(errno));
+			break;
+		}
+		if (S_ISLNK(st.st_mode)) {
+			fd = st_errf(err, errlen, ST_E_INVAL,
+				     "'%.*s' is a symbolic link, which is not followed",
+				     (int)(i + n), rel);
+			break;
+		}
+		if (last ? !S_ISREG(st.st_mode) : !S_ISDIR(st.st_mode)) {
+			fd = st_errf(err, errlen, ST_E_IO, "'%.*s' is %s, not %s", (int)(i + n),
+				     rel, kind_of(st.st_mode), last ? "a regular file" : "a directory");
+			break;
+		}
+		flags = last ? O_RDONLY | O_NONBLOCK | O_NOCTTY : O_PATH | O_DIRECTORY;
+		fd = openat(dfd, comp, flags | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0) {
+			fd = st_errf(err, errlen, errno == ENOENT ? ST_E_NOTFOUND : ST_E_IO, "%s",
+				     strerror(errno));
+			break;
+		}
+		/* Still what was looked at: nothing was swapped in between. */
+		if (fstat(fd, &fst) != 0 || fst.st_dev != st.st_dev || fst.st_ino != st.st_ino) {
+			close(fd);
+			fd = st_errf(err, errlen, ST_E_IO, "'%.*s' changed while it was opened",
+				     (int)(i + n), rel);
+			break;
+		}
+		if (last)
+			break;
+		close(dfd);
+		dfd = fd;
+		fd = -1;
+		i += n + 1;
+	}
+	close(dfd);
+	return fd;
+}
+
+int st_yl_read_beneath(const char *dir, const char *rel, size_t max, char **out, size_t *len,
+		       size_t *bad, char *err, size_t errlen)
+{
+	int fd;
+
+	*out = NULL;
+	*len = 0;
+	fd = st_yl_open_beneath(dir, rel, bad, err, errlen);
+	if (fd < 0)
+		return fd;
+	return read_fd(fd, max, out, len, err, errlen);
 }
 
 char *st_yl_join(const char *dir, const char *rel)

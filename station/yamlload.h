@@ -97,6 +97,21 @@ int st_yl_load_buffer(struct st_yl_ctx *ctx, const char *name, const char *dir, 
 int st_yl_read_file(const char *path, size_t max, char **out, size_t *len, char *err,
 		    size_t errlen);
 
+/* Opens rel, a name relative to the directory dir (NULL or "": the current directory), as
+ * a regular file for reading without ever leaving dir: rel must not be absolute nor have an
+ * empty, "." or ".." component, and no component is followed when it is a symbolic link
+ * (each is looked at with fstatat() and opened with openat() and O_NOFOLLOW). Anything but
+ * a regular file (directory, FIFO, device, socket) is refused before it is opened. dir itself
+ * is taken as given. Returns an open descriptor (close it), or a negative ST_E_* code with a
+ * message in err and *bad the byte offset in rel of the component at fault: ST_E_INVAL for a
+ * name or a link that would lead out of dir, ST_E_NOTFOUND, ST_E_IO (also for a component
+ * of the wrong kind). */
+int st_yl_open_beneath(const char *dir, const char *rel, size_t *bad, char *err, size_t errlen);
+
+/* st_yl_read_file() for a file opened with st_yl_open_beneath(). */
+int st_yl_read_beneath(const char *dir, const char *rel, size_t max, char **out, size_t *len,
+		       size_t *bad, char *err, size_t errlen);
+
 /* A mapping whose keys are those of base overlaid by those of over: a key in both takes
  * over's value, except that two mappings are merged the same way, recursively; keys keep
  * base's order and over's new keys follow. Sequences and scalars are replaced whole. Either

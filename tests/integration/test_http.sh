@@ -71,14 +71,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# post BODY OUT [curl args...]: POST /sign with the token; prints the status code.
-post() {
-	local body=$1 out=$2
-	shift 2
-	curl -s -o "$out" -w '%{http_code}' -H @"${TOKEN_HDR:-$T/token.hdr}" -H 'Content-Type: application/json' \
-		--data-binary @"$body" "$@" "$URL/sign"
-}
-
 # expect_error DESC STATUS ERROR BODY [curl args...]: the request is refused with STATUS
 # and {"error": ERROR, "message": ...}.
 expect_error() {

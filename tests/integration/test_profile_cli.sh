@@ -55,7 +55,8 @@ ok "station profile check profiles/ (as a set)"
 
 # The complete example of profiles/README.md is a valid profile.
 mkdir -p "$T/readme"
-ln -s "$SOURCE_DIR/profiles/templates" "$T/readme/templates"
+# A copy: profiles read no file through a symbolic link.
+cp -r "$SOURCE_DIR/profiles/templates" "$T/readme/templates"
 awk '/^```yaml$/ { f = 1; next } /^```$/ { if (f) exit } f' "$SOURCE_DIR/profiles/README.md" \
 	>"$T/readme/example.yaml"
 run 0 "$STATION" profile check "$T/readme/example.yaml"

@@ -39,15 +39,17 @@ flip_last_bit() {
 	printf "\\$(printf %o $((last ^ 1)))" | dd of="$1" bs=1 seek=$((size - 1)) conv=notrunc 2>/dev/null
 }
 
-# dev_pki DIR FACTORY: a development PKI with its CA keys in a SoftHSM2 token inside DIR.
+# dev_pki DIR FACTORY [ARGS...]: a development PKI with its CA keys in a SoftHSM2 token
+# inside DIR; ARGS go to `station ca init` (--ca-days N, ...).
 dev_pki() {
 	local dir=$1 factory=$2
+	shift 2
 	mkdir -p "$dir"
 	chmod 700 "$dir"
 	(umask 077 && head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$dir/pin")
 	"$STATION" ca init --dir "$dir" --factory "$factory" --softhsm \
 		--pkcs11 "pkcs11:token=test-$$;object=local-ca?module-path=$SOFTHSM_MODULE" \
-		--pin-file "$dir/pin" >/dev/null
+		--pin-file "$dir/pin" "$@" >/dev/null
 }
 
 # device_csr DIR CN OU [extra openssl req args]: a P-256 key and CSR in DIR.

@@ -76,3 +76,11 @@ tool_body() {
 		 "use-ostree-server": "true"} + (if $group == "" then {} else {group: $group} end)' |
 		sed 's#/#\\/#g'
 }
+
+# post BODY OUT [curl args...]: POST /sign with the token; prints the status code.
+post() {
+	local body=$1 out=$2
+	shift 2
+	curl -s -o "$out" -w '%{http_code}' -H @"${TOKEN_HDR:-$T/token.hdr}" -H 'Content-Type: application/json' \
+		--data-binary @"$body" "$@" "$URL/sign"
+}

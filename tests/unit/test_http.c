@@ -21,7 +21,9 @@
 #include "err.h"
 #include "http.h"
 #include "http_reg.h"
+#include "policy.h"
 #include "profile.h"
+#include "slot.h"
 #include "testutil.h"
 
 #define UUID "6b3c7c2e-4f1a-4c1e-9d2b-2f0c8a1e5d3f"
@@ -55,6 +57,10 @@ static const char profile_yaml[] = "sku: gw\n"
 				   "groups: [line-1, qa]\n"
 				   "files:\n"
 				   "  - set: foundries\n";
+
+#define SOTA_FILES                                                                                 \
+	"sota: {gateway: https://g.example, ostree_server: https://o.example}\n"                    \
+	"files: [{set: foundries}]\n"
 
 static const struct st_profile *load_profile(const char *yaml)
 {
@@ -105,6 +111,31 @@ static void test_parse_tool_body(void **state)
 	assert_int_equal(r->overrides.n, 2);
 	assert_string_equal(r->overrides.sec[0].kv[0].value, "");
 	assert_int_equal(r->overrides.sec[1].n, 0);
+	st_http_reg_free(r);
+}
+
+/* The device tool accepts an upper-case UUID: the request's uuid is normalised to lower
+ * case, whatever its mix; an id that is not a UUID is left as it is (the profile's pattern
+ * judges it). */
+static void test_parse_uuid_case(void **state)
+{
+	static const char *const spellings[] = { "6B3C7C2E-4F1A-4C1E-9D2B-2F0C8A1E5D3F",
+						 "6b3C7c2E-4F1a-4c1E-9D2b-2f0C8a1E5d3F", UUID };
+	struct st_http_reg *r = NULL;
+	char body[512], err[512] = "";
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(spellings) / sizeof(spellings[0]); i++) {
+		snprintf(body, sizeof(body), "{\"csr\":\"x\",\"hardware-id\":\"h\",\"uuid\":\"%s\"}",
+			 spellings[i]);
+		assert_int_equal(parse(body, &r, err, sizeof(err)), 0);
+		assert_string_equal(r->uuid, UUID);
+		st_http_reg_free(r);
+	}
+	assert_int_equal(parse("{\"csr\":\"x\",\"hardware-id\":\"h\",\"uuid\":\"GW-ABC\"}", &r,
+			       err, sizeof(err)),
+			 0);
+	assert_string_equal(r->uuid, "GW-ABC");
 	st_http_reg_free(r);
 }
 
@@ -618,13 +649,165 @@ static void test_auth_matrix(void **state)
 	assert_int_equal(combos, 12 * 2 * A_N * 3);
 }
 
+/* --- Which profile a request gets --------------------------------------------------------- */
+
+/* A body as lmp-device-register sends it (pretty-printed, "\/" escapes, every value a
+ * string) with a real CSR: a new P-256 key, CN=uuid, OU=factory and, for a production
+ * device, businessCategory=production. Returns the JSON (free()). */
+static char *device_body(const char *uuid, const char *hwid, int production)
+{
+	EVP_PKEY *key = EVP_EC_gen("P-256");
+	size_t der_len;
+	uint8_t *der;
+	BIO *b = BIO_new(BIO_s_mem());
+	char *pem, *out;
+	long n;
+	json_t *j;
+
+	assert_non_null(key);
+	assert_non_null(b);
+	der = tu_csr_der(key, uuid, "acme-factory", production, &der_len);
+	assert_non_null(der);
+	assert_true(PEM_write_bio(b, "CERTIFICATE REQUEST", "", der, (long)der_len) > 0);
+	n = BIO_get_mem_data(b, &pem);
+	j = json_pack("{s:s, s:s, s:s%, s:s, s:s, s:{s:{s:s}}, s:s}", "name", "gw-17", "uuid",
+		      uuid, "csr", pem, (size_t)n, "hardware-id", hwid, "sota-config-dir",
+		      "/var/sota", "overrides", "pacman", "tags", "\"main\"", "use-ostree-server",
+		      "true");
+	assert_non_null(j);
+	out = json_dumps(j, JSON_INDENT(4) | JSON_ESCAPE_SLASH);
+	assert_non_null(out);
+	json_decref(j);
+	BIO_free(b);
+	free(der);
+	EVP_PKEY_free(key);
+	return out;
+}
+
+/* Parses body, chooses its profile in set; returns the code and sets *p. When one is chosen,
+ * the whole request passes its checks against it, as the server would sign it. */
+static int choose(const struct st_profiles *set, const char *body, const struct st_profile **p,
+		  char *err, size_t errlen)
+{
+	struct st_http_reg *r = NULL;
+	struct st_csr *csr = NULL;
+	int rc;
+
+	assert_int_equal(st_http_reg_parse(body, strlen(body), &r, err, errlen), 0);
+	rc = st_http_reg_choose(set, r, p, err, errlen);
+	if (rc == 0 && (st_http_reg_check(*p, r, err, errlen) != 0 ||
+			st_csr_check(&(*p)->policy, "acme-factory", (const uint8_t *)r->csr,
+				     r->csr_len, r->uuid, &csr, err, errlen) != 0))
+		rc = ST_E_INVAL;
+	st_csr_free(csr);
+	st_http_reg_free(r);
+	return rc;
+}
+
+/* The shipped gateway profiles share a hardware id and differ by match.sku, which a request
+ * cannot carry: the CSR's businessCategory chooses between them, for a production and a
+ * development device alike. */
+static void test_choose_shipped(void **state)
+{
+	const char *srcdir = getenv("SOURCE_DIR");
+	struct st_profiles *set = st_profiles_new();
+	const struct st_profile *p;
+	char dir[4096], err[1024] = "";
+	char *body;
+
+	(void)state;
+	assert_non_null(srcdir);
+	assert_non_null(set);
+	snprintf(dir, sizeof(dir), "%s/profiles", srcdir);
+	if (st_profile_set_load(dir, stderr, &set->dir, err, sizeof(err)) != 0)
+		fail_msg("%s", err);
+	body = device_body(UUID, "imx8mm-lpddr4-evk", 1);
+	if (choose(set, body, &p, err, sizeof(err)) != 0)
+		fail_msg("production device: %s", err);
+	assert_string_equal(p->sku, "acme-gw100-prod");
+	free(body);
+	body = device_body(UUID, "imx8mm-lpddr4-evk", 0);
+	if (choose(set, body, &p, err, sizeof(err)) != 0)
+		fail_msg("development device: %s", err);
+	assert_string_equal(p->sku, "acme-gw100");
+	free(body);
+	st_profiles_unref(set);
+}
+
+/* The rule over other sets: the production flag first, then the one profile without
+ * match.sku; a choice left open is refused naming every candidate; a CSR that fits none
+ * goes to the profile the hardware id has, whose check names the problem. */
+static void test_choose_rules(void **state)
+{
+	static const char *const yaml[] = {
+		"sku: a\nfactory: acme-factory\nmatch: {hardware_ids: [hw-a]}\n" SOTA_FILES,
+		"sku: b1\nfactory: acme-factory\nproduction: true\n"
+		"match: {hardware_ids: [hw-b], sku: b1}\n" SOTA_FILES,
+		"sku: b2\nfactory: acme-factory\nproduction: true\n"
+		"match: {hardware_ids: [hw-b], sku: b2}\n" SOTA_FILES,
+		"sku: c\nfactory: acme-factory\nmatch: {hardware_ids: [hw-c]}\n" SOTA_FILES,
+		"sku: c-rev2\nfactory: acme-factory\nmatch: {hardware_ids: [hw-c], sku: rev2}\n"
+		SOTA_FILES,
+		"sku: d-dev\nfactory: acme-factory\nmatch: {hardware_ids: [hw-d], sku: dev}\n"
+		SOTA_FILES,
+		"sku: d-prod\nfactory: acme-factory\nproduction: true\n"
+		"match: {hardware_ids: [hw-d], sku: prod}\n" SOTA_FILES,
+	};
+	struct st_profiles *set = st_profiles_new();
+	const struct st_profile *p;
+	char err[1024] = "";
+	char *body;
+
+	(void)state;
+	assert_non_null(set);
+	set->list = calloc(sizeof(yaml) / sizeof(yaml[0]), sizeof(*set->list));
+	assert_non_null(set->list);
+	for (size_t i = 0; i < sizeof(yaml) / sizeof(yaml[0]); i++)
+		set->list[set->n++] = load_profile(yaml[i]);
+
+#define CHOOSES(hw, prod, code, want)                                                                \
+	do {                                                                                       \
+		body = device_body(UUID, hw, prod);                                                \
+		p = NULL;                                                                          \
+		assert_int_equal(choose(set, body, &p, err, sizeof(err)), code);                   \
+		if (want)                                                                          \
+			assert_string_equal(p->sku, (const char *)(want));                         \
+		free(body);                                                                        \
+	} while (0)
+	CHOOSES("hw-a", 0, 0, "a");
+	CHOOSES("hw-c", 0, 0, "c");
+	CHOOSES("hw-d", 0, 0, "d-dev");
+	CHOOSES("hw-d", 1, 0, "d-prod");
+	/* A production CSR for hardware with no production profile: its profile, refused. */
+	CHOOSES("hw-a", 1, ST_E_INVAL, NULL);
+	assert_non_null(strstr(err, "businessCategory"));
+	CHOOSES("hw-c", 1, ST_E_INVAL, NULL);
+	/* Two production profiles, each for its own sku: a request cannot tell. */
+	CHOOSES("hw-b", 1, ST_E_SLOT_PROFILE_AMBIGUOUS, NULL);
+	assert_non_null(strstr(err, "hardware id 'hw-b' with a production CSR matches 2 profiles: "
+				    "b1 (test.yaml), b2 (test.yaml)"));
+	assert_int_equal(st_http_status_for(ST_E_SLOT_PROFILE_AMBIGUOUS), 400);
+	CHOOSES("hw-b", 0, ST_E_SLOT_PROFILE_AMBIGUOUS, NULL);
+	assert_non_null(strstr(err, "hardware id 'hw-b' matches 2 profiles"));
+	/* Unknown hardware: the default profile, else refused. */
+	CHOOSES("hw-x", 0, ST_E_PROFILE_NOMATCH, NULL);
+	assert_non_null(strstr(err, "no profile matches hardware id 'hw-x'"));
+	set->deflt = load_profile(yaml[0]);
+	CHOOSES("hw-x", 0, 0, "a");
+#undef CHOOSES
+	st_profiles_unref(set);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_parse_tool_body),
+		cmocka_unit_test(test_parse_uuid_case),
 		cmocka_unit_test(test_parse_errors),
 		cmocka_unit_test(test_parse_bounds),
 		cmocka_unit_test(test_check),
+		cmocka_unit_test(test_choose_shipped),
+		cmocka_unit_test(test_choose_rules),
 		cmocka_unit_test(test_sota),
 		cmocka_unit_test(test_answer),
 		cmocka_unit_test(test_escape),

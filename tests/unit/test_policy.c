@@ -846,6 +846,76 @@ static void policy_factory_wins(void **state)
 	free(der);
 }
 
+/* A UUID device id has one spelling: any case becomes lower case; other ids stay as they
+ * are, and a UUID in the CSR's CN matches the (normalised) device id in either case, while
+ * anything else must match exactly. */
+static void uuid_device_ids(void **state)
+{
+	static const struct {
+		const char *in, *out;
+		int uuid;
+	} ids[] = {
+		{ DEV_ID, DEV_ID, 1 },
+		{ "8B1F5A4E-2C3D-4E5F-9A0B-1C2D3E4F5A6B", DEV_ID, 1 },
+		{ "8b1F5a4E-2c3D-4e5F-9A0b-1c2D3e4F5a6B", DEV_ID, 1 },
+		{ "SN10-ABCDEF", "SN10-ABCDEF", 0 },
+		{ "8B1F5A4E-2C3D-4E5F-9A0B-1C2D3E4F5A6", "8B1F5A4E-2C3D-4E5F-9A0B-1C2D3E4F5A6", 0 },
+		{ "8B1F5A4E-2C3D-4E5F-9A0B-1C2D3E4F5A6BB", "8B1F5A4E-2C3D-4E5F-9A0B-1C2D3E4F5A6BB", 0 },
+		{ "8B1F5A4E2C3D4E5F9A0B1C2D3E4F5A6B", "8B1F5A4E2C3D4E5F9A0B1C2D3E4F5A6B", 0 },
+		{ "{8B1F5A4E-2C3D-4E5F-9A0B-1C2D3E4F5A6B}", "{8B1F5A4E-2C3D-4E5F-9A0B-1C2D3E4F5A6B}",
+		  0 },
+		{ "8G1F5A4E-2C3D-4E5F-9A0B-1C2D3E4F5A6B", "8G1F5A4E-2C3D-4E5F-9A0B-1C2D3E4F5A6B", 0 },
+		{ "ABC", "ABC", 0 },
+		{ "", "", 0 },
+	};
+	static const char *const cns[] = { DEV_ID, "8B1F5A4E-2C3D-4E5F-9A0B-1C2D3E4F5A6B",
+					    "8b1f5a4e-2C3D-4e5f-9A0B-1c2d3e4f5a6b" };
+	struct st_policy p;
+	struct st_csr *csr = NULL;
+	char buf[64], err[256];
+	size_t n;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+		snprintf(buf, sizeof(buf), "%s", ids[i].in);
+		assert_int_equal(st_device_id_normalize(buf), ids[i].uuid);
+		assert_string_equal(buf, ids[i].out);
+	}
+	assert_int_equal(st_device_id_normalize(NULL), 0);
+	st_policy_default(&p);
+	for (size_t i = 0; i < sizeof(cns) / sizeof(cns[0]); i++) {
+		const struct ent subj[] = { { "CN", cns[i], 0, 0, 0 }, { "OU", FACTORY, 0, 0, 0 },
+					    END };
+		uint8_t *der = csr_with(k_p256, subj, EVP_sha256(), &n);
+
+		if (st_csr_check(&p, FACTORY, der, n, DEV_ID, &csr, err, sizeof(err)) != 0)
+			fail_msg("CN %s: %s", cns[i], err);
+		st_csr_free(csr);
+		/* Another UUID, in any case, is another device. */
+		assert_int_equal(st_csr_check(&p, FACTORY, der, n,
+					      "8b1f5a4e-2c3d-4e5f-9a0b-1c2d3e4f5a6c", &csr, err,
+					      sizeof(err)),
+				 ST_E_CSR_CN_MISMATCH);
+		free(der);
+	}
+	/* Ids that are not UUIDs keep their case: SN10-abc is not SN10-ABC. */
+	{
+		const struct ent subj[] = { { "CN", "SN10-ABC", 0, 0, 0 },
+					    { "OU", FACTORY, 0, 0, 0 },
+					    END };
+		uint8_t *der = csr_with(k_p256, subj, EVP_sha256(), &n);
+
+		assert_int_equal(st_csr_check(&p, FACTORY, der, n, "SN10-abc", &csr, err,
+					      sizeof(err)),
+				 ST_E_CSR_CN_MISMATCH);
+		assert_int_equal(st_csr_check(&p, FACTORY, der, n, "SN10-ABC", &csr, err,
+					      sizeof(err)),
+				 0);
+		st_csr_free(csr);
+		free(der);
+	}
+}
+
 /* Every prefix of a good CSR, DER or PEM, is rejected cleanly, never accepted and never a
  * crash. (The PEM ones may end in whitespace after the END line: those are accepted.) */
 static void every_truncation_rejected(void **state)
@@ -917,6 +987,7 @@ int main(void)
 		cmocka_unit_test(good_p384_allowed),
 		cmocka_unit_test(good_device_tool_style),
 		cmocka_unit_test(policy_factory_wins),
+		cmocka_unit_test(uuid_device_ids),
 		cmocka_unit_test(every_truncation_rejected),
 	};
 	struct CMUnitTest tests[NBAD + sizeof(fixed) / sizeof(fixed[0])];

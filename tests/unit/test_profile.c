@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -795,6 +796,270 @@ static void remove_file(const char *dir, const char *name)
 	unlink(path);
 }
 
+/* --- Paths a board cannot be sent are refused when the profile loads --------------------- */
+
+/* Loads a profile with sota.config_dir config_dir and one file at path. */
+static char *load_path(const char *config_dir, const char *path, const struct st_profile **p,
+		       int *rc)
+{
+	char text[1024], err[512];
+
+	snprintf(text, sizeof(text),
+		 "sku: t\nfactory: f\n"
+		 "sota: {gateway: https://g, ostree_server: https://o, config_dir: %s}\n"
+		 "files:\n  - path: \"%s\"\n    content: x\n",
+		 config_dir, path);
+	return load_text("t.yaml", text, p, rc, err, sizeof(err));
+}
+
+static void test_wire_paths(void **state)
+{
+	/* The path is double-quoted at column 11 of line 5: its first character is column 12.
+	 * col is where the error points: at the value when variables hide the offsets, and the
+	 * message shows the path with the loader's sample values ("x"). */
+	static const struct {
+		const char *config_dir, *path;
+		int col;
+		const char *shown, *wire, *why;
+	} bad[] = {
+#define CHAR "has a character other than A-Z a-z 0-9 . _ -"
+#define DOT "has a component that starts with '.'"
+		{ "/var/sota", "/var/sota/my notes.txt", 24, NULL, "my notes.txt", CHAR },
+		{ "/var/sota", "/var/sota/.hidden", 22, NULL, ".hidden", DOT },
+		{ "/var/sota", "/var/sota/certs/.old/client.pem", 28, NULL, "certs/.old/client.pem",
+		  DOT },
+		{ "/var/sota", "/etc/acme/.device.conf", 22, NULL, "etc/acme/.device.conf", DOT },
+		{ "/data/sota", "/data/sota/a~b", 24, NULL, "a~b", CHAR },
+		{ "/var/sota", "/var/sota/a%2Fb", 23, NULL, "a%2Fb", CHAR },
+		{ "/var/sota", "/var/sota/a,b", 23, NULL, "a,b", CHAR },
+		{ "/var/sota", "/var/sota/na\xc3\xafve", 24, NULL, "na\xc3\xafve", CHAR },
+		{ "/var/sota", "/var/sota/a=b", 23, NULL, "a=b", CHAR },
+		{ "/var/sota", "/", 13, NULL, "", "is empty" },
+		{ "/var/sota", "{config_dir}/.{device_id}", 11, "/var/sota/.x", ".x", DOT },
+		{ "/data/sota", "{config_dir}/{sku} {device_id}", 11, "/data/sota/x x", "x x", CHAR },
+		{ "/var/sota",
+		  "/opt/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+		  "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa/x",
+		  141, NULL,
+		  "opt/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+		  "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa/x",
+		  "is longer than 128 bytes" },
+#undef CHAR
+#undef DOT
+	};
+	static const struct {
+		const char *config_dir, *path;
+	} good[] = {
+		{ "/var/sota", "/var/sota/client.pem" },
+		{ "/var/sota", "/etc/acme/device.conf" },
+		{ "/data/sota", "{config_dir}/certs/{device_id}.pem" },
+		{ "/var/sota", "/var/sota.d/x_y-z.0" },
+	};
+	const struct st_profile *p;
+	char want[1024];
+	char *diag;
+	int rc;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		p = NULL;
+		diag = load_path(bad[i].config_dir, bad[i].path, &p, &rc);
+		snprintf(want, sizeof(want),
+			 "t.yaml:5:%d: path '%s' cannot be written over the board protocol: '%s' "
+			 "%s\n",
+			 bad[i].col, bad[i].shown ? bad[i].shown : bad[i].path, bad[i].wire,
+			 bad[i].why);
+		if (rc != ST_E_PROFILE || strcmp(diag, want) != 0)
+			fail_msg("'%s':\nexpected: %sgot:      %s", bad[i].path, want, diag);
+		assert_null(p);
+		free(diag);
+	}
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		diag = load_path(good[i].config_dir, good[i].path, &p, &rc);
+		if (rc != 0)
+			fail_msg("'%s': %s", good[i].path, diag);
+		st_profile_free(p);
+		free(diag);
+	}
+}
+
+/* --- Files a profile reads stay inside its directory ------------------------------------ */
+
+/* A name a profile may not read, and where in the name the loader must point. */
+struct outside_case {
+	const char *name;
+	long col; /* offset of the component at fault, or -1: the value's start */
+	const char *why;
+};
+
+/* Loads dir/p.yaml from text_fmt, whose one "%s" is the value under test; returns the
+ * diagnostics (free()). */
+static char *load_named(const char *dir, const char *text_fmt, const char *value, int *rc)
+{
+	char name[4096], text[8192], err[512];
+	const struct st_profile *p = (const struct st_profile *)1;
+	char *diag;
+
+	snprintf(name, sizeof(name), "%s/p.yaml", dir);
+	snprintf(text, sizeof(text), text_fmt, value);
+	diag = load_text(name, text, &p, rc, err, sizeof(err));
+	if (*rc == 0)
+		st_profile_free(p);
+	else
+		assert_null(p);
+	return diag;
+}
+
+static void test_reads_stay_inside(void **state)
+{
+	char root[2048], dir[4096], path[8192], abs_secret[8192], want[8192];
+	/* Both keys that name a file to read; the value is double-quoted at column 16 of line
+	 * 5 (template) or column 11 of line 1 (extends). */
+	static const struct {
+		const char *key, *fmt;
+		int line, col;
+	} keys[] = {
+		{ "template",
+		  "sku: t\nfactory: f\nfiles:\n  - path: /etc/x\n    template: \"%s\"\n", 5, 16 },
+		{ "parent profile",
+		  "extends: \"%s\"\nsku: t\nfactory: f\nfiles: [{path: /etc/x, content: x}]\n", 1,
+		  11 },
+	};
+	const struct outside_case cases[] = {
+		{ "../secret.txt", 0, "'..' leads out of the directory" },
+		{ "sub/../../secret.txt", 4, "'..' leads out of the directory" },
+		{ "sub/deeper/../ok.tmpl", 11, "'..' leads out of the directory" },
+		{ "sub/deeper/..", 11, "'..' leads out of the directory" },
+		{ "..", 0, "'..' leads out of the directory" },
+		{ abs_secret, 0, "an absolute path leads out of the directory" },
+		{ "/", 0, "an absolute path leads out of the directory" },
+		{ "//etc/passwd", 0, "an absolute path leads out of the directory" },
+		{ "sub//ok.tmpl", 4, "the name has an empty component ('//')" },
+		{ "sub/", 3, "the name ends with '/'" },
+		{ "sub/deeper/", 10, "the name ends with '/'" },
+		{ "./ok.tmpl", 0, "the name has a '.' component" },
+		{ "sub/./ok.tmpl", 4, "the name has a '.' component" },
+		{ "link-out", 0, "'link-out' is a symbolic link, which is not followed" },
+		{ "link-in", 0, "'link-in' is a symbolic link, which is not followed" },
+		{ "link-abs", 0, "'link-abs' is a symbolic link, which is not followed" },
+		{ "link-dir/secret.txt", 0, "'link-dir' is a symbolic link, which is not followed" },
+		{ "sub/link-dir/secret.txt", 4,
+		  "'sub/link-dir' is a symbolic link, which is not followed" },
+		{ "sub/deeper/link-out", 11,
+		  "'sub/deeper/link-out' is a symbolic link, which is not followed" },
+		{ "sub/deeper/link-dir/deeper/ok.tmpl", 11,
+		  "'sub/deeper/link-dir' is a symbolic link, which is not followed" },
+	};
+	/* Names that stay inside or read nothing: refused for what they are, never read
+	 * through; percent, backslash and look-alike dots are plain characters. */
+	const struct outside_case other[] = {
+		{ "%2e%2e/secret.txt", -1, "No such file or directory" },
+		{ "..%2fsecret.txt", -1, "No such file or directory" },
+		{ "..\\\\secret.txt", -1, "No such file or directory" },
+		{ "\xef\xbc\x8e\xef\xbc\x8e/secret.txt", -1, "No such file or directory" },
+		{ "... /secret.txt", -1, "No such file or directory" },
+		{ "adir", -1, "'adir' is a directory, not a regular file" },
+		{ "fifo", -1, "'fifo' is a FIFO, not a regular file" },
+		{ "ok.tmpl/x", -1, "'ok.tmpl' is a file, not a directory" },
+		{ "dev", -1, "'dev' is a device, not a regular file" },
+		{ "", -1, "has no value" },
+		{ "a\\0b", -1, "contains a NUL character" },
+	};
+	int have_dev, rc;
+	char *diag;
+
+	(void)state;
+	snprintf(root, sizeof(root), "%s", tu_tmpdir("profile-inside"));
+	snprintf(dir, sizeof(dir), "%s/prof", root);
+	assert_int_equal(mkdir(dir, 0700), 0);
+	write_file(root, "secret.txt", "HSM-PIN-1234\n");
+	write_file(root, "secret.yaml", "sku: secret\n");
+	snprintf(abs_secret, sizeof(abs_secret), "%s/secret.txt", root);
+	snprintf(path, sizeof(path), "%s/sub", dir);
+	assert_int_equal(mkdir(path, 0700), 0);
+	snprintf(path, sizeof(path), "%s/sub/deeper", dir);
+	assert_int_equal(mkdir(path, 0700), 0);
+	snprintf(path, sizeof(path), "%s/adir", dir);
+	assert_int_equal(mkdir(path, 0700), 0);
+	write_file(dir, "ok.tmpl", "id={device_id}\n");
+	write_file(dir, "sub/deeper/ok.tmpl", "deep={device_id}\n");
+	write_file(dir, "sub/parent.yaml",
+		   "sku: parent\nfactory: f\nfiles:\n  - path: /etc/p\n"
+		   "    template: deeper/ok.tmpl\n");
+	write_file(dir, "sub/bad-parent.yaml",
+		   "sku: parent\nfactory: f\nfiles:\n  - path: /etc/p\n"
+		   "    template: ../ok.tmpl\n");
+#define LINK(target, name)                                                                         \
+	do {                                                                                       \
+		snprintf(path, sizeof(path), "%s/%s", dir, name);                                  \
+		assert_int_equal(symlink(target, path), 0);                                        \
+	} while (0)
+	LINK("../secret.txt", "link-out");
+	LINK("ok.tmpl", "link-in");
+	LINK(abs_secret, "link-abs");
+	LINK("..", "link-dir");
+	LINK("../..", "sub/link-dir");
+	LINK("../../../secret.txt", "sub/deeper/link-out");
+	LINK(dir, "sub/deeper/link-dir");
+#undef LINK
+	snprintf(path, sizeof(path), "%s/fifo", dir);
+	assert_int_equal(mkfifo(path, 0600), 0);
+	snprintf(path, sizeof(path), "%s/dev", dir);
+	/* A device node needs privileges; without them that one case is left out. */
+	have_dev = mknod(path, S_IFCHR | 0600, makedev(1, 3)) == 0;
+
+	for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {
+		for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+			const struct outside_case *c = &cases[i];
+
+			diag = load_named(dir, keys[k].fmt, c->name, &rc);
+			snprintf(want, sizeof(want), "%s/p.yaml:%d:%ld: cannot read %s '%s': %s; ",
+				 dir, keys[k].line, keys[k].col + c->col, keys[k].key, c->name,
+				 c->why);
+			if (rc != ST_E_PROFILE || strncmp(diag, want, strlen(want)) != 0)
+				fail_msg("%s '%s':\nexpected: %s...\ngot: %s", keys[k].key, c->name,
+					 want, diag);
+			assert_null(strstr(diag, "HSM-PIN"));
+			free(diag);
+		}
+		for (size_t i = 0; i < sizeof(other) / sizeof(other[0]); i++) {
+			const struct outside_case *c = &other[i];
+
+			if (strcmp(c->name, "dev") == 0 && !have_dev)
+				continue;
+			diag = load_named(dir, keys[k].fmt, c->name, &rc);
+			if (rc != ST_E_PROFILE || !strstr(diag, c->why))
+				fail_msg("%s '%s': expected '%s', got: %s", keys[k].key, c->name,
+					 c->why, diag);
+			snprintf(want, sizeof(want), "%s/p.yaml:%d:", dir, keys[k].line);
+			assert_int_equal(strncmp(diag, want, strlen(want)), 0);
+			free(diag);
+		}
+	}
+
+	/* Inside the directory, at any depth, files are read; a parent's own references are
+	 * relative to the parent and held to the same rule, reported in the parent. */
+	diag = load_named(dir, keys[0].fmt, "sub/deeper/ok.tmpl", &rc);
+	if (rc != 0)
+		fail_msg("%s", diag);
+	free(diag);
+	diag = load_named(dir, "extends: \"%s\"\nsku: t\n", "sub/parent.yaml", &rc);
+	if (rc != 0)
+		fail_msg("%s", diag);
+	free(diag);
+	diag = load_named(dir, "extends: \"%s\"\nsku: t\n", "sub/bad-parent.yaml", &rc);
+	snprintf(want, sizeof(want),
+		 "%s/sub/bad-parent.yaml:5:15: cannot read template '../ok.tmpl': '..' leads "
+		 "out of the directory; ",
+		 dir);
+	if (rc != ST_E_PROFILE || strncmp(diag, want, strlen(want)) != 0)
+		fail_msg("expected: %s...\ngot: %s", want, diag);
+	free(diag);
+
+	snprintf(path, sizeof(path), "rm -rf '%s'", root);
+	assert_int_equal(system(path), 0);
+}
+
 static void test_profile_set(void **state)
 {
 	struct st_profile_set *s = NULL;
@@ -888,6 +1153,8 @@ int main(void)
 		cmocka_unit_test(test_buffer_and_templates),
 		cmocka_unit_test(test_literal_block_columns),
 		cmocka_unit_test(test_profile_set),
+		cmocka_unit_test(test_reads_stay_inside),
+		cmocka_unit_test(test_wire_paths),
 	};
 
 	if (!s) {

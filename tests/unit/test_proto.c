@@ -597,10 +597,60 @@ static void test_error_names(void **state)
 	assert_string_equal(st_errname(ST_E_PROTO_CRC), "PROTO_CRC");
 }
 
+/* The WRITE path rule, as both ends and the profile loader apply it: every class it refuses,
+ * with the offset of the first offending byte. */
+static void test_path_rule(void **state)
+{
+	char longest[DRV_PROTO_MAX_PATH + 2];
+	static const struct {
+		const char *path;
+		size_t bad;
+		const char *why;
+	} bad[] = {
+		{ "", 0, "is empty" },
+		{ "/etc/x", 0, "starts with '/'" },
+		{ "a//b", 2, "has an empty component ('//')" },
+		{ "a/", 1, "ends with '/'" },
+		{ ".hidden", 0, "has a component that starts with '.'" },
+		{ "a/.b/c", 2, "has a component that starts with '.'" },
+		{ "..", 0, "has a component that starts with '.'" },
+		{ "a/../b", 2, "has a component that starts with '.'" },
+		{ "my notes.txt", 2, "has a character other than A-Z a-z 0-9 . _ -" },
+		{ "a%20b", 1, "has a character other than A-Z a-z 0-9 . _ -" },
+		{ "a~b", 1, "has a character other than A-Z a-z 0-9 . _ -" },
+		{ "a,b", 1, "has a character other than A-Z a-z 0-9 . _ -" },
+		{ "a\\b", 1, "has a character other than A-Z a-z 0-9 . _ -" },
+		{ "a\tb", 1, "has a character other than A-Z a-z 0-9 . _ -" },
+		{ "\xc3\xbc", 0, "has a character other than A-Z a-z 0-9 . _ -" },
+		{ "a=b", 1, "has a character other than A-Z a-z 0-9 . _ -" },
+	};
+	static const char *const good[] = { "client.pem", "a/b/c", "A-Z_0.9", "x.", "a/b.c/d-e" };
+	size_t off;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		const char *why = drv_proto_path_problem(bad[i].path, &off);
+
+		if (!why || strcmp(why, bad[i].why) != 0 || off != bad[i].bad)
+			fail_msg("'%s': got '%s' at %zu, expected '%s' at %zu", bad[i].path,
+				 why ? why : "(accepted)", off, bad[i].why, bad[i].bad);
+	}
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+		assert_null(drv_proto_path_problem(good[i], &off));
+	memset(longest, 'a', sizeof(longest));
+	longest[DRV_PROTO_MAX_PATH] = '\0';
+	assert_null(drv_proto_path_problem(longest, &off));
+	longest[DRV_PROTO_MAX_PATH] = 'a';
+	longest[DRV_PROTO_MAX_PATH + 1] = '\0';
+	assert_string_equal(drv_proto_path_problem(longest, &off), "is longer than 128 bytes");
+	assert_int_equal(off, DRV_PROTO_MAX_PATH);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_crc32),
+		cmocka_unit_test(test_path_rule),
 		cmocka_unit_test(test_every_split),
 		cmocka_unit_test(test_random_splits),
 		cmocka_unit_test(test_roundtrip_fields),
