@@ -91,9 +91,14 @@ EVP_PKEY *drv_signer_public_key(struct drv_signer *signer);
 
 /* Reads a PIN for backends and for `station ca`: from pin_file when it is not NULL (first
  * line, the line end stripped; a file that cannot be read is an error, not a fallback), else
- * from the environment variable named by pin_env. pin must hold DRV_SIGNER_MAX_PIN + 1 bytes;
- * the caller clears it with OPENSSL_cleanse() after use. Returns 0, ST_E_SIGNER_NOPIN when no
- * source gives a PIN, or ST_E_INVAL for an over-long PIN; the message never holds the PIN. */
+ * from the environment variable named by pin_env. The file must be a regular file, not a
+ * symbolic link, that neither group nor others may access (0600 or 0400). The variable is
+ * removed from the environment once read (its value overwritten in /proc/self/environ too)
+ * and its value kept for later reads of the same name in this process; call this before
+ * other threads read the environment. pin must hold DRV_SIGNER_MAX_PIN + 1 bytes; the caller
+ * clears it with OPENSSL_cleanse() after use. Returns 0, ST_E_SIGNER_NOPIN when no source
+ * gives a PIN (or the file is refused), or ST_E_INVAL for an over-long PIN; the message never
+ * holds the PIN. Thread-safe against itself. */
 int drv_signer_read_pin(const char *pin_file, const char *pin_env, char *pin, size_t pinlen,
 			char *err, size_t errlen);
 
