@@ -751,6 +751,8 @@ int st_engine_new(const char *config_path, const struct st_engine_options *opt,
 		goto fail;
 	}
 	rc = st_config_load(config_path, stderr, &e->cfg, err, errlen);
+	if (rc == 0)
+		rc = st_config_check_files(e->cfg, ST_CONFIG_FILES_ALL, stderr, err, errlen);
 	if (rc < 0)
 		goto fail;
 	if (e->cfg->station) {
