@@ -26,6 +26,7 @@
  *       flow: none               # none | xonxoff | rtscts
  *       profile: profiles/mcu-sensor.yaml  # optional: else chosen by hardware id
  *     - glob: /dev/serial/by-path/pci-*-port0  # a slot per match, as the hardware comes
+ *                                #   (none at start: a warning; under --until-idle an error)
  *       name: "usb-{basename}"   # template: {basename}, {parent} (directory), {index}
  *     - board_map: /tmp/line/map.yaml      # the boards simboard serves ({name}, {index})
  *   pool:

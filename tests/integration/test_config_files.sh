@@ -2,7 +2,9 @@
 # A file the station configuration names that is missing (CA certificates, the CA key file,
 # the PIN file, SoftHSM2's configuration, profiles, board maps, the registration server's TLS
 # files) is reported at the file:line:col of the key that names it, by every command that
-# reads it, before anything starts.
+# reads it, before anything starts. A slots glob that matches no port is named with its
+# place: a warning for a station that runs until stopped (ports may come later), an error
+# under --until-idle (at once when there is no other slot, else a non-zero exit at the end).
 . "$(dirname "$0")/../lib/common.sh"
 . "$(dirname "$0")/../lib/line.sh"
 
@@ -114,3 +116,43 @@ EOF
 	expect_named "serve, http.$key" "$pki/h-$key.yaml" "$key" "http.$key" \
 		"$STATION" serve -c "$pki/h-$key.yaml"
 done
+
+# Slots globs that match nothing, of several shapes.
+for pattern in "$T/nothing/*/tty" "/dev/station-test-none-$$*" "$T/line/*/ttyX"; do
+	run_yaml "$pki/g.yaml" <<EOF
+profiles: [sim-gw.yaml]
+slots:
+  - glob: $pattern
+EOF
+	where="$pki/g.yaml:$(($(grep -c '' "$pki/station.yaml") + 3)):5"
+	"$STATION" run -c "$pki/g.yaml" --until-idle --no-view --max-seconds 60 \
+		>"$T/out" 2>"$T/err" && fail "--until-idle with glob $pattern alone succeeded"
+	grep -qF "$where: no slot to run: slots glob $pattern matches no port" "$T/err" ||
+		fail "--until-idle, glob $pattern: $(cat "$T/err")"
+	# A station that runs until stopped waits for the ports, and says what it waits for.
+	"$STATION" run -c "$pki/g.yaml" --no-view --max-seconds 0.5 >"$T/out" 2>"$T/err" ||
+		fail "run with glob $pattern and no --until-idle: $(cat "$T/err")"
+	grep -qF "$where: slots glob $pattern matches no port yet" "$T/err" ||
+		fail "no warning for glob $pattern: $(cat "$T/err")"
+done
+ok "a slots glob that matches no port: an error under --until-idle, a warning else"
+
+# With other slots, --until-idle provisions them and still exits non-zero for the glob.
+run_yaml "$pki/g2.yaml" <<EOF
+profiles: [sim-gw.yaml]
+slots:
+  - board_map: $LINE_DIR/map.yaml
+  - glob: $T/nothing/*
+EOF
+where="$pki/g2.yaml:$(($(grep -c '' "$pki/station.yaml") + 4)):5"
+ev="$T/g2.jsonl"
+if "$STATION" run -c "$pki/g2.yaml" --until-idle --no-view --events "$ev" --max-seconds 120 \
+	>"$T/out" 2>"$T/err"; then
+	fail "--until-idle with an unmatched glob beside other slots exited 0"
+fi
+[ "$(grep -c '"event":"pass"' "$ev")" = 1 ] || fail "the board beside the glob did not pass: $(cat "$T/err")"
+grep -qF "$where: slots glob $T/nothing/* matches no port" "$T/err" ||
+	fail "no warning at start: $(cat "$T/err")"
+grep -qF "$where: slots glob $T/nothing/* matched no port during the run" "$T/err" ||
+	fail "no error at the end: $(cat "$T/err")"
+ok "--until-idle with an unmatched glob beside other slots: boards provisioned, exit non-zero"
