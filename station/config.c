@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "err.h"
+#include "log.h"
 #include "pool.h"
 #include "signer.h"
 #include "yamlload.h"
@@ -701,13 +702,6 @@ static int load(const char *name, const char *dir, const void *buf, size_t len, 
 			parse_ca(&ctx, f[T_CA], c);
 		if (f[T_SLOTS])
 			parse_slots(&ctx, f[T_SLOTS], c);
-		/* The pkcs11 signer's login session is lent to a worker: one session each. */
-		if (f[T_POOL] && c->pool.workers && c->pool.hsm_sessions &&
-		    c->pool.workers > c->pool.hsm_sessions)
-			st_yl_error(&ctx, f[T_POOL],
-				    "'workers' is %u but the HSM allows %u sessions; each worker "
-				    "holds one",
-				    c->pool.workers, c->pool.hsm_sessions);
 	}
 	if (ctx.errors) {
 		rc = st_yl_summary(&ctx, name, ST_E_CONFIG, err, errlen);
@@ -784,9 +778,25 @@ unsigned st_config_pool_config(const struct st_config *cfg, const char *station,
 	if (!workers)
 		workers = ncpu < 1 ? 1 : (unsigned)ncpu;
 	pc->workers = workers;
-	/* One HSM session per worker (the pkcs11 signer lends its login session to one). */
-	if (cp->hsm_sessions && pc->workers > cp->hsm_sessions)
+	/* One HSM session per worker (the pkcs11 signer lends its login session to one), so
+	 * never more workers than the HSM's sessions. More workers than that asked for in so
+	 * many words is not refused: hsm_sessions is what the hardware allows and workers only
+	 * what would be liked, a worker without a session could do nothing but wait, and a
+	 * station that refuses to start over a performance setting stops a line. So it starts
+	 * with the sessions there are and says so, naming the keys. */
+	if (cp->hsm_sessions && pc->workers > cp->hsm_sessions) {
 		pc->workers = cp->hsm_sessions;
+		if (cp->workers)
+			st_warn("%s: pool.workers is %u but pool.hsm_sessions is %u (the HSM's "
+				"sessions, one per signing worker): signing with %u workers; set "
+				"workers to %u to start without this warning",
+				cfg->path, cp->workers, cp->hsm_sessions, pc->workers,
+				pc->workers);
+		else
+			st_notice("signing workers: %u CPUs, but the HSM allows %u sessions "
+				  "(pool.hsm_sessions): %u workers",
+				  workers, cp->hsm_sessions, pc->workers);
+	}
 	/* 0 means the pool's own default here as there. */
 	pc->batch_max = cp->batch_max;
 	pc->batch_linger_ms = cp->batch_linger_ms;

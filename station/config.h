@@ -238,8 +238,9 @@ int st_config_open_signer(const struct st_config *cfg, struct drv_signer **out, 
 /* The signing pool's settings (station/pool.h) from the pool: section, for st_pool_new():
  * workers 0 becomes the online CPUs, and never more than pool.hsm_sessions when that is
  * given; ledger_path is cfg->ledger and station the given name (neither is copied).
- * Returns the workers before the hsm_sessions clamp, so that a caller may say why it runs
- * fewer. Any thread. */
+ * Running fewer workers than the CPUs or pool.workers ask for, it says so in the log (a
+ * warning naming both keys when workers was given). Returns the workers before the
+ * hsm_sessions clamp. Any thread. */
 unsigned st_config_pool_config(const struct st_config *cfg, const char *station,
 			       struct st_pool_config *pc);
 

@@ -762,11 +762,8 @@ static int mkdir_p(const char *path)
 static int start_pool(struct st_engine *e, char *err, size_t errlen)
 {
 	struct st_pool_config pc;
-	unsigned wanted = st_config_pool_config(e->cfg, e->station, &pc);
 
-	if (pc.workers < wanted)
-		st_notice("signing workers: %u CPUs, but the HSM allows %u sessions: %u workers",
-			  wanted, e->cfg->pool.hsm_sessions, pc.workers);
+	st_config_pool_config(e->cfg, e->station, &pc);
 	return st_pool_new(&e->loop, &pc, e->ca, e->signer, &e->pool, err, errlen);
 }
 
