@@ -6,13 +6,9 @@
 . "$(dirname "$0")/../lib/common.sh"
 FACTORY=acme-factory
 SERVE_PID=
-cleanup() {
-	local rc=$?
-	[ -z "$SERVE_PID" ] || kill "$SERVE_PID" 2>/dev/null || true
-	[ -n "${KEEP_TMP:-}" ] || rm -rf "$T"
-	exit $rc
+test_cleanup() {
+	[ -z "$SERVE_PID" ] || kill "$SERVE_PID" 2>/dev/null
 }
-trap cleanup EXIT
 
 # ca init opens four signers in one process: with the PIN in the environment, all of them
 # get it.

@@ -8,7 +8,8 @@ SOFTHSM_MODULE=/usr/lib/softhsm/libsofthsm2.so
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/station-it.XXXXXX")
 chmod 700 "$T"
-trap 'rc=$?; [ -n "${KEEP_TMP:-}" ] || rm -rf "$T"; exit $rc' EXIT
+# A test with processes of its own defines test_cleanup to end them; it runs on exit.
+trap 'rc=$?; ! declare -F test_cleanup >/dev/null || test_cleanup || true; [ -n "${KEEP_TMP:-}" ] || rm -rf "$T"; exit $rc' EXIT
 trap 'exit 130' INT TERM
 
 fail() {
