@@ -91,9 +91,14 @@ EVP_PKEY *drv_signer_public_key(struct drv_signer *signer);
 
 /* Reads a PIN for backends and for `station ca`: from pin_file when it is not NULL (first
  * line, the line end stripped; a file that cannot be read is an error, not a fallback), else
- * from the environment variable named by pin_env. pin must hold DRV_SIGNER_MAX_PIN + 1 bytes;
- * the caller clears it with OPENSSL_cleanse() after use. Returns 0, ST_E_SIGNER_NOPIN when no
- * source gives a PIN, or ST_E_INVAL for an over-long PIN; the message never holds the PIN. */
+ * from the environment variable named by pin_env. The file must be a regular file, not a
+ * symbolic link, that neither group nor others may access (0600 or 0400). The variable is
+ * removed from the environment once read (its value overwritten in /proc/self/environ too)
+ * and its value kept for later reads of the same name in this process; call this before
+ * other threads read the environment. pin must hold DRV_SIGNER_MAX_PIN + 1 bytes; the caller
+ * clears it with OPENSSL_cleanse() after use. Returns 0, ST_E_SIGNER_NOPIN when no source
+ * gives a PIN (or the file is refused), or ST_E_INVAL for an over-long PIN; the message never
+ * holds the PIN. Thread-safe against itself. */
 int drv_signer_read_pin(const char *pin_file, const char *pin_env, char *pin, size_t pinlen,
 			char *err, size_t errlen);
 
@@ -108,7 +113,10 @@ int drv_signer_parse_mechanism(const char *mechanism, int *hashes, char *err, si
  *   if the module lost all state; every session's next sign must recover.
  * - the environment variable STATION_TEST_FAIL="signer.drop_session:N" (or
  *   "signer.finalize:N") makes an opened pkcs11 signer do the same just before its N-th
- *   signature (N defaults to 1), so integration tests can exercise recovery in the binary. */
+ *   signature (N defaults to 1), so integration tests can exercise recovery in the binary.
+ *   Only in a build configured with -DSTATION_TEST_HOOKS=ON: elsewhere the variable is not
+ *   even read, so no environment can make an installed station's signing fail. The two
+ *   functions stay in every build: only code linked with the station can call them. */
 void drv_pkcs11_test_drop_session(void *sess);
 void drv_pkcs11_test_finalize(struct drv_signer *signer);
 /* Number of C_Login calls made by this process (tests check a wrong PIN is tried once). */

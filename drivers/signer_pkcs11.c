@@ -28,11 +28,15 @@
 #include "signer.h"
 
 #include <dlfcn.h>
+#include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <p11-kit/pkcs11.h>
 #include <p11-kit/uri.h>
@@ -213,6 +217,72 @@ static void module_free(struct p11_module *mod)
 	free(mod);
 }
 
+/* SoftHSM2, the embedded default HSM, answers C_Initialize with CKR_GENERAL_ERROR when its
+ * configuration file or its token directory is missing, and names neither. When it fails to
+ * initialise, hint gets what is missing: "; SoftHSM2 token directory DIR (directories.tokendir
+ * in CONF) does not exist". The configuration is the one SoftHSM2 reads: $SOFTHSM2_CONF (the
+ * station sets it from ca.softhsm2_conf), else the system's. hint is "" when the module is
+ * not SoftHSM2 or nothing is missing. */
+#define SOFTHSM2_SYSTEM_CONF "/etc/softhsm/softhsm2.conf"
+
+static void softhsm2_hint(const char *module_path, char *hint, size_t len)
+{
+	const char *conf = getenv("SOFTHSM2_CONF");
+	const char *slash = strrchr(module_path, '/');
+	char line[4096], cwd[4096] = "";
+	char *dir = NULL, *end;
+	struct stat st;
+	FILE *f;
+
+	hint[0] = 0;
+	if (!conf && !strstr(slash ? slash + 1 : module_path, "softhsm"))
+		return;
+	if (!conf)
+		conf = SOFTHSM2_SYSTEM_CONF;
+	f = fopen(conf, "re");
+	if (!f) {
+		snprintf(hint, len, "; SoftHSM2 configuration %s%s cannot be read: %s", conf,
+			 getenv("SOFTHSM2_CONF") ? " (SOFTHSM2_CONF)" : "", strerror(errno));
+		return;
+	}
+	while (!dir && fgets(line, sizeof(line), f)) {
+		char *p = line + strspn(line, " \t");
+
+		if (strncmp(p, "directories.tokendir", 20) != 0)
+			continue;
+		p += 20 + strspn(p + 20, " \t");
+		if (*p != '=')
+			continue;
+		p += 1 + strspn(p + 1, " \t");
+		for (end = p + strlen(p); end > p && strchr(" \t\r\n", end[-1]); end--)
+			;
+		*end = 0;
+		dir = p;
+	}
+	fclose(f);
+	/* Without one SoftHSM2 uses its built-in directory: nothing to say about it here. */
+	if (!dir)
+		return;
+	/* SoftHSM2 takes a relative directory from the working directory, wherever that is. */
+	if (dir[0] != '/' && !getcwd(cwd, sizeof(cwd)))
+		cwd[0] = 0;
+	if (stat(dir, &st) != 0) {
+		int e = errno;
+
+		snprintf(hint, len,
+			 "; SoftHSM2 token directory %s (directories.tokendir in %s%s%s) %s%s", dir,
+			 conf, cwd[0] ? ", relative to the working directory " : "", cwd,
+			 e == ENOENT ? "does not exist" : "cannot be used: ",
+			 e == ENOENT ? "" : strerror(e));
+	}
+	else if (!S_ISDIR(st.st_mode))
+		snprintf(hint, len, "; SoftHSM2 token directory %s (directories.tokendir in %s) is "
+			 "not a directory", dir, conf);
+	else if (access(dir, R_OK | W_OK | X_OK) != 0)
+		snprintf(hint, len, "; SoftHSM2 token directory %s (directories.tokendir in %s) "
+			 "cannot be used: %s", dir, conf, strerror(errno));
+}
+
 /* Loads (or finds) the module at path and initialises it for OS-thread use. Release with
  * module_put(). */
 static int module_get(const char *path, struct p11_module **out, char *err, size_t errlen)
@@ -270,9 +340,12 @@ static int module_get(const char *path, struct p11_module **out, char *err, size
 	}
 	rv = module_initialize(mod->f);
 	if (rv != CKR_OK && rv != CKR_CRYPTOKI_ALREADY_INITIALIZED) {
+		char hint[2 * PATH_MAX];
+
+		softhsm2_hint(path, hint, sizeof(hint));
 		rc = st_errf(err, errlen, ST_E_SIGNER_MODULE,
-			     "PKCS#11 module %s: C_Initialize failed: %s (0x%lx)", path,
-			     ckr_name(rv), (unsigned long)rv);
+			     "PKCS#11 module %s: C_Initialize failed: %s (0x%lx)%s", path,
+			     ckr_name(rv), (unsigned long)rv, hint);
 		goto fail;
 	}
 	/* Someone else in this process initialised it first: leave finalising to them. */
@@ -335,11 +408,13 @@ static CK_RV module_reinit(struct p11_module *mod)
 
 /* ---- Instance and sessions ------------------------------------------------------- */
 
+#ifdef STATION_TEST_HOOKS
 enum p11_fail_op {
 	P11_FAIL_NONE,
 	P11_FAIL_DROP_SESSION,
 	P11_FAIL_FINALIZE,
 };
+#endif
 
 struct p11_inst {
 	struct p11_module *mod;
@@ -369,10 +444,12 @@ struct p11_inst {
 	 * without lock by signing threads, hence atomic. */
 	atomic_uint gen;
 
+#ifdef STATION_TEST_HOOKS
 	/* STATION_TEST_FAIL hook. */
 	enum p11_fail_op fail_op;
 	unsigned long fail_at;
 	atomic_ulong signs;
+#endif
 };
 
 struct p11_sess {
@@ -960,6 +1037,9 @@ static void inst_free(struct p11_inst *inst)
 	free(inst);
 }
 
+#ifdef STATION_TEST_HOOKS
+/* Only in builds made with -DSTATION_TEST_HOOKS=ON (signer.h): an installed station has no
+ * environment variable that makes its signing fail. */
 static void parse_fail_hook(struct p11_inst *inst)
 {
 	const char *v = getenv("STATION_TEST_FAIL");
@@ -979,6 +1059,13 @@ static void parse_fail_hook(struct p11_inst *inst)
 	inst->fail_at = *n == ':' ? strtoul(n + 1, NULL, 10) : 1;
 	st_warn("signer: test fault hook %s armed", v);
 }
+#else
+/* Without the hooks there is nothing to arm or fire. */
+static void parse_fail_hook(struct p11_inst *inst)
+{
+	(void)inst;
+}
+#endif
 
 /* Everything open and generate share: URI, PIN, module, token, login. */
 static int inst_create(const struct drv_signer_config *cfg, int rw, struct p11_inst **out,
@@ -1198,9 +1285,13 @@ static void recover(struct p11_sess *sess, CK_RV rv, unsigned seen_gen)
 	st_warn("signer: %s: %s; reinitialising PKCS#11 module %s", inst->token_desc,
 		ckr_name(rv), mod->path);
 	r = module_reinit(mod);
-	if (r != CKR_OK)
-		st_err("signer: PKCS#11 module %s: C_Initialize failed: %s (0x%lx)", mod->path,
-		       ckr_name(r), (unsigned long)r);
+	if (r != CKR_OK) {
+		char hint[2 * PATH_MAX];
+
+		softhsm2_hint(mod->path, hint, sizeof(hint));
+		st_err("signer: PKCS#11 module %s: C_Initialize failed: %s (0x%lx)%s", mod->path,
+		       ckr_name(r), (unsigned long)r, hint);
+	}
 out:
 	pthread_rwlock_unlock(&mod->rw);
 }
@@ -1263,6 +1354,7 @@ static void finalize_under(struct p11_inst *inst)
 	pthread_rwlock_unlock(&inst->mod->rw);
 }
 
+#ifdef STATION_TEST_HOOKS
 static void fire_fail_hook(struct p11_sess *sess)
 {
 	struct p11_inst *inst = sess->inst;
@@ -1276,6 +1368,12 @@ static void fire_fail_hook(struct p11_sess *sess)
 	else
 		finalize_under(inst);
 }
+#else
+static void fire_fail_hook(struct p11_sess *sess)
+{
+	(void)sess;
+}
+#endif
 
 static int p11_sign(void *p, const uint8_t *digest, size_t dlen, uint8_t *sig, size_t *siglen,
 		    char *err, size_t errlen)

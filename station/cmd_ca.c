@@ -306,11 +306,14 @@ static int open_signer(const struct drv_signer_config *cfg, struct drv_signer **
 
 /* Makes DIR/softhsm2.conf and DIR/tokens, points SOFTHSM2_CONF at them and initialises the
  * token named in the URI with the user PIN from the PIN source and a random SO PIN saved in
- * DIR/so-pin (0600). */
+ * DIR/so-pin (0600). The token directory is written as an absolute path: SoftHSM2 takes a
+ * relative one from the working directory, so the PKI would work only from where it was
+ * made. */
 static int make_softhsm_token(const char *dir, const char *uri, const char *module,
 			      const struct drv_signer_config *cfg)
 {
-	char conf[PATH_MAX], tokens[PATH_MAX], sopin_path[PATH_MAX], text[2 * PATH_MAX];
+	char conf[PATH_MAX], tokens[PATH_MAX], tokens_abs[PATH_MAX], sopin_path[PATH_MAX];
+	char text[2 * PATH_MAX];
 	unsigned char raw[12];
 	char sopin[2 * sizeof(raw) + 1];
 	char *label = uri_attr(uri, "token");
@@ -330,11 +333,15 @@ static int make_softhsm_token(const char *dir, const char *uri, const char *modu
 		st_err("%s: %s", tokens, strerror(errno));
 		goto out;
 	}
+	if (!realpath(tokens, tokens_abs)) {
+		st_err("%s: %s", tokens, strerror(errno));
+		goto out;
+	}
 	snprintf(text, sizeof(text),
 		 "# SoftHSM2 configuration of a development PKI made by `station ca init`.\n"
 		 "directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n"
 		 "slots.removable = false\n",
-		 tokens);
+		 tokens_abs);
 	if (st_write_file_atomic(conf, text, strlen(text), 0600) < 0) {
 		st_err("%s: cannot write", conf);
 		goto out;

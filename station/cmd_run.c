@@ -29,7 +29,8 @@ static void run_usage(FILE *out)
 		"      --json          write the event stream to stdout (no live view)\n"
 		"      --until-idle    stop once a board was handled, none is busy, and every\n"
 		"                      slot with a port has handled one or heard no board for\n"
-		"                      10 s\n"
+		"                      10 s; a slots glob that matches no port is an error here\n"
+		"                      (without it, a warning: ports that match later are slots)\n"
 		"      --boards N      stop once N boards have finished (passed or failed)\n"
 		"      --max-seconds S stop after S seconds\n"
 		"      --view          draw the live view even when stdout is not a terminal\n"
@@ -40,8 +41,9 @@ static void run_usage(FILE *out)
 		"  -v, --verbose       log every state transition\n"
 		"  -h, --help          this text\n"
 		"\n"
-		"Exit status: 0 when every board that finished passed, 1 when one failed or the\n"
-		"station could not start, 2 on a bad command line.\n");
+		"Exit status: 0 when every board that finished passed, 1 when one failed, the\n"
+		"station could not start, or (--until-idle) a slots glob matched no port; 2 on a\n"
+		"bad command line.\n");
 }
 
 int st_cmd_run(int argc, char **argv)

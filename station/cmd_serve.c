@@ -212,6 +212,13 @@ int st_cmd_serve(int argc, char **argv)
 		st_err("%s", err);
 		return 1;
 	}
+	if (st_config_check_files(s.cfg, ST_CONFIG_FILES_CA | ST_CONFIG_FILES_PROFILES |
+					       ST_CONFIG_FILES_HTTP,
+				  stderr, err, sizeof(err)) < 0) {
+		st_err("%s", err);
+		st_config_free(s.cfg);
+		return 1;
+	}
 	if (s.cfg->station)
 		snprintf(s.station, sizeof(s.station), "%s", s.cfg->station);
 	else if (gethostname(s.station, sizeof(s.station) - 1) != 0 || !s.station[0])

@@ -114,6 +114,10 @@ int st_cmd_sign(int argc, char **argv)
 		return 1;
 	}
 	rc = 1;
+	if (st_config_check_files(cfg, ST_CONFIG_FILES_CA, stderr, err, sizeof(err)) < 0) {
+		st_err("%s", err);
+		goto out;
+	}
 	if (o.profile) {
 		if (st_profile_load(o.profile, stderr, &profile, err, sizeof(err)) < 0) {
 			st_err("%s", err);

@@ -1,12 +1,15 @@
 #include "config.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "err.h"
+#include "log.h"
 #include "pool.h"
 #include "signer.h"
 #include "yamlload.h"
@@ -393,6 +396,9 @@ void st_config_free(struct st_config *cfg)
 	free(cfg->outputs.events);
 	free(cfg->outputs.console_dir);
 	st_config_http_clear(&cfg->http);
+	for (size_t i = 0; i < cfg->n_files; i++)
+		free(cfg->files[i].where);
+	free(cfg->files);
 	free(cfg);
 }
 
@@ -470,6 +476,144 @@ static void parse_ca(struct st_yl_ctx *ctx, const struct st_yl_node *node, struc
 		free(ca->key);
 		ca->key = p;
 	}
+}
+
+/* --- Files the configuration names ---------------------------------------------------- */
+
+/* Files are not opened when the configuration loads: a command that needs none of them (a
+ * ledger listing) must work without them, and a PIN credential exists only under the service
+ * manager. So the place of each key naming one is kept, for st_config_check_files(). */
+
+static const struct st_yl_node *key_named(const struct st_yl_node *map, const char *name)
+{
+	if (!map || map->type != ST_YL_MAPPING)
+		return NULL;
+	for (size_t i = 0; i < map->n; i++) {
+		if (map->items[2 * i]->type == ST_YL_SCALAR &&
+		    strcmp(map->items[2 * i]->value, name) == 0)
+			return map->items[2 * i];
+	}
+	return NULL;
+}
+
+/* Records path, named at node at (a key, or an item of a list) as key. */
+static int add_file(struct st_config *c, unsigned what, const char *key, const char *path,
+		    int dir, const struct st_yl_node *at)
+{
+	struct st_config_file *files, *f;
+	char where[PATH_MAX + 32];
+
+	if (!path || !at)
+		return 0;
+	files = realloc(c->files, (c->n_files + 1) * sizeof(*files));
+	if (!files)
+		return -1;
+	c->files = files;
+	snprintf(where, sizeof(where), "%s:%d:%d", at->doc->name, at->line, at->col);
+	f = &c->files[c->n_files];
+	*f = (struct st_config_file){ what, key, path, dir, strdup(where) };
+	if (!f->where)
+		return -1;
+	c->n_files++;
+	return 0;
+}
+
+static int add_key(struct st_config *c, unsigned what, const struct st_yl_node *map,
+		   const char *name, const char *key, const char *path, int dir)
+{
+	return add_file(c, what, key, path, dir, key_named(map, name));
+}
+
+/* Every file of a configuration that loaded without problems, so slots[i] is items[i]. */
+static int record_files(struct st_config *c, const struct st_yl_node *root,
+			const struct st_yl_node **f)
+{
+	const struct st_yl_node *ca = f[T_CA], *http = f[T_HTTP];
+	const unsigned CAF = ST_CONFIG_FILES_CA, PRF = ST_CONFIG_FILES_PROFILES;
+	const unsigned HTF = ST_CONFIG_FILES_HTTP;
+	int rc = 0;
+
+	rc |= add_key(c, CAF, ca, "cert", "ca.cert", c->ca.cert, 0);
+	rc |= add_key(c, CAF, ca, "chain", "ca.chain", c->ca.chain, 0);
+	rc |= add_key(c, CAF, ca, "root", "ca.root", c->ca.root, 0);
+	rc |= add_key(c, CAF, ca, "pin_file", "ca.pin_file", c->ca.pin_file, 0);
+	rc |= add_key(c, CAF, ca, "softhsm2_conf", "ca.softhsm2_conf", c->ca.softhsm2_conf, 0);
+	if (strcmp(c->ca.signer, "file") == 0)
+		rc |= add_key(c, CAF, ca, "key", "ca.key", c->ca.key, 0);
+	if (c->profiles)
+		rc |= add_key(c, PRF, root, "profiles", "profiles", c->profiles, 1);
+	for (size_t i = 0; i < c->n_profile_files && f[T_PROFILES]; i++)
+		rc |= add_file(c, PRF, "profiles", c->profile_files[i], 0,
+			       f[T_PROFILES]->items[i]);
+	rc |= add_key(c, PRF, root, "default_profile", "default_profile", c->default_profile, 0);
+	for (size_t i = 0; i < c->n_slots && f[T_SLOTS]; i++) {
+		const struct st_yl_node *item = f[T_SLOTS]->items[i];
+
+		rc |= add_key(c, PRF, item, "profile", "slots.profile", c->slots[i].profile, 0);
+		rc |= add_key(c, ST_CONFIG_FILES_SLOTS, item, "board_map", "slots.board_map",
+			      c->slots[i].board_map, 0);
+	}
+	if (c->http.enabled) {
+		rc |= add_key(c, HTF, http, "tls_cert", "http.tls_cert", c->http.tls_cert, 0);
+		rc |= add_key(c, HTF, http, "tls_key", "http.tls_key", c->http.tls_key, 0);
+		rc |= add_key(c, HTF, http, "client_ca", "http.client_ca", c->http.client_ca, 0);
+		rc |= add_key(c, HTF, http, "token_file", "http.token_file", c->http.token_file, 0);
+	}
+	return rc;
+}
+
+/* What is wrong with one file, in why ("which does not exist"); 0 when nothing is. */
+static int check_file(const struct st_config_file *f, char *why, size_t len)
+{
+	struct stat st;
+
+	if (strncmp(f->path, CRED_PREFIX, sizeof(CRED_PREFIX) - 1) == 0) {
+		snprintf(why, len, "but CREDENTIALS_DIRECTORY is not set (the service manager sets "
+			 "it for the unit's LoadCredential=; by hand, set it to the directory "
+			 "that holds the file)");
+		return -1;
+	}
+	if (stat(f->path, &st) != 0) {
+		int e = errno;
+
+		snprintf(why, len, "which %s%s", e == ENOENT ? "does not exist" : "cannot be used: ",
+			 e == ENOENT ? "" : strerror(e));
+		return -1;
+	}
+	if (f->dir && !S_ISDIR(st.st_mode)) {
+		snprintf(why, len, "which is not a directory");
+		return -1;
+	}
+	if (!f->dir && S_ISDIR(st.st_mode)) {
+		snprintf(why, len, "which is a directory, not a file");
+		return -1;
+	}
+	if (access(f->path, f->dir ? R_OK | X_OK : R_OK) != 0) {
+		snprintf(why, len, "which cannot be read: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+int st_config_check_files(const struct st_config *cfg, unsigned what, FILE *diag, char *err,
+			  size_t errlen)
+{
+	char why[512];
+	unsigned n = 0;
+
+	for (size_t i = 0; i < cfg->n_files; i++) {
+		const struct st_config_file *f = &cfg->files[i];
+
+		if (!(f->what & what) || check_file(f, why, sizeof(why)) == 0)
+			continue;
+		n++;
+		if (diag)
+			fprintf(diag, "%s: '%s' names %s, %s\n", f->where, f->key, f->path, why);
+	}
+	if (n)
+		return st_errf(err, errlen, ST_E_CONFIG, "%u error%s in %s", n, n == 1 ? "" : "s",
+			       cfg->path);
+	return 0;
 }
 
 /* The directory relative paths resolve against: absolute, so paths stay right after a
@@ -558,16 +702,13 @@ static int load(const char *name, const char *dir, const void *buf, size_t len, 
 			parse_ca(&ctx, f[T_CA], c);
 		if (f[T_SLOTS])
 			parse_slots(&ctx, f[T_SLOTS], c);
-		/* The pkcs11 signer's login session is lent to a worker: one session each. */
-		if (f[T_POOL] && c->pool.workers && c->pool.hsm_sessions &&
-		    c->pool.workers > c->pool.hsm_sessions)
-			st_yl_error(&ctx, f[T_POOL],
-				    "'workers' is %u but the HSM allows %u sessions; each worker "
-				    "holds one",
-				    c->pool.workers, c->pool.hsm_sessions);
 	}
 	if (ctx.errors) {
 		rc = st_yl_summary(&ctx, name, ST_E_CONFIG, err, errlen);
+		goto out;
+	}
+	if (record_files(c, doc->root, f) != 0) {
+		rc = st_errf(err, errlen, ST_E_NOMEM, "out of memory");
 		goto out;
 	}
 	if (!c->ca.mechanism && strcmp(c->ca.signer, "pkcs11") == 0)
@@ -637,9 +778,25 @@ unsigned st_config_pool_config(const struct st_config *cfg, const char *station,
 	if (!workers)
 		workers = ncpu < 1 ? 1 : (unsigned)ncpu;
 	pc->workers = workers;
-	/* One HSM session per worker (the pkcs11 signer lends its login session to one). */
-	if (cp->hsm_sessions && pc->workers > cp->hsm_sessions)
+	/* One HSM session per worker (the pkcs11 signer lends its login session to one), so
+	 * never more workers than the HSM's sessions. More workers than that asked for in so
+	 * many words is not refused: hsm_sessions is what the hardware allows and workers only
+	 * what would be liked, a worker without a session could do nothing but wait, and a
+	 * station that refuses to start over a performance setting stops a line. So it starts
+	 * with the sessions there are and says so, naming the keys. */
+	if (cp->hsm_sessions && pc->workers > cp->hsm_sessions) {
 		pc->workers = cp->hsm_sessions;
+		if (cp->workers)
+			st_warn("%s: pool.workers is %u but pool.hsm_sessions is %u (the HSM's "
+				"sessions, one per signing worker): signing with %u workers; set "
+				"workers to %u to start without this warning",
+				cfg->path, cp->workers, cp->hsm_sessions, pc->workers,
+				pc->workers);
+		else
+			st_notice("signing workers: %u CPUs, but the HSM allows %u sessions "
+				  "(pool.hsm_sessions): %u workers",
+				  workers, cp->hsm_sessions, pc->workers);
+	}
 	/* 0 means the pool's own default here as there. */
 	pc->batch_max = cp->batch_max;
 	pc->batch_linger_ms = cp->batch_linger_ms;

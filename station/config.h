@@ -26,6 +26,7 @@
  *       flow: none               # none | xonxoff | rtscts
  *       profile: profiles/mcu-sensor.yaml  # optional: else chosen by hardware id
  *     - glob: /dev/serial/by-path/pci-*-port0  # a slot per match, as the hardware comes
+ *                                #   (none at start: a warning; under --until-idle an error)
  *       name: "usb-{basename}"   # template: {basename}, {parent} (directory), {index}
  *     - board_map: /tmp/line/map.yaml      # the boards simboard serves ({name}, {index})
  *   pool:
@@ -158,6 +159,25 @@ int st_config_h_http(struct st_yl_ctx *ctx, const struct st_yl_node *node,
 		     const struct st_yl_key *key, void *base);
 void st_config_http_clear(struct st_config_http *h);
 
+/* The files (and directories) the configuration names that commands read, by who reads
+ * them (st_config_check_files()). */
+enum st_config_files {
+	/* ca: cert, chain, root, key (file signer), pin_file, softhsm2_conf */
+	ST_CONFIG_FILES_CA = 1u << 0,
+	ST_CONFIG_FILES_PROFILES = 1u << 1, /* profiles, default_profile, slots' profile */
+	ST_CONFIG_FILES_SLOTS = 1u << 2,    /* slots' board_map */
+	ST_CONFIG_FILES_HTTP = 1u << 3,	    /* http: tls_cert, tls_key, client_ca, token_file */
+	ST_CONFIG_FILES_ALL = 0xfu,
+};
+
+struct st_config_file {
+	unsigned what;	 /* enum st_config_files */
+	const char *key; /* the key that names it, dotted ("ca.cert") */
+	const char *path; /* the path as resolved (points into the configuration) */
+	int dir;	 /* a directory, not a file */
+	char *where;	 /* "file:line:col" of the key */
+};
+
 struct st_config {
 	char *path; /* the file it was loaded from */
 	struct st_config_ca ca;
@@ -174,6 +194,8 @@ struct st_config {
 	struct st_config_retries retries;
 	struct st_config_outputs outputs;
 	struct st_config_http http;
+	struct st_config_file *files; /* what the configuration names to be read */
+	size_t n_files;
 };
 
 /* Loads and validates path. Each problem is written to diag (e.g. stderr; may be NULL) as one
@@ -182,8 +204,17 @@ struct st_config {
  * Checks: signer is pkcs11 or file; a pkcs11 key is a "pkcs11:" URI and has a PIN source
  * (pin_file, pin_env, or pin-source/pin-value in the URI); pin_file and pin_env exclude each
  * other and apply to pkcs11 only; pin_env is a valid variable name. Files are not opened
- * here: their users report what is wrong with them. Thread-safe (no shared state). */
+ * here (commands that need none of them must work without them); st_config_check_files()
+ * checks them for the commands that read them. Thread-safe (no shared state). */
 int st_config_load(const char *path, FILE *diag, struct st_config **out, char *err, size_t errlen);
+
+/* Checks that every file (and directory) the configuration names for what (enum
+ * st_config_files, or-ed) exists and can be read, before a command starts to use them, so
+ * that a missing one is reported at the key that names it. Each problem is written to diag
+ * (may be NULL) as "file:line:col: 'ca.cert' names PATH, which does not exist"; returns 0, or
+ * ST_E_CONFIG with "N errors in FILE" in err. Any thread. */
+int st_config_check_files(const struct st_config *cfg, unsigned what, FILE *diag, char *err,
+			  size_t errlen);
 
 /* Same from bytes in memory; name is used in messages, relative paths resolve against dir
  * (NULL: the directory part of name, made absolute). */
@@ -211,8 +242,9 @@ int st_config_open_signer(const struct st_config *cfg, struct drv_signer **out, 
 /* The signing pool's settings (station/pool.h) from the pool: section, for st_pool_new():
  * workers 0 becomes the online CPUs, and never more than pool.hsm_sessions when that is
  * given; ledger_path is cfg->ledger and station the given name (neither is copied).
- * Returns the workers before the hsm_sessions clamp, so that a caller may say why it runs
- * fewer. Any thread. */
+ * Running fewer workers than the CPUs or pool.workers ask for, it says so in the log (a
+ * warning naming both keys when workers was given). Returns the workers before the
+ * hsm_sessions clamp. Any thread. */
 unsigned st_config_pool_config(const struct st_config *cfg, const char *station,
 			       struct st_pool_config *pc);
 

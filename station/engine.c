@@ -48,6 +48,7 @@ struct st_engine {
 	struct st_slot **slots;
 	size_t nslots, cap;
 	int have_globs;
+	unsigned char *glob_matched; /* per configured slots entry: its glob matched a port */
 
 	uv_signal_t sig_int, sig_term, sig_hup;
 	uv_timer_t tick, rescan, stop_timer;
@@ -368,6 +369,8 @@ static size_t scan_globs(struct st_engine *e)
 			globfree(&g);
 			continue;
 		}
+		if (g.gl_pathc > 0)
+			e->glob_matched[i] = 1;
 		for (size_t k = 0; k < g.gl_pathc; k++) {
 			const char *path = g.gl_pathv[k];
 			char name[ST_SLOT_MAX_NAME + 1];
@@ -432,9 +435,44 @@ static int build_slots(struct st_engine *e, char *err, size_t errlen)
 		}
 		}
 	}
-	if (e->have_globs)
+	if (e->have_globs) {
+		e->glob_matched = calloc(e->cfg->n_slots, 1);
+		if (!e->glob_matched)
+			return st_errf(err, errlen, ST_E_NOMEM, "out of memory");
 		scan_globs(e);
+	}
 	return 0;
+}
+
+/* Warns about each slots glob that has matched no port so far, naming its place in the
+ * configuration; returns the first such entry, or NULL. A station that runs until stopped
+ * keeps rescanning, since ports come with the hardware (a hub plugged in after the station
+ * started). Under --until-idle nothing is waited for, so such a glob is a mistake to be
+ * told about: with no slot at all the run stops at once with an error, else it runs the
+ * slots it has and exits non-zero (st_engine_new(), st_engine_run()). */
+static const struct st_config_slot *warn_unmatched_globs(struct st_engine *e, int at_end)
+{
+	const struct st_config_slot *first = NULL;
+	unsigned rescan = e->cfg->timeouts.rescan ? e->cfg->timeouts.rescan : DEFAULT_RESCAN_MS;
+
+	for (size_t i = 0; e->have_globs && i < e->cfg->n_slots; i++) {
+		const struct st_config_slot *def = &e->cfg->slots[i];
+
+		if (def->kind != ST_CONFIG_SLOT_GLOB || e->glob_matched[i])
+			continue;
+		if (!first)
+			first = def;
+		if (at_end)
+			st_err("%s: slots glob %s matched no port during the run", def->where,
+			       def->glob);
+		else if (e->opt.until_idle)
+			st_warn("%s: slots glob %s matches no port", def->where, def->glob);
+		else
+			st_warn("%s: slots glob %s matches no port yet; a slot appears for each "
+				"port that matches it (rescanned every %u ms)", def->where,
+				def->glob, rescan);
+	}
+	return first;
 }
 
 /* ---- Stopping ------------------------------------------------------------------------- */
@@ -724,11 +762,8 @@ static int mkdir_p(const char *path)
 static int start_pool(struct st_engine *e, char *err, size_t errlen)
 {
 	struct st_pool_config pc;
-	unsigned wanted = st_config_pool_config(e->cfg, e->station, &pc);
 
-	if (pc.workers < wanted)
-		st_notice("signing workers: %u CPUs, but the HSM allows %u sessions: %u workers",
-			  wanted, e->cfg->pool.hsm_sessions, pc.workers);
+	st_config_pool_config(e->cfg, e->station, &pc);
 	return st_pool_new(&e->loop, &pc, e->ca, e->signer, &e->pool, err, errlen);
 }
 
@@ -751,6 +786,8 @@ int st_engine_new(const char *config_path, const struct st_engine_options *opt,
 		goto fail;
 	}
 	rc = st_config_load(config_path, stderr, &e->cfg, err, errlen);
+	if (rc == 0)
+		rc = st_config_check_files(e->cfg, ST_CONFIG_FILES_ALL, stderr, err, errlen);
 	if (rc < 0)
 		goto fail;
 	if (e->cfg->station) {
@@ -807,6 +844,14 @@ int st_engine_new(const char *config_path, const struct st_engine_options *opt,
 	limits_from_config(&e->env.lim, e->cfg);
 
 	rc = build_slots(e, err, errlen);
+	if (rc == 0) {
+		const struct st_config_slot *none = warn_unmatched_globs(e, 0);
+
+		if (none && e->opt.until_idle && e->nslots == 0)
+			rc = st_errf(err, errlen, ST_E_CONFIG,
+				     "%s: no slot to run: slots glob %s matches no port, and "
+				     "--until-idle waits for none", none->where, none->glob);
+	}
 	if (rc < 0)
 		goto fail;
 	if (!e->nslots && !e->have_globs) {
@@ -884,6 +929,8 @@ int st_engine_run(struct st_engine *e)
 		st_slot_start(e->slots[i]);
 	uv_run(&e->loop, UV_RUN_DEFAULT);
 	t = st_events_tally(e->events);
+	if (e->opt.until_idle && warn_unmatched_globs(e, 1))
+		return 1;
 	return t->failed ? 1 : 0;
 }
 
@@ -914,6 +961,7 @@ void st_engine_free(struct st_engine *e)
 	for (size_t i = 0; i < e->nslots; i++)
 		st_slot_free(e->slots[i]);
 	free(e->slots);
+	free(e->glob_matched);
 	st_profiles_unref(e->profiles);
 	st_events_close(e->events);
 	if (e->signer)

@@ -3,7 +3,8 @@
 # writes JSON and a plot, and its figures agree with each other (boards passed as asked,
 # percentiles in order, ratios equal to measured over bound, RSS per slot equal to the peak
 # over the slots). Never a speed: benchmarks are run by tests/bench.sh, not here.
-# Also: the emulated slow HSM (fixtures/slowhsm) refuses sessions beyond its limit.
+# Also: the emulated slow HSM (fixtures/slowhsm) refuses sessions beyond its limit, and the
+# station runs no more workers than it has sessions.
 . "$(dirname "$0")/../lib/common.sh"
 export STATION_SIMBOARD=$BUILD_DIR/fixtures/simboard/simboard
 export STATION_SLOWHSM=$BUILD_DIR/fixtures/slowhsm/libslowhsm.so
@@ -114,12 +115,13 @@ jq -e '.runs[0] | .workers == 3 and .signing.bound_certs_per_s == 1500 and
 	fail "slow.json: $(jq -c '.runs[0] | {workers, signing, bound}' "$T/slow.json")"
 ok "bench with the emulated slow HSM: S/L bound, latency in every signature"
 
-# More workers than the HSM's sessions: the station's configuration check says so before
-# any session is opened.
-if "$STATION" bench --slots 2 --baud 0 --signer slowhsm:L=1,S=2 --workers 3 --bound-n 10 \
-	--dir "$T/work" -q >"$T/count.out" 2>"$T/count.err"; then
-	fail "3 workers on a 2-session HSM did not fail"
-fi
-grep -q "'workers' is 3 but the HSM allows 2 sessions" "$T/count.out" "$T/count.err" "$T"/work/*/run-slowhsm-2-slots-r1/run.err ||
-	fail "workers beyond the HSM's sessions not refused: $(cat "$T/count.out" "$T/count.err")"
-ok "workers beyond the HSM's sessions refused at configuration"
+# More workers than the HSM's sessions: the station starts with one worker per session
+# (the wrapper would refuse a third) and says so, naming the keys and the value that fits.
+"$STATION" bench --slots 2 --baud 0 --signer slowhsm:L=1,S=2 --workers 3 --bound-n 10 \
+	--dir "$T/work" --keep -q >"$T/count.out" 2>"$T/count.err" ||
+	fail "3 workers on a 2-session HSM: $(cat "$T/count.out" "$T/count.err")"
+run_err=$(echo "$T"/work/*/run-slowhsm-2-slots-r1/run.err)
+grep -q "pool.workers is 3 but pool.hsm_sessions is 2 .*: signing with 2 workers; set workers to 2" \
+	"$run_err" || fail "no warning for workers beyond the HSM's sessions: $(cat "$run_err")"
+grep -q ", 2 signing workers," "$run_err" || fail "not 2 signing workers: $(cat "$run_err")"
+ok "workers beyond the HSM's sessions: started with one per session, and said so"

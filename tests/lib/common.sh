@@ -8,7 +8,8 @@ SOFTHSM_MODULE=/usr/lib/softhsm/libsofthsm2.so
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/station-it.XXXXXX")
 chmod 700 "$T"
-trap 'rc=$?; [ -n "${KEEP_TMP:-}" ] || rm -rf "$T"; exit $rc' EXIT
+# A test with processes of its own defines test_cleanup to end them; it runs on exit.
+trap 'rc=$?; ! declare -F test_cleanup >/dev/null || test_cleanup || true; [ -n "${KEEP_TMP:-}" ] || rm -rf "$T"; exit $rc' EXIT
 trap 'exit 130' INT TERM
 
 fail() {
@@ -18,6 +19,17 @@ fail() {
 
 ok() {
 	echo "ok - $*"
+}
+
+# needs_test_hooks: a test that drives the signer's fault hooks (STATION_TEST_FAIL) skips
+# (CTest's SKIP_RETURN_CODE) when the station under test was built without them
+# (-DSTATION_TEST_HOOKS=ON; tests/run.sh builds with them). A binary that has them names
+# the variable; one that does not never reads it.
+needs_test_hooks() {
+	if ! grep -qa STATION_TEST_FAIL "$STATION"; then
+		echo "SKIP: $STATION has no test hooks; configure with -DSTATION_TEST_HOOKS=ON"
+		exit 77
+	fi
 }
 
 # expect_fail DESCRIPTION PATTERN CMD...: CMD must exit non-zero and print PATTERN on stderr.

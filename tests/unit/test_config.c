@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -246,6 +247,157 @@ static void test_missing_file(void **state)
 	assert_non_null(strstr(err, "1 error in "));
 }
 
+/* A configuration naming every kind of file a command reads, each on its own line. */
+static const char files_yaml[] = "ca:\n"
+				 "  signer: pkcs11\n"
+				 "  key: \"pkcs11:token=t;object=o?module-path=/m.so\"\n"
+				 "  pin_file: pin\n"
+				 "  cert: ca.pem\n"
+				 "  chain: chain.pem\n"
+				 "  root: root.pem\n"
+				 "  softhsm2_conf: softhsm2.conf\n"
+				 "profiles: profdir\n"
+				 "default_profile: def.yaml\n"
+				 "slots:\n"
+				 "  - port: /dev/null\n"
+				 "    profile: slot.yaml\n"
+				 "  - board_map: map.yaml\n"
+				 "http:\n"
+				 "  listen: 127.0.0.1:0\n"
+				 "  tls_cert: tls.pem\n"
+				 "  tls_key: tls.key\n"
+				 "  client_ca: clients.pem\n"
+				 "  token_file: tokens.txt\n";
+
+/* The same for the file signer's key and a list of profiles. */
+static const char list_yaml[] = "ca:\n"
+				"  signer: file\n"
+				"  key: ca.key\n"
+				"  cert: ca.pem\n"
+				"  root: root.pem\n"
+				"profiles:\n"
+				"  - a.yaml\n"
+				"  - b.yaml\n";
+
+static const struct {
+	const char *yaml, *name, *key, *at;
+	unsigned what;
+} named_files[] = {
+	{ files_yaml, "pin", "ca.pin_file", "4:3", ST_CONFIG_FILES_CA },
+	{ files_yaml, "ca.pem", "ca.cert", "5:3", ST_CONFIG_FILES_CA },
+	{ files_yaml, "chain.pem", "ca.chain", "6:3", ST_CONFIG_FILES_CA },
+	{ files_yaml, "root.pem", "ca.root", "7:3", ST_CONFIG_FILES_CA },
+	{ files_yaml, "softhsm2.conf", "ca.softhsm2_conf", "8:3", ST_CONFIG_FILES_CA },
+	{ files_yaml, "profdir", "profiles", "9:1", ST_CONFIG_FILES_PROFILES },
+	{ files_yaml, "def.yaml", "default_profile", "10:1", ST_CONFIG_FILES_PROFILES },
+	{ files_yaml, "slot.yaml", "slots.profile", "13:5", ST_CONFIG_FILES_PROFILES },
+	{ files_yaml, "map.yaml", "slots.board_map", "14:5", ST_CONFIG_FILES_SLOTS },
+	{ files_yaml, "tls.pem", "http.tls_cert", "17:3", ST_CONFIG_FILES_HTTP },
+	{ files_yaml, "tls.key", "http.tls_key", "18:3", ST_CONFIG_FILES_HTTP },
+	{ files_yaml, "clients.pem", "http.client_ca", "19:3", ST_CONFIG_FILES_HTTP },
+	{ files_yaml, "tokens.txt", "http.token_file", "20:3", ST_CONFIG_FILES_HTTP },
+	{ list_yaml, "ca.key", "ca.key", "3:3", ST_CONFIG_FILES_CA },
+	{ list_yaml, "ca.pem", "ca.cert", "4:3", ST_CONFIG_FILES_CA },
+	{ list_yaml, "a.yaml", "profiles", "7:5", ST_CONFIG_FILES_PROFILES },
+	{ list_yaml, "b.yaml", "profiles", "8:5", ST_CONFIG_FILES_PROFILES },
+};
+
+/* Loads yaml from fdir/station.yaml and checks its files for what; returns the problems
+ * reported (free()), rc the result. */
+static char *check_files(const char *fdir, const char *yaml, unsigned what, int *rc)
+{
+	char path[PATH_MAX + 32], err[512], *diag = NULL;
+	struct st_config *c = NULL;
+	size_t dlen = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/station.yaml", fdir);
+	assert_int_equal(tu_write_text(path, yaml, 0600), 0);
+	assert_int_equal(st_config_load(path, NULL, &c, err, sizeof(err)), 0);
+	f = open_memstream(&diag, &dlen);
+	assert_non_null(f);
+	*rc = st_config_check_files(c, what, f, err, sizeof(err));
+	fclose(f);
+	if (*rc)
+		assert_non_null(strstr(err, "error"));
+	st_config_free(c);
+	return diag;
+}
+
+/* Every file (or directory) the configuration names: when one is missing, the check says so
+ * at the key (or list item) that names it, once, and only for commands that read it. */
+static void test_files_named(void **state)
+{
+	static const char *const files[] = { "pin", "ca.pem", "chain.pem", "root.pem",
+					     "softhsm2.conf", "def.yaml", "slot.yaml",
+					     "map.yaml", "tls.pem", "tls.key", "clients.pem",
+					     "tokens.txt", "ca.key", "a.yaml", "b.yaml" };
+	char fdir[PATH_MAX], path[PATH_MAX + 64], moved[PATH_MAX + 80], want[3 * PATH_MAX];
+	char *diag;
+	int rc;
+
+	(void)state;
+	snprintf(fdir, sizeof(fdir), "%s", tu_tmpdir("config_files"));
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s", fdir, files[i]);
+		assert_int_equal(tu_write_text(path, "x\n", 0600), 0);
+	}
+	snprintf(path, sizeof(path), "%s/profdir", fdir);
+	assert_int_equal(mkdir(path, 0700), 0);
+	diag = check_files(fdir, files_yaml, ST_CONFIG_FILES_ALL, &rc);
+	assert_int_equal(rc, 0);
+	assert_string_equal(diag, "");
+	free(diag);
+	diag = check_files(fdir, list_yaml, ST_CONFIG_FILES_ALL, &rc);
+	assert_int_equal(rc, 0);
+	free(diag);
+
+	for (size_t i = 0; i < sizeof(named_files) / sizeof(named_files[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s", fdir, named_files[i].name);
+		snprintf(moved, sizeof(moved), "%s.away", path);
+		assert_int_equal(rename(path, moved), 0);
+		diag = check_files(fdir, named_files[i].yaml, ST_CONFIG_FILES_ALL, &rc);
+		assert_int_equal(rc, ST_E_CONFIG);
+		snprintf(want, sizeof(want), "%s/station.yaml:%s: '%s' names %s, which does not "
+			 "exist\n", fdir, named_files[i].at, named_files[i].key, path);
+		assert_string_equal(diag, want);
+		free(diag);
+		/* Only the commands that read it look for it. */
+		diag = check_files(fdir, named_files[i].yaml,
+				   ST_CONFIG_FILES_ALL & ~named_files[i].what, &rc);
+		assert_int_equal(rc, 0);
+		free(diag);
+		assert_int_equal(rename(moved, path), 0);
+	}
+
+	/* A directory where a file belongs, and the other way round. */
+	snprintf(path, sizeof(path), "%s/ca.pem", fdir);
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(mkdir(path, 0700), 0);
+	snprintf(path, sizeof(path), "%s/profdir", fdir);
+	assert_int_equal(rmdir(path), 0);
+	assert_int_equal(tu_write_text(path, "x\n", 0600), 0);
+	diag = check_files(fdir, files_yaml, ST_CONFIG_FILES_ALL, &rc);
+	assert_int_equal(rc, ST_E_CONFIG);
+	assert_non_null(strstr(diag, ":5:3: 'ca.cert' names "));
+	assert_non_null(strstr(diag, "ca.pem, which is a directory, not a file\n"));
+	assert_non_null(strstr(diag, ":9:1: 'profiles' names "));
+	assert_non_null(strstr(diag, "profdir, which is not a directory\n"));
+	free(diag);
+
+	/* A PIN credential outside the service manager. */
+	unsetenv("CREDENTIALS_DIRECTORY");
+	diag = check_files(fdir, "ca:\n  signer: pkcs11\n  key: \"pkcs11:token=t;object=o\"\n"
+			   "  pin_file: ${CREDENTIALS_DIRECTORY}/pin\n  cert: a.yaml\n"
+			   "  root: b.yaml\n", ST_CONFIG_FILES_CA, &rc);
+	assert_int_equal(rc, ST_E_CONFIG);
+	assert_non_null(strstr(diag, ":4:3: 'ca.pin_file' names ${CREDENTIALS_DIRECTORY}/pin, "
+				     "but CREDENTIALS_DIRECTORY is not set"));
+	free(diag);
+	snprintf(path, sizeof(path), "rm -rf '%s'", fdir);
+	assert_int_equal(system(path), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -253,6 +405,7 @@ int main(void)
 		cmocka_unit_test(test_file_config),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_missing_file),
+		cmocka_unit_test(test_files_named),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -1,4 +1,5 @@
 /* Signer front end and the file backend: real keys written to a temp dir, real OpenSSL. */
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -7,9 +8,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
+#include <openssl/crypto.h>
 #include <openssl/ec.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -266,16 +270,200 @@ static void test_read_pin(void **state)
 					     sizeof(err)),
 			 0);
 	assert_string_equal(pin, "4321");
-	unsetenv("ST_TEST_PIN");
+	/* Gone from the environment once read; later reads in the process still get it. */
+	assert_null(getenv("ST_TEST_PIN"));
 	assert_int_equal(drv_signer_read_pin(NULL, "ST_TEST_PIN", pin, sizeof(pin), err,
 					     sizeof(err)),
+			 0);
+	assert_string_equal(pin, "4321");
+	/* Set again, the new value counts (and leaves the environment too). */
+	setenv("ST_TEST_PIN", "8765", 1);
+	assert_int_equal(drv_signer_read_pin(NULL, "ST_TEST_PIN", pin, sizeof(pin), err,
+					     sizeof(err)),
+			 0);
+	assert_string_equal(pin, "8765");
+	assert_null(getenv("ST_TEST_PIN"));
+	assert_int_equal(drv_signer_read_pin(NULL, "ST_TEST_PIN_UNSET", pin, sizeof(pin), err,
+					     sizeof(err)),
 			 ST_E_SIGNER_NOPIN);
-	assert_non_null(strstr(err, "ST_TEST_PIN"));
+	assert_non_null(strstr(err, "ST_TEST_PIN_UNSET"));
+	setenv("ST_TEST_PIN_EMPTY", "", 1);
+	assert_int_equal(drv_signer_read_pin(NULL, "ST_TEST_PIN_EMPTY", pin, sizeof(pin), err,
+					     sizeof(err)),
+			 ST_E_SIGNER_NOPIN);
+	unsetenv("ST_TEST_PIN_EMPTY");
+	/* An over-long PIN is refused, and still taken out of the environment. */
+	setenv("ST_TEST_PIN_LONG", big, 1);
+	assert_int_equal(drv_signer_read_pin(NULL, "ST_TEST_PIN_LONG", pin, sizeof(pin), err,
+					     sizeof(err)),
+			 ST_E_INVAL);
+	assert_null(strstr(err, "7777"));
+	assert_null(getenv("ST_TEST_PIN_LONG"));
 	assert_int_equal(drv_signer_read_pin(NULL, NULL, pin, sizeof(pin), err, sizeof(err)),
 			 ST_E_SIGNER_NOPIN);
 }
 
-int main(void)
+/* A PIN file that group or others may read or write is refused, whatever the mix of bits;
+ * the message names the file, its mode and the fix. Owner-only modes are accepted. */
+static void test_pin_file_mode(void **state)
+{
+	static const mode_t refused[] = { 0640, 0604, 0644, 0660, 0606, 0620, 0602, 0610,
+					  0601, 0666, 0440, 0404 };
+	static const mode_t accepted[] = { 0600, 0400 };
+	char path[4200], pin[DRV_SIGNER_MAX_PIN + 1], err[512], mode[16];
+
+	(void)state;
+	path_in(path, sizeof(path), "mode.pin");
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+		write_text(path, "1234\n", 0600);
+		assert_int_equal(chmod(path, refused[i]), 0);
+		pin[0] = 'x';
+		assert_int_equal(drv_signer_read_pin(path, NULL, pin, sizeof(pin), err,
+						     sizeof(err)),
+				 ST_E_SIGNER_NOPIN);
+		assert_int_equal(pin[0], 0);
+		snprintf(mode, sizeof(mode), "mode %04o", (unsigned)refused[i]);
+		assert_non_null(strstr(err, path));
+		assert_non_null(strstr(err, mode));
+		assert_non_null(strstr(err, "chmod 600"));
+		assert_null(strstr(err, "1234"));
+	}
+	for (size_t i = 0; i < sizeof(accepted) / sizeof(accepted[0]); i++) {
+		write_text(path, "1234\n", 0600);
+		assert_int_equal(chmod(path, accepted[i]), 0);
+		assert_int_equal(drv_signer_read_pin(path, NULL, pin, sizeof(pin), err,
+						     sizeof(err)),
+				 0);
+		assert_string_equal(pin, "1234");
+	}
+	assert_int_equal(chmod(path, 0600), 0);
+}
+
+/* A symbolic link is never followed to a PIN, whatever it points at (a private file, a
+ * missing one); nor is anything but a regular file read. */
+static void test_pin_file_link(void **state)
+{
+	char target[4200], link[4200], pin[DRV_SIGNER_MAX_PIN + 1], err[512];
+
+	(void)state;
+	path_in(target, sizeof(target), "target.pin");
+	path_in(link, sizeof(link), "link.pin");
+	write_text(target, "1234\n", 0600);
+	unlink(link);
+	assert_int_equal(symlink(target, link), 0);
+	assert_int_equal(drv_signer_read_pin(link, NULL, pin, sizeof(pin), err, sizeof(err)),
+			 ST_E_SIGNER_NOPIN);
+	assert_non_null(strstr(err, link));
+	assert_non_null(strstr(err, "symbolic link"));
+	assert_null(strstr(err, "1234"));
+	unlink(link);
+	assert_int_equal(symlink("no-such-target", link), 0);
+	assert_int_equal(drv_signer_read_pin(link, NULL, pin, sizeof(pin), err, sizeof(err)),
+			 ST_E_SIGNER_NOPIN);
+	assert_non_null(strstr(err, "symbolic link"));
+	unlink(link);
+	assert_int_equal(drv_signer_read_pin(dir, NULL, pin, sizeof(pin), err, sizeof(err)),
+			 ST_E_SIGNER_NOPIN);
+	assert_non_null(strstr(err, "not a regular file"));
+}
+
+#define CHILD_PIN_VAR "ST_TEST_CHILD_PIN"
+#define CHILD_PIN "pin-in-the-initial-environment-5f0c1e"
+
+/* Whether the bytes of needle occur in the file at path (read to its end: /proc files have
+ * no size). */
+static int file_holds(const char *path, const char *needle)
+{
+	char buf[65536];
+	size_t len = 0;
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -1;
+	while (len < sizeof(buf) && (n = read(fd, buf + len, sizeof(buf) - len)) > 0)
+		len += (size_t)n;
+	close(fd);
+	return memmem(buf, len, needle, strlen(needle)) != NULL;
+}
+
+/* Run in a child whose initial environment holds the PIN: reads it, then checks that neither
+ * its own /proc/self/environ nor the environment of a process it starts holds it. Returns
+ * the exit status (0: all is well). */
+static int pin_env_child(void)
+{
+	char pin[DRV_SIGNER_MAX_PIN + 1], err[512], out[4200];
+	char *argv[] = { "env", NULL };
+	extern char **environ;
+	int fd, status;
+	pid_t pid;
+
+	if (file_holds("/proc/self/environ", CHILD_PIN) != 1) {
+		fprintf(stderr, "child: the PIN is not in the initial environment\n");
+		return 10;
+	}
+	if (drv_signer_read_pin(NULL, CHILD_PIN_VAR, pin, sizeof(pin), err, sizeof(err)) != 0 ||
+	    strcmp(pin, CHILD_PIN) != 0) {
+		fprintf(stderr, "child: reading the PIN failed: %s\n", err);
+		return 11;
+	}
+	if (getenv(CHILD_PIN_VAR)) {
+		fprintf(stderr, "child: %s is still set\n", CHILD_PIN_VAR);
+		return 12;
+	}
+	if (file_holds("/proc/self/environ", CHILD_PIN) != 0) {
+		fprintf(stderr, "child: /proc/self/environ still shows the PIN\n");
+		return 13;
+	}
+	path_in(out, sizeof(out), "child-env.txt");
+	pid = fork();
+	if (pid == 0) {
+		fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		if (fd < 0 || dup2(fd, 1) < 0)
+			_exit(127);
+		execve("/usr/bin/env", argv, environ);
+		_exit(127);
+	}
+	if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
+	    WEXITSTATUS(status) != 0) {
+		fprintf(stderr, "child: env did not run\n");
+		return 14;
+	}
+	if (file_holds(out, CHILD_PIN) != 0 || file_holds(out, CHILD_PIN_VAR) != 0) {
+		fprintf(stderr, "child: a process started after the read inherits the PIN\n");
+		return 15;
+	}
+	OPENSSL_cleanse(pin, sizeof(pin));
+	return 0;
+}
+
+/* The PIN in the environment of the process (as a service manager or a shell passes it) is
+ * gone from everything that could show it to someone else once read. */
+static void test_pin_env_removed(void **state)
+{
+	char *argv[] = { "test_signer", "--pin-env-child", dir, NULL };
+	char *envp[] = { "PATH=/usr/bin:/bin", CHILD_PIN_VAR "=" CHILD_PIN, NULL };
+	char exe[4200];
+	ssize_t n;
+	int status;
+	pid_t pid;
+
+	(void)state;
+	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	assert_true(n > 0);
+	exe[n] = 0;
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		execve(exe, argv, envp);
+		_exit(127);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_file_p256),
@@ -285,7 +473,16 @@ int main(void)
 		cmocka_unit_test(test_file_errors),
 		cmocka_unit_test(test_unknown_backend),
 		cmocka_unit_test(test_read_pin),
+		cmocka_unit_test(test_pin_file_mode),
+		cmocka_unit_test(test_pin_file_link),
+		cmocka_unit_test(test_pin_env_removed),
 	};
+
+	/* test_pin_env_removed runs this program again with the PIN in its environment. */
+	if (argc == 3 && strcmp(argv[1], "--pin-env-child") == 0) {
+		snprintf(dir, sizeof(dir), "%s", argv[2]);
+		return pin_env_child();
+	}
 
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -15,6 +15,8 @@
 
 #include "config.h"
 #include "err.h"
+#include "log.h"
+#include "pool.h"
 #include "profile.h"
 #include "slot.h"
 #include "testutil.h"
@@ -235,8 +237,6 @@ static void test_slot_errors(void **state)
 static void test_section_errors(void **state)
 {
 	(void)state;
-	expect_error("pool:\n  workers: 8\n  hsm_sessions: 2\n", "station.yaml:7:3",
-		     "'workers' is 8 but the HSM allows 2 sessions");
 	expect_error("pool:\n  workers: 0\n", "station.yaml:7:12", "out of range 1..256");
 	expect_error("slots:\n  - port: /dev/ttyS0\n    baud: 115200\n    max_baud: 9600\n",
 		     "station.yaml:9:15", "'max_baud' is 9600, below the line's starting rate 115200");
@@ -252,6 +252,71 @@ static void test_section_errors(void **state)
 		     "'profiles' must be a directory or a list of profile files");
 	expect_error("profiles: []\n", "station.yaml:6:11", "'profiles' lists no file");
 	expect_error("station: \"\"\n", "station.yaml:6:10", "has no value");
+}
+
+/* Log lines a test captures (st_log_set_sink). */
+static char logged[PATH_MAX + 1024];
+
+static int capture(void *arg, enum st_log_level level, const char *msg)
+{
+	size_t n = strlen(logged);
+
+	(void)arg;
+	snprintf(logged + n, sizeof(logged) - n, "%d %s\n", (int)level, msg);
+	return 1;
+}
+
+/* More workers than the HSM has sessions: the configuration loads, the pool gets one worker
+ * per session, and a warning names both keys and the value that fits. Fewer or as many:
+ * the workers asked for, and nothing said. */
+static void test_workers_beyond_sessions(void **state)
+{
+	static const struct {
+		unsigned workers, sessions, want;
+	} cases[] = { { 8, 2, 2 }, { 3, 2, 2 }, { 256, 1, 1 }, { 2, 2, 2 }, { 1, 4, 1 } };
+	struct st_pool_config pc;
+	struct st_config *c = NULL;
+	char text[128], want[PATH_MAX + 512], *diag;
+	int rc;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		snprintf(text, sizeof(text), "pool:\n  workers: %u\n  hsm_sessions: %u\n",
+			 cases[i].workers, cases[i].sessions);
+		diag = load(text, &c, &rc);
+		assert_int_equal(rc, 0);
+		assert_string_equal(diag, "");
+		free(diag);
+		logged[0] = 0;
+		st_log_set_sink(capture, NULL);
+		assert_int_equal(st_config_pool_config(c, "s", &pc), cases[i].workers);
+		st_log_set_sink(NULL, NULL);
+		assert_int_equal(pc.workers, cases[i].want);
+		if (cases[i].want < cases[i].workers) {
+			snprintf(want, sizeof(want), "%d %s/station.yaml: pool.workers is %u but "
+				 "pool.hsm_sessions is %u (the HSM's sessions, one per signing "
+				 "worker): signing with %u workers; set workers to %u to start "
+				 "without this warning\n", ST_LOG_WARN, dir, cases[i].workers,
+				 cases[i].sessions, cases[i].want, cases[i].want);
+			assert_string_equal(logged, want);
+		} else {
+			assert_string_equal(logged, "");
+		}
+		st_config_free(c);
+	}
+	/* The CPUs as the default, never more than the sessions: said as a notice. */
+	diag = load("pool:\n  hsm_sessions: 1\n", &c, &rc);
+	assert_int_equal(rc, 0);
+	free(diag);
+	logged[0] = 0;
+	st_log_set_sink(capture, NULL);
+	st_config_pool_config(c, "s", &pc);
+	st_log_set_sink(NULL, NULL);
+	assert_int_equal(pc.workers, 1);
+	if (sysconf(_SC_NPROCESSORS_ONLN) > 1)
+		assert_non_null(strstr(logged, "the HSM allows 1 sessions (pool.hsm_sessions): 1 "
+						"workers"));
+	st_config_free(c);
 }
 
 static void test_board_map(void **state)
@@ -404,6 +469,7 @@ int main(void)
 		cmocka_unit_test(test_defaults_without_sections),
 		cmocka_unit_test(test_slot_errors),
 		cmocka_unit_test(test_section_errors),
+		cmocka_unit_test(test_workers_beyond_sessions),
 		cmocka_unit_test(test_board_map),
 		cmocka_unit_test(test_profile_choice),
 		cmocka_unit_test(test_state_names),
