@@ -222,8 +222,15 @@ static int db_error(struct st_ledger *l, int rc, const char *what, char *err, si
 	case SQLITE_READONLY:
 		code = ST_E_LEDGER_OPEN;
 		break;
-	default:
+	case SQLITE_FULL:
+	case SQLITE_IOERR:
+	case SQLITE_PROTOCOL:
+	case SQLITE_NOLFS:
+		/* The storage, not the statement: the same statement may work later. */
 		code = ST_E_LEDGER_IO;
+		break;
+	default:
+		code = ST_E_LEDGER_SQL;
 		break;
 	}
 	if (l->db && sqlite3_system_errno(l->db) != 0)
