@@ -1277,9 +1277,12 @@ static time_t cert_time(const ASN1_TIME *t)
 }
 
 /* One row per certificate, in one transaction: intent, certificate, then STATE. */
+/* fill LEDGER STATE SLOT CERT...: rows of profile acme-gw, or of $TEST_LEDGER_PROFILE (empty:
+ * none recorded). */
 static int helper_fill(int argc, char **argv)
 {
 	struct st_ledger *l = NULL;
+	const char *profile = getenv("TEST_LEDGER_PROFILE");
 	char err[1024];
 	int rc = 1, i, st = st_ledger_state_parse(argv[3]);
 
@@ -1321,7 +1324,7 @@ static int helper_fill(int argc, char **argv)
 
 			row.serial = serial;
 			row.device_id = (char *)cn;
-			row.profile = (char *)"acme-gw";
+			row.profile = (char *)(!profile ? "acme-gw" : *profile ? profile : NULL);
 			row.slot = argv[4];
 			SHA256(spki, (size_t)len, row.pubkey_sha256);
 			SHA256((const unsigned char *)argv[i], strlen(argv[i]), row.csr_sha256);
