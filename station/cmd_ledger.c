@@ -1,7 +1,8 @@
 /* `station ledger`: reads the ledger for people and for other systems. list and show for an
  * operator, export (CSV per RFC 4180, or JSON Lines) for the line's other systems, check
  * for an auditor: every stored certificate verified against the CA and its row, duplicates
- * reported, intents without a certificate listed as "possibly signed"; backup for an
+ * reported (a device id certified again only when the profile it was issued under refuses
+ * reprovisioning), intents without a certificate listed as "possibly signed"; backup for an
  * administrator. Nothing here writes to the ledger; a running station may keep writing
  * while these read (WAL readers see one consistent snapshot). */
 #include <errno.h>
@@ -24,6 +25,7 @@
 #include "err.h"
 #include "issue.h"
 #include "ledger.h"
+#include "profile.h"
 
 enum cert_format { CERT_BASE64, CERT_PEM, CERT_NONE };
 
@@ -89,13 +91,16 @@ static const char usage_check[] =
 	"Checks the file's integrity (SQLite), then every stored certificate: its signature\n"
 	"with the CA's public key, its issuer, that its public key hash, serial, CN and\n"
 	"validity equal its row's; reports a serial or public key in more than one row and a\n"
-	"device id with more than one signed or delivered row (a note only with\n"
-	"--allow-reissue, for profiles that reissue). Intents without a certificate are listed\n"
-	"as \"possibly signed\" and are not problems. Exit status 0 when everything checks,\n"
-	"1 with one \"problem:\" line per problem.\n"
+	"device id with more than one signed or delivered row. With -c the latter is judged\n"
+	"by the reprovision policy of the profile (SKU) each row was issued under, as the\n"
+	"configuration's profiles say it now: a note when every later certificate's profile\n"
+	"reissues, a problem when one refuses or is not in the configuration. Without a\n"
+	"configuration it is a problem unless --allow-reissue. Intents without a certificate\n"
+	"are listed as \"possibly signed\" and are not problems. Exit status 0 when\n"
+	"everything checks, 1 with one \"problem:\" line per problem.\n"
 	"\n"
 	"  --ca FILE         the CA certificate (default: the configuration's ca: cert)\n"
-	"  --allow-reissue   a device id with several certificates is not a problem\n";
+	"  --allow-reissue   a device id with several certificates is never a problem\n";
 
 static const char usage_flags[] =
 	"usage: station ledger [-c STATION.yaml | --ledger FILE] flags\n"
@@ -562,8 +567,15 @@ struct check_key {
 	int64_t id;
 	char *serial;
 	char *device_id;
+	char *profile; /* NULL: none recorded */
 	uint8_t pubkey[32];
 	int issued; /* signed or delivered */
+};
+
+/* The reprovision policy of a profile (SKU) of the configuration. */
+struct check_policy {
+	const char *sku; /* borrowed from the profile */
+	int reissue;
 };
 
 struct check_ctx {
@@ -572,6 +584,9 @@ struct check_ctx {
 	size_t nkeys, cap;
 	size_t rows, verified, possibly, problems;
 	int oom;
+	int have_policies; /* -c: the configuration's profiles judge reissued device ids */
+	struct check_policy *policies;
+	size_t npolicies;
 };
 
 static void problem(struct check_ctx *c, const struct st_ledger_row *r, const char *fmt, ...)
@@ -712,11 +727,13 @@ static int check_row(const struct st_ledger_row *r, void *arg)
 	k->id = r->id;
 	k->serial = strdup(r->serial);
 	k->device_id = strdup(r->device_id);
+	k->profile = r->profile ? strdup(r->profile) : NULL;
 	memcpy(k->pubkey, r->pubkey_sha256, 32);
 	k->issued = r->state == ST_LEDGER_SIGNED || r->state == ST_LEDGER_DELIVERED;
-	if (!k->serial || !k->device_id) {
+	if (!k->serial || !k->device_id || (r->profile && !k->profile)) {
 		free(k->serial);
 		free(k->device_id);
+		free(k->profile);
 		c->oom = 1;
 		return 1;
 	}
@@ -751,7 +768,58 @@ static int by_device(const void *a, const void *b)
 	return d ? d : (x->id > y->id) - (x->id < y->id);
 }
 
-/* Reports each run of equal keys (per cmp) in the sorted array, listing the rows. */
+/* Whether the profile named sku reissues: every profile of the configuration with that sku
+ * says so. -1 when the configuration has none of that name. */
+static int profile_reissues(const struct check_ctx *c, const char *sku)
+{
+	int found = 0;
+
+	for (size_t i = 0; sku && i < c->npolicies; i++) {
+		if (strcmp(c->policies[i].sku, sku) != 0)
+			continue;
+		if (!c->policies[i].reissue)
+			return 0;
+		found = 1;
+	}
+	return found ? 1 : -1;
+}
+
+/* Whether a device id's run of issued rows [i, j) is a problem: one of the later rows was
+ * issued under a profile that refuses reprovisioning (or that the configuration does not
+ * have, or none: the default refuses). why says which, or which profile allowed them. */
+static int reissue_refused(const struct check_ctx *c, size_t i, size_t j, char *why,
+			   size_t whylen)
+{
+	const char *allowed = NULL;
+
+	for (size_t k = i + 1; k < j; k++) {
+		const char *p = c->keys[k].profile;
+		int re = profile_reissues(c, p);
+
+		if (!p) {
+			snprintf(why, whylen, "row %lld records no profile: the default refuses "
+				 "reprovisioning", (long long)c->keys[k].id);
+			return 1;
+		}
+		if (re < 0) {
+			snprintf(why, whylen, "row %lld: profile %s is not in the configuration",
+				 (long long)c->keys[k].id, p);
+			return 1;
+		}
+		if (re == 0) {
+			snprintf(why, whylen, "row %lld: profile %s refuses reprovisioning",
+				 (long long)c->keys[k].id, p);
+			return 1;
+		}
+		allowed = p;
+	}
+	snprintf(why, whylen, "profile %s reissues", allowed ? allowed : "?");
+	return 0;
+}
+
+/* Reports each run of equal keys (per cmp) in the sorted array, listing the rows. A device
+ * id's run is a problem per the profiles' policies when they are known (else per
+ * is_problem), and says why. */
 static void report_runs(struct check_ctx *c, int (*same)(const struct check_key *,
 							  const struct check_key *),
 			const char *what, int is_problem)
@@ -762,12 +830,15 @@ static void report_runs(struct check_ctx *c, int (*same)(const struct check_key 
 		for (j = i + 1; j < n && same(&c->keys[i], &c->keys[j]); j++)
 			;
 		if (j - i > 1) {
-			char h[65];
+			char h[65], why[600] = "";
+			int bad = is_problem;
 			size_t k;
 
-			if (is_problem)
+			if (strcmp(what, "device id") == 0 && is_problem && c->have_policies)
+				bad = reissue_refused(c, i, j, why, sizeof(why));
+			if (bad)
 				c->problems++;
-			printf("%s: %s ", is_problem ? "problem" : "note", what);
+			printf("%s: %s ", bad ? "problem" : "note", what);
 			if (strcmp(what, "public key") == 0) {
 				hex32(c->keys[i].pubkey, h);
 				printf("sha256:%s", h);
@@ -779,7 +850,7 @@ static void report_runs(struct check_ctx *c, int (*same)(const struct check_key 
 			printf(" is in %zu rows:", j - i);
 			for (k = i; k < j; k++)
 				printf(" %lld", (long long)c->keys[k].id);
-			printf("\n");
+			printf("%s%s%s\n", why[0] ? " (" : "", why, why[0] ? ")" : "");
 		}
 		i = j;
 	}
@@ -800,6 +871,79 @@ static int same_issued_device(const struct check_key *a, const struct check_key 
 	return a->issued && b->issued && strcmp(a->device_id, b->device_id) == 0;
 }
 
+/* The profiles the configuration names (its directory or list, its default, the slots' own),
+ * loaded for their reprovision policies. */
+struct check_profiles {
+	struct st_profile_set *dir;
+	const struct st_profile **list;
+	size_t n;
+};
+
+static int add_policy(struct check_ctx *c, const struct st_profile *p)
+{
+	struct check_policy *v = realloc(c->policies, (c->npolicies + 1) * sizeof(*v));
+
+	if (!v)
+		return ST_E_NOMEM;
+	c->policies = v;
+	v[c->npolicies].sku = p->sku;
+	v[c->npolicies].reissue = p->policy.reprovision == ST_REPROVISION_REISSUE;
+	c->npolicies++;
+	return 0;
+}
+
+static int load_policy(struct check_ctx *c, struct check_profiles *cp, const char *path,
+		       char *err, size_t errlen)
+{
+	const struct st_profile **list = realloc(cp->list, (cp->n + 1) * sizeof(*list));
+	int rc;
+
+	if (!list)
+		return st_errf(err, errlen, ST_E_NOMEM, "out of memory");
+	cp->list = list;
+	rc = st_profile_load(path, stderr, &list[cp->n], err, errlen);
+	if (rc < 0)
+		return rc;
+	cp->n++;
+	if (add_policy(c, list[cp->n - 1]) < 0)
+		return st_errf(err, errlen, ST_E_NOMEM, "out of memory");
+	return 0;
+}
+
+/* Loads every profile cfg names; problems in them go to stderr as file:line:col. */
+static int load_policies(struct check_ctx *c, struct check_profiles *cp,
+			 const struct st_config *cfg, char *err, size_t errlen)
+{
+	int rc = 0;
+
+	if (cfg->profiles) {
+		rc = st_profile_set_load(cfg->profiles, stderr, &cp->dir, err, errlen);
+		for (size_t i = 0; rc == 0 && i < st_profile_set_count(cp->dir); i++) {
+			if (add_policy(c, st_profile_set_get(cp->dir, i)) < 0)
+				rc = st_errf(err, errlen, ST_E_NOMEM, "out of memory");
+		}
+	}
+	for (size_t i = 0; rc == 0 && i < cfg->n_profile_files; i++)
+		rc = load_policy(c, cp, cfg->profile_files[i], err, errlen);
+	if (rc == 0 && cfg->default_profile)
+		rc = load_policy(c, cp, cfg->default_profile, err, errlen);
+	for (size_t i = 0; rc == 0 && i < cfg->n_slots; i++) {
+		if (cfg->slots[i].profile)
+			rc = load_policy(c, cp, cfg->slots[i].profile, err, errlen);
+	}
+	c->have_policies = c->npolicies > 0;
+	return rc;
+}
+
+static void free_policies(struct check_ctx *c, struct check_profiles *cp)
+{
+	st_profile_set_free(cp->dir);
+	for (size_t i = 0; i < cp->n; i++)
+		st_profile_free(cp->list[i]);
+	free(cp->list);
+	free(c->policies);
+}
+
 static int count_flag(const struct st_ledger_flag *f, void *arg)
 {
 	(void)f;
@@ -810,9 +954,10 @@ static int count_flag(const struct st_ledger_flag *f, void *arg)
 static int cmd_check(struct st_ledger *l, const struct opts *o, const struct st_config *cfg)
 {
 	struct check_ctx c = { 0 };
+	struct check_profiles cp = { 0 };
 	struct st_ca *ca = NULL;
 	const char *ca_path = o->ca ? o->ca : cfg ? cfg->ca.cert : NULL;
-	char err[512];
+	char err[1024], perr[512];
 	size_t i, flags = 0;
 	int rc;
 
@@ -827,6 +972,15 @@ static int cmd_check(struct st_ledger *l, const struct opts *o, const struct st_
 		return 1;
 	}
 	c.ca = ca;
+	if (cfg) {
+		/* Whether a device id may hold several certificates is its profile's policy. */
+		rc = load_policies(&c, &cp, cfg, perr, sizeof(perr));
+		if (rc < 0) {
+			st_msgf(err, sizeof(err), "cannot judge reissued device ids by the "
+				"configuration's profiles: %s", perr);
+			goto out;
+		}
+	}
 	rc = st_ledger_integrity(l, err, sizeof(err));
 	if (rc == ST_E_LEDGER_CORRUPT)
 		problem(&c, NULL, "%s", err);
@@ -857,8 +1011,10 @@ out:
 	for (i = 0; i < c.nkeys; i++) {
 		free(c.keys[i].serial);
 		free(c.keys[i].device_id);
+		free(c.keys[i].profile);
 	}
 	free(c.keys);
+	free_policies(&c, &cp);
 	st_ca_free(ca);
 	if (rc < 0) {
 		fprintf(stderr, "station ledger check: %s\n", err);

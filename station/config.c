@@ -335,6 +335,7 @@ static const struct st_yl_key retry_keys[] = {
 static const struct st_yl_key output_keys[] = {
 	ST_YL_KEY("events", st_yl_h_path, OU(events), 0),
 	ST_YL_KEY("console_dir", st_yl_h_path, OU(console_dir), 0),
+	ST_YL_RANGE("events_buffer", st_yl_h_uint, OU(events_buffer), 0, 4096, 268435456),
 	ST_YL_END,
 };
 

@@ -53,6 +53,7 @@
  *   outputs:
  *     events: events.jsonl       # JSON Lines event stream (also: station run --events)
  *     console_dir: consoles/     # console logs of failed boards
+ *     events_buffer: 1048576     # bytes waiting for a slow reader, then events are dropped
  *   http:                        # registration server for lmp-device-register (http.h)
  *     listen: 127.0.0.1:8443     # HOST:PORT, [V6]:PORT, localhost:PORT; port 0: any free one
  *     tls_cert: gateway.pem      # with tls_key: HTTPS
@@ -130,6 +131,8 @@ struct st_config_retries {
 struct st_config_outputs {
 	char *events;	   /* JSON Lines event stream; may be NULL */
 	char *console_dir; /* console logs of failed boards; may be NULL */
+	unsigned events_buffer; /* bytes of events that may wait for a slow reader of a pipe
+				 * or terminal before events are dropped; 0: 1 MiB */
 };
 
 /* `http`: the registration server (station/http.h). Its keys and their checks live in

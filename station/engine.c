@@ -506,6 +506,9 @@ static void print_summary(struct st_engine *e)
 	for (size_t i = 0; i < t->nreasons; i++)
 		printf("  failed: %-24s %llu\n", t->reasons[i].reason,
 		       (unsigned long long)t->reasons[i].count);
+	if (st_events_dropped(e->events))
+		printf("  events dropped: %llu (the event stream's reader did not keep up)\n",
+		       (unsigned long long)st_events_dropped(e->events));
 	fflush(stdout);
 }
 
@@ -529,6 +532,9 @@ static void on_pool_closed(void *arg)
 	st_events_summary(e->events, e->started, uv_hrtime(), extra);
 	json_decref(extra);
 	print_summary(e);
+	/* The stream's reader does not keep the loop going: what it has not taken by the end
+	 * gets a last chance in st_events_close(). */
+	st_events_detach(e->events);
 	for (size_t i = 0; i < e->nslots; i++)
 		st_slot_close(e->slots[i], on_slot_closed);
 	uv_close((uv_handle_t *)&e->sig_int, on_engine_handle_closed);
@@ -818,7 +824,8 @@ int st_engine_new(const char *config_path, const struct st_engine_options *opt,
 
 	events_path = opt->events_path ? opt->events_path :
 		      opt->json ? NULL : e->cfg->outputs.events;
-	rc = st_events_open(events_path, opt->json && !opt->events_path, &e->events, err, errlen);
+	rc = st_events_open(events_path, opt->json && !opt->events_path, &e->loop,
+			    e->cfg->outputs.events_buffer, &e->events, err, errlen);
 	if (rc < 0)
 		goto fail;
 	st_events_set_station(e->events, e->station);

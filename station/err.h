@@ -96,6 +96,7 @@
 	X(LEDGER_DUP_KEY, "public key is already recorded")                                    \
 	X(LEDGER_DUP_ID, "device id has another certificate in progress")                      \
 	X(LEDGER_STATE, "ledger row is not in a state that allows this")                       \
+	X(LEDGER_SQL, "ledger statement failed")                                               \
 	/* Profiles and configuration (station/profile.c, station/config.c) */                 \
 	X(PROFILE, "profile is invalid")                                                       \
 	X(TEMPLATE, "template is malformed")                                                   \

@@ -12,8 +12,12 @@
  *   {"ts":..,"event":"pool","paused":true,"reason":".."}
  *   {"ts":..,"event":"summary","boards":..,"passed":..,"failed":..,"by_reason":{..},
  *    "boards_per_hour":..,...}
- * A line is written whole with one write(2), so a reader (or a crash) never sees half of
- * one. Loop thread only. */
+ * A line is written whole with one write(2) to a regular file, so a reader (or a crash) never
+ * sees half of one. A pipe, FIFO or terminal never stalls the loop: the stream is written
+ * without blocking, what the reader has not taken yet waits in a bounded buffer (written out
+ * as the fd becomes writable, watched with a uv_poll_t), and an event that does not fit is
+ * dropped whole and counted: the summary carries "events_dropped" and the log says so. Lines
+ * stay whole either way (a line begun is always finished). Loop thread only. */
 #ifndef ST_EVENTS_H
 #define ST_EVENTS_H
 
@@ -22,6 +26,7 @@
 #include <stdio.h>
 
 #include <jansson.h>
+#include <uv.h>
 
 /* Phases of one board, for per-phase latencies ("ms" of an outcome). */
 enum st_phase {
@@ -83,12 +88,32 @@ struct st_tally {
 
 struct st_events;
 
+/* Default and smallest bound of the bytes waiting for a slow reader (st_events_open). */
+#define ST_EVENTS_BUFFER_DEFAULT (1024 * 1024)
+#define ST_EVENTS_BUFFER_MIN 4096
+
 /* Opens the stream: to path (appended, created 0644) when path is not NULL, to stdout when
- * to_stdout, or nowhere (tallies only). Returns 0 and *out (free with st_events_close) or
- * ST_E_IO / ST_E_NOMEM with a message naming the file; *out is NULL then. */
-int st_events_open(const char *path, int to_stdout, struct st_events **out, char *err,
-		   size_t errlen);
+ * to_stdout, or nowhere (tallies only). A path that is a FIFO must have its reader already.
+ * When the stream is not a regular file it is written without blocking on loop (NULL: plain
+ * blocking writes, for tools without a loop), with up to buffer_max bytes (0: the default;
+ * at least ST_EVENTS_BUFFER_MIN) waiting for the reader. Returns 0 and *out (free with
+ * st_events_close) or ST_E_IO / ST_E_NOMEM with a message naming the file; *out is NULL
+ * then. */
+int st_events_open(const char *path, int to_stdout, uv_loop_t *loop, size_t buffer_max,
+		   struct st_events **out, char *err, size_t errlen);
+
+/* Stops watching the fd on the loop (closes the poll handle); later events are still
+ * written when the reader has room, or kept for st_events_close(). Call before the loop's
+ * last run; safe to call twice. */
+void st_events_detach(struct st_events *ev);
+
+/* Writes out what waits for the reader, waiting for it at most a few seconds (the loop has
+ * ended: nothing else is served), counts and logs what is still left as dropped, and frees
+ * ev. NULL is allowed. */
 void st_events_close(struct st_events *ev);
+
+/* Events dropped so far because the reader did not keep up (or went away). */
+uint64_t st_events_dropped(const struct st_events *ev);
 
 /* Writes obj as one line after setting "ts" (and "station" when set). Takes obj's
  * reference. A write error is logged once; the run goes on (the ledger, not the stream, is
@@ -115,7 +140,7 @@ const struct st_tally *st_events_tally(const struct st_events *ev);
 double st_tally_boards_per_hour(const struct st_tally *t);
 
 /* The summary line: the tallies plus the fields of extra (borrowed; may be NULL), with
- * "elapsed_s" measured from run_start (uv_hrtime()). */
+ * "elapsed_s" measured from run_start (uv_hrtime()) and "events_dropped" so far. */
 void st_events_summary(struct st_events *ev, uint64_t run_start, uint64_t now,
 		       const json_t *extra);
 

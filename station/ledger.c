@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pwd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -222,8 +223,15 @@ static int db_error(struct st_ledger *l, int rc, const char *what, char *err, si
 	case SQLITE_READONLY:
 		code = ST_E_LEDGER_OPEN;
 		break;
-	default:
+	case SQLITE_FULL:
+	case SQLITE_IOERR:
+	case SQLITE_PROTOCOL:
+	case SQLITE_NOLFS:
+		/* The storage, not the statement: the same statement may work later. */
 		code = ST_E_LEDGER_IO;
+		break;
+	default:
+		code = ST_E_LEDGER_SQL;
 		break;
 	}
 	if (l->db && sqlite3_system_errno(l->db) != 0)
@@ -616,6 +624,70 @@ out:
 	return rc;
 }
 
+/* Why this process cannot write what (the ledger file, or its directory) for errno e. */
+static int not_writable(const char *path, const char *what, const char *name, int e,
+			char *err, size_t errlen)
+{
+	char user[64];
+	struct passwd pw, *res = NULL;
+	char pwbuf[1024];
+	uid_t uid = geteuid();
+
+	if (e == EROFS)
+		return st_errf(err, errlen, ST_E_LEDGER_OPEN,
+			       "ledger %s: %s %s is on a read-only file system; the ledger needs "
+			       "a writable directory",
+			       path, what, name);
+	if (e != EACCES && e != EPERM)
+		return st_errf(err, errlen, ST_E_LEDGER_OPEN, "ledger %s: %s %s: %s", path, what,
+			       name, strerror(e));
+	if (getpwuid_r(uid, &pw, pwbuf, sizeof(pwbuf), &res) == 0 && res)
+		snprintf(user, sizeof(user), "%s", pw.pw_name);
+	else
+		snprintf(user, sizeof(user), "uid %u", (unsigned)uid);
+	return st_errf(err, errlen, ST_E_LEDGER_OPEN,
+		       "ledger %s: %s %s is not writable by user %s (uid %u); give that user write "
+		       "access to it",
+		       path, what, name, user, (unsigned)uid);
+}
+
+/* Before opening for writing: the directory exists and this process may create files in it
+ * (the ledger, its -wal and -shm), and an existing ledger file may be written. SQLite alone
+ * says "unable to open database file" with whatever errno its last attempt left (a read-only
+ * directory comes out as "No such file or directory"). */
+static int check_writable(const char *path, int existed, char *err, size_t errlen)
+{
+	char dir[PATH_MAX];
+	const char *slash = strrchr(path, '/');
+	struct stat sb;
+
+	if (!slash)
+		snprintf(dir, sizeof(dir), ".");
+	else if (slash == path)
+		snprintf(dir, sizeof(dir), "/");
+	else if ((size_t)(slash - path) < sizeof(dir))
+		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+	else
+		return st_errf(err, errlen, ST_E_LEDGER_OPEN, "ledger %s: %s", path,
+			       strerror(ENAMETOOLONG));
+	if (stat(dir, &sb) != 0) {
+		if (errno == ENOENT)
+			return st_errf(err, errlen, ST_E_LEDGER_OPEN,
+				       "ledger %s: directory %s does not exist; create it (writable "
+				       "by the station's user) or fix the ledger path",
+				       path, dir);
+		return not_writable(path, "directory", dir, errno, err, errlen);
+	}
+	if (!S_ISDIR(sb.st_mode))
+		return st_errf(err, errlen, ST_E_LEDGER_OPEN, "ledger %s: %s is not a directory",
+			       path, dir);
+	if (faccessat(AT_FDCWD, dir, W_OK | X_OK, AT_EACCESS) != 0)
+		return not_writable(path, "directory", dir, errno, err, errlen);
+	if (existed && faccessat(AT_FDCWD, path, R_OK | W_OK, AT_EACCESS) != 0)
+		return not_writable(path, "file", path, errno, err, errlen);
+	return 0;
+}
+
 int st_ledger_open_flags(const char *path, const char *station, unsigned flags,
 			 struct st_ledger **out, char *err, size_t errlen)
 {
@@ -636,8 +708,12 @@ int st_ledger_open_flags(const char *path, const char *station, unsigned flags,
 	if (existed && S_ISDIR(sb.st_mode))
 		return st_errf(err, errlen, ST_E_LEDGER_OPEN,
 			       "ledger %s: is a directory, expected a database file", path);
-	if (!(flags & ST_LEDGER_NOCREATE))
+	if (!(flags & ST_LEDGER_NOCREATE)) {
+		rc = check_writable(path, existed, err, errlen);
+		if (rc < 0)
+			return rc;
 		oflags |= SQLITE_OPEN_CREATE;
+	}
 	if (!station) {
 		if (gethostname(host, sizeof(host)) != 0)
 			strcpy(host, "station");
@@ -661,6 +737,12 @@ int st_ledger_open_flags(const char *path, const char *station, unsigned flags,
 	}
 	sqlite3_extended_result_codes(l->db, 1);
 	st_ledger_set_busy_timeout(l, LEDGER_BUSY_MS);
+	/* SQLite opens a file it may not write read-only, without a word: the first commit
+	 * would fail instead. */
+	if (!(flags & ST_LEDGER_NOCREATE) && sqlite3_db_readonly(l->db, "main") == 1) {
+		rc = not_writable(path, "file", path, EACCES, err, errlen);
+		goto out;
+	}
 
 	rc = set_journal(l, err, errlen);
 	if (rc < 0)

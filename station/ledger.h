@@ -20,6 +20,12 @@
  * st_ledger_lookup(); st_ledger_add_intent() only refuses two intents of one device id in
  * flight at once.
  *
+ * Errors of SQLite come back by what failed: ST_E_LEDGER_IO is the storage (disk full, an
+ * I/O error: the same call may work once it is fixed), ST_E_LEDGER_OPEN a file that cannot
+ * be opened or written (missing directory, no permission, read-only file system),
+ * ST_E_LEDGER_BUSY another process's lock, ST_E_LEDGER_CORRUPT a damaged file, ST_E_NOMEM,
+ * and ST_E_LEDGER_SQL any other failure of a statement.
+ *
  * Every function here blocks (disk, fsync): never call one on the event loop thread. A
  * handle is used by one thread at a time (the signing pool's ledger thread; commands);
  * several processes may open the same file (readers never block the writer). */

@@ -38,6 +38,15 @@
 /* A random serial that collides with a recorded one is drawn again this many times. */
 #define SERIAL_TRIES 4
 
+/* Why signing pauses: the HSM (workers cannot sign) or the ledger's storage (nothing can be
+ * recorded: a full disk, an I/O error, a lock held too long). Either holds every board in
+ * the queue until it ends; both may hold at once. */
+enum pause_cause {
+	PAUSE_HSM,
+	PAUSE_LEDGER,
+	PAUSE_CAUSES,
+};
+
 /* Where a request is, as the loop thread sees it. */
 enum req_state {
 	RS_NEW,    /* not submitted */
@@ -105,6 +114,7 @@ struct st_pool {
 	st_pool_status_cb status_cb;
 	void *status_arg;
 	int told_paused;    /* what the status callback last heard */
+	unsigned told_causes;
 	void (*close_cb)(void *arg);
 	void *close_arg;
 
@@ -126,7 +136,9 @@ struct st_pool {
 	char start_err[256];
 	unsigned workers_running;
 	int ledger_running;
-	unsigned long resume_gen; /* bumped when signing resumes: wakes waiting workers */
+	unsigned long resume_gen; /* bumped when a cause of a pause ends: wakes waiting threads */
+	unsigned pause_causes;    /* PAUSE_* bits: why signing waits (stats.paused: any) */
+	char pause_why[PAUSE_CAUSES][256]; /* each cause's reason, while it holds */
 	struct st_pool_stats stats;
 
 	struct st_ledger *ledger; /* ledger thread only */
@@ -289,7 +301,16 @@ static struct st_cert *cert_from_row(const struct st_ledger_row *row)
 static int ledger_fatal(int rc)
 {
 	return rc == ST_E_LEDGER_IO || rc == ST_E_LEDGER_BUSY || rc == ST_E_LEDGER_CORRUPT ||
-	       rc == ST_E_LEDGER_OPEN || rc == ST_E_LEDGER_VERSION || rc == ST_E_NOMEM;
+	       rc == ST_E_LEDGER_OPEN || rc == ST_E_LEDGER_VERSION || rc == ST_E_LEDGER_SQL ||
+	       rc == ST_E_NOMEM;
+}
+
+/* Whether a fatal ledger error is the ledger's storage rather than anything a request
+ * carried: a full disk, an I/O error, a file system gone read-only, a lock another process
+ * held too long. Signing pauses and the round is tried again until its commit works. */
+static int ledger_outage(int rc)
+{
+	return rc == ST_E_LEDGER_IO || rc == ST_E_LEDGER_BUSY || rc == ST_E_LEDGER_OPEN;
 }
 
 /* Refuses r: rc and message, counted as refused, and a row in the ledger's flags table for
@@ -439,8 +460,14 @@ static int intents_do(struct st_pool *pool, struct pool_batch *b, char *err, siz
 	for (r = b->reqs; r; r = r->batch_next)
 		r->sign_it = -1;
 	for (r = b->reqs; r; r = r->batch_next) {
+		/* Afresh: a round that was rolled back is done again from the start. */
 		r->rc = 0;
+		r->err[0] = 0;
 		r->row_id = 0;
+		r->reused = 0;
+		r->refused = 0;
+		st_cert_free(r->cert);
+		r->cert = NULL;
 		rc = lookup_one(pool, r);
 		if (rc < 0) {
 			st_msgf(err, errlen, "%s", r->err);
@@ -522,10 +549,10 @@ static int record_one(struct st_pool *pool, struct st_sign_req *r, char *err, si
 static int record_do(struct st_pool *pool, struct pool_batch *b, char *err, size_t errlen)
 {
 	struct st_sign_req *r;
-	char msg[256];
 	int rc;
 
 	for (r = b->reqs; r; r = r->batch_next) {
+		r->unrecorded = 0;
 		if (r->rc < 0) {
 			rc = st_ledger_mark_failed(pool->ledger, r->row_id, r->err, err, errlen);
 			if (ledger_fatal(rc))
@@ -539,12 +566,12 @@ static int record_do(struct st_pool *pool, struct pool_batch *b, char *err, size
 			return rc;
 		if (rc < 0) {
 			/* This row only (say, superseded meanwhile by the same board on another
-			 * slot): not recorded, so the certificate does not leave the station. */
-			st_msgf(msg, sizeof(msg), "certificate %s was signed but could not be "
-			     "recorded, so it is not given out: %s", r->cert->serial_hex, err);
-			st_cert_free(r->cert);
-			r->cert = NULL;
-			req_fail(r, rc, msg);
+			 * slot): not recorded, so the certificate does not leave the station. The
+			 * request fails once the round is committed (a round rolled back is done
+			 * again, and must find the request as it was). */
+			r->unrecorded = rc;
+			st_msgf(r->err, sizeof(r->err), "certificate %s was signed but could not "
+				"be recorded, so it is not given out: %s", r->cert->serial_hex, err);
 		}
 	}
 	return 0;
@@ -570,6 +597,14 @@ static void record_finish(struct st_pool *pool, struct pool_batch *b, int fatal,
 			r->cert = NULL;
 			req_fail(r, fatal, msg);
 		}
+	}
+	for (r = b->reqs; r; r = r->batch_next) {
+		if (!r->unrecorded || r->rc < 0)
+			continue;
+		st_msgf(msg, sizeof(msg), "%s", r->err);
+		st_cert_free(r->cert);
+		r->cert = NULL;
+		req_fail(r, r->unrecorded, msg);
 	}
 	pthread_mutex_lock(&pool->lock);
 	for (r = b->reqs; r; r = next) {
@@ -640,8 +675,13 @@ static void ops_finish(struct st_pool *pool, struct pool_op *ops, int fatal, con
 
 /* One round of the ledger thread: every job and operation waiting, in one transaction and so
  * one fsync (group commit). The more work piles up while a commit syncs, the more the next
- * commit carries: the ledger keeps up with signing instead of paying one fsync per batch. */
-static void ledger_round(struct st_pool *pool, struct pool_batch *jobs, struct pool_op *ops)
+ * commit carries: the ledger keeps up with signing instead of paying one fsync per batch.
+ * Returns 0 when committed, else the ledger's error, with which the round's requests and
+ * operations fail; except that when the ledger's storage fails (ledger_outage) and may_retry
+ * is set, the round is rolled back and nothing of it completes: *again is set, the message is
+ * in why, and the caller runs the same round again. */
+static int ledger_round(struct st_pool *pool, struct pool_batch *jobs, struct pool_op *ops,
+			int may_retry, int *again, char *why, size_t whylen)
 {
 	struct pool_batch *b, *next;
 	char err[256] = "";
@@ -666,6 +706,11 @@ static void ledger_round(struct st_pool *pool, struct pool_batch *jobs, struct p
 		st_ledger_rollback(pool->ledger);
 		if (!err[0])
 			st_msgf(err, sizeof(err), "%s", st_strerror(fatal));
+		if (may_retry && ledger_outage(fatal)) {
+			st_msgf(why, whylen, "%s", err);
+			*again = 1;
+			return fatal;
+		}
 		st_err("ledger: %s", err);
 	}
 	now = uv_hrtime();
@@ -687,6 +732,44 @@ static void ledger_round(struct st_pool *pool, struct pool_batch *jobs, struct p
 	}
 	if (ops)
 		ops_finish(pool, ops, fatal, err);
+	return fatal;
+}
+
+static void pause_locked(struct st_pool *pool, enum pause_cause cause, const char *reason);
+static void resume_locked(struct st_pool *pool, enum pause_cause cause);
+static void backoff_wait_locked(struct st_pool *pool, pthread_cond_t *cond, unsigned ms);
+
+/* Runs a round until it is committed, or fails it for good. While the ledger's storage fails
+ * signing pauses, as for an HSM outage: the round waits (100 ms doubling to 2 s) and is tried
+ * again, its boards waiting in the queue and none failed for it, and signing resumes with the
+ * first commit that works. Once the pool is stopping the round is tried one last time. */
+static void ledger_run_round(struct st_pool *pool, struct pool_batch *jobs, struct pool_op *ops)
+{
+	unsigned backoff = BACKOFF_FIRST_MS;
+	char why[256], reason[300];
+	int rc, may_retry, again;
+
+	pthread_mutex_lock(&pool->lock);
+	may_retry = !pool->stopping;
+	pthread_mutex_unlock(&pool->lock);
+	for (;;) {
+		again = 0;
+		rc = ledger_round(pool, jobs, ops, may_retry, &again, why, sizeof(why));
+		if (!again)
+			break;
+		st_msgf(reason, sizeof(reason), "%s: %s", st_strerror(rc), why);
+		pthread_mutex_lock(&pool->lock);
+		pause_locked(pool, PAUSE_LEDGER, reason);
+		backoff_wait_locked(pool, &pool->ledger_cond, backoff);
+		may_retry = !pool->stopping;
+		pthread_mutex_unlock(&pool->lock);
+		backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
+	}
+	if (rc == 0) {
+		pthread_mutex_lock(&pool->lock);
+		resume_locked(pool, PAUSE_LEDGER);
+		pthread_mutex_unlock(&pool->lock);
+	}
 }
 
 /* Batches sealed while the pool shuts down are not started. Lock held. */
@@ -763,7 +846,7 @@ static void *ledger_main(void *arg)
 		pthread_mutex_unlock(&pool->lock);
 
 		if (jobs || ops)
-			ledger_round(pool, jobs, ops);
+			ledger_run_round(pool, jobs, ops);
 
 		pthread_mutex_lock(&pool->lock);
 	}
@@ -812,34 +895,70 @@ static int worker_open_session(struct pool_worker *w, char *err, size_t errlen)
 	return rc;
 }
 
-/* Signing is paused (lock held): say so once, with the reason of the first failure. */
-static void pause_locked(struct st_pool *pool, const char *reason)
+/* The reason the operator sees: that of every cause that holds. Lock held. */
+static void pause_reason_locked(struct st_pool *pool)
 {
-	if (pool->stats.paused)
+	const char *a = pool->pause_causes & (1u << PAUSE_HSM) ? pool->pause_why[PAUSE_HSM] : "";
+	const char *b = pool->pause_causes & (1u << PAUSE_LEDGER) ? pool->pause_why[PAUSE_LEDGER] :
+								     "";
+
+	st_msgf(pool->stats.pause_reason, sizeof(pool->stats.pause_reason), "%s%s%s", a,
+		a[0] && b[0] ? "; " : "", b);
+}
+
+/* What a cause that holds says now (an HSM that answers otherwise, a disk full now instead
+ * of an I/O error). Lock held. */
+static void pause_update_locked(struct st_pool *pool, enum pause_cause cause, const char *reason)
+{
+	if (!(pool->pause_causes & (1u << cause)))
 		return;
-	pool->stats.paused = 1;
-	pool->stats.pauses++;
-	pool->stats.paused_since = uv_hrtime();
-	st_msgf(pool->stats.pause_reason, sizeof(pool->stats.pause_reason), "%s", reason);
+	st_msgf(pool->pause_why[cause], sizeof(pool->pause_why[cause]), "%s", reason);
+	pause_reason_locked(pool);
+}
+
+/* Signing pauses for cause (lock held): said once per cause, with the reason of the first
+ * failure. */
+static void pause_locked(struct st_pool *pool, enum pause_cause cause, const char *reason)
+{
+	if (pool->pause_causes & (1u << cause)) {
+		pause_update_locked(pool, cause, reason);
+		return;
+	}
+	pool->pause_causes |= 1u << cause;
+	st_msgf(pool->pause_why[cause], sizeof(pool->pause_why[cause]), "%s", reason);
+	pause_reason_locked(pool);
+	if (!pool->stats.paused) {
+		pool->stats.paused = 1;
+		pool->stats.pauses++;
+		pool->stats.paused_since = uv_hrtime();
+	}
 	st_warn("signing paused: %s", reason);
 	notify_locked(pool);
 }
 
-static void resume_locked(struct st_pool *pool)
+/* A cause of the pause has ended (lock held); signing resumes once none holds. */
+static void resume_locked(struct st_pool *pool, enum pause_cause cause)
 {
-	if (!pool->stats.paused)
+	if (!(pool->pause_causes & (1u << cause)))
 		return;
-	pool->stats.paused = 0;
+	pool->pause_causes &= ~(1u << cause);
 	pool->resume_gen++;
-	st_notice("signing resumed after %.1f s",
-		  (double)(uv_hrtime() - pool->stats.paused_since) / 1e9);
 	pthread_cond_broadcast(&pool->work_cond);
+	pthread_cond_broadcast(&pool->ledger_cond);
+	if (pool->pause_causes) {
+		pause_reason_locked(pool);
+		st_notice("%s works again; signing stays paused: %s",
+			  cause == PAUSE_HSM ? "the HSM" : "the ledger", pool->stats.pause_reason);
+	} else {
+		pool->stats.paused = 0;
+		st_notice("signing resumed after %.1f s",
+			  (double)(uv_hrtime() - pool->stats.paused_since) / 1e9);
+	}
 	notify_locked(pool);
 }
 
-/* Waits up to ms on the work condition, or until the pool stops or signing resumes. Lock
- * held. */
-static void backoff_wait_locked(struct st_pool *pool, unsigned ms)
+/* Waits up to ms on cond, or until the pool stops or a cause of the pause ends. Lock held. */
+static void backoff_wait_locked(struct st_pool *pool, pthread_cond_t *cond, unsigned ms)
 {
 	unsigned long gen = pool->resume_gen;
 	struct timespec until;
@@ -852,7 +971,7 @@ static void backoff_wait_locked(struct st_pool *pool, unsigned ms)
 		until.tv_nsec -= 1000000000L;
 	}
 	while (!pool->stopping && gen == pool->resume_gen) {
-		if (pthread_cond_timedwait(&pool->work_cond, &pool->lock, &until) == ETIMEDOUT)
+		if (pthread_cond_timedwait(cond, &pool->lock, &until) == ETIMEDOUT)
 			break;
 	}
 }
@@ -881,7 +1000,7 @@ static void *worker_main(void *arg)
 	for (;;) {
 		/* After an outage: reopen the session before taking work again. */
 		while (!w->issuer && !pool->stopping) {
-			backoff_wait_locked(pool, backoff);
+			backoff_wait_locked(pool, &pool->work_cond, backoff);
 			if (pool->stopping)
 				break;
 			pthread_mutex_unlock(&pool->lock);
@@ -891,10 +1010,8 @@ static void *worker_main(void *arg)
 			if (rc < 0) {
 				/* The operator sees what the HSM says now, not what it said when
 				 * the outage began. */
-				if (pool->stats.paused)
-					st_msgf(pool->stats.pause_reason,
-						sizeof(pool->stats.pause_reason), "%s: %s",
-						st_strerror(rc), err);
+				st_msgf(reason, sizeof(reason), "%s: %s", st_strerror(rc), err);
+				pause_update_locked(pool, PAUSE_HSM, reason);
 				if (!is_outage(rc))
 					st_warn("signing worker %u: %s", w->idx, err);
 				backoff *= 2;
@@ -931,7 +1048,7 @@ static void *worker_main(void *arg)
 				pthread_cond_broadcast(&pool->work_cond);
 			}
 			st_msgf(reason, sizeof(reason), "%s: %s", st_strerror(rc), err);
-			pause_locked(pool, reason);
+			pause_locked(pool, PAUSE_HSM, reason);
 			pthread_mutex_unlock(&pool->lock);
 			worker_close_session(w);
 			pthread_mutex_lock(&pool->lock);
@@ -941,7 +1058,7 @@ static void *worker_main(void *arg)
 		if (rc < 0)
 			req_fail(r, rc, err);
 		else
-			resume_locked(pool);
+			resume_locked(pool, PAUSE_HSM);
 		item_done_locked(pool, r);
 	}
 out:
@@ -1031,6 +1148,7 @@ static void on_async(uv_async_t *h)
 	struct pool_op *ops, *op;
 	char reason[256];
 	int paused, done_threads, idle;
+	unsigned causes;
 	uint64_t now;
 
 	pthread_mutex_lock(&pool->lock);
@@ -1039,6 +1157,7 @@ static void on_async(uv_async_t *h)
 	ops = pool->opres_head;
 	pool->opres_head = pool->opres_tail = NULL;
 	paused = pool->stats.paused;
+	causes = pool->pause_causes;
 	st_msgf(reason, sizeof(reason), "%s", paused ? pool->stats.pause_reason : "");
 	done_threads = pool->workers_running == 0 && !pool->ledger_running;
 	idle = pool->inflight == 0;
@@ -1058,8 +1177,9 @@ static void on_async(uv_async_t *h)
 	}
 	/* The state first: a request completed in this round was signed after any resume
 	 * that this round reports. */
-	if (paused != pool->told_paused) {
+	if (paused != pool->told_paused || causes != pool->told_causes) {
 		pool->told_paused = paused;
+		pool->told_causes = causes;
 		if (pool->status_cb)
 			pool->status_cb(pool, paused, reason, pool->status_arg);
 	}
@@ -1202,8 +1322,8 @@ int st_pool_new(uv_loop_t *loop, const struct st_pool_config *cfg, const struct 
 	pthread_condattr_init(&cattr);
 	pthread_condattr_setclock(&cattr, CLOCK_MONOTONIC);
 	pthread_cond_init(&pool->work_cond, &cattr);
+	pthread_cond_init(&pool->ledger_cond, &cattr);
 	pthread_condattr_destroy(&cattr);
-	pthread_cond_init(&pool->ledger_cond, NULL);
 	pthread_cond_init(&pool->start_cond, NULL);
 	pool->stats.workers = pool->nworkers;
 	if (!pool->station || !pool->ledger_path || !pool->workers) {

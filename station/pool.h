@@ -31,6 +31,15 @@
  * signing resumes with the first signature that works. No request fails for an outage. Other
  * errors (policy, CA validity, a signature that does not verify) fail that request only.
  *
+ * When the ledger's storage fails (a full disk, an I/O error, a file system gone read-only, a
+ * lock another process holds too long: ST_E_LEDGER_IO, _OPEN, _BUSY), signing pauses the same
+ * way: the ledger thread rolls the round back, reports "paused" with the reason, and runs the
+ * same round again with the same backoff until its commit works, then resumes. Nothing of a
+ * round completes before its commit, so no certificate leaves and no board fails for it; the
+ * batches behind it wait. Only a pool that is shutting down gives such a round up (its
+ * requests fail, their certificates unrecorded and not given out). A damaged or newer ledger
+ * and errors of one statement still fail the round's requests.
+ *
  * Refusals (a key recorded for another device, a device id recorded with another key under
  * the refuse policy or, under the reissue policy, by a request that did not authenticate the
  * device id, a duplicate the ledger's constraints catch) are flagged in the ledger
@@ -108,6 +117,8 @@ struct st_sign_req {
 	struct pool_batch *batch;
 	char serial_hex[ST_ISSUE_SERIAL_HEX]; /* the serial named by the intent row */
 	int sign_it;                   /* step 1's decision: 1 sign, 0 done, -1 undecided */
+	int unrecorded;                /* step 3: its row refused the certificate (the code);
+					* the request fails once the round is committed */
 	int cancelled;                 /* loop thread only */
 	int state;                     /* loop thread only: where the request is */
 };
@@ -151,14 +162,16 @@ struct st_pool_stats {
 	uint64_t commits_ops;    /* commits that carried st_pool_mark_* or sequences */
 	unsigned in_pool;    /* requests submitted and not yet completed */
 	unsigned workers;    /* signing threads */
-	int paused;          /* 1 while signing waits for the HSM */
-	char pause_reason[256]; /* the signer's message of the outage, "" when never paused */
+	int paused;          /* 1 while signing waits for the HSM or the ledger's storage */
+	char pause_reason[256]; /* what the HSM or the ledger says of the outage ("; " between
+				 * both), "" when never paused */
 	uint64_t paused_since; /* uv_hrtime() when the current pause began */
 	uint64_t pauses;     /* how many times signing paused */
 };
 
-/* Called on the loop thread when signing pauses (paused = 1, reason = the signer's message)
- * and when it resumes (paused = 0, reason = ""). */
+/* Called on the loop thread when signing pauses (paused = 1, reason = what the HSM or the
+ * ledger says), when the reason changes cause while paused, and when it resumes (paused = 0,
+ * reason = ""). */
 typedef void (*st_pool_status_cb)(struct st_pool *pool, int paused, const char *reason,
 				  void *arg);
 

@@ -195,3 +195,93 @@ expect_fail "a missing ledger" "missing.db: No such file" "$STATION" ledger --le
 [ ! -e "$T/missing.db" ] || fail "reading a missing ledger created it"
 expect_fail "no ledger named" "give -c STATION.yaml or --ledger FILE" "$STATION" ledger list
 ok "foreign, newer and missing files refused with the file named"
+
+# check judges a device id certified more than once by the reprovision policy of the profile
+# each certificate was issued under, as the configuration's profiles say it: not a problem
+# when each later certificate's profile reissues; a problem when it refuses, is not in the
+# configuration, or is not recorded.
+mkdir -p "$T/profiles"
+# profile SKU REPROVISION: a profile file in $T/profiles.
+profile() {
+	cat >"$T/profiles/$1.yaml" <<EOF
+sku: $1
+match:
+  hardware_ids: [hw-$1]
+factory: acme
+certificate:
+  reprovision: $2
+files:
+  - path: /etc/device.crt
+    content: "{cert_pem}"
+EOF
+}
+profile gw-reissue reissue
+profile gw-refuse refuse
+# reissued DB PROFILE_BEFORE PROFILE_AFTER: a device id certified twice into $T/DB.db, under
+# these profiles ("": none recorded); prints the id.
+reissued() {
+	local id
+	id=$(uuid)
+	device_cert "$1-a" "$id"
+	device_cert "$1-b" "$id"
+	TEST_LEDGER_PROFILE=$2 "$HELPER" fill "$T/$1.db" delivered C1 "$T/$1-a.pem"
+	TEST_LEDGER_PROFILE=$3 "$HELPER" fill "$T/$1.db" delivered C1 "$T/$1-b.pem"
+	echo "$id"
+}
+# The profiles as a directory, and as a list with a default.
+cat "$T/station.yaml" - >"$T/dir.yaml" <<EOF
+profiles: profiles
+EOF
+cat "$T/station.yaml" - >"$T/list.yaml" <<EOF
+profiles: [profiles/gw-refuse.yaml]
+default_profile: profiles/gw-reissue.yaml
+EOF
+# config_for CFG DB: CFG's configuration with DB as its ledger; prints its path.
+config_for() {
+	local out="$T/$1-$(basename "$2" .db).yaml"
+	sed "s|^ledger: .*|ledger: $2|" "$T/$1.yaml" >"$out"
+	echo "$out"
+}
+for cfg in dir list; do
+	# Allowed: reissued under gw-reissue, also after a first certificate under gw-refuse.
+	rm -f "$T/ok.db"*
+	reissued ok gw-reissue gw-reissue >/dev/null
+	again=$(reissued ok gw-refuse gw-reissue)
+	"$STATION" ledger -c "$(config_for "$cfg" "$T/ok.db")" check >"$T/check" 2>&1 ||
+		fail "$cfg: check flags device ids that profile gw-reissue reissued: $(cat "$T/check")"
+	grep -q "^note: device id $again is in 2 rows: [0-9]* [0-9]* (profile gw-reissue reissues)$" "$T/check" ||
+		fail "$cfg: no note for the reissued device id: $(cat "$T/check")"
+	# Refused: a later certificate under gw-refuse, under a profile the configuration does not
+	# have, and under none recorded.
+	for bad in gw-refuse gw-gone ""; do
+		rm -f "$T/bad.db"*
+		id=$(reissued bad gw-reissue "$bad")
+		if "$STATION" ledger -c "$(config_for "$cfg" "$T/bad.db")" check >"$T/check" 2>&1; then
+			fail "$cfg: check passed a device id certified again under '${bad:-no profile}'"
+		fi
+		case $bad in
+		gw-refuse) why=": profile gw-refuse refuses reprovisioning" ;;
+		gw-gone) why=": profile gw-gone is not in the configuration" ;;
+		*) why=" records no profile: the default refuses reprovisioning" ;;
+		esac
+		grep -q "^problem: device id $id is in 2 rows: [0-9]* [0-9]* (row [0-9]*$why)$" "$T/check" ||
+			fail "$cfg: '${bad:-no profile}': $(cat "$T/check")"
+		[ "$(grep -c '^problem:' "$T/check")" -eq 1 ] || fail "$cfg: $(cat "$T/check")"
+	done
+done
+ok "check -c judges reissued device ids by each row's profile: reissue allowed; refuse, unknown and none flagged"
+
+# Without a configuration: a problem, a note with --allow-reissue; -c with it: a note.
+if "$STATION" ledger --ledger "$T/bad.db" check --ca "$pki/local-ca.pem" >"$T/check" 2>&1; then
+	fail "--ledger check passed a device id certified twice"
+fi
+"$STATION" ledger --ledger "$T/ok.db" check --ca "$pki/local-ca.pem" --allow-reissue >"$T/check" ||
+	fail "--ledger check --allow-reissue: $(cat "$T/check")"
+[ "$(grep -c '^note: device id .* is in 2 rows: [0-9]* [0-9]*$' "$T/check")" -eq 2 ] ||
+	fail "--allow-reissue: $(cat "$T/check")"
+"$STATION" ledger -c "$(config_for dir "$T/bad.db")" check --allow-reissue >"$T/check" ||
+	fail "-c check --allow-reissue flagged a device id: $(cat "$T/check")"
+printf 'sku: [broken\n' >"$T/profiles/zz-broken.yaml"
+expect_fail "check -c with a broken profile" "cannot judge reissued device ids by the configuration's profiles" \
+	"$STATION" ledger -c "$(config_for dir "$T/ok.db")" check
+ok "check without a configuration, with --allow-reissue, and with a broken profile"

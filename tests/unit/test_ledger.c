@@ -7,6 +7,7 @@
  *   test_ledger fill LEDGER STATE SLOT CERT.pem...  one row per certificate
  *   test_ledger intent LEDGER DEVICE_ID SERIAL       an intent without certificate
  *   test_ledger flag LEDGER DEVICE_ID REASON         a flagged refusal */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,7 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -56,6 +59,9 @@ static int teardown(void **state)
 	char cmd[4300];
 
 	(void)state;
+	/* test_unwritable's file system, when it failed before unmounting it. */
+	snprintf(cmd, sizeof(cmd), "%s/ro", dir);
+	umount2(cmd, MNT_DETACH);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
 	return system(cmd) == 0 ? 0 : -1;
 }
@@ -852,6 +858,121 @@ static void test_bad_files(void **state)
 	assert_non_null(strstr(errbuf, path));
 }
 
+/* Opening for writing where the station cannot write says so, naming the directory or the
+ * file and why: missing, not a directory, a read-only file system, no permission for this
+ * user; nothing is created. */
+#define NOBODY 65534
+
+/* Opens p for writing as user nobody in a child process: the return code, the message in
+ * errbuf. */
+static int open_as_nobody(const char *p)
+{
+	int fds[2], status = 0;
+	ssize_t n;
+	pid_t pid;
+
+	assert_int_equal(pipe(fds), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct st_ledger *l = NULL;
+		int rc;
+
+		close(fds[0]);
+		if (setgroups(0, NULL) != 0 || setresgid(NOBODY, NOBODY, NOBODY) != 0 ||
+		    setresuid(NOBODY, NOBODY, NOBODY) != 0)
+			_exit(100);
+		rc = st_ledger_open(p, NULL, &l, errbuf, sizeof(errbuf));
+		st_ledger_close(l);
+		if (write(fds[1], errbuf, strlen(errbuf) + 1) < 0)
+			_exit(101);
+		_exit(rc == 0 ? 0 : 1);
+	}
+	close(fds[1]);
+	memset(errbuf, 0, sizeof(errbuf));
+	n = read(fds[0], errbuf, sizeof(errbuf) - 1);
+	close(fds[0]);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_true(WEXITSTATUS(status) <= 1);
+	assert_true(n >= 0);
+	return WEXITSTATUS(status) == 0 ? 0 : ST_E_LEDGER_OPEN;
+}
+
+static void expect_refused(int rc, const char *what1, const char *what2)
+{
+	assert_int_equal(rc, ST_E_LEDGER_OPEN);
+	if (!strstr(errbuf, what1) || !strstr(errbuf, what2))
+		fail_msg("message lacks '%s' or '%s': %s", what1, what2, errbuf);
+}
+
+static void test_unwritable(void **state)
+{
+	struct st_ledger *l = NULL;
+	char sub[4300], file[4400];
+	int rc;
+
+	(void)state;
+	/* A directory that does not exist. */
+	snprintf(sub, sizeof(sub), "%s/nope", dir);
+	snprintf(file, sizeof(file), "%s/ledger.db", sub);
+	rc = st_ledger_open(file, NULL, &l, errbuf, sizeof(errbuf));
+	expect_refused(rc, sub, "does not exist");
+	assert_int_equal(access(sub, F_OK), -1);
+
+	/* A file where the directory should be, and a directory where the file should be. */
+	snprintf(sub, sizeof(sub), "%s/plain", dir);
+	write_bytes(sub, "x", 1);
+	snprintf(file, sizeof(file), "%s/ledger.db", sub);
+	rc = st_ledger_open(file, NULL, &l, errbuf, sizeof(errbuf));
+	expect_refused(rc, sub, "is not a directory");
+	rc = st_ledger_open(dir, NULL, &l, errbuf, sizeof(errbuf));
+	expect_refused(rc, dir, "is a directory");
+
+	if (geteuid() != 0) {
+		print_message("skipping read-only file system and other users: not root\n");
+		return;
+	}
+	/* A read-only file system: empty, and holding a ledger already. */
+	snprintf(sub, sizeof(sub), "%s/ro", dir);
+	snprintf(file, sizeof(file), "%s/ledger.db", sub);
+	assert_int_equal(mkdir(sub, 0700), 0);
+	if (mount("tmpfs", sub, "tmpfs", MS_RDONLY, "size=1m") == 0) {
+		rc = st_ledger_open(file, NULL, &l, errbuf, sizeof(errbuf));
+		expect_refused(rc, sub, "read-only file system");
+		assert_int_equal(access(file, F_OK), -1);
+		assert_int_equal(mount(NULL, sub, NULL, MS_REMOUNT, "size=1m"), 0);
+		st_ledger_close(open_ok(file));
+		assert_int_equal(mount(NULL, sub, NULL, MS_REMOUNT | MS_RDONLY, "size=1m"), 0);
+		rc = st_ledger_open(file, NULL, &l, errbuf, sizeof(errbuf));
+		expect_refused(rc, sub, "read-only file system");
+		assert_int_equal(umount2(sub, MNT_DETACH), 0);
+	} else {
+		print_message("skipping read-only file system: mount: %s\n", strerror(errno));
+	}
+
+	/* Another user: a directory it may not write, and a ledger file it may not write. */
+	assert_int_equal(chmod(dir, 0711), 0);
+	snprintf(sub, sizeof(sub), "%s/root-only", dir);
+	snprintf(file, sizeof(file), "%s/ledger.db", sub);
+	assert_int_equal(mkdir(sub, 0755), 0);
+	rc = open_as_nobody(file);
+	expect_refused(rc, sub, "is not writable by user");
+	assert_non_null(strstr(errbuf, "uid 65534"));
+	assert_int_equal(access(file, F_OK), -1);
+	snprintf(sub, sizeof(sub), "%s/theirs", dir);
+	snprintf(file, sizeof(file), "%s/ledger.db", sub);
+	assert_int_equal(mkdir(sub, 0700), 0);
+	st_ledger_close(open_ok(file));
+	assert_int_equal(chown(sub, NOBODY, NOBODY), 0);
+	rc = open_as_nobody(file);
+	expect_refused(rc, file, "is not writable by user");
+	/* Once the file is the user's, it opens. */
+	assert_int_equal(chown(file, NOBODY, NOBODY), 0);
+	assert_int_equal(open_as_nobody(file), 0);
+	assert_int_equal(chmod(dir, 0700), 0);
+}
+
 static void test_damaged(void **state)
 {
 	struct st_ledger *l;
@@ -1132,6 +1253,7 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_two_handles),
 	cmocka_unit_test(test_crash),
 	cmocka_unit_test(test_bad_files),
+	cmocka_unit_test(test_unwritable),
 	cmocka_unit_test(test_damaged),
 	cmocka_unit_test(test_flags_foreach),
 	cmocka_unit_test(test_cmd_export),
@@ -1155,9 +1277,12 @@ static time_t cert_time(const ASN1_TIME *t)
 }
 
 /* One row per certificate, in one transaction: intent, certificate, then STATE. */
+/* fill LEDGER STATE SLOT CERT...: rows of profile acme-gw, or of $TEST_LEDGER_PROFILE (empty:
+ * none recorded). */
 static int helper_fill(int argc, char **argv)
 {
 	struct st_ledger *l = NULL;
+	const char *profile = getenv("TEST_LEDGER_PROFILE");
 	char err[1024];
 	int rc = 1, i, st = st_ledger_state_parse(argv[3]);
 
@@ -1199,7 +1324,7 @@ static int helper_fill(int argc, char **argv)
 
 			row.serial = serial;
 			row.device_id = (char *)cn;
-			row.profile = (char *)"acme-gw";
+			row.profile = (char *)(!profile ? "acme-gw" : *profile ? profile : NULL);
 			row.slot = argv[4];
 			SHA256(spki, (size_t)len, row.pubkey_sha256);
 			SHA256((const unsigned char *)argv[i], strlen(argv[i]), row.csr_sha256);

@@ -1,6 +1,8 @@
 /* The signing pool with real parts: a CA whose key is in a file the test writes (or in a
  * SoftHSM2 token the test creates), a real SQLite ledger file and a real libuv loop. Every
  * wait runs the loop until the awaited event has happened; nothing sleeps. */
+#include <errno.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -47,6 +51,7 @@ struct fx {
 	struct st_pool *pool;
 	int closed;
 	struct tu_softhsm hsm; /* SoftHSM2 */
+	char mnt[4100];        /* a small file system of the test's own, "" when none */
 };
 
 /* What one test run saw. */
@@ -166,6 +171,8 @@ static int teardown(void **state)
 
 	if (fx->reader)
 		st_ledger_close(fx->reader);
+	if (fx->mnt[0] && umount2(fx->mnt, MNT_DETACH) != 0)
+		fprintf(stderr, "umount %s: %s\n", fx->mnt, strerror(errno));
 	drv_signer_close(fx->signer);
 	st_ca_free(fx->ca);
 	X509_free(fx->ca_cert);
@@ -836,12 +843,37 @@ static void test_shutdown_in_flight(void **state)
 
 /* ---- HSM outage (SoftHSM2) --------------------------------------------------------- */
 
+/* The HSM goes away: the module loses its state and the token directory is moved aside, so
+ * reinitialising finds nothing until token_back(). */
+static void token_away(struct fx *fx)
+{
+	char away[4300];
+
+	snprintf(away, sizeof(away), "%s.away", fx->hsm.tokens);
+	drv_pkcs11_test_finalize(fx->signer);
+	assert_int_equal(rename(fx->hsm.tokens, away), 0);
+}
+
+static void token_back(struct fx *fx)
+{
+	char away[4300];
+
+	snprintf(away, sizeof(away), "%s.away", fx->hsm.tokens);
+	assert_int_equal(rename(away, fx->hsm.tokens), 0);
+}
+
+/* A pool of 2 workers and batches of 8 whose status goes to cb, and a second connection. */
+static void start_watched(struct fx *fx, st_pool_status_cb cb, void *arg)
+{
+	start_pool(fx, 2, 8, 0, 0);
+	open_reader(fx);
+	st_pool_set_status_cb(fx->pool, cb, arg);
+}
+
 static void on_status(struct st_pool *pool, int paused, const char *reason, void *arg)
 {
 	struct run *run = arg;
-	struct fx *fx = run->fx;
 	struct st_pool_stats st;
-	char away[4300];
 
 	st_pool_stats(pool, &st);
 	assert_int_equal(st.paused, paused);
@@ -854,8 +886,7 @@ static void on_status(struct st_pool *pool, int paused, const char *reason, void
 		/* No board failed for the outage, and none completed. */
 		assert_int_equal(st.failed, 0);
 		/* The token comes back. */
-		snprintf(away, sizeof(away), "%s.away", fx->hsm.tokens);
-		assert_int_equal(rename(away, fx->hsm.tokens), 0);
+		token_back(run->fx);
 	} else {
 		run->resumed_events++;
 	}
@@ -863,18 +894,12 @@ static void on_status(struct st_pool *pool, int paused, const char *reason, void
 
 static void pull_token_on_first(struct run *run, struct st_sign_req *req)
 {
-	struct fx *fx = run->fx;
-	char away[4300];
-
 	(void)req;
 	if (run->done != 1)
 		return;
-	/* The HSM goes away (the module loses its state and the token directory is gone,
-	 * so reinitialising finds nothing until it is back), and more boards arrive. */
-	snprintf(away, sizeof(away), "%s.away", fx->hsm.tokens);
-	drv_pkcs11_test_finalize(fx->signer);
-	assert_int_equal(rename(fx->hsm.tokens, away), 0);
-	submit_many(fx, run, "outage", 40);
+	/* The HSM goes away, and more boards arrive. */
+	token_away(run->fx);
+	submit_many(run->fx, run, "outage", 40);
 }
 
 static void test_hsm_outage(void **state)
@@ -883,9 +908,7 @@ static void test_hsm_outage(void **state)
 	struct run run = { .fx = fx, .check_ledger = 1, .on_done = pull_token_on_first };
 	struct st_pool_stats st;
 
-	start_pool(fx, 2, 8, 0, 0);
-	open_reader(fx);
-	st_pool_set_status_cb(fx->pool, on_status, &run);
+	start_watched(fx, on_status, &run);
 	submit_many(fx, &run, "before", 1);
 	run_until(fx, &run.resumed_events, 1);
 	run_until(fx, &run.done, 41);
@@ -922,14 +945,10 @@ static void test_hsm_outage_shutdown(void **state)
 	struct fx *fx = *state;
 	struct run run = { .fx = fx };
 	unsigned rows[4] = { 0 };
-	char away[4300], err[512];
+	char err[512];
 
-	start_pool(fx, 2, 8, 0, 0);
-	open_reader(fx);
-	st_pool_set_status_cb(fx->pool, close_when_paused, &run);
-	snprintf(away, sizeof(away), "%s.away", fx->hsm.tokens);
-	drv_pkcs11_test_finalize(fx->signer);
-	assert_int_equal(rename(fx->hsm.tokens, away), 0);
+	start_watched(fx, close_when_paused, &run);
+	token_away(fx);
 	submit_many(fx, &run, "down", 20);
 	run_until(fx, (const unsigned *)&fx->closed, 1);
 	assert_int_equal(uv_run(&fx->loop, UV_RUN_DEFAULT), 0);
@@ -943,7 +962,146 @@ static void test_hsm_outage_shutdown(void **state)
 	/* Batches that had their intents when signing paused; the others never started. */
 	assert_true(rows[ST_LEDGER_FAILED] >= 8 && rows[ST_LEDGER_FAILED] <= 20);
 	free_kept(&run);
-	assert_int_equal(rename(away, fx->hsm.tokens), 0);
+	token_back(fx);
+}
+
+/* ---- Ledger storage outage (a real full file system) -------------------------------- */
+
+/* The ledger on a small tmpfs of the test's own, fx->dir/fs. Returns 0, or -1 when this
+ * process may not mount one (not root): the test is skipped then. */
+static int ledger_on_small_fs(struct fx *fx)
+{
+	snprintf(fx->mnt, sizeof(fx->mnt), "%s/fs", fx->dir);
+	assert_int_equal(mkdir(fx->mnt, 0700), 0);
+	if (mount("tmpfs", fx->mnt, "tmpfs", MS_NOSUID | MS_NODEV, "size=2m,mode=0700") != 0) {
+		fx->mnt[0] = 0;
+		return -1;
+	}
+	snprintf(fx->ledger, sizeof(fx->ledger), "%s/ledger.db", fx->mnt);
+	return 0;
+}
+
+/* Fills the ledger's file system with a filler file until not one page more fits. */
+static void fill_fs(struct fx *fx)
+{
+	static const char zero[4096];
+	char path[4300];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/filler", fx->mnt);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	while (write(fd, zero, sizeof(zero)) > 0)
+		;
+	assert_int_equal(errno, ENOSPC);
+	close(fd);
+}
+
+static void unfill_fs(struct fx *fx)
+{
+	char path[4300];
+
+	snprintf(path, sizeof(path), "%s/filler", fx->mnt);
+	assert_int_equal(unlink(path), 0);
+}
+
+struct ledger_outage {
+	struct run run; /* first: the requests' data */
+	int filled, unfilled;
+	char reason[256]; /* the reason while the ledger held signing up */
+};
+
+/* The HSM goes away while requests are between their intent and their record; while it is
+ * away the ledger's disk fills up; the HSM comes back, the certificates are signed, and their
+ * record does not fit; then the disk gets room again. */
+static void on_status_disk(struct st_pool *pool, int paused, const char *reason, void *arg)
+{
+	struct ledger_outage *o = arg;
+	struct fx *fx = o->run.fx;
+	struct st_pool_stats st;
+
+	st_pool_stats(pool, &st);
+	/* Nothing fails for the outages; nothing completes while they last. */
+	assert_int_equal(st.failed, 0);
+	assert_int_equal(o->run.done, 0);
+	if (!paused) {
+		o->run.resumed_events++;
+		return;
+	}
+	o->run.paused_events++;
+	assert_string_equal(st.pause_reason, reason);
+	if (!o->filled) {
+		assert_non_null(strstr(reason, "HSM"));
+		fill_fs(fx);
+		o->filled = 1;
+		token_back(fx);
+	} else if (!o->unfilled && strstr(reason, "ledger read or write failed")) {
+		snprintf(o->reason, sizeof(o->reason), "%s", reason);
+		unfill_fs(fx);
+		o->unfilled = 1;
+	}
+}
+
+static void test_ledger_disk_full(void **state)
+{
+	struct fx *fx = *state;
+	struct ledger_outage o = { .run = { .fx = fx, .check_ledger = 1 } };
+	struct st_pool_stats st;
+	unsigned rows[4] = { 0 };
+	char err[512];
+
+	if (ledger_on_small_fs(fx) != 0)
+		skip();
+	start_watched(fx, on_status_disk, &o);
+	token_away(fx);
+	submit_many(fx, &o.run, "disk", 40);
+	run_until(fx, &o.run.done, 40);
+	assert_int_equal(o.unfilled, 1);
+	/* Every certificate completed only once its record was committed (check_recorded). */
+	assert_int_equal(o.run.ok, 40);
+	assert_int_equal(o.run.failed, 0);
+	assert_non_null(strstr(o.reason, "ledger.db"));
+	assert_non_null(strstr(o.reason, "full"));
+	st_pool_stats(fx->pool, &st);
+	assert_int_equal(st.paused, 0);
+	assert_int_equal(st.failed, 0);
+	assert_int_equal(st.signed_, 40);
+	assert_int_equal(st_ledger_foreach(fx->reader, count_row, rows, err, sizeof(err)), 0);
+	assert_int_equal(rows[ST_LEDGER_SIGNED], 40);
+	assert_int_equal(rows[ST_LEDGER_INTENT] + rows[ST_LEDGER_FAILED], 0);
+	free_kept(&o.run);
+	close_pool(fx);
+}
+
+/* Shutting down while the disk is full: nothing hangs; what waited fails, and no
+ * certificate is given out without its record. */
+static void close_when_full(struct st_pool *pool, int paused, const char *reason, void *arg)
+{
+	struct run *run = arg;
+
+	if (paused && strstr(reason, "ledger read or write failed")) {
+		run->paused_events++;
+		st_pool_close(pool, on_closed, run->fx);
+	}
+}
+
+static void test_ledger_disk_full_shutdown(void **state)
+{
+	struct fx *fx = *state;
+	struct run run = { .fx = fx };
+
+	if (ledger_on_small_fs(fx) != 0)
+		skip();
+	start_watched(fx, close_when_full, &run);
+	fill_fs(fx);
+	submit_many(fx, &run, "full", 20);
+	run_until(fx, (const unsigned *)&fx->closed, 1);
+	assert_int_equal(uv_run(&fx->loop, UV_RUN_DEFAULT), 0);
+	assert_int_equal(run.paused_events, 1);
+	assert_int_equal(run.done, 20);
+	assert_int_equal(run.failed, 20);
+	free_kept(&run);
+	unfill_fs(fx);
 }
 
 /* ---- Start-up errors --------------------------------------------------------------- */
@@ -998,6 +1156,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_start_errors, setup_file, teardown),
 		cmocka_unit_test_setup_teardown(test_hsm_outage, setup_softhsm, teardown),
 		cmocka_unit_test_setup_teardown(test_hsm_outage_shutdown, setup_softhsm, teardown),
+		cmocka_unit_test_setup_teardown(test_ledger_disk_full, setup_softhsm, teardown),
+		cmocka_unit_test_setup_teardown(test_ledger_disk_full_shutdown, setup_file,
+						teardown),
 	};
 
 	st_log_set_level(ST_LOG_ERR);
