@@ -176,7 +176,7 @@ static void test_examples(void **state)
 	assert_string_equal(prod->sku, "acme-gw100-prod");
 	assert_int_equal(prod->policy.production, 1);
 	assert_int_equal(prod->policy.past_ca, ST_PAST_CA_REJECT);
-	assert_int_equal(prod->policy.validity_days, 7300);
+	assert_int_equal(prod->policy.validity_days, 1825);
 	assert_int_equal(prod->n_match_hardware_ids, 1);
 	assert_string_equal(prod->match_hardware_ids[0], "imx8mm-lpddr4-evk");
 	assert_string_equal(prod->match_sku, "acme-gw100-prod");
