@@ -47,30 +47,32 @@ static void mark_cut(char *buf, size_t len, int n)
 	memcpy(buf + at, "...", 4);
 }
 
-void st_msgf(char *buf, size_t len, const char *fmt, ...)
+void st_vmsgf(char *buf, size_t len, const char *fmt, va_list ap)
 {
-	va_list ap;
 	int n;
 
 	if (!buf || len == 0)
 		return;
-	va_start(ap, fmt);
 	n = vsnprintf(buf, len, fmt, ap);
-	va_end(ap);
 	mark_cut(buf, len, n);
+}
+
+void st_msgf(char *buf, size_t len, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	st_vmsgf(buf, len, fmt, ap);
+	va_end(ap);
 }
 
 int st_errf(char *buf, size_t len, int code, const char *fmt, ...)
 {
 	va_list ap;
-	int n;
 
-	if (!buf || len == 0)
-		return code;
 	va_start(ap, fmt);
-	n = vsnprintf(buf, len, fmt, ap);
+	st_vmsgf(buf, len, fmt, ap);
 	va_end(ap);
-	mark_cut(buf, len, n);
 	return code;
 }
 

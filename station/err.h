@@ -4,6 +4,7 @@
 #ifndef ST_ERR_H
 #define ST_ERR_H
 
+#include <stdarg.h>
 #include <stddef.h>
 
 /* X(NAME, "short message"). Append within a section; codes are not persisted anywhere, so
@@ -170,6 +171,8 @@ int st_errf(char *buf, size_t len, int code, const char *fmt, ...)
 /* snprintf() for messages, which may be cut short: a long device id must not take the rest of
  * the message with it, and gcc's truncation warnings have nothing to say about that. */
 void st_msgf(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void st_vmsgf(char *buf, size_t len, const char *fmt, va_list ap)
+	__attribute__((format(printf, 3, 0)));
 
 /* st_errf() and st_msgf() never cut a message silently: one that does not fit ends in "..."
  * (at a character boundary). ST_ERR_MAX is the size of a buffer that carries a cause whole,

@@ -126,13 +126,13 @@ int st_profiles_choose(const struct st_profiles *set, const char *fixed_path,
 			if ((p->n_match_hardware_ids || p->match_sku) &&
 			    !st_profile_matches(p, hardware_id, sku))
 				return st_errf(err, errlen, ST_E_PROFILE_NOMATCH,
-					       "board reports hardware id '%.64s' sku '%.64s'; the "
-					       "slot's profile %.200s (sku %.64s) is for other boards",
+					       "board reports hardware id '%s' sku '%s'; the slot's "
+					       "profile %s (sku %s) is for other boards",
 					       hardware_id, sku, p->path, p->sku);
 			*out = p;
 			return 0;
 		}
-		return st_errf(err, errlen, ST_E_PROFILE_NOMATCH, "profile %.200s is not loaded",
+		return st_errf(err, errlen, ST_E_PROFILE_NOMATCH, "profile %s is not loaded",
 			       fixed_path);
 	}
 	for (size_t i = 0; i < set->n; i++) {
@@ -152,7 +152,7 @@ int st_profiles_choose(const struct st_profiles *set, const char *fixed_path,
 	}
 	if (best && tie)
 		return st_errf(err, errlen, ST_E_SLOT_PROFILE_AMBIGUOUS,
-			       "hardware id '%.64s' sku '%.64s' matches both %.200s and %.200s",
+			       "hardware id '%s' sku '%s' matches both %s and %s",
 			       hardware_id, sku, best->path, tie->path);
 	if (!best && set->dir)
 		best = st_profile_set_match(set->dir, hardware_id, sku);
@@ -160,8 +160,8 @@ int st_profiles_choose(const struct st_profiles *set, const char *fixed_path,
 		best = set->deflt;
 	if (!best)
 		return st_errf(err, errlen, ST_E_PROFILE_NOMATCH,
-			       "no profile matches hardware id '%.64s' sku '%.64s' (%zu profiles "
-			       "loaded, no default)",
+			       "no profile matches hardware id '%s' sku '%s' (%zu profiles loaded, "
+			       "no default)",
 			       hardware_id, sku,
 			       set->n + (set->dir ? st_profile_set_count(set->dir) : 0));
 	*out = best;
@@ -254,7 +254,7 @@ struct slot_run {
 	/* Ending. */
 	int failed;
 	int fail_code;
-	char fail_msg[256];
+	char fail_msg[ST_ERR_MAX];
 	enum st_slot_state fail_state;
 
 	/* Times (uv_hrtime()). */
@@ -268,6 +268,45 @@ struct slot_run {
 static int base_baud(const struct st_slot *s)
 {
 	return s->baud ? s->baud : 115200;
+}
+
+/* Text a board sent, percent-decoded, then made printable where it enters the station
+ * (st_escape()): whatever it holds goes on into messages, the log, the view, events and the
+ * ledger. Field key of f, at most max bytes decoded, into out (outlen bytes; the escaped
+ * text is cut, saying so, when it does not fit); def when the field is absent, or an error
+ * when def is NULL. Returns 0, or ST_E_PROTO_FIELD with err and out empty. */
+static int board_text(const struct drv_proto_frame *f, const char *key, const char *def,
+		      size_t max, char *out, size_t outlen, char *err, size_t errlen)
+{
+	char raw[DRV_PROTO_MAX_LINE];
+	int rc;
+
+	if (max >= sizeof(raw))
+		max = sizeof(raw) - 1;
+	if (def)
+		rc = drv_proto_get_text_opt(f, key, def, raw, max + 1, err, errlen);
+	else
+		rc = drv_proto_get_text(f, key, raw, max + 1, err, errlen);
+	out[0] = 0;
+	if (rc == 0)
+		st_escape(out, outlen, raw, strlen(raw), 0);
+	return rc;
+}
+
+/* Item idx of a list field, like board_text(). */
+static int board_item(const struct drv_proto_frame *f, const struct drv_proto_field *fld,
+		      unsigned idx, size_t max, char *out, size_t outlen, char *err, size_t errlen)
+{
+	char raw[DRV_PROTO_MAX_LINE];
+	int rc;
+
+	if (max >= sizeof(raw))
+		max = sizeof(raw) - 1;
+	rc = drv_proto_field_item(f, fld, idx, raw, max + 1, err, errlen);
+	out[0] = 0;
+	if (rc == 0)
+		st_escape(out, outlen, raw, strlen(raw), 0);
+	return rc;
 }
 
 static double ms_between(uint64_t a, uint64_t b)
@@ -751,7 +790,7 @@ static void make_uuid4(char out[37])
 static void use_device_id(struct st_slot *s, const char *id)
 {
 	struct slot_run *r = s->run;
-	char err[256];
+	char err[ST_ERR_MAX];
 
 	if (st_profile_check_device_id(r->profile, id, err, sizeof(err)) != 0) {
 		fail_run(s, ST_E_PROFILE_DEVICE_ID, "profile %s: %s", r->profile->sku, err);
@@ -793,7 +832,7 @@ static void start_run(struct st_slot *s, const struct st_slot_board *nb, uint64_
 	struct st_slot_env *env = s->env;
 	struct slot_run *r;
 	const struct st_profile *p;
-	char err[512];
+	char err[ST_ERR_MAX];
 	int rc;
 
 	if (env->stopping)
@@ -977,7 +1016,7 @@ static void csr_complete(struct st_slot *s)
 	struct slot_run *r = s->run;
 	struct st_csr *csr = NULL;
 	uint8_t sha[32];
-	char err[512];
+	char err[ST_ERR_MAX];
 	int rc;
 
 	st_sha256(r->csr, r->csr_total, sha);
@@ -1032,11 +1071,11 @@ static int bad_answer(struct st_slot *s, int kind, const char *fmt, ...)
  * damaged frame; a board that keeps answering so has failed. Returns 0. */
 static int bad_answer(struct st_slot *s, int kind, const char *fmt, ...)
 {
-	char msg[300];
+	char msg[ST_ERR_MAX];
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	st_vmsgf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	s->req_kind = kind;
 	if (s->req_tries < s->env->lim.tries) {
@@ -1133,7 +1172,7 @@ static int proto_path(const char *dir, const char *abs, char *out, size_t outlen
 			rel++;
 	if (!*rel || strlen(rel) > MAX_PROTO_PATH || strlen(rel) >= outlen)
 		return st_errf(err, errlen, ST_E_SLOT_PATH,
-			       "file %.200s: the board takes paths of 1 to %d bytes", abs,
+			       "file %s: the board takes paths of 1 to %d bytes", abs,
 			       MAX_PROTO_PATH);
 	for (const char *c = rel; *c; c++) {
 		if (*c == '/') {
@@ -1146,13 +1185,13 @@ static int proto_path(const char *dir, const char *abs, char *out, size_t outlen
 		    !((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
 		      (*c >= '0' && *c <= '9') || *c == '.' || *c == '_' || *c == '-'))
 			return st_errf(err, errlen, ST_E_SLOT_PATH,
-				       "file %.200s: the board protocol allows only components of "
+				       "file %s: the board protocol allows only components of "
 				       "A-Z a-z 0-9 . _ - that do not start with '.'",
 				       abs);
 		comp++;
 	}
 	if (comp == 0)
-		return st_errf(err, errlen, ST_E_SLOT_PATH, "file %.200s: empty path component",
+		return st_errf(err, errlen, ST_E_SLOT_PATH, "file %s: empty path component",
 			       abs);
 	st_msgf(out, outlen, "%s", rel);
 	return 0;
@@ -1195,7 +1234,7 @@ static int prepare_files(struct st_slot *s, char *err, size_t errlen)
 		for (size_t j = 0; j < i; j++) {
 			if (strcmp(r->wf[j].path, w->path) == 0)
 				return st_errf(err, errlen, ST_E_SLOT_PATH,
-					       "files %.200s and %.200s both go to %s on the board",
+					       "files %s and %s both go to %s on the board",
 					       r->render->files[j].path, rf->path, w->path);
 		}
 		st_msgf(w->mode, sizeof(w->mode), "%04o", rf->mode & 07777);
@@ -1210,7 +1249,7 @@ static void on_signed(struct st_sign_req *req)
 {
 	struct st_slot *s = req->data;
 	struct slot_run *r = s->run;
-	char err[512];
+	char err[ST_ERR_MAX];
 	int rc;
 
 	if (!r || r->req != req) {
@@ -1289,10 +1328,10 @@ static void on_write_answer(struct st_slot *s, const struct drv_proto_frame *f)
 {
 	struct slot_run *r = s->run;
 	struct wfile *w = &r->wf[r->wi];
-	char path[MAX_PROTO_PATH + 1], err[200];
+	char path[ST_ESCAPE_SIZE(MAX_PROTO_PATH)], err[ST_ERR_MAX];
 	uint64_t have, done;
 
-	if (drv_proto_get_text(f, "path", path, sizeof(path), err, sizeof(err)) ||
+	if (board_text(f, "path", NULL, MAX_PROTO_PATH, path, sizeof(path), err, sizeof(err)) ||
 	    drv_proto_get_uint(f, "have", 0, UINT64_MAX, &have, err, sizeof(err)) ||
 	    drv_proto_get_uint(f, "done", 0, 1, &done, err, sizeof(err))) {
 		bad_answer(s, RQ_WRITE, "WRITE answer: %s", err);
@@ -1405,12 +1444,12 @@ static void on_verify_answer(struct st_slot *s, const struct drv_proto_frame *f)
 	uint8_t sig[DRV_SIGNER_MAX_SIG + 16];
 	size_t siglen;
 	unsigned entries = 0;
-	char alg[32], err[200];
+	char alg[ST_ESCAPE_SIZE(31)], err[ST_ERR_MAX];
 
 	if (drv_proto_get_uint(f, "gen", 0, UINT64_MAX, &gen, err, sizeof(err)) ||
 	    drv_proto_get_uint(f, "files", 0, 4096, &files, err, sizeof(err)) ||
 	    drv_proto_get_uint(f, "from", 0, 4096, &from, err, sizeof(err)) ||
-	    drv_proto_get_text(f, "alg", alg, sizeof(alg), err, sizeof(err)) ||
+	    board_text(f, "alg", NULL, 31, alg, sizeof(alg), err, sizeof(err)) ||
 	    drv_proto_get_b64(f, "sig", sig, sizeof(sig), &siglen, err, sizeof(err))) {
 		bad_answer(s, RQ_VERIFY, "VERIFY answer: %s", err);
 		return;
@@ -1437,14 +1476,15 @@ static void on_verify_answer(struct st_slot *s, const struct drv_proto_frame *f)
 		r->vfiles = files;
 	}
 	while ((fld = drv_proto_find_next(f, fld, "file"))) {
-		char path[MAX_PROTO_PATH + 1], size_s[24], hex[72];
+		char path[ST_ESCAPE_SIZE(MAX_PROTO_PATH)], size_s[ST_ESCAPE_SIZE(23)];
+		char hex[ST_ESCAPE_SIZE(71)];
 		uint8_t sha[32];
 		char *end;
 		unsigned long long size;
 
-		if (drv_proto_field_item(f, fld, 0, path, sizeof(path), err, sizeof(err)) ||
-		    drv_proto_field_item(f, fld, 1, size_s, sizeof(size_s), err, sizeof(err)) ||
-		    drv_proto_field_item(f, fld, 2, hex, sizeof(hex), err, sizeof(err))) {
+		if (board_item(f, fld, 0, MAX_PROTO_PATH, path, sizeof(path), err, sizeof(err)) ||
+		    board_item(f, fld, 1, 23, size_s, sizeof(size_s), err, sizeof(err)) ||
+		    board_item(f, fld, 2, 71, hex, sizeof(hex), err, sizeof(err))) {
 			bad_answer(s, RQ_VERIFY, "VERIFY answer: file entry: %s", err);
 			return;
 		}
@@ -1618,7 +1658,7 @@ static void vfail(struct st_slot *s, int code, int tell_board, const char *fmt, 
 	r->failed = 1;
 	r->fail_code = code;
 	r->fail_state = s->state;
-	vsnprintf(r->fail_msg, sizeof(r->fail_msg), fmt, ap);
+	st_vmsgf(r->fail_msg, sizeof(r->fail_msg), fmt, ap);
 	st_msgf(s->last_error, sizeof(s->last_error), "%s: %s", st_errname(code), r->fail_msg);
 	st_warn("slot %s: device %s: failed in %s: %s", s->name,
 		r->device_id[0] ? r->device_id : "(none yet)", st_slot_state_name(s->state),
@@ -1779,9 +1819,13 @@ static void clean_name(char *out, size_t outlen, const char *in)
 	out[i] = 0;
 }
 
+/* A console log's header: whose console it is and why it was kept. */
+#define CONSOLE_HDR_MAX (ST_ERR_MAX + 4 * ST_SLOT_TEXT_SIZE)
+
 /* Writes the console ring (and a header saying whose it is) to the console directory, in
  * the background (libuv's fs work); path receives the file name. Nothing when no directory
- * is configured. */
+ * is configured. The console is written as printable text (st_escape() keeping its lines):
+ * an operator reads it on a terminal, which must not obey what the board printed. */
 static void save_console(struct st_slot *s, char *path, size_t pathlen)
 {
 	struct slot_run *r = s->run;
@@ -1791,7 +1835,7 @@ static void save_console(struct st_slot *s, char *path, size_t pathlen)
 	struct timespec ts;
 	struct tm tm;
 	size_t hdr, len, first;
-	char *buf;
+	char *buf, *ring;
 	int n;
 
 	path[0] = 0;
@@ -1809,31 +1853,33 @@ static void save_console(struct st_slot *s, char *path, size_t pathlen)
 		path[0] = 0;
 		return;
 	}
-	len = s->con_len + 1024;
+	len = CONSOLE_HDR_MAX + ST_ESCAPE_SIZE(s->con_len);
 	buf = malloc(len);
+	ring = malloc(s->con_len + 1);
 	cs = calloc(1, sizeof(*cs) + (size_t)n);
-	if (!buf || !cs) {
+	if (!buf || !ring || !cs) {
 		free(buf);
+		free(ring);
 		free(cs);
 		path[0] = 0;
 		return;
 	}
-	hdr = (size_t)snprintf(buf, 1024,
-			       "# station console log: slot %s, device %s, hardware id %s, sn %s\n"
-			       "# failed in %s: %s: %.500s\n",
-			       s->name, r->device_id, s->board.hw, s->board.sn,
-			       st_slot_state_name(r->fail_state), st_errname(r->fail_code),
-			       r->fail_msg);
-	if (hdr >= 1024)
-		hdr = 1023;
+	st_msgf(buf, CONSOLE_HDR_MAX,
+		"# station console log: slot %s, device %s, hardware id %s, sn %s\n"
+		"# failed in %s: %s: %s\n",
+		s->name, r->device_id, s->board.hw, s->board.sn, st_slot_state_name(r->fail_state),
+		st_errname(r->fail_code), r->fail_msg);
+	hdr = strlen(buf);
 	first = ST_SLOT_CONSOLE - s->con_head;
 	if (first > s->con_len)
 		first = s->con_len;
-	memcpy(buf + hdr, s->console + s->con_head, first);
-	memcpy(buf + hdr + first, s->console, s->con_len - first);
+	memcpy(ring, s->console + s->con_head, first);
+	memcpy(ring + first, s->console, s->con_len - first);
+	st_escape(buf + hdr, len - hdr, ring, s->con_len, ST_ESCAPE_LINES);
+	free(ring);
 	memcpy(cs->path, path, (size_t)n + 1);
 	cs->env = env;
-	cs->buf = uv_buf_init(buf, (unsigned)(hdr + s->con_len));
+	cs->buf = uv_buf_init(buf, (unsigned)strlen(buf));
 	cs->req.data = cs;
 	env->saving++;
 	if (uv_fs_open(env->loop, &cs->req, cs->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
@@ -1909,13 +1955,13 @@ static int parse_hello(const struct drv_proto_frame *f, struct st_slot_board *nb
 	const struct drv_proto_field *bauds;
 
 	memset(nb, 0, sizeof(*nb));
-	if (drv_proto_get_text_opt(f, "dev", "", nb->dev, sizeof(nb->dev), err, errlen) ||
-	    drv_proto_get_text_opt(f, "hw", "", nb->hw, sizeof(nb->hw), err, errlen) ||
-	    drv_proto_get_text_opt(f, "sku", "", nb->sku, sizeof(nb->sku), err, errlen) ||
-	    drv_proto_get_text_opt(f, "fw", "", nb->fw, sizeof(nb->fw), err, errlen) ||
-	    drv_proto_get_text_opt(f, "sn", "", nb->sn, sizeof(nb->sn), err, errlen) ||
-	    drv_proto_get_text_opt(f, "key", "", nb->key, sizeof(nb->key), err, errlen) ||
-	    drv_proto_get_text_opt(f, "boot", "", nb->boot, sizeof(nb->boot), err, errlen))
+	if (board_text(f, "dev", "", ST_SLOT_MAX_TEXT, nb->dev, sizeof(nb->dev), err, errlen) ||
+	    board_text(f, "hw", "", ST_SLOT_MAX_TEXT, nb->hw, sizeof(nb->hw), err, errlen) ||
+	    board_text(f, "sku", "", ST_SLOT_MAX_TEXT, nb->sku, sizeof(nb->sku), err, errlen) ||
+	    board_text(f, "fw", "", ST_SLOT_MAX_TEXT, nb->fw, sizeof(nb->fw), err, errlen) ||
+	    board_text(f, "sn", "", ST_SLOT_MAX_TEXT, nb->sn, sizeof(nb->sn), err, errlen) ||
+	    board_text(f, "key", "", 15, nb->key, sizeof(nb->key), err, errlen) ||
+	    board_text(f, "boot", "", 39, nb->boot, sizeof(nb->boot), err, errlen))
 		return -1;
 	if (drv_proto_has(f, "max") &&
 	    drv_proto_get_uint(f, "max", DRV_PROTO_MIN_LINE, UINT32_MAX, &max, err, errlen))
@@ -1945,7 +1991,7 @@ static void on_hello_answer(struct st_slot *s, int kind, const struct drv_proto_
 			    uint64_t sent)
 {
 	struct st_slot_board nb;
-	char err[200];
+	char err[ST_ERR_MAX];
 
 	if (parse_hello(f, &nb, err, sizeof(err)) != 0) {
 		bad_answer(s, kind, "HELLO answer: %s", err);
@@ -1982,8 +2028,8 @@ static void on_hello_answer(struct st_slot *s, int kind, const struct drv_proto_
 		s->run->rate_flipped = 0;
 		if (!same_board(&s->board, &nb, s->run->device_id)) {
 			fail_run_quiet(s, ST_E_SLOT_BOARD_LEFT,
-				       "another board (hardware id '%.40s', sn '%.40s', device id "
-				       "'%.40s') answered in its place",
+				       "another board (hardware id '%s', sn '%s', device id '%s') "
+				       "answered in its place",
 				       nb.hw, nb.sn, nb.dev);
 			if (s->state == ST_SLOT_LEAVING) {
 				slot_set_state(s, ST_SLOT_WAITING);
@@ -2115,11 +2161,14 @@ static void on_boot(struct st_slot *s)
 
 static void on_error_answer(struct st_slot *s, int kind, const struct drv_proto_frame *f)
 {
-	char code[24] = "", text[200] = "";
+	char code[ST_ESCAPE_SIZE(23)], text[ST_ERR_MAX];
 	uint64_t have;
 
-	drv_proto_get_text_opt(f, "code", "?", code, sizeof(code), NULL, 0);
-	drv_proto_get_text_opt(f, "text", "", text, sizeof(text), NULL, 0);
+	/* The board's own word on what failed: kept whole, however long (escaped, and cut past
+	 * ST_ERR_MAX saying so). */
+	if (board_text(f, "code", "?", 23, code, sizeof(code), NULL, 0) != 0)
+		st_msgf(code, sizeof(code), "?");
+	board_text(f, "text", "", DRV_PROTO_MAX_LINE, text, sizeof(text), NULL, 0);
 	if (kind == RQ_PROBE || kind == RQ_PRESENCE) {
 		st_msgf(s->last_error, sizeof(s->last_error), "HELLO: ERROR %s: %s", code, text);
 		schedule(s, TW_PROBE, kind == RQ_PROBE ? s->env->lim.probe_ms :
@@ -2170,7 +2219,7 @@ static void on_error_answer(struct st_slot *s, int kind, const struct drv_proto_
 		return;
 	}
 	if (kind == RQ_COMMIT && strcmp(code, "INCOMPLETE") == 0) {
-		char why[260];
+		char why[ST_ERR_MAX];
 
 		st_msgf(why, sizeof(why), "COMMIT: ERROR INCOMPLETE: %s", text);
 		if (restart_writing(s, why) == 0)

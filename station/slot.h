@@ -25,6 +25,7 @@
 #include <uv.h>
 
 #include "ca.h"
+#include "err.h"
 #include "events.h"
 #include "policy.h"
 #include "pool.h"
@@ -36,6 +37,8 @@
 #define ST_SLOT_CONSOLE 8192
 #define ST_SLOT_MAX_NAME 64
 #define ST_SLOT_MAX_TEXT 128 /* identity strings a board reports (hardware id, sku, ...) */
+/* Room for such a string made printable (st_escape()): every byte escaped at worst. */
+#define ST_SLOT_TEXT_SIZE ST_ESCAPE_SIZE(ST_SLOT_MAX_TEXT)
 
 enum st_slot_state {
 	ST_SLOT_OFFLINE,   /* no port: not there yet, or hung up; reopened on a timer */
@@ -154,15 +157,17 @@ struct st_slot_def {
 	const char *profile; /* the slot's own profile file; NULL: chosen by hardware id */
 };
 
-/* Identity a board reported in HELLO. */
+/* Identity a board reported in HELLO, made printable where it entered (st_escape(): a
+ * control byte reads "\x1b", a backslash "\\"; printable text is unchanged), since every
+ * string here ends up in messages, events, the view or the ledger. */
 struct st_slot_board {
-	char dev[ST_SLOT_MAX_TEXT + 1];
-	char hw[ST_SLOT_MAX_TEXT + 1];
-	char sku[ST_SLOT_MAX_TEXT + 1];
-	char fw[ST_SLOT_MAX_TEXT + 1];
-	char sn[ST_SLOT_MAX_TEXT + 1];
-	char key[16];
-	char boot[40];
+	char dev[ST_SLOT_TEXT_SIZE];
+	char hw[ST_SLOT_TEXT_SIZE];
+	char sku[ST_SLOT_TEXT_SIZE];
+	char fw[ST_SLOT_TEXT_SIZE];
+	char sn[ST_SLOT_TEXT_SIZE];
+	char key[ST_ESCAPE_SIZE(15)];
+	char boot[ST_ESCAPE_SIZE(39)];
 	uint64_t gen;
 	unsigned max; /* largest frame it accepts */
 	int bauds[8]; /* rates it offers for BAUD */
@@ -185,7 +190,7 @@ struct st_slot {
 
 	enum st_slot_state state;
 	uint64_t since;          /* uv_hrtime() of the last transition */
-	char last_error[160];    /* the last failure or problem, for the view */
+	char last_error[ST_ERR_MAX]; /* the last failure or problem, for the view */
 	char device_id[ST_PROFILE_MAX_ID + 1]; /* of the board in flight or last finished */
 	int last_pass;           /* outcome of the last finished board: 1 pass, 0 fail, -1 none */
 	uint64_t handled;        /* boards finished on this slot (pass or fail) */
