@@ -56,7 +56,8 @@ enum st_slot_state {
 	ST_SLOT_WRITTEN,   /* every file is staged on the board; COMMIT asked */
 	ST_SLOT_COMMITTED, /* the board installed the files; VERIFY asked */
 	ST_SLOT_VERIFIED,  /* read-back hashes and proof of possession are good; DONE pass
-			    * sent */
+			    * sent. The board counts as provisioned from here, whatever
+			    * follows (a lost DONE answer, another board in its place) */
 	ST_SLOT_PASS,      /* the board is provisioned and told so */
 	ST_SLOT_FAILED,    /* the board failed with a reason; DONE fail sent */
 	ST_SLOT_LEAVING,   /* the board is finished (pass or fail): waiting for it to leave
