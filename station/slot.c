@@ -68,6 +68,7 @@ void st_slot_limits_default(struct st_slot_limits *l)
 	l->reconnect_ms = 10000;
 	l->reopen_ms = 250;
 	l->queued_ms = 10000;
+	l->noframe_ms = 10000;
 	l->tries = 5;
 	l->resyncs = 5;
 }
@@ -381,6 +382,15 @@ static void console_add(void *arg, const char *data, size_t n)
 {
 	struct st_slot *s = arg;
 
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)data[i];
+
+		if ((c >= 0x20 && c < 0x7f) || c == '\r' || c == '\n' || c == '\t')
+			s->text++;
+		else
+			s->junk++;
+	}
+
 	if (s->cur_baud != base_baud(s) && garbage(data, n)) {
 		if (!s->run)
 			new_board_talking(s);
@@ -404,9 +414,13 @@ static void console_add(void *arg, const char *data, size_t n)
 
 const char *st_slot_note(const struct st_slot *s)
 {
-	if (s->run && s->run->port_lost)
+	if (s->line_note[0])
+		return s->line_note;
+	if (!s->run)
+		return "";
+	if (s->run->port_lost)
 		return "port gone";
-	if (s->run && s->run->seq_wait)
+	if (s->run->seq_wait)
 		return "sequence";
 	if (s->room_waiting)
 		return "pool full";
@@ -443,6 +457,131 @@ static void unschedule(struct st_slot *s)
 {
 	uv_timer_stop(&s->timer);
 	s->timer_what = TW_NONE;
+}
+
+/* ---- Line watch: bytes but no frame --------------------------------------------------- */
+
+/* A line with no board in flight that carries bytes and no frame (a board at another rate,
+ * a flood, a board whose agent is not running, answers to requests never made) would leave
+ * the slot "waiting" with no word. After lim.noframe_ms, and once at least this many bytes
+ * came, the slot says what it sees: in its note (the view), once in the log, in an event.
+ * No board is failed: none has started. */
+#define NOFRAME_MIN_BYTES 64
+
+/* A frame that made sense arrived (or the port was opened): the watch starts over. */
+static void line_heard(struct st_slot *s)
+{
+	uint64_t now = uv_hrtime();
+
+	if (s->noframe) {
+		json_t *o = json_object();
+		double secs = (double)(now - s->heard_at) / 1e9;
+
+		st_info("slot %s: a valid frame again, after %.0f s without one", s->name, secs);
+		if (o) {
+			json_object_set_new(o, "event", json_string("line"));
+			json_object_set_new(o, "slot", json_string(s->name));
+			json_object_set_new(o, "status", json_string("frames"));
+			json_object_set_new(o, "seconds", json_real(secs));
+			st_events_emit(s->env->events, o);
+		}
+	}
+	s->noframe = 0;
+	s->line_note[0] = 0;
+	s->heard_at = now;
+	s->heard_rx = s->rx_bytes;
+	s->heard_bad = s->frames_bad;
+	s->junk = s->text = s->stray = s->unread = 0;
+}
+
+/* What the bytes since the last good frame suggest: a sentence for the log and the event,
+ * a few words for the note. */
+static void line_diagnose(const struct st_slot *s, char *why, size_t whylen, char *brief,
+			  size_t brieflen)
+{
+	uint64_t bad = s->frames_bad - s->heard_bad;
+
+	if (s->stray) {
+		st_msgf(why, whylen, "%" PRIu64 " answers to requests the station never made (wrong "
+			"seq): another program on the port, or a board that does not follow the "
+			"protocol", s->stray);
+		st_msgf(brief, brieflen, "answers with wrong seq");
+	} else if (s->junk > s->text || s->unread || bad > s->text / 64) {
+		st_msgf(why, whylen, "%" PRIu64 " unprintable bytes, %" PRIu64 " damaged frames, %"
+			PRIu64 " requests the board could not read: likely a wrong baud rate (the "
+			"line is at %d)", s->junk, bad, s->unread, s->cur_baud);
+		st_msgf(brief, brieflen, "garbled: wrong baud rate?");
+	} else {
+		st_msgf(why, whylen, "%" PRIu64 " bytes of console text only: is the board's "
+			"provisioning agent running?", s->text);
+		st_msgf(brief, brieflen, "console text only: agent not running?");
+	}
+}
+
+/* How long a line may go without a frame: the configured limit, but never less than a
+ * finished board takes to answer the presence HELLO it is asked every presence_ms. */
+static uint64_t noframe_ns(const struct st_slot *s)
+{
+	const struct st_slot_limits *l = &s->env->lim;
+	unsigned ms = l->noframe_ms;
+
+	if (ms < l->presence_ms + l->hello_ms)
+		ms = l->presence_ms + l->hello_ms;
+	return (uint64_t)ms * 1000000u;
+}
+
+/* Bytes arrived on a line with no board in flight: past the limit without a frame, say what
+ * the slot sees (once in the log and an event; the note's rate at most once a second). */
+static void line_watch(struct st_slot *s)
+{
+	uint64_t now = uv_hrtime(), bytes = s->rx_bytes - s->heard_rx;
+	double secs = (double)(now - s->heard_at) / 1e9, rate;
+	char why[ST_ERR_MAX], brief[64];
+
+	s->rx_at = now;
+	if (s->run || now - s->heard_at < noframe_ns(s) || bytes < NOFRAME_MIN_BYTES)
+		return;
+	if (s->line_note[0] && now - s->note_at < 1000000000u)
+		return;
+	if (s->line_note[0])
+		rate = (double)(s->rx_bytes - s->note_rx) / ((double)(now - s->note_at) / 1e9);
+	else
+		rate = (double)bytes / secs;
+	s->note_at = now;
+	s->note_rx = s->rx_bytes;
+	line_diagnose(s, why, sizeof(why), brief, sizeof(brief));
+	st_msgf(s->line_note, sizeof(s->line_note), "no frame for %.0f s, %.0f bytes/s: %s", secs,
+		rate, brief);
+	if (!s->noframe) {
+		json_t *o = json_object();
+
+		s->noframe = 1;
+		st_warn("slot %s: %" PRIu64 " bytes in %.0f s (%.0f bytes/s) and no valid frame: %s",
+			s->name, bytes, secs, rate, why);
+		if (o) {
+			json_object_set_new(o, "event", json_string("line"));
+			json_object_set_new(o, "slot", json_string(s->name));
+			json_object_set_new(o, "status", json_string("no_frame"));
+			json_object_set_new(o, "seconds", json_real(secs));
+			json_object_set_new(o, "bytes", json_integer((json_int_t)bytes));
+			json_object_set_new(o, "bytes_per_s", json_real(rate));
+			json_object_set_new(o, "unprintable", json_integer((json_int_t)s->junk));
+			json_object_set_new(o, "printable", json_integer((json_int_t)s->text));
+			json_object_set_new(o, "damaged_frames",
+					    json_integer((json_int_t)(s->frames_bad - s->heard_bad)));
+			json_object_set_new(o, "stray_answers", json_integer((json_int_t)s->stray));
+			json_object_set_new(o, "baud", json_integer(s->cur_baud));
+			json_object_set_new(o, "detail", json_string(why));
+			st_events_emit(s->env->events, o);
+		}
+	}
+}
+
+/* The line went quiet: the note has nothing to show any more (the log said it already). */
+static void line_quiet(struct st_slot *s)
+{
+	if (s->line_note[0] && uv_hrtime() - s->rx_at >= noframe_ns(s))
+		s->line_note[0] = 0;
 }
 
 /* ---- Port I/O ------------------------------------------------------------------------ */
@@ -487,6 +626,7 @@ static void port_close(struct st_slot *s)
 	s->req_kind = RQ_NONE;
 	s->req_len = s->req_off = 0;
 	s->poll_events = 0;
+	s->line_note[0] = 0;
 	drv_proto_decoder_reset(&s->dec);
 }
 
@@ -529,6 +669,8 @@ static void read_port(struct st_slot *s)
 		s->in_feed = 1;
 		drv_proto_decoder_feed(&s->dec, buf, (size_t)r);
 		s->in_feed = 0;
+		if (s->port == port)
+			line_watch(s);
 		if ((size_t)r < sizeof(buf))
 			return;
 	}
@@ -1750,8 +1892,9 @@ static void end_run(struct st_slot *s)
 	free(r->wf);
 	free(r);
 	uv_timer_stop(&s->aux);
-	/* The console ring starts afresh for the next board. */
+	/* The console ring starts afresh for the next board, and so does the line watch. */
 	s->con_head = s->con_len = 0;
+	line_heard(s);
 	if (s->req_kind != RQ_NONE) {
 		s->req_kind = RQ_NONE;
 		unschedule(s);
@@ -2265,17 +2408,23 @@ static void on_frame(void *arg, const struct drv_proto_frame *f)
 		return;
 	}
 	if (f->kind == DRV_PROTO_EVENT) {
-		if (strcmp(f->type, DRV_PROTO_BOOT) == 0)
+		if (strcmp(f->type, DRV_PROTO_BOOT) == 0) {
+			line_heard(s);
 			on_boot(s);
+		}
 		return;
 	}
 	if (f->seq == 0) {
 		/* The board could not read our request: send it again at once. */
+		s->unread++;
 		on_damaged(s);
 		return;
 	}
-	if (s->req_kind == RQ_NONE || f->seq != s->req_seq)
+	if (s->req_kind == RQ_NONE || f->seq != s->req_seq) {
+		s->stray++;
 		return; /* a late answer to an earlier transmission */
+	}
+	line_heard(s);
 	kind = s->req_kind;
 	sent = s->req_sent;
 	if (strcmp(f->type, DRV_PROTO_ERROR) != 0 && strcmp(f->type, s->req_type) != 0) {
@@ -2449,6 +2598,8 @@ static void port_open(struct st_slot *s)
 	s->req_len = s->req_off = 0;
 	s->cur_baud = base_baud(s);
 	drv_proto_decoder_reset(&s->dec);
+	s->noframe = 0; /* a new line: the watch starts over, with nothing to take back */
+	line_heard(s);
 	update_poll(s);
 	port_event(s, s->port_announced ? "back" : "open", NULL);
 	s->port_announced = 1;
@@ -2511,6 +2662,7 @@ static void on_timer(uv_timer_t *t)
 	enum timer_what what = (enum timer_what)s->timer_what;
 
 	s->timer_what = TW_NONE;
+	line_quiet(s);
 	switch (what) {
 	case TW_REQUEST:
 		on_request_timeout(s);

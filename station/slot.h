@@ -86,6 +86,10 @@ struct st_slot_limits {
 	unsigned reconnect_ms; /* how long a board in flight may be gone (port hung up) */
 	unsigned reopen_ms;    /* between attempts to open a port that is not there */
 	unsigned queued_ms;    /* between notes that a board still waits for signing */
+	unsigned noframe_ms;   /* how long a line without a board in flight may carry bytes
+				* but no frame before the slot says what it sees (at least
+				* presence_ms + hello_ms: a finished board is asked no more
+				* often) */
 	unsigned tries;        /* transmissions of one request before the board has failed */
 	unsigned resyncs;      /* reboots and reconnects one board may go through */
 };
@@ -235,6 +239,18 @@ struct st_slot {
 	uint64_t frames_bad;     /* damaged frames received */
 	uint64_t retransmits;
 	uint64_t tx_bytes, rx_bytes; /* moved over the port, ever */
+
+	/* Line watch (slot.c): bytes but no frame, on a line with no board in flight. */
+	uint64_t heard_at;       /* uv_hrtime() of the last frame that made sense (an answer to
+				  * the outstanding request, BOOT) or of the port's opening */
+	uint64_t heard_rx, heard_bad; /* rx_bytes and frames_bad then */
+	uint64_t junk, text;     /* console bytes since: unprintable, printable */
+	uint64_t stray;          /* answers to no request of the station's since */
+	uint64_t unread;         /* seq 0 errors since: the board could not read a request */
+	uint64_t rx_at;          /* uv_hrtime() of the last bytes read */
+	uint64_t note_at, note_rx; /* the note's rate: measured from then, and rx_bytes then */
+	int noframe;             /* said in the log and an event since heard_at */
+	char line_note[128];     /* what the slot sees, for the view; "" when nothing */
 
 	/* Console ring. */
 	char console[ST_SLOT_CONSOLE];
