@@ -501,7 +501,7 @@ static int record_one(struct st_pool *pool, struct st_sign_req *r, char *err, si
 static int record_do(struct st_pool *pool, struct pool_batch *b, char *err, size_t errlen)
 {
 	struct st_sign_req *r;
-	char msg[256];
+	char msg[ST_ERR_MAX];
 	int rc;
 
 	for (r = b->reqs; r; r = r->batch_next) {
@@ -534,7 +534,7 @@ static void record_finish(struct st_pool *pool, struct pool_batch *b, int fatal,
 			  const char *err, uint64_t now)
 {
 	struct st_sign_req *r, *next;
-	char msg[300];
+	char msg[ST_ERR_MAX];
 
 	if (fatal) {
 		/* The intents stay: "possibly signed" rows, which a board that comes back
