@@ -519,15 +519,14 @@ static void line_diagnose(const struct st_slot *s, char *why, size_t whylen, cha
 }
 
 /* How long a line may go without a frame: the configured limit, but never less than a
- * finished board takes to answer the presence HELLO it is asked every presence_ms. */
+ * finished board may take to answer the presence HELLO it is asked every presence_ms (with
+ * its retransmissions). */
 static uint64_t noframe_ns(const struct st_slot *s)
 {
 	const struct st_slot_limits *l = &s->env->lim;
-	unsigned ms = l->noframe_ms;
+	uint64_t ms = l->noframe_ms, floor = l->presence_ms + (uint64_t)l->tries * l->hello_ms;
 
-	if (ms < l->presence_ms + l->hello_ms)
-		ms = l->presence_ms + l->hello_ms;
-	return (uint64_t)ms * 1000000u;
+	return (ms > floor ? ms : floor) * 1000000u;
 }
 
 /* Bytes arrived on a line with no board in flight: past the limit without a frame, say what

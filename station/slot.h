@@ -88,8 +88,8 @@ struct st_slot_limits {
 	unsigned queued_ms;    /* between notes that a board still waits for signing */
 	unsigned noframe_ms;   /* how long a line without a board in flight may carry bytes
 				* but no frame before the slot says what it sees (at least
-				* presence_ms + hello_ms: a finished board is asked no more
-				* often) */
+				* presence_ms + tries * hello_ms: a finished board is asked no
+				* more often) */
 	unsigned tries;        /* transmissions of one request before the board has failed */
 	unsigned resyncs;      /* reboots and reconnects one board may go through */
 };
