@@ -490,28 +490,34 @@ static int pct_decode(const struct drv_proto_frame *f, const struct drv_proto_fi
 		      const char *s, size_t n, char *out, size_t cap, char *err, size_t errlen)
 {
 	size_t i, o = 0;
+	int rc = 0;
 
-	for (i = 0; i < n; i++) {
+	for (i = 0; i < n && rc == 0; i++) {
 		char c = s[i];
 
 		if (c == '%') {
 			c = (char)(hexval(s[i + 1]) << 4 | hexval(s[i + 2]));
-			if (c == 0)
-				return st_errf(err, errlen, ST_E_PROTO_FIELD,
-					       "field '%.*s': %%00 at col %zu is not allowed in text",
-					       fld->key_len, f->line + fld->key_off,
-					       (size_t)(s - f->line) + i + 1);
+			if (c == 0) {
+				rc = st_errf(err, errlen, ST_E_PROTO_FIELD,
+					     "field '%.*s': %%00 at col %zu is not allowed in text",
+					     fld->key_len, f->line + fld->key_off,
+					     (size_t)(s - f->line) + i + 1);
+				break;
+			}
 			i += 2;
 		}
-		if (o + 1 >= cap)
-			return st_errf(err, errlen, ST_E_PROTO_FIELD,
-				       "field '%.*s' is longer than %zu bytes", fld->key_len,
-				       f->line + fld->key_off, cap ? cap - 1 : 0);
+		if (o + 1 >= cap) {
+			rc = st_errf(err, errlen, ST_E_PROTO_FIELD,
+				     "field '%.*s' is longer than %zu bytes", fld->key_len,
+				     f->line + fld->key_off, cap ? cap - 1 : 0);
+			break;
+		}
 		out[o++] = c;
 	}
+	/* Empty on failure: never a partial text without its terminator. */
 	if (cap)
-		out[o] = 0;
-	return 0;
+		out[rc < 0 ? 0 : o] = 0;
+	return rc;
 }
 
 int drv_proto_field_text(const struct drv_proto_frame *f, const struct drv_proto_field *fld,

@@ -319,7 +319,8 @@ static const struct st_yl_key pool_keys[] = {
 static const struct st_yl_key timeout_keys[] = {
 	MS_RANGE(hello),    MS_RANGE(csr),	 MS_RANGE(write),  MS_RANGE(commit),
 	MS_RANGE(verify),   MS_RANGE(done),	 MS_RANGE(probe),  MS_RANGE(presence),
-	MS_RANGE(reconnect), MS_RANGE(reopen), MS_RANGE(rescan), ST_YL_END,
+	MS_RANGE(reconnect), MS_RANGE(reopen), MS_RANGE(rescan), MS_RANGE(no_frame),
+	ST_YL_END,
 };
 
 #define RE(field) offsetof(struct st_config_retries, field)

@@ -47,6 +47,7 @@
  *     reconnect: 10000           # how long a board in flight may be unplugged
  *     reopen: 250                # between attempts to open a missing port
  *     rescan: 1000               # between glob scans
+ *     no_frame: 10000            # a waiting slot's line with bytes but no frame: say so
  *   retries:
  *     request: 5                 # transmissions of one request
  *     resync: 5                  # reboots/reconnects of one board
@@ -120,7 +121,7 @@ struct st_config_pool {
 /* `timeouts` (ms) and `retries`; 0 means the engine's default. */
 struct st_config_timeouts {
 	unsigned hello, csr, write, commit, verify, done;
-	unsigned probe, presence, reconnect, reopen, rescan;
+	unsigned probe, presence, reconnect, reopen, rescan, no_frame;
 };
 
 struct st_config_retries {

@@ -741,6 +741,7 @@ static void limits_from_config(struct st_slot_limits *l, const struct st_config 
 	TAKE(presence_ms, t->presence);
 	TAKE(reconnect_ms, t->reconnect);
 	TAKE(reopen_ms, t->reopen);
+	TAKE(noframe_ms, t->no_frame);
 	TAKE(tries, cfg->retries.request);
 	TAKE(resyncs, cfg->retries.resync);
 #undef TAKE

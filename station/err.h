@@ -4,6 +4,7 @@
 #ifndef ST_ERR_H
 #define ST_ERR_H
 
+#include <stdarg.h>
 #include <stddef.h>
 
 /* X(NAME, "short message"). Append within a section; codes are not persisted anywhere, so
@@ -172,5 +173,44 @@ int st_errf(char *buf, size_t len, int code, const char *fmt, ...)
 /* snprintf() for messages, which may be cut short: a long device id must not take the rest of
  * the message with it, and gcc's truncation warnings have nothing to say about that. */
 void st_msgf(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void st_vmsgf(char *buf, size_t len, const char *fmt, va_list ap)
+	__attribute__((format(printf, 3, 0)));
+
+/* st_errf() and st_msgf() never cut a message silently: one that does not fit ends in "..."
+ * (at a character boundary). ST_ERR_MAX is the size of a buffer that carries a cause whole,
+ * with its context (which slot, which device): give every buffer a message travels through
+ * (an error, a failure reason, an HTTP error body) at least this much. */
+#define ST_ERR_MAX 1024
+
+/* Flags of st_escape(). */
+enum {
+	/* '\' stays as it is, for text whose parts were escaped already (a log line built
+	 * from them); without it '\' is written "\\", so that every escape is unambiguous. */
+	ST_ESCAPE_KEEP_BACKSLASH = 1u << 0,
+	/* Line feeds and tabs stay, and so does a carriage return before a line feed: for a
+	 * console capture, read as lines. */
+	ST_ESCAPE_LINES = 1u << 1,
+};
+
+/* The output size that holds any n input bytes escaped, NUL included. */
+#define ST_ESCAPE_SIZE(n) (4 * (size_t)(n) + 1)
+
+/* Makes n bytes from outside (what a board sends, an HTTP client's text, a file's bytes)
+ * printable before they go into a message, the view, an event or the ledger: C-style escapes
+ * for every control byte ("\n", "\r", "\t", else "\xNN" for 0x00-0x1f and 0x7f), for
+ * each byte that is not part of well-formed UTF-8 ("\xNN"), and for the characters that a
+ * terminal or a log reader would obey rather than show (C1 controls U+0080-U+009F, line and
+ * paragraph separators, bidirectional overrides: "\u202e"). Printable ASCII and UTF-8 stay.
+ * Nothing is dropped: text that does not fit in len bytes ends in "..." at an escape or
+ * character boundary. Writes a NUL-terminated string into out (len > 0) and returns out,
+ * for use as a printf argument. Any thread. */
+const char *st_escape(char *out, size_t len, const void *in, size_t n, unsigned flags);
+
+/* st_escape() of the NUL-terminated string s, with no flags. */
+const char *st_printable(char *out, size_t len, const char *s);
+
+/* The length of the well-formed UTF-8 sequence at s[0..n) (RFC 3629: no overlong forms, no
+ * surrogates, nothing above U+10FFFF), or 0 when s does not start one (n > 0). */
+size_t st_utf8_len(const unsigned char *s, size_t n);
 
 #endif

@@ -9,6 +9,9 @@
  *    "reason":"CSR_SIGNATURE","error":"..","ms":{"hello":..,"csr":..,"queue":..,"sign":..,
  *    "record":..,"write":..,"verify":..,"total":..},"tx_bytes":..,"rx_bytes":..,...}
  *   {"ts":..,"event":"port","slot":..,"status":"lost"|"back"|"open"|"closed",...}
+ *   {"ts":..,"event":"line","slot":..,"status":"no_frame","seconds":..,"bytes":..,
+ *    "bytes_per_s":..,"detail":"..",...} (bytes but no frame on a waiting slot; then
+ *    "status":"frames" when a frame makes sense again)
  *   {"ts":..,"event":"pool","paused":true,"reason":".."}
  *   {"ts":..,"event":"summary","boards":..,"passed":..,"failed":..,"by_reason":{..},
  *    "boards_per_hour":..,...}

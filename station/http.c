@@ -192,28 +192,21 @@ static void respond(struct st_http *h, h2o_req_t *req, int status, const char *c
 	h2o_send_inline(req, body, len);
 }
 
-/* A JSON string may only hold valid UTF-8: messages quoting what a device sent are made
- * printable first, then stripped of what is not ASCII if that is still not enough. */
+/* A message as a JSON string, whole: made printable (st_escape(), which also leaves only
+ * valid UTF-8) in case it quotes what a client sent; escapes made already stay as they are.
+ * NULL when out of memory. */
 static json_t *json_text(const char *msg)
 {
-	char buf[1024];
-	size_t i;
+	size_t n = strlen(msg);
+	char *buf = malloc(ST_ESCAPE_SIZE(n));
 	json_t *s;
 
-	for (i = 0; msg[i] && i < sizeof(buf) - 1; i++) {
-		unsigned char c = (unsigned char)msg[i];
-
-		buf[i] = c < 0x20 || c == 0x7f ? ' ' : (char)c;
-	}
-	buf[i] = 0;
+	if (!buf)
+		return NULL;
+	st_escape(buf, ST_ESCAPE_SIZE(n), msg, n, ST_ESCAPE_KEEP_BACKSLASH);
 	s = json_string(buf);
-	if (s)
-		return s;
-	for (i = 0; buf[i]; i++) {
-		if ((unsigned char)buf[i] >= 0x80)
-			buf[i] = '?';
-	}
-	return json_string(buf);
+	free(buf);
+	return s;
 }
 
 /* {"error": NAME, "message": msg} with the status st_http_status_for(code). allow names the
@@ -451,7 +444,7 @@ static void handle_sign(struct st_http *h, h2o_req_t *req)
 	char *sota = NULL;
 	const char *peer_cn = NULL;
 	size_t sota_len;
-	char err[512], peer[64];
+	char err[ST_ERR_MAX], peer[64];
 	int rc, id_auth = 0;
 
 	peer_name(req, peer, sizeof(peer));
@@ -515,7 +508,7 @@ static void handle_sign(struct st_http *h, h2o_req_t *req)
 	sreq->done = on_signed;
 	rc = st_pool_submit(h->env.pool, sreq);
 	if (rc < 0) {
-		snprintf(err, sizeof(err), "%s",
+		st_msgf(err, sizeof(err), "%s",
 			 rc == ST_E_INVAL	? sreq->err :
 			 rc == ST_E_POOL_FULL ? "the signing queue is full; try again shortly" :
 						  st_strerror(rc));
@@ -774,7 +767,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
 	struct st_http *h = ((struct http_handler *)self)->h;
 	h2o_iovec_t path = req->path_normalized, method = req->method;
-	char msg[256];
+	char msg[ST_ERR_MAX], p[512], m[64];
 
 	h->st.requests++;
 	if (is(path, "/sign")) {
@@ -805,13 +798,15 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 			handle_metrics(h, req);
 		return 0;
 	}
-	snprintf(msg, sizeof(msg), "no resource %.*s; this server has /sign, /status, /metrics",
-		 (int)(path.len > 128 ? 128 : path.len), path.base);
+	/* What the client asked for, bounded (cut saying so) and printable. */
+	st_escape(p, sizeof(p), path.base, path.len, 0);
+	st_msgf(msg, sizeof(msg), "no resource %s; this server has /sign, /status, /metrics", p);
 	respond_error(h, req, ST_E_HTTP_NOT_FOUND, msg, NULL);
 	return 0;
 bad_method:
-	snprintf(msg, sizeof(msg), "%.*s is not allowed on %.*s",
-		 (int)(method.len > 32 ? 32 : method.len), method.base, (int)path.len, path.base);
+	st_escape(p, sizeof(p), path.base, path.len, 0);
+	st_escape(m, sizeof(m), method.base, method.len, 0);
+	st_msgf(msg, sizeof(msg), "%s is not allowed on %s", m, p);
 	respond_error(h, req, ST_E_HTTP_METHOD, msg,
 		      is(path, "/sign") ? "HEAD, POST" : "GET, HEAD");
 	return 0;

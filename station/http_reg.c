@@ -79,6 +79,25 @@ static int take_string(const json_t *obj, const char *name, unsigned flags, size
 				       "field '%s' contains a control character (0x%02x) at byte %zu",
 				       name, c, i + 1);
 	}
+	if (!(flags & TS_LINES)) {
+		/* Nor what a terminal or a log reader acts on (C1 controls, bidi overrides):
+		 * these fields end up in the log and the ledger. st_escape() knows them all;
+		 * text it leaves as it is has none. */
+		char *shown = malloc(ST_ESCAPE_SIZE(n));
+		int same;
+
+		if (!shown)
+			return st_errf(err, errlen, ST_E_NOMEM, "out of memory");
+		st_escape(shown, ST_ESCAPE_SIZE(n), s, n, ST_ESCAPE_KEEP_BACKSLASH);
+		same = strcmp(shown, s) == 0;
+		if (!same)
+			st_errf(err, errlen, ST_E_HTTP_FIELD,
+				"field '%s' contains a control or text-direction character: %s",
+				name, shown);
+		free(shown);
+		if (!same)
+			return ST_E_HTTP_FIELD;
+	}
 	*out = malloc(n + 1);
 	if (!*out)
 		return st_errf(err, errlen, ST_E_NOMEM, "out of memory");
@@ -110,7 +129,7 @@ static int take_overrides(const json_t *root, struct st_sota_overrides *o, char 
 {
 	const json_t *ov = json_object_get(root, "overrides"), *sv, *v;
 	const char *sec, *key;
-	char verr[256];
+	char verr[ST_ERR_MAX], shown[ST_ESCAPE_SIZE(64)];
 
 	if (!ov || json_is_null(ov))
 		return 0;
@@ -125,9 +144,9 @@ static int take_overrides(const json_t *root, struct st_sota_overrides *o, char 
 	json_object_foreach((json_t *)ov, sec, sv) {
 		if (strlen(sec) > 64 || !is_word(sec, "_.-"))
 			return st_errf(err, errlen, ST_E_HTTP_FIELD,
-				       "overrides: section name '%.64s' may contain only letters, "
+				       "overrides: section name '%s' may contain only letters, "
 				       "digits, '_', '.' and '-' (1 to 64)",
-				       sec);
+				       st_escape(shown, sizeof(shown), sec, strlen(sec), 0));
 		if (!json_is_object(sv))
 			return st_errf(err, errlen, ST_E_HTTP_FIELD,
 				       "overrides.%s must be an object of keys, not %s", sec,
@@ -143,9 +162,9 @@ static int take_overrides(const json_t *root, struct st_sota_overrides *o, char 
 
 			if (strlen(key) > 64 || !is_word(key, "_-"))
 				return st_errf(err, errlen, ST_E_HTTP_FIELD,
-					       "overrides.%s: key '%.64s' may contain only letters, "
+					       "overrides.%s: key '%s' may contain only letters, "
 					       "digits, '_' and '-' (1 to 64)",
-					       sec, key);
+					       sec, st_escape(shown, sizeof(shown), key, strlen(key), 0));
 			if (json_is_null(v)) {
 				s = "";
 			} else if (!json_is_string(v)) {
@@ -160,9 +179,15 @@ static int take_overrides(const json_t *root, struct st_sota_overrides *o, char 
 						       "overrides.%s.%s is longer than %d bytes or "
 						       "holds a NUL",
 						       sec, key, ST_HTTP_REG_MAX_VALUE);
-				if (st_sota_check_value(s, verr, sizeof(verr)) != 0)
+				if (st_sota_check_value(s, verr, sizeof(verr)) != 0) {
+					/* The words may quote the value. */
+					char v[ST_ESCAPE_SIZE(sizeof(verr))];
+
 					return st_errf(err, errlen, ST_E_HTTP_FIELD,
-						       "overrides.%s.%s: %s", sec, key, verr);
+						       "overrides.%s.%s: %s", sec, key,
+						       st_escape(v, sizeof(v), verr, strlen(verr),
+								 ST_ESCAPE_KEEP_BACKSLASH));
+				}
 			}
 			if (st_sota_override_set(o, sec, key, s) != 0)
 				return st_errf(err, errlen, ST_E_NOMEM, "out of memory");
@@ -181,10 +206,14 @@ int st_http_reg_parse(const void *body, size_t len, struct st_http_reg **out, ch
 
 	*out = NULL;
 	root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
-	if (!root)
+	if (!root) {
+		char text[ST_ESCAPE_SIZE(JSON_ERROR_TEXT_LENGTH)];
+
+		/* jansson's words may quote the body. */
 		return st_errf(err, errlen, ST_E_HTTP_JSON,
-			       "request body is not JSON: %s at line %d, column %d", jerr.text,
-			       jerr.line, jerr.column);
+			       "request body is not JSON: %s at line %d, column %d",
+			       st_printable(text, sizeof(text), jerr.text), jerr.line, jerr.column);
+	}
 	if (!json_is_object(root)) {
 		rc = st_errf(err, errlen, ST_E_HTTP_JSON,
 			     "request body must be a JSON object, not %s", json_kind(root));

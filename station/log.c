@@ -107,40 +107,6 @@ static const char *level_name(enum st_log_level level)
 	return "info";
 }
 
-/* The length of the well-formed UTF-8 sequence at s (RFC 3629: no overlong forms, no
- * surrogates, nothing above U+10FFFF), or 0 when s does not start one. */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-	unsigned char lo = 0x80, hi = 0xbf;
-	size_t len, i;
-
-	if (s[0] < 0x80)
-		return 1;
-	if (s[0] >= 0xc2 && s[0] <= 0xdf)
-		len = 2;
-	else if (s[0] >= 0xe0 && s[0] <= 0xef)
-		len = 3;
-	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
-		len = 4;
-	else
-		return 0;
-	if (s[0] == 0xe0)
-		lo = 0xa0;
-	else if (s[0] == 0xed)
-		hi = 0x9f;
-	else if (s[0] == 0xf0)
-		lo = 0x90;
-	else if (s[0] == 0xf4)
-		hi = 0x8f;
-	if (n < len || s[1] < lo || s[1] > hi)
-		return 0;
-	for (i = 2; i < len; i++) {
-		if (s[i] < 0x80 || s[i] > 0xbf)
-			return 0;
-	}
-	return len;
-}
-
 /* Appends msg to out[*pos..cap) as the body of a JSON string; stops before a character that
  * does not fit whole. */
 static void json_escape(char *out, size_t *pos, size_t cap, const char *msg, size_t n)
@@ -171,7 +137,7 @@ static void json_escape(char *out, size_t *pos, size_t cap, const char *msg, siz
 			esc[5] = hexd[s[i] & 15];
 			plen = 6;
 		} else {
-			len = utf8_len(s + i, n - i);
+			len = st_utf8_len(s + i, n - i);
 			if (len == 0) {
 				/* Bytes from a board or a file name need not be UTF-8; a JSON
 				 * line must be. */
@@ -211,19 +177,29 @@ static void write_json(enum st_log_level level, const char *msg, size_t n)
 
 void st_log(enum st_log_level level, const char *fmt, ...)
 {
-	char msg[LOG_MSG_MAX], line[LOG_MSG_MAX];
+	/* The message leaves room for the prefix of its line, so that a long one is cut (saying so)
+	 * here and never again. */
+	char raw[LOG_MSG_MAX], msg[LOG_MSG_MAX - 32], line[LOG_MSG_MAX];
 	int n;
 	va_list ap;
 
 	if ((int)level > log_level)
 		return;
 	va_start(ap, fmt);
-	n = vsnprintf(msg, sizeof(msg), fmt, ap);
+	n = vsnprintf(raw, sizeof(raw), fmt, ap);
 	va_end(ap);
 	if (n < 0)
 		return;
-	if ((size_t)n >= sizeof(msg))
-		n = (int)sizeof(msg) - 1;
+	if ((size_t)n >= sizeof(raw)) {
+		n = (int)sizeof(raw) - 1;
+		memcpy(raw + n - 3, "...", 3);
+	}
+	/* Callers escape what a board or a client sent where it enters a message; this is the
+	 * last line of defence: no byte of a message may start a new journal entry, move the
+	 * cursor of the terminal the log is read on, or make a JSON line invalid. Escapes made
+	 * already are left as they are. */
+	st_escape(msg, sizeof(msg), raw, (size_t)n, ST_ESCAPE_KEEP_BACKSLASH);
+	n = (int)strlen(msg);
 	if (to_sink(level, msg))
 		return;
 	if (log_format == ST_LOG_FORMAT_JSON) {

@@ -4,7 +4,9 @@
  *    into the entry's priority;
  *  - journal: the priority prefix always;
  *  - json: one JSON object per line, {"priority":3,"level":"error","msg":"..."}, for log
- *    shippers; invalid UTF-8 in a message is replaced by U+FFFD so every line parses.
+ *    shippers.
+ * In every form a message is one line of printable text: control characters, bytes that are
+ * not UTF-8 and the like are written as escapes (st_escape(), "\x1b"), whoever built it.
  * Never pass a PIN or key material to these functions.
  * Thread-safe: each line is written with one write(2); set the level and format before
  * other threads log. */

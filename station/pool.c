@@ -164,23 +164,13 @@ void st_sign_req_free(struct st_sign_req *req)
 }
 
 
-/* "slot A3: device 1234: " for messages. */
-static const char *who(const struct st_sign_req *r, char *buf, size_t len)
-{
-	if (r->slot[0])
-		st_msgf(buf, len, "slot %s: device %s", r->slot, r->device_id);
-	else
-		st_msgf(buf, len, "device %s", r->device_id);
-	return buf;
-}
-
-/* Sets rc and a message that starts with the request's slot and device. */
+/* Sets rc and the message. The message is the cause alone: whoever reports it names the
+ * slot and the device (a slot's log line, an HTTP answer to the device itself, a ledger row
+ * with its own columns), and a prefix here would make them say it twice. */
 static void req_fail(struct st_sign_req *r, int rc, const char *msg)
 {
-	char w[ST_POOL_MAX_NAME + ST_POOL_MAX_DEVICE_ID + 32];
-
 	r->rc = rc;
-	st_msgf(r->err, sizeof(r->err), "%s: %s", who(r, w, sizeof(w)), msg);
+	st_msgf(r->err, sizeof(r->err), "%s", msg);
 }
 
 /* ---- Issuing ----------------------------------------------------------------------- */
@@ -317,7 +307,7 @@ static int ledger_outage(int rc)
  * whoever looks into duplicates later. Returns 0 or a fatal ledger error. */
 static int refuse(struct st_pool *pool, struct st_sign_req *r, int rc, const char *msg)
 {
-	char err[256] = "";
+	char err[ST_ERR_MAX] = "";
 	int frc;
 
 	req_fail(r, rc, msg);
@@ -373,7 +363,7 @@ static int add_intent(struct st_pool *pool, struct st_sign_req *r, int64_t *id, 
 static int lookup_one(struct st_pool *pool, struct st_sign_req *r)
 {
 	struct st_ledger_row *row = NULL;
-	char err[256] = "", msg[256];
+	char err[ST_ERR_MAX] = "", msg[ST_ERR_MAX];
 	int64_t id = 0;
 	int verdict, rc;
 
@@ -402,7 +392,7 @@ static int lookup_one(struct st_pool *pool, struct st_sign_req *r)
 		rc = 0;
 		goto out;
 	case ST_LEDGER_KEY_REUSED:
-		st_msgf(msg, sizeof(msg), "public key is already recorded for device %.80s (serial "
+		st_msgf(msg, sizeof(msg), "public key is already recorded for device %s (serial "
 		     "%s, ledger row %lld); refused and flagged", row->device_id, row->serial,
 		     (long long)row->id);
 		rc = refuse(pool, r, ST_E_POOL_KEY_REUSED, msg);
@@ -582,7 +572,7 @@ static void record_finish(struct st_pool *pool, struct pool_batch *b, int fatal,
 			  const char *err, uint64_t now)
 {
 	struct st_sign_req *r, *next;
-	char msg[300];
+	char msg[ST_ERR_MAX];
 
 	if (fatal) {
 		/* The intents stay: "possibly signed" rows, which a board that comes back

@@ -54,6 +54,7 @@
 #include <uv.h>
 
 #include "ca.h"
+#include "err.h"
 #include "issue.h"
 #include "policy.h"
 #include "signer.h"
@@ -100,7 +101,8 @@ struct st_sign_req {
 
 	/* Outputs, valid in and after done(). */
 	int rc;             /* 0, or a negative ST_E_* code */
-	char err[256];      /* what went wrong, naming the slot and device, when rc < 0 */
+	char err[ST_ERR_MAX]; /* what went wrong when rc < 0: the cause alone, whole (the
+			       * request's slot and device are for the caller to name, once) */
 	struct st_cert *cert; /* the certificate when rc == 0; owned by the request (the caller
 			       * may take it and set this to NULL) */
 	int64_t row_id;     /* its ledger row (for st_pool_mark_delivered/failed); when the

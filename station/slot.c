@@ -68,6 +68,7 @@ void st_slot_limits_default(struct st_slot_limits *l)
 	l->reconnect_ms = 10000;
 	l->reopen_ms = 250;
 	l->queued_ms = 10000;
+	l->noframe_ms = 10000;
 	l->tries = 5;
 	l->resyncs = 5;
 }
@@ -126,13 +127,13 @@ int st_profiles_choose(const struct st_profiles *set, const char *fixed_path,
 			if ((p->n_match_hardware_ids || p->match_sku) &&
 			    !st_profile_matches(p, hardware_id, sku))
 				return st_errf(err, errlen, ST_E_PROFILE_NOMATCH,
-					       "board reports hardware id '%.64s' sku '%.64s'; the "
-					       "slot's profile %.200s (sku %.64s) is for other boards",
+					       "board reports hardware id '%s' sku '%s'; the slot's "
+					       "profile %s (sku %s) is for other boards",
 					       hardware_id, sku, p->path, p->sku);
 			*out = p;
 			return 0;
 		}
-		return st_errf(err, errlen, ST_E_PROFILE_NOMATCH, "profile %.200s is not loaded",
+		return st_errf(err, errlen, ST_E_PROFILE_NOMATCH, "profile %s is not loaded",
 			       fixed_path);
 	}
 	for (size_t i = 0; i < set->n; i++) {
@@ -152,7 +153,7 @@ int st_profiles_choose(const struct st_profiles *set, const char *fixed_path,
 	}
 	if (best && tie)
 		return st_errf(err, errlen, ST_E_SLOT_PROFILE_AMBIGUOUS,
-			       "hardware id '%.64s' sku '%.64s' matches both %.200s and %.200s",
+			       "hardware id '%s' sku '%s' matches both %s and %s",
 			       hardware_id, sku, best->path, tie->path);
 	if (!best && set->dir)
 		best = st_profile_set_match(set->dir, hardware_id, sku);
@@ -160,8 +161,8 @@ int st_profiles_choose(const struct st_profiles *set, const char *fixed_path,
 		best = set->deflt;
 	if (!best)
 		return st_errf(err, errlen, ST_E_PROFILE_NOMATCH,
-			       "no profile matches hardware id '%.64s' sku '%.64s' (%zu profiles "
-			       "loaded, no default)",
+			       "no profile matches hardware id '%s' sku '%s' (%zu profiles loaded, "
+			       "no default)",
 			       hardware_id, sku,
 			       set->n + (set->dir ? st_profile_set_count(set->dir) : 0));
 	*out = best;
@@ -254,7 +255,7 @@ struct slot_run {
 	/* Ending. */
 	int failed;
 	int fail_code;
-	char fail_msg[256];
+	char fail_msg[ST_ERR_MAX];
 	enum st_slot_state fail_state;
 
 	/* Times (uv_hrtime()). */
@@ -268,6 +269,45 @@ struct slot_run {
 static int base_baud(const struct st_slot *s)
 {
 	return s->baud ? s->baud : 115200;
+}
+
+/* Text a board sent, percent-decoded, then made printable where it enters the station
+ * (st_escape()): whatever it holds goes on into messages, the log, the view, events and the
+ * ledger. Field key of f, at most max bytes decoded, into out (outlen bytes; the escaped
+ * text is cut, saying so, when it does not fit); def when the field is absent, or an error
+ * when def is NULL. Returns 0, or ST_E_PROTO_FIELD with err and out empty. */
+static int board_text(const struct drv_proto_frame *f, const char *key, const char *def,
+		      size_t max, char *out, size_t outlen, char *err, size_t errlen)
+{
+	char raw[DRV_PROTO_MAX_LINE];
+	int rc;
+
+	if (max >= sizeof(raw))
+		max = sizeof(raw) - 1;
+	if (def)
+		rc = drv_proto_get_text_opt(f, key, def, raw, max + 1, err, errlen);
+	else
+		rc = drv_proto_get_text(f, key, raw, max + 1, err, errlen);
+	out[0] = 0;
+	if (rc == 0)
+		st_escape(out, outlen, raw, strlen(raw), 0);
+	return rc;
+}
+
+/* Item idx of a list field, like board_text(). */
+static int board_item(const struct drv_proto_frame *f, const struct drv_proto_field *fld,
+		      unsigned idx, size_t max, char *out, size_t outlen, char *err, size_t errlen)
+{
+	char raw[DRV_PROTO_MAX_LINE];
+	int rc;
+
+	if (max >= sizeof(raw))
+		max = sizeof(raw) - 1;
+	rc = drv_proto_field_item(f, fld, idx, raw, max + 1, err, errlen);
+	out[0] = 0;
+	if (rc == 0)
+		st_escape(out, outlen, raw, strlen(raw), 0);
+	return rc;
 }
 
 static double ms_between(uint64_t a, uint64_t b)
@@ -342,6 +382,15 @@ static void console_add(void *arg, const char *data, size_t n)
 {
 	struct st_slot *s = arg;
 
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)data[i];
+
+		if ((c >= 0x20 && c < 0x7f) || c == '\r' || c == '\n' || c == '\t')
+			s->text++;
+		else
+			s->junk++;
+	}
+
 	if (s->cur_baud != base_baud(s) && garbage(data, n)) {
 		if (!s->run)
 			new_board_talking(s);
@@ -365,9 +414,13 @@ static void console_add(void *arg, const char *data, size_t n)
 
 const char *st_slot_note(const struct st_slot *s)
 {
-	if (s->run && s->run->port_lost)
+	if (s->line_note[0])
+		return s->line_note;
+	if (!s->run)
+		return "";
+	if (s->run->port_lost)
 		return "port gone";
-	if (s->run && s->run->seq_wait)
+	if (s->run->seq_wait)
 		return "sequence";
 	if (s->room_waiting)
 		return "pool full";
@@ -404,6 +457,130 @@ static void unschedule(struct st_slot *s)
 {
 	uv_timer_stop(&s->timer);
 	s->timer_what = TW_NONE;
+}
+
+/* ---- Line watch: bytes but no frame --------------------------------------------------- */
+
+/* A line with no board in flight that carries bytes and no frame (a board at another rate,
+ * a flood, a board whose agent is not running, answers to requests never made) would leave
+ * the slot "waiting" with no word. After lim.noframe_ms, and once at least this many bytes
+ * came, the slot says what it sees: in its note (the view), once in the log, in an event.
+ * No board is failed: none has started. */
+#define NOFRAME_MIN_BYTES 64
+
+/* A frame that made sense arrived (or the port was opened): the watch starts over. */
+static void line_heard(struct st_slot *s)
+{
+	uint64_t now = uv_hrtime();
+
+	if (s->noframe) {
+		json_t *o = json_object();
+		double secs = (double)(now - s->heard_at) / 1e9;
+
+		st_info("slot %s: a valid frame again, after %.0f s without one", s->name, secs);
+		if (o) {
+			json_object_set_new(o, "event", json_string("line"));
+			json_object_set_new(o, "slot", json_string(s->name));
+			json_object_set_new(o, "status", json_string("frames"));
+			json_object_set_new(o, "seconds", json_real(secs));
+			st_events_emit(s->env->events, o);
+		}
+	}
+	s->noframe = 0;
+	s->line_note[0] = 0;
+	s->heard_at = now;
+	s->heard_rx = s->rx_bytes;
+	s->heard_bad = s->frames_bad;
+	s->junk = s->text = s->stray = s->unread = 0;
+}
+
+/* What the bytes since the last good frame suggest: a sentence for the log and the event,
+ * a few words for the note. */
+static void line_diagnose(const struct st_slot *s, char *why, size_t whylen, char *brief,
+			  size_t brieflen)
+{
+	uint64_t bad = s->frames_bad - s->heard_bad;
+
+	if (s->stray) {
+		st_msgf(why, whylen, "%" PRIu64 " answers to requests the station never made (wrong "
+			"seq): another program on the port, or a board that does not follow the "
+			"protocol", s->stray);
+		st_msgf(brief, brieflen, "answers with wrong seq");
+	} else if (s->junk > s->text || s->unread || bad > s->text / 64) {
+		st_msgf(why, whylen, "%" PRIu64 " unprintable bytes, %" PRIu64 " damaged frames, %"
+			PRIu64 " requests the board could not read: likely a wrong baud rate (the "
+			"line is at %d)", s->junk, bad, s->unread, s->cur_baud);
+		st_msgf(brief, brieflen, "garbled: wrong baud rate?");
+	} else {
+		st_msgf(why, whylen, "%" PRIu64 " bytes of console text only: is the board's "
+			"provisioning agent running?", s->text);
+		st_msgf(brief, brieflen, "console text only: agent not running?");
+	}
+}
+
+/* How long a line may go without a frame: the configured limit, but never less than a
+ * finished board may take to answer the presence HELLO it is asked every presence_ms (with
+ * its retransmissions). */
+static uint64_t noframe_ns(const struct st_slot *s)
+{
+	const struct st_slot_limits *l = &s->env->lim;
+	uint64_t ms = l->noframe_ms, floor = l->presence_ms + (uint64_t)l->tries * l->hello_ms;
+
+	return (ms > floor ? ms : floor) * 1000000u;
+}
+
+/* Bytes arrived on a line with no board in flight: past the limit without a frame, say what
+ * the slot sees (once in the log and an event; the note's rate at most once a second). */
+static void line_watch(struct st_slot *s)
+{
+	uint64_t now = uv_hrtime(), bytes = s->rx_bytes - s->heard_rx;
+	double secs = (double)(now - s->heard_at) / 1e9, rate;
+	char why[ST_ERR_MAX], brief[64];
+
+	s->rx_at = now;
+	if (s->run || now - s->heard_at < noframe_ns(s) || bytes < NOFRAME_MIN_BYTES)
+		return;
+	if (s->line_note[0] && now - s->note_at < 1000000000u)
+		return;
+	if (s->line_note[0])
+		rate = (double)(s->rx_bytes - s->note_rx) / ((double)(now - s->note_at) / 1e9);
+	else
+		rate = (double)bytes / secs;
+	s->note_at = now;
+	s->note_rx = s->rx_bytes;
+	line_diagnose(s, why, sizeof(why), brief, sizeof(brief));
+	st_msgf(s->line_note, sizeof(s->line_note), "no frame for %.0f s, %.0f bytes/s: %s", secs,
+		rate, brief);
+	if (!s->noframe) {
+		json_t *o = json_object();
+
+		s->noframe = 1;
+		st_warn("slot %s: %" PRIu64 " bytes in %.0f s (%.0f bytes/s) and no valid frame: %s",
+			s->name, bytes, secs, rate, why);
+		if (o) {
+			json_object_set_new(o, "event", json_string("line"));
+			json_object_set_new(o, "slot", json_string(s->name));
+			json_object_set_new(o, "status", json_string("no_frame"));
+			json_object_set_new(o, "seconds", json_real(secs));
+			json_object_set_new(o, "bytes", json_integer((json_int_t)bytes));
+			json_object_set_new(o, "bytes_per_s", json_real(rate));
+			json_object_set_new(o, "unprintable", json_integer((json_int_t)s->junk));
+			json_object_set_new(o, "printable", json_integer((json_int_t)s->text));
+			json_object_set_new(o, "damaged_frames",
+					    json_integer((json_int_t)(s->frames_bad - s->heard_bad)));
+			json_object_set_new(o, "stray_answers", json_integer((json_int_t)s->stray));
+			json_object_set_new(o, "baud", json_integer(s->cur_baud));
+			json_object_set_new(o, "detail", json_string(why));
+			st_events_emit(s->env->events, o);
+		}
+	}
+}
+
+/* The line went quiet: the note has nothing to show any more (the log said it already). */
+static void line_quiet(struct st_slot *s)
+{
+	if (s->line_note[0] && uv_hrtime() - s->rx_at >= noframe_ns(s))
+		s->line_note[0] = 0;
 }
 
 /* ---- Port I/O ------------------------------------------------------------------------ */
@@ -448,6 +625,7 @@ static void port_close(struct st_slot *s)
 	s->req_kind = RQ_NONE;
 	s->req_len = s->req_off = 0;
 	s->poll_events = 0;
+	s->line_note[0] = 0;
 	drv_proto_decoder_reset(&s->dec);
 }
 
@@ -490,6 +668,8 @@ static void read_port(struct st_slot *s)
 		s->in_feed = 1;
 		drv_proto_decoder_feed(&s->dec, buf, (size_t)r);
 		s->in_feed = 0;
+		if (s->port == port)
+			line_watch(s);
 		if ((size_t)r < sizeof(buf))
 			return;
 	}
@@ -751,7 +931,7 @@ static void make_uuid4(char out[37])
 static void use_device_id(struct st_slot *s, const char *id)
 {
 	struct slot_run *r = s->run;
-	char err[256];
+	char err[ST_ERR_MAX];
 
 	if (st_profile_check_device_id(r->profile, id, err, sizeof(err)) != 0) {
 		fail_run(s, ST_E_PROFILE_DEVICE_ID, "profile %s: %s", r->profile->sku, err);
@@ -793,7 +973,7 @@ static void start_run(struct st_slot *s, const struct st_slot_board *nb, uint64_
 	struct st_slot_env *env = s->env;
 	struct slot_run *r;
 	const struct st_profile *p;
-	char err[512];
+	char err[ST_ERR_MAX];
 	int rc;
 
 	if (env->stopping)
@@ -981,7 +1161,7 @@ static void csr_complete(struct st_slot *s)
 	struct slot_run *r = s->run;
 	struct st_csr *csr = NULL;
 	uint8_t sha[32];
-	char err[512];
+	char err[ST_ERR_MAX];
 	int rc;
 
 	st_sha256(r->csr, r->csr_total, sha);
@@ -1040,11 +1220,11 @@ static int bad_answer(struct st_slot *s, int kind, const char *fmt, ...)
  * damaged frame; a board that keeps answering so has failed. Returns 0. */
 static int bad_answer(struct st_slot *s, int kind, const char *fmt, ...)
 {
-	char msg[300];
+	char msg[ST_ERR_MAX];
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	st_vmsgf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	s->req_kind = kind;
 	if (s->req_tries < s->env->lim.tries) {
@@ -1178,7 +1358,7 @@ static int prepare_files(struct st_slot *s, char *err, size_t errlen)
 		for (size_t j = 0; j < i; j++) {
 			if (strcmp(r->wf[j].path, w->path) == 0)
 				return st_errf(err, errlen, ST_E_SLOT_PATH,
-					       "files %.200s and %.200s both go to %s on the board",
+					       "files %s and %s both go to %s on the board",
 					       r->render->files[j].path, rf->path, w->path);
 		}
 		st_msgf(w->mode, sizeof(w->mode), "%04o", rf->mode & 07777);
@@ -1193,7 +1373,7 @@ static void on_signed(struct st_sign_req *req)
 {
 	struct st_slot *s = req->data;
 	struct slot_run *r = s->run;
-	char err[512];
+	char err[ST_ERR_MAX];
 	int rc;
 
 	if (!r || r->req != req) {
@@ -1272,10 +1452,10 @@ static void on_write_answer(struct st_slot *s, const struct drv_proto_frame *f)
 {
 	struct slot_run *r = s->run;
 	struct wfile *w = &r->wf[r->wi];
-	char path[MAX_PROTO_PATH + 1], err[200];
+	char path[ST_ESCAPE_SIZE(MAX_PROTO_PATH)], err[ST_ERR_MAX];
 	uint64_t have, done;
 
-	if (drv_proto_get_text(f, "path", path, sizeof(path), err, sizeof(err)) ||
+	if (board_text(f, "path", NULL, MAX_PROTO_PATH, path, sizeof(path), err, sizeof(err)) ||
 	    drv_proto_get_uint(f, "have", 0, UINT64_MAX, &have, err, sizeof(err)) ||
 	    drv_proto_get_uint(f, "done", 0, 1, &done, err, sizeof(err))) {
 		bad_answer(s, RQ_WRITE, "WRITE answer: %s", err);
@@ -1388,12 +1568,12 @@ static void on_verify_answer(struct st_slot *s, const struct drv_proto_frame *f)
 	uint8_t sig[DRV_SIGNER_MAX_SIG + 16];
 	size_t siglen;
 	unsigned entries = 0;
-	char alg[32], err[200];
+	char alg[ST_ESCAPE_SIZE(31)], err[ST_ERR_MAX];
 
 	if (drv_proto_get_uint(f, "gen", 0, UINT64_MAX, &gen, err, sizeof(err)) ||
 	    drv_proto_get_uint(f, "files", 0, 4096, &files, err, sizeof(err)) ||
 	    drv_proto_get_uint(f, "from", 0, 4096, &from, err, sizeof(err)) ||
-	    drv_proto_get_text(f, "alg", alg, sizeof(alg), err, sizeof(err)) ||
+	    board_text(f, "alg", NULL, 31, alg, sizeof(alg), err, sizeof(err)) ||
 	    drv_proto_get_b64(f, "sig", sig, sizeof(sig), &siglen, err, sizeof(err))) {
 		bad_answer(s, RQ_VERIFY, "VERIFY answer: %s", err);
 		return;
@@ -1420,14 +1600,15 @@ static void on_verify_answer(struct st_slot *s, const struct drv_proto_frame *f)
 		r->vfiles = files;
 	}
 	while ((fld = drv_proto_find_next(f, fld, "file"))) {
-		char path[MAX_PROTO_PATH + 1], size_s[24], hex[72];
+		char path[ST_ESCAPE_SIZE(MAX_PROTO_PATH)], size_s[ST_ESCAPE_SIZE(23)];
+		char hex[ST_ESCAPE_SIZE(71)];
 		uint8_t sha[32];
 		char *end;
 		unsigned long long size;
 
-		if (drv_proto_field_item(f, fld, 0, path, sizeof(path), err, sizeof(err)) ||
-		    drv_proto_field_item(f, fld, 1, size_s, sizeof(size_s), err, sizeof(err)) ||
-		    drv_proto_field_item(f, fld, 2, hex, sizeof(hex), err, sizeof(err))) {
+		if (board_item(f, fld, 0, MAX_PROTO_PATH, path, sizeof(path), err, sizeof(err)) ||
+		    board_item(f, fld, 1, 23, size_s, sizeof(size_s), err, sizeof(err)) ||
+		    board_item(f, fld, 2, 71, hex, sizeof(hex), err, sizeof(err))) {
 			bad_answer(s, RQ_VERIFY, "VERIFY answer: file entry: %s", err);
 			return;
 		}
@@ -1598,10 +1779,23 @@ static void vfail(struct st_slot *s, int code, int tell_board, const char *fmt, 
 
 	if (!r || r->failed)
 		return;
+	if (s->state == ST_SLOT_VERIFIED) {
+		/* The board proved that it holds its key and every file; only DONE, which tells
+		 * it so, was left. Whatever happens now (its answer is damaged and the next
+		 * board already answers in its fixture, its port hangs up for good), it is
+		 * provisioned, and the record says so. */
+		char msg[ST_ERR_MAX];
+
+		st_vmsgf(msg, sizeof(msg), fmt, ap);
+		st_warn("slot %s: device %s: verified, then: %s; it counts as provisioned", s->name,
+			r->device_id, msg);
+		pass_run(s);
+		return;
+	}
 	r->failed = 1;
 	r->fail_code = code;
 	r->fail_state = s->state;
-	vsnprintf(r->fail_msg, sizeof(r->fail_msg), fmt, ap);
+	st_vmsgf(r->fail_msg, sizeof(r->fail_msg), fmt, ap);
 	st_msgf(s->last_error, sizeof(s->last_error), "%s: %s", st_errname(code), r->fail_msg);
 	st_warn("slot %s: device %s: failed in %s: %s", s->name,
 		r->device_id[0] ? r->device_id : "(none yet)", st_slot_state_name(s->state),
@@ -1680,8 +1874,9 @@ static void end_run(struct st_slot *s)
 	free(r->wf);
 	free(r);
 	uv_timer_stop(&s->aux);
-	/* The console ring starts afresh for the next board. */
+	/* The console ring starts afresh for the next board, and so does the line watch. */
 	s->con_head = s->con_len = 0;
+	line_heard(s);
 	if (s->req_kind != RQ_NONE) {
 		s->req_kind = RQ_NONE;
 		unschedule(s);
@@ -1762,9 +1957,13 @@ static void clean_name(char *out, size_t outlen, const char *in)
 	out[i] = 0;
 }
 
+/* A console log's header: whose console it is and why it was kept. */
+#define CONSOLE_HDR_MAX (ST_ERR_MAX + 4 * ST_SLOT_TEXT_SIZE)
+
 /* Writes the console ring (and a header saying whose it is) to the console directory, in
  * the background (libuv's fs work); path receives the file name. Nothing when no directory
- * is configured. */
+ * is configured. The console is written as printable text (st_escape() keeping its lines):
+ * an operator reads it on a terminal, which must not obey what the board printed. */
 static void save_console(struct st_slot *s, char *path, size_t pathlen)
 {
 	struct slot_run *r = s->run;
@@ -1774,7 +1973,7 @@ static void save_console(struct st_slot *s, char *path, size_t pathlen)
 	struct timespec ts;
 	struct tm tm;
 	size_t hdr, len, first;
-	char *buf;
+	char *buf, *ring;
 	int n;
 
 	path[0] = 0;
@@ -1792,31 +1991,33 @@ static void save_console(struct st_slot *s, char *path, size_t pathlen)
 		path[0] = 0;
 		return;
 	}
-	len = s->con_len + 1024;
+	len = CONSOLE_HDR_MAX + ST_ESCAPE_SIZE(s->con_len);
 	buf = malloc(len);
+	ring = malloc(s->con_len + 1);
 	cs = calloc(1, sizeof(*cs) + (size_t)n);
-	if (!buf || !cs) {
+	if (!buf || !ring || !cs) {
 		free(buf);
+		free(ring);
 		free(cs);
 		path[0] = 0;
 		return;
 	}
-	hdr = (size_t)snprintf(buf, 1024,
-			       "# station console log: slot %s, device %s, hardware id %s, sn %s\n"
-			       "# failed in %s: %s: %.500s\n",
-			       s->name, r->device_id, s->board.hw, s->board.sn,
-			       st_slot_state_name(r->fail_state), st_errname(r->fail_code),
-			       r->fail_msg);
-	if (hdr >= 1024)
-		hdr = 1023;
+	st_msgf(buf, CONSOLE_HDR_MAX,
+		"# station console log: slot %s, device %s, hardware id %s, sn %s\n"
+		"# failed in %s: %s: %s\n",
+		s->name, r->device_id, s->board.hw, s->board.sn, st_slot_state_name(r->fail_state),
+		st_errname(r->fail_code), r->fail_msg);
+	hdr = strlen(buf);
 	first = ST_SLOT_CONSOLE - s->con_head;
 	if (first > s->con_len)
 		first = s->con_len;
-	memcpy(buf + hdr, s->console + s->con_head, first);
-	memcpy(buf + hdr + first, s->console, s->con_len - first);
+	memcpy(ring, s->console + s->con_head, first);
+	memcpy(ring + first, s->console, s->con_len - first);
+	st_escape(buf + hdr, len - hdr, ring, s->con_len, ST_ESCAPE_LINES);
+	free(ring);
 	memcpy(cs->path, path, (size_t)n + 1);
 	cs->env = env;
-	cs->buf = uv_buf_init(buf, (unsigned)(hdr + s->con_len));
+	cs->buf = uv_buf_init(buf, (unsigned)strlen(buf));
 	cs->req.data = cs;
 	env->saving++;
 	if (uv_fs_open(env->loop, &cs->req, cs->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
@@ -1892,13 +2093,13 @@ static int parse_hello(const struct drv_proto_frame *f, struct st_slot_board *nb
 	const struct drv_proto_field *bauds;
 
 	memset(nb, 0, sizeof(*nb));
-	if (drv_proto_get_text_opt(f, "dev", "", nb->dev, sizeof(nb->dev), err, errlen) ||
-	    drv_proto_get_text_opt(f, "hw", "", nb->hw, sizeof(nb->hw), err, errlen) ||
-	    drv_proto_get_text_opt(f, "sku", "", nb->sku, sizeof(nb->sku), err, errlen) ||
-	    drv_proto_get_text_opt(f, "fw", "", nb->fw, sizeof(nb->fw), err, errlen) ||
-	    drv_proto_get_text_opt(f, "sn", "", nb->sn, sizeof(nb->sn), err, errlen) ||
-	    drv_proto_get_text_opt(f, "key", "", nb->key, sizeof(nb->key), err, errlen) ||
-	    drv_proto_get_text_opt(f, "boot", "", nb->boot, sizeof(nb->boot), err, errlen))
+	if (board_text(f, "dev", "", ST_SLOT_MAX_TEXT, nb->dev, sizeof(nb->dev), err, errlen) ||
+	    board_text(f, "hw", "", ST_SLOT_MAX_TEXT, nb->hw, sizeof(nb->hw), err, errlen) ||
+	    board_text(f, "sku", "", ST_SLOT_MAX_TEXT, nb->sku, sizeof(nb->sku), err, errlen) ||
+	    board_text(f, "fw", "", ST_SLOT_MAX_TEXT, nb->fw, sizeof(nb->fw), err, errlen) ||
+	    board_text(f, "sn", "", ST_SLOT_MAX_TEXT, nb->sn, sizeof(nb->sn), err, errlen) ||
+	    board_text(f, "key", "", 15, nb->key, sizeof(nb->key), err, errlen) ||
+	    board_text(f, "boot", "", 39, nb->boot, sizeof(nb->boot), err, errlen))
 		return -1;
 	/* A UUID in upper case is the same device as in lower case: one spelling from here. */
 	st_device_id_normalize(nb->dev);
@@ -1930,7 +2131,7 @@ static void on_hello_answer(struct st_slot *s, int kind, const struct drv_proto_
 			    uint64_t sent)
 {
 	struct st_slot_board nb;
-	char err[200];
+	char err[ST_ERR_MAX];
 
 	if (parse_hello(f, &nb, err, sizeof(err)) != 0) {
 		bad_answer(s, kind, "HELLO answer: %s", err);
@@ -1967,8 +2168,8 @@ static void on_hello_answer(struct st_slot *s, int kind, const struct drv_proto_
 		s->run->rate_flipped = 0;
 		if (!same_board(&s->board, &nb, s->run->device_id)) {
 			fail_run_quiet(s, ST_E_SLOT_BOARD_LEFT,
-				       "another board (hardware id '%.40s', sn '%.40s', device id "
-				       "'%.40s') answered in its place",
+				       "another board (hardware id '%s', sn '%s', device id '%s') "
+				       "answered in its place",
 				       nb.hw, nb.sn, nb.dev);
 			if (s->state == ST_SLOT_LEAVING) {
 				slot_set_state(s, ST_SLOT_WAITING);
@@ -2100,11 +2301,14 @@ static void on_boot(struct st_slot *s)
 
 static void on_error_answer(struct st_slot *s, int kind, const struct drv_proto_frame *f)
 {
-	char code[24] = "", text[200] = "";
+	char code[ST_ESCAPE_SIZE(23)], text[ST_ERR_MAX];
 	uint64_t have;
 
-	drv_proto_get_text_opt(f, "code", "?", code, sizeof(code), NULL, 0);
-	drv_proto_get_text_opt(f, "text", "", text, sizeof(text), NULL, 0);
+	/* The board's own word on what failed: kept whole, however long (escaped, and cut past
+	 * ST_ERR_MAX saying so). */
+	if (board_text(f, "code", "?", 23, code, sizeof(code), NULL, 0) != 0)
+		st_msgf(code, sizeof(code), "?");
+	board_text(f, "text", "", DRV_PROTO_MAX_LINE, text, sizeof(text), NULL, 0);
 	if (kind == RQ_PROBE || kind == RQ_PRESENCE) {
 		st_msgf(s->last_error, sizeof(s->last_error), "HELLO: ERROR %s: %s", code, text);
 		schedule(s, TW_PROBE, kind == RQ_PROBE ? s->env->lim.probe_ms :
@@ -2155,7 +2359,7 @@ static void on_error_answer(struct st_slot *s, int kind, const struct drv_proto_
 		return;
 	}
 	if (kind == RQ_COMMIT && strcmp(code, "INCOMPLETE") == 0) {
-		char why[260];
+		char why[ST_ERR_MAX];
 
 		st_msgf(why, sizeof(why), "COMMIT: ERROR INCOMPLETE: %s", text);
 		if (restart_writing(s, why) == 0)
@@ -2188,17 +2392,23 @@ static void on_frame(void *arg, const struct drv_proto_frame *f)
 		return;
 	}
 	if (f->kind == DRV_PROTO_EVENT) {
-		if (strcmp(f->type, DRV_PROTO_BOOT) == 0)
+		if (strcmp(f->type, DRV_PROTO_BOOT) == 0) {
+			line_heard(s);
 			on_boot(s);
+		}
 		return;
 	}
 	if (f->seq == 0) {
 		/* The board could not read our request: send it again at once. */
+		s->unread++;
 		on_damaged(s);
 		return;
 	}
-	if (s->req_kind == RQ_NONE || f->seq != s->req_seq)
+	if (s->req_kind == RQ_NONE || f->seq != s->req_seq) {
+		s->stray++;
 		return; /* a late answer to an earlier transmission */
+	}
+	line_heard(s);
 	kind = s->req_kind;
 	sent = s->req_sent;
 	if (strcmp(f->type, DRV_PROTO_ERROR) != 0 && strcmp(f->type, s->req_type) != 0) {
@@ -2372,6 +2582,8 @@ static void port_open(struct st_slot *s)
 	s->req_len = s->req_off = 0;
 	s->cur_baud = base_baud(s);
 	drv_proto_decoder_reset(&s->dec);
+	s->noframe = 0; /* a new line: the watch starts over, with nothing to take back */
+	line_heard(s);
 	update_poll(s);
 	port_event(s, s->port_announced ? "back" : "open", NULL);
 	s->port_announced = 1;
@@ -2434,6 +2646,7 @@ static void on_timer(uv_timer_t *t)
 	enum timer_what what = (enum timer_what)s->timer_what;
 
 	s->timer_what = TW_NONE;
+	line_quiet(s);
 	switch (what) {
 	case TW_REQUEST:
 		on_request_timeout(s);

@@ -25,6 +25,7 @@
 #include <uv.h>
 
 #include "ca.h"
+#include "err.h"
 #include "events.h"
 #include "policy.h"
 #include "pool.h"
@@ -36,6 +37,8 @@
 #define ST_SLOT_CONSOLE 8192
 #define ST_SLOT_MAX_NAME 64
 #define ST_SLOT_MAX_TEXT 128 /* identity strings a board reports (hardware id, sku, ...) */
+/* Room for such a string made printable (st_escape()): every byte escaped at worst. */
+#define ST_SLOT_TEXT_SIZE ST_ESCAPE_SIZE(ST_SLOT_MAX_TEXT)
 
 enum st_slot_state {
 	ST_SLOT_OFFLINE,   /* no port: not there yet, or hung up; reopened on a timer */
@@ -53,7 +56,8 @@ enum st_slot_state {
 	ST_SLOT_WRITTEN,   /* every file is staged on the board; COMMIT asked */
 	ST_SLOT_COMMITTED, /* the board installed the files; VERIFY asked */
 	ST_SLOT_VERIFIED,  /* read-back hashes and proof of possession are good; DONE pass
-			    * sent */
+			    * sent. The board counts as provisioned from here, whatever
+			    * follows (a lost DONE answer, another board in its place) */
 	ST_SLOT_PASS,      /* the board is provisioned and told so */
 	ST_SLOT_FAILED,    /* the board failed with a reason; DONE fail sent */
 	ST_SLOT_LEAVING,   /* the board is finished (pass or fail): waiting for it to leave
@@ -82,6 +86,10 @@ struct st_slot_limits {
 	unsigned reconnect_ms; /* how long a board in flight may be gone (port hung up) */
 	unsigned reopen_ms;    /* between attempts to open a port that is not there */
 	unsigned queued_ms;    /* between notes that a board still waits for signing */
+	unsigned noframe_ms;   /* how long a line without a board in flight may carry bytes
+				* but no frame before the slot says what it sees (at least
+				* presence_ms + tries * hello_ms: a finished board is asked no
+				* more often) */
 	unsigned tries;        /* transmissions of one request before the board has failed */
 	unsigned resyncs;      /* reboots and reconnects one board may go through */
 };
@@ -154,15 +162,17 @@ struct st_slot_def {
 	const char *profile; /* the slot's own profile file; NULL: chosen by hardware id */
 };
 
-/* Identity a board reported in HELLO. */
+/* Identity a board reported in HELLO, made printable where it entered (st_escape(): a
+ * control byte reads "\x1b", a backslash "\\"; printable text is unchanged), since every
+ * string here ends up in messages, events, the view or the ledger. */
 struct st_slot_board {
-	char dev[ST_SLOT_MAX_TEXT + 1];
-	char hw[ST_SLOT_MAX_TEXT + 1];
-	char sku[ST_SLOT_MAX_TEXT + 1];
-	char fw[ST_SLOT_MAX_TEXT + 1];
-	char sn[ST_SLOT_MAX_TEXT + 1];
-	char key[16];
-	char boot[40];
+	char dev[ST_SLOT_TEXT_SIZE];
+	char hw[ST_SLOT_TEXT_SIZE];
+	char sku[ST_SLOT_TEXT_SIZE];
+	char fw[ST_SLOT_TEXT_SIZE];
+	char sn[ST_SLOT_TEXT_SIZE];
+	char key[ST_ESCAPE_SIZE(15)];
+	char boot[ST_ESCAPE_SIZE(39)];
 	uint64_t gen;
 	unsigned max; /* largest frame it accepts */
 	int bauds[8]; /* rates it offers for BAUD */
@@ -185,7 +195,7 @@ struct st_slot {
 
 	enum st_slot_state state;
 	uint64_t since;          /* uv_hrtime() of the last transition */
-	char last_error[160];    /* the last failure or problem, for the view */
+	char last_error[ST_ERR_MAX]; /* the last failure or problem, for the view */
 	char device_id[ST_PROFILE_MAX_ID + 1]; /* of the board in flight or last finished */
 	int last_pass;           /* outcome of the last finished board: 1 pass, 0 fail, -1 none */
 	uint64_t handled;        /* boards finished on this slot (pass or fail) */
@@ -229,6 +239,18 @@ struct st_slot {
 	uint64_t frames_bad;     /* damaged frames received */
 	uint64_t retransmits;
 	uint64_t tx_bytes, rx_bytes; /* moved over the port, ever */
+
+	/* Line watch (slot.c): bytes but no frame, on a line with no board in flight. */
+	uint64_t heard_at;       /* uv_hrtime() of the last frame that made sense (an answer to
+				  * the outstanding request, BOOT) or of the port's opening */
+	uint64_t heard_rx, heard_bad; /* rx_bytes and frames_bad then */
+	uint64_t junk, text;     /* console bytes since: unprintable, printable */
+	uint64_t stray;          /* answers to no request of the station's since */
+	uint64_t unread;         /* seq 0 errors since: the board could not read a request */
+	uint64_t rx_at;          /* uv_hrtime() of the last bytes read */
+	uint64_t note_at, note_rx; /* the note's rate: measured from then, and rx_bytes then */
+	int noframe;             /* said in the log and an event since heard_at */
+	char line_note[128];     /* what the slot sees, for the view; "" when nothing */
 
 	/* Console ring. */
 	char console[ST_SLOT_CONSOLE];

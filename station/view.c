@@ -499,8 +499,9 @@ static int survey(struct st_view_screen *sc, const struct st_view_input *in, str
 		} else if (slot_stuck(s, k, ms, paused)) {
 			a->why = W_STUCK;
 			c->stuck++;
-		} else if (k == K_BUSY && st_slot_note(s)[0] &&
+		} else if ((k == K_BUSY || k == K_WAITING) && st_slot_note(s)[0] &&
 			   strcmp(st_slot_note(s), "pool full") != 0) {
+			/* A waiting slot's note: its line carries bytes but no frame. */
 			a->why = W_NOTE;
 			c->other++;
 		} else if (s->last_error[0] &&
@@ -699,7 +700,7 @@ static void table(struct st_view_screen *sc, const struct st_view_input *in)
 		field(sc, t, 5, 1);
 		set_attr(sc, A_NONE);
 		text(sc, " ");
-		if (note[0] && k == K_BUSY) {
+		if (note[0] && (k == K_BUSY || k == K_WAITING)) {
 			set_attr(sc, A_YELLOW);
 			text(sc, note);
 		} else if (s->last_error[0]) {

@@ -85,3 +85,26 @@ free_port() {
 	done
 	return 1
 }
+
+# gateway_profile FILE SKU HWID FACTORY: a Foundries-style gateway profile for the HTTP
+# registration API: SKU matching HWID, the sota section, the foundries file set.
+gateway_profile() {
+	cat >"$1" <<EOF
+sku: $2
+match:
+  hardware_ids: [$3]
+factory: $4
+sota:
+  gateway: https://ota-lite.foundries.io:8443
+  ostree_server: https://ostree.foundries.io:8443
+files:
+  - set: foundries
+EOF
+}
+
+# http_token: a fresh OSF-TOKEN in $TOKEN, the station's token file $T/tokens.txt and the
+# client's header file $T/token.hdr (both 0600).
+http_token() {
+	TOKEN=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+	(umask 077 && echo "$TOKEN" >"$T/tokens.txt" && echo "OSF-TOKEN: $TOKEN" >"$T/token.hdr")
+}

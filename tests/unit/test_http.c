@@ -168,6 +168,17 @@ static void test_parse_errors(void **state)
 		  "not allowed" },
 		{ "{\"csr\":\"x\",\"hardware-id\":\"h\\nX\",\"uuid\":\"u\"}", ST_E_HTTP_FIELD,
 		  "'hardware-id' contains a control character (0x0a)" },
+		/* C1 controls, bidi overrides and line separators, as JSON escapes and raw. */
+		{ "{\"csr\":\"x\",\"hardware-id\":\"h\",\"uuid\":\"u\",\"name\":\"a\\u009b2Jb\"}",
+		  ST_E_HTTP_FIELD, "'name' contains a control or text-direction character: a\\u009b2Jb" },
+		{ "{\"csr\":\"x\",\"hardware-id\":\"h\\u202eevil\",\"uuid\":\"u\"}",
+		  ST_E_HTTP_FIELD, "'hardware-id' contains a control or text-direction character: h\\u202eevil" },
+		{ "{\"csr\":\"x\",\"hardware-id\":\"h\",\"uuid\":\"u\",\"name\":\"gw\xe2\x80\xa8x\"}",
+		  ST_E_HTTP_FIELD, "'name' contains a control or text-direction character: gw\\u2028x" },
+		{ "{\"csr\":\"x\",\"hardware-id\":\"h\",\"uuid\":\"u\",\"sota-config-dir\":\"/v\xc2\x85\"}",
+		  ST_E_HTTP_FIELD, "'sota-config-dir' contains a control or text-direction character" },
+		/* jansson's own words about a body are made printable too. */
+		{ "{\"csr\": tru\x1b[2J}", ST_E_HTTP_JSON, "not JSON" },
 		{ "{\"csr\":\"x\",\"hardware-id\":\"h\",\"uuid\":\"u\",\"name\":true}",
 		  ST_E_HTTP_FIELD, "'name' must be a string, not a boolean" },
 		{ "{\"csr\":\"x\",\"hardware-id\":\"h\",\"uuid\":\"u\",\"sota-config-dir\":\"var\"}",
@@ -197,7 +208,7 @@ static void test_parse_errors(void **state)
 		  "\"overrides\":{\"p\":{\"k\":\"\\\"a\\nb\\\"\"}}}",
 		  ST_E_HTTP_FIELD, "overrides.p.k" },
 	};
-	char err[512];
+	char err[ST_ERR_MAX];
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -210,6 +221,10 @@ static void test_parse_errors(void **state)
 			fail_msg("case %zu (%s): rc %d (%s), message '%s', expected %s with '%s'", i,
 				 cases[i].body, rc, st_errname(rc), err, st_errname(cases[i].code),
 				 cases[i].words);
+		/* Whatever the body held, the message is printable. */
+		for (const unsigned char *c = (const unsigned char *)err; *c; c++)
+			if (*c < 0x20 || *c == 0x7f || (c[0] == 0xc2 && c[1] >= 0x80 && c[1] <= 0x9f))
+				fail_msg("case %zu: raw byte 0x%02x in '%s'", i, *c, err);
 		assert_null(r);
 	}
 }

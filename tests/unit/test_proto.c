@@ -494,6 +494,8 @@ static void test_getter_errors(void **state)
 	assert_int_equal(drv_proto_get_text(&f, "path", out, sizeof(out), err, sizeof(err)),
 			 ST_E_PROTO_FIELD);
 	assert_non_null(strstr(err, "longer than 7 bytes"));
+	/* Failed: empty, never a partial text without its terminator. */
+	assert_string_equal(out, "");
 	assert_int_equal(drv_proto_get_hex(&f, "path", bin, 32, err, sizeof(err)),
 			 ST_E_PROTO_FIELD);
 	assert_non_null(strstr(err, "expected 64 hex digits, got 18"));
