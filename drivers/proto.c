@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "err.h"
+#include "board/frame.h"
 
 enum dec_state {
 	DEC_CONSOLE, /* outside frames: bytes go to the console callback */
@@ -50,25 +51,10 @@ int drv_proto_errcode(const char *name)
 	return -1;
 }
 
-/* CRC-32, four bits at a time: a 16-entry table is small enough to be a constant and fast
- * enough for a UART (and for a PTY at tens of MB/s). */
+/* The CRC-32 is the board core's (drivers/board/frame.c): one table for both ends. */
 uint32_t drv_proto_crc32(uint32_t crc, const void *data, size_t n)
 {
-	static const uint32_t tab[16] = {
-		0x00000000, 0x1DB71064, 0x3B6E20C8, 0x26D930AC, 0x76DC4190, 0x6B6B51F4,
-		0x4DB26158, 0x5005713C, 0xEDB88320, 0xF00F9344, 0xD6D6A3E8, 0xCB61B38C,
-		0x9B64C2B0, 0x86D3D2D4, 0xA00AE278, 0xBDBDF21C,
-	};
-	const uint8_t *p = data;
-	size_t i;
-
-	crc = ~crc;
-	for (i = 0; i < n; i++) {
-		crc ^= p[i];
-		crc = (crc >> 4) ^ tab[crc & 15];
-		crc = (crc >> 4) ^ tab[crc & 15];
-	}
-	return ~crc;
+	return brd_crc32(crc, data, n);
 }
 
 static int hexval(char c)
@@ -618,36 +604,12 @@ int drv_proto_get_hex(const struct drv_proto_frame *f, const char *key, uint8_t 
 
 /* Builder. */
 
-static int needs_pct(unsigned char c)
-{
-	return c <= 0x20 || c >= 0x7F || c == '%' || c == ',' || c == '~';
-}
-
-static size_t pct_len(const char *s, size_t n)
-{
-	size_t i, len = n;
-
-	for (i = 0; i < n; i++)
-		len += needs_pct((unsigned char)s[i]) ? 2 : 0;
-	return len;
-}
+/* Percent-encoding is the board core's (drivers/board/frame.c). */
+#define pct_len brd_pct_len
 
 static size_t pct_put(char *out, const char *s, size_t n)
 {
-	size_t i, o = 0;
-
-	for (i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
-
-		if (needs_pct(c)) {
-			out[o++] = '%';
-			out[o++] = hexdig[c >> 4];
-			out[o++] = hexdig[c & 15];
-		} else {
-			out[o++] = (char)c;
-		}
-	}
-	return o;
+	return (size_t)(brd_pct_put(out, s, n) - out);
 }
 
 /* Room for " " + 8 CRC digits + "\n". */
