@@ -512,7 +512,7 @@ static int path_char(char c)
 	       c == '.' || c == '_' || c == '-';
 }
 
-/* 1 when config_dir "/" path lies under prefix (whole components). */
+/* 1 when config_dir "/" path lies inside the directory prefix (whole components). */
 static int under(const char *dir, const char *path, const char *prefix)
 {
 	size_t dl = strlen(dir), pl = strlen(prefix);
@@ -530,7 +530,8 @@ static int under(const char *dir, const char *path, const char *prefix)
 		return 0;
 	prefix += dl + 1;
 	pl -= dl + 1;
-	return strncmp(path, prefix, pl) == 0 && (path[pl] == '/' || path[pl] == 0);
+	/* Inside the prefix directory, not the directory itself. */
+	return strncmp(path, prefix, pl) == 0 && path[pl] == '/';
 }
 
 const char *brd_path_refusal(const struct brd_board *b, const char *path)
