@@ -24,7 +24,7 @@ agent_cleanup() {
 	[ -z "$mounted" ] || umount "$mounted" 2>/dev/null
 }
 agent_pki
-start_link
+start_link --pace --strict
 cat "$pki/local-ca.pem" "$pki/factory-root.pem" >"$T/device-cas.pem"
 
 # The gateway: openssl s_server asking for a client certificate from the device CAs.
@@ -91,7 +91,15 @@ CONF
 env "$DEVHSM" "$AGENT" --tty "$T/agent-end" --config "$T/se.conf" --root "$R1" 2>>"$T/agent.log" &
 AGENTPID=$!
 run_station se
-grep '"event":"pass"' "$T/se.jsonl" | grep -q '"baud":921600' || fail "se: not switched to 921600"
+# BAUD: the line went to 921600, or (when this loaded machine kept the agent from switching
+# before the station's first frame at the new rate crossed: ptylink --strict garbles it)
+# both ends fell back to 115200 together, as the protocol wants.
+rate=$(grep '"event":"pass"' "$T/se.jsonl" | grep -o '"baud":[0-9]*' | cut -d: -f2)
+grep -q "switched to 921600 baud" "$T/agent.log" || fail "se: the agent never switched: $(cat "$T/agent.log")"
+if [ "$rate" != 921600 ]; then
+	[ "$rate" = 115200 ] && grep -q "back to 115200 baud" "$T/agent.log" &&
+		grep -q "back to 115200" "$T/se.err" || fail "se: the two ends disagree on the rate ($rate)"
+fi
 dev=$(cat "$R1/var/lib/station-agent/device-id")
 [ -n "$dev" ] || fail "se: the board adopted no device id"
 check_board se "$R1/var/sota"
@@ -99,7 +107,7 @@ check_board se "$R1/var/sota"
 	fail "se: subject"
 grep -q "^pass provisioned $dev" "$R1/var/lib/station-agent/result" || fail "se: the agent was not told pass"
 [ ! -e "$R1/var/lib/station-agent/key.pem" ] || fail "se: a key file next to the token"
-ok "secure element: the board passed at 921600, adopted $dev; files whole, openssl verify -x509_strict -purpose sslclient, root.crt, client.chained"
+ok "secure element: the board passed at $rate (BAUD through termios on a --strict cable), adopted $dev; files whole, openssl verify -x509_strict -purpose sslclient, root.crt, client.chained"
 
 # The token's key is the certificate's, and it cannot leave the token.
 env "$DEVHSM" GNUTLS_PIN="$(cat "$R1/etc/device.pin")" p11tool --batch --provider "$SOFTHSM_MODULE" \

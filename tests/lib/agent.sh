@@ -19,9 +19,10 @@ stop_link() {
 }
 trap 'rc=$?; ! declare -F agent_cleanup >/dev/null || agent_cleanup || true; stop_agent; stop_link; [ -n "${KEEP_TMP:-}" ] || rm -rf "$T"; exit $rc' EXIT
 
-# start_link: $T/agent-end and $T/station-end, joined.
+# start_link [--pace] [--strict]: $T/agent-end and $T/station-end, joined (ptylink: bytes
+# paced at the sender's rate, garbled while the two ends' rates differ).
 start_link() {
-	exec 4< <(exec "$PTYLINK" "$T/agent-end" "$T/station-end")
+	exec 4< <(exec "$PTYLINK" "$@" "$T/agent-end" "$T/station-end")
 	LINKPID=$!
 	local line
 	read -r -t 30 -u 4 line || fail "ptylink did not start"
