@@ -5,6 +5,10 @@
  *   store.c       storage ops over POSIX files: staging, journaled atomic commit, records
  *   key_file.c    key backend: a PEM file (0600), OpenSSL
  *   key_pkcs11.c  key backend: a PKCS#11 token (the device's secure element)
+ *   port_openssl.c  the crypto port of station-agent: key backends pkcs11 and file
+ *                   (OpenSSL), randomness from OpenSSL
+ *   key_mbedtls.c   the crypto port of station-agent-mbedtls: key backends pkcs11 and
+ *                   file (mbedTLS, RFC 6979 signatures), randomness from mbedTLS
  *
  * One board, one thread. Logs go to stderr, never to the UART. */
 #ifndef AGENT_H
@@ -74,8 +78,9 @@ struct agent_key_backend {
 	void (*close)(void *inst);
 	const struct brd_key_ops *ops;
 };
-extern const struct agent_key_backend agent_key_file, agent_key_pkcs11;
-/* NULL-terminated. */
+extern const struct agent_key_backend agent_key_file, agent_key_pkcs11, agent_key_mbedtls;
+/* The crypto port's backends, NULL-terminated, and its random bytes (0 or -1). */
 extern const struct agent_key_backend *const agent_key_backends[];
+int agent_random(void *buf, size_t n);
 
 #endif

@@ -12,8 +12,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <openssl/rand.h>
-
 #define AGENT_VERSION "1.0"
 
 static int errmsg(char *err, size_t errlen, const char *fmt, ...)
@@ -305,7 +303,7 @@ static void find_serial(struct agent_config *c, char *err, size_t errlen)
 		strcpy(c->sn, buf);
 		return;
 	}
-	if (RAND_bytes(rnd, sizeof(rnd)) != 1)
+	if (agent_random(rnd, sizeof(rnd)) != 0)
 		return;
 	for (i = 0; i < sizeof(rnd); i++)
 		snprintf(buf + 2 * i, 3, "%02X", rnd[i]);

@@ -15,8 +15,6 @@
 #include <p11-kit/pkcs11.h>
 #include <p11-kit/uri.h>
 
-#include <openssl/crypto.h>
-
 struct key_p11 {
 	void *dl;
 	CK_FUNCTION_LIST *f;
@@ -294,7 +292,7 @@ static int p11_open(const struct agent_config *c, void **inst, char *err, size_t
 	k = NULL;
 	rc = 0;
 out:
-	OPENSSL_cleanse(pin, sizeof(pin));
+	explicit_bzero(pin, sizeof(pin));
 	if (k)
 		p11_close(k);
 	p11_kit_uri_free(uri);

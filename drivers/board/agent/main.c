@@ -15,12 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <openssl/rand.h>
-
 #include "frame.h"
-
-const struct agent_key_backend *const agent_key_backends[] = { &agent_key_pkcs11,
-							       &agent_key_file, NULL };
 
 struct agent {
 	struct agent_config cfg;
@@ -173,7 +168,7 @@ static void plat_event(void *arg, enum brd_event ev, const char *text)
 static int random_fill(void *inst, void *buf, size_t n)
 {
 	(void)inst;
-	return RAND_bytes(buf, (int)n) == 1 ? 0 : BRD_ERR_CRYPTO;
+	return agent_random(buf, n) == 0 ? 0 : BRD_ERR_CRYPTO;
 }
 
 static const struct brd_random_ops random_ops = { random_fill };
@@ -327,6 +322,10 @@ int main(int argc, char **argv)
 	for (i = 0; agent_key_backends[i]; i++) {
 		if (!strcmp(agent_key_backends[i]->name, a.cfg.key_backend))
 			a.kb = agent_key_backends[i];
+	}
+	if (!a.kb) {
+		logf_("key backend %s is not in this build", a.cfg.key_backend);
+		goto out;
 	}
 	if (agent_store_open(&a.cfg, &a.store, err, sizeof(err)) != 0 ||
 	    a.kb->open(&a.cfg, &a.key, err, sizeof(err)) != 0) {
