@@ -357,16 +357,15 @@ static int get_uint_opt(const struct brd_frame *f, const char *key, uint64_t min
 /* Makes (or finds) the CSR for this subject; its DER ends up in b->scratch. Returns its
  * length, or 0 after answering with an error. */
 static size_t csr_for(struct brd_board *b, const struct brd_frame *f, const char *cn,
-		      const char *ou, const char *bc, int regen)
+		      const char *ou, const char *bc, int regen, struct brd_msg *mp)
 {
-	char subject[3 * (BRD_MAX_NAME + 1)], kept[3 * (BRD_MAX_NAME + 1)], msgbuf[192];
+	char subject[3 * (BRD_MAX_NAME + 1)];
 	size_t slen = subject_of(subject, cn, ou, bc), klen = 0, n = 0;
 	uint8_t pub[65];
-	struct brd_msg m;
+	struct brd_msg m = *mp;
 	long len;
 	int rc;
 
-	brd_msg_init(&m, msgbuf, sizeof(msgbuf));
 	rc = b->key->exists(b->key_inst);
 	if (rc < 0) {
 		brd_msg_str(&m, "cannot look for the board's key");
@@ -383,8 +382,9 @@ static size_t csr_for(struct brd_board *b, const struct brd_frame *f, const char
 		/* Forget the old key's CSR before anything else can fail. */
 		b->st->rec_write(b->st_inst, BRD_REC_SUBJECT, "", 0);
 		event(b, BRD_EV_CSR, "key");
-	} else if (b->st->rec_read(b->st_inst, BRD_REC_SUBJECT, kept, sizeof(kept), &klen) == 0 &&
-		   klen == slen && memcmp(kept, subject, slen) == 0 &&
+	} else if (b->st->rec_read(b->st_inst, BRD_REC_SUBJECT, b->scratch, sizeof(b->scratch),
+				   &klen) == 0 &&
+		   klen == slen && memcmp(b->scratch, subject, slen) == 0 &&
 		   b->st->rec_read(b->st_inst, BRD_REC_CSR, b->scratch, sizeof(b->scratch), &n) ==
 			   0 &&
 		   n > 0) {
@@ -469,7 +469,7 @@ static void cmd_csr(struct brd_board *b, const struct brd_frame *f)
 		answer_error(b, f, E_KEYGEN, m.buf);
 		return;
 	}
-	len = csr_for(b, f, cn, ou, bc, (int)regen);
+	len = csr_for(b, f, cn, ou, bc, (int)regen, &m);
 	if (!len)
 		return;
 	/* A board without an id takes the one the station gives it. */
@@ -597,7 +597,7 @@ static void msg_path(struct brd_msg *m, const char *path, const char *what)
 static void cmd_write(struct brd_board *b, const struct brd_frame *f)
 {
 	char path[BRD_MAX_PATH + 1], mode_s[8], msgbuf[256];
-	uint64_t size, off, total = 0, got_size;
+	uint64_t size, off, total = 0, got_size = 0;
 	struct brd_staged *s = NULL;
 	uint8_t sha[32], got[32], *data;
 	unsigned int mode = 0, i, idx = 0;
@@ -1072,7 +1072,7 @@ static void on_frame(struct brd_board *b, const struct brd_frame *f, uint64_t no
 static void on_bad_frame(struct brd_board *b, const char *why)
 {
 	struct brd_enc e;
-	char buf[BRD_LINE_MIN];
+	char buf[64 + 3 * sizeof(b->dec.err)];
 	size_t len;
 
 	brd_enc_begin(&e, buf, sizeof(buf), 'A', 0, "ERROR");
