@@ -75,9 +75,11 @@ crc32() {
 	printf '%s' "$1" | gzip -c | tail -c8 | head -c4 | od -An -tx4 | tr -d ' \n' | tr a-f A-F
 }
 
-# raw_open / raw_close: this shell speaks frames on $T/station-end through fd 5.
+# raw_open / raw_close: this shell speaks frames on $T/station-end through fd 5, at 115200
+# (a station run before may have left that end at the rate it switched to).
 raw_open() {
 	exec 5<>"$T/station-end"
+	stty -F "$T/station-end" 115200 raw -echo || fail "stty $T/station-end"
 }
 raw_close() {
 	exec 5>&-
