@@ -15,7 +15,6 @@ enum dec_state {
 };
 
 static const char marker[] = DRV_PROTO_MARKER;
-static const char hexdig[] = "0123456789ABCDEF";
 
 /* Board error codes. */
 
@@ -604,14 +603,8 @@ int drv_proto_get_hex(const struct drv_proto_frame *f, const char *key, uint8_t 
 
 /* Builder. */
 
-/* Percent-encoding is the board core's (drivers/board/frame.c). */
-#define pct_len brd_pct_len
-
-static size_t pct_put(char *out, const char *s, size_t n)
-{
-	return (size_t)(brd_pct_put(out, s, n) - out);
-}
-
+/* Percent-encoding, hex, lists, the field header and the CRC trailer are written by the
+ * board core's writers (drivers/board/frame.c); this builder adds its checks and messages. */
 /* Room for " " + 8 CRC digits + "\n". */
 #define TRAILER 10
 
@@ -658,7 +651,6 @@ void drv_proto_begin(struct drv_proto_builder *b, char *buf, size_t cap, char ki
 static char *field_start(struct drv_proto_builder *b, const char *key, size_t vlen)
 {
 	size_t kl = strlen(key), i;
-	char *p;
 
 	if (b->err)
 		return NULL;
@@ -681,22 +673,16 @@ static char *field_start(struct drv_proto_builder *b, const char *key, size_t vl
 		     key);
 		return NULL;
 	}
-	p = b->buf + b->len;
-	*p++ = ' ';
-	memcpy(p, key, kl);
-	p += kl;
-	*p++ = '=';
-	b->len += 2 + kl + vlen;
 	b->nfields++;
-	return p;
+	return brd_field_put(b->buf, &b->len, key, vlen);
 }
 
 void drv_proto_add_textn(struct drv_proto_builder *b, const char *key, const char *s, size_t n)
 {
-	char *p = field_start(b, key, pct_len(s, n));
+	char *p = field_start(b, key, brd_pct_len(s, n));
 
 	if (p)
-		pct_put(p, s, n);
+		brd_pct_put(p, s, n);
 }
 
 void drv_proto_add_text(struct drv_proto_builder *b, const char *key, const char *s)
@@ -706,12 +692,12 @@ void drv_proto_add_text(struct drv_proto_builder *b, const char *key, const char
 
 void drv_proto_add_uint(struct drv_proto_builder *b, const char *key, uint64_t v)
 {
-	char tmp[24];
-	int n = snprintf(tmp, sizeof(tmp), "%llu", (unsigned long long)v);
-	char *p = field_start(b, key, (size_t)n);
+	char tmp[21];
+	size_t n = brd_uint_str(tmp, v);
+	char *p = field_start(b, key, n);
 
 	if (p)
-		memcpy(p, tmp, (size_t)n);
+		memcpy(p, tmp, n);
 }
 
 void drv_proto_add_b64(struct drv_proto_builder *b, const char *key, const void *data, size_t n)
@@ -724,34 +710,19 @@ void drv_proto_add_b64(struct drv_proto_builder *b, const char *key, const void 
 
 void drv_proto_add_hex(struct drv_proto_builder *b, const char *key, const void *data, size_t n)
 {
-	const uint8_t *d = data;
 	char *p = field_start(b, key, 2 * n);
-	size_t i;
 
-	if (!p)
-		return;
-	for (i = 0; i < n; i++) {
-		*p++ = hexdig[d[i] >> 4];
-		*p++ = hexdig[d[i] & 15];
-	}
+	if (p)
+		brd_hex_put(p, data, n);
 }
 
 void drv_proto_add_list(struct drv_proto_builder *b, const char *key, const char *const *items,
 			size_t n)
 {
-	size_t i, vlen = n ? n - 1 : 0;
-	char *p;
+	char *p = field_start(b, key, brd_list_len(items, n));
 
-	for (i = 0; i < n; i++)
-		vlen += pct_len(items[i], strlen(items[i]));
-	p = field_start(b, key, vlen);
-	if (!p)
-		return;
-	for (i = 0; i < n; i++) {
-		if (i)
-			*p++ = ',';
-		p += pct_put(p, items[i], strlen(items[i]));
-	}
+	if (p)
+		brd_list_put(p, items, n);
 }
 
 size_t drv_proto_field_cost(const char *key, size_t vlen)
@@ -777,20 +748,10 @@ size_t drv_proto_b64_room(const struct drv_proto_builder *b, const char *key)
 
 int drv_proto_end(struct drv_proto_builder *b, size_t *len, char *err, size_t errlen)
 {
-	uint32_t crc;
-	char *p;
-	int i;
-
 	*len = 0;
 	if (b->err)
 		return st_errf(err, errlen, b->err, "%s", b->msg);
-	p = b->buf + b->len;
-	*p++ = ' ';
-	crc = drv_proto_crc32(0, b->buf, b->len + 1);
-	for (i = 7; i >= 0; i--)
-		*p++ = hexdig[(crc >> (4 * i)) & 15];
-	*p = '\n';
-	b->len += TRAILER;
+	b->len = brd_trailer_put(b->buf, b->len);
 	*len = b->len;
 	return 0;
 }

@@ -509,7 +509,7 @@ char *brd_pct_put(char *out, const char *s, size_t n)
 	return out;
 }
 
-static void put_uint(char *out, size_t *len, uint64_t v)
+size_t brd_uint_str(char out[21], uint64_t v)
 {
 	char tmp[21];
 	size_t i = sizeof(tmp);
@@ -518,8 +518,68 @@ static void put_uint(char *out, size_t *len, uint64_t v)
 		tmp[--i] = (char)('0' + v % 10);
 		v /= 10;
 	} while (v);
-	memcpy(out + *len, tmp + i, sizeof(tmp) - i);
-	*len += sizeof(tmp) - i;
+	memcpy(out, tmp + i, sizeof(tmp) - i);
+	return sizeof(tmp) - i;
+}
+
+char *brd_hex_put(char *out, const void *data, size_t n)
+{
+	const uint8_t *d = data;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		*out++ = hexdig[d[i] >> 4];
+		*out++ = hexdig[d[i] & 15];
+	}
+	return out;
+}
+
+size_t brd_list_len(const char *const *items, size_t n)
+{
+	size_t i, len = n ? n - 1 : 0;
+
+	for (i = 0; i < n; i++)
+		len += brd_pct_len(items[i], strlen(items[i]));
+	return len;
+}
+
+char *brd_list_put(char *out, const char *const *items, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (i)
+			*out++ = ',';
+		out = brd_pct_put(out, items[i], strlen(items[i]));
+	}
+	return out;
+}
+
+char *brd_field_put(char *buf, size_t *len, const char *key, size_t vlen)
+{
+	size_t kl = strlen(key);
+	char *p = buf + *len;
+
+	*p++ = ' ';
+	memcpy(p, key, kl);
+	p += kl;
+	*p++ = '=';
+	*len += 2 + kl + vlen;
+	return p;
+}
+
+size_t brd_trailer_put(char *buf, size_t len)
+{
+	uint32_t crc;
+	char *p = buf + len;
+	int i;
+
+	*p++ = ' ';
+	crc = brd_crc32(0, buf, len + 1);
+	for (i = 7; i >= 0; i--)
+		*p++ = hexdig[(crc >> (4 * i)) & 15];
+	*p = '\n';
+	return len + TRAILER;
 }
 
 void brd_enc_begin(struct brd_enc *e, char *buf, size_t cap, char kind, uint32_t seq,
@@ -541,7 +601,7 @@ void brd_enc_begin(struct brd_enc *e, char *buf, size_t cap, char kind, uint32_t
 	e->len = BRD_MARKER_LEN;
 	buf[e->len++] = kind;
 	buf[e->len++] = ' ';
-	put_uint(buf, &e->len, seq);
+	e->len += brd_uint_str(buf + e->len, seq);
 	buf[e->len++] = ' ';
 	memcpy(buf + e->len, type, tl);
 	e->len += tl;
@@ -569,23 +629,14 @@ size_t brd_enc_b64_room(const struct brd_enc *e, const char *key)
 /* Starts " key=" and returns where vlen bytes of value go, or NULL (sticky error). */
 static char *field_start(struct brd_enc *e, const char *key, size_t vlen)
 {
-	size_t kl = strlen(key);
-	char *p;
-
 	if (e->err)
 		return NULL;
 	if (e->nfields == BRD_MAX_FIELDS || brd_enc_cost(key, vlen) > brd_enc_room(e)) {
 		e->err = 1;
 		return NULL;
 	}
-	p = e->buf + e->len;
-	*p++ = ' ';
-	memcpy(p, key, kl);
-	p += kl;
-	*p++ = '=';
-	e->len += 2 + kl + vlen;
 	e->nfields++;
-	return p;
+	return brd_field_put(e->buf, &e->len, key, vlen);
 }
 
 void brd_enc_textn(struct brd_enc *e, const char *key, const char *s, size_t n)
@@ -604,25 +655,19 @@ void brd_enc_text(struct brd_enc *e, const char *key, const char *s)
 void brd_enc_uint(struct brd_enc *e, const char *key, uint64_t v)
 {
 	char tmp[21];
-	size_t n = 0;
-	char *p;
+	size_t n = brd_uint_str(tmp, v);
+	char *p = field_start(e, key, n);
 
-	put_uint(tmp, &n, v);
-	p = field_start(e, key, n);
 	if (p)
 		memcpy(p, tmp, n);
 }
 
 void brd_enc_hex(struct brd_enc *e, const char *key, const void *data, size_t n)
 {
-	const uint8_t *d = data;
 	char *p = field_start(e, key, 2 * n);
-	size_t i;
 
-	for (i = 0; p && i < n; i++) {
-		*p++ = hexdig[d[i] >> 4];
-		*p++ = hexdig[d[i] & 15];
-	}
+	if (p)
+		brd_hex_put(p, data, n);
 }
 
 void brd_enc_b64(struct brd_enc *e, const char *key, const void *data, size_t n)
@@ -635,33 +680,16 @@ void brd_enc_b64(struct brd_enc *e, const char *key, const void *data, size_t n)
 
 void brd_enc_list(struct brd_enc *e, const char *key, const char *const *items, size_t n)
 {
-	size_t i, vlen = n ? n - 1 : 0;
-	char *p;
+	char *p = field_start(e, key, brd_list_len(items, n));
 
-	for (i = 0; i < n; i++)
-		vlen += brd_pct_len(items[i], strlen(items[i]));
-	p = field_start(e, key, vlen);
-	for (i = 0; p && i < n; i++) {
-		if (i)
-			*p++ = ',';
-		p = brd_pct_put(p, items[i], strlen(items[i]));
-	}
+	if (p)
+		brd_list_put(p, items, n);
 }
 
 size_t brd_enc_end(struct brd_enc *e)
 {
-	uint32_t crc;
-	char *p;
-	int i;
-
 	if (e->err || e->len + TRAILER > e->cap)
 		return 0;
-	p = e->buf + e->len;
-	*p++ = ' ';
-	crc = brd_crc32(0, e->buf, e->len + 1);
-	for (i = 7; i >= 0; i--)
-		*p++ = hexdig[(crc >> (4 * i)) & 15];
-	*p = '\n';
-	e->len += TRAILER;
+	e->len = brd_trailer_put(e->buf, e->len);
 	return e->len;
 }

@@ -116,6 +116,21 @@ enum brd_dec_result brd_decoder_run(struct brd_decoder *d, const char *data, siz
 size_t brd_pct_len(const char *s, size_t n);
 char *brd_pct_put(char *out, const char *s, size_t n);
 
+/* Writers of a frame's pieces, shared with the station's builder (drivers/proto.c). They
+ * write without checking room: the caller has. */
+/* v in decimal into out; returns its length (no NUL). */
+size_t brd_uint_str(char out[21], uint64_t v);
+/* n bytes as upper-case hex; returns the end. */
+char *brd_hex_put(char *out, const void *data, size_t n);
+/* A list value: its encoded length, and the items written comma-separated (each as text). */
+size_t brd_list_len(const char *const *items, size_t n);
+char *brd_list_put(char *out, const char *const *items, size_t n);
+/* " key=" at buf + *len; *len grows by the whole field (vlen bytes of value to follow);
+ * returns where the value goes. */
+char *brd_field_put(char *buf, size_t *len, const char *key, size_t vlen);
+/* " CRC\n" after the len bytes of buf (10 bytes); returns the frame's length. */
+size_t brd_trailer_put(char *buf, size_t len);
+
 /* Encoder. Errors are sticky (a field that does not fit makes brd_enc_end fail), so a run of
  * adds needs one check. */
 struct brd_enc {
