@@ -6,6 +6,8 @@
 #include <string.h>
 
 #include "err.h"
+#include "board/board.h"
+#include "board/frame.h"
 
 enum dec_state {
 	DEC_CONSOLE, /* outside frames: bytes go to the console callback */
@@ -14,7 +16,6 @@ enum dec_state {
 };
 
 static const char marker[] = DRV_PROTO_MARKER;
-static const char hexdig[] = "0123456789ABCDEF";
 
 /* Board error codes. */
 
@@ -50,59 +51,15 @@ int drv_proto_errcode(const char *name)
 	return -1;
 }
 
-#define DRV__STR2(x) #x
-#define DRV__STR(x) DRV__STR2(x)
-
 const char *drv_proto_path_problem(const char *path, size_t *bad)
 {
-	size_t i, comp = 0;
-
-	*bad = 0;
-	for (i = 0; path[i]; i++) {
-		char c = path[i];
-
-		*bad = i;
-		if (i == DRV_PROTO_MAX_PATH)
-			return "is longer than " DRV__STR(DRV_PROTO_MAX_PATH) " bytes";
-		if (c == '/') {
-			if (comp == 0)
-				return i == 0 ? "starts with '/'" : "has an empty component ('//')";
-			comp = 0;
-			continue;
-		}
-		if (comp == 0 && c == '.')
-			return "has a component that starts with '.'";
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-		      c == '.' || c == '_' || c == '-'))
-			return "has a character other than A-Z a-z 0-9 . _ -";
-		comp++;
-	}
-	if (i == 0)
-		return "is empty";
-	if (comp == 0)
-		return "ends with '/'";
-	return NULL;
+	return brd_path_problem(path, bad);
 }
 
-/* CRC-32, four bits at a time: a 16-entry table is small enough to be a constant and fast
- * enough for a UART (and for a PTY at tens of MB/s). */
+/* The CRC-32 is the board core's (drivers/board/frame.c): one table for both ends. */
 uint32_t drv_proto_crc32(uint32_t crc, const void *data, size_t n)
 {
-	static const uint32_t tab[16] = {
-		0x00000000, 0x1DB71064, 0x3B6E20C8, 0x26D930AC, 0x76DC4190, 0x6B6B51F4,
-		0x4DB26158, 0x5005713C, 0xEDB88320, 0xF00F9344, 0xD6D6A3E8, 0xCB61B38C,
-		0x9B64C2B0, 0x86D3D2D4, 0xA00AE278, 0xBDBDF21C,
-	};
-	const uint8_t *p = data;
-	size_t i;
-
-	crc = ~crc;
-	for (i = 0; i < n; i++) {
-		crc ^= p[i];
-		crc = (crc >> 4) ^ tab[crc & 15];
-		crc = (crc >> 4) ^ tab[crc & 15];
-	}
-	return ~crc;
+	return brd_crc32(crc, data, n);
 }
 
 static int hexval(char c)
@@ -658,38 +615,8 @@ int drv_proto_get_hex(const struct drv_proto_frame *f, const char *key, uint8_t 
 
 /* Builder. */
 
-static int needs_pct(unsigned char c)
-{
-	return c <= 0x20 || c >= 0x7F || c == '%' || c == ',' || c == '~';
-}
-
-static size_t pct_len(const char *s, size_t n)
-{
-	size_t i, len = n;
-
-	for (i = 0; i < n; i++)
-		len += needs_pct((unsigned char)s[i]) ? 2 : 0;
-	return len;
-}
-
-static size_t pct_put(char *out, const char *s, size_t n)
-{
-	size_t i, o = 0;
-
-	for (i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
-
-		if (needs_pct(c)) {
-			out[o++] = '%';
-			out[o++] = hexdig[c >> 4];
-			out[o++] = hexdig[c & 15];
-		} else {
-			out[o++] = (char)c;
-		}
-	}
-	return o;
-}
-
+/* Percent-encoding, hex, lists, the field header and the CRC trailer are written by the
+ * board core's writers (drivers/board/frame.c); this builder adds its checks and messages. */
 /* Room for " " + 8 CRC digits + "\n". */
 #define TRAILER 10
 
@@ -736,7 +663,6 @@ void drv_proto_begin(struct drv_proto_builder *b, char *buf, size_t cap, char ki
 static char *field_start(struct drv_proto_builder *b, const char *key, size_t vlen)
 {
 	size_t kl = strlen(key), i;
-	char *p;
 
 	if (b->err)
 		return NULL;
@@ -759,22 +685,16 @@ static char *field_start(struct drv_proto_builder *b, const char *key, size_t vl
 		     key);
 		return NULL;
 	}
-	p = b->buf + b->len;
-	*p++ = ' ';
-	memcpy(p, key, kl);
-	p += kl;
-	*p++ = '=';
-	b->len += 2 + kl + vlen;
 	b->nfields++;
-	return p;
+	return brd_field_put(b->buf, &b->len, key, vlen);
 }
 
 void drv_proto_add_textn(struct drv_proto_builder *b, const char *key, const char *s, size_t n)
 {
-	char *p = field_start(b, key, pct_len(s, n));
+	char *p = field_start(b, key, brd_pct_len(s, n));
 
 	if (p)
-		pct_put(p, s, n);
+		brd_pct_put(p, s, n);
 }
 
 void drv_proto_add_text(struct drv_proto_builder *b, const char *key, const char *s)
@@ -784,12 +704,12 @@ void drv_proto_add_text(struct drv_proto_builder *b, const char *key, const char
 
 void drv_proto_add_uint(struct drv_proto_builder *b, const char *key, uint64_t v)
 {
-	char tmp[24];
-	int n = snprintf(tmp, sizeof(tmp), "%llu", (unsigned long long)v);
-	char *p = field_start(b, key, (size_t)n);
+	char tmp[21];
+	size_t n = brd_uint_str(tmp, v);
+	char *p = field_start(b, key, n);
 
 	if (p)
-		memcpy(p, tmp, (size_t)n);
+		memcpy(p, tmp, n);
 }
 
 void drv_proto_add_b64(struct drv_proto_builder *b, const char *key, const void *data, size_t n)
@@ -802,34 +722,19 @@ void drv_proto_add_b64(struct drv_proto_builder *b, const char *key, const void 
 
 void drv_proto_add_hex(struct drv_proto_builder *b, const char *key, const void *data, size_t n)
 {
-	const uint8_t *d = data;
 	char *p = field_start(b, key, 2 * n);
-	size_t i;
 
-	if (!p)
-		return;
-	for (i = 0; i < n; i++) {
-		*p++ = hexdig[d[i] >> 4];
-		*p++ = hexdig[d[i] & 15];
-	}
+	if (p)
+		brd_hex_put(p, data, n);
 }
 
 void drv_proto_add_list(struct drv_proto_builder *b, const char *key, const char *const *items,
 			size_t n)
 {
-	size_t i, vlen = n ? n - 1 : 0;
-	char *p;
+	char *p = field_start(b, key, brd_list_len(items, n));
 
-	for (i = 0; i < n; i++)
-		vlen += pct_len(items[i], strlen(items[i]));
-	p = field_start(b, key, vlen);
-	if (!p)
-		return;
-	for (i = 0; i < n; i++) {
-		if (i)
-			*p++ = ',';
-		p += pct_put(p, items[i], strlen(items[i]));
-	}
+	if (p)
+		brd_list_put(p, items, n);
 }
 
 size_t drv_proto_field_cost(const char *key, size_t vlen)
@@ -855,20 +760,10 @@ size_t drv_proto_b64_room(const struct drv_proto_builder *b, const char *key)
 
 int drv_proto_end(struct drv_proto_builder *b, size_t *len, char *err, size_t errlen)
 {
-	uint32_t crc;
-	char *p;
-	int i;
-
 	*len = 0;
 	if (b->err)
 		return st_errf(err, errlen, b->err, "%s", b->msg);
-	p = b->buf + b->len;
-	*p++ = ' ';
-	crc = drv_proto_crc32(0, b->buf, b->len + 1);
-	for (i = 7; i >= 0; i--)
-		*p++ = hexdig[(crc >> (4 * i)) & 15];
-	*p = '\n';
-	b->len += TRAILER;
+	b->len = brd_trailer_put(b->buf, b->len);
 	*len = b->len;
 	return 0;
 }

@@ -16,7 +16,8 @@ R="$T/root"
 cmake -S "$SOURCE_DIR" -B "$TREE" -DCMAKE_INSTALL_PREFIX=/usr -DSTATION_TESTS=OFF \
 	-DSTATION_TEST_HOOKS=OFF >"$T/log" 2>&1 ||
 	fail "configure with prefix /usr: $(tail -20 "$T/log")"
-cmake --build "$TREE" --target station -j2 >"$T/log" 2>&1 || fail "build: $(tail -20 "$T/log")"
+cmake --build "$TREE" --target station --target station-agent -j2 >"$T/log" 2>&1 ||
+	fail "build: $(tail -20 "$T/log")"
 DESTDIR="$R" cmake --install "$TREE" >"$T/log" 2>&1 || fail "install: $(tail -20 "$T/log")"
 ok "cmake --install with DESTDIR and prefix /usr"
 
@@ -30,6 +31,9 @@ ok "$n files installed, all under DESTDIR"
 
 # The tree, at the places a system install uses.
 for f in usr/bin/station \
+	usr/bin/station-agent \
+	usr/share/doc/station/examples/station-agent.service.example \
+	usr/share/doc/station/examples/station-agent.conf.example \
 	usr/share/station/profiles/README.md \
 	usr/share/doc/station/README.md \
 	usr/share/doc/station/drivers/PROTOCOL.md \

@@ -108,3 +108,25 @@ http_token() {
 	TOKEN=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
 	(umask 077 && echo "$TOKEN" >"$T/tokens.txt" && echo "OSF-TOKEN: $TOKEN" >"$T/token.hdr")
 }
+
+# wait_for_line FILE PATTERN TIMEOUT_S PID [COUNT]: waits until FILE has a line matching
+# PATTERN (grep -E), or COUNT such lines, failing when PID exits first or the timeout (a
+# failure bound, not a synchronisation) passes. Returns 0 when found, 2 when PID exited,
+# 1 on the timeout.
+wait_for_line() {
+	local file=$1 pattern=$2 limit=$3 pid=$4 count=${5:-1} i n
+	for ((i = 0; i < limit * 20; i++)); do
+		n=$(grep -cE -- "$pattern" "$file" 2>/dev/null) || n=0
+		[ "$n" -ge "$count" ] && return 0
+		kill -0 "$pid" 2>/dev/null || return 2
+		sleep 0.05
+	done
+	return 1
+}
+
+# stop_bg PID: ends a background process of the test (SIGTERM) and reaps it; no PID, no-op.
+stop_bg() {
+	[ -n "$1" ] || return 0
+	kill -TERM "$1" 2>/dev/null || true
+	wait "$1" 2>/dev/null || true
+}

@@ -9,11 +9,8 @@ SIMPID=
 LINE_DIR=$T/line
 
 stop_simboard() {
-	if [ -n "$SIMPID" ]; then
-		kill -TERM "$SIMPID" 2>/dev/null || true
-		wait "$SIMPID" 2>/dev/null || true
-		SIMPID=
-	fi
+	stop_bg "$SIMPID"
+	SIMPID=
 }
 # A test with processes of its own (a station, a gateway) defines line_cleanup to end them;
 # it runs on exit before simboard is stopped.
@@ -77,19 +74,4 @@ outputs:
   console_dir: $T/consoles
 ${1:-}
 YAML
-}
-
-# wait_for_line FILE PATTERN TIMEOUT_S PID [COUNT]: waits until FILE has a line matching
-# PATTERN (grep -E), or COUNT such lines, failing when PID exits first or the timeout (a
-# failure bound, not a synchronisation) passes. Returns 0 when found, 2 when PID exited,
-# 1 on the timeout.
-wait_for_line() {
-	local file=$1 pattern=$2 limit=$3 pid=$4 count=${5:-1} i n
-	for ((i = 0; i < limit * 20; i++)); do
-		n=$(grep -cE -- "$pattern" "$file" 2>/dev/null) || n=0
-		[ "$n" -ge "$count" ] && return 0
-		kill -0 "$pid" 2>/dev/null || return 2
-		sleep 0.05
-	done
-	return 1
 }

@@ -1,0 +1,13 @@
+/* station-agent's crypto port on OpenSSL: the key in a PKCS#11 token or a PEM file
+ * (key_file.c), random bytes from OpenSSL's generator. */
+#include "agent.h"
+
+#include <openssl/rand.h>
+
+const struct agent_key_backend *const agent_key_backends[] = { &agent_key_pkcs11,
+							       &agent_key_file, NULL };
+
+int agent_random(void *buf, size_t n)
+{
+	return RAND_bytes(buf, (int)n) == 1 ? 0 : -1;
+}

@@ -1,0 +1,1179 @@
+/* The board core: every command of drivers/PROTOCOL.md version 1, as the board answers it.
+ * See board.h for the interface and README.md for what this folder may use. */
+#include "board.h"
+
+#include <string.h>
+
+#include "csr.h"
+
+#define POP_CONTEXT "station-pop-v1"
+#define NONCE_MIN 16
+#define NONCE_MAX 64
+
+/* ERROR codes (PROTOCOL.md section 3, "ERROR answer"). */
+static const char *const E_UNKNOWN = "UNKNOWN", *const E_FIELD = "FIELD",
+			 *const E_FRAME = "FRAME", *const E_VERSION = "VERSION",
+			 *const E_HELLO = "HELLO", *const E_ALG = "ALG", *const E_KEYGEN = "KEYGEN",
+			 *const E_NOKEY = "NOKEY", *const E_PATH = "PATH", *const E_OFFSET = "OFFSET",
+			 *const E_SIZE = "SIZE", *const E_HASH = "HASH",
+			 *const E_INCOMPLETE = "INCOMPLETE", *const E_STORAGE = "STORAGE",
+			 *const E_BAUD = "BAUD";
+
+static void copy_name(char *dst, size_t cap, const char *src)
+{
+	size_t n = src ? strlen(src) : 0;
+
+	if (n >= cap)
+		n = cap - 1;
+	if (n)
+		memcpy(dst, src, n);
+	dst[n] = 0;
+}
+
+int brd_init(struct brd_board *b, const struct brd_config *cfg)
+{
+	unsigned int i;
+
+	memset(b, 0, sizeof(*b));
+	if (!cfg->storage || !cfg->key || !cfg->random || !cfg->plat.send || !cfg->config_dir ||
+	    cfg->config_dir[0] != '/' || cfg->nprefixes > BRD_MAX_PREFIXES ||
+	    cfg->nbauds > BRD_MAX_BAUDS || !cfg->random->fill)
+		return BRD_ERR_CONFIG;
+	if (cfg->max_frame && (cfg->max_frame < BRD_LINE_MIN || cfg->max_frame > BRD_LINE_MAX))
+		return BRD_ERR_CONFIG;
+	copy_name(b->hw, sizeof(b->hw), cfg->hw);
+	copy_name(b->sku, sizeof(b->sku), cfg->sku);
+	copy_name(b->fw, sizeof(b->fw), cfg->fw);
+	copy_name(b->sn, sizeof(b->sn), cfg->sn);
+	copy_name(b->key_storage, sizeof(b->key_storage), cfg->key_storage ? cfg->key_storage
+									   : "sw");
+	b->config_dir = cfg->config_dir;
+	for (i = 0; i < cfg->nprefixes; i++) {
+		if (!cfg->prefixes[i] || cfg->prefixes[i][0] != '/')
+			return BRD_ERR_CONFIG;
+		b->prefixes[i] = cfg->prefixes[i];
+	}
+	b->nprefixes = cfg->nprefixes;
+	if (!b->nprefixes) {
+		b->prefixes[0] = cfg->config_dir;
+		b->nprefixes = 1;
+	}
+	b->baud_start = cfg->baud ? cfg->baud : 115200;
+	for (i = 0; i < cfg->nbauds; i++)
+		b->bauds[i] = cfg->bauds[i];
+	b->nbauds = cfg->nbauds;
+	if (!b->nbauds)
+		b->bauds[b->nbauds++] = b->baud_start;
+	b->max_frame = cfg->max_frame ? cfg->max_frame : BRD_LINE_MAX;
+	b->max_file = cfg->max_file ? cfg->max_file : 1024 * 1024;
+	b->max_total = cfg->max_total ? cfg->max_total : 4 * 1024 * 1024;
+	b->allow_regen = cfg->allow_regen;
+	b->st = cfg->storage;
+	b->st_inst = cfg->storage_inst;
+	b->key = cfg->key;
+	b->key_inst = cfg->key_inst;
+	b->rnd = cfg->random;
+	b->rnd_inst = cfg->random_inst;
+	b->plat = cfg->plat;
+	b->baud_cur = b->baud_start;
+	brd_decoder_init(&b->dec, b->max_frame);
+	return 0;
+}
+
+static void event(struct brd_board *b, enum brd_event ev, const char *text)
+{
+	if (b->plat.event)
+		b->plat.event(b->plat.arg, ev, text);
+}
+
+/* Answers. */
+
+/* Answers must fit what the station accepts (announced in HELLO; 512 before) and the
+ * board's own buffer. */
+static size_t answer_cap(const struct brd_board *b)
+{
+	size_t cap = b->hello ? b->peer_max : BRD_LINE_MIN;
+
+	return cap > sizeof(b->tx) ? sizeof(b->tx) : cap;
+}
+
+static void answer_begin(struct brd_board *b, struct brd_enc *e, const struct brd_frame *req,
+			 const char *type)
+{
+	brd_enc_begin(e, b->tx, answer_cap(b), 'A', req->seq, type);
+}
+
+static void error_begin(struct brd_board *b, struct brd_enc *e, const struct brd_frame *req,
+			const char *code, const char *text);
+
+/* Sends the answer and keeps it for a retransmitted request. */
+static void answer_send(struct brd_board *b, struct brd_enc *e, const struct brd_frame *req)
+{
+	size_t len = brd_enc_end(e);
+
+	if (!len) {
+		/* The answer did not fit: a bug in the core. Say so rather than stay silent. */
+		error_begin(b, e, req, "INTERNAL", "the answer does not fit in a frame");
+		len = brd_enc_end(e);
+		if (!len)
+			return;
+	}
+	b->kept = 1;
+	b->kept_seq = req->seq;
+	b->kept_crc = req->crc;
+	b->kept_len = len;
+	b->plat.send(b->plat.arg, b->tx, len, 1);
+}
+
+static void error_begin(struct brd_board *b, struct brd_enc *e, const struct brd_frame *req,
+			const char *code, const char *text)
+{
+	answer_begin(b, e, req, "ERROR");
+	brd_enc_text(e, "code", code);
+	brd_enc_text(e, "text", text);
+}
+
+static void answer_error(struct brd_board *b, const struct brd_frame *req, const char *code,
+			 const char *text)
+{
+	struct brd_enc e;
+
+	error_begin(b, &e, req, code, text);
+	answer_send(b, &e, req);
+	event(b, BRD_EV_REFUSED, text);
+}
+
+/* ERROR code=OFFSET with have=. */
+static void answer_offset(struct brd_board *b, const struct brd_frame *req, uint64_t have,
+			  const char *text)
+{
+	struct brd_enc e;
+
+	error_begin(b, &e, req, E_OFFSET, text);
+	brd_enc_uint(&e, "have", have);
+	answer_send(b, &e, req);
+	event(b, BRD_EV_REFUSED, text);
+}
+
+/* A storage or key failure: the message of the op appended to what was being done. */
+static void answer_failure(struct brd_board *b, const struct brd_frame *req, const char *code,
+			   struct brd_msg *m, int rc, const char *detail)
+{
+	if (rc == BRD_ERR_NOSPACE)
+		brd_msg_str(m, ": no space left on the board");
+	else if (rc == BRD_ERR_PATH)
+		brd_msg_str(m, ": path refused by the board's storage");
+	if (detail) {
+		brd_msg_str(m, ": ");
+		brd_msg_str(m, detail);
+	}
+	answer_error(b, req, rc == BRD_ERR_PATH ? E_PATH : code, m->buf);
+}
+
+static const char *st_error(const struct brd_board *b)
+{
+	return b->st->last_error ? b->st->last_error(b->st_inst) : NULL;
+}
+
+static const char *key_error(const struct brd_board *b)
+{
+	return b->key->last_error ? b->key->last_error(b->key_inst) : NULL;
+}
+
+/* Boot. */
+
+void brd_boot(struct brd_board *b, uint64_t now_ms)
+{
+	static const char hex[] = "0123456789abcdef";
+	char buf[96];
+	uint8_t id[8];
+	struct brd_enc e;
+	unsigned int i;
+	size_t len;
+
+	(void)now_ms;
+	b->hello = 0;
+	b->kept = 0;
+	b->paused = 0;
+	b->peer_max = BRD_LINE_MIN;
+	b->baud_pending = b->baud_trial = 0;
+	b->baud_cur = b->baud_start;
+	memset(b->staged, 0, sizeof(b->staged));
+	b->st->stage_discard(b->st_inst, -1);
+	brd_decoder_reset(&b->dec);
+	if (b->rnd->fill(b->rnd_inst, id, sizeof(id)) != 0)
+		memset(id, 0, sizeof(id));
+	for (i = 0; i < 8; i++) {
+		b->boot_id[2 * i] = hex[id[i] >> 4];
+		b->boot_id[2 * i + 1] = hex[id[i] & 15];
+	}
+	b->boot_id[16] = 0;
+	brd_enc_begin(&e, buf, sizeof(buf), 'E', 0, "BOOT");
+	brd_enc_text(&e, "boot", b->boot_id);
+	brd_enc_text(&e, "fw", b->fw);
+	len = brd_enc_end(&e);
+	if (!len) {
+		/* A firmware version too long for the event: the boot id alone. */
+		brd_enc_begin(&e, buf, sizeof(buf), 'E', 0, "BOOT");
+		brd_enc_text(&e, "boot", b->boot_id);
+		len = brd_enc_end(&e);
+	}
+	b->plat.send(b->plat.arg, buf, len, 1);
+	event(b, BRD_EV_BOOT, b->boot_id);
+}
+
+/* HELLO */
+
+static void cmd_hello(struct brd_board *b, const struct brd_frame *f)
+{
+	char item[12], bauds[BRD_MAX_BAUDS][12], devid[BRD_MAX_NAME + 1], msgbuf[128];
+	const char *blist[BRD_MAX_BAUDS];
+	struct brd_field v;
+	struct brd_msg m;
+	struct brd_enc e;
+	uint64_t max = BRD_LINE_MIN;
+	unsigned int i;
+	size_t n = 0;
+	int ok = 0, r;
+
+	brd_msg_init(&m, msgbuf, sizeof(msgbuf));
+	if (!brd_frame_find(f, "v", &v)) {
+		answer_error(b, f, E_FIELD, "HELLO frame has no field 'v'");
+		return;
+	}
+	for (i = 0; (r = brd_field_item(&v, "v", i, item, sizeof(item), &m)) == 1; i++)
+		ok |= strcmp(item, "1") == 0;
+	if (!ok) {
+		answer_error(b, f, E_VERSION, "this board speaks protocol version 1");
+		return;
+	}
+	if (brd_frame_find(f, "max", &v) &&
+	    brd_field_uint(&v, "max", BRD_LINE_MIN, 0xFFFFFFFFu, &max, &m) != 0) {
+		answer_error(b, f, E_FIELD, m.buf);
+		return;
+	}
+	if (b->st->rec_read(b->st_inst, BRD_REC_DEVICE_ID, devid, sizeof(devid) - 1, &n) != 0)
+		n = 0;
+	devid[n] = 0;
+	b->hello = 1;
+	b->peer_max = max > 4096 ? 4096 : (size_t)max;
+	for (i = 0; i < b->nbauds; i++) {
+		struct brd_msg bm;
+
+		brd_msg_init(&bm, bauds[i], sizeof(bauds[i]));
+		brd_msg_uint(&bm, b->bauds[i]);
+		blist[i] = bauds[i];
+	}
+	answer_begin(b, &e, f, "HELLO");
+	brd_enc_uint(&e, "v", 1);
+	brd_enc_text(&e, "dev", devid);
+	brd_enc_text(&e, "hw", b->hw);
+	brd_enc_text(&e, "sku", b->sku);
+	brd_enc_text(&e, "fw", b->fw);
+	brd_enc_text(&e, "sn", b->sn);
+	brd_enc_text(&e, "key", b->key_storage);
+	brd_enc_uint(&e, "max", b->max_frame);
+	brd_enc_list(&e, "bauds", blist, b->nbauds);
+	brd_enc_uint(&e, "baud", b->baud_cur);
+	brd_enc_text(&e, "boot", b->boot_id);
+	brd_enc_uint(&e, "gen", b->st->generation(b->st_inst));
+	answer_send(b, &e, f);
+	event(b, BRD_EV_HELLO, devid);
+}
+
+/* CSR */
+
+/* The subject record: "cn\nou\nbc". */
+static size_t subject_of(char *out, const char *cn, const char *ou, const char *bc)
+{
+	size_t n = 0, k;
+
+	k = strlen(cn);
+	memcpy(out + n, cn, k);
+	n += k;
+	out[n++] = '\n';
+	k = strlen(ou);
+	memcpy(out + n, ou, k);
+	n += k;
+	out[n++] = '\n';
+	k = strlen(bc);
+	memcpy(out + n, bc, k);
+	n += k;
+	return n;
+}
+
+static int get_text_opt(const struct brd_frame *f, const char *key, char *out, size_t cap,
+			struct brd_msg *m)
+{
+	struct brd_field v;
+
+	out[0] = 0;
+	if (!brd_frame_find(f, key, &v))
+		return 0;
+	return brd_field_text(&v, key, out, cap, m);
+}
+
+static int get_text(const struct brd_frame *f, const char *key, char *out, size_t cap,
+		    struct brd_msg *m)
+{
+	struct brd_field v;
+
+	out[0] = 0;
+	if (!brd_frame_find(f, key, &v)) {
+		brd_msg_str(m, f->type);
+		brd_msg_str(m, " frame has no field '");
+		brd_msg_str(m, key);
+		brd_msg_str(m, "'");
+		return -1;
+	}
+	return brd_field_text(&v, key, out, cap, m);
+}
+
+static int get_uint(const struct brd_frame *f, const char *key, uint64_t min, uint64_t max,
+		    uint64_t *out, struct brd_msg *m)
+{
+	struct brd_field v;
+
+	if (!brd_frame_find(f, key, &v)) {
+		brd_msg_str(m, f->type);
+		brd_msg_str(m, " frame has no field '");
+		brd_msg_str(m, key);
+		brd_msg_str(m, "'");
+		return -1;
+	}
+	return brd_field_uint(&v, key, min, max, out, m);
+}
+
+static int get_uint_opt(const struct brd_frame *f, const char *key, uint64_t min,
+			uint64_t max, uint64_t *out, struct brd_msg *m)
+{
+	struct brd_field v;
+
+	if (!brd_frame_find(f, key, &v))
+		return 0;
+	return brd_field_uint(&v, key, min, max, out, m);
+}
+
+/* Makes (or finds) the CSR for this subject; its DER ends up in b->scratch. Returns its
+ * length, or 0 after answering with an error. */
+static size_t csr_for(struct brd_board *b, const struct brd_frame *f, const char *cn,
+		      const char *ou, const char *bc, int regen, struct brd_msg *mp)
+{
+	char subject[3 * (BRD_MAX_NAME + 1)];
+	size_t slen = subject_of(subject, cn, ou, bc), klen = 0, n = 0;
+	uint8_t pub[65];
+	struct brd_msg m = *mp;
+	long len;
+	int rc;
+
+	rc = b->key->exists(b->key_inst);
+	if (rc < 0) {
+		brd_msg_str(&m, "cannot look for the board's key");
+		answer_failure(b, f, E_KEYGEN, &m, rc, key_error(b));
+		return 0;
+	}
+	if (regen || rc == 0) {
+		rc = b->key->generate(b->key_inst);
+		if (rc != 0) {
+			brd_msg_str(&m, "EC P-256 key generation failed");
+			answer_failure(b, f, E_KEYGEN, &m, rc, key_error(b));
+			return 0;
+		}
+		/* Forget the old key's CSR before anything else can fail. */
+		b->st->rec_write(b->st_inst, BRD_REC_SUBJECT, "", 0);
+		event(b, BRD_EV_CSR, "key");
+	} else if (b->st->rec_read(b->st_inst, BRD_REC_SUBJECT, b->scratch, sizeof(b->scratch),
+				   &klen) == 0 &&
+		   klen == slen && memcmp(b->scratch, subject, slen) == 0 &&
+		   b->st->rec_read(b->st_inst, BRD_REC_CSR, b->scratch, sizeof(b->scratch), &n) ==
+			   0 &&
+		   n > 0) {
+		/* Same key, same subject: the same CSR, byte for byte. */
+		return n;
+	}
+	rc = b->key->public_key(b->key_inst, pub);
+	if (rc != 0) {
+		brd_msg_str(&m, "cannot read the board's public key");
+		answer_failure(b, f, E_KEYGEN, &m, rc, key_error(b));
+		return 0;
+	}
+	len = brd_csr_build(b->scratch, sizeof(b->scratch), cn, ou, bc, pub, b->key->sign,
+			    b->key_inst);
+	if (len <= 0) {
+		brd_msg_str(&m, len == 0 ? "the CSR does not fit in " : "signing the CSR failed");
+		if (len == 0) {
+			brd_msg_uint(&m, sizeof(b->scratch));
+			brd_msg_str(&m, " bytes");
+		}
+		answer_failure(b, f, E_KEYGEN, &m, (int)len, len ? key_error(b) : NULL);
+		return 0;
+	}
+	/* The CSR first, then the subject that names it: a crash in between leaves a subject
+	 * that matches no CSR, and the next request makes it again. */
+	rc = b->st->rec_write(b->st_inst, BRD_REC_SUBJECT, "", 0);
+	if (rc == 0)
+		rc = b->st->rec_write(b->st_inst, BRD_REC_CSR, b->scratch, (size_t)len);
+	if (rc == 0)
+		rc = b->st->rec_write(b->st_inst, BRD_REC_SUBJECT, subject, slen);
+	if (rc != 0) {
+		brd_msg_str(&m, "cannot keep the CSR");
+		answer_failure(b, f, E_STORAGE, &m, rc, st_error(b));
+		return 0;
+	}
+	event(b, BRD_EV_CSR, "csr");
+	return (size_t)len;
+}
+
+static void cmd_csr(struct brd_board *b, const struct brd_frame *f)
+{
+	char cn[BRD_MAX_NAME + 1], ou[BRD_MAX_NAME + 1], bc[BRD_MAX_NAME + 1], alg[16];
+	char devid[BRD_MAX_NAME + 1], msgbuf[192];
+	uint64_t regen = 0, off = 0;
+	uint8_t sha[32];
+	struct brd_msg m;
+	struct brd_enc e;
+	size_t len, n = 0;
+	int rc;
+
+	brd_msg_init(&m, msgbuf, sizeof(msgbuf));
+	if (get_text(f, "cn", cn, sizeof(cn), &m) != 0 ||
+	    get_text_opt(f, "ou", ou, sizeof(ou), &m) != 0 ||
+	    get_text_opt(f, "bc", bc, sizeof(bc), &m) != 0 ||
+	    get_text(f, "alg", alg, sizeof(alg), &m) != 0 ||
+	    get_uint_opt(f, "regen", 0, 1, &regen, &m) != 0 ||
+	    get_uint_opt(f, "off", 0, BRD_CSR_MAX, &off, &m) != 0) {
+		answer_error(b, f, E_FIELD, m.buf);
+		return;
+	}
+	if (!cn[0]) {
+		answer_error(b, f, E_FIELD, "field 'cn' is empty");
+		return;
+	}
+	if (strcmp(alg, "ec-p256") != 0) {
+		brd_msg_str(&m, "key algorithm \"");
+		brd_msg_str(&m, alg);
+		brd_msg_str(&m, "\" not supported; this board makes ec-p256");
+		answer_error(b, f, E_ALG, m.buf);
+		return;
+	}
+	if (regen && off) {
+		answer_error(b, f, E_FIELD, "regen=1 is only allowed with off=0");
+		return;
+	}
+	if (regen && !b->allow_regen && b->st->generation(b->st_inst) > 0 &&
+	    b->key->exists(b->key_inst) == 1) {
+		brd_msg_str(&m, "regen refused: this board is provisioned (files of generation ");
+		brd_msg_uint(&m, b->st->generation(b->st_inst));
+		brd_msg_str(&m, " installed) and keeps its key; its agent does not allow a new "
+				"one");
+		answer_error(b, f, E_KEYGEN, m.buf);
+		return;
+	}
+	len = csr_for(b, f, cn, ou, bc, (int)regen, &m);
+	if (!len)
+		return;
+	/* A board without an id takes the one the station gives it. */
+	if (b->st->rec_read(b->st_inst, BRD_REC_DEVICE_ID, devid, sizeof(devid) - 1, &n) != 0 ||
+	    n == 0) {
+		rc = b->st->rec_write(b->st_inst, BRD_REC_DEVICE_ID, cn, strlen(cn));
+		if (rc != 0) {
+			brd_msg_str(&m, "cannot keep the device id");
+			answer_failure(b, f, E_STORAGE, &m, rc, st_error(b));
+			return;
+		}
+		event(b, BRD_EV_ADOPTED, cn);
+	}
+	if (off > len) {
+		brd_msg_str(&m, "offset ");
+		brd_msg_uint(&m, off);
+		brd_msg_str(&m, " is past the CSR's ");
+		brd_msg_uint(&m, len);
+		brd_msg_str(&m, " bytes");
+		answer_error(b, f, E_OFFSET, m.buf);
+		return;
+	}
+	brd_sha256(b->scratch, len, sha);
+	answer_begin(b, &e, f, "CSR");
+	brd_enc_uint(&e, "total", len);
+	brd_enc_uint(&e, "off", off);
+	brd_enc_hex(&e, "sha", sha, sizeof(sha));
+	n = brd_enc_b64_room(&e, "data");
+	if (n > len - off)
+		n = len - (size_t)off;
+	brd_enc_b64(&e, "data", b->scratch + off, n);
+	answer_send(b, &e, f);
+}
+
+/* WRITE */
+
+static int path_char(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       c == '.' || c == '_' || c == '-';
+}
+
+/* 1 when config_dir "/" path lies inside the directory prefix (whole components). */
+static int under(const char *dir, const char *path, const char *prefix)
+{
+	size_t dl = strlen(dir), pl = strlen(prefix);
+
+	while (dl > 1 && dir[dl - 1] == '/')
+		dl--;
+	while (pl > 1 && prefix[pl - 1] == '/')
+		pl--;
+	if (pl == 1)
+		return 1; /* "/" */
+	if (pl <= dl)
+		return memcmp(dir, prefix, pl) == 0 && (dir[pl] == '/' || pl == dl);
+	/* The prefix reaches into the path: dir "/" path must start with it. */
+	if (memcmp(dir, prefix, dl) != 0 || prefix[dl] != '/')
+		return 0;
+	prefix += dl + 1;
+	pl -= dl + 1;
+	/* Inside the prefix directory, not the directory itself. */
+	return strncmp(path, prefix, pl) == 0 && path[pl] == '/';
+}
+
+const char *brd_path_problem(const char *path, size_t *bad)
+{
+	size_t i, comp = 0;
+
+	*bad = 0;
+	for (i = 0; path[i]; i++) {
+		char c = path[i];
+
+		*bad = i;
+		if (i == BRD_MAX_PATH)
+			return "is longer than 128 bytes";
+		if (c == '/') {
+			if (comp == 0)
+				return i == 0 ? "starts with '/'" : "has an empty component ('//')";
+			comp = 0;
+			continue;
+		}
+		if (comp == 0 && c == '.')
+			return "has a component that starts with '.'";
+		if (!path_char(c))
+			return "has a character other than A-Z a-z 0-9 . _ -";
+		comp++;
+	}
+	if (i == 0)
+		return "is empty";
+	if (comp == 0)
+		return "ends with '/'";
+	return NULL;
+}
+
+const char *brd_path_refusal(const struct brd_board *b, const char *path)
+{
+	const char *why;
+	unsigned int i;
+	size_t bad;
+
+	why = brd_path_problem(path, &bad);
+	if (why)
+		return why;
+	for (i = 0; i < b->nprefixes; i++) {
+		if (under(b->config_dir, path, b->prefixes[i]))
+			return NULL;
+	}
+	return "outside the directories this board allows";
+}
+
+/* Hashes staged file s (slot idx) as storage holds it. */
+static int hash_staged(struct brd_board *b, unsigned int idx, uint8_t sha[32], uint64_t *size)
+{
+	struct brd_sha256 c;
+	uint64_t off = 0;
+	size_t got;
+	int rc;
+
+	brd_sha256_init(&c);
+	for (;;) {
+		rc = b->st->stage_read(b->st_inst, idx, off, b->scratch, sizeof(b->scratch), &got);
+		if (rc != 0)
+			return rc;
+		if (!got)
+			break;
+		brd_sha256_update(&c, b->scratch, got);
+		off += got;
+	}
+	brd_sha256_final(&c, sha);
+	*size = off;
+	return 0;
+}
+
+static void msg_path(struct brd_msg *m, const char *path, const char *what)
+{
+	brd_msg_str(m, path);
+	brd_msg_str(m, ": ");
+	brd_msg_str(m, what);
+}
+
+static void cmd_write(struct brd_board *b, const struct brd_frame *f)
+{
+	char path[BRD_MAX_PATH + 1], mode_s[8], msgbuf[256];
+	uint64_t size, off, total = 0, got_size = 0;
+	struct brd_staged *s = NULL;
+	uint8_t sha[32], got[32], *data;
+	unsigned int mode = 0, i, idx = 0;
+	struct brd_field v;
+	struct brd_msg m;
+	struct brd_enc e;
+	const char *why;
+	size_t n, k;
+	int rc;
+
+	brd_msg_init(&m, msgbuf, sizeof(msgbuf));
+	if (get_text(f, "path", path, sizeof(path), &m) != 0 ||
+	    get_text(f, "mode", mode_s, sizeof(mode_s), &m) != 0 ||
+	    get_uint(f, "size", 0, UINT64_MAX, &size, &m) != 0 ||
+	    get_uint(f, "off", 0, UINT64_MAX, &off, &m) != 0) {
+		answer_error(b, f, E_FIELD, m.buf);
+		return;
+	}
+	if (!brd_frame_find(f, "sha", &v) || brd_field_hex(&v, "sha", sha, 32, &m) != 0) {
+		answer_error(b, f, E_FIELD, m.len ? m.buf : "WRITE frame has no field 'sha'");
+		return;
+	}
+	/* The chunk is decoded in place: the frame's own bytes are not needed after it. */
+	if (!brd_frame_find(f, "data", &v)) {
+		answer_error(b, f, E_FIELD, "WRITE frame has no field 'data'");
+		return;
+	}
+	data = (uint8_t *)(uintptr_t)v.val;
+	if (brd_field_b64(&v, "data", data, v.len, &n, &m) != 0) {
+		answer_error(b, f, E_FIELD, m.buf);
+		return;
+	}
+	for (k = 0; mode_s[k]; k++) {
+		if (mode_s[k] < '0' || mode_s[k] > '7' || k > 4)
+			break;
+		mode = mode * 8 + (unsigned int)(mode_s[k] - '0');
+	}
+	if (!mode_s[0] || mode_s[k] || mode > 0777) {
+		brd_msg_str(&m, "mode \"");
+		brd_msg_str(&m, mode_s);
+		brd_msg_str(&m, "\" is not octal 0 .. 0777");
+		answer_error(b, f, E_FIELD, m.buf);
+		return;
+	}
+	why = brd_path_refusal(b, path);
+	if (why) {
+		brd_msg_str(&m, "path \"");
+		brd_msg_str(&m, path);
+		brd_msg_str(&m, "\": ");
+		brd_msg_str(&m, why);
+		answer_error(b, f, E_PATH, m.buf);
+		return;
+	}
+	if (size > b->max_file) {
+		msg_path(&m, path, "");
+		brd_msg_uint(&m, size);
+		brd_msg_str(&m, " bytes; this board takes at most ");
+		brd_msg_uint(&m, b->max_file);
+		brd_msg_str(&m, " per file");
+		answer_error(b, f, E_SIZE, m.buf);
+		return;
+	}
+	for (i = 0; i < BRD_MAX_STAGED; i++) {
+		if (b->staged[i].path[0] && strcmp(b->staged[i].path, path) == 0) {
+			s = &b->staged[i];
+			idx = i;
+		} else if (b->staged[i].path[0]) {
+			total += b->staged[i].size;
+		}
+	}
+	if (s && (s->size != size || memcmp(s->sha, sha, 32) != 0 || s->mode != mode) &&
+	    off != 0) {
+		/* A different file under the same path starts over, but only from 0. */
+		answer_offset(b, f, 0, "a different file was staged under this path; start again "
+				       "at offset 0");
+		return;
+	}
+	if (total + size > b->max_total) {
+		msg_path(&m, path, "the staged files would exceed ");
+		brd_msg_uint(&m, b->max_total);
+		brd_msg_str(&m, " bytes");
+		answer_error(b, f, E_SIZE, m.buf);
+		return;
+	}
+	if (!s || s->size != size || memcmp(s->sha, sha, 32) != 0 || s->mode != mode) {
+		if (!s) {
+			for (idx = 0; idx < BRD_MAX_STAGED && b->staged[idx].path[0]; idx++)
+				;
+			if (idx == BRD_MAX_STAGED) {
+				brd_msg_str(&m, "more than ");
+				brd_msg_uint(&m, BRD_MAX_STAGED);
+				brd_msg_str(&m, " files staged");
+				answer_error(b, f, E_SIZE, m.buf);
+				return;
+			}
+			s = &b->staged[idx];
+		}
+		memset(s, 0, sizeof(*s));
+		rc = b->st->stage_open(b->st_inst, idx, path, mode);
+		if (rc != 0) {
+			msg_path(&m, path, "cannot stage");
+			answer_failure(b, f, E_STORAGE, &m, rc, st_error(b));
+			return;
+		}
+		memcpy(s->path, path, strlen(path) + 1);
+		s->size = size;
+		s->mode = mode;
+		memcpy(s->sha, sha, 32);
+	}
+	if (off > s->have) {
+		brd_msg_str(&m, "offset ");
+		brd_msg_uint(&m, off);
+		brd_msg_str(&m, " is past the ");
+		brd_msg_uint(&m, s->have);
+		brd_msg_str(&m, " bytes received");
+		answer_offset(b, f, s->have, m.buf);
+		return;
+	}
+	if (off + n > size) {
+		brd_msg_str(&m, "chunk ends at ");
+		brd_msg_uint(&m, off + n);
+		brd_msg_str(&m, ", past the size ");
+		brd_msg_uint(&m, size);
+		answer_error(b, f, E_SIZE, m.buf);
+		return;
+	}
+	/* Bytes below `have` are a retransmission of what storage holds already: only the new
+	 * ones are written. */
+	if (!s->done && off + n > s->have) {
+		size_t skip = (size_t)(s->have - off);
+
+		rc = b->st->stage_write(b->st_inst, idx, s->have, data + skip, n - skip);
+		if (rc != 0) {
+			msg_path(&m, path, "cannot write");
+			s->path[0] = 0;
+			b->st->stage_discard(b->st_inst, (int)idx);
+			answer_failure(b, f, E_STORAGE, &m, rc, st_error(b));
+			return;
+		}
+		s->have = off + n;
+	}
+	if (!s->done && s->have == s->size) {
+		rc = hash_staged(b, idx, got, &got_size);
+		if (rc != 0 || got_size != s->size || memcmp(got, s->sha, 32) != 0) {
+			/* A corrupt file is not kept: the path starts over. */
+			s->path[0] = 0;
+			b->st->stage_discard(b->st_inst, (int)idx);
+			if (rc != 0) {
+				msg_path(&m, path, "cannot read back");
+				answer_failure(b, f, E_STORAGE, &m, rc, st_error(b));
+				return;
+			}
+			msg_path(&m, path, "the ");
+			brd_msg_uint(&m, got_size);
+			brd_msg_str(&m, " bytes written do not hash to the SHA-256 given");
+			answer_error(b, f, E_HASH, m.buf);
+			return;
+		}
+		s->done = 1;
+	}
+	answer_begin(b, &e, f, "WRITE");
+	brd_enc_text(&e, "path", path);
+	brd_enc_uint(&e, "have", s->have);
+	brd_enc_uint(&e, "done", (uint64_t)s->done);
+	answer_send(b, &e, f);
+}
+
+/* COMMIT */
+
+static void cmd_commit(struct brd_board *b, const struct brd_frame *f)
+{
+	struct brd_commit_file files[BRD_MAX_STAGED];
+	unsigned int i, n = 0;
+	uint64_t count;
+	char msgbuf[192], text[40];
+	struct brd_msg m, t;
+	struct brd_enc e;
+	struct brd_field v;
+	int rc;
+
+	brd_msg_init(&m, msgbuf, sizeof(msgbuf));
+	for (i = 0; i < BRD_MAX_STAGED; i++)
+		n += b->staged[i].path[0] != 0;
+	if (brd_frame_find(f, "count", &v)) {
+		if (brd_field_uint(&v, "count", 0, 0xFFFFFFFFu, &count, &m) != 0) {
+			answer_error(b, f, E_FIELD, m.buf);
+			return;
+		}
+		if (count != n) {
+			brd_msg_uint(&m, n);
+			brd_msg_str(&m, " files staged, the station expects ");
+			brd_msg_uint(&m, count);
+			answer_error(b, f, E_INCOMPLETE, m.buf);
+			return;
+		}
+	}
+	n = 0;
+	for (i = 0; i < BRD_MAX_STAGED; i++) {
+		const struct brd_staged *s = &b->staged[i];
+
+		if (!s->path[0])
+			continue;
+		if (!s->done) {
+			msg_path(&m, s->path, "");
+			brd_msg_uint(&m, s->have);
+			brd_msg_str(&m, " of ");
+			brd_msg_uint(&m, s->size);
+			brd_msg_str(&m, " bytes received");
+			answer_error(b, f, E_INCOMPLETE, m.buf);
+			return;
+		}
+		files[n].slot = i;
+		files[n].path = s->path;
+		files[n].mode = s->mode;
+		files[n].size = s->size;
+		memcpy(files[n].sha, s->sha, 32);
+		n++;
+	}
+	if (n) {
+		rc = b->st->commit(b->st_inst, files, n);
+		if (rc != 0) {
+			brd_msg_str(&m, "commit failed");
+			answer_failure(b, f, E_STORAGE, &m, rc, st_error(b));
+			return;
+		}
+		memset(b->staged, 0, sizeof(b->staged));
+		brd_msg_init(&t, text, sizeof(text));
+		brd_msg_str(&t, "gen ");
+		brd_msg_uint(&t, b->st->generation(b->st_inst));
+		brd_msg_str(&t, ", ");
+		brd_msg_uint(&t, b->st->installed(b->st_inst));
+		brd_msg_str(&t, " files");
+		event(b, BRD_EV_COMMIT, text);
+	}
+	answer_begin(b, &e, f, "COMMIT");
+	brd_enc_uint(&e, "gen", b->st->generation(b->st_inst));
+	brd_enc_uint(&e, "files", b->st->installed(b->st_inst));
+	answer_send(b, &e, f);
+}
+
+/* VERIFY */
+
+/* DER ECDSA-Sig-Value from r || s. Returns its length. */
+static size_t sig_der(const uint8_t rs[64], uint8_t *out)
+{
+	size_t n = 2, i, k;
+
+	out[0] = 0x30;
+	for (k = 0; k < 2; k++) {
+		const uint8_t *v = rs + 32 * k;
+
+		for (i = 0; i < 31 && v[i] == 0; i++)
+			;
+		out[n++] = 0x02;
+		out[n++] = (uint8_t)(32 - i + (v[i] >> 7));
+		if (v[i] & 0x80)
+			out[n++] = 0;
+		memcpy(out + n, v + i, 32 - i);
+		n += 32 - i;
+	}
+	out[1] = (uint8_t)(n - 2);
+	return n;
+}
+
+static void cmd_verify(struct brd_board *b, const struct brd_frame *f)
+{
+	static const char hex[] = "0123456789abcdef";
+	uint8_t nonce[NONCE_MAX], sha[32], digest[32], rs[64], sig[72];
+	char msgbuf[128], path[BRD_MAX_PATH + 1], size_s[24], hexs[65];
+	uint64_t from = 0, size, off;
+	unsigned int nfiles, i, k;
+	struct brd_sha256 c;
+	struct brd_field v;
+	struct brd_msg m, sm;
+	struct brd_enc e;
+	size_t n, got;
+	int rc;
+
+	brd_msg_init(&m, msgbuf, sizeof(msgbuf));
+	if (!brd_frame_find(f, "nonce", &v)) {
+		answer_error(b, f, E_FIELD, "VERIFY frame has no field 'nonce'");
+		return;
+	}
+	if (brd_field_b64(&v, "nonce", nonce, sizeof(nonce), &n, &m) != 0 ||
+	    get_uint_opt(f, "from", 0, 0xFFFFFFFFu, &from, &m) != 0) {
+		answer_error(b, f, E_FIELD, m.buf);
+		return;
+	}
+	if (n < NONCE_MIN) {
+		brd_msg_str(&m, "nonce of ");
+		brd_msg_uint(&m, n);
+		brd_msg_str(&m, " bytes; at least 16 required");
+		answer_error(b, f, E_FIELD, m.buf);
+		return;
+	}
+	rc = b->key->exists(b->key_inst);
+	if (rc != 1) {
+		answer_error(b, f, E_NOKEY, "no key: send CSR first");
+		return;
+	}
+	brd_sha256_init(&c);
+	brd_sha256_update(&c, POP_CONTEXT, sizeof(POP_CONTEXT) - 1);
+	brd_sha256_update(&c, nonce, n);
+	brd_sha256_final(&c, digest);
+	rc = b->key->sign(b->key_inst, digest, rs);
+	if (rc != 0) {
+		brd_msg_str(&m, "signing the nonce failed");
+		answer_failure(b, f, "INTERNAL", &m, rc, key_error(b));
+		return;
+	}
+	nfiles = b->st->installed(b->st_inst);
+	answer_begin(b, &e, f, "VERIFY");
+	brd_enc_uint(&e, "gen", b->st->generation(b->st_inst));
+	brd_enc_uint(&e, "files", nfiles);
+	brd_enc_uint(&e, "from", from);
+	brd_enc_text(&e, "alg", "ecdsa-p256-sha256");
+	brd_enc_b64(&e, "sig", sig, sig_der(rs, sig));
+	for (i = (unsigned int)(from < nfiles ? from : nfiles); i < nfiles; i++) {
+		const char *items[3];
+
+		/* Read back from storage: what is there now, not what was recorded. */
+		if (b->st->installed_info(b->st_inst, i, path, sizeof(path), &size) != 0)
+			break;
+		brd_sha256_init(&c);
+		off = 0;
+		while (b->st->installed_read(b->st_inst, i, off, b->scratch, sizeof(b->scratch),
+					     &got) == 0 &&
+		       got) {
+			brd_sha256_update(&c, b->scratch, got);
+			off += got;
+		}
+		brd_sha256_final(&c, sha);
+		for (k = 0; k < 32; k++) {
+			hexs[2 * k] = hex[sha[k] >> 4];
+			hexs[2 * k + 1] = hex[sha[k] & 15];
+		}
+		hexs[64] = 0;
+		brd_msg_init(&sm, size_s, sizeof(size_s));
+		brd_msg_uint(&sm, off);
+		items[0] = path;
+		items[1] = size_s;
+		items[2] = hexs;
+		if (brd_enc_cost("file", strlen(path) + sm.len + 66) > brd_enc_room(&e))
+			break;
+		brd_enc_list(&e, "file", items, 3);
+	}
+	answer_send(b, &e, f);
+}
+
+/* BAUD */
+
+static void cmd_baud(struct brd_board *b, const struct brd_frame *f)
+{
+	uint64_t rate, ms = 2000;
+	char msgbuf[128];
+	struct brd_msg m;
+	struct brd_enc e;
+	unsigned int i;
+
+	brd_msg_init(&m, msgbuf, sizeof(msgbuf));
+	if (get_uint(f, "rate", 1, 100000000, &rate, &m) != 0 ||
+	    get_uint_opt(f, "ms", 100, 60000, &ms, &m) != 0) {
+		answer_error(b, f, E_FIELD, m.buf);
+		return;
+	}
+	for (i = 0; i < b->nbauds && b->bauds[i] != rate; i++)
+		;
+	if (i == b->nbauds || !b->plat.set_baud) {
+		brd_msg_uint(&m, rate);
+		brd_msg_str(&m, " baud is not in this board's list");
+		answer_error(b, f, E_BAUD, m.buf);
+		return;
+	}
+	answer_begin(b, &e, f, "BAUD");
+	brd_enc_uint(&e, "rate", rate);
+	brd_enc_uint(&e, "ms", ms);
+	/* The switch happens once this answer has left at the old rate (brd_tx_done). */
+	b->baud_pending = 1;
+	b->baud_trial = 0;
+	b->baud_old = b->baud_cur;
+	b->baud_new = (uint32_t)rate;
+	b->baud_ms = (uint32_t)ms;
+	answer_send(b, &e, f);
+}
+
+/* DONE */
+
+static void cmd_done(struct brd_board *b, const struct brd_frame *f)
+{
+	char result[8], text[128], msgbuf[160];
+	struct brd_msg m;
+	struct brd_enc e;
+	int pass;
+
+	brd_msg_init(&m, msgbuf, sizeof(msgbuf));
+	if (get_text(f, "result", result, sizeof(result), &m) != 0 ||
+	    get_text_opt(f, "text", text, sizeof(text), &m) != 0) {
+		answer_error(b, f, E_FIELD, m.buf);
+		return;
+	}
+	pass = strcmp(result, "pass") == 0;
+	if (!pass && strcmp(result, "fail") != 0) {
+		brd_msg_str(&m, "result \"");
+		brd_msg_str(&m, result);
+		brd_msg_str(&m, "\" is neither pass nor fail");
+		answer_error(b, f, E_FIELD, m.buf);
+		return;
+	}
+	answer_begin(b, &e, f, "DONE");
+	brd_enc_text(&e, "result", result);
+	answer_send(b, &e, f);
+	event(b, pass ? BRD_EV_DONE_PASS : BRD_EV_DONE_FAIL, text);
+}
+
+/* Dispatch. */
+
+static const struct {
+	const char *type;
+	void (*run)(struct brd_board *b, const struct brd_frame *f);
+} commands[] = {
+	{ "HELLO", cmd_hello },   { "CSR", cmd_csr },   { "WRITE", cmd_write },
+	{ "COMMIT", cmd_commit }, { "VERIFY", cmd_verify }, { "BAUD", cmd_baud },
+	{ "DONE", cmd_done },
+};
+
+static void on_frame(struct brd_board *b, const struct brd_frame *f, uint64_t now_ms)
+{
+	char msgbuf[96];
+	struct brd_msg m;
+	unsigned int i;
+
+	(void)now_ms;
+	if (f->kind != 'Q')
+		return; /* an echo of our own answers, or another board on the line */
+	if (b->baud_trial) {
+		/* A good frame at the new rate: the switch worked. */
+		b->baud_trial = 0;
+	}
+	if (b->kept && f->seq == b->kept_seq && f->crc == b->kept_crc) {
+		b->plat.send(b->plat.arg, b->tx, b->kept_len, 0);
+		return;
+	}
+	if (f->seq == 0) {
+		answer_error(b, f, E_FIELD, "sequence number 0 is reserved for events");
+		return;
+	}
+	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+		if (strcmp(commands[i].type, f->type) == 0)
+			break;
+	}
+	brd_msg_init(&m, msgbuf, sizeof(msgbuf));
+	if (i == sizeof(commands) / sizeof(commands[0])) {
+		brd_msg_str(&m, "unknown command \"");
+		brd_msg_str(&m, f->type);
+		brd_msg_str(&m, "\"; this board knows HELLO CSR WRITE COMMIT VERIFY BAUD DONE");
+		answer_error(b, f, E_UNKNOWN, m.buf);
+		return;
+	}
+	if (!b->hello && i != 0) {
+		brd_msg_str(&m, f->type);
+		brd_msg_str(&m, " before HELLO (board booted ");
+		brd_msg_str(&m, b->boot_id);
+		brd_msg_str(&m, ")");
+		answer_error(b, f, E_HELLO, m.buf);
+		return;
+	}
+	commands[i].run(b, f);
+}
+
+/* A request that arrived damaged: say so at once (seq 0, not kept), so the station
+ * retransmits without waiting for its timeout. */
+static void on_bad_frame(struct brd_board *b, const char *why)
+{
+	struct brd_enc e;
+	char buf[64 + 3 * sizeof(b->dec.err)];
+	size_t len;
+
+	brd_enc_begin(&e, buf, sizeof(buf), 'A', 0, "ERROR");
+	brd_enc_text(&e, "code", E_FRAME);
+	brd_enc_text(&e, "text", why);
+	len = brd_enc_end(&e);
+	if (len)
+		b->plat.send(b->plat.arg, buf, len, 1);
+}
+
+size_t brd_input(struct brd_board *b, const void *data, size_t n, uint64_t now_ms)
+{
+	struct brd_frame f;
+	size_t pos = 0;
+
+	b->paused = 0;
+	brd_tick(b, now_ms);
+	while (pos < n && !b->paused) {
+		switch (brd_decoder_run(&b->dec, data, n, &pos, &f)) {
+		case BRD_DEC_FRAME:
+			on_frame(b, &f, now_ms);
+			break;
+		case BRD_DEC_ERROR:
+			/* Noise at a rate the board is trying does not count against it;
+			 * the answer would be noise to the station too. */
+			if (!b->baud_trial)
+				on_bad_frame(b, b->dec.err);
+			break;
+		case BRD_DEC_NONE:
+			break;
+		}
+	}
+	return pos;
+}
+
+void brd_pause(struct brd_board *b)
+{
+	b->paused = 1;
+}
+
+void brd_tx_done(struct brd_board *b, uint64_t now_ms)
+{
+	char text[12];
+	struct brd_msg m;
+
+	if (!b->baud_pending)
+		return;
+	b->baud_pending = 0;
+	b->baud_cur = b->baud_new;
+	b->baud_trial = 1;
+	b->baud_deadline = now_ms + b->baud_ms;
+	brd_decoder_reset(&b->dec);
+	b->plat.set_baud(b->plat.arg, b->baud_cur);
+	brd_msg_init(&m, text, sizeof(text));
+	brd_msg_uint(&m, b->baud_cur);
+	event(b, BRD_EV_BAUD, text);
+}
+
+void brd_tick(struct brd_board *b, uint64_t now_ms)
+{
+	char text[12];
+	struct brd_msg m;
+
+	if (!b->baud_trial || now_ms < b->baud_deadline)
+		return;
+	b->baud_trial = 0;
+	b->baud_cur = b->baud_old;
+	brd_decoder_reset(&b->dec);
+	b->plat.set_baud(b->plat.arg, b->baud_cur);
+	brd_msg_init(&m, text, sizeof(text));
+	brd_msg_uint(&m, b->baud_cur);
+	event(b, BRD_EV_FALLBACK, text);
+}
+
+uint64_t brd_deadline(const struct brd_board *b)
+{
+	return b->baud_trial ? b->baud_deadline : 0;
+}
+
+uint32_t brd_baud(const struct brd_board *b)
+{
+	return b->baud_cur;
+}
+
+int brd_in_session(const struct brd_board *b)
+{
+	return b->hello;
+}

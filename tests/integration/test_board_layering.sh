@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The board core's rules (drivers/board/README.md), checked on its sources and its library:
+# it includes only <stddef.h>, <stdint.h>, <string.h>, its own headers and drivers/b64.h
+# (nothing of station/, nothing else of drivers/, no OS or crypto header); the only outside
+# symbols its library uses are the C library's memory and string functions (no heap, no
+# printf, no OS call); it has no writable static data (every board's state is in its struct).
+. "$(dirname "$0")/../lib/common.sh"
+B=$SOURCE_DIR/drivers/board
+LIB=$BUILD_DIR/drivers/board/libstboard.a
+[ -f "$LIB" ] || fail "no $LIB"
+bad=$(grep -H '^[[:space:]]*#[[:space:]]*include' "$B"/*.c "$B"/*.h |
+	grep -vE '#include (<(stddef|stdint|string)\.h>|"(board|frame|sha256|csr|b64)\.h")' || true)
+[ -z "$bad" ] || fail "the core includes what it may not: $bad"
+ok "includes: only <stddef.h>, <stdint.h>, <string.h>, its own headers and b64.h"
+ext=$(nm -u "$LIB" | awk 'NF == 2 { print $2 }' | sort -u | grep -vE '^(brd_|drv_b64_)' |
+	grep -vxE 'mem(cpy|set|cmp|move)|str(len|cmp|ncmp)' || true)
+[ -z "$ext" ] || fail "the core calls outside the C library's string functions: $(echo $ext)"
+ok "outside symbols: memcpy, memset, memcmp, memmove, strlen, strcmp, strncmp"
+# Writable static data: .data or .bss (read-only tables may sit in .data.rel.ro for PIE).
+for o in $(ar t "$LIB"); do
+	sizes=$(ar p "$LIB" "$o" >"$T/$o" && size -A "$T/$o" | awk '$1 == ".data" || $1 == ".bss" || $1 ~ /^\.(data|bss)\./ && $1 !~ /rel\.ro/ { s += $2 } END { print s + 0 }')
+	[ "$sizes" = 0 ] || fail "$o has $sizes bytes of writable static data"
+done
+ok "no writable static data in $(ar t "$LIB" | wc -l) objects"
+echo "all passed"

@@ -1,0 +1,797 @@
+/* The board core (drivers/board): bytes in, bytes out. Requests are built with the station's
+ * codec and fed in (whole and one byte at a time); answers are parsed with it too. Storage is
+ * in memory, the key a real P-256 key (OpenSSL), so CSRs and proofs of possession are checked
+ * as the station checks them. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/ec.h>
+#include <openssl/evp.h>
+#include <openssl/sha.h>
+#include <openssl/x509.h>
+
+#include "board.h"
+#include "proto.h"
+
+#define MAXFILE 8192
+
+/* In-memory storage. */
+struct mem_file {
+	char path[BRD_MAX_PATH + 1];
+	uint8_t data[MAXFILE];
+	size_t len;
+};
+
+struct mem {
+	struct mem_file staged[BRD_MAX_STAGED];
+	int open[BRD_MAX_STAGED];
+	struct mem_file files[8];
+	unsigned int nfiles;
+	uint64_t gen;
+	uint8_t rec[BRD_REC_COUNT_][BRD_CSR_MAX];
+	size_t rec_len[BRD_REC_COUNT_];
+	int rec_set[BRD_REC_COUNT_];
+	unsigned int opens, writes;
+	size_t space; /* bytes a stage_write may still add (a full disk) */
+};
+
+static int m_stage_open(void *inst, unsigned int slot, const char *path, unsigned int mode)
+{
+	struct mem *m = inst;
+
+	(void)mode;
+	m->opens++;
+	snprintf(m->staged[slot].path, sizeof(m->staged[slot].path), "%s", path);
+	m->staged[slot].len = 0;
+	m->open[slot] = 1;
+	return 0;
+}
+
+static int m_stage_write(void *inst, unsigned int slot, uint64_t off, const void *data, size_t n)
+{
+	struct mem *m = inst;
+
+	m->writes++;
+	assert_true(m->open[slot]);
+	assert_true(off == m->staged[slot].len); /* the core never writes past the end */
+	if (n > m->space)
+		return BRD_ERR_NOSPACE;
+	m->space -= n;
+	assert_true(off + n <= MAXFILE);
+	memcpy(m->staged[slot].data + off, data, n);
+	m->staged[slot].len = off + n;
+	return 0;
+}
+
+static int m_stage_read(void *inst, unsigned int slot, uint64_t off, void *buf, size_t n,
+			size_t *got)
+{
+	struct mem *m = inst;
+	size_t len = m->staged[slot].len;
+
+	*got = off >= len ? 0 : (len - off < n ? len - off : n);
+	memcpy(buf, m->staged[slot].data + off, *got);
+	return 0;
+}
+
+static void m_stage_discard(void *inst, int slot)
+{
+	struct mem *m = inst;
+	int i;
+
+	for (i = 0; i < BRD_MAX_STAGED; i++) {
+		if (slot < 0 || slot == i)
+			m->open[i] = 0;
+	}
+}
+
+static int m_commit(void *inst, const struct brd_commit_file *f, unsigned int n)
+{
+	struct mem *m = inst;
+	unsigned int i, j;
+
+	for (i = 0; i < n; i++) {
+		for (j = 0; j < m->nfiles && strcmp(m->files[j].path, f[i].path); j++)
+			;
+		if (j == m->nfiles)
+			m->nfiles++;
+		m->files[j] = m->staged[f[i].slot];
+		m->open[f[i].slot] = 0;
+	}
+	m->gen++;
+	return 0;
+}
+
+static uint64_t m_generation(void *inst)
+{
+	return ((struct mem *)inst)->gen;
+}
+
+static unsigned int m_installed(void *inst)
+{
+	return ((struct mem *)inst)->nfiles;
+}
+
+static int m_installed_info(void *inst, unsigned int idx, char *path, size_t cap,
+			    uint64_t *size)
+{
+	struct mem *m = inst;
+
+	snprintf(path, cap, "%s", m->files[idx].path);
+	*size = m->files[idx].len;
+	return 0;
+}
+
+static int m_installed_read(void *inst, unsigned int idx, uint64_t off, void *buf, size_t n,
+			    size_t *got)
+{
+	struct mem *m = inst;
+	size_t len = m->files[idx].len;
+
+	*got = off >= len ? 0 : (len - off < n ? len - off : n);
+	memcpy(buf, m->files[idx].data + off, *got);
+	return 0;
+}
+
+static int m_rec_read(void *inst, enum brd_record rec, void *buf, size_t cap, size_t *len)
+{
+	struct mem *m = inst;
+
+	if (!m->rec_set[rec])
+		return BRD_ERR_NOTFOUND;
+	assert_true(m->rec_len[rec] <= cap);
+	memcpy(buf, m->rec[rec], m->rec_len[rec]);
+	*len = m->rec_len[rec];
+	return 0;
+}
+
+static int m_rec_write(void *inst, enum brd_record rec, const void *data, size_t len)
+{
+	struct mem *m = inst;
+
+	assert_true(len <= sizeof(m->rec[rec]));
+	memcpy(m->rec[rec], data, len);
+	m->rec_len[rec] = len;
+	m->rec_set[rec] = 1;
+	return 0;
+}
+
+static const struct brd_storage_ops mem_ops = {
+	.stage_open = m_stage_open,
+	.stage_write = m_stage_write,
+	.stage_read = m_stage_read,
+	.stage_discard = m_stage_discard,
+	.commit = m_commit,
+	.generation = m_generation,
+	.installed = m_installed,
+	.installed_info = m_installed_info,
+	.installed_read = m_installed_read,
+	.rec_read = m_rec_read,
+	.rec_write = m_rec_write,
+};
+
+/* A real P-256 key. */
+struct key {
+	EVP_PKEY *pkey;
+	unsigned int generated;
+};
+
+static int k_exists(void *inst)
+{
+	return ((struct key *)inst)->pkey != NULL;
+}
+
+static int k_generate(void *inst)
+{
+	struct key *k = inst;
+
+	EVP_PKEY_free(k->pkey);
+	k->pkey = EVP_EC_gen("P-256");
+	k->generated++;
+	return k->pkey ? 0 : BRD_ERR_CRYPTO;
+}
+
+static int k_public(void *inst, uint8_t pub[65])
+{
+	struct key *k = inst;
+	size_t n = 0;
+
+	return EVP_PKEY_get_octet_string_param(k->pkey, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, pub,
+					       65, &n) == 1 && n == 65
+		       ? 0
+		       : BRD_ERR_CRYPTO;
+}
+
+static int k_sign(void *inst, const uint8_t digest[32], uint8_t sig[64])
+{
+	struct key *k = inst;
+	EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new(k->pkey, NULL);
+	unsigned char der[80];
+	const unsigned char *p = der;
+	size_t len = sizeof(der);
+	ECDSA_SIG *es;
+	const BIGNUM *r, *s;
+
+	assert_non_null(ctx);
+	assert_int_equal(EVP_PKEY_sign_init(ctx), 1);
+	assert_int_equal(EVP_PKEY_sign(ctx, der, &len, digest, 32), 1);
+	EVP_PKEY_CTX_free(ctx);
+	es = d2i_ECDSA_SIG(NULL, &p, (long)len);
+	assert_non_null(es);
+	ECDSA_SIG_get0(es, &r, &s);
+	BN_bn2binpad(r, sig, 32);
+	BN_bn2binpad(s, sig + 32, 32);
+	ECDSA_SIG_free(es);
+	return 0;
+}
+
+static const struct brd_key_ops key_ops = { k_exists, k_generate, k_public, k_sign, NULL };
+
+static int r_fill(void *inst, void *buf, size_t n)
+{
+	unsigned int *ctr = inst;
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		((uint8_t *)buf)[i] = (uint8_t)(++*ctr * 37);
+	return 0;
+}
+
+static const struct brd_random_ops rnd_ops = { r_fill };
+
+/* The platform: what the board sent and asked. */
+struct plat {
+	char out[16][4096];
+	size_t len[16];
+	int fresh[16];
+	unsigned int n, total;
+	uint32_t bauds[8];
+	unsigned int nbauds;
+	int falls;
+};
+
+static void p_send(void *arg, const char *bytes, size_t n, int fresh)
+{
+	struct plat *p = arg;
+
+	assert_true(n < sizeof(p->out[0]));
+	if (p->n == 16)
+		p->n = 0;
+	memcpy(p->out[p->n], bytes, n);
+	p->out[p->n][n] = 0;
+	p->len[p->n] = n;
+	p->fresh[p->n] = fresh;
+	p->n++;
+	p->total++;
+}
+
+static void p_baud(void *arg, uint32_t rate)
+{
+	struct plat *p = arg;
+
+	p->bauds[p->nbauds++ % 8] = rate;
+}
+
+static void p_event(void *arg, enum brd_event ev, const char *text)
+{
+	struct plat *p = arg;
+
+	(void)text;
+	p->falls += ev == BRD_EV_FALLBACK;
+}
+
+/* One board under test. */
+struct t {
+	struct brd_board b;
+	struct mem mem;
+	struct key key;
+	struct plat plat;
+	unsigned int rnd;
+	uint32_t seq;
+};
+
+static const uint32_t bauds[] = { 115200, 460800, 921600 };
+
+static struct t *board_new(const char *const *prefixes, unsigned int nprefixes)
+{
+	struct t *t = calloc(1, sizeof(*t));
+	struct brd_config c;
+
+	assert_non_null(t);
+	memset(&c, 0, sizeof(c));
+	c.hw = "hw-1";
+	c.sku = "sku-1";
+	c.fw = "fw-1";
+	c.sn = "SN 1";
+	c.key_storage = "se";
+	c.config_dir = "/var/sota";
+	c.prefixes = prefixes;
+	c.nprefixes = nprefixes;
+	c.baud = 115200;
+	c.bauds = bauds;
+	c.nbauds = 3;
+	c.max_frame = 1024;
+	c.max_file = 4096;
+	c.max_total = 6000;
+	c.storage = &mem_ops;
+	c.storage_inst = &t->mem;
+	c.key = &key_ops;
+	c.key_inst = &t->key;
+	c.random = &rnd_ops;
+	c.random_inst = &t->rnd;
+	c.plat.arg = &t->plat;
+	c.plat.send = p_send;
+	c.plat.set_baud = p_baud;
+	c.plat.event = p_event;
+	t->mem.space = (size_t)-1;
+	assert_int_equal(brd_init(&t->b, &c), 0);
+	brd_boot(&t->b, 0);
+	return t;
+}
+
+static void board_free(struct t *t)
+{
+	EVP_PKEY_free(t->key.pkey);
+	free(t);
+}
+
+static const char *last(const struct t *t)
+{
+	return t->plat.out[(t->plat.n + 15) % 16];
+}
+
+/* Sends a frame's bytes: whole, or one byte at a time when split is set. */
+static void feed(struct t *t, const char *bytes, size_t n, int split, uint64_t now)
+{
+	size_t i;
+
+	if (!split) {
+		assert_int_equal(brd_input(&t->b, bytes, n, now), n);
+		return;
+	}
+	for (i = 0; i < n; i++)
+		assert_int_equal(brd_input(&t->b, bytes + i, 1, now), 1);
+}
+
+/* Builds a request: fields as "key=value" pairs already encoded, NULL-terminated. */
+static size_t build(char *buf, uint32_t seq, const char *type, const char *const *fields)
+{
+	char line[4096];
+	size_t n = 0, len;
+	unsigned int i;
+	uint32_t crc;
+
+	n = (size_t)snprintf(line, sizeof(line), "~@P1 Q %u %s", seq, type);
+	for (i = 0; fields && fields[i]; i++)
+		n += (size_t)snprintf(line + n, sizeof(line) - n, " %s", fields[i]);
+	line[n++] = ' ';
+	crc = drv_proto_crc32(0, line, n);
+	len = (size_t)snprintf(buf, 4096, "%.*s%08X\n", (int)n, line, crc);
+	return len;
+}
+
+/* Sends a request and parses the answer into f (its line in t's output buffer). */
+static void ask(struct t *t, uint32_t seq, const char *type, const char *const *fields,
+		struct drv_proto_frame *f)
+{
+	char buf[4096], err[160];
+	size_t n = build(buf, seq, type, fields);
+	unsigned int before = t->plat.total;
+	const char *a;
+
+	feed(t, buf, n, seq % 2, 1000);
+	assert_int_equal(t->plat.total, before + 1);
+	a = last(t);
+	assert_int_equal(drv_proto_parse(a, strlen(a) - 1, f, err, sizeof(err)), 0);
+	assert_int_equal(f->kind, 'A');
+}
+
+static void want_error(const struct drv_proto_frame *f, const char *code)
+{
+	char got[32], err[160];
+
+	assert_string_equal(f->type, "ERROR");
+	assert_int_equal(drv_proto_get_text(f, "code", got, sizeof(got), err, sizeof(err)), 0);
+	assert_string_equal(got, code);
+}
+
+static void hello(struct t *t, uint32_t seq)
+{
+	static const char *const fields[] = { "v=1", "max=4096", NULL };
+	struct drv_proto_frame f;
+
+	ask(t, seq, "HELLO", fields, &f);
+	assert_string_equal(f.type, "HELLO");
+}
+
+/* BOOT: sent at every start, with a new boot id each time. */
+static void test_boot(void **state)
+{
+	struct t *t = board_new(NULL, 0);
+	char id1[24], id2[24];
+
+	(void)state;
+	assert_int_equal(t->plat.n, 1);
+	assert_non_null(strstr(t->plat.out[0], "~@P1 E 0 BOOT boot="));
+	memcpy(id1, strstr(t->plat.out[0], "boot=") + 5, 16);
+	id1[16] = 0;
+	brd_boot(&t->b, 5);
+	memcpy(id2, strstr(last(t), "boot=") + 5, 16);
+	id2[16] = 0;
+	assert_string_not_equal(id1, id2);
+	board_free(t);
+}
+
+/* Every command but HELLO before HELLO: ERROR HELLO. Unknown commands: ERROR UNKNOWN. */
+static void test_hello_first(void **state)
+{
+	static const char *const csr[] = { "cn=dev1", "alg=ec-p256", NULL };
+	static const char *const types[] = { "CSR", "WRITE", "COMMIT", "VERIFY", "BAUD", "DONE" };
+	struct t *t = board_new(NULL, 0);
+	struct drv_proto_frame f;
+	char v[64], err[160];
+	unsigned int i;
+
+	(void)state;
+	for (i = 0; i < 6; i++) {
+		ask(t, i + 1, types[i], csr, &f);
+		want_error(&f, "HELLO");
+	}
+	ask(t, 7, "FROB", NULL, &f);
+	want_error(&f, "UNKNOWN");
+	hello(t, 8);
+	ask(t, 8, "HELLO", (const char *const[]){ "v=1", "max=4096", NULL }, &f);
+	assert_int_equal(drv_proto_get_text(&f, "dev", v, sizeof(v), err, sizeof(err)), 0);
+	assert_string_equal(v, "");
+	assert_int_equal(drv_proto_get_text(&f, "sn", v, sizeof(v), err, sizeof(err)), 0);
+	assert_string_equal(v, "SN 1");
+	assert_int_equal(drv_proto_get_text(&f, "bauds", v, sizeof(v), err, sizeof(err)), 0);
+	assert_string_equal(v, "115200,460800,921600");
+	ask(t, 9, "HELLO", (const char *const[]){ "v=2", NULL }, &f);
+	want_error(&f, "VERSION");
+	board_free(t);
+}
+
+/* A retransmitted request (same seq, same CRC) gets the kept answer byte for byte, marked
+ * not fresh, and nothing is executed again; a new seq or another CRC is executed. Seq-0
+ * answers to damaged frames are not kept. */
+static void test_retransmission(void **state)
+{
+	static const char *const w[] = {
+		"path=a.txt", "mode=0644", "size=5",
+		"sha=2CF24DBA5FB0A30E26E83B2AC5B9E29E1B161E5C1FA7425E73043362938B9824", "off=0",
+		"data=aGVsbG8=", NULL,
+	};
+	struct t *t = board_new(NULL, 0);
+	struct drv_proto_frame f;
+	char first[4096], buf[4096];
+	size_t n;
+	unsigned int writes;
+
+	(void)state;
+	hello(t, 1);
+	ask(t, 2, "WRITE", w, &f);
+	assert_string_equal(f.type, "WRITE");
+	strcpy(first, last(t));
+	writes = t->mem.writes;
+	n = build(buf, 2, "WRITE", w);
+	feed(t, buf, n, 1, 1000);
+	assert_string_equal(last(t), first);
+	assert_int_equal(t->plat.fresh[(t->plat.n + 15) % 16], 0);
+	assert_int_equal(t->mem.writes, writes);
+	/* A damaged frame between: answered with seq 0 and not kept. */
+	feed(t, "~@P1 Q 3 HELLO v=1 00000000\n", 28, 0, 1000);
+	assert_non_null(strstr(last(t), "~@P1 A 0 ERROR code=FRAME text=bad%20CRC"));
+	feed(t, buf, n, 0, 1000);
+	assert_string_equal(last(t), first);
+	/* Same seq, another CRC (a station that restarted): executed. */
+	ask(t, 2, "COMMIT", NULL, &f);
+	assert_string_equal(f.type, "COMMIT");
+	board_free(t);
+}
+
+/* Damaged frames get an immediate seq-0 FRAME error naming what was wrong. */
+static void test_frame_errors(void **state)
+{
+	char pct[256], kind[256];
+	struct {
+		const char *bytes, *text;
+	} cases[] = {
+		{ "~@P1 Q 1 HELLO v=1 12345678\n", "bad%20CRC" },
+		{ "~@P1 Q 1 HELLO v=1 1234567\n", "CRC-32" },
+		{ pct, "percent" },  /* a good CRC over a bad grammar */
+		{ kind, "kind" },
+		{ "~@P1 Q 1 HELLO v=1 ~@P1 ", "cut%20off" }, /* the next frame's marker */
+	};
+	struct t *t = board_new(NULL, 0);
+	char buf[2048];
+	unsigned int i, n;
+
+	(void)state;
+	build(pct, 1, "HELLO", (const char *const[]){ "v=%4", NULL });
+	build(kind, 1, "HELLO", NULL);
+	kind[5] = 'X';
+	kind[strlen(kind) - 9] = 0;
+	snprintf(kind + strlen(kind), 10, "%08X\n", drv_proto_crc32(0, kind, strlen(kind)));
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		n = t->plat.total;
+		feed(t, cases[i].bytes, strlen(cases[i].bytes), i % 2, 1000);
+		assert_int_equal(t->plat.total, n + 1);
+		assert_non_null(strstr(last(t), "~@P1 A 0 ERROR code=FRAME"));
+		if (!strstr(last(t), cases[i].text))
+			fail_msg("case %u: %s", i, last(t));
+	}
+	feed(t, "\n", 1, 0, 1000);
+	assert_non_null(strstr(last(t), "~@P1 A 0 ERROR code=FRAME"));
+	/* Longer than the board's 1024: too long, then the next frame is heard. */
+	memcpy(buf, "~@P1 Q 1 HELLO v=", 17);
+	memset(buf + 17, 'x', 1500);
+	buf[1517] = '\n';
+	feed(t, buf, 1518, 0, 1000);
+	assert_non_null(strstr(last(t), "frame%20longer%20than%201024"));
+	/* Console noise around frames is ignored. */
+	n = build(buf, 5, "HELLO", (const char *const[]){ "v=1", NULL });
+	feed(t, "login: ", 7, 0, 1000);
+	feed(t, buf, n, 1, 1000);
+	assert_non_null(strstr(last(t), "~@P1 A 5 HELLO "));
+	board_free(t);
+}
+
+/* BAUD: the answer leaves at the old rate, the switch comes with brd_tx_done; without a good
+ * frame at the new rate within ms the board falls back; with one it stays. */
+static void test_baud(void **state)
+{
+	static const char *const fast[] = { "rate=921600", "ms=500", NULL };
+	struct t *t = board_new(NULL, 0);
+	struct drv_proto_frame f;
+
+	(void)state;
+	hello(t, 1);
+	ask(t, 2, "BAUD", (const char *const[]){ "rate=57600", NULL }, &f);
+	want_error(&f, "BAUD");
+	ask(t, 3, "BAUD", fast, &f);
+	assert_string_equal(f.type, "BAUD");
+	assert_int_equal(t->plat.nbauds, 0);
+	brd_tx_done(&t->b, 2000);
+	assert_int_equal(t->plat.nbauds, 1);
+	assert_int_equal(t->plat.bauds[0], 921600);
+	assert_int_equal(brd_baud(&t->b), 921600);
+	assert_int_equal(brd_deadline(&t->b), 2500);
+	brd_tick(&t->b, 2499);
+	assert_int_equal(t->plat.nbauds, 1);
+	brd_tick(&t->b, 2500);
+	assert_int_equal(t->plat.nbauds, 2);
+	assert_int_equal(t->plat.bauds[1], 115200);
+	assert_int_equal(brd_baud(&t->b), 115200);
+	assert_int_equal(t->plat.falls, 1);
+	assert_int_equal(brd_deadline(&t->b), 0);
+	/* Again, and a good request arrives at the new rate: no fallback. */
+	ask(t, 4, "BAUD", fast, &f);
+	brd_tx_done(&t->b, 3000);
+	hello(t, 5);
+	brd_tick(&t->b, 10000);
+	assert_int_equal(t->plat.nbauds, 3);
+	assert_int_equal(brd_baud(&t->b), 921600);
+	assert_int_equal(t->plat.falls, 1);
+	/* A reboot starts at the starting rate. */
+	brd_boot(&t->b, 11000);
+	assert_int_equal(brd_baud(&t->b), 115200);
+	board_free(t);
+}
+
+/* Paths: the protocol's grammar and the configured prefixes; a refused path never reaches
+ * storage. */
+static void test_confinement(void **state)
+{
+	static const char *const bad[] = {
+		"../etc/passwd", "/etc/passwd", "a/../b", ".hidden", "a/.x", "a//b", "a/", "",
+		"a b", "a\\b", "a%b", "x/..",
+	};
+	static const char *const certs[] = { "/var/sota/certs" };
+	static const char *const above[] = { "/var" };
+	static const char *const sibling[] = { "/var/sotax", "/var/sota/certs/" };
+	struct t *t = board_new(NULL, 0), *c = board_new(certs, 1), *a = board_new(above, 1),
+		 *s = board_new(sibling, 2);
+	struct drv_proto_frame f;
+	char longpath[200], field[240];
+	unsigned int i;
+
+	(void)state;
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_non_null(brd_path_refusal(&t->b, bad[i]));
+	memset(longpath, 'a', 129);
+	longpath[129] = 0;
+	assert_non_null(brd_path_refusal(&t->b, longpath));
+	longpath[128] = 0;
+	assert_null(brd_path_refusal(&t->b, longpath));
+	assert_null(brd_path_refusal(&t->b, "sub/dir/client.pem"));
+	assert_null(brd_path_refusal(&c->b, "certs/client.pem"));
+	assert_non_null(brd_path_refusal(&c->b, "client.pem"));
+	assert_non_null(brd_path_refusal(&c->b, "certsx/client.pem"));
+	assert_non_null(brd_path_refusal(&c->b, "certs"));
+	assert_null(brd_path_refusal(&a->b, "client.pem"));
+	assert_non_null(brd_path_refusal(&s->b, "client.pem"));
+	assert_null(brd_path_refusal(&s->b, "certs/a"));
+	/* Through WRITE: ERROR PATH, storage untouched. */
+	hello(c, 1);
+	snprintf(field, sizeof(field), "path=%s", "..%2Fetc%2Fpasswd");
+	ask(c, 2, "WRITE", (const char *const[]){ field, "mode=0644", "size=0", "sha=E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855", "off=0", "data=", NULL }, &f);
+	want_error(&f, "PATH");
+	ask(c, 3, "WRITE", (const char *const[]){ "path=sota.toml", "mode=0644", "size=0", "sha=E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855", "off=0", "data=", NULL }, &f);
+	want_error(&f, "PATH");
+	assert_int_equal(c->mem.opens, 0);
+	ask(c, 4, "WRITE", (const char *const[]){ "path=certs/empty", "mode=0644", "size=0", "sha=E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855", "off=0", "data=", NULL }, &f);
+	assert_string_equal(f.type, "WRITE");
+	assert_int_equal(c->mem.opens, 1);
+	board_free(t);
+	board_free(c);
+	board_free(a);
+	board_free(s);
+}
+
+static void sha_hex(const void *data, size_t n, char out[65])
+{
+	uint8_t d[32];
+	int i;
+
+	SHA256(data, n, d);
+	for (i = 0; i < 32; i++)
+		sprintf(out + 2 * i, "%02X", d[i]);
+}
+
+/* WRITE in chunks, size limits, OFFSET, HASH, COMMIT and VERIFY with a proof of possession
+ * that the station's check accepts; a full storage is STORAGE. */
+static void test_files(void **state)
+{
+	struct t *t = board_new(NULL, 0);
+	struct drv_proto_frame f;
+	char sha[65], fpath[40], fsize[24], fsha[80], foff[24], fdata[80], err[160], item[80];
+	static const char content[] = "0123456789abcdefghij";
+	uint8_t nonce[32], sig[80], msg[64];
+	size_t siglen;
+	EVP_MD_CTX *md;
+	char data[64];
+
+	(void)state;
+	hello(t, 1);
+	ask(t, 2, "VERIFY", (const char *const[]){ "nonce=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", NULL }, &f);
+	want_error(&f, "NOKEY");
+	sha_hex(content, 20, sha);
+	snprintf(fpath, sizeof(fpath), "path=dir/c.txt");
+	snprintf(fsize, sizeof(fsize), "size=20");
+	snprintf(fsha, sizeof(fsha), "sha=%s", sha);
+	/* Over the limits. */
+	ask(t, 3, "WRITE", (const char *const[]){ fpath, "mode=0644", "size=5000", fsha, "off=0", "data=", NULL }, &f);
+	want_error(&f, "SIZE");
+	/* 10 bytes, then a chunk past them, then the rest. */
+	drv_b64_encode(data, content, 10);
+	data[drv_b64_len(10)] = 0;
+	snprintf(fdata, sizeof(fdata), "data=%s", data);
+	ask(t, 4, "WRITE", (const char *const[]){ fpath, "mode=0644", fsize, fsha, "off=0", fdata, NULL }, &f);
+	assert_int_equal(drv_proto_get_text(&f, "have", item, sizeof(item), err, sizeof(err)), 0);
+	assert_string_equal(item, "10");
+	ask(t, 5, "WRITE", (const char *const[]){ fpath, "mode=0644", fsize, fsha, "off=15", fdata, NULL }, &f);
+	want_error(&f, "OFFSET");
+	assert_int_equal(drv_proto_get_text(&f, "have", item, sizeof(item), err, sizeof(err)), 0);
+	assert_string_equal(item, "10");
+	ask(t, 6, "COMMIT", (const char *const[]){ "count=1", NULL }, &f);
+	want_error(&f, "INCOMPLETE");
+	/* Overlapping retransmission from 5: only the new bytes are written. */
+	drv_b64_encode(data, content + 5, 15);
+	data[drv_b64_len(15)] = 0;
+	snprintf(fdata, sizeof(fdata), "data=%s", data);
+	snprintf(foff, sizeof(foff), "off=5");
+	ask(t, 7, "WRITE", (const char *const[]){ fpath, "mode=0644", fsize, fsha, foff, fdata, NULL }, &f);
+	assert_string_equal(f.type, "WRITE");
+	assert_int_equal(drv_proto_get_text(&f, "done", item, sizeof(item), err, sizeof(err)), 0);
+	assert_string_equal(item, "1");
+	/* A file whose bytes do not match its hash is dropped. */
+	ask(t, 8, "WRITE", (const char *const[]){ "path=bad", "mode=0600", "size=2", fsha, "off=0", "data=aGk=", NULL }, &f);
+	want_error(&f, "HASH");
+	ask(t, 9, "COMMIT", (const char *const[]){ "count=1", NULL }, &f);
+	assert_string_equal(f.type, "COMMIT");
+	assert_int_equal(t->mem.gen, 1);
+	assert_int_equal(memcmp(t->mem.files[0].data, content, 20), 0);
+	/* VERIFY: the file as storage holds it, and a signature the station accepts. */
+	ask(t, 10, "CSR", (const char *const[]){ "cn=dev1", "alg=ec-p256", NULL }, &f);
+	memset(nonce, 7, sizeof(nonce));
+	ask(t, 11, "VERIFY", (const char *const[]){ "nonce=BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=", NULL }, &f);
+	assert_string_equal(f.type, "VERIFY");
+	assert_int_equal(drv_proto_field_item(&f, drv_proto_find(&f, "file"), 2, item, sizeof(item), err, sizeof(err)), 0);
+	assert_int_equal(strcasecmp(item, sha), 0);
+	assert_int_equal(drv_proto_get_b64(&f, "sig", sig, sizeof(sig), &siglen, err, sizeof(err)), 0);
+	memcpy(msg, "station-pop-v1", 14);
+	memcpy(msg + 14, nonce, 32);
+	md = EVP_MD_CTX_new();
+	assert_int_equal(EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, t->key.pkey), 1);
+	assert_int_equal(EVP_DigestVerify(md, sig, siglen, msg, 46), 1);
+	EVP_MD_CTX_free(md);
+	/* A full disk. */
+	t->mem.space = 3;
+	ask(t, 12, "WRITE", (const char *const[]){ fpath, "mode=0644", "size=5", "sha=2CF24DBA5FB0A30E26E83B2AC5B9E29E1B161E5C1FA7425E73043362938B9824", "off=0", "data=aGVsbG8=", NULL }, &f);
+	want_error(&f, "STORAGE");
+	assert_non_null(strstr(f.line, "no%20space"));
+	board_free(t);
+}
+
+/* CSR: a real PKCS#10 request with the subject asked for, the same bytes when asked again,
+ * a new one for another subject; regen refused on a provisioned board. */
+static void test_csr(void **state)
+{
+	static const char *const ask1[] = { "cn=dev%201", "ou=Factory%20A", "bc=production", "alg=ec-p256", NULL };
+	struct t *t = board_new(NULL, 0);
+	struct drv_proto_frame f;
+	uint8_t der[1024], der2[1024];
+	size_t n, n2, got;
+	char err[160], name[256];
+	const unsigned char *p;
+	X509_REQ *req;
+	EVP_PKEY *pub;
+
+	(void)state;
+	hello(t, 1);
+	ask(t, 2, "CSR", (const char *const[]){ "cn=x", "alg=rsa-2048", NULL }, &f);
+	want_error(&f, "ALG");
+	ask(t, 3, "CSR", ask1, &f);
+	assert_string_equal(f.type, "CSR");
+	assert_int_equal(drv_proto_get_b64(&f, "data", der, sizeof(der), &n, err, sizeof(err)), 0);
+	assert_int_equal(t->key.generated, 1);
+	p = der;
+	req = d2i_X509_REQ(NULL, &p, (long)n);
+	assert_non_null(req);
+	assert_int_equal(p - der, (long)n);
+	pub = X509_REQ_get_pubkey(req);
+	assert_int_equal(EVP_PKEY_eq(pub, t->key.pkey), 1);
+	assert_int_equal(X509_REQ_verify(req, pub), 1);
+	X509_NAME_oneline(X509_REQ_get_subject_name(req), name, sizeof(name));
+	assert_string_equal(name, "/CN=dev 1/OU=Factory A/businessCategory=production");
+	assert_int_equal(ASN1_STRING_type(X509_NAME_ENTRY_get_data(
+				 X509_NAME_get_entry(X509_REQ_get_subject_name(req), 0))),
+			 V_ASN1_UTF8STRING);
+	EVP_PKEY_free(pub);
+	X509_REQ_free(req);
+	/* Again (another seq): the same bytes; a chunk from an offset. */
+	ask(t, 4, "CSR", ask1, &f);
+	assert_int_equal(drv_proto_get_b64(&f, "data", der2, sizeof(der2), &n2, err, sizeof(err)), 0);
+	assert_int_equal(n2, n);
+	assert_memory_equal(der, der2, n);
+	ask(t, 5, "CSR", (const char *const[]){ "cn=dev%201", "ou=Factory%20A", "bc=production", "alg=ec-p256", "off=100", NULL }, &f);
+	assert_int_equal(drv_proto_get_b64(&f, "data", der2, sizeof(der2), &got, err, sizeof(err)), 0);
+	assert_memory_equal(der + 100, der2, got);
+	ask(t, 6, "CSR", (const char *const[]){ "cn=dev%201", "alg=ec-p256", "off=5000", NULL }, &f);
+	want_error(&f, "FIELD");
+	/* The device id was adopted. */
+	assert_int_equal(t->mem.rec_len[BRD_REC_DEVICE_ID], 5);
+	assert_memory_equal(t->mem.rec[BRD_REC_DEVICE_ID], "dev 1", 5);
+	/* Provisioned: regen refused, the key kept. */
+	t->mem.gen = 1;
+	ask(t, 7, "CSR", (const char *const[]){ "cn=dev%201", "alg=ec-p256", "regen=1", NULL }, &f);
+	want_error(&f, "KEYGEN");
+	assert_int_equal(t->key.generated, 1);
+	t->b.allow_regen = 1; /* as brd_config.allow_regen = 1 would */
+	ask(t, 8, "CSR", (const char *const[]){ "cn=dev%201", "alg=ec-p256", "regen=1", NULL }, &f);
+	assert_string_equal(f.type, "CSR");
+	assert_int_equal(t->key.generated, 2);
+	board_free(t);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_boot),	       cmocka_unit_test(test_hello_first),
+		cmocka_unit_test(test_retransmission), cmocka_unit_test(test_frame_errors),
+		cmocka_unit_test(test_baud),	       cmocka_unit_test(test_confinement),
+		cmocka_unit_test(test_files),	       cmocka_unit_test(test_csr),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
