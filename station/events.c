@@ -328,6 +328,11 @@ double st_tally_boards_per_hour(const struct st_tally *t)
 	return (double)t->boards * 3600.0 / span;
 }
 
+long long st_tally_bph(const struct st_tally *t)
+{
+	return llround(st_tally_boards_per_hour(t));
+}
+
 void st_events_summary(struct st_events *ev, uint64_t run_start, uint64_t now,
 		       const json_t *extra)
 {
@@ -363,8 +368,7 @@ void st_events_summary(struct st_events *ev, uint64_t run_start, uint64_t now,
 			    json_real(t->first_start && t->last_end > t->first_start ?
 					      round3((double)(t->last_end - t->first_start) / 1e9) :
 					      0.0));
-	json_object_set_new(j, "boards_per_hour",
-			    json_real(round(st_tally_boards_per_hour(t) * 10.0) / 10.0));
+	json_object_set_new(j, "boards_per_hour", json_integer(st_tally_bph(t)));
 	for (int p = 0; p < ST_PHASE_COUNT; p++) {
 		if (t->phase_n[p])
 			json_object_set_new(mean, phase_names[p],

@@ -114,6 +114,10 @@ const struct st_tally *st_events_tally(const struct st_events *ev);
  * fewer than one board finished. */
 double st_tally_boards_per_hour(const struct st_tally *t);
 
+/* The same as a whole number: the one boards/hour figure (operator.h's ST_BPH_LABEL) that
+ * the live view, the summary, the summary event and the browser console all show. */
+long long st_tally_bph(const struct st_tally *t);
+
 /* The summary line: the tallies plus the fields of extra (borrowed; may be NULL), with
  * "elapsed_s" measured from run_start (uv_hrtime()). */
 void st_events_summary(struct st_events *ev, uint64_t run_start, uint64_t now,
