@@ -15,6 +15,7 @@
 
 #include "ca.h"
 #include "config.h"
+#include "console.h"
 #include "err.h"
 #include "http.h"
 #include "log.h"
@@ -42,6 +43,7 @@ struct st_engine {
 	struct drv_signer *signer;
 	struct st_pool *pool;
 	struct st_http *http; /* the registration server (config http:), until stopping */
+	struct st_console *console; /* the operator console on it (http: console:) */
 	struct st_events *events;
 	struct st_profiles *profiles;
 	struct st_slot_env env;
@@ -98,6 +100,60 @@ uint64_t st_engine_started(const struct st_engine *e)
 int st_engine_stopping(const struct st_engine *e)
 {
 	return e->stopping;
+}
+
+/* ---- The operator console's view of the engine ---------------------------------------- */
+
+static struct st_slot *const *console_slots(void *arg, size_t *n)
+{
+	return st_engine_slots(arg, n);
+}
+
+static const struct st_tally *console_tally(void *arg)
+{
+	return st_engine_tally(arg);
+}
+
+static int console_pool(void *arg, struct st_pool_stats *out)
+{
+	return st_engine_pool_stats(arg, out);
+}
+
+static int console_stopping(void *arg)
+{
+	return st_engine_stopping(arg);
+}
+
+static uint64_t console_started(void *arg)
+{
+	return st_engine_started(arg);
+}
+
+static int start_console(struct st_engine *e, char *err, size_t errlen)
+{
+	struct st_console_source src = {
+		e->station,	  e->cfg->ledger,   console_slots,   console_tally,
+		console_pool,	  console_stopping, console_started, e,
+	};
+
+	if (st_console_new(&e->loop, &src, &e->console) < 0)
+		return st_errf(err, errlen, ST_E_NOMEM, "out of memory");
+	st_http_set_console(e->http, e->console);
+	/* The pages get every line of the event stream, also without --events. */
+	st_events_set_tap(e->events, st_console_event_line, e->console);
+	return 0;
+}
+
+/* The console's pages are told the station stops; their streams end with the server. */
+static void close_console(struct st_engine *e)
+{
+	st_console_stop(e->console);
+	st_http_close(e->http, NULL, NULL);
+	e->http = NULL;
+	if (e->events)
+		st_events_set_tap(e->events, NULL, NULL);
+	st_console_close(e->console);
+	e->console = NULL;
 }
 
 /* ---- Profiles ------------------------------------------------------------------------- */
@@ -587,9 +643,9 @@ static void engine_stop_now(struct st_engine *e)
 	st_notice("stopping (%s); %zu board%s in flight", e->stop_reason, busy,
 		  busy == 1 ? "" : "s");
 	stop_slots(e);
-	/* The registration server first: what it left in the pool is finished below. */
-	st_http_close(e->http, NULL, NULL);
-	e->http = NULL;
+	/* The registration server first (and the console on it): what it left in the pool is
+	 * finished below. */
+	close_console(e);
 	/* The pool finishes what it signs, records it, carries out the queued ledger updates
 	 * (deliveries, failures), and only then calls back. */
 	st_pool_close(e->pool, on_pool_closed, e);
@@ -903,6 +959,11 @@ int st_engine_new(const char *config_path, const struct st_engine_options *opt,
 		if (rc < 0)
 			goto fail;
 		st_http_set_status_hook(e->http, http_status, e);
+		if (e->cfg->http.console) {
+			rc = start_console(e, err, errlen);
+			if (rc < 0)
+				goto fail;
+		}
 	}
 
 	uv_signal_init(&e->loop, &e->sig_int);
@@ -950,6 +1011,8 @@ int st_engine_run(struct st_engine *e)
 		  ps.workers, e->cfg->ledger);
 	if (e->http)
 		st_notice("registration API (lmp-device-register) on %s", st_http_url(e->http));
+	if (e->console)
+		st_notice("operator console on %s/console", st_http_url(e->http));
 	for (size_t i = 0; i < e->nslots; i++)
 		st_slot_start(e->slots[i]);
 	uv_run(&e->loop, UV_RUN_DEFAULT);
@@ -968,8 +1031,7 @@ void st_engine_free(struct st_engine *e)
 {
 	if (!e)
 		return;
-	st_http_close(e->http, NULL, NULL);
-	e->http = NULL;
+	close_console(e);
 	if (e->pool && !e->pool_closed) {
 		/* Set-up failed after the pool started: close it and let its threads end. */
 		st_pool_close(e->pool, NULL, NULL);

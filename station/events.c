@@ -18,6 +18,8 @@ struct st_events {
 	char *path;
 	char *station;
 	struct st_tally tally;
+	st_events_tap_fn tap; /* st_events_set_tap() */
+	void *tap_arg;
 };
 
 static const char *const phase_names[ST_PHASE_COUNT] = {
@@ -75,6 +77,18 @@ void st_events_close(struct st_events *ev)
 	free(ev);
 }
 
+void st_events_set_tap(struct st_events *ev, st_events_tap_fn fn, void *arg)
+{
+	ev->tap = fn;
+	ev->tap_arg = arg;
+}
+
+/* Whether lines are wanted at all: a file, stdout, or a tap. */
+static int wanted(const struct st_events *ev)
+{
+	return (ev->fd >= 0 && !ev->warned) || ev->tap;
+}
+
 void st_events_set_station(struct st_events *ev, const char *station)
 {
 	free(ev->station);
@@ -122,7 +136,7 @@ void st_events_emit(struct st_events *ev, json_t *obj)
 
 	if (!obj)
 		return;
-	if (ev->fd < 0 || ev->warned) {
+	if (!wanted(ev)) {
 		json_decref(obj);
 		return;
 	}
@@ -166,7 +180,10 @@ void st_events_emit(struct st_events *ev, json_t *obj)
 		line = l;
 	}
 	line[n++] = '\n';
-	write_all(ev, line, n);
+	if (ev->fd >= 0 && !ev->warned)
+		write_all(ev, line, n);
+	if (ev->tap)
+		ev->tap(ev->tap_arg, line, n - 1);
 	free(line);
 }
 
@@ -205,7 +222,7 @@ void st_events_state(struct st_events *ev, const char *slot, const char *from, c
 {
 	json_t *o;
 
-	if (ev->fd < 0)
+	if (!wanted(ev))
 		return;
 	o = json_object();
 	if (!o)
@@ -272,7 +289,7 @@ void st_events_outcome(struct st_events *ev, const struct st_outcome *o, uint64_
 			t->first_start = start;
 		t->last_end = now;
 	}
-	if (ev->fd < 0)
+	if (!wanted(ev))
 		return;
 	j = json_object();
 	ms = json_object();
@@ -341,7 +358,7 @@ void st_events_summary(struct st_events *ev, uint64_t run_start, uint64_t now,
 	const char *k;
 	json_t *v;
 
-	if (ev->fd < 0)
+	if (!wanted(ev))
 		return;
 	j = json_object();
 	by = json_object();

@@ -95,6 +95,12 @@ void st_events_close(struct st_events *ev);
  * the record). */
 void st_events_emit(struct st_events *ev, json_t *obj);
 
+/* Also hands every line (without its newline) to fn(arg, line, len) as it is written, also
+ * when the stream goes nowhere: the browser console forwards them to its pages. NULL: none.
+ * fn must not emit events. */
+typedef void (*st_events_tap_fn)(void *arg, const char *line, size_t len);
+void st_events_set_tap(struct st_events *ev, st_events_tap_fn fn, void *arg);
+
 /* Sets the station name that every line then carries (NULL: none). */
 void st_events_set_station(struct st_events *ev, const char *station);
 
