@@ -68,6 +68,23 @@
     return el('span', 'tag c-' + a['class'], a.class_name.toUpperCase());
   }
 
+  /* What every slot's name starts with, as the terminal view leaves it out of its grid: not
+   * ending inside a number ("board1" of board10..board19 would leave "0".."9"), and leaving
+   * a character of every name. */
+  function commonPrefix(names) {
+    if (names.length < 2) return '';
+    var p = names[0].length, min = Infinity;
+    names.forEach(function (n) {
+      var k = 0;
+      while (k < p && n[k] === names[0][k]) k++;
+      p = k;
+      min = Math.min(min, n.length);
+    });
+    if (p >= min) p = min - 1;
+    while (p > 0 && /[0-9]/.test(names[0][p - 1])) p--;
+    return names[0].slice(0, Math.max(p, 0));
+  }
+
   function today() {
     var d = new Date();
     var p = function (n) { return (n < 10 ? '0' : '') + n; };
@@ -110,7 +127,7 @@
     var cls = 'slot ' + model.size + ' k-' + s.kind + (s.stuck ? ' stuck' : '') +
       (s.word === 'no answer' ? ' silent' : '') + (a ? ' c-' + a['class'] : '');
     if (c.className !== cls) c.className = cls;
-    setText(c.name, s.name);
+    setText(c.name, model.size === 'size-s' || model.size === 'size-xs' ? s.short : s.name);
     setText(c.word, s.note && s.kind === 'busy' ? s.word + ' (' + s.note + ')' : s.word);
     setText(c.dev, s.device_id ? s.device_id.slice(0, 13) : '');
     setText(c.time, duration(Math.max(0, now - s.t0)));
@@ -173,6 +190,8 @@
       frag.appendChild(s.cell);
     });
     model.slots = model.slots.filter(function (s) { return s; });
+    model.prefix = commonPrefix(model.slots.map(function (s) { return s.name; }));
+    model.slots.forEach(function (s) { s.short = s.name.slice(model.prefix.length); });
     g.replaceChildren(frag);
     setText($('station'), o.station);
     document.title = 'Station ' + o.station;
@@ -297,7 +316,8 @@
       else if (s.kind === 'pass' || s.kind === 'fail') done++;
       else off++;
     });
-    setText($('slots-summary'), model.slots.length + ' slots: ' + busy + ' busy, ' + wait +
+    setText($('slots-summary'), model.slots.length + ' slots' +
+      (model.prefix ? ' (' + model.prefix + '*)' : '') + ': ' + busy + ' busy, ' + wait +
       ' waiting, ' + done + ' finished, ' + off + ' offline');
   }
 
