@@ -25,9 +25,8 @@
 #include "err.h"
 #include "issue.h"
 #include "ledger.h"
+#include "ledger_export.h"
 #include "profile.h"
-
-enum cert_format { CERT_BASE64, CERT_PEM, CERT_NONE };
 
 struct opts {
 	const char *config;
@@ -109,29 +108,6 @@ static const char usage_flags[] =
 	"a key recorded for another device id): time, station, slot, device id, key hash,\n"
 	"reason.\n";
 
-static void fmt_time(time_t t, char *buf, size_t len)
-{
-	struct tm tm;
-
-	if (t == 0 || !gmtime_r(&t, &tm)) {
-		snprintf(buf, len, "-");
-		return;
-	}
-	strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
-static void hex32(const uint8_t *b, char out[65])
-{
-	static const char digits[] = "0123456789abcdef";
-	int i;
-
-	for (i = 0; i < 32; i++) {
-		out[2 * i] = digits[b[i] >> 4];
-		out[2 * i + 1] = digits[b[i] & 15];
-	}
-	out[64] = 0;
-}
-
 static const char *dash(const char *s)
 {
 	return s && *s ? s : "-";
@@ -172,9 +148,9 @@ static int list_row(const struct st_ledger_row *r, void *arg)
 		c->cap = cap;
 	}
 	snprintf(id, sizeof(id), "%lld", (long long)r->id);
-	fmt_time(r->created, t[0], sizeof(t[0]));
-	fmt_time(r->signed_at, t[1], sizeof(t[1]));
-	fmt_time(r->delivered_at, t[2], sizeof(t[2]));
+	st_export_time(r->created, t[0], sizeof(t[0]));
+	st_export_time(r->signed_at, t[1], sizeof(t[1]));
+	st_export_time(r->delivered_at, t[2], sizeof(t[2]));
 	v[0] = id;
 	v[1] = r->serial;
 	v[2] = r->device_id;
@@ -298,19 +274,19 @@ static int cmd_show(struct st_ledger *l, int argc, char **argv)
 	printf("state:         %s%s\n", st_ledger_state_name(r->state),
 	       r->state == ST_LEDGER_INTENT ? " (possibly signed: no certificate recorded)" : "");
 	printf("reason:        %s\n", dash(r->reason));
-	hex32(r->csr_sha256, h);
+	st_export_hex32(r->csr_sha256, h);
 	printf("csr sha256:    %s\n", h);
-	hex32(r->pubkey_sha256, h);
+	st_export_hex32(r->pubkey_sha256, h);
 	printf("pubkey sha256: %s\n", h);
-	fmt_time(r->created, t, sizeof(t));
+	st_export_time(r->created, t, sizeof(t));
 	printf("created:       %s\n", t);
-	fmt_time(r->signed_at, t, sizeof(t));
+	st_export_time(r->signed_at, t, sizeof(t));
 	printf("signed:        %s\n", t);
-	fmt_time(r->delivered_at, t, sizeof(t));
+	st_export_time(r->delivered_at, t, sizeof(t));
 	printf("delivered:     %s\n", t);
-	fmt_time(r->not_before, t, sizeof(t));
+	st_export_time(r->not_before, t, sizeof(t));
 	printf("not before:    %s\n", t);
-	fmt_time(r->not_after, t, sizeof(t));
+	st_export_time(r->not_after, t, sizeof(t));
 	printf("not after:     %s\n", t);
 	if (r->cert_der) {
 		if (st_cert_pem(r->cert_der, r->cert_len, &pem, &pem_len) < 0) {
@@ -326,134 +302,6 @@ static int cmd_show(struct st_ledger *l, int argc, char **argv)
 }
 
 /* ---- export ---- */
-
-struct export_ctx {
-	FILE *out;
-	int jsonl;
-	enum cert_format cert;
-	int state;
-	int failed; /* a write or an allocation failed */
-};
-
-static const char *const export_cols[] = {
-	"id",	   "serial",   "device_id", "profile",	  "station",	"slot",
-	"state",   "reason",   "csr_sha256", "pubkey_sha256", "created",	"signed_at",
-	"delivered_at", "not_before", "not_after",
-};
-#define EXPORT_NCOLS (sizeof(export_cols) / sizeof(export_cols[0]))
-
-static const char *cert_column(enum cert_format f)
-{
-	return f == CERT_PEM ? "cert_pem" : "cert_der_base64";
-}
-
-/* RFC 4180: a field holding a comma, a quote, CR or LF is quoted, quotes doubled. */
-static void csv_field(FILE *out, const char *s, int last)
-{
-	if (s && strpbrk(s, ",\"\r\n")) {
-		fputc('"', out);
-		for (; *s; s++) {
-			if (*s == '"')
-				fputc('"', out);
-			fputc(*s, out);
-		}
-		fputc('"', out);
-	} else if (s) {
-		fputs(s, out);
-	}
-	fputs(last ? "\r\n" : ",", out);
-}
-
-/* The certificate as text in format f: a new string (free()), or NULL when there is none
- * or memory ran out (*oom set). */
-static char *cert_text(const struct st_ledger_row *r, enum cert_format f, int *oom)
-{
-	char *s = NULL;
-	size_t n;
-
-	if (!r->cert_der || f == CERT_NONE)
-		return NULL;
-	if (f == CERT_PEM) {
-		if (st_cert_pem(r->cert_der, r->cert_len, &s, &n) < 0)
-			*oom = 1;
-		return s;
-	}
-	s = malloc(4 * ((r->cert_len + 2) / 3) + 1);
-	if (!s) {
-		*oom = 1;
-		return NULL;
-	}
-	EVP_EncodeBlock((unsigned char *)s, r->cert_der, (int)r->cert_len);
-	return s;
-}
-
-static int export_row(const struct st_ledger_row *r, void *arg)
-{
-	struct export_ctx *c = arg;
-	char id[24], t[5][32], ch[65], kh[65];
-	const char *v[EXPORT_NCOLS];
-	char *cert;
-	size_t i;
-	int oom = 0;
-
-	if (c->state >= 0 && (int)r->state != c->state)
-		return 0;
-	snprintf(id, sizeof(id), "%lld", (long long)r->id);
-	hex32(r->csr_sha256, ch);
-	hex32(r->pubkey_sha256, kh);
-	fmt_time(r->created, t[0], sizeof(t[0]));
-	fmt_time(r->signed_at, t[1], sizeof(t[1]));
-	fmt_time(r->delivered_at, t[2], sizeof(t[2]));
-	fmt_time(r->not_before, t[3], sizeof(t[3]));
-	fmt_time(r->not_after, t[4], sizeof(t[4]));
-	v[0] = id;
-	v[1] = r->serial;
-	v[2] = r->device_id;
-	v[3] = r->profile;
-	v[4] = r->station;
-	v[5] = r->slot;
-	v[6] = st_ledger_state_name(r->state);
-	v[7] = r->reason;
-	v[8] = ch;
-	v[9] = kh;
-	for (i = 0; i < 5; i++)
-		v[10 + i] = strcmp(t[i], "-") == 0 ? NULL : t[i];
-	cert = cert_text(r, c->cert, &oom);
-	if (oom) {
-		c->failed = 1;
-		return 1;
-	}
-	if (!c->jsonl) {
-		for (i = 0; i < EXPORT_NCOLS; i++)
-			csv_field(c->out, v[i], c->cert == CERT_NONE && i == EXPORT_NCOLS - 1);
-		if (c->cert != CERT_NONE)
-			csv_field(c->out, cert, 1);
-	} else {
-		json_t *o = json_object();
-		char *line = NULL;
-
-		if (o) {
-			json_object_set_new(o, "id", json_integer(r->id));
-			for (i = 1; i < EXPORT_NCOLS; i++)
-				json_object_set_new(o, export_cols[i],
-						    v[i] ? json_string(v[i]) : json_null());
-			if (c->cert != CERT_NONE)
-				json_object_set_new(o, cert_column(c->cert),
-						    cert ? json_string(cert) : json_null());
-			line = json_dumps(o, JSON_COMPACT);
-		}
-		if (line)
-			fprintf(c->out, "%s\n", line);
-		else
-			c->failed = 1;
-		free(line);
-		json_decref(o);
-	}
-	free(cert);
-	if (ferror(c->out))
-		c->failed = 1;
-	return c->failed;
-}
 
 /* Opens FILE.tmp beside path for an export written whole or not at all. */
 static FILE *open_tmp(const char *path, char **tmp)
@@ -490,10 +338,9 @@ static int close_tmp(FILE *f, const char *tmp, const char *path, int ok)
 
 static int cmd_export(struct st_ledger *l, const struct opts *o)
 {
-	struct export_ctx c = { .out = stdout, .state = -1 };
+	struct st_export c = { .out = stdout, .state = -1 };
 	char err[512];
 	char *tmp = NULL;
-	size_t i;
 	int rc;
 
 	if (!o->format || (strcmp(o->format, "csv") != 0 && strcmp(o->format, "jsonl") != 0)) {
@@ -503,11 +350,11 @@ static int cmd_export(struct st_ledger *l, const struct opts *o)
 	}
 	c.jsonl = strcmp(o->format, "jsonl") == 0;
 	if (!o->cert || strcmp(o->cert, "base64") == 0) {
-		c.cert = CERT_BASE64;
+		c.cert = ST_EXPORT_CERT_BASE64;
 	} else if (strcmp(o->cert, "pem") == 0) {
-		c.cert = CERT_PEM;
+		c.cert = ST_EXPORT_CERT_PEM;
 	} else if (strcmp(o->cert, "none") == 0) {
-		c.cert = CERT_NONE;
+		c.cert = ST_EXPORT_CERT_NONE;
 	} else {
 		fprintf(stderr, "station ledger export: --cert must be base64, pem or none, not "
 				"%s\n",
@@ -531,14 +378,8 @@ static int cmd_export(struct st_ledger *l, const struct opts *o)
 			return 1;
 		}
 	}
-	if (!c.jsonl) {
-		for (i = 0; i < EXPORT_NCOLS; i++)
-			csv_field(c.out, export_cols[i],
-				  c.cert == CERT_NONE && i == EXPORT_NCOLS - 1);
-		if (c.cert != CERT_NONE)
-			csv_field(c.out, cert_column(c.cert), 1);
-	}
-	rc = st_ledger_foreach(l, export_row, &c, err, sizeof(err));
+	st_export_header(&c);
+	rc = st_ledger_foreach(l, st_export_row, &c, err, sizeof(err));
 	if (rc == 0 && c.failed)
 		rc = st_errf(err, sizeof(err), ST_E_IO, "cannot write the export%s%s",
 			     o->output ? " to " : "", o->output ? o->output : "");
@@ -658,8 +499,8 @@ static void check_cert(struct check_ctx *c, const struct st_ledger_row *r)
 	} else {
 		SHA256(spki, (size_t)len, hash);
 		if (memcmp(hash, r->pubkey_sha256, 32) != 0) {
-			hex32(hash, h1);
-			hex32(r->pubkey_sha256, h2);
+			st_export_hex32(hash, h1);
+			st_export_hex32(r->pubkey_sha256, h2);
 			problem(c, r, "certificate public key sha256:%s differs from the row's "
 				      "sha256:%s",
 				h1, h2);
@@ -700,7 +541,7 @@ static int check_row(const struct st_ledger_row *r, void *arg)
 	c->rows++;
 	if (r->state == ST_LEDGER_INTENT) {
 		c->possibly++;
-		fmt_time(r->created, t, sizeof(t));
+		st_export_time(r->created, t, sizeof(t));
 		printf("possibly signed: row %lld (serial %s, device id %s, slot %s, since %s): "
 		       "intent without a certificate\n",
 		       (long long)r->id, r->serial, r->device_id, dash(r->slot), t);
@@ -840,7 +681,7 @@ static void report_runs(struct check_ctx *c, int (*same)(const struct check_key 
 				c->problems++;
 			printf("%s: %s ", bad ? "problem" : "note", what);
 			if (strcmp(what, "public key") == 0) {
-				hex32(c->keys[i].pubkey, h);
+				st_export_hex32(c->keys[i].pubkey, h);
 				printf("sha256:%s", h);
 			} else if (strcmp(what, "serial") == 0) {
 				printf("%s", c->keys[i].serial);
@@ -1035,9 +876,9 @@ static int print_flag(const struct st_ledger_flag *f, void *arg)
 	char t[32], h[65];
 
 	(void)arg;
-	fmt_time(f->time, t, sizeof(t));
+	st_export_time(f->time, t, sizeof(t));
 	if (f->pubkey_sha256)
-		hex32(f->pubkey_sha256, h);
+		st_export_hex32(f->pubkey_sha256, h);
 	printf("%lld  %s  station %s  slot %s  device id %s  key %s%s  %s\n", (long long)f->id,
 	       t, f->station, dash(f->slot), dash(f->device_id), f->pubkey_sha256 ? "sha256:" : "",
 	       f->pubkey_sha256 ? h : "-", f->reason);

@@ -15,6 +15,7 @@
 #include "ca.h"
 #include "commands.h"
 #include "config.h"
+#include "console.h"
 #include "err.h"
 #include "http.h"
 #include "log.h"
@@ -33,8 +34,10 @@ struct serve {
 	struct st_pool *pool;
 	struct st_profiles *profiles;
 	struct st_http *http;
+	struct st_console *console; /* the operator console (http: console:) */
 	uv_signal_t sig_int, sig_term, sig_hup;
 	int stopping;
+	uint64_t started;
 };
 
 static void serve_usage(FILE *out)
@@ -48,6 +51,8 @@ static void serve_usage(FILE *out)
 		"'station run'. Beyond loopback it refuses to start unless clients authenticate\n"
 		"(client_ca, or tokens over HTTPS) or the configuration says\n"
 		"'allow_unauthenticated: true'. Prints 'station: serving on URL' once it listens.\n"
+		"The operator console (the signing pool, the ledger search and the day's report)\n"
+		"is at URL/console unless the configuration says 'console: false'.\n"
 		"Runs until SIGINT or SIGTERM; SIGHUP reloads the profiles.\n"
 		"\n"
 		"  -c, --config FILE   station configuration (ca, ledger, profiles, pool, http)\n"
@@ -139,13 +144,37 @@ static void on_signal(uv_signal_t *sig, int signum)
 		return;
 	s->stopping = 1;
 	st_notice("%s: stopping", strsignal(signum));
-	/* The server first: it leaves the pool alone from here on but for what it left in it,
-	 * which the pool finishes and records before it closes. */
+	/* The server first (it ends the console's pages): it leaves the pool alone from here
+	 * on but for what it left in it, which the pool finishes and records before it
+	 * closes. */
 	st_http_close(s->http, NULL, NULL);
+	st_console_close(s->console);
+	s->console = NULL;
 	st_pool_close(s->pool, NULL, NULL);
 	uv_close((uv_handle_t *)&s->sig_int, NULL);
 	uv_close((uv_handle_t *)&s->sig_term, NULL);
 	uv_close((uv_handle_t *)&s->sig_hup, NULL);
+}
+
+/* The console of `station serve`: no slots, no tallies; the pool until it closes. */
+static int console_pool(void *arg, struct st_pool_stats *out)
+{
+	struct serve *s = arg;
+
+	if (s->stopping || !s->pool)
+		return -1;
+	st_pool_stats(s->pool, out);
+	return 0;
+}
+
+static int console_stopping(void *arg)
+{
+	return ((struct serve *)arg)->stopping;
+}
+
+static uint64_t console_started(void *arg)
+{
+	return ((struct serve *)arg)->started;
 }
 
 static int start_pool(struct serve *s, char *err, size_t errlen)
@@ -251,6 +280,7 @@ int st_cmd_serve(int argc, char **argv)
 		goto out;
 	}
 	memset(&defaults, 0, sizeof(defaults));
+	defaults.console = 1;
 	memset(&env, 0, sizeof(env));
 	env.pool = s.pool;
 	env.ca = s.ca;
@@ -260,6 +290,19 @@ int st_cmd_serve(int argc, char **argv)
 			  err, sizeof(err)) < 0) {
 		st_err("%s", err);
 		goto out;
+	}
+	s.started = uv_hrtime();
+	if (s.cfg->http.enabled ? s.cfg->http.console : defaults.console) {
+		struct st_console_source src = {
+			s.station, s.cfg->ledger, NULL, NULL, console_pool, console_stopping,
+			console_started, &s,
+		};
+
+		if (st_console_new(&s.loop, &src, &s.console) < 0) {
+			st_err("out of memory");
+			goto out;
+		}
+		st_http_set_console(s.http, s.console);
 	}
 	uv_signal_init(&s.loop, &s.sig_int);
 	uv_signal_init(&s.loop, &s.sig_term);
@@ -279,6 +322,7 @@ int st_cmd_serve(int argc, char **argv)
 out:
 	if (s.http)
 		st_http_close(s.http, NULL, NULL);
+	st_console_close(s.console);
 	if (s.pool)
 		st_pool_close(s.pool, NULL, NULL);
 	if (loop_ready) {

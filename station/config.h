@@ -64,6 +64,8 @@
  *     max_body: 65536            # bytes of a request body
  *     allow_unauthenticated: false  # beyond loopback the server requires client_ca, or
  *                                #   tokens over HTTPS, or this written as true
+ *     console: true              # the operator console at /console (read-only, the same
+ *                                #   access rule as /status); default true
  *
  * A new section is a struct member below plus one entry in config.c's top-level table (and
  * a table of its own keys). */
@@ -153,6 +155,7 @@ struct st_config_http {
 	unsigned idle_timeout_ms; /* default 10000 */
 	int allow_unauthenticated; /* 1: serve beyond loopback without tokens or client
 				    * certificates (written out in the file, never a default) */
+	int console;		  /* serve the operator console (console.h); default 1 */
 };
 
 struct st_yl_ctx;

@@ -15,9 +15,11 @@
 
 #include "ca.h"
 #include "config.h"
+#include "console.h"
 #include "err.h"
 #include "http.h"
 #include "log.h"
+#include "operator.h"
 #include "profile.h"
 #include "signer.h"
 #include "view.h"
@@ -25,8 +27,8 @@
 #define MAX_SLOTS 4096
 #define TICK_MS 100
 #define DEFAULT_RESCAN_MS 1000
-/* --until-idle: a slot that heard no board for this long counts as an empty fixture. */
-#define UNTIL_IDLE_EMPTY_MS 10000
+/* Columns of the summary's lines. */
+#define SUMMARY_COLS 80
 
 struct st_engine {
 	uv_loop_t loop;
@@ -41,6 +43,7 @@ struct st_engine {
 	struct drv_signer *signer;
 	struct st_pool *pool;
 	struct st_http *http; /* the registration server (config http:), until stopping */
+	struct st_console *console; /* the operator console on it (http: console:) */
 	struct st_events *events;
 	struct st_profiles *profiles;
 	struct st_slot_env env;
@@ -61,6 +64,7 @@ struct st_engine {
 	unsigned slots_open; /* slots not yet closed */
 	char stop_reason[128];
 	int paused_reported;
+	json_t *abandoned; /* [{"slot", "state"}] of the boards the stop abandoned */
 };
 
 /* ---- Accessors for the view ----------------------------------------------------------- */
@@ -97,6 +101,60 @@ uint64_t st_engine_started(const struct st_engine *e)
 int st_engine_stopping(const struct st_engine *e)
 {
 	return e->stopping;
+}
+
+/* ---- The operator console's view of the engine ---------------------------------------- */
+
+static struct st_slot *const *console_slots(void *arg, size_t *n)
+{
+	return st_engine_slots(arg, n);
+}
+
+static const struct st_tally *console_tally(void *arg)
+{
+	return st_engine_tally(arg);
+}
+
+static int console_pool(void *arg, struct st_pool_stats *out)
+{
+	return st_engine_pool_stats(arg, out);
+}
+
+static int console_stopping(void *arg)
+{
+	return st_engine_stopping(arg);
+}
+
+static uint64_t console_started(void *arg)
+{
+	return st_engine_started(arg);
+}
+
+static int start_console(struct st_engine *e, char *err, size_t errlen)
+{
+	struct st_console_source src = {
+		e->station,	  e->cfg->ledger,   console_slots,   console_tally,
+		console_pool,	  console_stopping, console_started, e,
+	};
+
+	if (st_console_new(&e->loop, &src, &e->console) < 0)
+		return st_errf(err, errlen, ST_E_NOMEM, "out of memory");
+	st_http_set_console(e->http, e->console);
+	/* The pages get every line of the event stream, also without --events. */
+	st_events_set_tap(e->events, st_console_event_line, e->console);
+	return 0;
+}
+
+/* The console's pages are told the station stops; their streams end with the server. */
+static void close_console(struct st_engine *e)
+{
+	st_console_stop(e->console);
+	st_http_close(e->http, NULL, NULL);
+	e->http = NULL;
+	if (e->events)
+		st_events_set_tap(e->events, NULL, NULL);
+	st_console_close(e->console);
+	e->console = NULL;
 }
 
 /* ---- Profiles ------------------------------------------------------------------------- */
@@ -491,21 +549,46 @@ static void on_slot_closed(struct st_slot *s)
 	e->slots_open--;
 }
 
+/* The summary for people, every line within SUMMARY_COLS (but a long station name): the
+ * totals, boards/hour as the live view shows it, each failure reason in words with its
+ * action, and the slots whose boards the stop abandoned. */
 static void print_summary(struct st_engine *e)
 {
 	const struct st_tally *t = st_events_tally(e->events);
 	double secs = (double)(uv_hrtime() - e->started) / 1e9;
+	size_t col = 0;
 
 	if (e->opt.json)
 		return;
-	printf("station %s: %llu boards in %.1f s: %llu passed (%llu delivered again), %llu "
-	       "failed%s%llu abandoned; %.0f boards/hour\n",
-	       e->station, (unsigned long long)t->boards, secs, (unsigned long long)t->passed,
-	       (unsigned long long)t->reused, (unsigned long long)t->failed,
-	       ", ", (unsigned long long)t->abandoned, st_tally_boards_per_hour(t));
-	for (size_t i = 0; i < t->nreasons; i++)
-		printf("  failed: %-24s %llu\n", t->reasons[i].reason,
-		       (unsigned long long)t->reasons[i].count);
+	printf("station %s: %llu boards in %.1f s, %lld " ST_BPH_LABEL "\n", e->station,
+	       (unsigned long long)t->boards, secs, st_tally_bph(t));
+	printf("  %llu passed (%llu delivered again), %llu failed, %llu abandoned\n",
+	       (unsigned long long)t->passed, (unsigned long long)t->reused,
+	       (unsigned long long)t->failed, (unsigned long long)t->abandoned);
+	for (size_t i = 0; i < t->nreasons; i++) {
+		const struct st_action *a = st_action_for(t->reasons[i].reason);
+
+		printf("  failed %llu: %s: %s\n", (unsigned long long)t->reasons[i].count, a->words,
+		       st_action_class_name(a->cls));
+	}
+	for (size_t i = 0; i < json_array_size(e->abandoned); i++) {
+		json_t *o = json_array_get(e->abandoned, i);
+		const char *slot = json_string_value(json_object_get(o, "slot"));
+		const char *state = json_string_value(json_object_get(o, "state"));
+		size_t w = strlen(slot) + strlen(state) + 4;
+
+		if (i == 0) {
+			col = (size_t)printf("  abandoned (resumed on their next run):");
+		} else if (col + w > SUMMARY_COLS) {
+			printf(",\n   ");
+			col = 3;
+		} else {
+			col += (size_t)printf(",");
+		}
+		col += (size_t)printf(" %s (%s)", slot, state);
+	}
+	if (col)
+		printf("\n");
 	if (st_events_dropped(e->events))
 		printf("  events dropped: %llu (the event stream's reader did not keep up)\n",
 		       (unsigned long long)st_events_dropped(e->events));
@@ -524,6 +607,8 @@ static void on_pool_closed(void *arg)
 	if (extra) {
 		json_object_set_new(extra, "slots", json_integer((json_int_t)e->nslots));
 		json_object_set_new(extra, "stop_reason", json_string(e->stop_reason));
+		if (e->abandoned)
+			json_object_set(extra, "abandoned_slots", e->abandoned);
 	}
 	if (e->view) {
 		st_view_close(e->view);
@@ -545,6 +630,48 @@ static void on_pool_closed(void *arg)
 	uv_close((uv_handle_t *)&e->stop_timer, on_engine_handle_closed);
 }
 
+/* Stops every slot. A board in flight is abandoned unless it passes on the spot (a verified
+ * one does): its slot and the state it was in are named in the log and in the summary, so
+ * that the operator knows which fixtures to leave alone until the next run. */
+static void stop_slots(struct st_engine *e)
+{
+	struct was {
+		int busy;
+		uint64_t handled;
+		const char *word;
+	} *was = calloc(e->nslots ? e->nslots : 1, sizeof(*was));
+	uint64_t now = uv_hrtime();
+	char *list = NULL;
+	size_t len = 0, n = 0;
+	FILE *f;
+
+	for (size_t i = 0; was && i < e->nslots; i++) {
+		const struct st_slot *s = e->slots[i];
+
+		was[i].busy = st_slot_state_busy(s->state);
+		was[i].handled = s->handled;
+		was[i].word = st_slot_word(s, st_slot_ms_in_state(s, now));
+	}
+	for (size_t i = 0; i < e->nslots; i++)
+		st_slot_stop(e->slots[i]);
+	if (!was)
+		return;
+	e->abandoned = json_array();
+	f = open_memstream(&list, &len);
+	for (size_t i = 0; e->abandoned && f && i < e->nslots; i++) {
+		if (!was[i].busy || e->slots[i]->handled != was[i].handled)
+			continue;
+		json_array_append_new(e->abandoned, json_pack("{s:s,s:s}", "slot", e->slots[i]->name,
+							      "state", was[i].word));
+		fprintf(f, "%s%s (%s)", n++ ? ", " : "", e->slots[i]->name, was[i].word);
+	}
+	if (f && fclose(f) == 0 && n)
+		st_notice("abandoned %zu board%s in flight (each resumes on its next run): %s", n,
+			  n == 1 ? "" : "s", list);
+	free(list);
+	free(was);
+}
+
 static void engine_stop_now(struct st_engine *e)
 {
 	size_t busy = 0;
@@ -559,11 +686,10 @@ static void engine_stop_now(struct st_engine *e)
 		busy += st_slot_state_busy(e->slots[i]->state) != 0;
 	st_notice("stopping (%s); %zu board%s in flight", e->stop_reason, busy,
 		  busy == 1 ? "" : "s");
-	for (size_t i = 0; i < e->nslots; i++)
-		st_slot_stop(e->slots[i]);
-	/* The registration server first: what it left in the pool is finished below. */
-	st_http_close(e->http, NULL, NULL);
-	e->http = NULL;
+	stop_slots(e);
+	/* The registration server first (and the console on it): what it left in the pool is
+	 * finished below. */
+	close_console(e);
 	/* The pool finishes what it signs, records it, carries out the queued ledger updates
 	 * (deliveries, failures), and only then calls back. */
 	st_pool_close(e->pool, on_pool_closed, e);
@@ -615,7 +741,7 @@ static void on_outcome(void *arg, struct st_slot *s, int pass)
 
 /* Every slot whose port is open has handled a board and none is busy. */
 /* --until-idle: no slot busy, at least one board handled, and every slot with a port has
- * handled one or has heard nothing for UNTIL_IDLE_EMPTY_MS (an empty fixture, or a board that
+ * handled one or has heard nothing for ST_SILENT_MS (an empty fixture, or a board that
  * never answers: waiting for it would never end). */
 static int idle(const struct st_engine *e)
 {
@@ -631,7 +757,7 @@ static int idle(const struct st_engine *e)
 			continue;
 		if (!s->handled) {
 			if (s->state == ST_SLOT_WAITING &&
-			    now - s->since >= (uint64_t)UNTIL_IDLE_EMPTY_MS * 1000000u)
+			    now - s->since >= (uint64_t)ST_SILENT_MS * 1000000u)
 				continue;
 			return 0;
 		}
@@ -886,6 +1012,11 @@ int st_engine_new(const char *config_path, const struct st_engine_options *opt,
 		if (rc < 0)
 			goto fail;
 		st_http_set_status_hook(e->http, http_status, e);
+		if (e->cfg->http.console) {
+			rc = start_console(e, err, errlen);
+			if (rc < 0)
+				goto fail;
+		}
 	}
 
 	uv_signal_init(&e->loop, &e->sig_int);
@@ -933,6 +1064,8 @@ int st_engine_run(struct st_engine *e)
 		  ps.workers, e->cfg->ledger);
 	if (e->http)
 		st_notice("registration API (lmp-device-register) on %s", st_http_url(e->http));
+	if (e->console)
+		st_notice("operator console on %s/console", st_http_url(e->http));
 	for (size_t i = 0; i < e->nslots; i++)
 		st_slot_start(e->slots[i]);
 	uv_run(&e->loop, UV_RUN_DEFAULT);
@@ -953,8 +1086,7 @@ void st_engine_free(struct st_engine *e)
 {
 	if (!e)
 		return;
-	st_http_close(e->http, NULL, NULL);
-	e->http = NULL;
+	close_console(e);
 	if (e->pool && !e->pool_closed) {
 		/* Set-up failed after the pool started: close it and let its threads end. */
 		st_pool_close(e->pool, NULL, NULL);
@@ -979,5 +1111,6 @@ void st_engine_free(struct st_engine *e)
 	free(e->root_pem);
 	st_config_free(e->cfg);
 	free(e->config_path);
+	json_decref(e->abandoned);
 	free(e);
 }

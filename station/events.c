@@ -33,6 +33,8 @@ struct st_events {
 	char *path;
 	char *station;
 	struct st_tally tally;
+	st_events_tap_fn tap; /* st_events_set_tap() */
+	void *tap_arg;
 };
 
 static const char *const phase_names[ST_PHASE_COUNT] = {
@@ -336,6 +338,18 @@ void st_events_close(struct st_events *ev)
 	free(ev);
 }
 
+void st_events_set_tap(struct st_events *ev, st_events_tap_fn fn, void *arg)
+{
+	ev->tap = fn;
+	ev->tap_arg = arg;
+}
+
+/* Whether lines are wanted at all: a file, stdout, or a tap. */
+static int wanted(const struct st_events *ev)
+{
+	return (ev->fd >= 0 && !ev->warned) || ev->tap;
+}
+
 void st_events_set_station(struct st_events *ev, const char *station)
 {
 	free(ev->station);
@@ -364,7 +378,7 @@ void st_events_emit(struct st_events *ev, json_t *obj)
 
 	if (!obj)
 		return;
-	if (ev->fd < 0 || ev->warned) {
+	if (!wanted(ev)) {
 		ev->dropped += ev->warned;
 		json_decref(obj);
 		return;
@@ -409,7 +423,12 @@ void st_events_emit(struct st_events *ev, json_t *obj)
 		line = l;
 	}
 	line[n++] = '\n';
-	write_line(ev, line, n);
+	if (ev->fd >= 0 && !ev->warned)
+		write_line(ev, line, n);
+	else
+		ev->dropped += ev->warned;
+	if (ev->tap)
+		ev->tap(ev->tap_arg, line, n - 1);
 	free(line);
 }
 
@@ -448,7 +467,7 @@ void st_events_state(struct st_events *ev, const char *slot, const char *from, c
 {
 	json_t *o;
 
-	if (ev->fd < 0)
+	if (!wanted(ev))
 		return;
 	o = json_object();
 	if (!o)
@@ -515,7 +534,7 @@ void st_events_outcome(struct st_events *ev, const struct st_outcome *o, uint64_
 			t->first_start = start;
 		t->last_end = now;
 	}
-	if (ev->fd < 0)
+	if (!wanted(ev))
 		return;
 	j = json_object();
 	ms = json_object();
@@ -571,6 +590,11 @@ double st_tally_boards_per_hour(const struct st_tally *t)
 	return (double)t->boards * 3600.0 / span;
 }
 
+long long st_tally_bph(const struct st_tally *t)
+{
+	return llround(st_tally_boards_per_hour(t));
+}
+
 void st_events_summary(struct st_events *ev, uint64_t run_start, uint64_t now,
 		       const json_t *extra)
 {
@@ -579,7 +603,7 @@ void st_events_summary(struct st_events *ev, uint64_t run_start, uint64_t now,
 	const char *k;
 	json_t *v;
 
-	if (ev->fd < 0)
+	if (!wanted(ev))
 		return;
 	j = json_object();
 	by = json_object();
@@ -606,8 +630,7 @@ void st_events_summary(struct st_events *ev, uint64_t run_start, uint64_t now,
 			    json_real(t->first_start && t->last_end > t->first_start ?
 					      round3((double)(t->last_end - t->first_start) / 1e9) :
 					      0.0));
-	json_object_set_new(j, "boards_per_hour",
-			    json_real(round(st_tally_boards_per_hour(t) * 10.0) / 10.0));
+	json_object_set_new(j, "boards_per_hour", json_integer(st_tally_bph(t)));
 	for (int p = 0; p < ST_PHASE_COUNT; p++) {
 		if (t->phase_n[p])
 			json_object_set_new(mean, phase_names[p],

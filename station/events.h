@@ -123,6 +123,12 @@ uint64_t st_events_dropped(const struct st_events *ev);
  * the record). */
 void st_events_emit(struct st_events *ev, json_t *obj);
 
+/* Also hands every line (without its newline) to fn(arg, line, len) as it is written, also
+ * when the stream goes nowhere: the browser console forwards them to its pages. NULL: none.
+ * fn must not emit events. */
+typedef void (*st_events_tap_fn)(void *arg, const char *line, size_t len);
+void st_events_set_tap(struct st_events *ev, st_events_tap_fn fn, void *arg);
+
 /* Sets the station name that every line then carries (NULL: none). */
 void st_events_set_station(struct st_events *ev, const char *station);
 
@@ -141,6 +147,10 @@ const struct st_tally *st_events_tally(const struct st_events *ev);
 /* Boards per hour over the span from the first board's HELLO to the last outcome; 0 when
  * fewer than one board finished. */
 double st_tally_boards_per_hour(const struct st_tally *t);
+
+/* The same as a whole number: the one boards/hour figure (operator.h's ST_BPH_LABEL) that
+ * the live view, the summary, the summary event and the browser console all show. */
+long long st_tally_bph(const struct st_tally *t);
 
 /* The summary line: the tallies plus the fields of extra (borrowed; may be NULL), with
  * "elapsed_s" measured from run_start (uv_hrtime()) and "events_dropped" so far. */

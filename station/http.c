@@ -36,6 +36,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "console.h"
 #include "ecdsa.h"
 #include "err.h"
 #include "fsutil.h"
@@ -55,7 +56,7 @@ static const double buckets[] = { 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
 #define NBUCKETS (sizeof(buckets) / sizeof(buckets[0]))
 
 /* Response codes counted for /status and /metrics. */
-static const int codes[] = { 200, 201, 400, 401, 403, 404, 405, 409, 413, 500, 503 };
+static const int codes[] = { 200, 201, 302, 400, 401, 403, 404, 405, 409, 413, 500, 503 };
 #define NCODES (sizeof(codes) / sizeof(codes[0]))
 
 struct http_conn {
@@ -123,6 +124,7 @@ struct st_http {
 
 	st_http_status_fn hook;
 	void *hook_arg;
+	struct st_console *console; /* st_http_set_console() */
 
 	int closing, listener_closed, finishing;
 	void (*close_cb)(void *arg);
@@ -136,6 +138,7 @@ static const char *reason(int status)
 	switch (status) {
 	case 200: return "OK";
 	case 201: return "Created";
+	case 302: return "Found";
 	case 400: return "Bad Request";
 	case 401: return "Unauthorized";
 	case 403: return "Forbidden";
@@ -400,20 +403,66 @@ static struct http_conn *conn_of(struct st_http *h, const void *sock)
 	return NULL;
 }
 
-static int token_ok(const struct st_http *h, h2o_req_t *req)
+/* Whether the n bytes at t are an accepted token. */
+static int token_is(const struct st_http *h, const char *t, size_t n)
 {
-	ssize_t i = h2o_find_header_by_str(&req->headers, H2O_STRLIT("osf-token"), -1);
 	uint8_t d[32];
 	int ok = 0;
 
-	/* One token, or none: a second header would leave it open which one counts. */
-	if (i < 0 || h2o_find_header_by_str(&req->headers, H2O_STRLIT("osf-token"), i) >= 0)
-		return 0;
-	st_sha256(req->headers.entries[i].value.base, req->headers.entries[i].value.len, d);
+	st_sha256(t, n, d);
 	/* Every token is compared, in constant time, whatever matched before. */
 	for (size_t k = 0; k < h->n_tokens; k++)
 		ok |= CRYPTO_memcmp(d, h->tokens[k], sizeof(d)) == 0;
 	return ok;
+}
+
+static int token_ok(const struct st_http *h, h2o_req_t *req)
+{
+	ssize_t i = h2o_find_header_by_str(&req->headers, H2O_STRLIT("osf-token"), -1);
+
+	/* One token, or none: a second header would leave it open which one counts. */
+	if (i < 0 || h2o_find_header_by_str(&req->headers, H2O_STRLIT("osf-token"), i) >= 0)
+		return 0;
+	return token_is(h, req->headers.entries[i].value.base, req->headers.entries[i].value.len);
+}
+
+/* The console's page sends the token as the cookie station_token (percent-encoded): its
+ * event stream cannot carry a header. */
+static int cookie_token_ok(const struct st_http *h, h2o_req_t *req)
+{
+	static const char name[] = "station_token=";
+	char t[ST_HTTP_MAX_TOKEN];
+	ssize_t i = -1;
+
+	while ((i = h2o_find_header(&req->headers, H2O_TOKEN_COOKIE, i)) >= 0) {
+		const char *v = req->headers.entries[i].value.base;
+		const char *end = v + req->headers.entries[i].value.len;
+
+		while (v < end) {
+			const char *semi = memchr(v, ';', (size_t)(end - v));
+			const char *stop = semi ? semi : end;
+			size_t n = 0;
+
+			while (v < stop && *v == ' ')
+				v++;
+			if ((size_t)(stop - v) > sizeof(name) - 1 &&
+			    memcmp(v, name, sizeof(name) - 1) == 0) {
+				for (v += sizeof(name) - 1; v < stop && n < sizeof(t); v++) {
+					if (*v == '%') {
+						if (stop - v < 3 || h2o_hex_decode(t + n, v + 1, 2) != 0)
+							return 0;
+						v += 2;
+						n++;
+					} else {
+						t[n++] = *v;
+					}
+				}
+				return n > 0 && v == stop && token_is(h, t, n);
+			}
+			v = stop + 1;
+		}
+	}
+	return 0;
 }
 
 /* Ends a POST /sign that never reached the pool. */
@@ -779,6 +828,18 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 			goto bad_method;
 		return 0;
 	}
+	if (h->console && st_console_owns(path.base, path.len)) {
+		/* Read-only, and guarded like /status: it names devices and their errors. */
+		if (!is(method, "GET") && !is(method, "HEAD"))
+			goto bad_method;
+		if (h->guard_all && !token_ok(h, req) && !cookie_token_ok(h, req))
+			st_console_unauthorized(h->console, h, req);
+		else if (h->closing)
+			respond_error(h, req, ST_E_HTTP_STOPPING, "the station is stopping", NULL);
+		else
+			st_console_handle(h->console, h, req);
+		return 0;
+	}
 	if (is(path, "/status") || is(path, "/metrics")) {
 		if (!is(method, "GET") && !is(method, "HEAD"))
 			goto bad_method;
@@ -800,7 +861,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 	}
 	/* What the client asked for, bounded (cut saying so) and printable. */
 	st_escape(p, sizeof(p), path.base, path.len, 0);
-	st_msgf(msg, sizeof(msg), "no resource %s; this server has /sign, /status, /metrics", p);
+	st_msgf(msg, sizeof(msg), "no resource %s; this server has /sign, /status, /metrics%s", p,
+		h->console ? ", /console" : "");
 	respond_error(h, req, ST_E_HTTP_NOT_FOUND, msg, NULL);
 	return 0;
 bad_method:
@@ -1039,6 +1101,8 @@ void st_http_close(struct st_http *h, void (*close_cb)(void *arg), void *arg)
 	h->closing = 1;
 	h->close_cb = close_cb;
 	h->close_arg = arg;
+	/* The console's pages are live streams: they end now, not at the grace's end. */
+	st_console_stop(h->console);
 	uv_close((uv_handle_t *)&h->listener, on_listener_closed);
 	uv_timer_stop(&h->tick);
 	if (h->ctx_ready)
@@ -1385,4 +1449,21 @@ void st_http_set_status_hook(struct st_http *h, st_http_status_fn fn, void *arg)
 {
 	h->hook = fn;
 	h->hook_arg = arg;
+}
+
+void st_http_set_console(struct st_http *h, struct st_console *c)
+{
+	h->console = c;
+}
+
+void st_http_respond(struct st_http *h, struct st_h2o_req_t *req, int status, const char *ctype,
+		     const char *body, size_t len)
+{
+	respond(h, req, status, ctype, body, len);
+}
+
+void st_http_respond_error(struct st_http *h, struct st_h2o_req_t *req, int code,
+			   const char *msg)
+{
+	respond_error(h, req, code, msg, NULL);
 }

@@ -14,13 +14,17 @@
  *   GET /status     JSON: the server's and the pool's counters, plus what the status hook
  *                   adds (the engine's slots, with device ids and errors)
  *   GET /metrics    Prometheus text format
+ *   GET /console... the operator console (console.h), when one is set (st_http_set_console)
  *
  * Who may ask. On loopback (127.0.0.0/8, ::1, localhost) the server answers whoever connects,
  * checking OSF-TOKEN on POST /sign when tokens are configured. Beyond loopback (a specific
  * address or any, 0.0.0.0 and ::) it refuses to start unless it authenticates every client:
  * client certificates (client_ca, checked in the TLS handshake for every resource), or
- * tokens over HTTPS, which then guard /status and /metrics as well as /sign since /status
- * names device ids and their errors; or the configuration says `allow_unauthenticated:
+ * tokens over HTTPS, which then guard /status, /metrics and the console as well as /sign
+ * since they name device ids and their errors (a browser, which cannot add a header to the
+ * console's event stream, sends the token as the cookie station_token, which the console's
+ * own page sets; the cookie counts for the console alone); or the configuration says
+ * `allow_unauthenticated:
  * true` in words. Tokens over plain HTTP beyond loopback are refused: anyone on the network
  * could read them. HEAD /sign answers 200 to anyone (the device tool's probe; it says
  * nothing).
@@ -124,6 +128,21 @@ const char *st_http_url(const struct st_http *h);
 
 /* Sets the hook that adds to GET /status (NULL: none). Loop thread. */
 void st_http_set_status_hook(struct st_http *h, st_http_status_fn fn, void *arg);
+
+struct st_console;
+struct st_h2o_req_t; /* h2o_req_t */
+
+/* Serves the operator console c (console.h) under /console (NULL: none; 404 there). c must
+ * outlive the server or be unset first. Loop thread. */
+void st_http_set_console(struct st_http *h, struct st_console *c);
+
+/* For the console's resources: answers req with status and body (copied; ctype may be
+ * NULL), counted in /status and /metrics like the server's own answers; or with the
+ * server's JSON error for code (see "Errors" above) and message msg. Loop thread. */
+void st_http_respond(struct st_http *h, struct st_h2o_req_t *req, int status, const char *ctype,
+		     const char *body, size_t len);
+void st_http_respond_error(struct st_http *h, struct st_h2o_req_t *req, int code,
+			   const char *msg);
 
 /* Counters, for /status, /metrics and the engine's reports. */
 struct st_http_stats {

@@ -214,6 +214,7 @@ enum {
 	K_SIGN_TIMEOUT,
 	K_IDLE_TIMEOUT,
 	K_ALLOW_UNAUTHENTICATED,
+	K_CONSOLE,
 	K_N,
 };
 
@@ -234,6 +235,7 @@ static const struct st_yl_key http_keys[] = {
 		ST_YL_RANGE("idle_timeout_ms", st_yl_h_uint, H(idle_timeout_ms), 0, 100, 3600000),
 	[K_ALLOW_UNAUTHENTICATED] = ST_YL_KEY("allow_unauthenticated", st_yl_h_bool,
 					      H(allow_unauthenticated), 0),
+	[K_CONSOLE] = ST_YL_KEY("console", st_yl_h_bool, H(console), 0),
 	[K_N] = ST_YL_END,
 };
 
@@ -252,6 +254,8 @@ int st_config_h_http(struct st_yl_ctx *ctx, const struct st_yl_node *node,
 	if (st_yl_expect(ctx, node, ST_YL_MAPPING, "http") != 0)
 		return -1;
 	st_config_http_clear(h);
+	/* The operator console is read-only and guarded like /status: on unless turned off. */
+	h->console = 1;
 	saved = st_yl_path_push(ctx, "http");
 	errs = st_yl_parse_mapping(ctx, node, http_keys, h, f);
 	st_yl_path_pop(ctx, saved);

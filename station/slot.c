@@ -989,6 +989,7 @@ static void start_run(struct st_slot *s, const struct st_slot_board *nb, uint64_
 	s->run = r;
 	s->device_id[0] = 0;
 	s->last_error[0] = 0;
+	s->last_code = 0;
 	s->boot_seen = 0;
 	r->t_hello_sent = hello_sent;
 	r->t_hello = uv_hrtime();
@@ -1797,6 +1798,7 @@ static void vfail(struct st_slot *s, int code, int tell_board, const char *fmt, 
 	r->fail_state = s->state;
 	st_vmsgf(r->fail_msg, sizeof(r->fail_msg), fmt, ap);
 	st_msgf(s->last_error, sizeof(s->last_error), "%s: %s", st_errname(code), r->fail_msg);
+	s->last_code = code;
 	st_warn("slot %s: device %s: failed in %s: %s", s->name,
 		r->device_id[0] ? r->device_id : "(none yet)", st_slot_state_name(s->state),
 		r->fail_msg);

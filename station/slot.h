@@ -196,6 +196,7 @@ struct st_slot {
 	enum st_slot_state state;
 	uint64_t since;          /* uv_hrtime() of the last transition */
 	char last_error[ST_ERR_MAX]; /* the last failure or problem, for the view */
+	int last_code;           /* ST_E_* the last board failed with; 0: none (operator.h) */
 	char device_id[ST_PROFILE_MAX_ID + 1]; /* of the board in flight or last finished */
 	int last_pass;           /* outcome of the last finished board: 1 pass, 0 fail, -1 none */
 	uint64_t handled;        /* boards finished on this slot (pass or fail) */

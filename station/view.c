@@ -15,12 +15,14 @@
 #include "engine.h"
 #include "err.h"
 #include "log.h"
+#include "operator.h"
 
 /* Warnings and errors kept to be written out again when the view closes. */
 #define VIEW_KEEP 20
 #define NAME_MAX_W 16 /* columns for a slot's name in lists */
 #define SHORT_MAX_W 12 /* columns for a short name in the grid */
 #define GROUP 10       /* glyphs per group in the dense grid */
+#define STATE_W 9      /* columns of a state's word ("no answer") */
 
 /* ---- Screen: lines of one frame -------------------------------------------------------- */
 
@@ -40,12 +42,10 @@ struct vline {
 	int attr;  /* in force at the end */
 };
 
-/* Why a slot is listed under "attention", most urgent first. */
-enum why { W_FAILED, W_STUCK, W_NOTE, W_PROBLEM };
-
+/* A slot listed under "attention", and why (most urgent first). */
 struct att {
 	const struct st_slot *s;
-	enum why why;
+	enum st_attention why;
 	double ms;
 };
 
@@ -242,82 +242,21 @@ static void line_begin(struct st_view_screen *sc)
 
 /* ---- Slots -------------------------------------------------------------------------- */
 
-enum kind { K_OFFLINE, K_WAITING, K_BUSY, K_PASS, K_FAIL, K_STOPPED };
-
-static enum kind slot_kind(const struct st_slot *s)
-{
-	switch (s->state) {
-	case ST_SLOT_OFFLINE:
-		return K_OFFLINE;
-	case ST_SLOT_WAITING:
-		return K_WAITING;
-	case ST_SLOT_PASS:
-		return K_PASS;
-	case ST_SLOT_FAILED:
-		return K_FAIL;
-	case ST_SLOT_LEAVING:
-		/* A finished board still in its fixture: the outcome is what matters. */
-		return s->last_pass > 0 ? K_PASS : s->last_pass == 0 ? K_FAIL : K_WAITING;
-	case ST_SLOT_STOPPED:
-		return s->last_pass > 0 ? K_PASS : s->last_pass == 0 ? K_FAIL : K_STOPPED;
-	default:
-		return K_BUSY;
-	}
-}
-
-static const char *state_word(const struct st_slot *s, enum kind k)
-{
-	if (k == K_PASS)
-		return "PASS";
-	if (k == K_FAIL)
-		return "FAIL";
-	switch (s->state) {
-	case ST_SLOT_OFFLINE:
-		return "offline";
-	case ST_SLOT_WAITING:
-		return "waiting";
-	case ST_SLOT_HELLO:
-		return "hello";
-	case ST_SLOT_PROFILE:
-		return "profile";
-	case ST_SLOT_CSR:
-		return "csr";
-	case ST_SLOT_CHECKED:
-		return "checked";
-	case ST_SLOT_QUEUED:
-		return "queued";
-	case ST_SLOT_SIGNED:
-		return "write";
-	case ST_SLOT_WRITTEN:
-		return "commit";
-	case ST_SLOT_COMMITTED:
-		return "verify";
-	case ST_SLOT_VERIFIED:
-		return "done";
-	case ST_SLOT_LEAVING:
-		return "left";
-	case ST_SLOT_STOPPED:
-		return "stopped";
-	default:
-		return "?";
-	}
-}
-
 /* One character per slot in the grid; the legend says what each means. */
-static char glyph(const struct st_slot *s, enum kind k, int stuck)
+static char glyph(const struct st_slot *s, enum st_slot_kind k, int stuck)
 {
 	switch (k) {
-	case K_OFFLINE:
+	case ST_KIND_OFFLINE:
 		return '-';
-	case K_WAITING:
+	case ST_KIND_WAITING:
 		return '.';
-	case K_PASS:
+	case ST_KIND_PASS:
 		return '+';
-	case K_FAIL:
+	case ST_KIND_FAIL:
 		return 'X';
-	case K_STOPPED:
+	case ST_KIND_STOPPED:
 		return '_';
-	case K_BUSY:
+	case ST_KIND_BUSY:
 		break;
 	}
 	if (stuck)
@@ -339,14 +278,14 @@ static char glyph(const struct st_slot *s, enum kind k, int stuck)
 	}
 }
 
-static int kind_attr(enum kind k, int stuck)
+static int kind_attr(enum st_slot_kind k, int stuck)
 {
 	switch (k) {
-	case K_PASS:
+	case ST_KIND_PASS:
 		return A_GREEN;
-	case K_FAIL:
+	case ST_KIND_FAIL:
 		return A_RED;
-	case K_BUSY:
+	case ST_KIND_BUSY:
 		return stuck ? A_MAGENTA : A_YELLOW;
 	default:
 		return A_DIM;
@@ -436,7 +375,7 @@ static int att_cmp(const void *a, const void *b)
 	if (x->why != y->why)
 		return x->why < y->why ? -1 : 1;
 	/* The longest stuck first; otherwise in slot order, so that the list stays put. */
-	if (x->why == W_STUCK && x->ms != y->ms)
+	if (x->why == ST_ATT_STUCK && x->ms != y->ms)
 		return x->ms > y->ms ? -1 : 1;
 	return x->s->idx < y->s->idx ? -1 : x->s->idx > y->s->idx;
 }
@@ -444,16 +383,9 @@ static int att_cmp(const void *a, const void *b)
 struct counts {
 	size_t busy, waiting, finished, offline, queued;
 	size_t failed, stuck, other; /* attention */
+	size_t by_class[ST_ACTION_NCLASSES]; /* failed, by action */
 	size_t natt;
 };
-
-static int slot_stuck(const struct st_slot *s, enum kind k, double ms, int paused)
-{
-	if (k != K_BUSY || ms < ST_VIEW_STUCK_MS)
-		return 0;
-	/* Waiting for a certificate while the HSM is away is not the fixture's fault. */
-	return !(s->state == ST_SLOT_QUEUED && paused);
-}
 
 /* Counts the slots and lists those that need attention, sorted. */
 static int survey(struct st_view_screen *sc, const struct st_view_input *in, struct counts *c)
@@ -471,20 +403,20 @@ static int survey(struct st_view_screen *sc, const struct st_view_input *in, str
 	}
 	for (size_t i = 0; i < in->nslots; i++) {
 		const struct st_slot *s = in->slots[i];
-		enum kind k = slot_kind(s);
+		enum st_slot_kind k = st_slot_kind_of(s);
 		double ms = st_slot_ms_in_state(s, in->now);
 		struct att *a = &sc->att[c->natt];
 
 		switch (k) {
-		case K_BUSY:
+		case ST_KIND_BUSY:
 			c->busy++;
 			c->queued += s->state == ST_SLOT_QUEUED;
 			break;
-		case K_WAITING:
+		case ST_KIND_WAITING:
 			c->waiting++;
 			break;
-		case K_PASS:
-		case K_FAIL:
+		case ST_KIND_PASS:
+		case ST_KIND_FAIL:
 			c->finished++;
 			break;
 		default:
@@ -493,26 +425,19 @@ static int survey(struct st_view_screen *sc, const struct st_view_input *in, str
 		}
 		a->s = s;
 		a->ms = ms;
-		if (k == K_FAIL) {
-			a->why = W_FAILED;
-			c->failed++;
-		} else if (slot_stuck(s, k, ms, paused)) {
-			a->why = W_STUCK;
-			c->stuck++;
-		} else if ((k == K_BUSY || k == K_WAITING) && st_slot_note(s)[0] &&
-			   strcmp(st_slot_note(s), "pool full") != 0) {
-			/* A waiting slot's note: its line carries bytes but no frame. */
-			a->why = W_NOTE;
-			c->other++;
-		} else if (s->last_error[0] &&
-			   (k == K_OFFLINE || (k == K_WAITING && s->last_pass != 0))) {
-			/* A port that cannot be opened, a board that answers HELLO with an
-			 * error, an echoing console; not the failure of a board already
-			 * taken out. */
-			a->why = W_PROBLEM;
-			c->other++;
-		} else {
+		a->why = st_slot_attention(s, k, ms, paused);
+		switch (a->why) {
+		case ST_ATT_NONE:
 			continue;
+		case ST_ATT_FAILED:
+			c->failed++;
+			c->by_class[st_action_for(st_slot_reason(s))->cls]++;
+			break;
+		case ST_ATT_STUCK:
+			c->stuck++;
+			break;
+		default:
+			c->other++;
 		}
 		c->natt++;
 	}
@@ -562,7 +487,7 @@ static void header(struct st_view_screen *sc, const struct st_view_input *in,
 	set_attr(sc, A_NONE);
 	text(sc, "  ");
 	set_attr(sc, A_BOLD);
-	textf(sc, "%.0f boards/hour", st_tally_boards_per_hour(t));
+	textf(sc, "%lld " ST_BPH_LABEL, st_tally_bph(t));
 	set_attr(sc, A_NONE);
 	if (t->abandoned)
 		textf(sc, "  %llu abandoned", (unsigned long long)t->abandoned);
@@ -641,7 +566,37 @@ static void header(struct st_view_screen *sc, const struct st_view_input *in,
 	}
 }
 
-/* One line per slot: name, state, device id, time in state, note or last error. */
+/* The colour of each action class. */
+static const int class_attr[ST_ACTION_NCLASSES] = {
+	[ST_ACTION_SWAP] = A_RED,
+	[ST_ACTION_ENGINEER] = A_MAGENTA,
+	[ST_ACTION_RETRY] = A_YELLOW,
+};
+
+/* Columns a failure's cause needs: the reason in words and ": call engineer". */
+#define CAUSE_W (ST_ACTION_WORDS_MAX + 15)
+
+/* A failed slot's cause, the reason first, then its action ("CSR self-signature does not
+ * verify: swap board"), then what the failure said besides, as far as the line has room. */
+static void cause(struct st_view_screen *sc, const struct st_slot *s)
+{
+	const struct st_action *a = st_action_for(st_slot_reason(s));
+	const char *detail = st_action_detail(s->last_error);
+
+	set_attr(sc, A_RED);
+	text(sc, a->words);
+	set_attr(sc, A_NONE);
+	text(sc, ": ");
+	set_attr(sc, class_attr[a->cls]);
+	text(sc, st_action_class_name(a->cls));
+	if (detail[0] && room(sc) > 8) {
+		set_attr(sc, A_DIM);
+		text(sc, "  ");
+		text(sc, detail);
+	}
+}
+
+/* One line per slot: name, state, device id, time in state, note, cause or last error. */
 static void table(struct st_view_screen *sc, const struct st_view_input *in)
 {
 	int namew = sc->namew, devw = 0, fixed;
@@ -654,10 +609,11 @@ static void table(struct st_view_screen *sc, const struct st_view_input *in)
 	}
 	if (devw < 9)
 		devw = 9;
-	/* The error column keeps 40 columns; the device id gives way, down to 8, then goes. */
-	fixed = namew + 1 + 7 + 1 + 1 + 5 + 1;
-	if (sc->cols - fixed - devw < 40)
-		devw = sc->cols - fixed - 40;
+	/* The cause column keeps room for a failure's reason and action; the device id gives
+	 * way, down to 8, then goes. */
+	fixed = namew + 1 + STATE_W + 1 + 1 + 5 + 1;
+	if (sc->cols - fixed - devw < CAUSE_W)
+		devw = sc->cols - fixed - CAUSE_W;
 	if (devw < 8)
 		devw = 0;
 
@@ -665,19 +621,19 @@ static void table(struct st_view_screen *sc, const struct st_view_input *in)
 	set_attr(sc, A_DIM);
 	field(sc, "SLOT", namew, 0);
 	text(sc, " ");
-	field(sc, "STATE", 7, 0);
+	field(sc, "STATE", STATE_W, 0);
 	text(sc, " ");
 	if (devw) {
 		field(sc, "DEVICE ID", devw, 0);
 		text(sc, " ");
 	}
 	field(sc, "TIME", 5, 1);
-	text(sc, " LAST ERROR");
+	text(sc, " CAUSE");
 	for (size_t i = 0; i < in->nslots; i++) {
 		const struct st_slot *s = in->slots[i];
-		enum kind k = slot_kind(s);
+		enum st_slot_kind k = st_slot_kind_of(s);
 		double ms = st_slot_ms_in_state(s, in->now);
-		int stuck = slot_stuck(s, k, ms, in->pool && in->pool->paused);
+		int stuck = st_slot_is_stuck(s, k, ms, in->pool && in->pool->paused);
 		const char *note = st_slot_note(s);
 		char t[16];
 
@@ -688,7 +644,7 @@ static void table(struct st_view_screen *sc, const struct st_view_input *in)
 		field(sc, s->name, namew, 0);
 		text(sc, " ");
 		set_attr(sc, kind_attr(k, stuck));
-		field(sc, state_word(s, k), 7, 0);
+		field(sc, st_slot_word(s, ms), STATE_W, 0);
 		set_attr(sc, A_NONE);
 		text(sc, " ");
 		if (devw) {
@@ -700,11 +656,12 @@ static void table(struct st_view_screen *sc, const struct st_view_input *in)
 		field(sc, t, 5, 1);
 		set_attr(sc, A_NONE);
 		text(sc, " ");
-		if (note[0] && (k == K_BUSY || k == K_WAITING)) {
+		if (note[0] && (k == ST_KIND_BUSY || k == ST_KIND_WAITING)) {
 			set_attr(sc, A_YELLOW);
 			text(sc, note);
+		} else if (k == ST_KIND_FAIL) {
+			cause(sc, s);
 		} else if (s->last_error[0]) {
-			set_attr(sc, k == K_FAIL ? A_RED : A_NONE);
 			text(sc, s->last_error);
 		}
 	}
@@ -748,8 +705,9 @@ static void cell_glyph(struct st_view_screen *sc, const struct st_view_input *in
 		       int with_name, int sw)
 {
 	const struct st_slot *s = in->slots[i];
-	enum kind k = slot_kind(s);
-	int stuck = slot_stuck(s, k, st_slot_ms_in_state(s, in->now), in->pool && in->pool->paused);
+	enum st_slot_kind k = st_slot_kind_of(s);
+	int stuck = st_slot_is_stuck(s, k, st_slot_ms_in_state(s, in->now),
+				     in->pool && in->pool->paused);
 	char g = glyph(s, k, stuck);
 
 	set_attr(sc, kind_attr(k, stuck));
@@ -839,8 +797,20 @@ static void attention(struct st_view_screen *sc, const struct counts *c, int lin
 		textf(sc, "%s %zu with problems", c->failed || c->stuck ? "," : "", c->other);
 	}
 	set_attr(sc, A_NONE);
-	if (c->failed)
-		text(sc, " (take the failed boards out)");
+	if (c->failed) {
+		const char *sep = " (";
+
+		for (int k = 0; k < ST_ACTION_NCLASSES; k++) {
+			if (!c->by_class[k])
+				continue;
+			textf(sc, "%s%zu ", sep, c->by_class[k]);
+			set_attr(sc, class_attr[k]);
+			text(sc, st_action_class_name((enum st_action_class)k));
+			set_attr(sc, A_NONE);
+			sep = ", ";
+		}
+		text(sc, ")");
+	}
 	shown = lines - 1;
 	if ((size_t)shown > c->natt)
 		shown = (int)c->natt;
@@ -860,7 +830,7 @@ static void attention(struct st_view_screen *sc, const struct counts *c, int lin
 	for (int i = 0; i < shown; i++) {
 		const struct att *a = &sc->att[i];
 		const struct st_slot *s = a->s;
-		enum kind k = slot_kind(s);
+		const char *word = st_slot_word(s, a->ms);
 		char t[16];
 
 		fmt_duration(t, sizeof(t), a->ms);
@@ -868,17 +838,17 @@ static void attention(struct st_view_screen *sc, const struct counts *c, int lin
 		field(sc, s->name, namew, 0);
 		text(sc, " ");
 		switch (a->why) {
-		case W_FAILED:
+		case ST_ATT_FAILED:
 			set_attr(sc, A_RED);
 			field(sc, "FAIL", 5, 0);
 			break;
-		case W_STUCK:
+		case ST_ATT_STUCK:
 			set_attr(sc, A_MAGENTA);
 			field(sc, "STUCK", 5, 0);
 			break;
 		default:
 			set_attr(sc, A_YELLOW);
-			field(sc, a->why == W_NOTE ? "BUSY" : "CHECK", 5, 0);
+			field(sc, a->why == ST_ATT_NOTE ? "BUSY" : "CHECK", 5, 0);
 			break;
 		}
 		set_attr(sc, A_NONE);
@@ -888,19 +858,18 @@ static void attention(struct st_view_screen *sc, const struct counts *c, int lin
 		field(sc, t, 5, 1);
 		text(sc, " ");
 		switch (a->why) {
-		case W_FAILED:
-			set_attr(sc, A_RED);
-			text(sc, s->last_error[0] ? s->last_error : "failed");
+		case ST_ATT_FAILED:
+			cause(sc, s);
 			break;
-		case W_STUCK:
-			textf(sc, "in %s for %s", state_word(s, k), t);
+		case ST_ATT_STUCK:
+			textf(sc, "in %s for %s", word, t);
 			if (st_slot_note(s)[0])
 				textf(sc, " (%s)", st_slot_note(s));
 			break;
-		case W_NOTE:
-			textf(sc, "in %s: %s", state_word(s, k), st_slot_note(s));
+		case ST_ATT_NOTE:
+			textf(sc, "in %s: %s", word, st_slot_note(s));
 			break;
-		case W_PROBLEM:
+		default:
 			text(sc, s->last_error);
 			break;
 		}

@@ -28,9 +28,6 @@
 #include <uv.h>
 
 #define ST_VIEW_HZ 4
-/* A busy slot this long in one state is listed as stuck (unless it waits for signing while
- * the pool is paused: the header says why). */
-#define ST_VIEW_STUCK_MS 30000
 #define ST_VIEW_EVENTS 64   /* recent log lines kept for the bottom of the view */
 #define ST_VIEW_LINE_MAX 240 /* bytes of one such line kept */
 

@@ -54,3 +54,10 @@ if [ "${BENCH_STATION:-1}" != 0 ]; then
 		--rounds "$rounds" -q --json "$results/slowhsm.json" || true
 	echo "JSON and plots in $results"
 fi
+
+# The operator console at 1,024 slots in chromium: whether a page keeps up with a line at
+# full speed (BENCH_CONSOLE=0 skips it).
+if [ "${BENCH_CONSOLE:-1}" != 0 ]; then
+	echo "== operator console: 1024 slots, unpaced, one page in chromium"
+	bash "$STATION_SRC/tests/bench/bench_console.sh" "$build" || true
+fi

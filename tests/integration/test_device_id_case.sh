@@ -89,7 +89,7 @@ B=$(cat /proc/sys/kernel/random/uuid)
 start_simboard 1 --device-id "$(upper "$B")" --seed 5
 timeout 120 "$STATION" run -c "$pki/run.yaml" --boards 1 --no-view >"$T/run1.out" 2>"$T/run1.err" ||
 	fail "run with an upper-case device id: $(tail -5 "$T/run1.err")"
-grep -q ": 1 passed (0 delivered again), 0 failed" "$T/run1.out" || fail "first run: $(cat "$T/run1.out")"
+grep -q "^  1 passed (0 delivered again), 0 failed" "$T/run1.out" || fail "first run: $(cat "$T/run1.out")"
 subj=$(openssl x509 -in "$LINE_DIR/board0/files/client.pem" -noout -subject -nameopt RFC2253)
 [ "$subj" = "subject=OU=acme-factory,CN=$B" ] || fail "board subject '$subj'"
 stop_simboard
@@ -98,7 +98,7 @@ ok "a board reporting its UUID in upper case is provisioned as the lower-case de
 start_simboard 1 --device-id "$B" --seed 5
 timeout 120 "$STATION" run -c "$pki/run.yaml" --boards 1 --no-view >"$T/run2.out" 2>"$T/run2.err" ||
 	fail "run with the lower-case device id: $(tail -5 "$T/run2.err")"
-grep -q ": 1 passed (1 delivered again), 0 failed" "$T/run2.out" || fail "second run: $(cat "$T/run2.out")"
+grep -q "^  1 passed (1 delivered again), 0 failed" "$T/run2.out" || fail "second run: $(cat "$T/run2.out")"
 stop_simboard
 [ "$(rows "$B")" = 1 ] || fail "the board has $(rows "$B") ledger rows"
 ok "the same board under the lower-case spelling: its recorded certificate again, one ledger row"

@@ -4,7 +4,8 @@
 # configuration, the ledger directory, the systemd unit (which systemd-analyze accepts), the
 # sysusers and tmpfiles entries (applied to a scratch root), the udev example and station.pc.
 # The installed program names its build, checks the installed profiles, takes its PIN from a
-# systemd credential directory, and writes JSON log lines that parse.
+# systemd credential directory, and writes JSON log lines that parse. The Debian package
+# (cpack -G DEB) holds the same files, installs with apt-get and goes again cleanly.
 #
 # Paths are written into the unit and station.pc when a tree is configured, so the install is
 # made from a tree of its own configured with -DCMAKE_INSTALL_PREFIX=/usr (only the program is
@@ -311,6 +312,73 @@ EOF
 	ok "service rehearsal: 4 boards passed, SIGHUP reloaded, SIGTERM stopped with status 0; $(wc -l <"$T/svc.err") JSON log lines; no live view"
 else
 	echo "skip - service rehearsal needs simboard ($SIMBOARD) and 'station run'"
+fi
+
+# The Debian package from the same tree (cpack -G DEB): its Depends computed from the
+# program's shared libraries; apt-get installs it on this machine, the installed program
+# names its build and checks the installed profiles, the service's user and ledger directory
+# are made; removal and purge are clean and leave the ledger directory and what is in it.
+# Whatever the test made on the machine (the package, the user, the directory) is undone.
+pkg_undo() {
+	if dpkg-query -W -f='${Status}' station 2>/dev/null | grep -q "installed"; then
+		DEBIAN_FRONTEND=noninteractive apt-get -y -q -o DPkg::Lock::Timeout=300 purge station \
+			>/dev/null 2>&1 || true
+	fi
+	[ -z "${PKG_MARK:-}" ] || rm -f "$PKG_MARK"
+	[ -n "${HAD_DIR-1}" ] || rmdir /var/lib/station 2>/dev/null || true
+	[ -n "${HAD_USER-1}" ] || userdel station 2>/dev/null || true
+}
+if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null || ! command -v cpack >/dev/null; then
+	echo "skip - the package install needs root, apt-get and cpack"
+elif dpkg-query -W -f='${Status}' station 2>/dev/null | grep -q "installed"; then
+	fail "a package named station is installed on this machine: this test would replace it"
+else
+	HAD_DIR=$([ -d /var/lib/station ] && echo 1 || true)
+	HAD_USER=$(getent passwd station >/dev/null && echo 1 || true)
+	trap 'rc=$?; pkg_undo; [ -n "${KEEP_TMP:-}" ] || rm -rf "$T"; exit $rc' EXIT
+	(cd "$TREE" && cpack -G DEB -B "$T/pkg") >"$T/log" 2>&1 || fail "cpack -G DEB: $(tail -20 "$T/log")"
+	deb=$(echo "$T"/pkg/station_*_*.deb)
+	[ -f "$deb" ] || fail "cpack made no station_*.deb: $(ls "$T/pkg")"
+	deps=$(dpkg-deb -f "$deb" Depends)
+	for lib in libc6 libuv1 libssl3 libh2o libsqlite3 libjansson4 libyaml libserialport libp11-kit0 systemd; do
+		case $deps in *"$lib"*) ;; *) fail "Depends lacks $lib: $deps" ;; esac
+	done
+	dpkg-deb -c "$deb" | awk '{ print $6 }' | sed 's|^\.||' | grep -v '/$' | sort >"$T/deb-files"
+	sort "$TREE/install_manifest.txt" | cmp -s - "$T/deb-files" ||
+		fail "the package's files are not those cmake --install lays out: $(sort "$TREE/install_manifest.txt" | diff - "$T/deb-files" | head)"
+	[ "$(dpkg-deb -f "$deb" Version)" = "$version" ] || fail "package version $(dpkg-deb -f "$deb" Version), not $version"
+	dpkg-deb --ctrl-tarfile "$deb" | tar -xOf - ./conffiles | grep -qx /etc/station/station.yaml.example ||
+		fail "the configuration example is not a conffile"
+	ok "cpack -G DEB: $(basename "$deb"), every installed file, Depends from the shared libraries"
+
+	DEBIAN_FRONTEND=noninteractive apt-get -y -q -o DPkg::Lock::Timeout=300 install "$deb" \
+		>"$T/apt.log" 2>&1 || fail "apt-get install $deb: $(tail -20 "$T/apt.log")"
+	dpkg-query -W -f='${Status} ${Version}' station | grep -qx "install ok installed $version" ||
+		fail "dpkg: $(dpkg-query -W -f='${Status} ${Version}' station)"
+	/usr/bin/station --version >"$T/version" || fail "the installed station --version failed"
+	grep -qE "^station $version \(.+\)$" "$T/version" || fail "--version prints '$(cat "$T/version")'"
+	/usr/bin/station profile check /usr/share/station/profiles/*.yaml >"$T/out" 2>"$T/err" ||
+		fail "profile check from the installed paths: $(cat "$T/err")"
+	getent passwd station | grep -qE "^station:x:[0-9]+:[0-9]+:[^:]*:/var/lib/station:" ||
+		fail "the package made no user station: $(getent passwd station)"
+	[ "$(stat -c '%a %U' /var/lib/station)" = "700 station" ] ||
+		fail "/var/lib/station is $(stat -c '%a %U' /var/lib/station), expected 700 station"
+	ok "apt-get install ./$(basename "$deb"): $(cat "$T/version"); the installed profiles check; user station, /var/lib/station 0700"
+
+	PKG_MARK=/var/lib/station/ledger-of-test-install.db
+	echo "a ledger" >"$PKG_MARK"
+	DEBIAN_FRONTEND=noninteractive apt-get -y -q -o DPkg::Lock::Timeout=300 remove station \
+		>"$T/apt.log" 2>&1 || fail "apt-get remove: $(tail -20 "$T/apt.log")"
+	[ ! -e /usr/bin/station ] && [ ! -e /usr/lib/systemd/system/station.service ] ||
+		fail "apt-get remove left the program or the unit"
+	[ -f /etc/station/station.yaml.example ] || fail "remove took the configuration example (a conffile)"
+	DEBIAN_FRONTEND=noninteractive apt-get -y -q -o DPkg::Lock::Timeout=300 purge station \
+		>"$T/apt.log" 2>&1 || fail "apt-get purge: $(tail -20 "$T/apt.log")"
+	[ ! -e /etc/station/station.yaml.example ] || fail "purge left the configuration example"
+	dpkg-query -W -f='${Status}' station 2>/dev/null | grep -q "installed" && fail "station is still installed"
+	[ -f "$PKG_MARK" ] || fail "removing the package took the ledger"
+	ok "apt-get remove and purge: program, unit, then the example gone; the ledger directory kept"
+	pkg_undo
 fi
 
 # A tree without .git (a release tarball) calls its build "unknown", and with the default

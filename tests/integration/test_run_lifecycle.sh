@@ -78,6 +78,20 @@ if grep -q '"event":"fail"' "$T/ev3.jsonl"; then fail "a board failed on SIGTERM
 "$STATION" ledger -c "$pki/slow.yaml" check >"$T/check.out" || fail "ledger check: $(cat "$T/check.out")"
 grep -q "10 rows, 10 certificates verified" "$T/check.out" || fail "ledger (6 + 4 rows): $(cat "$T/check.out")"
 ok "SIGTERM mid-write: 4 boards abandoned (not failed), their certificates recorded"
+# The operator learns which fixtures to leave alone: the log and the summary name each slot
+# abandoned and its state, in lines of 80 columns at most; so does the summary event.
+for i in 0 1 2 3; do
+	grep -qE "^  (abandoned \(resumed on their next run\):)? .*board$i \((write|commit|verify)\)" "$T/st.out" ||
+		fail "the summary does not name board$i: $(cat "$T/st.out")"
+	grep -q "abandoned 4 boards in flight.*board$i (" "$T/st.err" || fail "the log does not name board$i"
+done
+if awk 'length($0) > 80' "$T/st.out" | grep -q .; then
+	fail "a summary line is wider than 80 columns: $(awk 'length($0) > 80' "$T/st.out")"
+fi
+grep '"event":"summary"' "$T/ev3.jsonl" |
+	jq -e '[.abandoned_slots[].slot] | sort == ["board0", "board1", "board2", "board3"]' >/dev/null ||
+	fail "summary event: $(grep summary "$T/ev3.jsonl")"
+ok "the abandoned slots are named in the log, the summary and the summary event"
 
 timeout 300 "$STATION" run -c "$pki/slow.yaml" --events "$T/ev4.jsonl" --until-idle --no-view \
 	>"$T/st.out" 2>"$T/st.err" || fail "resuming run: $(tail -5 "$T/st.err")"

@@ -3,8 +3,10 @@
 # (tmux), with 16 and then 256 simulated boards, two of which fail (bad CSR signature). At
 # 80x24, 120x40 and 200x60 the screen has the header with the totals, no line wider than the
 # terminal, every slot (a line each for 16, the grid for 256), the failed slots with their
-# reason, and no log line written over it. Ctrl-Z gives the shell its screen back and fg
-# brings the view back; after Ctrl-C the normal screen has the failures and the summary.
+# reason in words and its action (whole at 80 columns), and no log line written over it.
+# Ctrl-Z gives the shell its screen back and fg brings the view back; after Ctrl-C the normal
+# screen has the failures and the summary; boards/hour is one figure, labelled alike, in the
+# view, the summary and the summary event.
 # With stdout not a terminal there is no view unless --view asks for one; NO_COLOR turns the
 # colours off. The screen is polled until it shows what is expected (bounded), never slept on.
 . "$(dirname "$0")/../lib/common.sh"
@@ -89,14 +91,14 @@ view_ok() {
 	}
 	has_line "^boards $n: $((n - 2)) passed, 2 failed  [0-9]+ boards/hour" || return 1
 	has_line "^failed by reason: CSR_SIGNATURE 2" || return 1
-	has_line "^board5 +FAIL .*CSR_SIGNATURE: CSR rejected" || return 1
-	has_line "^board11 +FAIL .*CSR_SIGNATURE: CSR rejected" || return 1
+	has_line "^board5 +FAIL .*CSR self-signature does not verify: swap board" || return 1
+	has_line "^board11 +FAIL .*CSR self-signature does not verify: swap board" || return 1
 	if grep -qE '^(station: |<[0-9]>)' "$T/screen"; then
 		why="a log line on the view: $(grep -m1 -E '^(station: |<[0-9]>)' "$T/screen")"
 		return 1
 	fi
 	if [ "$n" -le 16 ]; then
-		has_line "^SLOT +STATE +(DEVICE ID +)?TIME LAST ERROR" || return 1
+		has_line "^SLOT +STATE +(DEVICE ID +)?TIME CAUSE" || return 1
 		for ((i = 0; i < n; i++)); do
 			has_line "^board$i +(PASS|FAIL) " || return 1
 		done
@@ -132,8 +134,9 @@ view_ok() {
 summary_ok() {
 	local n=$1
 	has_line "^exit status 1$" || return 1
-	has_line "^station test-station: $n boards in [0-9.]+ s: $((n - 2)) passed .*, 2 failed" || return 1
-	has_line "^  failed: CSR_SIGNATURE +2$" || return 1
+	has_line "^station test-station: $n boards in [0-9.]+ s, [0-9]+ boards/hour$" || return 1
+	has_line "^  $((n - 2)) passed .*, 2 failed, 0 abandoned$" || return 1
+	has_line "^  failed 2: CSR self-signature does not verify: swap board$" || return 1
 	has_line "^station: warning: \\[[0-9:]{8}\\] slot board5: device .*: failed in csr: CSR rejected" || return 1
 	if grep -qE '^(slots board\*:|attention:|SLOT +STATE|recent:)' "$T/screen"; then
 		why="the view is still on the screen after the exit"
@@ -188,6 +191,15 @@ run_line() {
 	rm -f "$T/station.pid"
 	cp "$T/screen" "$T/screen-$n-exit.txt"
 	ok "$n slots: after Ctrl-C the normal screen has the failures and the summary"
+	# One boards/hour: the view's last figure (no board finished since), the summary's and
+	# the summary event's.
+	local live summary json
+	live=$(grep -oE '[0-9]+ boards/hour' "$T/screen-$n-200x60.txt" | head -1)
+	summary=$(grep -oE '[0-9]+ boards/hour$' "$T/screen" | head -1)
+	json=$(grep '"event":"summary"' "$ev" | jq -r '"\(.boards_per_hour) boards/hour"')
+	[ -n "$live" ] && [ "$live" = "$summary" ] && [ "$summary" = "$json" ] ||
+		fail "$n slots: boards/hour differs: view '$live', summary '$summary', event '$json'"
+	ok "$n slots: $live in the view, the summary and the summary event"
 	if [ "$n" -le 16 ]; then
 		# A crash gives the terminal back too: a station killed by SIGSEGV leaves the
 		# normal screen (and its cursor) to the shell.

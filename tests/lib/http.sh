@@ -7,7 +7,9 @@ done
 SERVE_PID=
 # A test with processes of its own defines http_cleanup to end them; it runs on exit before
 # the server is stopped.
-trap 'rc=$?; ! declare -F http_cleanup >/dev/null || http_cleanup || true; [ -z "$SERVE_PID" ] || kill "$SERVE_PID" 2>/dev/null || true; [ -n "${KEEP_TMP:-}" ] || rm -rf "$T"; exit $rc' EXIT
+# Sourced after line.sh, it ends that file's processes too (line_cleanup, the simulated boards),
+# or a failing test would leave them holding its output open.
+trap 'rc=$?; ! declare -F http_cleanup >/dev/null || http_cleanup || true; ! declare -F line_cleanup >/dev/null || line_cleanup || true; ! declare -F stop_simboard >/dev/null || stop_simboard; [ -z "$SERVE_PID" ] || kill "$SERVE_PID" 2>/dev/null || true; [ -n "${KEEP_TMP:-}" ] || rm -rf "$T"; exit $rc' EXIT
 
 # gw_profile FILE SKU HWID FACTORY [YAML]: a Foundries-style gateway profile (sota.toml and
 # the foundries file set) for boards of HWID, with more top-level YAML keys appended.

@@ -1,7 +1,8 @@
 /* The live view's layout: no line wider than the terminal at any size, every slot shown at
  * 256 slots (names or glyphs), failed and stuck slots listed with their reason, the HSM
  * pause in the header, no colour when told so, and nothing but printable text and SGR
- * escapes in a line. */
+ * escapes in a line. A failed slot's cause is its reason in words and its action, whole on
+ * an 80-column line, for every reason there is; a silent port says "no answer". */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,8 +13,10 @@
 
 #include <cmocka.h>
 
+#include "err.h"
 #include "events.h"
 #include "log.h"
+#include "operator.h"
 #include "pool.h"
 #include "slot.h"
 #include "view.h"
@@ -32,7 +35,8 @@ struct fixture {
 	struct st_view_screen *sc;
 };
 
-/* n slots named prefix0.., in states that cycle through every kind; slots 5 and 17 failed. */
+/* n slots named prefix0.., in states that cycle through every kind; slots 5 and 17 failed
+ * (CSR_SIGNATURE, as slot.c words it). */
 static struct fixture *fixture_new(size_t n, const char *prefix)
 {
 	static const enum st_slot_state states[] = {
@@ -60,6 +64,7 @@ static struct fixture *fixture_new(size_t n, const char *prefix)
 		if (i == 5 || i == 17) {
 			s->state = ST_SLOT_LEAVING;
 			s->last_pass = 0;
+			s->last_code = ST_E_CSR_SIGNATURE;
 			snprintf(s->last_error, sizeof(s->last_error),
 				 "CSR_SIGNATURE: CSR rejected: self-signature does not verify with "
 				 "the CSR's own public key (no proof of possession)");
@@ -308,9 +313,14 @@ static void test_attention(void **state)
 	assert_non_null(strstr(all, "SIGNING PAUSED 0:01:01"));
 	assert_non_null(strstr(all, "HSM session lost"));
 	assert_non_null(strstr(all, "attention: 2 failed, 1 stuck"));
+	assert_non_null(strstr(all, "(2 swap board)"));
 	assert_non_null(strstr(all, "board5   FAIL"));
 	assert_non_null(strstr(all, "board17  FAIL"));
-	assert_non_null(strstr(all, "CSR_SIGNATURE: CSR rejected"));
+	assert_non_null(strstr(all, "CSR self-signature does not verify: swap board  "
+				    "self-signature does not verify"));
+	/* The reason once, in words: no code name, no "CSR rejected". */
+	assert_null(strstr(all, "CSR_SIGNATURE:"));
+	assert_null(strstr(all, "CSR rejected"));
 	assert_non_null(strstr(all, "board9   STUCK"));
 	assert_non_null(strstr(all, "in csr for 60s"));
 	assert_null(strstr(all, "board11  STUCK"));
@@ -347,8 +357,90 @@ static void test_table(void **state)
 		assert_non_null(strstr(all, name));
 	}
 	assert_non_null(strstr(all, "board5  FAIL"));
-	assert_non_null(strstr(all, "CSR_SIGNATURE: CSR rejected: self-sig"));
+	assert_non_null(strstr(all, "CSR self-signature does not verify: swap board"));
+	assert_null(strstr(all, "CSR rejected"));
 	assert_non_null(strstr(all, "up 1:02:03"));
+	free(all);
+	fixture_free(f);
+}
+
+/* The line of slot name in the frame (plain text), or fails. */
+static const char *slot_line(char *all, const char *name, char *out, size_t outlen)
+{
+	char key[80];
+	const char *p, *end;
+
+	snprintf(key, sizeof(key), "\n%s ", name);
+	p = strstr(all, key);
+	if (!p)
+		fail_msg("no line for %s in:\n%s", name, all);
+	p++;
+	end = strchr(p, '\n');
+	snprintf(out, outlen, "%.*s", (int)(end ? end - p : (long)strlen(p)), p);
+	return out;
+}
+
+/* Every reason the action table knows, with the longest message a slot keeps: on an
+ * 80-column terminal the failed slot's line has the reason in words and its action whole,
+ * both in the table (16 slots) and in the attention list (256 slots). */
+static void test_causes_80(void **state)
+{
+	static const size_t counts[] = { 16, 256 };
+
+	(void)state;
+	for (size_t c = 0; c < sizeof(counts) / sizeof(counts[0]); c++) {
+		struct fixture *f = fixture_new(counts[c], "board");
+
+		for (size_t i = 0; i < st_action_count(); i++) {
+			const struct st_action *a = st_action_at(i);
+			struct st_slot *s = f->slots[5];
+			char want[128], line[512], *all;
+			int n, code = 0;
+
+			for (int k = -1; k > -200; k--) {
+				if (strcmp(st_errname(k), a->reason) == 0)
+					code = k;
+			}
+			assert_int_not_equal(code, 0);
+			s->last_code = code;
+			memset(s->last_error, 'x', sizeof(s->last_error) - 1);
+			s->last_error[sizeof(s->last_error) - 1] = 0;
+			memcpy(s->last_error, a->reason, strlen(a->reason));
+			memcpy(s->last_error + strlen(a->reason), ": CSR rejected: ", 16);
+			n = draw(f, 80, 24, 1);
+			all = frame_text(f, n);
+			snprintf(want, sizeof(want), "%s: %s", a->words, st_action_class_name(a->cls));
+			slot_line(all, "board5", line, sizeof(line));
+			if (!strstr(line, want))
+				fail_msg("%zu slots, %s: the line lacks '%s': '%s'", counts[c], a->reason,
+					 want, line);
+			if (strstr(line, a->reason) || strstr(line, "CSR rejected"))
+				fail_msg("%zu slots, %s: a repeated prefix: '%s'", counts[c], a->reason,
+					 line);
+			free(all);
+		}
+		fixture_free(f);
+	}
+}
+
+/* An open port that nothing answers is "waiting" at first and "no answer" from
+ * ST_SILENT_MS on. */
+static void test_no_answer(void **state)
+{
+	struct fixture *f = fixture_new(16, "board");
+	char line[512], *all;
+	int n;
+
+	(void)state;
+	f->slots[0]->state = ST_SLOT_WAITING;
+	f->slots[0]->since = NOW - (ST_SILENT_MS - 1000) * 1000000ull;
+	f->slots[8]->state = ST_SLOT_WAITING;
+	f->slots[8]->since = NOW - (ST_SILENT_MS + 1000) * 1000000ull;
+	n = draw(f, 80, 24, 0);
+	all = frame_text(f, n);
+	assert_non_null(strstr(slot_line(all, "board0", line, sizeof(line)), "waiting"));
+	assert_non_null(strstr(slot_line(all, "board8", line, sizeof(line)), "no answer"));
+	assert_null(strstr(line, "waiting"));
 	free(all);
 	fixture_free(f);
 }
@@ -381,6 +473,7 @@ int main(void)
 		cmocka_unit_test(test_widths),	   cmocka_unit_test(test_hostile_strings),
 		cmocka_unit_test(test_grid_256),   cmocka_unit_test(test_attention),
 		cmocka_unit_test(test_table),	   cmocka_unit_test(test_reasons),
+		cmocka_unit_test(test_causes_80), cmocka_unit_test(test_no_answer),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
