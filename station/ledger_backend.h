@@ -28,6 +28,8 @@ struct st_ledger_ops {
 	const char *(*path)(const void *inst);
 	void (*set_hook)(void *inst, void (*fn)(enum st_ledger_hook_point point, void *arg),
 			 void *arg);
+	/* NULL for a backend that never loses its store (a file). */
+	void (*set_outage)(void *inst, const struct st_ledger_outage *outage);
 	int (*lookup)(void *inst, const char *device_id, const uint8_t pubkey_sha256[32],
 		      struct st_ledger_row **row, char *err, size_t errlen);
 	int (*begin)(void *inst, char *err, size_t errlen);
@@ -58,6 +60,7 @@ struct st_ledger_ops {
 };
 
 extern const struct st_ledger_ops st_ledger_sqlite_ops;
+extern const struct st_ledger_ops st_ledger_pg_ops;
 
 /* NULL-terminated, in the order their claims are tried. */
 extern const struct st_ledger_ops *const st_ledger_backends[];

@@ -8,6 +8,7 @@
 #include "ledger_backend.h"
 
 const struct st_ledger_ops *const st_ledger_backends[] = {
+	&st_ledger_pg_ops,
 	&st_ledger_sqlite_ops,
 	NULL,
 };
@@ -26,6 +27,11 @@ static const struct st_ledger_ops *backend_of(const char *spec)
 			return st_ledger_backends[i];
 	}
 	return NULL;
+}
+
+int st_ledger_spec_is_file(const char *spec)
+{
+	return backend_of(spec) == &st_ledger_sqlite_ops;
 }
 
 int st_ledger_open_flags(const char *path, const char *station, unsigned flags,
@@ -83,6 +89,12 @@ void st_ledger_set_hook(struct st_ledger *l, void (*fn)(enum st_ledger_hook_poin
 			void *arg)
 {
 	l->ops->set_hook(l->inst, fn, arg);
+}
+
+void st_ledger_set_outage(struct st_ledger *l, const struct st_ledger_outage *outage)
+{
+	if (l->ops->set_outage)
+		l->ops->set_outage(l->inst, outage);
 }
 
 int st_ledger_lookup(struct st_ledger *l, const char *device_id, const uint8_t pubkey_sha256[32],

@@ -2,7 +2,7 @@
 # test and demo, when any is missing. Nothing else is ever downloaded.
 STATION_DEBS="build-essential cmake pkg-config git libuv1-dev libssl-dev openssl libserialport-dev
 libyaml-dev libsqlite3-dev sqlite3 libp11-kit-dev libjansson-dev libcmocka-dev softhsm2 gnutls-bin
-clang libclang-rt-14-dev gnuplot-nox procps systemd libh2o-dev curl jq tmux"
+clang libclang-rt-14-dev gnuplot-nox procps systemd libh2o-dev curl jq tmux libpq-dev postgresql"
 
 station_install_deps() {
 	local missing=""

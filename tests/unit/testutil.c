@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <libpq-fe.h>
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
@@ -223,4 +224,53 @@ int tu_softhsm_token(struct tu_softhsm *h, const char *dir, const char *token,
 	h->cfg.key = h->uri;
 	h->cfg.pin_file = h->pin_file;
 	return drv_pkcs11_init_token(TU_SOFTHSM_MODULE, token, SO_PIN, USER_PIN, err, errlen);
+}
+
+const char *tu_pg_conn(void)
+{
+	const char *c = getenv("STATION_TEST_PG");
+
+	return c && *c ? c : NULL;
+}
+
+int tu_pg_exec(const char *conn, const char *sql, char *err, size_t errlen)
+{
+	PGconn *c = PQconnectdb(conn);
+	PGresult *res = NULL;
+	int rc = -1;
+
+	if (PQstatus(c) != CONNECTION_OK) {
+		snprintf(err, errlen, "%s", PQerrorMessage(c));
+		goto out;
+	}
+	res = PQexec(c, sql);
+	if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK) {
+		snprintf(err, errlen, "%s", PQresultErrorMessage(res));
+		goto out;
+	}
+	rc = 0;
+out:
+	PQclear(res);
+	PQfinish(c);
+	return rc;
+}
+
+int tu_pg_fresh(char *out, size_t outlen, char *err, size_t errlen)
+{
+	const char *conn = tu_pg_conn();
+
+	if (!conn) {
+		snprintf(err, errlen, "STATION_TEST_PG is not set (run under tests/lib/pg.sh run)");
+		return -1;
+	}
+	/* Handles a failed test left open would hold locks on the schema. */
+	if (tu_pg_exec(conn, "SET client_min_messages = warning; "
+			     "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
+			     "WHERE datname = current_database() AND usename = current_user "
+			     "AND pid <> pg_backend_pid(); "
+			     "DROP SCHEMA IF EXISTS station_ledger CASCADE",
+		       err, errlen) != 0)
+		return -1;
+	snprintf(out, outlen, "%s", conn);
+	return 0;
 }

@@ -67,4 +67,17 @@ struct tu_softhsm {
 int tu_softhsm_token(struct tu_softhsm *h, const char *dir, const char *token,
 		     const char *object, char *err, size_t errlen);
 
+/* PostgreSQL (tests/lib/pg.sh run sets STATION_TEST_PG to a connection string of a server
+ * of the test's own; NULL when it is not set). */
+const char *tu_pg_conn(void);
+
+/* Runs SQL on the database of the connection string conn (psql's words, no result).
+ * Returns 0, or -1 with the server's message in err. */
+int tu_pg_exec(const char *conn, const char *sql, char *err, size_t errlen);
+
+/* STATION_TEST_PG's database without a ledger: the schema station_ledger and everything in
+ * it dropped (faster than a new database). Writes the connection string to out. Returns 0,
+ * or -1 with err. */
+int tu_pg_fresh(char *out, size_t outlen, char *err, size_t errlen);
+
 #endif
