@@ -291,15 +291,19 @@ static void disconnect(struct pg_ledger *l)
 	memset(l->prepared, 0, sizeof(l->prepared));
 }
 
-/* libpq's message without its trailing newline, in buf. */
+/* libpq's message on one line (its line ends and tabs as spaces, none at the end), in buf. */
 static const char *pq_message(const char *m, char *buf, size_t len)
 {
-	size_t n;
+	size_t n, i;
 
 	st_msgf(buf, len, "%s", m && *m ? m : "no message from libpq");
 	n = strlen(buf);
 	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
 		buf[--n] = 0;
+	for (i = 0; i < n; i++) {
+		if (buf[i] == '\n' || buf[i] == '\t')
+			buf[i] = ' ';
+	}
 	return buf;
 }
 
@@ -1410,17 +1414,23 @@ struct retry {
 static int retry_again(struct pg_ledger *l, struct retry *t, const char *reason)
 {
 	unsigned ms = BACKOFF_FIRST_MS, i;
+	size_t n = strlen(l->spec);
 
 	if (t->n++ == 0)
 		return 1;
 	if (!l->outage.wait)
 		return 0;
+	/* The handler shows the reason to the operator: what the database said, without the
+	 * connection string before it. */
+	if (strncmp(reason, "ledger ", 7) == 0 && strncmp(reason + 7, l->spec, n) == 0 &&
+	    strncmp(reason + 7 + n, ": ", 2) == 0)
+		reason += 9 + n;
 	for (i = 2; i < t->n && ms < BACKOFF_MAX_MS; i++)
 		ms *= 2;
 	if (ms > BACKOFF_MAX_MS)
 		ms = BACKOFF_MAX_MS;
 	if (!t->waited)
-		st_warn("%s; waiting for the database", reason);
+		st_warn("ledger %s: %s; waiting for the database", l->spec, reason);
 	t->waited = 1;
 	return l->outage.wait(l->outage.arg, reason, ms) == 0;
 }

@@ -127,6 +127,7 @@ struct st_pool {
 	unsigned workers_running;
 	int ledger_running;
 	unsigned long resume_gen; /* bumped when signing resumes: wakes waiting workers */
+	int ledger_down;        /* the ledger's database cannot be reached: paused for it */
 	struct st_pool_stats stats;
 
 	struct st_ledger *ledger; /* ledger thread only */
@@ -703,8 +704,12 @@ static void drop_unstarted_locked(struct st_pool *pool, struct pool_batch **jobs
 	}
 }
 
+static int ledger_outage_wait(void *arg, const char *reason, unsigned ms);
+static void ledger_outage_back(void *arg);
+
 static void *ledger_main(void *arg)
 {
+	const struct st_ledger_outage outage = { ledger_outage_wait, ledger_outage_back, arg };
 	struct st_pool *pool = arg;
 	struct pool_batch *jobs, *b, **tail;
 	struct pool_op *ops;
@@ -725,6 +730,7 @@ static void *ledger_main(void *arg)
 		pthread_mutex_unlock(&pool->lock);
 		return NULL;
 	}
+	st_ledger_set_outage(pool->ledger, &outage);
 	for (;;) {
 		while (!pool->jobs_head && !pool->ops_head &&
 		       !(pool->stopping && pool->inflight == 0))
@@ -846,6 +852,37 @@ static void backoff_wait_locked(struct st_pool *pool, unsigned ms)
 	}
 }
 
+/* The ledger's database cannot be reached (ledger thread, inside a ledger call): signing
+ * pauses as for the HSM, the operator sees what the database says now, and the call waits
+ * the backoff before its next attempt. Gives up (non-zero) only when the pool shuts down. */
+static int ledger_outage_wait(void *arg, const char *reason, unsigned ms)
+{
+	struct st_pool *pool = arg;
+	char why[256];
+	int stop;
+
+	st_msgf(why, sizeof(why), "ledger unavailable: %s", reason);
+	pthread_mutex_lock(&pool->lock);
+	if (pool->ledger_down && pool->stats.paused)
+		st_msgf(pool->stats.pause_reason, sizeof(pool->stats.pause_reason), "%s", why);
+	pool->ledger_down = 1;
+	pause_locked(pool, why);
+	backoff_wait_locked(pool, ms);
+	stop = pool->stopping;
+	pthread_mutex_unlock(&pool->lock);
+	return stop;
+}
+
+static void ledger_outage_back(void *arg)
+{
+	struct st_pool *pool = arg;
+
+	pthread_mutex_lock(&pool->lock);
+	pool->ledger_down = 0;
+	resume_locked(pool);
+	pthread_mutex_unlock(&pool->lock);
+}
+
 static void *worker_main(void *arg)
 {
 	struct pool_worker *w = arg;
@@ -929,7 +966,7 @@ static void *worker_main(void *arg)
 		backoff = BACKOFF_FIRST_MS;
 		if (rc < 0)
 			req_fail(r, rc, err);
-		else
+		else if (!pool->ledger_down)
 			resume_locked(pool);
 		item_done_locked(pool, r);
 	}

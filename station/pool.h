@@ -30,6 +30,12 @@
  * with a backoff (100 ms doubling to 2 s), the pool reports "paused" with the reason, and
  * signing resumes with the first signature that works. No request fails for an outage. Other
  * errors (policy, CA validity, a signature that does not verify) fail that request only.
+ * When the ledger's database cannot be reached (a PostgreSQL ledger: the server restarted or
+ * stopped, the network cut), signing pauses the same way, with the database's words as the
+ * reason: the ledger thread waits inside the ledger call that found it gone, reconnecting
+ * with the same backoff, the batches in flight wait with it (the ledger restores an open
+ * transaction and resolves a commit whose answer was lost, ledger.h), and it resumes when
+ * the database answers. Only shutting down gives up on it.
  *
  * Refusals (a key recorded for another device, a device id recorded with another key under
  * the refuse policy, a duplicate the ledger's constraints catch) are flagged in the ledger
@@ -122,7 +128,8 @@ struct st_pool_config {
 				   * 0: on the next loop iteration */
 	unsigned queue_max;       /* requests in the pool at once (backpressure); 0: 4096 */
 	const char *station;      /* this station's name, for the ledger rows */
-	const char *ledger_path;  /* the SQLite ledger file */
+	const char *ledger_path;  /* the ledger: a SQLite file or a PostgreSQL connection
+				   * string (st_ledger_open) */
 };
 
 /* Fills cfg with the defaults: workers 0 (the CPUs), batch_max 32, batch_linger_ms 5,
@@ -145,8 +152,9 @@ struct st_pool_stats {
 	uint64_t commits_ops;    /* commits that carried st_pool_mark_* or sequences */
 	unsigned in_pool;    /* requests submitted and not yet completed */
 	unsigned workers;    /* signing threads */
-	int paused;          /* 1 while signing waits for the HSM */
-	char pause_reason[256]; /* the signer's message of the outage, "" when never paused */
+	int paused;          /* 1 while signing waits for the HSM or the ledger's database */
+	char pause_reason[256]; /* the signer's (or ledger's) message of the outage, "" when
+				 * never paused */
 	uint64_t paused_since; /* uv_hrtime() when the current pause began */
 	uint64_t pauses;     /* how many times signing paused */
 };
