@@ -1458,6 +1458,27 @@ out:
 	return rc;
 }
 
+static int sq_foreach_sequence(void *inst,
+			       int (*fn)(const char *prefix, uint64_t next, void *arg), void *arg,
+			       char *err, size_t errlen)
+{
+	struct sq_ledger *l = inst;
+	sqlite3_stmt *s = NULL;
+	int rc;
+
+	rc = sqlite3_prepare_v2(l->db, "SELECT prefix, next FROM sequences ORDER BY prefix", -1,
+				&s, NULL);
+	while (rc == SQLITE_OK && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+		rc = SQLITE_OK;
+		if (fn((const char *)sqlite3_column_text(s, 0),
+		       (uint64_t)sqlite3_column_int64(s, 1), arg) != 0)
+			rc = SQLITE_DONE;
+	}
+	rc = rc == SQLITE_DONE ? 0 : db_error(l, rc, "reading the sequences", err, errlen);
+	sqlite3_finalize(s);
+	return rc;
+}
+
 /* The embedded default: any spec that no other backend claims is a file path. */
 static int sq_claims(const char *spec)
 {
@@ -1489,4 +1510,5 @@ const struct st_ledger_ops st_ledger_sqlite_ops = {
 	.foreach_flag = sq_foreach_flag,
 	.integrity = sq_integrity,
 	.backup = sq_backup,
+	.foreach_sequence = sq_foreach_sequence,
 };

@@ -269,8 +269,37 @@ int st_ledger_integrity(struct st_ledger *l, char *err, size_t errlen);
  * st_ledger_open() and the sqlite3 tool open as they are. Not inside a transaction
  * (ST_E_INVAL). Returns 0, or ST_E_LEDGER_IO (cannot write dest, disk full, the copy does
  * not check), ST_E_LEDGER_BUSY, ST_E_NOMEM, ST_E_INVAL (no dest, dest is a directory), with
- * a message naming dest. Blocks on disk I/O for the size of the ledger. */
+ * a message naming dest. Blocks on disk I/O for the size of the ledger. A PostgreSQL
+ * ledger is not copied this way: ST_E_INVAL, with a message naming pg_dump (the database is
+ * backed up as a database: pg_dump, the server's base backups and WAL archive; `station
+ * ledger export` writes its rows). */
 int st_ledger_backup(struct st_ledger *l, const char *dest, char *err, size_t errlen);
+
+/* What st_ledger_import() did. */
+struct st_ledger_import_stats {
+	uint64_t rows;         /* rows read from the source */
+	uint64_t rows_added;   /* new in the destination */
+	uint64_t rows_updated; /* imported before, brought up to date (a later state) */
+	uint64_t flags, flags_added;
+	uint64_t sequences;
+	uint64_t conflicts;    /* rows refused: their serial, key or open intent is another's */
+};
+
+/* Moves the history of the ledger from into the ledger to (a PostgreSQL ledger; another
+ * backend is ST_E_INVAL): every row as it is (its station, state, certificate, times),
+ * every flag, and every sequence (to's next number raised to from's when lower, so that a
+ * number from's station handed out is never handed out again), in one transaction of to.
+ * Idempotent: a row or flag imported before is recognised by its station and its id in
+ * from, so running it twice adds each once (a row whose state moved on since is brought up
+ * to date). to's unique rules are checked as it goes: a row whose serial or key another row
+ * holds (another station's, or another row of from), or whose device id has another key's
+ * open intent, is a conflict: conflict(arg, msg) (may be NULL) is told each, and when there
+ * is any, nothing is committed and the call returns ST_E_LEDGER_DUP_SERIAL (with the count
+ * in err). Returns 0 and *stats, or a negative ST_E_* code. Not inside a transaction of to
+ * (ST_E_INVAL). */
+int st_ledger_import(struct st_ledger *to, struct st_ledger *from,
+		     void (*conflict)(void *arg, const char *msg), void *arg,
+		     struct st_ledger_import_stats *stats, char *err, size_t errlen);
 
 /* Test hooks (fault injection): fn runs at these points of every commit, including the
  * implicit commit of a write outside a transaction. A crash test kills the process there. */

@@ -57,7 +57,30 @@ struct st_ledger_ops {
 			    void *arg, char *err, size_t errlen);
 	int (*integrity)(void *inst, char *err, size_t errlen);
 	int (*backup)(void *inst, const char *dest, char *err, size_t errlen);
+	/* Calls fn for every sequence (prefix, next number to hand out), by prefix. */
+	int (*foreach_sequence)(void *inst,
+				int (*fn)(const char *prefix, uint64_t next, void *arg), void *arg,
+				char *err, size_t errlen);
+
+	/* st_ledger_import() into this backend, inside the caller's transaction (NULL: the
+	 * backend takes no imports). import_row takes a row of another ledger as it is
+	 * (station, state, certificate, times), gives it an id of its own and remembers where
+	 * it came from (its station and id there): *outcome says whether it was added, was
+	 * there already from an earlier import, or was there with an older state (brought up
+	 * to date). A row whose serial or key another row holds, or whose device id has
+	 * another key's open intent, is ST_E_LEDGER_DUP_* with a message naming both, and
+	 * nothing is written. import_flag likewise (added or there already); import_sequence
+	 * raises prefix's next number to next when it is lower. */
+	int (*import_row)(void *inst, const struct st_ledger_row *row, int *outcome, char *err,
+			  size_t errlen);
+	int (*import_flag)(void *inst, const struct st_ledger_flag *flag, int *outcome,
+			   char *err, size_t errlen);
+	int (*import_sequence)(void *inst, const char *prefix, uint64_t next, char *err,
+			       size_t errlen);
 };
+
+/* import_row's and import_flag's *outcome. */
+enum { ST_LEDGER_IMPORT_ADDED, ST_LEDGER_IMPORT_SAME, ST_LEDGER_IMPORT_UPDATED };
 
 extern const struct st_ledger_ops st_ledger_sqlite_ops;
 extern const struct st_ledger_ops st_ledger_pg_ops;

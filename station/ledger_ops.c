@@ -192,3 +192,107 @@ int st_ledger_backup(struct st_ledger *l, const char *dest, char *err, size_t er
 {
 	return l->ops->backup(l->inst, dest, err, errlen);
 }
+
+/* ---- st_ledger_import ---- */
+
+struct import_ctx {
+	struct st_ledger *to;
+	struct st_ledger_import_stats *stats;
+	void (*conflict)(void *arg, const char *msg);
+	void *arg;
+	int rc;
+	char *err;
+	size_t errlen;
+};
+
+/* A refused row is told and counted; any other error ends the import. */
+static int import_result(struct import_ctx *c, int rc, const char *msg)
+{
+	if (rc == ST_E_LEDGER_DUP_SERIAL || rc == ST_E_LEDGER_DUP_KEY || rc == ST_E_LEDGER_DUP_ID) {
+		c->stats->conflicts++;
+		if (c->conflict)
+			c->conflict(c->arg, msg);
+		return 0;
+	}
+	if (rc < 0) {
+		c->rc = rc;
+		st_msgf(c->err, c->errlen, "%s", msg);
+		return 1;
+	}
+	return 0;
+}
+
+static int import_row(const struct st_ledger_row *row, void *arg)
+{
+	struct import_ctx *c = arg;
+	char msg[512] = "";
+	int outcome = 0, rc;
+
+	c->stats->rows++;
+	rc = c->to->ops->import_row(c->to->inst, row, &outcome, msg, sizeof(msg));
+	if (rc == 0 && outcome == ST_LEDGER_IMPORT_ADDED)
+		c->stats->rows_added++;
+	else if (rc == 0 && outcome == ST_LEDGER_IMPORT_UPDATED)
+		c->stats->rows_updated++;
+	return import_result(c, rc, msg);
+}
+
+static int import_flag(const struct st_ledger_flag *flag, void *arg)
+{
+	struct import_ctx *c = arg;
+	char msg[512] = "";
+	int outcome = 0, rc;
+
+	c->stats->flags++;
+	rc = c->to->ops->import_flag(c->to->inst, flag, &outcome, msg, sizeof(msg));
+	if (rc == 0 && outcome == ST_LEDGER_IMPORT_ADDED)
+		c->stats->flags_added++;
+	return import_result(c, rc, msg);
+}
+
+static int import_sequence(const char *prefix, uint64_t next, void *arg)
+{
+	struct import_ctx *c = arg;
+	char msg[512] = "";
+	int rc;
+
+	c->stats->sequences++;
+	rc = c->to->ops->import_sequence(c->to->inst, prefix, next, msg, sizeof(msg));
+	return import_result(c, rc, msg);
+}
+
+int st_ledger_import(struct st_ledger *to, struct st_ledger *from,
+		     void (*conflict)(void *arg, const char *msg), void *arg,
+		     struct st_ledger_import_stats *stats, char *err, size_t errlen)
+{
+	struct import_ctx c = { to, stats, conflict, arg, 0, err, errlen };
+	int rc;
+
+	memset(stats, 0, sizeof(*stats));
+	if (!to->ops->import_row || !from->ops->foreach_sequence)
+		return st_errf(err, errlen, ST_E_INVAL,
+			       "ledger %s: a %s ledger takes no imports; import into a PostgreSQL "
+			       "ledger",
+			       st_ledger_path(to), to->ops->name);
+	rc = st_ledger_begin(to, err, errlen);
+	if (rc < 0)
+		return rc;
+	rc = st_ledger_foreach(from, import_row, &c, err, errlen);
+	if (rc == 0 && c.rc == 0)
+		rc = st_ledger_foreach_flag(from, import_flag, &c, err, errlen);
+	if (rc == 0 && c.rc == 0)
+		rc = from->ops->foreach_sequence(from->inst, import_sequence, &c, err, errlen);
+	if (rc == 0)
+		rc = c.rc;
+	if (rc == 0 && stats->conflicts)
+		rc = st_errf(err, errlen, ST_E_LEDGER_DUP_SERIAL,
+			     "ledger %s: %llu rows of %s conflict with rows recorded there; nothing "
+			     "was imported",
+			     st_ledger_path(to), (unsigned long long)stats->conflicts,
+			     st_ledger_path(from));
+	if (rc < 0) {
+		st_ledger_rollback(to);
+		return rc;
+	}
+	return st_ledger_commit(to, err, errlen);
+}

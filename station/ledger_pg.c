@@ -153,6 +153,11 @@ enum pstmt {
 	P_SEQUENCE,
 	P_SEQUENCE_AGAIN,
 	P_FLAG,
+	P_IMPORT_ORIGIN,
+	P_IMPORT_ROW,
+	P_IMPORT_UPDATE,
+	P_IMPORT_FLAG,
+	P_IMPORT_SEQUENCE,
 	P_COUNT_
 };
 
@@ -207,6 +212,29 @@ static const char *const stmt_sql[P_COUNT_] = {
 	[P_FLAG] = "INSERT INTO " T_FLAGS " (id, time, station, slot, device_id, pubkey_sha256, "
 		   "reason) VALUES (coalesce($1::int8, nextval('" SCHEMA ".flags_id_seq')), "
 		   "$2::int8, $3::text, $4::text, $5::text, $6::bytea, $7::text) RETURNING id",
+	/* st_ledger_import(): a row of another ledger as it is, remembering where it came
+	 * from (its station and id there). */
+	[P_IMPORT_ORIGIN] = "SELECT id, serial, pubkey_sha256 FROM " T_CERTS
+			    " WHERE station = $1::text AND origin_id = $2::int8",
+	[P_IMPORT_ROW] = "INSERT INTO " T_CERTS " (serial, device_id, profile, station, slot, "
+			 "csr_sha256, pubkey_sha256, state, cert_der, not_before, not_after, "
+			 "created, signed_at, delivered_at, reason, origin_id) VALUES ($1::text, "
+			 "$2::text, $3::text, $4::text, $5::text, $6::bytea, $7::bytea, $8::text, "
+			 "$9::bytea, $10::int8, $11::int8, $12::int8, $13::int8, $14::int8, "
+			 "$15::text, $16::int8) ON CONFLICT DO NOTHING RETURNING id",
+	[P_IMPORT_UPDATE] = "UPDATE " T_CERTS " SET state = $2::text, cert_der = $3::bytea, "
+			    "not_before = $4::int8, not_after = $5::int8, signed_at = $6::int8, "
+			    "delivered_at = $7::int8, reason = $8::text WHERE id = $1::int8 AND "
+			    "(state, cert_der, not_before, not_after, signed_at, delivered_at, "
+			    "reason) IS DISTINCT FROM ($2::text, $3::bytea, $4::int8, $5::int8, "
+			    "$6::int8, $7::int8, $8::text)",
+	[P_IMPORT_FLAG] = "INSERT INTO " T_FLAGS " (time, station, slot, device_id, "
+			  "pubkey_sha256, reason, origin_id) VALUES ($1::int8, $2::text, $3::text, "
+			  "$4::text, $5::bytea, $6::text, $7::int8) ON CONFLICT DO NOTHING "
+			  "RETURNING id",
+	[P_IMPORT_SEQUENCE] = "INSERT INTO " T_SEQ " AS s (prefix, next) VALUES ($1::text, "
+			      "$2::int8) ON CONFLICT (prefix) DO UPDATE SET next = "
+			      "greatest(s.next, EXCLUDED.next)",
 };
 
 /* A call of the caller's transaction, kept to be replayed; its inputs and its result. */
@@ -270,6 +298,7 @@ struct pg_ledger {
 	int gone;
 	int transient;
 
+	int unjournaled;     /* the transaction holds imports, which are not replayed */
 	int iterating;
 	void (*hook)(enum st_ledger_hook_point point, void *arg);
 	void *hook_arg;
@@ -368,10 +397,10 @@ static PGresult *exec_fixed(struct pg_ledger *l, const char *sql, const char *wh
 /* Bound parameters of one statement: text and numbers as text, hashes and DER in binary. */
 struct params {
 	int n;
-	const char *v[10];
-	int len[10];
-	int fmt[10];
-	char num[10][24];
+	const char *v[16];
+	int len[16];
+	int fmt[16];
+	char num[16][24];
 };
 
 static void p_text(struct params *p, const char *s)
@@ -392,6 +421,14 @@ static void p_bytes(struct params *p, const void *b, size_t n)
 	p->v[p->n] = b;
 	p->len[p->n] = (int)n;
 	p->fmt[p->n++] = 1;
+}
+
+static void p_bytes_or_null(struct params *p, const void *b, size_t n)
+{
+	if (b)
+		p_bytes(p, b, n);
+	else
+		p_text(p, NULL);
 }
 
 /* Runs prepared statement id (prepared on this connection at its first use). Returns the
@@ -1172,10 +1209,7 @@ static int do_flag(struct pg_ledger *l, struct pg_call *c, int replay, char *err
 	p_text(&p, l->station);
 	p_text(&p, c->s[1]);
 	p_text(&p, c->s[0]);
-	if (c->has_key)
-		p_bytes(&p, c->key, 32);
-	else
-		p_text(&p, NULL);
+	p_bytes_or_null(&p, c->has_key ? c->key : NULL, 32);
 	p_text(&p, c->s[2]);
 	res = exec_stmt(l, P_FLAG, &p, "recording a flag", &rc, err, errlen);
 	if (!res)
@@ -1353,7 +1387,7 @@ static void tx_end(struct pg_ledger *l, int rollback)
 	if (rollback && l->conn && PQtransactionStatus(l->conn) != PQTRANS_IDLE)
 		PQclear(PQexec(l->conn, "ROLLBACK"));
 	journal_free(l);
-	l->in_tx = l->own_tx = l->aborted = l->lost = 0;
+	l->in_tx = l->own_tx = l->aborted = l->lost = l->unjournaled = 0;
 	l->xid[0] = 0;
 	l->lost_why[0] = 0;
 }
@@ -1456,6 +1490,11 @@ static int restore(struct pg_ledger *l, char *err, size_t errlen)
 
 	if (in_error(l))
 		PQclear(PQexec(l->conn, "ROLLBACK"));
+	if (l->unjournaled) {
+		st_msgf(l->lost_why, sizeof(l->lost_why), "it held imported rows");
+		l->lost = 1;
+		return lost_error(l, err, errlen);
+	}
 	end_old_backend(l);
 	rc = tx_begin(l, err, errlen);
 	if (rc < 0)
@@ -2031,6 +2070,220 @@ static int pg_foreach_flag(void *inst, int (*fn)(const struct st_ledger_flag *fl
 		    each_flag, &c, "reading the flags", err, errlen);
 }
 
+/* ---- Imports (st_ledger_import) ---------------------------------------------------------
+ *
+ * Rows, flags and sequences of another ledger, in the caller's transaction. They are not
+ * journaled: a transaction that lost its connection with imports in it is lost, and the
+ * import (idempotent) is run again. */
+
+/* Before an import statement: the caller's transaction, usable. */
+static int import_ready(struct pg_ledger *l, char *err, size_t errlen)
+{
+	if (!l->in_tx)
+		return st_errf(err, errlen, ST_E_INVAL, "ledger %s: an import needs a transaction",
+			       l->spec);
+	l->unjournaled = 1;
+	return prepare(l, err, errlen);
+}
+
+/* After an import statement failed: the transaction is gone with it. */
+static int import_failed(struct pg_ledger *l, int rc)
+{
+	if (l->gone || in_error(l))
+		l->aborted = 1;
+	return rc;
+}
+
+/* Runs an import statement in the caller's transaction: the result, or NULL with *rc. */
+static PGresult *import_exec(struct pg_ledger *l, enum pstmt id, const struct params *p,
+			     const char *what, int *rc, char *err, size_t errlen)
+{
+	PGresult *res;
+
+	*rc = import_ready(l, err, errlen);
+	if (*rc < 0)
+		return NULL;
+	res = exec_stmt(l, id, p, what, rc, err, errlen);
+	if (!res)
+		import_failed(l, *rc);
+	return res;
+}
+
+static void p_time(struct params *p, time_t t)
+{
+	if (t)
+		p_i64(p, (int64_t)t);
+	else
+		p_text(p, NULL);
+}
+
+/* Why an imported row is refused: the row that holds its serial, key or device id's open
+ * intent. */
+static int import_conflict(struct pg_ledger *l, const struct st_ledger_row *row, char *err,
+			   size_t errlen)
+{
+	struct pg_call c = { .kind = C_ADD_INTENT };
+	int rc;
+
+	c.s[0] = row->serial;
+	c.s[1] = row->device_id;
+	memcpy(c.key, row->pubkey_sha256, 32);
+	rc = insert_conflict(l, &c, err, errlen);
+	if (rc == 0)
+		rc = st_errf(err, errlen, ST_E_LEDGER_DUP_SERIAL,
+			     "ledger %s: serial %s: a unique rule refused the row", l->spec,
+			     row->serial);
+	return rc;
+}
+
+static int pg_import_row(void *inst, const struct st_ledger_row *row, int *outcome, char *err,
+			 size_t errlen)
+{
+	struct pg_ledger *l = inst;
+	struct params p = { 0 };
+	PGresult *res;
+	char keyhex[65];
+	int rc, same;
+
+	/* Imported before: the same row, maybe in a later state by now. */
+	p_text(&p, row->station);
+	p_i64(&p, row->id);
+	res = import_exec(l, P_IMPORT_ORIGIN, &p, "looking an imported row up", &rc, err,
+			  errlen);
+	if (!res)
+		return rc;
+	if (PQntuples(res) == 1) {
+		same = strcmp(col_text(res, 0, 1), row->serial) == 0 &&
+		       PQgetlength(res, 0, 2) == 32 &&
+		       memcmp(PQgetvalue(res, 0, 2), row->pubkey_sha256, 32) == 0;
+		memset(&p, 0, sizeof(p));
+		p_i64(&p, col_i64(res, 0, 0));
+		PQclear(res);
+		if (!same) {
+			hash_hex(keyhex, row->pubkey_sha256);
+			return st_errf(err, errlen, ST_E_LEDGER_DUP_SERIAL,
+				       "ledger %s: row %lld of station %s was imported before "
+				       "with another serial or key (now serial %s, key sha256:%s): "
+				       "another ledger of the same station?",
+				       l->spec, (long long)row->id, row->station, row->serial,
+				       keyhex);
+		}
+		p_text(&p, st_ledger_state_name(row->state));
+		p_bytes_or_null(&p, row->cert_der, row->cert_len);
+		p_time(&p, row->not_before);
+		p_time(&p, row->not_after);
+		p_time(&p, row->signed_at);
+		p_time(&p, row->delivered_at);
+		p_text(&p, row->reason);
+		res = import_exec(l, P_IMPORT_UPDATE, &p, "updating an imported row", &rc, err,
+				  errlen);
+		if (!res)
+			return rc;
+		*outcome = strcmp(PQcmdTuples(res), "0") == 0 ? ST_LEDGER_IMPORT_SAME :
+								 ST_LEDGER_IMPORT_UPDATED;
+		PQclear(res);
+		return 0;
+	}
+	PQclear(res);
+	memset(&p, 0, sizeof(p));
+	p_text(&p, row->serial);
+	p_text(&p, row->device_id);
+	p_text(&p, row->profile);
+	p_text(&p, row->station);
+	p_text(&p, row->slot);
+	p_bytes(&p, row->csr_sha256, 32);
+	p_bytes(&p, row->pubkey_sha256, 32);
+	p_text(&p, st_ledger_state_name(row->state));
+	p_bytes_or_null(&p, row->cert_der, row->cert_len);
+	p_time(&p, row->not_before);
+	p_time(&p, row->not_after);
+	p_i64(&p, (int64_t)row->created);
+	p_time(&p, row->signed_at);
+	p_time(&p, row->delivered_at);
+	p_text(&p, row->reason);
+	p_i64(&p, row->id);
+	res = import_exec(l, P_IMPORT_ROW, &p, "importing a row", &rc, err, errlen);
+	if (!res)
+		return rc;
+	rc = PQntuples(res);
+	PQclear(res);
+	if (rc == 1) {
+		*outcome = ST_LEDGER_IMPORT_ADDED;
+		return 0;
+	}
+	return import_failed(l, import_conflict(l, row, err, errlen));
+}
+
+static int pg_import_flag(void *inst, const struct st_ledger_flag *f, int *outcome,
+			  char *err, size_t errlen)
+{
+	struct pg_ledger *l = inst;
+	struct params p = { 0 };
+	PGresult *res;
+	int rc;
+
+	p_i64(&p, (int64_t)f->time);
+	p_text(&p, f->station);
+	p_text(&p, f->slot);
+	p_text(&p, f->device_id);
+	p_bytes_or_null(&p, f->pubkey_sha256, 32);
+	p_text(&p, f->reason);
+	p_i64(&p, f->id);
+	res = import_exec(l, P_IMPORT_FLAG, &p, "importing a flag", &rc, err, errlen);
+	if (!res)
+		return rc;
+	*outcome = PQntuples(res) == 1 ? ST_LEDGER_IMPORT_ADDED : ST_LEDGER_IMPORT_SAME;
+	PQclear(res);
+	return 0;
+}
+
+static int pg_import_sequence(void *inst, const char *prefix, uint64_t next, char *err,
+			      size_t errlen)
+{
+	struct pg_ledger *l = inst;
+	struct params p = { 0 };
+	PGresult *res;
+	int rc;
+
+	p_text(&p, prefix);
+	p_i64(&p, (int64_t)next);
+	res = import_exec(l, P_IMPORT_SEQUENCE, &p, "importing a sequence", &rc, err, errlen);
+	if (!res)
+		return rc;
+	PQclear(res);
+	return 0;
+}
+
+struct seq_ctx {
+	int (*fn)(const char *prefix, uint64_t next, void *arg);
+	void *arg;
+};
+
+static int each_sequence(struct pg_ledger *l, const PGresult *res, int i, void *ctx,
+			 char *err, size_t errlen)
+{
+	struct seq_ctx *c = ctx;
+
+	(void)l;
+	(void)err;
+	(void)errlen;
+	return c->fn(col_text(res, i, 0), (uint64_t)col_i64(res, i, 1), c->arg) != 0 ? 1 : 0;
+}
+
+static int pg_foreach_sequence(void *inst,
+			       int (*fn)(const char *prefix, uint64_t next, void *arg), void *arg,
+			       char *err, size_t errlen)
+{
+	struct seq_ctx c = { fn, arg };
+
+	return scan(inst,
+		    "DECLARE st_ledger_sequences BINARY NO SCROLL CURSOR WITH HOLD FOR SELECT "
+		    "prefix, next FROM " T_SEQ " ORDER BY prefix",
+		    "FETCH FORWARD " FETCH_ROWS " FROM st_ledger_sequences",
+		    "CLOSE st_ledger_sequences", each_sequence, &c, "reading the sequences", err,
+		    errlen);
+}
+
 /* PostgreSQL checks its own pages (WAL, and checksums when the cluster has them): this
  * checks what is the ledger's, the schema version and the indexes that carry its unique
  * rules, present and valid. */
@@ -2068,12 +2321,15 @@ static int pg_integrity(void *inst, char *err, size_t errlen)
 	return rc;
 }
 
+/* The line's ledger is a database: it is backed up as one, where its server is. */
 static int pg_backup(void *inst, const char *dest, char *err, size_t errlen)
 {
 	struct pg_ledger *l = inst;
 
 	return st_errf(err, errlen, ST_E_INVAL,
-		       "ledger backup %s: %s is a PostgreSQL database: back it up with pg_dump",
+		       "ledger backup %s: %s is a PostgreSQL database shared by the line; back "
+		       "it up with pg_dump (pg_dump --schema=" SCHEMA " -Fc) or the server's "
+		       "base backups, or write its rows with `station ledger export`",
 		       dest ? dest : "", l->spec);
 }
 
@@ -2103,4 +2359,8 @@ const struct st_ledger_ops st_ledger_pg_ops = {
 	.foreach_flag = pg_foreach_flag,
 	.integrity = pg_integrity,
 	.backup = pg_backup,
+	.foreach_sequence = pg_foreach_sequence,
+	.import_row = pg_import_row,
+	.import_flag = pg_import_flag,
+	.import_sequence = pg_import_sequence,
 };
