@@ -1114,15 +1114,50 @@ static int run_fixed(struct pg_ledger *l, const char *sql, const char *what, cha
 	return 0;
 }
 
-/* Inserts the intent; on a replay with the row id it was given the first time. */
+/* One INSERT of the intent, on a replay with the row id it was given the first time: 1 when
+ * it went in (c->out), 0 when a unique rule turned it away, or an error. */
+static int insert_intent(struct pg_ledger *l, struct pg_call *c, int replay, char *err,
+			 size_t errlen)
+{
+	struct params p = { 0 };
+	PGresult *res;
+	int rc;
+
+	if (replay)
+		p_i64(&p, c->id);
+	else
+		p_text(&p, NULL);
+	p_text(&p, c->s[0]);
+	p_text(&p, c->s[1]);
+	p_text(&p, c->s[2]);
+	p_text(&p, l->station);
+	p_text(&p, c->s[3]);
+	p_bytes(&p, c->csr, 32);
+	p_bytes(&p, c->key, 32);
+	p_i64(&p, c->t[0]);
+	res = exec_stmt(l, P_INSERT, &p, "recording an intent", &rc, err, errlen);
+	if (!res)
+		return rc;
+	rc = PQntuples(res) == 1;
+	if (rc)
+		c->out = c->id = col_i64(res, 0, 0);
+	PQclear(res);
+	return rc;
+}
+
 static int do_add_intent(struct pg_ledger *l, struct pg_call *c, int replay, char *err,
 			 size_t errlen)
 {
-	struct params p;
+	struct params p = { 0 };
 	PGresult *res;
 	int rc, same, tries;
 
 	c->out = 0;
+	/* Most intents meet no rule: one round trip. An open intent of this device id would
+	 * have turned it away (one per device id), so none is left to supersede. */
+	rc = insert_intent(l, c, replay, err, errlen);
+	if (rc != 0)
+		return rc < 0 ? rc : 0;
 	same = device_intents(l, c, err, errlen);
 	if (same < 0)
 		return same;
@@ -1131,7 +1166,6 @@ static int do_add_intent(struct pg_ledger *l, struct pg_call *c, int replay, cha
 	if (same) {
 		rc = run_fixed(l, "SAVEPOINT st_ledger_intent", "starting an intent", err, errlen);
 		if (rc == 0) {
-			memset(&p, 0, sizeof(p));
 			p_text(&p, c->s[1]);
 			p_bytes(&p, c->key, 32);
 			res = exec_stmt(l, P_SUPERSEDE_SAME, &p, "superseding an intent", &rc, err,
@@ -1142,30 +1176,13 @@ static int do_add_intent(struct pg_ledger *l, struct pg_call *c, int replay, cha
 			return rc;
 	}
 	for (tries = 0; tries < 3; tries++) {
-		memset(&p, 0, sizeof(p));
-		if (replay)
-			p_i64(&p, c->id);
-		else
-			p_text(&p, NULL);
-		p_text(&p, c->s[0]);
-		p_text(&p, c->s[1]);
-		p_text(&p, c->s[2]);
-		p_text(&p, l->station);
-		p_text(&p, c->s[3]);
-		p_bytes(&p, c->csr, 32);
-		p_bytes(&p, c->key, 32);
-		p_i64(&p, c->t[0]);
-		res = exec_stmt(l, P_INSERT, &p, "recording an intent", &rc, err, errlen);
-		if (!res)
+		rc = insert_intent(l, c, replay, err, errlen);
+		if (rc < 0)
 			return rc;
-		if (PQntuples(res) == 1) {
-			c->out = c->id = col_i64(res, 0, 0);
-			PQclear(res);
+		if (rc == 1)
 			return same ? run_fixed(l, "RELEASE st_ledger_intent", "recording an intent",
 						err, errlen) :
 				      0;
-		}
-		PQclear(res);
 		rc = insert_conflict(l, c, err, errlen);
 		if (rc < 0)
 			break;

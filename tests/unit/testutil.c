@@ -226,6 +226,65 @@ int tu_softhsm_token(struct tu_softhsm *h, const char *dir, const char *token,
 	return drv_pkcs11_init_token(TU_SOFTHSM_MODULE, token, SO_PIN, USER_PIN, err, errlen);
 }
 
+struct st_csr **tu_checked_csrs(const struct st_policy *policy, const char *ou,
+				const char *prefix, size_t n, char *err, size_t errlen)
+{
+	struct st_csr **csrs = calloc(n ? n : 1, sizeof(*csrs));
+	EVP_PKEY *key;
+	uint8_t *der;
+	char id[128];
+	size_t i, len;
+
+	if (!csrs) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	for (i = 0; i < n; i++) {
+		snprintf(id, sizeof(id), "%s-%08zu", prefix, i);
+		key = EVP_EC_gen("prime256v1");
+		len = 0;
+		der = key ? tu_csr_der(key, id, ou, 0, &len) : NULL;
+		EVP_PKEY_free(key);
+		if (!der || st_csr_check(policy, ou, der, len, id, &csrs[i], err, errlen) != 0) {
+			if (!der)
+				snprintf(err, errlen, "cannot make the CSR of %s", id);
+			free(der);
+			while (i > 0)
+				st_csr_free(csrs[--i]);
+			free(csrs);
+			return NULL;
+		}
+		free(der);
+	}
+	return csrs;
+}
+
+struct st_sign_req *tu_sign_req(const struct st_policy *policy, struct st_csr **csrs, size_t i,
+				const char *prefix, const char *slot_prefix, unsigned slots,
+				st_sign_done_cb done, void *data)
+{
+	struct st_sign_req *req = st_sign_req_new();
+
+	if (!req)
+		return NULL;
+	req->policy = policy;
+	snprintf(req->profile, sizeof(req->profile), "bench");
+	snprintf(req->slot, sizeof(req->slot), "%s%zu", slot_prefix, i % slots);
+	snprintf(req->device_id, sizeof(req->device_id), "%s-%08zu", prefix, i);
+	req->csr = csrs[i];
+	csrs[i] = NULL;
+	req->data = data;
+	req->done = done;
+	return req;
+}
+
+int tu_cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
 const char *tu_pg_conn(void)
 {
 	const char *c = getenv("STATION_TEST_PG");
