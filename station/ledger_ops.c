@@ -286,8 +286,8 @@ int st_ledger_import(struct st_ledger *to, struct st_ledger *from,
 		rc = c.rc;
 	if (rc == 0 && stats->conflicts)
 		rc = st_errf(err, errlen, ST_E_LEDGER_DUP_SERIAL,
-			     "ledger %s: %llu rows of %s conflict with rows recorded there; nothing "
-			     "was imported",
+			     "ledger %s: %llu rows of %s conflict with rows recorded there; "
+			     "nothing was imported",
 			     st_ledger_path(to), (unsigned long long)stats->conflicts,
 			     st_ledger_path(from));
 	if (rc < 0) {
