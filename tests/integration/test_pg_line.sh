@@ -59,10 +59,10 @@ ok "three stations ran at once on one database"
 passes() { grep -c '"event":"pass"' "$T/$1.events" || true; }
 fails() { grep -c '"event":"fail"' "$T/$1.events" || true; }
 [ "$(passes line-a)" = $((N + 1)) ] && [ "$(fails line-a)" = 1 ] ||
-	fail "line-a: $(passes line-a) passed, $(fails line-a) failed"
+	fail "line-a: $(passes line-a) passed, $(fails line-a) failed: $(tail -5 "$T/line-a.err")"
 grep '"event":"fail"' "$T/line-a.events" | grep -q '"slot":"m0"' || fail "line-a: not m0 failed"
 for s in b c; do
-	[ "$(passes line-$s)" -ge "$N" ] || fail "line-$s: $(passes line-$s) passed"
+	[ "$(passes line-$s)" -ge "$N" ] || fail "line-$s: $(passes line-$s) passed: $(tail -5 "$T/line-$s.err")"
 done
 [ $(($(passes line-b) + $(passes line-c))) = $((2 * N + 1)) ] ||
 	fail "the race: $(passes line-b) + $(passes line-c) passed, expected $((2 * N + 1))"

@@ -16,14 +16,16 @@ line_cleanup() {
 }
 
 # sim_start DIR N [simboard options]: serves N boards from DIR (map DIR/map.yaml, unless
-# --map says otherwise), its lines in DIR.log; waits for its ready line. SIM_PID is its PID.
+# --map says otherwise), its lines appended to DIR.log; waits for its ready line (a new one,
+# when DIR was served before). SIM_PID is its PID.
 sim_start() {
-	local dir=$1 n=$2
+	local dir=$1 n=$2 before
 	shift 2
+	before=$(grep -c "simboard: ready: $n boards" "$dir.log" 2>/dev/null) || before=0
 	"$SIMBOARD" --dir "$dir" --boards "$n" "$@" >>"$dir.log" 2>&1 &
 	SIM_PID=$!
 	SIMS+=("$SIM_PID")
-	wait_for_line "$dir.log" "simboard: ready: $n boards" 60 "$SIM_PID" ||
+	wait_for_line "$dir.log" "simboard: ready: $n boards" 60 "$SIM_PID" $((before + 1)) ||
 		fail "simboard $dir did not start: $(tail -3 "$dir.log")"
 }
 
@@ -35,12 +37,21 @@ sim_stop() {
 
 # station_config NAME FILE MAP...: a configuration for station NAME with the dev PKI ($pki),
 # the ledger on the test's PostgreSQL ($PG_CONN), the profiles sim-gw.yaml and sim-seq.yaml,
-# a slot per board map, then the YAML text on stdin.
+# a slot per board map, then the YAML text on stdin. Each station has an HSM of its own, as
+# on a real line: a copy of the SoftHSM2 token (stations starting together on one token
+# directory trip over SoftHSM2's files).
 station_config() {
-	local name=$1 file=$2 map
+	local name=$1 file=$2 map hsm=$pki/hsm-$1
 	shift 2
+	if [ ! -d "$hsm" ]; then
+		mkdir -p "$hsm"
+		cp -a "$pki/tokens" "$hsm/tokens"
+		sed "s|^directories.tokendir = .*|directories.tokendir = $hsm/tokens|" \
+			"$pki/softhsm2.conf" >"$hsm/softhsm2.conf"
+	fi
 	{
-		grep -v '^ledger:' "$pki/station.yaml"
+		grep -v '^ledger:' "$pki/station.yaml" |
+			sed "s|^  softhsm2_conf: .*|  softhsm2_conf: $hsm/softhsm2.conf|"
 		echo "ledger: \"$PG_CONN\""
 		echo "station: $name"
 		echo "profiles: [sim-gw.yaml, sim-seq.yaml]"
