@@ -3,8 +3,10 @@
  * for an auditor: every stored certificate verified against the CA and its row, duplicates
  * reported (a device id certified again only when the profile it was issued under refuses
  * reprovisioning), intents without a certificate listed as "possibly signed"; backup for an
- * administrator. Nothing here writes to the ledger; a running station may keep writing
- * while these read (WAL readers see one consistent snapshot). */
+ * administrator. Nothing here writes to the ledger but migrate, which moves a station's
+ * SQLite ledger into the line's PostgreSQL one; a running station may keep writing while
+ * these read (WAL readers, and PostgreSQL's, see one consistent snapshot). Every command
+ * takes a ledger file or a PostgreSQL connection string. */
 #include <errno.h>
 #include <getopt.h>
 #include <stdarg.h>
@@ -36,6 +38,7 @@ struct opts {
 	const char *output;
 	const char *cert;
 	const char *ca;
+	const char *from;
 	int allow_reissue;
 	int help;
 };
@@ -52,9 +55,12 @@ static const char usage_main[] =
 	"  check     verify every certificate against the CA and its row; report duplicates\n"
 	"  flags     boards that were refused and flagged\n"
 	"  backup    copy the ledger safely while a station writes to it\n"
+	"  migrate   move a station's ledger file into the line's PostgreSQL ledger\n"
 	"\n"
 	"  -c, --config FILE   station configuration (its ledger: and ca: cert)\n"
-	"      --ledger FILE   the ledger file itself, without a configuration\n"
+	"      --ledger FILE   the ledger itself, without a configuration: a file, or a\n"
+	"                      PostgreSQL connection string (postgresql://... or key=value\n"
+	"                      words; the password in a password file, never here)\n"
 	"\n"
 	"'station ledger <command> --help' describes a command.\n";
 
@@ -897,6 +903,64 @@ static int cmd_flags(struct st_ledger *l)
 	return 0;
 }
 
+static const char usage_migrate[] =
+	"usage: station ledger migrate --from FILE.db --to postgresql://...\n"
+	"       station ledger -c STATION.yaml migrate --from FILE.db\n"
+	"\n"
+	"Moves a station's history from its SQLite ledger FILE.db into the line's PostgreSQL\n"
+	"ledger (--to, --ledger, or the configuration's ledger:), in one transaction: every\n"
+	"row as it is (its station, state, certificate and times), every flag, and every\n"
+	"sequence (the line's next number raised so that no number the station handed out\n"
+	"is handed out again). Run it with the station stopped, then point the station's\n"
+	"ledger: at the database. Running it again adds nothing twice: rows are known by\n"
+	"their station and their id in FILE.db (a row whose state moved on since is brought\n"
+	"up to date). Uniqueness across the line is checked row by row: a row whose serial or\n"
+	"public key another row holds, or whose device id has another key's open intent, is a\n"
+	"conflict; each is printed (\"conflict: ...\") and when there is any, nothing is\n"
+	"migrated and the exit status is 1.\n"
+	"\n"
+	"  --from FILE.db   the station's SQLite ledger (read only)\n"
+	"  --to LEDGER      the PostgreSQL ledger (a connection string; same as --ledger)\n";
+
+static void print_conflict(void *arg, const char *msg)
+{
+	(void)arg;
+	fprintf(stderr, "conflict: %s\n", msg);
+}
+
+static int cmd_migrate(struct st_ledger *to, const struct opts *o)
+{
+	struct st_ledger_import_stats st;
+	struct st_ledger *from = NULL;
+	char err[512];
+	int rc;
+
+	if (!o->from) {
+		fprintf(stderr, "station ledger migrate: give --from FILE.db\n%s", usage_migrate);
+		return 2;
+	}
+	if (!st_ledger_spec_is_file(o->from)) {
+		fprintf(stderr, "station ledger migrate: --from must be a ledger file\n");
+		return 2;
+	}
+	rc = st_ledger_open_flags(o->from, NULL, ST_LEDGER_NOCREATE, &from, err, sizeof(err));
+	if (rc == 0)
+		rc = st_ledger_import(to, from, print_conflict, NULL, &st, err, sizeof(err));
+	st_ledger_close(from);
+	if (rc < 0) {
+		fprintf(stderr, "station ledger migrate: %s\n", err);
+		return 1;
+	}
+	printf("migrated %s into %s: %llu rows (%llu added, %llu brought up to date, %llu there "
+	       "already), %llu flags (%llu added), %llu sequences\n",
+	       o->from, st_ledger_path(to), (unsigned long long)st.rows,
+	       (unsigned long long)st.rows_added, (unsigned long long)st.rows_updated,
+	       (unsigned long long)(st.rows - st.rows_added - st.rows_updated),
+	       (unsigned long long)st.flags, (unsigned long long)st.flags_added,
+	       (unsigned long long)st.sequences);
+	return 0;
+}
+
 static const char usage_backup[] =
 	"usage: station ledger [-c STATION.yaml | --ledger FILE] backup DEST\n"
 	"\n"
@@ -906,7 +970,10 @@ static const char usage_backup[] =
 	"place, so DEST is either the previous file or a whole new copy; it is mode 0600 and\n"
 	"opens as a ledger itself (station ledger --ledger DEST check --ca CA.pem).\n"
 	"Copying the file with cp while a station runs is not safe: the newest\n"
-	"certificates may still be only in the -wal file beside it.\n";
+	"certificates may still be only in the -wal file beside it.\n"
+	"A PostgreSQL ledger is backed up as the database it is, where its server runs\n"
+	"(pg_dump --schema=station_ledger -Fc, or the server's base backups and WAL\n"
+	"archive); this command refuses it and says so.\n";
 
 static int cmd_backup(struct st_ledger *l, int argc, char **argv)
 {
@@ -941,6 +1008,7 @@ static const struct subcommand subcommands[] = {
 	{ "check", usage_check, "|ca|allow-reissue|" },
 	{ "flags", usage_flags, "||" },
 	{ "backup", usage_backup, "||" },
+	{ "migrate", usage_migrate, "|from|" },
 	{ NULL, NULL, NULL },
 };
 
@@ -955,6 +1023,8 @@ int st_cmd_ledger(int argc, char **argv)
 		{ "cert", required_argument, NULL, 'C' },
 		{ "ca", required_argument, NULL, 'A' },
 		{ "allow-reissue", no_argument, NULL, 'R' },
+		{ "from", required_argument, NULL, 'F' },
+		{ "to", required_argument, NULL, 'L' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -1002,6 +1072,10 @@ int st_cmd_ledger(int argc, char **argv)
 			o.allow_reissue = 1;
 			name = "allow-reissue";
 			break;
+		case 'F':
+			o.from = optarg;
+			name = "from";
+			break;
 		case 'h':
 			o.help = 1;
 			break;
@@ -1018,7 +1092,7 @@ int st_cmd_ledger(int argc, char **argv)
 				break;
 		if (!sub->name) {
 			fprintf(stderr, "station ledger: unknown command '%s'; known: list, show, "
-					"export, check, flags, backup\n",
+					"export, check, flags, backup, migrate\n",
 				argv[optind]);
 			return 2;
 		}
@@ -1046,8 +1120,8 @@ int st_cmd_ledger(int argc, char **argv)
 		return 2;
 	}
 	if (!o.config && !o.ledger) {
-		fprintf(stderr, "station ledger %s: give -c STATION.yaml or --ledger FILE\n",
-			sub->name);
+		fprintf(stderr, "station ledger %s: give -c STATION.yaml or --ledger %s\n",
+			sub->name, strcmp(sub->name, "migrate") == 0 ? "(or --to) LEDGER" : "FILE");
 		return 2;
 	}
 	if (o.config) {
@@ -1058,7 +1132,10 @@ int st_cmd_ledger(int argc, char **argv)
 		}
 	}
 	path = o.ledger ? o.ledger : cfg->ledger;
-	rc = st_ledger_open_flags(path, NULL, ST_LEDGER_NOCREATE, &l, err, sizeof(err));
+	/* migrate makes the destination a ledger when it is not yet one. */
+	rc = st_ledger_open_flags(path, NULL,
+				  strcmp(sub->name, "migrate") == 0 ? 0 : ST_LEDGER_NOCREATE, &l,
+				  err, sizeof(err));
 	if (rc < 0) {
 		fprintf(stderr, "station ledger: %s\n", err);
 		rc = 1;
@@ -1074,6 +1151,8 @@ int st_cmd_ledger(int argc, char **argv)
 		rc = cmd_check(l, &o, cfg);
 	else if (strcmp(sub->name, "backup") == 0)
 		rc = cmd_backup(l, argc - optind - 1, argv + optind + 1);
+	else if (strcmp(sub->name, "migrate") == 0)
+		rc = cmd_migrate(l, &o);
 	else
 		rc = cmd_flags(l);
 out:

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "err.h"
+#include "ledger.h"
 #include "log.h"
 #include "pool.h"
 #include "signer.h"
@@ -100,6 +101,16 @@ static const struct st_yl_key ca_keys[] = {
 #define C(field) offsetof(struct st_config, field)
 
 /* --- The sections `station run` reads: slots, pool, timeouts, retries, outputs --------- */
+
+/* `ledger`: a file path, resolved against the configuration's directory, or a PostgreSQL
+ * connection string, taken as it is. */
+static int h_ledger(struct st_yl_ctx *ctx, const struct st_yl_node *node,
+		    const struct st_yl_key *key, void *base)
+{
+	if (node->type == ST_YL_SCALAR && node->value && !st_ledger_spec_is_file(node->value))
+		return st_yl_h_string(ctx, node, key, base);
+	return st_yl_h_path(ctx, node, key, base);
+}
 
 /* `profiles`: a directory (the station loads every profile in it), or a list of files. */
 static int h_profiles(struct st_yl_ctx *ctx, const struct st_yl_node *node,
@@ -357,7 +368,7 @@ enum {
 
 static const struct st_yl_key top_keys[] = {
 	[T_CA] = ST_YL_NAME("ca", ST_YL_REQUIRED),
-	[T_LEDGER] = ST_YL_KEY("ledger", st_yl_h_path, C(ledger), 0),
+	[T_LEDGER] = ST_YL_KEY("ledger", h_ledger, C(ledger), ST_YL_ONELINE | ST_YL_NONEMPTY),
 	[T_PROFILES] = ST_YL_KEY("profiles", h_profiles, C(profiles), 0),
 	[T_DEFAULT_PROFILE] = ST_YL_KEY("default_profile", st_yl_h_path, C(default_profile), 0),
 	[T_STATION] = ST_YL_RANGE("station", st_yl_h_string, C(station),

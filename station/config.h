@@ -12,7 +12,9 @@
  *     cert: local-ca.pem
  *     chain: intermediates.pem    # optional
  *     root: factory-root.pem
- *   ledger: ledger.db
+ *   ledger: ledger.db            # a SQLite file; or a line's PostgreSQL database:
+ *                                #   "postgresql://station@db.line/ledger?sslmode=verify-full"
+ *                                #   (password in a passfile or PGPASSFILE, never here)
  *   profiles: profiles/          # a directory, or a list of profile files
  *   default_profile: profiles/lmp-gateway.yaml
  *   station: line-1-station-a    # this station's name in the ledger (default: host name)
@@ -188,7 +190,8 @@ struct st_config_file {
 struct st_config {
 	char *path; /* the file it was loaded from */
 	struct st_config_ca ca;
-	char *ledger;	       /* ledger database path; default "ledger.db" beside the file */
+	char *ledger;	       /* ledger database path or PostgreSQL connection string;
+				* default "ledger.db" beside the file */
 	char *profiles;	       /* profile directory; may be NULL */
 	char **profile_files;  /* or: profile files given as a list (n_profile_files) */
 	size_t n_profile_files;

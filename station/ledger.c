@@ -17,6 +17,7 @@
 #include <sqlite3.h>
 
 #include "err.h"
+#include "ledger_backend.h"
 
 /* "STLG": marks the file as a station ledger (PRAGMA application_id). */
 #define LEDGER_APP_ID 0x53544c47
@@ -154,7 +155,7 @@ static const char *const stmt_sql[S_COUNT_] = {
 			"FROM flags ORDER BY id",
 };
 
-struct st_ledger {
+struct sq_ledger {
 	sqlite3 *db;
 	char *path;
 	char *station;
@@ -164,6 +165,10 @@ struct st_ledger {
 	void (*hook)(enum st_ledger_hook_point point, void *arg);
 	void *hook_arg;
 };
+
+static void sq_close(void *inst);
+static void sq_set_busy_timeout(void *inst, int ms);
+static int sq_rollback(void *inst);
 
 static const char *const state_names[] = {
 	[ST_LEDGER_INTENT] = "intent",
@@ -190,14 +195,16 @@ int st_ledger_state_parse(const char *name)
 	return ST_E_INVAL;
 }
 
-const char *st_ledger_path(const struct st_ledger *l)
+static const char *sq_path(const void *inst)
 {
+	const struct sq_ledger *l = inst;
+
 	return l->path;
 }
 
 /* Turns a SQLite result code into an ST_E_LEDGER_* code with a message naming the file,
  * what was being done and SQLite's own words. */
-static int db_error(struct st_ledger *l, int rc, const char *what, char *err, size_t errlen)
+static int db_error(struct sq_ledger *l, int rc, const char *what, char *err, size_t errlen)
 {
 	const char *msg = l->db ? sqlite3_errmsg(l->db) : sqlite3_errstr(rc);
 	int code;
@@ -241,7 +248,7 @@ static int db_error(struct st_ledger *l, int rc, const char *what, char *err, si
 }
 
 /* The handle's prepared statement id, prepared on first use and kept until close. */
-static int prep(struct st_ledger *l, enum stmt_id id, sqlite3_stmt **out, char *err,
+static int prep(struct sq_ledger *l, enum stmt_id id, sqlite3_stmt **out, char *err,
 		size_t errlen)
 {
 	int rc;
@@ -267,7 +274,7 @@ static void done(sqlite3_stmt *s)
 }
 
 /* Runs a statement that returns no rows to its end. */
-static int run(struct st_ledger *l, sqlite3_stmt *s, const char *what, char *err,
+static int run(struct sq_ledger *l, sqlite3_stmt *s, const char *what, char *err,
 	       size_t errlen)
 {
 	int rc = sqlite3_step(s);
@@ -282,7 +289,7 @@ static int run(struct st_ledger *l, sqlite3_stmt *s, const char *what, char *err
 }
 
 /* Runs a fixed statement (BEGIN, COMMIT, SAVEPOINT, ...). */
-static int run_fixed(struct st_ledger *l, enum stmt_id id, const char *what, char *err,
+static int run_fixed(struct sq_ledger *l, enum stmt_id id, const char *what, char *err,
 		     size_t errlen)
 {
 	sqlite3_stmt *s;
@@ -343,7 +350,7 @@ void st_ledger_row_free(struct st_ledger_row *row)
 }
 
 /* Copies the current result row (ROW_COLUMNS order) into a new row. */
-static int read_row(struct st_ledger *l, sqlite3_stmt *s, struct st_ledger_row **out,
+static int read_row(struct sq_ledger *l, sqlite3_stmt *s, struct st_ledger_row **out,
 		    char *err, size_t errlen)
 {
 	struct st_ledger_row *r = calloc(1, sizeof(*r));
@@ -393,7 +400,7 @@ static int read_row(struct st_ledger *l, sqlite3_stmt *s, struct st_ledger_row *
 
 /* Runs a bound query expected to return at most one row: 1 and *out when it did, 0 when
  * it returned nothing, or a negative code. Resets the statement. */
-static int fetch_row(struct st_ledger *l, sqlite3_stmt *s, struct st_ledger_row **out,
+static int fetch_row(struct sq_ledger *l, sqlite3_stmt *s, struct st_ledger_row **out,
 		     const char *what, char *err, size_t errlen)
 {
 	int rc = sqlite3_step(s);
@@ -412,7 +419,7 @@ static int fetch_row(struct st_ledger *l, sqlite3_stmt *s, struct st_ledger_row 
 	return rc;
 }
 
-static void commit_hook_run(struct st_ledger *l, enum st_ledger_hook_point point)
+static void commit_hook_run(struct sq_ledger *l, enum st_ledger_hook_point point)
 {
 	if (l->hook)
 		l->hook(point, l->hook_arg);
@@ -434,10 +441,11 @@ static int on_wal(void *arg, sqlite3 *db, const char *name, int frames)
 	return SQLITE_OK;
 }
 
-void st_ledger_set_hook(struct st_ledger *l, void (*fn)(enum st_ledger_hook_point point,
-							 void *arg),
+static void sq_set_hook(void *inst, void (*fn)(enum st_ledger_hook_point point, void *arg),
 			void *arg)
 {
+	struct sq_ledger *l = inst;
+
 	l->hook = fn;
 	l->hook_arg = arg;
 	if (fn) {
@@ -450,7 +458,7 @@ void st_ledger_set_hook(struct st_ledger *l, void (*fn)(enum st_ledger_hook_poin
 }
 
 /* Reads an integer pragma. */
-static int pragma_int(struct st_ledger *l, const char *sql, int *value, char *err,
+static int pragma_int(struct sq_ledger *l, const char *sql, int *value, char *err,
 		      size_t errlen)
 {
 	sqlite3_stmt *s = NULL;
@@ -470,7 +478,7 @@ static int pragma_int(struct st_ledger *l, const char *sql, int *value, char *er
 }
 
 /* Refuses a database at version 0 that already holds tables: someone else's SQLite file. */
-static int check_foreign(struct st_ledger *l, char *err, size_t errlen)
+static int check_foreign(struct sq_ledger *l, char *err, size_t errlen)
 {
 	sqlite3_stmt *s = NULL;
 	int rc = sqlite3_prepare_v2(l->db,
@@ -500,7 +508,7 @@ out:
 /* Checks the version and application id, and migrates an older schema in one
  * transaction. With ST_LEDGER_NOCREATE an empty database is refused rather than made a
  * ledger: a command that only reads was given the wrong file. */
-static int migrate(struct st_ledger *l, unsigned flags, char *err, size_t errlen)
+static int migrate(struct sq_ledger *l, unsigned flags, char *err, size_t errlen)
 {
 	char sql[64];
 	char *msg = NULL;
@@ -568,7 +576,7 @@ static int migrate(struct st_ledger *l, unsigned flags, char *err, size_t errlen
 out:
 	sqlite3_free(msg);
 	if (rc < 0)
-		st_ledger_rollback(l);
+		sq_rollback(l);
 	return rc;
 }
 
@@ -596,7 +604,7 @@ static void sync_parent_dir(const char *path)
 	free(copy);
 }
 
-static int set_journal(struct st_ledger *l, char *err, size_t errlen)
+static int set_journal(struct sq_ledger *l, char *err, size_t errlen)
 {
 	sqlite3_stmt *s = NULL;
 	const char *mode;
@@ -688,10 +696,10 @@ static int check_writable(const char *path, int existed, char *err, size_t errle
 	return 0;
 }
 
-int st_ledger_open_flags(const char *path, const char *station, unsigned flags,
-			 struct st_ledger **out, char *err, size_t errlen)
+static int sq_open(const char *path, const char *station, unsigned flags,
+		   void **out, char *err, size_t errlen)
 {
-	struct st_ledger *l = NULL;
+	struct sq_ledger *l = NULL;
 	char host[HOST_NAME_MAX + 1];
 	char *msg = NULL;
 	struct stat sb;
@@ -736,7 +744,7 @@ int st_ledger_open_flags(const char *path, const char *station, unsigned flags,
 		goto out;
 	}
 	sqlite3_extended_result_codes(l->db, 1);
-	st_ledger_set_busy_timeout(l, LEDGER_BUSY_MS);
+	sq_set_busy_timeout(l, LEDGER_BUSY_MS);
 	/* SQLite opens a file it may not write read-only, without a word: the first commit
 	 * would fail instead. */
 	if (!(flags & ST_LEDGER_NOCREATE) && sqlite3_db_readonly(l->db, "main") == 1) {
@@ -764,18 +772,13 @@ int st_ledger_open_flags(const char *path, const char *station, unsigned flags,
 	l = NULL;
 out:
 	sqlite3_free(msg);
-	st_ledger_close(l);
+	sq_close(l);
 	return rc;
 }
 
-int st_ledger_open(const char *path, const char *station, struct st_ledger **out, char *err,
-		   size_t errlen)
+static void sq_close(void *inst)
 {
-	return st_ledger_open_flags(path, station, 0, out, err, errlen);
-}
-
-void st_ledger_close(struct st_ledger *l)
-{
+	struct sq_ledger *l = inst;
 	int i;
 
 	if (!l)
@@ -791,22 +794,27 @@ void st_ledger_close(struct st_ledger *l)
 	free(l);
 }
 
-void st_ledger_set_busy_timeout(struct st_ledger *l, int ms)
+static void sq_set_busy_timeout(void *inst, int ms)
 {
+	struct sq_ledger *l = inst;
+
 	l->busy_ms = ms > 0 ? ms : 0;
 	sqlite3_busy_timeout(l->db, l->busy_ms);
 }
 
-int st_ledger_begin(struct st_ledger *l, char *err, size_t errlen)
+static int sq_begin(void *inst, char *err, size_t errlen)
 {
+	struct sq_ledger *l = inst;
+
 	if (!sqlite3_get_autocommit(l->db))
 		return st_errf(err, errlen, ST_E_INVAL,
 			       "ledger %s: a transaction is already open", l->path);
 	return run_fixed(l, S_BEGIN, "starting a transaction", err, errlen);
 }
 
-int st_ledger_commit(struct st_ledger *l, char *err, size_t errlen)
+static int sq_commit(void *inst, char *err, size_t errlen)
 {
+	struct sq_ledger *l = inst;
 	int rc;
 
 	if (sqlite3_get_autocommit(l->db))
@@ -822,8 +830,10 @@ int st_ledger_commit(struct st_ledger *l, char *err, size_t errlen)
 	return rc;
 }
 
-int st_ledger_rollback(struct st_ledger *l)
+static int sq_rollback(void *inst)
 {
+	struct sq_ledger *l = inst;
+
 	if (sqlite3_get_autocommit(l->db))
 		return 0;
 	return run_fixed(l, S_ROLLBACK, "rolling back", NULL, 0);
@@ -849,7 +859,7 @@ static int bind_text_or_null(sqlite3_stmt *s, int i, const char *t)
 
 /* Before inserting an intent: supersedes this device's intents for the same key and
  * refuses one for another key. */
-static int settle_intents(struct st_ledger *l, const struct st_ledger_row *row, char *err,
+static int settle_intents(struct sq_ledger *l, const struct st_ledger_row *row, char *err,
 			  size_t errlen)
 {
 	int64_t same[16];
@@ -903,7 +913,7 @@ static int settle_intents(struct st_ledger *l, const struct st_ledger_row *row, 
 
 /* Tells which unique constraint a new row would break: ST_E_LEDGER_DUP_SERIAL,
  * ST_E_LEDGER_DUP_KEY, or 0 when none. */
-static int check_unique(struct st_ledger *l, const struct st_ledger_row *row, char *err,
+static int check_unique(struct sq_ledger *l, const struct st_ledger_row *row, char *err,
 			size_t errlen)
 {
 	struct st_ledger_row *other = NULL;
@@ -947,7 +957,7 @@ static int check_unique(struct st_ledger *l, const struct st_ledger_row *row, ch
 	return rc;
 }
 
-static int insert_intent(struct st_ledger *l, const struct st_ledger_row *row, int64_t *id,
+static int insert_intent(struct sq_ledger *l, const struct st_ledger_row *row, int64_t *id,
 			 char *err, size_t errlen)
 {
 	sqlite3_stmt *s;
@@ -985,9 +995,10 @@ static int insert_intent(struct st_ledger *l, const struct st_ledger_row *row, i
 	return rc;
 }
 
-int st_ledger_add_intent(struct st_ledger *l, const struct st_ledger_row *row, int64_t *id,
+static int sq_add_intent(void *inst, const struct st_ledger_row *row, int64_t *id,
 			 char *err, size_t errlen)
 {
+	struct sq_ledger *l = inst;
 	int rc, rc2;
 
 	*id = 0;
@@ -1023,7 +1034,7 @@ int st_ledger_add_intent(struct st_ledger *l, const struct st_ledger_row *row, i
 }
 
 /* After an update changed nothing: why. */
-static int state_error(struct st_ledger *l, int64_t id, const char *wanted, char *err,
+static int state_error(struct sq_ledger *l, int64_t id, const char *wanted, char *err,
 		       size_t errlen)
 {
 	sqlite3_stmt *s;
@@ -1054,7 +1065,7 @@ static int state_error(struct st_ledger *l, int64_t id, const char *wanted, char
 }
 
 /* Runs a bound UPDATE of one row; when it changed nothing, explains why. */
-static int update_row(struct st_ledger *l, sqlite3_stmt *s, int64_t id, const char *what,
+static int update_row(struct sq_ledger *l, sqlite3_stmt *s, int64_t id, const char *what,
 		      const char *wanted, char *err, size_t errlen)
 {
 	int rc = run(l, s, what, err, errlen);
@@ -1066,8 +1077,9 @@ static int update_row(struct st_ledger *l, sqlite3_stmt *s, int64_t id, const ch
 	return 0;
 }
 
-int st_ledger_supersede(struct st_ledger *l, int64_t id, char *err, size_t errlen)
+static int sq_supersede(void *inst, int64_t id, char *err, size_t errlen)
 {
+	struct sq_ledger *l = inst;
 	sqlite3_stmt *s;
 	int rc = prep(l, S_SUPERSEDE, &s, err, errlen);
 
@@ -1077,9 +1089,10 @@ int st_ledger_supersede(struct st_ledger *l, int64_t id, char *err, size_t errle
 	return update_row(l, s, id, "superseding an intent", "an intent", err, errlen);
 }
 
-int st_ledger_set_cert(struct st_ledger *l, int64_t id, const uint8_t *der, size_t len,
+static int sq_set_cert(void *inst, int64_t id, const uint8_t *der, size_t len,
 		       time_t not_before, time_t not_after, char *err, size_t errlen)
 {
+	struct sq_ledger *l = inst;
 	sqlite3_stmt *s;
 	int rc;
 
@@ -1097,8 +1110,9 @@ int st_ledger_set_cert(struct st_ledger *l, int64_t id, const uint8_t *der, size
 	return update_row(l, s, id, "recording a certificate", "an intent", err, errlen);
 }
 
-int st_ledger_mark_delivered(struct st_ledger *l, int64_t id, char *err, size_t errlen)
+static int sq_mark_delivered(void *inst, int64_t id, char *err, size_t errlen)
 {
+	struct sq_ledger *l = inst;
 	sqlite3_stmt *s;
 	int rc = prep(l, S_DELIVERED, &s, err, errlen);
 
@@ -1110,9 +1124,10 @@ int st_ledger_mark_delivered(struct st_ledger *l, int64_t id, char *err, size_t 
 			  errlen);
 }
 
-int st_ledger_mark_failed(struct st_ledger *l, int64_t id, const char *reason, char *err,
+static int sq_mark_failed(void *inst, int64_t id, const char *reason, char *err,
 			  size_t errlen)
 {
+	struct sq_ledger *l = inst;
 	sqlite3_stmt *s;
 	int rc = prep(l, S_FAILED, &s, err, errlen);
 
@@ -1124,9 +1139,10 @@ int st_ledger_mark_failed(struct st_ledger *l, int64_t id, const char *reason, c
 			  errlen);
 }
 
-int st_ledger_lookup(struct st_ledger *l, const char *device_id, const uint8_t pubkey_sha256[32],
+static int sq_lookup(void *inst, const char *device_id, const uint8_t pubkey_sha256[32],
 		     struct st_ledger_row **row, char *err, size_t errlen)
 {
+	struct sq_ledger *l = inst;
 	struct st_ledger_row *r = NULL;
 	sqlite3_stmt *s;
 	int rc;
@@ -1169,9 +1185,10 @@ int st_ledger_lookup(struct st_ledger *l, const char *device_id, const uint8_t p
 	return rc;
 }
 
-int st_ledger_next_sequence(struct st_ledger *l, const char *prefix, uint64_t *n, char *err,
+static int sq_next_sequence(void *inst, const char *prefix, uint64_t *n, char *err,
 			    size_t errlen)
 {
+	struct sq_ledger *l = inst;
 	sqlite3_stmt *s;
 	int rc;
 
@@ -1203,9 +1220,10 @@ int st_ledger_next_sequence(struct st_ledger *l, const char *prefix, uint64_t *n
 	return rc;
 }
 
-int st_ledger_get(struct st_ledger *l, int64_t id, struct st_ledger_row **row, char *err,
+static int sq_get(void *inst, int64_t id, struct st_ledger_row **row, char *err,
 		  size_t errlen)
 {
+	struct sq_ledger *l = inst;
 	sqlite3_stmt *s;
 	int rc;
 
@@ -1221,9 +1239,10 @@ int st_ledger_get(struct st_ledger *l, int64_t id, struct st_ledger_row **row, c
 	return rc < 0 ? rc : 0;
 }
 
-int st_ledger_get_serial(struct st_ledger *l, const char *serial, struct st_ledger_row **row,
+static int sq_get_serial(void *inst, const char *serial, struct st_ledger_row **row,
 			 char *err, size_t errlen)
 {
+	struct sq_ledger *l = inst;
 	sqlite3_stmt *s;
 	int rc;
 
@@ -1248,9 +1267,10 @@ int st_ledger_get_serial(struct st_ledger *l, const char *serial, struct st_ledg
 	return rc < 0 ? rc : 0;
 }
 
-int st_ledger_foreach(struct st_ledger *l, int (*fn)(const struct st_ledger_row *row, void *arg),
+static int sq_foreach(void *inst, int (*fn)(const struct st_ledger_row *row, void *arg),
 		      void *arg, char *err, size_t errlen)
 {
+	struct sq_ledger *l = inst;
 	struct st_ledger_row *r;
 	sqlite3_stmt *s;
 	int rc;
@@ -1280,9 +1300,10 @@ out:
 	return rc;
 }
 
-int st_ledger_flag(struct st_ledger *l, const char *device_id, const uint8_t pubkey_sha256[32],
+static int sq_flag(void *inst, const char *device_id, const uint8_t pubkey_sha256[32],
 		   const char *slot, const char *reason, char *err, size_t errlen)
 {
+	struct sq_ledger *l = inst;
 	sqlite3_stmt *s;
 	int rc;
 
@@ -1304,10 +1325,11 @@ int st_ledger_flag(struct st_ledger *l, const char *device_id, const uint8_t pub
 	return run(l, s, "recording a flag", err, errlen);
 }
 
-int st_ledger_foreach_flag(struct st_ledger *l,
+static int sq_foreach_flag(void *inst,
 			   int (*fn)(const struct st_ledger_flag *flag, void *arg), void *arg,
 			   char *err, size_t errlen)
 {
+	struct sq_ledger *l = inst;
 	struct st_ledger_flag f;
 	sqlite3_stmt *s;
 	int rc;
@@ -1338,8 +1360,9 @@ int st_ledger_foreach_flag(struct st_ledger *l,
 	return rc;
 }
 
-int st_ledger_integrity(struct st_ledger *l, char *err, size_t errlen)
+static int sq_integrity(void *inst, char *err, size_t errlen)
 {
+	struct sq_ledger *l = inst;
 	sqlite3_stmt *s = NULL;
 	const char *first;
 	int rc, more = 0;
@@ -1431,8 +1454,9 @@ out:
 	return rc;
 }
 
-int st_ledger_backup(struct st_ledger *l, const char *dest, char *err, size_t errlen)
+static int sq_backup(void *inst, const char *dest, char *err, size_t errlen)
 {
+	struct sq_ledger *l = inst;
 	sqlite3 *out = NULL;
 	sqlite3_backup *b;
 	struct stat sb;
@@ -1515,3 +1539,58 @@ out:
 	sqlite3_free(tmp);
 	return rc;
 }
+
+static int sq_foreach_sequence(void *inst,
+			       int (*fn)(const char *prefix, uint64_t next, void *arg), void *arg,
+			       char *err, size_t errlen)
+{
+	struct sq_ledger *l = inst;
+	sqlite3_stmt *s = NULL;
+	int rc;
+
+	rc = sqlite3_prepare_v2(l->db, "SELECT prefix, next FROM sequences ORDER BY prefix", -1,
+				&s, NULL);
+	while (rc == SQLITE_OK && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+		rc = SQLITE_OK;
+		if (fn((const char *)sqlite3_column_text(s, 0),
+		       (uint64_t)sqlite3_column_int64(s, 1), arg) != 0)
+			rc = SQLITE_DONE;
+	}
+	rc = rc == SQLITE_DONE ? 0 : db_error(l, rc, "reading the sequences", err, errlen);
+	sqlite3_finalize(s);
+	return rc;
+}
+
+/* The embedded default: any spec that no other backend claims is a file path. */
+static int sq_claims(const char *spec)
+{
+	return spec != NULL;
+}
+
+const struct st_ledger_ops st_ledger_sqlite_ops = {
+	.name = "sqlite",
+	.claims = sq_claims,
+	.open = sq_open,
+	.close = sq_close,
+	.set_busy_timeout = sq_set_busy_timeout,
+	.path = sq_path,
+	.set_hook = sq_set_hook,
+	.lookup = sq_lookup,
+	.begin = sq_begin,
+	.commit = sq_commit,
+	.rollback = sq_rollback,
+	.add_intent = sq_add_intent,
+	.supersede = sq_supersede,
+	.set_cert = sq_set_cert,
+	.mark_delivered = sq_mark_delivered,
+	.mark_failed = sq_mark_failed,
+	.flag = sq_flag,
+	.next_sequence = sq_next_sequence,
+	.get = sq_get,
+	.get_serial = sq_get_serial,
+	.foreach = sq_foreach,
+	.foreach_flag = sq_foreach_flag,
+	.integrity = sq_integrity,
+	.backup = sq_backup,
+	.foreach_sequence = sq_foreach_sequence,
+};

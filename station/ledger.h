@@ -1,5 +1,10 @@
-/* The ledger: the durable record of every certificate the station issues (SQLite in WAL
- * mode, the embedded default). Nothing leaves the station without a committed row.
+/* The ledger: the durable record of every certificate the station issues. Nothing leaves
+ * the station without a committed row. Two backends keep it (ledger_backend.h), picked by
+ * the form of the `ledger:` value: a file path is SQLite in WAL mode, the embedded default,
+ * one station's own; a postgresql:// URI or a libpq key=value connection string is a
+ * PostgreSQL database that a line of stations shares (ledger_pg.c). Every guarantee below
+ * holds for both; where the words are SQLite's (file, WAL, fsync), PostgreSQL's are said
+ * beside them.
  *
  * Life of a row: an intent (written and committed before signing: serial, device id,
  * profile, CSR hash, public key hash, station, slot, time) -> signed (the certificate,
@@ -10,7 +15,10 @@
  *
  * Durability: every commit is synced to disk (WAL, synchronous=FULL) before it returns, and
  * a process killed at any moment leaves every committed transaction whole and nothing of an
- * uncommitted one; the next open replays the WAL.
+ * uncommitted one; the next open replays the WAL. On PostgreSQL a commit returns once the
+ * server confirms it (synchronous_commit on: flushed to the server's WAL, and to a standby's
+ * when synchronous_standby_names names one); a station killed at any moment leaves the
+ * server with whole committed transactions only.
  *
  * Uniqueness: serial and public key are unique among the rows that hold or may yet hold a
  * certificate, i.e. every row except a failed one without a certificate (a superseded or
@@ -18,17 +26,21 @@
  * used again). The device id is not unique in the table: whether a device id may get a second
  * certificate is the profile's reprovision policy, which the caller applies to the verdict of
  * st_ledger_lookup(); st_ledger_add_intent() only refuses two intents of one device id in
- * flight at once.
+ * flight at once. On PostgreSQL these rules hold across every station of the database
+ * (its own unique indexes, and one open intent per device id), rows and flags name their
+ * station, and row ids and sequence numbers are unique across stations.
  *
- * Errors of SQLite come back by what failed: ST_E_LEDGER_IO is the storage (disk full, an
- * I/O error: the same call may work once it is fixed), ST_E_LEDGER_OPEN a file that cannot
- * be opened or written (missing directory, no permission, read-only file system),
- * ST_E_LEDGER_BUSY another process's lock, ST_E_LEDGER_CORRUPT a damaged file, ST_E_NOMEM,
- * and ST_E_LEDGER_SQL any other failure of a statement.
+ * Errors come back by what failed: ST_E_LEDGER_IO is the storage (disk full, an I/O error,
+ * a database that cannot be reached: the same call may work once it is fixed),
+ * ST_E_LEDGER_OPEN a file that cannot be opened or written (missing directory, no
+ * permission, read-only file system), ST_E_LEDGER_BUSY another process's lock,
+ * ST_E_LEDGER_CORRUPT a damaged file, ST_E_NOMEM, and ST_E_LEDGER_SQL any other failure of
+ * a statement.
  *
- * Every function here blocks (disk, fsync): never call one on the event loop thread. A
- * handle is used by one thread at a time (the signing pool's ledger thread; commands);
- * several processes may open the same file (readers never block the writer). */
+ * Every function here blocks (disk, fsync, the network): never call one on the event loop
+ * thread. A handle is used by one thread at a time (the signing pool's ledger thread;
+ * commands); several processes may open the same file or database (readers never block
+ * the writer). */
 #ifndef ST_LEDGER_H
 #define ST_LEDGER_H
 
@@ -85,7 +97,15 @@ void st_ledger_row_free(struct st_ledger_row *row);
  * ST_E_LEDGER_OPEN (cannot open or create it), ST_E_LEDGER_CORRUPT (not a SQLite database,
  * a SQLite database that is not a station ledger, or damaged), ST_E_LEDGER_VERSION (written
  * by a newer station), ST_E_LEDGER_BUSY (another process held the lock too long),
- * ST_E_LEDGER_IO. */
+ * ST_E_LEDGER_IO.
+ *
+ * PostgreSQL: path is the connection string; the database must exist, and its schema
+ * station_ledger is created or migrated (ST_LEDGER_NOCREATE: it must be there already).
+ * ST_E_LEDGER_OPEN also when the server cannot be reached or refuses the login,
+ * ST_E_LEDGER_CORRUPT when the schema is not a ledger's, ST_E_INVAL for a connection string
+ * that holds a password: libpq reads it from a password file (passfile=FILE in the string,
+ * or PGPASSFILE), so that it is never in the configuration, a command line or a log. TLS is
+ * libpq's: sslmode and the other ssl* words of the connection string. */
 int st_ledger_open(const char *path, const char *station, struct st_ledger **out, char *err,
 		   size_t errlen);
 
@@ -97,11 +117,36 @@ int st_ledger_open_flags(const char *path, const char *station, unsigned flags,
 void st_ledger_close(struct st_ledger *l);
 
 /* How long a call waits for another process's lock before it fails with
- * ST_E_LEDGER_BUSY (default 5000 ms; 0: fail at once). */
+ * ST_E_LEDGER_BUSY (default 5000 ms; 0: fail at once). On PostgreSQL: a row lock or a
+ * unique index entry of another station's open transaction (lock_timeout). */
 void st_ledger_set_busy_timeout(struct st_ledger *l, int ms);
 
 /* The path the handle was opened with (owned by the handle). */
 const char *st_ledger_path(const struct st_ledger *l);
+
+/* Whether spec names a ledger file (SQLite) rather than a database server (a connection
+ * string, which the configuration takes as it is instead of resolving it as a path). */
+int st_ledger_spec_is_file(const char *spec);
+
+/* What a call does when the database server cannot be reached (restarted, stopped, a
+ * network cut, a failover); a ledger file never calls it. The call reconnects at once;
+ * when that fails, wait() is called on the calling thread with the reason and the time to
+ * wait before the next attempt (100 ms, doubling to 2 s): it returns 0 after waiting (it
+ * may return early, to try sooner) to try again, or non-zero to give up: then the call
+ * fails with ST_E_LEDGER_OPEN or ST_E_LEDGER_IO. back() (may be NULL) is called once when
+ * the server answers again after wait() was called. Without a handler a call tries to
+ * reconnect once. Either way, an open transaction that the server lost is replayed on the
+ * new connection (same row ids, same results, or every later call and the commit fail with
+ * ST_E_LEDGER_IO), and a commit whose answer was lost returns 0 only if the server says it
+ * committed (else it is replayed and committed again): never twice. */
+struct st_ledger_outage {
+	int (*wait)(void *arg, const char *reason, unsigned ms);
+	void (*back)(void *arg);
+	void *arg;
+};
+
+/* Sets (outage non-NULL, copied) or clears the handler. */
+void st_ledger_set_outage(struct st_ledger *l, const struct st_ledger_outage *outage);
 
 /* What the ledger knows of a device id and public key before anything is signed. Rows that
  * are failed without a certificate (superseded or abandoned intents) are ignored. */
@@ -134,7 +179,9 @@ int st_ledger_lookup(struct st_ledger *l, const char *device_id, const uint8_t p
 		     struct st_ledger_row **row, char *err, size_t errlen);
 
 /* Group commit: everything between begin and commit is one transaction, one fsync. Begin
- * takes the write lock at once (waiting up to the busy timeout, then ST_E_LEDGER_BUSY).
+ * takes the write lock at once (waiting up to the busy timeout, then ST_E_LEDGER_BUSY); on
+ * PostgreSQL stations write at once and wait only for rows another station's open
+ * transaction holds (the busy timeout applies there).
  * Outside a transaction every call that writes commits (and syncs) on its own. A call that
  * fails inside a transaction undoes only its own change; the transaction stays open.
  * Begin inside a transaction or commit outside one is ST_E_INVAL. Rollback outside a
@@ -217,7 +264,9 @@ int st_ledger_foreach_flag(struct st_ledger *l,
 			   char *err, size_t errlen);
 
 /* Runs SQLite's full integrity check of the file. Returns 0, or ST_E_LEDGER_CORRUPT with
- * the first problem found. Slow on a big ledger (reads every page). */
+ * the first problem found. Slow on a big ledger (reads every page). On PostgreSQL, whose
+ * server checks its own pages: the schema version, and the unique indexes that carry the
+ * ledger's rules present and valid. */
 int st_ledger_integrity(struct st_ledger *l, char *err, size_t errlen);
 
 /* Copies the ledger to dest while a station may keep writing to it: SQLite's online backup
@@ -228,8 +277,37 @@ int st_ledger_integrity(struct st_ledger *l, char *err, size_t errlen);
  * st_ledger_open() and the sqlite3 tool open as they are. Not inside a transaction
  * (ST_E_INVAL). Returns 0, or ST_E_LEDGER_IO (cannot write dest, disk full, the copy does
  * not check), ST_E_LEDGER_BUSY, ST_E_NOMEM, ST_E_INVAL (no dest, dest is a directory), with
- * a message naming dest. Blocks on disk I/O for the size of the ledger. */
+ * a message naming dest. Blocks on disk I/O for the size of the ledger. A PostgreSQL
+ * ledger is not copied this way: ST_E_INVAL, with a message naming pg_dump (the database is
+ * backed up as a database: pg_dump, the server's base backups and WAL archive; `station
+ * ledger export` writes its rows). */
 int st_ledger_backup(struct st_ledger *l, const char *dest, char *err, size_t errlen);
+
+/* What st_ledger_import() did. */
+struct st_ledger_import_stats {
+	uint64_t rows;         /* rows read from the source */
+	uint64_t rows_added;   /* new in the destination */
+	uint64_t rows_updated; /* imported before, brought up to date (a later state) */
+	uint64_t flags, flags_added;
+	uint64_t sequences;
+	uint64_t conflicts;    /* rows refused: their serial, key or open intent is another's */
+};
+
+/* Moves the history of the ledger from into the ledger to (a PostgreSQL ledger; another
+ * backend is ST_E_INVAL): every row as it is (its station, state, certificate, times),
+ * every flag, and every sequence (to's next number raised to from's when lower, so that a
+ * number from's station handed out is never handed out again), in one transaction of to.
+ * Idempotent: a row or flag imported before is recognised by its station and its id in
+ * from, so running it twice adds each once (a row whose state moved on since is brought up
+ * to date). to's unique rules are checked as it goes: a row whose serial or key another row
+ * holds (another station's, or another row of from), or whose device id has another key's
+ * open intent, is a conflict: conflict(arg, msg) (may be NULL) is told each, and when there
+ * is any, nothing is committed and the call returns ST_E_LEDGER_DUP_SERIAL (with the count
+ * in err). Returns 0 and *stats, or a negative ST_E_* code. Not inside a transaction of to
+ * (ST_E_INVAL). */
+int st_ledger_import(struct st_ledger *to, struct st_ledger *from,
+		     void (*conflict)(void *arg, const char *msg), void *arg,
+		     struct st_ledger_import_stats *stats, char *err, size_t errlen);
 
 /* Test hooks (fault injection): fn runs at these points of every commit, including the
  * implicit commit of a write outside a transaction. A crash test kills the process there. */

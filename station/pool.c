@@ -787,8 +787,12 @@ static void drop_unstarted_locked(struct st_pool *pool, struct pool_batch **jobs
 	}
 }
 
+static int ledger_outage_wait(void *arg, const char *reason, unsigned ms);
+static void ledger_outage_back(void *arg);
+
 static void *ledger_main(void *arg)
 {
+	const struct st_ledger_outage outage = { ledger_outage_wait, ledger_outage_back, arg };
 	struct st_pool *pool = arg;
 	struct pool_batch *jobs, *b, **tail;
 	struct pool_op *ops;
@@ -809,6 +813,7 @@ static void *ledger_main(void *arg)
 		pthread_mutex_unlock(&pool->lock);
 		return NULL;
 	}
+	st_ledger_set_outage(pool->ledger, &outage);
 	for (;;) {
 		while (!pool->jobs_head && !pool->ops_head &&
 		       !(pool->stopping && pool->inflight == 0))
@@ -964,6 +969,33 @@ static void backoff_wait_locked(struct st_pool *pool, pthread_cond_t *cond, unsi
 		if (pthread_cond_timedwait(cond, &pool->lock, &until) == ETIMEDOUT)
 			break;
 	}
+}
+
+/* The ledger's database cannot be reached (ledger thread, inside a ledger call): signing
+ * pauses as for the HSM, the operator sees what the database says now, and the call waits
+ * the backoff before its next attempt. Gives up (non-zero) only when the pool shuts down. */
+static int ledger_outage_wait(void *arg, const char *reason, unsigned ms)
+{
+	struct st_pool *pool = arg;
+	char why[300];
+	int stop;
+
+	st_msgf(why, sizeof(why), "ledger unavailable: %s", reason);
+	pthread_mutex_lock(&pool->lock);
+	pause_locked(pool, PAUSE_LEDGER, why);
+	backoff_wait_locked(pool, &pool->ledger_cond, ms);
+	stop = pool->stopping;
+	pthread_mutex_unlock(&pool->lock);
+	return stop;
+}
+
+static void ledger_outage_back(void *arg)
+{
+	struct st_pool *pool = arg;
+
+	pthread_mutex_lock(&pool->lock);
+	resume_locked(pool, PAUSE_LEDGER);
+	pthread_mutex_unlock(&pool->lock);
 }
 
 static void *worker_main(void *arg)

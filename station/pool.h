@@ -30,6 +30,12 @@
  * with a backoff (100 ms doubling to 2 s), the pool reports "paused" with the reason, and
  * signing resumes with the first signature that works. No request fails for an outage. Other
  * errors (policy, CA validity, a signature that does not verify) fail that request only.
+ * When the ledger's database cannot be reached (a PostgreSQL ledger: the server restarted or
+ * stopped, the network cut), signing pauses the same way, with the database's words as the
+ * reason: the ledger thread waits inside the ledger call that found it gone, reconnecting
+ * with the same backoff, the batches in flight wait with it (the ledger restores an open
+ * transaction and resolves a commit whose answer was lost, ledger.h), and it resumes when
+ * the database answers. Only shutting down gives up on it.
  *
  * When the ledger's storage fails (a full disk, an I/O error, a file system gone read-only, a
  * lock another process holds too long: ST_E_LEDGER_IO, _OPEN, _BUSY), signing pauses the same
@@ -141,7 +147,8 @@ struct st_pool_config {
 				   * 0: on the next loop iteration */
 	unsigned queue_max;       /* requests in the pool at once (backpressure); 0: 4096 */
 	const char *station;      /* this station's name, for the ledger rows */
-	const char *ledger_path;  /* the SQLite ledger file */
+	const char *ledger_path;  /* the ledger: a SQLite file or a PostgreSQL connection
+				   * string (st_ledger_open) */
 };
 
 /* Fills cfg with the defaults: workers 0 (the CPUs), batch_max 32, batch_linger_ms 5,

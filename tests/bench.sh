@@ -12,7 +12,7 @@ station_install_deps
 build=${BENCH_BUILD_DIR:-$STATION_SRC/build-release}
 cmake -S "$STATION_SRC" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$build" -j"$(nproc)" --target bench_issue bench_http station simboard slowhsm \
-	-- --no-print-directory >/dev/null
+	bench_ledger bench_line -- --no-print-directory >/dev/null
 
 echo "== issuance (tests/bench/bench_issue.c)"
 "$build/tests/bench_issue" "$@"
@@ -21,6 +21,15 @@ echo "== issuance (tests/bench/bench_issue.c)"
 echo "== registration API over loopback HTTP (tests/bench/bench_http.c)"
 # shellcheck disable=SC2086
 "$build/tests/bench_http" ${BENCH_HTTP_ARGS:--n 4000 -c 128}
+
+# A line of stations on one PostgreSQL ledger, a server of its own (tests/lib/pg.sh): the
+# ledger alone on PostgreSQL against SQLite, batch 1 and 32; N = 1, 2, 4 stations each with
+# an emulated HSM of 20 ms and 4 sessions, the line's signatures/s against N x S/L (>= 0.9
+# at N = 4) and commit latencies p50/p99 (tests/bench/pg_line.sh). BENCH_PG=0 skips it.
+if [ "${BENCH_PG:-1}" != 0 ]; then
+	bash "$STATION_SRC/tests/lib/pg.sh" run bash "$STATION_SRC/tests/bench/pg_line.sh" "$build" ||
+		true
+fi
 
 # `station bench`: the whole station against simulated boards (station/cmd_bench.c). Set
 # BENCH_STATION=0 to skip it; BENCH_RESULTS names where its JSON and plots go (default

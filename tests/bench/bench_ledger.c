@@ -3,7 +3,13 @@
  * row. Every commit is durable (WAL, synchronous=FULL), so the figures are bound by fsync
  * latency; quote the ratio, not the absolute numbers.
  *
- *   bench_ledger [DIR] [ROWS]   (DIR: where the ledger file goes, default $TMPDIR or /tmp) */
+ *   bench_ledger [DIR] [ROWS]   (DIR: where the ledger file goes, default $TMPDIR or /tmp)
+ *   bench_ledger --pg CONN [DIR] [ROWS]
+ *
+ * With --pg: certificates recorded per second (the whole life cycle of a row: intent,
+ * certificate, delivered, each step committed as the pool commits it), batches of 1 and
+ * 32, on SQLite in DIR and on the PostgreSQL database CONN (synchronous_commit on) in the
+ * same run, and their ratio. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -91,20 +97,74 @@ fail:
 	return -1;
 }
 
+/* Certificates recorded per second on ledger spec, batch rows a transaction. */
+static double recorded_rate(const char *spec, uint64_t *next, int rows, int batch)
+{
+	struct st_ledger *l = NULL;
+	char err[512];
+	double r;
+
+	if (st_ledger_open(spec, "bench", &l, err, sizeof(err)) != 0) {
+		fail("open", err);
+		return -1;
+	}
+	r = run(l, next, rows, batch, 1);
+	st_ledger_close(l);
+	return r;
+}
+
+/* SQLite against PostgreSQL, batch 1 and 32. */
+static int compare(const char *pg, const char *dir, int rows)
+{
+	static const int batches[] = { 1, 32 };
+	char path[4096];
+	uint64_t next = 1;
+	double sq, pq;
+	size_t i;
+
+	snprintf(path, sizeof(path), "%s/bench-ledger-%d.db", dir, (int)getpid());
+	printf("certificates recorded per second (intent, certificate, delivered; a commit each "
+	       "per batch)\n  SQLite %s (WAL, synchronous=FULL)\n  PostgreSQL %s "
+	       "(synchronous_commit on)\n",
+	       path, pg);
+	for (i = 0; i < sizeof(batches) / sizeof(batches[0]); i++) {
+		/* A commit per row costs an fsync per call: fewer rows keep it short. */
+		int n = batches[i] == 1 ? (rows / 10 > 0 ? rows / 10 : 1) : rows;
+
+		sq = recorded_rate(path, &next, n, batches[i]);
+		pq = sq < 0 ? -1 : recorded_rate(pg, &next, n, batches[i]);
+		if (pq < 0)
+			break;
+		printf("  batch %2d: %6d certificates  SQLite %8.0f/s  PostgreSQL %8.0f/s  "
+		       "PostgreSQL/SQLite %.2f\n",
+		       batches[i], n, sq, pq, pq / sq);
+	}
+	unlink(path);
+	return i < sizeof(batches) / sizeof(batches[0]);
+}
+
 int main(int argc, char **argv)
 {
 	static const int batches[] = { 1, 10, 100, 250, 500 };
-	const char *dir = argc > 1 ? argv[1] : getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
-	int rows = argc > 2 ? atoi(argv[2]) : 5000;
+	const char *pg = NULL, *dir;
 	struct st_ledger *l = NULL;
 	char path[4096], err[512];
 	uint64_t next = 1;
 	double single = 0, r;
 	size_t i;
-	int full;
+	int full, rows;
 
+	if (argc > 2 && strcmp(argv[1], "--pg") == 0) {
+		pg = argv[2];
+		argc -= 2;
+		argv += 2;
+	}
+	dir = argc > 1 ? argv[1] : getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+	rows = argc > 2 ? atoi(argv[2]) : 5000;
 	if (rows <= 0)
-		return fail("usage", "bench_ledger [DIR] [ROWS]");
+		return fail("usage", "bench_ledger [--pg CONN] [DIR] [ROWS]");
+	if (pg)
+		return compare(pg, dir, rows);
 	snprintf(path, sizeof(path), "%s/bench-ledger-%d.db", dir, (int)getpid());
 	if (st_ledger_open(path, "bench", &l, err, sizeof(err)) != 0)
 		return fail("open", err);

@@ -87,23 +87,6 @@ static void setup_softhsm(struct bench *b, const char *dir)
 	X509_free(x);
 }
 
-static struct st_csr *make_csr(struct bench *b, size_t i)
-{
-	EVP_PKEY *key = EVP_EC_gen("prime256v1");
-	struct st_csr *csr = NULL;
-	char id[64], err[512] = "";
-	uint8_t *der;
-	size_t n = 0;
-
-	snprintf(id, sizeof(id), "bench-%08zu", i);
-	der = tu_csr_der(key, id, FACTORY, 0, &n);
-	if (!der || st_csr_check(&b->policy, b->ca->ou, der, n, id, &csr, err, sizeof(err)))
-		die("CSR", err);
-	free(der);
-	EVP_PKEY_free(key);
-	return csr;
-}
-
 static double now_s(void)
 {
 	return (double)uv_hrtime() / 1e9;
@@ -176,17 +159,9 @@ static void submit_next(struct bench *b)
 	struct st_sign_req *req;
 
 	while (b->next < b->n && st_pool_can_submit(b->pool)) {
-		req = st_sign_req_new();
+		req = tu_sign_req(&b->policy, b->csrs, b->next++, "bench", "B", 1024, on_done, b);
 		if (!req)
 			die("request", "out of memory");
-		req->policy = &b->policy;
-		snprintf(req->profile, sizeof(req->profile), "bench");
-		snprintf(req->slot, sizeof(req->slot), "B%zu", b->next % 1024);
-		snprintf(req->device_id, sizeof(req->device_id), "bench-%08zu", b->next);
-		req->csr = b->csrs[b->next];
-		b->csrs[b->next++] = NULL;
-		req->data = b;
-		req->done = on_done;
 		if (st_pool_submit(b->pool, req) != 0)
 			die("submit", req->err);
 	}
@@ -206,19 +181,12 @@ static void on_tick(uv_timer_t *t)
 		uv_timer_stop(t);
 }
 
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
 static void phase(const char *name, uint64_t *v, size_t n)
 {
 	double sum = 0;
 	size_t i;
 
-	qsort(v, n, sizeof(*v), cmp_u64);
+	qsort(v, n, sizeof(*v), tu_cmp_u64);
 	for (i = 0; i < n; i++)
 		sum += (double)v[i];
 	printf("  %-22s %9.2f %9.2f %9.2f %9.2f\n", name, sum / (double)n / 1e6,
@@ -280,7 +248,9 @@ int main(int argc, char **argv)
 		setup_file(&b, dir);
 
 	t0 = now_s();
-	b.csrs = calloc(b.n, sizeof(*b.csrs));
+	b.csrs = tu_checked_csrs(&b.policy, b.ca->ou, "bench", b.n, err, sizeof(err));
+	if (!b.csrs)
+		die("CSR", err);
 	b.wait_seal = calloc(b.n, sizeof(uint64_t));
 	b.intent = calloc(b.n, sizeof(uint64_t));
 	b.queue = calloc(b.n, sizeof(uint64_t));
@@ -290,8 +260,6 @@ int main(int argc, char **argv)
 	b.total = calloc(b.n, sizeof(uint64_t));
 	if (!b.csrs || !b.total)
 		die("memory", "out of memory");
-	for (k = 0; k < b.n; k++)
-		b.csrs[k] = make_csr(&b, k);
 	printf("bench_pool: %zu CSRs made in %.1f s; %ld CPUs online; signer %s; ledger in %s\n",
 	       b.n, now_s() - t0, sysconf(_SC_NPROCESSORS_ONLN), softhsm ? "SoftHSM2" : "file",
 	       dir);

@@ -147,6 +147,33 @@ static void test_file_config(void **state)
 	}
 }
 
+/* ledger: a database server's connection string is kept as written, a file path resolved. */
+static void test_ledger_spec(void **state)
+{
+	static const char *const specs[][2] = {
+		{ "postgresql://station@db.line/ledger?sslmode=verify-full",
+		  "postgresql://station@db.line/ledger?sslmode=verify-full" },
+		{ "\"host=/run/postgresql dbname=ledger passfile=/etc/station/pgpass\"",
+		  "host=/run/postgresql dbname=ledger passfile=/etc/station/pgpass" },
+		{ "ledgers/a=b.db", "/srv/station/ledgers/a=b.db" },
+	};
+	struct st_config *c = NULL;
+	char text[512], err[512];
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(specs) / sizeof(specs[0]); i++) {
+		snprintf(text, sizeof(text),
+			 "ca: {signer: file, key: k.pem, cert: c.pem, root: r.pem}\nledger: %s\n",
+			 specs[i][0]);
+		if (st_config_load_buffer("mem.yaml", "/srv/station", text, strlen(text), NULL, &c,
+					  err, sizeof(err)) != 0)
+			fail_msg("%s: %s", specs[i][0], err);
+		assert_string_equal(c->ledger, specs[i][1]);
+		st_config_free(c);
+	}
+}
+
 struct bad_case {
 	const char *text;
 	const char *diag; /* expected lines after "DIR/station.yaml:" */
@@ -403,6 +430,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_pkcs11_config),
 		cmocka_unit_test(test_file_config),
+	cmocka_unit_test(test_ledger_spec),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_missing_file),
 		cmocka_unit_test(test_files_named),

@@ -2,6 +2,10 @@
  * lookup verdict, sequences across reopen, group commit, kill -9 at chosen points of a
  * writing child, foreign and damaged files, and the `station ledger` command's exports.
  *
+ * Run under tests/lib/pg.sh (STATION_TEST_PG set), the cases that hold for every backend run
+ * on a fresh PostgreSQL database each instead (the file-only ones are left out; the ones
+ * only PostgreSQL has are in test_ledger_pg.c).
+ *
  * Run with arguments it is a helper for tests/integration/test_ledger_cli.sh, which builds
  * ledgers over certificates made with the openssl CLI:
  *   test_ledger fill LEDGER STATE SLOT CERT.pem...  one row per certificate
@@ -66,9 +70,14 @@ static int teardown(void **state)
 	return system(cmd) == 0 ? 0 : -1;
 }
 
-/* A fresh ledger file name per test. */
+/* A fresh ledger per test: a file name, or a new PostgreSQL database. */
 static const char *fresh(const char *name)
 {
+	if (tu_pg_conn()) {
+		if (tu_pg_fresh(path, sizeof(path), errbuf, sizeof(errbuf)) != 0)
+			fail_msg("database for %s: %s", name, errbuf);
+		return path;
+	}
 	snprintf(path, sizeof(path), "%s/%s.db", dir, name);
 	unlink(path);
 	return path;
@@ -275,7 +284,17 @@ static void test_unique(void **state)
 	st_ledger_close(l);
 
 	/* The schema enforces it too, whatever writes the file. */
-	{
+	if (tu_pg_conn()) {
+		assert_int_not_equal(tu_pg_exec(path,
+						"INSERT INTO station_ledger.certificates (serial, "
+						"device_id, station, csr_sha256, pubkey_sha256, state, "
+						"created) SELECT serial, 'x', 's', csr_sha256, "
+						"sha256(pubkey_sha256), 'intent', 0 FROM "
+						"station_ledger.certificates WHERE serial = '01'",
+						errbuf, sizeof(errbuf)),
+				     0);
+		assert_non_null(strstr(errbuf, "certificates_serial"));
+	} else {
 		sqlite3 *db;
 		char *msg = NULL;
 
@@ -1259,6 +1278,18 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_cmd_export),
 };
 
+/* What holds for every backend. */
+static const struct CMUnitTest shared_tests[] = {
+	cmocka_unit_test(test_lifecycle),
+	cmocka_unit_test(test_unique),
+	cmocka_unit_test(test_lookup),
+	cmocka_unit_test(test_sequences),
+	cmocka_unit_test(test_group_commit),
+	cmocka_unit_test(test_crash),
+	cmocka_unit_test(test_flags_foreach),
+	cmocka_unit_test(test_cmd_export),
+};
+
 /* ---- helper modes for the CLI test ---- */
 
 static int helper_fail(const char *what, const char *detail)
@@ -1410,5 +1441,8 @@ int main(int argc, char **argv)
 				"LEDGER DEVICE_ID SERIAL | flag LEDGER DEVICE_ID REASON]\n");
 		return 2;
 	}
+	if (tu_pg_conn())
+		return cmocka_run_group_tests_name("ledger on PostgreSQL", shared_tests, setup,
+						   teardown);
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <libpq-fe.h>
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
@@ -223,4 +224,112 @@ int tu_softhsm_token(struct tu_softhsm *h, const char *dir, const char *token,
 	h->cfg.key = h->uri;
 	h->cfg.pin_file = h->pin_file;
 	return drv_pkcs11_init_token(TU_SOFTHSM_MODULE, token, SO_PIN, USER_PIN, err, errlen);
+}
+
+struct st_csr **tu_checked_csrs(const struct st_policy *policy, const char *ou,
+				const char *prefix, size_t n, char *err, size_t errlen)
+{
+	struct st_csr **csrs = calloc(n ? n : 1, sizeof(*csrs));
+	EVP_PKEY *key;
+	uint8_t *der;
+	char id[128];
+	size_t i, len;
+
+	if (!csrs) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	for (i = 0; i < n; i++) {
+		snprintf(id, sizeof(id), "%s-%08zu", prefix, i);
+		key = EVP_EC_gen("prime256v1");
+		len = 0;
+		der = key ? tu_csr_der(key, id, ou, 0, &len) : NULL;
+		EVP_PKEY_free(key);
+		if (!der || st_csr_check(policy, ou, der, len, id, &csrs[i], err, errlen) != 0) {
+			if (!der)
+				snprintf(err, errlen, "cannot make the CSR of %s", id);
+			free(der);
+			while (i > 0)
+				st_csr_free(csrs[--i]);
+			free(csrs);
+			return NULL;
+		}
+		free(der);
+	}
+	return csrs;
+}
+
+struct st_sign_req *tu_sign_req(const struct st_policy *policy, struct st_csr **csrs, size_t i,
+				const char *prefix, const char *slot_prefix, unsigned slots,
+				st_sign_done_cb done, void *data)
+{
+	struct st_sign_req *req = st_sign_req_new();
+
+	if (!req)
+		return NULL;
+	req->policy = policy;
+	snprintf(req->profile, sizeof(req->profile), "bench");
+	snprintf(req->slot, sizeof(req->slot), "%s%zu", slot_prefix, i % slots);
+	snprintf(req->device_id, sizeof(req->device_id), "%s-%08zu", prefix, i);
+	req->csr = csrs[i];
+	csrs[i] = NULL;
+	req->data = data;
+	req->done = done;
+	return req;
+}
+
+int tu_cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+const char *tu_pg_conn(void)
+{
+	const char *c = getenv("STATION_TEST_PG");
+
+	return c && *c ? c : NULL;
+}
+
+int tu_pg_exec(const char *conn, const char *sql, char *err, size_t errlen)
+{
+	PGconn *c = PQconnectdb(conn);
+	PGresult *res = NULL;
+	int rc = -1;
+
+	if (PQstatus(c) != CONNECTION_OK) {
+		snprintf(err, errlen, "%s", PQerrorMessage(c));
+		goto out;
+	}
+	res = PQexec(c, sql);
+	if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK) {
+		snprintf(err, errlen, "%s", PQresultErrorMessage(res));
+		goto out;
+	}
+	rc = 0;
+out:
+	PQclear(res);
+	PQfinish(c);
+	return rc;
+}
+
+int tu_pg_fresh(char *out, size_t outlen, char *err, size_t errlen)
+{
+	const char *conn = tu_pg_conn();
+
+	if (!conn) {
+		snprintf(err, errlen, "STATION_TEST_PG is not set (run under tests/lib/pg.sh run)");
+		return -1;
+	}
+	/* Handles a failed test left open would hold locks on the schema. */
+	if (tu_pg_exec(conn, "SET client_min_messages = warning; "
+			     "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
+			     "WHERE datname = current_database() AND usename = current_user "
+			     "AND pid <> pg_backend_pid(); "
+			     "DROP SCHEMA IF EXISTS station_ledger CASCADE",
+		       err, errlen) != 0)
+		return -1;
+	snprintf(out, outlen, "%s", conn);
+	return 0;
 }

@@ -11,6 +11,8 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
+#include "policy.h"
+#include "pool.h"
 #include "signer.h"
 
 #define TU_SOFTHSM_MODULE "/usr/lib/softhsm/libsofthsm2.so"
@@ -66,5 +68,33 @@ struct tu_softhsm {
 /* Returns 0, or -1 (file trouble) or a negative ST_E_* code (the token) with err. */
 int tu_softhsm_token(struct tu_softhsm *h, const char *dir, const char *token,
 		     const char *object, char *err, size_t errlen);
+
+/* Benchmarks feeding the signing pool. n checked device CSRs (st_csr_check under policy),
+ * each with a new P-256 key, subject CN "<prefix>-<i, 8 digits>" and OU ou; free each with
+ * st_csr_free() and the array with free(). NULL with err on failure. */
+struct st_csr **tu_checked_csrs(const struct st_policy *policy, const char *ou,
+				const char *prefix, size_t n, char *err, size_t errlen);
+
+/* A pool request for csrs[i] (taken: the element is set to NULL): device id as its CN,
+ * profile "bench", slot "<slot_prefix><i % slots>". NULL when out of memory. */
+struct st_sign_req *tu_sign_req(const struct st_policy *policy, struct st_csr **csrs, size_t i,
+				const char *prefix, const char *slot_prefix, unsigned slots,
+				st_sign_done_cb done, void *data);
+
+/* qsort() comparison of uint64_t. */
+int tu_cmp_u64(const void *a, const void *b);
+
+/* PostgreSQL (tests/lib/pg.sh run sets STATION_TEST_PG to a connection string of a server
+ * of the test's own; NULL when it is not set). */
+const char *tu_pg_conn(void);
+
+/* Runs SQL on the database of the connection string conn (psql's words, no result).
+ * Returns 0, or -1 with the server's message in err. */
+int tu_pg_exec(const char *conn, const char *sql, char *err, size_t errlen);
+
+/* STATION_TEST_PG's database without a ledger: the schema station_ledger and everything in
+ * it dropped (faster than a new database). Writes the connection string to out. Returns 0,
+ * or -1 with err. */
+int tu_pg_fresh(char *out, size_t outlen, char *err, size_t errlen);
 
 #endif
