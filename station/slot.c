@@ -6,7 +6,9 @@
  * can end a board (failure, abandon, pass) goes through end_run(), and every state change
  * through slot_set_state(). */
 #include "slot.h"
+#include "slot_int.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -31,27 +33,6 @@
 /* BAUD's fallback delay: the board goes back to the old rate unless a good frame arrives at
  * the new one within it, and the station gives up on the new rate after as long. */
 #define BAUD_TRIAL_MS 2000
-
-static const char *const state_names[ST_SLOT_NSTATES] = {
-	[ST_SLOT_OFFLINE] = "offline",     [ST_SLOT_WAITING] = "waiting",
-	[ST_SLOT_HELLO] = "hello",         [ST_SLOT_PROFILE] = "profile",
-	[ST_SLOT_CSR] = "csr",             [ST_SLOT_CHECKED] = "checked",
-	[ST_SLOT_QUEUED] = "queued",       [ST_SLOT_SIGNED] = "signed",
-	[ST_SLOT_WRITTEN] = "written",     [ST_SLOT_COMMITTED] = "committed",
-	[ST_SLOT_VERIFIED] = "verified",   [ST_SLOT_PASS] = "pass",
-	[ST_SLOT_FAILED] = "failed",       [ST_SLOT_LEAVING] = "leaving",
-	[ST_SLOT_STOPPED] = "stopped",
-};
-
-const char *st_slot_state_name(enum st_slot_state s)
-{
-	return (unsigned)s < ST_SLOT_NSTATES ? state_names[s] : "?";
-}
-
-int st_slot_state_busy(enum st_slot_state s)
-{
-	return s >= ST_SLOT_HELLO && s <= ST_SLOT_FAILED;
-}
 
 void st_slot_limits_default(struct st_slot_limits *l)
 {
@@ -181,20 +162,6 @@ struct wfile {
 	int seen;                      /* VERIFY listed it with the right size and hash */
 };
 
-enum req_kind {
-	RQ_NONE,
-	RQ_PROBE,    /* HELLO to an empty slot */
-	RQ_PRESENCE, /* HELLO to a finished board */
-	RQ_RESYNC,   /* HELLO to a board in flight after a reboot or reconnect */
-	RQ_CSR,
-	RQ_WRITE,
-	RQ_COMMIT,
-	RQ_VERIFY,
-	RQ_DONE,
-	RQ_BAUD,       /* BAUD: switch the line to a faster rate */
-	RQ_BAUD_HELLO, /* HELLO at the new rate: the switch is good when it is answered */
-};
-
 /* What the slot timer is waiting for. */
 enum timer_what {
 	TW_NONE,
@@ -209,7 +176,6 @@ struct slot_run {
 	const struct st_profile *profile;
 	char device_id[ST_PROFILE_MAX_ID + 1];
 	char factory[ST_POLICY_MAX_FACTORY + 1];
-	int seq_wait; /* a sequence number is on its way */
 
 	/* CSR as read from the board. */
 	uint8_t *csr;
@@ -224,7 +190,8 @@ struct slot_run {
 
 	/* Signing. */
 	struct st_sign_req *req; /* submitted or waiting for room; NULL otherwise */
-	int in_pool;             /* req is with the pool (cancel it when giving up) */
+	int in_pool;             /* req is with the pool (cancel it when giving up). Data, not a
+				  * state: queued either way, this says who holds req */
 	struct st_cert *cert;
 	int64_t row_id;
 	int reused;
@@ -242,18 +209,16 @@ struct slot_run {
 	uint64_t vfiles, vseen;
 
 	/* Link. */
-	int baud_tried;  /* BAUD was sent (or not wanted) for this board: once a run */
 	int baud_from;   /* the rate before the switch, to go back to */
 	int baud_to;     /* the rate the board switched to (answered HELLO there); 0: none */
-	int rate_flipped; /* silence made the station try the other rate; the board has not
-			   * answered since */
-	int port_lost;
 	unsigned resyncs;
 	unsigned retransmits0; /* the slot's retransmits when the board arrived */
 	uint64_t tx0, rx0;     /* the slot's byte counters when the board's HELLO left */
 
 	/* Ending. */
-	int failed;
+	int failed; /* the failure is recorded and reported (once). Data, not a state: it is
+		     * set before the slot enters failed (the outcome goes out first), and on a
+		     * board abandoned at stop, which never enters it */
 	int fail_code;
 	char fail_msg[ST_ERR_MAX];
 	enum st_slot_state fail_state;
@@ -322,18 +287,34 @@ double st_slot_ms_in_state(const struct st_slot *s, uint64_t now)
 	return now > s->since ? (double)(now - s->since) / 1e6 : 0;
 }
 
-static void slot_set_state(struct st_slot *s, enum st_slot_state to)
+static void fail_run(struct st_slot *s, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* The one way to change state: a transition the table (slot_table.c) does not list is a bug,
+ * an assertion in debug builds; in release builds it is logged, refused, and the board in
+ * flight fails with the reason. Returns 0, or -1 when refused. */
+static int slot_set_state(struct st_slot *s, enum st_slot_state to)
 {
 	enum st_slot_state from = s->state;
 
 	if (from == to)
-		return;
+		return 0;
+	if (!slot_transition_allowed(from, to)) {
+		st_err("slot %s: %s -> %s is not in the state table; refused", s->name,
+		       st_slot_state_name(from), st_slot_state_name(to));
+		assert(!"slot transition not in the state table");
+		if (s->run)
+			fail_run(s, ST_E_INTERNAL, "state %s -> %s is not in the state table",
+				 st_slot_state_name(from), st_slot_state_name(to));
+		return -1;
+	}
 	s->state = to;
 	s->since = uv_hrtime();
 	st_debug("slot %s: %s -> %s%s%s", s->name, st_slot_state_name(from),
 		 st_slot_state_name(to), s->device_id[0] ? ", device " : "", s->device_id);
 	st_events_state(s->env->events, s->name, st_slot_state_name(from), st_slot_state_name(to),
 			s->device_id[0] ? s->device_id : NULL);
+	return 0;
 }
 
 static void port_event(struct st_slot *s, const char *status, const char *detail)
@@ -394,7 +375,7 @@ static void console_add(void *arg, const char *data, size_t n)
 	if (s->cur_baud != base_baud(s) && garbage(data, n)) {
 		if (!s->run)
 			new_board_talking(s);
-		else if (!s->run->failed && s->req_kind != RQ_BAUD_HELLO)
+		else if (s->state != ST_SLOT_FAILED && s->state != ST_SLOT_BAUD_CONFIRM)
 			rate_lost(s);
 	}
 	if (n >= ST_SLOT_CONSOLE) {
@@ -418,13 +399,13 @@ const char *st_slot_note(const struct st_slot *s)
 		return s->line_note;
 	if (!s->run)
 		return "";
-	if (s->run->port_lost)
+	if (!s->port)
 		return "port gone";
-	if (s->run->seq_wait)
+	if (s->state == ST_SLOT_PROFILE)
 		return "sequence";
 	if (s->room_waiting)
 		return "pool full";
-	if (s->req_kind == RQ_BAUD || s->req_kind == RQ_BAUD_HELLO)
+	if (s->state == ST_SLOT_BAUD_ASK || s->state == ST_SLOT_BAUD_CONFIRM)
 		return "switching rate";
 	if (s->req_kind != RQ_NONE && s->req_tries > 1)
 		return "retrying";
@@ -721,15 +702,16 @@ static unsigned timeout_of(const struct st_slot *s, int kind)
 	case RQ_PROBE:
 		return l->probe_ms > l->hello_ms ? l->probe_ms : l->hello_ms;
 	case RQ_CSR:
-		return l->csr_ms;
 	case RQ_WRITE:
-		return l->write_ms;
 	case RQ_COMMIT:
-		return l->commit_ms;
 	case RQ_VERIFY:
-		return l->verify_ms;
 	case RQ_DONE:
-		return l->done_ms;
+		/* The wait of the state that sends it. */
+		for (int st = 0; st < ST_SLOT_NSTATES; st++) {
+			if (slot_table[st].sends == (enum req_kind)kind)
+				return slot_state_limit((enum st_slot_state)st, l);
+		}
+		return l->hello_ms;
 	case RQ_BAUD_HELLO:
 		/* Every try at the new rate within the board's trial, so that both sides give
 		 * up on it together. */
@@ -824,7 +806,8 @@ static void new_board_talking(struct st_slot *s)
 	line_reset(s);
 	if (s->state != ST_SLOT_LEAVING)
 		return;
-	if (s->req_kind == RQ_PRESENCE && s->req_off == s->req_len &&
+	if ((s->req_kind == RQ_PRESENCE || s->req_kind == RQ_PRESENCE_BOOT) &&
+	    s->req_off == s->req_len &&
 	    s->req_tries < s->env->lim.tries)
 		retransmit(s);
 	else if (s->req_kind == RQ_NONE)
@@ -859,11 +842,17 @@ static int baud_wanted(const struct st_slot *s)
 	return best;
 }
 
+/* The line's rate is settled (switched, refused, fallen back): the CSR, at that rate. */
+static void baud_done(struct st_slot *s)
+{
+	if (slot_set_state(s, ST_SLOT_CSR) == 0)
+		kick(s);
+}
+
 static void send_baud(struct st_slot *s, int rate)
 {
 	struct drv_proto_builder b;
 
-	s->run->baud_tried = 1;
 	begin_req(s, &b, DRV_PROTO_BAUD);
 	drv_proto_add_uint(&b, "rate", (uint64_t)rate);
 	drv_proto_add_uint(&b, "ms", BAUD_TRIAL_MS);
@@ -885,15 +874,16 @@ static void on_baud_answer(struct st_slot *s, const struct drv_proto_frame *f)
 		/* Not a rate we can follow: let the board fall back on its own. */
 		st_warn("slot %s: device %s: BAUD answer: %s", s->name, r->device_id,
 			*err ? err : "rate not usable");
-		kick(s);
+		baud_done(s);
 		return;
 	}
 	r->baud_from = s->cur_baud;
 	if (set_rate(s, (int)rate) < 0) {
-		kick(s);
+		baud_done(s);
 		return;
 	}
-	send_hello(s, RQ_BAUD_HELLO);
+	if (slot_set_state(s, ST_SLOT_BAUD_CONFIRM) == 0)
+		send_hello(s, RQ_BAUD_HELLO);
 }
 
 /* No answer at the new rate within the trial: both sides go back to the old one. */
@@ -906,7 +896,7 @@ static void baud_fell_back(struct st_slot *s, const char *why)
 	st_info("slot %s: device %s: %s at %d baud; back to %d", s->name, r->device_id, why,
 		s->cur_baud, r->baud_from);
 	set_rate(s, r->baud_from);
-	kick(s);
+	baud_done(s);
 }
 
 /* ---- Profiles, device ids ------------------------------------------------------------ */
@@ -932,6 +922,7 @@ static void use_device_id(struct st_slot *s, const char *id)
 {
 	struct slot_run *r = s->run;
 	char err[ST_ERR_MAX];
+	int rate;
 
 	if (st_profile_check_device_id(r->profile, id, err, sizeof(err)) != 0) {
 		fail_run(s, ST_E_PROFILE_DEVICE_ID, "profile %s: %s", r->profile->sku, err);
@@ -939,8 +930,15 @@ static void use_device_id(struct st_slot *s, const char *id)
 	}
 	st_msgf(r->device_id, sizeof(r->device_id), "%s", id);
 	st_msgf(s->device_id, sizeof(s->device_id), "%s", id);
-	slot_set_state(s, ST_SLOT_CSR);
-	kick(s);
+	/* The line's rate first: everything after the CSR request is most of the bytes. */
+	rate = baud_wanted(s);
+	if (rate) {
+		if (slot_set_state(s, ST_SLOT_BAUD_ASK) == 0)
+			send_baud(s, rate);
+		return;
+	}
+	if (slot_set_state(s, ST_SLOT_CSR) == 0)
+		kick(s);
 }
 
 static void on_sequence(int rc, const char *err, uint64_t value, void *arg)
@@ -951,9 +949,8 @@ static void on_sequence(int rc, const char *err, uint64_t value, void *arg)
 
 	/* A run that ended meanwhile leaves its number unused: sequence ids are never reused,
 	 * gaps are allowed. */
-	if (!r || !r->seq_wait || s->state != ST_SLOT_PROFILE)
+	if (!r || s->state != ST_SLOT_PROFILE)
 		return;
-	r->seq_wait = 0;
 	if (rc < 0) {
 		fail_run(s, rc, "allocating a sequence device id: %s", err ? err : st_strerror(rc));
 		return;
@@ -989,7 +986,6 @@ static void start_run(struct st_slot *s, const struct st_slot_board *nb, uint64_
 	s->run = r;
 	s->device_id[0] = 0;
 	s->last_error[0] = 0;
-	s->boot_seen = 0;
 	r->t_hello_sent = hello_sent;
 	r->t_hello = uv_hrtime();
 	r->retransmits0 = s->retransmits;
@@ -1053,10 +1049,8 @@ static void start_run(struct st_slot *s, const struct st_slot_board *nb, uint64_
 			use_device_id(s, nb->dev);
 			return;
 		}
-		r->seq_wait = 1;
 		rc = st_pool_next_sequence(env->pool, p->devid_prefix, on_sequence, s);
 		if (rc < 0) {
-			r->seq_wait = 0;
 			fail_run(s, rc, "cannot allocate a sequence device id: %s", st_strerror(rc));
 		}
 		return;
@@ -1812,7 +1806,7 @@ static void vfail(struct st_slot *s, int code, int tell_board, const char *fmt, 
 		unschedule(s);
 	}
 	slot_set_state(s, ST_SLOT_FAILED);
-	if (tell_board && s->port && !r->port_lost && !s->env->stopping)
+	if (tell_board && s->port && !s->env->stopping)
 		kick(s);
 	else
 		end_run(s);
@@ -2043,8 +2037,9 @@ static int same_board(const struct st_slot_board *old, const struct st_slot_boar
 	       (assigned_id && strcmp(nb->dev, assigned_id) == 0);
 }
 
-/* The board in flight rebooted, reconnected or lost its session: greet it again. */
-static void resync(struct st_slot *s)
+/* The board in flight rebooted, reconnected or lost its session: greet it again with a HELLO
+ * of kind (RQ_RESYNC, or RQ_RESYNC_RATE at the other rate). */
+static void resync_as(struct st_slot *s, int kind)
 {
 	struct slot_run *r = s->run;
 
@@ -2053,7 +2048,12 @@ static void resync(struct st_slot *s)
 			 r->resyncs - 1);
 		return;
 	}
-	send_hello(s, RQ_RESYNC);
+	send_hello(s, kind);
+}
+
+static void resync(struct st_slot *s)
+{
+	resync_as(s, RQ_RESYNC);
 }
 
 /* The same board is back after a resync: carry on from what it still has. */
@@ -2062,6 +2062,14 @@ static void resume(struct st_slot *s, int rebooted)
 	struct slot_run *r = s->run;
 
 	switch (s->state) {
+	case ST_SLOT_BAUD_ASK:
+	case ST_SLOT_BAUD_CONFIRM:
+		/* Greeted mid-switch (or at the new rate: the switch is good): the CSR, at the
+		 * rate the board answered at. */
+		if (slot_set_state(s, ST_SLOT_CSR) < 0)
+			return;
+		r->csr_have = 0;
+		break;
 	case ST_SLOT_CSR:
 		r->csr_have = 0;
 		break;
@@ -2143,13 +2151,13 @@ static void on_hello_answer(struct st_slot *s, int kind, const struct drv_proto_
 			start_run(s, &nb, sent);
 		return;
 	case RQ_PRESENCE:
+	case RQ_PRESENCE_BOOT:
 		if (s->state != ST_SLOT_LEAVING)
 			return;
 		if (same_board(&s->board, &nb, s->device_id) &&
-		    !(s->boot_seen && s->last_pass == 0)) {
+		    !(kind == RQ_PRESENCE_BOOT && s->last_pass == 0)) {
 			/* Still there, finished. A failed board that rebooted gets another go. */
 			s->board.max = nb.max;
-			s->boot_seen = 0;
 			schedule(s, TW_PROBE, s->env->lim.presence_ms);
 			return;
 		}
@@ -2158,6 +2166,7 @@ static void on_hello_answer(struct st_slot *s, int kind, const struct drv_proto_
 		return;
 	case RQ_BAUD_HELLO:
 	case RQ_RESYNC:
+	case RQ_RESYNC_RATE:
 		if (!s->run)
 			return;
 		if (kind == RQ_BAUD_HELLO) {
@@ -2165,7 +2174,6 @@ static void on_hello_answer(struct st_slot *s, int kind, const struct drv_proto_
 				 s->cur_baud);
 			s->run->baud_to = s->cur_baud;
 		}
-		s->run->rate_flipped = 0;
 		if (!same_board(&s->board, &nb, s->run->device_id)) {
 			fail_run_quiet(s, ST_E_SLOT_BOARD_LEFT,
 				       "another board (hardware id '%s', sn '%s', device id '%s') "
@@ -2199,6 +2207,7 @@ static void request_failed(struct st_slot *s, int kind)
 		send_hello(s, RQ_PROBE);
 		return;
 	case RQ_PRESENCE:
+	case RQ_PRESENCE_BOOT:
 		/* Silence: the finished board is gone (powered off, removed); the next one
 		 * starts at the line's starting rate. */
 		line_reset(s);
@@ -2208,13 +2217,13 @@ static void request_failed(struct st_slot *s, int kind)
 	case RQ_BAUD:
 		/* Unanswered: if the board switched all the same, it falls back by itself,
 		 * and the retransmissions at this rate outlast its trial. */
-		kick(s);
+		baud_done(s);
 		return;
 	case RQ_BAUD_HELLO:
 		baud_fell_back(s, "no answer to HELLO");
 		return;
 	case RQ_DONE:
-		if (s->run && s->run->failed) {
+		if (s->run && s->state == ST_SLOT_FAILED) {
 			end_run(s);
 		} else if (s->run) {
 			st_warn("slot %s: device %s: DONE was not answered; the board is verified "
@@ -2224,19 +2233,19 @@ static void request_failed(struct st_slot *s, int kind)
 		}
 		return;
 	default:
-		if (s->run && s->run->baud_to && !s->run->rate_flipped) {
+		if (s->run && s->run->baud_to && kind != RQ_RESYNC_RATE) {
 			/* The board may be at the other rate: a reboot takes it back to the
 			 * starting one, a port that came back alone finds it at the new one.
-			 * Once per silence: a board that answers at neither has hung. */
+			 * Once per silence (the HELLO there is a request of its own kind): a
+			 * board that answers at neither has hung. */
 			int to = s->cur_baud == s->run->baud_to ? base_baud(s) : s->run->baud_to;
 
 			st_info("slot %s: device %s: no answer to %s at %d baud after %u tries; "
 				"trying the board at %d",
 				s->name, s->run->device_id, s->req_type, s->cur_baud, s->req_tries,
 				to);
-			s->run->rate_flipped = 1;
 			set_rate(s, to);
-			resync(s);
+			resync_as(s, RQ_RESYNC_RATE);
 			return;
 		}
 		fail_run(s, ST_E_PROTO_TIMEOUT, "the board did not answer %s after %u tries (%u ms each)",
@@ -2283,11 +2292,10 @@ static void on_boot(struct st_slot *s)
 		send_hello(s, RQ_PROBE);
 		return;
 	case ST_SLOT_LEAVING:
-		s->boot_seen = 1;
-		send_hello(s, RQ_PRESENCE);
+		send_hello(s, RQ_PRESENCE_BOOT);
 		return;
 	default:
-		if (s->run && !s->run->failed) {
+		if (s->run && s->state != ST_SLOT_FAILED) {
 			st_info("slot %s: device %s: the board rebooted in state %s", s->name,
 				s->run->device_id, st_slot_state_name(s->state));
 			resync(s);
@@ -2309,7 +2317,7 @@ static void on_error_answer(struct st_slot *s, int kind, const struct drv_proto_
 	if (board_text(f, "code", "?", 23, code, sizeof(code), NULL, 0) != 0)
 		st_msgf(code, sizeof(code), "?");
 	board_text(f, "text", "", DRV_PROTO_MAX_LINE, text, sizeof(text), NULL, 0);
-	if (kind == RQ_PROBE || kind == RQ_PRESENCE) {
+	if (kind == RQ_PROBE || kind == RQ_PRESENCE || kind == RQ_PRESENCE_BOOT) {
 		st_msgf(s->last_error, sizeof(s->last_error), "HELLO: ERROR %s: %s", code, text);
 		schedule(s, TW_PROBE, kind == RQ_PROBE ? s->env->lim.probe_ms :
 							 s->env->lim.presence_ms);
@@ -2324,7 +2332,7 @@ static void on_error_answer(struct st_slot *s, int kind, const struct drv_proto_
 	if (kind == RQ_BAUD) {
 		st_info("slot %s: device %s: BAUD refused: ERROR %s: %s; staying at %d baud",
 			s->name, s->run->device_id, code, text, s->cur_baud);
-		kick(s);
+		baud_done(s);
 		return;
 	}
 	if (kind == RQ_BAUD_HELLO) {
@@ -2377,7 +2385,7 @@ static void on_frame(void *arg, const struct drv_proto_frame *f)
 	uint64_t sent;
 
 	if (f->kind == DRV_PROTO_REQUEST) {
-		if (s->run && !s->run->failed) {
+		if (s->run && s->state != ST_SLOT_FAILED) {
 			fail_run(s, ST_E_SLOT_ECHO,
 				 "the port sends the station's own frames back (a console with echo "
 				 "on?)");
@@ -2424,7 +2432,9 @@ static void on_frame(void *arg, const struct drv_proto_frame *f)
 	switch (kind) {
 	case RQ_PROBE:
 	case RQ_PRESENCE:
+	case RQ_PRESENCE_BOOT:
 	case RQ_RESYNC:
+	case RQ_RESYNC_RATE:
 		on_hello_answer(s, kind, f, sent);
 		break;
 	case RQ_BAUD_HELLO:
@@ -2446,7 +2456,7 @@ static void on_frame(void *arg, const struct drv_proto_frame *f)
 		on_verify_answer(s, f);
 		break;
 	case RQ_DONE:
-		if (s->run && s->run->failed)
+		if (s->run && s->state == ST_SLOT_FAILED)
 			end_run(s);
 		else if (s->run)
 			pass_run(s);
@@ -2475,19 +2485,11 @@ static void on_frame_error(void *arg, int code, const char *msg, const char *lin
 static void kick(struct st_slot *s)
 {
 	struct slot_run *r = s->run;
-	int rate;
 
-	if (!s->port || s->req_kind != RQ_NONE || !r || r->port_lost)
+	if (!s->port || s->req_kind != RQ_NONE || !r)
 		return;
 	switch (s->state) {
 	case ST_SLOT_CSR:
-		/* The line's rate first: everything after the CSR request is most of the bytes. */
-		rate = !r->baud_tried && !r->csr_have ? baud_wanted(s) : 0;
-		if (rate) {
-			send_baud(s, rate);
-			break;
-		}
-		r->baud_tried = 1;
 		send_csr(s);
 		break;
 	case ST_SLOT_SIGNED:
@@ -2589,7 +2591,6 @@ static void port_open(struct st_slot *s)
 	s->port_announced = 1;
 	if (s->run) {
 		st_info("slot %s: port %s is back", s->name, s->path);
-		s->run->port_lost = 0;
 		uv_timer_stop(&s->aux);
 		resync(s);
 		return;
@@ -2604,7 +2605,7 @@ static void on_reconnect_deadline(uv_timer_t *t)
 {
 	struct st_slot *s = t->data;
 
-	if (!s->run || !s->run->port_lost)
+	if (!s->run || s->port)
 		return;
 	fail_run(s, ST_E_PORT_HANGUP,
 		 "the port hung up in state %s and did not come back within %u ms",
@@ -2622,11 +2623,10 @@ static void port_lost(struct st_slot *s, const char *why)
 	port_event(s, "lost", why);
 	if (s->env->stopping || s->closing)
 		return;
-	if (s->run && !s->run->failed) {
+	if (s->run && s->state != ST_SLOT_FAILED) {
 		st_notice("slot %s: device %s: port lost in state %s (%s); waiting %u ms for it",
 			  s->name, s->run->device_id, st_slot_state_name(s->state), why,
 			  s->env->lim.reconnect_ms);
-		s->run->port_lost = 1;
 		uv_timer_start(&s->aux, on_reconnect_deadline, s->env->lim.reconnect_ms, 0);
 		schedule(s, TW_REOPEN, s->env->lim.reopen_ms);
 		return;

@@ -1,11 +1,13 @@
 /* One fixture slot: a port, the board in it, and the state machine that provisions the board
  * over the wire protocol (drivers/PROTOCOL.md).
  *
- *   offline -> waiting -> hello -> profile -> csr -> checked -> queued -> signed -> written
- *   -> committed -> verified -> pass -> leaving -> waiting -> ...
+ *   offline -> waiting -> hello -> profile [-> baud-ask -> baud-confirm] -> csr -> checked
+ *   -> queued -> signed -> written -> committed -> verified -> pass -> leaving -> waiting -> ...
  *   (any state of a board in flight) -> failed -> leaving
  *
- * Every transition goes through one function, which logs "old -> new" and writes a state
+ * The whole machine is one table (slot_table.c): per state, what it sends, which answers it
+ * accepts, its timeout and where each outcome leads. Every transition goes through one
+ * function, which refuses one the table does not list, logs "old -> new" and writes a state
  * event. Every wait has a timer. Requests that get no answer, or a damaged one, are sent again
  * byte for byte (same seq: the board answers a repeat from its kept answer) up to a limit;
  * policy rejections are never retried. A board that reboots (BOOT, ERROR HELLO) or whose port
@@ -46,6 +48,9 @@ enum st_slot_state {
 	ST_SLOT_HELLO,     /* a board answered HELLO: its identity is known */
 	ST_SLOT_PROFILE,   /* its profile is chosen; its device id is being settled (a
 			    * sequence number may be on its way from the ledger) */
+	ST_SLOT_BAUD_ASK,  /* BAUD sent: the board is asked to switch to a faster rate */
+	ST_SLOT_BAUD_CONFIRM, /* the line is at the new rate on trial: HELLO sent there; no
+			       * answer within the board's trial and both sides go back */
 	ST_SLOT_CSR,       /* CSR requested: the board makes its key, the CSR is read in
 			    * chunks */
 	ST_SLOT_CHECKED,   /* the CSR passed every check of the profile's policy */
@@ -234,7 +239,6 @@ struct st_slot {
 	size_t req_len, req_off; /* bytes of req, bytes of it written */
 	size_t tx_max;           /* the board's frame limit */
 	char req[DRV_PROTO_MAX_LINE];
-	int boot_seen;           /* a BOOT arrived while finished (LEAVING) */
 	int echo_warned;
 	uint64_t frames_bad;     /* damaged frames received */
 	uint64_t retransmits;

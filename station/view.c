@@ -280,6 +280,9 @@ static const char *state_word(const struct st_slot *s, enum kind k)
 		return "hello";
 	case ST_SLOT_PROFILE:
 		return "profile";
+	case ST_SLOT_BAUD_ASK:
+	case ST_SLOT_BAUD_CONFIRM:
+		return "baud";
 	case ST_SLOT_CSR:
 		return "csr";
 	case ST_SLOT_CHECKED:
@@ -326,6 +329,8 @@ static char glyph(const struct st_slot *s, enum kind k, int stuck)
 	case ST_SLOT_HELLO:
 	case ST_SLOT_PROFILE:
 		return 'h';
+	case ST_SLOT_BAUD_ASK:
+	case ST_SLOT_BAUD_CONFIRM:
 	case ST_SLOT_CSR:
 	case ST_SLOT_CHECKED:
 		return 'c';

@@ -614,6 +614,7 @@ static int teardown(void **state)
 	int rc;
 
 	if (fx->slot) {
+		fx->env.stopping = 1; /* as the engine does */
 		st_slot_stop(fx->slot);
 		st_slot_close(fx->slot, on_slot_closed);
 		st_pool_close(fx->pool, on_pool_closed, fx);
@@ -886,15 +887,19 @@ static void test_baud_success(void **state)
 	fx->b.bauds = "115200,921600";
 	start(fx, 921600);
 	play_until(fx, &g, DRV_PROTO_BAUD);
-	assert_int_equal(fx->slot->state, ST_SLOT_CSR);
+	assert_int_equal(fx->slot->state, ST_SLOT_BAUD_ASK);
 	answer(fx, &g);
 	expect(fx, &g, DRV_PROTO_HELLO);
+	assert_int_equal(fx->slot->state, ST_SLOT_BAUD_CONFIRM);
 	assert_int_equal(fx->slot->cur_baud, 921600);
 	assert_string_equal(st_slot_note(fx->slot), "switching rate");
 	answer(fx, &g);
 	expect(fx, &g, DRV_PROTO_CSR);
 	pass_from(fx, &g);
 	assert_true(events_has(fx, "\"baud\":921600"));
+	assert_true(events_has(fx, "\"from\":\"profile\",\"to\":\"baud-ask\""));
+	assert_true(events_has(fx, "\"from\":\"baud-ask\",\"to\":\"baud-confirm\""));
+	assert_true(events_has(fx, "\"from\":\"baud-confirm\",\"to\":\"csr\""));
 }
 
 /* BAUD answered but no HELLO answered at the new rate within the trial: back to the old rate,
