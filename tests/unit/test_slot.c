@@ -34,6 +34,7 @@
 #include "profile.h"
 #include "proto.h"
 #include "slot.h"
+#include "slot_int.h"
 #include "testutil.h"
 
 #define FACTORY "acme-factory"
@@ -989,9 +990,39 @@ static void test_csr_refused(void **state)
 	assert_true(events_has(fx, "\"from\":\"failed\",\"to\":\"leaving\""));
 }
 
+/* The table names every state, its outcomes are transitions it allows, and it refuses the
+ * rest: a board is not signed before its CSR is read, nothing follows stopped. */
+static void test_table(void **state)
+{
+	unsigned allowed = 0;
+
+	(void)state;
+	for (int i = 0; i < ST_SLOT_NSTATES; i++) {
+		const struct slot_state_def *d = &slot_table[i];
+		enum st_slot_state outs[] = { d->ok, d->error, d->timeout, d->reboot, d->hangup,
+					      d->nonsense };
+
+		assert_non_null(d->name);
+		assert_string_equal(st_slot_state_name((enum st_slot_state)i), d->name);
+		for (size_t j = 0; j < sizeof(outs) / sizeof(outs[0]); j++)
+			assert_true(slot_transition_allowed((enum st_slot_state)i, outs[j]));
+		assert_true(slot_transition_allowed((enum st_slot_state)i, ST_SLOT_STOPPED));
+		for (int j = 0; j < ST_SLOT_NSTATES; j++)
+			allowed += slot_transition_allowed((enum st_slot_state)i,
+							   (enum st_slot_state)j) && i != j;
+	}
+	assert_false(slot_transition_allowed(ST_SLOT_WAITING, ST_SLOT_SIGNED));
+	assert_false(slot_transition_allowed(ST_SLOT_CSR, ST_SLOT_QUEUED));
+	assert_false(slot_transition_allowed(ST_SLOT_VERIFIED, ST_SLOT_FAILED));
+	assert_false(slot_transition_allowed(ST_SLOT_STOPPED, ST_SLOT_WAITING));
+	assert_false(slot_transition_allowed(ST_SLOT_NSTATES, ST_SLOT_WAITING));
+	print_message("state table: %d states, %u transitions\n", ST_SLOT_NSTATES, allowed);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_table),
 		cmocka_unit_test_setup_teardown(test_pass, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_resync_after_garbage, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_retransmission, setup, teardown),
