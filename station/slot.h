@@ -210,7 +210,8 @@ struct st_slot {
 	struct drv_port *port;
 	uv_poll_t *poll;         /* allocated per open; freed in its close callback */
 	int poll_events;
-	int port_announced;      /* the first open was reported */
+	int port_announced;      /* the first open was reported (data, not a state: it words the
+				  * port event "open" or "back") */
 	uv_timer_t timer;        /* the current request or wait */
 	int timer_what;          /* what it waits for (slot.c) */
 	uv_timer_t aux;          /* reopen attempts and the reconnect deadline */
@@ -221,8 +222,10 @@ struct st_slot {
 	 * another device; a board that comes back does so under a new link or node. */
 	uint64_t port_dev, port_ino;
 	uint64_t lost_dev, lost_ino, lost_at;
-	int in_feed;             /* the decoder is feeding (callbacks must not close it) */
-	int closing;             /* st_slot_close() was called */
+	int in_feed;             /* the decoder is feeding (callbacks must not close it). Not a
+				  * state: a guard of the call stack, whatever the state */
+	int closing;             /* st_slot_close() was called. Not a state: the handles' life
+				  * cycle, after stopped */
 	int handles;             /* uv handles not yet closed */
 	void (*close_cb)(struct st_slot *s);
 
@@ -239,7 +242,7 @@ struct st_slot {
 	size_t req_len, req_off; /* bytes of req, bytes of it written */
 	size_t tx_max;           /* the board's frame limit */
 	char req[DRV_PROTO_MAX_LINE];
-	int echo_warned;
+	int echo_warned;         /* the echo was logged once (data: only the log's rate) */
 	uint64_t frames_bad;     /* damaged frames received */
 	uint64_t retransmits;
 	uint64_t tx_bytes, rx_bytes; /* moved over the port, ever */
@@ -253,7 +256,8 @@ struct st_slot {
 	uint64_t unread;         /* seq 0 errors since: the board could not read a request */
 	uint64_t rx_at;          /* uv_hrtime() of the last bytes read */
 	uint64_t note_at, note_rx; /* the note's rate: measured from then, and rx_bytes then */
-	int noframe;             /* said in the log and an event since heard_at */
+	int noframe;             /* said in the log and an event since heard_at (data: the line
+				  * watch reports, it never moves the state) */
 	char line_note[128];     /* what the slot sees, for the view; "" when nothing */
 
 	/* Console ring. */
@@ -265,7 +269,8 @@ struct st_slot {
 
 	/* Backpressure queue (slot.c). */
 	struct st_slot *room_prev, *room_next;
-	int room_waiting;
+	int room_waiting;        /* in the env's room queue (data, not a state: queued either
+				  * way, this says which list holds the slot) */
 };
 
 /* Creates a slot on env's loop; its port is opened by st_slot_start(). Returns 0 and *out,

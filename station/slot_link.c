@@ -514,10 +514,10 @@ static void on_timer(uv_timer_t *t)
 	case TW_PROBE:
 		if (s->req_kind != RQ_NONE)
 			break;
-		if (s->state == ST_SLOT_WAITING)
-			slot_send_hello(s, RQ_PROBE);
-		else if (s->state == ST_SLOT_LEAVING)
-			slot_send_hello(s, RQ_PRESENCE);
+		/* The HELLO of the state: a probe (waiting) or a presence check (leaving). */
+		if (slot_table[s->state].sends == RQ_PROBE ||
+		    slot_table[s->state].sends == RQ_PRESENCE)
+			slot_send_hello(s, slot_table[s->state].sends);
 		break;
 	case TW_REOPEN:
 		slot_port_open(s);

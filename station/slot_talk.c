@@ -736,24 +736,23 @@ void slot_kick(struct st_slot *s)
 
 	if (!s->port || s->req_kind != RQ_NONE || !r)
 		return;
-	switch (s->state) {
-	case ST_SLOT_CSR:
+	/* The request the state sends, from the table. The HELLOs of waiting and leaving go
+	 * out on the slot's timer, BAUD and the HELLO on trial when their state is entered. */
+	switch (slot_table[s->state].sends) {
+	case RQ_CSR:
 		slot_send_csr(s);
 		break;
-	case ST_SLOT_SIGNED:
+	case RQ_WRITE:
 		slot_send_write(s);
 		break;
-	case ST_SLOT_WRITTEN:
+	case RQ_COMMIT:
 		slot_send_commit(s);
 		break;
-	case ST_SLOT_COMMITTED:
+	case RQ_VERIFY:
 		slot_send_verify(s);
 		break;
-	case ST_SLOT_VERIFIED:
-		slot_send_done(s, 1);
-		break;
-	case ST_SLOT_FAILED:
-		slot_send_done(s, 0);
+	case RQ_DONE:
+		slot_send_done(s, s->state == ST_SLOT_VERIFIED);
 		break;
 	default:
 		break;

@@ -86,6 +86,8 @@ struct fx {
 	int fds[2];
 	char port[32];
 	uv_poll_t bpoll;
+	uv_poll_t bpoll2; /* the board's end after a reconnect */
+	int bpoll2_on;
 	uv_timer_t watchdog;
 	int timed_out;
 	struct drv_proto_decoder bdec;
@@ -620,6 +622,8 @@ static int teardown(void **state)
 		st_slot_close(fx->slot, on_slot_closed);
 		st_pool_close(fx->pool, on_pool_closed, fx);
 		uv_close((uv_handle_t *)&fx->bpoll, NULL);
+		if (fx->bpoll2_on)
+			uv_close((uv_handle_t *)&fx->bpoll2, NULL);
 		uv_close((uv_handle_t *)&fx->watchdog, NULL);
 		while (!slot_closed(fx))
 			uv_run(&fx->loop, UV_RUN_ONCE);
@@ -879,6 +883,42 @@ static void test_hangup(void **state)
 	assert_non_null(strstr(fx->last_error, "did not come back"));
 }
 
+/* The port hangs up and comes back (a new socket under the same name, as a USB adapter gets a
+ * new node): the board is greeted again, resumes where it was, and passes. */
+static void test_reconnect(void **state)
+{
+	struct fx *fx = *state;
+	struct got g;
+	char name[32], err[256];
+	int nf[2];
+
+	start(fx, 0);
+	play_until(fx, &g, DRV_PROTO_COMMIT);
+	uv_poll_stop(&fx->bpoll);
+	close(fx->fds[1]);
+	fx->fds[1] = -1;
+	while (!uv_is_active((uv_handle_t *)&fx->slot->aux))
+		uv_run(&fx->loop, UV_RUN_ONCE);
+	assert_null(fx->slot->port);
+	assert_int_equal(fx->slot->state, ST_SLOT_WRITTEN);
+	if (drv_port_pair_new(nf, name, sizeof(name), err, sizeof(err)) != 0)
+		fail_msg("pair: %s", err);
+	assert_int_equal(dup2(nf[0], fx->fds[0]), fx->fds[0]);
+	close(nf[0]);
+	fx->fds[1] = nf[1];
+	assert_int_equal(uv_poll_init(&fx->loop, &fx->bpoll2, fx->fds[1]), 0);
+	fx->bpoll2.data = fx;
+	fx->bpoll2_on = 1;
+	assert_int_equal(uv_poll_start(&fx->bpoll2, UV_READABLE, on_board_readable), 0);
+	expire(fx); /* the reopen attempt */
+	expect(fx, &g, DRV_PROTO_HELLO);
+	answer(fx, &g);
+	expect(fx, &g, DRV_PROTO_COMMIT);
+	pass_from(fx, &g);
+	assert_true(events_has(fx, "\"status\":\"back\""));
+	assert_true(events_has(fx, "\"resyncs\":1"));
+}
+
 /* BAUD: the board switches, answers HELLO at the new rate, and the run goes on there. */
 static void test_baud_success(void **state)
 {
@@ -1033,6 +1073,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_timeout_probe_and_done, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reboot, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hangup, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reconnect, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_baud_success, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_baud_fallback, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_baud_refused, setup, teardown),
