@@ -17,10 +17,12 @@
 
 extern const struct drv_port_ops drv_port_serial_ops;
 extern const struct drv_port_ops drv_port_pty_ops;
+extern const struct drv_port_ops drv_port_pair_ops;
 
 const struct drv_port_ops *const drv_port_backends[] = {
 	&drv_port_serial_ops,
 	&drv_port_pty_ops,
+	&drv_port_pair_ops,
 	NULL,
 };
 
@@ -39,6 +41,8 @@ const char *drv_port_auto_backend(const char *path)
 {
 	char real[PATH_MAX];
 
+	if (strncmp(path, "pair:", 5) == 0)
+		return "pair";
 	if (strncmp(path, "/dev/pts/", 9) == 0)
 		return "pty";
 	/* A stable name (a symlink, like simboard's DIR/<board>/tty) may point at a PTY. */

@@ -5,7 +5,9 @@
  *           ports up in sysfs by their /dev name);
  *   pty     plain termios on a file descriptor, for pseudo-terminals (simulated boards) and
  *           any tty libserialport cannot take (Debian's libserialport 0.1.1 cannot open
- *           /dev/pts/N: there is no sysfs entry and TIOCMGET fails).
+ *           /dev/pts/N: there is no sysfs entry and TIOCMGET fails);
+ *   pair    one end of a socket pair ("pair:<fd>", drv_port_pair_new()), for tests that play
+ *           the board in the same process.
  *
  * Every backend hands out a file descriptor in O_NONBLOCK mode for the event loop to watch
  * (uv_poll_t); reads and writes go through drv_port_read()/drv_port_write(), which never
@@ -26,8 +28,8 @@ enum drv_port_flow {
 };
 
 struct drv_port_config {
-	/* "serial", "pty", or NULL / "auto": pty when the path resolves to a pseudo-terminal
-	 * (under /dev/pts/), serial otherwise. */
+	/* "serial", "pty", "pair", or NULL / "auto": pair for a "pair:<fd>" name, pty when the
+	 * path resolves to a pseudo-terminal (under /dev/pts/), serial otherwise. */
 	const char *backend;
 	const char *path;
 	int baud; /* 0 means 115200 */
@@ -67,11 +69,17 @@ struct drv_port {
 	int baud;   /* current rate */
 };
 
+/* A connected socket pair for the pair backend: fds[0] is the station's end, named in name
+ * ("pair:<fd>", open it with backend "pair"), fds[1] the board's. Both are non-blocking and
+ * the caller's to close; closing fds[1] hangs the port up. Returns 0, or ST_E_PORT_OPEN with
+ * err; fds are -1 then. */
+int drv_port_pair_new(int fds[2], char *name, size_t namelen, char *err, size_t errlen);
+
 /* The backend called name, or NULL. */
 const struct drv_port_ops *drv_port_find_backend(const char *name);
 
-/* The backend "auto" picks for path: "pty" when it (or what it links to) is under /dev/pts/,
- * else "serial". Never NULL. */
+/* The backend "auto" picks for path: "pair" for "pair:<fd>", "pty" when it (or what it links
+ * to) is under /dev/pts/, else "serial". Never NULL. */
 const char *drv_port_auto_backend(const char *path);
 
 /* Opens a port. An unknown backend is ST_E_PORT_UNKNOWN with a message listing the known

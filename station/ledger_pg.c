@@ -289,14 +289,20 @@ fail:
 	return rc;
 }
 
+/* STATION_TEST_FAIL=ledger.commit_answer_lost[:N] (test builds only): the answer to the
+ * Nth COMMIT is lost, as when the connection drops right after the server committed. */
 static void parse_fail_hook(struct pg_ledger *l)
 {
+#ifdef STATION_TEST_HOOKS
 	const char *v = getenv("STATION_TEST_FAIL");
 
 	if (!v || strncmp(v, "ledger.commit_answer_lost", 25) != 0)
 		return;
 	l->fail_at = v[25] == ':' ? strtoul(v + 26, NULL, 10) : 1;
 	st_warn("ledger: test fault hook %s armed", v);
+#else
+	(void)l;
+#endif
 }
 
 static void pg_close(void *inst);

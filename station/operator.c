@@ -287,6 +287,9 @@ const char *st_slot_word(const struct st_slot *s, double ms_in_state)
 		return "hello";
 	case ST_SLOT_PROFILE:
 		return "profile";
+	case ST_SLOT_BAUD_ASK:
+	case ST_SLOT_BAUD_CONFIRM:
+		return "baud";
 	case ST_SLOT_CSR:
 		return "csr";
 	case ST_SLOT_CHECKED:

@@ -1,11 +1,13 @@
 /* One fixture slot: a port, the board in it, and the state machine that provisions the board
  * over the wire protocol (drivers/PROTOCOL.md).
  *
- *   offline -> waiting -> hello -> profile -> csr -> checked -> queued -> signed -> written
- *   -> committed -> verified -> pass -> leaving -> waiting -> ...
+ *   offline -> waiting -> hello -> profile [-> baud-ask -> baud-confirm] -> csr -> checked
+ *   -> queued -> signed -> written -> committed -> verified -> pass -> leaving -> waiting -> ...
  *   (any state of a board in flight) -> failed -> leaving
  *
- * Every transition goes through one function, which logs "old -> new" and writes a state
+ * The whole machine is one table (slot_table.c): per state, what it sends, which answers it
+ * accepts, its timeout and where each outcome leads. Every transition goes through one
+ * function, which refuses one the table does not list, logs "old -> new" and writes a state
  * event. Every wait has a timer. Requests that get no answer, or a damaged one, are sent again
  * byte for byte (same seq: the board answers a repeat from its kept answer) up to a limit;
  * policy rejections are never retried. A board that reboots (BOOT, ERROR HELLO) or whose port
@@ -46,6 +48,9 @@ enum st_slot_state {
 	ST_SLOT_HELLO,     /* a board answered HELLO: its identity is known */
 	ST_SLOT_PROFILE,   /* its profile is chosen; its device id is being settled (a
 			    * sequence number may be on its way from the ledger) */
+	ST_SLOT_BAUD_ASK,  /* BAUD sent: the board is asked to switch to a faster rate */
+	ST_SLOT_BAUD_CONFIRM, /* the line is at the new rate on trial: HELLO sent there; no
+			       * answer within the board's trial and both sides go back */
 	ST_SLOT_CSR,       /* CSR requested: the board makes its key, the CSR is read in
 			    * chunks */
 	ST_SLOT_CHECKED,   /* the CSR passed every check of the profile's policy */
@@ -206,7 +211,8 @@ struct st_slot {
 	struct drv_port *port;
 	uv_poll_t *poll;         /* allocated per open; freed in its close callback */
 	int poll_events;
-	int port_announced;      /* the first open was reported */
+	int port_announced;      /* the first open was reported (data, not a state: it words the
+				  * port event "open" or "back") */
 	uv_timer_t timer;        /* the current request or wait */
 	int timer_what;          /* what it waits for (slot.c) */
 	uv_timer_t aux;          /* reopen attempts and the reconnect deadline */
@@ -217,8 +223,10 @@ struct st_slot {
 	 * another device; a board that comes back does so under a new link or node. */
 	uint64_t port_dev, port_ino;
 	uint64_t lost_dev, lost_ino, lost_at;
-	int in_feed;             /* the decoder is feeding (callbacks must not close it) */
-	int closing;             /* st_slot_close() was called */
+	int in_feed;             /* the decoder is feeding (callbacks must not close it). Not a
+				  * state: a guard of the call stack, whatever the state */
+	int closing;             /* st_slot_close() was called. Not a state: the handles' life
+				  * cycle, after stopped */
 	int handles;             /* uv handles not yet closed */
 	void (*close_cb)(struct st_slot *s);
 
@@ -235,8 +243,7 @@ struct st_slot {
 	size_t req_len, req_off; /* bytes of req, bytes of it written */
 	size_t tx_max;           /* the board's frame limit */
 	char req[DRV_PROTO_MAX_LINE];
-	int boot_seen;           /* a BOOT arrived while finished (LEAVING) */
-	int echo_warned;
+	int echo_warned;         /* the echo was logged once (data: only the log's rate) */
 	uint64_t frames_bad;     /* damaged frames received */
 	uint64_t retransmits;
 	uint64_t tx_bytes, rx_bytes; /* moved over the port, ever */
@@ -250,7 +257,8 @@ struct st_slot {
 	uint64_t unread;         /* seq 0 errors since: the board could not read a request */
 	uint64_t rx_at;          /* uv_hrtime() of the last bytes read */
 	uint64_t note_at, note_rx; /* the note's rate: measured from then, and rx_bytes then */
-	int noframe;             /* said in the log and an event since heard_at */
+	int noframe;             /* said in the log and an event since heard_at (data: the line
+				  * watch reports, it never moves the state) */
 	char line_note[128];     /* what the slot sees, for the view; "" when nothing */
 
 	/* Console ring. */
@@ -262,7 +270,8 @@ struct st_slot {
 
 	/* Backpressure queue (slot.c). */
 	struct st_slot *room_prev, *room_next;
-	int room_waiting;
+	int room_waiting;        /* in the env's room queue (data, not a state: queued either
+				  * way, this says which list holds the slot) */
 };
 
 /* Creates a slot on env's loop; its port is opened by st_slot_start(). Returns 0 and *out,

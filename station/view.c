@@ -265,6 +265,8 @@ static char glyph(const struct st_slot *s, enum st_slot_kind k, int stuck)
 	case ST_SLOT_HELLO:
 	case ST_SLOT_PROFILE:
 		return 'h';
+	case ST_SLOT_BAUD_ASK:
+	case ST_SLOT_BAUD_CONFIRM:
 	case ST_SLOT_CSR:
 	case ST_SLOT_CHECKED:
 		return 'c';

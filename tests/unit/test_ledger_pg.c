@@ -680,6 +680,9 @@ static void test_answer_lost(void **state)
 	int status;
 
 	(void)state;
+#ifndef STATION_TEST_HOOKS
+	skip(); /* the lost answer is made by a test hook, compiled only into test builds */
+#endif
 	fflush(NULL);
 	pid = fork();
 	assert_true(pid >= 0);

@@ -1,0 +1,1087 @@
+/* The slot's state machine, one slot on a socket pair (the pair port backend), the board played
+ * by the test frame by frame with the protocol codec. The signing side is real: a CA whose key
+ * is in a file, the signing pool, a SQLite ledger in the test's directory.
+ *
+ * Nothing waits on a clock: every limit is a minute, and a test that wants a wait to run out
+ * makes the slot's timer fire now (expire()). The loop runs until the frame the test expects
+ * arrives, with a watchdog that fails the test instead of hanging it. */
+#include <limits.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include <openssl/evp.h>
+#include <openssl/sha.h>
+#include <openssl/x509.h>
+
+#include <uv.h>
+
+#include "ca.h"
+#include "err.h"
+#include "events.h"
+#include "log.h"
+#include "pool.h"
+#include "port.h"
+#include "profile.h"
+#include "proto.h"
+#include "slot.h"
+#include "slot_int.h"
+#include "testutil.h"
+
+#define FACTORY "acme-factory"
+#define LONG_MS 60000 /* every wait: only expire() ends one */
+#define TRIES 4
+#define WATCHDOG_MS 20000
+#define CSR_CHUNK 120
+
+static const char profile_yaml[] =
+	"sku: t-slot\n"
+	"factory: " FACTORY "\n"
+	"match: {hardware_ids: [hw-1, hw-2]}\n"
+	"device_id: {source: board, pattern: '^DEV-[0-9]{4}$'}\n"
+	"files:\n"
+	"  - {path: /etc/dev/device.crt, content: '{cert_pem}'}\n"
+	"  - {path: /etc/dev/id, content: '{device_id}'}\n"
+	"  - {path: /etc/dev/chain.crt, content: '{chain_pem}{root_pem}'}\n";
+
+/* The board the test plays. */
+struct board {
+	char hw[32], sn[32], dev[32], boot[16];
+	const char *bauds; /* NULL: offers none */
+	EVP_PKEY *key;
+	char csr_cn[64];   /* the CN it puts in its CSR; "" the one asked for */
+	uint8_t *csr;
+	size_t csr_len;
+	struct {
+		char path[256];
+		uint8_t data[65536];
+		size_t size, have;
+	} file[4];
+	unsigned nfiles;
+	uint64_t gen;
+};
+
+struct fx {
+	char dir[4096];
+	uv_loop_t loop;
+	EVP_PKEY *ca_key;
+	X509 *ca_cert;
+	struct st_ca *ca;
+	struct drv_signer *signer;
+	struct st_pool *pool;
+	struct st_events *events;
+	char events_path[4200];
+	struct st_profiles *pset;
+	struct st_slot_env env;
+	struct st_slot *slot;
+	int fds[2];
+	char port[32];
+	uv_poll_t bpoll;
+	uv_poll_t bpoll2; /* the board's end after a reconnect */
+	int bpoll2_on;
+	uv_timer_t watchdog;
+	int timed_out;
+	struct drv_proto_decoder bdec;
+	struct {
+		char line[DRV_PROTO_MAX_LINE];
+		size_t len;
+	} q[32];
+	unsigned qhead, qn;
+	unsigned outcomes, passes;
+	char last_error[ST_ERR_MAX];
+	int slot_closed, pool_closed;
+	struct board b;
+};
+
+/* A frame taken off the queue, parsed in its own buffer. */
+struct got {
+	char line[DRV_PROTO_MAX_LINE];
+	struct drv_proto_frame f;
+};
+
+/* ---- Board side ---------------------------------------------------------------------- */
+
+static void on_board_frame(void *arg, const struct drv_proto_frame *f)
+{
+	struct fx *fx = arg;
+	unsigned at;
+
+	assert_true(fx->qn < sizeof(fx->q) / sizeof(fx->q[0]));
+	at = (fx->qhead + fx->qn) % (sizeof(fx->q) / sizeof(fx->q[0]));
+	memcpy(fx->q[at].line, f->line, f->len);
+	fx->q[at].len = f->len;
+	fx->qn++;
+}
+
+static void on_board_readable(uv_poll_t *h, int status, int events)
+{
+	struct fx *fx = h->data;
+	char buf[4096];
+	ssize_t n;
+
+	(void)status;
+	(void)events;
+	while ((n = read(fx->fds[1], buf, sizeof(buf))) > 0)
+		drv_proto_decoder_feed(&fx->bdec, buf, (size_t)n);
+}
+
+static void on_watchdog(uv_timer_t *t)
+{
+	struct fx *fx = t->data;
+
+	fx->timed_out = 1;
+}
+
+/* Runs the loop until cond(fx) holds: what is due first without blocking (a timer that
+ * expire() made due may be all there is to run), then blocking for the next event. */
+static void run_until(struct fx *fx, int (*cond)(struct fx *fx))
+{
+	uv_timer_start(&fx->watchdog, on_watchdog, WATCHDOG_MS, 0);
+	while (!cond(fx)) {
+		uv_run(&fx->loop, UV_RUN_NOWAIT);
+		if (cond(fx))
+			break;
+		uv_run(&fx->loop, UV_RUN_ONCE);
+		if (!cond(fx) && fx->timed_out)
+			fail_msg("waited in vain (slot in %s)", st_slot_state_name(fx->slot->state));
+	}
+	uv_timer_stop(&fx->watchdog);
+}
+
+static int has_frame(struct fx *fx)
+{
+	return fx->qn > 0;
+}
+
+/* Runs the loop until the station has sent a frame; returns it. */
+static void next_frame(struct fx *fx, struct got *g)
+{
+	char err[256];
+
+	run_until(fx, has_frame);
+	memcpy(g->line, fx->q[fx->qhead].line, fx->q[fx->qhead].len);
+	if (drv_proto_parse(g->line, fx->q[fx->qhead].len, &g->f, err, sizeof(err)) != 0)
+		fail_msg("station frame: %s", err);
+	fx->qhead = (fx->qhead + 1) % (sizeof(fx->q) / sizeof(fx->q[0]));
+	fx->qn--;
+	assert_int_equal(g->f.kind, DRV_PROTO_REQUEST);
+}
+
+/* The next request, which must be of type. */
+static void expect(struct fx *fx, struct got *g, const char *type)
+{
+	next_frame(fx, g);
+	if (strcmp(g->f.type, type) != 0)
+		fail_msg("expected %s, the station sent %.*s", type, (int)g->f.len, g->f.line);
+}
+
+/* Runs the loop until the station has read every byte the board sent (the station reads
+ * from a duplicate of fds[0]: one socket, one count). */
+static void drain(struct fx *fx)
+{
+	int unread = 0;
+
+	for (;;) {
+		assert_int_equal(ioctl(fx->fds[0], FIONREAD, &unread), 0);
+		if (unread == 0 || !fx->slot->port)
+			return;
+		uv_run(&fx->loop, UV_RUN_NOWAIT);
+	}
+}
+
+/* The slot's current wait runs out now (its timer fires on the next loop turn), once the
+ * station has read whatever the board sent before. */
+static void expire(struct fx *fx)
+{
+	uv_timer_t *t = &fx->slot->timer;
+
+	drain(fx);
+	assert_true(uv_is_active((uv_handle_t *)t));
+	uv_timer_start(t, t->timer_cb, 0, 0);
+}
+
+static void board_send(struct fx *fx, const void *data, size_t n)
+{
+	assert_int_equal(write(fx->fds[1], data, n), (ssize_t)n);
+}
+
+static void frame_end(struct fx *fx, struct drv_proto_builder *b)
+{
+	char err[160];
+	size_t len;
+
+	if (drv_proto_end(b, &len, err, sizeof(err)) != 0)
+		fail_msg("board frame: %s", err);
+	board_send(fx, b->buf, len);
+}
+
+static void answer_error(struct fx *fx, const struct got *g, const char *code)
+{
+	struct drv_proto_builder b;
+	char buf[DRV_PROTO_MAX_LINE];
+
+	drv_proto_begin(&b, buf, sizeof(buf), DRV_PROTO_ANSWER, g->f.seq, DRV_PROTO_ERROR);
+	drv_proto_add_text(&b, "code", code);
+	drv_proto_add_text(&b, "text", "as the test wants");
+	frame_end(fx, &b);
+}
+
+static void send_boot(struct fx *fx)
+{
+	struct drv_proto_builder b;
+	char buf[DRV_PROTO_MAX_LINE];
+
+	drv_proto_begin(&b, buf, sizeof(buf), DRV_PROTO_EVENT, 0, DRV_PROTO_BOOT);
+	frame_end(fx, &b);
+}
+
+static void answer_hello(struct fx *fx, const struct got *g)
+{
+	struct drv_proto_builder b;
+	char buf[DRV_PROTO_MAX_LINE];
+
+	drv_proto_begin(&b, buf, sizeof(buf), DRV_PROTO_ANSWER, g->f.seq, DRV_PROTO_HELLO);
+	drv_proto_add_text(&b, "v", "1");
+	drv_proto_add_uint(&b, "max", 4096);
+	drv_proto_add_text(&b, "hw", fx->b.hw);
+	drv_proto_add_text(&b, "sku", "t-slot");
+	drv_proto_add_text(&b, "sn", fx->b.sn);
+	if (fx->b.dev[0])
+		drv_proto_add_text(&b, "dev", fx->b.dev);
+	drv_proto_add_text(&b, "key", "file");
+	drv_proto_add_text(&b, "boot", fx->b.boot);
+	if (fx->b.bauds) {
+		char list[64], *items[8], *save = NULL;
+		size_t n = 0;
+
+		snprintf(list, sizeof(list), "%s", fx->b.bauds);
+		for (char *t = strtok_r(list, ",", &save); t && n < 8; t = strtok_r(NULL, ",", &save))
+			items[n++] = t;
+		drv_proto_add_list(&b, "bauds", (const char *const *)items, n);
+	}
+	frame_end(fx, &b);
+}
+
+static void answer_csr(struct fx *fx, const struct got *g)
+{
+	struct drv_proto_builder b;
+	char buf[DRV_PROTO_MAX_LINE], cn[128], ou[128];
+	uint8_t sha[32];
+	uint64_t off;
+	size_t n;
+
+	assert_int_equal(drv_proto_get_uint(&g->f, "off", 0, 65536, &off, NULL, 0), 0);
+	if (!fx->b.csr) {
+		assert_int_equal(drv_proto_get_text(&g->f, "cn", cn, sizeof(cn), NULL, 0), 0);
+		assert_int_equal(drv_proto_get_text(&g->f, "ou", ou, sizeof(ou), NULL, 0), 0);
+		fx->b.csr = tu_csr_der(fx->b.key, fx->b.csr_cn[0] ? fx->b.csr_cn : cn, ou, 0,
+				       &fx->b.csr_len);
+		assert_non_null(fx->b.csr);
+	}
+	assert_true(off <= fx->b.csr_len);
+	n = fx->b.csr_len - (size_t)off;
+	if (n > CSR_CHUNK)
+		n = CSR_CHUNK;
+	SHA256(fx->b.csr, fx->b.csr_len, sha);
+	drv_proto_begin(&b, buf, sizeof(buf), DRV_PROTO_ANSWER, g->f.seq, DRV_PROTO_CSR);
+	drv_proto_add_uint(&b, "total", fx->b.csr_len);
+	drv_proto_add_uint(&b, "off", off);
+	drv_proto_add_hex(&b, "sha", sha, sizeof(sha));
+	drv_proto_add_b64(&b, "data", fx->b.csr + off, n);
+	frame_end(fx, &b);
+}
+
+static void answer_write(struct fx *fx, const struct got *g)
+{
+	struct drv_proto_builder b;
+	char buf[DRV_PROTO_MAX_LINE], path[256];
+	uint64_t size, off;
+	unsigned i;
+	size_t n;
+
+	assert_int_equal(drv_proto_get_text(&g->f, "path", path, sizeof(path), NULL, 0), 0);
+	assert_int_equal(drv_proto_get_uint(&g->f, "size", 0, 65536, &size, NULL, 0), 0);
+	assert_int_equal(drv_proto_get_uint(&g->f, "off", 0, 65536, &off, NULL, 0), 0);
+	for (i = 0; i < fx->b.nfiles && strcmp(fx->b.file[i].path, path) != 0; i++)
+		;
+	if (i == fx->b.nfiles) {
+		assert_true(i < 4);
+		fx->b.nfiles++;
+		snprintf(fx->b.file[i].path, sizeof(fx->b.file[i].path), "%s", path);
+		fx->b.file[i].have = 0;
+	}
+	fx->b.file[i].size = (size_t)size;
+	if (off == fx->b.file[i].have) {
+		assert_int_equal(drv_proto_get_b64(&g->f, "data", fx->b.file[i].data + off,
+						   (size_t)(size - off), &n, NULL, 0),
+				 0);
+		fx->b.file[i].have += n;
+	}
+	drv_proto_begin(&b, buf, sizeof(buf), DRV_PROTO_ANSWER, g->f.seq, DRV_PROTO_WRITE);
+	drv_proto_add_text(&b, "path", path);
+	drv_proto_add_uint(&b, "have", fx->b.file[i].have);
+	drv_proto_add_uint(&b, "done", fx->b.file[i].have == fx->b.file[i].size);
+	frame_end(fx, &b);
+}
+
+static void answer_commit(struct fx *fx, const struct got *g)
+{
+	struct drv_proto_builder b;
+	char buf[DRV_PROTO_MAX_LINE];
+
+	fx->b.gen++;
+	drv_proto_begin(&b, buf, sizeof(buf), DRV_PROTO_ANSWER, g->f.seq, DRV_PROTO_COMMIT);
+	drv_proto_add_uint(&b, "gen", fx->b.gen);
+	drv_proto_add_uint(&b, "files", fx->b.nfiles);
+	frame_end(fx, &b);
+}
+
+static void answer_verify(struct fx *fx, const struct got *g)
+{
+	struct drv_proto_builder b;
+	char buf[DRV_PROTO_MAX_LINE];
+	uint8_t nonce[64], msg[128], sig[256];
+	size_t nlen, ctx = sizeof(DRV_PROTO_POP_CONTEXT) - 1, slen = sizeof(sig);
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+
+	assert_int_equal(drv_proto_get_b64(&g->f, "nonce", nonce, sizeof(nonce), &nlen, NULL, 0),
+			 0);
+	memcpy(msg, DRV_PROTO_POP_CONTEXT, ctx);
+	memcpy(msg + ctx, nonce, nlen);
+	assert_non_null(md);
+	assert_int_equal(EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, fx->b.key), 1);
+	assert_int_equal(EVP_DigestSign(md, sig, &slen, msg, ctx + nlen), 1);
+	EVP_MD_CTX_free(md);
+	drv_proto_begin(&b, buf, sizeof(buf), DRV_PROTO_ANSWER, g->f.seq, DRV_PROTO_VERIFY);
+	drv_proto_add_uint(&b, "gen", fx->b.gen);
+	drv_proto_add_uint(&b, "files", fx->b.nfiles);
+	drv_proto_add_uint(&b, "from", 0);
+	drv_proto_add_text(&b, "alg", "ecdsa-p256-sha256");
+	drv_proto_add_b64(&b, "sig", sig, slen);
+	for (unsigned i = 0; i < fx->b.nfiles; i++) {
+		char size[24], hex[65];
+		uint8_t sha[32];
+		const char *items[3] = { fx->b.file[i].path, size, hex };
+
+		snprintf(size, sizeof(size), "%zu", fx->b.file[i].have);
+		SHA256(fx->b.file[i].data, fx->b.file[i].have, sha);
+		for (int j = 0; j < 32; j++)
+			snprintf(hex + 2 * j, 3, "%02x", sha[j]);
+		drv_proto_add_list(&b, "file", items, 3);
+	}
+	frame_end(fx, &b);
+}
+
+static void answer_plain(struct fx *fx, const struct got *g)
+{
+	struct drv_proto_builder b;
+	char buf[DRV_PROTO_MAX_LINE];
+
+	drv_proto_begin(&b, buf, sizeof(buf), DRV_PROTO_ANSWER, g->f.seq, g->f.type);
+	frame_end(fx, &b);
+}
+
+static void answer_baud(struct fx *fx, const struct got *g)
+{
+	struct drv_proto_builder b;
+	char buf[DRV_PROTO_MAX_LINE];
+	uint64_t rate;
+
+	assert_int_equal(drv_proto_get_uint(&g->f, "rate", 1, 4000000, &rate, NULL, 0), 0);
+	drv_proto_begin(&b, buf, sizeof(buf), DRV_PROTO_ANSWER, g->f.seq, DRV_PROTO_BAUD);
+	drv_proto_add_uint(&b, "rate", rate);
+	frame_end(fx, &b);
+}
+
+/* Answers g as a good board does. */
+static void answer(struct fx *fx, const struct got *g)
+{
+	const char *t = g->f.type;
+
+	if (strcmp(t, DRV_PROTO_HELLO) == 0)
+		answer_hello(fx, g);
+	else if (strcmp(t, DRV_PROTO_CSR) == 0)
+		answer_csr(fx, g);
+	else if (strcmp(t, DRV_PROTO_WRITE) == 0)
+		answer_write(fx, g);
+	else if (strcmp(t, DRV_PROTO_COMMIT) == 0)
+		answer_commit(fx, g);
+	else if (strcmp(t, DRV_PROTO_VERIFY) == 0)
+		answer_verify(fx, g);
+	else if (strcmp(t, DRV_PROTO_BAUD) == 0)
+		answer_baud(fx, g);
+	else
+		answer_plain(fx, g);
+}
+
+/* Plays a good board until the station sends a request of type stop (returned in g, not
+ * answered) or, with stop NULL, until DONE is answered. */
+static void play_until(struct fx *fx, struct got *g, const char *stop)
+{
+	for (;;) {
+		next_frame(fx, g);
+		if (stop && strcmp(g->f.type, stop) == 0)
+			return;
+		answer(fx, g);
+		if (!stop && strcmp(g->f.type, DRV_PROTO_DONE) == 0)
+			return;
+	}
+}
+
+static int outcome_seen(struct fx *fx)
+{
+	return fx->outcomes > 0;
+}
+
+static int is_leaving(struct fx *fx)
+{
+	return fx->slot->state == ST_SLOT_LEAVING;
+}
+
+/* The events file holds text. */
+static int events_has(struct fx *fx, const char *text)
+{
+	size_t len;
+	char *all = (char *)tu_read_file(fx->events_path, &len);
+	int found;
+
+	assert_non_null(all);
+	found = strstr(all, text) != NULL;
+	free(all);
+	return found;
+}
+
+/* ---- Fixture ------------------------------------------------------------------------- */
+
+static struct st_profiles *current_profiles(void *arg)
+{
+	struct fx *fx = arg;
+
+	return st_profiles_ref(fx->pset);
+}
+
+static void on_outcome(void *arg, struct st_slot *s, int pass)
+{
+	struct fx *fx = arg;
+
+	fx->outcomes++;
+	fx->passes += pass != 0;
+	snprintf(fx->last_error, sizeof(fx->last_error), "%s", s->last_error);
+}
+
+static void board_init(struct board *b, const char *hw, const char *sn, const char *dev)
+{
+	free(b->csr);
+	EVP_PKEY_free(b->key);
+	memset(b, 0, sizeof(*b));
+	snprintf(b->hw, sizeof(b->hw), "%s", hw);
+	snprintf(b->sn, sizeof(b->sn), "%s", sn);
+	snprintf(b->dev, sizeof(b->dev), "%s", dev);
+	snprintf(b->boot, sizeof(b->boot), "boot-1");
+	b->key = EVP_EC_gen("prime256v1");
+	assert_non_null(b->key);
+}
+
+/* One slot on a fresh pair, limits all LONG_MS, max_baud as given. */
+static void start(struct fx *fx, int max_baud)
+{
+	struct st_slot_def def;
+	struct st_pool_config pc;
+	const struct st_profile *p = NULL;
+	char err[512] = "";
+
+	st_pool_config_default(&pc);
+	pc.workers = 1;
+	pc.batch_linger_ms = 0;
+	pc.station = "test-station";
+	{
+		static char ledger[4200];
+
+		snprintf(ledger, sizeof(ledger), "%s/ledger.db", fx->dir);
+		pc.ledger_path = ledger;
+	}
+	if (st_pool_new(&fx->loop, &pc, fx->ca, fx->signer, &fx->pool, err, sizeof(err)) != 0)
+		fail_msg("pool: %s", err);
+	snprintf(fx->events_path, sizeof(fx->events_path), "%s/events.jsonl", fx->dir);
+	if (st_events_open(fx->events_path, 0, &fx->loop, 0, &fx->events, err, sizeof(err)) != 0)
+		fail_msg("events: %s", err);
+	if (st_profile_load_buffer("/nonexistent/t.yaml", profile_yaml, strlen(profile_yaml),
+				   stderr, &p, err, sizeof(err)) != 0)
+		fail_msg("profile: %s", err);
+	fx->pset = st_profiles_new();
+	assert_non_null(fx->pset);
+	fx->pset->list = calloc(1, sizeof(*fx->pset->list));
+	assert_non_null(fx->pset->list);
+	fx->pset->list[0] = p;
+	fx->pset->n = 1;
+
+	fx->env.loop = &fx->loop;
+	fx->env.pool = fx->pool;
+	fx->env.ca = fx->ca;
+	fx->env.chain_pem = "";
+	fx->env.root_pem = "";
+	fx->env.events = fx->events;
+	st_slot_limits_default(&fx->env.lim);
+	fx->env.lim.hello_ms = fx->env.lim.csr_ms = fx->env.lim.write_ms = LONG_MS;
+	fx->env.lim.commit_ms = fx->env.lim.verify_ms = fx->env.lim.done_ms = LONG_MS;
+	fx->env.lim.probe_ms = fx->env.lim.presence_ms = fx->env.lim.reconnect_ms = LONG_MS;
+	fx->env.lim.reopen_ms = fx->env.lim.queued_ms = fx->env.lim.noframe_ms = LONG_MS;
+	fx->env.lim.tries = TRIES;
+	fx->env.lim.resyncs = 3;
+	fx->env.arg = fx;
+	fx->env.profiles = current_profiles;
+	fx->env.outcome = on_outcome;
+
+	if (drv_port_pair_new(fx->fds, fx->port, sizeof(fx->port), err, sizeof(err)) != 0)
+		fail_msg("pair: %s", err);
+	drv_proto_decoder_init(&fx->bdec, DRV_PROTO_MAX_LINE,
+			       &(struct drv_proto_callbacks){ .frame = on_board_frame }, fx);
+	assert_int_equal(uv_poll_init(&fx->loop, &fx->bpoll, fx->fds[1]), 0);
+	fx->bpoll.data = fx;
+	assert_int_equal(uv_poll_start(&fx->bpoll, UV_READABLE, on_board_readable), 0);
+	assert_int_equal(uv_timer_init(&fx->loop, &fx->watchdog), 0);
+	fx->watchdog.data = fx;
+
+	memset(&def, 0, sizeof(def));
+	def.name = "A1";
+	def.path = fx->port;
+	def.backend = "pair";
+	def.baud = 115200;
+	def.max_baud = max_baud;
+	if (st_slot_new(&fx->env, 0, &def, &fx->slot, err, sizeof(err)) != 0)
+		fail_msg("slot: %s", err);
+	st_slot_start(fx->slot);
+}
+
+static int setup(void **state)
+{
+	struct fx *fx = calloc(1, sizeof(*fx));
+	const char *d = tu_tmpdir("slot");
+	char key_path[4200], err[512] = "";
+
+	if (!fx || !d)
+		return -1;
+	signal(SIGPIPE, SIG_IGN);
+	st_log_set_level(getenv("TEST_SLOT_DEBUG") ? ST_LOG_DEBUG : ST_LOG_WARN);
+	snprintf(fx->dir, sizeof(fx->dir), "%s", d);
+	snprintf(key_path, sizeof(key_path), "%s/ca.key", fx->dir);
+	if (uv_loop_init(&fx->loop) != 0)
+		return -1;
+	fx->ca_key = EVP_EC_gen("prime256v1");
+	fx->ca_cert = tu_ca_template(fx->ca_key, "Local-CA", FACTORY, 3650);
+	if (!fx->ca_cert || X509_sign(fx->ca_cert, fx->ca_key, EVP_sha256()) <= 0)
+		return -1;
+	if (st_ca_from_x509(fx->ca_cert, NULL, NULL, "test CA", &fx->ca, err, sizeof(err)) != 0 ||
+	    tu_file_signer(key_path, fx->ca_key, &fx->signer, err, sizeof(err)) != 0) {
+		fprintf(stderr, "CA: %s\n", err);
+		return -1;
+	}
+	fx->fds[0] = fx->fds[1] = -1;
+	board_init(&fx->b, "hw-1", "SN-0001", "DEV-0001");
+	*state = fx;
+	return 0;
+}
+
+static void on_slot_closed(struct st_slot *s)
+{
+	struct fx *fx = s->env->arg;
+
+	fx->slot_closed = 1;
+}
+
+static void on_pool_closed(void *arg)
+{
+	struct fx *fx = arg;
+
+	fx->pool_closed = 1;
+}
+
+static int slot_closed(struct fx *fx)
+{
+	return fx->slot_closed && fx->pool_closed;
+}
+
+static int teardown(void **state)
+{
+	struct fx *fx = *state;
+	char cmd[4200];
+	int rc;
+
+	if (fx->slot) {
+		fx->env.stopping = 1; /* as the engine does */
+		st_slot_stop(fx->slot);
+		st_slot_close(fx->slot, on_slot_closed);
+		st_pool_close(fx->pool, on_pool_closed, fx);
+		uv_close((uv_handle_t *)&fx->bpoll, NULL);
+		if (fx->bpoll2_on)
+			uv_close((uv_handle_t *)&fx->bpoll2, NULL);
+		uv_close((uv_handle_t *)&fx->watchdog, NULL);
+		while (!slot_closed(fx))
+			uv_run(&fx->loop, UV_RUN_ONCE);
+		st_slot_free(fx->slot);
+		st_events_detach(fx->events);
+		uv_run(&fx->loop, UV_RUN_DEFAULT);
+		st_events_close(fx->events);
+		st_profiles_unref(fx->pset);
+	}
+	if (fx->fds[0] >= 0)
+		close(fx->fds[0]);
+	if (fx->fds[1] >= 0)
+		close(fx->fds[1]);
+	free(fx->b.csr);
+	EVP_PKEY_free(fx->b.key);
+	drv_signer_close(fx->signer);
+	st_ca_free(fx->ca);
+	X509_free(fx->ca_cert);
+	EVP_PKEY_free(fx->ca_key);
+	rc = uv_loop_close(&fx->loop);
+	if (rc != 0)
+		fprintf(stderr, "loop not closed cleanly: %s\n", uv_strerror(rc));
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", fx->dir);
+	if (system(cmd) != 0)
+		rc = -1;
+	free(fx);
+	return rc == 0 ? 0 : -1;
+}
+
+/* Answers g, plays a good board to the end and checks that it passed. */
+static void pass_from(struct fx *fx, struct got *g)
+{
+	answer(fx, g);
+	play_until(fx, g, NULL);
+	run_until(fx, outcome_seen);
+	assert_int_equal(fx->passes, 1);
+}
+
+/* ---- Tests --------------------------------------------------------------------------- */
+
+/* A good board passes: every state on the way, the certificate recorded, DONE pass, then the
+ * slot asks whether the finished board is still there. */
+static void test_pass(void **state)
+{
+	struct fx *fx = *state;
+	struct got g;
+	char result[16];
+
+	start(fx, 0);
+	play_until(fx, &g, DRV_PROTO_DONE);
+	assert_int_equal(drv_proto_get_text(&g.f, "result", result, sizeof(result), NULL, 0), 0);
+	assert_string_equal(result, "pass");
+	assert_int_equal(fx->slot->state, ST_SLOT_VERIFIED);
+	answer(fx, &g);
+	run_until(fx, outcome_seen);
+	assert_int_equal(fx->passes, 1);
+	assert_int_equal(fx->slot->passed, 1);
+	assert_int_equal(fx->slot->state, ST_SLOT_LEAVING);
+	assert_int_equal(fx->b.nfiles, 3);
+	assert_true(events_has(fx, "\"from\":\"verified\",\"to\":\"pass\""));
+	assert_true(events_has(fx, "\"from\":\"pass\",\"to\":\"leaving\""));
+	/* Still there: asked again, stays finished. */
+	expire(fx);
+	expect(fx, &g, DRV_PROTO_HELLO);
+	answer(fx, &g);
+	expire(fx);
+	expect(fx, &g, DRV_PROTO_HELLO);
+	assert_int_equal(fx->slot->state, ST_SLOT_LEAVING);
+	/* Silence: it is gone, and the slot waits for the next one. */
+	for (int i = 0; i < TRIES; i++) {
+		expire(fx);
+		next_frame(fx, &g);
+	}
+	assert_int_equal(fx->slot->state, ST_SLOT_WAITING);
+	assert_string_equal(g.f.type, DRV_PROTO_HELLO);
+}
+
+/* Garbage, console text and a damaged frame before an answer: the same request again, byte
+ * for byte, and the run goes on. */
+static void test_resync_after_garbage(void **state)
+{
+	struct fx *fx = *state;
+	struct got g, again;
+	static const char junk[] = "\xff\xfe boot log line\r\n\x01\x02~@P1 A 1 HELLO crc=00000000\n";
+
+	start(fx, 0);
+	expect(fx, &g, DRV_PROTO_HELLO);
+	board_send(fx, junk, sizeof(junk) - 1);
+	expect(fx, &again, DRV_PROTO_HELLO);
+	assert_int_equal(again.f.seq, g.f.seq);
+	assert_memory_equal(again.f.line, g.f.line, g.f.len);
+	answer(fx, &again);
+	play_until(fx, &g, DRV_PROTO_CSR);
+	board_send(fx, junk, sizeof(junk) - 1);
+	expect(fx, &again, DRV_PROTO_CSR);
+	assert_int_equal(again.f.seq, g.f.seq);
+	pass_from(fx, &again);
+	assert_true(fx->slot->frames_bad >= 2);
+	assert_true(fx->slot->retransmits >= 2);
+}
+
+/* No answer, a damaged answer, an answer the board could not read (seq 0), an answer of the
+ * wrong type, one to another seq: the same seq again each time, and the run goes on. */
+static void test_retransmission(void **state)
+{
+	struct fx *fx = *state;
+	struct got g, again;
+	struct drv_proto_builder b;
+	char buf[DRV_PROTO_MAX_LINE];
+
+	start(fx, 0);
+	play_until(fx, &g, DRV_PROTO_WRITE);
+	/* A stray answer to another seq changes nothing; one of the wrong type is asked again. */
+	drv_proto_begin(&b, buf, sizeof(buf), DRV_PROTO_ANSWER, g.f.seq + 100, DRV_PROTO_WRITE);
+	frame_end(fx, &b);
+	drv_proto_begin(&b, buf, sizeof(buf), DRV_PROTO_ANSWER, g.f.seq, DRV_PROTO_COMMIT);
+	frame_end(fx, &b);
+	expect(fx, &again, DRV_PROTO_WRITE);
+	assert_int_equal(again.f.seq, g.f.seq);
+	assert_memory_equal(again.f.line, g.f.line, g.f.len);
+	/* No answer. */
+	expire(fx);
+	expect(fx, &again, DRV_PROTO_WRITE);
+	assert_int_equal(again.f.seq, g.f.seq);
+	/* The board could not read it. */
+	answer_error(fx, &(struct got){ .f = { .seq = 0 } }, "FRAME");
+	expect(fx, &again, DRV_PROTO_WRITE);
+	assert_int_equal(again.f.seq, g.f.seq);
+	assert_int_equal(fx->slot->retransmits, TRIES - 1);
+	pass_from(fx, &again);
+}
+
+/* Every request the board leaves unanswered TRIES times fails the board: for each of them,
+ * the failure names it, DONE fail is sent once more at most, and the slot waits for the board
+ * to leave. */
+static void check_timeout(struct fx *fx, const char *type)
+{
+	struct got g;
+	char result[16], text[64];
+
+	start(fx, 0);
+	play_until(fx, &g, type);
+	for (int i = 1; i < TRIES; i++) {
+		expire(fx);
+		expect(fx, &g, type);
+	}
+	expire(fx);
+	run_until(fx, outcome_seen);
+	assert_int_equal(fx->passes, 0);
+	assert_non_null(strstr(fx->last_error, "PROTO_TIMEOUT"));
+	snprintf(text, sizeof(text), "did not answer %s after %d tries", type, TRIES);
+	assert_non_null(strstr(fx->last_error, text));
+	expect(fx, &g, DRV_PROTO_DONE);
+	assert_int_equal(drv_proto_get_text(&g.f, "result", result, sizeof(result), NULL, 0), 0);
+	assert_string_equal(result, "fail");
+	expire(fx);
+	expect(fx, &g, DRV_PROTO_DONE);
+	expire(fx);
+	run_until(fx, is_leaving);
+}
+
+static void test_timeout_csr(void **state)
+{
+	check_timeout(*state, DRV_PROTO_CSR);
+}
+
+static void test_timeout_write(void **state)
+{
+	check_timeout(*state, DRV_PROTO_WRITE);
+}
+
+static void test_timeout_commit(void **state)
+{
+	check_timeout(*state, DRV_PROTO_COMMIT);
+}
+
+static void test_timeout_verify(void **state)
+{
+	check_timeout(*state, DRV_PROTO_VERIFY);
+}
+
+/* An empty slot's probe goes unanswered: another probe (a new seq), forever. A verified board
+ * that never answers DONE passes all the same. */
+static void test_timeout_probe_and_done(void **state)
+{
+	struct fx *fx = *state;
+	struct got g, again;
+
+	start(fx, 0);
+	expect(fx, &g, DRV_PROTO_HELLO);
+	for (int i = 0; i < TRIES + 1; i++) {
+		expire(fx);
+		expect(fx, &again, DRV_PROTO_HELLO);
+		assert_int_not_equal(again.f.seq, g.f.seq);
+		g = again;
+		assert_int_equal(fx->slot->state, ST_SLOT_WAITING);
+	}
+	answer(fx, &g);
+	play_until(fx, &g, DRV_PROTO_DONE);
+	for (int i = 1; i < TRIES; i++) {
+		expire(fx);
+		expect(fx, &g, DRV_PROTO_DONE);
+	}
+	expire(fx);
+	run_until(fx, outcome_seen);
+	assert_int_equal(fx->passes, 1);
+	assert_int_equal(fx->slot->state, ST_SLOT_LEAVING);
+}
+
+/* The board reboots while files are written (BOOT), and loses its session before COMMIT
+ * (ERROR HELLO): greeted again each time, the same board resumes, and passes. */
+static void test_reboot(void **state)
+{
+	struct fx *fx = *state;
+	struct got g;
+
+	start(fx, 0);
+	play_until(fx, &g, DRV_PROTO_WRITE);
+	answer(fx, &g);
+	expect(fx, &g, DRV_PROTO_WRITE);
+	/* BOOT: the staged files are gone. */
+	snprintf(fx->b.boot, sizeof(fx->b.boot), "boot-2");
+	fx->b.nfiles = 0;
+	send_boot(fx);
+	expect(fx, &g, DRV_PROTO_HELLO);
+	assert_int_equal(fx->slot->state, ST_SLOT_SIGNED);
+	answer(fx, &g);
+	play_until(fx, &g, DRV_PROTO_COMMIT);
+	answer_error(fx, &g, "HELLO");
+	expect(fx, &g, DRV_PROTO_HELLO);
+	answer(fx, &g);
+	expect(fx, &g, DRV_PROTO_COMMIT);
+	pass_from(fx, &g);
+	assert_true(events_has(fx, "\"resyncs\":2"));
+}
+
+/* The port hangs up and does not come back: the board fails when the reconnect wait ends. */
+static void test_hangup(void **state)
+{
+	struct fx *fx = *state;
+	struct got g;
+	uv_timer_t *aux;
+
+	start(fx, 0);
+	play_until(fx, &g, DRV_PROTO_COMMIT);
+	uv_poll_stop(&fx->bpoll);
+	close(fx->fds[1]);
+	fx->fds[1] = -1;
+	aux = &fx->slot->aux;
+	while (!uv_is_active((uv_handle_t *)aux))
+		uv_run(&fx->loop, UV_RUN_ONCE);
+	assert_string_equal(st_slot_note(fx->slot), "port gone");
+	uv_timer_start(aux, aux->timer_cb, 0, 0);
+	run_until(fx, outcome_seen);
+	assert_int_equal(fx->passes, 0);
+	assert_non_null(strstr(fx->last_error, "PORT_HANGUP"));
+	assert_non_null(strstr(fx->last_error, "did not come back"));
+}
+
+/* The port hangs up and comes back (a new socket under the same name, as a USB adapter gets a
+ * new node): the board is greeted again, resumes where it was, and passes. */
+static void test_reconnect(void **state)
+{
+	struct fx *fx = *state;
+	struct got g;
+	char name[32], err[256];
+	int nf[2];
+
+	start(fx, 0);
+	play_until(fx, &g, DRV_PROTO_COMMIT);
+	uv_poll_stop(&fx->bpoll);
+	close(fx->fds[1]);
+	fx->fds[1] = -1;
+	while (!uv_is_active((uv_handle_t *)&fx->slot->aux))
+		uv_run(&fx->loop, UV_RUN_ONCE);
+	assert_null(fx->slot->port);
+	assert_int_equal(fx->slot->state, ST_SLOT_WRITTEN);
+	if (drv_port_pair_new(nf, name, sizeof(name), err, sizeof(err)) != 0)
+		fail_msg("pair: %s", err);
+	assert_int_equal(dup2(nf[0], fx->fds[0]), fx->fds[0]);
+	close(nf[0]);
+	fx->fds[1] = nf[1];
+	assert_int_equal(uv_poll_init(&fx->loop, &fx->bpoll2, fx->fds[1]), 0);
+	fx->bpoll2.data = fx;
+	fx->bpoll2_on = 1;
+	assert_int_equal(uv_poll_start(&fx->bpoll2, UV_READABLE, on_board_readable), 0);
+	expire(fx); /* the reopen attempt */
+	expect(fx, &g, DRV_PROTO_HELLO);
+	answer(fx, &g);
+	expect(fx, &g, DRV_PROTO_COMMIT);
+	pass_from(fx, &g);
+	assert_true(events_has(fx, "\"status\":\"back\""));
+	assert_true(events_has(fx, "\"resyncs\":1"));
+}
+
+/* BAUD: the board switches, answers HELLO at the new rate, and the run goes on there. */
+static void test_baud_success(void **state)
+{
+	struct fx *fx = *state;
+	struct got g;
+
+	fx->b.bauds = "115200,921600";
+	start(fx, 921600);
+	play_until(fx, &g, DRV_PROTO_BAUD);
+	assert_int_equal(fx->slot->state, ST_SLOT_BAUD_ASK);
+	answer(fx, &g);
+	expect(fx, &g, DRV_PROTO_HELLO);
+	assert_int_equal(fx->slot->state, ST_SLOT_BAUD_CONFIRM);
+	assert_int_equal(fx->slot->cur_baud, 921600);
+	assert_string_equal(st_slot_note(fx->slot), "switching rate");
+	answer(fx, &g);
+	expect(fx, &g, DRV_PROTO_CSR);
+	pass_from(fx, &g);
+	assert_true(events_has(fx, "\"baud\":921600"));
+	assert_true(events_has(fx, "\"from\":\"profile\",\"to\":\"baud-ask\""));
+	assert_true(events_has(fx, "\"from\":\"baud-ask\",\"to\":\"baud-confirm\""));
+	assert_true(events_has(fx, "\"from\":\"baud-confirm\",\"to\":\"csr\""));
+}
+
+/* BAUD answered but no HELLO answered at the new rate within the trial: back to the old rate,
+ * and the CSR is asked there. A BAUD the board refuses leaves the rate as it is. */
+static void test_baud_fallback(void **state)
+{
+	struct fx *fx = *state;
+	struct got g;
+
+	fx->b.bauds = "921600";
+	start(fx, 921600);
+	play_until(fx, &g, DRV_PROTO_BAUD);
+	answer(fx, &g);
+	for (int i = 0; i < TRIES; i++) {
+		expect(fx, &g, DRV_PROTO_HELLO);
+		assert_int_equal(fx->slot->cur_baud, 921600);
+		expire(fx);
+	}
+	expect(fx, &g, DRV_PROTO_CSR);
+	assert_int_equal(fx->slot->cur_baud, 115200);
+	pass_from(fx, &g);
+	assert_true(events_has(fx, "\"baud\":115200"));
+}
+
+static void test_baud_refused(void **state)
+{
+	struct fx *fx = *state;
+	struct got g;
+
+	fx->b.bauds = "921600";
+	start(fx, 921600);
+	play_until(fx, &g, DRV_PROTO_BAUD);
+	answer_error(fx, &g, "BAUD");
+	expect(fx, &g, DRV_PROTO_CSR);
+	assert_int_equal(fx->slot->cur_baud, 115200);
+	pass_from(fx, &g);
+}
+
+/* Another board answers after a reboot mid-run: the first one fails (not told: it is not
+ * there), and the new one starts at once. */
+static void test_board_swapped(void **state)
+{
+	struct fx *fx = *state;
+	struct got g;
+	char cn[64];
+
+	start(fx, 0);
+	play_until(fx, &g, DRV_PROTO_VERIFY);
+	board_init(&fx->b, "hw-2", "SN-0002", "DEV-0002");
+	send_boot(fx);
+	expect(fx, &g, DRV_PROTO_HELLO);
+	answer(fx, &g);
+	expect(fx, &g, DRV_PROTO_CSR);
+	assert_int_equal(fx->outcomes, 1);
+	assert_int_equal(fx->passes, 0);
+	assert_non_null(strstr(fx->last_error, "SLOT_BOARD_LEFT"));
+	assert_non_null(strstr(fx->last_error, "SN-0002"));
+	assert_int_equal(drv_proto_get_text(&g.f, "cn", cn, sizeof(cn), NULL, 0), 0);
+	assert_string_equal(cn, "DEV-0002");
+	assert_string_equal(fx->slot->device_id, "DEV-0002");
+	answer(fx, &g);
+	play_until(fx, &g, NULL);
+	run_until(fx, is_leaving);
+	assert_int_equal(fx->outcomes, 2);
+	assert_int_equal(fx->passes, 1);
+}
+
+/* A CSR the profile's policy refuses (its CN is not the device id): failed at once, never
+ * asked again, and the board is told. */
+static void test_csr_refused(void **state)
+{
+	struct fx *fx = *state;
+	struct got g;
+	char result[16];
+
+	snprintf(fx->b.csr_cn, sizeof(fx->b.csr_cn), "SOMEONE-ELSE");
+	start(fx, 0);
+	play_until(fx, &g, DRV_PROTO_DONE);
+	assert_int_equal(drv_proto_get_text(&g.f, "result", result, sizeof(result), NULL, 0), 0);
+	assert_string_equal(result, "fail");
+	assert_int_equal(fx->outcomes, 1);
+	assert_int_equal(fx->passes, 0);
+	assert_non_null(strstr(fx->last_error, "CSR rejected"));
+	assert_true(events_has(fx, "\"from\":\"csr\",\"to\":\"failed\""));
+	answer(fx, &g);
+	run_until(fx, is_leaving);
+	assert_true(events_has(fx, "\"from\":\"failed\",\"to\":\"leaving\""));
+}
+
+/* The table names every state, its outcomes are transitions it allows, and it refuses the
+ * rest: a board is not signed before its CSR is read, nothing follows stopped. */
+static void test_table(void **state)
+{
+	unsigned allowed = 0;
+
+	(void)state;
+	for (int i = 0; i < ST_SLOT_NSTATES; i++) {
+		const struct slot_state_def *d = &slot_table[i];
+		enum st_slot_state outs[] = { d->ok, d->error, d->timeout, d->reboot, d->hangup,
+					      d->nonsense };
+
+		assert_non_null(d->name);
+		assert_string_equal(st_slot_state_name((enum st_slot_state)i), d->name);
+		for (size_t j = 0; j < sizeof(outs) / sizeof(outs[0]); j++)
+			assert_true(slot_transition_allowed((enum st_slot_state)i, outs[j]));
+		assert_true(slot_transition_allowed((enum st_slot_state)i, ST_SLOT_STOPPED));
+		for (int j = 0; j < ST_SLOT_NSTATES; j++)
+			allowed += slot_transition_allowed((enum st_slot_state)i,
+							   (enum st_slot_state)j) && i != j;
+	}
+	assert_false(slot_transition_allowed(ST_SLOT_WAITING, ST_SLOT_SIGNED));
+	assert_false(slot_transition_allowed(ST_SLOT_CSR, ST_SLOT_QUEUED));
+	assert_false(slot_transition_allowed(ST_SLOT_VERIFIED, ST_SLOT_FAILED));
+	assert_false(slot_transition_allowed(ST_SLOT_STOPPED, ST_SLOT_WAITING));
+	assert_false(slot_transition_allowed(ST_SLOT_NSTATES, ST_SLOT_WAITING));
+	print_message("state table: %d states, %u transitions\n", ST_SLOT_NSTATES, allowed);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_table),
+		cmocka_unit_test_setup_teardown(test_pass, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_resync_after_garbage, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_retransmission, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_timeout_csr, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_timeout_write, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_timeout_commit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_timeout_verify, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_timeout_probe_and_done, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reboot, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_hangup, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reconnect, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_baud_success, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_baud_fallback, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_baud_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_board_swapped, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_csr_refused, setup, teardown),
+	};
+
+	if (getenv("TEST_SLOT_ONLY"))
+		cmocka_set_test_filter(getenv("TEST_SLOT_ONLY"));
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
