@@ -22,7 +22,7 @@ echo "== registration API over loopback HTTP (tests/bench/bench_http.c)"
 # shellcheck disable=SC2086
 "$build/tests/bench_http" ${BENCH_HTTP_ARGS:--n 4000 -c 128}
 
-# `station bench`: the whole station against simulated boards (station/cmd_bench.c). Set
+# `station bench`: the whole station against simulated boards (station/cli/cmd_bench.c). Set
 # BENCH_STATION=0 to skip it; BENCH_RESULTS names where its JSON and plots go (default
 # $build/bench-results). Each configuration is one of the product's bars:
 #  - paced at 115200 baud, 1 to 256 slots: throughput against the wire bound (>= 0.95 at 256);
