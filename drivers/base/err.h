@@ -20,7 +20,7 @@
 	X(CRYPTO, "cryptographic library error")                                               \
 	X(TIMEOUT, "timed out")                                                                \
 	X(INTERNAL, "internal error")                                                          \
-	/* Signers (drivers/signer*.c) */                                                      \
+	/* Signers (drivers/signer/) */                                                        \
 	X(SIGNER_UNKNOWN, "unknown signer backend")                                            \
 	X(SIGNER_URI, "bad PKCS#11 URI")                                                       \
 	X(SIGNER_MODULE, "cannot load PKCS#11 module")                                         \
@@ -33,7 +33,7 @@
 	X(SIGNER_FAILED, "signing failed")                                                     \
 	X(SIGNER_MECH, "signing mechanism not supported")                                      \
 	X(SIGNER_BADSIG, "signature from the signer does not verify")                          \
-	/* CSR policy (station/policy.c): one code per reason a CSR is rejected */             \
+	/* CSR policy (station/pki/policy.c): one code per reason a CSR is rejected */         \
 	X(CSR_EMPTY, "CSR is empty")                                                           \
 	X(CSR_TOO_LARGE, "CSR is larger than the limit")                                       \
 	X(CSR_FORMAT, "CSR is neither PEM nor DER")                                            \
@@ -75,7 +75,7 @@
 	X(CSR_ATTRIBUTE, "CSR carries an attribute that is not allowed")                       \
 	X(CSR_CHALLENGE_PASSWORD, "CSR carries a challengePassword")                           \
 	X(CSR_EXTENSION, "CSR extension request is malformed")                                 \
-	/* Issuance (station/issue.c, station/ca.c, station/x509sign.c) */                     \
+	/* Issuance (station/pki/issue.c, ca.c, x509sign.c) */                                 \
 	X(ISSUE_CA_EXPIRED, "CA certificate has expired or is not yet valid")                  \
 	X(ISSUE_PAST_CA, "certificate would outlive the CA")                                   \
 	X(ISSUE_SERIAL, "cannot derive a serial number")                                       \
@@ -86,7 +86,7 @@
 	X(ISSUE_CA_KEY, "CA key type or curve not supported")                                  \
 	X(ISSUE_CA_KEY_MISMATCH, "signing key does not match the CA certificate")              \
 	X(ISSUE_CA_CHAIN, "CA certificate does not chain to the root")                         \
-	/* Ledger (station/ledger.c) */                                                        \
+	/* Ledger (station/ledger/ledger.c) */                                                 \
 	X(LEDGER_OPEN, "cannot open the ledger")                                               \
 	X(LEDGER_IO, "ledger read or write failed")                                            \
 	X(LEDGER_CORRUPT, "ledger file is corrupt or not a station ledger")                    \
@@ -96,14 +96,14 @@
 	X(LEDGER_DUP_KEY, "public key is already recorded")                                    \
 	X(LEDGER_DUP_ID, "device id has another certificate in progress")                      \
 	X(LEDGER_STATE, "ledger row is not in a state that allows this")                       \
-	/* Profiles and configuration (station/profile.c, station/config.c) */                 \
+	/* Profiles and configuration (station/profile/profile.c, station/config/config.c) */  \
 	X(PROFILE, "profile is invalid")                                                       \
 	X(TEMPLATE, "template is malformed")                                                   \
 	X(RENDER_LIMIT, "rendered file exceeds its size limit")                                \
 	X(PROFILE_VALUE, "value cannot be written into the profile's files")                   \
 	X(PROFILE_DEVICE_ID, "device id does not fit the profile")                             \
 	X(PROFILE_NOMATCH, "no profile matches the board")                                     \
-	/* Board protocol and ports (drivers/proto.c, drivers/port*.c) */                      \
+	/* Board protocol and ports (drivers/proto/proto.c, drivers/port/) */                  \
 	X(PROTO_CRC, "frame CRC mismatch")                                                     \
 	X(PROTO_FRAME, "malformed frame")                                                      \
 	X(PROTO_TOO_LONG, "frame too long")                                                    \
@@ -116,13 +116,13 @@
 	X(PORT_BAUD, "baud rate not supported")                                                \
 	X(PORT_HANGUP, "port hung up")                                                         \
 	X(PORT_UNSUPPORTED, "operation not supported by this port")                            \
-	/* Signing pool (station/pool.c) */                                                    \
+	/* Signing pool (station/signing/pool.c) */                                            \
 	X(POOL_FULL, "signing pool is full")                                                   \
 	X(POOL_CLOSED, "signing pool is shut down")                                            \
 	X(POOL_KEY_REUSED, "public key is already certified for another device")               \
 	X(POOL_ID_OTHER_KEY, "device id already has a certificate for another key")            \
 	X(POOL_REISSUE_UNAUTH, "reissue for a device id of another key needs authentication")  \
-	/* Engine (station/engine.c, station/slot.c): why a board on a slot failed */          \
+	/* Engine (station/line/engine.c, slot.c): why a board on a slot failed */             \
 	X(ENGINE_STOPPING, "the station is stopping")                                          \
 	X(SLOT_NO_DEVICE_ID, "board reports no device id")                                     \
 	X(SLOT_KEY_STORAGE, "board key storage does not meet the profile")                     \
@@ -134,7 +134,7 @@
 	X(SLOT_BOARD_LEFT, "board left before it was finished")                                \
 	X(SLOT_ECHO, "port echoes the station's frames")                                       \
 	X(SLOT_RESYNC, "board rebooted or reconnected too often")                              \
-	/* HTTP registration server (station/http*.c) */                                       \
+	/* HTTP registration server (station/http/) */                                         \
 	X(HTTP_LISTEN, "cannot listen on the HTTP address")                                    \
 	X(HTTP_TLS, "cannot set up TLS for the HTTP server")                                   \
 	X(HTTP_JSON, "request body is not valid JSON")                                         \

@@ -35,7 +35,7 @@ struct drv_port_config {
 };
 
 /* One backend. `open` returns a private instance that every other op takes first; `close` is
- * called only when `open` succeeded. Errors are negative ST_E_* codes (station/err.h) with a
+ * called only when `open` succeeded. Errors are negative ST_E_* codes (err.h) with a
  * message in err naming the port and what failed. */
 struct drv_port_ops {
 	const char *name;

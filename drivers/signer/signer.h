@@ -35,7 +35,7 @@ struct drv_signer_config {
 };
 
 /* One backend. `open` returns a private instance that every other op takes first; `close`
- * is called only when `open` succeeded. Errors: negative ST_E_* codes (station/err.h) and a
+ * is called only when `open` succeeded. Errors: negative ST_E_* codes (err.h) and a
  * message in err (which never contains a PIN). */
 struct drv_signer_ops {
 	const char *name;

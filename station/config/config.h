@@ -107,7 +107,7 @@ struct st_config_slot {
 	char *where;	 /* "file:line:col" of the entry, for messages */
 };
 
-/* `pool`: the signing pool (station/pool.h). 0 means the default where noted. */
+/* `pool`: the signing pool (pool.h). 0 means the default where noted. */
 struct st_config_pool {
 	unsigned workers;	  /* 0: the CPUs, clamped to hsm_sessions */
 	unsigned hsm_sessions;	  /* sessions the HSM allows; 0: not given */
@@ -132,7 +132,7 @@ struct st_config_outputs {
 	char *console_dir; /* console logs of failed boards; may be NULL */
 };
 
-/* `http`: the registration server (station/http.h). Its keys and their checks live in
+/* `http`: the registration server (http.h). Its keys and their checks live in
  * http_config.c, beside the server. 0 means the default where noted. */
 struct st_config_http {
 	int enabled;		  /* the section is present */
@@ -239,7 +239,7 @@ void st_config_signer_config(const struct st_config *cfg, struct drv_signer_conf
 int st_config_open_signer(const struct st_config *cfg, struct drv_signer **out, char *err,
 			  size_t errlen);
 
-/* The signing pool's settings (station/pool.h) from the pool: section, for st_pool_new():
+/* The signing pool's settings (pool.h) from the pool: section, for st_pool_new():
  * workers 0 becomes the online CPUs, and never more than pool.hsm_sessions when that is
  * given; ledger_path is cfg->ledger and station the given name (neither is copied).
  * Running fewer workers than the CPUs or pool.workers ask for, it says so in the log (a
