@@ -133,7 +133,7 @@ struct st_config_outputs {
 };
 
 /* `http`: the registration server (http.h). Its keys and their checks live in
- * http_config.c, beside the server. 0 means the default where noted. */
+ * http_config.c (http_config.h). 0 means the default where noted. */
 struct st_config_http {
 	int enabled;		  /* the section is present */
 	char *listen;		  /* "HOST:PORT" or "[V6]:PORT" (never NULL when enabled) */

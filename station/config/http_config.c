@@ -1,6 +1,6 @@
-/* The `http` section of the station configuration (config.h), parsed beside the server it
- * configures: the keys, their ranges, and the rules that tie them together. Tokens are
- * secrets: no message ever quotes one. */
+/* The `http` section of the station configuration (config.h, http_config.h): the keys, their
+ * ranges, and the rules that tie them together. Tokens are secrets: no message ever quotes
+ * one. */
 #include <arpa/inet.h>
 #include <limits.h>
 #include <netinet/in.h>
@@ -11,9 +11,10 @@
 
 #include <openssl/crypto.h>
 
+#include "http_config.h"
+
 #include "config.h"
 #include "err.h"
-#include "http.h"
 #include "yamlload.h"
 
 int st_http_parse_listen(const char *s, struct sockaddr_storage *out, char *err, size_t errlen)

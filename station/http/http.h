@@ -65,16 +65,8 @@
 
 #include "ca.h"
 #include "config.h"
+#include "http_config.h"
 #include "pool.h"
-
-#define ST_HTTP_DEFAULT_LISTEN "127.0.0.1:8443"
-#define ST_HTTP_DEFAULT_MAX_BODY (64 * 1024)
-#define ST_HTTP_DEFAULT_MAX_CONNECTIONS 1024
-#define ST_HTTP_DEFAULT_SIGN_TIMEOUT_MS 60000
-#define ST_HTTP_DEFAULT_IDLE_TIMEOUT_MS 10000
-#define ST_HTTP_MIN_TOKEN 16  /* bytes of an accepted OSF-TOKEN, at least */
-#define ST_HTTP_MAX_TOKEN 512 /* and at most */
-#define ST_HTTP_MAX_TOKENS 1024
 
 struct st_http;
 struct st_profiles;
@@ -92,23 +84,6 @@ struct st_http_env {
 
 /* Adds to the JSON object of GET /status (the engine: its slots and tallies). */
 typedef void (*st_http_status_fn)(json_t *status, void *arg);
-
-/* Parses a listen address: "HOST:PORT" with a numeric IPv4 host or localhost (127.0.0.1; no
- * other name is resolved), or "[V6]:PORT"; PORT 0..65535 (0: any free port). Returns 0 and
- * *out, or ST_E_CONFIG with a message naming the address and what was expected. Any
- * thread. */
-int st_http_parse_listen(const char *s, struct sockaddr_storage *out, char *err, size_t errlen);
-
-/* 1 when the address is loopback: 127.0.0.0/8, ::1, or ::ffff:127.0.0.0/104. The any
- * addresses (0.0.0.0, ::) are not. Any thread. */
-int st_http_is_loopback(const struct sockaddr_storage *ss);
-
-/* Who may use a server configured as cfg listening on ss (see "Who may ask" above): 0 when
- * the configuration is allowed, else ST_E_CONFIG with a message naming the fix, and *key the
- * configuration key it is about ("listen", "tokens", "token_file",
- * "allow_unauthenticated"). Reads no file. Any thread. */
-int st_http_check_auth(const struct st_config_http *cfg, const struct sockaddr_storage *ss,
-		       const char **key, char *err, size_t errlen);
 
 /* Starts the server on loop: checks the configuration's authentication against the address
  * (st_http_check_auth()), reads the TLS certificate, key and client CAs and the token file
