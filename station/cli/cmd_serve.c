@@ -152,7 +152,7 @@ static int start_pool(struct serve *s, char *err, size_t errlen)
 {
 	struct st_pool_config pc;
 
-	st_config_pool_config(s->cfg, s->station, &pc);
+	st_pool_config_from(s->cfg, s->station, &pc);
 	return st_pool_new(&s->loop, &pc, s->ca, s->signer, &s->pool, err, errlen);
 }
 

@@ -226,7 +226,6 @@ void st_config_free(struct st_config *cfg);
 
 struct drv_signer;
 struct drv_signer_config;
-struct st_pool_config;
 
 /* The signer the ca: section names, as drv_signer_open() takes it: *sc's strings point into
  * cfg and live as long as it. When ca.softhsm2_conf is set and the environment has no
@@ -238,15 +237,6 @@ void st_config_signer_config(const struct st_config *cfg, struct drv_signer_conf
  * saying what failed and *out NULL. Before other threads start, as above. */
 int st_config_open_signer(const struct st_config *cfg, struct drv_signer **out, char *err,
 			  size_t errlen);
-
-/* The signing pool's settings (pool.h) from the pool: section, for st_pool_new():
- * workers 0 becomes the online CPUs, and never more than pool.hsm_sessions when that is
- * given; ledger_path is cfg->ledger and station the given name (neither is copied).
- * Running fewer workers than the CPUs or pool.workers ask for, it says so in the log (a
- * warning naming both keys when workers was given). Returns the workers before the
- * hsm_sessions clamp. Any thread. */
-unsigned st_config_pool_config(const struct st_config *cfg, const char *station,
-			       struct st_pool_config *pc);
 
 /* A board of the map file simboard writes (fixtures/simboard/README.md). */
 struct st_board_map_entry {

@@ -763,7 +763,7 @@ static int start_pool(struct st_engine *e, char *err, size_t errlen)
 {
 	struct st_pool_config pc;
 
-	st_config_pool_config(e->cfg, e->station, &pc);
+	st_pool_config_from(e->cfg, e->station, &pc);
 	return st_pool_new(&e->loop, &pc, e->ca, e->signer, &e->pool, err, errlen);
 }
 

@@ -135,6 +135,17 @@ struct st_pool_config {
  * queue_max 4096, no station or ledger. */
 void st_pool_config_default(struct st_pool_config *cfg);
 
+struct st_config;
+
+/* The settings of the configuration's pool: section (config.h), for st_pool_new():
+ * workers 0 becomes the online CPUs, and never more than pool.hsm_sessions when that is
+ * given; ledger_path is cfg->ledger and station the given name (neither is copied).
+ * Running fewer workers than the CPUs or pool.workers ask for, it says so in the log (a
+ * warning naming both keys when workers was given). Returns the workers before the
+ * hsm_sessions clamp. Any thread. */
+unsigned st_pool_config_from(const struct st_config *cfg, const char *station,
+			     struct st_pool_config *pc);
+
 /* Status of the pool, for the live view and benchmarks. */
 struct st_pool_stats {
 	uint64_t submitted;  /* accepted by st_pool_submit() */
