@@ -20,8 +20,8 @@
 #include "log.h"
 #include "pool.h"
 #include "profile.h"
+#include "profiles.h"
 #include "signer.h"
-#include "slot.h"
 
 struct serve {
 	uv_loop_t loop;

@@ -42,7 +42,7 @@
 #include "http_reg.h"
 #include "issue.h"
 #include "log.h"
-#include "slot.h"
+#include "profiles.h"
 
 #define TICK_MS 250
 #define CLOSE_GRACE_MS 5000

@@ -8,7 +8,7 @@
 #include <openssl/evp.h>
 
 #include "err.h"
-#include "slot.h"
+#include "profiles.h"
 
 /* --- The request ------------------------------------------------------------------------ */
 
