@@ -59,44 +59,6 @@ static void serve_usage(FILE *out)
 		ST_HTTP_DEFAULT_LISTEN);
 }
 
-/* The profiles the configuration names: a directory, a list, a default. NULL after
- * reporting. */
-static struct st_profiles *load_profiles(const struct st_config *cfg, char *err, size_t errlen)
-{
-	struct st_profiles *set = st_profiles_new();
-	int rc = 0;
-
-	if (!set) {
-		st_errf(err, errlen, ST_E_NOMEM, "out of memory");
-		return NULL;
-	}
-	if (cfg->profiles)
-		rc = st_profile_set_load(cfg->profiles, stderr, &set->dir, err, errlen);
-	if (rc == 0 && cfg->n_profile_files) {
-		set->list = calloc(cfg->n_profile_files, sizeof(*set->list));
-		if (!set->list)
-			rc = st_errf(err, errlen, ST_E_NOMEM, "out of memory");
-		for (size_t i = 0; rc == 0 && i < cfg->n_profile_files; i++) {
-			rc = st_profile_load(cfg->profile_files[i], stderr, &set->list[set->n], err,
-					     errlen);
-			if (rc == 0)
-				set->n++;
-		}
-	}
-	if (rc == 0 && cfg->default_profile)
-		rc = st_profile_load(cfg->default_profile, stderr, &set->deflt, err, errlen);
-	if (rc == 0 && !set->dir && !set->n && !set->deflt)
-		rc = st_errf(err, errlen, ST_E_CONFIG,
-			     "%s names no profile: set 'profiles' (a directory or a list) or "
-			     "'default_profile'",
-			     cfg->path);
-	if (rc < 0) {
-		st_profiles_unref(set);
-		return NULL;
-	}
-	return set;
-}
-
 static struct st_profiles *current_profiles(void *arg)
 {
 	struct serve *s = arg;
@@ -104,35 +66,13 @@ static struct st_profiles *current_profiles(void *arg)
 	return st_profiles_ref(s->profiles);
 }
 
-/* SIGHUP: the profiles as the configuration file names them now; requests in flight keep
- * the set they started with. */
-static void reload(struct serve *s)
-{
-	struct st_config *cfg = NULL;
-	struct st_profiles *set;
-	char err[1024];
-
-	if (st_config_load(s->config_path, stderr, &cfg, err, sizeof(err)) < 0) {
-		st_err("SIGHUP: %s; keeping the profiles in force", err);
-		return;
-	}
-	set = load_profiles(cfg, err, sizeof(err));
-	st_config_free(cfg);
-	if (!set) {
-		st_err("SIGHUP: %s; keeping the profiles in force", err);
-		return;
-	}
-	st_profiles_unref(s->profiles);
-	s->profiles = set;
-	st_notice("SIGHUP: profiles reloaded");
-}
-
 static void on_signal(uv_signal_t *sig, int signum)
 {
 	struct serve *s = sig->data;
 
 	if (signum == SIGHUP) {
-		reload(s);
+		/* Requests in flight keep the set they started with. */
+		st_profiles_reload(s->config_path, NULL, 0, &s->profiles);
 		return;
 	}
 	if (s->stopping)
@@ -239,8 +179,7 @@ int st_cmd_serve(int argc, char **argv)
 		st_err("%s", err);
 		goto out;
 	}
-	s.profiles = load_profiles(s.cfg, err, sizeof(err));
-	if (!s.profiles) {
+	if (st_profiles_load(s.cfg, NULL, 0, &s.profiles, err, sizeof(err)) < 0) {
 		st_err("%s", err);
 		goto out;
 	}

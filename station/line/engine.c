@@ -101,90 +101,18 @@ int st_engine_stopping(const struct st_engine *e)
 
 /* ---- Profiles ------------------------------------------------------------------------- */
 
-static int add_fixed(struct st_profiles *set, const char *path, char *err, size_t errlen)
+/* The slots' own profile files, for st_profiles_load() and st_profiles_reload(); NULL when
+ * out of memory. Free it. */
+static const char **slot_profiles(const struct st_engine *e, size_t *n)
 {
-	const struct st_profile **fixed;
-	char **paths;
-	int rc;
+	const char **v = calloc(e->nslots + 1, sizeof(*v));
 
-	for (size_t i = 0; i < set->nfixed; i++) {
-		if (strcmp(set->fixed_paths[i], path) == 0)
-			return 0;
+	*n = 0;
+	for (size_t i = 0; v && i < e->nslots; i++) {
+		if (e->slots[i]->profile_path)
+			v[(*n)++] = e->slots[i]->profile_path;
 	}
-	fixed = realloc(set->fixed, (set->nfixed + 1) * sizeof(*fixed));
-	if (fixed)
-		set->fixed = fixed;
-	paths = realloc(set->fixed_paths, (set->nfixed + 1) * sizeof(*paths));
-	if (paths)
-		set->fixed_paths = paths;
-	if (!fixed || !paths)
-		return st_errf(err, errlen, ST_E_NOMEM, "out of memory");
-	set->fixed_paths[set->nfixed] = strdup(path);
-	if (!set->fixed_paths[set->nfixed])
-		return st_errf(err, errlen, ST_E_NOMEM, "out of memory");
-	rc = st_profile_load(path, stderr, &set->fixed[set->nfixed], err, errlen);
-	if (rc < 0) {
-		free(set->fixed_paths[set->nfixed]);
-		return rc;
-	}
-	set->nfixed++;
-	return 0;
-}
-
-/* Loads every profile the configuration and the slots name. *out is NULL on failure. */
-static int load_profiles(const struct st_config *cfg, struct st_slot *const *slots,
-			 size_t nslots, struct st_profiles **out, char *err, size_t errlen)
-{
-	struct st_profiles *set;
-	int rc = 0;
-
-	*out = NULL;
-	set = st_profiles_new();
-	if (!set)
-		return st_errf(err, errlen, ST_E_NOMEM, "out of memory");
-	if (cfg->profiles) {
-		rc = st_profile_set_load(cfg->profiles, stderr, &set->dir, err, errlen);
-		if (rc < 0)
-			goto out;
-	}
-	if (cfg->n_profile_files) {
-		set->list = calloc(cfg->n_profile_files, sizeof(*set->list));
-		if (!set->list) {
-			rc = st_errf(err, errlen, ST_E_NOMEM, "out of memory");
-			goto out;
-		}
-		for (size_t i = 0; i < cfg->n_profile_files; i++) {
-			rc = st_profile_load(cfg->profile_files[i], stderr, &set->list[set->n], err,
-					     errlen);
-			if (rc < 0)
-				goto out;
-			set->n++;
-		}
-	}
-	if (cfg->default_profile) {
-		rc = st_profile_load(cfg->default_profile, stderr, &set->deflt, err, errlen);
-		if (rc < 0)
-			goto out;
-	}
-	for (size_t i = 0; i < nslots; i++) {
-		if (!slots[i]->profile_path)
-			continue;
-		rc = add_fixed(set, slots[i]->profile_path, err, errlen);
-		if (rc < 0)
-			goto out;
-	}
-	if (!set->dir && !set->n && !set->deflt && !set->nfixed) {
-		rc = st_errf(err, errlen, ST_E_CONFIG,
-			     "%s names no profile: set 'profiles' (a directory or a list), "
-			     "'default_profile', or a slot's 'profile'",
-			     cfg->path);
-		goto out;
-	}
-	*out = set;
-	set = NULL;
-out:
-	st_profiles_unref(set);
-	return rc;
+	return v;
 }
 
 static struct st_profiles *current_profiles(void *arg)
@@ -196,28 +124,18 @@ static struct st_profiles *current_profiles(void *arg)
 
 static void reload_profiles(struct st_engine *e)
 {
-	struct st_config *cfg = NULL;
-	struct st_profiles *set = NULL;
-	char err[512];
-	size_t n;
+	size_t nfixed;
+	const char **fixed = slot_profiles(e, &nfixed);
+	int n;
 
-	if (st_config_load(e->config_path, stderr, &cfg, err, sizeof(err)) < 0) {
-		st_err("SIGHUP: %s; keeping the profiles in force", err);
+	if (!fixed) {
+		st_err("SIGHUP: out of memory; keeping the profiles in force");
 		return;
 	}
-	if (load_profiles(cfg, e->slots, e->nslots, &set, err, sizeof(err)) < 0) {
-		st_err("SIGHUP: %s; keeping the profiles in force", err);
-		st_config_free(cfg);
+	n = st_profiles_reload(e->config_path, fixed, nfixed, &e->profiles);
+	free(fixed);
+	if (n < 0)
 		return;
-	}
-	st_config_free(cfg);
-	st_profiles_unref(e->profiles);
-	e->profiles = set;
-	n = set->n + set->nfixed + (set->deflt ? 1 : 0) +
-	    (set->dir ? st_profile_set_count(set->dir) : 0);
-	st_notice("SIGHUP: %zu profiles reloaded; boards in flight keep the ones they started "
-		  "with",
-		  n);
 	{
 		json_t *o = json_object();
 
@@ -345,7 +263,7 @@ static int add_slot(struct st_engine *e, const char *name, int explicit_name, co
 	e->slots_open++;
 	if (e->profiles && s->profile_path) {
 		/* A slot found by a rescan may name a profile not loaded yet. */
-		rc = add_fixed(e->profiles, s->profile_path, err, errlen);
+		rc = st_profiles_add_fixed(e->profiles, s->profile_path, err, errlen);
 		if (rc < 0)
 			st_err("slot %s: %s", s->name, err);
 	}
@@ -859,7 +777,14 @@ int st_engine_new(const char *config_path, const struct st_engine_options *opt,
 			     config_path);
 		goto fail;
 	}
-	rc = load_profiles(e->cfg, e->slots, e->nslots, &e->profiles, err, errlen);
+	{
+		size_t nfixed;
+		const char **fixed = slot_profiles(e, &nfixed);
+
+		rc = fixed ? st_profiles_load(e->cfg, fixed, nfixed, &e->profiles, err, errlen) :
+			     st_errf(err, errlen, ST_E_NOMEM, "out of memory");
+		free(fixed);
+	}
 	if (rc < 0)
 		goto fail;
 
