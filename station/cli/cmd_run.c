@@ -4,11 +4,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "commands.h"
 #include "engine.h"
 #include "err.h"
 #include "log.h"
+#include "view.h"
 
 static void run_usage(FILE *out)
 {
@@ -46,6 +48,50 @@ static void run_usage(FILE *out)
 		"bad command line.\n");
 }
 
+/* The live view, which the engine starts once its loop runs and stops before the summary
+ * (struct st_engine_watcher); each frame shows the engine's snapshot. */
+struct live_view {
+	struct st_engine *e;
+	struct st_view *view;
+};
+
+static void view_input(struct st_view_input *in, void *arg)
+{
+	struct live_view *lv = arg;
+	struct st_engine_snapshot snap;
+
+	/* Out of memory, the frame shows no slots. */
+	st_engine_snapshot(lv->e, &snap);
+	in->station = snap.station;
+	in->slots = snap.slots;
+	in->nslots = snap.nslots;
+	in->tally = snap.tally;
+	in->pool = snap.pool;
+	in->started = snap.started;
+	in->stopping = snap.stopping;
+}
+
+static int view_start(void *arg, struct st_engine *e, uv_loop_t *loop)
+{
+	struct live_view *lv = arg;
+	int rc;
+
+	lv->e = e;
+	/* While it is on, the view takes the log lines (its bottom lines) off its terminal. */
+	rc = st_view_new(loop, view_input, lv, &lv->view);
+	if (rc < 0)
+		st_warn("no live view: out of memory");
+	return rc;
+}
+
+static void view_stop(void *arg)
+{
+	struct live_view *lv = arg;
+
+	st_view_close(lv->view);
+	lv->view = NULL;
+}
+
 int st_cmd_run(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -63,12 +109,13 @@ int st_cmd_run(int argc, char **argv)
 	};
 	struct st_engine_options o;
 	struct st_engine *e = NULL;
+	struct live_view lv = { NULL, NULL };
+	const struct st_engine_watcher watcher = { view_start, view_stop, &lv };
 	const char *config = NULL;
 	char err[1024], *end;
-	int c, rc;
+	int c, rc, view = -1; /* -1: when stdout is a terminal; 0: never; 1: always */
 
 	memset(&o, 0, sizeof(o));
-	o.view = -1;
 	optind = 1;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":c:vh", longopts, NULL)) != -1) {
@@ -101,10 +148,10 @@ int st_cmd_run(int argc, char **argv)
 			}
 			break;
 		case 'V':
-			o.view = 1;
+			view = 1;
 			break;
 		case 'N':
-			o.view = 0;
+			view = 0;
 			break;
 		case 'v':
 			o.verbose = 1;
@@ -129,10 +176,15 @@ int st_cmd_run(int argc, char **argv)
 		st_err("run needs -c STATION.yaml; see 'station run --help'");
 		return 2;
 	}
-	if (o.json && o.view == 1) {
+	if (o.json && view == 1) {
 		st_err("--json and --view both want stdout; choose one");
 		return 2;
 	}
+	if (view < 0)
+		view = !o.json && st_view_usable(STDOUT_FILENO) &&
+		       st_log_get_format() == ST_LOG_FORMAT_TEXT;
+	if (view)
+		o.watcher = &watcher;
 	rc = st_engine_new(config, &o, &e, err, sizeof(err));
 	if (rc < 0) {
 		st_err("%s", err);

@@ -20,7 +20,6 @@
 #include "log.h"
 #include "profile.h"
 #include "signer.h"
-#include "view.h"
 
 #define MAX_SLOTS 4096
 #define TICK_MS 100
@@ -53,7 +52,12 @@ struct st_engine {
 	uv_signal_t sig_int, sig_term, sig_hup;
 	uv_timer_t tick, rescan, stop_timer;
 	int handles; /* engine handles (signals, timers) not yet closed */
-	struct st_view *view;
+	int watching; /* opt.watcher was started */
+	/* The last snapshot (st_engine_snapshot()). */
+	struct st_slot_info *info;
+	struct st_slot_info **info_ptr;
+	size_t info_cap;
+	struct st_pool_stats info_pool;
 
 	uint64_t started;
 	int stopping;
@@ -63,40 +67,39 @@ struct st_engine {
 	int paused_reported;
 };
 
-/* ---- Accessors for the view ----------------------------------------------------------- */
+/* ---- What a watcher sees ------------------------------------------------------------ */
 
-struct st_slot *const *st_engine_slots(const struct st_engine *e, size_t *n)
+int st_engine_snapshot(struct st_engine *e, struct st_engine_snapshot *out)
 {
-	*n = e->nslots;
-	return e->slots;
-}
+	memset(out, 0, sizeof(*out));
+	out->station = e->station;
+	out->tally = st_events_tally(e->events);
+	if (e->pool && !e->pool_closed) {
+		st_pool_stats(e->pool, &e->info_pool);
+		out->pool = &e->info_pool;
+	}
+	out->started = e->started;
+	out->stopping = e->stopping;
+	if (e->nslots > e->info_cap) {
+		struct st_slot_info *info = realloc(e->info, e->cap * sizeof(*info));
+		struct st_slot_info **ptr = NULL;
 
-const struct st_tally *st_engine_tally(const struct st_engine *e)
-{
-	return st_events_tally(e->events);
-}
-
-int st_engine_pool_stats(const struct st_engine *e, struct st_pool_stats *out)
-{
-	if (!e->pool || e->pool_closed)
-		return -1;
-	st_pool_stats(e->pool, out);
+		if (info) {
+			e->info = info;
+			ptr = realloc(e->info_ptr, e->cap * sizeof(*ptr));
+		}
+		if (!ptr)
+			return ST_E_NOMEM;
+		e->info_ptr = ptr;
+		e->info_cap = e->cap;
+	}
+	for (size_t i = 0; i < e->nslots; i++) {
+		st_slot_info(e->slots[i], &e->info[i]);
+		e->info_ptr[i] = &e->info[i];
+	}
+	out->slots = e->info_ptr;
+	out->nslots = e->nslots;
 	return 0;
-}
-
-const char *st_engine_station(const struct st_engine *e)
-{
-	return e->station;
-}
-
-uint64_t st_engine_started(const struct st_engine *e)
-{
-	return e->started;
-}
-
-int st_engine_stopping(const struct st_engine *e)
-{
-	return e->stopping;
 }
 
 /* ---- Profiles ------------------------------------------------------------------------- */
@@ -440,9 +443,9 @@ static void on_pool_closed(void *arg)
 		json_object_set_new(extra, "slots", json_integer((json_int_t)e->nslots));
 		json_object_set_new(extra, "stop_reason", json_string(e->stop_reason));
 	}
-	if (e->view) {
-		st_view_close(e->view);
-		e->view = NULL;
+	if (e->watching) {
+		e->watching = 0;
+		e->opt.watcher->stop(e->opt.watcher->arg);
 	}
 	st_events_summary(e->events, e->started, uv_hrtime(), extra);
 	json_decref(extra);
@@ -825,7 +828,6 @@ int st_engine_run(struct st_engine *e)
 {
 	const struct st_tally *t;
 	struct st_pool_stats ps;
-	int view;
 
 	signal(SIGPIPE, SIG_IGN);
 	e->started = uv_hrtime();
@@ -838,13 +840,8 @@ int st_engine_run(struct st_engine *e)
 
 		uv_timer_start(&e->rescan, on_rescan, ms, ms);
 	}
-	view = e->opt.view;
-	if (view < 0)
-		view = !e->opt.json && st_view_usable(STDOUT_FILENO) &&
-		       st_log_get_format() == ST_LOG_FORMAT_TEXT;
-	/* While it is on, the view takes the log lines (its bottom lines) off its terminal. */
-	if (view && st_view_new(&e->loop, e, &e->view) < 0)
-		st_warn("no live view: out of memory");
+	if (e->opt.watcher && e->opt.watcher->start(e->opt.watcher->arg, e, &e->loop) == 0)
+		e->watching = 1;
 	st_pool_stats(e->pool, &ps);
 	st_notice("station %s: %zu slots, %u signing workers, ledger %s", e->station, e->nslots,
 		  ps.workers, e->cfg->ledger);
@@ -886,6 +883,8 @@ void st_engine_free(struct st_engine *e)
 	for (size_t i = 0; i < e->nslots; i++)
 		st_slot_free(e->slots[i]);
 	free(e->slots);
+	free(e->info);
+	free(e->info_ptr);
 	free(e->glob_matched);
 	st_profiles_unref(e->profiles);
 	st_events_close(e->events);

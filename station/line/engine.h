@@ -26,18 +26,29 @@
 #include "pool.h"
 #include "slot.h"
 
+struct st_engine;
+
+/* Whoever shows the run while it goes (the live view, which `station run` wires here; the
+ * engine knows nothing of it). Loop thread. */
+struct st_engine_watcher {
+	/* The loop is about to run: start showing e. Returns 0, or a negative ST_E_* code
+	 * (the run goes on without it). */
+	int (*start)(void *arg, struct st_engine *e, uv_loop_t *loop);
+	/* The run is over: the summary is next. Called once, only after start returned 0. */
+	void (*stop)(void *arg);
+	void *arg;
+};
+
 struct st_engine_options {
 	const char *events_path; /* --events FILE (over the configuration's outputs.events) */
 	int json;                /* --json: events on stdout, no live view */
-	int view;                /* -1: when stdout is a terminal; 0: never; 1: always */
+	const struct st_engine_watcher *watcher; /* NULL: none */
 	unsigned long boards;    /* --boards N: stop once N boards finished; 0: no limit */
 	int until_idle;          /* stop once every slot with a port handled a board and none
 				  * is busy */
 	double max_seconds;      /* stop after this long; 0: no limit */
 	int verbose;             /* log every transition (under the live view: at its bottom) */
 };
-
-struct st_engine;
 
 /* Loads config_path and sets everything up (see above). Problems in the configuration or
  * the profiles are written to stderr as file:line:col lines. Returns 0 and *out (free with
@@ -51,13 +62,20 @@ int st_engine_run(struct st_engine *e);
 
 void st_engine_free(struct st_engine *e);
 
-/* For the live view: the slots, the tallies, the pool's counters, the station's name, and
- * the uv_hrtime() the run started. */
-struct st_slot *const *st_engine_slots(const struct st_engine *e, size_t *n);
-const struct st_tally *st_engine_tally(const struct st_engine *e);
-int st_engine_pool_stats(const struct st_engine *e, struct st_pool_stats *out);
-const char *st_engine_station(const struct st_engine *e);
-uint64_t st_engine_started(const struct st_engine *e);
-int st_engine_stopping(const struct st_engine *e);
+/* What the run looks like now, for a watcher: the station's name, every slot, the tallies,
+ * the pool's counters (NULL once the pool is closed), the uv_hrtime() the run started and
+ * whether it is stopping. Borrowed from e until the loop runs again. */
+struct st_engine_snapshot {
+	const char *station;
+	struct st_slot_info *const *slots;
+	size_t nslots;
+	const struct st_tally *tally;
+	const struct st_pool_stats *pool;
+	uint64_t started;
+	int stopping;
+};
+
+/* Fills *out (see above). Returns 0, or ST_E_NOMEM (then *out has no slots). */
+int st_engine_snapshot(struct st_engine *e, struct st_engine_snapshot *out);
 
 #endif

@@ -282,6 +282,18 @@ const char *st_slot_note(const struct st_slot *s)
 	return "";
 }
 
+void st_slot_info(const struct st_slot *s, struct st_slot_info *out)
+{
+	out->idx = s->idx;
+	memcpy(out->name, s->name, sizeof(out->name));
+	out->state = s->state;
+	out->since = s->since;
+	memcpy(out->device_id, s->device_id, sizeof(out->device_id));
+	memcpy(out->last_error, s->last_error, sizeof(out->last_error));
+	out->last_pass = s->last_pass;
+	st_msgf(out->note, sizeof(out->note), "%s", st_slot_note(s));
+}
+
 /* ---- Forward declarations ----------------------------------------------------------- */
 
 static void kick(struct st_slot *s);

@@ -143,6 +143,8 @@ struct st_slot_board {
 
 struct slot_run; /* the board in flight (slot.c) */
 
+/* The slot itself is the line's own (slot.c, and engine.c for its slots); the rest of the
+ * station reads a slot through st_slot_info(). */
 struct st_slot {
 	struct st_slot_env *env;
 	unsigned idx;
@@ -238,5 +240,20 @@ double st_slot_ms_in_state(const struct st_slot *s, uint64_t now);
 /* A short word for what the slot waits for right now, for the view ("port gone", "paused"
  * ...), or "" when nothing special. */
 const char *st_slot_note(const struct st_slot *s);
+
+/* A slot as the rest of the station sees it (the live view): a copy, valid on its own. */
+struct st_slot_info {
+	unsigned idx;
+	char name[ST_SLOT_MAX_NAME + 1];
+	enum st_slot_state state;
+	uint64_t since; /* uv_hrtime() of the last transition */
+	char device_id[sizeof(((struct st_slot *)0)->device_id)];
+	char last_error[sizeof(((struct st_slot *)0)->last_error)];
+	int last_pass;  /* outcome of the last finished board: 1 pass, 0 fail, -1 none */
+	char note[32];  /* st_slot_note() */
+};
+
+/* Copies what s shows into *out. Loop thread. */
+void st_slot_info(const struct st_slot *s, struct st_slot_info *out);
 
 #endif

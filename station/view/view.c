@@ -12,7 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "engine.h"
+#include "slot.h"
 #include "err.h"
 #include "log.h"
 
@@ -44,7 +44,7 @@ struct vline {
 enum why { W_FAILED, W_STUCK, W_NOTE, W_PROBLEM };
 
 struct att {
-	const struct st_slot *s;
+	const struct st_slot_info *s;
 	enum why why;
 	double ms;
 };
@@ -244,7 +244,13 @@ static void line_begin(struct st_view_screen *sc)
 
 enum kind { K_OFFLINE, K_WAITING, K_BUSY, K_PASS, K_FAIL, K_STOPPED };
 
-static enum kind slot_kind(const struct st_slot *s)
+/* Milliseconds the slot has been in its state at now (uv_hrtime()). */
+static double ms_in_state(const struct st_slot_info *s, uint64_t now)
+{
+	return now > s->since ? (double)(now - s->since) / 1e6 : 0;
+}
+
+static enum kind slot_kind(const struct st_slot_info *s)
 {
 	switch (s->state) {
 	case ST_SLOT_OFFLINE:
@@ -265,7 +271,7 @@ static enum kind slot_kind(const struct st_slot *s)
 	}
 }
 
-static const char *state_word(const struct st_slot *s, enum kind k)
+static const char *state_word(const struct st_slot_info *s, enum kind k)
 {
 	if (k == K_PASS)
 		return "PASS";
@@ -304,7 +310,7 @@ static const char *state_word(const struct st_slot *s, enum kind k)
 }
 
 /* One character per slot in the grid; the legend says what each means. */
-static char glyph(const struct st_slot *s, enum kind k, int stuck)
+static char glyph(const struct st_slot_info *s, enum kind k, int stuck)
 {
 	switch (k) {
 	case K_OFFLINE:
@@ -380,7 +386,8 @@ static int is_digit(char c)
 	return c >= '0' && c <= '9';
 }
 
-static void measure_names(struct st_view_screen *sc, struct st_slot *const *slots, size_t n)
+static void measure_names(struct st_view_screen *sc, struct st_slot_info *const *slots,
+			  size_t n)
 {
 	size_t prefix, minlen = (size_t)-1;
 	int w = 4, sw = 1;
@@ -421,7 +428,8 @@ static void measure_names(struct st_view_screen *sc, struct st_slot *const *slot
 }
 
 /* The slot's name without the common prefix; the last max characters when longer. */
-static const char *short_name(const struct st_view_screen *sc, const struct st_slot *s, int max)
+static const char *short_name(const struct st_view_screen *sc, const struct st_slot_info *s,
+			      int max)
 {
 	const char *p = s->name + sc->prefix;
 	size_t len = strlen(p);
@@ -447,7 +455,7 @@ struct counts {
 	size_t natt;
 };
 
-static int slot_stuck(const struct st_slot *s, enum kind k, double ms, int paused)
+static int slot_stuck(const struct st_slot_info *s, enum kind k, double ms, int paused)
 {
 	if (k != K_BUSY || ms < ST_VIEW_STUCK_MS)
 		return 0;
@@ -470,9 +478,9 @@ static int survey(struct st_view_screen *sc, const struct st_view_input *in, str
 		sc->att_cap = in->nslots;
 	}
 	for (size_t i = 0; i < in->nslots; i++) {
-		const struct st_slot *s = in->slots[i];
+		const struct st_slot_info *s = in->slots[i];
 		enum kind k = slot_kind(s);
-		double ms = st_slot_ms_in_state(s, in->now);
+		double ms = ms_in_state(s, in->now);
 		struct att *a = &sc->att[c->natt];
 
 		switch (k) {
@@ -499,8 +507,8 @@ static int survey(struct st_view_screen *sc, const struct st_view_input *in, str
 		} else if (slot_stuck(s, k, ms, paused)) {
 			a->why = W_STUCK;
 			c->stuck++;
-		} else if (k == K_BUSY && st_slot_note(s)[0] &&
-			   strcmp(st_slot_note(s), "pool full") != 0) {
+		} else if (k == K_BUSY && s->note[0] &&
+			   strcmp(s->note, "pool full") != 0) {
 			a->why = W_NOTE;
 			c->other++;
 		} else if (s->last_error[0] &&
@@ -673,11 +681,11 @@ static void table(struct st_view_screen *sc, const struct st_view_input *in)
 	field(sc, "TIME", 5, 1);
 	text(sc, " LAST ERROR");
 	for (size_t i = 0; i < in->nslots; i++) {
-		const struct st_slot *s = in->slots[i];
+		const struct st_slot_info *s = in->slots[i];
 		enum kind k = slot_kind(s);
-		double ms = st_slot_ms_in_state(s, in->now);
+		double ms = ms_in_state(s, in->now);
 		int stuck = slot_stuck(s, k, ms, in->pool && in->pool->paused);
-		const char *note = st_slot_note(s);
+		const char *note = s->note;
 		char t[16];
 
 		line_begin(sc);
@@ -746,9 +754,9 @@ static void legend(struct st_view_screen *sc, const struct st_view_input *in)
 static void cell_glyph(struct st_view_screen *sc, const struct st_view_input *in, size_t i,
 		       int with_name, int sw)
 {
-	const struct st_slot *s = in->slots[i];
+	const struct st_slot_info *s = in->slots[i];
 	enum kind k = slot_kind(s);
-	int stuck = slot_stuck(s, k, st_slot_ms_in_state(s, in->now), in->pool && in->pool->paused);
+	int stuck = slot_stuck(s, k, ms_in_state(s, in->now), in->pool && in->pool->paused);
 	char g = glyph(s, k, stuck);
 
 	set_attr(sc, kind_attr(k, stuck));
@@ -858,7 +866,7 @@ static void attention(struct st_view_screen *sc, const struct counts *c, int lin
 		devw = 8;
 	for (int i = 0; i < shown; i++) {
 		const struct att *a = &sc->att[i];
-		const struct st_slot *s = a->s;
+		const struct st_slot_info *s = a->s;
 		enum kind k = slot_kind(s);
 		char t[16];
 
@@ -893,11 +901,11 @@ static void attention(struct st_view_screen *sc, const struct counts *c, int lin
 			break;
 		case W_STUCK:
 			textf(sc, "in %s for %s", state_word(s, k), t);
-			if (st_slot_note(s)[0])
-				textf(sc, " (%s)", st_slot_note(s));
+			if (s->note[0])
+				textf(sc, " (%s)", s->note);
 			break;
 		case W_NOTE:
-			textf(sc, "in %s: %s", state_word(s, k), st_slot_note(s));
+			textf(sc, "in %s: %s", state_word(s, k), s->note);
 			break;
 		case W_PROBLEM:
 			text(sc, s->last_error);
@@ -1031,7 +1039,8 @@ int st_view_screen_draw(struct st_view_screen *sc, const struct st_view_input *i
 
 struct st_view {
 	uv_loop_t *loop;
-	const struct st_engine *e;
+	st_view_input_fn input;
+	void *arg;
 	struct st_view_screen *sc;
 	uv_timer_t timer;
 	uv_poll_t poll; /* the terminal takes bytes again (after EAGAIN) */
@@ -1312,7 +1321,6 @@ static void snapshot_events(struct st_view *v)
 static void draw(struct st_view *v)
 {
 	struct st_view_input in;
-	struct st_pool_stats ps;
 	uint64_t t0 = uv_hrtime();
 	int n;
 
@@ -1325,13 +1333,8 @@ static void draw(struct st_view *v)
 	term_size(v);
 	snapshot_events(v);
 	memset(&in, 0, sizeof(in));
-	in.station = st_engine_station(v->e);
-	in.slots = st_engine_slots(v->e, &in.nslots);
-	in.tally = st_engine_tally(v->e);
-	in.pool = st_engine_pool_stats(v->e, &ps) == 0 ? &ps : NULL;
+	v->input(&in, v->arg);
 	in.now = t0;
-	in.started = st_engine_started(v->e);
-	in.stopping = st_engine_stopping(v->e);
 	in.events = v->snap;
 	in.nevents = v->nsnap;
 	n = st_view_screen_draw(v->sc, &in, v->cols, v->rows, v->color);
@@ -1457,7 +1460,7 @@ static void open_terminal(struct st_view *v)
 	v->own_fd = 1;
 }
 
-int st_view_new(uv_loop_t *loop, const struct st_engine *e, struct st_view **outp)
+int st_view_new(uv_loop_t *loop, st_view_input_fn input, void *arg, struct st_view **outp)
 {
 	struct st_view *v;
 
@@ -1472,7 +1475,8 @@ int st_view_new(uv_loop_t *loop, const struct st_engine *e, struct st_view **out
 		return ST_E_NOMEM;
 	}
 	v->loop = loop;
-	v->e = e;
+	v->input = input;
+	v->arg = arg;
 	v->color = color_wanted();
 	v->full = 1;
 	open_terminal(v);

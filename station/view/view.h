@@ -34,18 +34,22 @@
 #define ST_VIEW_EVENTS 64   /* recent log lines kept for the bottom of the view */
 #define ST_VIEW_LINE_MAX 240 /* bytes of one such line kept */
 
-struct st_engine;
 struct st_view;
-struct st_slot;
+struct st_view_input;
+struct st_slot_info;
 struct st_tally;
 struct st_pool_stats;
+
+/* Fills in what the next frame shows (station, slots, tally, pool, started, stopping),
+ * borrowed until the frame is drawn; the view sets the rest. Loop thread. */
+typedef void (*st_view_input_fn)(struct st_view_input *in, void *arg);
 
 /* Whether the view can draw on fd: a terminal, with TERM set and not "dumb". */
 int st_view_usable(int fd);
 
-/* Starts redrawing the engine's state on stdout and takes the log lines (see above).
- * Returns 0 and *out, or ST_E_NOMEM; *out is NULL then. */
-int st_view_new(uv_loop_t *loop, const struct st_engine *e, struct st_view **out);
+/* Starts redrawing on stdout what input(in, arg) gives for each frame, and takes the log
+ * lines (see above). Returns 0 and *out, or ST_E_NOMEM; *out is NULL then. */
+int st_view_new(uv_loop_t *loop, st_view_input_fn input, void *arg, struct st_view **out);
 
 /* Gives the log lines back to stderr, leaves the alternate screen, writes the warnings and
  * errors it showed to stderr (the last ones), and frees the view after its handles' close
@@ -64,7 +68,7 @@ struct st_view_event {
 /* What one frame shows. Everything is borrowed for the call. */
 struct st_view_input {
 	const char *station;
-	struct st_slot *const *slots;
+	struct st_slot_info *const *slots;
 	size_t nslots;
 	const struct st_tally *tally;
 	const struct st_pool_stats *pool; /* NULL: the pool is closed */

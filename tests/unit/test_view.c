@@ -22,7 +22,7 @@
 #define SEC 1000000000ull
 
 struct fixture {
-	struct st_slot **slots;
+	struct st_slot_info **slots;
 	size_t n;
 	struct st_tally tally;
 	struct st_reason_count reasons[8];
@@ -46,7 +46,7 @@ static struct fixture *fixture_new(size_t n, const char *prefix)
 	f->slots = calloc(n ? n : 1, sizeof(*f->slots));
 	assert_non_null(f->slots);
 	for (size_t i = 0; i < n; i++) {
-		struct st_slot *s = calloc(1, sizeof(*s));
+		struct st_slot_info *s = calloc(1, sizeof(*s));
 
 		assert_non_null(s);
 		s->idx = (unsigned)i;
