@@ -305,7 +305,7 @@ static void port_lost(struct st_slot *s, const char *why);
 static void send_hello(struct st_slot *s, int kind);
 static void end_run(struct st_slot *s);
 static void on_timer(uv_timer_t *t);
-static void room_drain(struct st_slot_env *env);
+static void room_drain(void *arg);
 
 /* ---- Timer --------------------------------------------------------------------------- */
 
@@ -848,6 +848,7 @@ static void submit(struct st_slot *s)
 		return;
 	}
 	if (rc == ST_E_POOL_FULL) {
+		st_pool_set_room_cb(env->pool, room_drain, env);
 		if (!s->room_waiting) {
 			s->room_waiting = 1;
 			s->room_next = NULL;
@@ -881,8 +882,12 @@ static void room_remove(struct st_slot *s)
 	s->room_waiting = 0;
 }
 
-static void room_drain(struct st_slot_env *env)
+/* The pool has room again (st_pool_set_room_cb()): slots waiting for it submit, oldest
+ * first, while it takes them. */
+static void room_drain(void *arg)
 {
+	struct st_slot_env *env = arg;
+
 	while (env->room_head && st_pool_can_submit(env->pool)) {
 		struct st_slot *s = env->room_head;
 
@@ -1115,7 +1120,6 @@ static void on_signed(struct st_sign_req *req)
 	if (!r || r->req != req) {
 		/* Cannot happen: a run that ends cancels its request. */
 		st_sign_req_free(req);
-		room_drain(s->env);
 		return;
 	}
 	r->req = NULL;
@@ -1128,7 +1132,6 @@ static void on_signed(struct st_sign_req *req)
 		st_msgf(err, sizeof(err), "%s", req->err);
 		st_sign_req_free(req);
 		fail_run(s, code, "%s", err);
-		room_drain(s->env);
 		return;
 	}
 	r->cert = req->cert;
@@ -1144,7 +1147,6 @@ static void on_signed(struct st_sign_req *req)
 		fail_run(s, rc, "%s", err);
 	else
 		kick(s);
-	room_drain(s->env);
 }
 
 /* ---- Files --------------------------------------------------------------------------- */

@@ -104,6 +104,8 @@ struct st_pool {
 	int finished;       /* threads joined, handles closing */
 	st_pool_status_cb status_cb;
 	void *status_arg;
+	st_pool_room_cb room_cb;
+	void *room_arg;
 	int told_paused;    /* what the status callback last heard */
 	void (*close_cb)(void *arg);
 	void *close_arg;
@@ -1030,11 +1032,12 @@ static void on_async(uv_async_t *h)
 	struct st_sign_req *reqs, *r;
 	struct pool_op *ops, *op;
 	char reason[256];
-	int paused, done_threads, idle;
+	int paused, done_threads, idle, reqs_done;
 	uint64_t now;
 
 	pthread_mutex_lock(&pool->lock);
 	reqs = pool->res_head;
+	reqs_done = reqs != NULL;
 	pool->res_head = pool->res_tail = NULL;
 	ops = pool->opres_head;
 	pool->opres_head = pool->opres_tail = NULL;
@@ -1076,6 +1079,8 @@ static void on_async(uv_async_t *h)
 		r->done(r);
 	}
 	update_hold(pool);
+	if (reqs_done && pool->room_cb && st_pool_can_submit(pool))
+		pool->room_cb(pool->room_arg);
 	/* The pipeline emptied: the batch that gathered meanwhile need not linger on. */
 	if (idle && pool->open_head && !pool->closing)
 		seal(pool);
@@ -1283,6 +1288,12 @@ void st_pool_set_status_cb(struct st_pool *pool, st_pool_status_cb cb, void *arg
 {
 	pool->status_cb = cb;
 	pool->status_arg = arg;
+}
+
+void st_pool_set_room_cb(struct st_pool *pool, st_pool_room_cb cb, void *arg)
+{
+	pool->room_cb = cb;
+	pool->room_arg = arg;
 }
 
 int st_pool_can_submit(const struct st_pool *pool)

@@ -173,6 +173,11 @@ struct st_pool_stats {
 typedef void (*st_pool_status_cb)(struct st_pool *pool, int paused, const char *reason,
 				  void *arg);
 
+/* Called on the loop thread after requests completed, when the pool can take more
+ * (st_pool_can_submit()): a caller that keeps what the pool refused with ST_E_POOL_FULL
+ * submits it from here, while the pool takes it. */
+typedef void (*st_pool_room_cb)(void *arg);
+
 /* Result of an asynchronous ledger operation, on the loop thread. rc is 0 or a negative
  * ST_E_* code with err; value is the allocated number for st_pool_next_sequence(). */
 typedef void (*st_pool_op_cb)(int rc, const char *err, uint64_t value, void *arg);
@@ -189,6 +194,11 @@ int st_pool_new(uv_loop_t *loop, const struct st_pool_config *cfg, const struct 
 /* Sets the callback told when signing pauses and resumes. Loop thread. */
 void st_pool_set_status_cb(struct st_pool *pool, st_pool_status_cb cb, void *arg);
 
+/* Sets the callback told when there is room (st_pool_room_cb; NULL: none), so that a
+ * caller that queues what the pool refused need not watch the completions itself. Loop
+ * thread. */
+void st_pool_set_room_cb(struct st_pool *pool, st_pool_room_cb cb, void *arg);
+
 /* Whether st_pool_submit() would accept one more request now. Loop thread. */
 int st_pool_can_submit(const struct st_pool *pool);
 
@@ -196,7 +206,8 @@ int st_pool_can_submit(const struct st_pool *pool);
  * and slot may be empty). Returns 0, and then the pool owns req until done(req) runs on the
  * loop thread (never before this function returns); or ST_E_POOL_FULL (queue_max requests
  * are in the pool: try again after a completion), ST_E_POOL_CLOSED, or ST_E_INVAL with a
- * message in req->err, and then the caller keeps req. Loop thread. */
+ * message in req->err, and then the caller keeps req. After ST_E_POOL_FULL the room callback
+ * (st_pool_set_room_cb()) says when to try again. Loop thread. */
 int st_pool_submit(struct st_pool *pool, struct st_sign_req *req);
 
 /* Gives up a submitted request whose slot went away: done() will not be called and the pool
