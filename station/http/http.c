@@ -375,7 +375,8 @@ static void on_signed(struct st_sign_req *sreq)
 				sreq->reused ? "given again" : "signed");
 			send_answer(h, g);
 			if (sreq->row_id > 0)
-				st_pool_mark_delivered(h->env.pool, sreq->row_id, NULL, NULL);
+				st_ledger_queue_mark_delivered(st_pool_ledger(h->env.pool),
+							       sreq->row_id, NULL, NULL);
 		} else {
 			h->st.busy++;
 			snprintf(msg, sizeof(msg),

@@ -798,6 +798,7 @@ int st_engine_new(const char *config_path, const struct st_engine_options *opt,
 	if (rc < 0)
 		goto fail;
 	e->env.pool = e->pool;
+	e->env.ledger = st_pool_ledger(e->pool);
 	st_pool_set_status_cb(e->pool, on_pool_status, e);
 	if (e->cfg->http.enabled) {
 		struct st_http_env he = { e->pool, e->ca, current_profiles, e };

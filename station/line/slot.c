@@ -790,7 +790,7 @@ static void start_run(struct st_slot *s, const struct st_slot_board *nb, uint64_
 			return;
 		}
 		r->seq_wait = 1;
-		rc = st_pool_next_sequence(env->pool, p->devid_prefix, on_sequence, s);
+		rc = st_ledger_queue_next_sequence(env->ledger, p->devid_prefix, on_sequence, s);
 		if (rc < 0) {
 			r->seq_wait = 0;
 			fail_run(s, rc, "cannot allocate a sequence device id: %s", st_strerror(rc));
@@ -1499,7 +1499,7 @@ static void pass_run(struct st_slot *s)
 
 	r->t_done = uv_hrtime();
 	slot_set_state(s, ST_SLOT_PASS);
-	if (r->row_id > 0 && st_pool_mark_delivered(s->env->pool, r->row_id, NULL, NULL) < 0)
+	if (r->row_id > 0 && st_ledger_queue_mark_delivered(s->env->ledger, r->row_id, NULL, NULL) < 0)
 		st_warn("slot %s: device %s: could not queue the delivery of ledger row %lld",
 			s->name, r->device_id, (long long)r->row_id);
 	st_info("slot %s: device %s: pass%s, serial %s, %.0f ms", s->name, r->device_id,
@@ -1526,7 +1526,7 @@ static void vfail(struct st_slot *s, int code, int tell_board, const char *fmt, 
 		r->fail_msg);
 	release_signing(s);
 	if (r->row_id > 0 && !r->reused &&
-	    st_pool_mark_failed(s->env->pool, r->row_id, r->fail_msg, NULL, NULL) < 0)
+	    st_ledger_queue_mark_failed(s->env->ledger, r->row_id, r->fail_msg, NULL, NULL) < 0)
 		st_warn("slot %s: could not queue the failure of ledger row %lld", s->name,
 			(long long)r->row_id);
 	save_console(s, console, sizeof(console));
@@ -1578,7 +1578,7 @@ static void abandon_run(struct st_slot *s)
 		  r->device_id[0] ? r->device_id : "(none yet)", st_slot_state_name(s->state));
 	release_signing(s);
 	if (r->row_id > 0 && !r->reused)
-		st_pool_mark_failed(s->env->pool, r->row_id, "station stopping", NULL, NULL);
+		st_ledger_queue_mark_failed(s->env->ledger, r->row_id, "station stopping", NULL, NULL);
 	report_outcome(s, 0, 1, NULL);
 	end_run(s);
 }

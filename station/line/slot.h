@@ -95,6 +95,7 @@ struct st_slot;
 struct st_slot_env {
 	uv_loop_t *loop;
 	struct st_pool *pool;
+	struct st_ledger_queue *ledger; /* the pool's (st_pool_ledger()) */
 	const struct st_ca *ca;
 	const char *chain_pem; /* the device CA and intermediates (client.chained's tail) */
 	const char *root_pem;  /* the factory root (root.crt) */

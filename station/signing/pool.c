@@ -65,7 +65,7 @@ struct pool_op {
 	enum op_kind kind;
 	int64_t row_id;
 	char *text; /* failure reason or sequence prefix */
-	st_pool_op_cb cb;
+	st_ledger_op_cb cb;
 	void *arg;
 	int rc;
 	char err[256];
@@ -81,6 +81,11 @@ struct pool_worker {
 	struct st_issuer *issuer;
 	int rc; /* startup result */
 	char err[256];
+};
+
+/* The pool's face as the ledger's update queue (ledger_queue.h). */
+struct st_ledger_queue {
+	struct st_pool *pool;
 };
 
 struct st_pool {
@@ -131,6 +136,7 @@ struct st_pool {
 	unsigned long resume_gen; /* bumped when signing resumes: wakes waiting workers */
 	struct st_pool_stats stats;
 
+	struct st_ledger_queue lq;
 	struct st_ledger *ledger; /* ledger thread only */
 	pthread_t ledger_th;
 	int ledger_started;
@@ -1189,6 +1195,7 @@ int st_pool_new(uv_loop_t *loop, const struct st_pool_config *cfg, const struct 
 	if (!pool)
 		return st_errf(err, errlen, ST_E_NOMEM, "out of memory creating the signing pool");
 	pool->loop = loop;
+	pool->lq.pool = pool;
 	pool->ca = ca;
 	pool->signer = signer;
 	pool->nworkers = cfg->workers;
@@ -1381,7 +1388,7 @@ void st_pool_cancel(struct st_pool *pool, struct st_sign_req *req)
 }
 
 static int queue_op(struct st_pool *pool, enum op_kind kind, int64_t row_id, const char *text,
-		    st_pool_op_cb cb, void *arg)
+		    st_ledger_op_cb cb, void *arg)
 {
 	struct pool_op *op;
 
@@ -1414,27 +1421,33 @@ static int queue_op(struct st_pool *pool, enum op_kind kind, int64_t row_id, con
 	return 0;
 }
 
-int st_pool_mark_delivered(struct st_pool *pool, int64_t row_id, st_pool_op_cb cb, void *arg)
+struct st_ledger_queue *st_pool_ledger(struct st_pool *pool)
+{
+	return &pool->lq;
+}
+
+int st_ledger_queue_mark_delivered(struct st_ledger_queue *q, int64_t row_id,
+				   st_ledger_op_cb cb, void *arg)
 {
 	if (row_id <= 0)
 		return ST_E_INVAL;
-	return queue_op(pool, OP_DELIVERED, row_id, NULL, cb, arg);
+	return queue_op(q->pool, OP_DELIVERED, row_id, NULL, cb, arg);
 }
 
-int st_pool_mark_failed(struct st_pool *pool, int64_t row_id, const char *reason,
-			st_pool_op_cb cb, void *arg)
+int st_ledger_queue_mark_failed(struct st_ledger_queue *q, int64_t row_id, const char *reason,
+				st_ledger_op_cb cb, void *arg)
 {
 	if (row_id <= 0 || !reason)
 		return ST_E_INVAL;
-	return queue_op(pool, OP_FAILED, row_id, reason, cb, arg);
+	return queue_op(q->pool, OP_FAILED, row_id, reason, cb, arg);
 }
 
-int st_pool_next_sequence(struct st_pool *pool, const char *prefix, st_pool_op_cb cb,
-			  void *arg)
+int st_ledger_queue_next_sequence(struct st_ledger_queue *q, const char *prefix,
+				  st_ledger_op_cb cb, void *arg)
 {
 	if (!prefix || !cb)
 		return ST_E_INVAL;
-	return queue_op(pool, OP_SEQUENCE, 0, prefix, cb, arg);
+	return queue_op(q->pool, OP_SEQUENCE, 0, prefix, cb, arg);
 }
 
 void st_pool_stats(struct st_pool *pool, struct st_pool_stats *out)

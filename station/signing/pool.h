@@ -46,6 +46,7 @@
 
 #include "ca.h"
 #include "issue.h"
+#include "ledger_queue.h"
 #include "policy.h"
 #include "signer.h"
 
@@ -94,7 +95,7 @@ struct st_sign_req {
 	char err[256];      /* what went wrong, naming the slot and device, when rc < 0 */
 	struct st_cert *cert; /* the certificate when rc == 0; owned by the request (the caller
 			       * may take it and set this to NULL) */
-	int64_t row_id;     /* its ledger row (for st_pool_mark_delivered/failed); when the
+	int64_t row_id;     /* its ledger row (for st_ledger_queue_mark_delivered/failed); when the
 			     * request failed after its intent, the row now marked failed;
 			     * 0: none */
 	int reused;         /* 1: the ledger already held this certificate; nothing was signed */
@@ -159,7 +160,7 @@ struct st_pool_stats {
 	uint64_t commits;        /* ledger commits (each one fsync) */
 	uint64_t commits_intent; /* of those, commits that carried step 1 of some batch */
 	uint64_t commits_record; /* commits that carried step 3 of some batch */
-	uint64_t commits_ops;    /* commits that carried st_pool_mark_* or sequences */
+	uint64_t commits_ops;    /* commits that carried ledger queue updates */
 	unsigned in_pool;    /* requests submitted and not yet completed */
 	unsigned workers;    /* signing threads */
 	int paused;          /* 1 while signing waits for the HSM */
@@ -177,10 +178,6 @@ typedef void (*st_pool_status_cb)(struct st_pool *pool, int paused, const char *
  * (st_pool_can_submit()): a caller that keeps what the pool refused with ST_E_POOL_FULL
  * submits it from here, while the pool takes it. */
 typedef void (*st_pool_room_cb)(void *arg);
-
-/* Result of an asynchronous ledger operation, on the loop thread. rc is 0 or a negative
- * ST_E_* code with err; value is the allocated number for st_pool_next_sequence(). */
-typedef void (*st_pool_op_cb)(int rc, const char *err, uint64_t value, void *arg);
 
 /* Creates the pool on loop: opens the ledger (on the ledger thread), starts the workers and
  * waits until each has opened its signer session and issuer, so that a wrong key, PIN or
@@ -217,16 +214,9 @@ int st_pool_submit(struct st_pool *pool, struct st_sign_req *req);
  * that certificate). Only between a successful st_pool_submit() and done(). Loop thread. */
 void st_pool_cancel(struct st_pool *pool, struct st_sign_req *req);
 
-/* Asynchronous ledger updates through the ledger thread; cb (may be NULL) runs on the loop
- * thread when the change is committed. Consecutive updates share one commit. Return 0, or
- * ST_E_POOL_CLOSED / ST_E_NOMEM / ST_E_INVAL without calling cb. Loop thread. */
-int st_pool_mark_delivered(struct st_pool *pool, int64_t row_id, st_pool_op_cb cb, void *arg);
-int st_pool_mark_failed(struct st_pool *pool, int64_t row_id, const char *reason,
-			st_pool_op_cb cb, void *arg);
-/* Allocates the next number of the sequence device ids with prefix (st_ledger_next_sequence:
- * unique, increasing, never reused); cb gets it as value. cb must not be NULL. */
-int st_pool_next_sequence(struct st_pool *pool, const char *prefix, st_pool_op_cb cb,
-			  void *arg);
+/* The queue of ledger updates (ledger_queue.h) that the pool's ledger thread carries out
+ * with its own transactions. Valid until the pool is closed. Loop thread. */
+struct st_ledger_queue *st_pool_ledger(struct st_pool *pool);
 
 /* Copies the counters and the pause state. Loop thread. */
 void st_pool_stats(struct st_pool *pool, struct st_pool_stats *out);

@@ -635,25 +635,27 @@ static void test_ops(void **state)
 	struct run run = { .fx = fx };
 	struct op_result d = { 0 }, f = { 0 }, s1 = { 0 }, s2 = { 0 }, s3 = { 0 }, bad = { 0 };
 	struct st_ledger_row *row = NULL;
+	struct st_ledger_queue *lq;
 	struct st_pool_stats st;
 	char err[512];
 
 	start_pool(fx, 1, 4, 0, 0);
+	lq = st_pool_ledger(fx->pool);
 	open_reader(fx);
 	submit_many(fx, &run, "op", 2);
 	run_until(fx, &run.done, 2);
 	assert_int_equal(run.ok, 2);
 
-	assert_int_equal(st_pool_mark_delivered(fx->pool, run.keep[0]->row_id, on_op, &d), 0);
-	assert_int_equal(st_pool_mark_failed(fx->pool, run.keep[1]->row_id,
+	assert_int_equal(st_ledger_queue_mark_delivered(lq, run.keep[0]->row_id, on_op, &d), 0);
+	assert_int_equal(st_ledger_queue_mark_failed(lq, run.keep[1]->row_id,
 					     "board unplugged while writing", on_op, &f),
 			 0);
-	assert_int_equal(st_pool_next_sequence(fx->pool, "ACME-", on_op, &s1), 0);
-	assert_int_equal(st_pool_next_sequence(fx->pool, "ACME-", on_op, &s2), 0);
-	assert_int_equal(st_pool_next_sequence(fx->pool, "OTHER-", on_op, &s3), 0);
-	assert_int_equal(st_pool_mark_delivered(fx->pool, 999999, on_op, &bad), 0);
-	assert_int_equal(st_pool_mark_delivered(fx->pool, 0, on_op, &bad), ST_E_INVAL);
-	assert_int_equal(st_pool_next_sequence(fx->pool, "ACME-", NULL, NULL), ST_E_INVAL);
+	assert_int_equal(st_ledger_queue_next_sequence(lq, "ACME-", on_op, &s1), 0);
+	assert_int_equal(st_ledger_queue_next_sequence(lq, "ACME-", on_op, &s2), 0);
+	assert_int_equal(st_ledger_queue_next_sequence(lq, "OTHER-", on_op, &s3), 0);
+	assert_int_equal(st_ledger_queue_mark_delivered(lq, 999999, on_op, &bad), 0);
+	assert_int_equal(st_ledger_queue_mark_delivered(lq, 0, on_op, &bad), ST_E_INVAL);
+	assert_int_equal(st_ledger_queue_next_sequence(lq, "ACME-", NULL, NULL), ST_E_INVAL);
 	run_until(fx, &bad.calls, 1);
 	assert_int_equal(d.calls + f.calls + s1.calls + s2.calls + s3.calls, 5);
 	assert_int_equal(d.rc, 0);
