@@ -14,9 +14,9 @@
 #include <openssl/core_names.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
-#include <openssl/sha.h>
 #include <openssl/x509.h>
 
+#include "digest.h"
 #include "err.h"
 #include "log.h"
 
@@ -183,12 +183,12 @@ static int file_sign(void *p, const uint8_t *digest, size_t dlen, uint8_t *sig, 
 		     char *err, size_t errlen)
 {
 	struct file_sess *sess = p;
-	uint8_t md[SHA256_DIGEST_LENGTH];
+	uint8_t md[32];
 	size_t len = DRV_SIGNER_MAX_SIG;
 
 	*siglen = 0;
 	if (sess->inst->hashes) {
-		SHA256(digest, dlen, md);
+		st_digest(ST_SHA256, digest, dlen, md);
 		digest = md;
 		dlen = sizeof(md);
 	} else if (dlen > 64) {

@@ -47,9 +47,9 @@
 #include <openssl/err.h>
 #include <openssl/objects.h>
 #include <openssl/param_build.h>
-#include <openssl/sha.h>
 #include <openssl/x509.h>
 
+#include "digest.h"
 #include "err.h"
 #include "log.h"
 
@@ -983,13 +983,13 @@ static CK_RV sign_once(struct p11_inst *inst, CK_SESSION_HANDLE h, CK_OBJECT_HAN
 static int self_test(struct p11_inst *inst, CK_OBJECT_HANDLE key, char *err, size_t errlen)
 {
 	static const char msg[] = "station signer self-test";
-	uint8_t md[SHA256_DIGEST_LENGTH], sig[DRV_SIGNER_MAX_SIG];
+	uint8_t md[32], sig[DRV_SIGNER_MAX_SIG];
 	size_t siglen = 0;
 	EVP_PKEY_CTX *ctx = NULL;
 	CK_RV rv;
 	int rc = 0;
 
-	SHA256((const unsigned char *)msg, sizeof(msg) - 1, md);
+	st_digest(ST_SHA256, msg, sizeof(msg) - 1, md);
 	if (inst->mech == CKM_ECDSA_SHA256)
 		rv = sign_once(inst, inst->anchor, key, (const uint8_t *)msg, sizeof(msg) - 1, sig,
 			       &siglen);
@@ -1470,7 +1470,7 @@ int drv_pkcs11_generate_ec_key(const struct drv_signer_config *cfg, const char *
 	CK_OBJECT_HANDLE pubh, privh, obj;
 	CK_BYTE *params = NULL;
 	CK_ULONG plen = 0, n = 0;
-	CK_BYTE id[SHA256_DIGEST_LENGTH];
+	CK_BYTE id[32]; /* a SHA-256 */
 	CK_ULONG id_len;
 	CK_RV ckr = CKR_OK, rv;
 	int locked = 0;
@@ -1498,7 +1498,7 @@ int drv_pkcs11_generate_ec_key(const struct drv_signer_config *cfg, const char *
 		}
 		memcpy(id, inst->id, id_len);
 	} else {
-		SHA256(inst->label, inst->label_len, id);
+		st_digest(ST_SHA256, inst->label, inst->label_len, id);
 		id_len = 8;
 	}
 	pthread_rwlock_rdlock(&inst->mod->rw);

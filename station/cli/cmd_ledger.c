@@ -15,12 +15,12 @@
 #include <jansson.h>
 #include <openssl/bn.h>
 #include <openssl/evp.h>
-#include <openssl/sha.h>
 #include <openssl/x509.h>
 
 #include "ca.h"
 #include "commands.h"
 #include "config.h"
+#include "digest.h"
 #include "err.h"
 #include "issue.h"
 #include "ledger.h"
@@ -641,7 +641,7 @@ static void check_cert(struct check_ctx *c, const struct st_ledger_row *r)
 	if (len <= 0) {
 		problem(c, r, "certificate public key cannot be encoded");
 	} else {
-		SHA256(spki, (size_t)len, hash);
+		st_digest(ST_SHA256, spki, (size_t)len, hash);
 		if (memcmp(hash, r->pubkey_sha256, 32) != 0) {
 			hex32(hash, h1);
 			hex32(r->pubkey_sha256, h2);

@@ -36,7 +36,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
-#include "ecdsa.h"
+#include "digest.h"
 #include "err.h"
 #include "fsutil.h"
 #include "http_reg.h"
@@ -417,7 +417,8 @@ static int token_ok(const struct st_http *h, h2o_req_t *req)
 	/* One token, or none: a second header would leave it open which one counts. */
 	if (i < 0 || h2o_find_header_by_str(&req->headers, H2O_STRLIT("osf-token"), i) >= 0)
 		return 0;
-	st_sha256(req->headers.entries[i].value.base, req->headers.entries[i].value.len, d);
+	st_digest(ST_SHA256, req->headers.entries[i].value.base, req->headers.entries[i].value.len,
+		  d);
 	/* Every token is compared, in constant time, whatever matched before. */
 	for (size_t k = 0; k < h->n_tokens; k++)
 		ok |= CRYPTO_memcmp(d, h->tokens[k], sizeof(d)) == 0;
@@ -1158,7 +1159,7 @@ static int add_token(struct st_http *h, const char *t, size_t n)
 	if (!nt)
 		return ST_E_NOMEM;
 	h->tokens = nt;
-	st_sha256(t, n, h->tokens[h->n_tokens++]);
+	st_digest(ST_SHA256, t, n, h->tokens[h->n_tokens++]);
 	return 0;
 }
 

@@ -19,6 +19,7 @@
 
 #include <openssl/rand.h>
 
+#include "digest.h"
 #include "ecdsa.h"
 #include "err.h"
 #include "log.h"
@@ -905,7 +906,7 @@ static void csr_complete(struct st_slot *s)
 	char err[512];
 	int rc;
 
-	st_sha256(r->csr, r->csr_total, sha);
+	st_digest(ST_SHA256, r->csr, r->csr_total, sha);
 	if (memcmp(sha, r->csr_sha, sizeof(sha)) != 0) {
 		/* Damage the CRC did not catch, or a CSR that changed between chunks: read it
 		 * again, a few times. */
@@ -1105,7 +1106,7 @@ static int prepare_files(struct st_slot *s, char *err, size_t errlen)
 		st_msgf(w->mode, sizeof(w->mode), "%04o", rf->mode & 07777);
 		w->data = rf->data;
 		w->len = rf->len;
-		st_sha256(rf->data, rf->len, w->sha);
+		st_digest(ST_SHA256, rf->data, rf->len, w->sha);
 	}
 	return 0;
 }
@@ -1289,7 +1290,7 @@ static int check_pop(struct slot_run *r, const uint8_t *sig, size_t siglen)
 
 	memcpy(msg, DRV_PROTO_POP_CONTEXT, ctx);
 	memcpy(msg + ctx, r->nonce, NONCE_LEN);
-	st_sha256(msg, sizeof(msg), digest);
+	st_digest(ST_SHA256, msg, sizeof(msg), digest);
 	key = st_ec_key_from_point(r->curve, r->pub, r->pub_len);
 	if (!key)
 		return -1;

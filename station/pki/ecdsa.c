@@ -1,5 +1,5 @@
-/* The low-level EC_KEY and SHA APIs are deprecated in OpenSSL 3.0 but remain supported for
- * the whole 3.x series; they are used here on purpose, for speed (see ecdsa.h). */
+/* The low-level EC_KEY API is deprecated in OpenSSL 3.0 but remains supported for the whole
+ * 3.x series; it is used here on purpose, for speed (see ecdsa.h). */
 #define OPENSSL_SUPPRESS_DEPRECATED
 
 #include "ecdsa.h"
@@ -11,7 +11,6 @@
 #include <openssl/ecdsa.h>
 #include <openssl/err.h>
 #include <openssl/obj_mac.h>
-#include <openssl/sha.h>
 
 #include "der.h"
 
@@ -121,40 +120,4 @@ out:
 	BN_free(bs);
 	ECDSA_SIG_free(es);
 	return rc;
-}
-
-void st_sha1(const void *data, size_t len, uint8_t *out)
-{
-	SHA_CTX c;
-
-	SHA1_Init(&c);
-	SHA1_Update(&c, data, len);
-	SHA1_Final(out, &c);
-}
-
-void st_sha256(const void *data, size_t len, uint8_t *out)
-{
-	SHA256_CTX c;
-
-	SHA256_Init(&c);
-	SHA256_Update(&c, data, len);
-	SHA256_Final(out, &c);
-}
-
-void st_sha384(const void *data, size_t len, uint8_t *out)
-{
-	SHA512_CTX c;
-
-	SHA384_Init(&c);
-	SHA384_Update(&c, data, len);
-	SHA384_Final(out, &c);
-}
-
-void st_sha512(const void *data, size_t len, uint8_t *out)
-{
-	SHA512_CTX c;
-
-	SHA512_Init(&c);
-	SHA512_Update(&c, data, len);
-	SHA512_Final(out, &c);
 }

@@ -1,4 +1,4 @@
-/* Fast ECDSA verification and hashing for the per-certificate path. OpenSSL 3.0's EVP layer
+/* Fast ECDSA verification for the per-certificate path. OpenSSL 3.0's EVP layer
  * builds a provider key object for every new public key, which costs more than the
  * verification itself; the low-level EC API works on a point decoded against a cached curve
  * group and is several times cheaper. Everything here is thread-safe: the cached groups are
@@ -38,11 +38,5 @@ void st_ec_key_free(EC_KEY *key);
  * verify, -1 when sig is not a strict DER ECDSA-Sig-Value with positive r and s. */
 int st_ecdsa_verify(EC_KEY *key, const uint8_t *digest, size_t dlen, const uint8_t *sig,
 		    size_t siglen);
-
-/* One-shot digests; out holds 20, 32, 48 or 64 bytes. */
-void st_sha1(const void *data, size_t len, uint8_t *out);
-void st_sha256(const void *data, size_t len, uint8_t *out);
-void st_sha384(const void *data, size_t len, uint8_t *out);
-void st_sha512(const void *data, size_t len, uint8_t *out);
 
 #endif

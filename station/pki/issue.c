@@ -9,6 +9,7 @@
 #include <openssl/rand.h>
 
 #include "der.h"
+#include "digest.h"
 #include "ecdsa.h"
 #include "err.h"
 
@@ -97,12 +98,7 @@ void st_issuer_free(struct st_issuer *is)
 
 static void digest(int bits, const uint8_t *data, size_t len, uint8_t *out)
 {
-	if (bits == 256)
-		st_sha256(data, len, out);
-	else if (bits == 384)
-		st_sha384(data, len, out);
-	else
-		st_sha512(data, len, out);
+	st_digest(bits == 256 ? ST_SHA256 : bits == 384 ? ST_SHA384 : ST_SHA512, data, len, out);
 }
 
 static int hex_value(char c)
@@ -442,7 +438,7 @@ static int issue_serial(struct st_issuer *is, const struct st_policy *p,
 	times_len += put_time(times + 2 + times_len, na);
 	times_len += st_der_put_hdr(times, ST_DER_SEQUENCE, times_len);
 	subject_len = put_subject(subject, device_id, factory, p->production);
-	st_sha1(csr->pubkey, csr->pubkey_len, ski);
+	st_digest(ST_SHA1, csr->pubkey, csr->pubkey_len, ski);
 	exts_len = put_extensions(exts, ski, ca);
 
 	tbs_body = 5 + serial_len + is->sigalg_len + ca->subject_der_len + times_len +

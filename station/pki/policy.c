@@ -16,6 +16,7 @@
 
 #include "b64.h"
 #include "der.h"
+#include "digest.h"
 #include "ecdsa.h"
 #include "err.h"
 
@@ -569,10 +570,7 @@ static int check_signature(struct chk *c)
 	if (c->sig.len < 1 || c->sig.val[0] != 0)
 		return st_errf(c->err, c->errlen, ST_E_CSR_SIGNATURE_DER,
 			       "signature BIT STRING is empty or has unused bits");
-	if (c->sig_hash == 256)
-		st_sha256(c->info.raw, c->info.raw_len, md);
-	else
-		st_sha384(c->info.raw, c->info.raw_len, md);
+	st_digest(c->sig_hash == 256 ? ST_SHA256 : ST_SHA384, c->info.raw, c->info.raw_len, md);
 	rc = st_ecdsa_verify(c->key, md, (size_t)c->sig_hash / 8, c->sig.val + 1, c->sig.len - 1);
 	if (rc < 0)
 		return st_errf(c->err, c->errlen, ST_E_CSR_SIGNATURE_DER,
@@ -1117,8 +1115,8 @@ int st_csr_check(const struct st_policy *p, const char *ca_ou, const uint8_t *in
 	memcpy(csr->spki, c.spki.raw, c.spki.raw_len);
 	csr->pubkey = csr->spki + (c.key_bits.val + 1 - c.spki.raw);
 	csr->pubkey_len = c.key_bits.len - 1;
-	st_sha256(csr->spki, csr->spki_len, csr->spki_sha256);
-	st_sha256(c.der, c.der_len, csr->csr_sha256);
+	st_digest(ST_SHA256, csr->spki, csr->spki_len, csr->spki_sha256);
+	st_digest(ST_SHA256, c.der, c.der_len, csr->csr_sha256);
 	csr->key_alg = c.key_alg;
 	*out = csr;
 	rc = 0;
