@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "err.h"
+#include "join.h"
 
 extern const struct drv_port_ops drv_port_serial_ops;
 extern const struct drv_port_ops drv_port_pty_ops;
@@ -65,12 +66,12 @@ int drv_port_open(const struct drv_port_config *cfg, struct drv_port **out, char
 		c.backend = drv_port_auto_backend(c.path);
 	ops = drv_port_find_backend(c.backend);
 	if (!ops) {
-		char known[64] = "";
-		size_t i, used = 0;
+		const char *names[8] = { NULL };
+		char known[64];
 
-		for (i = 0; drv_port_backends[i] && used < sizeof(known); i++)
-			used += (size_t)snprintf(known + used, sizeof(known) - used, "%s%s",
-						 i ? ", " : "", drv_port_backends[i]->name);
+		for (size_t i = 0; drv_port_backends[i] && i + 1 < 8; i++)
+			names[i] = drv_port_backends[i]->name;
+		st_join(known, sizeof(known), names, "", "");
 		return st_errf(err, errlen, ST_E_PORT_UNKNOWN,
 			       "%s: port backend \"%s\" is unknown; known: auto, %s", c.path,
 			       c.backend, known);

@@ -14,6 +14,7 @@
 #include <openssl/crypto.h>
 
 #include "err.h"
+#include "join.h"
 #include "log.h"
 
 extern const struct drv_signer_ops drv_signer_pkcs11_ops;
@@ -38,12 +39,11 @@ static const struct drv_signer_ops *find_backend(const char *name)
 
 static void known_backends(char *buf, size_t len)
 {
-	size_t i, used = 0;
+	const char *names[8] = { NULL };
 
-	buf[0] = 0;
-	for (i = 0; drv_signer_backends[i] && used < len; i++)
-		used += (size_t)snprintf(buf + used, len - used, "%s%s", i ? ", " : "",
-					 drv_signer_backends[i]->name);
+	for (size_t i = 0; drv_signer_backends[i] && i + 1 < 8; i++)
+		names[i] = drv_signer_backends[i]->name;
+	st_join(buf, len, names, "", "");
 }
 
 int drv_signer_parse_mechanism(const char *mechanism, int *hashes, char *err, size_t errlen)

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "err.h"
+#include "join.h"
 #include "log.h"
 #include "signer.h"
 #include "yamlload.h"
@@ -189,12 +190,9 @@ static int check_slot_name(struct st_yl_ctx *ctx, const struct st_yl_node *n,
 					break;
 			}
 			if (!end || !vars[k]) {
-				char known[128] = "";
-				size_t used = 0;
+				char known[128];
 
-				for (k = 0; vars[k] && used < sizeof(known); k++)
-					used += (size_t)snprintf(known + used, sizeof(known) - used,
-								 "%s{%s}", k ? ", " : "", vars[k]);
+				st_join(known, sizeof(known), vars, "{", "}");
 				st_yl_error_in(ctx, n, i, "unknown name variable; this entry knows %s",
 					       known);
 				return -1;

@@ -13,6 +13,7 @@
 #include <yaml.h>
 
 #include "err.h"
+#include "join.h"
 
 /* --- Problems ------------------------------------------------------------------------- */
 
@@ -1233,18 +1234,7 @@ int st_yl_integer(struct st_yl_ctx *ctx, const struct st_yl_node *node, const ch
 	return 0;
 }
 
-static void list_choices(char *buf, size_t len, const char *const *choices)
-{
-	size_t used = 0;
 
-	buf[0] = '\0';
-	for (size_t i = 0; choices[i] && used < len; i++) {
-		int w = snprintf(buf + used, len - used, "%s%s", i ? ", " : "", choices[i]);
-		if (w < 0)
-			break;
-		used += (size_t)w;
-	}
-}
 
 int st_yl_choose(struct st_yl_ctx *ctx, const struct st_yl_node *node, const char *what,
 		 const char *const *choices, int *out)
@@ -1261,7 +1251,7 @@ int st_yl_choose(struct st_yl_ctx *ctx, const struct st_yl_node *node, const cha
 			return 0;
 		}
 	}
-	list_choices(list, sizeof(list), choices);
+	st_join(list, sizeof(list), choices, "", "");
 	near = node->len < 64 ? st_yl_nearest(node->value, choices) : NULL;
 	if (near)
 		st_yl_error(
@@ -1474,7 +1464,7 @@ unsigned st_yl_parse_mapping(struct st_yl_ctx *ctx, const struct st_yl_node *map
 				st_yl_error(ctx, k, "unknown key '%.64s' (did you mean '%s'?)",
 					    k->value, near);
 			} else {
-				list_choices(list, sizeof(list), names);
+				st_join(list, sizeof(list), names, "", "");
 				st_yl_error(ctx, k, "unknown key '%.64s'%s%s%s; known keys: %s",
 					    k->value, pathlen ? " in '" : "",
 					    pathlen ? ctx->path : "", pathlen ? "'" : "", list);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "err.h"
+#include "join.h"
 #include "yamlload.h"
 
 #define LITERAL UINT32_MAX
@@ -65,18 +66,7 @@ static const char *first_line(char *s)
 	return s;
 }
 
-static void list_vars(char *buf, size_t len, const char *const *vars)
-{
-	size_t used = 0;
 
-	buf[0] = '\0';
-	for (size_t i = 0; vars[i] && used < len; i++) {
-		int w = snprintf(buf + used, len - used, "%s{%s}", i ? ", " : "", vars[i]);
-		if (w < 0)
-			break;
-		used += (size_t)w;
-	}
-}
 
 static int add_seg(struct st_tmpl *t, size_t *cap, uint32_t var, size_t off, size_t len)
 {
@@ -209,7 +199,7 @@ int st_tmpl_compile(const char *src, size_t len, const char *const *vars, struct
 				} else {
 					char list[512];
 
-					list_vars(list, sizeof(list), vars);
+					st_join(list, sizeof(list), vars, "{", "}");
 					rc = st_errf(err, errlen, ST_E_TEMPLATE,
 						     "unknown variable '{%s}'; known variables: %s",
 						     name, list);
