@@ -7,29 +7,10 @@
 . "$(dirname "$0")/../lib/line.sh"
 needs_test_hooks
 N=6
-pki="$T/pki"
-dev_pki "$pki" acme-factory
-line_profile "$pki"
-line_config "$pki/run.yaml" <<YAML
-station: test-station
-slots:
-  - board_map: $LINE_DIR/map.yaml
-pool:
-  workers: 1
-  queue_max: 1
-YAML
-# Paced boards: the first CSR reaches the pool well after the boards have said hello.
-start_simboard "$N" --seed 4 --baud 9600
-ev="$T/events.jsonl"
-: >"$ev"
-# The signer's fault hook: before its first signature the module loses all state; with the
-# token directory moved away by then, signing stays paused until the test brings it back.
-STATION_TEST_FAIL=signer.finalize:1 "$STATION" run -c "$pki/run.yaml" --events "$ev" --no-view \
-	--boards "$N" --max-seconds 300 >"$T/run.out" 2>"$T/run.err" &
-pid=$!
+line_setup
+sed -i 's/^pool:$/pool:\n  queue_max: 1/' "$pki/run.yaml"
+run_hsm_away "$N" 4
 line_cleanup() { kill "$pid" 2>/dev/null || true; }
-wait_for_line "$ev" '"to":"hello"' 60 "$pid" || fail "no board said hello: $(tail "$T/run.err")"
-mv "$pki/tokens" "$pki/tokens.away"
 wait_for_line "$ev" '"to":"queued"' 120 "$pid" "$N" ||
 	fail "not every board reached the queue: $(grep -c '"to":"queued"' "$ev") of $N: $(tail "$T/run.err")"
 grep -q '"event":"pool".*"paused":true' "$ev" || fail "signing did not pause"
