@@ -23,6 +23,7 @@
 #include "ecdsa.h"
 #include "err.h"
 #include "log.h"
+#include "queue.h"
 #include "sota.h"
 
 #define NONCE_LEN 32
@@ -852,13 +853,7 @@ static void submit(struct st_slot *s)
 		st_pool_set_room_cb(env->pool, room_drain, env);
 		if (!s->room_waiting) {
 			s->room_waiting = 1;
-			s->room_next = NULL;
-			s->room_prev = env->room_tail;
-			if (env->room_tail)
-				env->room_tail->room_next = s;
-			else
-				env->room_head = s;
-			env->room_tail = s;
+			ST_LIST_APPEND(env->room_head, env->room_tail, s, room_prev, room_next);
 		}
 		return;
 	}
@@ -871,15 +866,7 @@ static void room_remove(struct st_slot *s)
 
 	if (!s->room_waiting)
 		return;
-	if (s->room_prev)
-		s->room_prev->room_next = s->room_next;
-	else
-		env->room_head = s->room_next;
-	if (s->room_next)
-		s->room_next->room_prev = s->room_prev;
-	else
-		env->room_tail = s->room_prev;
-	s->room_prev = s->room_next = NULL;
+	ST_LIST_REMOVE(env->room_head, env->room_tail, s, room_prev, room_next);
 	s->room_waiting = 0;
 }
 

@@ -20,6 +20,7 @@
 #include "err.h"
 #include "ledger.h"
 #include "log.h"
+#include "queue.h"
 
 #define DEFAULT_BATCH_MAX 32
 #define DEFAULT_LINGER_MS 5
@@ -200,22 +201,12 @@ static void notify_locked(struct st_pool *pool)
 /* Queues a finished request for its completion on the loop thread. Lock held. */
 static void push_result_locked(struct st_pool *pool, struct st_sign_req *r)
 {
-	r->q_next = NULL;
-	if (pool->res_tail)
-		pool->res_tail->q_next = r;
-	else
-		pool->res_head = r;
-	pool->res_tail = r;
+	ST_QUEUE_PUSH(pool->res_head, pool->res_tail, r, q_next);
 }
 
 static void push_job_locked(struct st_pool *pool, struct pool_batch *b)
 {
-	b->next = NULL;
-	if (pool->jobs_tail)
-		pool->jobs_tail->next = b;
-	else
-		pool->jobs_head = b;
-	pool->jobs_tail = b;
+	ST_QUEUE_PUSH(pool->jobs_head, pool->jobs_tail, b, next);
 	pthread_cond_signal(&pool->ledger_cond);
 }
 
@@ -243,31 +234,17 @@ static void abandon_locked(struct st_pool *pool, struct st_sign_req *r, const ch
 
 static void sign_push_locked(struct st_pool *pool, struct st_sign_req *r, int at_head)
 {
-	r->q_next = NULL;
-	if (at_head) {
-		r->q_next = pool->sign_head;
-		pool->sign_head = r;
-		if (!pool->sign_tail)
-			pool->sign_tail = r;
-	} else {
-		if (pool->sign_tail)
-			pool->sign_tail->q_next = r;
-		else
-			pool->sign_head = r;
-		pool->sign_tail = r;
-	}
+	if (at_head)
+		ST_QUEUE_PUSH_FRONT(pool->sign_head, pool->sign_tail, r, q_next);
+	else
+		ST_QUEUE_PUSH(pool->sign_head, pool->sign_tail, r, q_next);
 }
 
 static struct st_sign_req *sign_pop_locked(struct st_pool *pool)
 {
-	struct st_sign_req *r = pool->sign_head;
+	struct st_sign_req *r;
 
-	if (r) {
-		pool->sign_head = r->q_next;
-		if (!pool->sign_head)
-			pool->sign_tail = NULL;
-		r->q_next = NULL;
-	}
+	ST_QUEUE_POP(pool->sign_head, pool->sign_tail, r, q_next);
 	return r;
 }
 
@@ -636,11 +613,7 @@ static void ops_finish(struct st_pool *pool, struct pool_op *ops, int fatal, con
 			op->value = 0;
 			st_msgf(op->err, sizeof(op->err), "ledger: %s", err);
 		}
-		if (pool->opres_tail)
-			pool->opres_tail->next = op;
-		else
-			pool->opres_head = op;
-		pool->opres_tail = op;
+		ST_QUEUE_PUSH(pool->opres_head, pool->opres_tail, op, next);
 	}
 	notify_locked(pool);
 	pthread_mutex_unlock(&pool->lock);
@@ -1332,12 +1305,7 @@ int st_pool_submit(struct st_pool *pool, struct st_sign_req *req)
 	memset(&req->t, 0, sizeof(req->t));
 	req->t.submitted = uv_hrtime();
 	req->state = RS_OPEN;
-	req->q_next = NULL;
-	if (pool->open_tail)
-		pool->open_tail->q_next = req;
-	else
-		pool->open_head = req;
-	pool->open_tail = req;
+	ST_QUEUE_PUSH(pool->open_head, pool->open_tail, req, q_next);
 	pool->open_n++;
 	pool->in_pool++;
 	pthread_mutex_lock(&pool->lock);
@@ -1411,11 +1379,7 @@ static int queue_op(struct st_pool *pool, enum op_kind kind, int64_t row_id, con
 	pool->ops_out++;
 	update_hold(pool);
 	pthread_mutex_lock(&pool->lock);
-	if (pool->ops_tail)
-		pool->ops_tail->next = op;
-	else
-		pool->ops_head = op;
-	pool->ops_tail = op;
+	ST_QUEUE_PUSH(pool->ops_head, pool->ops_tail, op, next);
 	pthread_cond_signal(&pool->ledger_cond);
 	pthread_mutex_unlock(&pool->lock);
 	return 0;
