@@ -949,6 +949,19 @@ static void update_hold(struct st_pool *pool)
 	pool->held = want;
 }
 
+/* Frees the pool once its threads are joined and its handles closed (or never started). */
+static void pool_free(struct st_pool *pool)
+{
+	pthread_mutex_destroy(&pool->lock);
+	pthread_cond_destroy(&pool->work_cond);
+	pthread_cond_destroy(&pool->ledger_cond);
+	pthread_cond_destroy(&pool->start_cond);
+	free(pool->workers);
+	free(pool->station);
+	free(pool->ledger_path);
+	free(pool);
+}
+
 static void on_handle_closed(uv_handle_t *h)
 {
 	struct st_pool *pool = h->data;
@@ -959,14 +972,7 @@ static void on_handle_closed(uv_handle_t *h)
 		return;
 	cb = pool->close_cb;
 	arg = pool->close_arg;
-	pthread_mutex_destroy(&pool->lock);
-	pthread_cond_destroy(&pool->work_cond);
-	pthread_cond_destroy(&pool->ledger_cond);
-	pthread_cond_destroy(&pool->start_cond);
-	free(pool->workers);
-	free(pool->station);
-	free(pool->ledger_path);
-	free(pool);
+	pool_free(pool);
 	if (cb)
 		cb(arg);
 }
@@ -1135,14 +1141,7 @@ static void abort_start(struct st_pool *pool)
 	}
 	if (pool->ledger_started)
 		pthread_join(pool->ledger_th, NULL);
-	pthread_mutex_destroy(&pool->lock);
-	pthread_cond_destroy(&pool->work_cond);
-	pthread_cond_destroy(&pool->ledger_cond);
-	pthread_cond_destroy(&pool->start_cond);
-	free(pool->workers);
-	free(pool->station);
-	free(pool->ledger_path);
-	free(pool);
+	pool_free(pool);
 }
 
 int st_pool_new(uv_loop_t *loop, const struct st_pool_config *cfg, const struct st_ca *ca,
