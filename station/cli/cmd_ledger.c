@@ -2,8 +2,9 @@
  * operator, export (CSV per RFC 4180, or JSON Lines) for the line's other systems, check
  * for an auditor: every stored certificate verified against the CA and its row, duplicates
  * reported, intents without a certificate listed as "possibly signed"; backup for an
- * administrator. Nothing here writes to the ledger; a running station may keep writing
- * while these read (WAL readers see one consistent snapshot). */
+ * administrator; supersede, the remedy for a stranded intent, which is the one command that
+ * writes (one row). A running station may keep writing while these read (WAL readers see one
+ * consistent snapshot). */
 #include <errno.h>
 #include <getopt.h>
 #include <stdarg.h>
@@ -51,6 +52,7 @@ static const char usage_main[] =
 	"  check     verify every certificate against the CA and its row; report duplicates\n"
 	"  flags     boards that were refused and flagged\n"
 	"  backup    copy the ledger safely while a station writes to it\n"
+	"  supersede give up a stranded intent, so that its device id may be issued again\n"
 	"\n"
 	"  -c, --config FILE   station configuration (its ledger: and ca: cert)\n"
 	"      --ledger FILE   the ledger file itself, without a configuration\n"
@@ -103,6 +105,16 @@ static const char usage_flags[] =
 	"Boards the station refused and flagged (a recorded device id claimed with another key,\n"
 	"a key recorded for another device id): time, station, slot, device id, key hash,\n"
 	"reason.\n";
+
+static const char usage_supersede[] =
+	"usage: station ledger [-c STATION.yaml | --ledger FILE] supersede ID|SERIAL\n"
+	"\n"
+	"Marks an intent (a row whose certificate was never recorded: \"possibly signed\" after\n"
+	"a crash) failed with the reason \"superseded\". An intent for another key blocks its\n"
+	"device id (LEDGER_DUP_ID) until it is superseded; no certificate of it ever left the\n"
+	"station, so its serial and key may be used again. Only an intent can be superseded;\n"
+	"any other row is refused. Use it once the station that wrote the intent is stopped or\n"
+	"has crashed, not for an intent a running station is signing.\n";
 
 static void fmt_time(time_t t, char *buf, size_t len)
 {
@@ -929,6 +941,34 @@ static int cmd_backup(struct st_ledger *l, int argc, char **argv)
 	return 0;
 }
 
+/* ---- supersede ---- */
+
+static int cmd_supersede(struct st_ledger *l, int argc, char **argv)
+{
+	struct st_ledger_row *r = NULL;
+	char err[512];
+	int rc;
+
+	if (argc != 1) {
+		fprintf(stderr, "station ledger supersede: expected one row id or serial\n%s",
+			usage_supersede);
+		return 2;
+	}
+	rc = find_row(l, argv[0], &r, err, sizeof(err));
+	if (rc == 0)
+		rc = st_ledger_supersede(l, r->id, err, sizeof(err));
+	if (rc < 0) {
+		fprintf(stderr, "station ledger supersede: %s\n", err);
+		st_ledger_row_free(r);
+		return 1;
+	}
+	printf("row %lld (serial %s, device id %s) superseded: the device id may be issued "
+	       "again\n",
+	       (long long)r->id, r->serial, r->device_id);
+	st_ledger_row_free(r);
+	return 0;
+}
+
 /* ---- entry ---- */
 
 struct subcommand {
@@ -944,6 +984,7 @@ static const struct subcommand subcommands[] = {
 	{ "check", usage_check, "|ca|allow-reissue|" },
 	{ "flags", usage_flags, "||" },
 	{ "backup", usage_backup, "||" },
+	{ "supersede", usage_supersede, "||" },
 	{ NULL, NULL, NULL },
 };
 
@@ -1021,7 +1062,7 @@ int st_cmd_ledger(int argc, char **argv)
 				break;
 		if (!sub->name) {
 			fprintf(stderr, "station ledger: unknown command '%s'; known: list, show, "
-					"export, check, flags, backup\n",
+					"export, check, flags, backup, supersede\n",
 				argv[optind]);
 			return 2;
 		}
@@ -1043,7 +1084,7 @@ int st_cmd_ledger(int argc, char **argv)
 		}
 	}
 	if (strcmp(sub->name, "show") != 0 && strcmp(sub->name, "backup") != 0 &&
-	    optind + 1 < argc) {
+	    strcmp(sub->name, "supersede") != 0 && optind + 1 < argc) {
 		fprintf(stderr, "station ledger %s: unexpected argument '%s'\n", sub->name,
 			argv[optind + 1]);
 		return 2;
@@ -1077,6 +1118,8 @@ int st_cmd_ledger(int argc, char **argv)
 		rc = cmd_check(l, &o, cfg);
 	else if (strcmp(sub->name, "backup") == 0)
 		rc = cmd_backup(l, argc - optind - 1, argv + optind + 1);
+	else if (strcmp(sub->name, "supersede") == 0)
+		rc = cmd_supersede(l, argc - optind - 1, argv + optind + 1);
 	else
 		rc = cmd_flags(l);
 out:

@@ -150,7 +150,8 @@ int st_ledger_add_intent(struct st_ledger *l, const struct st_ledger_row *row, i
 			 char *err, size_t errlen);
 
 /* Marks an intent without a certificate failed with reason "superseded": the caller issues
- * anew instead. ST_E_NOTFOUND, or ST_E_LEDGER_STATE when the row is not such an intent. */
+ * anew instead (an operator: `station ledger supersede`). ST_E_NOTFOUND, or
+ * ST_E_LEDGER_STATE when the row is not such an intent. */
 int st_ledger_supersede(struct st_ledger *l, int64_t id, char *err, size_t errlen);
 
 /* Records the certificate of an intent: state signed, cert DER, validity, signed_at.
