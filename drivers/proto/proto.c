@@ -285,11 +285,8 @@ void drv_proto_decoder_init(struct drv_proto_decoder *d, size_t max_line,
 		d->cb = *cb;
 	d->arg = arg;
 	d->state = DEC_CONSOLE;
-	drv_proto_decoder_set_max(d, max_line);
-}
-
-void drv_proto_decoder_set_max(struct drv_proto_decoder *d, size_t max_line)
-{
+	/* The limit is the receiver's own, announced in its HELLO and kept: what the other side
+	 * announces limits what is sent to it (drv_proto_begin()'s cap), not what is read. */
 	if (max_line == 0 || max_line > DRV_PROTO_MAX_LINE)
 		max_line = DRV_PROTO_MAX_LINE;
 	if (max_line < 2 * DRV_PROTO_MARKER_LEN + 16)

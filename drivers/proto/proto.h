@@ -160,9 +160,6 @@ struct drv_proto_decoder {
 void drv_proto_decoder_init(struct drv_proto_decoder *d, size_t max_line,
 			    const struct drv_proto_callbacks *cb, void *arg);
 
-/* Changes the frame limit (after HELLO). Applies from the next frame on. */
-void drv_proto_decoder_set_max(struct drv_proto_decoder *d, size_t max_line);
-
 /* Feeds n bytes. Returns how many were consumed: n, unless a frame or error callback called
  * drv_proto_decoder_pause(), in which case feeding stops right after that callback; the
  * caller feeds the rest later or drops it. Callbacks must not free d or feed it; they may
