@@ -122,16 +122,6 @@ int drv_port_set_baud(struct drv_port *port, int baud, char *err, size_t errlen)
 	return rc;
 }
 
-int drv_port_set_lines(struct drv_port *port, int dtr, int rts, char *err, size_t errlen)
-{
-	return port->ops->set_lines(port->inst, dtr, rts, err, errlen);
-}
-
-int drv_port_flush(struct drv_port *port, char *err, size_t errlen)
-{
-	return port->ops->flush(port->inst, err, errlen);
-}
-
 ssize_t drv_port_read(struct drv_port *port, void *buf, size_t n, char *err, size_t errlen)
 {
 	ssize_t r;

@@ -47,12 +47,6 @@ struct drv_port_ops {
 	/* Changes the line rate at once (bytes still queued may leave at either rate: switch
 	 * when output is idle). ST_E_PORT_BAUD when the rate is not supported. */
 	int (*set_baud)(void *inst, int baud, char *err, size_t errlen);
-	/* Sets DTR and RTS (1 asserted, 0 deasserted, -1 unchanged). A board reset is a pulse:
-	 * assert, wait on a timer, deassert. ST_E_PORT_UNSUPPORTED where there are no modem
-	 * lines (PTYs). */
-	int (*set_lines)(void *inst, int dtr, int rts, char *err, size_t errlen);
-	/* Discards received but unread and written but unsent bytes. */
-	int (*flush)(void *inst, char *err, size_t errlen);
 	void (*close)(void *inst);
 };
 
@@ -83,8 +77,6 @@ void drv_port_close(struct drv_port *port);
 
 int drv_port_fd(const struct drv_port *port);
 int drv_port_set_baud(struct drv_port *port, int baud, char *err, size_t errlen);
-int drv_port_set_lines(struct drv_port *port, int dtr, int rts, char *err, size_t errlen);
-int drv_port_flush(struct drv_port *port, char *err, size_t errlen);
 
 /* Non-blocking I/O. Return the number of bytes moved (0 when the call would block), or
  * ST_E_PORT_HANGUP when the other end went away (device unplugged, PTY master closed), or

@@ -118,26 +118,6 @@ static int pty_set_baud(void *inst, int baud, char *err, size_t errlen)
 	return 0;
 }
 
-static int pty_set_lines(void *inst, int dtr, int rts, char *err, size_t errlen)
-{
-	struct pty_port *p = inst;
-
-	(void)dtr;
-	(void)rts;
-	return st_errf(err, errlen, ST_E_PORT_UNSUPPORTED,
-		       "%s: a pseudo-terminal has no DTR/RTS lines to reset a board with", p->path);
-}
-
-static int pty_flush(void *inst, char *err, size_t errlen)
-{
-	struct pty_port *p = inst;
-
-	if (tcflush(p->fd, TCIOFLUSH) != 0)
-		return st_errf(err, errlen, ST_E_PORT, "%s: tcflush: %s", p->path,
-			       strerror(errno));
-	return 0;
-}
-
 static void pty_close(void *inst)
 {
 	struct pty_port *p = inst;
@@ -151,7 +131,5 @@ const struct drv_port_ops drv_port_pty_ops = {
 	.open = pty_open,
 	.fd = pty_fd,
 	.set_baud = pty_set_baud,
-	.set_lines = pty_set_lines,
-	.flush = pty_flush,
 	.close = pty_close,
 };

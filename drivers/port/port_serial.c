@@ -155,34 +155,6 @@ static int serial_set_baud(void *inst, int baud, char *err, size_t errlen)
 	return 0;
 }
 
-static int serial_set_lines(void *inst, int dtr, int rts, char *err, size_t errlen)
-{
-	struct serial_port *p = inst;
-	enum sp_return r;
-
-	if (dtr >= 0) {
-		r = sp_set_dtr(p->sp, dtr ? SP_DTR_ON : SP_DTR_OFF);
-		if (r != SP_OK)
-			return sp_fail(ST_E_PORT, p->path, "set DTR", r, err, errlen);
-	}
-	if (rts >= 0) {
-		r = sp_set_rts(p->sp, rts ? SP_RTS_ON : SP_RTS_OFF);
-		if (r != SP_OK)
-			return sp_fail(ST_E_PORT, p->path, "set RTS", r, err, errlen);
-	}
-	return 0;
-}
-
-static int serial_flush(void *inst, char *err, size_t errlen)
-{
-	struct serial_port *p = inst;
-	enum sp_return r = sp_flush(p->sp, SP_BUF_BOTH);
-
-	if (r != SP_OK)
-		return sp_fail(ST_E_PORT, p->path, "flush", r, err, errlen);
-	return 0;
-}
-
 static void serial_close(void *inst)
 {
 	struct serial_port *p = inst;
@@ -197,8 +169,6 @@ const struct drv_port_ops drv_port_serial_ops = {
 	.open = serial_open,
 	.fd = serial_fd,
 	.set_baud = serial_set_baud,
-	.set_lines = serial_set_lines,
-	.flush = serial_flush,
 	.close = serial_close,
 };
 
