@@ -596,6 +596,16 @@ static int h_key(struct st_yl_ctx *ctx, const struct st_yl_node *node, const str
 		int a;
 		if (st_yl_choose(ctx, algs->items[i], "algorithms", key_algs, &a) != 0)
 			continue;
+		/* A slot asks its board for the key (CSR alg=) and checks the proof of
+		 * possession, and version 1 of the protocol knows ec-p256 only: a profile that
+		 * allowed more would promise keys no board is asked for. */
+		if (key_alg_bits[a] != ST_KEY_EC_P256) {
+			st_yl_error(ctx, algs->items[i],
+				    "'%s' is not offered: the board protocol (drivers/PROTOCOL.md, "
+				    "version 1) asks boards for ec-p256 keys only",
+				    key_algs[a]);
+			continue;
+		}
 		if (p->policy.key_algs & key_alg_bits[a])
 			st_yl_error(ctx, algs->items[i], "'%s' is listed twice", key_algs[a]);
 		p->policy.key_algs |= key_alg_bits[a];
