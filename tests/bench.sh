@@ -31,7 +31,7 @@ if [ "${BENCH_PG:-1}" != 0 ]; then
 		true
 fi
 
-# `station bench`: the whole station against simulated boards (station/cmd_bench.c). Set
+# `station bench`: the whole station against simulated boards (station/cli/cmd_bench.c). Set
 # BENCH_STATION=0 to skip it; BENCH_RESULTS names where its JSON and plots go (default
 # $build/bench-results). Each configuration is one of the product's bars:
 #  - paced at 115200 baud, 1 to 256 slots: throughput against the wire bound (>= 0.95 at 256);

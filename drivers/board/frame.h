@@ -4,7 +4,7 @@
  * fields are then found by scanning the line, which costs nothing next to a UART and saves
  * the RAM of an index. The encoder writes one frame into a caller's buffer.
  *
- * The station's codec (drivers/proto.c) shares the CRC-32 and base64 (drivers/b64.c) with
+ * The station's codec (drivers/proto/proto.c) shares the CRC-32 and base64 (drivers/base/b64.c) with
  * this one. */
 #ifndef BRD_FRAME_H
 #define BRD_FRAME_H
@@ -116,7 +116,7 @@ enum brd_dec_result brd_decoder_run(struct brd_decoder *d, const char *data, siz
 size_t brd_pct_len(const char *s, size_t n);
 char *brd_pct_put(char *out, const char *s, size_t n);
 
-/* Writers of a frame's pieces, shared with the station's builder (drivers/proto.c). They
+/* Writers of a frame's pieces, shared with the station's builder (drivers/proto/proto.c). They
  * write without checking room: the caller has. */
 /* v in decimal into out; returns its length (no NUL). */
 size_t brd_uint_str(char out[21], uint64_t v);

@@ -34,8 +34,8 @@
 #include "log.h"
 #include "pool.h"
 #include "profile.h"
+#include "profiles.h"
 #include "signer.h"
-#include "slot.h"
 #include "testutil.h"
 #include "x509sign.h"
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The board core's rules (drivers/board/README.md), checked on its sources and its library:
-# it includes only <stddef.h>, <stdint.h>, <string.h>, its own headers and drivers/b64.h
+# it includes only <stddef.h>, <stdint.h>, <string.h>, its own headers and drivers/base/b64.h
 # (nothing of station/, nothing else of drivers/, no OS or crypto header); the only outside
 # symbols its library uses are the C library's memory and string functions (no heap, no
 # printf, no OS call); it has no writable static data (every board's state is in its struct).
@@ -10,10 +10,10 @@ B=$SOURCE_DIR/drivers/board
 # instrumentation of the test build (which adds run-time calls and metadata of its own).
 LIB=$T/libstboard.a
 for c in board frame sha256 csr; do
-	cc -std=c99 -pedantic -Wall -Wextra -Werror -Os -I"$B" -I"$B/.." -c "$B/$c.c" \
+	cc -std=c99 -pedantic -Wall -Wextra -Werror -Os -I"$B" -I"$B/../base" -c "$B/$c.c" \
 		-o "$T/$c.o" || fail "the core does not build alone: $c.c"
 done
-cc -std=c99 -pedantic -Wall -Wextra -Werror -Os -I"$B/.." -c "$B/../b64.c" -o "$T/b64.o" ||
+cc -std=c99 -pedantic -Wall -Wextra -Werror -Os -I"$B/../base" -c "$B/../base/b64.c" -o "$T/b64.o" ||
 	fail "b64.c does not build alone"
 (cd "$T" && ar rcs "$LIB" board.o frame.o sha256.o csr.o b64.o) || fail "ar"
 bad=$(grep -H '^[[:space:]]*#[[:space:]]*include' "$B"/*.c "$B"/*.h |

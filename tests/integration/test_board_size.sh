@@ -15,9 +15,9 @@ if ! command -v arm-none-eabi-gcc >/dev/null || [ ! -e /usr/lib/arm-none-eabi/ne
 fi
 B=$SOURCE_DIR/drivers/board
 CFLAGS=(-std=c99 -pedantic -Wall -Wextra -Werror -Os -mcpu=cortex-m4 -mthumb -ffunction-sections
-	-fdata-sections -DBRD_LINE_MAX=512 -DBRD_MAX_STAGED=8 -I"$B" -I"$SOURCE_DIR/drivers")
+	-fdata-sections -DBRD_LINE_MAX=512 -DBRD_MAX_STAGED=8 -I"$B" -I"$SOURCE_DIR/drivers/base")
 cd "$T"
-for f in "$B"/board.c "$B"/frame.c "$B"/sha256.c "$B"/csr.c "$SOURCE_DIR"/drivers/b64.c; do
+for f in "$B"/board.c "$B"/frame.c "$B"/sha256.c "$B"/csr.c "$SOURCE_DIR"/drivers/base/b64.c; do
 	arm-none-eabi-gcc "${CFLAGS[@]}" -fstack-usage -fcallgraph-info=su -c "$f" ||
 		fail "$(basename "$f") does not build for the Cortex-M4"
 done

@@ -9,6 +9,7 @@
 # client-certificate authentication, and the restart keeps what the ledger recorded.
 . "$(dirname "$0")/../lib/common.sh"
 . "$(dirname "$0")/../lib/http.sh"
+. "$(dirname "$0")/../lib/gateway.sh"
 GOLDEN="$SOURCE_DIR/tests/integration/test_http.sota.toml"
 FACTORY=http-factory
 HW=imx8mm-lpddr4-evk
@@ -65,7 +66,6 @@ station_config >"$T/station.yaml"
 cleanup() {
 	local rc=$?
 	[ -z "${SERVE_PID:-}" ] || kill "$SERVE_PID" 2>/dev/null || true
-	[ -z "${GW_PID:-}" ] || kill "$GW_PID" 2>/dev/null || true
 	[ -n "${KEEP_TMP:-}" ] || rm -rf "$T"
 	exit $rc
 }
@@ -134,23 +134,8 @@ ok "registered: 201 with exactly root.crt, sota.toml, client.pem, client.chained
 
 # The files pass the device gateway's mutual TLS.
 cat "$pki/local-ca.pem" "$pki/factory-root.pem" >"$T/device-cas.pem"
-port=$(free_port) || fail "no free port"
-openssl s_server -accept "127.0.0.1:$port" -cert "$pki/gateway.pem" -key "$pki/gateway.key" \
-	-CAfile "$T/device-cas.pem" -Verify 1 -verify_return_error -www -naccept 1 \
-	>"$T/gw.log" 2>&1 &
-GW_PID=$!
-for _ in $(seq 1 400); do
-	grep -q ACCEPT "$T/gw.log" && break
-	kill -0 $GW_PID 2>/dev/null || fail "s_server exited: $(cat "$T/gw.log")"
-	sleep 0.05
-done
-printf 'GET / HTTP/1.0\r\n\r\n' | openssl s_client -connect "127.0.0.1:$port" \
-	-cert "$D1/client.pem" -key "$D1/pkey.pem" -CAfile "$D1/root.crt" -verify_return_error \
-	-servername localhost -quiet >"$T/gw.out" 2>"$T/gw.err" ||
-	fail "gateway refused the registered device: $(cat "$T/gw.err")"
-grep -q "HTTP/1.0 200" "$T/gw.out" || fail "no answer over mutual TLS: $(cat "$T/gw.out")"
-wait $GW_PID 2>/dev/null || true
-GW_PID=
+gateway_connect "$T/device-cas.pem" "$D1/client.pem" "$D1/pkey.pem" "$D1/root.crt" ||
+	fail "gateway refused the registered device: $(cat "$T/gw-client.err")"
 ok "the registered files pass the gateway's mutual TLS (s_server -Verify 1, s_client)"
 
 # The same uuid and key again: the recorded certificate, same serial.

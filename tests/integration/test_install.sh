@@ -139,16 +139,12 @@ else
 fi
 
 # The installed program checks the installed example profiles.
-if "$R/usr/bin/station" profile check --help >/dev/null 2>&1; then
-	"$R/usr/bin/station" profile check "$R"/usr/share/station/profiles/*.yaml >"$T/out" 2>"$T/err" ||
-		fail "profile check of the installed profiles: $(cat "$T/err")"
-	n=$(grep -c ": ok" "$T/out")
-	[ "$n" -eq "$(ls "$R"/usr/share/station/profiles/*.yaml | wc -l)" ] ||
-		fail "profile check: $(cat "$T/out")"
-	ok "installed binary: profile check passes all $n installed profiles"
-else
-	echo "skip - this build has no 'station profile check'"
-fi
+"$R/usr/bin/station" profile check "$R"/usr/share/station/profiles/*.yaml >"$T/out" 2>"$T/err" ||
+	fail "profile check of the installed profiles: $(cat "$T/err")"
+n=$(grep -c ": ok" "$T/out")
+[ "$n" -eq "$(ls "$R"/usr/share/station/profiles/*.yaml | wc -l)" ] ||
+	fail "profile check: $(cat "$T/out")"
+ok "installed binary: profile check passes all $n installed profiles"
 
 # The example configuration loads: the only complaint is the ledger that does not exist yet,
 # at the path the unit's StateDirectory gives.
@@ -251,20 +247,18 @@ ok "the installed program has no test fault hooks: STATION_TEST_FAIL changes not
 # stdout and stderr not terminals, the PIN from $CREDENTIALS_DIRECTORY, the ledger in a state
 # directory), with JSON logs; four simulated boards pass, SIGHUP (systemctl reload) reloads
 # the profiles, SIGTERM (systemctl stop) ends it cleanly with status 0.
-SIMBOARD=$BUILD_DIR/fixtures/simboard/simboard
-if [ -x "$SIMBOARD" ] && "$R/usr/bin/station" run --help >/dev/null 2>&1; then
-	. "$(dirname "$0")/../lib/line.sh"
-	SVCPID=
-	line_cleanup() {
-		if [ -n "$SVCPID" ]; then
-			kill -TERM "$SVCPID" 2>/dev/null
-			wait "$SVCPID" 2>/dev/null
-		fi
-	}
-	mkdir -m 700 "$T/state"
-	line_profile "$pki"
-	grep -v "^ledger:" "$pki/station.yaml" >"$pki/svc.yaml"
-	cat >>"$pki/svc.yaml" <<EOF
+. "$(dirname "$0")/../lib/line.sh"
+SVCPID=
+line_cleanup() {
+	if [ -n "$SVCPID" ]; then
+		kill -TERM "$SVCPID" 2>/dev/null
+		wait "$SVCPID" 2>/dev/null
+	fi
+}
+mkdir -m 700 "$T/state"
+line_profile "$pki"
+grep -v "^ledger:" "$pki/station.yaml" >"$pki/svc.yaml"
+cat >>"$pki/svc.yaml" <<EOF
 ledger: $T/state/ledger.db
 profiles: [sim-gw.yaml]
 slots:
@@ -272,47 +266,44 @@ slots:
 outputs:
   events: $T/state/events
 EOF
-	mkfifo "$T/state/events"
-	start_simboard 4 --seed 11
-	CREDENTIALS_DIRECTORY="$T/cred" "$R/usr/bin/station" --log-format json run -c "$pki/svc.yaml" \
-		>"$T/svc.out" 2>"$T/svc.err" &
-	SVCPID=$!
-	# The event stream is a FIFO: each line is read as the station writes it.
-	exec 4<"$T/state/events"
-	passes=0
-	while [ "$passes" -lt 4 ] && read -r -t 120 -u 4 ev; do
-		case $ev in
-		*'"event":"pass"'*) passes=$((passes + 1)) ;;
-		*'"event":"fail"'*) fail "a board failed: $ev" ;;
-		esac
-	done
-	[ "$passes" = 4 ] || fail "service rehearsal: $passes of 4 boards passed: $(tail -5 "$T/svc.err")"
-	kill -HUP "$SVCPID"
-	ev=
-	while read -r -t 120 -u 4 ev; do
-		case $ev in *'"event":"reload"'*) break ;; esac
-	done
-	case $ev in *'"event":"reload"'*) ;; *) fail "no reload event after SIGHUP: $(tail -5 "$T/svc.err")" ;; esac
-	kill -TERM "$SVCPID"
-	cat <&4 >"$T/svc.events"
-	exec 4<&-
-	wait "$SVCPID" || fail "station run ended with status $? after SIGTERM: $(tail -5 "$T/svc.err")"
-	SVCPID=
-	grep -q '"event":"summary"' "$T/svc.events" || fail "no summary event after SIGTERM"
-	grep -q $'\e\\[' "$T/svc.out" && fail "the live view drew although stdout is not a terminal"
-	[ -s "$T/svc.err" ] || fail "station run logged nothing"
-	if command -v jq >/dev/null; then
-		jq -e -s 'all(.[]; (.priority | type == "number") and (.level | type == "string") and (.msg | type == "string"))' \
-			"$T/svc.err" >/dev/null || fail "station run's log lines are not all JSON: $(head -5 "$T/svc.err")"
-	fi
-	grep -q '"msg":"SIGHUP: ' "$T/svc.err" || fail "no log line for the reload: $(cat "$T/svc.err")"
-	"$R/usr/bin/station" ledger -c "$pki/svc.yaml" check >"$T/check.out" ||
-		fail "ledger check after the rehearsal: $(cat "$T/check.out")"
-	stop_simboard
-	ok "service rehearsal: 4 boards passed, SIGHUP reloaded, SIGTERM stopped with status 0; $(wc -l <"$T/svc.err") JSON log lines; no live view"
-else
-	echo "skip - service rehearsal needs simboard ($SIMBOARD) and 'station run'"
+mkfifo "$T/state/events"
+start_simboard 4 --seed 11
+CREDENTIALS_DIRECTORY="$T/cred" "$R/usr/bin/station" --log-format json run -c "$pki/svc.yaml" \
+	>"$T/svc.out" 2>"$T/svc.err" &
+SVCPID=$!
+# The event stream is a FIFO: each line is read as the station writes it.
+exec 4<"$T/state/events"
+passes=0
+while [ "$passes" -lt 4 ] && read -r -t 120 -u 4 ev; do
+	case $ev in
+	*'"event":"pass"'*) passes=$((passes + 1)) ;;
+	*'"event":"fail"'*) fail "a board failed: $ev" ;;
+	esac
+done
+[ "$passes" = 4 ] || fail "service rehearsal: $passes of 4 boards passed: $(tail -5 "$T/svc.err")"
+kill -HUP "$SVCPID"
+ev=
+while read -r -t 120 -u 4 ev; do
+	case $ev in *'"event":"reload"'*) break ;; esac
+done
+case $ev in *'"event":"reload"'*) ;; *) fail "no reload event after SIGHUP: $(tail -5 "$T/svc.err")" ;; esac
+kill -TERM "$SVCPID"
+cat <&4 >"$T/svc.events"
+exec 4<&-
+wait "$SVCPID" || fail "station run ended with status $? after SIGTERM: $(tail -5 "$T/svc.err")"
+SVCPID=
+grep -q '"event":"summary"' "$T/svc.events" || fail "no summary event after SIGTERM"
+grep -q $'\e\\[' "$T/svc.out" && fail "the live view drew although stdout is not a terminal"
+[ -s "$T/svc.err" ] || fail "station run logged nothing"
+if command -v jq >/dev/null; then
+	jq -e -s 'all(.[]; (.priority | type == "number") and (.level | type == "string") and (.msg | type == "string"))' \
+		"$T/svc.err" >/dev/null || fail "station run's log lines are not all JSON: $(head -5 "$T/svc.err")"
 fi
+grep -q '"msg":"SIGHUP: ' "$T/svc.err" || fail "no log line for the reload: $(cat "$T/svc.err")"
+"$R/usr/bin/station" ledger -c "$pki/svc.yaml" check >"$T/check.out" ||
+	fail "ledger check after the rehearsal: $(cat "$T/check.out")"
+stop_simboard
+ok "service rehearsal: 4 boards passed, SIGHUP reloaded, SIGTERM stopped with status 0; $(wc -l <"$T/svc.err") JSON log lines; no live view"
 
 # The Debian package from the same tree (cpack -G DEB): its Depends computed from the
 # program's shared libraries; apt-get installs it on this machine, the installed program

@@ -7,11 +7,8 @@
 # nothing new.
 . "$(dirname "$0")/../lib/common.sh"
 . "$(dirname "$0")/../lib/line.sh"
+. "$(dirname "$0")/../lib/gateway.sh"
 N=64
-server=
-line_cleanup() {
-	[ -z "$server" ] || kill "$server" 2>/dev/null
-}
 line_setup
 
 # Configuration mistakes are reported at file:line:col before anything starts.
@@ -72,20 +69,9 @@ ok "ledger check: $N certificates, all delivered"
 
 # A provisioned board's own files (and its key) get it through the gateway's mutual TLS.
 cat "$pki/local-ca.pem" "$pki/factory-root.pem" >"$T/device-cas.pem"
-port=$(free_port) || fail "no free port"
-openssl s_server -accept "127.0.0.1:$port" -cert "$pki/gateway.pem" -key "$pki/gateway.key" \
-	-CAfile "$T/device-cas.pem" -Verify 1 -verify_return_error -www -naccept 1 \
-	>"$T/server.log" 2>&1 &
-server=$!
-wait_for_line "$T/server.log" ACCEPT 20 "$server" || fail "s_server did not start: $(cat "$T/server.log")"
 b="$T/line/board3"
-printf 'GET / HTTP/1.0\r\n\r\n' | openssl s_client -connect "127.0.0.1:$port" \
-	-cert "$b/files/client.pem" -key "$b/key.pem" -CAfile "$b/files/root.crt" \
-	-verify_return_error -servername localhost -quiet >"$T/client.out" 2>"$T/client.err" ||
-	fail "the gateway refused board3: $(cat "$T/client.err")"
-grep -q "HTTP/1.0 200" "$T/client.out" || fail "no answer over mutual TLS: $(cat "$T/client.out")"
-wait "$server" 2>/dev/null || true
-server=
+gateway_connect "$T/device-cas.pem" "$b/files/client.pem" "$b/key.pem" "$b/files/root.crt" ||
+	fail "the gateway refused board3: $(cat "$T/gw-client.err")"
 ok "board3's files pass the gateway's mutual TLS (openssl s_server -Verify 1)"
 
 # The same boards again (a restart, a re-run of the line): each is recognised by its device

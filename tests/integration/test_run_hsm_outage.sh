@@ -7,17 +7,9 @@
 needs_test_hooks
 N=8
 line_setup
-# Paced boards: the first CSR reaches the pool well after the boards have said hello.
-start_simboard "$N" --seed 9 --baud 9600
-ev="$T/events.jsonl"
-: >"$ev"
-# The signer's fault hook: before its first signature the module loses all state, as when an
-# HSM is reset or unplugged; the token directory is moved away by then.
-STATION_TEST_FAIL=signer.finalize:1 "$STATION" run -c "$pki/run.yaml" --events "$ev" --no-view \
-	--boards "$N" --max-seconds 300 >"$T/run.out" 2>"$T/run.err" &
-pid=$!
-wait_for_line "$ev" '"to":"hello"' 60 "$pid" || fail "no board said hello: $(tail "$T/run.err")"
-mv "$pki/tokens" "$pki/tokens.away"
+# Before its first signature the module loses all state, as when an HSM is reset or
+# unplugged, and the token directory is gone.
+run_hsm_away "$N" 9
 wait_for_line "$ev" '"event":"pool".*"paused":true' 120 "$pid" ||
 	fail "signing did not pause: $(tail "$T/run.err")"
 ok "signing paused while the token is gone: $(grep -m1 '"paused":true' "$ev" | grep -o '"reason":"[^"]*"')"

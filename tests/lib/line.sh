@@ -75,3 +75,22 @@ outputs:
 ${1:-}
 YAML
 }
+
+# run_hsm_away N SEED [run args...]: N paced simulated boards (the first CSR reaches the pool
+# well after the boards have said hello), and `station run -c $pki/run.yaml --boards N` in
+# the background ($pid, events in $ev, output in $T/run.out and $T/run.err) whose signer
+# loses all module state before its first signature (the STATION_TEST_FAIL hook), with the
+# token directory moved away once a board said hello: signing pauses until the test moves
+# $pki/tokens.away back to $pki/tokens.
+run_hsm_away() {
+	local n=$1 seed=$2
+	shift 2
+	start_simboard "$n" --seed "$seed" --baud 9600
+	ev="$T/events.jsonl"
+	: >"$ev"
+	STATION_TEST_FAIL=signer.finalize:1 "$STATION" run -c "$pki/run.yaml" --events "$ev" \
+		--no-view --boards "$n" --max-seconds 300 "$@" >"$T/run.out" 2>"$T/run.err" &
+	pid=$!
+	wait_for_line "$ev" '"to":"hello"' 60 "$pid" || fail "no board said hello: $(tail "$T/run.err")"
+	mv "$pki/tokens" "$pki/tokens.away"
+}

@@ -162,7 +162,7 @@ static int setup(void **state)
 					  src_pool, src_stopping, NULL, fx };
 	if (st_console_new(&fx->loop, &src, &fx->console) != 0)
 		return -1;
-	st_http_set_console(fx->http, fx->console);
+	st_http_set_console(fx->http, fx->console, &st_console_http);
 	*state = fx;
 	return 0;
 }
@@ -470,7 +470,7 @@ static void test_slow_page(void **state)
 		assert_int_equal(st_console_new(&fx->loop, &src, &fx->console), 0);
 	}
 	unsetenv("STATION_TEST_FAIL");
-	st_http_set_console(fx->http, fx->console);
+	st_http_set_console(fx->http, fx->console, &st_console_http);
 	client_open(fx, &slow, "GET /console/events HTTP/1.1\r\nHost: t\r\n\r\n", 2048);
 	client_open(fx, &fast, "GET /console/events HTTP/1.1\r\nHost: t\r\n\r\n", 0);
 	pump_until(fx, &fast, "\"event\":\"snapshot\"");

@@ -23,7 +23,7 @@
 #include "http_reg.h"
 #include "policy.h"
 #include "profile.h"
-#include "slot.h"
+#include "profiles.h"
 #include "testutil.h"
 
 #define UUID "6b3c7c2e-4f1a-4c1e-9d2b-2f0c8a1e5d3f"

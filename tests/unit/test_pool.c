@@ -647,25 +647,27 @@ static void test_ops(void **state)
 	struct run run = { .fx = fx };
 	struct op_result d = { 0 }, f = { 0 }, s1 = { 0 }, s2 = { 0 }, s3 = { 0 }, bad = { 0 };
 	struct st_ledger_row *row = NULL;
+	struct st_ledger_queue *lq;
 	struct st_pool_stats st;
 	char err[512];
 
 	start_pool(fx, 1, 4, 0, 0);
+	lq = st_pool_ledger(fx->pool);
 	open_reader(fx);
 	submit_many(fx, &run, "op", 2);
 	run_until(fx, &run.done, 2);
 	assert_int_equal(run.ok, 2);
 
-	assert_int_equal(st_pool_mark_delivered(fx->pool, run.keep[0]->row_id, on_op, &d), 0);
-	assert_int_equal(st_pool_mark_failed(fx->pool, run.keep[1]->row_id,
+	assert_int_equal(st_ledger_queue_mark_delivered(lq, run.keep[0]->row_id, on_op, &d), 0);
+	assert_int_equal(st_ledger_queue_mark_failed(lq, run.keep[1]->row_id,
 					     "board unplugged while writing", on_op, &f),
 			 0);
-	assert_int_equal(st_pool_next_sequence(fx->pool, "ACME-", on_op, &s1), 0);
-	assert_int_equal(st_pool_next_sequence(fx->pool, "ACME-", on_op, &s2), 0);
-	assert_int_equal(st_pool_next_sequence(fx->pool, "OTHER-", on_op, &s3), 0);
-	assert_int_equal(st_pool_mark_delivered(fx->pool, 999999, on_op, &bad), 0);
-	assert_int_equal(st_pool_mark_delivered(fx->pool, 0, on_op, &bad), ST_E_INVAL);
-	assert_int_equal(st_pool_next_sequence(fx->pool, "ACME-", NULL, NULL), ST_E_INVAL);
+	assert_int_equal(st_ledger_queue_next_sequence(lq, "ACME-", on_op, &s1), 0);
+	assert_int_equal(st_ledger_queue_next_sequence(lq, "ACME-", on_op, &s2), 0);
+	assert_int_equal(st_ledger_queue_next_sequence(lq, "OTHER-", on_op, &s3), 0);
+	assert_int_equal(st_ledger_queue_mark_delivered(lq, 999999, on_op, &bad), 0);
+	assert_int_equal(st_ledger_queue_mark_delivered(lq, 0, on_op, &bad), ST_E_INVAL);
+	assert_int_equal(st_ledger_queue_next_sequence(lq, "ACME-", NULL, NULL), ST_E_INVAL);
 	run_until(fx, &bad.calls, 1);
 	assert_int_equal(d.calls + f.calls + s1.calls + s2.calls + s3.calls, 5);
 	assert_int_equal(d.rc, 0);
@@ -723,6 +725,54 @@ static void test_full_and_invalid(void **state)
 	assert_int_equal(run.ok, 5);
 	free_kept(&run);
 	EVP_PKEY_free(key);
+	close_pool(fx);
+}
+
+/* Requests the pool refused for want of room, submitted from the room callback, oldest
+ * first, as the slots do. */
+struct room {
+	struct fx *fx;
+	struct st_sign_req *wait[8];
+	unsigned nwait, calls;
+};
+
+static void on_room(void *arg)
+{
+	struct room *r = arg;
+
+	r->calls++;
+	while (r->nwait && st_pool_submit(r->fx->pool, r->wait[0]) == 0) {
+		memmove(r->wait, r->wait + 1, --r->nwait * sizeof(r->wait[0]));
+	}
+}
+
+/* The room callback: a pool with room for one request, and five more refused with
+ * ST_E_POOL_FULL; each gets in from the callback once the one before it completed, so
+ * every request is signed, the callback called as room appears. */
+static void test_room_callback(void **state)
+{
+	struct fx *fx = *state;
+	struct run run = { .fx = fx };
+	struct room room = { .fx = fx };
+	EVP_PKEY *key;
+	char id[32];
+
+	start_pool(fx, 1, 16, 0, 1);
+	st_pool_set_room_cb(fx->pool, on_room, &room);
+	submit_many(fx, &run, "room-first", 1);
+	for (unsigned i = 0; i < 5; i++) {
+		snprintf(id, sizeof(id), "room-wait-%u", i);
+		key = EVP_EC_gen("prime256v1");
+		room.wait[room.nwait] = make_req(fx, &run, key, id, "W");
+		EVP_PKEY_free(key);
+		assert_int_equal(st_pool_submit(fx->pool, room.wait[room.nwait]), ST_E_POOL_FULL);
+		room.nwait++;
+	}
+	run_until(fx, &run.done, 6);
+	assert_int_equal(room.nwait, 0);
+	assert_true(room.calls >= 5);
+	assert_int_equal(run.ok, 6);
+	free_kept(&run);
 	close_pool(fx);
 }
 
@@ -1155,6 +1205,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_issue_failure, setup_file, teardown),
 		cmocka_unit_test_setup_teardown(test_ops, setup_file, teardown),
 		cmocka_unit_test_setup_teardown(test_full_and_invalid, setup_file, teardown),
+		cmocka_unit_test_setup_teardown(test_room_callback, setup_file, teardown),
 		cmocka_unit_test_setup_teardown(test_loop_free, setup_file, teardown),
 		cmocka_unit_test_setup_teardown(test_cancel, setup_file, teardown),
 		cmocka_unit_test_setup_teardown(test_shutdown_in_flight, setup_file, teardown),

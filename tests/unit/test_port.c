@@ -161,9 +161,6 @@ static void test_pty_baud_and_lines(void **state)
 	assert_non_null(strstr(err, "12345"));
 	assert_int_equal(port->baud, 921600);
 
-	assert_int_equal(drv_port_set_lines(port, 1, 1, err, sizeof(err)),
-			 ST_E_PORT_UNSUPPORTED);
-	assert_int_equal(drv_port_flush(port, err, sizeof(err)), 0);
 	drv_port_close(port);
 	close(p.master);
 

@@ -526,6 +526,7 @@ static void start(struct fx *fx, int max_baud)
 
 	fx->env.loop = &fx->loop;
 	fx->env.pool = fx->pool;
+	fx->env.ledger = st_pool_ledger(fx->pool);
 	fx->env.ca = fx->ca;
 	fx->env.chain_pem = "";
 	fx->env.root_pem = "";

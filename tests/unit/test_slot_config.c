@@ -289,7 +289,7 @@ static void test_workers_beyond_sessions(void **state)
 		free(diag);
 		logged[0] = 0;
 		st_log_set_sink(capture, NULL);
-		assert_int_equal(st_config_pool_config(c, "s", &pc), cases[i].workers);
+		assert_int_equal(st_pool_config_from(c, "s", &pc), cases[i].workers);
 		st_log_set_sink(NULL, NULL);
 		assert_int_equal(pc.workers, cases[i].want);
 		if (cases[i].want < cases[i].workers) {
@@ -310,7 +310,7 @@ static void test_workers_beyond_sessions(void **state)
 	free(diag);
 	logged[0] = 0;
 	st_log_set_sink(capture, NULL);
-	st_config_pool_config(c, "s", &pc);
+	st_pool_config_from(c, "s", &pc);
 	st_log_set_sink(NULL, NULL);
 	assert_int_equal(pc.workers, 1);
 	if (sysconf(_SC_NPROCESSORS_ONLN) > 1)

@@ -1,0 +1,347 @@
+/* The slot's files and verification: the rendered files put on the wire (paths, modes,
+ * hashes), WRITE chunks and what the board reports it has, COMMIT, VERIFY pages with the
+ * read-back hashes and the proof of possession of the key the certificate certifies. */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <openssl/rand.h>
+
+#include "ecdsa.h"
+#include "digest.h"
+#include "err.h"
+#include "log.h"
+#include "slot_int.h"
+#include "sota.h"
+
+static int proto_path(const char *dir, const char *abs, char *out, size_t outlen, char *err,
+		      size_t errlen);
+static int check_pop(struct slot_run *r, const uint8_t *sig, size_t siglen);
+
+/* ---- The files on the wire ----------------------------------------------------------- */
+
+/* Where a profile's absolute path goes on the wire (st_profile_wire_path), held to the
+ * protocol's path rule, which the profile loader applied already to what it could know. */
+static int proto_path(const char *dir, const char *abs, char *out, size_t outlen, char *err,
+		      size_t errlen)
+{
+	const char *rel = st_profile_wire_path(dir, abs);
+	const char *why;
+	size_t bad;
+
+	why = drv_proto_path_problem(rel, &bad);
+	if (why)
+		return st_errf(err, errlen, ST_E_SLOT_PATH,
+			       "file %s cannot be written over the board protocol: '%s' %s", abs,
+			       rel, why);
+	st_msgf(out, outlen, "%s", rel);
+	return 0;
+}
+
+int slot_prepare_files(struct st_slot *s, char *err, size_t errlen)
+{
+	struct slot_run *r = s->run;
+	const struct st_profile *p = r->profile;
+	struct st_render_input in;
+	const char *dir = p->sota_config_dir ? p->sota_config_dir : ST_SOTA_DEFAULT_DIR;
+	char *cert_pem = NULL;
+	size_t cert_len;
+	int rc;
+
+	rc = st_cert_pem(r->cert->der, r->cert->der_len, &cert_pem, &cert_len);
+	if (rc < 0)
+		return st_errf(err, errlen, rc, "out of memory");
+	memset(&in, 0, sizeof(in));
+	in.device_id = r->device_id;
+	in.hardware_id = s->board.hw;
+	in.cert_pem = cert_pem;
+	in.chain_pem = s->env->chain_pem;
+	in.root_pem = s->env->root_pem;
+	rc = st_profile_render(p, &in, &r->render, err, errlen);
+	free(cert_pem);
+	if (rc < 0)
+		return rc;
+	r->nfiles = r->render->n;
+	r->wf = calloc(r->nfiles ? r->nfiles : 1, sizeof(*r->wf));
+	if (!r->wf)
+		return st_errf(err, errlen, ST_E_NOMEM, "out of memory");
+	for (size_t i = 0; i < r->nfiles; i++) {
+		const struct st_render_file *rf = &r->render->files[i];
+		struct wfile *w = &r->wf[i];
+
+		rc = proto_path(dir, rf->path, w->path, sizeof(w->path), err, errlen);
+		if (rc < 0)
+			return rc;
+		for (size_t j = 0; j < i; j++) {
+			if (strcmp(r->wf[j].path, w->path) == 0)
+				return st_errf(err, errlen, ST_E_SLOT_PATH,
+					       "files %s and %s both go to %s on the board",
+					       r->render->files[j].path, rf->path, w->path);
+		}
+		st_msgf(w->mode, sizeof(w->mode), "%04o", rf->mode & 07777);
+		w->data = rf->data;
+		w->len = rf->len;
+		st_digest(ST_SHA256, rf->data, rf->len, w->sha);
+	}
+	return 0;
+}
+
+/* ---- Files --------------------------------------------------------------------------- */
+
+void slot_send_commit(struct st_slot *s)
+{
+	struct drv_proto_builder b;
+
+	slot_begin_req(s, &b, DRV_PROTO_COMMIT);
+	drv_proto_add_uint(&b, "count", s->run->nfiles);
+	slot_send_req(s, &b, RQ_COMMIT);
+}
+
+void slot_send_write(struct st_slot *s)
+{
+	struct slot_run *r = s->run;
+	struct drv_proto_builder b;
+	struct wfile *w;
+	size_t n;
+
+	if (r->wi >= r->nfiles) {
+		slot_set_state(s, ST_SLOT_WRITTEN);
+		slot_send_commit(s);
+		return;
+	}
+	w = &r->wf[r->wi];
+	slot_begin_req(s, &b, DRV_PROTO_WRITE);
+	drv_proto_add_text(&b, "path", w->path);
+	drv_proto_add_text(&b, "mode", w->mode);
+	drv_proto_add_uint(&b, "size", w->len);
+	drv_proto_add_hex(&b, "sha", w->sha, sizeof(w->sha));
+	drv_proto_add_uint(&b, "off", r->woff);
+	n = drv_proto_b64_room(&b, "data");
+	if (n > w->len - r->woff)
+		n = w->len - (size_t)r->woff;
+	drv_proto_add_b64(&b, "data", w->data + r->woff, n);
+	slot_send_req(s, &b, RQ_WRITE);
+}
+
+void slot_on_write_answer(struct st_slot *s, const struct drv_proto_frame *f)
+{
+	struct slot_run *r = s->run;
+	struct wfile *w = &r->wf[r->wi];
+	char path[ST_ESCAPE_SIZE(MAX_PROTO_PATH)], err[ST_ERR_MAX];
+	uint64_t have, done;
+
+	if (slot_board_text(f, "path", NULL, MAX_PROTO_PATH, path, sizeof(path), err, sizeof(err)) ||
+	    drv_proto_get_uint(f, "have", 0, UINT64_MAX, &have, err, sizeof(err)) ||
+	    drv_proto_get_uint(f, "done", 0, 1, &done, err, sizeof(err))) {
+		slot_bad_answer(s, RQ_WRITE, "WRITE answer: %s", err);
+		return;
+	}
+	if (strcmp(path, w->path) != 0 || have > w->len) {
+		slot_bad_answer(s, RQ_WRITE, "WRITE answer for %s with %" PRIu64 " bytes; sent %s of %zu",
+				path, have, w->path, w->len);
+		return;
+	}
+	if (done) {
+		r->wi++;
+		r->woff = 0;
+		r->stalls = 0;
+	} else if (have > r->woff) {
+		r->woff = have;
+		r->stalls = 0;
+	} else {
+		/* The board did not take the chunk: go on from what it has, a few times. */
+		r->woff = have;
+		if (++r->stalls > s->env->lim.tries) {
+			slot_fail_run(s, ST_E_PROTO_REMOTE,
+				      "the board keeps reporting %" PRIu64 " of %zu bytes of %s", have,
+				      w->len, w->path);
+			return;
+		}
+	}
+	slot_kick(s);
+}
+
+/* Writing starts over (the board lost its staged files); bounded. Returns 0 to go on. */
+int slot_restart_writing(struct st_slot *s, const char *why)
+{
+	struct slot_run *r = s->run;
+
+	r->wi = 0;
+	r->woff = 0;
+	if (++r->write_restarts > 2 * s->env->lim.tries) {
+		slot_fail_run(s, ST_E_PROTO_REMOTE, "writing the files started over %u times; last: %s",
+			      r->write_restarts, why);
+		return -1;
+	}
+	slot_set_state(s, ST_SLOT_SIGNED);
+	return 0;
+}
+
+/* ---- VERIFY -------------------------------------------------------------------------- */
+
+void slot_new_nonce(struct slot_run *r)
+{
+	if (RAND_bytes(r->nonce, sizeof(r->nonce)) != 1)
+		st_err("RAND_bytes failed: the VERIFY nonce is weak");
+	r->vseen = 0;
+	r->vfiles = 0;
+	for (size_t i = 0; i < r->nfiles; i++)
+		r->wf[i].seen = 0;
+}
+
+void slot_send_verify(struct st_slot *s)
+{
+	struct slot_run *r = s->run;
+	struct drv_proto_builder b;
+
+	slot_begin_req(s, &b, DRV_PROTO_VERIFY);
+	drv_proto_add_b64(&b, "nonce", r->nonce, sizeof(r->nonce));
+	drv_proto_add_uint(&b, "from", r->vseen);
+	slot_send_req(s, &b, RQ_VERIFY);
+}
+
+void slot_on_commit_answer(struct st_slot *s, const struct drv_proto_frame *f)
+{
+	struct slot_run *r = s->run;
+	uint64_t gen, files;
+	char err[200];
+
+	if (drv_proto_get_uint(f, "gen", 0, UINT64_MAX, &gen, err, sizeof(err)) ||
+	    drv_proto_get_uint(f, "files", 0, UINT64_MAX, &files, err, sizeof(err))) {
+		slot_bad_answer(s, RQ_COMMIT, "COMMIT answer: %s", err);
+		return;
+	}
+	r->t_committed = uv_hrtime();
+	slot_set_state(s, ST_SLOT_COMMITTED);
+	slot_new_nonce(r);
+	slot_kick(s);
+}
+
+static int check_pop(struct slot_run *r, const uint8_t *sig, size_t siglen)
+{
+	uint8_t msg[sizeof(DRV_PROTO_POP_CONTEXT) - 1 + NONCE_LEN], digest[32];
+	size_t ctx = sizeof(DRV_PROTO_POP_CONTEXT) - 1;
+	EC_KEY *key;
+	int v;
+
+	memcpy(msg, DRV_PROTO_POP_CONTEXT, ctx);
+	memcpy(msg + ctx, r->nonce, NONCE_LEN);
+	st_digest(ST_SHA256, msg, sizeof(msg), digest);
+	key = st_ec_key_from_point(r->curve, r->pub, r->pub_len);
+	if (!key)
+		return -1;
+	v = st_ecdsa_verify(key, digest, sizeof(digest), sig, siglen);
+	st_ec_key_free(key);
+	return v == 1 ? 0 : -1;
+}
+
+void slot_on_verify_answer(struct st_slot *s, const struct drv_proto_frame *f)
+{
+	struct slot_run *r = s->run;
+	const struct drv_proto_field *fld = NULL;
+	uint64_t gen, files, from;
+	uint8_t sig[DRV_SIGNER_MAX_SIG + 16];
+	size_t siglen;
+	unsigned entries = 0;
+	char alg[ST_ESCAPE_SIZE(31)], err[ST_ERR_MAX];
+
+	if (drv_proto_get_uint(f, "gen", 0, UINT64_MAX, &gen, err, sizeof(err)) ||
+	    drv_proto_get_uint(f, "files", 0, 4096, &files, err, sizeof(err)) ||
+	    drv_proto_get_uint(f, "from", 0, 4096, &from, err, sizeof(err)) ||
+	    slot_board_text(f, "alg", NULL, 31, alg, sizeof(alg), err, sizeof(err)) ||
+	    drv_proto_get_b64(f, "sig", sig, sizeof(sig), &siglen, err, sizeof(err))) {
+		slot_bad_answer(s, RQ_VERIFY, "VERIFY answer: %s", err);
+		return;
+	}
+	if (from != r->vseen) {
+		slot_bad_answer(s, RQ_VERIFY, "VERIFY answer from file %" PRIu64 ", asked from %" PRIu64,
+				from, r->vseen);
+		return;
+	}
+	if (r->vseen == 0) {
+		if (strcmp(alg, "ecdsa-p256-sha256") != 0) {
+			slot_fail_run(s, ST_E_SLOT_VERIFY_POP,
+				      "the board signed the nonce with '%s'; expected ecdsa-p256-sha256",
+				      alg);
+			return;
+		}
+		if (check_pop(r, sig, siglen) != 0) {
+			slot_fail_run(s, ST_E_SLOT_VERIFY_POP,
+				      "the nonce signature does not verify under the public key of "
+				      "certificate %s",
+				      r->cert->serial_hex);
+			return;
+		}
+		r->vfiles = files;
+	}
+	while ((fld = drv_proto_find_next(f, fld, "file"))) {
+		char path[ST_ESCAPE_SIZE(MAX_PROTO_PATH)], size_s[ST_ESCAPE_SIZE(23)];
+		char hex[ST_ESCAPE_SIZE(71)];
+		uint8_t sha[32];
+		char *end;
+		unsigned long long size;
+
+		if (slot_board_item(f, fld, 0, MAX_PROTO_PATH, path, sizeof(path), err, sizeof(err)) ||
+		    slot_board_item(f, fld, 1, 23, size_s, sizeof(size_s), err, sizeof(err)) ||
+		    slot_board_item(f, fld, 2, 71, hex, sizeof(hex), err, sizeof(err))) {
+			slot_bad_answer(s, RQ_VERIFY, "VERIFY answer: file entry: %s", err);
+			return;
+		}
+		size = strtoull(size_s, &end, 10);
+		if (!size_s[0] || *end || strlen(hex) != 64) {
+			slot_bad_answer(s, RQ_VERIFY, "VERIFY answer: malformed file entry for %s", path);
+			return;
+		}
+		for (int i = 0; i < 32; i++) {
+			unsigned v;
+
+			if (sscanf(hex + 2 * i, "%2x", &v) != 1) {
+				slot_bad_answer(s, RQ_VERIFY, "VERIFY answer: bad SHA-256 for %s", path);
+				return;
+			}
+			sha[i] = (uint8_t)v;
+		}
+		entries++;
+		for (size_t i = 0; i < r->nfiles; i++) {
+			struct wfile *w = &r->wf[i];
+
+			if (strcmp(w->path, path) != 0)
+				continue;
+			if (size != w->len || memcmp(sha, w->sha, 32) != 0) {
+				slot_fail_run(s, ST_E_SLOT_VERIFY_FILE,
+					      "read back %s: %llu bytes, SHA-256 %.16s...; written %zu "
+					      "bytes with another hash",
+					      path, size, hex, w->len);
+				return;
+			}
+			w->seen = 1;
+		}
+	}
+	r->vseen += entries;
+	if (r->vseen < r->vfiles) {
+		if (entries == 0) {
+			slot_bad_answer(s, RQ_VERIFY, "VERIFY answer lists no file at %" PRIu64 " of %" PRIu64,
+					r->vseen, r->vfiles);
+			return;
+		}
+		slot_kick(s);
+		return;
+	}
+	for (size_t i = 0; i < r->nfiles; i++) {
+		if (!r->wf[i].seen) {
+			slot_fail_run(s, ST_E_SLOT_VERIFY_FILE,
+				      "%s was written and committed but the board does not list it "
+				      "(generation %" PRIu64 ", %" PRIu64 " files)",
+				      r->wf[i].path, gen, files);
+			return;
+		}
+	}
+	slot_set_state(s, ST_SLOT_VERIFIED);
+	slot_kick(s);
+}

@@ -1,0 +1,1596 @@
+/* The batch signing pool (see pool.h for the design).
+ *
+ * Locking: one mutex guards everything the threads share: the sign queue, the ledger job
+ * and operation queues, the result queues, the counters and the pause state. It is held only
+ * to move pointers and counters, never across a signature or a ledger call. The loop thread
+ * alone touches the open batch, the uv handles and the `state` and `cancelled` fields of
+ * requests. A request is written by one thread at a time: by the ledger thread in steps 1 and
+ * 3, by one worker in step 2, by the loop thread before sealing and after completion; the
+ * hand-overs go through the mutex, which orders the writes. */
+#include "pool.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "err.h"
+#include "ledger.h"
+#include "log.h"
+#include "queue.h"
+
+#define DEFAULT_BATCH_MAX 32
+#define DEFAULT_LINGER_MS 5
+#define DEFAULT_QUEUE_MAX 4096
+#define MAX_BATCH 4096
+#define MAX_WORKERS 256
+
+/* Backoff of a worker waiting for the HSM to come back. */
+#define BACKOFF_FIRST_MS 100
+#define BACKOFF_MAX_MS 2000
+
+/* Requests one ledger round (one transaction, one fsync) takes on at most, unless a single
+ * batch is larger. */
+#define ROUND_MAX 1024
+
+/* A random serial that collides with a recorded one is drawn again this many times. */
+#define SERIAL_TRIES 4
+
+/* Why signing pauses: the HSM (workers cannot sign) or the ledger's storage (nothing can be
+ * recorded: a full disk, an I/O error, a lock held too long). Either holds every board in
+ * the queue until it ends; both may hold at once. */
+enum pause_cause {
+	PAUSE_HSM,
+	PAUSE_LEDGER,
+	PAUSE_CAUSES,
+};
+
+/* Where a request is, as the loop thread sees it. */
+enum req_state {
+	RS_NEW,    /* not submitted */
+	RS_OPEN,   /* in the open batch (loop thread) */
+	RS_SEALED, /* in a sealed batch, with the threads */
+	RS_DONE,   /* completed: the caller's again */
+};
+
+struct pool_batch {
+	struct pool_batch *next;  /* ledger job queue */
+	struct st_sign_req *reqs; /* members still in the batch (batch_next) */
+	unsigned size;            /* members when sealed */
+	unsigned to_sign;         /* members not yet through step 2 */
+	int step;                 /* 1: lookups and intents, 3: record */
+};
+
+enum op_kind {
+	OP_DELIVERED,
+	OP_FAILED,
+	OP_SEQUENCE,
+};
+
+struct pool_op {
+	struct pool_op *next;
+	enum op_kind kind;
+	int64_t row_id;
+	char *text; /* failure reason or sequence prefix */
+	st_ledger_op_cb cb;
+	void *arg;
+	int rc;
+	char err[256];
+	uint64_t value;
+};
+
+struct pool_worker {
+	struct st_pool *pool;
+	unsigned idx;
+	pthread_t th;
+	int started; /* the thread exists (join it) */
+	void *sess;
+	struct st_issuer *issuer;
+	int rc; /* startup result */
+	char err[256];
+};
+
+/* The pool's face as the ledger's update queue (ledger_queue.h). */
+struct st_ledger_queue {
+	struct st_pool *pool;
+};
+
+struct st_pool {
+	uv_loop_t *loop;
+	uv_async_t async;
+	uv_timer_t timer;
+	int handles; /* uv handles not yet closed */
+	const struct st_ca *ca;
+	struct drv_signer *signer;
+	unsigned nworkers, batch_max, linger_ms, queue_max;
+	char *station;
+	char *ledger_path;
+
+	/* Loop thread only. */
+	struct st_sign_req *open_head, *open_tail;
+	unsigned open_n;
+	unsigned in_pool;   /* submitted, not yet completed */
+	unsigned ops_out;   /* operations not yet called back */
+	int held;           /* the async handle is referenced (work outstanding) */
+	int closing;
+	int finished;       /* threads joined, handles closing */
+	st_pool_status_cb status_cb;
+	void *status_arg;
+	st_pool_room_cb room_cb;
+	void *room_arg;
+	int told_paused;    /* what the status callback last heard */
+	unsigned told_causes;
+	void (*close_cb)(void *arg);
+	void *close_arg;
+
+	pthread_mutex_t lock;
+	pthread_cond_t work_cond;   /* workers: requests to sign, resume, stop */
+	pthread_cond_t ledger_cond; /* ledger thread: jobs and operations, stop */
+	pthread_cond_t start_cond;  /* st_pool_new: thread startup */
+	/* Under lock. */
+	struct st_sign_req *sign_head, *sign_tail;
+	struct pool_batch *jobs_head, *jobs_tail;
+	struct pool_op *ops_head, *ops_tail;
+	struct st_sign_req *res_head, *res_tail;
+	struct pool_op *opres_head, *opres_tail;
+	unsigned inflight;      /* sealed batches not yet finished */
+	int stopping;           /* threads: finish up and exit */
+	int async_ready;        /* the async handle may be sent to */
+	unsigned starting;      /* threads that have not reported their start yet */
+	int start_rc;
+	char start_err[256];
+	unsigned workers_running;
+	int ledger_running;
+	unsigned long resume_gen; /* bumped when a cause of a pause ends: wakes waiting threads */
+	unsigned pause_causes;    /* PAUSE_* bits: why signing waits (stats.paused: any) */
+	char pause_why[PAUSE_CAUSES][256]; /* each cause's reason, while it holds */
+	struct st_pool_stats stats;
+
+	struct st_ledger_queue lq;
+	struct st_ledger *ledger; /* ledger thread only */
+	pthread_t ledger_th;
+	int ledger_started;
+	struct pool_worker *workers;
+};
+
+/* ---- Requests ----------------------------------------------------------------------- */
+
+struct st_sign_req *st_sign_req_new(void)
+{
+	return calloc(1, sizeof(struct st_sign_req));
+}
+
+void st_sign_req_free(struct st_sign_req *req)
+{
+	if (!req)
+		return;
+	st_csr_free(req->csr);
+	st_cert_free(req->cert);
+	free(req);
+}
+
+
+/* Sets rc and the message. The message is the cause alone: whoever reports it names the
+ * slot and the device (a slot's log line, an HTTP answer to the device itself, a ledger row
+ * with its own columns), and a prefix here would make them say it twice. */
+static void req_fail(struct st_sign_req *r, int rc, const char *msg)
+{
+	r->rc = rc;
+	st_msgf(r->err, sizeof(r->err), "%s", msg);
+}
+
+/* ---- Issuing ----------------------------------------------------------------------- */
+
+/* Issues r's certificate on worker w, with the serial its intent row names. */
+static int issue(struct pool_worker *w, struct st_sign_req *r, char *err, size_t errlen)
+{
+	return st_issue_with_serial(w->issuer, r->policy, r->csr, r->device_id, r->serial_hex,
+				    r->now, &r->cert, err, errlen);
+}
+
+/* ---- Handing results to the loop ---------------------------------------------------- */
+
+/* Wakes the loop. Lock held. */
+static void notify_locked(struct st_pool *pool)
+{
+	if (pool->async_ready)
+		uv_async_send(&pool->async);
+}
+
+/* Queues a finished request for its completion on the loop thread. Lock held. */
+static void push_result_locked(struct st_pool *pool, struct st_sign_req *r)
+{
+	ST_QUEUE_PUSH(pool->res_head, pool->res_tail, r, q_next);
+}
+
+static void push_job_locked(struct st_pool *pool, struct pool_batch *b)
+{
+	ST_QUEUE_PUSH(pool->jobs_head, pool->jobs_tail, b, next);
+	pthread_cond_signal(&pool->ledger_cond);
+}
+
+/* A member of a batch is through step 2 (signed, failed or abandoned); the last one sends
+ * the batch to step 3. Lock held. */
+static void item_done_locked(struct st_pool *pool, struct st_sign_req *r)
+{
+	struct pool_batch *b = r->batch;
+
+	if (--b->to_sign == 0) {
+		b->step = 3;
+		push_job_locked(pool, b);
+	}
+}
+
+/* Gives up a request that was not signed because the pool is shutting down. Lock held. */
+static void abandon_locked(struct st_pool *pool, struct st_sign_req *r, const char *why)
+{
+	char msg[200];
+
+	st_msgf(msg, sizeof(msg), "not signed: %s", why);
+	req_fail(r, ST_E_POOL_CLOSED, msg);
+	item_done_locked(pool, r);
+}
+
+static void sign_push_locked(struct st_pool *pool, struct st_sign_req *r, int at_head)
+{
+	if (at_head)
+		ST_QUEUE_PUSH_FRONT(pool->sign_head, pool->sign_tail, r, q_next);
+	else
+		ST_QUEUE_PUSH(pool->sign_head, pool->sign_tail, r, q_next);
+}
+
+static struct st_sign_req *sign_pop_locked(struct st_pool *pool)
+{
+	struct st_sign_req *r;
+
+	ST_QUEUE_POP(pool->sign_head, pool->sign_tail, r, q_next);
+	return r;
+}
+
+/* ---- Ledger thread ------------------------------------------------------------------ */
+
+/* A certificate from a ledger row, in the one allocation st_cert_free() releases. */
+static struct st_cert *cert_from_row(const struct st_ledger_row *row)
+{
+	struct st_cert *c;
+
+	if (!row->cert_der || !row->cert_len)
+		return NULL;
+	c = malloc(sizeof(*c) + row->cert_len);
+	if (!c)
+		return NULL;
+	c->der = (uint8_t *)(c + 1);
+	memcpy(c->der, row->cert_der, row->cert_len);
+	c->der_len = row->cert_len;
+	st_msgf(c->serial_hex, sizeof(c->serial_hex), "%s", row->serial ? row->serial : "");
+	c->not_before = row->not_before;
+	c->not_after = row->not_after;
+	return c;
+}
+
+/* Whether a ledger error ends the whole transaction (the disk or the database, not this
+ * one row: a refused row leaves the transaction open and usable). */
+static int ledger_fatal(int rc)
+{
+	return rc == ST_E_LEDGER_IO || rc == ST_E_LEDGER_BUSY || rc == ST_E_LEDGER_CORRUPT ||
+	       rc == ST_E_LEDGER_OPEN || rc == ST_E_LEDGER_VERSION || rc == ST_E_LEDGER_SQL ||
+	       rc == ST_E_NOMEM;
+}
+
+/* Whether a fatal ledger error is the ledger's storage rather than anything a request
+ * carried: a full disk, an I/O error, a file system gone read-only, a lock another process
+ * held too long. Signing pauses and the round is tried again until its commit works. */
+static int ledger_outage(int rc)
+{
+	return rc == ST_E_LEDGER_IO || rc == ST_E_LEDGER_BUSY || rc == ST_E_LEDGER_OPEN;
+}
+
+/* Refuses r: rc and message, counted as refused, and a row in the ledger's flags table for
+ * whoever looks into duplicates later. Returns 0 or a fatal ledger error. */
+static int refuse(struct st_pool *pool, struct st_sign_req *r, int rc, const char *msg)
+{
+	char err[ST_ERR_MAX] = "";
+	int frc;
+
+	req_fail(r, rc, msg);
+	r->refused = 1;
+	frc = st_ledger_flag(pool->ledger, r->device_id, r->csr->spki_sha256,
+			     r->slot[0] ? r->slot : NULL, r->err, err, sizeof(err));
+	if (frc < 0 && ledger_fatal(frc)) {
+		req_fail(r, frc, err);
+		return frc;
+	}
+	return 0;
+}
+
+/* Inserts the intent row of r for the serial r->serial_hex; *id gets the row. */
+static int add_intent_serial(struct st_pool *pool, struct st_sign_req *r, int64_t *id,
+			     char *err, size_t errlen)
+{
+	struct st_ledger_row in;
+
+	memset(&in, 0, sizeof(in));
+	in.serial = r->serial_hex;
+	in.device_id = r->device_id;
+	in.profile = r->profile[0] ? r->profile : NULL;
+	in.station = pool->station;
+	in.slot = r->slot[0] ? r->slot : NULL;
+	memcpy(in.csr_sha256, r->csr->csr_sha256, sizeof(in.csr_sha256));
+	memcpy(in.pubkey_sha256, r->csr->spki_sha256, sizeof(in.pubkey_sha256));
+	in.state = ST_LEDGER_INTENT;
+	return st_ledger_add_intent(pool->ledger, &in, id, err, errlen);
+}
+
+/* Inserts the intent row of r with a fresh serial (r->serial_hex); *id gets the row. */
+static int add_intent(struct st_pool *pool, struct st_sign_req *r, int64_t *id, char *err,
+		      size_t errlen)
+{
+	int rc, tries;
+
+	for (tries = 0; tries < SERIAL_TRIES; tries++) {
+		rc = st_issue_make_serial(r->policy, r->device_id, r->serial_hex, err, errlen);
+		if (rc < 0)
+			return rc;
+		rc = add_intent_serial(pool, r, id, err, errlen);
+		/* Two random serials collide about never, but a collision must not refuse a
+		 * board; a UUID serial is the same every time and is refused. */
+		if (rc != ST_E_LEDGER_DUP_SERIAL || r->policy->serial_mode == ST_SERIAL_UUID)
+			break;
+	}
+	return rc;
+}
+
+/* Step 1 for one request: what the ledger knows, and the intent when it is to be signed.
+ * Returns 1 (sign it), 0 (decided: r->rc says how) or a fatal ledger error. */
+static int lookup_one(struct st_pool *pool, struct st_sign_req *r)
+{
+	struct st_ledger_row *row = NULL;
+	char err[ST_ERR_MAX] = "", msg[ST_ERR_MAX];
+	int64_t id = 0;
+	int verdict, rc;
+
+	verdict = st_ledger_lookup(pool->ledger, r->device_id, r->csr->spki_sha256, &row, err,
+				   sizeof(err));
+	if (verdict < 0) {
+		req_fail(r, verdict, err);
+		rc = ledger_fatal(verdict) ? verdict : 0;
+		goto out;
+	}
+	switch (verdict) {
+	case ST_LEDGER_RECORDED:
+		/* The board came back (power cut, crash, swapped fixture): the same
+		 * certificate again, never a second one for the same key. */
+		r->cert = cert_from_row(row);
+		if (!r->cert) {
+			st_msgf(msg, sizeof(msg), "out of memory giving out the recorded "
+			     "certificate of ledger row %lld", (long long)row->id);
+			req_fail(r, ST_E_NOMEM, msg);
+			rc = 0;
+			goto out;
+		}
+		r->row_id = row->id;
+		r->reused = 1;
+		r->rc = 0;
+		rc = 0;
+		goto out;
+	case ST_LEDGER_KEY_REUSED:
+		st_msgf(msg, sizeof(msg), "public key is already recorded for device %s (serial "
+		     "%s, ledger row %lld); refused and flagged", row->device_id, row->serial,
+		     (long long)row->id);
+		rc = refuse(pool, r, ST_E_POOL_KEY_REUSED, msg);
+		goto out;
+	case ST_LEDGER_ID_OTHER_KEY:
+		if (r->policy->reprovision == ST_REPROVISION_REISSUE && r->id_authenticated)
+			break;
+		if (r->policy->reprovision == ST_REPROVISION_REISSUE) {
+			/* Anyone can name a device id: a new certificate for an id recorded
+			 * with another key goes only to a requester that proved the id is its
+			 * own, or it would impersonate that device. */
+			st_msgf(msg, sizeof(msg), "recorded with another key (ledger row %lld); "
+			     "profile %s reissues only to authenticated requests (secure-element "
+			     "id, token, the device's certificate); refused and flagged",
+			     (long long)row->id, r->profile[0] ? r->profile : "(default)");
+			rc = refuse(pool, r, ST_E_POOL_REISSUE_UNAUTH, msg);
+			goto out;
+		}
+		st_msgf(msg, sizeof(msg), "device id already has %s %s (ledger row %lld) for a "
+		     "different public key; profile %s refuses reprovisioning; refused and "
+		     "flagged", row->state == ST_LEDGER_INTENT ? "an intent for serial" :
+		     "certificate", row->serial, (long long)row->id,
+		     r->profile[0] ? r->profile : "(default)");
+		rc = refuse(pool, r, ST_E_POOL_ID_OTHER_KEY, msg);
+		goto out;
+	default:
+		break;
+	}
+
+	rc = add_intent(pool, r, &id, err, sizeof(err));
+	if (rc == 0) {
+		r->row_id = id;
+		rc = 1;
+	} else if (ledger_fatal(rc)) {
+		req_fail(r, rc, err);
+	} else if (rc == ST_E_LEDGER_DUP_SERIAL || rc == ST_E_LEDGER_DUP_KEY ||
+		   rc == ST_E_LEDGER_DUP_ID) {
+		rc = refuse(pool, r, rc, err);
+	} else {
+		req_fail(r, rc, err);
+		rc = 0;
+	}
+out:
+	st_ledger_row_free(row);
+	return rc;
+}
+
+/* Step 1 of batch b inside the round's transaction: lookups and intents. Returns 0 or a
+ * fatal ledger error (with its message in err). */
+static int intents_do(struct st_pool *pool, struct pool_batch *b, char *err, size_t errlen)
+{
+	struct st_sign_req *r;
+	int rc;
+
+	for (r = b->reqs; r; r = r->batch_next)
+		r->sign_it = -1;
+	for (r = b->reqs; r; r = r->batch_next) {
+		/* Afresh: a round that was rolled back is done again from the start. */
+		r->rc = 0;
+		r->err[0] = 0;
+		r->row_id = 0;
+		r->reused = 0;
+		r->refused = 0;
+		st_cert_free(r->cert);
+		r->cert = NULL;
+		rc = lookup_one(pool, r);
+		if (rc < 0) {
+			st_msgf(err, errlen, "%s", r->err);
+			return rc;
+		}
+		r->sign_it = rc;
+	}
+	return 0;
+}
+
+/* After the round's commit (fatal == 0) or rollback: the members to sign go to the workers,
+ * the others complete. */
+static void intents_finish(struct st_pool *pool, struct pool_batch *b, int fatal,
+			   const char *err, uint64_t now)
+{
+	struct st_sign_req *r, *next, *keep = NULL, **tail = &keep;
+	char msg[300];
+
+	if (fatal) {
+		/* The intents are gone; what was decided from rows committed earlier (recorded
+		 * certificates, refusals) still holds. */
+		st_msgf(msg, sizeof(msg), "not signed: the ledger failed: %s", err);
+		for (r = b->reqs; r; r = r->batch_next) {
+			if (r->sign_it == 0)
+				continue;
+			r->sign_it = 0;
+			r->row_id = 0;
+			r->rc = fatal;
+			st_msgf(r->err, sizeof(r->err), "%s", msg);
+		}
+	}
+	pthread_mutex_lock(&pool->lock);
+	b->to_sign = 0;
+	for (r = b->reqs; r; r = next) {
+		next = r->batch_next;
+		r->batch_next = NULL;
+		r->t.intent = now;
+		if (r->sign_it == 1) {
+			*tail = r;
+			tail = &r->batch_next;
+			b->to_sign++;
+		} else {
+			r->batch = NULL;
+			push_result_locked(pool, r);
+		}
+	}
+	b->reqs = keep;
+	for (r = keep; r; r = r->batch_next)
+		sign_push_locked(pool, r, 0);
+	if (pool->stopping) {
+		/* Nobody will sign them: their intents are marked failed in step 3. */
+		while ((r = sign_pop_locked(pool)))
+			abandon_locked(pool, r, "the station is shutting down");
+	}
+	if (!keep) {
+		pool->inflight--;
+		free(b);
+	}
+	pthread_cond_broadcast(&pool->work_cond);
+	notify_locked(pool);
+	pthread_mutex_unlock(&pool->lock);
+}
+
+/* Records r's certificate on its intent row. Inside the round's transaction. */
+static int record_one(struct st_pool *pool, struct st_sign_req *r, char *err, size_t errlen)
+{
+	/* st_issue_with_serial() put the intent's serial in the certificate; a certificate
+	 * whose serial the ledger does not name must never leave the station. */
+	if (strcmp(r->cert->serial_hex, r->serial_hex) != 0)
+		return st_errf(err, errlen, ST_E_INTERNAL,
+			       "certificate serial %s is not the intent's serial %s",
+			       r->cert->serial_hex, r->serial_hex);
+	return st_ledger_set_cert(pool->ledger, r->row_id, r->cert->der, r->cert->der_len,
+				  r->cert->not_before, r->cert->not_after, err, errlen);
+}
+
+/* Step 3 of batch b inside the round's transaction: every certificate of the batch, and the
+ * reasons of those that failed after their intent. Returns 0 or a fatal ledger error. */
+static int record_do(struct st_pool *pool, struct pool_batch *b, char *err, size_t errlen)
+{
+	struct st_sign_req *r;
+	int rc;
+
+	for (r = b->reqs; r; r = r->batch_next) {
+		r->unrecorded = 0;
+		if (r->rc < 0) {
+			rc = st_ledger_mark_failed(pool->ledger, r->row_id, r->err, err, errlen);
+			if (ledger_fatal(rc))
+				return rc;
+			if (rc < 0)
+				st_warn("pool: ledger row %lld: %s", (long long)r->row_id, err);
+			continue;
+		}
+		rc = record_one(pool, r, err, errlen);
+		if (ledger_fatal(rc))
+			return rc;
+		if (rc < 0) {
+			/* This row only (say, superseded meanwhile by the same board on another
+			 * slot): not recorded, so the certificate does not leave the station. The
+			 * request fails once the round is committed (a round rolled back is done
+			 * again, and must find the request as it was). */
+			r->unrecorded = rc;
+			st_msgf(r->err, sizeof(r->err), "certificate %s was signed but could not "
+				"be recorded, so it is not given out: %s", r->cert->serial_hex, err);
+		}
+	}
+	return 0;
+}
+
+/* After the round's commit or rollback: only now do the batch's requests complete. */
+static void record_finish(struct st_pool *pool, struct pool_batch *b, int fatal,
+			  const char *err, uint64_t now)
+{
+	struct st_sign_req *r, *next;
+	char msg[ST_ERR_MAX];
+
+	if (fatal) {
+		/* The intents stay: "possibly signed" rows, which a board that comes back
+		 * supersedes. No certificate of this batch leaves the station. */
+		for (r = b->reqs; r; r = r->batch_next) {
+			if (r->rc < 0)
+				continue;
+			st_msgf(msg, sizeof(msg), "certificate %s was signed but could not be "
+			     "recorded, so it is not given out: %s",
+			     r->cert ? r->cert->serial_hex : "?", err);
+			st_cert_free(r->cert);
+			r->cert = NULL;
+			req_fail(r, fatal, msg);
+		}
+	}
+	for (r = b->reqs; r; r = r->batch_next) {
+		if (!r->unrecorded || r->rc < 0)
+			continue;
+		st_msgf(msg, sizeof(msg), "%s", r->err);
+		st_cert_free(r->cert);
+		r->cert = NULL;
+		req_fail(r, r->unrecorded, msg);
+	}
+	pthread_mutex_lock(&pool->lock);
+	for (r = b->reqs; r; r = next) {
+		next = r->batch_next;
+		r->batch_next = NULL;
+		r->batch = NULL;
+		if (r->rc == 0)
+			r->t.recorded = now;
+		push_result_locked(pool, r);
+	}
+	pool->inflight--;
+	free(b);
+	notify_locked(pool);
+	pthread_mutex_unlock(&pool->lock);
+}
+
+/* Queued operations inside the round's transaction, in order; each succeeds or fails on its
+ * own. Returns 0 or a fatal ledger error. */
+static int ops_do(struct st_pool *pool, struct pool_op *ops, char *err, size_t errlen)
+{
+	struct pool_op *op;
+
+	for (op = ops; op; op = op->next) {
+		switch (op->kind) {
+		case OP_DELIVERED:
+			op->rc = st_ledger_mark_delivered(pool->ledger, op->row_id, op->err,
+							  sizeof(op->err));
+			break;
+		case OP_FAILED:
+			op->rc = st_ledger_mark_failed(pool->ledger, op->row_id, op->text,
+						       op->err, sizeof(op->err));
+			break;
+		case OP_SEQUENCE:
+			op->rc = st_ledger_next_sequence(pool->ledger, op->text, &op->value,
+							 op->err, sizeof(op->err));
+			break;
+		}
+		if (ledger_fatal(op->rc)) {
+			st_msgf(err, errlen, "%s", op->err);
+			return op->rc;
+		}
+	}
+	return 0;
+}
+
+static void ops_finish(struct st_pool *pool, struct pool_op *ops, int fatal, const char *err)
+{
+	struct pool_op *op;
+
+	pthread_mutex_lock(&pool->lock);
+	while ((op = ops)) {
+		ops = op->next;
+		op->next = NULL;
+		if (fatal) {
+			op->rc = fatal;
+			op->value = 0;
+			st_msgf(op->err, sizeof(op->err), "ledger: %s", err);
+		}
+		ST_QUEUE_PUSH(pool->opres_head, pool->opres_tail, op, next);
+	}
+	notify_locked(pool);
+	pthread_mutex_unlock(&pool->lock);
+}
+
+/* One round of the ledger thread: every job and operation waiting, in one transaction and so
+ * one fsync (group commit). The more work piles up while a commit syncs, the more the next
+ * commit carries: the ledger keeps up with signing instead of paying one fsync per batch.
+ * Returns 0 when committed, else the ledger's error, with which the round's requests and
+ * operations fail; except that when the ledger's storage fails (ledger_outage) and may_retry
+ * is set, the round is rolled back and nothing of it completes: *again is set, the message is
+ * in why, and the caller runs the same round again. */
+static int ledger_round(struct st_pool *pool, struct pool_batch *jobs, struct pool_op *ops,
+			int may_retry, int *again, char *why, size_t whylen)
+{
+	struct pool_batch *b, *next;
+	char err[256] = "";
+	int fatal, intents = 0, records = 0;
+	uint64_t now;
+
+	fatal = st_ledger_begin(pool->ledger, err, sizeof(err));
+	for (b = jobs; b && !fatal; b = b->next) {
+		if (b->step == 1) {
+			fatal = intents_do(pool, b, err, sizeof(err));
+			intents = 1;
+		} else {
+			fatal = record_do(pool, b, err, sizeof(err));
+			records = 1;
+		}
+	}
+	if (!fatal && ops)
+		fatal = ops_do(pool, ops, err, sizeof(err));
+	if (!fatal)
+		fatal = st_ledger_commit(pool->ledger, err, sizeof(err));
+	if (fatal) {
+		st_ledger_rollback(pool->ledger);
+		if (!err[0])
+			st_msgf(err, sizeof(err), "%s", st_strerror(fatal));
+		if (may_retry && ledger_outage(fatal)) {
+			st_msgf(why, whylen, "%s", err);
+			*again = 1;
+			return fatal;
+		}
+		st_err("ledger: %s", err);
+	}
+	now = uv_hrtime();
+
+	pthread_mutex_lock(&pool->lock);
+	if (!fatal) {
+		pool->stats.commits++;
+		pool->stats.commits_intent += intents;
+		pool->stats.commits_record += records;
+		pool->stats.commits_ops += ops != NULL;
+	}
+	pthread_mutex_unlock(&pool->lock);
+	for (b = jobs; b; b = next) {
+		next = b->next;
+		if (b->step == 1)
+			intents_finish(pool, b, fatal, err, now);
+		else
+			record_finish(pool, b, fatal, err, now);
+	}
+	if (ops)
+		ops_finish(pool, ops, fatal, err);
+	return fatal;
+}
+
+static void pause_locked(struct st_pool *pool, enum pause_cause cause, const char *reason);
+static void resume_locked(struct st_pool *pool, enum pause_cause cause);
+static void backoff_wait_locked(struct st_pool *pool, pthread_cond_t *cond, unsigned ms);
+
+/* Runs a round until it is committed, or fails it for good. While the ledger's storage fails
+ * signing pauses, as for an HSM outage: the round waits (100 ms doubling to 2 s) and is tried
+ * again, its boards waiting in the queue and none failed for it, and signing resumes with the
+ * first commit that works. Once the pool is stopping the round is tried one last time. */
+static void ledger_run_round(struct st_pool *pool, struct pool_batch *jobs, struct pool_op *ops)
+{
+	unsigned backoff = BACKOFF_FIRST_MS;
+	char why[256], reason[300];
+	int rc, may_retry, again;
+
+	pthread_mutex_lock(&pool->lock);
+	may_retry = !pool->stopping;
+	pthread_mutex_unlock(&pool->lock);
+	for (;;) {
+		again = 0;
+		rc = ledger_round(pool, jobs, ops, may_retry, &again, why, sizeof(why));
+		if (!again)
+			break;
+		st_msgf(reason, sizeof(reason), "%s: %s", st_strerror(rc), why);
+		pthread_mutex_lock(&pool->lock);
+		pause_locked(pool, PAUSE_LEDGER, reason);
+		backoff_wait_locked(pool, &pool->ledger_cond, backoff);
+		may_retry = !pool->stopping;
+		pthread_mutex_unlock(&pool->lock);
+		backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
+	}
+	if (rc == 0) {
+		pthread_mutex_lock(&pool->lock);
+		resume_locked(pool, PAUSE_LEDGER);
+		pthread_mutex_unlock(&pool->lock);
+	}
+}
+
+/* Batches sealed while the pool shuts down are not started. Lock held. */
+static void drop_unstarted_locked(struct st_pool *pool, struct pool_batch **jobs)
+{
+	struct pool_batch *b, **pp = jobs;
+	struct st_sign_req *r;
+
+	while ((b = *pp)) {
+		if (b->step != 1) {
+			pp = &b->next;
+			continue;
+		}
+		*pp = b->next;
+		while ((r = b->reqs)) {
+			b->reqs = r->batch_next;
+			r->batch_next = NULL;
+			r->batch = NULL;
+			req_fail(r, ST_E_POOL_CLOSED, "not signed: the station is shutting down");
+			push_result_locked(pool, r);
+		}
+		pool->inflight--;
+		free(b);
+		notify_locked(pool);
+	}
+}
+
+static int ledger_outage_wait(void *arg, const char *reason, unsigned ms);
+static void ledger_outage_back(void *arg);
+
+static void *ledger_main(void *arg)
+{
+	const struct st_ledger_outage outage = { ledger_outage_wait, ledger_outage_back, arg };
+	struct st_pool *pool = arg;
+	struct pool_batch *jobs, *b, **tail;
+	struct pool_op *ops;
+	char err[256] = "";
+	unsigned rows;
+	int rc;
+
+	rc = st_ledger_open(pool->ledger_path, pool->station, &pool->ledger, err, sizeof(err));
+	pthread_mutex_lock(&pool->lock);
+	if (rc < 0 && !pool->start_rc) {
+		pool->start_rc = rc;
+		st_msgf(pool->start_err, sizeof(pool->start_err), "%s", err);
+	}
+	pool->starting--;
+	pthread_cond_broadcast(&pool->start_cond);
+	if (rc < 0) {
+		pool->ledger_running = 0;
+		pthread_mutex_unlock(&pool->lock);
+		return NULL;
+	}
+	st_ledger_set_outage(pool->ledger, &outage);
+	for (;;) {
+		while (!pool->jobs_head && !pool->ops_head &&
+		       !(pool->stopping && pool->inflight == 0))
+			pthread_cond_wait(&pool->ledger_cond, &pool->lock);
+		if (!pool->jobs_head && !pool->ops_head)
+			break;
+		/* Everything waiting, up to ROUND_MAX requests, so that one huge round does not
+		 * leave the workers idle while it is written. */
+		jobs = NULL;
+		tail = &jobs;
+		rows = 0;
+		while ((b = pool->jobs_head) && (rows == 0 || rows + b->size <= ROUND_MAX)) {
+			pool->jobs_head = b->next;
+			b->next = NULL;
+			*tail = b;
+			tail = &b->next;
+			rows += b->size;
+		}
+		if (!pool->jobs_head)
+			pool->jobs_tail = NULL;
+		ops = pool->ops_head;
+		pool->ops_head = pool->ops_tail = NULL;
+		if (pool->stopping)
+			drop_unstarted_locked(pool, &jobs);
+		pthread_mutex_unlock(&pool->lock);
+
+		if (jobs || ops)
+			ledger_run_round(pool, jobs, ops);
+
+		pthread_mutex_lock(&pool->lock);
+	}
+	pthread_mutex_unlock(&pool->lock);
+	st_ledger_close(pool->ledger);
+	pool->ledger = NULL;
+	pthread_mutex_lock(&pool->lock);
+	pool->ledger_running = 0;
+	notify_locked(pool);
+	pthread_mutex_unlock(&pool->lock);
+	return NULL;
+}
+
+/* ---- Workers ------------------------------------------------------------------------ */
+
+/* Signer errors that mean the HSM (token, session, login, key) is not usable right now,
+ * rather than anything wrong with this request: signing pauses instead of failing boards. */
+static int is_outage(int rc)
+{
+	return rc == ST_E_SIGNER_SESSION || rc == ST_E_SIGNER_DEVICE ||
+	       rc == ST_E_SIGNER_TOKEN || rc == ST_E_SIGNER_KEY || rc == ST_E_SIGNER_PIN ||
+	       rc == ST_E_SIGNER_MODULE;
+}
+
+static void worker_close_session(struct pool_worker *w)
+{
+	st_issuer_free(w->issuer);
+	w->issuer = NULL;
+	drv_signer_session_close(w->pool->signer, w->sess);
+	w->sess = NULL;
+}
+
+static int worker_open_session(struct pool_worker *w, char *err, size_t errlen)
+{
+	struct st_pool *pool = w->pool;
+	int rc;
+
+	rc = drv_signer_session_open(pool->signer, &w->sess, err, errlen);
+	if (rc < 0)
+		return rc;
+	rc = st_issuer_new(pool->ca, pool->signer, w->sess, &w->issuer, err, errlen);
+	if (rc < 0) {
+		drv_signer_session_close(pool->signer, w->sess);
+		w->sess = NULL;
+	}
+	return rc;
+}
+
+/* The reason the operator sees: that of every cause that holds. Lock held. */
+static void pause_reason_locked(struct st_pool *pool)
+{
+	const char *a = pool->pause_causes & (1u << PAUSE_HSM) ? pool->pause_why[PAUSE_HSM] : "";
+	const char *b = pool->pause_causes & (1u << PAUSE_LEDGER) ? pool->pause_why[PAUSE_LEDGER] :
+								     "";
+
+	st_msgf(pool->stats.pause_reason, sizeof(pool->stats.pause_reason), "%s%s%s", a,
+		a[0] && b[0] ? "; " : "", b);
+}
+
+/* What a cause that holds says now (an HSM that answers otherwise, a disk full now instead
+ * of an I/O error). Lock held. */
+static void pause_update_locked(struct st_pool *pool, enum pause_cause cause, const char *reason)
+{
+	if (!(pool->pause_causes & (1u << cause)))
+		return;
+	st_msgf(pool->pause_why[cause], sizeof(pool->pause_why[cause]), "%s", reason);
+	pause_reason_locked(pool);
+}
+
+/* Signing pauses for cause (lock held): said once per cause, with the reason of the first
+ * failure. */
+static void pause_locked(struct st_pool *pool, enum pause_cause cause, const char *reason)
+{
+	if (pool->pause_causes & (1u << cause)) {
+		pause_update_locked(pool, cause, reason);
+		return;
+	}
+	pool->pause_causes |= 1u << cause;
+	st_msgf(pool->pause_why[cause], sizeof(pool->pause_why[cause]), "%s", reason);
+	pause_reason_locked(pool);
+	if (!pool->stats.paused) {
+		pool->stats.paused = 1;
+		pool->stats.pauses++;
+		pool->stats.paused_since = uv_hrtime();
+	}
+	st_warn("signing paused: %s", reason);
+	notify_locked(pool);
+}
+
+/* A cause of the pause has ended (lock held); signing resumes once none holds. */
+static void resume_locked(struct st_pool *pool, enum pause_cause cause)
+{
+	if (!(pool->pause_causes & (1u << cause)))
+		return;
+	pool->pause_causes &= ~(1u << cause);
+	pool->resume_gen++;
+	pthread_cond_broadcast(&pool->work_cond);
+	pthread_cond_broadcast(&pool->ledger_cond);
+	if (pool->pause_causes) {
+		pause_reason_locked(pool);
+		st_notice("%s works again; signing stays paused: %s",
+			  cause == PAUSE_HSM ? "the HSM" : "the ledger", pool->stats.pause_reason);
+	} else {
+		pool->stats.paused = 0;
+		st_notice("signing resumed after %.1f s",
+			  (double)(uv_hrtime() - pool->stats.paused_since) / 1e9);
+	}
+	notify_locked(pool);
+}
+
+/* Waits up to ms on cond, or until the pool stops or a cause of the pause ends. Lock held. */
+static void backoff_wait_locked(struct st_pool *pool, pthread_cond_t *cond, unsigned ms)
+{
+	unsigned long gen = pool->resume_gen;
+	struct timespec until;
+
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += ms / 1000;
+	until.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	while (!pool->stopping && gen == pool->resume_gen) {
+		if (pthread_cond_timedwait(cond, &pool->lock, &until) == ETIMEDOUT)
+			break;
+	}
+}
+
+/* The ledger's database cannot be reached (ledger thread, inside a ledger call): signing
+ * pauses as for the HSM, the operator sees what the database says now, and the call waits
+ * the backoff before its next attempt. Gives up (non-zero) only when the pool shuts down. */
+static int ledger_outage_wait(void *arg, const char *reason, unsigned ms)
+{
+	struct st_pool *pool = arg;
+	char why[300];
+	int stop;
+
+	st_msgf(why, sizeof(why), "ledger unavailable: %s", reason);
+	pthread_mutex_lock(&pool->lock);
+	pause_locked(pool, PAUSE_LEDGER, why);
+	backoff_wait_locked(pool, &pool->ledger_cond, ms);
+	stop = pool->stopping;
+	pthread_mutex_unlock(&pool->lock);
+	return stop;
+}
+
+static void ledger_outage_back(void *arg)
+{
+	struct st_pool *pool = arg;
+
+	pthread_mutex_lock(&pool->lock);
+	resume_locked(pool, PAUSE_LEDGER);
+	pthread_mutex_unlock(&pool->lock);
+}
+
+static void *worker_main(void *arg)
+{
+	struct pool_worker *w = arg;
+	struct st_pool *pool = w->pool;
+	struct st_sign_req *r;
+	unsigned backoff = BACKOFF_FIRST_MS;
+	char err[256], reason[256];
+	int rc;
+
+	w->rc = worker_open_session(w, w->err, sizeof(w->err));
+	pthread_mutex_lock(&pool->lock);
+	if (w->rc < 0 && !pool->start_rc) {
+		pool->start_rc = w->rc;
+		st_msgf(pool->start_err, sizeof(pool->start_err), "signing worker %u: %s", w->idx,
+			w->err);
+	}
+	pool->starting--;
+	pthread_cond_broadcast(&pool->start_cond);
+	if (w->rc < 0)
+		goto out;
+
+	for (;;) {
+		/* After an outage: reopen the session before taking work again. */
+		while (!w->issuer && !pool->stopping) {
+			backoff_wait_locked(pool, &pool->work_cond, backoff);
+			if (pool->stopping)
+				break;
+			pthread_mutex_unlock(&pool->lock);
+			err[0] = 0;
+			rc = worker_open_session(w, err, sizeof(err));
+			pthread_mutex_lock(&pool->lock);
+			if (rc < 0) {
+				/* The operator sees what the HSM says now, not what it said when
+				 * the outage began. */
+				st_msgf(reason, sizeof(reason), "%s: %s", st_strerror(rc), err);
+				pause_update_locked(pool, PAUSE_HSM, reason);
+				if (!is_outage(rc))
+					st_warn("signing worker %u: %s", w->idx, err);
+				backoff *= 2;
+				if (backoff > BACKOFF_MAX_MS)
+					backoff = BACKOFF_MAX_MS;
+			}
+		}
+		while (!pool->sign_head && !pool->stopping)
+			pthread_cond_wait(&pool->work_cond, &pool->lock);
+		if (pool->stopping)
+			break;
+		r = sign_pop_locked(pool);
+		pthread_mutex_unlock(&pool->lock);
+
+		r->t.sign_start = uv_hrtime();
+		err[0] = 0;
+		rc = issue(w, r, err, sizeof(err));
+		r->t.sign_end = uv_hrtime();
+
+		pthread_mutex_lock(&pool->lock);
+		if (is_outage(rc)) {
+			st_cert_free(r->cert);
+			r->cert = NULL;
+			if (pool->stopping) {
+				char why[200];
+
+				st_msgf(why, sizeof(why), "the HSM was unavailable when the station "
+					 "shut down (%.150s)", err);
+				abandon_locked(pool, r, why);
+			} else {
+				/* Not this board's fault: it waits at the head of the queue. */
+				r->t.sign_start = r->t.sign_end = 0;
+				sign_push_locked(pool, r, 1);
+				pthread_cond_broadcast(&pool->work_cond);
+			}
+			st_msgf(reason, sizeof(reason), "%s: %s", st_strerror(rc), err);
+			pause_locked(pool, PAUSE_HSM, reason);
+			pthread_mutex_unlock(&pool->lock);
+			worker_close_session(w);
+			pthread_mutex_lock(&pool->lock);
+			continue;
+		}
+		backoff = BACKOFF_FIRST_MS;
+		if (rc < 0)
+			req_fail(r, rc, err);
+		else
+			resume_locked(pool, PAUSE_HSM);
+		item_done_locked(pool, r);
+	}
+out:
+	pool->workers_running--;
+	pthread_mutex_unlock(&pool->lock);
+	worker_close_session(w);
+	pthread_mutex_lock(&pool->lock);
+	notify_locked(pool);
+	pthread_mutex_unlock(&pool->lock);
+	return NULL;
+}
+
+/* ---- Loop side ---------------------------------------------------------------------- */
+
+/* Keeps the loop alive while the pool has work out, and lets it end when idle. */
+static void update_hold(struct st_pool *pool)
+{
+	int want = pool->in_pool > 0 || pool->ops_out > 0 || pool->closing;
+
+	if (want && !pool->held)
+		uv_ref((uv_handle_t *)&pool->async);
+	else if (!want && pool->held)
+		uv_unref((uv_handle_t *)&pool->async);
+	pool->held = want;
+}
+
+/* Frees the pool once its threads are joined and its handles closed (or never started). */
+static void pool_free(struct st_pool *pool)
+{
+	pthread_mutex_destroy(&pool->lock);
+	pthread_cond_destroy(&pool->work_cond);
+	pthread_cond_destroy(&pool->ledger_cond);
+	pthread_cond_destroy(&pool->start_cond);
+	free(pool->workers);
+	free(pool->station);
+	free(pool->ledger_path);
+	free(pool);
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+	struct st_pool *pool = h->data;
+	void (*cb)(void *);
+	void *arg;
+
+	if (--pool->handles > 0)
+		return;
+	cb = pool->close_cb;
+	arg = pool->close_arg;
+	pool_free(pool);
+	if (cb)
+		cb(arg);
+}
+
+/* Every thread has ended: join them and close the handles. */
+static void finish(struct st_pool *pool)
+{
+	unsigned i;
+
+	pool->finished = 1;
+	for (i = 0; i < pool->nworkers; i++) {
+		if (pool->workers[i].started)
+			pthread_join(pool->workers[i].th, NULL);
+	}
+	if (pool->ledger_started)
+		pthread_join(pool->ledger_th, NULL);
+	uv_close((uv_handle_t *)&pool->timer, on_handle_closed);
+	uv_close((uv_handle_t *)&pool->async, on_handle_closed);
+}
+
+/* Whether a completed request counts as refused, signed, reused or failed. Lock held. */
+static void count_locked(struct st_pool *pool, const struct st_sign_req *r)
+{
+	if (r->cancelled)
+		pool->stats.cancelled++;
+	else if (r->rc == 0 && r->reused)
+		pool->stats.reused++;
+	else if (r->rc == 0)
+		pool->stats.signed_++;
+	else if (r->refused)
+		pool->stats.refused++;
+	else
+		pool->stats.failed++;
+	pool->stats.in_pool = pool->in_pool;
+}
+
+static void seal(struct st_pool *pool);
+
+static void on_async(uv_async_t *h)
+{
+	struct st_pool *pool = h->data;
+	struct st_sign_req *reqs, *r;
+	struct pool_op *ops, *op;
+	char reason[256];
+	int paused, done_threads, idle, reqs_done;
+	unsigned causes;
+	uint64_t now;
+
+	pthread_mutex_lock(&pool->lock);
+	reqs = pool->res_head;
+	reqs_done = reqs != NULL;
+	pool->res_head = pool->res_tail = NULL;
+	ops = pool->opres_head;
+	pool->opres_head = pool->opres_tail = NULL;
+	paused = pool->stats.paused;
+	causes = pool->pause_causes;
+	st_msgf(reason, sizeof(reason), "%s", paused ? pool->stats.pause_reason : "");
+	done_threads = pool->workers_running == 0 && !pool->ledger_running;
+	idle = pool->inflight == 0;
+	for (r = reqs; r; r = r->q_next) {
+		pool->in_pool--;
+		count_locked(pool, r);
+	}
+	pthread_mutex_unlock(&pool->lock);
+
+	while ((op = ops)) {
+		ops = op->next;
+		pool->ops_out--;
+		if (op->cb)
+			op->cb(op->rc, op->rc < 0 ? op->err : NULL, op->value, op->arg);
+		free(op->text);
+		free(op);
+	}
+	/* The state first: a request completed in this round was signed after any resume
+	 * that this round reports. */
+	if (paused != pool->told_paused || causes != pool->told_causes) {
+		pool->told_paused = paused;
+		pool->told_causes = causes;
+		if (pool->status_cb)
+			pool->status_cb(pool, paused, reason, pool->status_arg);
+	}
+	now = uv_hrtime();
+	while ((r = reqs)) {
+		reqs = r->q_next;
+		r->q_next = NULL;
+		r->state = RS_DONE;
+		if (r->cancelled) {
+			st_sign_req_free(r);
+			continue;
+		}
+		r->t.completed = now;
+		r->done(r);
+	}
+	update_hold(pool);
+	if (reqs_done && pool->room_cb && st_pool_can_submit(pool))
+		pool->room_cb(pool->room_arg);
+	/* The pipeline emptied: the batch that gathered meanwhile need not linger on. */
+	if (idle && pool->open_head && !pool->closing)
+		seal(pool);
+	if (pool->closing && done_threads && !pool->finished)
+		finish(pool);
+}
+
+static void on_linger(uv_timer_t *t);
+
+/* Sends the open batch to the ledger thread. */
+static void seal(struct st_pool *pool)
+{
+	struct pool_batch *b;
+	struct st_sign_req *r;
+	uint64_t now = uv_hrtime();
+
+	if (!pool->open_head)
+		return;
+	uv_timer_stop(&pool->timer);
+	b = calloc(1, sizeof(*b));
+	if (!b) {
+		/* Keep the open batch; the next submit or the timer tries again. */
+		uv_timer_start(&pool->timer, on_linger, 1, 0);
+		return;
+	}
+	b->step = 1;
+	b->size = pool->open_n;
+	b->reqs = pool->open_head;
+	for (r = pool->open_head; r; r = r->q_next) {
+		r->batch = b;
+		r->batch_next = r->q_next;
+		r->t.sealed = now;
+		r->state = RS_SEALED;
+	}
+	for (r = pool->open_head; r; r = r->batch_next)
+		r->q_next = NULL;
+	pthread_mutex_lock(&pool->lock);
+	pool->stats.batches++;
+	pool->stats.batched += pool->open_n;
+	pool->inflight++;
+	push_job_locked(pool, b);
+	pthread_mutex_unlock(&pool->lock);
+	pool->open_head = pool->open_tail = NULL;
+	pool->open_n = 0;
+}
+
+static void on_linger(uv_timer_t *t)
+{
+	seal(t->data);
+}
+
+void st_pool_config_default(struct st_pool_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->batch_max = DEFAULT_BATCH_MAX;
+	cfg->batch_linger_ms = DEFAULT_LINGER_MS;
+	cfg->queue_max = DEFAULT_QUEUE_MAX;
+}
+
+/* Stops the threads that did start (st_pool_new failed) and frees the pool. */
+static void abort_start(struct st_pool *pool)
+{
+	unsigned i;
+
+	pthread_mutex_lock(&pool->lock);
+	pool->stopping = 1;
+	pthread_cond_broadcast(&pool->work_cond);
+	pthread_cond_broadcast(&pool->ledger_cond);
+	pthread_mutex_unlock(&pool->lock);
+	for (i = 0; i < pool->nworkers; i++) {
+		if (pool->workers[i].started)
+			pthread_join(pool->workers[i].th, NULL);
+	}
+	if (pool->ledger_started)
+		pthread_join(pool->ledger_th, NULL);
+	pool_free(pool);
+}
+
+int st_pool_new(uv_loop_t *loop, const struct st_pool_config *cfg, const struct st_ca *ca,
+		struct drv_signer *signer, struct st_pool **out, char *err, size_t errlen)
+{
+	struct st_pool *pool = NULL;
+	pthread_condattr_t cattr;
+	unsigned i;
+	long ncpu;
+	int rc = 0;
+
+	*out = NULL;
+	if (!loop || !cfg || !ca || !signer || !cfg->ledger_path || !cfg->ledger_path[0])
+		return st_errf(err, errlen, ST_E_INVAL,
+			       "signing pool needs a loop, a CA, a signer and a ledger path");
+	if (cfg->batch_max > MAX_BATCH)
+		return st_errf(err, errlen, ST_E_INVAL, "batch maximum is %u; expected 1 to %d",
+			       cfg->batch_max, MAX_BATCH);
+	if (cfg->workers > MAX_WORKERS)
+		return st_errf(err, errlen, ST_E_INVAL, "signing workers are %u; expected 1 to %d",
+			       cfg->workers, MAX_WORKERS);
+	pool = calloc(1, sizeof(*pool));
+	if (!pool)
+		return st_errf(err, errlen, ST_E_NOMEM, "out of memory creating the signing pool");
+	pool->loop = loop;
+	pool->lq.pool = pool;
+	pool->ca = ca;
+	pool->signer = signer;
+	pool->nworkers = cfg->workers;
+	if (!pool->nworkers) {
+		ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+		pool->nworkers = ncpu < 1 ? 1 : ncpu > MAX_WORKERS ? MAX_WORKERS : (unsigned)ncpu;
+	}
+	pool->batch_max = cfg->batch_max ? cfg->batch_max : DEFAULT_BATCH_MAX;
+	pool->linger_ms = cfg->batch_linger_ms;
+	pool->queue_max = cfg->queue_max ? cfg->queue_max : DEFAULT_QUEUE_MAX;
+	pool->station = strdup(cfg->station ? cfg->station : "");
+	pool->ledger_path = strdup(cfg->ledger_path);
+	pool->workers = calloc(pool->nworkers, sizeof(*pool->workers));
+	pthread_mutex_init(&pool->lock, NULL);
+	/* Backoff waits measure time on the monotonic clock, immune to clock changes. */
+	pthread_condattr_init(&cattr);
+	pthread_condattr_setclock(&cattr, CLOCK_MONOTONIC);
+	pthread_cond_init(&pool->work_cond, &cattr);
+	pthread_cond_init(&pool->ledger_cond, &cattr);
+	pthread_condattr_destroy(&cattr);
+	pthread_cond_init(&pool->start_cond, NULL);
+	pool->stats.workers = pool->nworkers;
+	if (!pool->station || !pool->ledger_path || !pool->workers) {
+		abort_start(pool);
+		return st_errf(err, errlen, ST_E_NOMEM, "out of memory creating the signing pool");
+	}
+
+	/* The ledger first: no worker should hold an HSM session for a pool that cannot
+	 * record anything. */
+	pthread_mutex_lock(&pool->lock);
+	pool->starting = 1;
+	pool->ledger_running = 1;
+	if (pthread_create(&pool->ledger_th, NULL, ledger_main, pool) != 0) {
+		pool->ledger_running = 0;
+		pthread_mutex_unlock(&pool->lock);
+		abort_start(pool);
+		return st_errf(err, errlen, ST_E_INTERNAL, "cannot start the ledger thread");
+	}
+	pool->ledger_started = 1;
+	/* Named, so that top -H and `station bench` can tell the threads apart. */
+	pthread_setname_np(pool->ledger_th, "st-ledger");
+	while (pool->starting)
+		pthread_cond_wait(&pool->start_cond, &pool->lock);
+	rc = pool->start_rc;
+	for (i = 0; i < pool->nworkers && rc == 0; i++) {
+		struct pool_worker *w = &pool->workers[i];
+
+		w->pool = pool;
+		w->idx = i;
+		pool->starting++;
+		pool->workers_running++;
+		if (pthread_create(&w->th, NULL, worker_main, w) != 0) {
+			pool->starting--;
+			pool->workers_running--;
+			rc = st_errf(pool->start_err, sizeof(pool->start_err), ST_E_INTERNAL,
+				     "cannot start signing worker %u", i);
+			break;
+		}
+		w->started = 1;
+		{
+			char name[16];
+
+			snprintf(name, sizeof(name), "st-sign-%u", i % 10000);
+			pthread_setname_np(w->th, name);
+		}
+	}
+	while (pool->starting)
+		pthread_cond_wait(&pool->start_cond, &pool->lock);
+	if (rc == 0)
+		rc = pool->start_rc;
+	pthread_mutex_unlock(&pool->lock);
+	if (rc < 0) {
+		st_errf(err, errlen, rc, "signing pool: %s", pool->start_err);
+		abort_start(pool);
+		return rc;
+	}
+
+	rc = uv_async_init(loop, &pool->async, on_async);
+	if (rc < 0) {
+		abort_start(pool);
+		return st_errf(err, errlen, ST_E_INTERNAL, "signing pool: uv_async_init: %s",
+			       uv_strerror(rc));
+	}
+	pool->async.data = pool;
+	uv_unref((uv_handle_t *)&pool->async);
+	uv_timer_init(loop, &pool->timer);
+	pool->timer.data = pool;
+	pool->handles = 2;
+	pthread_mutex_lock(&pool->lock);
+	pool->async_ready = 1;
+	pthread_mutex_unlock(&pool->lock);
+	*out = pool;
+	return 0;
+}
+
+void st_pool_set_status_cb(struct st_pool *pool, st_pool_status_cb cb, void *arg)
+{
+	pool->status_cb = cb;
+	pool->status_arg = arg;
+}
+
+void st_pool_set_room_cb(struct st_pool *pool, st_pool_room_cb cb, void *arg)
+{
+	pool->room_cb = cb;
+	pool->room_arg = arg;
+}
+
+int st_pool_can_submit(const struct st_pool *pool)
+{
+	return !pool->closing && pool->in_pool < pool->queue_max;
+}
+
+int st_pool_submit(struct st_pool *pool, struct st_sign_req *req)
+{
+	int idle;
+
+	if (pool->closing)
+		return ST_E_POOL_CLOSED;
+	if (pool->in_pool >= pool->queue_max)
+		return ST_E_POOL_FULL;
+	if (!req->policy || !req->csr || !req->done || !req->device_id[0] ||
+	    !memchr(req->device_id, 0, sizeof(req->device_id)) ||
+	    !memchr(req->profile, 0, sizeof(req->profile)) ||
+	    !memchr(req->slot, 0, sizeof(req->slot)) || req->state != RS_NEW)
+		return st_errf(req->err, sizeof(req->err), ST_E_INVAL,
+			       "signing request needs a policy, a device id, a checked CSR and a "
+			       "completion callback, and may be submitted once");
+	req->rc = 0;
+	req->err[0] = 0;
+	req->reused = 0;
+	req->refused = 0;
+	req->row_id = 0;
+	req->cancelled = 0;
+	memset(&req->t, 0, sizeof(req->t));
+	req->t.submitted = uv_hrtime();
+	req->state = RS_OPEN;
+	ST_QUEUE_PUSH(pool->open_head, pool->open_tail, req, q_next);
+	pool->open_n++;
+	pool->in_pool++;
+	pthread_mutex_lock(&pool->lock);
+	pool->stats.submitted++;
+	pool->stats.in_pool = pool->in_pool;
+	idle = pool->inflight == 0;
+	pthread_mutex_unlock(&pool->lock);
+	update_hold(pool);
+	/* With nothing in flight the batch is sealed once the loop has taken in this round's
+	 * input: a lone request (a light load, slow serial lines) does not wait the linger for
+	 * company that is not coming. Under load the batch in flight is the time in which the
+	 * next one gathers, and on_async seals it as soon as the pipeline empties. */
+	if (pool->open_n >= pool->batch_max)
+		seal(pool);
+	else if (pool->open_n == 1)
+		uv_timer_start(&pool->timer, on_linger, idle ? 0 : pool->linger_ms, 0);
+	return 0;
+}
+
+void st_pool_cancel(struct st_pool *pool, struct st_sign_req *req)
+{
+	struct st_sign_req **pp, *prev = NULL;
+
+	if (req->state == RS_SEALED) {
+		req->cancelled = 1;
+		return;
+	}
+	if (req->state != RS_OPEN)
+		return;
+	for (pp = &pool->open_head; *pp; prev = *pp, pp = &(*pp)->q_next) {
+		if (*pp != req)
+			continue;
+		*pp = req->q_next;
+		if (pool->open_tail == req)
+			pool->open_tail = prev;
+		pool->open_n--;
+		break;
+	}
+	if (!pool->open_n)
+		uv_timer_stop(&pool->timer);
+	pool->in_pool--;
+	pthread_mutex_lock(&pool->lock);
+	pool->stats.cancelled++;
+	pool->stats.in_pool = pool->in_pool;
+	pthread_mutex_unlock(&pool->lock);
+	st_sign_req_free(req);
+	update_hold(pool);
+}
+
+static int queue_op(struct st_pool *pool, enum op_kind kind, int64_t row_id, const char *text,
+		    st_ledger_op_cb cb, void *arg)
+{
+	struct pool_op *op;
+
+	if (pool->closing)
+		return ST_E_POOL_CLOSED;
+	op = calloc(1, sizeof(*op));
+	if (!op)
+		return ST_E_NOMEM;
+	op->kind = kind;
+	op->row_id = row_id;
+	op->cb = cb;
+	op->arg = arg;
+	if (text) {
+		op->text = strdup(text);
+		if (!op->text) {
+			free(op);
+			return ST_E_NOMEM;
+		}
+	}
+	pool->ops_out++;
+	update_hold(pool);
+	pthread_mutex_lock(&pool->lock);
+	ST_QUEUE_PUSH(pool->ops_head, pool->ops_tail, op, next);
+	pthread_cond_signal(&pool->ledger_cond);
+	pthread_mutex_unlock(&pool->lock);
+	return 0;
+}
+
+struct st_ledger_queue *st_pool_ledger(struct st_pool *pool)
+{
+	return &pool->lq;
+}
+
+int st_ledger_queue_mark_delivered(struct st_ledger_queue *q, int64_t row_id,
+				   st_ledger_op_cb cb, void *arg)
+{
+	if (row_id <= 0)
+		return ST_E_INVAL;
+	return queue_op(q->pool, OP_DELIVERED, row_id, NULL, cb, arg);
+}
+
+int st_ledger_queue_mark_failed(struct st_ledger_queue *q, int64_t row_id, const char *reason,
+				st_ledger_op_cb cb, void *arg)
+{
+	if (row_id <= 0 || !reason)
+		return ST_E_INVAL;
+	return queue_op(q->pool, OP_FAILED, row_id, reason, cb, arg);
+}
+
+int st_ledger_queue_next_sequence(struct st_ledger_queue *q, const char *prefix,
+				  st_ledger_op_cb cb, void *arg)
+{
+	if (!prefix || !cb)
+		return ST_E_INVAL;
+	return queue_op(q->pool, OP_SEQUENCE, 0, prefix, cb, arg);
+}
+
+void st_pool_stats(struct st_pool *pool, struct st_pool_stats *out)
+{
+	pthread_mutex_lock(&pool->lock);
+	*out = pool->stats;
+	pthread_mutex_unlock(&pool->lock);
+	out->in_pool = pool->in_pool;
+}
+
+void st_pool_close(struct st_pool *pool, void (*close_cb)(void *arg), void *arg)
+{
+	struct st_sign_req *r;
+
+	if (!pool || pool->closing)
+		return;
+	pool->closing = 1;
+	pool->close_cb = close_cb;
+	pool->close_arg = arg;
+	uv_timer_stop(&pool->timer);
+	update_hold(pool);
+
+	pthread_mutex_lock(&pool->lock);
+	pool->stopping = 1;
+	/* Never sealed: no intent, nothing to record. */
+	while ((r = pool->open_head)) {
+		pool->open_head = r->q_next;
+		r->state = RS_SEALED;
+		req_fail(r, ST_E_POOL_CLOSED, "not signed: the station is shutting down");
+		push_result_locked(pool, r);
+	}
+	pool->open_tail = NULL;
+	pool->open_n = 0;
+	/* Sealed but not started: their intents are marked failed in step 3. */
+	while ((r = sign_pop_locked(pool)))
+		abandon_locked(pool, r, "the station is shutting down");
+	pthread_cond_broadcast(&pool->work_cond);
+	pthread_cond_broadcast(&pool->ledger_cond);
+	notify_locked(pool);
+	pthread_mutex_unlock(&pool->lock);
+}
