@@ -2,7 +2,8 @@
 # test and demo, when any is missing. Nothing else is ever downloaded.
 STATION_DEBS="build-essential cmake pkg-config git libuv1-dev libssl-dev openssl libserialport-dev
 libyaml-dev libsqlite3-dev sqlite3 libp11-kit-dev libjansson-dev libcmocka-dev softhsm2 gnutls-bin
-clang libclang-rt-14-dev gnuplot-nox procps systemd libh2o-dev curl jq tmux libengine-pkcs11-openssl"
+clang libclang-rt-14-dev gnuplot-nox procps systemd libh2o-dev curl jq tmux libengine-pkcs11-openssl
+qemu-system-x86 busybox-static cpio e2fsprogs"
 
 station_install_deps() {
 	local missing=""
