@@ -108,7 +108,10 @@ int drv_signer_parse_mechanism(const char *mechanism, int *hashes, char *err, si
  *   if the module lost all state; every session's next sign must recover.
  * - the environment variable STATION_TEST_FAIL="signer.drop_session:N" (or
  *   "signer.finalize:N") makes an opened pkcs11 signer do the same just before its N-th
- *   signature (N defaults to 1), so integration tests can exercise recovery in the binary. */
+ *   signature (N defaults to 1), so integration tests can exercise recovery in the binary.
+ *   Only in a build configured with -DSTATION_TEST_HOOKS=ON: elsewhere the variable is not
+ *   even read, so no environment can make an installed station's signing fail. The two
+ *   functions stay in every build: only code linked with the station can call them. */
 void drv_pkcs11_test_drop_session(void *sess);
 void drv_pkcs11_test_finalize(struct drv_signer *signer);
 /* Number of C_Login calls made by this process (tests check a wrong PIN is tried once). */

@@ -335,11 +335,13 @@ static CK_RV module_reinit(struct p11_module *mod)
 
 /* ---- Instance and sessions ------------------------------------------------------- */
 
+#ifdef STATION_TEST_HOOKS
 enum p11_fail_op {
 	P11_FAIL_NONE,
 	P11_FAIL_DROP_SESSION,
 	P11_FAIL_FINALIZE,
 };
+#endif
 
 struct p11_inst {
 	struct p11_module *mod;
@@ -369,10 +371,12 @@ struct p11_inst {
 	 * without lock by signing threads, hence atomic. */
 	atomic_uint gen;
 
+#ifdef STATION_TEST_HOOKS
 	/* STATION_TEST_FAIL hook. */
 	enum p11_fail_op fail_op;
 	unsigned long fail_at;
 	atomic_ulong signs;
+#endif
 };
 
 struct p11_sess {
@@ -960,6 +964,9 @@ static void inst_free(struct p11_inst *inst)
 	free(inst);
 }
 
+#ifdef STATION_TEST_HOOKS
+/* Only in builds made with -DSTATION_TEST_HOOKS=ON (signer.h): an installed station has no
+ * environment variable that makes its signing fail. */
 static void parse_fail_hook(struct p11_inst *inst)
 {
 	const char *v = getenv("STATION_TEST_FAIL");
@@ -979,6 +986,13 @@ static void parse_fail_hook(struct p11_inst *inst)
 	inst->fail_at = *n == ':' ? strtoul(n + 1, NULL, 10) : 1;
 	st_warn("signer: test fault hook %s armed", v);
 }
+#else
+/* Without the hooks there is nothing to arm or fire. */
+static void parse_fail_hook(struct p11_inst *inst)
+{
+	(void)inst;
+}
+#endif
 
 /* Everything open and generate share: URI, PIN, module, token, login. */
 static int inst_create(const struct drv_signer_config *cfg, int rw, struct p11_inst **out,
@@ -1263,6 +1277,7 @@ static void finalize_under(struct p11_inst *inst)
 	pthread_rwlock_unlock(&inst->mod->rw);
 }
 
+#ifdef STATION_TEST_HOOKS
 static void fire_fail_hook(struct p11_sess *sess)
 {
 	struct p11_inst *inst = sess->inst;
@@ -1276,6 +1291,12 @@ static void fire_fail_hook(struct p11_sess *sess)
 	else
 		finalize_under(inst);
 }
+#else
+static void fire_fail_hook(struct p11_sess *sess)
+{
+	(void)sess;
+}
+#endif
 
 static int p11_sign(void *p, const uint8_t *digest, size_t dlen, uint8_t *sig, size_t *siglen,
 		    char *err, size_t errlen)

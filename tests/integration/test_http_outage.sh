@@ -5,6 +5,7 @@
 # and recorded, and the device's next attempt gets exactly that certificate (201, same
 # serial): nothing is lost, nothing is issued twice.
 . "$(dirname "$0")/../lib/common.sh"
+needs_test_hooks
 for tool in curl jq openssl; do
 	command -v $tool >/dev/null || fail "$tool is needed (tests/lib/deps.sh installs it)"
 done

@@ -13,7 +13,8 @@
 
 TREE="$BUILD_DIR/test-install-tree"
 R="$T/root"
-cmake -S "$SOURCE_DIR" -B "$TREE" -DCMAKE_INSTALL_PREFIX=/usr -DSTATION_TESTS=OFF >"$T/log" 2>&1 ||
+cmake -S "$SOURCE_DIR" -B "$TREE" -DCMAKE_INSTALL_PREFIX=/usr -DSTATION_TESTS=OFF \
+	-DSTATION_TEST_HOOKS=OFF >"$T/log" 2>&1 ||
 	fail "configure with prefix /usr: $(tail -20 "$T/log")"
 cmake --build "$TREE" --target station -j2 >"$T/log" 2>&1 || fail "build: $(tail -20 "$T/log")"
 DESTDIR="$R" cmake --install "$TREE" >"$T/log" 2>&1 || fail "install: $(tail -20 "$T/log")"
@@ -225,6 +226,19 @@ for st in "$R/usr/bin/station" "$STATION"; do
 	check_credential_pin "$st"
 	check_log_forms "$st"
 done
+
+# A package build has no test fault hooks: the program does not even name the variable, and
+# with it set, signing goes on as usual (the hook would reset the module before the first
+# signature, and say so).
+grep -qa STATION_TEST_FAIL "$R/usr/bin/station" &&
+	fail "the installed program carries the test fault hooks (STATION_TEST_FAIL)"
+uuid=$(cat /proc/sys/kernel/random/uuid)
+device_csr "$T/hook" "$uuid" acme-factory
+STATION_TEST_FAIL=signer.finalize:1 CREDENTIALS_DIRECTORY="$T/cred" "$R/usr/bin/station" sign \
+	-c "$pki/station.yaml" --csr "$T/hook/csr.pem" --device-id "$uuid" -o "$T/hook/client.pem" \
+	2>"$T/err" || fail "sign with STATION_TEST_FAIL set: $(cat "$T/err")"
+grep -qi "hook\|reinitialis" "$T/err" && fail "STATION_TEST_FAIL acted on the installed program: $(cat "$T/err")"
+ok "the installed program has no test fault hooks: STATION_TEST_FAIL changes nothing"
 
 # A rehearsal of the service: the installed program started as the unit starts it (run -c,
 # stdout and stderr not terminals, the PIN from $CREDENTIALS_DIRECTORY, the ledger in a state

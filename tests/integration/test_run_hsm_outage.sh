@@ -4,6 +4,7 @@
 # visibly, no board is failed for it, and every board finishes once the token is back.
 . "$(dirname "$0")/../lib/common.sh"
 . "$(dirname "$0")/../lib/line.sh"
+needs_test_hooks
 N=8
 line_setup
 # Paced boards: the first CSR reaches the pool well after the boards have said hello.

@@ -20,6 +20,17 @@ ok() {
 	echo "ok - $*"
 }
 
+# needs_test_hooks: a test that drives the signer's fault hooks (STATION_TEST_FAIL) skips
+# (CTest's SKIP_RETURN_CODE) when the station under test was built without them
+# (-DSTATION_TEST_HOOKS=ON; tests/run.sh builds with them). A binary that has them names
+# the variable; one that does not never reads it.
+needs_test_hooks() {
+	if ! grep -qa STATION_TEST_FAIL "$STATION"; then
+		echo "SKIP: $STATION has no test hooks; configure with -DSTATION_TEST_HOOKS=ON"
+		exit 77
+	fi
+}
+
 # expect_fail DESCRIPTION PATTERN CMD...: CMD must exit non-zero and print PATTERN on stderr.
 expect_fail() {
 	local what=$1 pattern=$2

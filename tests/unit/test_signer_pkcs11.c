@@ -476,7 +476,8 @@ static void test_module_reset(void **state)
 	drv_signer_close(signer);
 }
 
-/* The STATION_TEST_FAIL hook lets the station binary exercise the same recovery. */
+/* The STATION_TEST_FAIL hook lets the station binary exercise the same recovery, in a build
+ * with the test hooks; in any other build the variable changes nothing. */
 static void test_env_fault_hook(void **state)
 {
 	struct fixture *fx = *state;
@@ -484,6 +485,7 @@ static void test_env_fault_hook(void **state)
 	static const char *const hooks[] = { "signer.drop_session:3", "signer.finalize:2",
 					     "signer.drop_session" };
 	struct drv_signer *signer;
+	unsigned long logins;
 	EVP_PKEY *pub;
 	void *sess;
 	size_t h;
@@ -501,6 +503,24 @@ static void test_env_fault_hook(void **state)
 		EVP_PKEY_free(pub);
 		drv_signer_close(signer);
 	}
+
+	/* A module reset before the first signature makes the signer log in again: that is
+	 * how the hook shows, or not. */
+	setenv("STATION_TEST_FAIL", "signer.finalize:1", 1);
+	signer = open_ok(&cfg);
+	pub = drv_signer_public_key(signer);
+	sess = session_ok(signer);
+	logins = drv_pkcs11_test_login_calls();
+	for (i = 0; i < 3; i++)
+		sign_verify(signer, sess, pub);
+#ifdef STATION_TEST_HOOKS
+	assert_true(drv_pkcs11_test_login_calls() > logins);
+#else
+	assert_int_equal(drv_pkcs11_test_login_calls(), logins);
+#endif
+	drv_signer_session_close(signer, sess);
+	EVP_PKEY_free(pub);
+	drv_signer_close(signer);
 }
 
 static void test_wrong_pin(void **state)
@@ -530,8 +550,12 @@ static void test_wrong_pin(void **state)
 	setenv("ST_TEST_SIGNER_PIN", "4711-user", 1);
 	signer = open_ok(&cfg);
 	drv_signer_close(signer);
-	unsetenv("ST_TEST_SIGNER_PIN");
-	expect_open_error(&cfg, ST_E_SIGNER_NOPIN, "ST_TEST_SIGNER_PIN");
+	/* Read once, then out of the environment; a signer opened later still has it. */
+	assert_null(getenv("ST_TEST_SIGNER_PIN"));
+	signer = open_ok(&cfg);
+	drv_signer_close(signer);
+	cfg.pin_env = "ST_TEST_SIGNER_PIN_UNSET";
+	expect_open_error(&cfg, ST_E_SIGNER_NOPIN, "ST_TEST_SIGNER_PIN_UNSET");
 	cfg.pin_env = NULL;
 	expect_open_error(&cfg, ST_E_SIGNER_NOPIN, "no PIN source");
 }
