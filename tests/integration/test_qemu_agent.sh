@@ -51,19 +51,25 @@ QEMU_AGENT_SEED=$seed
 # A kernel message every 100 ms while the agent runs (printk.devkmsg=on: not rate-limited):
 # the console and the agent share ttyS0, as on a factory image, and the kernel writes its
 # messages to the UART whenever they come, between the agent's frames or inside them.
+# The console line is set raw first: until the agent has it, a tty with echo on would send
+# the station's own frames back, which the station takes for a wiring fault while a board is
+# in flight (a reboot in COMMIT). A factory image runs its agent before getty for that reason.
 # shellcheck disable=SC2016
-QEMU_AGENT_CMD='(i=0; while [ $i -lt 9000 ]; do i=$((i + 1)); echo "<5>board: kernel message $i" >/dev/kmsg; sleep 0.1; done) &
+QEMU_AGENT_CMD='stty -F /dev/ttyS0 raw -echo
+(i=0; while [ $i -lt 9000 ]; do i=$((i + 1)); echo "<5>board: kernel message $i" >/dev/kmsg; sleep 0.1; done) &
 SOFTHSM2_CONF=/etc/softhsm2.conf exec station-agent --tty /dev/ttyS0 --config /etc/station-agent.conf --root /mnt/board'
 qemu_kernel
 qemu_agent_image "$T/initrd.gz" "$T/board.img"
 ok "kernel $QEMU_KVER, initramfs $((QEMU_INITRAMFS_BYTES / 1024)) KiB with the agent and SoftHSM2, 16 MiB ext4 board disk holding the token"
 
 # The station: one slot on the VM's ttyS0 (a symlink that follows each boot's PTY), with
-# room for reboots under TCG: a power cut keeps the board in flight until it is back.
+# room for reboots under TCG: a power cut keeps the board in flight until it is back, and
+# the board's BOOT, not a retransmitted HELLO, greets it again (a HELLO that reaches the
+# booting kernel's console before the agent has the line is echoed back).
 AGENT_PORT=$QEMU_TTY agent_pki
 cat >>"$pki/run.yaml" <<YAML
 timeouts:
-  hello: 15000
+  hello: 30000
   csr: 120000
   write: 20000
   commit: 60000
@@ -71,7 +77,7 @@ timeouts:
   done: 20000
   reconnect: 300000
 retries:
-  request: 8
+  request: 6
   resync: 20
 YAML
 cat "$pki/local-ca.pem" "$pki/factory-root.pem" >"$T/device-cas.pem"
