@@ -260,6 +260,7 @@ struct plat {
 	/* Fault hooks (test_fault_hooks). */
 	struct brd_board *b;
 	int drop, csr_rc;
+	const char *refuse; /* set: the request hook answers ERROR STORAGE with it */
 	unsigned int requests;
 };
 
@@ -300,6 +301,10 @@ static int p_request(void *arg, const struct brd_frame *f)
 
 	assert_int_equal(f->kind, 'Q');
 	p->requests++;
+	if (p->refuse) {
+		brd_refuse(p->b, f, "STORAGE", p->refuse);
+		return 1;
+	}
 	if (p->drop)
 		brd_pause(p->b);
 	return p->drop;
@@ -872,6 +877,47 @@ static void test_fault_hooks(void **state)
 	board_free(t);
 }
 
+/* A request the hook refuses with brd_refuse is answered ERROR with the platform's code and
+ * text (any bytes, percent-encoded on the wire), is not executed, and its answer is kept: a
+ * retransmission gets it again without asking the hook. */
+static void test_refuse(void **state)
+{
+	static const char *const w[] = {
+		"path=a.txt", "mode=0644", "size=5",
+		"sha=2CF24DBA5FB0A30E26E83B2AC5B9E29E1B161E5C1FA7425E73043362938B9824", "off=0",
+		"data=aGVsbG8=", NULL,
+	};
+	static const char text[] = "flash\n<3>forged\r\x1b[2J \x01\x7f\xff%=, done";
+	struct t *t = board_new(NULL, 0);
+	struct drv_proto_frame f;
+	char got[128], kept[1024], buf[4096], err[160];
+	unsigned int requests;
+	size_t n;
+
+	(void)state;
+	t->b.plat.request = p_request;
+	t->plat.b = &t->b;
+	hello(t, 1);
+	t->plat.refuse = text;
+	ask(t, 2, "WRITE", w, &f);
+	want_error(&f, "STORAGE");
+	assert_int_equal(drv_proto_get_text(&f, "text", got, sizeof(got), err, sizeof(err)), 0);
+	assert_string_equal(got, text);
+	assert_int_equal(t->mem.opens, 0);
+	snprintf(kept, sizeof(kept), "%s", last(t));
+	requests = t->plat.requests;
+	t->plat.refuse = NULL;
+	n = build(buf, 2, "WRITE", w);
+	feed(t, buf, n, 0, 1000);
+	assert_int_equal(t->plat.requests, requests);
+	assert_string_equal(last(t), kept);
+	assert_int_equal(t->plat.fresh[(t->plat.n + 15) % 16], 0);
+	/* A new request goes through and is executed. */
+	ask(t, 3, "WRITE", w, &f);
+	assert_string_equal(f.type, "WRITE");
+	board_free(t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -879,7 +925,7 @@ int main(void)
 		cmocka_unit_test(test_retransmission), cmocka_unit_test(test_frame_errors),
 		cmocka_unit_test(test_baud),	       cmocka_unit_test(test_confinement),
 		cmocka_unit_test(test_files),	       cmocka_unit_test(test_csr),
-		cmocka_unit_test(test_fault_hooks),
+		cmocka_unit_test(test_fault_hooks),    cmocka_unit_test(test_refuse),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
