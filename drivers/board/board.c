@@ -408,6 +408,17 @@ static size_t csr_for(struct brd_board *b, const struct brd_frame *f, const char
 		answer_failure(b, f, E_KEYGEN, &m, (int)len, len ? key_error(b) : NULL);
 		return 0;
 	}
+	if (b->plat.csr) {
+		size_t n2 = (size_t)len;
+
+		rc = b->plat.csr(b->plat.arg, b->scratch, sizeof(b->scratch), &n2);
+		if (rc != 0 || n2 == 0 || n2 > sizeof(b->scratch)) {
+			brd_msg_str(&m, "the board's CSR hook refused it");
+			answer_failure(b, f, E_KEYGEN, &m, rc, NULL);
+			return 0;
+		}
+		len = (long)n2;
+	}
 	/* The CSR first, then the subject that names it: a crash in between leaves a subject
 	 * that matches no CSR, and the next request makes it again. */
 	rc = b->st->rec_write(b->st_inst, BRD_REC_SUBJECT, "", 0);
@@ -1056,6 +1067,8 @@ static void on_frame(struct brd_board *b, const struct brd_frame *f, uint64_t no
 		b->plat.send(b->plat.arg, b->tx, b->kept_len, 0);
 		return;
 	}
+	if (b->plat.request && b->plat.request(b->plat.arg, f) != 0)
+		return;
 	if (f->seq == 0) {
 		answer_error(b, f, E_FIELD, "sequence number 0 is reserved for events");
 		return;
@@ -1127,6 +1140,12 @@ size_t brd_input(struct brd_board *b, const void *data, size_t n, uint64_t now_m
 void brd_pause(struct brd_board *b)
 {
 	b->paused = 1;
+}
+
+void brd_refuse(struct brd_board *b, const struct brd_frame *req, const char *code,
+		const char *text)
+{
+	answer_error(b, req, code, text);
 }
 
 void brd_tx_done(struct brd_board *b, uint64_t now_ms)

@@ -9,7 +9,7 @@
  * core keeps no state outside that struct. Every call on one board must come from one
  * thread at a time; callbacks run inside the call that caused them (brd_boot, brd_input,
  * brd_tx_done, brd_tick) on the caller's thread and must not call back into the same board,
- * except brd_pause from send.
+ * except brd_pause from send and request.
  *
  * Sizes are compile-time constants (BRD_LINE_MAX, BRD_MAX_STAGED) so that the struct needs
  * no heap; a firmware shrinks them with -D, and every unit that includes this header must
@@ -148,7 +148,8 @@ struct brd_platform {
 	void *arg;
 	/* Queues n bytes (a whole frame) for the UART. fresh is 0 when the bytes are the kept
 	 * answer sent again for a retransmitted request. The bytes must be copied or written
-	 * before send returns. */
+	 * before send returns. A simulator damages its copy here to put a bad answer on the
+	 * wire (fresh tells a first transmission from the kept answer sent again). */
 	void (*send)(void *arg, const char *bytes, size_t n, int fresh);
 	/* Switches the UART to rate now. Called from brd_tx_done (after a BAUD answer left)
 	 * and from brd_tick (the fallback). May be NULL on a line without rates. */
@@ -156,6 +157,21 @@ struct brd_platform {
 	/* Tells what happened; text is NUL-terminated and valid during the call. May be
 	 * NULL. */
 	void (*event)(void *arg, enum brd_event ev, const char *text);
+
+	/* Fault hooks: where a simulator or a test makes a board misbehave on purpose with
+	 * the core's own protocol logic around it. A device's platform leaves them NULL. */
+	/* Called with each request before the core acts on it (not for a retransmission,
+	 * which gets the kept answer). Returns 0 to go on, or non-zero to leave the request
+	 * unhandled and unanswered (or answered ERROR with brd_refuse), as a board that
+	 * hangs, loses its link, loses power or fails there would: the core's state stays as
+	 * it was (a hung board is then fed nothing
+	 * more; one that comes back after a power loss is started again with brd_boot). */
+	int (*request)(void *arg, const struct brd_frame *f);
+	/* Called with the CSR the core made for a new subject or key (DER, *len bytes in der,
+	 * room for cap) before it is kept and sent: the platform may replace it in place and
+	 * set *len, to send a bad CSR. Returns 0, or a negative enum brd_status to refuse
+	 * the request with ERROR KEYGEN. */
+	int (*csr)(void *arg, uint8_t *der, size_t cap, size_t *len);
 };
 
 struct brd_config {
@@ -259,9 +275,15 @@ void brd_boot(struct brd_board *b, uint64_t now_ms);
  * caller feeds the rest later). */
 size_t brd_input(struct brd_board *b, const void *data, size_t n, uint64_t now_ms);
 
-/* From send: stop the current brd_input after this frame (a platform that cannot take
- * more now, e.g. a simulated slow board). */
+/* From send or request: stop the current brd_input after this frame (a platform that cannot
+ * take more now, e.g. a simulated slow board, or one that just lost power). */
 void brd_pause(struct brd_board *b);
+
+/* From request: answer the request with ERROR CODE and TEXT, kept for a retransmission like
+ * any answer (a simulated board whose firmware fails there on purpose); request then returns
+ * non-zero. */
+void brd_refuse(struct brd_board *b, const struct brd_frame *req, const char *code,
+		const char *text);
 
 /* Everything sent so far has left the UART. After a BAUD answer this is where the core
  * switches the rate (set_baud) and starts the fallback clock. */

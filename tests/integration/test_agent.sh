@@ -46,23 +46,6 @@ mtls() {
 	server=
 }
 
-# check_board NAME DIR: the files the station installed, as a device boots with them.
-check_board() {
-	local name=$1 dir=$2 out
-	for f in client.pem client.chained root.crt sota.toml; do
-		[ -f "$dir/$f" ] || fail "$name: no $f in $dir"
-	done
-	out=$(files_check "$dir") || fail "$name: $out"
-	openssl verify -x509_strict -purpose sslclient -CAfile "$pki/factory-root.pem" \
-		-untrusted "$pki/local-ca.pem" "$dir/client.pem" >/dev/null ||
-		fail "$name: openssl verify"
-	cmp -s "$dir/root.crt" "$pki/factory-root.pem" || fail "$name: root.crt is not the factory root"
-	[ "$(openssl x509 -in "$dir/client.chained" -outform DER | sha256sum)" = \
-		"$(openssl x509 -in "$dir/client.pem" -outform DER | sha256sum)" ] ||
-		fail "$name: client.chained does not start with client.pem"
-	grep -q 'primary_ecu_hardware_id = "agent-board"' "$dir/sota.toml" || fail "$name: sota.toml"
-}
-
 # run_station NAME: one board through `station run`, the agent exiting 0 after DONE pass.
 run_station() {
 	local name=$1

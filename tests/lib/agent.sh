@@ -39,7 +39,7 @@ start_agent() {
 
 # agent_pki: $pki with the development PKI, a profile for hardware id agent-board whose
 # device ids the station makes (the agent adopts them), and $pki/run.yaml with one slot on
-# the cable (max_baud 921600).
+# the cable, or on AGENT_PORT when set (max_baud 921600, or MAX_BAUD).
 agent_pki() {
 	pki="$T/pki"
 	dev_pki "$pki" acme-factory
@@ -61,7 +61,7 @@ YAML
 profiles: [agent-gw.yaml]
 station: test-station
 slots:
-  - port: $T/station-end
+  - port: ${AGENT_PORT:-$T/station-end}
     name: dev0
     backend: pty
     max_baud: ${MAX_BAUD:-921600}
@@ -149,4 +149,23 @@ files_check() {
 			return 1
 		}
 	done
+}
+
+# check_board NAME DIR: the files the station installed in DIR (a configuration directory),
+# as a device boots with them: whole as committed, client.pem chaining to the factory root of
+# $pki for TLS client use, root.crt that root, client.chained starting with client.pem.
+check_board() {
+	local name=$1 dir=$2 out
+	for f in client.pem client.chained root.crt sota.toml; do
+		[ -f "$dir/$f" ] || fail "$name: no $f in $dir"
+	done
+	out=$(files_check "$dir") || fail "$name: $out"
+	openssl verify -x509_strict -purpose sslclient -CAfile "$pki/factory-root.pem" \
+		-untrusted "$pki/local-ca.pem" "$dir/client.pem" >/dev/null ||
+		fail "$name: openssl verify"
+	cmp -s "$dir/root.crt" "$pki/factory-root.pem" || fail "$name: root.crt is not the factory root"
+	[ "$(openssl x509 -in "$dir/client.chained" -outform DER | sha256sum)" = \
+		"$(openssl x509 -in "$dir/client.pem" -outform DER | sha256sum)" ] ||
+		fail "$name: client.chained does not start with client.pem"
+	grep -q 'primary_ecu_hardware_id = "agent-board"' "$dir/sota.toml" || fail "$name: sota.toml"
 }

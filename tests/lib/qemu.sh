@@ -13,6 +13,7 @@
 #   qemu_kill                       SIGKILL: the board loses power; qemu_start boots it again
 #   qemu_wait_exit SECONDS          waits for the guest to power off after CMD exits
 #   qemu_disk_cat IMG PATH          a file from the disk as the next mount sees it
+#   qemu_disk_rdump IMG DIR DEST    a directory tree from the disk, likewise
 #
 # Why this kernel and file system: the cloud kernel has the 8250 UART and its console, ext4,
 # devtmpfs, gzip initramfs and the NVMe driver built in, so the board's disk is ext4 on an
@@ -36,6 +37,9 @@ QEMU_TTY=$QEMU_DIR/ttyS0
 # without --no-reader), all boots appended.
 QEMU_LOG=$QEMU_DIR/ttyS0.log
 QEMU_PROGRAM_LOG=$QEMU_DIR/ttyS1.log
+# Every byte the guest sent on ttyS0, all boots appended, whoever reads the PTY (a station
+# too): QEMU's own log of the line, like a probe on the board's TX pin.
+QEMU_WIRE_LOG=$QEMU_DIR/ttyS0.wire
 # Milliseconds since the epoch at the last qemu_start, for the test's boot time.
 QEMU_STARTED_MS=
 mkdir -p "$QEMU_DIR"
@@ -235,16 +239,33 @@ qemu_disk() {
 	mkfs.ext4 "${args[@]}" "$img" >"$QEMU_DIR/mkfs.log" 2>&1 || fail "mkfs.ext4 $img: $(cat "$QEMU_DIR/mkfs.log")"
 }
 
-# qemu_disk_cat IMG PATH: prints PATH from the image as the next mount would see it: a copy
-# of the image has its journal replayed (a board killed mid-write leaves one), then debugfs
-# reads the file. Fails when the file is not there.
-qemu_disk_cat() {
-	local img=$1 path=$2 copy=$QEMU_DIR/disk-cat.img
+# qemu_disk_copy IMG: a copy of the image at $QEMU_DIR/disk-cat.img as the next mount would
+# see it: its journal replayed (a board killed mid-write leaves one).
+qemu_disk_copy() {
+	local img=$1 copy=$QEMU_DIR/disk-cat.img
 	local rc=0
 	cp --sparse=always "$img" "$copy"
 	# Exit codes 1 and 2 say what e2fsck repaired; 4 and above that it could not.
 	e2fsck -fy "$copy" >"$QEMU_DIR/e2fsck.log" 2>&1 || rc=$?
 	[ "$rc" -lt 4 ] || fail "e2fsck $img: $(cat "$QEMU_DIR/e2fsck.log")"
+}
+
+# qemu_disk_rdump IMG DIR DEST: the directory DIR of the image, as the next mount would see
+# it, copied with its tree to DEST/<its name> (DEST is made; hidden files included).
+qemu_disk_rdump() {
+	local img=$1 dir=$2 dest=$3 copy=$QEMU_DIR/disk-cat.img
+	qemu_disk_copy "$img"
+	mkdir -p "$dest"
+	debugfs -R "rdump $dir $dest" "$copy" >"$QEMU_DIR/debugfs.log" 2>&1
+	rm -f "$copy"
+	[ -d "$dest/$(basename "$dir")" ] || fail "no $dir on $img: $(cat "$QEMU_DIR/debugfs.log")"
+}
+
+# qemu_disk_cat IMG PATH: prints PATH from the image as the next mount would see it (see
+# qemu_disk_copy), read with debugfs. Fails when the file is not there.
+qemu_disk_cat() {
+	local img=$1 path=$2 copy=$QEMU_DIR/disk-cat.img
+	qemu_disk_copy "$img"
 	if ! debugfs -R "stat $path" "$copy" 2>/dev/null | grep -q '^Inode:'; then
 		rm -f "$copy"
 		return 1
@@ -288,7 +309,8 @@ qemu_start() {
 	qemu-system-x86_64 -accel tcg -m 192 -nodefaults -no-user-config -nographic -no-reboot -S \
 		-kernel "$QEMU_KERNEL" -initrd "$initrd" \
 		-append "console=ttyS0,115200 loglevel=7 panic=-1 tsc=unstable $*" \
-		-serial pty -chardev "file,id=log,path=$QEMU_PROGRAM_LOG,append=on" -serial chardev:log \
+		-chardev "pty,id=serial0,logfile=$QEMU_WIRE_LOG,logappend=on" -serial chardev:serial0 \
+		-chardev "file,id=log,path=$QEMU_PROGRAM_LOG,append=on" -serial chardev:log \
 		-chardev "pipe,id=mon,path=$QEMU_DIR/mon" -mon chardev=mon,mode=readline \
 		-drive "file=$img,if=none,id=board,format=raw" -device nvme,drive=board,serial=board \
 		</dev/null >>"$QEMU_DIR/qemu.out" 2>&1 &

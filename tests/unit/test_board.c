@@ -257,6 +257,11 @@ struct plat {
 	uint32_t bauds[8];
 	unsigned int nbauds;
 	int falls;
+	/* Fault hooks (test_fault_hooks). */
+	struct brd_board *b;
+	int drop, csr_rc;
+	const char *refuse; /* set: the request hook answers ERROR STORAGE with it */
+	unsigned int requests;
 };
 
 static void p_send(void *arg, const char *bytes, size_t n, int fresh)
@@ -287,6 +292,34 @@ static void p_event(void *arg, enum brd_event ev, const char *text)
 
 	(void)text;
 	p->falls += ev == BRD_EV_FALLBACK;
+}
+
+/* The request hook: holds requests back while drop is set, and stops the feed there. */
+static int p_request(void *arg, const struct brd_frame *f)
+{
+	struct plat *p = arg;
+
+	assert_int_equal(f->kind, 'Q');
+	p->requests++;
+	if (p->refuse) {
+		brd_refuse(p->b, f, "STORAGE", p->refuse);
+		return 1;
+	}
+	if (p->drop)
+		brd_pause(p->b);
+	return p->drop;
+}
+
+/* The CSR hook: spoils the signature's last byte, or refuses with csr_rc. */
+static int p_csr(void *arg, uint8_t *der, size_t cap, size_t *len)
+{
+	struct plat *p = arg;
+
+	if (p->csr_rc)
+		return p->csr_rc;
+	assert_true(*len > 0 && *len <= cap);
+	der[*len - 1] ^= 1;
+	return 0;
 }
 
 /* One board under test. */
@@ -784,6 +817,107 @@ static void test_csr(void **state)
 	board_free(t);
 }
 
+/* The fault hooks a simulator builds its faults on. A request the platform holds back is
+ * neither answered nor executed, brd_pause from the hook leaves the bytes after it for the
+ * next feed, and the request let through later is executed as a new one. The CSR the hook
+ * rewrites is what the station gets, the same bytes when asked again; a refusal is ERROR
+ * KEYGEN. */
+static void test_fault_hooks(void **state)
+{
+	static const char *const csr[] = { "cn=dev1", "alg=ec-p256", NULL };
+	static const char *const v1[] = { "v=1", NULL };
+	struct t *t = board_new(NULL, 0);
+	struct drv_proto_frame f;
+	uint8_t der[1024], der2[1024];
+	char buf[8192], err[160];
+	const unsigned char *p;
+	unsigned int total;
+	size_t n, n2;
+	X509_REQ *req;
+	EVP_PKEY *pub;
+
+	(void)state;
+	t->b.plat.request = p_request;
+	t->b.plat.csr = p_csr;
+	t->plat.b = &t->b;
+	t->plat.drop = 1;
+	n = build(buf, 1, "HELLO", v1);
+	n2 = build(buf + n, 2, "HELLO", v1);
+	total = t->plat.total;
+	assert_int_equal(brd_input(&t->b, buf, n + n2, 1000), n);
+	assert_int_equal(t->plat.total, total);
+	assert_int_equal(t->plat.requests, 1);
+	assert_int_equal(brd_in_session(&t->b), 0);
+	t->plat.drop = 0;
+	assert_int_equal(brd_input(&t->b, buf, n, 1000), n);
+	assert_int_equal(t->plat.total, total + 1);
+	assert_non_null(strstr(last(t), "~@P1 A 1 HELLO v=1 "));
+	assert_int_equal(brd_in_session(&t->b), 1);
+	/* A retransmission gets the kept answer without asking the hook. */
+	assert_int_equal(brd_input(&t->b, buf, n, 1000), n);
+	assert_int_equal(t->plat.requests, 2);
+
+	ask(t, 3, "CSR", csr, &f);
+	assert_int_equal(drv_proto_get_b64(&f, "data", der, sizeof(der), &n, err, sizeof(err)), 0);
+	p = der;
+	req = d2i_X509_REQ(NULL, &p, (long)n);
+	assert_non_null(req);
+	pub = X509_REQ_get_pubkey(req);
+	assert_int_equal(EVP_PKEY_eq(pub, t->key.pkey), 1);
+	assert_int_not_equal(X509_REQ_verify(req, pub), 1);
+	EVP_PKEY_free(pub);
+	X509_REQ_free(req);
+	ask(t, 4, "CSR", csr, &f);
+	assert_int_equal(drv_proto_get_b64(&f, "data", der2, sizeof(der2), &n2, err, sizeof(err)), 0);
+	assert_int_equal(n2, n);
+	assert_memory_equal(der, der2, n);
+	t->plat.csr_rc = BRD_ERR_CRYPTO;
+	ask(t, 5, "CSR", (const char *const[]){ "cn=dev2", "alg=ec-p256", NULL }, &f);
+	want_error(&f, "KEYGEN");
+	board_free(t);
+}
+
+/* A request the hook refuses with brd_refuse is answered ERROR with the platform's code and
+ * text (any bytes, percent-encoded on the wire), is not executed, and its answer is kept: a
+ * retransmission gets it again without asking the hook. */
+static void test_refuse(void **state)
+{
+	static const char *const w[] = {
+		"path=a.txt", "mode=0644", "size=5",
+		"sha=2CF24DBA5FB0A30E26E83B2AC5B9E29E1B161E5C1FA7425E73043362938B9824", "off=0",
+		"data=aGVsbG8=", NULL,
+	};
+	static const char text[] = "flash\n<3>forged\r\x1b[2J \x01\x7f\xff%=, done";
+	struct t *t = board_new(NULL, 0);
+	struct drv_proto_frame f;
+	char got[128], kept[1024], buf[4096], err[160];
+	unsigned int requests;
+	size_t n;
+
+	(void)state;
+	t->b.plat.request = p_request;
+	t->plat.b = &t->b;
+	hello(t, 1);
+	t->plat.refuse = text;
+	ask(t, 2, "WRITE", w, &f);
+	want_error(&f, "STORAGE");
+	assert_int_equal(drv_proto_get_text(&f, "text", got, sizeof(got), err, sizeof(err)), 0);
+	assert_string_equal(got, text);
+	assert_int_equal(t->mem.opens, 0);
+	snprintf(kept, sizeof(kept), "%s", last(t));
+	requests = t->plat.requests;
+	t->plat.refuse = NULL;
+	n = build(buf, 2, "WRITE", w);
+	feed(t, buf, n, 0, 1000);
+	assert_int_equal(t->plat.requests, requests);
+	assert_string_equal(last(t), kept);
+	assert_int_equal(t->plat.fresh[(t->plat.n + 15) % 16], 0);
+	/* A new request goes through and is executed. */
+	ask(t, 3, "WRITE", w, &f);
+	assert_string_equal(f.type, "WRITE");
+	board_free(t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -791,6 +925,7 @@ int main(void)
 		cmocka_unit_test(test_retransmission), cmocka_unit_test(test_frame_errors),
 		cmocka_unit_test(test_baud),	       cmocka_unit_test(test_confinement),
 		cmocka_unit_test(test_files),	       cmocka_unit_test(test_csr),
+		cmocka_unit_test(test_fault_hooks),    cmocka_unit_test(test_refuse),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

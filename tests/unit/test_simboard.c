@@ -1445,6 +1445,99 @@ static void test_identity_and_pacing(void **state)
 	sp_stop(&p);
 }
 
+/* The PEM private key (cert 0) or certificate (cert 1) in path: NULL when there is no such
+ * file, a failure when it does not parse. */
+static void *read_pem(const char *path, int cert)
+{
+	FILE *f = fopen(path, "r");
+	void *obj;
+
+	if (!f)
+		return NULL;
+	obj = cert ? (void *)PEM_read_X509(f, NULL, NULL, NULL) :
+		     (void *)PEM_read_PrivateKey(f, NULL, NULL, NULL);
+	fclose(f);
+	assert_non_null(obj);
+	return obj;
+}
+
+/* A board swap (--total) killed with SIGKILL half done, at a test stop point after the old
+ * board's key is gone: once simboard is back the fixture holds the old board whole (its files
+ * with the key they were issued for) or nothing of it, never the files without the key. */
+static void test_swap_killed(void **state)
+{
+#ifndef STATION_TEST_HOOKS
+	(void)state;
+	skip();
+#else
+	static const char *const args[] = { "--boards", "1", "--total", "2", "--no-fsync", NULL };
+	static const char *const again[] = { "--boards", "1", "--no-fsync", NULL };
+	char dir[600], dev[80], path[800], *pem;
+	struct simproc p;
+	struct client c;
+	X509_REQ *req;
+	X509 *cert, *installed;
+	EVP_PKEY *key;
+	uint64_t gen;
+	uint8_t *der;
+	size_t len, plen;
+	int status;
+
+	(void)state;
+	snprintf(dir, sizeof(dir), "%s/swap", tmp);
+	setenv("SIMBOARD_TEST_STOP", "swap", 1);
+	sp_start(&p, dir, args);
+	unsetenv("SIMBOARD_TEST_STOP");
+	cl_open_board(&c, &p, 0);
+	hello(&c, dev, sizeof(dev));
+	der = read_csr(&c, dev, "Factory-A", NULL, 0, &len);
+	req = parse_csr(der, len);
+	cert = make_cert(pki.ca, pki.ca_key, X509_REQ_get_subject_name(req),
+			 X509_REQ_get0_pubkey(req), 0, 2000);
+	pem = pem_of(cert, &plen);
+	assert_null(write_file(&c, "client.pem", "0644", pem, plen, 0));
+	commit(&c, 1);
+	assert_type(&c, DRV_PROTO_COMMIT);
+	cl_begin(&c, DRV_PROTO_DONE);
+	drv_proto_add_text(&c.bld, "result", "pass");
+	cl_end(&c);
+	cl_call(&c);
+	assert_type(&c, DRV_PROTO_DONE);
+	sp_wait(&p, "board0: test stop in swap");
+	kill(p.pid, SIGKILL);
+	assert_int_equal(waitpid(p.pid, &status, 0), p.pid);
+	close(p.out);
+	free(p.text);
+	cl_close(&c);
+
+	/* What the board says, then what its directory holds (simboard stopped first, so that
+	 * a failed assertion leaves no process behind). */
+	sp_start(&p, dir, again);
+	cl_open_board(&c, &p, 0);
+	hello(&c, NULL, 0);
+	gen = get_uint(&c, "gen");
+	cl_close(&c);
+	sp_stop(&p);
+	snprintf(path, sizeof(path), "%s/board0/key.pem", dir);
+	key = read_pem(path, 0);
+	snprintf(path, sizeof(path), "%s/board0/files/client.pem", dir);
+	installed = read_pem(path, 1);
+	if (installed && !key)
+		fail_msg("after the killed swap board0 holds the old board's client.pem without its key");
+	if (key && !installed)
+		fail_msg("after the killed swap board0 holds a key without the old board's files");
+	if (key)
+		assert_int_equal(EVP_PKEY_eq(X509_get0_pubkey(installed), key), 1);
+	assert_int_equal(gen, key ? 1 : 0);
+	EVP_PKEY_free(key);
+	X509_free(installed);
+	X509_free(cert);
+	X509_REQ_free(req);
+	free(pem);
+	free(der);
+#endif
+}
+
 /* 1024 boards in one process, each answering over its own PTY, with 30% of answers
  * corrupted on the wire: every board is reached through retransmits. */
 static void test_many_boards(void **state)
@@ -1543,6 +1636,7 @@ int main(void)
 		cmocka_unit_test(test_fault_baud),
 		cmocka_unit_test(test_restart_keeps_state),
 		cmocka_unit_test(test_identity_and_pacing),
+		cmocka_unit_test(test_swap_killed),
 		cmocka_unit_test(test_many_boards),
 	};
 

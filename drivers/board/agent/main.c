@@ -332,6 +332,10 @@ int main(int argc, char **argv)
 		logf_("%s", err);
 		goto out;
 	}
+	/* What the board holds, after a commit a power loss interrupted was finished. */
+	logf_("%s: generation %llu installed, %u files", a.cfg.config_dir,
+	      (unsigned long long)agent_store_ops.generation(a.store),
+	      agent_store_ops.installed(a.store));
 	memset(&bc, 0, sizeof(bc));
 	bc.hw = a.cfg.hw;
 	bc.sku = a.cfg.sku;
