@@ -61,6 +61,13 @@
  *     max_body: 65536            # bytes of a request body
  *     allow_unauthenticated: false  # beyond loopback the server requires client_ca, or
  *                                #   tokens over HTTPS, or this written as true
+ *   authorizations: authorizations/  # production authorizations (*.auth, auth.h) that
+ *                                #   profiles with `authorization: required` consume; read at
+ *                                #   start and on SIGHUP
+ *   report:                      # the station's report key, which signs job-end reports
+ *     key: "pkcs11:token=factory;object=station-report?module-path=..."  # or a PEM file
+ *     cert: report.pem           #   (same signer, login and PIN as ca:), and its
+ *                                #   certificate from the local CA, for reports only
  *
  * A new section is a struct member below plus one entry in config.c's top-level table (and
  * a table of its own keys). */
@@ -158,6 +165,13 @@ int st_config_h_http(struct st_yl_ctx *ctx, const struct st_yl_node *node,
 		     const struct st_yl_key *key, void *base);
 void st_config_http_clear(struct st_config_http *h);
 
+/* `report`: the key that signs the station's job-end reports (report.h). It lives beside
+ * the CA key: the ca: section's signer, token login and PIN, another key. */
+struct st_config_report {
+	char *key;  /* pkcs11: URI; file: PEM key path; NULL: no report key configured */
+	char *cert; /* its certificate, PEM */
+};
+
 struct st_config {
 	char *path; /* the file it was loaded from */
 	struct st_config_ca ca;
@@ -174,6 +188,8 @@ struct st_config {
 	struct st_config_retries retries;
 	struct st_config_outputs outputs;
 	struct st_config_http http;
+	char *authorizations; /* directory of authorization documents; may be NULL */
+	struct st_config_report report;
 };
 
 /* Loads and validates path. Each problem is written to diag (e.g. stderr; may be NULL) as one
@@ -207,6 +223,14 @@ void st_config_signer_config(const struct st_config *cfg, struct drv_signer_conf
  * saying what failed and *out NULL. Before other threads start, as above. */
 int st_config_open_signer(const struct st_config *cfg, struct drv_signer **out, char *err,
 			  size_t errlen);
+
+/* The report key's signer (report:), as st_config_signer_config() gives the CA's: the same
+ * backend, PIN and mechanism with report.key. sc->key is NULL when there is no report key. */
+void st_config_report_signer_config(const struct st_config *cfg, struct drv_signer_config *sc);
+
+/* This station's name: the configuration's `station`, else the host name, else "station".
+ * Writes it to buf (len bytes) and returns buf. */
+const char *st_config_station_name(const struct st_config *cfg, char *buf, size_t len);
 
 /* The signing pool's settings (station/pool.h) from the pool: section, for st_pool_new():
  * workers 0 becomes the online CPUs, and never more than pool.hsm_sessions when that is
