@@ -48,7 +48,7 @@ static void serve_usage(FILE *out)
 		"'station run'. Beyond loopback it refuses to start unless clients authenticate\n"
 		"(client_ca, or tokens over HTTPS) or the configuration says\n"
 		"'allow_unauthenticated: true'. Prints 'station: serving on URL' once it listens.\n"
-		"Runs until SIGINT or SIGTERM; SIGHUP reloads the profiles.\n"
+		"Runs until SIGINT or SIGTERM; SIGHUP reloads the profiles and authorizations.\n"
 		"\n"
 		"  -c, --config FILE   station configuration (ca, ledger, profiles, pool, http)\n"
 		"  -v, --verbose       log every request's details\n"
@@ -97,6 +97,17 @@ static struct st_profiles *load_profiles(const struct st_config *cfg, char *err,
 	return set;
 }
 
+/* The production authorizations the configuration names (auth.h), into set. */
+static int load_authorizations(const struct serve *s, const struct st_config *cfg,
+			       struct st_profiles *set, char *err, size_t errlen)
+{
+	struct st_auth_env env = { s->ca->root, s->ca->ou, s->station, 0 };
+
+	if (!cfg->authorizations)
+		return 0;
+	return st_auth_set_load(cfg->authorizations, &env, &set->auths, NULL, err, errlen);
+}
+
 static struct st_profiles *current_profiles(void *arg)
 {
 	struct serve *s = arg;
@@ -117,14 +128,20 @@ static void reload(struct serve *s)
 		return;
 	}
 	set = load_profiles(cfg, err, sizeof(err));
+	if (set && load_authorizations(s, cfg, set, err, sizeof(err)) < 0) {
+		st_profiles_unref(set);
+		set = NULL;
+	}
 	st_config_free(cfg);
 	if (!set) {
-		st_err("SIGHUP: %s; keeping the profiles in force", err);
+		st_err("SIGHUP: %s; keeping the profiles and authorizations in force", err);
 		return;
 	}
 	st_profiles_unref(s->profiles);
 	s->profiles = set;
-	st_notice("SIGHUP: profiles reloaded");
+	if (set->auths)
+		st_pool_auth_sync(s->pool, set->auths);
+	st_notice("SIGHUP: profiles and authorizations reloaded");
 }
 
 static void on_signal(uv_signal_t *sig, int signum)
@@ -233,7 +250,7 @@ int st_cmd_serve(int argc, char **argv)
 		goto out;
 	}
 	s.profiles = load_profiles(s.cfg, err, sizeof(err));
-	if (!s.profiles) {
+	if (!s.profiles || load_authorizations(&s, s.cfg, s.profiles, err, sizeof(err)) < 0) {
 		st_err("%s", err);
 		goto out;
 	}
@@ -241,6 +258,10 @@ int st_cmd_serve(int argc, char **argv)
 	    st_ca_match_signer(s.ca, s.signer, err, sizeof(err)) < 0 ||
 	    start_pool(&s, err, sizeof(err)) < 0) {
 		st_err("%s", err);
+		goto out;
+	}
+	if (s.profiles->auths && st_pool_auth_sync(s.pool, s.profiles->auths) < 0) {
+		st_err("authorizations: cannot read their counts from the ledger");
 		goto out;
 	}
 	memset(&defaults, 0, sizeof(defaults));

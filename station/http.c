@@ -511,6 +511,7 @@ static void handle_sign(struct st_http *h, h2o_req_t *req)
 	sreq->id_authenticated = id_auth || (peer_cn && strcmp(peer_cn, r->uuid) == 0);
 	sreq->csr = csr;
 	csr = NULL;
+	sreq->auths = st_auth_set_ref(pset->auths);
 	sreq->data = g;
 	sreq->done = on_signed;
 	rc = st_pool_submit(h->env.pool, sreq);

@@ -19,6 +19,7 @@
 
 #include <openssl/rand.h>
 
+#include "auth.h"
 #include "ecdsa.h"
 #include "err.h"
 #include "log.h"
@@ -105,6 +106,7 @@ void st_profiles_unref(struct st_profiles *set)
 	}
 	free(set->fixed);
 	free(set->fixed_paths);
+	st_auth_set_unref(set->auths);
 	free(set);
 }
 
@@ -227,6 +229,7 @@ struct slot_run {
 	struct st_cert *cert;
 	int64_t row_id;
 	int reused;
+	char auth_id[ST_AUTH_MAX_ID + 1]; /* the authorization its certificate consumed */
 	struct st_sign_times pt;
 
 	/* Files. */
@@ -1026,6 +1029,7 @@ static void csr_complete(struct st_slot *s)
 	r->req->id_authenticated = r->profile->devid_source == ST_DEVID_SECURE_ELEMENT &&
 				   strcmp(s->board.key, "se") == 0;
 	r->req->csr = csr;
+	r->req->auths = st_auth_set_ref(r->pset->auths);
 	r->req->data = s;
 	r->req->done = on_signed;
 	slot_set_state(s, ST_SLOT_QUEUED);
@@ -1244,6 +1248,7 @@ static void on_signed(struct st_sign_req *req)
 	req->cert = NULL;
 	r->row_id = req->row_id;
 	r->reused = req->reused;
+	st_msgf(r->auth_id, sizeof(r->auth_id), "%s", req->auth_id);
 	st_sign_req_free(req);
 	r->t_signed = uv_hrtime();
 	unschedule(s);

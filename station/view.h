@@ -2,7 +2,8 @@
  * to look at.
  *
  * A header (totals, boards per hour, failures by reason, the signing pool, with a pause for
- * an absent HSM shown as a red bar), then the slots: one line each (name, state, device id,
+ * an absent HSM shown as a red bar, and, when production authorizations are in force, the
+ * units each has left, in yellow once few are left and in red when none), then the slots: one line each (name, state, device id,
  * time in state, last error) when they fit the terminal, else a grid with every slot as its
  * short name and a state glyph in colour, followed by the slots that need attention (failed
  * boards with their reason, boards stuck in one state, port problems). At the bottom, the
@@ -39,6 +40,7 @@ struct st_view;
 struct st_slot;
 struct st_tally;
 struct st_pool_stats;
+struct st_auth_set;
 
 /* Whether the view can draw on fd: a terminal, with TERM set and not "dumb". */
 int st_view_usable(int fd);
@@ -72,6 +74,7 @@ struct st_view_input {
 	int stopping;
 	const struct st_view_event *events; /* oldest first */
 	size_t nevents;
+	const struct st_auth_set *auths;    /* production authorizations in force; NULL: none */
 };
 
 struct st_view_screen;
