@@ -76,6 +76,8 @@ struct st_auth_env {
 	const char *factory; /* this factory (the local CA's OU) */
 	const char *station; /* this station's name */
 	time_t now;          /* 0: the current time */
+	int any_time;        /* 1: accept it outside its validity window (a job-end report
+			      * checked after the authorization ended) */
 };
 
 /* Verifies a document (DER or PEM) as described above; name (a file name) starts every
@@ -109,6 +111,8 @@ int st_auth_issue(struct drv_signer *signer, X509 *cert, STACK_OF(X509) *chain,
 /* "YYYY-MM-DDTHH:MM:SSZ" to and from time_t. parse returns 0 or ST_E_INVAL. */
 void st_auth_time_format(time_t t, char buf[32]);
 int st_auth_time_parse(const char *s, time_t *out);
+/* A time on a command line: that, or YYYY-MM-DD for its midnight (UTC). */
+int st_auth_time_parse_arg(const char *s, time_t *out);
 
 /* ---- Sets ---------------------------------------------------------------------------- */
 

@@ -80,16 +80,9 @@ static int parse_number(const char *arg, const char *opt, long long max, long lo
 	return 0;
 }
 
-/* YYYY-MM-DD (midnight UTC) or YYYY-MM-DDTHH:MM:SSZ. */
 static int parse_when(const char *arg, const char *opt, time_t *out)
 {
-	char full[32];
-
-	if (strlen(arg) == 10) {
-		snprintf(full, sizeof(full), "%sT00:00:00Z", arg);
-		arg = full;
-	}
-	if (st_auth_time_parse(arg, out) < 0) {
+	if (st_auth_time_parse_arg(arg, out) < 0) {
 		st_err("%s: '%s' is not YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ", opt, arg);
 		return -1;
 	}
@@ -179,26 +172,6 @@ static int parse_opts(int argc, char **argv, struct auth_opts *o)
 	return 0;
 }
 
-static STACK_OF(X509) *read_certs(const char *path)
-{
-	STACK_OF(X509) *certs = sk_X509_new_null();
-	BIO *b = BIO_new_file(path, "r");
-	X509 *x;
-
-	while (certs && b && (x = PEM_read_bio_X509(b, NULL, NULL, NULL))) {
-		if (!sk_X509_push(certs, x)) {
-			X509_free(x);
-			break;
-		}
-	}
-	ERR_clear_error();
-	BIO_free(b);
-	if (certs && sk_X509_num(certs) == 0) {
-		sk_X509_free(certs);
-		certs = NULL;
-	}
-	return certs;
-}
 
 /* The OU of cert's subject, the factory of the device PKI. */
 static int cert_ou(X509 *cert, char *buf, size_t len)
@@ -251,13 +224,9 @@ static int cmd_issue(const struct auth_opts *o)
 		       o->out);
 		return 1;
 	}
-	certs = read_certs(o->cert);
-	if (!certs) {
-		st_err("%s: no PEM certificate found", o->cert);
-		goto out;
-	}
-	if (o->chain && !(chain = read_certs(o->chain))) {
-		st_err("%s: no PEM certificate found", o->chain);
+	if (st_ca_read_certs(o->cert, 1, &certs, err, sizeof(err)) < 0 ||
+	    (o->chain && st_ca_read_certs(o->chain, 1, &chain, err, sizeof(err)) < 0)) {
+		st_err("%s", err);
 		goto out;
 	}
 	if (o->factory) {

@@ -57,7 +57,8 @@ static void ca_usage(FILE *out)
 		"        (object " AUTHZ_LABEL ", DIR/authz.pem: certified by the root to sign\n"
 		"        production authorizations only; `station auth issue`), the station's report\n"
 		"        key (object " REPORT_LABEL ", DIR/report.pem: certified by the local CA to\n"
-		"        sign job-end reports only; `station report job`) and DIR/authorizations/.\n"
+		"        sign job-end reports only; `station report job`) and DIR/authorizations/\n"
+		"        (the lines that make station.yaml use them are printed).\n"
 		"        With --pkcs11 the keys are generated\n"
 		"        inside the token the URI names (the root as object=" DEFAULT_ROOT_LABEL
 		", the local CA\n"
@@ -386,8 +387,8 @@ static char *module_of(const char *uri)
 	return strndup(q, end ? (size_t)(end - q) : strlen(q));
 }
 
-static int write_station_yaml(const char *dir, const char *ca_uri, const char *report_key,
-			      const char *pin_file, const char *pin_env, int softhsm, int filekeys)
+static int write_station_yaml(const char *dir, const char *ca_uri, const char *pin_file,
+			      const char *pin_env, int softhsm, int filekeys)
 {
 	char path[PATH_MAX], pin_abs[PATH_MAX];
 	char text[8192];
@@ -419,9 +420,6 @@ static int write_station_yaml(const char *dir, const char *ca_uri, const char *r
 	}
 	n += snprintf(text + n, sizeof(text) - (size_t)n,
 		      "  cert: local-ca.pem\n  root: factory-root.pem\nledger: ledger.db\n");
-	n += snprintf(text + n, sizeof(text) - (size_t)n,
-		      "authorizations: authorizations\nreport:\n  key: \"%s\"\n  cert: report.pem\n",
-		      report_key);
 	if (st_write_file_atomic(path, text, (size_t)n, 0600) < 0) {
 		st_err("%s: cannot write", path);
 		return -1;
@@ -710,8 +708,7 @@ static int ca_init(const struct ca_opts *o)
 	    write_cert(o->dir, "authz.pem", authz) < 0 ||
 	    write_cert(o->dir, "report.pem", report) < 0 || write_key(path, gw_key) < 0)
 		goto out;
-	if (write_station_yaml(o->dir, ca_uri, o->file ? "report.key" : report_uri, o->pin_file,
-			       o->pin_env, o->softhsm, o->file) < 0)
+	if (write_station_yaml(o->dir, ca_uri, o->pin_file, o->pin_env, o->softhsm, o->file) < 0)
 		goto out;
 	printf("factory root CA:  %s/factory-root.pem (CN=%s, OU=%s, key %s)\n", o->dir, ROOT_CN,
 	       o->factory, root_cfg.key);
@@ -722,6 +719,11 @@ static int ca_init(const struct ca_opts *o)
 	printf("report key:       %s/report.pem (CN=%s, key %s)\n", o->dir, REPORT_CN,
 	       report_cfg.key);
 	printf("configuration:    %s/station.yaml\n", o->dir);
+	/* Left out of station.yaml: a station without them runs as before. */
+	printf("to use production authorizations and job-end reports, add to it:\n"
+	       "  authorizations: authorizations\n"
+	       "  report: {key: \"%s\", cert: report.pem}\n",
+	       o->file ? "report.key" : report_uri);
 	rc = 0;
 out:
 	X509_free(root);

@@ -24,6 +24,7 @@
 #include "err.h"
 #include "issue.h"
 #include "ledger.h"
+#include "report.h"
 
 enum cert_format { CERT_BASE64, CERT_PEM, CERT_NONE };
 
@@ -342,23 +343,6 @@ static const char *cert_column(enum cert_format f)
 	return f == CERT_PEM ? "cert_pem" : "cert_der_base64";
 }
 
-/* RFC 4180: a field holding a comma, a quote, CR or LF is quoted, quotes doubled. */
-static void csv_field(FILE *out, const char *s, int last)
-{
-	if (s && strpbrk(s, ",\"\r\n")) {
-		fputc('"', out);
-		for (; *s; s++) {
-			if (*s == '"')
-				fputc('"', out);
-			fputc(*s, out);
-		}
-		fputc('"', out);
-	} else if (s) {
-		fputs(s, out);
-	}
-	fputs(last ? "\r\n" : ",", out);
-}
-
 /* The certificate as text in format f: a new string (free()), or NULL when there is none
  * or memory ran out (*oom set). */
 static char *cert_text(const struct st_ledger_row *r, enum cert_format f, int *oom)
@@ -420,9 +404,9 @@ static int export_row(const struct st_ledger_row *r, void *arg)
 	}
 	if (!c->jsonl) {
 		for (i = 0; i < EXPORT_NCOLS; i++)
-			csv_field(c->out, v[i], c->cert == CERT_NONE && i == EXPORT_NCOLS - 1);
+			st_csv_field(c->out, v[i], c->cert == CERT_NONE && i == EXPORT_NCOLS - 1);
 		if (c->cert != CERT_NONE)
-			csv_field(c->out, cert, 1);
+			st_csv_field(c->out, cert, 1);
 	} else {
 		json_t *o = json_object();
 		char *line = NULL;
@@ -528,10 +512,10 @@ static int cmd_export(struct st_ledger *l, const struct opts *o)
 	}
 	if (!c.jsonl) {
 		for (i = 0; i < EXPORT_NCOLS; i++)
-			csv_field(c.out, export_cols[i],
+			st_csv_field(c.out, export_cols[i],
 				  c.cert == CERT_NONE && i == EXPORT_NCOLS - 1);
 		if (c.cert != CERT_NONE)
-			csv_field(c.out, cert_column(c.cert), 1);
+			st_csv_field(c.out, cert_column(c.cert), 1);
 	}
 	rc = st_ledger_foreach(l, export_row, &c, err, sizeof(err));
 	if (rc == 0 && c.failed)

@@ -101,7 +101,7 @@ static struct st_profiles *load_profiles(const struct st_config *cfg, char *err,
 static int load_authorizations(const struct serve *s, const struct st_config *cfg,
 			       struct st_profiles *set, char *err, size_t errlen)
 {
-	struct st_auth_env env = { s->ca->root, s->ca->ou, s->station, 0 };
+	struct st_auth_env env = { s->ca->root, s->ca->ou, s->station, 0, 0 };
 
 	if (!cfg->authorizations)
 		return 0;

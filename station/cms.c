@@ -383,6 +383,26 @@ static int check_sig_alg(CMS_SignerInfo *si, char *err, size_t errlen, int code)
 	return 0;
 }
 
+/* The signer identifier names the signer's certificate byte for byte: OpenSSL matches the
+ * issuer name case-insensitively, which would let a changed letter pass unsigned. */
+static int check_sid(CMS_SignerInfo *si, X509 *signer, char *err, size_t errlen, int code)
+{
+	ASN1_OCTET_STRING *keyid = NULL;
+	X509_NAME *issuer = NULL;
+	ASN1_INTEGER *serial = NULL;
+	const unsigned char *a = NULL, *b = NULL;
+	size_t alen = 0, blen = 0;
+
+	if (CMS_SignerInfo_get0_signer_id(si, &keyid, &issuer, &serial) != 1 || !issuer ||
+	    !serial || !X509_NAME_get0_der(issuer, &a, &alen) ||
+	    !X509_NAME_get0_der(X509_get_issuer_name(signer), &b, &blen) || alen != blen ||
+	    memcmp(a, b, alen) != 0 || ASN1_INTEGER_cmp(serial, X509_get0_serialNumber(signer)))
+		return st_errf(err, errlen, code,
+			       "the signer identifier does not name the signer's certificate "
+			       "exactly");
+	return 0;
+}
+
 /* Whether cms encodes to exactly in: no byte that a lenient reader passed over. */
 static int same_encoding(CMS_ContentInfo *cms, const uint8_t *in, size_t inlen)
 {
@@ -558,6 +578,8 @@ int st_cms_verify(const uint8_t *in, size_t inlen, const struct st_cms_check *ch
 	if (rc < 0)
 		goto out;
 	rc = check_sig_alg(sk_CMS_SignerInfo_value(sis, 0), err, errlen, c->signature);
+	if (rc == 0)
+		rc = check_sid(sk_CMS_SignerInfo_value(sis, 0), signer, err, errlen, c->signature);
 	if (rc < 0)
 		goto out;
 	out = BIO_new(BIO_s_mem());

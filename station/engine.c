@@ -141,7 +141,7 @@ static int add_fixed(struct st_profiles *set, const char *path, char *err, size_
 static int load_authorizations(const struct st_engine *e, const struct st_config *cfg,
 			       struct st_profiles *set, char *err, size_t errlen)
 {
-	struct st_auth_env env = { e->ca->root, e->ca->ou, e->station, 0 };
+	struct st_auth_env env = { e->ca->root, e->ca->ou, e->station, 0, 0 };
 	struct st_auth *cand[1];
 	const struct st_profile *p;
 	char msg[256];

@@ -11,6 +11,7 @@
 N=11
 line_setup
 line_profile "$pki" board "authorization: required"
+auth_config "$pki/run.yaml"
 start_simboard "$N" --seed 17
 auth_issue LOT-10 10 "$pki/authorizations/lot10.auth"
 "$STATION" auth check -c "$pki/run.yaml" "$pki/authorizations/lot10.auth" >"$T/check.out" 2>&1 ||
@@ -97,5 +98,10 @@ code=$(curl -s -o "$T/answer1.json" -w '%{http_code}' -H 'Content-Type: applicat
 [ "$(jq -r .error "$T/answer1.json")" = AUTH_EXHAUSTED ] || fail "403 body: $(cat "$T/answer1.json")"
 stop_server
 auth_counts LOT-10 10 10 "after the refused registration"
-ok "registration API: 403 AUTH_EXHAUSTED, nothing consumed"
+"$STATION" report attempts -c "$pki/run.yaml" --format jsonl >"$T/attempts.jsonl" ||
+	fail "report attempts"
+jq -se 'map(select(.slot | startswith("http:")))[0] | .outcome == "fail" and
+	.reason == "AUTH_EXHAUSTED" and .hardware_id == "sim-board" and .profile == "sim-gw"' \
+	"$T/attempts.jsonl" >/dev/null || fail "the registration's attempt: $(grep http: "$T/attempts.jsonl")"
+ok "registration API: 403 AUTH_EXHAUSTED, nothing consumed, the attempt recorded with its reason"
 echo "all passed"

@@ -3,6 +3,16 @@
 # authorization key `station ca init` made in the PKI's token, and the ledger's counts.
 command -v sqlite3 >/dev/null || fail "sqlite3 is needed (tests/lib/deps.sh installs it)"
 
+# auth_config FILE: the configuration FILE (beside the PKI) reads the authorizations of
+# $pki/authorizations and signs job-end reports with the PKI's report key, as `station ca
+# init` suggests.
+auth_config() {
+	cat >>"$1" <<YAML
+authorizations: authorizations
+report: {key: "pkcs11:token=test-$$;object=station-report?module-path=$SOFTHSM_MODULE", cert: report.pem}
+YAML
+}
+
 # auth_issue LOT UNITS FILE [options of `station auth issue`]: an authorization of UNITS
 # certificates of SKU sim-gw in lot LOT, valid 30 days from now, written to FILE.
 auth_issue() {

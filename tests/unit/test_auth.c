@@ -45,36 +45,17 @@ static struct pki {
 	struct drv_signer *root_s, *authz_s, *tls_s, *ca_s, *forged_s;
 } pki;
 
-/* A certificate for pub issued by issuer (key ikey) with the given extensions. */
+/* A certificate for pub issued by issuer (key ikey): a CA, or a leaf with digitalSignature
+ * and the extended key usage eku (none when NULL). */
 static X509 *issue_leaf(X509 *issuer, EVP_PKEY *ikey, EVP_PKEY *pub, const char *cn,
 			const char *eku, int ca)
 {
-	X509 *x = tu_ca_template(pub, cn, FACTORY, 365);
-	X509V3_CTX ctx;
-	X509_EXTENSION *e;
-	int idx;
+	X509 *x = ca ? tu_issue_cert(pub, cn, FACTORY, issuer, ikey, "critical,CA:TRUE,pathlen:0",
+				     "critical,keyCertSign,cRLSign", NULL) :
+		       tu_issue_cert(pub, cn, FACTORY, issuer, ikey, NULL,
+				     "critical,digitalSignature", eku);
 
 	assert_non_null(x);
-	assert_true(X509_set_issuer_name(x, X509_get_subject_name(issuer)));
-	ASN1_INTEGER_set(X509_get_serialNumber(x), (long)(random() & 0xffffff) + 2);
-	if (!ca) {
-		while ((idx = X509_get_ext_by_NID(x, NID_basic_constraints, -1)) >= 0)
-			X509_EXTENSION_free(X509_delete_ext(x, idx));
-		while ((idx = X509_get_ext_by_NID(x, NID_key_usage, -1)) >= 0)
-			X509_EXTENSION_free(X509_delete_ext(x, idx));
-		X509V3_set_ctx(&ctx, issuer, x, NULL, NULL, 0);
-		e = X509V3_EXT_nconf_nid(NULL, &ctx, NID_key_usage, "critical,digitalSignature");
-		assert_non_null(e);
-		X509_add_ext(x, e, -1);
-		X509_EXTENSION_free(e);
-		if (eku) {
-			e = X509V3_EXT_nconf_nid(NULL, &ctx, NID_ext_key_usage, eku);
-			assert_non_null(e);
-			X509_add_ext(x, e, -1);
-			X509_EXTENSION_free(e);
-		}
-	}
-	assert_true(X509_sign(x, ikey, EVP_sha256()) > 0);
 	return x;
 }
 
@@ -92,18 +73,10 @@ static struct drv_signer *file_signer(const char *name, EVP_PKEY *key)
 /* A factory root as `station ca init` makes it: CA without a path length limit. */
 static X509 *self_signed(EVP_PKEY *key)
 {
-	X509 *x = tu_ca_template(key, "Factory-CA", FACTORY, 3650);
-	X509_EXTENSION *e;
-	int idx;
+	X509 *x = tu_issue_cert(key, "Factory-CA", FACTORY, NULL, key, "critical,CA:TRUE",
+				"critical,keyCertSign,cRLSign", NULL);
 
 	assert_non_null(x);
-	while ((idx = X509_get_ext_by_NID(x, NID_basic_constraints, -1)) >= 0)
-		X509_EXTENSION_free(X509_delete_ext(x, idx));
-	e = X509V3_EXT_conf_nid(NULL, NULL, NID_basic_constraints, "critical,CA:TRUE");
-	assert_non_null(e);
-	X509_add_ext(x, e, -1);
-	X509_EXTENSION_free(e);
-	assert_true(X509_sign(x, key, EVP_sha256()) > 0);
 	return x;
 }
 
@@ -178,7 +151,7 @@ static struct st_auth_spec spec_of(const char *lot, int64_t units)
 
 static struct st_auth_env env_of(const char *station)
 {
-	struct st_auth_env e = { pki.root, FACTORY, station, 0 };
+	struct st_auth_env e = { pki.root, FACTORY, station, 0, 0 };
 
 	return e;
 }
@@ -424,14 +397,19 @@ static void test_refusals(void **state)
 	assert_int_equal(verify((const uint8_t *)"hello", 5, "line-1", NULL), ST_E_AUTH_FORMAT);
 	assert_int_equal(verify(good, 0, "line-1", NULL), ST_E_AUTH_FORMAT);
 
-	/* Tampered: every single byte changed in turn is refused; one in the content (the
-	 * units) for the signature's reason. */
+	/* Tampered: every single byte changed in turn is refused (a low bit, the case bit of
+	 * a letter, the top bit); one in the content (the units) for the signature's reason. */
 	for (size_t i = 0; i < glen; i++) {
-		good[i] ^= 0x01;
-		if (verify(good, glen, "line-1", NULL) == 0)
-			fail_msg("byte %zu of %zu changed, and the document still verifies", i,
-				 glen);
-		good[i] ^= 0x01;
+		static const uint8_t masks[] = { 0x01, 0x20, 0x80 };
+
+		for (size_t m = 0; m < sizeof(masks); m++) {
+			good[i] ^= masks[m];
+			if (verify(good, glen, "line-1", NULL) == 0)
+				fail_msg("byte %zu of %zu changed (^0x%02x), and the document "
+					 "still verifies",
+					 i, glen, masks[m]);
+			good[i] ^= masks[m];
+		}
 	}
 	{
 		uint8_t *u = memmem(good, glen, "\"units\": 10", 11);
