@@ -535,6 +535,17 @@ void st_auth_set_unref(struct st_auth_set *s)
 	free(s);
 }
 
+int st_auth_set_add(struct st_auth_set *s, struct st_auth *a)
+{
+	struct st_auth **v = realloc(s->v, (s->n + 1) * sizeof(*v));
+
+	if (!v)
+		return ST_E_NOMEM;
+	s->v = v;
+	s->v[s->n++] = a;
+	return 0;
+}
+
 size_t st_auth_set_count(const struct st_auth_set *s)
 {
 	return s ? s->n : 0;

@@ -134,6 +134,10 @@ struct st_auth_set *st_auth_set_ref(struct st_auth_set *s);
 /* NULL allowed; the last reference frees the set. */
 void st_auth_set_unref(struct st_auth_set *s);
 
+/* Adds a to s, which then owns it (st_auth_free at the last unref): for sets built in
+ * memory. Returns 0 or ST_E_NOMEM (a is not taken then). Before s is shared. */
+int st_auth_set_add(struct st_auth_set *s, struct st_auth *a);
+
 size_t st_auth_set_count(const struct st_auth_set *s);
 struct st_auth *st_auth_set_get(const struct st_auth_set *s, size_t i);
 

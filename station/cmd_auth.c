@@ -520,7 +520,8 @@ static int cmd_status(const struct auth_opts *o)
 						"used", (json_int_t)r->used, "left",
 						(json_int_t)(left > 0 ? left : 0), "not_after", na,
 						"loaded", r->loaded != NULL, "stations", b.obj);
-			char *line = obj ? json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+			char *line = obj ? json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER) :
+					   NULL;
 
 			if (line)
 				printf("%s\n", line);

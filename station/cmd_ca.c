@@ -55,10 +55,10 @@ static void ca_usage(FILE *out)
 		"        TLS certificate for HOST (default localhost) and DIR/station.yaml, a station\n"
 		"        configuration that uses this CA. Also the brand owner's authorization key\n"
 		"        (object " AUTHZ_LABEL ", DIR/authz.pem: certified by the root to sign\n"
-		"        production authorizations only; `station auth issue`), the station's report\n"
-		"        key (object " REPORT_LABEL ", DIR/report.pem: certified by the local CA to\n"
-		"        sign job-end reports only; `station report job`) and DIR/authorizations/\n"
-		"        (the lines that make station.yaml use them are printed).\n"
+		"        production authorizations only; `station auth issue`), the station's\n"
+		"        report key (object " REPORT_LABEL ", DIR/report.pem: certified by the\n"
+		"        local CA to sign job-end reports only; `station report job`) and\n"
+		"        DIR/authorizations/ (it prints the lines that make station.yaml use them).\n"
 		"        With --pkcs11 the keys are generated\n"
 		"        inside the token the URI names (the root as object=" DEFAULT_ROOT_LABEL
 		", the local CA\n"
@@ -680,7 +680,8 @@ static int ca_init(const struct ca_opts *o)
 				  .pubkey = authz_pub, .issuer = root,
 				  .exts = { { "basicConstraints", "critical,CA:FALSE" },
 					    { "keyUsage", "critical,digitalSignature" },
-					    { "extendedKeyUsage", "critical," ST_OID_KP_AUTHORIZATION },
+					    { "extendedKeyUsage",
+					      "critical," ST_OID_KP_AUTHORIZATION },
 					    { "subjectKeyIdentifier", "hash" },
 					    { "authorityKeyIdentifier", "keyid:always" } } },
 			  root_signer);
@@ -692,7 +693,8 @@ static int ca_init(const struct ca_opts *o)
 						     { "extendedKeyUsage",
 						       "critical," ST_OID_KP_REPORT },
 						     { "subjectKeyIdentifier", "hash" },
-						     { "authorityKeyIdentifier", "keyid:always" } } },
+						     { "authorityKeyIdentifier",
+						       "keyid:always" } } },
 				   ca_signer) :
 			 NULL;
 	if (!report)

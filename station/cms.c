@@ -470,7 +470,8 @@ static int check_chain(CMS_ContentInfo *cms, X509 *signer, const struct st_cms_c
 		if (!inside)
 			inside = sk_X509_new_null();
 		if (inside)
-			X509_add_cert(inside, sk_X509_value(chk->untrusted, i), X509_ADD_FLAG_UP_REF);
+			X509_add_cert(inside, sk_X509_value(chk->untrusted, i),
+				      X509_ADD_FLAG_UP_REF);
 	}
 	if (!store || !ctx || !X509_STORE_add_cert(store, chk->trusted) ||
 	    !X509_STORE_CTX_init(ctx, store, signer, inside)) {

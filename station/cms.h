@@ -83,11 +83,12 @@ struct st_cms_check {
  * order, each with its own code: the structure (one SignerInfo, attached content of type
  * ctype_oid, the signer's certificate inside; nothing after the DER), the signature over the
  * signed attributes and the content digest (a changed byte fails here), the signer's chain
- * to chk->trusted (of two certificates when issued_by_trusted), and its purpose (the trusted root itself when allowed, else a
- * certificate that is not a CA whose extended key usage is eku_oid and nothing else, with
- * digitalSignature when it has a key usage). Returns 0 with *content (free with free(),
- * NUL-terminated) of *len bytes and, when signer is not NULL, the signer's certificate
- * (X509_free), or a code of chk->codes (ST_E_NOMEM) with a message; outputs NULL then. */
+ * to chk->trusted (of two certificates when issued_by_trusted), and its purpose (the
+ * trusted root itself when allowed, else a certificate that is not a CA whose extended key
+ * usage is eku_oid and nothing else, with digitalSignature when it has a key usage).
+ * Returns 0 with *content (free with free(), NUL-terminated) of *len bytes and, when
+ * signer is not NULL, the signer's certificate (X509_free), or a code of chk->codes
+ * (ST_E_NOMEM) with a message; outputs NULL then. */
 int st_cms_verify(const uint8_t *in, size_t inlen, const struct st_cms_check *chk,
 		  uint8_t **content, size_t *len, X509 **signer, char *err, size_t errlen);
 

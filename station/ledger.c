@@ -212,9 +212,9 @@ static const char *const stmt_sql[S_COUNT_] = {
 		   "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
 	[S_ALL_FLAGS] = "SELECT id, time, station, slot, device_id, pubkey_sha256, reason "
 			"FROM flags ORDER BY id",
-	[S_AUTH_REGISTER] = "INSERT INTO authorizations (id, doc_sha256, units, lot, not_before, "
-			    "not_after, registered, station) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) "
-			    "ON CONFLICT (id) DO NOTHING",
+	[S_AUTH_REGISTER] = "INSERT INTO authorizations (id, doc_sha256, units, lot, "
+			    "not_before, not_after, registered, station) "
+			    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (id) DO NOTHING",
 	[S_AUTH_GET] = "SELECT doc_sha256, units, used FROM authorizations WHERE id = ?1",
 	[S_AUTH_TAKE] = "UPDATE certificates SET auth_id = ?2 WHERE id = ?1 AND auth_id IS NULL",
 	[S_AUTH_ALL] = "SELECT id, doc_sha256, units, used, lot, not_before, not_after, "

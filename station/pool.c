@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -136,6 +137,12 @@ struct st_pool {
 	struct st_pool_stats stats;
 
 	struct st_ledger *ledger; /* ledger thread only */
+	/* Fault hook for tests (hostapd's TEST_FAIL idea): STATION_TEST_FAIL=
+	 * "pool.kill_after_intents:N" kills the process with SIGKILL once the N-th commit
+	 * that wrote intents is durable, before any of their certificates is recorded, as
+	 * a crash there would (intents "possibly signed", holding their units). Ledger thread
+	 * only; 0: not armed. */
+	unsigned long test_kill_intents;
 	pthread_t ledger_th;
 	int ledger_started;
 	struct pool_worker *workers;
@@ -768,6 +775,18 @@ static void ops_finish(struct st_pool *pool, struct pool_op *ops, int fatal, con
 /* One round of the ledger thread: every job and operation waiting, in one transaction and so
  * one fsync (group commit). The more work piles up while a commit syncs, the more the next
  * commit carries: the ledger keeps up with signing instead of paying one fsync per batch. */
+/* Whether step 1 of some batch of jobs wrote an intent (for the fault hook). */
+static int new_intents(const struct pool_batch *jobs)
+{
+	for (const struct pool_batch *b = jobs; b; b = b->next) {
+		for (const struct st_sign_req *r = b->reqs; b->step == 1 && r; r = r->batch_next) {
+			if (r->sign_it == 1)
+				return 1;
+		}
+	}
+	return 0;
+}
+
 static void ledger_round(struct st_pool *pool, struct pool_batch *jobs, struct pool_op *ops)
 {
 	struct pool_batch *b, *next;
@@ -797,6 +816,9 @@ static void ledger_round(struct st_pool *pool, struct pool_batch *jobs, struct p
 	}
 	now = uv_hrtime();
 
+	if (!fatal && pool->test_kill_intents && new_intents(jobs) &&
+	    --pool->test_kill_intents == 0)
+		kill(getpid(), SIGKILL);
 	pthread_mutex_lock(&pool->lock);
 	if (!fatal) {
 		pool->stats.commits++;
@@ -1335,6 +1357,14 @@ int st_pool_new(uv_loop_t *loop, const struct st_pool_config *cfg, const struct 
 	pthread_cond_init(&pool->ledger_cond, NULL);
 	pthread_cond_init(&pool->start_cond, NULL);
 	pool->stats.workers = pool->nworkers;
+	{
+		const char *hook = getenv("STATION_TEST_FAIL");
+
+		if (hook && strncmp(hook, "pool.kill_after_intents:", 24) == 0) {
+			pool->test_kill_intents = strtoul(hook + 24, NULL, 10);
+			st_warn("pool: test fault hook %s armed", hook);
+		}
+	}
 	if (!pool->station || !pool->ledger_path || !pool->workers) {
 		abort_start(pool);
 		return st_errf(err, errlen, ST_E_NOMEM, "out of memory creating the signing pool");

@@ -17,7 +17,9 @@
  * whatever is waiting for it into one transaction, so commits grow as the load does):
  * 1. ledger thread: look every request up (a board the ledger already knows gets its
  *    recorded certificate again, a key certified for another device is refused), choose the
- *    serials and insert the intent rows; one commit;
+ *    serials and insert the intent rows, each with a unit of a production authorization
+ *    when its policy requires one (no unit: the request fails, nothing is signed); one
+ *    commit;
  * 2. workers: issue (sign and verify) every new certificate, pulling requests from one shared
  *    queue so that all sessions stay busy;
  * 3. ledger thread: store every certificate (and the reasons of those that failed); one
@@ -30,6 +32,10 @@
  * with a backoff (100 ms doubling to 2 s), the pool reports "paused" with the reason, and
  * signing resumes with the first signature that works. No request fails for an outage. Other
  * errors (policy, CA validity, a signature that does not verify) fail that request only.
+ *
+ * Fault hook for tests: STATION_TEST_FAIL="pool.kill_after_intents:N" kills the process
+ * (SIGKILL) right after the N-th commit that carried intents, before their certificates
+ * are recorded.
  *
  * Refusals (a key recorded for another device, a device id recorded with another key under
  * the refuse policy or, under the reissue policy, by a request that did not authenticate the

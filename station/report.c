@@ -292,7 +292,8 @@ int st_report_write(const struct st_report *r, FILE *out, int jsonl)
 			}
 			json_object_set_new(o, st_report_by_name(r->by), json_string(g->key));
 			for (size_t k = 0; k < nc; k++)
-				json_object_set_new(o, summary_counts[k], json_integer((json_int_t)v[k]));
+				json_object_set_new(o, summary_counts[k],
+						    json_integer((json_int_t)v[k]));
 			json_object_set_new(o, "yield",
 					    finished ? json_real((double)(long)(yield * 1e4 + 0.5) /
 								 1e4) :
@@ -558,16 +559,16 @@ static int check_certs(const json_t *certs, char *err, size_t errlen)
 		    !is_hex(key, 64, 64) || !str_of(c, "device_id") || !str_of(c, "station") ||
 		    !str_of(c, "signed_at"))
 			return st_errf(err, errlen, ST_E_REPORT_FORMAT,
-				       "certificate %zu of %zu is not as the report format says", i + 1,
-				       n);
+				       "certificate %zu of %zu is not as the report format says",
+				       i + 1, n);
 		for (k = 0; k < i; k++) {
 			const json_t *d = json_array_get(certs, k);
 
 			if (strcmp(serial, str_of(d, "serial")) == 0 ||
 			    strcmp(key, str_of(d, "pubkey_sha256")) == 0)
 				return st_errf(err, errlen, ST_E_REPORT_COUNT,
-					       "certificates %zu and %zu share a serial or a key", k + 1,
-					       i + 1);
+					       "certificates %zu and %zu share a serial or a key",
+					       k + 1, i + 1);
 		}
 	}
 	return 0;

@@ -14,14 +14,16 @@ YAML
 }
 
 # auth_issue LOT UNITS FILE [options of `station auth issue`]: an authorization of UNITS
-# certificates of SKU sim-gw in lot LOT, valid 30 days from now, written to FILE.
+# certificates of SKU sim-gw in lot LOT, valid 30 days from now unless the options say
+# --not-after, written to FILE.
 auth_issue() {
-	local lot=$1 units=$2 out=$3
+	local lot=$1 units=$2 out=$3 days=(--days 30)
 	shift 3
+	[[ " $* " == *" --not-after "* ]] && days=()
 	SOFTHSM2_CONF="$pki/softhsm2.conf" "$STATION" auth issue \
 		--pkcs11 "pkcs11:token=test-$$;object=factory-authz?module-path=$SOFTHSM_MODULE" \
 		--pin-file "$pki/pin" --cert "$pki/authz.pem" --sku sim-gw --lot "$lot" \
-		--units "$units" --days 30 -o "$out" "$@" >"$T/issue.out" 2>&1 ||
+		--units "$units" "${days[@]}" -o "$out" "$@" >"$T/issue.out" 2>&1 ||
 		fail "auth issue $lot: $(cat "$T/issue.out")"
 }
 
