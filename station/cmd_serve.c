@@ -53,7 +53,7 @@ static void serve_usage(FILE *out)
 		"'allow_unauthenticated: true'. Prints 'station: serving on URL' once it listens.\n"
 		"The operator console (the signing pool, the ledger search and the day's report)\n"
 		"is at URL/console unless the configuration says 'console: false'.\n"
-		"Runs until SIGINT or SIGTERM; SIGHUP reloads the profiles.\n"
+		"Runs until SIGINT or SIGTERM; SIGHUP reloads the profiles and authorizations.\n"
 		"\n"
 		"  -c, --config FILE   station configuration (ca, ledger, profiles, pool, http)\n"
 		"  -v, --verbose       log every request's details\n"
@@ -102,6 +102,17 @@ static struct st_profiles *load_profiles(const struct st_config *cfg, char *err,
 	return set;
 }
 
+/* The production authorizations the configuration names (auth.h), into set. */
+static int load_authorizations(const struct serve *s, const struct st_config *cfg,
+			       struct st_profiles *set, char *err, size_t errlen)
+{
+	struct st_auth_env env = { s->ca->root, s->ca->ou, s->station, 0, 0 };
+
+	if (!cfg->authorizations)
+		return 0;
+	return st_auth_set_load(cfg->authorizations, &env, &set->auths, NULL, err, errlen);
+}
+
 static struct st_profiles *current_profiles(void *arg)
 {
 	struct serve *s = arg;
@@ -122,14 +133,20 @@ static void reload(struct serve *s)
 		return;
 	}
 	set = load_profiles(cfg, err, sizeof(err));
+	if (set && load_authorizations(s, cfg, set, err, sizeof(err)) < 0) {
+		st_profiles_unref(set);
+		set = NULL;
+	}
 	st_config_free(cfg);
 	if (!set) {
-		st_err("SIGHUP: %s; keeping the profiles in force", err);
+		st_err("SIGHUP: %s; keeping the profiles and authorizations in force", err);
 		return;
 	}
 	st_profiles_unref(s->profiles);
 	s->profiles = set;
-	st_notice("SIGHUP: profiles reloaded");
+	if (set->auths)
+		st_pool_auth_sync(s->pool, set->auths);
+	st_notice("SIGHUP: profiles and authorizations reloaded");
 }
 
 static void on_signal(uv_signal_t *sig, int signum)
@@ -269,7 +286,7 @@ int st_cmd_serve(int argc, char **argv)
 		goto out;
 	}
 	s.profiles = load_profiles(s.cfg, err, sizeof(err));
-	if (!s.profiles) {
+	if (!s.profiles || load_authorizations(&s, s.cfg, s.profiles, err, sizeof(err)) < 0) {
 		st_err("%s", err);
 		goto out;
 	}
@@ -277,6 +294,10 @@ int st_cmd_serve(int argc, char **argv)
 	    st_ca_match_signer(s.ca, s.signer, err, sizeof(err)) < 0 ||
 	    start_pool(&s, err, sizeof(err)) < 0) {
 		st_err("%s", err);
+		goto out;
+	}
+	if (s.profiles->auths && st_pool_auth_sync(s.pool, s.profiles->auths) < 0) {
+		st_err("authorizations: cannot read their counts from the ledger");
 		goto out;
 	}
 	memset(&defaults, 0, sizeof(defaults));

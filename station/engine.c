@@ -157,6 +157,11 @@ static void close_console(struct st_engine *e)
 	e->console = NULL;
 }
 
+const struct st_auth_set *st_engine_auths(const struct st_engine *e)
+{
+	return e->profiles ? e->profiles->auths : NULL;
+}
+
 /* ---- Profiles ------------------------------------------------------------------------- */
 
 static int add_fixed(struct st_profiles *set, const char *path, char *err, size_t errlen)
@@ -187,6 +192,37 @@ static int add_fixed(struct st_profiles *set, const char *path, char *err, size_
 	}
 	set->nfixed++;
 	return 0;
+}
+
+/* The production authorizations the configuration names, into set (refusals are logged by
+ * the loader; a directory that cannot be read fails), and a warning for each profile that
+ * requires one when none loaded covers its SKU: its boards would all fail. */
+static int load_authorizations(const struct st_engine *e, const struct st_config *cfg,
+			       struct st_profiles *set, char *err, size_t errlen)
+{
+	struct st_auth_env env = { e->ca->root, e->ca->ou, e->station, 0, 0 };
+	struct st_auth *cand[1];
+	const struct st_profile *p;
+	char msg[256];
+	size_t ndir = set->dir ? st_profile_set_count(set->dir) : 0;
+	int rc = 0;
+
+	if (cfg->authorizations)
+		rc = st_auth_set_load(cfg->authorizations, &env, &set->auths, NULL, err, errlen);
+	for (size_t i = 0; rc == 0 && i < ndir + set->n + set->nfixed + 1; i++) {
+		p = i < ndir ? st_profile_set_get(set->dir, i) :
+		    i < ndir + set->n ? set->list[i - ndir] :
+		    i < ndir + set->n + set->nfixed ? set->fixed[i - ndir - set->n] :
+						       set->deflt;
+		if (p && p->policy.authorization_required &&
+		    st_auth_set_pick(set->auths, p->sku, 0, cand, 1, msg, sizeof(msg)) < 0)
+			st_warn("profile %s requires a production authorization: %s; its boards "
+				"will fail until one is in %s and the station reloads (SIGHUP)",
+				p->sku, msg,
+				cfg->authorizations ? cfg->authorizations :
+						      "a directory named by 'authorizations:'");
+	}
+	return rc;
 }
 
 /* Loads every profile the configuration and the slots name. *out is NULL on failure. */
@@ -263,14 +299,18 @@ static void reload_profiles(struct st_engine *e)
 		st_err("SIGHUP: %s; keeping the profiles in force", err);
 		return;
 	}
-	if (load_profiles(cfg, e->slots, e->nslots, &set, err, sizeof(err)) < 0) {
-		st_err("SIGHUP: %s; keeping the profiles in force", err);
+	if (load_profiles(cfg, e->slots, e->nslots, &set, err, sizeof(err)) < 0 ||
+	    load_authorizations(e, cfg, set, err, sizeof(err)) < 0) {
+		st_err("SIGHUP: %s; keeping the profiles and authorizations in force", err);
+		st_profiles_unref(set);
 		st_config_free(cfg);
 		return;
 	}
 	st_config_free(cfg);
 	st_profiles_unref(e->profiles);
 	e->profiles = set;
+	if (set->auths && st_pool_auth_sync(e->pool, set->auths) < 0)
+		st_warn("SIGHUP: the authorizations' counts are not read from the ledger");
 	n = set->n + set->nfixed + (set->deflt ? 1 : 0) +
 	    (set->dir ? st_profile_set_count(set->dir) : 0);
 	st_notice("SIGHUP: %zu profiles reloaded; boards in flight keep the ones they started "
@@ -996,6 +1036,9 @@ int st_engine_new(const char *config_path, const struct st_engine_options *opt,
 	rc = load_profiles(e->cfg, e->slots, e->nslots, &e->profiles, err, errlen);
 	if (rc < 0)
 		goto fail;
+	rc = load_authorizations(e, e->cfg, e->profiles, err, errlen);
+	if (rc < 0)
+		goto fail;
 
 	rc = st_config_open_signer(e->cfg, &e->signer, err, errlen);
 	if (rc < 0)
@@ -1005,6 +1048,14 @@ int st_engine_new(const char *config_path, const struct st_engine_options *opt,
 		goto fail;
 	e->env.pool = e->pool;
 	st_pool_set_status_cb(e->pool, on_pool_status, e);
+	/* Recorded in the ledger before the first board, and their counts read for the view. */
+	if (e->profiles->auths) {
+		rc = st_pool_auth_sync(e->pool, e->profiles->auths);
+		if (rc < 0) {
+			rc = st_errf(err, errlen, rc, "authorizations: %s", st_strerror(rc));
+			goto fail;
+		}
+	}
 	if (e->cfg->http.enabled) {
 		struct st_http_env he = { e->pool, e->ca, current_profiles, e };
 

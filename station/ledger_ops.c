@@ -296,3 +296,51 @@ int st_ledger_import(struct st_ledger *to, struct st_ledger *from,
 	}
 	return st_ledger_commit(to, err, errlen);
 }
+
+int st_ledger_auth_register(struct st_ledger *l, const struct st_ledger_auth *a, int64_t *used,
+			    char *err, size_t errlen)
+{
+	return l->ops->auth_register(l->inst, a, used, err, errlen);
+}
+
+int st_ledger_add_intent_auth(struct st_ledger *l, const struct st_ledger_row *row,
+			      const char *auth_id, int64_t *id, int64_t *used, int64_t *units,
+			      char *err, size_t errlen)
+{
+	return l->ops->add_intent_auth(l->inst, row, auth_id, id, used, units, err, errlen);
+}
+
+int st_ledger_foreach_auth(struct st_ledger *l,
+			   int (*fn)(const struct st_ledger_auth *a, void *arg), void *arg,
+			   char *err, size_t errlen)
+{
+	return l->ops->foreach_auth(l->inst, fn, arg, err, errlen);
+}
+
+int st_ledger_auth_stations(struct st_ledger *l, const char *auth_id,
+			    int (*fn)(const char *station, int64_t certificates, int64_t pending,
+				      void *arg),
+			    void *arg, char *err, size_t errlen)
+{
+	return l->ops->auth_stations(l->inst, auth_id, fn, arg, err, errlen);
+}
+
+int st_ledger_foreach_auth_cert(struct st_ledger *l, const char *auth_id,
+				int (*fn)(const struct st_ledger_row *row, void *arg), void *arg,
+				char *err, size_t errlen)
+{
+	return l->ops->foreach_auth_cert(l->inst, auth_id, fn, arg, err, errlen);
+}
+
+int st_ledger_add_attempt(struct st_ledger *l, const struct st_ledger_attempt *a, char *err,
+			  size_t errlen)
+{
+	return l->ops->add_attempt(l->inst, a, err, errlen);
+}
+
+int st_ledger_foreach_attempt(struct st_ledger *l, time_t since, time_t until,
+			      int (*fn)(const struct st_ledger_attempt *a, void *arg), void *arg,
+			      char *err, size_t errlen)
+{
+	return l->ops->foreach_attempt(l->inst, since, until, fn, arg, err, errlen);
+}

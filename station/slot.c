@@ -19,6 +19,7 @@
 
 #include <openssl/rand.h>
 
+#include "auth.h"
 #include "ecdsa.h"
 #include "err.h"
 #include "log.h"
@@ -106,6 +107,7 @@ void st_profiles_unref(struct st_profiles *set)
 	}
 	free(set->fixed);
 	free(set->fixed_paths);
+	st_auth_set_unref(set->auths);
 	free(set);
 }
 
@@ -228,6 +230,7 @@ struct slot_run {
 	struct st_cert *cert;
 	int64_t row_id;
 	int reused;
+	char auth_id[ST_AUTH_MAX_ID + 1]; /* the authorization its certificate consumed */
 	struct st_sign_times pt;
 
 	/* Files. */
@@ -1207,6 +1210,7 @@ static void csr_complete(struct st_slot *s)
 	r->req->id_authenticated = r->profile->devid_source == ST_DEVID_SECURE_ELEMENT &&
 				   strcmp(s->board.key, "se") == 0;
 	r->req->csr = csr;
+	r->req->auths = st_auth_set_ref(r->pset->auths);
 	r->req->data = s;
 	r->req->done = on_signed;
 	slot_set_state(s, ST_SLOT_QUEUED);
@@ -1400,6 +1404,7 @@ static void on_signed(struct st_sign_req *req)
 	req->cert = NULL;
 	r->row_id = req->row_id;
 	r->reused = req->reused;
+	st_msgf(r->auth_id, sizeof(r->auth_id), "%s", req->auth_id);
 	st_sign_req_free(req);
 	r->t_signed = uv_hrtime();
 	unschedule(s);
@@ -1689,6 +1694,37 @@ static void send_done(struct st_slot *s, int pass)
 
 static void save_console(struct st_slot *s, char *path, size_t pathlen);
 
+/* The production record of the board (ledger.h's attempts): every board that finished or
+ * was abandoned, with what it reported and why it failed, whether or not it got as far as
+ * the signing pool. */
+static void record_attempt(struct st_slot *s, const struct st_outcome *o)
+{
+	struct slot_run *r = s->run;
+	struct st_ledger_attempt a;
+	int rc;
+
+	memset(&a, 0, sizeof(a));
+	a.slot = s->name;
+	a.outcome = o->abandoned ? "abandoned" : o->pass ? "pass" : "fail";
+	a.reason = o->reason;
+	a.error = o->error;
+	a.device_id = r->device_id;
+	a.serial = o->serial;
+	a.board_sn = s->board.sn;
+	a.hardware_id = s->board.hw;
+	a.sku = s->board.sku;
+	a.firmware = s->board.fw;
+	a.profile = o->profile;
+	a.auth_id = r->auth_id;
+	a.certificate = r->row_id;
+	a.reused = r->reused;
+	a.ms = o->ms[ST_PHASE_TOTAL] >= 0 ? (int64_t)o->ms[ST_PHASE_TOTAL] : -1;
+	rc = s->env->pool ? st_pool_record_attempt(s->env->pool, &a) : ST_E_POOL_CLOSED;
+	if (rc < 0)
+		st_warn("slot %s: device %s: the attempt is not recorded in the ledger: %s",
+			s->name, r->device_id[0] ? r->device_id : "(none yet)", st_strerror(rc));
+}
+
 static void report_outcome(struct st_slot *s, int pass, int abandoned, const char *console_log)
 {
 	struct slot_run *r = s->run;
@@ -1732,6 +1768,7 @@ static void report_outcome(struct st_slot *s, int pass, int abandoned, const cha
 	o.baud = s->cur_baud;
 	o.console_log = console_log;
 	st_events_outcome(env->events, &o, r->t_hello_sent, now);
+	record_attempt(s, &o);
 	if (abandoned)
 		return;
 	s->last_pass = pass;
