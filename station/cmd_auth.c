@@ -477,7 +477,8 @@ static int cmd_status(const struct auth_opts *o)
 		r->not_after = a->not_after;
 		r->lot = strdup(a->lot);
 	}
-	if (access(sx.cfg->ledger, F_OK) == 0) {
+	/* A ledger file not made yet holds no authorization; a database is always asked. */
+	if (!st_ledger_spec_is_file(sx.cfg->ledger) || access(sx.cfg->ledger, F_OK) == 0) {
 		if (st_ledger_open_flags(sx.cfg->ledger, sx.station, ST_LEDGER_NOCREATE, &l, err,
 					 sizeof(err)) < 0 ||
 		    st_ledger_foreach_auth(l, on_ledger_auth, &c, err, sizeof(err)) < 0) {
