@@ -1645,13 +1645,6 @@ static int sq_foreach_sequence(void *inst,
 
 /* ---- Production authorizations ------------------------------------------------------ */
 
-static int valid_auth_id(const char *id)
-{
-	size_t n = id ? strlen(id) : 0;
-
-	return n >= 1 && n <= 64;
-}
-
 /* Reads authorization id: 1 and its hash, units and count, 0 when it is not recorded, or a
  * negative code. */
 static int auth_get(struct sq_ledger *l, const char *id, uint8_t sha[32], int64_t *units,
@@ -1687,13 +1680,6 @@ static int sq_auth_register(void *inst, const struct st_ledger_auth *a, int64_t 
 	sqlite3_stmt *s;
 	int rc;
 
-	if (used)
-		*used = 0;
-	if (!a || !valid_auth_id(a->id) || a->units < 1)
-		return st_errf(err, errlen, ST_E_INVAL,
-			       "ledger %s: an authorization needs an id of 1 to 64 bytes and at "
-			       "least one unit",
-			       l->path);
 	rc = prep(l, S_AUTH_REGISTER, &s, err, errlen);
 	if (rc < 0)
 		return rc;
@@ -1742,10 +1728,6 @@ static int sq_add_intent_auth(void *inst, const struct st_ledger_row *row,
 	sqlite3_stmt *s;
 	int rc;
 
-	*id = 0;
-	if (!valid_auth_id(auth_id))
-		return st_errf(err, errlen, ST_E_INVAL, "ledger %s: no authorization id given",
-			       l->path);
 	rc = auth_get(l, auth_id, sha, &u, &n, err, errlen);
 	if (rc < 0)
 		return rc;
@@ -1933,36 +1915,19 @@ static int sq_add_attempt(void *inst, const struct st_ledger_attempt *a, char *e
 			  size_t errlen)
 {
 	struct sq_ledger *l = inst;
-	const char *text[12];
+	const char *text[ST_LEDGER_ATTEMPT_TEXTS];
 	sqlite3_stmt *s;
 	int rc;
 
-	if (!a || !a->outcome || (strcmp(a->outcome, "pass") != 0 &&
-				  strcmp(a->outcome, "fail") != 0 &&
-				  strcmp(a->outcome, "abandoned") != 0))
-		return st_errf(err, errlen, ST_E_INVAL,
-			       "ledger %s: an attempt's outcome is pass, fail or abandoned",
-			       l->path);
 	rc = prep(l, S_ATTEMPT, &s, err, errlen);
 	if (rc < 0)
 		return rc;
-	text[0] = a->slot;
-	text[1] = a->outcome;
-	text[2] = a->reason;
-	text[3] = a->error;
-	text[4] = a->device_id;
-	text[5] = a->serial;
-	text[6] = a->board_sn;
-	text[7] = a->hardware_id;
-	text[8] = a->sku;
-	text[9] = a->firmware;
-	text[10] = a->profile;
-	text[11] = a->auth_id;
+	st_ledger_attempt_texts(a, text);
 	sqlite3_bind_int64(s, 1, (sqlite3_int64)(a->time ? a->time : time(NULL)));
 	sqlite3_bind_text(s, 2, l->station, -1, SQLITE_STATIC);
-	/* Parameters 3 to 14, in order; "" is stored as NULL: absent, not empty. */
-	for (size_t i = 0; i < sizeof(text) / sizeof(text[0]); i++)
-		bind_text_or_null(s, (int)i + 3, text[i] && *text[i] ? text[i] : NULL);
+	/* Parameters 3 to 14, in order. */
+	for (size_t i = 0; i < ST_LEDGER_ATTEMPT_TEXTS; i++)
+		bind_text_or_null(s, (int)i + 3, text[i]);
 	if (a->certificate > 0)
 		sqlite3_bind_int64(s, 15, a->certificate);
 	else

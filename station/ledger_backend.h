@@ -64,7 +64,9 @@ struct st_ledger_ops {
 
 	/* Production authorizations and attempts (ledger.h): the database itself counts the
 	 * units (authorizations.used kept equal to the live rows naming each, never beyond its
-	 * units) in the writer's transaction, so the count holds across every station on it. */
+	 * units) in the writer's transaction, so the count holds across every station on it.
+	 * ledger_ops.c has checked the arguments (an authorization's id and units, an intent's
+	 * authorization id, an attempt's outcome) and zeroed *used and *id. */
 	int (*auth_register)(void *inst, const struct st_ledger_auth *a, int64_t *used,
 			     char *err, size_t errlen);
 	int (*add_intent_auth)(void *inst, const struct st_ledger_row *row, const char *auth_id,
@@ -101,6 +103,13 @@ struct st_ledger_ops {
 	int (*import_sequence)(void *inst, const char *prefix, uint64_t next, char *err,
 			       size_t errlen);
 };
+
+/* An attempt's text fields in the order of its columns (slot, outcome, reason, error,
+ * device_id, serial, board_sn, hardware_id, sku, firmware, profile, auth_id), "" as NULL:
+ * absent, not empty. */
+#define ST_LEDGER_ATTEMPT_TEXTS 12
+void st_ledger_attempt_texts(const struct st_ledger_attempt *a,
+			     const char *text[ST_LEDGER_ATTEMPT_TEXTS]);
 
 /* import_row's and import_flag's *outcome. */
 enum { ST_LEDGER_IMPORT_ADDED, ST_LEDGER_IMPORT_SAME, ST_LEDGER_IMPORT_UPDATED };

@@ -971,13 +971,6 @@ static int pg_add_intent(void *inst, const struct st_ledger_row *row, int64_t *i
 	return rc;
 }
 
-static int valid_auth_id(const char *id)
-{
-	size_t n = id ? strlen(id) : 0;
-
-	return n >= 1 && n <= 64;
-}
-
 static int pg_auth_register(void *inst, const struct st_ledger_auth *a, int64_t *used,
 			    char *err, size_t errlen)
 {
@@ -985,13 +978,6 @@ static int pg_auth_register(void *inst, const struct st_ledger_auth *a, int64_t 
 	struct pg_call c = { .kind = C_AUTH_REGISTER };
 	int rc;
 
-	if (used)
-		*used = 0;
-	if (!a || !valid_auth_id(a->id) || a->units < 1)
-		return st_errf(err, errlen, ST_E_INVAL,
-			       "ledger %s: an authorization needs an id of 1 to 64 bytes and at "
-			       "least one unit",
-			       l->spec);
 	c.s[0] = (char *)a->id;
 	c.s[1] = (char *)a->lot;
 	memcpy(c.key, a->doc_sha256, 32);
@@ -1013,10 +999,6 @@ static int pg_add_intent_auth(void *inst, const struct st_ledger_row *row, const
 	struct pg_call c = { 0 };
 	int rc;
 
-	*id = 0;
-	if (!valid_auth_id(auth_id))
-		return st_errf(err, errlen, ST_E_INVAL, "ledger %s: no authorization id given",
-			       l->spec);
 	rc = intent_call(l, row, &c, err, errlen);
 	if (rc < 0)
 		return rc;

@@ -242,33 +242,15 @@ int pgl_add_attempt(void *inst, const struct st_ledger_attempt *a, char *err, si
 {
 	struct pg_ledger *l = inst;
 	struct params p = { 0 };
-	const char *text[12];
+	const char *text[ST_LEDGER_ATTEMPT_TEXTS];
 	PGresult *res;
 	int rc;
 
-	if (!a || !a->outcome || (strcmp(a->outcome, "pass") != 0 &&
-				  strcmp(a->outcome, "fail") != 0 &&
-				  strcmp(a->outcome, "abandoned") != 0))
-		return st_errf(err, errlen, ST_E_INVAL,
-			       "ledger %s: an attempt's outcome is pass, fail or abandoned",
-			       l->spec);
-	text[0] = a->slot;
-	text[1] = a->outcome;
-	text[2] = a->reason;
-	text[3] = a->error;
-	text[4] = a->device_id;
-	text[5] = a->serial;
-	text[6] = a->board_sn;
-	text[7] = a->hardware_id;
-	text[8] = a->sku;
-	text[9] = a->firmware;
-	text[10] = a->profile;
-	text[11] = a->auth_id;
+	st_ledger_attempt_texts(a, text);
 	pgl_i64(&p, (int64_t)(a->time ? a->time : time(NULL)));
 	pgl_text(&p, l->station);
-	/* "" is stored as NULL: absent, not empty. */
-	for (size_t i = 0; i < sizeof(text) / sizeof(text[0]); i++)
-		pgl_text(&p, text[i] && *text[i] ? text[i] : NULL);
+	for (size_t i = 0; i < ST_LEDGER_ATTEMPT_TEXTS; i++)
+		pgl_text(&p, text[i]);
 	if (a->certificate > 0)
 		pgl_i64(&p, a->certificate);
 	else
