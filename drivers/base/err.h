@@ -124,6 +124,24 @@
 	X(POOL_KEY_REUSED, "public key is already certified for another device")               \
 	X(POOL_ID_OTHER_KEY, "device id already has a certificate for another key")            \
 	X(POOL_REISSUE_UNAUTH, "reissue for a device id of another key needs authentication")  \
+	/* Production authorizations (station/pki/auth.c, ledger/ledger.c): refusals and consumption */   \
+	X(AUTH_FORMAT, "authorization is not a well-formed signed document")                   \
+	X(AUTH_SIGNATURE, "authorization signature does not verify (forged or changed)")       \
+	X(AUTH_UNTRUSTED, "authorization is not signed under the factory root")                \
+	X(AUTH_PURPOSE, "authorization signing key is not certified for authorizations")       \
+	X(AUTH_FACTORY, "authorization is for another factory")                                \
+	X(AUTH_STATION, "authorization does not name this station")                            \
+	X(AUTH_EXPIRED, "authorization has expired")                                           \
+	X(AUTH_NOT_YET_VALID, "authorization is not valid yet")                                \
+	X(AUTH_EXHAUSTED, "authorization has no units left")                                   \
+	X(AUTH_SKU, "no authorization covers this SKU")                                        \
+	X(AUTH_CONFLICT, "authorization id is recorded with another document")                 \
+	/* Production reports (station/ledger/report.c) */                                            \
+	X(REPORT_FORMAT, "report is not a well-formed signed report")                          \
+	X(REPORT_SIGNATURE, "report signature does not verify (forged or changed)")            \
+	X(REPORT_UNTRUSTED, "report is not signed under the factory root")                     \
+	X(REPORT_PURPOSE, "report signing key is not certified for reports")                   \
+	X(REPORT_COUNT, "report counts do not match the authorization")                        \
 	/* Engine (station/line/engine.c, slot.c): why a board on a slot failed */             \
 	X(ENGINE_STOPPING, "the station is stopping")                                          \
 	X(SLOT_NO_DEVICE_ID, "board reports no device id")                                     \

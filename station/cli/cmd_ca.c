@@ -20,6 +20,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "cms.h"
 #include "commands.h"
 #include "config.h"
 #include "err.h"
@@ -32,6 +33,10 @@
 #define DEFAULT_CA_CN "Local-Device-CA"
 #define DEFAULT_ROOT_LABEL "factory-root"
 #define DEFAULT_CA_LABEL "local-ca"
+#define AUTHZ_LABEL "factory-authz"
+#define REPORT_LABEL "station-report"
+#define AUTHZ_CN "Production-Authorizations"
+#define REPORT_CN "Station-Report"
 #define DEFAULT_TOKEN "station"
 #define SOFTHSM_MODULE "/usr/lib/softhsm/libsofthsm2.so"
 
@@ -48,7 +53,13 @@ static void ca_usage(FILE *out)
 		"init    creates a development PKI in DIR: factory root CA (CN=Factory-CA, OU=NAME,\n"
 		"        20 years), local device CA signed by it (path length 0, 10 years), a gateway\n"
 		"        TLS certificate for HOST (default localhost) and DIR/station.yaml, a station\n"
-		"        configuration that uses this CA. With --pkcs11 both CA keys are generated\n"
+		"        configuration that uses this CA. Also the brand owner's authorization key\n"
+		"        (object " AUTHZ_LABEL ", DIR/authz.pem: certified by the root to sign\n"
+		"        production authorizations only; `station auth issue`), the station's\n"
+		"        report key (object " REPORT_LABEL ", DIR/report.pem: certified by the\n"
+		"        local CA to sign job-end reports only; `station report job`) and\n"
+		"        DIR/authorizations/ (it prints the lines that make station.yaml use them).\n"
+		"        With --pkcs11 the keys are generated\n"
 		"        inside the token the URI names (the root as object=" DEFAULT_ROOT_LABEL
 		", the local CA\n"
 		"        as the URI's object, default " DEFAULT_CA_LABEL
@@ -521,7 +532,11 @@ static int ca_init(const struct ca_opts *o)
 	struct drv_signer_config root_cfg = { 0 }, ca_cfg = { 0 };
 	struct drv_signer *root_signer = NULL, *ca_signer = NULL;
 	EVP_PKEY *root_pub = NULL, *ca_pub = NULL, *gw_key = NULL, *fkey = NULL;
-	X509 *root = NULL, *ca = NULL, *gw = NULL;
+	X509 *root = NULL, *ca = NULL, *gw = NULL, *authz = NULL, *report = NULL;
+	struct drv_signer_config authz_cfg = { 0 }, report_cfg = { 0 };
+	struct drv_signer *authz_signer = NULL, *report_signer = NULL;
+	EVP_PKEY *authz_pub = NULL, *report_pub = NULL;
+	char *authz_uri = NULL, *report_uri = NULL;
 	char *root_uri = NULL, *ca_uri = NULL, *module = NULL, *label = NULL;
 	char err[512], san[600];
 	int rc = 1;
@@ -580,33 +595,52 @@ static int ca_init(const struct ca_opts *o)
 		}
 		if (!ca_uri || !root_uri)
 			goto out;
+		/* In the brand owner's HSM in production; beside the root here. */
+		authz_uri = uri_with_object(ca_uri, AUTHZ_LABEL);
+		/* In the station's HSM, beside the local CA's key. */
+		report_uri = uri_with_object(ca_uri, REPORT_LABEL);
+		if (!authz_uri || !report_uri)
+			goto out;
 		root_cfg = (struct drv_signer_config){ "pkcs11", root_uri, o->pin_file, o->pin_env,
 						       NULL };
 		ca_cfg = (struct drv_signer_config){ "pkcs11", ca_uri, o->pin_file, o->pin_env,
 						     NULL };
+		authz_cfg = (struct drv_signer_config){ "pkcs11", authz_uri, o->pin_file,
+							o->pin_env, NULL };
+		report_cfg = (struct drv_signer_config){ "pkcs11", report_uri, o->pin_file,
+							 o->pin_env, NULL };
 		if (o->softhsm && make_softhsm_token(o->dir, ca_uri, module, &ca_cfg) < 0)
 			goto out;
 		if (drv_pkcs11_generate_ec_key(&root_cfg, "prime256v1", err, sizeof(err)) < 0 ||
-		    drv_pkcs11_generate_ec_key(&ca_cfg, "prime256v1", err, sizeof(err)) < 0) {
+		    drv_pkcs11_generate_ec_key(&ca_cfg, "prime256v1", err, sizeof(err)) < 0 ||
+		    drv_pkcs11_generate_ec_key(&authz_cfg, "prime256v1", err, sizeof(err)) < 0 ||
+		    drv_pkcs11_generate_ec_key(&report_cfg, "prime256v1", err, sizeof(err)) < 0) {
 			st_err("%s", err);
 			goto out;
 		}
 	} else {
-		static char root_key[PATH_MAX], ca_key[PATH_MAX];
-		snprintf(root_key, sizeof(root_key), "%s/factory-root.key", o->dir);
-		snprintf(ca_key, sizeof(ca_key), "%s/local-ca.key", o->dir);
-		fkey = EVP_EC_gen("P-256");
-		if (!fkey || write_key(root_key, fkey) < 0)
-			goto out;
-		EVP_PKEY_free(fkey);
-		fkey = EVP_EC_gen("P-256");
-		if (!fkey || write_key(ca_key, fkey) < 0)
-			goto out;
+		static char root_key[PATH_MAX], ca_key[PATH_MAX], authz_key[PATH_MAX],
+			report_key[PATH_MAX];
+		char *const paths[] = { root_key, ca_key, authz_key, report_key };
+		static const char *const names[] = { "factory-root.key", "local-ca.key",
+						     "authz.key", "report.key" };
+
+		for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+			snprintf(paths[i], PATH_MAX, "%s/%s", o->dir, names[i]);
+			EVP_PKEY_free(fkey);
+			fkey = EVP_EC_gen("P-256");
+			if (!fkey || write_key(paths[i], fkey) < 0)
+				goto out;
+		}
 		root_cfg = (struct drv_signer_config){ "file", root_key, NULL, NULL, NULL };
 		ca_cfg = (struct drv_signer_config){ "file", ca_key, NULL, NULL, NULL };
+		authz_cfg = (struct drv_signer_config){ "file", authz_key, NULL, NULL, NULL };
+		report_cfg = (struct drv_signer_config){ "file", report_key, NULL, NULL, NULL };
 	}
 	if (open_signer(&root_cfg, &root_signer, &root_pub) < 0 ||
-	    open_signer(&ca_cfg, &ca_signer, &ca_pub) < 0)
+	    open_signer(&ca_cfg, &ca_signer, &ca_pub) < 0 ||
+	    open_signer(&authz_cfg, &authz_signer, &authz_pub) < 0 ||
+	    open_signer(&report_cfg, &report_signer, &report_pub) < 0)
 		goto out;
 
 	root = make_cert(&(struct cert_spec){
@@ -644,10 +678,44 @@ static int ca_init(const struct ca_opts *o)
 		      NULL;
 	if (!gw)
 		goto out;
+	/* The keys of production authorizations and reports are good for nothing else: one
+	 * extended key usage of the project's each (cms.h), no CA, digitalSignature only. The
+	 * root certifies the first (the brand owner's), the local CA the second (the station's
+	 * own, never the CA key itself). */
+	authz = make_cert(&(struct cert_spec){
+				  .cn = AUTHZ_CN, .ou = o->factory, .days = o->ca_days,
+				  .pubkey = authz_pub, .issuer = root,
+				  .exts = { { "basicConstraints", "critical,CA:FALSE" },
+					    { "keyUsage", "critical,digitalSignature" },
+					    { "extendedKeyUsage",
+					      "critical," ST_OID_KP_AUTHORIZATION },
+					    { "subjectKeyIdentifier", "hash" },
+					    { "authorityKeyIdentifier", "keyid:always" } } },
+			  root_signer);
+	report = authz ? make_cert(&(struct cert_spec){
+					   .cn = REPORT_CN, .ou = o->factory, .days = o->ca_days,
+					   .pubkey = report_pub, .issuer = ca,
+					   .exts = { { "basicConstraints", "critical,CA:FALSE" },
+						     { "keyUsage", "critical,digitalSignature" },
+						     { "extendedKeyUsage",
+						       "critical," ST_OID_KP_REPORT },
+						     { "subjectKeyIdentifier", "hash" },
+						     { "authorityKeyIdentifier",
+						       "keyid:always" } } },
+				   ca_signer) :
+			 NULL;
+	if (!report)
+		goto out;
+	snprintf(path, sizeof(path), "%s/authorizations", o->dir);
+	if (mkdir(path, 0755) < 0 && errno != EEXIST) {
+		st_err("%s: %s", path, strerror(errno));
+		goto out;
+	}
 	snprintf(path, sizeof(path), "%s/gateway.key", o->dir);
 	if (write_cert(o->dir, "factory-root.pem", root) < 0 ||
 	    write_cert(o->dir, "local-ca.pem", ca) < 0 || write_cert(o->dir, "gateway.pem", gw) < 0 ||
-	    write_key(path, gw_key) < 0)
+	    write_cert(o->dir, "authz.pem", authz) < 0 ||
+	    write_cert(o->dir, "report.pem", report) < 0 || write_key(path, gw_key) < 0)
 		goto out;
 	if (write_station_yaml(o->dir, ca_uri, o->pin_file, o->pin_env, o->softhsm, o->file) < 0)
 		goto out;
@@ -655,12 +723,29 @@ static int ca_init(const struct ca_opts *o)
 	       o->factory, root_cfg.key);
 	printf("local device CA:  %s/local-ca.pem (CN=%s, key %s)\n", o->dir, o->ca_cn, ca_cfg.key);
 	printf("gateway TLS cert: %s/gateway.pem, key %s/gateway.key\n", o->dir, o->dir);
+	printf("authorizations:   %s/authz.pem (CN=%s, key %s), documents in %s/authorizations\n",
+	       o->dir, AUTHZ_CN, authz_cfg.key, o->dir);
+	printf("report key:       %s/report.pem (CN=%s, key %s)\n", o->dir, REPORT_CN,
+	       report_cfg.key);
 	printf("configuration:    %s/station.yaml\n", o->dir);
+	/* Left out of station.yaml: a station without them runs as before. */
+	printf("to use production authorizations and job-end reports, add to it:\n"
+	       "  authorizations: authorizations\n"
+	       "  report: {key: \"%s\", cert: report.pem}\n",
+	       o->file ? "report.key" : report_uri);
 	rc = 0;
 out:
 	X509_free(root);
 	X509_free(ca);
 	X509_free(gw);
+	X509_free(authz);
+	X509_free(report);
+	EVP_PKEY_free(authz_pub);
+	EVP_PKEY_free(report_pub);
+	drv_signer_close(authz_signer);
+	drv_signer_close(report_signer);
+	free(authz_uri);
+	free(report_uri);
 	EVP_PKEY_free(root_pub);
 	EVP_PKEY_free(ca_pub);
 	EVP_PKEY_free(gw_key);

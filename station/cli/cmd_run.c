@@ -69,6 +69,7 @@ static void view_input(struct st_view_input *in, void *arg)
 	in->pool = st_engine_pool_stats(lv->e, &lv->pool) == 0 ? &lv->pool : NULL;
 	in->started = st_engine_started(lv->e);
 	in->stopping = st_engine_stopping(lv->e);
+	in->auths = st_engine_auths(lv->e);
 }
 
 static int view_start(void *arg, struct st_engine *e, uv_loop_t *loop)

@@ -53,7 +53,7 @@ static void serve_usage(FILE *out)
 		"'allow_unauthenticated: true'. Prints 'station: serving on URL' once it listens.\n"
 		"The operator console (the signing pool, the ledger search and the day's report)\n"
 		"is at URL/console unless the configuration says 'console: false'.\n"
-		"Runs until SIGINT or SIGTERM; SIGHUP reloads the profiles.\n"
+		"Runs until SIGINT or SIGTERM; SIGHUP reloads the profiles and authorizations.\n"
 		"\n"
 		"  -c, --config FILE   station configuration (ca, ledger, profiles, pool, http)\n"
 		"  -v, --verbose       log every request's details\n"
@@ -64,11 +64,42 @@ static void serve_usage(FILE *out)
 		ST_HTTP_DEFAULT_LISTEN);
 }
 
+/* The production authorizations the configuration names (auth.h), into set. */
+static int load_authorizations(const struct serve *s, const struct st_config *cfg,
+			       struct st_profiles *set, char *err, size_t errlen)
+{
+	struct st_auth_env env = { s->ca->root, s->ca->ou, s->station, 0, 0 };
+
+	if (!cfg->authorizations)
+		return 0;
+	return st_auth_set_load(cfg->authorizations, &env, &set->auths, NULL, err, errlen);
+}
+
 static struct st_profiles *current_profiles(void *arg)
 {
 	struct serve *s = arg;
 
 	return st_profiles_ref(s->profiles);
+}
+
+/* SIGHUP: the profiles as the configuration file names them now, and the authorizations
+ * read again; requests in flight keep the set they started with. */
+static void reload(struct serve *s)
+{
+	struct st_profiles *old = st_profiles_ref(s->profiles);
+	char err[ST_ERR_MAX];
+
+	if (st_profiles_reload(s->config_path, NULL, 0, &s->profiles) < 0) {
+		st_profiles_unref(old);
+		return;
+	}
+	if (s->profiles != old && load_authorizations(s, s->cfg, s->profiles, err, sizeof(err)) < 0) {
+		st_err("SIGHUP: %s; keeping the authorizations in force", err);
+		s->profiles->auths = old ? st_auth_set_ref(old->auths) : NULL;
+	}
+	st_profiles_unref(old);
+	if (s->profiles->auths)
+		st_pool_auth_sync(s->pool, s->profiles->auths);
 }
 
 static void on_signal(uv_signal_t *sig, int signum)
@@ -77,7 +108,7 @@ static void on_signal(uv_signal_t *sig, int signum)
 
 	if (signum == SIGHUP) {
 		/* Requests in flight keep the set they started with. */
-		st_profiles_reload(s->config_path, NULL, 0, &s->profiles);
+		reload(s);
 		return;
 	}
 	if (s->stopping)
@@ -208,7 +239,8 @@ int st_cmd_serve(int argc, char **argv)
 		st_err("%s", err);
 		goto out;
 	}
-	if (st_profiles_load(s.cfg, NULL, 0, &s.profiles, err, sizeof(err)) < 0) {
+	if (st_profiles_load(s.cfg, NULL, 0, &s.profiles, err, sizeof(err)) < 0 ||
+	    load_authorizations(&s, s.cfg, s.profiles, err, sizeof(err)) < 0) {
 		st_err("%s", err);
 		goto out;
 	}
@@ -216,6 +248,10 @@ int st_cmd_serve(int argc, char **argv)
 	    st_ca_match_signer(s.ca, s.signer, err, sizeof(err)) < 0 ||
 	    start_pool(&s, err, sizeof(err)) < 0) {
 		st_err("%s", err);
+		goto out;
+	}
+	if (s.profiles->auths && st_pool_auth_sync(s.pool, s.profiles->auths) < 0) {
+		st_err("authorizations: cannot read their counts from the ledger");
 		goto out;
 	}
 	memset(&defaults, 0, sizeof(defaults));

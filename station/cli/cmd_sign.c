@@ -124,6 +124,14 @@ int st_cmd_sign(int argc, char **argv)
 			goto out;
 		}
 		policy = profile->policy;
+		/* This command keeps no ledger, so it cannot count units. */
+		if (policy.authorization_required) {
+			st_err("%s: profile %s requires a production authorization: its "
+			       "certificates are issued by `station run` or `station serve`, "
+			       "which consume units in the ledger",
+			       o.profile, profile->sku);
+			goto out;
+		}
 		if (st_profile_check_device_id(profile, o.device_id, err, sizeof(err)) < 0) {
 			st_err("%s: %s", o.profile, err);
 			goto out;

@@ -20,5 +20,7 @@ int st_cmd_ledger(int argc, char **argv);  /* cmd_ledger.c */
 int st_cmd_serve(int argc, char **argv);   /* cmd_serve.c */
 int st_cmd_run(int argc, char **argv);     /* cmd_run.c */
 int st_cmd_bench(int argc, char **argv);   /* cmd_bench.c */
+int st_cmd_auth(int argc, char **argv);    /* cmd_auth.c */
+int st_cmd_report(int argc, char **argv);  /* cmd_report.c */
 
 #endif

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -348,6 +349,24 @@ static const struct st_yl_key output_keys[] = {
 	ST_YL_END,
 };
 
+/* `report.key`: a PKCS#11 URI as written, else a key file relative to the configuration. */
+static int h_key_or_uri(struct st_yl_ctx *ctx, const struct st_yl_node *node,
+			const struct st_yl_key *key, void *base)
+{
+	if (node->type == ST_YL_SCALAR && strncmp(node->value, "pkcs11:", 7) == 0)
+		return st_yl_h_string(ctx, node, key, base);
+	return st_yl_h_path(ctx, node, key, base);
+}
+
+#define RP(field) offsetof(struct st_config_report, field)
+
+static const struct st_yl_key report_keys[] = {
+	ST_YL_RANGE("key", h_key_or_uri, RP(key), ST_YL_REQUIRED | ST_YL_ONELINE | ST_YL_NONEMPTY,
+		    0, 4096),
+	ST_YL_KEY("cert", st_yl_h_path, RP(cert), ST_YL_REQUIRED),
+	ST_YL_END,
+};
+
 enum {
 	T_CA,
 	T_LEDGER,
@@ -360,6 +379,8 @@ enum {
 	T_RETRIES,
 	T_OUTPUTS,
 	T_HTTP,
+	T_AUTHORIZATIONS,
+	T_REPORT,
 	T_N
 };
 
@@ -376,6 +397,8 @@ static const struct st_yl_key top_keys[] = {
 	[T_RETRIES] = ST_YL_SUB("retries", C(retries), 0, retry_keys),
 	[T_OUTPUTS] = ST_YL_SUB("outputs", C(outputs), 0, output_keys),
 	[T_HTTP] = ST_YL_KEY("http", st_config_h_http, C(http), 0),
+	[T_AUTHORIZATIONS] = ST_YL_KEY("authorizations", st_yl_h_path, C(authorizations), 0),
+	[T_REPORT] = ST_YL_SUB("report", C(report), 0, report_keys),
 	[T_N] = ST_YL_END,
 };
 
@@ -409,6 +432,9 @@ void st_config_free(struct st_config *cfg)
 	for (size_t i = 0; i < cfg->n_files; i++)
 		free(cfg->files[i].where);
 	free(cfg->files);
+	free(cfg->authorizations);
+	free(cfg->report.key);
+	free(cfg->report.cert);
 	free(cfg);
 }
 
@@ -712,6 +738,15 @@ static int load(const char *name, const char *dir, const void *buf, size_t len, 
 			parse_ca(&ctx, f[T_CA], c);
 		if (f[T_SLOTS])
 			parse_slots(&ctx, f[T_SLOTS], c);
+		/* The report key is reached like the CA key. */
+		if (f[T_REPORT] && c->report.key && c->ca.signer &&
+		    (strncmp(c->report.key, "pkcs11:", 7) == 0) !=
+			    (strcmp(c->ca.signer, "pkcs11") == 0))
+			st_yl_error(&ctx, f[T_REPORT],
+				    "'report.key' must be %s, like the CA's key (signer %s)",
+				    strcmp(c->ca.signer, "pkcs11") == 0 ? "a PKCS#11 URI" :
+									  "a key file",
+				    c->ca.signer);
 	}
 	if (ctx.errors) {
 		rc = st_yl_summary(&ctx, name, ST_E_CONFIG, err, errlen);
@@ -766,6 +801,22 @@ void st_config_signer_config(const struct st_config *cfg, struct drv_signer_conf
 	sc->pin_file = ca->pin_file;
 	sc->pin_env = ca->pin_env;
 	sc->mechanism = ca->mechanism;
+}
+
+void st_config_report_signer_config(const struct st_config *cfg, struct drv_signer_config *sc)
+{
+	st_config_signer_config(cfg, sc);
+	sc->key = cfg->report.key;
+}
+
+const char *st_config_station_name(const struct st_config *cfg, char *buf, size_t len)
+{
+	if (cfg && cfg->station)
+		snprintf(buf, len, "%s", cfg->station);
+	else if (gethostname(buf, len - 1) != 0 || !buf[0])
+		snprintf(buf, len, "station");
+	buf[len - 1] = 0;
+	return buf;
 }
 
 int st_config_open_signer(const struct st_config *cfg, struct drv_signer **out, char *err,

@@ -68,6 +68,13 @@
  *                                #   tokens over HTTPS, or this written as true
  *     console: true              # the operator console at /console (read-only, the same
  *                                #   access rule as /status); default true
+ *   authorizations: authorizations/  # production authorizations (*.auth, auth.h) that
+ *                                #   profiles with `authorization: required` consume; read at
+ *                                #   start and on SIGHUP
+ *   report:                      # the station's report key, which signs job-end reports
+ *     key: "pkcs11:token=factory;object=station-report?module-path=..."  # or a PEM file
+ *     cert: report.pem           #   (same signer, login and PIN as ca:), and its
+ *                                #   certificate from the local CA, for reports only
  *
  * A new section is a struct member below plus one entry in config.c's top-level table (and
  * a table of its own keys). */
@@ -187,6 +194,13 @@ struct st_config_file {
 	char *where;	 /* "file:line:col" of the key */
 };
 
+/* `report`: the key that signs the station's job-end reports (report.h). It lives beside
+ * the CA key: the ca: section's signer, token login and PIN, another key. */
+struct st_config_report {
+	char *key;  /* pkcs11: URI; file: PEM key path; NULL: no report key configured */
+	char *cert; /* its certificate, PEM */
+};
+
 struct st_config {
 	char *path; /* the file it was loaded from */
 	struct st_config_ca ca;
@@ -206,6 +220,8 @@ struct st_config {
 	struct st_config_http http;
 	struct st_config_file *files; /* what the configuration names to be read */
 	size_t n_files;
+	char *authorizations; /* directory of authorization documents; may be NULL */
+	struct st_config_report report;
 };
 
 /* Loads and validates path. Each problem is written to diag (e.g. stderr; may be NULL) as one
@@ -247,6 +263,14 @@ void st_config_signer_config(const struct st_config *cfg, struct drv_signer_conf
  * saying what failed and *out NULL. Before other threads start, as above. */
 int st_config_open_signer(const struct st_config *cfg, struct drv_signer **out, char *err,
 			  size_t errlen);
+
+/* The report key's signer (report:), as st_config_signer_config() gives the CA's: the same
+ * backend, PIN and mechanism with report.key. sc->key is NULL when there is no report key. */
+void st_config_report_signer_config(const struct st_config *cfg, struct drv_signer_config *sc);
+
+/* This station's name: the configuration's `station`, else the host name, else "station".
+ * Writes it to buf (len bytes) and returns buf. */
+const char *st_config_station_name(const struct st_config *cfg, char *buf, size_t len);
 
 /* A board of the map file simboard writes (fixtures/simboard/README.md). */
 struct st_board_map_entry {

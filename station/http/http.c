@@ -85,6 +85,7 @@ struct reg {
 	struct st_http_answer answer;
 	char uuid[ST_PROFILE_MAX_ID + 1];
 	char peer[64];
+	char hardware_id[ST_HTTP_REG_MAX_HWID + 1]; /* for the production record */
 	uint64_t t_start, deadline;
 	struct reg *prev, *next; /* h->regs */
 };
@@ -339,6 +340,35 @@ static void count_refusal(struct st_http *h, int status)
 	}
 }
 
+/* The production record of a registration (ledger.h's attempts), as a board's on a slot:
+ * slot "http:NAME" (the request's name, else the peer), outcome, reason, what it sent. */
+static void record_registration(struct st_http *h, const char *slot, const char *uuid,
+				const char *hardware_id, const char *profile,
+				const struct st_sign_req *sreq, int rc, const char *err,
+				uint64_t t0)
+{
+	struct st_ledger_attempt a;
+
+	memset(&a, 0, sizeof(a));
+	a.slot = slot;
+	a.outcome = rc == 0 ? "pass" : "fail";
+	a.reason = rc == 0 ? NULL : st_errname(rc);
+	a.error = rc == 0 ? NULL : err;
+	a.device_id = uuid;
+	a.hardware_id = hardware_id;
+	a.profile = profile;
+	if (sreq && rc == 0) {
+		a.serial = sreq->cert ? sreq->cert->serial_hex : NULL;
+		a.certificate = sreq->row_id;
+		a.reused = sreq->reused;
+		a.auth_id = sreq->auth_id;
+	}
+	a.ms = (int64_t)((uv_hrtime() - t0) / 1000000u);
+	if (st_pool_record_attempt(h->env.pool, &a) < 0)
+		st_warn("http: device %s: the attempt is not recorded in the ledger",
+			uuid ? uuid : "?");
+}
+
 /* The pool is done with a registration: the ledger holds its certificate (or its refusal). */
 static void on_signed(struct st_sign_req *sreq)
 {
@@ -374,6 +404,8 @@ static void on_signed(struct st_sign_req *sreq)
 			if (sreq->row_id > 0)
 				st_ledger_queue_mark_delivered(st_pool_ledger(h->env.pool),
 							       sreq->row_id, NULL, NULL);
+			record_registration(h, sreq->slot, g->uuid, g->hardware_id, sreq->profile,
+					    sreq, 0, NULL, g->t_start);
 		} else {
 			h->st.busy++;
 			snprintf(msg, sizeof(msg),
@@ -388,6 +420,8 @@ static void on_signed(struct st_sign_req *sreq)
 		st_notice("http %s: device %s: refused (%s): %s", g->peer, g->uuid,
 			  st_errname(sreq->rc), sreq->err);
 		respond_error(h, g->req, sreq->rc, sreq->err, NULL);
+		record_registration(h, sreq->slot, g->uuid, g->hardware_id, sreq->profile, sreq,
+				    sreq->rc, sreq->err, g->t_start);
 	}
 	g->answered = 1;
 	observe(h, g->t_start);
@@ -555,6 +589,7 @@ static void handle_sign(struct st_http *h, h2o_req_t *req)
 	sreq->id_authenticated = id_auth || (peer_cn && strcmp(peer_cn, r->uuid) == 0);
 	sreq->csr = csr;
 	csr = NULL;
+	sreq->auths = st_auth_set_ref(pset->auths);
 	sreq->data = g;
 	sreq->done = on_signed;
 	rc = st_pool_submit(h->env.pool, sreq);
@@ -576,6 +611,7 @@ static void handle_sign(struct st_http *h, h2o_req_t *req)
 	g->deadline = t0 + (uint64_t)h->sign_timeout_ms * 1000000u;
 	snprintf(g->uuid, sizeof(g->uuid), "%s", r->uuid);
 	snprintf(g->peer, sizeof(g->peer), "%s", peer);
+	snprintf(g->hardware_id, sizeof(g->hardware_id), "%s", r->hardware_id);
 	slot = h2o_mem_alloc_shared(&req->pool, sizeof(*slot), on_req_disposed);
 	*slot = g;
 	g->next = h->regs;
@@ -591,6 +627,13 @@ static void handle_sign(struct st_http *h, h2o_req_t *req)
 	goto out;
 refuse:
 	reject(h, req, t0, peer, r ? r->uuid : NULL, rc, err);
+	{
+		char slot[ST_POOL_MAX_NAME + 1];
+
+		st_msgf(slot, sizeof(slot), "http:%s", r && r->name ? r->name : peer);
+		record_registration(h, slot, r ? r->uuid : NULL, r ? r->hardware_id : NULL,
+				    p ? p->sku : NULL, NULL, rc, err, t0);
+	}
 out:
 	if (g)
 		st_http_answer_clear(&g->answer);

@@ -37,7 +37,9 @@
  * Errors are JSON {"error": NAME, "message": text} where NAME is st_errname() of the code
  * (CSR_SIGNATURE, POOL_ID_OTHER_KEY, ...): 400 malformed JSON, a missing or malformed field,
  * a CSR the profile's policy refuses, no profile for the hardware id; 401 a missing or wrong
- * OSF-TOKEN; 403 a group or key storage the profile does not allow; 404 an unknown path; 405
+ * OSF-TOKEN; 403 a group or key storage the profile does not allow, or no production
+ * authorization left for a profile that requires one (AUTH_EXHAUSTED, AUTH_EXPIRED,
+ * AUTH_NOT_YET_VALID, AUTH_SKU); 404 an unknown path; 405
  * a wrong method (with Allow); 409 the ledger refuses (the device id has a certificate for
  * another key and the profile refuses reprovisioning, or reissues but the request was not
  * authenticated; the key is certified for another device); 413 a body over max_body (refused

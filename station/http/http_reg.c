@@ -590,6 +590,12 @@ int st_http_status_for(int code)
 		return 401;
 	case ST_E_HTTP_GROUP:
 	case ST_E_HTTP_KEY_STORAGE:
+	/* The brand owner did not authorize this certificate: asking again will not help. */
+	case ST_E_AUTH_EXHAUSTED:
+	case ST_E_AUTH_EXPIRED:
+	case ST_E_AUTH_NOT_YET_VALID:
+	case ST_E_AUTH_SKU:
+	case ST_E_AUTH_CONFLICT:
 		return 403;
 	case ST_E_HTTP_NOT_FOUND:
 		return 404;

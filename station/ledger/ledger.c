@@ -70,6 +70,59 @@ static const char *const migrations[] = {
 	"  device_id TEXT,\n"
 	"  pubkey_sha256 BLOB CHECK (pubkey_sha256 IS NULL OR length(pubkey_sha256) = 32),\n"
 	"  reason TEXT NOT NULL);\n",
+	/* 1 -> 2: production authorizations and the record of every attempt. A row consumes a
+	 * unit of its authorization (auth_id) while it holds or may yet hold a certificate
+	 * (LIVE); the triggers keep authorizations.used equal to the count of such rows, and the
+	 * CHECK refuses the row that would go beyond the units, so the database itself counts,
+	 * for every station writing to it, within the writer's transaction. */
+	"CREATE TABLE authorizations (\n"
+	"  id TEXT PRIMARY KEY CHECK (length(id) BETWEEN 1 AND 64),\n"
+	"  doc_sha256 BLOB NOT NULL CHECK (length(doc_sha256) = 32),\n"
+	"  units INTEGER NOT NULL CHECK (units >= 1),\n"
+	"  used INTEGER NOT NULL DEFAULT 0,\n"
+	"  lot TEXT,\n"
+	"  not_before INTEGER,\n"
+	"  not_after INTEGER,\n"
+	"  registered INTEGER NOT NULL,\n"
+	"  station TEXT NOT NULL,\n"
+	"  CHECK (used >= 0 AND used <= units));\n"
+	"ALTER TABLE certificates ADD COLUMN auth_id TEXT REFERENCES authorizations (id);\n"
+	"CREATE INDEX certificates_auth ON certificates (auth_id) WHERE auth_id IS NOT NULL;\n"
+	"CREATE TRIGGER certificates_auth_insert AFTER INSERT ON certificates\n"
+	"  WHEN NEW.auth_id IS NOT NULL AND (NEW.state <> 'failed' OR NEW.cert_der IS NOT NULL)\n"
+	"BEGIN UPDATE authorizations SET used = used + 1 WHERE id = NEW.auth_id; END;\n"
+	"CREATE TRIGGER certificates_auth_update\n"
+	"  AFTER UPDATE OF state, cert_der, auth_id ON certificates\n"
+	"  WHEN OLD.auth_id IS NOT NULL OR NEW.auth_id IS NOT NULL\n"
+	"BEGIN\n"
+	"  UPDATE authorizations SET used = used - 1 WHERE id = OLD.auth_id\n"
+	"    AND (OLD.state <> 'failed' OR OLD.cert_der IS NOT NULL);\n"
+	"  UPDATE authorizations SET used = used + 1 WHERE id = NEW.auth_id\n"
+	"    AND (NEW.state <> 'failed' OR NEW.cert_der IS NOT NULL);\n"
+	"END;\n"
+	"CREATE TRIGGER certificates_auth_delete AFTER DELETE ON certificates\n"
+	"  WHEN OLD.auth_id IS NOT NULL AND (OLD.state <> 'failed' OR OLD.cert_der IS NOT NULL)\n"
+	"BEGIN UPDATE authorizations SET used = used - 1 WHERE id = OLD.auth_id; END;\n"
+	"CREATE TABLE attempts (\n"
+	"  id INTEGER PRIMARY KEY,\n"
+	"  time INTEGER NOT NULL,\n"
+	"  station TEXT NOT NULL,\n"
+	"  slot TEXT,\n"
+	"  outcome TEXT NOT NULL CHECK (outcome IN ('pass', 'fail', 'abandoned')),\n"
+	"  reason TEXT,\n"
+	"  error TEXT,\n"
+	"  device_id TEXT,\n"
+	"  serial TEXT,\n"
+	"  board_sn TEXT,\n"
+	"  hardware_id TEXT,\n"
+	"  sku TEXT,\n"
+	"  firmware TEXT,\n"
+	"  profile TEXT,\n"
+	"  auth_id TEXT,\n"
+	"  certificate INTEGER,\n"
+	"  reused INTEGER NOT NULL DEFAULT 0,\n"
+	"  ms INTEGER);\n"
+	"CREATE INDEX attempts_time ON attempts (time);\n",
 };
 #define LEDGER_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -106,6 +159,14 @@ enum stmt_id {
 	S_SEQUENCE,
 	S_FLAG,
 	S_ALL_FLAGS,
+	S_AUTH_REGISTER,
+	S_AUTH_GET,
+	S_AUTH_TAKE,
+	S_AUTH_ALL,
+	S_AUTH_STATIONS,
+	S_AUTH_CERTS,
+	S_ATTEMPT,
+	S_ATTEMPTS,
 	S_COUNT_
 };
 
@@ -153,6 +214,27 @@ static const char *const stmt_sql[S_COUNT_] = {
 		   "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
 	[S_ALL_FLAGS] = "SELECT id, time, station, slot, device_id, pubkey_sha256, reason "
 			"FROM flags ORDER BY id",
+	[S_AUTH_REGISTER] = "INSERT INTO authorizations (id, doc_sha256, units, lot, "
+			    "not_before, not_after, registered, station) "
+			    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (id) DO NOTHING",
+	[S_AUTH_GET] = "SELECT doc_sha256, units, used FROM authorizations WHERE id = ?1",
+	[S_AUTH_TAKE] = "UPDATE certificates SET auth_id = ?2 WHERE id = ?1 AND auth_id IS NULL",
+	[S_AUTH_ALL] = "SELECT id, doc_sha256, units, used, lot, not_before, not_after, "
+		       "registered, station FROM authorizations ORDER BY registered, id",
+	[S_AUTH_STATIONS] = "SELECT station, sum(cert_der IS NOT NULL), sum(cert_der IS NULL) "
+			    "FROM certificates WHERE auth_id = ?1 AND " LIVE
+			    " GROUP BY station ORDER BY station",
+	[S_AUTH_CERTS] = "SELECT " ROW_COLUMNS " FROM certificates "
+			 "WHERE auth_id = ?1 AND cert_der IS NOT NULL ORDER BY id",
+	[S_ATTEMPT] = "INSERT INTO attempts (time, station, slot, outcome, reason, error, "
+		      "device_id, serial, board_sn, hardware_id, sku, firmware, profile, auth_id, "
+		      "certificate, reused, ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, "
+		      "?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+	[S_ATTEMPTS] = "SELECT t.id, t.time, t.station, t.slot, t.outcome, t.reason, t.error, "
+		       "t.device_id, t.serial, t.board_sn, t.hardware_id, t.sku, t.firmware, "
+		       "t.profile, t.auth_id, a.lot, t.certificate, t.reused, t.ms "
+		       "FROM attempts t LEFT JOIN authorizations a ON a.id = t.auth_id "
+		       "WHERE t.time >= ?1 AND t.time < ?2 ORDER BY t.id",
 };
 
 struct sq_ledger {
@@ -1561,6 +1643,344 @@ static int sq_foreach_sequence(void *inst,
 	return rc;
 }
 
+/* ---- Production authorizations ------------------------------------------------------ */
+
+/* Reads authorization id: 1 and its hash, units and count, 0 when it is not recorded, or a
+ * negative code. */
+static int auth_get(struct sq_ledger *l, const char *id, uint8_t sha[32], int64_t *units,
+		    int64_t *used, char *err, size_t errlen)
+{
+	sqlite3_stmt *s;
+	int rc = prep(l, S_AUTH_GET, &s, err, errlen);
+
+	if (rc < 0)
+		return rc;
+	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		col_hash(s, 0, sha);
+		*units = sqlite3_column_int64(s, 1);
+		*used = sqlite3_column_int64(s, 2);
+		rc = 1;
+	} else if (rc == SQLITE_DONE) {
+		rc = 0;
+	} else {
+		rc = db_error(l, rc, "reading an authorization", err, errlen);
+	}
+	done(s);
+	return rc;
+}
+
+static int sq_auth_register(void *inst, const struct st_ledger_auth *a, int64_t *used,
+			    char *err, size_t errlen)
+{
+	struct sq_ledger *l = inst;
+	uint8_t sha[32];
+	int64_t units = 0, n = 0;
+	sqlite3_stmt *s;
+	int rc;
+
+	rc = prep(l, S_AUTH_REGISTER, &s, err, errlen);
+	if (rc < 0)
+		return rc;
+	sqlite3_bind_text(s, 1, a->id, -1, SQLITE_STATIC);
+	sqlite3_bind_blob(s, 2, a->doc_sha256, 32, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 3, a->units);
+	bind_text_or_null(s, 4, a->lot);
+	sqlite3_bind_int64(s, 5, (sqlite3_int64)a->not_before);
+	sqlite3_bind_int64(s, 6, (sqlite3_int64)a->not_after);
+	sqlite3_bind_int64(s, 7, (sqlite3_int64)time(NULL));
+	sqlite3_bind_text(s, 8, l->station, -1, SQLITE_STATIC);
+	rc = run(l, s, "recording an authorization", err, errlen);
+	if (rc < 0)
+		return rc;
+	rc = auth_get(l, a->id, sha, &units, &n, err, errlen);
+	if (rc < 0)
+		return rc;
+	if (rc == 0)
+		return st_errf(err, errlen, ST_E_LEDGER_IO,
+			       "ledger %s: authorization %s was recorded but cannot be read back",
+			       l->path, a->id);
+	if (memcmp(sha, a->doc_sha256, 32) != 0 || units != a->units)
+		return st_errf(err, errlen, ST_E_AUTH_CONFLICT,
+			       "ledger %s: authorization id %s is recorded for another document "
+			       "(%lld units); two documents with one id are refused",
+			       l->path, a->id, (long long)units);
+	if (used)
+		*used = n;
+	return 0;
+}
+
+/* Undoes and ends the savepoint of an authorized intent. */
+static void auth_undo(struct sq_ledger *l)
+{
+	run_fixed(l, S_ROLLBACK_TO, "undoing an authorized intent", NULL, 0);
+	run_fixed(l, S_RELEASE, "undoing an authorized intent", NULL, 0);
+}
+
+static int sq_add_intent_auth(void *inst, const struct st_ledger_row *row,
+			      const char *auth_id, int64_t *id, int64_t *used, int64_t *units,
+			      char *err, size_t errlen)
+{
+	struct sq_ledger *l = inst;
+	uint8_t sha[32];
+	int64_t u = 0, n = 0;
+	sqlite3_stmt *s;
+	int rc;
+
+	rc = auth_get(l, auth_id, sha, &u, &n, err, errlen);
+	if (rc < 0)
+		return rc;
+	if (rc == 0)
+		return st_errf(err, errlen, ST_E_NOTFOUND,
+			       "ledger %s: authorization %s is not recorded", l->path, auth_id);
+	/* No shortcut when every unit is used: the intent may supersede an intent of the same
+	 * board and key (a crash came between signing and recording), whose unit it takes
+	 * over. One savepoint around the intent (with its own inside) and the unit; the
+	 * database's CHECK decides. */
+	rc = run_fixed(l, S_SAVEPOINT, "starting an authorized intent", err, errlen);
+	if (rc < 0)
+		return rc;
+	rc = sq_add_intent(l, row, id, err, errlen);
+	if (rc < 0) {
+		auth_undo(l);
+		*id = 0;
+		return rc;
+	}
+	rc = prep(l, S_AUTH_TAKE, &s, err, errlen);
+	if (rc < 0)
+		goto fail;
+	sqlite3_bind_int64(s, 1, *id);
+	sqlite3_bind_text(s, 2, auth_id, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_CONSTRAINT_CHECK) {
+		/* Another writer took the last unit between the count above and now. */
+		rc = st_errf(err, errlen, ST_E_AUTH_EXHAUSTED,
+			     "authorization %s: all %lld units are used", auth_id, (long long)u);
+	} else if (rc == SQLITE_CONSTRAINT_FOREIGNKEY) {
+		rc = st_errf(err, errlen, ST_E_NOTFOUND,
+			     "ledger %s: authorization %s is not recorded", l->path, auth_id);
+	} else if (rc != SQLITE_DONE) {
+		rc = db_error(l, rc, "consuming an authorization unit", err, errlen);
+	} else if (sqlite3_changes(l->db) != 1) {
+		rc = st_errf(err, errlen, ST_E_INTERNAL,
+			     "ledger %s: the new intent %lld already names an authorization",
+			     l->path, (long long)*id);
+	} else {
+		rc = 0;
+	}
+	done(s);
+	if (rc < 0)
+		goto fail;
+	rc = auth_get(l, auth_id, sha, &u, &n, err, errlen);
+	if (rc < 0)
+		goto fail;
+	rc = run_fixed(l, S_RELEASE, "recording an authorized intent", err, errlen);
+	if (rc < 0) {
+		if (!sqlite3_get_autocommit(l->db))
+			auth_undo(l);
+		*id = 0;
+		return rc;
+	}
+	if (used)
+		*used = n;
+	if (units)
+		*units = u;
+	return 0;
+fail:
+	auth_undo(l);
+	*id = 0;
+	return rc;
+}
+
+/* Steps s to its end, handing each result row to visit (which returns non-zero to stop),
+ * then resets it. Returns 0 or the error of what it was doing. */
+static int each_result(struct sq_ledger *l, sqlite3_stmt *s, const char *what,
+		       int (*visit)(sqlite3_stmt *s, void *ctx), void *ctx, char *err,
+		       size_t errlen)
+{
+	int rc;
+
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if (visit(s, ctx) != 0) {
+			rc = SQLITE_DONE;
+			break;
+		}
+	}
+	rc = rc == SQLITE_DONE ? 0 : db_error(l, rc, what, err, errlen);
+	done(s);
+	return rc;
+}
+
+/* The caller's callback and argument, for the visitors below. */
+struct each_ctx {
+	void *fn;
+	void *arg;
+};
+
+static int visit_auth(sqlite3_stmt *s, void *ctx)
+{
+	struct each_ctx *c = ctx;
+	int (*fn)(const struct st_ledger_auth *a, void *arg) = c->fn;
+	struct st_ledger_auth a;
+
+	memset(&a, 0, sizeof(a));
+	a.id = (const char *)sqlite3_column_text(s, 0);
+	col_hash(s, 1, a.doc_sha256);
+	a.units = sqlite3_column_int64(s, 2);
+	a.used = sqlite3_column_int64(s, 3);
+	a.lot = (const char *)sqlite3_column_text(s, 4);
+	a.not_before = (time_t)sqlite3_column_int64(s, 5);
+	a.not_after = (time_t)sqlite3_column_int64(s, 6);
+	a.registered = (time_t)sqlite3_column_int64(s, 7);
+	a.station = (const char *)sqlite3_column_text(s, 8);
+	return a.id ? fn(&a, c->arg) : 0;
+}
+
+static int sq_foreach_auth(void *inst,
+			   int (*fn)(const struct st_ledger_auth *a, void *arg), void *arg,
+			   char *err, size_t errlen)
+{
+	struct sq_ledger *l = inst;
+	struct each_ctx c = { (void *)fn, arg };
+	sqlite3_stmt *s;
+	int rc = prep(l, S_AUTH_ALL, &s, err, errlen);
+
+	if (rc < 0)
+		return rc;
+	return each_result(l, s, "reading the authorizations", visit_auth, &c, err, errlen);
+}
+
+static int visit_station(sqlite3_stmt *s, void *ctx)
+{
+	struct each_ctx *c = ctx;
+	int (*fn)(const char *station, int64_t certificates, int64_t pending, void *arg) = c->fn;
+	const char *station = (const char *)sqlite3_column_text(s, 0);
+
+	return fn(station ? station : "", sqlite3_column_int64(s, 1), sqlite3_column_int64(s, 2),
+		  c->arg);
+}
+
+static int sq_auth_stations(void *inst, const char *auth_id,
+			    int (*fn)(const char *station, int64_t certificates, int64_t pending,
+				      void *arg),
+			    void *arg, char *err, size_t errlen)
+{
+	struct sq_ledger *l = inst;
+	struct each_ctx c = { (void *)fn, arg };
+	sqlite3_stmt *s;
+	int rc = prep(l, S_AUTH_STATIONS, &s, err, errlen);
+
+	if (rc < 0)
+		return rc;
+	sqlite3_bind_text(s, 1, auth_id ? auth_id : "", -1, SQLITE_STATIC);
+	return each_result(l, s, "counting an authorization's units", visit_station, &c, err,
+			   errlen);
+}
+
+static int sq_foreach_auth_cert(void *inst, const char *auth_id,
+				int (*fn)(const struct st_ledger_row *row, void *arg), void *arg,
+				char *err, size_t errlen)
+{
+	struct sq_ledger *l = inst;
+	struct st_ledger_row *r;
+	sqlite3_stmt *s;
+	int rc = prep(l, S_AUTH_CERTS, &s, err, errlen);
+
+	if (rc < 0)
+		return rc;
+	sqlite3_bind_text(s, 1, auth_id ? auth_id : "", -1, SQLITE_STATIC);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		rc = read_row(l, s, &r, err, errlen);
+		if (rc < 0)
+			goto out;
+		rc = fn(r, arg);
+		st_ledger_row_free(r);
+		if (rc != 0) {
+			rc = 0;
+			goto out;
+		}
+	}
+	rc = rc == SQLITE_DONE ? 0 :
+				 db_error(l, rc, "reading an authorization's certificates", err,
+					  errlen);
+out:
+	done(s);
+	return rc;
+}
+
+/* ---- Production records ------------------------------------------------------------ */
+
+static int sq_add_attempt(void *inst, const struct st_ledger_attempt *a, char *err,
+			  size_t errlen)
+{
+	struct sq_ledger *l = inst;
+	const char *text[ST_LEDGER_ATTEMPT_TEXTS];
+	sqlite3_stmt *s;
+	int rc;
+
+	rc = prep(l, S_ATTEMPT, &s, err, errlen);
+	if (rc < 0)
+		return rc;
+	st_ledger_attempt_texts(a, text);
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)(a->time ? a->time : time(NULL)));
+	sqlite3_bind_text(s, 2, l->station, -1, SQLITE_STATIC);
+	/* Parameters 3 to 14, in order. */
+	for (size_t i = 0; i < ST_LEDGER_ATTEMPT_TEXTS; i++)
+		bind_text_or_null(s, (int)i + 3, text[i]);
+	if (a->certificate > 0)
+		sqlite3_bind_int64(s, 15, a->certificate);
+	else
+		sqlite3_bind_null(s, 15);
+	sqlite3_bind_int(s, 16, a->reused ? 1 : 0);
+	if (a->ms >= 0)
+		sqlite3_bind_int64(s, 17, a->ms);
+	else
+		sqlite3_bind_null(s, 17);
+	return run(l, s, "recording an attempt", err, errlen);
+}
+
+static int visit_attempt(sqlite3_stmt *s, void *ctx)
+{
+	struct each_ctx *c = ctx;
+	int (*fn)(const struct st_ledger_attempt *a, void *arg) = c->fn;
+	struct st_ledger_attempt a;
+	/* Columns 2 to 15 of S_ATTEMPTS, in order. */
+	const char **text[] = { &a.station,  &a.slot,	     &a.outcome, &a.reason,  &a.error,
+				&a.device_id, &a.serial,     &a.board_sn, &a.hardware_id,
+				&a.sku,	     &a.firmware,    &a.profile, &a.auth_id, &a.lot };
+
+	memset(&a, 0, sizeof(a));
+	a.id = sqlite3_column_int64(s, 0);
+	a.time = (time_t)sqlite3_column_int64(s, 1);
+	for (size_t i = 0; i < sizeof(text) / sizeof(text[0]); i++)
+		*text[i] = (const char *)sqlite3_column_text(s, (int)i + 2);
+	a.certificate = sqlite3_column_int64(s, 16);
+	a.reused = sqlite3_column_int(s, 17);
+	a.ms = sqlite3_column_type(s, 18) == SQLITE_NULL ? -1 : sqlite3_column_int64(s, 18);
+	if (!a.station)
+		a.station = "";
+	if (!a.outcome)
+		a.outcome = "";
+	return fn(&a, c->arg);
+}
+
+static int sq_foreach_attempt(void *inst, time_t since, time_t until,
+			      int (*fn)(const struct st_ledger_attempt *a, void *arg), void *arg,
+			      char *err, size_t errlen)
+{
+	struct sq_ledger *l = inst;
+	struct each_ctx c = { (void *)fn, arg };
+	sqlite3_stmt *s;
+	int rc = prep(l, S_ATTEMPTS, &s, err, errlen);
+
+	if (rc < 0)
+		return rc;
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)since);
+	sqlite3_bind_int64(s, 2, until > 0 ? (sqlite3_int64)until : INT64_MAX);
+	return each_result(l, s, "reading the attempts", visit_attempt, &c, err, errlen);
+}
+
 /* The embedded default: any spec that no other backend claims is a file path. */
 static int sq_claims(const char *spec)
 {
@@ -1593,4 +2013,11 @@ const struct st_ledger_ops st_ledger_sqlite_ops = {
 	.integrity = sq_integrity,
 	.backup = sq_backup,
 	.foreach_sequence = sq_foreach_sequence,
+	.auth_register = sq_auth_register,
+	.add_intent_auth = sq_add_intent_auth,
+	.foreach_auth = sq_foreach_auth,
+	.auth_stations = sq_auth_stations,
+	.foreach_auth_cert = sq_foreach_auth_cert,
+	.add_attempt = sq_add_attempt,
+	.foreach_attempt = sq_foreach_attempt,
 };

@@ -323,4 +323,104 @@ void st_ledger_set_hook(struct st_ledger *l, void (*fn)(enum st_ledger_hook_poin
 							 void *arg),
 			void *arg);
 
+/* ---- Production authorizations ------------------------------------------------------ *
+ *
+ * An authorization (station/auth.h) allows a number of certificates (units). The ledger
+ * counts them: a row consumes one unit of the authorization it names (auth_id) for as long
+ * as it holds or may yet hold a certificate, i.e. exactly while it is live in the sense of
+ * the uniqueness rule above: an intent in flight (or left "possibly signed" by a crash) and
+ * every row with a certificate consume one; a superseded or abandoned intent without a
+ * certificate gives its unit back. The count is kept by the database in the writer's own
+ * transaction (SQLite: triggers and a CHECK; a shared database must do the same), so it is
+ * exact across crashes and across every station on one database: a unit can neither be
+ * lost (consumed by a row that never got a certificate) nor counted twice. Re-delivering a
+ * recorded certificate adds no row and so consumes nothing. */
+
+/* An authorization as the ledger records it. In: the caller's strings, borrowed. Out (from
+ * st_ledger_foreach_auth): borrowed for the callback. */
+struct st_ledger_auth {
+	const char *id;         /* the document's unique id, 1..64 bytes */
+	uint8_t doc_sha256[32]; /* SHA-256 of the signed document (its DER) */
+	int64_t units;          /* certificates it allows, >= 1 */
+	const char *lot;        /* lot or job id; may be NULL */
+	time_t not_before, not_after;
+	/* Filled by st_ledger_foreach_auth() only. */
+	int64_t used;           /* units consumed, by every station */
+	time_t registered;      /* when a station first recorded it */
+	const char *station;    /* that station */
+};
+
+/* Records authorization a when the ledger does not know its id yet (with this station and
+ * the time), or checks that the recorded one is the same document (hash and units). *used
+ * (may be NULL) gets the units consumed so far by every station. Returns 0,
+ * ST_E_AUTH_CONFLICT (the id is recorded for another document: refuse this one),
+ * ST_E_INVAL, or ST_E_LEDGER_*. Inside a transaction or on its own, like every write. */
+int st_ledger_auth_register(struct st_ledger *l, const struct st_ledger_auth *a, int64_t *used,
+			    char *err, size_t errlen);
+
+/* st_ledger_add_intent() that consumes one unit of the registered authorization auth_id in
+ * the same step: the intent and the unit are written together or not at all. *used and
+ * *units (may be NULL) get the authorization's count after this intent and its units.
+ * Returns 0 and *id, or what st_ledger_add_intent() returns, or ST_E_AUTH_EXHAUSTED (every
+ * unit is consumed: nothing was written), ST_E_NOTFOUND (auth_id is not registered). */
+int st_ledger_add_intent_auth(struct st_ledger *l, const struct st_ledger_row *row,
+			      const char *auth_id, int64_t *id, int64_t *used, int64_t *units,
+			      char *err, size_t errlen);
+
+/* Calls fn for every recorded authorization, oldest first (fn returns non-zero to stop).
+ * Returns 0 or ST_E_LEDGER_*. */
+int st_ledger_foreach_auth(struct st_ledger *l,
+			   int (*fn)(const struct st_ledger_auth *a, void *arg), void *arg,
+			   char *err, size_t errlen);
+
+/* The units of authorization auth_id each station consumed: certificates (rows with a
+ * certificate) and pending (intents without one yet: in flight, or left by a crash until the
+ * board comes back), by station name. Returns 0 or ST_E_LEDGER_*. */
+int st_ledger_auth_stations(struct st_ledger *l, const char *auth_id,
+			    int (*fn)(const char *station, int64_t certificates, int64_t pending,
+				      void *arg),
+			    void *arg, char *err, size_t errlen);
+
+/* Calls fn for every row of authorization auth_id that holds a certificate (whatever its
+ * state), in id order; the row is borrowed for the call. Returns 0 or ST_E_LEDGER_*. */
+int st_ledger_foreach_auth_cert(struct st_ledger *l, const char *auth_id,
+				int (*fn)(const struct st_ledger_row *row, void *arg), void *arg,
+				char *err, size_t errlen);
+
+/* ---- Production records: every attempt ---------------------------------------------- *
+ *
+ * One row per board the station finished, passed or not, and per board abandoned when the
+ * station stopped: what the board reported, what became of it and why. Certificates stay in
+ * their own table; an attempt names its certificate's row when it has one. */
+
+struct st_ledger_attempt {
+	int64_t id;             /* out */
+	time_t time;            /* when it ended; 0 on input: now */
+	const char *station;    /* out; on input this handle's station is used */
+	const char *slot;       /* slot name or "http:..."; may be NULL */
+	const char *outcome;    /* "pass", "fail" or "abandoned" (required) */
+	const char *reason;     /* fail/abandoned: the code's name ("CSR_SIGNATURE") */
+	const char *error;      /* fail/abandoned: the message */
+	const char *device_id, *serial; /* the certificate's serial (hex) when it got one */
+	const char *board_sn, *hardware_id, *sku, *firmware; /* as the board reported them */
+	const char *profile;    /* profile (SKU) name */
+	const char *auth_id;    /* the authorization it consumed a unit of, or NULL */
+	const char *lot;        /* out: that authorization's lot, or NULL */
+	int64_t certificate;    /* its row in the certificates table, 0: none */
+	int reused;             /* 1: a recorded certificate was delivered again */
+	int64_t ms;             /* how long the board took, -1: unknown */
+};
+
+/* Records an attempt (strings borrowed; "" is stored as NULL). ST_E_INVAL without an
+ * outcome. Returns 0 or ST_E_LEDGER_*. */
+int st_ledger_add_attempt(struct st_ledger *l, const struct st_ledger_attempt *a, char *err,
+			  size_t errlen);
+
+/* Calls fn for every attempt with since <= time < until (until 0: no end), in id order; the
+ * attempt and its strings are borrowed for the call (fn returns non-zero to stop). Returns 0
+ * or ST_E_LEDGER_*. */
+int st_ledger_foreach_attempt(struct st_ledger *l, time_t since, time_t until,
+			      int (*fn)(const struct st_ledger_attempt *a, void *arg), void *arg,
+			      char *err, size_t errlen);
+
 #endif

@@ -62,6 +62,31 @@ struct st_ledger_ops {
 				int (*fn)(const char *prefix, uint64_t next, void *arg), void *arg,
 				char *err, size_t errlen);
 
+	/* Production authorizations and attempts (ledger.h): the database itself counts the
+	 * units (authorizations.used kept equal to the live rows naming each, never beyond its
+	 * units) in the writer's transaction, so the count holds across every station on it.
+	 * ledger_ops.c has checked the arguments (an authorization's id and units, an intent's
+	 * authorization id, an attempt's outcome) and zeroed *used and *id. */
+	int (*auth_register)(void *inst, const struct st_ledger_auth *a, int64_t *used,
+			     char *err, size_t errlen);
+	int (*add_intent_auth)(void *inst, const struct st_ledger_row *row, const char *auth_id,
+			       int64_t *id, int64_t *used, int64_t *units, char *err,
+			       size_t errlen);
+	int (*foreach_auth)(void *inst, int (*fn)(const struct st_ledger_auth *a, void *arg),
+			    void *arg, char *err, size_t errlen);
+	int (*auth_stations)(void *inst, const char *auth_id,
+			     int (*fn)(const char *station, int64_t certificates, int64_t pending,
+				       void *arg),
+			     void *arg, char *err, size_t errlen);
+	int (*foreach_auth_cert)(void *inst, const char *auth_id,
+				 int (*fn)(const struct st_ledger_row *row, void *arg), void *arg,
+				 char *err, size_t errlen);
+	int (*add_attempt)(void *inst, const struct st_ledger_attempt *a, char *err,
+			   size_t errlen);
+	int (*foreach_attempt)(void *inst, time_t since, time_t until,
+			       int (*fn)(const struct st_ledger_attempt *a, void *arg), void *arg,
+			       char *err, size_t errlen);
+
 	/* st_ledger_import() into this backend, inside the caller's transaction (NULL: the
 	 * backend takes no imports). import_row takes a row of another ledger as it is
 	 * (station, state, certificate, times), gives it an id of its own and remembers where
@@ -78,6 +103,13 @@ struct st_ledger_ops {
 	int (*import_sequence)(void *inst, const char *prefix, uint64_t next, char *err,
 			       size_t errlen);
 };
+
+/* An attempt's text fields in the order of its columns (slot, outcome, reason, error,
+ * device_id, serial, board_sn, hardware_id, sku, firmware, profile, auth_id), "" as NULL:
+ * absent, not empty. */
+#define ST_LEDGER_ATTEMPT_TEXTS 12
+void st_ledger_attempt_texts(const struct st_ledger_attempt *a,
+			     const char *text[ST_LEDGER_ATTEMPT_TEXTS]);
 
 /* import_row's and import_flag's *outcome. */
 enum { ST_LEDGER_IMPORT_ADDED, ST_LEDGER_IMPORT_SAME, ST_LEDGER_IMPORT_UPDATED };

@@ -6,6 +6,7 @@
 #include <openssl/evp.h>
 
 #include "issue.h"
+#include "report.h"
 
 static const char *const export_cols[] = {
 	"id",	   "serial",   "device_id", "profile",	  "station",	"slot",
@@ -42,23 +43,6 @@ static const char *cert_column(enum st_export_cert f)
 	return f == ST_EXPORT_CERT_PEM ? "cert_pem" : "cert_der_base64";
 }
 
-/* RFC 4180: a field holding a comma, a quote, CR or LF is quoted, quotes doubled. */
-static void csv_field(FILE *out, const char *s, int last)
-{
-	if (s && strpbrk(s, ",\"\r\n")) {
-		fputc('"', out);
-		for (; *s; s++) {
-			if (*s == '"')
-				fputc('"', out);
-			fputc(*s, out);
-		}
-		fputc('"', out);
-	} else if (s) {
-		fputs(s, out);
-	}
-	fputs(last ? "\r\n" : ",", out);
-}
-
 void st_export_header(struct st_export *x)
 {
 	size_t i;
@@ -66,9 +50,9 @@ void st_export_header(struct st_export *x)
 	if (x->jsonl)
 		return;
 	for (i = 0; i < EXPORT_NCOLS; i++)
-		csv_field(x->out, export_cols[i], x->cert == ST_EXPORT_CERT_NONE && i == EXPORT_NCOLS - 1);
+		st_csv_field(x->out, export_cols[i], x->cert == ST_EXPORT_CERT_NONE && i == EXPORT_NCOLS - 1);
 	if (x->cert != ST_EXPORT_CERT_NONE)
-		csv_field(x->out, cert_column(x->cert), 1);
+		st_csv_field(x->out, cert_column(x->cert), 1);
 	if (ferror(x->out))
 		x->failed = 1;
 }
@@ -177,9 +161,9 @@ int st_export_row(const struct st_ledger_row *r, void *arg)
 	}
 	if (!c->jsonl) {
 		for (i = 0; i < EXPORT_NCOLS; i++)
-			csv_field(c->out, v[i], c->cert == ST_EXPORT_CERT_NONE && i == EXPORT_NCOLS - 1);
+			st_csv_field(c->out, v[i], c->cert == ST_EXPORT_CERT_NONE && i == EXPORT_NCOLS - 1);
 		if (c->cert != ST_EXPORT_CERT_NONE)
-			csv_field(c->out, cert, 1);
+			st_csv_field(c->out, cert, 1);
 	} else {
 		json_t *o = row_json(r, v, c->cert, cert);
 		char *line = o ? json_dumps(o, JSON_COMPACT) : NULL;

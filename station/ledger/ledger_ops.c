@@ -296,3 +296,87 @@ int st_ledger_import(struct st_ledger *to, struct st_ledger *from,
 	}
 	return st_ledger_commit(to, err, errlen);
 }
+
+static int valid_auth_id(const char *id)
+{
+	size_t n = id ? strlen(id) : 0;
+
+	return n >= 1 && n <= 64;
+}
+
+int st_ledger_auth_register(struct st_ledger *l, const struct st_ledger_auth *a, int64_t *used,
+			    char *err, size_t errlen)
+{
+	if (used)
+		*used = 0;
+	if (!a || !valid_auth_id(a->id) || a->units < 1)
+		return st_errf(err, errlen, ST_E_INVAL,
+			       "ledger %s: an authorization needs an id of 1 to 64 bytes and at "
+			       "least one unit",
+			       st_ledger_path(l));
+	return l->ops->auth_register(l->inst, a, used, err, errlen);
+}
+
+int st_ledger_add_intent_auth(struct st_ledger *l, const struct st_ledger_row *row,
+			      const char *auth_id, int64_t *id, int64_t *used, int64_t *units,
+			      char *err, size_t errlen)
+{
+	*id = 0;
+	if (!valid_auth_id(auth_id))
+		return st_errf(err, errlen, ST_E_INVAL, "ledger %s: no authorization id given",
+			       st_ledger_path(l));
+	return l->ops->add_intent_auth(l->inst, row, auth_id, id, used, units, err, errlen);
+}
+
+int st_ledger_foreach_auth(struct st_ledger *l,
+			   int (*fn)(const struct st_ledger_auth *a, void *arg), void *arg,
+			   char *err, size_t errlen)
+{
+	return l->ops->foreach_auth(l->inst, fn, arg, err, errlen);
+}
+
+int st_ledger_auth_stations(struct st_ledger *l, const char *auth_id,
+			    int (*fn)(const char *station, int64_t certificates, int64_t pending,
+				      void *arg),
+			    void *arg, char *err, size_t errlen)
+{
+	return l->ops->auth_stations(l->inst, auth_id, fn, arg, err, errlen);
+}
+
+int st_ledger_foreach_auth_cert(struct st_ledger *l, const char *auth_id,
+				int (*fn)(const struct st_ledger_row *row, void *arg), void *arg,
+				char *err, size_t errlen)
+{
+	return l->ops->foreach_auth_cert(l->inst, auth_id, fn, arg, err, errlen);
+}
+
+int st_ledger_add_attempt(struct st_ledger *l, const struct st_ledger_attempt *a, char *err,
+			  size_t errlen)
+{
+	if (!a || !a->outcome || (strcmp(a->outcome, "pass") != 0 &&
+				  strcmp(a->outcome, "fail") != 0 &&
+				  strcmp(a->outcome, "abandoned") != 0))
+		return st_errf(err, errlen, ST_E_INVAL,
+			       "ledger %s: an attempt's outcome is pass, fail or abandoned",
+			       st_ledger_path(l));
+	return l->ops->add_attempt(l->inst, a, err, errlen);
+}
+
+void st_ledger_attempt_texts(const struct st_ledger_attempt *a,
+			     const char *text[ST_LEDGER_ATTEMPT_TEXTS])
+{
+	const char *t[ST_LEDGER_ATTEMPT_TEXTS] = {
+		a->slot,	a->outcome, a->reason,	a->error,    a->device_id, a->serial,
+		a->board_sn,	a->hardware_id, a->sku, a->firmware, a->profile,   a->auth_id,
+	};
+
+	for (size_t i = 0; i < ST_LEDGER_ATTEMPT_TEXTS; i++)
+		text[i] = t[i] && *t[i] ? t[i] : NULL;
+}
+
+int st_ledger_foreach_attempt(struct st_ledger *l, time_t since, time_t until,
+			      int (*fn)(const struct st_ledger_attempt *a, void *arg), void *arg,
+			      char *err, size_t errlen)
+{
+	return l->ops->foreach_attempt(l->inst, since, until, fn, arg, err, errlen);
+}

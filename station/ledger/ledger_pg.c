@@ -110,6 +110,60 @@ static const char *const migrations[] = {
 	"ALTER SEQUENCE " SCHEMA ".flags_id_seq OWNED BY " T_FLAGS ".id;\n"
 	"CREATE UNIQUE INDEX flags_origin ON " T_FLAGS " (station, origin_id)\n"
 	"  WHERE origin_id IS NOT NULL;\n",
+	/* 1 -> 2: production authorizations and the record of every attempt, as in the SQLite
+	 * ledger. A row consumes a unit of its authorization (auth_id) while it holds or may yet
+	 * hold a certificate (LIVE); the trigger keeps authorizations.used equal to the count of
+	 * such rows and the CHECK refuses a row beyond the units, in the writer's transaction,
+	 * for every station on the database. */
+	"CREATE TABLE " T_AUTHS " (\n"
+	"  id text PRIMARY KEY CHECK (length(id) BETWEEN 1 AND 64),\n"
+	"  doc_sha256 bytea NOT NULL CHECK (length(doc_sha256) = 32),\n"
+	"  units bigint NOT NULL CHECK (units >= 1),\n"
+	"  used bigint NOT NULL DEFAULT 0,\n"
+	"  lot text,\n"
+	"  not_before bigint,\n"
+	"  not_after bigint,\n"
+	"  registered bigint NOT NULL,\n"
+	"  station text NOT NULL,\n"
+	"  CHECK (used >= 0 AND used <= units));\n"
+	"ALTER TABLE " T_CERTS " ADD COLUMN auth_id text REFERENCES " T_AUTHS " (id);\n"
+	"CREATE INDEX certificates_auth ON " T_CERTS " (auth_id) WHERE auth_id IS NOT NULL;\n"
+	"CREATE FUNCTION " SCHEMA ".certificates_auth_count() RETURNS trigger\n"
+	"LANGUAGE plpgsql AS $$\n"
+	"BEGIN\n"
+	"  IF TG_OP IN ('UPDATE', 'DELETE') AND OLD.auth_id IS NOT NULL\n"
+	"     AND (OLD.state <> 'failed' OR OLD.cert_der IS NOT NULL) THEN\n"
+	"    UPDATE " T_AUTHS " SET used = used - 1 WHERE id = OLD.auth_id;\n"
+	"  END IF;\n"
+	"  IF TG_OP IN ('UPDATE', 'INSERT') AND NEW.auth_id IS NOT NULL\n"
+	"     AND (NEW.state <> 'failed' OR NEW.cert_der IS NOT NULL) THEN\n"
+	"    UPDATE " T_AUTHS " SET used = used + 1 WHERE id = NEW.auth_id;\n"
+	"  END IF;\n"
+	"  RETURN NULL;\n"
+	"END $$;\n"
+	"CREATE TRIGGER certificates_auth AFTER INSERT OR DELETE OR UPDATE OF state, cert_der,\n"
+	"  auth_id ON " T_CERTS " FOR EACH ROW EXECUTE FUNCTION " SCHEMA
+	".certificates_auth_count();\n"
+	"CREATE TABLE " T_ATTEMPTS " (\n"
+	"  id bigserial PRIMARY KEY,\n"
+	"  time bigint NOT NULL,\n"
+	"  station text NOT NULL,\n"
+	"  slot text,\n"
+	"  outcome text NOT NULL CHECK (outcome IN ('pass', 'fail', 'abandoned')),\n"
+	"  reason text,\n"
+	"  error text,\n"
+	"  device_id text,\n"
+	"  serial text,\n"
+	"  board_sn text,\n"
+	"  hardware_id text,\n"
+	"  sku text,\n"
+	"  firmware text,\n"
+	"  profile text,\n"
+	"  auth_id text,\n"
+	"  certificate bigint,\n"
+	"  reused int NOT NULL DEFAULT 0,\n"
+	"  ms bigint);\n"
+	"CREATE INDEX attempts_time ON " T_ATTEMPTS " (time);\n",
 };
 #define LEDGER_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -415,7 +469,7 @@ static void call_free(struct pg_call *c)
 {
 	int i;
 
-	for (i = 0; i < 4; i++)
+	for (i = 0; i < PG_CALL_STRINGS; i++)
 		free(c->s[i]);
 	free(c->der);
 	free(c);
@@ -443,7 +497,7 @@ static int journal_add(struct pg_ledger *l, const struct pg_call *c)
 	*j = *c;
 	j->next = NULL;
 	j->der = NULL;
-	for (i = 0; i < 4; i++) {
+	for (i = 0; i < PG_CALL_STRINGS; i++) {
 		j->s[i] = c->s[i] ? strdup(c->s[i]) : NULL;
 		oom |= c->s[i] && !j->s[i];
 	}
@@ -883,15 +937,12 @@ static int pg_lookup(void *inst, const char *device_id, const uint8_t pubkey_sha
 	return call(l, &c, row, err, errlen);
 }
 
-static int pg_add_intent(void *inst, const struct st_ledger_row *row, int64_t *id, char *err,
-			 size_t errlen)
+/* The call of an intent for row (kind C_ADD_INTENT), its inputs checked. */
+static int intent_call(struct pg_ledger *l, const struct st_ledger_row *row, struct pg_call *c,
+		       char *err, size_t errlen)
 {
-	struct pg_ledger *l = inst;
-	struct pg_call c = { .kind = C_ADD_INTENT };
 	size_t n = row->serial ? strlen(row->serial) : 0;
-	int rc;
 
-	*id = 0;
 	if (n < 1 || n > 40 || strspn(row->serial, "0123456789abcdef") != n)
 		return st_errf(err, errlen, ST_E_INVAL,
 			       "ledger %s: serial '%s' is not 1 to 40 lower-case hex digits",
@@ -899,17 +950,75 @@ static int pg_add_intent(void *inst, const struct st_ledger_row *row, int64_t *i
 	if (!row->device_id || !*row->device_id)
 		return st_errf(err, errlen, ST_E_INVAL, "ledger %s: intent for serial %s has no "
 			       "device id", l->spec, row->serial);
-	c.s[0] = row->serial;
-	c.s[1] = row->device_id;
-	c.s[2] = row->profile;
-	c.s[3] = row->slot;
-	memcpy(c.csr, row->csr_sha256, 32);
-	memcpy(c.key, row->pubkey_sha256, 32);
-	c.t[0] = (int64_t)time(NULL);
-	rc = call(l, &c, NULL, err, errlen);
+	c->kind = C_ADD_INTENT;
+	c->s[0] = row->serial;
+	c->s[1] = row->device_id;
+	c->s[2] = row->profile;
+	c->s[3] = row->slot;
+	memcpy(c->csr, row->csr_sha256, 32);
+	memcpy(c->key, row->pubkey_sha256, 32);
+	c->t[0] = (int64_t)time(NULL);
+	return 0;
+}
+
+static int pg_add_intent(void *inst, const struct st_ledger_row *row, int64_t *id, char *err,
+			 size_t errlen)
+{
+	struct pg_ledger *l = inst;
+	struct pg_call c = { 0 };
+	int rc;
+
+	*id = 0;
+	rc = intent_call(l, row, &c, err, errlen);
+	if (rc == 0)
+		rc = call(l, &c, NULL, err, errlen);
 	if (rc == 0)
 		*id = c.out;
 	return rc;
+}
+
+static int pg_auth_register(void *inst, const struct st_ledger_auth *a, int64_t *used,
+			    char *err, size_t errlen)
+{
+	struct pg_ledger *l = inst;
+	struct pg_call c = { .kind = C_AUTH_REGISTER };
+	int rc;
+
+	c.s[0] = (char *)a->id;
+	c.s[1] = (char *)a->lot;
+	memcpy(c.key, a->doc_sha256, 32);
+	c.t[0] = a->units;
+	c.t[1] = (int64_t)a->not_before;
+	c.t[2] = (int64_t)a->not_after;
+	c.value = (uint64_t)time(NULL);
+	rc = call(l, &c, NULL, err, errlen);
+	if (rc == 0 && used)
+		*used = c.out;
+	return rc;
+}
+
+static int pg_add_intent_auth(void *inst, const struct st_ledger_row *row, const char *auth_id,
+			      int64_t *id, int64_t *used, int64_t *units, char *err,
+			      size_t errlen)
+{
+	struct pg_ledger *l = inst;
+	struct pg_call c = { 0 };
+	int rc;
+
+	rc = intent_call(l, row, &c, err, errlen);
+	if (rc < 0)
+		return rc;
+	c.kind = C_ADD_INTENT_AUTH;
+	c.s[4] = (char *)auth_id;
+	rc = call(l, &c, NULL, err, errlen);
+	if (rc < 0)
+		return rc;
+	*id = c.out;
+	if (used)
+		*used = (int64_t)c.value;
+	if (units)
+		*units = c.t[1];
+	return 0;
 }
 
 /* A write of one row by id (kind), with what else it takes in c. */
@@ -1188,6 +1297,26 @@ static int pg_integrity(void *inst, char *err, size_t errlen)
 			     "valid",
 			     l->spec, PQgetvalue(res, 0, 0));
 	PQclear(res);
+	if (rc < 0)
+		return rc;
+	/* The units are counted by the trigger: it is there and enabled, and every count is
+	 * the number of rows that consume a unit. */
+	res = pgl_exec_fixed(l,
+			     "SELECT 'trigger certificates_auth is missing or disabled' WHERE NOT "
+			     "EXISTS (SELECT FROM pg_trigger WHERE tgrelid = '" T_CERTS
+			     "'::regclass AND tgname = 'certificates_auth' AND tgenabled <> 'D') "
+			     "UNION ALL SELECT format('authorization %s counts %s units used, its "
+			     "rows %s', a.id, a.used, (SELECT count(*) FROM " T_CERTS
+			     " c WHERE c.auth_id = a.id AND " LIVE ")) FROM " T_AUTHS " a WHERE "
+			     "a.used <> (SELECT count(*) FROM " T_CERTS " c WHERE c.auth_id = a.id "
+			     "AND " LIVE ")",
+			     "checking integrity", &rc, err, errlen);
+	if (!res)
+		return rc;
+	if (PQntuples(res) > 0)
+		rc = st_errf(err, errlen, ST_E_LEDGER_CORRUPT, "ledger %s: integrity check failed: %s",
+			     l->spec, PQgetvalue(res, 0, 0));
+	PQclear(res);
 	return rc;
 }
 
@@ -1233,4 +1362,11 @@ const struct st_ledger_ops st_ledger_pg_ops = {
 	.import_row = pgl_import_row,
 	.import_flag = pgl_import_flag,
 	.import_sequence = pgl_import_sequence,
+	.auth_register = pg_auth_register,
+	.add_intent_auth = pg_add_intent_auth,
+	.foreach_auth = pgl_foreach_auth,
+	.auth_stations = pgl_auth_stations,
+	.foreach_auth_cert = pgl_foreach_auth_cert,
+	.add_attempt = pgl_add_attempt,
+	.foreach_attempt = pgl_foreach_attempt,
 };

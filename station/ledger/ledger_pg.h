@@ -19,6 +19,8 @@
 #define T_CERTS SCHEMA ".certificates"
 #define T_SEQ SCHEMA ".sequences"
 #define T_FLAGS SCHEMA ".flags"
+#define T_AUTHS SCHEMA ".authorizations"
+#define T_ATTEMPTS SCHEMA ".attempts"
 
 /* Rows fetched at a time by st_ledger_foreach. */
 #define FETCH_ROWS "512"
@@ -53,6 +55,16 @@ enum pstmt {
 	P_IMPORT_UPDATE,
 	P_IMPORT_FLAG,
 	P_IMPORT_SEQUENCE,
+	P_AUTH_REGISTER,
+	P_AUTH_GET,
+	P_AUTH_LOCK,
+	P_AUTH_GIVEN_BACK,
+	P_AUTH_TAKE,
+	P_AUTH_ALL,
+	P_AUTH_STATIONS,
+	P_AUTH_CERTS,
+	P_ATTEMPT,
+	P_ATTEMPTS,
 	P_COUNT_
 };
 
@@ -66,6 +78,9 @@ enum call_kind {
 	C_FAILED,
 	C_FLAG,
 	C_SEQUENCE,
+	C_AUTH_REGISTER,   /* s[0] id, s[1] lot, key the document's hash, t units, not_before,
+			    * not_after, value registered; out: units used */
+	C_ADD_INTENT_AUTH, /* C_ADD_INTENT with s[4] the authorization; value: units used */
 	C_GET,        /* reads: not kept in the journal */
 	C_GET_SERIAL,
 };
@@ -74,7 +89,8 @@ struct pg_call {
 	struct pg_call *next;
 	enum call_kind kind;
 	int64_t id;          /* the row (updates; the row given out by add_intent, flag) */
-	char *s[4];          /* add_intent: serial, device_id, profile, slot; failed: reason;
+#define PG_CALL_STRINGS 5
+	char *s[PG_CALL_STRINGS]; /* add_intent: serial, device_id, profile, slot; failed: reason;
 			      * flag: device_id, slot, reason; sequence: prefix; lookup:
 			      * device_id */
 	uint8_t key[32];     /* public key hash */
@@ -131,10 +147,10 @@ struct pg_ledger {
 /* Bound parameters of one statement: text and numbers as text, hashes and DER in binary. */
 struct params {
 	int n;
-	const char *v[16];
-	int len[16];
-	int fmt[16];
-	char num[16][24];
+	const char *v[20];
+	int len[20];
+	int fmt[20];
+	char num[20][24];
 };
 
 /* ---- ledger_pg_sql.c: the connection and its statements ---------------------------------- */
@@ -183,6 +199,26 @@ int pgl_insert_conflict(struct pg_ledger *l, const struct pg_call *c, char *err,
  * gives the rows the ids of the first run. */
 int pgl_run_call(struct pg_ledger *l, struct pg_call *c, int replay, struct st_ledger_row **row,
 		 char *err, size_t errlen);
+
+/* ---- ledger_pg_auth.c: authorizations and attempts ------------------------------------- */
+
+/* The statements of the calls C_AUTH_REGISTER and C_ADD_INTENT_AUTH. */
+int pgl_do_auth_register(struct pg_ledger *l, struct pg_call *c, char *err, size_t errlen);
+int pgl_do_add_intent_auth(struct pg_ledger *l, struct pg_call *c, int replay, char *err,
+			   size_t errlen);
+int pgl_foreach_auth(void *inst, int (*fn)(const struct st_ledger_auth *a, void *arg),
+		     void *arg, char *err, size_t errlen);
+int pgl_auth_stations(void *inst, const char *auth_id,
+		      int (*fn)(const char *station, int64_t certificates, int64_t pending,
+				void *arg),
+		      void *arg, char *err, size_t errlen);
+int pgl_foreach_auth_cert(void *inst, const char *auth_id,
+			  int (*fn)(const struct st_ledger_row *row, void *arg), void *arg,
+			  char *err, size_t errlen);
+int pgl_add_attempt(void *inst, const struct st_ledger_attempt *a, char *err, size_t errlen);
+int pgl_foreach_attempt(void *inst, time_t since, time_t until,
+			int (*fn)(const struct st_ledger_attempt *a, void *arg), void *arg,
+			char *err, size_t errlen);
 
 /* ---- ledger_pg.c: the transactions ----------------------------------------------------- */
 

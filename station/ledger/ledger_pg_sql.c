@@ -91,6 +91,38 @@ static const char *const stmt_sql[P_COUNT_] = {
 	[P_IMPORT_SEQUENCE] = "INSERT INTO " T_SEQ " AS s (prefix, next) VALUES ($1::text, "
 			      "$2::int8) ON CONFLICT (prefix) DO UPDATE SET next = "
 			      "greatest(s.next, EXCLUDED.next)",
+	[P_AUTH_REGISTER] = "INSERT INTO " T_AUTHS " (id, doc_sha256, units, lot, not_before, "
+			    "not_after, registered, station) VALUES ($1::text, $2::bytea, "
+			    "$3::int8, $4::text, $5::int8, $6::int8, $7::int8, $8::text) "
+			    "ON CONFLICT (id) DO NOTHING",
+	[P_AUTH_GET] = "SELECT doc_sha256, units, used FROM " T_AUTHS " WHERE id = $1::text",
+	/* Taken before a unit is: the stations consuming units of one authorization queue
+	 * here, each seeing the count of the one before it committed. */
+	[P_AUTH_LOCK] = "SELECT units, used FROM " T_AUTHS " WHERE id = $1::text FOR UPDATE",
+	/* The units an intent gives back by superseding this board's open intents of the key. */
+	[P_AUTH_GIVEN_BACK] = "SELECT count(*)::int8 FROM " T_CERTS " WHERE device_id = $1::text "
+			      "AND state = 'intent' AND pubkey_sha256 = $2::bytea AND "
+			      "auth_id = $3::text",
+	[P_AUTH_TAKE] = "UPDATE " T_CERTS " SET auth_id = $2::text WHERE id = $1::int8 AND "
+			"auth_id IS NULL",
+	[P_AUTH_ALL] = "SELECT id, doc_sha256, units, used, lot, not_before, not_after, "
+		       "registered, station FROM " T_AUTHS " ORDER BY registered, id",
+	[P_AUTH_STATIONS] = "SELECT station, count(cert_der)::int8, "
+			    "(count(*) - count(cert_der))::int8 FROM " T_CERTS
+			    " WHERE auth_id = $1::text AND " LIVE " GROUP BY station ORDER BY station",
+	[P_AUTH_CERTS] = "SELECT " ROW_COLUMNS " FROM " T_CERTS " WHERE auth_id = $1::text AND "
+			 "cert_der IS NOT NULL ORDER BY id",
+	[P_ATTEMPT] = "INSERT INTO " T_ATTEMPTS " (time, station, slot, outcome, reason, error, "
+		      "device_id, serial, board_sn, hardware_id, sku, firmware, profile, auth_id, "
+		      "certificate, reused, ms) VALUES ($1::int8, $2::text, $3::text, $4::text, "
+		      "$5::text, $6::text, $7::text, $8::text, $9::text, $10::text, $11::text, "
+		      "$12::text, $13::text, $14::text, $15::int8, $16::int4, $17::int8)",
+	[P_ATTEMPTS] = "SELECT t.id, t.time, t.station, t.slot, t.outcome, t.reason, t.error, "
+		       "t.device_id, t.serial, t.board_sn, t.hardware_id, t.sku, t.firmware, "
+		       "t.profile, t.auth_id, a.lot, coalesce(t.certificate, 0), t.reused::int8, "
+		       "coalesce(t.ms, -1) FROM " T_ATTEMPTS " t LEFT JOIN " T_AUTHS " a ON "
+		       "a.id = t.auth_id WHERE t.time >= $1::int8 AND t.time < $2::int8 "
+		       "ORDER BY t.id",
 };
 
 void pgl_disconnect(struct pg_ledger *l)
@@ -839,6 +871,10 @@ int pgl_run_call(struct pg_ledger *l, struct pg_call *c, int replay,
 		return do_flag(l, c, replay, err, errlen);
 	case C_SEQUENCE:
 		return do_sequence(l, c, replay, err, errlen);
+	case C_AUTH_REGISTER:
+		return pgl_do_auth_register(l, c, err, errlen);
+	case C_ADD_INTENT_AUTH:
+		return pgl_do_add_intent_auth(l, c, replay, err, errlen);
 	case C_GET:
 	case C_GET_SERIAL:
 		return do_get(l, c, row, err, errlen);

@@ -194,6 +194,11 @@ static void close_console(struct st_engine *e)
 	e->console = NULL;
 }
 
+const struct st_auth_set *st_engine_auths(const struct st_engine *e)
+{
+	return e->profiles ? e->profiles->auths : NULL;
+}
+
 /* ---- Profiles ------------------------------------------------------------------------- */
 
 /* The slots' own profile files, for st_profiles_load() and st_profiles_reload(); NULL when
@@ -210,6 +215,37 @@ static const char **slot_profiles(const struct st_engine *e, size_t *n)
 	return v;
 }
 
+/* The production authorizations the configuration names, into set (refusals are logged by
+ * the loader; a directory that cannot be read fails), and a warning for each profile that
+ * requires one when none loaded covers its SKU: its boards would all fail. */
+static int load_authorizations(const struct st_engine *e, const struct st_config *cfg,
+			       struct st_profiles *set, char *err, size_t errlen)
+{
+	struct st_auth_env env = { e->ca->root, e->ca->ou, e->station, 0, 0 };
+	struct st_auth *cand[1];
+	const struct st_profile *p;
+	char msg[256];
+	size_t ndir = set->dir ? st_profile_set_count(set->dir) : 0;
+	int rc = 0;
+
+	if (cfg->authorizations)
+		rc = st_auth_set_load(cfg->authorizations, &env, &set->auths, NULL, err, errlen);
+	for (size_t i = 0; rc == 0 && i < ndir + set->n + set->nfixed + 1; i++) {
+		p = i < ndir ? st_profile_set_get(set->dir, i) :
+		    i < ndir + set->n ? set->list[i - ndir] :
+		    i < ndir + set->n + set->nfixed ? set->fixed[i - ndir - set->n] :
+						       set->deflt;
+		if (p && p->policy.authorization_required &&
+		    st_auth_set_pick(set->auths, p->sku, 0, cand, 1, msg, sizeof(msg)) < 0)
+			st_warn("profile %s requires a production authorization: %s; its boards "
+				"will fail until one is in %s and the station reloads (SIGHUP)",
+				p->sku, msg,
+				cfg->authorizations ? cfg->authorizations :
+						      "a directory named by 'authorizations:'");
+	}
+	return rc;
+}
+
 static struct st_profiles *current_profiles(void *arg)
 {
 	struct st_engine *e = arg;
@@ -221,16 +257,31 @@ static void reload_profiles(struct st_engine *e)
 {
 	size_t nfixed;
 	const char **fixed = slot_profiles(e, &nfixed);
+	struct st_profiles *old;
+	char err[ST_ERR_MAX];
 	int n;
 
 	if (!fixed) {
 		st_err("SIGHUP: out of memory; keeping the profiles in force");
 		return;
 	}
+	old = st_profiles_ref(e->profiles);
 	n = st_profiles_reload(e->config_path, fixed, nfixed, &e->profiles);
 	free(fixed);
-	if (n < 0)
+	if (n < 0) {
+		st_profiles_unref(old);
 		return;
+	}
+	/* The authorizations are read again with the profiles (the directory the configuration
+	 * the station started with names); when they cannot be, the ones in force stay. */
+	if (e->profiles != old &&
+	    load_authorizations(e, e->cfg, e->profiles, err, sizeof(err)) < 0) {
+		st_err("SIGHUP: %s; keeping the authorizations in force", err);
+		e->profiles->auths = old ? st_auth_set_ref(old->auths) : NULL;
+	}
+	st_profiles_unref(old);
+	if (e->profiles->auths && st_pool_auth_sync(e->pool, e->profiles->auths) < 0)
+		st_warn("SIGHUP: the authorizations' counts are not read from the ledger");
 	{
 		json_t *o = json_object();
 
@@ -958,6 +1009,9 @@ int st_engine_new(const char *config_path, const struct st_engine_options *opt,
 	}
 	if (rc < 0)
 		goto fail;
+	rc = load_authorizations(e, e->cfg, e->profiles, err, errlen);
+	if (rc < 0)
+		goto fail;
 
 	rc = st_config_open_signer(e->cfg, &e->signer, err, errlen);
 	if (rc < 0)
@@ -968,6 +1022,14 @@ int st_engine_new(const char *config_path, const struct st_engine_options *opt,
 	e->env.pool = e->pool;
 	e->env.ledger = st_pool_ledger(e->pool);
 	st_pool_set_status_cb(e->pool, on_pool_status, e);
+	/* Recorded in the ledger before the first board, and their counts read for the view. */
+	if (e->profiles->auths) {
+		rc = st_pool_auth_sync(e->pool, e->profiles->auths);
+		if (rc < 0) {
+			rc = st_errf(err, errlen, rc, "authorizations: %s", st_strerror(rc));
+			goto fail;
+		}
+	}
 	if (e->cfg->http.enabled) {
 		struct st_http_env he = { e->pool, e->ca, current_profiles, e };
 

@@ -13,8 +13,8 @@
  * boards in flight are abandoned (a signed certificate is in the ledger already; their next
  * run delivers it) except verified ones, which pass; the pool is closed (the ledger gets every
  * queued update), the summary is written, and the loop ends once every handle is closed.
- * SIGHUP reloads the profiles (from the configuration file as it is now); boards in flight
- * keep the set they started with.
+ * SIGHUP reloads the profiles and the production authorizations (from the configuration
+ * file as it is now); boards in flight keep the set they started with.
  *
  * Loop thread only, except where noted. */
 #ifndef ST_ENGINE_H
@@ -71,6 +71,9 @@ int st_engine_pool_stats(const struct st_engine *e, struct st_pool_stats *out);
 const char *st_engine_station(const struct st_engine *e);
 uint64_t st_engine_started(const struct st_engine *e);
 int st_engine_stopping(const struct st_engine *e);
+/* The production authorizations in force (NULL: none configured), with what the ledger last
+ * said of their counts (st_auth.used_seen). */
+const struct st_auth_set *st_engine_auths(const struct st_engine *e);
 
 /* What the run looks like now, for a watcher: the station's name, every slot, the tallies,
  * the pool's counters (NULL once the pool is closed), the uv_hrtime() the run started and

@@ -304,6 +304,37 @@ void slot_send_done(struct st_slot *s, int pass)
 		s->req_tries = s->env->lim.tries - 1;
 }
 
+/* The production record of the board (ledger.h's attempts): every board that finished or
+ * was abandoned, with what it reported and why it failed, whether or not it got as far as
+ * the signing pool. */
+static void record_attempt(struct st_slot *s, const struct st_outcome *o)
+{
+	struct slot_run *r = s->run;
+	struct st_ledger_attempt a;
+	int rc;
+
+	memset(&a, 0, sizeof(a));
+	a.slot = s->name;
+	a.outcome = o->abandoned ? "abandoned" : o->pass ? "pass" : "fail";
+	a.reason = o->reason;
+	a.error = o->error;
+	a.device_id = r->device_id;
+	a.serial = o->serial;
+	a.board_sn = s->board.sn;
+	a.hardware_id = s->board.hw;
+	a.sku = s->board.sku;
+	a.firmware = s->board.fw;
+	a.profile = o->profile;
+	a.auth_id = r->auth_id;
+	a.certificate = r->row_id;
+	a.reused = r->reused;
+	a.ms = o->ms[ST_PHASE_TOTAL] >= 0 ? (int64_t)o->ms[ST_PHASE_TOTAL] : -1;
+	rc = s->env->pool ? st_pool_record_attempt(s->env->pool, &a) : ST_E_POOL_CLOSED;
+	if (rc < 0)
+		st_warn("slot %s: device %s: the attempt is not recorded in the ledger: %s",
+			s->name, r->device_id[0] ? r->device_id : "(none yet)", st_strerror(rc));
+}
+
 static void report_outcome(struct st_slot *s, int pass, int abandoned, const char *console_log)
 {
 	struct slot_run *r = s->run;
@@ -347,6 +378,7 @@ static void report_outcome(struct st_slot *s, int pass, int abandoned, const cha
 	o.baud = s->cur_baud;
 	o.console_log = console_log;
 	st_events_outcome(env->events, &o, r->t_hello_sent, now);
+	record_attempt(s, &o);
 	if (abandoned)
 		return;
 	s->last_pass = pass;

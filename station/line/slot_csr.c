@@ -159,6 +159,7 @@ static void csr_complete(struct st_slot *s)
 	r->req->id_authenticated = r->profile->devid_source == ST_DEVID_SECURE_ELEMENT &&
 				   strcmp(s->board.key, "se") == 0;
 	r->req->csr = csr;
+	r->req->auths = st_auth_set_ref(r->pset->auths);
 	r->req->data = s;
 	r->req->done = on_signed;
 	slot_set_state(s, ST_SLOT_QUEUED);
@@ -252,6 +253,7 @@ static void on_signed(struct st_sign_req *req)
 	req->cert = NULL;
 	r->row_id = req->row_id;
 	r->reused = req->reused;
+	st_msgf(r->auth_id, sizeof(r->auth_id), "%s", req->auth_id);
 	st_sign_req_free(req);
 	r->t_signed = uv_hrtime();
 	slot_unschedule(s);

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "auth.h"
 #include "slot.h"
 
 /* What the outstanding request is for (st_slot.req_kind). A state's own request is in the
@@ -112,6 +113,7 @@ struct slot_run {
 	struct st_cert *cert;
 	int64_t row_id;
 	int reused;
+	char auth_id[ST_AUTH_MAX_ID + 1]; /* the authorization its certificate consumed */
 	struct st_sign_times pt;
 
 	/* Files. */

@@ -13,7 +13,8 @@
 #include "err.h"
 
 /* Reads every certificate of a PEM file; an empty stack when it holds none. */
-static int read_certs(const char *path, STACK_OF(X509) **out, char *err, size_t errlen)
+int st_ca_read_certs(const char *path, int min, STACK_OF(X509) **out, char *err,
+		     size_t errlen)
 {
 	STACK_OF(X509) *sk = NULL;
 	BIO *bio = NULL;
@@ -48,6 +49,10 @@ static int read_certs(const char *path, STACK_OF(X509) **out, char *err, size_t 
 			     sk_X509_num(sk) + 1);
 		goto out;
 	}
+	if (sk_X509_num(sk) < min) {
+		rc = st_errf(err, errlen, ST_E_NOTFOUND, "%s: no PEM certificate found", path);
+		goto out;
+	}
 	*out = sk;
 	sk = NULL;
 out:
@@ -63,7 +68,7 @@ static int read_one(const char *path, X509 **out, char *err, size_t errlen)
 	int rc;
 
 	*out = NULL;
-	rc = read_certs(path, &sk, err, errlen);
+	rc = st_ca_read_certs(path, 0, &sk, err, errlen);
 	if (rc < 0)
 		return rc;
 	if (sk_X509_num(sk) != 1) {
@@ -255,7 +260,7 @@ int st_ca_load(const char *cert_path, const char *chain_path, const char *root_p
 	if (rc < 0)
 		goto out;
 	if (chain_path) {
-		rc = read_certs(chain_path, &chain, err, errlen);
+		rc = st_ca_read_certs(chain_path, 0, &chain, err, errlen);
 		if (rc < 0)
 			goto out;
 	}

@@ -54,6 +54,13 @@ int st_ca_from_x509(X509 *cert, STACK_OF(X509) *chain, X509 *root, const char *n
 
 void st_ca_free(struct st_ca *ca);
 
+/* Reads every certificate of a PEM file, at least min of them. Returns 0 and *out
+ * (sk_X509_pop_free(out, X509_free)), or ST_E_IO, ST_E_ISSUE_CA_CERT (malformed),
+ * ST_E_NOTFOUND (fewer than min), ST_E_NOMEM with a message naming the file; *out is NULL
+ * then. */
+int st_ca_read_certs(const char *path, int min, STACK_OF(X509) **out, char *err,
+		     size_t errlen);
+
 /* Checks that pub (a signer's public key) is the CA certificate's key. Returns 0 or
  * ST_E_ISSUE_CA_KEY_MISMATCH. */
 int st_ca_match_key(const struct st_ca *ca, EVP_PKEY *pub, char *err, size_t errlen);

@@ -46,6 +46,8 @@ struct st_policy {
 	unsigned serial_bits;                    /* 64 .. 159, for ST_SERIAL_RANDOM */
 	enum st_past_ca past_ca;
 	enum st_reprovision reprovision;
+	int authorization_required; /* a new certificate consumes a unit of a production
+				     * authorization (auth.h), or is refused */
 };
 
 /* The built-in default: factory = CA's OU, not production, EC P-256 only, 7300 days,

@@ -10,9 +10,8 @@
 #include "ecdsa.h"
 #include "err.h"
 
-/* The signature algorithm for the signer's key. */
-static int pick_alg(struct drv_signer *signer, EVP_PKEY *pub, int *sig_nid, const EVP_MD **md,
-		    char *err, size_t errlen)
+int st_x509_pick_alg(struct drv_signer *signer, EVP_PKEY *pub, int *sig_nid, const EVP_MD **md,
+		     char *err, size_t errlen)
 {
 	char group[64];
 	size_t glen = 0;
@@ -40,10 +39,9 @@ static int pick_alg(struct drv_signer *signer, EVP_PKEY *pub, int *sig_nid, cons
 	return 0;
 }
 
-/* Hashes tbs (unless the signer hashes itself) and signs it. */
-static int sign_tbs(struct drv_signer *signer, void *sess, const EVP_MD *md,
-		    const unsigned char *tbs, size_t tbs_len, uint8_t *sig, size_t *siglen,
-		    char *err, size_t errlen)
+int st_x509_sign_data(struct drv_signer *signer, void *sess, const EVP_MD *md,
+		      const unsigned char *tbs, size_t tbs_len, uint8_t *sig, size_t *siglen,
+		      char *err, size_t errlen)
 {
 	unsigned char digest[EVP_MAX_MD_SIZE];
 	unsigned int dlen = 0;
@@ -89,7 +87,7 @@ static int sign_object(X509 *x, X509_REQ *req, struct drv_signer *signer, void *
 	EVP_PKEY *pub = drv_signer_public_key(signer);
 	int rc, nid = NID_undef, len;
 
-	rc = pick_alg(signer, pub, &nid, &md, err, errlen);
+	rc = st_x509_pick_alg(signer, pub, &nid, &md, err, errlen);
 	if (rc < 0)
 		goto out;
 	if (x)
@@ -107,7 +105,7 @@ static int sign_object(X509 *x, X509_REQ *req, struct drv_signer *signer, void *
 		rc = st_errf(err, errlen, ST_E_CRYPTO, "cannot encode the %s to sign", what);
 		goto out;
 	}
-	rc = sign_tbs(signer, sess, md, tbs, (size_t)len, sig, &siglen, err, errlen);
+	rc = st_x509_sign_data(signer, sess, md, tbs, (size_t)len, sig, &siglen, err, errlen);
 	if (rc < 0)
 		goto out;
 	if (set_bits((ASN1_BIT_STRING *)csig, sig, siglen) < 0) {

@@ -27,4 +27,17 @@ int st_x509_sign(X509 *x, struct drv_signer *signer, void *sess, char *err, size
 int st_x509_req_sign(X509_REQ *req, struct drv_signer *signer, void *sess, char *err,
 		     size_t errlen);
 
+/* The signature algorithm for the signer's key pub, as st_x509_sign() chooses it: *sig_nid
+ * (ecdsa-with-SHA256, -SHA384, -SHA512) and the digest *md. ST_E_ISSUE_CA_KEY for a key that
+ * is not EC on a known curve. Also for other signed structures (CMS, station/cms.c). */
+int st_x509_pick_alg(struct drv_signer *signer, EVP_PKEY *pub, int *sig_nid, const EVP_MD **md,
+		     char *err, size_t errlen);
+
+/* Hashes data with md (unless the signer hashes itself) and signs it on sess: at most
+ * DRV_SIGNER_MAX_SIG bytes of DER ECDSA signature in sig, *siglen its length. Returns 0,
+ * ST_E_SIGNER_* or ST_E_CRYPTO. */
+int st_x509_sign_data(struct drv_signer *signer, void *sess, const EVP_MD *md,
+		      const unsigned char *data, size_t len, uint8_t *sig, size_t *siglen,
+		      char *err, size_t errlen);
+
 #endif

@@ -67,6 +67,7 @@ static const char *const key_storages[] = { "any", "secure-element", NULL };
 static const char *const serial_modes[] = { "random", "uuid", NULL };
 static const char *const past_ca_modes[] = { "clamp", "reject", NULL };
 static const char *const reprovision_modes[] = { "refuse", "reissue", NULL };
+static const char *const authorization_modes[] = { "none", "required", NULL };
 
 /* Values of the small sections, read through tables before they go into the profile. */
 struct devid_vals {
@@ -99,6 +100,7 @@ struct loader {
 	/* Raw values, checked against each other once the whole mapping is read. */
 	char *sku, *description, *factory;
 	int production;
+	int authorization; /* index in authorization_modes */
 	const struct st_yl_node *serial_node, *files_node;
 	/* Where device_id.source, key.storage and certificate.reprovision were given (NULL:
 	 * not given), for the checks between them. */
@@ -341,6 +343,7 @@ static const struct st_yl_key top_keys[] = {
 	ST_YL_KEY("certificate", h_certificate, 0, 0),
 	ST_YL_KEY("sota", h_sota, 0, 0),
 	ST_YL_KEY("groups", h_groups, 0, 0),
+	ST_YL_CHOICE("authorization", st_yl_h_enum, L(authorization), 0, authorization_modes),
 	ST_YL_KEY("files", st_yl_h_node, L(files_node), ST_YL_REQUIRED),
 	ST_YL_END,
 };
@@ -1432,6 +1435,7 @@ static int finish(struct loader *L, const struct st_yl_node *root)
 		memcpy(p->policy.factory, L->factory, strlen(L->factory) + 1);
 	}
 	p->policy.production = L->production;
+	p->policy.authorization_required = L->authorization == 1;
 	if (p->has_sota && !p->sota_config_dir) {
 		p->sota_config_dir = strdup(ST_SOTA_DEFAULT_DIR);
 		if (!p->sota_config_dir)

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth.h"
 #include "err.h"
 #include "log.h"
 
@@ -38,6 +39,7 @@ void st_profiles_unref(struct st_profiles *set)
 	}
 	free(set->fixed);
 	free(set->fixed_paths);
+	st_auth_set_unref(set->auths);
 	free(set);
 }
 

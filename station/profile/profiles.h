@@ -22,6 +22,8 @@ struct st_profiles {
 	char **fixed_paths;             /* profiles named by slots, by path */
 	const struct st_profile **fixed;
 	size_t nfixed;
+	struct st_auth_set *auths;      /* the production authorizations in force (auth.h),
+					 * reloaded with the profiles; may be NULL */
 };
 
 /* A new empty set with one reference, or NULL. */

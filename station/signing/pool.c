@@ -11,7 +11,10 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,6 +71,8 @@ enum op_kind {
 	OP_DELIVERED,
 	OP_FAILED,
 	OP_SEQUENCE,
+	OP_AUTH_SYNC,
+	OP_ATTEMPT,
 };
 
 struct pool_op {
@@ -75,6 +80,8 @@ struct pool_op {
 	enum op_kind kind;
 	int64_t row_id;
 	char *text; /* failure reason or sequence prefix */
+	struct st_auth_set *auths;          /* OP_AUTH_SYNC: a reference */
+	struct st_ledger_attempt *attempt;  /* OP_ATTEMPT: one allocation with its strings */
 	st_ledger_op_cb cb;
 	void *arg;
 	int rc;
@@ -151,6 +158,12 @@ struct st_pool {
 
 	struct st_ledger_queue lq;
 	struct st_ledger *ledger; /* ledger thread only */
+	/* Fault hook for tests (hostapd's TEST_FAIL idea): STATION_TEST_FAIL=
+	 * "pool.kill_after_intents:N" kills the process with SIGKILL once the N-th commit
+	 * that wrote intents is durable, before any of their certificates is recorded, as
+	 * a crash there would (intents "possibly signed", holding their units). Ledger thread
+	 * only; 0: not armed. */
+	unsigned long test_kill_intents;
 	pthread_t ledger_th;
 	int ledger_started;
 	struct pool_worker *workers;
@@ -169,6 +182,7 @@ void st_sign_req_free(struct st_sign_req *req)
 		return;
 	st_csr_free(req->csr);
 	st_cert_free(req->cert);
+	st_auth_set_unref(req->auths);
 	free(req);
 }
 
@@ -321,6 +335,9 @@ static int add_intent_serial(struct st_pool *pool, struct st_sign_req *r, int64_
 	memcpy(in.csr_sha256, r->csr->csr_sha256, sizeof(in.csr_sha256));
 	memcpy(in.pubkey_sha256, r->csr->spki_sha256, sizeof(in.pubkey_sha256));
 	in.state = ST_LEDGER_INTENT;
+	if (r->auth_id[0])
+		return st_ledger_add_intent_auth(pool->ledger, &in, r->auth_id, id, &r->auth_used,
+						 &r->auth_units, err, errlen);
 	return st_ledger_add_intent(pool->ledger, &in, id, err, errlen);
 }
 
@@ -341,6 +358,102 @@ static int add_intent(struct st_pool *pool, struct st_sign_req *r, int64_t *id, 
 			break;
 	}
 	return rc;
+}
+
+/* Records a in the ledger the first time this pool meets it (registered: 1), or learns that
+ * the ledger holds another document under its id (registered: -1, refused for good).
+ * Returns 0 or a negative code; ST_E_AUTH_CONFLICT for a refused one. */
+static int auth_register(struct st_pool *pool, struct st_auth *a, char *err, size_t errlen)
+{
+	struct st_ledger_auth la;
+	int64_t used = 0;
+	int rc, state = atomic_load(&a->registered);
+
+	if (state == 1)
+		return 0;
+	if (state < 0)
+		return st_errf(err, errlen, ST_E_AUTH_CONFLICT,
+			       "authorization %s (%s) conflicts with the ledger's record", a->id,
+			       a->path ? a->path : "?");
+	memset(&la, 0, sizeof(la));
+	la.id = a->id;
+	memcpy(la.doc_sha256, a->doc_sha256, sizeof(la.doc_sha256));
+	la.units = a->units;
+	la.lot = a->lot;
+	la.not_before = a->not_before;
+	la.not_after = a->not_after;
+	rc = st_ledger_auth_register(pool->ledger, &la, &used, err, errlen);
+	if (rc == ST_E_AUTH_CONFLICT) {
+		atomic_store(&a->registered, -1);
+		st_err("%s: %s: refused", a->path ? a->path : a->id, err);
+	} else if (rc == 0) {
+		atomic_store(&a->used_seen, used);
+		atomic_store(&a->registered, 1);
+	}
+	return rc;
+}
+
+/* Says once, when an authorization's units run low or out. Ledger thread. */
+static void auth_note_count(struct st_auth *a, int64_t used)
+{
+	int64_t before = atomic_exchange(&a->used_seen, used), left = a->units - used;
+	int64_t warn = st_auth_warn_below(a);
+
+	if (before >= 0 && a->units - before > warn && left <= warn && left > 0)
+		st_warn("authorization %s (lot %s): %lld of %lld units left", a->id, a->lot,
+			(long long)left, (long long)a->units);
+	if (before >= 0 && a->units - before > 0 && left <= 0)
+		st_warn("authorization %s (lot %s): all %lld units are used", a->id, a->lot,
+			(long long)a->units);
+}
+
+#define MAX_AUTH_CANDIDATES 64
+
+/* The intent of r with a unit of the first authorization that has one left, among those
+ * that apply to its SKU now (st_auth_set_pick). Returns 0 (r->auth_id names it) or a
+ * negative code with err: ST_E_AUTH_* when no unit can be had. */
+static int add_intent_authorized(struct st_pool *pool, struct st_sign_req *r, int64_t *id,
+				 char *err, size_t errlen)
+{
+	struct st_auth *cand[MAX_AUTH_CANDIDATES];
+	char why[256] = "";
+	int n, rc = ST_E_AUTH_EXHAUSTED, tries;
+
+	n = st_auth_set_pick(r->auths, r->profile, r->now, cand, MAX_AUTH_CANDIDATES, err,
+			     errlen);
+	if (n < 0)
+		return n;
+	for (int i = 0; i < n; i++) {
+		/* A registration rolled back with a failed round is made again. */
+		for (tries = 0; tries < 2; tries++) {
+			rc = auth_register(pool, cand[i], err, errlen);
+			if (rc < 0)
+				break;
+			st_msgf(r->auth_id, sizeof(r->auth_id), "%s", cand[i]->id);
+			rc = add_intent(pool, r, id, err, errlen);
+			if (rc != ST_E_NOTFOUND)
+				break;
+			atomic_store(&cand[i]->registered, 0);
+		}
+		if (rc == 0) {
+			auth_note_count(cand[i], r->auth_used);
+			return 0;
+		}
+		r->auth_id[0] = 0;
+		if (rc == ST_E_AUTH_EXHAUSTED) {
+			auth_note_count(cand[i], cand[i]->units);
+			st_msgf(why, sizeof(why), "%s of lot %s: all %lld units used", cand[i]->id,
+				cand[i]->lot, (long long)cand[i]->units);
+			continue;
+		}
+		if (rc != ST_E_AUTH_CONFLICT)
+			return rc;
+	}
+	if (rc == ST_E_AUTH_CONFLICT && !why[0])
+		return rc;
+	return st_errf(err, errlen, ST_E_AUTH_EXHAUSTED,
+		       "no unit left for SKU %s: %d authorization%s apply, the last %s", r->profile,
+		       n, n == 1 ? "" : "s", why);
 }
 
 /* Step 1 for one request: what the ledger knows, and the intent when it is to be signed.
@@ -407,7 +520,10 @@ static int lookup_one(struct st_pool *pool, struct st_sign_req *r)
 		break;
 	}
 
-	rc = add_intent(pool, r, &id, err, sizeof(err));
+	if (r->policy->authorization_required)
+		rc = add_intent_authorized(pool, r, &id, err, sizeof(err));
+	else
+		rc = add_intent(pool, r, &id, err, sizeof(err));
 	if (rc == 0) {
 		r->row_id = id;
 		rc = 1;
@@ -443,6 +559,7 @@ static int intents_do(struct st_pool *pool, struct pool_batch *b, char *err, siz
 		r->refused = 0;
 		st_cert_free(r->cert);
 		r->cert = NULL;
+		r->auth_id[0] = 0;
 		rc = lookup_one(pool, r);
 		if (rc < 0) {
 			st_msgf(err, errlen, "%s", r->err);
@@ -470,6 +587,7 @@ static void intents_finish(struct st_pool *pool, struct pool_batch *b, int fatal
 				continue;
 			r->sign_it = 0;
 			r->row_id = 0;
+			r->auth_id[0] = 0;
 			r->rc = fatal;
 			st_msgf(r->err, sizeof(r->err), "%s", msg);
 		}
@@ -616,6 +734,22 @@ static int ops_do(struct st_pool *pool, struct pool_op *ops, char *err, size_t e
 			op->rc = st_ledger_next_sequence(pool->ledger, op->text, &op->value,
 							 op->err, sizeof(op->err));
 			break;
+		case OP_AUTH_SYNC:
+			op->rc = 0;
+			for (size_t i = 0; i < st_auth_set_count(op->auths) && !op->rc; i++) {
+				int rc = auth_register(pool, st_auth_set_get(op->auths, i),
+						       op->err, sizeof(op->err));
+
+				if (ledger_fatal(rc))
+					op->rc = rc;
+			}
+			break;
+		case OP_ATTEMPT:
+			op->rc = st_ledger_add_attempt(pool->ledger, op->attempt, op->err,
+						       sizeof(op->err));
+			if (op->rc < 0 && !ledger_fatal(op->rc))
+				st_warn("ledger: attempt not recorded: %s", op->err);
+			break;
 		}
 		if (ledger_fatal(op->rc)) {
 			st_msgf(err, errlen, "%s", op->err);
@@ -642,6 +776,18 @@ static void ops_finish(struct st_pool *pool, struct pool_op *ops, int fatal, con
 	}
 	notify_locked(pool);
 	pthread_mutex_unlock(&pool->lock);
+}
+
+/* Whether step 1 of some batch of jobs wrote an intent (for the fault hook). */
+static int new_intents(const struct pool_batch *jobs)
+{
+	for (const struct pool_batch *b = jobs; b; b = b->next) {
+		for (const struct st_sign_req *r = b->reqs; b->step == 1 && r; r = r->batch_next) {
+			if (r->sign_it == 1)
+				return 1;
+		}
+	}
+	return 0;
 }
 
 /* One round of the ledger thread: every job and operation waiting, in one transaction and so
@@ -686,6 +832,9 @@ static int ledger_round(struct st_pool *pool, struct pool_batch *jobs, struct po
 	}
 	now = uv_hrtime();
 
+	if (!fatal && pool->test_kill_intents && new_intents(jobs) &&
+	    --pool->test_kill_intents == 0)
+		kill(getpid(), SIGKILL);
 	pthread_mutex_lock(&pool->lock);
 	if (!fatal) {
 		pool->stats.commits++;
@@ -1183,6 +1332,8 @@ static void on_async(uv_async_t *h)
 		if (op->cb)
 			op->cb(op->rc, op->rc < 0 ? op->err : NULL, op->value, op->arg);
 		free(op->text);
+		st_auth_set_unref(op->auths);
+		free(op->attempt);
 		free(op);
 	}
 	/* The state first: a request completed in this round was signed after any resume
@@ -1332,6 +1483,18 @@ int st_pool_new(uv_loop_t *loop, const struct st_pool_config *cfg, const struct 
 	pthread_condattr_destroy(&cattr);
 	pthread_cond_init(&pool->start_cond, NULL);
 	pool->stats.workers = pool->nworkers;
+#ifdef STATION_TEST_HOOKS
+	{
+		/* STATION_TEST_FAIL=pool.kill_after_intents:N (test builds only): the process
+		 * dies after the Nth intent commit, for the crash tests of authorizations. */
+		const char *hook = getenv("STATION_TEST_FAIL");
+
+		if (hook && strncmp(hook, "pool.kill_after_intents:", 24) == 0) {
+			pool->test_kill_intents = strtoul(hook + 24, NULL, 10);
+			st_warn("pool: test fault hook %s armed", hook);
+		}
+	}
+#endif
 	if (!pool->station || !pool->ledger_path || !pool->workers) {
 		abort_start(pool);
 		return st_errf(err, errlen, ST_E_NOMEM, "out of memory creating the signing pool");
@@ -1496,17 +1659,41 @@ void st_pool_cancel(struct st_pool *pool, struct st_sign_req *req)
 	update_hold(pool);
 }
 
+/* Hands a prepared operation to the ledger thread. */
+static void enqueue_op(struct st_pool *pool, struct pool_op *op)
+{
+	pool->ops_out++;
+	update_hold(pool);
+	pthread_mutex_lock(&pool->lock);
+	ST_QUEUE_PUSH(pool->ops_head, pool->ops_tail, op, next);
+	pthread_cond_signal(&pool->ledger_cond);
+	pthread_mutex_unlock(&pool->lock);
+}
+
+/* A new operation of kind, or NULL with *rc set (ST_E_POOL_CLOSED, ST_E_NOMEM). */
+static struct pool_op *op_new(struct st_pool *pool, enum op_kind kind, int *rc)
+{
+	struct pool_op *op = NULL;
+
+	*rc = ST_E_POOL_CLOSED;
+	if (!pool->closing) {
+		*rc = ST_E_NOMEM;
+		op = calloc(1, sizeof(*op));
+	}
+	if (op)
+		op->kind = kind;
+	return op;
+}
+
 static int queue_op(struct st_pool *pool, enum op_kind kind, int64_t row_id, const char *text,
 		    st_ledger_op_cb cb, void *arg)
 {
 	struct pool_op *op;
+	int rc;
 
-	if (pool->closing)
-		return ST_E_POOL_CLOSED;
-	op = calloc(1, sizeof(*op));
+	op = op_new(pool, kind, &rc);
 	if (!op)
-		return ST_E_NOMEM;
-	op->kind = kind;
+		return rc;
 	op->row_id = row_id;
 	op->cb = cb;
 	op->arg = arg;
@@ -1517,12 +1704,81 @@ static int queue_op(struct st_pool *pool, enum op_kind kind, int64_t row_id, con
 			return ST_E_NOMEM;
 		}
 	}
-	pool->ops_out++;
-	update_hold(pool);
-	pthread_mutex_lock(&pool->lock);
-	ST_QUEUE_PUSH(pool->ops_head, pool->ops_tail, op, next);
-	pthread_cond_signal(&pool->ledger_cond);
-	pthread_mutex_unlock(&pool->lock);
+	enqueue_op(pool, op);
+	return 0;
+}
+
+int st_pool_auth_sync(struct st_pool *pool, struct st_auth_set *set)
+{
+	struct pool_op *op;
+	int rc;
+
+	op = op_new(pool, OP_AUTH_SYNC, &rc);
+	if (!op)
+		return rc;
+	op->auths = st_auth_set_ref(set);
+	enqueue_op(pool, op);
+	return 0;
+}
+
+/* The string members of struct st_ledger_attempt that an attempt op copies. */
+static const size_t attempt_strings[] = {
+	offsetof(struct st_ledger_attempt, slot),     offsetof(struct st_ledger_attempt, outcome),
+	offsetof(struct st_ledger_attempt, reason),   offsetof(struct st_ledger_attempt, error),
+	offsetof(struct st_ledger_attempt, device_id), offsetof(struct st_ledger_attempt, serial),
+	offsetof(struct st_ledger_attempt, board_sn),
+	offsetof(struct st_ledger_attempt, hardware_id),
+	offsetof(struct st_ledger_attempt, sku),      offsetof(struct st_ledger_attempt, firmware),
+	offsetof(struct st_ledger_attempt, profile),  offsetof(struct st_ledger_attempt, auth_id),
+};
+
+#define ATTEMPT_STR(a, i) (*(const char **)((char *)(a) + attempt_strings[i]))
+
+/* Copies a and its strings into one allocation (free()); station and lot are left out. */
+static struct st_ledger_attempt *attempt_dup(const struct st_ledger_attempt *a)
+{
+	const size_t k = sizeof(attempt_strings) / sizeof(attempt_strings[0]);
+	size_t n = sizeof(*a);
+	struct st_ledger_attempt *c;
+	char *p;
+
+	for (size_t i = 0; i < k; i++)
+		n += ATTEMPT_STR(a, i) ? strlen(ATTEMPT_STR(a, i)) + 1 : 0;
+	c = malloc(n);
+	if (!c)
+		return NULL;
+	*c = *a;
+	c->station = NULL;
+	c->lot = NULL;
+	p = (char *)(c + 1);
+	for (size_t i = 0; i < k; i++) {
+		if (!ATTEMPT_STR(a, i))
+			continue;
+		strcpy(p, ATTEMPT_STR(a, i));
+		ATTEMPT_STR(c, i) = p;
+		p += strlen(p) + 1;
+	}
+	return c;
+}
+
+int st_pool_record_attempt(struct st_pool *pool, const struct st_ledger_attempt *a)
+{
+	struct pool_op *op;
+	int rc;
+
+	if (!a || !a->outcome)
+		return ST_E_INVAL;
+	op = op_new(pool, OP_ATTEMPT, &rc);
+	if (!op)
+		return rc;
+	op->attempt = attempt_dup(a);
+	if (!op->attempt) {
+		free(op);
+		return ST_E_NOMEM;
+	}
+	if (!op->attempt->time)
+		op->attempt->time = time(NULL);
+	enqueue_op(pool, op);
 	return 0;
 }
 

@@ -17,7 +17,9 @@
  * whatever is waiting for it into one transaction, so commits grow as the load does):
  * 1. ledger thread: look every request up (a board the ledger already knows gets its
  *    recorded certificate again, a key certified for another device is refused), choose the
- *    serials and insert the intent rows; one commit;
+ *    serials and insert the intent rows, each with a unit of a production authorization
+ *    when its policy requires one (no unit: the request fails, nothing is signed); one
+ *    commit;
  * 2. workers: issue (sign and verify) every new certificate, pulling requests from one shared
  *    queue so that all sessions stay busy;
  * 3. ledger thread: store every certificate (and the reasons of those that failed); one
@@ -46,6 +48,10 @@
  * requests fail, their certificates unrecorded and not given out). A damaged or newer ledger
  * and errors of one statement still fail the round's requests.
  *
+ * Fault hook for tests: STATION_TEST_FAIL="pool.kill_after_intents:N" kills the process
+ * (SIGKILL) right after the N-th commit that carried intents, before their certificates
+ * are recorded.
+ *
  * Refusals (a key recorded for another device, a device id recorded with another key under
  * the refuse policy or, under the reissue policy, by a request that did not authenticate the
  * device id, a duplicate the ledger's constraints catch) are flagged in the ledger
@@ -59,9 +65,11 @@
 
 #include <uv.h>
 
+#include "auth.h"
 #include "ca.h"
 #include "err.h"
 #include "issue.h"
+#include "ledger.h"
 #include "ledger_queue.h"
 #include "policy.h"
 #include "signer.h"
@@ -105,6 +113,13 @@ struct st_sign_req {
 			       * id recorded with another key; others are refused and flagged. */
 	void *data;          /* the caller's */
 	st_sign_done_cb done;
+	/* The production authorizations in force (auth.h): a reference the request holds
+	 * (st_sign_req_free() drops it; st_auth_set_ref() it when setting). Under a policy
+	 * with authorization_required a new certificate consumes a unit of one of them in
+	 * the transaction of its intent; without a unit the request fails with
+	 * ST_E_AUTH_EXHAUSTED, _EXPIRED, _NOT_YET_VALID or _SKU and nothing is signed. A
+	 * recorded certificate delivered again consumes nothing. May be NULL. */
+	struct st_auth_set *auths;
 
 	/* Outputs, valid in and after done(). */
 	int rc;             /* 0, or a negative ST_E_* code */
@@ -118,6 +133,9 @@ struct st_sign_req {
 	int reused;         /* 1: the ledger already held this certificate; nothing was signed */
 	int refused;        /* 1: the ledger refused it (key or device id already taken):
 			     * submitting it again will not help */
+	char auth_id[ST_AUTH_MAX_ID + 1]; /* the authorization a unit was consumed of for
+					   * this certificate, "" when none */
+	int64_t auth_used, auth_units;    /* its count after this one, and its units */
 	struct st_sign_times t;
 
 	/* Private to the pool. */
@@ -239,6 +257,18 @@ void st_pool_cancel(struct st_pool *pool, struct st_sign_req *req);
 /* The queue of ledger updates (ledger_queue.h) that the pool's ledger thread carries out
  * with its own transactions. Valid until the pool is closed. Loop thread. */
 struct st_ledger_queue *st_pool_ledger(struct st_pool *pool);
+
+/* Records authorizations in the ledger (st_ledger_auth_register) on the ledger thread and
+ * stores what the ledger counts for each in its used_seen, for the view; one recorded for
+ * another document under the same id is logged and marked refused (registered = -1), and
+ * no board consumes it. Takes its own reference on set. Returns 0, ST_E_POOL_CLOSED or
+ * ST_E_NOMEM. Loop thread. */
+int st_pool_auth_sync(struct st_pool *pool, struct st_auth_set *set);
+
+/* Records an attempt (st_ledger_add_attempt; a's strings are copied), committed with the
+ * ledger thread's next transaction. Returns 0, ST_E_POOL_CLOSED, ST_E_NOMEM or ST_E_INVAL.
+ * Loop thread. */
+int st_pool_record_attempt(struct st_pool *pool, const struct st_ledger_attempt *a);
 
 /* Copies the counters and the pause state. Loop thread. */
 void st_pool_stats(struct st_pool *pool, struct st_pool_stats *out);

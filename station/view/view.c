@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "engine.h"
 #include "err.h"
 #include "log.h"
@@ -450,6 +451,25 @@ static int survey(struct st_view_screen *sc, const struct st_view_input *in, str
 
 /* ---- Frame parts -------------------------------------------------------------------- */
 
+/* Item i of n in a list on one line, in attr, after a comma unless it is the first: when
+ * there is no room for it and, unless it is the last, for ", +N more", writes "+N more"
+ * instead and returns 1 (stop). */
+static int list_item(struct st_view_screen *sc, size_t i, size_t n, const char *item, int w,
+		     int attr)
+{
+	if (w + 1 > room(sc) || (i + 1 < n && w + 12 > room(sc))) {
+		set_attr(sc, A_NONE);
+		textf(sc, "%s +%zu more", i ? "," : "", n - i);
+		return 1;
+	}
+	set_attr(sc, A_NONE);
+	if (i)
+		text(sc, ",");
+	set_attr(sc, attr);
+	text(sc, item);
+	return 0;
+}
+
 static void header(struct st_view_screen *sc, const struct st_view_input *in,
 		   const struct counts *c)
 {
@@ -554,17 +574,8 @@ static void header(struct st_view_screen *sc, const struct st_view_input *in,
 
 		n = snprintf(item, sizeof(item), " %s %llu", sc->reasons[i]->reason,
 			     (unsigned long long)sc->reasons[i]->count);
-		/* Room for this one and, unless it is the last, for ", +N more". */
-		if (n + 1 > room(sc) || (i + 1 < nr && n + 12 > room(sc))) {
-			set_attr(sc, A_NONE);
-			textf(sc, "%s +%zu more", i ? "," : "", nr - i);
+		if (list_item(sc, i, nr, item, n, A_RED) != 0)
 			break;
-		}
-		set_attr(sc, A_NONE);
-		if (i)
-			text(sc, ",");
-		set_attr(sc, A_RED);
-		text(sc, item);
 	}
 }
 
@@ -596,6 +607,41 @@ static void cause(struct st_view_screen *sc, const struct st_slot *s)
 		text(sc, "  ");
 		text(sc, detail);
 	}
+}
+
+/* The production authorizations: units left of each, as many as fit, the ones closest to
+ * running out first in the eye: yellow once few are left, red when none is. */
+static void auth_line(struct st_view_screen *sc, const struct st_view_input *in)
+{
+	size_t n = st_auth_set_count(in->auths);
+
+	if (!n)
+		return;
+	line_begin(sc);
+	text(sc, "authorizations:");
+	for (size_t i = 0; i < n; i++) {
+		const struct st_auth *a = st_auth_set_get(in->auths, i);
+		int64_t used = atomic_load(&a->used_seen), left = a->units - (used > 0 ? used : 0);
+		char item[96];
+		int w;
+
+		if (used < 0)
+			w = snprintf(item, sizeof(item), " %s ?/%lld left", a->lot,
+				     (long long)a->units);
+		else if (left <= 0)
+			w = snprintf(item, sizeof(item), " %s USED UP (%lld)", a->lot,
+				     (long long)a->units);
+		else
+			w = snprintf(item, sizeof(item), " %s %lld/%lld left", a->lot,
+				     (long long)left, (long long)a->units);
+		if (list_item(sc, i, n, item, w,
+			      used < 0     ? A_DIM :
+			      left <= 0    ? A_RED :
+			      left <= st_auth_warn_below(a) ? A_YELLOW :
+							      A_NONE) != 0)
+			break;
+	}
+	set_attr(sc, A_NONE);
 }
 
 /* One line per slot: name, state, device id, time in state, note, cause or last error. */
@@ -942,6 +988,7 @@ int st_view_screen_draw(struct st_view_screen *sc, const struct st_view_input *i
 		return ST_E_NOMEM;
 
 	header(sc, in, &c);
+	auth_line(sc, in);
 	avail = rows - sc->nlines;
 	if (1 + n + 2 <= avail) {
 		/* A line per slot, and the log below. */

@@ -2,13 +2,14 @@
  * to look at.
  *
  * A header (totals, boards per hour, failures by reason, the signing pool, with a pause for
- * an absent HSM shown as a red bar), then the slots: one line each (name, state, device id,
- * time in state, last error) when they fit the terminal, else a grid with every slot as its
- * short name and a state glyph in colour, followed by the slots that need attention (failed
- * boards with their reason, boards stuck in one state, port problems). At the bottom, the
- * recent log lines: while the view is on, st_log lines go there (st_log_set_sink) instead of
- * tearing the screen, and warnings and errors among them are written out again when it
- * closes.
+ * an absent HSM shown as a red bar, and, when production authorizations are in force, the
+ * units each has left, in yellow once few are left and in red when none), then the slots:
+ * one line each (name, state, device id, time in state, last error) when they fit the
+ * terminal, else a grid with every slot as its short name and a state glyph in colour,
+ * followed by the slots that need attention (failed boards with their reason, boards stuck
+ * in one state, port problems). At the bottom, the recent log lines: while the view is on,
+ * st_log lines go there (st_log_set_sink) instead of tearing the screen, and warnings and
+ * errors among them are written out again when it closes.
  *
  * The view draws on the alternate screen of the terminal on stdout, at most ST_VIEW_HZ times
  * a second, rewriting only the lines that changed; no line is wider than the terminal
@@ -36,6 +37,7 @@ struct st_view_input;
 struct st_slot;
 struct st_tally;
 struct st_pool_stats;
+struct st_auth_set;
 
 /* Fills in what the next frame shows (station, slots, tally, pool, started, stopping),
  * borrowed until the frame is drawn; the view sets the rest. Loop thread. */
@@ -73,6 +75,7 @@ struct st_view_input {
 	int stopping;
 	const struct st_view_event *events; /* oldest first */
 	size_t nevents;
+	const struct st_auth_set *auths;    /* production authorizations in force; NULL: none */
 };
 
 struct st_view_screen;

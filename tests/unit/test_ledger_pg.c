@@ -511,7 +511,7 @@ static void test_schema(void **state)
 	assert_int_equal(rc, ST_E_LEDGER_VERSION);
 	assert_non_null(strstr(errbuf, "99"));
 	assert_null(l);
-	assert_int_equal(tu_pg_exec(conn, "UPDATE station_ledger.meta SET value = '1' WHERE "
+	assert_int_equal(tu_pg_exec(conn, "UPDATE station_ledger.meta SET value = '2' WHERE "
 					  "key = 'version'",
 				    errbuf, sizeof(errbuf)),
 			 0);
@@ -585,7 +585,7 @@ static void test_migrate_together(void **state)
 		assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	}
 	assert_int_equal(q_num("SELECT value::int FROM station_ledger.meta WHERE key = 'version'"),
-			 1);
+			 2);
 }
 
 /* ---- The connection lost ---- */

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "err.h"
+#include "auth.h"
 #include "events.h"
 #include "log.h"
 #include "operator.h"
@@ -467,6 +468,63 @@ static void test_reasons(void **state)
 	fixture_free(f);
 }
 
+/* An authorization of lot with units, of which used are consumed (-1: not known yet). */
+static struct st_auth *auth_of(const char *lot, int64_t units, int64_t used)
+{
+	struct st_auth *a = calloc(1, sizeof(*a));
+
+	assert_non_null(a);
+	a->id = strdup(lot);
+	a->lot = strdup(lot);
+	a->units = units;
+	atomic_init(&a->used_seen, used);
+	return a;
+}
+
+/* The units left of each authorization: yellow once a tenth or less is left, red when
+ * none is, dim while the ledger has not said yet; no line without authorizations. */
+static void test_authorizations(void **state)
+{
+	struct fixture *f = fixture_new(4, "s");
+	struct st_auth_set *set = st_auth_set_new();
+	const char *line;
+	char *all;
+	int n;
+
+	(void)state;
+	n = draw(f, 120, 24, 1);
+	all = frame_text(f, n);
+	assert_null(strstr(all, "authorizations:"));
+	free(all);
+	assert_int_equal(st_auth_set_add(set, auth_of("LOT-OK", 100, 20)), 0);
+	assert_int_equal(st_auth_set_add(set, auth_of("LOT-LOW", 100, 91)), 0);
+	assert_int_equal(st_auth_set_add(set, auth_of("LOT-OUT", 10, 10)), 0);
+	assert_int_equal(st_auth_set_add(set, auth_of("LOT-NEW", 5, -1)), 0);
+	f->in.auths = set;
+	n = draw(f, 120, 24, 1);
+	all = frame_text(f, n);
+	assert_non_null(strstr(all, "authorizations: LOT-OK 80/100 left, LOT-LOW 9/100 left, "
+				    "LOT-OUT USED UP (10), LOT-NEW ?/5 left\n"));
+	free(all);
+	line = NULL;
+	for (int i = 0; i < n && !line; i++) {
+		if (strstr(st_view_screen_line(f->sc, i, NULL), "authorizations:"))
+			line = st_view_screen_line(f->sc, i, NULL);
+	}
+	assert_non_null(line);
+	assert_non_null(strstr(line, "\033[0;33m LOT-LOW"));
+	assert_non_null(strstr(line, "\033[0;1;31m LOT-OUT"));
+	assert_non_null(strstr(line, "\033[0;2m LOT-NEW"));
+	/* A narrow terminal: as many as fit, then how many more. */
+	n = draw(f, 50, 24, 0);
+	all = frame_text(f, n);
+	assert_non_null(strstr(all, "authorizations: LOT-OK 80/100 left, +3 more"));
+	free(all);
+	f->in.auths = NULL;
+	st_auth_set_unref(set);
+	fixture_free(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -474,6 +532,7 @@ int main(void)
 		cmocka_unit_test(test_grid_256),   cmocka_unit_test(test_attention),
 		cmocka_unit_test(test_table),	   cmocka_unit_test(test_reasons),
 		cmocka_unit_test(test_causes_80), cmocka_unit_test(test_no_answer),
+		cmocka_unit_test(test_authorizations),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

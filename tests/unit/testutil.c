@@ -152,6 +152,40 @@ X509 *tu_ca_template(EVP_PKEY *pub, const char *cn, const char *ou, long days)
 	return x;
 }
 
+X509 *tu_issue_cert(EVP_PKEY *pub, const char *cn, const char *ou, X509 *issuer, EVP_PKEY *ikey,
+		    const char *bc, const char *ku, const char *eku)
+{
+	X509 *x = tu_ca_template(pub, cn, ou, 365);
+	const char *vals[] = { bc, ku, eku };
+	const int nids[] = { NID_basic_constraints, NID_key_usage, NID_ext_key_usage };
+	X509V3_CTX ctx;
+	int idx, ok = x != NULL;
+
+	if (ok && issuer)
+		ok = X509_set_issuer_name(x, X509_get_subject_name(issuer));
+	if (ok)
+		ok = ASN1_INTEGER_set(X509_get_serialNumber(x), (long)(random() & 0xffffff) + 2);
+	for (int i = 0; ok && i < 3; i++) {
+		X509_EXTENSION *e;
+
+		while ((idx = X509_get_ext_by_NID(x, nids[i], -1)) >= 0)
+			X509_EXTENSION_free(X509_delete_ext(x, idx));
+		if (!vals[i])
+			continue;
+		X509V3_set_ctx(&ctx, issuer ? issuer : x, x, NULL, NULL, 0);
+		e = X509V3_EXT_nconf_nid(NULL, &ctx, nids[i], vals[i]);
+		ok = e && X509_add_ext(x, e, -1);
+		X509_EXTENSION_free(e);
+	}
+	if (ok)
+		ok = X509_sign(x, ikey, EVP_sha256()) > 0;
+	if (!ok) {
+		X509_free(x);
+		return NULL;
+	}
+	return x;
+}
+
 X509 *tu_signer_ca(struct drv_signer *signer, const char *cn, const char *ou, long days,
 		   char *err, size_t errlen)
 {

@@ -42,6 +42,13 @@ uint8_t *tu_csr_der(EVP_PKEY *key, const char *cn, const char *ou, int productio
  * keyCertSign and cRLSign, a subjectKeyIdentifier. NULL on failure; free with X509_free(). */
 X509 *tu_ca_template(EVP_PKEY *pub, const char *cn, const char *ou, long days);
 
+/* A certificate for pub (CN=cn, OU=ou, a year) signed with ikey by issuer (NULL: self-signed
+ * with ikey) whose basicConstraints and keyUsage are bc and ku and, when eku is not NULL,
+ * extendedKeyUsage eku, all in openssl's configuration syntax ("critical,CA:TRUE"). A random
+ * serial. NULL on failure; free with X509_free(). */
+X509 *tu_issue_cert(EVP_PKEY *pub, const char *cn, const char *ou, X509 *issuer, EVP_PKEY *ikey,
+		    const char *bc, const char *ku, const char *eku);
+
 /* tu_ca_template() for the signer's own key, signed through it on a session of its own, as
  * `station ca init` makes a CA whose key is in an HSM. NULL with err on failure. */
 X509 *tu_signer_ca(struct drv_signer *signer, const char *cn, const char *ou, long days,
