@@ -1445,6 +1445,7 @@ static void test_identity_and_pacing(void **state)
 	sp_stop(&p);
 }
 
+#ifdef STATION_TEST_HOOKS
 /* The PEM private key (cert 0) or certificate (cert 1) in path: NULL when there is no such
  * file, a failure when it does not parse. */
 static void *read_pem(const char *path, int cert)
@@ -1460,6 +1461,7 @@ static void *read_pem(const char *path, int cert)
 	assert_non_null(obj);
 	return obj;
 }
+#endif
 
 /* A board swap (--total) killed with SIGKILL half done, at a test stop point after the old
  * board's key is gone: once simboard is back the fixture holds the old board whole (its files
