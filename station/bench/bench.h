@@ -71,6 +71,7 @@ struct st_bench_opts {
 	const char *dir;           /* work directory; NULL: a temporary one */
 	int keep;                  /* keep the work directory */
 	int quiet;                 /* no progress lines */
+	double target_bph;         /* --target: slots needed for this many boards/hour; 0: no */
 	char station[PATH_MAX];    /* the station binary (this program) */
 	char simboard[PATH_MAX];
 	char slowhsm[PATH_MAX];    /* libslowhsm.so */
@@ -130,8 +131,14 @@ struct st_bench_result {
 
 	/* Throughput and latency. */
 	double bph;             /* boards/hour over the span (what the line saw) */
-	double bph_steady;      /* sum over slots of each slot's boards/hour, first HELLO to
-				 * last outcome on that slot: the line without ramp-up and tail */
+	double bph_steady;      /* boards that finished while every slot was busy (from the
+				 * last slot's first HELLO to the first slot's last outcome)
+				 * over that window; the span's rate when the window held fewer
+				 * boards than slots: the line without ramp-up and tail */
+	double steady_window_s; /* the window bph_steady was measured over */
+	double steady_tol_bph;  /* its tolerance: one board per slot over the window (a board
+				 * in flight when the window opened may finish inside it); 0 for
+				 * the span's rate, which no bound can be beaten over */
 	struct st_bench_pct phase[ST_PHASE_COUNT];
 
 	/* Wire bound (paced runs). */
@@ -171,7 +178,35 @@ struct st_bench_result {
 	double loadavg;         /* the machine's 1-minute load average after the run */
 	long rss_peak_kib;      /* the station's peak RSS (ru_maxrss) */
 	double rss_per_slot_kib; /* rss_peak_kib / slots */
+
+	/* What limited the run (st_bench_limit): each candidate's use of its bound over the
+	 * span, and the one closest to 1. */
+	double ratio[5];        /* by enum st_bench_limit_kind; NAN: does not apply */
+	int limit;              /* enum st_bench_limit_kind; -1: no figures */
+	char limit_reason[200];
 };
+
+enum st_bench_limit_kind {
+	ST_BENCH_LIM_WIRE,      /* steady boards/h over the wire bound */
+	ST_BENCH_LIM_SIGN,      /* certs/s while CSRs waited over the signing bound */
+	ST_BENCH_LIM_CPU,       /* the station's loop thread busy, or all its CPUs */
+	ST_BENCH_LIM_SIM,       /* the simulated boards' processes busy */
+	ST_BENCH_LIM_LEDGER,    /* the ledger thread busy */
+	ST_BENCH_LIM_COUNT
+};
+
+/* The candidates' names ("wire", "signing", "station-cpu", "simboard-cpu", "ledger"). */
+const char *st_bench_limit_name(int kind);
+
+/* Fills r->ratio, r->limit and r->limit_reason from the figures already in *r: the bound
+ * whose ratio is closest to 1 limited the run. ncpu: the CPUs online. */
+void st_bench_limit(struct st_bench_result *r, long ncpu);
+
+/* Slots needed for target boards/hour from the medians' per-slot figures (the run with the
+ * most slots that passed): 0 when no run passed, -1 when a bound that does not grow with
+ * slots (signing) is below the target. *from: the run used. */
+long st_bench_target_slots(const struct st_bench_result *med, size_t n, double target,
+			   const struct st_bench_result **from);
 
 /* Runs one configuration (round counts from 0) and fills *res. Returns 0 when the run
  * produced figures (res->ok says whether every board passed), or a negative ST_E_* code

@@ -61,8 +61,10 @@ void st_bench_print_result(const struct st_bench_result *r)
 		fflush(stdout);
 		return;
 	}
-	printf("  throughput  %.0f boards/h steady (%.0f over the whole span of %.2f s)\n",
-	       r->bph_steady, r->bph, r->span_s);
+	printf("  throughput  %.0f boards/h steady (+/- %.0f, over %.2f s; %.0f over the whole "
+	       "span of %.2f s)\n",
+	       r->bph_steady, r->steady_tol_bph, r->steady_window_s, r->bph, r->span_s);
+	printf("  limited by  %s: %s\n", st_bench_limit_name(r->limit), r->limit_reason);
 	if (!isnan(r->wire_ratio))
 		printf("  wire bound  %.0f B/board x 10 / %u = %.3f s/board; %u slots: %.0f boards/h;"
 		       " ratio %.3f (span %.3f)%s\n",
@@ -142,9 +144,9 @@ void st_bench_print_footer(const struct st_bench_opts *o, const struct st_bench_
 
 	printf("\n%s (signer %s):\n", o->rounds > 1 ? "medians over the rounds" : "summary",
 	       o->signer.name);
-	printf("%6s %7s %11s %11s %6s %8s %8s %8s %8s %6s %6s %6s %8s %7s\n", "slots", "boards",
+	printf("%6s %7s %11s %11s %6s %8s %8s %8s %8s %6s %6s %6s %8s %7s %s\n", "slots", "boards",
 	       "boards/h", "wire bnd/h", "ratio", "p50 ms", "p95 ms", "p99 ms", "sign/s", "ratio",
-	       "cpu x", "issue", "RSS MiB", "KiB/sl");
+	       "cpu x", "issue", "RSS MiB", "KiB/sl", "limited by");
 	for (size_t i = 0; i < n; i++) {
 		const struct st_bench_result *r = &med[i];
 		const struct st_bench_pct *t = &r->phase[ST_PHASE_TOTAL];
@@ -154,10 +156,11 @@ void st_bench_print_footer(const struct st_bench_opts *o, const struct st_bench_
 			continue;
 		}
 		printf("%6u %7lu %11.0f %11.0f %6.3f %8.1f %8.1f %8.1f %8.0f %6.3f %6.2f %6.2f "
-		       "%8.1f %7.1f%s\n",
+		       "%8.1f %7.1f %s%s\n",
 		       r->slots, r->boards, r->bph_steady, r->wire_bound_bph, r->wire_ratio, t->p50,
 		       t->p95, t->p99, r->sign_rate, r->sign_ratio, r->cpu_x_bound, r->issue_ratio,
-		       r->rss_peak_kib / 1024.0, r->rss_per_slot_kib, r->ok ? "" : "  NOT OK");
+		       r->rss_peak_kib / 1024.0, r->rss_per_slot_kib, st_bench_limit_name(r->limit),
+		       r->ok ? "" : "  NOT OK");
 	}
 	printf("ratio: steady boards/h over the wire bound; sign ratio: certs/s while CSRs waited "
 	       "over the bound;\ncpu x: station CPU per board over one certificate's "
@@ -166,7 +169,115 @@ void st_bench_print_footer(const struct st_bench_opts *o, const struct st_bench_
 		printf("RSS per additional slot: %.1f KiB (peak RSS at the most slots minus at the "
 		       "fewest, over the difference)\n",
 		       marginal);
+	if (o->target_bph > 0) {
+		const struct st_bench_result *from;
+		long need = st_bench_target_slots(med, n, o->target_bph, &from);
+
+		if (need == 0)
+			printf("target %.0f boards/h: no run passed to size it from\n", o->target_bph);
+		else if (need < 0)
+			printf("target %.0f boards/h: out of reach with signer %s at any slot count "
+			       "(its bound is %.0f boards/h)\n",
+			       o->target_bph, o->signer.name, from->sign_bound * 3600);
+		else
+			printf("target %.0f boards/h: %ld slots (%.0f boards/h per slot measured at "
+			       "%u slots, limited by %s)\n",
+			       o->target_bph, need, from->bph_steady / from->slots, from->slots,
+			       st_bench_limit_name(from->limit));
+	}
 	fflush(stdout);
+}
+
+/* ---- What limited a run -------------------------------------------------------------- */
+
+const char *st_bench_limit_name(int kind)
+{
+	static const char *const names[ST_BENCH_LIM_COUNT] = { "wire", "signing", "station-cpu",
+							       "simboard-cpu", "ledger" };
+
+	return kind >= 0 && kind < ST_BENCH_LIM_COUNT ? names[kind] : "none";
+}
+
+static double busy(double cpu_s, double span_s, double cpus)
+{
+	return span_s > 0 && cpus > 0 && !isnan(cpu_s) ? cpu_s / (span_s * cpus) : NAN;
+}
+
+void st_bench_limit(struct st_bench_result *r, long ncpu)
+{
+	double *q = r->ratio, best = INFINITY;
+	double sims = r->sim_procs < (unsigned)ncpu ? r->sim_procs : (double)ncpu;
+	double sim_cpu = r->sim_cpu_ms_per_board * (double)r->passed / 1000;
+	char *t = r->limit_reason;
+	size_t cap = sizeof(r->limit_reason);
+
+	if (ncpu < 1)
+		ncpu = 1;
+	/* With --max-baud the wire bound is the starting rate's: not a bound. */
+	q[ST_BENCH_LIM_WIRE] = r->max_baud ? NAN : r->wire_ratio;
+	q[ST_BENCH_LIM_SIGN] = isnan(r->sign_ratio_workers) ? r->sign_ratio :
+				fmax(r->sign_ratio, r->sign_ratio_workers);
+	q[ST_BENCH_LIM_CPU] = fmax(busy(r->th.loop_cpu_s, r->span_s, 1),
+				   busy(r->cpu_s, r->span_s, (double)ncpu));
+	q[ST_BENCH_LIM_SIM] = busy(sim_cpu, r->span_s, sims ? sims : 1);
+	q[ST_BENCH_LIM_LEDGER] = busy(r->th.ledger_cpu_s, r->span_s, 1);
+	r->limit = -1;
+	t[0] = 0;
+	if (!r->passed)
+		return;
+	for (int k = 0; k < ST_BENCH_LIM_COUNT; k++) {
+		if (!isnan(q[k]) && fabs(1 - q[k]) < best) {
+			best = fabs(1 - q[k]);
+			r->limit = k;
+		}
+	}
+	switch (r->limit) {
+	case ST_BENCH_LIM_WIRE:
+		snprintf(t, cap, "the boards' serial lines carried %.2f of what %u baud allows",
+			 q[ST_BENCH_LIM_WIRE], r->baud);
+		break;
+	case ST_BENCH_LIM_SIGN:
+		snprintf(t, cap, "the signer was busy: %.0f certs/s is %.2f of its bound %.0f/s",
+			 r->sign_rate, q[ST_BENCH_LIM_SIGN], r->sign_bound);
+		break;
+	case ST_BENCH_LIM_CPU:
+		snprintf(t, cap, "the station's CPU: its loop or its %ld CPUs busy %.2f of the span",
+			 ncpu, q[ST_BENCH_LIM_CPU]);
+		break;
+	case ST_BENCH_LIM_SIM:
+		snprintf(t, cap, "the simulated boards: simboard busy %.2f of the span on its CPUs "
+			 "(the fixture, not the station)", q[ST_BENCH_LIM_SIM]);
+		break;
+	case ST_BENCH_LIM_LEDGER:
+		snprintf(t, cap, "the ledger thread busy %.2f of the span", q[ST_BENCH_LIM_LEDGER]);
+		break;
+	default:
+		snprintf(t, cap, "no bound measured");
+		break;
+	}
+	if (r->limit >= 0 && q[r->limit] < 0.5)
+		snprintf(t + strlen(t), cap - strlen(t), "; nothing near its bound: turns and "
+			 "latency limit the line");
+}
+
+long st_bench_target_slots(const struct st_bench_result *med, size_t n, double target,
+			   const struct st_bench_result **from)
+{
+	const struct st_bench_result *hi = NULL;
+	double per_slot;
+
+	*from = NULL;
+	for (size_t i = 0; i < n; i++) {
+		if (med[i].passed && med[i].bph_steady > 0 && (!hi || med[i].slots > hi->slots))
+			hi = &med[i];
+	}
+	if (!hi)
+		return 0;
+	*from = hi;
+	if (!isnan(hi->sign_bound) && hi->sign_bound * 3600 < target)
+		return -1;
+	per_slot = hi->bph_steady / hi->slots;
+	return (long)ceil(target / per_slot);
 }
 
 /* ---- JSON ----------------------------------------------------------------------------- */
@@ -201,6 +312,21 @@ static json_t *result_json(const struct st_bench_result *r)
 	json_object_set_new(o, "span_s", num(r->span_s));
 	json_object_set_new(o, "boards_per_hour", num(r->bph));
 	json_object_set_new(o, "boards_per_hour_steady", num(r->bph_steady));
+	json_object_set_new(o, "steady_window_s", num(r->steady_window_s));
+	json_object_set_new(o, "boards_per_hour_steady_tolerance", num(r->steady_tol_bph));
+	json_object_set_new(o, "bounds_boards_per_hour",
+			    json_pack("{s:o,s:o}", "wire",
+				      num(r->max_baud ? NAN : r->wire_bound_bph), "signing",
+				      num(r->sign_bound * 3600)));
+	{
+		json_t *ratios = json_object();
+
+		for (int k = 0; k < ST_BENCH_LIM_COUNT; k++)
+			json_object_set_new(ratios, st_bench_limit_name(k), num(r->ratio[k]));
+		json_object_set_new(o, "limit",
+				    json_pack("{s:s,s:s,s:o}", "by", st_bench_limit_name(r->limit),
+					      "reason", r->limit_reason, "ratios", ratios));
+	}
 	for (int p = 0; p < ST_PHASE_COUNT; p++) {
 		const struct st_bench_pct *q = &r->phase[p];
 
@@ -281,6 +407,16 @@ json_t *st_bench_json(const struct st_bench_opts *o, const struct st_bench_resul
 	json_object_set_new(doc, "runs", runs);
 	json_object_set_new(doc, "medians", meds);
 	json_object_set_new(doc, "rss_marginal_kib_per_slot", num(st_bench_rss_marginal(med, nmed)));
+	if (o->target_bph > 0) {
+		const struct st_bench_result *from;
+		long need = st_bench_target_slots(med, nmed, o->target_bph, &from);
+
+		json_object_set_new(doc, "target",
+				    json_pack("{s:f,s:o,s:o}", "boards_per_hour", o->target_bph,
+					      "slots", need > 0 ? json_integer(need) : json_null(),
+					      "from_slots",
+					      from ? json_integer(from->slots) : json_null()));
+	}
 	return doc;
 }
 
@@ -306,15 +442,19 @@ int st_bench_plot(const struct st_bench_opts *o, const struct st_bench_result *m
 	if (!f)
 		return st_errf(err, errlen, ST_E_IO, "%s: %s", data, strerror(errno));
 	fprintf(f, "# slots boards_per_hour_steady wire_bound total_p50 total_p95 total_p99 "
-		   "sign_per_s\n");
+		   "sign_per_s signing_bound_boards_per_hour boards_passed steady_tolerance "
+		   "rounds\n");
 	for (size_t i = 0; i < n; i++) {
 		const struct st_bench_pct *t = &med[i].phase[ST_PHASE_TOTAL];
 
 		if (!med[i].passed)
 			continue;
-		fprintf(f, "%u %.1f %.1f %.3f %.3f %.3f %.1f\n", med[i].slots, med[i].bph_steady,
-			isnan(med[i].wire_bound_bph) ? -1 : med[i].wire_bound_bph, t->p50, t->p95,
-			t->p99, med[i].sign_rate);
+		fprintf(f, "%u %.1f %.1f %.3f %.3f %.3f %.1f %.1f %lu %.1f %u\n", med[i].slots,
+			med[i].bph_steady,
+			isnan(med[i].wire_bound_bph) || o->max_baud ? -1 : med[i].wire_bound_bph,
+			t->p50, t->p95, t->p99, med[i].sign_rate,
+			isnan(med[i].sign_bound) ? -1 : med[i].sign_bound * 3600, med[i].passed,
+			med[i].steady_tol_bph, o->rounds);
 	}
 	fclose(f);
 	f = fopen(script, "w");
@@ -329,12 +469,19 @@ int st_bench_plot(const struct st_bench_opts *o, const struct st_bench_result *m
 	else
 		fprintf(f, "set multiplot layout 2,1 title 'station bench: signer %s, unpaced'\n",
 			o->signer.name);
-	fprintf(f, "set logscale x 2\nset grid\nset xlabel 'slots'\nset key left top\n");
+	/* A linear slots axis from 0 and a throughput axis from 0: the bounds and the
+	 * measured figure read against each other without a log scale hiding the gap. */
+	fprintf(f, "set grid\nset xlabel 'slots'\nset xrange [0:*]\nset yrange [0:*]\n"
+		   "set key left top\n");
 	fprintf(f, "set ylabel 'boards/hour'\n");
-	fprintf(f, "plot '%s' using 1:2 with linespoints title 'measured (steady)'", data);
-	if (o->baud)
+	fprintf(f, "plot '%s' using 1:2:10 with yerrorlines title 'measured (steady, +/- "
+		   "tolerance)', '' using 1:2:(sprintf('n=%%d x %%d', $9, $11)) with labels "
+		   "offset 0,1 notitle, '' using 1:8 with linespoints dashtype 3 title "
+		   "'signing bound'",
+		data);
+	if (o->baud && !o->max_baud)
 		fprintf(f, ", '' using 1:3 with linespoints dashtype 2 title 'wire bound'");
-	fprintf(f, "\nset ylabel 'board latency, HELLO to DONE (ms)'\n");
+	fprintf(f, "\nset ylabel 'board latency, HELLO to DONE (ms)'\nset yrange [0:*]\n");
 	fprintf(f, "plot '%s' using 1:4 with linespoints title 'p50', '' using 1:5 with "
 		   "linespoints title 'p95', '' using 1:6 with linespoints title 'p99'\n",
 		data);

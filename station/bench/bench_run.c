@@ -604,7 +604,9 @@ static int read_events(const char *path, struct st_bench_result *res, char *err,
 	json_t **keep = NULL;
 	struct board_rec *b = NULL;
 	struct interval *iv = NULL;
-	double *v = NULL, first = INFINITY, last = -INFINITY, bytes = 0, rate = 0;
+	double *v = NULL, first = INFINITY, last = -INFINITY, bytes = 0;
+	double wa = -INFINITY, wb = INFINITY;
+	size_t nslot = 0, inwin = 0;
 	size_t nb = 0, cap = 0, nkeep = 0, niv = 0;
 	char *line = NULL;
 	size_t linecap = 0;
@@ -706,7 +708,10 @@ static int read_events(const char *path, struct st_bench_result *res, char *err,
 		res->span_s = last - first;
 		res->bph = res->span_s > 0 ? (double)nb * 3600 / res->span_s : NAN;
 		res->bytes_per_board = bytes / (double)nb;
-		/* Each slot's rate from its first HELLO to its last outcome, summed. */
+		/* The window in which every slot was busy: from the last slot's first HELLO to
+		 * the first slot's last outcome. Summing each slot's own rate instead would
+		 * count the same signer time once per slot and report more than the signer
+		 * or the wire can carry. */
 		qsort(b, nb, sizeof(*b), cmp_board_slot);
 		for (size_t i = 0; i < nb;) {
 			size_t j = i;
@@ -717,11 +722,24 @@ static int read_events(const char *path, struct st_bench_result *res, char *err,
 				s1 = fmax(s1, b[j].end);
 				j++;
 			}
-			if (s1 > s0)
-				rate += (double)(j - i) / (s1 - s0);
+			wa = fmax(wa, s0);
+			wb = fmin(wb, s1);
+			nslot++;
 			i = j;
 		}
-		res->bph_steady = rate * 3600;
+		for (size_t i = 0; wb > wa && i < nb; i++) {
+			if (b[i].end > wa && b[i].end <= wb)
+				inwin++;
+		}
+		if (wb > wa && inwin >= nslot) {
+			res->steady_window_s = wb - wa;
+			res->bph_steady = (double)inwin * 3600 / (wb - wa);
+			res->steady_tol_bph = (double)nslot * 3600 / (wb - wa);
+		} else {
+			res->steady_window_s = res->span_s;
+			res->bph_steady = res->bph;
+			res->steady_tol_bph = 0;
+		}
 	}
 	res->sign_window_s = union_length(iv, niv);
 	res->sign_rate = res->sign_window_s > 0 ? (double)res->signed_ / res->sign_window_s : NAN;
@@ -1117,6 +1135,7 @@ int st_bench_run(const struct st_bench_opts *o, unsigned slots, unsigned long bo
 	} else {
 		res->issue_cpu_ms = res->issue_ratio = NAN;
 	}
+	st_bench_limit(res, ncpu);
 	res->ok = !res->error[0] && res->passed == boards && !res->failed;
 	if (!res->error[0] && !res->ok)
 		snprintf(res->error, sizeof(res->error),
@@ -1216,4 +1235,7 @@ void st_bench_median(const struct st_bench_result *r, size_t n, struct st_bench_
 	MED(loadavg);
 	MED(rss_peak_kib);
 	MED(rss_per_slot_kib);
+	MED(steady_window_s);
+	MED(steady_tol_bph);
+	st_bench_limit(out, sysconf(_SC_NPROCESSORS_ONLN));
 }

@@ -15,6 +15,14 @@ export STATION_SLOWHSM=$BUILD_DIR/fixtures/slowhsm/libslowhsm.so
 for opt in --slots --boards --baud --signer --workers --batch --linger --sim-procs --max-baud --json --plot; do
 	grep -q -- "$opt" "$T/help" || fail "bench --help does not mention $opt"
 done
+# The usage line lists every option the help describes.
+sed -n '1,/^$/p' "$T/help" >"$T/usage"
+grep -oE '^  (-[a-z], )?--[a-z-]+' "$T/help" | grep -oE -- '--[a-z-]+' | sort -u >"$T/opts"
+[ -s "$T/opts" ] || fail "bench --help describes no options"
+while read -r opt; do
+	grep -qE -- "(\[|\| ?)$opt([] |]|\$)" "$T/usage" ||
+		fail "bench usage line does not list $opt: $(cat "$T/usage")"
+done <"$T/opts"
 ok "bench --help"
 
 expect_fail "slot count 0 refused" "--slots '0'" "$STATION" bench --slots 0
@@ -57,6 +65,26 @@ check_json() {
 		fail "$f: a figure is missing: $(jq -c '.runs[0]' "$f")"
 	jq -e '(.medians | length) == (.options.slots | length)' "$f" >/dev/null ||
 		fail "$f: medians do not match the slot counts"
+	# What limited each run: one of the candidates, the one whose ratio is closest to 1,
+	# with a reason.
+	jq -e '[.runs[], .medians[] | select(.passed > 0) | .limit as $l |
+		($l.by | IN("wire", "signing", "station-cpu", "simboard-cpu", "ledger")) and
+		($l.reason | length > 0) and ($l.ratios[$l.by] != null) and
+		([$l.ratios[] | select(. != null) | (1 - .) | fabs] | min) ==
+		((1 - $l.ratios[$l.by]) | fabs)] | all' "$f" >/dev/null ||
+		fail "$f: no limit, or not the ratio closest to 1: $(jq -c '[.runs[] | .limit]' "$f")"
+	# No rate beyond its bound by more than the stated tolerance: the span's rate
+	# (tolerance 0) and the steady one (its tolerance). The wire bound holds unless the
+	# slots may switch to a faster rate; the emulated HSM's S/L is exact (a measured
+	# crypto-only bound is not, so the file key and SoftHSM2 are left out).
+	jq -e '[.runs[] | select(.passed > 0) |
+		.boards_per_hour_steady_tolerance >= 0 and
+		(.bounds_boards_per_hour | [.wire, (if $slow then .signing else null end)] |
+		 map(select(. != null))) as $b |
+		([$b[] as $x | .boards_per_hour <= $x * (1 + 1e-9) and
+		  .boards_per_hour_steady <= $x + .boards_per_hour_steady_tolerance] | all)] | all' \
+		--argjson slow "$(jq '.options.signer | startswith("slowhsm")' "$f")" "$f" >/dev/null ||
+		fail "$f: a rate beyond its bound: $(jq -c '[.runs[] | {boards_per_hour, boards_per_hour_steady, boards_per_hour_steady_tolerance, bounds_boards_per_hour}]' "$f")"
 }
 
 # File key, unpaced, two slot counts with swapped boards, a plot.
@@ -114,6 +142,33 @@ jq -e '.runs[0] | .workers == 3 and .signing.bound_certs_per_s == 1500 and
 	"$T/slow.json" >/dev/null ||
 	fail "slow.json: $(jq -c '.runs[0] | {workers, signing, bound}' "$T/slow.json")"
 ok "bench with the emulated slow HSM: S/L bound, latency in every signature"
+
+# A signer slow enough to limit the line, one board per slot: the figures stay within the
+# S/L bound, the run says signing limited it, the plot draws the bound on linear axes from
+# zero with the sample counts, and --target sizes the line from the per-slot figure.
+"$STATION" bench --slots 2,6 --baud 0 --signer slowhsm:L=20,S=1 --bound-n 10 --target 1000 \
+	--json "$T/lim.json" --plot "$T/lim.svg" --dir "$T/limwork" --keep >"$T/lim.out" 2>"$T/lim.err" ||
+	fail "bench (signing-limited) failed: $(tail -5 "$T/lim.err")"
+check_json "$T/lim.json"
+jq -e '[.runs[] | .limit.by == "signing"] | all' "$T/lim.json" >/dev/null ||
+	fail "lim.json: not limited by signing: $(jq -c '[.runs[] | .limit]' "$T/lim.json")"
+grep -q "limited by  signing: " "$T/lim.out" || fail "no 'limited by' line: $(cat "$T/lim.out")"
+jq -e '.target.boards_per_hour == 1000 and .target.from_slots == 6 and .target.slots >= 1 and
+	.target.slots == ((1000 / (.medians[] | select(.slots == 6) | .boards_per_hour_steady / 6)) | ceil)' \
+	"$T/lim.json" >/dev/null || fail "lim.json: target: $(jq -c .target "$T/lim.json")"
+grep -qE "^target 1000 boards/h: [0-9]+ slots " "$T/lim.out" || fail "no target line: $(cat "$T/lim.out")"
+gp=$(echo "$T"/limwork/*/plot.gp)
+grep -q "logscale" "$gp" && fail "plot uses a log scale: $(cat "$gp")"
+for want in "set xrange \[0:\*\]" "set yrange \[0:\*\]" "'signing bound'" "n=%d x %d" "tolerance"; do
+	grep -q "$want" "$gp" || fail "plot script lacks $want: $(cat "$gp")"
+done
+grep -q "<svg" "$T/lim.svg" || fail "lim.svg is not an SVG"
+"$STATION" bench --slots 1 --baud 0 --signer slowhsm:L=100,S=1 --bound-n 10 --target 100000 \
+	--dir "$T/work" -q >"$T/far.out" 2>"$T/far.err" || fail "bench --target (out of reach) failed"
+grep -q "^target 100000 boards/h: out of reach with signer slowhsm:L=100,S=1" "$T/far.out" ||
+	fail "an unreachable target not said: $(cat "$T/far.out")"
+expect_fail "--target 0 refused" "--target '0'" "$STATION" bench --target 0
+ok "bench limited by signing: within its bound, said so, plotted and sized for a target"
 
 # More workers than the HSM's sessions: the station starts with one worker per session
 # (the wrapper would refuse a third) and says so, naming the keys and the value that fits.
