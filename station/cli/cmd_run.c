@@ -62,9 +62,15 @@ struct live_view {
 static void view_input(struct st_view_input *in, void *arg)
 {
 	struct live_view *lv = arg;
+	struct st_engine_snapshot snap;
 
 	in->station = st_engine_station(lv->e);
-	in->slots = st_engine_slots(lv->e, &in->nslots);
+	in->slots = NULL;
+	in->nslots = 0;
+	if (st_engine_snapshot(lv->e, &snap) == 0) {
+		in->slots = (const struct st_slot_info *const *)snap.slots;
+		in->nslots = snap.nslots;
+	}
 	in->tally = st_engine_tally(lv->e);
 	in->pool = st_engine_pool_stats(lv->e, &lv->pool) == 0 ? &lv->pool : NULL;
 	in->started = st_engine_started(lv->e);

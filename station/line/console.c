@@ -74,7 +74,8 @@ struct seen {
 	enum st_slot_state state;
 	uint64_t since, handled;
 	int last_pass, last_code, stuck;
-	const char *word, *note;
+	const char *word;
+	uint32_t note; /* hash of the note */
 	uint32_t text; /* hash of the device id and the last error */
 };
 
@@ -160,9 +161,9 @@ static uint32_t fnv(uint32_t h, const char *s)
 
 /* ---- What pages are told ----------------------------------------------------------------- */
 
-static json_t *slot_json(const struct st_slot *s, uint64_t now, int paused)
+static json_t *slot_json(const struct st_slot_info *s, uint64_t now, int paused)
 {
-	double ms = st_slot_ms_in_state(s, now);
+	double ms = st_slot_info_ms(s, now);
 	enum st_slot_kind k = st_slot_kind_of(s);
 	const char *reason = st_slot_reason(s), *att;
 	json_t *o = json_object();
@@ -179,7 +180,7 @@ static json_t *slot_json(const struct st_slot *s, uint64_t now, int paused)
 	att = st_attention_name(st_slot_attention(s, k, ms, paused));
 	json_object_set_new(o, "attention", att ? json_string(att) : json_null());
 	json_object_set_new(o, "device_id", printable_str(s->device_id));
-	json_object_set_new(o, "note", json_string(st_slot_note(s)));
+	json_object_set_new(o, "note", json_string(s->note));
 	json_object_set_new(o, "reason", reason ? json_string(reason) : json_null());
 	json_object_set_new(o, "error", printable_str(st_action_detail(s->last_error)));
 	json_object_set_new(o, "handled", json_integer((json_int_t)s->handled));
@@ -250,7 +251,7 @@ static json_t *snapshot_json(struct st_console *c, uint64_t now)
 {
 	struct st_pool_stats ps;
 	int paused = pool_paused(c, &ps) > 0;
-	struct st_slot *const *slots = NULL;
+	const struct st_slot_info *const *slots = NULL;
 	size_t n = 0;
 	json_t *o = json_object(), *actions = json_object(), *arr = json_array(), *classes;
 
@@ -478,9 +479,9 @@ void st_console_event_line(void *arg, const char *line, size_t len)
 }
 
 /* What a slot looks like to the pages now. */
-static void seen_of(const struct st_slot *s, uint64_t now, int paused, struct seen *out)
+static void seen_of(const struct st_slot_info *s, uint64_t now, int paused, struct seen *out)
 {
-	double ms = st_slot_ms_in_state(s, now);
+	double ms = st_slot_info_ms(s, now);
 	enum st_slot_kind k = st_slot_kind_of(s);
 
 	memset(out, 0, sizeof(*out));
@@ -492,7 +493,7 @@ static void seen_of(const struct st_slot *s, uint64_t now, int paused, struct se
 	out->last_code = s->last_code;
 	out->stuck = st_slot_is_stuck(s, k, ms, paused);
 	out->word = st_slot_word(s, ms);
-	out->note = st_slot_note(s);
+	out->note = fnv(2166136261u, s->note);
 	out->text = fnv(fnv(2166136261u, s->device_id), s->last_error);
 }
 
@@ -503,7 +504,7 @@ static void send_changes(struct st_console *c, uint64_t now)
 {
 	struct st_pool_stats ps;
 	int paused = pool_paused(c, &ps) > 0;
-	struct st_slot *const *slots;
+	const struct st_slot_info *const *slots;
 	size_t n = 0;
 	json_t *arr = NULL, *o;
 
@@ -541,7 +542,7 @@ static void remember_all(struct st_console *c, uint64_t now)
 {
 	struct st_pool_stats ps;
 	int paused = pool_paused(c, &ps) > 0;
-	struct st_slot *const *slots;
+	const struct st_slot_info *const *slots;
 	size_t n = 0;
 
 	if (!c->src.slots)
@@ -669,8 +670,8 @@ static int query_get(h2o_req_t *req, const char *key, char *out, size_t outlen)
 static void handle_slot(struct st_console *c, struct st_http *h, h2o_req_t *req)
 {
 	char name[ST_SLOT_MAX_NAME + 1], msg[160];
-	struct st_slot *const *slots = NULL;
-	const struct st_slot *s = NULL;
+	const struct st_slot_info *const *slots = NULL;
+	const struct st_slot_info *s = NULL;
 	struct st_pool_stats ps;
 	const struct st_action *a;
 	const char *reason;
@@ -698,14 +699,6 @@ static void handle_slot(struct st_console *c, struct st_http *h, h2o_req_t *req)
 	reason = st_slot_reason(s);
 	a = st_action_for(reason);
 	if (o) {
-		char ring[ST_SLOT_CONSOLE];
-		size_t first = ST_SLOT_CONSOLE - s->con_head;
-
-		/* The ring, oldest byte first. */
-		if (first > s->con_len)
-			first = s->con_len;
-		memcpy(ring, s->console + s->con_head, first);
-		memcpy(ring + first, s->console, s->con_len - first);
 		json_object_set_new(o, "port", printable_str(s->path));
 		json_object_set_new(o, "last_error", printable_str(s->last_error));
 		if (reason)
@@ -718,7 +711,7 @@ static void handle_slot(struct st_console *c, struct st_http *h, h2o_req_t *req)
 					      printable_str(s->board.fw), "key",
 					      printable_str(s->board.key), "device_id",
 					      printable_str(s->board.dev)));
-		json_object_set_new(o, "console", printable(ring, s->con_len));
+		json_object_set_new(o, "console", printable(s->console, s->console_len));
 	}
 	body = o ? json_dumps(o, JSON_INDENT(1)) : NULL;
 	json_decref(o);

@@ -43,7 +43,7 @@
 struct st_console;
 struct st_http;
 struct st_h2o_req_t; /* h2o_req_t */
-struct st_slot;
+struct st_slot_info;
 struct st_tally;
 struct st_pool_stats;
 
@@ -52,7 +52,7 @@ struct st_pool_stats;
 struct st_console_source {
 	const char *station;	 /* the station's name (copied) */
 	const char *ledger_path; /* the ledger file (copied); NULL: no ledger search, no report */
-	struct st_slot *const *(*slots)(void *arg, size_t *n);
+	const struct st_slot_info *const *(*slots)(void *arg, size_t *n);
 	const struct st_tally *(*tally)(void *arg);
 	/* Fills *out and returns 0, or returns < 0 when the pool is closed. */
 	int (*pool_stats)(void *arg, struct st_pool_stats *out);

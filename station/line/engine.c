@@ -142,9 +142,15 @@ int st_engine_stopping(const struct st_engine *e)
 
 /* ---- The operator console's view of the engine ---------------------------------------- */
 
-static struct st_slot *const *console_slots(void *arg, size_t *n)
+static const struct st_slot_info *const *console_slots(void *arg, size_t *n)
 {
-	return st_engine_slots(arg, n);
+	struct st_engine_snapshot snap;
+
+	*n = 0;
+	if (st_engine_snapshot(arg, &snap) != 0)
+		return NULL;
+	*n = snap.nslots;
+	return (const struct st_slot_info *const *)snap.slots;
 }
 
 static const struct st_tally *console_tally(void *arg)
@@ -653,10 +659,12 @@ static void stop_slots(struct st_engine *e)
 
 	for (size_t i = 0; was && i < e->nslots; i++) {
 		const struct st_slot *s = e->slots[i];
+		struct st_slot_info info;
 
+		st_slot_info(s, &info);
 		was[i].busy = st_slot_state_busy(s->state);
 		was[i].handled = s->handled;
-		was[i].word = st_slot_word(s, st_slot_ms_in_state(s, now));
+		was[i].word = st_slot_word(&info, st_slot_ms_in_state(s, now));
 	}
 	for (size_t i = 0; i < e->nslots; i++)
 		st_slot_stop(e->slots[i]);

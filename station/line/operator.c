@@ -243,7 +243,7 @@ const char *st_slot_kind_name(enum st_slot_kind k)
 	return (unsigned)k < ST_KIND_COUNT ? names[k] : "?";
 }
 
-enum st_slot_kind st_slot_kind_of(const struct st_slot *s)
+enum st_slot_kind st_slot_kind_of(const struct st_slot_info *s)
 {
 	switch (s->state) {
 	case ST_SLOT_OFFLINE:
@@ -268,7 +268,7 @@ enum st_slot_kind st_slot_kind_of(const struct st_slot *s)
 	}
 }
 
-const char *st_slot_word(const struct st_slot *s, double ms_in_state)
+const char *st_slot_word(const struct st_slot_info *s, double ms_in_state)
 {
 	enum st_slot_kind k = st_slot_kind_of(s);
 
@@ -282,7 +282,7 @@ const char *st_slot_word(const struct st_slot *s, double ms_in_state)
 	case ST_SLOT_WAITING:
 		/* "no answer" for a silent port; a line with bytes but no frame says so in its
 		 * note and is not silent. */
-		return ms_in_state >= ST_SILENT_MS && !st_slot_note(s)[0] ? "no answer" : "waiting";
+		return ms_in_state >= ST_SILENT_MS && !s->note[0] ? "no answer" : "waiting";
 	case ST_SLOT_HELLO:
 		return "hello";
 	case ST_SLOT_PROFILE:
@@ -313,7 +313,7 @@ const char *st_slot_word(const struct st_slot *s, double ms_in_state)
 	}
 }
 
-int st_slot_is_stuck(const struct st_slot *s, enum st_slot_kind k, double ms, int paused)
+int st_slot_is_stuck(const struct st_slot_info *s, enum st_slot_kind k, double ms, int paused)
 {
 	if (k != ST_KIND_BUSY || ms < ST_STUCK_MS)
 		return 0;
@@ -321,10 +321,10 @@ int st_slot_is_stuck(const struct st_slot *s, enum st_slot_kind k, double ms, in
 	return !(s->state == ST_SLOT_QUEUED && paused);
 }
 
-enum st_attention st_slot_attention(const struct st_slot *s, enum st_slot_kind k, double ms,
+enum st_attention st_slot_attention(const struct st_slot_info *s, enum st_slot_kind k, double ms,
 				    int paused)
 {
-	const char *note = st_slot_note(s);
+	const char *note = s->note;
 
 	if (k == ST_KIND_FAIL)
 		return ST_ATT_FAILED;
@@ -358,7 +358,7 @@ const char *st_attention_name(enum st_attention a)
 	}
 }
 
-const char *st_slot_reason(const struct st_slot *s)
+const char *st_slot_reason(const struct st_slot_info *s)
 {
 	return s->last_code < 0 ? st_errname(s->last_code) : NULL;
 }

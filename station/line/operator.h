@@ -15,7 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct st_slot;
+struct st_slot_info;
 
 /* ---- Failures -------------------------------------------------------------------------- */
 
@@ -83,16 +83,16 @@ enum st_slot_kind {
 /* "offline", "waiting", "busy", "pass", "fail", "stopped". */
 const char *st_slot_kind_name(enum st_slot_kind k);
 
-enum st_slot_kind st_slot_kind_of(const struct st_slot *s);
+enum st_slot_kind st_slot_kind_of(const struct st_slot_info *s);
 
 /* The word for the slot's state as the operator reads it: "PASS", "FAIL", "hello", "csr",
  * "queued", "write", "commit", "verify", "done", "waiting", "no answer" (waiting for
  * ms_in_state >= ST_SILENT_MS), "offline", "left", "stopped". At most 9 columns. */
-const char *st_slot_word(const struct st_slot *s, double ms_in_state);
+const char *st_slot_word(const struct st_slot_info *s, double ms_in_state);
 
 /* Whether a slot of kind k that has been ms in its state is stuck (paused: the signing pool
  * waits for the HSM or the ledger). */
-int st_slot_is_stuck(const struct st_slot *s, enum st_slot_kind k, double ms, int paused);
+int st_slot_is_stuck(const struct st_slot_info *s, enum st_slot_kind k, double ms, int paused);
 
 /* Why a slot needs the operator, most urgent first. */
 enum st_attention {
@@ -105,14 +105,14 @@ enum st_attention {
 };
 
 /* Whether and why the slot (of kind k, ms in its state) is listed for the operator. */
-enum st_attention st_slot_attention(const struct st_slot *s, enum st_slot_kind k, double ms,
+enum st_attention st_slot_attention(const struct st_slot_info *s, enum st_slot_kind k, double ms,
 				    int paused);
 
 /* "failed", "stuck", "busy", "problem"; NULL for ST_ATT_NONE. */
 const char *st_attention_name(enum st_attention a);
 
 /* The failure reason (code name) of the slot's last board, or NULL when it has none. */
-const char *st_slot_reason(const struct st_slot *s);
+const char *st_slot_reason(const struct st_slot_info *s);
 
 /* ---- Throughput ------------------------------------------------------------------------ */
 

@@ -649,5 +649,25 @@ void st_slot_info(const struct st_slot *s, struct st_slot_info *out)
 	memcpy(out->device_id, s->device_id, sizeof(out->device_id));
 	memcpy(out->last_error, s->last_error, sizeof(out->last_error));
 	out->last_pass = s->last_pass;
+	out->last_code = s->last_code;
+	out->handled = s->handled;
+	out->passed = s->passed;
 	st_msgf(out->note, sizeof(out->note), "%s", st_slot_note(s));
+	st_msgf(out->path, sizeof(out->path), "%s", s->path ? s->path : "");
+	out->board = s->board;
+	{
+		size_t first = ST_SLOT_CONSOLE - s->con_head;
+
+		/* The ring, oldest byte first. */
+		if (first > s->con_len)
+			first = s->con_len;
+		memcpy(out->console, s->console + s->con_head, first);
+		memcpy(out->console + first, s->console, s->con_len - first);
+		out->console_len = s->con_len;
+	}
+}
+
+double st_slot_info_ms(const struct st_slot_info *i, uint64_t now)
+{
+	return now > i->since ? (double)(now - i->since) / 1e6 : 0;
 }

@@ -283,8 +283,18 @@ struct st_slot_info {
 	char device_id[sizeof(((struct st_slot *)0)->device_id)];
 	char last_error[sizeof(((struct st_slot *)0)->last_error)];
 	int last_pass;  /* outcome of the last finished board: 1 pass, 0 fail, -1 none */
-	char note[32];  /* st_slot_note() */
+	int last_code;  /* ST_E_* the last board failed with; 0: none */
+	uint64_t handled; /* boards finished on this slot (pass or fail) */
+	uint64_t passed;
+	char note[sizeof(((struct st_slot *)0)->line_note)]; /* st_slot_note() */
+	char path[4096]; /* the configured port */
+	struct st_slot_board board; /* the board in the slot */
+	char console[ST_SLOT_CONSOLE]; /* the console ring, oldest byte first */
+	size_t console_len;
 };
+
+/* Milliseconds the slot of *i had been in its state at now. */
+double st_slot_info_ms(const struct st_slot_info *i, uint64_t now);
 
 /* Copies what s shows into *out. Loop thread. */
 void st_slot_info(const struct st_slot *s, struct st_slot_info *out);

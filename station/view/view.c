@@ -45,7 +45,7 @@ struct vline {
 
 /* A slot listed under "attention", and why (most urgent first). */
 struct att {
-	const struct st_slot *s;
+	const struct st_slot_info *s;
 	enum st_attention why;
 	double ms;
 };
@@ -244,7 +244,7 @@ static void line_begin(struct st_view_screen *sc)
 /* ---- Slots -------------------------------------------------------------------------- */
 
 /* One character per slot in the grid; the legend says what each means. */
-static char glyph(const struct st_slot *s, enum st_slot_kind k, int stuck)
+static char glyph(const struct st_slot_info *s, enum st_slot_kind k, int stuck)
 {
 	switch (k) {
 	case ST_KIND_OFFLINE:
@@ -322,7 +322,7 @@ static int is_digit(char c)
 	return c >= '0' && c <= '9';
 }
 
-static void measure_names(struct st_view_screen *sc, struct st_slot *const *slots, size_t n)
+static void measure_names(struct st_view_screen *sc, const struct st_slot_info *const *slots, size_t n)
 {
 	size_t prefix, minlen = (size_t)-1;
 	int w = 4, sw = 1;
@@ -363,7 +363,7 @@ static void measure_names(struct st_view_screen *sc, struct st_slot *const *slot
 }
 
 /* The slot's name without the common prefix; the last max characters when longer. */
-static const char *short_name(const struct st_view_screen *sc, const struct st_slot *s, int max)
+static const char *short_name(const struct st_view_screen *sc, const struct st_slot_info *s, int max)
 {
 	const char *p = s->name + sc->prefix;
 	size_t len = strlen(p);
@@ -405,9 +405,9 @@ static int survey(struct st_view_screen *sc, const struct st_view_input *in, str
 		sc->att_cap = in->nslots;
 	}
 	for (size_t i = 0; i < in->nslots; i++) {
-		const struct st_slot *s = in->slots[i];
+		const struct st_slot_info *s = in->slots[i];
 		enum st_slot_kind k = st_slot_kind_of(s);
-		double ms = st_slot_ms_in_state(s, in->now);
+		double ms = st_slot_info_ms(s, in->now);
 		struct att *a = &sc->att[c->natt];
 
 		switch (k) {
@@ -591,7 +591,7 @@ static const int class_attr[ST_ACTION_NCLASSES] = {
 
 /* A failed slot's cause, the reason first, then its action ("CSR self-signature does not
  * verify: swap board"), then what the failure said besides, as far as the line has room. */
-static void cause(struct st_view_screen *sc, const struct st_slot *s)
+static void cause(struct st_view_screen *sc, const struct st_slot_info *s)
 {
 	const struct st_action *a = st_action_for(st_slot_reason(s));
 	const char *detail = st_action_detail(s->last_error);
@@ -678,11 +678,11 @@ static void table(struct st_view_screen *sc, const struct st_view_input *in)
 	field(sc, "TIME", 5, 1);
 	text(sc, " CAUSE");
 	for (size_t i = 0; i < in->nslots; i++) {
-		const struct st_slot *s = in->slots[i];
+		const struct st_slot_info *s = in->slots[i];
 		enum st_slot_kind k = st_slot_kind_of(s);
-		double ms = st_slot_ms_in_state(s, in->now);
+		double ms = st_slot_info_ms(s, in->now);
 		int stuck = st_slot_is_stuck(s, k, ms, in->pool && in->pool->paused);
-		const char *note = st_slot_note(s);
+		const char *note = s->note;
 		char t[16];
 
 		line_begin(sc);
@@ -752,9 +752,9 @@ static void legend(struct st_view_screen *sc, const struct st_view_input *in)
 static void cell_glyph(struct st_view_screen *sc, const struct st_view_input *in, size_t i,
 		       int with_name, int sw)
 {
-	const struct st_slot *s = in->slots[i];
+	const struct st_slot_info *s = in->slots[i];
 	enum st_slot_kind k = st_slot_kind_of(s);
-	int stuck = st_slot_is_stuck(s, k, st_slot_ms_in_state(s, in->now),
+	int stuck = st_slot_is_stuck(s, k, st_slot_info_ms(s, in->now),
 				     in->pool && in->pool->paused);
 	char g = glyph(s, k, stuck);
 
@@ -877,7 +877,7 @@ static void attention(struct st_view_screen *sc, const struct counts *c, int lin
 		devw = 8;
 	for (int i = 0; i < shown; i++) {
 		const struct att *a = &sc->att[i];
-		const struct st_slot *s = a->s;
+		const struct st_slot_info *s = a->s;
 		const char *word = st_slot_word(s, a->ms);
 		char t[16];
 
@@ -911,11 +911,11 @@ static void attention(struct st_view_screen *sc, const struct counts *c, int lin
 			break;
 		case ST_ATT_STUCK:
 			textf(sc, "in %s for %s", word, t);
-			if (st_slot_note(s)[0])
-				textf(sc, " (%s)", st_slot_note(s));
+			if (s->note[0])
+				textf(sc, " (%s)", s->note);
 			break;
 		case ST_ATT_NOTE:
-			textf(sc, "in %s: %s", word, st_slot_note(s));
+			textf(sc, "in %s: %s", word, s->note);
 			break;
 		default:
 			text(sc, s->last_error);

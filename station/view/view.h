@@ -34,7 +34,7 @@
 
 struct st_view;
 struct st_view_input;
-struct st_slot;
+struct st_slot_info;
 struct st_tally;
 struct st_pool_stats;
 struct st_auth_set;
@@ -67,7 +67,7 @@ struct st_view_event {
 /* What one frame shows. Everything is borrowed for the call. */
 struct st_view_input {
 	const char *station;
-	struct st_slot *const *slots;
+	const struct st_slot_info *const *slots;
 	size_t nslots;
 	const struct st_tally *tally;
 	const struct st_pool_stats *pool; /* NULL: the pool is closed */

@@ -40,7 +40,7 @@ int main(int argc, char **argv)
 		ST_SLOT_SIGNED,	 ST_SLOT_COMMITTED, ST_SLOT_LEAVING, ST_SLOT_FAILED,
 	};
 	size_t n = 1024, frames = 2000;
-	struct st_slot **slots;
+	struct st_slot_info **slots;
 	struct st_tally tally;
 	struct st_reason_count reasons[3];
 	struct st_pool_stats pool;
@@ -98,7 +98,7 @@ int main(int argc, char **argv)
 	}
 	memset(&in, 0, sizeof(in));
 	in.station = "line-1";
-	in.slots = slots;
+	in.slots = (const struct st_slot_info *const *)slots;
 	in.nslots = n;
 	in.tally = &tally;
 	in.pool = &pool;
@@ -117,7 +117,7 @@ int main(int argc, char **argv)
 			/* A quarter of a second later; a few slots move on. */
 			in.now = base + (uint64_t)(f + 1) * 250000000ull;
 			for (size_t k = 0; k < n / 16; k++) {
-				struct st_slot *s = slots[(f * 7 + k * 16) % n];
+				struct st_slot_info *s = slots[(f * 7 + k * 16) % n];
 
 				s->state = states[(f + k) % (sizeof(states) / sizeof(states[0]))];
 				s->since = in.now - (uint64_t)(k % 40) * 1000000000ull;

@@ -49,7 +49,7 @@ struct fx {
 	struct st_profiles *profiles;
 	struct st_http *http;
 	struct st_console *console;
-	struct st_slot *slots[NSLOTS];
+	struct st_slot_info *slots[NSLOTS];
 	struct st_tally tally;
 	int stopping;
 	const char *pause; /* the pool reports a pause with this reason */
@@ -67,12 +67,12 @@ struct client {
 
 /* ---- The station's side ---------------------------------------------------------------- */
 
-static struct st_slot *const *src_slots(void *arg, size_t *n)
+static const struct st_slot_info *const *src_slots(void *arg, size_t *n)
 {
 	struct fx *fx = arg;
 
 	*n = NSLOTS;
-	return fx->slots;
+	return (const struct st_slot_info *const *)fx->slots;
 }
 
 static const struct st_tally *src_tally(void *arg)
@@ -147,7 +147,7 @@ static int setup(void **state)
 	}
 	fx->port = (unsigned short)atoi(strrchr(st_http_url(fx->http), ':') + 1);
 	for (int i = 0; i < NSLOTS; i++) {
-		struct st_slot *s = calloc(1, sizeof(*s));
+		struct st_slot_info *s = calloc(1, sizeof(*s));
 
 		if (!s)
 			return -1;
@@ -532,7 +532,7 @@ static void test_resources(void **state)
 
 	/* A slot: its console bytes as printable text, whatever the board sent. */
 	memcpy(fx->slots[1]->console, "boot\x1b[2J\xff\n<script>", 18);
-	fx->slots[1]->con_len = 18;
+	fx->slots[1]->console_len = 18;
 	assert_int_equal(request(fx, "GET", "/console/slot?name=A1", &body), 200);
 	o = json_loads(body, 0, NULL);
 	assert_non_null(o);

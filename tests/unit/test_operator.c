@@ -106,7 +106,7 @@ static void test_detail(void **state)
 
 static void test_words(void **state)
 {
-	struct st_slot s;
+	struct st_slot_info s;
 
 	(void)state;
 	memset(&s, 0, sizeof(s));

@@ -26,7 +26,7 @@
 #define SEC 1000000000ull
 
 struct fixture {
-	struct st_slot **slots;
+	struct st_slot_info **slots;
 	size_t n;
 	struct st_tally tally;
 	struct st_reason_count reasons[8];
@@ -51,7 +51,7 @@ static struct fixture *fixture_new(size_t n, const char *prefix)
 	f->slots = calloc(n ? n : 1, sizeof(*f->slots));
 	assert_non_null(f->slots);
 	for (size_t i = 0; i < n; i++) {
-		struct st_slot *s = calloc(1, sizeof(*s));
+		struct st_slot_info *s = calloc(1, sizeof(*s));
 
 		assert_non_null(s);
 		s->idx = (unsigned)i;
@@ -92,7 +92,7 @@ static struct fixture *fixture_new(size_t n, const char *prefix)
 			 prefix, i);
 	}
 	f->in.station = "line-1";
-	f->in.slots = f->slots;
+	f->in.slots = (const struct st_slot_info *const *)f->slots;
 	f->in.nslots = n;
 	f->in.tally = &f->tally;
 	f->in.pool = &f->pool;
@@ -394,7 +394,7 @@ static void test_causes_80(void **state)
 
 		for (size_t i = 0; i < st_action_count(); i++) {
 			const struct st_action *a = st_action_at(i);
-			struct st_slot *s = f->slots[5];
+			struct st_slot_info *s = f->slots[5];
 			char want[128], line[512], *all;
 			int n, code = 0;
 
