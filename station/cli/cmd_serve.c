@@ -270,7 +270,7 @@ int st_cmd_serve(int argc, char **argv)
 	if (s.cfg->http.enabled ? s.cfg->http.console : defaults.console) {
 		struct st_console_source src = {
 			s.station, s.cfg->ledger, NULL, NULL, console_pool, console_stopping,
-			console_started, &s,
+			console_started, NULL, &s,
 		};
 
 		if (st_console_new(&s.loop, &src, &s.console) < 0) {

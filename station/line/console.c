@@ -711,7 +711,12 @@ static void handle_slot(struct st_console *c, struct st_http *h, h2o_req_t *req)
 					      printable_str(s->board.fw), "key",
 					      printable_str(s->board.key), "device_id",
 					      printable_str(s->board.dev)));
-		json_object_set_new(o, "console", printable(s->console, s->console_len));
+		char *log = malloc(ST_SLOT_CONSOLE);
+		size_t n = log && c->src.console_log ?
+				   c->src.console_log(c->src.arg, s->idx, log, ST_SLOT_CONSOLE) : 0;
+
+		json_object_set_new(o, "console", printable(log ? log : "", n));
+		free(log);
 	}
 	body = o ? json_dumps(o, JSON_INDENT(1)) : NULL;
 	json_decref(o);

@@ -58,6 +58,9 @@ struct st_console_source {
 	int (*pool_stats)(void *arg, struct st_pool_stats *out);
 	int (*stopping)(void *arg);
 	uint64_t (*started)(void *arg); /* uv_hrtime() the run started */
+	/* Copies slot idx's console log into buf (cap bytes) and returns its length (0: none).
+	 * NULL: no slots. */
+	size_t (*console_log)(void *arg, unsigned idx, char *buf, size_t cap);
 	void *arg;
 };
 

@@ -173,11 +173,18 @@ static uint64_t console_started(void *arg)
 	return st_engine_started(arg);
 }
 
+static size_t console_log(void *arg, unsigned idx, char *buf, size_t cap)
+{
+	struct st_engine *e = arg;
+
+	return idx < e->nslots ? st_slot_console(e->slots[idx], buf, cap) : 0;
+}
+
 static int start_console(struct st_engine *e, char *err, size_t errlen)
 {
 	struct st_console_source src = {
-		e->station,	  e->cfg->ledger,   console_slots,   console_tally,
-		console_pool,	  console_stopping, console_started, e,
+		e->station,	  e->cfg->ledger,   console_slots,	   console_tally,
+		console_pool,	  console_stopping, console_started, console_log, e,
 	};
 
 	if (st_console_new(&e->loop, &src, &e->console) < 0)

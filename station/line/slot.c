@@ -655,16 +655,20 @@ void st_slot_info(const struct st_slot *s, struct st_slot_info *out)
 	st_msgf(out->note, sizeof(out->note), "%s", st_slot_note(s));
 	st_msgf(out->path, sizeof(out->path), "%s", s->path ? s->path : "");
 	out->board = s->board;
-	{
-		size_t first = ST_SLOT_CONSOLE - s->con_head;
+}
 
-		/* The ring, oldest byte first. */
-		if (first > s->con_len)
-			first = s->con_len;
-		memcpy(out->console, s->console + s->con_head, first);
-		memcpy(out->console + first, s->console, s->con_len - first);
-		out->console_len = s->con_len;
-	}
+size_t st_slot_console(const struct st_slot *s, char *buf, size_t cap)
+{
+	size_t n = s->con_len < cap ? s->con_len : cap;
+	/* The ring, oldest byte first (the oldest that fit when cap is short). */
+	size_t start = (s->con_head + (s->con_len - n)) % ST_SLOT_CONSOLE;
+	size_t first = ST_SLOT_CONSOLE - start;
+
+	if (first > n)
+		first = n;
+	memcpy(buf, s->console + start, first);
+	memcpy(buf + first, s->console, n - first);
+	return n;
 }
 
 double st_slot_info_ms(const struct st_slot_info *i, uint64_t now)

@@ -289,14 +289,16 @@ struct st_slot_info {
 	char note[sizeof(((struct st_slot *)0)->line_note)]; /* st_slot_note() */
 	char path[4096]; /* the configured port */
 	struct st_slot_board board; /* the board in the slot */
-	char console[ST_SLOT_CONSOLE]; /* the console ring, oldest byte first */
-	size_t console_len;
 };
 
 /* Milliseconds the slot of *i had been in its state at now. */
 double st_slot_info_ms(const struct st_slot_info *i, uint64_t now);
 
-/* Copies what s shows into *out. Loop thread. */
+/* Copies what s shows into *out (not its console: st_slot_console()). Loop thread. */
 void st_slot_info(const struct st_slot *s, struct st_slot_info *out);
+
+/* Copies s's console ring, oldest byte first, into buf (cap bytes; ST_SLOT_CONSOLE hold it
+ * all) and returns the bytes copied. Loop thread. */
+size_t st_slot_console(const struct st_slot *s, char *buf, size_t cap);
 
 #endif
