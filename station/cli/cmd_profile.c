@@ -70,15 +70,18 @@ static void check_usage(FILE *out)
 static void render_usage(FILE *out)
 {
 	fprintf(out,
-		"usage: station profile render FILE --device-id ID --hardware-id HW\n"
+		"usage: station profile render FILE --device-id ID --hardware-id HW [--sku SKU]\n"
 		"         [--cert FILE] [--chain FILE] [--root FILE]\n"
 		"         [--config-dir DIR] [--override SECTION.KEY=VALUE]... [--out DIR]\n"
 		"\n"
 		"Renders every file profile FILE writes to a board, byte for byte as the\n"
-		"board would receive it. Nothing is signed and no board is touched.\n"
+		"board would receive it. Nothing is signed and no board is touched. The\n"
+		"certificate subject the board's CSR must carry is written to stderr, with a\n"
+		"warning when the profile would not be chosen for this hardware id and sku.\n"
 		"\n"
 		"  --device-id ID        the board's device id (checked against the profile)\n"
 		"  --hardware-id HW      the hardware id the board reports\n"
+		"  --sku SKU             the sku the board reports (checked against match.sku)\n"
 		"  --cert FILE           the board's certificate (PEM); without it a placeholder\n"
 		"                        block marked PLACEHOLDER stands in\n"
 		"  --chain FILE          the device CA certificate(s) above it (PEM; placeholder)\n"
@@ -243,11 +246,44 @@ static int add_override(struct st_sota_overrides *o, const char *arg)
 	return rc;
 }
 
+/* Says on stderr which subject the board's CSR must carry for this profile, and warns
+ * when the profile would not be the one chosen for a board reporting hwid and sku. */
+static void explain_board(const struct st_profile *p, const char *file, const char *device_id,
+			  const char *hwid, const char *sku)
+{
+	const struct st_policy *pol = &p->policy;
+
+	fprintf(stderr,
+		"station profile render: the board's CSR must have the subject CN=%s, OU=%s%s\n",
+		device_id, pol->factory[0] ? pol->factory : "(the station CA's OU)",
+		pol->production ? ", businessCategory=production" : "");
+	if (p->match_sku && !sku)
+		fprintf(stderr,
+			"station profile render: warning: %s applies only to boards reporting sku "
+			"'%s'; no --sku given\n",
+			file, p->match_sku);
+	else if (p->match_sku && strcmp(sku, p->match_sku) != 0)
+		fprintf(stderr,
+			"station profile render: warning: --sku '%s' does not match %s: its "
+			"match.sku is '%s'\n",
+			sku, file, p->match_sku);
+	if (!st_profile_matches(p, hwid, p->match_sku)) {
+		fprintf(stderr,
+			"station profile render: warning: --hardware-id '%s' does not match %s: "
+			"its match.hardware_ids are",
+			hwid, file);
+		for (size_t i = 0; i < p->n_match_hardware_ids; i++)
+			fprintf(stderr, "%s'%s'", i ? ", " : " ", p->match_hardware_ids[i]);
+		fprintf(stderr, "%s\n", p->n_match_hardware_ids ? "" : " empty");
+	}
+}
+
 static int cmd_render(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "device-id", required_argument, NULL, 'd' },
 		{ "hardware-id", required_argument, NULL, 'w' },
+		{ "sku", required_argument, NULL, 's' },
 		{ "cert", required_argument, NULL, 'c' },
 		{ "chain", required_argument, NULL, 'C' },
 		{ "root", required_argument, NULL, 'r' },
@@ -257,7 +293,7 @@ static int cmd_render(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *device_id = NULL, *hwid = NULL, *cert = NULL, *chain = NULL, *root = NULL;
+	const char *device_id = NULL, *hwid = NULL, *sku = NULL, *cert = NULL, *chain = NULL, *root = NULL;
 	const char *config_dir = NULL, *outdir = NULL, *file;
 	char *pem[3] = { NULL, NULL, NULL };
 	struct st_sota_overrides ov = { 0 };
@@ -277,6 +313,9 @@ static int cmd_render(int argc, char **argv)
 			break;
 		case 'w':
 			hwid = optarg;
+			break;
+		case 's':
+			sku = optarg;
 			break;
 		case 'c':
 			cert = optarg;
@@ -324,6 +363,7 @@ static int cmd_render(int argc, char **argv)
 		fprintf(stderr, "%s\n", err);
 		goto out;
 	}
+	explain_board(p, file, device_id, hwid, sku);
 	memset(&in, 0, sizeof(in));
 	in.device_id = device_id;
 	in.hardware_id = hwid;
