@@ -10,7 +10,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "ca.h"
 #include "commands.h"
+#include "config.h"
 #include "err.h"
 #include "profile.h"
 #include "sota.h"
@@ -53,7 +55,7 @@ static void profile_usage(FILE *out)
 static void check_usage(FILE *out)
 {
 	fprintf(out,
-		"usage: station profile check FILE|DIR...\n"
+		"usage: station profile check [-c STATION.yaml] FILE|DIR...\n"
 		"\n"
 		"Loads each profile (following 'extends') and checks everything the station\n"
 		"checks before it touches a board: keys and their types, ranges and allowed\n"
@@ -63,6 +65,8 @@ static void check_usage(FILE *out)
 		"'FILE: ok'.\n"
 		"A directory is checked as the station loads it: every *.yaml in it, and no two\n"
 		"profiles with the same sku or matching the same board.\n"
+		"With -c, each profile is also checked against the CA of that station\n"
+		"configuration: its factory must be the CA certificate's OU.\n"
 		"\n"
 		"Exit status: 0 when every profile is valid, 1 when any is not, 2 on bad usage.\n");
 }
@@ -97,21 +101,55 @@ static void render_usage(FILE *out)
 		"Exit status: 0 when every file was rendered, 1 otherwise, 2 on bad usage.\n");
 }
 
+/* Checks profile p (loaded from name) against the station's CA: its factory must be the CA
+ * certificate's OU, or every CSR would be refused. (Every key algorithm a profile may allow
+ * is an EC key, which the CA certifies whatever its own curve.) Returns 0, or 1 with a line
+ * on stderr. */
+static int check_against_ca(const struct st_profile *p, const char *name, const struct st_ca *ca)
+{
+	if (p->policy.factory[0] && strcmp(p->policy.factory, ca->ou) != 0) {
+		fprintf(stderr,
+			"%s: factory '%s' is not the station CA's OU '%s'; every CSR for this "
+			"profile would be refused\n",
+			name, p->policy.factory, ca->ou);
+		return 1;
+	}
+	return 0;
+}
+
 static int cmd_check(int argc, char **argv)
 {
-	int bad = 0;
+	const char *config = NULL;
+	struct st_config *cfg = NULL;
+	struct st_ca *ca = NULL;
+	int bad = 0, first = 1;
 
-	if (argc < 2) {
-		check_usage(stderr);
-		return 2;
-	}
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
 			check_usage(stdout);
 			return 0;
 		}
 	}
-	for (int i = 1; i < argc; i++) {
+	if (argc >= 3 && (strcmp(argv[1], "-c") == 0 || strcmp(argv[1], "--config") == 0)) {
+		config = argv[2];
+		first = 3;
+	}
+	if (argc <= first) {
+		check_usage(stderr);
+		return 2;
+	}
+	if (config) {
+		char err[1024];
+
+		if (st_config_load(config, stderr, &cfg, err, sizeof(err)) < 0 ||
+		    st_ca_load(cfg->ca.cert, cfg->ca.chain, cfg->ca.root, &ca, err,
+			       sizeof(err)) < 0) {
+			fprintf(stderr, "%s\n", err);
+			st_config_free(cfg);
+			return 1;
+		}
+	}
+	for (int i = first; i < argc; i++) {
 		const struct st_profile *p = NULL;
 		struct stat st;
 		char err[512];
@@ -127,7 +165,17 @@ static int cmd_check(int argc, char **argv)
 				bad = 1;
 				continue;
 			}
-			printf("%s: ok (%zu profiles)\n", argv[i], st_profile_set_count(set));
+			for (size_t k = 0; ca && k < st_profile_set_count(set); k++) {
+				const struct st_profile *sp = st_profile_set_get(set, k);
+
+				if (check_against_ca(sp, sp->path ? sp->path : argv[i], ca))
+					rc = 1;
+			}
+			if (rc == 0)
+				printf("%s: ok (%zu profiles)\n", argv[i],
+				       st_profile_set_count(set));
+			else
+				bad = 1;
 			st_profile_set_free(set);
 			continue;
 		}
@@ -137,10 +185,15 @@ static int cmd_check(int argc, char **argv)
 			bad = 1;
 			continue;
 		}
-		printf("%s: ok (sku %s, %zu file%s)\n", argv[i], p->sku, p->n_files,
-		       p->n_files == 1 ? "" : "s");
+		if (ca && check_against_ca(p, argv[i], ca))
+			bad = 1;
+		else
+			printf("%s: ok (sku %s, %zu file%s)\n", argv[i], p->sku, p->n_files,
+			       p->n_files == 1 ? "" : "s");
 		st_profile_free(p);
 	}
+	st_ca_free(ca);
+	st_config_free(cfg);
 	return bad;
 }
 
