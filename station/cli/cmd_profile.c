@@ -10,7 +10,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "ca.h"
 #include "commands.h"
+#include "config.h"
 #include "err.h"
 #include "profile.h"
 #include "sota.h"
@@ -53,7 +55,7 @@ static void profile_usage(FILE *out)
 static void check_usage(FILE *out)
 {
 	fprintf(out,
-		"usage: station profile check FILE|DIR...\n"
+		"usage: station profile check [-c STATION.yaml] FILE|DIR...\n"
 		"\n"
 		"Loads each profile (following 'extends') and checks everything the station\n"
 		"checks before it touches a board: keys and their types, ranges and allowed\n"
@@ -63,6 +65,8 @@ static void check_usage(FILE *out)
 		"'FILE: ok'.\n"
 		"A directory is checked as the station loads it: every *.yaml in it, and no two\n"
 		"profiles with the same sku or matching the same board.\n"
+		"With -c, each profile is also checked against the CA of that station\n"
+		"configuration: its factory must be the CA certificate's OU.\n"
 		"\n"
 		"Exit status: 0 when every profile is valid, 1 when any is not, 2 on bad usage.\n");
 }
@@ -70,15 +74,18 @@ static void check_usage(FILE *out)
 static void render_usage(FILE *out)
 {
 	fprintf(out,
-		"usage: station profile render FILE --device-id ID --hardware-id HW\n"
+		"usage: station profile render FILE --device-id ID --hardware-id HW [--sku SKU]\n"
 		"         [--cert FILE] [--chain FILE] [--root FILE]\n"
 		"         [--config-dir DIR] [--override SECTION.KEY=VALUE]... [--out DIR]\n"
 		"\n"
 		"Renders every file profile FILE writes to a board, byte for byte as the\n"
-		"board would receive it. Nothing is signed and no board is touched.\n"
+		"board would receive it. Nothing is signed and no board is touched. The\n"
+		"certificate subject the board's CSR must carry is written to stderr, with a\n"
+		"warning when the profile would not be chosen for this hardware id and sku.\n"
 		"\n"
 		"  --device-id ID        the board's device id (checked against the profile)\n"
 		"  --hardware-id HW      the hardware id the board reports\n"
+		"  --sku SKU             the sku the board reports (checked against match.sku)\n"
 		"  --cert FILE           the board's certificate (PEM); without it a placeholder\n"
 		"                        block marked PLACEHOLDER stands in\n"
 		"  --chain FILE          the device CA certificate(s) above it (PEM; placeholder)\n"
@@ -94,21 +101,55 @@ static void render_usage(FILE *out)
 		"Exit status: 0 when every file was rendered, 1 otherwise, 2 on bad usage.\n");
 }
 
+/* Checks profile p (loaded from name) against the station's CA: its factory must be the CA
+ * certificate's OU, or every CSR would be refused. (Every key algorithm a profile may allow
+ * is an EC key, which the CA certifies whatever its own curve.) Returns 0, or 1 with a line
+ * on stderr. */
+static int check_against_ca(const struct st_profile *p, const char *name, const struct st_ca *ca)
+{
+	if (p->policy.factory[0] && strcmp(p->policy.factory, ca->ou) != 0) {
+		fprintf(stderr,
+			"%s: factory '%s' is not the station CA's OU '%s'; every CSR for this "
+			"profile would be refused\n",
+			name, p->policy.factory, ca->ou);
+		return 1;
+	}
+	return 0;
+}
+
 static int cmd_check(int argc, char **argv)
 {
-	int bad = 0;
+	const char *config = NULL;
+	struct st_config *cfg = NULL;
+	struct st_ca *ca = NULL;
+	int bad = 0, first = 1;
 
-	if (argc < 2) {
-		check_usage(stderr);
-		return 2;
-	}
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
 			check_usage(stdout);
 			return 0;
 		}
 	}
-	for (int i = 1; i < argc; i++) {
+	if (argc >= 3 && (strcmp(argv[1], "-c") == 0 || strcmp(argv[1], "--config") == 0)) {
+		config = argv[2];
+		first = 3;
+	}
+	if (argc <= first) {
+		check_usage(stderr);
+		return 2;
+	}
+	if (config) {
+		char err[1024];
+
+		if (st_config_load(config, stderr, &cfg, err, sizeof(err)) < 0 ||
+		    st_ca_load(cfg->ca.cert, cfg->ca.chain, cfg->ca.root, &ca, err,
+			       sizeof(err)) < 0) {
+			fprintf(stderr, "%s\n", err);
+			st_config_free(cfg);
+			return 1;
+		}
+	}
+	for (int i = first; i < argc; i++) {
 		const struct st_profile *p = NULL;
 		struct stat st;
 		char err[512];
@@ -124,7 +165,17 @@ static int cmd_check(int argc, char **argv)
 				bad = 1;
 				continue;
 			}
-			printf("%s: ok (%zu profiles)\n", argv[i], st_profile_set_count(set));
+			for (size_t k = 0; ca && k < st_profile_set_count(set); k++) {
+				const struct st_profile *sp = st_profile_set_get(set, k);
+
+				if (check_against_ca(sp, sp->path ? sp->path : argv[i], ca))
+					rc = 1;
+			}
+			if (rc == 0)
+				printf("%s: ok (%zu profiles)\n", argv[i],
+				       st_profile_set_count(set));
+			else
+				bad = 1;
 			st_profile_set_free(set);
 			continue;
 		}
@@ -134,10 +185,15 @@ static int cmd_check(int argc, char **argv)
 			bad = 1;
 			continue;
 		}
-		printf("%s: ok (sku %s, %zu file%s)\n", argv[i], p->sku, p->n_files,
-		       p->n_files == 1 ? "" : "s");
+		if (ca && check_against_ca(p, argv[i], ca))
+			bad = 1;
+		else
+			printf("%s: ok (sku %s, %zu file%s)\n", argv[i], p->sku, p->n_files,
+			       p->n_files == 1 ? "" : "s");
 		st_profile_free(p);
 	}
+	st_ca_free(ca);
+	st_config_free(cfg);
 	return bad;
 }
 
@@ -243,11 +299,44 @@ static int add_override(struct st_sota_overrides *o, const char *arg)
 	return rc;
 }
 
+/* Says on stderr which subject the board's CSR must carry for this profile, and warns
+ * when the profile would not be the one chosen for a board reporting hwid and sku. */
+static void explain_board(const struct st_profile *p, const char *file, const char *device_id,
+			  const char *hwid, const char *sku)
+{
+	const struct st_policy *pol = &p->policy;
+
+	fprintf(stderr,
+		"station profile render: the board's CSR must have the subject CN=%s, OU=%s%s\n",
+		device_id, pol->factory[0] ? pol->factory : "(the station CA's OU)",
+		pol->production ? ", businessCategory=production" : "");
+	if (p->match_sku && !sku)
+		fprintf(stderr,
+			"station profile render: warning: %s applies only to boards reporting sku "
+			"'%s'; no --sku given\n",
+			file, p->match_sku);
+	else if (p->match_sku && strcmp(sku, p->match_sku) != 0)
+		fprintf(stderr,
+			"station profile render: warning: --sku '%s' does not match %s: its "
+			"match.sku is '%s'\n",
+			sku, file, p->match_sku);
+	if (!st_profile_matches(p, hwid, p->match_sku)) {
+		fprintf(stderr,
+			"station profile render: warning: --hardware-id '%s' does not match %s: "
+			"its match.hardware_ids are",
+			hwid, file);
+		for (size_t i = 0; i < p->n_match_hardware_ids; i++)
+			fprintf(stderr, "%s'%s'", i ? ", " : " ", p->match_hardware_ids[i]);
+		fprintf(stderr, "%s\n", p->n_match_hardware_ids ? "" : " empty");
+	}
+}
+
 static int cmd_render(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "device-id", required_argument, NULL, 'd' },
 		{ "hardware-id", required_argument, NULL, 'w' },
+		{ "sku", required_argument, NULL, 's' },
 		{ "cert", required_argument, NULL, 'c' },
 		{ "chain", required_argument, NULL, 'C' },
 		{ "root", required_argument, NULL, 'r' },
@@ -257,7 +346,7 @@ static int cmd_render(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *device_id = NULL, *hwid = NULL, *cert = NULL, *chain = NULL, *root = NULL;
+	const char *device_id = NULL, *hwid = NULL, *sku = NULL, *cert = NULL, *chain = NULL, *root = NULL;
 	const char *config_dir = NULL, *outdir = NULL, *file;
 	char *pem[3] = { NULL, NULL, NULL };
 	struct st_sota_overrides ov = { 0 };
@@ -277,6 +366,9 @@ static int cmd_render(int argc, char **argv)
 			break;
 		case 'w':
 			hwid = optarg;
+			break;
+		case 's':
+			sku = optarg;
 			break;
 		case 'c':
 			cert = optarg;
@@ -324,6 +416,7 @@ static int cmd_render(int argc, char **argv)
 		fprintf(stderr, "%s\n", err);
 		goto out;
 	}
+	explain_board(p, file, device_id, hwid, sku);
 	memset(&in, 0, sizeof(in));
 	in.device_id = device_id;
 	in.hardware_id = hwid;

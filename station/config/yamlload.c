@@ -588,14 +588,88 @@ static void berror(struct builder *b, const yaml_mark_t *m, const char *fmt, ...
 	va_end(ap);
 }
 
-/* Turns libyaml's parser error into one message at its position, with friendlier words for
- * the mistakes authors make most (tabs, unclosed brackets). */
+/* Writes source line `line` of d under a syntax error, and a caret under column col (in
+ * characters), as "  TEXT" and "  ^": the author sees the mistake, not only its position.
+ * Tabs are copied into the caret's line so the caret stays under its character. */
+static void show_source(struct builder *b, int line, int col)
+{
+	const struct st_yl_doc *d = b->doc;
+	FILE *f = b->ctx->diag;
+	size_t bol = 0, eol;
+	int l = 1, c = 1;
+
+	if (!f || line < 1 || col < 1)
+		return;
+	if (d->len >= 3 && memcmp(d->src, "\xef\xbb\xbf", 3) == 0)
+		bol = 3;
+	for (size_t i = bol; i < d->len && l < line; i++) {
+		if (d->src[i] == '\n') {
+			l++;
+			bol = i + 1;
+		}
+	}
+	if (l < line)
+		return;
+	eol = bol;
+	while (eol < d->len && d->src[eol] != '\n' && d->src[eol] != '\r')
+		eol++;
+	if (eol - bol > 200)
+		eol = bol + 200;
+	fprintf(f, "  %.*s\n  ", (int)(eol - bol), d->src + bol);
+	for (size_t i = bol; i < eol && c < col; i++) {
+		if (((unsigned char)d->src[i] & 0xc0) == 0x80)
+			continue;
+		fputc(d->src[i] == '\t' ? '\t' : ' ', f);
+		c++;
+	}
+	for (; c < col; c++)
+		fputc(' ', f);
+	fputs("^\n", f);
+}
+
+/* Indentation (leading spaces) of source line `line` (1-based), or -1 when the line is
+ * blank, a comment or past the end. */
+static int line_indent(const struct st_yl_doc *d, int line)
+{
+	size_t i = 0;
+	int l = 1, ind = 0;
+
+	while (i < d->len && l < line) {
+		if (d->src[i++] == '\n')
+			l++;
+	}
+	if (l < line)
+		return -1;
+	while (i < d->len && d->src[i] == ' ') {
+		i++;
+		ind++;
+	}
+	if (i >= d->len || d->src[i] == '\n' || d->src[i] == '\r' || d->src[i] == '#')
+		return -1;
+	return ind;
+}
+
+/* The nearest line above `line` with content, or 0. */
+static int previous_line(const struct st_yl_doc *d, int line)
+{
+	for (int l = line - 1; l >= 1; l--) {
+		if (line_indent(d, l) >= 0)
+			return l;
+	}
+	return 0;
+}
+
+/* Turns libyaml's parser error into one message at its position, in the words of the mistake
+ * authors make (indentation, tabs, unclosed quotes and brackets), followed by the source line
+ * and a caret under the column. */
 static void syntax_error(struct builder *b)
 {
 	yaml_parser_t *p = &b->parser;
 	struct st_yl_doc *d = b->doc;
 	const char *problem = p->problem ? p->problem : "cannot parse";
-	int line, col;
+	const char *context = p->context ? p->context : "";
+	int line = (int)p->problem_mark.line + 1, col = (int)p->problem_mark.column + 1;
+	int cline = (int)p->context_mark.line + 1, ccol = (int)p->context_mark.column + 1;
 
 	b->failed = 1;
 	if (p->error == YAML_READER_ERROR) {
@@ -615,14 +689,52 @@ static void syntax_error(struct builder *b)
 	}
 	if (d->src[char_to_byte(d, p->problem_mark.index)] == '\t') {
 		berror(b, &p->problem_mark,
-		       "tab character where YAML expects spaces; indent with spaces only");
-		return;
-	}
-	if (p->context)
-		berror(b, &p->problem_mark, "%s (%s started at %d:%d)", problem, p->context,
-		       (int)p->context_mark.line + 1, (int)p->context_mark.column + 1);
-	else
+		       "a tab character cannot indent YAML; indent with spaces only");
+	} else if (strstr(context, "quoted scalar")) {
+		st_yl_error_at(b->ctx, d->name, cline, ccol,
+			       "unclosed quote: the quoted value started here never ends");
+		line = cline;
+		col = ccol;
+	} else if (strstr(context, "flow sequence")) {
+		st_yl_error_at(b->ctx, d->name, cline, ccol,
+			       "unclosed '[': no ']' closes the list started here");
+		line = cline;
+		col = ccol;
+	} else if (strstr(context, "flow mapping")) {
+		st_yl_error_at(b->ctx, d->name, cline, ccol,
+			       "unclosed '{': no '}' closes the mapping started here");
+		line = cline;
+		col = ccol;
+	} else if (strcmp(problem, "mapping values are not allowed in this context") == 0) {
+		int prev = previous_line(d, line);
+
+		if (prev > 0 && line_indent(d, line) > line_indent(d, prev)) {
+			col = line_indent(d, line) + 1;
+			st_yl_error_at(b->ctx, d->name, line, col,
+				       "indentation: this key is indented deeper than its siblings");
+		} else
+			berror(b, &p->problem_mark,
+			       "a value holds ': ', which starts a mapping here; quote the value");
+	} else if (strcmp(problem, "did not find expected key") == 0 ||
+		   strcmp(problem, "did not find expected '-' indicator") == 0) {
+		berror(b, &p->problem_mark,
+		       "indentation: this line is not aligned with the %s started at %d:%d",
+		       strstr(problem, "'-'") ? "list items" : "keys", cline, ccol);
+	} else if (strcmp(problem, "could not find expected ':'") == 0) {
+		st_yl_error_at(b->ctx, d->name, cline, ccol,
+			       "this key has no ':' after it; write 'key: value'");
+		line = cline;
+		col = ccol;
+	} else if (strcmp(problem, "found character that cannot start any token") == 0) {
+		berror(b, &p->problem_mark,
+		       "this character cannot start a value; quote the value");
+	} else if (p->context) {
+		berror(b, &p->problem_mark, "%s (%s started at %d:%d)", problem, p->context, cline,
+		       ccol);
+	} else {
 		berror(b, &p->problem_mark, "%s", problem);
+	}
+	show_source(b, line, col);
 }
 
 static int next_event(struct builder *b, yaml_event_t *ev)

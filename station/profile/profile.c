@@ -936,6 +936,50 @@ static struct st_tmpl *compile_scalar(struct st_yl_ctx *ctx, const struct st_yl_
 	return t;
 }
 
+static int compare_names(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* For a name rel that is not found beneath dir: the entry of rel's directory nearest to its
+ * last component (st_yl_nearest), written as rel would name it, for "did you mean". New
+ * string, or NULL when nothing is close or the directory cannot be listed. */
+static char *nearest_file(const char *dir, const char *rel)
+{
+	const char *slash = strrchr(rel, '/');
+	const char *base = slash ? slash + 1 : rel;
+	char *sub = strndup(rel, slash ? (size_t)(slash - rel) : 0);
+	char *where = sub ? st_yl_join(dir, sub) : NULL;
+	const char *cands[257];
+	char *names[256];
+	size_t n = 0;
+	const char *best;
+	char *out = NULL;
+	struct dirent *e;
+	DIR *dp = where ? opendir(*where ? where : ".") : NULL;
+
+	while (dp && n < 256 && (e = readdir(dp)) != NULL) {
+		if (e->d_name[0] == '.')
+			continue;
+		names[n] = strdup(e->d_name);
+		if (names[n])
+			cands[n] = names[n], n++;
+	}
+	cands[n] = NULL;
+	/* Sorted, so that of two names equally near the same one is suggested every time. */
+	qsort(cands, n, sizeof(cands[0]), compare_names);
+	best = st_yl_nearest(base, cands);
+	if (best && strcmp(best, base) != 0)
+		out = slash ? st_yl_join(sub, best) : strdup(best);
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	if (dp)
+		closedir(dp);
+	free(where);
+	free(sub);
+	return out;
+}
+
 /* Reads the file a profile names (what: "template", "parent profile") relative to the
  * directory of the document that names it, never outside that directory (no absolute
  * path, no "..", no symbolic link followed: st_yl_read_beneath). Problems are reported at
@@ -964,10 +1008,19 @@ static int read_named(struct st_yl_ctx *ctx, const struct st_yl_node *n, const c
 			       "own directory (%s), named relative to it, without '.' or '..' "
 			       "and not through symbolic links",
 			       what, rel, rerr, dir);
-	else if (strcmp(rel, *path) == 0)
-		st_yl_error(ctx, n, "cannot read %s '%s': %s", what, rel, rerr);
-	else
-		st_yl_error(ctx, n, "cannot read %s '%s' (%s): %s", what, rel, *path, rerr);
+	else {
+		char *near = rc == ST_E_NOTFOUND ? nearest_file(dir, rel) : NULL;
+		char hint[MAX_PATH_BYTES + 32] = "";
+
+		if (near)
+			snprintf(hint, sizeof(hint), " (did you mean '%s'?)", near);
+		if (strcmp(rel, *path) == 0)
+			st_yl_error(ctx, n, "cannot read %s '%s': %s%s", what, rel, rerr, hint);
+		else
+			st_yl_error(ctx, n, "cannot read %s '%s' (%s): %s%s", what, rel, *path,
+				    rerr, hint);
+		free(near);
+	}
 	free(*path);
 	*path = NULL;
 	return -1;

@@ -72,7 +72,8 @@ for f in *.yaml; do
 		*) echo "$line" ;;
 		esac
 	done >"$T/want"
-	n=$(wc -l <"$T/want")
+	# Indented lines are the source line and caret under a syntax error, not errors.
+	n=$(grep -vc '^ ' "$T/want")
 	[ "$n" -gt 0 ] || fail "$f has no expectation"
 	if [ "$n" -eq 1 ]; then
 		echo "1 error in $f" >>"$T/want"
@@ -135,6 +136,32 @@ grep -q "PLACEHOLDER" "$T/out" || fail "placeholder certificate not marked"
 grep -q "PLACEHOLDER" "$T/err" || fail "no notice about placeholder certificates"
 grep -q '^primary_ecu_hardware_id = "imx8mm-lpddr4-evk"$' "$T/out" || fail "sota.toml not printed"
 ok "render to stdout with PLACEHOLDER certificates"
+
+# --- render names the CSR subject and warns when the board would not get this profile ----------------
+run 0 "$STATION" profile render "$SOURCE_DIR/profiles/lmp-gateway.yaml" \
+	--device-id 6B3C7C2E-4F1A-4C1E-9D2B-2F0C8A1E5D3F --hardware-id imx8mm-lpddr4-evk --sku any
+grep -qx "station profile render: the board's CSR must have the subject CN=6b3c7c2e-4f1a-4c1e-9d2b-2f0c8a1e5d3f, OU=acme-factory" "$T/err" ||
+	fail "no subject: $(cat "$T/err")"
+! grep -q "warning" "$T/err" || fail "warning for a matching board: $(cat "$T/err")"
+run 0 "$STATION" profile render "$SOURCE_DIR/profiles/lmp-gateway-production.yaml" \
+	--device-id 6b3c7c2e-4f1a-4c1e-9d2b-2f0c8a1e5d3f --hardware-id imx8mm-lpddr4-evk \
+	--sku acme-gw100-prod
+grep -q "subject CN=6b3c7c2e-4f1a-4c1e-9d2b-2f0c8a1e5d3f, OU=acme-factory, businessCategory=production$" "$T/err" ||
+	fail "no production subject: $(cat "$T/err")"
+! grep -q "warning" "$T/err" || fail "warning for a matching sku: $(cat "$T/err")"
+run 0 "$STATION" profile render "$SOURCE_DIR/profiles/lmp-gateway-production.yaml" \
+	--device-id 6b3c7c2e-4f1a-4c1e-9d2b-2f0c8a1e5d3f --hardware-id imx8mm-lpddr4-evk --sku acme-gw100
+grep -q "warning: --sku 'acme-gw100' does not match .*: its match.sku is 'acme-gw100-prod'$" "$T/err" ||
+	fail "no sku warning: $(cat "$T/err")"
+run 0 "$STATION" profile render "$SOURCE_DIR/profiles/lmp-gateway-production.yaml" \
+	--device-id 6b3c7c2e-4f1a-4c1e-9d2b-2f0c8a1e5d3f --hardware-id imx8mm-lpddr4-evk
+grep -q "warning: .* applies only to boards reporting sku 'acme-gw100-prod'; no --sku given$" "$T/err" ||
+	fail "no missing-sku warning: $(cat "$T/err")"
+run 0 "$STATION" profile render "$SOURCE_DIR/profiles/mcu-sensor.yaml" --device-id SN10-000042 \
+	--hardware-id sn10-nrf9162
+grep -q "warning: --hardware-id 'sn10-nrf9162' does not match .*: its match.hardware_ids are 'sn10-nrf9160', 'sn10-nrf9161'$" "$T/err" ||
+	fail "no hardware id warning: $(cat "$T/err")"
+ok "render names the CSR subject and warns about a hardware id or sku the profile does not match"
 
 # --- request-style overrides and config dir ------------------------------------------------------------
 run 0 "$STATION" profile render "$SOURCE_DIR/profiles/lmp-gateway-production.yaml" \

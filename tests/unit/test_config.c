@@ -218,7 +218,9 @@ static void test_errors(void **state)
 		  "4:8: 'cert' has no value\n" },
 		{ "", "1:1: empty configuration; it needs at least a 'ca' section\n" },
 		{ "ca:\n  signer: file\n\tkey: k\n",
-		  "3:1: tab character where YAML expects spaces; indent with spaces only\n" },
+		  "3:1: a tab character cannot indent YAML; indent with spaces only\n"
+		  "  \tkey: k\n"
+		  "  ^\n" },
 		{ "ca: {signer: file, key: k, cert: c, root: r}\nprofiles: p\nprofiles: q\n",
 		  "3:1: duplicate key 'profiles' (first given at 2:1)\n" },
 		{ NULL, NULL },
@@ -234,14 +236,20 @@ static void test_errors(void **state)
 		int rc;
 
 		diag = load(bc->text, &c, &rc, err, sizeof(err));
-		/* Prefix every expected line with the file's name. */
+		/* Prefix every expected line with the file's name, except the indented source
+		 * line and caret shown under a syntax error (they are not errors either). */
 		w = open_memstream(&want, &wlen);
 		assert_non_null(w);
 		for (s = bc->diag; *s;) {
 			const char *nl = strchr(s, '\n');
-			fprintf(w, "%s:%.*s\n", in_dir("station.yaml"), (int)(nl - s), s);
+
+			if (*s == ' ') {
+				fprintf(w, "%.*s\n", (int)(nl - s), s);
+			} else {
+				fprintf(w, "%s:%.*s\n", in_dir("station.yaml"), (int)(nl - s), s);
+				lines++;
+			}
 			s = nl + 1;
-			lines++;
 		}
 		fclose(w);
 		if (strcmp(diag, want) != 0)

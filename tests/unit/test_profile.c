@@ -76,7 +76,8 @@ static void check_bad_file(const char *name)
 	FILE *f;
 	int rc;
 
-	/* "# expect: L:C: message" names this file; "# expect: FILE:L:C: message" another. */
+	/* "# expect: L:C: message" names this file; "# expect: FILE:L:C: message" another;
+	 * "# expect:   TEXT" (indented) is the source line or caret shown under a message. */
 	for (char *line = text; strncmp(line, "# expect: ", 10) == 0;) {
 		char *nl = strchr(line, '\n');
 		char *e = line + 10;
@@ -89,7 +90,8 @@ static void check_bad_file(const char *name)
 		else
 			snprintf(expected + strlen(expected), sizeof(expected) - strlen(expected),
 				 "%s\n", e);
-		nexp++;
+		if (*e != ' ')
+			nexp++;
 		line = nl + 1;
 	}
 	if (nexp == 0)
