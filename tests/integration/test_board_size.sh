@@ -10,7 +10,8 @@
 . "$(dirname "$0")/../lib/common.sh"
 if ! command -v arm-none-eabi-gcc >/dev/null || [ ! -e /usr/lib/arm-none-eabi/newlib/thumb/v7e-m/nofp/libc_nano.a ]; then
 	[ "$(id -u)" = 0 ] || { echo "skip - gcc-arm-none-eabi is not installed and this is not root"; exit 0; }
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends gcc-arm-none-eabi \
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300 \
+		--no-install-recommends gcc-arm-none-eabi \
 		libnewlib-arm-none-eabi >/dev/null || fail "apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi"
 fi
 B=$SOURCE_DIR/drivers/board
