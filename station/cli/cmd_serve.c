@@ -148,6 +148,13 @@ static uint64_t console_started(void *arg)
 	return ((struct serve *)arg)->started;
 }
 
+static const struct st_auth_set *console_auths(void *arg)
+{
+	struct serve *s = arg;
+
+	return s->profiles ? s->profiles->auths : NULL;
+}
+
 static int start_pool(struct serve *s, char *err, size_t errlen)
 {
 	struct st_pool_config pc;
@@ -270,7 +277,7 @@ int st_cmd_serve(int argc, char **argv)
 	if (s.cfg->http.enabled ? s.cfg->http.console : defaults.console) {
 		struct st_console_source src = {
 			s.station, s.cfg->ledger, NULL, NULL, console_pool, console_stopping,
-			console_started, NULL, &s,
+			console_started, NULL, console_auths, &s,
 		};
 
 		if (st_console_new(&s.loop, &src, &s.console) < 0) {

@@ -227,6 +227,15 @@
     $('t-reused-box').hidden = !t.reused;
     setText($('t-bph'), t.boards_per_hour || 0);
     setText($('uptime'), 'up ' + hms(t.uptime_s || 0));
+    var au = t.authorizations || [];
+    $('auths').hidden = !au.length;
+    $('auths').replaceChildren.apply($('auths'), [document.createTextNode('authorizations:')].concat(
+      au.map(function (a) {
+        var e = document.createElement('span');
+        e.className = 'auth' + (a.used === null ? '' : a.left <= 0 ? ' fail' : a.low ? ' low' : '');
+        e.textContent = ' ' + a.lot + ' ' + (a.used === null ? '?' : a.left) + '/' + a.units + ' left';
+        return e;
+      })));
     var p = t.pool;
     if (!p || !p.open) {
       setText($('pool'), 'signing: closed');

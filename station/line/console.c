@@ -31,6 +31,7 @@
 #include <h2o.h>
 #include <jansson.h>
 
+#include "auth.h"
 #include "err.h"
 #include "events.h"
 #include "http.h"
@@ -197,6 +198,31 @@ static int pool_paused(struct st_console *c, struct st_pool_stats *ps)
 }
 
 /* The tallies, the pool and the station's state: the header of the page. */
+/* The production authorizations in force: units left of each as the ledger last said
+ * (used null: not known yet), and whether few are left (the view's yellow). */
+static json_t *auths_json(struct st_console *c)
+{
+	const struct st_auth_set *set = c->src.auths ? c->src.auths(c->src.arg) : NULL;
+	size_t n = st_auth_set_count(set);
+	json_t *arr = json_array();
+
+	for (size_t i = 0; arr && i < n; i++) {
+		const struct st_auth *a = st_auth_set_get(set, i);
+		int64_t used = atomic_load(&a->used_seen);
+		int64_t left = a->units - (used > 0 ? used : 0);
+
+		json_array_append_new(arr, json_pack("{s:o,s:o,s:I,s:o,s:I,s:b}", "id",
+						     printable_str(a->id), "lot",
+						     printable_str(a->lot), "units",
+						     (json_int_t)a->units, "used",
+						     used < 0 ? json_null() :
+								json_integer((json_int_t)used),
+						     "left", (json_int_t)(left > 0 ? left : 0),
+						     "low", used >= 0 && left <= st_auth_warn_below(a)));
+	}
+	return arr ? arr : json_null();
+}
+
 static json_t *tally_json(struct st_console *c, uint64_t now)
 {
 	const struct st_tally *t = c->src.tally ? c->src.tally(c->src.arg) : NULL;
@@ -232,6 +258,7 @@ static json_t *tally_json(struct st_console *c, uint64_t now)
 			 "workers", (json_int_t)ps.workers, "in_pool", (json_int_t)ps.in_pool,
 			 "signed", (json_int_t)ps.signed_, "pauses", (json_int_t)ps.pauses);
 	json_object_set_new(o, "pool", pool ? pool : json_null());
+	json_object_set_new(o, "authorizations", auths_json(c));
 	json_object_set_new(o, "uptime_s",
 			    json_real(started && now > started ? (double)(now - started) / 1e9 : 0));
 	json_object_set_new(o, "stopping",

@@ -61,6 +61,8 @@ struct st_console_source {
 	/* Copies slot idx's console log into buf (cap bytes) and returns its length (0: none).
 	 * NULL: no slots. */
 	size_t (*console_log)(void *arg, unsigned idx, char *buf, size_t cap);
+	/* The production authorizations in force (auth.h), or NULL: none. */
+	const struct st_auth_set *(*auths)(void *arg);
 	void *arg;
 };
 

@@ -173,6 +173,11 @@ static uint64_t console_started(void *arg)
 	return st_engine_started(arg);
 }
 
+static const struct st_auth_set *console_auths(void *arg)
+{
+	return st_engine_auths(arg);
+}
+
 static size_t console_log(void *arg, unsigned idx, char *buf, size_t cap)
 {
 	struct st_engine *e = arg;
@@ -184,7 +189,7 @@ static int start_console(struct st_engine *e, char *err, size_t errlen)
 {
 	struct st_console_source src = {
 		e->station,	  e->cfg->ledger,   console_slots,	   console_tally,
-		console_pool,	  console_stopping, console_started, console_log, e,
+		console_pool,	  console_stopping, console_started, console_log, console_auths, e,
 	};
 
 	if (st_console_new(&e->loop, &src, &e->console) < 0)

@@ -27,6 +27,7 @@
 
 #include "ca.h"
 #include "config.h"
+#include "auth.h"
 #include "console.h"
 #include "err.h"
 #include "events.h"
@@ -51,6 +52,7 @@ struct fx {
 	struct st_console *console;
 	struct st_slot_info *slots[NSLOTS];
 	char console1[64]; /* slot 1's console log (src_console) */
+	struct st_auth_set *auths; /* src_auths; NULL: none */
 	size_t console1_len;
 	struct st_tally tally;
 	int stopping;
@@ -68,6 +70,11 @@ struct client {
 };
 
 /* ---- The station's side ---------------------------------------------------------------- */
+
+static const struct st_auth_set *src_auths(void *arg)
+{
+	return ((struct fx *)arg)->auths;
+}
 
 /* Slot 1's console log (the test sets it); the others have none. */
 static size_t src_console(void *arg, unsigned idx, char *buf, size_t cap)
@@ -173,7 +180,8 @@ static int setup(void **state)
 		fx->slots[i] = s;
 	}
 	src = (struct st_console_source){ "test-station", fx->ledger, src_slots, src_tally,
-					  src_pool,	  src_stopping, NULL,	   src_console, fx };
+					  src_pool,	  src_stopping, NULL,	   src_console, src_auths,
+					  fx };
 	if (st_console_new(&fx->loop, &src, &fx->console) != 0)
 		return -1;
 	st_http_set_console(fx->http, fx->console, &st_console_http);
@@ -208,6 +216,7 @@ static int teardown(void **state)
 	for (int i = 0; i < NSLOTS; i++)
 		free(fx->slots[i]);
 	st_profiles_unref(fx->profiles);
+	st_auth_set_unref(fx->auths);
 	drv_signer_close(fx->signer);
 	st_ca_free(fx->ca);
 	X509_free(fx->cert);
@@ -447,11 +456,32 @@ static void test_stream(void **state)
 	fx->tally.passed = 6;
 	fx->tally.failed = 1;
 	fx->pause = "pkcs11: C_Sign: CKR_DEVICE_REMOVED";
+	/* An authorization with one unit of ten left: the tallies name it, as running low. */
+	{
+		struct st_auth *a = calloc(1, sizeof(*a));
+
+		assert_non_null(a);
+		a->id = strdup("auth-1");
+		a->lot = strdup("LOT-7");
+		a->units = 10;
+		atomic_store(&a->used_seen, 9);
+		fx->auths = st_auth_set_new();
+		assert_non_null(fx->auths);
+		assert_int_equal(st_auth_set_add(fx->auths, a), 0);
+	}
 	o = wait_message(fx, &c, "CKR_DEVICE_REMOVED");
 	assert_string_equal(json_string_value(json_object_get(o, "event")), "tally");
 	assert_true(json_is_true(json_object_get(json_object_get(o, "pool"), "paused")));
 	assert_int_equal(json_integer_value(json_object_get(o, "boards")), 7);
 	assert_int_equal(json_integer_value(json_object_get(o, "failed")), 1);
+	{
+		json_t *au = json_array_get(json_object_get(o, "authorizations"), 0);
+
+		assert_string_equal(json_string_value(json_object_get(au, "lot")), "LOT-7");
+		assert_int_equal(json_integer_value(json_object_get(au, "left")), 1);
+		assert_int_equal(json_integer_value(json_object_get(au, "units")), 10);
+		assert_true(json_is_true(json_object_get(au, "low")));
+	}
 	json_decref(o);
 
 	/* The station stops: the page is told, and its stream ends (the last chunk). */
@@ -479,7 +509,7 @@ static void test_slow_page(void **state)
 	setenv("STATION_TEST_FAIL", "console.queue:65536", 1);
 	{
 		struct st_console_source src = { "test-station", NULL,	  src_slots, src_tally,
-						 src_pool,	 src_stopping, NULL,	  NULL,	     fx };
+						 src_pool,	 src_stopping, NULL,	  NULL,	     NULL, fx };
 
 		assert_int_equal(st_console_new(&fx->loop, &src, &fx->console), 0);
 	}
