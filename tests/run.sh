@@ -25,6 +25,7 @@ fi
 
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+export LSAN_OPTIONS=suppressions=$STATION_SRC/tests/lsan.supp:print_suppressions=0
 
 # The fuzz targets of this tree are corpus replayers (tests/fuzz/replay_main.c), built with
 # gcc and the sanitizers: every committed input runs under ASan and UBSan here, whether or
