@@ -21,6 +21,7 @@
 #include <openssl/x509v3.h>
 
 #include "cms.h"
+#include "ca.h"
 #include "commands.h"
 #include "config.h"
 #include "err.h"
@@ -825,32 +826,6 @@ out:
 	return rc;
 }
 
-static STACK_OF(X509) *load_certs(const char *path)
-{
-	STACK_OF(X509) *certs = sk_X509_new_null();
-	BIO *bio = BIO_new_file(path, "r");
-	X509 *x;
-
-	if (!certs || !bio) {
-		BIO_free(bio);
-		sk_X509_free(certs);
-		return NULL;
-	}
-	while ((x = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL) {
-		if (!sk_X509_push(certs, x)) {
-			X509_free(x);
-			break;
-		}
-	}
-	ERR_clear_error();
-	BIO_free(bio);
-	if (sk_X509_num(certs) == 0) {
-		sk_X509_free(certs);
-		return NULL;
-	}
-	return certs;
-}
-
 static int ca_import(const struct ca_opts *o)
 {
 	struct st_config *cfg = NULL;
@@ -872,16 +847,14 @@ static int ca_import(const struct ca_opts *o)
 		st_err("%s", err);
 		return 1;
 	}
-	certs = load_certs(o->cert);
-	if (!certs) {
-		st_err("%s: no PEM certificate found", o->cert);
+	if (st_ca_read_certs(o->cert, 1, &certs, err, sizeof(err)) < 0) {
+		st_err("%s", err);
 		goto out;
 	}
 	cert = sk_X509_value(certs, 0);
 	if (o->chain) {
-		chain = load_certs(o->chain);
-		if (!chain) {
-			st_err("%s: no PEM certificate found", o->chain);
+		if (st_ca_read_certs(o->chain, 1, &chain, err, sizeof(err)) < 0) {
+			st_err("%s", err);
 			goto out;
 		}
 		if (!cfg->ca.chain) {
@@ -890,9 +863,8 @@ static int ca_import(const struct ca_opts *o)
 			goto out;
 		}
 	}
-	roots = load_certs(cfg->ca.root);
-	if (!roots) {
-		st_err("%s: ca.root %s holds no certificate", cfg->path, cfg->ca.root);
+	if (st_ca_read_certs(cfg->ca.root, 1, &roots, err, sizeof(err)) < 0) {
+		st_err("%s: ca.root: %s", cfg->path, err);
 		goto out;
 	}
 	if (X509_check_ca(cert) != 1 || !(X509_get_key_usage(cert) & KU_KEY_CERT_SIGN)) {
