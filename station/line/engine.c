@@ -106,12 +106,6 @@ int st_engine_snapshot(struct st_engine *e, struct st_engine_snapshot *out)
 	return 0;
 }
 
-struct st_slot *const *st_engine_slots(const struct st_engine *e, size_t *n)
-{
-	*n = e->nslots;
-	return e->slots;
-}
-
 const struct st_tally *st_engine_tally(const struct st_engine *e)
 {
 	return st_events_tally(e->events);

@@ -62,10 +62,9 @@ int st_engine_run(struct st_engine *e);
 
 void st_engine_free(struct st_engine *e);
 
-/* For the live view and the operator console: the slots, the tallies, the pool's counters
+/* For the live view and the operator console: the tallies, the pool's counters
  * (-1: the pool is closed), the station's name, the uv_hrtime() the run started and whether
  * it is stopping. Loop thread. */
-struct st_slot *const *st_engine_slots(const struct st_engine *e, size_t *n);
 const struct st_tally *st_engine_tally(const struct st_engine *e);
 int st_engine_pool_stats(const struct st_engine *e, struct st_pool_stats *out);
 const char *st_engine_station(const struct st_engine *e);
