@@ -12,6 +12,8 @@
 # read-only (no method but GET and HEAD), off with `console: false`, served by `station serve`
 # too, and beyond loopback it answers only with a token (the header, or the cookie its
 # login page sets).
+# labels: slow browser
+# (the release build runs it: under the sanitizers the line can end before a late page connects)
 . "$(dirname "$0")/../lib/common.sh"
 . "$(dirname "$0")/../lib/line.sh"
 . "$(dirname "$0")/../lib/http.sh"
