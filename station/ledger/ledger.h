@@ -174,7 +174,9 @@ enum st_ledger_verdict {
 /* Looks device_id and pubkey_sha256 up. On ST_LEDGER_RECORDED, ST_LEDGER_KEY_REUSED and
  * ST_LEDGER_ID_OTHER_KEY, *row (if not NULL) gets the matching row (free it); on the other
  * verdicts and on error *row is NULL. Returns the verdict (>= 0) or a negative
- * ST_E_LEDGER_* code. Sees the rows of the caller's open transaction. */
+ * ST_E_LEDGER_* code. Sees the rows of the caller's open transaction. Inside a transaction
+ * the verdict holds until it ends: no other station can record the device id in between
+ * (SQLite: the write lock; PostgreSQL: a lock on the device id until commit). */
 int st_ledger_lookup(struct st_ledger *l, const char *device_id, const uint8_t pubkey_sha256[32],
 		     struct st_ledger_row **row, char *err, size_t errlen);
 

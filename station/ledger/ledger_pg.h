@@ -17,6 +17,9 @@
 #define SCHEMA "station_ledger"
 #define T_META SCHEMA ".meta"
 #define T_CERTS SCHEMA ".certificates"
+/* The first key of the advisory locks the ledger takes ("STLG"): the second is the device
+ * id's hash. */
+#define DEVICE_LOCK_CLASS "1398033479"
 #define T_SEQ SCHEMA ".sequences"
 #define T_FLAGS SCHEMA ".flags"
 #define T_AUTHS SCHEMA ".authorizations"
@@ -33,6 +36,7 @@
 	"cert_der, not_before, not_after, created, signed_at, delivered_at, reason"
 
 enum pstmt {
+	P_LOCK_DEVICE,
 	P_LOOKUP,
 	P_INTENTS_OF_DEVICE,
 	P_SUPERSEDE_SAME,

@@ -19,6 +19,9 @@
 
 /* Parameters are typed by their casts; results come back in binary. */
 static const char *const stmt_sql[P_COUNT_] = {
+	/* The device id's lock for the rest of the transaction (see do_lookup); the first key
+	 * names the station's ledger among other users of advisory locks. */
+	[P_LOCK_DEVICE] = "SELECT pg_advisory_xact_lock(" DEVICE_LOCK_CLASS ", hashtext($1::text))",
 	/* The key's live row (which = 0), and the strongest live row of the device id for
 	 * another key (which = 1), in one round trip. */
 	[P_LOOKUP] = "(SELECT 0::int8, " ROW_COLUMNS " FROM " T_CERTS
@@ -529,6 +532,21 @@ static int do_lookup(struct pg_ledger *l, struct pg_call *c, struct st_ledger_ro
 	PGresult *res;
 	int rc, i, key_row = -1, id_row = -1;
 
+	/* Inside a transaction the verdict must still hold when the intent goes in: another
+	 * station could otherwise record this device id between the two statements (read
+	 * committed shows each statement what was committed when it started), and the
+	 * intent's unique index covers only open intents. The device id's lock makes lookup
+	 * and intent one step for it across stations, as SQLite's write lock does. Two
+	 * stations taking two ids in opposite orders deadlock; the server aborts one and its
+	 * transaction is replayed. */
+	if (l->in_tx) {
+		pgl_text(&p, c->s[0]);
+		res = pgl_exec(l, P_LOCK_DEVICE, &p, "locking the device id", &rc, err, errlen);
+		if (!res)
+			return rc;
+		PQclear(res);
+		p.n = 0;
+	}
 	pgl_bytes(&p, c->key, 32);
 	pgl_text(&p, c->s[0]);
 	res = pgl_exec(l, P_LOOKUP, &p, "looking the key and device id up", &rc, err, errlen);

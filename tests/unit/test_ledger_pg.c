@@ -363,6 +363,87 @@ static void test_wait_for_other(void **state)
 	st_ledger_close(b);
 }
 
+/* What the signing pool does for one board inside its round: the verdict, and the intent
+ * when the verdict lets it issue. Returns the verdict or an error. */
+struct station_step {
+	struct st_ledger *l;
+	const char *serial, *device, *key;
+	int rc;
+	char err[512];
+};
+
+static void *pool_step(void *arg)
+{
+	struct station_step *s = arg;
+	struct st_ledger_row r = intent(s->serial, s->device, s->key);
+	int64_t id = 0;
+	int v;
+
+	s->rc = st_ledger_begin(s->l, s->err, sizeof(s->err));
+	if (s->rc < 0)
+		return NULL;
+	v = st_ledger_lookup(s->l, s->device, r.pubkey_sha256, NULL, s->err, sizeof(s->err));
+	if (v == ST_LEDGER_NEW)
+		s->rc = st_ledger_add_intent(s->l, &r, &id, s->err, sizeof(s->err));
+	if (v < 0 || s->rc < 0) {
+		st_ledger_rollback(s->l);
+		s->rc = v < 0 ? v : s->rc;
+		return NULL;
+	}
+	s->rc = st_ledger_commit(s->l, s->err, sizeof(s->err));
+	if (s->rc == 0 && id)
+		s->rc = st_ledger_set_cert(s->l, id, fake_cert, sizeof(fake_cert), 1000, 2000,
+					   s->err, sizeof(s->err));
+	if (s->rc == 0)
+		s->rc = v;
+	return NULL;
+}
+
+/* A verdict holds until its intent is in: station A looks a device id up (new), station B
+ * then records the same id with another key from start to certificate, and only then does
+ * A insert its intent. Without the device id's lock between lookup and intent both boards
+ * would get a certificate (B's row is no longer an open intent, so the intent index lets
+ * A's in). With it, B waits for A's transaction and is told the id is taken. */
+static void test_verdict_holds(void **state)
+{
+	struct st_ledger *a = open_st("st-a");
+	struct station_step b = { .l = open_st("st-b"), .serial = "0e", .device = "dev-v",
+				  .key = "key-v2" };
+	struct st_ledger_row r = intent("0d", "dev-v", "key-v1");
+	pthread_t th;
+	int64_t id;
+	int i;
+
+	(void)state;
+	assert_int_equal(st_ledger_begin(a, errbuf, sizeof(errbuf)), 0);
+	assert_int_equal(st_ledger_lookup(a, "dev-v", r.pubkey_sha256, NULL, errbuf,
+					  sizeof(errbuf)),
+			 ST_LEDGER_NEW);
+	assert_int_equal(pthread_create(&th, NULL, pool_step, &b), 0);
+	/* B runs to its end, or waits for A. */
+	for (i = 0; i < 1000 && q_num("SELECT count(*) FROM pg_stat_activity WHERE "
+				      "application_name = 'station st-b' AND "
+				      "wait_event_type = 'Lock'") != 1 &&
+		    q_num("SELECT count(*) FROM station_ledger.certificates WHERE "
+			  "cert_der IS NOT NULL") == 0;
+	     i++)
+		usleep(10000);
+	assert_true(i < 1000);
+	i = st_ledger_add_intent(a, &r, &id, errbuf, sizeof(errbuf));
+	if (i == 0)
+		i = st_ledger_commit(a, errbuf, sizeof(errbuf));
+	else
+		st_ledger_rollback(a);
+	pthread_join(th, NULL);
+	assert_int_equal(q_num("SELECT count(*) FROM station_ledger.certificates WHERE "
+			       "device_id = 'dev-v' AND state <> 'failed'"),
+			 1);
+	assert_int_equal(i, 0);
+	assert_int_equal(b.rc, ST_LEDGER_ID_OTHER_KEY);
+	st_ledger_close(a);
+	st_ledger_close(b.l);
+}
+
 struct seq_taker {
 	struct st_ledger *l;
 	uint64_t got[300];
@@ -794,6 +875,7 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test_setup(test_stations, fresh_db),
 	cmocka_unit_test_setup(test_race, fresh_db),
 	cmocka_unit_test_setup(test_wait_for_other, fresh_db),
+	cmocka_unit_test_setup(test_verdict_holds, fresh_db),
 	cmocka_unit_test_setup(test_sequences_across, fresh_db),
 	cmocka_unit_test_setup(test_deadlock, fresh_db),
 	cmocka_unit_test_setup(test_schema, fresh_db),
