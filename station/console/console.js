@@ -512,37 +512,62 @@
     });
   }
 
+  /* The open slot's details: fetched when it opens and again every two seconds while it
+   * stays open, so its console log grows as the board prints; the ledger row is looked up
+   * once per device id. */
+  var detail = { name: null, timer: null, device: null };
+
+  function showSlot(s) {
+    $('d-action').replaceChildren();
+    if (s.action) {
+      var a = s.action;
+      $('d-action').appendChild(tag(a));
+      $('d-action').appendChild(document.createTextNode(' ' + a.words + ': ' + a.todo));
+    }
+    fields($('d-fields'), [
+      ['state', s.word + (s.note && s.kind === 'busy' ? ' (' + s.note + ')' : '')],
+      ['for', duration(s.ms)],
+      ['device id', s.device_id],
+      ['failure', s.reason ? s.reason + ': ' + s.error : ''],
+      ['last error', !s.reason ? s.error : ''],
+      ['port', s.port],
+      ['hardware id', s.board.hardware_id], ['sku', s.board.sku], ['serial no.', s.board.sn],
+      ['firmware', s.board.firmware], ['key storage', s.board.key],
+      ['boards', s.handled + ' (' + s.passed + ' passed)']
+    ]);
+    setText($('d-console'), s.console || '(nothing yet)');
+    if (s.device_id === detail.device) return;
+    detail.device = s.device_id;
+    if (s.device_id && model.ledger) ledgerInto(s.device_id, $('d-ledger'));
+    else setText($('d-ledger'), 'no device id yet');
+  }
+
+  function refreshDetail() {
+    var name = detail.name;
+    if (!$('detail').open) {
+      clearInterval(detail.timer);
+      detail.timer = null;
+      return;
+    }
+    getJSON('/console/slot?name=' + encodeURIComponent(name)).then(function (s) {
+      if (detail.name === name) showSlot(s);
+    }, function (err) {
+      if (detail.name === name) setText($('d-console'), 'slot: ' + err.message);
+    });
+  }
+
   function openDetail(name) {
     var d = $('detail');
+    detail.name = name;
+    detail.device = null;
     setText($('d-title'), 'slot ' + name);
     $('d-action').replaceChildren();
     $('d-fields').replaceChildren();
     setText($('d-console'), 'loading');
     setText($('d-ledger'), '');
     if (!d.open) d.showModal();
-    getJSON('/console/slot?name=' + encodeURIComponent(name)).then(function (s) {
-      if (s.action) {
-        var a = s.action;
-        $('d-action').appendChild(tag(a));
-        $('d-action').appendChild(document.createTextNode(' ' + a.words + ': ' + a.todo));
-      }
-      fields($('d-fields'), [
-        ['state', s.word + (s.note && s.kind === 'busy' ? ' (' + s.note + ')' : '')],
-        ['for', duration(s.ms)],
-        ['device id', s.device_id],
-        ['failure', s.reason ? s.reason + ': ' + s.error : ''],
-        ['last error', !s.reason ? s.error : ''],
-        ['port', s.port],
-        ['hardware id', s.board.hardware_id], ['sku', s.board.sku], ['serial no.', s.board.sn],
-        ['firmware', s.board.firmware], ['key storage', s.board.key],
-        ['boards', s.handled + ' (' + s.passed + ' passed)']
-      ]);
-      setText($('d-console'), s.console || '(nothing yet)');
-      if (s.device_id && model.ledger) ledgerInto(s.device_id, $('d-ledger'));
-      else setText($('d-ledger'), 'no device id yet');
-    }, function (err) {
-      setText($('d-console'), 'slot: ' + err.message);
-    });
+    refreshDetail();
+    if (!detail.timer) detail.timer = setInterval(refreshDetail, 2000);
   }
 
   $('search').addEventListener('submit', function (e) {

@@ -135,7 +135,11 @@ def main(argv):
                     if b.problems:
                         raise RuntimeError("while waiting for %s" % expr)
                     if time.monotonic() > end:
-                        raise RuntimeError("not true after %s s: %s" % (secs, expr))
+                        # What the page showed instead, to tell why.
+                        shown = b.evaluate("document.body ? document.body.innerText"
+                                           ".slice(0, 2000) : ''")
+                        raise RuntimeError("not true after %s s: %s\nthe page shows:\n%s"
+                                           % (secs, expr, shown))
                     time.sleep(0.1)
             elif kind == "eval":
                 print(json.dumps(b.evaluate(rest)), flush=True)
