@@ -19,8 +19,10 @@ if [ ! -x "$MBAGENT" ]; then
 	cmake -S "$SOURCE_DIR" -B "$BUILD_DIR" >/dev/null && cmake --build "$BUILD_DIR" --target station-agent-mbedtls >/dev/null ||
 		fail "cannot build station-agent-mbedtls"
 fi
-if ldd "$MBAGENT" | grep -E 'libcrypto|libssl'; then fail "station-agent-mbedtls links OpenSSL"; fi
-ldd "$MBAGENT" | grep -q libmbedcrypto || fail "station-agent-mbedtls does not link mbedTLS"
+# Read whole first: `ldd | has` under pipefail fails when grep stops reading early.
+libs=$(ldd "$MBAGENT") || fail "ldd $MBAGENT"
+if grep -E 'libcrypto|libssl' <<<"$libs"; then fail "station-agent-mbedtls links OpenSSL"; fi
+grep -q libmbedcrypto <<<"$libs" || fail "station-agent-mbedtls does not link mbedTLS: $libs"
 
 agent_pki
 start_link --pace --strict

@@ -27,7 +27,7 @@ ok "the authorization verifies as the station sees it"
 	fail "first run: $(grep -c '"event":"pass"' "$T/ev1.jsonl") passed, expected 10: $(tail -5 "$T/run1.err")"
 fails=$(grep '"event":"fail"' "$T/ev1.jsonl")
 [ "$(echo "$fails" | grep -c .)" = 1 ] || fail "first run: failures: $fails"
-echo "$fails" | grep -q '"reason":"AUTH_EXHAUSTED"' || fail "first run: the 11th failed otherwise: $fails"
+echo "$fails" | has '"reason":"AUTH_EXHAUSTED"' || fail "first run: the 11th failed otherwise: $fails"
 refused_slot=$(echo "$fails" | jq -r .slot)
 refused_dev=$(echo "$fails" | jq -r .device_id)
 [ ! -e "$LINE_DIR/$refused_slot/files/client.pem" ] ||
@@ -50,7 +50,7 @@ start_simboard "$N" --seed 17
 	--max-seconds 120 >"$T/run2.out" 2>"$T/run2.err" || true
 [ "$(grep -c '"event":"pass".*"reused":true' "$T/ev2.jsonl")" = 10 ] ||
 	fail "second run: $(grep -c '"reused":true' "$T/ev2.jsonl") recorded certificates delivered again, expected 10"
-grep '"event":"fail"' "$T/ev2.jsonl" | grep -q "\"slot\":\"$refused_slot\".*AUTH_EXHAUSTED" ||
+grep '"event":"fail"' "$T/ev2.jsonl" | has "\"slot\":\"$refused_slot\".*AUTH_EXHAUSTED" ||
 	fail "second run: $refused_slot: $(grep "\"slot\":\"$refused_slot\"" "$T/ev2.jsonl" | tail -1)"
 auth_counts LOT-10 10 10 "after re-delivery"
 ok "re-delivery of 10 recorded certificates consumed nothing; the 11th still refused"
@@ -72,7 +72,7 @@ wait_for_line "$T/run3.err" "authorizations .*: 2 loaded" 30 "$RUNPID" ||
 start_simboard "$N" --seed 17
 wait_for_line "$T/ev3.jsonl" '"event":"pass"' 90 "$RUNPID" "$N" ||
 	fail "after SIGHUP: $(grep -c '"event":"pass"' "$T/ev3.jsonl") of $N passed: $(grep '"event":"fail"' "$T/ev3.jsonl" | tail -2)"
-grep '"event":"pass"' "$T/ev3.jsonl" | grep "\"slot\":\"$refused_slot\"" | grep -q '"reused":false' ||
+grep '"event":"pass"' "$T/ev3.jsonl" | grep "\"slot\":\"$refused_slot\"" | has '"reused":false' ||
 	fail "after SIGHUP: $refused_slot did not get a new certificate"
 kill -TERM "$RUNPID"
 wait "$RUNPID" || true

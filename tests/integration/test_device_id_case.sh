@@ -53,7 +53,7 @@ code=$(request up "$(upper "$U")" "$(upper "$U")")
 jq -j '.["client.pem"]' "$T/up/answer.json" >"$T/up/client.pem"
 subj=$(openssl x509 -in "$T/up/client.pem" -noout -subject -nameopt RFC2253)
 [ "$subj" = "subject=OU=acme-factory,CN=$U" ] || fail "upper-case uuid: subject '$subj'"
-"$STATION" ledger -c "$pki/run.yaml" list | grep -q -- "$U" || fail "the ledger lacks $U in lower case"
+"$STATION" ledger -c "$pki/run.yaml" list | has -- "$U" || fail "the ledger lacks $U in lower case"
 ok "upper-case uuid and CN: 201, certificate and ledger in lower case"
 
 for spelling in lower:"$U":"$U" mixed:"$(mixed "$U")":"$(mixed "$U")" cn-upper:"$U":"$(upper "$U")" \

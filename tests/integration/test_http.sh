@@ -155,7 +155,7 @@ key_csr "$T/dev3" "$U3" $FACTORY
 tool_body "$U3" $HW "$T/dev3/csr.pem" | jq --indent 4 '.["sota-config-dir"] = "/factory/sota"' >"$T/dev3/body.json"
 code=$(post "$T/dev3/body.json" "$T/dev3/answer.json")
 [ "$code" = 201 ] || fail "config dir: $code"
-jq -r '.["sota.toml"]' "$T/dev3/answer.json" | grep -qx 'tls_clientcert_path = "/factory/sota/client.pem"' ||
+jq -r '.["sota.toml"]' "$T/dev3/answer.json" | has -x 'tls_clientcert_path = "/factory/sota/client.pem"' ||
 	fail "sota-config-dir not applied: $(jq -r '.["sota.toml"]' "$T/dev3/answer.json")"
 ok "the request's sota-config-dir is written into sota.toml"
 
@@ -163,7 +163,7 @@ ok "the request's sota-config-dir is written into sota.toml"
 U4=$(cat /proc/sys/kernel/random/uuid)
 key_csr "$T/dev4" "$U4" $FACTORY -subj "/CN=$U4/OU=$FACTORY/businessCategory=production"
 register "$U4" $HW_PROD "$T/dev4"
-openssl x509 -in "$T/dev4/client.pem" -noout -subject -nameopt RFC2253 | grep -q "businessCategory=production" ||
+openssl x509 -in "$T/dev4/client.pem" -noout -subject -nameopt RFC2253 | has "businessCategory=production" ||
 	fail "production certificate lacks businessCategory"
 ok "production profile: businessCategory=production issued"
 GOOD="$U1 $U2 $U3 $U4"

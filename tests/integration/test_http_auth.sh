@@ -64,7 +64,7 @@ refused() {
 		fail "$what: station serve started"
 	fi
 	grep -q "serving on" "$T/out" && fail "$what: it served: $(cat "$T/out")"
-	grep -E "^$cfg:[0-9]+:[0-9]+: " "$T/err" | grep -qF -- "$text" ||
+	grep -E "^$cfg:[0-9]+:[0-9]+: " "$T/err" | has -F -- "$text" ||
 		fail "$what: no file:line:col error saying '$text': $(cat "$T/err")"
 	grep -q "errors\? in $cfg" "$T/err" || fail "$what: $(cat "$T/err")"
 	n_refused=$((n_refused + 1))
@@ -216,7 +216,7 @@ code=$(register "$U1" "$T/u1-k2" "$URL")
 expect_code "reissue without authentication" 409 "$code" "$T/u1-k2/answer.json"
 [ "$(jq -r .error "$T/u1-k2/answer.json")" = POOL_REISSUE_UNAUTH ] ||
 	fail "reissue without authentication: $(cat "$T/u1-k2/answer.json")"
-jq -r .message "$T/u1-k2/answer.json" | grep -q "reissues only to authenticated requests" ||
+jq -r .message "$T/u1-k2/answer.json" | has "reissues only to authenticated requests" ||
 	fail "no clear reason: $(cat "$T/u1-k2/answer.json")"
 # Another unauthenticated request in the same class: a third key.
 code=$(register "$U1" "$T/u1-k3" "$URL")

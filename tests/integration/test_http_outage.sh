@@ -69,7 +69,7 @@ mv "$pki/tokens" "$pki/tokens.away"
 code=$(post "$T/first.json")
 [ "$code" = 503 ] || fail "during the outage: $code $(cat "$T/first.json")"
 [ "$(jq -r .error "$T/first.json")" = HTTP_TIMEOUT ] || fail "error: $(cat "$T/first.json")"
-jq -r .message "$T/first.json" | grep -q "signing is paused" || fail "message: $(cat "$T/first.json")"
+jq -r .message "$T/first.json" | has "signing is paused" || fail "message: $(cat "$T/first.json")"
 grep -qi '^retry-after:' "$T/hdr" || fail "503 without Retry-After"
 [ "$(status .pool.paused)" = true ] || fail "the pool is not paused: $(curl -s "$URL/status")"
 ok "HSM away: 503 HTTP_TIMEOUT after sign_timeout_ms, naming the pause; the request stays queued"

@@ -53,7 +53,7 @@ registers() {
 	[ "$2" != acme-gw100-prod ] || want="subject=businessCategory=production,OU=$FACTORY,CN=$(cat "$d/uuid")"
 	[ "$subj" = "$want" ] || fail "$1: profile $2, subject '$subj'"
 	"$STATION" ledger -c "$pki/serve.yaml" list >"$T/ledger.txt"
-	grep "$(cat "$d/uuid")" "$T/ledger.txt" | grep -qw -- "$2" ||
+	grep "$(cat "$d/uuid")" "$T/ledger.txt" | has -w -- "$2" ||
 		fail "$1 not recorded under $2: $(cat "$T/ledger.txt")"
 }
 

@@ -106,7 +106,7 @@ SYSTEMD_LOG_COLOR=0 systemd-analyze verify "$T/units/station.service" >"$T/verif
 ok "systemd-analyze verify accepts the unit"
 # The hardening as systemd rates it (0 = fully confined, 10 = unconfined); older systemd
 # has no --offline and skips this.
-if systemd-analyze security --help 2>/dev/null | grep -q -- --offline; then
+if systemd-analyze security --help 2>/dev/null | has -- --offline; then
 	systemd-analyze security --offline=true --no-pager "$T/units/station.service" >"$T/sec" 2>&1 || true
 	level=$(sed -n 's/.*Overall exposure level for station.service: \([0-9.]*\).*/\1/p' "$T/sec")
 	[ -n "$level" ] || fail "systemd-analyze security gave no level: $(tail -3 "$T/sec")"
@@ -206,7 +206,7 @@ check_log_forms() {
 		[ "$(wc -l <"$T/jq")" -eq 2 ] || fail "$st: JSON log lines lack fields: $(cat "$T/log")"
 		# The message itself is printable (control bytes and invalid UTF-8 as C escapes),
 		# then JSON-encoded.
-		jq -r .msg "$T/log" | head -1 | grep -qF -e '--bad\t"\\x01\xff' ||
+		jq -r .msg "$T/log" | head -1 | has -F -e '--bad\t"\\x01\xff' ||
 			fail "$st: JSON message does not decode to what was logged: $(cat "$T/log")"
 	else
 		while read -r line; do
@@ -311,7 +311,7 @@ ok "service rehearsal: 4 boards passed, SIGHUP reloaded, SIGTERM stopped with st
 # are made; removal and purge are clean and leave the ledger directory and what is in it.
 # Whatever the test made on the machine (the package, the user, the directory) is undone.
 pkg_undo() {
-	if dpkg-query -W -f='${Status}' station 2>/dev/null | grep -q "installed"; then
+	if dpkg-query -W -f='${Status}' station 2>/dev/null | has "installed"; then
 		DEBIAN_FRONTEND=noninteractive apt-get -y -q -o DPkg::Lock::Timeout=300 purge station \
 			>/dev/null 2>&1 || true
 	fi
@@ -321,7 +321,7 @@ pkg_undo() {
 }
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null || ! command -v cpack >/dev/null; then
 	echo "skip - the package install needs root, apt-get and cpack"
-elif dpkg-query -W -f='${Status}' station 2>/dev/null | grep -q "installed"; then
+elif dpkg-query -W -f='${Status}' station 2>/dev/null | has "installed"; then
 	fail "a package named station is installed on this machine: this test would replace it"
 else
 	HAD_DIR=$([ -d /var/lib/station ] && echo 1 || true)
@@ -338,19 +338,19 @@ else
 	sort "$TREE/install_manifest.txt" | cmp -s - "$T/deb-files" ||
 		fail "the package's files are not those cmake --install lays out: $(sort "$TREE/install_manifest.txt" | diff - "$T/deb-files" | head)"
 	[ "$(dpkg-deb -f "$deb" Version)" = "$version" ] || fail "package version $(dpkg-deb -f "$deb" Version), not $version"
-	dpkg-deb --ctrl-tarfile "$deb" | tar -xOf - ./conffiles | grep -qx /etc/station/station.yaml.example ||
+	dpkg-deb --ctrl-tarfile "$deb" | tar -xOf - ./conffiles | has -x /etc/station/station.yaml.example ||
 		fail "the configuration example is not a conffile"
 	ok "cpack -G DEB: $(basename "$deb"), every installed file, Depends from the shared libraries"
 
 	DEBIAN_FRONTEND=noninteractive apt-get -y -q -o DPkg::Lock::Timeout=300 install "$deb" \
 		>"$T/apt.log" 2>&1 || fail "apt-get install $deb: $(tail -20 "$T/apt.log")"
-	dpkg-query -W -f='${Status} ${Version}' station | grep -qx "install ok installed $version" ||
+	dpkg-query -W -f='${Status} ${Version}' station | has -x "install ok installed $version" ||
 		fail "dpkg: $(dpkg-query -W -f='${Status} ${Version}' station)"
 	/usr/bin/station --version >"$T/version" || fail "the installed station --version failed"
 	grep -qE "^station $version \(.+\)$" "$T/version" || fail "--version prints '$(cat "$T/version")'"
 	/usr/bin/station profile check /usr/share/station/profiles/*.yaml >"$T/out" 2>"$T/err" ||
 		fail "profile check from the installed paths: $(cat "$T/err")"
-	getent passwd station | grep -qE "^station:x:[0-9]+:[0-9]+:[^:]*:/var/lib/station:" ||
+	getent passwd station | has -E "^station:x:[0-9]+:[0-9]+:[^:]*:/var/lib/station:" ||
 		fail "the package made no user station: $(getent passwd station)"
 	[ "$(stat -c '%a %U' /var/lib/station)" = "700 station" ] ||
 		fail "/var/lib/station is $(stat -c '%a %U' /var/lib/station), expected 700 station"
@@ -366,7 +366,7 @@ else
 	DEBIAN_FRONTEND=noninteractive apt-get -y -q -o DPkg::Lock::Timeout=300 purge station \
 		>"$T/apt.log" 2>&1 || fail "apt-get purge: $(tail -20 "$T/apt.log")"
 	[ ! -e /etc/station/station.yaml.example ] || fail "purge left the configuration example"
-	dpkg-query -W -f='${Status}' station 2>/dev/null | grep -q "installed" && fail "station is still installed"
+	dpkg-query -W -f='${Status}' station 2>/dev/null | has "installed" && fail "station is still installed"
 	[ -f "$PKG_MARK" ] || fail "removing the package took the ledger"
 	ok "apt-get remove and purge: program, unit, then the example gone; the ledger directory kept"
 	pkg_undo

@@ -68,7 +68,7 @@ wait "$writer" || fail "the writer failed"
 "$STATION" ledger --ledger "$led" list >"$T/a"
 "$STATION" ledger --ledger "$T/live.db" list >"$T/b"
 cmp -s "$T/a" "$T/b" || fail "final copy differs: $(diff "$T/a" "$T/b")"
-ls "$T" | grep -q "\.tmp-" && fail "temporary files left: $(ls "$T")"
+ls "$T" | has "\.tmp-" && fail "temporary files left: $(ls "$T")"
 ok "3 backups while 40 rows were written: each whole; the last one replaced the copy and equals the ledger"
 
 # With a configuration, and what goes wrong.

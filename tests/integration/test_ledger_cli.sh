@@ -76,7 +76,7 @@ ok "--help for ledger and its 5 commands"
 # list: a header and one line per row, --state filters.
 "$STATION" ledger -c "$T/station.yaml" list >"$T/list"
 [ "$(wc -l <"$T/list")" -eq 6 ] || fail "list: expected 6 lines: $(cat "$T/list")"
-head -1 "$T/list" | grep -q "^ID .*SERIAL .*DEVICE ID .*PROFILE .*SLOT .*STATE .*CREATED .*REASON" ||
+head -1 "$T/list" | has "^ID .*SERIAL .*DEVICE ID .*PROFILE .*SLOT .*STATE .*CREATED .*REASON" ||
 	fail "list header: $(head -1 "$T/list")"
 dev1_cn=$(openssl x509 -in "$T/dev1.pem" -noout -subject -nameopt multiline | sed -n 's/ *commonName *= //p')
 grep -q "^1 .*$dev1_cn .*acme-gw .*A1 .*delivered" "$T/list" || fail "list lacks row 1: $(cat "$T/list")"
@@ -98,8 +98,8 @@ sed -n '/-----BEGIN CERTIFICATE-----/,/-----END CERTIFICATE-----/p' "$T/show" >"
 [ "$(openssl x509 -in "$T/show.pem" -outform DER | od -An -tx1)" = \
 	"$(openssl x509 -in "$T/dev1.pem" -outform DER | od -An -tx1)" ] || fail "show 1: certificate differs"
 serial3=$(openssl x509 -in "$T/dev3.pem" -noout -serial | cut -d= -f2 | tr 'A-F' 'a-f')
-"$STATION" ledger --ledger "$led" show "$serial3" | grep -q "^id: *3$" || fail "show by serial"
-"$STATION" ledger --ledger "$led" show 5 | grep -q "possibly signed" || fail "show intent"
+"$STATION" ledger --ledger "$led" show "$serial3" | has "^id: *3$" || fail "show by serial"
+"$STATION" ledger --ledger "$led" show 5 | has "possibly signed" || fail "show intent"
 expect_fail "show of an unknown row" "no row with id or serial '999'" \
 	"$STATION" ledger --ledger "$led" show 999
 ok "show by id and by serial"
@@ -108,7 +108,7 @@ ok "show by id and by serial"
 "$STATION" ledger -c "$T/station.yaml" export --format csv -o "$T/export.csv"
 [ "$(wc -l <"$T/export.csv")" -eq 6 ] || fail "csv: expected 6 lines"
 [ "$(grep -c $'\r$' "$T/export.csv")" -eq 6 ] || fail "csv: lines do not end in CRLF"
-head -1 "$T/export.csv" | tr -d '\r' | grep -qx \
+head -1 "$T/export.csv" | tr -d '\r' | has -x \
 	"id,serial,device_id,profile,station,slot,state,reason,csr_sha256,pubkey_sha256,created,signed_at,delivered_at,not_before,not_after,cert_der_base64" ||
 	fail "csv header: $(head -1 "$T/export.csv")"
 sed -n 2p "$T/export.csv" | tr -d '\r' | cut -d, -f16 | base64 -d >"$T/row1.der"
@@ -126,7 +126,7 @@ if command -v jq >/dev/null; then
 	jq -e -s 'length == 5 and .[0].state == "delivered" and (.[0].cert_pem | startswith("-----BEGIN CERTIFICATE-----\n"))
 		and .[4].state == "intent" and .[4].cert_pem == null and .[3].reason == "board left during write"' \
 		"$T/export.jsonl" >/dev/null || fail "jsonl: jq finds wrong values"
-	jq -r 'select(.id == 1) | .cert_pem' "$T/export.jsonl" | openssl x509 -noout -subject | grep -q "$dev1_cn" ||
+	jq -r 'select(.id == 1) | .cert_pem' "$T/export.jsonl" | openssl x509 -noout -subject | has "$dev1_cn" ||
 		fail "jsonl: row 1 PEM"
 fi
 "$STATION" ledger -c "$T/station.yaml" export --format jsonl --cert none --state failed >"$T/failed.jsonl"
@@ -143,7 +143,7 @@ grep -q "4 certificates verified.*1 possibly signed, 0 problems" "$T/check" || f
 grep -q "1 refused board flagged" "$T/check" || fail "check does not mention the flag"
 "$STATION" ledger --ledger "$led" check --ca "$pki/local-ca.pem" >/dev/null || fail "check --ledger --ca"
 expect_fail "check without a CA" "no CA certificate" "$STATION" ledger --ledger "$led" check
-"$STATION" ledger -c "$T/station.yaml" flags | grep -q "slot Z8 .*device id recorded with another key" ||
+"$STATION" ledger -c "$T/station.yaml" flags | has "slot Z8 .*device id recorded with another key" ||
 	fail "flags"
 ok "check passes on a clean ledger"
 

@@ -60,14 +60,14 @@ passes() { grep -c '"event":"pass"' "$T/$1.events" || true; }
 fails() { grep -c '"event":"fail"' "$T/$1.events" || true; }
 [ "$(passes line-a)" = $((N + 1)) ] && [ "$(fails line-a)" = 1 ] ||
 	fail "line-a: $(passes line-a) passed, $(fails line-a) failed: $(tail -5 "$T/line-a.err")"
-grep '"event":"fail"' "$T/line-a.events" | grep -q '"slot":"m0"' || fail "line-a: not m0 failed"
+grep '"event":"fail"' "$T/line-a.events" | has '"slot":"m0"' || fail "line-a: not m0 failed"
 for s in b c; do
 	[ "$(passes line-$s)" -ge "$N" ] || fail "line-$s: $(passes line-$s) passed: $(tail -5 "$T/line-$s.err")"
 done
 [ $(($(passes line-b) + $(passes line-c))) = $((2 * N + 1)) ] ||
 	fail "the race: $(passes line-b) + $(passes line-c) passed, expected $((2 * N + 1))"
 loser=$(grep -l '"event":"fail"' "$T/line-b.events" "$T/line-c.events")
-grep '"event":"fail"' "$loser" | grep -qE 'device id|another key' ||
+grep '"event":"fail"' "$loser" | has -E 'device id|another key' ||
 	fail "the race's loser was not told why: $(grep '"event":"fail"' "$loser")"
 ok "every board passed but the unplugged one and the race's loser ($(grep -o '"reason":"[^"]*"' "$loser" | head -1))"
 

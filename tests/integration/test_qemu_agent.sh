@@ -122,7 +122,7 @@ ok "boot: the agent on ttyS0 $boot_ms ms (wall) after QEMU started"
 finish_station new
 prov_ms=$(($(qemu_now_ms) - t_agent))
 qemu_wait_exit 120
-grep -q '"event":"pass"' "$T/new.jsonl" && grep '"event":"pass"' "$T/new.jsonl" | grep -q '"baud":921600' ||
+grep -q '"event":"pass"' "$T/new.jsonl" && grep '"event":"pass"' "$T/new.jsonl" | has '"baud":921600' ||
 	fail "new: the line was not switched to 921600: $(grep pass "$T/new.jsonl")"
 ok "provisioned through the 8250 at 921600: $prov_ms ms (wall) from the agent's start to the station's pass; station phases $(grep '"event":"pass"' "$T/new.jsonl" | jq -c .ms), $(grep '"event":"pass"' "$T/new.jsonl" | jq .retransmits) retransmits"
 tr -d '\r' <"$QEMU_WIRE_LOG" >"$T/wire.txt"
@@ -175,7 +175,7 @@ ok "power cut in COMMIT after the journal's rename, one file installed: the next
 finish_station again
 done_ms=$(($(qemu_now_ms) - t_cut))
 qemu_wait_exit 120
-grep '"event":"pass"' "$T/again.jsonl" | grep -q '"reused":true' ||
+grep '"event":"pass"' "$T/again.jsonl" | has '"reused":true' ||
 	fail "again: not the recorded certificate: $(grep pass "$T/again.jsonl")"
 qemu_disk_rdump "$T/board.img" /var/sota "$T/final"
 check_board again "$T/final/sota"

@@ -31,9 +31,9 @@ ev="$T/events.jsonl"
 [ "$(grep -c '"event":"pass"' "$ev")" = "$N" ] || fail "events: $(grep -c '"event":"pass"' "$ev") pass outcomes, expected $N"
 if grep -q '"event":"fail"' "$ev"; then fail "events: a board failed: $(grep -m3 '"event":"fail"' "$ev")"; fi
 [ "$(grep -c '"event":"summary"' "$ev")" = 1 ] || fail "events: no single summary"
-grep '"event":"summary"' "$ev" | grep -q "\"boards\":$N,\"passed\":$N,\"failed\":0" ||
+grep '"event":"summary"' "$ev" | has "\"boards\":$N,\"passed\":$N,\"failed\":0" ||
 	fail "summary event: $(grep summary "$ev")"
-grep '"event":"summary"' "$ev" | grep -q '"boards_per_hour":[1-9]' || fail "summary without boards/hour"
+grep '"event":"summary"' "$ev" | has '"boards_per_hour":[1-9]' || fail "summary without boards/hour"
 first=$(grep -m1 '"event":"pass"' "$ev")
 for phase in hello csr queue sign record write verify total; do
 	case $first in *"\"$phase\":"*) ;; *) fail "pass outcome lacks the $phase duration: $first" ;; esac
@@ -81,7 +81,7 @@ timeout 300 "$STATION" run -c "$pki/run.yaml" --json --boards "$N" >"$T/again.js
 	fail "second run: $(tail -20 "$T/again.err")"
 [ "$(grep -c '"event":"pass".*"reused":true' "$T/again.jsonl")" = "$N" ] ||
 	fail "second run: not every board was delivered its recorded certificate"
-grep '"event":"summary"' "$T/again.jsonl" | grep -q "\"passed\":$N,\"failed\":0,\"abandoned\":0,\"reused\":$N" ||
+grep '"event":"summary"' "$T/again.jsonl" | has "\"passed\":$N,\"failed\":0,\"abandoned\":0,\"reused\":$N" ||
 	fail "second run summary: $(grep summary "$T/again.jsonl")"
 [ "$(openssl x509 -in "$T/line/board5/files/client.pem" -noout -serial)" = "$serial5" ] ||
 	fail "board5 got another certificate"

@@ -44,7 +44,7 @@ fi
 ev="$T/events.jsonl"
 [ "$(grep -c '"event":"pass"' "$ev")" = "$PASSES" ] ||
 	fail "$(grep -c '"event":"pass"' "$ev") of $PASSES boards passed: $(grep -m3 '"event":"fail"' "$ev")"
-grep '"event":"fail"' "$ev" | grep '"slot":"board4"' | grep -q '"reason":"PROTO_TIMEOUT"' ||
+grep '"event":"fail"' "$ev" | grep '"slot":"board4"' | has '"reason":"PROTO_TIMEOUT"' ||
 	fail "board4 did not fail as hung: $(grep '"event":"fail"' "$ev")"
 grep -q "board4.*no answer to WRITE at 921600 baud after [0-9]* tries; trying the board at 115200" "$T/run.err" ||
 	fail "board4 was not tried at the starting rate: $(grep board4 "$T/run.err" | tail -3)"
@@ -56,13 +56,13 @@ fast=$(pass_ev | grep -v '"slot":"board[23]"' | grep -c '"baud":921600') || true
 b23=$(pass_ev | grep -c '"slot":"board[23]"') || true
 [ "$b23" -ge 2 ] && [ "$slow" = "$b23" ] && [ "$fast" = $((PASSES - b23)) ] ||
 	fail "rates: board2/3 $slow of $b23 at 115200, others $fast of $((PASSES - b23)) at 921600: $(pass_ev | grep -o '"slot":"[a-z0-9]*"\|"baud":[0-9]*' | paste -sd' ')"
-grep '"event":"pass"' "$ev" | grep '"slot":"board3"' | grep -q '"resyncs":[1-9]' ||
+grep '"event":"pass"' "$ev" | grep '"slot":"board3"' | has '"resyncs":[1-9]' ||
 	fail "board3 did not reboot mid-run: $(grep '"slot":"board3"' "$ev" | grep pass)"
 grep -q "board3.*bytes at another rate" "$T/run.err" ||
 	fail "board3's reboot was not heard as bytes at another rate: $(grep board3 "$T/run.err" | tail -3)"
 grep -q 'board2.*baud fallback to 115200' "$T/simboard.log" ||
 	fail "board2 did not fall back: $(grep board2 "$T/simboard.log" | tail -5)"
-if grep -v 'board2' "$T/simboard.log" | grep -q 'baud fallback'; then
+if grep -v 'board2' "$T/simboard.log" | has 'baud fallback'; then
 	fail "a board that can do the new rate fell back: $(grep 'baud fallback' "$T/simboard.log")"
 fi
 # The fixtures' next boards started at 115200 and were found (swaps happened).

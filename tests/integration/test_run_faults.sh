@@ -76,7 +76,7 @@ if timeout 300 "$STATION" run -c "$pki/run.yaml" --events "$ev" --boards 14 --no
 	fail "station run exited 0 although boards failed"
 fi
 [ "$(grep -c '"event":"\(pass\|fail\)"' "$ev")" = 14 ] || fail "not 14 outcomes: $(grep -c '"event":"\(pass\|fail\)"' "$ev")"
-grep '"event":"summary"' "$ev" | grep -q '"boards":14,"passed":8,"failed":6' ||
+grep '"event":"summary"' "$ev" | has '"boards":14,"passed":8,"failed":6' ||
 	fail "summary: $(grep summary "$ev")"
 ok "14 boards: 8 passed, 6 failed, exit status 1"
 
@@ -126,7 +126,7 @@ sed "s#$T/line/map.yaml#$LINE_DIR/map.yaml#" "$pki/run.yaml" >"$pki/idle.yaml"
 start_simboard 3 --seed 12 --fault hang:board1
 timeout 120 "$STATION" run -c "$pki/idle.yaml" --events "$T/idle.jsonl" --until-idle --no-view \
 	>"$T/idle.out" 2>"$T/idle.err" || fail "station run --until-idle: $(tail -5 "$T/idle.err")"
-grep '"event":"summary"' "$T/idle.jsonl" | grep -q '"boards":2,"passed":2,"failed":0' ||
+grep '"event":"summary"' "$T/idle.jsonl" | has '"boards":2,"passed":2,"failed":0' ||
 	fail "until-idle summary: $(grep summary "$T/idle.jsonl")"
 grep -q "heard none" "$T/idle.err" "$T/idle.out" || fail "no stop reason: $(tail -3 "$T/idle.err")"
 ok "--until-idle ends with a silent fixture"

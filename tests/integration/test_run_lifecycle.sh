@@ -52,7 +52,7 @@ grep -q "SIGHUP: 1 profiles reloaded" "$T/st.err" || fail "no reload notice: $(c
 kill -TERM "$STPID"
 wait "$STPID" || fail "SIGTERM: exit status $?"
 STPID=
-grep '"event":"summary"' "$T/ev2.jsonl" | grep -q '"reused":6,.*"stop_reason":"SIGTERM"' ||
+grep '"event":"summary"' "$T/ev2.jsonl" | has '"reused":6,.*"stop_reason":"SIGTERM"' ||
 	fail "summary after SIGTERM: $(grep summary "$T/ev2.jsonl")"
 ok "SIGHUP reloads the profiles; SIGTERM ends the run with status 0"
 stop_simboard
@@ -85,7 +85,7 @@ for i in 0 1 2 3; do
 		fail "the summary does not name board$i: $(cat "$T/st.out")"
 	grep -q "abandoned 4 boards in flight.*board$i (" "$T/st.err" || fail "the log does not name board$i"
 done
-if awk 'length($0) > 80' "$T/st.out" | grep -q .; then
+if awk 'length($0) > 80' "$T/st.out" | has .; then
 	fail "a summary line is wider than 80 columns: $(awk 'length($0) > 80' "$T/st.out")"
 fi
 grep '"event":"summary"' "$T/ev3.jsonl" |
@@ -108,7 +108,7 @@ ok "the next run delivered the recorded certificates; boards verified; nothing s
 # --max-seconds ends an idle run.
 timeout 60 "$STATION" run -c "$pki/slow.yaml" --events "$T/ev5.jsonl" --max-seconds 0.5 --no-view \
 	>"$T/st.out" 2>"$T/st.err" || fail "--max-seconds: $(tail -3 "$T/st.err")"
-grep '"event":"summary"' "$T/ev5.jsonl" | grep -q '"stop_reason":"--max-seconds reached"' ||
+grep '"event":"summary"' "$T/ev5.jsonl" | has '"stop_reason":"--max-seconds reached"' ||
 	fail "--max-seconds summary: $(grep summary "$T/ev5.jsonl")"
 ok "--max-seconds"
 

@@ -111,7 +111,7 @@ if grep -q '"event":"fail"' "$T/ev.jsonl"; then fail "a board failed: $(grep '"e
 if jq -e 'select(.event == "line" and .slot == "board2")' "$T/ev.jsonl" >/dev/null; then
 	fail "board2 (frames among its console flood) was reported"
 fi
-grep '"event":"summary"' "$T/ev.jsonl" | grep -q '"boards":1,"passed":1,"failed":0' ||
+grep '"event":"summary"' "$T/ev.jsonl" | has '"boards":1,"passed":1,"failed":0' ||
 	fail "summary: $(grep summary "$T/ev.jsonl")"
 ok "no board failed; a chatty board that answers is provisioned without a word about its line"
 echo "all passed"

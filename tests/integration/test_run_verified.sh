@@ -23,7 +23,7 @@ run_case() {
 	timeout 120 "$STATION" run -c "$pki/$name.yaml" --events "$T/$name.jsonl" --boards "$n" \
 		--no-view >"$T/$name.out" 2>"$T/$name.err" ||
 		fail "$name: station run exited $?: $(grep -E 'warning|error' "$T/$name.err" | tail -3)"
-	grep '"event":"summary"' "$T/$name.jsonl" | grep -q "\"boards\":$n,\"passed\":$n,\"failed\":0" ||
+	grep '"event":"summary"' "$T/$name.jsonl" | has "\"boards\":$n,\"passed\":$n,\"failed\":0" ||
 		fail "$name: $(grep summary "$T/$name.jsonl"): $(grep -E 'warning|error' "$T/$name.err" | tail -3)"
 	states=$(sqlite3 -readonly "$pki/ledger.db" "SELECT state FROM certificates" | sort | uniq -c | xargs)
 	[ "$states" = "$n delivered" ] || fail "$name: ledger rows: $states"

@@ -85,7 +85,7 @@ view_ok() {
 		why="more than $h lines"
 		return 1
 	}
-	head -1 "$T/screen" | grep -qE "^station test-station  up [0-9]+:[0-9]{2}:[0-9]{2}  (slots $n:|$n slots:)" || {
+	head -1 "$T/screen" | has -E "^station test-station  up [0-9]+:[0-9]{2}:[0-9]{2}  (slots $n:|$n slots:)" || {
 		why="no header line: $(head -1 "$T/screen")"
 		return 1
 	}

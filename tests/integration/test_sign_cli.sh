@@ -10,9 +10,9 @@ for f in factory-root.pem local-ca.pem station.yaml gateway.pem gateway.key; do
 	[ -s "$pki/$f" ] || fail "ca init did not write $f"
 done
 [ "$(stat -c %a "$pki/gateway.key")" = 600 ] || fail "gateway.key is not 0600"
-openssl x509 -in "$pki/factory-root.pem" -noout -subject -nameopt RFC2253 | grep -q 'CN=Factory-CA' ||
+openssl x509 -in "$pki/factory-root.pem" -noout -subject -nameopt RFC2253 | has 'CN=Factory-CA' ||
 	fail "root subject is not CN=Factory-CA"
-openssl x509 -in "$pki/local-ca.pem" -noout -text | grep -q 'CA:TRUE, pathlen:0' ||
+openssl x509 -in "$pki/local-ca.pem" -noout -text | has 'CA:TRUE, pathlen:0' ||
 	fail "local CA lacks pathlen 0"
 ok "ca init wrote the development PKI"
 
@@ -84,7 +84,7 @@ expect_fail "missing config named" "nope.yaml" \
 "$STATION" sign --help >"$T/help"
 grep -q -- "--device-id" "$T/help" || fail "sign --help does not mention --device-id"
 "$STATION" ca --help >/dev/null
-"$STATION" --help | grep -q sign || fail "station --help lists no sign"
+"$STATION" --help | has sign || fail "station --help lists no sign"
 ok "help texts"
 
 # A wrong PIN is reported, not retried.

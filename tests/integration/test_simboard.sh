@@ -6,7 +6,7 @@
 SIMBOARD=$BUILD_DIR/fixtures/simboard/simboard
 [ -x "$SIMBOARD" ] || fail "no simboard at $SIMBOARD"
 
-"$SIMBOARD" --help | grep -q -- "--fault SPEC" || fail "--help lacks --fault"
+"$SIMBOARD" --help | has -- "--fault SPEC" || fail "--help lacks --fault"
 ok "simboard --help"
 
 expect_fail "--boards 0 refused" "bad value \"0\"" "$SIMBOARD" --dir "$T/x" --boards 0
@@ -60,6 +60,6 @@ ok "clean exit on SIGTERM"
 
 "$STATION" ports >"$T/ports" 2>"$T/ports.err" || fail "station ports failed: $(cat "$T/ports.err")"
 "$STATION" ports --json >"$T/ports.json" || fail "station ports --json failed"
-head -c1 "$T/ports.json" | grep -q '\[' || fail "station ports --json is not an array"
+head -c1 "$T/ports.json" | has '\[' || fail "station ports --json is not an array"
 if grep -q /dev/pts/ "$T/ports"; then fail "station ports lists PTYs"; fi
 ok "station ports"

@@ -12,6 +12,11 @@ chmod 700 "$T"
 trap 'rc=$?; ! declare -F test_cleanup >/dev/null || test_cleanup || true; [ -n "${KEEP_TMP:-}" ] || rm -rf "$T"; exit $rc' EXIT
 trap 'exit 130' INT TERM
 
+# has [GREP ARGS] PATTERN: grep -q for the end of a pipeline. It reads its input to the end:
+# grep -q stops at the first match, and under pipefail the writer's SIGPIPE would fail the
+# pipeline when the writer had more to say.
+has() { grep "$@" >/dev/null; }
+
 fail() {
 	echo "FAIL: $*" >&2
 	exit 1

@@ -266,7 +266,7 @@ qemu_disk_rdump() {
 qemu_disk_cat() {
 	local img=$1 path=$2 copy=$QEMU_DIR/disk-cat.img
 	qemu_disk_copy "$img"
-	if ! debugfs -R "stat $path" "$copy" 2>/dev/null | grep -q '^Inode:'; then
+	if ! debugfs -R "stat $path" "$copy" 2>/dev/null | has '^Inode:'; then
 		rm -f "$copy"
 		return 1
 	fi
