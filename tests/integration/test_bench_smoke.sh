@@ -63,6 +63,35 @@ check_json() {
 		.rss.peak_kib > 0 and .bound.n > 0 and .wire.bytes_per_board > 1000 and
 		.cpu.station_s > 0 and .cpu.threads.loop_cpu_s >= 0] | all' "$f" >/dev/null ||
 		fail "$f: a figure is missing: $(jq -c '.runs[0]' "$f")"
+	# The serial path's CPU over the bound with the proof-of-possession verify counted in
+	# it, split by thread: the shares add up to the whole (what ran after the last sample
+	# included), and the sampled threads never hold more than the station spent.
+	jq -e 'def close(a; b): ((a - b) / b) as $d | $d * $d < 1e-18;
+		[.runs[] | .cpu as $c |
+		 close($c.bound_pop_us; .bound.cpu_us + .bound.verify_cpu_us) and
+		 close($c.x_bound_pop; $c.ms_per_board * 1000 / $c.bound_pop_us) and
+		 $c.x_bound_pop > 0 and $c.x_bound_pop < $c.x_bound and
+		 ([$c.threads_x_bound_pop[]] | all(. >= 0 or . == null)) and
+		 (([$c.threads_x_bound_pop | .loop, .ledger, .workers, .other, .unsampled] | add) -
+		  $c.x_bound_pop | fabs) < 1e-6 * $c.x_bound_pop and
+		 $c.threads.unsampled_cpu_s >= -0.01 * $c.station_s] | all' "$f" >/dev/null ||
+		fail "$f: CPU over the bound with the PoP verify inconsistent: $(jq -c '[.runs[] | .cpu]' "$f")"
+	# Bytes per board against the protocol's minimum, worked out from a provisioned board:
+	# the parts add up, every file and command has its frames, and no board took less.
+	jq -e 'def close(a; b): ((a - b) / b) as $d | $d * $d < 1e-18;
+		[.runs[] | .wire as $w | $w.minimum as $m |
+		 $m.files >= 1 and $m.csr > 0 and $m.certificates > 0 and
+		 $m.nonce_and_signature > 0 and $m.frames >= 2 * (5 + $m.files) and
+		 close($m.bytes_per_board; $m.csr + $m.certificates + $m.other_file_bytes +
+		       $m.nonce_and_signature + $m.framing) and
+		 $w.bytes_per_board >= $m.bytes_per_board and
+		 close($m.ratio; $w.bytes_per_board / $m.bytes_per_board)] | all' "$f" >/dev/null ||
+		fail "$f: bytes over the protocol's minimum inconsistent: $(jq -c '[.runs[] | .wire]' "$f")"
+	# The ledger's commits, from the signing pool's last words: at least one per passed run.
+	jq -e 'def close(a; b): ((a - b) / b) as $d | $d * $d < 1e-18;
+		[.runs[] | .ledger.commits > 0 and
+		 close(.ledger.commits_per_board; .ledger.commits / .passed)] | all' "$f" >/dev/null ||
+		fail "$f: no ledger commits: $(jq -c '[.runs[] | .ledger]' "$f")"
 	jq -e '(.medians | length) == (.options.slots | length)' "$f" >/dev/null ||
 		fail "$f: medians do not match the slot counts"
 	# What limited each run: one of the candidates, the one whose ratio is closest to 1,
@@ -95,6 +124,12 @@ check_json "$T/file.json"
 jq -e '[.runs[] | .boards] == [4, 8] and .options.signer == "file"' "$T/file.json" >/dev/null ||
 	fail "file.json: runs are not 2x2 and 4x2 boards"
 grep -q "summary (signer file)" "$T/file.out" || fail "no summary table: $(cat "$T/file.out")"
+grep -qE "station CPU/board = [0-9.]+x \(crypto-only \+ PoP verify: [0-9.]+ us\): loop [0-9.]+ ms = [0-9.]+x, ledger [0-9.]+ ms = [0-9.]+x, workers [0-9.]+ ms = [0-9.]+x" \
+	"$T/file.out" || fail "no CPU over the bound with the PoP verify: $(cat "$T/file.out")"
+grep -qE "bytes/board = [0-9.]+ x the protocol's minimum of [0-9]+ B" "$T/file.out" ||
+	fail "no bytes over the protocol's minimum: $(cat "$T/file.out")"
+grep -qE "ledger: [0-9]+ commits \(one fsync each\) = [0-9.]+ per board" "$T/file.out" ||
+	fail "no ledger commits per board: $(cat "$T/file.out")"
 [ "$(head -c 4 "$T/file.png" | od -An -c | tr -d ' ')" = "211PNG" ] || fail "file.png is not a PNG"
 ok "bench with the file key: JSON consistent, plot drawn"
 
