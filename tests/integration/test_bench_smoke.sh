@@ -215,3 +215,31 @@ grep -q "pool.workers is 3 but pool.hsm_sessions is 2 .*: signing with 2 workers
 	"$run_err" || fail "no warning for workers beyond the HSM's sessions: $(cat "$run_err")"
 grep -q ", 2 signing workers," "$run_err" || fail "not 2 signing workers: $(cat "$run_err")"
 ok "workers beyond the HSM's sessions: started with one per session, and said so"
+
+# The registration API's harness (tests/bench/bench_http.c) on a small scale: one round per
+# connection count, each against the bounds of the same run (CPUs x the crypto-only rate; for
+# one connection its latency floor of two ledger commits and the crypto), the server's CPU
+# per registration over the crypto-only CPU and its threads' shares, commits per
+# registration. The figures agree with each other; their size is never checked.
+BENCH_HTTP=$BUILD_DIR/tests/bench_http
+[ -x "$BENCH_HTTP" ] || fail "no bench_http at $BENCH_HTTP"
+"$BENCH_HTTP" -n 20 -c 1,4 --bound-n 50 -d "$T" --json "$T/http.json" >"$T/http.out" \
+	2>"$T/http.err" || fail "bench_http failed: $(tail -5 "$T/http.err") $(tail -5 "$T/http.out")"
+jq -e 'def close(a; b): ((a - b) / b) as $d | $d * $d < 1e-12;
+	.bound as $b | .one_connection_floor as $f |
+	close($b.cpus_per_s; $b.per_cpu_per_s * .cpus) and
+	close($f.per_s; 1 / (2 * $f.commit_ms / 1000 + $b.wall_us / 1e6)) and
+	([.rounds[] | .connections] == [1, 4]) and
+	([.rounds[] | .created == 20 and .other == 0 and
+	  close(.cpus_bound_per_s; $b.cpus_per_s) and close(.ratio; .per_s / .cpus_bound_per_s) and
+	  .server_cpu_us > 0 and
+	  close(.server_cpu_us; .threads_us | .loop + .ledger + .workers + .other) and
+	  close(.server_cpu_x_crypto; .server_cpu_us / $b.cpu_us) and
+	  .ledger.commits > 0 and close(.ledger.commits_per_registration; .ledger.commits / 20)] |
+	 all) and
+	(.rounds[0] | close(.floor_per_s; $f.per_s) and close(.floor_ratio; .per_s / .floor_per_s)) and
+	(.rounds[1] | has("floor_per_s") | not)' "$T/http.json" >/dev/null ||
+	fail "bench_http figures inconsistent: $(cat "$T/http.json")"
+grep -q "one connection against its latency floor" "$T/http.out" ||
+	fail "bench_http: no latency floor line: $(cat "$T/http.out")"
+ok "bench_http: rounds at 1 and 4 connections against their bounds, CPU and commits per registration"
