@@ -17,10 +17,14 @@ cmake --build "$build" -j"$(nproc)" --target bench_issue bench_http station simb
 echo "== issuance (tests/bench/bench_issue.c)"
 "$build/tests/bench_issue" "$@"
 
-# BENCH_HTTP_ARGS: e.g. "-n 5000 -c 128 --softhsm"
+# One round each at 1, 8 and 128 keep-alive connections: registrations/s against CPUs x the
+# crypto-only rate (and, for one connection, against its latency floor: two fsynced ledger
+# commits and the crypto, timed in the same run), the server's CPU per registration as a
+# multiple of the crypto-only CPU split by thread, ledger commits per registration.
+# BENCH_HTTP_ARGS: e.g. "-n 5000 -c 1,8,128 --softhsm"
 echo "== registration API over loopback HTTP (tests/bench/bench_http.c)"
 # shellcheck disable=SC2086
-"$build/tests/bench_http" ${BENCH_HTTP_ARGS:--n 4000 -c 128}
+"$build/tests/bench_http" ${BENCH_HTTP_ARGS:--n 2000 -c 1,8,128}
 
 # A line of stations on one PostgreSQL ledger, a server of its own (tests/lib/pg.sh): the
 # ledger alone on PostgreSQL against SQLite, batch 1 and 32; N = 1, 2, 4 stations each with
@@ -37,8 +41,10 @@ fi
 #  - paced at 115200 baud, 1 to 256 slots: throughput against the wire bound (>= 0.95 at 256);
 #  - the same line with the boards switched to 921600 (max_baud): the speed-up over that bound;
 #  - 8 and 1024 slots: RSS per added slot (<= 64 KiB);
-#  - unpaced, many slots, file key and SoftHSM2: issuance per core against the crypto-only
-#    bound (>= 0.6);
+#  - unpaced, 64 and 256 slots, file key and SoftHSM2: issuance per core against the
+#    crypto-only bound (>= 0.6); the station's CPU per board over the bound with the board's
+#    proof-of-possession verify counted in it, split by thread, with simboard's CPU per board;
+#    bytes per board over the protocol's minimum; ledger commits per board;
 #  - an emulated HSM of 20 ms a signature and 4 sessions: signatures/s against S/L (>= 0.9).
 if [ "${BENCH_STATION:-1}" != 0 ]; then
 	results=${BENCH_RESULTS:-$build/bench-results}
@@ -54,9 +60,12 @@ if [ "${BENCH_STATION:-1}" != 0 ]; then
 	echo "== station bench: memory at 8 and 1024 slots"
 	"$st" bench --slots 8,1024 --baud 115200 -q --json "$results/rss.json" || true
 	for signer in file softhsm; do
-		echo "== station bench: unpaced, 256 slots, $signer (issuance per core)"
-		"$st" bench --slots 256 --boards-per-slot 4 --baud 0 --signer "$signer" \
-			--rounds "$rounds" -q --json "$results/unpaced-$signer.json" || true
+		# Every run's block: the CPU per board with its per-thread split, bytes over the
+		# minimum, commits per board.
+		echo "== station bench: unpaced, 64 and 256 slots, $signer (issuance per core, CPU" \
+			"per board over the bound, bytes over the minimum)"
+		"$st" bench --slots 64,256 --boards-per-slot 8 --baud 0 --signer "$signer" \
+			--rounds "$rounds" --json "$results/unpaced-$signer.json" || true
 	done
 	echo "== station bench: emulated HSM, 20 ms a signature, 4 sessions (S/L)"
 	"$st" bench --slots 128 --boards 400 --baud 0 --signer slowhsm:L=20,S=4 \

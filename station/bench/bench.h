@@ -9,7 +9,9 @@
  * the same signer, so ratios compare like with like on a shared machine.
  *
  *   bench_bound.c   the crypto-only bound
+ *   bench_proc.c    per-thread CPU of a process from /proc (also for tests/bench/bench_http)
  *   bench_run.c     one run: set-up, children, sampling, events, figures
+ *   bench_wire.c    the protocol's minimum bytes for one board
  *   bench_report.c  text table, JSON, gnuplot plot
  *   cmd_bench.c     the command line and the order of runs
  *
@@ -20,6 +22,7 @@
 #include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <jansson.h>
 
@@ -110,6 +113,66 @@ struct st_bench_threads {
 	int named;              /* 1: the pool's threads were found by name */
 };
 
+/* Per-thread CPU of a process from /proc/PID/task/TID/schedstat (bench_proc.c). */
+#define ST_BENCH_MAX_TASKS 64
+
+struct st_bench_task {
+	int tid;
+	char comm[20];
+	double cpu0, cpu;   /* on-CPU seconds at the start, at the last sample */
+	double wait0, wait; /* seconds runnable but waiting for a CPU */
+};
+
+struct st_bench_sampler {
+	pid_t pid;          /* the process; its main thread runs the event loop */
+	struct st_bench_task tasks[ST_BENCH_MAX_TASKS];
+	size_t ntasks;
+};
+
+/* Reads every thread of s->pid; a thread seen for the first time starts from its values now
+ * when at_start, else from zero (it was born after the start). A thread that ended keeps
+ * its last values. */
+void st_bench_sample(struct st_bench_sampler *s, int at_start);
+/* Makes the last values the new start of every thread seen (a new round). */
+void st_bench_sampler_restart(struct st_bench_sampler *s);
+/* The process's CPU seconds summed over its threads at the last sample (a start mark). */
+double st_bench_sampler_cpu(const struct st_bench_sampler *s);
+/* CPU since the start by thread: the main thread (the loop), "st-ledger", "st-sign-N" (the
+ * workers) and any other. */
+void st_bench_sampler_threads(const struct st_bench_sampler *s, struct st_bench_threads *th);
+/* A small file's text, NUL-terminated, at most cap - 1 bytes. Returns 0 or -1. */
+int st_bench_read_file(const char *path, char *buf, size_t cap);
+/* A /proc schedstat file: on-CPU and runnable-waiting seconds. Returns 0 or -1. */
+int st_bench_read_schedstat(const char *path, double *cpu, double *wait);
+
+/* The fewest bytes one board's provisioning can take on the wire (bench_wire.c): every
+ * payload the board must receive or send once, in the densest encoding the line can carry,
+ * in the fewest frames. */
+struct st_bench_wire_min {
+	double csr;      /* the CSR's DER, base64 */
+	double certs;    /* every distinct certificate the board's files hold (its own, the CA
+			  * chain, the root), DER in base64, each once however many files hold
+			  * it */
+	double text;     /* the files' other bytes, base64 or escaped text, whichever is
+			  * shorter */
+	double pop;      /* the VERIFY nonce as sent and a DER P-256 signature (72 bytes at
+			  * most), base64 */
+	double framing;  /* marker, kind, seq, type, CRC and line end of one request and one
+			  * answer per command (HELLO, CSR, WRITE per file, COMMIT, VERIFY, DONE),
+			  * more where a payload needs more than one frame of the line's maximum */
+	double total;    /* the sum; 0 when no provisioned board was found */
+	unsigned files;  /* files the board holds */
+	unsigned frames; /* frames counted in framing */
+};
+
+/* Works out the minimum from a provisioned simulated board's directory (its csr.der and its
+ * installed files, as simboard keeps them) and the nonce length the station sends. Returns 0,
+ * or -1 when the directory does not hold a provisioned board (*out zeroed). */
+int st_bench_wire_minimum(const char *board_dir, size_t nonce_len, struct st_bench_wire_min *out);
+
+/* The VERIFY nonce `station run` sends (station/line/slot_int.h), for the wire minimum. */
+#define ST_BENCH_NONCE_LEN 32
+
 /* One run's figures. Doubles that do not apply are NAN (null in JSON). */
 struct st_bench_result {
 	/* Configuration. */
@@ -147,6 +210,8 @@ struct st_bench_result {
 	double wire_bound_bph;  /* slots x 3600 / wire_s */
 	double wire_ratio;      /* bph_steady / wire_bound_bph */
 	double wire_ratio_span; /* bph / wire_bound_bph */
+	struct st_bench_wire_min wire_min; /* the protocol's minimum for one board */
+	double wire_min_ratio;  /* bytes_per_board / wire_min.total */
 
 	/* Signing. */
 	double sign_window_s;   /* time some CSR was waiting for or under signing */
@@ -161,7 +226,12 @@ struct st_bench_result {
 	double cpu_s;           /* the station's CPU time from its first event to its exit */
 	double cpu_ms_per_board;
 	double cpu_x_bound;     /* cpu per board / bound.cpu_s */
+	double cpu_x_bound_pop; /* cpu per board / (bound.cpu_s + bound.verify_cpu_s): the bound
+				 * with the board's proof-of-possession signature counted as one
+				 * more verify, which the station must do for every board */
 	struct st_bench_threads th;
+	double unsampled_cpu_s; /* cpu_s less the threads' sampled CPU: what ran after the last
+				 * sample (the shutdown) or in threads past ST_BENCH_MAX_TASKS */
 	double issue_cpu_ms;    /* per signed certificate: workers' CPU + one verification */
 	double issue_ratio;     /* bound.cpu_s / issue_cpu: issuance per core vs the bound */
 	double sim_cpu_ms_per_board; /* simboard's CPU per board (the simulated boards) */
@@ -176,6 +246,9 @@ struct st_bench_result {
 	double sim_turn_ms;     /* paced or not: from a board's answer's last byte to the
 				 * station's next bytes, seen from the boards, mean */
 	double loadavg;         /* the machine's 1-minute load average after the run */
+	unsigned long commits;  /* ledger commits (one fsync each), from the pool's last words
+				 * in the station's log; 0 when it did not say */
+	double commits_per_board; /* commits / passed */
 	long rss_peak_kib;      /* the station's peak RSS (ru_maxrss) */
 	double rss_per_slot_kib; /* rss_peak_kib / slots */
 

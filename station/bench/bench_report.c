@@ -46,6 +46,29 @@ void st_bench_print_header(const struct st_bench_opts *o)
 	fflush(stdout);
 }
 
+/* The station's CPU per board over the bound with the board's proof-of-possession verify
+ * counted in it, and each thread's share of it (they add up to the whole, the shutdown after
+ * the last sample included). */
+static void print_cpu_pop(const struct st_bench_result *r, double n)
+{
+	double b = (r->bound.cpu_s + r->bound.verify_cpu_s) * 1000;
+	const struct {
+		const char *name;
+		double cpu_s;
+	} part[] = { { "loop", r->th.loop_cpu_s },
+		     { "ledger", r->th.ledger_cpu_s },
+		     { "workers", r->th.workers_cpu_s },
+		     { "other", r->th.other_cpu_s },
+		     { "after the last sample", r->unsampled_cpu_s } };
+
+	printf("              station CPU/board = %.2fx (crypto-only + PoP verify: %.1f us):",
+	       r->cpu_x_bound_pop, b * 1000);
+	for (size_t i = 0; i < sizeof(part) / sizeof(part[0]); i++)
+		printf("%s %s %.3f ms = %.2fx", i ? "," : "", part[i].name,
+		       part[i].cpu_s * 1000 / n, part[i].cpu_s * 1000 / n / b);
+	printf("\n");
+}
+
 void st_bench_print_result(const struct st_bench_result *r)
 {
 	static const enum st_phase order[] = { ST_PHASE_HELLO, ST_PHASE_CSR, ST_PHASE_QUEUE,
@@ -73,6 +96,13 @@ void st_bench_print_result(const struct st_bench_result *r)
 		       r->max_baud ? ", at the starting rate: the boards switch up with BAUD" : "");
 	else
 		printf("  wire        %.0f B/board, unpaced: no wire bound\n", r->bytes_per_board);
+	if (r->wire_min.total > 0)
+		printf("              bytes/board = %.2f x the protocol's minimum of %.0f B (CSR "
+		       "%.0f, certificates %.0f, other file bytes %.0f, nonce and signature %.0f, "
+		       "framing of %u frames %.0f; %u files)\n",
+		       r->wire_min_ratio, r->wire_min.total, r->wire_min.csr, r->wire_min.certs,
+		       r->wire_min.text, r->wire_min.pop, r->wire_min.frames, r->wire_min.framing,
+		       r->wire_min.files);
 	printf("  latency ms  p50/p95/p99:");
 	for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
 		const struct st_bench_pct *p = &r->phase[order[i]];
@@ -96,6 +126,10 @@ void st_bench_print_result(const struct st_bench_result *r)
 	       r->cpu_ms_per_board, r->cpu_x_bound, r->th.loop_cpu_s * 1000 / n,
 	       r->th.ledger_cpu_s * 1000 / n, r->th.workers_cpu_s * 1000 / n,
 	       r->th.other_cpu_s * 1000 / n);
+	print_cpu_pop(r, n);
+	if (r->commits)
+		printf("              ledger: %lu commits (one fsync each) = %.2f per board\n",
+		       r->commits, r->commits_per_board);
 	if (!isnan(r->issue_ratio))
 		printf("              issuance %.3f ms CPU/cert (workers + the CSR check's "
 		       "verification) = %.2f of the bound per core\n",
@@ -144,9 +178,9 @@ void st_bench_print_footer(const struct st_bench_opts *o, const struct st_bench_
 
 	printf("\n%s (signer %s):\n", o->rounds > 1 ? "medians over the rounds" : "summary",
 	       o->signer.name);
-	printf("%6s %7s %11s %11s %6s %8s %8s %8s %8s %6s %6s %6s %8s %7s %s\n", "slots", "boards",
-	       "boards/h", "wire bnd/h", "ratio", "p50 ms", "p95 ms", "p99 ms", "sign/s", "ratio",
-	       "cpu x", "issue", "RSS MiB", "KiB/sl", "limited by");
+	printf("%6s %7s %11s %11s %6s %8s %8s %8s %8s %6s %6s %6s %6s %6s %8s %7s %s\n", "slots",
+	       "boards", "boards/h", "wire bnd/h", "ratio", "p50 ms", "p95 ms", "p99 ms", "sign/s",
+	       "ratio", "cpu x", "x+pop", "issue", "B/min", "RSS MiB", "KiB/sl", "limited by");
 	for (size_t i = 0; i < n; i++) {
 		const struct st_bench_result *r = &med[i];
 		const struct st_bench_pct *t = &r->phase[ST_PHASE_TOTAL];
@@ -156,15 +190,18 @@ void st_bench_print_footer(const struct st_bench_opts *o, const struct st_bench_
 			continue;
 		}
 		printf("%6u %7lu %11.0f %11.0f %6.3f %8.1f %8.1f %8.1f %8.0f %6.3f %6.2f %6.2f "
-		       "%8.1f %7.1f %s%s\n",
+		       "%6.2f %6.2f %8.1f %7.1f %s%s\n",
 		       r->slots, r->boards, r->bph_steady, r->wire_bound_bph, r->wire_ratio, t->p50,
-		       t->p95, t->p99, r->sign_rate, r->sign_ratio, r->cpu_x_bound, r->issue_ratio,
+		       t->p95, t->p99, r->sign_rate, r->sign_ratio, r->cpu_x_bound,
+		       r->cpu_x_bound_pop, r->issue_ratio, r->wire_min_ratio,
 		       r->rss_peak_kib / 1024.0, r->rss_per_slot_kib, st_bench_limit_name(r->limit),
 		       r->ok ? "" : "  NOT OK");
 	}
 	printf("ratio: steady boards/h over the wire bound; sign ratio: certs/s while CSRs waited "
 	       "over the bound;\ncpu x: station CPU per board over one certificate's "
-	       "crypto-only CPU; issue: the bound's CPU over issuance CPU per certificate\n");
+	       "crypto-only CPU; x+pop: over that plus one verify (the board's\nproof of "
+	       "possession); issue: the bound's CPU over issuance CPU per certificate; B/min: "
+	       "bytes per board over the\nprotocol's minimum\n");
 	if (!isnan(marginal))
 		printf("RSS per additional slot: %.1f KiB (peak RSS at the most slots minus at the "
 		       "fewest, over the difference)\n",
@@ -342,6 +379,15 @@ static json_t *result_json(const struct st_bench_result *r)
 						  num(r->wire_s), "bound_boards_per_hour",
 						  num(r->wire_bound_bph), "ratio", num(r->wire_ratio),
 						  "ratio_span", num(r->wire_ratio_span)));
+	json_object_set_new(json_object_get(o, "wire"), "minimum",
+			    json_pack("{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:i,s:i}", "bytes_per_board",
+				      num(r->wire_min.total > 0 ? r->wire_min.total : NAN),
+				      "ratio", num(r->wire_min_ratio), "csr", num(r->wire_min.csr),
+				      "certificates", num(r->wire_min.certs), "other_file_bytes",
+				      num(r->wire_min.text), "nonce_and_signature",
+				      num(r->wire_min.pop), "framing", num(r->wire_min.framing),
+				      "frames", (int)r->wire_min.frames, "files",
+				      (int)r->wire_min.files));
 	json_object_set_new(o, "signing",
 			    json_pack("{s:o,s:o,s:o,s:o,s:o,s:o}", "window_s",
 				      num(r->sign_window_s), "certs_per_s", num(r->sign_rate),
@@ -359,6 +405,7 @@ static json_t *result_json(const struct st_bench_result *r)
 	json_object_set_new(th, "workers_cpu_s", num(r->th.workers_cpu_s));
 	json_object_set_new(th, "other_cpu_s", num(r->th.other_cpu_s));
 	json_object_set_new(th, "loop_wait_s", num(r->th.loop_wait_s));
+	json_object_set_new(th, "unsampled_cpu_s", num(r->unsampled_cpu_s));
 	json_object_set_new(o, "cpu",
 			    json_pack("{s:o,s:o,s:o,s:o,s:o,s:o,s:o}", "station_s", num(r->cpu_s),
 				      "ms_per_board", num(r->cpu_ms_per_board), "x_bound",
@@ -366,6 +413,25 @@ static json_t *result_json(const struct st_bench_result *r)
 				      num(r->issue_cpu_ms), "issue_ratio", num(r->issue_ratio),
 				      "simboard_ms_per_board", num(r->sim_cpu_ms_per_board),
 				      "threads", th));
+	/* The bound with the board's proof-of-possession verify counted in it, and each
+	 * thread's share of the station's CPU per board over it. */
+	{
+		json_t *cpu = json_object_get(o, "cpu"), *x = json_object();
+		double n = r->passed ? (double)r->passed : NAN;
+		double b = r->bound.cpu_s + r->bound.verify_cpu_s;
+
+		json_object_set_new(cpu, "bound_pop_us", num(b * 1e6));
+		json_object_set_new(cpu, "x_bound_pop", num(r->cpu_x_bound_pop));
+		json_object_set_new(x, "loop", num(r->th.loop_cpu_s / n / b));
+		json_object_set_new(x, "ledger", num(r->th.ledger_cpu_s / n / b));
+		json_object_set_new(x, "workers", num(r->th.workers_cpu_s / n / b));
+		json_object_set_new(x, "other", num(r->th.other_cpu_s / n / b));
+		json_object_set_new(x, "unsampled", num(r->unsampled_cpu_s / n / b));
+		json_object_set_new(cpu, "threads_x_bound_pop", x);
+	}
+	json_object_set_new(o, "ledger",
+			    json_pack("{s:I,s:o}", "commits", (json_int_t)r->commits,
+				      "commits_per_board", num(r->commits_per_board)));
 	json_object_set_new(o, "simboard_wait_ms_per_board", num(r->sim_wait_ms_per_board));
 	json_object_set_new(o, "simboard_pacing_late_ms",
 			    json_pack("{s:o,s:o}", "mean", num(r->sim_late_ms), "per_board",

@@ -26,7 +26,6 @@ extern char **environ;
 
 #define SAMPLE_MS 10
 #define READY_TIMEOUT_S 120
-#define MAX_TASKS 64
 #define FACTORY "bench-factory"
 
 /* ---- Small helpers -------------------------------------------------------------------- */
@@ -169,143 +168,15 @@ static void stop_child(pid_t pid, int sig, double limit_s, int *status, struct r
 	}
 }
 
-/* ---- /proc sampling ------------------------------------------------------------------- */
-
-struct task {
-	int tid;
-	char comm[20];
-	double cpu0, cpu;   /* schedstat: on-CPU seconds at the start of the boards, now */
-	double wait0, wait; /* seconds runnable but waiting */
-	int seen;
-};
-
-struct sampler {
-	pid_t pid;
-	struct task tasks[MAX_TASKS];
-	size_t ntasks;
-};
-
-static int read_small_file(const char *path, char *buf, size_t cap)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	ssize_t n;
-
-	if (fd < 0)
-		return -1;
-	n = read(fd, buf, cap - 1);
-	close(fd);
-	if (n < 0)
-		return -1;
-	buf[n] = 0;
-	return 0;
-}
-
-/* schedstat: "cpu_ns wait_ns timeslices". */
-static int read_schedstat(const char *path, double *cpu, double *wait)
-{
-	char buf[128];
-	unsigned long long c, w;
-
-	if (read_small_file(path, buf, sizeof(buf)) != 0 || sscanf(buf, "%llu %llu", &c, &w) != 2)
-		return -1;
-	*cpu = (double)c / 1e9;
-	*wait = (double)w / 1e9;
-	return 0;
-}
-
-/* Updates every thread of the process; a thread seen for the first time starts from its
- * values now when at_start, else from zero (it was born after the start). */
-static void sample(struct sampler *s, int at_start)
-{
-	char dir[64], path[128];
-	struct dirent *d;
-	DIR *dp;
-
-	snprintf(dir, sizeof(dir), "/proc/%d/task", (int)s->pid);
-	dp = opendir(dir);
-	if (!dp)
-		return;
-	while ((d = readdir(dp))) {
-		struct task *t = NULL;
-		double cpu, wait;
-		int tid = atoi(d->d_name);
-		size_t i;
-
-		if (tid <= 0)
-			continue;
-		snprintf(path, sizeof(path), "%s/%d/schedstat", dir, tid);
-		if (read_schedstat(path, &cpu, &wait) != 0)
-			continue;
-		for (i = 0; i < s->ntasks; i++) {
-			if (s->tasks[i].tid == tid)
-				t = &s->tasks[i];
-		}
-		if (!t) {
-			if (s->ntasks == MAX_TASKS)
-				continue;
-			t = &s->tasks[s->ntasks++];
-			memset(t, 0, sizeof(*t));
-			t->tid = tid;
-			if (at_start) {
-				t->cpu0 = cpu;
-				t->wait0 = wait;
-			}
-		}
-		if (!t->comm[0]) {
-			char *nl;
-
-			snprintf(path, sizeof(path), "%s/%d/comm", dir, tid);
-			if (read_small_file(path, t->comm, sizeof(t->comm)) == 0) {
-				nl = strchr(t->comm, '\n');
-				if (nl)
-					*nl = 0;
-			}
-		}
-		t->cpu = cpu;
-		t->wait = wait;
-		t->seen = 1;
-	}
-	closedir(dp);
-}
-
-/* The process's CPU seconds summed over its threads now (a start mark). */
-static double sampler_cpu(const struct sampler *s)
-{
-	double sum = 0;
-
-	for (size_t i = 0; i < s->ntasks; i++)
-		sum += s->tasks[i].cpu;
-	return sum;
-}
-
-static void sampler_threads(const struct sampler *s, struct st_bench_threads *th)
-{
-	memset(th, 0, sizeof(*th));
-	for (size_t i = 0; i < s->ntasks; i++) {
-		const struct task *t = &s->tasks[i];
-		double cpu = t->cpu - t->cpu0;
-
-		if (t->tid == (int)s->pid) {
-			th->loop_cpu_s = cpu;
-			th->loop_wait_s = t->wait - t->wait0;
-		} else if (strcmp(t->comm, "st-ledger") == 0) {
-			th->ledger_cpu_s += cpu;
-			th->named = 1;
-		} else if (strncmp(t->comm, "st-sign-", 8) == 0) {
-			th->workers_cpu_s += cpu;
-			th->named = 1;
-		} else {
-			th->other_cpu_s += cpu;
-		}
-	}
-}
+/* ---- /proc ------------------------------------------------------------------------------ */
 
 static double loadavg1(void)
 {
 	char buf[128];
 	double v;
 
-	if (read_small_file("/proc/loadavg", buf, sizeof(buf)) != 0 || sscanf(buf, "%lf", &v) != 1)
+	if (st_bench_read_file("/proc/loadavg", buf, sizeof(buf)) != 0 ||
+	    sscanf(buf, "%lf", &v) != 1)
 		return NAN;
 	return v;
 }
@@ -801,6 +672,52 @@ static void read_pacing(const struct run_paths *p, struct st_bench_result *res)
 		res->sim_turn_ms = turn_sum / (double)nturns;
 }
 
+/* The ledger's commits over the run, from the pool's last words in the station's log
+ * ("signing pool: N requests in B batches; C ledger commits ..."); 0 when it did not say. */
+static unsigned long read_commits(const struct run_paths *p)
+{
+	unsigned long long req, batches, commits;
+	unsigned long n = 0;
+	char line[512];
+	FILE *f = fopen(p->run_err, "r");
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f)) {
+		const char *at = strstr(line, "signing pool: ");
+
+		if (at && sscanf(at, "signing pool: %llu requests in %llu batches; %llu ledger "
+				     "commits", &req, &batches, &commits) == 3)
+			n = (unsigned long)commits;
+	}
+	fclose(f);
+	return n;
+}
+
+/* The protocol's minimum from a board the run provisioned: the first board directory of the
+ * first simboard process that holds installed files (every fixture's last board keeps its
+ * files: no board is swapped in once the run's boards were all put in). */
+static void read_wire_minimum(const struct run_paths *p, struct st_bench_wire_min *out)
+{
+	char dir[PATH_MAX + 16], board[PATH_MAX + 300];
+	struct dirent *d;
+	DIR *dp;
+
+	memset(out, 0, sizeof(*out));
+	sim_dir(p, 0, dir, sizeof(dir));
+	dp = opendir(dir);
+	if (!dp)
+		return;
+	while ((d = readdir(dp))) {
+		if (d->d_name[0] == '.' ||
+		    snprintf(board, sizeof(board), "%s/%s", dir, d->d_name) >= (int)sizeof(board))
+			continue;
+		if (st_bench_wire_minimum(board, ST_BENCH_NONCE_LEN, out) == 0)
+			break;
+	}
+	closedir(dp);
+}
+
 /* ---- The run -------------------------------------------------------------------------- */
 
 static void rm_tree(const char *path)
@@ -823,7 +740,7 @@ static int wait_ready(pid_t pid, const char *out, const char *errf, char *err, s
 	int st;
 
 	for (;;) {
-		if (read_small_file(out, buf, sizeof(buf)) == 0 && strstr(buf, "simboard: ready:"))
+		if (st_bench_read_file(out, buf, sizeof(buf)) == 0 && strstr(buf, "simboard: ready:"))
 			return 0;
 		if (waitpid(pid, &st, WNOHANG) == pid) {
 			last_line(errf, line, sizeof(line));
@@ -855,7 +772,7 @@ static void sims_schedstat(const pid_t *pid, unsigned n, double *cpu, double *wa
 	*cpu = *wait = 0;
 	for (unsigned k = 0; k < n; k++) {
 		snprintf(path, sizeof(path), "/proc/%d/schedstat", (int)pid[k]);
-		if (pid[k] > 0 && read_schedstat(path, &c, &w) == 0) {
+		if (pid[k] > 0 && st_bench_read_schedstat(path, &c, &w) == 0) {
 			*cpu += c;
 			*wait += w;
 		}
@@ -879,7 +796,7 @@ int st_bench_run(const struct st_bench_opts *o, unsigned slots, unsigned long bo
 		 unsigned round, struct st_bench_result *res, char *err, size_t errlen)
 {
 	struct run_paths p;
-	struct sampler st;
+	struct st_bench_sampler st;
 	struct rusage ru;
 	char ntotal[32], line[300], path[PATH_MAX + 64], path2[PATH_MAX + 64];
 	double t0, sim_cpu0 = 0, sim_cpu = 0, sim_wait0 = 0, sim_wait = 0, cpu0 = 0;
@@ -1029,13 +946,13 @@ int st_bench_run(const struct st_bench_opts *o, unsigned slots, unsigned long bo
 			/* The loop runs: what the station spent starting (PKI, HSM login,
 			 * pool) is not the boards'. */
 			started = 1;
-			sample(&st, 1);
-			cpu0 = sampler_cpu(&st);
+			st_bench_sample(&st, 1);
+			cpu0 = st_bench_sampler_cpu(&st);
 			sims_schedstat(sim, res->sim_procs, &sim_cpu0, &sim_wait0);
 			sim_cpu = sim_cpu0;
 			sim_wait = sim_wait0;
 		} else if (started) {
-			sample(&st, 0);
+			st_bench_sample(&st, 0);
 			sims_schedstat(sim, res->sim_procs, &sim_cpu, &sim_wait);
 		}
 		for (k = 0; k < res->sim_procs; k++) {
@@ -1077,13 +994,17 @@ int st_bench_run(const struct st_bench_opts *o, unsigned slots, unsigned long bo
 	res->rss_per_slot_kib = (double)ru.ru_maxrss / slots;
 	res->cpu_s = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
 		     (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6 - cpu0;
-	sampler_threads(&st, &res->th);
+	st_bench_sampler_threads(&st, &res->th);
+	res->unsampled_cpu_s = res->cpu_s - res->th.loop_cpu_s - res->th.ledger_cpu_s -
+			       res->th.workers_cpu_s - res->th.other_cpu_s;
 	for (k = 0; k < res->sim_procs; k++) {
 		if (sim[k] > 0)
 			stop_child(sim[k], SIGTERM, 30, NULL, NULL);
 		sim[k] = -1;
 	}
 	read_pacing(&p, res);
+	read_wire_minimum(&p, &res->wire_min);
+	res->commits = read_commits(&p);
 
 	if (file_nonempty(p.events)) {
 		rc = read_events(p.events, res, err, errlen);
@@ -1101,13 +1022,19 @@ int st_bench_run(const struct st_bench_opts *o, unsigned slots, unsigned long bo
 
 		res->cpu_ms_per_board = res->cpu_s * 1000 / n;
 		res->cpu_x_bound = res->cpu_s / n / res->bound.cpu_s;
+		res->cpu_x_bound_pop = res->cpu_s / n /
+				       (res->bound.cpu_s + res->bound.verify_cpu_s);
+		res->commits_per_board = res->commits ? (double)res->commits / n : NAN;
 		res->sim_cpu_ms_per_board = (sim_cpu - sim_cpu0) * 1000 / n;
 		res->sim_wait_ms_per_board = (sim_wait - sim_wait0) * 1000 / n;
 		res->sim_late_ms_per_board /= n;
 	} else {
-		res->cpu_ms_per_board = res->cpu_x_bound = NAN;
+		res->cpu_ms_per_board = res->cpu_x_bound = res->cpu_x_bound_pop = NAN;
+		res->commits_per_board = NAN;
 		res->sim_cpu_ms_per_board = res->sim_wait_ms_per_board = NAN;
 	}
+	res->wire_min_ratio = res->passed && res->wire_min.total > 0 ?
+				      res->bytes_per_board / res->wire_min.total : NAN;
 	if (o->baud && res->passed) {
 		res->wire_s = res->bytes_per_board * 10 / o->baud;
 		res->wire_bound_bph = slots * 3600 / res->wire_s;
@@ -1220,6 +1147,10 @@ void st_bench_median(const struct st_bench_result *r, size_t n, struct st_bench_
 	MED(cpu_s);
 	MED(cpu_ms_per_board);
 	MED(cpu_x_bound);
+	MED(cpu_x_bound_pop);
+	MED(unsampled_cpu_s);
+	MED(commits_per_board);
+	MED(wire_min_ratio);
 	MED(th.loop_cpu_s);
 	MED(th.ledger_cpu_s);
 	MED(th.workers_cpu_s);

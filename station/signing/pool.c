@@ -1277,6 +1277,14 @@ static void finish(struct st_pool *pool)
 	}
 	if (pool->ledger_started)
 		pthread_join(pool->ledger_th, NULL);
+	/* What the ledger cost, for operators and `station bench` (each commit is one fsync). */
+	st_info("signing pool: %llu requests in %llu batches; %llu ledger commits (%llu with "
+		"intents, %llu with certificates, %llu with marks or sequences)",
+		(unsigned long long)pool->stats.submitted, (unsigned long long)pool->stats.batches,
+		(unsigned long long)pool->stats.commits,
+		(unsigned long long)pool->stats.commits_intent,
+		(unsigned long long)pool->stats.commits_record,
+		(unsigned long long)pool->stats.commits_ops);
 	uv_close((uv_handle_t *)&pool->timer, on_handle_closed);
 	uv_close((uv_handle_t *)&pool->async, on_handle_closed);
 }

@@ -63,6 +63,35 @@ check_json() {
 		.rss.peak_kib > 0 and .bound.n > 0 and .wire.bytes_per_board > 1000 and
 		.cpu.station_s > 0 and .cpu.threads.loop_cpu_s >= 0] | all' "$f" >/dev/null ||
 		fail "$f: a figure is missing: $(jq -c '.runs[0]' "$f")"
+	# The serial path's CPU over the bound with the proof-of-possession verify counted in
+	# it, split by thread: the shares add up to the whole (what ran after the last sample
+	# included), and the sampled threads never hold more than the station spent.
+	jq -e 'def close(a; b): ((a - b) / b) as $d | $d * $d < 1e-18;
+		[.runs[] | .cpu as $c |
+		 close($c.bound_pop_us; .bound.cpu_us + .bound.verify_cpu_us) and
+		 close($c.x_bound_pop; $c.ms_per_board * 1000 / $c.bound_pop_us) and
+		 $c.x_bound_pop > 0 and $c.x_bound_pop < $c.x_bound and
+		 ([$c.threads_x_bound_pop[]] | all(. >= 0 or . == null)) and
+		 (([$c.threads_x_bound_pop | .loop, .ledger, .workers, .other, .unsampled] | add) -
+		  $c.x_bound_pop | fabs) < 1e-6 * $c.x_bound_pop and
+		 $c.threads.unsampled_cpu_s >= -0.01 * $c.station_s] | all' "$f" >/dev/null ||
+		fail "$f: CPU over the bound with the PoP verify inconsistent: $(jq -c '[.runs[] | .cpu]' "$f")"
+	# Bytes per board against the protocol's minimum, worked out from a provisioned board:
+	# the parts add up, every file and command has its frames, and no board took less.
+	jq -e 'def close(a; b): ((a - b) / b) as $d | $d * $d < 1e-18;
+		[.runs[] | .wire as $w | $w.minimum as $m |
+		 $m.files >= 1 and $m.csr > 0 and $m.certificates > 0 and
+		 $m.nonce_and_signature > 0 and $m.frames >= 2 * (5 + $m.files) and
+		 close($m.bytes_per_board; $m.csr + $m.certificates + $m.other_file_bytes +
+		       $m.nonce_and_signature + $m.framing) and
+		 $w.bytes_per_board >= $m.bytes_per_board and
+		 close($m.ratio; $w.bytes_per_board / $m.bytes_per_board)] | all' "$f" >/dev/null ||
+		fail "$f: bytes over the protocol's minimum inconsistent: $(jq -c '[.runs[] | .wire]' "$f")"
+	# The ledger's commits, from the signing pool's last words: at least one per passed run.
+	jq -e 'def close(a; b): ((a - b) / b) as $d | $d * $d < 1e-18;
+		[.runs[] | .ledger.commits > 0 and
+		 close(.ledger.commits_per_board; .ledger.commits / .passed)] | all' "$f" >/dev/null ||
+		fail "$f: no ledger commits: $(jq -c '[.runs[] | .ledger]' "$f")"
 	jq -e '(.medians | length) == (.options.slots | length)' "$f" >/dev/null ||
 		fail "$f: medians do not match the slot counts"
 	# What limited each run: one of the candidates, the one whose ratio is closest to 1,
@@ -95,6 +124,12 @@ check_json "$T/file.json"
 jq -e '[.runs[] | .boards] == [4, 8] and .options.signer == "file"' "$T/file.json" >/dev/null ||
 	fail "file.json: runs are not 2x2 and 4x2 boards"
 grep -q "summary (signer file)" "$T/file.out" || fail "no summary table: $(cat "$T/file.out")"
+grep -qE "station CPU/board = [0-9.]+x \(crypto-only \+ PoP verify: [0-9.]+ us\): loop [0-9.]+ ms = [0-9.]+x, ledger [0-9.]+ ms = [0-9.]+x, workers [0-9.]+ ms = [0-9.]+x" \
+	"$T/file.out" || fail "no CPU over the bound with the PoP verify: $(cat "$T/file.out")"
+grep -qE "bytes/board = [0-9.]+ x the protocol's minimum of [0-9]+ B" "$T/file.out" ||
+	fail "no bytes over the protocol's minimum: $(cat "$T/file.out")"
+grep -qE "ledger: [0-9]+ commits \(one fsync each\) = [0-9.]+ per board" "$T/file.out" ||
+	fail "no ledger commits per board: $(cat "$T/file.out")"
 [ "$(head -c 4 "$T/file.png" | od -An -c | tr -d ' ')" = "211PNG" ] || fail "file.png is not a PNG"
 ok "bench with the file key: JSON consistent, plot drawn"
 
@@ -180,3 +215,31 @@ grep -q "pool.workers is 3 but pool.hsm_sessions is 2 .*: signing with 2 workers
 	"$run_err" || fail "no warning for workers beyond the HSM's sessions: $(cat "$run_err")"
 grep -q ", 2 signing workers," "$run_err" || fail "not 2 signing workers: $(cat "$run_err")"
 ok "workers beyond the HSM's sessions: started with one per session, and said so"
+
+# The registration API's harness (tests/bench/bench_http.c) on a small scale: one round per
+# connection count, each against the bounds of the same run (CPUs x the crypto-only rate; for
+# one connection its latency floor of two ledger commits and the crypto), the server's CPU
+# per registration over the crypto-only CPU and its threads' shares, commits per
+# registration. The figures agree with each other; their size is never checked.
+BENCH_HTTP=$BUILD_DIR/tests/bench_http
+[ -x "$BENCH_HTTP" ] || fail "no bench_http at $BENCH_HTTP"
+"$BENCH_HTTP" -n 20 -c 1,4 --bound-n 50 -d "$T" --json "$T/http.json" >"$T/http.out" \
+	2>"$T/http.err" || fail "bench_http failed: $(tail -5 "$T/http.err") $(tail -5 "$T/http.out")"
+jq -e 'def close(a; b): ((a - b) / b) as $d | $d * $d < 1e-12;
+	.bound as $b | .one_connection_floor as $f |
+	close($b.cpus_per_s; $b.per_cpu_per_s * .cpus) and
+	close($f.per_s; 1 / (2 * $f.commit_ms / 1000 + $b.wall_us / 1e6)) and
+	([.rounds[] | .connections] == [1, 4]) and
+	([.rounds[] | .created == 20 and .other == 0 and
+	  close(.cpus_bound_per_s; $b.cpus_per_s) and close(.ratio; .per_s / .cpus_bound_per_s) and
+	  .server_cpu_us > 0 and
+	  close(.server_cpu_us; .threads_us | .loop + .ledger + .workers + .other) and
+	  close(.server_cpu_x_crypto; .server_cpu_us / $b.cpu_us) and
+	  .ledger.commits > 0 and close(.ledger.commits_per_registration; .ledger.commits / 20)] |
+	 all) and
+	(.rounds[0] | close(.floor_per_s; $f.per_s) and close(.floor_ratio; .per_s / .floor_per_s)) and
+	(.rounds[1] | has("floor_per_s") | not)' "$T/http.json" >/dev/null ||
+	fail "bench_http figures inconsistent: $(cat "$T/http.json")"
+grep -q "one connection against its latency floor" "$T/http.out" ||
+	fail "bench_http: no latency floor line: $(cat "$T/http.out")"
+ok "bench_http: rounds at 1 and 4 connections against their bounds, CPU and commits per registration"
