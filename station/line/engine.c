@@ -653,43 +653,35 @@ static void on_pool_closed(void *arg)
  * that the operator knows which fixtures to leave alone until the next run. */
 static void stop_slots(struct st_engine *e)
 {
-	struct was {
-		int busy;
-		uint64_t handled;
-		const char *word;
-	} *was = calloc(e->nslots ? e->nslots : 1, sizeof(*was));
+	const char **word = calloc(e->nslots ? e->nslots : 1, sizeof(*word));
 	uint64_t now = uv_hrtime();
 	char *list = NULL;
 	size_t len = 0, n = 0;
 	FILE *f;
 
-	for (size_t i = 0; was && i < e->nslots; i++) {
+	for (size_t i = 0; word && i < e->nslots; i++) {
 		const struct st_slot *s = e->slots[i];
 		struct st_slot_info info;
 
 		st_slot_info(s, &info);
-		was[i].busy = st_slot_state_busy(s->state);
-		was[i].handled = s->handled;
-		was[i].word = st_slot_word(&info, st_slot_ms_in_state(s, now));
+		word[i] = st_slot_word(&info, st_slot_ms_in_state(s, now));
 	}
-	for (size_t i = 0; i < e->nslots; i++)
-		st_slot_stop(e->slots[i]);
-	if (!was)
-		return;
 	e->abandoned = json_array();
 	f = open_memstream(&list, &len);
-	for (size_t i = 0; e->abandoned && f && i < e->nslots; i++) {
-		if (!was[i].busy || e->slots[i]->handled != was[i].handled)
+	/* Exactly the boards whose outcome is "abandoned" (the tally's count): not a slot that
+	 * was only looking for its next board, nor one whose board had already failed. */
+	for (size_t i = 0; i < e->nslots; i++) {
+		if (!st_slot_stop(e->slots[i]) || !word || !e->abandoned || !f)
 			continue;
 		json_array_append_new(e->abandoned, json_pack("{s:s,s:s}", "slot", e->slots[i]->name,
-							      "state", was[i].word));
-		fprintf(f, "%s%s (%s)", n++ ? ", " : "", e->slots[i]->name, was[i].word);
+							      "state", word[i]));
+		fprintf(f, "%s%s (%s)", n++ ? ", " : "", e->slots[i]->name, word[i]);
 	}
 	if (f && fclose(f) == 0 && n)
 		st_notice("abandoned %zu board%s in flight (each resumes on its next run): %s", n,
 			  n == 1 ? "" : "s", list);
 	free(list);
-	free(was);
+	free(word);
 }
 
 static void engine_stop_now(struct st_engine *e)
@@ -703,7 +695,7 @@ static void engine_stop_now(struct st_engine *e)
 	uv_timer_stop(&e->tick);
 	uv_timer_stop(&e->rescan);
 	for (size_t i = 0; i < e->nslots; i++)
-		busy += st_slot_state_busy(e->slots[i]->state) != 0;
+		busy += st_slot_in_flight(e->slots[i]) != 0;
 	st_notice("stopping (%s); %zu board%s in flight", e->stop_reason, busy,
 		  busy == 1 ? "" : "s");
 	stop_slots(e);

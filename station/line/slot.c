@@ -591,8 +591,15 @@ void st_slot_start(struct st_slot *s)
 	slot_port_open(s);
 }
 
-void st_slot_stop(struct st_slot *s)
+int st_slot_in_flight(const struct st_slot *s)
 {
+	return s->run && !s->run->failed;
+}
+
+int st_slot_stop(struct st_slot *s)
+{
+	int abandoned = 0;
+
 	if (s->run) {
 		if (s->state == ST_SLOT_VERIFIED || s->state == ST_SLOT_PASS) {
 			/* Verified: the board holds its files and its key; only DONE is left. */
@@ -601,12 +608,14 @@ void st_slot_stop(struct st_slot *s)
 			slot_end_run(s);
 		} else {
 			abandon_run(s);
+			abandoned = 1;
 		}
 	}
 	slot_port_close(s);
 	slot_unschedule(s);
 	uv_timer_stop(&s->aux);
 	slot_set_state(s, ST_SLOT_STOPPED);
+	return abandoned;
 }
 
 static void on_slot_handle_closed(uv_handle_t *h)

@@ -257,10 +257,16 @@ int st_slot_new(struct st_slot_env *env, unsigned idx, const struct st_slot_def 
 /* Opens the port, or schedules attempts while it is absent. */
 void st_slot_start(struct st_slot *s);
 
+/* 1 when a board is in flight on s: its run has started and has neither passed nor failed
+ * (what st_slot_stop() would abandon or pass on the spot). */
+int st_slot_in_flight(const struct st_slot *s);
+
 /* The station stops: a board in flight is abandoned (reported as such; its ledger row, if
  * any, is marked failed "station stopping", so that its next run gets the recorded
- * certificate), except one that is already verified, which passes. The port is closed. */
-void st_slot_stop(struct st_slot *s);
+ * certificate), except one that is already verified, which passes. The port is closed.
+ * Returns 1 when a board was abandoned (the summary names its slot), else 0: no board, one
+ * that passed on the spot, or one whose failure was already reported. */
+int st_slot_stop(struct st_slot *s);
 
 /* Closes the slot's handles and port; cb(s) runs from the last close callback, after which
  * the caller frees s with st_slot_free(). Call after st_slot_stop(). */

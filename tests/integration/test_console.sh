@@ -197,7 +197,11 @@ jq -e --argjson bph "$(jq .bph "$T/late.facts")" \
 	fail "summary $(cat "$T/summary.json") against the page $(jq -c '{boards, passed, failed, bph}' "$T/late.facts")"
 grep -q "^station test-station: 16 boards in [0-9.]* s, $(jq .bph "$T/late.facts") boards/hour$" "$T/run.out" ||
 	fail "summary: $(cat "$T/run.out")"
-ok "the summary has the page's totals and its $(jq .bph "$T/late.facts") boards/hour"
+# board3 had failed (and its slot still shows it): nothing was in flight at the stop.
+jq -e '.abandoned == 0 and ((.abandoned_slots // []) | length) == 0' "$T/summary.json" >/dev/null ||
+	fail "the summary names abandoned boards where none was in flight: $(cat "$T/summary.json")"
+if grep -q "abandoned (" "$T/run.out"; then fail "the summary lists abandoned boards: $(cat "$T/run.out")"; fi
+ok "the summary has the page's totals and its $(jq .bph "$T/late.facts") boards/hour, nothing abandoned"
 stop_simboard
 
 # `station serve` (tests/lib/http.sh: start_server sets URL): the console without slots;
