@@ -12,10 +12,13 @@ station_install_deps
 build=${BENCH_BUILD_DIR:-$STATION_SRC/build-release}
 cmake -S "$STATION_SRC" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$build" -j"$(nproc)" --target bench_issue bench_http station simboard slowhsm \
-	bench_ledger bench_line -- --no-print-directory >/dev/null
+	bench_ledger bench_line bench_codec -- --no-print-directory >/dev/null
 
 echo "== issuance (tests/bench/bench_issue.c)"
 "$build/tests/bench_issue" "$@"
+
+echo "== frame codec (tests/bench/bench_codec.c)"
+"$build/tests/bench_codec"
 
 # BENCH_HTTP_ARGS: e.g. "-n 5000 -c 128 --softhsm"
 echo "== registration API over loopback HTTP (tests/bench/bench_http.c)"
