@@ -21,6 +21,7 @@
 
 #include "board.h"
 #include "proto.h"
+#include "testutil.h"
 
 #define MAXFILE 8192
 
@@ -565,16 +566,7 @@ static void test_decoder_splits(void **state)
 	assert_int_equal(whole.frames, 4);
 	assert_int_equal(whole.errors, 5);
 	for (int round = 0; round < 3000; round++) {
-		size_t at = 0;
-
-		ncuts = 0;
-		while (ncuts < 64) {
-			rng = rng * 1103515245u + 12345u;
-			at += (rng >> 16) % 37 + 1;
-			if (at >= n)
-				break;
-			cuts[ncuts++] = at;
-		}
+		ncuts = tu_random_cuts(&rng, n, 37, cuts, 64);
 		decode_split(&part, stream, n, cuts, ncuts);
 		assert_int_equal(part.len, whole.len);
 		assert_memory_equal(part.text, whole.text, whole.len);

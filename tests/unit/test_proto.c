@@ -12,6 +12,7 @@
 
 #include "err.h"
 #include "proto.h"
+#include "testutil.h"
 
 /* What a decoder produced: frame lines, console bytes, errors; compared across splits. */
 struct sink {
@@ -298,16 +299,7 @@ static void test_damaged_splits(void **state)
 		assert_memory_equal(whole.msgs, part.msgs, sizeof(whole.msgs));
 	}
 	for (int round = 0; round < 3000; round++) {
-		size_t at = 0;
-
-		ncuts = 0;
-		while (ncuts < 64) {
-			rng = rng * 1103515245u + 12345u;
-			at += (rng >> 16) % 37 + 1;
-			if (at >= n)
-				break;
-			cuts[ncuts++] = at;
-		}
+		ncuts = tu_random_cuts(&rng, n, 37, cuts, 64);
 		feed_split(&part, 512, stream, n, cuts, ncuts);
 		assert_same(&whole, &part);
 		assert_memory_equal(whole.msgs, part.msgs, sizeof(whole.msgs));
