@@ -12,10 +12,13 @@ station_install_deps
 build=${BENCH_BUILD_DIR:-$STATION_SRC/build-release}
 cmake -S "$STATION_SRC" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$build" -j"$(nproc)" --target bench_issue bench_http station simboard slowhsm \
-	bench_ledger bench_line -- --no-print-directory >/dev/null
+	bench_ledger bench_line bench_codec -- --no-print-directory >/dev/null
 
 echo "== issuance (tests/bench/bench_issue.c)"
 "$build/tests/bench_issue" "$@"
+
+echo "== frame codec (tests/bench/bench_codec.c)"
+"$build/tests/bench_codec"
 
 # One round each at 1, 8 and 128 keep-alive connections: registrations/s against CPUs x the
 # crypto-only rate (and, for one connection, against its latency floor: two fsynced ledger

@@ -26,7 +26,8 @@
 #define BRD_MARKER "~@P1 "
 #define BRD_MARKER_LEN 5
 
-/* CRC-32 (IEEE 802.3, reflected, as in zlib) of n bytes, continuing from crc (start: 0). */
+/* CRC-32 (IEEE 802.3, reflected, as in zlib) of n bytes, continuing from crc (start: 0).
+ * From a 256-entry table, or a 16-entry one when built with BRD_CRC_NIBBLE=1. */
 uint32_t brd_crc32(uint32_t crc, const void *data, size_t n);
 
 /* A message being composed (error texts) without printf. Appends stop at cap - 1 and the
@@ -110,6 +111,16 @@ void brd_decoder_reset(struct brd_decoder *d);
  * out; *pos is advanced past what was consumed. */
 enum brd_dec_result brd_decoder_run(struct brd_decoder *d, const char *data, size_t n,
 				    size_t *pos, struct brd_frame *f);
+
+/* Scanning for a decoder (this one and the station's, drivers/proto/proto.c): how many bytes
+ * from p (at most n) it may take in bulk, as every one of them would be taken alone.
+ * Inside a frame (line[0..len), frames of at most max bytes with the line end): bytes that
+ * go into the line as they are, up to a line end, a '~' or the limit; none while the line's
+ * last bytes hold a '~' that the next ones could complete into a marker. Outside a frame,
+ * with no marker half-matched: bytes up to the next '~' and, while an over-long frame is
+ * skipped (skipping 1), its line end. */
+size_t brd_scan_frame(const char *line, size_t len, size_t max, const char *p, size_t n);
+size_t brd_scan_outside(int skipping, const char *p, size_t n);
 
 /* Percent-encoding of text values (PROTOCOL.md 1.2): the encoded length of s[0..n), and the
  * encoding written to out (room for brd_pct_len bytes), returning the end. */

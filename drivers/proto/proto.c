@@ -331,12 +331,33 @@ static int match_marker(struct drv_proto_decoder *d, char c)
 size_t drv_proto_decoder_feed(struct drv_proto_decoder *d, const void *data, size_t n)
 {
 	const char *p = data;
-	size_t i;
+	size_t i, k;
 
 	d->paused = 0;
 	for (i = 0; i < n; i++) {
-		char c = p[i];
+		char c;
 
+		/* Runs of ordinary bytes in bulk (the decoder sees every byte of every board,
+		 * brd_scan_*() of the board core say how far); the bytes that matter one at a
+		 * time below, as they always were. */
+		if (d->state == DEC_FRAME) {
+			k = brd_scan_frame(d->line, d->len, d->max_line, p + i, n - i);
+			memcpy(d->line + d->len, p + i, k);
+			d->len += k;
+		} else if (d->mlen) {
+			k = 0;
+		} else if (d->state == DEC_CONSOLE) {
+			const char *t = memchr(p + i, '~', n - i);
+
+			k = t ? (size_t)(t - (p + i)) : n - i;
+			console_put(d, p + i, k);
+		} else {
+			k = brd_scan_outside(1, p + i, n - i);
+		}
+		i += k;
+		if (i == n)
+			break;
+		c = p[i];
 		if (d->state != DEC_FRAME) {
 			if (match_marker(d, c)) {
 				memcpy(d->line, marker, DRV_PROTO_MARKER_LEN);

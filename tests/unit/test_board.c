@@ -21,6 +21,7 @@
 
 #include "board.h"
 #include "proto.h"
+#include "testutil.h"
 
 #define MAXFILE 8192
 
@@ -447,6 +448,139 @@ static void hello(struct t *t, uint32_t seq)
 }
 
 /* BOOT: sent at every start, with a new boot id each time. */
+/* The core's CRC-32 (from its 256-entry table, or its 16-entry one with BRD_CRC_NIBBLE) is
+ * the one of PROTOCOL.md: the check value, and the same result as the bit-by-bit definition
+ * for random inputs, whole and continued across any cut. */
+static uint32_t crc32_bitwise(uint32_t crc, const uint8_t *p, size_t n)
+{
+	crc = ~crc;
+	while (n--) {
+		crc ^= *p++;
+		for (int k = 0; k < 8; k++)
+			crc = crc & 1 ? (crc >> 1) ^ 0xEDB88320u : crc >> 1;
+	}
+	return ~crc;
+}
+
+static void test_crc32_table(void **state)
+{
+	uint8_t buf[600];
+	uint32_t rng = 4242;
+
+	(void)state;
+	assert_int_equal(brd_crc32(0, "123456789", 9), 0xCBF43926u);
+	assert_int_equal(brd_crc32(0, "", 0), 0);
+	for (int round = 0; round < 2000; round++) {
+		size_t n, cut;
+
+		rng = rng * 1103515245u + 12345u;
+		n = (rng >> 8) % sizeof(buf);
+		for (size_t i = 0; i < n; i++) {
+			rng = rng * 1103515245u + 12345u;
+			buf[i] = (uint8_t)(rng >> 16);
+		}
+		cut = n ? (rng >> 4) % (n + 1) : 0;
+		assert_int_equal(brd_crc32(0, buf, n), crc32_bitwise(0, buf, n));
+		assert_int_equal(brd_crc32(brd_crc32(0, buf, cut), buf + cut, n - cut),
+				 crc32_bitwise(0, buf, n));
+	}
+}
+
+/* What the core's decoder made of a stream: frame lines and error messages, in order. */
+struct decoded {
+	char text[8192];
+	size_t len;
+	unsigned int frames, errors;
+};
+
+static void decode_split(struct decoded *o, const char *data, size_t n, const size_t *cuts,
+			 size_t ncuts)
+{
+	static struct brd_decoder d;
+	size_t at = 0, i;
+
+	memset(o, 0, sizeof(*o));
+	brd_decoder_init(&d, 512);
+	for (i = 0; i <= ncuts; i++) {
+		size_t end = i < ncuts ? cuts[i] : n, pos = 0;
+		struct brd_frame f;
+		enum brd_dec_result r;
+
+		while ((r = brd_decoder_run(&d, data + at, end - at, &pos, &f)) != BRD_DEC_NONE) {
+			const char *s = r == BRD_DEC_FRAME ? f.line : d.err;
+			size_t l = r == BRD_DEC_FRAME ? f.len : strlen(d.err);
+
+			assert_true(o->len + l + 2 <= sizeof(o->text));
+			o->text[o->len++] = r == BRD_DEC_FRAME ? 'F' : 'E';
+			memcpy(o->text + o->len, s, l);
+			o->len += l;
+			o->text[o->len++] = '\n';
+			o->frames += r == BRD_DEC_FRAME;
+			o->errors += r == BRD_DEC_ERROR;
+		}
+		assert_int_equal(pos, end - at);
+		at = end;
+	}
+}
+
+/* The core's decoder takes ordinary bytes in bulk and the ones that matter one at a time:
+ * any split of a damaged stream (a frame that lost its line end to the next marker, tildes
+ * in frames and in the console, a marker after a marker, over-long frames ended by a marker
+ * and by a line end) gives the same frames and errors as the whole stream. */
+static void test_decoder_splits(void **state)
+{
+	char stream[4096], f[600], big[600];
+	size_t n = 0, fl, cuts[64], ncuts, *all;
+	struct decoded whole, part;
+	uint32_t rng = 31337;
+
+	(void)state;
+	fl = build(f, 1, "HELLO", NULL);
+	memcpy(stream + n, f, fl - 1); /* line end lost */
+	n += fl - 1;
+	n += build(stream + n, 2, "CSR", NULL);
+	n += (size_t)sprintf(stream + n, "console ~ ~~ ~@P ~@Q text\r\n");
+	fl = build(f, 3, "WRITE", NULL);
+	memcpy(stream + n, f, 12);
+	stream[n + 12] = '~'; /* a lone tilde inside a frame */
+	memcpy(stream + n + 13, f + 12, fl - 12);
+	n += fl + 1;
+	memcpy(stream + n, "~@P1 Q 4 VERIFY ~@", 18); /* a marker after a marker */
+	n += 18;
+	fl = build(f, 5, "DONE", NULL);
+	memcpy(stream + n, f + 2, fl - 2);
+	n += fl - 2;
+	memset(big, 'x', sizeof(big));
+	big[200] = '~';
+	n += (size_t)sprintf(stream + n, "%s", BRD_MARKER);
+	memcpy(stream + n, big, sizeof(big)); /* over the 512-byte limit, then a marker */
+	n += sizeof(big);
+	n += build(stream + n, 6, "DONE", NULL);
+	n += (size_t)sprintf(stream + n, "%s", BRD_MARKER);
+	memcpy(stream + n, big, sizeof(big)); /* over the limit, then a line end */
+	n += sizeof(big);
+	n += (size_t)sprintf(stream + n, "\nlogin: ~");
+	n += build(stream + n, 7, "BAUD", NULL);
+
+	decode_split(&whole, stream, n, NULL, 0);
+	assert_int_equal(whole.frames, 4);
+	assert_int_equal(whole.errors, 5);
+	for (int round = 0; round < 3000; round++) {
+		ncuts = tu_random_cuts(&rng, n, 37, cuts, 64);
+		decode_split(&part, stream, n, cuts, ncuts);
+		assert_int_equal(part.len, whole.len);
+		assert_memory_equal(part.text, whole.text, whole.len);
+	}
+	all = malloc(n * sizeof(*all));
+	assert_non_null(all);
+	for (size_t i = 0; i < n; i++)
+		all[i] = i;
+	decode_split(&part, stream, n, all, n);
+	free(all);
+	assert_int_equal(part.len, whole.len);
+	assert_memory_equal(part.text, whole.text, whole.len);
+}
+
 static void test_boot(void **state)
 {
 	struct t *t = board_new(NULL, 0);
@@ -921,6 +1055,7 @@ static void test_refuse(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_crc32_table),    cmocka_unit_test(test_decoder_splits),
 		cmocka_unit_test(test_boot),	       cmocka_unit_test(test_hello_first),
 		cmocka_unit_test(test_retransmission), cmocka_unit_test(test_frame_errors),
 		cmocka_unit_test(test_baud),	       cmocka_unit_test(test_confinement),

@@ -12,6 +12,7 @@
 
 #include "err.h"
 #include "proto.h"
+#include "testutil.h"
 
 /* What a decoder produced: frame lines, console bytes, errors; compared across splits. */
 struct sink {
@@ -104,6 +105,18 @@ static void feed_split(struct sink *s, size_t max_line, const char *data, size_t
 	free(d);
 }
 
+/* Feeds data one byte at a time. */
+static void feed_bytewise(struct sink *s, size_t max_line, const char *data, size_t n)
+{
+	size_t *all = malloc(n * sizeof(*all));
+
+	assert_non_null(all);
+	for (size_t i = 0; i < n; i++)
+		all[i] = i;
+	feed_split(s, max_line, data, n, all, n);
+	free(all);
+}
+
 static void assert_same(const struct sink *a, const struct sink *b)
 {
 	assert_int_equal(a->nframes, b->nframes);
@@ -189,16 +202,8 @@ static void test_every_split(void **state)
 		}
 	}
 	/* One byte at a time. */
-	{
-		size_t *all = malloc(n * sizeof(*all));
-
-		assert_non_null(all);
-		for (i = 0; i < n; i++)
-			all[i] = i;
-		feed_split(&part, 0, stream, n, all, n);
-		assert_same(&whole, &part);
-		free(all);
-	}
+	feed_bytewise(&part, 0, stream, n);
+	assert_same(&whole, &part);
 }
 
 static void test_random_splits(void **state)
@@ -228,6 +233,80 @@ static void test_random_splits(void **state)
 		assert_same(&whole, &part);
 	}
 	(void)i;
+}
+
+/* Damaged streams decode the same under any split: a frame that lost its line end to the
+ * next frame's marker (the marker cut anywhere), a lone '~' inside a frame and one just
+ * before a line end, a marker that follows a marker, over-long frames ended by a marker and
+ * by a line end, console text with tildes. The decoder takes ordinary bytes in bulk and the
+ * ones that matter one by one: every split sees the same frames, console bytes and errors,
+ * with the same messages. */
+static void test_damaged_splits(void **state)
+{
+	char stream[8192], f[600], big[700];
+	size_t n = 0, fl, cuts[64], ncuts, i;
+	struct sink whole, part;
+	uint32_t rng = 777;
+
+	(void)state;
+	fl = build(f, sizeof(f), 'A', 1, "HELLO", "one");
+	memcpy(stream + n, f, fl - 1); /* line end lost */
+	n += fl - 1;
+	fl = build(f, sizeof(f), 'A', 2, "CSR", "two");
+	memcpy(stream + n, f, fl);
+	n += fl;
+	n += (size_t)sprintf(stream + n, "console ~ ~~ ~@P ~@Q text\n");
+	fl = build(f, sizeof(f), 'A', 3, "WRITE", "three");
+	memcpy(stream + n, f, 20);
+	stream[n + 20] = '~'; /* a lone tilde inside a frame */
+	memcpy(stream + n + 21, f + 20, fl - 20);
+	n += fl + 1;
+	fl = build(f, sizeof(f), 'A', 4, "COMMIT", "four");
+	memcpy(stream + n, f, fl - 1);
+	stream[n + fl - 1] = '~'; /* a tilde right before the line end */
+	stream[n + fl] = '\n';
+	n += fl + 1;
+	memcpy(stream + n, "~@P1 A 5 VERIFY ~@", 18); /* a marker that follows a marker */
+	n += 18;
+	fl = build(f, sizeof(f), 'A', 6, "DONE", "six");
+	memcpy(stream + n, f + 2, fl - 2);
+	n += fl - 2;
+	memset(big, 'x', sizeof(big));
+	big[300] = '~'; /* not a marker: skipped with the rest */
+	n += (size_t)sprintf(stream + n, "%s", DRV_PROTO_MARKER);
+	memcpy(stream + n, big, sizeof(big)); /* longer than the 512-byte limit */
+	n += sizeof(big);
+	fl = build(f, sizeof(f), 'A', 7, "DONE", "seven");
+	memcpy(stream + n, f, fl);
+	n += fl;
+	n += (size_t)sprintf(stream + n, "%s", DRV_PROTO_MARKER);
+	memcpy(stream + n, big, sizeof(big)); /* over-long again, ended by its line end */
+	n += sizeof(big);
+	n += (size_t)sprintf(stream + n, "\nlogin: ~");
+	fl = build(f, sizeof(f), 'E', 0, "BOOT", "");
+	memcpy(stream + n, f, fl);
+	n += fl;
+
+	feed_split(&whole, 512, stream, n, NULL, 0);
+	assert_int_equal(whole.nframes, 4);
+	assert_int_equal(whole.nerrors, 6);
+	for (size_t step = 1; step <= 7; step++) {
+		ncuts = 0;
+		for (i = step; i < n && ncuts < 64; i += step * 13 % 29 + 1)
+			cuts[ncuts++] = i;
+		feed_split(&part, 512, stream, n, cuts, ncuts);
+		assert_same(&whole, &part);
+		assert_memory_equal(whole.msgs, part.msgs, sizeof(whole.msgs));
+	}
+	for (int round = 0; round < 3000; round++) {
+		ncuts = tu_random_cuts(&rng, n, 37, cuts, 64);
+		feed_split(&part, 512, stream, n, cuts, ncuts);
+		assert_same(&whole, &part);
+		assert_memory_equal(whole.msgs, part.msgs, sizeof(whole.msgs));
+	}
+	feed_bytewise(&part, 512, stream, n);
+	assert_same(&whole, &part);
+	assert_memory_equal(whole.msgs, part.msgs, sizeof(whole.msgs));
 }
 
 static void test_roundtrip_fields(void **state)
@@ -551,6 +630,123 @@ static void test_base64_strict(void **state)
 	assert_int_equal(drv_b64_decode(out, 2, "QUJD", 4, &olen, &bad), -2);
 }
 
+/* The base64 decoder as RFC 4648 states it, one character at a time: what the codec's
+ * table and whole-group path must agree with. */
+static const char b64_abc[] =
+	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+static int b64_reference(uint8_t *out, size_t cap, const char *in, size_t n, size_t *outlen,
+			 size_t *bad)
+{
+	uint32_t acc = 0;
+	size_t o = 0, pads = 0;
+
+	*outlen = 0;
+	for (size_t i = 0; i < n; i++) {
+		const char *at = in[i] ? strchr(b64_abc, in[i]) : NULL;
+
+		if (n % 4 && !at) {
+			*bad = i;
+			return -1;
+		}
+		if (n % 4)
+			continue;
+		if (at && !pads) {
+			acc = acc << 6 | (uint32_t)(at - b64_abc);
+		} else if (in[i] == '=' && i + 4 >= n && i % 4 >= 2) {
+			pads++;
+			acc <<= 6;
+		} else {
+			*bad = i;
+			return -1;
+		}
+		if (i % 4 != 3)
+			continue;
+		if ((pads == 1 && (acc & 0xFF)) || (pads == 2 && (acc & 0xFFFF))) {
+			*bad = i - pads;
+			return -1;
+		}
+		if (o + 3 - pads > cap)
+			return -2;
+		for (size_t k = 0; k < 3 - pads; k++)
+			out[o++] = (uint8_t)(acc >> (16 - 8 * k));
+		acc = 0;
+	}
+	if (n % 4) {
+		*bad = n - n % 4;
+		return -1;
+	}
+	*outlen = o;
+	return 0;
+}
+
+/* The decoder by table and whole groups rejects exactly what the character-by-character one
+ * rejects, at the same index (bad characters, padding in the wrong place, non-zero bits
+ * under the padding, bad lengths), and decodes the rest to the same bytes, capacity errors
+ * included; every byte's value is the alphabet's. */
+static void test_base64_table(void **state)
+{
+	static const char odd[] = "=-_*.:@[`{ \r\n~\x80\xff";
+	uint8_t data[120], a[128], b[128];
+	char text[200];
+	uint32_t rng = 99;
+
+	(void)state;
+	for (int c = 0; c < 256; c++) {
+		const char *at = c ? strchr(b64_abc, c) : NULL;
+
+		assert_int_equal(drv_b64_value((unsigned char)c), at ? (int)(at - b64_abc) : -1);
+	}
+	for (int round = 0; round < 20000; round++) {
+		size_t dn, tn, cap, la = 0, lb = 0, ba = 0, bb = 0;
+		int ra, rb;
+
+		rng = rng * 1103515245u + 12345u;
+		dn = (rng >> 8) % 40;
+		for (size_t i = 0; i < dn; i++) {
+			rng = rng * 1103515245u + 12345u;
+			data[i] = (uint8_t)(rng >> 16);
+		}
+		tn = drv_b64_encode(text, data, dn);
+		rng = rng * 1103515245u + 12345u;
+		switch ((rng >> 12) % 5) {
+		case 0: /* as encoded */
+			break;
+		case 1: /* one character replaced by another of the alphabet or a stray one */
+		case 2:
+			if (tn) {
+				size_t at = (rng >> 16) % tn;
+
+				rng = rng * 1103515245u + 12345u;
+				text[at] = (rng >> 20) % 2 ? odd[(rng >> 8) % (sizeof(odd) - 1)]
+							   : b64_abc[(rng >> 4) % 64];
+			}
+			break;
+		case 3: /* cut short or made longer */
+			if (tn && (rng >> 16) % 2)
+				tn -= 1 + (rng >> 20) % (tn < 3 ? tn : 3);
+			else
+				text[tn++] = "A=Q/"[(rng >> 20) % 4];
+			break;
+		default: /* the last group's padding moved or its bits set */
+			if (tn >= 4) {
+				text[tn - 1 - (rng >> 16) % 4] = (rng >> 20) % 2 ? '=' : 'B';
+			}
+			break;
+		}
+		rng = rng * 1103515245u + 12345u;
+		cap = (rng >> 16) % 4 ? sizeof(a) : (rng >> 8) % 32;
+		ra = drv_b64_decode(a, cap, text, tn, &la, &ba);
+		rb = b64_reference(b, cap, text, tn, &lb, &bb);
+		assert_int_equal(ra, rb);
+		assert_int_equal(la, lb);
+		if (ra == -1)
+			assert_int_equal(ba, bb);
+		if (ra == 0)
+			assert_memory_equal(a, b, la);
+	}
+}
+
 static struct drv_proto_decoder *pausing;
 
 static void on_frame_pause(void *arg, const struct drv_proto_frame *f)
@@ -655,12 +851,14 @@ int main(void)
 		cmocka_unit_test(test_path_rule),
 		cmocka_unit_test(test_every_split),
 		cmocka_unit_test(test_random_splits),
+		cmocka_unit_test(test_damaged_splits),
 		cmocka_unit_test(test_roundtrip_fields),
 		cmocka_unit_test(test_crc_error),
 		cmocka_unit_test(test_size_limits),
 		cmocka_unit_test(test_malformed),
 		cmocka_unit_test(test_getter_errors),
 		cmocka_unit_test(test_base64_strict),
+		cmocka_unit_test(test_base64_table),
 		cmocka_unit_test(test_pause),
 		cmocka_unit_test(test_error_names),
 	};

@@ -688,6 +688,36 @@ static X509_REQ *parse_csr(const uint8_t *der, size_t len)
 }
 
 /* HELLO, CSR (chunked, stable, regenerable), WRITE, COMMIT, VERIFY, DONE on a clean board. */
+/* A board's key.pem holds the key of its CSR, and is what OpenSSL's encoder writes for that
+ * key, byte for byte (PKCS#8 PEM): simboard lays it out by hand. */
+static void check_key_file(const char *dir, EVP_PKEY *pub)
+{
+	char path[800], file[1024], *again;
+	EVP_PKEY *key;
+	size_t n;
+	BIO *bio;
+	long m;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/key.pem", dir);
+	f = fopen(path, "r");
+	assert_non_null(f);
+	n = fread(file, 1, sizeof(file), f);
+	rewind(f);
+	key = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+	fclose(f);
+	assert_non_null(key);
+	assert_int_equal(EVP_PKEY_eq(key, pub), 1);
+	bio = BIO_new(BIO_s_mem());
+	assert_non_null(bio);
+	assert_int_equal(PEM_write_bio_PrivateKey(bio, key, NULL, NULL, 0, NULL, NULL), 1);
+	m = BIO_get_mem_data(bio, &again);
+	assert_int_equal(n, (size_t)m);
+	assert_memory_equal(file, again, n);
+	BIO_free(bio);
+	EVP_PKEY_free(key);
+}
+
 static void test_full_flow(void **state)
 {
 	struct client c;
@@ -762,6 +792,12 @@ static void test_full_flow(void **state)
 	csr0_len = regen_len;
 	req = parse_csr(csr0, csr0_len);
 	pub = X509_REQ_get0_pubkey(req);
+	{
+		char bdir[700];
+
+		snprintf(bdir, sizeof(bdir), "%s/board0", sim.dir);
+		check_key_file(bdir, pub);
+	}
 
 	/* Issue and write back the device's files. */
 	subj = X509_NAME_dup(X509_REQ_get_subject_name(req));

@@ -319,6 +319,20 @@ int tu_cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+size_t tu_random_cuts(uint32_t *rng, size_t n, unsigned int step, size_t *cuts, size_t max)
+{
+	size_t at = 0, k = 0;
+
+	while (k < max) {
+		*rng = *rng * 1103515245u + 12345u;
+		at += (*rng >> 16) % step + 1;
+		if (at >= n)
+			break;
+		cuts[k++] = at;
+	}
+	return k;
+}
+
 const char *tu_pg_conn(void)
 {
 	const char *c = getenv("STATION_TEST_PG");

@@ -91,6 +91,10 @@ struct st_sign_req *tu_sign_req(const struct st_policy *policy, struct st_csr **
 /* qsort() comparison of uint64_t. */
 int tu_cmp_u64(const void *a, const void *b);
 
+/* Random places to cut a stream of n bytes, ascending, 1 to `step` bytes apart, at most max
+ * of them, from the generator *rng (advanced); returns how many. */
+size_t tu_random_cuts(uint32_t *rng, size_t n, unsigned int step, size_t *cuts, size_t max);
+
 /* PostgreSQL (tests/lib/pg.sh run sets STATION_TEST_PG to a connection string of a server
  * of the test's own; NULL when it is not set). */
 const char *tu_pg_conn(void);
