@@ -7,12 +7,14 @@
 # connects once as a device presenting CERT and KEY and verifying the gateway against ROOT.
 # Returns 0 when the gateway answered over mutual TLS, 1 when it did not (s_client's stderr
 # is in $T/gw-client.err, the gateway's log in $T/gw-server.log); fails the test when the
-# gateway does not start. The gateway has ended when it returns.
+# gateway does not start. The gateway has ended when it returns. It serves until then, not one
+# connection only: another test's free_port probe that happened on its port would have used
+# that one connection up.
 gateway_connect() {
 	local cas=$1 cert=$2 key=$3 root=$4 port gw i rc=0
 	port=$(free_port) || fail "no free port"
 	openssl s_server -accept "127.0.0.1:$port" -cert "$pki/gateway.pem" -key "$pki/gateway.key" \
-		-CAfile "$cas" -Verify 1 -verify_return_error -www -naccept 1 \
+		-CAfile "$cas" -Verify 1 -verify_return_error -www \
 		>"$T/gw-server.log" 2>&1 &
 	gw=$!
 	for ((i = 0; i < 400; i++)); do
