@@ -401,6 +401,12 @@ static void put_line(struct st_events *ev, const char *s, size_t n)
 		watch(ev, ev->len > 0);
 }
 
+void st_events_flush(struct st_events *ev)
+{
+	if (ev && ev->fd >= 0 && !ev->warned && flush_some(ev) == 0)
+		watch(ev, ev->len > 0);
+}
+
 /* Writes out the lines that wait for the turn's end and stops waiting for it. */
 static void end_turns(struct st_events *ev)
 {
@@ -408,8 +414,7 @@ static void end_turns(struct st_events *ev)
 		ev->turn_state = 3;
 		uv_close((uv_handle_t *)&ev->turn, NULL);
 	}
-	if (ev->fd >= 0 && !ev->warned && flush_some(ev) == 0)
-		watch(ev, ev->len > 0);
+	st_events_flush(ev);
 }
 
 uint64_t st_events_writes(const struct st_events *ev)

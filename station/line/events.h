@@ -126,6 +126,10 @@ void st_events_close(struct st_events *ev);
 /* Events dropped so far because the reader did not keep up (or went away). */
 uint64_t st_events_dropped(const struct st_events *ev);
 
+/* Writes out now the lines that wait for the loop turn's end: for a reader of the file in
+ * the same process. NULL is allowed. */
+void st_events_flush(struct st_events *ev);
+
 /* write(2) calls made so far: a loop turn's lines take one. */
 uint64_t st_events_writes(const struct st_events *ev);
 
