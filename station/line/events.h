@@ -18,9 +18,10 @@
  * The lines are built without a JSON library (they are the loop's most frequent output) and
  * the lines of one loop turn go out together: with one write(2) to a regular file when the
  * loop is about to wait (a uv_prepare_t), or as soon as ST_EVENTS_FLUSH_AT bytes gather, so a
- * reader never sees half of a line. What a turn built before a crash (a fatal signal) is
- * still written from the signal handler; st_events_detach() and st_events_close() write out
- * the rest at the end. A pipe, FIFO or terminal never stalls the loop: the stream is written
+ * reader never sees half of a line. The lines a turn built before a crash (a fatal signal)
+ * still reach a regular file, from the signal handler (SIGKILL leaves no chance: that turn's
+ * lines are lost; the ledger, not the stream, is the record); st_events_detach() and
+ * st_events_close() write out the rest at the end. A pipe, FIFO or terminal never stalls the loop: the stream is written
  * without blocking, what the reader has not taken yet waits in a bounded buffer (written out
  * as the fd becomes writable, watched with a uv_poll_t), and an event that does not fit is
  * dropped whole and counted: the summary carries "events_dropped" and the log says so. Lines
