@@ -318,6 +318,8 @@ enum st_ledger_hook_point {
 	ST_LEDGER_HOOK_COMMIT_START, /* committing began; nothing of it is in the WAL yet */
 	ST_LEDGER_HOOK_COMMIT_DONE,  /* the transaction is in the WAL and synced, the call has
 				      * not returned yet */
+	ST_LEDGER_HOOK_STATEMENT,    /* a statement began (SQLite only: the cost per board is
+				      * counted in statements) */
 };
 
 /* Sets (fn non-NULL) or clears the hook. fn must not call the ledger. */

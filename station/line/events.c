@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <math.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -35,6 +36,12 @@ struct st_events {
 	struct st_tally tally;
 	st_events_tap_fn tap; /* st_events_set_tap() */
 	void *tap_arg;
+	char *station_field; /* ,"station":".." as the lines carry it, or NULL */
+	struct st_jbuf line; /* the line being built, kept for the next one */
+	uv_prepare_t turn; /* writes out a loop turn's lines before the loop waits */
+	int turn_state;    /* 0: none (every line written at once), 1: idle, 2: armed,
+			    * 3: closed */
+	uint64_t writes;   /* write(2) calls */
 };
 
 static const char *const phase_names[ST_PHASE_COUNT] = {
@@ -54,6 +61,7 @@ static const char *stream_name(const struct st_events *ev)
 }
 
 static void on_writable(uv_poll_t *h, int status, int events);
+static void crash_guard(struct st_events *ev, int on);
 
 /* Makes a stream that is not a regular file non-blocking without touching the open file
  * description that others share (a terminal's, the shell's pipe): stdout is opened again
@@ -92,16 +100,26 @@ static int setup_stream(struct st_events *ev, uv_loop_t *loop, char *err, size_t
 	if (fstat(ev->fd, &sb) != 0)
 		return st_errf(err, errlen, ST_E_IO, "events %s: %s", stream_name(ev),
 			       strerror(errno));
-	if (S_ISREG(sb.st_mode) || S_ISBLK(sb.st_mode) || !loop)
+	if (!loop)
 		return 0;
-	rc = make_nonblocking(ev, err, errlen);
-	if (rc < 0)
-		return rc;
-	ev->nonblock = 1;
-	/* A device that cannot be polled (/dev/null) never makes a write wait either. */
-	if (uv_poll_init(loop, &ev->poll, ev->fd) == 0) {
-		ev->poll.data = ev;
-		ev->poll_state = 1;
+	if (S_ISREG(sb.st_mode) || S_ISBLK(sb.st_mode)) {
+		crash_guard(ev, 1);
+	} else {
+		rc = make_nonblocking(ev, err, errlen);
+		if (rc < 0)
+			return rc;
+		ev->nonblock = 1;
+		/* A device that cannot be polled (/dev/null) never makes a write wait
+		 * either. */
+		if (uv_poll_init(loop, &ev->poll, ev->fd) == 0) {
+			ev->poll.data = ev;
+			ev->poll_state = 1;
+		}
+	}
+	/* Started only while lines wait, so it keeps the loop going for one turn at most. */
+	if (uv_prepare_init(loop, &ev->turn) == 0) {
+		ev->turn.data = ev;
+		ev->turn_state = 1;
 	}
 	return 0;
 }
@@ -157,9 +175,14 @@ int st_events_open(const char *path, int to_stdout, uv_loop_t *loop, size_t buff
 	return 0;
 }
 
+static void end_turns(struct st_events *ev);
+
 void st_events_detach(struct st_events *ev)
 {
-	if (!ev || (ev->poll_state != 1 && ev->poll_state != 2))
+	if (!ev)
+		return;
+	end_turns(ev);
+	if (ev->poll_state != 1 && ev->poll_state != 2)
 		return;
 	ev->poll_state = 3;
 	uv_close((uv_handle_t *)&ev->poll, NULL);
@@ -202,6 +225,7 @@ static int flush_some(struct st_events *ev)
 	while (ev->len > 0) {
 		ssize_t w = write(ev->fd, ev->buf + ev->head, ev->len);
 
+		ev->writes++;
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -241,68 +265,161 @@ static void on_writable(uv_poll_t *h, int status, int events)
 		watch(ev, ev->len > 0);
 }
 
-/* Keeps s for the reader: whole, or not at all when the buffer is full. */
-static void keep(struct st_events *ev, const char *s, size_t n, int begun)
-{
-	if (!begun && ev->len + n > ev->max) {
-		ev->dropped++;
-		if (!ev->drop_told)
-			st_warn("events %s: the reader is not keeping up; events are dropped while "
-				"%zu bytes wait for it (the summary counts them)",
-				stream_name(ev), ev->len);
-		ev->drop_told = 1;
-		return;
-	}
-	if (ev->head + ev->len + n > ev->cap) {
-		if (ev->head) {
-			memmove(ev->buf, ev->buf + ev->head, ev->len);
-			ev->head = 0;
-		}
-		if (ev->len + n > ev->cap) {
-			size_t cap = ev->cap ? ev->cap : 4096;
-			char *b;
+/* A stream written to a regular file: its whole lines that wait for the loop turn's end are
+ * written by a fatal signal's handler (a signal handler cannot be given the stream). */
+static struct st_events *volatile crash_ev;
+static const int crash_sigs[] = { SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT };
+static struct sigaction crash_old[sizeof(crash_sigs) / sizeof(crash_sigs[0])];
 
-			while (cap < ev->len + n)
-				cap *= 2;
-			b = realloc(ev->buf, cap);
-			if (!b) {
-				/* A line begun and not finished would run into the next one. */
-				give_up(ev, ENOMEM);
-				return;
-			}
-			ev->buf = b;
-			ev->cap = cap;
-		}
+static void on_crash(int sig, siginfo_t *si, void *uc)
+{
+	struct st_events *ev = crash_ev;
+
+	(void)uc;
+	crash_ev = NULL;
+	/* Lines are appended whole before len counts them: what len covers is whole. */
+	if (ev && ev->len > 0 && !ev->warned)
+		(void)!write(ev->fd, ev->buf + ev->head, ev->len);
+	for (size_t i = 0; i < sizeof(crash_sigs) / sizeof(crash_sigs[0]); i++) {
+		if (crash_sigs[i] == sig)
+			sigaction(sig, &crash_old[i], NULL);
 	}
-	memcpy(ev->buf + ev->head + ev->len, s, n);
-	ev->len += n;
-	watch(ev, 1);
+	/* A fault happens again when the handler returns, now to the previous handler (the
+	 * live view's, a sanitizer's, or the default core dump); a signal that was sent is
+	 * sent again. */
+	if (si->si_code <= 0)
+		raise(sig);
 }
 
-/* One whole line out: to a regular file with blocking writes; otherwise what the reader
- * does not take at once waits for it. */
-static void write_line(struct st_events *ev, const char *s, size_t n)
+static void crash_guard(struct st_events *ev, int on)
 {
-	int begun = 0;
+	struct sigaction sa, cur;
 
-	while (n > 0 && ev->len == 0) {
-		ssize_t w = write(ev->fd, s, n);
+	if (!on) {
+		if (crash_ev != ev)
+			return;
+		crash_ev = NULL;
+		/* Only where the handler is still ours: a later one (the live view's) chains
+		 * to it and puts it back itself. */
+		for (size_t i = 0; i < sizeof(crash_sigs) / sizeof(crash_sigs[0]); i++) {
+			if (sigaction(crash_sigs[i], NULL, &cur) == 0 &&
+			    (cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == on_crash)
+				sigaction(crash_sigs[i], &crash_old[i], NULL);
+		}
+		return;
+	}
+	if (crash_ev)
+		return; /* one stream per process is guarded: the engine's */
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = on_crash;
+	sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+	sigemptyset(&sa.sa_mask);
+	for (size_t i = 0; i < sizeof(crash_sigs) / sizeof(crash_sigs[0]); i++)
+		sigaction(crash_sigs[i], &sa, &crash_old[i]);
+	crash_ev = ev;
+}
 
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0 && ev->nonblock && (errno == EAGAIN || errno == EWOULDBLOCK))
-			break;
-		if (w <= 0) {
-			give_up(ev, w < 0 ? errno : EIO);
+/* Makes room for n more bytes after what waits. Returns 0, or -1 when memory ran out. */
+static int room(struct st_events *ev, size_t n)
+{
+	size_t cap;
+	char *b;
+
+	if (ev->head + ev->len + n <= ev->cap)
+		return 0;
+	if (ev->head) {
+		memmove(ev->buf, ev->buf + ev->head, ev->len);
+		ev->head = 0;
+	}
+	if (ev->len + n <= ev->cap)
+		return 0;
+	cap = ev->cap ? ev->cap : 4096;
+	while (cap < ev->len + n)
+		cap *= 2;
+	b = realloc(ev->buf, cap);
+	if (!b)
+		return -1;
+	ev->buf = b;
+	ev->cap = cap;
+	return 0;
+}
+
+static void on_turn_end(uv_prepare_t *h)
+{
+	struct st_events *ev = h->data;
+
+	uv_prepare_stop(h);
+	ev->turn_state = 1;
+	if (flush_some(ev) == 0)
+		watch(ev, ev->len > 0);
+}
+
+/* One whole line out. Lines gather until the loop turn ends (or ST_EVENTS_FLUSH_AT bytes
+ * wait) and are then written together: to a regular file with blocking writes; otherwise
+ * what the reader does not take at once waits for it, and a line that does not fit while
+ * bytes wait is dropped whole. */
+static void put_line(struct st_events *ev, const char *s, size_t n)
+{
+	if (ev->len > 0 && ev->len + n > ST_EVENTS_FLUSH_AT && flush_some(ev) < 0) {
+		ev->dropped++;
+		return;
+	}
+	if (ev->nonblock && ev->len > 0 && ev->len + n > ev->max) {
+		/* The reader may have taken some since the last turn. */
+		if (flush_some(ev) < 0) {
 			ev->dropped++;
 			return;
 		}
-		begun = 1;
-		s += w;
-		n -= (size_t)w;
+		if (ev->len > 0 && ev->len + n > ev->max) {
+			ev->dropped++;
+			if (!ev->drop_told)
+				st_warn("events %s: the reader is not keeping up; events are "
+					"dropped while %zu bytes wait for it (the summary counts "
+					"them)",
+					stream_name(ev), ev->len);
+			ev->drop_told = 1;
+			return;
+		}
 	}
-	if (n > 0)
-		keep(ev, s, n, begun);
+	if (room(ev, n) < 0) {
+		give_up(ev, ENOMEM);
+		ev->dropped++;
+		return;
+	}
+	memcpy(ev->buf + ev->head + ev->len, s, n);
+	ev->len += n;
+	if (ev->turn_state == 1) {
+		if (uv_prepare_start(&ev->turn, on_turn_end) == 0) {
+			ev->turn_state = 2;
+			return;
+		}
+	} else if (ev->turn_state == 2) {
+		return;
+	}
+	/* No loop to end a turn (a tool, or the loop's last run): out at once. */
+	if (flush_some(ev) == 0)
+		watch(ev, ev->len > 0);
+}
+
+void st_events_flush(struct st_events *ev)
+{
+	if (ev && ev->fd >= 0 && !ev->warned && flush_some(ev) == 0)
+		watch(ev, ev->len > 0);
+}
+
+/* Writes out the lines that wait for the turn's end and stops waiting for it. */
+static void end_turns(struct st_events *ev)
+{
+	if (ev->turn_state == 1 || ev->turn_state == 2) {
+		ev->turn_state = 3;
+		uv_close((uv_handle_t *)&ev->turn, NULL);
+	}
+	st_events_flush(ev);
+}
+
+uint64_t st_events_writes(const struct st_events *ev)
+{
+	return ev->writes;
 }
 
 void st_events_close(struct st_events *ev)
@@ -311,6 +428,7 @@ void st_events_close(struct st_events *ev)
 
 	if (!ev)
 		return;
+	crash_guard(ev, 0);
 	start = uv_hrtime();
 	while (ev->len > 0 && !ev->warned && waited < CLOSE_FLUSH_MS) {
 		struct pollfd p = { .fd = ev->fd, .events = POLLOUT };
@@ -332,9 +450,11 @@ void st_events_close(struct st_events *ev)
 	if (ev->own_fd)
 		close(ev->fd);
 	free(ev->buf);
+	free(ev->line.p);
 	free(ev->tally.reasons);
 	free(ev->path);
 	free(ev->station);
+	free(ev->station_field);
 	free(ev);
 }
 
@@ -350,10 +470,200 @@ static int wanted(const struct st_events *ev)
 	return (ev->fd >= 0 && !ev->warned) || ev->tap;
 }
 
+static const char hexdig[] = "0123456789ABCDEF";
+
+void st_jbuf_raw(struct st_jbuf *b, const char *s, size_t n)
+{
+	if (b->oom)
+		return;
+	if (b->len + n > b->cap) {
+		size_t cap = b->cap ? b->cap : 256;
+		char *p;
+
+		while (cap < b->len + n)
+			cap *= 2;
+		p = realloc(b->p, cap);
+		if (!p) {
+			b->oom = 1;
+			return;
+		}
+		b->p = p;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+}
+
+static void jb_lit(struct st_jbuf *b, const char *s)
+{
+	st_jbuf_raw(b, s, strlen(s));
+}
+
+/* Whether s (n bytes) is well-formed UTF-8: what json_string() accepted. */
+static int utf8_whole(const char *s, size_t n)
+{
+	const unsigned char *u = (const unsigned char *)s;
+
+	for (size_t i = 0; i < n;) {
+		size_t k = u[i] < 0x80 ? 1 : st_utf8_len(u + i, n - i);
+
+		if (k == 0)
+			return 0;
+		i += k;
+	}
+	return 1;
+}
+
+void st_jbuf_str(struct st_jbuf *b, const char *s)
+{
+	size_t n, run = 0;
+	int whole;
+
+	if (!s) {
+		jb_lit(b, "null");
+		return;
+	}
+	n = strlen(s);
+	whole = utf8_whole(s, n);
+	st_jbuf_raw(b, "\"", 1);
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		char esc[6] = { '\\', 0, '0', '0', 0, 0 };
+		size_t elen = 2;
+
+		if (c >= 0x20 && c != '"' && c != '\\' && (c < 0x80 || whole))
+			continue; /* as it is, with the run before it */
+		st_jbuf_raw(b, s + run, i - run);
+		run = i + 1;
+		if (!whole && (c >= 0x80 || c < 0x20)) {
+			/* Bytes from a board that are not UTF-8: as the stream always had them. */
+			st_jbuf_raw(b, "?", 1);
+			continue;
+		}
+		switch (c) {
+		case '"': esc[1] = '"'; break;
+		case '\\': esc[1] = '\\'; break;
+		case '\b': esc[1] = 'b'; break;
+		case '\f': esc[1] = 'f'; break;
+		case '\n': esc[1] = 'n'; break;
+		case '\r': esc[1] = 'r'; break;
+		case '\t': esc[1] = 't'; break;
+		default:
+			esc[1] = 'u';
+			esc[4] = hexdig[c >> 4];
+			esc[5] = hexdig[c & 15];
+			elen = 6;
+		}
+		st_jbuf_raw(b, esc, elen);
+	}
+	st_jbuf_raw(b, s + run, n - run);
+	st_jbuf_raw(b, "\"", 1);
+}
+
+void st_jbuf_real(struct st_jbuf *b, double v)
+{
+	char t[48];
+	char *e;
+	int n = snprintf(t, sizeof(t) - 2, "%.10g", v);
+
+	if (n < 0 || (size_t)n >= sizeof(t) - 2)
+		return;
+	/* A decimal comma from a locale would not be JSON; the program keeps the C locale. */
+	if (!strchr(t, '.') && !strchr(t, 'e')) {
+		memcpy(t + n, ".0", 3);
+		n += 2;
+	}
+	e = strchr(t, 'e');
+	if (e) {
+		char *from = e + 2, *to = e + 1;
+
+		if (*to == '-')
+			to++;
+		while (*from == '0')
+			from++;
+		if (from != to) {
+			memmove(to, from, strlen(from) + 1);
+			n = (int)strlen(t);
+		}
+	}
+	st_jbuf_raw(b, t, (size_t)n);
+}
+
+static void jb_int(struct st_jbuf *b, long long v)
+{
+	char t[24];
+	int n = snprintf(t, sizeof(t), "%lld", v);
+
+	st_jbuf_raw(b, t, (size_t)n);
+}
+
+/* ,"key": or, first in its object, "key": (keys are the stream's own, plain ASCII). */
+static void jb_key_at(struct st_jbuf *b, int first, const char *key)
+{
+	if (!first)
+		st_jbuf_raw(b, ",", 1);
+	st_jbuf_raw(b, "\"", 1);
+	jb_lit(b, key);
+	st_jbuf_raw(b, "\":", 2);
+}
+
+static void jb_key(struct st_jbuf *b, const char *key)
+{
+	jb_key_at(b, 0, key);
+}
+
+/* A string field; NULL or "" leaves it out. */
+static void jb_field_str(struct st_jbuf *b, const char *key, const char *s)
+{
+	if (!s || !s[0])
+		return;
+	jb_key(b, key);
+	st_jbuf_str(b, s);
+}
+
+static void jb_field_int(struct st_jbuf *b, const char *key, long long v)
+{
+	jb_key(b, key);
+	jb_int(b, v);
+}
+
+/* A jansson value as it was dumped into the line. */
+static void jb_json(struct st_jbuf *b, const json_t *v)
+{
+	char *t = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10) |
+					JSON_ENCODE_ANY);
+
+	if (!t) {
+		b->oom = 1;
+		return;
+	}
+	jb_lit(b, t);
+	free(t);
+}
+
 void st_events_set_station(struct st_events *ev, const char *station)
 {
+	json_t *j;
+
 	free(ev->station);
+	free(ev->station_field);
 	ev->station = station ? strdup(station) : NULL;
+	ev->station_field = NULL;
+	/* Made once: every line carries it. A name that is not UTF-8 is left out, as jansson
+	 * left it out. */
+	j = ev->station ? json_string(ev->station) : NULL;
+	if (j) {
+		struct st_jbuf f = { 0 };
+
+		jb_key(&f, "station");
+		jb_json(&f, j);
+		st_jbuf_raw(&f, "", 1);
+		if (!f.oom)
+			ev->station_field = f.p;
+		else
+			free(f.p);
+		json_decref(j);
+	}
 }
 
 /* "2024-05-01T12:00:00.123Z" */
@@ -370,11 +680,54 @@ static void timestamp(char *buf, size_t len)
 		 (unsigned)(ts.tv_nsec / 1000000L) % 1000u);
 }
 
+/* Starts a line: {"ts":"..","event":<event>[,"station":".."], event already in JSON. */
+static struct st_jbuf *line_begin(struct st_events *ev, const char *event, const json_t *jevent)
+{
+	struct st_jbuf *b = &ev->line;
+	char ts[40];
+
+	b->len = 0;
+	b->oom = 0;
+	timestamp(ts, sizeof(ts));
+	jb_lit(b, "{\"ts\":\"");
+	jb_lit(b, ts);
+	st_jbuf_raw(b, "\"", 1);
+	if (event || jevent) {
+		jb_key(b, "event");
+		if (event)
+			jb_lit(b, event);
+		else
+			jb_json(b, jevent);
+	}
+	if (ev->station_field)
+		jb_lit(b, ev->station_field);
+	return b;
+}
+
+/* Ends the line and hands it to the stream and the tap. */
+static void line_end(struct st_events *ev)
+{
+	struct st_jbuf *b = &ev->line;
+
+	st_jbuf_raw(b, "}\n", 2);
+	if (b->oom) {
+		/* Nothing of it can go out: the line was not built whole. */
+		b->oom = 0;
+		return;
+	}
+	if (ev->fd >= 0 && !ev->warned)
+		put_line(ev, b->p, b->len);
+	else
+		ev->dropped += ev->warned;
+	if (ev->tap)
+		ev->tap(ev->tap_arg, b->p, b->len - 1);
+}
+
 void st_events_emit(struct st_events *ev, json_t *obj)
 {
-	char ts[40];
-	char *line;
-	size_t n;
+	struct st_jbuf *b;
+	const char *k;
+	json_t *v;
 
 	if (!obj)
 		return;
@@ -383,101 +736,33 @@ void st_events_emit(struct st_events *ev, json_t *obj)
 		json_decref(obj);
 		return;
 	}
-	timestamp(ts, sizeof(ts));
 	/* "ts" and "event" lead the line, the way people read it. */
-	{
-		json_t *o = json_object();
-		const char *k;
-		json_t *v;
-
-		if (!o) {
-			json_decref(obj);
-			return;
-		}
-		json_object_set_new(o, "ts", json_string(ts));
-		v = json_object_get(obj, "event");
-		if (v)
-			json_object_set(o, "event", v);
-		if (ev->station)
-			json_object_set_new(o, "station", json_string(ev->station));
-		json_object_foreach(obj, k, v) {
-			if (strcmp(k, "event") != 0)
-				json_object_set(o, k, v);
-		}
-		json_decref(obj);
-		obj = o;
+	b = line_begin(ev, NULL, json_object_get(obj, "event"));
+	json_object_foreach(obj, k, v) {
+		if (strcmp(k, "event") == 0)
+			continue;
+		st_jbuf_raw(b, ",", 1);
+		st_jbuf_str(b, k);
+		st_jbuf_raw(b, ":", 1);
+		jb_json(b, v);
 	}
-	line = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
 	json_decref(obj);
-	if (!line)
-		return;
-	n = strlen(line);
-	/* One write per line: append the newline in place. */
-	{
-		char *l = realloc(line, n + 2);
-
-		if (!l) {
-			free(line);
-			return;
-		}
-		line = l;
-	}
-	line[n++] = '\n';
-	if (ev->fd >= 0 && !ev->warned)
-		write_line(ev, line, n);
-	else
-		ev->dropped += ev->warned;
-	if (ev->tap)
-		ev->tap(ev->tap_arg, line, n - 1);
-	free(line);
-}
-
-/* Strings that came from a board may be anything: jansson refuses invalid UTF-8, so those
- * are written with the offending bytes replaced. */
-static json_t *jstr(const char *s)
-{
-	json_t *j;
-	char *copy;
-
-	if (!s)
-		return json_null();
-	j = json_string(s);
-	if (j)
-		return j;
-	copy = strdup(s);
-	if (!copy)
-		return json_null();
-	for (char *c = copy; *c; c++) {
-		if ((unsigned char)*c >= 0x80 || (unsigned char)*c < 0x20)
-			*c = '?';
-	}
-	j = json_string(copy);
-	free(copy);
-	return j ? j : json_null();
-}
-
-static void set_str(json_t *o, const char *key, const char *s)
-{
-	if (s && s[0])
-		json_object_set_new(o, key, jstr(s));
+	line_end(ev);
 }
 
 void st_events_state(struct st_events *ev, const char *slot, const char *from, const char *to,
 		     const char *device_id)
 {
-	json_t *o;
+	struct st_jbuf *b;
 
 	if (!wanted(ev))
 		return;
-	o = json_object();
-	if (!o)
-		return;
-	json_object_set_new(o, "event", json_string("state"));
-	set_str(o, "slot", slot);
-	set_str(o, "from", from);
-	set_str(o, "to", to);
-	set_str(o, "device_id", device_id);
-	st_events_emit(ev, o);
+	b = line_begin(ev, "\"state\"", NULL);
+	jb_field_str(b, "slot", slot);
+	jb_field_str(b, "from", from);
+	jb_field_str(b, "to", to);
+	jb_field_str(b, "device_id", device_id);
+	line_end(ev);
 }
 
 static void count_reason(struct st_tally *t, const char *reason)
@@ -510,8 +795,9 @@ void st_events_outcome(struct st_events *ev, const struct st_outcome *o, uint64_
 		       uint64_t now)
 {
 	struct st_tally *t = &ev->tally;
-	const char *kind = o->abandoned ? "abandoned" : o->pass ? "pass" : "fail";
-	json_t *j, *ms;
+	const char *kind = o->abandoned ? "\"abandoned\"" : o->pass ? "\"pass\"" : "\"fail\"";
+	struct st_jbuf *b;
+	int first = 1;
 
 	if (o->abandoned) {
 		t->abandoned++;
@@ -536,43 +822,43 @@ void st_events_outcome(struct st_events *ev, const struct st_outcome *o, uint64_
 	}
 	if (!wanted(ev))
 		return;
-	j = json_object();
-	ms = json_object();
-	if (!j || !ms) {
-		json_decref(j);
-		json_decref(ms);
-		return;
-	}
-	json_object_set_new(j, "event", json_string(kind));
-	set_str(j, "slot", o->slot);
-	set_str(j, "device_id", o->device_id);
-	set_str(j, "serial", o->serial);
+	b = line_begin(ev, kind, NULL);
+	jb_field_str(b, "slot", o->slot);
+	jb_field_str(b, "device_id", o->device_id);
+	jb_field_str(b, "serial", o->serial);
 	if (!o->pass || o->abandoned) {
-		set_str(j, "reason", o->reason ? o->reason : "UNKNOWN");
-		set_str(j, "error", o->error);
-		set_str(j, "state", o->state);
+		jb_field_str(b, "reason", o->reason ? o->reason : "UNKNOWN");
+		jb_field_str(b, "error", o->error);
+		jb_field_str(b, "state", o->state);
 	} else {
-		json_object_set_new(j, "reused", json_boolean(o->reused));
+		jb_key(b, "reused");
+		jb_lit(b, o->reused ? "true" : "false");
 	}
-	set_str(j, "profile", o->profile);
-	set_str(j, "hardware_id", o->hardware_id);
-	set_str(j, "sku", o->sku);
-	set_str(j, "sn", o->sn);
+	jb_field_str(b, "profile", o->profile);
+	jb_field_str(b, "hardware_id", o->hardware_id);
+	jb_field_str(b, "sku", o->sku);
+	jb_field_str(b, "sn", o->sn);
 	if (o->row_id > 0)
-		json_object_set_new(j, "ledger_row", json_integer(o->row_id));
+		jb_field_int(b, "ledger_row", (long long)o->row_id);
+	jb_key(b, "ms");
+	st_jbuf_raw(b, "{", 1);
 	for (int p = 0; p < ST_PHASE_COUNT; p++) {
-		if (o->ms[p] >= 0)
-			json_object_set_new(ms, phase_names[p], json_real(round3(o->ms[p])));
+		/* Not a number or infinite: jansson had no real to make of it. */
+		if (o->ms[p] >= 0 && isfinite(o->ms[p])) {
+			jb_key_at(b, first, phase_names[p]);
+			first = 0;
+			st_jbuf_real(b, round3(o->ms[p]));
+		}
 	}
-	json_object_set_new(j, "ms", ms);
-	json_object_set_new(j, "retransmits", json_integer(o->retransmits));
-	json_object_set_new(j, "resyncs", json_integer(o->resyncs));
+	st_jbuf_raw(b, "}", 1);
+	jb_field_int(b, "retransmits", (long long)o->retransmits);
+	jb_field_int(b, "resyncs", (long long)o->resyncs);
 	if (o->baud)
-		json_object_set_new(j, "baud", json_integer(o->baud));
-	json_object_set_new(j, "tx_bytes", json_integer((json_int_t)o->tx_bytes));
-	json_object_set_new(j, "rx_bytes", json_integer((json_int_t)o->rx_bytes));
-	set_str(j, "console_log", o->console_log);
-	st_events_emit(ev, j);
+		jb_field_int(b, "baud", o->baud);
+	jb_field_int(b, "tx_bytes", (long long)o->tx_bytes);
+	jb_field_int(b, "rx_bytes", (long long)o->rx_bytes);
+	jb_field_str(b, "console_log", o->console_log);
+	line_end(ev);
 }
 
 const struct st_tally *st_events_tally(const struct st_events *ev)

@@ -15,8 +15,13 @@
  *   {"ts":..,"event":"pool","paused":true,"reason":".."}
  *   {"ts":..,"event":"summary","boards":..,"passed":..,"failed":..,"by_reason":{..},
  *    "boards_per_hour":..,...}
- * A line is written whole with one write(2) to a regular file, so a reader (or a crash) never
- * sees half of one. A pipe, FIFO or terminal never stalls the loop: the stream is written
+ * The lines are built without a JSON library (they are the loop's most frequent output) and
+ * the lines of one loop turn go out together: with one write(2) to a regular file when the
+ * loop is about to wait (a uv_prepare_t), or as soon as ST_EVENTS_FLUSH_AT bytes gather, so a
+ * reader never sees half of a line. The lines a turn built before a crash (a fatal signal)
+ * still reach a regular file, from the signal handler (SIGKILL leaves no chance: that turn's
+ * lines are lost; the ledger, not the stream, is the record); st_events_detach() and
+ * st_events_close() write out the rest at the end. A pipe, FIFO or terminal never stalls the loop: the stream is written
  * without blocking, what the reader has not taken yet waits in a bounded buffer (written out
  * as the fd becomes writable, watched with a uv_poll_t), and an event that does not fit is
  * dropped whole and counted: the summary carries "events_dropped" and the log says so. Lines
@@ -91,6 +96,10 @@ struct st_tally {
 
 struct st_events;
 
+/* Bytes of whole lines after which they are written out without waiting for the loop
+ * turn's end. */
+#define ST_EVENTS_FLUSH_AT (64 * 1024)
+
 /* Default and smallest bound of the bytes waiting for a slow reader (st_events_open). */
 #define ST_EVENTS_BUFFER_DEFAULT (1024 * 1024)
 #define ST_EVENTS_BUFFER_MIN 4096
@@ -117,6 +126,34 @@ void st_events_close(struct st_events *ev);
 
 /* Events dropped so far because the reader did not keep up (or went away). */
 uint64_t st_events_dropped(const struct st_events *ev);
+
+/* Writes out now the lines that wait for the loop turn's end: for a reader of the file in
+ * the same process. NULL is allowed. */
+void st_events_flush(struct st_events *ev);
+
+/* write(2) calls made so far: a loop turn's lines take one. */
+uint64_t st_events_writes(const struct st_events *ev);
+
+/* A JSON text being built. oom is set when the buffer could not grow: the text is then
+ * incomplete and must not be used. Free p when done. */
+struct st_jbuf {
+	char *p;
+	size_t len, cap;
+	int oom;
+};
+
+/* Appends n bytes as they are. */
+void st_jbuf_raw(struct st_jbuf *b, const char *s, size_t n);
+
+/* Appends s as a JSON string the way jansson wrote the stream's strings before: '"', '\\' and
+ * control characters escaped (\b \f \n \r \t, the others as \u00XX), every other byte as
+ * it is; a string that is not well-formed UTF-8 (it came from a board) has each of its bytes
+ * >= 0x80 and each control character replaced by '?'. NULL appends null. */
+void st_jbuf_str(struct st_jbuf *b, const char *s);
+
+/* Appends a finite v as jansson's JSON_REAL_PRECISION(10) did: "%.10g", ".0" added to a
+ * whole number, the exponent without '+' or leading zeros. */
+void st_jbuf_real(struct st_jbuf *b, double v);
 
 /* Writes obj as one line after setting "ts" (and "station" when set). Takes obj's
  * reference. A write error is logged once; the run goes on (the ledger, not the stream, is

@@ -4,6 +4,7 @@
  * written out by the loop; with a reader that keeps up nothing is dropped. */
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -125,7 +127,7 @@ static unsigned whole_lines(const char *buf, size_t len)
 		o = json_loadb(p, (size_t)(nl - p), 0, &jerr);
 		if (!o)
 			fail_msg("torn line %u: %s", lines, jerr.text);
-		if (json_integer_value(json_object_get(o, "n")) <= last)
+		if (json_object_get(o, "n") && json_integer_value(json_object_get(o, "n")) <= last)
 			fail_msg("line %u out of order", lines);
 		last = (long)json_integer_value(json_object_get(o, "n"));
 		json_decref(o);
@@ -201,8 +203,317 @@ static void test_reader_gone(void **state)
 	p.rd = -1;
 	for (int i = 0; i < 10; i++)
 		emit_one(p.ev, i);
+	/* The turn's lines go out when it ends. */
+	uv_run(&p.loop, UV_RUN_NOWAIT);
 	assert_int_equal(st_events_dropped(p.ev), 10);
 	pipe_close(&p);
+}
+
+
+/* How the stream wrote a string when jansson built its lines: json_string(), or when that
+ * refused the bytes (not UTF-8), a copy with every byte >= 0x80 and control byte as '?'. */
+static char *jansson_str(const char *s)
+{
+	json_t *j = json_string(s);
+	char *out;
+
+	if (!j) {
+		char *copy = strdup(s);
+
+		for (char *c = copy; *c; c++) {
+			if ((unsigned char)*c >= 0x80 || (unsigned char)*c < 0x20)
+				*c = '?';
+		}
+		j = json_string(copy);
+		free(copy);
+	}
+	assert_non_null(j);
+	out = json_dumps(j, JSON_ENCODE_ANY | JSON_COMPACT);
+	json_decref(j);
+	return out;
+}
+
+static void check_str(const char *s)
+{
+	struct st_jbuf b = { 0 };
+	char *want = jansson_str(s);
+
+	st_jbuf_str(&b, s);
+	st_jbuf_raw(&b, "", 1);
+	assert_false(b.oom);
+	if (strcmp(b.p, want) != 0) {
+		char hexs[64] = "";
+
+		for (size_t i = 0; s[i] && i < 20; i++)
+			snprintf(hexs + 3 * i, 4, "%02x ", (unsigned char)s[i]);
+		fail_msg("string [%s]: %s, jansson wrote %s", hexs, b.p, want);
+	}
+	free(b.p);
+	free(want);
+}
+
+/* Every control character, quote and backslash, every byte alone and every pair, UTF-8 of
+ * every length, and what is not UTF-8 (lone continuation bytes, overlong forms, surrogates,
+ * beyond U+10FFFF, cut sequences): written as jansson wrote them. */
+static void test_string_escaping_as_jansson(void **state)
+{
+	static const char *const cases[] = {
+		"", "plain", "quote \" and \\ backslash", "tab\tnew\nline\rcr\bbs\fff",
+		"\x01\x02\x1f\x7f", "/slash/", "caf\xc3\xa9", "\xe2\x82\xac euro",
+		"\xf0\x9f\x98\x80 emoji", "\xef\xbf\xbf", "\xf4\x8f\xbf\xbf",
+		"\xc3", "\xc3\x28", "\x80", "\xbf", "\xc0\x80", "\xc1\xbf", "\xe0\x80\x80",
+		"\xe0\x9f\xbf", "\xed\xa0\x80", "\xed\xbf\xbf", "\xf0\x80\x80\x80",
+		"\xf0\x8f\xbf\xbf", "\xf4\x90\x80\x80", "\xf5\x80\x80\x80", "\xff",
+		"\xe2\x82", "ok \xf0\x9f\x98", "tab\tthen bad \xff", "\"\xc3\xa9\x01\"",
+	};
+	char two[3] = { 0 }, one[2] = { 0 };
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		check_str(cases[i]);
+	for (int a = 1; a < 256; a++) {
+		one[0] = (char)a;
+		check_str(one);
+		for (int c = 1; c < 256; c++) {
+			two[0] = (char)a;
+			two[1] = (char)c;
+			check_str(two);
+		}
+	}
+}
+
+/* Reals as JSON_REAL_PRECISION(10) wrote them. */
+static void test_reals_as_jansson(void **state)
+{
+	static const double cases[] = {
+		0.0, 1.0, -1.0, 0.5, 12.345, 1234.567, 0.001, 1e-5, 2.5e-7, 1e20, 1.5e21,
+		-3e-12, 123456789.0, 1234567890.0, 12345678901.0, 99999.999, 86400.125, 3.0e300,
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct st_jbuf b = { 0 };
+		json_t *j = json_real(cases[i]);
+		char *want = json_dumps(j, JSON_ENCODE_ANY | JSON_REAL_PRECISION(10));
+
+		st_jbuf_real(&b, cases[i]);
+		st_jbuf_raw(&b, "", 1);
+		if (strcmp(b.p, want) != 0)
+			fail_msg("%g: %s, jansson wrote %s", cases[i], b.p, want);
+		free(b.p);
+		free(want);
+		json_decref(j);
+	}
+}
+
+/* A stream to a regular file in a temporary directory, on a loop. */
+struct file_fixture {
+	char path[64];
+	uv_loop_t loop;
+	struct st_events *ev;
+};
+
+static void file_open(struct file_fixture *f)
+{
+	char err[256];
+	int fd;
+
+	snprintf(f->path, sizeof(f->path), "/tmp/test_events.XXXXXX");
+	fd = mkstemp(f->path);
+	assert_true(fd >= 0);
+	close(fd);
+	assert_int_equal(uv_loop_init(&f->loop), 0);
+	if (st_events_open(f->path, 0, &f->loop, 0, &f->ev, err, sizeof(err)) != 0)
+		fail_msg("%s", err);
+}
+
+static char *file_read(const char *path, size_t *len)
+{
+	FILE *fp = fopen(path, "rb");
+	char *buf = NULL;
+
+	assert_non_null(fp);
+	*len = 0;
+	for (;;) {
+		buf = realloc(buf, *len + 4097);
+		size_t n = fread(buf + *len, 1, 4096, fp);
+
+		*len += n;
+		if (n == 0)
+			break;
+	}
+	buf[*len] = 0;
+	fclose(fp);
+	return buf;
+}
+
+static void file_close(struct file_fixture *f)
+{
+	st_events_detach(f->ev);
+	uv_run(&f->loop, UV_RUN_DEFAULT);
+	st_events_close(f->ev);
+	assert_int_equal(uv_loop_close(&f->loop), 0);
+}
+
+struct tapped {
+	unsigned lines;
+	size_t bytes;
+};
+
+static void on_tap(void *arg, const char *line, size_t len)
+{
+	struct tapped *t = arg;
+
+	assert_true(len > 0 && line[len - 1] == '}');
+	t->lines++;
+	t->bytes += len + 1;
+}
+
+#define TURN_EVENTS 50
+
+static void emit_turn(uv_timer_t *h)
+{
+	struct st_events *ev = h->data;
+
+	for (int i = 0; i < TURN_EVENTS; i++)
+		st_events_state(ev, "A1", "csr", "checked", "dev-1");
+	/* Nothing is written before the turn ends; the tap has every line at once. */
+	assert_int_equal(st_events_writes(ev), 0);
+	uv_close((uv_handle_t *)h, NULL);
+}
+
+/* The lines of one loop turn take one write(2) when the turn ends; lines that gather past
+ * ST_EVENTS_FLUSH_AT without a turn's end go out then. */
+static void test_one_write_per_turn(void **state)
+{
+	struct file_fixture f;
+	struct tapped tap = { 0 };
+	uv_timer_t t;
+	size_t len;
+	char *got;
+
+	(void)state;
+	file_open(&f);
+	st_events_set_tap(f.ev, on_tap, &tap);
+	uv_timer_init(&f.loop, &t);
+	t.data = f.ev;
+	uv_timer_start(&t, emit_turn, 0, 0);
+	uv_run(&f.loop, UV_RUN_DEFAULT);
+	assert_int_equal(st_events_writes(f.ev), 1);
+	assert_int_equal(tap.lines, TURN_EVENTS);
+	got = file_read(f.path, &len);
+	assert_int_equal(len, tap.bytes);
+	assert_int_equal(whole_lines(got, len), TURN_EVENTS);
+	free(got);
+
+	/* No turn ends: the size bound writes them out. */
+	for (size_t n = 0; n <= ST_EVENTS_FLUSH_AT; n += 60)
+		st_events_state(f.ev, "A1", "csr", "checked", "dev-1");
+	assert_int_equal(st_events_writes(f.ev), 2);
+	file_close(&f);
+	unlink(f.path);
+}
+
+/* line is {"ts":"2024-05-01T12:00:00.123Z", then the rest of want (a line without its
+ * "ts") to its newline. */
+static void expect_line(const char *line, const char *want)
+{
+	const char *nl = strchr(line, '\n');
+	size_t ts = strlen("{\"ts\":\"2024-05-01T12:00:00.123Z\",");
+
+	assert_non_null(nl);
+	assert_int_equal(strncmp(line, "{\"ts\":\"", 7), 0);
+	assert_true((size_t)(nl - line) > ts);
+	assert_int_equal(line[ts - 2], '"');
+	if (strlen(want + 1) != (size_t)(nl - line) - ts || strncmp(line + ts, want + 1, strlen(want + 1)) != 0)
+		fail_msg("line %.*s, want %s", (int)(nl - line), line, want);
+}
+
+/* The lines as jansson built them: "ts", "event", "station", then the fields in order. */
+static void test_lines_as_before(void **state)
+{
+	struct file_fixture f;
+	struct st_outcome o = { 0 };
+	size_t len;
+	char *got, *want_state, *want_fail;
+	json_t *j, *ms;
+
+	(void)state;
+	file_open(&f);
+	st_events_set_station(f.ev, "line-\xc3\xa9");
+	st_events_state(f.ev, "A1", "hello", "csr", NULL);
+	o.slot = "A1";
+	o.pass = 0;
+	o.reason = "CSR_SIGNATURE";
+	o.error = "bad \"sig\"\n from board \xff\x01";
+	o.state = "csr";
+	o.device_id = "dev-\xe2\x82\xac";
+	o.serial = "0a1b";
+	o.row_id = 42;
+	for (int p = 0; p < ST_PHASE_COUNT; p++)
+		o.ms[p] = p == ST_PHASE_SIGN ? -1 : p * 1.2345678 + (p == 2 ? 1e-9 : 0);
+	o.retransmits = 3;
+	o.tx_bytes = 7000;
+	o.rx_bytes = 1234;
+	o.baud = 115200;
+	st_events_outcome(f.ev, &o, 1, 2);
+	file_close(&f);
+
+	j = json_pack("{s:s,s:s,s:s,s:s,s:s}", "event", "state", "station", "line-\xc3\xa9",
+		      "slot", "A1", "from", "hello", "to", "csr");
+	want_state = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	json_decref(j);
+	ms = json_object();
+	for (int p = 0; p < ST_PHASE_COUNT; p++) {
+		if (o.ms[p] >= 0)
+			json_object_set_new(ms, st_phase_name((enum st_phase)p),
+					    json_real(round(o.ms[p] * 1000.0) / 1000.0));
+	}
+	j = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:I,s:o,s:i,s:i,s:i,s:I,s:I}", "event",
+		      "fail", "station", "line-\xc3\xa9", "slot", "A1", "device_id",
+		      "dev-\xe2\x82\xac", "serial", "0a1b", "reason", "CSR_SIGNATURE", "error",
+		      "bad \"sig\"? from board ??", "state", "csr", "ledger_row", (json_int_t)42,
+		      "ms", ms, "retransmits", 3, "resyncs", 0, "baud", 115200, "tx_bytes",
+		      (json_int_t)7000, "rx_bytes", (json_int_t)1234);
+	want_fail = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
+	json_decref(j);
+
+	got = file_read(f.path, &len);
+	expect_line(got, want_state);
+	expect_line(strchr(got, '\n') + 1, want_fail);
+	assert_int_equal(whole_lines(got, len), 2);
+	free(got);
+	unlink(f.path);
+	free(want_state);
+	free(want_fail);
+}
+
+/* A crash (here abort()) before the turn ends still leaves the turn's whole lines in the
+ * file. */
+static void test_crash_keeps_the_turn(void **state)
+{
+	struct file_fixture f;
+	size_t len;
+	char *got;
+	pid_t pid;
+	int status;
+
+	(void)state;
+	file_open(&f);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		for (int i = 0; i < 5; i++)
+			st_events_state(f.ev, "A1", "csr", "checked", "dev-1");
+		abort();
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFSIGNALED(status));
+	got = file_read(f.path, &len);
+	assert_int_equal(whole_lines(got, len), 5);
+	free(got);
+	file_close(&f);
+	unlink(f.path);
 }
 
 int main(void)
@@ -211,6 +522,11 @@ int main(void)
 		cmocka_unit_test(test_stalled_reader_drops_and_counts),
 		cmocka_unit_test(test_reader_that_keeps_up_gets_everything),
 		cmocka_unit_test(test_reader_gone),
+		cmocka_unit_test(test_string_escaping_as_jansson),
+		cmocka_unit_test(test_reals_as_jansson),
+		cmocka_unit_test(test_one_write_per_turn),
+		cmocka_unit_test(test_lines_as_before),
+		cmocka_unit_test(test_crash_keeps_the_turn),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

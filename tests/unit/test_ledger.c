@@ -1263,6 +1263,68 @@ static void test_cmd_export(void **state)
 	}
 }
 
+static void count_statements(enum st_ledger_hook_point point, void *arg)
+{
+	if (point == ST_LEDGER_HOOK_STATEMENT)
+		(*(int *)arg)++;
+}
+
+/* SQLite statements per board, as the signing pool spends them (BEGIN and COMMIT are shared
+ * by the batch): the lookup's two index probes, the intent's look at the device's open
+ * intents and its insert (the unique indexes check serial and key; no savepoint when nothing
+ * is superseded inside a transaction), the certificate, the delivered mark. An intent the
+ * unique indexes refuse inside a transaction leaves nothing behind. */
+static void test_statements_per_board(void **state)
+{
+	struct st_ledger *l = open_ok(fresh("statements"));
+	struct st_ledger_row r = intent("0b01", "dev-s", "key-s", "A1"), *row = NULL;
+	struct st_ledger_row dup = intent("0b01", "dev-t", "key-t", "A2");
+	int n = 0, rows = 0;
+	int64_t id = 0, id2 = 0;
+
+	(void)state;
+	st_ledger_set_hook(l, count_statements, &n);
+	assert_int_equal(st_ledger_begin(l, errbuf, sizeof(errbuf)), 0);
+	n = 0;
+	assert_int_equal(st_ledger_lookup(l, "dev-s", r.pubkey_sha256, &row, errbuf,
+					  sizeof(errbuf)),
+			 ST_LEDGER_NEW);
+	assert_int_equal(n, 2);
+	n = 0;
+	assert_int_equal(st_ledger_add_intent(l, &r, &id, errbuf, sizeof(errbuf)), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(st_ledger_add_intent(l, &dup, &id2, errbuf, sizeof(errbuf)),
+			 ST_E_LEDGER_DUP_SERIAL);
+	assert_int_equal(id2, 0);
+	assert_int_equal(st_ledger_commit(l, errbuf, sizeof(errbuf)), 0);
+
+	assert_int_equal(st_ledger_begin(l, errbuf, sizeof(errbuf)), 0);
+	n = 0;
+	sign_ok(l, id);
+	assert_int_equal(n, 1);
+	assert_int_equal(st_ledger_commit(l, errbuf, sizeof(errbuf)), 0);
+
+	assert_int_equal(st_ledger_begin(l, errbuf, sizeof(errbuf)), 0);
+	n = 0;
+	assert_int_equal(st_ledger_mark_delivered(l, id, errbuf, sizeof(errbuf)), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(st_ledger_commit(l, errbuf, sizeof(errbuf)), 0);
+
+	/* The same board again: its row (and certificate) read once. */
+	n = 0;
+	assert_int_equal(st_ledger_lookup(l, "dev-s", r.pubkey_sha256, &row, errbuf,
+					  sizeof(errbuf)),
+			 ST_LEDGER_RECORDED);
+	assert_int_equal(n, 1);
+	assert_non_null(row);
+	assert_int_equal(row->cert_len, sizeof(fake_cert));
+	st_ledger_row_free(row);
+	st_ledger_set_hook(l, NULL, NULL);
+	assert_int_equal(st_ledger_foreach(l, count_row, &rows, errbuf, sizeof(errbuf)), 0);
+	assert_int_equal(rows, 1);
+	st_ledger_close(l);
+}
+
 static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_lifecycle),
 	cmocka_unit_test(test_unique),
@@ -1276,6 +1338,7 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_damaged),
 	cmocka_unit_test(test_flags_foreach),
 	cmocka_unit_test(test_cmd_export),
+	cmocka_unit_test(test_statements_per_board),
 };
 
 /* What holds for every backend. */

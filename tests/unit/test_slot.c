@@ -451,9 +451,12 @@ static int is_leaving(struct fx *fx)
 static int events_has(struct fx *fx, const char *text)
 {
 	size_t len;
-	char *all = (char *)tu_read_file(fx->events_path, &len);
+	char *all;
 	int found;
 
+	/* The loop turn that made them may not have ended. */
+	st_events_flush(fx->events);
+	all = (char *)tu_read_file(fx->events_path, &len);
 	assert_non_null(all);
 	found = strstr(all, text) != NULL;
 	free(all);
