@@ -28,6 +28,9 @@
 #define DEFAULT_RESCAN_MS 1000
 /* Columns of the summary's lines. */
 #define SUMMARY_COLS 80
+/* The event stream's lines gather this long and go out with one write (st_events_set_gather):
+ * a reader sees them at most this late, and a busy line spends no write per loop turn. */
+#define EVENTS_GATHER_MS 20
 
 struct st_engine {
 	uv_loop_t loop;
@@ -968,6 +971,7 @@ int st_engine_new(const char *config_path, const struct st_engine_options *opt,
 	if (rc < 0)
 		goto fail;
 	st_events_set_station(e->events, e->station);
+	st_events_set_gather(e->events, EVENTS_GATHER_MS);
 	if (e->cfg->outputs.console_dir) {
 		int r = mkdir_p(e->cfg->outputs.console_dir);
 

@@ -41,6 +41,9 @@ struct st_events {
 	uv_prepare_t turn; /* writes out a loop turn's lines before the loop waits */
 	int turn_state;    /* 0: none (every line written at once), 1: idle, 2: armed,
 			    * 3: closed */
+	uv_timer_t gather; /* with gather_ms: writes out the lines of that many ms at once */
+	int gather_state;  /* 0: none, 1: idle, 2: armed, 3: closed */
+	unsigned gather_ms;
 	uint64_t writes;   /* write(2) calls */
 };
 
@@ -120,6 +123,10 @@ static int setup_stream(struct st_events *ev, uv_loop_t *loop, char *err, size_t
 	if (uv_prepare_init(loop, &ev->turn) == 0) {
 		ev->turn.data = ev;
 		ev->turn_state = 1;
+	}
+	if (uv_timer_init(loop, &ev->gather) == 0) {
+		ev->gather.data = ev;
+		ev->gather_state = 1;
 	}
 	return 0;
 }
@@ -344,6 +351,15 @@ static int room(struct st_events *ev, size_t n)
 	return 0;
 }
 
+static void on_gathered(uv_timer_t *h)
+{
+	struct st_events *ev = h->data;
+
+	ev->gather_state = 1;
+	if (flush_some(ev) == 0)
+		watch(ev, ev->len > 0);
+}
+
 static void on_turn_end(uv_prepare_t *h)
 {
 	struct st_events *ev = h->data;
@@ -388,6 +404,14 @@ static void put_line(struct st_events *ev, const char *s, size_t n)
 	}
 	memcpy(ev->buf + ev->head + ev->len, s, n);
 	ev->len += n;
+	if (ev->gather_ms && ev->gather_state == 1) {
+		if (uv_timer_start(&ev->gather, on_gathered, ev->gather_ms, 0) == 0) {
+			ev->gather_state = 2;
+			return;
+		}
+	} else if (ev->gather_ms && ev->gather_state == 2) {
+		return;
+	}
 	if (ev->turn_state == 1) {
 		if (uv_prepare_start(&ev->turn, on_turn_end) == 0) {
 			ev->turn_state = 2;
@@ -414,7 +438,24 @@ static void end_turns(struct st_events *ev)
 		ev->turn_state = 3;
 		uv_close((uv_handle_t *)&ev->turn, NULL);
 	}
+	if (ev->gather_state == 1 || ev->gather_state == 2) {
+		ev->gather_state = 3;
+		ev->gather_ms = 0;
+		uv_close((uv_handle_t *)&ev->gather, NULL);
+	}
 	st_events_flush(ev);
+}
+
+void st_events_set_gather(struct st_events *ev, unsigned ms)
+{
+	if (!ev || ev->gather_state == 3)
+		return;
+	ev->gather_ms = ms;
+	if (!ms && ev->gather_state == 2) {
+		uv_timer_stop(&ev->gather);
+		ev->gather_state = 1;
+		st_events_flush(ev);
+	}
 }
 
 uint64_t st_events_writes(const struct st_events *ev)

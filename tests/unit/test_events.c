@@ -414,6 +414,51 @@ static void test_one_write_per_turn(void **state)
 	unlink(f.path);
 }
 
+static void emit_and_turn(uv_timer_t *h)
+{
+	st_events_state(h->data, "A1", "csr", "checked", "dev-1");
+}
+
+/* With a gathering time, the lines of many turns take one write(2): none before the time is
+ * up (an hour here: nothing ends it but the test), all of them once it is, or at once when
+ * gathering is turned off. */
+static void test_lines_gather(void **state)
+{
+	struct file_fixture f;
+	uv_timer_t t;
+	size_t len;
+	char *got;
+
+	(void)state;
+	file_open(&f);
+	st_events_set_gather(f.ev, 3600 * 1000);
+	uv_timer_init(&f.loop, &t);
+	t.data = f.ev;
+	for (int turn = 0; turn < 10; turn++) {
+		uv_timer_start(&t, emit_and_turn, 0, 0);
+		uv_run(&f.loop, UV_RUN_NOWAIT);
+	}
+	assert_int_equal(st_events_writes(f.ev), 0);
+	st_events_set_gather(f.ev, 0);
+	assert_int_equal(st_events_writes(f.ev), 1);
+	got = file_read(f.path, &len);
+	assert_int_equal(whole_lines(got, len), 10);
+	free(got);
+
+	/* A short time: the loop runs until it is up, and the lines go out together. */
+	st_events_set_gather(f.ev, 1);
+	for (int i = 0; i < 5; i++)
+		st_events_state(f.ev, "A1", "csr", "checked", "dev-1");
+	uv_close((uv_handle_t *)&t, NULL);
+	uv_run(&f.loop, UV_RUN_DEFAULT);
+	assert_int_equal(st_events_writes(f.ev), 2);
+	got = file_read(f.path, &len);
+	assert_int_equal(whole_lines(got, len), 15);
+	free(got);
+	file_close(&f);
+	unlink(f.path);
+}
+
 /* line is {"ts":"2024-05-01T12:00:00.123Z", then the rest of want (a line without its
  * "ts") to its newline. */
 static void expect_line(const char *line, const char *want)
@@ -525,6 +570,7 @@ int main(void)
 		cmocka_unit_test(test_string_escaping_as_jansson),
 		cmocka_unit_test(test_reals_as_jansson),
 		cmocka_unit_test(test_one_write_per_turn),
+		cmocka_unit_test(test_lines_gather),
 		cmocka_unit_test(test_lines_as_before),
 		cmocka_unit_test(test_crash_keeps_the_turn),
 	};
