@@ -941,6 +941,7 @@ static int ledger_round(struct st_pool *pool, struct pool_batch *jobs, struct po
 static void pause_locked(struct st_pool *pool, enum pause_cause cause, const char *reason);
 static void resume_locked(struct st_pool *pool, enum pause_cause cause);
 static void backoff_wait_locked(struct st_pool *pool, pthread_cond_t *cond, unsigned ms);
+static void deadline_in(unsigned ms, struct timespec *until);
 
 /* Runs a round until it is committed, or fails it for good. While the ledger's storage fails
  * signing pauses, as for an HSM outage: the round waits (100 ms doubling to 2 s) and is tried
@@ -1006,19 +1007,12 @@ static void drop_unstarted_locked(struct st_pool *pool, struct pool_batch **jobs
 static int marks_wait_locked(struct st_pool *pool)
 {
 	uint64_t due = pool->marks_since + (uint64_t)pool->mark_delay_ms * 1000000u;
-	uint64_t now = uv_hrtime(), left;
+	uint64_t now = uv_hrtime();
 	struct timespec until;
 
 	if (now >= due || pool->stopping)
 		return 1;
-	left = due - now;
-	clock_gettime(CLOCK_MONOTONIC, &until);
-	until.tv_sec += (time_t)(left / 1000000000u);
-	until.tv_nsec += (long)(left % 1000000000u);
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
+	deadline_in((unsigned)((due - now + 999999u) / 1000000u), &until);
 	pthread_cond_timedwait(&pool->ledger_cond, &pool->lock, &until);
 	return uv_hrtime() >= due;
 }
@@ -1202,23 +1196,41 @@ static void resume_locked(struct st_pool *pool, enum pause_cause cause)
 	notify_locked(pool);
 }
 
+/* The monotonic time ms from now. */
+static void deadline_in(unsigned ms, struct timespec *until)
+{
+	clock_gettime(CLOCK_MONOTONIC, until);
+	until->tv_sec += ms / 1000;
+	until->tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (until->tv_nsec >= 1000000000L) {
+		until->tv_sec++;
+		until->tv_nsec -= 1000000000L;
+	}
+}
+
+/* Waits on cond until *until, or until the pool stops or a cause of the pause ends; with
+ * checks set, also until a CSR waits for its check, and then returns 1. Lock held. */
+static int wait_until_locked(struct st_pool *pool, pthread_cond_t *cond,
+			     const struct timespec *until, int checks)
+{
+	unsigned long gen = pool->resume_gen;
+
+	while (!pool->stopping && gen == pool->resume_gen) {
+		if (checks && pool->check_head)
+			return 1;
+		if (pthread_cond_timedwait(cond, &pool->lock, until) == ETIMEDOUT)
+			break;
+	}
+	return 0;
+}
+
 /* Waits up to ms on cond, or until the pool stops or a cause of the pause ends. Lock held. */
 static void backoff_wait_locked(struct st_pool *pool, pthread_cond_t *cond, unsigned ms)
 {
-	unsigned long gen = pool->resume_gen;
 	struct timespec until;
 
-	clock_gettime(CLOCK_MONOTONIC, &until);
-	until.tv_sec += ms / 1000;
-	until.tv_nsec += (long)(ms % 1000) * 1000000L;
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
-	while (!pool->stopping && gen == pool->resume_gen) {
-		if (pthread_cond_timedwait(cond, &pool->lock, &until) == ETIMEDOUT)
-			break;
-	}
+	deadline_in(ms, &until);
+	wait_until_locked(pool, cond, &until, 0);
 }
 
 /* The ledger's database cannot be reached (ledger thread, inside a ledger call): signing
@@ -1248,6 +1260,22 @@ static void ledger_outage_back(void *arg)
 	pthread_mutex_unlock(&pool->lock);
 }
 
+/* Step 0 for the first CSR waiting for its check, if any: returns 1 when there was one.
+ * Lock held (dropped during the check). */
+static int check_one_locked(struct st_pool *pool)
+{
+	struct st_sign_req *r = check_pop_locked(pool);
+
+	if (!r)
+		return 0;
+	pthread_mutex_unlock(&pool->lock);
+	check_csr(pool, r);
+	pthread_mutex_lock(&pool->lock);
+	pool->stats.checked++;
+	check_done_locked(pool, r);
+	return 1;
+}
+
 static void *worker_main(void *arg)
 {
 	struct pool_worker *w = arg;
@@ -1270,9 +1298,14 @@ static void *worker_main(void *arg)
 		goto out;
 
 	for (;;) {
-		/* After an outage: reopen the session before taking work again. */
+		/* After an outage: reopen the session before taking work again. A CSR's check
+		 * needs no HSM, so bad input still gets its answer at once meanwhile. */
 		while (!w->issuer && !pool->stopping) {
-			backoff_wait_locked(pool, &pool->work_cond, backoff);
+			struct timespec until;
+
+			deadline_in(backoff, &until);
+			while (wait_until_locked(pool, &pool->work_cond, &until, 1))
+				check_one_locked(pool);
 			if (pool->stopping)
 				break;
 			pthread_mutex_unlock(&pool->lock);
@@ -1297,15 +1330,8 @@ static void *worker_main(void *arg)
 			break;
 		/* Checks first: their batch waits for them before its intents, while a request
 		 * to sign is already on its way. */
-		r = check_pop_locked(pool);
-		if (r) {
-			pthread_mutex_unlock(&pool->lock);
-			check_csr(pool, r);
-			pthread_mutex_lock(&pool->lock);
-			pool->stats.checked++;
-			check_done_locked(pool, r);
+		if (check_one_locked(pool))
 			continue;
-		}
 		r = sign_pop_locked(pool);
 		pthread_mutex_unlock(&pool->lock);
 

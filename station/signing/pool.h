@@ -34,8 +34,10 @@
  * _PIN or _MODULE after the signer's own reopen and retry: the HSM, not the board), signing
  * pauses: the request goes back to the head of the queue, each worker reopens its session
  * with a backoff (100 ms doubling to 2 s), the pool reports "paused" with the reason, and
- * signing resumes with the first signature that works. No request fails for an outage. Other
- * errors (policy, CA validity, a signature that does not verify) fail that request only.
+ * signing resumes with the first signature that works. No request fails for an outage, and
+ * CSRs are still checked meanwhile (step 0 needs no HSM: bad input gets its answer at once).
+ * Other errors (policy, CA validity, a signature that does not verify) fail that request
+ * only.
  * When the ledger's database cannot be reached (a PostgreSQL ledger: the server restarted or
  * stopped, the network cut), signing pauses the same way, with the database's words as the
  * reason: the ledger thread waits inside the ledger call that found it gone, reconnecting

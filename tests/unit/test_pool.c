@@ -1252,6 +1252,7 @@ static void count_pauses(struct st_pool *pool, int paused, const char *reason, v
 
 	(void)pool;
 	(void)reason;
+	run->paused = paused;
 	if (paused)
 		run->paused_events++;
 	else
@@ -1283,6 +1284,55 @@ static void test_seal_behind_signing(void **state)
 	run_until(fx, &run.done, 2);
 	assert_int_equal(run.ok, 2);
 	free_kept(&run);
+	close_pool(fx);
+}
+
+static void token_back_timer(uv_timer_t *t)
+{
+	token_back(t->data);
+}
+
+/* A CSR's check needs no HSM: while signing is paused for the HSM, a bad CSR still gets its
+ * answer at once, and the request waiting for the HSM is signed once it is back. (Should the
+ * check wait for the HSM, a timer brings the token back after half a minute and the bad CSR
+ * completes after the pause, which the test catches.) */
+static void test_check_during_outage(void **state)
+{
+	struct fx *fx = *state;
+	struct run run = { .fx = fx, .check_ledger = 1 };
+	EVP_PKEY *key = EVP_EC_gen("prime256v1");
+	struct st_sign_req *bad;
+	uv_timer_t fallback;
+	uint8_t *der;
+	size_t n;
+
+	start_pool(fx, 1, 8, 0, 0);
+	open_reader(fx);
+	st_pool_set_status_cb(fx->pool, count_pauses, &run);
+	token_away(fx);
+	submit_many(fx, &run, "waits", 1);
+	run_until(fx, &run.paused_events, 1);
+	der = tu_csr_der(key, "someone-else", FACTORY, 0, &n);
+	assert_non_null(der);
+	bad = make_raw_req(fx, &run, der, n, "outage-bad", "B");
+	free(der);
+	assert_int_equal(st_pool_submit(fx->pool, bad), 0);
+	uv_timer_init(&fx->loop, &fallback);
+	fallback.data = fx;
+	uv_timer_start(&fallback, token_back_timer, 30000, 0);
+	run_until(fx, &run.done, 1);
+	assert_ptr_equal(run.keep[0], bad);
+	assert_int_equal(bad->rc, ST_E_CSR_CN_MISMATCH);
+	assert_int_equal(run.done_while_paused, 1);
+	if (uv_timer_get_due_in(&fallback) > 0) {
+		uv_timer_stop(&fallback);
+		token_back(fx);
+	}
+	uv_close((uv_handle_t *)&fallback, NULL);
+	run_until(fx, &run.done, 2);
+	assert_int_equal(run.ok, 1);
+	free_kept(&run);
+	EVP_PKEY_free(key);
 	close_pool(fx);
 }
 
@@ -1550,6 +1600,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_marks_alone, setup_file, teardown),
 		cmocka_unit_test_setup_teardown(test_idle_no_linger, setup_file, teardown),
 		cmocka_unit_test_setup_teardown(test_seal_behind_signing, setup_softhsm, teardown),
+		cmocka_unit_test_setup_teardown(test_check_during_outage, setup_softhsm, teardown),
 		cmocka_unit_test_setup_teardown(test_gather_behind_intents, setup_file, teardown),
 		cmocka_unit_test_setup_teardown(test_hsm_outage, setup_softhsm, teardown),
 		cmocka_unit_test_setup_teardown(test_hsm_outage_shutdown, setup_softhsm, teardown),
