@@ -332,6 +332,8 @@ static void check_done_locked(struct st_pool *pool, struct st_sign_req *r)
 		pool->inflight--;
 		pool->ahead--;
 		free(b);
+		/* A ledger thread that waits for the last batch to end at close. */
+		pthread_cond_signal(&pool->ledger_cond);
 	}
 	notify_locked(pool);
 }

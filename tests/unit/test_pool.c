@@ -1013,6 +1013,43 @@ static void test_check_stage(void **state)
 	close_pool(fx);
 }
 
+/* Closing while CSRs wait for or are in their check: every request completes, those not
+ * through their check with ST_E_POOL_CLOSED; nothing is left as an intent, and the close
+ * does not hang on a check that ends after it. */
+static void test_close_while_checking(void **state)
+{
+	struct fx *fx = *state;
+	struct run run = { .fx = fx };
+	unsigned rows[4] = { 0 };
+	EVP_PKEY *key;
+	uint8_t *der;
+	char id[64], err[512];
+	size_t n;
+
+	start_pool(fx, 2, 64, 0, 0);
+	for (unsigned i = 0; i < 64; i++) {
+		snprintf(id, sizeof(id), "closing-%02u", i);
+		key = EVP_EC_gen("prime256v1");
+		der = tu_csr_der(key, id, FACTORY, 0, &n);
+		assert_non_null(der);
+		assert_int_equal(st_pool_submit(fx->pool, make_raw_req(fx, &run, der, n, id, "C")),
+				 0);
+		free(der);
+		EVP_PKEY_free(key);
+	}
+	/* 64 requests: sealed at once, and the workers start checking. */
+	close_pool(fx);
+	assert_int_equal(run.done, 64);
+	for (unsigned i = 0; i < run.nkeep; i++) {
+		if (run.keep[i]->rc != 0)
+			assert_int_equal(run.keep[i]->rc, ST_E_POOL_CLOSED);
+	}
+	open_reader(fx);
+	assert_int_equal(st_ledger_foreach(fx->reader, count_row, rows, err, sizeof(err)), 0);
+	assert_int_equal(rows[ST_LEDGER_INTENT], 0);
+	free_kept(&run);
+}
+
 /* ---- Marks ride with other commits --------------------------------------------------- */
 
 static void assert_row_state(struct fx *fx, int64_t id, int want)
@@ -1596,6 +1633,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_shutdown_in_flight, setup_file, teardown),
 		cmocka_unit_test_setup_teardown(test_start_errors, setup_file, teardown),
 		cmocka_unit_test_setup_teardown(test_check_stage, setup_file, teardown),
+		cmocka_unit_test_setup_teardown(test_close_while_checking, setup_file, teardown),
 		cmocka_unit_test_setup_teardown(test_marks_ride, setup_file, teardown),
 		cmocka_unit_test_setup_teardown(test_marks_alone, setup_file, teardown),
 		cmocka_unit_test_setup_teardown(test_idle_no_linger, setup_file, teardown),
