@@ -1062,6 +1062,28 @@ static void assert_row_state(struct fx *fx, int64_t id, int want)
 	st_ledger_row_free(row);
 }
 
+/* A pool of one worker and a second connection; n boards signed (prefix-<i>), the first
+ * `delivered` of them then marked delivered without a callback, *before the counters as they
+ * were just before the marks. Returns the ledger queue. */
+static struct st_ledger_queue *marked_rows(struct fx *fx, struct run *run, const char *prefix,
+					   unsigned n, unsigned delivered,
+					   struct st_pool_stats *before)
+{
+	struct st_ledger_queue *lq;
+
+	start_pool(fx, 1, 16, 0, 0);
+	lq = st_pool_ledger(fx->pool);
+	open_reader(fx);
+	submit_many(fx, run, prefix, n);
+	run_until(fx, &run->done, n);
+	assert_int_equal(run->ok, n);
+	st_pool_stats(fx->pool, before);
+	for (unsigned i = 0; i < delivered; i++)
+		assert_int_equal(st_ledger_queue_mark_delivered(lq, run->keep[i]->row_id, NULL, NULL),
+				 0);
+	return lq;
+}
+
 /* Marks nobody waits for cost no commit of their own. With a delay of a minute, a burst of
  * marks queued while the ledger has nothing else to do waits for the next request and
  * shares its first commit: 8 marks and a request, 2 commits; the pool commits the marks
@@ -1075,16 +1097,7 @@ static void test_marks_ride(void **state)
 	unsigned i;
 
 	fx->mark_delay_ms = 60000;
-	start_pool(fx, 1, 16, 0, 0);
-	lq = st_pool_ledger(fx->pool);
-	open_reader(fx);
-	submit_many(fx, &run, "mark", 9);
-	run_until(fx, &run.done, 9);
-	assert_int_equal(run.ok, 9);
-	st_pool_stats(fx->pool, &st0);
-	for (i = 0; i < 7; i++)
-		assert_int_equal(st_ledger_queue_mark_delivered(lq, run.keep[i]->row_id, NULL, NULL),
-				 0);
+	lq = marked_rows(fx, &run, "mark", 9, 7, &st0);
 	assert_int_equal(st_ledger_queue_mark_failed(lq, run.keep[7]->row_id, "board unplugged",
 						     NULL, NULL),
 			 0);
@@ -1112,19 +1125,10 @@ static void test_marks_alone(void **state)
 {
 	struct fx *fx = *state;
 	struct run run = { .fx = fx };
-	struct st_ledger_queue *lq;
 	struct st_pool_stats st0, st1;
 	unsigned i;
 
-	start_pool(fx, 1, 16, 0, 0);
-	lq = st_pool_ledger(fx->pool);
-	open_reader(fx);
-	submit_many(fx, &run, "alone", 4);
-	run_until(fx, &run.done, 4);
-	st_pool_stats(fx->pool, &st0);
-	for (i = 0; i < 4; i++)
-		assert_int_equal(st_ledger_queue_mark_delivered(lq, run.keep[i]->row_id, NULL, NULL),
-				 0);
+	marked_rows(fx, &run, "alone", 4, 4, &st0);
 	assert_int_equal(uv_run(&fx->loop, UV_RUN_DEFAULT), 0);
 	st_pool_stats(fx->pool, &st1);
 	assert_true(st1.commits - st0.commits >= 1);
