@@ -143,7 +143,8 @@ struct st_pool {
 	struct st_sign_req *sign_head, *sign_tail;
 	struct pool_batch *jobs_head, *jobs_tail;
 	struct pool_op *ops_head, *ops_tail;
-	struct pool_op *marks_head, *marks_tail; /* marks waiting for a commit to ride with */
+	struct pool_op *marks_head, *marks_tail; /* marks and attempts waiting for a commit
+						  * to ride with (op_rides) */
 	uint64_t marks_since;   /* uv_hrtime() when the oldest of them was queued */
 	struct st_sign_req *res_head, *res_tail;
 	struct pool_op *opres_head, *opres_tail;
@@ -853,10 +854,12 @@ static void ops_finish(struct st_pool *pool, struct pool_op *ops, int fatal, con
 	pthread_mutex_unlock(&pool->lock);
 }
 
-/* A delivered or failed mark nobody waits for: it waits for a commit to ride with. */
-static int op_is_mark(const struct pool_op *op)
+/* A record nobody waits for (a delivered or failed mark, an attempt): it waits for a commit
+ * to ride with. */
+static int op_rides(const struct pool_op *op)
 {
-	return !op->cb && (op->kind == OP_DELIVERED || op->kind == OP_FAILED);
+	return !op->cb && (op->kind == OP_DELIVERED || op->kind == OP_FAILED ||
+			   op->kind == OP_ATTEMPT);
 }
 
 /* Whether step 1 of some batch of jobs wrote an intent (for the fault hook). */
@@ -924,7 +927,7 @@ static int ledger_round(struct st_pool *pool, struct pool_batch *jobs, struct po
 		pool->stats.commits_record += records;
 		pool->stats.commits_ops += ops != NULL;
 		for (op = ops; op && !marks; op = op->next)
-			marks = op_is_mark(op);
+			marks = op_rides(op);
 		pool->stats.commits_marks += marks;
 	}
 	pthread_mutex_unlock(&pool->lock);
@@ -1842,8 +1845,8 @@ static void enqueue_op(struct st_pool *pool, struct pool_op *op)
 	pool->ops_out++;
 	update_hold(pool);
 	pthread_mutex_lock(&pool->lock);
-	if (op_is_mark(op)) {
-		/* Nobody waits for it: it rides with the next commit (pool.h). */
+	if (op_rides(op)) {
+		/* Nobody waits for it: it rides with the next commit (pool.h: st_pool_ledger). */
 		if (!pool->marks_head)
 			pool->marks_since = uv_hrtime();
 		ST_QUEUE_PUSH(pool->marks_head, pool->marks_tail, op, next);

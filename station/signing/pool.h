@@ -219,7 +219,7 @@ struct st_pool_stats {
 	uint64_t commits_intent; /* of those, commits that carried step 1 of some batch */
 	uint64_t commits_record; /* commits that carried step 3 of some batch */
 	uint64_t commits_ops;    /* commits that carried ledger queue updates */
-	uint64_t commits_marks;  /* of those, commits that carried grouped marks */
+	uint64_t commits_marks;  /* of those, commits that carried grouped marks or attempts */
 	uint64_t checked;    /* CSRs checked on the workers (csr_raw), passed or not */
 	unsigned in_pool;    /* requests submitted and not yet completed */
 	unsigned workers;    /* signing threads */
@@ -295,9 +295,12 @@ struct st_ledger_queue *st_pool_ledger(struct st_pool *pool);
  * ST_E_NOMEM. Loop thread. */
 int st_pool_auth_sync(struct st_pool *pool, struct st_auth_set *set);
 
-/* Records an attempt (st_ledger_add_attempt; a's strings are copied), committed with the
- * ledger thread's next transaction. Returns 0, ST_E_POOL_CLOSED, ST_E_NOMEM or ST_E_INVAL.
- * Loop thread. */
+/* Records an attempt (st_ledger_add_attempt; a's strings are copied). Nobody waits for it:
+ * like a mark without a callback (st_pool_ledger) it rides with the next commit the ledger
+ * makes, or is committed with the others waiting after the mark delay at the latest. A crash
+ * in that window loses the record of the boards that ended within it, as it loses that of
+ * the boards in flight. Returns 0, ST_E_POOL_CLOSED, ST_E_NOMEM or ST_E_INVAL. Loop
+ * thread. */
 int st_pool_record_attempt(struct st_pool *pool, const struct st_ledger_attempt *a);
 
 /* Copies the counters and the pause state. Loop thread. */

@@ -1084,10 +1084,17 @@ static struct st_ledger_queue *marked_rows(struct fx *fx, struct run *run, const
 	return lq;
 }
 
-/* Marks nobody waits for cost no commit of their own. With a delay of a minute, a burst of
- * marks queued while the ledger has nothing else to do waits for the next request and
- * shares its first commit: 8 marks and a request, 2 commits; the pool commits the marks
- * still waiting when it closes. */
+static int count_attempt(const struct st_ledger_attempt *a, void *arg)
+{
+	(void)a;
+	(*(unsigned *)arg)++;
+	return 0;
+}
+
+/* Marks and attempts nobody waits for cost no commit of their own. With a delay of a minute,
+ * a burst of them queued while the ledger has nothing else to do waits for the next request
+ * and shares its first commit: 8 marks, an attempt and a request, 2 commits; the pool
+ * commits what still waits when it closes. */
 static void test_marks_ride(void **state)
 {
 	struct fx *fx = *state;
@@ -1101,6 +1108,12 @@ static void test_marks_ride(void **state)
 	assert_int_equal(st_ledger_queue_mark_failed(lq, run.keep[7]->row_id, "board unplugged",
 						     NULL, NULL),
 			 0);
+	{
+		struct st_ledger_attempt a = { .slot = "S0", .outcome = "pass",
+					       .device_id = "mark-0000" };
+
+		assert_int_equal(st_pool_record_attempt(fx->pool, &a), 0);
+	}
 	submit_many(fx, &run, "after", 1);
 	run_until(fx, &run.done, 10);
 	st_pool_stats(fx->pool, &st1);
@@ -1110,6 +1123,15 @@ static void test_marks_ride(void **state)
 	for (i = 0; i < 8; i++)
 		assert_row_state(fx, run.keep[i]->row_id,
 				 i == 7 ? ST_LEDGER_FAILED : ST_LEDGER_DELIVERED);
+	{
+		unsigned attempts = 0;
+		char err[512];
+
+		assert_int_equal(st_ledger_foreach_attempt(fx->reader, 0, 0, count_attempt,
+							   &attempts, err, sizeof(err)),
+				 0);
+		assert_int_equal(attempts, 1);
+	}
 	/* Nothing else comes, and the minute is far: the close commits it. */
 	assert_int_equal(st_ledger_queue_mark_delivered(lq, run.keep[8]->row_id, NULL, NULL), 0);
 	assert_row_state(fx, run.keep[8]->row_id, ST_LEDGER_SIGNED);
