@@ -51,9 +51,11 @@
  * recorded certificate again (201, same serial).
  *
  * What can go wrong is checked before the CSR reaches the pool: the request, the profile
- * (group, key storage, device id), sota.toml rendered with the request's overrides, the CSR
- * (st_csr_check, the serial path's check), and the 201 body is laid out in memory with room
- * for the certificate. Once the pool returns a certificate (after the ledger committed it)
+ * (group, key storage, device id), sota.toml rendered with the request's overrides, and the
+ * 201 body is laid out in memory with room for the certificate. The CSR itself (st_csr_check,
+ * the serial path's check) is checked by the pool on a signing worker before anything of the
+ * request reaches the ledger (pool.h, step 0), so that the loop spends no verification on it;
+ * one that fails gets its 400 with the check's code and message, and no ledger row. Once the pool returns a certificate (after the ledger committed it)
  * the answer is filled in without anything that can fail: never a 500 after signing.
  *
  * Nothing on the loop blocks: files (TLS keys, token file) are read by st_http_start(), the

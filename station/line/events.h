@@ -39,8 +39,9 @@
 /* Phases of one board, for per-phase latencies ("ms" of an outcome). */
 enum st_phase {
 	ST_PHASE_HELLO,  /* the HELLO that found the board: request sent to answer */
-	ST_PHASE_CSR,    /* profile, device id and the CSR read and checked */
-	ST_PHASE_QUEUE,  /* checked to a worker taking it (batching, intent commit, backlog) */
+	ST_PHASE_CSR,    /* profile, device id and the CSR read */
+	ST_PHASE_QUEUE,  /* read to a worker taking it for signing (batching, the CSR's check
+			  * on a worker, intent commit, backlog) */
 	ST_PHASE_SIGN,   /* the signature (issue and verify) */
 	ST_PHASE_RECORD, /* signed to recorded and handed back (the record commit) */
 	ST_PHASE_WRITE,  /* WRITE chunks and COMMIT */

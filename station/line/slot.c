@@ -442,12 +442,14 @@ static void vfail(struct st_slot *s, int code, int tell_board, const char *fmt, 
 	}
 	r->failed = 1;
 	r->fail_code = code;
-	r->fail_state = s->state;
+	/* A CSR the signing pool's check refused failed at its CSR, as when the loop checked
+	 * it, though the slot waited for the pool meanwhile. */
+	r->fail_state = r->csr_rejected ? ST_SLOT_CSR : s->state;
 	st_vmsgf(r->fail_msg, sizeof(r->fail_msg), fmt, ap);
 	st_msgf(s->last_error, sizeof(s->last_error), "%s: %s", st_errname(code), r->fail_msg);
 	s->last_code = code;
 	st_warn("slot %s: device %s: failed in %s: %s", s->name,
-		r->device_id[0] ? r->device_id : "(none yet)", st_slot_state_name(s->state),
+		r->device_id[0] ? r->device_id : "(none yet)", st_slot_state_name(r->fail_state),
 		r->fail_msg);
 	release_signing(s);
 	if (r->row_id > 0 && !r->reused &&

@@ -54,7 +54,10 @@ enum st_slot_state {
 			       * answer within the board's trial and both sides go back */
 	ST_SLOT_CSR,       /* CSR requested: the board makes its key, the CSR is read in
 			    * chunks */
-	ST_SLOT_CHECKED,   /* the CSR passed every check of the profile's policy */
+	ST_SLOT_CHECKED,   /* the CSR is read whole and hashes as the board said; the pool
+			    * checks it against the profile's policy on a signing worker,
+			    * before anything of it is recorded (a refused CSR fails the run
+			    * at its CSR) */
 	ST_SLOT_QUEUED,    /* waiting for its certificate: in the signing pool, or for room
 			    * in it; never failed for an HSM outage */
 	ST_SLOT_SIGNED,    /* signed and recorded in the ledger (or the recorded certificate

@@ -1,6 +1,7 @@
-/* The slot's CSR and its signing: reading the CSR from the board in chunks, checking it
- * against the profile's policy, handing it to the signing pool (or queueing the slot for room
- * in it), and taking the certificate when it is signed and recorded. */
+/* The slot's CSR and its signing: reading the CSR from the board in chunks, handing it to the
+ * signing pool (or queueing the slot for room in it), which checks it against the profile's
+ * policy on a signing worker before anything of it is recorded, and taking the certificate
+ * when it is signed and recorded. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -112,10 +113,7 @@ static void room_drain(void *arg)
 static void csr_complete(struct st_slot *s)
 {
 	struct slot_run *r = s->run;
-	struct st_csr *csr = NULL;
 	uint8_t sha[32];
-	char err[ST_ERR_MAX];
-	int rc;
 
 	st_digest(ST_SHA256, r->csr, r->csr_total, sha);
 	if (memcmp(sha, r->csr_sha, sizeof(sha)) != 0) {
@@ -132,21 +130,11 @@ static void csr_complete(struct st_slot *s)
 		slot_kick(s);
 		return;
 	}
-	rc = st_csr_check(&r->profile->policy, s->env->ca->ou, r->csr, r->csr_total,
-			  r->device_id, &csr, err, sizeof(err));
-	if (rc < 0) {
-		slot_fail_run(s, rc, "CSR rejected: %s", err);
-		return;
-	}
 	r->t_checked = uv_hrtime();
-	r->curve = curve_of(csr->key_alg);
-	r->pub_len = csr->pubkey_len < sizeof(r->pub) ? csr->pubkey_len : 0;
-	memcpy(r->pub, csr->pubkey, r->pub_len);
 	slot_set_state(s, ST_SLOT_CHECKED);
 
 	r->req = st_sign_req_new();
 	if (!r->req) {
-		st_csr_free(csr);
 		slot_fail_run(s, ST_E_NOMEM, "out of memory");
 		return;
 	}
@@ -158,7 +146,12 @@ static void csr_complete(struct st_slot *s)
 	 * slot_start_run() checked) is the board's own; any other a board could have made up. */
 	r->req->id_authenticated = r->profile->devid_source == ST_DEVID_SECURE_ELEMENT &&
 				   strcmp(s->board.key, "se") == 0;
-	r->req->csr = csr;
+	/* As read: a signing worker checks it (the loop spends no verification on it), and one
+	 * that fails comes back to on_signed with the check's code and message and no ledger
+	 * row, as when the loop checked it. */
+	r->req->csr_raw = r->csr;
+	r->req->csr_raw_len = r->csr_total;
+	r->csr = NULL;
 	r->req->auths = st_auth_set_ref(r->pset->auths);
 	r->req->data = s;
 	r->req->done = on_signed;
@@ -245,10 +238,18 @@ static void on_signed(struct st_sign_req *req)
 		int code = req->rc;
 
 		st_msgf(err, sizeof(err), "%s", req->err);
+		r->csr_rejected = req->csr_rejected;
 		st_sign_req_free(req);
-		slot_fail_run(s, code, "%s", err);
+		if (r->csr_rejected)
+			slot_fail_run(s, code, "CSR rejected: %s", err);
+		else
+			slot_fail_run(s, code, "%s", err);
 		return;
 	}
+	/* The key the certificate certifies, for the proof of possession. */
+	r->curve = curve_of(req->csr->key_alg);
+	r->pub_len = req->csr->pubkey_len < sizeof(r->pub) ? req->csr->pubkey_len : 0;
+	memcpy(r->pub, req->csr->pubkey, r->pub_len);
 	r->cert = req->cert;
 	req->cert = NULL;
 	r->row_id = req->row_id;

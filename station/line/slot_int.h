@@ -100,6 +100,8 @@ struct slot_run {
 	size_t csr_total, csr_have;
 	uint8_t csr_sha[32];
 	unsigned csr_restarts;
+	int csr_rejected; /* the pool's check refused the CSR: the run failed at its CSR,
+			   * whatever state it waited in since */
 
 	/* The key the certificate certifies, for the proof of possession. */
 	uint8_t pub[ST_CA_MAX_POINT];

@@ -51,12 +51,13 @@ const struct slot_state_def slot_table[ST_SLOT_NSTATES] = {
 	[ST_SLOT_BAUD_CONFIRM] = { "baud-confirm", RQ_BAUD_HELLO, "HELLO", SLOT_NO_LIMIT,
 				   ST(CSR), ST(CSR), ST(CSR), ST(CSR), ST(BAUD_CONFIRM),
 				   ST(BAUD_CONFIRM), 0 },
-	/* CSR chunks until the whole CSR is read and checked against the profile's policy.
+	/* CSR chunks until the whole CSR is read and hashes as the board said (the signing
+	 * pool checks it against the profile's policy, on a worker).
 	 * Silence at a switched rate tries the other rate once (reboot column) before it
 	 * fails. */
 	[ST_SLOT_CSR] = { "csr", RQ_CSR, "CSR", LIM(csr_ms),
 			  ST(CHECKED), ST(FAILED), ST(FAILED), ST(CSR), ST(CSR), ST(CSR), 0 },
-	/* The CSR passed: the signing request is made and handed on. */
+	/* The CSR is read: the signing request is made and handed on. */
 	[ST_SLOT_CHECKED] = { "checked", RQ_NONE, NULL, SLOT_NO_LIMIT,
 			      ST(QUEUED), ST(FAILED), ST(CHECKED), ST(CHECKED), ST(CHECKED),
 			      ST(CHECKED), 0 },

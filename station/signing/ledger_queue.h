@@ -17,7 +17,8 @@ struct st_ledger_queue;
 typedef void (*st_ledger_op_cb)(int rc, const char *err, uint64_t value, void *arg);
 
 /* st_ledger_mark_delivered() and st_ledger_mark_failed() of a row (ledger.h); cb may be
- * NULL. Return 0, or ST_E_POOL_CLOSED (the pool is closing), ST_E_NOMEM, ST_E_INVAL
+ * NULL, and then the mark is grouped with others: it rides with the next commit, or waits
+ * at most the pool's mark delay (pool.h: st_pool_ledger) for one. Return 0, or ST_E_POOL_CLOSED (the pool is closing), ST_E_NOMEM, ST_E_INVAL
  * (row_id <= 0, no reason) without calling cb. */
 int st_ledger_queue_mark_delivered(struct st_ledger_queue *q, int64_t row_id,
 				   st_ledger_op_cb cb, void *arg);

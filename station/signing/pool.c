@@ -62,9 +62,10 @@ enum req_state {
 struct pool_batch {
 	struct pool_batch *next;  /* ledger job queue */
 	struct st_sign_req *reqs; /* members still in the batch (batch_next) */
-	unsigned size;            /* members when sealed */
+	unsigned size;            /* members when sealed (then: those that passed step 0) */
+	unsigned to_check;        /* members not yet through step 0 */
 	unsigned to_sign;         /* members not yet through step 2 */
-	int step;                 /* 1: lookups and intents, 3: record */
+	int step;                 /* 0: CSR checks, 1: lookups and intents, 3: record */
 };
 
 enum op_kind {
@@ -112,7 +113,7 @@ struct st_pool {
 	int handles; /* uv handles not yet closed */
 	const struct st_ca *ca;
 	struct drv_signer *signer;
-	unsigned nworkers, batch_max, linger_ms, queue_max;
+	unsigned nworkers, batch_max, linger_ms, queue_max, mark_delay_ms;
 	char *station;
 	char *ledger_path;
 
@@ -138,12 +139,18 @@ struct st_pool {
 	pthread_cond_t ledger_cond; /* ledger thread: jobs and operations, stop */
 	pthread_cond_t start_cond;  /* st_pool_new: thread startup */
 	/* Under lock. */
+	struct st_sign_req *check_head, *check_tail; /* step 0, ahead of the sign queue */
 	struct st_sign_req *sign_head, *sign_tail;
 	struct pool_batch *jobs_head, *jobs_tail;
 	struct pool_op *ops_head, *ops_tail;
+	struct pool_op *marks_head, *marks_tail; /* marks and attempts waiting for a commit
+						  * to ride with (op_rides) */
+	uint64_t marks_since;   /* uv_hrtime() when the oldest of them was queued */
 	struct st_sign_req *res_head, *res_tail;
 	struct pool_op *opres_head, *opres_tail;
 	unsigned inflight;      /* sealed batches not yet finished */
+	unsigned ahead;         /* of those, batches not yet through their intents (step 0 or
+				 * 1): only behind one of them does a new batch gather */
 	int stopping;           /* threads: finish up and exit */
 	int async_ready;        /* the async handle may be sent to */
 	unsigned starting;      /* threads that have not reported their start yet */
@@ -181,6 +188,7 @@ void st_sign_req_free(struct st_sign_req *req)
 	if (!req)
 		return;
 	st_csr_free(req->csr);
+	free(req->csr_raw);
 	st_cert_free(req->cert);
 	st_auth_set_unref(req->auths);
 	free(req);
@@ -203,6 +211,25 @@ static int issue(struct pool_worker *w, struct st_sign_req *r, char *err, size_t
 {
 	return st_issue_with_serial(w->issuer, r->policy, r->csr, r->device_id, r->serial_hex,
 				    r->now, &r->cert, err, errlen);
+}
+
+/* Step 0 for one request: its CSR as received, checked as the loop thread would have. A CSR
+ * that fails completes with the check's code and message as they are (the caller names the
+ * field, the value found and the one expected to the board or the device). */
+static void check_csr(struct st_pool *pool, struct st_sign_req *r)
+{
+	int rc;
+
+	rc = st_csr_check(r->policy, pool->ca->ou, r->csr_raw, r->csr_raw_len, r->device_id,
+			  &r->csr, r->err, sizeof(r->err));
+	if (rc < 0) {
+		r->rc = rc;
+		r->csr_rejected = 1;
+		return;
+	}
+	free(r->csr_raw);
+	r->csr_raw = NULL;
+	r->csr_raw_len = 0;
 }
 
 /* ---- Handing results to the loop ---------------------------------------------------- */
@@ -262,6 +289,54 @@ static struct st_sign_req *sign_pop_locked(struct st_pool *pool)
 
 	ST_QUEUE_POP(pool->sign_head, pool->sign_tail, r, q_next);
 	return r;
+}
+
+static struct st_sign_req *check_pop_locked(struct st_pool *pool)
+{
+	struct st_sign_req *r;
+
+	ST_QUEUE_POP(pool->check_head, pool->check_tail, r, q_next);
+	return r;
+}
+
+/* Step 0 of a member is done (its CSR checked, or given up); the last one sends the batch on
+ * to its intents without the members whose check failed: those complete now, before
+ * anything of them reaches the ledger. Lock held. */
+static void check_done_locked(struct st_pool *pool, struct st_sign_req *r)
+{
+	struct pool_batch *b = r->batch;
+	struct st_sign_req *m, *next, *keep = NULL, **tail = &keep;
+	unsigned n = 0;
+
+	if (--b->to_check)
+		return;
+	for (m = b->reqs; m; m = next) {
+		next = m->batch_next;
+		m->batch_next = NULL;
+		if (m->rc == 0 && pool->stopping)
+			req_fail(m, ST_E_POOL_CLOSED, "not signed: the station is shutting down");
+		if (m->rc < 0) {
+			m->batch = NULL;
+			push_result_locked(pool, m);
+			continue;
+		}
+		*tail = m;
+		tail = &m->batch_next;
+		n++;
+	}
+	b->reqs = keep;
+	b->size = n;
+	if (keep) {
+		b->step = 1;
+		push_job_locked(pool, b);
+	} else {
+		pool->inflight--;
+		pool->ahead--;
+		free(b);
+		/* A ledger thread that waits for the last batch to end at close. */
+		pthread_cond_signal(&pool->ledger_cond);
+	}
+	notify_locked(pool);
 }
 
 /* ---- Ledger thread ------------------------------------------------------------------ */
@@ -593,6 +668,7 @@ static void intents_finish(struct st_pool *pool, struct pool_batch *b, int fatal
 		}
 	}
 	pthread_mutex_lock(&pool->lock);
+	pool->ahead--;
 	b->to_sign = 0;
 	for (r = b->reqs; r; r = next) {
 		next = r->batch_next;
@@ -778,6 +854,14 @@ static void ops_finish(struct st_pool *pool, struct pool_op *ops, int fatal, con
 	pthread_mutex_unlock(&pool->lock);
 }
 
+/* A record nobody waits for (a delivered or failed mark, an attempt): it waits for a commit
+ * to ride with. */
+static int op_rides(const struct pool_op *op)
+{
+	return !op->cb && (op->kind == OP_DELIVERED || op->kind == OP_FAILED ||
+			   op->kind == OP_ATTEMPT);
+}
+
 /* Whether step 1 of some batch of jobs wrote an intent (for the fault hook). */
 static int new_intents(const struct pool_batch *jobs)
 {
@@ -801,8 +885,9 @@ static int ledger_round(struct st_pool *pool, struct pool_batch *jobs, struct po
 			int may_retry, int *again, char *why, size_t whylen)
 {
 	struct pool_batch *b, *next;
+	struct pool_op *op;
 	char err[256] = "";
-	int fatal, intents = 0, records = 0;
+	int fatal, intents = 0, records = 0, marks = 0;
 	uint64_t now;
 
 	fatal = st_ledger_begin(pool->ledger, err, sizeof(err));
@@ -841,6 +926,9 @@ static int ledger_round(struct st_pool *pool, struct pool_batch *jobs, struct po
 		pool->stats.commits_intent += intents;
 		pool->stats.commits_record += records;
 		pool->stats.commits_ops += ops != NULL;
+		for (op = ops; op && !marks; op = op->next)
+			marks = op_rides(op);
+		pool->stats.commits_marks += marks;
 	}
 	pthread_mutex_unlock(&pool->lock);
 	for (b = jobs; b; b = next) {
@@ -858,6 +946,7 @@ static int ledger_round(struct st_pool *pool, struct pool_batch *jobs, struct po
 static void pause_locked(struct st_pool *pool, enum pause_cause cause, const char *reason);
 static void resume_locked(struct st_pool *pool, enum pause_cause cause);
 static void backoff_wait_locked(struct st_pool *pool, pthread_cond_t *cond, unsigned ms);
+static void deadline_in(unsigned ms, struct timespec *until);
 
 /* Runs a round until it is committed, or fails it for good. While the ledger's storage fails
  * signing pauses, as for an HSM outage: the round waits (100 ms doubling to 2 s) and is tried
@@ -912,9 +1001,25 @@ static void drop_unstarted_locked(struct st_pool *pool, struct pool_batch **jobs
 			push_result_locked(pool, r);
 		}
 		pool->inflight--;
+		pool->ahead--;
 		free(b);
 		notify_locked(pool);
 	}
+}
+
+/* With only marks waiting: waits until the oldest is mark_delay_ms old, or until other work
+ * or the end comes. Returns 1 when the marks are due. Lock held. */
+static int marks_wait_locked(struct st_pool *pool)
+{
+	uint64_t due = pool->marks_since + (uint64_t)pool->mark_delay_ms * 1000000u;
+	uint64_t now = uv_hrtime();
+	struct timespec until;
+
+	if (now >= due || pool->stopping)
+		return 1;
+	deadline_in((unsigned)((due - now + 999999u) / 1000000u), &until);
+	pthread_cond_timedwait(&pool->ledger_cond, &pool->lock, &until);
+	return uv_hrtime() >= due;
 }
 
 static int ledger_outage_wait(void *arg, const char *reason, unsigned ms);
@@ -946,9 +1051,16 @@ static void *ledger_main(void *arg)
 	st_ledger_set_outage(pool->ledger, &outage);
 	for (;;) {
 		while (!pool->jobs_head && !pool->ops_head &&
-		       !(pool->stopping && pool->inflight == 0))
-			pthread_cond_wait(&pool->ledger_cond, &pool->lock);
-		if (!pool->jobs_head && !pool->ops_head)
+		       !(pool->stopping && pool->inflight == 0)) {
+			if (!pool->marks_head) {
+				pthread_cond_wait(&pool->ledger_cond, &pool->lock);
+				continue;
+			}
+			/* Marks wait for other work to share its commit, but not for long. */
+			if (marks_wait_locked(pool))
+				break;
+		}
+		if (!pool->jobs_head && !pool->ops_head && !pool->marks_head)
 			break;
 		/* Everything waiting, up to ROUND_MAX requests, so that one huge round does not
 		 * leave the workers idle while it is written. */
@@ -964,7 +1076,14 @@ static void *ledger_main(void *arg)
 		}
 		if (!pool->jobs_head)
 			pool->jobs_tail = NULL;
-		ops = pool->ops_head;
+		/* The marks first, in the order they were queued, before operations queued
+		 * later. */
+		ops = pool->marks_head;
+		if (ops)
+			pool->marks_tail->next = pool->ops_head;
+		else
+			ops = pool->ops_head;
+		pool->marks_head = pool->marks_tail = NULL;
 		pool->ops_head = pool->ops_tail = NULL;
 		if (pool->stopping)
 			drop_unstarted_locked(pool, &jobs);
@@ -1082,23 +1201,41 @@ static void resume_locked(struct st_pool *pool, enum pause_cause cause)
 	notify_locked(pool);
 }
 
+/* The monotonic time ms from now. */
+static void deadline_in(unsigned ms, struct timespec *until)
+{
+	clock_gettime(CLOCK_MONOTONIC, until);
+	until->tv_sec += ms / 1000;
+	until->tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (until->tv_nsec >= 1000000000L) {
+		until->tv_sec++;
+		until->tv_nsec -= 1000000000L;
+	}
+}
+
+/* Waits on cond until *until, or until the pool stops or a cause of the pause ends; with
+ * checks set, also until a CSR waits for its check, and then returns 1. Lock held. */
+static int wait_until_locked(struct st_pool *pool, pthread_cond_t *cond,
+			     const struct timespec *until, int checks)
+{
+	unsigned long gen = pool->resume_gen;
+
+	while (!pool->stopping && gen == pool->resume_gen) {
+		if (checks && pool->check_head)
+			return 1;
+		if (pthread_cond_timedwait(cond, &pool->lock, until) == ETIMEDOUT)
+			break;
+	}
+	return 0;
+}
+
 /* Waits up to ms on cond, or until the pool stops or a cause of the pause ends. Lock held. */
 static void backoff_wait_locked(struct st_pool *pool, pthread_cond_t *cond, unsigned ms)
 {
-	unsigned long gen = pool->resume_gen;
 	struct timespec until;
 
-	clock_gettime(CLOCK_MONOTONIC, &until);
-	until.tv_sec += ms / 1000;
-	until.tv_nsec += (long)(ms % 1000) * 1000000L;
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
-	while (!pool->stopping && gen == pool->resume_gen) {
-		if (pthread_cond_timedwait(cond, &pool->lock, &until) == ETIMEDOUT)
-			break;
-	}
+	deadline_in(ms, &until);
+	wait_until_locked(pool, cond, &until, 0);
 }
 
 /* The ledger's database cannot be reached (ledger thread, inside a ledger call): signing
@@ -1128,6 +1265,22 @@ static void ledger_outage_back(void *arg)
 	pthread_mutex_unlock(&pool->lock);
 }
 
+/* Step 0 for the first CSR waiting for its check, if any: returns 1 when there was one.
+ * Lock held (dropped during the check). */
+static int check_one_locked(struct st_pool *pool)
+{
+	struct st_sign_req *r = check_pop_locked(pool);
+
+	if (!r)
+		return 0;
+	pthread_mutex_unlock(&pool->lock);
+	check_csr(pool, r);
+	pthread_mutex_lock(&pool->lock);
+	pool->stats.checked++;
+	check_done_locked(pool, r);
+	return 1;
+}
+
 static void *worker_main(void *arg)
 {
 	struct pool_worker *w = arg;
@@ -1150,9 +1303,14 @@ static void *worker_main(void *arg)
 		goto out;
 
 	for (;;) {
-		/* After an outage: reopen the session before taking work again. */
+		/* After an outage: reopen the session before taking work again. A CSR's check
+		 * needs no HSM, so bad input still gets its answer at once meanwhile. */
 		while (!w->issuer && !pool->stopping) {
-			backoff_wait_locked(pool, &pool->work_cond, backoff);
+			struct timespec until;
+
+			deadline_in(backoff, &until);
+			while (wait_until_locked(pool, &pool->work_cond, &until, 1))
+				check_one_locked(pool);
 			if (pool->stopping)
 				break;
 			pthread_mutex_unlock(&pool->lock);
@@ -1171,10 +1329,14 @@ static void *worker_main(void *arg)
 					backoff = BACKOFF_MAX_MS;
 			}
 		}
-		while (!pool->sign_head && !pool->stopping)
+		while (!pool->sign_head && !pool->check_head && !pool->stopping)
 			pthread_cond_wait(&pool->work_cond, &pool->lock);
 		if (pool->stopping)
 			break;
+		/* Checks first: their batch waits for them before its intents, while a request
+		 * to sign is already on its way. */
+		if (check_one_locked(pool))
+			continue;
 		r = sign_pop_locked(pool);
 		pthread_mutex_unlock(&pool->lock);
 
@@ -1327,7 +1489,7 @@ static void on_async(uv_async_t *h)
 	causes = pool->pause_causes;
 	st_msgf(reason, sizeof(reason), "%s", paused ? pool->stats.pause_reason : "");
 	done_threads = pool->workers_running == 0 && !pool->ledger_running;
-	idle = pool->inflight == 0;
+	idle = pool->ahead == 0;
 	for (r = reqs; r; r = r->q_next) {
 		pool->in_pool--;
 		count_locked(pool, r);
@@ -1367,7 +1529,8 @@ static void on_async(uv_async_t *h)
 	update_hold(pool);
 	if (reqs_done && pool->room_cb && st_pool_can_submit(pool))
 		pool->room_cb(pool->room_arg);
-	/* The pipeline emptied: the batch that gathered meanwhile need not linger on. */
+	/* No batch waits for its intents any more: the one that gathered meanwhile need not
+	 * linger on. */
 	if (idle && pool->open_head && !pool->closing)
 		seal(pool);
 	if (pool->closing && done_threads && !pool->finished)
@@ -1392,7 +1555,6 @@ static void seal(struct st_pool *pool)
 		uv_timer_start(&pool->timer, on_linger, 1, 0);
 		return;
 	}
-	b->step = 1;
 	b->size = pool->open_n;
 	b->reqs = pool->open_head;
 	for (r = pool->open_head; r; r = r->q_next) {
@@ -1400,6 +1562,7 @@ static void seal(struct st_pool *pool)
 		r->batch_next = r->q_next;
 		r->t.sealed = now;
 		r->state = RS_SEALED;
+		b->to_check += !r->csr;
 	}
 	for (r = pool->open_head; r; r = r->batch_next)
 		r->q_next = NULL;
@@ -1407,7 +1570,19 @@ static void seal(struct st_pool *pool)
 	pool->stats.batches++;
 	pool->stats.batched += pool->open_n;
 	pool->inflight++;
-	push_job_locked(pool, b);
+	pool->ahead++;
+	if (b->to_check) {
+		/* Step 0 on the workers; the last check sends the batch on. */
+		b->step = 0;
+		for (r = b->reqs; r; r = r->batch_next) {
+			if (!r->csr)
+				ST_QUEUE_PUSH(pool->check_head, pool->check_tail, r, q_next);
+		}
+		pthread_cond_broadcast(&pool->work_cond);
+	} else {
+		b->step = 1;
+		push_job_locked(pool, b);
+	}
 	pthread_mutex_unlock(&pool->lock);
 	pool->open_head = pool->open_tail = NULL;
 	pool->open_n = 0;
@@ -1479,11 +1654,13 @@ int st_pool_new(uv_loop_t *loop, const struct st_pool_config *cfg, const struct 
 	pool->batch_max = cfg->batch_max ? cfg->batch_max : DEFAULT_BATCH_MAX;
 	pool->linger_ms = cfg->batch_linger_ms;
 	pool->queue_max = cfg->queue_max ? cfg->queue_max : DEFAULT_QUEUE_MAX;
+	pool->mark_delay_ms = cfg->mark_delay_ms ? cfg->mark_delay_ms : ST_POOL_MARK_DELAY_MS;
 	pool->station = strdup(cfg->station ? cfg->station : "");
 	pool->ledger_path = strdup(cfg->ledger_path);
 	pool->workers = calloc(pool->nworkers, sizeof(*pool->workers));
 	pthread_mutex_init(&pool->lock, NULL);
-	/* Backoff waits measure time on the monotonic clock, immune to clock changes. */
+	/* Backoff waits and the marks' delay measure time on the monotonic clock, immune to
+	 * clock changes. */
 	pthread_condattr_init(&cattr);
 	pthread_condattr_setclock(&cattr, CLOCK_MONOTONIC);
 	pthread_cond_init(&pool->work_cond, &cattr);
@@ -1601,17 +1778,18 @@ int st_pool_submit(struct st_pool *pool, struct st_sign_req *req)
 		return ST_E_POOL_CLOSED;
 	if (pool->in_pool >= pool->queue_max)
 		return ST_E_POOL_FULL;
-	if (!req->policy || !req->csr || !req->done || !req->device_id[0] ||
+	if (!req->policy || (!req->csr && !req->csr_raw) || !req->done || !req->device_id[0] ||
 	    !memchr(req->device_id, 0, sizeof(req->device_id)) ||
 	    !memchr(req->profile, 0, sizeof(req->profile)) ||
 	    !memchr(req->slot, 0, sizeof(req->slot)) || req->state != RS_NEW)
 		return st_errf(req->err, sizeof(req->err), ST_E_INVAL,
-			       "signing request needs a policy, a device id, a checked CSR and a "
-			       "completion callback, and may be submitted once");
+			       "signing request needs a policy, a device id, a CSR (checked or as "
+			       "received) and a completion callback, and may be submitted once");
 	req->rc = 0;
 	req->err[0] = 0;
 	req->reused = 0;
 	req->refused = 0;
+	req->csr_rejected = 0;
 	req->row_id = 0;
 	req->cancelled = 0;
 	memset(&req->t, 0, sizeof(req->t));
@@ -1623,13 +1801,15 @@ int st_pool_submit(struct st_pool *pool, struct st_sign_req *req)
 	pthread_mutex_lock(&pool->lock);
 	pool->stats.submitted++;
 	pool->stats.in_pool = pool->in_pool;
-	idle = pool->inflight == 0;
+	idle = pool->ahead == 0;
 	pthread_mutex_unlock(&pool->lock);
 	update_hold(pool);
-	/* With nothing in flight the batch is sealed once the loop has taken in this round's
-	 * input: a lone request (a light load, slow serial lines) does not wait the linger for
-	 * company that is not coming. Under load the batch in flight is the time in which the
-	 * next one gathers, and on_async seals it as soon as the pipeline empties. */
+	/* With no batch waiting for its intents the batch is sealed once the loop has taken in
+	 * this round's input: a lone request (a light load, slow serial lines, a few HTTP
+	 * clients) does not wait the linger for company that is not coming, even while earlier
+	 * batches are signed or recorded. Behind a busy ledger the batch in front is the time in
+	 * which the next one gathers (its intents' commit would carry this one's anyway), and
+	 * on_async seals it as soon as that batch's intents are committed. */
 	if (pool->open_n >= pool->batch_max)
 		seal(pool);
 	else if (pool->open_n == 1)
@@ -1673,7 +1853,15 @@ static void enqueue_op(struct st_pool *pool, struct pool_op *op)
 	pool->ops_out++;
 	update_hold(pool);
 	pthread_mutex_lock(&pool->lock);
-	ST_QUEUE_PUSH(pool->ops_head, pool->ops_tail, op, next);
+	if (op_rides(op)) {
+		/* Nobody waits for it: it rides with the next commit (pool.h: st_pool_ledger). */
+		if (!pool->marks_head)
+			pool->marks_since = uv_hrtime();
+		ST_QUEUE_PUSH(pool->marks_head, pool->marks_tail, op, next);
+	} else {
+		ST_QUEUE_PUSH(pool->ops_head, pool->ops_tail, op, next);
+	}
+	/* An idle ledger thread starts its wait for company for a mark. */
 	pthread_cond_signal(&pool->ledger_cond);
 	pthread_mutex_unlock(&pool->lock);
 }
@@ -1853,6 +2041,11 @@ void st_pool_close(struct st_pool *pool, void (*close_cb)(void *arg), void *arg)
 	/* Sealed but not started: their intents are marked failed in step 3. */
 	while ((r = sign_pop_locked(pool)))
 		abandon_locked(pool, r, "the station is shutting down");
+	/* Not checked yet: no intent, nothing to record. */
+	while ((r = check_pop_locked(pool))) {
+		req_fail(r, ST_E_POOL_CLOSED, "not signed: the station is shutting down");
+		check_done_locked(pool, r);
+	}
 	pthread_cond_broadcast(&pool->work_cond);
 	pthread_cond_broadcast(&pool->ledger_cond);
 	notify_locked(pool);

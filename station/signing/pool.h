@@ -1,10 +1,10 @@
-/* The batch signing pool: turns checked CSRs into recorded certificates without ever
- * blocking the event loop.
+/* The batch signing pool: turns CSRs into recorded certificates without ever blocking the
+ * event loop.
  *
  * Threads:
  * - the loop thread (libuv) submits requests, gathers them into batches (sealed at
- *   batch_max requests, or batch_linger_ms after the first one, or as soon as no batch is
- *   in flight: a batch gathers while the one before it is signed and recorded) and runs
+ *   batch_max requests, or batch_linger_ms after the first one, or at once when no sealed
+ *   batch is waiting for its intents: a batch gathers only behind a busy ledger) and runs
  *   every completion callback;
  * - one ledger thread owns the st_ledger handle (SQLite blocks on fsync);
  * - S worker threads, each with its own signer session and st_issuer for its whole life
@@ -12,9 +12,13 @@
  *   that one also serves fs and DNS work, which would wait behind signing batches.
  * Results come back through one locked queue and one uv_async_t.
  *
- * Each batch goes through three steps, and batches overlap (while batch k is signed, the
- * intents of k+1 are committed and the certificates of k-1 recorded; the ledger thread puts
- * whatever is waiting for it into one transaction, so commits grow as the load does):
+ * Each batch goes through three steps (four with CSRs to check), and batches overlap (while
+ * batch k is signed, the intents of k+1 are committed and the certificates of k-1 recorded;
+ * the ledger thread puts whatever is waiting for it into one transaction, so commits grow as
+ * the load does):
+ * 0. workers: check the CSRs that came as received (csr_raw), ahead of any signing, so that
+ *    the loop thread spends no verification on them; a request whose CSR fails completes
+ *    at once with the check's code and message, and nothing of it reaches the ledger;
  * 1. ledger thread: look every request up (a board the ledger already knows gets its
  *    recorded certificate again, a key certified for another device is refused), choose the
  *    serials and insert the intent rows, each with a unit of a production authorization
@@ -30,8 +34,10 @@
  * _PIN or _MODULE after the signer's own reopen and retry: the HSM, not the board), signing
  * pauses: the request goes back to the head of the queue, each worker reopens its session
  * with a backoff (100 ms doubling to 2 s), the pool reports "paused" with the reason, and
- * signing resumes with the first signature that works. No request fails for an outage. Other
- * errors (policy, CA validity, a signature that does not verify) fail that request only.
+ * signing resumes with the first signature that works. No request fails for an outage, and
+ * CSRs are still checked meanwhile (step 0 needs no HSM: bad input gets its answer at once).
+ * Other errors (policy, CA validity, a signature that does not verify) fail that request
+ * only.
  * When the ledger's database cannot be reached (a PostgreSQL ledger: the server restarted or
  * stopped, the network cut), signing pauses the same way, with the database's words as the
  * reason: the ledger thread waits inside the ledger call that found it gone, reconnecting
@@ -105,6 +111,14 @@ struct st_sign_req {
 	char slot[ST_POOL_MAX_NAME + 1];          /* slot name, for the ledger and messages */
 	char device_id[ST_POOL_MAX_DEVICE_ID + 1]; /* the certificate's CN */
 	struct st_csr *csr;  /* checked CSR (st_csr_check); owned by the request */
+	/* Or, instead of csr: the CSR as received (PEM or DER, csr_raw_len bytes), which a
+	 * signing worker checks (st_csr_check with policy, the CA's OU and device_id) before
+	 * anything of the request reaches the ledger. A CSR that fails completes the request
+	 * with the check's code and message as they are, csr_rejected set, and leaves no
+	 * ledger row; one that passes is in csr from then on (done() may read it). Owned by
+	 * the request (st_sign_req_free). */
+	uint8_t *csr_raw;
+	size_t csr_raw_len;
 	time_t now;          /* moment of issue; 0: the current time */
 	int id_authenticated; /* 1: the requester proved it speaks for device_id (a device id
 			       * read from the board's secure element, an HTTP request with a
@@ -133,6 +147,7 @@ struct st_sign_req {
 	int reused;         /* 1: the ledger already held this certificate; nothing was signed */
 	int refused;        /* 1: the ledger refused it (key or device id already taken):
 			     * submitting it again will not help */
+	int csr_rejected;   /* 1: the check of csr_raw failed (rc and err are the check's) */
 	char auth_id[ST_AUTH_MAX_ID + 1]; /* the authorization a unit was consumed of for
 					   * this certificate, "" when none */
 	int64_t auth_used, auth_units;    /* its count after this one, and its units */
@@ -162,9 +177,14 @@ struct st_pool_config {
 				   * within the sessions the HSM allows. */
 	unsigned batch_max;       /* requests per batch, 1 .. 4096; 0: 32 */
 	unsigned batch_linger_ms; /* a batch is sealed this long after its first request even
-				   * when not full (at once when nothing is in flight);
-				   * 0: on the next loop iteration */
+				   * when not full; at once (on the next loop iteration) when no
+				   * sealed batch is waiting for its intents, so that a request
+				   * waits the linger only behind a busy ledger, never on an idle
+				   * or lightly loaded pool; 0: always on the next iteration */
 	unsigned queue_max;       /* requests in the pool at once (backpressure); 0: 4096 */
+	unsigned mark_delay_ms;   /* how long a delivered or failed mark without a callback
+				   * waits for a commit to ride with (ledger_queue.h);
+				   * 0: ST_POOL_MARK_DELAY_MS */
 	const char *station;      /* this station's name, for the ledger rows */
 	const char *ledger_path;  /* the ledger: a SQLite file or a PostgreSQL connection
 				   * string (st_ledger_open) */
@@ -199,6 +219,8 @@ struct st_pool_stats {
 	uint64_t commits_intent; /* of those, commits that carried step 1 of some batch */
 	uint64_t commits_record; /* commits that carried step 3 of some batch */
 	uint64_t commits_ops;    /* commits that carried ledger queue updates */
+	uint64_t commits_marks;  /* of those, commits that carried grouped marks or attempts */
+	uint64_t checked;    /* CSRs checked on the workers (csr_raw), passed or not */
 	unsigned in_pool;    /* requests submitted and not yet completed */
 	unsigned workers;    /* signing threads */
 	int paused;          /* 1 while signing waits for the HSM or the ledger's storage */
@@ -239,8 +261,8 @@ void st_pool_set_room_cb(struct st_pool *pool, st_pool_room_cb cb, void *arg);
 /* Whether st_pool_submit() would accept one more request now. Loop thread. */
 int st_pool_can_submit(const struct st_pool *pool);
 
-/* Hands req to the pool. The inputs must be set: policy, device_id, csr and done (profile
- * and slot may be empty). Returns 0, and then the pool owns req until done(req) runs on the
+/* Hands req to the pool. The inputs must be set: policy, device_id, csr or csr_raw, and
+ * done (profile and slot may be empty). Returns 0, and then the pool owns req until done(req) runs on the
  * loop thread (never before this function returns); or ST_E_POOL_FULL (queue_max requests
  * are in the pool: try again after a completion), ST_E_POOL_CLOSED, or ST_E_INVAL with a
  * message in req->err, and then the caller keeps req. After ST_E_POOL_FULL the room callback
@@ -255,7 +277,15 @@ int st_pool_submit(struct st_pool *pool, struct st_sign_req *req);
 void st_pool_cancel(struct st_pool *pool, struct st_sign_req *req);
 
 /* The queue of ledger updates (ledger_queue.h) that the pool's ledger thread carries out
- * with its own transactions. Valid until the pool is closed. Loop thread. */
+ * with its own transactions. Valid until the pool is closed. A delivered or failed mark
+ * without a callback costs no commit (no fsync) of its own: it rides with the next commit
+ * the ledger makes for other work, or is committed with the other marks waiting
+ * mark_delay_ms after the first of them at the latest, and when the pool closes. A crash
+ * in that window loses at most such marks: the row stays signed, which a lookup treats as
+ * it treats a delivered or failed row holding a certificate (a board that comes back gets
+ * the same certificate), so nothing a board holds is contradicted and `station ledger
+ * check` stays clean. Loop thread. */
+#define ST_POOL_MARK_DELAY_MS 100
 struct st_ledger_queue *st_pool_ledger(struct st_pool *pool);
 
 /* Records authorizations in the ledger (st_ledger_auth_register) on the ledger thread and
@@ -265,9 +295,12 @@ struct st_ledger_queue *st_pool_ledger(struct st_pool *pool);
  * ST_E_NOMEM. Loop thread. */
 int st_pool_auth_sync(struct st_pool *pool, struct st_auth_set *set);
 
-/* Records an attempt (st_ledger_add_attempt; a's strings are copied), committed with the
- * ledger thread's next transaction. Returns 0, ST_E_POOL_CLOSED, ST_E_NOMEM or ST_E_INVAL.
- * Loop thread. */
+/* Records an attempt (st_ledger_add_attempt; a's strings are copied). Nobody waits for it:
+ * like a mark without a callback (st_pool_ledger) it rides with the next commit the ledger
+ * makes, or is committed with the others waiting after the mark delay at the latest. A crash
+ * in that window loses the record of the boards that ended within it, as it loses that of
+ * the boards in flight. Returns 0, ST_E_POOL_CLOSED, ST_E_NOMEM or ST_E_INVAL. Loop
+ * thread. */
 int st_pool_record_attempt(struct st_pool *pool, const struct st_ledger_attempt *a);
 
 /* Copies the counters and the pause state. Loop thread. */

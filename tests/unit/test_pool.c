@@ -17,8 +17,10 @@
 
 #include <cmocka.h>
 
+#include <openssl/bio.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <openssl/x509.h>
 
 #include <uv.h>
@@ -49,6 +51,7 @@ struct fx {
 	struct st_policy policy;
 	struct st_ledger *reader; /* a second connection, as `station ledger` would have */
 	struct st_pool *pool;
+	unsigned mark_delay_ms; /* start_pool's st_pool_config.mark_delay_ms */
 	int closed;
 	struct tu_softhsm hsm; /* SoftHSM2 */
 	char mnt[4100];        /* a small file system of the test's own, "" when none */
@@ -201,6 +204,7 @@ static void start_pool(struct fx *fx, unsigned workers, unsigned batch_max, unsi
 	cfg.batch_max = batch_max;
 	cfg.batch_linger_ms = linger;
 	cfg.queue_max = queue_max;
+	cfg.mark_delay_ms = fx->mark_delay_ms;
 	cfg.station = "test-station";
 	cfg.ledger_path = fx->ledger;
 	rc = st_pool_new(&fx->loop, &cfg, fx->ca, fx->signer, &fx->pool, err, sizeof(err));
@@ -328,6 +332,44 @@ static struct st_sign_req *make_req(struct fx *fx, struct run *run, EVP_PKEY *ke
 	req->data = run;
 	req->done = on_done;
 	return req;
+}
+
+/* A request whose CSR the pool checks itself: csr (n bytes, copied) as received. */
+static struct st_sign_req *make_raw_req(struct fx *fx, struct run *run, const void *csr,
+					size_t n, const char *device_id, const char *slot)
+{
+	struct st_sign_req *req = st_sign_req_new();
+
+	assert_non_null(req);
+	req->policy = &fx->policy;
+	snprintf(req->profile, sizeof(req->profile), "acme-gw");
+	snprintf(req->slot, sizeof(req->slot), "%s", slot);
+	snprintf(req->device_id, sizeof(req->device_id), "%s", device_id);
+	req->csr_raw = malloc(n ? n : 1);
+	assert_non_null(req->csr_raw);
+	memcpy(req->csr_raw, csr, n);
+	req->csr_raw_len = n;
+	req->data = run;
+	req->done = on_done;
+	return req;
+}
+
+/* The PEM of a DER CSR, as a device sends it. Free with free(). */
+static char *csr_pem(const uint8_t *der, size_t n, size_t *len)
+{
+	BIO *b = BIO_new(BIO_s_mem());
+	char *data, *out;
+	long m;
+
+	assert_non_null(b);
+	assert_true(PEM_write_bio(b, "CERTIFICATE REQUEST", "", der, (long)n) > 0);
+	m = BIO_get_mem_data(b, &data);
+	out = malloc((size_t)m);
+	assert_non_null(out);
+	memcpy(out, data, (size_t)m);
+	*len = (size_t)m;
+	BIO_free(b);
+	return out;
 }
 
 /* Submits n new boards (fresh keys, device ids prefix-<i>). */
@@ -859,6 +901,291 @@ static int count_row(const struct st_ledger_row *row, void *arg)
 	return 0;
 }
 
+/* ---- CSRs checked by the pool ------------------------------------------------------- */
+
+/* CSRs handed over as received are checked on the workers before the ledger sees them: in
+ * one batch the good ones (DER and PEM) are signed and recorded, and each kind of bad one
+ * (a broken self-signature, another CN, another OU, an RSA key, a cut DER, bytes that are
+ * no CSR) completes with its own code and the check's message and leaves no row; a batch of
+ * bad ones only costs the ledger nothing. */
+static void test_check_stage(void **state)
+{
+	static const struct {
+		const char *what;
+		int rc;
+	} bad[] = {
+		{ "self-signature", ST_E_CSR_SIGNATURE }, { "cn", ST_E_CSR_CN_MISMATCH },
+		{ "ou", ST_E_CSR_OU_MISMATCH },		  { "rsa", ST_E_CSR_KEY_TYPE },
+		{ "cut", ST_E_CSR_DER },		  { "text", ST_E_CSR_FORMAT },
+	};
+	struct fx *fx = *state;
+	struct run run = { .fx = fx, .check_ledger = 1 };
+	EVP_PKEY *key = EVP_EC_gen("prime256v1"), *key2 = EVP_EC_gen("prime256v1");
+	EVP_PKEY *rsa = EVP_RSA_gen(1024);
+	unsigned rows[4] = { 0 }, nbad = sizeof(bad) / sizeof(bad[0]);
+	struct st_pool_stats st0, st1;
+	struct st_sign_req *reqs[16];
+	uint8_t *der;
+	char *pem, id[64], err[512];
+	size_t n, pn;
+
+	assert_non_null(key);
+	assert_non_null(key2);
+	assert_non_null(rsa);
+	start_pool(fx, 2, 16, 0, 0);
+	open_reader(fx);
+	for (int round = 0; round < 2; round++) {
+		unsigned k = 0, first = run.done;
+
+		/* The first round mixes good and bad; the second has bad ones only. */
+		if (round == 0) {
+			der = tu_csr_der(key, "good-der", FACTORY, 0, &n);
+			reqs[k++] = make_raw_req(fx, &run, der, n, "good-der", "G1");
+			free(der);
+			der = tu_csr_der(key2, "good-pem", FACTORY, 0, &n);
+			pem = csr_pem(der, n, &pn);
+			reqs[k++] = make_raw_req(fx, &run, pem, pn, "good-pem", "G2");
+			free(pem);
+			free(der);
+		}
+		st_pool_stats(fx->pool, &st0);
+		for (unsigned i = 0; i < nbad; i++) {
+			snprintf(id, sizeof(id), "bad-%d-%s", round, bad[i].what);
+			der = tu_csr_der(strcmp(bad[i].what, "rsa") == 0 ? rsa : key,
+					 strcmp(bad[i].what, "cn") == 0 ? "someone-else" : id,
+					 strcmp(bad[i].what, "ou") == 0 ? "other-factory" : FACTORY, 0,
+					 &n);
+			assert_non_null(der);
+			if (strcmp(bad[i].what, "self-signature") == 0)
+				der[n - 1] ^= 1;
+			if (strcmp(bad[i].what, "cut") == 0)
+				n -= 10;
+			if (strcmp(bad[i].what, "text") == 0)
+				reqs[k++] = make_raw_req(fx, &run, "hello", 5, id, "B");
+			else
+				reqs[k++] = make_raw_req(fx, &run, der, n, id, "B");
+			free(der);
+		}
+		for (unsigned i = 0; i < k; i++)
+			assert_int_equal(st_pool_submit(fx->pool, reqs[i]), 0);
+		run_until(fx, &run.done, first + k);
+		for (unsigned i = round == 0 ? 2 : 0, b = 0; i < k; i++, b++) {
+			char want[512];
+			struct st_csr *csr = NULL;
+
+			if (reqs[i]->rc != bad[b].rc)
+				fail_msg("%s: %s, expected %s: %s", bad[b].what,
+					 st_errname(reqs[i]->rc), st_errname(bad[b].rc), reqs[i]->err);
+			assert_int_equal(reqs[i]->csr_rejected, 1);
+			assert_int_equal(reqs[i]->row_id, 0);
+			assert_null(reqs[i]->csr);
+			/* The message is the check's own, word for word. */
+			assert_int_equal(st_csr_check(&fx->policy, fx->ca->ou, reqs[i]->csr_raw,
+						      reqs[i]->csr_raw_len, reqs[i]->device_id,
+						      &csr, want, sizeof(want)),
+					 bad[b].rc);
+			assert_string_equal(reqs[i]->err, want);
+		}
+		if (round == 0) {
+			if (reqs[0]->rc != 0 || reqs[1]->rc != 0)
+				fail_msg("good CSRs: %s / %s", reqs[0]->err, reqs[1]->err);
+			assert_int_equal(reqs[0]->csr_rejected, 0);
+			assert_non_null(reqs[0]->csr);
+			assert_null(reqs[0]->csr_raw);
+		} else {
+			/* Bad ones only: checked and answered without a commit. */
+			st_pool_stats(fx->pool, &st1);
+			assert_int_equal(st1.commits, st0.commits);
+			assert_int_equal(st1.batches, st0.batches + 1);
+			assert_int_equal(st1.checked, st0.checked + nbad);
+		}
+	}
+	assert_int_equal(run.ok, 2);
+	assert_int_equal(run.failed, 2 * nbad);
+	assert_int_equal(st_ledger_foreach(fx->reader, count_row, rows, err, sizeof(err)), 0);
+	assert_int_equal(rows[ST_LEDGER_SIGNED], 2);
+	assert_int_equal(rows[ST_LEDGER_INTENT] + rows[ST_LEDGER_FAILED] + rows[ST_LEDGER_DELIVERED],
+			 0);
+	free_kept(&run);
+	EVP_PKEY_free(key);
+	EVP_PKEY_free(key2);
+	EVP_PKEY_free(rsa);
+	close_pool(fx);
+}
+
+/* Closing while CSRs wait for or are in their check: every request completes, those not
+ * through their check with ST_E_POOL_CLOSED; nothing is left as an intent, and the close
+ * does not hang on a check that ends after it. */
+static void test_close_while_checking(void **state)
+{
+	struct fx *fx = *state;
+	struct run run = { .fx = fx };
+	unsigned rows[4] = { 0 };
+	EVP_PKEY *key;
+	uint8_t *der;
+	char id[64], err[512];
+	size_t n;
+
+	start_pool(fx, 2, 64, 0, 0);
+	for (unsigned i = 0; i < 64; i++) {
+		snprintf(id, sizeof(id), "closing-%02u", i);
+		key = EVP_EC_gen("prime256v1");
+		der = tu_csr_der(key, id, FACTORY, 0, &n);
+		assert_non_null(der);
+		assert_int_equal(st_pool_submit(fx->pool, make_raw_req(fx, &run, der, n, id, "C")),
+				 0);
+		free(der);
+		EVP_PKEY_free(key);
+	}
+	/* 64 requests: sealed at once, and the workers start checking. */
+	close_pool(fx);
+	assert_int_equal(run.done, 64);
+	for (unsigned i = 0; i < run.nkeep; i++) {
+		if (run.keep[i]->rc != 0)
+			assert_int_equal(run.keep[i]->rc, ST_E_POOL_CLOSED);
+	}
+	open_reader(fx);
+	assert_int_equal(st_ledger_foreach(fx->reader, count_row, rows, err, sizeof(err)), 0);
+	assert_int_equal(rows[ST_LEDGER_INTENT], 0);
+	free_kept(&run);
+}
+
+/* ---- Marks ride with other commits --------------------------------------------------- */
+
+static void assert_row_state(struct fx *fx, int64_t id, int want)
+{
+	struct st_ledger_row *row = NULL;
+	char err[512];
+
+	assert_int_equal(st_ledger_get(fx->reader, id, &row, err, sizeof(err)), 0);
+	assert_int_equal(row->state, want);
+	st_ledger_row_free(row);
+}
+
+/* A pool of one worker and a second connection; n boards signed (prefix-<i>), the first
+ * `delivered` of them then marked delivered without a callback, *before the counters as they
+ * were just before the marks. Returns the ledger queue. */
+static struct st_ledger_queue *marked_rows(struct fx *fx, struct run *run, const char *prefix,
+					   unsigned n, unsigned delivered,
+					   struct st_pool_stats *before)
+{
+	struct st_ledger_queue *lq;
+
+	start_pool(fx, 1, 16, 0, 0);
+	lq = st_pool_ledger(fx->pool);
+	open_reader(fx);
+	submit_many(fx, run, prefix, n);
+	run_until(fx, &run->done, n);
+	assert_int_equal(run->ok, n);
+	st_pool_stats(fx->pool, before);
+	for (unsigned i = 0; i < delivered; i++)
+		assert_int_equal(st_ledger_queue_mark_delivered(lq, run->keep[i]->row_id, NULL, NULL),
+				 0);
+	return lq;
+}
+
+static int count_attempt(const struct st_ledger_attempt *a, void *arg)
+{
+	(void)a;
+	(*(unsigned *)arg)++;
+	return 0;
+}
+
+/* Marks and attempts nobody waits for cost no commit of their own. With a delay of a minute,
+ * a burst of them queued while the ledger has nothing else to do waits for the next request
+ * and shares its first commit: 8 marks, an attempt and a request, 2 commits; the pool
+ * commits what still waits when it closes. */
+static void test_marks_ride(void **state)
+{
+	struct fx *fx = *state;
+	struct run run = { .fx = fx };
+	struct st_ledger_queue *lq;
+	struct st_pool_stats st0, st1;
+	unsigned i;
+
+	fx->mark_delay_ms = 60000;
+	lq = marked_rows(fx, &run, "mark", 9, 7, &st0);
+	assert_int_equal(st_ledger_queue_mark_failed(lq, run.keep[7]->row_id, "board unplugged",
+						     NULL, NULL),
+			 0);
+	{
+		struct st_ledger_attempt a = { .slot = "S0", .outcome = "pass",
+					       .device_id = "mark-0000" };
+
+		assert_int_equal(st_pool_record_attempt(fx->pool, &a), 0);
+	}
+	submit_many(fx, &run, "after", 1);
+	run_until(fx, &run.done, 10);
+	st_pool_stats(fx->pool, &st1);
+	/* The request's intent and record; the marks rode with the first. */
+	assert_int_equal(st1.commits - st0.commits, 2);
+	assert_int_equal(st1.commits_marks - st0.commits_marks, 1);
+	for (i = 0; i < 8; i++)
+		assert_row_state(fx, run.keep[i]->row_id,
+				 i == 7 ? ST_LEDGER_FAILED : ST_LEDGER_DELIVERED);
+	{
+		unsigned attempts = 0;
+		char err[512];
+
+		assert_int_equal(st_ledger_foreach_attempt(fx->reader, 0, 0, count_attempt,
+							   &attempts, err, sizeof(err)),
+				 0);
+		assert_int_equal(attempts, 1);
+	}
+	/* Nothing else comes, and the minute is far: the close commits it. */
+	assert_int_equal(st_ledger_queue_mark_delivered(lq, run.keep[8]->row_id, NULL, NULL), 0);
+	assert_row_state(fx, run.keep[8]->row_id, ST_LEDGER_SIGNED);
+	close_pool(fx);
+	assert_row_state(fx, run.keep[8]->row_id, ST_LEDGER_DELIVERED);
+	free_kept(&run);
+}
+
+/* With no request coming, marks do not wait for one for good: after the delay (the default
+ * one) they are committed together on their own, while the pool stays open. The loop runs
+ * until the pool lets it end, which it does only once the marks are committed. */
+static void test_marks_alone(void **state)
+{
+	struct fx *fx = *state;
+	struct run run = { .fx = fx };
+	struct st_pool_stats st0, st1;
+	unsigned i;
+
+	marked_rows(fx, &run, "alone", 4, 4, &st0);
+	assert_int_equal(uv_run(&fx->loop, UV_RUN_DEFAULT), 0);
+	st_pool_stats(fx->pool, &st1);
+	assert_true(st1.commits - st0.commits >= 1);
+	assert_int_equal(st1.commits - st0.commits, st1.commits_marks - st0.commits_marks);
+	assert_int_equal(st1.commits_intent + st1.commits_record,
+			 st0.commits_intent + st0.commits_record);
+	for (i = 0; i < 4; i++)
+		assert_row_state(fx, run.keep[i]->row_id, ST_LEDGER_DELIVERED);
+	free_kept(&run);
+	close_pool(fx);
+}
+
+/* ---- No linger on an idle pool --------------------------------------------------------- */
+
+/* A lone request on an idle pool is sealed on the loop's next iteration, not after the
+ * linger (a minute here): one turn of the loop that does not wait seals it. */
+static void test_idle_no_linger(void **state)
+{
+	struct fx *fx = *state;
+	struct run run = { .fx = fx };
+	struct st_pool_stats st;
+
+	start_pool(fx, 1, 8, 60000, 0);
+	for (int i = 0; i < 2; i++) {
+		submit_many(fx, &run, i ? "idle-again" : "idle", 1);
+		uv_run(&fx->loop, UV_RUN_NOWAIT);
+		st_pool_stats(fx->pool, &st);
+		assert_int_equal(st.batches, (uint64_t)i + 1);
+		run_until(fx, &run.done, (unsigned)i + 1);
+	}
+	assert_int_equal(run.ok, 2);
+	free_kept(&run);
+	close_pool(fx);
+}
+
 static void shutdown_on_first(struct run *run, struct st_sign_req *req)
 {
 	(void)req;
@@ -979,6 +1306,96 @@ static void test_hsm_outage(void **state)
 	assert_non_null(strstr(st.pause_reason, "HSM"));
 	assert_non_null(strstr(st.pause_reason, "PKCS#11"));
 	free_kept(&run);
+	close_pool(fx);
+}
+
+static void count_pauses(struct st_pool *pool, int paused, const char *reason, void *arg)
+{
+	struct run *run = arg;
+
+	(void)pool;
+	(void)reason;
+	run->paused = paused;
+	if (paused)
+		run->paused_events++;
+	else
+		run->resumed_events++;
+}
+
+/* A request waits the linger only behind a batch that waits for its intents, not behind one
+ * that is being signed: with signing paused (the HSM went away) after the first request's
+ * intent, and a linger of a minute, a second request is sealed on the loop's next turn;
+ * both are signed once the HSM is back. */
+static void test_seal_behind_signing(void **state)
+{
+	struct fx *fx = *state;
+	struct run run = { .fx = fx, .check_ledger = 1 };
+	struct st_pool_stats st;
+
+	start_pool(fx, 1, 8, 60000, 0);
+	open_reader(fx);
+	st_pool_set_status_cb(fx->pool, count_pauses, &run);
+	token_away(fx);
+	submit_many(fx, &run, "first", 1);
+	run_until(fx, &run.paused_events, 1);
+	submit_many(fx, &run, "second", 1);
+	uv_run(&fx->loop, UV_RUN_NOWAIT);
+	st_pool_stats(fx->pool, &st);
+	assert_int_equal(st.batches, 2);
+	assert_int_equal(run.done, 0);
+	token_back(fx);
+	run_until(fx, &run.done, 2);
+	assert_int_equal(run.ok, 2);
+	free_kept(&run);
+	close_pool(fx);
+}
+
+static void token_back_timer(uv_timer_t *t)
+{
+	token_back(t->data);
+}
+
+/* A CSR's check needs no HSM: while signing is paused for the HSM, a bad CSR still gets its
+ * answer at once, and the request waiting for the HSM is signed once it is back. (Should the
+ * check wait for the HSM, a timer brings the token back after half a minute and the bad CSR
+ * completes after the pause, which the test catches.) */
+static void test_check_during_outage(void **state)
+{
+	struct fx *fx = *state;
+	struct run run = { .fx = fx, .check_ledger = 1 };
+	EVP_PKEY *key = EVP_EC_gen("prime256v1");
+	struct st_sign_req *bad;
+	uv_timer_t fallback;
+	uint8_t *der;
+	size_t n;
+
+	start_pool(fx, 1, 8, 0, 0);
+	open_reader(fx);
+	st_pool_set_status_cb(fx->pool, count_pauses, &run);
+	token_away(fx);
+	submit_many(fx, &run, "waits", 1);
+	run_until(fx, &run.paused_events, 1);
+	der = tu_csr_der(key, "someone-else", FACTORY, 0, &n);
+	assert_non_null(der);
+	bad = make_raw_req(fx, &run, der, n, "outage-bad", "B");
+	free(der);
+	assert_int_equal(st_pool_submit(fx->pool, bad), 0);
+	uv_timer_init(&fx->loop, &fallback);
+	fallback.data = fx;
+	uv_timer_start(&fallback, token_back_timer, 30000, 0);
+	run_until(fx, &run.done, 1);
+	assert_ptr_equal(run.keep[0], bad);
+	assert_int_equal(bad->rc, ST_E_CSR_CN_MISMATCH);
+	assert_int_equal(run.done_while_paused, 1);
+	if (uv_timer_get_due_in(&fallback) > 0) {
+		uv_timer_stop(&fallback);
+		token_back(fx);
+	}
+	uv_close((uv_handle_t *)&fallback, NULL);
+	run_until(fx, &run.done, 2);
+	assert_int_equal(run.ok, 1);
+	free_kept(&run);
+	EVP_PKEY_free(key);
 	close_pool(fx);
 }
 
@@ -1128,6 +1545,37 @@ static void test_ledger_disk_full(void **state)
 	close_pool(fx);
 }
 
+/* Behind a batch that waits for its intents (the ledger's disk is full), requests gather:
+ * with a linger of a minute, three requests that come meanwhile stay open, and once the
+ * first batch's intents are committed they are sealed together, as one batch. */
+static void test_gather_behind_intents(void **state)
+{
+	struct fx *fx = *state;
+	struct run run = { .fx = fx, .check_ledger = 1 };
+	struct st_pool_stats st;
+
+	if (ledger_on_small_fs(fx) != 0)
+		skip();
+	start_pool(fx, 1, 8, 60000, 0);
+	open_reader(fx);
+	st_pool_set_status_cb(fx->pool, count_pauses, &run);
+	fill_fs(fx);
+	submit_many(fx, &run, "front", 1);
+	run_until(fx, &run.paused_events, 1);
+	submit_many(fx, &run, "behind", 3);
+	uv_run(&fx->loop, UV_RUN_NOWAIT);
+	st_pool_stats(fx->pool, &st);
+	assert_int_equal(st.batches, 1);
+	unfill_fs(fx);
+	run_until(fx, &run.done, 4);
+	assert_int_equal(run.ok, 4);
+	st_pool_stats(fx->pool, &st);
+	assert_int_equal(st.batches, 2);
+	assert_int_equal(st.batched, 4);
+	free_kept(&run);
+	close_pool(fx);
+}
+
 /* Shutting down while the disk is full: nothing hangs; what waited fails, and no
  * certificate is given out without its record. */
 static void close_when_full(struct st_pool *pool, int paused, const char *reason, void *arg)
@@ -1210,6 +1658,14 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_cancel, setup_file, teardown),
 		cmocka_unit_test_setup_teardown(test_shutdown_in_flight, setup_file, teardown),
 		cmocka_unit_test_setup_teardown(test_start_errors, setup_file, teardown),
+		cmocka_unit_test_setup_teardown(test_check_stage, setup_file, teardown),
+		cmocka_unit_test_setup_teardown(test_close_while_checking, setup_file, teardown),
+		cmocka_unit_test_setup_teardown(test_marks_ride, setup_file, teardown),
+		cmocka_unit_test_setup_teardown(test_marks_alone, setup_file, teardown),
+		cmocka_unit_test_setup_teardown(test_idle_no_linger, setup_file, teardown),
+		cmocka_unit_test_setup_teardown(test_seal_behind_signing, setup_softhsm, teardown),
+		cmocka_unit_test_setup_teardown(test_check_during_outage, setup_softhsm, teardown),
+		cmocka_unit_test_setup_teardown(test_gather_behind_intents, setup_file, teardown),
 		cmocka_unit_test_setup_teardown(test_hsm_outage, setup_softhsm, teardown),
 		cmocka_unit_test_setup_teardown(test_hsm_outage_shutdown, setup_softhsm, teardown),
 		cmocka_unit_test_setup_teardown(test_ledger_disk_full, setup_softhsm, teardown),

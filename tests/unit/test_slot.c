@@ -1012,8 +1012,16 @@ static void test_board_swapped(void **state)
 	assert_int_equal(fx->passes, 1);
 }
 
-/* A CSR the profile's policy refuses (its CN is not the device id): failed at once, never
- * asked again, and the board is told. */
+static int count_rows(const struct st_ledger_row *row, void *arg)
+{
+	(void)row;
+	(*(unsigned *)arg)++;
+	return 0;
+}
+
+/* A CSR the profile's policy refuses (its CN is not the device id): the signing pool's check
+ * (on a worker) refuses it before anything is recorded; the run fails at its CSR with the
+ * check's reason, the CSR is never asked again, and the board is told. */
 static void test_csr_refused(void **state)
 {
 	struct fx *fx = *state;
@@ -1027,8 +1035,24 @@ static void test_csr_refused(void **state)
 	assert_string_equal(result, "fail");
 	assert_int_equal(fx->outcomes, 1);
 	assert_int_equal(fx->passes, 0);
-	assert_non_null(strstr(fx->last_error, "CSR rejected"));
-	assert_true(events_has(fx, "\"from\":\"csr\",\"to\":\"failed\""));
+	assert_non_null(strstr(fx->last_error, "CSR_CN_MISMATCH: CSR rejected: subject CN"));
+	/* Read, handed to the pool, refused there: the outcome names the CSR as what failed. */
+	assert_true(events_has(fx, "\"from\":\"csr\",\"to\":\"checked\""));
+	assert_true(events_has(fx, "\"from\":\"queued\",\"to\":\"failed\""));
+	assert_true(events_has(fx, "\"reason\":\"CSR_CN_MISMATCH\""));
+	assert_true(events_has(fx, "\"state\":\"csr\""));
+	/* Nothing of it reached the ledger. */
+	{
+		struct st_ledger *l = NULL;
+		unsigned rows = 0;
+		char path[4200], err[512];
+
+		snprintf(path, sizeof(path), "%s/ledger.db", fx->dir);
+		assert_int_equal(st_ledger_open(path, "reader", &l, err, sizeof(err)), 0);
+		assert_int_equal(st_ledger_foreach(l, count_rows, &rows, err, sizeof(err)), 0);
+		assert_int_equal(rows, 0);
+		st_ledger_close(l);
+	}
 	answer(fx, &g);
 	run_until(fx, is_leaving);
 	assert_true(events_has(fx, "\"from\":\"failed\",\"to\":\"leaving\""));
