@@ -745,7 +745,7 @@ static void cmd_write(struct brd_board *b, const struct brd_frame *f)
 	struct brd_enc e;
 	const char *why;
 	size_t n = 0, k;
-	int rc = 0, ident = 1, copy = 0, src = 1;
+	int rc = 0, ident = 1, raw = 0, copy = 0, src = 1;
 
 	brd_msg_init(&m, msgbuf, sizeof(msgbuf));
 	if (get_text(f, "path", path, sizeof(path), &m) != 0 ||
@@ -770,16 +770,11 @@ static void cmd_write(struct brd_board *b, const struct brd_frame *f)
 	 * and raw are decoded in place: the frame's own bytes are not needed after them. */
 	kinds = (unsigned int)brd_frame_find(f, "data", &v);
 	if (b->version >= 2) {
-		if (brd_frame_find(f, "raw", &cv)) {
-			kinds++;
-			v = cv;
-			data = (uint8_t *)(uintptr_t)v.val;
-			rc = brd_field_raw(&v, "raw", data, v.len, &n, &m);
-		}
-		if (brd_frame_find(f, "copy", &cv)) {
-			kinds++;
-			copy = 1;
-		}
+		raw = brd_frame_find(f, "raw", &cv);
+		copy = brd_frame_find(f, "copy", &cv);
+		kinds += (unsigned int)(raw + copy);
+		if (raw)
+			brd_frame_find(f, "raw", &v);
 	}
 	if (kinds != 1) {
 		answer_error(b, f, E_FIELD, kinds ? "WRITE carries more than one of 'data', 'raw' "
@@ -787,12 +782,15 @@ static void cmd_write(struct brd_board *b, const struct brd_frame *f)
 						  : "WRITE frame has no field 'data'");
 		return;
 	}
+	/* Decoding in place changes the line: no field is looked up after it. */
+	data = (uint8_t *)(uintptr_t)v.val;
 	if (copy) {
 		src = copy_source(b, &cv, &cp, &m);
 		rc = src < 0 ? -1 : 0;
 		n = (size_t)cp.len;
-	} else if (!data) {
-		data = (uint8_t *)(uintptr_t)v.val;
+	} else if (raw) {
+		rc = brd_field_raw(&v, "raw", data, v.len, &n, &m);
+	} else {
 		rc = brd_field_b64(&v, "data", data, v.len, &n, &m);
 	}
 	if (rc < 0) {

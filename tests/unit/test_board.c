@@ -821,6 +821,11 @@ static void test_version2(void **state)
 	want_error(&f, "FIELD");
 	ask(t, 6, "WRITE", (const char *const[]){ "path=a", "off=0", "raw=x", "data=eA==", NULL }, &f);
 	want_error(&f, "FIELD");
+	/* Raw decoded in place before the copy was looked up hid it (and could walk off the
+	 * line): every field is found first. */
+	memset(fb, ' ', 100);
+	ask(t, 6, "WRITE", (const char *const[]){ "path=a", "off=0", raw_field(fa, "raw", fb, 100), "copy=a,0,1", NULL }, &f);
+	want_error(&f, "FIELD");
 	/* A copy of the staged file a: b is bytes 16..256 of it, in two copies. */
 	sha_hex(all + 16, 240, sha);
 	snprintf(fb, sizeof(fb), "sha=%s", sha);
