@@ -766,6 +766,11 @@ void drv_proto_add_raw(struct drv_proto_builder *b, const char *key, const void 
 		brd_raw_put(p, data, n);
 }
 
+size_t drv_proto_raw_len(const void *data, size_t n)
+{
+	return brd_raw_len(data, n);
+}
+
 size_t drv_proto_raw_room(const struct drv_proto_builder *b, const char *key, const void *data,
 			  size_t n)
 {

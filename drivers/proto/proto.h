@@ -243,6 +243,8 @@ void drv_proto_add_hex(struct drv_proto_builder *b, const char *key, const void 
  * needs it (SP, controls, 0x7F-0xFF, '%', '~'; %00 included). */
 void drv_proto_add_raw(struct drv_proto_builder *b, const char *key, const void *data,
 		       size_t n);
+/* The encoded length of n bytes as a raw value. */
+size_t drv_proto_raw_len(const void *data, size_t n);
 /* How many of the n bytes at data a raw field named key can still carry in this frame, taken
  * from the start (what a byte costs depends on the byte). */
 size_t drv_proto_raw_room(const struct drv_proto_builder *b, const char *key, const void *data,
