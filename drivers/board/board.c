@@ -1,4 +1,4 @@
-/* The board core: every command of drivers/PROTOCOL.md version 1, as the board answers it.
+/* The board core: every command of drivers/PROTOCOL.md versions 1 and 2, as the board answers it.
  * See board.h for the interface and README.md for what this folder may use. */
 #include "board.h"
 
@@ -17,7 +17,7 @@ static const char *const E_UNKNOWN = "UNKNOWN", *const E_FIELD = "FIELD",
 			 *const E_NOKEY = "NOKEY", *const E_PATH = "PATH", *const E_OFFSET = "OFFSET",
 			 *const E_SIZE = "SIZE", *const E_HASH = "HASH",
 			 *const E_INCOMPLETE = "INCOMPLETE", *const E_STORAGE = "STORAGE",
-			 *const E_BAUD = "BAUD";
+			 *const E_BAUD = "BAUD", *const E_SOURCE = "SOURCE";
 
 static void copy_name(char *dst, size_t cap, const char *src)
 {
@@ -41,6 +41,9 @@ int brd_init(struct brd_board *b, const struct brd_config *cfg)
 		return BRD_ERR_CONFIG;
 	if (cfg->max_frame && (cfg->max_frame < BRD_LINE_MIN || cfg->max_frame > BRD_LINE_MAX))
 		return BRD_ERR_CONFIG;
+	if (cfg->protocol > 2)
+		return BRD_ERR_CONFIG;
+	b->proto_max = (unsigned char)(cfg->protocol ? cfg->protocol : 2);
 	copy_name(b->hw, sizeof(b->hw), cfg->hw);
 	copy_name(b->sku, sizeof(b->sku), cfg->sku);
 	copy_name(b->fw, sizeof(b->fw), cfg->fw);
@@ -143,13 +146,13 @@ static void answer_error(struct brd_board *b, const struct brd_frame *req, const
 	event(b, BRD_EV_REFUSED, text);
 }
 
-/* ERROR code=OFFSET with have=. */
-static void answer_offset(struct brd_board *b, const struct brd_frame *req, uint64_t have,
-			  const char *text)
+/* ERROR code=OFFSET (or SOURCE) with have=. */
+static void answer_have(struct brd_board *b, const struct brd_frame *req, const char *code,
+			uint64_t have, const char *text)
 {
 	struct brd_enc e;
 
-	error_begin(b, &e, req, E_OFFSET, text);
+	error_begin(b, &e, req, code, text);
 	brd_enc_uint(&e, "have", have);
 	answer_send(b, &e, req);
 	event(b, BRD_EV_REFUSED, text);
@@ -241,10 +244,17 @@ static void cmd_hello(struct brd_board *b, const struct brd_frame *f)
 		answer_error(b, f, E_FIELD, "HELLO frame has no field 'v'");
 		return;
 	}
-	for (i = 0; (r = brd_field_item(&v, "v", i, item, sizeof(item), &m)) == 1; i++)
-		ok |= strcmp(item, "1") == 0;
+	/* The highest version both speak. */
+	for (i = 0; (r = brd_field_item(&v, "v", i, item, sizeof(item), &m)) == 1; i++) {
+		if (item[0] >= '1' && item[0] <= '0' + b->proto_max && !item[1] &&
+		    item[0] - '0' > ok)
+			ok = item[0] - '0';
+	}
 	if (!ok) {
-		answer_error(b, f, E_VERSION, "this board speaks protocol version 1");
+		answer_error(b, f, E_VERSION, b->proto_max == 1 ? "this board speaks protocol "
+								  "version 1"
+								: "this board speaks protocol "
+								  "versions 1 and 2");
 		return;
 	}
 	if (brd_frame_find(f, "max", &v) &&
@@ -256,6 +266,7 @@ static void cmd_hello(struct brd_board *b, const struct brd_frame *f)
 		n = 0;
 	devid[n] = 0;
 	b->hello = 1;
+	b->version = (unsigned char)ok;
 	b->peer_max = max > 4096 ? 4096 : (size_t)max;
 	for (i = 0; i < b->nbauds; i++) {
 		struct brd_msg bm;
@@ -265,7 +276,7 @@ static void cmd_hello(struct brd_board *b, const struct brd_frame *f)
 		blist[i] = bauds[i];
 	}
 	answer_begin(b, &e, f, "HELLO");
-	brd_enc_uint(&e, "v", 1);
+	brd_enc_uint(&e, "v", b->version);
 	brd_enc_text(&e, "dev", devid);
 	brd_enc_text(&e, "hw", b->hw);
 	brd_enc_text(&e, "sku", b->sku);
@@ -591,8 +602,19 @@ const char *brd_path_refusal(const struct brd_board *b, const char *path)
 	return "outside the directories this board allows";
 }
 
-/* Hashes staged file s (slot idx) as storage holds it. */
-static int hash_staged(struct brd_board *b, unsigned int idx, uint8_t sha[32], uint64_t *size)
+/* Reads a staged (staged != 0) or an installed file: the one read both WRITE's copy and the
+ * hashing go through. */
+static int file_read(struct brd_board *b, int staged, unsigned int idx, uint64_t off, size_t n,
+		     size_t *got)
+{
+	if (staged)
+		return b->st->stage_read(b->st_inst, idx, off, b->scratch, n, got);
+	return b->st->installed_read(b->st_inst, idx, off, b->scratch, n, got);
+}
+
+/* Hashes a staged or installed file as storage holds it now; *size gets its length. */
+static int hash_file(struct brd_board *b, int staged, unsigned int idx, uint8_t sha[32],
+		     uint64_t *size)
 {
 	struct brd_sha256 c;
 	uint64_t off = 0;
@@ -601,7 +623,7 @@ static int hash_staged(struct brd_board *b, unsigned int idx, uint8_t sha[32], u
 
 	brd_sha256_init(&c);
 	for (;;) {
-		rc = b->st->stage_read(b->st_inst, idx, off, b->scratch, sizeof(b->scratch), &got);
+		rc = file_read(b, staged, idx, off, sizeof(b->scratch), &got);
 		if (rc != 0)
 			return rc;
 		if (!got)
@@ -614,6 +636,20 @@ static int hash_staged(struct brd_board *b, unsigned int idx, uint8_t sha[32], u
 	return 0;
 }
 
+/* The installed file under path: its index, or -1. b->scratch holds the names read. */
+static int installed_find(struct brd_board *b, const char *path, uint64_t *size)
+{
+	unsigned int i, n = b->st->installed(b->st_inst);
+
+	for (i = 0; i < n; i++) {
+		if (b->st->installed_info(b->st_inst, i, (char *)b->scratch, sizeof(b->scratch),
+					  size) == 0 &&
+		    strcmp((const char *)b->scratch, path) == 0)
+			return (int)i;
+	}
+	return -1;
+}
+
 static void msg_path(struct brd_msg *m, const char *path, const char *what)
 {
 	brd_msg_str(m, path);
@@ -621,48 +657,152 @@ static void msg_path(struct brd_msg *m, const char *path, const char *what)
 	brd_msg_str(m, what);
 }
 
+/* A WRITE's copy (version 2): path,offset,length of bytes the board holds, in a file staged
+ * complete in this session or else installed. Returns 1 when the source is there and long
+ * enough, 0 when not (ERROR SOURCE), -1 on a malformed field (m says why). */
+struct copy_src {
+	int staged;
+	unsigned int idx;
+	uint64_t off, len;
+};
+
+static int copy_source(struct brd_board *b, const struct brd_field *v, struct copy_src *c,
+		       struct brd_msg *m)
+{
+	char item[BRD_MAX_PATH + 1];
+	struct brd_field nv;
+	uint64_t size = 0;
+	unsigned int i;
+	int k;
+
+	for (k = 2; k >= 0; k--) {
+		if (brd_field_item(v, "copy", (unsigned int)k, item, sizeof(item), m) != 1) {
+			if (!m->len)
+				brd_msg_str(m, "field 'copy': path,offset,length expected");
+			return -1;
+		}
+		if (k == 0)
+			break;
+		nv.val = item;
+		nv.len = strlen(item);
+		if (brd_field_uint(&nv, "copy", 0, k == 1 ? UINT64_MAX : b->max_frame,
+				   k == 1 ? &c->off : &c->len, m) != 0)
+			return -1;
+	}
+	for (i = 0; i < BRD_MAX_STAGED; i++) {
+		if (b->staged[i].done && strcmp(b->staged[i].path, item) == 0)
+			break;
+	}
+	c->staged = i < BRD_MAX_STAGED;
+	if (c->staged) {
+		c->idx = i;
+		size = b->staged[i].size;
+	} else {
+		k = installed_find(b, item, &size);
+		if (k < 0)
+			return 0;
+		c->idx = (unsigned int)k;
+	}
+	return c->off <= size && c->len <= size - c->off;
+}
+
+/* Writes n bytes of a copy, from skip bytes into it, at staged file idx's end. Returns 0,
+ * 1 when the source ended early, or a storage error. */
+static int copy_in(struct brd_board *b, unsigned int idx, const struct copy_src *c, size_t skip,
+		   size_t n)
+{
+	struct brd_staged *s = &b->staged[idx];
+	size_t got;
+	int rc;
+
+	while (n) {
+		rc = file_read(b, c->staged, c->idx, c->off + skip,
+			       n < sizeof(b->scratch) ? n : sizeof(b->scratch), &got);
+		if (rc != 0)
+			return rc;
+		if (!got)
+			return 1;
+		rc = b->st->stage_write(b->st_inst, idx, s->have, b->scratch, got);
+		if (rc != 0)
+			return rc;
+		s->have += got;
+		skip += got;
+		n -= got;
+	}
+	return 0;
+}
+
 static void cmd_write(struct brd_board *b, const struct brd_frame *f)
 {
 	char path[BRD_MAX_PATH + 1], mode_s[8], msgbuf[256];
-	uint64_t size, off, total = 0, got_size = 0;
+	uint64_t size = 0, off, total = 0, got_size = 0;
 	struct brd_staged *s = NULL;
-	uint8_t sha[32], got[32], *data;
-	unsigned int mode = 0, i, idx = 0;
-	struct brd_field v;
+	uint8_t sha[32], got[32], *data = NULL;
+	unsigned int mode = 0, i, idx = 0, kinds;
+	struct brd_field v, cv;
+	struct copy_src cp;
 	struct brd_msg m;
 	struct brd_enc e;
 	const char *why;
-	size_t n, k;
-	int rc;
+	size_t n = 0, k;
+	int rc = 0, ident = 1, raw = 0, copy = 0, src = 1;
 
 	brd_msg_init(&m, msgbuf, sizeof(msgbuf));
 	if (get_text(f, "path", path, sizeof(path), &m) != 0 ||
-	    get_text(f, "mode", mode_s, sizeof(mode_s), &m) != 0 ||
-	    get_uint(f, "size", 0, UINT64_MAX, &size, &m) != 0 ||
 	    get_uint(f, "off", 0, UINT64_MAX, &off, &m) != 0) {
 		answer_error(b, f, E_FIELD, m.buf);
 		return;
 	}
-	if (!brd_frame_find(f, "sha", &v) || brd_field_hex(&v, "sha", sha, 32, &m) != 0) {
-		answer_error(b, f, E_FIELD, m.len ? m.buf : "WRITE frame has no field 'sha'");
-		return;
-	}
-	/* The chunk is decoded in place: the frame's own bytes are not needed after it. */
-	if (!brd_frame_find(f, "data", &v)) {
-		answer_error(b, f, E_FIELD, "WRITE frame has no field 'data'");
-		return;
-	}
-	data = (uint8_t *)(uintptr_t)v.val;
-	if (brd_field_b64(&v, "data", data, v.len, &n, &m) != 0) {
+	/* Version 2: a later chunk may leave the file's identity out (all of it). */
+	if (b->version >= 2 && !brd_frame_find(f, "mode", &v) && !brd_frame_find(f, "size", &v) &&
+	    !brd_frame_find(f, "sha", &v))
+		ident = 0;
+	if (ident && (get_text(f, "mode", mode_s, sizeof(mode_s), &m) != 0 ||
+		      get_uint(f, "size", 0, UINT64_MAX, &size, &m) != 0)) {
 		answer_error(b, f, E_FIELD, m.buf);
 		return;
 	}
-	for (k = 0; mode_s[k]; k++) {
+	if (ident && (!brd_frame_find(f, "sha", &v) || brd_field_hex(&v, "sha", sha, 32, &m) != 0)) {
+		answer_error(b, f, E_FIELD, m.len ? m.buf : "WRITE frame has no field 'sha'");
+		return;
+	}
+	/* The chunk: data (b64) in version 1; raw or copy too in version 2, exactly one. Data
+	 * and raw are decoded in place: the frame's own bytes are not needed after them. */
+	kinds = (unsigned int)brd_frame_find(f, "data", &v);
+	if (b->version >= 2) {
+		raw = brd_frame_find(f, "raw", &cv);
+		copy = brd_frame_find(f, "copy", &cv);
+		kinds += (unsigned int)(raw + copy);
+		if (raw)
+			brd_frame_find(f, "raw", &v);
+	}
+	if (kinds != 1) {
+		answer_error(b, f, E_FIELD, kinds ? "WRITE carries more than one of 'data', 'raw' "
+						    "and 'copy'"
+						  : "WRITE frame has no field 'data'");
+		return;
+	}
+	/* Decoding in place changes the line: no field is looked up after it. */
+	data = (uint8_t *)(uintptr_t)v.val;
+	if (copy) {
+		src = copy_source(b, &cv, &cp, &m);
+		rc = src < 0 ? -1 : 0;
+		n = (size_t)cp.len;
+	} else if (raw) {
+		rc = brd_field_raw(&v, "raw", data, v.len, &n, &m);
+	} else {
+		rc = brd_field_b64(&v, "data", data, v.len, &n, &m);
+	}
+	if (rc < 0) {
+		answer_error(b, f, E_FIELD, m.buf);
+		return;
+	}
+	for (k = 0; ident && mode_s[k]; k++) {
 		if (mode_s[k] < '0' || mode_s[k] > '7' || k > 4)
 			break;
 		mode = mode * 8 + (unsigned int)(mode_s[k] - '0');
 	}
-	if (!mode_s[0] || mode_s[k] || mode > 0777) {
+	if (ident && (!mode_s[0] || mode_s[k] || mode > 0777)) {
 		brd_msg_str(&m, "mode \"");
 		brd_msg_str(&m, mode_s);
 		brd_msg_str(&m, "\" is not octal 0 .. 0777");
@@ -678,6 +818,25 @@ static void cmd_write(struct brd_board *b, const struct brd_frame *f)
 		answer_error(b, f, E_PATH, m.buf);
 		return;
 	}
+	for (i = 0; i < BRD_MAX_STAGED; i++) {
+		if (b->staged[i].path[0] && strcmp(b->staged[i].path, path) == 0) {
+			s = &b->staged[i];
+			idx = i;
+		} else if (b->staged[i].path[0]) {
+			total += b->staged[i].size;
+		}
+	}
+	if (!ident) {
+		if (!s) {
+			/* A reboot lost it: the station starts the file again. */
+			answer_have(b, f, E_OFFSET, 0, "no file is staged under this path; start "
+						       "again at offset 0 with mode, size and sha");
+			return;
+		}
+		size = s->size;
+		mode = s->mode;
+		memcpy(sha, s->sha, 32);
+	}
 	if (size > b->max_file) {
 		msg_path(&m, path, "");
 		brd_msg_uint(&m, size);
@@ -687,19 +846,11 @@ static void cmd_write(struct brd_board *b, const struct brd_frame *f)
 		answer_error(b, f, E_SIZE, m.buf);
 		return;
 	}
-	for (i = 0; i < BRD_MAX_STAGED; i++) {
-		if (b->staged[i].path[0] && strcmp(b->staged[i].path, path) == 0) {
-			s = &b->staged[i];
-			idx = i;
-		} else if (b->staged[i].path[0]) {
-			total += b->staged[i].size;
-		}
-	}
 	if (s && (s->size != size || memcmp(s->sha, sha, 32) != 0 || s->mode != mode) &&
 	    off != 0) {
 		/* A different file under the same path starts over, but only from 0. */
-		answer_offset(b, f, 0, "a different file was staged under this path; start again "
-				       "at offset 0");
+		answer_have(b, f, E_OFFSET, 0, "a different file was staged under this path; "
+					       "start again at offset 0");
 		return;
 	}
 	if (total + size > b->max_total) {
@@ -740,7 +891,7 @@ static void cmd_write(struct brd_board *b, const struct brd_frame *f)
 		brd_msg_str(&m, " is past the ");
 		brd_msg_uint(&m, s->have);
 		brd_msg_str(&m, " bytes received");
-		answer_offset(b, f, s->have, m.buf);
+		answer_have(b, f, E_OFFSET, s->have, m.buf);
 		return;
 	}
 	if (off + n > size) {
@@ -751,12 +902,29 @@ static void cmd_write(struct brd_board *b, const struct brd_frame *f)
 		answer_error(b, f, E_SIZE, m.buf);
 		return;
 	}
+	if (copy && !src && !s->done && off + n > s->have) {
+		msg_path(&m, path, "the copy's source is not staged or installed, or shorter "
+				   "than asked: send the bytes");
+		answer_have(b, f, E_SOURCE, s->have, m.buf);
+		return;
+	}
 	/* Bytes below `have` are a retransmission of what storage holds already: only the new
 	 * ones are written. */
 	if (!s->done && off + n > s->have) {
 		size_t skip = (size_t)(s->have - off);
 
-		rc = b->st->stage_write(b->st_inst, idx, s->have, data + skip, n - skip);
+		if (copy) {
+			rc = copy_in(b, idx, &cp, skip, n - skip);
+		} else {
+			rc = b->st->stage_write(b->st_inst, idx, s->have, data + skip, n - skip);
+			if (rc == 0)
+				s->have = off + n;
+		}
+		if (rc == 1) {
+			msg_path(&m, path, "the copy's source ended early: send the bytes");
+			answer_have(b, f, E_SOURCE, s->have, m.buf);
+			return;
+		}
 		if (rc != 0) {
 			msg_path(&m, path, "cannot write");
 			s->path[0] = 0;
@@ -764,10 +932,9 @@ static void cmd_write(struct brd_board *b, const struct brd_frame *f)
 			answer_failure(b, f, E_STORAGE, &m, rc, st_error(b));
 			return;
 		}
-		s->have = off + n;
 	}
 	if (!s->done && s->have == s->size) {
-		rc = hash_staged(b, idx, got, &got_size);
+		rc = hash_file(b, 1, idx, got, &got_size);
 		if (rc != 0 || got_size != s->size || memcmp(got, s->sha, 32) != 0) {
 			/* A corrupt file is not kept: the path starts over. */
 			s->path[0] = 0;
@@ -889,6 +1056,47 @@ static size_t sig_der(const uint8_t rs[64], uint8_t *out)
 	return n;
 }
 
+/* VERIFY with want (version 2): one SHA-256 over, for each wanted path, path NUL size NUL
+ * sha256 (or path NUL "-" NUL when it is not installed), read back from storage. */
+static void verify_sum(struct brd_board *b, const struct brd_frame *f,
+		       const struct brd_field *want, const uint8_t *sig, size_t siglen)
+{
+	char path[BRD_MAX_PATH + 1], msgbuf[96], num[21];
+	uint8_t sha[32];
+	struct brd_sha256 sum;
+	struct brd_msg m;
+	struct brd_enc e;
+	uint64_t size;
+	unsigned int k;
+	int idx, r;
+
+	brd_msg_init(&m, msgbuf, sizeof(msgbuf));
+	brd_sha256_init(&sum);
+	for (k = 0; (r = brd_field_item(want, "want", k, path, sizeof(path), &m)) == 1; k++) {
+		brd_sha256_update(&sum, path, strlen(path) + 1);
+		idx = installed_find(b, path, &size);
+		if (idx < 0 || hash_file(b, 0, (unsigned int)idx, sha, &size) != 0) {
+			brd_sha256_update(&sum, "-", 2);
+			continue;
+		}
+		brd_sha256_update(&sum, num, brd_uint_str(num, size));
+		brd_sha256_update(&sum, "", 1);
+		brd_sha256_update(&sum, sha, 32);
+	}
+	if (r < 0) {
+		answer_error(b, f, E_FIELD, m.buf);
+		return;
+	}
+	brd_sha256_final(&sum, sha);
+	answer_begin(b, &e, f, "VERIFY");
+	brd_enc_uint(&e, "gen", b->st->generation(b->st_inst));
+	brd_enc_uint(&e, "files", b->st->installed(b->st_inst));
+	brd_enc_text(&e, "alg", "ecdsa-p256-sha256");
+	brd_enc_b64(&e, "sig", sig, siglen);
+	brd_enc_hex(&e, "sum", sha, 32);
+	answer_send(b, &e, f);
+}
+
 static void cmd_verify(struct brd_board *b, const struct brd_frame *f)
 {
 	static const char hex[] = "0123456789abcdef";
@@ -900,7 +1108,7 @@ static void cmd_verify(struct brd_board *b, const struct brd_frame *f)
 	struct brd_field v;
 	struct brd_msg m, sm;
 	struct brd_enc e;
-	size_t n, got;
+	size_t n;
 	int rc;
 
 	brd_msg_init(&m, msgbuf, sizeof(msgbuf));
@@ -935,6 +1143,10 @@ static void cmd_verify(struct brd_board *b, const struct brd_frame *f)
 		answer_failure(b, f, "INTERNAL", &m, rc, key_error(b));
 		return;
 	}
+	if (b->version >= 2 && brd_frame_find(f, "want", &v)) {
+		verify_sum(b, f, &v, sig, sig_der(rs, sig));
+		return;
+	}
 	nfiles = b->st->installed(b->st_inst);
 	answer_begin(b, &e, f, "VERIFY");
 	brd_enc_uint(&e, "gen", b->st->generation(b->st_inst));
@@ -948,15 +1160,8 @@ static void cmd_verify(struct brd_board *b, const struct brd_frame *f)
 		/* Read back from storage: what is there now, not what was recorded. */
 		if (b->st->installed_info(b->st_inst, i, path, sizeof(path), &size) != 0)
 			break;
-		brd_sha256_init(&c);
-		off = 0;
-		while (b->st->installed_read(b->st_inst, i, off, b->scratch, sizeof(b->scratch),
-					     &got) == 0 &&
-		       got) {
-			brd_sha256_update(&c, b->scratch, got);
-			off += got;
-		}
-		brd_sha256_final(&c, sha);
+		if (hash_file(b, 0, i, sha, &off) != 0)
+			break;
 		for (k = 0; k < 32; k++) {
 			hexs[2 * k] = hex[sha[k] >> 4];
 			hexs[2 * k + 1] = hex[sha[k] & 15];

@@ -1,4 +1,4 @@
-/* The board core: the board side of the wire protocol (drivers/PROTOCOL.md, version 1) as
+/* The board core: the board side of the wire protocol (drivers/PROTOCOL.md, versions 1 and 2) as
  * portable C99 that a Linux agent, a simulator and a microcontroller firmware all build the
  * same way. It allocates nothing, calls no OS and no crypto library: bytes in (brd_input),
  * bytes out (the platform's send callback), a clock in milliseconds passed in by the
@@ -190,6 +190,9 @@ struct brd_config {
 	unsigned int nbauds;
 	/* Largest frame the board accepts, 512 .. BRD_LINE_MAX (0: BRD_LINE_MAX). */
 	size_t max_frame;
+	/* Newest protocol version the board speaks, 1 or 2 (0: 2). 1 stands in for a board
+	 * of before version 2 (raw and copied chunks, continuation chunks, VERIFY's sum). */
+	unsigned int protocol;
 	/* Limits: one file, all files staged at once (0: 1 MiB and 4 MiB). */
 	uint64_t max_file, max_total;
 	/* 1: CSR regen=1 may replace the key of a board that has files installed. Without it
@@ -236,6 +239,7 @@ struct brd_board {
 
 	/* Session. */
 	int hello;        /* HELLO answered since boot */
+	unsigned char proto_max, version; /* newest version spoken; version HELLO chose */
 	size_t peer_max;  /* largest frame the station accepts */
 	char boot_id[17]; /* hex */
 	int paused;

@@ -330,38 +330,49 @@ static int field_bad(struct brd_msg *m, const char *key, const char *what)
 	return -1;
 }
 
-/* Percent-decodes s[0..n) (validated by the parser) into out with a NUL. */
+/* Percent-decodes s[0..n) (validated by the parser) into out. Text (rawlen NULL) gets a NUL
+ * and refuses %00; raw bytes (version 2) take %00, get no NUL, and their number goes to
+ * *rawlen. out may be s itself: the output never overtakes the input. */
 static int pct_decode(const char *s, size_t n, const char *key, char *out, size_t cap,
-		      struct brd_msg *m)
+		      size_t *rawlen, struct brd_msg *m)
 {
-	size_t i, o = 0;
+	size_t i, o = 0, room = rawlen ? cap : (cap ? cap - 1 : 0);
 
 	for (i = 0; i < n; i++) {
 		char c = s[i];
 
 		if (c == '%') {
 			c = (char)(hexval(s[i + 1]) << 4 | hexval(s[i + 2]));
-			if (c == 0)
+			if (c == 0 && !rawlen)
 				return field_bad(m, key, "%00 is not allowed in text");
 			i += 2;
 		}
-		if (o + 1 >= cap) {
+		if (o >= room) {
 			field_bad(m, key, "longer than ");
-			brd_msg_uint(m, cap ? cap - 1 : 0);
+			brd_msg_uint(m, room);
 			brd_msg_str(m, " bytes");
 			return -1;
 		}
 		out[o++] = c;
 	}
-	if (cap)
+	if (rawlen)
+		*rawlen = o;
+	else if (cap)
 		out[o] = 0;
 	return 0;
+}
+
+int brd_field_raw(const struct brd_field *v, const char *key, uint8_t *out, size_t cap,
+		  size_t *outlen, struct brd_msg *m)
+{
+	*outlen = 0;
+	return pct_decode(v->val, v->len, key, (char *)out, cap, outlen, m);
 }
 
 int brd_field_text(const struct brd_field *v, const char *key, char *out, size_t cap,
 		   struct brd_msg *m)
 {
-	return pct_decode(v->val, v->len, key, out, cap, m);
+	return pct_decode(v->val, v->len, key, out, cap, NULL, m);
 }
 
 int brd_field_item(const struct brd_field *v, const char *key, unsigned int idx, char *out,
@@ -374,7 +385,7 @@ int brd_field_item(const struct brd_field *v, const char *key, unsigned int idx,
 		while (q < end && *q != ',')
 			q++;
 		if (idx == 0)
-			return pct_decode(s, (size_t)(q - s), key, out, cap, m) == 0 ? 1 : -1;
+			return pct_decode(s, (size_t)(q - s), key, out, cap, NULL, m) == 0 ? 1 : -1;
 		if (q == end)
 			return 0;
 		idx--;
@@ -613,6 +624,55 @@ char *brd_pct_put(char *out, const char *s, size_t n)
 		}
 	}
 	return out;
+}
+
+/* Raw values (version 2) escape what the line cannot carry inside a field: SP, controls,
+ * 0x7F-0xFF, '%' and '~'. A ',' goes as it is: raw is never a list item. */
+static int needs_raw_pct(unsigned char c)
+{
+	return c <= 0x20 || c >= 0x7F || c == '%' || c == '~';
+}
+
+size_t brd_raw_len(const void *data, size_t n)
+{
+	const unsigned char *p = data;
+	size_t i, len = n;
+
+	for (i = 0; i < n; i++)
+		len += needs_raw_pct(p[i]) ? 2 : 0;
+	return len;
+}
+
+char *brd_raw_put(char *out, const void *data, size_t n)
+{
+	const unsigned char *p = data;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (needs_raw_pct(p[i])) {
+			*out++ = '%';
+			*out++ = hexdig[p[i] >> 4];
+			*out++ = hexdig[p[i] & 15];
+		} else {
+			*out++ = (char)p[i];
+		}
+	}
+	return out;
+}
+
+size_t brd_raw_fit(const void *data, size_t n, size_t room)
+{
+	const unsigned char *p = data;
+	size_t k;
+
+	for (k = 0; k < n; k++) {
+		size_t c = needs_raw_pct(p[k]) ? 3 : 1;
+
+		if (c > room)
+			break;
+		room -= c;
+	}
+	return k;
 }
 
 size_t brd_uint_str(char out[21], uint64_t v)

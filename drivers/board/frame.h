@@ -83,6 +83,10 @@ int brd_field_hex(const struct brd_field *v, const char *key, uint8_t *out, size
  * safe since the output never overtakes the input). */
 int brd_field_b64(const struct brd_field *v, const char *key, uint8_t *out, size_t cap,
 		  size_t *outlen, struct brd_msg *msg);
+/* Decodes a raw value (version 2: percent-escapes, %00 included, no NUL added) into out
+ * (cap bytes; may be the value's own bytes, as for b64). */
+int brd_field_raw(const struct brd_field *v, const char *key, uint8_t *out, size_t cap,
+		  size_t *outlen, struct brd_msg *m);
 /* Item idx of a list value, percent-decoded; 1 when it exists, 0 past the end, -1 on a bad
  * item (msg says why). */
 int brd_field_item(const struct brd_field *v, const char *key, unsigned int idx, char *out,
@@ -126,6 +130,13 @@ size_t brd_scan_outside(int skipping, const char *p, size_t n);
  * encoding written to out (room for brd_pct_len bytes), returning the end. */
 size_t brd_pct_len(const char *s, size_t n);
 char *brd_pct_put(char *out, const char *s, size_t n);
+
+/* Raw values (version 2): the encoded length of n bytes, the encoding written to out (room
+ * for brd_raw_len bytes) returning the end, and how many of the n bytes (from the start)
+ * fit in room encoded bytes. */
+size_t brd_raw_len(const void *data, size_t n);
+char *brd_raw_put(char *out, const void *data, size_t n);
+size_t brd_raw_fit(const void *data, size_t n, size_t room);
 
 /* Writers of a frame's pieces, shared with the station's builder (drivers/proto/proto.c). They
  * write without checking room: the caller has. */

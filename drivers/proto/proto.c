@@ -605,6 +605,46 @@ int drv_proto_get_b64(const struct drv_proto_frame *f, const char *key, uint8_t 
 	return 0;
 }
 
+int drv_proto_get_raw(const struct drv_proto_frame *f, const char *key, uint8_t *out,
+		      size_t cap, size_t *outlen, char *err, size_t errlen)
+{
+	const struct drv_proto_field *fld = drv_proto_find(f, key);
+	struct brd_field v;
+	struct brd_msg m;
+	char msg[96];
+
+	*outlen = 0;
+	if (!fld)
+		return missing(f, key, err, errlen);
+	v.val = f->line + fld->val_off;
+	v.len = fld->val_len;
+	brd_msg_init(&m, msg, sizeof(msg));
+	if (brd_field_raw(&v, key, out, cap, outlen, &m) != 0)
+		return st_errf(err, errlen, ST_E_PROTO_FIELD, "%s (value at col %u)", msg,
+			       fld->val_off + 1u);
+	return 0;
+}
+
+size_t drv_proto_sum_item(uint8_t *out, const char *path, uint64_t size, const uint8_t *sha)
+{
+	size_t pl = strlen(path), n;
+
+	if (pl > DRV_PROTO_MAX_PATH)
+		return 0;
+	memcpy(out, path, pl);
+	n = pl;
+	out[n++] = 0;
+	if (!sha) {
+		out[n++] = '-';
+		out[n++] = 0;
+		return n;
+	}
+	n += brd_uint_str((char *)out + n, size);
+	out[n++] = 0;
+	memcpy(out + n, sha, 32);
+	return n + 32;
+}
+
 int drv_proto_get_hex(const struct drv_proto_frame *f, const char *key, uint8_t *out, size_t n,
 		      char *err, size_t errlen)
 {
@@ -736,6 +776,30 @@ void drv_proto_add_b64(struct drv_proto_builder *b, const char *key, const void 
 
 	if (p)
 		drv_b64_encode(p, data, n);
+}
+
+void drv_proto_add_raw(struct drv_proto_builder *b, const char *key, const void *data,
+		       size_t n)
+{
+	char *p = field_start(b, key, brd_raw_len(data, n));
+
+	if (p)
+		brd_raw_put(p, data, n);
+}
+
+size_t drv_proto_raw_len(const void *data, size_t n)
+{
+	return brd_raw_len(data, n);
+}
+
+size_t drv_proto_raw_room(const struct drv_proto_builder *b, const char *key, const void *data,
+			  size_t n)
+{
+	size_t room = drv_proto_room(b), cost = drv_proto_field_cost(key, 0);
+
+	if (room <= cost || b->nfields == DRV_PROTO_MAX_FIELDS)
+		return 0;
+	return brd_raw_fit(data, n, room - cost);
 }
 
 void drv_proto_add_hex(struct drv_proto_builder *b, const char *key, const void *data, size_t n)

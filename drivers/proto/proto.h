@@ -18,6 +18,9 @@
 #include "b64.h"
 
 #define DRV_PROTO_VERSION 1
+/* The newest version (PROTOCOL.md 6): HELLO offers "1,2", the board answers the highest it
+ * speaks, and version 2's additions are used only when it answered 2. */
+#define DRV_PROTO_VERSION_MAX 2
 /* Every frame starts with this; console output never contains it (see PROTOCOL.md). */
 #define DRV_PROTO_MARKER "~@P1 "
 #define DRV_PROTO_MARKER_LEN 5
@@ -71,7 +74,8 @@ enum drv_proto_kind {
 	X(INCOMPLETE, "a written file is incomplete")                                          \
 	X(STORAGE, "storage error")                                                            \
 	X(BAUD, "baud rate not supported")                                                     \
-	X(INTERNAL, "internal error")
+	X(INTERNAL, "internal error")                                                          \
+	X(SOURCE, "copy source is missing or shorter than asked (version 2)")
 
 #define DRV__PERR_ENUM(name, msg) DRV_PROTO_E_##name,
 enum drv_proto_error { DRV_PROTO_ERRORS(DRV__PERR_ENUM) DRV_PROTO_E_COUNT_ };
@@ -197,6 +201,10 @@ int drv_proto_get_uint(const struct drv_proto_frame *f, const char *key, uint64_
 /* Base64 (RFC 4648, padded, no line breaks); *outlen receives the decoded length. */
 int drv_proto_get_b64(const struct drv_proto_frame *f, const char *key, uint8_t *out,
 		      size_t cap, size_t *outlen, char *err, size_t errlen);
+/* The bytes of a raw field (version 2), percent-decoded, %00 included; *outlen receives
+ * their number. */
+int drv_proto_get_raw(const struct drv_proto_frame *f, const char *key, uint8_t *out,
+		      size_t cap, size_t *outlen, char *err, size_t errlen);
 /* Exactly n bytes as 2n hex digits (either case). */
 int drv_proto_get_hex(const struct drv_proto_frame *f, const char *key, uint8_t *out, size_t n,
 		      char *err, size_t errlen);
@@ -231,6 +239,23 @@ void drv_proto_add_b64(struct drv_proto_builder *b, const char *key, const void 
 		       size_t n);
 void drv_proto_add_hex(struct drv_proto_builder *b, const char *key, const void *data,
 		       size_t n);
+/* n bytes as a raw field (version 2): as they are, percent-encoded only where the line
+ * needs it (SP, controls, 0x7F-0xFF, '%', '~'; %00 included). */
+void drv_proto_add_raw(struct drv_proto_builder *b, const char *key, const void *data,
+		       size_t n);
+/* The encoded length of n bytes as a raw value. */
+size_t drv_proto_raw_len(const void *data, size_t n);
+/* How many of the n bytes at data a raw field named key can still carry in this frame, taken
+ * from the start (what a byte costs depends on the byte). */
+size_t drv_proto_raw_room(const struct drv_proto_builder *b, const char *key, const void *data,
+			  size_t n);
+/* VERIFY's sum (version 2, PROTOCOL.md 6.4): writes into out (at least
+ * DRV_PROTO_SUM_ITEM_MAX bytes) what one wanted file contributes to the SHA-256 both sides
+ * compute: path, 0x00, the size in decimal, 0x00, the 32-byte SHA-256 of the contents; for a
+ * file that is not installed (sha NULL), path, 0x00, '-', 0x00. Returns their number (0 when
+ * path is longer than DRV_PROTO_MAX_PATH). The codec does no hashing: the caller does. */
+#define DRV_PROTO_SUM_ITEM_MAX (DRV_PROTO_MAX_PATH + 1 + 20 + 1 + 32)
+size_t drv_proto_sum_item(uint8_t *out, const char *path, uint64_t size, const uint8_t *sha);
 /* A comma-separated list; each item is percent-encoded like text. */
 void drv_proto_add_list(struct drv_proto_builder *b, const char *key, const char *const *items,
 			size_t n);

@@ -156,6 +156,7 @@ struct st_slot_board {
 	char boot[ST_ESCAPE_SIZE(39)];
 	uint64_t gen;
 	unsigned max; /* largest frame it accepts */
+	unsigned version; /* protocol version its HELLO chose (1, or 2: PROTOCOL.md 6) */
 	int bauds[8]; /* rates it offers for BAUD */
 	unsigned nbauds;
 };

@@ -44,6 +44,29 @@ static int proto_path(const char *dir, const char *abs, char *out, size_t outlen
 	return 0;
 }
 
+/* Version 2 copies: the longest earlier file that file i holds whole (client.chained starts
+ * with client.pem), so that a board of version 2 copies those bytes instead of receiving
+ * them twice. Files shorter than a copy request are not worth one. */
+static void find_copy(struct slot_run *r, size_t i)
+{
+	struct wfile *w = &r->wf[i];
+
+	w->cp_src = -1;
+	for (size_t j = 0; j < i; j++) {
+		const struct wfile *src = &r->wf[j];
+		const unsigned char *at;
+
+		if (src->len < 128 || src->len <= w->cp_len || src->len > w->len)
+			continue;
+		at = memmem(w->data, w->len, src->data, src->len);
+		if (!at)
+			continue;
+		w->cp_src = (int)j;
+		w->cp_at = (size_t)(at - w->data);
+		w->cp_len = src->len;
+	}
+}
+
 int slot_prepare_files(struct st_slot *s, char *err, size_t errlen)
 {
 	struct slot_run *r = s->run;
@@ -88,6 +111,7 @@ int slot_prepare_files(struct st_slot *s, char *err, size_t errlen)
 		w->data = rf->data;
 		w->len = rf->len;
 		st_digest(ST_SHA256, rf->data, rf->len, w->sha);
+		find_copy(r, i);
 	}
 	return 0;
 }
@@ -108,7 +132,8 @@ void slot_send_write(struct st_slot *s)
 	struct slot_run *r = s->run;
 	struct drv_proto_builder b;
 	struct wfile *w;
-	size_t n;
+	size_t n, rest;
+	int v2;
 
 	if (r->wi >= r->nfiles) {
 		slot_set_state(s, ST_SLOT_WRITTEN);
@@ -116,15 +141,54 @@ void slot_send_write(struct st_slot *s)
 		return;
 	}
 	w = &r->wf[r->wi];
+	v2 = s->board.version >= 2;
 	slot_begin_req(s, &b, DRV_PROTO_WRITE);
 	drv_proto_add_text(&b, "path", w->path);
-	drv_proto_add_text(&b, "mode", w->mode);
-	drv_proto_add_uint(&b, "size", w->len);
-	drv_proto_add_hex(&b, "sha", w->sha, sizeof(w->sha));
+	/* Version 2: only the first chunk names the file (and one after an error, when the
+	 * board may hold another file under the path). */
+	if (!v2 || r->woff == 0 || r->wident) {
+		drv_proto_add_text(&b, "mode", w->mode);
+		drv_proto_add_uint(&b, "size", w->len);
+		drv_proto_add_hex(&b, "sha", w->sha, sizeof(w->sha));
+	}
 	drv_proto_add_uint(&b, "off", r->woff);
+	rest = w->len - (size_t)r->woff;
+	if (v2 && w->cp_src >= 0 && !w->nocopy) {
+		if (r->woff >= w->cp_at && r->woff < w->cp_at + w->cp_len) {
+			/* Bytes the board holds already: a copy, of at most its frame's size. */
+			const char *items[3];
+			char off_s[24], len_s[24];
+
+			n = w->cp_at + w->cp_len - (size_t)r->woff;
+			if (n > s->tx_max)
+				n = s->tx_max;
+			snprintf(off_s, sizeof(off_s), "%zu", (size_t)r->woff - w->cp_at);
+			snprintf(len_s, sizeof(len_s), "%zu", n);
+			items[0] = r->wf[w->cp_src].path;
+			items[1] = off_s;
+			items[2] = len_s;
+			drv_proto_add_list(&b, "copy", items, 3);
+			slot_send_req(s, &b, RQ_WRITE);
+			return;
+		}
+		if (r->woff < w->cp_at)
+			rest = w->cp_at - (size_t)r->woff; /* up to the copy */
+	}
 	n = drv_proto_b64_room(&b, "data");
-	if (n > w->len - r->woff)
-		n = w->len - (size_t)r->woff;
+	if (n > rest)
+		n = rest;
+	if (v2) {
+		/* Raw where it carries more of the file in this frame, or the same bytes in
+		 * fewer: text files (PEM, TOML) go at about 1.05 bytes a byte instead of 1.33. */
+		size_t nr = drv_proto_raw_room(&b, "raw", w->data + r->woff, rest);
+
+		if (nr > n || (nr == n && drv_proto_field_cost("raw", drv_proto_raw_len(w->data + r->woff, n)) <
+						  drv_proto_field_cost("data", drv_b64_len(n)))) {
+			drv_proto_add_raw(&b, "raw", w->data + r->woff, nr);
+			slot_send_req(s, &b, RQ_WRITE);
+			return;
+		}
+	}
 	drv_proto_add_b64(&b, "data", w->data + r->woff, n);
 	slot_send_req(s, &b, RQ_WRITE);
 }
@@ -147,6 +211,7 @@ void slot_on_write_answer(struct st_slot *s, const struct drv_proto_frame *f)
 				path, have, w->path, w->len);
 		return;
 	}
+	r->wident = 0;
 	if (done) {
 		r->wi++;
 		r->woff = 0;
@@ -174,6 +239,8 @@ int slot_restart_writing(struct st_slot *s, const char *why)
 
 	r->wi = 0;
 	r->woff = 0;
+	for (size_t i = 0; i < r->nfiles; i++)
+		r->wf[i].nocopy = 0; /* the sources are written again before their copies */
 	if (++r->write_restarts > 2 * s->env->lim.tries) {
 		slot_fail_run(s, ST_E_PROTO_REMOTE, "writing the files started over %u times; last: %s",
 			      r->write_restarts, why);
@@ -203,6 +270,23 @@ void slot_send_verify(struct st_slot *s)
 	slot_begin_req(s, &b, DRV_PROTO_VERIFY);
 	drv_proto_add_b64(&b, "nonce", r->nonce, sizeof(r->nonce));
 	drv_proto_add_uint(&b, "from", r->vseen);
+	/* Version 2: one sum over the files written instead of their list, when their names
+	 * fit in the frame (they are never percent-encoded: the path rule has no such byte). */
+	r->vwant = 0;
+	if (s->board.version >= 2 && !r->vlist && r->vseen == 0 && r->nfiles) {
+		size_t len = r->nfiles - 1;
+		const char **items = calloc(r->nfiles, sizeof(*items));
+
+		for (size_t i = 0; i < r->nfiles; i++)
+			len += strlen(r->wf[i].path);
+		if (items && drv_proto_field_cost("want", len) <= drv_proto_room(&b)) {
+			for (size_t i = 0; i < r->nfiles; i++)
+				items[i] = r->wf[i].path;
+			drv_proto_add_list(&b, "want", items, r->nfiles);
+			r->vwant = 1;
+		}
+		free(items);
+	}
 	slot_send_req(s, &b, RQ_VERIFY);
 }
 
@@ -241,24 +325,42 @@ static int check_pop(struct slot_run *r, const uint8_t *sig, size_t siglen)
 	return v == 1 ? 0 : -1;
 }
 
+/* Whether a VERIFY's sum (version 2, PROTOCOL.md 6.4) is that of the files written. */
+static int sum_matches(const struct slot_run *r, const uint8_t sum[32])
+{
+	uint8_t *buf = malloc(r->nfiles * DRV_PROTO_SUM_ITEM_MAX), want[32];
+	size_t n = 0;
+
+	if (!buf)
+		return 0; /* the list then decides */
+	for (size_t i = 0; i < r->nfiles; i++)
+		n += drv_proto_sum_item(buf + n, r->wf[i].path, r->wf[i].len, r->wf[i].sha);
+	st_digest(ST_SHA256, buf, n, want);
+	free(buf);
+	return memcmp(want, sum, 32) == 0;
+}
+
 void slot_on_verify_answer(struct st_slot *s, const struct drv_proto_frame *f)
 {
 	struct slot_run *r = s->run;
 	const struct drv_proto_field *fld = NULL;
 	uint64_t gen, files, from;
-	uint8_t sig[DRV_SIGNER_MAX_SIG + 16];
+	uint8_t sig[DRV_SIGNER_MAX_SIG + 16], sum[32];
 	size_t siglen;
 	unsigned entries = 0;
 	char alg[ST_ESCAPE_SIZE(31)], err[ST_ERR_MAX];
 
 	if (drv_proto_get_uint(f, "gen", 0, UINT64_MAX, &gen, err, sizeof(err)) ||
 	    drv_proto_get_uint(f, "files", 0, 4096, &files, err, sizeof(err)) ||
-	    drv_proto_get_uint(f, "from", 0, 4096, &from, err, sizeof(err)) ||
+	    (!r->vwant && drv_proto_get_uint(f, "from", 0, 4096, &from, err, sizeof(err))) ||
+	    (r->vwant && drv_proto_get_hex(f, "sum", sum, sizeof(sum), err, sizeof(err))) ||
 	    slot_board_text(f, "alg", NULL, 31, alg, sizeof(alg), err, sizeof(err)) ||
 	    drv_proto_get_b64(f, "sig", sig, sizeof(sig), &siglen, err, sizeof(err))) {
 		slot_bad_answer(s, RQ_VERIFY, "VERIFY answer: %s", err);
 		return;
 	}
+	if (r->vwant)
+		from = 0;
 	if (from != r->vseen) {
 		slot_bad_answer(s, RQ_VERIFY, "VERIFY answer from file %" PRIu64 ", asked from %" PRIu64,
 				from, r->vseen);
@@ -279,6 +381,18 @@ void slot_on_verify_answer(struct st_slot *s, const struct drv_proto_frame *f)
 			return;
 		}
 		r->vfiles = files;
+	}
+	if (r->vwant) {
+		if (sum_matches(r, sum)) {
+			slot_set_state(s, ST_SLOT_VERIFIED);
+		} else {
+			/* Some file differs: the list says which (and fails the board). */
+			st_debug("slot %s: device %s: VERIFY's sum differs; asking for the list",
+				 s->name, r->device_id);
+			r->vlist = 1;
+		}
+		slot_kick(s);
+		return;
 	}
 	while ((fld = drv_proto_find_next(f, fld, "file"))) {
 		char path[ST_ESCAPE_SIZE(MAX_PROTO_PATH)], size_s[ST_ESCAPE_SIZE(23)];

@@ -78,6 +78,11 @@ struct wfile {
 	const unsigned char *data;     /* in the run's render */
 	size_t len;
 	int seen;                      /* VERIFY listed it with the right size and hash */
+	/* Version 2: bytes cp_at .. cp_at+cp_len are the whole of the earlier file cp_src
+	 * (client.pem inside client.chained), sent as copies of it unless nocopy (the board
+	 * answered SOURCE: it lost the source). cp_src is -1 when there is none. */
+	int cp_src, nocopy;
+	size_t cp_at, cp_len;
 };
 
 /* What the slot timer is waiting for. */
@@ -123,11 +128,14 @@ struct slot_run {
 	struct wfile *wf;
 	size_t nfiles, wi;
 	uint64_t woff;
+	int wident; /* the next chunk names its file (mode, size, sha) even past offset 0 */
 	unsigned write_restarts, stalls;
 
 	/* VERIFY. */
 	uint8_t nonce[NONCE_LEN];
 	uint64_t vfiles, vseen;
+	int vwant; /* version 2: the VERIFY in flight asked for the sum of the files written */
+	int vlist; /* the sum differed: ask for the list, which names the file */
 
 	/* Link. */
 	int baud_from;   /* the rate before the switch, to go back to */

@@ -159,13 +159,13 @@ void slot_retransmit(struct st_slot *s)
 
 void slot_send_hello(struct st_slot *s, int kind)
 {
-	static const char *const versions[] = { "1" };
+	static const char *const versions[] = { "1", "2" };
 	struct drv_proto_builder b;
 
 	if (!s->port)
 		return;
 	slot_begin_req(s, &b, DRV_PROTO_HELLO);
-	drv_proto_add_list(&b, "v", versions, 1);
+	drv_proto_add_list(&b, "v", versions, DRV_PROTO_VERSION_MAX);
 	drv_proto_add_uint(&b, "max", HELLO_MAX);
 	slot_send_req(s, &b, kind);
 }
@@ -345,7 +345,7 @@ static void resume(struct st_slot *s, int rebooted)
 static int parse_hello(const struct drv_proto_frame *f, struct st_slot_board *nb, char *err,
 		       size_t errlen)
 {
-	uint64_t max = DRV_PROTO_MIN_LINE, gen = 0;
+	uint64_t max = DRV_PROTO_MIN_LINE, gen = 0, version = 1;
 	const struct drv_proto_field *bauds;
 
 	memset(nb, 0, sizeof(*nb));
@@ -362,6 +362,12 @@ static int parse_hello(const struct drv_proto_frame *f, struct st_slot_board *nb
 	if (drv_proto_has(f, "max") &&
 	    drv_proto_get_uint(f, "max", DRV_PROTO_MIN_LINE, UINT32_MAX, &max, err, errlen))
 		return -1;
+	/* The version the board chose among those offered; a board that leaves it out speaks
+	 * version 1. */
+	if (drv_proto_has(f, "v") &&
+	    drv_proto_get_uint(f, "v", 1, DRV_PROTO_VERSION_MAX, &version, err, errlen))
+		return -1;
+	nb->version = (unsigned)version;
 	if (drv_proto_has(f, "gen") &&
 	    drv_proto_get_uint(f, "gen", 0, UINT64_MAX, &gen, err, errlen))
 		return -1;
@@ -592,13 +598,19 @@ static void on_error_answer(struct st_slot *s, int kind, const struct drv_proto_
 		slot_resync(s);
 		return;
 	}
-	if (kind == RQ_WRITE && strcmp(code, "OFFSET") == 0 &&
+	/* OFFSET: resume where the board is (0 after a reboot lost the file). SOURCE (version
+	 * 2): the copy's source is gone, a reboot lost the staged files: send the bytes. */
+	if (kind == RQ_WRITE && (strcmp(code, "OFFSET") == 0 || strcmp(code, "SOURCE") == 0) &&
 	    drv_proto_get_uint(f, "have", 0, UINT64_MAX, &have, NULL, 0) == 0 &&
 	    have <= s->run->wf[s->run->wi].len) {
+		if (code[0] == 'S')
+			s->run->wf[s->run->wi].nocopy = 1;
 		s->run->woff = have;
+		s->run->wident = 1;
 		if (++s->run->write_restarts > 2 * s->env->lim.tries) {
-			slot_fail_run(s, ST_E_PROTO_REMOTE, "WRITE of %s: ERROR OFFSET %u times: %s",
-				      s->run->wf[s->run->wi].path, s->run->write_restarts, text);
+			slot_fail_run(s, ST_E_PROTO_REMOTE, "WRITE of %s: ERROR %s %u times: %s",
+				      s->run->wf[s->run->wi].path, code, s->run->write_restarts,
+				      text);
 			return;
 		}
 		slot_kick(s);

@@ -335,7 +335,8 @@ struct t {
 
 static const uint32_t bauds[] = { 115200, 460800, 921600 };
 
-static struct t *board_new(const char *const *prefixes, unsigned int nprefixes)
+static struct t *board_new_proto(const char *const *prefixes, unsigned int nprefixes,
+				 unsigned int protocol)
 {
 	struct t *t = calloc(1, sizeof(*t));
 	struct brd_config c;
@@ -354,6 +355,7 @@ static struct t *board_new(const char *const *prefixes, unsigned int nprefixes)
 	c.bauds = bauds;
 	c.nbauds = 3;
 	c.max_frame = 1024;
+	c.protocol = protocol;
 	c.max_file = 4096;
 	c.max_total = 6000;
 	c.storage = &mem_ops;
@@ -370,6 +372,11 @@ static struct t *board_new(const char *const *prefixes, unsigned int nprefixes)
 	assert_int_equal(brd_init(&t->b, &c), 0);
 	brd_boot(&t->b, 0);
 	return t;
+}
+
+static struct t *board_new(const char *const *prefixes, unsigned int nprefixes)
+{
+	return board_new_proto(prefixes, nprefixes, 0);
 }
 
 static void board_free(struct t *t)
@@ -623,7 +630,7 @@ static void test_hello_first(void **state)
 	assert_string_equal(v, "SN 1");
 	assert_int_equal(drv_proto_get_text(&f, "bauds", v, sizeof(v), err, sizeof(err)), 0);
 	assert_string_equal(v, "115200,460800,921600");
-	ask(t, 9, "HELLO", (const char *const[]){ "v=2", NULL }, &f);
+	ask(t, 9, "HELLO", (const char *const[]){ "v=3", NULL }, &f);
 	want_error(&f, "VERSION");
 	board_free(t);
 }
@@ -890,6 +897,126 @@ static void test_files(void **state)
 	board_free(t);
 }
 
+/* A field "key=value" with value the raw encoding of n bytes. */
+static char *raw_field(char *out, const char *key, const void *data, size_t n)
+{
+	size_t k = strlen(key);
+
+	memcpy(out, key, k);
+	out[k] = '=';
+	*brd_raw_put(out + k + 1, data, n) = 0;
+	return out;
+}
+
+static uint64_t answer_uint(const struct drv_proto_frame *f, const char *key)
+{
+	char err[160];
+	uint64_t v = 0;
+
+	if (drv_proto_get_uint(f, key, 0, UINT64_MAX, &v, err, sizeof(err)) != 0)
+		fail_msg("%s: %s", err, f->line);
+	return v;
+}
+
+/* Version 2 (PROTOCOL.md 6): HELLO picks the highest common version; raw chunks carry every
+ * byte value; later chunks go without the file's identity (OFFSET have=0 when nothing is
+ * staged); copies from a file staged complete or installed, SOURCE when there is none or it
+ * is too short; VERIFY's want answered by one sum; a version 1 board refuses all of it. */
+static void test_version2(void **state)
+{
+	struct t *t = board_new(NULL, 0), *old;
+	struct drv_proto_frame f;
+	char sha[65], fsha[80], fsz[24], fa[1200], fb[1200], err[160], item[80];
+	uint8_t all[256], sumbuf[4 * DRV_PROTO_SUM_ITEM_MAX], d[32], got[32];
+	const char *nonce = "nonce=BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
+	size_t n = 0;
+	unsigned int i;
+
+	(void)state;
+	for (i = 0; i < 256; i++)
+		all[i] = (uint8_t)i;
+	sha_hex(all, 256, sha);
+	snprintf(fsha, sizeof(fsha), "sha=%s", sha);
+	snprintf(fsz, sizeof(fsz), "size=256");
+	ask(t, 1, "HELLO", (const char *const[]){ "v=1,2", "max=4096", NULL }, &f);
+	assert_int_equal(answer_uint(&f, "v"), 2);
+	/* Raw, in two chunks: the second without mode, size and sha. */
+	ask(t, 2, "WRITE", (const char *const[]){ "path=a", "mode=0644", fsz, fsha, "off=0", raw_field(fa, "raw", all, 100), NULL }, &f);
+	assert_string_equal(f.type, "WRITE");
+	assert_int_equal(answer_uint(&f, "have"), 100);
+	ask(t, 3, "WRITE", (const char *const[]){ "path=a", "off=100", raw_field(fa, "raw", all + 100, 156), NULL }, &f);
+	assert_int_equal(answer_uint(&f, "done"), 1);
+	assert_int_equal(memcmp(t->mem.staged[0].data, all, 256), 0);
+	/* Continuation of nothing, identity in part, two chunks in one WRITE. */
+	ask(t, 4, "WRITE", (const char *const[]){ "path=b", "off=10", "raw=x", NULL }, &f);
+	want_error(&f, "OFFSET");
+	assert_int_equal(answer_uint(&f, "have"), 0);
+	ask(t, 5, "WRITE", (const char *const[]){ "path=a", "mode=0644", "off=100", "raw=x", NULL }, &f);
+	want_error(&f, "FIELD");
+	ask(t, 6, "WRITE", (const char *const[]){ "path=a", "off=0", "raw=x", "data=eA==", NULL }, &f);
+	want_error(&f, "FIELD");
+	/* Raw decoded in place before the copy was looked up hid it (and could walk off the
+	 * line): every field is found first. */
+	memset(fb, ' ', 100);
+	ask(t, 6, "WRITE", (const char *const[]){ "path=a", "off=0", raw_field(fa, "raw", fb, 100), "copy=a,0,1", NULL }, &f);
+	want_error(&f, "FIELD");
+	/* A copy of the staged file a: b is bytes 16..256 of it, in two copies. */
+	sha_hex(all + 16, 240, sha);
+	snprintf(fb, sizeof(fb), "sha=%s", sha);
+	ask(t, 7, "WRITE", (const char *const[]){ "path=b", "mode=0600", "size=240", fb, "off=0", "copy=a,16,200", NULL }, &f);
+	assert_int_equal(answer_uint(&f, "have"), 200);
+	/* Past the source's end, and from a file that is not there: SOURCE, have says where. */
+	ask(t, 8, "WRITE", (const char *const[]){ "path=b", "off=200", "copy=a,230,40", NULL }, &f);
+	want_error(&f, "SOURCE");
+	assert_int_equal(answer_uint(&f, "have"), 200);
+	ask(t, 9, "WRITE", (const char *const[]){ "path=b", "off=200", "copy=nothere,0,40", NULL }, &f);
+	want_error(&f, "SOURCE");
+	ask(t, 10, "WRITE", (const char *const[]){ "path=b", "off=200", "copy=a,216,40", NULL }, &f);
+	assert_int_equal(answer_uint(&f, "done"), 1);
+	ask(t, 11, "COMMIT", (const char *const[]){ "count=2", NULL }, &f);
+	assert_string_equal(f.type, "COMMIT");
+	assert_int_equal(t->mem.files[1].len, 240);
+	assert_int_equal(memcmp(t->mem.files[1].data, all + 16, 240), 0);
+	/* A copy from an installed file, in a new session. */
+	ask(t, 12, "WRITE", (const char *const[]){ "path=c", "mode=0600", "size=240", fb, "off=0", "copy=b,0,240", NULL }, &f);
+	assert_int_equal(answer_uint(&f, "done"), 1);
+	/* VERIFY with want: the sum over a, b and a path not installed; no file list. */
+	ask(t, 13, "CSR", (const char *const[]){ "cn=dev1", "alg=ec-p256", NULL }, &f);
+	ask(t, 14, "VERIFY", (const char *const[]){ nonce, "want=a,b,none", NULL }, &f);
+	assert_string_equal(f.type, "VERIFY");
+	assert_false(drv_proto_has(&f, "file"));
+	assert_non_null(drv_proto_find(&f, "sig"));
+	assert_int_equal(drv_proto_get_hex(&f, "sum", got, 32, err, sizeof(err)), 0);
+	SHA256(all, 256, d);
+	n += drv_proto_sum_item(sumbuf + n, "a", 256, d);
+	SHA256(all + 16, 240, d);
+	n += drv_proto_sum_item(sumbuf + n, "b", 240, d);
+	n += drv_proto_sum_item(sumbuf + n, "none", 0, NULL);
+	SHA256(sumbuf, n, d);
+	assert_memory_equal(got, d, 32);
+	/* The sum follows storage: a byte changed on the board changes it. */
+	t->mem.files[0].data[3] ^= 1;
+	ask(t, 15, "VERIFY", (const char *const[]){ nonce, "want=a,b,none", NULL }, &f);
+	assert_int_equal(drv_proto_get_hex(&f, "sum", got, 32, err, sizeof(err)), 0);
+	assert_memory_not_equal(got, d, 32);
+	board_free(t);
+
+	/* A board of version 1 answers v=1 and knows none of it. */
+	old = board_new_proto(NULL, 0, 1);
+	ask(old, 1, "HELLO", (const char *const[]){ "v=1,2", NULL }, &f);
+	assert_int_equal(answer_uint(&f, "v"), 1);
+	ask(old, 2, "WRITE", (const char *const[]){ "path=a", "mode=0644", fsz, fsha, "off=0", raw_field(fa, "raw", all, 100), NULL }, &f);
+	want_error(&f, "FIELD");
+	ask(old, 3, "WRITE", (const char *const[]){ "path=a", "off=100", "data=eA==", NULL }, &f);
+	want_error(&f, "FIELD");
+	ask(old, 4, "CSR", (const char *const[]){ "cn=dev1", "alg=ec-p256", NULL }, &f);
+	ask(old, 5, "VERIFY", (const char *const[]){ nonce, "want=a", NULL }, &f);
+	assert_string_equal(f.type, "VERIFY");
+	assert_false(drv_proto_has(&f, "sum"));
+	(void)item;
+	board_free(old);
+}
+
 /* CSR: a real PKCS#10 request with the subject asked for, the same bytes when asked again,
  * a new one for another subject; regen refused on a provisioned board. */
 static void test_csr(void **state)
@@ -1061,6 +1188,7 @@ int main(void)
 		cmocka_unit_test(test_baud),	       cmocka_unit_test(test_confinement),
 		cmocka_unit_test(test_files),	       cmocka_unit_test(test_csr),
 		cmocka_unit_test(test_fault_hooks),    cmocka_unit_test(test_refuse),
+		cmocka_unit_test(test_version2),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -797,6 +797,80 @@ static void test_error_names(void **state)
 
 /* The WRITE path rule, as both ends and the profile loader apply it: every class it refuses,
  * with the offset of the first offending byte. */
+/* Raw values (version 2): every byte value round-trips, %00 included (which text refuses);
+ * a frame filled to its raw room stays within the limit at every fill, and one byte more
+ * does not fit. */
+static void test_raw_values(void **state)
+{
+	struct drv_proto_builder b;
+	struct drv_proto_frame f;
+	char frame[1024], err[200];
+	uint8_t data[1400], back[1400];
+	size_t len, got, room, n, cap;
+	unsigned int i;
+
+	(void)state;
+	for (i = 0; i < sizeof(data); i++)
+		data[i] = (uint8_t)i;
+	drv_proto_begin(&b, frame, sizeof(frame), 'Q', 1, "WRITE");
+	drv_proto_add_raw(&b, "raw", data, 256);
+	assert_int_equal(drv_proto_end(&b, &len, err, sizeof(err)), 0);
+	assert_int_equal(drv_proto_parse(frame, len - 1, &f, err, sizeof(err)), 0);
+	assert_int_equal(drv_proto_get_raw(&f, "raw", back, sizeof(back), &got, err, sizeof(err)),
+			 0);
+	assert_int_equal(got, 256);
+	assert_memory_equal(back, data, 256);
+	/* Nothing the line or software flow control cannot carry goes as it is. */
+	assert_null(memchr(frame, 0x11, len));
+	assert_null(memchr(frame, 0x13, len));
+	assert_null(memchr(frame + 1, '~', len - 1));
+	/* Too small a buffer is an error naming the field, not a truncation. */
+	assert_int_equal(drv_proto_get_raw(&f, "raw", back, 255, &got, err, sizeof(err)),
+			 ST_E_PROTO_FIELD);
+	assert_non_null(strstr(err, "'raw'"));
+	/* %00 is a byte in raw, an error in text. */
+	drv_proto_begin(&b, frame, sizeof(frame), 'Q', 1, "WRITE");
+	drv_proto_add_raw(&b, "raw", "a\0b", 3);
+	assert_int_equal(drv_proto_end(&b, &len, err, sizeof(err)), 0);
+	assert_non_null(strstr(frame, "raw=a%00b "));
+	assert_int_equal(drv_proto_parse(frame, len - 1, &f, err, sizeof(err)), 0);
+	assert_int_equal(drv_proto_get_raw(&f, "raw", back, sizeof(back), &got, err, sizeof(err)),
+			 0);
+	assert_int_equal(got, 3);
+	assert_memory_equal(back, "a\0b", 3);
+	assert_int_equal(drv_proto_get_text(&f, "raw", (char *)back, sizeof(back), err,
+					    sizeof(err)),
+			 ST_E_PROTO_FIELD);
+	/* Filled to the room at every offset into the data (so that the escapes fall
+	 * everywhere), for several limits: within it, and one byte more is past it. */
+	for (cap = 512; cap <= 1024; cap += 173) {
+		for (i = 0; i < 256; i += 7) {
+			drv_proto_begin(&b, frame, cap, 'Q', 9, "WRITE");
+			drv_proto_add_text(&b, "path", "client.pem");
+			drv_proto_add_uint(&b, "off", i);
+			room = drv_proto_raw_room(&b, "raw", data + i, 1100);
+			assert_true(room > 0 && room < 1100);
+			n = b.len;
+			drv_proto_add_raw(&b, "raw", data + i, room);
+			assert_int_equal(drv_proto_end(&b, &len, err, sizeof(err)), 0);
+			assert_true(len <= cap);
+			assert_int_equal(drv_proto_parse(frame, len - 1, &f, err, sizeof(err)), 0);
+			assert_int_equal(drv_proto_get_raw(&f, "raw", back, sizeof(back), &got, err,
+							   sizeof(err)),
+					 0);
+			assert_int_equal(got, room);
+			assert_memory_equal(back, data + i, room);
+			drv_proto_begin(&b, frame, cap, 'Q', 9, "WRITE");
+			drv_proto_add_text(&b, "path", "client.pem");
+			drv_proto_add_uint(&b, "off", i);
+			assert_int_equal(b.len, n);
+			drv_proto_add_raw(&b, "raw", data + i, room + 1);
+			assert_int_equal(drv_proto_end(&b, &len, err, sizeof(err)),
+					 ST_E_PROTO_TOO_LONG);
+		}
+	}
+}
+
 static void test_path_rule(void **state)
 {
 	char longest[DRV_PROTO_MAX_PATH + 2];
@@ -849,6 +923,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_crc32),
 		cmocka_unit_test(test_path_rule),
+		cmocka_unit_test(test_raw_values),
 		cmocka_unit_test(test_every_split),
 		cmocka_unit_test(test_random_splits),
 		cmocka_unit_test(test_damaged_splits),

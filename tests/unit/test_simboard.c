@@ -643,6 +643,9 @@ static int group_setup(void **state)
 	return 0;
 }
 
+/* test_protocol_versions' simboard, stopped here too when the test fails. */
+static struct simproc vsim;
+
 static int group_teardown(void **state)
 {
 	char cmd[700];
@@ -650,6 +653,8 @@ static int group_teardown(void **state)
 	(void)state;
 	if (sim.pid > 0)
 		sp_stop(&sim);
+	if (vsim.pid > 0)
+		sp_stop(&vsim);
 	pki_free(&pki);
 	X509_free(cert0);
 	free(csr0);
@@ -962,7 +967,7 @@ static void test_protocol_rules(void **state)
 	assert_non_null(strstr(text, "FOO"));
 
 	cl_begin(&c, DRV_PROTO_HELLO);
-	drv_proto_add_text(&c.bld, "v", "2");
+	drv_proto_add_text(&c.bld, "v", "3");
 	cl_end(&c);
 	cl_call(&c);
 	assert_error(&c, "VERSION");
@@ -1481,6 +1486,56 @@ static void test_identity_and_pacing(void **state)
 	sp_stop(&p);
 }
 
+/* --protocol: simboard's boards answer HELLO v=1,2 with the newest version they speak; a
+ * board of version 2 takes a raw chunk, one of --protocol 1 (a board of before version 2)
+ * refuses it. */
+static void test_protocol_versions(void **state)
+{
+	static const char *const old_args[] = { "--boards", "1", "--protocol", "1", "--no-fsync",
+						NULL };
+	static const char *const new_args[] = { "--boards", "1", "--no-fsync", NULL };
+	static const char text[] = "-----BEGIN CERTIFICATE-----\nMIIB 100%~\n";
+	static const char *const versions[] = { "1", "2" };
+	uint8_t sha[32];
+	char dir[600], v[16];
+
+	(void)state;
+	SHA256((const uint8_t *)text, sizeof(text) - 1, sha);
+	for (int version = 1; version <= 2; version++) {
+		struct simproc *p = &vsim;
+		struct client c;
+
+		snprintf(dir, sizeof(dir), "%s/protocol%d", tmp, version);
+		sp_start(p, dir, version == 1 ? old_args : new_args);
+		cl_open_board(&c, p, 0);
+		cl_begin(&c, DRV_PROTO_HELLO);
+		drv_proto_add_list(&c.bld, "v", versions, 2);
+		cl_end(&c);
+		cl_call(&c);
+		assert_type(&c, DRV_PROTO_HELLO);
+		get_text(&c, "v", v, sizeof(v));
+		assert_int_equal(atoi(v), version);
+		cl_begin(&c, DRV_PROTO_WRITE);
+		drv_proto_add_text(&c.bld, "path", "t.pem");
+		drv_proto_add_text(&c.bld, "mode", "0644");
+		drv_proto_add_uint(&c.bld, "size", sizeof(text) - 1);
+		drv_proto_add_hex(&c.bld, "sha", sha, 32);
+		drv_proto_add_uint(&c.bld, "off", 0);
+		drv_proto_add_raw(&c.bld, "raw", text, sizeof(text) - 1);
+		cl_end(&c);
+		cl_call(&c);
+		if (version == 1) {
+			assert_error(&c, "FIELD");
+		} else {
+			assert_type(&c, DRV_PROTO_WRITE);
+			assert_int_equal(get_uint(&c, "done"), 1);
+		}
+		cl_close(&c);
+		sp_stop(p);
+		p->pid = 0;
+	}
+}
+
 #ifdef STATION_TEST_HOOKS
 /* The PEM private key (cert 0) or certificate (cert 1) in path: NULL when there is no such
  * file, a failure when it does not parse. */
@@ -1674,6 +1729,7 @@ int main(void)
 		cmocka_unit_test(test_fault_baud),
 		cmocka_unit_test(test_restart_keeps_state),
 		cmocka_unit_test(test_identity_and_pacing),
+		cmocka_unit_test(test_protocol_versions),
 		cmocka_unit_test(test_swap_killed),
 		cmocka_unit_test(test_many_boards),
 	};

@@ -51,7 +51,8 @@ static const char profile_yaml[] =
 	"files:\n"
 	"  - {path: /etc/dev/device.crt, content: '{cert_pem}'}\n"
 	"  - {path: /etc/dev/id, content: '{device_id}'}\n"
-	"  - {path: /etc/dev/chain.crt, content: '{chain_pem}{root_pem}'}\n";
+	"  - {path: /etc/dev/chain.crt, content: '{chain_pem}{root_pem}'}\n"
+	"  - {path: /etc/dev/chained.crt, content: '{cert_pem}{chain_pem}'}\n";
 
 /* The board the test plays. */
 struct board {
@@ -68,6 +69,13 @@ struct board {
 	} file[4];
 	unsigned nfiles;
 	uint64_t gen;
+	/* Version 2 (PROTOCOL.md 6): the version it answers HELLO with (0: 1), what it was sent,
+	 * and the faults it plays. */
+	unsigned version, max; /* max: the frame it accepts (0: 4096) */
+	unsigned raw_chunks, copies, bare_chunks, sums, lists;
+	int source_gone; /* no copy finds its source (a reboot lost the staged files) */
+	int forget_bare; /* the first chunk that does not name its file finds nothing staged */
+	int flip_byte;   /* after COMMIT, a byte of the last file changes on its storage */
 };
 
 struct fx {
@@ -250,8 +258,8 @@ static void answer_hello(struct fx *fx, const struct got *g)
 	char buf[DRV_PROTO_MAX_LINE];
 
 	drv_proto_begin(&b, buf, sizeof(buf), DRV_PROTO_ANSWER, g->f.seq, DRV_PROTO_HELLO);
-	drv_proto_add_text(&b, "v", "1");
-	drv_proto_add_uint(&b, "max", 4096);
+	drv_proto_add_uint(&b, "v", fx->b.version ? fx->b.version : 1);
+	drv_proto_add_uint(&b, "max", fx->b.max ? fx->b.max : 4096);
 	drv_proto_add_text(&b, "hw", fx->b.hw);
 	drv_proto_add_text(&b, "sku", "t-slot");
 	drv_proto_add_text(&b, "sn", fx->b.sn);
@@ -300,19 +308,77 @@ static void answer_csr(struct fx *fx, const struct got *g)
 	frame_end(fx, &b);
 }
 
+static void answer_have(struct fx *fx, const struct got *g, const char *code, size_t have)
+{
+	struct drv_proto_builder b;
+	char buf[DRV_PROTO_MAX_LINE];
+
+	drv_proto_begin(&b, buf, sizeof(buf), DRV_PROTO_ANSWER, g->f.seq, DRV_PROTO_ERROR);
+	drv_proto_add_text(&b, "code", code);
+	drv_proto_add_text(&b, "text", "as the test wants");
+	drv_proto_add_uint(&b, "have", have);
+	frame_end(fx, &b);
+}
+
+/* A copy's bytes (version 2): from a file the board holds whole. 0, or -1 when it does not
+ * hold them. */
+static int copy_from(struct fx *fx, const struct got *g, uint8_t *out, size_t cap, size_t *n)
+{
+	const struct drv_proto_field *fld = drv_proto_find(&g->f, "copy");
+	char src[256], off_s[24], len_s[24];
+	size_t off, len;
+	unsigned i;
+
+	assert_int_equal(drv_proto_field_item(&g->f, fld, 0, src, sizeof(src), NULL, 0), 0);
+	assert_int_equal(drv_proto_field_item(&g->f, fld, 1, off_s, sizeof(off_s), NULL, 0), 0);
+	assert_int_equal(drv_proto_field_item(&g->f, fld, 2, len_s, sizeof(len_s), NULL, 0), 0);
+	off = strtoul(off_s, NULL, 10);
+	len = strtoul(len_s, NULL, 10);
+	for (i = 0; i < fx->b.nfiles && strcmp(fx->b.file[i].path, src) != 0; i++)
+		;
+	if (fx->b.source_gone || i == fx->b.nfiles || fx->b.file[i].have != fx->b.file[i].size ||
+	    off + len > fx->b.file[i].size)
+		return -1;
+	assert_true(len <= cap);
+	memcpy(out, fx->b.file[i].data + off, len);
+	*n = len;
+	return 0;
+}
+
 static void answer_write(struct fx *fx, const struct got *g)
 {
 	struct drv_proto_builder b;
 	char buf[DRV_PROTO_MAX_LINE], path[256];
-	uint64_t size, off;
+	uint8_t chunk[DRV_PROTO_MAX_LINE];
+	uint64_t size = 0, off;
 	unsigned i;
-	size_t n;
+	size_t n = 0;
+	int ident = drv_proto_has(&g->f, "size");
 
 	assert_int_equal(drv_proto_get_text(&g->f, "path", path, sizeof(path), NULL, 0), 0);
-	assert_int_equal(drv_proto_get_uint(&g->f, "size", 0, 65536, &size, NULL, 0), 0);
+	if (ident)
+		assert_int_equal(drv_proto_get_uint(&g->f, "size", 0, 65536, &size, NULL, 0), 0);
 	assert_int_equal(drv_proto_get_uint(&g->f, "off", 0, 65536, &off, NULL, 0), 0);
 	for (i = 0; i < fx->b.nfiles && strcmp(fx->b.file[i].path, path) != 0; i++)
 		;
+	if (!ident) {
+		/* A chunk that does not name its file continues the one staged. */
+		assert_int_equal(fx->b.version, 2);
+		assert_false(drv_proto_has(&g->f, "mode") || drv_proto_has(&g->f, "sha"));
+		assert_true(off > 0);
+		fx->b.bare_chunks++;
+		if (i < fx->b.nfiles && fx->b.forget_bare) {
+			fx->b.forget_bare = 0;
+			fx->b.file[i].have = 0;
+			answer_have(fx, g, "OFFSET", 0);
+			return;
+		}
+		if (i == fx->b.nfiles) {
+			answer_have(fx, g, "OFFSET", 0);
+			return;
+		}
+		size = fx->b.file[i].size;
+	}
 	if (i == fx->b.nfiles) {
 		assert_true(i < 4);
 		fx->b.nfiles++;
@@ -320,10 +386,23 @@ static void answer_write(struct fx *fx, const struct got *g)
 		fx->b.file[i].have = 0;
 	}
 	fx->b.file[i].size = (size_t)size;
+	if (drv_proto_has(&g->f, "raw")) {
+		assert_int_equal(fx->b.version, 2);
+		assert_int_equal(drv_proto_get_raw(&g->f, "raw", chunk, sizeof(chunk), &n, NULL, 0), 0);
+		fx->b.raw_chunks++;
+	} else if (drv_proto_has(&g->f, "copy")) {
+		assert_int_equal(fx->b.version, 2);
+		fx->b.copies++;
+		if (copy_from(fx, g, chunk, sizeof(chunk), &n) != 0) {
+			answer_have(fx, g, "SOURCE", fx->b.file[i].have);
+			return;
+		}
+	} else {
+		assert_int_equal(drv_proto_get_b64(&g->f, "data", chunk, sizeof(chunk), &n, NULL, 0), 0);
+	}
+	assert_true(off + n <= size);
 	if (off == fx->b.file[i].have) {
-		assert_int_equal(drv_proto_get_b64(&g->f, "data", fx->b.file[i].data + off,
-						   (size_t)(size - off), &n, NULL, 0),
-				 0);
+		memcpy(fx->b.file[i].data + off, chunk, n);
 		fx->b.file[i].have += n;
 	}
 	drv_proto_begin(&b, buf, sizeof(buf), DRV_PROTO_ANSWER, g->f.seq, DRV_PROTO_WRITE);
@@ -339,6 +418,8 @@ static void answer_commit(struct fx *fx, const struct got *g)
 	char buf[DRV_PROTO_MAX_LINE];
 
 	fx->b.gen++;
+	if (fx->b.flip_byte && fx->b.nfiles)
+		fx->b.file[fx->b.nfiles - 1].data[0] ^= 1;
 	drv_proto_begin(&b, buf, sizeof(buf), DRV_PROTO_ANSWER, g->f.seq, DRV_PROTO_COMMIT);
 	drv_proto_add_uint(&b, "gen", fx->b.gen);
 	drv_proto_add_uint(&b, "files", fx->b.nfiles);
@@ -364,9 +445,33 @@ static void answer_verify(struct fx *fx, const struct got *g)
 	drv_proto_begin(&b, buf, sizeof(buf), DRV_PROTO_ANSWER, g->f.seq, DRV_PROTO_VERIFY);
 	drv_proto_add_uint(&b, "gen", fx->b.gen);
 	drv_proto_add_uint(&b, "files", fx->b.nfiles);
-	drv_proto_add_uint(&b, "from", 0);
 	drv_proto_add_text(&b, "alg", "ecdsa-p256-sha256");
 	drv_proto_add_b64(&b, "sig", sig, slen);
+	if (fx->b.version == 2 && drv_proto_has(&g->f, "want")) {
+		/* The sum over the wanted files, as they are (PROTOCOL.md 6.4). */
+		const struct drv_proto_field *want = drv_proto_find(&g->f, "want");
+		uint8_t items[8 * DRV_PROTO_SUM_ITEM_MAX], sum[32];
+		char path[256];
+		size_t n = 0;
+
+		for (unsigned k = 0; drv_proto_field_item(&g->f, want, k, path, sizeof(path), NULL, 0) == 0; k++) {
+			unsigned i;
+
+			for (i = 0; i < fx->b.nfiles && strcmp(fx->b.file[i].path, path) != 0; i++)
+				;
+			if (i < fx->b.nfiles)
+				SHA256(fx->b.file[i].data, fx->b.file[i].have, sum);
+			n += drv_proto_sum_item(items + n, path, i < fx->b.nfiles ? fx->b.file[i].have : 0,
+						i < fx->b.nfiles ? sum : NULL);
+		}
+		SHA256(items, n, sum);
+		drv_proto_add_hex(&b, "sum", sum, 32);
+		fx->b.sums++;
+		frame_end(fx, &b);
+		return;
+	}
+	fx->b.lists++;
+	drv_proto_add_uint(&b, "from", 0);
 	for (unsigned i = 0; i < fx->b.nfiles; i++) {
 		char size[24], hex[65];
 		uint8_t sha[32];
@@ -686,7 +791,10 @@ static void test_pass(void **state)
 	assert_int_equal(fx->passes, 1);
 	assert_int_equal(fx->slot->passed, 1);
 	assert_int_equal(fx->slot->state, ST_SLOT_LEAVING);
-	assert_int_equal(fx->b.nfiles, 3);
+	assert_int_equal(fx->b.nfiles, 4);
+	/* A board that answers v=1 gets version 1's requests only. */
+	assert_int_equal(fx->b.raw_chunks + fx->b.copies + fx->b.bare_chunks + fx->b.sums, 0);
+	assert_int_equal(fx->b.lists, 1);
 	assert_true(events_has(fx, "\"from\":\"verified\",\"to\":\"pass\""));
 	assert_true(events_has(fx, "\"from\":\"pass\",\"to\":\"leaving\""));
 	/* Still there: asked again, stays finished. */
@@ -1058,6 +1166,106 @@ static void test_csr_refused(void **state)
 	assert_true(events_has(fx, "\"from\":\"failed\",\"to\":\"leaving\""));
 }
 
+/* Plays a board of version 2 to the end; returns DONE's result. */
+static void play_v2(struct fx *fx, char *result, size_t cap)
+{
+	struct got g;
+	int offered = 0;
+
+	fx->b.version = 2;
+	fx->b.max = 512; /* files of more than one chunk */
+	start(fx, 0);
+	for (;;) {
+		next_frame(fx, &g);
+		if (strcmp(g.f.type, DRV_PROTO_HELLO) == 0) {
+			char v[16];
+
+			assert_int_equal(drv_proto_get_text(&g.f, "v", v, sizeof(v), NULL, 0), 0);
+			assert_string_equal(v, "1,2");
+			offered = 1;
+		}
+		if (strcmp(g.f.type, DRV_PROTO_DONE) == 0)
+			break;
+		answer(fx, &g);
+	}
+	assert_true(offered);
+	assert_int_equal(drv_proto_get_text(&g.f, "result", result, cap, NULL, 0), 0);
+	answer(fx, &g);
+	run_until(fx, outcome_seen);
+}
+
+/* The file the board holds under path, with its length. */
+static const uint8_t *board_file(struct fx *fx, const char *path, size_t *len)
+{
+	for (unsigned i = 0; i < fx->b.nfiles; i++) {
+		if (strcmp(fx->b.file[i].path, path) == 0) {
+			*len = fx->b.file[i].have;
+			return fx->b.file[i].data;
+		}
+	}
+	fail_msg("the board holds no %s", path);
+	return NULL;
+}
+
+/* A board of version 2: raw chunks, later chunks without the file's identity, the
+ * certificate copied from device.crt into chained.crt, VERIFY answered by one sum. */
+static void test_v2_pass(void **state)
+{
+	struct fx *fx = *state;
+	const uint8_t *a, *c;
+	size_t alen, clen;
+	char result[16];
+
+	play_v2(fx, result, sizeof(result));
+	assert_string_equal(result, "pass");
+	assert_int_equal(fx->passes, 1);
+	assert_true(fx->b.raw_chunks > 0 && fx->b.bare_chunks > 0 && fx->b.copies > 0);
+	assert_int_equal(fx->b.sums, 1);
+	assert_int_equal(fx->b.lists, 0);
+	a = board_file(fx, "etc/dev/device.crt", &alen);
+	c = board_file(fx, "etc/dev/chained.crt", &clen);
+	assert_true(alen > 512);
+	assert_int_equal(alen, clen);
+	assert_memory_equal(a, c, alen);
+}
+
+/* A board of version 2 that lost what the station counts on: the copy's source (SOURCE: the
+ * bytes are sent instead) and the file a chunk continues (OFFSET have=0: the file starts
+ * over, named). It passes with the right files. */
+static void test_v2_lost(void **state)
+{
+	struct fx *fx = *state;
+	const uint8_t *a, *c;
+	size_t alen, clen;
+	char result[16];
+
+	fx->b.source_gone = 1;
+	fx->b.forget_bare = 1;
+	play_v2(fx, result, sizeof(result));
+	assert_string_equal(result, "pass");
+	assert_false(fx->b.forget_bare);
+	assert_int_equal(fx->b.copies, 1); /* refused once, then never tried again */
+	a = board_file(fx, "etc/dev/device.crt", &alen);
+	c = board_file(fx, "etc/dev/chained.crt", &clen);
+	assert_int_equal(alen, clen);
+	assert_memory_equal(a, c, alen);
+}
+
+/* A file that changed on the board's storage: the sum differs, the list names the file and
+ * the board fails. */
+static void test_v2_sum_differs(void **state)
+{
+	struct fx *fx = *state;
+	char result[16];
+
+	fx->b.flip_byte = 1;
+	play_v2(fx, result, sizeof(result));
+	assert_string_equal(result, "fail");
+	assert_int_equal(fx->b.sums, 1);
+	assert_int_equal(fx->b.lists, 1);
+	assert_non_null(strstr(fx->last_error, "read back etc/dev/chained.crt"));
+}
+
 /* The table names every state, its outcomes are transitions it allows, and it refuses the
  * rest: a board is not signed before its CSR is read, nothing follows stopped. */
 static void test_table(void **state)
@@ -1107,6 +1315,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_baud_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_board_swapped, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_csr_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_v2_pass, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_v2_lost, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_v2_sum_differs, setup, teardown),
 	};
 
 	if (getenv("TEST_SLOT_ONLY"))
