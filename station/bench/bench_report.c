@@ -131,8 +131,8 @@ void st_bench_print_result(const struct st_bench_result *r)
 		printf("              ledger: %lu commits (one fsync each) = %.2f per board\n",
 		       r->commits, r->commits_per_board);
 	if (!isnan(r->issue_ratio))
-		printf("              issuance %.3f ms CPU/cert (workers + the CSR check's "
-		       "verification) = %.2f of the bound per core\n",
+		printf("              issuance %.3f ms CPU/cert (the workers: the CSR check, "
+		       "signing) = %.2f of the bound per core\n",
 		       r->issue_cpu_ms, r->issue_ratio);
 	printf("              loop waited %.3f ms/board for a CPU; simboard (%u process%s) used "
 	       "%.3f ms/board and waited %.3f ms/board for a CPU\n",

@@ -404,7 +404,9 @@ static void put_line(struct st_events *ev, const char *s, size_t n)
 	}
 	memcpy(ev->buf + ev->head + ev->len, s, n);
 	ev->len += n;
-	if (ev->gather_ms && ev->gather_state == 1) {
+	/* The first turn's lines go out when it ends: a reader learns at once that the stream
+	 * runs (`station bench` starts its clocks then). */
+	if (ev->gather_ms && ev->writes > 0 && ev->gather_state == 1) {
 		if (uv_timer_start(&ev->gather, on_gathered, ev->gather_ms, 0) == 0) {
 			ev->gather_state = 2;
 			return;

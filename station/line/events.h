@@ -135,7 +135,8 @@ void st_events_flush(struct st_events *ev);
 /* Lines gather for up to ms milliseconds (0, the default: until the loop turn's end) and
  * go out together: on a busy line many turns each end with a line or two, and every
  * write(2) of a few bytes costs the loop as much as a hundred lines. A reader sees each line
- * at most ms later; a fatal signal still writes them out (see above). */
+ * at most ms later; a fatal signal still writes them out (see above). The lines before the
+ * first write still go out at their turn's end. */
 void st_events_set_gather(struct st_events *ev, unsigned ms);
 
 /* write(2) calls made so far: a loop turn's lines take one. */
