@@ -459,8 +459,16 @@ int pgl_connect(struct pg_ledger *l, char *err, size_t errlen)
 		return st_errf(err, errlen, ST_E_NOMEM, "ledger %s: out of memory", l->spec);
 	PQsetNoticeProcessor(l->conn, on_notice, l);
 	if (PQstatus(l->conn) != CONNECTION_OK) {
-		rc = st_errf(err, errlen, ST_E_LEDGER_OPEN, "ledger %s: cannot connect: %s",
-			     l->spec, pgl_message(PQerrorMessage(l->conn), m, sizeof(m)));
+		/* A server that does not answer, or answers that it cannot take connections yet
+		 * (starting, shutting down, in recovery), may later: ST_E_LEDGER_IO. One that
+		 * answered and refused us (password, database, permissions) will not. */
+		PGPing ping = PQpingParams(keys, vals, 1);
+		int away = ping == PQPING_NO_RESPONSE || ping == PQPING_REJECT;
+
+		rc = st_errf(err, errlen, away ? ST_E_LEDGER_IO : ST_E_LEDGER_OPEN,
+			     "ledger %s: cannot %s: %s", l->spec,
+			     away ? "reach the database" : "connect",
+			     pgl_message(PQerrorMessage(l->conn), m, sizeof(m)));
 		pgl_disconnect(l);
 		return rc;
 	}

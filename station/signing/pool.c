@@ -1025,6 +1025,63 @@ static int marks_wait_locked(struct st_pool *pool)
 static int ledger_outage_wait(void *arg, const char *reason, unsigned ms);
 static void ledger_outage_back(void *arg);
 
+/* Opens the ledger. A database server that does not answer (not running yet when the line
+ * powers up, restarting, out of reach) does not end the start: the pool starts, signing
+ * paused as in an outage (the view and the log say why), boards wait, and the open is tried
+ * again (100 ms doubling to 2 s) until it works or the pool stops (*waited set; any error
+ * is then waited out, its words in the pause's reason). Any other error ends the start. */
+static int ledger_open(struct st_pool *pool, int *waited, char *err, size_t errlen)
+{
+	unsigned backoff = BACKOFF_FIRST_MS;
+	char reason[300];
+	int rc, stop;
+
+	*waited = 0;
+	for (;;) {
+		rc = st_ledger_open(pool->ledger_path, pool->station, &pool->ledger, err, errlen);
+		if (rc == 0 || (!*waited && (rc != ST_E_LEDGER_IO ||
+					     st_ledger_spec_is_file(pool->ledger_path))))
+			return rc;
+		pthread_mutex_lock(&pool->lock);
+		if (!*waited) {
+			*waited = 1;
+			st_warn("%s; the station starts, its boards wait for the database", err);
+			pool->starting--;
+			pthread_cond_broadcast(&pool->start_cond);
+		}
+		st_msgf(reason, sizeof(reason), "ledger unavailable: %s", err);
+		pause_locked(pool, PAUSE_LEDGER, reason);
+		backoff_wait_locked(pool, &pool->ledger_cond, backoff);
+		stop = pool->stopping;
+		pthread_mutex_unlock(&pool->lock);
+		if (stop)
+			return rc;
+		backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
+	}
+}
+
+/* The pool stopped before the ledger opened: what waits for it ends unsigned, unrecorded.
+ * Lock held; released and taken again. */
+static void drop_waiting_locked(struct st_pool *pool)
+{
+	struct pool_op *ops = pool->marks_head;
+
+	drop_unstarted_locked(pool, &pool->jobs_head);
+	if (!pool->jobs_head)
+		pool->jobs_tail = NULL;
+	if (ops)
+		pool->marks_tail->next = pool->ops_head;
+	else
+		ops = pool->ops_head;
+	pool->marks_head = pool->marks_tail = NULL;
+	pool->ops_head = pool->ops_tail = NULL;
+	pthread_mutex_unlock(&pool->lock);
+	if (ops)
+		ops_finish(pool, ops, ST_E_POOL_CLOSED,
+			   "the station stopped before the ledger's database answered");
+	pthread_mutex_lock(&pool->lock);
+}
+
 static void *ledger_main(void *arg)
 {
 	const struct st_ledger_outage outage = { ledger_outage_wait, ledger_outage_back, arg };
@@ -1033,20 +1090,29 @@ static void *ledger_main(void *arg)
 	struct pool_op *ops;
 	char err[256] = "";
 	unsigned rows;
-	int rc;
+	int rc, waited;
 
-	rc = st_ledger_open(pool->ledger_path, pool->station, &pool->ledger, err, sizeof(err));
+	rc = ledger_open(pool, &waited, err, sizeof(err));
 	pthread_mutex_lock(&pool->lock);
-	if (rc < 0 && !pool->start_rc) {
-		pool->start_rc = rc;
-		st_msgf(pool->start_err, sizeof(pool->start_err), "%s", err);
+	if (!waited) {
+		if (rc < 0 && !pool->start_rc) {
+			pool->start_rc = rc;
+			st_msgf(pool->start_err, sizeof(pool->start_err), "%s", err);
+		}
+		pool->starting--;
+		pthread_cond_broadcast(&pool->start_cond);
 	}
-	pool->starting--;
-	pthread_cond_broadcast(&pool->start_cond);
 	if (rc < 0) {
+		if (waited)
+			drop_waiting_locked(pool);
 		pool->ledger_running = 0;
+		notify_locked(pool);
 		pthread_mutex_unlock(&pool->lock);
 		return NULL;
+	}
+	if (waited) {
+		st_notice("ledger %s: the database answers; signing resumes", pool->ledger_path);
+		resume_locked(pool, PAUSE_LEDGER);
 	}
 	st_ledger_set_outage(pool->ledger, &outage);
 	for (;;) {

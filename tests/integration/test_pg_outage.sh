@@ -99,4 +99,44 @@ for b in 0 1 2 3 4 5; do
 done
 "$STATION" ledger -c "$pki/k.yaml" check >"$T/check.out" || fail "ledger check: $(cat "$T/check.out")"
 ok "restarted: 6 boards passed, one certificate each, $(pg_q "SELECT count(*) FROM certificates WHERE station = 'line-k' AND reason = 'superseded'") superseded intents, ledger check clean"
+
+# A line powered up before its database: the station starts, signing paused for the ledger
+# (log and event say why), its boards wait; the database comes up and they pass. Stopped
+# while it still waits, a station ends at once and records nothing.
+pg_stop
+sim_start "$T/early" 3 --seed 9 --name-prefix e
+station_config line-e "$pki/e.yaml" "$T/early/map.yaml" </dev/null
+station_start line-e "$pki/e.yaml" --boards 3 --max-seconds 120
+st=$STATION_PID
+wait_for_line "$T/line-e.err" "its boards wait for the database" 60 "$st" ||
+	fail "the station did not start to wait for its database: $(tail -5 "$T/line-e.err")"
+wait_for_line "$T/line-e.events" '"event":"pool".*"paused":true.*ledger unavailable' 60 "$st" ||
+	fail "no pause for the ledger: $(tail -5 "$T/line-e.events")"
+sleep 1
+kill -0 "$st" 2>/dev/null || fail "the station ended while its database was away: $(tail -5 "$T/line-e.err")"
+if grep -q '"event":"fail"' "$T/line-e.events"; then fail "a board failed while the database was away"; fi
+pg_start_again
+wait "$st" || fail "line-e: $(tail -20 "$T/line-e.err")"
+STATIONS=()
+[ "$(grep -c '"event":"pass"' "$T/line-e.events")" = 3 ] ||
+	fail "line-e: $(grep -c '"event":"pass"' "$T/line-e.events") of 3 passed once the database came"
+grep -q "the database answers; signing resumes" "$T/line-e.err" || fail "the log does not say the ledger came"
+ok "started before its database: signing paused, boards waited, all passed once it came"
+
+pg_stop
+sim_start "$T/early2" 2 --seed 10 --name-prefix f
+station_config line-f "$pki/f.yaml" "$T/early2/map.yaml" </dev/null
+station_start line-f "$pki/f.yaml" --boards 2 --max-seconds 120
+st=$STATION_PID
+wait_for_line "$T/line-f.err" "its boards wait for the database" 60 "$st" ||
+	fail "line-f did not wait: $(tail -5 "$T/line-f.err")"
+kill -TERM "$st"
+rc=0
+timeout 30 tail --pid="$st" -f /dev/null || fail "line-f did not end on SIGTERM while waiting"
+wait "$st" || rc=$?
+STATIONS=()
+[ "$rc" -le 1 ] || fail "line-f exited $rc: $(tail -5 "$T/line-f.err")"
+pg_start_again
+[ "$(pg_q "SELECT count(*) FROM certificates WHERE station = 'line-f'")" = 0 ] || fail "line-f recorded rows"
+ok "stopped while waiting for its database: ended at once, nothing recorded"
 echo "all passed"
