@@ -1062,19 +1062,29 @@ static int ledger_open(struct st_pool *pool, int *waited, char *err, size_t errl
 
 /* The pool stopped before the ledger opened: what waits for it ends unsigned, unrecorded.
  * Lock held; released and taken again. */
-static void drop_waiting_locked(struct st_pool *pool)
+/* Every operation waiting for the ledger thread: the marks first, in the order they were
+ * queued, before operations queued later. Lock held. */
+static struct pool_op *take_ops_locked(struct st_pool *pool)
 {
 	struct pool_op *ops = pool->marks_head;
 
-	drop_unstarted_locked(pool, &pool->jobs_head);
-	if (!pool->jobs_head)
-		pool->jobs_tail = NULL;
 	if (ops)
 		pool->marks_tail->next = pool->ops_head;
 	else
 		ops = pool->ops_head;
 	pool->marks_head = pool->marks_tail = NULL;
 	pool->ops_head = pool->ops_tail = NULL;
+	return ops;
+}
+
+static void drop_waiting_locked(struct st_pool *pool)
+{
+	struct pool_op *ops;
+
+	drop_unstarted_locked(pool, &pool->jobs_head);
+	if (!pool->jobs_head)
+		pool->jobs_tail = NULL;
+	ops = take_ops_locked(pool);
 	pthread_mutex_unlock(&pool->lock);
 	if (ops)
 		ops_finish(pool, ops, ST_E_POOL_CLOSED,
@@ -1142,15 +1152,7 @@ static void *ledger_main(void *arg)
 		}
 		if (!pool->jobs_head)
 			pool->jobs_tail = NULL;
-		/* The marks first, in the order they were queued, before operations queued
-		 * later. */
-		ops = pool->marks_head;
-		if (ops)
-			pool->marks_tail->next = pool->ops_head;
-		else
-			ops = pool->ops_head;
-		pool->marks_head = pool->marks_tail = NULL;
-		pool->ops_head = pool->ops_tail = NULL;
+		ops = take_ops_locked(pool);
 		if (pool->stopping)
 			drop_unstarted_locked(pool, &jobs);
 		pthread_mutex_unlock(&pool->lock);

@@ -103,13 +103,18 @@ ok "restarted: 6 boards passed, one certificate each, $(pg_q "SELECT count(*) FR
 # A line powered up before its database: the station starts, signing paused for the ledger
 # (log and event say why), its boards wait; the database comes up and they pass. Stopped
 # while it still waits, a station ends at once and records nothing.
-pg_stop
-sim_start "$T/early" 3 --seed 9 --name-prefix e
-station_config line-e "$pki/e.yaml" "$T/early/map.yaml" </dev/null
-station_start line-e "$pki/e.yaml" --boards 3 --max-seconds 120
-st=$STATION_PID
-wait_for_line "$T/line-e.err" "its boards wait for the database" 60 "$st" ||
-	fail "the station did not start to wait for its database: $(tail -5 "$T/line-e.err")"
+# early NAME BOARDS SEED PREFIX: the database stopped, station NAME started with BOARDS new
+# boards, until it says it waits for the database ($st is its PID).
+early() {
+	pg_stop
+	sim_start "$T/$1" "$2" --seed "$3" --name-prefix "$4"
+	station_config "line-$1" "$pki/$1.yaml" "$T/$1/map.yaml" </dev/null
+	station_start "line-$1" "$pki/$1.yaml" --boards "$2" --max-seconds 120
+	st=$STATION_PID
+	wait_for_line "$T/line-$1.err" "its boards wait for the database" 60 "$st" ||
+		fail "line-$1 did not start to wait for its database: $(tail -5 "$T/line-$1.err")"
+}
+early e 3 9 e
 wait_for_line "$T/line-e.events" '"event":"pool".*"paused":true.*ledger unavailable' 60 "$st" ||
 	fail "no pause for the ledger: $(tail -5 "$T/line-e.events")"
 sleep 1
@@ -123,13 +128,7 @@ STATIONS=()
 grep -q "the database answers; signing resumes" "$T/line-e.err" || fail "the log does not say the ledger came"
 ok "started before its database: signing paused, boards waited, all passed once it came"
 
-pg_stop
-sim_start "$T/early2" 2 --seed 10 --name-prefix f
-station_config line-f "$pki/f.yaml" "$T/early2/map.yaml" </dev/null
-station_start line-f "$pki/f.yaml" --boards 2 --max-seconds 120
-st=$STATION_PID
-wait_for_line "$T/line-f.err" "its boards wait for the database" 60 "$st" ||
-	fail "line-f did not wait: $(tail -5 "$T/line-f.err")"
+early f 2 10 f
 kill -TERM "$st"
 rc=0
 timeout 30 tail --pid="$st" -f /dev/null || fail "line-f did not end on SIGTERM while waiting"
