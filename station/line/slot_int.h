@@ -137,6 +137,11 @@ struct slot_run {
 	int vwant; /* version 2: the VERIFY in flight asked for the sum of the files written */
 	int vlist; /* the sum differed: ask for the list, which names the file */
 
+	/* The station's own requests came back since the board last answered: a console with
+	 * echo on (a board rebooting into its getty, a wiring loop). No answer counts as none;
+	 * the timeout then says echo. */
+	unsigned echoes;
+
 	/* Link. */
 	int baud_from;   /* the rate before the switch, to go back to */
 	int baud_to;     /* the rate the board switched to (answered HELLO there); 0: none */

@@ -502,8 +502,15 @@ static void request_failed(struct st_slot *s, int kind)
 			resync_as(s, RQ_RESYNC_RATE);
 			return;
 		}
-		slot_fail_run(s, ST_E_PROTO_TIMEOUT, "the board did not answer %s after %u tries (%u ms each)",
-			      s->req_type, s->req_tries, timeout_of(s, kind));
+		if (s->run && s->run->echoes)
+			slot_fail_run(s, ST_E_SLOT_ECHO,
+				      "the port sends the station's own frames back (a console with "
+				      "echo on?) and no board answered %s after %u tries (%u ms each)",
+				      s->req_type, s->req_tries, timeout_of(s, kind));
+		else
+			slot_fail_run(s, ST_E_PROTO_TIMEOUT,
+				      "the board did not answer %s after %u tries (%u ms each)",
+				      s->req_type, s->req_tries, timeout_of(s, kind));
 		(void)l;
 		return;
 	}
@@ -646,9 +653,15 @@ void slot_on_frame(void *arg, const struct drv_proto_frame *f)
 
 	if (f->kind == DRV_PROTO_REQUEST) {
 		if (s->run && s->state != ST_SLOT_FAILED) {
-			slot_fail_run(s, ST_E_SLOT_ECHO,
-				      "the port sends the station's own frames back (a console with echo "
-				      "on?)");
+			/* A board rebooting into a console with echo on sends the requests back
+			 * until its agent has the line: no answer, and its BOOT greets the
+			 * station again. Only a request that no board answers fails the run,
+			 * then as an echo (slot_on_request_timeout). */
+			if (s->run->echoes++ == 0)
+				st_warn("slot %s: device %s: the port sends the station's own frames "
+					"back (a console with echo on, or a board still booting?); "
+					"waiting for the board's answer",
+					s->name, s->run->device_id[0] ? s->run->device_id : "(none yet)");
 		} else if (!s->echo_warned) {
 			s->echo_warned = 1;
 			st_msgf(s->last_error, sizeof(s->last_error),
@@ -677,6 +690,8 @@ void slot_on_frame(void *arg, const struct drv_proto_frame *f)
 		return; /* a late answer to an earlier transmission */
 	}
 	slot_line_heard(s);
+	if (s->run)
+		s->run->echoes = 0;
 	kind = s->req_kind;
 	sent = s->req_sent;
 	if (strcmp(f->type, DRV_PROTO_ERROR) != 0 && strcmp(f->type, s->req_type) != 0) {

@@ -51,9 +51,9 @@ QEMU_AGENT_SEED=$seed
 # A kernel message every 100 ms while the agent runs (printk.devkmsg=on: not rate-limited):
 # the console and the agent share ttyS0, as on a factory image, and the kernel writes its
 # messages to the UART whenever they come, between the agent's frames or inside them.
-# The console line is set raw first: until the agent has it, a tty with echo on would send
-# the station's own frames back, which the station takes for a wiring fault while a board is
-# in flight (a reboot in COMMIT). A factory image runs its agent before getty for that reason.
+# The console line is set raw first: until the agent has it, a tty with echo on sends the
+# station's own frames back (the station waits that out as no answer, but each echoed request
+# costs a retransmission). A factory image runs its agent before getty for that reason.
 # shellcheck disable=SC2016
 QEMU_AGENT_CMD='stty -F /dev/ttyS0 raw -echo
 (i=0; while [ $i -lt 9000 ]; do i=$((i + 1)); echo "<5>board: kernel message $i" >/dev/kmsg; sleep 0.1; done) &

@@ -972,6 +972,61 @@ static void test_reboot(void **state)
 	assert_true(events_has(fx, "\"resyncs\":2"));
 }
 
+/* The board's console echoes what it receives: the request comes straight back. */
+static void echo_back(struct fx *fx, const struct got *g)
+{
+	board_send(fx, g->f.line, g->f.len);
+	if (g->f.len == 0 || g->f.line[g->f.len - 1] != '\n')
+		board_send(fx, "\n", 1);
+}
+
+/* The board reboots during COMMIT into a console with echo on: the retransmitted requests
+ * come back until the agent has the line and says BOOT; the same board then resumes and
+ * passes. The echo is no fault while a board may still answer. */
+static void test_echo_while_rebooting(void **state)
+{
+	struct fx *fx = *state;
+	struct got g;
+
+	start(fx, 0);
+	play_until(fx, &g, DRV_PROTO_COMMIT);
+	echo_back(fx, &g);
+	expire(fx);
+	expect(fx, &g, DRV_PROTO_COMMIT);
+	echo_back(fx, &g);
+	snprintf(fx->b.boot, sizeof(fx->b.boot), "boot-2");
+	send_boot(fx);
+	expect(fx, &g, DRV_PROTO_HELLO);
+	answer(fx, &g);
+	play_until(fx, &g, DRV_PROTO_DONE);
+	answer(fx, &g);
+	run_until(fx, outcome_seen);
+	assert_int_equal(fx->passes, 1);
+}
+
+/* A port that echoes and where no board ever answers (a wiring loop, a console without an
+ * agent): the request's tries run out and the failure says echo, not timeout. */
+static void test_echo_forever(void **state)
+{
+	struct fx *fx = *state;
+	struct got g;
+
+	start(fx, 0);
+	play_until(fx, &g, DRV_PROTO_CSR);
+	for (int i = 1; i < TRIES; i++) {
+		echo_back(fx, &g);
+		expire(fx);
+		expect(fx, &g, DRV_PROTO_CSR);
+	}
+	echo_back(fx, &g);
+	expire(fx);
+	run_until(fx, outcome_seen);
+	assert_int_equal(fx->passes, 0);
+	assert_non_null(strstr(fx->last_error, "SLOT_ECHO"));
+	assert_non_null(strstr(fx->last_error, "echo on"));
+	assert_non_null(strstr(fx->last_error, "no board answered CSR"));
+}
+
 /* The port hangs up and does not come back: the board fails when the reconnect wait ends. */
 static void test_hangup(void **state)
 {
@@ -1307,6 +1362,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_timeout_commit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_timeout_verify, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_timeout_probe_and_done, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_echo_while_rebooting, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_echo_forever, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reboot, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hangup, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reconnect, setup, teardown),
