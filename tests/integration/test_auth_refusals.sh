@@ -12,7 +12,7 @@ pki="$T/pki"
 . "$(dirname "$0")/../lib/auth.sh"
 dev_pki "$pki" acme-factory
 mkdir -p "$T/profiles"
-gw_profile "$T/profiles/gw.yaml" sim-gw sim-board acme-factory "authorization: required"
+gateway_profile "$T/profiles/gw.yaml" sim-gw sim-board acme-factory "authorization: required"
 {
 	cat "$pki/station.yaml"
 	echo "profiles: $T/profiles"

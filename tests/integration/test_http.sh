@@ -18,33 +18,10 @@ HW_PROD=imx8mm-prod
 pki="$T/pki"
 dev_pki "$pki" $FACTORY
 mkdir -p "$T/profiles"
-cat >"$T/profiles/gw.yaml" <<EOF
-sku: http-gw
-match:
-  hardware_ids: [$HW]
-factory: $FACTORY
-sota:
-  gateway: https://ota-lite.foundries.io:8443
-  ostree_server: https://ostree.foundries.io:8443
-groups: [line-1]
-files:
-  - set: foundries
-EOF
-cat >"$T/profiles/gw-prod.yaml" <<EOF
-sku: http-gw-prod
-match:
-  hardware_ids: [$HW_PROD]
-factory: $FACTORY
-production: true
-sota:
-  gateway: https://ota-lite.foundries.io:8443
-  ostree_server: https://ostree.foundries.io:8443
-files:
-  - set: foundries
-EOF
-TOKEN=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
-(umask 077 && echo "$TOKEN" >"$T/tokens.txt" && echo "OSF-TOKEN: $TOKEN" >"$T/token.hdr" &&
-	echo "OSF-TOKEN: not-the-right-token-at-all" >"$T/bad-token.hdr")
+gateway_profile "$T/profiles/gw.yaml" http-gw "$HW" "$FACTORY" "groups: [line-1]"
+gateway_profile "$T/profiles/gw-prod.yaml" http-gw-prod "$HW_PROD" "$FACTORY" "production: true"
+http_token
+(umask 077 && echo "OSF-TOKEN: not-the-right-token-at-all" >"$T/bad-token.hdr")
 
 # The dev PKI's configuration with its paths made absolute, plus profiles, pool and http.
 station_config() {

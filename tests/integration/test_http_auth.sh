@@ -34,7 +34,7 @@ HW=auth-board
 pki="$T/pki"
 dev_pki "$pki" $FACTORY
 mkdir -p "$pki/profiles"
-gw_profile "$pki/profiles/gw.yaml" auth-gw $HW $FACTORY "certificate: {reprovision: reissue}"
+gateway_profile "$pki/profiles/gw.yaml" auth-gw $HW $FACTORY "certificate: {reprovision: reissue}"
 make_token "$pki"
 cat "$pki/local-ca.pem" "$pki/factory-root.pem" >"$pki/device-cas.pem"
 TLS=("tls_cert: gateway.pem" "tls_key: gateway.key")

@@ -25,19 +25,8 @@ line_cleanup() {
 pki="$T/pki"
 dev_pki "$pki" $FACTORY
 line_profile "$pki"
-cat >"$pki/http-gw.yaml" <<'EOF'
-sku: http-gw
-match:
-  hardware_ids: [imx8mm-lpddr4-evk]
-factory: acme-factory
-sota:
-  gateway: https://ota-lite.foundries.io:8443
-  ostree_server: https://ostree.foundries.io:8443
-files:
-  - set: foundries
-EOF
-TOKEN=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
-(umask 077 && echo "$TOKEN" >"$T/tokens.txt" && echo "OSF-TOKEN: $TOKEN" >"$T/token.hdr")
+gateway_profile "$pki/http-gw.yaml" http-gw imx8mm-lpddr4-evk acme-factory
+http_token
 port=$(free_port) || fail "no free port"
 URL="http://127.0.0.1:$port"
 cp "$pki/station.yaml" "$pki/run.yaml"

@@ -21,17 +21,7 @@ trap cleanup EXIT
 
 pki="$T/pki"
 dev_pki "$pki" $FACTORY
-cat >"$pki/gw.yaml" <<EOF
-sku: gw
-match:
-  hardware_ids: [imx8mm-lpddr4-evk]
-factory: $FACTORY
-sota:
-  gateway: https://ota-lite.foundries.io:8443
-  ostree_server: https://ostree.foundries.io:8443
-files:
-  - set: foundries
-EOF
+gateway_profile "$pki/gw.yaml" gw imx8mm-lpddr4-evk "$FACTORY"
 cp "$pki/station.yaml" "$pki/serve.yaml"
 cat >>"$pki/serve.yaml" <<EOF
 profiles: [gw.yaml]

@@ -11,7 +11,7 @@ FACTORY=reload-factory
 pki="$T/pki"
 dev_pki "$pki" $FACTORY
 mkdir -p "$pki/profiles"
-gw_profile "$pki/profiles/a.yaml" reload-a hw-a $FACTORY
+gateway_profile "$pki/profiles/a.yaml" reload-a hw-a $FACTORY
 make_token "$T"
 cp "$pki/station.yaml" "$pki/serve.yaml"
 printf 'profiles: profiles\nhttp:\n  listen: 127.0.0.1:0\n  token_file: %s\n' "$T/tokens.txt" \
@@ -40,7 +40,7 @@ code=$(register d2 hw-b)
 	fail "hw-b without its profile: $code $(cat "$T/d2/answer.json")"
 
 # A broken profile in the directory: the reload is refused, the old set stays.
-gw_profile "$pki/profiles/b.yaml" reload-b hw-b $FACTORY "unknown_key: 1"
+gateway_profile "$pki/profiles/b.yaml" reload-b hw-b $FACTORY "unknown_key: 1"
 line=$(hup 1)
 case $line in *"keeping the profiles in force"*) ;; *) fail "broken reload: $line" ;; esac
 grep -q "b.yaml:[0-9]*:[0-9]*: unknown key 'unknown_key'" "$T/serve.err" ||
@@ -49,7 +49,7 @@ grep -q "b.yaml:[0-9]*:[0-9]*: unknown key 'unknown_key'" "$T/serve.err" ||
 ok "a reload that meets a broken profile is refused at file:line:col; the old profiles serve on"
 
 # The profile fixed: the reload takes it, counted as run counts it.
-gw_profile "$pki/profiles/b.yaml" reload-b hw-b $FACTORY
+gateway_profile "$pki/profiles/b.yaml" reload-b hw-b $FACTORY
 line=$(hup 2)
 case $line in *"SIGHUP: 2 profiles reloaded"*) ;; *) fail "reload: $line" ;; esac
 [ "$(register d4 hw-b)" = 201 ] || fail "hw-b after the reload: $(cat "$T/d4/answer.json")"

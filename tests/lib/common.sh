@@ -92,7 +92,8 @@ free_port() {
 }
 
 # gateway_profile FILE SKU HWID FACTORY: a Foundries-style gateway profile for the HTTP
-# registration API: SKU matching HWID, the sota section, the foundries file set.
+# registration API: SKU matching HWID, the sota section, the foundries file set, then the
+# YAML of more top-level keys when given.
 gateway_profile() {
 	cat >"$1" <<EOF
 sku: $2
@@ -104,6 +105,7 @@ sota:
   ostree_server: https://ostree.foundries.io:8443
 files:
   - set: foundries
+${5:-}
 EOF
 }
 

@@ -11,22 +11,6 @@ SERVE_PID=
 # or a failing test would leave them holding its output open.
 trap 'rc=$?; ! declare -F http_cleanup >/dev/null || http_cleanup || true; ! declare -F line_cleanup >/dev/null || line_cleanup || true; ! declare -F stop_simboard >/dev/null || stop_simboard; [ -z "$SERVE_PID" ] || kill "$SERVE_PID" 2>/dev/null || true; [ -n "${KEEP_TMP:-}" ] || rm -rf "$T"; exit $rc' EXIT
 
-# gw_profile FILE SKU HWID FACTORY [YAML]: a Foundries-style gateway profile (sota.toml and
-# the foundries file set) for boards of HWID, with more top-level YAML keys appended.
-gw_profile() {
-	cat >"$1" <<EOF
-sku: $2
-match:
-  hardware_ids: [$3]
-factory: $4
-sota:
-  gateway: https://ota-lite.foundries.io:8443
-  ostree_server: https://ostree.foundries.io:8443
-files:
-  - set: foundries
-${5:-}
-EOF
-}
 
 # make_token DIR: a random token in $TOKEN, accepted from DIR/tokens.txt, and sent by curl
 # -H @$T/token.hdr.
