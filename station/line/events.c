@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "crash.h"
 #include "err.h"
 #include "log.h"
 
@@ -273,57 +274,35 @@ static void on_writable(uv_poll_t *h, int status, int events)
 }
 
 /* A stream written to a regular file: its whole lines that wait for the loop turn's end are
- * written by a fatal signal's handler (a signal handler cannot be given the stream). */
-static struct st_events *volatile crash_ev;
-static const int crash_sigs[] = { SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT };
-static struct sigaction crash_old[sizeof(crash_sigs) / sizeof(crash_sigs[0])];
+ * written by a fatal signal's hook (crash.h). One stream per process is guarded: the
+ * engine's. */
+static struct st_events *crash_ev;
+static int crash_hook = -1;
 
-static void on_crash(int sig, siginfo_t *si, void *uc)
+static void on_crash(void *arg)
 {
-	struct st_events *ev = crash_ev;
+	struct st_events *ev = arg;
 
-	(void)uc;
-	crash_ev = NULL;
 	/* Lines are appended whole before len counts them: what len covers is whole. */
-	if (ev && ev->len > 0 && !ev->warned)
+	if (ev->len > 0 && !ev->warned)
 		(void)!write(ev->fd, ev->buf + ev->head, ev->len);
-	for (size_t i = 0; i < sizeof(crash_sigs) / sizeof(crash_sigs[0]); i++) {
-		if (crash_sigs[i] == sig)
-			sigaction(sig, &crash_old[i], NULL);
-	}
-	/* A fault happens again when the handler returns, now to the previous handler (the
-	 * live view's, a sanitizer's, or the default core dump); a signal that was sent is
-	 * sent again. */
-	if (si->si_code <= 0)
-		raise(sig);
 }
 
 static void crash_guard(struct st_events *ev, int on)
 {
-	struct sigaction sa, cur;
-
 	if (!on) {
 		if (crash_ev != ev)
 			return;
+		st_crash_hook_clear(crash_hook);
+		crash_hook = -1;
 		crash_ev = NULL;
-		/* Only where the handler is still ours: a later one (the live view's) chains
-		 * to it and puts it back itself. */
-		for (size_t i = 0; i < sizeof(crash_sigs) / sizeof(crash_sigs[0]); i++) {
-			if (sigaction(crash_sigs[i], NULL, &cur) == 0 &&
-			    (cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == on_crash)
-				sigaction(crash_sigs[i], &crash_old[i], NULL);
-		}
 		return;
 	}
 	if (crash_ev)
-		return; /* one stream per process is guarded: the engine's */
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_sigaction = on_crash;
-	sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
-	sigemptyset(&sa.sa_mask);
-	for (size_t i = 0; i < sizeof(crash_sigs) / sizeof(crash_sigs[0]); i++)
-		sigaction(crash_sigs[i], &sa, &crash_old[i]);
-	crash_ev = ev;
+		return;
+	crash_hook = st_crash_hook_set(on_crash, ev);
+	if (crash_hook >= 0)
+		crash_ev = ev;
 }
 
 /* Makes room for n more bytes after what waits. Returns 0, or -1 when memory ran out. */

@@ -14,6 +14,7 @@
 
 #include "auth.h"
 #include "engine.h"
+#include "crash.h"
 #include "err.h"
 #include "log.h"
 #include "operator.h"
@@ -1106,56 +1107,38 @@ static const char enter_seq[] = "\033[?1049h\033[?25l";
  * on a clean screen. */
 static const char leave_seq[] = "\033[0m\033[H\033[J\033[?25h\033[?1049l";
 
-/* The terminal to give back on a crash; a signal handler cannot be given the view. */
+/* The terminal to give back on a crash (a hook of crash.h) or at exit; neither can be
+ * given the view. */
 static volatile sig_atomic_t crash_fd = -1;
-static const int crash_sigs[] = { SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT };
-static struct sigaction crash_old[sizeof(crash_sigs) / sizeof(crash_sigs[0])];
+static int crash_hook = -1;
 static int atexit_done;
 
-static void on_crash(int sig, siginfo_t *si, void *uc)
+static void give_back_terminal(void)
 {
 	int fd = crash_fd;
 
-	(void)uc;
 	crash_fd = -1;
 	if (fd >= 0)
 		(void)!write(fd, leave_seq, sizeof(leave_seq) - 1);
-	for (size_t i = 0; i < sizeof(crash_sigs) / sizeof(crash_sigs[0]); i++) {
-		if (crash_sigs[i] == sig)
-			sigaction(sig, &crash_old[i], NULL);
-	}
-	/* A fault happens again when the handler returns, now to the previous handler (a
-	 * sanitizer's, or the default core dump); a signal that was sent is sent again. */
-	if (si->si_code <= 0)
-		raise(sig);
 }
 
-static void at_exit_restore(void)
+static void on_crash(void *arg)
 {
-	int fd = crash_fd;
-
-	crash_fd = -1;
-	if (fd >= 0)
-		(void)!write(fd, leave_seq, sizeof(leave_seq) - 1);
+	(void)arg;
+	give_back_terminal();
 }
 
 static void crash_guard(int fd)
 {
-	struct sigaction sa;
-
 	if (fd < 0) {
 		crash_fd = -1;
-		for (size_t i = 0; i < sizeof(crash_sigs) / sizeof(crash_sigs[0]); i++)
-			sigaction(crash_sigs[i], &crash_old[i], NULL);
+		st_crash_hook_clear(crash_hook);
+		crash_hook = -1;
 		return;
 	}
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_sigaction = on_crash;
-	sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
-	sigemptyset(&sa.sa_mask);
-	for (size_t i = 0; i < sizeof(crash_sigs) / sizeof(crash_sigs[0]); i++)
-		sigaction(crash_sigs[i], &sa, &crash_old[i]);
-	if (!atexit_done && atexit(at_exit_restore) == 0)
+	if (crash_hook < 0)
+		crash_hook = st_crash_hook_set(on_crash, NULL);
+	if (!atexit_done && atexit(give_back_terminal) == 0)
 		atexit_done = 1;
 	crash_fd = fd;
 }
