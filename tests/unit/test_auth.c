@@ -109,8 +109,6 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-	char cmd[4300];
-
 	(void)state;
 	drv_signer_close(pki.root_s);
 	drv_signer_close(pki.authz_s);
@@ -127,8 +125,7 @@ static int teardown(void **state)
 	EVP_PKEY_free(pki.tls_key);
 	EVP_PKEY_free(pki.ca_key);
 	EVP_PKEY_free(pki.forged_key);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	return system(cmd) == 0 ? 0 : -1;
+	return tu_rmtree(dir);
 }
 
 static const char *const one_sku[] = { "sim-gw" };

@@ -429,8 +429,7 @@ static void test_files_named(void **state)
 	assert_non_null(strstr(diag, ":4:3: 'ca.pin_file' names ${CREDENTIALS_DIRECTORY}/pin, "
 				     "but CREDENTIALS_DIRECTORY is not set"));
 	free(diag);
-	snprintf(path, sizeof(path), "rm -rf '%s'", fdir);
-	assert_int_equal(system(path), 0);
+	assert_int_equal(tu_rmtree(fdir), 0);
 }
 
 int main(void)

@@ -202,7 +202,6 @@ static void on_http_closed(void *arg)
 static int teardown(void **state)
 {
 	struct fx *fx = *state;
-	char cmd[4200];
 	int rc;
 
 	st_http_close(fx->http, on_http_closed, fx);
@@ -221,8 +220,7 @@ static int teardown(void **state)
 	st_ca_free(fx->ca);
 	X509_free(fx->cert);
 	EVP_PKEY_free(fx->key);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", fx->dir);
-	if (system(cmd) != 0)
+	if (tu_rmtree(fx->dir) != 0)
 		rc = -1;
 	free(fx);
 	return rc == 0 ? 0 : -1;

@@ -164,8 +164,6 @@ static int group_setup(void **state)
 
 static int group_teardown(void **state)
 {
-	char cmd[4200];
-
 	(void)state;
 	st_issuer_free(F.is);
 	drv_signer_session_close(F.signer, F.sess);
@@ -176,8 +174,7 @@ static int group_teardown(void **state)
 	EVP_PKEY_free(F.root_key);
 	EVP_PKEY_free(F.ca_key_pkey);
 	EVP_PKEY_free(F.dev_key);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", F.dir);
-	return system(cmd) == 0 ? 0 : -1;
+	return tu_rmtree(F.dir);
 }
 
 /* Issues for the fixture's device key under p at time now. */

@@ -66,8 +66,7 @@ static int teardown(void **state)
 	/* test_unwritable's file system, when it failed before unmounting it. */
 	snprintf(cmd, sizeof(cmd), "%s/ro", dir);
 	umount2(cmd, MNT_DETACH);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	return system(cmd) == 0 ? 0 : -1;
+	return tu_rmtree(dir);
 }
 
 /* A fresh ledger per test: a file name, or a new PostgreSQL database. */

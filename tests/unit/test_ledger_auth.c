@@ -41,11 +41,8 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-	char cmd[4300];
-
 	(void)state;
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	return system(cmd) == 0 ? 0 : -1;
+	return tu_rmtree(dir);
 }
 
 static const char *db_named(const char *name)

@@ -169,7 +169,6 @@ static int setup_softhsm(void **state)
 static int teardown(void **state)
 {
 	struct fx *fx = *state;
-	char cmd[4200];
 	int rc;
 
 	if (fx->reader)
@@ -183,8 +182,7 @@ static int teardown(void **state)
 	rc = uv_loop_close(&fx->loop);
 	if (rc != 0)
 		fprintf(stderr, "loop not closed cleanly: %s\n", uv_strerror(rc));
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", fx->dir);
-	if (system(cmd) != 0)
+	if (tu_rmtree(fx->dir) != 0)
 		rc = -1;
 	free(fx);
 	return rc == 0 ? 0 : -1;

@@ -1058,8 +1058,7 @@ static void test_reads_stay_inside(void **state)
 		fail_msg("expected: %s...\ngot: %s", want, diag);
 	free(diag);
 
-	snprintf(path, sizeof(path), "rm -rf '%s'", root);
-	assert_int_equal(system(path), 0);
+	assert_int_equal(tu_rmtree(root), 0);
 }
 
 static void test_profile_set(void **state)

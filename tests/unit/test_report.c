@@ -86,8 +86,6 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-	char cmd[4300];
-
 	(void)state;
 	drv_signer_close(pki.root_s);
 	drv_signer_close(pki.ca_s);
@@ -98,8 +96,7 @@ static int teardown(void **state)
 	EVP_PKEY_free(pki.root_key);
 	EVP_PKEY_free(pki.ca_key);
 	EVP_PKEY_free(pki.rep_key);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	return system(cmd) == 0 ? 0 : -1;
+	return tu_rmtree(dir);
 }
 
 static struct st_ledger *fresh_ledger(const char *name, const char *station)

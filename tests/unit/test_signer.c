@@ -90,11 +90,8 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-	char cmd[4200];
-
 	(void)state;
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	return system(cmd) == 0 ? 0 : -1;
+	return tu_rmtree(dir);
 }
 
 static void sign_and_verify_file(const char *curve, const char *mechanism)

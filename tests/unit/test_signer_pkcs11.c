@@ -95,12 +95,10 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct fixture *fx = *state;
-	char cmd[4200];
 	int rc;
 
 	unsetenv("STATION_TEST_FAIL");
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", fx->dir);
-	rc = system(cmd);
+	rc = tu_rmtree(fx->dir);
 	free(fx);
 	return rc == 0 ? 0 : -1;
 }
@@ -730,8 +728,7 @@ static void test_shell_helper(void **state)
 	drv_signer_session_close(signer, sess);
 	EVP_PKEY_free(pub);
 	drv_signer_close(signer);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", fx.dir);
-	assert_int_equal(system(cmd), 0);
+	assert_int_equal(tu_rmtree(fx.dir), 0);
 }
 
 int main(void)

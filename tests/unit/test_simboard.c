@@ -648,8 +648,6 @@ static struct simproc vsim;
 
 static int group_teardown(void **state)
 {
-	char cmd[700];
-
 	(void)state;
 	if (sim.pid > 0)
 		sp_stop(&sim);
@@ -658,8 +656,7 @@ static int group_teardown(void **state)
 	pki_free(&pki);
 	X509_free(cert0);
 	free(csr0);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp);
-	(void)!system(cmd);
+	(void)tu_rmtree(tmp);
 	return 0;
 }
 

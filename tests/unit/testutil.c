@@ -1,6 +1,7 @@
 #include "testutil.h"
 
 #include <errno.h>
+#include <ftw.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,17 +39,33 @@ out:
 	return buf;
 }
 
+static int rm_entry(const char *path, const struct stat *sb, int type, struct FTW *ftw)
+{
+	(void)sb;
+	(void)ftw;
+	/* A directory a test left without write or search permission. */
+	if (type == FTW_DP)
+		(void)chmod(path, 0700);
+	return remove(path) == 0 || errno == ENOENT ? 0 : -1;
+}
+
+int tu_rmtree(const char *dir)
+{
+	if (nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS) == 0)
+		return 0;
+	return errno == ENOENT ? 0 : -1;
+}
+
 const char *tu_tmpdir(const char *name)
 {
 	static char path[PATH_MAX];
 	const char *base = getenv("TMPDIR");
-	char made[PATH_MAX], cmd[PATH_MAX + 32];
+	char made[PATH_MAX];
 
 	snprintf(made, sizeof(made), "%s/station-test-%s-XXXXXX", base ? base : "/tmp", name);
 	if (!mkdtemp(made))
 		return NULL;
-	snprintf(cmd, sizeof(cmd), "chmod 700 '%s'", made);
-	(void)!system(cmd);
+	(void)chmod(made, 0700);
 	/* The canonical path: the configuration loader stores absolute paths resolved so. */
 	if (!realpath(made, path))
 		return NULL;

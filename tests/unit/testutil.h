@@ -24,6 +24,10 @@ uint8_t *tu_read_file(const char *path, size_t *len);
  * canonical path (realpath) in a static buffer, or NULL. */
 const char *tu_tmpdir(const char *name);
 
+/* Removes dir and everything below it without following symbolic links (no shell). 0, or -1
+ * with errno. An absent dir is removed already. */
+int tu_rmtree(const char *dir);
+
 /* Writes text to path, then gives the file mode. Returns 0, or -1 with errno set. */
 int tu_write_text(const char *path, const char *text, mode_t mode);
 
