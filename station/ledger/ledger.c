@@ -727,12 +727,25 @@ static int set_journal(struct sq_ledger *l, char *err, size_t errlen)
 {
 	sqlite3_stmt *s = NULL;
 	const char *mode;
-	int rc;
+	int rc, waited = 0;
 
-	/* The first statement reads the file header: a foreign file fails here. */
-	rc = sqlite3_prepare_v2(l->db, "PRAGMA journal_mode = WAL", -1, &s, NULL);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_step(s);
+	/* The first statement reads the file header: a foreign file fails here. Another
+	 * process opening the same new ledger at this moment holds it locked, and SQLite
+	 * answers the journal mode's change busy at once, without its busy handler: wait the
+	 * busy timeout out here. */
+	for (;;) {
+		rc = s ? sqlite3_step(s) :
+			 sqlite3_prepare_v2(l->db, "PRAGMA journal_mode = WAL", -1, &s, NULL);
+		if (rc == SQLITE_OK && s)
+			continue;
+		if (((rc & 0xff) != SQLITE_BUSY && (rc & 0xff) != SQLITE_LOCKED) ||
+		    waited >= l->busy_ms)
+			break;
+		if (s)
+			sqlite3_reset(s);
+		sqlite3_sleep(10);
+		waited += 10;
+	}
 	if (rc != SQLITE_ROW) {
 		rc = db_error(l, rc, "setting WAL mode", err, errlen);
 		goto out;

@@ -36,11 +36,12 @@ for st in a b; do
 done
 wait "$pid_a" || true
 wait "$pid_b" || true
-pass=$(cat "$T"/ev-?.jsonl | grep -c '"event":"pass"')
-refused=$(cat "$T"/ev-?.jsonl | grep '"event":"fail"' | grep -c '"reason":"AUTH_EXHAUSTED"')
+# grep -c exits 1 on none: say what happened rather than end silently.
+pass=$(cat "$T"/ev-?.jsonl | grep -c '"event":"pass"' || true)
+refused=$(cat "$T"/ev-?.jsonl | grep '"event":"fail"' | grep -c '"reason":"AUTH_EXHAUSTED"' || true)
 others=$(cat "$T"/ev-?.jsonl | grep '"event":"fail"' | grep -vc '"reason":"AUTH_EXHAUSTED"' || true)
 [ "$pass" = 10 ] && [ "$refused" = 10 ] && [ "$others" = 0 ] ||
-	fail "20 boards for 10 units: $pass passed, $refused refused, $others failed otherwise"
+	fail "20 boards for 10 units: $pass passed, $refused refused, $others failed otherwise: $(tail -n 2 "$T"/run-?.err)"
 auth_counts LOT-2 10 10 "two stations"
 for f in "$T"/ev-?.jsonl; do
 	dir=$T/line-${f: -7:1}

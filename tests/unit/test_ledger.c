@@ -12,6 +12,7 @@
  *   test_ledger intent LEDGER DEVICE_ID SERIAL       an intent without certificate
  *   test_ledger flag LEDGER DEVICE_ID REASON         a flagged refusal */
 #include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -1324,6 +1325,51 @@ static void test_statements_per_board(void **state)
 	st_ledger_close(l);
 }
 
+struct opener {
+	char path[4300];
+	pthread_barrier_t *go;
+	int rc;
+	char err[1024];
+};
+
+static void *open_one(void *arg)
+{
+	struct opener *o = arg;
+	struct st_ledger *l = NULL;
+
+	pthread_barrier_wait(o->go);
+	o->rc = st_ledger_open(o->path, "st", &l, o->err, sizeof(o->err));
+	st_ledger_close(l);
+	return NULL;
+}
+
+/* Two stations started together on one new ledger file: both open it at once, and each
+ * waits for the other's hold on it (as long as the busy timeout allows), where SQLite
+ * answers the journal mode's change busy at once. Many rounds, each on a new file. */
+static void test_open_together(void **state)
+{
+	struct opener o[2];
+	pthread_barrier_t go;
+	pthread_t th[2];
+
+	(void)state;
+	for (int round = 0; round < 40; round++) {
+		pthread_barrier_init(&go, NULL, 2);
+		for (int i = 0; i < 2; i++) {
+			snprintf(o[i].path, sizeof(o[i].path), "%s/together-%d.db", dir, round);
+			o[i].go = &go;
+			assert_int_equal(pthread_create(&th[i], NULL, open_one, &o[i]), 0);
+		}
+		for (int i = 0; i < 2; i++)
+			pthread_join(th[i], NULL);
+		pthread_barrier_destroy(&go);
+		for (int i = 0; i < 2; i++) {
+			if (o[i].rc != 0)
+				fail_msg("round %d: %s", round, o[i].err);
+		}
+	}
+}
+
 static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_lifecycle),
 	cmocka_unit_test(test_unique),
@@ -1331,6 +1377,7 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_sequences),
 	cmocka_unit_test(test_group_commit),
 	cmocka_unit_test(test_two_handles),
+	cmocka_unit_test(test_open_together),
 	cmocka_unit_test(test_crash),
 	cmocka_unit_test(test_bad_files),
 	cmocka_unit_test(test_unwritable),
