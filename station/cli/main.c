@@ -1,9 +1,9 @@
 /* station: the provisioning station's command-line entry point. */
-#include <malloc.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "commands.h"
+#include "heap.h"
 #include "log.h"
 #include "version.h"
 
@@ -58,12 +58,7 @@ int main(int argc, char **argv)
 
 	if (first < 0)
 		return 2;
-	/* glibc gives the free top of a thread's heap back to the kernel (madvise) once it
-	 * passes 128 KiB, and the next allocation faults zeroed pages in again. The ledger
-	 * thread crosses that line on nearly every commit (SQLite's statement journal is
-	 * allocated and freed within each UPDATE that runs a trigger): a system call and page
-	 * faults per board. Up to 4 MiB of free heap per thread stays with the process. */
-	mallopt(M_TRIM_THRESHOLD, 4 << 20);
+	st_heap_tune();
 	/* From here on argv[1] is the command, whatever global options came before it. */
 	argc -= first - 1;
 	argv += first - 1;

@@ -43,6 +43,7 @@
 #include "ca.h"
 #include "config.h"
 #include "err.h"
+#include "heap.h"
 #include "http.h"
 #include "log.h"
 #include "pool.h"
@@ -667,6 +668,7 @@ int main(int argc, char **argv)
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	json_t *doc, *jrounds;
 
+	st_heap_tune(); /* as the station's main() */
 	memset(&s, 0, sizeof(s));
 	memset(&sv, 0, sizeof(sv));
 	memset(&cl, 0, sizeof(cl));
