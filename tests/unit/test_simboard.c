@@ -1533,6 +1533,164 @@ static void test_protocol_versions(void **state)
 	}
 }
 
+/* The SHA-256 that VERIFY reads back for path now, in hex. */
+static void verify_hex(struct client *c, const char *path, char hex[80])
+{
+	unsigned int seen = 0, total, before;
+	uint8_t nonce[16];
+
+	RAND_bytes(nonce, sizeof(nonce));
+	do {
+		const struct drv_proto_field *fld = NULL;
+		char name[64], err[160];
+
+		cl_begin(c, DRV_PROTO_VERIFY);
+		drv_proto_add_b64(&c->bld, "nonce", nonce, sizeof(nonce));
+		drv_proto_add_uint(&c->bld, "from", seen);
+		cl_end(c);
+		cl_call(c);
+		assert_type(c, DRV_PROTO_VERIFY);
+		total = (unsigned int)get_uint(c, "files");
+		before = seen;
+		while ((fld = drv_proto_find_next(&c->ans, fld, "file")) != NULL) {
+			assert_int_equal(drv_proto_field_item(&c->ans, fld, 0, name, sizeof(name),
+							      err, sizeof(err)),
+					 0);
+			seen++;
+			if (strcmp(name, path) == 0) {
+				assert_int_equal(drv_proto_field_item(&c->ans, fld, 2, hex, 80, err,
+								      sizeof(err)),
+						 0);
+				return;
+			}
+		}
+		assert_true(seen > before);
+	} while (seen < total);
+	fail_msg("VERIFY did not list %s", path);
+}
+
+static void sha_hex_of(const void *data, size_t len, char hex[65])
+{
+	uint8_t sha[32];
+	int i;
+
+	EVP_Digest(data, len, sha, NULL, EVP_sha256(), NULL);
+	for (i = 0; i < 32; i++)
+		snprintf(hex + 2 * i, 3, "%02x", sha[i]);
+}
+
+static int count_entries(const char *path)
+{
+	DIR *d = opendir(path);
+	struct dirent *e;
+	int n = 0;
+
+	assert_non_null(d);
+	while ((e = readdir(d)) != NULL)
+		n += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+	closedir(d);
+	return n;
+}
+
+static void put_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	assert_non_null(f);
+	fputs(text, f);
+	assert_int_equal(fclose(f), 0);
+}
+
+/* What a board's directory holds, which simboard keeps track of in memory rather than by
+ * scanning it: what a killed process left (a half-made generation, a staged file) is gone
+ * once it is back; installed files have the modes asked for; a file staged again holds its
+ * new bytes only; VERIFY reads a file changed in place after an earlier VERIFY; a swap
+ * removes the old board's generation whole, a file put in beside its files too. */
+static void test_storage(void **state)
+{
+	static const char *const args[] = { "--boards", "1", "--total", "2", "--no-fsync", NULL };
+	static const char *const names[] = { "a.txt", "b.txt", "c.txt" };
+	static const char *const modes[] = { "0640", "0664", "0400" };
+	static const char first[] = "the first version of a.txt, never committed\n";
+	static const char a[] = "a.txt as committed\n", b[] = "b.txt\n", cc[] = "c.txt\n";
+	const char *data[] = { a, b, cc };
+	char dir[600], bdir[700], path[900], hex[80], want[65], tampered[sizeof(a)], dev[80];
+	struct simproc *p = &vsim;
+	size_t len;
+	struct client c;
+	struct stat st;
+	int fd, i;
+
+	(void)state;
+	snprintf(dir, sizeof(dir), "%s/storage", tmp);
+	snprintf(bdir, sizeof(bdir), "%s/board0", dir);
+	assert_int_equal(mkdir(dir, 0700), 0);
+	assert_int_equal(mkdir(bdir, 0700), 0);
+	snprintf(path, sizeof(path), "%s/.gen", bdir);
+	assert_int_equal(mkdir(path, 0700), 0);
+	snprintf(path, sizeof(path), "%s/.gen/7", bdir);
+	assert_int_equal(mkdir(path, 0755), 0);
+	snprintf(path, sizeof(path), "%s/.gen/7/client.pem", bdir);
+	put_file(path, "half a commit\n");
+	snprintf(path, sizeof(path), "%s/staging", bdir);
+	assert_int_equal(mkdir(path, 0700), 0);
+	snprintf(path, sizeof(path), "%s/staging/3", bdir);
+	put_file(path, "staged before a crash\n");
+
+	sp_start(p, dir, args);
+	snprintf(path, sizeof(path), "%s/.gen", bdir);
+	assert_int_equal(count_entries(path), 0);
+	snprintf(path, sizeof(path), "%s/staging", bdir);
+	assert_int_equal(count_entries(path), 0);
+
+	cl_open_board(&c, p, 0);
+	hello(&c, dev, sizeof(dev));
+	free(read_csr(&c, dev, "Factory-A", NULL, 0, &len)); /* VERIFY signs with its key */
+	assert_null(write_file(&c, "a.txt", "0640", first, sizeof(first) - 1, 10));
+	for (i = 0; i < 3; i++)
+		assert_null(write_file(&c, names[i], modes[i], data[i], strlen(data[i]), 0));
+	commit(&c, 3);
+	assert_type(&c, DRV_PROTO_COMMIT);
+	for (i = 0; i < 3; i++) {
+		snprintf(path, sizeof(path), "%s/files/%s", bdir, names[i]);
+		assert_int_equal(stat(path, &st), 0);
+		if ((st.st_mode & 07777) != strtoul(modes[i], NULL, 8))
+			fail_msg("%s: mode %04o, asked for %s", names[i], st.st_mode & 07777,
+				 modes[i]);
+	}
+	verify_hex(&c, "a.txt", hex);
+	sha_hex_of(a, sizeof(a) - 1, want);
+	assert_string_equal(hex, want);
+
+	/* Changed in place (same file, same size) after that VERIFY read it. */
+	memcpy(tampered, a, sizeof(a));
+	tampered[0] = 'A';
+	snprintf(path, sizeof(path), "%s/files/a.txt", bdir);
+	fd = open(path, O_WRONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, tampered, 1, 0), 1);
+	close(fd);
+	verify_hex(&c, "a.txt", hex);
+	sha_hex_of(tampered, sizeof(a) - 1, want);
+	assert_string_equal(hex, want);
+
+	snprintf(path, sizeof(path), "%s/files/stray.txt", bdir);
+	put_file(path, "not in the manifest\n");
+	cl_begin(&c, DRV_PROTO_DONE);
+	drv_proto_add_text(&c.bld, "result", "pass");
+	cl_end(&c);
+	cl_call(&c);
+	assert_type(&c, DRV_PROTO_DONE);
+	sp_wait(p, "board0: swapped");
+	snprintf(path, sizeof(path), "%s/.gen", bdir);
+	assert_int_equal(count_entries(path), 0);
+	snprintf(path, sizeof(path), "%s/files", bdir);
+	assert_int_equal(lstat(path, &st), -1);
+	cl_close(&c);
+	sp_stop(p);
+	p->pid = 0;
+}
+
 #ifdef STATION_TEST_HOOKS
 /* The PEM private key (cert 0) or certificate (cert 1) in path: NULL when there is no such
  * file, a failure when it does not parse. */
@@ -1727,6 +1885,7 @@ int main(void)
 		cmocka_unit_test(test_restart_keeps_state),
 		cmocka_unit_test(test_identity_and_pacing),
 		cmocka_unit_test(test_protocol_versions),
+		cmocka_unit_test(test_storage),
 		cmocka_unit_test(test_swap_killed),
 		cmocka_unit_test(test_many_boards),
 	};
