@@ -109,10 +109,14 @@ static int p11_generate(void *inst)
 		for (i = 0; i < n; i++)
 			k->f->C_DestroyObject(k->sess, old[i]);
 	}
-	rv = k->f->C_GenerateKeyPair(k->sess, &mech, pub, k->id_len ? 6 : 5, priv,
-				     k->id_len ? 7 : 6, &hpub, &hpriv);
+	agent_test_stop("keygen-destroyed");
+	rv = agent_test_fail("keygen") ? CKR_DEVICE_MEMORY
+				       : k->f->C_GenerateKeyPair(k->sess, &mech, pub, k->id_len ? 6 : 5,
+								 priv, k->id_len ? 7 : 6, &hpub,
+								 &hpriv);
 	if (rv != CKR_OK)
 		return p11_fail(k, BRD_ERR_CRYPTO, "C_GenerateKeyPair", rv);
+	agent_test_stop("keygen-generated");
 	return 0;
 }
 
