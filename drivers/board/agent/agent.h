@@ -71,6 +71,7 @@ int agent_write_atomic(const char *path, const void *data, size_t n, unsigned in
  *   commit-install   (store.c) the journal is in place, the first staged file renamed
  *   keygen-generated (key_pkcs11.c) a regeneration made the new pair, the old one is whole
  *   keygen-destroyed (key_pkcs11.c) the old pair is destroyed, the new one not yet labelled
+ *   keygen-relabelled (key_pkcs11.c) the new private key has the label, its public key not
  * STATION_AGENT_TEST_FAIL=<point>: agent_test_fail(point) is 1 there, and the code fails as
  * the real step can. The points:
  *   keygen           (key_pkcs11.c) C_GenerateKeyPair answers CKR_DEVICE_MEMORY (a full
