@@ -1023,6 +1023,25 @@ static void test_version2(void **state)
 	board_free(old);
 }
 
+/* The CSR a CSR answer carries (its DER in der, n bytes), parsed whole; it is for key. */
+static X509_REQ *csr_of(const struct drv_proto_frame *f, uint8_t *der, size_t cap, size_t *n,
+			EVP_PKEY *key)
+{
+	const unsigned char *p = der;
+	char err[160];
+	X509_REQ *req;
+	EVP_PKEY *pub;
+
+	assert_int_equal(drv_proto_get_b64(f, "data", der, cap, n, err, sizeof(err)), 0);
+	req = d2i_X509_REQ(NULL, &p, (long)*n);
+	assert_non_null(req);
+	assert_int_equal(p - der, (long)*n);
+	pub = X509_REQ_get_pubkey(req);
+	assert_int_equal(EVP_PKEY_eq(pub, key), 1);
+	EVP_PKEY_free(pub);
+	return req;
+}
+
 /* CSR: a real PKCS#10 request with the subject asked for, the same bytes when asked again,
  * a new one for another subject; regen refused on a provisioned board. */
 static void test_csr(void **state)
@@ -1033,9 +1052,7 @@ static void test_csr(void **state)
 	uint8_t der[1024], der2[1024];
 	size_t n, n2, got;
 	char err[160], name[256];
-	const unsigned char *p;
 	X509_REQ *req;
-	EVP_PKEY *pub;
 
 	(void)state;
 	hello(t, 1);
@@ -1043,21 +1060,14 @@ static void test_csr(void **state)
 	want_error(&f, "ALG");
 	ask(t, 3, "CSR", ask1, &f);
 	assert_string_equal(f.type, "CSR");
-	assert_int_equal(drv_proto_get_b64(&f, "data", der, sizeof(der), &n, err, sizeof(err)), 0);
+	req = csr_of(&f, der, sizeof(der), &n, t->key.pkey);
 	assert_int_equal(t->key.generated, 1);
-	p = der;
-	req = d2i_X509_REQ(NULL, &p, (long)n);
-	assert_non_null(req);
-	assert_int_equal(p - der, (long)n);
-	pub = X509_REQ_get_pubkey(req);
-	assert_int_equal(EVP_PKEY_eq(pub, t->key.pkey), 1);
-	assert_int_equal(X509_REQ_verify(req, pub), 1);
+	assert_int_equal(X509_REQ_verify(req, t->key.pkey), 1);
 	X509_NAME_oneline(X509_REQ_get_subject_name(req), name, sizeof(name));
 	assert_string_equal(name, "/CN=dev 1/OU=Factory A/businessCategory=production");
 	assert_int_equal(ASN1_STRING_type(X509_NAME_ENTRY_get_data(
 				 X509_NAME_get_entry(X509_REQ_get_subject_name(req), 0))),
 			 V_ASN1_UTF8STRING);
-	EVP_PKEY_free(pub);
 	X509_REQ_free(req);
 	/* Again (another seq): the same bytes; a chunk from an offset. */
 	ask(t, 4, "CSR", ask1, &f);
@@ -1095,10 +1105,6 @@ static void test_csr_regen_failed(void **state)
 	struct t *t = board_new(NULL, 0);
 	struct drv_proto_frame f;
 	uint8_t der[1024];
-	char err[160];
-	const unsigned char *p;
-	X509_REQ *req;
-	EVP_PKEY *pub;
 	size_t n;
 
 	(void)state;
@@ -1118,14 +1124,7 @@ static void test_csr_regen_failed(void **state)
 	ask(t, 5, "CSR", ask1, &f);
 	assert_string_equal(f.type, "CSR");
 	assert_int_equal(t->key.generated, 2);
-	assert_int_equal(drv_proto_get_b64(&f, "data", der, sizeof(der), &n, err, sizeof(err)), 0);
-	p = der;
-	req = d2i_X509_REQ(NULL, &p, (long)n);
-	assert_non_null(req);
-	pub = X509_REQ_get_pubkey(req);
-	assert_int_equal(EVP_PKEY_eq(pub, t->key.pkey), 1);
-	EVP_PKEY_free(pub);
-	X509_REQ_free(req);
+	X509_REQ_free(csr_of(&f, der, sizeof(der), &n, t->key.pkey));
 	board_free(t);
 }
 
@@ -1142,11 +1141,9 @@ static void test_fault_hooks(void **state)
 	struct drv_proto_frame f;
 	uint8_t der[1024], der2[1024];
 	char buf[8192], err[160];
-	const unsigned char *p;
 	unsigned int total;
 	size_t n, n2;
 	X509_REQ *req;
-	EVP_PKEY *pub;
 
 	(void)state;
 	t->b.plat.request = p_request;
@@ -1170,14 +1167,8 @@ static void test_fault_hooks(void **state)
 	assert_int_equal(t->plat.requests, 2);
 
 	ask(t, 3, "CSR", csr, &f);
-	assert_int_equal(drv_proto_get_b64(&f, "data", der, sizeof(der), &n, err, sizeof(err)), 0);
-	p = der;
-	req = d2i_X509_REQ(NULL, &p, (long)n);
-	assert_non_null(req);
-	pub = X509_REQ_get_pubkey(req);
-	assert_int_equal(EVP_PKEY_eq(pub, t->key.pkey), 1);
-	assert_int_not_equal(X509_REQ_verify(req, pub), 1);
-	EVP_PKEY_free(pub);
+	req = csr_of(&f, der, sizeof(der), &n, t->key.pkey);
+	assert_int_not_equal(X509_REQ_verify(req, t->key.pkey), 1);
 	X509_REQ_free(req);
 	ask(t, 4, "CSR", csr, &f);
 	assert_int_equal(drv_proto_get_b64(&f, "data", der2, sizeof(der2), &n2, err, sizeof(err)), 0);
