@@ -32,6 +32,7 @@ struct key_p11 {
 	CK_BYTE label[256], tmp[256 + sizeof(TMP_SUFFIX)], id[256];
 	CK_ULONG label_len, tmp_len, id_len;
 	int settled; /* nothing was under the temporary label at the last look */
+	int sees_private; /* logged in, or the token needs no login */
 	char err[AGENT_PATH_MAX + 256];
 };
 
@@ -152,7 +153,9 @@ static int settle(struct key_p11 *k)
 	struct census c;
 	int rc;
 
-	if (k->settled)
+	/* Without a login the private halves are out of sight and the census would misread
+	 * the switch: an agent that logs in settles it. */
+	if (k->settled || !k->sees_private)
 		return 0;
 	rc = census(k, &c);
 	if (rc)
@@ -374,6 +377,7 @@ static int find_slot(struct key_p11 *k, P11KitUri *uri, CK_SLOT_ID *out)
 		if (k->f->C_GetTokenInfo(slots[i], &ti) == CKR_OK &&
 		    p11_kit_uri_match_token_info(uri, &ti)) {
 			*out = slots[i];
+			k->sees_private = !(ti.flags & CKF_LOGIN_REQUIRED);
 			return 0;
 		}
 	}
@@ -458,6 +462,7 @@ static int p11_open(const struct agent_config *c, void **inst, char *err, size_t
 				 rv == CKR_PIN_INCORRECT ? " (wrong PIN)" : "");
 			goto out;
 		}
+		k->sees_private = 1;
 	}
 	/* A switch of pairs a power cut left half done is settled now; should that fail, the
 	 * first use tries again and says why. */
