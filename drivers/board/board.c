@@ -384,14 +384,21 @@ static size_t csr_for(struct brd_board *b, const struct brd_frame *f, const char
 		return 0;
 	}
 	if (regen || rc == 0) {
+		/* Forget the old key's CSR before the key can change: a generation that fails
+		 * (or a power cut) after the backend switched keys but before it answered would
+		 * otherwise leave the old key's CSR to be answered for the new key. */
+		rc = b->st->rec_write(b->st_inst, BRD_REC_SUBJECT, "", 0);
+		if (rc != 0) {
+			brd_msg_str(&m, "cannot forget the old key's CSR");
+			answer_failure(b, f, E_STORAGE, &m, rc, st_error(b));
+			return 0;
+		}
 		rc = b->key->generate(b->key_inst);
 		if (rc != 0) {
 			brd_msg_str(&m, "EC P-256 key generation failed");
 			answer_failure(b, f, E_KEYGEN, &m, rc, key_error(b));
 			return 0;
 		}
-		/* Forget the old key's CSR before anything else can fail. */
-		b->st->rec_write(b->st_inst, BRD_REC_SUBJECT, "", 0);
 		event(b, BRD_EV_CSR, "key");
 	} else if (b->st->rec_read(b->st_inst, BRD_REC_SUBJECT, b->scratch, sizeof(b->scratch),
 				   &klen) == 0 &&

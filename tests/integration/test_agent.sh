@@ -11,7 +11,12 @@
 #     kept answer for a retransmission, paths with '..', absolute, hidden, outside the
 #     prefixes, through a symlink (a directory or the file) refused with ERROR PATH and
 #     nothing written outside; an oversize file refused with SIZE; regen on the provisioned
-#     board refused; a full disk (a tiny tmpfs) answered with STORAGE, no space.
+#     board refused. Where it is allowed, regen cut by a power loss after the new pair is
+#     made (the old key stays the board's), after the old pair is destroyed and between
+#     relabelling the new pair's halves (the next start finishes the switch), and a
+#     generation that fails (the old key stays): each time one private key under the label,
+#     and the CSR and VERIFY the board answers are for it. A full disk (a tiny tmpfs)
+#     answered with STORAGE, no space.
 #  3. Key in a PEM file: the board passes, the key file is 0600, and mutual TLS works with the
 #     agent's files and key.
 . "$(dirname "$0")/../lib/common.sh"
@@ -94,7 +99,7 @@ ok "secure element: the board passed at $rate (BAUD through termios on a --stric
 
 # The token's key is the certificate's, and it cannot leave the token.
 env "$DEVHSM" GNUTLS_PIN="$(cat "$R1/etc/device.pin")" p11tool --batch --provider "$SOFTHSM_MODULE" \
-	--export-pubkey "pkcs11:token=device;object=device-key" --login >"$T/token-pub.pem" 2>"$T/p11.err" ||
+	--export-pubkey "pkcs11:token=device;object=device-key" --login --outfile "$T/token-pub.pem" 2>"$T/p11.err" ||
 	fail "p11tool export-pubkey: $(cat "$T/p11.err")"
 cmp -s <(openssl pkey -pubin -in "$T/token-pub.pem" -outform DER) \
 	<(openssl x509 -in "$R1/var/sota/client.pem" -noout -pubkey | openssl pkey -pubin -outform DER) ||
@@ -177,7 +182,7 @@ pub=$(openssl x509 -in "$R1/var/sota/client.pem" -noout -pubkey)
 a=$(raw_q 31 CSR "cn=$dev ou=acme-factory alg=ec-p256 regen=1")
 case $a in *"A 31 ERROR code=KEYGEN text=regen%20refused"*) ;; *) fail "regen on a provisioned board: $a" ;; esac
 env "$DEVHSM" GNUTLS_PIN="$(cat "$R1/etc/device.pin")" p11tool --batch --provider "$SOFTHSM_MODULE" \
-	--export-pubkey "pkcs11:token=device;object=device-key" --login >"$T/token-pub2.pem" 2>/dev/null
+	--export-pubkey "pkcs11:token=device;object=device-key" --login --outfile "$T/token-pub2.pem" 2>/dev/null
 cmp -s "$T/token-pub.pem" "$T/token-pub2.pem" || fail "the refused regen changed the key"
 a=$(raw_q 32 VERIFY "nonce=$(head -c 32 /dev/urandom | base64 -w0)")
 case $a in *"A 32 VERIFY gen=2 files=4 "*) ;; *) fail "VERIFY after the refusals: $a" ;; esac
@@ -185,6 +190,126 @@ raw_close
 stop_agent
 out=$(files_check "$R1/var/sota") || fail "after the refusals: $out"
 ok "refused: '..', absolute, hidden, empty component, space, symlinked directory and file (PATH, nothing written outside); 70000 bytes over max_file 65536 (SIZE); regen on the provisioned board (KEYGEN, key kept)"
+
+# Regeneration where the board allows it (allow_regen = yes), cut by a power loss: the agent
+# stopped for good right after the new pair is made (the old one whole), right after the old
+# pair is destroyed (the new one not yet under the key's label) and between the relabelling
+# of the new pair's halves, killed there and started again; and a generation that fails.
+# Needs the agent's test hooks.
+if grep -qa STATION_AGENT_TEST_STOP "$AGENT"; then
+	cp "$T/se.conf" "$T/regen.conf"
+	echo "allow_regen = yes" >>"$T/regen.conf"
+	subject="cn=$dev ou=acme-factory alg=ec-p256"
+	tok() {
+		env "$DEVHSM" GNUTLS_PIN="$(cat "$R1/etc/device.pin")" p11tool --batch \
+			--provider "$SOFTHSM_MODULE" --login "$@" 2>>"$T/p11.err"
+	}
+	# pub_sha: the SHA-256 of the DER of a public key given in PEM on stdin.
+	pub_sha() { openssl pkey -pubin -outform DER | sha256sum | cut -c1-64; }
+	# objects URI: the token's objects matching URI, one URI a line (p11tool fails on none).
+	objects() { tok --list-all --only-urls "$1" || true; }
+	# token_pubs: pub_sha of every public key on the token, one a line.
+	token_pubs() {
+		local url
+		objects "pkcs11:token=device;type=public" | while read -r url; do
+			# --export, the object as it is (--export-pubkey looks for a private key), to
+			# --outfile (p11tool sleeps 3 s after warning that a key goes to stdout).
+			tok --export "$url" --outfile "$T/export.pem" || fail "export $url"
+			pub_sha <"$T/export.pem"
+		done
+	}
+	cert_pub=$(openssl x509 -in "$R1/var/sota/client.pem" -noout -pubkey | pub_sha)
+	regen_agent() {
+		env "$DEVHSM" "$@" "$AGENT" --tty "$T/agent-end" --config "$T/regen.conf" --root "$R1" \
+			--serve 2>>"$T/agent.log" &
+		AGENTPID=$!
+		raw_boot
+		seq=$((seq + 1))
+		raw_q "$seq" HELLO "v=1 max=4096" >/dev/null
+	}
+	# regen_cut POINT: CSR regen=1 to an agent that stops for good at POINT; the token's
+	# public keys there in $T/pubs.POINT; the agent killed (the power cut) and started again.
+	regen_cut() {
+		local point=$1 rc=0
+		regen_agent STATION_AGENT_TEST_STOP="$point"
+		seq=$((seq + 1))
+		raw_send "$seq" CSR "$subject regen=1"
+		wait_for_line "$T/agent.log" "test stop at $point\$" 60 "$AGENTPID" || rc=$?
+		[ "$rc" = 0 ] || fail "$point: the agent did not stop there ($rc): $(tail -3 "$T/agent.log")"
+		kill -KILL "$AGENTPID"
+		wait "$AGENTPID" 2>/dev/null || true
+		AGENTPID=
+		token_pubs >"$T/pubs.$point" || fail "$point: cannot read the token's public keys"
+		regen_agent
+	}
+	# board_key NAME: the board's key as the running agent reports it, which is then stopped
+	# (the token is looked at without it): its CSR for the board's subject is for the token's
+	# one key (exactly one private key under the label, nothing left under the temporary one)
+	# and VERIFY's proof of possession verifies with it. Sets board_pub (pub_sha of that key).
+	board_key() {
+		local name=$1 a n
+		seq=$((seq + 1))
+		a=$(raw_q "$seq" CSR "$subject")
+		case $a in *"A $seq CSR total="*) ;; *) fail "$name: CSR: $a" ;; esac
+		sed -n 's/.* data=\([^ ]*\).*/\1/p' <<<"$a" | base64 -d >"$T/$name.csr"
+		openssl req -inform DER -in "$T/$name.csr" -noout -pubkey >"$T/$name.pub" ||
+			fail "$name: the board's CSR does not parse"
+		board_pub=$(pub_sha <"$T/$name.pub")
+		head -c 32 /dev/urandom >"$T/$name.nonce"
+		seq=$((seq + 1))
+		a=$(raw_q "$seq" VERIFY "nonce=$(base64 -w0 "$T/$name.nonce")")
+		stop_agent
+		sed -n 's/.* sig=\([^ ]*\).*/\1/p' <<<"$a" | base64 -d >"$T/$name.sig"
+		openssl dgst -sha256 -verify "$T/$name.pub" -signature "$T/$name.sig" \
+			<(printf 'station-pop-v1'; cat "$T/$name.nonce") >/dev/null ||
+			fail "$name: VERIFY's signature is not by the CSR's key: $a"
+		n=$(tok --list-privkeys "pkcs11:token=device;object=device-key" | grep -c "Type: Private key") || true
+		[ "$n" = 1 ] || fail "$name: $n private keys under the key's label"
+		[ -z "$(objects "pkcs11:token=device;object=device-key.new")" ] ||
+			fail "$name: objects left under device-key.new"
+		[ "$(token_pubs)" = "$board_pub" ] ||
+			fail "$name: the board's CSR is not for the token's key ($(token_pubs | tr '\n' ' '))"
+	}
+	raw_open
+	regen_agent
+	board_key before
+	[ "$board_pub" = "$cert_pub" ] || fail "before: the board's key is not its certificate's"
+	cmp -s "$T/before.csr" "$R1/var/lib/station-agent/csr.der" || fail "before: not the recorded CSR"
+
+	# Cut right after the new pair is made: the old pair is still the board's.
+	regen_cut keygen-generated
+	[ "$(wc -l <"$T/pubs.keygen-generated")" = 2 ] ||
+		fail "keygen-generated: not the old and the new public key at the stop: $(cat "$T/pubs.keygen-generated")"
+	board_key generated
+	[ "$board_pub" = "$cert_pub" ] || fail "keygen-generated: the board lost the key its certificate is for"
+	ok "regen cut after the new pair was made: the old key is still the board's (its certificate's, its CSR, VERIFY), the new pair gone, one private key under the label"
+
+	# A generation that fails (a full token): the old pair is untouched, and the answer says so.
+	regen_agent STATION_AGENT_TEST_FAIL=keygen
+	seq=$((seq + 1))
+	a=$(raw_q "$seq" CSR "$subject regen=1")
+	case $a in *"A $seq ERROR code=KEYGEN "*"kept"*) ;; *) fail "a failed generation: $a" ;; esac
+	board_key failed
+	[ "$board_pub" = "$cert_pub" ] || fail "failed generation: the board lost the key its certificate is for"
+	ok "regen whose generation fails: KEYGEN saying the old pair is kept, and it is (its certificate's, its CSR, VERIFY)"
+
+	# Cut right after the old pair is destroyed, and between the relabelling of the new pair's
+	# halves: the next start finishes the switch to the pair made before the cut, and the CSR
+	# the board answers is for it.
+	prev=$cert_pub
+	for point in keygen-destroyed keygen-relabelled; do
+		regen_cut "$point"
+		board_key "$point"
+		grep -qx "$board_pub" "$T/pubs.$point" ||
+			fail "$point: the board's key was not on the token at the cut ($(cat "$T/pubs.$point"))"
+		[ "$board_pub" != "$prev" ] || fail "$point: the old key came back"
+		prev=$board_pub
+	done
+	raw_close
+	ok "regen cut after the old pair was destroyed, and between relabelling the new pair's halves: the next start puts the new pair under the label, the board's CSR and VERIFY are for it, one private key"
+else
+	echo "skip - regen cut by a power loss: $AGENT has no test hooks (-DSTATION_TEST_HOOKS=ON)"
+fi
 
 # Prefixes: a board that lets the station write only below /var/sota/certs.
 R2=$T/prefix-root

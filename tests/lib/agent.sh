@@ -94,11 +94,16 @@ raw_boot() {
 	fail "no BOOT from the agent: $(tail -3 "$T/agent.log")"
 }
 
+# raw_send SEQ TYPE [FIELDS]: sends a request (its answer is left unread).
+raw_send() {
+	local body="~@P1 Q $1 $2${3:+ $3} "
+	printf '%s%s\n' "$body" "$(crc32 "$body")" >&5
+}
+
 # raw_q SEQ TYPE [FIELDS]: sends a request, prints the answer with that seq (or seq 0).
 raw_q() {
-	local seq=$1 type=$2 fields=${3:-} body line
-	body="~@P1 Q $seq $type${fields:+ $fields} "
-	printf '%s%s\n' "$body" "$(crc32 "$body")" >&5
+	local seq=$1 type=$2 line
+	raw_send "$@"
 	while read -r -t 20 -u 5 line; do
 		line=${line%$'\r'}
 		case $line in *"~@P1 A $seq "* | *"~@P1 A 0 "*)
@@ -110,7 +115,7 @@ raw_q() {
 	fail "no answer to $type (seq $seq)"
 }
 
-# raw_send_bytes SEQ TEXT: a request whose frame is TEXT as is (to damage it on purpose).
+# raw_line TEXT: a line sent as is (a frame damaged on purpose).
 raw_line() {
 	printf '%s\n' "$1" >&5
 }

@@ -43,6 +43,7 @@ struct mem {
 	int rec_set[BRD_REC_COUNT_];
 	unsigned int opens, writes;
 	size_t space; /* bytes a stage_write may still add (a full disk) */
+	int rec_fail; /* 1: rec_write fails (a storage error) */
 };
 
 static int m_stage_open(void *inst, unsigned int slot, const char *path, unsigned int mode)
@@ -159,6 +160,8 @@ static int m_rec_write(void *inst, enum brd_record rec, const void *data, size_t
 {
 	struct mem *m = inst;
 
+	if (m->rec_fail)
+		return BRD_ERR_IO;
 	assert_true(len <= sizeof(m->rec[rec]));
 	memcpy(m->rec[rec], data, len);
 	m->rec_len[rec] = len;
@@ -184,6 +187,7 @@ static const struct brd_storage_ops mem_ops = {
 struct key {
 	EVP_PKEY *pkey;
 	unsigned int generated;
+	int switch_fails; /* 1: generate replaces the key, then fails */
 };
 
 static int k_exists(void *inst)
@@ -198,6 +202,8 @@ static int k_generate(void *inst)
 	EVP_PKEY_free(k->pkey);
 	k->pkey = EVP_EC_gen("P-256");
 	k->generated++;
+	if (k->switch_fails)
+		return BRD_ERR_IO;
 	return k->pkey ? 0 : BRD_ERR_CRYPTO;
 }
 
@@ -1017,6 +1023,25 @@ static void test_version2(void **state)
 	board_free(old);
 }
 
+/* The CSR a CSR answer carries (its DER in der, n bytes), parsed whole; it is for key. */
+static X509_REQ *csr_of(const struct drv_proto_frame *f, uint8_t *der, size_t cap, size_t *n,
+			EVP_PKEY *key)
+{
+	const unsigned char *p = der;
+	char err[160];
+	X509_REQ *req;
+	EVP_PKEY *pub;
+
+	assert_int_equal(drv_proto_get_b64(f, "data", der, cap, n, err, sizeof(err)), 0);
+	req = d2i_X509_REQ(NULL, &p, (long)*n);
+	assert_non_null(req);
+	assert_int_equal(p - der, (long)*n);
+	pub = X509_REQ_get_pubkey(req);
+	assert_int_equal(EVP_PKEY_eq(pub, key), 1);
+	EVP_PKEY_free(pub);
+	return req;
+}
+
 /* CSR: a real PKCS#10 request with the subject asked for, the same bytes when asked again,
  * a new one for another subject; regen refused on a provisioned board. */
 static void test_csr(void **state)
@@ -1027,9 +1052,7 @@ static void test_csr(void **state)
 	uint8_t der[1024], der2[1024];
 	size_t n, n2, got;
 	char err[160], name[256];
-	const unsigned char *p;
 	X509_REQ *req;
-	EVP_PKEY *pub;
 
 	(void)state;
 	hello(t, 1);
@@ -1037,21 +1060,14 @@ static void test_csr(void **state)
 	want_error(&f, "ALG");
 	ask(t, 3, "CSR", ask1, &f);
 	assert_string_equal(f.type, "CSR");
-	assert_int_equal(drv_proto_get_b64(&f, "data", der, sizeof(der), &n, err, sizeof(err)), 0);
+	req = csr_of(&f, der, sizeof(der), &n, t->key.pkey);
 	assert_int_equal(t->key.generated, 1);
-	p = der;
-	req = d2i_X509_REQ(NULL, &p, (long)n);
-	assert_non_null(req);
-	assert_int_equal(p - der, (long)n);
-	pub = X509_REQ_get_pubkey(req);
-	assert_int_equal(EVP_PKEY_eq(pub, t->key.pkey), 1);
-	assert_int_equal(X509_REQ_verify(req, pub), 1);
+	assert_int_equal(X509_REQ_verify(req, t->key.pkey), 1);
 	X509_NAME_oneline(X509_REQ_get_subject_name(req), name, sizeof(name));
 	assert_string_equal(name, "/CN=dev 1/OU=Factory A/businessCategory=production");
 	assert_int_equal(ASN1_STRING_type(X509_NAME_ENTRY_get_data(
 				 X509_NAME_get_entry(X509_REQ_get_subject_name(req), 0))),
 			 V_ASN1_UTF8STRING);
-	EVP_PKEY_free(pub);
 	X509_REQ_free(req);
 	/* Again (another seq): the same bytes; a chunk from an offset. */
 	ask(t, 4, "CSR", ask1, &f);
@@ -1078,6 +1094,40 @@ static void test_csr(void **state)
 	board_free(t);
 }
 
+/* The CSR of the key the board holds, whatever a regen that failed left: a backend that
+ * switched keys and then failed (a PKCS#11 token whose relabelling failed, an agent cut off
+ * before it answered) gets a new CSR for the new key, not the old key's; a regen whose old
+ * CSR cannot be forgotten makes no key (STORAGE). */
+static void test_csr_regen_failed(void **state)
+{
+	static const char *const ask1[] = { "cn=dev1", "alg=ec-p256", NULL };
+	static const char *const regen[] = { "cn=dev1", "alg=ec-p256", "regen=1", NULL };
+	struct t *t = board_new(NULL, 0);
+	struct drv_proto_frame f;
+	uint8_t der[1024];
+	size_t n;
+
+	(void)state;
+	hello(t, 1);
+	ask(t, 2, "CSR", ask1, &f);
+	assert_string_equal(f.type, "CSR");
+	t->mem.rec_fail = 1;
+	ask(t, 3, "CSR", regen, &f);
+	want_error(&f, "STORAGE");
+	assert_int_equal(t->key.generated, 1);
+	t->mem.rec_fail = 0;
+	t->key.switch_fails = 1;
+	ask(t, 4, "CSR", regen, &f);
+	want_error(&f, "KEYGEN");
+	assert_int_equal(t->key.generated, 2);
+	t->key.switch_fails = 0;
+	ask(t, 5, "CSR", ask1, &f);
+	assert_string_equal(f.type, "CSR");
+	assert_int_equal(t->key.generated, 2);
+	X509_REQ_free(csr_of(&f, der, sizeof(der), &n, t->key.pkey));
+	board_free(t);
+}
+
 /* The fault hooks a simulator builds its faults on. A request the platform holds back is
  * neither answered nor executed, brd_pause from the hook leaves the bytes after it for the
  * next feed, and the request let through later is executed as a new one. The CSR the hook
@@ -1091,11 +1141,9 @@ static void test_fault_hooks(void **state)
 	struct drv_proto_frame f;
 	uint8_t der[1024], der2[1024];
 	char buf[8192], err[160];
-	const unsigned char *p;
 	unsigned int total;
 	size_t n, n2;
 	X509_REQ *req;
-	EVP_PKEY *pub;
 
 	(void)state;
 	t->b.plat.request = p_request;
@@ -1119,14 +1167,8 @@ static void test_fault_hooks(void **state)
 	assert_int_equal(t->plat.requests, 2);
 
 	ask(t, 3, "CSR", csr, &f);
-	assert_int_equal(drv_proto_get_b64(&f, "data", der, sizeof(der), &n, err, sizeof(err)), 0);
-	p = der;
-	req = d2i_X509_REQ(NULL, &p, (long)n);
-	assert_non_null(req);
-	pub = X509_REQ_get_pubkey(req);
-	assert_int_equal(EVP_PKEY_eq(pub, t->key.pkey), 1);
-	assert_int_not_equal(X509_REQ_verify(req, pub), 1);
-	EVP_PKEY_free(pub);
+	req = csr_of(&f, der, sizeof(der), &n, t->key.pkey);
+	assert_int_not_equal(X509_REQ_verify(req, t->key.pkey), 1);
 	X509_REQ_free(req);
 	ask(t, 4, "CSR", csr, &f);
 	assert_int_equal(drv_proto_get_b64(&f, "data", der2, sizeof(der2), &n2, err, sizeof(err)), 0);
@@ -1188,7 +1230,7 @@ int main(void)
 		cmocka_unit_test(test_baud),	       cmocka_unit_test(test_confinement),
 		cmocka_unit_test(test_files),	       cmocka_unit_test(test_csr),
 		cmocka_unit_test(test_fault_hooks),    cmocka_unit_test(test_refuse),
-		cmocka_unit_test(test_version2),
+		cmocka_unit_test(test_version2),       cmocka_unit_test(test_csr_regen_failed),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -60,6 +60,29 @@ int agent_read_line(const char *path, char *out, size_t cap);
 int agent_write_atomic(const char *path, const void *data, size_t n, unsigned int mode,
 		       int do_fsync);
 
+#ifdef STATION_TEST_HOOKS
+/* Only in builds made with -DSTATION_TEST_HOOKS=ON (config.c); an agent built to be
+ * installed has neither variable.
+ * STATION_AGENT_TEST_STOP=<point>: agent_test_stop(point) stops the agent for good there,
+ * once what came before it is durable, after saying so on stderr ("station-agent: test stop
+ * at <point>"), so that a test can cut the power exactly there (test_qemu_agent.sh,
+ * test_agent.sh). The points:
+ *   commit-journal   (store.c) the staged files are synced, the journal is not in place yet
+ *   commit-install   (store.c) the journal is in place, the first staged file renamed
+ *   keygen-generated (key_pkcs11.c) a regeneration made the new pair, the old one is whole
+ *   keygen-destroyed (key_pkcs11.c) the old pair is destroyed, the new one not yet labelled
+ *   keygen-relabelled (key_pkcs11.c) the new private key has the label, its public key not
+ * STATION_AGENT_TEST_FAIL=<point>: agent_test_fail(point) is 1 there, and the code fails as
+ * the real step can. The points:
+ *   keygen           (key_pkcs11.c) C_GenerateKeyPair answers CKR_DEVICE_MEMORY (a full
+ *                    token) */
+void agent_test_stop(const char *point);
+int agent_test_fail(const char *point);
+#else
+#define agent_test_stop(point) ((void)0)
+#define agent_test_fail(point) 0
+#endif
+
 /* store.c */
 struct agent_store;
 /* Opens the storage: the configuration directory (created, no symlink on the way), its

@@ -5,6 +5,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -110,6 +111,36 @@ out:
 	errno = saved;
 	return rc;
 }
+
+#ifdef STATION_TEST_HOOKS
+/* The test hooks agent.h describes. */
+static int test_point(const char *var, const char *point)
+{
+	const char *want = getenv(var);
+
+	return want && strcmp(want, point) == 0;
+}
+
+void agent_test_stop(const char *point)
+{
+	if (!test_point("STATION_AGENT_TEST_STOP", point))
+		return;
+	fprintf(stderr, "station-agent: test stop at %s\n", point);
+	/* Nothing but a signal ends it, and SIGTERM does (a test cleaning up). */
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGINT, SIG_DFL);
+	for (;;)
+		pause();
+}
+
+int agent_test_fail(const char *point)
+{
+	if (!test_point("STATION_AGENT_TEST_FAIL", point))
+		return 0;
+	fprintf(stderr, "station-agent: test failure at %s\n", point);
+	return 1;
+}
+#endif
 
 static char *trim(char *s)
 {

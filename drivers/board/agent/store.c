@@ -89,29 +89,6 @@ static const char *why_of(int e)
 	return strerror(e);
 }
 
-#ifdef STATION_TEST_HOOKS
-/* Only in builds made with -DSTATION_TEST_HOOKS=ON: STATION_AGENT_TEST_STOP=<point> stops the
- * agent for good at that point of a commit, once what came before it is durable, after
- * saying so on stderr, so that a test can cut the power exactly there
- * (tests/integration/test_qemu_agent.sh). The points:
- *   commit-journal  the staged files are synced, the journal is not in place yet: a power
- *                   loss leaves the old set
- *   commit-install  the journal is in place and the first staged file renamed into the
- *                   configuration directory: the next start finishes the new set
- * An agent built to be installed has no such variable. */
-static void test_stop(const char *point)
-{
-	const char *want = getenv("STATION_AGENT_TEST_STOP");
-
-	if (!want || strcmp(want, point) != 0)
-		return;
-	fprintf(stderr, "station-agent: test stop at %s\n", point);
-	for (;;)
-		pause();
-}
-#else
-#define test_stop(point) ((void)0)
-#endif
 
 static void fsync_fd(const struct agent_store *s, int fd)
 {
@@ -364,7 +341,7 @@ static int apply_journal(struct agent_store *s)
 				  why_of(errno));
 		} else {
 			fsync_fd(s, dfd);
-			test_stop("commit-install");
+			agent_test_stop("commit-install");
 		}
 		if (dfd >= 0)
 			close(dfd);
@@ -539,7 +516,7 @@ static int st_commit(void *inst, const struct brd_commit_file *cf, unsigned int 
 	text = set_text(s->gen + 1, next, slots, k, &len);
 	if (!text)
 		return fail(s, BRD_ERR_IO, "out of memory");
-	test_stop("commit-journal");
+	agent_test_stop("commit-journal");
 	/* The commit point. */
 	if (cfg_write_atomic(s, ".commit", text, len) != 0)
 		rc = fail(s, code_of(errno), ".commit: %s", strerror(errno));
