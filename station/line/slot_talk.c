@@ -159,7 +159,7 @@ void slot_retransmit(struct st_slot *s)
 
 void slot_send_hello(struct st_slot *s, int kind)
 {
-	static const char *const versions[] = { "1", "2" };
+	static const char *const versions[] = { "1", "2", "3" };
 	struct drv_proto_builder b;
 
 	if (!s->port)
