@@ -154,6 +154,7 @@ struct slot_run {
 	int baud_to;     /* the rate the board switched to (answered HELLO there); 0: none */
 	unsigned resyncs;
 	unsigned retransmits0; /* the slot's retransmits when the board arrived */
+	uint64_t requests0;    /* its requests before the HELLO that found the board */
 	uint64_t tx0, rx0;     /* the slot's byte counters when the board's HELLO left */
 
 	/* Ending. */

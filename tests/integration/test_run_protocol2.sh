@@ -8,21 +8,12 @@
 . "$(dirname "$0")/../lib/line.sh"
 N=4
 line_setup
-OLDPID=
-line_cleanup() {
-	stop_bg "$OLDPID"
-}
 
-# Two fixtures of one line: boards of version 2 (simboard's default) and boards that speak
-# version 1 only, standing in for boards of before version 2.
-LINE_DIR=$T/old
-exec 4< <(exec "$SIMBOARD" --dir "$LINE_DIR" --boards "$N" --name-prefix old --protocol 1 --seed 3)
-OLDPID=$!
-read -r -t 60 -u 4 l || fail "simboard --protocol 1 did not start"
-case $l in "simboard: ready: $N boards"*) ;; *) fail "simboard --protocol 1: $l" ;; esac
-cat <&4 >>"$T/simboard-old.log" &
+# Two fixtures of one line: boards of version 2 and boards that speak version 1 only,
+# standing in for boards of before version 2.
+more_simboard old "$N" --protocol 1 --seed 3
 LINE_DIR=$T/line
-start_simboard "$N" --name-prefix new --seed 3
+start_simboard "$N" --name-prefix new --protocol 2 --seed 3
 line_config "$pki/run.yaml" <<YAML
 station: test-station
 slots:
@@ -73,11 +64,10 @@ ok "bytes per board: version 1 $b1, version 2 $b2 ($(awk -v a="$b2" -v b="$b1" '
 # Version 2 boards that lose power on the copy of client.pem into client.chained (WRITE 2),
 # or on the chunk after it that does not name its file (WRITE 3), or lose their link there:
 # the station greets them again, starts the files over or resumes, and they end right.
-line_cleanup
-OLDPID=
+stop_more_simboards
 stop_simboard
 LINE_DIR=$T/faults
-start_simboard 3 --name-prefix new --seed 5 --fault power-loss=WRITE/2:new0 \
+start_simboard 3 --name-prefix new --protocol 2 --seed 5 --fault power-loss=WRITE/2:new0 \
 	--fault power-loss=WRITE/3:new1 --fault disconnect=WRITE/3:new2
 rm -f "$pki/ledger.db" "$pki/ledger.db-wal" "$pki/ledger.db-shm"
 line_config "$pki/faults.yaml" <<YAML

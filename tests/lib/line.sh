@@ -14,7 +14,7 @@ stop_simboard() {
 }
 # A test with processes of its own (a station, a gateway) defines line_cleanup to end them;
 # it runs on exit before simboard is stopped.
-trap 'rc=$?; ! declare -F line_cleanup >/dev/null || line_cleanup || true; stop_simboard; [ -n "${KEEP_TMP:-}" ] || rm -rf "$T"; exit $rc' EXIT
+trap 'rc=$?; ! declare -F line_cleanup >/dev/null || line_cleanup || true; stop_more_simboards; stop_simboard; [ -n "${KEEP_TMP:-}" ] || rm -rf "$T"; exit $rc' EXIT
 
 # start_simboard N [options]: serves N boards from $LINE_DIR, waits for the ready line.
 start_simboard() {
@@ -27,6 +27,27 @@ start_simboard() {
 	# Keep draining its event lines: a full pipe would stall every board. Appended, so that
 	# a test that starts simboard again keeps the earlier lines.
 	cat <&3 >>"$T/simboard.log" &
+}
+
+# more_simboard NAME N [options]: another fixture of the line, a simboard of its own serving N
+# boards named NAME0, NAME1, ... from $T/NAME (map $T/NAME/map.yaml, log
+# $T/simboard-NAME.log); stop_more_simboards ends them all (on exit too).
+MORE_PIDS=
+more_simboard() {
+	local name=$1 n=$2 line fd
+	shift 2
+	exec {fd}< <(exec "$SIMBOARD" --dir "$T/$name" --boards "$n" --name-prefix "$name" "$@")
+	MORE_PIDS="$MORE_PIDS $!"
+	read -r -t 60 -u "$fd" line || fail "simboard $name did not start"
+	case $line in "simboard: ready: $n boards"*) ;; *) fail "simboard $name: $line" ;; esac
+	cat <&"$fd" >>"$T/simboard-$name.log" &
+}
+stop_more_simboards() {
+	local pid
+	for pid in $MORE_PIDS; do
+		stop_bg "$pid"
+	done
+	MORE_PIDS=
 }
 
 # line_profile DIR [SOURCE [YAML]]: the simulated boards' profile, DIR/sim-gw.yaml
