@@ -311,7 +311,8 @@ static int cmd_hello(struct brd_board *b, const struct brd_frame *f, struct step
 	brd_enc_text(&e, "boot", b->boot_id);
 	brd_enc_uint(&e, "gen", b->st->generation(b->st_inst));
 	answer_send(b, &e, f);
-	event(b, BRD_EV_HELLO, devid);	return STEP_ANSWERED;
+	event(b, BRD_EV_HELLO, devid);
+	return STEP_ANSWERED;
 }
 
 /* CSR */
@@ -546,7 +547,8 @@ static int cmd_csr(struct brd_board *b, const struct brd_frame *f, struct step *
 	if (n > len - off)
 		n = len - (size_t)off;
 	brd_enc_b64(&e, "data", b->scratch + off, n);
-	answer_send(b, &e, f);	return STEP_ANSWERED;
+	answer_send(b, &e, f);
+	return STEP_ANSWERED;
 }
 
 /* WRITE */
@@ -1251,7 +1253,8 @@ static int cmd_baud(struct brd_board *b, const struct brd_frame *f, struct step 
 	b->baud_old = b->baud_cur;
 	b->baud_new = (uint32_t)rate;
 	b->baud_ms = (uint32_t)ms;
-	answer_send(b, &e, f);	return STEP_ANSWERED;
+	answer_send(b, &e, f);
+	return STEP_ANSWERED;
 }
 
 /* DONE */
@@ -1281,7 +1284,8 @@ static int cmd_done(struct brd_board *b, const struct brd_frame *f, struct step 
 	answer_begin(b, &e, f, "DONE");
 	brd_enc_text(&e, "result", result);
 	answer_send(b, &e, f);
-	event(b, pass ? BRD_EV_DONE_PASS : BRD_EV_DONE_FAIL, text);	return STEP_ANSWERED;
+	event(b, pass ? BRD_EV_DONE_PASS : BRD_EV_DONE_FAIL, text);
+	return STEP_ANSWERED;
 }
 
 /* Dispatch. */
