@@ -25,10 +25,7 @@ pool:
   workers: 2
 YAML
 
-timeout 300 "$STATION" run -c "$pki/run.yaml" --events "$T/events.jsonl" --boards $((3 * N)) --no-view \
-	>"$T/run.out" 2>"$T/run.err" || fail "station run failed: $(tail -20 "$T/run.err")"
-[ "$(grep -c '"event":"pass"' "$T/events.jsonl")" = $((3 * N)) ] ||
-	fail "$(grep -c '"event":"pass"' "$T/events.jsonl") boards passed of $((3 * N)): $(grep -m3 '"event":"fail"' "$T/events.jsonl")"
+line_run_all "$pki/run.yaml" "$T/events.jsonl" $((3 * N))
 for i in $(seq 0 $((N - 1))); do
 	for v in one two three; do
 		"$SIMBOARD" verify "$T/$v/$v$i" --root "$pki/factory-root.pem" >"$T/verify.out" ||
@@ -65,24 +62,7 @@ stop_simboard
 LINE_DIR=$T/faults
 start_simboard 3 --name-prefix three --seed 5 --fault power-loss=WRITE/5:three0 \
 	--fault disconnect=WRITE/5:three1 --fault drop:three2
-rm -f "$pki/ledger.db" "$pki/ledger.db-wal" "$pki/ledger.db-shm"
-line_config "$pki/faults.yaml" <<YAML
-station: test-station
-slots:
-  - board_map: $T/faults/map.yaml
-pool:
-  workers: 2
-timeouts:
-  reconnect: 1000
-YAML
-timeout 300 "$STATION" run -c "$pki/faults.yaml" --events "$T/faults.jsonl" --boards 3 --no-view \
-	>"$T/faults.out" 2>"$T/faults.err" || fail "station run (faults) failed: $(tail -20 "$T/faults.err")"
-[ "$(grep -c '"event":"pass"' "$T/faults.jsonl")" = 3 ] ||
-	fail "faults: $(grep -m3 '"event":"fail"' "$T/faults.jsonl")"
-for i in 0 1 2; do
-	"$SIMBOARD" verify "$T/faults/three$i" --root "$pki/factory-root.pem" >"$T/verify.out" ||
-		fail "simboard verify three$i: $(cat "$T/verify.out")"
-done
+faults_run 3 three
 grep -q "three0: power lost" "$T/simboard.log" && grep -q "three1: disconnected" "$T/simboard.log" ||
 	fail "the faults did not happen: $(cat "$T/simboard.log")"
 grep '"event":"pass"' "$T/faults.jsonl" | grep '"slot":"three2"' | grep -q '"retransmits":[1-9]' ||

@@ -50,6 +50,38 @@ stop_more_simboards() {
 	MORE_PIDS=
 }
 
+# line_run_all CONFIG EVENTS N: `station run -c CONFIG` until N boards are done, events in
+# EVENTS (its output in EVENTS.out and EVENTS.err): all N pass.
+line_run_all() {
+	timeout 300 "$STATION" run -c "$1" --events "$2" --boards "$3" --no-view >"$2.out" 2>"$2.err" ||
+		fail "station run -c $1 failed: $(tail -20 "$2.err")"
+	[ "$(grep -c '"event":"pass"' "$2")" = "$3" ] ||
+		fail "$(grep -c '"event":"pass"' "$2") boards passed of $3: $(grep -m3 '"event":"fail"' "$2")"
+}
+
+# faults_run N PREFIX: the N boards PREFIX0, PREFIX1, ... that start_simboard serves from
+# $T/faults (with the faults it was given) on a line of their own and a new ledger,
+# reconnects waited for 1 s: every board passes (events in $T/faults.jsonl) and holds the
+# right files (simboard verify).
+faults_run() {
+	local n=$1 prefix=$2 i
+	rm -f "$pki/ledger.db" "$pki/ledger.db-wal" "$pki/ledger.db-shm"
+	line_config "$pki/faults.yaml" <<YAML
+station: test-station
+slots:
+  - board_map: $T/faults/map.yaml
+pool:
+  workers: 2
+timeouts:
+  reconnect: 1000
+YAML
+	line_run_all "$pki/faults.yaml" "$T/faults.jsonl" "$n"
+	for i in $(seq 0 $((n - 1))); do
+		"$SIMBOARD" verify "$T/faults/$prefix$i" --root "$pki/factory-root.pem" >"$T/verify.out" ||
+			fail "simboard verify $prefix$i: $(cat "$T/verify.out")"
+	done
+}
+
 # line_profile DIR [SOURCE [YAML]]: the simulated boards' profile, DIR/sim-gw.yaml
 # (Foundries-style, the device id from the board unless SOURCE names another device_id
 # source), with more top-level YAML keys appended.
