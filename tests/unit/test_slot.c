@@ -79,6 +79,7 @@ struct board {
 	/* Version 3 (PROTOCOL.md 7): COMMIT and VERIFY requests, the steps it did folded into
 	 * another request, and the folds it does not do (answered without their fields). */
 	unsigned commits, verifies, folded_commits, folded_verifies;
+	unsigned asked_commit, asked_verify; /* requests that carried commit, VERIFY's nonce */
 	int no_fold_commit, no_fold_verify;
 };
 
@@ -416,6 +417,8 @@ static void answer_write(struct fx *fx, const struct got *g)
 	drv_proto_add_text(&b, "path", path);
 	drv_proto_add_uint(&b, "have", fx->b.file[i].have);
 	drv_proto_add_uint(&b, "done", fx->b.file[i].have == fx->b.file[i].size);
+	fx->b.asked_commit += drv_proto_has(&g->f, "commit");
+	fx->b.asked_verify += drv_proto_has(&g->f, "nonce");
 	if (fx->b.version >= 3 && drv_proto_has(&g->f, "commit") &&
 	    fx->b.file[i].have == fx->b.file[i].size && !fx->b.no_fold_commit) {
 		fx->b.folded_commits++;
@@ -443,6 +446,7 @@ static void answer_commit(struct fx *fx, const struct got *g)
 	char buf[DRV_PROTO_MAX_LINE];
 
 	fx->b.commits++;
+	fx->b.asked_verify += drv_proto_has(&g->f, "nonce");
 	drv_proto_begin(&b, buf, sizeof(buf), DRV_PROTO_ANSWER, g->f.seq, DRV_PROTO_COMMIT);
 	commit_fields(fx, &b);
 	if (fx->b.version >= 3 && drv_proto_has(&g->f, "nonce") && !fx->b.no_fold_verify) {
@@ -1310,6 +1314,9 @@ static void test_v2_pass(void **state)
 	assert_true(fx->b.raw_chunks > 0 && fx->b.bare_chunks > 0 && fx->b.copies > 0);
 	assert_int_equal(fx->b.sums, 1);
 	assert_int_equal(fx->b.lists, 0);
+	/* Version 3's folds are not for it: a COMMIT and a VERIFY of their own. */
+	assert_int_equal(fx->b.asked_commit + fx->b.asked_verify, 0);
+	assert_int_equal(fx->b.commits + fx->b.verifies, 2);
 	a = board_file(fx, "etc/dev/device.crt", &alen);
 	c = board_file(fx, "etc/dev/chained.crt", &clen);
 	assert_true(alen > 512);
@@ -1388,6 +1395,8 @@ static void test_v3_unfolded(void **state)
 	play_v2(fx, result, sizeof(result));
 	assert_string_equal(result, "pass");
 	assert_int_equal(fx->b.folded_commits + fx->b.folded_verifies, 0);
+	assert_int_equal(fx->b.asked_commit, 1);
+	assert_int_equal(fx->b.asked_verify, 2);
 	assert_int_equal(fx->b.commits, 1);
 	assert_int_equal(fx->b.verifies, 1);
 	assert_int_equal(fx->b.sums, 1);
