@@ -1,4 +1,4 @@
-/* The board core: every command of drivers/PROTOCOL.md versions 1 and 2, as the board answers it.
+/* The board core: every command of drivers/PROTOCOL.md versions 1 to 3, as the board answers it.
  * See board.h for the interface and README.md for what this folder may use. */
 #include "board.h"
 
@@ -41,9 +41,9 @@ int brd_init(struct brd_board *b, const struct brd_config *cfg)
 		return BRD_ERR_CONFIG;
 	if (cfg->max_frame && (cfg->max_frame < BRD_LINE_MIN || cfg->max_frame > BRD_LINE_MAX))
 		return BRD_ERR_CONFIG;
-	if (cfg->protocol > 2)
+	if (cfg->protocol > 3)
 		return BRD_ERR_CONFIG;
-	b->proto_max = (unsigned char)(cfg->protocol ? cfg->protocol : 2);
+	b->proto_max = (unsigned char)(cfg->protocol ? cfg->protocol : 3);
 	copy_name(b->hw, sizeof(b->hw), cfg->hw);
 	copy_name(b->sku, sizeof(b->sku), cfg->sku);
 	copy_name(b->fw, sizeof(b->fw), cfg->fw);
@@ -183,6 +183,25 @@ static const char *key_error(const struct brd_board *b)
 	return b->key->last_error ? b->key->last_error(b->key_inst) : NULL;
 }
 
+/* One request's steps. In version 3 a WRITE may carry COMMIT, and COMMIT (or that WRITE)
+ * VERIFY (PROTOCOL.md 7): the dispatch runs each step in turn, through the command table so
+ * that one step's stack frame is gone before the next one's, into one answer. The fields of
+ * the folded steps are looked up before any step runs: WRITE decodes its chunk in place. */
+struct step {
+	struct brd_enc e; /* the answer */
+	int folded;       /* the step runs folded: a failure leaves it out of the answer */
+	int has_count, has_nonce, has_from, has_want;
+	struct brd_field count; /* COMMIT's count, or the WRITE's commit */
+	struct brd_field nonce, from, want;
+};
+
+/* What a command (a step) returns. */
+enum {
+	STEP_ANSWERED, /* it sent its answer (or ERROR) */
+	STEP_DONE,     /* its answer is in st->e, to be sent */
+	STEP_NEXT,     /* likewise, and a step folded into the request may follow */
+};
+
 /* Boot. */
 
 void brd_boot(struct brd_board *b, uint64_t now_ms)
@@ -227,7 +246,7 @@ void brd_boot(struct brd_board *b, uint64_t now_ms)
 
 /* HELLO */
 
-static void cmd_hello(struct brd_board *b, const struct brd_frame *f)
+static int cmd_hello(struct brd_board *b, const struct brd_frame *f, struct step *st)
 {
 	char item[12], bauds[BRD_MAX_BAUDS][12], devid[BRD_MAX_NAME + 1], msgbuf[128];
 	const char *blist[BRD_MAX_BAUDS];
@@ -239,10 +258,11 @@ static void cmd_hello(struct brd_board *b, const struct brd_frame *f)
 	size_t n = 0;
 	int ok = 0, r;
 
+	(void)st;
 	brd_msg_init(&m, msgbuf, sizeof(msgbuf));
 	if (!brd_frame_find(f, "v", &v)) {
 		answer_error(b, f, E_FIELD, "HELLO frame has no field 'v'");
-		return;
+		return STEP_ANSWERED;
 	}
 	/* The highest version both speak. */
 	for (i = 0; (r = brd_field_item(&v, "v", i, item, sizeof(item), &m)) == 1; i++) {
@@ -251,16 +271,18 @@ static void cmd_hello(struct brd_board *b, const struct brd_frame *f)
 			ok = item[0] - '0';
 	}
 	if (!ok) {
-		answer_error(b, f, E_VERSION, b->proto_max == 1 ? "this board speaks protocol "
-								  "version 1"
-								: "this board speaks protocol "
-								  "versions 1 and 2");
-		return;
+		answer_error(b, f, E_VERSION, b->proto_max == 1   ? "this board speaks protocol "
+								    "version 1"
+					      : b->proto_max == 2 ? "this board speaks protocol "
+								    "versions 1 and 2"
+								  : "this board speaks protocol "
+								    "versions 1 to 3");
+		return STEP_ANSWERED;
 	}
 	if (brd_frame_find(f, "max", &v) &&
 	    brd_field_uint(&v, "max", BRD_LINE_MIN, 0xFFFFFFFFu, &max, &m) != 0) {
 		answer_error(b, f, E_FIELD, m.buf);
-		return;
+		return STEP_ANSWERED;
 	}
 	if (b->st->rec_read(b->st_inst, BRD_REC_DEVICE_ID, devid, sizeof(devid) - 1, &n) != 0)
 		n = 0;
@@ -290,6 +312,7 @@ static void cmd_hello(struct brd_board *b, const struct brd_frame *f)
 	brd_enc_uint(&e, "gen", b->st->generation(b->st_inst));
 	answer_send(b, &e, f);
 	event(b, BRD_EV_HELLO, devid);
+	return STEP_ANSWERED;
 }
 
 /* CSR */
@@ -453,7 +476,7 @@ static size_t csr_for(struct brd_board *b, const struct brd_frame *f, const char
 	return (size_t)len;
 }
 
-static void cmd_csr(struct brd_board *b, const struct brd_frame *f)
+static int cmd_csr(struct brd_board *b, const struct brd_frame *f, struct step *st)
 {
 	char cn[BRD_MAX_NAME + 1], ou[BRD_MAX_NAME + 1], bc[BRD_MAX_NAME + 1], alg[16];
 	char devid[BRD_MAX_NAME + 1], msgbuf[192];
@@ -464,6 +487,7 @@ static void cmd_csr(struct brd_board *b, const struct brd_frame *f)
 	size_t len, n = 0;
 	int rc;
 
+	(void)st;
 	brd_msg_init(&m, msgbuf, sizeof(msgbuf));
 	if (get_text(f, "cn", cn, sizeof(cn), &m) != 0 ||
 	    get_text_opt(f, "ou", ou, sizeof(ou), &m) != 0 ||
@@ -472,22 +496,22 @@ static void cmd_csr(struct brd_board *b, const struct brd_frame *f)
 	    get_uint_opt(f, "regen", 0, 1, &regen, &m) != 0 ||
 	    get_uint_opt(f, "off", 0, BRD_CSR_MAX, &off, &m) != 0) {
 		answer_error(b, f, E_FIELD, m.buf);
-		return;
+		return STEP_ANSWERED;
 	}
 	if (!cn[0]) {
 		answer_error(b, f, E_FIELD, "field 'cn' is empty");
-		return;
+		return STEP_ANSWERED;
 	}
 	if (strcmp(alg, "ec-p256") != 0) {
 		brd_msg_str(&m, "key algorithm \"");
 		brd_msg_str(&m, alg);
 		brd_msg_str(&m, "\" not supported; this board makes ec-p256");
 		answer_error(b, f, E_ALG, m.buf);
-		return;
+		return STEP_ANSWERED;
 	}
 	if (regen && off) {
 		answer_error(b, f, E_FIELD, "regen=1 is only allowed with off=0");
-		return;
+		return STEP_ANSWERED;
 	}
 	if (regen && !b->allow_regen && b->st->generation(b->st_inst) > 0 &&
 	    b->key->exists(b->key_inst) == 1) {
@@ -496,11 +520,11 @@ static void cmd_csr(struct brd_board *b, const struct brd_frame *f)
 		brd_msg_str(&m, " installed) and keeps its key; its agent does not allow a new "
 				"one");
 		answer_error(b, f, E_KEYGEN, m.buf);
-		return;
+		return STEP_ANSWERED;
 	}
 	len = csr_for(b, f, cn, ou, bc, (int)regen, &m);
 	if (!len)
-		return;
+		return STEP_ANSWERED;
 	/* A board without an id takes the one the station gives it. */
 	if (b->st->rec_read(b->st_inst, BRD_REC_DEVICE_ID, devid, sizeof(devid) - 1, &n) != 0 ||
 	    n == 0) {
@@ -508,7 +532,7 @@ static void cmd_csr(struct brd_board *b, const struct brd_frame *f)
 		if (rc != 0) {
 			brd_msg_str(&m, "cannot keep the device id");
 			answer_failure(b, f, E_STORAGE, &m, rc, st_error(b));
-			return;
+			return STEP_ANSWERED;
 		}
 		event(b, BRD_EV_ADOPTED, cn);
 	}
@@ -519,7 +543,7 @@ static void cmd_csr(struct brd_board *b, const struct brd_frame *f)
 		brd_msg_uint(&m, len);
 		brd_msg_str(&m, " bytes");
 		answer_error(b, f, E_OFFSET, m.buf);
-		return;
+		return STEP_ANSWERED;
 	}
 	brd_sha256(b->scratch, len, sha);
 	answer_begin(b, &e, f, "CSR");
@@ -531,6 +555,7 @@ static void cmd_csr(struct brd_board *b, const struct brd_frame *f)
 		n = len - (size_t)off;
 	brd_enc_b64(&e, "data", b->scratch + off, n);
 	answer_send(b, &e, f);
+	return STEP_ANSWERED;
 }
 
 /* WRITE */
@@ -739,8 +764,10 @@ static int copy_in(struct brd_board *b, unsigned int idx, const struct copy_src 
 	return 0;
 }
 
-static void cmd_write(struct brd_board *b, const struct brd_frame *f)
+/* WRITE: STEP_NEXT when the chunk's file is complete (hash checked), for a folded COMMIT. */
+static int cmd_write(struct brd_board *b, const struct brd_frame *f, struct step *st)
 {
+	struct brd_enc *e = &st->e;
 	char path[BRD_MAX_PATH + 1], mode_s[8], msgbuf[256];
 	uint64_t size = 0, off, total = 0, got_size = 0;
 	struct brd_staged *s = NULL;
@@ -749,7 +776,6 @@ static void cmd_write(struct brd_board *b, const struct brd_frame *f)
 	struct brd_field v, cv;
 	struct copy_src cp;
 	struct brd_msg m;
-	struct brd_enc e;
 	const char *why;
 	size_t n = 0, k;
 	int rc = 0, ident = 1, raw = 0, copy = 0, src = 1;
@@ -758,7 +784,7 @@ static void cmd_write(struct brd_board *b, const struct brd_frame *f)
 	if (get_text(f, "path", path, sizeof(path), &m) != 0 ||
 	    get_uint(f, "off", 0, UINT64_MAX, &off, &m) != 0) {
 		answer_error(b, f, E_FIELD, m.buf);
-		return;
+		return STEP_ANSWERED;
 	}
 	/* Version 2: a later chunk may leave the file's identity out (all of it). */
 	if (b->version >= 2 && !brd_frame_find(f, "mode", &v) && !brd_frame_find(f, "size", &v) &&
@@ -767,11 +793,11 @@ static void cmd_write(struct brd_board *b, const struct brd_frame *f)
 	if (ident && (get_text(f, "mode", mode_s, sizeof(mode_s), &m) != 0 ||
 		      get_uint(f, "size", 0, UINT64_MAX, &size, &m) != 0)) {
 		answer_error(b, f, E_FIELD, m.buf);
-		return;
+		return STEP_ANSWERED;
 	}
 	if (ident && (!brd_frame_find(f, "sha", &v) || brd_field_hex(&v, "sha", sha, 32, &m) != 0)) {
 		answer_error(b, f, E_FIELD, m.len ? m.buf : "WRITE frame has no field 'sha'");
-		return;
+		return STEP_ANSWERED;
 	}
 	/* The chunk: data (b64) in version 1; raw or copy too in version 2, exactly one. Data
 	 * and raw are decoded in place: the frame's own bytes are not needed after them. */
@@ -787,7 +813,7 @@ static void cmd_write(struct brd_board *b, const struct brd_frame *f)
 		answer_error(b, f, E_FIELD, kinds ? "WRITE carries more than one of 'data', 'raw' "
 						    "and 'copy'"
 						  : "WRITE frame has no field 'data'");
-		return;
+		return STEP_ANSWERED;
 	}
 	/* Decoding in place changes the line: no field is looked up after it. */
 	data = (uint8_t *)(uintptr_t)v.val;
@@ -802,7 +828,7 @@ static void cmd_write(struct brd_board *b, const struct brd_frame *f)
 	}
 	if (rc < 0) {
 		answer_error(b, f, E_FIELD, m.buf);
-		return;
+		return STEP_ANSWERED;
 	}
 	for (k = 0; ident && mode_s[k]; k++) {
 		if (mode_s[k] < '0' || mode_s[k] > '7' || k > 4)
@@ -814,7 +840,7 @@ static void cmd_write(struct brd_board *b, const struct brd_frame *f)
 		brd_msg_str(&m, mode_s);
 		brd_msg_str(&m, "\" is not octal 0 .. 0777");
 		answer_error(b, f, E_FIELD, m.buf);
-		return;
+		return STEP_ANSWERED;
 	}
 	why = brd_path_refusal(b, path);
 	if (why) {
@@ -823,7 +849,7 @@ static void cmd_write(struct brd_board *b, const struct brd_frame *f)
 		brd_msg_str(&m, "\": ");
 		brd_msg_str(&m, why);
 		answer_error(b, f, E_PATH, m.buf);
-		return;
+		return STEP_ANSWERED;
 	}
 	for (i = 0; i < BRD_MAX_STAGED; i++) {
 		if (b->staged[i].path[0] && strcmp(b->staged[i].path, path) == 0) {
@@ -838,7 +864,7 @@ static void cmd_write(struct brd_board *b, const struct brd_frame *f)
 			/* A reboot lost it: the station starts the file again. */
 			answer_have(b, f, E_OFFSET, 0, "no file is staged under this path; start "
 						       "again at offset 0 with mode, size and sha");
-			return;
+			return STEP_ANSWERED;
 		}
 		size = s->size;
 		mode = s->mode;
@@ -851,21 +877,21 @@ static void cmd_write(struct brd_board *b, const struct brd_frame *f)
 		brd_msg_uint(&m, b->max_file);
 		brd_msg_str(&m, " per file");
 		answer_error(b, f, E_SIZE, m.buf);
-		return;
+		return STEP_ANSWERED;
 	}
 	if (s && (s->size != size || memcmp(s->sha, sha, 32) != 0 || s->mode != mode) &&
 	    off != 0) {
 		/* A different file under the same path starts over, but only from 0. */
 		answer_have(b, f, E_OFFSET, 0, "a different file was staged under this path; "
 					       "start again at offset 0");
-		return;
+		return STEP_ANSWERED;
 	}
 	if (total + size > b->max_total) {
 		msg_path(&m, path, "the staged files would exceed ");
 		brd_msg_uint(&m, b->max_total);
 		brd_msg_str(&m, " bytes");
 		answer_error(b, f, E_SIZE, m.buf);
-		return;
+		return STEP_ANSWERED;
 	}
 	if (!s || s->size != size || memcmp(s->sha, sha, 32) != 0 || s->mode != mode) {
 		if (!s) {
@@ -876,7 +902,7 @@ static void cmd_write(struct brd_board *b, const struct brd_frame *f)
 				brd_msg_uint(&m, BRD_MAX_STAGED);
 				brd_msg_str(&m, " files staged");
 				answer_error(b, f, E_SIZE, m.buf);
-				return;
+				return STEP_ANSWERED;
 			}
 			s = &b->staged[idx];
 		}
@@ -885,7 +911,7 @@ static void cmd_write(struct brd_board *b, const struct brd_frame *f)
 		if (rc != 0) {
 			msg_path(&m, path, "cannot stage");
 			answer_failure(b, f, E_STORAGE, &m, rc, st_error(b));
-			return;
+			return STEP_ANSWERED;
 		}
 		memcpy(s->path, path, strlen(path) + 1);
 		s->size = size;
@@ -899,7 +925,7 @@ static void cmd_write(struct brd_board *b, const struct brd_frame *f)
 		brd_msg_uint(&m, s->have);
 		brd_msg_str(&m, " bytes received");
 		answer_have(b, f, E_OFFSET, s->have, m.buf);
-		return;
+		return STEP_ANSWERED;
 	}
 	if (off + n > size) {
 		brd_msg_str(&m, "chunk ends at ");
@@ -907,13 +933,13 @@ static void cmd_write(struct brd_board *b, const struct brd_frame *f)
 		brd_msg_str(&m, ", past the size ");
 		brd_msg_uint(&m, size);
 		answer_error(b, f, E_SIZE, m.buf);
-		return;
+		return STEP_ANSWERED;
 	}
 	if (copy && !src && !s->done && off + n > s->have) {
 		msg_path(&m, path, "the copy's source is not staged or installed, or shorter "
 				   "than asked: send the bytes");
 		answer_have(b, f, E_SOURCE, s->have, m.buf);
-		return;
+		return STEP_ANSWERED;
 	}
 	/* Bytes below `have` are a retransmission of what storage holds already: only the new
 	 * ones are written. */
@@ -930,14 +956,14 @@ static void cmd_write(struct brd_board *b, const struct brd_frame *f)
 		if (rc == 1) {
 			msg_path(&m, path, "the copy's source ended early: send the bytes");
 			answer_have(b, f, E_SOURCE, s->have, m.buf);
-			return;
+			return STEP_ANSWERED;
 		}
 		if (rc != 0) {
 			msg_path(&m, path, "cannot write");
 			s->path[0] = 0;
 			b->st->stage_discard(b->st_inst, (int)idx);
 			answer_failure(b, f, E_STORAGE, &m, rc, st_error(b));
-			return;
+			return STEP_ANSWERED;
 		}
 	}
 	if (!s->done && s->have == s->size) {
@@ -949,50 +975,68 @@ static void cmd_write(struct brd_board *b, const struct brd_frame *f)
 			if (rc != 0) {
 				msg_path(&m, path, "cannot read back");
 				answer_failure(b, f, E_STORAGE, &m, rc, st_error(b));
-				return;
+				return STEP_ANSWERED;
 			}
 			msg_path(&m, path, "the ");
 			brd_msg_uint(&m, got_size);
 			brd_msg_str(&m, " bytes written do not hash to the SHA-256 given");
 			answer_error(b, f, E_HASH, m.buf);
-			return;
+			return STEP_ANSWERED;
 		}
 		s->done = 1;
 	}
-	answer_begin(b, &e, f, "WRITE");
-	brd_enc_text(&e, "path", path);
-	brd_enc_uint(&e, "have", s->have);
-	brd_enc_uint(&e, "done", (uint64_t)s->done);
-	answer_send(b, &e, f);
+	answer_begin(b, e, f, "WRITE");
+	brd_enc_text(e, "path", path);
+	brd_enc_uint(e, "have", s->have);
+	brd_enc_uint(e, "done", (uint64_t)s->done);
+	return s->done ? STEP_NEXT : STEP_DONE;
 }
 
 /* COMMIT */
 
-static void cmd_commit(struct brd_board *b, const struct brd_frame *f)
+/* A step's failure: answered ERROR, or, folded into another request, left out of that
+ * request's answer (PROTOCOL.md 7.3): the station runs the step on its own then, and gets
+ * the ERROR. */
+static int step_failed(struct brd_board *b, const struct brd_frame *f, const struct step *st,
+		       const char *code, const char *text)
+{
+	if (st->folded)
+		return STEP_DONE;
+	answer_error(b, f, code, text);
+	return STEP_ANSWERED;
+}
+
+static int step_failure(struct brd_board *b, const struct brd_frame *f, const struct step *st,
+			const char *code, struct brd_msg *m, int rc, const char *detail)
+{
+	if (st->folded)
+		return STEP_DONE;
+	answer_failure(b, f, code, m, rc, detail);
+	return STEP_ANSWERED;
+}
+
+/* COMMIT: STEP_NEXT when the files are installed, for a folded VERIFY. */
+static int cmd_commit(struct brd_board *b, const struct brd_frame *f, struct step *st)
 {
 	struct brd_commit_file files[BRD_MAX_STAGED];
 	unsigned int i, n = 0;
 	uint64_t count;
 	char msgbuf[192], text[40];
 	struct brd_msg m, t;
-	struct brd_enc e;
-	struct brd_field v;
 	int rc;
 
 	brd_msg_init(&m, msgbuf, sizeof(msgbuf));
 	for (i = 0; i < BRD_MAX_STAGED; i++)
 		n += b->staged[i].path[0] != 0;
-	if (brd_frame_find(f, "count", &v)) {
-		if (brd_field_uint(&v, "count", 0, 0xFFFFFFFFu, &count, &m) != 0) {
-			answer_error(b, f, E_FIELD, m.buf);
-			return;
-		}
+	if (st->has_count) {
+		if (brd_field_uint(&st->count, st->folded ? "commit" : "count", 0, 0xFFFFFFFFu,
+				   &count, &m) != 0)
+			return step_failed(b, f, st, E_FIELD, m.buf);
 		if (count != n) {
 			brd_msg_uint(&m, n);
 			brd_msg_str(&m, " files staged, the station expects ");
 			brd_msg_uint(&m, count);
-			answer_error(b, f, E_INCOMPLETE, m.buf);
-			return;
+			return step_failed(b, f, st, E_INCOMPLETE, m.buf);
 		}
 	}
 	n = 0;
@@ -1007,8 +1051,7 @@ static void cmd_commit(struct brd_board *b, const struct brd_frame *f)
 			brd_msg_str(&m, " of ");
 			brd_msg_uint(&m, s->size);
 			brd_msg_str(&m, " bytes received");
-			answer_error(b, f, E_INCOMPLETE, m.buf);
-			return;
+			return step_failed(b, f, st, E_INCOMPLETE, m.buf);
 		}
 		files[n].slot = i;
 		files[n].path = s->path;
@@ -1021,8 +1064,7 @@ static void cmd_commit(struct brd_board *b, const struct brd_frame *f)
 		rc = b->st->commit(b->st_inst, files, n);
 		if (rc != 0) {
 			brd_msg_str(&m, "commit failed");
-			answer_failure(b, f, E_STORAGE, &m, rc, st_error(b));
-			return;
+			return step_failure(b, f, st, E_STORAGE, &m, rc, st_error(b));
 		}
 		memset(b->staged, 0, sizeof(b->staged));
 		brd_msg_init(&t, text, sizeof(text));
@@ -1033,10 +1075,11 @@ static void cmd_commit(struct brd_board *b, const struct brd_frame *f)
 		brd_msg_str(&t, " files");
 		event(b, BRD_EV_COMMIT, text);
 	}
-	answer_begin(b, &e, f, "COMMIT");
-	brd_enc_uint(&e, "gen", b->st->generation(b->st_inst));
-	brd_enc_uint(&e, "files", b->st->installed(b->st_inst));
-	answer_send(b, &e, f);
+	if (!st->folded)
+		answer_begin(b, &st->e, f, "COMMIT");
+	brd_enc_uint(&st->e, "gen", b->st->generation(b->st_inst));
+	brd_enc_uint(&st->e, "files", b->st->installed(b->st_inst));
+	return STEP_NEXT;
 }
 
 /* VERIFY */
@@ -1064,22 +1107,20 @@ static size_t sig_der(const uint8_t rs[64], uint8_t *out)
 }
 
 /* VERIFY with want (version 2): one SHA-256 over, for each wanted path, path NUL size NUL
- * sha256 (or path NUL "-" NUL when it is not installed), read back from storage. */
-static void verify_sum(struct brd_board *b, const struct brd_frame *f,
-		       const struct brd_field *want, const uint8_t *sig, size_t siglen)
+ * sha256 (or path NUL "-" NUL when it is not installed), read back from storage. Returns 0,
+ * or -1 with m saying what is wrong with the list. */
+static int verify_sum(struct brd_board *b, const struct brd_field *want, uint8_t out[32],
+		      struct brd_msg *m)
 {
-	char path[BRD_MAX_PATH + 1], msgbuf[96], num[21];
+	char path[BRD_MAX_PATH + 1], num[21];
 	uint8_t sha[32];
 	struct brd_sha256 sum;
-	struct brd_msg m;
-	struct brd_enc e;
 	uint64_t size;
 	unsigned int k;
 	int idx, r;
 
-	brd_msg_init(&m, msgbuf, sizeof(msgbuf));
 	brd_sha256_init(&sum);
-	for (k = 0; (r = brd_field_item(want, "want", k, path, sizeof(path), &m)) == 1; k++) {
+	for (k = 0; (r = brd_field_item(want, "want", k, path, sizeof(path), m)) == 1; k++) {
 		brd_sha256_update(&sum, path, strlen(path) + 1);
 		idx = installed_find(b, path, &size);
 		if (idx < 0 || hash_file(b, 0, (unsigned int)idx, sha, &size) != 0) {
@@ -1090,78 +1131,23 @@ static void verify_sum(struct brd_board *b, const struct brd_frame *f,
 		brd_sha256_update(&sum, "", 1);
 		brd_sha256_update(&sum, sha, 32);
 	}
-	if (r < 0) {
-		answer_error(b, f, E_FIELD, m.buf);
-		return;
-	}
-	brd_sha256_final(&sum, sha);
-	answer_begin(b, &e, f, "VERIFY");
-	brd_enc_uint(&e, "gen", b->st->generation(b->st_inst));
-	brd_enc_uint(&e, "files", b->st->installed(b->st_inst));
-	brd_enc_text(&e, "alg", "ecdsa-p256-sha256");
-	brd_enc_b64(&e, "sig", sig, siglen);
-	brd_enc_hex(&e, "sum", sha, 32);
-	answer_send(b, &e, f);
+	if (r < 0)
+		return -1;
+	brd_sha256_final(&sum, out);
+	return 0;
 }
 
-static void cmd_verify(struct brd_board *b, const struct brd_frame *f)
+/* The installed files as file= fields from index from on, as many as fit in e. */
+static void verify_list(struct brd_board *b, struct brd_enc *e, unsigned int from)
 {
 	static const char hex[] = "0123456789abcdef";
-	uint8_t nonce[NONCE_MAX], sha[32], digest[32], rs[64], sig[72];
-	char msgbuf[128], path[BRD_MAX_PATH + 1], size_s[24], hexs[65];
-	uint64_t from = 0, size, off;
-	unsigned int nfiles, i, k;
-	struct brd_sha256 c;
-	struct brd_field v;
-	struct brd_msg m, sm;
-	struct brd_enc e;
-	size_t n;
-	int rc;
+	char path[BRD_MAX_PATH + 1], size_s[24], hexs[65];
+	unsigned int nfiles = b->st->installed(b->st_inst), i, k;
+	uint8_t sha[32];
+	uint64_t size, off;
+	struct brd_msg sm;
 
-	brd_msg_init(&m, msgbuf, sizeof(msgbuf));
-	if (!brd_frame_find(f, "nonce", &v)) {
-		answer_error(b, f, E_FIELD, "VERIFY frame has no field 'nonce'");
-		return;
-	}
-	if (brd_field_b64(&v, "nonce", nonce, sizeof(nonce), &n, &m) != 0 ||
-	    get_uint_opt(f, "from", 0, 0xFFFFFFFFu, &from, &m) != 0) {
-		answer_error(b, f, E_FIELD, m.buf);
-		return;
-	}
-	if (n < NONCE_MIN) {
-		brd_msg_str(&m, "nonce of ");
-		brd_msg_uint(&m, n);
-		brd_msg_str(&m, " bytes; at least 16 required");
-		answer_error(b, f, E_FIELD, m.buf);
-		return;
-	}
-	rc = b->key->exists(b->key_inst);
-	if (rc != 1) {
-		answer_error(b, f, E_NOKEY, "no key: send CSR first");
-		return;
-	}
-	brd_sha256_init(&c);
-	brd_sha256_update(&c, POP_CONTEXT, sizeof(POP_CONTEXT) - 1);
-	brd_sha256_update(&c, nonce, n);
-	brd_sha256_final(&c, digest);
-	rc = b->key->sign(b->key_inst, digest, rs);
-	if (rc != 0) {
-		brd_msg_str(&m, "signing the nonce failed");
-		answer_failure(b, f, "INTERNAL", &m, rc, key_error(b));
-		return;
-	}
-	if (b->version >= 2 && brd_frame_find(f, "want", &v)) {
-		verify_sum(b, f, &v, sig, sig_der(rs, sig));
-		return;
-	}
-	nfiles = b->st->installed(b->st_inst);
-	answer_begin(b, &e, f, "VERIFY");
-	brd_enc_uint(&e, "gen", b->st->generation(b->st_inst));
-	brd_enc_uint(&e, "files", nfiles);
-	brd_enc_uint(&e, "from", from);
-	brd_enc_text(&e, "alg", "ecdsa-p256-sha256");
-	brd_enc_b64(&e, "sig", sig, sig_der(rs, sig));
-	for (i = (unsigned int)(from < nfiles ? from : nfiles); i < nfiles; i++) {
+	for (i = from < nfiles ? from : nfiles; i < nfiles; i++) {
 		const char *items[3];
 
 		/* Read back from storage: what is there now, not what was recorded. */
@@ -1179,16 +1165,70 @@ static void cmd_verify(struct brd_board *b, const struct brd_frame *f)
 		items[0] = path;
 		items[1] = size_s;
 		items[2] = hexs;
-		if (brd_enc_cost("file", strlen(path) + sm.len + 66) > brd_enc_room(&e))
+		if (brd_enc_cost("file", strlen(path) + sm.len + 66) > brd_enc_room(e))
 			break;
-		brd_enc_list(&e, "file", items, 3);
+		brd_enc_list(e, "file", items, 3);
 	}
-	answer_send(b, &e, f);
+}
+
+/* VERIFY: the nonce signed, then the sum of the wanted files or the list from `from`. */
+static int cmd_verify(struct brd_board *b, const struct brd_frame *f, struct step *st)
+{
+	uint8_t nonce[NONCE_MAX], digest[32], rs[64], sig[72], sum[32];
+	char msgbuf[128];
+	uint64_t from = 0;
+	struct brd_sha256 c;
+	struct brd_msg m;
+	size_t n;
+	int rc, want;
+
+	brd_msg_init(&m, msgbuf, sizeof(msgbuf));
+	if (!st->has_nonce)
+		return step_failed(b, f, st, E_FIELD, "VERIFY frame has no field 'nonce'");
+	if (brd_field_b64(&st->nonce, "nonce", nonce, sizeof(nonce), &n, &m) != 0 ||
+	    (st->has_from && brd_field_uint(&st->from, "from", 0, 0xFFFFFFFFu, &from, &m) != 0))
+		return step_failed(b, f, st, E_FIELD, m.buf);
+	if (n < NONCE_MIN) {
+		brd_msg_str(&m, "nonce of ");
+		brd_msg_uint(&m, n);
+		brd_msg_str(&m, " bytes; at least 16 required");
+		return step_failed(b, f, st, E_FIELD, m.buf);
+	}
+	rc = b->key->exists(b->key_inst);
+	if (rc != 1)
+		return step_failed(b, f, st, E_NOKEY, "no key: send CSR first");
+	brd_sha256_init(&c);
+	brd_sha256_update(&c, POP_CONTEXT, sizeof(POP_CONTEXT) - 1);
+	brd_sha256_update(&c, nonce, n);
+	brd_sha256_final(&c, digest);
+	rc = b->key->sign(b->key_inst, digest, rs);
+	if (rc != 0) {
+		brd_msg_str(&m, "signing the nonce failed");
+		return step_failure(b, f, st, "INTERNAL", &m, rc, key_error(b));
+	}
+	want = b->version >= 2 && st->has_want;
+	if (want && verify_sum(b, &st->want, sum, &m) != 0)
+		return step_failed(b, f, st, E_FIELD, m.buf);
+	if (!st->folded) {
+		/* Folded, COMMIT's answer said these already. */
+		answer_begin(b, &st->e, f, "VERIFY");
+		brd_enc_uint(&st->e, "gen", b->st->generation(b->st_inst));
+		brd_enc_uint(&st->e, "files", b->st->installed(b->st_inst));
+	}
+	if (!want)
+		brd_enc_uint(&st->e, "from", from);
+	brd_enc_text(&st->e, "alg", "ecdsa-p256-sha256");
+	brd_enc_b64(&st->e, "sig", sig, sig_der(rs, sig));
+	if (want)
+		brd_enc_hex(&st->e, "sum", sum, 32);
+	else
+		verify_list(b, &st->e, (unsigned int)from);
+	return STEP_DONE;
 }
 
 /* BAUD */
 
-static void cmd_baud(struct brd_board *b, const struct brd_frame *f)
+static int cmd_baud(struct brd_board *b, const struct brd_frame *f, struct step *st)
 {
 	uint64_t rate, ms = 2000;
 	char msgbuf[128];
@@ -1196,11 +1236,12 @@ static void cmd_baud(struct brd_board *b, const struct brd_frame *f)
 	struct brd_enc e;
 	unsigned int i;
 
+	(void)st;
 	brd_msg_init(&m, msgbuf, sizeof(msgbuf));
 	if (get_uint(f, "rate", 1, 100000000, &rate, &m) != 0 ||
 	    get_uint_opt(f, "ms", 100, 60000, &ms, &m) != 0) {
 		answer_error(b, f, E_FIELD, m.buf);
-		return;
+		return STEP_ANSWERED;
 	}
 	for (i = 0; i < b->nbauds && b->bauds[i] != rate; i++)
 		;
@@ -1208,7 +1249,7 @@ static void cmd_baud(struct brd_board *b, const struct brd_frame *f)
 		brd_msg_uint(&m, rate);
 		brd_msg_str(&m, " baud is not in this board's list");
 		answer_error(b, f, E_BAUD, m.buf);
-		return;
+		return STEP_ANSWERED;
 	}
 	answer_begin(b, &e, f, "BAUD");
 	brd_enc_uint(&e, "rate", rate);
@@ -1220,22 +1261,24 @@ static void cmd_baud(struct brd_board *b, const struct brd_frame *f)
 	b->baud_new = (uint32_t)rate;
 	b->baud_ms = (uint32_t)ms;
 	answer_send(b, &e, f);
+	return STEP_ANSWERED;
 }
 
 /* DONE */
 
-static void cmd_done(struct brd_board *b, const struct brd_frame *f)
+static int cmd_done(struct brd_board *b, const struct brd_frame *f, struct step *st)
 {
 	char result[8], text[128], msgbuf[160];
 	struct brd_msg m;
 	struct brd_enc e;
 	int pass;
 
+	(void)st;
 	brd_msg_init(&m, msgbuf, sizeof(msgbuf));
 	if (get_text(f, "result", result, sizeof(result), &m) != 0 ||
 	    get_text_opt(f, "text", text, sizeof(text), &m) != 0) {
 		answer_error(b, f, E_FIELD, m.buf);
-		return;
+		return STEP_ANSWERED;
 	}
 	pass = strcmp(result, "pass") == 0;
 	if (!pass && strcmp(result, "fail") != 0) {
@@ -1243,24 +1286,64 @@ static void cmd_done(struct brd_board *b, const struct brd_frame *f)
 		brd_msg_str(&m, result);
 		brd_msg_str(&m, "\" is neither pass nor fail");
 		answer_error(b, f, E_FIELD, m.buf);
-		return;
+		return STEP_ANSWERED;
 	}
 	answer_begin(b, &e, f, "DONE");
 	brd_enc_text(&e, "result", result);
 	answer_send(b, &e, f);
 	event(b, pass ? BRD_EV_DONE_PASS : BRD_EV_DONE_FAIL, text);
+	return STEP_ANSWERED;
 }
 
 /* Dispatch. */
 
+enum { CMD_HELLO, CMD_CSR, CMD_WRITE, CMD_COMMIT, CMD_VERIFY };
+
 static const struct {
 	const char *type;
-	void (*run)(struct brd_board *b, const struct brd_frame *f);
+	int (*run)(struct brd_board *b, const struct brd_frame *f, struct step *st);
 } commands[] = {
 	{ "HELLO", cmd_hello },   { "CSR", cmd_csr },   { "WRITE", cmd_write },
 	{ "COMMIT", cmd_commit }, { "VERIFY", cmd_verify }, { "BAUD", cmd_baud },
 	{ "DONE", cmd_done },
 };
+
+/* The step a folded request runs after step i (version 3): COMMIT after the WRITE that
+ * carries commit, VERIFY after a COMMIT (or that WRITE) that carries its nonce; else
+ * none. */
+static unsigned int fold_next(const struct brd_board *b, const struct step *st, unsigned int i)
+{
+	if (b->version < 3)
+		return 0;
+	if (i == CMD_WRITE && st->has_count)
+		return CMD_COMMIT;
+	if (i == CMD_COMMIT && st->has_nonce)
+		return CMD_VERIFY;
+	return 0;
+}
+
+/* Runs request f's command, and the steps folded into it, into one answer. */
+static void run_steps(struct brd_board *b, const struct brd_frame *f, unsigned int i)
+{
+	struct step st;
+	int rc;
+
+	memset(&st, 0, sizeof(st));
+	if (i == CMD_COMMIT || (i == CMD_WRITE && b->version >= 3))
+		st.has_count = brd_frame_find(f, i == CMD_WRITE ? "commit" : "count", &st.count);
+	if (i == CMD_VERIFY || (st.has_count && b->version >= 3)) {
+		st.has_nonce = brd_frame_find(f, "nonce", &st.nonce);
+		st.has_from = brd_frame_find(f, "from", &st.from);
+		st.has_want = brd_frame_find(f, "want", &st.want);
+	}
+	rc = commands[i].run(b, f, &st);
+	while (rc == STEP_NEXT && (i = fold_next(b, &st, i)) != 0) {
+		st.folded = 1;
+		rc = commands[i].run(b, f, &st);
+	}
+	if (rc != STEP_ANSWERED)
+		answer_send(b, &st.e, f);
+}
 
 static void on_frame(struct brd_board *b, const struct brd_frame *f, uint64_t now_ms)
 {
@@ -1305,7 +1388,7 @@ static void on_frame(struct brd_board *b, const struct brd_frame *f, uint64_t no
 		answer_error(b, f, E_HELLO, m.buf);
 		return;
 	}
-	commands[i].run(b, f);
+	run_steps(b, f, i);
 }
 
 /* A request that arrived damaged: say so at once (seq 0, not kept), so the station

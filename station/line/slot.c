@@ -215,7 +215,8 @@ void slot_start_run(struct st_slot *s, const struct st_slot_board *nb, uint64_t 
 	r->t_hello_sent = hello_sent;
 	r->t_hello = uv_hrtime();
 	r->retransmits0 = s->retransmits;
-	/* From the HELLO that found the board: its bytes are this board's too. */
+	/* From the HELLO that found the board: its bytes, and it, are this board's too. */
+	r->requests0 = s->requests ? s->requests - 1 : 0;
 	r->tx0 = s->tx_bytes - s->req_len;
 	r->rx0 = s->req_rx0;
 	slot_set_state(s, ST_SLOT_HELLO);
@@ -371,6 +372,7 @@ static void report_outcome(struct st_slot *s, int pass, int abandoned, const cha
 	o.ms[ST_PHASE_WRITE] = ms_between(r->t_signed, r->t_committed);
 	o.ms[ST_PHASE_VERIFY] = ms_between(r->t_committed, r->t_done);
 	o.ms[ST_PHASE_TOTAL] = ms_between(r->t_hello_sent, pass ? r->t_done : now);
+	o.requests = (unsigned)(s->requests - r->requests0);
 	o.retransmits = (unsigned)(s->retransmits - r->retransmits0);
 	o.resyncs = r->resyncs;
 	o.tx_bytes = s->tx_bytes - r->tx0;

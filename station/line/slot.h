@@ -224,6 +224,7 @@ struct st_slot {
 	char req[DRV_PROTO_MAX_LINE];
 	int echo_warned;         /* the echo was logged once (data: only the log's rate) */
 	uint64_t frames_bad;     /* damaged frames received */
+	uint64_t requests;       /* requests sent, first transmissions only, ever */
 	uint64_t retransmits;
 	uint64_t tx_bytes, rx_bytes; /* moved over the port, ever */
 

@@ -23,6 +23,9 @@
 static int proto_path(const char *dir, const char *abs, char *out, size_t outlen, char *err,
 		      size_t errlen);
 static int check_pop(struct slot_run *r, const uint8_t *sig, size_t siglen);
+static int add_verify(struct st_slot *s, struct drv_proto_builder *b);
+static int commit_fields(struct st_slot *s, int kind, const struct drv_proto_frame *f);
+static void committed(struct st_slot *s, const struct drv_proto_frame *f);
 
 /* ---- The files on the wire ----------------------------------------------------------- */
 
@@ -118,41 +121,40 @@ int slot_prepare_files(struct st_slot *s, char *err, size_t errlen)
 
 /* ---- Files --------------------------------------------------------------------------- */
 
+/* Version 3: VERIFY's fields on the request in b, with a new nonce, when they fit (b as it
+ * was otherwise). Returns FOLD_VERIFY when they are there, else 0. */
+static unsigned fold_verify(struct st_slot *s, struct drv_proto_builder *b)
+{
+	struct drv_proto_builder was = *b;
+
+	if (s->board.version < 3)
+		return 0;
+	slot_new_nonce(s->run);
+	if (add_verify(s, b) != 0 || b->err) {
+		*b = was;
+		return 0;
+	}
+	return FOLD_VERIFY;
+}
+
 void slot_send_commit(struct st_slot *s)
 {
 	struct drv_proto_builder b;
 
 	slot_begin_req(s, &b, DRV_PROTO_COMMIT);
 	drv_proto_add_uint(&b, "count", s->run->nfiles);
+	s->run->fold = fold_verify(s, &b);
 	slot_send_req(s, &b, RQ_COMMIT);
 }
 
-void slot_send_write(struct st_slot *s)
+/* The chunk of file w at r->woff that fits in b: a copy, raw bytes or base64, whichever
+ * carries the most (version 2) . Returns its length. */
+static size_t add_chunk(struct st_slot *s, struct drv_proto_builder *b, const struct wfile *w)
 {
 	struct slot_run *r = s->run;
-	struct drv_proto_builder b;
-	struct wfile *w;
-	size_t n, rest;
-	int v2;
+	size_t n, rest = w->len - (size_t)r->woff;
+	int v2 = s->board.version >= 2;
 
-	if (r->wi >= r->nfiles) {
-		slot_set_state(s, ST_SLOT_WRITTEN);
-		slot_send_commit(s);
-		return;
-	}
-	w = &r->wf[r->wi];
-	v2 = s->board.version >= 2;
-	slot_begin_req(s, &b, DRV_PROTO_WRITE);
-	drv_proto_add_text(&b, "path", w->path);
-	/* Version 2: only the first chunk names the file (and one after an error, when the
-	 * board may hold another file under the path). */
-	if (!v2 || r->woff == 0 || r->wident) {
-		drv_proto_add_text(&b, "mode", w->mode);
-		drv_proto_add_uint(&b, "size", w->len);
-		drv_proto_add_hex(&b, "sha", w->sha, sizeof(w->sha));
-	}
-	drv_proto_add_uint(&b, "off", r->woff);
-	rest = w->len - (size_t)r->woff;
 	if (v2 && w->cp_src >= 0 && !w->nocopy) {
 		if (r->woff >= w->cp_at && r->woff < w->cp_at + w->cp_len) {
 			/* Bytes the board holds already: a copy, of at most its frame's size. */
@@ -167,29 +169,76 @@ void slot_send_write(struct st_slot *s)
 			items[0] = r->wf[w->cp_src].path;
 			items[1] = off_s;
 			items[2] = len_s;
-			drv_proto_add_list(&b, "copy", items, 3);
-			slot_send_req(s, &b, RQ_WRITE);
-			return;
+			drv_proto_add_list(b, "copy", items, 3);
+			return n;
 		}
 		if (r->woff < w->cp_at)
 			rest = w->cp_at - (size_t)r->woff; /* up to the copy */
 	}
-	n = drv_proto_b64_room(&b, "data");
+	n = drv_proto_b64_room(b, "data");
 	if (n > rest)
 		n = rest;
 	if (v2) {
 		/* Raw where it carries more of the file in this frame, or the same bytes in
 		 * fewer: text files (PEM, TOML) go at about 1.05 bytes a byte instead of 1.33. */
-		size_t nr = drv_proto_raw_room(&b, "raw", w->data + r->woff, rest);
+		size_t nr = drv_proto_raw_room(b, "raw", w->data + r->woff, rest);
 
 		if (nr > n || (nr == n && drv_proto_field_cost("raw", drv_proto_raw_len(w->data + r->woff, n)) <
 						  drv_proto_field_cost("data", drv_b64_len(n)))) {
-			drv_proto_add_raw(&b, "raw", w->data + r->woff, nr);
-			slot_send_req(s, &b, RQ_WRITE);
-			return;
+			drv_proto_add_raw(b, "raw", w->data + r->woff, nr);
+			return nr;
 		}
 	}
-	drv_proto_add_b64(&b, "data", w->data + r->woff, n);
+	drv_proto_add_b64(b, "data", w->data + r->woff, n);
+	return n;
+}
+
+void slot_send_write(struct st_slot *s)
+{
+	struct slot_run *r = s->run;
+	struct drv_proto_builder b, base;
+	struct wfile *w;
+	unsigned fold = 0;
+	size_t n;
+
+	if (r->wi >= r->nfiles) {
+		slot_set_state(s, ST_SLOT_WRITTEN);
+		slot_send_commit(s);
+		return;
+	}
+	w = &r->wf[r->wi];
+	slot_begin_req(s, &b, DRV_PROTO_WRITE);
+	drv_proto_add_text(&b, "path", w->path);
+	/* Version 2: only the first chunk names the file (and one after an error, when the
+	 * board may hold another file under the path). */
+	if (s->board.version < 2 || r->woff == 0 || r->wident) {
+		drv_proto_add_text(&b, "mode", w->mode);
+		drv_proto_add_uint(&b, "size", w->len);
+		drv_proto_add_hex(&b, "sha", w->sha, sizeof(w->sha));
+	}
+	drv_proto_add_uint(&b, "off", r->woff);
+	/* Version 3: the chunk that completes the last file carries COMMIT, and VERIFY when
+	 * they fit with it; a chunk that fits only without them goes without (COMMIT then
+	 * carries VERIFY), so that a fold never costs a round trip. */
+	base = b;
+	if (s->board.version >= 3 && r->wi + 1 == r->nfiles) {
+		for (unsigned want = FOLD_COMMIT | FOLD_VERIFY; want; want >>= 1) {
+			b = base;
+			drv_proto_add_uint(&b, "commit", r->nfiles);
+			fold = FOLD_COMMIT;
+			if (want & FOLD_VERIFY)
+				fold |= fold_verify(s, &b);
+			n = add_chunk(s, &b, w);
+			if (!b.err && r->woff + n == w->len)
+				break;
+			fold = 0;
+		}
+		if (!fold)
+			b = base;
+	}
+	r->fold = fold;
+	if (!fold)
+		add_chunk(s, &b, w);
 	slot_send_req(s, &b, RQ_WRITE);
 }
 
@@ -199,6 +248,7 @@ void slot_on_write_answer(struct st_slot *s, const struct drv_proto_frame *f)
 	struct wfile *w = &r->wf[r->wi];
 	char path[ST_ESCAPE_SIZE(MAX_PROTO_PATH)], err[ST_ERR_MAX];
 	uint64_t have, done;
+	int folded;
 
 	if (slot_board_text(f, "path", NULL, MAX_PROTO_PATH, path, sizeof(path), err, sizeof(err)) ||
 	    drv_proto_get_uint(f, "have", 0, UINT64_MAX, &have, err, sizeof(err)) ||
@@ -211,11 +261,20 @@ void slot_on_write_answer(struct st_slot *s, const struct drv_proto_frame *f)
 				path, have, w->path, w->len);
 		return;
 	}
+	/* Version 3: COMMIT's fields say the board committed after this chunk. */
+	folded = done && (r->fold & FOLD_COMMIT) && r->wi + 1 == r->nfiles && drv_proto_has(f, "gen");
+	if (folded && commit_fields(s, RQ_WRITE, f) != 0)
+		return;
 	r->wident = 0;
 	if (done) {
 		r->wi++;
 		r->woff = 0;
 		r->stalls = 0;
+		if (folded) {
+			if (slot_set_state(s, ST_SLOT_WRITTEN) == 0)
+				committed(s, f);
+			return;
+		}
 	} else if (have > r->woff) {
 		r->woff = have;
 		r->stalls = 0;
@@ -262,14 +321,14 @@ void slot_new_nonce(struct slot_run *r)
 		r->wf[i].seen = 0;
 }
 
-void slot_send_verify(struct st_slot *s)
+/* VERIFY's request fields, on a VERIFY or (version 3) folded into the request in b. Returns
+ * 0, or -1 when they do not fit (the builder's error says so). */
+static int add_verify(struct st_slot *s, struct drv_proto_builder *b)
 {
 	struct slot_run *r = s->run;
-	struct drv_proto_builder b;
 
-	slot_begin_req(s, &b, DRV_PROTO_VERIFY);
-	drv_proto_add_b64(&b, "nonce", r->nonce, sizeof(r->nonce));
-	drv_proto_add_uint(&b, "from", r->vseen);
+	drv_proto_add_b64(b, "nonce", r->nonce, sizeof(r->nonce));
+	drv_proto_add_uint(b, "from", r->vseen);
 	/* Version 2: one sum over the files written instead of their list, when their names
 	 * fit in the frame (they are never percent-encoded: the path rule has no such byte). */
 	r->vwant = 0;
@@ -279,32 +338,64 @@ void slot_send_verify(struct st_slot *s)
 
 		for (size_t i = 0; i < r->nfiles; i++)
 			len += strlen(r->wf[i].path);
-		if (items && drv_proto_field_cost("want", len) <= drv_proto_room(&b)) {
+		if (items && drv_proto_field_cost("want", len) <= drv_proto_room(b)) {
 			for (size_t i = 0; i < r->nfiles; i++)
 				items[i] = r->wf[i].path;
-			drv_proto_add_list(&b, "want", items, r->nfiles);
+			drv_proto_add_list(b, "want", items, r->nfiles);
 			r->vwant = 1;
 		}
 		free(items);
 	}
+	return b->err ? -1 : 0;
+}
+
+void slot_send_verify(struct st_slot *s)
+{
+	struct drv_proto_builder b;
+
+	slot_begin_req(s, &b, DRV_PROTO_VERIFY);
+	add_verify(s, &b);
+	s->run->fold = 0;
 	slot_send_req(s, &b, RQ_VERIFY);
 }
 
-void slot_on_commit_answer(struct st_slot *s, const struct drv_proto_frame *f)
+/* COMMIT's answer fields, on COMMIT's answer or (version 3) on the WRITE's that carried it;
+ * kind is the request's. Returns 0, or -1 after slot_bad_answer. */
+static int commit_fields(struct st_slot *s, int kind, const struct drv_proto_frame *f)
 {
-	struct slot_run *r = s->run;
 	uint64_t gen, files;
 	char err[200];
 
 	if (drv_proto_get_uint(f, "gen", 0, UINT64_MAX, &gen, err, sizeof(err)) ||
 	    drv_proto_get_uint(f, "files", 0, UINT64_MAX, &files, err, sizeof(err))) {
-		slot_bad_answer(s, RQ_COMMIT, "COMMIT answer: %s", err);
+		slot_bad_answer(s, kind, "%s answer: %s", s->req_type, err);
+		return -1;
+	}
+	return 0;
+}
+
+/* The files are installed: VERIFY next, or (version 3) its answer is in f already. The
+ * answer is then read as VERIFY's: a retransmission for a bad one sends the request that
+ * carried it again, and gets the same answer. */
+static void committed(struct st_slot *s, const struct drv_proto_frame *f)
+{
+	struct slot_run *r = s->run;
+
+	r->t_committed = uv_hrtime();
+	if (slot_set_state(s, ST_SLOT_COMMITTED) < 0)
+		return;
+	if ((r->fold & FOLD_VERIFY) && drv_proto_has(f, "sig")) {
+		slot_on_verify_answer(s, f);
 		return;
 	}
-	r->t_committed = uv_hrtime();
-	slot_set_state(s, ST_SLOT_COMMITTED);
 	slot_new_nonce(r);
 	slot_kick(s);
+}
+
+void slot_on_commit_answer(struct st_slot *s, const struct drv_proto_frame *f)
+{
+	if (commit_fields(s, RQ_COMMIT, f) == 0)
+		committed(s, f);
 }
 
 static int check_pop(struct slot_run *r, const uint8_t *sig, size_t siglen)

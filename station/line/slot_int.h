@@ -70,6 +70,10 @@ unsigned slot_state_limit(enum st_slot_state s, const struct st_slot_limits *l);
 
 /* ---- The board in flight ------------------------------------------------------------ */
 
+/* Version 3 (PROTOCOL.md 7): steps a request carries besides its own. */
+#define FOLD_COMMIT 1u /* the WRITE that completes the last file carries COMMIT */
+#define FOLD_VERIFY 2u /* that WRITE, or COMMIT, carries VERIFY */
+
 /* A file as it goes over the wire. */
 struct wfile {
 	char path[MAX_PROTO_PATH + 1]; /* relative to the board's config directory */
@@ -136,6 +140,9 @@ struct slot_run {
 	uint64_t vfiles, vseen;
 	int vwant; /* version 2: the VERIFY in flight asked for the sum of the files written */
 	int vlist; /* the sum differed: ask for the list, which names the file */
+	/* Version 3: the steps the WRITE or COMMIT in flight carries besides its own
+	 * (FOLD_COMMIT, FOLD_VERIFY), done when the answer has their fields. */
+	unsigned fold;
 
 	/* The station's own requests came back since the board last answered: a console with
 	 * echo on (a board rebooting into its getty, a wiring loop). No answer counts as none;
@@ -147,6 +154,7 @@ struct slot_run {
 	int baud_to;     /* the rate the board switched to (answered HELLO there); 0: none */
 	unsigned resyncs;
 	unsigned retransmits0; /* the slot's retransmits when the board arrived */
+	uint64_t requests0;    /* its requests before the HELLO that found the board */
 	uint64_t tx0, rx0;     /* the slot's byte counters when the board's HELLO left */
 
 	/* Ending. */

@@ -137,6 +137,7 @@ void slot_send_req(struct st_slot *s, struct drv_proto_builder *b, int kind)
 	s->req_off = 0;
 	s->req_kind = kind;
 	s->req_tries = 1;
+	s->requests++;
 	s->req_timeout = timeout_of(s, kind);
 	s->req_sent = uv_hrtime();
 	s->req_rx0 = s->rx_bytes;
@@ -159,7 +160,7 @@ void slot_retransmit(struct st_slot *s)
 
 void slot_send_hello(struct st_slot *s, int kind)
 {
-	static const char *const versions[] = { "1", "2" };
+	static const char *const versions[] = { "1", "2", "3" };
 	struct drv_proto_builder b;
 
 	if (!s->port)

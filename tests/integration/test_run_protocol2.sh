@@ -8,21 +8,12 @@
 . "$(dirname "$0")/../lib/line.sh"
 N=4
 line_setup
-OLDPID=
-line_cleanup() {
-	stop_bg "$OLDPID"
-}
 
-# Two fixtures of one line: boards of version 2 (simboard's default) and boards that speak
-# version 1 only, standing in for boards of before version 2.
-LINE_DIR=$T/old
-exec 4< <(exec "$SIMBOARD" --dir "$LINE_DIR" --boards "$N" --name-prefix old --protocol 1 --seed 3)
-OLDPID=$!
-read -r -t 60 -u 4 l || fail "simboard --protocol 1 did not start"
-case $l in "simboard: ready: $N boards"*) ;; *) fail "simboard --protocol 1: $l" ;; esac
-cat <&4 >>"$T/simboard-old.log" &
+# Two fixtures of one line: boards of version 2 and boards that speak version 1 only,
+# standing in for boards of before version 2.
+more_simboard old "$N" --protocol 1 --seed 3
 LINE_DIR=$T/line
-start_simboard "$N" --name-prefix new --seed 3
+start_simboard "$N" --name-prefix new --protocol 2 --seed 3
 line_config "$pki/run.yaml" <<YAML
 station: test-station
 slots:
@@ -34,10 +25,7 @@ outputs:
   console_dir: $T/consoles
 YAML
 
-timeout 300 "$STATION" run -c "$pki/run.yaml" --events "$T/events.jsonl" --boards $((2 * N)) --no-view \
-	>"$T/run.out" 2>"$T/run.err" || fail "station run failed: $(tail -20 "$T/run.err")"
-[ "$(grep -c '"event":"pass"' "$T/events.jsonl")" = $((2 * N)) ] ||
-	fail "$(grep -c '"event":"pass"' "$T/events.jsonl") boards passed of $((2 * N)): $(grep -m3 '"event":"fail"' "$T/events.jsonl")"
+line_run_all "$pki/run.yaml" "$T/events.jsonl" $((2 * N))
 for i in $(seq 0 $((N - 1))); do
 	for v in old line; do
 		b="$T/$v/$([ $v = old ] && echo old || echo new)$i"
@@ -73,30 +61,12 @@ ok "bytes per board: version 1 $b1, version 2 $b2 ($(awk -v a="$b2" -v b="$b1" '
 # Version 2 boards that lose power on the copy of client.pem into client.chained (WRITE 2),
 # or on the chunk after it that does not name its file (WRITE 3), or lose their link there:
 # the station greets them again, starts the files over or resumes, and they end right.
-line_cleanup
-OLDPID=
+stop_more_simboards
 stop_simboard
 LINE_DIR=$T/faults
-start_simboard 3 --name-prefix new --seed 5 --fault power-loss=WRITE/2:new0 \
+start_simboard 3 --name-prefix new --protocol 2 --seed 5 --fault power-loss=WRITE/2:new0 \
 	--fault power-loss=WRITE/3:new1 --fault disconnect=WRITE/3:new2
-rm -f "$pki/ledger.db" "$pki/ledger.db-wal" "$pki/ledger.db-shm"
-line_config "$pki/faults.yaml" <<YAML
-station: test-station
-slots:
-  - board_map: $T/faults/map.yaml
-pool:
-  workers: 2
-timeouts:
-  reconnect: 1000
-YAML
-timeout 300 "$STATION" run -c "$pki/faults.yaml" --events "$T/faults.jsonl" --boards 3 --no-view \
-	>"$T/faults.out" 2>"$T/faults.err" || fail "station run (faults) failed: $(tail -20 "$T/faults.err")"
-[ "$(grep -c '"event":"pass"' "$T/faults.jsonl")" = 3 ] ||
-	fail "faults: $(grep -m3 '"event":"fail"' "$T/faults.jsonl")"
-for i in 0 1 2; do
-	"$SIMBOARD" verify "$T/faults/new$i" --root "$pki/factory-root.pem" >"$T/verify.out" ||
-		fail "simboard verify new$i: $(cat "$T/verify.out")"
-done
+faults_run 3 new
 grep -q "new0: power lost" "$T/simboard.log" && grep -q "new1: power lost" "$T/simboard.log" &&
 	grep -q "new2: disconnected" "$T/simboard.log" || fail "the faults did not happen: $(cat "$T/simboard.log")"
 ok "version 2 boards that lost power or their link in the middle of a file: pass, simboard verify"

@@ -14,7 +14,7 @@ stop_simboard() {
 }
 # A test with processes of its own (a station, a gateway) defines line_cleanup to end them;
 # it runs on exit before simboard is stopped.
-trap 'rc=$?; ! declare -F line_cleanup >/dev/null || line_cleanup || true; stop_simboard; [ -n "${KEEP_TMP:-}" ] || rm -rf "$T"; exit $rc' EXIT
+trap 'rc=$?; ! declare -F line_cleanup >/dev/null || line_cleanup || true; stop_more_simboards; stop_simboard; [ -n "${KEEP_TMP:-}" ] || rm -rf "$T"; exit $rc' EXIT
 
 # start_simboard N [options]: serves N boards from $LINE_DIR, waits for the ready line.
 start_simboard() {
@@ -27,6 +27,59 @@ start_simboard() {
 	# Keep draining its event lines: a full pipe would stall every board. Appended, so that
 	# a test that starts simboard again keeps the earlier lines.
 	cat <&3 >>"$T/simboard.log" &
+}
+
+# more_simboard NAME N [options]: another fixture of the line, a simboard of its own serving N
+# boards named NAME0, NAME1, ... from $T/NAME (map $T/NAME/map.yaml, log
+# $T/simboard-NAME.log); stop_more_simboards ends them all (on exit too).
+MORE_PIDS=
+more_simboard() {
+	local name=$1 n=$2 line fd
+	shift 2
+	exec {fd}< <(exec "$SIMBOARD" --dir "$T/$name" --boards "$n" --name-prefix "$name" "$@")
+	MORE_PIDS="$MORE_PIDS $!"
+	read -r -t 60 -u "$fd" line || fail "simboard $name did not start"
+	case $line in "simboard: ready: $n boards"*) ;; *) fail "simboard $name: $line" ;; esac
+	cat <&"$fd" >>"$T/simboard-$name.log" &
+}
+stop_more_simboards() {
+	local pid
+	for pid in $MORE_PIDS; do
+		stop_bg "$pid"
+	done
+	MORE_PIDS=
+}
+
+# line_run_all CONFIG EVENTS N: `station run -c CONFIG` until N boards are done, events in
+# EVENTS (its output in EVENTS.out and EVENTS.err): all N pass.
+line_run_all() {
+	timeout 300 "$STATION" run -c "$1" --events "$2" --boards "$3" --no-view >"$2.out" 2>"$2.err" ||
+		fail "station run -c $1 failed: $(tail -20 "$2.err")"
+	[ "$(grep -c '"event":"pass"' "$2")" = "$3" ] ||
+		fail "$(grep -c '"event":"pass"' "$2") boards passed of $3: $(grep -m3 '"event":"fail"' "$2")"
+}
+
+# faults_run N PREFIX: the N boards PREFIX0, PREFIX1, ... that start_simboard serves from
+# $T/faults (with the faults it was given) on a line of their own and a new ledger,
+# reconnects waited for 1 s: every board passes (events in $T/faults.jsonl) and holds the
+# right files (simboard verify).
+faults_run() {
+	local n=$1 prefix=$2 i
+	rm -f "$pki/ledger.db" "$pki/ledger.db-wal" "$pki/ledger.db-shm"
+	line_config "$pki/faults.yaml" <<YAML
+station: test-station
+slots:
+  - board_map: $T/faults/map.yaml
+pool:
+  workers: 2
+timeouts:
+  reconnect: 1000
+YAML
+	line_run_all "$pki/faults.yaml" "$T/faults.jsonl" "$n"
+	for i in $(seq 0 $((n - 1))); do
+		"$SIMBOARD" verify "$T/faults/$prefix$i" --root "$pki/factory-root.pem" >"$T/verify.out" ||
+			fail "simboard verify $prefix$i: $(cat "$T/verify.out")"
+	done
 }
 
 # line_profile DIR [SOURCE [YAML]]: the simulated boards' profile, DIR/sim-gw.yaml

@@ -44,6 +44,7 @@ struct mem {
 	unsigned int opens, writes;
 	size_t space; /* bytes a stage_write may still add (a full disk) */
 	int rec_fail; /* 1: rec_write fails (a storage error) */
+	int commit_rc; /* what commit returns (0: it installs) */
 };
 
 static int m_stage_open(void *inst, unsigned int slot, const char *path, unsigned int mode)
@@ -101,6 +102,8 @@ static int m_commit(void *inst, const struct brd_commit_file *f, unsigned int n)
 	struct mem *m = inst;
 	unsigned int i, j;
 
+	if (m->commit_rc)
+		return m->commit_rc;
 	for (i = 0; i < n; i++) {
 		for (j = 0; j < m->nfiles && strcmp(m->files[j].path, f[i].path); j++)
 			;
@@ -188,6 +191,7 @@ struct key {
 	EVP_PKEY *pkey;
 	unsigned int generated;
 	int switch_fails; /* 1: generate replaces the key, then fails */
+	int sign_rc; /* what sign returns instead of signing (0: it signs) */
 };
 
 static int k_exists(void *inst)
@@ -228,6 +232,10 @@ static int k_sign(void *inst, const uint8_t digest[32], uint8_t sig[64])
 	ECDSA_SIG *es;
 	const BIGNUM *r, *s;
 
+	if (k->sign_rc) {
+		EVP_PKEY_CTX_free(ctx);
+		return k->sign_rc;
+	}
 	assert_non_null(ctx);
 	assert_int_equal(EVP_PKEY_sign_init(ctx), 1);
 	assert_int_equal(EVP_PKEY_sign(ctx, der, &len, digest, 32), 1);
@@ -636,7 +644,7 @@ static void test_hello_first(void **state)
 	assert_string_equal(v, "SN 1");
 	assert_int_equal(drv_proto_get_text(&f, "bauds", v, sizeof(v), err, sizeof(err)), 0);
 	assert_string_equal(v, "115200,460800,921600");
-	ask(t, 9, "HELLO", (const char *const[]){ "v=3", NULL }, &f);
+	ask(t, 9, "HELLO", (const char *const[]){ "v=4", NULL }, &f);
 	want_error(&f, "VERSION");
 	board_free(t);
 }
@@ -830,15 +838,32 @@ static void sha_hex(const void *data, size_t n, char out[65])
 
 /* WRITE in chunks, size limits, OFFSET, HASH, COMMIT and VERIFY with a proof of possession
  * that the station's check accepts; a full storage is STORAGE. */
+/* The nonce of the VERIFY requests below: 32 bytes of 7. */
+#define NONCE7 "nonce=BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc="
+
+/* The answer's sig is the board key's signature over the station's context and NONCE7. */
+static void assert_pop(const struct t *t, const struct drv_proto_frame *f)
+{
+	uint8_t sig[80], msg[46];
+	char err[160];
+	size_t siglen;
+	EVP_MD_CTX *md;
+
+	assert_int_equal(drv_proto_get_b64(f, "sig", sig, sizeof(sig), &siglen, err, sizeof(err)), 0);
+	memcpy(msg, "station-pop-v1", 14);
+	memset(msg + 14, 7, 32);
+	md = EVP_MD_CTX_new();
+	assert_int_equal(EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, t->key.pkey), 1);
+	assert_int_equal(EVP_DigestVerify(md, sig, siglen, msg, sizeof(msg)), 1);
+	EVP_MD_CTX_free(md);
+}
+
 static void test_files(void **state)
 {
 	struct t *t = board_new(NULL, 0);
 	struct drv_proto_frame f;
 	char sha[65], fpath[40], fsize[24], fsha[80], foff[24], fdata[80], err[160], item[80];
 	static const char content[] = "0123456789abcdefghij";
-	uint8_t nonce[32], sig[80], msg[64];
-	size_t siglen;
-	EVP_MD_CTX *md;
 	char data[64];
 
 	(void)state;
@@ -883,18 +908,11 @@ static void test_files(void **state)
 	assert_int_equal(memcmp(t->mem.files[0].data, content, 20), 0);
 	/* VERIFY: the file as storage holds it, and a signature the station accepts. */
 	ask(t, 10, "CSR", (const char *const[]){ "cn=dev1", "alg=ec-p256", NULL }, &f);
-	memset(nonce, 7, sizeof(nonce));
-	ask(t, 11, "VERIFY", (const char *const[]){ "nonce=BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=", NULL }, &f);
+	ask(t, 11, "VERIFY", (const char *const[]){ NONCE7, NULL }, &f);
 	assert_string_equal(f.type, "VERIFY");
 	assert_int_equal(drv_proto_field_item(&f, drv_proto_find(&f, "file"), 2, item, sizeof(item), err, sizeof(err)), 0);
 	assert_int_equal(strcasecmp(item, sha), 0);
-	assert_int_equal(drv_proto_get_b64(&f, "sig", sig, sizeof(sig), &siglen, err, sizeof(err)), 0);
-	memcpy(msg, "station-pop-v1", 14);
-	memcpy(msg + 14, nonce, 32);
-	md = EVP_MD_CTX_new();
-	assert_int_equal(EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, t->key.pkey), 1);
-	assert_int_equal(EVP_DigestVerify(md, sig, siglen, msg, 46), 1);
-	EVP_MD_CTX_free(md);
+	assert_pop(t, &f);
 	/* A full disk. */
 	t->mem.space = 3;
 	ask(t, 12, "WRITE", (const char *const[]){ fpath, "mode=0644", "size=5", "sha=2CF24DBA5FB0A30E26E83B2AC5B9E29E1B161E5C1FA7425E73043362938B9824", "off=0", "data=aGVsbG8=", NULL }, &f);
@@ -1040,6 +1058,128 @@ static X509_REQ *csr_of(const struct drv_proto_frame *f, uint8_t *der, size_t ca
 	assert_int_equal(EVP_PKEY_eq(pub, key), 1);
 	EVP_PKEY_free(pub);
 	return req;
+}
+
+/* Version 3 (PROTOCOL.md 7): the WRITE that completes the last file carries COMMIT (commit=)
+ * and VERIFY's fields, COMMIT carries VERIFY's: one answer with the fields of each step done.
+ * A folded step that cannot be done (the file not complete, no key, a count that differs,
+ * storage or the key failing) is left out of the answer, which is then that of the steps
+ * done; a request's own failure is its ERROR, nothing folded run. A retransmission gets the
+ * whole answer again without running anything; a session of version 2 ignores the folds. */
+static void test_version3(void **state)
+{
+	static const char *const hello_sha = "sha=2CF24DBA5FB0A30E26E83B2AC5B9E29E1B161E5C1FA7425E73043362938B9824";
+	static const char *const wb[] = { "path=b", "mode=0644", "size=5", hello_sha, "off=0", "raw=hello", "commit=1", NONCE7, "want=a,b", NULL };
+	struct t *t = board_new(NULL, 0), *old;
+	struct drv_proto_frame f;
+	uint8_t sumbuf[2 * DRV_PROTO_SUM_ITEM_MAX], d[32], got[32];
+	char kept[4096], buf[4096], err[160];
+	size_t n = 0;
+
+	(void)state;
+	ask(t, 1, "HELLO", (const char *const[]){ "v=1,2,3", "max=4096", NULL }, &f);
+	assert_int_equal(answer_uint(&f, "v"), 3);
+	/* commit on a chunk that does not complete its file: WRITE's answer, nothing installed. */
+	ask(t, 2, "WRITE", (const char *const[]){ "path=a", "mode=0644", "size=5", hello_sha, "off=0", "raw=hel", "commit=1", NONCE7, "want=a", NULL }, &f);
+	assert_string_equal(f.type, "WRITE");
+	assert_int_equal(answer_uint(&f, "have"), 3);
+	assert_false(drv_proto_has(&f, "gen"));
+	assert_false(drv_proto_has(&f, "sig"));
+	assert_int_equal(t->mem.gen, 0);
+	/* The chunk that completes it: committed; no key yet, so no VERIFY. */
+	ask(t, 3, "WRITE", (const char *const[]){ "path=a", "off=3", "raw=lo", "commit=1", NONCE7, "want=a", NULL }, &f);
+	assert_string_equal(f.type, "WRITE");
+	assert_int_equal(answer_uint(&f, "done"), 1);
+	assert_int_equal(answer_uint(&f, "gen"), 1);
+	assert_int_equal(answer_uint(&f, "files"), 1);
+	assert_false(drv_proto_has(&f, "sig"));
+	assert_int_equal(t->mem.gen, 1);
+	/* With a key: WRITE, COMMIT and VERIFY (the sum of a and b, the proof of possession). */
+	ask(t, 4, "CSR", (const char *const[]){ "cn=dev1", "alg=ec-p256", NULL }, &f);
+	ask(t, 5, "WRITE", wb, &f);
+	assert_string_equal(f.type, "WRITE");
+	assert_int_equal(answer_uint(&f, "done"), 1);
+	assert_int_equal(answer_uint(&f, "gen"), 2);
+	assert_int_equal(answer_uint(&f, "files"), 2);
+	assert_pop(t, &f);
+	assert_int_equal(drv_proto_get_hex(&f, "sum", got, 32, err, sizeof(err)), 0);
+	SHA256((const uint8_t *)"hello", 5, d);
+	n += drv_proto_sum_item(sumbuf + n, "a", 5, d);
+	n += drv_proto_sum_item(sumbuf + n, "b", 5, d);
+	SHA256(sumbuf, n, d);
+	assert_memory_equal(got, d, 32);
+	assert_false(drv_proto_has(&f, "file"));
+	/* Sent again: the whole answer again, nothing run again. */
+	snprintf(kept, sizeof(kept), "%s", last(t));
+	t->mem.gen = 7;
+	n = build(buf, 5, "WRITE", wb);
+	feed(t, buf, n, 0, 1000);
+	assert_string_equal(last(t), kept);
+	assert_int_equal(t->plat.fresh[(t->plat.n + 15) % 16], 0);
+	assert_int_equal(t->mem.gen, 7);
+	t->mem.gen = 2;
+	/* COMMIT with nothing staged and VERIFY's fields without want: the list. */
+	ask(t, 6, "COMMIT", (const char *const[]){ "count=0", NONCE7, "from=1", NULL }, &f);
+	assert_string_equal(f.type, "COMMIT");
+	assert_int_equal(answer_uint(&f, "gen"), 2);
+	assert_int_equal(answer_uint(&f, "from"), 1);
+	assert_pop(t, &f);
+	assert_non_null(drv_proto_find(&f, "file"));
+	assert_null(drv_proto_find_next(&f, drv_proto_find(&f, "file"), "file"));
+	/* Storage fails the commit: WRITE's answer alone; COMMIT alone gets the ERROR. */
+	t->mem.commit_rc = BRD_ERR_IO;
+	ask(t, 7, "WRITE", (const char *const[]){ "path=c", "mode=0644", "size=5", hello_sha, "off=0", "raw=hello", "commit=1", NONCE7, NULL }, &f);
+	assert_string_equal(f.type, "WRITE");
+	assert_int_equal(answer_uint(&f, "done"), 1);
+	assert_false(drv_proto_has(&f, "gen"));
+	assert_false(drv_proto_has(&f, "sig"));
+	ask(t, 8, "COMMIT", (const char *const[]){ "count=1", NULL }, &f);
+	want_error(&f, "STORAGE");
+	t->mem.commit_rc = 0;
+	/* A count that differs, or is no number: no commit. */
+	ask(t, 9, "WRITE", (const char *const[]){ "path=d", "mode=0644", "size=5", hello_sha, "off=0", "raw=hello", "commit=5", NULL }, &f);
+	assert_int_equal(answer_uint(&f, "done"), 1);
+	assert_false(drv_proto_has(&f, "gen"));
+	ask(t, 10, "WRITE", (const char *const[]){ "path=d", "off=0", "raw=hello", "commit=two", NULL }, &f);
+	assert_int_equal(answer_uint(&f, "done"), 1);
+	assert_false(drv_proto_has(&f, "gen"));
+	assert_int_equal(t->mem.gen, 2);
+	/* The key fails to sign: COMMIT's answer alone; VERIFY alone gets the ERROR. */
+	t->key.sign_rc = BRD_ERR_CRYPTO;
+	ask(t, 11, "COMMIT", (const char *const[]){ "count=2", NONCE7, NULL }, &f);
+	assert_string_equal(f.type, "COMMIT");
+	assert_int_equal(answer_uint(&f, "gen"), 3);
+	assert_int_equal(answer_uint(&f, "files"), 4);
+	assert_false(drv_proto_has(&f, "sig"));
+	ask(t, 12, "VERIFY", (const char *const[]){ NONCE7, NULL }, &f);
+	want_error(&f, "INTERNAL");
+	t->key.sign_rc = 0;
+	/* The WRITE's own failure: its ERROR, nothing committed. */
+	ask(t, 13, "WRITE", (const char *const[]){ "path=e", "mode=0644", "size=2", hello_sha, "off=0", "raw=hi", "commit=1", NONCE7, NULL }, &f);
+	want_error(&f, "HASH");
+	ask(t, 14, "WRITE", (const char *const[]){ "path=e", "mode=0644", "size=5", hello_sha, "off=0", "raw=hello", "commit=1", "nonce=AAAA", NULL }, &f);
+	assert_int_equal(answer_uint(&f, "gen"), 4);
+	assert_false(drv_proto_has(&f, "sig"));
+	board_free(t);
+
+	/* A session of version 2 on this board: the folds are unknown fields, ignored. */
+	t = board_new(NULL, 0);
+	ask(t, 1, "HELLO", (const char *const[]){ "v=1,2", NULL }, &f);
+	assert_int_equal(answer_uint(&f, "v"), 2);
+	ask(t, 2, "CSR", (const char *const[]){ "cn=dev1", "alg=ec-p256", NULL }, &f);
+	ask(t, 3, "WRITE", wb, &f);
+	assert_int_equal(answer_uint(&f, "done"), 1);
+	assert_false(drv_proto_has(&f, "gen"));
+	assert_int_equal(t->mem.gen, 0);
+	ask(t, 4, "COMMIT", (const char *const[]){ "count=1", NONCE7, NULL }, &f);
+	assert_int_equal(answer_uint(&f, "gen"), 1);
+	assert_false(drv_proto_has(&f, "sig"));
+	board_free(t);
+	/* A board of version 2 answers v=2 to a station of version 3. */
+	old = board_new_proto(NULL, 0, 2);
+	ask(old, 1, "HELLO", (const char *const[]){ "v=1,2,3", NULL }, &f);
+	assert_int_equal(answer_uint(&f, "v"), 2);
+	board_free(old);
 }
 
 /* CSR: a real PKCS#10 request with the subject asked for, the same bytes when asked again,
@@ -1231,6 +1371,7 @@ int main(void)
 		cmocka_unit_test(test_files),	       cmocka_unit_test(test_csr),
 		cmocka_unit_test(test_fault_hooks),    cmocka_unit_test(test_refuse),
 		cmocka_unit_test(test_version2),       cmocka_unit_test(test_csr_regen_failed),
+		cmocka_unit_test(test_version3),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

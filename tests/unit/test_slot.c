@@ -76,6 +76,11 @@ struct board {
 	int source_gone; /* no copy finds its source (a reboot lost the staged files) */
 	int forget_bare; /* the first chunk that does not name its file finds nothing staged */
 	int flip_byte;   /* after COMMIT, a byte of the last file changes on its storage */
+	/* Version 3 (PROTOCOL.md 7): COMMIT and VERIFY requests, the steps it did folded into
+	 * another request, and the folds it does not do (answered without their fields). */
+	unsigned commits, verifies, folded_commits, folded_verifies;
+	unsigned asked_commit, asked_verify; /* requests that carried commit, VERIFY's nonce */
+	int no_fold_commit, no_fold_verify;
 };
 
 struct fx {
@@ -345,6 +350,9 @@ static int copy_from(struct fx *fx, const struct got *g, uint8_t *out, size_t ca
 	return 0;
 }
 
+static void commit_fields(struct fx *fx, struct drv_proto_builder *b);
+static void verify_fields(struct fx *fx, const struct got *g, struct drv_proto_builder *b);
+
 static void answer_write(struct fx *fx, const struct got *g)
 {
 	struct drv_proto_builder b;
@@ -363,7 +371,7 @@ static void answer_write(struct fx *fx, const struct got *g)
 		;
 	if (!ident) {
 		/* A chunk that does not name its file continues the one staged. */
-		assert_int_equal(fx->b.version, 2);
+		assert_true(fx->b.version >= 2);
 		assert_false(drv_proto_has(&g->f, "mode") || drv_proto_has(&g->f, "sha"));
 		assert_true(off > 0);
 		fx->b.bare_chunks++;
@@ -387,11 +395,11 @@ static void answer_write(struct fx *fx, const struct got *g)
 	}
 	fx->b.file[i].size = (size_t)size;
 	if (drv_proto_has(&g->f, "raw")) {
-		assert_int_equal(fx->b.version, 2);
+		assert_true(fx->b.version >= 2);
 		assert_int_equal(drv_proto_get_raw(&g->f, "raw", chunk, sizeof(chunk), &n, NULL, 0), 0);
 		fx->b.raw_chunks++;
 	} else if (drv_proto_has(&g->f, "copy")) {
-		assert_int_equal(fx->b.version, 2);
+		assert_true(fx->b.version >= 2);
 		fx->b.copies++;
 		if (copy_from(fx, g, chunk, sizeof(chunk), &n) != 0) {
 			answer_have(fx, g, "SOURCE", fx->b.file[i].have);
@@ -409,7 +417,27 @@ static void answer_write(struct fx *fx, const struct got *g)
 	drv_proto_add_text(&b, "path", path);
 	drv_proto_add_uint(&b, "have", fx->b.file[i].have);
 	drv_proto_add_uint(&b, "done", fx->b.file[i].have == fx->b.file[i].size);
+	fx->b.asked_commit += drv_proto_has(&g->f, "commit");
+	fx->b.asked_verify += drv_proto_has(&g->f, "nonce");
+	if (fx->b.version >= 3 && drv_proto_has(&g->f, "commit") &&
+	    fx->b.file[i].have == fx->b.file[i].size && !fx->b.no_fold_commit) {
+		fx->b.folded_commits++;
+		commit_fields(fx, &b);
+		if (drv_proto_has(&g->f, "nonce") && !fx->b.no_fold_verify) {
+			fx->b.folded_verifies++;
+			verify_fields(fx, g, &b);
+		}
+	}
 	frame_end(fx, &b);
+}
+
+static void commit_fields(struct fx *fx, struct drv_proto_builder *b)
+{
+	fx->b.gen++;
+	if (fx->b.flip_byte && fx->b.nfiles)
+		fx->b.file[fx->b.nfiles - 1].data[0] ^= 1;
+	drv_proto_add_uint(b, "gen", fx->b.gen);
+	drv_proto_add_uint(b, "files", fx->b.nfiles);
 }
 
 static void answer_commit(struct fx *fx, const struct got *g)
@@ -417,12 +445,14 @@ static void answer_commit(struct fx *fx, const struct got *g)
 	struct drv_proto_builder b;
 	char buf[DRV_PROTO_MAX_LINE];
 
-	fx->b.gen++;
-	if (fx->b.flip_byte && fx->b.nfiles)
-		fx->b.file[fx->b.nfiles - 1].data[0] ^= 1;
+	fx->b.commits++;
+	fx->b.asked_verify += drv_proto_has(&g->f, "nonce");
 	drv_proto_begin(&b, buf, sizeof(buf), DRV_PROTO_ANSWER, g->f.seq, DRV_PROTO_COMMIT);
-	drv_proto_add_uint(&b, "gen", fx->b.gen);
-	drv_proto_add_uint(&b, "files", fx->b.nfiles);
+	commit_fields(fx, &b);
+	if (fx->b.version >= 3 && drv_proto_has(&g->f, "nonce") && !fx->b.no_fold_verify) {
+		fx->b.folded_verifies++;
+		verify_fields(fx, g, &b);
+	}
 	frame_end(fx, &b);
 }
 
@@ -430,6 +460,18 @@ static void answer_verify(struct fx *fx, const struct got *g)
 {
 	struct drv_proto_builder b;
 	char buf[DRV_PROTO_MAX_LINE];
+
+	fx->b.verifies++;
+	drv_proto_begin(&b, buf, sizeof(buf), DRV_PROTO_ANSWER, g->f.seq, DRV_PROTO_VERIFY);
+	drv_proto_add_uint(&b, "gen", fx->b.gen);
+	drv_proto_add_uint(&b, "files", fx->b.nfiles);
+	verify_fields(fx, g, &b);
+	frame_end(fx, &b);
+}
+
+/* VERIFY's answer fields after gen and files: the nonce signed, the sum or the list. */
+static void verify_fields(struct fx *fx, const struct got *g, struct drv_proto_builder *b)
+{
 	uint8_t nonce[64], msg[128], sig[256];
 	size_t nlen, ctx = sizeof(DRV_PROTO_POP_CONTEXT) - 1, slen = sizeof(sig);
 	EVP_MD_CTX *md = EVP_MD_CTX_new();
@@ -442,12 +484,9 @@ static void answer_verify(struct fx *fx, const struct got *g)
 	assert_int_equal(EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, fx->b.key), 1);
 	assert_int_equal(EVP_DigestSign(md, sig, &slen, msg, ctx + nlen), 1);
 	EVP_MD_CTX_free(md);
-	drv_proto_begin(&b, buf, sizeof(buf), DRV_PROTO_ANSWER, g->f.seq, DRV_PROTO_VERIFY);
-	drv_proto_add_uint(&b, "gen", fx->b.gen);
-	drv_proto_add_uint(&b, "files", fx->b.nfiles);
-	drv_proto_add_text(&b, "alg", "ecdsa-p256-sha256");
-	drv_proto_add_b64(&b, "sig", sig, slen);
-	if (fx->b.version == 2 && drv_proto_has(&g->f, "want")) {
+	drv_proto_add_text(b, "alg", "ecdsa-p256-sha256");
+	drv_proto_add_b64(b, "sig", sig, slen);
+	if (fx->b.version >= 2 && drv_proto_has(&g->f, "want")) {
 		/* The sum over the wanted files, as they are (PROTOCOL.md 6.4). */
 		const struct drv_proto_field *want = drv_proto_find(&g->f, "want");
 		uint8_t items[8 * DRV_PROTO_SUM_ITEM_MAX], sum[32];
@@ -465,13 +504,12 @@ static void answer_verify(struct fx *fx, const struct got *g)
 						i < fx->b.nfiles ? sum : NULL);
 		}
 		SHA256(items, n, sum);
-		drv_proto_add_hex(&b, "sum", sum, 32);
+		drv_proto_add_hex(b, "sum", sum, 32);
 		fx->b.sums++;
-		frame_end(fx, &b);
 		return;
 	}
 	fx->b.lists++;
-	drv_proto_add_uint(&b, "from", 0);
+	drv_proto_add_uint(b, "from", 0);
 	for (unsigned i = 0; i < fx->b.nfiles; i++) {
 		char size[24], hex[65];
 		uint8_t sha[32];
@@ -481,9 +519,8 @@ static void answer_verify(struct fx *fx, const struct got *g)
 		SHA256(fx->b.file[i].data, fx->b.file[i].have, sha);
 		for (int j = 0; j < 32; j++)
 			snprintf(hex + 2 * j, 3, "%02x", sha[j]);
-		drv_proto_add_list(&b, "file", items, 3);
+		drv_proto_add_list(b, "file", items, 3);
 	}
-	frame_end(fx, &b);
 }
 
 static void answer_plain(struct fx *fx, const struct got *g)
@@ -1219,13 +1256,15 @@ static void test_csr_refused(void **state)
 	assert_true(events_has(fx, "\"from\":\"failed\",\"to\":\"leaving\""));
 }
 
-/* Plays a board of version 2 to the end; returns DONE's result. */
+/* Plays a board of version 2 (or fx->b.version, when set) to the end; returns DONE's
+ * result. */
 static void play_v2(struct fx *fx, char *result, size_t cap)
 {
 	struct got g;
 	int offered = 0;
 
-	fx->b.version = 2;
+	if (!fx->b.version)
+		fx->b.version = 2;
 	fx->b.max = 512; /* files of more than one chunk */
 	start(fx, 0);
 	for (;;) {
@@ -1234,7 +1273,7 @@ static void play_v2(struct fx *fx, char *result, size_t cap)
 			char v[16];
 
 			assert_int_equal(drv_proto_get_text(&g.f, "v", v, sizeof(v), NULL, 0), 0);
-			assert_string_equal(v, "1,2");
+			assert_string_equal(v, "1,2,3");
 			offered = 1;
 		}
 		if (strcmp(g.f.type, DRV_PROTO_DONE) == 0)
@@ -1275,6 +1314,9 @@ static void test_v2_pass(void **state)
 	assert_true(fx->b.raw_chunks > 0 && fx->b.bare_chunks > 0 && fx->b.copies > 0);
 	assert_int_equal(fx->b.sums, 1);
 	assert_int_equal(fx->b.lists, 0);
+	/* Version 3's folds are not for it: a COMMIT and a VERIFY of their own. */
+	assert_int_equal(fx->b.asked_commit + fx->b.asked_verify, 0);
+	assert_int_equal(fx->b.commits + fx->b.verifies, 2);
 	a = board_file(fx, "etc/dev/device.crt", &alen);
 	c = board_file(fx, "etc/dev/chained.crt", &clen);
 	assert_true(alen > 512);
@@ -1314,6 +1356,79 @@ static void test_v2_sum_differs(void **state)
 	fx->b.flip_byte = 1;
 	play_v2(fx, result, sizeof(result));
 	assert_string_equal(result, "fail");
+	assert_int_equal(fx->b.sums, 1);
+	assert_int_equal(fx->b.lists, 1);
+	assert_non_null(strstr(fx->last_error, "read back etc/dev/chained.crt"));
+}
+
+/* A board of version 3: the WRITE that completes the last file carries COMMIT and VERIFY,
+ * answered with their fields: no COMMIT or VERIFY request of their own, and the slot goes
+ * through written, committed and verified all the same. */
+static void test_v3_pass(void **state)
+{
+	struct fx *fx = *state;
+	char result[16];
+
+	fx->b.version = 3;
+	play_v2(fx, result, sizeof(result));
+	assert_string_equal(result, "pass");
+	assert_int_equal(fx->passes, 1);
+	assert_int_equal(fx->b.folded_commits, 1);
+	assert_int_equal(fx->b.folded_verifies, 1);
+	assert_int_equal(fx->b.commits + fx->b.verifies, 0);
+	assert_int_equal(fx->b.sums, 1);
+	assert_true(events_has(fx, "\"from\":\"signed\",\"to\":\"written\""));
+	assert_true(events_has(fx, "\"from\":\"written\",\"to\":\"committed\""));
+	assert_true(events_has(fx, "\"from\":\"committed\",\"to\":\"verified\""));
+}
+
+/* A board of version 3 that does not do the folded steps (its answers lack their fields):
+ * the station sends COMMIT (carrying VERIFY), then VERIFY, and the board passes. */
+static void test_v3_unfolded(void **state)
+{
+	struct fx *fx = *state;
+	char result[16];
+
+	fx->b.version = 3;
+	fx->b.no_fold_commit = 1;
+	fx->b.no_fold_verify = 1;
+	play_v2(fx, result, sizeof(result));
+	assert_string_equal(result, "pass");
+	assert_int_equal(fx->b.folded_commits + fx->b.folded_verifies, 0);
+	assert_int_equal(fx->b.asked_commit, 1);
+	assert_int_equal(fx->b.asked_verify, 2);
+	assert_int_equal(fx->b.commits, 1);
+	assert_int_equal(fx->b.verifies, 1);
+	assert_int_equal(fx->b.sums, 1);
+}
+
+/* Only COMMIT left out of the WRITE's answer: COMMIT alone, with VERIFY folded into it. */
+static void test_v3_commit_unfolded(void **state)
+{
+	struct fx *fx = *state;
+	char result[16];
+
+	fx->b.version = 3;
+	fx->b.no_fold_commit = 1;
+	play_v2(fx, result, sizeof(result));
+	assert_string_equal(result, "pass");
+	assert_int_equal(fx->b.commits, 1);
+	assert_int_equal(fx->b.folded_verifies, 1);
+	assert_int_equal(fx->b.verifies, 0);
+}
+
+/* A file changed on the board's storage, seen in the folded VERIFY's sum: the list (a VERIFY
+ * of its own) names the file and the board fails, as in version 2. */
+static void test_v3_sum_differs(void **state)
+{
+	struct fx *fx = *state;
+	char result[16];
+
+	fx->b.version = 3;
+	fx->b.flip_byte = 1;
+	play_v2(fx, result, sizeof(result));
+	assert_string_equal(result, "fail");
+	assert_int_equal(fx->b.folded_verifies, 1);
 	assert_int_equal(fx->b.sums, 1);
 	assert_int_equal(fx->b.lists, 1);
 	assert_non_null(strstr(fx->last_error, "read back etc/dev/chained.crt"));
@@ -1373,6 +1488,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_v2_pass, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_v2_lost, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_v2_sum_differs, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_v3_pass, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_v3_unfolded, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_v3_commit_unfolded, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_v3_sum_differs, setup, teardown),
 	};
 
 	if (getenv("TEST_SLOT_ONLY"))
