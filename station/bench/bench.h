@@ -158,8 +158,9 @@ struct st_bench_wire_min {
 	double pop;      /* the VERIFY nonce as sent and a DER P-256 signature (72 bytes at
 			  * most), base64 */
 	double framing;  /* marker, kind, seq, type, CRC and line end of one request and one
-			  * answer per command (HELLO, CSR, WRITE per file, COMMIT, VERIFY, DONE),
-			  * more where a payload needs more than one frame of the line's maximum */
+			  * answer per command (HELLO, CSR, WRITE per file, DONE: COMMIT and VERIFY
+			  * ride on the last WRITE), more where a payload needs more than one frame
+			  * of the line's maximum */
 	double total;    /* the sum; 0 when no provisioned board was found */
 	unsigned files;  /* files the board holds */
 	unsigned frames; /* frames counted in framing */

@@ -3,7 +3,8 @@
  * carry (drivers/PROTOCOL.md 1.2): binary (the CSR's DER, the nonce, the signature) in
  * base64; certificates by their DER, whichever files hold them and however often; the
  * files' other bytes in base64 or as escaped text, whichever is shorter; in one request and
- * one answer per command, or as few frames of the line's maximum as a payload needs. The
+ * one answer per command, or as few frames of the line's maximum as a payload needs, COMMIT
+ * and VERIFY riding on the last WRITE (protocol version 3) with no frames of their own. The
  * bytes a board took over this minimum are what the protocol spends twice (PEM inside
  * base64, a certificate in two files, fields, retransmissions, the console). */
 #include "bench.h"
@@ -136,8 +137,7 @@ static double count_file(const uint8_t *data, size_t len, struct seen *seen,
 
 int st_bench_wire_minimum(const char *board_dir, size_t nonce_len, struct st_bench_wire_min *out)
 {
-	static const char *const once[] = { DRV_PROTO_HELLO, DRV_PROTO_COMMIT, DRV_PROTO_VERIFY,
-					    DRV_PROTO_DONE };
+	static const char *const once[] = { DRV_PROTO_HELLO, DRV_PROTO_DONE };
 	char path[PATH_MAX + 300], line[600];
 	struct seen seen;
 	struct stat st;

@@ -77,11 +77,11 @@ check_json() {
 		 $c.threads.unsampled_cpu_s >= -0.01 * $c.station_s] | all' "$f" >/dev/null ||
 		fail "$f: CPU over the bound with the PoP verify inconsistent: $(jq -c '[.runs[] | .cpu]' "$f")"
 	# Bytes per board against the protocol's minimum, worked out from a provisioned board:
-	# the parts add up, every file and command has its frames, and no board took less.
+	# the parts add up, HELLO, CSR, DONE and every file have their frames, and no board took less.
 	jq -e 'def close(a; b): ((a - b) / b) as $d | $d * $d < 1e-18;
 		[.runs[] | .wire as $w | $w.minimum as $m |
 		 $m.files >= 1 and $m.csr > 0 and $m.certificates > 0 and
-		 $m.nonce_and_signature > 0 and $m.frames >= 2 * (5 + $m.files) and
+		 $m.nonce_and_signature > 0 and $m.frames >= 2 * (3 + $m.files) and
 		 close($m.bytes_per_board; $m.csr + $m.certificates + $m.other_file_bytes +
 		       $m.nonce_and_signature + $m.framing) and
 		 $w.bytes_per_board >= $m.bytes_per_board and
