@@ -97,6 +97,7 @@ void slot_begin_req(struct st_slot *s, struct drv_proto_builder *b, const char *
 static unsigned timeout_of(const struct st_slot *s, int kind)
 {
 	const struct st_slot_limits *l = &s->env->lim;
+	unsigned ms = l->hello_ms;
 
 	switch (kind) {
 	case RQ_PROBE:
@@ -108,10 +109,21 @@ static unsigned timeout_of(const struct st_slot *s, int kind)
 	case RQ_DONE:
 		/* The wait of the state that sends it. */
 		for (int st = 0; st < ST_SLOT_NSTATES; st++) {
-			if (slot_table[st].sends == (enum req_kind)kind)
-				return slot_state_limit((enum st_slot_state)st, l);
+			if (slot_table[st].sends == (enum req_kind)kind) {
+				ms = slot_state_limit((enum st_slot_state)st, l);
+				break;
+			}
 		}
-		return l->hello_ms;
+		/* Version 3: a WRITE or COMMIT that carries COMMIT or VERIFY is answered once
+		 * the board has done them too (synced its storage, signed the nonce), so it
+		 * waits for theirs as well. */
+		if (s->run && (kind == RQ_WRITE || kind == RQ_COMMIT)) {
+			if (s->run->fold & FOLD_COMMIT)
+				ms += l->commit_ms;
+			if (s->run->fold & FOLD_VERIFY)
+				ms += l->verify_ms;
+		}
+		return ms;
 	case RQ_BAUD_HELLO:
 		/* Every try at the new rate within the board's trial, so that both sides give
 		 * up on it together. */

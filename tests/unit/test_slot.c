@@ -81,6 +81,7 @@ struct board {
 	unsigned commits, verifies, folded_commits, folded_verifies;
 	unsigned asked_commit, asked_verify; /* requests that carried commit, VERIFY's nonce */
 	int no_fold_commit, no_fold_verify;
+	unsigned folded_wait_ms; /* the slot's wait for the last request that carried a fold */
 };
 
 struct fx {
@@ -113,6 +114,7 @@ struct fx {
 	char last_error[ST_ERR_MAX];
 	int slot_closed, pool_closed;
 	struct board b;
+	unsigned write_ms, commit_ms, verify_ms; /* those waits, when set, instead of LONG_MS */
 };
 
 /* A frame taken off the queue, parsed in its own buffer. */
@@ -419,6 +421,8 @@ static void answer_write(struct fx *fx, const struct got *g)
 	drv_proto_add_uint(&b, "done", fx->b.file[i].have == fx->b.file[i].size);
 	fx->b.asked_commit += drv_proto_has(&g->f, "commit");
 	fx->b.asked_verify += drv_proto_has(&g->f, "nonce");
+	if (drv_proto_has(&g->f, "commit"))
+		fx->b.folded_wait_ms = fx->slot->req_timeout;
 	if (fx->b.version >= 3 && drv_proto_has(&g->f, "commit") &&
 	    fx->b.file[i].have == fx->b.file[i].size && !fx->b.no_fold_commit) {
 		fx->b.folded_commits++;
@@ -447,6 +451,8 @@ static void answer_commit(struct fx *fx, const struct got *g)
 
 	fx->b.commits++;
 	fx->b.asked_verify += drv_proto_has(&g->f, "nonce");
+	if (drv_proto_has(&g->f, "nonce"))
+		fx->b.folded_wait_ms = fx->slot->req_timeout;
 	drv_proto_begin(&b, buf, sizeof(buf), DRV_PROTO_ANSWER, g->f.seq, DRV_PROTO_COMMIT);
 	commit_fields(fx, &b);
 	if (fx->b.version >= 3 && drv_proto_has(&g->f, "nonce") && !fx->b.no_fold_verify) {
@@ -681,6 +687,12 @@ static void start(struct fx *fx, int max_baud)
 	fx->env.lim.commit_ms = fx->env.lim.verify_ms = fx->env.lim.done_ms = LONG_MS;
 	fx->env.lim.probe_ms = fx->env.lim.presence_ms = fx->env.lim.reconnect_ms = LONG_MS;
 	fx->env.lim.reopen_ms = fx->env.lim.queued_ms = fx->env.lim.noframe_ms = LONG_MS;
+	if (fx->write_ms)
+		fx->env.lim.write_ms = fx->write_ms;
+	if (fx->commit_ms)
+		fx->env.lim.commit_ms = fx->commit_ms;
+	if (fx->verify_ms)
+		fx->env.lim.verify_ms = fx->verify_ms;
 	fx->env.lim.tries = TRIES;
 	fx->env.lim.resyncs = 3;
 	fx->env.arg = fx;
@@ -1370,9 +1382,14 @@ static void test_v3_pass(void **state)
 	char result[16];
 
 	fx->b.version = 3;
+	fx->write_ms = 1000;
+	fx->commit_ms = 20000;
+	fx->verify_ms = 300000;
 	play_v2(fx, result, sizeof(result));
 	assert_string_equal(result, "pass");
 	assert_int_equal(fx->passes, 1);
+	/* That WRITE waits for the board to write, commit and sign. */
+	assert_int_equal(fx->b.folded_wait_ms, 1000 + 20000 + 300000);
 	assert_int_equal(fx->b.folded_commits, 1);
 	assert_int_equal(fx->b.folded_verifies, 1);
 	assert_int_equal(fx->b.commits + fx->b.verifies, 0);
@@ -1410,8 +1427,12 @@ static void test_v3_commit_unfolded(void **state)
 
 	fx->b.version = 3;
 	fx->b.no_fold_commit = 1;
+	fx->commit_ms = 20000;
+	fx->verify_ms = 300000;
 	play_v2(fx, result, sizeof(result));
 	assert_string_equal(result, "pass");
+	/* COMMIT carrying VERIFY waits for both. */
+	assert_int_equal(fx->b.folded_wait_ms, 20000 + 300000);
 	assert_int_equal(fx->b.commits, 1);
 	assert_int_equal(fx->b.folded_verifies, 1);
 	assert_int_equal(fx->b.verifies, 0);
