@@ -38,8 +38,12 @@ mtls() {
 	local name=$1 port
 	shift
 	port=$(free_port) || fail "no free port"
+	# An earlier call's log says ACCEPT until the new server's shell has truncated it, after
+	# `&` returns: it goes first. The server serves until stopped, not one connection only,
+	# which another test's free_port probe could use up.
+	rm -f "$T/server.log"
 	openssl s_server -accept "127.0.0.1:$port" -cert "$pki/gateway.pem" -key "$pki/gateway.key" \
-		-CAfile "$T/device-cas.pem" -Verify 1 -verify_return_error -www -naccept 1 \
+		-CAfile "$T/device-cas.pem" -Verify 1 -verify_return_error -www \
 		>"$T/server.log" 2>&1 &
 	server=$!
 	wait_for_line "$T/server.log" ACCEPT 20 "$server" || fail "s_server did not start: $(cat "$T/server.log")"
@@ -47,7 +51,7 @@ mtls() {
 		-verify_return_error -servername localhost -quiet >"$T/client.out" 2>"$T/client.err" ||
 		fail "$name: the gateway refused the board: $(cat "$T/client.err")"
 	grep -q "HTTP/1.0 200" "$T/client.out" || fail "$name: no answer over mutual TLS: $(cat "$T/client.out")"
-	wait "$server" 2>/dev/null || true
+	stop_bg "$server"
 	server=
 }
 

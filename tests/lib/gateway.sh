@@ -13,6 +13,9 @@
 gateway_connect() {
 	local cas=$1 cert=$2 key=$3 root=$4 port gw i rc=0
 	port=$(free_port) || fail "no free port"
+	# The log of an earlier call says ACCEPT until the new gateway's shell has truncated
+	# it, which happens after `&` returns: it goes first.
+	rm -f "$T/gw-server.log"
 	openssl s_server -accept "127.0.0.1:$port" -cert "$pki/gateway.pem" -key "$pki/gateway.key" \
 		-CAfile "$cas" -Verify 1 -verify_return_error -www \
 		>"$T/gw-server.log" 2>&1 &
