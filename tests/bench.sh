@@ -60,6 +60,21 @@ if [ "${BENCH_STATION:-1}" != 0 ]; then
 	echo "== station bench: starting at 115200, switched to 921600 with BAUD (max_baud)"
 	"$st" bench --slots 16,64 --boards-per-slot 4 --baud 115200 --max-baud 921600 -q \
 		--rounds "$rounds" --json "$results/maxbaud.json" || true
+	# Round trips on a real line: a USB-serial adapter holds a board's answer up to its
+	# latency timer (often 16 ms). Boards of protocol version 2 (10 requests a board)
+	# against version 3 (8), each answer 16 ms late, in interleaved rounds.
+	echo "== station bench: paced at 115200, answers 16 ms late (a USB adapter's latency" \
+		"timer): boards of protocol version 2 against 3, interleaved"
+	for ((r = 1; r <= rounds; r++)); do
+		for v in 2 3; do
+			printf 'round %d, version %d: ' "$r" "$v"
+			"$st" bench --slots 16 --boards-per-slot 4 --baud 115200 --board-protocol "$v" \
+				--turnaround 16 -q --json "$results/turnaround-v$v-$r.json" |
+				grep -E '^ +16 ' || echo "failed"
+		done
+	done
+	echo "(columns as in the tables below: slots, boards, boards/h, wire bound/h, ratio," \
+		"p50/p95/p99 ms, ...)"
 	echo "== station bench: memory at 8 and 1024 slots"
 	"$st" bench --slots 8,1024 --baud 115200 -q --json "$results/rss.json" || true
 	for signer in file softhsm; do

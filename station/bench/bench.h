@@ -69,6 +69,9 @@ struct st_bench_opts {
 	int stagger_ms;            /* boards power on at random within this; -1: automatic */
 	unsigned sim_procs;        /* simboard processes sharing the slots; 0: one per 128 */
 	unsigned max_baud;         /* boards offer it and slots may switch to it (BAUD); 0: no */
+	unsigned board_protocol;   /* the newest protocol version the boards speak; 0: simboard's */
+	unsigned turnaround_ms;    /* every answer leaves a board this late (a USB-serial
+				    * adapter's latency timer); 0: none */
 	const char *json_path;
 	const char *plot_path;
 	const char *dir;           /* work directory; NULL: a temporary one */

@@ -861,6 +861,7 @@ int st_bench_run(const struct st_bench_opts *o, unsigned slots, unsigned long bo
 		unsigned long extra = boards - slots;
 		unsigned long nt = ns + extra / n + (k < extra % n);
 		char nboards[32], total[32], baud[32], bauds[40], stagger[32], seed[32], prefix[32];
+		char proto[16], slow[48];
 		char dir[PATH_MAX + 16], out[PATH_MAX + 64], errf[PATH_MAX + 64];
 		char *argv[32];
 		int a = 0;
@@ -898,6 +899,18 @@ int st_bench_run(const struct st_bench_opts *o, unsigned slots, unsigned long bo
 		if (nt > ns) {
 			argv[a++] = "--total";
 			argv[a++] = total;
+		}
+		if (o->board_protocol) {
+			snprintf(proto, sizeof(proto), "%u", o->board_protocol);
+			argv[a++] = "--protocol";
+			argv[a++] = proto;
+		}
+		if (o->turnaround_ms) {
+			/* simboard's slow fault on every answer: it leaves late, the board
+			 * reading nothing meanwhile. */
+			snprintf(slow, sizeof(slow), "slow=%u:100%%", o->turnaround_ms);
+			argv[a++] = "--fault";
+			argv[a++] = slow;
 		}
 		if (!o->fsync)
 			argv[a++] = "--no-fsync";

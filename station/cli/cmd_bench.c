@@ -23,7 +23,8 @@ static void bench_usage(FILE *out)
 	fprintf(out,
 		"usage: station bench [--slots LIST] [--boards N | --boards-per-slot K]\n"
 		"                     [--baud RATE] [--signer file|softhsm|slowhsm:L=MS,S=N]\n"
-		"                     [--max-baud RATE] [--workers N] [--batch N] [--linger MS]\n"
+		"                     [--max-baud RATE] [--board-protocol N] [--turnaround MS]\n"
+		"                     [--workers N] [--batch N] [--linger MS]\n"
 		"                     [--rounds R] [--bound-n N] [--timeout S] [--fsync]\n"
 		"                     [--stagger MS] [--sim-procs N] [--target BOARDS_PER_HOUR]\n"
 		"                     [--json FILE] [--plot FILE.png|FILE.svg] [--dir DIR] [--keep]\n"
@@ -72,6 +73,12 @@ static void bench_usage(FILE *out)
 		"  --max-baud RATE     the boards also offer RATE and the slots may switch to it\n"
 		"                      (max_baud, the protocol's BAUD); the wire bound stays the\n"
 		"                      starting rate's, so the ratio shows the speed-up\n"
+		"  --board-protocol N  the boards speak protocol versions 1 to N only (default:\n"
+		"                      the newest, 3), to compare a line of older boards\n"
+		"  --turnaround MS     every answer leaves its board MS ms late, as a USB-serial\n"
+		"                      adapter's latency timer holds it (often 16 ms); the wire\n"
+		"                      bound counts bytes only, so the ratio shows what the round\n"
+		"                      trips cost\n"
 		"  --workers N         signing workers (pool.workers; default: the CPUs)\n"
 		"  --batch N           pool.batch_max (default: the station's, 32)\n"
 		"  --linger MS         pool.batch_linger_ms (default: the station's, 5)\n"
@@ -309,6 +316,8 @@ int st_cmd_bench(int argc, char **argv)
 		{ "stagger", required_argument, NULL, 'g' },
 		{ "sim-procs", required_argument, NULL, 'P' },
 		{ "max-baud", required_argument, NULL, 'M' },
+		{ "board-protocol", required_argument, NULL, 'V' },
+		{ "turnaround", required_argument, NULL, 'A' },
 		{ "target", required_argument, NULL, 'T' },
 		{ "json", required_argument, NULL, 'j' },
 		{ "plot", required_argument, NULL, 'p' },
@@ -439,6 +448,20 @@ int st_cmd_bench(int argc, char **argv)
 				return 2;
 			}
 			o.max_baud = (unsigned)v;
+			break;
+		case 'V':
+			if (parse_ulong(optarg, 1, 3, &v) != 0) {
+				st_err("--board-protocol '%s': expected a version of 1..3", optarg);
+				return 2;
+			}
+			o.board_protocol = (unsigned)v;
+			break;
+		case 'A':
+			if (parse_ulong(optarg, 0, 10000, &v) != 0) {
+				st_err("--turnaround '%s': expected 0..10000 ms", optarg);
+				return 2;
+			}
+			o.turnaround_ms = (unsigned)v;
 			break;
 		case 'P':
 			if (parse_ulong(optarg, 1, ST_BENCH_SIM_MAX, &v) != 0) {
