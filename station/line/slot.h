@@ -129,6 +129,8 @@ struct st_slot_env {
 
 	/* Private to slot.c: slots waiting for room in the pool, oldest first. */
 	struct st_slot *room_head, *room_tail;
+	/* Private to slot_link.c: slots with a character device open (port_rdev). */
+	struct st_slot *open_head, *open_tail;
 	unsigned saving; /* console logs being written */
 };
 
@@ -202,6 +204,12 @@ struct st_slot {
 	 * another device; a board that comes back does so under a new link or node. */
 	uint64_t port_dev, port_ino;
 	uint64_t lost_dev, lost_ino, lost_at;
+	/* The open port's device number when it is a character device (0: none), and the
+	 * env's list of slots with such a port open: two names of one device (a glob that
+	 * matches a by-path link and its ttyUSB node, a stale link whose number another board
+	 * got) would give one board two slots that steal each other's answers. */
+	uint64_t port_rdev;
+	struct st_slot *open_prev, *open_next;
 	int in_feed;             /* the decoder is feeding (callbacks must not close it). Not a
 				  * state: a guard of the call stack, whatever the state */
 	int closing;             /* st_slot_close() was called. Not a state: the handles' life

@@ -18,6 +18,7 @@
 #include "ecdsa.h"
 #include "err.h"
 #include "log.h"
+#include "queue.h"
 #include "slot_int.h"
 #include "sota.h"
 
@@ -241,6 +242,10 @@ void slot_port_close(struct st_slot *s)
 		drv_port_close(s->port);
 		s->port = NULL;
 	}
+	if (s->port_rdev) {
+		ST_LIST_REMOVE(s->env->open_head, s->env->open_tail, s, open_prev, open_next);
+		s->port_rdev = 0;
+	}
 	if (s->timer_what == TW_REQUEST || s->timer_what == TW_PROBE)
 		slot_unschedule(s);
 	s->req_kind = RQ_NONE;
@@ -374,14 +379,35 @@ void slot_rate_lost(struct st_slot *s)
 
 /* ---- Opening and losing the port ------------------------------------------------------ */
 
+/* The device number of port when it is a character device, (uint64_t)-1 when it is not (a
+ * socket pair), or 0 when another slot has that device open (*other says which). */
+static uint64_t open_elsewhere(const struct st_slot *s, struct drv_port *port,
+			       struct st_slot **other)
+{
+	struct stat st;
+	struct st_slot *o;
+
+	if (fstat(drv_port_fd(port), &st) != 0 || !S_ISCHR(st.st_mode) || st.st_rdev == 0)
+		return (uint64_t)-1;
+	for (o = s->env->open_head; o; o = o->open_next) {
+		if (o != s && o->port_rdev == (uint64_t)st.st_rdev) {
+			*other = o;
+			return 0;
+		}
+	}
+	return (uint64_t)st.st_rdev;
+}
+
 void slot_port_open(struct st_slot *s)
 {
 	struct st_slot_env *env = s->env;
 	struct drv_port_config pc;
 	struct drv_port *port = NULL;
 	struct stat st;
+	struct st_slot *other = NULL;
+	uint64_t rdev = (uint64_t)-1;
 	uv_poll_t *poll;
-	char err[256];
+	char err[512];
 	unsigned delay;
 	int rc;
 
@@ -400,6 +426,16 @@ void slot_port_open(struct st_slot *s)
 	pc.baud = s->baud;
 	pc.flow = s->flow;
 	rc = drv_port_open(&pc, &port, err, sizeof(err));
+	if (rc == 0 && (rdev = open_elsewhere(s, port, &other)) == 0) {
+		/* Another slot has this device open: not ours to use. */
+		drv_port_close(port);
+		rc = ST_E_PORT_OPEN;
+		st_msgf(err, sizeof(err), "%s is the device slot %s has open (%s): two names of one "
+			"port; waiting for it to be this slot's own", s->path, other->name,
+			other->path);
+		if (s->reopen_fails == 0)
+			st_warn("slot %s: %s", s->name, err);
+	}
 	poll = rc == 0 ? calloc(1, sizeof(*poll)) : NULL;
 	if (rc == 0 && (!poll || uv_poll_init(env->loop, poll, drv_port_fd(port)) != 0)) {
 		free(poll);
@@ -431,6 +467,10 @@ void slot_port_open(struct st_slot *s)
 	poll->data = s;
 	s->poll = poll;
 	s->port = port;
+	if (rdev != (uint64_t)-1) {
+		s->port_rdev = rdev;
+		ST_LIST_APPEND(env->open_head, env->open_tail, s, open_prev, open_next);
+	}
 	s->poll_events = 0;
 	s->reopen_fails = 0;
 	s->lost_at = 0;
