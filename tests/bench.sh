@@ -43,6 +43,10 @@ fi
 # $build/bench-results). Each configuration is one of the product's bars:
 #  - paced at 115200 baud, 1 to 256 slots: throughput against the wire bound (>= 0.95 at 256);
 #  - the same line with the boards switched to 921600 (max_baud): the speed-up over that bound;
+#  - 16 slots whose answers leave 16 ms late (a USB adapter's latency timer), boards of
+#    protocol version 2 against 3: what the round trips cost;
+#  - 1024 slots paced at 115200: throughput against the wire bound (>= 0.95), with the
+#    station's and simboard's CPU per board;
 #  - 8 and 1024 slots: RSS per added slot (<= 64 KiB);
 #  - unpaced, 64 and 256 slots, file key and SoftHSM2: issuance per core against the
 #    crypto-only bound (>= 0.6); the station's CPU per board over the bound with the board's
