@@ -761,11 +761,10 @@ void slot_on_frame_error(void *arg, int code, const char *msg, const char *line,
 	(void)len;
 	s->frames_bad++;
 	st_debug("slot %s: damaged frame: %s", s->name, msg);
-	/* No board in flight, and not at the starting rate: a new board is talking. */
-	if (!s->run && s->cur_baud != slot_base_baud(s)) {
-		slot_new_board_talking(s);
-		return;
-	}
+	/* A damaged frame is still a frame: a board at this rate whose bytes took a hit (a
+	 * CRC error), asked again. Even with no board in flight on a switched line it is the
+	 * finished board, not a new one: a board at the starting rate comes out as garbage
+	 * here, which the console watch takes for a new board (slot_console_add). */
 	on_damaged(s);
 }
 

@@ -1157,6 +1157,33 @@ static void test_baud_success(void **state)
 	assert_true(events_has(fx, "\"from\":\"baud-confirm\",\"to\":\"csr\""));
 }
 
+/* A board that passed at the switched rate answers a presence HELLO with a damaged frame (a
+ * CRC error on the line): the same board at the same rate, asked again, not a new board at
+ * the starting rate. The line stays switched and the board is found again there. */
+static void test_baud_damaged_after_pass(void **state)
+{
+	static const char damaged[] = "~@P1 A 99 HELLO v=2 00000000\n";
+	struct fx *fx = *state;
+	struct got g, again;
+
+	fx->b.bauds = "115200,921600";
+	start(fx, 921600);
+	play_until(fx, &g, NULL);
+	run_until(fx, is_leaving);
+	assert_int_equal(fx->passes, 1);
+	assert_int_equal(fx->slot->cur_baud, 921600);
+	expire(fx);
+	expect(fx, &g, DRV_PROTO_HELLO);
+	board_send(fx, damaged, sizeof(damaged) - 1);
+	expect(fx, &again, DRV_PROTO_HELLO);
+	assert_int_equal(again.f.seq, g.f.seq);
+	assert_int_equal(fx->slot->cur_baud, 921600);
+	answer(fx, &again);
+	drain(fx);
+	assert_int_equal(fx->slot->state, ST_SLOT_LEAVING);
+	assert_int_equal(fx->slot->cur_baud, 921600);
+}
+
 /* BAUD answered but no HELLO answered at the new rate within the trial: back to the old rate,
  * and the CSR is asked there. A BAUD the board refuses leaves the rate as it is. */
 static void test_baud_fallback(void **state)
@@ -1505,6 +1532,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_baud_fallback, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_baud_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_board_swapped, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_baud_damaged_after_pass, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_csr_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_v2_pass, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_v2_lost, setup, teardown),
