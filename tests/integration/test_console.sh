@@ -44,9 +44,13 @@ browser() {
 PORT=$(free_port)
 line_setup "http:
   listen: 127.0.0.1:$PORT"
+# A finished board is asked whether it is still there only every ten minutes: board3 (hung,
+# it never answers again) would otherwise pass for removed a few seconds after it failed,
+# and its slot turn from failed to waiting while the test still looks at it.
 cat >>"$pki/run.yaml" <<EOF
 timeouts:
   write: 1000
+  presence: 600000
 retries:
   request: 3
 EOF
