@@ -70,29 +70,16 @@ static void find_copy(struct slot_run *r, size_t i)
 	}
 }
 
-int slot_prepare_files(struct st_slot *s, char *err, size_t errlen)
+/* The rendered files as they go on the wire; cert_pem is the certificate signed for the
+ * board, in the form the profile puts it in files. */
+static int wire_files(struct st_slot *s, const char *cert_pem, size_t cert_len, char *err,
+		      size_t errlen)
 {
 	struct slot_run *r = s->run;
-	const struct st_profile *p = r->profile;
-	struct st_render_input in;
-	const char *dir = p->sota_config_dir ? p->sota_config_dir : ST_SOTA_DEFAULT_DIR;
-	char *cert_pem = NULL;
-	size_t cert_len;
+	const char *dir = r->profile->sota_config_dir ? r->profile->sota_config_dir :
+							  ST_SOTA_DEFAULT_DIR;
 	int rc;
 
-	rc = st_cert_pem(r->cert->der, r->cert->der_len, &cert_pem, &cert_len);
-	if (rc < 0)
-		return st_errf(err, errlen, rc, "out of memory");
-	memset(&in, 0, sizeof(in));
-	in.device_id = r->device_id;
-	in.hardware_id = s->board.hw;
-	in.cert_pem = cert_pem;
-	in.chain_pem = s->env->chain_pem;
-	in.root_pem = s->env->root_pem;
-	rc = st_profile_render(p, &in, &r->render, err, errlen);
-	free(cert_pem);
-	if (rc < 0)
-		return rc;
 	r->nfiles = r->render->n;
 	r->wf = calloc(r->nfiles ? r->nfiles : 1, sizeof(*r->wf));
 	if (!r->wf)
@@ -115,8 +102,37 @@ int slot_prepare_files(struct st_slot *s, char *err, size_t errlen)
 		w->len = rf->len;
 		st_digest(ST_SHA256, rf->data, rf->len, w->sha);
 		find_copy(r, i);
+		/* A certificate signed now is on no board yet; one delivered again may be.
+		 * Files shorter than a copy request are not worth one. */
+		w->inst = w->len >= 128 && (r->reused || (!memmem(w->data, w->len, cert_pem, cert_len) &&
+					!memmem(w->data, w->len, r->cert->der, r->cert->der_len)));
 	}
 	return 0;
+}
+
+int slot_prepare_files(struct st_slot *s, char *err, size_t errlen)
+{
+	struct slot_run *r = s->run;
+	const struct st_profile *p = r->profile;
+	struct st_render_input in;
+	char *cert_pem = NULL;
+	size_t cert_len;
+	int rc;
+
+	rc = st_cert_pem(r->cert->der, r->cert->der_len, &cert_pem, &cert_len);
+	if (rc < 0)
+		return st_errf(err, errlen, rc, "out of memory");
+	memset(&in, 0, sizeof(in));
+	in.device_id = r->device_id;
+	in.hardware_id = s->board.hw;
+	in.cert_pem = cert_pem;
+	in.chain_pem = s->env->chain_pem;
+	in.root_pem = s->env->root_pem;
+	rc = st_profile_render(p, &in, &r->render, err, errlen);
+	if (rc == 0)
+		rc = wire_files(s, cert_pem, cert_len, err, errlen);
+	free(cert_pem);
+	return rc;
 }
 
 /* ---- Files --------------------------------------------------------------------------- */
@@ -147,6 +163,25 @@ void slot_send_commit(struct st_slot *s)
 	slot_send_req(s, &b, RQ_COMMIT);
 }
 
+/* A copy (version 2) of n bytes at off of the file the board holds under path, of at most
+ * its frame's size. Returns n as cut to that. */
+static size_t add_copy(struct st_slot *s, struct drv_proto_builder *b, const char *path,
+		       size_t off, size_t n)
+{
+	const char *items[3];
+	char off_s[24], len_s[24];
+
+	if (n > s->tx_max)
+		n = s->tx_max;
+	snprintf(off_s, sizeof(off_s), "%zu", off);
+	snprintf(len_s, sizeof(len_s), "%zu", n);
+	items[0] = path;
+	items[1] = off_s;
+	items[2] = len_s;
+	drv_proto_add_list(b, "copy", items, 3);
+	return n;
+}
+
 /* The chunk of file w at r->woff that fits in b: a copy, raw bytes or base64, whichever
  * carries the most (version 2) . Returns its length. */
 static size_t add_chunk(struct st_slot *s, struct drv_proto_builder *b, const struct wfile *w)
@@ -155,23 +190,16 @@ static size_t add_chunk(struct st_slot *s, struct drv_proto_builder *b, const st
 	size_t n, rest = w->len - (size_t)r->woff;
 	int v2 = s->board.version >= 2;
 
+	/* The board's installed file under the same path, which it likely holds the same (it
+	 * answers ERROR when not, and the bytes go then). */
+	r->inst_sent = v2 && w->inst && s->board.gen > 0;
+	if (r->inst_sent)
+		return add_copy(s, b, w->path, (size_t)r->woff, rest);
 	if (v2 && w->cp_src >= 0 && !w->nocopy) {
-		if (r->woff >= w->cp_at && r->woff < w->cp_at + w->cp_len) {
-			/* Bytes the board holds already: a copy, of at most its frame's size. */
-			const char *items[3];
-			char off_s[24], len_s[24];
-
-			n = w->cp_at + w->cp_len - (size_t)r->woff;
-			if (n > s->tx_max)
-				n = s->tx_max;
-			snprintf(off_s, sizeof(off_s), "%zu", (size_t)r->woff - w->cp_at);
-			snprintf(len_s, sizeof(len_s), "%zu", n);
-			items[0] = r->wf[w->cp_src].path;
-			items[1] = off_s;
-			items[2] = len_s;
-			drv_proto_add_list(b, "copy", items, 3);
-			return n;
-		}
+		/* Bytes the board holds already in an earlier file. */
+		if (r->woff >= w->cp_at && r->woff < w->cp_at + w->cp_len)
+			return add_copy(s, b, r->wf[w->cp_src].path, (size_t)r->woff - w->cp_at,
+					w->cp_at + w->cp_len - (size_t)r->woff);
 		if (r->woff < w->cp_at)
 			rest = w->cp_at - (size_t)r->woff; /* up to the copy */
 	}

@@ -87,6 +87,12 @@ struct wfile {
 	 * answered SOURCE: it lost the source). cp_src is -1 when there is none. */
 	int cp_src, nocopy;
 	size_t cp_at, cp_len;
+	/* Version 2, a board that holds files already (its HELLO's gen is not 0: a retry, a
+	 * board provisioned again): the file goes as copies of the installed file under its
+	 * own path, which the board's hash check at the file's end confirms. 0 for a file that
+	 * holds a certificate signed for this run (the board cannot hold it yet) and once the
+	 * board answered such a copy with ERROR (another file there, none, or unreadable). */
+	int inst;
 };
 
 /* What the slot timer is waiting for. */
@@ -133,6 +139,7 @@ struct slot_run {
 	size_t nfiles, wi;
 	uint64_t woff;
 	int wident; /* the next chunk names its file (mode, size, sha) even past offset 0 */
+	int inst_sent; /* the WRITE outstanding is a copy of the installed file (wfile.inst) */
 	unsigned write_restarts, stalls;
 
 	/* VERIFY. */

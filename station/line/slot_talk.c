@@ -618,6 +618,27 @@ static void on_error_answer(struct st_slot *s, int kind, const struct drv_proto_
 		slot_resync(s);
 		return;
 	}
+	/* A copy of the installed file answered with an error: the board holds another file
+	 * under the path (HASH), none or a shorter one (SOURCE), or cannot read it (STORAGE,
+	 * which also dropped the file staged). The bytes go instead, from where the board is;
+	 * a miss is not a restart of the writing. */
+	if (kind == RQ_WRITE && s->run->inst_sent &&
+	    (strcmp(code, "HASH") == 0 || strcmp(code, "SOURCE") == 0 ||
+	     strcmp(code, "STORAGE") == 0)) {
+		struct wfile *w = &s->run->wf[s->run->wi];
+
+		st_debug("slot %s: device %s: %s is not installed as written (ERROR %s: %s); "
+			 "sending its bytes",
+			 s->name, s->run->device_id, w->path, code, text);
+		w->inst = 0;
+		s->run->inst_sent = 0;
+		if (code[0] != 'S' || drv_proto_get_uint(f, "have", 0, w->len, &have, NULL, 0) != 0)
+			have = 0;
+		s->run->woff = have;
+		s->run->wident = 1;
+		slot_kick(s);
+		return;
+	}
 	/* OFFSET: resume where the board is (0 after a reboot lost the file). SOURCE (version
 	 * 2): the copy's source is gone, a reboot lost the staged files: send the bytes. */
 	if (kind == RQ_WRITE && (strcmp(code, "OFFSET") == 0 || strcmp(code, "SOURCE") == 0) &&

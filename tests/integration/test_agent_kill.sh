@@ -35,23 +35,44 @@ while [ "$kills" -lt "$KILLS" ] && [ "$runs" -lt $((KILLS * 3)) ]; do
 		>"$T/run.$runs.out" 2>"$T/run.$runs.err" &
 	STPID=$!
 	start_agent "$R" "$T/agent.conf"
-	# Kill after k of the station's events; a board's run has about a dozen.
-	k=$((1 + RANDOM % 12))
-	for ((i = 0; i < 60 * 20; i++)); do
-		[ "$(wc -l <"$ev")" -ge "$k" ] && break
-		kill -0 "$AGENTPID" 2>/dev/null || break
-		sleep 0.05
-	done
-	if kill -KILL "$AGENTPID" 2>/dev/null; then
-		kills=$((kills + 1))
-		grep -o '"to":"[a-z_]*"' "$ev" | tail -1 | cut -d'"' -f4 >>"$T/kill-states"
-	fi
+	# Kill up to 15 ms after k of the station's events, up to the board's "signed" (the 8th),
+	# so that kills land after it too: the board holds its files from the run before and
+	# gets them as copies, and the rest of its run may take only a few milliseconds. The
+	# events are followed as they are written (tail -f), not polled.
+	k=$((1 + RANDOM % 9))
+	delay=$(printf '0.%03d' $((RANDOM % 16)))
+	rm -f "$T/landed"
+	(
+		n=0
+		tail --pid="$STPID" -n +1 -f "$ev" 2>/dev/null | while read -r _; do
+			n=$((n + 1))
+			if [ "$n" -ge "$k" ]; then
+				sleep "$delay"
+				kill -KILL "$AGENTPID" 2>/dev/null && : >"$T/landed"
+				exit 0
+			fi
+		done
+	) &
+	watcher=$!
+	# The agent ends killed, or by itself after DONE when the board passed in fewer events.
 	wait "$AGENTPID" 2>/dev/null || true
+	landed=0
+	if [ -e "$T/landed" ]; then
+		kills=$((kills + 1))
+		landed=1
+	fi
 	AGENTPID=
 	# Restarted at once: it finishes a commit the kill cut short, then says BOOT.
 	start_agent "$R" "$T/agent.conf"
 	wait "$STPID" || fail "run $runs (killed after event $k): station run failed: $(tail -5 "$T/run.$runs.err")"
 	STPID=
+	wait "$watcher" 2>/dev/null || true
+	# Where the kill landed, as the station saw the board come back (its events go out
+	# gathered, a few milliseconds late).
+	if [ "$landed" = 1 ]; then
+		st=$(grep -o 'rebooted in state [a-z_]*' "$T/run.$runs.err" | head -1 | cut -d' ' -f4 || true)
+		echo "${st:-idle}" >>"$T/kill-states"
+	fi
 	grep -q '"event":"pass"' "$ev" || fail "run $runs: the board did not pass: $(tail -3 "$ev")"
 	stop_agent
 	out=$(files_check "$R/var/sota") || fail "run $runs (killed after event $k): $out"
@@ -59,7 +80,7 @@ while [ "$kills" -lt "$KILLS" ] && [ "$runs" -lt $((KILLS * 3)) ]; do
 		fail "run $runs: ledger check: $(cat "$T/check.$runs")"
 done
 [ "$kills" -ge "$KILLS" ] || fail "only $kills kills landed in $runs runs"
-ok "$kills kills of the agent with SIGKILL in $runs runs, each restarted: every run passed, the installed set whole after each; last transitions before the kills: $(sort "$T/kill-states" | uniq -c | awk '{printf "%s%s x%d", sep, $2, $1; sep=", "}')"
+ok "$kills kills of the agent with SIGKILL in $runs runs, each restarted: every run passed, the installed set whole after each; states the board was in at the kills: $(sort "$T/kill-states" | uniq -c | awk '{printf "%s%s x%d", sep, $2, $1; sep=", "}')"
 
 "$STATION" ledger -c "$pki/run.yaml" check >"$T/check.out" || fail "ledger check: $(cat "$T/check.out")"
 grep -q "1 rows, 1 certificates verified" "$T/check.out" || fail "ledger: $(cat "$T/check.out")"

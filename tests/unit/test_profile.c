@@ -783,7 +783,7 @@ static void write_file(const char *dir, const char *name, const char *text)
 	char path[4096];
 	FILE *f;
 
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	assert_true(snprintf(path, sizeof(path), "%s/%s", dir, name) < (int)sizeof(path));
 	f = fopen(path, "w");
 	assert_non_null(f);
 	fputs(text, f);
@@ -902,7 +902,7 @@ static char *load_named(const char *dir, const char *text_fmt, const char *value
 	const struct st_profile *p = (const struct st_profile *)1;
 	char *diag;
 
-	snprintf(name, sizeof(name), "%s/p.yaml", dir);
+	assert_true(snprintf(name, sizeof(name), "%s/p.yaml", dir) < (int)sizeof(name));
 	snprintf(text, sizeof(text), text_fmt, value);
 	diag = load_text(name, text, &p, rc, err, sizeof(err));
 	if (*rc == 0)

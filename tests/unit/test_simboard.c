@@ -236,7 +236,7 @@ static int cl_open(struct client *c, const char *path)
 	int rc;
 
 	memset(c, 0, sizeof(*c));
-	snprintf(c->path, sizeof(c->path), "%s", path);
+	assert_true(snprintf(c->path, sizeof(c->path), "%s", path) < (int)sizeof(c->path));
 	c->max = DRV_PROTO_MIN_LINE;
 	c->seq = 100;
 	drv_proto_decoder_init(&c->dec, 0, &cl_cbs, c);
