@@ -1649,8 +1649,25 @@ static void test_storage(void **state)
 	assert_null(write_file(&c, "a.txt", "0640", first, sizeof(first) - 1, 10));
 	for (i = 0; i < 3; i++)
 		assert_null(write_file(&c, names[i], modes[i], data[i], strlen(data[i]), 0));
+	/* A commit that fails at its last step (the files already moved into the new
+	 * generation): the staged files are kept whole, and COMMIT again installs them. */
+	snprintf(path, sizeof(path), "%s/files.tmp", bdir);
+	assert_int_equal(mkdir(path, 0700), 0);
+	snprintf(path, sizeof(path), "%s/files.tmp/in-the-way", bdir);
+	put_file(path, "x\n");
+	commit(&c, 3);
+	assert_error(&c, "STORAGE");
+	assert_int_equal(unlink(path), 0);
+	snprintf(path, sizeof(path), "%s/files.tmp", bdir);
+	assert_int_equal(rmdir(path), 0);
 	commit(&c, 3);
 	assert_type(&c, DRV_PROTO_COMMIT);
+	for (i = 0; i < 3; i++) {
+		snprintf(path, sizeof(path), "%s/files/%s", bdir, names[i]);
+		len = strlen(data[i]);
+		assert_int_equal(stat(path, &st), 0);
+		assert_int_equal(st.st_size, len);
+	}
 	for (i = 0; i < 3; i++) {
 		snprintf(path, sizeof(path), "%s/files/%s", bdir, names[i]);
 		assert_int_equal(stat(path, &st), 0);
