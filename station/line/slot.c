@@ -524,6 +524,7 @@ void slot_end_run(struct st_slot *s)
 	free(r->csr);
 	st_cert_free(r->cert);
 	st_render_free(r->render);
+	st_render_free(r->render_early);
 	free(r->wf);
 	free(r);
 	uv_timer_stop(&s->aux);

@@ -157,7 +157,10 @@ static void csr_complete(struct st_slot *s)
 	r->req->done = on_signed;
 	slot_set_state(s, ST_SLOT_QUEUED);
 	slot_schedule(s, TW_QUEUED, s->env->lim.queued_ms);
+	slot_prepare_early(s);
 	submit(s);
+	if (s->state == ST_SLOT_QUEUED)
+		slot_kick(s);
 }
 
 void slot_on_csr_answer(struct st_slot *s, const struct drv_proto_frame *f)
@@ -257,7 +260,8 @@ static void on_signed(struct st_sign_req *req)
 	st_msgf(r->auth_id, sizeof(r->auth_id), "%s", req->auth_id);
 	st_sign_req_free(req);
 	r->t_signed = uv_hrtime();
-	slot_unschedule(s);
+	if (s->timer_what == TW_QUEUED)
+		slot_unschedule(s); /* not a WRITE's wait: that request goes on */
 	slot_set_state(s, ST_SLOT_SIGNED);
 	rc = slot_prepare_files(s, err, sizeof(err));
 	if (rc < 0)

@@ -50,13 +50,13 @@ static int proto_path(const char *dir, const char *abs, char *out, size_t outlen
 /* Version 2 copies: the longest earlier file that file i holds whole (client.chained starts
  * with client.pem), so that a board of version 2 copies those bytes instead of receiving
  * them twice. Files shorter than a copy request are not worth one. */
-static void find_copy(struct slot_run *r, size_t i)
+static void find_copy(struct wfile *wf, size_t i)
 {
-	struct wfile *w = &r->wf[i];
+	struct wfile *w = &wf[i];
 
 	w->cp_src = -1;
 	for (size_t j = 0; j < i; j++) {
-		const struct wfile *src = &r->wf[j];
+		const struct wfile *src = &wf[j];
 		const unsigned char *at;
 
 		if (src->len < 128 || src->len <= w->cp_len || src->len > w->len)
@@ -70,69 +70,152 @@ static void find_copy(struct slot_run *r, size_t i)
 	}
 }
 
-/* The rendered files as they go on the wire; cert_pem is the certificate signed for the
- * board, in the form the profile puts it in files. */
-static int wire_files(struct st_slot *s, const char *cert_pem, size_t cert_len, char *err,
-		      size_t errlen)
+/* The files as they go on the wire, in the order they are written: those that do not hold
+ * the certificate first (*nearly of them, from rd[0]), then those that do (from rd[1]; none
+ * when it is NULL), each in the profile's order. cert_pem is the certificate in the form the
+ * profile puts it in files, NULL before it is signed. On success *out is the array (free()). */
+static int wire_files(struct st_slot *s, const struct st_render *const rd[2],
+		      const char *cert_pem, size_t cert_len, struct wfile **out, size_t *nearly,
+		      char *err, size_t errlen)
 {
 	struct slot_run *r = s->run;
-	const char *dir = r->profile->sota_config_dir ? r->profile->sota_config_dir :
-							  ST_SOTA_DEFAULT_DIR;
+	const struct st_profile *p = r->profile;
+	const char *dir = p->sota_config_dir ? p->sota_config_dir : ST_SOTA_DEFAULT_DIR;
+	struct wfile *wf = calloc(rd[0]->n ? rd[0]->n : 1, sizeof(*wf));
+	size_t k = 0, total = 0;
 	int rc;
 
-	r->nfiles = r->render->n;
-	r->wf = calloc(r->nfiles ? r->nfiles : 1, sizeof(*r->wf));
-	if (!r->wf)
+	if (!wf)
 		return st_errf(err, errlen, ST_E_NOMEM, "out of memory");
-	for (size_t i = 0; i < r->nfiles; i++) {
-		const struct st_render_file *rf = &r->render->files[i];
-		struct wfile *w = &r->wf[i];
+	for (int cert = 0; cert < 2 && rd[cert]; cert++) {
+		for (size_t i = 0; i < rd[cert]->n; i++) {
+			const struct st_render_file *rf = &rd[cert]->files[i];
+			struct wfile *w = &wf[k];
 
-		rc = proto_path(dir, rf->path, w->path, sizeof(w->path), err, errlen);
-		if (rc < 0)
-			return rc;
-		for (size_t j = 0; j < i; j++) {
-			if (strcmp(r->wf[j].path, w->path) == 0)
-				return st_errf(err, errlen, ST_E_SLOT_PATH,
-					       "files %s and %s both go to %s on the board",
-					       r->render->files[j].path, rf->path, w->path);
+			if (!rf->path || st_profile_file_uses_cert(p, i) != cert)
+				continue;
+			w->ri = i;
+			rc = proto_path(dir, rf->path, w->path, sizeof(w->path), err, errlen);
+			if (rc < 0)
+				goto fail;
+			for (size_t j = 0; j < k; j++) {
+				if (strcmp(wf[j].path, w->path) == 0) {
+					rc = st_errf(err, errlen, ST_E_SLOT_PATH,
+						     "files %s and %s both go to %s on the board",
+						     rd[cert && j >= *nearly]->files[wf[j].ri].path,
+						     rf->path, w->path);
+					goto fail;
+				}
+			}
+			/* As one render holds them (the two halves were rendered apart). */
+			total += rf->len;
+			if (total > ST_PROFILE_MAX_TOTAL_BYTES) {
+				rc = st_errf(err, errlen, ST_E_RENDER_LIMIT,
+					     "%s: the files of one board exceed %d bytes in total",
+					     rf->path, ST_PROFILE_MAX_TOTAL_BYTES);
+				goto fail;
+			}
+			st_msgf(w->mode, sizeof(w->mode), "%04o", rf->mode & 07777);
+			w->data = rf->data;
+			w->len = rf->len;
+			st_digest(ST_SHA256, rf->data, rf->len, w->sha);
+			find_copy(wf, k);
+			/* A certificate signed now is on no board yet; one delivered again may be.
+			 * Files shorter than a copy request are not worth one. */
+			w->inst = w->len >= 128 &&
+				  (r->reused || !cert_pem ||
+				   (!memmem(w->data, w->len, cert_pem, cert_len) &&
+				    !memmem(w->data, w->len, r->cert->der, r->cert->der_len)));
+			k++;
 		}
-		st_msgf(w->mode, sizeof(w->mode), "%04o", rf->mode & 07777);
-		w->data = rf->data;
-		w->len = rf->len;
-		st_digest(ST_SHA256, rf->data, rf->len, w->sha);
-		find_copy(r, i);
-		/* A certificate signed now is on no board yet; one delivered again may be.
-		 * Files shorter than a copy request are not worth one. */
-		w->inst = w->len >= 128 && (r->reused || (!memmem(w->data, w->len, cert_pem, cert_len) &&
-					!memmem(w->data, w->len, r->cert->der, r->cert->der_len)));
+		if (!cert)
+			*nearly = k;
 	}
+	*out = wf;
 	return 0;
+fail:
+	free(wf);
+	return rc;
+}
+
+/* The files of the run's profile, those that hold the certificate (cert 1: cert_pem is it)
+ * or those that do not (-1), or all (0). */
+static int render(struct st_slot *s, int cert, const char *cert_pem, struct st_render **out,
+		  char *err, size_t errlen)
+{
+	struct st_render_input in;
+
+	memset(&in, 0, sizeof(in));
+	in.device_id = s->run->device_id;
+	in.hardware_id = s->board.hw;
+	in.cert_pem = cert_pem;
+	in.chain_pem = s->env->chain_pem;
+	in.root_pem = s->env->root_pem;
+	in.cert_files = cert;
+	return st_profile_render(s->run->profile, &in, out, err, errlen);
+}
+
+/* While the certificate is signed: the files that do not hold it go to the board meanwhile
+ * (slot_kick() in queued). Nothing when every file holds it, or when the render fails: the
+ * render after signing then says why. */
+void slot_prepare_early(struct st_slot *s)
+{
+	struct slot_run *r = s->run;
+	struct st_render *rd = NULL;
+	const struct st_render *halves[2] = { NULL, NULL };
+	struct wfile *wf = NULL;
+	size_t nearly = 0;
+	char err[ST_ERR_MAX];
+
+	if (r->wf || render(s, -1, NULL, &rd, err, sizeof(err)) != 0)
+		return;
+	halves[0] = rd;
+	if (wire_files(s, halves, NULL, 0, &wf, &nearly, err, sizeof(err)) != 0 || nearly == 0) {
+		free(wf);
+		st_render_free(rd);
+		return;
+	}
+	r->render_early = rd;
+	r->wf = wf;
+	r->nfiles = r->nearly = nearly;
+	r->wi = 0;
+	r->woff = 0;
 }
 
 int slot_prepare_files(struct st_slot *s, char *err, size_t errlen)
 {
 	struct slot_run *r = s->run;
-	const struct st_profile *p = r->profile;
-	struct st_render_input in;
+	const struct st_render *halves[2];
+	struct st_render *rd = NULL;
+	struct wfile *wf = NULL;
 	char *cert_pem = NULL;
-	size_t cert_len;
+	size_t cert_len, nearly = 0;
 	int rc;
 
 	rc = st_cert_pem(r->cert->der, r->cert->der_len, &cert_pem, &cert_len);
 	if (rc < 0)
 		return st_errf(err, errlen, rc, "out of memory");
-	memset(&in, 0, sizeof(in));
-	in.device_id = r->device_id;
-	in.hardware_id = s->board.hw;
-	in.cert_pem = cert_pem;
-	in.chain_pem = s->env->chain_pem;
-	in.root_pem = s->env->root_pem;
-	rc = st_profile_render(p, &in, &r->render, err, errlen);
+	/* With files gone early, only the rest is rendered now. */
+	rc = render(s, r->render_early ? 1 : 0, cert_pem, &rd, err, errlen);
+	halves[0] = r->render_early ? r->render_early : rd;
+	halves[1] = rd;
 	if (rc == 0)
-		rc = wire_files(s, cert_pem, cert_len, err, errlen);
+		rc = wire_files(s, halves, cert_pem, cert_len, &wf, &nearly, err, errlen);
 	free(cert_pem);
-	return rc;
+	if (rc != 0) {
+		st_render_free(rd);
+		return rc;
+	}
+	if (r->wf) {
+		/* The early files as they were, with what the board said of them. */
+		memcpy(wf, r->wf, r->nearly * sizeof(*wf));
+		free(r->wf);
+	}
+	r->render = rd;
+	r->wf = wf;
+	r->nfiles = rd->n;
+	r->nearly = nearly;
+	return 0;
 }
 
 /* ---- Files --------------------------------------------------------------------------- */
@@ -249,7 +332,7 @@ void slot_send_write(struct st_slot *s)
 	 * they fit with it; a chunk that fits only without them goes without (COMMIT then
 	 * carries VERIFY), so that a fold never costs a round trip. */
 	base = b;
-	if (s->board.version >= 3 && r->wi + 1 == r->nfiles) {
+	if (s->board.version >= 3 && r->wi + 1 == r->nfiles && s->state == ST_SLOT_SIGNED) {
 		for (unsigned want = FOLD_COMMIT | FOLD_VERIFY; want; want >>= 1) {
 			b = base;
 			drv_proto_add_uint(&b, "commit", r->nfiles);

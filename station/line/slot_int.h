@@ -77,6 +77,7 @@ unsigned slot_state_limit(enum st_slot_state s, const struct st_slot_limits *l);
 /* A file as it goes over the wire. */
 struct wfile {
 	char path[MAX_PROTO_PATH + 1]; /* relative to the board's config directory */
+	size_t ri;                     /* its file in the run's render (the profile's order) */
 	char mode[8];
 	uint8_t sha[32];
 	const unsigned char *data;     /* in the run's render */
@@ -133,10 +134,12 @@ struct slot_run {
 	char auth_id[ST_AUTH_MAX_ID + 1]; /* the authorization its certificate consumed */
 	struct st_sign_times pt;
 
-	/* Files. */
-	struct st_render *render;
+	/* Files, in the order they are written: the nearly that do not hold the certificate
+	 * first (rendered without it in render_early, and written while it is signed), then
+	 * the rest (render; all of them there when nothing went early). */
+	struct st_render *render, *render_early;
 	struct wfile *wf;
-	size_t nfiles, wi;
+	size_t nfiles, nearly, wi;
 	uint64_t woff;
 	int wident; /* the next chunk names its file (mode, size, sha) even past offset 0 */
 	int inst_sent; /* the WRITE outstanding is a copy of the installed file (wfile.inst) */
@@ -225,6 +228,7 @@ void slot_on_commit_answer(struct st_slot *s, const struct drv_proto_frame *f);
 void slot_on_verify_answer(struct st_slot *s, const struct drv_proto_frame *f);
 void slot_on_write_answer(struct st_slot *s, const struct drv_proto_frame *f);
 int slot_prepare_files(struct st_slot *s, char *err, size_t errlen);
+void slot_prepare_early(struct st_slot *s);
 int slot_restart_writing(struct st_slot *s, const char *why);
 void slot_send_commit(struct st_slot *s);
 void slot_send_verify(struct st_slot *s);

@@ -62,7 +62,8 @@ const struct slot_state_def slot_table[ST_SLOT_NSTATES] = {
 			      ST(QUEUED), ST(FAILED), ST(CHECKED), ST(CHECKED), ST(CHECKED),
 			      ST(CHECKED), 0 },
 	/* In the signing pool or waiting for room in it; a note every queued_ms, never a
-	 * failure for an HSM outage. */
+	 * failure for an HSM outage. Meanwhile the files that do not hold the certificate are
+	 * written (slot_kick(): WRITE, with signed's wait and outcomes). */
 	[ST_SLOT_QUEUED] = { "queued", RQ_NONE, NULL, LIM(queued_ms),
 			     ST(SIGNED), ST(FAILED), ST(QUEUED), ST(QUEUED), ST(QUEUED),
 			     ST(QUEUED), 0 },

@@ -347,8 +347,10 @@ static void resume(struct st_slot *s, int rebooted)
 		slot_new_nonce(r);
 		break;
 	case ST_SLOT_QUEUED:
-		slot_schedule(s, TW_QUEUED, s->env->lim.queued_ms);
-		return;
+		/* The files written meanwhile, as in signed. */
+		r->wi = 0;
+		r->woff = 0;
+		break;
 	default:
 		break;
 	}
@@ -796,6 +798,15 @@ void slot_kick(struct st_slot *s)
 
 	if (!s->port || s->req_kind != RQ_NONE || !r)
 		return;
+	if (s->state == ST_SLOT_QUEUED) {
+		/* While the certificate is signed, the files that do not hold it go; then its
+		 * wait has a note every queued_ms again. */
+		if (r->wi < r->nearly)
+			slot_send_write(s);
+		else if (s->timer_what == TW_NONE)
+			slot_schedule(s, TW_QUEUED, s->env->lim.queued_ms);
+		return;
+	}
 	/* The request the state sends, from the table. The HELLOs of waiting and leaving go
 	 * out on the slot's timer, BAUD and the HELLO on trial when their state is entered. */
 	switch (slot_table[s->state].sends) {

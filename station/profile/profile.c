@@ -1692,6 +1692,18 @@ static int pem_value(const char *in, char **own, const char **val)
 	return 0;
 }
 
+int st_profile_file_uses_cert(const struct st_profile *p, size_t i)
+{
+	return i < p->n_files &&
+	       ((st_tmpl_uses(p->files[i].path) | st_tmpl_uses(p->files[i].content)) & BIT(PV_CERT));
+}
+
+/* Whether in asks for file i of p to be left out (st_render_input.cert_files). */
+static int left_out(const struct st_profile *p, const struct st_render_input *in, size_t i)
+{
+	return in->cert_files && st_profile_file_uses_cert(p, i) != (in->cert_files > 0);
+}
+
 int st_profile_render(const struct st_profile *p, const struct st_render_input *in,
 		      struct st_render **out, char *err, size_t errlen)
 {
@@ -1740,8 +1752,10 @@ int st_profile_render(const struct st_profile *p, const struct st_render_input *
 	vals[PV_GATEWAY] = p->sota_gateway ? p->sota_gateway : "";
 	vals[PV_OSTREE] = p->sota_ostree_server ? p->sota_ostree_server : "";
 	vals[PV_CONFIG_DIR] = dir;
-	for (size_t i = 0; i < p->n_files; i++)
-		uses |= st_tmpl_uses(p->files[i].path) | st_tmpl_uses(p->files[i].content);
+	for (size_t i = 0; i < p->n_files; i++) {
+		if (!left_out(p, in, i))
+			uses |= st_tmpl_uses(p->files[i].path) | st_tmpl_uses(p->files[i].content);
+	}
 	if (uses & BIT(PV_SOTA)) {
 		struct st_sota_params sp = {
 			.gateway = p->sota_gateway,
@@ -1771,6 +1785,11 @@ int st_profile_render(const struct st_profile *p, const struct st_render_input *
 		const char *why;
 		char terr[128];
 
+		if (left_out(p, in, i)) {
+			r->n++; /* its place kept, empty */
+			continue;
+		}
+
 		rc = st_tmpl_expand(f->path, vals, NULL, MAX_PATH_BYTES, &path, &plen, terr,
 				    sizeof(terr));
 		if (rc != 0) {
@@ -1785,7 +1804,7 @@ int st_profile_render(const struct st_profile *p, const struct st_render_input *
 			goto out;
 		}
 		for (size_t j = 0; j < r->n; j++) {
-			if (strcmp(r->files[j].path, path) == 0) {
+			if (r->files[j].path && strcmp(r->files[j].path, path) == 0) {
 				rc = st_errf(err, errlen, ST_E_PROFILE_VALUE,
 					     "file of %s: path '%.256s' is written twice", f->where,
 					     path);

@@ -139,6 +139,10 @@ struct st_render_input {
 	const char *root_pem;	/* the factory root the board will trust */
 	const char *config_dir; /* NULL: the profile's (a registration request may change it) */
 	const struct st_sota_overrides *overrides; /* over the profile's; may be NULL */
+	/* 0: every file. 1: only the files that hold the certificate; -1: only those that do
+	 * not (st_profile_file_uses_cert()). A file left out keeps its place in the render,
+	 * with path and data NULL. */
+	int cert_files;
 };
 
 struct st_render_file {
@@ -161,6 +165,10 @@ struct st_render {
 int st_profile_render(const struct st_profile *p, const struct st_render_input *in,
 		      struct st_render **out, char *err, size_t errlen);
 void st_render_free(struct st_render *r);
+/* Whether file i of p (st_profile_render()'s files are p's, in order) holds the board's
+ * certificate: its path or content uses {cert_pem}. The others render the same before the
+ * certificate exists (with a NULL cert_pem). */
+int st_profile_file_uses_cert(const struct st_profile *p, size_t i);
 
 /* All profiles of a directory, as the station uses them on the line: every *.yaml file in
  * it (not recursing; files whose names start with '.' are skipped), loaded and checked

@@ -24,8 +24,9 @@ X=$(cat /proc/sys/kernel/random/uuid)
 for s in a b c; do
 	sim_start "$T/seq-$s" "$N" --device-id none --hardware-id sim-seq --name-prefix "$s"
 done
-# Unplugged during its first WRITE, and away for longer than the test.
-sim_start "$T/moved" 2 --name-prefix m --fault disconnect=WRITE/1:m0 --reconnect-ms 600000
+# Unplugged during its first WRITE once its certificate is recorded (the third: root.crt and
+# sota.toml go while it is signed), and away for longer than the test.
+sim_start "$T/moved" 2 --name-prefix m --fault disconnect=WRITE/3:m0 --reconnect-ms 600000
 moved_sim=$SIM_PID
 sim_start "$T/race-b" 1 --device-id "$X" --name-prefix rb
 sim_start "$T/race-c" 1 --device-id "$X" --name-prefix rc

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Nothing a board sends is written raw. Two boards report a SKU and a firmware version full
-# of control characters; one of them fails at WRITE with an ERROR whose text (printed on its
-# console first) holds every control character, a journald entry forged with a line break
-# ("%0A<3>" on the wire), terminal escapes that clear the screen and set the title, bytes that
-# are not UTF-8, C1 controls, a bidi override and, past them, more text than any message
-# holds. Wherever the station writes what it got (the log on stderr, the JSON events, the
+# of control characters; one of them fails at its first WRITE once its certificate is signed
+# (the third: client.pem) with an ERROR whose text (printed on its console first) holds every
+# control character, a journald entry forged with a line break ("%0A<3>" on the wire),
+# terminal escapes that clear the screen and set the title, bytes that are not UTF-8, C1
+# controls, a bidi override and, past them, more text than any message holds. Wherever the station writes what it got (the log on stderr, the JSON events, the
 # live view, the ledger's reason column, the saved console) it is printable and escaped, not
 # dropped: the forged entry shows as the text "\n<3>error: forged entry" on the line of the
 # failure, and a long text ends in "..." instead of being cut without a word.
@@ -28,7 +28,7 @@ sku=$'sim\x1b[31m-sku\n<2>crit'
 fw=$'fw\r\x1b[1A\x1b[Kok'
 
 line_setup
-start_simboard 2 --seed 21 --sku "$sku" --firmware "$fw" --fault error=WRITE:board0 \
+start_simboard 2 --seed 21 --sku "$sku" --firmware "$fw" --fault error=WRITE/3:board0 \
 	--error-text "$text"
 timeout 120 "$STATION" run -c "$pki/run.yaml" --events "$T/ev.jsonl" --boards 2 --no-view \
 	>"$T/run.out" 2>"$T/run.err" || true
@@ -97,7 +97,7 @@ ok "console log: lines kept, escapes shown as text"
 stop_simboard
 LINE_DIR=$T/line2
 sed "s#$T/line/map.yaml#$LINE_DIR/map.yaml#" "$pki/run.yaml" >"$pki/view.yaml"
-start_simboard 1 --seed 22 --sku "$sku" --fault error=WRITE:board0 --error-text "$text"
+start_simboard 1 --seed 22 --sku "$sku" --fault error=WRITE/3:board0 --error-text "$text"
 command -v tmux >/dev/null || fail "tmux is not installed (tests/lib/deps.sh lists it)"
 tm() {
 	tmux -S "$T/tmux.sock" "$@"

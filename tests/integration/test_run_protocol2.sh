@@ -58,14 +58,15 @@ b2=$(bytes new)
 [ "$b2" -lt "$b1" ] || fail "a board of version 2 took $b2 bytes, one of version 1 $b1"
 ok "bytes per board: version 1 $b1, version 2 $b2 ($(awk -v a="$b2" -v b="$b1" 'BEGIN { printf "%.2f", a / b }') of version 1)"
 
-# Version 2 boards that lose power on the copy of client.pem into client.chained (WRITE 2),
-# or on the chunk after it that does not name its file (WRITE 3), or lose their link there:
+# Version 2 boards that lose power on the copy of client.pem into client.chained (WRITE 4,
+# after root.crt, sota.toml and client.pem), or on the chunk after it that does not name its
+# file (WRITE 5), or lose their link there:
 # the station greets them again, starts the files over or resumes, and they end right.
 stop_more_simboards
 stop_simboard
 LINE_DIR=$T/faults
-start_simboard 3 --name-prefix new --protocol 2 --seed 5 --fault power-loss=WRITE/2:new0 \
-	--fault power-loss=WRITE/3:new1 --fault disconnect=WRITE/3:new2
+start_simboard 3 --name-prefix new --protocol 2 --seed 5 --fault power-loss=WRITE/4:new0 \
+	--fault power-loss=WRITE/5:new1 --fault disconnect=WRITE/5:new2
 faults_run 3 new
 grep -q "new0: power lost" "$T/simboard.log" && grep -q "new1: power lost" "$T/simboard.log" &&
 	grep -q "new2: disconnected" "$T/simboard.log" || fail "the faults did not happen: $(cat "$T/simboard.log")"

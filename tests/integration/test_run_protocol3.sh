@@ -55,8 +55,8 @@ done
 ok "per board: version 1 $r_one round trips, $b_one bytes; version 2 $r_two, $b_two; version 3 $r_three, $b_three"
 
 # Version 3 boards that lose power (three0) or their link (three1) at the WRITE that carries
-# COMMIT and VERIFY (the fifth: client.pem, the copy in client.chained, its rest, root.crt,
-# sota.toml), or whose answers all lose a byte on their first transmission (three2).
+# COMMIT and VERIFY (the fifth: root.crt, sota.toml, client.pem, the copy in client.chained,
+# its rest), or whose answers all lose a byte on their first transmission (three2).
 stop_more_simboards
 stop_simboard
 LINE_DIR=$T/faults

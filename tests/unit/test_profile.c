@@ -280,6 +280,73 @@ static void test_golden_renders(void **state)
 	check_golden("mcu-sensor");
 }
 
+/* Rendered in two halves (cert_files -1 without the certificate, then 1 with it), each shipped
+ * profile's files are those of one render, byte for byte, each in exactly one half: the half
+ * st_profile_file_uses_cert() names, in its place. */
+static void check_halves(const char *name)
+{
+	char path[512], devid[256], hwid[256], err[512];
+	char *cert = slurp(src("tests/profiles/inputs/cert.pem"));
+	char *chain = slurp(src("tests/profiles/inputs/chain.pem"));
+	char *root = slurp(src("tests/profiles/inputs/root.pem"));
+	struct st_render *all = NULL, *half[2] = { NULL, NULL };
+	struct st_render_input in = { 0 };
+	const struct st_profile *p;
+	unsigned early = 0;
+
+	snprintf(path, sizeof(path), "profiles/%s.yaml", name);
+	p = load_ok(src(path));
+	read_args(name, devid, hwid);
+	in.device_id = devid;
+	in.hardware_id = hwid;
+	in.cert_pem = cert;
+	in.chain_pem = chain;
+	in.root_pem = root;
+	assert_int_equal(st_profile_render(p, &in, &all, err, sizeof(err)), 0);
+	in.cert_pem = NULL;
+	in.cert_files = -1;
+	assert_int_equal(st_profile_render(p, &in, &half[0], err, sizeof(err)), 0);
+	in.cert_pem = cert;
+	in.cert_files = 1;
+	assert_int_equal(st_profile_render(p, &in, &half[1], err, sizeof(err)), 0);
+	assert_int_equal(half[0]->n, all->n);
+	assert_int_equal(half[1]->n, all->n);
+	for (size_t i = 0; i < all->n; i++) {
+		int c = st_profile_file_uses_cert(p, i);
+		const struct st_render_file *f = &half[c]->files[i];
+
+		early += !c;
+		assert_null(half[!c]->files[i].path);
+		assert_null(half[!c]->files[i].data);
+		assert_non_null(f->path);
+		assert_string_equal(f->path, all->files[i].path);
+		assert_int_equal(f->mode, all->files[i].mode);
+		assert_int_equal(f->len, all->files[i].len);
+		assert_memory_equal(f->data, all->files[i].data, f->len);
+		/* A file that holds the certificate has its PEM; the others cannot. */
+		assert_int_equal(memmem(f->data, f->len, cert, strlen(cert)) != NULL, c);
+	}
+	/* Every shipped profile has files that go before the certificate (root.crt at least)
+	 * and files that hold it. */
+	assert_true(early > 0 && early < all->n);
+	assert_int_equal(st_profile_file_uses_cert(p, all->n), 0);
+	st_render_free(all);
+	st_render_free(half[0]);
+	st_render_free(half[1]);
+	st_profile_free(p);
+	free(cert);
+	free(chain);
+	free(root);
+}
+
+static void test_render_halves(void **state)
+{
+	(void)state;
+	check_halves("lmp-gateway");
+	check_halves("lmp-gateway-production");
+	check_halves("mcu-sensor");
+}
+
 /* --- Device ids ----------------------------------------------------------------------------- */
 
 static void test_device_ids(void **state)
@@ -1146,6 +1213,7 @@ int main(void)
 		cmocka_unit_test(test_bad_profiles),
 		cmocka_unit_test(test_examples),
 		cmocka_unit_test(test_golden_renders),
+		cmocka_unit_test(test_render_halves),
 		cmocka_unit_test(test_device_ids),
 		cmocka_unit_test(test_reissue_sources),
 		cmocka_unit_test(test_render_overrides_and_dir),

@@ -6,6 +6,7 @@
  * makes the slot's timer fire now (expire()). The loop runs until the frame the test expects
  * arrives, with a watchdog that fails the test instead of hanging it. */
 #include <limits.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -720,6 +721,32 @@ static void start(struct fx *fx, int max_baud)
 	st_slot_start(fx->slot);
 }
 
+/* Signing waits while the gate is shut: the certificate comes when the test opens it. Open
+ * in every other test. */
+static pthread_mutex_t gate_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t gate_cv = PTHREAD_COND_INITIALIZER;
+static int gate_shut;
+static const struct drv_signer_ops *real_ops;
+static struct drv_signer_ops gated_ops;
+
+static int gated_sign(void *sess, const uint8_t *digest, size_t dlen, uint8_t *sig,
+		      size_t *siglen, char *err, size_t errlen)
+{
+	pthread_mutex_lock(&gate_mu);
+	while (gate_shut)
+		pthread_cond_wait(&gate_cv, &gate_mu);
+	pthread_mutex_unlock(&gate_mu);
+	return real_ops->sign(sess, digest, dlen, sig, siglen, err, errlen);
+}
+
+static void gate(int shut)
+{
+	pthread_mutex_lock(&gate_mu);
+	gate_shut = shut;
+	pthread_cond_broadcast(&gate_cv);
+	pthread_mutex_unlock(&gate_mu);
+}
+
 static int setup(void **state)
 {
 	struct fx *fx = calloc(1, sizeof(*fx));
@@ -743,6 +770,11 @@ static int setup(void **state)
 		fprintf(stderr, "CA: %s\n", err);
 		return -1;
 	}
+	real_ops = fx->signer->ops;
+	gated_ops = *real_ops;
+	gated_ops.sign = gated_sign;
+	fx->signer->ops = &gated_ops;
+	gate(0);
 	fx->fds[0] = fx->fds[1] = -1;
 	board_init(&fx->b, "hw-1", "SN-0001", "DEV-0001");
 	*state = fx;
@@ -773,6 +805,7 @@ static int teardown(void **state)
 	struct fx *fx = *state;
 	int rc;
 
+	gate(0); /* a worker waiting at the gate ends */
 	if (fx->slot) {
 		fx->env.stopping = 1; /* as the engine does */
 		st_slot_stop(fx->slot);
@@ -1008,7 +1041,9 @@ static void test_reboot(void **state)
 	fx->b.nfiles = 0;
 	send_boot(fx);
 	expect(fx, &g, DRV_PROTO_HELLO);
-	assert_int_equal(fx->slot->state, ST_SLOT_SIGNED);
+	/* Still queued when the certificate is not signed yet: the files that do not hold it
+	 * go meanwhile (test_early_writes). */
+	assert_true(fx->slot->state == ST_SLOT_SIGNED || fx->slot->state == ST_SLOT_QUEUED);
 	answer(fx, &g);
 	play_until(fx, &g, DRV_PROTO_COMMIT);
 	answer_error(fx, &g, "HELLO");
@@ -1017,6 +1052,87 @@ static void test_reboot(void **state)
 	expect(fx, &g, DRV_PROTO_COMMIT);
 	pass_from(fx, &g);
 	assert_true(events_has(fx, "\"resyncs\":2"));
+}
+
+static const uint8_t *board_file(struct fx *fx, const char *path, size_t *len);
+
+static int queued_idle(struct fx *fx)
+{
+	return fx->slot->state == ST_SLOT_QUEUED && fx->slot->req_kind == RQ_NONE &&
+	       fx->slot->timer_what == TW_QUEUED;
+}
+
+static int is_signed(struct fx *fx)
+{
+	return fx->slot->state != ST_SLOT_QUEUED;
+}
+
+/* The path a WRITE names. */
+static void expect_write(struct fx *fx, struct got *g, const char *path)
+{
+	char got[256];
+
+	expect(fx, g, DRV_PROTO_WRITE);
+	assert_int_equal(drv_proto_get_text(&g->f, "path", got, sizeof(got), NULL, 0), 0);
+	assert_string_equal(got, path);
+}
+
+/* While the certificate is signed, the files that do not hold it (the id, the chain) are
+ * written; then the slot waits, with its note timer; once signed, the files that hold it
+ * follow, and the board passes with all four. */
+static void test_early_writes(void **state)
+{
+	struct fx *fx = *state;
+	struct got g;
+	size_t len;
+
+	gate(1);
+	start(fx, 0);
+	play_until(fx, &g, DRV_PROTO_WRITE);
+	assert_int_equal(fx->slot->state, ST_SLOT_QUEUED);
+	assert_string_equal(fx->slot->run->wf[0].path, "etc/dev/id");
+	answer(fx, &g);
+	expect_write(fx, &g, "etc/dev/chain.crt");
+	answer(fx, &g);
+	run_until(fx, queued_idle);
+	assert_int_equal(fx->b.nfiles, 2);
+	gate(0);
+	run_until(fx, is_signed);
+	expect_write(fx, &g, "etc/dev/device.crt");
+	pass_from(fx, &g);
+	assert_int_equal(fx->b.nfiles, 4);
+	assert_memory_equal(board_file(fx, "etc/dev/id", &len), "DEV-0001", 8);
+	assert_true(events_has(fx, "\"from\":\"queued\",\"to\":\"signed\""));
+}
+
+/* A reboot while those files go (they are lost with it): greeted again, still queued, the
+ * board gets them again from the first; then the rest, and it passes. */
+static void test_early_writes_reboot(void **state)
+{
+	struct fx *fx = *state;
+	struct got g;
+
+	gate(1);
+	start(fx, 0);
+	play_until(fx, &g, DRV_PROTO_WRITE);
+	answer(fx, &g);
+	expect_write(fx, &g, "etc/dev/chain.crt");
+	snprintf(fx->b.boot, sizeof(fx->b.boot), "boot-2");
+	fx->b.nfiles = 0;
+	send_boot(fx);
+	expect(fx, &g, DRV_PROTO_HELLO);
+	assert_int_equal(fx->slot->state, ST_SLOT_QUEUED);
+	answer(fx, &g);
+	expect_write(fx, &g, "etc/dev/id");
+	answer(fx, &g);
+	expect_write(fx, &g, "etc/dev/chain.crt");
+	answer(fx, &g);
+	run_until(fx, queued_idle);
+	gate(0);
+	run_until(fx, is_signed);
+	next_frame(fx, &g);
+	pass_from(fx, &g);
+	assert_int_equal(fx->b.nfiles, 4);
 }
 
 /* The board's console echoes what it receives: the request comes straight back. */
@@ -1541,6 +1657,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_v3_unfolded, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_v3_commit_unfolded, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_v3_sum_differs, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_early_writes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_early_writes_reboot, setup, teardown),
 	};
 
 	if (getenv("TEST_SLOT_ONLY"))
