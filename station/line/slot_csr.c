@@ -27,6 +27,7 @@ static void submit(struct st_slot *s);
 static void room_drain(void *arg);
 static void csr_complete(struct st_slot *s);
 static void on_signed(struct st_sign_req *req);
+static void on_accepted(struct st_sign_req *req);
 
 /* ---- CSR ----------------------------------------------------------------------------- */
 
@@ -155,12 +156,10 @@ static void csr_complete(struct st_slot *s)
 	r->req->auths = st_auth_set_ref(r->pset->auths);
 	r->req->data = s;
 	r->req->done = on_signed;
+	r->req->accepted = on_accepted;
 	slot_set_state(s, ST_SLOT_QUEUED);
 	slot_schedule(s, TW_QUEUED, s->env->lim.queued_ms);
-	slot_prepare_early(s);
 	submit(s);
-	if (s->state == ST_SLOT_QUEUED)
-		slot_kick(s);
 }
 
 void slot_on_csr_answer(struct st_slot *s, const struct drv_proto_frame *f)
@@ -219,6 +218,19 @@ void slot_on_csr_answer(struct st_slot *s, const struct drv_proto_frame *f)
 		return;
 	}
 	csr_complete(s);
+}
+
+/* The CSR passed the pool's checks and the intent is recorded (its authorization unit
+ * taken): while it is signed, the files that do not hold the certificate go. Not before:
+ * a board refused gets none of the profile's files. */
+static void on_accepted(struct st_sign_req *req)
+{
+	struct st_slot *s = req->data;
+
+	if (!s->run || s->run->req != req || s->state != ST_SLOT_QUEUED)
+		return;
+	slot_prepare_early(s);
+	slot_kick(s);
 }
 
 static void on_signed(struct st_sign_req *req)

@@ -147,6 +147,7 @@ struct st_pool {
 						  * to ride with (op_rides) */
 	uint64_t marks_since;   /* uv_hrtime() when the oldest of them was queued */
 	struct st_sign_req *res_head, *res_tail;
+	struct st_sign_req *acc_head, *acc_tail; /* accepted() due on the loop */
 	struct pool_op *opres_head, *opres_tail;
 	unsigned inflight;      /* sealed batches not yet finished */
 	unsigned ahead;         /* of those, batches not yet through their intents (step 0 or
@@ -678,6 +679,8 @@ static void intents_finish(struct st_pool *pool, struct pool_batch *b, int fatal
 			*tail = r;
 			tail = &r->batch_next;
 			b->to_sign++;
+			if (r->accepted)
+				ST_QUEUE_PUSH(pool->acc_head, pool->acc_tail, r, acc_next);
 		} else {
 			r->batch = NULL;
 			push_result_locked(pool, r);
@@ -1540,7 +1543,7 @@ static void seal(struct st_pool *pool);
 static void on_async(uv_async_t *h)
 {
 	struct st_pool *pool = h->data;
-	struct st_sign_req *reqs, *r;
+	struct st_sign_req *reqs, *acc, *r;
 	struct pool_op *ops, *op;
 	char reason[256];
 	int paused, done_threads, idle, reqs_done;
@@ -1551,6 +1554,10 @@ static void on_async(uv_async_t *h)
 	reqs = pool->res_head;
 	reqs_done = reqs != NULL;
 	pool->res_head = pool->res_tail = NULL;
+	/* Pushed before any result of theirs: a request completed in this round is accepted
+	 * first, before done() may free it. */
+	acc = pool->acc_head;
+	pool->acc_head = pool->acc_tail = NULL;
 	ops = pool->opres_head;
 	pool->opres_head = pool->opres_tail = NULL;
 	paused = pool->stats.paused;
@@ -1564,6 +1571,12 @@ static void on_async(uv_async_t *h)
 	}
 	pthread_mutex_unlock(&pool->lock);
 
+	while ((r = acc)) {
+		acc = r->acc_next;
+		r->acc_next = NULL;
+		if (!r->cancelled)
+			r->accepted(r);
+	}
 	while ((op = ops)) {
 		ops = op->next;
 		pool->ops_out--;

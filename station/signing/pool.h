@@ -127,6 +127,12 @@ struct st_sign_req {
 			       * id recorded with another key; others are refused and flagged. */
 	void *data;          /* the caller's */
 	st_sign_done_cb done;
+	/* Optional: called on the loop thread once the request's intent row is committed (its
+	 * CSR passed the checks, a unit of its authorization is taken) and it goes to be
+	 * signed; before done(), and never for a request refused or a certificate delivered
+	 * again. The request stays the pool's, and a worker may be writing its outputs: read
+	 * its inputs only. */
+	st_sign_done_cb accepted;
 	/* The production authorizations in force (auth.h): a reference the request holds
 	 * (st_sign_req_free() drops it; st_auth_set_ref() it when setting). Under a policy
 	 * with authorization_required a new certificate consumes a unit of one of them in
@@ -155,6 +161,7 @@ struct st_sign_req {
 
 	/* Private to the pool. */
 	struct st_sign_req *q_next;     /* open batch, sign queue or result queue */
+	struct st_sign_req *acc_next;   /* accepted queue (accepted() due) */
 	struct st_sign_req *batch_next; /* members of the sealed batch */
 	struct pool_batch *batch;
 	char serial_hex[ST_ISSUE_SERIAL_HEX]; /* the serial named by the intent row */

@@ -71,6 +71,8 @@ struct run {
 	void (*on_done)(struct run *run, struct st_sign_req *req);
 	struct st_sign_req *keep[512];
 	unsigned nkeep;
+	struct st_sign_req *acc[512]; /* accepted() called for them, in order */
+	unsigned nacc;
 };
 
 /* ---- PKI -------------------------------------------------------------------------- */
@@ -272,11 +274,35 @@ static void check_recorded(struct fx *fx, const struct st_sign_req *req)
 	st_ledger_row_free(row);
 }
 
+/* Its intent is recorded, it goes to be signed: the pool's word before done(). */
+static void on_accepted(struct st_sign_req *req)
+{
+	struct run *run = req->data;
+
+	assert_true(run->nacc < sizeof(run->acc) / sizeof(run->acc[0]));
+	run->acc[run->nacc++] = req;
+}
+
+static int was_accepted(const struct run *run, const struct st_sign_req *req)
+{
+	for (unsigned i = 0; i < run->nacc; i++) {
+		if (run->acc[i] == req)
+			return 1;
+	}
+	return 0;
+}
+
 static void on_done(struct st_sign_req *req)
 {
 	struct run *run = req->data;
 
 	run->done++;
+	/* Every certificate signed was accepted first; nothing refused, rejected or delivered
+	 * again was. */
+	if (req->rc == 0 && !req->reused)
+		assert_true(was_accepted(run, req));
+	if (req->reused || req->refused || req->csr_rejected)
+		assert_false(was_accepted(run, req));
 	if (run->paused)
 		run->done_while_paused++;
 	if (req->rc == 0) {
@@ -329,6 +355,7 @@ static struct st_sign_req *make_req(struct fx *fx, struct run *run, EVP_PKEY *ke
 	req->csr = make_csr(fx, key, device_id);
 	req->data = run;
 	req->done = on_done;
+	req->accepted = on_accepted;
 	return req;
 }
 
@@ -349,6 +376,7 @@ static struct st_sign_req *make_raw_req(struct fx *fx, struct run *run, const vo
 	req->csr_raw_len = n;
 	req->data = run;
 	req->done = on_done;
+	req->accepted = on_accepted;
 	return req;
 }
 
@@ -507,6 +535,10 @@ static void test_recorded_and_refused(void **state)
 	assert_int_equal(st_ledger_foreach_flag(fx->reader, count_flag, &flags, err, sizeof(err)),
 			 0);
 	assert_int_equal(flags, 2);
+
+	/* Only the one signed was accepted. */
+	assert_int_equal(run.nacc, 1);
+	assert_ptr_equal(run.acc[0], first);
 
 	st_pool_stats(fx->pool, &st);
 	assert_int_equal(st.signed_, 1);

@@ -1389,6 +1389,9 @@ static void test_csr_refused(void **state)
 	assert_int_equal(fx->outcomes, 1);
 	assert_int_equal(fx->passes, 0);
 	assert_non_null(strstr(fx->last_error, "CSR_CN_MISMATCH: CSR rejected: subject CN"));
+	/* Refused: none of the profile's files went to it, not even those without the
+	 * certificate. */
+	assert_int_equal(fx->b.nfiles, 0);
 	/* Read, handed to the pool, refused there: the outcome names the CSR as what failed. */
 	assert_true(events_has(fx, "\"from\":\"csr\",\"to\":\"checked\""));
 	assert_true(events_has(fx, "\"from\":\"queued\",\"to\":\"failed\""));
