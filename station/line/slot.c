@@ -41,7 +41,7 @@ static void make_uuid4(char out[37]);
 static void use_device_id(struct st_slot *s, const char *id);
 static void on_sequence(int rc, const char *err, uint64_t value, void *arg);
 static void report_outcome(struct st_slot *s, int pass, int abandoned, const char *console_log);
-static void release_signing(struct st_slot *s);
+static void release_signing(struct st_slot *s, const char *failed);
 static void vfail(struct st_slot *s, int code, int tell_board, const char *fmt, va_list ap);
 static void abandon_run(struct st_slot *s);
 static void on_slot_handle_closed(uv_handle_t *h);
@@ -390,15 +390,18 @@ static void report_outcome(struct st_slot *s, int pass, int abandoned, const cha
 		env->outcome(env->arg, s, pass);
 }
 
-/* Gives up whatever the pool holds for the run. */
-static void release_signing(struct st_slot *s)
+/* Gives up whatever the pool holds for the run; failed, when the board failed, is why (a
+ * certificate still recorded for it is then marked failed with that). */
+static void release_signing(struct st_slot *s, const char *failed)
 {
 	struct slot_run *r = s->run;
 
 	slot_room_remove(s);
 	if (!r->req)
 		return;
-	if (r->in_pool)
+	if (r->in_pool && failed)
+		st_pool_cancel_failed(s->env->pool, r->req, failed);
+	else if (r->in_pool)
 		st_pool_cancel(s->env->pool, r->req);
 	else
 		st_sign_req_free(r->req);
@@ -453,7 +456,7 @@ static void vfail(struct st_slot *s, int code, int tell_board, const char *fmt, 
 	st_warn("slot %s: device %s: failed in %s: %s", s->name,
 		r->device_id[0] ? r->device_id : "(none yet)", st_slot_state_name(r->fail_state),
 		r->fail_msg);
-	release_signing(s);
+	release_signing(s, r->fail_msg);
 	if (r->row_id > 0 && !r->reused &&
 	    st_ledger_queue_mark_failed(s->env->ledger, r->row_id, r->fail_msg, NULL, NULL) < 0)
 		st_warn("slot %s: could not queue the failure of ledger row %lld", s->name,
@@ -505,7 +508,7 @@ static void abandon_run(struct st_slot *s)
 		st_slot_state_name(s->state));
 	st_notice("slot %s: device %s: abandoned in %s (station stopping)", s->name,
 		  r->device_id[0] ? r->device_id : "(none yet)", st_slot_state_name(s->state));
-	release_signing(s);
+	release_signing(s, NULL);
 	if (r->row_id > 0 && !r->reused)
 		st_ledger_queue_mark_failed(s->env->ledger, r->row_id, "station stopping", NULL, NULL);
 	report_outcome(s, 0, 1, NULL);
@@ -518,7 +521,7 @@ void slot_end_run(struct st_slot *s)
 
 	if (!r)
 		return;
-	release_signing(s);
+	release_signing(s, NULL);
 	s->run = NULL;
 	st_profiles_unref(r->pset);
 	free(r->csr);

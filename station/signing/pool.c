@@ -192,6 +192,7 @@ void st_sign_req_free(struct st_sign_req *req)
 	free(req->csr_raw);
 	st_cert_free(req->cert);
 	st_auth_set_unref(req->auths);
+	free(req->cancel_reason);
 	free(req);
 }
 
@@ -1601,6 +1602,12 @@ static void on_async(uv_async_t *h)
 		r->q_next = NULL;
 		r->state = RS_DONE;
 		if (r->cancelled) {
+			/* Its board failed meanwhile: the certificate is recorded for nobody. */
+			if (r->cancel_reason && r->rc == 0 && !r->reused && r->row_id > 0 &&
+			    st_ledger_queue_mark_failed(st_pool_ledger(pool), r->row_id,
+							r->cancel_reason, NULL, NULL) < 0)
+				st_warn("signing pool: could not queue the failure of ledger row %lld",
+					(long long)r->row_id);
 			st_sign_req_free(r);
 			continue;
 		}
@@ -1926,6 +1933,13 @@ void st_pool_cancel(struct st_pool *pool, struct st_sign_req *req)
 	pthread_mutex_unlock(&pool->lock);
 	st_sign_req_free(req);
 	update_hold(pool);
+}
+
+void st_pool_cancel_failed(struct st_pool *pool, struct st_sign_req *req, const char *reason)
+{
+	if (req->state == RS_SEALED && reason && !req->cancel_reason)
+		req->cancel_reason = strdup(reason); /* out of memory: cancelled all the same */
+	st_pool_cancel(pool, req);
 }
 
 /* Hands a prepared operation to the ledger thread. */

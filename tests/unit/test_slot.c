@@ -1135,6 +1135,69 @@ static void test_early_writes_reboot(void **state)
 	assert_int_equal(fx->b.nfiles, 4);
 }
 
+/* The one ledger row: its state and reason ("" when none). */
+struct row_seen {
+	unsigned n;
+	int state;
+	char reason[256];
+};
+
+static int see_row(const struct st_ledger_row *row, void *arg)
+{
+	struct row_seen *seen = arg;
+
+	seen->n++;
+	seen->state = row->state;
+	snprintf(seen->reason, sizeof(seen->reason), "%s", row->reason ? row->reason : "");
+	return 0;
+}
+
+static void ledger_row(struct fx *fx, struct row_seen *seen)
+{
+	struct st_ledger *l = NULL;
+	char path[4200], err[512];
+
+	memset(seen, 0, sizeof(*seen));
+	snprintf(path, sizeof(path), "%s/ledger.db", fx->dir);
+	assert_int_equal(st_ledger_open(path, "reader", &l, err, sizeof(err)), 0);
+	assert_int_equal(st_ledger_foreach(l, see_row, seen, err, sizeof(err)), 0);
+	st_ledger_close(l);
+}
+
+static int row_failed(struct fx *fx)
+{
+	struct row_seen seen;
+
+	ledger_row(fx, &seen);
+	if (seen.state != ST_LEDGER_FAILED)
+		usleep(10000); /* the ledger thread's commit */
+	return seen.state == ST_LEDGER_FAILED;
+}
+
+/* The board fails at a file that goes while its certificate is signed (ERROR STORAGE): the
+ * run fails at once, and the certificate, recorded once signed, is marked failed with the
+ * board's reason, as when the board fails after it was signed. */
+static void test_early_write_fails(void **state)
+{
+	struct fx *fx = *state;
+	struct row_seen seen;
+	struct got g;
+
+	gate(1);
+	start(fx, 0);
+	play_until(fx, &g, DRV_PROTO_WRITE);
+	assert_int_equal(fx->slot->state, ST_SLOT_QUEUED);
+	answer_error(fx, &g, "STORAGE");
+	expect(fx, &g, DRV_PROTO_DONE);
+	assert_int_equal(fx->passes, 0);
+	assert_non_null(strstr(fx->last_error, "ERROR STORAGE"));
+	gate(0);
+	run_until(fx, row_failed);
+	ledger_row(fx, &seen);
+	assert_int_equal(seen.n, 1);
+	assert_non_null(strstr(seen.reason, "ERROR STORAGE"));
+}
+
 /* The board's console echoes what it receives: the request comes straight back. */
 static void echo_back(struct fx *fx, const struct got *g)
 {
@@ -1662,6 +1725,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_v3_sum_differs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_early_writes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_early_writes_reboot, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_early_write_fails, setup, teardown),
 	};
 
 	if (getenv("TEST_SLOT_ONLY"))
