@@ -47,6 +47,24 @@ static int proto_path(const char *dir, const char *abs, char *out, size_t outlen
 	return 0;
 }
 
+/* Where the nlen bytes of needle first stand in hay, or NULL. memmem() prepares a long
+ * needle whole before it looks, which for files that rarely hold one another costs more than
+ * comparing at the few places a short prefix of it stands (PEM files share their first line). */
+static const unsigned char *find_in(const unsigned char *hay, size_t hlen,
+				    const unsigned char *needle, size_t nlen)
+{
+	size_t pre = nlen < 32 ? nlen : 32;
+	const unsigned char *at = hay, *end = hay + hlen;
+
+	while (nlen && nlen <= (size_t)(end - at) &&
+	       (at = memmem(at, (size_t)(end - at) - nlen + pre, needle, pre))) {
+		if (memcmp(at, needle, nlen) == 0)
+			return at;
+		at++;
+	}
+	return NULL;
+}
+
 /* Version 2 copies: the longest earlier file that file i holds whole (client.chained starts
  * with client.pem), so that a board of version 2 copies those bytes instead of receiving
  * them twice. Files shorter than a copy request are not worth one. */
@@ -61,7 +79,7 @@ static void find_copy(struct wfile *wf, size_t i)
 
 		if (src->len < 128 || src->len <= w->cp_len || src->len > w->len)
 			continue;
-		at = memmem(w->data, w->len, src->data, src->len);
+		at = find_in(w->data, w->len, src->data, src->len);
 		if (!at)
 			continue;
 		w->cp_src = (int)j;
@@ -71,12 +89,12 @@ static void find_copy(struct wfile *wf, size_t i)
 }
 
 /* The files as they go on the wire, in the order they are written: those that do not hold
- * the certificate first (*nearly of them, from rd[0]), then those that do (from rd[1]; none
- * when it is NULL), each in the profile's order. cert_pem is the certificate in the form the
- * profile puts it in files, NULL before it is signed. On success *out is the array (free()). */
+ * the certificate first (*nearly of them, from rd[0], or as they are in keep when it is not
+ * NULL: written already), then those that do (from rd[1]; none when it is NULL), each in the
+ * profile's order. On success *out is the array (free()). */
 static int wire_files(struct st_slot *s, const struct st_render *const rd[2],
-		      const char *cert_pem, size_t cert_len, struct wfile **out, size_t *nearly,
-		      char *err, size_t errlen)
+		      const struct wfile *keep, struct wfile **out, size_t *nearly, char *err,
+		      size_t errlen)
 {
 	struct slot_run *r = s->run;
 	const struct st_profile *p = r->profile;
@@ -94,6 +112,11 @@ static int wire_files(struct st_slot *s, const struct st_render *const rd[2],
 
 			if (!rf->path || st_profile_file_uses_cert(p, i) != cert)
 				continue;
+			if (!cert && keep) {
+				*w = keep[k++];
+				total += w->len;
+				continue;
+			}
 			w->ri = i;
 			rc = proto_path(dir, rf->path, w->path, sizeof(w->path), err, errlen);
 			if (rc < 0)
@@ -122,10 +145,7 @@ static int wire_files(struct st_slot *s, const struct st_render *const rd[2],
 			find_copy(wf, k);
 			/* A certificate signed now is on no board yet; one delivered again may be.
 			 * Files shorter than a copy request are not worth one. */
-			w->inst = w->len >= 128 &&
-				  (r->reused || !cert_pem ||
-				   (!memmem(w->data, w->len, cert_pem, cert_len) &&
-				    !memmem(w->data, w->len, r->cert->der, r->cert->der_len)));
+			w->inst = w->len >= 128 && (!cert || r->reused);
 			k++;
 		}
 		if (!cert)
@@ -170,7 +190,7 @@ void slot_prepare_early(struct st_slot *s)
 	if (r->wf || render(s, -1, NULL, &rd, err, sizeof(err)) != 0)
 		return;
 	halves[0] = rd;
-	if (wire_files(s, halves, NULL, 0, &wf, &nearly, err, sizeof(err)) != 0 || nearly == 0) {
+	if (wire_files(s, halves, NULL, &wf, &nearly, err, sizeof(err)) != 0 || nearly == 0) {
 		free(wf);
 		st_render_free(rd);
 		return;
@@ -200,17 +220,13 @@ int slot_prepare_files(struct st_slot *s, char *err, size_t errlen)
 	halves[0] = r->render_early ? r->render_early : rd;
 	halves[1] = rd;
 	if (rc == 0)
-		rc = wire_files(s, halves, cert_pem, cert_len, &wf, &nearly, err, errlen);
+		rc = wire_files(s, halves, r->wf, &wf, &nearly, err, errlen);
 	free(cert_pem);
 	if (rc != 0) {
 		st_render_free(rd);
 		return rc;
 	}
-	if (r->wf) {
-		/* The early files as they were, with what the board said of them. */
-		memcpy(wf, r->wf, r->nearly * sizeof(*wf));
-		free(r->wf);
-	}
+	free(r->wf); /* the early files are in wf as they were, with what the board said */
 	r->render = rd;
 	r->wf = wf;
 	r->nfiles = rd->n;
