@@ -295,7 +295,7 @@ const char *st_slot_word(const struct st_slot_info *s, double ms_in_state)
 	case ST_SLOT_CHECKED:
 		return "checked";
 	case ST_SLOT_QUEUED:
-		return "queued";
+		return s->writing ? "write" : "queued";
 	case ST_SLOT_SIGNED:
 		return "write";
 	case ST_SLOT_WRITTEN:

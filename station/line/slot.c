@@ -672,6 +672,7 @@ void st_slot_info(const struct st_slot *s, struct st_slot_info *out)
 	st_msgf(out->note, sizeof(out->note), "%s", st_slot_note(s));
 	st_msgf(out->path, sizeof(out->path), "%s", s->path ? s->path : "");
 	out->board = s->board;
+	out->writing = s->state == ST_SLOT_QUEUED && s->req_kind == RQ_WRITE;
 }
 
 size_t st_slot_console(const struct st_slot *s, char *buf, size_t cap)

@@ -308,6 +308,8 @@ struct st_slot_info {
 	char note[sizeof(((struct st_slot *)0)->line_note)]; /* st_slot_note() */
 	char path[4096]; /* the configured port */
 	struct st_slot_board board; /* the board in the slot */
+	int writing; /* queued, and writing meanwhile the files that do not hold the
+		      * certificate */
 };
 
 /* Milliseconds the slot of *i had been in its state at now. */

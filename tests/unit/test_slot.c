@@ -30,6 +30,7 @@
 #include "err.h"
 #include "events.h"
 #include "log.h"
+#include "operator.h"
 #include "pool.h"
 #include "port.h"
 #include "profile.h"
@@ -1083,6 +1084,7 @@ static void expect_write(struct fx *fx, struct got *g, const char *path)
 static void test_early_writes(void **state)
 {
 	struct fx *fx = *state;
+	struct st_slot_info info;
 	struct got g;
 	size_t len;
 
@@ -1091,11 +1093,16 @@ static void test_early_writes(void **state)
 	play_until(fx, &g, DRV_PROTO_WRITE);
 	assert_int_equal(fx->slot->state, ST_SLOT_QUEUED);
 	assert_string_equal(fx->slot->run->wf[0].path, "etc/dev/id");
+	/* The view says what the slot does: it writes, while it waits. */
+	st_slot_info(fx->slot, &info);
+	assert_string_equal(st_slot_word(&info, 0), "write");
 	answer(fx, &g);
 	expect_write(fx, &g, "etc/dev/chain.crt");
 	answer(fx, &g);
 	run_until(fx, queued_idle);
 	assert_int_equal(fx->b.nfiles, 2);
+	st_slot_info(fx->slot, &info);
+	assert_string_equal(st_slot_word(&info, 0), "queued");
 	gate(0);
 	run_until(fx, is_signed);
 	expect_write(fx, &g, "etc/dev/device.crt");
