@@ -399,10 +399,8 @@ static void release_signing(struct st_slot *s, const char *failed)
 	slot_room_remove(s);
 	if (!r->req)
 		return;
-	if (r->in_pool && failed)
-		st_pool_cancel_failed(s->env->pool, r->req, failed);
-	else if (r->in_pool)
-		st_pool_cancel(s->env->pool, r->req);
+	if (r->in_pool)
+		st_pool_cancel(s->env->pool, r->req, failed);
 	else
 		st_sign_req_free(r->req);
 	r->req = NULL;

@@ -1905,12 +1905,14 @@ int st_pool_submit(struct st_pool *pool, struct st_sign_req *req)
 	return 0;
 }
 
-void st_pool_cancel(struct st_pool *pool, struct st_sign_req *req)
+void st_pool_cancel(struct st_pool *pool, struct st_sign_req *req, const char *failed)
 {
 	struct st_sign_req **pp, *prev = NULL;
 
 	if (req->state == RS_SEALED) {
 		req->cancelled = 1;
+		if (failed && !req->cancel_reason)
+			req->cancel_reason = strdup(failed); /* out of memory: cancelled all the same */
 		return;
 	}
 	if (req->state != RS_OPEN)
@@ -1933,13 +1935,6 @@ void st_pool_cancel(struct st_pool *pool, struct st_sign_req *req)
 	pthread_mutex_unlock(&pool->lock);
 	st_sign_req_free(req);
 	update_hold(pool);
-}
-
-void st_pool_cancel_failed(struct st_pool *pool, struct st_sign_req *req, const char *reason)
-{
-	if (req->state == RS_SEALED && reason && !req->cancel_reason)
-		req->cancel_reason = strdup(reason); /* out of memory: cancelled all the same */
-	st_pool_cancel(pool, req);
 }
 
 /* Hands a prepared operation to the ledger thread. */

@@ -169,7 +169,7 @@ struct st_sign_req {
 	int unrecorded;                /* step 3: its row refused the certificate (the code);
 					* the request fails once the round is committed */
 	int cancelled;                 /* loop thread only */
-	char *cancel_reason;           /* loop thread only: st_pool_cancel_failed()'s */
+	char *cancel_reason;           /* loop thread only: st_pool_cancel()'s failed */
 	int state;                     /* loop thread only: where the request is */
 };
 
@@ -281,12 +281,11 @@ int st_pool_submit(struct st_pool *pool, struct st_sign_req *req);
  * frees req when it is finished with it; the caller must not touch req again. A request that
  * was not yet sealed into a batch is dropped at once; one already on its way is carried to
  * the end, so that whatever was signed for it is recorded (a board that comes back later gets
- * that certificate). Only between a successful st_pool_submit() and done(). Loop thread. */
-void st_pool_cancel(struct st_pool *pool, struct st_sign_req *req);
-/* st_pool_cancel() for a request whose board failed: one already on its way whose
- * certificate gets recorded has its row marked failed with reason then, as its slot would
- * have done had it been signed before the board failed. */
-void st_pool_cancel_failed(struct st_pool *pool, struct st_sign_req *req, const char *reason);
+ * that certificate). failed, when the board failed, is why: a certificate recorded for it
+ * then has its row marked failed with that, as its slot would have done had it been signed
+ * before the board failed (NULL: the row stays as recorded). Only between a successful
+ * st_pool_submit() and done(). Loop thread. */
+void st_pool_cancel(struct st_pool *pool, struct st_sign_req *req, const char *failed);
 
 /* The queue of ledger updates (ledger_queue.h) that the pool's ledger thread carries out
  * with its own transactions. Valid until the pool is closed. A delivered or failed mark

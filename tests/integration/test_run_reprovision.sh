@@ -89,7 +89,9 @@ for i in 1 2 3; do
 	[ "$b" -gt "$again" ] && [ "$b" -lt "$first" ] ||
 		fail "board$i, one file changed: $b bytes sent, holding all $again, fresh $first"
 done
-[ "$(tx board4 "$T/ev2.jsonl")" = "$again" ] ||
+# board4's files all went as copies too: board0's count, give or take a retransmitted copy
+# request (about 100 bytes; sota.toml sent whole would be 550 more).
+[ "$(tx board4 "$T/ev2.jsonl")" -le $((again + 256)) ] ||
 	fail "board4 (sota.toml with more after it) was sent $(tx board4 "$T/ev2.jsonl") bytes, board0 $again"
 old1=$(tx old0 "$T/ev1.jsonl")
 old2=$(tx old0 "$T/ev2.jsonl")

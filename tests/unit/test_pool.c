@@ -896,14 +896,14 @@ static void test_cancel(void **state)
 	open_reader(fx);
 	open_req = make_req(fx, &run, k1, "cancel-open", "C1");
 	assert_int_equal(st_pool_submit(fx->pool, open_req), 0);
-	st_pool_cancel(fx->pool, open_req); /* freed now; ASan would see a later touch */
+	st_pool_cancel(fx->pool, open_req, NULL); /* freed now; ASan would see a later touch */
 
 	sealed_req = make_req(fx, &run, k2, "cancel-sealed", "C2");
 	memcpy(hash, sealed_req->csr->spki_sha256, sizeof(hash));
 	last = make_req(fx, &run, k3, "cancel-last", "C3");
 	assert_int_equal(st_pool_submit(fx->pool, sealed_req), 0);
 	assert_int_equal(st_pool_submit(fx->pool, last), 0); /* batch of 2: sealed */
-	st_pool_cancel(fx->pool, sealed_req);
+	st_pool_cancel(fx->pool, sealed_req, NULL);
 	run_until(fx, &run.done, 1);
 	assert_ptr_equal(run.keep[0], last);
 	assert_int_equal(last->rc, 0);

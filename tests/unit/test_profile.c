@@ -218,28 +218,51 @@ static void read_args(const char *name, char *devid, char *hwid)
 	free(text);
 }
 
+/* A shipped profile with the golden inputs of tests/profiles: its args and PEM files. */
+struct golden {
+	const struct st_profile *p;
+	struct st_render_input in;
+	char devid[256], hwid[256];
+	char *cert, *chain, *root;
+};
+
+static void golden_open(const char *name, struct golden *g)
+{
+	char path[512];
+
+	memset(g, 0, sizeof(*g));
+	g->cert = slurp(src("tests/profiles/inputs/cert.pem"));
+	g->chain = slurp(src("tests/profiles/inputs/chain.pem"));
+	g->root = slurp(src("tests/profiles/inputs/root.pem"));
+	snprintf(path, sizeof(path), "profiles/%s.yaml", name);
+	g->p = load_ok(src(path));
+	read_args(name, g->devid, g->hwid);
+	g->in.device_id = g->devid;
+	g->in.hardware_id = g->hwid;
+	g->in.cert_pem = g->cert;
+	g->in.chain_pem = g->chain;
+	g->in.root_pem = g->root;
+}
+
+static void golden_close(struct golden *g)
+{
+	st_profile_free(g->p);
+	free(g->cert);
+	free(g->chain);
+	free(g->root);
+}
+
 static void check_golden(const char *name)
 {
-	char path[512], devid[256], hwid[256];
-	char *cert = slurp(src("tests/profiles/inputs/cert.pem"));
-	char *chain = slurp(src("tests/profiles/inputs/chain.pem"));
-	char *root = slurp(src("tests/profiles/inputs/root.pem"));
+	char path[512];
 	char *manifest, *line, *save = NULL;
-	const struct st_profile *p;
+	struct golden g;
 	struct st_render *r = NULL;
-	struct st_render_input in = { 0 };
 	char err[512];
 	size_t i = 0;
 
-	snprintf(path, sizeof(path), "profiles/%s.yaml", name);
-	p = load_ok(src(path));
-	read_args(name, devid, hwid);
-	in.device_id = devid;
-	in.hardware_id = hwid;
-	in.cert_pem = cert;
-	in.chain_pem = chain;
-	in.root_pem = root;
-	if (st_profile_render(p, &in, &r, err, sizeof(err)) != 0)
+	golden_open(name, &g);
+	if (st_profile_render(g.p, &g.in, &r, err, sizeof(err)) != 0)
 		fail_msg("%s: %s", name, err);
 	/* golden/<name>.files lists "MODE PATH" in the order the profile writes them. */
 	snprintf(path, sizeof(path), "tests/profiles/golden/%s.files", name);
@@ -266,10 +289,7 @@ static void check_golden(const char *name)
 	assert_int_equal(i, r->n);
 	free(manifest);
 	st_render_free(r);
-	st_profile_free(p);
-	free(cert);
-	free(chain);
-	free(root);
+	golden_close(&g);
 }
 
 static void test_golden_renders(void **state)
@@ -285,34 +305,23 @@ static void test_golden_renders(void **state)
  * st_profile_file_uses_cert() names, in its place. */
 static void check_halves(const char *name)
 {
-	char path[512], devid[256], hwid[256], err[512];
-	char *cert = slurp(src("tests/profiles/inputs/cert.pem"));
-	char *chain = slurp(src("tests/profiles/inputs/chain.pem"));
-	char *root = slurp(src("tests/profiles/inputs/root.pem"));
 	struct st_render *all = NULL, *half[2] = { NULL, NULL };
-	struct st_render_input in = { 0 };
-	const struct st_profile *p;
+	struct golden g;
+	char err[512];
 	unsigned early = 0;
 
-	snprintf(path, sizeof(path), "profiles/%s.yaml", name);
-	p = load_ok(src(path));
-	read_args(name, devid, hwid);
-	in.device_id = devid;
-	in.hardware_id = hwid;
-	in.cert_pem = cert;
-	in.chain_pem = chain;
-	in.root_pem = root;
-	assert_int_equal(st_profile_render(p, &in, &all, err, sizeof(err)), 0);
-	in.cert_pem = NULL;
-	in.cert_files = -1;
-	assert_int_equal(st_profile_render(p, &in, &half[0], err, sizeof(err)), 0);
-	in.cert_pem = cert;
-	in.cert_files = 1;
-	assert_int_equal(st_profile_render(p, &in, &half[1], err, sizeof(err)), 0);
+	golden_open(name, &g);
+	assert_int_equal(st_profile_render(g.p, &g.in, &all, err, sizeof(err)), 0);
+	g.in.cert_pem = NULL;
+	g.in.cert_files = -1;
+	assert_int_equal(st_profile_render(g.p, &g.in, &half[0], err, sizeof(err)), 0);
+	g.in.cert_pem = g.cert;
+	g.in.cert_files = 1;
+	assert_int_equal(st_profile_render(g.p, &g.in, &half[1], err, sizeof(err)), 0);
 	assert_int_equal(half[0]->n, all->n);
 	assert_int_equal(half[1]->n, all->n);
 	for (size_t i = 0; i < all->n; i++) {
-		int c = st_profile_file_uses_cert(p, i);
+		int c = st_profile_file_uses_cert(g.p, i);
 		const struct st_render_file *f = &half[c]->files[i];
 
 		early += !c;
@@ -324,19 +333,16 @@ static void check_halves(const char *name)
 		assert_int_equal(f->len, all->files[i].len);
 		assert_memory_equal(f->data, all->files[i].data, f->len);
 		/* A file that holds the certificate has its PEM; the others cannot. */
-		assert_int_equal(memmem(f->data, f->len, cert, strlen(cert)) != NULL, c);
+		assert_int_equal(memmem(f->data, f->len, g.cert, strlen(g.cert)) != NULL, c);
 	}
 	/* Every shipped profile has files that go before the certificate (root.crt at least)
 	 * and files that hold it. */
 	assert_true(early > 0 && early < all->n);
-	assert_int_equal(st_profile_file_uses_cert(p, all->n), 0);
+	assert_int_equal(st_profile_file_uses_cert(g.p, all->n), 0);
 	st_render_free(all);
 	st_render_free(half[0]);
 	st_render_free(half[1]);
-	st_profile_free(p);
-	free(cert);
-	free(chain);
-	free(root);
+	golden_close(&g);
 }
 
 static void test_render_halves(void **state)
