@@ -1274,6 +1274,156 @@ static void count_statements(enum st_ledger_hook_point point, void *arg)
  * intents and its insert (the unique indexes check serial and key; no savepoint when nothing
  * is superseded inside a transaction), the certificate, the delivered mark. An intent the
  * unique indexes refuse inside a transaction leaves nothing behind. */
+static int count_sql(const char *p, const char *sql)
+{
+	sqlite3 *db;
+	sqlite3_stmt *s;
+	int n;
+
+	assert_int_equal(sqlite3_open(p, &db), SQLITE_OK);
+	if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) != SQLITE_OK)
+		fail_msg("%s: %s", sql, sqlite3_errmsg(db));
+	assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+	n = sqlite3_column_int(s, 0);
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+	return n;
+}
+
+/* Empties the ledger's WAL into the database (the ledger handle is between transactions). */
+static void wal_truncate(const char *p)
+{
+	assert_int_equal(count_sql(p, "PRAGMA wal_checkpoint(TRUNCATE)"), 0);
+}
+
+/* Which b-trees the pages in the WAL belong to, as a bit mask of names[] (bit 31: a page
+ * of none of them). With wal_truncate() before one commit: the b-trees it wrote. */
+static unsigned wal_btrees(const char *p, const char *const *names, int n)
+{
+	char wal[4300];
+	unsigned char hdr[32], fh[24];
+	unsigned mask = 0;
+	uint32_t page_size;
+	sqlite3 *db;
+	sqlite3_stmt *s;
+	FILE *f;
+	int i;
+
+	snprintf(wal, sizeof(wal), "%s-wal", p);
+	f = fopen(wal, "rb");
+	assert_non_null(f);
+	assert_int_equal(fread(hdr, 1, sizeof(hdr), f), sizeof(hdr));
+	page_size = (uint32_t)hdr[8] << 24 | (uint32_t)hdr[9] << 16 | (uint32_t)hdr[10] << 8 |
+		    hdr[11];
+	assert_int_equal(sqlite3_open(p, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, "SELECT name FROM dbstat WHERE pageno = ?1", -1,
+					    &s, NULL),
+			 SQLITE_OK);
+	while (fread(fh, 1, sizeof(fh), f) == sizeof(fh)) {
+		uint32_t pgno = (uint32_t)fh[0] << 24 | (uint32_t)fh[1] << 16 |
+				(uint32_t)fh[2] << 8 | fh[3];
+		unsigned bit = 1u << 31;
+
+		sqlite3_bind_int64(s, 1, pgno);
+		if (sqlite3_step(s) == SQLITE_ROW)
+			for (i = 0; i < n; i++)
+				if (strcmp((const char *)sqlite3_column_text(s, 0), names[i]) == 0)
+					bit = 1u << i;
+		sqlite3_reset(s);
+		mask |= bit;
+		assert_int_equal(fseek(f, (long)page_size, SEEK_CUR), 0);
+	}
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+	fclose(f);
+	return mask;
+}
+
+/* A row's certificate and its delivered or failed mark write the certificates table alone:
+ * the unique indexes of serial and key (a random page each, per board) are written only
+ * when the row is added, or dropped as an intent that will never hold a certificate. The
+ * pages each commit wrote are read from the WAL and named by SQLite's dbstat table. */
+static void test_pages_per_mark(void **state)
+{
+	static const char *const names[] = { "certificates", "certificates_serial",
+					     "certificates_pubkey" };
+	const unsigned table = 1u << 0, indexes = 1u << 1 | 1u << 2;
+	struct st_ledger *l = open_ok(fresh("pages"));
+	char serial[41], device[32], seed[32];
+	unsigned char h[32];
+	int64_t ids[2000];
+	unsigned mask;
+	int i, j;
+
+	(void)state;
+	assert_int_equal(st_ledger_begin(l, errbuf, sizeof(errbuf)), 0);
+	for (i = 0; i < 2000; i++) {
+		SHA256((const unsigned char *)&i, sizeof(i), h);
+		for (j = 0; j < 16; j++)
+			snprintf(serial + 2 * j, 3, "%02x", h[j]);
+		snprintf(device, sizeof(device), "dev-%d", i);
+		snprintf(seed, sizeof(seed), "key-%d", i);
+		ids[i] = add_ok(l, serial, device, seed);
+	}
+	assert_int_equal(st_ledger_commit(l, errbuf, sizeof(errbuf)), 0);
+
+	/* Adding a row writes both indexes (the method sees them). */
+	wal_truncate(path);
+	add_ok(l, "0b0a", "dev-new", "key-new");
+	mask = wal_btrees(path, names, 3);
+	assert_int_equal(mask & indexes, indexes);
+
+	for (i = 1000; i < 1003; i++) {
+		wal_truncate(path);
+		sign_ok(l, ids[i]);
+		mask = wal_btrees(path, names, 3);
+		print_message("certificate of row %d: b-trees 0x%x\n", i, mask);
+		assert_int_equal(mask & indexes, 0);
+		assert_true(mask & table);
+
+		wal_truncate(path);
+		if (i == 1002)
+			assert_int_equal(st_ledger_mark_failed(l, ids[i], "BOARD_GONE", errbuf,
+							       sizeof(errbuf)),
+					 0);
+		else
+			assert_int_equal(st_ledger_mark_delivered(l, ids[i], errbuf,
+								  sizeof(errbuf)),
+					 0);
+		mask = wal_btrees(path, names, 3);
+		print_message("mark of row %d: b-trees 0x%x\n", i, mask);
+		assert_int_equal(mask & indexes, 0);
+	}
+
+	/* An intent given up leaves the unique indexes: its key may be signed again. */
+	wal_truncate(path);
+	assert_int_equal(st_ledger_mark_failed(l, ids[1500], "BOARD_GONE", errbuf, sizeof(errbuf)),
+			 0);
+	mask = wal_btrees(path, names, 3);
+	assert_int_equal(mask & indexes, indexes);
+	add_ok(l, "0b0b", "dev-1500", "key-1500");
+	st_ledger_close(l);
+
+	/* The column says what the row's state says, for every row. */
+	assert_int_equal(count_sql(path, "SELECT count(*) FROM certificates WHERE (dropped IS "
+					 "NULL) IS NOT (state <> 'failed' OR cert_der IS NOT NULL)"),
+			 0);
+	assert_int_equal(count_sql(path, "SELECT count(*) FROM certificates WHERE dropped = 1"),
+			 1);
+
+	/* A writer that sets it wrong has it set right by the trigger, in its statement. */
+	exec_sql(path, "UPDATE certificates SET dropped = 1 WHERE state = 'delivered'");
+	assert_int_equal(count_sql(path, "SELECT count(*) FROM certificates WHERE dropped = 1"),
+			 1);
+	/* A file written without the trigger fails the integrity check, which names the row. */
+	exec_sql(path, "DROP TRIGGER certificates_dropped_update; UPDATE certificates SET "
+		       "dropped = 1 WHERE id = 1001");
+	l = open_ok(path);
+	assert_int_equal(st_ledger_integrity(l, errbuf, sizeof(errbuf)), ST_E_LEDGER_CORRUPT);
+	assert_non_null(strstr(errbuf, "first id 1001"));
+	st_ledger_close(l);
+}
+
 static void test_statements_per_board(void **state)
 {
 	struct st_ledger *l = open_ok(fresh("statements"));
@@ -1385,6 +1535,7 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_flags_foreach),
 	cmocka_unit_test(test_cmd_export),
 	cmocka_unit_test(test_statements_per_board),
+	cmocka_unit_test(test_pages_per_mark),
 };
 
 /* What holds for every backend. */

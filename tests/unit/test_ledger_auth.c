@@ -468,6 +468,7 @@ static void test_migrate_v1(void **state)
 	const char *p = db_named("v1");
 	struct st_ledger *l;
 	struct st_ledger_row *r = NULL;
+	sqlite3_stmt *s;
 	sqlite3 *db;
 
 	(void)state;
@@ -489,6 +490,18 @@ static void test_migrate_v1(void **state)
 			     "INSERT INTO certificates (serial, device_id, station, csr_sha256, "
 			     "pubkey_sha256, state, cert_der, created) VALUES ('0abc', 'old-board', "
 			     "'line-1', zeroblob(32), zeroblob(32), 'delivered', x'3000', 1);"
+			     /* An intent superseded by a later row for the same key and serial,
+			      * and a board that failed after its certificate was signed. */
+			     "INSERT INTO certificates (serial, device_id, station, csr_sha256, "
+			     "pubkey_sha256, state, created) VALUES ('0abd', 'old-board-2', "
+			     "'line-1', zeroblob(32), x'"
+			     "0101010101010101010101010101010101010101010101010101010101010101', "
+			     "'failed', 1);"
+			     "INSERT INTO certificates (serial, device_id, station, csr_sha256, "
+			     "pubkey_sha256, state, cert_der, created) VALUES ('0abd', "
+			     "'old-board-2', 'line-1', zeroblob(32), x'"
+			     "0101010101010101010101010101010101010101010101010101010101010101', "
+			     "'failed', x'3000', 2);"
 			     "PRAGMA user_version = 1; PRAGMA application_id = 1398033479;",
 			     NULL, NULL, NULL),
 		SQLITE_OK);
@@ -497,10 +510,33 @@ static void test_migrate_v1(void **state)
 	assert_int_equal(st_ledger_get_serial(l, "0abc", &r, ebuf, sizeof(ebuf)), 0);
 	assert_string_equal(r->device_id, "old-board");
 	st_ledger_row_free(r);
+	r = NULL;
+	/* Of the two rows for 0abd, the one with the certificate is the live one. */
+	assert_int_equal(st_ledger_get_serial(l, "0abd", &r, ebuf, sizeof(ebuf)), 0);
+	assert_non_null(r->cert_der);
+	st_ledger_row_free(r);
 	register_ok(l, "after", 1);
 	assert_int_equal(take(l, 0, "after", NULL, NULL), 0);
 	assert_int_equal(take(l, 1, "after", NULL, NULL), ST_E_AUTH_EXHAUSTED);
 	st_ledger_close(l);
+	/* Version 3 keeps whether a row is live in a column of its own: the migration set it
+	 * from each row's state, and the unique indexes are on it. */
+	assert_int_equal(sqlite3_open(p, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db,
+					    "SELECT group_concat(serial || ':' || "
+					    "coalesce(dropped, 'live'), ' ') FROM (SELECT * FROM "
+					    "certificates ORDER BY id)",
+					    -1, &s, NULL),
+			 SQLITE_OK);
+	assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+	assert_string_equal((const char *)sqlite3_column_text(s, 0), "0abc:live 0abd:1 0abd:live 0001:live");
+	sqlite3_finalize(s);
+	assert_int_not_equal(sqlite3_exec(db,
+					  "UPDATE certificates SET dropped = NULL, "
+					  "state = 'intent' WHERE serial = '0abd' AND cert_der IS NULL",
+					  NULL, NULL, NULL),
+			     SQLITE_OK);
+	sqlite3_close(db);
 }
 
 struct attempts_seen {
