@@ -17,6 +17,12 @@ cmake --build "$build" -j"$(nproc)" --target bench_issue bench_http station simb
 echo "== issuance (tests/bench/bench_issue.c)"
 "$build/tests/bench_issue" "$@"
 
+# The ledger on this machine's disk: rows/s by batch size, fsynced, and the CPU a row costs
+# the ledger thread (one commit per batch; the station's grouping at 64 slots is about two
+# boards a commit).
+echo "== ledger: SQLite by batch size (tests/bench/bench_ledger.c)"
+"$build/tests/bench_ledger" "$build" 3000
+
 echo "== frame codec (tests/bench/bench_codec.c)"
 "$build/tests/bench_codec"
 

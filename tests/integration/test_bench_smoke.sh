@@ -261,3 +261,13 @@ jq -e 'def close(a; b): ((a - b) / b) as $d | $d * $d < 1e-12;
 grep -q "one connection against its latency floor" "$T/http.out" ||
 	fail "bench_http: no latency floor line: $(cat "$T/http.out")"
 ok "bench_http: rounds at 1 and 4 connections against their bounds, CPU and commits per registration"
+
+# The ledger's harness (tests/bench/bench_ledger.c) on a small scale: every batch size of both
+# runs prints its rates and the CPU a row cost; their size is never checked.
+BENCH_LEDGER=$BUILD_DIR/tests/bench_ledger
+[ -x "$BENCH_LEDGER" ] || fail "no bench_ledger at $BENCH_LEDGER"
+"$BENCH_LEDGER" "$T" 100 >"$T/ledger.out" 2>"$T/ledger.err" ||
+	fail "bench_ledger failed: $(tail -5 "$T/ledger.err") $(tail -5 "$T/ledger.out")"
+[ "$(grep -cE '^  batch +[0-9]+: +[0-9]+ rows +[0-9]+ rows/s .* CPU +[0-9]+ us/row$' "$T/ledger.out")" -eq 12 ] ||
+	fail "bench_ledger: not 12 batch lines with rates and CPU per row: $(cat "$T/ledger.out")"
+ok "bench_ledger: rows/s and CPU per row, batches 1 to 500, intents and the whole life cycle"
