@@ -1,4 +1,4 @@
-/* The board core: every command of drivers/PROTOCOL.md versions 1 to 3, as the board answers it.
+/* The board core: every command of drivers/PROTOCOL.md versions 1 to 4, as the board answers it.
  * See board.h for the interface and README.md for what this folder may use. */
 #include "board.h"
 
@@ -41,9 +41,9 @@ int brd_init(struct brd_board *b, const struct brd_config *cfg)
 		return BRD_ERR_CONFIG;
 	if (cfg->max_frame && (cfg->max_frame < BRD_LINE_MIN || cfg->max_frame > BRD_LINE_MAX))
 		return BRD_ERR_CONFIG;
-	if (cfg->protocol > 3)
+	if (cfg->protocol > BRD_PROTO_MAX)
 		return BRD_ERR_CONFIG;
-	b->proto_max = (unsigned char)(cfg->protocol ? cfg->protocol : 3);
+	b->proto_max = (unsigned char)(cfg->protocol ? cfg->protocol : BRD_PROTO_MAX);
 	copy_name(b->hw, sizeof(b->hw), cfg->hw);
 	copy_name(b->sku, sizeof(b->sku), cfg->sku);
 	copy_name(b->fw, sizeof(b->fw), cfg->fw);
@@ -271,12 +271,11 @@ static int cmd_hello(struct brd_board *b, const struct brd_frame *f, struct step
 			ok = item[0] - '0';
 	}
 	if (!ok) {
-		answer_error(b, f, E_VERSION, b->proto_max == 1   ? "this board speaks protocol "
-								    "version 1"
-					      : b->proto_max == 2 ? "this board speaks protocol "
-								    "versions 1 and 2"
-								  : "this board speaks protocol "
-								    "versions 1 to 3");
+		brd_msg_str(&m, "this board speaks protocol version");
+		brd_msg_str(&m, b->proto_max == 1 ? " 1" : "s 1 to ");
+		if (b->proto_max > 1)
+			brd_msg_uint(&m, b->proto_max);
+		answer_error(b, f, E_VERSION, m.buf);
 		return STEP_ANSWERED;
 	}
 	if (brd_frame_find(f, "max", &v) &&
@@ -777,7 +776,7 @@ static int cmd_write(struct brd_board *b, const struct brd_frame *f, struct step
 	struct copy_src cp;
 	struct brd_msg m;
 	const char *why;
-	size_t n = 0, k;
+	size_t n = 0, ncopy = 0, k;
 	int rc = 0, ident = 1, raw = 0, copy = 0, src = 1;
 
 	brd_msg_init(&m, msgbuf, sizeof(msgbuf));
@@ -799,37 +798,40 @@ static int cmd_write(struct brd_board *b, const struct brd_frame *f, struct step
 		answer_error(b, f, E_FIELD, m.len ? m.buf : "WRITE frame has no field 'sha'");
 		return STEP_ANSWERED;
 	}
-	/* The chunk: data (b64) in version 1; raw or copy too in version 2, exactly one. Data
-	 * and raw are decoded in place: the frame's own bytes are not needed after them. */
+	/* The chunk: data (b64) in version 1; raw or copy too in version 2, exactly one; in
+	 * version 4 a copy may be followed by data or raw, the chunk their bytes in that order.
+	 * Data and raw are decoded in place: the frame's own bytes are not needed after them. */
 	kinds = (unsigned int)brd_frame_find(f, "data", &v);
 	if (b->version >= 2) {
 		raw = brd_frame_find(f, "raw", &cv);
 		copy = brd_frame_find(f, "copy", &cv);
-		kinds += (unsigned int)(raw + copy);
+		kinds += (unsigned int)raw;
 		if (raw)
 			brd_frame_find(f, "raw", &v);
 	}
-	if (kinds != 1) {
-		answer_error(b, f, E_FIELD, kinds ? "WRITE carries more than one of 'data', 'raw' "
-						    "and 'copy'"
-						  : "WRITE frame has no field 'data'");
+	if (kinds > 1 || (copy && kinds && b->version < 4) || !(kinds + (unsigned int)copy)) {
+		answer_error(b, f, E_FIELD, kinds + (unsigned int)copy
+						    ? "WRITE carries more than one of 'data', 'raw' "
+						      "and 'copy'"
+						    : "WRITE frame has no field 'data'");
 		return STEP_ANSWERED;
 	}
-	/* Decoding in place changes the line: no field is looked up after it. */
-	data = (uint8_t *)(uintptr_t)v.val;
 	if (copy) {
 		src = copy_source(b, &cv, &cp, &m);
 		rc = src < 0 ? -1 : 0;
-		n = (size_t)cp.len;
-	} else if (raw) {
-		rc = brd_field_raw(&v, "raw", data, v.len, &n, &m);
-	} else {
-		rc = brd_field_b64(&v, "data", data, v.len, &n, &m);
+		ncopy = (size_t)cp.len;
 	}
+	/* Decoding in place changes the line: no field is looked up after it. */
+	data = (uint8_t *)(uintptr_t)v.val;
+	if (rc == 0 && raw)
+		rc = brd_field_raw(&v, "raw", data, v.len, &n, &m);
+	else if (rc == 0 && kinds)
+		rc = brd_field_b64(&v, "data", data, v.len, &n, &m);
 	if (rc < 0) {
 		answer_error(b, f, E_FIELD, m.buf);
 		return STEP_ANSWERED;
 	}
+	n += ncopy;
 	for (k = 0; ident && mode_s[k]; k++) {
 		if (mode_s[k] < '0' || mode_s[k] > '7' || k > 4)
 			break;
@@ -935,7 +937,7 @@ static int cmd_write(struct brd_board *b, const struct brd_frame *f, struct step
 		answer_error(b, f, E_SIZE, m.buf);
 		return STEP_ANSWERED;
 	}
-	if (copy && !src && !s->done && off + n > s->have) {
+	if (copy && !src && !s->done && off + ncopy > s->have) {
 		msg_path(&m, path, "the copy's source is not staged or installed, or shorter "
 				   "than asked: send the bytes");
 		answer_have(b, f, E_SOURCE, s->have, m.buf);
@@ -946,10 +948,13 @@ static int cmd_write(struct brd_board *b, const struct brd_frame *f, struct step
 	if (!s->done && off + n > s->have) {
 		size_t skip = (size_t)(s->have - off);
 
-		if (copy) {
-			rc = copy_in(b, idx, &cp, skip, n - skip);
-		} else {
-			rc = b->st->stage_write(b->st_inst, idx, s->have, data + skip, n - skip);
+		if (skip < ncopy) {
+			rc = copy_in(b, idx, &cp, skip, ncopy - skip);
+			skip = ncopy;
+		}
+		if (rc == 0 && off + n > s->have) {
+			rc = b->st->stage_write(b->st_inst, idx, s->have, data + (skip - ncopy),
+						n - skip);
 			if (rc == 0)
 				s->have = off + n;
 		}

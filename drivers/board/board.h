@@ -1,4 +1,4 @@
-/* The board core: the board side of the wire protocol (drivers/PROTOCOL.md, versions 1 to 3) as
+/* The board core: the board side of the wire protocol (drivers/PROTOCOL.md, versions 1 to 4) as
  * portable C99 that a Linux agent, a simulator and a microcontroller firmware all build the
  * same way. It allocates nothing, calls no OS and no crypto library: bytes in (brd_input),
  * bytes out (the platform's send callback), a clock in milliseconds passed in by the
@@ -36,6 +36,8 @@
 #define BRD_CSR_MAX 512
 #define BRD_MAX_BAUDS 8
 #define BRD_MAX_PREFIXES 8
+/* The newest protocol version the core speaks (PROTOCOL.md sections 6 to 8). */
+#define BRD_PROTO_MAX 4
 
 /* What the ops return: 0 or one of these. */
 enum brd_status {
@@ -190,9 +192,10 @@ struct brd_config {
 	unsigned int nbauds;
 	/* Largest frame the board accepts, 512 .. BRD_LINE_MAX (0: BRD_LINE_MAX). */
 	size_t max_frame;
-	/* Newest protocol version the board speaks, 1 to 3 (0: 3). 1 stands in for a board
-	 * of before version 2 (raw and copied chunks, continuation chunks, VERIFY's sum), 2
-	 * for one of before version 3 (COMMIT and VERIFY folded into the request before). */
+	/* Newest protocol version the board speaks, 1 to BRD_PROTO_MAX (0: BRD_PROTO_MAX). 1
+	 * stands in for a board of before version 2 (raw and copied chunks, continuation
+	 * chunks, VERIFY's sum), 2 for one of before version 3 (COMMIT and VERIFY folded into
+	 * the request before), 3 for one of before version 4 (a copy and bytes in one chunk). */
 	unsigned int protocol;
 	/* Limits: one file, all files staged at once (0: 1 MiB and 4 MiB). */
 	uint64_t max_file, max_total;

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "err.h"
+#include "proto.h"
 
 extern char **environ;
 
@@ -45,7 +46,8 @@ void st_bench_print_header(const struct st_bench_opts *o)
 	if (o->board_protocol || o->turnaround_ms)
 		printf("boards: protocol versions up to %s%u, answers %u ms late\n",
 		       o->board_protocol ? "" : "simboard's, ",
-		       o->board_protocol ? o->board_protocol : 3, o->turnaround_ms);
+		       o->board_protocol ? o->board_protocol : DRV_PROTO_VERSION_MAX,
+		       o->turnaround_ms);
 	printf("work directory %s; boards' storage in %s\n", o->workdir, o->boarddir);
 	fflush(stdout);
 }

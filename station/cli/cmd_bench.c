@@ -15,6 +15,7 @@
 #include "commands.h"
 #include "err.h"
 #include "log.h"
+#include "proto.h"
 
 #define DEFAULT_SOFTHSM "/usr/lib/softhsm/libsofthsm2.so"
 
@@ -74,7 +75,7 @@ static void bench_usage(FILE *out)
 		"                      (max_baud, the protocol's BAUD); the wire bound stays the\n"
 		"                      starting rate's, so the ratio shows the speed-up\n"
 		"  --board-protocol N  the boards speak protocol versions 1 to N only (default:\n"
-		"                      the newest, 3), to compare a line of older boards\n"
+		"                      the newest, 4), to compare a line of older boards\n"
 		"  --turnaround MS     every answer leaves its board MS ms late, as a USB-serial\n"
 		"                      adapter's latency timer holds it (often 16 ms); the wire\n"
 		"                      bound counts bytes only, so the ratio shows what the round\n"
@@ -450,8 +451,9 @@ int st_cmd_bench(int argc, char **argv)
 			o.max_baud = (unsigned)v;
 			break;
 		case 'V':
-			if (parse_ulong(optarg, 1, 3, &v) != 0) {
-				st_err("--board-protocol '%s': expected a version of 1..3", optarg);
+			if (parse_ulong(optarg, 1, DRV_PROTO_VERSION_MAX, &v) != 0) {
+				st_err("--board-protocol '%s': expected a version of 1..%d", optarg,
+				       DRV_PROTO_VERSION_MAX);
 				return 2;
 			}
 			o.board_protocol = (unsigned)v;

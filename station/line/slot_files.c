@@ -281,43 +281,60 @@ static size_t add_copy(struct st_slot *s, struct drv_proto_builder *b, const cha
 	return n;
 }
 
+/* Bytes off .. off+rest of file w, or as many of them as fit in b: raw or base64, whichever
+ * carries more (raw from version 2). Returns how many. An empty file gets its empty field;
+ * when none of rest fits, nothing is added. */
+static size_t add_bytes(struct st_slot *s, struct drv_proto_builder *b, const struct wfile *w,
+			size_t off, size_t rest)
+{
+	size_t n = drv_proto_b64_room(b, "data"), nr = 0;
+
+	if (n > rest)
+		n = rest;
+	if (s->board.version >= 2)
+		nr = drv_proto_raw_room(b, "raw", w->data + off, rest);
+	if (rest && !n && !nr)
+		return 0;
+	/* Raw where it carries more of the file in this frame, or the same bytes in fewer:
+	 * text files (PEM, TOML) go at about 1.05 bytes a byte instead of 1.33. */
+	if (s->board.version >= 2 &&
+	    (nr > n || (nr == n && drv_proto_field_cost("raw", drv_proto_raw_len(w->data + off, n)) <
+					   drv_proto_field_cost("data", drv_b64_len(n))))) {
+		drv_proto_add_raw(b, "raw", w->data + off, nr);
+		return nr;
+	}
+	drv_proto_add_b64(b, "data", w->data + off, n);
+	return n;
+}
+
 /* The chunk of file w at r->woff that fits in b: a copy, raw bytes or base64, whichever
- * carries the most (version 2) . Returns its length. */
+ * carries the most (version 2); in version 4 a copy and the bytes after it. Returns its
+ * length. */
 static size_t add_chunk(struct st_slot *s, struct drv_proto_builder *b, const struct wfile *w)
 {
 	struct slot_run *r = s->run;
-	size_t n, rest = w->len - (size_t)r->woff;
+	size_t n, off = (size_t)r->woff, rest = w->len - off;
 	int v2 = s->board.version >= 2;
 
 	/* The board's installed file under the same path, which it likely holds the same (it
 	 * answers ERROR when not, and the bytes go then). */
 	r->inst_sent = v2 && w->inst && s->board.gen > 0;
 	if (r->inst_sent)
-		return add_copy(s, b, w->path, (size_t)r->woff, rest);
+		return add_copy(s, b, w->path, off, rest);
 	if (v2 && w->cp_src >= 0 && !w->nocopy) {
 		/* Bytes the board holds already in an earlier file. */
-		if (r->woff >= w->cp_at && r->woff < w->cp_at + w->cp_len)
-			return add_copy(s, b, r->wf[w->cp_src].path, (size_t)r->woff - w->cp_at,
-					w->cp_at + w->cp_len - (size_t)r->woff);
-		if (r->woff < w->cp_at)
-			rest = w->cp_at - (size_t)r->woff; /* up to the copy */
-	}
-	n = drv_proto_b64_room(b, "data");
-	if (n > rest)
-		n = rest;
-	if (v2) {
-		/* Raw where it carries more of the file in this frame, or the same bytes in
-		 * fewer: text files (PEM, TOML) go at about 1.05 bytes a byte instead of 1.33. */
-		size_t nr = drv_proto_raw_room(b, "raw", w->data + r->woff, rest);
-
-		if (nr > n || (nr == n && drv_proto_field_cost("raw", drv_proto_raw_len(w->data + r->woff, n)) <
-						  drv_proto_field_cost("data", drv_b64_len(n)))) {
-			drv_proto_add_raw(b, "raw", w->data + r->woff, nr);
-			return nr;
+		if (off >= w->cp_at && off < w->cp_at + w->cp_len) {
+			n = add_copy(s, b, r->wf[w->cp_src].path, off - w->cp_at,
+				     w->cp_at + w->cp_len - off);
+			/* Version 4: the bytes that follow the copy ride with it. */
+			if (s->board.version < 4 || off + n < w->cp_at + w->cp_len || off + n == w->len)
+				return n;
+			return n + add_bytes(s, b, w, off + n, w->len - (off + n));
 		}
+		if (off < w->cp_at)
+			rest = w->cp_at - off; /* up to the copy */
 	}
-	drv_proto_add_b64(b, "data", w->data + r->woff, n);
-	return n;
+	return add_bytes(s, b, w, off, rest);
 }
 
 void slot_send_write(struct st_slot *s)

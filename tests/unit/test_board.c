@@ -644,7 +644,7 @@ static void test_hello_first(void **state)
 	assert_string_equal(v, "SN 1");
 	assert_int_equal(drv_proto_get_text(&f, "bauds", v, sizeof(v), err, sizeof(err)), 0);
 	assert_string_equal(v, "115200,460800,921600");
-	ask(t, 9, "HELLO", (const char *const[]){ "v=4", NULL }, &f);
+	ask(t, 9, "HELLO", (const char *const[]){ "v=5", NULL }, &f);
 	want_error(&f, "VERSION");
 	board_free(t);
 }
@@ -1182,6 +1182,96 @@ static void test_version3(void **state)
 	board_free(old);
 }
 
+/* Version 4: a WRITE's copy followed by raw or base64 bytes, the chunk their bytes in that
+ * order. Retransmissions with part of the chunk staged write only the rest, a missing
+ * source refuses the whole chunk (nothing staged), the chunk may complete the last file and
+ * carry COMMIT; sessions of version 3 and before refuse the pair. */
+static void test_version4(void **state)
+{
+	struct t *t = board_new(NULL, 0), *old;
+	struct drv_proto_frame f;
+	char sha[65], fsha[80], fa[1200], fd[1200], want[256];
+	uint8_t all[256], tail[64], exp[256];
+	unsigned int i;
+
+	(void)state;
+	for (i = 0; i < 256; i++)
+		all[i] = (uint8_t)i;
+	for (i = 0; i < sizeof(tail); i++)
+		tail[i] = (uint8_t)('A' + i % 26);
+	sha_hex(all, 256, sha);
+	snprintf(fsha, sizeof(fsha), "sha=%s", sha);
+	ask(t, 1, "HELLO", (const char *const[]){ "v=1,2,3,4", "max=4096", NULL }, &f);
+	assert_int_equal(answer_uint(&f, "v"), 4);
+	ask(t, 2, "WRITE", (const char *const[]){ "path=a", "mode=0644", "size=256", fsha, "off=0", raw_field(fa, "raw", all, 128), NULL }, &f);
+	ask(t, 12, "WRITE", (const char *const[]){ "path=a", "off=128", raw_field(fa, "raw", all + 128, 128), NULL }, &f);
+	assert_int_equal(answer_uint(&f, "done"), 1);
+
+	/* b: bytes 16..216 of a, then 56 of tail, in one WRITE. */
+	memcpy(exp, all + 16, 200);
+	memcpy(exp + 200, tail, 56);
+	sha_hex(exp, 256, sha);
+	snprintf(fsha, sizeof(fsha), "sha=%s", sha);
+	ask(t, 3, "WRITE", (const char *const[]){ "path=b", "mode=0644", "size=256", fsha, "off=0", "copy=a,16,200", raw_field(fa, "raw", tail, 56), NULL }, &f);
+	assert_string_equal(f.type, "WRITE");
+	assert_int_equal(answer_uint(&f, "have"), 256);
+	assert_int_equal(answer_uint(&f, "done"), 1);
+	assert_memory_equal(t->mem.staged[1].data, exp, 256);
+
+	/* c (the same bytes as b), with 100 staged: the copy's last 100 and the bytes. With
+	 * base64 this time. */
+	ask(t, 4, "WRITE", (const char *const[]){ "path=c", "mode=0644", "size=256", fsha, "off=0", raw_field(fa, "raw", exp, 100), NULL }, &f);
+	assert_int_equal(answer_uint(&f, "have"), 100);
+	snprintf(fd, sizeof(fd), "data=");
+	fd[5 + drv_b64_encode(fd + 5, tail, 56)] = 0;
+	ask(t, 5, "WRITE", (const char *const[]){ "path=c", "off=0", "copy=a,16,200", fd, NULL }, &f);
+	assert_int_equal(answer_uint(&f, "done"), 1);
+	assert_memory_equal(t->mem.staged[2].data, exp, 256);
+
+	/* d, with 230 staged: past the copy, only the bytes' last 26. */
+	ask(t, 6, "WRITE", (const char *const[]){ "path=d", "mode=0644", "size=256", fsha, "off=0", raw_field(fa, "raw", exp, 230), NULL }, &f);
+	ask(t, 7, "WRITE", (const char *const[]){ "path=d", "off=0", "copy=a,16,200", raw_field(fa, "raw", tail, 56), NULL }, &f);
+	assert_int_equal(answer_uint(&f, "have"), 256);
+	assert_int_equal(answer_uint(&f, "done"), 1);
+	assert_memory_equal(t->mem.staged[3].data, exp, 256);
+
+	/* No source: SOURCE, and nothing of the bytes after it staged. */
+	ask(t, 8, "WRITE", (const char *const[]){ "path=e", "mode=0644", "size=256", fsha, "off=0", "copy=nothere,16,200", raw_field(fa, "raw", tail, 56), NULL }, &f);
+	want_error(&f, "SOURCE");
+	assert_int_equal(answer_uint(&f, "have"), 0);
+	/* A copy with both raw and data, and bytes beyond the file: refused. */
+	ask(t, 9, "WRITE", (const char *const[]){ "path=e", "off=0", "copy=a,16,200", "raw=x", "data=eA==", NULL }, &f);
+	want_error(&f, "FIELD");
+	ask(t, 10, "WRITE", (const char *const[]){ "path=e", "off=0", "copy=a,0,256", "raw=x", NULL }, &f);
+	want_error(&f, "SIZE");
+
+	/* The chunk that completes the last file carries COMMIT. */
+	ask(t, 11, "WRITE", (const char *const[]){ "path=e", "off=0", "copy=a,16,200", raw_field(fa, "raw", tail, 56), "commit=5", NULL }, &f);
+	assert_int_equal(answer_uint(&f, "done"), 1);
+	assert_int_equal(answer_uint(&f, "gen"), 1);
+	assert_int_equal(answer_uint(&f, "files"), 5);
+	for (i = 1; i < 5; i++)
+		assert_memory_equal(t->mem.files[i].data, exp, 256);
+	board_free(t);
+
+	/* A session of version 3 (a board of version 4 asked so, and a board of version 3)
+	 * refuses a copy with bytes. */
+	for (i = 0; i < 2; i++) {
+		old = i ? board_new_proto(NULL, 0, 3) : board_new(NULL, 0);
+		ask(old, 1, "HELLO", (const char *const[]){ i ? "v=1,2,3,4" : "v=1,2,3", "max=4096", NULL }, &f);
+		assert_int_equal(answer_uint(&f, "v"), 3);
+		ask(old, 2, "WRITE", (const char *const[]){ "path=a", "mode=0644", "size=256", fsha, "off=0", "copy=a,0,1", "raw=x", NULL }, &f);
+		want_error(&f, "FIELD");
+		ask(old, 3, "HELLO", (const char *const[]){ "v=4", NULL }, &f);
+		if (i) {
+			want_error(&f, "VERSION");
+			assert_int_equal(drv_proto_get_text(&f, "text", want, sizeof(want), NULL, 0), 0);
+			assert_string_equal(want, "this board speaks protocol versions 1 to 3");
+		}
+		board_free(old);
+	}
+}
+
 /* CSR: a real PKCS#10 request with the subject asked for, the same bytes when asked again,
  * a new one for another subject; regen refused on a provisioned board. */
 static void test_csr(void **state)
@@ -1372,6 +1462,7 @@ int main(void)
 		cmocka_unit_test(test_fault_hooks),    cmocka_unit_test(test_refuse),
 		cmocka_unit_test(test_version2),       cmocka_unit_test(test_csr_regen_failed),
 		cmocka_unit_test(test_version3),
+		cmocka_unit_test(test_version4),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -75,6 +75,9 @@ struct board {
 	 * and the faults it plays. */
 	unsigned version, max; /* max: the frame it accepts (0: 4096) */
 	unsigned raw_chunks, copies, bare_chunks, sums, lists;
+	unsigned copy_and_bytes; /* version 4: WRITEs that carried a copy and bytes after it */
+	unsigned chained_writes; /* WRITEs of etc/dev/chained.crt, and how many of them */
+	unsigned chain_frames;   /* carried the chain's bytes alone (no copy) */
 	int source_gone; /* no copy finds its source (a reboot lost the staged files) */
 	int forget_bare; /* the first chunk that does not name its file finds nothing staged */
 	int flip_byte;   /* after COMMIT, a byte of the last file changes on its storage */
@@ -117,6 +120,7 @@ struct fx {
 	int slot_closed, pool_closed;
 	struct board b;
 	unsigned write_ms, commit_ms, verify_ms; /* those waits, when set, instead of LONG_MS */
+	const char *chain_pem; /* the chain's PEM, when set, instead of none */
 };
 
 /* A frame taken off the queue, parsed in its own buffer. */
@@ -398,19 +402,39 @@ static void answer_write(struct fx *fx, const struct got *g)
 		fx->b.file[i].have = 0;
 	}
 	fx->b.file[i].size = (size_t)size;
-	if (drv_proto_has(&g->f, "raw")) {
-		assert_true(fx->b.version >= 2);
-		assert_int_equal(drv_proto_get_raw(&g->f, "raw", chunk, sizeof(chunk), &n, NULL, 0), 0);
-		fx->b.raw_chunks++;
-	} else if (drv_proto_has(&g->f, "copy")) {
+	if (strcmp(path, "etc/dev/chained.crt") == 0) {
+		fx->b.chained_writes++;
+		fx->b.chain_frames += !drv_proto_has(&g->f, "copy");
+	}
+	/* A copy first (version 2), then bytes: alone, or after the copy in version 4. */
+	if (drv_proto_has(&g->f, "copy")) {
 		assert_true(fx->b.version >= 2);
 		fx->b.copies++;
+		if (drv_proto_has(&g->f, "raw") || drv_proto_has(&g->f, "data")) {
+			assert_true(fx->b.version >= 4);
+			fx->b.copy_and_bytes++;
+		}
 		if (copy_from(fx, g, chunk, sizeof(chunk), &n) != 0) {
 			answer_have(fx, g, "SOURCE", fx->b.file[i].have);
 			return;
 		}
-	} else {
-		assert_int_equal(drv_proto_get_b64(&g->f, "data", chunk, sizeof(chunk), &n, NULL, 0), 0);
+	}
+	if (drv_proto_has(&g->f, "raw")) {
+		size_t m = 0;
+
+		assert_true(fx->b.version >= 2);
+		assert_int_equal(drv_proto_get_raw(&g->f, "raw", chunk + n, sizeof(chunk) - n, &m,
+						   NULL, 0),
+				 0);
+		n += m;
+		fx->b.raw_chunks++;
+	} else if (drv_proto_has(&g->f, "data") || !drv_proto_has(&g->f, "copy")) {
+		size_t m = 0;
+
+		assert_int_equal(drv_proto_get_b64(&g->f, "data", chunk + n, sizeof(chunk) - n, &m,
+						   NULL, 0),
+				 0);
+		n += m;
 	}
 	assert_true(off + n <= size);
 	if (off == fx->b.file[i].have) {
@@ -681,7 +705,7 @@ static void start(struct fx *fx, int max_baud)
 	fx->env.pool = fx->pool;
 	fx->env.ledger = st_pool_ledger(fx->pool);
 	fx->env.ca = fx->ca;
-	fx->env.chain_pem = "";
+	fx->env.chain_pem = fx->chain_pem ? fx->chain_pem : "";
 	fx->env.root_pem = "";
 	fx->env.events = fx->events;
 	st_slot_limits_default(&fx->env.lim);
@@ -1501,7 +1525,7 @@ static void play_v2(struct fx *fx, char *result, size_t cap)
 			char v[16];
 
 			assert_int_equal(drv_proto_get_text(&g.f, "v", v, sizeof(v), NULL, 0), 0);
-			assert_string_equal(v, "1,2,3");
+			assert_string_equal(v, "1,2,3,4");
 			offered = 1;
 		}
 		if (strcmp(g.f.type, DRV_PROTO_DONE) == 0)
@@ -1572,6 +1596,82 @@ static void test_v2_lost(void **state)
 	c = board_file(fx, "etc/dev/chained.crt", &clen);
 	assert_int_equal(alen, clen);
 	assert_memory_equal(a, c, alen);
+}
+
+/* A chain after the certificate in chained.crt: the bytes that follow the copy of device.crt.
+ * A PEM block of about 600 bytes. */
+static const char test_chain_pem[] =
+	"-----BEGIN CERTIFICATE-----\n"
+	"MIIBhTCCASugAwIBAgIUTESTCHAINTESTCHAINTESTCHAINTESTCHAINwCgYIKoZIzj0EAwIw\n"
+	"GDEWMBQGA1UEAwwNdGVzdCBkZXZpY2UgQ0EwHhcNMjQwMTAxMDAwMDAwWhcNMzQwMTAxMDAw\n"
+	"MDAwWjAYMRYwFAYDVQQDDA10ZXN0IGRldmljZSBDQTBZMBMGByqGSM49AgEGCCqGSM49AwEH\n"
+	"A0IABHRlc3QgY2hhaW4gdGVzdCBjaGFpbiB0ZXN0IGNoYWluIHRlc3QgY2hhaW4gdGVzdCBj\n"
+	"aGFpbiB0ZXN0IGNoYWluIHRlc3QgY2hhaW4gdGVzdCBjaGFpbqNTMFEwHQYDVR0OBBYEFHRl\n"
+	"c3QgY2hhaW4gdGVzdCBjaGFpbjAfBgNVHSMEGDAWgBR0ZXN0IGNoYWluIHRlc3QgY2hhaW4w\n"
+	"DwYDVR0TAQH/BAUwAwEB/zAKBggqhkjOPQQDAgNIADBFAiB0ZXN0IGNoYWluIHRlc3QgY2hh\n"
+	"aW4gdGVzdAIhAHRlc3QgY2hhaW4gdGVzdCBjaGFpbiB0ZXN0IGNoYWluIHQ=\n"
+	"-----END CERTIFICATE-----\n";
+
+/* chained.crt holds device.crt and then the chain, in frames of 512 bytes: the WRITEs of it
+ * a board of this version takes. Both versions end with the right files. */
+static unsigned play_chained(struct fx *fx, unsigned version)
+{
+	const uint8_t *a, *c;
+	size_t alen = 0, clen = 0;
+	char result[16];
+
+	fx->b.version = version;
+	fx->chain_pem = test_chain_pem;
+	play_v2(fx, result, sizeof(result));
+	assert_string_equal(result, "pass");
+	assert_int_equal(fx->passes, 1);
+	a = board_file(fx, "etc/dev/device.crt", &alen);
+	c = board_file(fx, "etc/dev/chained.crt", &clen);
+	assert_int_equal(clen, alen + strlen(test_chain_pem));
+	assert_memory_equal(a, c, alen);
+	assert_memory_equal(c + alen, test_chain_pem, strlen(test_chain_pem));
+	assert_int_equal(fx->b.copies, 2); /* device.crt is more than one frame's copy */
+	return fx->b.chained_writes;
+}
+
+/* The chain's bytes after the copies of device.crt: in frames of their own for a board of
+ * version 3; for one of version 4 the first of them ride with the last copy, one WRITE of
+ * chained.crt fewer. Two boards, one fixture each. */
+static void test_v4_chained(void **state)
+{
+	unsigned v3, v4;
+
+	v3 = play_chained(*state, 3);
+	assert_int_equal(((struct fx *)*state)->b.copy_and_bytes, 0);
+	assert_int_equal(teardown(state), 0);
+	assert_int_equal(setup(state), 0);
+	v4 = play_chained(*state, 4);
+	assert_int_equal(((struct fx *)*state)->b.copy_and_bytes, 1);
+	print_message("WRITEs of chained.crt: version 3 %u, version 4 %u\n", v3, v4);
+	assert_int_equal(v4, v3 - 1);
+}
+
+/* A board of version 4 that lost the copy's source: the WRITE that carries the copy and the
+ * bytes after it is refused SOURCE, nothing of it staged; the station sends those bytes and
+ * the board passes with the right files. */
+static void test_v4_lost(void **state)
+{
+	struct fx *fx = *state;
+	const uint8_t *a, *c;
+	size_t alen = 0, clen = 0;
+	char result[16];
+
+	fx->b.version = 4;
+	fx->b.source_gone = 1;
+	fx->chain_pem = test_chain_pem;
+	play_v2(fx, result, sizeof(result));
+	assert_string_equal(result, "pass");
+	assert_int_equal(fx->b.copies, 1); /* refused once, then never tried again */
+	a = board_file(fx, "etc/dev/device.crt", &alen);
+	c = board_file(fx, "etc/dev/chained.crt", &clen);
+	assert_int_equal(clen, alen + strlen(test_chain_pem));
+	assert_memory_equal(a, c, alen);
+	assert_memory_equal(c + alen, test_chain_pem, strlen(test_chain_pem));
 }
 
 /* A file that changed on the board's storage: the sum differs, the list names the file and
@@ -1729,6 +1829,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_v3_pass, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_v3_unfolded, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_v3_commit_unfolded, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_v4_chained, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_v4_lost, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_v3_sum_differs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_early_writes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_early_writes_reboot, setup, teardown),
