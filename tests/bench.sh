@@ -50,7 +50,7 @@ fi
 #  - paced at 115200 baud, 1 to 256 slots: throughput against the wire bound (>= 0.95 at 256);
 #  - the same line with the boards switched to 921600 (max_baud): the speed-up over that bound;
 #  - 16 slots whose answers leave 16 ms late (a USB adapter's latency timer), boards of
-#    protocol versions 2, 3 and 4: what the round trips cost;
+#    protocol versions 2 to 5: what the round trips and bytes cost;
 #  - 1024 slots paced at 115200: throughput against the wire bound (>= 0.95), with the
 #    station's and simboard's CPU per board;
 #  - 8 and 1024 slots: RSS per added slot (<= 64 KiB);
@@ -74,11 +74,12 @@ if [ "${BENCH_STATION:-1}" != 0 ]; then
 		--rounds "$rounds" --json "$results/maxbaud.json" || true
 	# Round trips on a real line: a USB-serial adapter holds a board's answer up to its
 	# latency timer (often 16 ms). Boards of protocol version 2 (10 requests a board),
-	# version 3 (8) and version 4 (7), each answer 16 ms late, in interleaved rounds.
+	# version 3 (8), version 4 (7) and version 5 (7, fewer bytes), each answer 16 ms late,
+	# in interleaved rounds.
 	echo "== station bench: paced at 115200, answers 16 ms late (a USB adapter's latency" \
-		"timer): boards of protocol versions 2, 3 and 4, interleaved"
+		"timer): boards of protocol versions 2 to 5, interleaved"
 	for ((r = 1; r <= rounds; r++)); do
-		for v in 2 3 4; do
+		for v in 2 3 4 5; do
 			printf 'round %d, version %d: ' "$r" "$v"
 			"$st" bench --slots 16 --boards-per-slot 4 --baud 115200 --board-protocol "$v" \
 				--turnaround 16 -q --json "$results/turnaround-v$v-$r.json" |

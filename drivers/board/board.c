@@ -1,4 +1,4 @@
-/* The board core: every command of drivers/PROTOCOL.md versions 1 to 4, as the board answers it.
+/* The board core: every command of drivers/PROTOCOL.md versions 1 to 5, as the board answers it.
  * See board.h for the interface and README.md for what this folder may use. */
 #include "board.h"
 
@@ -763,6 +763,65 @@ static int copy_in(struct brd_board *b, unsigned int idx, const struct copy_src 
 	return 0;
 }
 
+/* Version 5: a PEM block written out from its text, through the scratch buffer, the first
+ * skip bytes left out (storage holds them already). */
+struct pem_out {
+	struct brd_board *b;
+	unsigned int idx;
+	size_t skip, fill;
+	int rc;
+};
+
+static void pem_flush(struct pem_out *o)
+{
+	struct brd_staged *s = &o->b->staged[o->idx];
+
+	if (o->rc == 0 && o->fill) {
+		o->rc = o->b->st->stage_write(o->b->st_inst, o->idx, s->have, o->b->scratch,
+					      o->fill);
+		if (o->rc == 0)
+			s->have += o->fill;
+	}
+	o->fill = 0;
+}
+
+static void pem_emit(struct pem_out *o, const char *p, size_t k)
+{
+	size_t t = k < o->skip ? k : o->skip;
+
+	o->skip -= t;
+	p += t;
+	k -= t;
+	while (k && o->rc == 0) {
+		t = sizeof(o->b->scratch) - o->fill;
+		t = k < t ? k : t;
+		memcpy(o->b->scratch + o->fill, p, t);
+		o->fill += t;
+		p += t;
+		k -= t;
+		if (o->fill == sizeof(o->b->scratch))
+			pem_flush(o);
+	}
+}
+
+/* Writes the PEM block of text[0..n) at staged file idx's end, from skip bytes into it.
+ * Returns 0 or a storage error. */
+static int pem_in(struct brd_board *b, unsigned int idx, const char *text, size_t n,
+		  size_t skip)
+{
+	struct pem_out o = { b, idx, skip, 0, 0 };
+	size_t i;
+
+	pem_emit(&o, BRD_PEM_BEGIN, sizeof(BRD_PEM_BEGIN) - 1);
+	for (i = 0; i < n; i += BRD_PEM_LINE) {
+		pem_emit(&o, text + i, n - i < BRD_PEM_LINE ? n - i : BRD_PEM_LINE);
+		pem_emit(&o, "\n", 1);
+	}
+	pem_emit(&o, BRD_PEM_END, sizeof(BRD_PEM_END) - 1);
+	pem_flush(&o);
+	return o.rc;
+}
+
 /* WRITE: STEP_NEXT when the chunk's file is complete (hash checked), for a folded COMMIT. */
 static int cmd_write(struct brd_board *b, const struct brd_frame *f, struct step *st)
 {
@@ -772,12 +831,12 @@ static int cmd_write(struct brd_board *b, const struct brd_frame *f, struct step
 	struct brd_staged *s = NULL;
 	uint8_t sha[32], got[32], *data = NULL;
 	unsigned int mode = 0, i, idx = 0, kinds;
-	struct brd_field v, cv;
+	struct brd_field v, cv, pv;
 	struct copy_src cp;
 	struct brd_msg m;
 	const char *why;
 	size_t n = 0, ncopy = 0, k;
-	int rc = 0, ident = 1, raw = 0, copy = 0, src = 1;
+	int rc = 0, ident = 1, raw = 0, copy = 0, pem = 0, src = 1;
 
 	brd_msg_init(&m, msgbuf, sizeof(msgbuf));
 	if (get_text(f, "path", path, sizeof(path), &m) != 0 ||
@@ -799,8 +858,10 @@ static int cmd_write(struct brd_board *b, const struct brd_frame *f, struct step
 		return STEP_ANSWERED;
 	}
 	/* The chunk: data (b64) in version 1; raw or copy too in version 2, exactly one; in
-	 * version 4 a copy may be followed by data or raw, the chunk their bytes in that order.
-	 * Data and raw are decoded in place: the frame's own bytes are not needed after them. */
+	 * version 4 a copy may be followed by data or raw, the chunk their bytes in that order;
+	 * in version 5 pem is one more kind of bytes, a certificate's PEM block written out from
+	 * its text. Data and raw are decoded in place: the frame's own bytes are not needed after
+	 * them. */
 	kinds = (unsigned int)brd_frame_find(f, "data", &v);
 	if (b->version >= 2) {
 		raw = brd_frame_find(f, "raw", &cv);
@@ -808,6 +869,11 @@ static int cmd_write(struct brd_board *b, const struct brd_frame *f, struct step
 		kinds += (unsigned int)raw;
 		if (raw)
 			brd_frame_find(f, "raw", &v);
+	}
+	if (b->version >= 5 && brd_frame_find(f, "pem", &pv)) {
+		pem = 1;
+		kinds++;
+		v = pv;
 	}
 	if (kinds > 1 || (copy && kinds && b->version < 4) || !(kinds + (unsigned int)copy)) {
 		answer_error(b, f, E_FIELD, kinds + (unsigned int)copy
@@ -823,10 +889,19 @@ static int cmd_write(struct brd_board *b, const struct brd_frame *f, struct step
 	}
 	/* Decoding in place changes the line: no field is looked up after it. */
 	data = (uint8_t *)(uintptr_t)v.val;
-	if (rc == 0 && raw)
+	if (rc == 0 && pem) {
+		for (k = 0; k < v.len && brd_pem_char((unsigned char)v.val[k]); k++)
+			;
+		if (!v.len || k < v.len) {
+			brd_msg_str(&m, "field 'pem': a certificate's base64 text expected");
+			rc = -1;
+		}
+		n = v.len ? brd_pem_len(v.len) : 0;
+	} else if (rc == 0 && raw) {
 		rc = brd_field_raw(&v, "raw", data, v.len, &n, &m);
-	else if (rc == 0 && kinds)
+	} else if (rc == 0 && kinds) {
 		rc = brd_field_b64(&v, "data", data, v.len, &n, &m);
+	}
 	if (rc < 0) {
 		answer_error(b, f, E_FIELD, m.buf);
 		return STEP_ANSWERED;
@@ -952,7 +1027,9 @@ static int cmd_write(struct brd_board *b, const struct brd_frame *f, struct step
 			rc = copy_in(b, idx, &cp, skip, ncopy - skip);
 			skip = ncopy;
 		}
-		if (rc == 0 && off + n > s->have) {
+		if (rc == 0 && off + n > s->have && pem) {
+			rc = pem_in(b, idx, v.val, v.len, skip - ncopy);
+		} else if (rc == 0 && off + n > s->have) {
 			rc = b->st->stage_write(b->st_inst, idx, s->have, data + (skip - ncopy),
 						n - skip);
 			if (rc == 0)

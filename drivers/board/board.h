@@ -1,4 +1,4 @@
-/* The board core: the board side of the wire protocol (drivers/PROTOCOL.md, versions 1 to 4) as
+/* The board core: the board side of the wire protocol (drivers/PROTOCOL.md, versions 1 to 5) as
  * portable C99 that a Linux agent, a simulator and a microcontroller firmware all build the
  * same way. It allocates nothing, calls no OS and no crypto library: bytes in (brd_input),
  * bytes out (the platform's send callback), a clock in milliseconds passed in by the
@@ -36,8 +36,8 @@
 #define BRD_CSR_MAX 512
 #define BRD_MAX_BAUDS 8
 #define BRD_MAX_PREFIXES 8
-/* The newest protocol version the core speaks (PROTOCOL.md sections 6 to 8). */
-#define BRD_PROTO_MAX 4
+/* The newest protocol version the core speaks (PROTOCOL.md sections 6 to 9). */
+#define BRD_PROTO_MAX 5
 
 /* What the ops return: 0 or one of these. */
 enum brd_status {
@@ -195,7 +195,8 @@ struct brd_config {
 	/* Newest protocol version the board speaks, 1 to BRD_PROTO_MAX (0: BRD_PROTO_MAX). 1
 	 * stands in for a board of before version 2 (raw and copied chunks, continuation
 	 * chunks, VERIFY's sum), 2 for one of before version 3 (COMMIT and VERIFY folded into
-	 * the request before), 3 for one of before version 4 (a copy and bytes in one chunk). */
+	 * the request before), 3 for one of before version 4 (a copy and bytes in one chunk), 4
+	 * for one of before version 5 (a certificate's PEM block sent as its text). */
 	unsigned int protocol;
 	/* Limits: one file, all files staged at once (0: 1 MiB and 4 MiB). */
 	uint64_t max_file, max_total;

@@ -138,6 +138,17 @@ size_t brd_raw_len(const void *data, size_t n);
 char *brd_raw_put(char *out, const void *data, size_t n);
 size_t brd_raw_fit(const void *data, size_t n, size_t room);
 
+/* PEM certificate blocks (version 5's pem values, PROTOCOL.md 9): BRD_PEM_BEGIN, the base64
+ * text in lines of BRD_PEM_LINE characters each ended by a line feed (the last one 1 to
+ * BRD_PEM_LINE), BRD_PEM_END. brd_pem_len: the block's length for a text of n characters
+ * (n >= 1). The station finds such blocks with drv_proto_pem_block (drivers/proto). */
+#define BRD_PEM_BEGIN "-----BEGIN CERTIFICATE-----\n"
+#define BRD_PEM_END "-----END CERTIFICATE-----\n"
+#define BRD_PEM_LINE 64
+size_t brd_pem_len(size_t n);
+/* 1 when c may be in a PEM block's text (the base64 alphabet and its padding). */
+int brd_pem_char(unsigned char c);
+
 /* Writers of a frame's pieces, shared with the station's builder (drivers/proto/proto.c). They
  * write without checking room: the caller has. */
 /* v in decimal into out; returns its length (no NUL). */

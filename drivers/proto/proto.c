@@ -792,6 +792,48 @@ size_t drv_proto_raw_len(const void *data, size_t n)
 	return brd_raw_len(data, n);
 }
 
+size_t drv_proto_pem_block(const void *data, size_t n, size_t *text)
+{
+	const char *p = data, *end = p + n;
+	size_t k, line, total = 0;
+
+	if (n < sizeof(BRD_PEM_BEGIN) - 1 || memcmp(p, BRD_PEM_BEGIN, sizeof(BRD_PEM_BEGIN) - 1))
+		return 0;
+	p += sizeof(BRD_PEM_BEGIN) - 1;
+	for (;;) {
+		for (line = 0; p + line < end && line <= BRD_PEM_LINE &&
+			       brd_pem_char((unsigned char)p[line]);
+		     line++)
+			;
+		/* A line of 1 to BRD_PEM_LINE characters and its line feed; a short one ends
+		 * the text. */
+		if (!line || line > BRD_PEM_LINE || p + line >= end || p[line] != '\n')
+			return 0;
+		total += line;
+		p += line + 1;
+		k = (size_t)(end - p);
+		if (k >= sizeof(BRD_PEM_END) - 1 &&
+		    memcmp(p, BRD_PEM_END, sizeof(BRD_PEM_END) - 1) == 0)
+			break;
+		if (line < BRD_PEM_LINE)
+			return 0;
+	}
+	*text = total;
+	return (size_t)(p - (const char *)data) + sizeof(BRD_PEM_END) - 1;
+}
+
+void drv_proto_add_pem(struct drv_proto_builder *b, const char *key, const void *data,
+		       size_t block, size_t text)
+{
+	const char *p = (const char *)data + sizeof(BRD_PEM_BEGIN) - 1;
+	const char *end = (const char *)data + block - (sizeof(BRD_PEM_END) - 1);
+	char *out = field_start(b, key, text);
+
+	for (; out && p < end; p++)
+		if (*p != '\n')
+			*out++ = *p;
+}
+
 size_t drv_proto_raw_room(const struct drv_proto_builder *b, const char *key, const void *data,
 			  size_t n)
 {

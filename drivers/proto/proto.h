@@ -18,10 +18,10 @@
 #include "b64.h"
 
 #define DRV_PROTO_VERSION 1
-/* The newest version (PROTOCOL.md 6 to 8): HELLO offers "1,2,3,4", the board answers the
+/* The newest version (PROTOCOL.md 6 to 9): HELLO offers "1,2,3,4,5", the board answers the
  * highest it speaks, and a version's additions are used only when it answered that version
  * or a later one. */
-#define DRV_PROTO_VERSION_MAX 4
+#define DRV_PROTO_VERSION_MAX 5
 /* Every frame starts with this; console output never contains it (see PROTOCOL.md). */
 #define DRV_PROTO_MARKER "~@P1 "
 #define DRV_PROTO_MARKER_LEN 5
@@ -244,6 +244,14 @@ void drv_proto_add_hex(struct drv_proto_builder *b, const char *key, const void 
  * needs it (SP, controls, 0x7F-0xFF, '%', '~'; %00 included). */
 void drv_proto_add_raw(struct drv_proto_builder *b, const char *key, const void *data,
 		       size_t n);
+/* Version 5: the PEM block at data (block bytes with text characters of text, as
+ * drv_proto_pem_block found it) as the value of key: its text without the line feeds
+ * (PROTOCOL.md 9). */
+void drv_proto_add_pem(struct drv_proto_builder *b, const char *key, const void *data,
+		       size_t block, size_t text);
+/* When data[0..n) starts with a PEM certificate block in the form version 5 writes out (lines
+ * of 64 characters, PROTOCOL.md 9): its length, *text the characters of its text; else 0. */
+size_t drv_proto_pem_block(const void *data, size_t n, size_t *text);
 /* The encoded length of n bytes as a raw value. */
 size_t drv_proto_raw_len(const void *data, size_t n);
 /* How many of the n bytes at data a raw field named key can still carry in this frame, taken

@@ -75,7 +75,7 @@ static void bench_usage(FILE *out)
 		"                      (max_baud, the protocol's BAUD); the wire bound stays the\n"
 		"                      starting rate's, so the ratio shows the speed-up\n"
 		"  --board-protocol N  the boards speak protocol versions 1 to N only (default:\n"
-		"                      the newest, 4), to compare a line of older boards\n"
+		"                      the newest, 5), to compare a line of older boards\n"
 		"  --turnaround MS     every answer leaves its board MS ms late, as a USB-serial\n"
 		"                      adapter's latency timer holds it (often 16 ms); the wire\n"
 		"                      bound counts bytes only, so the ratio shows what the round\n"

@@ -282,12 +282,20 @@ static size_t add_copy(struct st_slot *s, struct drv_proto_builder *b, const cha
 }
 
 /* Bytes off .. off+rest of file w, or as many of them as fit in b: raw or base64, whichever
- * carries more (raw from version 2). Returns how many. An empty file gets its empty field;
- * when none of rest fits, nothing is added. */
+ * carries more (raw from version 2), or a certificate's PEM block whole from its text
+ * (version 5). Returns how many. An empty file gets its empty field; when none of rest fits,
+ * nothing is added. */
 static size_t add_bytes(struct st_slot *s, struct drv_proto_builder *b, const struct wfile *w,
 			size_t off, size_t rest)
 {
-	size_t n = drv_proto_b64_room(b, "data"), nr = 0;
+	size_t n = drv_proto_b64_room(b, "data"), nr = 0, block, text;
+
+	/* A PEM block goes as its text: no line feeds (%0A on the line), no armor. */
+	if (s->board.version >= 5 && (block = drv_proto_pem_block(w->data + off, rest, &text)) &&
+	    drv_proto_field_cost("pem", text) <= drv_proto_room(b)) {
+		drv_proto_add_pem(b, "pem", w->data + off, block, text);
+		return block;
+	}
 
 	if (n > rest)
 		n = rest;

@@ -172,7 +172,7 @@ void slot_retransmit(struct st_slot *s)
 
 void slot_send_hello(struct st_slot *s, int kind)
 {
-	static const char *const versions[DRV_PROTO_VERSION_MAX] = { "1", "2", "3", "4" };
+	static const char *const versions[DRV_PROTO_VERSION_MAX] = { "1", "2", "3", "4", "5" };
 	struct drv_proto_builder b;
 
 	if (!s->port)

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Protocol versions 3 and 4 (drivers/PROTOCOL.md sections 7 and 8) on one line with boards of
+# Protocol versions 3 to 5 (drivers/PROTOCOL.md sections 7 to 9) on one line with boards of
 # versions 1 and 2: boards of every version pass with the right files (simboard verify); a
 # board of version 3 takes fewer round trips than one of version 2 (COMMIT and VERIFY ride on
 # the last WRITE), one of version 4 one fewer again (the copy in client.chained and the bytes
 # after it go in one WRITE, which carries COMMIT and VERIFY), each no more bytes than the
-# version before; the bytes and round trips per board of each version are printed.
-# Boards of versions 3 and 4 that lose power or their link at the WRITE that carries COMMIT
+# version before; one of version 5 as many round trips as version 4 and fewer bytes (PEM
+# blocks go as their text). The bytes and round trips per board of each version are printed.
+# Boards of versions 3 to 5 that lose power or their link at the WRITE that carries COMMIT
 # and VERIFY, or whose every answer is damaged on its first transmission (the combined
 # answer is sent again from the kept one), still end with the right files.
 . "$(dirname "$0")/../lib/common.sh"
@@ -16,8 +17,9 @@ line_setup
 more_simboard one "$N" --protocol 1 --seed 3
 more_simboard two "$N" --protocol 2 --seed 3
 more_simboard three "$N" --protocol 3 --seed 3
-LINE_DIR=$T/four
-start_simboard "$N" --name-prefix four --seed 3
+more_simboard four "$N" --protocol 4 --seed 3
+LINE_DIR=$T/five
+start_simboard "$N" --name-prefix five --seed 3
 line_config "$pki/run.yaml" <<YAML
 station: test-station
 slots:
@@ -25,29 +27,30 @@ slots:
   - board_map: $T/two/map.yaml
   - board_map: $T/three/map.yaml
   - board_map: $T/four/map.yaml
+  - board_map: $T/five/map.yaml
 pool:
   workers: 2
 YAML
 
-line_run_all "$pki/run.yaml" "$T/events.jsonl" $((4 * N))
+line_run_all "$pki/run.yaml" "$T/events.jsonl" $((5 * N))
 for i in $(seq 0 $((N - 1))); do
-	for v in one two three four; do
+	for v in one two three four five; do
 		"$SIMBOARD" verify "$T/$v/$v$i" --root "$pki/factory-root.pem" >"$T/verify.out" ||
 			fail "simboard verify $v$i: $(cat "$T/verify.out")"
 	done
-	for v in three four; do
+	for v in three four five; do
 		cmp -s "$T/two/two$i/files/root.crt" "$T/$v/$v$i/files/root.crt" ||
 			fail "root.crt differs between versions"
 	done
 done
-# Every state of a board of versions 3 and 4 is in the event stream, as for the others.
-for b in three0 four0; do
+# Every state of a board of versions 3 to 5 is in the event stream, as for the others.
+for b in three0 four0 five0; do
 	for st in written committed verified; do
 		grep '"event":"state"' "$T/events.jsonl" | grep "\"slot\":\"$b\"" | grep -q "\"to\":\"$st\"" ||
 			fail "$b never entered $st: $(grep "\"slot\":\"$b\"" "$T/events.jsonl" | head -20)"
 	done
 done
-ok "$N boards each of versions 1 to 4 on one line: all pass, simboard verify, every state seen"
+ok "$N boards each of versions 1 to 5 on one line: all pass, simboard verify, every state seen"
 
 # Per board of each version, from the HELLO that found it to DONE: the average of a pass
 # event's field (the bytes: both directions).
@@ -55,23 +58,27 @@ per_board() {
 	grep '"event":"pass"' "$T/events.jsonl" | grep "\"slot\":\"$1[0-9]" |
 		jq -r "$2" | awk '{ s += $1; n++ } END { if (n) printf "%d", s / n }'
 }
-for v in one two three four; do
+for v in one two three four five; do
 	declare "b_$v=$(per_board $v '.tx_bytes + .rx_bytes')" "r_$v=$(per_board $v .requests)"
 done
-[ -n "$b_four" ] && [ -n "$r_four" ] && [ -n "$r_three" ] && [ -n "$r_two" ] || fail "no bytes or requests in the pass events: $(grep -m1 '"event":"pass"' "$T/events.jsonl")"
+[ -n "$b_five" ] && [ -n "$r_five" ] && [ -n "$b_four" ] && [ -n "$r_four" ] && [ -n "$r_three" ] && [ -n "$r_two" ] || fail "no bytes or requests in the pass events: $(grep -m1 '"event":"pass"' "$T/events.jsonl")"
 [ "$r_three" -eq $((r_two - 2)) ] || fail "a board of version 3 took $r_three round trips, one of version 2 $r_two (2 fewer expected)"
 [ "$r_four" -eq $((r_three - 1)) ] || fail "a board of version 4 took $r_four round trips, one of version 3 $r_three (1 fewer expected)"
 [ "$b_three" -le "$b_two" ] || fail "a board of version 3 took $b_three bytes, one of version 2 $b_two"
 [ "$b_four" -le "$b_three" ] || fail "a board of version 4 took $b_four bytes, one of version 3 $b_three"
-ok "per board: version 1 $r_one round trips, $b_one bytes; version 2 $r_two, $b_two; version 3 $r_three, $b_three; version 4 $r_four, $b_four"
+[ "$r_five" -eq "$r_four" ] || fail "a board of version 5 took $r_five round trips, one of version 4 $r_four"
+# Three PEM blocks a board (client.pem, the device CA in client.chained, root.crt), each
+# about 90 bytes shorter as its text: line feeds (%0A on the line) and armor left out.
+[ "$b_five" -le $((b_four - 200)) ] || fail "a board of version 5 took $b_five bytes, one of version 4 $b_four (200 fewer expected)"
+ok "per board: version 1 $r_one round trips, $b_one bytes; version 2 $r_two, $b_two; version 3 $r_three, $b_three; version 4 $r_four, $b_four; version 5 $r_five, $b_five"
 
 # Boards that lose power (0) or their link (1) at the WRITE that carries COMMIT and VERIFY, or
 # whose answers all lose a byte on their first transmission (2). Version 3: the fifth WRITE
-# (root.crt, sota.toml, client.pem, the copy in client.chained, its rest); version 4: the
-# fourth (the copy in client.chained and its rest together).
+# (root.crt, sota.toml, client.pem, the copy in client.chained, its rest); versions 4 and 5:
+# the fourth (the copy in client.chained and its rest together).
 stop_more_simboards
 stop_simboard
-for v in 3:three:5 4:four:4; do
+for v in 3:three:5 4:four:4 5:five:4; do
 	IFS=: read -r ver name w <<<"$v"
 	stop_simboard
 	rm -rf "$T/faults" "$T/faults.jsonl"

@@ -644,7 +644,7 @@ static void test_hello_first(void **state)
 	assert_string_equal(v, "SN 1");
 	assert_int_equal(drv_proto_get_text(&f, "bauds", v, sizeof(v), err, sizeof(err)), 0);
 	assert_string_equal(v, "115200,460800,921600");
-	ask(t, 9, "HELLO", (const char *const[]){ "v=5", NULL }, &f);
+	ask(t, 9, "HELLO", (const char *const[]){ "v=6", NULL }, &f);
 	want_error(&f, "VERSION");
 	board_free(t);
 }
@@ -1272,6 +1272,98 @@ static void test_version4(void **state)
 	}
 }
 
+/* The PEM block a version 5 board writes for text t[0..n): BEGIN, lines of 64, END. */
+static size_t pem_of(const char *t, size_t n, char *out)
+{
+	size_t o = 0, i;
+
+	o += (size_t)sprintf(out + o, "-----BEGIN CERTIFICATE-----\n");
+	for (i = 0; i < n; i += 64)
+		o += (size_t)sprintf(out + o, "%.*s\n", (int)(n - i < 64 ? n - i : 64), t + i);
+	o += (size_t)sprintf(out + o, "-----END CERTIFICATE-----\n");
+	return o;
+}
+
+/* Version 5: pem carries a certificate's PEM block as its text, which the board writes out
+ * whole (through a buffer smaller than the block): texts of 1, 64, 65 and 700 characters;
+ * a retransmission with part of the block staged (in a line, at a line feed, in the END
+ * line) writes only the rest; a copy then a PEM block in one chunk; a text with a character
+ * that is not base64, or none, is refused, and a session of version 4 does not read it. */
+static void test_version5(void **state)
+{
+	static const size_t lens[] = { 1, 64, 65, 700 };
+	/* Bytes staged before the pem WRITE: none (the block is 56 bytes), at the line feed of
+	 * a full line, in the END line, in the fourth line. */
+	static const size_t skips[] = { 56, 28 + 64, 28 + 65 + 2 + 5, 28 + 65 * 3 + 10 };
+	struct t *t = board_new(NULL, 0), *old;
+	struct drv_proto_frame f;
+	char text[701], pem[1000], fsha[80], fsz[24], fp[800], fa[3000], path[16], sha[65];
+	size_t plen, i, k;
+	unsigned int seq = 2, slot = 0;
+
+	(void)state;
+	for (i = 0; i < 700; i++)
+		text[i] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"[i * 7 % 64];
+	text[699] = '=';
+	ask(t, 1, "HELLO", (const char *const[]){ "v=1,2,3,4,5", "max=4096", NULL }, &f);
+	assert_int_equal(answer_uint(&f, "v"), 5);
+	for (k = 0; k < 4; k++) {
+		plen = pem_of(text + 700 - lens[k], lens[k], pem);
+		sha_hex(pem, plen, sha);
+		snprintf(fsha, sizeof(fsha), "sha=%s", sha);
+		snprintf(fsz, sizeof(fsz), "size=%zu", plen);
+		snprintf(fp, sizeof(fp), "pem=%.*s", (int)lens[k], text + 700 - lens[k]);
+		/* Whole, then (into another path) after part of it went as raw. */
+		snprintf(path, sizeof(path), "path=p%zu", k);
+		ask(t, seq++, "WRITE", (const char *const[]){ path, "mode=0644", fsz, fsha, "off=0", fp, NULL }, &f);
+		assert_int_equal(answer_uint(&f, "have"), plen);
+		assert_int_equal(answer_uint(&f, "done"), 1);
+		assert_int_equal(t->mem.staged[slot].len, plen);
+		assert_memory_equal(t->mem.staged[slot].data, pem, plen);
+		slot++;
+		if (skips[k] >= plen)
+			continue;
+		snprintf(path, sizeof(path), "path=q%zu", k);
+		ask(t, seq++, "WRITE", (const char *const[]){ path, "mode=0644", fsz, fsha, "off=0", raw_field(fa, "raw", pem, skips[k]), NULL }, &f);
+		assert_int_equal(answer_uint(&f, "have"), skips[k]);
+		ask(t, seq++, "WRITE", (const char *const[]){ path, "off=0", fp, NULL }, &f);
+		assert_int_equal(answer_uint(&f, "done"), 1);
+		assert_memory_equal(t->mem.staged[slot].data, pem, plen);
+		slot++;
+	}
+	/* A copy of p1 (a PEM block of one line) then the block of 700: one chunk. */
+	{
+		char both[2000];
+		size_t l1 = pem_of(text + 636, 64, both), l2 = pem_of(text, 700, both + l1);
+		char csrc[40];
+
+		sha_hex(both, l1 + l2, sha);
+		snprintf(fsha, sizeof(fsha), "sha=%s", sha);
+		snprintf(fsz, sizeof(fsz), "size=%zu", l1 + l2);
+		snprintf(csrc, sizeof(csrc), "copy=p1,0,%zu", l1);
+		snprintf(fp, sizeof(fp), "pem=%.*s", 700, text);
+		ask(t, seq++, "WRITE", (const char *const[]){ "path=c", "mode=0644", fsz, fsha, "off=0", csrc, fp, NULL }, &f);
+		assert_int_equal(answer_uint(&f, "done"), 1);
+		assert_memory_equal(t->mem.staged[slot].data, both, l1 + l2);
+	}
+	/* Not a certificate's text: refused, nothing staged. */
+	ask(t, seq++, "WRITE", (const char *const[]){ "path=x", "mode=0644", "size=60", fsha, "off=0", "pem=AB-CD", NULL }, &f);
+	want_error(&f, "FIELD");
+	ask(t, seq++, "WRITE", (const char *const[]){ "path=x", "mode=0644", "size=60", fsha, "off=0", "pem=", NULL }, &f);
+	want_error(&f, "FIELD");
+	ask(t, seq++, "WRITE", (const char *const[]){ "path=x", "mode=0644", "size=60", fsha, "off=0", "pem=QUJD", "raw=x", NULL }, &f);
+	want_error(&f, "FIELD");
+	board_free(t);
+
+	/* A session of version 4 does not read pem: the WRITE has no chunk. */
+	old = board_new(NULL, 0);
+	ask(old, 1, "HELLO", (const char *const[]){ "v=1,2,3,4", "max=4096", NULL }, &f);
+	assert_int_equal(answer_uint(&f, "v"), 4);
+	ask(old, 2, "WRITE", (const char *const[]){ "path=a", "mode=0644", fsz, fsha, "off=0", fp, NULL }, &f);
+	want_error(&f, "FIELD");
+	board_free(old);
+}
+
 /* CSR: a real PKCS#10 request with the subject asked for, the same bytes when asked again,
  * a new one for another subject; regen refused on a provisioned board. */
 static void test_csr(void **state)
@@ -1463,6 +1555,7 @@ int main(void)
 		cmocka_unit_test(test_version2),       cmocka_unit_test(test_csr_regen_failed),
 		cmocka_unit_test(test_version3),
 		cmocka_unit_test(test_version4),
+		cmocka_unit_test(test_version5),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -76,6 +76,7 @@ struct board {
 	unsigned version, max; /* max: the frame it accepts (0: 4096) */
 	unsigned raw_chunks, copies, bare_chunks, sums, lists;
 	unsigned copy_and_bytes; /* version 4: WRITEs that carried a copy and bytes after it */
+	unsigned pem_chunks;     /* version 5: WRITEs that carried a PEM block as its text */
 	unsigned chained_writes; /* WRITEs of etc/dev/chained.crt, and how many of them */
 	unsigned chain_frames;   /* carried the chain's bytes alone (no copy) */
 	int source_gone; /* no copy finds its source (a reboot lost the staged files) */
@@ -419,7 +420,21 @@ static void answer_write(struct fx *fx, const struct got *g)
 			return;
 		}
 	}
-	if (drv_proto_has(&g->f, "raw")) {
+	if (drv_proto_has(&g->f, "pem")) {
+		char t[DRV_PROTO_MAX_LINE];
+		size_t tl = 0;
+
+		/* The block written out from its text: BEGIN, lines of 64, END. */
+		assert_true(fx->b.version >= 5);
+		assert_int_equal(drv_proto_get_text(&g->f, "pem", t, sizeof(t), NULL, 0), 0);
+		tl = strlen(t);
+		n += (size_t)sprintf((char *)chunk + n, "-----BEGIN CERTIFICATE-----\n");
+		for (size_t k = 0; k < tl; k += 64)
+			n += (size_t)sprintf((char *)chunk + n, "%.*s\n",
+					     (int)(tl - k < 64 ? tl - k : 64), t + k);
+		n += (size_t)sprintf((char *)chunk + n, "-----END CERTIFICATE-----\n");
+		fx->b.pem_chunks++;
+	} else if (drv_proto_has(&g->f, "raw")) {
 		size_t m = 0;
 
 		assert_true(fx->b.version >= 2);
@@ -1517,7 +1532,8 @@ static void play_v2(struct fx *fx, char *result, size_t cap)
 
 	if (!fx->b.version)
 		fx->b.version = 2;
-	fx->b.max = 512; /* files of more than one chunk */
+	if (!fx->b.max)
+		fx->b.max = 512; /* files of more than one chunk */
 	start(fx, 0);
 	for (;;) {
 		next_frame(fx, &g);
@@ -1525,7 +1541,7 @@ static void play_v2(struct fx *fx, char *result, size_t cap)
 			char v[16];
 
 			assert_int_equal(drv_proto_get_text(&g.f, "v", v, sizeof(v), NULL, 0), 0);
-			assert_string_equal(v, "1,2,3,4");
+			assert_string_equal(v, "1,2,3,4,5");
 			offered = 1;
 		}
 		if (strcmp(g.f.type, DRV_PROTO_DONE) == 0)
@@ -1612,12 +1628,24 @@ static const char test_chain_pem[] =
 	"aW4gdGVzdAIhAHRlc3QgY2hhaW4gdGVzdCBjaGFpbiB0ZXN0IGNoYWluIHQ=\n"
 	"-----END CERTIFICATE-----\n";
 
+/* The board's chained.crt is its device.crt and then the test chain; returns device.crt. */
+static const uint8_t *assert_chained(struct fx *fx)
+{
+	const uint8_t *a, *c;
+	size_t alen = 0, clen = 0;
+
+	a = board_file(fx, "etc/dev/device.crt", &alen);
+	c = board_file(fx, "etc/dev/chained.crt", &clen);
+	assert_int_equal(clen, alen + strlen(test_chain_pem));
+	assert_memory_equal(a, c, alen);
+	assert_memory_equal(c + alen, test_chain_pem, strlen(test_chain_pem));
+	return a;
+}
+
 /* chained.crt holds device.crt and then the chain, in frames of 512 bytes: the WRITEs of it
  * a board of this version takes. Both versions end with the right files. */
 static unsigned play_chained(struct fx *fx, unsigned version)
 {
-	const uint8_t *a, *c;
-	size_t alen = 0, clen = 0;
 	char result[16];
 
 	fx->b.version = version;
@@ -1625,11 +1653,7 @@ static unsigned play_chained(struct fx *fx, unsigned version)
 	play_v2(fx, result, sizeof(result));
 	assert_string_equal(result, "pass");
 	assert_int_equal(fx->passes, 1);
-	a = board_file(fx, "etc/dev/device.crt", &alen);
-	c = board_file(fx, "etc/dev/chained.crt", &clen);
-	assert_int_equal(clen, alen + strlen(test_chain_pem));
-	assert_memory_equal(a, c, alen);
-	assert_memory_equal(c + alen, test_chain_pem, strlen(test_chain_pem));
+	assert_chained(fx);
 	assert_int_equal(fx->b.copies, 2); /* device.crt is more than one frame's copy */
 	return fx->b.chained_writes;
 }
@@ -1657,8 +1681,6 @@ static void test_v4_chained(void **state)
 static void test_v4_lost(void **state)
 {
 	struct fx *fx = *state;
-	const uint8_t *a, *c;
-	size_t alen = 0, clen = 0;
 	char result[16];
 
 	fx->b.version = 4;
@@ -1667,11 +1689,34 @@ static void test_v4_lost(void **state)
 	play_v2(fx, result, sizeof(result));
 	assert_string_equal(result, "pass");
 	assert_int_equal(fx->b.copies, 1); /* refused once, then never tried again */
-	a = board_file(fx, "etc/dev/device.crt", &alen);
-	c = board_file(fx, "etc/dev/chained.crt", &clen);
-	assert_int_equal(clen, alen + strlen(test_chain_pem));
-	assert_memory_equal(a, c, alen);
-	assert_memory_equal(c + alen, test_chain_pem, strlen(test_chain_pem));
+	assert_chained(fx);
+}
+
+/* A board of version 5: device.crt (the certificate's PEM as OpenSSL writes it) goes as a
+ * pem value, its text alone; the chain, a PEM block whose lines are not of 64 characters,
+ * goes raw as before. The board ends with the right files. In frames of 512 bytes, where no
+ * certificate's block fits whole, everything goes raw as for version 4. */
+static void test_v5_pem(void **state)
+{
+	struct fx *fx = *state;
+	char result[16];
+
+	fx->b.version = 5;
+	fx->b.max = 1024; /* a certificate's PEM block goes whole or not at all */
+	fx->chain_pem = test_chain_pem;
+	play_v2(fx, result, sizeof(result));
+	assert_string_equal(result, "pass");
+	assert_int_equal(fx->b.pem_chunks, 1);
+	assert_true(fx->b.raw_chunks > 0);
+	assert_memory_equal(assert_chained(fx), "-----BEGIN CERTIFICATE-----\n", 28);
+
+	assert_int_equal(teardown(state), 0);
+	assert_int_equal(setup(state), 0);
+	fx = *state;
+	fx->b.version = 5;
+	play_v2(fx, result, sizeof(result));
+	assert_string_equal(result, "pass");
+	assert_int_equal(fx->b.pem_chunks, 0);
 }
 
 /* A file that changed on the board's storage: the sum differs, the list names the file and
@@ -1831,6 +1876,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_v3_commit_unfolded, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_v4_chained, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_v4_lost, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_v5_pem, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_v3_sum_differs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_early_writes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_early_writes_reboot, setup, teardown),
