@@ -877,8 +877,8 @@ static int cmd_write(struct brd_board *b, const struct brd_frame *f, struct step
 	}
 	if (kinds > 1 || (copy && kinds && b->version < 4) || !(kinds + (unsigned int)copy)) {
 		answer_error(b, f, E_FIELD, kinds + (unsigned int)copy
-						    ? "WRITE carries more than one of 'data', 'raw' "
-						      "and 'copy'"
+						    ? "WRITE carries more than one kind of chunk "
+						      "('data', 'raw', 'pem', 'copy')"
 						    : "WRITE frame has no field 'data'");
 		return STEP_ANSWERED;
 	}
