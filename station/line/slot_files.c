@@ -292,7 +292,8 @@ static size_t add_bytes(struct st_slot *s, struct drv_proto_builder *b, const st
 
 	/* A PEM block goes as its text: no line feeds (%0A on the line), no armor. */
 	if (s->board.version >= 5 && (block = drv_proto_pem_block(w->data + off, rest, &text)) &&
-	    drv_proto_field_cost("pem", text) <= drv_proto_room(b)) {
+	    drv_proto_field_cost("pem", text) <= drv_proto_room(b) &&
+	    b->nfields < DRV_PROTO_MAX_FIELDS) {
 		drv_proto_add_pem(b, "pem", w->data + off, block, text);
 		return block;
 	}
