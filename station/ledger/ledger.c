@@ -58,6 +58,13 @@
 #define LIVE_V1 "(state <> 'failed' OR cert_der IS NOT NULL)"
 #define LIVE "dropped IS NULL"
 
+/* The body of version 3's triggers: a row whose dropped disagrees with its state has it set
+ * from the state. */
+#define SET_DROPPED                                                                          \
+	"  WHEN (NEW.dropped IS NULL) IS NOT (NEW.state <> 'failed' OR NEW.cert_der IS NOT NULL)\n" \
+	"BEGIN UPDATE certificates SET dropped = CASE WHEN " LIVE_V1 " THEN NULL ELSE 1 END\n"   \
+	"  WHERE id = NEW.id; END;\n"
+
 /* Schema migrations: migrations[i] brings a ledger from version i to i + 1. A new version is
  * one more entry (ALTER TABLE, new tables); never edit an entry that has shipped. */
 static const char *const migrations[] = {
@@ -158,15 +165,9 @@ static const char *const migrations[] = {
 	"DROP INDEX IF EXISTS certificates_pubkey;\n"
 	"CREATE UNIQUE INDEX certificates_serial ON certificates (serial) WHERE " LIVE ";\n"
 	"CREATE UNIQUE INDEX certificates_pubkey ON certificates (pubkey_sha256) WHERE " LIVE ";\n"
-	"CREATE TRIGGER certificates_dropped_insert AFTER INSERT ON certificates\n"
-	"  WHEN (NEW.dropped IS NULL) IS NOT (NEW.state <> 'failed' OR NEW.cert_der IS NOT NULL)\n"
-	"BEGIN UPDATE certificates SET dropped = CASE WHEN " LIVE_V1 " THEN NULL ELSE 1 END\n"
-	"  WHERE id = NEW.id; END;\n"
+	"CREATE TRIGGER certificates_dropped_insert AFTER INSERT ON certificates\n" SET_DROPPED
 	"CREATE TRIGGER certificates_dropped_update\n"
-	"  AFTER UPDATE OF state, cert_der, dropped ON certificates\n"
-	"  WHEN (NEW.dropped IS NULL) IS NOT (NEW.state <> 'failed' OR NEW.cert_der IS NOT NULL)\n"
-	"BEGIN UPDATE certificates SET dropped = CASE WHEN " LIVE_V1 " THEN NULL ELSE 1 END\n"
-	"  WHERE id = NEW.id; END;\n",
+	"  AFTER UPDATE OF state, cert_der, dropped ON certificates\n" SET_DROPPED,
 };
 #define LEDGER_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 

@@ -288,7 +288,7 @@ static size_t add_copy(struct st_slot *s, struct drv_proto_builder *b, const cha
 static size_t add_bytes(struct st_slot *s, struct drv_proto_builder *b, const struct wfile *w,
 			size_t off, size_t rest)
 {
-	size_t n = drv_proto_b64_room(b, "data"), nr = 0, block, text;
+	size_t n, nr = 0, block, text;
 
 	/* A PEM block goes as its text: no line feeds (%0A on the line), no armor. */
 	if (s->board.version >= 5 && (block = drv_proto_pem_block(w->data + off, rest, &text)) &&
@@ -297,7 +297,7 @@ static size_t add_bytes(struct st_slot *s, struct drv_proto_builder *b, const st
 		drv_proto_add_pem(b, "pem", w->data + off, block, text);
 		return block;
 	}
-
+	n = drv_proto_b64_room(b, "data");
 	if (n > rest)
 		n = rest;
 	if (s->board.version >= 2)

@@ -20,171 +20,15 @@
 #include <openssl/x509.h>
 
 #include "board.h"
+#include "board_mem.h"
 #include "proto.h"
 #include "testutil.h"
 
-#define MAXFILE 8192
-
-/* In-memory storage. */
-struct mem_file {
-	char path[BRD_MAX_PATH + 1];
-	uint8_t data[MAXFILE];
-	size_t len;
-};
-
-struct mem {
-	struct mem_file staged[BRD_MAX_STAGED];
-	int open[BRD_MAX_STAGED];
-	struct mem_file files[8];
-	unsigned int nfiles;
-	uint64_t gen;
-	uint8_t rec[BRD_REC_COUNT_][BRD_CSR_MAX];
-	size_t rec_len[BRD_REC_COUNT_];
-	int rec_set[BRD_REC_COUNT_];
-	unsigned int opens, writes;
-	size_t space; /* bytes a stage_write may still add (a full disk) */
-	int rec_fail; /* 1: rec_write fails (a storage error) */
-	int commit_rc; /* what commit returns (0: it installs) */
-};
-
-static int m_stage_open(void *inst, unsigned int slot, const char *path, unsigned int mode)
+/* What the in-memory storage saw the core do that it must not: the test fails there. */
+static void mem_broken(const char *what)
 {
-	struct mem *m = inst;
-
-	(void)mode;
-	m->opens++;
-	snprintf(m->staged[slot].path, sizeof(m->staged[slot].path), "%s", path);
-	m->staged[slot].len = 0;
-	m->open[slot] = 1;
-	return 0;
+	fail_msg("the board core broke its storage's contract: %s", what);
 }
-
-static int m_stage_write(void *inst, unsigned int slot, uint64_t off, const void *data, size_t n)
-{
-	struct mem *m = inst;
-
-	m->writes++;
-	assert_true(m->open[slot]);
-	assert_true(off == m->staged[slot].len); /* the core never writes past the end */
-	if (n > m->space)
-		return BRD_ERR_NOSPACE;
-	m->space -= n;
-	assert_true(off + n <= MAXFILE);
-	memcpy(m->staged[slot].data + off, data, n);
-	m->staged[slot].len = off + n;
-	return 0;
-}
-
-static int m_stage_read(void *inst, unsigned int slot, uint64_t off, void *buf, size_t n,
-			size_t *got)
-{
-	struct mem *m = inst;
-	size_t len = m->staged[slot].len;
-
-	*got = off >= len ? 0 : (len - off < n ? len - off : n);
-	memcpy(buf, m->staged[slot].data + off, *got);
-	return 0;
-}
-
-static void m_stage_discard(void *inst, int slot)
-{
-	struct mem *m = inst;
-	int i;
-
-	for (i = 0; i < BRD_MAX_STAGED; i++) {
-		if (slot < 0 || slot == i)
-			m->open[i] = 0;
-	}
-}
-
-static int m_commit(void *inst, const struct brd_commit_file *f, unsigned int n)
-{
-	struct mem *m = inst;
-	unsigned int i, j;
-
-	if (m->commit_rc)
-		return m->commit_rc;
-	for (i = 0; i < n; i++) {
-		for (j = 0; j < m->nfiles && strcmp(m->files[j].path, f[i].path); j++)
-			;
-		if (j == m->nfiles)
-			m->nfiles++;
-		m->files[j] = m->staged[f[i].slot];
-		m->open[f[i].slot] = 0;
-	}
-	m->gen++;
-	return 0;
-}
-
-static uint64_t m_generation(void *inst)
-{
-	return ((struct mem *)inst)->gen;
-}
-
-static unsigned int m_installed(void *inst)
-{
-	return ((struct mem *)inst)->nfiles;
-}
-
-static int m_installed_info(void *inst, unsigned int idx, char *path, size_t cap,
-			    uint64_t *size)
-{
-	struct mem *m = inst;
-
-	snprintf(path, cap, "%s", m->files[idx].path);
-	*size = m->files[idx].len;
-	return 0;
-}
-
-static int m_installed_read(void *inst, unsigned int idx, uint64_t off, void *buf, size_t n,
-			    size_t *got)
-{
-	struct mem *m = inst;
-	size_t len = m->files[idx].len;
-
-	*got = off >= len ? 0 : (len - off < n ? len - off : n);
-	memcpy(buf, m->files[idx].data + off, *got);
-	return 0;
-}
-
-static int m_rec_read(void *inst, enum brd_record rec, void *buf, size_t cap, size_t *len)
-{
-	struct mem *m = inst;
-
-	if (!m->rec_set[rec])
-		return BRD_ERR_NOTFOUND;
-	assert_true(m->rec_len[rec] <= cap);
-	memcpy(buf, m->rec[rec], m->rec_len[rec]);
-	*len = m->rec_len[rec];
-	return 0;
-}
-
-static int m_rec_write(void *inst, enum brd_record rec, const void *data, size_t len)
-{
-	struct mem *m = inst;
-
-	if (m->rec_fail)
-		return BRD_ERR_IO;
-	assert_true(len <= sizeof(m->rec[rec]));
-	memcpy(m->rec[rec], data, len);
-	m->rec_len[rec] = len;
-	m->rec_set[rec] = 1;
-	return 0;
-}
-
-static const struct brd_storage_ops mem_ops = {
-	.stage_open = m_stage_open,
-	.stage_write = m_stage_write,
-	.stage_read = m_stage_read,
-	.stage_discard = m_stage_discard,
-	.commit = m_commit,
-	.generation = m_generation,
-	.installed = m_installed,
-	.installed_info = m_installed_info,
-	.installed_read = m_installed_read,
-	.rec_read = m_rec_read,
-	.rec_write = m_rec_write,
-};
 
 /* A real P-256 key. */
 struct key {
@@ -340,7 +184,7 @@ static int p_csr(void *arg, uint8_t *der, size_t cap, size_t *len)
 /* One board under test. */
 struct t {
 	struct brd_board b;
-	struct mem mem;
+	struct board_mem mem;
 	struct key key;
 	struct plat plat;
 	unsigned int rnd;
@@ -372,7 +216,7 @@ static struct t *board_new_proto(const char *const *prefixes, unsigned int npref
 	c.protocol = protocol;
 	c.max_file = 4096;
 	c.max_total = 6000;
-	c.storage = &mem_ops;
+	c.storage = &board_mem_ops;
 	c.storage_inst = &t->mem;
 	c.key = &key_ops;
 	c.key_inst = &t->key;
@@ -382,7 +226,8 @@ static struct t *board_new_proto(const char *const *prefixes, unsigned int npref
 	c.plat.send = p_send;
 	c.plat.set_baud = p_baud;
 	c.plat.event = p_event;
-	t->mem.space = (size_t)-1;
+	board_mem_init(&t->mem);
+	t->mem.broken = mem_broken;
 	assert_int_equal(brd_init(&t->b, &c), 0);
 	brd_boot(&t->b, 0);
 	return t;
