@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "err.h"
@@ -108,7 +109,12 @@ struct st_ledger_queue {
 
 struct st_pool {
 	uv_loop_t *loop;
-	uv_async_t async;
+	/* The threads wake the loop through an eventfd of the pool's own rather than a
+	 * uv_async_t: uv_async_send() keeps its handle busy across its write(), and a loop
+	 * woken meanwhile spins (then yields) until it returns, which on a loaded machine
+	 * cost the loop thread more than the rest of the hand-over. */
+	uv_poll_t wake;
+	int wake_fd;
 	uv_timer_t timer;
 	int handles; /* uv handles not yet closed */
 	const struct st_ca *ca;
@@ -122,7 +128,7 @@ struct st_pool {
 	unsigned open_n;
 	unsigned in_pool;   /* submitted, not yet completed */
 	unsigned ops_out;   /* operations not yet called back */
-	int held;           /* the async handle is referenced (work outstanding) */
+	int held;           /* the wake handle is referenced (work outstanding) */
 	int closing;
 	int finished;       /* threads joined, handles closing */
 	st_pool_status_cb status_cb;
@@ -153,11 +159,13 @@ struct st_pool {
 	unsigned ahead;         /* of those, batches not yet through their intents (step 0 or
 				 * 1): only behind one of them does a new batch gather */
 	int stopping;           /* threads: finish up and exit */
-	int async_ready;        /* the async handle may be sent to */
+	int async_ready;        /* wake_fd may be written to */
+	int wake_sent;          /* wake_fd written to since the loop last took the results */
 	unsigned starting;      /* threads that have not reported their start yet */
 	int start_rc;
 	char start_err[256];
 	unsigned workers_running;
+	unsigned sessionless;   /* workers waiting for their HSM session to open again */
 	int ledger_running;
 	unsigned long resume_gen; /* bumped when a cause of a pause ends: wakes waiting threads */
 	unsigned pause_causes;    /* PAUSE_* bits: why signing waits (stats.paused: any) */
@@ -236,17 +244,52 @@ static void check_csr(struct st_pool *pool, struct st_sign_req *r)
 
 /* ---- Handing results to the loop ---------------------------------------------------- */
 
-/* Wakes the loop. Lock held. */
+/* Makes wake_fd readable: the loop runs on_async. */
+static void wake_loop(struct st_pool *pool)
+{
+	uint64_t one = 1;
+
+	/* EAGAIN (the counter is full) wakes the loop all the same. */
+	while (write(pool->wake_fd, &one, sizeof(one)) < 0 && errno == EINTR)
+		;
+}
+
+/* Whether the loop needs waking for what was just queued for it: the caller does it with
+ * wake_loop() once it has let go of the lock, which the woken loop takes at once. Lock
+ * held. */
+static int notify_due_locked(struct st_pool *pool)
+{
+	if (!pool->async_ready || pool->wake_sent)
+		return 0;
+	pool->wake_sent = 1;
+	return 1;
+}
+
+/* Wakes the loop to take what was queued for it (on_async). Lock held. */
 static void notify_locked(struct st_pool *pool)
 {
-	if (pool->async_ready)
-		uv_async_send(&pool->async);
+	if (notify_due_locked(pool))
+		wake_loop(pool);
 }
 
 /* Queues a finished request for its completion on the loop thread. Lock held. */
 static void push_result_locked(struct st_pool *pool, struct st_sign_req *r)
 {
 	ST_QUEUE_PUSH(pool->res_head, pool->res_tail, r, q_next);
+}
+
+/* Wakes a worker for each of n new requests, not every idle worker for one (those with
+ * nothing to take would only contend for the lock), unless a worker waits for its HSM
+ * session: it can check a CSR but not sign, and must not take a wake-up meant for a worker
+ * that can. Lock held. */
+static void wake_workers_locked(struct st_pool *pool, unsigned n)
+{
+	if (pool->sessionless || n >= pool->nworkers) {
+		pthread_cond_broadcast(&pool->work_cond);
+		return;
+	}
+	while (n--)
+		pthread_cond_signal(&pool->work_cond);
 }
 
 static void push_job_locked(struct st_pool *pool, struct pool_batch *b)
@@ -303,15 +346,16 @@ static struct st_sign_req *check_pop_locked(struct st_pool *pool)
 
 /* Step 0 of a member is done (its CSR checked, or given up); the last one sends the batch on
  * to its intents without the members whose check failed: those complete now, before
- * anything of them reaches the ledger. Lock held. */
-static void check_done_locked(struct st_pool *pool, struct st_sign_req *r)
+ * anything of them reaches the ledger. Returns 1 when the loop is to be woken (wake_loop),
+ * once the caller lets go of the lock. Lock held. */
+static int check_done_locked(struct st_pool *pool, struct st_sign_req *r)
 {
 	struct pool_batch *b = r->batch;
 	struct st_sign_req *m, *next, *keep = NULL, **tail = &keep;
 	unsigned n = 0;
 
 	if (--b->to_check)
-		return;
+		return 0;
 	for (m = b->reqs; m; m = next) {
 		next = m->batch_next;
 		m->batch_next = NULL;
@@ -338,10 +382,13 @@ static void check_done_locked(struct st_pool *pool, struct st_sign_req *r)
 		/* A ledger thread that waits for the last batch to end at close. */
 		pthread_cond_signal(&pool->ledger_cond);
 	}
-	notify_locked(pool);
+	return notify_due_locked(pool);
 }
 
 /* ---- Ledger thread ------------------------------------------------------------------ */
+
+static void pause_locked(struct st_pool *pool, enum pause_cause cause, const char *reason);
+static void resume_locked(struct st_pool *pool, enum pause_cause cause);
 
 /* A certificate from a ledger row, in the one allocation st_cert_free() releases. */
 static struct st_cert *cert_from_row(const struct st_ledger_row *row)
@@ -647,29 +694,32 @@ static int intents_do(struct st_pool *pool, struct pool_batch *b, char *err, siz
 	return 0;
 }
 
-/* After the round's commit (fatal == 0) or rollback: the members to sign go to the workers,
- * the others complete. */
-static void intents_finish(struct st_pool *pool, struct pool_batch *b, int fatal,
-			   const char *err, uint64_t now)
+/* After the round's rollback (fatal): nothing of batch b is signed. The intents are gone;
+ * what was decided from rows committed earlier (recorded certificates, refusals) still
+ * holds. Before the lock. */
+static void intents_failed(struct pool_batch *b, int fatal, const char *err)
 {
-	struct st_sign_req *r, *next, *keep = NULL, **tail = &keep;
+	struct st_sign_req *r;
 	char msg[300];
 
-	if (fatal) {
-		/* The intents are gone; what was decided from rows committed earlier (recorded
-		 * certificates, refusals) still holds. */
-		st_msgf(msg, sizeof(msg), "not signed: the ledger failed: %s", err);
-		for (r = b->reqs; r; r = r->batch_next) {
-			if (r->sign_it == 0)
-				continue;
-			r->sign_it = 0;
-			r->row_id = 0;
-			r->auth_id[0] = 0;
-			r->rc = fatal;
-			st_msgf(r->err, sizeof(r->err), "%s", msg);
-		}
+	st_msgf(msg, sizeof(msg), "not signed: the ledger failed: %s", err);
+	for (r = b->reqs; r; r = r->batch_next) {
+		if (r->sign_it == 0)
+			continue;
+		r->sign_it = 0;
+		r->row_id = 0;
+		r->auth_id[0] = 0;
+		r->rc = fatal;
+		st_msgf(r->err, sizeof(r->err), "%s", msg);
 	}
-	pthread_mutex_lock(&pool->lock);
+}
+
+/* After the round's commit or rollback (intents_failed): the members to sign go to the
+ * workers, the others complete. Lock held. */
+static void intents_finish_locked(struct st_pool *pool, struct pool_batch *b, uint64_t now)
+{
+	struct st_sign_req *r, *next, *keep = NULL, **tail = &keep;
+
 	pool->ahead--;
 	b->to_sign = 0;
 	for (r = b->reqs; r; r = next) {
@@ -698,10 +748,9 @@ static void intents_finish(struct st_pool *pool, struct pool_batch *b, int fatal
 	if (!keep) {
 		pool->inflight--;
 		free(b);
+	} else {
+		wake_workers_locked(pool, b->to_sign);
 	}
-	pthread_cond_broadcast(&pool->work_cond);
-	notify_locked(pool);
-	pthread_mutex_unlock(&pool->lock);
 }
 
 /* Records r's certificate on its intent row. Inside the round's transaction. */
@@ -750,11 +799,11 @@ static int record_do(struct st_pool *pool, struct pool_batch *b, char *err, size
 	return 0;
 }
 
-/* After the round's commit or rollback: only now do the batch's requests complete. */
-static void record_finish(struct st_pool *pool, struct pool_batch *b, int fatal,
-			  const char *err, uint64_t now)
+/* After the round's commit or rollback: the certificates that are not given out are
+ * dropped. Before the lock. */
+static void record_settle(struct pool_batch *b, int fatal, const char *err)
 {
-	struct st_sign_req *r, *next;
+	struct st_sign_req *r;
 	char msg[ST_ERR_MAX];
 
 	if (fatal) {
@@ -779,7 +828,13 @@ static void record_finish(struct st_pool *pool, struct pool_batch *b, int fatal,
 		r->cert = NULL;
 		req_fail(r, r->unrecorded, msg);
 	}
-	pthread_mutex_lock(&pool->lock);
+}
+
+/* Only now do the batch's requests complete (record_settle first). Lock held. */
+static void record_finish_locked(struct st_pool *pool, struct pool_batch *b, uint64_t now)
+{
+	struct st_sign_req *r, *next;
+
 	for (r = b->reqs; r; r = next) {
 		next = r->batch_next;
 		r->batch_next = NULL;
@@ -790,8 +845,6 @@ static void record_finish(struct st_pool *pool, struct pool_batch *b, int fatal,
 	}
 	pool->inflight--;
 	free(b);
-	notify_locked(pool);
-	pthread_mutex_unlock(&pool->lock);
 }
 
 /* Queued operations inside the round's transaction, in order; each succeeds or fails on its
@@ -839,11 +892,12 @@ static int ops_do(struct st_pool *pool, struct pool_op *ops, char *err, size_t e
 	return 0;
 }
 
-static void ops_finish(struct st_pool *pool, struct pool_op *ops, int fatal, const char *err)
+/* The round's operations go back to the loop. Lock held. */
+static void ops_finish_locked(struct st_pool *pool, struct pool_op *ops, int fatal,
+			      const char *err)
 {
 	struct pool_op *op;
 
-	pthread_mutex_lock(&pool->lock);
 	while ((op = ops)) {
 		ops = op->next;
 		op->next = NULL;
@@ -854,8 +908,6 @@ static void ops_finish(struct st_pool *pool, struct pool_op *ops, int fatal, con
 		}
 		ST_QUEUE_PUSH(pool->opres_head, pool->opres_tail, op, next);
 	}
-	notify_locked(pool);
-	pthread_mutex_unlock(&pool->lock);
 }
 
 /* A record nobody waits for (a delivered or failed mark, an attempt): it waits for a commit
@@ -891,7 +943,7 @@ static int ledger_round(struct st_pool *pool, struct pool_batch *jobs, struct po
 	struct pool_batch *b, *next;
 	struct pool_op *op;
 	char err[256] = "";
-	int fatal, intents = 0, records = 0, marks = 0;
+	int fatal, intents = 0, records = 0, marks = 0, wake;
 	uint64_t now;
 
 	fatal = st_ledger_begin(pool->ledger, err, sizeof(err));
@@ -924,31 +976,42 @@ static int ledger_round(struct st_pool *pool, struct pool_batch *jobs, struct po
 	if (!fatal && pool->test_kill_intents && new_intents(jobs) &&
 	    --pool->test_kill_intents == 0)
 		kill(getpid(), SIGKILL);
+	for (b = jobs; b; b = b->next) {
+		if (b->step == 1 && fatal)
+			intents_failed(b, fatal, err);
+		else if (b->step != 1)
+			record_settle(b, fatal, err);
+	}
+	for (op = ops; op && !marks; op = op->next)
+		marks = op_rides(op);
+	/* The round's outcome reaches the workers and the loop under one taking of the lock,
+	 * which the workers and the loop contend for. */
 	pthread_mutex_lock(&pool->lock);
 	if (!fatal) {
 		pool->stats.commits++;
 		pool->stats.commits_intent += intents;
 		pool->stats.commits_record += records;
 		pool->stats.commits_ops += ops != NULL;
-		for (op = ops; op && !marks; op = op->next)
-			marks = op_rides(op);
 		pool->stats.commits_marks += marks;
+		/* A commit ends a pause for the ledger's storage. Said in the same turn as the
+		 * round's results, so the loop never hears of those before the resume. */
+		resume_locked(pool, PAUSE_LEDGER);
 	}
-	pthread_mutex_unlock(&pool->lock);
 	for (b = jobs; b; b = next) {
 		next = b->next;
 		if (b->step == 1)
-			intents_finish(pool, b, fatal, err, now);
+			intents_finish_locked(pool, b, now);
 		else
-			record_finish(pool, b, fatal, err, now);
+			record_finish_locked(pool, b, now);
 	}
-	if (ops)
-		ops_finish(pool, ops, fatal, err);
+	ops_finish_locked(pool, ops, fatal, err);
+	wake = notify_due_locked(pool);
+	pthread_mutex_unlock(&pool->lock);
+	if (wake)
+		wake_loop(pool);
 	return fatal;
 }
 
-static void pause_locked(struct st_pool *pool, enum pause_cause cause, const char *reason);
-static void resume_locked(struct st_pool *pool, enum pause_cause cause);
 static void backoff_wait_locked(struct st_pool *pool, pthread_cond_t *cond, unsigned ms);
 static void deadline_in(unsigned ms, struct timespec *until);
 
@@ -977,11 +1040,6 @@ static void ledger_run_round(struct st_pool *pool, struct pool_batch *jobs, stru
 		may_retry = !pool->stopping;
 		pthread_mutex_unlock(&pool->lock);
 		backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
-	}
-	if (rc == 0) {
-		pthread_mutex_lock(&pool->lock);
-		resume_locked(pool, PAUSE_LEDGER);
-		pthread_mutex_unlock(&pool->lock);
 	}
 }
 
@@ -1089,11 +1147,11 @@ static void drop_waiting_locked(struct st_pool *pool)
 	if (!pool->jobs_head)
 		pool->jobs_tail = NULL;
 	ops = take_ops_locked(pool);
-	pthread_mutex_unlock(&pool->lock);
-	if (ops)
-		ops_finish(pool, ops, ST_E_POOL_CLOSED,
-			   "the station stopped before the ledger's database answered");
-	pthread_mutex_lock(&pool->lock);
+	if (ops) {
+		ops_finish_locked(pool, ops, ST_E_POOL_CLOSED,
+				  "the station stopped before the ledger's database answered");
+		notify_locked(pool);
+	}
 }
 
 static void *ledger_main(void *arg)
@@ -1349,7 +1407,11 @@ static int check_one_locked(struct st_pool *pool)
 	check_csr(pool, r);
 	pthread_mutex_lock(&pool->lock);
 	pool->stats.checked++;
-	check_done_locked(pool, r);
+	if (check_done_locked(pool, r)) {
+		pthread_mutex_unlock(&pool->lock);
+		wake_loop(pool);
+		pthread_mutex_lock(&pool->lock);
+	}
 	return 1;
 }
 
@@ -1360,7 +1422,7 @@ static void *worker_main(void *arg)
 	struct st_sign_req *r;
 	unsigned backoff = BACKOFF_FIRST_MS;
 	char err[256], reason[256];
-	int rc;
+	int rc, sessionless;
 
 	w->rc = worker_open_session(w, w->err, sizeof(w->err));
 	pthread_mutex_lock(&pool->lock);
@@ -1377,6 +1439,8 @@ static void *worker_main(void *arg)
 	for (;;) {
 		/* After an outage: reopen the session before taking work again. A CSR's check
 		 * needs no HSM, so bad input still gets its answer at once meanwhile. */
+		sessionless = !w->issuer;
+		pool->sessionless += sessionless;
 		while (!w->issuer && !pool->stopping) {
 			struct timespec until;
 
@@ -1401,6 +1465,7 @@ static void *worker_main(void *arg)
 					backoff = BACKOFF_MAX_MS;
 			}
 		}
+		pool->sessionless -= sessionless;
 		while (!pool->sign_head && !pool->check_head && !pool->stopping)
 			pthread_cond_wait(&pool->work_cond, &pool->lock);
 		if (pool->stopping)
@@ -1465,9 +1530,9 @@ static void update_hold(struct st_pool *pool)
 	int want = pool->in_pool > 0 || pool->ops_out > 0 || pool->closing;
 
 	if (want && !pool->held)
-		uv_ref((uv_handle_t *)&pool->async);
+		uv_ref((uv_handle_t *)&pool->wake);
 	else if (!want && pool->held)
-		uv_unref((uv_handle_t *)&pool->async);
+		uv_unref((uv_handle_t *)&pool->wake);
 	pool->held = want;
 }
 
@@ -1478,6 +1543,8 @@ static void pool_free(struct st_pool *pool)
 	pthread_cond_destroy(&pool->work_cond);
 	pthread_cond_destroy(&pool->ledger_cond);
 	pthread_cond_destroy(&pool->start_cond);
+	if (pool->wake_fd >= 0)
+		close(pool->wake_fd);
 	free(pool->workers);
 	free(pool->station);
 	free(pool->ledger_path);
@@ -1520,7 +1587,7 @@ static void finish(struct st_pool *pool)
 		(unsigned long long)pool->stats.commits_record,
 		(unsigned long long)pool->stats.commits_ops);
 	uv_close((uv_handle_t *)&pool->timer, on_handle_closed);
-	uv_close((uv_handle_t *)&pool->async, on_handle_closed);
+	uv_close((uv_handle_t *)&pool->wake, on_handle_closed);
 }
 
 /* Whether a completed request counts as refused, signed, reused or failed. Lock held. */
@@ -1541,7 +1608,7 @@ static void count_locked(struct st_pool *pool, const struct st_sign_req *r)
 
 static void seal(struct st_pool *pool);
 
-static void on_async(uv_async_t *h)
+static void on_async(uv_poll_t *h, int status, int events)
 {
 	struct st_pool *pool = h->data;
 	struct st_sign_req *reqs, *acc, *r;
@@ -1549,9 +1616,15 @@ static void on_async(uv_async_t *h)
 	char reason[256];
 	int paused, done_threads, idle, reqs_done;
 	unsigned causes;
-	uint64_t now;
+	uint64_t now, count;
 
+	(void)status;
+	(void)events;
+	while (read(pool->wake_fd, &count, sizeof(count)) < 0 && errno == EINTR)
+		;
 	pthread_mutex_lock(&pool->lock);
+	/* Whatever is queued from now on wakes the loop again. */
+	pool->wake_sent = 0;
 	reqs = pool->res_head;
 	reqs_done = reqs != NULL;
 	pool->res_head = pool->res_tail = NULL;
@@ -1666,7 +1739,7 @@ static void seal(struct st_pool *pool)
 			if (!r->csr)
 				ST_QUEUE_PUSH(pool->check_head, pool->check_tail, r, q_next);
 		}
-		pthread_cond_broadcast(&pool->work_cond);
+		wake_workers_locked(pool, b->to_check);
 	} else {
 		b->step = 1;
 		push_job_locked(pool, b);
@@ -1690,7 +1763,7 @@ void st_pool_config_default(struct st_pool_config *cfg)
 }
 
 /* Stops the threads that did start (st_pool_new failed) and frees the pool. */
-static void abort_start(struct st_pool *pool)
+static void stop_threads(struct st_pool *pool)
 {
 	unsigned i;
 
@@ -1705,6 +1778,11 @@ static void abort_start(struct st_pool *pool)
 	}
 	if (pool->ledger_started)
 		pthread_join(pool->ledger_th, NULL);
+}
+
+static void abort_start(struct st_pool *pool)
+{
+	stop_threads(pool);
 	pool_free(pool);
 }
 
@@ -1731,6 +1809,7 @@ int st_pool_new(uv_loop_t *loop, const struct st_pool_config *cfg, const struct 
 	if (!pool)
 		return st_errf(err, errlen, ST_E_NOMEM, "out of memory creating the signing pool");
 	pool->loop = loop;
+	pool->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	pool->lq.pool = pool;
 	pool->ca = ca;
 	pool->signer = signer;
@@ -1771,6 +1850,12 @@ int st_pool_new(uv_loop_t *loop, const struct st_pool_config *cfg, const struct 
 	if (!pool->station || !pool->ledger_path || !pool->workers) {
 		abort_start(pool);
 		return st_errf(err, errlen, ST_E_NOMEM, "out of memory creating the signing pool");
+	}
+	if (pool->wake_fd < 0) {
+		rc = errno;
+		abort_start(pool);
+		return st_errf(err, errlen, ST_E_INTERNAL, "signing pool: eventfd: %s",
+			       strerror(rc));
 	}
 
 	/* The ledger first: no worker should hold an HSM session for a pool that cannot
@@ -1823,14 +1908,23 @@ int st_pool_new(uv_loop_t *loop, const struct st_pool_config *cfg, const struct 
 		return rc;
 	}
 
-	rc = uv_async_init(loop, &pool->async, on_async);
+	rc = uv_poll_init(loop, &pool->wake, pool->wake_fd);
 	if (rc < 0) {
 		abort_start(pool);
-		return st_errf(err, errlen, ST_E_INTERNAL, "signing pool: uv_async_init: %s",
+		return st_errf(err, errlen, ST_E_INTERNAL, "signing pool: polling its eventfd: %s",
 			       uv_strerror(rc));
 	}
-	pool->async.data = pool;
-	uv_unref((uv_handle_t *)&pool->async);
+	pool->wake.data = pool;
+	rc = uv_poll_start(&pool->wake, UV_READABLE, on_async);
+	if (rc < 0) {
+		/* The handle is the loop's now: the pool goes once it is closed. */
+		stop_threads(pool);
+		pool->handles = 1;
+		uv_close((uv_handle_t *)&pool->wake, on_handle_closed);
+		return st_errf(err, errlen, ST_E_INTERNAL, "signing pool: polling its eventfd: %s",
+			       uv_strerror(rc));
+	}
+	uv_unref((uv_handle_t *)&pool->wake);
 	uv_timer_init(loop, &pool->timer);
 	pool->timer.data = pool;
 	pool->handles = 2;
@@ -1940,19 +2034,25 @@ void st_pool_cancel(struct st_pool *pool, struct st_sign_req *req, const char *f
 /* Hands a prepared operation to the ledger thread. */
 static void enqueue_op(struct st_pool *pool, struct pool_op *op)
 {
+	int wake = 1;
+
 	pool->ops_out++;
 	update_hold(pool);
 	pthread_mutex_lock(&pool->lock);
 	if (op_rides(op)) {
-		/* Nobody waits for it: it rides with the next commit (pool.h: st_pool_ledger). */
-		if (!pool->marks_head)
+		/* Nobody waits for it: it rides with the next commit (pool.h: st_pool_ledger).
+		 * The first one wakes an idle ledger thread to start its wait for company; with
+		 * marks already waiting the thread is in that wait or in a round, and takes this
+		 * one with them. */
+		wake = !pool->marks_head;
+		if (wake)
 			pool->marks_since = uv_hrtime();
 		ST_QUEUE_PUSH(pool->marks_head, pool->marks_tail, op, next);
 	} else {
 		ST_QUEUE_PUSH(pool->ops_head, pool->ops_tail, op, next);
 	}
-	/* An idle ledger thread starts its wait for company for a mark. */
-	pthread_cond_signal(&pool->ledger_cond);
+	if (wake)
+		pthread_cond_signal(&pool->ledger_cond);
 	pthread_mutex_unlock(&pool->lock);
 }
 
@@ -2134,7 +2234,8 @@ void st_pool_close(struct st_pool *pool, void (*close_cb)(void *arg), void *arg)
 	/* Not checked yet: no intent, nothing to record. */
 	while ((r = check_pop_locked(pool))) {
 		req_fail(r, ST_E_POOL_CLOSED, "not signed: the station is shutting down");
-		check_done_locked(pool, r);
+		if (check_done_locked(pool, r))
+			wake_loop(pool);
 	}
 	pthread_cond_broadcast(&pool->work_cond);
 	pthread_cond_broadcast(&pool->ledger_cond);

@@ -10,7 +10,8 @@
  * - S worker threads, each with its own signer session and st_issuer for its whole life
  *   (HSMs crash or serialise when threads share a session). Not libuv's shared threadpool:
  *   that one also serves fs and DNS work, which would wait behind signing batches.
- * Results come back through one locked queue and one uv_async_t.
+ * Results come back through one locked queue; an eventfd polled by the loop wakes it for
+ * them.
  *
  * Each batch goes through three steps (four with CSRs to check), and batches overlap (while
  * batch k is signed, the intents of k+1 are committed and the certificates of k-1 recorded;
