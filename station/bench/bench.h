@@ -113,6 +113,9 @@ struct st_bench_threads {
 	double workers_cpu_s;   /* "st-sign-N", all of them */
 	double other_cpu_s;     /* any other thread */
 	double loop_wait_s;     /* the loop thread's time runnable but waiting for a CPU */
+	/* Times each was put on a CPU (schedstat's timeslices): its wake-ups, and its returns
+	 * after a preemption. Counts, unlike CPU time, do not move with the machine's load. */
+	double loop_runs, ledger_runs, workers_runs;
 	int named;              /* 1: the pool's threads were found by name */
 };
 
@@ -124,6 +127,7 @@ struct st_bench_task {
 	char comm[20];
 	double cpu0, cpu;   /* on-CPU seconds at the start, at the last sample */
 	double wait0, wait; /* seconds runnable but waiting for a CPU */
+	double runs0, runs; /* times put on a CPU */
 };
 
 struct st_bench_sampler {
@@ -145,8 +149,9 @@ double st_bench_sampler_cpu(const struct st_bench_sampler *s);
 void st_bench_sampler_threads(const struct st_bench_sampler *s, struct st_bench_threads *th);
 /* A small file's text, NUL-terminated, at most cap - 1 bytes. Returns 0 or -1. */
 int st_bench_read_file(const char *path, char *buf, size_t cap);
-/* A /proc schedstat file: on-CPU and runnable-waiting seconds. Returns 0 or -1. */
-int st_bench_read_schedstat(const char *path, double *cpu, double *wait);
+/* A /proc schedstat file: on-CPU and runnable-waiting seconds, and the times put on a CPU
+ * (runs may be NULL). Returns 0 or -1. */
+int st_bench_read_schedstat(const char *path, double *cpu, double *wait, double *runs);
 
 /* The fewest bytes one board's provisioning can take on the wire (bench_wire.c): every
  * payload the board must receive or send once, in the densest encoding the line can carry,

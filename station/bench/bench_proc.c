@@ -25,16 +25,18 @@ int st_bench_read_file(const char *path, char *buf, size_t cap)
 }
 
 /* schedstat: "cpu_ns wait_ns timeslices". */
-int st_bench_read_schedstat(const char *path, double *cpu, double *wait)
+int st_bench_read_schedstat(const char *path, double *cpu, double *wait, double *runs)
 {
 	char buf[128];
-	unsigned long long c, w;
+	unsigned long long c, w, n;
 
 	if (st_bench_read_file(path, buf, sizeof(buf)) != 0 ||
-	    sscanf(buf, "%llu %llu", &c, &w) != 2)
+	    sscanf(buf, "%llu %llu %llu", &c, &w, &n) != 3)
 		return -1;
 	*cpu = (double)c / 1e9;
 	*wait = (double)w / 1e9;
+	if (runs)
+		*runs = (double)n;
 	return 0;
 }
 
@@ -50,14 +52,14 @@ void st_bench_sample(struct st_bench_sampler *s, int at_start)
 		return;
 	while ((d = readdir(dp))) {
 		struct st_bench_task *t = NULL;
-		double cpu, wait;
+		double cpu, wait, runs;
 		int tid = atoi(d->d_name);
 		size_t i;
 
 		if (tid <= 0)
 			continue;
 		snprintf(path, sizeof(path), "%s/%d/schedstat", dir, tid);
-		if (st_bench_read_schedstat(path, &cpu, &wait) != 0)
+		if (st_bench_read_schedstat(path, &cpu, &wait, &runs) != 0)
 			continue;
 		for (i = 0; i < s->ntasks; i++) {
 			if (s->tasks[i].tid == tid)
@@ -72,6 +74,7 @@ void st_bench_sample(struct st_bench_sampler *s, int at_start)
 			if (at_start) {
 				t->cpu0 = cpu;
 				t->wait0 = wait;
+				t->runs0 = runs;
 			}
 		}
 		if (!t->comm[0]) {
@@ -86,6 +89,7 @@ void st_bench_sample(struct st_bench_sampler *s, int at_start)
 		}
 		t->cpu = cpu;
 		t->wait = wait;
+		t->runs = runs;
 	}
 	closedir(dp);
 }
@@ -95,6 +99,7 @@ void st_bench_sampler_restart(struct st_bench_sampler *s)
 	for (size_t i = 0; i < s->ntasks; i++) {
 		s->tasks[i].cpu0 = s->tasks[i].cpu;
 		s->tasks[i].wait0 = s->tasks[i].wait;
+		s->tasks[i].runs0 = s->tasks[i].runs;
 	}
 }
 
@@ -112,16 +117,19 @@ void st_bench_sampler_threads(const struct st_bench_sampler *s, struct st_bench_
 	memset(th, 0, sizeof(*th));
 	for (size_t i = 0; i < s->ntasks; i++) {
 		const struct st_bench_task *t = &s->tasks[i];
-		double cpu = t->cpu - t->cpu0;
+		double cpu = t->cpu - t->cpu0, runs = t->runs - t->runs0;
 
 		if (t->tid == (int)s->pid) {
 			th->loop_cpu_s = cpu;
 			th->loop_wait_s = t->wait - t->wait0;
+			th->loop_runs = runs;
 		} else if (strcmp(t->comm, "st-ledger") == 0) {
 			th->ledger_cpu_s += cpu;
+			th->ledger_runs += runs;
 			th->named = 1;
 		} else if (strncmp(t->comm, "st-sign-", 8) == 0) {
 			th->workers_cpu_s += cpu;
+			th->workers_runs += runs;
 			th->named = 1;
 		} else {
 			th->other_cpu_s += cpu;

@@ -144,6 +144,10 @@ void st_bench_print_result(const struct st_bench_result *r)
 	       "%.3f ms/board and waited %.3f ms/board for a CPU\n",
 	       r->th.loop_wait_s * 1000 / n, r->sim_procs, r->sim_procs == 1 ? "" : "es",
 	       r->sim_cpu_ms_per_board, r->sim_wait_ms_per_board);
+	if (r->th.named)
+		printf("              times on a CPU a board (each a wake-up or a return from a "
+		       "preemption): loop %.2f, ledger %.2f, workers %.2f\n",
+		       r->th.loop_runs / n, r->th.ledger_runs / n, r->th.workers_runs / n);
 	if (!isnan(r->sim_turn_ms))
 		printf("  turns       the station's next bytes reached a board %.2f ms after its "
 		       "answer's last byte on average (seen from the boards: PTY delivery both "
@@ -411,6 +415,9 @@ static json_t *result_json(const struct st_bench_result *r)
 	json_object_set_new(th, "workers_cpu_s", num(r->th.workers_cpu_s));
 	json_object_set_new(th, "other_cpu_s", num(r->th.other_cpu_s));
 	json_object_set_new(th, "loop_wait_s", num(r->th.loop_wait_s));
+	json_object_set_new(th, "loop_runs", num(r->th.loop_runs));
+	json_object_set_new(th, "ledger_runs", num(r->th.ledger_runs));
+	json_object_set_new(th, "workers_runs", num(r->th.workers_runs));
 	json_object_set_new(th, "unsampled_cpu_s", num(r->unsampled_cpu_s));
 	json_object_set_new(o, "cpu",
 			    json_pack("{s:o,s:o,s:o,s:o,s:o,s:o,s:o}", "station_s", num(r->cpu_s),

@@ -772,7 +772,7 @@ static void sims_schedstat(const pid_t *pid, unsigned n, double *cpu, double *wa
 	*cpu = *wait = 0;
 	for (unsigned k = 0; k < n; k++) {
 		snprintf(path, sizeof(path), "/proc/%d/schedstat", (int)pid[k]);
-		if (pid[k] > 0 && st_bench_read_schedstat(path, &c, &w) == 0) {
+		if (pid[k] > 0 && st_bench_read_schedstat(path, &c, &w, NULL) == 0) {
 			*cpu += c;
 			*wait += w;
 		}
@@ -1172,6 +1172,9 @@ void st_bench_median(const struct st_bench_result *r, size_t n, struct st_bench_
 	MED(th.workers_cpu_s);
 	MED(th.other_cpu_s);
 	MED(th.loop_wait_s);
+	MED(th.loop_runs);
+	MED(th.ledger_runs);
+	MED(th.workers_runs);
 	MED(issue_cpu_ms);
 	MED(issue_ratio);
 	MED(sim_cpu_ms_per_board);

@@ -63,6 +63,10 @@ check_json() {
 		.rss.peak_kib > 0 and .bound.n > 0 and .wire.bytes_per_board > 1000 and
 		.cpu.station_s > 0 and .cpu.threads.loop_cpu_s >= 0] | all' "$f" >/dev/null ||
 		fail "$f: a figure is missing: $(jq -c '.runs[0]' "$f")"
+	# Times on a CPU by thread (schedstat): whole counts.
+	jq -e '[.runs[] | .cpu.threads | [.loop_runs, .ledger_runs, .workers_runs] |
+		all(. >= 0 and . == floor)] | all' "$f" >/dev/null ||
+		fail "$f: times on a CPU missing or not counts: $(jq -c '[.runs[] | .cpu.threads]' "$f")"
 	# The serial path's CPU over the bound with the proof-of-possession verify counted in
 	# it, split by thread: the shares add up to the whole (what ran after the last sample
 	# included), and the sampled threads never hold more than the station spent.
