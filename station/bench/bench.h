@@ -114,7 +114,8 @@ struct st_bench_threads {
 	double other_cpu_s;     /* any other thread */
 	double loop_wait_s;     /* the loop thread's time runnable but waiting for a CPU */
 	/* Times each was put on a CPU (schedstat's timeslices): its wake-ups, and its returns
-	 * after a preemption. Counts, unlike CPU time, do not move with the machine's load. */
+	 * after a preemption. Counts: steadier than CPU time on a shared machine, though the
+	 * preemptions grow with its load. */
 	double loop_runs, ledger_runs, workers_runs;
 	int named;              /* 1: the pool's threads were found by name */
 };
