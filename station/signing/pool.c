@@ -977,10 +977,10 @@ static int ledger_round(struct st_pool *pool, struct pool_batch *jobs, struct po
 	    --pool->test_kill_intents == 0)
 		kill(getpid(), SIGKILL);
 	for (b = jobs; b; b = b->next) {
-		if (b->step == 1 && fatal)
-			intents_failed(b, fatal, err);
-		else if (b->step != 1)
+		if (b->step != 1)
 			record_settle(b, fatal, err);
+		else if (fatal)
+			intents_failed(b, fatal, err);
 	}
 	for (op = ops; op && !marks; op = op->next)
 		marks = op_rides(op);
