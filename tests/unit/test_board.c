@@ -328,6 +328,36 @@ static uint32_t crc32_bitwise(uint32_t crc, const uint8_t *p, size_t n)
 	return ~crc;
 }
 
+/* The core's SHA-256 against OpenSSL's: every length across the first blocks' boundaries,
+ * in one update and in pieces of every size, and FIPS 180-2's long message. */
+static void test_sha256(void **state)
+{
+	static uint8_t msg[1000000];
+	uint8_t want[SHA256_DIGEST_LENGTH], got[32];
+	struct brd_sha256 c;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(msg); i++)
+		msg[i] = (uint8_t)(i * 131 + 7);
+	for (size_t n = 0; n <= 300; n++) {
+		SHA256(msg, n, want);
+		brd_sha256(msg, n, got);
+		assert_memory_equal(got, want, 32);
+		for (size_t piece = 1; piece <= 70 && piece <= n; piece += 3) {
+			brd_sha256_init(&c);
+			for (size_t off = 0; off < n; off += piece)
+				brd_sha256_update(&c, msg + off, n - off < piece ? n - off : piece);
+			brd_sha256_final(&c, got);
+			assert_memory_equal(got, want, 32);
+		}
+	}
+	memset(msg, 'a', sizeof(msg));
+	brd_sha256(msg, sizeof(msg), got);
+	assert_memory_equal(got, "\xcd\xc7\x6e\x5c\x99\x14\xfb\x92\x81\xa1\xc7\xe2\x84\xd7\x3e"
+				 "\x67\xf1\x80\x9a\x48\xa4\x97\x20\x0e\x04\x6d\x39\xcc\xc7\x11"
+				 "\x2c\xd0", 32);
+}
+
 static void test_crc32_table(void **state)
 {
 	uint8_t buf[600];
@@ -1391,7 +1421,8 @@ static void test_refuse(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_crc32_table),    cmocka_unit_test(test_decoder_splits),
+		cmocka_unit_test(test_crc32_table),    cmocka_unit_test(test_sha256),
+		cmocka_unit_test(test_decoder_splits),
 		cmocka_unit_test(test_boot),	       cmocka_unit_test(test_hello_first),
 		cmocka_unit_test(test_retransmission), cmocka_unit_test(test_frame_errors),
 		cmocka_unit_test(test_baud),	       cmocka_unit_test(test_confinement),
