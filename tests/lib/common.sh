@@ -78,11 +78,15 @@ device_csr() {
 	openssl req -new -key "$dir/pkey.pem" -subj "/CN=$cn/OU=$ou" -out "$dir/csr.pem" "$@"
 }
 
-# free_port: a TCP port on loopback nothing listens on now.
+# free_port: a TCP port on loopback nothing listens on now, below the kernel's range of
+# ephemeral ports: there, any outgoing connection of a test running beside this one could
+# take it between this probe and the listener's bind.
 free_port() {
-	local p
+	local p low=32768
+	read -r low _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true
+	[ "$low" -gt 11024 ] 2>/dev/null || low=32768
 	for _ in $(seq 1 50); do
-		p=$((20000 + RANDOM % 20000))
+		p=$((low - 10000 + RANDOM % 10000))
 		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
 			echo "$p"
 			return 0
