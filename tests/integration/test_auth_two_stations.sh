@@ -23,7 +23,7 @@ YAML
 	auth_config "$pki/run-$st.yaml"
 done
 LINE_DIR=$T/line-a start_simboard 10 --seed 31
-exec 4< <(exec "$SIMBOARD" --dir "$T/line-b" --boards 10 --seed 32 --name-prefix bboard)
+exec 4< <(exec "$SIMBOARD" --dir "$T/line-b" --boards 10 "${SIM_OPTS[@]}" --seed 32 --name-prefix bboard)
 BPID=$!
 read -r -t 60 -u 4 line || fail "the second line did not start"
 cat <&4 >>"$T/simboard-b.log" &

@@ -133,7 +133,7 @@ check_page() {
 		jq -e '.attention[] | select(.slot == "board3") | .text | test("RETRY.*reseat the board")' "$f" >/dev/null ||
 		fail "$1: the action texts: $(jq -c .attention "$f")"
 	[ "$(jq '[.slots[] | select(.cls | test("k-pass"))] | length' "$f")" = 12 ] ||
-		fail "$1: not 12 passed slots"
+		fail "$1: not 12 passed slots: $(jq -c '[.slots[] | {name, cls}]' "$f"); outcomes: $(grep -E '"event":"(pass|fail)"' "$ev" | jq -c '[.slot, .event, .reason // "", (.error // "")[:160]]' | tr '\n' ' ')"
 	jq -e '.boards == 16 and .passed == 12 and .failed == 4 and .bph > 0 and .recent == 16 and
 		.bph_label == "boards/hour" and .station == "test-station" and .live == "live"' "$f" >/dev/null ||
 		fail "$1: totals: $(jq -c '{boards, passed, failed, bph, bph_label, station, live, recent}' "$f")"

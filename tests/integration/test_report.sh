@@ -22,7 +22,7 @@ auth_issue LOT-R 20 "$pki/authorizations/lot-r.auth"
 start_simboard "$N" --seed 23 --firmware 4.2.1 \
 	--fault bad-csr=bad-sig:board1 --fault bad-csr=wrong-cn:board2 \
 	--fault bad-csr=rsa:board3 --fault hang=CSR:board4
-exec 4< <(exec "$SIMBOARD" --dir "$T/other" --boards 2 --hardware-id unknown-hw \
+exec 4< <(exec "$SIMBOARD" --dir "$T/other" --boards 2 "${SIM_OPTS[@]}" --hardware-id unknown-hw \
 	--name-prefix other)
 OTHERPID=$!
 read -r -t 60 -u 4 line || fail "second simboard did not start"

@@ -34,7 +34,7 @@ EOF
 start_simboard 3 --seed 41 --fault hang:board0 --fault babble=50:board0,board2 \
 	--fault bad-seq:board1
 # A board whose UART is at 57600 on a line the station opens at 115200.
-exec 4< <(exec "$SIMBOARD" --dir "$T/slow" --boards 1 --name-prefix slow --baud 57600 \
+exec 4< <(exec "$SIMBOARD" --dir "$T/slow" --boards 1 "${SIM_OPTS[@]}" --name-prefix slow --baud 57600 \
 	--strict-baud --fault babble=50 --seed 42)
 SIM2=$!
 read -r -t 60 -u 4 line || fail "the second simboard did not start"

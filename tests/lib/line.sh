@@ -4,6 +4,13 @@
 SIMBOARD=$BUILD_DIR/fixtures/simboard/simboard
 [ -x "$SIMBOARD" ] || fail "no simboard at $SIMBOARD"
 SIMPID=
+# simboard's options in every test: no fsync. Its fsyncs guard the simulated boards' files
+# against the host losing power, which no test does (a simulated power loss keeps the page
+# cache). Yet one slow fsync on a loaded disk blocks simboard's one loop, and with it every
+# board it serves, for as long as it takes: a test with short timeouts then fails boards
+# that did nothing wrong (test_console once saw a healthy board's WRITE go unanswered three
+# times in a second each, with a benchmark's fsyncs beside it). test_simboard keeps them.
+SIM_OPTS=(--no-fsync)
 # Where start_simboard makes its boards and line_setup's run.yaml finds their map; a test
 # with a second line sets it before starting that one.
 LINE_DIR=$T/line
@@ -20,7 +27,7 @@ trap 'rc=$?; ! declare -F line_cleanup >/dev/null || line_cleanup || true; stop_
 start_simboard() {
 	local n=$1 line
 	shift
-	exec 3< <(exec "$SIMBOARD" --dir "$LINE_DIR" --boards "$n" "$@")
+	exec 3< <(exec "$SIMBOARD" --dir "$LINE_DIR" --boards "$n" "${SIM_OPTS[@]}" "$@")
 	SIMPID=$!
 	read -r -t 60 -u 3 line || fail "simboard did not start"
 	case $line in "simboard: ready: $n boards"*) ;; *) fail "simboard: $line" ;; esac
@@ -36,7 +43,7 @@ MORE_PIDS=
 more_simboard() {
 	local name=$1 n=$2 line fd
 	shift 2
-	exec {fd}< <(exec "$SIMBOARD" --dir "$T/$name" --boards "$n" --name-prefix "$name" "$@")
+	exec {fd}< <(exec "$SIMBOARD" --dir "$T/$name" --boards "$n" --name-prefix "$name" "${SIM_OPTS[@]}" "$@")
 	MORE_PIDS="$MORE_PIDS $!"
 	read -r -t 60 -u "$fd" line || fail "simboard $name did not start"
 	case $line in "simboard: ready: $n boards"*) ;; *) fail "simboard $name: $line" ;; esac

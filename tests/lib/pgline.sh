@@ -22,7 +22,7 @@ sim_start() {
 	local dir=$1 n=$2 before
 	shift 2
 	before=$(grep -c "simboard: ready: $n boards" "$dir.log" 2>/dev/null) || before=0
-	"$SIMBOARD" --dir "$dir" --boards "$n" "$@" >>"$dir.log" 2>&1 &
+	"$SIMBOARD" --dir "$dir" --boards "$n" "${SIM_OPTS[@]}" "$@" >>"$dir.log" 2>&1 &
 	SIM_PID=$!
 	SIMS+=("$SIM_PID")
 	wait_for_line "$dir.log" "simboard: ready: $n boards" 60 "$SIM_PID" $((before + 1)) ||
