@@ -70,8 +70,13 @@ static void port_event(struct st_slot *s, const char *status, const char *detail
 
 /* ---- Timer --------------------------------------------------------------------------- */
 
+/* The wait counts from now, not from the start of the loop's turn: libuv's timers count from
+ * the time it read when the turn began, so a turn held up by other work would shorten every
+ * wait started later in it, and a request sent after a hold-up as long as its wait would
+ * time out before its answer could come. Reading the clock costs a vDSO call. */
 void slot_schedule(struct st_slot *s, enum timer_what what, unsigned ms)
 {
+	uv_update_time(s->env->loop);
 	uv_timer_stop(&s->timer);
 	s->timer_what = what;
 	uv_timer_start(&s->timer, on_timer, ms, 0);
@@ -540,6 +545,25 @@ static void port_lost(struct st_slot *s, const char *why)
 	slot_schedule(s, TW_REOPEN, s->env->lim.reopen_ms);
 }
 
+/* Whether the outstanding request was answered, or otherwise settled, by what the port holds
+ * now. A loop held up by other work comes to a request's timer late, and libuv runs the
+ * timers that are due before it polls: the answer may have been waiting in the port since
+ * well before the deadline. Read first, it is taken as the answer it is, instead of the
+ * request being sent again or, after the last try, the board failed for an answer it gave
+ * in time. Costs one read, at a timeout only. */
+static int answered_meanwhile(struct st_slot *s)
+{
+	int kind = s->req_kind;
+	uint32_t seq = s->req_seq;
+	unsigned tries = s->req_tries;
+
+	if (!s->port || kind == RQ_NONE)
+		return 0;
+	read_port(s);
+	return !s->port || s->req_kind != kind || s->req_seq != seq || s->req_tries != tries ||
+	       s->timer_what != TW_NONE;
+}
+
 static void on_timer(uv_timer_t *t)
 {
 	struct st_slot *s = t->data;
@@ -549,7 +573,8 @@ static void on_timer(uv_timer_t *t)
 	line_quiet(s);
 	switch (what) {
 	case TW_REQUEST:
-		slot_on_request_timeout(s);
+		if (!answered_meanwhile(s))
+			slot_on_request_timeout(s);
 		break;
 	case TW_PROBE:
 		if (s->req_kind != RQ_NONE)

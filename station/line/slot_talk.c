@@ -133,6 +133,47 @@ static unsigned timeout_of(const struct st_slot *s, int kind)
 	}
 }
 
+/* STATION_TEST_FAIL=slot.stall_after:TYPE:MS (test builds only): the loop thread sleeps MS
+ * ms once, right after the first request of TYPE (WRITE, COMMIT, ...) is sent, as a loop
+ * held up by other work would be: the board's answer is in before the loop comes back, and
+ * the request's timer is due by then. */
+static void test_stall(const char *type)
+{
+#ifdef STATION_TEST_HOOKS
+	static const char name[] = "slot.stall_after:";
+	static int state; /* 0: not read yet, 1: armed, 2: spent or not set */
+	static char want[16];
+	static unsigned long ms;
+	const char *v, *colon;
+
+	if (state == 0) {
+		v = getenv("STATION_TEST_FAIL");
+		state = 2;
+		if (v && strncmp(v, name, sizeof(name) - 1) == 0) {
+			v += sizeof(name) - 1;
+			colon = strchr(v, ':');
+			if (colon && (size_t)(colon - v) < sizeof(want)) {
+				memcpy(want, v, (size_t)(colon - v));
+				want[colon - v] = 0;
+				ms = strtoul(colon + 1, NULL, 10);
+				state = 1;
+				st_warn("slot: test fault hook slot.stall_after:%s:%lu armed", want,
+					ms);
+			}
+		}
+	}
+	if (state == 1 && strcmp(type, want) == 0) {
+		struct timespec ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000L };
+
+		state = 2;
+		while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+			;
+	}
+#else
+	(void)type;
+#endif
+}
+
 /* Finishes the frame in b and sends it as the outstanding request. */
 void slot_send_req(struct st_slot *s, struct drv_proto_builder *b, int kind)
 {
@@ -155,6 +196,7 @@ void slot_send_req(struct st_slot *s, struct drv_proto_builder *b, int kind)
 	s->req_rx0 = s->rx_bytes;
 	slot_schedule(s, TW_REQUEST, s->req_timeout);
 	slot_tx_flush(s);
+	test_stall(s->req_type);
 }
 
 /* Sends the outstanding request again, byte for byte: the board answers a repeated seq from
