@@ -532,6 +532,7 @@ static void port_lost(struct st_slot *s, const char *why)
 		st_notice("slot %s: device %s: port lost in state %s (%s); waiting %u ms for it",
 			  s->name, s->run->device_id, st_slot_state_name(s->state), why,
 			  s->env->lim.reconnect_ms);
+		uv_update_time(s->env->loop); /* counted from now, as slot_schedule() does */
 		uv_timer_start(&s->aux, on_reconnect_deadline, s->env->lim.reconnect_ms, 0);
 		slot_schedule(s, TW_REOPEN, s->env->lim.reopen_ms);
 		return;
