@@ -70,16 +70,21 @@ static void port_event(struct st_slot *s, const char *status, const char *detail
 
 /* ---- Timer --------------------------------------------------------------------------- */
 
-/* The wait counts from now, not from the start of the loop's turn: libuv's timers count from
+/* Starts t for ms from now, not from the start of the loop's turn: libuv's timers count from
  * the time it read when the turn began, so a turn held up by other work would shorten every
  * wait started later in it, and a request sent after a hold-up as long as its wait would
  * time out before its answer could come. Reading the clock costs a vDSO call. */
-void slot_schedule(struct st_slot *s, enum timer_what what, unsigned ms)
+static void start_from_now(struct st_slot *s, uv_timer_t *t, uv_timer_cb cb, unsigned ms)
 {
 	uv_update_time(s->env->loop);
+	uv_timer_start(t, cb, ms, 0);
+}
+
+void slot_schedule(struct st_slot *s, enum timer_what what, unsigned ms)
+{
 	uv_timer_stop(&s->timer);
 	s->timer_what = what;
-	uv_timer_start(&s->timer, on_timer, ms, 0);
+	start_from_now(s, &s->timer, on_timer, ms);
 }
 
 void slot_unschedule(struct st_slot *s)
@@ -532,8 +537,7 @@ static void port_lost(struct st_slot *s, const char *why)
 		st_notice("slot %s: device %s: port lost in state %s (%s); waiting %u ms for it",
 			  s->name, s->run->device_id, st_slot_state_name(s->state), why,
 			  s->env->lim.reconnect_ms);
-		uv_update_time(s->env->loop); /* counted from now, as slot_schedule() does */
-		uv_timer_start(&s->aux, on_reconnect_deadline, s->env->lim.reconnect_ms, 0);
+		start_from_now(s, &s->aux, on_reconnect_deadline, s->env->lim.reconnect_ms);
 		slot_schedule(s, TW_REOPEN, s->env->lim.reopen_ms);
 		return;
 	}
