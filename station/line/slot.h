@@ -201,9 +201,14 @@ struct st_slot {
 	/* The port's name as it was opened (lstat of the configured path: the link itself for a
 	 * by-path link) and when it hung up: until reconnect_ms have passed, the same name is not
 	 * opened again, since a stale link may point at a device number already given to
-	 * another device; a board that comes back does so under a new link or node. */
-	uint64_t port_dev, port_ino;
-	uint64_t lost_dev, lost_ino, lost_at;
+	 * another device; a board that comes back does so under a new link or node. A name is
+	 * its file system, inode number and change time: a file system may give a new link the
+	 * inode number of the one just removed (ext4 does), never with the same change time. */
+	struct slot_name_id {
+		uint64_t dev, ino;
+		int64_t ctime_ns;
+	} port_name, lost_name;
+	uint64_t lost_at;
 	/* The open port's device number when it is a character device (0: none), and the
 	 * env's list of slots with such a port open: two names of one device (a glob that
 	 * matches a by-path link and its ttyUSB node, a stale link whose number another board

@@ -408,6 +408,27 @@ static uint64_t open_elsewhere(const struct st_slot *s, struct drv_port *port,
 	return (uint64_t)st.st_rdev;
 }
 
+/* The name's identity from its lstat (st NULL: none, ino 0). */
+static void name_id(const struct stat *st, struct slot_name_id *id)
+{
+	memset(id, 0, sizeof(*id));
+	if (!st)
+		return;
+	id->dev = (uint64_t)st->st_dev;
+	id->ino = (uint64_t)st->st_ino;
+	id->ctime_ns = (int64_t)st->st_ctim.tv_sec * 1000000000 + st->st_ctim.tv_nsec;
+}
+
+/* Whether st is the name id was taken from: a link removed and made again, even with the
+ * inode number of the one removed, has another change time. */
+static int same_name(const struct stat *st, const struct slot_name_id *id)
+{
+	struct slot_name_id now;
+
+	name_id(st, &now);
+	return now.dev == id->dev && now.ino == id->ino && now.ctime_ns == id->ctime_ns;
+}
+
 void slot_port_open(struct st_slot *s)
 {
 	struct st_slot_env *env = s->env;
@@ -424,8 +445,7 @@ void slot_port_open(struct st_slot *s)
 	if (s->port || s->closing || env->stopping)
 		return;
 	if (s->lost_at && uv_hrtime() - s->lost_at < (uint64_t)env->lim.reconnect_ms * 1000000u &&
-	    lstat(s->path, &st) == 0 && (uint64_t)st.st_dev == s->lost_dev &&
-	    (uint64_t)st.st_ino == s->lost_ino) {
+	    lstat(s->path, &st) == 0 && same_name(&st, &s->lost_name)) {
 		/* Still the name that hung up: not back yet. */
 		slot_schedule(s, TW_REOPEN, env->lim.reopen_ms);
 		return;
@@ -484,12 +504,7 @@ void slot_port_open(struct st_slot *s)
 	s->poll_events = 0;
 	s->reopen_fails = 0;
 	s->lost_at = 0;
-	if (lstat(s->path, &st) == 0) {
-		s->port_dev = (uint64_t)st.st_dev;
-		s->port_ino = (uint64_t)st.st_ino;
-	} else {
-		s->port_dev = s->port_ino = 0;
-	}
+	name_id(lstat(s->path, &st) == 0 ? &st : NULL, &s->port_name);
 	s->tx_max = DRV_PROTO_MIN_LINE;
 	s->req_len = s->req_off = 0;
 	s->cur_baud = slot_base_baud(s);
@@ -527,9 +542,8 @@ static void port_lost(struct st_slot *s, const char *why)
 	if (!s->port)
 		return;
 	slot_port_close(s);
-	s->lost_dev = s->port_dev;
-	s->lost_ino = s->port_ino;
-	s->lost_at = s->port_ino ? uv_hrtime() : 0;
+	s->lost_name = s->port_name;
+	s->lost_at = s->port_name.ino ? uv_hrtime() : 0;
 	port_event(s, "lost", why);
 	if (s->env->stopping || s->closing)
 		return;

@@ -68,8 +68,8 @@ line_run_all() {
 
 # faults_run N PREFIX: the N boards PREFIX0, PREFIX1, ... that start_simboard serves from
 # $T/faults (with the faults it was given) on a line of their own and a new ledger,
-# reconnects waited for 1 s: every board passes (events in $T/faults.jsonl) and holds the
-# right files (simboard verify).
+# reconnects waited for 5 s (simboard's come after 0.5 s): every board passes (events in
+# $T/faults.jsonl) and holds the right files (simboard verify).
 faults_run() {
 	local n=$1 prefix=$2 i
 	rm -f "$pki/ledger.db" "$pki/ledger.db-wal" "$pki/ledger.db-shm"
@@ -80,7 +80,7 @@ slots:
 pool:
   workers: 2
 timeouts:
-  reconnect: 1000
+  reconnect: 5000
 YAML
 	line_run_all "$pki/faults.yaml" "$T/faults.jsonl" "$n"
 	for i in $(seq 0 $((n - 1))); do
