@@ -475,8 +475,10 @@ int st_yl_open_beneath(const char *dir, const char *rel, size_t *bad, char *err,
 				     strerror(errno));
 			break;
 		}
-		/* Still what was looked at: nothing was swapped in between. */
-		if (fstat(fd, &fst) != 0 || fst.st_dev != st.st_dev || fst.st_ino != st.st_ino) {
+		/* Still what was looked at: nothing was swapped in between (a file made in its place
+		 * may get its inode number, so the kind is compared too). */
+		if (fstat(fd, &fst) != 0 || fst.st_dev != st.st_dev || fst.st_ino != st.st_ino ||
+		    (fst.st_mode & S_IFMT) != (st.st_mode & S_IFMT)) {
 			close(fd);
 			fd = st_errf(err, errlen, ST_E_IO, "'%.*s' changed while it was opened",
 				     (int)(i + n), rel);

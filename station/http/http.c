@@ -111,7 +111,7 @@ struct st_http {
 
 	uint8_t (*tokens)[32]; /* SHA-256 of each accepted token */
 	size_t n_tokens;
-	char *chain_pem, *root_pem;
+	struct st_http_answer_base answer_base; /* root.crt and the chain, escaped once */
 
 	struct http_conn *conns;
 	struct reg *regs;
@@ -391,7 +391,8 @@ static void on_signed(struct st_sign_req *sreq)
 		goto out;
 	}
 	if (sreq->rc == 0) {
-		rc = st_http_answer_finish(&g->answer, sreq->cert->der, sreq->cert->der_len);
+		rc = st_http_answer_finish(&g->answer, &h->answer_base, sreq->cert->der,
+					   sreq->cert->der_len);
 		if (rc == 0) {
 			if (sreq->reused)
 				h->st.reused++;
@@ -573,7 +574,7 @@ static void handle_sign(struct st_http *h, h2o_req_t *req)
 	g = calloc(1, sizeof(*g));
 	sreq = st_sign_req_new();
 	if (!g || !sreq ||
-	    st_http_answer_prepare(&g->answer, h->root_pem, sota, h->chain_pem) != 0) {
+	    st_http_answer_prepare(&g->answer, &h->answer_base, sota) != 0) {
 		rc = st_errf(err, sizeof(err), ST_E_NOMEM, "out of memory");
 		goto refuse;
 	}
@@ -1048,8 +1049,7 @@ static void on_s2_closed(uv_handle_t *hd)
 	if (h->tokens)
 		OPENSSL_cleanse(h->tokens, h->n_tokens * sizeof(*h->tokens));
 	free(h->tokens);
-	free(h->chain_pem);
-	free(h->root_pem);
+	st_http_answer_base_clear(&h->answer_base);
 	free(h);
 	if (cb)
 		cb(arg);
@@ -1365,7 +1365,7 @@ int st_http_start(uv_loop_t *loop, const struct st_config_http *cfg, const struc
 	struct http_handler *handler;
 	h2o_hostconf_t *host;
 	h2o_pathconf_t *path;
-	char ip[64] = "";
+	char ip[64] = "", *chain_pem = NULL, *root_pem = NULL;
 	const char *what;
 	size_t len;
 	int fd = -1, rc;
@@ -1392,11 +1392,19 @@ int st_http_start(uv_loop_t *loop, const struct st_config_http *cfg, const struc
 		cfg->sign_timeout_ms ? cfg->sign_timeout_ms : ST_HTTP_DEFAULT_SIGN_TIMEOUT_MS;
 	h->tls = cfg->tls_cert != NULL;
 
-	if (st_ca_chain_pem(env->ca, &h->chain_pem, &len) != 0 ||
-	    st_ca_root_pem(env->ca, &h->root_pem, &len) != 0) {
+	if (st_ca_chain_pem(env->ca, &chain_pem, &len) != 0 ||
+	    st_ca_root_pem(env->ca, &root_pem, &len) != 0) {
+		free(chain_pem);
 		rc = st_errf(err, errlen, ST_E_NOTFOUND,
 			     "the CA has no factory root for root.crt (ca.root in the "
 			     "configuration)");
+		goto fail;
+	}
+	rc = st_http_answer_base_init(&h->answer_base, root_pem, chain_pem);
+	free(chain_pem);
+	free(root_pem);
+	if (rc < 0) {
+		rc = st_errf(err, errlen, rc, "out of memory");
 		goto fail;
 	}
 	if (h->tls) {
@@ -1478,8 +1486,7 @@ int st_http_start(uv_loop_t *loop, const struct st_config_http *cfg, const struc
 fail:
 	SSL_CTX_free(h->ssl);
 	free(h->tokens);
-	free(h->chain_pem);
-	free(h->root_pem);
+	st_http_answer_base_clear(&h->answer_base);
 	free(h);
 	return rc;
 }

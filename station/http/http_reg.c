@@ -489,49 +489,79 @@ static size_t cert_json_len(size_t der_len)
 	return LIT(PEM_BEGIN) + b + 2 * ((b + 63) / 64) + LIT(PEM_END);
 }
 
-int st_http_answer_prepare(struct st_http_answer *a, const char *root_pem, const char *sota,
-			   const char *chain_pem)
+int st_http_answer_base_init(struct st_http_answer_base *b, const char *root_pem,
+			     const char *chain_pem)
 {
-	size_t rl = strlen(root_pem), sl = strlen(sota), cl = strlen(chain_pem);
+	size_t rl = strlen(root_pem), cl = strlen(chain_pem);
 	char *d;
 
-	memset(a, 0, sizeof(*a));
-	a->head_len = LIT(KEY_ROOT) + st_http_json_escaped_len(root_pem, rl) + LIT(KEY_SOTA) +
-		      st_http_json_escaped_len(sota, sl) + LIT(KEY_PEM);
-	a->tail_len = st_http_json_escaped_len(chain_pem, cl) + LIT(CLOSE);
-	a->cap = a->head_len + 2 * cert_json_len(ST_HTTP_REG_CERT_DER_ROOM) + LIT(KEY_CHAINED) +
-		 a->tail_len;
-	a->b64_cap = b64_len(ST_HTTP_REG_CERT_DER_ROOM) + 1;
-	a->buf = malloc(a->cap);
-	a->tail = malloc(a->tail_len);
-	a->b64 = malloc(a->b64_cap);
-	if (!a->buf || !a->tail || !a->b64) {
-		st_http_answer_clear(a);
+	memset(b, 0, sizeof(*b));
+	b->head_len = LIT(KEY_ROOT) + st_http_json_escaped_len(root_pem, rl);
+	b->tail_len = st_http_json_escaped_len(chain_pem, cl) + LIT(CLOSE);
+	b->head = malloc(b->head_len);
+	b->tail = malloc(b->tail_len);
+	if (!b->head || !b->tail) {
+		st_http_answer_base_clear(b);
 		return ST_E_NOMEM;
 	}
-	d = a->buf;
-	memcpy(d, KEY_ROOT, LIT(KEY_ROOT));
-	d += LIT(KEY_ROOT);
-	d += st_http_json_escape(d, root_pem, rl);
-	memcpy(d, KEY_SOTA, LIT(KEY_SOTA));
-	d += LIT(KEY_SOTA);
-	d += st_http_json_escape(d, sota, sl);
-	memcpy(d, KEY_PEM, LIT(KEY_PEM));
-	d = a->tail;
+	memcpy(b->head, KEY_ROOT, LIT(KEY_ROOT));
+	st_http_json_escape(b->head + LIT(KEY_ROOT), root_pem, rl);
+	d = b->tail;
 	d += st_http_json_escape(d, chain_pem, cl);
 	memcpy(d, CLOSE, LIT(CLOSE));
 	return 0;
 }
 
-static char *put_cert(char *d, const char *b64, size_t b)
+void st_http_answer_base_clear(struct st_http_answer_base *b)
+{
+	free(b->head);
+	free(b->tail);
+	memset(b, 0, sizeof(*b));
+}
+
+/* Bytes of the answer with a certificate of der_len bytes. */
+static size_t answer_len(const struct st_http_answer *a, const struct st_http_answer_base *base,
+			 size_t der_len)
+{
+	return a->head_len + 2 * cert_json_len(der_len) + LIT(KEY_CHAINED) + base->tail_len;
+}
+
+int st_http_answer_prepare(struct st_http_answer *a, const struct st_http_answer_base *base,
+			   const char *sota)
+{
+	size_t sl = strlen(sota);
+	char *d;
+
+	memset(a, 0, sizeof(*a));
+	a->head_len = base->head_len + LIT(KEY_SOTA) + st_http_json_escaped_len(sota, sl) +
+		      LIT(KEY_PEM);
+	a->cap = answer_len(a, base, ST_HTTP_REG_CERT_DER_ROOM);
+	a->buf = malloc(a->cap);
+	if (!a->buf) {
+		st_http_answer_clear(a);
+		return ST_E_NOMEM;
+	}
+	d = a->buf;
+	memcpy(d, base->head, base->head_len);
+	d += base->head_len;
+	memcpy(d, KEY_SOTA, LIT(KEY_SOTA));
+	d += LIT(KEY_SOTA);
+	d += st_http_json_escape(d, sota, sl);
+	memcpy(d, KEY_PEM, LIT(KEY_PEM));
+	return 0;
+}
+
+/* Writes the certificate as PEM text at d, 48 bytes of DER (64 of base64) a line, each line
+ * ended by an escaped newline; returns the end. EVP_EncodeBlock ends what it writes with a
+ * NUL, which the line's end then covers: d must have room for cert_json_len(der_len). */
+static char *put_cert(char *d, const uint8_t *der, size_t der_len)
 {
 	memcpy(d, PEM_BEGIN, LIT(PEM_BEGIN));
 	d += LIT(PEM_BEGIN);
-	for (size_t off = 0; off < b; off += 64) {
-		size_t n = b - off < 64 ? b - off : 64;
+	for (size_t off = 0; off < der_len; off += 48) {
+		size_t n = der_len - off < 48 ? der_len - off : 48;
 
-		memcpy(d, b64 + off, n);
-		d += n;
+		d += EVP_EncodeBlock((unsigned char *)d, der + off, (int)n);
 		*d++ = '\\';
 		*d++ = 'n';
 	}
@@ -539,34 +569,29 @@ static char *put_cert(char *d, const char *b64, size_t b)
 	return d + LIT(PEM_END);
 }
 
-int st_http_answer_finish(struct st_http_answer *a, const uint8_t *der, size_t der_len)
+int st_http_answer_finish(struct st_http_answer *a, const struct st_http_answer_base *base,
+			  const uint8_t *der, size_t der_len)
 {
-	size_t need = a->head_len + 2 * cert_json_len(der_len) + LIT(KEY_CHAINED) + a->tail_len;
-	size_t b = b64_len(der_len);
-	char *d;
+	size_t need = answer_len(a, base, der_len);
+	char *d, *cert;
 
-	if (need > a->cap || b + 1 > a->b64_cap) {
+	if (need > a->cap) {
 		/* Only for a certificate beyond the reserved room. */
-		char *nb = realloc(a->buf, need), *n64;
+		char *nb = realloc(a->buf, need);
 
 		if (!nb)
 			return ST_E_NOMEM;
 		a->buf = nb;
 		a->cap = need;
-		n64 = realloc(a->b64, b + 1);
-		if (!n64)
-			return ST_E_NOMEM;
-		a->b64 = n64;
-		a->b64_cap = b + 1;
 	}
-	EVP_EncodeBlock((unsigned char *)a->b64, der, (int)der_len);
-	d = a->buf + a->head_len;
-	d = put_cert(d, a->b64, b);
+	cert = a->buf + a->head_len;
+	d = put_cert(cert, der, der_len);
 	memcpy(d, KEY_CHAINED, LIT(KEY_CHAINED));
 	d += LIT(KEY_CHAINED);
-	d = put_cert(d, a->b64, b);
-	memcpy(d, a->tail, a->tail_len);
-	d += a->tail_len;
+	memcpy(d, cert, cert_json_len(der_len));
+	d += cert_json_len(der_len);
+	memcpy(d, base->tail, base->tail_len);
+	d += base->tail_len;
 	a->len = (size_t)(d - a->buf);
 	return 0;
 }
@@ -574,8 +599,6 @@ int st_http_answer_finish(struct st_http_answer *a, const uint8_t *der, size_t d
 void st_http_answer_clear(struct st_http_answer *a)
 {
 	free(a->buf);
-	free(a->tail);
-	free(a->b64);
 	memset(a, 0, sizeof(*a));
 }
 

@@ -72,29 +72,40 @@ int st_http_reg_sota(const struct st_profile *p, const struct st_http_reg *r, ch
 		     size_t *len, char *err, size_t errlen);
 
 /* The 201 body: {"root.crt": ..., "sota.toml": ..., "client.pem": CERT,
- * "client.chained": CERT + chain}. Prepared with everything but the certificate, with room
- * reserved for one of up to ST_HTTP_REG_CERT_DER_ROOM bytes. */
+ * "client.chained": CERT + chain}. What every answer of a server shares is escaped once, in
+ * a base: root.crt at the start, the chain and the closing of the object at the end. */
+struct st_http_answer_base {
+	char *head;	 /* the object's opening and root.crt, escaped */
+	size_t head_len;
+	char *tail;	 /* the chain, escaped, and the closing of the object */
+	size_t tail_len;
+};
+
+/* root_pem and chain_pem are the texts of root.crt and of the CA certificates that follow
+ * the device's own in client.chained. Returns 0 or ST_E_NOMEM (then b is empty). */
+int st_http_answer_base_init(struct st_http_answer_base *b, const char *root_pem,
+			     const char *chain_pem);
+void st_http_answer_base_clear(struct st_http_answer_base *b);
+
+/* One answer: prepared with everything but the certificate, with room reserved for one of
+ * up to ST_HTTP_REG_CERT_DER_ROOM bytes. */
 struct st_http_answer {
 	char *buf;	 /* the body once finished */
 	size_t len;	 /* its length once finished */
 	size_t cap;	 /* bytes allocated at buf */
 	size_t head_len; /* bytes of buf up to the first certificate */
-	char *tail;	 /* the chain, escaped, and the closing of the object */
-	size_t tail_len;
-	char *b64;	 /* room for the certificate's base64 */
-	size_t b64_cap;
 };
 
-/* Lays the answer out. root_pem, sota and chain_pem are the texts of root.crt, sota.toml and
- * of the CA certificates that follow the device's own in client.chained. Returns 0 or
- * ST_E_NOMEM (then a is empty). */
-int st_http_answer_prepare(struct st_http_answer *a, const char *root_pem, const char *sota,
-			   const char *chain_pem);
+/* Lays the answer out from base and sota, the text of sota.toml. Returns 0 or ST_E_NOMEM
+ * (then a is empty). */
+int st_http_answer_prepare(struct st_http_answer *a, const struct st_http_answer_base *base,
+			   const char *sota);
 
-/* Writes the certificate (DER) into both of its places. Allocates nothing unless the
- * certificate exceeds the reserved room (certificates the station issues are far smaller),
- * so it returns 0; ST_E_NOMEM only then. */
-int st_http_answer_finish(struct st_http_answer *a, const uint8_t *der, size_t der_len);
+/* Writes the certificate (DER) into both of its places and base's tail after them (base as
+ * prepare was given it). Allocates nothing unless the certificate exceeds the reserved room
+ * (certificates the station issues are far smaller), so it returns 0; ST_E_NOMEM only then. */
+int st_http_answer_finish(struct st_http_answer *a, const struct st_http_answer_base *base,
+			  const uint8_t *der, size_t der_len);
 
 void st_http_answer_clear(struct st_http_answer *a);
 

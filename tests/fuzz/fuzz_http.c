@@ -41,6 +41,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static const uint8_t der[] = { 0x30, 0x03, 0x02, 0x01, 0x07 };
 	struct st_http_reg *r = NULL;
+	struct st_http_answer_base base;
 	struct st_http_answer a;
 	char err[512], *toml = NULL;
 	size_t len;
@@ -57,8 +58,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (st_http_reg_sota(profile(), r, &toml, &len, err, sizeof(err)) == 0) {
 		if (!toml || strlen(toml) != len)
 			abort();
-		if (st_http_answer_prepare(&a, "root\n", toml, "chain\n") == 0) {
-			if (st_http_answer_finish(&a, der, sizeof(der)) != 0)
+		if (st_http_answer_base_init(&base, "root\n", "chain\n") != 0)
+			abort();
+		if (st_http_answer_prepare(&a, &base, toml) == 0) {
+			if (st_http_answer_finish(&a, &base, der, sizeof(der)) != 0)
 				abort();
 			o = json_loadb(a.buf, a.len, JSON_REJECT_DUPLICATES, NULL);
 			if (!o || json_object_size(o) != 4)
@@ -66,6 +69,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			json_decref(o);
 			st_http_answer_clear(&a);
 		}
+		st_http_answer_base_clear(&base);
 		free(toml);
 	}
 	st_http_reg_free(r);

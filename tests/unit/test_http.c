@@ -368,6 +368,7 @@ static void test_answer(void **state)
 	const char *root = "-----BEGIN CERTIFICATE-----\nROOT\n-----END CERTIFICATE-----\n";
 	const char *chain = "-----BEGIN CERTIFICATE-----\nCA\n-----END CERTIFICATE-----\n";
 	const char *sota = "[tls]\nserver = \"https://g\"\n\ttab\x01\n";
+	struct st_http_answer_base base;
 	struct st_http_answer a;
 	uint8_t *der = NULL;
 	size_t der_len;
@@ -377,8 +378,9 @@ static void test_answer(void **state)
 
 	(void)state;
 	make_cert(&der, &der_len, &pem);
-	assert_int_equal(st_http_answer_prepare(&a, root, sota, chain), 0);
-	assert_int_equal(st_http_answer_finish(&a, der, der_len), 0);
+	assert_int_equal(st_http_answer_base_init(&base, root, chain), 0);
+	assert_int_equal(st_http_answer_prepare(&a, &base, sota), 0);
+	assert_int_equal(st_http_answer_finish(&a, &base, der, der_len), 0);
 	assert_true(a.len <= a.cap);
 	o = json_loadb(a.buf, a.len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!o)
@@ -393,22 +395,46 @@ static void test_answer(void **state)
 	json_decref(o);
 	free(chained);
 
-	/* A certificate beyond the reserved room still makes a valid answer. */
+	/* Every length of a line's last piece, and a certificate beyond the reserved room: the
+	 * PEM is OpenSSL's, byte for byte, in both places. */
 	{
-		size_t big = ST_HTTP_REG_CERT_DER_ROOM * 2;
+		size_t big = ST_HTTP_REG_CERT_DER_ROOM * 2 + 1;
 		uint8_t *b = calloc(1, big);
 
 		assert_non_null(b);
-		memset(b, 0xa5, big);
-		assert_int_equal(st_http_answer_finish(&a, b, big), 0);
-		o = json_loadb(a.buf, a.len, 0, &jerr);
-		assert_non_null(o);
-		assert_int_equal(json_object_size(o), 4);
-		json_decref(o);
+		for (size_t i = 0; i < big; i++)
+			b[i] = (uint8_t)(i * 7 + 3);
+		for (size_t n = 1; n <= big; n = n < 200 ? n + 1 : n == big ? big + 1 : big) {
+			BIO *bio = BIO_new(BIO_s_mem());
+			char *want, *got_chained;
+			long wl;
+
+			assert_non_null(bio);
+			assert_true(PEM_write_bio(bio, "CERTIFICATE", "", b, (long)n) > 0);
+			wl = BIO_get_mem_data(bio, &want);
+			assert_int_equal(st_http_answer_finish(&a, &base, b, n), 0);
+			assert_true(a.len <= a.cap);
+			o = json_loadb(a.buf, a.len, JSON_REJECT_DUPLICATES, &jerr);
+			if (!o)
+				fail_msg("%zu bytes: answer is not JSON: %s", n, jerr.text);
+			assert_int_equal(json_object_size(o), 4);
+			assert_int_equal(json_string_length(json_object_get(o, "client.pem")), wl);
+			assert_memory_equal(json_string_value(json_object_get(o, "client.pem")), want,
+					    (size_t)wl);
+			assert_true(asprintf(&got_chained, "%.*s%s", (int)wl, want, chain) > 0);
+			assert_string_equal(json_string_value(json_object_get(o, "client.chained")),
+					    got_chained);
+			assert_string_equal(json_string_value(json_object_get(o, "root.crt")), root);
+			assert_string_equal(json_string_value(json_object_get(o, "sota.toml")), sota);
+			free(got_chained);
+			json_decref(o);
+			BIO_free(bio);
+		}
 		free(b);
 	}
 	st_http_answer_clear(&a);
 	st_http_answer_clear(&a);
+	st_http_answer_base_clear(&base);
 	OPENSSL_free(der);
 	free(pem);
 }
