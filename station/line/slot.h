@@ -203,7 +203,8 @@ struct st_slot {
 	 * opened again, since a stale link may point at a device number already given to
 	 * another device; a board that comes back does so under a new link or node. A name is
 	 * its file system, inode number and change time: a file system may give a new link the
-	 * inode number of the one just removed (ext4 does), never with the same change time. */
+	 * inode number of the one just removed (ext4 does, at once), but the new link's change
+	 * time is when it was made. */
 	struct slot_name_id {
 		uint64_t dev, ino;
 		int64_t ctime_ns;
