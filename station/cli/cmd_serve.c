@@ -241,6 +241,15 @@ int st_cmd_serve(int argc, char **argv)
 		goto out;
 	}
 	loop_ready = 1;
+	/* SIGHUP is caught from here: a reload asked for while the server sets up (an HSM login,
+	 * the ledger being opened) is carried out when the loop starts, instead of the signal's
+	 * default action ending it. SIGINT and SIGTERM keep theirs until the loop runs, so that
+	 * a set-up that hangs can still be stopped. */
+	uv_signal_init(&s.loop, &s.sig_int);
+	uv_signal_init(&s.loop, &s.sig_term);
+	uv_signal_init(&s.loop, &s.sig_hup);
+	s.sig_int.data = s.sig_term.data = s.sig_hup.data = &s;
+	uv_signal_start(&s.sig_hup, on_signal, SIGHUP);
 	if (st_ca_load(s.cfg->ca.cert, s.cfg->ca.chain, s.cfg->ca.root, &s.ca, err,
 		       sizeof(err)) < 0) {
 		st_err("%s", err);
@@ -286,13 +295,8 @@ int st_cmd_serve(int argc, char **argv)
 		}
 		st_http_set_console(s.http, s.console, &st_console_http);
 	}
-	uv_signal_init(&s.loop, &s.sig_int);
-	uv_signal_init(&s.loop, &s.sig_term);
-	uv_signal_init(&s.loop, &s.sig_hup);
-	s.sig_int.data = s.sig_term.data = s.sig_hup.data = &s;
 	uv_signal_start(&s.sig_int, on_signal, SIGINT);
 	uv_signal_start(&s.sig_term, on_signal, SIGTERM);
-	uv_signal_start(&s.sig_hup, on_signal, SIGHUP);
 	st_notice("station %s: serving on %s, ledger %s", s.station, st_http_url(s.http),
 		  s.cfg->ledger);
 	printf("station: serving on %s\n", st_http_url(s.http));
@@ -302,6 +306,9 @@ int st_cmd_serve(int argc, char **argv)
 	s.http = NULL;
 	rc = 0;
 out:
+	/* A set-up that failed: the loops below must not wait on the signal. */
+	if (loop_ready && !uv_is_closing((uv_handle_t *)&s.sig_hup))
+		uv_signal_stop(&s.sig_hup);
 	if (s.http)
 		st_http_close(s.http, NULL, NULL);
 	st_console_close(s.console);

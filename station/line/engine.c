@@ -58,6 +58,7 @@ struct st_engine {
 	uv_signal_t sig_int, sig_term, sig_hup;
 	uv_timer_t tick, rescan, stop_timer;
 	int handles; /* engine handles (signals, timers) not yet closed */
+	int hup_on;  /* sig_hup is started and not yet closed */
 	int watching; /* opt.watcher was started */
 	/* The last snapshot (st_engine_snapshot()). */
 	struct st_slot_info *info;
@@ -646,6 +647,7 @@ static void on_pool_closed(void *arg)
 	uv_close((uv_handle_t *)&e->sig_int, on_engine_handle_closed);
 	uv_close((uv_handle_t *)&e->sig_term, on_engine_handle_closed);
 	uv_close((uv_handle_t *)&e->sig_hup, on_engine_handle_closed);
+	e->hup_on = 0;
 	uv_close((uv_handle_t *)&e->tick, on_engine_handle_closed);
 	uv_close((uv_handle_t *)&e->rescan, on_engine_handle_closed);
 	uv_close((uv_handle_t *)&e->stop_timer, on_engine_handle_closed);
@@ -950,6 +952,17 @@ int st_engine_new(const char *config_path, const struct st_engine_options *opt,
 		goto fail;
 	}
 	e->loop_ready = 1;
+	/* SIGHUP is caught from here: a reload asked for while the station sets up (an HSM
+	 * login, the ledger being opened) is carried out when the loop starts, instead of the
+	 * signal's default action ending the station. SIGINT and SIGTERM keep theirs until the
+	 * loop runs, so that a set-up that hangs can still be stopped; nothing is recorded
+	 * before then. */
+	uv_signal_init(&e->loop, &e->sig_int);
+	uv_signal_init(&e->loop, &e->sig_term);
+	uv_signal_init(&e->loop, &e->sig_hup);
+	e->sig_int.data = e->sig_term.data = e->sig_hup.data = e;
+	uv_signal_start(&e->sig_hup, on_signal, SIGHUP);
+	e->hup_on = 1;
 
 	rc = st_ca_load(e->cfg->ca.cert, e->cfg->ca.chain, e->cfg->ca.root, &e->ca, err, errlen);
 	if (rc < 0)
@@ -1054,13 +1067,9 @@ int st_engine_new(const char *config_path, const struct st_engine_options *opt,
 		}
 	}
 
-	uv_signal_init(&e->loop, &e->sig_int);
-	uv_signal_init(&e->loop, &e->sig_term);
-	uv_signal_init(&e->loop, &e->sig_hup);
 	uv_timer_init(&e->loop, &e->tick);
 	uv_timer_init(&e->loop, &e->rescan);
 	uv_timer_init(&e->loop, &e->stop_timer);
-	e->sig_int.data = e->sig_term.data = e->sig_hup.data = e;
 	e->tick.data = e->rescan.data = e->stop_timer.data = e;
 	e->handles = 6;
 	*out = e;
@@ -1079,7 +1088,6 @@ int st_engine_run(struct st_engine *e)
 	e->started = uv_hrtime();
 	uv_signal_start(&e->sig_int, on_signal, SIGINT);
 	uv_signal_start(&e->sig_term, on_signal, SIGTERM);
-	uv_signal_start(&e->sig_hup, on_signal, SIGHUP);
 	uv_timer_start(&e->tick, on_tick, TICK_MS, TICK_MS);
 	if (e->have_globs) {
 		unsigned ms = e->cfg->timeouts.rescan ? e->cfg->timeouts.rescan : DEFAULT_RESCAN_MS;
@@ -1115,6 +1123,11 @@ void st_engine_free(struct st_engine *e)
 {
 	if (!e)
 		return;
+	if (e->hup_on) {
+		/* Set-up failed: the loops below must not wait on it. */
+		uv_signal_stop(&e->sig_hup);
+		e->hup_on = 0;
+	}
 	close_console(e);
 	if (e->pool && !e->pool_closed) {
 		/* Set-up failed after the pool started: close it and let its threads end. */

@@ -58,13 +58,26 @@ ok "re-delivery of 10 recorded certificates consumed nothing; the 11th still ref
 # ---- SIGHUP: a new authorization lets the 11th board through ---------------------------
 # The boards are away while the station starts, and come back (rebooted) once it reloaded.
 stop_simboard
+# Its CA key is in a module slow to start (fixtures/slowhsm: C_Initialize takes 1.5 s first),
+# so that a SIGHUP sent once it has read the authorizations lands while it sets up.
 : >"$T/ev3.jsonl"
-"$STATION" run -c "$pki/run.yaml" --events "$T/ev3.jsonl" --no-view \
+sed "/^  key: /s#module-path=[^\"]*#module-path=$BUILD_DIR/fixtures/slowhsm/libslowhsm.so#" \
+	"$pki/run.yaml" >"$pki/run3.yaml"
+grep -q "libslowhsm.so" "$pki/run3.yaml" || fail "run3.yaml: no slow module: $(cat "$pki/run3.yaml")"
+SLOWHSM_INIT_MS=1500 "$STATION" run -c "$pki/run3.yaml" --events "$T/ev3.jsonl" --no-view \
 	>"$T/run3.out" 2>"$T/run3.err" &
 RUNPID=$!
 line_cleanup() { kill -TERM "$RUNPID" 2>/dev/null; wait "$RUNPID" 2>/dev/null; }
 wait_for_line "$T/run3.err" "authorizations .*: 1 loaded" 30 "$RUNPID" ||
 	fail "the station did not load the authorizations: $(tail -5 "$T/run3.err")"
+# A SIGHUP while it still sets up (it opens the signer and the ledger after reading the
+# authorizations) is carried out once its loop runs; it does not end the station.
+when="during set-up"
+grep -q "station test-station: [0-9]* slots" "$T/run3.err" && when="after set-up (its loop ran already)"
+kill -HUP "$RUNPID"
+wait_for_line "$T/ev3.jsonl" '"event":"reload"' 30 "$RUNPID" ||
+	fail "a SIGHUP sent $when was not carried out: $(tail -5 "$T/run3.err")"
+ok "a SIGHUP sent $when: the station reloaded once its loop ran"
 auth_issue LOT-1 1 "$pki/authorizations/lot1.auth"
 kill -HUP "$RUNPID"
 wait_for_line "$T/run3.err" "authorizations .*: 2 loaded" 30 "$RUNPID" ||

@@ -64,3 +64,22 @@ case $line in *"keeping the profiles in force"*) ;; *) fail "bad configuration: 
 [ "$(register d6 hw-b)" = 201 ] || fail "hw-b after a refused reload: $(cat "$T/d6/answer.json")"
 ok "a configuration that does not load keeps the profiles in force"
 stop_server
+
+# A SIGHUP while serve still sets up (its CA key in a module slow to start: fixtures/slowhsm,
+# whose C_Initialize waits 1.5 s and says so first) is carried out once it serves; it does
+# not end it.
+cp "$T/serve.yaml.good" "$pki/serve.yaml"
+sed "/^  key: /s#module-path=[^\"]*#module-path=$BUILD_DIR/fixtures/slowhsm/libslowhsm.so#" \
+	"$pki/serve.yaml" >"$pki/slow.yaml"
+grep -q "libslowhsm.so" "$pki/slow.yaml" || fail "slow.yaml: no slow module: $(cat "$pki/slow.yaml")"
+exec 3< <(SLOWHSM_INIT_MS=1500 exec "$STATION" serve -c "$pki/slow.yaml" 2>>"$T/slow.err")
+SERVE_PID=$!
+wait_for_line "$T/slow.err" "slowhsm: C_Initialize waits" 30 "$SERVE_PID" ||
+	fail "serve did not reach its signer: $(cat "$T/slow.err")"
+kill -HUP "$SERVE_PID"
+read -r -t 60 -u 3 line || fail "serve ended after a SIGHUP during set-up: $(cat "$T/slow.err")"
+case $line in "station: serving on "*) ;; *) fail "unexpected first line: $line" ;; esac
+wait_for_line "$T/slow.err" 'SIGHUP: 2 profiles reloaded' 30 "$SERVE_PID" ||
+	fail "the SIGHUP sent during set-up was not carried out: $(cat "$T/slow.err")"
+stop_server
+ok "a SIGHUP during set-up is carried out once serve runs"
