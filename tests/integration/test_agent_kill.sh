@@ -55,9 +55,12 @@ while [ "$kills" -lt "$KILLS" ] && [ "$runs" -lt $((KILLS * 3)) ]; do
 	) &
 	watcher=$!
 	# The agent ends killed, or by itself after DONE when the board passed in fewer events.
-	wait "$AGENTPID" 2>/dev/null || true
+	# Whether the kill landed is the agent's status (128 + SIGKILL): the watcher's mark comes
+	# after its kill returns, and may not be there yet when the agent is reaped.
+	st=0
+	wait "$AGENTPID" 2>/dev/null || st=$?
 	landed=0
-	if [ -e "$T/landed" ]; then
+	if [ "$st" = 137 ]; then
 		kills=$((kills + 1))
 		landed=1
 	fi

@@ -113,6 +113,10 @@ early() {
 	st=$STATION_PID
 	wait_for_line "$T/line-$1.err" "its boards wait for the database" 60 "$st" ||
 		fail "line-$1 did not start to wait for its database: $(tail -5 "$T/line-$1.err")"
+	# Its loop runs (it handles SIGTERM from there on; before, the signal's default action
+	# would end it, which is not what is tested).
+	wait_for_line "$T/line-$1.err" "station line-$1: [0-9]+ slots" 60 "$st" ||
+		fail "line-$1 did not start its loop: $(tail -5 "$T/line-$1.err")"
 }
 early e 3 9 e
 wait_for_line "$T/line-e.events" '"event":"pool".*"paused":true.*ledger unavailable' 60 "$st" ||

@@ -68,6 +68,6 @@ LINE_DIR=$T/faults
 start_simboard 3 --name-prefix new --protocol 2 --seed 5 --fault power-loss=WRITE/4:new0 \
 	--fault power-loss=WRITE/5:new1 --fault disconnect=WRITE/5:new2
 faults_run 3 new
-grep -q "new0: power lost" "$T/simboard.log" && grep -q "new1: power lost" "$T/simboard.log" &&
-	grep -q "new2: disconnected" "$T/simboard.log" || fail "the faults did not happen: $(cat "$T/simboard.log")"
+sim_logged "new0: power lost" && sim_logged "new1: power lost" &&
+	sim_logged "new2: disconnected" || fail "the faults did not happen: $(cat "$T/simboard.log")"
 ok "version 2 boards that lost power or their link in the middle of a file: pass, simboard verify"

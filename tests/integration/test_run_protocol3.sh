@@ -87,7 +87,7 @@ for v in 3:three:5 4:four:4 5:five:4; do
 		--fault "power-loss=WRITE/$w:${name}0" --fault "disconnect=WRITE/$w:${name}1" \
 		--fault "drop:${name}2"
 	faults_run 3 "$name"
-	grep -q "${name}0: power lost" "$T/simboard.log" && grep -q "${name}1: disconnected" "$T/simboard.log" ||
+	sim_logged "${name}0: power lost" && sim_logged "${name}1: disconnected" ||
 		fail "version $ver: the faults did not happen: $(cat "$T/simboard.log")"
 	grep '"event":"pass"' "$T/faults.jsonl" | grep "\"slot\":\"${name}2\"" | grep -q '"retransmits":[1-9]' ||
 		fail "${name}2: no retransmission: $(grep "\"slot\":\"${name}2\"" "$T/faults.jsonl" | tail -1)"

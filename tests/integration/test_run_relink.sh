@@ -29,8 +29,7 @@ timeouts:
   reconnect: 5000
 YAML
 	line_run_all "$pki/$name.yaml" "$T/$name.jsonl" 1
-	grep -q "${name}0: disconnected" "$T/simboard.log" &&
-		grep -q "${name}0: reconnected" "$T/simboard.log" ||
+	sim_logged "${name}0: disconnected" && sim_logged "${name}0: reconnected" ||
 		fail "$cmd: the link did not go and come back: $(cat "$T/simboard.log")"
 	grep -q '"event":"port","station":"[^"]*","slot":"'"${name}0"'","status":"back"' "$T/$name.jsonl" ||
 		fail "$cmd: no port event saying the port is back: $(grep '"event":"port"' "$T/$name.jsonl")"

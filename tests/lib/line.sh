@@ -36,6 +36,13 @@ start_simboard() {
 	cat <&3 >>"$T/simboard.log" &
 }
 
+# sim_logged PATTERN [COUNT]: simboard's log has PATTERN (an extended regex), COUNT times,
+# within 10 s. The log reaches $T/simboard.log through a copy nothing waits for: a line
+# simboard wrote before the station finished may land in the file a moment later.
+sim_logged() {
+	wait_for_line "$T/simboard.log" "$1" 10 "$SIMPID" "${2:-1}"
+}
+
 # more_simboard NAME N [options]: another fixture of the line, a simboard of its own serving N
 # boards named NAME0, NAME1, ... from $T/NAME (map $T/NAME/map.yaml, log
 # $T/simboard-NAME.log); stop_more_simboards ends them all (on exit too).
