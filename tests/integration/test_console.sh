@@ -46,13 +46,15 @@ line_setup "http:
   listen: 127.0.0.1:$PORT"
 # A finished board is asked whether it is still there only every ten minutes: board3 (hung,
 # it never answers again) would otherwise pass for removed a few seconds after it failed,
-# and its slot turn from failed to waiting while the test still looks at it.
+# and its slot turn from failed to waiting while the test still looks at it. The wait for a
+# WRITE applies to every board: 2 tries of 3 s fail board3 in 6 s and leave the healthy
+# boards room on a loaded machine.
 cat >>"$pki/run.yaml" <<EOF
 timeouts:
-  write: 1000
+  write: 3000
   presence: 600000
 retries:
-  request: 3
+  request: 2
 EOF
 start_simboard 16 --seed 7 --noise \
 	--fault bad-csr=bad-sig:board5 \

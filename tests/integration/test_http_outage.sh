@@ -29,7 +29,7 @@ pool:
   workers: 1
 http:
   listen: 127.0.0.1:0
-  sign_timeout_ms: 500
+  sign_timeout_ms: 2000
 EOF
 
 # The signer's fault hook: before its first signature the module loses all state, as when an

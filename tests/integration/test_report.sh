@@ -11,7 +11,7 @@
 . "$(dirname "$0")/../lib/auth.sh"
 N=10
 line_setup "timeouts:
-  csr: 600
+  csr: 2000
 retries:
   request: 2"
 line_profile "$pki" board "authorization: required"

@@ -11,12 +11,12 @@ line_setup
 # loaded machine: nothing here depends on speed but the run time.
 cat >>"$pki/run.yaml" <<EOF
 timeouts:
-  hello: 1000
+  hello: 2000
   csr: 3000
   write: 1500
   commit: 3000
   verify: 3000
-  done: 1000
+  done: 2000
   reconnect: 20000
 retries:
   request: 4
