@@ -329,6 +329,7 @@ static const struct st_yl_key timeout_keys[] = {
 	MS_RANGE(hello),    MS_RANGE(csr),	 MS_RANGE(write),  MS_RANGE(commit),
 	MS_RANGE(verify),   MS_RANGE(done),	 MS_RANGE(probe),  MS_RANGE(presence),
 	MS_RANGE(reconnect), MS_RANGE(reopen), MS_RANGE(rescan), MS_RANGE(no_frame),
+	ST_YL_RANGE("baud_trial", st_yl_h_uint, TO(baud_trial), 0, 100, 60000),
 	ST_YL_END,
 };
 

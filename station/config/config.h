@@ -50,6 +50,8 @@
  *     reopen: 250                # between attempts to open a missing port
  *     rescan: 1000               # between glob scans
  *     no_frame: 10000            # a waiting slot's line with bytes but no frame: say so
+ *     baud_trial: 2000           # a new line rate (BAUD) is tried this long (100..60000)
+ *                                #   before both sides go back to the old one
  *   retries:
  *     request: 5                 # transmissions of one request
  *     resync: 5                  # reboots/reconnects of one board
@@ -133,6 +135,7 @@ struct st_config_pool {
 struct st_config_timeouts {
 	unsigned hello, csr, write, commit, verify, done;
 	unsigned probe, presence, reconnect, reopen, rescan, no_frame;
+	unsigned baud_trial; /* BAUD's ms: 100..60000 (drivers/PROTOCOL.md) */
 };
 
 struct st_config_retries {

@@ -885,6 +885,7 @@ static void limits_from_config(struct st_slot_limits *l, const struct st_config 
 	TAKE(reconnect_ms, t->reconnect);
 	TAKE(reopen_ms, t->reopen);
 	TAKE(noframe_ms, t->no_frame);
+	TAKE(baud_trial_ms, t->baud_trial);
 	TAKE(tries, cfg->retries.request);
 	TAKE(resyncs, cfg->retries.resync);
 #undef TAKE

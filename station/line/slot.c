@@ -62,6 +62,7 @@ void st_slot_limits_default(struct st_slot_limits *l)
 	l->reopen_ms = 250;
 	l->queued_ms = 10000;
 	l->noframe_ms = 10000;
+	l->baud_trial_ms = 2000;
 	l->tries = 5;
 	l->resyncs = 5;
 }

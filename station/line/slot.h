@@ -99,6 +99,9 @@ struct st_slot_limits {
 				* but no frame before the slot says what it sees (at least
 				* presence_ms + tries * hello_ms: a finished board is asked no
 				* more often) */
+	unsigned baud_trial_ms; /* BAUD's fallback delay: the board goes back to the old rate
+				 * unless a good frame arrives at the new one within it, and the
+				 * station gives up on the new rate after as long */
 	unsigned tries;        /* transmissions of one request before the board has failed */
 	unsigned resyncs;      /* reboots and reconnects one board may go through */
 };

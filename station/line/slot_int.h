@@ -64,9 +64,6 @@ unsigned slot_state_limit(enum st_slot_state s, const struct st_slot_limits *l);
 #define MAX_PROTO_PATH DRV_PROTO_MAX_PATH
 #define HELLO_MAX 4096 /* the largest frame the station accepts (announced in HELLO) */
 #define REOPEN_BACKOFF_MAX_MS 2000
-/* BAUD's fallback delay: the board goes back to the old rate unless a good frame arrives at
- * the new one within it, and the station gives up on the new rate after as long. */
-#define BAUD_TRIAL_MS 2000
 
 /* ---- The board in flight ------------------------------------------------------------ */
 

@@ -127,7 +127,7 @@ static unsigned timeout_of(const struct st_slot *s, int kind)
 	case RQ_BAUD_HELLO:
 		/* Every try at the new rate within the board's trial, so that both sides give
 		 * up on it together. */
-		return BAUD_TRIAL_MS / (l->tries ? l->tries : 1);
+		return l->baud_trial_ms / (l->tries ? l->tries : 1);
 	default:
 		return l->hello_ms;
 	}
@@ -255,7 +255,7 @@ void slot_send_baud(struct st_slot *s, int rate)
 
 	slot_begin_req(s, &b, DRV_PROTO_BAUD);
 	drv_proto_add_uint(&b, "rate", (uint64_t)rate);
-	drv_proto_add_uint(&b, "ms", BAUD_TRIAL_MS);
+	drv_proto_add_uint(&b, "ms", s->env->lim.baud_trial_ms);
 	slot_send_req(s, &b, RQ_BAUD);
 }
 

@@ -76,6 +76,7 @@ timeouts:
   verify: 60000
   done: 20000
   reconnect: 300000
+  baud_trial: 10000
 retries:
   request: 6
   resync: 20

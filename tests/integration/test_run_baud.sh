@@ -15,6 +15,8 @@ N=5
 TOTAL=8      # boards put in; board4's hangs, so the others' fixtures take the swaps
 PASSES=7
 line_setup
+# A new rate is tried for 5 s (2 s by default), so that a loaded machine's slow answer at
+# the new rate is not taken for a board that cannot do it.
 line_config "$pki/baud.yaml" <<YAML
 station: test-station
 slots:
@@ -22,6 +24,8 @@ slots:
     max_baud: 921600
 pool:
   workers: 2
+timeouts:
+  baud_trial: 5000
 YAML
 
 # A fastest rate below the starting one is a configuration mistake.
@@ -62,6 +66,10 @@ grep -q "board3.*bytes at another rate" "$T/run.err" ||
 	fail "board3's reboot was not heard as bytes at another rate: $(grep board3 "$T/run.err" | tail -3)"
 sim_logged 'board2.*baud fallback to 115200' ||
 	fail "board2 did not fall back: $(grep board2 "$T/simboard.log" | tail -5)"
+# Both sides kept to the trial the configuration sets: a board of board2's fixture passes
+# only after its 5 s at the new rate have run out.
+jq -e -s '[.[] | select(.event == "pass" and .slot == "board2") | .ms.total] | length > 0 and min > 5000' \
+	"$ev" >/dev/null || fail "board2's boards did not wait out a trial of 5 s: $(grep '"event":"pass"' "$ev" | grep '"slot":"board2"')"
 if grep -v 'board2' "$T/simboard.log" | has 'baud fallback'; then
 	fail "a board that can do the new rate fell back: $(grep 'baud fallback' "$T/simboard.log")"
 fi

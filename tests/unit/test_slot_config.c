@@ -134,6 +134,7 @@ static void test_slots_sections(void **state)
 		    "timeouts:\n"
 		    "  csr: 20000\n"
 		    "  reconnect: 500\n"
+		    "  baud_trial: 6000\n"
 		    "retries:\n"
 		    "  request: 7\n"
 		    "outputs:\n"
@@ -182,6 +183,7 @@ static void test_slots_sections(void **state)
 	assert_int_equal(c->pool.queue_max, 4096);
 	assert_int_equal(c->timeouts.csr, 20000);
 	assert_int_equal(c->timeouts.reconnect, 500);
+	assert_int_equal(c->timeouts.baud_trial, 6000);
 	assert_int_equal(c->timeouts.hello, 0);
 	assert_int_equal(c->retries.request, 7);
 	snprintf(want, sizeof(want), "%s/consoles", dir);
@@ -246,6 +248,10 @@ static void test_section_errors(void **state)
 		     "unknown key 'wirte' (did you mean 'write'?)");
 	expect_error("timeouts:\n  csr: soon\n", "station.yaml:7:8", "must be a whole number");
 	expect_error("retries:\n  request: 0\n", "station.yaml:7:12", "out of range 1..100");
+	/* BAUD's ms is 100..60000 on the wire (drivers/PROTOCOL.md). */
+	expect_error("timeouts:\n  baud_trial: 99\n", "station.yaml:7:15", "out of range 100..60000");
+	expect_error("timeouts:\n  baud_trial: 60001\n", "station.yaml:7:15",
+		     "out of range 100..60000");
 	expect_error("outputs:\n  event: e.jsonl\n", "station.yaml:7:3",
 		     "unknown key 'event' (did you mean 'events'?)");
 	expect_error("profiles: {a: b}\n", "station.yaml:6:11",
