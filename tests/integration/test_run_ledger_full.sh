@@ -20,17 +20,20 @@ line_cleanup() {
 }
 line_setup
 sed -i "s|^ledger: .*|ledger: $fs/ledger.db|" "$pki/run.yaml"
-# Paced boards: the first CSR reaches the pool well after the boards have said hello.
-start_simboard "$N" --seed 11 --baud 9600
+# The station starts first (its ledger open), the disk fills, and only then do the boards
+# come (found by a glob): nothing can be recorded before the disk is full.
+glob_config "$pki/run.yaml" "$pki/full.yaml" 9600
 ev="$T/events.jsonl"
 : >"$ev"
-"$STATION" run -c "$pki/run.yaml" --events "$ev" --no-view --boards "$N" --max-seconds 300 \
+"$STATION" run -c "$pki/full.yaml" --events "$ev" --no-view --boards "$N" --max-seconds 300 \
 	>"$T/run.out" 2>"$T/run.err" &
 pid=$!
-wait_for_line "$ev" '"to":"hello"' 60 "$pid" || fail "no board said hello: $(tail "$T/run.err")"
+wait_for_line "$T/run.err" "station test-station: 0 slots" 60 "$pid" ||
+	fail "the station did not start: $(tail "$T/run.err")"
 # The disk fills up: not one page more for the ledger.
 dd if=/dev/zero of="$fs/filler" bs=4k 2>/dev/null || true
 [ "$(df --output=avail "$fs" | tail -1 | tr -d ' ')" -eq 0 ] || fail "the file system is not full: $(df "$fs")"
+start_simboard "$N" --seed 11 --baud 9600
 wait_for_line "$ev" '"event":"pool".*"paused":true.*full' 120 "$pid" ||
 	fail "signing did not pause for the full disk: $(tail "$T/run.err")"
 reason=$(grep -m1 '"paused":true' "$ev" | grep -o '"reason":"[^"]*"')

@@ -143,21 +143,35 @@ ${1:-}
 YAML
 }
 
-# run_hsm_away N SEED [run args...]: N paced simulated boards (the first CSR reaches the pool
-# well after the boards have said hello), and `station run -c $pki/run.yaml --boards N` in
-# the background ($pid, events in $ev, output in $T/run.out and $T/run.err) whose signer
-# loses all module state before its first signature (the STATION_TEST_FAIL hook), with the
-# token directory moved away once a board said hello: signing pauses until the test moves
+# glob_config IN OUT BAUD: IN with its slot over simboard's map ($LINE_DIR/map.yaml) as a glob
+# over the same boards' ports ($LINE_DIR/*/tty, named after their boards, at BAUD), looked for
+# every 200 ms: a station on OUT can start before simboard makes the ports, and a test can
+# act on it between its start and the first board.
+glob_config() {
+	grep -q "^  - board_map: $LINE_DIR/map.yaml\$" "$1" || fail "glob_config: no board_map slot in $1"
+	sed "s#^  - board_map: $LINE_DIR/map.yaml\$#  - glob: $LINE_DIR/*/tty\n    name: \"{parent}\"\n    baud: $3#" \
+		"$1" >"$2"
+	printf 'timeouts:\n  rescan: 200\n' >>"$2"
+}
+
+# run_hsm_away N SEED [run args...]: `station run --boards N` in the background ($pid, events
+# in $ev, output in $T/run.out and $T/run.err) on $pki/run.yaml with the boards' ports found
+# by a glob ($pki/away.yaml), whose signer loses all module state before its first signature
+# (the STATION_TEST_FAIL hook). The station starts first and opens the token; the token
+# directory is moved away once its loop runs, and only then do N paced simulated boards
+# come: nothing can be signed before the token is gone. Signing pauses until the test moves
 # $pki/tokens.away back to $pki/tokens.
 run_hsm_away() {
 	local n=$1 seed=$2
 	shift 2
-	start_simboard "$n" --seed "$seed" --baud 9600
+	glob_config "$pki/run.yaml" "$pki/away.yaml" 9600
 	ev="$T/events.jsonl"
 	: >"$ev"
-	STATION_TEST_FAIL=signer.finalize:1 "$STATION" run -c "$pki/run.yaml" --events "$ev" \
+	STATION_TEST_FAIL=signer.finalize:1 "$STATION" run -c "$pki/away.yaml" --events "$ev" \
 		--no-view --boards "$n" --max-seconds 300 "$@" >"$T/run.out" 2>"$T/run.err" &
 	pid=$!
-	wait_for_line "$ev" '"to":"hello"' 60 "$pid" || fail "no board said hello: $(tail "$T/run.err")"
+	wait_for_line "$T/run.err" "station test-station: 0 slots" 60 "$pid" ||
+		fail "the station did not start: $(tail "$T/run.err")"
 	mv "$pki/tokens" "$pki/tokens.away"
+	start_simboard "$n" --seed "$seed" --baud 9600
 }
