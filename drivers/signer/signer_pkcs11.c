@@ -52,6 +52,7 @@
 #include "digest.h"
 #include "err.h"
 #include "log.h"
+#include "testhook.h"
 
 /* Largest raw r||s (P-521). */
 #define RAW_SIG_MAX 132
@@ -1042,22 +1043,15 @@ static void inst_free(struct p11_inst *inst)
  * environment variable that makes its signing fail. */
 static void parse_fail_hook(struct p11_inst *inst)
 {
-	const char *v = getenv("STATION_TEST_FAIL");
-	const char *n = NULL;
+	const char *arg;
 
-	if (!v)
-		return;
-	if (strncmp(v, "signer.drop_session", 19) == 0) {
+	if ((arg = st_test_hook("signer.drop_session")))
 		inst->fail_op = P11_FAIL_DROP_SESSION;
-		n = v + 19;
-	} else if (strncmp(v, "signer.finalize", 15) == 0) {
+	else if ((arg = st_test_hook("signer.finalize")))
 		inst->fail_op = P11_FAIL_FINALIZE;
-		n = v + 15;
-	} else {
+	else
 		return;
-	}
-	inst->fail_at = *n == ':' ? strtoul(n + 1, NULL, 10) : 1;
-	st_warn("signer: test fault hook %s armed", v);
+	inst->fail_at = *arg ? strtoul(arg, NULL, 10) : 1;
 }
 #else
 /* Without the hooks there is nothing to arm or fire. */

@@ -43,6 +43,7 @@
 #include "err.h"
 #include "ledger_pg.h"
 #include "log.h"
+#include "testhook.h"
 
 #define APPLICATION "station-ledger"
 
@@ -348,12 +349,10 @@ fail:
 static void parse_fail_hook(struct pg_ledger *l)
 {
 #ifdef STATION_TEST_HOOKS
-	const char *v = getenv("STATION_TEST_FAIL");
+	const char *arg = st_test_hook("ledger.commit_answer_lost");
 
-	if (!v || strncmp(v, "ledger.commit_answer_lost", 25) != 0)
-		return;
-	l->fail_at = v[25] == ':' ? strtoul(v + 26, NULL, 10) : 1;
-	st_warn("ledger: test fault hook %s armed", v);
+	if (arg)
+		l->fail_at = *arg ? strtoul(arg, NULL, 10) : 1;
 #else
 	(void)l;
 #endif

@@ -41,6 +41,7 @@
 #include "operator.h"
 #include "pool.h"
 #include "slot.h"
+#include "testhook.h"
 
 #define RETRY_MS 2000	   /* how long a page's EventSource waits before it connects again */
 #define MAX_VALUE 256	   /* bytes of a decoded query value */
@@ -1076,13 +1077,10 @@ void st_console_unauthorized(struct st_console *c, struct st_http *h, struct st_
 static void test_hook(struct st_console *c)
 {
 #ifdef STATION_TEST_HOOKS
-	const char *v = getenv("STATION_TEST_FAIL");
-	static const char name[] = "console.queue:";
+	const char *arg = st_test_hook("console.queue");
 
-	if (!v || strncmp(v, name, sizeof(name) - 1) != 0)
-		return;
-	c->client_max = strtoul(v + sizeof(name) - 1, NULL, 10);
-	st_warn("console: test fault hook %s armed", v);
+	if (arg)
+		c->client_max = strtoul(arg, NULL, 10);
 #else
 	(void)c;
 #endif

@@ -19,6 +19,7 @@
 #include "log.h"
 #include "slot_int.h"
 #include "sota.h"
+#include "testhook.h"
 
 static uint32_t next_seq(struct st_slot *s);
 static unsigned timeout_of(const struct st_slot *s, int kind);
@@ -140,26 +141,20 @@ static unsigned timeout_of(const struct st_slot *s, int kind)
 static void test_stall(const char *type)
 {
 #ifdef STATION_TEST_HOOKS
-	static const char name[] = "slot.stall_after:";
 	static int state; /* 0: not read yet, 1: armed, 2: spent or not set */
 	static char want[16];
 	static unsigned long ms;
-	const char *v, *colon;
+	const char *arg, *colon;
 
 	if (state == 0) {
-		v = getenv("STATION_TEST_FAIL");
+		arg = st_test_hook("slot.stall_after");
+		colon = arg ? strchr(arg, ':') : NULL;
 		state = 2;
-		if (v && strncmp(v, name, sizeof(name) - 1) == 0) {
-			v += sizeof(name) - 1;
-			colon = strchr(v, ':');
-			if (colon && (size_t)(colon - v) < sizeof(want)) {
-				memcpy(want, v, (size_t)(colon - v));
-				want[colon - v] = 0;
-				ms = strtoul(colon + 1, NULL, 10);
-				state = 1;
-				st_warn("slot: test fault hook slot.stall_after:%s:%lu armed", want,
-					ms);
-			}
+		if (colon && (size_t)(colon - arg) < sizeof(want)) {
+			memcpy(want, arg, (size_t)(colon - arg));
+			want[colon - arg] = 0;
+			ms = strtoul(colon + 1, NULL, 10);
+			state = 1;
 		}
 	}
 	if (state == 1 && strcmp(type, want) == 0) {

@@ -25,6 +25,7 @@
 #include "ledger.h"
 #include "log.h"
 #include "queue.h"
+#include "testhook.h"
 
 #define DEFAULT_BATCH_MAX 32
 #define DEFAULT_LINGER_MS 5
@@ -159,7 +160,7 @@ struct st_pool {
 	unsigned ahead;         /* of those, batches not yet through their intents (step 0 or
 				 * 1): only behind one of them does a new batch gather */
 	int stopping;           /* threads: finish up and exit */
-	int wake_ready;        /* wake_fd may be written to */
+	int wake_ready;         /* wake_fd may be written to */
 	int wake_sent;          /* wake_fd written to since the loop last took the results */
 	unsigned starting;      /* threads that have not reported their start yet */
 	int start_rc;
@@ -1839,12 +1840,10 @@ int st_pool_new(uv_loop_t *loop, const struct st_pool_config *cfg, const struct 
 	{
 		/* STATION_TEST_FAIL=pool.kill_after_intents:N (test builds only): the process
 		 * dies after the Nth intent commit, for the crash tests of authorizations. */
-		const char *hook = getenv("STATION_TEST_FAIL");
+		const char *arg = st_test_hook("pool.kill_after_intents");
 
-		if (hook && strncmp(hook, "pool.kill_after_intents:", 24) == 0) {
-			pool->test_kill_intents = strtoul(hook + 24, NULL, 10);
-			st_warn("pool: test fault hook %s armed", hook);
-		}
+		if (arg)
+			pool->test_kill_intents = strtoul(arg, NULL, 10);
 	}
 #endif
 	if (!pool->station || !pool->ledger_path || !pool->workers) {

@@ -19,6 +19,7 @@
 
 #include "err.h"
 #include "policy.h"
+#include "testutil.h"
 
 #define DEV_ID "8b1f5a4e-2c3d-4e5f-9a0b-1c2d3e4f5a6b"
 #define FACTORY "acme-factory"
@@ -90,20 +91,10 @@ static uint8_t *std_csr(EVP_PKEY *key, size_t *len)
 
 static uint8_t *to_pem(const uint8_t *der, size_t len, const char *label, size_t *pemlen)
 {
-	BIO *b = BIO_new(BIO_s_mem());
-	char *data;
-	uint8_t *out;
-	long n;
+	char *out = tu_pem(der, len, label, pemlen);
 
-	assert_true(PEM_write_bio(b, label, "", der, (long)len) > 0);
-	n = BIO_get_mem_data(b, &data);
-	out = malloc((size_t)n + 1);
 	assert_non_null(out);
-	memcpy(out, data, (size_t)n);
-	out[n] = 0;
-	BIO_free(b);
-	*pemlen = (size_t)n;
-	return out;
+	return (uint8_t *)out;
 }
 
 static uint8_t *append(uint8_t *buf, size_t *len, const void *more, size_t n)

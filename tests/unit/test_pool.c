@@ -383,18 +383,9 @@ static struct st_sign_req *make_raw_req(struct fx *fx, struct run *run, const vo
 /* The PEM of a DER CSR, as a device sends it. Free with free(). */
 static char *csr_pem(const uint8_t *der, size_t n, size_t *len)
 {
-	BIO *b = BIO_new(BIO_s_mem());
-	char *data, *out;
-	long m;
+	char *out = tu_pem(der, n, "CERTIFICATE REQUEST", len);
 
-	assert_non_null(b);
-	assert_true(PEM_write_bio(b, "CERTIFICATE REQUEST", "", der, (long)n) > 0);
-	m = BIO_get_mem_data(b, &data);
-	out = malloc((size_t)m);
 	assert_non_null(out);
-	memcpy(out, data, (size_t)m);
-	*len = (size_t)m;
-	BIO_free(b);
 	return out;
 }
 

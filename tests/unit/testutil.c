@@ -99,6 +99,23 @@ int tu_write_key(const char *path, EVP_PKEY *key)
 	return ok ? 0 : -1;
 }
 
+char *tu_pem(const uint8_t *der, size_t len, const char *label, size_t *pemlen)
+{
+	BIO *b = BIO_new(BIO_s_mem());
+	char *data, *out = NULL;
+	long n;
+
+	if (b && PEM_write_bio(b, label, "", der, (long)len) > 0 &&
+	    (n = BIO_get_mem_data(b, &data)) >= 0 && (out = malloc((size_t)n + 1))) {
+		memcpy(out, data, (size_t)n);
+		out[n] = 0;
+		if (pemlen)
+			*pemlen = (size_t)n;
+	}
+	BIO_free(b);
+	return out;
+}
+
 static int add_name(X509_NAME *name, const char *field, const char *value)
 {
 	return X509_NAME_add_entry_by_txt(name, field, MBSTRING_UTF8,

@@ -34,6 +34,10 @@ int tu_write_text(const char *path, const char *text, mode_t mode);
 /* Writes key's private key to path as unencrypted PEM, mode 0600. Returns 0 or -1. */
 int tu_write_key(const char *path, EVP_PKEY *key);
 
+/* der (len bytes) as OpenSSL writes it in PEM under label ("CERTIFICATE", ...): a malloc'd
+ * NUL-terminated text of *pemlen bytes (pemlen may be NULL), or NULL. */
+char *tu_pem(const uint8_t *der, size_t len, const char *label, size_t *pemlen);
+
 /* A device CSR as the device tool makes it: subject CN=cn, OU=ou and, when production,
  * businessCategory=production, signed by key with SHA-256. Returns its DER in a malloc'd
  * buffer of *len bytes, or NULL. */
