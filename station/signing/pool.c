@@ -1202,7 +1202,12 @@ static void *ledger_main(void *arg)
 		if (!pool->jobs_head && !pool->ops_head && !pool->marks_head)
 			break;
 		/* Everything waiting, up to ROUND_MAX requests, so that one huge round does not
-		 * leave the workers idle while it is written. */
+		 * leave the workers idle while it is written. A round starts at once: waiting up
+		 * to half the last round's time for jobs on their way (batches whose last members
+		 * were on the workers, or about to be sealed) was measured, 64 slots unpaced and
+		 * the registration API: a fifth to a quarter fewer commits, no change in the
+		 * ledger thread's CPU a board beyond the machine's noise, and 2-10% fewer
+		 * registrations/s at 8 connections, whose requests it held. */
 		jobs = NULL;
 		tail = &jobs;
 		rows = 0;
