@@ -1,4 +1,4 @@
-/* The board core: every command of drivers/PROTOCOL.md versions 1 to 5, as the board answers it.
+/* The board core: every command of drivers/PROTOCOL.md versions 1 to 6, as the board answers it.
  * See board.h for the interface and README.md for what this folder may use. */
 #include "board.h"
 
@@ -190,6 +190,7 @@ static const char *key_error(const struct brd_board *b)
 struct step {
 	struct brd_enc e; /* the answer */
 	int folded;       /* the step runs folded: a failure leaves it out of the answer */
+	int more;         /* version 6: a WRITE's later file, its fields after the earlier's */
 	int has_count, has_nonce, has_from, has_want;
 	struct brd_field count; /* COMMIT's count, or the WRITE's commit */
 	struct brd_field nonce, from, want;
@@ -1067,11 +1068,44 @@ static int cmd_write(struct brd_board *b, const struct brd_frame *f, struct step
 		}
 		s->done = 1;
 	}
-	answer_begin(b, e, f, "WRITE");
+	if (!st->more)
+		answer_begin(b, e, f, "WRITE");
 	brd_enc_text(e, "path", path);
 	brd_enc_uint(e, "have", s->have);
 	brd_enc_uint(e, "done", (uint64_t)s->done);
 	return s->done ? STEP_NEXT : STEP_DONE;
+}
+
+/* Version 6: a WRITE of several files, each from its `path` to the next (PROTOCOL.md 10),
+ * written in order into one answer. The first that fails answers ERROR alone (the files
+ * before it stay staged). Returns the last file's result: STEP_NEXT when it is complete. */
+static int write_files(struct brd_board *b, const struct brd_frame *f, struct step *st)
+{
+	size_t cut[BRD_MAX_STAGED + 1], pos = 0;
+	struct brd_frame part = *f;
+	struct brd_field v;
+	unsigned int i, n = 0;
+	int rc = STEP_DONE;
+
+	/* Every file's bounds first: a file's chunk is decoded in place, over the line. */
+	while (brd_frame_next(f, "path", &pos, &v)) {
+		if (n == BRD_MAX_STAGED) {
+			answer_error(b, f, E_SIZE, "a WRITE of more files than the board stages");
+			return STEP_ANSWERED;
+		}
+		cut[n++] = (size_t)(v.val - f->line) - 5;
+	}
+	if (n < 2)
+		return cmd_write(b, f, st);
+	cut[0] = f->fields;
+	cut[n] = f->fields_end + 1;
+	for (i = 0; i < n && rc != STEP_ANSWERED; i++) {
+		part.fields = cut[i];
+		part.fields_end = cut[i + 1] - 1;
+		st->more = i > 0;
+		rc = cmd_write(b, &part, st);
+	}
+	return rc;
 }
 
 /* COMMIT */
@@ -1418,7 +1452,7 @@ static void run_steps(struct brd_board *b, const struct brd_frame *f, unsigned i
 		st.has_from = brd_frame_find(f, "from", &st.from);
 		st.has_want = brd_frame_find(f, "want", &st.want);
 	}
-	rc = commands[i].run(b, f, &st);
+	rc = i == CMD_WRITE && b->version >= 6 ? write_files(b, f, &st) : commands[i].run(b, f, &st);
 	while (rc == STEP_NEXT && (i = fold_next(b, &st, i)) != 0) {
 		st.folded = 1;
 		rc = commands[i].run(b, f, &st);

@@ -1,4 +1,4 @@
-/* The board core: the board side of the wire protocol (drivers/PROTOCOL.md, versions 1 to 5) as
+/* The board core: the board side of the wire protocol (drivers/PROTOCOL.md, versions 1 to 6) as
  * portable C99 that a Linux agent, a simulator and a microcontroller firmware all build the
  * same way. It allocates nothing, calls no OS and no crypto library: bytes in (brd_input),
  * bytes out (the platform's send callback), a clock in milliseconds passed in by the
@@ -36,8 +36,8 @@
 #define BRD_CSR_MAX 512
 #define BRD_MAX_BAUDS 8
 #define BRD_MAX_PREFIXES 8
-/* The newest protocol version the core speaks (PROTOCOL.md sections 6 to 9). */
-#define BRD_PROTO_MAX 5
+/* The newest protocol version the core speaks (PROTOCOL.md sections 6 to 10). */
+#define BRD_PROTO_MAX 6
 
 /* What the ops return: 0 or one of these. */
 enum brd_status {

@@ -455,6 +455,28 @@ int drv_proto_has(const struct drv_proto_frame *f, const char *key)
 	return drv_proto_find(f, key) != NULL;
 }
 
+unsigned int drv_proto_part(const struct drv_proto_frame *f, const char *key, unsigned int k,
+			    struct drv_proto_frame *out)
+{
+	unsigned int i, n = 0, from = 0, to = f->nfields;
+
+	for (i = 0; i < f->nfields; i++) {
+		if (!key_is(f, &f->fields[i], key))
+			continue;
+		if (n == k + 1)
+			to = i;
+		else if (n == k && n > 0)
+			from = i;
+		n++;
+	}
+	if (k < n) {
+		*out = *f;
+		out->nfields = to - from;
+		memmove(out->fields, f->fields + from, out->nfields * sizeof(f->fields[0]));
+	}
+	return n;
+}
+
 static int missing(const struct drv_proto_frame *f, const char *key, char *err, size_t errlen)
 {
 	return st_errf(err, errlen, ST_E_PROTO_FIELD, "%s frame has no field '%s'", f->type, key);

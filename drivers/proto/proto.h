@@ -18,10 +18,10 @@
 #include "b64.h"
 
 #define DRV_PROTO_VERSION 1
-/* The newest version (PROTOCOL.md 6 to 9): HELLO offers "1,2,3,4,5", the board answers the
- * highest it speaks, and a version's additions are used only when it answered that version
- * or a later one. */
-#define DRV_PROTO_VERSION_MAX 5
+/* The newest version (PROTOCOL.md 6 to 10): HELLO offers "1,2,3,4,5,6", the board answers
+ * the highest it speaks, and a version's additions are used only when it answered that
+ * version or a later one. */
+#define DRV_PROTO_VERSION_MAX 6
 /* Every frame starts with this; console output never contains it (see PROTOCOL.md). */
 #define DRV_PROTO_MARKER "~@P1 "
 #define DRV_PROTO_MARKER_LEN 5
@@ -186,6 +186,12 @@ const struct drv_proto_field *drv_proto_find_next(const struct drv_proto_frame *
 						  const struct drv_proto_field *after,
 						  const char *key);
 int drv_proto_has(const struct drv_proto_frame *f, const char *key);
+/* Part k (from 0) of f's fields, the parts starting at each field named key (the fields
+ * before the first belong to part 0): version 6's WRITE of several files and its answer.
+ * Returns the number of parts (0 when no field is named key); out is set when k is below
+ * it. */
+unsigned int drv_proto_part(const struct drv_proto_frame *f, const char *key, unsigned int k,
+			    struct drv_proto_frame *out);
 
 /* Typed getters. Each returns 0, or ST_E_PROTO_FIELD with err naming the field (and the
  * column in the frame line) when the field is missing, malformed or does not fit. */

@@ -319,10 +319,11 @@ static size_t add_bytes(struct st_slot *s, struct drv_proto_builder *b, const st
 /* The chunk of file w at r->woff that fits in b: a copy, raw bytes or base64, whichever
  * carries the most (version 2); in version 4 a copy and the bytes after it. Returns its
  * length. */
-static size_t add_chunk(struct st_slot *s, struct drv_proto_builder *b, const struct wfile *w)
+static size_t add_chunk_at(struct st_slot *s, struct drv_proto_builder *b, const struct wfile *w,
+			   size_t off)
 {
 	struct slot_run *r = s->run;
-	size_t n, off = (size_t)r->woff, rest = w->len - off;
+	size_t n, rest = w->len - off;
 	int v2 = s->board.version >= 2;
 
 	/* The board's installed file under the same path, which it likely holds the same (it
@@ -346,6 +347,56 @@ static size_t add_chunk(struct st_slot *s, struct drv_proto_builder *b, const st
 	return add_bytes(s, b, w, off, rest);
 }
 
+static size_t add_chunk(struct st_slot *s, struct drv_proto_builder *b, const struct wfile *w)
+{
+	return add_chunk_at(s, b, w, (size_t)s->run->woff);
+}
+
+/* File w's identity: its first chunk names it (and one after an error, when the board may
+ * hold another file under the path). */
+static void add_ident(struct drv_proto_builder *b, const struct wfile *w)
+{
+	drv_proto_add_text(b, "mode", w->mode);
+	drv_proto_add_uint(b, "size", w->len);
+	drv_proto_add_hex(b, "sha", w->sha, sizeof(w->sha));
+}
+
+/* Version 6: after the chunk that completes file wi, the files that follow it, each whole,
+ * as many as fit in b (PROTOCOL.md 10); COMMIT and VERIFY ride on the one that completes
+ * the last file when they fit too. A copy of an installed file goes alone: the board's
+ * ERROR to it must name it. */
+static void add_files(struct st_slot *s, struct drv_proto_builder *b)
+{
+	struct slot_run *r = s->run;
+	struct drv_proto_builder was;
+	size_t j;
+
+	for (j = r->wi + 1; j < r->nfiles; j++) {
+		const struct wfile *w = &r->wf[j];
+
+		if (w->inst && s->board.gen > 0)
+			break;
+		was = *b;
+		drv_proto_add_text(b, "path", w->path);
+		add_ident(b, w);
+		drv_proto_add_uint(b, "off", 0);
+		if (b->err || add_chunk_at(s, b, w, 0) != w->len || b->err) {
+			*b = was;
+			break;
+		}
+		r->nsect++;
+	}
+	if (j < r->nfiles || r->nsect == 1 || s->state != ST_SLOT_SIGNED)
+		return;
+	was = *b;
+	drv_proto_add_uint(b, "commit", r->nfiles);
+	r->fold = FOLD_COMMIT | fold_verify(s, b);
+	if (b->err) {
+		*b = was;
+		r->fold = 0;
+	}
+}
+
 void slot_send_write(struct st_slot *s)
 {
 	struct slot_run *r = s->run;
@@ -364,11 +415,8 @@ void slot_send_write(struct st_slot *s)
 	drv_proto_add_text(&b, "path", w->path);
 	/* Version 2: only the first chunk names the file (and one after an error, when the
 	 * board may hold another file under the path). */
-	if (s->board.version < 2 || r->woff == 0 || r->wident) {
-		drv_proto_add_text(&b, "mode", w->mode);
-		drv_proto_add_uint(&b, "size", w->len);
-		drv_proto_add_hex(&b, "sha", w->sha, sizeof(w->sha));
-	}
+	if (s->board.version < 2 || r->woff == 0 || r->wident)
+		add_ident(&b, w);
 	drv_proto_add_uint(&b, "off", r->woff);
 	/* Version 3: the chunk that completes the last file carries COMMIT, and VERIFY when
 	 * they fit with it; a chunk that fits only without them goes without (COMMIT then
@@ -390,12 +438,19 @@ void slot_send_write(struct st_slot *s)
 			b = base;
 	}
 	r->fold = fold;
-	if (!fold)
-		add_chunk(s, &b, w);
+	r->nsect = 1;
+	if (!fold && r->woff + add_chunk(s, &b, w) == w->len && s->board.version >= 6 &&
+	    !r->single && !r->inst_sent)
+		add_files(s, &b);
 	slot_send_req(s, &b, RQ_WRITE);
 }
 
-void slot_on_write_answer(struct st_slot *s, const struct drv_proto_frame *f)
+/* The answer for file wi (f: its part of the answer; whole: the answer, with the fields of
+ * a COMMIT folded into the WRITE; last: the request's last file). Returns 1 when the next
+ * file's part is to be read, 0 when the next request is due, 2 when the commit folded into
+ * the WRITE went on from here, -1 when the answer failed the run or is asked again. */
+static int file_answered(struct st_slot *s, const struct drv_proto_frame *f,
+			 const struct drv_proto_frame *whole, int last)
 {
 	struct slot_run *r = s->run;
 	struct wfile *w = &r->wf[r->wi];
@@ -407,17 +462,18 @@ void slot_on_write_answer(struct st_slot *s, const struct drv_proto_frame *f)
 	    drv_proto_get_uint(f, "have", 0, UINT64_MAX, &have, err, sizeof(err)) ||
 	    drv_proto_get_uint(f, "done", 0, 1, &done, err, sizeof(err))) {
 		slot_bad_answer(s, RQ_WRITE, "WRITE answer: %s", err);
-		return;
+		return -1;
 	}
 	if (strcmp(path, w->path) != 0 || have > w->len) {
 		slot_bad_answer(s, RQ_WRITE, "WRITE answer for %s with %" PRIu64 " bytes; sent %s of %zu",
 				path, have, w->path, w->len);
-		return;
+		return -1;
 	}
 	/* Version 3: COMMIT's fields say the board committed after this chunk. */
-	folded = done && (r->fold & FOLD_COMMIT) && r->wi + 1 == r->nfiles && drv_proto_has(f, "gen");
-	if (folded && commit_fields(s, RQ_WRITE, f) != 0)
-		return;
+	folded = last && done && (r->fold & FOLD_COMMIT) && r->wi + 1 == r->nfiles &&
+		 drv_proto_has(whole, "gen");
+	if (folded && commit_fields(s, RQ_WRITE, whole) != 0)
+		return -1;
 	r->wident = 0;
 	if (done) {
 		r->wi++;
@@ -425,10 +481,12 @@ void slot_on_write_answer(struct st_slot *s, const struct drv_proto_frame *f)
 		r->stalls = 0;
 		if (folded) {
 			if (slot_set_state(s, ST_SLOT_WRITTEN) == 0)
-				committed(s, f);
-			return;
+				committed(s, whole);
+			return 2;
 		}
-	} else if (have > r->woff) {
+		return !last;
+	}
+	if (have > r->woff) {
 		r->woff = have;
 		r->stalls = 0;
 	} else {
@@ -438,10 +496,53 @@ void slot_on_write_answer(struct st_slot *s, const struct drv_proto_frame *f)
 			slot_fail_run(s, ST_E_PROTO_REMOTE,
 				      "the board keeps reporting %" PRIu64 " of %zu bytes of %s", have,
 				      w->len, w->path);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+void slot_on_write_answer(struct st_slot *s, const struct drv_proto_frame *f)
+{
+	struct slot_run *r = s->run;
+	struct drv_proto_frame part;
+	size_t k, n = r->nsect > 1 ? r->nsect : 1;
+	int rc = 1;
+
+	/* Version 6: a part for each file the request carried, in its order, each checked
+	 * before any is taken: an answer that is unusable is asked for again whole. */
+	if (n > 1 && drv_proto_part(f, "path", 0, &part) != n) {
+		slot_bad_answer(s, RQ_WRITE, "WRITE answer for %u files; sent %zu",
+				drv_proto_part(f, "path", 0, &part), n);
+		return;
+	}
+	for (k = 0; n > 1 && k < n; k++) {
+		const struct wfile *w = r->wi + k < r->nfiles ? &r->wf[r->wi + k] : NULL;
+		char path[ST_ESCAPE_SIZE(MAX_PROTO_PATH)], err[ST_ERR_MAX];
+		uint64_t have, done;
+
+		drv_proto_part(f, "path", (unsigned int)k, &part);
+		if (slot_board_text(&part, "path", NULL, MAX_PROTO_PATH, path, sizeof(path), err,
+				    sizeof(err)) ||
+		    drv_proto_get_uint(&part, "have", 0, UINT64_MAX, &have, err, sizeof(err)) ||
+		    drv_proto_get_uint(&part, "done", 0, 1, &done, err, sizeof(err))) {
+			slot_bad_answer(s, RQ_WRITE, "WRITE answer, file %zu of %zu: %s", k + 1, n, err);
+			return;
+		}
+		if (!w || strcmp(path, w->path) != 0 || have > w->len) {
+			slot_bad_answer(s, RQ_WRITE, "WRITE answer, file %zu of %zu: %s with %" PRIu64
+				" bytes; sent %s of %zu", k + 1, n, path, have, w ? w->path : "",
+				w ? w->len : 0);
 			return;
 		}
 	}
-	slot_kick(s);
+	for (k = 0; k < n && rc == 1; k++) {
+		if (n > 1)
+			drv_proto_part(f, "path", (unsigned int)k, &part);
+		rc = file_answered(s, n > 1 ? &part : f, f, k + 1 == n);
+	}
+	if (rc == 0 || rc == 1)
+		slot_kick(s);
 }
 
 /* Writing starts over (the board lost its staged files); bounded. Returns 0 to go on. */

@@ -140,6 +140,8 @@ struct slot_run {
 	uint64_t woff;
 	int wident; /* the next chunk names its file (mode, size, sha) even past offset 0 */
 	int inst_sent; /* the WRITE outstanding is a copy of the installed file (wfile.inst) */
+	size_t nsect;  /* files in the WRITE outstanding (version 6: more than one) */
+	int single;    /* version 6: one file a WRITE again, after an ERROR to several */
 	unsigned write_restarts, stalls;
 
 	/* VERIFY. */

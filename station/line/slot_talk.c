@@ -119,6 +119,9 @@ static unsigned timeout_of(const struct st_slot *s, int kind)
 		 * the board has done them too (synced its storage, signed the nonce), so it
 		 * waits for theirs as well. */
 		if (s->run && (kind == RQ_WRITE || kind == RQ_COMMIT)) {
+			/* Version 6: each file of a WRITE is written and hashed in turn. */
+			if (kind == RQ_WRITE && s->run->nsect > 1)
+				ms *= (unsigned)s->run->nsect;
 			if (s->run->fold & FOLD_COMMIT)
 				ms += l->commit_ms;
 			if (s->run->fold & FOLD_VERIFY)
@@ -209,7 +212,7 @@ void slot_retransmit(struct st_slot *s)
 
 void slot_send_hello(struct st_slot *s, int kind)
 {
-	static const char *const versions[DRV_PROTO_VERSION_MAX] = { "1", "2", "3", "4", "5" };
+	static const char *const versions[DRV_PROTO_VERSION_MAX] = { "1", "2", "3", "4", "5", "6" };
 	struct drv_proto_builder b;
 
 	if (!s->port)
@@ -655,6 +658,20 @@ static void on_error_answer(struct st_slot *s, int kind, const struct drv_proto_
 	if (strcmp(code, "HELLO") == 0) {
 		/* The board lost its session (a reboot we did not hear about). */
 		slot_resync(s);
+		return;
+	}
+	/* Version 6: an ERROR to a WRITE of several files may be any one's, the files before it
+	 * written. From here on they go one a WRITE, from the first: the board answers each as
+	 * it holds it (bytes it has are not written twice), and the one that failed gets its
+	 * ERROR again, alone, handled below. */
+	if (kind == RQ_WRITE && s->run->nsect > 1) {
+		st_debug("slot %s: device %s: ERROR %s to a WRITE of %zu files (%s); writing them "
+			 "one by one",
+			 s->name, s->run->device_id, code, s->run->nsect, text);
+		s->run->single = 1;
+		s->run->nsect = 1;
+		s->run->wident = 1;
+		slot_kick(s);
 		return;
 	}
 	/* A copy of the installed file answered with an error: the board holds another file

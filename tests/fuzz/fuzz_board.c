@@ -1,13 +1,13 @@
 /* Fuzz target for the board core (drivers/board): what a board does with whatever reaches
  * its UART. The input is lines; each one becomes a frame with its CRC appended, so that the
  * requests get past the CRC and into the commands (HELLO, CSR, WRITE with data, raw, copies
- * and PEM blocks, COMMIT, VERIFY, BAUD, DONE, the folds of versions 3 to 5), except lines
- * that start with '!', which go to the UART as they are (the frame scanner's own input). The
- * storage is in memory (tests/unit/board_mem.c, which aborts on a call the core must not
- * make: a write anywhere but at a staged file's end, an op on a slot not open), the key a
- * fixed fake one; the clock moves 7 ms a line, so that a BAUD trial falls back after enough
- * of them. Never crashes, never reads or writes outside its buffers, never sends anything but
- * whole lines of at most the core's largest frame. */
+ * and PEM blocks, several files a WRITE, COMMIT, VERIFY, BAUD, DONE, the folds of versions 3
+ * to 6), except lines that start with '!', which go to the UART as they are (the frame
+ * scanner's own input). The storage is in memory (tests/unit/board_mem.c, which aborts on a
+ * call the core must not make: a write anywhere but at a staged file's end, an op on a slot
+ * not open), the key a fixed fake one; the clock moves 7 ms a line, so that a BAUD trial
+ * falls back after enough of them. Never crashes, never reads or writes outside its
+ * buffers, never sends anything but whole lines of at most the core's largest frame. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -138,7 +138,7 @@ grep -qE "ledger: [0-9]+ commits \(one fsync each\) = [0-9.]+ per board" "$T/fil
 ok "bench with the file key: JSON consistent, plot drawn"
 
 # Boards of protocol version 1 whose answers leave 40 ms late (--board-protocol,
-# --turnaround): they take more bytes than the version 5 boards above, and a board's 12
+# --turnaround): they take more bytes than the version 6 boards above, and a board's 12
 # requests wait at least 12 x 40 ms (a lower bound, whatever the machine's speed).
 "$STATION" bench --slots 2 --boards-per-slot 1 --baud 0 --bound-n 200 --board-protocol 1 \
 	--turnaround 40 --json "$T/old.json" --dir "$T/work" -q >"$T/old.out" 2>"$T/old.err" ||
@@ -148,10 +148,10 @@ jq -e '.options.board_protocol == 1 and .options.turnaround_ms == 40' "$T/old.js
 	fail "old.json: options not recorded: $(jq -c .options "$T/old.json")"
 jq -e --argjson v5 "$(jq '[.runs[].wire.bytes_per_board] | max' "$T/file.json")" \
 	'[.runs[].wire.bytes_per_board] | min > $v5 * 1.2' "$T/old.json" >/dev/null ||
-	fail "version 1 boards took no more bytes than version 5 ones: $(jq -c '[.runs[].wire.bytes_per_board]' "$T/old.json" "$T/file.json")"
+	fail "version 1 boards took no more bytes than version 6 ones: $(jq -c '[.runs[].wire.bytes_per_board]' "$T/old.json" "$T/file.json")"
 jq -e '[.runs[] | .latency_ms.total.p50 >= 12 * 40] | all' "$T/old.json" >/dev/null ||
 	fail "answers were not held back: $(jq -c '[.runs[].latency_ms.total]' "$T/old.json")"
-expect_fail "protocol version 6 refused" "--board-protocol '6'" "$STATION" bench --board-protocol 6
+expect_fail "protocol version 7 refused" "--board-protocol '7'" "$STATION" bench --board-protocol 7
 expect_fail "bad turnaround refused" "--turnaround 'x'" "$STATION" bench --turnaround x
 ok "bench with older boards and a turnaround: options recorded, more bytes, answers held back"
 

@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# Protocol versions 3 to 5 (drivers/PROTOCOL.md sections 7 to 9) on one line with boards of
+# Protocol versions 3 to 6 (drivers/PROTOCOL.md sections 7 to 10) on one line with boards of
 # versions 1 and 2: boards of every version pass with the right files (simboard verify); a
 # board of version 3 takes fewer round trips than one of version 2 (COMMIT and VERIFY ride on
 # the last WRITE), one of version 4 one fewer again (the copy in client.chained and the bytes
 # after it go in one WRITE, which carries COMMIT and VERIFY), each no more bytes than the
 # version before; one of version 5 as many round trips as version 4 and fewer bytes (PEM
-# blocks go as their text). The bytes and round trips per board of each version are printed.
-# Boards of versions 3 to 5 that lose power or their link at the WRITE that carries COMMIT
-# and VERIFY, or whose every answer is damaged on its first transmission (the combined
-# answer is sent again from the kept one), still end with the right files.
+# blocks go as their text). Version 6 (several files a WRITE): with frames of 1024 bytes, as
+# many round trips as version 5 (no two files fit); with frames of 4096, two fewer than a
+# board of version 5 with such frames (root.crt with sota.toml, client.pem with
+# client.chained), and no more bytes. The bytes and round trips per board of each version
+# are printed. Boards of versions 3 to 6 that lose power or their link at the WRITE that
+# carries COMMIT and VERIFY, or whose every answer is damaged on its first transmission (the
+# combined answer is sent again from the kept one), still end with the right files.
 . "$(dirname "$0")/../lib/common.sh"
 . "$(dirname "$0")/../lib/line.sh"
 N=4
@@ -18,8 +21,11 @@ more_simboard one "$N" --protocol 1 --seed 3
 more_simboard two "$N" --protocol 2 --seed 3
 more_simboard three "$N" --protocol 3 --seed 3
 more_simboard four "$N" --protocol 4 --seed 3
-LINE_DIR=$T/five
-start_simboard "$N" --name-prefix five --seed 3
+more_simboard five "$N" --protocol 5 --seed 3
+more_simboard bigfive "$N" --protocol 5 --max-frame 4096 --seed 3
+more_simboard bigsix "$N" --max-frame 4096 --seed 3
+LINE_DIR=$T/six
+start_simboard "$N" --name-prefix six --seed 3
 line_config "$pki/run.yaml" <<YAML
 station: test-station
 slots:
@@ -28,29 +34,32 @@ slots:
   - board_map: $T/three/map.yaml
   - board_map: $T/four/map.yaml
   - board_map: $T/five/map.yaml
+  - board_map: $T/six/map.yaml
+  - board_map: $T/bigfive/map.yaml
+  - board_map: $T/bigsix/map.yaml
 pool:
   workers: 2
 YAML
 
-line_run_all "$pki/run.yaml" "$T/events.jsonl" $((5 * N))
+line_run_all "$pki/run.yaml" "$T/events.jsonl" $((8 * N))
 for i in $(seq 0 $((N - 1))); do
-	for v in one two three four five; do
+	for v in one two three four five six bigfive bigsix; do
 		"$SIMBOARD" verify "$T/$v/$v$i" --root "$pki/factory-root.pem" >"$T/verify.out" ||
 			fail "simboard verify $v$i: $(cat "$T/verify.out")"
 	done
-	for v in three four five; do
+	for v in three four five six bigfive bigsix; do
 		cmp -s "$T/two/two$i/files/root.crt" "$T/$v/$v$i/files/root.crt" ||
 			fail "root.crt differs between versions"
 	done
 done
-# Every state of a board of versions 3 to 5 is in the event stream, as for the others.
-for b in three0 four0 five0; do
+# Every state of a board of versions 3 to 6 is in the event stream, as for the others.
+for b in three0 four0 five0 six0 bigsix0; do
 	for st in written committed verified; do
 		grep '"event":"state"' "$T/events.jsonl" | grep "\"slot\":\"$b\"" | grep -q "\"to\":\"$st\"" ||
 			fail "$b never entered $st: $(grep "\"slot\":\"$b\"" "$T/events.jsonl" | head -20)"
 	done
 done
-ok "$N boards each of versions 1 to 5 on one line: all pass, simboard verify, every state seen"
+ok "$N boards each of versions 1 to 6 (5 and 6 also with frames of 4096 bytes) on one line: all pass, simboard verify, every state seen"
 
 # Per board of each version, from the HELLO that found it to DONE: the average of a pass
 # event's field (the bytes: both directions), over the boards with no request sent again (a
@@ -59,7 +68,7 @@ per_board() {
 	grep '"event":"pass"' "$T/events.jsonl" | grep "\"slot\":\"$1[0-9]" |
 		jq -r "select(.retransmits == 0) | $2" | awk '{ s += $1; n++ } END { if (n) printf "%d", s / n }'
 }
-for v in one two three four five; do
+for v in one two three four five six bigfive bigsix; do
 	declare "b_$v=$(per_board $v '.tx_bytes + .rx_bytes')" "r_$v=$(per_board $v .requests)"
 done
 [ -n "$b_five" ] && [ -n "$r_five" ] && [ -n "$b_four" ] && [ -n "$r_four" ] && [ -n "$r_three" ] && [ -n "$r_two" ] || fail "no bytes or requests in pass events without retransmissions: $(grep '"event":"pass"' "$T/events.jsonl" | jq -c '{slot, retransmits}' | paste -sd' ')"
@@ -71,20 +80,29 @@ done
 # Three PEM blocks a board (client.pem, the device CA in client.chained, root.crt), each
 # about 90 bytes shorter as its text: line feeds (%0A on the line) and armor left out.
 [ "$b_five" -le $((b_four - 200)) ] || fail "a board of version 5 took $b_five bytes, one of version 4 $b_four (200 fewer expected)"
-ok "per board: version 1 $r_one round trips, $b_one bytes; version 2 $r_two, $b_two; version 3 $r_three, $b_three; version 4 $r_four, $b_four; version 5 $r_five, $b_five"
+[ -n "$r_six" ] && [ -n "$r_bigfive" ] && [ -n "$r_bigsix" ] || fail "no requests for the boards of version 6 or of frames of 4096"
+# (A certificate's DER varies by a byte or two with its serial and signature: the bytes of
+# two boards of the same requests differ by that much.)
+[ "$r_six" -eq "$r_five" ] && [ "$b_six" -le $((b_five + 20)) ] && [ "$b_six" -ge $((b_five - 20)) ] ||
+	fail "frames of 1024: a board of version 6 took $r_six round trips and $b_six bytes, one of version 5 $r_five and $b_five"
+[ "$r_bigsix" -eq $((r_bigfive - 2)) ] ||
+	fail "frames of 4096: a board of version 6 took $r_bigsix round trips, one of version 5 $r_bigfive (2 fewer expected)"
+[ "$b_bigsix" -le "$b_bigfive" ] || fail "frames of 4096: a board of version 6 took $b_bigsix bytes, one of version 5 $b_bigfive"
+ok "per board: version 1 $r_one round trips, $b_one bytes; version 2 $r_two, $b_two; version 3 $r_three, $b_three; version 4 $r_four, $b_four; version 5 $r_five, $b_five; version 6 $r_six, $b_six; frames of 4096: version 5 $r_bigfive, $b_bigfive; version 6 $r_bigsix, $b_bigsix"
 
 # Boards that lose power (0) or their link (1) at the WRITE that carries COMMIT and VERIFY, or
 # whose answers all lose a byte on their first transmission (2). Version 3: the fifth WRITE
 # (root.crt, sota.toml, client.pem, the copy in client.chained, its rest); versions 4 and 5:
-# the fourth (the copy in client.chained and its rest together).
+# the fourth (the copy in client.chained and its rest together); version 6 with frames of
+# 4096: the second (client.pem and client.chained, after root.crt and sota.toml).
 stop_more_simboards
 stop_simboard
-for v in 3:three:5 4:four:4 5:five:4; do
-	IFS=: read -r ver name w <<<"$v"
+for v in 3:three:5:1024 4:four:4:1024 5:five:4:1024 6:bigsix:2:4096; do
+	IFS=: read -r ver name w frame <<<"$v"
 	stop_simboard
 	rm -rf "$T/faults" "$T/faults.jsonl"
 	LINE_DIR=$T/faults
-	start_simboard 3 --name-prefix "$name" --seed 5 --protocol "$ver" \
+	start_simboard 3 --name-prefix "$name" --seed 5 --protocol "$ver" --max-frame "$frame" \
 		--fault "power-loss=WRITE/$w:${name}0" --fault "disconnect=WRITE/$w:${name}1" \
 		--fault "drop:${name}2"
 	faults_run 3 "$name"

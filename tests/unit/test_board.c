@@ -519,7 +519,7 @@ static void test_hello_first(void **state)
 	assert_string_equal(v, "SN 1");
 	assert_int_equal(drv_proto_get_text(&f, "bauds", v, sizeof(v), err, sizeof(err)), 0);
 	assert_string_equal(v, "115200,460800,921600");
-	ask(t, 9, "HELLO", (const char *const[]){ "v=6", NULL }, &f);
+	ask(t, 9, "HELLO", (const char *const[]){ "v=7", NULL }, &f);
 	want_error(&f, "VERSION");
 	board_free(t);
 }
@@ -1239,6 +1239,95 @@ static void test_version5(void **state)
 	board_free(old);
 }
 
+/* Version 6: several files in one WRITE, one part a file (PROTOCOL.md 10). */
+static void test_version6(void **state)
+{
+	static const char *const hello_sha = "sha=2CF24DBA5FB0A30E26E83B2AC5B9E29E1B161E5C1FA7425E73043362938B9824";
+	/* b copies a (staged by the part before it), then its own bytes. */
+	static const char *const three[] = { "path=a", "mode=0644", "size=5", hello_sha, "off=0", "raw=hello",
+		"path=b", "mode=0600", "size=5", hello_sha, "off=0", "copy=a,0,3", "raw=lo",
+		"path=c", "mode=0644", "size=5", hello_sha, "off=0", "data=aGVsbG8=", "commit=3", NONCE7, "want=a,b,c", NULL };
+	struct t *t = board_new(NULL, 0), *old;
+	struct drv_proto_frame f, part;
+	char kept[4096], buf[4096], many[40 * 20];
+	const char *fields[3 * 20 + 1];
+	size_t n, i;
+
+	(void)state;
+	ask(t, 1, "HELLO", (const char *const[]){ "v=1,2,3,4,5,6", "max=4096", NULL }, &f);
+	assert_int_equal(answer_uint(&f, "v"), 6);
+	ask(t, 2, "CSR", (const char *const[]){ "cn=dev1", "alg=ec-p256", NULL }, &f);
+	/* Three files, COMMIT and VERIFY: a part each in the answer, in order, then theirs. */
+	ask(t, 3, "WRITE", three, &f);
+	assert_string_equal(f.type, "WRITE");
+	assert_int_equal(drv_proto_part(&f, "path", 0, &part), 3);
+	for (i = 0; i < 3; i++) {
+		char want[8];
+
+		drv_proto_part(&f, "path", (unsigned int)i, &part);
+		assert_int_equal(drv_proto_get_text(&part, "path", want, sizeof(want), NULL, 0), 0);
+		assert_int_equal(want[0], 'a' + (int)i);
+		assert_int_equal(answer_uint(&part, "have"), 5);
+		assert_int_equal(answer_uint(&part, "done"), 1);
+	}
+	assert_int_equal(answer_uint(&f, "gen"), 1);
+	assert_int_equal(answer_uint(&f, "files"), 3);
+	assert_pop(t, &f);
+	assert_int_equal(t->mem.nfiles, 3);
+	for (i = 0; i < 3; i++) {
+		assert_int_equal(t->mem.files[i].len, 5);
+		assert_memory_equal(t->mem.files[i].data, "hello", 5);
+	}
+	/* Sent again: the answer kept, nothing written again. */
+	snprintf(kept, sizeof(kept), "%s", last(t));
+	n = build(buf, 3, "WRITE", three);
+	feed(t, buf, n, 0, 1000);
+	assert_string_equal(last(t), kept);
+	/* The second part refused (its hash): ERROR alone; the first is staged, the third not
+	 * looked at. */
+	ask(t, 4, "WRITE", (const char *const[]){ "path=d", "mode=0644", "size=5", hello_sha, "off=0", "raw=hello",
+		"path=e", "mode=0644", "size=5", hello_sha, "off=0", "raw=HELLO",
+		"path=f", "mode=0644", "size=5", hello_sha, "off=0", "raw=hello", NULL }, &f);
+	want_error(&f, "HASH");
+	assert_true(t->mem.open[0]);
+	assert_int_equal(t->mem.staged[0].len, 5);
+	assert_false(t->mem.open[1]);
+	assert_false(t->mem.open[2]);
+	/* Each alone again: d is there, e is written, f too. */
+	ask(t, 5, "WRITE", (const char *const[]){ "path=d", "mode=0644", "size=5", hello_sha, "off=0", "raw=hello", NULL }, &f);
+	assert_int_equal(answer_uint(&f, "done"), 1);
+	ask(t, 6, "WRITE", (const char *const[]){ "path=e", "mode=0644", "size=5", hello_sha, "off=0", "raw=hello",
+		"path=f", "mode=0644", "size=5", hello_sha, "off=0", "raw=hel", NULL }, &f);
+	assert_int_equal(drv_proto_part(&f, "path", 1, &part), 2);
+	assert_int_equal(answer_uint(&part, "have"), 3);
+	assert_int_equal(answer_uint(&part, "done"), 0);
+	/* A later part may be a later chunk of a file staged (no identity). */
+	ask(t, 7, "WRITE", (const char *const[]){ "path=e", "off=0", "raw=hello", "path=f", "off=3", "raw=lo", NULL }, &f);
+	assert_int_equal(drv_proto_part(&f, "path", 1, &part), 2);
+	assert_int_equal(answer_uint(&part, "done"), 1);
+	/* More parts than the board stages files: refused before any is looked at. */
+	for (i = 0, n = 0; i < BRD_MAX_STAGED + 1; i++) {
+		snprintf(many + i * 40, 40, "path=m%zu", i);
+		fields[n++] = many + i * 40;
+		fields[n++] = "off=0";
+		fields[n++] = "raw=a";
+	}
+	fields[n] = NULL;
+	ask(t, 8, "WRITE", fields, &f);
+	want_error(&f, "SIZE");
+	board_free(t);
+
+	/* A session of version 5 reads the first of each field: one file, the first. */
+	old = board_new(NULL, 0);
+	ask(old, 1, "HELLO", (const char *const[]){ "v=1,2,3,4,5", "max=4096", NULL }, &f);
+	assert_int_equal(answer_uint(&f, "v"), 5);
+	ask(old, 2, "WRITE", (const char *const[]){ "path=a", "mode=0644", "size=5", hello_sha, "off=0", "raw=hello",
+		"path=b", "mode=0644", "size=5", hello_sha, "off=0", "raw=hello", NULL }, &f);
+	assert_int_equal(drv_proto_part(&f, "path", 0, &part), 1);
+	assert_int_equal(old->mem.staged[1].len, 0);
+	board_free(old);
+}
+
 /* CSR: a real PKCS#10 request with the subject asked for, the same bytes when asked again,
  * a new one for another subject; regen refused on a provisioned board. */
 static void test_csr(void **state)
@@ -1431,7 +1520,7 @@ int main(void)
 		cmocka_unit_test(test_version2),       cmocka_unit_test(test_csr_regen_failed),
 		cmocka_unit_test(test_version3),
 		cmocka_unit_test(test_version4),
-		cmocka_unit_test(test_version5),
+		cmocka_unit_test(test_version5), cmocka_unit_test(test_version6),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -88,6 +88,11 @@ struct board {
 	unsigned asked_commit, asked_verify; /* requests that carried commit, VERIFY's nonce */
 	int no_fold_commit, no_fold_verify;
 	unsigned folded_wait_ms; /* the slot's wait for the last request that carried a fold */
+	/* Version 6 (PROTOCOL.md 10): WRITEs of several files, and the files in them. */
+	unsigned multi_writes, multi_files, single_writes;
+	int fail_multi; /* the next WRITE of several files is answered ERROR HASH */
+	int bad_multi;  /* the next is answered with its second file's part for another path,
+			 * nothing written */
 };
 
 struct fx {
@@ -336,16 +341,17 @@ static void answer_have(struct fx *fx, const struct got *g, const char *code, si
 
 /* A copy's bytes (version 2): from a file the board holds whole. 0, or -1 when it does not
  * hold them. */
-static int copy_from(struct fx *fx, const struct got *g, uint8_t *out, size_t cap, size_t *n)
+static int copy_from(struct fx *fx, const struct drv_proto_frame *f, uint8_t *out, size_t cap,
+		     size_t *n)
 {
-	const struct drv_proto_field *fld = drv_proto_find(&g->f, "copy");
+	const struct drv_proto_field *fld = drv_proto_find(f, "copy");
 	char src[256], off_s[24], len_s[24];
 	size_t off, len;
 	unsigned i;
 
-	assert_int_equal(drv_proto_field_item(&g->f, fld, 0, src, sizeof(src), NULL, 0), 0);
-	assert_int_equal(drv_proto_field_item(&g->f, fld, 1, off_s, sizeof(off_s), NULL, 0), 0);
-	assert_int_equal(drv_proto_field_item(&g->f, fld, 2, len_s, sizeof(len_s), NULL, 0), 0);
+	assert_int_equal(drv_proto_field_item(f, fld, 0, src, sizeof(src), NULL, 0), 0);
+	assert_int_equal(drv_proto_field_item(f, fld, 1, off_s, sizeof(off_s), NULL, 0), 0);
+	assert_int_equal(drv_proto_field_item(f, fld, 2, len_s, sizeof(len_s), NULL, 0), 0);
 	off = strtoul(off_s, NULL, 10);
 	len = strtoul(len_s, NULL, 10);
 	for (i = 0; i < fx->b.nfiles && strcmp(fx->b.file[i].path, src) != 0; i++)
@@ -362,37 +368,40 @@ static int copy_from(struct fx *fx, const struct got *g, uint8_t *out, size_t ca
 static void commit_fields(struct fx *fx, struct drv_proto_builder *b);
 static void verify_fields(struct fx *fx, const struct got *g, struct drv_proto_builder *b);
 
-static void answer_write(struct fx *fx, const struct got *g)
+/* One file of a WRITE (f: the request, or its part for the file in version 6): written, and
+ * its path, have and done added to b. Returns the file's index, or -1 when it answered
+ * ERROR. */
+static int write_part(struct fx *fx, const struct got *g, const struct drv_proto_frame *f,
+		      struct drv_proto_builder *b)
 {
-	struct drv_proto_builder b;
-	char buf[DRV_PROTO_MAX_LINE], path[256];
+	char path[256];
 	uint8_t chunk[DRV_PROTO_MAX_LINE];
 	uint64_t size = 0, off;
 	unsigned i;
 	size_t n = 0;
-	int ident = drv_proto_has(&g->f, "size");
+	int ident = drv_proto_has(f, "size");
 
-	assert_int_equal(drv_proto_get_text(&g->f, "path", path, sizeof(path), NULL, 0), 0);
+	assert_int_equal(drv_proto_get_text(f, "path", path, sizeof(path), NULL, 0), 0);
 	if (ident)
-		assert_int_equal(drv_proto_get_uint(&g->f, "size", 0, 65536, &size, NULL, 0), 0);
-	assert_int_equal(drv_proto_get_uint(&g->f, "off", 0, 65536, &off, NULL, 0), 0);
+		assert_int_equal(drv_proto_get_uint(f, "size", 0, 65536, &size, NULL, 0), 0);
+	assert_int_equal(drv_proto_get_uint(f, "off", 0, 65536, &off, NULL, 0), 0);
 	for (i = 0; i < fx->b.nfiles && strcmp(fx->b.file[i].path, path) != 0; i++)
 		;
 	if (!ident) {
 		/* A chunk that does not name its file continues the one staged. */
 		assert_true(fx->b.version >= 2);
-		assert_false(drv_proto_has(&g->f, "mode") || drv_proto_has(&g->f, "sha"));
+		assert_false(drv_proto_has(f, "mode") || drv_proto_has(f, "sha"));
 		assert_true(off > 0);
 		fx->b.bare_chunks++;
 		if (i < fx->b.nfiles && fx->b.forget_bare) {
 			fx->b.forget_bare = 0;
 			fx->b.file[i].have = 0;
 			answer_have(fx, g, "OFFSET", 0);
-			return;
+			return -1;
 		}
 		if (i == fx->b.nfiles) {
 			answer_have(fx, g, "OFFSET", 0);
-			return;
+			return -1;
 		}
 		size = fx->b.file[i].size;
 	}
@@ -405,28 +414,28 @@ static void answer_write(struct fx *fx, const struct got *g)
 	fx->b.file[i].size = (size_t)size;
 	if (strcmp(path, "etc/dev/chained.crt") == 0) {
 		fx->b.chained_writes++;
-		fx->b.chain_frames += !drv_proto_has(&g->f, "copy");
+		fx->b.chain_frames += !drv_proto_has(f, "copy");
 	}
 	/* A copy first (version 2), then bytes: alone, or after the copy in version 4. */
-	if (drv_proto_has(&g->f, "copy")) {
+	if (drv_proto_has(f, "copy")) {
 		assert_true(fx->b.version >= 2);
 		fx->b.copies++;
-		if (drv_proto_has(&g->f, "raw") || drv_proto_has(&g->f, "data")) {
+		if (drv_proto_has(f, "raw") || drv_proto_has(f, "data")) {
 			assert_true(fx->b.version >= 4);
 			fx->b.copy_and_bytes++;
 		}
-		if (copy_from(fx, g, chunk, sizeof(chunk), &n) != 0) {
+		if (copy_from(fx, f, chunk, sizeof(chunk), &n) != 0) {
 			answer_have(fx, g, "SOURCE", fx->b.file[i].have);
-			return;
+			return -1;
 		}
 	}
-	if (drv_proto_has(&g->f, "pem")) {
+	if (drv_proto_has(f, "pem")) {
 		char t[DRV_PROTO_MAX_LINE];
 		size_t tl = 0;
 
 		/* The block written out from its text: BEGIN, lines of 64, END. */
 		assert_true(fx->b.version >= 5);
-		assert_int_equal(drv_proto_get_text(&g->f, "pem", t, sizeof(t), NULL, 0), 0);
+		assert_int_equal(drv_proto_get_text(f, "pem", t, sizeof(t), NULL, 0), 0);
 		tl = strlen(t);
 		n += (size_t)sprintf((char *)chunk + n, "-----BEGIN CERTIFICATE-----\n");
 		for (size_t k = 0; k < tl; k += 64)
@@ -434,19 +443,19 @@ static void answer_write(struct fx *fx, const struct got *g)
 					     (int)(tl - k < 64 ? tl - k : 64), t + k);
 		n += (size_t)sprintf((char *)chunk + n, "-----END CERTIFICATE-----\n");
 		fx->b.pem_chunks++;
-	} else if (drv_proto_has(&g->f, "raw")) {
+	} else if (drv_proto_has(f, "raw")) {
 		size_t m = 0;
 
 		assert_true(fx->b.version >= 2);
-		assert_int_equal(drv_proto_get_raw(&g->f, "raw", chunk + n, sizeof(chunk) - n, &m,
+		assert_int_equal(drv_proto_get_raw(f, "raw", chunk + n, sizeof(chunk) - n, &m,
 						   NULL, 0),
 				 0);
 		n += m;
 		fx->b.raw_chunks++;
-	} else if (drv_proto_has(&g->f, "data") || !drv_proto_has(&g->f, "copy")) {
+	} else if (drv_proto_has(f, "data") || !drv_proto_has(f, "copy")) {
 		size_t m = 0;
 
-		assert_int_equal(drv_proto_get_b64(&g->f, "data", chunk + n, sizeof(chunk) - n, &m,
+		assert_int_equal(drv_proto_get_b64(f, "data", chunk + n, sizeof(chunk) - n, &m,
 						   NULL, 0),
 				 0);
 		n += m;
@@ -456,10 +465,57 @@ static void answer_write(struct fx *fx, const struct got *g)
 		memcpy(fx->b.file[i].data + off, chunk, n);
 		fx->b.file[i].have += n;
 	}
+	drv_proto_add_text(b, "path", path);
+	drv_proto_add_uint(b, "have", fx->b.file[i].have);
+	drv_proto_add_uint(b, "done", fx->b.file[i].have == fx->b.file[i].size);
+	return (int)i;
+}
+
+static void answer_write(struct fx *fx, const struct got *g)
+{
+	struct drv_proto_builder b;
+	struct drv_proto_frame part;
+	char buf[DRV_PROTO_MAX_LINE];
+	unsigned k, parts = drv_proto_part(&g->f, "path", 0, &part);
+	int i = -1;
+
+	if (parts > 1) {
+		assert_true(fx->b.version >= 6);
+		fx->b.multi_writes++;
+		fx->b.multi_files += parts;
+		if (fx->b.fail_multi) {
+			fx->b.fail_multi = 0;
+			answer_have(fx, g, "HASH", 0);
+			return;
+		}
+		if (fx->b.bad_multi) {
+			fx->b.bad_multi = 0;
+			drv_proto_begin(&b, buf, sizeof(buf), DRV_PROTO_ANSWER, g->f.seq, DRV_PROTO_WRITE);
+			/* The first part as if written, the second another file's. */
+			for (k = 0; k < parts; k++) {
+				char p0[256];
+				uint64_t size = 0;
+
+				drv_proto_part(&g->f, "path", k, &part);
+				assert_int_equal(drv_proto_get_text(&part, "path", p0, sizeof(p0), NULL, 0), 0);
+				assert_int_equal(drv_proto_get_uint(&part, "size", 0, 65536, &size, NULL, 0), 0);
+				drv_proto_add_text(&b, "path", k == 1 ? "etc/elsewhere" : p0);
+				drv_proto_add_uint(&b, "have", k == 1 ? 0 : size);
+				drv_proto_add_uint(&b, "done", k != 1);
+			}
+			frame_end(fx, &b);
+			return;
+		}
+	} else {
+		fx->b.single_writes++;
+	}
 	drv_proto_begin(&b, buf, sizeof(buf), DRV_PROTO_ANSWER, g->f.seq, DRV_PROTO_WRITE);
-	drv_proto_add_text(&b, "path", path);
-	drv_proto_add_uint(&b, "have", fx->b.file[i].have);
-	drv_proto_add_uint(&b, "done", fx->b.file[i].have == fx->b.file[i].size);
+	for (k = 0; k < parts; k++) {
+		drv_proto_part(&g->f, "path", k, &part);
+		i = write_part(fx, g, parts > 1 ? &part : &g->f, &b);
+		if (i < 0)
+			return;
+	}
 	fx->b.asked_commit += drv_proto_has(&g->f, "commit");
 	fx->b.asked_verify += drv_proto_has(&g->f, "nonce");
 	if (drv_proto_has(&g->f, "commit"))
@@ -1541,7 +1597,7 @@ static void play_v2(struct fx *fx, char *result, size_t cap)
 			char v[16];
 
 			assert_int_equal(drv_proto_get_text(&g.f, "v", v, sizeof(v), NULL, 0), 0);
-			assert_string_equal(v, "1,2,3,4,5");
+			assert_string_equal(v, "1,2,3,4,5,6");
 			offered = 1;
 		}
 		if (strcmp(g.f.type, DRV_PROTO_DONE) == 0)
@@ -1719,6 +1775,75 @@ static void test_v5_pem(void **state)
 	assert_int_equal(fx->b.pem_chunks, 0);
 }
 
+/* The fixture of *state set up again, for a board of version with frames of max bytes and
+ * the CA chain in client.chained. */
+static struct fx *again_v(void **state, unsigned version, unsigned max)
+{
+	struct fx *fx;
+
+	assert_int_equal(teardown(state), 0);
+	assert_int_equal(setup(state), 0);
+	fx = *state;
+	fx->b.version = version;
+	fx->b.max = max;
+	fx->chain_pem = test_chain_pem;
+	return fx;
+}
+
+/* A board of version 6 (PROTOCOL.md 10), frames of 4096 bytes: the files after the first
+ * ride in its WRITE, each whole, the last with COMMIT and VERIFY; fewer WRITEs than a board
+ * of version 5 takes, the same files. An ERROR to a WRITE of several files: one file a WRITE
+ * from then on, and the board passes. An answer whose second part names another file: asked
+ * again whole, nothing of the first part taken from it, and the board passes with one WRITE
+ * more. Frames of 512 bytes: files of several chunks. */
+static void test_v6_files(void **state)
+{
+	struct fx *fx = *state;
+	char result[16];
+	unsigned v5_writes;
+
+	fx->b.version = 5;
+	fx->b.max = 4096;
+	fx->chain_pem = test_chain_pem;
+	play_v2(fx, result, sizeof(result));
+	assert_string_equal(result, "pass");
+	assert_int_equal(fx->b.multi_writes, 0);
+	v5_writes = fx->b.single_writes;
+
+	fx = again_v(state, 6, 4096);
+	play_v2(fx, result, sizeof(result));
+	assert_string_equal(result, "pass");
+	print_message("WRITEs: version 5 %u, version 6 %u (%u of several files, %u files in them)\n",
+		      v5_writes, fx->b.single_writes + fx->b.multi_writes, fx->b.multi_writes,
+		      fx->b.multi_files);
+	assert_true(fx->b.multi_writes > 0);
+	assert_true(fx->b.single_writes + fx->b.multi_writes < v5_writes);
+	assert_int_equal(fx->b.folded_commits, 1);
+	assert_int_equal(fx->b.folded_verifies, 1);
+	assert_int_equal(fx->b.commits + fx->b.verifies, 0);
+	assert_memory_equal(assert_chained(fx), "-----BEGIN CERTIFICATE-----\n", 28);
+
+	fx = again_v(state, 6, 4096);
+	fx->b.fail_multi = 1;
+	play_v2(fx, result, sizeof(result));
+	assert_string_equal(result, "pass");
+	assert_int_equal(fx->b.multi_writes, 1);
+	assert_true(fx->b.single_writes >= 2);
+
+	fx = again_v(state, 6, 4096);
+	fx->b.bad_multi = 1;
+	play_v2(fx, result, sizeof(result));
+	assert_string_equal(result, "pass");
+	assert_int_equal(fx->b.multi_writes, 3);
+	assert_int_equal(fx->b.single_writes, 0);
+	assert_memory_equal(assert_chained(fx), "-----BEGIN CERTIFICATE-----\n", 28);
+
+	fx = again_v(state, 6, 512);
+	play_v2(fx, result, sizeof(result));
+	assert_string_equal(result, "pass");
+	print_message("frames of 512 bytes: %u WRITEs of several files\n", fx->b.multi_writes);
+}
+
 /* A file that changed on the board's storage: the sum differs, the list names the file and
  * the board fails. */
 static void test_v2_sum_differs(void **state)
@@ -1877,6 +2002,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_v4_chained, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_v4_lost, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_v5_pem, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_v6_files, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_v3_sum_differs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_early_writes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_early_writes_reboot, setup, teardown),
