@@ -50,14 +50,16 @@ fi
 #  - paced at 115200 baud, 1 to 256 slots: throughput against the wire bound (>= 0.95 at 256);
 #  - the same line with the boards switched to 921600 (max_baud): the speed-up over that bound;
 #  - 16 slots whose answers leave 16 ms late (a USB adapter's latency timer), boards of
-#    protocol versions 2 to 5: what the round trips and bytes cost;
+#    protocol versions 2 to 6, and 5 and 6 with frames of 4096 bytes (two files a WRITE in
+#    version 6): what the round trips and bytes cost;
 #  - 1024 slots paced at 115200: throughput against the wire bound (>= 0.95), with the
 #    station's and simboard's CPU per board;
 #  - 8 and 1024 slots: RSS per added slot (<= 64 KiB);
 #  - unpaced, 64 and 256 slots, file key and SoftHSM2: issuance per core against the
 #    crypto-only bound (>= 0.6); the station's CPU per board over the bound with the board's
 #    proof-of-possession verify counted in it, split by thread, with simboard's CPU per board;
-#    bytes per board over the protocol's minimum; ledger commits per board;
+#    bytes per board over the protocol's minimum; ledger commits per board; then boards of
+#    frames of 4096 bytes, version 5 against version 6, interleaved;
 #  - 16 slots paced at 115200 with an HSM of 50 ms a signature: against the wire bound (the
 #    files that need no certificate go while it is signed);
 #  - an emulated HSM of 20 ms a signature and 4 sessions: signatures/s against S/L (>= 0.9).
@@ -74,15 +76,19 @@ if [ "${BENCH_STATION:-1}" != 0 ]; then
 		--rounds "$rounds" --json "$results/maxbaud.json" || true
 	# Round trips on a real line: a USB-serial adapter holds a board's answer up to its
 	# latency timer (often 16 ms). Boards of protocol version 2 (10 requests a board),
-	# version 3 (8), version 4 (7) and version 5 (7, fewer bytes), each answer 16 ms late,
-	# in interleaved rounds.
+	# version 3 (8), version 4 (7), version 5 (7, fewer bytes) and version 6 (7 with frames
+	# of 1024 bytes), then versions 5 and 6 with frames of 4096 (7 and 5), each answer 16 ms
+	# late, in interleaved rounds.
 	echo "== station bench: paced at 115200, answers 16 ms late (a USB adapter's latency" \
-		"timer): boards of protocol versions 2 to 5, interleaved"
+		"timer): boards of protocol versions 2 to 6, and 5 and 6 with frames of 4096" \
+		"bytes, interleaved"
 	for ((r = 1; r <= rounds; r++)); do
-		for v in 2 3 4 5; do
-			printf 'round %d, version %d: ' "$r" "$v"
+		for vf in 2:1024 3:1024 4:1024 5:1024 6:1024 5:4096 6:4096; do
+			IFS=: read -r v f <<<"$vf"
+			printf 'round %d, version %d, frames of %d: ' "$r" "$v" "$f"
 			"$st" bench --slots 16 --boards-per-slot 4 --baud 115200 --board-protocol "$v" \
-				--turnaround 16 -q --json "$results/turnaround-v$v-$r.json" |
+				--board-frame "$f" --turnaround 16 -q \
+				--json "$results/turnaround-v$v-f$f-$r.json" |
 				grep -E '^ +16 ' || echo "failed"
 		done
 	done
@@ -103,6 +109,19 @@ if [ "${BENCH_STATION:-1}" != 0 ]; then
 			"per board over the bound, bytes over the minimum)"
 		"$st" bench --slots 64,256 --boards-per-slot 8 --baud 0 --signer "$signer" \
 			--rounds "$rounds" --json "$results/unpaced-$signer.json" || true
+	done
+	# Boards of frames of 4096 bytes: version 6 takes two files a WRITE (5 round trips a
+	# board, 7 for version 5). Interleaved rounds of one each; the medians' lines.
+	echo "== station bench: unpaced, 64 and 256 slots, file key, frames of 4096 bytes:" \
+		"version 5 against version 6, interleaved"
+	for ((r = 1; r <= rounds; r++)); do
+		for v in 5 6; do
+			echo "round $r, version $v:"
+			"$st" bench --slots 64,256 --boards-per-slot 8 --baud 0 --signer file \
+				--board-protocol "$v" --board-frame 4096 \
+				--json "$results/unpaced-4096-v$v-$r.json" |
+				grep -E '^ +(64|256) +[0-9]+ +[0-9]+ |station CPU/board =' || echo "failed"
+		done
 	done
 	# An HSM whose signature takes 50 ms on a line paced at 115200: the files that do not
 	# hold the certificate (root.crt, sota.toml) go while it is signed, so the line stays

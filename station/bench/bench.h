@@ -70,6 +70,7 @@ struct st_bench_opts {
 	unsigned sim_procs;        /* simboard processes sharing the slots; 0: one per 128 */
 	unsigned max_baud;         /* boards offer it and slots may switch to it (BAUD); 0: no */
 	unsigned board_protocol;   /* the newest protocol version the boards speak; 0: simboard's */
+	unsigned board_frame;      /* the largest frame the boards accept; 0: simboard's */
 	unsigned turnaround_ms;    /* every answer leaves a board this late (a USB-serial
 				    * adapter's latency timer); 0: none */
 	const char *json_path;
@@ -167,9 +168,9 @@ struct st_bench_wire_min {
 	double pop;      /* the VERIFY nonce as sent and a DER P-256 signature (72 bytes at
 			  * most), base64 */
 	double framing;  /* marker, kind, seq, type, CRC and line end of one request and one
-			  * answer per command (HELLO, CSR, WRITE per file, DONE: COMMIT and VERIFY
-			  * ride on the last WRITE), more where a payload needs more than one frame
-			  * of the line's maximum */
+			  * answer per command (HELLO, CSR, the files' WRITE, DONE: COMMIT and
+			  * VERIFY ride on the last WRITE), more where a payload needs more than one
+			  * frame of the line's maximum */
 	double total;    /* the sum; 0 when no provisioned board was found */
 	unsigned files;  /* files the board holds */
 	unsigned frames; /* frames counted in framing */

@@ -43,10 +43,12 @@ void st_bench_print_header(const struct st_bench_opts *o)
 	       o->batch ? o->batch : 32, o->linger >= 0 ? "" : "default ",
 	       o->linger >= 0 ? o->linger : 5, o->rounds, o->rounds == 1 ? "" : "s",
 	       sysconf(_SC_NPROCESSORS_ONLN));
-	if (o->board_protocol || o->turnaround_ms)
-		printf("boards: protocol versions up to %s%u, answers %u ms late\n",
+	if (o->board_protocol || o->turnaround_ms || o->board_frame)
+		printf("boards: protocol versions up to %s%u, frames of %s%u bytes, answers %u ms "
+		       "late\n",
 		       o->board_protocol ? "" : "simboard's, ",
 		       o->board_protocol ? o->board_protocol : DRV_PROTO_VERSION_MAX,
+		       o->board_frame ? "" : "simboard's ", o->board_frame ? o->board_frame : 1024,
 		       o->turnaround_ms);
 	printf("work directory %s; boards' storage in %s\n", o->workdir, o->boarddir);
 	fflush(stdout);
@@ -482,6 +484,8 @@ json_t *st_bench_json(const struct st_bench_opts *o, const struct st_bench_resul
 			    o->board_protocol ? json_integer(o->board_protocol) : json_null());
 	json_object_set_new(json_object_get(doc, "options"), "turnaround_ms",
 			    json_integer(o->turnaround_ms));
+	json_object_set_new(json_object_get(doc, "options"), "board_frame",
+			    o->board_frame ? json_integer(o->board_frame) : json_null());
 	json_object_set_new(doc, "cpus", json_integer(sysconf(_SC_NPROCESSORS_ONLN)));
 	for (size_t i = 0; i < nrounds; i++)
 		json_array_append_new(runs, result_json(&rounds[i]));

@@ -861,7 +861,7 @@ int st_bench_run(const struct st_bench_opts *o, unsigned slots, unsigned long bo
 		unsigned long extra = boards - slots;
 		unsigned long nt = ns + extra / n + (k < extra % n);
 		char nboards[32], total[32], baud[32], bauds[40], stagger[32], seed[32], prefix[32];
-		char proto[16], slow[48];
+		char proto[16], frame[16], slow[48];
 		char dir[PATH_MAX + 16], out[PATH_MAX + 64], errf[PATH_MAX + 64];
 		char *argv[32];
 		int a = 0;
@@ -904,6 +904,11 @@ int st_bench_run(const struct st_bench_opts *o, unsigned slots, unsigned long bo
 			snprintf(proto, sizeof(proto), "%u", o->board_protocol);
 			argv[a++] = "--protocol";
 			argv[a++] = proto;
+		}
+		if (o->board_frame) {
+			snprintf(frame, sizeof(frame), "%u", o->board_frame);
+			argv[a++] = "--max-frame";
+			argv[a++] = frame;
 		}
 		if (o->turnaround_ms) {
 			/* simboard's slow fault on every answer: it leaves late, the board

@@ -3,8 +3,9 @@
  * carry (drivers/PROTOCOL.md 1.2): binary (the CSR's DER, the nonce, the signature) in
  * base64; certificates by their DER, whichever files hold them and however often; the
  * files' other bytes in base64 or as escaped text, whichever is shorter; in one request and
- * one answer per command, or as few frames of the line's maximum as a payload needs, COMMIT
- * and VERIFY riding on the last WRITE (protocol version 3) with no frames of their own. The
+ * one answer per command, or as few frames of the line's maximum as a payload needs, every
+ * file in as few WRITEs as their bytes need (protocol version 6), COMMIT and VERIFY riding on
+ * the last WRITE (version 3) with no frames of their own. The
  * bytes a board took over this minimum are what the protocol spends twice (PEM inside
  * base64, a certificate in two files, fields, retransmissions, the console). */
 #include "bench.h"
@@ -141,6 +142,7 @@ int st_bench_wire_minimum(const char *board_dir, size_t nonce_len, struct st_ben
 	char path[PATH_MAX + 300], line[600];
 	struct seen seen;
 	struct stat st;
+	double written = 0;
 	FILE *man;
 
 	memset(out, 0, sizeof(*out));
@@ -172,16 +174,16 @@ int st_bench_wire_minimum(const char *board_dir, size_t nonce_len, struct st_ben
 		added = count_file(data, len, &seen, out);
 		free(data);
 		out->files++;
-		/* A request carrying the chunk and its answer, per frame's worth. */
-		out->frames += 2 * frames_for(DRV_PROTO_WRITE, added);
-		out->framing += 2.0 * frames_for(DRV_PROTO_WRITE, added) *
-				(double)frame_bytes(DRV_PROTO_WRITE);
+		written += added;
 	}
 	fclose(man);
 	if (!out->files) {
 		memset(out, 0, sizeof(*out));
 		return -1;
 	}
+	/* A request carrying the files and its answer, per frame's worth. */
+	out->frames += 2 * frames_for(DRV_PROTO_WRITE, written);
+	out->framing += 2.0 * frames_for(DRV_PROTO_WRITE, written) * (double)frame_bytes(DRV_PROTO_WRITE);
 	out->pop = (double)(drv_b64_len(nonce_len) + drv_b64_len(POP_SIG_MAX));
 	for (size_t i = 0; i < sizeof(once) / sizeof(once[0]); i++) {
 		out->frames += 2;

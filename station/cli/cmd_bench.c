@@ -24,7 +24,8 @@ static void bench_usage(FILE *out)
 	fprintf(out,
 		"usage: station bench [--slots LIST] [--boards N | --boards-per-slot K]\n"
 		"                     [--baud RATE] [--signer file|softhsm|slowhsm:L=MS,S=N]\n"
-		"                     [--max-baud RATE] [--board-protocol N] [--turnaround MS]\n"
+		"                     [--max-baud RATE] [--board-protocol N] [--board-frame N]\n"
+		"                     [--turnaround MS]\n"
 		"                     [--workers N] [--batch N] [--linger MS]\n"
 		"                     [--rounds R] [--bound-n N] [--timeout S] [--fsync]\n"
 		"                     [--stagger MS] [--sim-procs N] [--target BOARDS_PER_HOUR]\n"
@@ -77,7 +78,10 @@ static void bench_usage(FILE *out)
 		"                      (max_baud, the protocol's BAUD); the wire bound stays the\n"
 		"                      starting rate's, so the ratio shows the speed-up\n"
 		"  --board-protocol N  the boards speak protocol versions 1 to N only (default:\n"
-		"                      the newest, 5), to compare a line of older boards\n"
+		"                      the newest, 6), to compare a line of older boards\n"
+		"  --board-frame N     the largest frame the boards accept, 512..4096 (default\n"
+		"                      simboard's, 1024); with 4096 a board of version 6 takes\n"
+		"                      two files a WRITE\n"
 		"  --turnaround MS     every answer leaves its board MS ms late, as a USB-serial\n"
 		"                      adapter's latency timer holds it (often 16 ms); the wire\n"
 		"                      bound counts bytes only, so the ratio shows what the round\n"
@@ -321,6 +325,7 @@ int st_cmd_bench(int argc, char **argv)
 		{ "max-baud", required_argument, NULL, 'M' },
 		{ "board-protocol", required_argument, NULL, 'V' },
 		{ "turnaround", required_argument, NULL, 'A' },
+		{ "board-frame", required_argument, NULL, 'R' },
 		{ "target", required_argument, NULL, 'T' },
 		{ "json", required_argument, NULL, 'j' },
 		{ "plot", required_argument, NULL, 'p' },
@@ -459,6 +464,13 @@ int st_cmd_bench(int argc, char **argv)
 				return 2;
 			}
 			o.board_protocol = (unsigned)v;
+			break;
+		case 'R':
+			if (parse_ulong(optarg, 512, 4096, &v) != 0) {
+				st_err("--board-frame '%s': expected 512..4096 bytes", optarg);
+				return 2;
+			}
+			o.board_frame = (unsigned)v;
 			break;
 		case 'A':
 			if (parse_ulong(optarg, 0, 10000, &v) != 0) {
