@@ -1301,8 +1301,12 @@ static void test_version6(void **state)
 	assert_int_equal(drv_proto_part(&f, "path", 1, &part), 2);
 	assert_int_equal(answer_uint(&part, "have"), 3);
 	assert_int_equal(answer_uint(&part, "done"), 0);
+	/* A part without identity for a file not staged: ERROR OFFSET (have 0), alone. */
+	ask(t, 7, "WRITE", (const char *const[]){ "path=e", "off=0", "raw=hello", "path=g", "off=2", "raw=lo", NULL }, &f);
+	want_error(&f, "OFFSET");
+	assert_int_equal(answer_uint(&f, "have"), 0);
 	/* A later part may be a later chunk of a file staged (no identity). */
-	ask(t, 7, "WRITE", (const char *const[]){ "path=e", "off=0", "raw=hello", "path=f", "off=3", "raw=lo", NULL }, &f);
+	ask(t, 8, "WRITE", (const char *const[]){ "path=e", "off=0", "raw=hello", "path=f", "off=3", "raw=lo", NULL }, &f);
 	assert_int_equal(drv_proto_part(&f, "path", 1, &part), 2);
 	assert_int_equal(answer_uint(&part, "done"), 1);
 	/* More parts than the board stages files: refused before any is looked at. */
@@ -1313,7 +1317,7 @@ static void test_version6(void **state)
 		fields[n++] = "raw=a";
 	}
 	fields[n] = NULL;
-	ask(t, 8, "WRITE", fields, &f);
+	ask(t, 9, "WRITE", fields, &f);
 	want_error(&f, "SIZE");
 	board_free(t);
 

@@ -91,8 +91,8 @@ struct board {
 	/* Version 6 (PROTOCOL.md 10): WRITEs of several files, and the files in them. */
 	unsigned multi_writes, multi_files, single_writes;
 	int fail_multi; /* the next WRITE of several files is answered ERROR HASH */
-	int bad_multi;  /* the next is answered with its second file's part for another path,
-			 * nothing written */
+	int bad_multi;  /* the next is answered with its second file's part for another path
+			 * (1) or without it (2), nothing written */
 };
 
 struct fx {
@@ -489,10 +489,9 @@ static void answer_write(struct fx *fx, const struct got *g)
 			return;
 		}
 		if (fx->b.bad_multi) {
-			fx->b.bad_multi = 0;
 			drv_proto_begin(&b, buf, sizeof(buf), DRV_PROTO_ANSWER, g->f.seq, DRV_PROTO_WRITE);
-			/* The first part as if written, the second another file's. */
-			for (k = 0; k < parts; k++) {
+			/* The first part as if written, the second another file's or none. */
+			for (k = 0; k < (fx->b.bad_multi == 2 ? 1u : parts); k++) {
 				char p0[256];
 				uint64_t size = 0;
 
@@ -503,6 +502,7 @@ static void answer_write(struct fx *fx, const struct got *g)
 				drv_proto_add_uint(&b, "have", k == 1 ? 0 : size);
 				drv_proto_add_uint(&b, "done", k != 1);
 			}
+			fx->b.bad_multi = 0;
 			frame_end(fx, &b);
 			return;
 		}
@@ -1793,9 +1793,9 @@ static struct fx *again_v(void **state, unsigned version, unsigned max)
 /* A board of version 6 (PROTOCOL.md 10), frames of 4096 bytes: the files after the first
  * ride in its WRITE, each whole, the last with COMMIT and VERIFY; fewer WRITEs than a board
  * of version 5 takes, the same files. An ERROR to a WRITE of several files: one file a WRITE
- * from then on, and the board passes. An answer whose second part names another file: asked
- * again whole, nothing of the first part taken from it, and the board passes with one WRITE
- * more. Frames of 512 bytes: files of several chunks. */
+ * from then on, and the board passes. An answer whose second part names another file, or
+ * lacks it: asked again whole, nothing of the first part taken from it, and the board passes
+ * with one WRITE more. Frames of 512 bytes: files of several chunks. */
 static void test_v6_files(void **state)
 {
 	struct fx *fx = *state;
@@ -1830,13 +1830,15 @@ static void test_v6_files(void **state)
 	assert_int_equal(fx->b.multi_writes, 1);
 	assert_true(fx->b.single_writes >= 2);
 
-	fx = again_v(state, 6, 4096);
-	fx->b.bad_multi = 1;
-	play_v2(fx, result, sizeof(result));
-	assert_string_equal(result, "pass");
-	assert_int_equal(fx->b.multi_writes, 3);
-	assert_int_equal(fx->b.single_writes, 0);
-	assert_memory_equal(assert_chained(fx), "-----BEGIN CERTIFICATE-----\n", 28);
+	for (int bad = 1; bad <= 2; bad++) {
+		fx = again_v(state, 6, 4096);
+		fx->b.bad_multi = bad;
+		play_v2(fx, result, sizeof(result));
+		assert_string_equal(result, "pass");
+		assert_int_equal(fx->b.multi_writes, 3);
+		assert_int_equal(fx->b.single_writes, 0);
+		assert_memory_equal(assert_chained(fx), "-----BEGIN CERTIFICATE-----\n", 28);
+	}
 
 	fx = again_v(state, 6, 512);
 	play_v2(fx, result, sizeof(result));
