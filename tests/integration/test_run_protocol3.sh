@@ -11,7 +11,9 @@
 # client.chained), and no more bytes. The bytes and round trips per board of each version
 # are printed. Boards of versions 3 to 6 that lose power or their link at the WRITE that
 # carries COMMIT and VERIFY, or whose every answer is damaged on its first transmission (the
-# combined answer is sent again from the kept one), still end with the right files.
+# combined answer is sent again from the kept one), still end with the right files, and so
+# does a board of version 6 whose WRITE of several files is answered ERROR once (the files
+# go one a WRITE then).
 . "$(dirname "$0")/../lib/common.sh"
 . "$(dirname "$0")/../lib/line.sh"
 N=4
@@ -112,3 +114,24 @@ for v in 3:three:5:1024 4:four:4:1024 5:five:4:1024 6:bigsix:2:4096; do
 		fail "${name}2: no retransmission: $(grep "\"slot\":\"${name}2\"" "$T/faults.jsonl" | tail -1)"
 	ok "version $ver boards that lost power or their link at the folded WRITE (WRITE $w), or every first answer: pass, simboard verify"
 done
+
+# Version 6, frames of 4096: an ERROR (once) to the WRITE of several files, client.pem with
+# client.chained: the station sends them one a WRITE, and the board passes with the right
+# files, in two requests more than the five of a board that had no error (HELLO, CSR, the
+# early files, the ERROR, client.pem, client.chained with COMMIT and VERIFY, DONE).
+stop_simboard
+rm -rf "$T/faults" "$T/faults.jsonl"
+LINE_DIR=$T/faults
+start_simboard 2 --name-prefix err --seed 5 --max-frame 4096 --fault "error=WRITE/2:err0" \
+	--error-text "storage hiccup"
+faults_run 2 err
+sim_logged "err0: error at WRITE" || fail "the error fault did not happen: $(cat "$T/simboard.log")"
+seen=""
+for b in err0:7 err1:5; do
+	IFS=: read -r name want <<<"$b"
+	got=$(grep '"event":"pass"' "$T/faults.jsonl" | grep "\"slot\":\"$name\"" |
+		jq -r 'select(.retransmits == 0) | .requests')
+	[ -z "$got" ] || [ "$got" = "$want" ] || fail "$name: $got requests, $want expected"
+	seen="$seen $name ${got:-(sent something twice)}"
+done
+ok "version 6: an ERROR to the WRITE of several files: the files one a WRITE, the board passes (requests:$seen)"
