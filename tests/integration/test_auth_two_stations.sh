@@ -11,7 +11,8 @@
 line_setup
 line_profile "$pki" board "authorization: required"
 auth_issue LOT-2 10 "$pki/authorizations/lot-2.auth"
-# One configuration per station, the same ledger; station B's boards are a second line.
+# One configuration per station, the same ledger, an HSM each (own_hsm: both start at once);
+# station B's boards are a second line.
 for st in a b; do
 	line_config "$pki/run-$st.yaml" <<YAML
 station: line-$st
@@ -20,6 +21,7 @@ slots:
 pool:
   workers: 1
 YAML
+	own_hsm "line-$st" "$pki/run-$st.yaml"
 	auth_config "$pki/run-$st.yaml"
 done
 LINE_DIR=$T/line-a start_simboard 10 --seed 31

@@ -126,6 +126,22 @@ line_config() {
 	} >>"$1"
 }
 
+# own_hsm NAME FILE: station NAME's configuration FILE (made from $pki/station.yaml) gets an
+# HSM of its own, as on a real line: a copy of the SoftHSM2 token, with the same keys.
+# Stations starting together on one token directory trip over SoftHSM2's files: one
+# rewrites the token's file while another reads it and finds no token.
+own_hsm() {
+	local hsm=$pki/hsm-$1
+	if [ ! -d "$hsm" ]; then
+		mkdir -p "$hsm"
+		cp -a "$pki/tokens" "$hsm/tokens"
+		sed "s|^directories.tokendir = .*|directories.tokendir = $hsm/tokens|" \
+			"$pki/softhsm2.conf" >"$hsm/softhsm2.conf"
+	fi
+	sed -i "s|^  softhsm2_conf: .*|  softhsm2_conf: $hsm/softhsm2.conf|" "$2"
+	grep -q "softhsm2_conf: $hsm/softhsm2.conf" "$2" || fail "own_hsm: no softhsm2_conf in $2"
+}
+
 # line_setup [extra run.yaml text]: $pki with the dev PKI, sim-gw.yaml, run.yaml.
 line_setup() {
 	pki="$T/pki"

@@ -37,21 +37,13 @@ sim_stop() {
 
 # station_config NAME FILE MAP...: a configuration for station NAME with the dev PKI ($pki),
 # the ledger on the test's PostgreSQL ($PG_CONN), the profiles sim-gw.yaml and sim-seq.yaml,
-# a slot per board map, then the YAML text on stdin. Each station has an HSM of its own, as
-# on a real line: a copy of the SoftHSM2 token (stations starting together on one token
-# directory trip over SoftHSM2's files).
+# a slot per board map, then the YAML text on stdin. Each station has an HSM of its own
+# (own_hsm).
 station_config() {
-	local name=$1 file=$2 map hsm=$pki/hsm-$1
+	local name=$1 file=$2 map
 	shift 2
-	if [ ! -d "$hsm" ]; then
-		mkdir -p "$hsm"
-		cp -a "$pki/tokens" "$hsm/tokens"
-		sed "s|^directories.tokendir = .*|directories.tokendir = $hsm/tokens|" \
-			"$pki/softhsm2.conf" >"$hsm/softhsm2.conf"
-	fi
 	{
-		grep -v '^ledger:' "$pki/station.yaml" |
-			sed "s|^  softhsm2_conf: .*|  softhsm2_conf: $hsm/softhsm2.conf|"
+		grep -v '^ledger:' "$pki/station.yaml"
 		echo "ledger: \"$PG_CONN\""
 		echo "station: $name"
 		echo "profiles: [sim-gw.yaml, sim-seq.yaml]"
@@ -61,6 +53,7 @@ station_config() {
 		done
 		cat
 	} >"$file"
+	own_hsm "$name" "$file"
 }
 
 # seq_profile DIR: DIR/sim-seq.yaml, boards with hardware id sim-seq numbered by the ledger
