@@ -371,7 +371,7 @@ static void add_files(struct st_slot *s, struct drv_proto_builder *b)
 	struct drv_proto_builder was;
 	size_t j;
 
-	for (j = r->wi + 1; j < r->nfiles; j++) {
+	for (j = r->wi + 1; j < r->nfiles && r->nsect < SLOT_WRITE_FILES; j++) {
 		const struct wfile *w = &r->wf[j];
 
 		if (w->inst && s->board.gen > 0)
@@ -445,30 +445,43 @@ void slot_send_write(struct st_slot *s)
 	slot_send_req(s, &b, RQ_WRITE);
 }
 
-/* The answer for file wi (f: its part of the answer; whole: the answer, with the fields of
- * a COMMIT folded into the WRITE; last: the request's last file). Returns 1 when the next
- * file's part is to be read, 0 when the next request is due, 2 when the commit folded into
- * the WRITE went on from here, -1 when the answer failed the run or is asked again. */
-static int file_answered(struct st_slot *s, const struct drv_proto_frame *f,
+/* The part of a WRITE's answer for file i, the k-th of n the request carried (f: that part,
+ * or the answer when n is 1): its have and done, checked against the file sent. Returns 0,
+ * or -1 after the answer is asked for again (slot_bad_answer). */
+static int part_answer(struct st_slot *s, const struct drv_proto_frame *f, size_t i, size_t k,
+		       size_t n, uint64_t *have, uint64_t *done)
+{
+	const struct slot_run *r = s->run;
+	const struct wfile *w = i < r->nfiles ? &r->wf[i] : NULL;
+	char path[ST_ESCAPE_SIZE(MAX_PROTO_PATH)], err[ST_ERR_MAX], what[48] = "WRITE answer";
+
+	if (n > 1)
+		snprintf(what, sizeof(what), "WRITE answer, file %zu of %zu,", k + 1, n);
+	if (slot_board_text(f, "path", NULL, MAX_PROTO_PATH, path, sizeof(path), err, sizeof(err)) ||
+	    drv_proto_get_uint(f, "have", 0, UINT64_MAX, have, err, sizeof(err)) ||
+	    drv_proto_get_uint(f, "done", 0, 1, done, err, sizeof(err))) {
+		slot_bad_answer(s, RQ_WRITE, "%s: %s", what, err);
+		return -1;
+	}
+	if (!w || strcmp(path, w->path) != 0 || *have > w->len) {
+		slot_bad_answer(s, RQ_WRITE, "%s for %s with %" PRIu64 " bytes; sent %s of %zu", what,
+				path, *have, w ? w->path : "", w ? w->len : 0);
+		return -1;
+	}
+	return 0;
+}
+
+/* Takes file wi's part of the answer, checked (whole: the answer, with the fields of a COMMIT
+ * folded into the WRITE; last: the request's last file). Returns 1 when the next file's part
+ * is to be taken, 0 when the next request is due, 2 when the commit folded into the WRITE
+ * went on from here, -1 when the run failed. */
+static int file_answered(struct st_slot *s, uint64_t have, uint64_t done,
 			 const struct drv_proto_frame *whole, int last)
 {
 	struct slot_run *r = s->run;
 	struct wfile *w = &r->wf[r->wi];
-	char path[ST_ESCAPE_SIZE(MAX_PROTO_PATH)], err[ST_ERR_MAX];
-	uint64_t have, done;
 	int folded;
 
-	if (slot_board_text(f, "path", NULL, MAX_PROTO_PATH, path, sizeof(path), err, sizeof(err)) ||
-	    drv_proto_get_uint(f, "have", 0, UINT64_MAX, &have, err, sizeof(err)) ||
-	    drv_proto_get_uint(f, "done", 0, 1, &done, err, sizeof(err))) {
-		slot_bad_answer(s, RQ_WRITE, "WRITE answer: %s", err);
-		return -1;
-	}
-	if (strcmp(path, w->path) != 0 || have > w->len) {
-		slot_bad_answer(s, RQ_WRITE, "WRITE answer for %s with %" PRIu64 " bytes; sent %s of %zu",
-				path, have, w->path, w->len);
-		return -1;
-	}
 	/* Version 3: COMMIT's fields say the board committed after this chunk. */
 	folded = last && done && (r->fold & FOLD_COMMIT) && r->wi + 1 == r->nfiles &&
 		 drv_proto_has(whole, "gen");
@@ -506,41 +519,25 @@ void slot_on_write_answer(struct st_slot *s, const struct drv_proto_frame *f)
 {
 	struct slot_run *r = s->run;
 	struct drv_proto_frame part;
+	uint64_t have[SLOT_WRITE_FILES], done[SLOT_WRITE_FILES];
 	size_t k, n = r->nsect > 1 ? r->nsect : 1;
+	unsigned parts;
 	int rc = 1;
 
 	/* Version 6: a part for each file the request carried, in its order, each checked
 	 * before any is taken: an answer that is unusable is asked for again whole. */
-	if (n > 1 && drv_proto_part(f, "path", 0, &part) != n) {
-		slot_bad_answer(s, RQ_WRITE, "WRITE answer for %u files; sent %zu",
-				drv_proto_part(f, "path", 0, &part), n);
+	if (n > 1 && (parts = drv_proto_part(f, "path", 0, &part)) != n) {
+		slot_bad_answer(s, RQ_WRITE, "WRITE answer for %u files; sent %zu", parts, n);
 		return;
 	}
-	for (k = 0; n > 1 && k < n; k++) {
-		const struct wfile *w = r->wi + k < r->nfiles ? &r->wf[r->wi + k] : NULL;
-		char path[ST_ESCAPE_SIZE(MAX_PROTO_PATH)], err[ST_ERR_MAX];
-		uint64_t have, done;
-
-		drv_proto_part(f, "path", (unsigned int)k, &part);
-		if (slot_board_text(&part, "path", NULL, MAX_PROTO_PATH, path, sizeof(path), err,
-				    sizeof(err)) ||
-		    drv_proto_get_uint(&part, "have", 0, UINT64_MAX, &have, err, sizeof(err)) ||
-		    drv_proto_get_uint(&part, "done", 0, 1, &done, err, sizeof(err))) {
-			slot_bad_answer(s, RQ_WRITE, "WRITE answer, file %zu of %zu: %s", k + 1, n, err);
-			return;
-		}
-		if (!w || strcmp(path, w->path) != 0 || have > w->len) {
-			slot_bad_answer(s, RQ_WRITE, "WRITE answer, file %zu of %zu: %s with %" PRIu64
-				" bytes; sent %s of %zu", k + 1, n, path, have, w ? w->path : "",
-				w ? w->len : 0);
-			return;
-		}
-	}
-	for (k = 0; k < n && rc == 1; k++) {
+	for (k = 0; k < n; k++) {
 		if (n > 1)
 			drv_proto_part(f, "path", (unsigned int)k, &part);
-		rc = file_answered(s, n > 1 ? &part : f, f, k + 1 == n);
+		if (part_answer(s, n > 1 ? &part : f, r->wi + k, k, n, &have[k], &done[k]) < 0)
+			return;
 	}
+	for (k = 0; k < n && rc == 1; k++)
+		rc = file_answered(s, have[k], done[k], f, k + 1 == n);
 	if (rc == 0 || rc == 1)
 		slot_kick(s);
 }

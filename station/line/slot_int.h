@@ -67,6 +67,9 @@ unsigned slot_state_limit(enum st_slot_state s, const struct st_slot_limits *l);
 
 /* ---- The board in flight ------------------------------------------------------------ */
 
+/* Files one WRITE carries at most (version 6; a board of 8 staged files takes them all). */
+#define SLOT_WRITE_FILES 8
+
 /* Version 3 (PROTOCOL.md 7): steps a request carries besides its own. */
 #define FOLD_COMMIT 1u /* the WRITE that completes the last file carries COMMIT */
 #define FOLD_VERIFY 2u /* that WRITE, or COMMIT, carries VERIFY */
@@ -140,7 +143,7 @@ struct slot_run {
 	uint64_t woff;
 	int wident; /* the next chunk names its file (mode, size, sha) even past offset 0 */
 	int inst_sent; /* the WRITE outstanding is a copy of the installed file (wfile.inst) */
-	size_t nsect;  /* files in the WRITE outstanding (version 6: more than one) */
+	size_t nsect;  /* files in the WRITE outstanding (version 6: up to SLOT_WRITE_FILES) */
 	int single;    /* version 6: one file a WRITE again, after an ERROR to several */
 	unsigned write_restarts, stalls;
 
