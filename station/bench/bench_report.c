@@ -486,6 +486,8 @@ json_t *st_bench_json(const struct st_bench_opts *o, const struct st_bench_resul
 			    json_integer(o->turnaround_ms));
 	json_object_set_new(json_object_get(doc, "options"), "board_frame",
 			    o->board_frame ? json_integer(o->board_frame) : json_null());
+	json_object_set_new(json_object_get(doc, "options"), "simboard_store",
+			    json_string(o->fsync ? "file" : "memory"));
 	json_object_set_new(doc, "cpus", json_integer(sysconf(_SC_NPROCESSORS_ONLN)));
 	for (size_t i = 0; i < nrounds; i++)
 		json_array_append_new(runs, result_json(&rounds[i]));

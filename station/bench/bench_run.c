@@ -917,8 +917,12 @@ int st_bench_run(const struct st_bench_opts *o, unsigned slots, unsigned long bo
 			argv[a++] = "--fault";
 			argv[a++] = slow;
 		}
-		if (!o->fsync)
+		if (!o->fsync) {
+			/* The boards' storage in memory: no file system call for any board. */
 			argv[a++] = "--no-fsync";
+			argv[a++] = "--store";
+			argv[a++] = "memory";
+		}
 		if (res->stagger_ms) {
 			snprintf(stagger, sizeof(stagger), "%u", res->stagger_ms);
 			argv[a++] = "--stagger-ms";

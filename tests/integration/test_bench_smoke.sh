@@ -128,6 +128,8 @@ check_json() {
 check_json "$T/file.json"
 jq -e '[.runs[] | .boards] == [4, 8] and .options.signer == "file"' "$T/file.json" >/dev/null ||
 	fail "file.json: runs are not 2x2 and 4x2 boards"
+jq -e '.options.simboard_store == "memory"' "$T/file.json" >/dev/null ||
+	fail "file.json: the boards' store is not memory: $(jq -c .options "$T/file.json")"
 grep -q "summary (signer file)" "$T/file.out" || fail "no summary table: $(cat "$T/file.out")"
 grep -qE "station CPU/board = [0-9.]+x \(crypto-only \+ PoP verify: [0-9.]+ us\): loop [0-9.]+ ms = [0-9.]+x, ledger [0-9.]+ ms = [0-9.]+x, workers [0-9.]+ ms = [0-9.]+x" \
 	"$T/file.out" || fail "no CPU over the bound with the PoP verify: $(cat "$T/file.out")"
@@ -140,12 +142,14 @@ ok "bench with the file key: JSON consistent, plot drawn"
 
 # Boards of protocol version 1 whose answers leave 40 ms late (--board-protocol,
 # --turnaround): they take more bytes than the version 6 boards above, and a board's 12
-# requests wait at least 12 x 40 ms (a lower bound, whatever the machine's speed).
+# requests wait at least 12 x 40 ms (a lower bound, whatever the machine's speed). With
+# --fsync the boards keep their files on disk (simboard's file store).
 "$STATION" bench --slots 2 --boards-per-slot 1 --baud 0 --bound-n 200 --board-protocol 1 \
-	--turnaround 40 --json "$T/old.json" --dir "$T/work" -q >"$T/old.out" 2>"$T/old.err" ||
+	--turnaround 40 --fsync --json "$T/old.json" --dir "$T/work" -q >"$T/old.out" 2>"$T/old.err" ||
 	fail "bench (version 1 boards, 40 ms turnaround) failed: $(tail -5 "$T/old.err")"
 check_json "$T/old.json"
-jq -e '.options.board_protocol == 1 and .options.turnaround_ms == 40' "$T/old.json" >/dev/null ||
+jq -e '.options.board_protocol == 1 and .options.turnaround_ms == 40 and .options.fsync and
+	.options.simboard_store == "file"' "$T/old.json" >/dev/null ||
 	fail "old.json: options not recorded: $(jq -c .options "$T/old.json")"
 jq -e --argjson v5 "$(jq '[.runs[].wire.bytes_per_board] | max' "$T/file.json")" \
 	'[.runs[].wire.bytes_per_board] | min > $v5 * 1.2' "$T/old.json" >/dev/null ||
