@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # simboard --store memory, the store `station bench` gives its boards: 4 fixtures, 12 boards
-# swapped through them, one losing power in the middle of its files and one whose files
-# take two WRITEs of several files each (frames of 4096). While simboard runs, no board's
-# key, records or files are in its directory; when it ends, each fixture's last board is
-# there in the file store's layout: simboard verify passes, its key matches its
-# certificate, its device id and result are the station's. A bad --store value is refused.
+# swapped through them, frames of 4096 (two WRITEs of two files a board), one board losing
+# power in the middle of its files. While simboard runs, no board's key, records or files
+# are in its directory; when it ends, each fixture's last board is there in the file
+# store's layout: simboard verify passes, its key matches its certificate, its device id
+# and result are the station's; one that cannot take its files says so and keeps its key
+# and records. A bad --store value is refused.
 . "$(dirname "$0")/../lib/common.sh"
 . "$(dirname "$0")/../lib/line.sh"
 N=4
@@ -18,7 +19,7 @@ expect_fail "--store names a kind" 'bad value "disk"' "$SIMBOARD" --dir "$T/x" -
 mkdir -p "$LINE_DIR/board2/.gen/7"
 ln -s .gen/7 "$LINE_DIR/board2/files"
 echo stale >"$LINE_DIR/board2/key.pem"
-start_simboard "$N" --store memory --total "$TOTAL" --max-frame 4096 --seed 3 \
+SIM_STDERR=$T/simboard.err start_simboard "$N" --store memory --total "$TOTAL" --max-frame 4096 --seed 3 \
 	--fault power-loss=WRITE/2:board1
 [ ! -e "$LINE_DIR/board2/key.pem" ] && [ ! -e "$LINE_DIR/board2/.gen/7" ] ||
 	fail "an earlier board's files were kept"
@@ -34,9 +35,21 @@ for i in $(seq 0 $((N - 1))); do
 done
 ok "nothing of a board on disk while simboard runs"
 
+# A fixture whose directory cannot take its files (.gen is a file): simboard says so at exit
+# and still writes the board's key and records, with no `files` link to half a set.
+rm -rf "$LINE_DIR/board3/.gen"
+touch "$LINE_DIR/board3/.gen"
 stop_simboard
+grep -q "board3: cannot save .gen/[0-9]*: Not a directory" "$T/simboard.err" ||
+	fail "no word of board3's files: $(cat "$T/simboard.err")"
+for f in key.pem csr.der device-id result; do
+	[ -s "$LINE_DIR/board3/$f" ] || fail "board3's $f was not saved beside its failed files"
+done
+[ ! -e "$LINE_DIR/board3/files" ] || fail "board3 has a files link to a set not saved"
+ok "a board whose files cannot be saved: said on stderr, its key and records saved"
+
 cat "$pki/factory-root.pem" "$pki/local-ca.pem" >"$T/trust.pem"
-for i in $(seq 0 $((N - 1))); do
+for i in $(seq 0 $((N - 2))); do
 	b="$LINE_DIR/board$i"
 	"$SIMBOARD" verify "$b" --root "$pki/factory-root.pem" >"$T/verify.out" ||
 		fail "simboard verify board$i: $(cat "$T/verify.out")"
@@ -53,5 +66,5 @@ for i in $(seq 0 $((N - 1))); do
 		fail "board$i: key.pem is not the certificate's key"
 	[ "$(stat -c %a "$b/key.pem")" = 600 ] || fail "board$i: key.pem mode $(stat -c %a "$b/key.pem")"
 done
-ok "at exit each fixture's last board is on disk: verify, result, serial, key"
+ok "at exit the other fixtures' last boards are on disk: verify, result, serial, key"
 echo "all passed"

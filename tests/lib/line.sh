@@ -24,10 +24,15 @@ stop_simboard() {
 trap 'rc=$?; ! declare -F line_cleanup >/dev/null || line_cleanup || true; stop_more_simboards; stop_simboard; [ -n "${KEEP_TMP:-}" ] || rm -rf "$T"; exit $rc' EXIT
 
 # start_simboard N [options]: serves N boards from $LINE_DIR, waits for the ready line.
+# simboard's stderr goes to the file SIM_STDERR names, when set.
 start_simboard() {
 	local n=$1 line
 	shift
-	exec 3< <(exec "$SIMBOARD" --dir "$LINE_DIR" --boards "$n" "${SIM_OPTS[@]}" "$@")
+	if [ -n "${SIM_STDERR:-}" ]; then
+		exec 3< <(exec "$SIMBOARD" --dir "$LINE_DIR" --boards "$n" "${SIM_OPTS[@]}" "$@" 2>"$SIM_STDERR")
+	else
+		exec 3< <(exec "$SIMBOARD" --dir "$LINE_DIR" --boards "$n" "${SIM_OPTS[@]}" "$@")
+	fi
 	SIMPID=$!
 	read -r -t 60 -u 3 line || fail "simboard did not start"
 	case $line in "simboard: ready: $n boards"*) ;; *) fail "simboard: $line" ;; esac
