@@ -531,7 +531,7 @@ void slot_on_write_answer(struct st_slot *s, const struct drv_proto_frame *f)
 		return;
 	}
 	for (k = 0; k < n; k++) {
-		if (n > 1)
+		if (k > 0)
 			drv_proto_part(f, "path", (unsigned int)k, &part);
 		if (part_answer(s, n > 1 ? &part : f, r->wi + k, k, n, &have[k], &done[k]) < 0)
 			return;

@@ -48,9 +48,9 @@ done
 [ ! -e "$LINE_DIR/board3/files" ] || fail "board3 has a files link to a set not saved"
 ok "a board whose files cannot be saved: said on stderr, its key and records saved"
 
-cat "$pki/factory-root.pem" "$pki/local-ca.pem" >"$T/trust.pem"
 for i in $(seq 0 $((N - 2))); do
 	b="$LINE_DIR/board$i"
+	# The files as committed, chained to the root, client.pem carrying key.pem's key.
 	"$SIMBOARD" verify "$b" --root "$pki/factory-root.pem" >"$T/verify.out" ||
 		fail "simboard verify board$i: $(cat "$T/verify.out")"
 	id=$(cat "$b/device-id")
@@ -61,9 +61,6 @@ for i in $(seq 0 $((N - 2))); do
 	[ -n "$serial" ] || fail "no pass with a serial on board$i's slot"
 	got=$(openssl x509 -in "$b/files/client.pem" -noout -serial | cut -d= -f2)
 	[ "${got^^}" = "${serial^^}" ] || fail "board$i holds serial $got, its slot's last pass was $serial"
-	[ "$(openssl x509 -in "$b/files/client.pem" -noout -pubkey | openssl pkey -pubin -outform DER | sha256sum)" = \
-		"$(openssl pkey -in "$b/key.pem" -pubout -outform DER | sha256sum)" ] ||
-		fail "board$i: key.pem is not the certificate's key"
 	[ "$(stat -c %a "$b/key.pem")" = 600 ] || fail "board$i: key.pem mode $(stat -c %a "$b/key.pem")"
 done
 ok "at exit the other fixtures' last boards are on disk: verify, result, serial, key"

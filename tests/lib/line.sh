@@ -28,11 +28,8 @@ trap 'rc=$?; ! declare -F line_cleanup >/dev/null || line_cleanup || true; stop_
 start_simboard() {
 	local n=$1 line
 	shift
-	if [ -n "${SIM_STDERR:-}" ]; then
-		exec 3< <(exec "$SIMBOARD" --dir "$LINE_DIR" --boards "$n" "${SIM_OPTS[@]}" "$@" 2>"$SIM_STDERR")
-	else
-		exec 3< <(exec "$SIMBOARD" --dir "$LINE_DIR" --boards "$n" "${SIM_OPTS[@]}" "$@")
-	fi
+	exec 3< <([ -z "${SIM_STDERR:-}" ] || exec 2>"$SIM_STDERR"
+		exec "$SIMBOARD" --dir "$LINE_DIR" --boards "$n" "${SIM_OPTS[@]}" "$@")
 	SIMPID=$!
 	read -r -t 60 -u 3 line || fail "simboard did not start"
 	case $line in "simboard: ready: $n boards"*) ;; *) fail "simboard: $line" ;; esac
