@@ -21,7 +21,12 @@
  * open intents and its INSERT (the unique indexes check serial and key; what they refused
  * is looked up only then), the certificate's UPDATE, the mark's UPDATE: 6, where they were
  * 10. One statement merging the lookup's two probes (UNION ALL, or OR over the two
- * indexes) was measured slower than the two. A mark rewrites the row with its certificate
+ * indexes) was measured slower than the two. No statement of a board's life builds a
+ * temporary b-tree (see migration 3 -> 4 and the lookups): SQLite made one for each IN list
+ * of three values or more and for each ORDER BY a lookup's index did not give, pages
+ * allocated and zeroed every time, and the ledger thread spent more instructions on them
+ * than on the rows (bench_http, callgrind: 370,000 instructions a registration before,
+ * 156,000 after). A mark rewrites the row with its certificate
  * (SQLite writes whole records): ~3 us a mark in rounds of 64 against ~0.5 us for rows
  * without one; the certificate stays in its row all the same, where the operators'
  * queries, `station ledger check` and the imports find it. Each row's keys land on index
@@ -68,27 +73,87 @@
 	"BEGIN UPDATE certificates SET dropped = CASE WHEN " LIVE_V1 " THEN NULL ELSE 1 END\n"   \
 	"  WHERE id = NEW.id; END;\n"
 
+/* The columns of certificates from the first schema, their CHECKs but state's the same in
+ * every version, a comma after the last. */
+#define CERT_COLUMNS(state_check)                                                           \
+	"  id INTEGER PRIMARY KEY,\n"                                                       \
+	"  serial TEXT NOT NULL CHECK (length(serial) BETWEEN 1 AND 40),\n"                 \
+	"  device_id TEXT NOT NULL CHECK (length(device_id) > 0),\n"                        \
+	"  profile TEXT,\n"                                                                 \
+	"  station TEXT NOT NULL,\n"                                                        \
+	"  slot TEXT,\n"                                                                    \
+	"  csr_sha256 BLOB NOT NULL CHECK (length(csr_sha256) = 32),\n"                     \
+	"  pubkey_sha256 BLOB NOT NULL CHECK (length(pubkey_sha256) = 32),\n"               \
+	"  state TEXT NOT NULL CHECK (" state_check "),\n"                                  \
+	"  cert_der BLOB,\n"                                                                \
+	"  not_before INTEGER,\n"                                                           \
+	"  not_after INTEGER,\n"                                                            \
+	"  created INTEGER NOT NULL,\n"                                                     \
+	"  signed_at INTEGER,\n"                                                            \
+	"  delivered_at INTEGER,\n"                                                         \
+	"  reason TEXT,\n"
+
+/* The table of attempts, named name, outcome's CHECK the only difference between
+ * versions. */
+#define ATTEMPTS_TABLE(name, outcome_check)                                                 \
+	"CREATE TABLE " name " (\n"                                                         \
+	"  id INTEGER PRIMARY KEY,\n"                                                       \
+	"  time INTEGER NOT NULL,\n"                                                        \
+	"  station TEXT NOT NULL,\n"                                                        \
+	"  slot TEXT,\n"                                                                    \
+	"  outcome TEXT NOT NULL CHECK (" outcome_check "),\n"                              \
+	"  reason TEXT,\n"                                                                  \
+	"  error TEXT,\n"                                                                   \
+	"  device_id TEXT,\n"                                                               \
+	"  serial TEXT,\n"                                                                  \
+	"  board_sn TEXT,\n"                                                                \
+	"  hardware_id TEXT,\n"                                                             \
+	"  sku TEXT,\n"                                                                     \
+	"  firmware TEXT,\n"                                                                \
+	"  profile TEXT,\n"                                                                 \
+	"  auth_id TEXT,\n"                                                                 \
+	"  certificate INTEGER,\n"                                                          \
+	"  reused INTEGER NOT NULL DEFAULT 0,\n"                                            \
+	"  ms INTEGER);\n"
+
+/* Version 2's triggers counting an authorization's units (see migration 1 -> 2), and
+ * version 3's keeping dropped (see LIVE); version 4 makes them again on its rebuilt table. */
+#define AUTH_TRIGGERS                                                                        \
+	"CREATE TRIGGER certificates_auth_insert AFTER INSERT ON certificates\n"                \
+	"  WHEN NEW.auth_id IS NOT NULL AND (NEW.state <> 'failed' OR NEW.cert_der IS NOT NULL)\n" \
+	"BEGIN UPDATE authorizations SET used = used + 1 WHERE id = NEW.auth_id; END;\n"        \
+	"CREATE TRIGGER certificates_auth_update\n"                                              \
+	"  AFTER UPDATE OF state, cert_der, auth_id ON certificates\n"                           \
+	"  WHEN OLD.auth_id IS NOT NULL OR NEW.auth_id IS NOT NULL\n"                            \
+	"BEGIN\n"                                                                                \
+	"  UPDATE authorizations SET used = used - 1 WHERE id = OLD.auth_id\n"                   \
+	"    AND (OLD.state <> 'failed' OR OLD.cert_der IS NOT NULL);\n"                         \
+	"  UPDATE authorizations SET used = used + 1 WHERE id = NEW.auth_id\n"                   \
+	"    AND (NEW.state <> 'failed' OR NEW.cert_der IS NOT NULL);\n"                         \
+	"END;\n"                                                                                 \
+	"CREATE TRIGGER certificates_auth_delete AFTER DELETE ON certificates\n"                 \
+	"  WHEN OLD.auth_id IS NOT NULL AND (OLD.state <> 'failed' OR OLD.cert_der IS NOT NULL)\n" \
+	"BEGIN UPDATE authorizations SET used = used - 1 WHERE id = OLD.auth_id; END;\n"
+#define DROPPED_TRIGGERS                                                                     \
+	"CREATE TRIGGER certificates_dropped_insert AFTER INSERT ON certificates\n" SET_DROPPED  \
+	"CREATE TRIGGER certificates_dropped_update\n"                                           \
+	"  AFTER UPDATE OF state, cert_der, dropped ON certificates\n" SET_DROPPED
+
+#define ROW_COLUMNS                                                                         \
+	"id, serial, device_id, profile, station, slot, csr_sha256, pubkey_sha256, state, " \
+	"cert_der, not_before, not_after, created, signed_at, delivered_at, reason"
+
+/* The columns of attempts, id first. */
+#define ATTEMPT_COLUMNS                                                                     \
+	"id, time, station, slot, outcome, reason, error, device_id, serial, board_sn, "     \
+	"hardware_id, sku, firmware, profile, auth_id, certificate, reused, ms"
+
 /* Schema migrations: migrations[i] brings a ledger from version i to i + 1. A new version is
  * one more entry (ALTER TABLE, new tables); never edit an entry that has shipped. */
 static const char *const migrations[] = {
 	/* 0 -> 1: the first schema. */
 	"CREATE TABLE certificates (\n"
-	"  id INTEGER PRIMARY KEY,\n"
-	"  serial TEXT NOT NULL CHECK (length(serial) BETWEEN 1 AND 40),\n"
-	"  device_id TEXT NOT NULL CHECK (length(device_id) > 0),\n"
-	"  profile TEXT,\n"
-	"  station TEXT NOT NULL,\n"
-	"  slot TEXT,\n"
-	"  csr_sha256 BLOB NOT NULL CHECK (length(csr_sha256) = 32),\n"
-	"  pubkey_sha256 BLOB NOT NULL CHECK (length(pubkey_sha256) = 32),\n"
-	"  state TEXT NOT NULL CHECK (state IN ('intent', 'signed', 'delivered', 'failed')),\n"
-	"  cert_der BLOB,\n"
-	"  not_before INTEGER,\n"
-	"  not_after INTEGER,\n"
-	"  created INTEGER NOT NULL,\n"
-	"  signed_at INTEGER,\n"
-	"  delivered_at INTEGER,\n"
-	"  reason TEXT,\n"
+	CERT_COLUMNS("state IN ('intent', 'signed', 'delivered', 'failed')")
 	"  CHECK (state IN ('intent', 'failed') OR cert_der IS NOT NULL));\n"
 	"CREATE UNIQUE INDEX certificates_serial ON certificates (serial)\n"
 	"  WHERE " LIVE_V1 ";\n"
@@ -124,40 +189,8 @@ static const char *const migrations[] = {
 	"  CHECK (used >= 0 AND used <= units));\n"
 	"ALTER TABLE certificates ADD COLUMN auth_id TEXT REFERENCES authorizations (id);\n"
 	"CREATE INDEX certificates_auth ON certificates (auth_id) WHERE auth_id IS NOT NULL;\n"
-	"CREATE TRIGGER certificates_auth_insert AFTER INSERT ON certificates\n"
-	"  WHEN NEW.auth_id IS NOT NULL AND (NEW.state <> 'failed' OR NEW.cert_der IS NOT NULL)\n"
-	"BEGIN UPDATE authorizations SET used = used + 1 WHERE id = NEW.auth_id; END;\n"
-	"CREATE TRIGGER certificates_auth_update\n"
-	"  AFTER UPDATE OF state, cert_der, auth_id ON certificates\n"
-	"  WHEN OLD.auth_id IS NOT NULL OR NEW.auth_id IS NOT NULL\n"
-	"BEGIN\n"
-	"  UPDATE authorizations SET used = used - 1 WHERE id = OLD.auth_id\n"
-	"    AND (OLD.state <> 'failed' OR OLD.cert_der IS NOT NULL);\n"
-	"  UPDATE authorizations SET used = used + 1 WHERE id = NEW.auth_id\n"
-	"    AND (NEW.state <> 'failed' OR NEW.cert_der IS NOT NULL);\n"
-	"END;\n"
-	"CREATE TRIGGER certificates_auth_delete AFTER DELETE ON certificates\n"
-	"  WHEN OLD.auth_id IS NOT NULL AND (OLD.state <> 'failed' OR OLD.cert_der IS NOT NULL)\n"
-	"BEGIN UPDATE authorizations SET used = used - 1 WHERE id = OLD.auth_id; END;\n"
-	"CREATE TABLE attempts (\n"
-	"  id INTEGER PRIMARY KEY,\n"
-	"  time INTEGER NOT NULL,\n"
-	"  station TEXT NOT NULL,\n"
-	"  slot TEXT,\n"
-	"  outcome TEXT NOT NULL CHECK (outcome IN ('pass', 'fail', 'abandoned')),\n"
-	"  reason TEXT,\n"
-	"  error TEXT,\n"
-	"  device_id TEXT,\n"
-	"  serial TEXT,\n"
-	"  board_sn TEXT,\n"
-	"  hardware_id TEXT,\n"
-	"  sku TEXT,\n"
-	"  firmware TEXT,\n"
-	"  profile TEXT,\n"
-	"  auth_id TEXT,\n"
-	"  certificate INTEGER,\n"
-	"  reused INTEGER NOT NULL DEFAULT 0,\n"
-	"  ms INTEGER);\n"
+	AUTH_TRIGGERS
+	ATTEMPTS_TABLE("attempts", "outcome IN ('pass', 'fail', 'abandoned')")
 	"CREATE INDEX attempts_time ON attempts (time);\n",
 	/* 2 -> 3: liveness in a column of its own (see LIVE). The trigger keeps dropped equal to
 	 * LIVE_V1's negation whatever a writer sets, in the writer's statement. A row only ever
@@ -168,20 +201,39 @@ static const char *const migrations[] = {
 	"DROP INDEX IF EXISTS certificates_pubkey;\n"
 	"CREATE UNIQUE INDEX certificates_serial ON certificates (serial) WHERE " LIVE ";\n"
 	"CREATE UNIQUE INDEX certificates_pubkey ON certificates (pubkey_sha256) WHERE " LIVE ";\n"
-	"CREATE TRIGGER certificates_dropped_insert AFTER INSERT ON certificates\n" SET_DROPPED
-	"CREATE TRIGGER certificates_dropped_update\n"
-	"  AFTER UPDATE OF state, cert_der, dropped ON certificates\n" SET_DROPPED,
+	DROPPED_TRIGGERS,
+	/* 3 -> 4: the same two tables with their CHECKs of three or four values written as
+	 * comparisons. SQLite (3.40) tests `x IN (a, b, c)` against a temporary b-tree of the
+	 * list that it builds each time the constraint is checked (its pages allocated and
+	 * zeroed): every INSERT and every change of state paid for one, a delivered mark for
+	 * two (its WHERE had one too), over half of the mark's CPU. A CHECK cannot be altered in
+	 * SQLite: the tables are rebuilt, their ids kept. DROP TABLE's implicit delete fires no
+	 * trigger and the new table has none until its rows are in, so authorizations.used is
+	 * not touched. */
+	"CREATE TABLE certificates_v4 (\n"
+	CERT_COLUMNS("state = 'intent' OR state = 'signed' OR state = 'delivered' OR "
+		     "state = 'failed'")
+	"  auth_id TEXT REFERENCES authorizations (id),\n"
+	"  dropped INTEGER CHECK (dropped IS NULL OR dropped = 1),\n"
+	"  CHECK (state = 'intent' OR state = 'failed' OR cert_der IS NOT NULL));\n"
+	"INSERT INTO certificates_v4 (" ROW_COLUMNS ", auth_id, dropped)\n"
+	"  SELECT " ROW_COLUMNS ", auth_id, dropped FROM certificates ORDER BY id;\n"
+	"DROP TABLE certificates;\n"
+	"ALTER TABLE certificates_v4 RENAME TO certificates;\n"
+	"CREATE UNIQUE INDEX certificates_serial ON certificates (serial) WHERE " LIVE ";\n"
+	"CREATE UNIQUE INDEX certificates_pubkey ON certificates (pubkey_sha256) WHERE " LIVE ";\n"
+	"CREATE INDEX certificates_device ON certificates (device_id);\n"
+	"CREATE INDEX certificates_auth ON certificates (auth_id) WHERE auth_id IS NOT NULL;\n"
+	AUTH_TRIGGERS DROPPED_TRIGGERS
+	ATTEMPTS_TABLE("attempts_v4",
+		       "outcome = 'pass' OR outcome = 'fail' OR outcome = 'abandoned'")
+	"INSERT INTO attempts_v4 (" ATTEMPT_COLUMNS ")\n"
+	"  SELECT " ATTEMPT_COLUMNS " FROM attempts ORDER BY id;\n"
+	"DROP TABLE attempts;\n"
+	"ALTER TABLE attempts_v4 RENAME TO attempts;\n"
+	"CREATE INDEX attempts_time ON attempts (time);\n",
 };
 #define LEDGER_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
-
-#define ROW_COLUMNS                                                                         \
-	"id, serial, device_id, profile, station, slot, csr_sha256, pubkey_sha256, state, " \
-	"cert_der, not_before, not_after, created, signed_at, delivered_at, reason"
-
-/* Strongest row first: what a device id already holds. */
-#define STATE_RANK                                                                          \
-	"CASE state WHEN 'delivered' THEN 0 WHEN 'signed' THEN 1 WHEN 'failed' THEN 2 "    \
-	"ELSE 3 END"
 
 enum stmt_id {
 	S_BEGIN,
@@ -233,13 +285,16 @@ static const char *const stmt_sql[S_COUNT_] = {
 				"WHERE device_id = ?1 AND state = 'intent' ORDER BY id",
 	[S_LIVE_SERIAL] = "SELECT id, device_id, state FROM certificates "
 			  "WHERE serial = ?1 AND " LIVE " LIMIT 1",
+	/* Neither lookup has an ORDER BY: SQLite would sort in a temporary b-tree, made for
+	 * every lookup even when no row matches (its pages allocated and zeroed). The key's
+	 * unique index allows one live row at most; the device's rows, few, are ranked by
+	 * strongest_row(). */
 	[S_LIVE_KEY] = "SELECT " ROW_COLUMNS " FROM certificates "
-		       "WHERE pubkey_sha256 = ?1 AND " LIVE " ORDER BY id DESC LIMIT 1",
+		       "WHERE pubkey_sha256 = ?1 AND " LIVE,
 	[S_LIVE_KEY_ID] = "SELECT id, device_id, state FROM certificates "
 			  "WHERE pubkey_sha256 = ?1 AND " LIVE " LIMIT 1",
 	[S_LIVE_DEVICE] = "SELECT " ROW_COLUMNS " FROM certificates "
-			  "WHERE device_id = ?1 AND pubkey_sha256 <> ?2 AND " LIVE
-			  " ORDER BY " STATE_RANK ", id DESC LIMIT 1",
+			  "WHERE device_id = ?1 AND pubkey_sha256 <> ?2 AND " LIVE,
 	[S_SUPERSEDE] = "UPDATE certificates SET state = 'failed', reason = 'superseded' "
 			"WHERE id = ?1 AND state = 'intent'",
 	[S_SET_CERT] = "UPDATE certificates SET state = 'signed', cert_der = ?2, "
@@ -247,8 +302,7 @@ static const char *const stmt_sql[S_COUNT_] = {
 		       "WHERE id = ?1 AND state = 'intent'",
 	[S_DELIVERED] = "UPDATE certificates SET state = 'delivered', reason = NULL, "
 			"delivered_at = coalesce(delivered_at, ?2) "
-			"WHERE id = ?1 AND cert_der IS NOT NULL "
-			"AND state IN ('signed', 'failed', 'delivered')",
+			"WHERE id = ?1 AND cert_der IS NOT NULL AND state <> 'intent'",
 	[S_FAILED] = "UPDATE certificates SET state = 'failed', reason = ?2 "
 		     "WHERE id = ?1 AND state <> 'delivered'",
 	[S_STATE] = "SELECT state, cert_der IS NOT NULL, reason FROM certificates WHERE id = ?1",
@@ -549,6 +603,48 @@ static int fetch_row(struct sq_ledger *l, sqlite3_stmt *s, struct st_ledger_row 
 		rc = db_error(l, rc, what, err, errlen);
 	}
 	done(s);
+	return rc;
+}
+
+/* A state's strength: what a device id holds, delivered first. */
+static int state_rank(const unsigned char *state)
+{
+	static const char *const order[] = { "delivered", "signed", "failed" };
+	int i;
+
+	for (i = 0; state && i < 3; i++)
+		if (strcmp((const char *)state, order[i]) == 0)
+			break;
+	return i;
+}
+
+/* Like fetch_row, over every row of s: the strongest (state_rank), the newest of equals. */
+static int strongest_row(struct sq_ledger *l, sqlite3_stmt *s, struct st_ledger_row **out,
+			 const char *what, char *err, size_t errlen)
+{
+	struct st_ledger_row *best = NULL;
+	int rank = INT_MAX, r, rc;
+
+	*out = NULL;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		r = state_rank(sqlite3_column_text(s, 8));
+		if (r > rank || (r == rank && sqlite3_column_int64(s, 0) < best->id))
+			continue;
+		st_ledger_row_free(best);
+		rc = read_row(l, s, &best, err, errlen);
+		if (rc < 0)
+			break;
+		rank = r;
+	}
+	if (rc == SQLITE_DONE)
+		rc = best != NULL;
+	else if (rc >= 0)
+		rc = db_error(l, rc, what, err, errlen);
+	done(s);
+	if (rc > 0)
+		*out = best;
+	else
+		st_ledger_row_free(best);
 	return rc;
 }
 
@@ -1361,7 +1457,7 @@ static int sq_lookup(void *inst, const char *device_id, const uint8_t pubkey_sha
 			return rc;
 		sqlite3_bind_text(s, 1, device_id, -1, SQLITE_STATIC);
 		sqlite3_bind_blob(s, 2, pubkey_sha256, 32, SQLITE_STATIC);
-		rc = fetch_row(l, s, &r, "looking the device id up", err, errlen);
+		rc = strongest_row(l, s, &r, "looking the device id up", err, errlen);
 		if (rc < 0)
 			return rc;
 		rc = rc == 0 ? ST_LEDGER_NEW : ST_LEDGER_ID_OTHER_KEY;

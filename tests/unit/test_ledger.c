@@ -441,6 +441,27 @@ static void test_lookup(void **state)
 			 ST_LEDGER_ID_OTHER_KEY);
 	assert_int_equal(row->id, a);
 	st_ledger_row_free(row);
+
+	/* Of rows equally strong, the newest; a signed row before any failed one. */
+	a = add_ok(l, "0a1", "dev-h", "k-h1");
+	sign_ok(l, a);
+	assert_int_equal(st_ledger_mark_failed(l, a, "x", errbuf, sizeof(errbuf)), 0);
+	b = add_ok(l, "0a2", "dev-h", "k-h2");
+	sign_ok(l, b);
+	assert_int_equal(st_ledger_mark_failed(l, b, "y", errbuf, sizeof(errbuf)), 0);
+	key_of("k-h3", k);
+	assert_int_equal(st_ledger_lookup(l, "dev-h", k, &row, errbuf, sizeof(errbuf)),
+			 ST_LEDGER_ID_OTHER_KEY);
+	assert_int_equal(row->id, b);
+	st_ledger_row_free(row);
+	a = add_ok(l, "0a3", "dev-h", "k-h3");
+	sign_ok(l, a);
+	key_of("k-h4", k);
+	assert_int_equal(st_ledger_lookup(l, "dev-h", k, &row, errbuf, sizeof(errbuf)),
+			 ST_LEDGER_ID_OTHER_KEY);
+	assert_int_equal(row->id, a);
+	assert_int_equal(row->state, ST_LEDGER_SIGNED);
+	st_ledger_row_free(row);
 	st_ledger_close(l);
 }
 
