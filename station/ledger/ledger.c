@@ -48,6 +48,7 @@
 
 #include "err.h"
 #include "ledger_backend.h"
+#include "log.h"
 
 /* "STLG": marks the file as a station ledger (PRAGMA application_id). */
 #define LEDGER_APP_ID 0x53544c47
@@ -794,6 +795,10 @@ static int migrate(struct sq_ledger *l, unsigned flags, char *err, size_t errlen
 		rc = check_foreign(l, err, errlen);
 		if (rc < 0)
 			goto out;
+	} else if (version < LEDGER_VERSION) {
+		/* Version 4 copies every row: seconds for a few hundred thousand. */
+		st_notice("ledger %s: upgrading its schema from version %d to %d", l->path, version,
+			  LEDGER_VERSION);
 	}
 	for (; version < LEDGER_VERSION; version++) {
 		snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", version + 1);

@@ -196,6 +196,31 @@ expect_fail "a missing ledger" "missing.db: No such file" "$STATION" ledger --le
 expect_fail "no ledger named" "give -c STATION.yaml or --ledger FILE" "$STATION" ledger list
 ok "foreign, newer and missing files refused with the file named"
 
+# A ledger of an older schema is upgraded on opening, with a word on stderr (version 4
+# rebuilds its tables: a pause for a large ledger), its rows as they were. A row that the
+# rebuilt table's CHECK refuses (a hand-edited file) stops the upgrade, which names it, and
+# leaves the file as it was.
+cp "$T/clean.db" "$T/old.db"
+sqlite3 "$T/old.db" "PRAGMA user_version = 3"
+"$STATION" ledger --ledger "$T/clean.db" list >"$T/list.clean" 2>/dev/null
+"$STATION" ledger --ledger "$T/old.db" list >"$T/list.old" 2>"$T/err.old" ||
+	fail "old ledger: $(cat "$T/err.old")"
+grep -q "old.db: upgrading its schema from version 3 to 4" "$T/err.old" ||
+	fail "no word of the upgrade: $(cat "$T/err.old")"
+cmp -s "$T/list.clean" "$T/list.old" || fail "rows changed: $(diff "$T/list.clean" "$T/list.old")"
+[ "$(sqlite3 "$T/old.db" "PRAGMA user_version")" = 4 ] || fail "old.db not at version 4"
+"$STATION" ledger --ledger "$T/old.db" list >/dev/null 2>"$T/err.old"
+[ ! -s "$T/err.old" ] || fail "upgraded twice: $(cat "$T/err.old")"
+cp "$T/clean.db" "$T/odd.db"
+sqlite3 "$T/odd.db" "PRAGMA ignore_check_constraints = ON;
+	UPDATE certificates SET state = 'lost' WHERE id = 1; PRAGMA user_version = 3"
+expect_fail "an upgrade over a row its CHECK refuses" \
+	"odd.db: migrating the schema from version 3: CHECK constraint failed: state" \
+	"$STATION" ledger --ledger "$T/odd.db" list
+[ "$(sqlite3 "$T/odd.db" "PRAGMA user_version; SELECT state FROM certificates WHERE id = 1")" = \
+	"$(printf '3\nlost')" ] || fail "a refused upgrade changed the ledger"
+ok "an older ledger upgraded with a word, its rows kept; a refused upgrade leaves it as it was"
+
 # check judges a device id certified more than once by the reprovision policy of the profile
 # each certificate was issued under, as the configuration's profiles say it: not a problem
 # when each later certificate's profile reissues; a problem when it refuses, is not in the
