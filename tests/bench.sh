@@ -35,6 +35,13 @@ echo "== registration API over loopback HTTP (tests/bench/bench_http.c)"
 # shellcheck disable=SC2086
 "$build/tests/bench_http" ${BENCH_HTTP_ARGS:--n 2000 -c 1,8,128}
 
+# Instructions a registration and a board, by thread, over the bound's (callgrind): figures
+# that do not move with the machine's load, but leave the kernel out. BENCH_INSTR=0 skips it.
+if [ "${BENCH_INSTR:-1}" != 0 ]; then
+	echo "== instructions by thread (tests/bench/instructions.sh, callgrind)"
+	bash "$STATION_SRC/tests/bench/instructions.sh" "$build" || true
+fi
+
 # A line of stations on one PostgreSQL ledger, a server of its own (tests/lib/pg.sh): the
 # ledger alone on PostgreSQL against SQLite, batch 1 and 32; N = 1, 2, 4 stations each with
 # an emulated HSM of 20 ms and 4 sessions, the line's signatures/s against N x S/L (>= 0.9

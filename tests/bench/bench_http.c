@@ -240,8 +240,9 @@ static void make_device(struct device *d)
 /* ---- The crypto-only bound ---------------------------------------------------------------- */
 
 /* verify + sign + verify per certificate on this thread, keys and contexts ready: what one
- * core could do at best (the file key signs in-process; SoftHSM2 through the signer). */
-static double bound_rate(const struct setup *s, size_t m, double *cpu)
+ * core could do at best (the file key signs in-process; SoftHSM2 through the signer). Never
+ * inlined: tests/bench/instructions.sh counts its instructions by its name. */
+__attribute__((noinline)) static double bound_rate(const struct setup *s, size_t m, double *cpu)
 {
 	EVP_PKEY *dev = EVP_EC_gen("prime256v1");
 	EVP_PKEY_CTX *sdev = EVP_PKEY_CTX_new(dev, NULL), *vdev = EVP_PKEY_CTX_new(dev, NULL);

@@ -4,7 +4,7 @@ STATION_DEBS="build-essential cmake pkg-config git libuv1-dev libssl-dev openssl
 libyaml-dev libsqlite3-dev sqlite3 libp11-kit-dev libjansson-dev libcmocka-dev softhsm2 gnutls-bin
 clang libclang-rt-14-dev gnuplot-nox procps systemd libh2o-dev curl jq tmux
 qemu-system-x86 busybox-static cpio e2fsprogs libengine-pkcs11-openssl libmbedtls-dev chromium python3
-fonts-dejavu-core libpq-dev postgresql gcc-arm-none-eabi libnewlib-arm-none-eabi"
+fonts-dejavu-core libpq-dev postgresql gcc-arm-none-eabi libnewlib-arm-none-eabi valgrind"
 
 station_install_deps() {
 	local missing=""
