@@ -282,29 +282,49 @@ static void test_string_escaping_as_jansson(void **state)
 	}
 }
 
+/* v as st_jbuf_real writes it, and as jansson does with JSON_REAL_PRECISION(10). */
+static void real_as_jansson(double v)
+{
+	struct st_jbuf b = { 0 };
+	json_t *j = json_real(v);
+	char *want = json_dumps(j, JSON_ENCODE_ANY | JSON_REAL_PRECISION(10));
+
+	st_jbuf_real(&b, v);
+	st_jbuf_raw(&b, "", 1);
+	if (strcmp(b.p, want) != 0)
+		fail_msg("%.17g: %s, jansson wrote %s", v, b.p, want);
+	free(b.p);
+	free(want);
+	json_decref(j);
+}
+
 /* Reals as JSON_REAL_PRECISION(10) wrote them. */
 static void test_reals_as_jansson(void **state)
 {
 	static const double cases[] = {
 		0.0, 1.0, -1.0, 0.5, 12.345, 1234.567, 0.001, 1e-5, 2.5e-7, 1e20, 1.5e21,
 		-3e-12, 123456789.0, 1234567890.0, 12345678901.0, 99999.999, 86400.125, 3.0e300,
+		/* Thousandths, as the phase times are, written without snprintf below a million. */
+		-0.0, 0.001, 0.01, 0.1, 0.12, 0.123, 7.0, 42.04, 100000.5, 999999.999, 1e6,
+		1000000.001, 0.0005, 2.0004, 123.4567,
 	};
+	uint64_t x = 88172645463325252ull;
 
 	(void)state;
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		struct st_jbuf b = { 0 };
-		json_t *j = json_real(cases[i]);
-		char *want = json_dumps(j, JSON_ENCODE_ANY | JSON_REAL_PRECISION(10));
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		real_as_jansson(cases[i]);
+	/* Times rounded to thousandths (round3), spread over every size below and about a
+	 * million. */
+	for (int i = 0; i < 20000; i++) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		double v = (double)(x % 1100000000ull) / pow(10.0, (double)((x >> 60) % 7));
 
-		st_jbuf_real(&b, cases[i]);
-		st_jbuf_raw(&b, "", 1);
-		if (strcmp(b.p, want) != 0)
-			fail_msg("%g: %s, jansson wrote %s", cases[i], b.p, want);
-		free(b.p);
-		free(want);
-		json_decref(j);
+		real_as_jansson(round(v * 1000.0) / 1000.0);
 	}
 }
+
 
 /* A stream to a regular file in a temporary directory, on a loop. */
 struct file_fixture {
@@ -463,6 +483,65 @@ static void test_lines_gather(void **state)
 	unlink(f.path);
 }
 
+/* "2024-05-01T12:00:00.123Z" at the start of line: its time in ms since the epoch. */
+static long long line_ms(const char *line)
+{
+	struct tm tm = { 0 };
+	unsigned ms;
+	int n = 0;
+
+	if (sscanf(line, "{\"ts\":\"%4d-%2d-%2dT%2d:%2d:%2d.%3uZ\"%n", &tm.tm_year, &tm.tm_mon,
+		   &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &ms, &n) != 7 ||
+	    n != (int)strlen("{\"ts\":\"2024-05-01T12:00:00.123Z\""))
+		fail_msg("not a timestamp: %.40s", line);
+	tm.tm_year -= 1900;
+	tm.tm_mon -= 1;
+	return (long long)timegm(&tm) * 1000 + ms;
+}
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Each line's time is the clock's when it was made, to the millisecond, from one second to
+ * the next (the date and time to the second are formatted once a second). */
+static void test_timestamps(void **state)
+{
+	struct file_fixture f;
+	long long before[3], after[3], t;
+	struct timespec nap = { 0, 20 * 1000 * 1000 };
+	char *got, *line;
+	size_t len;
+	int i;
+
+	(void)state;
+	file_open(&f);
+	for (i = 0; i < 3; i++) {
+		if (i == 2) /* into the next second */
+			for (long long s = now_ms() / 1000; now_ms() / 1000 == s;)
+				nanosleep(&nap, NULL);
+		before[i] = now_ms();
+		st_events_state(f.ev, "A1", "csr", "checked", "dev-1");
+		after[i] = now_ms();
+		nanosleep(&nap, NULL);
+	}
+	file_close(&f);
+	got = file_read(f.path, &len);
+	assert_int_equal(whole_lines(got, len), 3);
+	for (i = 0, line = got; i < 3; i++, line = strchr(line, '\n') + 1) {
+		t = line_ms(line);
+		if (t < before[i] || t > after[i])
+			fail_msg("line %d: %lld ms, made between %lld and %lld", i, t, before[i],
+				 after[i]);
+	}
+	free(got);
+	unlink(f.path);
+}
+
 /* line is {"ts":"2024-05-01T12:00:00.123Z", then the rest of want (a line without its
  * "ts") to its newline. */
 static void expect_line(const char *line, const char *want)
@@ -574,6 +653,7 @@ int main(void)
 		cmocka_unit_test(test_reader_gone),
 		cmocka_unit_test(test_string_escaping_as_jansson),
 		cmocka_unit_test(test_reals_as_jansson),
+		cmocka_unit_test(test_timestamps),
 		cmocka_unit_test(test_one_write_per_turn),
 		cmocka_unit_test(test_lines_gather),
 		cmocka_unit_test(test_lines_as_before),
