@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "err.h"
+#include "frame.h"
 #include "proto.h"
 #include "testutil.h"
 
@@ -307,6 +308,68 @@ static void test_damaged_splits(void **state)
 	feed_bytewise(&part, 512, stream, n);
 	assert_same(&whole, &part);
 	assert_memory_equal(whole.msgs, part.msgs, sizeof(whole.msgs));
+}
+
+/* A PEM block of body (lines of BRD_PEM_LINE) in buf: its length. */
+static size_t pem_of(char *buf, const char *body)
+{
+	size_t n = strlen(body), len = 0;
+
+	len += (size_t)sprintf(buf, "%s", BRD_PEM_BEGIN);
+	for (size_t i = 0; i < n; i += BRD_PEM_LINE)
+		len += (size_t)sprintf(buf + len, "%.*s\n", BRD_PEM_LINE, body + i);
+	len += (size_t)sprintf(buf + len, "%s", BRD_PEM_END);
+	return len;
+}
+
+/* A certificate's PEM block is found whole, and goes as its text without line feeds; a
+ * character that is not base64's (every byte tried) or a line of the wrong length is no
+ * block. */
+static void test_pem_block(void **state)
+{
+	struct drv_proto_builder b;
+	struct drv_proto_frame f;
+	char body[200], pem[400], buf[1024], got[256], err[160];
+	size_t len, block, text;
+
+	(void)state;
+	for (int i = 0; i < 150; i++)
+		body[i] = "ABCxyz019+/="[i % 12];
+	body[150] = 0;
+	len = pem_of(pem, body);
+	block = drv_proto_pem_block(pem, len + 5, &text);
+	assert_int_equal(block, len);
+	assert_int_equal(text, 150);
+	drv_proto_begin(&b, buf, sizeof(buf), 'Q', 3, "WRITE");
+	drv_proto_add_pem(&b, "pem", pem, block, text);
+	if (drv_proto_end(&b, &len, err, sizeof(err)) != 0)
+		fail_msg("%s", err);
+	assert_int_equal(drv_proto_parse(buf, len - 1, &f, err, sizeof(err)), 0);
+	assert_int_equal(drv_proto_get_text(&f, "pem", got, sizeof(got), err, sizeof(err)), 0);
+	assert_string_equal(got, body);
+
+	for (int c = 0; c < 256; c++) {
+		if (c == '\n' || c == 0)
+			continue;
+		body[70] = (char)c;
+		len = pem_of(pem, body);
+		if ((drv_proto_pem_block(pem, len, &text) != 0) != (brd_pem_char((unsigned char)c) != 0))
+			fail_msg("byte 0x%02x in a PEM body: found %d", c, brd_pem_char((unsigned char)c));
+	}
+	body[70] = 'Q';
+	len = pem_of(pem, body);
+	pem[sizeof(BRD_PEM_BEGIN) - 1 + BRD_PEM_LINE] = 'Q'; /* a first line too long */
+	assert_int_equal(drv_proto_pem_block(pem, len, &text), 0);
+	len = pem_of(pem, body);
+	assert_int_equal(drv_proto_pem_block(pem, len - 1, &text), 0); /* END cut short */
+	/* A short line that is not the last. */
+	len = (size_t)sprintf(pem, "%sABCDE\nABCDEFGH\n%s", BRD_PEM_BEGIN, BRD_PEM_END);
+	assert_int_equal(drv_proto_pem_block(pem, len, &text), 0);
+	len = (size_t)sprintf(pem, "%sABCDE\n%s", BRD_PEM_BEGIN, BRD_PEM_END);
+	assert_int_equal(drv_proto_pem_block(pem, len, &text), len);
+	/* An empty line. */
+	len = (size_t)sprintf(pem, "%s\n%s", BRD_PEM_BEGIN, BRD_PEM_END);
+	assert_int_equal(drv_proto_pem_block(pem, len, &text), 0);
 }
 
 static void test_roundtrip_fields(void **state)
@@ -928,6 +991,7 @@ int main(void)
 		cmocka_unit_test(test_random_splits),
 		cmocka_unit_test(test_damaged_splits),
 		cmocka_unit_test(test_roundtrip_fields),
+		cmocka_unit_test(test_pem_block),
 		cmocka_unit_test(test_crc_error),
 		cmocka_unit_test(test_size_limits),
 		cmocka_unit_test(test_malformed),
