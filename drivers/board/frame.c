@@ -863,12 +863,6 @@ size_t brd_enc_end(struct brd_enc *e)
 	return e->len;
 }
 
-int brd_pem_char(unsigned char c)
-{
-	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-	       c == '+' || c == '/' || c == '=';
-}
-
 size_t brd_pem_len(size_t n)
 {
 	return sizeof(BRD_PEM_BEGIN) - 1 + n + (n + BRD_PEM_LINE - 1) / BRD_PEM_LINE +

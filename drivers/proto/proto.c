@@ -814,15 +814,6 @@ size_t drv_proto_raw_len(const void *data, size_t n)
 	return brd_raw_len(data, n);
 }
 
-/* brd_pem_char, inline: every character of every PEM file a board is sent passes here,
- * some kilobytes a board, and the call cost more than the test. (c | 0x20) folds capitals
- * onto small letters and nothing else onto them. */
-static inline int pem_char(unsigned char c)
-{
-	return (unsigned)((c | 0x20) - 'a') < 26u || (unsigned)(c - '0') < 10u || c == '+' ||
-	       c == '/' || c == '=';
-}
-
 size_t drv_proto_pem_block(const void *data, size_t n, size_t *text)
 {
 	const char *p = data, *end = p + n;
@@ -833,7 +824,7 @@ size_t drv_proto_pem_block(const void *data, size_t n, size_t *text)
 	p += sizeof(BRD_PEM_BEGIN) - 1;
 	for (;;) {
 		for (line = 0; p + line < end && line <= BRD_PEM_LINE &&
-			       pem_char((unsigned char)p[line]);
+			       brd_pem_char((unsigned char)p[line]);
 		     line++)
 			;
 		/* A line of 1 to BRD_PEM_LINE characters and its line feed; a short one ends

@@ -610,13 +610,11 @@ static int fetch_row(struct sq_ledger *l, sqlite3_stmt *s, struct st_ledger_row 
 /* A state's strength: what a device id holds, delivered first. */
 static int state_rank(const unsigned char *state)
 {
-	static const char *const order[] = { "delivered", "signed", "failed" };
-	int i;
+	static const int rank[] = { [ST_LEDGER_DELIVERED] = 0, [ST_LEDGER_SIGNED] = 1,
+				    [ST_LEDGER_FAILED] = 2, [ST_LEDGER_INTENT] = 3 };
+	int st = st_ledger_state_parse((const char *)state);
 
-	for (i = 0; state && i < 3; i++)
-		if (strcmp((const char *)state, order[i]) == 0)
-			break;
-	return i;
+	return st < 0 ? 3 : rank[st];
 }
 
 /* Like fetch_row, over every row of s: the strongest (state_rank), the newest of equals. */

@@ -63,15 +63,30 @@ T=$(mktemp -d "${TMPDIR:-/tmp}/station-instr.XXXXXX")
 trap 'rm -rf "$T"' EXIT
 
 # incl NAME FILE: function NAME's inclusive instructions in callgrind FILE (a static
-# function's clones, NAME.constprop.0 and the like, count as NAME), 0 when absent.
+# function's clones, NAME.constprop.0 and the like, count as NAME), 0 when absent. Each file
+# is annotated once, into FILE.txt.
 incl() {
-	callgrind_annotate --inclusive=yes --threshold=100 "$2" 2>/dev/null |
-		awk -v a=":$1 [" -v b=":$1." '
+	[ -e "$2.txt" ] || callgrind_annotate --inclusive=yes --threshold=100 "$2" >"$2.txt" 2>/dev/null
+	awk -v a=":$1 [" -v b=":$1." '
 			$1 ~ /^[0-9,]+$/ && (index($0, a) || index($0, b)) {
 				gsub(",", "", $1)
 				if ($1 + 0 > m) m = $1 + 0
 			}
-			END { printf "%.0f\n", m + 0 }'
+			END { printf "%.0f\n", m + 0 }' "$2.txt"
+}
+
+# profiles PREFIX...: the per-thread callgrind files of the runs named PREFIX.PID (their
+# annotations left out).
+profiles() {
+	local p f
+	for p in "$@"; do
+		for f in "$p"-[0-9]*; do
+			case $f in
+			*.txt) ;;
+			*) [ ! -e "$f" ] || echo "$f" ;;
+			esac
+		done
+	done
 }
 
 # files_with NAME FILE...: the files in which NAME ran.
@@ -102,15 +117,12 @@ callgrind() {
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
 # row COUNT LOOP LEDGER WORKERS BOUND: each thread's instructions a unit, over the bound.
 row() {
-	local n=$1 bound=$5 all=$(($2 + $3 + $4)) out="" name v
-	for name in loop ledger workers all; do
-		case $name in
-		loop) v=$(($2 / n)) ;;
-		ledger) v=$(($3 / n)) ;;
-		workers) v=$(($4 / n)) ;;
-		all) v=$((all / n)) ;;
-		esac
-		out="$out  $name $v = $(ratio "$v" "$bound")x"
+	local n=$1 bound=$5 out="" i v
+	local -a names=(loop ledger workers all) counts=("$2" "$3" "$4" $(($2 + $3 + $4)))
+
+	for i in 0 1 2 3; do
+		v=$((counts[i] / n))
+		out="$out  ${names[i]} $v = $(ratio "$v" "$bound")x"
 	done
 	echo "$out"
 }
@@ -120,7 +132,7 @@ bound_n=200
 callgrind --callgrind-out-file="$T/http.%p" "$bench_http" -n "$regs" -c 128 \
 	--bound-n "$bound_n" -d "$T" >"$T/http.out" 2>"$T/http.err" ||
 	{ echo "instructions.sh: bench_http failed: $(tail -3 "$T/http.err")" >&2; exit 1; }
-mapfile -t files < <(ls "$T"/http.*-[0-9]*)
+mapfile -t files < <(profiles "$T"/http.*)
 main=$(files_with bound_rate "${files[@]}")
 [ "$(echo "$main" | wc -l)" = 1 ] && [ -n "$main" ] ||
 	{ echo "instructions.sh: bench_http's bound not found in its profile" >&2; exit 1; }
@@ -146,11 +158,11 @@ callgrind --trace-children=yes --trace-children-skip='*simboard*,*openssl*,*gnup
 passed=$(sed -n 's/.*"passed": *\([0-9]*\).*/\1/p' "$T/st.json" | head -1)
 [ "$passed" = "$boards" ] ||
 	{ echo "instructions.sh: station bench passed ${passed:-no} boards of $boards" >&2; exit 1; }
-mapfile -t files < <(ls "$T"/st.*-[0-9]* 2>/dev/null)
+mapfile -t files < <(profiles "$T"/st.*)
 mapfile -t lfiles < <(files_with ledger_main "${files[@]}")
 [ "${#lfiles[@]}" = 1 ] || { echo "instructions.sh: no single station run traced" >&2; exit 1; }
 run=${lfiles[0]%-*}
-mapfile -t files < <(ls "$run"-[0-9]*)
+mapfile -t files < <(profiles "$run")
 main=$(files_with uv_run "${files[@]}")
 loop=$(incl uv_run "$main")
 pop=$(($(incl st_ecdsa_verify "$main") / boards))

@@ -442,7 +442,8 @@ static void test_lookup(void **state)
 	assert_int_equal(row->id, a);
 	st_ledger_row_free(row);
 
-	/* Of rows equally strong, the newest; a signed row before any failed one. */
+	/* Of rows equally strong, the newest; a signed row before any failed one, older or
+	 * newer. */
 	a = add_ok(l, "0a1", "dev-h", "k-h1");
 	sign_ok(l, a);
 	assert_int_equal(st_ledger_mark_failed(l, a, "x", errbuf, sizeof(errbuf)), 0);
@@ -461,6 +462,15 @@ static void test_lookup(void **state)
 			 ST_LEDGER_ID_OTHER_KEY);
 	assert_int_equal(row->id, a);
 	assert_int_equal(row->state, ST_LEDGER_SIGNED);
+	st_ledger_row_free(row);
+	/* A failed row newer than the signed one does not outrank it. */
+	b = add_ok(l, "0a4", "dev-h", "k-h4");
+	sign_ok(l, b);
+	assert_int_equal(st_ledger_mark_failed(l, b, "z", errbuf, sizeof(errbuf)), 0);
+	key_of("k-h5", k);
+	assert_int_equal(st_ledger_lookup(l, "dev-h", k, &row, errbuf, sizeof(errbuf)),
+			 ST_LEDGER_ID_OTHER_KEY);
+	assert_int_equal(row->id, a);
 	st_ledger_row_free(row);
 	st_ledger_close(l);
 }

@@ -327,6 +327,7 @@ static size_t pem_of(char *buf, const char *body)
  * block. */
 static void test_pem_block(void **state)
 {
+	static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=";
 	struct drv_proto_builder b;
 	struct drv_proto_frame f;
 	char body[200], pem[400], buf[1024], got[256], err[160];
@@ -353,8 +354,8 @@ static void test_pem_block(void **state)
 			continue;
 		body[70] = (char)c;
 		len = pem_of(pem, body);
-		if ((drv_proto_pem_block(pem, len, &text) != 0) != (brd_pem_char((unsigned char)c) != 0))
-			fail_msg("byte 0x%02x in a PEM body: found %d", c, brd_pem_char((unsigned char)c));
+		if ((drv_proto_pem_block(pem, len, &text) != 0) != (strchr(b64, c) != NULL))
+			fail_msg("byte 0x%02x in a PEM body: found %d", c, strchr(b64, c) != NULL);
 	}
 	body[70] = 'Q';
 	len = pem_of(pem, body);
