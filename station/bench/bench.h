@@ -256,6 +256,7 @@ struct st_bench_result {
 	unsigned max_baud;      /* --max-baud: the slots could switch to it; 0: no switching */
 	double sim_turn_ms;     /* paced or not: from a board's answer's last byte to the
 				 * station's next bytes, seen from the boards, mean */
+	double sim_turns_per_board; /* those turns over the boards put in (passed or failed) */
 	double loadavg;         /* the machine's 1-minute load average after the run */
 	unsigned long commits;  /* ledger commits (one fsync each), from the pool's last words
 				 * in the station's log; 0 when it did not say */

@@ -150,11 +150,19 @@ void st_bench_print_result(const struct st_bench_result *r)
 		printf("              times on a CPU a board (each a wake-up or a return from a "
 		       "preemption): loop %.2f, ledger %.2f, workers %.2f\n",
 		       r->th.loop_runs / n, r->th.ledger_runs / n, r->th.workers_runs / n);
-	if (!isnan(r->sim_turn_ms))
+	if (!isnan(r->sim_turn_ms)) {
+		/* What the turns add to a board's time on top of its bytes: on a paced line,
+		 * the part of the gap to the wire bound that is not bytes. */
+		double turns_ms = r->sim_turn_ms * r->sim_turns_per_board;
+
 		printf("  turns       the station's next bytes reached a board %.2f ms after its "
 		       "answer's last byte on average (seen from the boards: PTY delivery both "
-		       "ways and both loops)\n",
-		       r->sim_turn_ms);
+		       "ways and both loops), %.1f turns a board: %.1f ms a board",
+		       r->sim_turn_ms, r->sim_turns_per_board, turns_ms);
+		if (!isnan(r->wire_s))
+			printf(" = %.3f of its wire time", turns_ms / 1000 / r->wire_s);
+		printf("\n");
+	}
 	if (!isnan(r->sim_late_ms_per_board))
 		printf("  fixture     simboard's pacing timers fired %.2f ms late on average; late "
 		       "answers not made good added %.1f ms a board%s%.1f%% of its wire time): "
@@ -452,6 +460,7 @@ static json_t *result_json(const struct st_bench_result *r)
 			    json_pack("{s:o,s:o}", "mean", num(r->sim_late_ms), "per_board",
 				      num(r->sim_late_ms_per_board)));
 	json_object_set_new(o, "simboard_turn_ms", num(r->sim_turn_ms));
+	json_object_set_new(o, "simboard_turns_per_board", num(r->sim_turns_per_board));
 	json_object_set_new(o, "simboard_processes", json_integer(r->sim_procs));
 	json_object_set_new(o, "stagger_ms", json_integer(r->stagger_ms));
 	json_object_set_new(o, "loadavg", num(r->loadavg));

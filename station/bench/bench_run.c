@@ -638,6 +638,7 @@ static void read_pacing(const struct run_paths *p, struct st_bench_result *res)
 	int got;
 
 	res->sim_late_ms = res->sim_late_ms_per_board = res->sim_turn_ms = NAN;
+	res->sim_turns_per_board = NAN;
 	for (unsigned k = 0; k < res->sim_procs; k++) {
 		FILE *f;
 
@@ -668,8 +669,10 @@ static void read_pacing(const struct run_paths *p, struct st_bench_result *res)
 		res->sim_late_ms = late_sum / (double)nwaits;
 		res->sim_late_ms_per_board = tx_sum; /* in all, for now */
 	}
-	if (nturns)
+	if (nturns) {
 		res->sim_turn_ms = turn_sum / (double)nturns;
+		res->sim_turns_per_board = (double)nturns; /* in all, for now */
+	}
 }
 
 /* The ledger's commits over the run, from the pool's last words in the station's log
@@ -1062,6 +1065,11 @@ int st_bench_run(const struct st_bench_opts *o, unsigned slots, unsigned long bo
 		res->commits_per_board = NAN;
 		res->sim_cpu_ms_per_board = res->sim_wait_ms_per_board = NAN;
 	}
+	/* Every board put in took turns, those that failed too. */
+	if (res->passed + res->failed)
+		res->sim_turns_per_board /= (double)(res->passed + res->failed);
+	else
+		res->sim_turns_per_board = NAN;
 	res->wire_min_ratio = res->passed && res->wire_min.total > 0 ?
 				      res->bytes_per_board / res->wire_min.total : NAN;
 	if (o->baud && res->passed) {
@@ -1196,6 +1204,7 @@ void st_bench_median(const struct st_bench_result *r, size_t n, struct st_bench_
 	MED(sim_late_ms);
 	MED(sim_late_ms_per_board);
 	MED(sim_turn_ms);
+	MED(sim_turns_per_board);
 	MED(loadavg);
 	MED(rss_peak_kib);
 	MED(rss_per_slot_kib);

@@ -183,14 +183,32 @@ ok "bench paced at 921600 baud: wire bound and ratio"
 
 # The slots shared out over two simboard processes: every board still passes, the boards'
 # view of the station's turns is reported, and the wire ratio stays below 1 (fixture delays
-# are made good, never more than that).
+# are made good, never more than that). The turns: a whole count over the 7 boards, at
+# least HELLO, CSR, WRITE and DONE a board, and the time they add a board is their number
+# times their mean, as a share of the board's wire time too.
 "$STATION" bench --slots 5 --boards 7 --baud 921600 --bound-n 50 --sim-procs 2 \
-	--json "$T/procs.json" --dir "$T/work" -q >"$T/procs.out" 2>"$T/procs.err" ||
+	--json "$T/procs.json" --dir "$T/work" >"$T/procs.out" 2>"$T/procs.err" ||
 	fail "bench (2 simboard processes) failed: $(tail -5 "$T/procs.err")"
 check_json "$T/procs.json"
 jq -e '.runs[0] | .simboard_processes == 2 and .simboard_turn_ms > 0 and
-	.wire.ratio > 0 and .wire.ratio < 1' "$T/procs.json" >/dev/null ||
-	fail "procs.json: $(jq -c '.runs[0] | {simboard_processes, simboard_turn_ms, wire}' "$T/procs.json")"
+	.wire.ratio > 0 and .wire.ratio < 1 and .passed == 7 and
+	(.simboard_turns_per_board * 7 | . - round | fabs < 1e-9) and
+	.simboard_turns_per_board >= 4 and
+	.simboard_turns_per_board == ($m[0].medians[0].simboard_turns_per_board)' \
+	--slurpfile m "$T/procs.json" "$T/procs.json" >/dev/null ||
+	fail "procs.json: $(jq -c '.runs[0] | {simboard_processes, simboard_turn_ms,
+		simboard_turns_per_board, wire}' "$T/procs.json")"
+line=$(grep '^  turns ' "$T/procs.out") || fail "no turns line in: $(cat "$T/procs.out")"
+re=' ([0-9.]+) ms after .*, ([0-9.]+) turns a board: ([0-9.]+) ms a board = ([0-9.]+) of its wire time$'
+[[ $line =~ $re ]] || fail "the turns line is not as expected: $line"
+# The printed figures are the JSON's, rounded; the time a board is their product.
+jq -e --argjson t "${BASH_REMATCH[1]}" --argjson n "${BASH_REMATCH[2]}" \
+	--argjson ms "${BASH_REMATCH[3]}" --argjson share "${BASH_REMATCH[4]}" '.runs[0] |
+	(.simboard_turn_ms - $t | fabs) <= 0.005 and (.simboard_turns_per_board - $n | fabs) <= 0.05 and
+	(.simboard_turn_ms * .simboard_turns_per_board - $ms | fabs) <= 0.05 and
+	(.simboard_turn_ms * .simboard_turns_per_board / 1000 / .wire.seconds_per_board - $share |
+	 fabs) <= 0.0005' "$T/procs.json" >/dev/null ||
+	fail "the turns line does not agree with procs.json: $line"
 expect_fail "--sim-procs 0 refused" "--sim-procs '0'" "$STATION" bench --sim-procs 0
 ok "bench over two simboard processes"
 
