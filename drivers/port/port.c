@@ -117,6 +117,12 @@ int drv_port_fd(const struct drv_port *port)
 	return port->ops->fd(port->inst);
 }
 
+int drv_port_low_latency(const struct drv_port *port, const char **why)
+{
+	*why = NULL;
+	return port->ops->low_latency ? port->ops->low_latency(port->inst, why) : -1;
+}
+
 int drv_port_set_baud(struct drv_port *port, int baud, char *err, size_t errlen)
 {
 	int rc = port->ops->set_baud(port->inst, baud, err, errlen);

@@ -50,6 +50,9 @@ struct drv_port_ops {
 	 * when output is idle). ST_E_PORT_BAUD when the rate is not supported. */
 	int (*set_baud)(void *inst, int baud, char *err, size_t errlen);
 	void (*close)(void *inst);
+	/* Whether the driver holds back what arrives no longer than it must (see
+	 * drv_port_low_latency); NULL for a backend where there is no such setting. */
+	int (*low_latency)(void *inst, const char **why);
 };
 
 /* NULL-terminated table of backends. */
@@ -92,6 +95,18 @@ int drv_port_set_baud(struct drv_port *port, int baud, char *err, size_t errlen)
 ssize_t drv_port_read(struct drv_port *port, void *buf, size_t n, char *err, size_t errlen);
 ssize_t drv_port_write(struct drv_port *port, const void *buf, size_t n, char *err,
 		       size_t errlen);
+
+/* Low-latency mode. A USB-serial adapter holds what a board sends until its packet fills or
+ * its latency timer runs out (16 ms by default on FTDI's), and on a line of request and
+ * answer that wait comes at every turn. The serial backend asks every port it opens for the
+ * driver's low-latency mode (ASYNC_LOW_LATENCY: 1 ms on ftdi_sio). Returns 1 when the port
+ * is in it; 0 when its driver refused it or did not keep it, *why (static, or the port's own
+ * until it closes) saying which; -1 for a backend without the setting (pty, pair). */
+int drv_port_low_latency(const struct drv_port *port, const char **why);
+/* The request itself, on any tty fd: 1 when it is in low-latency mode afterwards, else 0
+ * with why (cap bytes) naming the ioctl that failed and its error, or saying that the
+ * driver did not keep the flag. */
+int drv_port_request_low_latency(int fd, char *why, size_t cap);
 
 /* The termios speed constant for a rate, or 0 when termios has none (pty backend). */
 unsigned int drv_port_speed(int baud);

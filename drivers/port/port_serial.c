@@ -14,6 +14,9 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include <linux/serial.h>
+#include <sys/ioctl.h>
+
 #include <libserialport.h>
 
 #include "err.h"
@@ -21,8 +24,38 @@
 struct serial_port {
 	struct sp_port *sp;
 	int fd;
+	int low_latency;    /* drv_port_request_low_latency()'s answer at open */
+	char why[128];      /* why not, when it is 0 */
 	char path[256];
 };
+
+int drv_port_request_low_latency(int fd, char *why, size_t cap)
+{
+	struct serial_struct ss;
+
+	memset(&ss, 0, sizeof(ss));
+	if (ioctl(fd, TIOCGSERIAL, &ss) != 0) {
+		snprintf(why, cap, "TIOCGSERIAL: %s", strerror(errno));
+		return 0;
+	}
+	if (ss.flags & ASYNC_LOW_LATENCY)
+		return 1;
+	ss.flags |= ASYNC_LOW_LATENCY;
+	if (ioctl(fd, TIOCSSERIAL, &ss) != 0) {
+		snprintf(why, cap, "TIOCSSERIAL: %s", strerror(errno));
+		return 0;
+	}
+	/* Some drivers take the call and drop the flag: only what it reads back counts. */
+	if (ioctl(fd, TIOCGSERIAL, &ss) != 0) {
+		snprintf(why, cap, "TIOCGSERIAL after TIOCSSERIAL: %s", strerror(errno));
+		return 0;
+	}
+	if (!(ss.flags & ASYNC_LOW_LATENCY)) {
+		snprintf(why, cap, "the driver did not keep ASYNC_LOW_LATENCY");
+		return 0;
+	}
+	return 1;
+}
 
 /* Formats libserialport's last error after a call that returned rc. */
 static int sp_fail(int code, const char *path, const char *what, enum sp_return rc, char *err,
@@ -128,6 +161,8 @@ static int serial_open(const struct drv_port_config *cfg, void **inst, char *err
 		goto out;
 	}
 	fcntl(p->fd, F_SETFD, FD_CLOEXEC);
+	/* Not a reason to refuse the port: it works, each answer perhaps a timer later. */
+	p->low_latency = drv_port_request_low_latency(p->fd, p->why, sizeof(p->why));
 	sp_flush(p->sp, SP_BUF_BOTH);
 	*inst = p;
 	p = NULL;
@@ -155,6 +190,14 @@ static int serial_set_baud(void *inst, int baud, char *err, size_t errlen)
 	return 0;
 }
 
+static int serial_low_latency(void *inst, const char **why)
+{
+	struct serial_port *p = inst;
+
+	*why = p->low_latency ? NULL : p->why;
+	return p->low_latency;
+}
+
 static void serial_close(void *inst)
 {
 	struct serial_port *p = inst;
@@ -170,6 +213,7 @@ const struct drv_port_ops drv_port_serial_ops = {
 	.fd = serial_fd,
 	.set_baud = serial_set_baud,
 	.close = serial_close,
+	.low_latency = serial_low_latency,
 };
 
 /* Enumeration. */

@@ -65,6 +65,16 @@ static void port_event(struct st_slot *s, const char *status, const char *detail
 		if (d)
 			json_object_set_new(o, "detail", d);
 	}
+	if (s->port) {
+		/* Opened: whether the driver passes answers on at once (serial ports). */
+		const char *why;
+		int ll = drv_port_low_latency(s->port, &why);
+
+		if (ll >= 0)
+			json_object_set_new(o, "low_latency", json_boolean(ll));
+		if (why)
+			json_object_set_new(o, "low_latency_detail", json_string(why));
+	}
 	st_events_emit(s->env->events, o);
 }
 
@@ -512,6 +522,14 @@ void slot_port_open(struct st_slot *s)
 	s->noframe = 0; /* a new line: the watch starts over, with nothing to take back */
 	slot_line_heard(s);
 	update_poll(s);
+	if (!s->port_announced) {
+		const char *why;
+
+		if (drv_port_low_latency(port, &why) == 0)
+			st_info("slot %s: port %s: no low-latency mode (%s): an answer may wait for "
+				"a USB adapter's latency timer at every turn",
+				s->name, s->path, why);
+	}
 	port_event(s, s->port_announced ? "back" : "open", NULL);
 	s->port_announced = 1;
 	if (s->run) {

@@ -42,8 +42,12 @@
 # puts one message through the kernel's log (it reaches the line as a console message, with
 # the kernel's timestamp), then answers each line: "save X" writes X to the disk and syncs,
 # "quit" exits, anything else is echoed back.
+# Before it, port_probe opens the UART through the station's serial backend (libserialport)
+# and asks for low-latency mode, which the 8250 driver takes and reports back; its lines go
+# to ttyS1.
 # shellcheck disable=SC2016
-ECHO_CMD='stty -F /dev/ttyS0 115200 raw -echo
+ECHO_CMD='port_probe /dev/ttyS0; echo "port-probe: exit $?"
+stty -F /dev/ttyS0 115200 raw -echo
 exec </dev/ttyS0 >/dev/ttyS0
 n=$(($(cat /mnt/board/boots 2>/dev/null || echo 0) + 1))
 echo $n >/mnt/board/boots && sync
@@ -57,6 +61,9 @@ while read -r cmd arg; do
 	esac
 done'
 : "${QEMU_AGENT_CMD:=$ECHO_CMD}"
+PROBE=$BUILD_DIR/tests/port_probe
+[ -x "$PROBE" ] || fail "$PROBE is not built"
+QEMU_AGENT_BINS="${QEMU_AGENT_BINS:-} $PROBE"
 
 qemu_kernel
 qemu_agent_image "$T/initrd.gz" "$T/board.img"
@@ -86,6 +93,16 @@ ok "guest -> host through the 8250: '$line'"
 # A console message from the running kernel, interleaved with the program's lines.
 qemu_wait_marker '^\[ *[0-9]+\.[0-9]+\] uart-echo: through the kernel log' 60 "$from_boot" >/dev/null
 ok "kernel messages reach the PTY while the program runs"
+
+# The serial backend on a real UART: low-latency mode asked for, taken and read back.
+wait_for_line "$QEMU_PROGRAM_LOG" '^port-probe: exit ' 60 "$QEMU_PID" ||
+	fail "port_probe did not finish: $(tail -5 "$QEMU_PROGRAM_LOG")"
+probe=$(tr -d '\r' <"$QEMU_PROGRAM_LOG" | grep '^port-probe: ')
+grep -qx 'port-probe: /dev/ttyS0: backend serial, low latency 1 (no reason given)' <<<"$probe" &&
+	grep -q '^port-probe: /dev/ttyS0: the driver.s flags 0x[0-9a-f]*, ASYNC_LOW_LATENCY 1$' <<<"$probe" &&
+	grep -qx 'port-probe: exit 0' <<<"$probe" ||
+	fail "low-latency mode on the 8250: $probe"
+ok "the serial backend put the 8250 in low-latency mode: $(grep -o 'flags 0x[0-9a-f]*' <<<"$probe")"
 
 # Lines of several lengths, one longer than the 16550's 16-byte FIFO and than a tty read.
 for probe in "p$RANDOM" "$(printf 'x%.0s' $(seq 1 200))$RANDOM" "a b c $RANDOM"; do

@@ -134,6 +134,47 @@ static void test_pty_io(void **state)
 	drv_port_close(port);
 }
 
+/* Low-latency mode where there is none: a PTY has no serial settings (ENOTTY), neither has a
+ * pipe, and the request says which call failed and why; the pty backend reports no such
+ * setting (-1). The mode taken and kept is a real UART's: tests/integration/test_qemu_uart.sh
+ * asks the guest's 8250 for it through the serial backend. */
+static void test_low_latency_refused(void **state)
+{
+	struct drv_port_config cfg = { .backend = "pty", .baud = 115200 };
+	struct drv_port *port = NULL;
+	char err[256], why[128];
+	const char *reason = "untouched";
+	struct pair p;
+	int fds[2], slave;
+
+	(void)state;
+	pair_open(&p);
+	slave = open(p.slave, O_RDWR | O_NOCTTY | O_CLOEXEC);
+	assert_true(slave >= 0);
+	why[0] = 0;
+	assert_int_equal(drv_port_request_low_latency(slave, why, sizeof(why)), 0);
+	assert_string_equal(why, "TIOCGSERIAL: Inappropriate ioctl for device");
+	close(slave);
+
+	assert_int_equal(pipe(fds), 0);
+	why[0] = 0;
+	assert_int_equal(drv_port_request_low_latency(fds[1], why, sizeof(why)), 0);
+	assert_string_equal(why, "TIOCGSERIAL: Inappropriate ioctl for device");
+	/* A message cut to its room, never past it. */
+	memset(why, 'x', sizeof(why));
+	assert_int_equal(drv_port_request_low_latency(fds[0], why, 8), 0);
+	assert_string_equal(why, "TIOCGSE");
+	close(fds[0]);
+	close(fds[1]);
+
+	cfg.path = p.slave;
+	assert_int_equal(drv_port_open(&cfg, &port, err, sizeof(err)), 0);
+	assert_int_equal(drv_port_low_latency(port, &reason), -1);
+	assert_null(reason);
+	drv_port_close(port);
+	close(p.master);
+}
+
 static void test_pty_baud_and_lines(void **state)
 {
 	struct drv_port_config cfg = { .backend = "pty", .baud = 9600 };
@@ -259,6 +300,7 @@ int main(void)
 		cmocka_unit_test(test_auto_backend),
 		cmocka_unit_test(test_pty_io),
 		cmocka_unit_test(test_pty_baud_and_lines),
+		cmocka_unit_test(test_low_latency_refused),
 		cmocka_unit_test(test_open_errors),
 		cmocka_unit_test(test_find_link_and_list),
 	};
