@@ -160,6 +160,28 @@ expect_fail "protocol version 7 refused" "--board-protocol '7'" "$STATION" bench
 expect_fail "bad turnaround refused" "--turnaround 'x'" "$STATION" bench --turnaround x
 ok "bench with older boards and a turnaround: options recorded, more bytes, answers held back"
 
+# Answers held back at every turn (a USB adapter's latency timer) and boards swapped after
+# DONE: the next board's BOOT leaves behind the DONE answer held back, never ahead of it (a
+# line does not reorder what crosses it), so the station hears each board finish before the
+# next one boots: no reboot in state verified, no other board "in its place", and no more
+# bytes a board than without the wait.
+"$STATION" bench --slots 2 --boards-per-slot 3 --baud 0 --bound-n 50 --turnaround 5 \
+	--json "$T/held.json" --dir "$T/held" --keep -q >"$T/held.out" 2>"$T/held.err" ||
+	fail "bench (answers 5 ms late, boards swapped) failed: $(tail -5 "$T/held.err")"
+check_json "$T/held.json"
+log=$(find "$T/held" -name run.err | head -1)
+[ -s "$log" ] || fail "no station log kept under $T/held"
+jq -e '.runs[0].passed == 6 and .runs[0].failed == 0' "$T/held.json" >/dev/null ||
+	fail "held.json: $(jq -c '.runs[0] | {passed, failed}' "$T/held.json")"
+if grep -E 'answered in its place|rebooted in state' "$log"; then
+	fail "a board's BOOT overtook the DONE answer held back before it"
+fi
+jq -e --argjson v6 "$(jq '[.runs[].wire.bytes_per_board] | max' "$T/file.json")" \
+	'.runs[0].wire.bytes_per_board < $v6 * 1.02' "$T/held.json" >/dev/null ||
+	fail "answers held back cost bytes: $(jq -c '[.runs[].wire.bytes_per_board]' "$T/held.json" "$T/file.json")"
+rm -rf "$T/held"
+ok "answers held back and boards swapped: each board heard finishing before the next one boots"
+
 # Boards of frames of 4096 bytes (--board-frame), version 6 (two files a WRITE): they pass
 # and the option is recorded. (test_run_protocol3 counts their round trips.)
 "$STATION" bench --slots 2 --boards-per-slot 1 --baud 0 --bound-n 200 --board-frame 4096 \
