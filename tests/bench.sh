@@ -58,7 +58,8 @@ fi
 #  - the same line with the boards switched to 921600 (max_baud): the speed-up over that bound;
 #  - 16 slots whose answers leave 16 ms late (a USB adapter's latency timer), boards of
 #    protocol versions 2 to 6, and 5 and 6 with frames of 4096 bytes (two files a WRITE in
-#    version 6): what the round trips and bytes cost;
+#    version 6): what the round trips and bytes cost; then 16 ms against 1 ms (the
+#    low-latency mode the station asks serial ports for) and none;
 #  - 1024 slots paced at 115200: throughput against the wire bound (>= 0.95), with the
 #    station's and simboard's CPU per board;
 #  - 8 and 1024 slots: RSS per added slot (<= 64 KiB);
@@ -101,6 +102,18 @@ if [ "${BENCH_STATION:-1}" != 0 ]; then
 	done
 	echo "(columns as in the tables below: slots, boards, boards/h, wire bound/h, ratio," \
 		"p50/p95/p99 ms, ...)"
+	# What the low-latency mode the station asks serial ports for is worth: an FTDI adapter's
+	# timer at 16 ms (its default) against 1 ms (the mode), and no wait at all, version 6
+	# with frames of 1024, in interleaved rounds.
+	echo "== station bench: paced at 115200, version 6, answers 16 ms late against 1 ms (an" \
+		"adapter in low-latency mode) and none, interleaved"
+	for ((r = 1; r <= rounds; r++)); do
+		for t in 16 1 0; do
+			printf 'round %d, answers %2d ms late: ' "$r" "$t"
+			"$st" bench --slots 16 --boards-per-slot 4 --baud 115200 --turnaround "$t" -q \
+				--json "$results/latency-$t-$r.json" | grep -E '^ +16 ' || echo "failed"
+		done
+	done
 	# 1,024 slots paced: the line's throughput against the wire bound, with the station's and
 	# simboard's CPU per board (on a machine with few CPUs the two share them), and what the
 	# turns add to a board's time over its bytes. Twelve boards a slot: with four, the
