@@ -1,4 +1,4 @@
-/* The board core: every command of drivers/PROTOCOL.md versions 1 to 6, as the board answers it.
+/* The board core: every command of drivers/PROTOCOL.md versions 1 to 7, as the board answers it.
  * See board.h for the interface and README.md for what this folder may use. */
 #include "board.h"
 
@@ -97,13 +97,13 @@ static size_t answer_cap(const struct brd_board *b)
 {
 	size_t cap = b->hello ? b->peer_max : BRD_LINE_MIN;
 
-	return cap > sizeof(b->tx) ? sizeof(b->tx) : cap;
+	return cap > sizeof(b->tx[0]) ? sizeof(b->tx[0]) : cap;
 }
 
 static void answer_begin(struct brd_board *b, struct brd_enc *e, const struct brd_frame *req,
 			 const char *type)
 {
-	brd_enc_begin(e, b->tx, answer_cap(b), 'A', req->seq, type);
+	brd_enc_begin(e, b->tx[b->txi], answer_cap(b), 'A', req->seq, type);
 }
 
 static void error_begin(struct brd_board *b, struct brd_enc *e, const struct brd_frame *req,
@@ -121,11 +121,11 @@ static void answer_send(struct brd_board *b, struct brd_enc *e, const struct brd
 		if (!len)
 			return;
 	}
-	b->kept = 1;
-	b->kept_seq = req->seq;
-	b->kept_crc = req->crc;
-	b->kept_len = len;
-	b->plat.send(b->plat.arg, b->tx, len, 1);
+	b->kept[b->txi].valid = 1;
+	b->kept[b->txi].seq = req->seq;
+	b->kept[b->txi].crc = req->crc;
+	b->kept[b->txi].len = len;
+	b->plat.send(b->plat.arg, b->tx[b->txi], len, 1);
 }
 
 static void error_begin(struct brd_board *b, struct brd_enc *e, const struct brd_frame *req,
@@ -216,7 +216,8 @@ void brd_boot(struct brd_board *b, uint64_t now_ms)
 
 	(void)now_ms;
 	b->hello = 0;
-	b->kept = 0;
+	memset(b->kept, 0, sizeof(b->kept));
+	b->txi = 0;
 	b->paused = 0;
 	b->peer_max = BRD_LINE_MIN;
 	b->baud_pending = b->baud_trial = 0;
@@ -310,6 +311,8 @@ static int cmd_hello(struct brd_board *b, const struct brd_frame *f, struct step
 	brd_enc_uint(&e, "baud", b->baud_cur);
 	brd_enc_text(&e, "boot", b->boot_id);
 	brd_enc_uint(&e, "gen", b->st->generation(b->st_inst));
+	if (b->version >= 7 && BRD_WINDOW > 1)
+		brd_enc_uint(&e, "win", BRD_WINDOW);
 	answer_send(b, &e, f);
 	event(b, BRD_EV_HELLO, devid);
 	return STEP_ANSWERED;
@@ -1461,6 +1464,22 @@ static void run_steps(struct brd_board *b, const struct brd_frame *f, unsigned i
 		answer_send(b, &st.e, f);
 }
 
+/* A new request is answered in the buffer after the newest kept answer (version 7: the
+ * oldest of the window goes), or, before version 7, in place of the one answer kept. */
+static void next_answer(struct brd_board *b)
+{
+	unsigned int i;
+
+	if (BRD_WINDOW > 1 && b->hello && b->version >= 7) {
+		b->txi = (b->txi + 1) % BRD_WINDOW;
+		b->kept[b->txi].valid = 0;
+		return;
+	}
+	for (i = 0; i < BRD_WINDOW; i++)
+		b->kept[i].valid = 0;
+	b->txi = 0;
+}
+
 static void on_frame(struct brd_board *b, const struct brd_frame *f, uint64_t now_ms)
 {
 	char msgbuf[96];
@@ -1474,10 +1493,13 @@ static void on_frame(struct brd_board *b, const struct brd_frame *f, uint64_t no
 		/* A good frame at the new rate: the switch worked. */
 		b->baud_trial = 0;
 	}
-	if (b->kept && f->seq == b->kept_seq && f->crc == b->kept_crc) {
-		b->plat.send(b->plat.arg, b->tx, b->kept_len, 0);
-		return;
+	for (i = 0; i < BRD_WINDOW; i++) {
+		if (b->kept[i].valid && f->seq == b->kept[i].seq && f->crc == b->kept[i].crc) {
+			b->plat.send(b->plat.arg, b->tx[i], b->kept[i].len, 0);
+			return;
+		}
 	}
+	next_answer(b);
 	if (b->plat.request && b->plat.request(b->plat.arg, f) != 0)
 		return;
 	if (f->seq == 0) {

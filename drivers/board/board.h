@@ -36,8 +36,18 @@
 #define BRD_CSR_MAX 512
 #define BRD_MAX_BAUDS 8
 #define BRD_MAX_PREFIXES 8
-/* The newest protocol version the core speaks (PROTOCOL.md sections 6 to 10). */
-#define BRD_PROTO_MAX 6
+/* The newest protocol version the core speaks (PROTOCOL.md sections 6 to 11). */
+#define BRD_PROTO_MAX 7
+/* Version 7: requests the board takes outstanding at once, announced in HELLO as win, and so
+ * the answers it keeps for retransmission, each in a buffer of BRD_LINE_MAX bytes. 1 .. 8; a
+ * firmware short of RAM sets 1 (one answer kept, no win announced: the station sends one
+ * request at a time, as in version 6). */
+#ifndef BRD_WINDOW
+#define BRD_WINDOW 2
+#endif
+#if BRD_WINDOW < 1 || BRD_WINDOW > 8
+#error "BRD_WINDOW must be 1 .. 8"
+#endif
 
 /* What the ops return: 0 or one of these. */
 enum brd_status {
@@ -256,11 +266,16 @@ struct brd_board {
 	int baud_trial;         /* switched: waiting for a good frame at the new rate */
 	uint64_t baud_deadline; /* when the trial ends (ms, the caller's clock) */
 
-	/* The kept answer, for a retransmitted request: its seq and the request's CRC. */
-	int kept;
-	uint32_t kept_seq, kept_crc;
-	size_t kept_len;
-	char tx[BRD_LINE_MAX];
+	/* The kept answers, for a retransmitted request: each one's seq and the request's CRC.
+	 * One before version 7; in a session of version 7 the last BRD_WINDOW, the newest in
+	 * tx[txi]. */
+	struct {
+		int valid;
+		uint32_t seq, crc;
+		size_t len;
+	} kept[BRD_WINDOW];
+	unsigned int txi;
+	char tx[BRD_WINDOW][BRD_LINE_MAX];
 
 	struct brd_staged staged[BRD_MAX_STAGED];
 

@@ -18,10 +18,10 @@
 #include "b64.h"
 
 #define DRV_PROTO_VERSION 1
-/* The newest version (PROTOCOL.md 6 to 10): HELLO offers "1,2,3,4,5,6", the board answers
+/* The newest version (PROTOCOL.md 6 to 11): HELLO offers "1,2,3,4,5,6,7", the board answers
  * the highest it speaks, and a version's additions are used only when it answered that
  * version or a later one. */
-#define DRV_PROTO_VERSION_MAX 6
+#define DRV_PROTO_VERSION_MAX 7
 /* Every frame starts with this; console output never contains it (see PROTOCOL.md). */
 #define DRV_PROTO_MARKER "~@P1 "
 #define DRV_PROTO_MARKER_LEN 5

@@ -67,8 +67,10 @@ struct st_outcome {
 	const char *device_id, *hardware_id, *sku, *sn, *profile, *serial;
 	int64_t row_id;      /* ledger row, 0: none */
 	double ms[ST_PHASE_COUNT]; /* < 0: the phase did not happen */
-	unsigned requests;     /* requests sent, from the HELLO that found the board: its round
-				* trips (retransmissions not counted) */
+	unsigned requests;     /* requests sent, from the HELLO that found the board
+				* (retransmissions not counted) */
+	unsigned turns;        /* of the requests, those that waited for the answer before
+				* them (version 7 sends a WRITE behind another) */
 	unsigned retransmits;  /* requests sent again (timeouts, damaged answers) */
 	unsigned resyncs;      /* reboots and reconnects the board went through */
 	uint64_t tx_bytes;     /* bytes the station sent to the board, and received from it */

@@ -162,6 +162,7 @@ struct st_slot_board {
 	uint64_t gen;
 	unsigned max; /* largest frame it accepts */
 	unsigned version; /* protocol version its HELLO chose (1, or 2: PROTOCOL.md 6) */
+	unsigned win;     /* version 7: requests it takes outstanding at once (1: one) */
 	int bauds[8]; /* rates it offers for BAUD */
 	unsigned nbauds;
 };
@@ -238,10 +239,16 @@ struct st_slot {
 	uint64_t req_rx0;        /* rx_bytes then */
 	size_t req_len, req_off; /* bytes of req, bytes of it written */
 	size_t tx_max;           /* the board's frame limit */
-	char req[DRV_PROTO_MAX_LINE];
+	/* Version 7 (PROTOCOL.md 11): a WRITE sent behind the outstanding one, before its answer,
+	 * at req + pipe_at (0: none), with seq pipe_seq. It is sent and sent again with it, and
+	 * becomes the outstanding request once that one is answered as expected. */
+	size_t pipe_at;
+	uint32_t pipe_seq;
+	char req[2 * DRV_PROTO_MAX_LINE];
 	int echo_warned;         /* the echo was logged once (data: only the log's rate) */
 	uint64_t frames_bad;     /* damaged frames received */
 	uint64_t requests;       /* requests sent, first transmissions only, ever */
+	uint64_t piped;          /* of them, sent behind another (version 7), ever */
 	uint64_t retransmits;
 	uint64_t tx_bytes, rx_bytes; /* moved over the port, ever */
 

@@ -397,52 +397,111 @@ static void add_files(struct st_slot *s, struct drv_proto_builder *b)
 	}
 }
 
+/* The WRITE of file wi from woff, into b (begun): the chunk, the files after it that fit
+ * (version 6) and the folds (version 3); sets the run's fold, nsect and inst_sent for it. */
+static void build_write(struct st_slot *s, struct drv_proto_builder *b)
+{
+	struct slot_run *r = s->run;
+	struct drv_proto_builder base;
+	struct wfile *w = &r->wf[r->wi];
+	unsigned fold = 0;
+	size_t n;
+
+	drv_proto_add_text(b, "path", w->path);
+	/* Version 2: only the first chunk names the file (and one after an error, when the
+	 * board may hold another file under the path). */
+	if (s->board.version < 2 || r->woff == 0 || r->wident)
+		add_ident(b, w);
+	drv_proto_add_uint(b, "off", r->woff);
+	/* Version 3: the chunk that completes the last file carries COMMIT, and VERIFY when
+	 * they fit with it; a chunk that fits only without them goes without (COMMIT then
+	 * carries VERIFY), so that a fold never costs a round trip. */
+	base = *b;
+	if (s->board.version >= 3 && r->wi + 1 == r->nfiles && s->state == ST_SLOT_SIGNED) {
+		for (unsigned want = FOLD_COMMIT | FOLD_VERIFY; want; want >>= 1) {
+			*b = base;
+			drv_proto_add_uint(b, "commit", r->nfiles);
+			fold = FOLD_COMMIT;
+			if (want & FOLD_VERIFY)
+				fold |= fold_verify(s, b);
+			n = add_chunk(s, b, w);
+			if (!b->err && r->woff + n == w->len)
+				break;
+			fold = 0;
+		}
+		if (!fold)
+			*b = base;
+	}
+	r->fold = fold;
+	r->nsect = 1;
+	n = fold ? 0 : add_chunk(s, b, w);
+	r->pipe_wi = r->woff + n == w->len ? r->wi + 1 : r->wi;
+	if (!fold && r->pipe_wi > r->wi && s->board.version >= 6 && !r->single && !r->inst_sent)
+		add_files(s, b);
+	if (r->pipe_wi > r->wi)
+		r->pipe_wi = r->wi + r->nsect;
+}
+
+/* Version 7 (PROTOCOL.md 11): behind the WRITE just finished (not sent yet), the one that
+ * follows it when it is answered as expected, for a board that takes two requests at once:
+ * only when that WRITE completes its files and carries no other step, so that the next
+ * one's bytes do not hang on its answer, and not while writing goes one file at a time
+ * after an ERROR. The run's write position is as it was. */
+static void pipe_write(struct st_slot *s)
+{
+	struct slot_run *r = s->run;
+	struct drv_proto_builder b;
+	size_t wi = r->wi, nsect = r->nsect, at = s->req_len, len;
+	uint64_t woff = r->woff;
+	int wident = r->wident, inst = r->inst_sent;
+	uint32_t seq = s->seq == UINT32_MAX ? 1 : s->seq + 1;
+	char err[160];
+
+	if (s->board.version < 7 || s->board.win < 2 || r->fold || r->inst_sent || r->single ||
+	    r->pipe_wi <= r->wi || r->pipe_wi >= r->nfiles ||
+	    (s->state == ST_SLOT_QUEUED && r->pipe_wi >= r->nearly))
+		return;
+	r->wi = r->pipe_wi;
+	r->woff = 0;
+	r->wident = 0;
+	drv_proto_begin(&b, s->req + at, s->tx_max, DRV_PROTO_REQUEST, seq, DRV_PROTO_WRITE);
+	build_write(s, &b);
+	r->pipe_nsect = r->nsect;
+	r->pipe_fold = r->fold;
+	r->pipe_inst = r->inst_sent;
+	r->pipe_wi = r->wi;
+	r->wi = wi;
+	r->woff = woff;
+	r->wident = wident;
+	r->nsect = nsect;
+	r->fold = 0;
+	r->inst_sent = inst;
+	if (drv_proto_end(&b, &len, err, sizeof(err)) != 0)
+		return; /* it goes on its own once this one is answered */
+	s->seq = seq;
+	s->pipe_seq = seq;
+	s->pipe_at = at;
+	s->req_len = at + len;
+	s->requests++;
+	s->piped++;
+}
+
 void slot_send_write(struct st_slot *s)
 {
 	struct slot_run *r = s->run;
-	struct drv_proto_builder b, base;
-	struct wfile *w;
-	unsigned fold = 0;
-	size_t n;
+	struct drv_proto_builder b;
 
 	if (r->wi >= r->nfiles) {
 		slot_set_state(s, ST_SLOT_WRITTEN);
 		slot_send_commit(s);
 		return;
 	}
-	w = &r->wf[r->wi];
 	slot_begin_req(s, &b, DRV_PROTO_WRITE);
-	drv_proto_add_text(&b, "path", w->path);
-	/* Version 2: only the first chunk names the file (and one after an error, when the
-	 * board may hold another file under the path). */
-	if (s->board.version < 2 || r->woff == 0 || r->wident)
-		add_ident(&b, w);
-	drv_proto_add_uint(&b, "off", r->woff);
-	/* Version 3: the chunk that completes the last file carries COMMIT, and VERIFY when
-	 * they fit with it; a chunk that fits only without them goes without (COMMIT then
-	 * carries VERIFY), so that a fold never costs a round trip. */
-	base = b;
-	if (s->board.version >= 3 && r->wi + 1 == r->nfiles && s->state == ST_SLOT_SIGNED) {
-		for (unsigned want = FOLD_COMMIT | FOLD_VERIFY; want; want >>= 1) {
-			b = base;
-			drv_proto_add_uint(&b, "commit", r->nfiles);
-			fold = FOLD_COMMIT;
-			if (want & FOLD_VERIFY)
-				fold |= fold_verify(s, &b);
-			n = add_chunk(s, &b, w);
-			if (!b.err && r->woff + n == w->len)
-				break;
-			fold = 0;
-		}
-		if (!fold)
-			b = base;
-	}
-	r->fold = fold;
-	r->nsect = 1;
-	if (!fold && r->woff + add_chunk(s, &b, w) == w->len && s->board.version >= 6 &&
-	    !r->single && !r->inst_sent)
-		add_files(s, &b);
-	slot_send_req(s, &b, RQ_WRITE);
+	build_write(s, &b);
+	if (slot_finish_req(s, &b, RQ_WRITE) != 0)
+		return;
+	pipe_write(s);
+	slot_send_finished(s);
 }
 
 /* The part of a WRITE's answer for file i, the k-th of n the request carried (f: that part,
@@ -538,6 +597,13 @@ void slot_on_write_answer(struct st_slot *s, const struct drv_proto_frame *f)
 	}
 	for (k = 0; k < n && rc == 1; k++)
 		rc = file_answered(s, have[k], done[k], f, k + 1 == n);
+	/* Version 7: the WRITE sent behind this one goes on when every file of this one is
+	 * done, as it expected; otherwise the state decides what is sent next. */
+	if (s->pipe_at && rc == 0 && k == n && done[n - 1] && r->wi == r->pipe_wi) {
+		slot_pipe_promote(s);
+		return;
+	}
+	slot_pipe_drop(s);
 	if (rc == 0 || rc == 1)
 		slot_kick(s);
 }

@@ -145,6 +145,11 @@ struct slot_run {
 	int inst_sent; /* the WRITE outstanding is a copy of the installed file (wfile.inst) */
 	size_t nsect;  /* files in the WRITE outstanding (version 6: up to SLOT_WRITE_FILES) */
 	int single;    /* version 6: one file a WRITE again, after an ERROR to several */
+	/* Version 7: the WRITE sent behind the outstanding one (st_slot.pipe_at): the file it
+	 * starts at, and its nsect, fold and inst_sent, which become the run's when it does. */
+	size_t pipe_wi, pipe_nsect;
+	unsigned pipe_fold;
+	int pipe_inst;
 	unsigned write_restarts, stalls;
 
 	/* VERIFY. */
@@ -167,6 +172,7 @@ struct slot_run {
 	unsigned resyncs;
 	unsigned retransmits0; /* the slot's retransmits when the board arrived */
 	uint64_t requests0;    /* its requests before the HELLO that found the board */
+	uint64_t piped0;       /* the slot's piped requests then */
 	uint64_t tx0, rx0;     /* the slot's byte counters when the board's HELLO left */
 
 	/* Ending. */
@@ -223,6 +229,10 @@ void slot_retransmit(struct st_slot *s);
 void slot_send_baud(struct st_slot *s, int rate);
 void slot_send_hello(struct st_slot *s, int kind);
 void slot_send_req(struct st_slot *s, struct drv_proto_builder *b, int kind);
+int slot_finish_req(struct st_slot *s, struct drv_proto_builder *b, int kind);
+void slot_send_finished(struct st_slot *s);
+void slot_pipe_drop(struct st_slot *s);
+void slot_pipe_promote(struct st_slot *s);
 
 /* slot_files.c */
 void slot_new_nonce(struct slot_run *r);

@@ -270,6 +270,7 @@ void slot_port_close(struct st_slot *s)
 		slot_unschedule(s);
 	s->req_kind = RQ_NONE;
 	s->req_len = s->req_off = 0;
+	s->pipe_at = 0;
 	s->poll_events = 0;
 	s->line_note[0] = 0;
 	drv_proto_decoder_reset(&s->dec);
@@ -517,6 +518,7 @@ void slot_port_open(struct st_slot *s)
 	name_id(lstat(s->path, &st) == 0 ? &st : NULL, &s->port_name);
 	s->tx_max = DRV_PROTO_MIN_LINE;
 	s->req_len = s->req_off = 0;
+	s->pipe_at = 0;
 	s->cur_baud = slot_base_baud(s);
 	drv_proto_decoder_reset(&s->dec);
 	s->noframe = 0; /* a new line: the watch starts over, with nothing to take back */

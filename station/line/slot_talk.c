@@ -90,6 +90,7 @@ void slot_begin_req(struct st_slot *s, struct drv_proto_builder *b, const char *
 {
 	/* A request that replaces one still leaving would splice two frames on the wire; the
 	 * board reports the damage (ERROR FRAME) and the new one is sent again. */
+	slot_pipe_drop(s);
 	drv_proto_begin(b, s->req, s->tx_max, DRV_PROTO_REQUEST, next_seq(s), type);
 	s->req_seq = s->seq;
 	st_msgf(s->req_type, sizeof(s->req_type), "%s", type);
@@ -172,8 +173,9 @@ static void test_stall(const char *type)
 #endif
 }
 
-/* Finishes the frame in b and sends it as the outstanding request. */
-void slot_send_req(struct st_slot *s, struct drv_proto_builder *b, int kind)
+/* Finishes the frame in b as the outstanding request, not sent yet (slot_tx_flush sends it).
+ * Returns 0, or -1 when it cannot be built (the run has failed). */
+int slot_finish_req(struct st_slot *s, struct drv_proto_builder *b, int kind)
 {
 	char err[160];
 	size_t len;
@@ -182,7 +184,7 @@ void slot_send_req(struct st_slot *s, struct drv_proto_builder *b, int kind)
 		s->req_kind = RQ_NONE;
 		s->req_len = s->req_off = 0;
 		slot_fail_run(s, ST_E_INTERNAL, "cannot build the %s request: %s", s->req_type, err);
-		return;
+		return -1;
 	}
 	s->req_len = len;
 	s->req_off = 0;
@@ -193,8 +195,55 @@ void slot_send_req(struct st_slot *s, struct drv_proto_builder *b, int kind)
 	s->req_sent = uv_hrtime();
 	s->req_rx0 = s->rx_bytes;
 	slot_schedule(s, TW_REQUEST, s->req_timeout);
+	return 0;
+}
+
+/* Sends the request finished (slot_finish_req), and what was put behind it. */
+void slot_send_finished(struct st_slot *s)
+{
 	slot_tx_flush(s);
 	test_stall(s->req_type);
+}
+
+/* Finishes the frame in b and sends it as the outstanding request. */
+void slot_send_req(struct st_slot *s, struct drv_proto_builder *b, int kind)
+{
+	if (slot_finish_req(s, b, kind) == 0)
+		slot_send_finished(s);
+}
+
+/* Version 7: the WRITE behind the outstanding one is forgotten (that one was not answered as
+ * expected, or another request takes its place). Its bytes still leaving are let go (a frame
+ * cut short would damage the next); its answer, to a seq no longer waited for, is ignored. */
+void slot_pipe_drop(struct st_slot *s)
+{
+	s->pipe_at = 0;
+}
+
+/* Version 7: the outstanding WRITE was answered as expected: the one behind it, sent already,
+ * is the outstanding request now, waited for from here. */
+void slot_pipe_promote(struct st_slot *s)
+{
+	struct slot_run *r = s->run;
+	size_t at = s->pipe_at;
+
+	memmove(s->req, s->req + at, s->req_len - at);
+	s->req_len -= at;
+	/* Its bytes may still be leaving (a full port); a retransmission of the one before it
+	 * that had not left whole is cut where it stands, and the board asks again. */
+	s->req_off = s->req_off > at ? s->req_off - at : 0;
+	s->pipe_at = 0;
+	s->req_seq = s->pipe_seq;
+	s->req_kind = RQ_WRITE;
+	r->nsect = r->pipe_nsect;
+	r->fold = r->pipe_fold;
+	r->inst_sent = r->pipe_inst;
+	r->stalls = 0;
+	s->req_timeout = timeout_of(s, RQ_WRITE);
+	s->req_sent = uv_hrtime();
+	s->req_rx0 = s->rx_bytes;
+	slot_schedule(s, TW_REQUEST, s->req_timeout);
+	slot_tx_flush(s);
 }
 
 /* Sends the outstanding request again, byte for byte: the board answers a repeated seq from
@@ -212,7 +261,8 @@ void slot_retransmit(struct st_slot *s)
 
 void slot_send_hello(struct st_slot *s, int kind)
 {
-	static const char *const versions[DRV_PROTO_VERSION_MAX] = { "1", "2", "3", "4", "5", "6" };
+	static const char *const versions[DRV_PROTO_VERSION_MAX] = { "1", "2", "3", "4", "5", "6",
+								     "7" };
 	struct drv_proto_builder b;
 
 	if (!s->port)
@@ -423,6 +473,15 @@ static int parse_hello(const struct drv_proto_frame *f, struct st_slot_board *nb
 	    drv_proto_get_uint(f, "v", 1, DRV_PROTO_VERSION_MAX, &version, err, errlen))
 		return -1;
 	nb->version = (unsigned)version;
+	/* Version 7: requests it takes at once; one unless it says more. */
+	nb->win = 1;
+	if (version >= 7 && drv_proto_has(f, "win")) {
+		uint64_t win;
+
+		if (drv_proto_get_uint(f, "win", 1, 8, &win, err, errlen))
+			return -1;
+		nb->win = (unsigned)win;
+	}
 	if (drv_proto_has(f, "gen") &&
 	    drv_proto_get_uint(f, "gen", 0, UINT64_MAX, &gen, err, errlen))
 		return -1;
@@ -791,6 +850,7 @@ void slot_on_frame(void *arg, const struct drv_proto_frame *f)
 	s->req_kind = RQ_NONE;
 	slot_unschedule(s);
 	if (strcmp(f->type, DRV_PROTO_ERROR) == 0) {
+		slot_pipe_drop(s);
 		on_error_answer(s, kind, f);
 		return;
 	}

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Protocol versions 3 to 6 (drivers/PROTOCOL.md sections 7 to 10) on one line with boards of
+# Protocol versions 3 to 7 (drivers/PROTOCOL.md sections 7 to 11) on one line with boards of
 # versions 1 and 2: boards of every version pass with the right files (simboard verify); a
 # board of version 3 takes fewer round trips than one of version 2 (COMMIT and VERIFY ride on
 # the last WRITE), one of version 4 one fewer again (the copy in client.chained and the bytes
@@ -9,11 +9,13 @@
 # many round trips as version 5 (no two files fit); with frames of 4096, two fewer than a
 # board of version 5 with such frames (root.crt with sota.toml, client.pem with
 # client.chained), and no more bytes. The bytes and round trips per board of each version
-# are printed. Boards of versions 3 to 6 that lose power or their link at the WRITE that
-# carries COMMIT and VERIFY, or whose every answer is damaged on its first transmission (the
-# combined answer is sent again from the kept one), still end with the right files, and so
-# does a board of version 6 whose WRITE of several files is answered ERROR once (the files
-# go one a WRITE then).
+# are printed. Version 7 (a WRITE sent behind another): the requests and bytes of version 6
+# in two turns fewer, each counted in the pass event. Boards of versions 3 to 7 that lose
+# power or their link at the WRITE that carries COMMIT and VERIFY (in version 7 the second
+# of a pair), or whose every answer is damaged on its first transmission (the answer is sent
+# again from the kept one; in version 7 the pair is sent again), still end with the right
+# files, and so does a board of version 6 whose WRITE of several files is answered ERROR
+# once (the files go one a WRITE then).
 . "$(dirname "$0")/../lib/common.sh"
 . "$(dirname "$0")/../lib/line.sh"
 N=4
@@ -25,9 +27,10 @@ more_simboard three "$N" --protocol 3 --seed 3
 more_simboard four "$N" --protocol 4 --seed 3
 more_simboard five "$N" --protocol 5 --seed 3
 more_simboard bigfive "$N" --protocol 5 --max-frame 4096 --seed 3
-more_simboard bigsix "$N" --max-frame 4096 --seed 3
-LINE_DIR=$T/six
-start_simboard "$N" --name-prefix six --seed 3
+more_simboard bigsix "$N" --protocol 6 --max-frame 4096 --seed 3
+more_simboard six "$N" --protocol 6 --seed 3
+LINE_DIR=$T/seven
+start_simboard "$N" --name-prefix seven --seed 3
 line_config "$pki/run.yaml" <<YAML
 station: test-station
 slots:
@@ -39,29 +42,30 @@ slots:
   - board_map: $T/six/map.yaml
   - board_map: $T/bigfive/map.yaml
   - board_map: $T/bigsix/map.yaml
+  - board_map: $T/seven/map.yaml
 pool:
   workers: 2
 YAML
 
-line_run_all "$pki/run.yaml" "$T/events.jsonl" $((8 * N))
+line_run_all "$pki/run.yaml" "$T/events.jsonl" $((9 * N))
 for i in $(seq 0 $((N - 1))); do
-	for v in one two three four five six bigfive bigsix; do
+	for v in one two three four five six bigfive bigsix seven; do
 		"$SIMBOARD" verify "$T/$v/$v$i" --root "$pki/factory-root.pem" >"$T/verify.out" ||
 			fail "simboard verify $v$i: $(cat "$T/verify.out")"
 	done
-	for v in three four five six bigfive bigsix; do
+	for v in three four five six bigfive bigsix seven; do
 		cmp -s "$T/two/two$i/files/root.crt" "$T/$v/$v$i/files/root.crt" ||
 			fail "root.crt differs between versions"
 	done
 done
 # Every state of a board of versions 3 to 6 is in the event stream, as for the others.
-for b in three0 four0 five0 six0 bigsix0; do
+for b in three0 four0 five0 six0 bigsix0 seven0; do
 	for st in written committed verified; do
 		grep '"event":"state"' "$T/events.jsonl" | grep "\"slot\":\"$b\"" | grep -q "\"to\":\"$st\"" ||
 			fail "$b never entered $st: $(grep "\"slot\":\"$b\"" "$T/events.jsonl" | head -20)"
 	done
 done
-ok "$N boards each of versions 1 to 6 (5 and 6 also with frames of 4096 bytes) on one line: all pass, simboard verify, every state seen"
+ok "$N boards each of versions 1 to 7 (5 and 6 also with frames of 4096 bytes) on one line: all pass, simboard verify, every state seen"
 
 # Per board of each version, from the HELLO that found it to DONE: the average of a pass
 # event's field (the bytes: both directions), over the boards with no request sent again (a
@@ -70,8 +74,9 @@ per_board() {
 	grep '"event":"pass"' "$T/events.jsonl" | grep "\"slot\":\"$1[0-9]" |
 		jq -r "select(.retransmits == 0) | $2" | awk '{ s += $1; n++ } END { if (n) printf "%d", s / n }'
 }
-for v in one two three four five six bigfive bigsix; do
-	declare "b_$v=$(per_board $v '.tx_bytes + .rx_bytes')" "r_$v=$(per_board $v .requests)"
+for v in one two three four five six bigfive bigsix seven; do
+	declare "b_$v=$(per_board $v '.tx_bytes + .rx_bytes')" "r_$v=$(per_board $v .requests)" \
+		"t_$v=$(per_board $v .turns)"
 done
 [ -n "$b_five" ] && [ -n "$r_five" ] && [ -n "$b_four" ] && [ -n "$r_four" ] && [ -n "$r_three" ] && [ -n "$r_two" ] || fail "no bytes or requests in pass events without retransmissions: $(grep '"event":"pass"' "$T/events.jsonl" | jq -c '{slot, retransmits}' | paste -sd' ')"
 [ "$r_three" -eq $((r_two - 2)) ] || fail "a board of version 3 took $r_three round trips, one of version 2 $r_two (2 fewer expected)"
@@ -90,7 +95,16 @@ done
 [ "$r_bigsix" -eq $((r_bigfive - 2)) ] ||
 	fail "frames of 4096: a board of version 6 took $r_bigsix round trips, one of version 5 $r_bigfive (2 fewer expected)"
 [ "$b_bigsix" -le "$b_bigfive" ] || fail "frames of 4096: a board of version 6 took $b_bigsix bytes, one of version 5 $b_bigfive"
-ok "per board: version 1 $r_one round trips, $b_one bytes; version 2 $r_two, $b_two; version 3 $r_three, $b_three; version 4 $r_four, $b_four; version 5 $r_five, $b_five; version 6 $r_six, $b_six; frames of 4096: version 5 $r_bigfive, $b_bigfive; version 6 $r_bigsix, $b_bigsix"
+# Version 7: the same requests and bytes as version 6; root.crt has sota.toml behind it and
+# client.pem has client.chained (with COMMIT and VERIFY): two turns fewer. Up to version 6
+# every request is a turn.
+[ -n "$r_seven" ] && [ -n "$t_seven" ] || fail "no requests or turns for the boards of version 7"
+[ "$t_six" -eq "$r_six" ] || fail "a board of version 6 took $t_six turns for $r_six requests"
+[ "$r_seven" -eq "$r_six" ] && [ "$b_seven" -le $((b_six + 20)) ] && [ "$b_seven" -ge $((b_six - 20)) ] ||
+	fail "frames of 1024: a board of version 7 took $r_seven requests and $b_seven bytes, one of version 6 $r_six and $b_six"
+[ "$t_seven" -eq $((r_seven - 2)) ] ||
+	fail "a board of version 7 took $t_seven turns for $r_seven requests (2 fewer expected)"
+ok "per board: version 1 $r_one round trips, $b_one bytes; version 2 $r_two, $b_two; version 3 $r_three, $b_three; version 4 $r_four, $b_four; version 5 $r_five, $b_five; version 6 $r_six, $b_six; version 7 $r_seven requests in $t_seven round trips, $b_seven bytes; frames of 4096: version 5 $r_bigfive, $b_bigfive; version 6 $r_bigsix, $b_bigsix"
 
 # Boards that lose power (0) or their link (1) at the WRITE that carries COMMIT and VERIFY, or
 # whose answers all lose a byte on their first transmission (2). Version 3: the fifth WRITE
@@ -99,7 +113,7 @@ ok "per board: version 1 $r_one round trips, $b_one bytes; version 2 $r_two, $b_
 # 4096: the second (client.pem and client.chained, after root.crt and sota.toml).
 stop_more_simboards
 stop_simboard
-for v in 3:three:5:1024 4:four:4:1024 5:five:4:1024 6:bigsix:2:4096; do
+for v in 3:three:5:1024 4:four:4:1024 5:five:4:1024 6:bigsix:2:4096 7:seven:4:1024; do
 	IFS=: read -r ver name w frame <<<"$v"
 	stop_simboard
 	rm -rf "$T/faults" "$T/faults.jsonl"
@@ -122,7 +136,7 @@ done
 stop_simboard
 rm -rf "$T/faults" "$T/faults.jsonl"
 LINE_DIR=$T/faults
-start_simboard 2 --name-prefix err --seed 5 --max-frame 4096 --fault "error=WRITE/2:err0" \
+start_simboard 2 --name-prefix err --seed 5 --protocol 6 --max-frame 4096 --fault "error=WRITE/2:err0" \
 	--error-text "storage hiccup"
 faults_run 2 err
 sim_logged "err0: error at WRITE" || fail "the error fault did not happen: $(cat "$T/simboard.log")"

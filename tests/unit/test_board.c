@@ -519,7 +519,7 @@ static void test_hello_first(void **state)
 	assert_string_equal(v, "SN 1");
 	assert_int_equal(drv_proto_get_text(&f, "bauds", v, sizeof(v), err, sizeof(err)), 0);
 	assert_string_equal(v, "115200,460800,921600");
-	ask(t, 9, "HELLO", (const char *const[]){ "v=7", NULL }, &f);
+	ask(t, 9, "HELLO", (const char *const[]){ "v=8", NULL }, &f);
 	want_error(&f, "VERSION");
 	board_free(t);
 }
@@ -1511,6 +1511,88 @@ static void test_refuse(void **state)
 	board_free(t);
 }
 
+/* The answer sent k answers before the last (0: the last), and whether it was fresh. */
+static const char *sent_back(const struct t *t, unsigned int k, int *fresh)
+{
+	unsigned int at = (t->plat.n + 15 - k) % 16;
+
+	*fresh = t->plat.fresh[at];
+	return t->plat.out[at];
+}
+
+/* Version 7 (PROTOCOL.md 11): HELLO announces win=2 in a session of version 7, not in one
+ * of version 6. Two requests in one feed (the second sent before the first's answer) are
+ * answered in their order; each, sent again, alone or both, gets its own kept answer byte
+ * for byte, marked not fresh, while it is one of the last two; one older than that is
+ * executed again. In a session of version 6 one answer is kept, as before. */
+static void test_version7(void **state)
+{
+	static const char *const hello_sha = "sha=2CF24DBA5FB0A30E26E83B2AC5B9E29E1B161E5C1FA7425E73043362938B9824";
+	static const char *const wa[] = { "path=a", "mode=0644", "size=5", hello_sha, "off=0", "raw=hello", NULL };
+	static const char *const wb[] = { "path=b", "mode=0644", "size=5", hello_sha, "off=0", "copy=a,0,5", NULL };
+	static const char *const wc[] = { "path=c", "mode=0600", "size=5", hello_sha, "off=0", "data=aGVsbG8=", NULL };
+	struct t *t = board_new(NULL, 0);
+	struct drv_proto_frame f;
+	char two[8192], ans_a[4096], ans_b[4096];
+	size_t na, nb;
+	unsigned int total;
+	int fresh;
+
+	(void)state;
+	ask(t, 1, "HELLO", (const char *const[]){ "v=1,2,3,4,5,6,7", "max=4096", NULL }, &f);
+	assert_int_equal(answer_uint(&f, "v"), 7);
+	assert_int_equal(answer_uint(&f, "win"), 2);
+	na = build(two, 2, "WRITE", wa);
+	nb = build(two + na, 3, "WRITE", wb);
+	total = t->plat.total;
+	feed(t, two, na + nb, 0, 1000);
+	assert_int_equal(t->plat.total, total + 2);
+	strcpy(ans_a, sent_back(t, 1, &fresh));
+	assert_int_equal(fresh, 1);
+	assert_non_null(strstr(ans_a, "~@P1 A 2 WRITE path=a have=5 done=1 "));
+	strcpy(ans_b, sent_back(t, 0, &fresh));
+	assert_int_equal(fresh, 1);
+	assert_non_null(strstr(ans_b, "~@P1 A 3 WRITE path=b have=5 done=1 "));
+	/* Sent again: each its own kept answer, nothing done again. */
+	feed(t, two, na, 1, 1000);
+	assert_string_equal(sent_back(t, 0, &fresh), ans_a);
+	assert_int_equal(fresh, 0);
+	feed(t, two + na, nb, 0, 1000);
+	assert_string_equal(sent_back(t, 0, &fresh), ans_b);
+	assert_int_equal(fresh, 0);
+	total = t->plat.total;
+	feed(t, two, na + nb, 0, 1000);
+	assert_int_equal(t->plat.total, total + 2);
+	assert_string_equal(sent_back(t, 1, &fresh), ans_a);
+	assert_int_equal(fresh, 0);
+	assert_string_equal(sent_back(t, 0, &fresh), ans_b);
+	assert_int_equal(fresh, 0);
+	/* A third request: the first is out of the window and is executed when sent again. */
+	ask(t, 4, "WRITE", wc, &f);
+	assert_string_equal(f.type, "WRITE");
+	feed(t, two + na, nb, 0, 1000);
+	assert_string_equal(sent_back(t, 0, &fresh), ans_b);
+	assert_int_equal(fresh, 0);
+	feed(t, two, na, 0, 1000);
+	assert_non_null(strstr(sent_back(t, 0, &fresh), "~@P1 A 2 WRITE path=a have=5 done=1 "));
+	assert_int_equal(fresh, 1);
+
+	/* Version 6: no win, one answer kept. */
+	ask(t, 5, "HELLO", (const char *const[]){ "v=1,2,3,4,5,6", "max=4096", NULL }, &f);
+	assert_int_equal(answer_uint(&f, "v"), 6);
+	assert_false(drv_proto_has(&f, "win"));
+	na = build(two, 6, "WRITE", wa);
+	nb = build(two + na, 7, "WRITE", wb);
+	feed(t, two, na + nb, 0, 1000);
+	feed(t, two + na, nb, 0, 1000);
+	sent_back(t, 0, &fresh);
+	assert_int_equal(fresh, 0);
+	feed(t, two, na, 0, 1000);
+	assert_non_null(strstr(sent_back(t, 0, &fresh), "~@P1 A 6 WRITE path=a have=5 done=1 "));
+	assert_int_equal(fresh, 1);
+	board_free(t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1525,6 +1607,7 @@ int main(void)
 		cmocka_unit_test(test_version3),
 		cmocka_unit_test(test_version4),
 		cmocka_unit_test(test_version5), cmocka_unit_test(test_version6),
+		cmocka_unit_test(test_version7),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

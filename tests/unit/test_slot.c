@@ -93,6 +93,12 @@ struct board {
 	int fail_multi; /* the next WRITE of several files is answered ERROR HASH */
 	int bad_multi;  /* the next is answered with its second file's part for another path
 			 * (1) or without it (2), nothing written */
+	/* Version 7 (PROTOCOL.md 11): the requests it says it takes at once (0: says nothing),
+	 * the WRITEs it answered with the next request already in (sent behind it), and the
+	 * fault it plays on the first of them. */
+	unsigned win, piped;
+	int offset_piped; /* answered ERROR OFFSET, have=0: the file lost, nothing written */
+	int short_piped;  /* answered have=0 done=0: the chunk not taken, nothing written */
 };
 
 struct fx {
@@ -286,6 +292,8 @@ static void answer_hello(struct fx *fx, const struct got *g)
 		drv_proto_add_text(&b, "dev", fx->b.dev);
 	drv_proto_add_text(&b, "key", "file");
 	drv_proto_add_text(&b, "boot", fx->b.boot);
+	if (fx->b.version >= 7 && fx->b.win)
+		drv_proto_add_uint(&b, "win", fx->b.win);
 	if (fx->b.bauds) {
 		char list[64], *items[8], *save = NULL;
 		size_t n = 0;
@@ -508,6 +516,26 @@ static void answer_write(struct fx *fx, const struct got *g)
 		}
 	} else {
 		fx->b.single_writes++;
+	}
+	if (fx->qn > 0) {
+		/* The station's next request came before this answer. */
+		assert_true(fx->b.version >= 7 && fx->b.win >= 2);
+		if (fx->b.piped++ == 0 && fx->b.offset_piped) {
+			answer_have(fx, g, "OFFSET", 0);
+			return;
+		}
+		if (fx->b.piped == 1 && fx->b.short_piped) {
+			char p0[256];
+
+			assert_int_equal(drv_proto_get_text(&g->f, "path", p0, sizeof(p0), NULL, 0), 0);
+			drv_proto_begin(&b, buf, sizeof(buf), DRV_PROTO_ANSWER, g->f.seq,
+					DRV_PROTO_WRITE);
+			drv_proto_add_text(&b, "path", p0);
+			drv_proto_add_uint(&b, "have", 0);
+			drv_proto_add_uint(&b, "done", 0);
+			frame_end(fx, &b);
+			return;
+		}
 	}
 	drv_proto_begin(&b, buf, sizeof(buf), DRV_PROTO_ANSWER, g->f.seq, DRV_PROTO_WRITE);
 	for (k = 0; k < parts; k++) {
@@ -1597,7 +1625,7 @@ static void play_v2(struct fx *fx, char *result, size_t cap)
 			char v[16];
 
 			assert_int_equal(drv_proto_get_text(&g.f, "v", v, sizeof(v), NULL, 0), 0);
-			assert_string_equal(v, "1,2,3,4,5,6");
+			assert_string_equal(v, "1,2,3,4,5,6,7");
 			offered = 1;
 		}
 		if (strcmp(g.f.type, DRV_PROTO_DONE) == 0)
@@ -1773,6 +1801,141 @@ static void test_v5_pem(void **state)
 	play_v2(fx, result, sizeof(result));
 	assert_string_equal(result, "pass");
 	assert_int_equal(fx->b.pem_chunks, 0);
+}
+
+/* A board of version 7 (PROTOCOL.md 11) that takes two requests at once, frames of 1024
+ * bytes: a WRITE that completes its file and carries nothing else has the next WRITE sent
+ * behind it, before its answer: device.crt has chained.crt behind it, which carries COMMIT
+ * and VERIFY (the early files, id and chain.crt, go in one WRITE, and nothing is behind it
+ * while the certificate is signed). The requests are those of version 6, the files the
+ * same. A board that says nothing of win gets one request at a time. The first of
+ * a pair answered ERROR OFFSET (the file lost), or answered without its chunk taken (have=0
+ * done=0): the one behind it is forgotten, its answer ignored, and both files go again; the
+ * board passes with the right files. The answer to
+ * the first of a pair lost: the second's answer alone is not taken, both are sent again
+ * byte for byte, and the board passes. */
+static struct fx *again_v(void **state, unsigned version, unsigned max);
+static uint64_t stray_mark;
+
+static int stray_grew(struct fx *fx)
+{
+	return fx->slot->stray > stray_mark;
+}
+
+/* Plays a good board until the station sends a WRITE with another behind it: the first in a,
+ * not answered, the other still queued. */
+static void find_pair(struct fx *fx, struct got *a)
+{
+	for (;;) {
+		play_until(fx, a, DRV_PROTO_WRITE);
+		if (fx->qn > 0)
+			return;
+		answer(fx, a);
+	}
+}
+
+/* Plays a good board to DONE, which must say pass, and its outcome. */
+static void play_to_pass(struct fx *fx)
+{
+	struct got g;
+	char result[16];
+
+	play_until(fx, &g, DRV_PROTO_DONE);
+	assert_int_equal(drv_proto_get_text(&g.f, "result", result, sizeof(result), NULL, 0), 0);
+	assert_string_equal(result, "pass");
+	answer(fx, &g);
+	run_until(fx, outcome_seen);
+}
+
+static void test_v7_window(void **state)
+{
+	struct fx *fx = *state;
+	struct got a, b2, g;
+	char result[64], path[64];
+	unsigned v6_writes;
+	uint64_t off;
+
+	fx->b.version = 6;
+	fx->b.max = 1024;
+	fx->chain_pem = test_chain_pem;
+	play_v2(fx, result, sizeof(result));
+	assert_string_equal(result, "pass");
+	v6_writes = fx->b.single_writes + fx->b.multi_writes;
+
+	fx = again_v(state, 7, 1024);
+	fx->b.win = 2;
+	play_v2(fx, result, sizeof(result));
+	assert_string_equal(result, "pass");
+	print_message("WRITEs: version 6 %u, version 7 %u (%u sent behind another)\n", v6_writes,
+		      fx->b.single_writes + fx->b.multi_writes, fx->b.piped);
+	assert_int_equal(fx->b.single_writes + fx->b.multi_writes, v6_writes);
+	assert_int_equal(fx->b.piped, 1);
+	assert_int_equal(fx->b.folded_commits, 1);
+	assert_int_equal(fx->b.folded_verifies, 1);
+	assert_memory_equal(assert_chained(fx), "-----BEGIN CERTIFICATE-----\n", 28);
+	assert_int_equal(fx->slot->retransmits, 0);
+
+	fx = again_v(state, 7, 1024);
+	play_v2(fx, result, sizeof(result));
+	assert_string_equal(result, "pass");
+	assert_int_equal(fx->b.piped, 0);
+
+	fx = again_v(state, 7, 1024);
+	fx->b.win = 2;
+	fx->b.offset_piped = 1;
+	play_v2(fx, result, sizeof(result));
+	assert_string_equal(result, "pass");
+	assert_int_equal(fx->b.single_writes + fx->b.multi_writes, v6_writes + 2);
+	assert_int_equal(fx->b.piped, 2);
+	assert_memory_equal(assert_chained(fx), "-----BEGIN CERTIFICATE-----\n", 28);
+
+	/* The chunk not taken: the answer behind it, in before the station sends again, is
+	 * not taken for anything (a stray), and the file goes again from its start. */
+	fx = again_v(state, 7, 1024);
+	fx->b.win = 2;
+	fx->b.short_piped = 1;
+	start(fx, 0);
+	find_pair(fx, &a);
+	answer(fx, &a);
+	next_frame(fx, &b2);
+	answer(fx, &b2);
+	next_frame(fx, &g);
+	assert_int_equal(fx->slot->stray, 1);
+	assert_int_equal(g.f.seq, b2.f.seq + 1);
+	assert_int_equal(drv_proto_get_text(&g.f, "path", result, sizeof(result), NULL, 0), 0);
+	assert_int_equal(drv_proto_get_text(&a.f, "path", path, sizeof(path), NULL, 0), 0);
+	assert_string_equal(result, path);
+	assert_int_equal(drv_proto_get_uint(&g.f, "off", 0, UINT64_MAX, &off, NULL, 0), 0);
+	assert_int_equal(off, 0);
+	answer(fx, &g);
+	play_to_pass(fx);
+	assert_memory_equal(assert_chained(fx), "-----BEGIN CERTIFICATE-----\n", 28);
+
+	fx = again_v(state, 7, 1024);
+	fx->b.win = 2;
+	start(fx, 0);
+	find_pair(fx, &a);
+	next_frame(fx, &b2);
+	assert_string_equal(b2.f.type, DRV_PROTO_WRITE);
+	assert_int_equal(b2.f.seq, a.f.seq + 1);
+	stray_mark = fx->slot->stray;
+	answer(fx, &b2);
+	run_until(fx, stray_grew);
+	assert_int_equal(fx->slot->stray, stray_mark + 1);
+	expire(fx);
+	next_frame(fx, &g);
+	assert_int_equal(g.f.seq, a.f.seq);
+	assert_int_equal(g.f.len, a.f.len);
+	assert_memory_equal(g.line, a.line, a.f.len);
+	answer(fx, &g);
+	next_frame(fx, &g);
+	assert_int_equal(g.f.seq, b2.f.seq);
+	assert_int_equal(g.f.len, b2.f.len);
+	assert_memory_equal(g.line, b2.line, b2.f.len);
+	answer(fx, &g);
+	play_to_pass(fx);
+	assert_int_equal(fx->slot->retransmits, 1);
+	assert_memory_equal(assert_chained(fx), "-----BEGIN CERTIFICATE-----\n", 28);
 }
 
 /* The fixture of *state set up again, for a board of version with frames of max bytes and
@@ -2005,6 +2168,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_v4_lost, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_v5_pem, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_v6_files, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_v7_window, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_v3_sum_differs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_early_writes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_early_writes_reboot, setup, teardown),
