@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The board core's footprint on a Cortex-M4 (Debian's gcc-arm-none-eabi and newlib nano,
-# -Os -mcpu=cortex-m4 -mthumb, frames of 512 bytes and 8 staged files as a microcontroller
-# would build it, no crypto: the key and storage are the firmware's): it builds with the
+# -Os -mcpu=cortex-m4 -mthumb, frames of 512 bytes, 8 staged files and one kept answer
+# (BRD_WINDOW=1: protocol version 7 without its window, each more answer kept is another
+# frame's bytes of RAM) as a microcontroller would build it, no crypto: the key and storage are the firmware's): it builds with the
 # core's strict flags; flash (text + data) and RAM (data + bss of one board, plus the worst
 # call chain's stack from GCC's -fcallgraph-info=su) stay within 24 KiB and 6 KiB. Flash
 # and static RAM are the difference between a firmware stub with the core and the same stub
@@ -16,7 +17,7 @@ if ! command -v arm-none-eabi-gcc >/dev/null || [ ! -e /usr/lib/arm-none-eabi/ne
 fi
 B=$SOURCE_DIR/drivers/board
 CFLAGS=(-std=c99 -pedantic -Wall -Wextra -Werror -Os -mcpu=cortex-m4 -mthumb -ffunction-sections
-	-fdata-sections -DBRD_LINE_MAX=512 -DBRD_MAX_STAGED=8 -I"$B" -I"$SOURCE_DIR/drivers/base")
+	-fdata-sections -DBRD_LINE_MAX=512 -DBRD_MAX_STAGED=8 -DBRD_WINDOW=1 -I"$B" -I"$SOURCE_DIR/drivers/base")
 cd "$T"
 for f in "$B"/board.c "$B"/frame.c "$B"/sha256.c "$B"/csr.c "$SOURCE_DIR"/drivers/base/b64.c; do
 	arm-none-eabi-gcc "${CFLAGS[@]}" -fstack-usage -fcallgraph-info=su -c "$f" ||
@@ -151,7 +152,7 @@ END {
 }' ./*.ci)
 read -r stack at <<<"$stack"
 ram=$((static + stack))
-echo "Cortex-M4 -Os: flash $flash B (text+data), RAM $ram B = $static B static (one board, LINE_MAX 512, 8 staged files) + $stack B stack ($at, the worst entry point)"
+echo "Cortex-M4 -Os: flash $flash B (text+data), RAM $ram B = $static B static (one board, LINE_MAX 512, 8 staged files, WINDOW 1) + $stack B stack ($at, the worst entry point)"
 [ "$stack" -gt 0 ] || fail "no stack figure from -fcallgraph-info"
 [ "$flash" -le 24576 ] || fail "flash $flash B is over 24 KiB"
 [ "$ram" -le 6144 ] || fail "RAM $ram B is over 6 KiB"
