@@ -57,11 +57,13 @@ fi
 #  - paced at 115200 baud, 1 to 256 slots: throughput against the wire bound (>= 0.95 at 256);
 #  - the same line with the boards switched to 921600 (max_baud): the speed-up over that bound;
 #  - 16 slots whose answers leave 16 ms late (a USB adapter's latency timer), boards of
-#    protocol versions 2 to 6, and 5 and 6 with frames of 4096 bytes (two files a WRITE in
-#    version 6): what the round trips and bytes cost; then 16 ms against 1 ms (the
-#    low-latency mode the station asks serial ports for) and none;
+#    protocol versions 2 to 7, and 5 to 7 with frames of 4096 bytes (two files a WRITE in
+#    version 6, a WRITE sent behind another in version 7): what the round trips and bytes
+#    cost; then 16 ms against 1 ms (the low-latency mode the station asks serial ports for)
+#    and none;
 #  - 1024 slots paced at 115200: throughput against the wire bound (>= 0.95), with the
-#    station's and simboard's CPU per board;
+#    station's and simboard's CPU per board; then boards of version 6 against version 7,
+#    interleaved;
 #  - 8 and 1024 slots: RSS per added slot (<= 64 KiB);
 #  - unpaced, 64 and 256 slots, file key and SoftHSM2: issuance per core against the
 #    crypto-only bound (>= 0.6); the station's CPU per board over the bound with the board's
@@ -84,14 +86,14 @@ if [ "${BENCH_STATION:-1}" != 0 ]; then
 		--rounds "$rounds" --json "$results/maxbaud.json" || true
 	# Round trips on a real line: a USB-serial adapter holds a board's answer up to its
 	# latency timer (often 16 ms). Boards of protocol version 2 (10 requests a board),
-	# version 3 (8), version 4 (7), version 5 (7, fewer bytes) and version 6 (7 with frames
-	# of 1024 bytes), then versions 5 and 6 with frames of 4096 (7 and 5), each answer 16 ms
-	# late, in interleaved rounds.
+	# version 3 (8), version 4 (7), version 5 (7, fewer bytes), version 6 (7 with frames of
+	# 1024 bytes) and version 7 (7 requests in 5 turns), then versions 5, 6 and 7 with frames
+	# of 4096 (7, 5 and 5), each answer 16 ms late, in interleaved rounds.
 	echo "== station bench: paced at 115200, answers 16 ms late (a USB adapter's latency" \
-		"timer): boards of protocol versions 2 to 6, and 5 and 6 with frames of 4096" \
+		"timer): boards of protocol versions 2 to 7, and 5 to 7 with frames of 4096" \
 		"bytes, interleaved"
 	for ((r = 1; r <= rounds; r++)); do
-		for vf in 2:1024 3:1024 4:1024 5:1024 6:1024 5:4096 6:4096; do
+		for vf in 2:1024 3:1024 4:1024 5:1024 6:1024 7:1024 5:4096 6:4096 7:4096; do
 			IFS=: read -r v f <<<"$vf"
 			printf 'round %d, version %d, frames of %d: ' "$r" "$v" "$f"
 			"$st" bench --slots 16 --boards-per-slot 4 --baud 115200 --board-protocol "$v" \
@@ -103,9 +105,9 @@ if [ "${BENCH_STATION:-1}" != 0 ]; then
 	echo "(columns as in the tables below: slots, boards, boards/h, wire bound/h, ratio," \
 		"p50/p95/p99 ms, ...)"
 	# What the low-latency mode the station asks serial ports for is worth: an FTDI adapter's
-	# timer at 16 ms (its default) against 1 ms (the mode), and no wait at all, version 6
+	# timer at 16 ms (its default) against 1 ms (the mode), and no wait at all, version 7
 	# with frames of 1024, in interleaved rounds.
-	echo "== station bench: paced at 115200, version 6, answers 16 ms late against 1 ms (an" \
+	echo "== station bench: paced at 115200, version 7, answers 16 ms late against 1 ms (an" \
 		"adapter in low-latency mode) and none, interleaved"
 	for ((r = 1; r <= rounds; r++)); do
 		for t in 16 1 0; do
@@ -124,6 +126,18 @@ if [ "${BENCH_STATION:-1}" != 0 ]; then
 	"$st" bench --slots 1024 --boards-per-slot 12 --baud 115200 --rounds "$rounds" \
 		--json "$results/paced-1024.json" |
 		grep -E '^ +(cpu|wire|limited by|throughput|turns) |x \(crypto|simboard \(|^ +1024 |^ slots' || true
+	# The same line of boards of version 6 (7 turns a board) against version 7 (5: a WRITE
+	# sent behind another), in interleaved rounds of one each.
+	echo "== station bench: 1024 slots paced at 115200, twelve boards a slot, version 6" \
+		"against version 7, interleaved"
+	for ((r = 1; r <= rounds; r++)); do
+		for v in 6 7; do
+			echo "round $r, version $v:"
+			"$st" bench --slots 1024 --boards-per-slot 12 --baud 115200 --board-protocol "$v" \
+				--json "$results/paced-1024-v$v-$r.json" |
+				grep -E '^ +(throughput|turns) |^ +1024 ' || echo "failed"
+		done
+	done
 	echo "== station bench: memory at 8 and 1024 slots"
 	"$st" bench --slots 8,1024 --baud 115200 -q --json "$results/rss.json" || true
 	for signer in file softhsm; do

@@ -919,9 +919,9 @@ int st_bench_run(const struct st_bench_opts *o, unsigned slots, unsigned long bo
 			argv[a++] = frame;
 		}
 		if (o->turnaround_ms) {
-			/* simboard's slow fault on every answer: it leaves late, the board
-			 * reading nothing meanwhile. */
-			snprintf(slow, sizeof(slow), "slow=%u:100%%", o->turnaround_ms);
+			/* simboard's latency fault on every answer: it leaves late, what the
+			 * board answers meanwhile (a request sent behind it) with it. */
+			snprintf(slow, sizeof(slow), "latency=%u:100%%", o->turnaround_ms);
 			argv[a++] = "--fault";
 			argv[a++] = slow;
 		}

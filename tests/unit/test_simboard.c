@@ -179,6 +179,8 @@ struct client {
 	char err_line[DRV_PROTO_MAX_LINE]; /* last seq-0 ERROR */
 	int boots, crc_errors, frame_errors, seq0_errors, attempts;
 	size_t console;
+	uint32_t fed[8]; /* the seqs of the answers in the last bytes fed (cl_feed) */
+	unsigned nfed;
 };
 
 static void cl_frame(void *arg, const struct drv_proto_frame *f)
@@ -192,6 +194,8 @@ static void cl_frame(void *arg, const struct drv_proto_frame *f)
 	}
 	if (f->kind != DRV_PROTO_ANSWER)
 		return;
+	if (f->seq && c->nfed < sizeof(c->fed) / sizeof(c->fed[0]))
+		c->fed[c->nfed++] = f->seq;
 	if (f->seq == 0) {
 		c->seq0_errors++;
 		memcpy(c->err_line, f->line, f->len);
@@ -612,7 +616,7 @@ static X509 *cert0;
 static int group_setup(void **state)
 {
 	static const char *const args[] = {
-		"--boards", "14", "--max-frame", "512", "--noise", "--seed", "42",
+		"--boards", "15", "--max-frame", "512", "--noise", "--seed", "42",
 		"--reconnect-ms", "200", "--reboot-ms", "200",
 		"--fault", "crc:board1",
 		"--fault", "drop:board2",
@@ -626,6 +630,7 @@ static int group_setup(void **state)
 		"--fault", "bad-csr=extra-attr:board10",
 		"--fault", "dup-id=board0:board11",
 		"--fault", "baud:board12",
+		"--fault", "latency=3000:board14",
 		NULL,
 	};
 	const char *d = tu_tmpdir("simboard");
@@ -964,7 +969,7 @@ static void test_protocol_rules(void **state)
 	assert_non_null(strstr(text, "FOO"));
 
 	cl_begin(&c, DRV_PROTO_HELLO);
-	drv_proto_add_text(&c.bld, "v", "7");
+	drv_proto_add_text(&c.bld, "v", "8");
 	cl_end(&c);
 	cl_call(&c);
 	assert_error(&c, "VERSION");
@@ -1159,6 +1164,50 @@ static void test_fault_slow_and_hang(void **state)
 	assert_int_equal(h.boots, 0);
 	cl_close(&c);
 	cl_close(&h);
+}
+
+/* The latency fault holds an answer as an adapter's latency timer does: the board reads the
+ * request sent behind it meanwhile and answers it, and that answer leaves with the one held,
+ * in the same bytes, in order. (The slow fault's board reads nothing while it waits: its
+ * second answer could not come with the first.) */
+static void test_fault_latency(void **state)
+{
+	struct client c;
+	char both[2 * DRV_PROTO_MAX_LINE];
+	char buf[4096], err[256];
+	size_t n;
+
+	(void)state;
+	cl_open_board(&c, &sim, 14);
+	cl_begin(&c, DRV_PROTO_HELLO);
+	drv_proto_add_text(&c.bld, "v", "1");
+	cl_end(&c);
+	memcpy(both, c.req, c.reqlen);
+	n = c.reqlen;
+	cl_begin(&c, "FOO");
+	cl_end(&c);
+	memcpy(both + n, c.req, c.reqlen);
+	memcpy(c.req, both, n + c.reqlen);
+	c.reqlen += n;
+	cl_send(&c);
+	/* latency=3000 cannot answer within 200 ms. */
+	assert_int_equal(cl_wait(&c, 200), 0);
+	for (int64_t end = now_ms() + WAIT_MS; c.nfed == 0 && now_ms() < end;) {
+		struct pollfd pfd = { .fd = drv_port_fd(c.port), .events = POLLIN };
+		ssize_t r;
+
+		if (poll(&pfd, 1, 100) <= 0)
+			continue;
+		r = drv_port_read(c.port, buf, sizeof(buf), err, sizeof(err));
+		assert_true(r >= 0);
+		drv_proto_decoder_feed(&c.dec, buf, (size_t)r);
+	}
+	assert_int_equal(c.nfed, 2);
+	assert_int_equal(c.fed[0], c.seq - 1);
+	assert_int_equal(c.fed[1], c.seq);
+	assert_int_equal(c.answered, 1);
+	assert_error(&c, "UNKNOWN");
+	cl_close(&c);
 }
 
 static void test_fault_disconnect(void **state)
@@ -1894,6 +1943,7 @@ int main(void)
 		cmocka_unit_test(test_fault_crc),
 		cmocka_unit_test(test_fault_drop),
 		cmocka_unit_test(test_fault_slow_and_hang),
+		cmocka_unit_test(test_fault_latency),
 		cmocka_unit_test(test_fault_disconnect),
 		cmocka_unit_test(test_fault_power_loss),
 		cmocka_unit_test(test_fault_bad_csr),
