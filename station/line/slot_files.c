@@ -435,14 +435,14 @@ static void build_write(struct st_slot *s, struct drv_proto_builder *b)
 	r->fold = fold;
 	r->nsect = 1;
 	n = fold ? 0 : add_chunk(s, b, w);
-	r->pipe_wi = r->woff + n == w->len ? r->wi + 1 : r->wi;
-	if (!fold && r->pipe_wi > r->wi && s->board.version >= 6 && !r->single && !r->inst_sent)
+	r->next_wi = r->woff + n == w->len ? r->wi + 1 : r->wi;
+	if (!fold && r->next_wi > r->wi && s->board.version >= 6 && !r->single && !r->inst_sent)
 		add_files(s, b);
-	if (r->pipe_wi > r->wi)
-		r->pipe_wi = r->wi + r->nsect;
+	if (r->next_wi > r->wi)
+		r->next_wi = r->wi + r->nsect;
 }
 
-/* Version 7 (PROTOCOL.md 11): behind the WRITE just finished (not sent yet), the one that
+/* Version 7 (PROTOCOL.md 11): behind the outstanding WRITE (sent or not yet), the one that
  * follows it when it is answered as expected, for a board that takes two requests at once:
  * only when that WRITE completes its files and carries no other step, so that the next
  * one's bytes do not hang on its answer, and not while writing goes one file at a time
@@ -451,17 +451,17 @@ static void pipe_write(struct st_slot *s)
 {
 	struct slot_run *r = s->run;
 	struct drv_proto_builder b;
-	size_t wi = r->wi, nsect = r->nsect, at = s->req_len, len;
+	size_t wi = r->wi, nsect = r->nsect, next = r->next_wi, at = s->req_len, len;
 	uint64_t woff = r->woff;
 	int wident = r->wident, inst = r->inst_sent;
 	uint32_t seq = s->seq == UINT32_MAX ? 1 : s->seq + 1;
 	char err[160];
 
-	if (s->board.version < 7 || s->board.win < 2 || r->fold || r->inst_sent || r->single ||
-	    r->pipe_wi <= r->wi || r->pipe_wi >= r->nfiles ||
-	    (s->state == ST_SLOT_QUEUED && r->pipe_wi >= r->nearly))
+	if (s->board.version < 7 || s->board.win < 2 || s->pipe_at || r->fold || r->inst_sent ||
+	    r->single || next <= wi || next >= r->nfiles ||
+	    (s->state == ST_SLOT_QUEUED && next >= r->nearly))
 		return;
-	r->wi = r->pipe_wi;
+	r->wi = next;
 	r->woff = 0;
 	r->wident = 0;
 	drv_proto_begin(&b, s->req + at, s->tx_max, DRV_PROTO_REQUEST, seq, DRV_PROTO_WRITE);
@@ -469,7 +469,9 @@ static void pipe_write(struct st_slot *s)
 	r->pipe_nsect = r->nsect;
 	r->pipe_fold = r->fold;
 	r->pipe_inst = r->inst_sent;
-	r->pipe_wi = r->wi;
+	r->pipe_wi = next;
+	r->pipe_next = r->next_wi;
+	r->next_wi = next;
 	r->wi = wi;
 	r->woff = woff;
 	r->wident = wident;
@@ -484,6 +486,15 @@ static void pipe_write(struct st_slot *s)
 	s->req_len = at + len;
 	s->requests++;
 	s->piped++;
+}
+
+void slot_pipe_more(struct st_slot *s)
+{
+	size_t len = s->req_len;
+
+	pipe_write(s);
+	if (s->req_len != len)
+		slot_tx_flush(s);
 }
 
 void slot_send_write(struct st_slot *s)
@@ -601,6 +612,10 @@ void slot_on_write_answer(struct st_slot *s, const struct drv_proto_frame *f)
 	 * done, as it expected; otherwise the state decides what is sent next. */
 	if (s->pipe_at && rc == 0 && k == n && done[n - 1] && r->wi == r->pipe_wi) {
 		slot_pipe_promote(s);
+		r->next_wi = r->pipe_next;
+		/* And the one after it behind it, so that the board is never left waiting. */
+		pipe_write(s);
+		slot_tx_flush(s);
 		return;
 	}
 	slot_pipe_drop(s);

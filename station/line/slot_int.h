@@ -145,9 +145,11 @@ struct slot_run {
 	int inst_sent; /* the WRITE outstanding is a copy of the installed file (wfile.inst) */
 	size_t nsect;  /* files in the WRITE outstanding (version 6: up to SLOT_WRITE_FILES) */
 	int single;    /* version 6: one file a WRITE again, after an ERROR to several */
-	/* Version 7: the WRITE sent behind the outstanding one (st_slot.pipe_at): the file it
-	 * starts at, and its nsect, fold and inst_sent, which become the run's when it does. */
-	size_t pipe_wi, pipe_nsect;
+	/* Version 7: the file the WRITE after the outstanding one starts at when that one is
+	 * answered as expected (wi when it does not complete its file). The WRITE sent behind
+	 * the outstanding one (st_slot.pipe_at): the file it starts at, the one after it, and its
+	 * nsect, fold and inst_sent, which become the run's when it is the outstanding one. */
+	size_t next_wi, pipe_wi, pipe_next, pipe_nsect;
 	unsigned pipe_fold;
 	int pipe_inst;
 	unsigned write_restarts, stalls;
@@ -241,6 +243,7 @@ void slot_on_verify_answer(struct st_slot *s, const struct drv_proto_frame *f);
 void slot_on_write_answer(struct st_slot *s, const struct drv_proto_frame *f);
 int slot_prepare_files(struct st_slot *s, char *err, size_t errlen);
 void slot_prepare_early(struct st_slot *s);
+void slot_pipe_more(struct st_slot *s);
 int slot_restart_writing(struct st_slot *s, const char *why);
 void slot_send_commit(struct st_slot *s);
 void slot_send_verify(struct st_slot *s);

@@ -220,8 +220,8 @@ void slot_pipe_drop(struct st_slot *s)
 	s->pipe_at = 0;
 }
 
-/* Version 7: the outstanding WRITE was answered as expected: the one behind it, sent already,
- * is the outstanding request now, waited for from here. */
+/* Version 7: the outstanding WRITE was answered as expected: the one behind it, sent already
+ * (or still leaving: slot_tx_flush), is the outstanding request now, waited for from here. */
 void slot_pipe_promote(struct st_slot *s)
 {
 	struct slot_run *r = s->run;
@@ -243,7 +243,6 @@ void slot_pipe_promote(struct st_slot *s)
 	s->req_sent = uv_hrtime();
 	s->req_rx0 = s->rx_bytes;
 	slot_schedule(s, TW_REQUEST, s->req_timeout);
-	slot_tx_flush(s);
 }
 
 /* Sends the outstanding request again, byte for byte: the board answers a repeated seq from
@@ -905,11 +904,18 @@ void slot_on_frame_error(void *arg, int code, const char *msg, const char *line,
 	on_damaged(s);
 }
 
-/* What the current state sends next, when nothing is outstanding. */
+/* What the current state sends next, when nothing is outstanding (or, in version 7, behind
+ * the WRITE outstanding). */
 void slot_kick(struct st_slot *s)
 {
 	struct slot_run *r = s->run;
 
+	if (s->port && r && s->req_kind == RQ_WRITE) {
+		/* Version 7: a WRITE may go behind the one outstanding now (the certificate was
+		 * signed meanwhile). */
+		slot_pipe_more(s);
+		return;
+	}
 	if (!s->port || s->req_kind != RQ_NONE || !r)
 		return;
 	if (s->state == ST_SLOT_QUEUED) {

@@ -10,7 +10,7 @@
 # board of version 5 with such frames (root.crt with sota.toml, client.pem with
 # client.chained), and no more bytes. The bytes and round trips per board of each version
 # are printed. Version 7 (a WRITE sent behind another): the requests and bytes of version 6
-# in two turns fewer, each counted in the pass event. Boards of versions 3 to 7 that lose
+# in two or three turns fewer, each counted in the pass event. Boards of versions 3 to 7 that lose
 # power or their link at the WRITE that carries COMMIT and VERIFY (in version 7 the second
 # of a pair), or whose every answer is damaged on its first transmission (the answer is sent
 # again from the kept one; in version 7 the pair is sent again), still end with the right
@@ -96,14 +96,15 @@ done
 	fail "frames of 4096: a board of version 6 took $r_bigsix round trips, one of version 5 $r_bigfive (2 fewer expected)"
 [ "$b_bigsix" -le "$b_bigfive" ] || fail "frames of 4096: a board of version 6 took $b_bigsix bytes, one of version 5 $b_bigfive"
 # Version 7: the same requests and bytes as version 6; root.crt has sota.toml behind it and
-# client.pem has client.chained (with COMMIT and VERIFY): two turns fewer. Up to version 6
-# every request is a turn.
+# client.pem has client.chained (with COMMIT and VERIFY): two turns fewer; three when the
+# certificate is signed before the answer to root.crt, and client.pem goes behind sota.toml
+# too. Up to version 6 every request is a turn.
 [ -n "$r_seven" ] && [ -n "$t_seven" ] || fail "no requests or turns for the boards of version 7"
 [ "$t_six" -eq "$r_six" ] || fail "a board of version 6 took $t_six turns for $r_six requests"
 [ "$r_seven" -eq "$r_six" ] && [ "$b_seven" -le $((b_six + 20)) ] && [ "$b_seven" -ge $((b_six - 20)) ] ||
 	fail "frames of 1024: a board of version 7 took $r_seven requests and $b_seven bytes, one of version 6 $r_six and $b_six"
-[ "$t_seven" -eq $((r_seven - 2)) ] ||
-	fail "a board of version 7 took $t_seven turns for $r_seven requests (2 fewer expected)"
+[ "$t_seven" -le $((r_seven - 2)) ] && [ "$t_seven" -ge $((r_seven - 3)) ] ||
+	fail "a board of version 7 took $t_seven turns for $r_seven requests (2 or 3 fewer expected)"
 ok "per board: version 1 $r_one round trips, $b_one bytes; version 2 $r_two, $b_two; version 3 $r_three, $b_three; version 4 $r_four, $b_four; version 5 $r_five, $b_five; version 6 $r_six, $b_six; version 7 $r_seven requests in $t_seven round trips, $b_seven bytes; frames of 4096: version 5 $r_bigfive, $b_bigfive; version 6 $r_bigsix, $b_bigsix"
 
 # Boards that lose power (0) or their link (1) at the WRITE that carries COMMIT and VERIFY, or

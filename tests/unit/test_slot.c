@@ -1806,9 +1806,9 @@ static void test_v5_pem(void **state)
 /* A board of version 7 (PROTOCOL.md 11) that takes two requests at once, frames of 1024
  * bytes: a WRITE that completes its file and carries nothing else has the next WRITE sent
  * behind it, before its answer: device.crt has chained.crt behind it, which carries COMMIT
- * and VERIFY (the early files, id and chain.crt, go in one WRITE, and nothing is behind it
- * while the certificate is signed). The requests are those of version 6, the files the
- * same. A board that says nothing of win gets one request at a time. The first of
+ * and VERIFY (the early files, id and chain.crt, go in one WRITE; nothing is behind it
+ * while the certificate is signed, and device.crt once it is). The requests are those of
+ * version 6, the files the same. A board that says nothing of win gets one request at a time. The first of
  * a pair answered ERROR OFFSET (the file lost), or answered without its chunk taken (have=0
  * done=0): the one behind it is forgotten, its answer ignored, and both files go again; the
  * board passes with the right files. The answer to
@@ -1847,6 +1847,19 @@ static void play_to_pass(struct fx *fx)
 	run_until(fx, outcome_seen);
 }
 
+/* Starts the board, writes the early files with the signing held (gate), then lets it go. */
+static void early_then_signed(struct fx *fx)
+{
+	struct got g;
+
+	gate(1);
+	start(fx, 0);
+	play_until(fx, &g, DRV_PROTO_WRITE);
+	answer(fx, &g);
+	run_until(fx, queued_idle);
+	gate(0);
+}
+
 static void test_v7_window(void **state)
 {
 	struct fx *fx = *state;
@@ -1858,33 +1871,56 @@ static void test_v7_window(void **state)
 	fx->b.version = 6;
 	fx->b.max = 1024;
 	fx->chain_pem = test_chain_pem;
-	play_v2(fx, result, sizeof(result));
-	assert_string_equal(result, "pass");
+	early_then_signed(fx);
+	play_to_pass(fx);
 	v6_writes = fx->b.single_writes + fx->b.multi_writes;
 
 	fx = again_v(state, 7, 1024);
 	fx->b.win = 2;
-	play_v2(fx, result, sizeof(result));
-	assert_string_equal(result, "pass");
+	early_then_signed(fx);
+	play_to_pass(fx);
 	print_message("WRITEs: version 6 %u, version 7 %u (%u sent behind another)\n", v6_writes,
 		      fx->b.single_writes + fx->b.multi_writes, fx->b.piped);
 	assert_int_equal(fx->b.single_writes + fx->b.multi_writes, v6_writes);
 	assert_int_equal(fx->b.piped, 1);
+	assert_int_equal(fx->slot->piped, 1);
 	assert_int_equal(fx->b.folded_commits, 1);
 	assert_int_equal(fx->b.folded_verifies, 1);
 	assert_memory_equal(assert_chained(fx), "-----BEGIN CERTIFICATE-----\n", 28);
 	assert_int_equal(fx->slot->retransmits, 0);
 
 	fx = again_v(state, 7, 1024);
-	play_v2(fx, result, sizeof(result));
-	assert_string_equal(result, "pass");
+	early_then_signed(fx);
+	play_to_pass(fx);
 	assert_int_equal(fx->b.piped, 0);
+	assert_int_equal(fx->slot->piped, 0);
+
+	/* Signed while the early files' WRITE is out: device.crt goes behind it at once, and
+	 * chained.crt behind device.crt once that is answered. */
+	fx = again_v(state, 7, 1024);
+	fx->b.win = 2;
+	gate(1);
+	start(fx, 0);
+	play_until(fx, &a, DRV_PROTO_WRITE);
+	gate(0);
+	run_until(fx, is_signed);
+	expect_write(fx, &b2, "etc/dev/device.crt");
+	assert_int_equal(b2.f.seq, a.f.seq + 1);
+	answer(fx, &a);
+	answer(fx, &b2);
+	expect_write(fx, &g, "etc/dev/chained.crt");
+	assert_int_equal(g.f.seq, b2.f.seq + 1);
+	answer(fx, &g);
+	play_to_pass(fx);
+	assert_int_equal(fx->slot->piped, 2);
+	assert_int_equal(fx->b.single_writes + fx->b.multi_writes, v6_writes);
+	assert_memory_equal(assert_chained(fx), "-----BEGIN CERTIFICATE-----\n", 28);
 
 	fx = again_v(state, 7, 1024);
 	fx->b.win = 2;
 	fx->b.offset_piped = 1;
-	play_v2(fx, result, sizeof(result));
-	assert_string_equal(result, "pass");
+	early_then_signed(fx);
+	play_to_pass(fx);
 	assert_int_equal(fx->b.single_writes + fx->b.multi_writes, v6_writes + 2);
 	assert_int_equal(fx->b.piped, 2);
 	assert_memory_equal(assert_chained(fx), "-----BEGIN CERTIFICATE-----\n", 28);
@@ -1894,7 +1930,7 @@ static void test_v7_window(void **state)
 	fx = again_v(state, 7, 1024);
 	fx->b.win = 2;
 	fx->b.short_piped = 1;
-	start(fx, 0);
+	early_then_signed(fx);
 	find_pair(fx, &a);
 	answer(fx, &a);
 	next_frame(fx, &b2);
@@ -1913,7 +1949,7 @@ static void test_v7_window(void **state)
 
 	fx = again_v(state, 7, 1024);
 	fx->b.win = 2;
-	start(fx, 0);
+	early_then_signed(fx);
 	find_pair(fx, &a);
 	next_frame(fx, &b2);
 	assert_string_equal(b2.f.type, DRV_PROTO_WRITE);
