@@ -126,7 +126,7 @@ if [ "${BENCH_STATION:-1}" != 0 ]; then
 	"$st" bench --slots 1024 --boards-per-slot 12 --baud 115200 --rounds "$rounds" \
 		--json "$results/paced-1024.json" |
 		grep -E '^ +(cpu|wire|limited by|throughput|turns) |x \(crypto|simboard \(|^ +1024 |^ slots' || true
-	# The same line of boards of version 6 (7 turns a board) against version 7 (5: a WRITE
+	# The same line of boards of version 6 (7 turns a board) against version 7 (4 or 5: a WRITE
 	# sent behind another), in interleaved rounds of one each.
 	echo "== station bench: 1024 slots paced at 115200, twelve boards a slot, version 6" \
 		"against version 7, interleaved"

@@ -156,8 +156,9 @@ void st_bench_print_result(const struct st_bench_result *r)
 		double turns_ms = r->sim_turn_ms * r->sim_turns_per_board;
 
 		printf("  turns       the station's next bytes reached a board %.2f ms after its "
-		       "answer's last byte on average (seen from the boards: PTY delivery both "
-		       "ways and both loops), %.1f turns a board: %.1f ms a board",
+		       "answer's last byte, with no request in hand, on average (seen from the "
+		       "boards: PTY delivery both ways and both loops), %.1f turns a board: %.1f "
+		       "ms a board",
 		       r->sim_turn_ms, r->sim_turns_per_board, turns_ms);
 		if (!isnan(r->wire_s))
 			printf(" = %.3f of its wire time", turns_ms / 1000 / r->wire_s);
