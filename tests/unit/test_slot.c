@@ -1813,7 +1813,7 @@ static void test_v5_pem(void **state)
  * done=0): the one behind it is forgotten, its answer ignored, and both files go again; the
  * board passes with the right files. The answer to
  * the first of a pair lost: the second's answer alone is not taken, both are sent again
- * byte for byte, and the board passes. */
+ * byte for byte, and the board passes. A win out of 1..8 is a malformed HELLO answer. */
 static struct fx *again_v(void **state, unsigned version, unsigned max);
 static uint64_t stray_mark;
 
@@ -1858,6 +1858,11 @@ static void early_then_signed(struct fx *fx)
 	answer(fx, &g);
 	run_until(fx, queued_idle);
 	gate(0);
+}
+
+static int has_last_error(struct fx *fx)
+{
+	return fx->slot->last_error[0] != 0;
 }
 
 static void test_v7_window(void **state)
@@ -1972,6 +1977,20 @@ static void test_v7_window(void **state)
 	play_to_pass(fx);
 	assert_int_equal(fx->slot->retransmits, 1);
 	assert_memory_equal(assert_chained(fx), "-----BEGIN CERTIFICATE-----\n", 28);
+
+	/* A win out of 1..8: the HELLO answer is malformed, asked again, and no run starts. */
+	fx = again_v(state, 7, 1024);
+	fx->b.win = 9;
+	start(fx, 0);
+	for (unsigned i = 0; i < TRIES; i++) {
+		next_frame(fx, &g);
+		assert_string_equal(g.f.type, DRV_PROTO_HELLO);
+		answer(fx, &g);
+	}
+	run_until(fx, has_last_error);
+	assert_non_null(strstr(fx->slot->last_error, "'win'"));
+	assert_null(fx->slot->run);
+	assert_int_equal(fx->slot->state, ST_SLOT_WAITING);
 }
 
 /* The fixture of *state set up again, for a board of version with frames of max bytes and
