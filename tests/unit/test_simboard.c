@@ -824,7 +824,9 @@ static void test_full_flow(void **state)
 	files[0].name = "client.pem", files[0].data = client_pem, files[0].len = client_len;
 	files[1].name = "client.chained", files[1].data = chained, files[1].len = chained_len;
 	files[2].name = "root.crt", files[2].data = root_pem, files[2].len = root_len;
-	files[3].name = "sota.toml", files[3].data = sota, files[3].len = len;
+	/* A long name: the four entries and the signature then never fit in one 512-byte
+	 * answer, whatever the signature's length (a DER ECDSA signature is 68 to 72 bytes). */
+	files[3].name = "sota-configuration.toml", files[3].data = sota, files[3].len = len;
 	for (i = 0; i < 4; i++)
 		assert_null(write_file(&c, files[i].name, "0644", files[i].data, files[i].len, 0));
 	/* Nothing is installed before COMMIT. */
@@ -912,7 +914,7 @@ static void test_full_flow(void **state)
 			}
 			rounds++;
 		} while (seen < total);
-		/* Four files and a signature do not fit in one 512-byte answer. */
+		/* Four files and a signature do not fit in one 512-byte answer (see files[3]). */
 		assert_true(rounds > 1);
 	}
 
@@ -1462,13 +1464,13 @@ static void test_restart_keeps_state(void **state)
 	/* A committed file changed behind the board's back is caught by verify. */
 	snprintf(bdir, sizeof(bdir), "%s/board0", sim.dir);
 	assert_int_equal(run_verify(bdir, pki.root_pem_path, out, sizeof(out)), 0);
-	snprintf(path, sizeof(path), "%s/files/sota.toml", bdir);
+	snprintf(path, sizeof(path), "%s/files/sota-configuration.toml", bdir);
 	f = fopen(path, "a");
 	assert_non_null(f);
 	fputs("tampered = true\n", f);
 	fclose(f);
 	assert_int_equal(run_verify(bdir, pki.root_pem_path, out, sizeof(out)), 1);
-	assert_non_null(strstr(out, "sota.toml: changed since commit"));
+	assert_non_null(strstr(out, "sota-configuration.toml: changed since commit"));
 	/* And a board whose certificate is not for its key fails too (board13 has no cert). */
 	snprintf(bdir, sizeof(bdir), "%s/board13", sim.dir);
 	assert_int_equal(run_verify(bdir, pki.root_pem_path, out, sizeof(out)), 1);
