@@ -18,6 +18,11 @@ expect_fail "fault on a missing board" "no board \"board9\" \\(boards are board0
 	"$SIMBOARD" --dir "$T/x" --boards 2 --fault crc:board9
 expect_fail "bad-csr needs a variant" "bad-csr needs" "$SIMBOARD" --dir "$T/x" --fault bad-csr
 expect_fail "bad rate" "rate \"150%\"" "$SIMBOARD" --dir "$T/x" --fault crc:150%
+# A fault's milliseconds are a number, or the fault is refused by name (atoi took "abc" for 0).
+for spec in slow=abc latency=5x latency=-1 latency=700000 babble=0 slow=; do
+	expect_fail "--fault $spec refused" "--fault $spec: expected ${spec%%=*}=MS" \
+		"$SIMBOARD" --dir "$T/x" --fault "$spec"
+done
 expect_fail "one UUID for many boards" "needs --boards 1" \
 	"$SIMBOARD" --dir "$T/x" --boards 2 --device-id 0c1a5e3a-7f7e-4c43-9b1b-0a8c1f2f6d10
 expect_fail "verify needs --root" "usage: simboard verify" "$SIMBOARD" verify "$T/x"
