@@ -206,9 +206,10 @@ ok "bench paced at 921600 baud: wire bound and ratio"
 # The slots shared out over two simboard processes: every board still passes, the boards'
 # view of the station's turns is reported, and the wire ratio stays below 1 (fixture delays
 # are made good, never more than that). The turns (the waits of a board with no request in
-# hand): a whole count over the 7 boards, at least the waits for CSR, the first WRITE and
-# DONE a board (each request needs the answer before it), and the time they add a board is
-# their number times their mean, as a share of the board's wire time too.
+# hand): a whole count over the 7 boards, some of them, and the time they add a board is
+# their number times their mean, as a share of the board's wire time too. (Their number is
+# not bounded below: a station that answers within the microseconds between a board's last
+# write and its look at the line leaves no wait to see.)
 "$STATION" bench --slots 5 --boards 7 --baud 921600 --bound-n 50 --sim-procs 2 \
 	--json "$T/procs.json" --dir "$T/work" >"$T/procs.out" 2>"$T/procs.err" ||
 	fail "bench (2 simboard processes) failed: $(tail -5 "$T/procs.err")"
@@ -216,7 +217,7 @@ check_json "$T/procs.json"
 jq -e '.runs[0] | .simboard_processes == 2 and .simboard_turn_ms > 0 and
 	.wire.ratio > 0 and .wire.ratio < 1 and .passed == 7 and
 	(.simboard_turns_per_board * 7 | . - round | fabs < 1e-9) and
-	.simboard_turns_per_board >= 3 and
+	.simboard_turns_per_board > 0 and
 	.simboard_turns_per_board == ($m[0].medians[0].simboard_turns_per_board)' \
 	--slurpfile m "$T/procs.json" "$T/procs.json" >/dev/null ||
 	fail "procs.json: $(jq -c '.runs[0] | {simboard_processes, simboard_turn_ms,
