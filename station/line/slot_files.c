@@ -454,7 +454,7 @@ static void pipe_write(struct st_slot *s)
 	size_t wi = r->wi, nsect = r->nsect, next = r->next_wi, at = s->req_len, len;
 	uint64_t woff = r->woff;
 	int wident = r->wident, inst = r->inst_sent;
-	uint32_t seq = s->seq == UINT32_MAX ? 1 : s->seq + 1;
+	uint32_t seq = slot_seq_after(s->seq);
 	char err[160];
 
 	if (s->board.version < 7 || s->board.win < 2 || s->pipe_at || r->fold || r->inst_sent ||
@@ -610,7 +610,7 @@ void slot_on_write_answer(struct st_slot *s, const struct drv_proto_frame *f)
 		rc = file_answered(s, have[k], done[k], f, k + 1 == n);
 	/* Version 7: the WRITE sent behind this one goes on when every file of this one is
 	 * done, as it expected; otherwise the state decides what is sent next. */
-	if (s->pipe_at && rc == 0 && k == n && done[n - 1] && r->wi == r->pipe_wi) {
+	if (s->pipe_at && rc == 0 && r->wi == r->pipe_wi) {
 		slot_pipe_promote(s);
 		r->next_wi = r->pipe_next;
 		/* And the one after it behind it, so that the board is never left waiting. */

@@ -233,6 +233,7 @@ void slot_send_hello(struct st_slot *s, int kind);
 void slot_send_req(struct st_slot *s, struct drv_proto_builder *b, int kind);
 int slot_finish_req(struct st_slot *s, struct drv_proto_builder *b, int kind);
 void slot_send_finished(struct st_slot *s);
+uint32_t slot_seq_after(uint32_t seq);
 void slot_pipe_drop(struct st_slot *s);
 void slot_pipe_promote(struct st_slot *s);
 

@@ -80,9 +80,15 @@ int slot_board_item(const struct drv_proto_frame *f, const struct drv_proto_fiel
 
 /* ---- Requests ------------------------------------------------------------------------ */
 
+/* The request number after seq: 1, 2, ... 4294967295, then 1 again (0 is the events'). */
+uint32_t slot_seq_after(uint32_t seq)
+{
+	return seq == UINT32_MAX ? 1 : seq + 1;
+}
+
 static uint32_t next_seq(struct st_slot *s)
 {
-	s->seq = s->seq == UINT32_MAX ? 1 : s->seq + 1;
+	s->seq = slot_seq_after(s->seq);
 	return s->seq;
 }
 
