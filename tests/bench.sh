@@ -125,7 +125,7 @@ if [ "${BENCH_STATION:-1}" != 0 ]; then
 		"both processes' CPU per board, turns)"
 	"$st" bench --slots 1024 --boards-per-slot 12 --baud 115200 --rounds "$rounds" \
 		--json "$results/paced-1024.json" |
-		grep -E '^ +(cpu|wire|limited by|throughput|turns) |x \(crypto|simboard \(|^ +1024 |^ slots' || true
+		grep -E '^ +(cpu|wire|limited by|throughput|turns|machine) |x \(crypto|simboard \(|^ +1024 |^ slots' || true
 	# The same line of boards of version 6 (7 turns a board) against version 7 (4 or 5: a WRITE
 	# sent behind another), in interleaved rounds of one each.
 	echo "== station bench: 1024 slots paced at 115200, twelve boards a slot, version 6" \
@@ -135,7 +135,7 @@ if [ "${BENCH_STATION:-1}" != 0 ]; then
 			echo "round $r, version $v:"
 			"$st" bench --slots 1024 --boards-per-slot 12 --baud 115200 --board-protocol "$v" \
 				--json "$results/paced-1024-v$v-$r.json" |
-				grep -E '^ +(throughput|turns) |^ +1024 ' || echo "failed"
+				grep -E '^ +(throughput|turns|machine) |^ +1024 ' || echo "failed"
 		done
 	done
 	echo "== station bench: memory at 8 and 1024 slots"

@@ -185,6 +185,18 @@ int st_bench_wire_minimum(const char *board_dir, size_t nonce_len, struct st_ben
 #define ST_BENCH_NONCE_LEN 32
 
 /* One run's figures. Doubles that do not apply are NAN (null in JSON). */
+/* What may have limited a run (st_bench_limit). */
+enum st_bench_limit_kind {
+	ST_BENCH_LIM_WIRE,      /* steady boards/h over the wire bound */
+	ST_BENCH_LIM_SIGN,      /* certs/s while CSRs waited over the signing bound */
+	ST_BENCH_LIM_CPU,       /* the station's loop thread busy, or all its CPUs */
+	ST_BENCH_LIM_SIM,       /* the simulated boards' processes busy */
+	ST_BENCH_LIM_LEDGER,    /* the ledger thread busy */
+	ST_BENCH_LIM_MACHINE,   /* the machine's CPUs busy: the station, simboard and the
+				 * kernel's PTY work share them */
+	ST_BENCH_LIM_COUNT
+};
+
 struct st_bench_result {
 	/* Configuration. */
 	unsigned slots;
@@ -258,6 +270,9 @@ struct st_bench_result {
 				 * station's next bytes, seen from the boards, mean */
 	double sim_turns_per_board; /* those turns over the boards put in (passed or failed) */
 	double loadavg;         /* the machine's 1-minute load average after the run */
+	double machine_busy;    /* the machine's CPUs busy from the station's first event to
+				 * its exit (/proc/stat: every process's and the kernel's
+				 * work over CPUs x time); NAN: not read */
 	unsigned long commits;  /* ledger commits (one fsync each), from the pool's last words
 				 * in the station's log; 0 when it did not say */
 	double commits_per_board; /* commits / passed */
@@ -266,21 +281,13 @@ struct st_bench_result {
 
 	/* What limited the run (st_bench_limit): each candidate's use of its bound over the
 	 * span, and the one closest to 1. */
-	double ratio[5];        /* by enum st_bench_limit_kind; NAN: does not apply */
+	double ratio[ST_BENCH_LIM_COUNT]; /* by enum st_bench_limit_kind; NAN: does not apply */
 	int limit;              /* enum st_bench_limit_kind; -1: no figures */
 	char limit_reason[200];
 };
 
-enum st_bench_limit_kind {
-	ST_BENCH_LIM_WIRE,      /* steady boards/h over the wire bound */
-	ST_BENCH_LIM_SIGN,      /* certs/s while CSRs waited over the signing bound */
-	ST_BENCH_LIM_CPU,       /* the station's loop thread busy, or all its CPUs */
-	ST_BENCH_LIM_SIM,       /* the simulated boards' processes busy */
-	ST_BENCH_LIM_LEDGER,    /* the ledger thread busy */
-	ST_BENCH_LIM_COUNT
-};
-
-/* The candidates' names ("wire", "signing", "station-cpu", "simboard-cpu", "ledger"). */
+/* The candidates' names ("wire", "signing", "station-cpu", "simboard-cpu", "ledger",
+ * "machine-cpu"). */
 const char *st_bench_limit_name(int kind);
 
 /* Fills r->ratio, r->limit and r->limit_reason from the figures already in *r: the bound

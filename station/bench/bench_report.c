@@ -150,6 +150,10 @@ void st_bench_print_result(const struct st_bench_result *r)
 		printf("              times on a CPU a board (each a wake-up or a return from a "
 		       "preemption): loop %.2f, ledger %.2f, workers %.2f\n",
 		       r->th.loop_runs / n, r->th.ledger_runs / n, r->th.workers_runs / n);
+	if (!isnan(r->machine_busy))
+		printf("  machine     its %ld CPUs busy %.2f of the run: the station, simboard, the "
+		       "kernel's PTY work and anything else running\n",
+		       sysconf(_SC_NPROCESSORS_ONLN), r->machine_busy);
 	if (!isnan(r->sim_turn_ms)) {
 		/* What the turns add to a board's time on top of its bytes: on a paced line,
 		 * the part of the gap to the wire bound that is not bytes. */
@@ -250,8 +254,9 @@ void st_bench_print_footer(const struct st_bench_opts *o, const struct st_bench_
 
 const char *st_bench_limit_name(int kind)
 {
-	static const char *const names[ST_BENCH_LIM_COUNT] = { "wire", "signing", "station-cpu",
-							       "simboard-cpu", "ledger" };
+	static const char *const names[ST_BENCH_LIM_COUNT] = {
+		"wire", "signing", "station-cpu", "simboard-cpu", "ledger", "machine-cpu"
+	};
 
 	return kind >= 0 && kind < ST_BENCH_LIM_COUNT ? names[kind] : "none";
 }
@@ -279,6 +284,7 @@ void st_bench_limit(struct st_bench_result *r, long ncpu)
 				   busy(r->cpu_s, r->span_s, (double)ncpu));
 	q[ST_BENCH_LIM_SIM] = busy(sim_cpu, r->span_s, sims ? sims : 1);
 	q[ST_BENCH_LIM_LEDGER] = busy(r->th.ledger_cpu_s, r->span_s, 1);
+	q[ST_BENCH_LIM_MACHINE] = r->machine_busy;
 	r->limit = -1;
 	t[0] = 0;
 	if (!r->passed)
@@ -308,6 +314,10 @@ void st_bench_limit(struct st_bench_result *r, long ncpu)
 		break;
 	case ST_BENCH_LIM_LEDGER:
 		snprintf(t, cap, "the ledger thread busy %.2f of the span", q[ST_BENCH_LIM_LEDGER]);
+		break;
+	case ST_BENCH_LIM_MACHINE:
+		snprintf(t, cap, "the machine's %ld CPUs busy %.2f of the run, shared by the station, "
+			 "simboard and the kernel's PTY work", ncpu, q[ST_BENCH_LIM_MACHINE]);
 		break;
 	default:
 		snprintf(t, cap, "no bound measured");
@@ -465,6 +475,7 @@ static json_t *result_json(const struct st_bench_result *r)
 	json_object_set_new(o, "simboard_processes", json_integer(r->sim_procs));
 	json_object_set_new(o, "stagger_ms", json_integer(r->stagger_ms));
 	json_object_set_new(o, "loadavg", num(r->loadavg));
+	json_object_set_new(o, "machine_busy", num(r->machine_busy));
 	json_object_set_new(o, "rss", json_pack("{s:I,s:o}", "peak_kib",
 						 (json_int_t)r->rss_peak_kib, "per_slot_kib",
 						 num(r->rss_per_slot_kib)));

@@ -181,6 +181,22 @@ static double loadavg1(void)
 	return v;
 }
 
+/* The machine's CPU time from /proc/stat's first line, in clock ticks: *busy every state
+ * but idle and iowait, *all every state (guest time is inside user). Returns 0 or -1. */
+static int machine_ticks(double *busy, double *all)
+{
+	char buf[512];
+	unsigned long long v[8] = { 0 };
+
+	if (st_bench_read_file("/proc/stat", buf, sizeof(buf)) != 0 ||
+	    sscanf(buf, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2],
+		   &v[3], &v[4], &v[5], &v[6], &v[7]) != 8)
+		return -1;
+	*all = (double)(v[0] + v[1] + v[2] + v[3] + v[4] + v[5] + v[6] + v[7]);
+	*busy = *all - (double)(v[3] + v[4]);
+	return 0;
+}
+
 /* ---- Set-up --------------------------------------------------------------------------- */
 
 static const char PROFILE[] = "# The simulated boards' profile (Foundries-style files).\n"
@@ -803,6 +819,8 @@ int st_bench_run(const struct st_bench_opts *o, unsigned slots, unsigned long bo
 	struct rusage ru;
 	char ntotal[32], line[300], path[PATH_MAX + 64], path2[PATH_MAX + 64];
 	double t0, sim_cpu0 = 0, sim_cpu = 0, sim_wait0 = 0, sim_wait = 0, cpu0 = 0;
+	double mbusy0 = 0, mall0 = 0, mbusy = 0, mall = 0;
+	int machine_ok = 0;
 	pid_t sim[ST_BENCH_SIM_MAX], run = -1;
 	unsigned k;
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
@@ -981,9 +999,14 @@ int st_bench_run(const struct st_bench_opts *o, unsigned slots, unsigned long bo
 			sims_schedstat(sim, res->sim_procs, &sim_cpu0, &sim_wait0);
 			sim_cpu = sim_cpu0;
 			sim_wait = sim_wait0;
+			machine_ok = machine_ticks(&mbusy0, &mall0) == 0;
+			mbusy = mbusy0;
+			mall = mall0;
 		} else if (started) {
 			st_bench_sample(&st, 0);
 			sims_schedstat(sim, res->sim_procs, &sim_cpu, &sim_wait);
+			if (machine_ok && machine_ticks(&mbusy, &mall) != 0)
+				machine_ok = 0;
 		}
 		for (k = 0; k < res->sim_procs; k++) {
 			if (waitpid(sim[k], &status, WNOHANG) == sim[k])
@@ -1011,8 +1034,12 @@ int st_bench_run(const struct st_bench_opts *o, unsigned slots, unsigned long bo
 		 * processes under test. */
 		sleep_ms(now_s() - t0 < 1 ? SAMPLE_MS : 5 * SAMPLE_MS);
 	}
+	/* The station's exit ends the machine's window, as it ends its CPU time's. */
+	if (machine_ok && machine_ticks(&mbusy, &mall) != 0)
+		machine_ok = 0;
 	res->elapsed_s = now_s() - t0;
 	res->loadavg = loadavg1();
+	res->machine_busy = machine_ok && mall > mall0 ? (mbusy - mbusy0) / (mall - mall0) : NAN;
 
 	if (!(WIFEXITED(status) && (WEXITSTATUS(status) == 0 || WEXITSTATUS(status) == 1)) &&
 	    !res->error[0]) {
@@ -1206,6 +1233,7 @@ void st_bench_median(const struct st_bench_result *r, size_t n, struct st_bench_
 	MED(sim_turn_ms);
 	MED(sim_turns_per_board);
 	MED(loadavg);
+	MED(machine_busy);
 	MED(rss_peak_kib);
 	MED(rss_per_slot_kib);
 	MED(steady_window_s);

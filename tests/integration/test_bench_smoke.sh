@@ -102,11 +102,20 @@ check_json() {
 	# What limited each run: one of the candidates, the one whose ratio is closest to 1,
 	# with a reason.
 	jq -e '[.runs[], .medians[] | select(.passed > 0) | .limit as $l |
-		($l.by | IN("wire", "signing", "station-cpu", "simboard-cpu", "ledger")) and
+		($l.by | IN("wire", "signing", "station-cpu", "simboard-cpu", "ledger",
+			"machine-cpu")) and
 		($l.reason | length > 0) and ($l.ratios[$l.by] != null) and
 		([$l.ratios[] | select(. != null) | (1 - .) | fabs] | min) ==
 		((1 - $l.ratios[$l.by]) | fabs)] | all' "$f" >/dev/null ||
 		fail "$f: no limit, or not the ratio closest to 1: $(jq -c '[.runs[] | .limit]' "$f")"
+	# The machine's CPUs busy over the run (/proc/stat), a fraction, and the figure the
+	# limit weighed (/proc/stat counts in hundredths of a second: a run of less than a
+	# tenth may see none).
+	jq -e '[.runs[] | select(.passed > 0 and .elapsed_s >= 0.1) |
+		(.machine_busy | type == "number" and . > 0 and . <= 1) and
+		.limit.ratios["machine-cpu"] == .machine_busy] | all' "$f" >/dev/null ||
+		fail "$f: no machine figure, or not the limit's: $(jq -c '[.runs[] |
+			{machine_busy, m: .limit.ratios["machine-cpu"]}]' "$f")"
 	# No rate beyond its bound by more than the stated tolerance: the span's rate
 	# (tolerance 0) and the steady one (its tolerance). The wire bound holds unless the
 	# slots may switch to a faster rate; the emulated HSM's S/L is exact (a measured
