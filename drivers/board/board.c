@@ -77,6 +77,7 @@ int brd_init(struct brd_board *b, const struct brd_config *cfg)
 	b->key_inst = cfg->key_inst;
 	b->rnd = cfg->random;
 	b->rnd_inst = cfg->random_inst;
+	b->sha256_blocks = cfg->sha256_blocks;
 	b->plat = cfg->plat;
 	b->baud_cur = b->baud_start;
 	brd_decoder_init(&b->dec, b->max_frame);
@@ -548,7 +549,7 @@ static int cmd_csr(struct brd_board *b, const struct brd_frame *f, struct step *
 		answer_error(b, f, E_OFFSET, m.buf);
 		return STEP_ANSWERED;
 	}
-	brd_sha256(b->scratch, len, sha);
+	brd_sha256_with(b->sha256_blocks, b->scratch, len, sha);
 	answer_begin(b, &e, f, "CSR");
 	brd_enc_uint(&e, "total", len);
 	brd_enc_uint(&e, "off", off);
@@ -656,7 +657,7 @@ static int hash_file(struct brd_board *b, int staged, unsigned int idx, uint8_t 
 	size_t got;
 	int rc;
 
-	brd_sha256_init(&c);
+	brd_sha256_init_with(&c, b->sha256_blocks);
 	for (;;) {
 		rc = file_read(b, staged, idx, off, sizeof(b->scratch), &got);
 		if (rc != 0)
@@ -1238,7 +1239,7 @@ static int verify_sum(struct brd_board *b, const struct brd_field *want, uint8_t
 	unsigned int k;
 	int idx, r;
 
-	brd_sha256_init(&sum);
+	brd_sha256_init_with(&sum, b->sha256_blocks);
 	for (k = 0; (r = brd_field_item(want, "want", k, path, sizeof(path), m)) == 1; k++) {
 		brd_sha256_update(&sum, path, strlen(path) + 1);
 		idx = installed_find(b, path, &size);
@@ -1316,7 +1317,7 @@ static int cmd_verify(struct brd_board *b, const struct brd_frame *f, struct ste
 	rc = b->key->exists(b->key_inst);
 	if (rc != 1)
 		return step_failed(b, f, st, E_NOKEY, "no key: send CSR first");
-	brd_sha256_init(&c);
+	brd_sha256_init_with(&c, b->sha256_blocks);
 	brd_sha256_update(&c, POP_CONTEXT, sizeof(POP_CONTEXT) - 1);
 	brd_sha256_update(&c, nonce, n);
 	brd_sha256_final(&c, digest);

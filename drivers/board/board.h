@@ -220,6 +220,10 @@ struct brd_config {
 	const struct brd_random_ops *random;
 	void *random_inst;
 	struct brd_platform plat;
+	/* The platform's SHA-256 compression (a hardware unit's or a crypto library's, see
+	 * sha256.h) for every hash the board makes; NULL: the core's own. Last, so that a
+	 * configuration written in order before it still compiles. */
+	brd_sha256_blocks_fn *sha256_blocks;
 };
 
 struct brd_staged {
@@ -250,6 +254,7 @@ struct brd_board {
 	void *key_inst;
 	const struct brd_random_ops *rnd;
 	void *rnd_inst;
+	brd_sha256_blocks_fn *sha256_blocks;
 	struct brd_platform plat;
 
 	/* Session. */

@@ -95,7 +95,7 @@ int main(void)
 #ifdef WITH_CORE
 	static const uint32_t bauds[] = { 115200, 921600 };
 	struct brd_config cfg = { "hw", "sku", "fw", "sn", "se", "/var/sota", NULL, 0, 115200, bauds, 2, 512, 2, 65536, 65536, 0,
-				  &st, NULL, &key, NULL, &rn, NULL, { NULL, send, set_baud, NULL, NULL, NULL } };
+				  &st, NULL, &key, NULL, &rn, NULL, { NULL, send, set_baud, NULL, NULL, NULL }, NULL };
 	if (brd_init(&board, &cfg) != 0)
 		return 1;
 	brd_boot(&board, now);

@@ -22,6 +22,7 @@
 #include "board.h"
 #include "board_mem.h"
 #include "proto.h"
+#include "sha256_openssl.h"
 #include "testutil.h"
 
 /* What the in-memory storage saw the core do that it must not: the test fails there. */
@@ -193,6 +194,9 @@ struct t {
 
 static const uint32_t bauds[] = { 115200, 460800, 921600 };
 
+/* The SHA-256 compression the next board is given (struct brd_config's sha256_blocks). */
+static brd_sha256_blocks_fn *board_blocks;
+
 static struct t *board_new_proto(const char *const *prefixes, unsigned int nprefixes,
 				 unsigned int protocol)
 {
@@ -222,6 +226,7 @@ static struct t *board_new_proto(const char *const *prefixes, unsigned int npref
 	c.key_inst = &t->key;
 	c.random = &rnd_ops;
 	c.random_inst = &t->rnd;
+	c.sha256_blocks = board_blocks;
 	c.plat.arg = &t->plat;
 	c.plat.send = p_send;
 	c.plat.set_baud = p_baud;
@@ -328,23 +333,32 @@ static uint32_t crc32_bitwise(uint32_t crc, const uint8_t *p, size_t n)
 	return ~crc;
 }
 
+/* OpenSSL's compression (sha256_openssl.c), counting the blocks it is given. */
+static size_t port_blocks;
+
+static void counted_blocks(uint32_t h[8], const uint8_t *p, size_t n)
+{
+	port_blocks += n;
+	sha256_openssl_blocks(h, p, n);
+}
+
 /* The core's SHA-256 against OpenSSL's: every length across the first blocks' boundaries,
- * in one update and in pieces of every size, and FIPS 180-2's long message. */
-static void test_sha256(void **state)
+ * in one update and in pieces of every size, and FIPS 180-2's long message; by blocks (NULL:
+ * the core's own compression). */
+static void sha256_cases(brd_sha256_blocks_fn *blocks)
 {
 	static uint8_t msg[1000000];
 	uint8_t want[SHA256_DIGEST_LENGTH], got[32];
 	struct brd_sha256 c;
 
-	(void)state;
 	for (size_t i = 0; i < sizeof(msg); i++)
 		msg[i] = (uint8_t)(i * 131 + 7);
 	for (size_t n = 0; n <= 300; n++) {
 		SHA256(msg, n, want);
-		brd_sha256(msg, n, got);
+		brd_sha256_with(blocks, msg, n, got);
 		assert_memory_equal(got, want, 32);
 		for (size_t piece = 1; piece <= 70 && piece <= n; piece += 3) {
-			brd_sha256_init(&c);
+			brd_sha256_init_with(&c, blocks);
 			for (size_t off = 0; off < n; off += piece)
 				brd_sha256_update(&c, msg + off, n - off < piece ? n - off : piece);
 			brd_sha256_final(&c, got);
@@ -352,10 +366,38 @@ static void test_sha256(void **state)
 		}
 	}
 	memset(msg, 'a', sizeof(msg));
-	brd_sha256(msg, sizeof(msg), got);
+	brd_sha256_with(blocks, msg, sizeof(msg), got);
 	assert_memory_equal(got, "\xcd\xc7\x6e\x5c\x99\x14\xfb\x92\x81\xa1\xc7\xe2\x84\xd7\x3e"
 				 "\x67\xf1\x80\x9a\x48\xa4\x97\x20\x0e\x04\x6d\x39\xcc\xc7\x11"
 				 "\x2c\xd0", 32);
+}
+
+/* The core's compression, then a platform's doing every block, the padding's too (55 bytes
+ * take one, 56 two, a million 15,626); brd_sha256() and brd_sha256_init() stay the core's. */
+static void test_sha256(void **state)
+{
+	static uint8_t m[1000000];
+	uint8_t d[32];
+	struct brd_sha256 c;
+
+	(void)state;
+	sha256_cases(NULL);
+	port_blocks = 0;
+	sha256_cases(counted_blocks);
+	assert_true(port_blocks > 0);
+	port_blocks = 0;
+	brd_sha256_with(counted_blocks, m, 55, d);
+	assert_int_equal(port_blocks, 1);
+	brd_sha256_with(counted_blocks, m, 56, d);
+	assert_int_equal(port_blocks, 3);
+	brd_sha256_with(counted_blocks, m, sizeof(m), d);
+	assert_int_equal(port_blocks, 3 + 15626);
+	port_blocks = 0;
+	brd_sha256(m, sizeof(m), d);
+	brd_sha256_init(&c);
+	brd_sha256_update(&c, m, 1000);
+	brd_sha256_final(&c, d);
+	assert_int_equal(port_blocks, 0);
 }
 
 static void test_crc32_table(void **state)
@@ -821,6 +863,39 @@ static uint64_t answer_uint(const struct drv_proto_frame *f, const char *key)
  * byte value; later chunks go without the file's identity (OFFSET have=0 when nothing is
  * staged); copies from a file staged complete or installed, SOURCE when there is none or it
  * is too short; VERIFY's want answered by one sum; a version 1 board refuses all of it. */
+/* A board given a platform's SHA-256 compression hashes by it: the file it checks on its
+ * last chunk, the CSR it answers with; one given none never calls it. */
+static void test_sha256_platform(void **state)
+{
+	uint8_t all[256];
+	char sha[65], fsha[80], fa[1200];
+	struct drv_proto_frame f;
+
+	(void)state;
+	for (unsigned int i = 0; i < 256; i++)
+		all[i] = (uint8_t)(255 - i);
+	sha_hex(all, 256, sha);
+	snprintf(fsha, sizeof(fsha), "sha=%s", sha);
+	for (int with = 1; with >= 0; with--) {
+		struct t *t;
+
+		board_blocks = with ? counted_blocks : NULL;
+		t = board_new(NULL, 0);
+		board_blocks = NULL;
+		port_blocks = 0;
+		ask(t, 1, "HELLO", (const char *const[]){ "v=1,2", "max=4096", NULL }, &f);
+		ask(t, 2, "WRITE", (const char *const[]){ "path=a", "mode=0644", "size=256", fsha, "off=0", raw_field(fa, "raw", all, 256), NULL }, &f);
+		assert_int_equal(answer_uint(&f, "done"), 1);
+		ask(t, 3, "CSR", (const char *const[]){ "cn=dev-1", "alg=ec-p256", NULL }, &f);
+		assert_string_equal(f.type, "CSR");
+		if (with)
+			assert_true(port_blocks >= 4 + 4);
+		else
+			assert_int_equal(port_blocks, 0);
+		board_free(t);
+	}
+}
+
 static void test_version2(void **state)
 {
 	struct t *t = board_new(NULL, 0), *old;
@@ -1597,6 +1672,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_crc32_table),    cmocka_unit_test(test_sha256),
+		cmocka_unit_test(test_sha256_platform),
 		cmocka_unit_test(test_decoder_splits),
 		cmocka_unit_test(test_boot),	       cmocka_unit_test(test_hello_first),
 		cmocka_unit_test(test_retransmission), cmocka_unit_test(test_frame_errors),

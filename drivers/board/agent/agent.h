@@ -102,8 +102,10 @@ struct agent_key_backend {
 	const struct brd_key_ops *ops;
 };
 extern const struct agent_key_backend agent_key_file, agent_key_pkcs11, agent_key_mbedtls;
-/* The crypto port's backends, NULL-terminated, and its random bytes (0 or -1). */
+/* The crypto port's backends, NULL-terminated, its random bytes (0 or -1), and its SHA-256
+ * compression for the board core (sha256.h) or NULL for the core's own. */
 extern const struct agent_key_backend *const agent_key_backends[];
 int agent_random(void *buf, size_t n);
+extern brd_sha256_blocks_fn *const agent_sha256_blocks;
 
 #endif

@@ -359,6 +359,7 @@ int main(int argc, char **argv)
 	bc.key = a.kb->ops;
 	bc.key_inst = a.key;
 	bc.random = &random_ops;
+	bc.sha256_blocks = agent_sha256_blocks;
 	bc.plat.arg = &a;
 	bc.plat.send = plat_send;
 	bc.plat.set_baud = plat_set_baud;
