@@ -29,7 +29,9 @@ echo "== frame codec (tests/bench/bench_codec.c)"
 # One round each at 1, 8 and 128 keep-alive connections: registrations/s against CPUs x the
 # crypto-only rate (and, for one connection, against its latency floor: two fsynced ledger
 # commits and the crypto, timed in the same run), the server's CPU per registration as a
-# multiple of the crypto-only CPU split by thread, ledger commits per registration.
+# multiple of the crypto-only CPU split by thread, ledger commits per registration. Each
+# round's bound is the mean of the crypto-only bounds measured just before and just after
+# it: on this shared machine the bound alone moves by a fifth within seconds.
 # BENCH_HTTP_ARGS: e.g. "-n 5000 -c 1,8,128 --softhsm"
 echo "== registration API over loopback HTTP (tests/bench/bench_http.c)"
 # shellcheck disable=SC2086

@@ -93,6 +93,10 @@ struct st_bench_bound {
 	double wall_s;          /* per certificate, wall clock */
 	double cpu_s;           /* per certificate, the thread's CPU time */
 	double verify_cpu_s;    /* of cpu_s, one ECDSA verification (the CSR's self-signature) */
+	/* A run's: the bound is measured before it and again after it, and the figures above
+	 * are the means (a shared machine's speed drifts); these are the two CPU times. NAN
+	 * after: the second measurement failed, and the figures are the first's. */
+	double cpu_before_s, cpu_after_s;
 };
 
 /* Measures n x (verify a device signature, sign a digest with the signer, verify that

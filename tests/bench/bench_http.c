@@ -11,6 +11,10 @@
  *   event loop, the ledger thread and the signing workers; the ledger's commits per
  *   registration;
  * - the reference server's ~276 registrations/s per core.
+ * The crypto-only bound is measured once before the rounds (the header's figures) and again
+ * on the client's thread between rounds, the server idle: a shared machine's speed drifts
+ * over a run, so each round is weighed against the mean of the bounds just before and just
+ * after it.
  *
  * The server runs on the main thread's loop as `station serve` runs it; a client thread with
  * its own loop keeps C keep-alive connections busy with N distinct devices per round (P-256
@@ -18,8 +22,12 @@
  * OSF-TOKEN). Loopback only.
  *
  * Usage: bench_http [-n N] [-c LIST] [-w WORKERS] [--softhsm] [-d DIR] [--json FILE]
+ *                   [--bound-n N] [--no-round-bounds]
  *   -n N       registrations per round (default 2000)
  *   -c LIST    connection counts, one round each (default 1,8,128)
+ *   --bound-n N          certificates the bound is measured over (default 5000)
+ *   --no-round-bounds    every round against the first bound (tests/bench/instructions.sh:
+ *                        callgrind counts the bound's instructions once)
  * Not a test: the machine's load moves the absolute figures; compare the ratios of a run. */
 #include <math.h>
 #include <pthread.h>
@@ -353,6 +361,11 @@ struct round {
 	struct st_bench_threads th; /* the process's threads over the round */
 	double client_cpu_s;        /* of th.other_cpu_s, the client's thread */
 	uint64_t commits;           /* the ledger's commits over the round */
+	double bound, bound_cpu;    /* the crypto-only bound around the round: certificates/s
+				     * and CPU s a certificate on one thread, the means of the
+				     * bounds measured just before and just after it */
+	double cpu_before, cpu_after; /* those two, CPU s a certificate */
+	double bound_after;         /* certificates/s just after it */
 };
 
 struct client {
@@ -373,6 +386,9 @@ struct client {
 	uv_async_t *snap;     /* the server loop's: copies the pool's counters into snap_out */
 	struct st_pool_stats *snap_out;
 	uv_sem_t snapped;
+	const struct setup *setup; /* for the bound before each round */
+	unsigned bound_n;          /* its certificates; 0: every round takes the run's first */
+	double bound, bound_cpu;   /* the run's first bound */
 };
 
 /* The pool's counters now, copied on the server's loop thread (the pool's own) while this
@@ -507,6 +523,18 @@ static void *client_main(void *arg)
 		struct round *rd = &cl->rounds[k];
 		double t0, cpu0;
 
+		/* The bound again, the server idle: a shared machine's speed drifts over a
+		 * run, and each round is weighed against the bound of its own moment (the one
+		 * just before it and the one just after, which is the next round's before). */
+		if (!cl->bound_n) {
+			rd->bound = cl->bound;
+			rd->bound_cpu = rd->cpu_before = rd->cpu_after = cl->bound_cpu;
+		} else if (k == 0) {
+			rd->bound = bound_rate(cl->setup, cl->bound_n, &rd->cpu_before);
+		} else {
+			rd->bound = cl->rounds[k - 1].bound_after;
+			rd->cpu_before = cl->rounds[k - 1].cpu_after;
+		}
 		cl->dev = all + k * cl->n;
 		cl->next = cl->done = cl->created = cl->other = 0;
 		cl->nconn = cl->counts[k] < cl->n ? cl->counts[k] : (unsigned)cl->n;
@@ -541,6 +569,13 @@ static void *client_main(void *arg)
 		rd->p50_ms = (double)cl->lat[(cl->done - 1) / 2] / 1e6;
 		rd->p99_ms = (double)cl->lat[(cl->done * 99 + 99) / 100 - 1] / 1e6;
 		rd->max_ms = (double)cl->lat[cl->done - 1] / 1e6;
+		if (cl->bound_n) {
+			double before = rd->bound;
+
+			rd->bound_after = bound_rate(cl->setup, cl->bound_n, &rd->cpu_after);
+			rd->bound = 2 / (1 / before + 1 / rd->bound_after);
+			rd->bound_cpu = (rd->cpu_before + rd->cpu_after) / 2;
+		}
 	}
 	cl->dev = all;
 	uv_loop_close(&cl->loop);
@@ -605,9 +640,10 @@ static json_t *num(double v)
 }
 
 /* One round's line and its JSON. */
-static json_t *report_round(const struct round *rd, double bound_cpu, double cpu_rate,
-			    double floor_rate, long ncpu)
+static json_t *report_round(const struct round *rd, double commit_s, long ncpu)
 {
+	double bound_cpu = rd->bound_cpu, cpu_rate = rd->bound * (double)ncpu;
+	double floor_rate = 1 / (2 * commit_s + 1 / rd->bound);
 	double n = (double)(rd->created + rd->other);
 	double loop_us = rd->th.loop_cpu_s / n * 1e6, ledger_us = rd->th.ledger_cpu_s / n * 1e6;
 	double workers_us = rd->th.workers_cpu_s / n * 1e6;
@@ -616,11 +652,11 @@ static json_t *report_round(const struct round *rd, double bound_cpu, double cpu
 	double vs_floor = rd->nconn == 1 ? rd->rate / floor_rate : NAN;
 	json_t *o;
 
-	printf("%6u %7zu %9.0f %9.0f %6.3f %8.2f %8.2f %9.0f %6.2f %6.2f %6.2f %6.2f %6.2f "
+	printf("%6u %7zu %9.0f %9.0f %6.3f %8.2f %8.2f %9.0f %6.0f %6.2f %6.2f %6.2f %6.2f %6.2f "
 	       "%6.2f%s\n",
 	       rd->nconn, rd->created, rd->rate, cpu_rate, rd->rate / cpu_rate, rd->p50_ms,
-	       rd->p99_ms, server_us, server_us / b, loop_us / b, ledger_us / b, workers_us / b,
-	       rest_us / b, (double)rd->commits / n,
+	       rd->p99_ms, server_us, b, server_us / b, loop_us / b, ledger_us / b,
+	       workers_us / b, rest_us / b, (double)rd->commits / n,
 	       rd->other ? "  NOT OK: answers other than 201" : "");
 	if (rd->nconn == 1)
 		printf("%6s %7s %9s %9.0f %6.3f  (one connection against its latency floor)\n",
@@ -636,6 +672,11 @@ static json_t *report_round(const struct round *rd, double bound_cpu, double cpu
 		json_object_set_new(o, "floor_per_s", num(floor_rate));
 		json_object_set_new(o, "floor_ratio", num(vs_floor));
 	}
+	json_object_set_new(o, "bound",
+			    json_pack("{s:o,s:o,s:o,s:o,s:o}", "cpu_us", num(b), "wall_us",
+				      num(1e6 / rd->bound), "per_cpu_per_s", num(rd->bound),
+				      "cpu_us_before", num(rd->cpu_before * 1e6), "cpu_us_after",
+				      num(rd->cpu_after * 1e6)));
 	json_object_set_new(o, "server_cpu_us", num(server_us));
 	json_object_set_new(o, "server_cpu_x_crypto", num(server_us / b));
 	json_object_set_new(o, "threads_us",
@@ -663,7 +704,7 @@ int main(int argc, char **argv)
 	size_t ncounts = 3, total;
 	uv_loop_t loop;
 	pthread_t th;
-	int softhsm = 0, port, bad = 0;
+	int softhsm = 0, port, bad = 0, round_bounds = 1;
 	unsigned bound_n = 5000;
 	double t0, bound, bound_cpu, commit_s, floor_rate, cpu_rate;
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
@@ -694,9 +735,12 @@ int main(int argc, char **argv)
 			bound_n = (unsigned)strtoul(argv[++i], NULL, 10);
 		} else if (!strcmp(argv[i], "--softhsm")) {
 			softhsm = 1;
+		} else if (!strcmp(argv[i], "--no-round-bounds")) {
+			round_bounds = 0;
 		} else {
 			fprintf(stderr, "usage: bench_http [-n N] [-c LIST] [-w WORKERS] [--softhsm] "
-					"[-d DIR] [--json FILE] [--bound-n N]\n");
+					"[-d DIR] [--json FILE] [--bound-n N] "
+					"[--no-round-bounds]\n");
 			return 2;
 		}
 	}
@@ -775,6 +819,10 @@ int main(int argc, char **argv)
 	cl.snap = &sv.snap;
 	cl.counts = counts;
 	cl.nrounds = ncounts;
+	cl.setup = &s;
+	cl.bound_n = round_bounds ? bound_n : 0;
+	cl.bound = bound;
+	cl.bound_cpu = bound_cpu;
 	cl.sampler.pid = getpid();
 
 	if (pthread_create(&th, NULL, client_main, &cl) != 0)
@@ -791,22 +839,24 @@ int main(int argc, char **argv)
 			num(bound), "cpus_per_s", num(cpu_rate), "one_connection_floor",
 			"commit_ms", num(commit_s * 1e3), "per_s", num(floor_rate));
 	jrounds = json_array();
-	printf("\n%6s %7s %9s %9s %6s %8s %8s %9s %6s %6s %6s %6s %6s %6s\n", "conns", "regs",
-	       "regs/s", "bound/s", "ratio", "p50 ms", "p99 ms", "cpu us", "x cpu", "loop",
-	       "ledger", "workrs", "other", "fsyncs");
+	printf("\n%6s %7s %9s %9s %6s %8s %8s %9s %6s %6s %6s %6s %6s %6s %6s\n", "conns",
+	       "regs", "regs/s", "bound/s", "ratio", "p50 ms", "p99 ms", "cpu us", "bnd us", "x cpu",
+	       "loop", "ledger", "workrs", "other", "fsyncs");
 	for (size_t k = 0; k < ncounts; k++) {
 		bad |= cl.rounds[k].other != 0;
-		json_array_append_new(jrounds, report_round(&cl.rounds[k], bound_cpu, cpu_rate,
-							    floor_rate, ncpu));
+		json_array_append_new(jrounds, report_round(&cl.rounds[k], commit_s, ncpu));
 	}
 	json_object_set_new(doc, "rounds", jrounds);
 	printf("ratio: registrations/s over the bound: CPUs x the crypto-only rate (the client "
 	       "shares the CPUs); for one\nconnection also over its latency floor, two ledger "
 	       "commits and the crypto. cpu us: the server's CPU per\nregistration (its threads "
-	       "over the round, the client's left out); x cpu: that over one certificate's\n"
-	       "crypto-only CPU, then the loop's, the ledger thread's, the workers' and other "
-	       "threads' shares of it;\nfsyncs: ledger commits per registration. The reference "
-	       "server does %.0f/s per core.\n",
+	       "over the round, the client's left out); bnd us: one certificate's crypto-only\n"
+	       "CPU, %s;\nx cpu: cpu us over bnd us, then the loop's, the ledger thread's, the "
+	       "workers' and other threads'\nshares of it; fsyncs: ledger commits per "
+	       "registration. The reference server does %.0f/s per core.\n",
+	       round_bounds ? "the mean of those measured just before and just after the round "
+			      "(the server idle)" :
+			      "the run's first (--no-round-bounds)",
 	       REFERENCE_PER_CORE);
 	if (json_path && json_dump_file(doc, json_path, JSON_INDENT(2) | JSON_SORT_KEYS) != 0)
 		die("--json", json_path);

@@ -130,7 +130,7 @@ row() {
 # The registration API: one round at 128 connections; the bound from the same process.
 bound_n=200
 callgrind --callgrind-out-file="$T/http.%p" "$bench_http" -n "$regs" -c 128 \
-	--bound-n "$bound_n" -d "$T" >"$T/http.out" 2>"$T/http.err" ||
+	--bound-n "$bound_n" --no-round-bounds -d "$T" >"$T/http.out" 2>"$T/http.err" ||
 	{ echo "instructions.sh: bench_http failed: $(tail -3 "$T/http.err")" >&2; exit 1; }
 mapfile -t files < <(profiles "$T"/http.*)
 main=$(files_with bound_rate "${files[@]}")
