@@ -188,7 +188,6 @@ int st_bench_wire_minimum(const char *board_dir, size_t nonce_len, struct st_ben
 /* The VERIFY nonce `station run` sends (station/line/slot_int.h), for the wire minimum. */
 #define ST_BENCH_NONCE_LEN 32
 
-/* One run's figures. Doubles that do not apply are NAN (null in JSON). */
 /* What may have limited a run (st_bench_limit). */
 enum st_bench_limit_kind {
 	ST_BENCH_LIM_WIRE,      /* steady boards/h over the wire bound */
@@ -201,6 +200,7 @@ enum st_bench_limit_kind {
 	ST_BENCH_LIM_COUNT
 };
 
+/* One run's figures. Doubles that do not apply are NAN (null in JSON). */
 struct st_bench_result {
 	/* Configuration. */
 	unsigned slots;

@@ -361,11 +361,9 @@ struct round {
 	struct st_bench_threads th; /* the process's threads over the round */
 	double client_cpu_s;        /* of th.other_cpu_s, the client's thread */
 	uint64_t commits;           /* the ledger's commits over the round */
-	double bound, bound_cpu;    /* the crypto-only bound around the round: certificates/s
-				     * and CPU s a certificate on one thread, the means of the
-				     * bounds measured just before and just after it */
-	double cpu_before, cpu_after; /* those two, CPU s a certificate */
-	double bound_after;         /* certificates/s just after it */
+	/* The crypto-only bound just before and just after the round, certificates/s and CPU s
+	 * a certificate on one thread; the round is weighed against their means. */
+	double rate_before, rate_after, cpu_before, cpu_after;
 };
 
 struct client {
@@ -527,12 +525,12 @@ static void *client_main(void *arg)
 		 * run, and each round is weighed against the bound of its own moment (the one
 		 * just before it and the one just after, which is the next round's before). */
 		if (!cl->bound_n) {
-			rd->bound = cl->bound;
-			rd->bound_cpu = rd->cpu_before = rd->cpu_after = cl->bound_cpu;
+			rd->rate_before = rd->rate_after = cl->bound;
+			rd->cpu_before = rd->cpu_after = cl->bound_cpu;
 		} else if (k == 0) {
-			rd->bound = bound_rate(cl->setup, cl->bound_n, &rd->cpu_before);
+			rd->rate_before = bound_rate(cl->setup, cl->bound_n, &rd->cpu_before);
 		} else {
-			rd->bound = cl->rounds[k - 1].bound_after;
+			rd->rate_before = cl->rounds[k - 1].rate_after;
 			rd->cpu_before = cl->rounds[k - 1].cpu_after;
 		}
 		cl->dev = all + k * cl->n;
@@ -569,13 +567,8 @@ static void *client_main(void *arg)
 		rd->p50_ms = (double)cl->lat[(cl->done - 1) / 2] / 1e6;
 		rd->p99_ms = (double)cl->lat[(cl->done * 99 + 99) / 100 - 1] / 1e6;
 		rd->max_ms = (double)cl->lat[cl->done - 1] / 1e6;
-		if (cl->bound_n) {
-			double before = rd->bound;
-
-			rd->bound_after = bound_rate(cl->setup, cl->bound_n, &rd->cpu_after);
-			rd->bound = 2 / (1 / before + 1 / rd->bound_after);
-			rd->bound_cpu = (rd->cpu_before + rd->cpu_after) / 2;
-		}
+		if (cl->bound_n)
+			rd->rate_after = bound_rate(cl->setup, cl->bound_n, &rd->cpu_after);
 	}
 	cl->dev = all;
 	uv_loop_close(&cl->loop);
@@ -642,8 +635,10 @@ static json_t *num(double v)
 /* One round's line and its JSON. */
 static json_t *report_round(const struct round *rd, double commit_s, long ncpu)
 {
-	double bound_cpu = rd->bound_cpu, cpu_rate = rd->bound * (double)ncpu;
-	double floor_rate = 1 / (2 * commit_s + 1 / rd->bound);
+	/* The mean bound: of the CPU a certificate, and of the time one takes. */
+	double bound_cpu = (rd->cpu_before + rd->cpu_after) / 2;
+	double bound = 2 / (1 / rd->rate_before + 1 / rd->rate_after), cpu_rate = bound * (double)ncpu;
+	double floor_rate = 1 / (2 * commit_s + 1 / bound);
 	double n = (double)(rd->created + rd->other);
 	double loop_us = rd->th.loop_cpu_s / n * 1e6, ledger_us = rd->th.ledger_cpu_s / n * 1e6;
 	double workers_us = rd->th.workers_cpu_s / n * 1e6;
@@ -674,7 +669,7 @@ static json_t *report_round(const struct round *rd, double commit_s, long ncpu)
 	}
 	json_object_set_new(o, "bound",
 			    json_pack("{s:o,s:o,s:o,s:o,s:o}", "cpu_us", num(b), "wall_us",
-				      num(1e6 / rd->bound), "per_cpu_per_s", num(rd->bound),
+				      num(1e6 / bound), "per_cpu_per_s", num(bound),
 				      "cpu_us_before", num(rd->cpu_before * 1e6), "cpu_us_after",
 				      num(rd->cpu_after * 1e6)));
 	json_object_set_new(o, "server_cpu_us", num(server_us));

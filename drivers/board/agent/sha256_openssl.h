@@ -1,5 +1,5 @@
 /* SHA-256's compression from OpenSSL for the board core (sha256.h): station-agent's OpenSSL
- * port and simboard give it to brd_sha256_use(). */
+ * port and simboard give it to their boards (struct brd_config's sha256_blocks). */
 #ifndef SHA256_OPENSSL_H
 #define SHA256_OPENSSL_H
 
