@@ -89,13 +89,14 @@ if [ "${BENCH_STATION:-1}" != 0 ]; then
 	# Round trips on a real line: a USB-serial adapter holds a board's answer up to its
 	# latency timer (often 16 ms). Boards of protocol version 2 (10 requests a board),
 	# version 3 (8), version 4 (7), version 5 (7, fewer bytes), version 6 (7 with frames of
-	# 1024 bytes) and version 7 (7 requests in 5 turns), then versions 5, 6 and 7 with frames
-	# of 4096 (7, 5 and 5), each answer 16 ms late, in interleaved rounds.
+	# 1024 bytes), version 7 (7 requests in 5 turns) and version 8 (6 in 4: the BOOT of a
+	# board that boots while the station watches stands for HELLO's answer), then versions 5
+	# to 8 with frames of 4096 (7, 5, 5 and 4), each answer 16 ms late, in interleaved rounds.
 	echo "== station bench: paced at 115200, answers 16 ms late (a USB adapter's latency" \
-		"timer): boards of protocol versions 2 to 7, and 5 to 7 with frames of 4096" \
+		"timer): boards of protocol versions 2 to 8, and 5 to 8 with frames of 4096" \
 		"bytes, interleaved"
 	for ((r = 1; r <= rounds; r++)); do
-		for vf in 2:1024 3:1024 4:1024 5:1024 6:1024 7:1024 5:4096 6:4096 7:4096; do
+		for vf in 2:1024 3:1024 4:1024 5:1024 6:1024 7:1024 8:1024 5:4096 6:4096 7:4096 8:4096; do
 			IFS=: read -r v f <<<"$vf"
 			printf 'round %d, version %d, frames of %d: ' "$r" "$v" "$f"
 			"$st" bench --slots 16 --boards-per-slot 4 --baud 115200 --board-protocol "$v" \
@@ -107,9 +108,9 @@ if [ "${BENCH_STATION:-1}" != 0 ]; then
 	echo "(columns as in the tables below: slots, boards, boards/h, wire bound/h, ratio," \
 		"p50/p95/p99 ms, ...)"
 	# What the low-latency mode the station asks serial ports for is worth: an FTDI adapter's
-	# timer at 16 ms (its default) against 1 ms (the mode), and no wait at all, version 7
+	# timer at 16 ms (its default) against 1 ms (the mode), and no wait at all, version 8
 	# with frames of 1024, in interleaved rounds.
-	echo "== station bench: paced at 115200, version 7, answers 16 ms late against 1 ms (an" \
+	echo "== station bench: paced at 115200, version 8, answers 16 ms late against 1 ms (an" \
 		"adapter in low-latency mode) and none, interleaved"
 	for ((r = 1; r <= rounds; r++)); do
 		for t in 16 1 0; do
@@ -128,12 +129,12 @@ if [ "${BENCH_STATION:-1}" != 0 ]; then
 	"$st" bench --slots 1024 --boards-per-slot 12 --baud 115200 --rounds "$rounds" \
 		--json "$results/paced-1024.json" |
 		grep -E '^ +(cpu|wire|limited by|throughput|turns|machine) |x \(crypto|simboard \(|^ +1024 |^ slots' || true
-	# The same line of boards of version 6 (7 turns a board) against version 7 (4 or 5: a WRITE
-	# sent behind another), in interleaved rounds of one each.
-	echo "== station bench: 1024 slots paced at 115200, twelve boards a slot, version 6" \
-		"against version 7, interleaved"
+	# The same line of boards of version 7 (4 or 5 turns a board: a WRITE sent behind another)
+	# against version 8 (one fewer: no HELLO after BOOT), in interleaved rounds of one each.
+	echo "== station bench: 1024 slots paced at 115200, twelve boards a slot, version 7" \
+		"against version 8, interleaved"
 	for ((r = 1; r <= rounds; r++)); do
-		for v in 6 7; do
+		for v in 7 8; do
 			echo "round $r, version $v:"
 			"$st" bench --slots 1024 --boards-per-slot 12 --baud 115200 --board-protocol "$v" \
 				--json "$results/paced-1024-v$v-$r.json" |

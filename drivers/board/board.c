@@ -1,4 +1,4 @@
-/* The board core: every command of drivers/PROTOCOL.md versions 1 to 7, as the board answers it.
+/* The board core: every command of drivers/PROTOCOL.md versions 1 to 8, as the board answers it.
  * See board.h for the interface and README.md for what this folder may use. */
 #include "board.h"
 
@@ -206,14 +206,58 @@ enum {
 
 /* Boot. */
 
+/* The device id the board holds ("" when none). */
+static void read_devid(struct brd_board *b, char devid[BRD_MAX_NAME + 1])
+{
+	size_t n = 0;
+
+	if (b->st->rec_read(b->st_inst, BRD_REC_DEVICE_ID, devid, BRD_MAX_NAME, &n) != 0)
+		n = 0;
+	devid[n] = 0;
+}
+
+/* Who the board is, as HELLO's answer and (version 8) BOOT say it: the version v, the
+ * device id, the identity strings, the line's limits and rates, the boot id, the generation,
+ * and (version 7 and later) the window. */
+static void enc_identity(struct brd_board *b, struct brd_enc *e, unsigned int v)
+{
+	char bauds[BRD_MAX_BAUDS][12], devid[BRD_MAX_NAME + 1];
+	const char *blist[BRD_MAX_BAUDS];
+	unsigned int i;
+
+	read_devid(b, devid);
+	for (i = 0; i < b->nbauds; i++) {
+		struct brd_msg bm;
+
+		brd_msg_init(&bm, bauds[i], sizeof(bauds[i]));
+		brd_msg_uint(&bm, b->bauds[i]);
+		blist[i] = bauds[i];
+	}
+	brd_enc_uint(e, "v", v);
+	brd_enc_text(e, "dev", devid);
+	brd_enc_text(e, "hw", b->hw);
+	brd_enc_text(e, "sku", b->sku);
+	brd_enc_text(e, "fw", b->fw);
+	brd_enc_text(e, "sn", b->sn);
+	brd_enc_text(e, "key", b->key_storage);
+	brd_enc_uint(e, "max", b->max_frame);
+	brd_enc_list(e, "bauds", blist, b->nbauds);
+	brd_enc_uint(e, "baud", b->baud_cur);
+	brd_enc_text(e, "boot", b->boot_id);
+	brd_enc_uint(e, "gen", b->st->generation(b->st_inst));
+	if (v >= 7 && BRD_WINDOW > 1)
+		brd_enc_uint(e, "win", BRD_WINDOW);
+}
+
 void brd_boot(struct brd_board *b, uint64_t now_ms)
 {
 	static const char hex[] = "0123456789abcdef";
-	char buf[96];
+	/* Nothing is kept after a boot: the first answer buffer holds the event. */
+	char *buf = b->tx[0];
 	uint8_t id[8];
 	struct brd_enc e;
 	unsigned int i;
-	size_t len;
+	size_t len = 0;
 
 	(void)now_ms;
 	b->hello = 0;
@@ -233,14 +277,19 @@ void brd_boot(struct brd_board *b, uint64_t now_ms)
 		b->boot_id[2 * i + 1] = hex[id[i] & 15];
 	}
 	b->boot_id[16] = 0;
-	brd_enc_begin(&e, buf, sizeof(buf), 'E', 0, "BOOT");
-	brd_enc_text(&e, "boot", b->boot_id);
-	brd_enc_text(&e, "fw", b->fw);
-	len = brd_enc_end(&e);
+	if (b->proto_max >= 8) {
+		/* Version 8: the event says what HELLO's answer would, within the 512 bytes a
+		 * station takes before HELLO; the station's first request opens the session. */
+		brd_enc_begin(&e, buf, BRD_LINE_MIN, 'E', 0, "BOOT");
+		enc_identity(b, &e, b->proto_max);
+		len = brd_enc_end(&e);
+	}
 	if (!len) {
-		/* A firmware version too long for the event: the boot id alone. */
-		brd_enc_begin(&e, buf, sizeof(buf), 'E', 0, "BOOT");
+		/* Before version 8, or an identity too long: the boot id and the firmware (64
+		 * bytes at most, 192 on the line, always within 512). */
+		brd_enc_begin(&e, buf, BRD_LINE_MIN, 'E', 0, "BOOT");
 		brd_enc_text(&e, "boot", b->boot_id);
+		brd_enc_text(&e, "fw", b->fw);
 		len = brd_enc_end(&e);
 	}
 	b->plat.send(b->plat.arg, buf, len, 1);
@@ -249,16 +298,63 @@ void brd_boot(struct brd_board *b, uint64_t now_ms)
 
 /* HELLO */
 
+/* ERROR VERSION: no version offered is one this board speaks. */
+static void version_error(struct brd_board *b, const struct brd_frame *f, struct brd_msg *m)
+{
+	brd_msg_str(m, "this board speaks protocol version");
+	brd_msg_str(m, b->proto_max == 1 ? " 1" : "s 1 to ");
+	if (b->proto_max > 1)
+		brd_msg_uint(m, b->proto_max);
+	answer_error(b, f, E_VERSION, m->buf);
+}
+
+/* A session of version v with a station that takes frames of max bytes. */
+static void open_session(struct brd_board *b, unsigned int v, uint64_t max)
+{
+	char devid[BRD_MAX_NAME + 1];
+
+	b->hello = 1;
+	b->version = (unsigned char)v;
+	b->peer_max = max > 4096 ? 4096 : (size_t)max;
+	read_devid(b, devid);
+	event(b, BRD_EV_HELLO, devid);
+}
+
+/* Version 8: a request after BOOT that carries the boot id BOOT said, and the version
+ * (8 or later) and frame size HELLO would, opens the session itself. Returns 0 (opened, or
+ * not such a request: the caller goes on), or -1 when it answered ERROR. */
+static int open_from_boot(struct brd_board *b, const struct brd_frame *f, struct brd_msg *m)
+{
+	struct brd_field v;
+	uint64_t ver, max = BRD_LINE_MIN;
+
+	if (b->proto_max < 8 || !brd_frame_find(f, "boot", &v) || v.len != 16 ||
+	    memcmp(v.val, b->boot_id, 16) != 0)
+		return 0; /* not this boot's: ERROR HELLO, as before */
+	if (!brd_frame_find(f, "v", &v) || brd_field_uint(&v, "v", 1, 99, &ver, m) != 0 ||
+	    ver < 8 || ver > b->proto_max) {
+		brd_msg_init(m, m->buf, m->cap);
+		version_error(b, f, m);
+		return -1;
+	}
+	if (brd_frame_find(f, "max", &v) &&
+	    brd_field_uint(&v, "max", BRD_LINE_MIN, 0xFFFFFFFFu, &max, m) != 0) {
+		answer_error(b, f, E_FIELD, m->buf);
+		return -1;
+	}
+	open_session(b, (unsigned int)ver, max);
+	return 0;
+}
+
+
 static int cmd_hello(struct brd_board *b, const struct brd_frame *f, struct step *st)
 {
-	char item[12], bauds[BRD_MAX_BAUDS][12], devid[BRD_MAX_NAME + 1], msgbuf[128];
-	const char *blist[BRD_MAX_BAUDS];
+	char item[12], msgbuf[128];
 	struct brd_field v;
 	struct brd_msg m;
 	struct brd_enc e;
 	uint64_t max = BRD_LINE_MIN;
 	unsigned int i;
-	size_t n = 0;
 	int ok = 0, r;
 
 	(void)st;
@@ -274,11 +370,7 @@ static int cmd_hello(struct brd_board *b, const struct brd_frame *f, struct step
 			ok = item[0] - '0';
 	}
 	if (!ok) {
-		brd_msg_str(&m, "this board speaks protocol version");
-		brd_msg_str(&m, b->proto_max == 1 ? " 1" : "s 1 to ");
-		if (b->proto_max > 1)
-			brd_msg_uint(&m, b->proto_max);
-		answer_error(b, f, E_VERSION, m.buf);
+		version_error(b, f, &m);
 		return STEP_ANSWERED;
 	}
 	if (brd_frame_find(f, "max", &v) &&
@@ -286,36 +378,10 @@ static int cmd_hello(struct brd_board *b, const struct brd_frame *f, struct step
 		answer_error(b, f, E_FIELD, m.buf);
 		return STEP_ANSWERED;
 	}
-	if (b->st->rec_read(b->st_inst, BRD_REC_DEVICE_ID, devid, sizeof(devid) - 1, &n) != 0)
-		n = 0;
-	devid[n] = 0;
-	b->hello = 1;
-	b->version = (unsigned char)ok;
-	b->peer_max = max > 4096 ? 4096 : (size_t)max;
-	for (i = 0; i < b->nbauds; i++) {
-		struct brd_msg bm;
-
-		brd_msg_init(&bm, bauds[i], sizeof(bauds[i]));
-		brd_msg_uint(&bm, b->bauds[i]);
-		blist[i] = bauds[i];
-	}
+	open_session(b, (unsigned int)ok, max);
 	answer_begin(b, &e, f, "HELLO");
-	brd_enc_uint(&e, "v", b->version);
-	brd_enc_text(&e, "dev", devid);
-	brd_enc_text(&e, "hw", b->hw);
-	brd_enc_text(&e, "sku", b->sku);
-	brd_enc_text(&e, "fw", b->fw);
-	brd_enc_text(&e, "sn", b->sn);
-	brd_enc_text(&e, "key", b->key_storage);
-	brd_enc_uint(&e, "max", b->max_frame);
-	brd_enc_list(&e, "bauds", blist, b->nbauds);
-	brd_enc_uint(&e, "baud", b->baud_cur);
-	brd_enc_text(&e, "boot", b->boot_id);
-	brd_enc_uint(&e, "gen", b->st->generation(b->st_inst));
-	if (b->version >= 7 && BRD_WINDOW > 1)
-		brd_enc_uint(&e, "win", BRD_WINDOW);
+	enc_identity(b, &e, b->version);
 	answer_send(b, &e, f);
-	event(b, BRD_EV_HELLO, devid);
 	return STEP_ANSWERED;
 }
 
@@ -1519,6 +1585,8 @@ static void on_frame(struct brd_board *b, const struct brd_frame *f, uint64_t no
 		answer_error(b, f, E_UNKNOWN, m.buf);
 		return;
 	}
+	if (!b->hello && i != 0 && open_from_boot(b, f, &m) != 0)
+		return;
 	if (!b->hello && i != 0) {
 		brd_msg_str(&m, f->type);
 		brd_msg_str(&m, " before HELLO (board booted ");

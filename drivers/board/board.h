@@ -36,8 +36,8 @@
 #define BRD_CSR_MAX 512
 #define BRD_MAX_BAUDS 8
 #define BRD_MAX_PREFIXES 8
-/* The newest protocol version the core speaks (PROTOCOL.md sections 6 to 11). */
-#define BRD_PROTO_MAX 7
+/* The newest protocol version the core speaks (PROTOCOL.md sections 6 to 12). */
+#define BRD_PROTO_MAX 8
 /* Version 7: requests the board takes outstanding at once, announced in HELLO as win, and so
  * the answers it keeps for retransmission, each in a buffer of BRD_LINE_MAX bytes. 1 .. 8; a
  * firmware short of RAM sets 1 (one answer kept, no win announced: the station sends one
@@ -206,7 +206,9 @@ struct brd_config {
 	 * stands in for a board of before version 2 (raw and copied chunks, continuation
 	 * chunks, VERIFY's sum), 2 for one of before version 3 (COMMIT and VERIFY folded into
 	 * the request before), 3 for one of before version 4 (a copy and bytes in one chunk), 4
-	 * for one of before version 5 (a certificate's PEM block sent as its text). */
+	 * for one of before version 5 (a certificate's PEM block sent as its text), 7 for one of
+	 * before version 8 (BOOT says only the boot id and firmware; HELLO opens every
+	 * session). */
 	unsigned int protocol;
 	/* Limits: one file, all files staged at once (0: 1 MiB and 4 MiB). */
 	uint64_t max_file, max_total;
@@ -258,7 +260,8 @@ struct brd_board {
 	struct brd_platform plat;
 
 	/* Session. */
-	int hello;        /* HELLO answered since boot */
+	int hello;        /* a session is open: HELLO answered, or (version 8) opened by the
+			   * first request after BOOT */
 	unsigned char proto_max, version; /* newest version spoken; version HELLO chose */
 	size_t peer_max;  /* largest frame the station accepts */
 	char boot_id[17]; /* hex */
@@ -295,7 +298,8 @@ struct brd_board {
 int brd_init(struct brd_board *b, const struct brd_config *cfg);
 
 /* The board (re)starts: no session, nothing staged, the UART at the starting rate (the
- * platform is expected to have it there), a new boot id, and `E 0 BOOT` sent. */
+ * platform is expected to have it there), a new boot id, and `E 0 BOOT` sent (version 8:
+ * with what HELLO's answer says, so that the station may skip HELLO). */
 void brd_boot(struct brd_board *b, uint64_t now_ms);
 
 /* Feeds n bytes received from the UART, in any split. Frames are answered through send

@@ -334,6 +334,7 @@ size_t drv_proto_decoder_feed(struct drv_proto_decoder *d, const void *data, siz
 	size_t i, k;
 
 	d->paused = 0;
+	d->after = 0;
 	for (i = 0; i < n; i++) {
 		char c;
 
@@ -368,6 +369,7 @@ size_t drv_proto_decoder_feed(struct drv_proto_decoder *d, const void *data, siz
 		}
 		if (c == '\n') {
 			d->state = DEC_CONSOLE;
+			d->after = n - i - 1;
 			deliver(d);
 			if (d->paused)
 				return i + 1;

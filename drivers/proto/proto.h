@@ -21,7 +21,7 @@
 /* The newest version (PROTOCOL.md 6 to 11): HELLO offers "1,2,3,4,5,6,7", the board answers
  * the highest it speaks, and a version's additions are used only when it answered that
  * version or a later one. */
-#define DRV_PROTO_VERSION_MAX 7
+#define DRV_PROTO_VERSION_MAX 8
 /* Every frame starts with this; console output never contains it (see PROTOCOL.md). */
 #define DRV_PROTO_MARKER "~@P1 "
 #define DRV_PROTO_MARKER_LEN 5
@@ -148,6 +148,9 @@ struct drv_proto_decoder {
 	size_t max_line;
 	/* Counters, for the slot's statistics. */
 	uint64_t frames, errors, console_bytes;
+	/* While the frame callback runs: the bytes of the data being fed that follow the
+	 * frame's line end (a byte count can then stop at the frame). */
+	size_t after;
 	/* Private state. */
 	int state;
 	int paused;

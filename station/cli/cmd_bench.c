@@ -80,7 +80,7 @@ static void bench_usage(FILE *out)
 		"                      (max_baud, the protocol's BAUD); the wire bound stays the\n"
 		"                      starting rate's, so the ratio shows the speed-up\n"
 		"  --board-protocol N  the boards speak protocol versions 1 to N only (default:\n"
-		"                      the newest, 7), to compare a line of older boards\n"
+		"                      the newest, 8), to compare a line of older boards\n"
 		"  --board-frame N     the largest frame the boards accept, 512..4096 (default\n"
 		"                      simboard's, 1024); with 4096 a board of version 6 or\n"
 		"                      later takes two files a WRITE\n"

@@ -190,7 +190,8 @@ static void on_sequence(int rc, const char *err, uint64_t value, void *arg)
 	use_device_id(s, id);
 }
 
-/* A new board answered HELLO (hello_sent: when that HELLO left). */
+/* A new board answered HELLO (hello_sent: when that HELLO left), or (version 8) its BOOT
+ * said who it is (hello_sent: now). */
 void slot_start_run(struct st_slot *s, const struct st_slot_board *nb, uint64_t hello_sent)
 {
 	struct st_slot_env *env = s->env;
@@ -216,11 +217,20 @@ void slot_start_run(struct st_slot *s, const struct st_slot_board *nb, uint64_t 
 	r->t_hello_sent = hello_sent;
 	r->t_hello = uv_hrtime();
 	r->retransmits0 = s->retransmits;
-	/* From the HELLO that found the board: its bytes, and it, are this board's too. */
-	r->requests0 = s->requests ? s->requests - 1 : 0;
 	r->piped0 = s->piped;
-	r->tx0 = s->tx_bytes - s->req_len;
-	r->rx0 = s->req_rx0;
+	if (s->boot_open) {
+		/* From the BOOT that introduced the board. */
+		r->requests0 = s->requests;
+		r->tx0 = s->tx_bytes;
+		uint64_t rx = slot_rx_upto(s);
+
+		r->rx0 = rx - (s->boot_len < rx ? s->boot_len : rx);
+	} else {
+		/* From the HELLO that found the board: its bytes, and it, are this board's too. */
+		r->requests0 = s->requests ? s->requests - 1 : 0;
+		r->tx0 = s->tx_bytes - s->req_len;
+		r->rx0 = s->req_rx0;
+	}
 	slot_set_state(s, ST_SLOT_HELLO);
 	st_debug("slot %s: board hardware id '%s' sku '%s' sn '%s' device id '%s' key %s fw %s",
 		 s->name, nb->hw, nb->sku, nb->sn, nb->dev, nb->key, nb->fw);
@@ -379,7 +389,7 @@ static void report_outcome(struct st_slot *s, int pass, int abandoned, const cha
 	o.retransmits = (unsigned)(s->retransmits - r->retransmits0);
 	o.resyncs = r->resyncs;
 	o.tx_bytes = s->tx_bytes - r->tx0;
-	o.rx_bytes = s->rx_bytes - r->rx0;
+	o.rx_bytes = slot_rx_upto(s) - r->rx0;
 	o.baud = s->cur_baud;
 	o.console_log = console_log;
 	st_events_outcome(env->events, &o, r->t_hello_sent, now);
@@ -524,6 +534,7 @@ void slot_end_run(struct st_slot *s)
 		return;
 	release_signing(s, NULL);
 	s->run = NULL;
+	s->boot_open = 0;
 	st_profiles_unref(r->pset);
 	free(r->csr);
 	st_cert_free(r->cert);

@@ -246,6 +246,10 @@ struct st_slot {
 	uint32_t pipe_seq;
 	char req[2 * DRV_PROTO_MAX_LINE];
 	int echo_warned;         /* the echo was logged once (data: only the log's rate) */
+	/* Version 8 (PROTOCOL.md 12): the board in hand came from a BOOT that said who it is;
+	 * the next request opens its session (slot_begin_req). boot_len: that BOOT's bytes. */
+	int boot_open;
+	size_t boot_len;
 	uint64_t frames_bad;     /* damaged frames received */
 	uint64_t requests;       /* requests sent, first transmissions only, ever */
 	uint64_t piped;          /* of them, sent behind another (version 7), ever */

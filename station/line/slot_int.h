@@ -203,6 +203,9 @@ void slot_start_run(struct st_slot *s, const struct st_slot_board *nb, uint64_t 
 /* slot_link.c */
 int slot_base_baud(const struct st_slot *s);
 void slot_line_heard(struct st_slot *s);
+/* The bytes received, up to the end of the frame being handled when a frame is (what
+ * follows it in the same read is the next frame's). */
+uint64_t slot_rx_upto(const struct st_slot *s);
 void slot_line_reset(struct st_slot *s);
 void slot_new_board_talking(struct st_slot *s);
 void slot_port_close(struct st_slot *s);

@@ -296,6 +296,11 @@ void slot_tx_flush(struct st_slot *s)
 	update_poll(s);
 }
 
+uint64_t slot_rx_upto(const struct st_slot *s)
+{
+	return s->rx_bytes - (s->in_feed ? s->dec.after : 0);
+}
+
 static void read_port(struct st_slot *s)
 {
 	struct drv_port *port = s->port;

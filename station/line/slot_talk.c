@@ -30,13 +30,13 @@ static int same_board(const struct st_slot_board *old, const struct st_slot_boar
 		      const char *assigned_id);
 static void resync_as(struct st_slot *s, int kind);
 static void resume(struct st_slot *s, int rebooted);
-static int parse_hello(const struct drv_proto_frame *f, struct st_slot_board *nb, char *err,
-		       size_t errlen);
+static int parse_hello(const struct drv_proto_frame *f, int boot, struct st_slot_board *nb,
+		       char *err, size_t errlen);
 static void on_hello_answer(struct st_slot *s, int kind, const struct drv_proto_frame *f,
 			    uint64_t sent);
 static void request_failed(struct st_slot *s, int kind);
 static void on_damaged(struct st_slot *s);
-static void on_boot(struct st_slot *s);
+static void on_boot(struct st_slot *s, const struct drv_proto_frame *f);
 static void on_error_answer(struct st_slot *s, int kind, const struct drv_proto_frame *f);
 
 /* Text a board sent, percent-decoded, then made printable where it enters the station
@@ -100,6 +100,15 @@ void slot_begin_req(struct st_slot *s, struct drv_proto_builder *b, const char *
 	drv_proto_begin(b, s->req, s->tx_max, DRV_PROTO_REQUEST, next_seq(s), type);
 	s->req_seq = s->seq;
 	st_msgf(s->req_type, sizeof(s->req_type), "%s", type);
+	if (s->boot_open && strcmp(type, DRV_PROTO_HELLO) != 0) {
+		/* Version 8: the first request to a board its BOOT introduced opens the session,
+		 * with what HELLO would have said, and names the boot it is for: a board that
+		 * booted again since answers ERROR HELLO and is greeted with HELLO. */
+		drv_proto_add_uint(b, "v", s->board.version);
+		drv_proto_add_uint(b, "max", HELLO_MAX);
+		drv_proto_add_text(b, "boot", s->board.boot);
+	}
+	s->boot_open = 0;
 }
 
 static unsigned timeout_of(const struct st_slot *s, int kind)
@@ -199,7 +208,7 @@ int slot_finish_req(struct st_slot *s, struct drv_proto_builder *b, int kind)
 	s->requests++;
 	s->req_timeout = timeout_of(s, kind);
 	s->req_sent = uv_hrtime();
-	s->req_rx0 = s->rx_bytes;
+	s->req_rx0 = slot_rx_upto(s);
 	slot_schedule(s, TW_REQUEST, s->req_timeout);
 	return 0;
 }
@@ -247,7 +256,7 @@ void slot_pipe_promote(struct st_slot *s)
 	r->stalls = 0;
 	s->req_timeout = timeout_of(s, RQ_WRITE);
 	s->req_sent = uv_hrtime();
-	s->req_rx0 = s->rx_bytes;
+	s->req_rx0 = slot_rx_upto(s);
 	slot_schedule(s, TW_REQUEST, s->req_timeout);
 }
 
@@ -266,8 +275,8 @@ void slot_retransmit(struct st_slot *s)
 
 void slot_send_hello(struct st_slot *s, int kind)
 {
-	static const char *const versions[DRV_PROTO_VERSION_MAX] = { "1", "2", "3", "4", "5", "6",
-								     "7" };
+	static const char *const versions[DRV_PROTO_VERSION_MAX] = { "1", "2", "3", "4",
+								     "5", "6", "7", "8" };
 	struct drv_proto_builder b;
 
 	if (!s->port)
@@ -452,8 +461,10 @@ static void resume(struct st_slot *s, int rebooted)
 	slot_kick(s);
 }
 
-static int parse_hello(const struct drv_proto_frame *f, struct st_slot_board *nb, char *err,
-		       size_t errlen)
+/* The board from HELLO's answer, or (boot) from a BOOT of version 8, which may name a newer
+ * version than this station's: the session is then of this station's newest. */
+static int parse_hello(const struct drv_proto_frame *f, int boot, struct st_slot_board *nb,
+		       char *err, size_t errlen)
 {
 	uint64_t max = DRV_PROTO_MIN_LINE, gen = 0, version = 1;
 	const struct drv_proto_field *bauds;
@@ -475,8 +486,11 @@ static int parse_hello(const struct drv_proto_frame *f, struct st_slot_board *nb
 	/* The version the board chose among those offered; a board that leaves it out speaks
 	 * version 1. */
 	if (drv_proto_has(f, "v") &&
-	    drv_proto_get_uint(f, "v", 1, DRV_PROTO_VERSION_MAX, &version, err, errlen))
+	    drv_proto_get_uint(f, "v", 1, boot ? UINT32_MAX : DRV_PROTO_VERSION_MAX, &version,
+			       err, errlen))
 		return -1;
+	if (version > DRV_PROTO_VERSION_MAX)
+		version = DRV_PROTO_VERSION_MAX;
 	nb->version = (unsigned)version;
 	/* Version 7: requests it takes at once; one unless it says more. */
 	nb->win = 1;
@@ -508,16 +522,13 @@ static int parse_hello(const struct drv_proto_frame *f, struct st_slot_board *nb
 	return 0;
 }
 
-static void on_hello_answer(struct st_slot *s, int kind, const struct drv_proto_frame *f,
-			    uint64_t sent)
+/* The board nb answered the HELLO of kind sent at sent (or, version 8, its BOOT said who it
+ * is). */
+static void took_board(struct st_slot *s, int kind, const struct st_slot_board *nb0,
+		       uint64_t sent)
 {
-	struct st_slot_board nb;
-	char err[ST_ERR_MAX];
+	struct st_slot_board nb = *nb0;
 
-	if (parse_hello(f, &nb, err, sizeof(err)) != 0) {
-		slot_bad_answer(s, kind, "HELLO answer: %s", err);
-		return;
-	}
 	switch (kind) {
 	case RQ_PROBE:
 		if (s->state == ST_SLOT_WAITING)
@@ -567,6 +578,55 @@ static void on_hello_answer(struct st_slot *s, int kind, const struct drv_proto_
 		}
 		return;
 	}
+}
+
+static void on_hello_answer(struct st_slot *s, int kind, const struct drv_proto_frame *f,
+			    uint64_t sent)
+{
+	struct st_slot_board nb;
+	char err[ST_ERR_MAX];
+
+	if (parse_hello(f, 0, &nb, err, sizeof(err)) != 0) {
+		slot_bad_answer(s, kind, "HELLO answer: %s", err);
+		return;
+	}
+	took_board(s, kind, &nb, sent);
+}
+
+/* Version 8 (PROTOCOL.md 12): a BOOT that says what HELLO's answer would (v of 8 or later)
+ * stands for that answer to the HELLO of kind, sent now: the board is taken from it, and the
+ * first request opens its session. Returns 1 when it did, 0 when the BOOT says less (a board
+ * of an earlier version) or something unusable: the board is greeted with HELLO. */
+static int boot_greets(struct st_slot *s, int kind, const struct drv_proto_frame *f)
+{
+	struct st_slot_board nb;
+	char err[ST_ERR_MAX];
+	uint64_t v;
+
+	if (!drv_proto_has(f, "v") ||
+	    drv_proto_get_uint(f, "v", 8, UINT32_MAX, &v, NULL, 0) != 0 ||
+	    DRV_PROTO_VERSION_MAX < 8)
+		return 0;
+	err[0] = 0;
+	if (parse_hello(f, 1, &nb, err, sizeof(err)) != 0 || !nb.boot[0]) {
+		if (!err[0])
+			st_msgf(err, sizeof(err), "no boot id");
+		st_debug("slot %s: a BOOT of version %" PRIu64 " that cannot stand for HELLO's "
+			 "answer (%s): greeting the board with HELLO",
+			 s->name, v, err);
+		return 0;
+	}
+	/* What was outstanding (a probe, a presence check) was for the line before this boot. */
+	if (s->req_kind != RQ_NONE) {
+		s->req_kind = RQ_NONE;
+		slot_unschedule(s);
+	}
+	s->boot_open = 1;
+	s->boot_len = f->len + 1;
+	took_board(s, kind, &nb, uv_hrtime());
+	if (!s->run)
+		s->boot_open = 0; /* the finished board rebooted: its presence checks greet it */
+	return 1;
 }
 
 /* ---- Frames from the board ------------------------------------------------------------- */
@@ -665,14 +725,16 @@ static void on_damaged(struct st_slot *s)
 	/* The timer decides: the good copy may still be on its way. */
 }
 
-static void on_boot(struct st_slot *s)
+static void on_boot(struct st_slot *s, const struct drv_proto_frame *f)
 {
 	switch (s->state) {
 	case ST_SLOT_WAITING:
-		slot_send_hello(s, RQ_PROBE);
+		if (!boot_greets(s, RQ_PROBE, f))
+			slot_send_hello(s, RQ_PROBE);
 		return;
 	case ST_SLOT_LEAVING:
-		slot_send_hello(s, RQ_PRESENCE_BOOT);
+		if (!boot_greets(s, RQ_PRESENCE_BOOT, f))
+			slot_send_hello(s, RQ_PRESENCE_BOOT);
 		return;
 	default:
 		if (s->run && s->state != ST_SLOT_FAILED) {
@@ -829,7 +891,7 @@ void slot_on_frame(void *arg, const struct drv_proto_frame *f)
 	if (f->kind == DRV_PROTO_EVENT) {
 		if (strcmp(f->type, DRV_PROTO_BOOT) == 0) {
 			slot_line_heard(s);
-			on_boot(s);
+			on_boot(s, f);
 		}
 		return;
 	}

@@ -172,7 +172,7 @@ jq -e --argjson v5 "$(jq '[.runs[].wire.bytes_per_board] | max' "$T/file.json")"
 	fail "version 1 boards took no more bytes than version 6 ones: $(jq -c '[.runs[].wire.bytes_per_board]' "$T/old.json" "$T/file.json")"
 jq -e '[.runs[] | .latency_ms.total.p50 >= 12 * 40] | all' "$T/old.json" >/dev/null ||
 	fail "answers were not held back: $(jq -c '[.runs[].latency_ms.total]' "$T/old.json")"
-expect_fail "protocol version 8 refused" "--board-protocol '8'" "$STATION" bench --board-protocol 8
+expect_fail "protocol version 9 refused" "--board-protocol '9'" "$STATION" bench --board-protocol 9
 expect_fail "bad turnaround refused" "--turnaround 'x'" "$STATION" bench --turnaround x
 ok "bench with older boards and a turnaround: options recorded, more bytes, answers held back"
 

@@ -29,8 +29,11 @@ more_simboard five "$N" --protocol 5 --seed 3
 more_simboard bigfive "$N" --protocol 5 --max-frame 4096 --seed 3
 more_simboard bigsix "$N" --protocol 6 --max-frame 4096 --seed 3
 more_simboard six "$N" --protocol 6 --seed 3
-LINE_DIR=$T/seven
-start_simboard "$N" --name-prefix seven --seed 3
+more_simboard seven "$N" --protocol 7 --seed 3
+LINE_DIR=$T/eight
+# Version 8's fixtures get a second board each once the first is done: that one boots while
+# the station watches the line, and its BOOT stands for HELLO's answer.
+start_simboard "$N" --name-prefix eight --seed 3 --total $((2 * N))
 line_config "$pki/run.yaml" <<YAML
 station: test-station
 slots:
@@ -43,29 +46,30 @@ slots:
   - board_map: $T/bigfive/map.yaml
   - board_map: $T/bigsix/map.yaml
   - board_map: $T/seven/map.yaml
+  - board_map: $T/eight/map.yaml
 pool:
   workers: 2
 YAML
 
-line_run_all "$pki/run.yaml" "$T/events.jsonl" $((9 * N))
+line_run_all "$pki/run.yaml" "$T/events.jsonl" $((11 * N))
 for i in $(seq 0 $((N - 1))); do
-	for v in one two three four five six bigfive bigsix seven; do
+	for v in one two three four five six bigfive bigsix seven eight; do
 		"$SIMBOARD" verify "$T/$v/$v$i" --root "$pki/factory-root.pem" >"$T/verify.out" ||
 			fail "simboard verify $v$i: $(cat "$T/verify.out")"
 	done
-	for v in three four five six bigfive bigsix seven; do
+	for v in three four five six bigfive bigsix seven eight; do
 		cmp -s "$T/two/two$i/files/root.crt" "$T/$v/$v$i/files/root.crt" ||
 			fail "root.crt differs between versions"
 	done
 done
 # Every state of a board of versions 3 to 6 is in the event stream, as for the others.
-for b in three0 four0 five0 six0 bigsix0 seven0; do
+for b in three0 four0 five0 six0 bigsix0 seven0 eight0; do
 	for st in written committed verified; do
 		grep '"event":"state"' "$T/events.jsonl" | grep "\"slot\":\"$b\"" | grep -q "\"to\":\"$st\"" ||
 			fail "$b never entered $st: $(grep "\"slot\":\"$b\"" "$T/events.jsonl" | head -20)"
 	done
 done
-ok "$N boards each of versions 1 to 7 (5 and 6 also with frames of 4096 bytes) on one line: all pass, simboard verify, every state seen"
+ok "$N boards each of versions 1 to 8 (5 and 6 also with frames of 4096 bytes) on one line: all pass, simboard verify, every state seen"
 
 # Per board of each version, from the HELLO that found it to DONE: the average of a pass
 # event's field (the bytes: both directions), over the boards with no request sent again (a
@@ -78,6 +82,19 @@ for v in one two three four five six bigfive bigsix seven; do
 	declare "b_$v=$(per_board $v '.tx_bytes + .rx_bytes')" "r_$v=$(per_board $v .requests)" \
 		"t_$v=$(per_board $v .turns)"
 done
+# Version 8: the second board of each fixture (the first was there before the station, and
+# the station's HELLO found it, as for any version). Counted from its BOOT.
+per_second_board() {
+	grep '"event":"pass"' "$T/events.jsonl" | grep "\"slot\":\"$1[0-9]" |
+		jq -s -r "group_by(.slot) | map(.[1:]) | flatten | .[] | select(.retransmits == 0) | $2" |
+		awk '{ s += $1; n++ } END { if (n) printf "%d", s / n }'
+}
+b_eight=$(per_second_board eight '.tx_bytes + .rx_bytes')
+r_eight=$(per_second_board eight .requests)
+t_eight=$(per_second_board eight .turns)
+r_eight1=$(grep '"event":"pass"' "$T/events.jsonl" | grep '"slot":"eight[0-9]' |
+	jq -s -r 'group_by(.slot) | map(.[0]) | .[] | select(.retransmits == 0) | .requests' |
+	sort -u | paste -sd' ')
 [ -n "$b_five" ] && [ -n "$r_five" ] && [ -n "$b_four" ] && [ -n "$r_four" ] && [ -n "$r_three" ] && [ -n "$r_two" ] || fail "no bytes or requests in pass events without retransmissions: $(grep '"event":"pass"' "$T/events.jsonl" | jq -c '{slot, retransmits}' | paste -sd' ')"
 [ "$r_three" -eq $((r_two - 2)) ] || fail "a board of version 3 took $r_three round trips, one of version 2 $r_two (2 fewer expected)"
 [ "$r_four" -eq $((r_three - 1)) ] || fail "a board of version 4 took $r_four round trips, one of version 3 $r_three (1 fewer expected)"
@@ -105,7 +122,20 @@ done
 	fail "frames of 1024: a board of version 7 took $r_seven requests and $b_seven bytes, one of version 6 $r_six and $b_six"
 [ "$t_seven" -le $((r_seven - 2)) ] && [ "$t_seven" -ge $((r_seven - 3)) ] ||
 	fail "a board of version 7 took $t_seven turns for $r_seven requests (2 or 3 fewer expected)"
-ok "per board: version 1 $r_one round trips, $b_one bytes; version 2 $r_two, $b_two; version 3 $r_three, $b_three; version 4 $r_four, $b_four; version 5 $r_five, $b_five; version 6 $r_six, $b_six; version 7 $r_seven requests in $t_seven round trips, $b_seven bytes; frames of 4096: version 5 $r_bigfive, $b_bigfive; version 6 $r_bigsix, $b_bigsix"
+# Version 8: a board's BOOT stands for HELLO's answer: one request and one turn fewer than
+# version 7 (no HELLO), and no more bytes (the BOOT, counted for the board, says what HELLO's
+# answer said; the first request carries v, max and boot). A board the station's HELLO found
+# (the first of each fixture, there before the station) takes version 7's requests.
+[ -n "$r_eight" ] && [ -n "$t_eight" ] || fail "no second board of version 8 passed without a retransmission"
+[ "$r_eight" -eq $((r_seven - 1)) ] ||
+	fail "a board of version 8 took $r_eight requests after its BOOT, one of version 7 $r_seven (1 fewer expected)"
+[ "$t_eight" -le $((r_eight - 2)) ] && [ "$t_eight" -ge $((r_eight - 3)) ] ||
+	fail "a board of version 8 took $t_eight turns for $r_eight requests (2 or 3 fewer expected)"
+[ "$b_eight" -le $((b_seven + 20)) ] ||
+	fail "a board of version 8 took $b_eight bytes, one of version 7 $b_seven"
+[ "$r_eight1" = "$r_seven" ] ||
+	fail "the first boards of version 8 (found by HELLO) took $r_eight1 requests, one of version 7 $r_seven"
+ok "per board: version 1 $r_one round trips, $b_one bytes; version 2 $r_two, $b_two; version 3 $r_three, $b_three; version 4 $r_four, $b_four; version 5 $r_five, $b_five; version 6 $r_six, $b_six; version 7 $r_seven requests in $t_seven round trips, $b_seven bytes; version 8 $r_eight requests in $t_eight round trips, $b_eight bytes; frames of 4096: version 5 $r_bigfive, $b_bigfive; version 6 $r_bigsix, $b_bigsix"
 
 # Boards that lose power (0) or their link (1) at the WRITE that carries COMMIT and VERIFY, or
 # whose answers all lose a byte on their first transmission (2). Version 3: the fifth WRITE
@@ -114,7 +144,7 @@ ok "per board: version 1 $r_one round trips, $b_one bytes; version 2 $r_two, $b_
 # 4096: the second (client.pem and client.chained, after root.crt and sota.toml).
 stop_more_simboards
 stop_simboard
-for v in 3:three:5:1024 4:four:4:1024 5:five:4:1024 6:bigsix:2:4096 7:seven:4:1024; do
+for v in 3:three:5:1024 4:four:4:1024 5:five:4:1024 6:bigsix:2:4096 7:seven:4:1024 8:eight:4:1024; do
 	IFS=: read -r ver name w frame <<<"$v"
 	stop_simboard
 	rm -rf "$T/faults" "$T/faults.jsonl"

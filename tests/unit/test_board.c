@@ -117,6 +117,7 @@ struct plat {
 	uint32_t bauds[8];
 	unsigned int nbauds;
 	int falls;
+	unsigned int sessions; /* BRD_EV_HELLO: sessions opened */
 	/* Fault hooks (test_fault_hooks). */
 	struct brd_board *b;
 	int drop, csr_rc;
@@ -152,6 +153,7 @@ static void p_event(void *arg, enum brd_event ev, const char *text)
 
 	(void)text;
 	p->falls += ev == BRD_EV_FALLBACK;
+	p->sessions += ev == BRD_EV_HELLO;
 }
 
 /* The request hook: holds requests back while drop is set, and stops the feed there. */
@@ -197,6 +199,11 @@ static const uint32_t bauds[] = { 115200, 460800, 921600 };
 /* The SHA-256 compression the next board is given (struct brd_config's sha256_blocks). */
 static brd_sha256_blocks_fn *board_blocks;
 
+/* The hardware id of the boards made next; another than the default is their sku and serial
+ * number too (test_version8: an identity too long for BOOT). */
+static const char board_hw_default[] = "hw-1";
+static const char *board_hw = board_hw_default;
+
 static struct t *board_new_proto(const char *const *prefixes, unsigned int nprefixes,
 				 unsigned int protocol)
 {
@@ -205,10 +212,10 @@ static struct t *board_new_proto(const char *const *prefixes, unsigned int npref
 
 	assert_non_null(t);
 	memset(&c, 0, sizeof(c));
-	c.hw = "hw-1";
-	c.sku = "sku-1";
+	c.hw = board_hw;
+	c.sku = board_hw == board_hw_default ? "sku-1" : board_hw;
 	c.fw = "fw-1";
-	c.sn = "SN 1";
+	c.sn = board_hw == board_hw_default ? "SN 1" : board_hw;
 	c.key_storage = "se";
 	c.config_dir = "/var/sota";
 	c.prefixes = prefixes;
@@ -526,13 +533,19 @@ static void test_boot(void **state)
 
 	(void)state;
 	assert_int_equal(t->plat.n, 1);
-	assert_non_null(strstr(t->plat.out[0], "~@P1 E 0 BOOT boot="));
-	memcpy(id1, strstr(t->plat.out[0], "boot=") + 5, 16);
+	assert_non_null(strstr(t->plat.out[0], "~@P1 E 0 BOOT "));
+	memcpy(id1, strstr(t->plat.out[0], " boot=") + 6, 16);
 	id1[16] = 0;
 	brd_boot(&t->b, 5);
-	memcpy(id2, strstr(last(t), "boot=") + 5, 16);
+	memcpy(id2, strstr(last(t), " boot=") + 6, 16);
 	id2[16] = 0;
 	assert_string_not_equal(id1, id2);
+	board_free(t);
+	/* A board of version 7: the boot id and the firmware, no more. */
+	t = board_new_proto(NULL, 0, 7);
+	assert_int_equal(strncmp(t->plat.out[0], "~@P1 E 0 BOOT boot=", 19), 0);
+	assert_int_equal(strncmp(t->plat.out[0] + 35, " fw=fw-1 ", 9), 0);
+	assert_int_equal(t->plat.len[0], 53);
 	board_free(t);
 }
 
@@ -561,7 +574,7 @@ static void test_hello_first(void **state)
 	assert_string_equal(v, "SN 1");
 	assert_int_equal(drv_proto_get_text(&f, "bauds", v, sizeof(v), err, sizeof(err)), 0);
 	assert_string_equal(v, "115200,460800,921600");
-	ask(t, 9, "HELLO", (const char *const[]){ "v=8", NULL }, &f);
+	ask(t, 9, "HELLO", (const char *const[]){ "v=9", NULL }, &f);
 	want_error(&f, "VERSION");
 	board_free(t);
 }
@@ -1595,6 +1608,137 @@ static const char *sent_back(const struct t *t, unsigned int k, int *fresh)
 	return t->plat.out[at];
 }
 
+/* The boot id a BOOT says. */
+static void boot_of(const char *line, char id[17])
+{
+	const char *p = strstr(line, " boot=");
+
+	assert_non_null(p);
+	memcpy(id, p + 6, 16);
+	id[16] = 0;
+}
+
+/* Text field key of f. */
+static const char *answer_text(const struct drv_proto_frame *f, const char *key, char *out,
+			       size_t cap)
+{
+	char err[160];
+
+	if (drv_proto_get_text(f, key, out, cap, err, sizeof(err)) != 0)
+		fail_msg("%s: %s", err, f->line);
+	return out;
+}
+
+/* Version 8 (PROTOCOL.md 12): BOOT says what HELLO's answer would, its v the board's newest
+ * version, within 512 bytes; the first request that names this boot and a version of 8 or
+ * later opens the session (with the station's frame size), and is then executed and kept as
+ * any request. Another boot's id (a board that booted again), a version below 8 or above the
+ * board's, no version, or a frame size below 512 open nothing. HELLO still opens a session.
+ * A board of version 7 says no more in BOOT than before and takes no such request, and one
+ * whose identity does not fit 512 bytes sends the BOOT of before. */
+static void test_version8(void **state)
+{
+	static const char *const cn = "cn=dev1", *const alg = "alg=ec-p256";
+	struct t *t = board_new(NULL, 0);
+	struct drv_proto_frame f;
+	char id[17], old[17], fb[32], req[4096], first[4096], err[160], v[128];
+	size_t n;
+	int fresh;
+
+	(void)state;
+	assert_int_equal(drv_proto_parse(t->plat.out[0], t->plat.len[0] - 1, &f, err, sizeof(err)),
+			 0);
+	assert_int_equal(f.kind, 'E');
+	assert_int_equal(f.seq, 0);
+	assert_string_equal(f.type, "BOOT");
+	assert_true(t->plat.len[0] <= 512);
+	assert_int_equal(answer_uint(&f, "v"), 8);
+	assert_int_equal(answer_uint(&f, "max"), 1024);
+	assert_int_equal(answer_uint(&f, "baud"), 115200);
+	assert_int_equal(answer_uint(&f, "gen"), 0);
+	assert_int_equal(answer_uint(&f, "win"), 2);
+	assert_string_equal(answer_text(&f, "dev", v, sizeof(v)), "");
+	assert_string_equal(answer_text(&f, "hw", v, sizeof(v)), "hw-1");
+	assert_string_equal(answer_text(&f, "sku", v, sizeof(v)), "sku-1");
+	assert_string_equal(answer_text(&f, "fw", v, sizeof(v)), "fw-1");
+	assert_string_equal(answer_text(&f, "sn", v, sizeof(v)), "SN 1");
+	assert_string_equal(answer_text(&f, "key", v, sizeof(v)), "se");
+	assert_string_equal(answer_text(&f, "bauds", v, sizeof(v)), "115200,460800,921600");
+	boot_of(t->plat.out[0], id);
+
+	/* What opens nothing. */
+	ask(t, 1, "CSR", (const char *const[]){ "v=8", "max=4096", "boot=0123456789abcdef", cn, alg,
+						NULL }, &f);
+	want_error(&f, "HELLO");
+	snprintf(fb, sizeof(fb), "boot=%s", id);
+	ask(t, 2, "CSR", (const char *const[]){ "v=7", "max=4096", fb, cn, alg, NULL }, &f);
+	want_error(&f, "VERSION");
+	ask(t, 3, "CSR", (const char *const[]){ "v=9", "max=4096", fb, cn, alg, NULL }, &f);
+	want_error(&f, "VERSION");
+	ask(t, 4, "CSR", (const char *const[]){ "max=4096", fb, cn, alg, NULL }, &f);
+	want_error(&f, "VERSION");
+	ask(t, 5, "CSR", (const char *const[]){ "v=8", "max=100", fb, cn, alg, NULL }, &f);
+	want_error(&f, "FIELD");
+	ask(t, 6, "CSR", (const char *const[]){ "v=8", "max=4096", "boot=0123", cn, alg, NULL }, &f);
+	want_error(&f, "HELLO");
+	assert_int_equal(t->plat.sessions, 0);
+	assert_false(brd_in_session(&t->b));
+
+	/* Opened by the CSR, which is done. */
+	ask(t, 7, "CSR", (const char *const[]){ "v=8", "max=4096", fb, cn, alg, NULL }, &f);
+	assert_string_equal(f.type, "CSR");
+	assert_true(answer_uint(&f, "total") > 0);
+	assert_int_equal(t->plat.sessions, 1);
+	assert_true(brd_in_session(&t->b));
+	assert_int_equal(t->b.version, 8);
+	assert_int_equal(t->b.peer_max, 4096);
+	strcpy(first, last(t));
+	/* Sent again: the kept answer, nothing opened or done again. */
+	n = build(req, 7, "CSR", (const char *const[]){ "v=8", "max=4096", fb, cn, alg, NULL });
+	feed(t, req, n, 0, 1000);
+	assert_string_equal(sent_back(t, 0, &fresh), first);
+	assert_int_equal(fresh, 0);
+	assert_int_equal(t->plat.sessions, 1);
+	/* In the session, the fields open nothing more. */
+	ask(t, 8, "CSR", (const char *const[]){ "v=8", "max=512", fb, cn, alg, "off=0", NULL }, &f);
+	assert_string_equal(f.type, "CSR");
+	assert_int_equal(t->plat.sessions, 1);
+	assert_int_equal(t->b.peer_max, 4096);
+
+	/* Booted again: the old boot's id opens nothing; HELLO does, at version 8. */
+	memcpy(old, id, sizeof(old));
+	brd_boot(&t->b, 10);
+	boot_of(last(t), id);
+	assert_string_not_equal(old, id);
+	ask(t, 9, "CSR", (const char *const[]){ "v=8", "max=4096", fb, cn, alg, NULL }, &f);
+	want_error(&f, "HELLO");
+	ask(t, 10, "HELLO", (const char *const[]){ "v=1,2,3,4,5,6,7,8", "max=4096", NULL }, &f);
+	assert_int_equal(answer_uint(&f, "v"), 8);
+	assert_int_equal(t->plat.sessions, 2);
+	board_free(t);
+
+	/* A board of version 7. */
+	t = board_new_proto(NULL, 0, 7);
+	boot_of(t->plat.out[0], id);
+	snprintf(fb, sizeof(fb), "boot=%s", id);
+	ask(t, 1, "CSR", (const char *const[]){ "v=8", "max=4096", fb, cn, alg, NULL }, &f);
+	want_error(&f, "HELLO");
+	assert_int_equal(t->plat.sessions, 0);
+	board_free(t);
+
+	/* An identity longer than BOOT may carry (hardware id, sku and serial number of 64
+	 * bytes, each %XX on the line). */
+	board_hw = "\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c\x0d\x0e\x0f\x10"
+		   "\x11\x12\x13\x14\x15\x16\x17\x18\x19\x1a\x1b\x1c\x1d\x1e\x1f\x7f"
+		   "\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c\x0d\x0e\x0f\x10"
+		   "\x11\x12\x13\x14\x15\x16\x17\x18\x19\x1a\x1b\x1c\x1d\x1e\x1f\x7f";
+	t = board_new(NULL, 0);
+	board_hw = board_hw_default;
+	assert_int_equal(strncmp(t->plat.out[0], "~@P1 E 0 BOOT boot=", 19), 0);
+	assert_null(strstr(t->plat.out[0], " v="));
+	board_free(t);
+}
+
 /* Version 7 (PROTOCOL.md 11): HELLO announces win=2 in a session of version 7, not in one
  * of version 6. Two requests in one feed (the second sent before the first's answer) are
  * answered in their order; each, sent again, alone or both, gets its own kept answer byte
@@ -1684,6 +1828,7 @@ int main(void)
 		cmocka_unit_test(test_version4),
 		cmocka_unit_test(test_version5), cmocka_unit_test(test_version6),
 		cmocka_unit_test(test_version7),
+		cmocka_unit_test(test_version8),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -971,7 +971,7 @@ static void test_protocol_rules(void **state)
 	assert_non_null(strstr(text, "FOO"));
 
 	cl_begin(&c, DRV_PROTO_HELLO);
-	drv_proto_add_text(&c.bld, "v", "8");
+	drv_proto_add_text(&c.bld, "v", "9");
 	cl_end(&c);
 	cl_call(&c);
 	assert_error(&c, "VERSION");

@@ -268,21 +268,11 @@ static void answer_error(struct fx *fx, const struct got *g, const char *code)
 	frame_end(fx, &b);
 }
 
-static void send_boot(struct fx *fx)
+/* Who the board is, as HELLO's answer (and version 8's BOOT) says. */
+static void hello_fields(struct fx *fx, struct drv_proto_builder *bp)
 {
-	struct drv_proto_builder b;
-	char buf[DRV_PROTO_MAX_LINE];
+	struct drv_proto_builder b = *bp;
 
-	drv_proto_begin(&b, buf, sizeof(buf), DRV_PROTO_EVENT, 0, DRV_PROTO_BOOT);
-	frame_end(fx, &b);
-}
-
-static void answer_hello(struct fx *fx, const struct got *g)
-{
-	struct drv_proto_builder b;
-	char buf[DRV_PROTO_MAX_LINE];
-
-	drv_proto_begin(&b, buf, sizeof(buf), DRV_PROTO_ANSWER, g->f.seq, DRV_PROTO_HELLO);
 	drv_proto_add_uint(&b, "v", fx->b.version ? fx->b.version : 1);
 	drv_proto_add_uint(&b, "max", fx->b.max ? fx->b.max : 4096);
 	drv_proto_add_text(&b, "hw", fx->b.hw);
@@ -303,6 +293,28 @@ static void answer_hello(struct fx *fx, const struct got *g)
 			items[n++] = t;
 		drv_proto_add_list(&b, "bauds", (const char *const *)items, n);
 	}
+	*bp = b;
+}
+
+static void answer_hello(struct fx *fx, const struct got *g)
+{
+	struct drv_proto_builder b;
+	char buf[DRV_PROTO_MAX_LINE];
+
+	drv_proto_begin(&b, buf, sizeof(buf), DRV_PROTO_ANSWER, g->f.seq, DRV_PROTO_HELLO);
+	hello_fields(fx, &b);
+	frame_end(fx, &b);
+}
+
+/* BOOT: bare, or (a board of version 8) saying who the board is, as HELLO's answer would. */
+static void send_boot(struct fx *fx)
+{
+	struct drv_proto_builder b;
+	char buf[DRV_PROTO_MAX_LINE];
+
+	drv_proto_begin(&b, buf, sizeof(buf), DRV_PROTO_EVENT, 0, DRV_PROTO_BOOT);
+	if (fx->b.version >= 8)
+		hello_fields(fx, &b);
 	frame_end(fx, &b);
 }
 
@@ -1558,6 +1570,120 @@ static void test_board_swapped(void **state)
 	assert_int_equal(fx->passes, 1);
 }
 
+/* The fields that open a session of version 8 in request g: none (0), or v=8, max=4096 and
+ * the board's boot id (1). */
+static int opens_session(struct fx *fx, const struct got *g)
+{
+	char boot[64];
+	uint64_t v, max;
+
+	if (!drv_proto_has(&g->f, "boot")) {
+		assert_false(drv_proto_has(&g->f, "v"));
+		return 0;
+	}
+	assert_int_equal(drv_proto_get_text(&g->f, "boot", boot, sizeof(boot), NULL, 0), 0);
+	assert_string_equal(boot, fx->b.boot);
+	assert_int_equal(drv_proto_get_uint(&g->f, "v", 1, 99, &v, NULL, 0), 0);
+	assert_int_equal(v, 8);
+	assert_int_equal(drv_proto_get_uint(&g->f, "max", 1, 1u << 20, &max, NULL, 0), 0);
+	assert_int_equal(max, 4096);
+	return 1;
+}
+
+/* Plays a good board to DONE's answer, counting the HELLOs the station sent and the requests
+ * that opened a session by their fields. */
+static void play_counting(struct fx *fx, struct got *g, unsigned *hellos, unsigned *opens)
+{
+	for (;;) {
+		*hellos += strcmp(g->f.type, DRV_PROTO_HELLO) == 0;
+		*opens += opens_session(fx, g);
+		answer(fx, g);
+		if (strcmp(g->f.type, DRV_PROTO_DONE) == 0)
+			return;
+		next_frame(fx, g);
+	}
+}
+
+/* Version 8 (PROTOCOL.md 12): a board whose BOOT says who it is is not greeted with HELLO.
+ * The slot takes the board from the BOOT, its first request (the CSR) opens the session with
+ * v=8, the station's frame size and the boot id, and the board passes. So does the next
+ * board after it (BOOT while the slot waits for the finished one to leave), and a third whose
+ * first request is answered ERROR HELLO (it booted again meanwhile): greeted with HELLO, it
+ * passes. A BOOT that does not say v=8 or later, or whose fields do not parse, is greeted
+ * with HELLO. A future version's BOOT opens a session of version 8. */
+static void test_v8_boot(void **state)
+{
+	struct fx *fx = *state;
+	struct got g;
+	unsigned hellos = 0, opens = 0;
+
+	board_init(&fx->b, "hw-2", "SN-8001", "DEV-8001");
+	fx->b.version = 8;
+	fx->b.win = 2;
+	start(fx, 0);
+	expect(fx, &g, DRV_PROTO_HELLO); /* the probe of an empty slot: nobody answers */
+	send_boot(fx);
+	expect(fx, &g, DRV_PROTO_CSR);
+	assert_int_equal(fx->slot->state, ST_SLOT_CSR);
+	play_counting(fx, &g, &hellos, &opens);
+	run_until(fx, outcome_seen);
+	assert_int_equal(fx->passes, 1);
+	assert_int_equal(hellos, 0);
+	assert_int_equal(opens, 1);
+	assert_int_equal(fx->b.nfiles, 4);
+	/* Counted from its BOOT: no HELLO among its requests; the BOOT's bytes are its own. */
+	assert_true(events_has(fx, "\"event\":\"pass\""));
+
+	/* The next board boots while the slot checks for the finished one. */
+	board_init(&fx->b, "hw-2", "SN-8002", "DEV-8002");
+	fx->b.version = 9; /* a newer board: the session is of version 8 */
+	fx->b.win = 2;
+	send_boot(fx);
+	expect(fx, &g, DRV_PROTO_CSR);
+	fx->b.version = 8;
+	hellos = opens = 0;
+	play_counting(fx, &g, &hellos, &opens);
+	run_until(fx, is_leaving);
+	assert_int_equal(fx->passes, 2);
+	assert_int_equal(hellos, 0);
+	assert_int_equal(opens, 1);
+
+	/* A third, which booted again before the station's first request reached it. */
+	board_init(&fx->b, "hw-2", "SN-8003", "DEV-8003");
+	fx->b.version = 8;
+	send_boot(fx);
+	expect(fx, &g, DRV_PROTO_CSR);
+	assert_int_equal(opens_session(fx, &g), 1);
+	answer_error(fx, &g, "HELLO");
+	expect(fx, &g, DRV_PROTO_HELLO);
+	answer(fx, &g);
+	expect(fx, &g, DRV_PROTO_CSR);
+	hellos = opens = 0;
+	play_counting(fx, &g, &hellos, &opens);
+	run_until(fx, is_leaving);
+	assert_int_equal(fx->passes, 3);
+	assert_int_equal(opens, 0);
+
+	/* A BOOT of version 7 (no identity), and one whose v=8 comes with a field that does not
+	 * parse: HELLO. */
+	board_init(&fx->b, "hw-2", "SN-8004", "DEV-8004");
+	fx->b.version = 7;
+	send_boot(fx);
+	expect(fx, &g, DRV_PROTO_HELLO);
+	{
+		struct drv_proto_builder b;
+		char buf[DRV_PROTO_MAX_LINE];
+
+		drv_proto_begin(&b, buf, sizeof(buf), DRV_PROTO_EVENT, 0, DRV_PROTO_BOOT);
+		drv_proto_add_uint(&b, "v", 8);
+		drv_proto_add_text(&b, "boot", "boot-9");
+		drv_proto_add_text(&b, "max", "lots");
+		frame_end(fx, &b);
+	}
+	expect(fx, &g, DRV_PROTO_HELLO);
+	assert_int_equal(fx->slot->state, ST_SLOT_LEAVING);
+}
+
 static int count_rows(const struct st_ledger_row *row, void *arg)
 {
 	(void)row;
@@ -1625,7 +1751,7 @@ static void play_v2(struct fx *fx, char *result, size_t cap)
 			char v[16];
 
 			assert_int_equal(drv_proto_get_text(&g.f, "v", v, sizeof(v), NULL, 0), 0);
-			assert_string_equal(v, "1,2,3,4,5,6,7");
+			assert_string_equal(v, "1,2,3,4,5,6,7,8");
 			offered = 1;
 		}
 		if (strcmp(g.f.type, DRV_PROTO_DONE) == 0)
@@ -2211,6 +2337,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_baud_fallback, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_baud_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_board_swapped, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_v8_boot, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_baud_damaged_after_pass, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_csr_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_v2_pass, setup, teardown),
