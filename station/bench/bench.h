@@ -287,6 +287,8 @@ struct st_bench_result {
 	 * span, and the one closest to 1. */
 	double ratio[ST_BENCH_LIM_COUNT]; /* by enum st_bench_limit_kind; NAN: does not apply */
 	int limit;              /* enum st_bench_limit_kind; -1: no figures */
+	double machine_share;   /* of machine_busy, the station's and simboard's CPU: below 0.5
+				 * the machine's CPUs are not a candidate (st_bench_limit) */
 	char limit_reason[200];
 };
 

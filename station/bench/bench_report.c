@@ -275,6 +275,8 @@ void st_bench_limit(struct st_bench_result *r, long ncpu)
 	double *q = r->ratio, best = INFINITY;
 	double sims = r->sim_procs < (unsigned)ncpu ? r->sim_procs : (double)ncpu;
 	double sim_cpu = r->sim_cpu_ms_per_board * (double)r->passed / 1000;
+	double own = NAN;
+	int others = 0;
 	char *t = r->limit_reason;
 	size_t cap = sizeof(r->limit_reason);
 
@@ -289,11 +291,20 @@ void st_bench_limit(struct st_bench_result *r, long ncpu)
 	q[ST_BENCH_LIM_SIM] = busy(sim_cpu, r->span_s, sims ? sims : 1);
 	q[ST_BENCH_LIM_LEDGER] = busy(r->th.ledger_cpu_s, r->span_s, 1);
 	q[ST_BENCH_LIM_MACHINE] = r->machine_busy;
+	/* The machine's CPUs count every process on it: they are this run's limit only when
+	 * the station and simboard did at least half of the work that kept them busy (the
+	 * kernel's PTY work for them is in neither); else something outside the run did. */
+	if (!isnan(r->machine_busy) && r->machine_busy > 0)
+		own = busy(r->cpu_s + sim_cpu, r->span_s, (double)ncpu) / r->machine_busy;
+	others = !isnan(own) && own < 0.5;
+	r->machine_share = own;
 	r->limit = -1;
 	t[0] = 0;
 	if (!r->passed)
 		return;
 	for (int k = 0; k < ST_BENCH_LIM_COUNT; k++) {
+		if (k == ST_BENCH_LIM_MACHINE && others)
+			continue;
 		if (!isnan(q[k]) && fabs(1 - q[k]) < best) {
 			best = fabs(1 - q[k]);
 			r->limit = k;
@@ -330,6 +341,9 @@ void st_bench_limit(struct st_bench_result *r, long ncpu)
 	if (r->limit >= 0 && q[r->limit] < 0.5)
 		snprintf(t + strlen(t), cap - strlen(t), "; nothing near its bound: turns and "
 			 "latency limit the line");
+	if (others && r->machine_busy >= 0.5)
+		snprintf(t + strlen(t), cap - strlen(t), "; the machine's CPUs were busy %.2f, "
+			 "%.2f of it the station's and simboard's", r->machine_busy, own);
 }
 
 long st_bench_target_slots(const struct st_bench_result *med, size_t n, double target,
@@ -396,8 +410,9 @@ static json_t *result_json(const struct st_bench_result *r)
 		for (int k = 0; k < ST_BENCH_LIM_COUNT; k++)
 			json_object_set_new(ratios, st_bench_limit_name(k), num(r->ratio[k]));
 		json_object_set_new(o, "limit",
-				    json_pack("{s:s,s:s,s:o}", "by", st_bench_limit_name(r->limit),
-					      "reason", r->limit_reason, "ratios", ratios));
+				    json_pack("{s:s,s:s,s:o,s:o}", "by", st_bench_limit_name(r->limit),
+					      "reason", r->limit_reason, "ratios", ratios,
+					      "machine_share", num(r->machine_share)));
 	}
 	for (int p = 0; p < ST_PHASE_COUNT; p++) {
 		const struct st_bench_pct *q = &r->phase[p];

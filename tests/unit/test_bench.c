@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -135,10 +136,61 @@ static void test_wire_minimum(void **state)
 	X509_free(c);
 }
 
+/* A run of 10 s on 2 CPUs whose signer did ratio sign of its bound, the station and
+ * simboard using station_cpu and sim_cpu CPU-seconds, the machine's CPUs busy machine. */
+static void limit_of(struct st_bench_result *r, double sign, double station_cpu, double sim_cpu,
+		     double machine)
+{
+	memset(r, 0, sizeof(*r));
+	r->passed = 1000;
+	r->span_s = 10;
+	r->wire_ratio = NAN;
+	r->sign_ratio = sign;
+	r->sign_ratio_workers = NAN;
+	r->cpu_s = station_cpu;
+	r->th.loop_cpu_s = station_cpu / 2;
+	r->th.ledger_cpu_s = 0.5;
+	r->sim_cpu_ms_per_board = sim_cpu * 1000 / 1000;
+	r->sim_procs = 1;
+	r->machine_busy = machine;
+	st_bench_limit(r, 2);
+}
+
+/* What limited a run: the figure closest to its bound; the machine's CPUs only when the
+ * station and simboard did at least half of the work that kept them busy (the rest was
+ * something outside the run, which the reason then says). */
+static void test_limit(void **state)
+{
+	struct st_bench_result r;
+
+	(void)state;
+	/* An emulated HSM at 0.82 of its bound on a machine another job keeps busy. */
+	limit_of(&r, 0.82, 2.0, 0.4, 1.0);
+	assert_int_equal(r.limit, ST_BENCH_LIM_SIGN);
+	assert_true(r.ratio[ST_BENCH_LIM_MACHINE] == 1.0);
+	assert_non_null(strstr(r.limit_reason, "the machine's CPUs were busy 1.00, 0.12 of it"));
+	/* The same machine kept busy by the station and simboard: the machine. */
+	limit_of(&r, 0.82, 6.0, 4.0, 1.0);
+	assert_int_equal(r.limit, ST_BENCH_LIM_MACHINE);
+	assert_null(strstr(r.limit_reason, "of it the station's"));
+	/* Half of it theirs: still the machine's. */
+	limit_of(&r, 0.82, 5.0, 4.0, 0.9);
+	assert_int_equal(r.limit, ST_BENCH_LIM_MACHINE);
+	/* No machine figure (no /proc/stat): the others only. */
+	limit_of(&r, 0.82, 6.0, 4.0, NAN);
+	assert_int_equal(r.limit, ST_BENCH_LIM_SIGN);
+	assert_null(strstr(r.limit_reason, "machine"));
+	/* Nothing near its bound, the machine idle: the signer, with the note. */
+	limit_of(&r, 0.3, 1.0, 0.5, 0.2);
+	assert_int_equal(r.limit, ST_BENCH_LIM_SIGN);
+	assert_non_null(strstr(r.limit_reason, "nothing near its bound"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_wire_minimum),
+		cmocka_unit_test(test_limit),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
