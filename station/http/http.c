@@ -112,6 +112,7 @@ struct st_http {
 	uint8_t (*tokens)[32]; /* SHA-256 of each accepted token */
 	size_t n_tokens;
 	struct st_http_answer_base answer_base; /* root.crt and the chain, escaped once */
+	struct st_sota_cache sota_cache;        /* the last sota.toml answered (loop thread) */
 
 	struct http_conn *conns;
 	struct reg *regs;
@@ -568,7 +569,7 @@ static void handle_sign(struct st_http *h, h2o_req_t *req)
 	rc = st_http_reg_check(p, r, err, sizeof(err));
 	if (rc < 0)
 		goto refuse;
-	rc = st_http_reg_sota(p, r, &sota, &sota_len, err, sizeof(err));
+	rc = st_http_reg_sota(p, r, &h->sota_cache, &sota, &sota_len, err, sizeof(err));
 	if (rc < 0)
 		goto refuse;
 	g = calloc(1, sizeof(*g));
@@ -1050,6 +1051,7 @@ static void on_s2_closed(uv_handle_t *hd)
 		OPENSSL_cleanse(h->tokens, h->n_tokens * sizeof(*h->tokens));
 	free(h->tokens);
 	st_http_answer_base_clear(&h->answer_base);
+	st_sota_cache_free(&h->sota_cache);
 	free(h);
 	if (cb)
 		cb(arg);

@@ -389,8 +389,9 @@ int st_http_reg_check(const struct st_profile *p, const struct st_http_reg *r, c
 	return st_profile_check_device_id(p, r->uuid, err, errlen);
 }
 
-int st_http_reg_sota(const struct st_profile *p, const struct st_http_reg *r, char **out,
-		     size_t *len, char *err, size_t errlen)
+int st_http_reg_sota(const struct st_profile *p, const struct st_http_reg *r,
+		     struct st_sota_cache *cache, char **out, size_t *len, char *err,
+		     size_t errlen)
 {
 	struct st_sota_params sp = {
 		.gateway = p->sota_gateway,
@@ -405,7 +406,7 @@ int st_http_reg_sota(const struct st_profile *p, const struct st_http_reg *r, ch
 	if (!p->has_sota)
 		return st_errf(err, errlen, ST_E_HTTP_NO_SOTA, "profile %s has no 'sota' section",
 			       p->sku);
-	return st_sota_render(&sp, layers, 2, out, len, err, errlen);
+	return st_sota_render_cached(cache, &sp, layers, 2, out, len, err, errlen);
 }
 
 /* --- The answer ------------------------------------------------------------------------- */

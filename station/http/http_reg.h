@@ -66,10 +66,12 @@ int st_http_reg_check(const struct st_profile *p, const struct st_http_reg *r, c
 
 /* Renders sota.toml for the request: the profile's gateway, ostree server and p11 settings,
  * the request's hardware id (unless the profile names its own) and config dir (else the
- * profile's), the profile's overrides and then the request's. Returns 0 and a new *out
- * (free()) of *len bytes, or a negative ST_E_* code with a message; *out NULL then. */
-int st_http_reg_sota(const struct st_profile *p, const struct st_http_reg *r, char **out,
-		     size_t *len, char *err, size_t errlen);
+ * profile's), the profile's overrides and then the request's, through cache (the server's,
+ * NULL: none). Returns 0 and a new *out (free()) of *len bytes, or a negative ST_E_* code with
+ * a message; *out NULL then. */
+int st_http_reg_sota(const struct st_profile *p, const struct st_http_reg *r,
+		     struct st_sota_cache *cache, char **out, size_t *len, char *err,
+		     size_t errlen);
 
 /* The 201 body: {"root.crt": ..., "sota.toml": ..., "client.pem": CERT,
  * "client.chained": CERT + chain}. What every answer of a server shares is escaped once, in

@@ -666,6 +666,7 @@ void st_slot_free(struct st_slot *s)
 	free(s->path);
 	free(s->backend);
 	free(s->profile_path);
+	st_sota_cache_free(&s->sota_cache);
 	free(s);
 }
 

@@ -250,6 +250,9 @@ struct st_slot {
 	 * the next request opens its session (slot_begin_req). boot_len: that BOOT's bytes. */
 	int boot_open;
 	size_t boot_len;
+	/* The last sota.toml rendered for a board of this slot (slot_files.c): the next board
+	 * of the same profile and hardware id gets a copy. */
+	struct st_sota_cache sota_cache;
 	uint64_t frames_bad;     /* damaged frames received */
 	uint64_t requests;       /* requests sent, first transmissions only, ever */
 	uint64_t piped;          /* of them, sent behind another (version 7), ever */

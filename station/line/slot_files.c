@@ -172,6 +172,7 @@ static int render(struct st_slot *s, int cert, const char *cert_pem, struct st_r
 	in.chain_pem = s->env->chain_pem;
 	in.root_pem = s->env->root_pem;
 	in.cert_files = cert;
+	in.sota_cache = &s->sota_cache;
 	return st_profile_render(s->run->profile, &in, out, err, errlen);
 }
 

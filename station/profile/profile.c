@@ -1771,8 +1771,8 @@ int st_profile_render(const struct st_profile *p, const struct st_render_input *
 				     p->sku);
 			goto out;
 		}
-		rc = st_sota_render(&sp, layers, in->overrides ? 2 : 1, &sota, &sota_len, err,
-				    errlen);
+		rc = st_sota_render_cached(in->sota_cache, &sp, layers, in->overrides ? 2 : 1,
+					   &sota, &sota_len, err, errlen);
 		if (rc != 0)
 			goto out;
 	}

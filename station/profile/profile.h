@@ -143,6 +143,9 @@ struct st_render_input {
 	 * not (st_profile_file_uses_cert()). A file left out keeps its place in the render,
 	 * with path and data NULL. */
 	int cert_files;
+	/* The caller's (one thread's) kept sota.toml, when it renders many boards of the same
+	 * sota settings (st_sota_render_cached); NULL: rendered each time. */
+	struct st_sota_cache *sota_cache;
 };
 
 struct st_render_file {

@@ -19,6 +19,7 @@
 #define ST_SOTA_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #define ST_SOTA_DEFAULT_DIR "/var/sota"
 
@@ -79,6 +80,24 @@ struct st_sota_params {
  * {variable} in an override, ...); *out is NULL on failure. Thread-safe. */
 int st_sota_render(const struct st_sota_params *p, const struct st_sota_overrides *const *layers,
 		   size_t nlayers, char **out, size_t *outlen, char *err, size_t errlen);
+
+/* The last sota.toml st_sota_render_cached() rendered and the inputs it came from: a line's
+ * boards and a server's registrations mostly ask for the same one, and a copy costs one
+ * allocation where a render costs some seventy. Zero-initialised; one per thread that uses
+ * it (no lock); st_sota_cache_free() when done. */
+struct st_sota_cache {
+	char *key, *out; /* the inputs, serialized; the text rendered from them */
+	size_t key_len, out_len;
+	uint64_t hits, misses;
+};
+
+/* st_sota_render() through c: inputs equal to the last ones rendered (every parameter and
+ * every layer's sections, keys and values, byte for byte) get a copy of that text. A render
+ * that fails is not kept. c may be NULL (a plain render). */
+int st_sota_render_cached(struct st_sota_cache *c, const struct st_sota_params *p,
+			  const struct st_sota_overrides *const *layers, size_t nlayers, char **out,
+			  size_t *outlen, char *err, size_t errlen);
+void st_sota_cache_free(struct st_sota_cache *c);
 
 /* The names override values may refer to, NULL-terminated, in the order st_sota_render()
  * fills them (for load-time checks of a profile's overrides). */

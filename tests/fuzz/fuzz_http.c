@@ -55,7 +55,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (!r || !r->csr || !r->uuid || !r->hardware_id || strlen(r->csr) != r->csr_len)
 		abort();
 	st_http_reg_check(profile(), r, err, sizeof(err));
-	if (st_http_reg_sota(profile(), r, &toml, &len, err, sizeof(err)) == 0) {
+	if (st_http_reg_sota(profile(), r, NULL, &toml, &len, err, sizeof(err)) == 0) {
 		if (!toml || strlen(toml) != len)
 			abort();
 		if (st_http_answer_base_init(&base, "root\n", "chain\n") != 0)

@@ -312,7 +312,7 @@ static void test_sota(void **state)
 	assert_int_equal(parse(tool_body, &r, err, sizeof(err)), 0);
 	free(r->config_dir);
 	r->config_dir = strdup("/factory/sota");
-	assert_int_equal(st_http_reg_sota(p, r, &toml, &len, err, sizeof(err)), 0);
+	assert_int_equal(st_http_reg_sota(p, r, NULL, &toml, &len, err, sizeof(err)), 0);
 	assert_int_equal(strlen(toml), len);
 	/* The request's tags replace the profile's in place; the profile's extra key stays. */
 	assert_non_null(strstr(toml, "[pacman]\ntype = \"ostree+compose_apps\"\n"
@@ -324,7 +324,7 @@ static void test_sota(void **state)
 	/* A hardware id that would break out of its quotes. */
 	free(r->hardware_id);
 	r->hardware_id = strdup("imx\"8");
-	assert_int_not_equal(st_http_reg_sota(p, r, &toml, &len, err, sizeof(err)), 0);
+	assert_int_not_equal(st_http_reg_sota(p, r, NULL, &toml, &len, err, sizeof(err)), 0);
 	assert_null(toml);
 	st_http_reg_free(r);
 	st_profile_free(p);

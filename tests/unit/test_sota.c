@@ -335,6 +335,110 @@ static void test_refused_values(void **state)
 	(void)out;
 }
 
+/* Renders through c and checks the text against a plain render of the same inputs, and
+ * whether it was a copy (hit). */
+static void cached_is_plain(struct st_sota_cache *c, const struct st_sota_params *p,
+			    const struct st_sota_overrides *const *l, size_t n, int hit)
+{
+	char err[256], *plain, *got = NULL;
+	size_t len = 0;
+	uint64_t hits = c->hits, misses = c->misses;
+	int rc;
+
+	plain = render(p, l, n, &rc, err, sizeof(err));
+	assert_int_equal(rc, 0);
+	assert_int_equal(st_sota_render_cached(c, p, l, n, &got, &len, err, sizeof(err)), 0);
+	assert_non_null(got);
+	assert_int_equal(len, strlen(plain));
+	assert_string_equal(got, plain);
+	assert_int_equal(c->hits, hits + (hit ? 1 : 0));
+	assert_int_equal(c->misses, misses + (hit ? 0 : 1));
+	free(plain);
+	free(got);
+}
+
+/* The kept render: the same inputs again are a copy of the same text; a change to any
+ * parameter, to a layer's section, key or value, to the layers' number, or to where a string
+ * ends (section "ab" key "c" against section "a" key "bc") is rendered anew (a layer that is
+ * not there renders as an empty one, and is kept as one);
+ * a render that fails keeps the last good one; no cache is a plain render. */
+static void test_cache(void **state)
+{
+	struct st_sota_p11 k = { "/usr/lib/p11.so", "1234", "dev", NULL, NULL };
+	struct st_sota_params p = { "https://gw:8443", "https://os:8443", "hw-1", NULL, NULL };
+	struct st_sota_overrides a = { 0 }, b = { 0 }, bad = { 0 };
+	const struct st_sota_overrides *l1[1] = { &a }, *l2[2] = { &a, &b }, *lb[1] = { &bad };
+	const struct st_sota_overrides *lnull[2] = { &a, NULL };
+	struct st_sota_cache c = { 0 };
+	char err[256], *out = (char *)1;
+	size_t len = 7;
+
+	(void)state;
+	assert_int_equal(st_sota_override_set(&a, "pacman", "tags", "\"main\""), 0);
+	cached_is_plain(&c, &p, l1, 1, 0);
+	cached_is_plain(&c, &p, l1, 1, 1);
+	cached_is_plain(&c, &p, l1, 1, 1);
+	p.gateway = "https://gw2:8443";
+	cached_is_plain(&c, &p, l1, 1, 0);
+	p.ostree_server = "https://os2:8443";
+	cached_is_plain(&c, &p, l1, 1, 0);
+	p.hardware_id = "hw-2";
+	cached_is_plain(&c, &p, l1, 1, 0);
+	p.config_dir = "/var/sota";
+	cached_is_plain(&c, &p, l1, 1, 0);
+	p.config_dir = "/etc/sota";
+	cached_is_plain(&c, &p, l1, 1, 0);
+	p.p11 = &k;
+	cached_is_plain(&c, &p, l1, 1, 0);
+	k.pass = "5678";
+	cached_is_plain(&c, &p, l1, 1, 0);
+	k.tls_pkey_id = "02";
+	cached_is_plain(&c, &p, l1, 1, 0);
+	cached_is_plain(&c, &p, l1, 1, 1);
+	assert_int_equal(st_sota_override_set(&a, "pacman", "tags", "\"devel\""), 0);
+	cached_is_plain(&c, &p, l1, 1, 0);
+	assert_int_equal(st_sota_override_set(&a, "pacman", "extra", "\"x\""), 0);
+	cached_is_plain(&c, &p, l1, 1, 0);
+	assert_int_equal(st_sota_override_section(&a, "empty"), 0);
+	cached_is_plain(&c, &p, l1, 1, 0);
+	cached_is_plain(&c, &p, l2, 2, 0); /* a second layer, empty */
+	cached_is_plain(&c, &p, lnull, 2, 1); /* none there: the same as an empty one */
+	cached_is_plain(&c, &p, l2, 2, 1);
+	assert_int_equal(st_sota_override_set(&b, "ab", "c", "1"), 0);
+	cached_is_plain(&c, &p, l2, 2, 0);
+	st_sota_overrides_clear(&b);
+	assert_int_equal(st_sota_override_set(&b, "a", "bc", "1"), 0);
+	cached_is_plain(&c, &p, l2, 2, 0);
+	cached_is_plain(&c, &p, l2, 2, 1);
+	/* Where a string ends is kept even across bytes that look like the serialization's. */
+	st_sota_overrides_clear(&b);
+	assert_int_equal(st_sota_override_set(&b, "x", "a\001b", "1"), 0);
+	cached_is_plain(&c, &p, l2, 2, 0);
+	st_sota_overrides_clear(&b);
+	assert_int_equal(st_sota_override_set(&b, "x", "a", "b\0011"), 0);
+	cached_is_plain(&c, &p, l2, 2, 0);
+	/* A render that fails: not kept, the last good one still is. */
+	assert_int_equal(st_sota_override_set(&bad, "pacman", "tags", "{nope}"), 0);
+	assert_int_not_equal(st_sota_render_cached(&c, &p, lb, 1, &out, &len, err, sizeof(err)),
+			     0);
+	assert_null(out);
+	assert_non_null(strstr(err, "pacman.tags"));
+	cached_is_plain(&c, &p, l2, 2, 1);
+	/* No cache: rendered each time. */
+	out = NULL;
+	assert_int_equal(st_sota_render_cached(NULL, &p, l2, 2, &out, &len, err, sizeof(err)), 0);
+	assert_non_null(out);
+	free(out);
+	st_sota_cache_free(&c);
+	assert_null(c.key);
+	assert_null(c.out);
+	cached_is_plain(&c, &p, l2, 2, 0);
+	st_sota_cache_free(&c);
+	st_sota_overrides_clear(&a);
+	st_sota_overrides_clear(&b);
+	st_sota_overrides_clear(&bad);
+}
+
 static void test_check_value(void **state)
 {
 	static const char *const good[] = {
@@ -388,6 +492,7 @@ int main(void)
 		cmocka_unit_test(test_p11_matches_device_tool),
 		cmocka_unit_test(test_refused_values),
 		cmocka_unit_test(test_check_value),
+		cmocka_unit_test(test_cache),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
