@@ -220,10 +220,10 @@ void slot_start_run(struct st_slot *s, const struct st_slot_board *nb, uint64_t 
 	r->piped0 = s->piped;
 	if (s->boot_open) {
 		/* From the BOOT that introduced the board. */
-		r->requests0 = s->requests;
-		r->tx0 = s->tx_bytes;
 		uint64_t rx = slot_rx_upto(s);
 
+		r->requests0 = s->requests;
+		r->tx0 = s->tx_bytes;
 		r->rx0 = rx - (s->boot_len < rx ? s->boot_len : rx);
 	} else {
 		/* From the HELLO that found the board: its bytes, and it, are this board's too. */

@@ -603,9 +603,7 @@ static int boot_greets(struct st_slot *s, int kind, const struct drv_proto_frame
 	char err[ST_ERR_MAX];
 	uint64_t v;
 
-	if (!drv_proto_has(f, "v") ||
-	    drv_proto_get_uint(f, "v", 8, UINT32_MAX, &v, NULL, 0) != 0 ||
-	    DRV_PROTO_VERSION_MAX < 8)
+	if (!drv_proto_has(f, "v") || drv_proto_get_uint(f, "v", 8, UINT32_MAX, &v, NULL, 0) != 0)
 		return 0;
 	err[0] = 0;
 	if (parse_hello(f, 1, &nb, err, sizeof(err)) != 0 || !nb.boot[0]) {

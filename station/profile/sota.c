@@ -474,7 +474,7 @@ out:
 /* --- The last render, kept ----------------------------------------------------------------- */
 
 /* The inputs of a render, serialized without ambiguity: each string as a presence byte, its
- * length (4 bytes) and its bytes; each layer as its section count, then each section's name,
+ * length (a size_t) and its bytes; each layer as its section count, then each section's name,
  * key count and key-value pairs. Grows as needed; failed says it could not. */
 struct keybuf {
 	char *p;
@@ -509,9 +509,7 @@ static void key_put(struct keybuf *k, const void *s, size_t n)
 
 static void key_count(struct keybuf *k, size_t n)
 {
-	uint32_t v = (uint32_t)n;
-
-	key_put(k, &v, sizeof(v));
+	key_put(k, &n, sizeof(n));
 }
 
 static void key_str(struct keybuf *k, const char *s)
