@@ -524,29 +524,27 @@ static int parse_hello(const struct drv_proto_frame *f, int boot, struct st_slot
 
 /* The board nb answered the HELLO of kind sent at sent (or, version 8, its BOOT said who it
  * is). */
-static void took_board(struct st_slot *s, int kind, const struct st_slot_board *nb0,
+static void took_board(struct st_slot *s, int kind, const struct st_slot_board *nb,
 		       uint64_t sent)
 {
-	struct st_slot_board nb = *nb0;
-
 	switch (kind) {
 	case RQ_PROBE:
 		if (s->state == ST_SLOT_WAITING)
-			slot_start_run(s, &nb, sent);
+			slot_start_run(s, nb, sent);
 		return;
 	case RQ_PRESENCE:
 	case RQ_PRESENCE_BOOT:
 		if (s->state != ST_SLOT_LEAVING)
 			return;
-		if (same_board(&s->board, &nb, s->device_id) &&
+		if (same_board(&s->board, nb, s->device_id) &&
 		    !(kind == RQ_PRESENCE_BOOT && s->last_pass == 0)) {
 			/* Still there, finished. A failed board that rebooted gets another go. */
-			s->board.max = nb.max;
+			s->board.max = nb->max;
 			slot_schedule(s, TW_PROBE, s->env->lim.presence_ms);
 			return;
 		}
 		slot_set_state(s, ST_SLOT_WAITING);
-		slot_start_run(s, &nb, sent);
+		slot_start_run(s, nb, sent);
 		return;
 	case RQ_BAUD_HELLO:
 	case RQ_RESYNC:
@@ -558,22 +556,22 @@ static void took_board(struct st_slot *s, int kind, const struct st_slot_board *
 				 s->cur_baud);
 			s->run->baud_to = s->cur_baud;
 		}
-		if (!same_board(&s->board, &nb, s->run->device_id)) {
+		if (!same_board(&s->board, nb, s->run->device_id)) {
 			slot_fail_run_quiet(s, ST_E_SLOT_BOARD_LEFT,
 					    "another board (hardware id '%s', sn '%s', device id '%s') "
 					    "answered in its place",
-					    nb.hw, nb.sn, nb.dev);
+					    nb->hw, nb->sn, nb->dev);
 			if (s->state == ST_SLOT_LEAVING) {
 				slot_set_state(s, ST_SLOT_WAITING);
-				slot_start_run(s, &nb, sent);
+				slot_start_run(s, nb, sent);
 			}
 			return;
 		}
 		{
-			int rebooted = strcmp(nb.boot, s->board.boot) != 0;
+			int rebooted = strcmp(nb->boot, s->board.boot) != 0;
 
-			s->board = nb;
-			s->tx_max = nb.max;
+			s->board = *nb;
+			s->tx_max = nb->max;
 			resume(s, rebooted);
 		}
 		return;

@@ -473,70 +473,34 @@ out:
 
 /* --- The last render, kept ----------------------------------------------------------------- */
 
-/* The inputs of a render, serialized without ambiguity: each string as a presence byte, its
- * length (a size_t) and its bytes; each layer as its section count, then each section's name,
- * key count and key-value pairs. Grows as needed; failed says it could not. */
-struct keybuf {
-	char *p;
-	size_t len, cap;
-	char local[2048];
-	int failed;
-};
-
-static void key_put(struct keybuf *k, const void *s, size_t n)
+/* The inputs of a render into k, serialized without ambiguity: each string as a presence byte,
+ * its length (a size_t) and its bytes; each layer as its section count, then each section's
+ * name, key count and key-value pairs. Inputs of more than SOTA_MAX_BYTES fail k (and are
+ * not kept). */
+static void key_count(struct outbuf *k, size_t n)
 {
-	if (k->failed)
-		return;
-	if (k->len + n > k->cap) {
-		size_t cap = k->cap * 2;
-		char *np;
-
-		while (cap < k->len + n)
-			cap *= 2;
-		np = k->p == k->local ? malloc(cap) : realloc(k->p, cap);
-		if (!np) {
-			k->failed = 1;
-			return;
-		}
-		if (k->p == k->local)
-			memcpy(np, k->local, k->len);
-		k->p = np;
-		k->cap = cap;
-	}
-	memcpy(k->p + k->len, s, n);
-	k->len += n;
+	put(k, (const char *)&n, sizeof(n));
 }
 
-static void key_count(struct keybuf *k, size_t n)
+static void key_str(struct outbuf *k, const char *s)
 {
-	key_put(k, &n, sizeof(n));
-}
-
-static void key_str(struct keybuf *k, const char *s)
-{
-	char present = s != NULL;
-
-	key_put(k, &present, 1);
+	put(k, s ? "\1" : "\0", 1);
 	if (s) {
 		size_t n = strlen(s);
 
 		key_count(k, n);
-		key_put(k, s, n);
+		put(k, s, n);
 	}
 }
 
-static void make_key(struct keybuf *k, const struct st_sota_params *p,
+static void make_key(struct outbuf *k, const struct st_sota_params *p,
 		     const struct st_sota_overrides *const *layers, size_t nlayers)
 {
-	k->p = k->local;
-	k->cap = sizeof(k->local);
-	k->len = 0;
-	k->failed = 0;
 	key_str(k, p->gateway);
 	key_str(k, p->ostree_server);
 	key_str(k, p->hardware_id);
 	key_str(k, p->config_dir);
-	key_put(k, p->p11 ? "1" : "0", 1);
+	put(k, p->p11 ? "1" : "0", 1);
 	if (p->p11) {
 		key_str(k, p->p11->module);
 		key_str(k, p->p11->pass);
@@ -560,25 +524,23 @@ static void make_key(struct keybuf *k, const struct st_sota_params *p,
 	}
 }
 
-static void key_release(struct keybuf *k)
-{
-	if (k->p != k->local)
-		free(k->p);
-}
-
 int st_sota_render_cached(struct st_sota_cache *c, const struct st_sota_params *p,
 			  const struct st_sota_overrides *const *layers, size_t nlayers, char **out,
 			  size_t *outlen, char *err, size_t errlen)
 {
-	struct keybuf k;
-	char *key, *copy;
+	/* The inputs go into the cache's scratch buffer, which grows once and stays. */
+	struct outbuf k = { 0 };
+	char *copy;
 	int rc;
 
 	if (!c)
 		return st_sota_render(p, layers, nlayers, out, outlen, err, errlen);
+	k.p = c->scratch;
+	k.cap = c->scratch_cap;
 	make_key(&k, p, layers, nlayers);
+	c->scratch = k.p;
+	c->scratch_cap = k.cap;
 	if (!k.failed && c->key && k.len == c->key_len && memcmp(k.p, c->key, k.len) == 0) {
-		key_release(&k);
 		*out = malloc(c->out_len + 1);
 		if (!*out) {
 			*outlen = 0;
@@ -591,30 +553,28 @@ int st_sota_render_cached(struct st_sota_cache *c, const struct st_sota_params *
 	}
 	c->misses++;
 	rc = st_sota_render(p, layers, nlayers, out, outlen, err, errlen);
-	if (rc == 0 && !k.failed) {
-		key = malloc(k.len ? k.len : 1);
-		copy = malloc(*outlen + 1);
-		if (key && copy) {
-			memcpy(key, k.p, k.len);
-			memcpy(copy, *out, *outlen + 1);
-			st_sota_cache_free(c);
-			c->key = key;
-			c->key_len = k.len;
-			c->out = copy;
-			c->out_len = *outlen;
-			key = copy = NULL;
-		}
-		free(key);
-		free(copy);
-	}
-	key_release(&k);
-	return rc;
+	if (rc != 0 || k.failed || !(copy = malloc(*outlen + 1)))
+		return rc;
+	memcpy(copy, *out, *outlen + 1);
+	free(c->out);
+	c->out = copy;
+	c->out_len = *outlen;
+	/* The scratch holds the kept inputs now, and the old key's buffer is the scratch. */
+	k.p = c->key;
+	k.cap = c->key_cap;
+	c->key = c->scratch;
+	c->key_cap = c->scratch_cap;
+	c->key_len = k.len;
+	c->scratch = k.p;
+	c->scratch_cap = k.cap;
+	return 0;
 }
 
 void st_sota_cache_free(struct st_sota_cache *c)
 {
 	free(c->key);
 	free(c->out);
-	c->key = c->out = NULL;
-	c->key_len = c->out_len = 0;
+	free(c->scratch);
+	c->key = c->out = c->scratch = NULL;
+	c->key_len = c->key_cap = c->out_len = c->scratch_cap = 0;
 }

@@ -87,7 +87,9 @@ int st_sota_render(const struct st_sota_params *p, const struct st_sota_override
  * it (no lock); st_sota_cache_free() when done. */
 struct st_sota_cache {
 	char *key, *out; /* the inputs, serialized; the text rendered from them */
-	size_t key_len, out_len;
+	size_t key_len, key_cap, out_len;
+	char *scratch;   /* where the next inputs are serialized */
+	size_t scratch_cap;
 	uint64_t hits, misses;
 };
 

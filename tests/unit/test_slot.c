@@ -269,21 +269,19 @@ static void answer_error(struct fx *fx, const struct got *g, const char *code)
 }
 
 /* Who the board is, as HELLO's answer (and version 8's BOOT) says. */
-static void hello_fields(struct fx *fx, struct drv_proto_builder *bp)
+static void hello_fields(struct fx *fx, struct drv_proto_builder *b)
 {
-	struct drv_proto_builder b = *bp;
-
-	drv_proto_add_uint(&b, "v", fx->b.version ? fx->b.version : 1);
-	drv_proto_add_uint(&b, "max", fx->b.max ? fx->b.max : 4096);
-	drv_proto_add_text(&b, "hw", fx->b.hw);
-	drv_proto_add_text(&b, "sku", "t-slot");
-	drv_proto_add_text(&b, "sn", fx->b.sn);
+	drv_proto_add_uint(b, "v", fx->b.version ? fx->b.version : 1);
+	drv_proto_add_uint(b, "max", fx->b.max ? fx->b.max : 4096);
+	drv_proto_add_text(b, "hw", fx->b.hw);
+	drv_proto_add_text(b, "sku", "t-slot");
+	drv_proto_add_text(b, "sn", fx->b.sn);
 	if (fx->b.dev[0])
-		drv_proto_add_text(&b, "dev", fx->b.dev);
-	drv_proto_add_text(&b, "key", "file");
-	drv_proto_add_text(&b, "boot", fx->b.boot);
+		drv_proto_add_text(b, "dev", fx->b.dev);
+	drv_proto_add_text(b, "key", "file");
+	drv_proto_add_text(b, "boot", fx->b.boot);
 	if (fx->b.version >= 7 && fx->b.win)
-		drv_proto_add_uint(&b, "win", fx->b.win);
+		drv_proto_add_uint(b, "win", fx->b.win);
 	if (fx->b.bauds) {
 		char list[64], *items[8], *save = NULL;
 		size_t n = 0;
@@ -291,9 +289,8 @@ static void hello_fields(struct fx *fx, struct drv_proto_builder *bp)
 		snprintf(list, sizeof(list), "%s", fx->b.bauds);
 		for (char *t = strtok_r(list, ",", &save); t && n < 8; t = strtok_r(NULL, ",", &save))
 			items[n++] = t;
-		drv_proto_add_list(&b, "bauds", (const char *const *)items, n);
+		drv_proto_add_list(b, "bauds", (const char *const *)items, n);
 	}
-	*bp = b;
 }
 
 static void answer_hello(struct fx *fx, const struct got *g)
