@@ -53,7 +53,7 @@ for f in "$bench_http" "$station" "$build/fixtures/simboard/simboard"; do
 done
 command -v valgrind >/dev/null && command -v callgrind_annotate >/dev/null ||
 	{ echo "instructions.sh: valgrind not found (Debian package valgrind)" >&2; exit 1; }
-if ldd "$station" | grep -q 'lib[at]san'; then
+if ldd "$station" | grep 'lib[at]san' >/dev/null; then
 	echo "instructions.sh: $build is a sanitizer build; callgrind needs one without" >&2
 	exit 1
 fi

@@ -65,7 +65,7 @@ done
 # Every state of a board of versions 3 to 6 is in the event stream, as for the others.
 for b in three0 four0 five0 six0 bigsix0 seven0 eight0; do
 	for st in written committed verified; do
-		grep '"event":"state"' "$T/events.jsonl" | grep "\"slot\":\"$b\"" | grep -q "\"to\":\"$st\"" ||
+		grep '"event":"state"' "$T/events.jsonl" | grep "\"slot\":\"$b\"" | has "\"to\":\"$st\"" ||
 			fail "$b never entered $st: $(grep "\"slot\":\"$b\"" "$T/events.jsonl" | head -20)"
 	done
 done
@@ -155,7 +155,7 @@ for v in 3:three:5:1024 4:four:4:1024 5:five:4:1024 6:bigsix:2:4096 7:seven:4:10
 	faults_run 3 "$name"
 	sim_logged "${name}0: power lost" && sim_logged "${name}1: disconnected" ||
 		fail "version $ver: the faults did not happen: $(cat "$T/simboard.log")"
-	grep '"event":"pass"' "$T/faults.jsonl" | grep "\"slot\":\"${name}2\"" | grep -q '"retransmits":[1-9]' ||
+	grep '"event":"pass"' "$T/faults.jsonl" | grep "\"slot\":\"${name}2\"" | has '"retransmits":[1-9]' ||
 		fail "${name}2: no retransmission: $(grep "\"slot\":\"${name}2\"" "$T/faults.jsonl" | tail -1)"
 	ok "version $ver boards that lost power or their link at the folded WRITE (WRITE $w), or every first answer: pass, simboard verify"
 done

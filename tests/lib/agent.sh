@@ -126,7 +126,7 @@ raw_write() {
 	local seq=$1 path=$2 file=$3 off=${4:-0} size sha data
 	size=${5:-$(stat -c %s "$file")}
 	sha=$(sha256sum "$file" | cut -c1-64 | tr a-f A-F)
-	data=$(tail -c +$((off + 1)) "$file" | head -c 2048 | base64 -w0)
+	data=$(head -c $((off + 2048)) "$file" | tail -c +$((off + 1)) | base64 -w0)
 	raw_q "$seq" WRITE "path=$path mode=0644 size=$size sha=$sha off=$off data=$data"
 }
 
