@@ -258,6 +258,7 @@ struct st_slot {
 	uint64_t piped;          /* of them, sent behind another (version 7), ever */
 	uint64_t retransmits;
 	uint64_t tx_bytes, rx_bytes; /* moved over the port, ever */
+	uint64_t tx_writes;      /* writes to the port (write(2) calls that moved bytes), ever */
 
 	/* Line watch (slot.c): bytes but no frame, on a line with no board in flight. */
 	uint64_t heard_at;       /* uv_hrtime() of the last frame that made sense (an answer to

@@ -214,6 +214,8 @@ void slot_rate_lost(struct st_slot *s);
 void slot_schedule(struct st_slot *s, enum timer_what what, unsigned ms);
 int slot_set_rate(struct st_slot *s, int rate);
 void slot_tx_flush(struct st_slot *s);
+/* Writes what slot_tx_flush would leave for the end of the read being handled, now. */
+void slot_tx_now(struct st_slot *s);
 void slot_unschedule(struct st_slot *s);
 
 /* slot_talk.c */

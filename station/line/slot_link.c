@@ -34,6 +34,7 @@ static void read_port(struct st_slot *s);
 static void on_poll(uv_poll_t *h, int status, int events);
 static void on_reconnect_deadline(uv_timer_t *t);
 static void port_lost(struct st_slot *s, const char *why);
+static void tx_write(struct st_slot *s, int quiet);
 static void on_timer(uv_timer_t *t);
 
 /* ---- Small helpers ------------------------------------------------------------------ */
@@ -252,8 +253,13 @@ static void update_poll(struct st_slot *s)
  * it: after the port is back, the state decides what to send. */
 void slot_port_close(struct st_slot *s)
 {
-	if (s->in_feed)
+	if (s->in_feed) {
 		drv_proto_decoder_pause(&s->dec);
+		/* What this read's frames called for leaves as it would have without the wait
+		 * for the feed's end (slot_tx_flush), as far as the port takes it now. */
+		if (s->port)
+			tx_write(s, 1);
+	}
 	if (s->poll) {
 		uv_close((uv_handle_t *)s->poll, on_poll_closed);
 		s->poll = NULL;
@@ -276,7 +282,10 @@ void slot_port_close(struct st_slot *s)
 	drv_proto_decoder_reset(&s->dec);
 }
 
-void slot_tx_flush(struct st_slot *s)
+/* Writes what of the outstanding request (and what is behind it) has not left, as far as the
+ * port takes it now; the rest when the port is writable. quiet: a failure is not a lost port
+ * (the port is being closed). */
+static void tx_write(struct st_slot *s, int quiet)
 {
 	char err[256];
 
@@ -285,15 +294,33 @@ void slot_tx_flush(struct st_slot *s)
 					   err, sizeof(err));
 
 		if (w < 0) {
-			port_lost(s, err);
+			if (!quiet)
+				port_lost(s, err);
 			return;
 		}
 		if (w == 0)
 			break;
 		s->req_off += (size_t)w;
 		s->tx_bytes += (uint64_t)w;
+		s->tx_writes++;
 	}
-	update_poll(s);
+	if (!quiet)
+		update_poll(s);
+}
+
+/* While a read's frames are handled, what they call for waits for the end of the read
+ * (read_port): answers read together give their requests in one write. Version 7's two
+ * WRITEs answered in one read each send the WRITE behind the next; written one by one they
+ * cost the port a write each, and the board a read and a write each. */
+void slot_tx_flush(struct st_slot *s)
+{
+	if (!s->in_feed)
+		tx_write(s, 0);
+}
+
+void slot_tx_now(struct st_slot *s)
+{
+	tx_write(s, 0);
 }
 
 uint64_t slot_rx_upto(const struct st_slot *s)
@@ -320,6 +347,9 @@ static void read_port(struct st_slot *s)
 		s->in_feed = 1;
 		drv_proto_decoder_feed(&s->dec, buf, (size_t)r);
 		s->in_feed = 0;
+		if (s->port != port)
+			return;
+		tx_write(s, 0);
 		if (s->port == port)
 			line_watch(s);
 		if ((size_t)r < sizeof(buf))
@@ -358,6 +388,13 @@ int slot_set_rate(struct st_slot *s, int rate)
 
 	if (!s->port || s->cur_baud == rate)
 		return 0;
+	/* What this read's frames called for before the change leaves at the rate it was
+	 * made for. */
+	if (s->in_feed) {
+		tx_write(s, 0);
+		if (!s->port)
+			return 0;
+	}
 	rc = drv_port_set_baud(s->port, rate, err, sizeof(err));
 	if (rc < 0) {
 		st_warn("slot %s: cannot set the port to %d baud: %s", s->name, rate, err);

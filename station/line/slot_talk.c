@@ -157,7 +157,7 @@ static unsigned timeout_of(const struct st_slot *s, int kind)
  * ms once, right after the first request of TYPE (WRITE, COMMIT, ...) is sent, as a loop
  * held up by other work would be: the board's answer is in before the loop comes back, and
  * the request's timer is due by then. */
-static void test_stall(const char *type)
+static void test_stall(struct st_slot *s, const char *type)
 {
 #ifdef STATION_TEST_HOOKS
 	static int state; /* 0: not read yet, 1: armed, 2: spent or not set */
@@ -180,10 +180,12 @@ static void test_stall(const char *type)
 		struct timespec ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000L };
 
 		state = 2;
+		slot_tx_now(s); /* sent, not waiting for the end of a read */
 		while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
 			;
 	}
 #else
+	(void)s;
 	(void)type;
 #endif
 }
@@ -213,11 +215,12 @@ int slot_finish_req(struct st_slot *s, struct drv_proto_builder *b, int kind)
 	return 0;
 }
 
-/* Sends the request finished (slot_finish_req), and what was put behind it. */
+/* Sends the request finished (slot_finish_req), and what was put behind it (at the end of the
+ * read being handled: slot_tx_flush). */
 void slot_send_finished(struct st_slot *s)
 {
 	slot_tx_flush(s);
-	test_stall(s->req_type);
+	test_stall(s, s->req_type);
 }
 
 /* Finishes the frame in b and sends it as the outstanding request. */

@@ -5,6 +5,7 @@
  * Nothing waits on a clock: every limit is a minute, and a test that wants a wait to run out
  * makes the slot's timer fire now (expire()). The loop runs until the frame the test expects
  * arrives, with a watchdog that fails the test instead of hanging it. */
+#include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -44,13 +45,17 @@
 #define TRIES 4
 #define WATCHDOG_MS 20000
 #define CSR_CHUNK 120
+#define BOARD_FILES 6 /* the files the test's board holds at most */
 
-static const char profile_yaml[] =
-	"sku: t-slot\n"
-	"factory: " FACTORY "\n"
-	"match: {hardware_ids: [hw-1, hw-2]}\n"
-	"device_id: {source: board, pattern: '^DEV-[0-9]{4}$'}\n"
+/* What every profile of the test says before its files. */
+#define PROFILE_HEAD                                                                           \
+	"sku: t-slot\n"                                                                         \
+	"factory: " FACTORY "\n"                                                                \
+	"match: {hardware_ids: [hw-1, hw-2]}\n"                                                 \
+	"device_id: {source: board, pattern: '^DEV-[0-9]{4}$'}\n"                               \
 	"files:\n"
+
+static const char profile_yaml[] = PROFILE_HEAD
 	"  - {path: /etc/dev/device.crt, content: '{cert_pem}'}\n"
 	"  - {path: /etc/dev/id, content: '{device_id}'}\n"
 	"  - {path: /etc/dev/chain.crt, content: '{chain_pem}{root_pem}'}\n"
@@ -68,7 +73,7 @@ struct board {
 		char path[256];
 		uint8_t data[65536];
 		size_t size, have;
-	} file[4];
+	} file[BOARD_FILES];
 	unsigned nfiles;
 	uint64_t gen;
 	/* Version 2 (PROTOCOL.md 6): the version it answers HELLO with (0: 1), what it was sent,
@@ -133,6 +138,7 @@ struct fx {
 	struct board b;
 	unsigned write_ms, commit_ms, verify_ms; /* those waits, when set, instead of LONG_MS */
 	const char *chain_pem; /* the chain's PEM, when set, instead of none */
+	const char *profile;   /* the profile's YAML, when set, instead of profile_yaml */
 };
 
 /* A frame taken off the queue, parsed in its own buffer. */
@@ -423,7 +429,7 @@ static int write_part(struct fx *fx, const struct got *g, const struct drv_proto
 		size = fx->b.file[i].size;
 	}
 	if (i == fx->b.nfiles) {
-		assert_true(i < 4);
+		assert_true(i < BOARD_FILES);
 		fx->b.nfiles++;
 		snprintf(fx->b.file[i].path, sizeof(fx->b.file[i].path), "%s", path);
 		fx->b.file[i].have = 0;
@@ -799,8 +805,9 @@ static void start(struct fx *fx, int max_baud)
 	snprintf(fx->events_path, sizeof(fx->events_path), "%s/events.jsonl", fx->dir);
 	if (st_events_open(fx->events_path, 0, &fx->loop, 0, &fx->events, err, sizeof(err)) != 0)
 		fail_msg("events: %s", err);
-	if (st_profile_load_buffer("/nonexistent/t.yaml", profile_yaml, strlen(profile_yaml),
-				   stderr, &p, err, sizeof(err)) != 0)
+	if (st_profile_load_buffer("/nonexistent/t.yaml", fx->profile ? fx->profile : profile_yaml,
+				   strlen(fx->profile ? fx->profile : profile_yaml), stderr, &p, err,
+				   sizeof(err)) != 0)
 		fail_msg("profile: %s", err);
 	fx->pset = st_profiles_new();
 	assert_non_null(fx->pset);
@@ -2116,6 +2123,58 @@ static void test_v7_window(void **state)
 	assert_int_equal(fx->slot->state, ST_SLOT_WAITING);
 }
 
+/* Answers read together: the requests they call for leave in one write. Four files before
+ * the certificate, each a WRITE of its own (frames of 512 bytes, files of 300): the first two
+ * out, the second behind the first, and both answered in one read. The first's answer sends
+ * the third behind the second, the second's the fourth behind the third: one write of the
+ * port for the two. */
+static void test_v7_one_write(void **state)
+{
+	static char yaml[2048];
+	char body[301];
+	struct fx *fx;
+	struct got a, b2, c, d;
+	uint64_t writes;
+
+	memset(body, 'x', 300);
+	body[300] = 0;
+	snprintf(yaml, sizeof(yaml),
+		 PROFILE_HEAD
+		 "  - {path: /etc/dev/device.crt, content: '{cert_pem}'}\n"
+		 "  - {path: /etc/dev/f1, content: '1%s'}\n"
+		 "  - {path: /etc/dev/f2, content: '2%s'}\n"
+		 "  - {path: /etc/dev/f3, content: '3%s'}\n"
+		 "  - {path: /etc/dev/f4, content: '4%s'}\n",
+		 body, body, body, body);
+	fx = again_v(state, 7, 512);
+	fx->b.win = 2;
+	fx->profile = yaml;
+	gate(1); /* the certificate waits: only the four files go */
+	start(fx, 0);
+	find_pair(fx, &a);
+	next_frame(fx, &b2);
+	assert_int_equal(b2.f.seq, a.f.seq + 1);
+	writes = fx->slot->tx_writes;
+	answer(fx, &a);
+	answer(fx, &b2);
+	next_frame(fx, &c);
+	next_frame(fx, &d);
+	assert_string_equal(c.f.type, DRV_PROTO_WRITE);
+	assert_string_equal(d.f.type, DRV_PROTO_WRITE);
+	assert_int_equal(c.f.seq, b2.f.seq + 1);
+	assert_int_equal(d.f.seq, c.f.seq + 1);
+	print_message("port writes for the two WRITEs called for by one read: %" PRIu64 "\n",
+		      fx->slot->tx_writes - writes);
+	assert_int_equal(fx->slot->tx_writes, writes + 1);
+	answer(fx, &c);
+	answer(fx, &d);
+	run_until(fx, queued_idle);
+	gate(0);
+	play_to_pass(fx);
+	assert_int_equal(fx->b.nfiles, 5);
+	assert_int_equal(fx->slot->retransmits, 0);
+}
+
 /* The fixture of *state set up again, for a board of version with frames of max bytes and
  * the CA chain in client.chained. */
 static struct fx *again_v(void **state, unsigned version, unsigned max)
@@ -2348,6 +2407,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_v5_pem, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_v6_files, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_v7_window, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_v7_one_write, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_v3_sum_differs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_early_writes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_early_writes_reboot, setup, teardown),
