@@ -2127,7 +2127,8 @@ static void test_v7_window(void **state)
  * the certificate, each a WRITE of its own (frames of 512 bytes, files of 300): the first two
  * out, the second behind the first, and both answered in one read. The first's answer sends
  * the third behind the second, the second's the fourth behind the third: one write of the
- * port for the two. */
+ * port for the two. And the first answer with the board's reboot behind it in one read: the
+ * WRITE it called for never leaves, and HELLO goes alone. */
 static void test_v7_one_write(void **state)
 {
 	static char yaml[2048];
@@ -2173,6 +2174,30 @@ static void test_v7_one_write(void **state)
 	play_to_pass(fx);
 	assert_int_equal(fx->b.nfiles, 5);
 	assert_int_equal(fx->slot->retransmits, 0);
+
+	/* The first answer, and the board's reboot behind it in the same read: the WRITE the
+	 * answer called for never leaves; the rebooted board is greeted with HELLO alone. */
+	fx = again_v(state, 7, 512);
+	fx->b.win = 2;
+	fx->profile = yaml;
+	gate(1);
+	start(fx, 0);
+	find_pair(fx, &a);
+	next_frame(fx, &b2);
+	writes = fx->slot->tx_writes;
+	answer(fx, &a);
+	snprintf(fx->b.boot, sizeof(fx->b.boot), "boot-2");
+	fx->b.nfiles = 0;
+	send_boot(fx);
+	next_frame(fx, &c);
+	assert_string_equal(c.f.type, DRV_PROTO_HELLO);
+	drain(fx);
+	assert_int_equal(fx->qn, 0);
+	assert_int_equal(fx->slot->tx_writes, writes + 1);
+	answer(fx, &c);
+	gate(0);
+	play_to_pass(fx);
+	assert_int_equal(fx->b.nfiles, 5);
 }
 
 /* The fixture of *state set up again, for a board of version with frames of max bytes and
