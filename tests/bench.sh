@@ -59,13 +59,13 @@ fi
 #  - paced at 115200 baud, 1 to 256 slots: throughput against the wire bound (>= 0.95 at 256);
 #  - the same line with the boards switched to 921600 (max_baud): the speed-up over that bound;
 #  - 16 slots whose answers leave 16 ms late (a USB adapter's latency timer), boards of
-#    protocol versions 2 to 7, and 5 to 7 with frames of 4096 bytes (two files a WRITE in
-#    version 6, a WRITE sent behind another in version 7): what the round trips and bytes
-#    cost; then 16 ms against 1 ms (the low-latency mode the station asks serial ports for)
-#    and none;
+#    protocol versions 2 to 8, and 5 to 8 with frames of 4096 bytes (two files a WRITE in
+#    version 6, a WRITE sent behind another in version 7, BOOT standing for HELLO in
+#    version 8): what the round trips and bytes cost; then 16 ms against 1 ms (the
+#    low-latency mode the station asks serial ports for) and none;
 #  - 1024 slots paced at 115200: throughput against the wire bound (>= 0.95), with the
-#    station's and simboard's CPU per board; then boards of version 6 against version 7,
-#    interleaved;
+#    station's and simboard's CPU per board, and the station's requests, turns and port
+#    writes a board; then boards of version 7 against version 8, interleaved;
 #  - 8 and 1024 slots: RSS per added slot (<= 64 KiB);
 #  - unpaced, 64 and 256 slots, file key and SoftHSM2: issuance per core against the
 #    crypto-only bound (>= 0.6); the station's CPU per board over the bound with the board's
@@ -128,7 +128,7 @@ if [ "${BENCH_STATION:-1}" != 0 ]; then
 		"both processes' CPU per board, turns)"
 	"$st" bench --slots 1024 --boards-per-slot 12 --baud 115200 --rounds "$rounds" \
 		--json "$results/paced-1024.json" |
-		grep -E '^ +(cpu|wire|limited by|throughput|turns|machine) |x \(crypto|simboard \(|^ +1024 |^ slots' || true
+		grep -E '^ +(cpu|wire|limited by|throughput|turns|port|machine) |x \(crypto|simboard \(|^ +1024 |^ slots' || true
 	# The same line of boards of version 7 (4 or 5 turns a board: a WRITE sent behind another)
 	# against version 8 (one fewer: no HELLO after BOOT), in interleaved rounds of one each.
 	echo "== station bench: 1024 slots paced at 115200, twelve boards a slot, version 7" \
@@ -138,7 +138,7 @@ if [ "${BENCH_STATION:-1}" != 0 ]; then
 			echo "round $r, version $v:"
 			"$st" bench --slots 1024 --boards-per-slot 12 --baud 115200 --board-protocol "$v" \
 				--json "$results/paced-1024-v$v-$r.json" |
-				grep -E '^ +(throughput|turns|machine) |^ +1024 ' || echo "failed"
+				grep -E '^ +(throughput|turns|port|machine) |^ +1024 ' || echo "failed"
 		done
 	done
 	echo "== station bench: memory at 8 and 1024 slots"

@@ -239,6 +239,9 @@ struct st_bench_result {
 	double wire_ratio_span; /* bph / wire_bound_bph */
 	struct st_bench_wire_min wire_min; /* the protocol's minimum for one board */
 	double wire_min_ratio;  /* bytes_per_board / wire_min.total */
+	/* The station's side of a board's exchange, means over passed boards (pass events): its
+	 * requests, the turns they took, and its writes to the port. */
+	double requests_per_board, turns_per_board, writes_per_board;
 
 	/* Signing. */
 	double sign_window_s;   /* time some CSR was waiting for or under signing */

@@ -111,6 +111,9 @@ void st_bench_print_result(const struct st_bench_result *r)
 		       r->wire_min_ratio, r->wire_min.total, r->wire_min.csr, r->wire_min.certs,
 		       r->wire_min.text, r->wire_min.pop, r->wire_min.frames, r->wire_min.framing,
 		       r->wire_min.files);
+	printf("  port        the station sent %.2f requests a board in %.2f turns and %.2f writes "
+	       "to the port (requests that leave together share a write)\n",
+	       r->requests_per_board, r->turns_per_board, r->writes_per_board);
 	printf("  latency ms  p50/p95/p99:");
 	for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
 		const struct st_bench_pct *p = &r->phase[order[i]];
@@ -493,6 +496,10 @@ static json_t *result_json(const struct st_bench_result *r)
 				      num(r->sim_late_ms_per_board)));
 	json_object_set_new(o, "simboard_turn_ms", num(r->sim_turn_ms));
 	json_object_set_new(o, "simboard_turns_per_board", num(r->sim_turns_per_board));
+	json_object_set_new(o, "port", json_pack("{s:o,s:o,s:o}", "requests_per_board",
+						 num(r->requests_per_board), "turns_per_board",
+						 num(r->turns_per_board), "writes_per_board",
+						 num(r->writes_per_board)));
 	json_object_set_new(o, "simboard_processes", json_integer(r->sim_procs));
 	json_object_set_new(o, "stagger_ms", json_integer(r->stagger_ms));
 	json_object_set_new(o, "loadavg", num(r->loadavg));

@@ -401,6 +401,7 @@ struct board_rec {
 	double start, end, checked, sign_end;
 	double ms[ST_PHASE_COUNT];
 	double bytes;
+	double requests, turns, writes;
 	int reused, signed_;
 };
 
@@ -492,6 +493,7 @@ static int read_events(const char *path, struct st_bench_result *res, char *err,
 	struct board_rec *b = NULL;
 	struct interval *iv = NULL;
 	double *v = NULL, first = INFINITY, last = -INFINITY, bytes = 0;
+	double requests = 0, turns = 0, writes = 0;
 	double wa = -INFINITY, wb = INFINITY;
 	size_t nslot = 0, inwin = 0;
 	size_t nb = 0, cap = 0, nkeep = 0, niv = 0;
@@ -560,6 +562,9 @@ static int read_events(const char *path, struct st_bench_result *res, char *err,
 					    fmax(r->ms[ST_PHASE_SIGN], 0)) / 1000;
 		r->bytes = (double)json_integer_value(json_object_get(j, "tx_bytes")) +
 			   (double)json_integer_value(json_object_get(j, "rx_bytes"));
+		r->requests = (double)json_integer_value(json_object_get(j, "requests"));
+		r->turns = (double)json_integer_value(json_object_get(j, "turns"));
+		r->writes = (double)json_integer_value(json_object_get(j, "writes"));
 		res->reused += r->reused != 0;
 		res->signed_ += r->signed_ != 0;
 	}
@@ -585,6 +590,9 @@ static int read_events(const char *path, struct st_bench_result *res, char *err,
 		first = fmin(first, b[i].start);
 		last = fmax(last, b[i].end);
 		bytes += b[i].bytes;
+		requests += b[i].requests;
+		turns += b[i].turns;
+		writes += b[i].writes;
 		if (b[i].signed_) {
 			iv[niv].a = b[i].checked;
 			iv[niv].b = b[i].sign_end;
@@ -595,6 +603,9 @@ static int read_events(const char *path, struct st_bench_result *res, char *err,
 		res->span_s = last - first;
 		res->bph = res->span_s > 0 ? (double)nb * 3600 / res->span_s : NAN;
 		res->bytes_per_board = bytes / (double)nb;
+		res->requests_per_board = requests / (double)nb;
+		res->turns_per_board = turns / (double)nb;
+		res->writes_per_board = writes / (double)nb;
 		/* The window in which every slot was busy: from the last slot's first HELLO to
 		 * the first slot's last outcome. Summing each slot's own rate instead would
 		 * count the same signer time once per slot and report more than the signer
@@ -1216,6 +1227,9 @@ void st_bench_median(const struct st_bench_result *r, size_t n, struct st_bench_
 	MED(wire_bound_bph);
 	MED(wire_ratio);
 	MED(wire_ratio_span);
+	MED(requests_per_board);
+	MED(turns_per_board);
+	MED(writes_per_board);
 	MED(sign_window_s);
 	MED(sign_rate);
 	MED(sign_bound);

@@ -64,6 +64,8 @@ static void bench_usage(FILE *out)
 		"    densest encoding the line carries, the nonce and signature, and the framing\n"
 		"    of one request and one answer per command, COMMIT and VERIFY riding on the\n"
 		"    last WRITE (from a board the run provisioned);\n"
+		"  - the station's requests a board, the turns they took (a request sent behind\n"
+		"    another is not one) and its writes to the port (from the pass events);\n"
 		"  - peak RSS of the station and RSS per slot (and per added slot across runs).\n"
 		"\n"
 		"  --slots LIST        slot counts, 1..1024, comma separated (default 16)\n"

@@ -931,6 +931,7 @@ void st_events_outcome(struct st_events *ev, const struct st_outcome *o, uint64_
 	st_jbuf_raw(b, "}", 1);
 	jb_field_int(b, "requests", (long long)o->requests);
 	jb_field_int(b, "turns", (long long)o->turns);
+	jb_field_int(b, "writes", (long long)o->writes);
 	jb_field_int(b, "retransmits", (long long)o->retransmits);
 	jb_field_int(b, "resyncs", (long long)o->resyncs);
 	if (o->baud)

@@ -71,6 +71,8 @@ struct st_outcome {
 				* (retransmissions not counted) */
 	unsigned turns;        /* of the requests, those that waited for the answer before
 				* them (version 7 sends a WRITE behind another) */
+	unsigned writes;       /* writes to the port they took: requests that leave together
+				* share one, a port that takes part of one needs another */
 	unsigned retransmits;  /* requests sent again (timeouts, damaged answers) */
 	unsigned resyncs;      /* reboots and reconnects the board went through */
 	uint64_t tx_bytes;     /* bytes the station sent to the board, and received from it */

@@ -225,11 +225,13 @@ void slot_start_run(struct st_slot *s, const struct st_slot_board *nb, uint64_t 
 		r->requests0 = s->requests;
 		r->tx0 = s->tx_bytes;
 		r->rx0 = rx - (s->boot_len < rx ? s->boot_len : rx);
+		r->writes0 = s->tx_writes;
 	} else {
 		/* From the HELLO that found the board: its bytes, and it, are this board's too. */
 		r->requests0 = s->requests ? s->requests - 1 : 0;
 		r->tx0 = s->tx_bytes - s->req_len;
 		r->rx0 = s->req_rx0;
+		r->writes0 = s->req_writes0;
 	}
 	slot_set_state(s, ST_SLOT_HELLO);
 	st_debug("slot %s: board hardware id '%s' sku '%s' sn '%s' device id '%s' key %s fw %s",
@@ -386,6 +388,7 @@ static void report_outcome(struct st_slot *s, int pass, int abandoned, const cha
 	o.ms[ST_PHASE_TOTAL] = ms_between(r->t_hello_sent, pass ? r->t_done : now);
 	o.requests = (unsigned)(s->requests - r->requests0);
 	o.turns = o.requests - (unsigned)(s->piped - r->piped0);
+	o.writes = (unsigned)(s->tx_writes - r->writes0);
 	o.retransmits = (unsigned)(s->retransmits - r->retransmits0);
 	o.resyncs = r->resyncs;
 	o.tx_bytes = s->tx_bytes - r->tx0;

@@ -237,6 +237,7 @@ struct st_slot {
 	unsigned req_timeout;    /* its timeout, ms */
 	uint64_t req_sent;       /* uv_hrtime() of its first transmission */
 	uint64_t req_rx0;        /* rx_bytes then */
+	uint64_t req_writes0;    /* tx_writes before it left */
 	size_t req_len, req_off; /* bytes of req, bytes of it written */
 	size_t tx_max;           /* the board's frame limit */
 	/* Version 7 (PROTOCOL.md 11): a WRITE sent behind the outstanding one, before its answer,

@@ -176,6 +176,7 @@ struct slot_run {
 	uint64_t requests0;    /* its requests before the HELLO that found the board */
 	uint64_t piped0;       /* the slot's piped requests then */
 	uint64_t tx0, rx0;     /* the slot's byte counters when the board's HELLO left */
+	uint64_t writes0;      /* its port writes before that HELLO's */
 
 	/* Ending. */
 	int failed; /* the failure is recorded and reported (once). Data, not a state: it is

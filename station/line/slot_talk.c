@@ -211,6 +211,7 @@ int slot_finish_req(struct st_slot *s, struct drv_proto_builder *b, int kind)
 	s->req_timeout = timeout_of(s, kind);
 	s->req_sent = uv_hrtime();
 	s->req_rx0 = slot_rx_upto(s);
+	s->req_writes0 = s->tx_writes;
 	slot_schedule(s, TW_REQUEST, s->req_timeout);
 	return 0;
 }

@@ -257,6 +257,19 @@ jq -e --argjson t "${BASH_REMATCH[1]}" --argjson n "${BASH_REMATCH[2]}" \
 	(.simboard_turn_ms * .simboard_turns_per_board / 1000 / .wire.seconds_per_board - $share |
 	 fabs) <= 0.0005' "$T/procs.json" >/dev/null ||
 	fail "the turns line does not agree with procs.json: $line"
+# The station's side of the exchange, from the pass events: every turn is at least a request
+# and a write of its own (an answer came between), and a request behind another is not a
+# turn; the printed line is the JSON's.
+jq -e '.runs[0].port | .turns_per_board >= 1 and .requests_per_board >= .turns_per_board and
+	.writes_per_board >= .turns_per_board' "$T/procs.json" >/dev/null ||
+	fail "procs.json: $(jq -c '.runs[0].port' "$T/procs.json")"
+line=$(grep '^  port ' "$T/procs.out") || fail "no port line in: $(cat "$T/procs.out")"
+re=' sent ([0-9.]+) requests a board in ([0-9.]+) turns and ([0-9.]+) writes '
+[[ $line =~ $re ]] || fail "the port line is not as expected: $line"
+jq -e --argjson r "${BASH_REMATCH[1]}" --argjson t "${BASH_REMATCH[2]}" \
+	--argjson w "${BASH_REMATCH[3]}" '.runs[0].port | (.requests_per_board - $r | fabs) <= 0.005
+	and (.turns_per_board - $t | fabs) <= 0.005 and (.writes_per_board - $w | fabs) <= 0.005' \
+	"$T/procs.json" >/dev/null || fail "the port line does not agree with procs.json: $line"
 expect_fail "--sim-procs 0 refused" "--sim-procs '0'" "$STATION" bench --sim-procs 0
 ok "bench over two simboard processes"
 

@@ -582,6 +582,7 @@ static void test_lines_as_before(void **state)
 		o.ms[p] = p == ST_PHASE_SIGN ? -1 : p * 1.2345678 + (p == 2 ? 1e-9 : 0);
 	o.requests = 11;
 	o.turns = 9;
+	o.writes = 8;
 	o.retransmits = 3;
 	o.tx_bytes = 7000;
 	o.rx_bytes = 1234;
@@ -599,12 +600,12 @@ static void test_lines_as_before(void **state)
 			json_object_set_new(ms, st_phase_name((enum st_phase)p),
 					    json_real(round(o.ms[p] * 1000.0) / 1000.0));
 	}
-	j = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:I,s:o,s:i,s:i,s:i,s:i,s:i,s:I,s:I}",
+	j = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:I,s:o,s:i,s:i,s:i,s:i,s:i,s:i,s:I,s:I}",
 		      "event", "fail", "station", "line-\xc3\xa9", "slot", "A1", "device_id",
 		      "dev-\xe2\x82\xac", "serial", "0a1b", "reason", "CSR_SIGNATURE", "error",
 		      "bad \"sig\"? from board ??", "state", "csr", "ledger_row", (json_int_t)42,
-		      "ms", ms, "requests", 11, "turns", 9, "retransmits", 3, "resyncs", 0, "baud",
-		      115200, "tx_bytes", (json_int_t)7000, "rx_bytes", (json_int_t)1234);
+		      "ms", ms, "requests", 11, "turns", 9, "writes", 8, "retransmits", 3, "resyncs", 0,
+		      "baud", 115200, "tx_bytes", (json_int_t)7000, "rx_bytes", (json_int_t)1234);
 	want_fail = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
 	json_decref(j);
 

@@ -2136,6 +2136,7 @@ static void test_v7_one_write(void **state)
 	struct fx *fx;
 	struct got a, b2, c, d;
 	uint64_t writes;
+	char want[48];
 
 	memset(body, 'x', 300);
 	body[300] = 0;
@@ -2174,6 +2175,9 @@ static void test_v7_one_write(void **state)
 	play_to_pass(fx);
 	assert_int_equal(fx->b.nfiles, 5);
 	assert_int_equal(fx->slot->retransmits, 0);
+	/* The pass event counts them: every write of the slot's so far was this board's. */
+	snprintf(want, sizeof(want), "\"writes\":%" PRIu64 ",", fx->slot->tx_writes);
+	assert_true(events_has(fx, want));
 
 	/* The first answer, and the board's reboot behind it in the same read: the WRITE the
 	 * answer called for never leaves; the rebooted board is greeted with HELLO alone. */
