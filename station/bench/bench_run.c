@@ -400,8 +400,6 @@ struct board_rec {
 	const char *slot; /* borrowed from the JSON */
 	double start, end, checked, sign_end;
 	double ms[ST_PHASE_COUNT];
-	double bytes;
-	double requests, turns, writes;
 	int reused, signed_;
 };
 
@@ -560,11 +558,11 @@ static int read_events(const char *path, struct st_bench_result *res, char *err,
 					 fmax(r->ms[ST_PHASE_CSR], 0)) / 1000;
 		r->sign_end = r->checked + (fmax(r->ms[ST_PHASE_QUEUE], 0) +
 					    fmax(r->ms[ST_PHASE_SIGN], 0)) / 1000;
-		r->bytes = (double)json_integer_value(json_object_get(j, "tx_bytes")) +
-			   (double)json_integer_value(json_object_get(j, "rx_bytes"));
-		r->requests = (double)json_integer_value(json_object_get(j, "requests"));
-		r->turns = (double)json_integer_value(json_object_get(j, "turns"));
-		r->writes = (double)json_integer_value(json_object_get(j, "writes"));
+		bytes += (double)json_integer_value(json_object_get(j, "tx_bytes")) +
+			 (double)json_integer_value(json_object_get(j, "rx_bytes"));
+		requests += (double)json_integer_value(json_object_get(j, "requests"));
+		turns += (double)json_integer_value(json_object_get(j, "turns"));
+		writes += (double)json_integer_value(json_object_get(j, "writes"));
 		res->reused += r->reused != 0;
 		res->signed_ += r->signed_ != 0;
 	}
@@ -589,10 +587,6 @@ static int read_events(const char *path, struct st_bench_result *res, char *err,
 	for (size_t i = 0; i < nb; i++) {
 		first = fmin(first, b[i].start);
 		last = fmax(last, b[i].end);
-		bytes += b[i].bytes;
-		requests += b[i].requests;
-		turns += b[i].turns;
-		writes += b[i].writes;
 		if (b[i].signed_) {
 			iv[niv].a = b[i].checked;
 			iv[niv].b = b[i].sign_end;
