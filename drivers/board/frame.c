@@ -11,15 +11,32 @@ static const char marker[] = BRD_MARKER;
 static const char hexdig[] = "0123456789ABCDEF";
 
 /* CRC-32. Every byte a station or a simulated board exchanges goes through it, hundreds of
- * boards in one process: a byte at a time from a 256-entry table (1 KiB of constants) takes
- * a fraction of the instructions of four bits at a time. A firmware short of flash builds
- * with BRD_CRC_NIBBLE=1 for the 16-entry table (64 bytes), fast enough for a UART; both give
- * the same CRC (PROTOCOL.md defines only the result). zlib's crc32_z, tried for the hosts'
- * build, checks a byte in a ninth of the time, but the station's loop spent 3.5% of its time
- * here and still 1.5% with it (frames are short): not worth a second build of the core with
- * a library in it. */
+ * boards in one process. Three builds of the same CRC (PROTOCOL.md defines only the
+ * result):
+ * - the default: a byte at a time from a 256-entry table (1 KiB of constants), a fraction
+ *   of the instructions of four bits at a time;
+ * - BRD_CRC_NIBBLE=1: the 16-entry table (64 bytes), for a firmware short of flash, fast
+ *   enough for a UART;
+ * - BRD_CRC_SLICE8=1: eight bytes at a time from eight tables (8 KiB, crc32_table.h and
+ *   crc32_slice8.h), for the hosts (the station, simboard, the Linux agent). A byte at a
+ *   time waits on each table load before the next (2.2 ns a byte on the machine measured,
+ *   near half of decoding a frame); eight independent loads a step take a fifth of that.
+ *   zlib's crc32_z, tried before, is as fast but a library in the core. */
 #ifndef BRD_CRC_NIBBLE
 #define BRD_CRC_NIBBLE 0
+#endif
+#ifndef BRD_CRC_SLICE8
+#define BRD_CRC_SLICE8 0
+#endif
+
+/* The scans over a frame's bytes (the printable check, the runs of ordinary bytes, a field's
+ * value) go a byte at a time in plain loops: the core uses no more of the C library than
+ * memcpy and its like, and a firmware's flash has no room for more. The hosts build with
+ * BRD_FAST_SCAN=1: memchr finds the runs (the hosts' C library takes many bytes a step), and
+ * the printable check has no early exit, so that the compiler checks many bytes a step. The
+ * same results either way. */
+#ifndef BRD_FAST_SCAN
+#define BRD_FAST_SCAN 0
 #endif
 
 #if BRD_CRC_NIBBLE
@@ -41,52 +58,36 @@ uint32_t brd_crc32(uint32_t crc, const void *data, size_t n)
 	}
 	return ~crc;
 }
+#elif BRD_CRC_SLICE8
+#include "crc32_slice8.h"
+#include "crc32_table.h"
+
+/* Four bytes, little-endian, from any alignment (one load where the CPU allows it). */
+static uint32_t le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+uint32_t brd_crc32(uint32_t crc, const void *data, size_t n)
+{
+	const uint8_t *p = data;
+
+	crc = ~crc;
+	for (; n >= 8; p += 8, n -= 8) {
+		uint32_t a = crc ^ le32(p), b = le32(p + 4);
+
+		/* Table k for the byte k places before the end of the eight. */
+		crc = crc_slice8[6][a & 0xFF] ^ crc_slice8[5][a >> 8 & 0xFF] ^
+		      crc_slice8[4][a >> 16 & 0xFF] ^ crc_slice8[3][a >> 24] ^
+		      crc_slice8[2][b & 0xFF] ^ crc_slice8[1][b >> 8 & 0xFF] ^
+		      crc_slice8[0][b >> 16 & 0xFF] ^ crc_table[b >> 24];
+	}
+	for (; n; p++, n--)
+		crc = (crc >> 8) ^ crc_table[(crc ^ *p) & 0xFF];
+	return ~crc;
+}
 #else
-static const uint32_t crc_table[256] = {
-	0x00000000, 0x77073096, 0xEE0E612C, 0x990951BA, 0x076DC419, 0x706AF48F,
-	0xE963A535, 0x9E6495A3, 0x0EDB8832, 0x79DCB8A4, 0xE0D5E91E, 0x97D2D988,
-	0x09B64C2B, 0x7EB17CBD, 0xE7B82D07, 0x90BF1D91, 0x1DB71064, 0x6AB020F2,
-	0xF3B97148, 0x84BE41DE, 0x1ADAD47D, 0x6DDDE4EB, 0xF4D4B551, 0x83D385C7,
-	0x136C9856, 0x646BA8C0, 0xFD62F97A, 0x8A65C9EC, 0x14015C4F, 0x63066CD9,
-	0xFA0F3D63, 0x8D080DF5, 0x3B6E20C8, 0x4C69105E, 0xD56041E4, 0xA2677172,
-	0x3C03E4D1, 0x4B04D447, 0xD20D85FD, 0xA50AB56B, 0x35B5A8FA, 0x42B2986C,
-	0xDBBBC9D6, 0xACBCF940, 0x32D86CE3, 0x45DF5C75, 0xDCD60DCF, 0xABD13D59,
-	0x26D930AC, 0x51DE003A, 0xC8D75180, 0xBFD06116, 0x21B4F4B5, 0x56B3C423,
-	0xCFBA9599, 0xB8BDA50F, 0x2802B89E, 0x5F058808, 0xC60CD9B2, 0xB10BE924,
-	0x2F6F7C87, 0x58684C11, 0xC1611DAB, 0xB6662D3D, 0x76DC4190, 0x01DB7106,
-	0x98D220BC, 0xEFD5102A, 0x71B18589, 0x06B6B51F, 0x9FBFE4A5, 0xE8B8D433,
-	0x7807C9A2, 0x0F00F934, 0x9609A88E, 0xE10E9818, 0x7F6A0DBB, 0x086D3D2D,
-	0x91646C97, 0xE6635C01, 0x6B6B51F4, 0x1C6C6162, 0x856530D8, 0xF262004E,
-	0x6C0695ED, 0x1B01A57B, 0x8208F4C1, 0xF50FC457, 0x65B0D9C6, 0x12B7E950,
-	0x8BBEB8EA, 0xFCB9887C, 0x62DD1DDF, 0x15DA2D49, 0x8CD37CF3, 0xFBD44C65,
-	0x4DB26158, 0x3AB551CE, 0xA3BC0074, 0xD4BB30E2, 0x4ADFA541, 0x3DD895D7,
-	0xA4D1C46D, 0xD3D6F4FB, 0x4369E96A, 0x346ED9FC, 0xAD678846, 0xDA60B8D0,
-	0x44042D73, 0x33031DE5, 0xAA0A4C5F, 0xDD0D7CC9, 0x5005713C, 0x270241AA,
-	0xBE0B1010, 0xC90C2086, 0x5768B525, 0x206F85B3, 0xB966D409, 0xCE61E49F,
-	0x5EDEF90E, 0x29D9C998, 0xB0D09822, 0xC7D7A8B4, 0x59B33D17, 0x2EB40D81,
-	0xB7BD5C3B, 0xC0BA6CAD, 0xEDB88320, 0x9ABFB3B6, 0x03B6E20C, 0x74B1D29A,
-	0xEAD54739, 0x9DD277AF, 0x04DB2615, 0x73DC1683, 0xE3630B12, 0x94643B84,
-	0x0D6D6A3E, 0x7A6A5AA8, 0xE40ECF0B, 0x9309FF9D, 0x0A00AE27, 0x7D079EB1,
-	0xF00F9344, 0x8708A3D2, 0x1E01F268, 0x6906C2FE, 0xF762575D, 0x806567CB,
-	0x196C3671, 0x6E6B06E7, 0xFED41B76, 0x89D32BE0, 0x10DA7A5A, 0x67DD4ACC,
-	0xF9B9DF6F, 0x8EBEEFF9, 0x17B7BE43, 0x60B08ED5, 0xD6D6A3E8, 0xA1D1937E,
-	0x38D8C2C4, 0x4FDFF252, 0xD1BB67F1, 0xA6BC5767, 0x3FB506DD, 0x48B2364B,
-	0xD80D2BDA, 0xAF0A1B4C, 0x36034AF6, 0x41047A60, 0xDF60EFC3, 0xA867DF55,
-	0x316E8EEF, 0x4669BE79, 0xCB61B38C, 0xBC66831A, 0x256FD2A0, 0x5268E236,
-	0xCC0C7795, 0xBB0B4703, 0x220216B9, 0x5505262F, 0xC5BA3BBE, 0xB2BD0B28,
-	0x2BB45A92, 0x5CB36A04, 0xC2D7FFA7, 0xB5D0CF31, 0x2CD99E8B, 0x5BDEAE1D,
-	0x9B64C2B0, 0xEC63F226, 0x756AA39C, 0x026D930A, 0x9C0906A9, 0xEB0E363F,
-	0x72076785, 0x05005713, 0x95BF4A82, 0xE2B87A14, 0x7BB12BAE, 0x0CB61B38,
-	0x92D28E9B, 0xE5D5BE0D, 0x7CDCEFB7, 0x0BDBDF21, 0x86D3D2D4, 0xF1D4E242,
-	0x68DDB3F8, 0x1FDA836E, 0x81BE16CD, 0xF6B9265B, 0x6FB077E1, 0x18B74777,
-	0x88085AE6, 0xFF0F6A70, 0x66063BCA, 0x11010B5C, 0x8F659EFF, 0xF862AE69,
-	0x616BFFD3, 0x166CCF45, 0xA00AE278, 0xD70DD2EE, 0x4E048354, 0x3903B3C2,
-	0xA7672661, 0xD06016F7, 0x4969474D, 0x3E6E77DB, 0xAED16A4A, 0xD9D65ADC,
-	0x40DF0B66, 0x37D83BF0, 0xA9BCAE53, 0xDEBB9EC5, 0x47B2CF7F, 0x30B5FFE9,
-	0xBDBDF21C, 0xCABAC28A, 0x53B39330, 0x24B4A3A6, 0xBAD03605, 0xCDD70693,
-	0x54DE5729, 0x23D967BF, 0xB3667A2E, 0xC4614AB8, 0x5D681B02, 0x2A6F2B94,
-	0xB40BBE37, 0xC30C8EA1, 0x5A05DF1B, 0x2D02EF8D,
-};
+#include "crc32_table.h"
 
 uint32_t brd_crc32(uint32_t crc, const void *data, size_t n)
 {
@@ -181,12 +182,44 @@ static int is_key_char(char c)
 
 /* Parsing. */
 
+#if BRD_FAST_SCAN
+/* 1 when every byte of p[0..n) may stand inside a frame (printable ASCII but '~'). */
+static int frame_bytes_only(const char *p, size_t n)
+{
+	unsigned int bad = 0;
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		bad |= (unsigned char)((unsigned char)p[i] - 0x20u) > 0x7D - 0x20;
+	return !bad;
+}
+#endif
+
+/* The index in p[0..n) of the first c, or n. */
+static size_t find_byte(const char *p, size_t n, char c)
+{
+#if BRD_FAST_SCAN
+	const char *q = n ? memchr(p, c, n) : NULL;
+
+	return q ? (size_t)(q - p) : n;
+#else
+	size_t i;
+
+	for (i = 0; i < n && p[i] != c; i++)
+		;
+	return i;
+#endif
+}
+
 static int parse_fields(const char *line, size_t pos, size_t end, struct brd_msg *m)
 {
 	unsigned int n = 0;
 
 	while (pos < end) {
 		size_t k = pos;
+#if BRD_FAST_SCAN
+		size_t stop;
+#endif
 
 		if (++n > BRD_MAX_FIELDS)
 			return bad_at(m, pos + 1, "more than 64 fields");
@@ -199,6 +232,17 @@ static int parse_fields(const char *line, size_t pos, size_t end, struct brd_msg
 		if (pos == end || line[pos] != '=')
 			return bad_at(m, pos + 1, "expected '=' after the key");
 		pos++;
+		/* The value runs to the next space; a '%' in it takes two hex digits. */
+#if BRD_FAST_SCAN
+		/* Never a space among them: the value's end stays where it is. */
+		stop = pos + find_byte(line + pos, end - pos, ' ');
+		while ((pos += find_byte(line + pos, stop - pos, '%')) < stop) {
+			if (pos + 2 >= end || hexval(line[pos + 1]) < 0 ||
+			    hexval(line[pos + 2]) < 0)
+				return bad_at(m, pos + 1, "bad percent escape");
+			pos += 3;
+		}
+#else
 		while (pos < end && line[pos] != ' ') {
 			if (line[pos] == '%') {
 				if (pos + 2 >= end || hexval(line[pos + 1]) < 0 ||
@@ -208,6 +252,7 @@ static int parse_fields(const char *line, size_t pos, size_t end, struct brd_msg
 			}
 			pos++;
 		}
+#endif
 		if (pos < end) {
 			pos++;
 			if (pos == end || line[pos] == ' ')
@@ -228,14 +273,17 @@ int brd_frame_parse(const char *line, size_t len, struct brd_frame *f, struct br
 		len--;
 	if (len < BRD_MARKER_LEN || memcmp(line, marker, BRD_MARKER_LEN) != 0)
 		return bad_at(m, 1, "expected the frame marker");
-	for (i = BRD_MARKER_LEN; i < len; i++) {
-		unsigned char c = (unsigned char)line[i];
+#if BRD_FAST_SCAN
+	if (!frame_bytes_only(line + BRD_MARKER_LEN, len - BRD_MARKER_LEN))
+#endif
+		for (i = BRD_MARKER_LEN; i < len; i++) {
+			unsigned char c = (unsigned char)line[i];
 
-		if (c < 0x20 || c > 0x7E)
-			return bad_at(m, i + 1, "a byte that is not printable ASCII");
-		if (c == '~')
-			return bad_at(m, i + 1, "'~' is not allowed inside a frame");
-	}
+			if (c < 0x20 || c > 0x7E)
+				return bad_at(m, i + 1, "a byte that is not printable ASCII");
+			if (c == '~')
+				return bad_at(m, i + 1, "'~' is not allowed inside a frame");
+		}
 	/* CRC before grammar: damage on the wire is reported as such, and retransmitted. */
 	crc_at = len;
 	while (crc_at > BRD_MARKER_LEN && line[crc_at - 1] != ' ')
@@ -302,9 +350,7 @@ int brd_frame_next(const struct brd_frame *f, const char *key, size_t *pos,
 		while (f->line[p] != '=')
 			p++;
 		v = p + 1;
-		e = v;
-		while (e < f->fields_end && f->line[e] != ' ')
-			e++;
+		e = v + find_byte(f->line + v, f->fields_end - v, ' ');
 		p = e + 1;
 		if (v - 1 - k == kl && memcmp(f->line + k, key, kl) == 0) {
 			out->val = f->line + v;
@@ -505,15 +551,20 @@ static void dec_error(struct brd_decoder *d, const char *what, size_t num, const
 	brd_msg_str(&m, tail);
 }
 
-/* Bytes of p[0..n) before the first '~' (and line end, with stop_at_lf). Plain loops: the
- * core uses no more of the C library than memcpy and its like. */
+/* Bytes of p[0..n) before the first '~' (and line end, with stop_at_lf). */
 static size_t plain_run(const char *p, size_t n, int stop_at_lf)
 {
+#if BRD_FAST_SCAN
+	if (stop_at_lf)
+		n = find_byte(p, n, '\n');
+	return find_byte(p, n, '~');
+#else
 	size_t k;
 
 	for (k = 0; k < n && p[k] != '~' && (p[k] != '\n' || !stop_at_lf); k++)
 		;
 	return k;
+#endif
 }
 
 size_t brd_scan_frame(const char *line, size_t len, size_t max, const char *p, size_t n)

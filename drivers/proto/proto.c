@@ -90,7 +90,8 @@ static int parse_fields(const char *line, size_t pos, size_t end, struct drv_pro
 {
 	while (pos < end) {
 		struct drv_proto_field *fld;
-		size_t k = pos, v;
+		size_t k = pos, v, stop;
+		const char *t;
 
 		if (f->nfields == DRV_PROTO_MAX_FIELDS)
 			return st_errf(err, errlen, ST_E_PROTO_FRAME,
@@ -111,18 +112,19 @@ static int parse_fields(const char *line, size_t pos, size_t end, struct drv_pro
 				       "field %u ('%.*s') at col %zu: expected '=' after the key",
 				       f->nfields + 1, (int)(pos - k), line + k, pos + 1);
 		v = ++pos;
-		while (pos < end && line[pos] != ' ') {
-			if (line[pos] == '%') {
-				if (pos + 2 >= end || hexval(line[pos + 1]) < 0 ||
-				    hexval(line[pos + 2]) < 0)
-					return st_errf(err, errlen, ST_E_PROTO_FRAME,
-						       "field %u ('%.*s'): bad percent escape at col %zu",
-						       f->nfields + 1, (int)(v - 1 - k), line + k,
-						       pos + 1);
-				pos += 2;
-			}
-			pos++;
+		/* The value runs to the next space; a '%' in it takes two hex digits, never a
+		 * space, so the end found first stays. */
+		t = memchr(line + pos, ' ', end - pos);
+		stop = t ? (size_t)(t - line) : end;
+		while ((t = memchr(line + pos, '%', stop - pos)) != NULL) {
+			pos = (size_t)(t - line);
+			if (pos + 2 >= end || hexval(line[pos + 1]) < 0 || hexval(line[pos + 2]) < 0)
+				return st_errf(err, errlen, ST_E_PROTO_FRAME,
+					       "field %u ('%.*s'): bad percent escape at col %zu",
+					       f->nfields + 1, (int)(v - 1 - k), line + k, pos + 1);
+			pos += 3;
 		}
+		pos = stop;
 		fld = &f->fields[f->nfields++];
 		fld->key_off = (uint16_t)k;
 		fld->key_len = (uint16_t)(v - 1 - k);
@@ -145,6 +147,7 @@ int drv_proto_parse(const char *line, size_t len, struct drv_proto_frame *f, cha
 {
 	size_t i, pos, crc_at, start;
 	uint32_t want = 0, got;
+	unsigned int bad;
 	uint64_t seq;
 
 	memset(f, 0, sizeof(*f));
@@ -156,7 +159,12 @@ int drv_proto_parse(const char *line, size_t len, struct drv_proto_frame *f, cha
 	if (len < DRV_PROTO_MARKER_LEN || memcmp(line, marker, DRV_PROTO_MARKER_LEN) != 0)
 		return st_errf(err, errlen, ST_E_PROTO_FRAME,
 			       "col 1: expected the frame marker \"%s\"", DRV_PROTO_MARKER);
-	for (i = DRV_PROTO_MARKER_LEN; i < len; i++) {
+	/* Every byte checked without an early exit (many a step), and the loop below only to
+	 * name the first bad one. */
+	bad = 0;
+	for (i = DRV_PROTO_MARKER_LEN; i < len; i++)
+		bad |= (unsigned char)((unsigned char)line[i] - 0x20u) > 0x7D - 0x20;
+	for (i = bad ? DRV_PROTO_MARKER_LEN : len; i < len; i++) {
 		unsigned char c = (unsigned char)line[i];
 
 		if (c < 0x20 || c > 0x7E)

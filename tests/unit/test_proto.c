@@ -554,6 +554,16 @@ static void test_malformed(void **state)
 		{ "Q 1 HELLO v=1 ", "empty field" },
 		{ "Q 1 HELLO v=a\x13", "col 19: byte 0x13 is not printable" },
 		{ "Q 1 HELLO v=~x", "col 18: '~' is not allowed" },
+		/* The first bad escape of a value, of a later field, at the end of the fields. */
+		{ "Q 1 HELLO v=%41%4 w=1", "bad percent escape at col 21" },
+		{ "Q 1 HELLO v=%41 w=x%4g", "bad percent escape at col 25" },
+		{ "Q 1 HELLO v=a w=%2", "bad percent escape at col 22" },
+		{ "Q 1 HELLO v=ab%", "bad percent escape at col 20" },
+		/* The first byte that may not stand in a frame, whatever follows it. */
+		{ "Q 1 HELLO v=\x7f", "col 18: byte 0x7F is not printable" },
+		{ "Q 1 HELLO v=ab\x80", "col 20: byte 0x80 is not printable" },
+		{ "Q 1 HELLO v=~\x01", "col 18: '~' is not allowed" },
+		{ "Q 1 HELLO v=a\x13~", "col 19: byte 0x13 is not printable" },
 	};
 	char line[1024], err[160];
 	struct drv_proto_frame f;
