@@ -17,13 +17,20 @@ cc -std=c99 -pedantic -Wall -Wextra -Werror -Os -I"$B/../base" -c "$B/../base/b6
 	fail "b64.c does not build alone"
 (cd "$T" && ar rcs "$LIB" board.o frame.o sha256.o csr.o b64.o) || fail "ar"
 bad=$(grep -H '^[[:space:]]*#[[:space:]]*include' "$B"/*.c "$B"/*.h |
-	grep -vE '#include (<(stddef|stdint|string)\.h>|"(board|frame|sha256|csr|b64)\.h")' || true)
+	grep -vE '#include (<(stddef|stdint|string)\.h>|"(board|frame|sha256|csr|b64|crc32_table|crc32_slice8)\.h")' || true)
 [ -z "$bad" ] || fail "the core includes what it may not: $bad"
 ok "includes: only <stddef.h>, <stdint.h>, <string.h>, its own headers and b64.h"
 ext=$(nm -u "$LIB" | awk 'NF == 2 { print $2 }' | sort -u | grep -vE '^(brd_|drv_b64_)' |
 	grep -vxE 'mem(cpy|set|cmp|move)|str(len|cmp|ncmp)' || true)
 [ -z "$ext" ] || fail "the core calls outside the C library's string functions: $(echo $ext)"
 ok "outside symbols: memcpy, memset, memcmp, memmove, strlen, strcmp, strncmp"
+# The hosts' build of the frame codec (BRD_FAST_SCAN, BRD_CRC_SLICE8) adds memchr, no more.
+cc -std=c99 -pedantic -Wall -Wextra -Werror -Os -DBRD_FAST_SCAN=1 -DBRD_CRC_SLICE8=1 -I"$B" \
+	-I"$B/../base" -c "$B/frame.c" -o "$T/frame-hosts.o" || fail "frame.c does not build as the hosts build it"
+ext=$(nm -u "$T/frame-hosts.o" | awk 'NF == 2 { print $2 }' | sort -u | grep -vE '^(brd_|drv_b64_)' |
+	grep -vxE 'mem(chr|cpy|set|cmp|move)|str(len|cmp|ncmp)' || true)
+[ -z "$ext" ] || fail "the hosts' frame.c calls outside the C library's string functions: $(echo $ext)"
+ok "the hosts' build of frame.c: memchr besides those"
 # Writable static data: .data or .bss (read-only tables may sit in .data.rel.ro for PIE).
 for o in $(ar t "$LIB"); do
 	sizes=$(ar p "$LIB" "$o" >"$T/$o" && size -A "$T/$o" | awk '$1 == ".data" || $1 == ".bss" || $1 ~ /^\.(data|bss)\./ && $1 !~ /rel\.ro/ { s += $2 } END { print s + 0 }')
