@@ -745,6 +745,80 @@ out:
 	return rc;
 }
 
+/* 1 when table name exists, 0 when not, -1 on an error. */
+static int table_exists(struct sq_ledger *l, const char *name)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	if (sqlite3_prepare_v2(l->db, "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?1",
+			       -1, &s, NULL) != SQLITE_OK)
+		return -1;
+	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	sqlite3_finalize(s);
+	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* A migration that copies rows into a rebuilt table (3 -> 4) stopped on a constraint: the
+ * first row, by id, that the new table refuses, as " (row N of TABLE)" in out, or "" when it
+ * cannot be told. Each row is tried alone inside a savepoint that is rolled back, in the
+ * failed migration's still open transaction: the table being filled is the one whose copy
+ * failed (attempts' is made only once certificates' copy is done). */
+static void refused_row(struct sq_ledger *l, char *out, size_t outlen)
+{
+	static const struct {
+		const char *from, *to, *copy;
+	} copies[] = {
+		{ "attempts", "attempts_v4",
+		  "INSERT INTO attempts_v4 (" ATTEMPT_COLUMNS ") SELECT " ATTEMPT_COLUMNS
+		  " FROM attempts WHERE id = ?1" },
+		{ "certificates", "certificates_v4",
+		  "INSERT INTO certificates_v4 (" ROW_COLUMNS ", auth_id, dropped) SELECT "
+		  ROW_COLUMNS ", auth_id, dropped FROM certificates WHERE id = ?1" },
+	};
+	sqlite3_stmt *ids = NULL, *copy = NULL;
+	sqlite3_int64 id;
+	char sql[128];
+	size_t i;
+	int rc;
+
+	out[0] = 0;
+	for (i = 0; i < sizeof(copies) / sizeof(copies[0]); i++)
+		if (table_exists(l, copies[i].to) == 1)
+			break;
+	if (i == sizeof(copies) / sizeof(copies[0]))
+		return;
+	/* The next id each time: rolling a savepoint back ends the reads still open. */
+	snprintf(sql, sizeof(sql), "SELECT min(id) FROM %s WHERE id > ?1", copies[i].from);
+	if (sqlite3_prepare_v2(l->db, sql, -1, &ids, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(l->db, copies[i].copy, -1, &copy, NULL) != SQLITE_OK)
+		goto out;
+	for (id = INT64_MIN;;) {
+		sqlite3_bind_int64(ids, 1, id);
+		if (sqlite3_step(ids) != SQLITE_ROW || sqlite3_column_type(ids, 0) == SQLITE_NULL)
+			break;
+		id = sqlite3_column_int64(ids, 0);
+		sqlite3_reset(ids);
+		if (sqlite3_exec(l->db, "SAVEPOINT st_ledger_probe", NULL, NULL, NULL) != SQLITE_OK)
+			break;
+		sqlite3_bind_int64(copy, 1, id);
+		rc = sqlite3_step(copy);
+		sqlite3_reset(copy);
+		sqlite3_exec(l->db, "ROLLBACK TO st_ledger_probe; RELEASE st_ledger_probe", NULL,
+			     NULL, NULL);
+		if ((rc & 0xff) == SQLITE_CONSTRAINT) {
+			snprintf(out, outlen, " (row %lld of %s)", (long long)id, copies[i].from);
+			break;
+		}
+		if (rc != SQLITE_DONE)
+			break;
+	}
+out:
+	sqlite3_finalize(copy);
+	sqlite3_finalize(ids);
+}
+
 /* Checks the version and application id, and migrates an older schema in one
  * transaction. With ST_LEDGER_NOCREATE an empty database is refused rather than made a
  * ledger: a command that only reads was given the wrong file. */
@@ -804,9 +878,13 @@ static int migrate(struct sq_ledger *l, unsigned flags, char *err, size_t errlen
 		if (rc == SQLITE_OK)
 			rc = sqlite3_exec(l->db, sql, NULL, NULL, &msg);
 		if (rc != SQLITE_OK) {
+			char row[96] = "";
+
+			if ((rc & 0xff) == SQLITE_CONSTRAINT)
+				refused_row(l, row, sizeof(row));
 			rc = st_errf(err, errlen, ST_E_LEDGER_IO,
-				     "ledger %s: migrating the schema from version %d: %s",
-				     l->path, version, msg ? msg : sqlite3_errstr(rc));
+				     "ledger %s: migrating the schema from version %d: %s%s",
+				     l->path, version, msg ? msg : sqlite3_errstr(rc), row);
 			goto out;
 		}
 	}

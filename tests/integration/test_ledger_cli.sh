@@ -198,8 +198,8 @@ ok "foreign, newer and missing files refused with the file named"
 
 # A ledger of an older schema is upgraded on opening, with a word on stderr (version 4
 # rebuilds its tables: a pause for a large ledger), its rows as they were. A row that the
-# rebuilt table's CHECK refuses (a hand-edited file) stops the upgrade, which names it, and
-# leaves the file as it was.
+# rebuilt table's CHECK refuses (a hand-edited file) stops the upgrade, which names the
+# constraint and the first such row of either table, and leaves the file as it was.
 cp "$T/clean.db" "$T/old.db"
 sqlite3 "$T/old.db" "PRAGMA user_version = 3"
 "$STATION" ledger --ledger "$T/clean.db" list >"$T/list.clean" 2>/dev/null
@@ -212,13 +212,26 @@ cmp -s "$T/list.clean" "$T/list.old" || fail "rows changed: $(diff "$T/list.clea
 "$STATION" ledger --ledger "$T/old.db" list >/dev/null 2>"$T/err.old"
 [ ! -s "$T/err.old" ] || fail "upgraded twice: $(cat "$T/err.old")"
 cp "$T/clean.db" "$T/odd.db"
+last=$(sqlite3 "$T/odd.db" "SELECT max(id) FROM certificates")
+[ "$last" -gt 2 ] || fail "clean.db has $last certificates; the test wants three or more"
 sqlite3 "$T/odd.db" "PRAGMA ignore_check_constraints = ON;
-	UPDATE certificates SET state = 'lost' WHERE id = 1; PRAGMA user_version = 3"
+	UPDATE certificates SET state = 'lost' WHERE id IN (2, $last); PRAGMA user_version = 3"
 expect_fail "an upgrade over a row its CHECK refuses" \
-	"odd.db: migrating the schema from version 3: CHECK constraint failed: state" \
+	"odd.db: migrating the schema from version 3: CHECK constraint failed: state.* \(row 2 of certificates\)" \
 	"$STATION" ledger --ledger "$T/odd.db" list
-[ "$(sqlite3 "$T/odd.db" "PRAGMA user_version; SELECT state FROM certificates WHERE id = 1")" = \
+[ "$(sqlite3 "$T/odd.db" "PRAGMA user_version; SELECT state FROM certificates WHERE id = 2")" = \
 	"$(printf '3\nlost')" ] || fail "a refused upgrade changed the ledger"
+cp "$T/clean.db" "$T/odd2.db"
+attempt=$(sqlite3 "$T/odd2.db" "PRAGMA ignore_check_constraints = ON;
+	INSERT INTO attempts (time, station, outcome) VALUES (1, 'st', 'pass');
+	INSERT INTO attempts (time, station, outcome) VALUES (2, 'st', 'maybe');
+	INSERT INTO attempts (time, station, outcome) VALUES (3, 'st', 'maybe');
+	PRAGMA user_version = 3; SELECT min(id) FROM attempts WHERE outcome = 'maybe'")
+expect_fail "an upgrade over an attempt its CHECK refuses" \
+	"odd2.db: migrating the schema from version 3: CHECK constraint failed: outcome.* \(row $attempt of attempts\)" \
+	"$STATION" ledger --ledger "$T/odd2.db" list
+[ "$(sqlite3 "$T/odd2.db" "PRAGMA user_version; SELECT outcome FROM attempts WHERE id = $attempt")" = \
+	"$(printf '3\nmaybe')" ] || fail "a refused upgrade changed the ledger"
 ok "an older ledger upgraded with a word, its rows kept; a refused upgrade leaves it as it was"
 
 # check judges a device id certified more than once by the reprovision policy of the profile
