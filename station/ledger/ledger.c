@@ -149,6 +149,15 @@
 	"id, time, station, slot, outcome, reason, error, device_id, serial, board_sn, "     \
 	"hardware_id, sku, firmware, profile, auth_id, certificate, reused, ms"
 
+/* Version 4's copies of the rows into its rebuilt tables, but for the rows they take: the
+ * migration takes them all (ORDER BY id), refused_row() one at a time. */
+#define COPY_CERTIFICATES_V4                                                                \
+	"INSERT INTO certificates_v4 (" ROW_COLUMNS ", auth_id, dropped)\n"                   \
+	"  SELECT " ROW_COLUMNS ", auth_id, dropped FROM certificates"
+#define COPY_ATTEMPTS_V4                                                                    \
+	"INSERT INTO attempts_v4 (" ATTEMPT_COLUMNS ")\n"                                      \
+	"  SELECT " ATTEMPT_COLUMNS " FROM attempts"
+
 /* Schema migrations: migrations[i] brings a ledger from version i to i + 1. A new version is
  * one more entry (ALTER TABLE, new tables); never edit an entry that has shipped. */
 static const char *const migrations[] = {
@@ -217,8 +226,7 @@ static const char *const migrations[] = {
 	"  auth_id TEXT REFERENCES authorizations (id),\n"
 	"  dropped INTEGER CHECK (dropped IS NULL OR dropped = 1),\n"
 	"  CHECK (state = 'intent' OR state = 'failed' OR cert_der IS NOT NULL));\n"
-	"INSERT INTO certificates_v4 (" ROW_COLUMNS ", auth_id, dropped)\n"
-	"  SELECT " ROW_COLUMNS ", auth_id, dropped FROM certificates ORDER BY id;\n"
+	COPY_CERTIFICATES_V4 " ORDER BY id;\n"
 	"DROP TABLE certificates;\n"
 	"ALTER TABLE certificates_v4 RENAME TO certificates;\n"
 	"CREATE UNIQUE INDEX certificates_serial ON certificates (serial) WHERE " LIVE ";\n"
@@ -228,8 +236,7 @@ static const char *const migrations[] = {
 	AUTH_TRIGGERS DROPPED_TRIGGERS
 	ATTEMPTS_TABLE("attempts_v4",
 		       "outcome = 'pass' OR outcome = 'fail' OR outcome = 'abandoned'")
-	"INSERT INTO attempts_v4 (" ATTEMPT_COLUMNS ")\n"
-	"  SELECT " ATTEMPT_COLUMNS " FROM attempts ORDER BY id;\n"
+	COPY_ATTEMPTS_V4 " ORDER BY id;\n"
 	"DROP TABLE attempts;\n"
 	"ALTER TABLE attempts_v4 RENAME TO attempts;\n"
 	"CREATE INDEX attempts_time ON attempts (time);\n",
@@ -770,12 +777,8 @@ static void refused_row(struct sq_ledger *l, char *out, size_t outlen)
 	static const struct {
 		const char *from, *to, *copy;
 	} copies[] = {
-		{ "attempts", "attempts_v4",
-		  "INSERT INTO attempts_v4 (" ATTEMPT_COLUMNS ") SELECT " ATTEMPT_COLUMNS
-		  " FROM attempts WHERE id = ?1" },
-		{ "certificates", "certificates_v4",
-		  "INSERT INTO certificates_v4 (" ROW_COLUMNS ", auth_id, dropped) SELECT "
-		  ROW_COLUMNS ", auth_id, dropped FROM certificates WHERE id = ?1" },
+		{ "attempts", "attempts_v4", COPY_ATTEMPTS_V4 " WHERE id = ?1" },
+		{ "certificates", "certificates_v4", COPY_CERTIFICATES_V4 " WHERE id = ?1" },
 	};
 	sqlite3_stmt *ids = NULL, *copy = NULL;
 	sqlite3_int64 id;
