@@ -129,6 +129,7 @@ struct st_pool {
 	unsigned open_n;
 	unsigned in_pool;   /* submitted, not yet completed */
 	unsigned ops_out;   /* operations not yet called back */
+	unsigned tasks_out; /* tasks not yet called back */
 	int held;           /* the wake handle is referenced (work outstanding) */
 	int closing;
 	int finished;       /* threads joined, handles closing */
@@ -156,6 +157,8 @@ struct st_pool {
 	struct st_sign_req *res_head, *res_tail;
 	struct st_sign_req *acc_head, *acc_tail; /* accepted() due on the loop */
 	struct pool_op *opres_head, *opres_tail;
+	struct st_pool_task *task_head, *task_tail;   /* to run, ahead of checks */
+	struct st_pool_task *tres_head, *tres_tail;   /* done() due on the loop */
 	unsigned inflight;      /* sealed batches not yet finished */
 	unsigned ahead;         /* of those, batches not yet through their intents (step 0 or
 				 * 1): only behind one of them does a new batch gather */
@@ -1350,14 +1353,15 @@ static void deadline_in(unsigned ms, struct timespec *until)
 }
 
 /* Waits on cond until *until, or until the pool stops or a cause of the pause ends; with
- * checks set, also until a CSR waits for its check, and then returns 1. Lock held. */
+ * checks set, also until a CSR waits for its check or a task to run, and then returns 1.
+ * Lock held. */
 static int wait_until_locked(struct st_pool *pool, pthread_cond_t *cond,
 			     const struct timespec *until, int checks)
 {
 	unsigned long gen = pool->resume_gen;
 
 	while (!pool->stopping && gen == pool->resume_gen) {
-		if (checks && pool->check_head)
+		if (checks && (pool->check_head || pool->task_head))
 			return 1;
 		if (pthread_cond_timedwait(cond, &pool->lock, until) == ETIMEDOUT)
 			break;
@@ -1401,12 +1405,39 @@ static void ledger_outage_back(void *arg)
 	pthread_mutex_unlock(&pool->lock);
 }
 
-/* Step 0 for the first CSR waiting for its check, if any: returns 1 when there was one.
- * Lock held (dropped during the check). */
+/* Runs the first task waiting, if any: returns 1 when there was one. Lock held (dropped
+ * while it runs). */
+static int task_one_locked(struct st_pool *pool)
+{
+	struct st_pool_task *t;
+	int wake;
+
+	ST_QUEUE_POP(pool->task_head, pool->task_tail, t, next);
+	if (!t)
+		return 0;
+	pthread_mutex_unlock(&pool->lock);
+	t->run(t);
+	pthread_mutex_lock(&pool->lock);
+	pool->stats.tasks++;
+	ST_QUEUE_PUSH(pool->tres_head, pool->tres_tail, t, next);
+	wake = notify_due_locked(pool);
+	if (wake) {
+		pthread_mutex_unlock(&pool->lock);
+		wake_loop(pool);
+		pthread_mutex_lock(&pool->lock);
+	}
+	return 1;
+}
+
+/* Step 0 for the first CSR waiting for its check, if any, or else a task: returns 1 when
+ * there was one. Lock held (dropped during the check). */
 static int check_one_locked(struct st_pool *pool)
 {
-	struct st_sign_req *r = check_pop_locked(pool);
+	struct st_sign_req *r;
 
+	if (task_one_locked(pool))
+		return 1;
+	r = check_pop_locked(pool);
 	if (!r)
 		return 0;
 	pthread_mutex_unlock(&pool->lock);
@@ -1472,12 +1503,14 @@ static void *worker_main(void *arg)
 			}
 		}
 		pool->sessionless -= sessionless;
-		while (!pool->sign_head && !pool->check_head && !pool->stopping)
+		while (!pool->sign_head && !pool->check_head && !pool->task_head &&
+		       !pool->stopping)
 			pthread_cond_wait(&pool->work_cond, &pool->lock);
 		if (pool->stopping)
 			break;
-		/* Checks first: their batch waits for them before its intents, while a request
-		 * to sign is already on its way. */
+		/* Tasks and checks first: a board waits on its task, and a batch on its
+		 * checks before its intents, while a request to sign is already on its
+		 * way. */
 		if (check_one_locked(pool))
 			continue;
 		r = sign_pop_locked(pool);
@@ -1533,7 +1566,8 @@ out:
 /* Keeps the loop alive while the pool has work out, and lets it end when idle. */
 static void update_hold(struct st_pool *pool)
 {
-	int want = pool->in_pool > 0 || pool->ops_out > 0 || pool->closing;
+	int want = pool->in_pool > 0 || pool->ops_out > 0 || pool->tasks_out > 0 ||
+		   pool->closing;
 
 	if (want && !pool->held)
 		uv_ref((uv_handle_t *)&pool->wake);
@@ -1619,6 +1653,7 @@ static void on_wake(uv_poll_t *h, int status, int events)
 	struct st_pool *pool = h->data;
 	struct st_sign_req *reqs, *acc, *r;
 	struct pool_op *ops, *op;
+	struct st_pool_task *tasks, *t;
 	char reason[256];
 	int paused, done_threads, idle, reqs_done;
 	unsigned causes;
@@ -1640,6 +1675,8 @@ static void on_wake(uv_poll_t *h, int status, int events)
 	pool->acc_head = pool->acc_tail = NULL;
 	ops = pool->opres_head;
 	pool->opres_head = pool->opres_tail = NULL;
+	tasks = pool->tres_head;
+	pool->tres_head = pool->tres_tail = NULL;
 	paused = pool->stats.paused;
 	causes = pool->pause_causes;
 	st_msgf(reason, sizeof(reason), "%s", paused ? pool->stats.pause_reason : "");
@@ -1656,6 +1693,12 @@ static void on_wake(uv_poll_t *h, int status, int events)
 		r->acc_next = NULL;
 		if (!r->cancelled)
 			r->accepted(r);
+	}
+	while ((t = tasks)) {
+		tasks = t->next;
+		t->next = NULL;
+		pool->tasks_out--;
+		t->done(t);
 	}
 	while ((op = ops)) {
 		ops = op->next;
@@ -2209,6 +2252,22 @@ void st_pool_stats(struct st_pool *pool, struct st_pool_stats *out)
 	out->in_pool = pool->in_pool;
 }
 
+int st_pool_task_submit(struct st_pool *pool, struct st_pool_task *task)
+{
+	if (!task || !task->run || !task->done)
+		return ST_E_INVAL;
+	if (!pool || pool->closing)
+		return ST_E_POOL_CLOSED;
+	task->cancelled = 0;
+	pool->tasks_out++;
+	update_hold(pool);
+	pthread_mutex_lock(&pool->lock);
+	ST_QUEUE_PUSH(pool->task_head, pool->task_tail, task, next);
+	wake_workers_locked(pool, 1);
+	pthread_mutex_unlock(&pool->lock);
+	return 0;
+}
+
 void st_pool_close(struct st_pool *pool, void (*close_cb)(void *arg), void *arg)
 {
 	struct st_sign_req *r;
@@ -2235,6 +2294,14 @@ void st_pool_close(struct st_pool *pool, void (*close_cb)(void *arg), void *arg)
 	/* Sealed but not started: their intents are marked failed in step 3. */
 	while ((r = sign_pop_locked(pool)))
 		abandon_locked(pool, r, "the station is shutting down");
+	/* Tasks not started: done() tells their callers, who may run them themselves. */
+	while (pool->task_head) {
+		struct st_pool_task *t;
+
+		ST_QUEUE_POP(pool->task_head, pool->task_tail, t, next);
+		t->cancelled = 1;
+		ST_QUEUE_PUSH(pool->tres_head, pool->tres_tail, t, next);
+	}
 	/* Not checked yet: no intent, nothing to record. */
 	while ((r = check_pop_locked(pool))) {
 		req_fail(r, ST_E_POOL_CLOSED, "not signed: the station is shutting down");

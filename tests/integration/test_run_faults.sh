@@ -58,7 +58,7 @@ stop_simboard
 ok "board0 provisioned alone first"
 
 # Phase 2: the whole line with every fault.
-start_simboard 14 --seed 11 --noise \
+start_simboard 15 --seed 11 --noise \
 	--fault crc:board12 \
 	--fault crc:1% \
 	--fault disconnect:board2 \
@@ -70,13 +70,14 @@ start_simboard 14 --seed 11 --noise \
 	--fault dup-id=board0:board8 \
 	--fault power-loss:board9 \
 	--fault slow=300:board10 \
-	--fault drop:board11
-if timeout 300 "$STATION" run -c "$pki/run.yaml" --events "$ev" --boards 14 --no-view \
+	--fault drop:board11 \
+	--fault bad-pop:board14
+if timeout 300 "$STATION" run -c "$pki/run.yaml" --events "$ev" --boards 15 --no-view \
 	>"$T/run.out" 2>"$T/run.err"; then
 	fail "station run exited 0 although boards failed"
 fi
-[ "$(grep -c '"event":"\(pass\|fail\)"' "$ev")" = 14 ] || fail "not 14 outcomes: $(grep -c '"event":"\(pass\|fail\)"' "$ev")"
-grep '"event":"summary"' "$ev" | has '"boards":14,"passed":8,"failed":6' ||
+[ "$(grep -c '"event":"\(pass\|fail\)"' "$ev")" = 15 ] || fail "not 15 outcomes: $(grep -c '"event":"\(pass\|fail\)"' "$ev")"
+grep '"event":"summary"' "$ev" | has '"boards":15,"passed":8,"failed":7' ||
 	fail "summary: $(grep summary "$ev")"
 # The run ends when the 14th board is done, often the hung one failing: a slot whose board
 # failed is not a board abandoned in flight, in the tally or in the list of slots.
@@ -85,7 +86,7 @@ grep '"event":"summary"' "$ev" | jq -e '.abandoned == 0 and ((.abandoned_slots /
 if grep -q "abandoned (\|abandoned [0-9]* board" "$T/run.out" "$T/run.err"; then
 	fail "boards called abandoned: $(grep "abandoned" "$T/run.out" "$T/run.err")"
 fi
-ok "14 boards: 8 passed, 6 failed, none abandoned, exit status 1"
+ok "15 boards: 8 passed, 7 failed, none abandoned, exit status 1"
 
 expect_pass board0 "delivered before"
 case $(outcome board0) in *'"reused":true'*) ;; *) fail "board0 was not given its recorded certificate" ;; esac
@@ -108,6 +109,20 @@ expect_pass board11 "bytes dropped on the wire"
 expect_pass board12 "every answer's first copy damaged"
 case $(outcome board12) in *'"retransmits":0'*) fail "board12: no retransmission" ;; esac
 expect_pass board13 "noise only"
+# A board whose proof of possession is made with another key than its CSR's: it holds the
+# committed files by then (VERIFY follows COMMIT), so the check is the reason, the words and
+# the ledger's mark, not the files.
+case $(outcome board14) in
+*'"event":"fail"'*'"reason":"SLOT_VERIFY_POP"'*) ;;
+*) fail "board14 (proof with another key): expected failure SLOT_VERIFY_POP, got: $(outcome board14)" ;;
+esac
+outcome board14 | jq -e '.error | test("nonce signature does not verify under the public key of certificate [0-9a-f]+")' >/dev/null ||
+	fail "board14: the error does not say why: $(outcome board14)"
+grep -q "^fail SLOT_VERIFY_POP" "$T/line/board14/result" || fail "board14 was not told why"
+id14=$(cat "$T/line/board14/device-id")
+"$STATION" ledger -c "$pki/run.yaml" export --format csv | grep ",$id14," | grep -q ",failed," ||
+	fail "board14's ledger row is not marked failed: $("$STATION" ledger -c "$pki/run.yaml" export --format csv | grep ",$id14,")"
+ok "board14 (proof with another key): failed with SLOT_VERIFY_POP, told, its row marked failed"
 
 # The refused board is flagged, the boards were told their outcome, consoles were kept.
 grep -q "^fail POOL_ID_OTHER_KEY" "$T/line/board8/result" || fail "board8 was not told why"
