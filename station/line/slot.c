@@ -537,8 +537,6 @@ void slot_end_run(struct st_slot *s)
 		return;
 	release_signing(s, NULL);
 	slot_pop_forget(r);
-	if (s->timer_what == TW_POP)
-		slot_unschedule(s);
 	s->run = NULL;
 	s->boot_open = 0;
 	st_profiles_unref(r->pset);

@@ -734,10 +734,13 @@ void slot_on_commit_answer(struct st_slot *s, const struct drv_proto_frame *f)
 
 /* ---- The proof of possession ---------------------------------------------------------- */
 
-/* The verify of a board's proof of possession, handed to a signing worker (st_pool_task) so
- * that the loop spends no CPU on it. It holds copies of what it reads: the run may end, or
- * ask again with a new nonce, before it is back (slot is NULL then). The VERIFY answer that
- * carried the signature is kept as received, and read again once the proof passed. */
+/* The verify of a board's proof of possession, offered to a signing worker that waits for
+ * work (st_pool_task_offer), so that the loop spends no CPU on it while the workers have
+ * CPU to spare; with every worker busy the loop verifies it at once, as the work would only
+ * move between threads that are all busy. The task holds copies of what it reads: the run
+ * may end, or ask again with a new nonce, before it is back (slot is NULL then). The VERIFY
+ * answer that carried the signature is kept as received, and read again once the proof
+ * passed. */
 struct pop_task {
 	struct st_pool_task task;
 	struct st_slot *slot; /* loop thread only */
@@ -795,8 +798,6 @@ static void pop_decided(struct st_slot *s, struct pop_task *p, int ok)
 
 	r->pop = NULL;
 	p->slot = NULL;
-	if (s->timer_what == TW_POP)
-		slot_unschedule(s);
 	if (!ok) {
 		slot_fail_run(s, ST_E_SLOT_VERIFY_POP,
 			      "the nonce signature does not verify under the public key of "
@@ -824,10 +825,9 @@ static void pop_done(struct st_pool_task *t)
 	free(p);
 }
 
-/* Hands the proof of the VERIFY answer f to a worker: returns 0, and the answer is read on
- * when it is back (pop_done); -1 when it cannot go (no pool, the pool closing, no memory),
- * and the caller verifies it itself. A watch of verify_ms verifies it here should the
- * workers not get to it (slot_pop_late: every one of them held by an HSM that hangs). */
+/* Offers the proof of the VERIFY answer f to a worker: returns 0, and the answer is read on
+ * when it is back (pop_done); -1 when it does not go (every worker busy, no pool, the pool
+ * closing, no memory), and the caller verifies it itself. */
 static int pop_start(struct st_slot *s, const struct drv_proto_frame *f, const uint8_t *sig,
 		     size_t siglen)
 {
@@ -852,13 +852,11 @@ static int pop_start(struct st_slot *s, const struct drv_proto_frame *f, const u
 	memcpy(p->line, f->line, f->len);
 	p->line[f->len] = 0;
 	p->len = f->len;
-	if (st_pool_task_submit(s->env->pool, &p->task) != 0) {
+	if (st_pool_task_offer(s->env->pool, &p->task) != 0) {
 		free(p);
 		return -1;
 	}
 	r->pop = p;
-	if (s->env->lim.verify_ms)
-		slot_schedule(s, TW_POP, s->env->lim.verify_ms);
 	return 0;
 }
 
@@ -868,19 +866,6 @@ void slot_pop_forget(struct slot_run *r)
 		r->pop->slot = NULL;
 	r->pop = NULL;
 	r->pop_passed = 0;
-}
-
-void slot_pop_late(struct st_slot *s)
-{
-	struct pop_task *p = s->run ? s->run->pop : NULL;
-
-	if (!p)
-		return;
-	st_notice("slot %s: device %s: the signing workers did not verify its proof of "
-		  "possession within %u ms; verified here",
-		  s->name, s->run->device_id, s->env->lim.verify_ms);
-	/* The pool still holds p (and frees it): its inputs do not change. */
-	pop_decided(s, p, pop_task_verifies(p));
 }
 
 /* Whether a VERIFY's sum (version 2, PROTOCOL.md 6.4) is that of the files written. */

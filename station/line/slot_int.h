@@ -103,7 +103,6 @@ enum timer_what {
 	TW_PROBE,    /* the next probe or presence HELLO */
 	TW_REOPEN,   /* the next attempt to open the port */
 	TW_QUEUED,   /* a note that the board still waits for signing */
-	TW_POP,      /* the proof of possession's verify, on a worker, is late: done here */
 };
 
 struct slot_run {
@@ -259,7 +258,6 @@ int slot_restart_writing(struct st_slot *s, const char *why);
 void slot_send_commit(struct st_slot *s);
 void slot_send_verify(struct st_slot *s);
 void slot_pop_forget(struct slot_run *r);
-void slot_pop_late(struct st_slot *s);
 void slot_send_write(struct st_slot *s);
 
 /* slot_csr.c */

@@ -676,9 +676,6 @@ static void on_timer(uv_timer_t *t)
 			slot_schedule(s, TW_QUEUED, s->env->lim.queued_ms);
 		}
 		break;
-	case TW_POP:
-		slot_pop_late(s);
-		break;
 	case TW_NONE:
 		break;
 	}

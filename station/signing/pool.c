@@ -158,6 +158,8 @@ struct st_pool {
 	struct st_sign_req *acc_head, *acc_tail; /* accepted() due on the loop */
 	struct pool_op *opres_head, *opres_tail;
 	struct st_pool_task *task_head, *task_tail;   /* to run, ahead of checks */
+	unsigned tasks_queued;  /* in task_head's queue */
+	unsigned idle_workers;  /* workers waiting for work (work_cond) */
 	struct st_pool_task *tres_head, *tres_tail;   /* done() due on the loop */
 	unsigned inflight;      /* sealed batches not yet finished */
 	unsigned ahead;         /* of those, batches not yet through their intents (step 0 or
@@ -1415,6 +1417,7 @@ static int task_one_locked(struct st_pool *pool)
 	ST_QUEUE_POP(pool->task_head, pool->task_tail, t, next);
 	if (!t)
 		return 0;
+	pool->tasks_queued--;
 	pthread_mutex_unlock(&pool->lock);
 	t->run(t);
 	pthread_mutex_lock(&pool->lock);
@@ -1482,8 +1485,14 @@ static void *worker_main(void *arg)
 			struct timespec until;
 
 			deadline_in(backoff, &until);
-			while (wait_until_locked(pool, &pool->work_cond, &until, 1))
+			/* Waiting here is waiting for work too, as far as tasks go. */
+			pool->idle_workers++;
+			while (wait_until_locked(pool, &pool->work_cond, &until, 1)) {
+				pool->idle_workers--;
 				check_one_locked(pool);
+				pool->idle_workers++;
+			}
+			pool->idle_workers--;
 			if (pool->stopping)
 				break;
 			pthread_mutex_unlock(&pool->lock);
@@ -1504,8 +1513,11 @@ static void *worker_main(void *arg)
 		}
 		pool->sessionless -= sessionless;
 		while (!pool->sign_head && !pool->check_head && !pool->task_head &&
-		       !pool->stopping)
+		       !pool->stopping) {
+			pool->idle_workers++;
 			pthread_cond_wait(&pool->work_cond, &pool->lock);
+			pool->idle_workers--;
+		}
 		if (pool->stopping)
 			break;
 		/* Tasks and checks first: a board waits on its task, and a batch on its
@@ -1620,12 +1632,12 @@ static void finish(struct st_pool *pool)
 		pthread_join(pool->ledger_th, NULL);
 	/* What the ledger cost, for operators and `station bench` (each commit is one fsync). */
 	st_info("signing pool: %llu requests in %llu batches; %llu ledger commits (%llu with "
-		"intents, %llu with certificates, %llu with marks or sequences)",
+		"intents, %llu with certificates, %llu with marks or sequences); %llu tasks run",
 		(unsigned long long)pool->stats.submitted, (unsigned long long)pool->stats.batches,
 		(unsigned long long)pool->stats.commits,
 		(unsigned long long)pool->stats.commits_intent,
 		(unsigned long long)pool->stats.commits_record,
-		(unsigned long long)pool->stats.commits_ops);
+		(unsigned long long)pool->stats.commits_ops, (unsigned long long)pool->stats.tasks);
 	uv_close((uv_handle_t *)&pool->timer, on_handle_closed);
 	uv_close((uv_handle_t *)&pool->wake, on_handle_closed);
 }
@@ -2252,19 +2264,27 @@ void st_pool_stats(struct st_pool *pool, struct st_pool_stats *out)
 	out->in_pool = pool->in_pool;
 }
 
-int st_pool_task_submit(struct st_pool *pool, struct st_pool_task *task)
+int st_pool_task_offer(struct st_pool *pool, struct st_pool_task *task)
 {
 	if (!task || !task->run || !task->done)
 		return ST_E_INVAL;
 	if (!pool || pool->closing)
 		return ST_E_POOL_CLOSED;
+	pthread_mutex_lock(&pool->lock);
+	/* A worker for it, beside those the tasks already queued will wake. Woken workers
+	 * stay counted until they take the lock again: a task then waits for no more than the
+	 * work another one takes first. */
+	if (pool->idle_workers <= pool->tasks_queued) {
+		pthread_mutex_unlock(&pool->lock);
+		return ST_E_POOL_FULL;
+	}
 	task->cancelled = 0;
+	ST_QUEUE_PUSH(pool->task_head, pool->task_tail, task, next);
+	pool->tasks_queued++;
+	pthread_cond_signal(&pool->work_cond);
+	pthread_mutex_unlock(&pool->lock);
 	pool->tasks_out++;
 	update_hold(pool);
-	pthread_mutex_lock(&pool->lock);
-	ST_QUEUE_PUSH(pool->task_head, pool->task_tail, task, next);
-	wake_workers_locked(pool, 1);
-	pthread_mutex_unlock(&pool->lock);
 	return 0;
 }
 
@@ -2299,6 +2319,7 @@ void st_pool_close(struct st_pool *pool, void (*close_cb)(void *arg), void *arg)
 		struct st_pool_task *t;
 
 		ST_QUEUE_POP(pool->task_head, pool->task_tail, t, next);
+		pool->tasks_queued--;
 		t->cancelled = 1;
 		ST_QUEUE_PUSH(pool->tres_head, pool->tres_tail, t, next);
 	}
