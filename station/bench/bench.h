@@ -262,10 +262,8 @@ struct st_bench_result {
 	struct st_bench_threads th;
 	double unsampled_cpu_s; /* cpu_s less the threads' sampled CPU: what ran after the last
 				 * sample (the shutdown) or in threads past ST_BENCH_MAX_TASKS */
-	double issue_cpu_ms;    /* per signed certificate: the workers' CPU (the CSR check, the
-				 * signature and its verification, the proofs of possession) */
-	double issue_ratio;     /* the bound's CPU, with one verify a board passed, over
-				 * issue_cpu: issuance per core vs the bound */
+	double issue_cpu_ms;    /* per signed certificate: workers' CPU + one verification */
+	double issue_ratio;     /* bound.cpu_s / issue_cpu: issuance per core vs the bound */
 	double sim_cpu_ms_per_board; /* simboard's CPU per board (the simulated boards) */
 	double sim_wait_ms_per_board; /* simboard's time runnable but waiting for a CPU */
 	double sim_late_ms;     /* paced: how late simboard's pacing timers fired, mean */

@@ -147,8 +147,7 @@ void st_bench_print_result(const struct st_bench_result *r)
 		       r->commits, r->commits_per_board);
 	if (!isnan(r->issue_ratio))
 		printf("              issuance %.3f ms CPU/cert (the workers: the CSR check, "
-		       "signing, the proof of possession) = %.2f of the bound with its verify, per "
-		       "core\n",
+		       "signing) = %.2f of the bound per core\n",
 		       r->issue_cpu_ms, r->issue_ratio);
 	printf("              loop waited %.3f ms/board for a CPU; simboard (%u process%s) used "
 	       "%.3f ms/board and waited %.3f ms/board for a CPU\n",
@@ -233,8 +232,8 @@ void st_bench_print_footer(const struct st_bench_opts *o, const struct st_bench_
 	printf("ratio: steady boards/h over the wire bound; sign ratio: certs/s while CSRs waited "
 	       "over the bound;\ncpu x: station CPU per board over one certificate's "
 	       "crypto-only CPU; x+pop: over that plus one verify (the board's\nproof of "
-	       "possession); issue: the bound's CPU, with that verify, over the workers' CPU per "
-	       "certificate;\nB/min: bytes per board over the protocol's minimum\n");
+	       "possession); issue: the bound's CPU over issuance CPU per certificate; B/min: "
+	       "bytes per board over the\nprotocol's minimum\n");
 	if (!isnan(marginal))
 		printf("RSS per additional slot: %.1f KiB (peak RSS at the most slots minus at the "
 		       "fewest, over the difference)\n",

@@ -536,7 +536,6 @@ void slot_end_run(struct st_slot *s)
 	if (!r)
 		return;
 	release_signing(s, NULL);
-	slot_pop_forget(r);
 	s->run = NULL;
 	s->boot_open = 0;
 	st_profiles_unref(r->pset);

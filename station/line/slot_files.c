@@ -22,6 +22,7 @@
 
 static int proto_path(const char *dir, const char *abs, char *out, size_t outlen, char *err,
 		      size_t errlen);
+static int check_pop(struct slot_run *r, const uint8_t *sig, size_t siglen);
 static int add_verify(struct st_slot *s, struct drv_proto_builder *b);
 static int commit_fields(struct st_slot *s, int kind, const struct drv_proto_frame *f);
 static void committed(struct st_slot *s, const struct drv_proto_frame *f);
@@ -645,8 +646,6 @@ int slot_restart_writing(struct st_slot *s, const char *why)
 
 void slot_new_nonce(struct slot_run *r)
 {
-	/* A proof of the old nonce still out is of no use now. */
-	slot_pop_forget(r);
 	if (RAND_bytes(r->nonce, sizeof(r->nonce)) != 1)
 		st_err("RAND_bytes failed: the VERIFY nonce is weak");
 	r->vseen = 0;
@@ -732,33 +731,7 @@ void slot_on_commit_answer(struct st_slot *s, const struct drv_proto_frame *f)
 		committed(s, f);
 }
 
-/* ---- The proof of possession ---------------------------------------------------------- */
-
-/* The verify of a board's proof of possession, offered to a signing worker that waits for
- * work (st_pool_task_offer), so that the loop spends no CPU on it while the workers have
- * CPU to spare; with every worker busy the loop verifies it at once, as the work would only
- * move between threads that are all busy. The task holds copies of what it reads: the run
- * may end, or ask again with a new nonce, before it is back (slot is NULL then). The VERIFY
- * answer that carried the signature is kept as received, and read again once the proof
- * passed. */
-struct pop_task {
-	struct st_pool_task task;
-	struct st_slot *slot; /* loop thread only */
-	enum st_ec_curve curve;
-	uint8_t pub[ST_CA_MAX_POINT];
-	size_t pub_len;
-	uint8_t nonce[NONCE_LEN];
-	uint8_t sig[DRV_SIGNER_MAX_SIG + 16];
-	size_t siglen;
-	int ok;     /* run()'s verdict */
-	size_t len; /* the answer's frame line */
-	char line[];
-};
-
-/* Whether sig is the board's signature of the nonce (in its context) under the key pub.
- * Any thread. */
-static int pop_verifies(enum st_ec_curve curve, const uint8_t *pub, size_t pub_len,
-			const uint8_t *nonce, const uint8_t *sig, size_t siglen)
+static int check_pop(struct slot_run *r, const uint8_t *sig, size_t siglen)
 {
 	uint8_t msg[sizeof(DRV_PROTO_POP_CONTEXT) - 1 + NONCE_LEN], digest[32];
 	size_t ctx = sizeof(DRV_PROTO_POP_CONTEXT) - 1;
@@ -766,106 +739,14 @@ static int pop_verifies(enum st_ec_curve curve, const uint8_t *pub, size_t pub_l
 	int v;
 
 	memcpy(msg, DRV_PROTO_POP_CONTEXT, ctx);
-	memcpy(msg + ctx, nonce, NONCE_LEN);
+	memcpy(msg + ctx, r->nonce, NONCE_LEN);
 	st_digest(ST_SHA256, msg, sizeof(msg), digest);
-	key = st_ec_key_from_point(curve, pub, pub_len);
+	key = st_ec_key_from_point(r->curve, r->pub, r->pub_len);
 	if (!key)
-		return 0;
+		return -1;
 	v = st_ecdsa_verify(key, digest, sizeof(digest), sig, siglen);
 	st_ec_key_free(key);
-	return v == 1;
-}
-
-static int pop_task_verifies(const struct pop_task *p)
-{
-	return pop_verifies(p->curve, p->pub, p->pub_len, p->nonce, p->sig, p->siglen);
-}
-
-/* On a worker. */
-static void pop_run(struct st_pool_task *t)
-{
-	struct pop_task *p = (struct pop_task *)t;
-
-	p->ok = pop_task_verifies(p);
-}
-
-/* The proof is decided: the board fails, or the answer that carried it is read on. */
-static void pop_decided(struct st_slot *s, struct pop_task *p, int ok)
-{
-	struct slot_run *r = s->run;
-	struct drv_proto_frame f;
-	char err[ST_ERR_MAX];
-
-	r->pop = NULL;
-	p->slot = NULL;
-	if (!ok) {
-		slot_fail_run(s, ST_E_SLOT_VERIFY_POP,
-			      "the nonce signature does not verify under the public key of "
-			      "certificate %s",
-			      r->cert->serial_hex);
-		return;
-	}
-	/* It parsed when it came, and is read again as it came. */
-	if (drv_proto_parse(p->line, p->len, &f, err, sizeof(err)) != 0) {
-		slot_fail_run(s, ST_E_SLOT_VERIFY_POP, "the VERIFY answer kept for its proof "
-			      "could not be read again: %s", err);
-		return;
-	}
-	r->pop_passed = 1;
-	slot_on_verify_answer(s, &f);
-}
-
-/* On the loop, when the worker is done (or, cancelled, the pool closed before it ran). */
-static void pop_done(struct st_pool_task *t)
-{
-	struct pop_task *p = (struct pop_task *)t;
-
-	if (p->slot)
-		pop_decided(p->slot, p, t->cancelled ? pop_task_verifies(p) : p->ok);
-	free(p);
-}
-
-/* Offers the proof of the VERIFY answer f to a worker: returns 0, and the answer is read on
- * when it is back (pop_done); -1 when it does not go (every worker busy, no pool, the pool
- * closing, no memory), and the caller verifies it itself. */
-static int pop_start(struct st_slot *s, const struct drv_proto_frame *f, const uint8_t *sig,
-		     size_t siglen)
-{
-	struct slot_run *r = s->run;
-	struct pop_task *p;
-
-	if (!s->env->pool || siglen > sizeof(p->sig) || r->pub_len > sizeof(p->pub))
-		return -1;
-	p = malloc(sizeof(*p) + f->len + 1);
-	if (!p)
-		return -1;
-	memset(p, 0, sizeof(*p));
-	p->task.run = pop_run;
-	p->task.done = pop_done;
-	p->slot = s;
-	p->curve = r->curve;
-	memcpy(p->pub, r->pub, r->pub_len);
-	p->pub_len = r->pub_len;
-	memcpy(p->nonce, r->nonce, NONCE_LEN);
-	memcpy(p->sig, sig, siglen);
-	p->siglen = siglen;
-	memcpy(p->line, f->line, f->len);
-	p->line[f->len] = 0;
-	p->len = f->len;
-	if (st_pool_task_offer(s->env->pool, &p->task) != 0) {
-		free(p);
-		return -1;
-	}
-	r->pop = p;
-	return 0;
-}
-
-void slot_pop_forget(struct slot_run *r)
-{
-	if (r->pop)
-		r->pop->slot = NULL;
-	r->pop = NULL;
-	r->pop_passed = 0;
+	return v == 1 ? 0 : -1;
 }
 
 /* Whether a VERIFY's sum (version 2, PROTOCOL.md 6.4) is that of the files written. */
@@ -892,9 +773,7 @@ void slot_on_verify_answer(struct st_slot *s, const struct drv_proto_frame *f)
 	size_t siglen;
 	unsigned entries = 0;
 	char alg[ST_ESCAPE_SIZE(31)], err[ST_ERR_MAX];
-	int passed = r->pop_passed; /* read again after its proof verified (pop_decided) */
 
-	r->pop_passed = 0;
 	if (drv_proto_get_uint(f, "gen", 0, UINT64_MAX, &gen, err, sizeof(err)) ||
 	    drv_proto_get_uint(f, "files", 0, 4096, &files, err, sizeof(err)) ||
 	    (!r->vwant && drv_proto_get_uint(f, "from", 0, 4096, &from, err, sizeof(err))) ||
@@ -918,9 +797,7 @@ void slot_on_verify_answer(struct st_slot *s, const struct drv_proto_frame *f)
 				      alg);
 			return;
 		}
-		if (!passed && pop_start(s, f, sig, siglen) == 0)
-			return; /* read on when the worker is done */
-		if (!passed && !pop_verifies(r->curve, r->pub, r->pub_len, r->nonce, sig, siglen)) {
+		if (check_pop(r, sig, siglen) != 0) {
 			slot_fail_run(s, ST_E_SLOT_VERIFY_POP,
 				      "the nonce signature does not verify under the public key of "
 				      "certificate %s",

@@ -155,9 +155,6 @@ struct slot_run {
 	unsigned write_restarts, stalls;
 
 	/* VERIFY. */
-	struct pop_task *pop; /* the proof of possession's verify, out on a worker; the VERIFY
-			       * answer that carried it is read again when it is back */
-	int pop_passed;       /* that answer's proof verified: read it on */
 	uint8_t nonce[NONCE_LEN];
 	uint64_t vfiles, vseen;
 	int vwant; /* version 2: the VERIFY in flight asked for the sum of the files written */
@@ -257,7 +254,6 @@ void slot_pipe_more(struct st_slot *s);
 int slot_restart_writing(struct st_slot *s, const char *why);
 void slot_send_commit(struct st_slot *s);
 void slot_send_verify(struct st_slot *s);
-void slot_pop_forget(struct slot_run *r);
 void slot_send_write(struct st_slot *s);
 
 /* slot_csr.c */

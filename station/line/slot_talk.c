@@ -986,8 +986,6 @@ void slot_kick(struct st_slot *s)
 	}
 	if (!s->port || s->req_kind != RQ_NONE || !r)
 		return;
-	if (r->pop)
-		return; /* the VERIFY answer waits for its proof to be verified */
 	if (s->state == ST_SLOT_QUEUED) {
 		/* While the certificate is signed, the files that do not hold it go; then its
 		 * wait has a note every queued_ms again. */

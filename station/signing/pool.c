@@ -129,7 +129,6 @@ struct st_pool {
 	unsigned open_n;
 	unsigned in_pool;   /* submitted, not yet completed */
 	unsigned ops_out;   /* operations not yet called back */
-	unsigned tasks_out; /* tasks not yet called back */
 	int held;           /* the wake handle is referenced (work outstanding) */
 	int closing;
 	int finished;       /* threads joined, handles closing */
@@ -157,10 +156,6 @@ struct st_pool {
 	struct st_sign_req *res_head, *res_tail;
 	struct st_sign_req *acc_head, *acc_tail; /* accepted() due on the loop */
 	struct pool_op *opres_head, *opres_tail;
-	struct st_pool_task *task_head, *task_tail;   /* to run, ahead of checks */
-	unsigned tasks_queued;  /* in task_head's queue */
-	unsigned idle_workers;  /* workers waiting for work (work_cond) */
-	struct st_pool_task *tres_head, *tres_tail;   /* done() due on the loop */
 	unsigned inflight;      /* sealed batches not yet finished */
 	unsigned ahead;         /* of those, batches not yet through their intents (step 0 or
 				 * 1): only behind one of them does a new batch gather */
@@ -1355,15 +1350,14 @@ static void deadline_in(unsigned ms, struct timespec *until)
 }
 
 /* Waits on cond until *until, or until the pool stops or a cause of the pause ends; with
- * checks set, also until a CSR waits for its check or a task to run, and then returns 1.
- * Lock held. */
+ * checks set, also until a CSR waits for its check, and then returns 1. Lock held. */
 static int wait_until_locked(struct st_pool *pool, pthread_cond_t *cond,
 			     const struct timespec *until, int checks)
 {
 	unsigned long gen = pool->resume_gen;
 
 	while (!pool->stopping && gen == pool->resume_gen) {
-		if (checks && (pool->check_head || pool->task_head))
+		if (checks && pool->check_head)
 			return 1;
 		if (pthread_cond_timedwait(cond, &pool->lock, until) == ETIMEDOUT)
 			break;
@@ -1407,40 +1401,12 @@ static void ledger_outage_back(void *arg)
 	pthread_mutex_unlock(&pool->lock);
 }
 
-/* Runs the first task waiting, if any: returns 1 when there was one. Lock held (dropped
- * while it runs). */
-static int task_one_locked(struct st_pool *pool)
-{
-	struct st_pool_task *t;
-	int wake;
-
-	ST_QUEUE_POP(pool->task_head, pool->task_tail, t, next);
-	if (!t)
-		return 0;
-	pool->tasks_queued--;
-	pthread_mutex_unlock(&pool->lock);
-	t->run(t);
-	pthread_mutex_lock(&pool->lock);
-	pool->stats.tasks++;
-	ST_QUEUE_PUSH(pool->tres_head, pool->tres_tail, t, next);
-	wake = notify_due_locked(pool);
-	if (wake) {
-		pthread_mutex_unlock(&pool->lock);
-		wake_loop(pool);
-		pthread_mutex_lock(&pool->lock);
-	}
-	return 1;
-}
-
-/* Step 0 for the first CSR waiting for its check, if any, or else a task: returns 1 when
- * there was one. Lock held (dropped during the check). */
+/* Step 0 for the first CSR waiting for its check, if any: returns 1 when there was one.
+ * Lock held (dropped during the check). */
 static int check_one_locked(struct st_pool *pool)
 {
-	struct st_sign_req *r;
+	struct st_sign_req *r = check_pop_locked(pool);
 
-	if (task_one_locked(pool))
-		return 1;
-	r = check_pop_locked(pool);
 	if (!r)
 		return 0;
 	pthread_mutex_unlock(&pool->lock);
@@ -1485,14 +1451,8 @@ static void *worker_main(void *arg)
 			struct timespec until;
 
 			deadline_in(backoff, &until);
-			/* Waiting here is waiting for work too, as far as tasks go. */
-			pool->idle_workers++;
-			while (wait_until_locked(pool, &pool->work_cond, &until, 1)) {
-				pool->idle_workers--;
+			while (wait_until_locked(pool, &pool->work_cond, &until, 1))
 				check_one_locked(pool);
-				pool->idle_workers++;
-			}
-			pool->idle_workers--;
 			if (pool->stopping)
 				break;
 			pthread_mutex_unlock(&pool->lock);
@@ -1512,17 +1472,12 @@ static void *worker_main(void *arg)
 			}
 		}
 		pool->sessionless -= sessionless;
-		while (!pool->sign_head && !pool->check_head && !pool->task_head &&
-		       !pool->stopping) {
-			pool->idle_workers++;
+		while (!pool->sign_head && !pool->check_head && !pool->stopping)
 			pthread_cond_wait(&pool->work_cond, &pool->lock);
-			pool->idle_workers--;
-		}
 		if (pool->stopping)
 			break;
-		/* Tasks and checks first: a board waits on its task, and a batch on its
-		 * checks before its intents, while a request to sign is already on its
-		 * way. */
+		/* Checks first: their batch waits for them before its intents, while a request
+		 * to sign is already on its way. */
 		if (check_one_locked(pool))
 			continue;
 		r = sign_pop_locked(pool);
@@ -1578,8 +1533,7 @@ out:
 /* Keeps the loop alive while the pool has work out, and lets it end when idle. */
 static void update_hold(struct st_pool *pool)
 {
-	int want = pool->in_pool > 0 || pool->ops_out > 0 || pool->tasks_out > 0 ||
-		   pool->closing;
+	int want = pool->in_pool > 0 || pool->ops_out > 0 || pool->closing;
 
 	if (want && !pool->held)
 		uv_ref((uv_handle_t *)&pool->wake);
@@ -1632,12 +1586,12 @@ static void finish(struct st_pool *pool)
 		pthread_join(pool->ledger_th, NULL);
 	/* What the ledger cost, for operators and `station bench` (each commit is one fsync). */
 	st_info("signing pool: %llu requests in %llu batches; %llu ledger commits (%llu with "
-		"intents, %llu with certificates, %llu with marks or sequences); %llu tasks run",
+		"intents, %llu with certificates, %llu with marks or sequences)",
 		(unsigned long long)pool->stats.submitted, (unsigned long long)pool->stats.batches,
 		(unsigned long long)pool->stats.commits,
 		(unsigned long long)pool->stats.commits_intent,
 		(unsigned long long)pool->stats.commits_record,
-		(unsigned long long)pool->stats.commits_ops, (unsigned long long)pool->stats.tasks);
+		(unsigned long long)pool->stats.commits_ops);
 	uv_close((uv_handle_t *)&pool->timer, on_handle_closed);
 	uv_close((uv_handle_t *)&pool->wake, on_handle_closed);
 }
@@ -1665,7 +1619,6 @@ static void on_wake(uv_poll_t *h, int status, int events)
 	struct st_pool *pool = h->data;
 	struct st_sign_req *reqs, *acc, *r;
 	struct pool_op *ops, *op;
-	struct st_pool_task *tasks, *t;
 	char reason[256];
 	int paused, done_threads, idle, reqs_done;
 	unsigned causes;
@@ -1687,8 +1640,6 @@ static void on_wake(uv_poll_t *h, int status, int events)
 	pool->acc_head = pool->acc_tail = NULL;
 	ops = pool->opres_head;
 	pool->opres_head = pool->opres_tail = NULL;
-	tasks = pool->tres_head;
-	pool->tres_head = pool->tres_tail = NULL;
 	paused = pool->stats.paused;
 	causes = pool->pause_causes;
 	st_msgf(reason, sizeof(reason), "%s", paused ? pool->stats.pause_reason : "");
@@ -1705,12 +1656,6 @@ static void on_wake(uv_poll_t *h, int status, int events)
 		r->acc_next = NULL;
 		if (!r->cancelled)
 			r->accepted(r);
-	}
-	while ((t = tasks)) {
-		tasks = t->next;
-		t->next = NULL;
-		pool->tasks_out--;
-		t->done(t);
 	}
 	while ((op = ops)) {
 		ops = op->next;
@@ -2264,30 +2209,6 @@ void st_pool_stats(struct st_pool *pool, struct st_pool_stats *out)
 	out->in_pool = pool->in_pool;
 }
 
-int st_pool_task_offer(struct st_pool *pool, struct st_pool_task *task)
-{
-	if (!task || !task->run || !task->done)
-		return ST_E_INVAL;
-	if (!pool || pool->closing)
-		return ST_E_POOL_CLOSED;
-	pthread_mutex_lock(&pool->lock);
-	/* A worker for it, beside those the tasks already queued will wake. Woken workers
-	 * stay counted until they take the lock again: a task then waits for no more than the
-	 * work another one takes first. */
-	if (pool->idle_workers <= pool->tasks_queued) {
-		pthread_mutex_unlock(&pool->lock);
-		return ST_E_POOL_FULL;
-	}
-	task->cancelled = 0;
-	ST_QUEUE_PUSH(pool->task_head, pool->task_tail, task, next);
-	pool->tasks_queued++;
-	pthread_cond_signal(&pool->work_cond);
-	pthread_mutex_unlock(&pool->lock);
-	pool->tasks_out++;
-	update_hold(pool);
-	return 0;
-}
-
 void st_pool_close(struct st_pool *pool, void (*close_cb)(void *arg), void *arg)
 {
 	struct st_sign_req *r;
@@ -2314,15 +2235,6 @@ void st_pool_close(struct st_pool *pool, void (*close_cb)(void *arg), void *arg)
 	/* Sealed but not started: their intents are marked failed in step 3. */
 	while ((r = sign_pop_locked(pool)))
 		abandon_locked(pool, r, "the station is shutting down");
-	/* Tasks not started: done() tells their callers, who may run them themselves. */
-	while (pool->task_head) {
-		struct st_pool_task *t;
-
-		ST_QUEUE_POP(pool->task_head, pool->task_tail, t, next);
-		pool->tasks_queued--;
-		t->cancelled = 1;
-		ST_QUEUE_PUSH(pool->tres_head, pool->tres_tail, t, next);
-	}
 	/* Not checked yet: no intent, nothing to record. */
 	while ((r = check_pop_locked(pool))) {
 		req_fail(r, ST_E_POOL_CLOSED, "not signed: the station is shutting down");

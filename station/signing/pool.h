@@ -9,9 +9,7 @@
  * - one ledger thread owns the st_ledger handle (SQLite blocks on fsync);
  * - S worker threads, each with its own signer session and st_issuer for its whole life
  *   (HSMs crash or serialise when threads share a session). Not libuv's shared threadpool:
- *   that one also serves fs and DNS work, which would wait behind signing batches. They
- *   also run the tasks the loop offers them while they wait for work (st_pool_task_offer: the
- *   boards' proofs of possession), ahead of everything else.
+ *   that one also serves fs and DNS work, which would wait behind signing batches.
  * Results come back through one locked queue; an eventfd polled by the loop wakes it for
  * them.
  *
@@ -232,7 +230,6 @@ struct st_pool_stats {
 	uint64_t commits_ops;    /* commits that carried ledger queue updates */
 	uint64_t commits_marks;  /* of those, commits that carried grouped marks or attempts */
 	uint64_t checked;    /* CSRs checked on the workers (csr_raw), passed or not */
-	uint64_t tasks;      /* tasks run (st_pool_task_offer) */
 	unsigned in_pool;    /* requests submitted and not yet completed */
 	unsigned workers;    /* signing threads */
 	int paused;          /* 1 while signing waits for the HSM or the ledger's storage */
@@ -290,29 +287,6 @@ int st_pool_submit(struct st_pool *pool, struct st_sign_req *req);
  * before the board failed (NULL: the row stays as recorded). Only between a successful
  * st_pool_submit() and done(). Loop thread. */
 void st_pool_cancel(struct st_pool *pool, struct st_sign_req *req, const char *failed);
-
-/* Work for a signing worker that is neither a CSR check nor a signature, offered so that
- * the loop thread spends no CPU on it while a worker has nothing to do: the verification of
- * a board's proof of possession. Fill run and done, and keep the task (and what run() reads)
- * alive until done() is called. run(task) is called on a worker without the pool's lock;
- * then done(task) on the loop thread. A task goes ahead of CSR checks and signatures (a
- * board waits on it; it is short) and runs during an HSM or ledger outage too (it needs
- * neither). When the pool closes before a task ran, done() is called with cancelled set and
- * run() never: the caller may then run it itself. */
-struct st_pool_task {
-	void (*run)(struct st_pool_task *task);
-	void (*done)(struct st_pool_task *task);
-	int cancelled; /* set for done(): the pool closed before running it */
-	struct st_pool_task *next; /* private to the pool */
-};
-
-/* Hands task to a worker that waits for work now (one for each task offered and not yet
- * taken). Returns 0, and done(task) follows on the loop thread (never before this function
- * returns); ST_E_POOL_FULL when every worker is busy (signing, checking or with a task: the
- * task would wait, and moving work to threads that are busy saves nothing), ST_E_POOL_CLOSED,
- * or ST_E_INVAL (run or done missing); done() is then not called, and the caller runs the
- * task itself. Loop thread. */
-int st_pool_task_offer(struct st_pool *pool, struct st_pool_task *task);
 
 /* The queue of ledger updates (ledger_queue.h) that the pool's ledger thread carries out
  * with its own transactions. Valid until the pool is closed. A delivered or failed mark

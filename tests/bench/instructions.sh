@@ -165,8 +165,7 @@ run=${lfiles[0]%-*}
 mapfile -t files < <(profiles "$run")
 main=$(files_with uv_run "${files[@]}")
 loop=$(incl uv_run "$main")
-# The proof of possession's verify, on the workers (slot_files.c's task).
-pop=$(($(sum pop_run "${files[@]}") / boards))
+pop=$(($(incl st_ecdsa_verify "$main") / boards))
 ledger=$(($(incl ledger_main "${lfiles[0]}") - $(incl st_ledger_open "${lfiles[0]}")))
 workers=$(sum worker_main "${files[@]}")
 [ "$loop" -gt 0 ] && [ "$pop" -gt 0 ] && [ "$ledger" -gt 0 ] && [ "$workers" -gt 0 ] ||

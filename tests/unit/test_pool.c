@@ -3,7 +3,6 @@
  * wait runs the loop until the awaited event has happened; nothing sleeps. */
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -1377,32 +1376,6 @@ static void token_back_timer(uv_timer_t *t)
 	token_back(t->data);
 }
 
-/* One worker, signing paused (the token away) with a request waiting for the HSM, and a
- * timer that brings the token back after half a minute should the test's own step wait for
- * it (it then completes after the pause, which the test catches). */
-static void outage_begin(struct fx *fx, struct run *run, uv_timer_t *fallback)
-{
-	start_pool(fx, 1, 8, 0, 0);
-	open_reader(fx);
-	st_pool_set_status_cb(fx->pool, count_pauses, run);
-	token_away(fx);
-	submit_many(fx, run, "waits", 1);
-	run_until(fx, &run->paused_events, 1);
-	uv_timer_init(&fx->loop, fallback);
-	fallback->data = fx;
-	uv_timer_start(fallback, token_back_timer, 30000, 0);
-}
-
-/* The token back (unless the timer brought it already), the timer closed. */
-static void outage_end(struct fx *fx, uv_timer_t *fallback)
-{
-	if (uv_timer_get_due_in(fallback) > 0) {
-		uv_timer_stop(fallback);
-		token_back(fx);
-	}
-	uv_close((uv_handle_t *)fallback, NULL);
-}
-
 /* A CSR's check needs no HSM: while signing is paused for the HSM, a bad CSR still gets its
  * answer at once, and the request waiting for the HSM is signed once it is back. (Should the
  * check wait for the HSM, a timer brings the token back after half a minute and the bad CSR
@@ -1417,191 +1390,33 @@ static void test_check_during_outage(void **state)
 	uint8_t *der;
 	size_t n;
 
-	outage_begin(fx, &run, &fallback);
+	start_pool(fx, 1, 8, 0, 0);
+	open_reader(fx);
+	st_pool_set_status_cb(fx->pool, count_pauses, &run);
+	token_away(fx);
+	submit_many(fx, &run, "waits", 1);
+	run_until(fx, &run.paused_events, 1);
 	der = tu_csr_der(key, "someone-else", FACTORY, 0, &n);
 	assert_non_null(der);
 	bad = make_raw_req(fx, &run, der, n, "outage-bad", "B");
 	free(der);
 	assert_int_equal(st_pool_submit(fx->pool, bad), 0);
+	uv_timer_init(&fx->loop, &fallback);
+	fallback.data = fx;
+	uv_timer_start(&fallback, token_back_timer, 30000, 0);
 	run_until(fx, &run.done, 1);
 	assert_ptr_equal(run.keep[0], bad);
 	assert_int_equal(bad->rc, ST_E_CSR_CN_MISMATCH);
 	assert_int_equal(run.done_while_paused, 1);
-	outage_end(fx, &fallback);
+	if (uv_timer_get_due_in(&fallback) > 0) {
+		uv_timer_stop(&fallback);
+		token_back(fx);
+	}
+	uv_close((uv_handle_t *)&fallback, NULL);
 	run_until(fx, &run.done, 2);
 	assert_int_equal(run.ok, 1);
 	free_kept(&run);
 	EVP_PKEY_free(key);
-	close_pool(fx);
-}
-
-/* ---- Tasks (st_pool_task_submit) ------------------------------------------------------- */
-
-struct ptask {
-	struct st_pool_task task;
-	struct task_run *tr;
-	pthread_t ran_on;
-	int ran, done;
-};
-
-struct task_run {
-	pthread_t loop_thread;
-	unsigned ran, done, cancelled;
-	unsigned done_while_paused;
-	const struct run *run; /* whose pause state to look at, or NULL */
-	unsigned delay_us;     /* each run() takes this long */
-};
-
-static void ptask_run(struct st_pool_task *t)
-{
-	struct ptask *p = (struct ptask *)t;
-
-	p->ran_on = pthread_self();
-	p->ran++;
-	if (p->tr->delay_us)
-		usleep(p->tr->delay_us);
-	__atomic_add_fetch(&p->tr->ran, 1, __ATOMIC_SEQ_CST);
-}
-
-static void ptask_done(struct st_pool_task *t)
-{
-	struct ptask *p = (struct ptask *)t;
-	struct task_run *tr = p->tr;
-
-	/* On the loop thread, once, after run() on another thread (or none when cancelled). */
-	assert_true(pthread_equal(pthread_self(), tr->loop_thread));
-	assert_int_equal(p->done, 0);
-	p->done = 1;
-	if (t->cancelled) {
-		assert_int_equal(p->ran, 0);
-		tr->cancelled++;
-	} else {
-		assert_int_equal(p->ran, 1);
-		assert_false(pthread_equal(p->ran_on, tr->loop_thread));
-	}
-	if (tr->run && tr->run->paused)
-		tr->done_while_paused++;
-	tr->done++;
-}
-
-static void ptask_init(struct ptask *p, struct task_run *tr)
-{
-	memset(p, 0, sizeof(*p));
-	p->task.run = ptask_run;
-	p->task.done = ptask_done;
-	p->tr = tr;
-}
-
-/* Offers task until a worker takes it: right after the pool starts, or while the workers
- * finish earlier tasks, every worker may be busy (ST_E_POOL_FULL). */
-static void offer_until_taken(struct fx *fx, struct st_pool_task *task)
-{
-	int rc;
-
-	while ((rc = st_pool_task_offer(fx->pool, task)) == ST_E_POOL_FULL) {
-		/* The loop, for the done() of tasks out, or the workers to get to their wait. */
-		if (uv_run(&fx->loop, UV_RUN_NOWAIT) == 0)
-			usleep(1000);
-	}
-	assert_int_equal(rc, 0);
-}
-
-/* Tasks run on the workers and come back on the loop thread, each once; a task is taken
- * only by a worker that waits for work (two workers, two long tasks: a third is refused);
- * a task without its callbacks, or for a closed pool, is refused. */
-static void test_tasks(void **state)
-{
-	struct fx *fx = *state;
-	struct task_run tr = { .loop_thread = pthread_self() };
-	struct task_run slow = { .loop_thread = pthread_self(), .delay_us = 300000 };
-	struct ptask tasks[64], busy[2], bad;
-	struct st_pool_stats st;
-	struct st_pool *pool;
-
-	start_pool(fx, 2, 8, 0, 0);
-	for (unsigned i = 0; i < 64; i++) {
-		ptask_init(&tasks[i], &tr);
-		offer_until_taken(fx, &tasks[i].task);
-	}
-	run_until(fx, &tr.done, 64);
-	assert_int_equal(tr.cancelled, 0);
-	assert_int_equal(tr.ran, 64);
-	/* Both workers on a task of 300 ms: no third. */
-	for (unsigned i = 0; i < 2; i++) {
-		ptask_init(&busy[i], &slow);
-		offer_until_taken(fx, &busy[i].task);
-	}
-	ptask_init(&bad, &tr);
-	assert_int_equal(st_pool_task_offer(fx->pool, &bad.task), ST_E_POOL_FULL);
-	bad.task.run = NULL;
-	assert_int_equal(st_pool_task_offer(fx->pool, &bad.task), ST_E_INVAL);
-	bad.task.run = ptask_run;
-	bad.task.done = NULL;
-	assert_int_equal(st_pool_task_offer(fx->pool, &bad.task), ST_E_INVAL);
-	run_until(fx, &slow.done, 2);
-	st_pool_stats(fx->pool, &st);
-	assert_int_equal(st.tasks, 66);
-	pool = fx->pool;
-	st_pool_close(pool, on_closed, fx);
-	ptask_init(&bad, &tr);
-	assert_int_equal(st_pool_task_offer(pool, &bad.task), ST_E_POOL_CLOSED);
-	run_until(fx, (const unsigned *)&fx->closed, 1);
-	assert_int_equal(uv_run(&fx->loop, UV_RUN_DEFAULT), 0);
-	assert_int_equal(bad.ran + bad.done, 0);
-}
-
-/* Closing right after offering: every done() runs before the pool is gone, once, and a task
- * a worker did not take yet comes back cancelled, not run (ptask_done checks). Which of the
- * two a task gets depends on the threads; the test closes pools until both were seen. */
-static void test_tasks_close(void **state)
-{
-	struct fx *fx = *state;
-	struct task_run tr = { .loop_thread = pthread_self() };
-	unsigned rounds = 0;
-
-	while ((tr.cancelled == 0 || tr.ran == 0) && rounds < 500) {
-		struct ptask tasks[2];
-		unsigned done = tr.done;
-
-		rounds++;
-		start_pool(fx, 2, 8, 0, 0);
-		for (unsigned i = 0; i < 2; i++) {
-			ptask_init(&tasks[i], &tr);
-			offer_until_taken(fx, &tasks[i].task);
-		}
-		fx->closed = 0;
-		close_pool(fx);
-		assert_int_equal(tr.done, done + 2);
-		for (unsigned i = 0; i < 2; i++)
-			assert_int_equal(tasks[i].done, 1);
-	}
-	assert_int_equal(tr.ran + tr.cancelled, tr.done);
-	print_message("%u rounds: %u tasks ran, %u cancelled\n", rounds, tr.ran, tr.cancelled);
-	if (tr.cancelled == 0 || tr.ran == 0)
-		fail_msg("in %u rounds: %u tasks ran, %u were cancelled; expected both", rounds,
-			 tr.ran, tr.cancelled);
-}
-
-/* A task needs no HSM: while signing is paused for the HSM, a task still runs and comes back
- * at once, and the request waiting for the HSM is signed once it is back. */
-static void test_task_during_outage(void **state)
-{
-	struct fx *fx = *state;
-	struct run run = { .fx = fx, .check_ledger = 1 };
-	struct task_run tr = { .loop_thread = pthread_self(), .run = &run };
-	struct ptask task;
-	uv_timer_t fallback;
-
-	outage_begin(fx, &run, &fallback);
-	ptask_init(&task, &tr);
-	offer_until_taken(fx, &task.task);
-	run_until(fx, &tr.done, 1);
-	assert_int_equal(tr.done_while_paused, 1);
-	assert_int_equal(run.done, 0);
-	outage_end(fx, &fallback);
-	run_until(fx, &run.done, 1);
-	assert_int_equal(run.ok, 1);
-	free_kept(&run);
 	close_pool(fx);
 }
 
@@ -1871,9 +1686,6 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_idle_no_linger, setup_file, teardown),
 		cmocka_unit_test_setup_teardown(test_seal_behind_signing, setup_softhsm, teardown),
 		cmocka_unit_test_setup_teardown(test_check_during_outage, setup_softhsm, teardown),
-		cmocka_unit_test_setup_teardown(test_tasks, setup_file, teardown),
-		cmocka_unit_test_setup_teardown(test_tasks_close, setup_file, teardown),
-		cmocka_unit_test_setup_teardown(test_task_during_outage, setup_softhsm, teardown),
 		cmocka_unit_test_setup_teardown(test_gather_behind_intents, setup_file, teardown),
 		cmocka_unit_test_setup_teardown(test_hsm_outage, setup_softhsm, teardown),
 		cmocka_unit_test_setup_teardown(test_hsm_outage_shutdown, setup_softhsm, teardown),
