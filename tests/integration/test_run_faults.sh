@@ -79,7 +79,7 @@ fi
 [ "$(grep -c '"event":"\(pass\|fail\)"' "$ev")" = 15 ] || fail "not 15 outcomes: $(grep -c '"event":"\(pass\|fail\)"' "$ev")"
 grep '"event":"summary"' "$ev" | has '"boards":15,"passed":8,"failed":7' ||
 	fail "summary: $(grep summary "$ev")"
-# The run ends when the 14th board is done, often the hung one failing: a slot whose board
+# The run ends when the last board is done, often the hung one failing: a slot whose board
 # failed is not a board abandoned in flight, in the tally or in the list of slots.
 grep '"event":"summary"' "$ev" | jq -e '.abandoned == 0 and ((.abandoned_slots // []) | length) == 0' >/dev/null ||
 	fail "summary names abandoned boards: $(grep summary "$ev")"
