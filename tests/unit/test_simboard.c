@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -124,6 +125,9 @@ static void sp_start(struct simproc *p, const char *dir, const char *const *args
 	p->pid = fork();
 	assert_true(p->pid >= 0);
 	if (p->pid == 0) {
+		/* A failed test returns without sp_stop(): simboard goes with this process,
+		 * instead of holding the output pipe that ctest waits on. */
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
 		dup2(fds[1], 1);
 		execv(argv[0], (char *const *)argv);
 		_exit(127);
@@ -1530,6 +1534,64 @@ static void test_identity_and_pacing(void **state)
 	free(der);
 	hello(&c, v, sizeof(v));
 	assert_string_equal(v, "5b0d9a1e-1111-4222-8333-944455556666");
+
+	/* Requests sent together cross the line one after another: WRITE frames of one file in
+	 * one write, which the board reads while the first is still arriving and takes each in
+	 * its turn. The last one's answer comes no sooner than all their bytes and its own
+	 * took at 960 bytes/s, less the burst allowance for each frame. */
+	{
+		static char data[900], burst[4 * DRV_PROTO_MAX_LINE];
+		uint8_t sha[32];
+		size_t blen = 0, off = 0, frames = 0, sent = 0;
+		char err[256];
+
+		memset(data, 'p', sizeof(data));
+		EVP_Digest(data, sizeof(data), sha, NULL, EVP_sha256(), NULL);
+		c.max = DRV_PROTO_MIN_LINE;
+		while (off < sizeof(data)) {
+			size_t n;
+
+			cl_begin(&c, DRV_PROTO_WRITE);
+			drv_proto_add_text(&c.bld, "path", "paced.bin");
+			drv_proto_add_text(&c.bld, "mode", "0600");
+			drv_proto_add_uint(&c.bld, "size", sizeof(data));
+			drv_proto_add_hex(&c.bld, "sha", sha, 32);
+			drv_proto_add_uint(&c.bld, "off", off);
+			n = drv_proto_b64_room(&c.bld, "data");
+			if (n > sizeof(data) - off)
+				n = sizeof(data) - off;
+			drv_proto_add_b64(&c.bld, "data", (const uint8_t *)data + off, n);
+			cl_end(&c);
+			assert_true(blen + c.reqlen <= sizeof(burst));
+			memcpy(burst + blen, c.req, c.reqlen);
+			blen += c.reqlen;
+			off += n;
+			frames++;
+		}
+		assert_true(frames >= 3);
+		c.answered = 0;
+		t0 = now_ms();
+		while (sent < blen) {
+			struct pollfd pfd = { .fd = drv_port_fd(c.port), .events = POLLOUT };
+			ssize_t w;
+
+			assert_int_equal(poll(&pfd, 1, WAIT_MS), 1);
+			w = drv_port_write(c.port, burst + sent, blen - sent, err, sizeof(err));
+			assert_true(w >= 0);
+			sent += (size_t)w;
+		}
+		assert_int_equal(cl_wait(&c, WAIT_MS), 1);
+		elapsed = now_ms() - t0;
+		assert_type(&c, DRV_PROTO_WRITE);
+		assert_int_equal(get_uint(&c, "have"), sizeof(data));
+		assert_int_equal(get_uint(&c, "done"), 1);
+		bytes = blen + strlen(c.line) + 1;
+		bound = ((double)bytes - (double)(frames + 1) * (2 * 4.8 + 16)) * 1000.0 / 960.0;
+		if ((double)elapsed < bound)
+			fail_msg("%zu frames sent together, %zu bytes at 9600 baud, took %lld ms, "
+				 "less than %.0f ms",
+				 frames, bytes, (long long)elapsed, bound);
+	}
 	cl_close(&c);
 	sp_stop(&p);
 }
