@@ -292,22 +292,28 @@ static int cl_wait(struct client *c, int ms)
 	return 1;
 }
 
-static void cl_send(struct client *c)
+/* Writes len bytes to the board's port, waiting for room as needed. */
+static void cl_write(struct client *c, const char *data, size_t len)
 {
 	size_t off = 0;
 	char err[256];
 
-	c->answered = 0;
-	c->attempts++;
-	while (off < c->reqlen) {
+	while (off < len) {
 		struct pollfd pfd = { .fd = drv_port_fd(c->port), .events = POLLOUT };
 		ssize_t w;
 
 		assert_int_equal(poll(&pfd, 1, WAIT_MS), 1);
-		w = drv_port_write(c->port, c->req + off, c->reqlen - off, err, sizeof(err));
+		w = drv_port_write(c->port, data + off, len - off, err, sizeof(err));
 		assert_true(w >= 0);
 		off += (size_t)w;
 	}
+}
+
+static void cl_send(struct client *c)
+{
+	c->answered = 0;
+	c->attempts++;
+	cl_write(c, c->req, c->reqlen);
 }
 
 static struct drv_proto_builder *cl_begin(struct client *c, const char *type)
@@ -1481,6 +1487,13 @@ static void test_restart_keeps_state(void **state)
 	assert_non_null(strstr(out, "FAILED"));
 }
 
+/* The least time bytes in frames can take to cross a line at 9600 baud (960 bytes/s), less
+ * the burst allowance for each frame. */
+static double floor_ms_9600(size_t bytes, size_t frames)
+{
+	return ((double)bytes - (double)frames * (2 * 4.8 + 16)) * 1000.0 / 960.0;
+}
+
 /* Identity options, a board without a device id, and pacing at 9600 baud: an exchange can
  * not finish faster than its bytes take on the wire (a lower bound only, so a slow machine
  * cannot fail it). */
@@ -1524,7 +1537,7 @@ static void test_identity_and_pacing(void **state)
 	assert_int_equal(get_uint(&c, "baud"), 9600);
 	/* Both frames crossed the line at 960 bytes/s, less the small burst allowance. */
 	bytes = c.reqlen + strlen(c.line) + 1;
-	bound = ((double)bytes - 2 * (2 * 4.8 + 16)) * 1000.0 / 960.0;
+	bound = floor_ms_9600(bytes, 2);
 	if ((double)elapsed < bound)
 		fail_msg("%zu bytes at 9600 baud took %lld ms, less than %.0f ms", bytes,
 			 (long long)elapsed, bound);
@@ -1542,8 +1555,7 @@ static void test_identity_and_pacing(void **state)
 	{
 		static char data[900], burst[4 * DRV_PROTO_MAX_LINE];
 		uint8_t sha[32];
-		size_t blen = 0, off = 0, frames = 0, sent = 0;
-		char err[256];
+		size_t blen = 0, off = 0, frames = 0;
 
 		memset(data, 'p', sizeof(data));
 		EVP_Digest(data, sizeof(data), sha, NULL, EVP_sha256(), NULL);
@@ -1571,22 +1583,14 @@ static void test_identity_and_pacing(void **state)
 		assert_true(frames >= 3);
 		c.answered = 0;
 		t0 = now_ms();
-		while (sent < blen) {
-			struct pollfd pfd = { .fd = drv_port_fd(c.port), .events = POLLOUT };
-			ssize_t w;
-
-			assert_int_equal(poll(&pfd, 1, WAIT_MS), 1);
-			w = drv_port_write(c.port, burst + sent, blen - sent, err, sizeof(err));
-			assert_true(w >= 0);
-			sent += (size_t)w;
-		}
+		cl_write(&c, burst, blen);
 		assert_int_equal(cl_wait(&c, WAIT_MS), 1);
 		elapsed = now_ms() - t0;
 		assert_type(&c, DRV_PROTO_WRITE);
 		assert_int_equal(get_uint(&c, "have"), sizeof(data));
 		assert_int_equal(get_uint(&c, "done"), 1);
 		bytes = blen + strlen(c.line) + 1;
-		bound = ((double)bytes - (double)(frames + 1) * (2 * 4.8 + 16)) * 1000.0 / 960.0;
+		bound = floor_ms_9600(bytes, frames + 1);
 		if ((double)elapsed < bound)
 			fail_msg("%zu frames sent together, %zu bytes at 9600 baud, took %lld ms, "
 				 "less than %.0f ms",
