@@ -52,6 +52,16 @@ int st_bench_signer_parse(const char *text, struct st_bench_signer *out, char *e
 /* simboard processes a run may spread its slots over. */
 #define ST_BENCH_SIM_MAX 16
 
+/* What a board said before a turn (simboard's turn statistics, in this order). */
+enum st_bench_turn {
+	ST_BENCH_TURN_BOOT,
+	ST_BENCH_TURN_CSR,
+	ST_BENCH_TURN_WRITE,
+	ST_BENCH_TURN_VERIFY,
+	ST_BENCH_TURN_OTHER,
+	ST_BENCH_TURNS,
+};
+
 struct st_bench_opts {
 	unsigned slots[32];        /* --slots, in the order given */
 	size_t nslots;
@@ -276,6 +286,10 @@ struct st_bench_result {
 	double sim_turn_ms;     /* paced or not: from a board's answer's last byte to the
 				 * station's next bytes, seen from the boards, mean */
 	double sim_turns_per_board; /* those turns over the boards put in (passed or failed) */
+	/* The same by what the board said before the turn (enum st_bench_turn): mean ms
+	 * (0 with none) and turns a board. */
+	double sim_turn_after_ms[ST_BENCH_TURNS];
+	double sim_turns_after_per_board[ST_BENCH_TURNS];
 	double loadavg;         /* the machine's 1-minute load average after the run */
 	double machine_busy;    /* the machine's CPUs busy from the station's first event to
 				 * its exit (/proc/stat: every process's and the kernel's

@@ -77,6 +77,27 @@ static void print_cpu_pop(const struct st_bench_result *r, double n)
 	printf("\n");
 }
 
+/* simboard's turns by what the board said before them (enum st_bench_turn). */
+static const char *const turn_names[ST_BENCH_TURNS] = { "boot", "csr", "write", "verify",
+							"other" };
+
+/* The turns line's second half: which of the board's frames the waits follow. After the
+ * CSR the station checks it on a worker and records the intent before the first file goes;
+ * after the proof of possession (the answer with sig) it checks the proof, then says DONE. */
+static void print_turns_after(const struct st_bench_result *r)
+{
+	static const char *const shown[ST_BENCH_TURNS] = { "BOOT", "CSR", "WRITE", "proof",
+							   "other" };
+
+	if (isnan(r->sim_turn_after_ms[0]))
+		return;
+	printf("              after");
+	for (unsigned k = 0; k < ST_BENCH_TURNS; k++)
+		printf("%s %s %.2f a board %.2f ms", k ? "," : "", shown[k],
+		       r->sim_turns_after_per_board[k], r->sim_turn_after_ms[k]);
+	printf(" (turns a board, their mean wait)\n");
+}
+
 void st_bench_print_result(const struct st_bench_result *r)
 {
 	static const enum st_phase order[] = { ST_PHASE_HELLO, ST_PHASE_CSR, ST_PHASE_QUEUE,
@@ -174,6 +195,7 @@ void st_bench_print_result(const struct st_bench_result *r)
 		if (!isnan(r->wire_s))
 			printf(" = %.3f of its wire time", turns_ms / 1000 / r->wire_s);
 		printf("\n");
+		print_turns_after(r);
 	}
 	if (!isnan(r->sim_late_ms_per_board))
 		printf("  fixture     simboard's pacing timers fired %.2f ms late on average; late "
@@ -496,6 +518,16 @@ static json_t *result_json(const struct st_bench_result *r)
 				      num(r->sim_late_ms_per_board)));
 	json_object_set_new(o, "simboard_turn_ms", num(r->sim_turn_ms));
 	json_object_set_new(o, "simboard_turns_per_board", num(r->sim_turns_per_board));
+	if (!isnan(r->sim_turn_after_ms[0])) {
+		json_t *after = json_object();
+
+		for (unsigned k = 0; k < ST_BENCH_TURNS; k++)
+			json_object_set_new(after, turn_names[k],
+					    json_pack("{s:o,s:o}", "ms",
+						      num(r->sim_turn_after_ms[k]), "per_board",
+						      num(r->sim_turns_after_per_board[k])));
+		json_object_set_new(o, "simboard_turns_after", after);
+	}
 	json_object_set_new(o, "port", json_pack("{s:o,s:o,s:o}", "requests_per_board",
 						 num(r->requests_per_board), "turns_per_board",
 						 num(r->turns_per_board), "writes_per_board",

@@ -654,12 +654,16 @@ out:
 static void read_pacing(const struct run_paths *p, struct st_bench_result *res)
 {
 	char path[PATH_MAX + 64], line[512];
-	unsigned long waits, nwaits = 0, turns, nturns = 0;
+	unsigned long waits, nwaits = 0, turns, nturns = 0, kn[ST_BENCH_TURNS];
+	unsigned long kturns[ST_BENCH_TURNS] = { 0 };
 	double late, max, over10, tx, owed, late_sum = 0, tx_sum = 0, turn, turn_sum = 0;
-	int got;
+	double kms[ST_BENCH_TURNS], ksum[ST_BENCH_TURNS] = { 0 };
+	int got, kinds = 0;
 
 	res->sim_late_ms = res->sim_late_ms_per_board = res->sim_turn_ms = NAN;
 	res->sim_turns_per_board = NAN;
+	for (unsigned k = 0; k < ST_BENCH_TURNS; k++)
+		res->sim_turn_after_ms[k] = res->sim_turns_after_per_board[k] = NAN;
 	for (unsigned k = 0; k < res->sim_procs; k++) {
 		FILE *f;
 
@@ -682,9 +686,23 @@ static void read_pacing(const struct run_paths *p, struct st_bench_result *res)
 						"came %lf ms", &turns, &turn) == 2) {
 				nturns += turns;
 				turn_sum += turn * (double)turns;
+			} else if (sscanf(line, "simboard: turns after boot %lu %lf ms, csr %lu "
+					  "%lf ms, write %lu %lf ms, verify %lu %lf ms, other "
+					  "%lu %lf ms", &kn[0], &kms[0], &kn[1], &kms[1], &kn[2],
+					  &kms[2], &kn[3], &kms[3], &kn[4], &kms[4]) == 10) {
+				kinds = 1;
+				for (unsigned k = 0; k < ST_BENCH_TURNS; k++) {
+					kturns[k] += kn[k];
+					ksum[k] += kms[k] * (double)kn[k];
+				}
 			}
 		}
 		fclose(f);
+	}
+	/* A simboard that does not tell them apart (--simboard of an older build): NAN. */
+	for (unsigned k = 0; k < ST_BENCH_TURNS && nturns && kinds; k++) {
+		res->sim_turn_after_ms[k] = kturns[k] ? ksum[k] / (double)kturns[k] : 0;
+		res->sim_turns_after_per_board[k] = (double)kturns[k]; /* in all, for now */
 	}
 	if (nwaits) {
 		res->sim_late_ms = late_sum / (double)nwaits;
@@ -1114,10 +1132,15 @@ int st_bench_run(const struct st_bench_opts *o, unsigned slots, unsigned long bo
 		res->sim_cpu_ms_per_board = res->sim_wait_ms_per_board = NAN;
 	}
 	/* Every board put in took turns, those that failed too. */
-	if (res->passed + res->failed)
+	if (res->passed + res->failed) {
 		res->sim_turns_per_board /= (double)(res->passed + res->failed);
-	else
+		for (unsigned k = 0; k < ST_BENCH_TURNS; k++)
+			res->sim_turns_after_per_board[k] /= (double)(res->passed + res->failed);
+	} else {
 		res->sim_turns_per_board = NAN;
+		for (unsigned k = 0; k < ST_BENCH_TURNS; k++)
+			res->sim_turns_after_per_board[k] = NAN;
+	}
 	res->wire_min_ratio = res->passed && res->wire_min.total > 0 ?
 				      res->bytes_per_board / res->wire_min.total : NAN;
 	if (o->baud && res->passed) {
@@ -1258,6 +1281,10 @@ void st_bench_median(const struct st_bench_result *r, size_t n, struct st_bench_
 	MED(sim_late_ms_per_board);
 	MED(sim_turn_ms);
 	MED(sim_turns_per_board);
+	for (unsigned k = 0; k < ST_BENCH_TURNS; k++) {
+		MED(sim_turn_after_ms[k]);
+		MED(sim_turns_after_per_board[k]);
+	}
 	MED(loadavg);
 	MED(machine_busy);
 	MED(rss_peak_kib);

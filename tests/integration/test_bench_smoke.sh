@@ -257,6 +257,35 @@ jq -e --argjson t "${BASH_REMATCH[1]}" --argjson n "${BASH_REMATCH[2]}" \
 	(.simboard_turn_ms * .simboard_turns_per_board / 1000 / .wire.seconds_per_board - $share |
 	 fabs) <= 0.0005' "$T/procs.json" >/dev/null ||
 	fail "the turns line does not agree with procs.json: $line"
+# The same turns by what the board said before them: they add up to the turns a board, their
+# waits to the mean wait (each simboard prints its means to the microsecond), and no board
+# booted, sent its CSR or proved its key twice. A wait after a CSR is always there to see (the
+# station answers it only once a worker checked it and the ledger recorded the intent). The
+# line under the turns line is the JSON's.
+jq -e '.runs[0] | .simboard_turns_after as $a | [$a.boot, $a.csr, $a.write, $a.verify,
+	$a.other] as $k | ($k | map(.per_board) | add) as $n |
+	($n - .simboard_turns_per_board | fabs) < 1e-9 and
+	(($k | map(.per_board * .ms) | add) / $n - .simboard_turn_ms | fabs) <= 0.002 and
+	($k | all(.ms >= 0 and .per_board >= 0)) and
+	$a.boot.per_board <= 1 and $a.csr.per_board <= 1 and $a.verify.per_board <= 1 and
+	($a.csr.per_board + $a.verify.per_board) > 0' "$T/procs.json" >/dev/null ||
+	fail "turns by kind: $(jq -c '.runs[0] | {simboard_turns_after, simboard_turn_ms,
+		simboard_turns_per_board}' "$T/procs.json")"
+after=$(grep -A1 '^  turns ' "$T/procs.out" | sed -n 2p)
+re=after
+for k in BOOT CSR WRITE proof other; do
+	re="$re $k ([0-9.]+) a board ([0-9.]+) ms,"
+done
+re="${re%,} \\(turns a board"
+[[ $after =~ $re ]] || fail "no turns by kind under the turns line: $after"
+i=1
+for k in boot csr write verify other; do
+	jq -e --argjson n "${BASH_REMATCH[i]}" --argjson t "${BASH_REMATCH[i + 1]}" --arg k "$k" \
+		'.runs[0].simboard_turns_after[$k] | (.per_board - $n | fabs) <= 0.005 and
+		(.ms - $t | fabs) <= 0.005' "$T/procs.json" >/dev/null ||
+		fail "turns after $k do not agree with procs.json: $after"
+	i=$((i + 2))
+done
 # The station's side of the exchange, from the pass events: every turn is at least a request
 # and a write of its own (an answer came between), and a request behind another is not a
 # turn; the printed line is the JSON's.
