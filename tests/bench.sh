@@ -64,8 +64,9 @@ fi
 #    version 8): what the round trips and bytes cost; then 16 ms against 1 ms (the
 #    low-latency mode the station asks serial ports for) and none;
 #  - 1024 slots paced at 115200: throughput against the wire bound (>= 0.95), with the
-#    station's and simboard's CPU per board, and the station's requests, turns and port
-#    writes a board; then boards of version 7 against version 8, interleaved;
+#    station's and simboard's CPU per board, the station's requests, turns and port
+#    writes a board, and the boards' waits for the station by what they said before
+#    (BOOT, CSR, WRITE, the proof); then boards of version 7 against version 8, interleaved;
 #  - 8 and 1024 slots: RSS per added slot (<= 64 KiB);
 #  - unpaced, 64 and 256 slots, file key and SoftHSM2: issuance per core against the
 #    crypto-only bound (>= 0.6); the station's CPU per board over the bound with the board's
@@ -128,7 +129,7 @@ if [ "${BENCH_STATION:-1}" != 0 ]; then
 		"both processes' CPU per board, turns)"
 	"$st" bench --slots 1024 --boards-per-slot 12 --baud 115200 --rounds "$rounds" \
 		--json "$results/paced-1024.json" |
-		grep -E '^ +(cpu|wire|limited by|throughput|turns|port|machine) |x \(crypto|simboard \(|^ +1024 |^ slots' || true
+		grep -E '^ +(cpu|wire|limited by|throughput|turns|port|machine) | +after BOOT |x \(crypto|simboard \(|^ +1024 |^ slots' || true
 	# The same line of boards of version 7 (4 or 5 turns a board: a WRITE sent behind another)
 	# against version 8 (one fewer: no HELLO after BOOT), in interleaved rounds of one each.
 	echo "== station bench: 1024 slots paced at 115200, twelve boards a slot, version 7" \
@@ -138,7 +139,7 @@ if [ "${BENCH_STATION:-1}" != 0 ]; then
 			echo "round $r, version $v:"
 			"$st" bench --slots 1024 --boards-per-slot 12 --baud 115200 --board-protocol "$v" \
 				--json "$results/paced-1024-v$v-$r.json" |
-				grep -E '^ +(throughput|turns|port|machine) |^ +1024 ' || echo "failed"
+				grep -E '^ +(throughput|turns|port|machine) | +after BOOT |^ +1024 ' || echo "failed"
 		done
 	done
 	echo "== station bench: memory at 8 and 1024 slots"
