@@ -228,8 +228,10 @@ jq -e '.runs[0].wire.ratio > 0 and .runs[0].batch_max == 8 and .runs[0].batch_li
 ok "bench paced at 921600 baud: wire bound and ratio"
 
 # The slots shared out over two simboard processes: every board still passes, the boards'
-# view of the station's turns is reported, and the wire ratio stays below 1 (fixture delays
-# are made good, never more than that). The turns (the waits of a board with no request in
+# view of the station's turns is reported, and the rate over the run's span stays below the
+# wire bound (fixture delays are made good, never more than that). The steady rate is counted
+# in a window a few boards long and may pass the bound by its stated tolerance, which
+# check_json allows; with 7 boards on 5 slots it did (1.06 of the bound). The turns (the waits of a board with no request in
 # hand): a whole count over the 7 boards, some of them, and the time they add a board is
 # their number times their mean, as a share of the board's wire time too. (Their number is
 # not bounded below: a station that answers within the microseconds between a board's last
@@ -241,7 +243,7 @@ check_json "$T/procs.json"
 events=$(echo "$T"/procs/station-bench-*/run-*/events.jsonl)
 [ -f "$events" ] || fail "no events of the run kept: $events"
 jq -e '.runs[0] | .simboard_processes == 2 and .simboard_turn_ms > 0 and
-	.wire.ratio > 0 and .wire.ratio < 1 and .passed == 7 and
+	.wire.ratio > 0 and .wire.ratio_span < 1 and .passed == 7 and
 	(.simboard_turns_per_board * 7 | . - round | fabs < 1e-9) and
 	.simboard_turns_per_board > 0 and
 	.simboard_turns_per_board == ($m[0].medians[0].simboard_turns_per_board)' \
@@ -251,13 +253,17 @@ jq -e '.runs[0] | .simboard_processes == 2 and .simboard_turn_ms > 0 and
 line=$(grep '^  turns ' "$T/procs.out") || fail "no turns line in: $(cat "$T/procs.out")"
 re=' ([0-9.]+) ms after .*, ([0-9.]+) turns a board: ([0-9.]+) ms a board = ([0-9.]+) of its wire time$'
 [[ $line =~ $re ]] || fail "the turns line is not as expected: $line"
-# The printed figures are the JSON's, rounded; the time a board is their product.
+# The printed figures are the JSON's, rounded; the time a board is their product. A figure
+# printed to a unit is within half of it of the JSON's, and a hair more: a double that is a
+# decimal half (0.315 is 0.31500000000000000222) prints rounded up, and the difference then
+# comes out a hair above the half.
+shown='def shown($p; $unit): (. - $p | fabs) <= $unit / 2 + 1e-9;'
 jq -e --argjson t "${BASH_REMATCH[1]}" --argjson n "${BASH_REMATCH[2]}" \
-	--argjson ms "${BASH_REMATCH[3]}" --argjson share "${BASH_REMATCH[4]}" '.runs[0] |
-	(.simboard_turn_ms - $t | fabs) <= 0.005 and (.simboard_turns_per_board - $n | fabs) <= 0.05 and
-	(.simboard_turn_ms * .simboard_turns_per_board - $ms | fabs) <= 0.05 and
-	(.simboard_turn_ms * .simboard_turns_per_board / 1000 / .wire.seconds_per_board - $share |
-	 fabs) <= 0.0005' "$T/procs.json" >/dev/null ||
+	--argjson ms "${BASH_REMATCH[3]}" --argjson share "${BASH_REMATCH[4]}" "$shown"'.runs[0] |
+	(.simboard_turn_ms | shown($t; 0.01)) and (.simboard_turns_per_board | shown($n; 0.1)) and
+	(.simboard_turn_ms * .simboard_turns_per_board | shown($ms; 0.1)) and
+	(.simboard_turn_ms * .simboard_turns_per_board / 1000 / .wire.seconds_per_board |
+	 shown($share; 0.001))' "$T/procs.json" >/dev/null ||
 	fail "the turns line does not agree with procs.json: $line"
 # The same turns by what the board said before them: they add up to the turns a board, their
 # waits to the mean wait (each simboard prints its means to the microsecond), and no board
@@ -286,8 +292,8 @@ re="${re%,} \\(turns a board"
 i=1
 for k in boot csr write verify other; do
 	jq -e --argjson n "${BASH_REMATCH[i]}" --argjson t "${BASH_REMATCH[i + 1]}" --arg k "$k" \
-		'.runs[0].simboard_turns_after[$k] | (.per_board - $n | fabs) <= 0.005 and
-		(.ms - $t | fabs) <= 0.005' "$T/procs.json" >/dev/null ||
+		"$shown"'.runs[0].simboard_turns_after[$k] | (.per_board | shown($n; 0.01)) and
+		(.ms | shown($t; 0.01))' "$T/procs.json" >/dev/null ||
 		fail "turns after $k do not agree with procs.json: $after"
 	i=$((i + 2))
 done
@@ -301,8 +307,9 @@ line=$(grep '^  port ' "$T/procs.out") || fail "no port line in: $(cat "$T/procs
 re=' sent ([0-9.]+) requests a board in ([0-9.]+) turns and ([0-9.]+) writes '
 [[ $line =~ $re ]] || fail "the port line is not as expected: $line"
 jq -e --argjson r "${BASH_REMATCH[1]}" --argjson t "${BASH_REMATCH[2]}" \
-	--argjson w "${BASH_REMATCH[3]}" '.runs[0].port | (.requests_per_board - $r | fabs) <= 0.005
-	and (.turns_per_board - $t | fabs) <= 0.005 and (.writes_per_board - $w | fabs) <= 0.005' \
+	--argjson w "${BASH_REMATCH[3]}" "$shown"'.runs[0].port |
+	(.requests_per_board | shown($r; 0.01)) and (.turns_per_board | shown($t; 0.01)) and
+	(.writes_per_board | shown($w; 0.01))' \
 	"$T/procs.json" >/dev/null || fail "the port line does not agree with procs.json: $line"
 expect_fail "--sim-procs 0 refused" "--sim-procs '0'" "$STATION" bench --sim-procs 0
 ok "bench over two simboard processes"
