@@ -80,6 +80,51 @@ if [ -d "$SOURCE_DIR/.git" ] && command -v git >/dev/null; then
 fi
 ok "installed binary: $(cat "$T/version")"
 
+# In a git checkout the build reads its commit at every build (drivers/base/git_rev.cmake),
+# so a binary rebuilt after a pull or a commit names the commit it was built from. The script
+# on a repository of its own: it names the commit, rewrites its header only when the name
+# changes (nothing is recompiled otherwise), says -dirty for a changed file, keeps characters
+# a C string cannot hold out of the header, and when git fails keeps what it wrote before
+# (or says unknown).
+if command -v git >/dev/null; then
+	repo=$T/rev-repo
+	hdr=$T/rev.h
+	rev_script() {
+		cmake -DGIT="$(command -v git)" -DSOURCE_DIR="$1" -DOUT="$hdr" \
+			-P "$SOURCE_DIR/drivers/base/git_rev.cmake" || fail "git_rev.cmake failed on $1"
+	}
+	rev_is() {
+		grep -qxF "#define STATION_GIT_REV \"$1\"" "$hdr" ||
+			fail "git_rev.cmake: expected $1, wrote: $(cat "$hdr")"
+	}
+	git init -q "$repo"
+	echo one >"$repo/f"
+	git -C "$repo" add f
+	gitc() { git -C "$repo" -c user.email=t@example.com -c user.name=t "$@"; }
+	gitc commit -q -m one
+	rev_script "$repo"
+	rev_is "$(git -C "$repo" rev-parse --short HEAD)"
+	before=$(stat -c %y "$hdr")
+	sleep 0.05
+	rev_script "$repo"
+	[ "$(stat -c %y "$hdr")" = "$before" ] || fail "git_rev.cmake rewrote an unchanged header"
+	echo two >"$repo/f"
+	rev_script "$repo"
+	rev_is "$(git -C "$repo" rev-parse --short HEAD)-dirty"
+	gitc commit -q -am two
+	rev_script "$repo"
+	rev_is "$(git -C "$repo" rev-parse --short HEAD)"
+	gitc tag -a 'v1"x$' -m tag
+	rev_script "$repo"
+	rev_is 'v1_x_'
+	rev_script "$T/no-such-repo"
+	rev_is 'v1_x_'
+	rm "$hdr"
+	rev_script "$T/no-such-repo"
+	rev_is unknown
+	ok "the build's name read at every build: the commit, -dirty, a tag made safe, unknown without git"
+fi
+
 # The unit: what it must say, then systemd's own check.
 unit="$R/usr/lib/systemd/system/station.service"
 for line in "ExecStart=/usr/bin/station run -c /etc/station/station.yaml" \
