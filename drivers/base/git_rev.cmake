@@ -3,6 +3,8 @@
 # --version` names the commit a binary was built from, not the one its build directory was
 # configured at. OUT is rewritten only when the name changed (nothing is recompiled
 # otherwise). If git fails, an existing OUT is kept and a new one says "unknown".
+# The project's policies (a script run with -P has none set).
+cmake_minimum_required(VERSION 3.18)
 execute_process(COMMAND "${GIT}" -C "${SOURCE_DIR}" describe --always --dirty
                 OUTPUT_VARIABLE rev OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET
                 RESULT_VARIABLE rc)

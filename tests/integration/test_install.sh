@@ -97,23 +97,23 @@ if command -v git >/dev/null; then
 		grep -qxF "#define STATION_GIT_REV \"$1\"" "$hdr" ||
 			fail "git_rev.cmake: expected $1, wrote: $(cat "$hdr")"
 	}
+	gitc() { git -C "$repo" -c user.email=t@example.com -c user.name=t "$@"; }
 	git init -q "$repo"
 	echo one >"$repo/f"
-	git -C "$repo" add f
-	gitc() { git -C "$repo" -c user.email=t@example.com -c user.name=t "$@"; }
+	gitc add f
 	gitc commit -q -m one
 	rev_script "$repo"
-	rev_is "$(git -C "$repo" rev-parse --short HEAD)"
+	rev_is "$(gitc rev-parse --short HEAD)"
 	before=$(stat -c %y "$hdr")
 	sleep 0.05
 	rev_script "$repo"
 	[ "$(stat -c %y "$hdr")" = "$before" ] || fail "git_rev.cmake rewrote an unchanged header"
 	echo two >"$repo/f"
 	rev_script "$repo"
-	rev_is "$(git -C "$repo" rev-parse --short HEAD)-dirty"
+	rev_is "$(gitc rev-parse --short HEAD)-dirty"
 	gitc commit -q -am two
 	rev_script "$repo"
-	rev_is "$(git -C "$repo" rev-parse --short HEAD)"
+	rev_is "$(gitc rev-parse --short HEAD)"
 	gitc tag -a 'v1"x$' -m tag
 	rev_script "$repo"
 	rev_is 'v1_x_'
