@@ -159,7 +159,11 @@ static void csr_complete(struct st_slot *s)
 	r->req->accepted = on_accepted;
 	slot_set_state(s, ST_SLOT_QUEUED);
 	slot_schedule(s, TW_QUEUED, s->env->lim.queued_ms);
+	/* The public files go while the CSR is checked and its intent recorded. */
+	slot_prepare_early(s);
 	submit(s);
+	if (s->state == ST_SLOT_QUEUED) /* not failed there */
+		slot_kick(s);
 }
 
 void slot_on_csr_answer(struct st_slot *s, const struct drv_proto_frame *f)
@@ -221,14 +225,16 @@ void slot_on_csr_answer(struct st_slot *s, const struct drv_proto_frame *f)
 }
 
 /* The CSR passed the pool's checks and the intent is recorded (its authorization unit
- * taken): while it is signed, the files that do not hold the certificate go. Not before:
- * a board refused gets none of the profile's files. */
+ * taken): while it is signed, the rest of the files that do not hold the certificate go.
+ * Not before: a board refused gets none of the profile's files but the public ones
+ * (slot_files_open()). */
 static void on_accepted(struct st_sign_req *req)
 {
 	struct st_slot *s = req->data;
 
 	if (!s->run || s->run->req != req || s->state != ST_SLOT_QUEUED)
 		return;
+	s->run->accepted = 1;
 	slot_prepare_early(s);
 	slot_kick(s);
 }

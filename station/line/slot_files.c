@@ -90,11 +90,12 @@ static void find_copy(struct wfile *wf, size_t i)
 
 /* The files as they go on the wire, in the order they are written: those that do not hold
  * the certificate first (*nearly of them, from rd[0], or as they are in keep when it is not
- * NULL: written already), then those that do (from rd[1]; none when it is NULL), each in the
+ * NULL: written already), the *npublic made of the CA's certificates alone before the
+ * others; then those that do (from rd[1]; none when it is NULL). Each group in the
  * profile's order. On success *out is the array (free()). */
 static int wire_files(struct st_slot *s, const struct st_render *const rd[2],
-		      const struct wfile *keep, struct wfile **out, size_t *nearly, char *err,
-		      size_t errlen)
+		      const struct wfile *keep, struct wfile **out, size_t *nearly,
+		      size_t *npublic, char *err, size_t errlen)
 {
 	struct slot_run *r = s->run;
 	const struct st_profile *p = r->profile;
@@ -105,12 +106,16 @@ static int wire_files(struct st_slot *s, const struct st_render *const rd[2],
 
 	if (!wf)
 		return st_errf(err, errlen, ST_E_NOMEM, "out of memory");
-	for (int cert = 0; cert < 2 && rd[cert]; cert++) {
+	/* Group 0: public files; 1: the other files without the certificate; 2: with it. */
+	for (int g = 0; g < 3 && rd[g / 2]; g++) {
+		int cert = g / 2;
+
 		for (size_t i = 0; i < rd[cert]->n; i++) {
 			const struct st_render_file *rf = &rd[cert]->files[i];
 			struct wfile *w = &wf[k];
 
-			if (!rf->path || st_profile_file_uses_cert(p, i) != cert)
+			if (!rf->path || st_profile_file_uses_cert(p, i) != cert ||
+			    (!cert && st_profile_file_is_public(p, i) != (g == 0)))
 				continue;
 			if (!cert && keep) {
 				*w = keep[k++];
@@ -148,7 +153,9 @@ static int wire_files(struct st_slot *s, const struct st_render *const rd[2],
 			w->inst = w->len >= 128 && (!cert || r->reused);
 			k++;
 		}
-		if (!cert)
+		if (g == 0)
+			*npublic = k;
+		else if (g == 1)
 			*nearly = k;
 	}
 	*out = wf;
@@ -176,22 +183,24 @@ static int render(struct st_slot *s, int cert, const char *cert_pem, struct st_r
 	return st_profile_render(s->run->profile, &in, out, err, errlen);
 }
 
-/* While the certificate is signed: the files that do not hold it go to the board meanwhile
- * (slot_kick() in queued). Nothing when every file holds it, or when the render fails: the
- * render after signing then says why. */
+/* From the CSR's arrival: the files that do not hold the certificate, to go to the board
+ * while it is checked and signed (slot_kick() in queued, as far as slot_files_open() lets
+ * them). Nothing when every file holds it, or when the render fails: the render after
+ * signing then says why. */
 void slot_prepare_early(struct st_slot *s)
 {
 	struct slot_run *r = s->run;
 	struct st_render *rd = NULL;
 	const struct st_render *halves[2] = { NULL, NULL };
 	struct wfile *wf = NULL;
-	size_t nearly = 0;
+	size_t nearly = 0, npublic = 0;
 	char err[ST_ERR_MAX];
 
 	if (r->wf || render(s, -1, NULL, &rd, err, sizeof(err)) != 0)
 		return;
 	halves[0] = rd;
-	if (wire_files(s, halves, NULL, &wf, &nearly, err, sizeof(err)) != 0 || nearly == 0) {
+	if (wire_files(s, halves, NULL, &wf, &nearly, &npublic, err, sizeof(err)) != 0 ||
+	    nearly == 0) {
 		free(wf);
 		st_render_free(rd);
 		return;
@@ -199,8 +208,21 @@ void slot_prepare_early(struct st_slot *s)
 	r->render_early = rd;
 	r->wf = wf;
 	r->nfiles = r->nearly = nearly;
+	r->npublic = npublic;
 	r->wi = 0;
 	r->woff = 0;
+}
+
+/* How many of the files, in the order they go, may go now. While the certificate is
+ * signed, those without it, and until the intent is recorded only the public ones: a board
+ * whose CSR is refused gets no file of the profile's own (it may be private). */
+size_t slot_files_open(const struct st_slot *s)
+{
+	const struct slot_run *r = s->run;
+
+	if (s->state != ST_SLOT_QUEUED)
+		return r->nfiles;
+	return r->accepted ? r->nearly : r->npublic;
 }
 
 int slot_prepare_files(struct st_slot *s, char *err, size_t errlen)
@@ -210,7 +232,7 @@ int slot_prepare_files(struct st_slot *s, char *err, size_t errlen)
 	struct st_render *rd = NULL;
 	struct wfile *wf = NULL;
 	char *cert_pem = NULL;
-	size_t cert_len, nearly = 0;
+	size_t cert_len, nearly = 0, npublic = 0;
 	int rc;
 
 	rc = st_cert_pem(r->cert->der, r->cert->der_len, &cert_pem, &cert_len);
@@ -221,7 +243,7 @@ int slot_prepare_files(struct st_slot *s, char *err, size_t errlen)
 	halves[0] = r->render_early ? r->render_early : rd;
 	halves[1] = rd;
 	if (rc == 0)
-		rc = wire_files(s, halves, r->wf, &wf, &nearly, err, errlen);
+		rc = wire_files(s, halves, r->wf, &wf, &nearly, &npublic, err, errlen);
 	free(cert_pem);
 	if (rc != 0) {
 		st_render_free(rd);
@@ -232,6 +254,7 @@ int slot_prepare_files(struct st_slot *s, char *err, size_t errlen)
 	r->wf = wf;
 	r->nfiles = rd->n;
 	r->nearly = nearly;
+	r->npublic = npublic;
 	return 0;
 }
 
@@ -372,7 +395,7 @@ static void add_files(struct st_slot *s, struct drv_proto_builder *b)
 	struct drv_proto_builder was;
 	size_t j;
 
-	for (j = r->wi + 1; j < r->nfiles && r->nsect < SLOT_WRITE_FILES; j++) {
+	for (j = r->wi + 1; j < slot_files_open(s) && r->nsect < SLOT_WRITE_FILES; j++) {
 		const struct wfile *w = &r->wf[j];
 
 		if (w->inst && s->board.gen > 0)
@@ -443,6 +466,36 @@ static void build_write(struct st_slot *s, struct drv_proto_builder *b)
 		r->next_wi = r->wi + r->nsect;
 }
 
+/* Before the request is accepted: whether the public files should rather wait for it,
+ * because once it is accepted they would go in one WRITE with the next file (version 6),
+ * and on their own they would cost a request more (and to a board that takes no WRITE
+ * behind another, a turn more). */
+int slot_public_waits(struct st_slot *s)
+{
+	struct slot_run *r = s->run;
+	struct drv_proto_builder b;
+	char buf[DRV_PROTO_MAX_LINE];
+	size_t nsect = r->nsect, next = r->next_wi;
+	unsigned fold = r->fold;
+	int inst = r->inst_sent, waits;
+
+	if (r->accepted || r->wi >= r->npublic || r->npublic >= r->nearly || r->single ||
+	    s->board.version < 6)
+		return 0;
+	/* The WRITE as it would go once accepted; the run's WRITE fields as they were. */
+	r->accepted = 1;
+	drv_proto_begin(&b, buf, s->tx_max < sizeof(buf) ? s->tx_max : sizeof(buf),
+			DRV_PROTO_REQUEST, 0, DRV_PROTO_WRITE);
+	build_write(s, &b);
+	waits = r->next_wi > r->npublic;
+	r->accepted = 0;
+	r->nsect = nsect;
+	r->next_wi = next;
+	r->fold = fold;
+	r->inst_sent = inst;
+	return waits;
+}
+
 /* Version 7 (PROTOCOL.md 11): behind the outstanding WRITE (sent or not yet), the one that
  * follows it when it is answered as expected, for a board that takes two requests at once:
  * only when that WRITE completes its files and carries no other step, so that the next
@@ -459,8 +512,7 @@ static void pipe_write(struct st_slot *s)
 	char err[160];
 
 	if (s->board.version < 7 || s->board.win < 2 || s->pipe_at || r->fold || r->inst_sent ||
-	    r->single || next <= wi || next >= r->nfiles ||
-	    (s->state == ST_SLOT_QUEUED && next >= r->nearly))
+	    r->single || next <= wi || next >= slot_files_open(s))
 		return;
 	r->wi = next;
 	r->woff = 0;

@@ -135,11 +135,14 @@ struct slot_run {
 	struct st_sign_times pt;
 
 	/* Files, in the order they are written: the nearly that do not hold the certificate
-	 * first (rendered without it in render_early, and written while it is signed), then
-	 * the rest (render; all of them there when nothing went early). */
+	 * first (rendered without it in render_early, and written while it is signed), the
+	 * npublic of them made of the CA's certificates alone before the others (written
+	 * from the CSR's arrival: slot_files_open()), then the rest (render; all of them
+	 * there when nothing went early). accepted: the pool recorded the intent. */
 	struct st_render *render, *render_early;
 	struct wfile *wf;
-	size_t nfiles, nearly, wi;
+	size_t nfiles, nearly, npublic, wi;
+	int accepted;
 	uint64_t woff;
 	int wident; /* the next chunk names its file (mode, size, sha) even past offset 0 */
 	int inst_sent; /* the WRITE outstanding is a copy of the installed file (wfile.inst) */
@@ -250,6 +253,8 @@ void slot_on_verify_answer(struct st_slot *s, const struct drv_proto_frame *f);
 void slot_on_write_answer(struct st_slot *s, const struct drv_proto_frame *f);
 int slot_prepare_files(struct st_slot *s, char *err, size_t errlen);
 void slot_prepare_early(struct st_slot *s);
+size_t slot_files_open(const struct st_slot *s);
+int slot_public_waits(struct st_slot *s);
 void slot_pipe_more(struct st_slot *s);
 int slot_restart_writing(struct st_slot *s, const char *why);
 void slot_send_commit(struct st_slot *s);

@@ -987,9 +987,10 @@ void slot_kick(struct st_slot *s)
 	if (!s->port || s->req_kind != RQ_NONE || !r)
 		return;
 	if (s->state == ST_SLOT_QUEUED) {
-		/* While the certificate is signed, the files that do not hold it go; then its
+		/* While the certificate is signed, the files that do not hold it go (the public
+		 * ones from the CSR's arrival, the others once the intent is recorded); then its
 		 * wait has a note every queued_ms again. */
-		if (r->wi < r->nearly)
+		if (r->wi < slot_files_open(s) && !slot_public_waits(s))
 			slot_send_write(s);
 		else if (s->timer_what == TW_NONE)
 			slot_schedule(s, TW_QUEUED, s->env->lim.queued_ms);

@@ -1698,6 +1698,12 @@ int st_profile_file_uses_cert(const struct st_profile *p, size_t i)
 	       ((st_tmpl_uses(p->files[i].path) | st_tmpl_uses(p->files[i].content)) & BIT(PV_CERT));
 }
 
+int st_profile_file_is_public(const struct st_profile *p, size_t i)
+{
+	return i < p->n_files && st_tmpl_literal_len(p->files[i].content) == 0 &&
+	       (st_tmpl_uses(p->files[i].content) & ~(BIT(PV_CHAIN) | BIT(PV_ROOT))) == 0;
+}
+
 /* Whether in asks for file i of p to be left out (st_render_input.cert_files). */
 static int left_out(const struct st_profile *p, const struct st_render_input *in, size_t i)
 {

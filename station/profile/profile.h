@@ -172,6 +172,10 @@ void st_render_free(struct st_render *r);
  * certificate: its path or content uses {cert_pem}. The others render the same before the
  * certificate exists (with a NULL cert_pem). */
 int st_profile_file_uses_cert(const struct st_profile *p, size_t i);
+/* Whether file i of p is public: its content is the CA's certificates alone ({chain_pem},
+ * {root_pem}, no text of the profile's own), so any board may have it, even one whose CSR
+ * is then refused. */
+int st_profile_file_is_public(const struct st_profile *p, size_t i);
 
 /* All profiles of a directory, as the station uses them on the line: every *.yaml file in
  * it (not recursing; files whose names start with '.' are skipped), loaded and checked

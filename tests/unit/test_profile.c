@@ -308,7 +308,7 @@ static void check_halves(const char *name)
 	struct st_render *all = NULL, *half[2] = { NULL, NULL };
 	struct golden g;
 	char err[512];
-	unsigned early = 0;
+	unsigned early = 0, public = 0;
 
 	golden_open(name, &g);
 	assert_int_equal(st_profile_render(g.p, &g.in, &all, err, sizeof(err)), 0);
@@ -336,8 +336,23 @@ static void check_halves(const char *name)
 		assert_int_equal(memmem(f->data, f->len, g.cert, strlen(g.cert)) != NULL, c);
 	}
 	/* Every shipped profile has files that go before the certificate (root.crt at least)
-	 * and files that hold it. */
+	 * and files that hold it; and a public one among the first (root.crt, trust.crt):
+	 * the CA's certificates and nothing else. */
 	assert_true(early > 0 && early < all->n);
+	for (size_t i = 0; i < all->n; i++) {
+		const struct st_render_file *f = &all->files[i];
+		size_t rl = strlen(g.in.root_pem), cl = g.in.chain_pem ? strlen(g.in.chain_pem) : 0;
+
+		if (!st_profile_file_is_public(g.p, i))
+			continue;
+		public++;
+		assert_false(st_profile_file_uses_cert(g.p, i));
+		assert_true((f->len == rl && memcmp(f->data, g.in.root_pem, rl) == 0) ||
+			    (f->len == cl + rl && memcmp(f->data, g.in.chain_pem, cl) == 0 &&
+			     memcmp(f->data + cl, g.in.root_pem, rl) == 0));
+	}
+	assert_true(public > 0 && public < early);
+	assert_int_equal(st_profile_file_is_public(g.p, all->n), 0);
 	assert_int_equal(st_profile_file_uses_cert(g.p, all->n), 0);
 	st_render_free(all);
 	st_render_free(half[0]);
@@ -351,6 +366,61 @@ static void test_render_halves(void **state)
 	check_halves("lmp-gateway");
 	check_halves("lmp-gateway-production");
 	check_halves("mcu-sensor");
+}
+
+/* A file is public when its content is the CA's certificates alone: any text of the
+ * profile's own, any other variable, makes it private (it may hold what only a board the
+ * station accepts may have). */
+static void test_public_files(void **state)
+{
+	static const struct {
+		const char *content;
+		int public;
+	} cases[] = {
+		{ "{root_pem}", 1 },
+		{ "{chain_pem}{root_pem}", 1 },
+		{ "{root_pem}{chain_pem}{root_pem}", 1 },
+		{ "", 1 },
+		{ "{root_pem}\\n", 0 },
+		{ "# trust\\n{root_pem}", 0 },
+		{ "{{root_pem}}", 0 },
+		{ "{device_id}", 0 },
+		{ "{root_pem}{device_id}", 0 },
+		{ "{cert_pem}", 0 },
+		{ "{cert_pem}{chain_pem}", 0 },
+		{ "{sota_toml}", 0 },
+		{ "{gateway}", 0 },
+		{ "{sku}{factory}{hardware_id}", 0 },
+		{ "token=s3cret", 0 },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const struct st_profile *p = NULL;
+		char text[1024], err[512];
+		char *diag;
+		int rc;
+
+		snprintf(text, sizeof(text),
+			 "sku: t-1\n"
+			 "factory: acme-factory\n"
+			 "sota: {gateway: 'https://gw.example:8443', ostree_server: 'https://o.example'}\n"
+			 "files:\n"
+			 "  - path: /etc/id\n"
+			 "    content: \"{device_id}\"\n"
+			 "  - path: /etc/{device_id}/f\n"
+			 "    content: \"%s\"\n",
+			 cases[i].content);
+		diag = load_text("/nonexistent/t.yaml", text, &p, &rc, err, sizeof(err));
+		if (rc != 0)
+			fail_msg("%s: %s\n%s", cases[i].content, err, diag);
+		if (st_profile_file_is_public(p, 1) != cases[i].public)
+			fail_msg("'%s' is %s", cases[i].content,
+				 cases[i].public ? "not public" : "public");
+		assert_false(st_profile_file_is_public(p, 0));
+		free(diag);
+		st_profile_free(p);
+	}
 }
 
 /* --- Device ids ----------------------------------------------------------------------------- */
@@ -1220,6 +1290,7 @@ int main(void)
 		cmocka_unit_test(test_examples),
 		cmocka_unit_test(test_golden_renders),
 		cmocka_unit_test(test_render_halves),
+		cmocka_unit_test(test_public_files),
 		cmocka_unit_test(test_device_ids),
 		cmocka_unit_test(test_reissue_sources),
 		cmocka_unit_test(test_render_overrides_and_dir),

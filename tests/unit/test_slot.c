@@ -25,6 +25,8 @@
 #include <openssl/sha.h>
 #include <openssl/x509.h>
 
+#include <sqlite3.h>
+
 #include <uv.h>
 
 #include "ca.h"
@@ -1207,48 +1209,163 @@ static int is_signed(struct fx *fx)
 	return fx->slot->state != ST_SLOT_QUEUED;
 }
 
-/* The path a WRITE names. */
-static void expect_write(struct fx *fx, struct got *g, const char *path)
+/* The WRITE in g names path (first). */
+static void expect_path(const struct got *g, const char *path)
 {
 	char got[256];
 
-	expect(fx, g, DRV_PROTO_WRITE);
 	assert_int_equal(drv_proto_get_text(&g->f, "path", got, sizeof(got), NULL, 0), 0);
 	assert_string_equal(got, path);
 }
 
-/* While the certificate is signed, the files that do not hold it (the id, the chain) are
- * written; then the slot waits, with its note timer; once signed, the files that hold it
- * follow, and the board passes with all four. */
-static void test_early_writes(void **state)
+/* The next request is a WRITE that names path (first). */
+static void expect_write(struct fx *fx, struct got *g, const char *path)
 {
-	struct fx *fx = *state;
-	struct st_slot_info info;
+	expect(fx, g, DRV_PROTO_WRITE);
+	expect_path(g, path);
+}
+
+/* Whether the pool recorded the intent of the board's CSR, as the slot heard. */
+static int accepted(struct fx *fx)
+{
+	return fx->slot->run && fx->slot->run->accepted;
+}
+
+static int accepted_idle(struct fx *fx)
+{
+	return queued_idle(fx) && accepted(fx);
+}
+
+static int (*until)(struct fx *fx);
+
+static int frame_or_until(struct fx *fx)
+{
+	return has_frame(fx) || until(fx);
+}
+
+/* Answers what the station sends until cond holds with nothing left to answer. */
+static void answer_until(struct fx *fx, int (*cond)(struct fx *fx))
+{
+	struct got g;
+
+	until = cond;
+	for (;;) {
+		run_until(fx, frame_or_until);
+		if (!has_frame(fx))
+			return;
+		next_frame(fx, &g);
+		answer(fx, &g);
+	}
+}
+
+/* The early files written, signing held: signing goes on, the files that hold the
+ * certificate follow, and the board passes with all four. */
+static void signed_to_pass(struct fx *fx)
+{
 	struct got g;
 	size_t len;
 
-	gate(1);
-	start(fx, 0);
-	play_until(fx, &g, DRV_PROTO_WRITE);
-	assert_int_equal(fx->slot->state, ST_SLOT_QUEUED);
-	assert_string_equal(fx->slot->run->wf[0].path, "etc/dev/id");
-	/* The view says what the slot does: it writes, while it waits. */
-	st_slot_info(fx->slot, &info);
-	assert_string_equal(st_slot_word(&info, 0), "write");
-	answer(fx, &g);
-	expect_write(fx, &g, "etc/dev/chain.crt");
-	answer(fx, &g);
-	run_until(fx, queued_idle);
-	assert_int_equal(fx->b.nfiles, 2);
-	st_slot_info(fx->slot, &info);
-	assert_string_equal(st_slot_word(&info, 0), "queued");
 	gate(0);
 	run_until(fx, is_signed);
 	expect_write(fx, &g, "etc/dev/device.crt");
 	pass_from(fx, &g);
 	assert_int_equal(fx->b.nfiles, 4);
 	assert_memory_equal(board_file(fx, "etc/dev/id", &len), "DEV-0001", 8);
+}
+
+/* While the certificate is signed, the files that do not hold it (the chain, public, first;
+ * then the id) are written; then the slot waits, with its note timer; once signed, the files
+ * that hold it follow, and the board passes with all four. */
+static void test_early_writes(void **state)
+{
+	struct fx *fx = *state;
+	struct st_slot_info info;
+	struct got g;
+
+	gate(1);
+	start(fx, 0);
+	play_until(fx, &g, DRV_PROTO_WRITE);
+	assert_int_equal(fx->slot->state, ST_SLOT_QUEUED);
+	assert_string_equal(fx->slot->run->wf[0].path, "etc/dev/chain.crt");
+	assert_string_equal(fx->slot->run->wf[1].path, "etc/dev/id");
+	assert_int_equal(fx->slot->run->npublic, 1);
+	assert_int_equal(fx->slot->run->nearly, 2);
+	/* The view says what the slot does: it writes, while it waits. */
+	st_slot_info(fx->slot, &info);
+	assert_string_equal(st_slot_word(&info, 0), "write");
+	answer(fx, &g);
+	expect_write(fx, &g, "etc/dev/id");
+	assert_true(accepted(fx));
+	answer(fx, &g);
+	run_until(fx, queued_idle);
+	assert_int_equal(fx->b.nfiles, 2);
+	st_slot_info(fx->slot, &info);
+	assert_string_equal(st_slot_word(&info, 0), "queued");
+	signed_to_pass(fx);
 	assert_true(events_has(fx, "\"from\":\"queued\",\"to\":\"signed\""));
+}
+
+/* The ledger held by another writer: the test's own connection in a write transaction,
+ * which the pool's intent waits for (its busy timeout is seconds). */
+static sqlite3 *hold_ledger(struct fx *fx)
+{
+	sqlite3 *db = NULL;
+	char path[4200];
+
+	snprintf(path, sizeof(path), "%s/ledger.db", fx->dir);
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+	return db;
+}
+
+static void release_ledger(sqlite3 *db)
+{
+	assert_int_equal(sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_close(db), SQLITE_OK);
+}
+
+/* Signing held, the board's run started with the ledger held: the public chain's WRITE,
+ * in g, goes all the same, the request not accepted yet. Returns the ledger's holder. */
+static sqlite3 *public_held(struct fx *fx, struct got *g)
+{
+	sqlite3 *db;
+
+	gate(1);
+	start(fx, 0);
+	db = hold_ledger(fx);
+	play_until(fx, g, DRV_PROTO_WRITE);
+	expect_path(g, "etc/dev/chain.crt");
+	assert_false(accepted(fx));
+	return db;
+}
+
+/* Until the intent is recorded only the public file goes (the chain: the CA's certificates
+ * alone); the id, the profile's own, waits for the intent, however long the ledger takes,
+ * then goes before the certificate is signed. */
+static void test_public_first(void **state)
+{
+	struct fx *fx = *state;
+	struct got g;
+	sqlite3 *db;
+
+	db = public_held(fx, &g);
+	answer(fx, &g);
+	run_until(fx, queued_idle);
+	/* A while with the ledger held: nothing more goes. */
+	for (int i = 0; i < 40; i++) {
+		uv_run(&fx->loop, UV_RUN_NOWAIT);
+		usleep(5000);
+	}
+	assert_int_equal(fx->qn, 0);
+	assert_false(accepted(fx));
+	assert_true(queued_idle(fx));
+	assert_int_equal(fx->b.nfiles, 1);
+	release_ledger(db);
+	expect_write(fx, &g, "etc/dev/id");
+	assert_true(accepted(fx));
+	answer(fx, &g);
+	run_until(fx, queued_idle);
+	signed_to_pass(fx);
 }
 
 /* A reboot while those files go (they are lost with it): greeted again, still queued, the
@@ -1261,17 +1378,18 @@ static void test_early_writes_reboot(void **state)
 	gate(1);
 	start(fx, 0);
 	play_until(fx, &g, DRV_PROTO_WRITE);
+	expect_path(&g, "etc/dev/chain.crt");
 	answer(fx, &g);
-	expect_write(fx, &g, "etc/dev/chain.crt");
+	expect_write(fx, &g, "etc/dev/id");
 	snprintf(fx->b.boot, sizeof(fx->b.boot), "boot-2");
 	fx->b.nfiles = 0;
 	send_boot(fx);
 	expect(fx, &g, DRV_PROTO_HELLO);
 	assert_int_equal(fx->slot->state, ST_SLOT_QUEUED);
 	answer(fx, &g);
-	expect_write(fx, &g, "etc/dev/id");
-	answer(fx, &g);
 	expect_write(fx, &g, "etc/dev/chain.crt");
+	answer(fx, &g);
+	expect_write(fx, &g, "etc/dev/id");
 	answer(fx, &g);
 	run_until(fx, queued_idle);
 	gate(0);
@@ -1712,9 +1830,12 @@ static void test_csr_refused(void **state)
 	assert_int_equal(fx->outcomes, 1);
 	assert_int_equal(fx->passes, 0);
 	assert_non_null(strstr(fx->last_error, "CSR_CN_MISMATCH: CSR rejected: subject CN"));
-	/* Refused: none of the profile's files went to it, not even those without the
-	 * certificate. */
-	assert_int_equal(fx->b.nfiles, 0);
+	/* Refused: none of the profile's own files went to it, not even those without the
+	 * certificate; only the public one (the CA's certificates alone), which went as the CSR
+	 * came in, staged and never committed. */
+	assert_int_equal(fx->b.nfiles, 1);
+	assert_string_equal(fx->b.file[0].path, "etc/dev/chain.crt");
+	assert_int_equal(fx->b.commits + fx->b.folded_commits, 0);
 	/* Read, handed to the pool, refused there: the outcome names the CSR as what failed. */
 	assert_true(events_has(fx, "\"from\":\"csr\",\"to\":\"checked\""));
 	assert_true(events_has(fx, "\"from\":\"queued\",\"to\":\"failed\""));
@@ -1977,6 +2098,18 @@ static void play_to_pass(struct fx *fx)
 	run_until(fx, outcome_seen);
 }
 
+/* Signing held, the early files' last two WRITEs out, a before b: both answered, then
+ * signing goes on and the board passes holding nfiles files. */
+static void pair_to_pass(struct fx *fx, struct got *a, struct got *b, unsigned nfiles)
+{
+	answer(fx, a);
+	answer(fx, b);
+	run_until(fx, queued_idle);
+	gate(0);
+	play_to_pass(fx);
+	assert_int_equal(fx->b.nfiles, nfiles);
+}
+
 /* Starts the board, writes the early files with the signing held (gate), then lets it go. */
 static void early_then_signed(struct fx *fx)
 {
@@ -1986,7 +2119,7 @@ static void early_then_signed(struct fx *fx)
 	start(fx, 0);
 	play_until(fx, &g, DRV_PROTO_WRITE);
 	answer(fx, &g);
-	run_until(fx, queued_idle);
+	answer_until(fx, accepted_idle);
 	gate(0);
 }
 
@@ -2000,7 +2133,7 @@ static void test_v7_window(void **state)
 	struct fx *fx = *state;
 	struct got a, b2, g;
 	char result[64], path[64];
-	unsigned v6_writes;
+	unsigned v6_writes, v7_writes;
 	uint64_t off;
 
 	fx->b.version = 6;
@@ -2016,7 +2149,8 @@ static void test_v7_window(void **state)
 	play_to_pass(fx);
 	print_message("WRITEs: version 6 %u, version 7 %u (%u sent behind another)\n", v6_writes,
 		      fx->b.single_writes + fx->b.multi_writes, fx->b.piped);
-	assert_int_equal(fx->b.single_writes + fx->b.multi_writes, v6_writes);
+	v7_writes = fx->b.single_writes + fx->b.multi_writes;
+	assert_int_equal(v7_writes, v6_writes);
 	assert_int_equal(fx->b.piped, 1);
 	assert_int_equal(fx->slot->piped, 1);
 	assert_int_equal(fx->b.folded_commits, 1);
@@ -2048,7 +2182,7 @@ static void test_v7_window(void **state)
 	answer(fx, &g);
 	play_to_pass(fx);
 	assert_int_equal(fx->slot->piped, 2);
-	assert_int_equal(fx->b.single_writes + fx->b.multi_writes, v6_writes);
+	assert_int_equal(fx->b.single_writes + fx->b.multi_writes, v7_writes);
 	assert_memory_equal(assert_chained(fx), "-----BEGIN CERTIFICATE-----\n", 28);
 
 	fx = again_v(state, 7, 1024);
@@ -2056,7 +2190,7 @@ static void test_v7_window(void **state)
 	fx->b.offset_piped = 1;
 	early_then_signed(fx);
 	play_to_pass(fx);
-	assert_int_equal(fx->b.single_writes + fx->b.multi_writes, v6_writes + 2);
+	assert_int_equal(fx->b.single_writes + fx->b.multi_writes, v7_writes + 2);
 	assert_int_equal(fx->b.piped, 2);
 	assert_memory_equal(assert_chained(fx), "-----BEGIN CERTIFICATE-----\n", 28);
 
@@ -2168,12 +2302,7 @@ static void test_v7_one_write(void **state)
 	print_message("port writes for the two WRITEs called for by one read: %" PRIu64 "\n",
 		      fx->slot->tx_writes - writes);
 	assert_int_equal(fx->slot->tx_writes, writes + 1);
-	answer(fx, &c);
-	answer(fx, &d);
-	run_until(fx, queued_idle);
-	gate(0);
-	play_to_pass(fx);
-	assert_int_equal(fx->b.nfiles, 5);
+	pair_to_pass(fx, &c, &d, 5);
 	assert_int_equal(fx->slot->retransmits, 0);
 	/* The pass event counts them: every write of the slot's so far was this board's. */
 	snprintf(want, sizeof(want), "\"writes\":%" PRIu64 ",", fx->slot->tx_writes);
@@ -2217,6 +2346,93 @@ static struct fx *again_v(void **state, unsigned version, unsigned max)
 	fx->b.max = max;
 	fx->chain_pem = test_chain_pem;
 	return fx;
+}
+
+/* With the ledger held, frames of 4096, a board of version 6, or of version 7 that takes a
+ * WRITE behind another or not: the public chain waits for the request's acceptance, since
+ * then it goes with the id in one WRITE (alone, it would cost a request more). Frames of
+ * 512: the chunks of the chain that fit with nothing else go as the CSR comes in, its last
+ * waits to go with the id. A board of version 5 (one file a WRITE): the chain goes as the
+ * CSR comes in, the id once accepted. */
+static void test_public_waits(void **state)
+{
+	static const struct {
+		unsigned version, max, win;
+		int before; /* the chain went (some of it) before the acceptance */
+		int with;   /* the id rides in the chain's WRITE after it */
+	} cases[] = {
+		{ 6, 4096, 0, 0, 1 },
+		{ 7, 4096, 1, 0, 1 },
+		{ 6, 512, 0, 1, 1 },
+		{ 7, 4096, 2, 0, 1 },
+		{ 5, 4096, 0, 1, 0 },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct fx *fx = again_v(state, cases[i].version, cases[i].max);
+		struct drv_proto_frame part;
+		struct got g;
+		char path[64];
+		sqlite3 *db;
+
+		fx->b.win = cases[i].win;
+		gate(1);
+		start(fx, 0);
+		db = hold_ledger(fx);
+		answer_until(fx, queued_idle);
+		for (int k = 0; k < 20; k++) {
+			uv_run(&fx->loop, UV_RUN_NOWAIT);
+			usleep(5000);
+		}
+		assert_false(accepted(fx));
+		assert_int_equal(fx->b.nfiles, cases[i].before);
+		release_ledger(db);
+		if (cases[i].with) {
+			expect_write(fx, &g, "etc/dev/chain.crt");
+			assert_int_equal(drv_proto_part(&g.f, "path", 1, &part), 2);
+			assert_int_equal(drv_proto_get_text(&part, "path", path, sizeof(path), NULL, 0),
+					 0);
+			assert_string_equal(path, "etc/dev/id");
+		} else {
+			expect_write(fx, &g, "etc/dev/id");
+		}
+		answer(fx, &g);
+		assert_int_equal(fx->b.nfiles, 2);
+		run_until(fx, queued_idle);
+		gate(0);
+		play_to_pass(fx);
+		assert_int_equal(fx->b.nfiles, 4);
+	}
+}
+
+/* A board that takes a WRITE behind another, a private file too long to go with the public
+ * one: the public file goes as the CSR comes in, and once the request is accepted, while it
+ * is still out, the private one goes behind it. */
+static void test_public_behind(void **state)
+{
+	struct fx *fx;
+	struct got a, b2;
+	char yaml[2048], body[701];
+	sqlite3 *db;
+
+	memset(body, 'x', sizeof(body) - 1);
+	body[sizeof(body) - 1] = '\0';
+	snprintf(yaml, sizeof(yaml),
+		 PROFILE_HEAD
+		 "  - {path: /etc/dev/device.crt, content: '{cert_pem}'}\n"
+		 "  - {path: /etc/dev/conf, content: '%s'}\n"
+		 "  - {path: /etc/dev/chain.crt, content: '{chain_pem}{root_pem}'}\n",
+		 body);
+	fx = again_v(state, 7, 1024);
+	fx->b.win = 2;
+	fx->profile = yaml;
+	db = public_held(fx, &a);
+	release_ledger(db);
+	run_until(fx, accepted);
+	expect_write(fx, &b2, "etc/dev/conf");
+	assert_int_equal(b2.f.seq, a.f.seq + 1);
+	assert_int_equal(fx->slot->piped, 1);
+	pair_to_pass(fx, &a, &b2, 3);
 }
 
 /* A board of version 6 (PROTOCOL.md 10), frames of 4096 bytes: the files after the first
@@ -2439,6 +2655,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_v7_one_write, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_v3_sum_differs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_early_writes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_public_first, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_public_waits, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_public_behind, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_early_writes_reboot, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_early_write_fails, setup, teardown),
 	};
