@@ -1314,6 +1314,8 @@ static sqlite3 *hold_ledger(struct fx *fx)
 
 	snprintf(path, sizeof(path), "%s/ledger.db", fx->dir);
 	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	/* Behind any commit of the pool's under way. */
+	assert_int_equal(sqlite3_busy_timeout(db, 5000), SQLITE_OK);
 	assert_int_equal(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
 	return db;
 }
