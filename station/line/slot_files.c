@@ -475,12 +475,24 @@ int slot_public_waits(struct st_slot *s)
 	struct slot_run *r = s->run;
 	struct drv_proto_builder b;
 	char buf[DRV_PROTO_MAX_LINE];
-	size_t nsect = r->nsect, next = r->next_wi;
+	size_t nsect = r->nsect, next = r->next_wi, need = 0;
 	unsigned fold = r->fold;
 	int inst = r->inst_sent, waits;
 
 	if (r->accepted || r->wi >= r->npublic || r->npublic >= r->nearly || r->single ||
 	    s->board.version < 6)
+		return 0;
+	/* Cheap first: the rest of the public files and the next file cannot share a frame
+	 * when their bytes alone do not fit. No encoding carries much less than a byte of a
+	 * file a byte (a PEM block's text drops its armor and line feeds: about 0.9), and
+	 * the next file's part names it (path, mode, size, sha, off). */
+	for (size_t j = r->wi; j <= r->npublic; j++) {
+		const struct wfile *w = &r->wf[j];
+
+		need += (w->len - (j == r->wi ? (size_t)r->woff : 0)) * 4 / 5;
+		need += j == r->npublic ? strlen(w->path) + 90 : 0;
+	}
+	if (need > s->tx_max)
 		return 0;
 	/* The WRITE as it would go once accepted; the run's WRITE fields as they were. */
 	r->accepted = 1;
