@@ -234,8 +234,7 @@ static void on_accepted(struct st_sign_req *req)
 
 	if (!s->run || s->run->req != req || s->state != ST_SLOT_QUEUED)
 		return;
-	s->run->accepted = 1;
-	slot_prepare_early(s);
+	s->run->accepted = 1; /* the early files were rendered as the CSR came in */
 	slot_kick(s);
 }
 

@@ -486,12 +486,9 @@ int slot_public_waits(struct st_slot *s)
 	 * when their bytes alone do not fit. No encoding carries much less than a byte of a
 	 * file a byte (a PEM block's text drops its armor and line feeds: about 0.9), and
 	 * the next file's part names it (path, mode, size, sha, off). */
-	for (size_t j = r->wi; j <= r->npublic; j++) {
-		const struct wfile *w = &r->wf[j];
-
-		need += (w->len - (j == r->wi ? (size_t)r->woff : 0)) * 4 / 5;
-		need += j == r->npublic ? strlen(w->path) + 90 : 0;
-	}
+	for (size_t j = r->wi; j <= r->npublic; j++)
+		need += (r->wf[j].len - (j == r->wi ? (size_t)r->woff : 0)) * 4 / 5;
+	need += strlen(r->wf[r->npublic].path) + 90;
 	if (need > s->tx_max)
 		return 0;
 	/* The WRITE as it would go once accepted; the run's WRITE fields as they were. */

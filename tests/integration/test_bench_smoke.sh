@@ -231,11 +231,11 @@ ok "bench paced at 921600 baud: wire bound and ratio"
 # view of the station's turns is reported, and the rate over the run's span stays below the
 # wire bound (fixture delays are made good, never more than that). The steady rate is counted
 # in a window a few boards long and may pass the bound by its stated tolerance, which
-# check_json allows; with 7 boards on 5 slots it did (1.06 of the bound). The turns (the waits of a board with no request in
-# hand): a whole count over the 7 boards, some of them, and the time they add a board is
-# their number times their mean, as a share of the board's wire time too. (Their number is
-# not bounded below: a station that answers within the microseconds between a board's last
-# write and its look at the line leaves no wait to see.)
+# check_json allows; with 7 boards on 5 slots it did (1.06 of the bound). The turns (the
+# waits of a board with no request in hand): a whole count over the 7 boards, some of them,
+# and the time they add a board is their number times their mean, as a share of the board's
+# wire time too. (Their number is not bounded below: a station that answers within the
+# microseconds between a board's last write and its look at the line leaves no wait to see.)
 "$STATION" bench --slots 5 --boards 7 --baud 921600 --bound-n 50 --sim-procs 2 \
 	--json "$T/procs.json" --dir "$T/procs" --keep >"$T/procs.out" 2>"$T/procs.err" ||
 	fail "bench (2 simboard processes) failed: $(tail -5 "$T/procs.err")"

@@ -1320,6 +1320,15 @@ static sqlite3 *hold_ledger(struct fx *fx)
 	return db;
 }
 
+/* Runs the loop for about ms milliseconds, whatever comes. */
+static void idle(struct fx *fx, int ms)
+{
+	for (int i = 0; i < ms / 5; i++) {
+		uv_run(&fx->loop, UV_RUN_NOWAIT);
+		usleep(5000);
+	}
+}
+
 static void release_ledger(sqlite3 *db)
 {
 	assert_int_equal(sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
@@ -1353,11 +1362,7 @@ static void test_public_first(void **state)
 	db = public_held(fx, &g);
 	answer(fx, &g);
 	run_until(fx, queued_idle);
-	/* A while with the ledger held: nothing more goes. */
-	for (int i = 0; i < 40; i++) {
-		uv_run(&fx->loop, UV_RUN_NOWAIT);
-		usleep(5000);
-	}
+	idle(fx, 200); /* with the ledger held: nothing more goes */
 	assert_int_equal(fx->qn, 0);
 	assert_false(accepted(fx));
 	assert_true(queued_idle(fx));
@@ -2382,10 +2387,7 @@ static void test_public_waits(void **state)
 		start(fx, 0);
 		db = hold_ledger(fx);
 		answer_until(fx, queued_idle);
-		for (int k = 0; k < 20; k++) {
-			uv_run(&fx->loop, UV_RUN_NOWAIT);
-			usleep(5000);
-		}
+		idle(fx, 100);
 		assert_false(accepted(fx));
 		assert_int_equal(fx->b.nfiles, cases[i].before);
 		release_ledger(db);
