@@ -167,7 +167,9 @@
 	X(HTTP_NO_SOTA, "profile has no sota section to render sota.toml from")                \
 	X(HTTP_KEY_STORAGE, "profile requires a secure-element key; HTTP cannot attest one")   \
 	X(HTTP_TIMEOUT, "signing did not finish in time")                                      \
-	X(HTTP_STOPPING, "the HTTP server is stopping")
+	X(HTTP_STOPPING, "the HTTP server is stopping")                                        \
+	X(HTTP_HOST, "Host is not a loopback name of this machine")                            \
+	X(HTTP_BROWSER, "request sent by a web page")
 
 #define ST__ERR_IDX(name, msg) ST__IDX_##name,
 enum st_err_index { ST__IDX_OK_, ST_ERR_MAP(ST__ERR_IDX) ST__IDX_COUNT_ };

@@ -105,6 +105,67 @@ int st_http_is_loopback(const struct sockaddr_storage *ss)
 	return 0;
 }
 
+/* Whether the n bytes at p are a port: 1 to 5 digits. */
+static int is_port(const char *p, size_t n)
+{
+	if (n < 1 || n > 5)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] < '0' || p[i] > '9')
+			return 0;
+	}
+	return 1;
+}
+
+int st_http_host_is_local(const char *host, size_t n, const char *hostname)
+{
+	char name[256];
+	const char *colon;
+	size_t len;
+
+	if (n == 0)
+		return 1;
+	if (host[0] == '[') {
+		const char *close = memchr(host, ']', n);
+		struct in6_addr a6;
+
+		len = close ? (size_t)(close - host - 1) : 0;
+		if (!close || len == 0 || len >= sizeof(name))
+			return 0;
+		if ((size_t)(close - host) + 1 < n &&
+		    (close[1] != ':' || !is_port(close + 2, n - (size_t)(close - host) - 2)))
+			return 0;
+		memcpy(name, host + 1, len);
+		name[len] = 0;
+		return inet_pton(AF_INET6, name, &a6) == 1 &&
+		       (IN6_IS_ADDR_LOOPBACK(&a6) || (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127));
+	}
+	colon = memchr(host, ':', n);
+	len = colon ? (size_t)(colon - host) : n;
+	if (colon && !is_port(colon + 1, n - len - 1))
+		return 0;
+	/* One final dot names the same host ("localhost."). */
+	if (len > 1 && host[len - 1] == '.')
+		len--;
+	if (len == 0 || len >= sizeof(name))
+		return 0;
+	memcpy(name, host, len);
+	name[len] = 0;
+	if (strlen(name) != len)
+		return 0;
+	{
+		struct in_addr a4;
+
+		if (inet_pton(AF_INET, name, &a4) == 1)
+			return (ntohl(a4.s_addr) >> 24) == 127;
+	}
+	/* RFC 6761: localhost and every name under it are this machine's. */
+	if (strcasecmp(name, "localhost") == 0 ||
+	    (len > 10 && strcasecmp(name + len - 10, ".localhost") == 0))
+		return 1;
+	return hostname && hostname[0] && strcasecmp(name, hostname) == 0;
+}
+
 int st_http_check_auth(const struct st_config_http *cfg, const struct sockaddr_storage *ss,
 		       const char **key, char *err, size_t errlen)
 {

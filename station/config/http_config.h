@@ -28,6 +28,13 @@ int st_http_parse_listen(const char *s, struct sockaddr_storage *out, char *err,
  * addresses (0.0.0.0, ::) are not. Any thread. */
 int st_http_is_loopback(const struct sockaddr_storage *ss);
 
+/* Whether a request's Host (the n bytes at host, "" when it sent none) names this machine by a
+ * loopback name: localhost or a name under it, a 127.0.0.0/8 or ::1 literal, or hostname
+ * (this machine's name, may be NULL), each with an optional port. A page of another site
+ * that reached a loopback server through a name of its own (DNS rebinding) does not. Any
+ * thread. */
+int st_http_host_is_local(const char *host, size_t n, const char *hostname);
+
 /* Who may use a server configured as cfg listening on ss (http.h, "Who may ask"): 0 when
  * the configuration is allowed, else ST_E_CONFIG with a message naming the fix, and *key the
  * configuration key it is about ("listen", "tokens", "token_file",

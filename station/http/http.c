@@ -49,6 +49,10 @@
 #define CLOSE_GRACE_MS 5000
 #define RETRY_AFTER "5"
 #define MAX_TOKEN_FILE (1024 * 1024)
+/* The name of the server's one host configuration, which H2O gives as the authority of a
+ * request that named none (HTTP/1.0 without Host). No browser can send it: .invalid never
+ * resolves (RFC 6761). */
+#define NO_HOST "station.invalid"
 
 /* Latency buckets of /metrics, in seconds. */
 static const double buckets[] = { 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
@@ -56,7 +60,7 @@ static const double buckets[] = { 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
 #define NBUCKETS (sizeof(buckets) / sizeof(buckets[0]))
 
 /* Response codes counted for /status and /metrics. */
-static const int codes[] = { 200, 201, 302, 400, 401, 403, 404, 405, 409, 413, 500, 503 };
+static const int codes[] = { 200, 201, 302, 400, 401, 403, 404, 405, 409, 413, 421, 500, 503 };
 #define NCODES (sizeof(codes) / sizeof(codes[0]))
 
 struct http_conn {
@@ -97,6 +101,10 @@ struct st_http {
 	int tls;
 	int client_certs; /* the handshake requires a client certificate (client_ca) */
 	int guard_all;	  /* beyond loopback, tokens guard /status and /metrics too */
+	/* Plain HTTP on loopback: every request must name this machine (st_http_host_is_local),
+	 * which is hostname or a loopback name. */
+	int check_host;
+	char hostname[256];
 	char url[96];
 
 	h2o_globalconf_t gconf;
@@ -149,6 +157,7 @@ static const char *reason(int status)
 	case 405: return "Method Not Allowed";
 	case 409: return "Conflict";
 	case 413: return "Payload Too Large";
+	case 421: return "Misdirected Request";
 	case 503: return "Service Unavailable";
 	default: return "Internal Server Error";
 	}
@@ -194,6 +203,11 @@ static void respond(struct st_http *h, h2o_req_t *req, int status, const char *c
 	if (ctype)
 		add_header(req, H2O_TOKEN_CONTENT_TYPE, ctype);
 	add_header(req, H2O_TOKEN_CACHE_CONTROL, "no-store");
+	/* Nothing here is to be read as another type, or shown inside another site's page. */
+	h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-content-type-options"),
+			      0, NULL, H2O_STRLIT("nosniff"));
+	h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-frame-options"), 0,
+			      NULL, H2O_STRLIT("DENY"));
 	count_code(h, status);
 	h2o_send_inline(req, body, len);
 }
@@ -503,6 +517,14 @@ static int cookie_token_ok(const struct st_http *h, h2o_req_t *req)
 	return 0;
 }
 
+/* Whether a browser sent the request: browsers name the page behind a POST in Origin, and
+ * every fetch of theirs in Sec-Fetch-Site; registration clients send neither. */
+static int from_browser(h2o_req_t *req)
+{
+	return h2o_find_header_by_str(&req->headers, H2O_STRLIT("origin"), -1) >= 0 ||
+	       h2o_find_header_by_str(&req->headers, H2O_STRLIT("sec-fetch-site"), -1) >= 0;
+}
+
 /* Ends a POST /sign that never reached the pool. */
 static void reject(struct st_http *h, h2o_req_t *req, uint64_t t0, const char *peer,
 		   const char *uuid, int code, const char *msg)
@@ -536,6 +558,13 @@ static void handle_sign(struct st_http *h, h2o_req_t *req)
 	peer_name(req, peer, sizeof(peer));
 	if (h->closing) {
 		reject(h, req, t0, peer, NULL, ST_E_HTTP_STOPPING, "the station is stopping");
+		return;
+	}
+	/* Another site's page must not register devices through the operator's browser. */
+	if (from_browser(req)) {
+		reject(h, req, t0, peer, NULL, ST_E_HTTP_BROWSER,
+		       "POST /sign came from a web page (it carries Origin or Sec-Fetch-Site): "
+		       "devices register with their registration tool, never through a browser");
 		return;
 	}
 	if (h->n_tokens && !token_ok(h, req)) {
@@ -857,6 +886,29 @@ static int is(h2o_iovec_t v, const char *s)
 	return h2o_memis(v.base, v.len, s, strlen(s));
 }
 
+/* Refuses a request to a loopback server that names another host: a page of another site
+ * that rebound its own name to this machine's address, to read what the server answers
+ * whoever is on loopback (/status, the console) or to register devices through it. */
+static int refuse_host(struct st_http *h, h2o_req_t *req)
+{
+	h2o_iovec_t a = req->input.authority;
+	char msg[ST_ERR_MAX], p[300];
+
+	if (h2o_memis(a.base, a.len, H2O_STRLIT(NO_HOST)))
+		a.len = 0;
+	if (!h->check_host || st_http_host_is_local(a.base, a.len, h->hostname))
+		return 0;
+	st_escape(p, sizeof(p), a.base, a.len, 0);
+	st_msgf(msg, sizeof(msg),
+		"Host %s is not this machine: on loopback the server answers requests to "
+		"localhost, 127.0.0.1, [::1] or %s only (a web page may not reach it through a "
+		"name of its own)",
+		p, h->hostname[0] ? h->hostname : "its host name");
+	st_notice("http: refused a request for Host %s", p);
+	respond_error(h, req, ST_E_HTTP_HOST, msg, NULL);
+	return 1;
+}
+
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
 	struct st_http *h = ((struct http_handler *)self)->h;
@@ -864,6 +916,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 	char msg[ST_ERR_MAX], p[512], m[64];
 
 	h->st.requests++;
+	if (refuse_host(h, req))
+		return 0;
 	if (is(path, "/sign")) {
 		if (is(method, "POST"))
 			handle_sign(h, req);
@@ -1418,6 +1472,10 @@ int st_http_start(uv_loop_t *loop, const struct st_config_http *cfg, const struc
 	if (rc < 0)
 		goto fail;
 	h->guard_all = h->n_tokens && !st_http_is_loopback(&ss);
+	/* Over HTTPS a page under another name fails the certificate's check before it asks. */
+	h->check_host = !h->tls && st_http_is_loopback(&ss);
+	if (gethostname(h->hostname, sizeof(h->hostname) - 1) != 0)
+		h->hostname[0] = 0;
 	fd = open_listener(&ss, listen_s, err, errlen);
 	if (fd < 0) {
 		rc = fd;
@@ -1431,7 +1489,7 @@ int st_http_start(uv_loop_t *loop, const struct st_config_http *cfg, const struc
 	h->gconf.http1.req_timeout =
 		cfg->idle_timeout_ms ? cfg->idle_timeout_ms : ST_HTTP_DEFAULT_IDLE_TIMEOUT_MS;
 	h->gconf.http1.upgrade_to_http2 = 0;
-	host = h2o_config_register_host(&h->gconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+	host = h2o_config_register_host(&h->gconf, h2o_iovec_init(H2O_STRLIT(NO_HOST)), 65535);
 	path = h2o_config_register_path(host, "/", 0);
 	handler = (struct http_handler *)h2o_create_handler(path, sizeof(*handler));
 	handler->super.on_req = on_req;

@@ -17,17 +17,22 @@
  *   GET /console... the operator console (console.h), when one is set (st_http_set_console)
  *
  * Who may ask. On loopback (127.0.0.0/8, ::1, localhost) the server answers whoever connects,
- * checking OSF-TOKEN on POST /sign when tokens are configured. Beyond loopback (a specific
- * address or any, 0.0.0.0 and ::) it refuses to start unless it authenticates every client:
- * client certificates (client_ca, checked in the TLS handshake for every resource), or
- * tokens over HTTPS, which then guard /status, /metrics and the console as well as /sign
- * since they name device ids and their errors (a browser, which cannot add a header to the
- * console's event stream, sends the token as the cookie station_token, which the console's
- * own page sets; the cookie counts for the console alone); or the configuration says
- * `allow_unauthenticated:
- * true` in words. Tokens over plain HTTP beyond loopback are refused: anyone on the network
- * could read them. HEAD /sign answers 200 to anyone (the device tool's probe; it says
- * nothing).
+ * checking OSF-TOKEN on POST /sign when tokens are configured. Beyond loopback (a specific address
+ * or any, 0.0.0.0 and ::) it refuses to start unless it authenticates every client: client
+ * certificates (client_ca, checked in the TLS handshake for every resource), or tokens over HTTPS,
+ * which then guard /status, /metrics and the console as well as /sign since they name device ids
+ * and their errors (a browser, which cannot add a header to the console's event stream, sends the
+ * token as the cookie station_token, which the console's own page sets; the cookie counts for the
+ * console alone); or the configuration says `allow_unauthenticated: true` in words. Tokens over
+ * plain HTTP beyond loopback are refused: anyone on the network could read them. HEAD /sign
+ * answers 200 to anyone (the device tool's probe; it says nothing). Loopback is this machine's
+ * programs, not the web pages its browser opens: over plain HTTP on loopback every request must be
+ * addressed to this machine (Host localhost, a name under it, a loopback address or the host name;
+ * st_http_host_is_local), so that a page that rebinds a name of its own to 127.0.0.1 reads nothing
+ * (421 HTTP_HOST); and POST /sign from a browser (Origin or Sec-Fetch-Site, which registration
+ * clients never send) is refused everywhere (403 HTTP_BROWSER), since a page may post a simple
+ * request to any address without reading the answer. Every answer says nosniff and DENY (no
+ * framing).
  *
  * Reissue. Under a profile's `reprovision: reissue`, a registration for a uuid recorded with
  * another key is authenticated (st_sign_req.id_authenticated) when it carries a valid token,
@@ -35,20 +40,20 @@
  * the key of its current certificate that it is that device. Any other such request is
  * refused (409 POOL_REISSUE_UNAUTH) and flagged.
  * Errors are JSON {"error": NAME, "message": text} where NAME is st_errname() of the code
- * (CSR_SIGNATURE, POOL_ID_OTHER_KEY, ...): 400 malformed JSON, a missing or malformed field,
- * a CSR the profile's policy refuses, no profile for the hardware id; 401 a missing or wrong
- * OSF-TOKEN; 403 a group or key storage the profile does not allow, or no production
- * authorization left for a profile that requires one (AUTH_EXHAUSTED, AUTH_EXPIRED,
- * AUTH_NOT_YET_VALID, AUTH_SKU); 404 an unknown path; 405
- * a wrong method (with Allow); 409 the ledger refuses (the device id has a certificate for
- * another key and the profile refuses reprovisioning, or reissues but the request was not
- * authenticated; the key is certified for another device); 413 a body over max_body (refused
- * from Content-Length before the body is read, or while a chunked body arrives; this one
- * comes from H2O as text); 503 (with Retry-After) the pool is full, the station is
- * stopping, another request of the same device is in flight, or the pool did not sign
- * within sign_timeout_ms (the HSM is away: what it signs later is recorded and given to the
- * device when it asks again). A device that registers again with the same uuid and key gets its
- * recorded certificate again (201, same serial).
+ * (CSR_SIGNATURE, POOL_ID_OTHER_KEY, ...): 400 malformed JSON, a missing or malformed field, a CSR
+ * the profile's policy refuses, no profile for the hardware id; 401 a missing or wrong OSF-TOKEN;
+ * 403 a POST /sign from a browser (HTTP_BROWSER), a group or key storage the profile does not
+ * allow, or no production authorization left for a profile that requires one (AUTH_EXHAUSTED,
+ * AUTH_EXPIRED, AUTH_NOT_YET_VALID, AUTH_SKU); 404 an unknown path; 405 a wrong method (with
+ * Allow); 409 the ledger refuses (the device id has a certificate for another key and the profile
+ * refuses reprovisioning, or reissues but the request was not authenticated; the key is certified
+ * for another device); 413 a body over max_body (refused from Content-Length before the body is
+ * read, or while a chunked body arrives; this one comes from H2O as text); 421 a Host that is not
+ * this machine's on a loopback server (HTTP_HOST); 503 (with Retry-After) the pool is full, the
+ * station is stopping, another request of the same device is in flight, or the pool did not sign
+ * within sign_timeout_ms (the HSM is away: what it signs later is recorded and given to the device
+ * when it asks again). A device that registers again with the same uuid and key gets its recorded
+ * certificate again (201, same serial).
  *
  * What can go wrong is checked before the CSR reaches the pool: the request, the profile
  * (group, key storage, device id), sota.toml rendered with the request's overrides, and the

@@ -620,6 +620,8 @@ int st_http_status_for(int code)
 	case ST_E_AUTH_NOT_YET_VALID:
 	case ST_E_AUTH_SKU:
 	case ST_E_AUTH_CONFLICT:
+	/* A page in a browser: no registration client is one. */
+	case ST_E_HTTP_BROWSER:
 		return 403;
 	case ST_E_HTTP_NOT_FOUND:
 		return 404;
@@ -633,6 +635,8 @@ int st_http_status_for(int code)
 		return 409;
 	case ST_E_HTTP_TOO_LARGE:
 		return 413;
+	case ST_E_HTTP_HOST:
+		return 421;
 	case ST_E_LEDGER_DUP_ID: /* another request of this device is in flight: retry */
 	case ST_E_POOL_FULL:
 	case ST_E_POOL_CLOSED:

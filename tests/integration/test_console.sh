@@ -31,13 +31,14 @@ http_cleanup() {
 	stop_simboard
 }
 
-# browser NAME URL STEP...: runs chromium on URL in a fresh profile; eval steps' values go to
-# $T/NAME.out, one JSON line each.
+# browser NAME URL STEP...: runs chromium on URL in a fresh profile (and with the flag
+# $CHROMIUM_FLAG if set); eval steps' values go to $T/NAME.out, one JSON line each.
 browser() {
 	local name=$1 url=$2
 	shift 2
 	mkdir -p "$T/profile-$name"
-	timeout 300 "$PY" "$BROWSER" --chromium "$CHROMIUM" --profile "$T/profile-$name" "$url" "$@" \
+	timeout 300 "$PY" "$BROWSER" --chromium "$CHROMIUM" --profile "$T/profile-$name" \
+		${CHROMIUM_FLAG:+--flag "$CHROMIUM_FLAG"} "$url" "$@" \
 		>"$T/$name.out" 2>"$T/$name.err"
 }
 
@@ -231,6 +232,51 @@ browser serve "$URL/console" 'wait:60:window.consoleStats && consoleStats.snapsh
 	fail "the console of station serve: $(cat "$T/serve.err")"
 jq -e '.grid == true and (.pool | test("signing: [0-9]+ workers")) and (.report | test("report.csv"))' "$T/serve.out" >/dev/null ||
 	fail "station serve's console: $(cat "$T/serve.out")"
+
+# Another site's page in the operator's browser on this machine gets nothing from the loopback
+# server. Through a name of its own that resolves to 127.0.0.1 (DNS rebinding; chromium maps
+# rebind.test there) the console answers 421 HTTP_HOST. A page of another origin that posts a
+# registration as a simple request (text/plain, no preflight) has it refused: the body is a
+# device tool's, good (curl registers one like it), and nothing is signed for it.
+CHROMIUM_FLAG="--host-resolver-rules=MAP rebind.test 127.0.0.1" browser rebind "http://rebind.test:$SPORT/console" \
+	'wait:60:document.body && /HTTP_HOST/.test(document.body.innerText)' \
+	'eval:({ text: document.body.innerText, grid: !!document.getElementById("grid") })' ||
+	fail "the console under another name: $(cat "$T/rebind.err")"
+jq -e '(.text | test("Host rebind.test:[0-9]+ is not this machine")) and .grid == false' "$T/rebind.out" >/dev/null ||
+	fail "the console under another name: $(cat "$T/rebind.out")"
+for u in 1 2; do
+	id=$(cat /proc/sys/kernel/random/uuid)
+	key_csr "$T/csrf$u" "$id" acme-factory
+	tool_body "$id" sim-board "$T/csrf$u/csr.pem" >"$T/csrf$u/body.json"
+done
+U1=$(jq -r .uuid "$T/csrf1/body.json") U2=$(jq -r .uuid "$T/csrf2/body.json")
+code=$(curl -s -o "$T/csrf1/answer.json" -w '%{http_code}' -H 'Content-Type: text/plain' \
+	--data-binary @"$T/csrf1/body.json" "$URL/sign")
+[ "$code" = 201 ] || fail "the device tool's body, sent as text/plain by curl: $code $(cat "$T/csrf1/answer.json")"
+APORT=$(free_port)
+mkdir -p "$T/site"
+cat >"$T/site/index.html" <<EOF
+<!DOCTYPE html><html><body><script>
+window.sent = false;
+fetch("$URL/sign", { method: "POST", mode: "no-cors", headers: { "Content-Type": "text/plain" },
+	body: $(jq -Rs . "$T/csrf2/body.json") }).then(() => { window.sent = "sent"; },
+	e => { window.sent = "failed: " + e; });
+</script></body></html>
+EOF
+"$PY" -m http.server --bind 127.0.0.1 --directory "$T/site" "$APORT" >"$T/site.log" 2>&1 &
+BPID=$!
+for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$APORT/" && break; sleep 0.1; done
+browser csrf "http://127.0.0.1:$APORT/" 'wait:60:window.sent' 'eval:window.sent' ||
+	fail "the other site's page: $(cat "$T/csrf.err")"
+kill "$BPID"
+wait "$BPID" 2>/dev/null || true
+BPID=
+[ "$(cat "$T/csrf.out")" = '"sent"' ] || fail "the other site's page did not post: $(cat "$T/csrf.out")"
+grep -q "device ?: refused (403 HTTP_BROWSER)" "$T/serve.err" || fail "no refusal logged: $(tail -5 "$T/serve.err")"
+"$STATION" ledger -c "$pki/serve.yaml" list >"$T/serve-ledger.txt"
+grep -q "$U1" "$T/serve-ledger.txt" || fail "curl's registration is not in the ledger: $(cat "$T/serve-ledger.txt")"
+if grep -q "$U2" "$T/serve-ledger.txt"; then fail "the page's registration was signed"; fi
+ok "another site's page in chromium: the console under a rebound name answers 421; its POST /sign is refused (403), nothing signed"
 stop_server
 serve_config "$pki/serve.yaml" "listen: 127.0.0.1:$SPORT" "console: false"
 start_server "$pki/serve.yaml"

@@ -242,6 +242,51 @@ code=$(curl -s -o "$T/err.json" -w '%{http_code}' -H @"$T/token.hdr" --data-bina
 [ "$code" = 404 ] && [ "$(jq -r .error "$T/err.json")" = HTTP_NOT_FOUND ] || fail "unknown path: $code"
 ok "unknown path: 404"
 
+# ---- Pages of other sites -----------------------------------------------------------------
+# A page in a browser on this machine may reach the loopback server through a name of its own
+# that it rebinds to 127.0.0.1 (DNS rebinding), or post to it from its own origin (CSRF).
+# The server answers only its own names (421 HTTP_HOST), and POST /sign never to a browser
+# (403 HTTP_BROWSER, with the right token too). Nothing is signed for either.
+PORT=${URL##*:}
+host_refused() {
+	local what=$1 host=$2 code
+	shift 2
+	code=$(curl -s -o "$T/err.json" -w '%{http_code}' -H "Host: $host" "$@")
+	[ "$code" = 421 ] && [ "$(jq -r .error "$T/err.json")" = HTTP_HOST ] ||
+		fail "$what with Host $host: $code $(cat "$T/err.json")"
+	jq -r .message "$T/err.json" | has -F "Host $host is not this machine" ||
+		fail "$what: the message does not name the Host: $(cat "$T/err.json")"
+}
+for host in "rebind.example:$PORT" rebind.example "localhost.rebind.example:$PORT" \
+	"127.0.0.1.nip.io:$PORT" "[2001:db8::1]:$PORT" "10.1.2.3:$PORT"; do
+	host_refused "GET /status" "$host" "$URL/status"
+	host_refused "GET /metrics" "$host" "$URL/metrics"
+	host_refused "GET /console" "$host" "$URL/console"
+	host_refused "POST /sign" "$host" -H @"$T/token.hdr" -H 'Content-Type: application/json' \
+		--data-binary @"$B/good-unsent.json" "$URL/sign"
+done
+for host in "localhost:$PORT" "LocalHost.:$PORT" "station.localhost:$PORT" "127.0.0.1:$PORT" \
+	"127.0.1.1:$PORT" "[::1]:$PORT" "$(hostname):$PORT"; do
+	code=$(curl -s -o /dev/null -w '%{http_code}' -H "Host: $host" "$URL/status")
+	[ "$code" = 200 ] || fail "GET /status with Host $host: $code"
+done
+# A client that names no host (HTTP/1.0) is no page of another site.
+exec 6<>"/dev/tcp/127.0.0.1/$PORT"
+printf 'GET /status HTTP/1.0\r\n\r\n' >&6
+read -r -t 30 line <&6 || fail "no answer to HTTP/1.0 without Host"
+exec 6<&-
+case $line in "HTTP/1.1 200"* | "HTTP/1.0 200"*) ;; *) fail "HTTP/1.0 without Host: '$line'" ;; esac
+ok "another site's name for 127.0.0.1 (6 kinds): 421 HTTP_HOST on /status, /metrics, /console, /sign; this machine's names (7 kinds, and none, HTTP/1.0) served"
+for h in "Origin: http://evil.example" "Origin: null" "Origin: http://127.0.0.1:$PORT" \
+	"Sec-Fetch-Site: cross-site" "Sec-Fetch-Site: same-origin"; do
+	expect_error "POST /sign with '$h'" 403 HTTP_BROWSER "$B/good-unsent.json" -H "$h"
+done
+jq -r .message "$T/err.json" | has -F "from a web page" || fail "browser refusal: $(cat "$T/err.json")"
+curl -s -D "$T/hdr" -o /dev/null "$URL/status"
+grep -qix 'x-content-type-options: nosniff.' "$T/hdr" && grep -qix 'x-frame-options: DENY.' "$T/hdr" ||
+	fail "no nosniff or frame options: $(cat "$T/hdr")"
+ok "POST /sign from a web page (Origin or Sec-Fetch-Site, 5 kinds): 403 HTTP_BROWSER; every answer says nosniff and no framing"
+
 # ---- Nothing was signed for any refused request -----------------------------------------
 "$STATION" ledger -c "$T/station.yaml" list >"$T/ledger.txt" || fail "ledger list failed"
 rows=$(($(wc -l <"$T/ledger.txt") - 1))
@@ -272,7 +317,7 @@ grep -q "$TOKEN" "$T/serve.err" && fail "the token appears in the log"
 ok "the token never reaches the log"
 # An idle keep-alive connection does not hold the stop up.
 exec 5<>"/dev/tcp/127.0.0.1/${URL##*:}"
-printf 'GET /status HTTP/1.1\r\nHost: station\r\n\r\n' >&5
+printf 'GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n' >&5
 read -r -t 30 line <&5 || fail "no answer on the keep-alive connection"
 case $line in "HTTP/1.1 200"*) ;; *) fail "keep-alive connection: '$line'" ;; esac
 stop_server

@@ -3,9 +3,10 @@
 (--remote-debugging-pipe: NUL-separated JSON on file descriptors 3 and 4), with nothing but
 the Python standard library: no websocket client, no npm.
 
-usage: browser.py --chromium BIN --profile DIR URL STEP...
+usage: browser.py --chromium BIN --profile DIR [--flag FLAG]... URL STEP...
 
-Opens URL in a fresh profile (DIR, made empty by the caller), then runs the steps in order:
+Opens URL in a fresh profile (DIR, made empty by the caller), chromium given each FLAG too
+(e.g. --host-resolver-rules=...), then runs the steps in order:
   wait:SECONDS:JS    polls the expression JS until it is true; fails after SECONDS
   eval:JS            prints the value of JS as one JSON line on stdout
   shot:WxH:FILE      sets the viewport to W x H, lets the page lay itself out, and saves a
@@ -28,7 +29,7 @@ FLAGS = [
 
 
 class Browser:
-    def __init__(self, binary, profile):
+    def __init__(self, binary, profile, flags=()):
         to_chrome_r, self.to_chrome = os.pipe()
         self.from_chrome, from_chrome_w = os.pipe()
 
@@ -38,7 +39,7 @@ class Browser:
 
         self.log = open(os.path.join(profile, "chromium.log"), "w")
         self.proc = subprocess.Popen(
-            [binary, *FLAGS, "--user-data-dir=" + profile, "about:blank"],
+            [binary, *FLAGS, *flags, "--user-data-dir=" + profile, "about:blank"],
             pass_fds=(3, 4), preexec_fn=fds, stdin=subprocess.DEVNULL,
             stdout=self.log, stderr=self.log)
         os.close(to_chrome_r)
@@ -109,14 +110,18 @@ class Browser:
 def main(argv):
     args = argv[1:]
     opts = {}
-    while args and args[0].startswith("--"):
-        opts[args[0][2:]] = args[1]
+    flags = []
+    while len(args) > 1 and args[0].startswith("--"):
+        if args[0] == "--flag":
+            flags.append(args[1])
+        else:
+            opts[args[0][2:]] = args[1]
         args = args[2:]
     if len(args) < 1 or "chromium" not in opts or "profile" not in opts:
         sys.stderr.write(__doc__)
         return 2
     url, steps = args[0], args[1:]
-    b = Browser(opts["chromium"], opts["profile"])
+    b = Browser(opts["chromium"], opts["profile"], flags)
     rc = 0
     try:
         target = b.send("Target.createTarget", {"url": "about:blank"}, session=False)

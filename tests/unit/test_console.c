@@ -313,7 +313,7 @@ static int request(struct fx *fx, const char *method, const char *path, char **b
 	int status = 0;
 	size_t o = 0;
 
-	snprintf(req, sizeof(req), "%s %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+	snprintf(req, sizeof(req), "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
 		 method, path);
 	client_open(fx, &c, req, 0);
 	pump_until(fx, &c, NULL);
@@ -389,7 +389,7 @@ static void test_stream(void **state)
 	const char *p;
 
 	client_open(fx, &c,
-		    "GET /console/events HTTP/1.1\r\nHost: t\r\nAccept: text/event-stream\r\n\r\n",
+		    "GET /console/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n",
 		    0);
 	snap = wait_message(fx, &c, "\"event\":\"snapshot\"");
 	assert_non_null(strcasestr(c.buf, "content-type: text/event-stream"));
@@ -513,8 +513,8 @@ static void test_slow_page(void **state)
 	}
 	unsetenv("STATION_TEST_FAIL");
 	st_http_set_console(fx->http, fx->console, &st_console_http);
-	client_open(fx, &slow, "GET /console/events HTTP/1.1\r\nHost: t\r\n\r\n", 2048);
-	client_open(fx, &fast, "GET /console/events HTTP/1.1\r\nHost: t\r\n\r\n", 0);
+	client_open(fx, &slow, "GET /console/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 2048);
+	client_open(fx, &fast, "GET /console/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 0);
 	pump_until(fx, &fast, "\"event\":\"snapshot\"");
 	for (i = 0;; i++) {
 		struct pollfd p = { fast.fd, POLLIN, 0 };

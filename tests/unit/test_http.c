@@ -474,6 +474,8 @@ static void test_status(void **state)
 	assert_int_equal(st_http_status_for(ST_E_POOL_ID_OTHER_KEY), 409);
 	assert_int_equal(st_http_status_for(ST_E_POOL_KEY_REUSED), 409);
 	assert_int_equal(st_http_status_for(ST_E_HTTP_TOO_LARGE), 413);
+	assert_int_equal(st_http_status_for(ST_E_HTTP_HOST), 421);
+	assert_int_equal(st_http_status_for(ST_E_HTTP_BROWSER), 403);
 	assert_int_equal(st_http_status_for(ST_E_POOL_FULL), 503);
 	assert_int_equal(st_http_status_for(ST_E_HTTP_TIMEOUT), 503);
 	assert_int_equal(st_http_status_for(ST_E_LEDGER_DUP_ID), 503);
@@ -529,6 +531,54 @@ static void test_loopback(void **state)
 		if (st_http_is_loopback(&ss))
 			fail_msg("%s is not loopback", not_loop[i]);
 	}
+}
+
+/* The Host a loopback server answers: this machine's loopback names and its own name, with
+ * or without a port; every other name (a page's own, rebound to 127.0.0.1), every other
+ * address, and every malformed Host are refused. */
+static void test_host(void **state)
+{
+	static const char *const local[] = {
+		"",		   "localhost",		 "localhost:8443",     "LOCALHOST",
+		"localhost.",	   "localhost.:1",	 "station.localhost",  "a.b.LocalHost:80",
+		"127.0.0.1",	   "127.0.0.1:8443",	 "127.255.255.254:1",  "127.0.1.1",
+		"[::1]",	   "[::1]:8443",	 "[0:0:0:0:0:0:0:1]:1", "[::ffff:127.0.0.1]",
+		"[::ffff:127.9.8.7]:65535", "line-3",	 "LINE-3:8443",	       "line-3.",
+	};
+	static const char *const other[] = {
+		"evil.example",	      "evil.example:8443",  "localhost.evil.example",
+		"127.0.0.1.nip.io",   "xlocalhost",	    "localhost.example",
+		".localhost",	      "evil.localhost.example", "line-3.evil.example",
+		"line-4",	      "10.0.0.1",	    "192.0.2.1:8443",
+		"0.0.0.0",	      "128.0.0.1",	    "[::]",
+		"[2001:db8::1]:443",  "[::ffff:192.0.2.1]", "[fe80::1]",
+		"localhost:",	      "localhost:abc",	    "localhost:123456",
+		"localhost:80:80",    "localhost :80",	    " localhost",
+		"localhost\t",	      "localhost\r\nx",  "[::1]x",
+		"[::1]:",	      "[::1",		    "[]",
+		"[localhost]",	      "[127.0.0.1]",	    "::1",
+		"127.0.0.1:80:80",    "127.1",		    "0x7f.0.0.1",
+		"localhost/",	      "user@localhost",	    "..",
+		".",		      ":80",
+	};
+	static const char nul[] = "localhost\0.evil.example";
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(local) / sizeof(local[0]); i++) {
+		if (!st_http_host_is_local(local[i], strlen(local[i]), "line-3"))
+			fail_msg("Host '%s' is this machine's", local[i]);
+	}
+	for (size_t i = 0; i < sizeof(other) / sizeof(other[0]); i++) {
+		if (st_http_host_is_local(other[i], strlen(other[i]), "line-3"))
+			fail_msg("Host '%s' is not this machine's", other[i]);
+	}
+	assert_false(st_http_host_is_local(nul, sizeof(nul) - 1, "line-3"));
+	/* Without a host name, only the loopback names. */
+	assert_true(st_http_host_is_local("localhost", 9, NULL));
+	assert_false(st_http_host_is_local("line-3", 6, NULL));
+	assert_false(st_http_host_is_local("line-3", 6, ""));
+	/* A port counts only after the name: the bytes after n are not read. */
+	assert_true(st_http_host_is_local("localhost.evil.example", 9, NULL));
 }
 
 /* Loads a configuration whose http section is given; returns the diagnostics. */
@@ -861,6 +911,7 @@ int main(void)
 		cmocka_unit_test(test_listen),
 		cmocka_unit_test(test_config),
 		cmocka_unit_test(test_loopback),
+		cmocka_unit_test(test_host),
 		cmocka_unit_test(test_auth_matrix),
 	};
 
