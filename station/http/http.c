@@ -525,6 +525,31 @@ static int from_browser(h2o_req_t *req)
 	       h2o_find_header_by_str(&req->headers, H2O_STRLIT("sec-fetch-site"), -1) >= 0;
 }
 
+/* Whether the request's header name (lower case) is there with the value s. */
+static int value_is(h2o_req_t *req, const char *name, size_t nlen, const char *s)
+{
+	ssize_t i = h2o_find_header_by_str(&req->headers, name, nlen, -1);
+
+	return i >= 0 && h2o_memis(req->headers.entries[i].value.base,
+				   req->headers.entries[i].value.len, s, strlen(s));
+}
+
+/* Whether another site's page fetched this (Fetch Metadata: Sec-Fetch-Site other than
+ * same-origin or none), other than by a link followed (a navigation with GET or HEAD): an
+ * event stream or a fetch of another site's, which can read nothing without CORS but takes
+ * a connection, and whose answer it may still time. */
+static int cross_site_fetch(h2o_req_t *req)
+{
+	ssize_t i = h2o_find_header_by_str(&req->headers, H2O_STRLIT("sec-fetch-site"), -1);
+
+	if (i < 0 || value_is(req, H2O_STRLIT("sec-fetch-site"), "same-origin") ||
+	    value_is(req, H2O_STRLIT("sec-fetch-site"), "none"))
+		return 0;
+	return !(value_is(req, H2O_STRLIT("sec-fetch-mode"), "navigate") &&
+		 (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) ||
+		  h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"))));
+}
+
 /* Ends a POST /sign that never reached the pool. */
 static void reject(struct st_http *h, h2o_req_t *req, uint64_t t0, const char *peer,
 		   const char *uuid, int code, const char *msg)
@@ -918,6 +943,17 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 	h->st.requests++;
 	if (refuse_host(h, req))
 		return 0;
+	/* POST /sign refuses every browser's request itself, and says so in its statistics. */
+	if (!is(path, "/sign") && cross_site_fetch(req)) {
+		st_escape(p, sizeof(p), path.base, path.len, 0);
+		st_msgf(msg, sizeof(msg),
+			"another site's page fetched %s (Sec-Fetch-Site): the station's pages are "
+			"its own, to be opened, not fetched from elsewhere",
+			p);
+		st_notice("http: refused %s fetched by another site's page", p);
+		respond_error(h, req, ST_E_HTTP_BROWSER, msg, NULL);
+		return 0;
+	}
 	if (is(path, "/sign")) {
 		if (is(method, "POST"))
 			handle_sign(h, req);

@@ -31,8 +31,10 @@
  * st_http_host_is_local), so that a page that rebinds a name of its own to 127.0.0.1 reads nothing
  * (421 HTTP_HOST); and POST /sign from a browser (Origin or Sec-Fetch-Site, which registration
  * clients never send) is refused everywhere (403 HTTP_BROWSER), since a page may post a simple
- * request to any address without reading the answer. Every answer says nosniff and DENY (no
- * framing).
+ * request to any address without reading the answer. Another site's page may link to the other
+ * resources (a navigation) but not fetch them (Sec-Fetch-Site cross-site or same-site otherwise:
+ * 403 HTTP_BROWSER), so its event streams take no connection. Every answer says nosniff and
+ * DENY (no framing).
  *
  * Reissue. Under a profile's `reprovision: reissue`, a registration for a uuid recorded with
  * another key is authenticated (st_sign_req.id_authenticated) when it carries a valid token,

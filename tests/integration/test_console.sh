@@ -261,22 +261,26 @@ window.sent = false;
 fetch("$URL/sign", { method: "POST", mode: "no-cors", headers: { "Content-Type": "text/plain" },
 	body: $(jq -Rs . "$T/csrf2/body.json") }).then(() => { window.sent = "sent"; },
 	e => { window.sent = "failed: " + e; });
+const es = new EventSource("$URL/console/events");
+es.onerror = () => { window.es = true; es.close(); };
 </script></body></html>
 EOF
 "$PY" -m http.server --bind 127.0.0.1 --directory "$T/site" "$APORT" >"$T/site.log" 2>&1 &
 BPID=$!
 for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$APORT/" && break; sleep 0.1; done
-browser csrf "http://127.0.0.1:$APORT/" 'wait:60:window.sent' 'eval:window.sent' ||
+browser csrf "http://127.0.0.1:$APORT/" 'wait:60:window.sent && window.es' 'eval:window.sent' ||
 	fail "the other site's page: $(cat "$T/csrf.err")"
 kill "$BPID"
 wait "$BPID" 2>/dev/null || true
 BPID=
 [ "$(cat "$T/csrf.out")" = '"sent"' ] || fail "the other site's page did not post: $(cat "$T/csrf.out")"
 grep -q "device ?: refused (403 HTTP_BROWSER)" "$T/serve.err" || fail "no refusal logged: $(tail -5 "$T/serve.err")"
+grep -q "refused /console/events fetched by another site's page" "$T/serve.err" ||
+	fail "the page's event stream was not refused: $(tail -5 "$T/serve.err")"
 "$STATION" ledger -c "$pki/serve.yaml" list >"$T/serve-ledger.txt"
 grep -q "$U1" "$T/serve-ledger.txt" || fail "curl's registration is not in the ledger: $(cat "$T/serve-ledger.txt")"
 if grep -q "$U2" "$T/serve-ledger.txt"; then fail "the page's registration was signed"; fi
-ok "another site's page in chromium: the console under a rebound name answers 421; its POST /sign is refused (403), nothing signed"
+ok "another site's page in chromium: the console under a rebound name answers 421; its POST /sign is refused (403), nothing signed; its event stream of the console is refused"
 stop_server
 serve_config "$pki/serve.yaml" "listen: 127.0.0.1:$SPORT" "console: false"
 start_server "$pki/serve.yaml"

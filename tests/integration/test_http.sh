@@ -282,10 +282,25 @@ for h in "Origin: http://evil.example" "Origin: null" "Origin: http://127.0.0.1:
 	expect_error "POST /sign with '$h'" 403 HTTP_BROWSER "$B/good-unsent.json" -H "$h"
 done
 jq -r .message "$T/err.json" | has -F "from a web page" || fail "browser refusal: $(cat "$T/err.json")"
+# The other resources: another site's page may link to them (a navigation), never fetch them.
+for r in "/status cross-site cors" "/metrics same-site no-cors" "/console/events cross-site cors" \
+	"/console cross-site no-cors" "/status cross-site navigate -X POST"; do
+	set -- $r
+	code=$(curl -s -o "$T/err.json" -w '%{http_code}' -H "Sec-Fetch-Site: $2" -H "Sec-Fetch-Mode: $3" \
+		${4:+"$4"} ${5:+"$5"} "$URL$1")
+	[ "$code" = 403 ] && [ "$(jq -r .error "$T/err.json")" = HTTP_BROWSER ] ||
+		fail "$1 fetched by another site ($2, $3): $code $(cat "$T/err.json")"
+done
+for r in "/console cross-site navigate" "/status same-origin cors" "/status none navigate" \
+	"/console same-site navigate"; do
+	set -- $r
+	code=$(curl -s -o /dev/null -w '%{http_code}' -H "Sec-Fetch-Site: $2" -H "Sec-Fetch-Mode: $3" "$URL$1")
+	[ "$code" = 200 ] || fail "$1 with Sec-Fetch-Site $2 and mode $3: $code"
+done
 curl -s -D "$T/hdr" -o /dev/null "$URL/status"
 grep -qix 'x-content-type-options: nosniff.' "$T/hdr" && grep -qix 'x-frame-options: DENY.' "$T/hdr" ||
 	fail "no nosniff or frame options: $(cat "$T/hdr")"
-ok "POST /sign from a web page (Origin or Sec-Fetch-Site, 5 kinds): 403 HTTP_BROWSER; every answer says nosniff and no framing"
+ok "POST /sign from a web page (Origin or Sec-Fetch-Site, 5 kinds): 403 HTTP_BROWSER; the other resources too when another site fetches them (5 kinds), not when it links to them; every answer says nosniff and no framing"
 
 # ---- Nothing was signed for any refused request -----------------------------------------
 "$STATION" ledger -c "$T/station.yaml" list >"$T/ledger.txt" || fail "ledger list failed"
