@@ -31,12 +31,17 @@
  *   reconnect once and fails.
  * - Passwords never come from the connection string (it shows in logs, messages and the
  *   configuration); libpq reads them from a password file (passfile=, PGPASSFILE,
- *   ~/.pgpass). TLS is libpq's: sslmode, sslrootcert, ... in the connection string. */
+ *   ~/.pgpass). TLS is libpq's: sslmode, sslrootcert, ... in the connection string; a
+ *   server on another machine must be verified, or the string must give that up in words
+ *   (check_server_auth). */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -192,8 +197,117 @@ static int pg_claims(const char *spec)
 	return 1;
 }
 
+/* Whether one entry of libpq's host or hostaddr list (n bytes at h) is this machine: empty
+ * (libpq's default, the Unix socket), a Unix socket directory (a path, or @ an abstract one),
+ * localhost, or a loopback address. */
+static int pg_host_is_local(const char *h, size_t n)
+{
+	char buf[INET6_ADDRSTRLEN + 1];
+	struct in_addr a4;
+	struct in6_addr a6;
+
+	if (n == 0 || h[0] == '/' || h[0] == '@')
+		return 1;
+	if (n == 9 && strncasecmp(h, "localhost", 9) == 0)
+		return 1;
+	if (n >= sizeof(buf))
+		return 0;
+	memcpy(buf, h, n);
+	buf[n] = 0;
+	if (inet_pton(AF_INET, buf, &a4) == 1)
+		return (ntohl(a4.s_addr) >> 24) == 127;
+	if (inet_pton(AF_INET6, buf, &a6) == 1)
+		return IN6_IS_ADDR_LOOPBACK(&a6) ||
+		       (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
+	return 0;
+}
+
+/* The first entry of the comma-separated list hosts that is not this machine, as *at and
+ * *n; 0 when every one is. */
+static int pg_remote_host(const char *hosts, const char **at, size_t *n)
+{
+	const char *p = hosts;
+
+	for (;;) {
+		size_t len = strcspn(p, ",");
+
+		if (!pg_host_is_local(p, len)) {
+			*at = p;
+			*n = len;
+			return 1;
+		}
+		if (!p[len])
+			return 0;
+		p += len + 1;
+	}
+}
+
+static const char *opt_val(const PQconninfoOption *opts, const char *key)
+{
+	for (; opts->keyword; opts++) {
+		if (strcmp(opts->keyword, key) == 0)
+			return opts->val && *opts->val ? opts->val : NULL;
+	}
+	return NULL;
+}
+
+/* A ledger on another machine must know its server: whoever answers in its place could read
+ * every device's record and change what the line has issued. So a server that is not this
+ * machine needs a connection string (or PGSSLMODE) that verifies its certificate
+ * (sslmode=verify-ca or verify-full) or Kerberos encryption (gssencmode=require), or that
+ * gives up verifying in words (sslmode=require, allow or disable; a warning says so).
+ * libpq's default, prefer, falls back to plain text and verifies nothing: refused. Where a
+ * service file names the server, the string must say sslmode itself. */
+static int check_server_auth(const PQconninfoOption *opts, char *err, size_t errlen)
+{
+	const char *hostaddr = opt_val(opts, "hostaddr"), *host = opt_val(opts, "host");
+	const char *mode = opt_val(opts, "sslmode"), *gss = opt_val(opts, "gssencmode");
+	const char *remote = NULL, *where;
+	size_t n = 0;
+
+	if (!mode)
+		mode = getenv("PGSSLMODE");
+	if (!gss)
+		gss = getenv("PGGSSENCMODE");
+	if (!hostaddr && !host) {
+		hostaddr = getenv("PGHOSTADDR");
+		host = getenv("PGHOST");
+	}
+	where = hostaddr && *hostaddr ? hostaddr : host;
+	if (where && *where && !pg_remote_host(where, &remote, &n))
+		return 0;
+	if (!remote && !opt_val(opts, "service") && !getenv("PGSERVICE"))
+		return 0;
+	if (mode && (strcmp(mode, "verify-full") == 0 || strcmp(mode, "verify-ca") == 0))
+		return 0;
+	if (gss && strcmp(gss, "require") == 0)
+		return 0;
+	if (mode && (strcmp(mode, "require") == 0 || strcmp(mode, "allow") == 0 ||
+		     strcmp(mode, "disable") == 0)) {
+		st_warn("ledger: the PostgreSQL server %.*s is not verified (sslmode=%s): whoever "
+			"answers in its place can read and change the ledger",
+			remote ? (int)n : 7, remote ? remote : "service", mode);
+		return 0;
+	}
+	if (!remote)
+		return st_errf(err, errlen, ST_E_INVAL,
+			       "ledger: the connection string names a service, and not how the "
+			       "station knows the server it names: add sslmode=verify-full (with "
+			       "sslrootcert=FILE) to the string, or sslmode=require or disable in "
+			       "words to take an unverified server");
+	return st_errf(err, errlen, ST_E_INVAL,
+		       "ledger: the PostgreSQL server %.*s is not on this machine, and the "
+		       "connection string does not say how the station knows it is the ledger's "
+		       "(sslmode=%s verifies nothing): add sslmode=verify-full with "
+		       "sslrootcert=FILE (the CA of the server's certificate), or write "
+		       "sslmode=require or sslmode=disable in words to take a server that "
+		       "cannot be verified",
+		       (int)(n > 200 ? 200 : n), remote, mode ? mode : "prefer, libpq's default,");
+}
+
 /* Refuses a password in the connection string: it would be in the configuration, in the
- * command lines of `station ledger --ledger` and in every message naming the ledger. */
+ * command lines of `station ledger --ledger` and in every message naming the ledger. Then
+ * a server on another machine that nothing verifies (check_server_auth). */
 static int check_spec(const char *spec, char *err, size_t errlen)
 {
 	PQconninfoOption *opts, *o;
@@ -215,6 +329,8 @@ static int check_spec(const char *spec, char *err, size_t errlen)
 				     "put it in a password file instead (passfile=FILE in the "
 				     "connection string, or PGPASSFILE)");
 	}
+	if (rc == 0)
+		rc = check_server_auth(opts, err, errlen);
 	PQconninfoFree(opts);
 	return rc;
 }

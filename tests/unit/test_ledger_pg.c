@@ -638,6 +638,74 @@ static void test_schema(void **state)
 	assert_true(st_ledger_spec_is_file("ledger=1.db"));
 }
 
+/* A server on another machine must be verified (sslmode=verify-ca or verify-full, or Kerberos
+ * encryption), or the string must give that up in words (sslmode=require, allow, disable):
+ * libpq's default verifies nothing and falls back to plain text. Refused before any
+ * connection; accepted strings go on to connect (here to nothing that answers). */
+static void test_server_auth(void **state)
+{
+	static const char *const refused[] = {
+		"host=db.line.example dbname=ledger",
+		"postgresql://station@db.line.example/ledger",
+		"postgresql://station@db.line.example/ledger?sslmode=prefer",
+		"host=db.line.example sslmode=prefer dbname=ledger",
+		"hostaddr=192.0.2.1 dbname=ledger",
+		"host=/run/postgresql hostaddr=192.0.2.1",
+		"host=localhost,db.line.example dbname=ledger",
+		"postgresql://[2001:db8::1]/ledger",
+		"host=127.0.0.1.example.com",
+		"host=128.0.0.1",
+		"host=::ffff:192.0.2.1",
+		"host=db.line.example sslmode=verify-fulll",
+		"host=db.line.example gssencmode=prefer",
+	};
+	static const char *const taken[] = {
+		"hostaddr=192.0.2.1 host=db.line.example sslmode=verify-full",
+		"hostaddr=192.0.2.1 sslmode=verify-ca",
+		"hostaddr=192.0.2.1 sslmode=require",
+		"hostaddr=192.0.2.1 sslmode=disable",
+		"hostaddr=192.0.2.1 gssencmode=require sslmode=disable",
+		"host=db.line.example hostaddr=127.0.0.1 port=1",
+		"host=localhost port=1",
+		"host=127.0.0.2,::1,/nonexistent port=1",
+	};
+	struct st_ledger *l = NULL;
+	char spec[512];
+	int rc;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+		rc = st_ledger_open(refused[i], NULL, &l, errbuf, sizeof(errbuf));
+		if (rc != ST_E_INVAL || !strstr(errbuf, "is not on this machine") ||
+		    !strstr(errbuf, "sslmode=verify-full"))
+			fail_msg("'%s': %d %s", refused[i], rc, errbuf);
+		assert_null(l);
+	}
+	assert_non_null(strstr(errbuf, "db.line.example"));
+	for (size_t i = 0; i < sizeof(taken) / sizeof(taken[0]); i++) {
+		snprintf(spec, sizeof(spec), "%s dbname=ledger connect_timeout=2", taken[i]);
+		rc = st_ledger_open(spec, NULL, &l, errbuf, sizeof(errbuf));
+		if (rc == 0 || rc == ST_E_INVAL || strstr(errbuf, "not on this machine"))
+			fail_msg("'%s': %d %s", taken[i], rc, errbuf);
+		assert_null(l);
+	}
+	/* A service file may name any server: the string must say sslmode. */
+	rc = st_ledger_open("service=line", NULL, &l, errbuf, sizeof(errbuf));
+	assert_int_equal(rc, ST_E_INVAL);
+	assert_non_null(strstr(errbuf, "names a service"));
+	/* The environment counts as libpq reads it. */
+	setenv("PGHOST", "db.line.example", 1);
+	rc = st_ledger_open("dbname=ledger", NULL, &l, errbuf, sizeof(errbuf));
+	assert_int_equal(rc, ST_E_INVAL);
+	assert_non_null(strstr(errbuf, "db.line.example"));
+	unsetenv("PGHOST");
+	setenv("PGSSLMODE", "verify-full", 1);
+	rc = st_ledger_open("hostaddr=192.0.2.1 dbname=ledger connect_timeout=2", NULL, &l, errbuf,
+			    sizeof(errbuf));
+	assert_true(rc != 0 && rc != ST_E_INVAL);
+	unsetenv("PGSSLMODE");
+}
+
 /* Stations starting together on an empty database migrate it once. */
 static void test_migrate_together(void **state)
 {
@@ -880,6 +948,7 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test_setup(test_sequences_across, fresh_db),
 	cmocka_unit_test_setup(test_deadlock, fresh_db),
 	cmocka_unit_test_setup(test_schema, fresh_db),
+	cmocka_unit_test(test_server_auth),
 	cmocka_unit_test_setup(test_migrate_together, fresh_db),
 	cmocka_unit_test_setup(test_lost_mid_transaction, fresh_db),
 	cmocka_unit_test_setup(test_lost_at_commit, fresh_db),
