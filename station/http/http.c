@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <h2o.h>
@@ -1308,6 +1309,29 @@ static void on_tls_info(const SSL *ssl, int where, int ret)
 	OPENSSL_free(cn);
 }
 
+/* A file of secrets (the tokens, the TLS key) that every user of the machine may read or
+ * write is refused, naming the file, its mode and the fix (never its content): anyone could
+ * then register devices or speak as the server. Its group may read it: the service's
+ * files are root's, group station, mode 0640. A file that cannot be read is its reader's to
+ * report. */
+static int secret_file_ok(const char *key, const char *path, int code, char *err,
+			  size_t errlen)
+{
+	struct stat st;
+
+	if (stat(path, &st) != 0 || !(st.st_mode & 007))
+		return 0;
+	return st_errf(err, errlen, code,
+		       "%s %s has mode %04o: every user of this machine may %s it, and it holds "
+		       "secrets: chmod o-rwx %s (0640, owner root, group station, or 0600)",
+		       key, path, (unsigned)(st.st_mode & 07777),
+		       (st.st_mode & 004) && (st.st_mode & 002) ? "read and write" :
+		       (st.st_mode & 004)			     ? "read" :
+		       (st.st_mode & 002)			     ? "write" :
+								       "execute",
+		       path);
+}
+
 static int tls_setup(struct st_http *h, const struct st_config_http *cfg, char *err,
 		     size_t errlen)
 {
@@ -1322,6 +1346,8 @@ static int tls_setup(struct st_http *h, const struct st_config_http *cfg, char *
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
 	if (SSL_CTX_use_certificate_chain_file(ctx, cfg->tls_cert) != 1)
 		return ssl_fail(err, errlen, "tls_cert", cfg->tls_cert);
+	if (secret_file_ok("tls_key", cfg->tls_key, ST_E_HTTP_TLS, err, errlen) < 0)
+		return ST_E_HTTP_TLS;
 	if (SSL_CTX_use_PrivateKey_file(ctx, cfg->tls_key, SSL_FILETYPE_PEM) != 1)
 		return ssl_fail(err, errlen, "tls_key", cfg->tls_key);
 	if (SSL_CTX_check_private_key(ctx) != 1)
@@ -1371,6 +1397,9 @@ static int load_tokens(struct st_http *h, const struct st_config_http *cfg, char
 	}
 	if (!cfg->token_file)
 		return 0;
+	rc = secret_file_ok("token_file", cfg->token_file, ST_E_CONFIG, err, errlen);
+	if (rc < 0)
+		return rc;
 	r = st_read_file(cfg->token_file, MAX_TOKEN_FILE, &data, &len);
 	if (r < 0) {
 		rc = st_errf(err, errlen, ST_E_IO, "token_file %s: %s", cfg->token_file,

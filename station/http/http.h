@@ -24,17 +24,18 @@
  * and their errors (a browser, which cannot add a header to the console's event stream, sends the
  * token as the cookie station_token, which the console's own page sets; the cookie counts for the
  * console alone); or the configuration says `allow_unauthenticated: true` in words. Tokens over
- * plain HTTP beyond loopback are refused: anyone on the network could read them. HEAD /sign
- * answers 200 to anyone (the device tool's probe; it says nothing). Loopback is this machine's
- * programs, not the web pages its browser opens: over plain HTTP on loopback every request must be
- * addressed to this machine (Host localhost, a name under it, a loopback address or the host name;
+ * plain HTTP beyond loopback are refused: anyone on the network could read them; so is a
+ * token_file or tls_key that every user of the machine may read or write. HEAD /sign answers 200
+ * to anyone (the device tool's probe; it says nothing). Loopback is this machine's programs, not
+ * the web pages its browser opens: over plain HTTP on loopback every request must be addressed to
+ * this machine (Host localhost, a name under it, a loopback address or the host name;
  * st_http_host_is_local), so that a page that rebinds a name of its own to 127.0.0.1 reads nothing
  * (421 HTTP_HOST); and POST /sign from a browser (Origin or Sec-Fetch-Site, which registration
  * clients never send) is refused everywhere (403 HTTP_BROWSER), since a page may post a simple
  * request to any address without reading the answer. Another site's page may link to the other
  * resources (a navigation) but not fetch them (Sec-Fetch-Site cross-site or same-site otherwise:
- * 403 HTTP_BROWSER), so its event streams take no connection. Every answer says nosniff and
- * DENY (no framing).
+ * 403 HTTP_BROWSER), so its event streams take no connection. Every answer says nosniff and DENY
+ * (no framing).
  *
  * Reissue. Under a profile's `reprovision: reissue`, a registration for a uuid recorded with
  * another key is authenticated (st_sign_req.id_authenticated) when it carries a valid token,

@@ -228,9 +228,31 @@ stop_server
 	fail "refused reissues not flagged: $("$STATION" ledger -c "$pki/open.yaml" flags)"
 ok "reissue without a token or certificate: 409 POOL_REISSUE_UNAUTH, flagged, nothing signed"
 
+# A file of secrets that every user of the machine may read or write is refused at start,
+# naming it, its mode and the fix; its group may read it (0640, root's, group station).
+http_config tokens "listen: '[::1]:0'" "token_file: tokens.txt"
+http_config tlskey "listen: 127.0.0.1:0" "${TLS[@]}" "token_file: tokens.txt"
+for f in "tokens:tokens.txt:token_file" "tlskey:gateway.key:tls_key"; do
+	IFS=: read -r cfg file key <<<"$f"
+	for m in 0644:read 0602:write 0606:"read and write" 0604:read; do
+		chmod "${m%%:*}" "$pki/$file"
+		if timeout 60 "$STATION" serve -c "$pki/$cfg.yaml" >"$T/out" 2>"$T/err"; then
+			fail "$key of mode ${m%%:*}: station serve started"
+		fi
+		grep -qF "$key $pki/$file has mode ${m%%:*}: every user of this machine may ${m#*:} it" "$T/err" &&
+			grep -qF "chmod o-rwx $pki/$file" "$T/err" ||
+			fail "$key of mode ${m%%:*}: $(cat "$T/err")"
+	done
+	chmod 0640 "$pki/$file"
+	start_server "$pki/$cfg.yaml"
+	stop_server
+	chmod 0600 "$pki/$file"
+done
+grep -q "$TOKEN" "$T/err" "$T/serve.err" && fail "a token reached the log"
+ok "token_file and tls_key that every user may read or write (4 modes each): refused at start, naming the file, its mode and the fix; 0640 served"
+
 # Loopback with tokens over plain HTTP: /sign needs the token; /status and /metrics, which
 # only the machine itself can reach, do not.
-http_config tokens "listen: '[::1]:0'" "token_file: tokens.txt"
 start_server "$pki/tokens.yaml"
 case $URL in "http://[::1]:"*) ;; *) fail "[::1]:0 serves on '$URL'" ;; esac
 code=$(call "$T/r.json" GET "$URL/status")
