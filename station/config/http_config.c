@@ -15,6 +15,7 @@
 
 #include "config.h"
 #include "err.h"
+#include "netaddr.h"
 #include "yamlload.h"
 
 int st_http_parse_listen(const char *s, struct sockaddr_storage *out, char *err, size_t errlen)
@@ -122,23 +123,20 @@ int st_http_host_is_local(const char *host, size_t n, const char *hostname)
 	char name[256];
 	const char *colon;
 	size_t len;
+	int ip;
 
 	if (n == 0)
 		return 1;
 	if (host[0] == '[') {
 		const char *close = memchr(host, ']', n);
-		struct in6_addr a6;
 
 		len = close ? (size_t)(close - host - 1) : 0;
-		if (!close || len == 0 || len >= sizeof(name))
+		if (!close || len == 0 || memchr(host + 1, ':', len) == NULL)
 			return 0;
 		if ((size_t)(close - host) + 1 < n &&
 		    (close[1] != ':' || !is_port(close + 2, n - (size_t)(close - host) - 2)))
 			return 0;
-		memcpy(name, host + 1, len);
-		name[len] = 0;
-		return inet_pton(AF_INET6, name, &a6) == 1 &&
-		       (IN6_IS_ADDR_LOOPBACK(&a6) || (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127));
+		return st_ip_is_loopback(host + 1, len) == 1;
 	}
 	colon = memchr(host, ':', n);
 	len = colon ? (size_t)(colon - host) : n;
@@ -153,12 +151,9 @@ int st_http_host_is_local(const char *host, size_t n, const char *hostname)
 	name[len] = 0;
 	if (strlen(name) != len)
 		return 0;
-	{
-		struct in_addr a4;
-
-		if (inet_pton(AF_INET, name, &a4) == 1)
-			return (ntohl(a4.s_addr) >> 24) == 127;
-	}
+	ip = st_ip_is_loopback(name, len);
+	if (ip >= 0)
+		return ip;
 	/* RFC 6761: localhost and every name under it are this machine's. */
 	if (strcasecmp(name, "localhost") == 0 ||
 	    (len > 10 && strcasecmp(name + len - 10, ".localhost") == 0))

@@ -518,21 +518,20 @@ static int cookie_token_ok(const struct st_http *h, h2o_req_t *req)
 	return 0;
 }
 
+/* The value of the request's header name (lower case); base NULL when it has none. */
+static h2o_iovec_t header(h2o_req_t *req, const char *name, size_t nlen)
+{
+	ssize_t i = h2o_find_header_by_str(&req->headers, name, nlen, -1);
+
+	return i >= 0 ? req->headers.entries[i].value : h2o_iovec_init(NULL, 0);
+}
+
 /* Whether a browser sent the request: browsers name the page behind a POST in Origin, and
  * every fetch of theirs in Sec-Fetch-Site; registration clients send neither. */
 static int from_browser(h2o_req_t *req)
 {
-	return h2o_find_header_by_str(&req->headers, H2O_STRLIT("origin"), -1) >= 0 ||
-	       h2o_find_header_by_str(&req->headers, H2O_STRLIT("sec-fetch-site"), -1) >= 0;
-}
-
-/* Whether the request's header name (lower case) is there with the value s. */
-static int value_is(h2o_req_t *req, const char *name, size_t nlen, const char *s)
-{
-	ssize_t i = h2o_find_header_by_str(&req->headers, name, nlen, -1);
-
-	return i >= 0 && h2o_memis(req->headers.entries[i].value.base,
-				   req->headers.entries[i].value.len, s, strlen(s));
+	return header(req, H2O_STRLIT("origin")).base ||
+	       header(req, H2O_STRLIT("sec-fetch-site")).base;
 }
 
 /* Whether another site's page fetched this (Fetch Metadata: Sec-Fetch-Site other than
@@ -541,12 +540,13 @@ static int value_is(h2o_req_t *req, const char *name, size_t nlen, const char *s
  * a connection, and whose answer it may still time. */
 static int cross_site_fetch(h2o_req_t *req)
 {
-	ssize_t i = h2o_find_header_by_str(&req->headers, H2O_STRLIT("sec-fetch-site"), -1);
+	h2o_iovec_t site = header(req, H2O_STRLIT("sec-fetch-site"));
+	h2o_iovec_t mode = header(req, H2O_STRLIT("sec-fetch-mode"));
 
-	if (i < 0 || value_is(req, H2O_STRLIT("sec-fetch-site"), "same-origin") ||
-	    value_is(req, H2O_STRLIT("sec-fetch-site"), "none"))
+	if (!site.base || h2o_memis(site.base, site.len, H2O_STRLIT("same-origin")) ||
+	    h2o_memis(site.base, site.len, H2O_STRLIT("none")))
 		return 0;
-	return !(value_is(req, H2O_STRLIT("sec-fetch-mode"), "navigate") &&
+	return !(h2o_memis(mode.base, mode.len, H2O_STRLIT("navigate")) &&
 		 (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) ||
 		  h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"))));
 }

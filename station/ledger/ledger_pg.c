@@ -34,10 +34,8 @@
  *   ~/.pgpass). TLS is libpq's: sslmode, sslrootcert, ... in the connection string; a
  *   server on another machine must be verified, or the string must give that up in words
  *   (check_server_auth). */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +46,7 @@
 #include "err.h"
 #include "ledger_pg.h"
 #include "log.h"
+#include "netaddr.h"
 #include "testhook.h"
 
 #define APPLICATION "station-ledger"
@@ -202,24 +201,11 @@ static int pg_claims(const char *spec)
  * localhost, or a loopback address. */
 static int pg_host_is_local(const char *h, size_t n)
 {
-	char buf[INET6_ADDRSTRLEN + 1];
-	struct in_addr a4;
-	struct in6_addr a6;
-
 	if (n == 0 || h[0] == '/' || h[0] == '@')
 		return 1;
 	if (n == 9 && strncasecmp(h, "localhost", 9) == 0)
 		return 1;
-	if (n >= sizeof(buf))
-		return 0;
-	memcpy(buf, h, n);
-	buf[n] = 0;
-	if (inet_pton(AF_INET, buf, &a4) == 1)
-		return (ntohl(a4.s_addr) >> 24) == 127;
-	if (inet_pton(AF_INET6, buf, &a6) == 1)
-		return IN6_IS_ADDR_LOOPBACK(&a6) ||
-		       (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
-	return 0;
+	return st_ip_is_loopback(h, n) == 1;
 }
 
 /* The first entry of the comma-separated list hosts that is not this machine, as *at and

@@ -466,6 +466,32 @@ static void build_write(struct st_slot *s, struct drv_proto_builder *b)
 		r->next_wi = r->wi + r->nsect;
 }
 
+/* The run's WRITE position and what its WRITE carries: a WRITE built ahead (pipe_write) or
+ * dry (slot_public_waits) leaves them as they were. */
+struct write_state {
+	size_t wi, nsect, next_wi;
+	uint64_t woff;
+	unsigned fold;
+	int wident, inst_sent;
+};
+
+static struct write_state write_state_of(const struct slot_run *r)
+{
+	return (struct write_state){ r->wi, r->nsect, r->next_wi, r->woff, r->fold, r->wident,
+				     r->inst_sent };
+}
+
+static void write_state_restore(struct slot_run *r, const struct write_state *w)
+{
+	r->wi = w->wi;
+	r->nsect = w->nsect;
+	r->next_wi = w->next_wi;
+	r->woff = w->woff;
+	r->fold = w->fold;
+	r->wident = w->wident;
+	r->inst_sent = w->inst_sent;
+}
+
 /* Before the request is accepted: whether the public files should rather wait for it,
  * because once it is accepted they would go in one WRITE with the next file (version 6),
  * and on their own they would cost a request more (and to a board that takes no WRITE
@@ -474,10 +500,10 @@ int slot_public_waits(struct st_slot *s)
 {
 	struct slot_run *r = s->run;
 	struct drv_proto_builder b;
+	struct write_state was;
 	char buf[DRV_PROTO_MAX_LINE];
-	size_t nsect = r->nsect, next = r->next_wi, need = 0;
-	unsigned fold = r->fold;
-	int inst = r->inst_sent, waits;
+	size_t need = 0;
+	int waits;
 
 	if (r->accepted || r->wi >= r->npublic || r->npublic >= r->nearly || r->single ||
 	    s->board.version < 6)
@@ -492,16 +518,14 @@ int slot_public_waits(struct st_slot *s)
 	if (need > s->tx_max)
 		return 0;
 	/* The WRITE as it would go once accepted; the run's WRITE fields as they were. */
+	was = write_state_of(r);
 	r->accepted = 1;
 	drv_proto_begin(&b, buf, s->tx_max < sizeof(buf) ? s->tx_max : sizeof(buf),
 			DRV_PROTO_REQUEST, 0, DRV_PROTO_WRITE);
 	build_write(s, &b);
 	waits = r->next_wi > r->npublic;
 	r->accepted = 0;
-	r->nsect = nsect;
-	r->next_wi = next;
-	r->fold = fold;
-	r->inst_sent = inst;
+	write_state_restore(r, &was);
 	return waits;
 }
 
@@ -514,14 +538,13 @@ static void pipe_write(struct st_slot *s)
 {
 	struct slot_run *r = s->run;
 	struct drv_proto_builder b;
-	size_t wi = r->wi, nsect = r->nsect, next = r->next_wi, at = s->req_len, len;
-	uint64_t woff = r->woff;
-	int wident = r->wident, inst = r->inst_sent;
+	struct write_state was = write_state_of(r);
+	size_t next = r->next_wi, at = s->req_len, len;
 	uint32_t seq = slot_seq_after(s->seq);
 	char err[160];
 
 	if (s->board.version < 7 || s->board.win < 2 || s->pipe_at || r->fold || r->inst_sent ||
-	    r->single || next <= wi || next >= slot_files_open(s))
+	    r->single || next <= r->wi || next >= slot_files_open(s))
 		return;
 	r->wi = next;
 	r->woff = 0;
@@ -533,13 +556,7 @@ static void pipe_write(struct st_slot *s)
 	r->pipe_inst = r->inst_sent;
 	r->pipe_wi = next;
 	r->pipe_next = r->next_wi;
-	r->next_wi = next;
-	r->wi = wi;
-	r->woff = woff;
-	r->wident = wident;
-	r->nsect = nsect;
-	r->fold = 0;
-	r->inst_sent = inst;
+	write_state_restore(r, &was);
 	if (drv_proto_end(&b, &len, err, sizeof(err)) != 0)
 		return; /* it goes on its own once this one is answered */
 	s->seq = seq;
