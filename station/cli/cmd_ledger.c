@@ -89,7 +89,8 @@ static const char usage_export[] =
 	"JSON object per line. Times are UTC, ISO 8601 (empty or null when not yet); hashes are\n"
 	"lower-case hex. The certificate is base64 DER (column cert_der_base64, the default),\n"
 	"PEM text (column cert_pem) or left out. With -o the file is written whole or not at\n"
-	"all (temporary file, fsync, rename).\n";
+	"all (temporary file, fsync, rename). A CSV field a spreadsheet would take for a formula\n"
+	"(=, +, -, @ first, not a number) gets a ' before it.\n";
 
 static const char usage_check[] =
 	"usage: station ledger -c STATION.yaml check [--allow-reissue]\n"

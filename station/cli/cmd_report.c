@@ -46,8 +46,9 @@ static const char usage[] =
 	"          --authorization that it is about that document and within its units.\n"
 	"\n"
 	"TIME is YYYY-MM-DD (midnight UTC) or YYYY-MM-DDTHH:MM:SSZ; --since is inclusive,\n"
-	"--until exclusive. CSV follows RFC 4180 (CRLF line ends, a header line); the columns\n"
-	"and JSON keys are described in the README under \"Production records\".\n";
+	"--until exclusive. CSV follows RFC 4180 (CRLF line ends, a header line), and text a\n"
+	"spreadsheet would take for a formula (=, +, -, @ first, not a number) gets a ' before\n"
+	"it; the columns and JSON keys are described in the README under \"Production records\".\n";
 
 struct report_opts {
 	const char *config, *since, *until, *by, *format, *output, *authorization, *root;

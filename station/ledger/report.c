@@ -42,14 +42,41 @@ int st_report_by_parse(const char *name)
 	return ST_E_INVAL;
 }
 
+/* Whether a spreadsheet would take the cell that starts at s for a formula: it starts with
+ * '=', '+', '-', '@', a tab or a CR, and is not a number or a sign alone (the exports' "-"
+ * for no time). The cell ends at the string's end or, in a locale whose lists are separated
+ * by ';', at a ';' (where a part that starts with a quote is taken for a quoted cell and
+ * made text too). */
+static int csv_formula(const char *s)
+{
+	const char *p = s + 1;
+
+	if (!s[0] || !strchr("=+-@\t\r", s[0]))
+		return 0;
+	if (s[0] != '+' && s[0] != '-')
+		return 1;
+	if (!*p || *p == ';')
+		return 0;
+	while (*p >= '0' && *p <= '9')
+		p++;
+	if (*p == '.' && p > s + 1)
+		for (p++; *p >= '0' && *p <= '9'; p++)
+			;
+	return (*p != 0 && *p != ';') || p == s + 1;
+}
+
 void st_csv_field(FILE *out, const char *s, int last)
 {
-	if (s && strpbrk(s, ",\"\r\n")) {
+	if (s && (csv_formula(s) || strpbrk(s, ",\"\r\n;"))) {
 		fputc('"', out);
+		if (csv_formula(s))
+			fputc('\'', out);
 		for (; *s; s++) {
 			if (*s == '"')
 				fputc('"', out);
 			fputc(*s, out);
+			if (*s == ';' && (s[1] == '"' || csv_formula(s + 1)))
+				fputc('\'', out);
 		}
 		fputc('"', out);
 	} else if (s) {

