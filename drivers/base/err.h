@@ -145,6 +145,7 @@
 	/* Engine (station/line/engine.c, slot.c): why a board on a slot failed */             \
 	X(ENGINE_STOPPING, "the station is stopping")                                          \
 	X(SLOT_NO_DEVICE_ID, "board reports no device id")                                     \
+	X(SLOT_ID_UNISSUED, "board reports a sequence device id the ledger never issued")      \
 	X(SLOT_KEY_STORAGE, "board key storage does not meet the profile")                     \
 	X(SLOT_PROFILE_AMBIGUOUS, "more than one profile matches the board")                   \
 	X(SLOT_CSR_HASH, "CSR does not match the SHA-256 the board sent")                      \

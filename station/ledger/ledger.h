@@ -248,6 +248,11 @@ struct st_ledger_flag {
 int st_ledger_next_sequence(struct st_ledger *l, const char *prefix, uint64_t *n, char *err,
 			    size_t errlen);
 
+/* The number st_ledger_next_sequence() would hand out next for prefix (1 when it never
+ * has): the numbers below it, from 1, are the ones this ledger issued. */
+int st_ledger_sequence_next(struct st_ledger *l, const char *prefix, uint64_t *next,
+			    char *err, size_t errlen);
+
 /* Reads one row by id or by serial (the live row when a superseded intent shares the
  * serial). Returns 0 and *row (free it), or ST_E_NOTFOUND; *row is NULL on failure. */
 int st_ledger_get(struct st_ledger *l, int64_t id, struct st_ledger_row **row, char *err,

@@ -158,6 +158,36 @@ int st_ledger_next_sequence(struct st_ledger *l, const char *prefix, uint64_t *n
 	return l->ops->next_sequence(l->inst, prefix, n, err, errlen);
 }
 
+struct seq_find {
+	const char *prefix;
+	uint64_t next;
+};
+
+static int seq_find(const char *prefix, uint64_t next, void *arg)
+{
+	struct seq_find *f = arg;
+
+	if (strcmp(prefix, f->prefix) != 0)
+		return 0;
+	f->next = next;
+	return 1;
+}
+
+int st_ledger_sequence_next(struct st_ledger *l, const char *prefix, uint64_t *next,
+			    char *err, size_t errlen)
+{
+	struct seq_find f = { prefix, 1 };
+	int rc;
+
+	*next = 0;
+	if (!prefix)
+		return st_errf(err, errlen, ST_E_INVAL, "sequence without a prefix");
+	rc = l->ops->foreach_sequence(l->inst, seq_find, &f, err, errlen);
+	if (rc == 0)
+		*next = f.next;
+	return rc;
+}
+
 int st_ledger_get(struct st_ledger *l, int64_t id, struct st_ledger_row **row, char *err,
 		  size_t errlen)
 {

@@ -128,6 +128,7 @@ static const struct st_action actions[] = {
 	      "put the board back in and let it finish"),
 	RETRY(SLOT_CSR_HASH, "CSR arrived damaged", RETRY_TODO),
 	ENGINEER(SLOT_ECHO, "the port echoes: check the wiring"),
+	ENGINEER(SLOT_ID_UNISSUED, "board names an id never issued"),
 	ENGINEER(SLOT_KEY_STORAGE, "board's key storage is not allowed"),
 	SWAP(SLOT_NO_DEVICE_ID, "board has no device id"),
 	ENGINEER(SLOT_PATH, "profile file path unfit for boards"),

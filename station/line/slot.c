@@ -40,6 +40,7 @@ static double ms_between(uint64_t a, uint64_t b);
 static void make_uuid4(char out[37]);
 static void use_device_id(struct st_slot *s, const char *id);
 static void on_sequence(int rc, const char *err, uint64_t value, void *arg);
+static void on_sequence_checked(int rc, const char *err, uint64_t next, void *arg);
 static void report_outcome(struct st_slot *s, int pass, int abandoned, const char *console_log);
 static void release_signing(struct st_slot *s, const char *failed);
 static void vfail(struct st_slot *s, int code, int tell_board, const char *fmt, va_list ap);
@@ -174,8 +175,8 @@ static void on_sequence(int rc, const char *err, uint64_t value, void *arg)
 	char id[ST_PROFILE_MAX_ID + 1];
 
 	/* A run that ended meanwhile leaves its number unused: sequence ids are never reused,
-	 * gaps are allowed. */
-	if (!r || s->state != ST_SLOT_PROFILE)
+	 * gaps are allowed. A run that checks the board's own id asked for none. */
+	if (!r || s->state != ST_SLOT_PROFILE || r->device_id[0])
 		return;
 	if (rc < 0) {
 		slot_fail_run(s, rc, "allocating a sequence device id: %s", err ? err : st_strerror(rc));
@@ -187,6 +188,39 @@ static void on_sequence(int rc, const char *err, uint64_t value, void *arg)
 			      value, r->profile->devid_digits, r->profile->sku);
 		return;
 	}
+	use_device_id(s, id);
+}
+
+/* The ledger's answer on the sequence device id the board reports (slot_start_run): next is
+ * the sequence's next number, and a number from 1 to below it was issued by the ledger. A
+ * board that names one it was not (ahead of the counter, or 0) would hold a certificate
+ * for the id of a board not yet made, and that board would then be refused as a second
+ * key for its own id. */
+static void on_sequence_checked(int rc, const char *err, uint64_t next, void *arg)
+{
+	struct st_slot *s = arg;
+	struct slot_run *r = s->run;
+	char id[ST_PROFILE_MAX_ID + 1];
+	const char *num;
+	unsigned long long n;
+
+	if (!r || s->state != ST_SLOT_PROFILE || !r->device_id[0])
+		return;
+	if (rc < 0) {
+		slot_fail_run(s, rc, "checking the board's device id %s: %s", r->device_id,
+			      err ? err : st_strerror(rc));
+		return;
+	}
+	num = r->device_id + strlen(r->profile->devid_prefix);
+	n = strtoull(num, NULL, 10);
+	if (n == 0 || n >= next) {
+		slot_fail_run(s, ST_E_SLOT_ID_UNISSUED,
+			      "board reports device id %s, which the ledger never issued: sequence "
+			      "%s has issued %" PRIu64 " numbers; refused and flagged",
+			      r->device_id, r->profile->devid_prefix, next - 1);
+		return;
+	}
+	st_msgf(id, sizeof(id), "%s", r->device_id);
 	use_device_id(s, id);
 }
 
@@ -275,7 +309,8 @@ void slot_start_run(struct st_slot *s, const struct st_slot_board *nb, uint64_t 
 		return;
 	case ST_DEVID_UUID4:
 		/* A board that already holds an id the station gave it (a retry, a crash)
-		 * keeps it, so the ledger recognises it. */
+		 * keeps it, so the ledger recognises it. Unlike a sequence's (below), an id
+		 * it names itself takes nothing from another board: the station's are random. */
 		if (nb->dev[0] && st_profile_check_device_id(p, nb->dev, NULL, 0) == 0) {
 			use_device_id(s, nb->dev);
 		} else {
@@ -286,8 +321,16 @@ void slot_start_run(struct st_slot *s, const struct st_slot_board *nb, uint64_t 
 		}
 		return;
 	case ST_DEVID_SEQUENCE:
+		/* A board that holds an id of the sequence keeps it if the ledger issued it (a
+		 * retry, a crash): it names the claim in run's device id until the ledger says. */
 		if (nb->dev[0] && st_profile_check_device_id(p, nb->dev, NULL, 0) == 0) {
-			use_device_id(s, nb->dev);
+			st_msgf(r->device_id, sizeof(r->device_id), "%s", nb->dev);
+			rc = st_ledger_queue_check_sequence(env->ledger, nb->dev,
+							    strlen(p->devid_prefix), s->name,
+							    on_sequence_checked, s);
+			if (rc < 0)
+				slot_fail_run(s, rc, "cannot check the board's device id %s: %s",
+					      nb->dev, st_strerror(rc));
 			return;
 		}
 		rc = st_ledger_queue_next_sequence(env->ledger, p->devid_prefix, on_sequence, s);

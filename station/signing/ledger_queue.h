@@ -1,5 +1,5 @@
 /* The ledger's updates as the loop thread asks for them: a board's certificate delivered or
- * failed, the next number of a device id sequence. Every ledger call blocks on disk, so they
+ * failed, the next number of a device id sequence, the check of one a board reports. Every ledger call blocks on disk, so they
  * are carried out on the ledger thread that owns the handle (the signing pool's:
  * st_pool_ledger()), in the transactions it commits for signing anyway, so updates and
  * signing that wait together share one fsync. Each callback runs on the loop thread once its
@@ -8,6 +8,7 @@
 #ifndef ST_LEDGER_QUEUE_H
 #define ST_LEDGER_QUEUE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 struct st_ledger_queue;
@@ -30,5 +31,14 @@ int st_ledger_queue_mark_failed(struct st_ledger_queue *q, int64_t row_id, const
  * must not be NULL. Returns as above. */
 int st_ledger_queue_next_sequence(struct st_ledger_queue *q, const char *prefix,
 				  st_ledger_op_cb cb, void *arg);
+
+/* Whether the ledger issued device_id, a sequence id whose first prefix_len bytes are its
+ * prefix and the rest its number: cb gets the sequence's next number as value, and the id
+ * was issued when its number is from 1 to below it. One that was not is flagged (with
+ * slot, which may be NULL) in the same commit. cb must not be NULL. Returns as above
+ * (ST_E_INVAL also for a prefix_len that leaves no number). */
+int st_ledger_queue_check_sequence(struct st_ledger_queue *q, const char *device_id,
+				   size_t prefix_len, const char *slot, st_ledger_op_cb cb,
+				   void *arg);
 
 #endif

@@ -10,6 +10,7 @@
 #include "pool.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -74,6 +75,7 @@ enum op_kind {
 	OP_DELIVERED,
 	OP_FAILED,
 	OP_SEQUENCE,
+	OP_SEQUENCE_CHECK,
 	OP_AUTH_SYNC,
 	OP_ATTEMPT,
 };
@@ -82,7 +84,8 @@ struct pool_op {
 	struct pool_op *next;
 	enum op_kind kind;
 	int64_t row_id;
-	char *text; /* failure reason or sequence prefix */
+	char *text; /* failure reason, sequence prefix, or the device id a sequence checks */
+	char *slot; /* OP_SEQUENCE_CHECK: the slot, for the flag */
 	struct st_auth_set *auths;          /* OP_AUTH_SYNC: a reference */
 	struct st_ledger_attempt *attempt;  /* OP_ATTEMPT: one allocation with its strings */
 	st_ledger_op_cb cb;
@@ -848,6 +851,42 @@ static void record_finish_locked(struct st_pool *pool, struct pool_batch *b, uin
 	free(b);
 }
 
+/* OP_SEQUENCE_CHECK: whether the ledger issued the sequence device id a board reports (its
+ * number below the sequence's next); value is the sequence's next. One it did not issue is
+ * flagged: a board that names a number ahead of the counter would otherwise take it from
+ * the board it is later given to. */
+static int sequence_check(struct st_pool *pool, struct pool_op *op)
+{
+	size_t plen = (size_t)op->row_id;
+	char *prefix = strndup(op->text, plen), *end;
+	unsigned long long n;
+	char reason[160];
+	int rc;
+
+	if (!prefix)
+		return st_errf(op->err, sizeof(op->err), ST_E_NOMEM, "out of memory");
+	rc = st_ledger_sequence_next(pool->ledger, prefix, &op->value, op->err,
+				     sizeof(op->err));
+	free(prefix);
+	if (rc < 0)
+		return rc;
+	errno = 0;
+	n = strtoull(op->text + plen, &end, 10);
+	if (errno || *end || end == op->text + plen || n == 0 || n >= op->value) {
+		st_msgf(reason, sizeof(reason),
+			"sequence device id not issued by this ledger (its next number is %" PRIu64
+			")",
+			op->value);
+		rc = st_ledger_flag(pool->ledger, op->text, NULL, op->slot, reason, op->err,
+				    sizeof(op->err));
+		if (rc < 0 && !ledger_fatal(rc)) {
+			st_warn("ledger: flag of %s not recorded: %s", op->text, op->err);
+			rc = 0;
+		}
+	}
+	return rc;
+}
+
 /* Queued operations inside the round's transaction, in order; each succeeds or fails on its
  * own. Returns 0 or a fatal ledger error. */
 static int ops_do(struct st_pool *pool, struct pool_op *ops, char *err, size_t errlen)
@@ -867,6 +906,9 @@ static int ops_do(struct st_pool *pool, struct pool_op *ops, char *err, size_t e
 		case OP_SEQUENCE:
 			op->rc = st_ledger_next_sequence(pool->ledger, op->text, &op->value,
 							 op->err, sizeof(op->err));
+			break;
+		case OP_SEQUENCE_CHECK:
+			op->rc = sequence_check(pool, op);
 			break;
 		case OP_AUTH_SYNC:
 			op->rc = 0;
@@ -1663,6 +1705,7 @@ static void on_wake(uv_poll_t *h, int status, int events)
 		if (op->cb)
 			op->cb(op->rc, op->rc < 0 ? op->err : NULL, op->value, op->arg);
 		free(op->text);
+		free(op->slot);
 		st_auth_set_unref(op->auths);
 		free(op->attempt);
 		free(op);
@@ -2199,6 +2242,33 @@ int st_ledger_queue_next_sequence(struct st_ledger_queue *q, const char *prefix,
 	if (!prefix || !cb)
 		return ST_E_INVAL;
 	return queue_op(q->pool, OP_SEQUENCE, 0, prefix, cb, arg);
+}
+
+int st_ledger_queue_check_sequence(struct st_ledger_queue *q, const char *device_id,
+				   size_t prefix_len, const char *slot, st_ledger_op_cb cb,
+				   void *arg)
+{
+	struct pool_op *op;
+	int rc;
+
+	if (!device_id || !cb || !prefix_len || prefix_len >= strlen(device_id))
+		return ST_E_INVAL;
+	op = op_new(q->pool, OP_SEQUENCE_CHECK, &rc);
+	if (!op)
+		return rc;
+	op->row_id = (int64_t)prefix_len;
+	op->cb = cb;
+	op->arg = arg;
+	op->text = strdup(device_id);
+	op->slot = slot ? strdup(slot) : NULL;
+	if (!op->text || (slot && !op->slot)) {
+		free(op->text);
+		free(op->slot);
+		free(op);
+		return ST_E_NOMEM;
+	}
+	enqueue_op(q->pool, op);
+	return 0;
 }
 
 void st_pool_stats(struct st_pool *pool, struct st_pool_stats *out)
