@@ -498,7 +498,16 @@ static void test_sequences(void **state)
 	assert_int_equal(st_ledger_begin(l, errbuf, sizeof(errbuf)), 0);
 	assert_int_equal(st_ledger_next_sequence(l, "GW-", &n, errbuf, sizeof(errbuf)), 0);
 	assert_int_equal(n, 7);
+	/* The next number, read in the same transaction (a board's own id is checked so). */
+	assert_int_equal(st_ledger_sequence_next(l, "GW-", &n, errbuf, sizeof(errbuf)), 0);
+	assert_int_equal(n, 8);
 	assert_int_equal(st_ledger_commit(l, errbuf, sizeof(errbuf)), 0);
+	assert_int_equal(st_ledger_sequence_next(l, "SENSOR-", &n, errbuf, sizeof(errbuf)), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(st_ledger_sequence_next(l, "GW", &n, errbuf, sizeof(errbuf)), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(st_ledger_sequence_next(l, "NONE-", &n, errbuf, sizeof(errbuf)), 0);
+	assert_int_equal(n, 1);
 	st_ledger_close(l);
 
 	l = open_ok(path);
