@@ -112,7 +112,7 @@ const char *st_slot_note(const struct st_slot *s)
 	if (s->line_note[0])
 		return s->line_note;
 	if (!s->run)
-		return "";
+		return s->held ? s->hold_note : "";
 	if (!s->port)
 		return "port gone";
 	if (s->state == ST_SLOT_PROFILE)
@@ -224,6 +224,45 @@ static void on_sequence_checked(int rc, const char *err, uint64_t next, void *ar
 	use_device_id(s, id);
 }
 
+unsigned slot_retry_delay_ms(unsigned streak)
+{
+	if (streak < 2)
+		return 0;
+	if (streak - 2 >= 5)
+		return SLOT_RETRY_MAX_MS;
+	return SLOT_RETRY_FIRST_MS << (streak - 2);
+}
+
+/* The board seen gone: whatever comes next is a new board, which starts at once. */
+void slot_streak_reset(struct st_slot *s)
+{
+	s->fail_streak = 0;
+	s->retry_at = 0;
+	s->held = 0;
+}
+
+/* A board is there to start while the slot waits after failures in a row (retry_at): the
+ * slot probes again when the wait is over, and the board that answers then starts. Returns
+ * 1 when it waits. */
+static int hold_start(struct st_slot *s)
+{
+	uint64_t now = uv_hrtime();
+	unsigned ms;
+
+	if (s->retry_at <= now)
+		return 0;
+	ms = (unsigned)((s->retry_at - now + 999999) / 1000000);
+	if (!s->held) {
+		s->held = 1;
+		st_notice("slot %s: %u failures in a row; the next board starts in %u ms", s->name,
+			  s->fail_streak, ms);
+		st_msgf(s->hold_note, sizeof(s->hold_note), "%u failures in a row: pausing",
+			s->fail_streak);
+	}
+	slot_schedule(s, TW_PROBE, ms);
+	return 1;
+}
+
 /* A new board answered HELLO (hello_sent: when that HELLO left), or (version 8) its BOOT
  * said who it is (hello_sent: now). */
 void slot_start_run(struct st_slot *s, const struct st_slot_board *nb, uint64_t hello_sent)
@@ -234,8 +273,9 @@ void slot_start_run(struct st_slot *s, const struct st_slot_board *nb, uint64_t 
 	char err[ST_ERR_MAX];
 	int rc;
 
-	if (env->stopping)
+	if (env->stopping || hold_start(s))
 		return;
+	s->held = 0;
 	slot_unschedule(s);
 	r = calloc(1, sizeof(*r));
 	if (!r) {
@@ -443,6 +483,8 @@ static void report_outcome(struct st_slot *s, int pass, int abandoned, const cha
 	if (abandoned)
 		return;
 	s->last_pass = pass;
+	s->fail_streak = pass ? 0 : s->fail_streak + 1;
+	s->retry_at = pass ? 0 : now + (uint64_t)slot_retry_delay_ms(s->fail_streak) * 1000000u;
 	s->handled++;
 	s->passed += pass != 0;
 	if (env->outcome)

@@ -189,6 +189,14 @@ struct st_slot {
 	int last_code;           /* ST_E_* the last board failed with; 0: none (operator.h) */
 	char device_id[ST_PROFILE_MAX_ID + 1]; /* of the board in flight or last finished */
 	int last_pass;           /* outcome of the last finished board: 1 pass, 0 fail, -1 none */
+	/* Failed runs in a row here, with no pass between and no board seen gone (a presence
+	 * check unanswered, the port lost), and when the next run may start (uv_hrtime()):
+	 * a board that fails and reboots, or fixtures swapped by a machine, would otherwise
+	 * start a run, an attempt row and a console log hundreds of times a second. */
+	unsigned fail_streak;
+	uint64_t retry_at;
+	int held;                /* a board waits for retry_at (said once in the log) */
+	char hold_note[64];      /* the view's note while one does */
 	uint64_t handled;        /* boards finished on this slot (pass or fail) */
 	uint64_t passed;
 

@@ -203,6 +203,13 @@ void slot_pass_run(struct st_slot *s);
 void slot_send_done(struct st_slot *s, int pass);
 int slot_set_state(struct st_slot *s, enum st_slot_state to);
 void slot_start_run(struct st_slot *s, const struct st_slot_board *nb, uint64_t hello_sent);
+/* The wait before the next run after streak failed runs in a row in a slot (struct
+ * st_slot's fail_streak): none after the first (a person's retry), then 1 s, doubled each
+ * time, at most SLOT_RETRY_MAX_MS. */
+#define SLOT_RETRY_FIRST_MS 1000u
+#define SLOT_RETRY_MAX_MS 30000u
+unsigned slot_retry_delay_ms(unsigned streak);
+void slot_streak_reset(struct st_slot *s);
 
 /* slot_link.c */
 int slot_base_baud(const struct st_slot *s);

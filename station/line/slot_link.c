@@ -604,6 +604,7 @@ static void port_lost(struct st_slot *s, const char *why)
 	if (!s->port)
 		return;
 	slot_port_close(s);
+	slot_streak_reset(s);
 	s->lost_name = s->port_name;
 	s->lost_at = s->port_name.ino ? uv_hrtime() : 0;
 	port_event(s, "lost", why);

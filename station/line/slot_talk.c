@@ -642,7 +642,8 @@ static void request_failed(struct st_slot *s, int kind)
 	case RQ_PRESENCE:
 	case RQ_PRESENCE_BOOT:
 		/* Silence: the finished board is gone (powered off, removed); the next one
-		 * starts at the line's starting rate. */
+		 * starts at the line's starting rate, and at once. */
+		slot_streak_reset(s);
 		slot_line_reset(s);
 		slot_set_state(s, ST_SLOT_WAITING);
 		slot_send_hello(s, RQ_PROBE);
