@@ -922,12 +922,19 @@ static const char usage_migrate[] =
 	"\n"
 	"Moves a station's history from its SQLite ledger FILE.db into the line's PostgreSQL\n"
 	"ledger (--to, --ledger, or the configuration's ledger:), in one transaction: every\n"
-	"row as it is (its station, state, certificate and times), every flag, and every\n"
-	"sequence (the line's next number raised so that no number the station handed out\n"
-	"is handed out again). Run it with the station stopped, then point the station's\n"
-	"ledger: at the database. Running it again adds nothing twice: rows are known by\n"
-	"their station and their id in FILE.db (a row whose state moved on since is brought\n"
-	"up to date). Uniqueness across the line is checked row by row: a row whose serial or\n"
+	"production authorization (id, document hash, units, lot, validity, when and where it\n"
+	"was registered), every row as it is (its station, state, certificate, times and the\n"
+	"authorization it used a unit of), every flag, every sequence (the line's next number\n"
+	"raised so that no number the station handed out is handed out again), and every\n"
+	"attempt (the production records of station report). The database counts each\n"
+	"authorization's units as the rows come in: an authorization it holds already for the\n"
+	"same document counts the rows of both ledgers; a row that would take one beyond its\n"
+	"units, or an authorization id it holds for another document, stops the migration\n"
+	"(nothing is migrated, the exit status is 1). Run it with the station stopped, then\n"
+	"point the station's ledger: at the database. Running it again adds nothing twice and\n"
+	"counts no unit twice: rows and attempts are known by their station and their id in\n"
+	"FILE.db, authorizations by their id (a row whose state moved on since is brought up\n"
+	"to date). Uniqueness across the line is checked row by row: a row whose serial or\n"
 	"public key another row holds, or whose device id has another key's open intent, is a\n"
 	"conflict; each is printed (\"conflict: ...\") and when there is any, nothing is\n"
 	"migrated and the exit status is 1.\n"
@@ -964,13 +971,16 @@ static int cmd_migrate(struct st_ledger *to, const struct opts *o)
 		fprintf(stderr, "station ledger migrate: %s\n", err);
 		return 1;
 	}
-	printf("migrated %s into %s: %llu rows (%llu added, %llu brought up to date, %llu there "
-	       "already), %llu flags (%llu added), %llu sequences\n",
-	       o->from, st_ledger_path(to), (unsigned long long)st.rows,
+	printf("migrated %s into %s: %llu authorizations (%llu added), %llu rows (%llu added, "
+	       "%llu brought up to date, %llu there already), %llu flags (%llu added), "
+	       "%llu sequences, %llu attempts (%llu added)\n",
+	       o->from, st_ledger_path(to), (unsigned long long)st.auths,
+	       (unsigned long long)st.auths_added, (unsigned long long)st.rows,
 	       (unsigned long long)st.rows_added, (unsigned long long)st.rows_updated,
 	       (unsigned long long)(st.rows - st.rows_added - st.rows_updated),
 	       (unsigned long long)st.flags, (unsigned long long)st.flags_added,
-	       (unsigned long long)st.sequences);
+	       (unsigned long long)st.sequences, (unsigned long long)st.attempts,
+	       (unsigned long long)st.attempts_added);
 	return 0;
 }
 

@@ -320,7 +320,8 @@ static const char *const stmt_sql[S_COUNT_] = {
 	/* Only superseded intents hold the serial: rare, and the table is scanned. */
 	[S_GET_SERIAL_DEAD] = "SELECT " ROW_COLUMNS " FROM certificates "
 			      "WHERE serial = ?1 ORDER BY id DESC LIMIT 1",
-	[S_ALL] = "SELECT " ROW_COLUMNS " FROM certificates ORDER BY id",
+	/* With the authorization each row consumes a unit of, for an import elsewhere. */
+	[S_ALL] = "SELECT " ROW_COLUMNS ", auth_id FROM certificates ORDER BY id",
 	[S_SEQUENCE] = "INSERT INTO sequences (prefix, next) VALUES (?1, 2) "
 		       "ON CONFLICT (prefix) DO UPDATE SET next = next + 1 RETURNING next - 1",
 	[S_FLAG] = "INSERT INTO flags (time, station, slot, device_id, pubkey_sha256, reason) "
@@ -541,6 +542,7 @@ void st_ledger_row_free(struct st_ledger_row *row)
 	free(row->slot);
 	free(row->cert_der);
 	free(row->reason);
+	free(row->auth_id);
 	free(row);
 }
 
@@ -1659,9 +1661,17 @@ static int sq_foreach(void *inst, int (*fn)(const struct st_ledger_row *row, voi
 		return rc;
 	l->iterating = 1;
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		int oom = 0;
+
 		rc = read_row(l, s, &r, err, errlen);
 		if (rc < 0)
 			goto out;
+		r->auth_id = col_strdup(s, 16, &oom);
+		if (oom) {
+			st_ledger_row_free(r);
+			rc = st_errf(err, errlen, ST_E_NOMEM, "ledger %s: out of memory", l->path);
+			goto out;
+		}
 		rc = fn(r, arg);
 		st_ledger_row_free(r);
 		if (rc != 0) {

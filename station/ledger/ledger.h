@@ -82,6 +82,8 @@ struct st_ledger_row {
 	time_t not_before, not_after; /* 0 until signed */
 	time_t created, signed_at, delivered_at; /* 0 when not yet */
 	char *reason;          /* failure reason or NULL */
+	char *auth_id;         /* the authorization it consumes a unit of, or NULL; out of
+				* st_ledger_foreach only (other reads leave it NULL) */
 };
 
 /* Frees a row returned by the ledger and its strings; NULL is allowed. */
@@ -298,20 +300,30 @@ struct st_ledger_import_stats {
 	uint64_t rows_updated; /* imported before, brought up to date (a later state) */
 	uint64_t flags, flags_added;
 	uint64_t sequences;
+	uint64_t auths, auths_added;       /* authorizations; the others were there already */
+	uint64_t attempts, attempts_added; /* attempts; the others were imported before */
 	uint64_t conflicts;    /* rows refused: their serial, key or open intent is another's */
 };
 
 /* Moves the history of the ledger from into the ledger to (a PostgreSQL ledger; another
- * backend is ST_E_INVAL): every row as it is (its station, state, certificate, times),
- * every flag, and every sequence (to's next number raised to from's when lower, so that a
- * number from's station handed out is never handed out again), in one transaction of to.
- * Idempotent: a row or flag imported before is recognised by its station and its id in
- * from, so running it twice adds each once (a row whose state moved on since is brought up
- * to date). to's unique rules are checked as it goes: a row whose serial or key another row
- * holds (another station's, or another row of from), or whose device id has another key's
- * open intent, is a conflict: conflict(arg, msg) (may be NULL) is told each, and when there
- * is any, nothing is committed and the call returns ST_E_LEDGER_DUP_SERIAL (with the count
- * in err). Returns 0 and *stats, or a negative ST_E_* code. Not inside a transaction of to
+ * backend is ST_E_INVAL), in one transaction of to: every authorization (its id, document
+ * hash, units, lot, validity, when and by which station it was registered), every row as it
+ * is (its station, state, certificate, times and the authorization it consumes a unit of),
+ * every flag, every sequence (to's next number raised to from's when lower, so that a
+ * number from's station handed out is never handed out again), and every attempt (naming
+ * its certificate's row in to). to counts the units itself as the rows come in: an
+ * authorization that to records already for the same document (hash and units) is the same
+ * one, its count then holding the rows of both ledgers, and a row that would go beyond its
+ * units ends the import with ST_E_AUTH_EXHAUSTED; one that to records for another document
+ * ends it with ST_E_AUTH_CONFLICT, naming the id. Nothing is committed then.
+ * Idempotent: a row, flag or attempt imported before is recognised by its station and its
+ * id in from, an authorization by its id, so running it twice adds each once and counts no
+ * unit twice (a row whose state moved on since is brought up to date). to's unique rules
+ * are checked as it goes: a row whose serial or key another row holds (another station's,
+ * or another row of from), or whose device id has another key's open intent, is a
+ * conflict: conflict(arg, msg) (may be NULL) is told each, and when there is any, nothing
+ * is committed and the call returns ST_E_LEDGER_DUP_SERIAL (with the count in err).
+ * Returns 0 and *stats, or a negative ST_E_* code. Not inside a transaction of to
  * (ST_E_INVAL). */
 int st_ledger_import(struct st_ledger *to, struct st_ledger *from,
 		     void (*conflict)(void *arg, const char *msg), void *arg,

@@ -88,20 +88,33 @@ struct st_ledger_ops {
 			       char *err, size_t errlen);
 
 	/* st_ledger_import() into this backend, inside the caller's transaction (NULL: the
-	 * backend takes no imports). import_row takes a row of another ledger as it is
-	 * (station, state, certificate, times), gives it an id of its own and remembers where
-	 * it came from (its station and id there): *outcome says whether it was added, was
-	 * there already from an earlier import, or was there with an older state (brought up
-	 * to date). A row whose serial or key another row holds, or whose device id has
-	 * another key's open intent, is ST_E_LEDGER_DUP_* with a message naming both, and
-	 * nothing is written. import_flag likewise (added or there already); import_sequence
-	 * raises prefix's next number to next when it is lower. */
+	 * backend takes no imports). import_auth records an authorization of another ledger as
+	 * it is (id, document hash, units, lot, validity, registered, station) but its count,
+	 * which the rows make: *outcome says whether it was added or was there already for the
+	 * same document (hash and units); one recorded for another document is
+	 * ST_E_AUTH_CONFLICT naming the id. import_row takes a row of another ledger as it is
+	 * (station, state, certificate, times, the authorization it consumes a unit of, which
+	 * must be imported first), gives it an id of its own and remembers where it came from
+	 * (its station and id there): *outcome says whether it was added, was there already
+	 * from an earlier import, or was there with an older state (brought up to date; a row
+	 * imported before without its authorization gets it). A row whose serial or key
+	 * another row holds, or whose device id has another key's open intent, is
+	 * ST_E_LEDGER_DUP_* with a message naming both, and nothing is written; a row beyond
+	 * its authorization's units is ST_E_AUTH_EXHAUSTED (the database refused it; the
+	 * transaction is lost). import_flag likewise (added or there already); import_sequence
+	 * raises prefix's next number to next when it is lower; import_attempt records an
+	 * attempt with its station and time, remembered by its station and id there like a row
+	 * (added or there already), naming the row its certificate's row was imported as. */
 	int (*import_row)(void *inst, const struct st_ledger_row *row, int *outcome, char *err,
 			  size_t errlen);
 	int (*import_flag)(void *inst, const struct st_ledger_flag *flag, int *outcome,
 			   char *err, size_t errlen);
 	int (*import_sequence)(void *inst, const char *prefix, uint64_t next, char *err,
 			       size_t errlen);
+	int (*import_auth)(void *inst, const struct st_ledger_auth *a, int *outcome, char *err,
+			   size_t errlen);
+	int (*import_attempt)(void *inst, const struct st_ledger_attempt *a, int *outcome,
+			      char *err, size_t errlen);
 };
 
 /* An attempt's text fields in the order of its columns (slot, outcome, reason, error,

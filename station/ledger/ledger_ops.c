@@ -235,9 +235,13 @@ struct import_ctx {
 	size_t errlen;
 };
 
-/* A refused row is told and counted; any other error ends the import. */
-static int import_result(struct import_ctx *c, int rc, const char *msg)
+/* What one import op did: an item it added counts in *added (may be NULL); a refused row
+ * is told and counted; any other error ends the import. */
+static int import_result(struct import_ctx *c, int rc, int outcome, uint64_t *added,
+			 const char *msg)
 {
+	if (rc == 0 && outcome == ST_LEDGER_IMPORT_ADDED && added)
+		(*added)++;
 	if (rc == ST_E_LEDGER_DUP_SERIAL || rc == ST_E_LEDGER_DUP_KEY || rc == ST_E_LEDGER_DUP_ID) {
 		c->stats->conflicts++;
 		if (c->conflict)
@@ -260,11 +264,9 @@ static int import_row(const struct st_ledger_row *row, void *arg)
 
 	c->stats->rows++;
 	rc = c->to->ops->import_row(c->to->inst, row, &outcome, msg, sizeof(msg));
-	if (rc == 0 && outcome == ST_LEDGER_IMPORT_ADDED)
-		c->stats->rows_added++;
-	else if (rc == 0 && outcome == ST_LEDGER_IMPORT_UPDATED)
+	if (rc == 0 && outcome == ST_LEDGER_IMPORT_UPDATED)
 		c->stats->rows_updated++;
-	return import_result(c, rc, msg);
+	return import_result(c, rc, outcome, &c->stats->rows_added, msg);
 }
 
 static int import_flag(const struct st_ledger_flag *flag, void *arg)
@@ -275,9 +277,7 @@ static int import_flag(const struct st_ledger_flag *flag, void *arg)
 
 	c->stats->flags++;
 	rc = c->to->ops->import_flag(c->to->inst, flag, &outcome, msg, sizeof(msg));
-	if (rc == 0 && outcome == ST_LEDGER_IMPORT_ADDED)
-		c->stats->flags_added++;
-	return import_result(c, rc, msg);
+	return import_result(c, rc, outcome, &c->stats->flags_added, msg);
 }
 
 static int import_sequence(const char *prefix, uint64_t next, void *arg)
@@ -288,7 +288,29 @@ static int import_sequence(const char *prefix, uint64_t next, void *arg)
 
 	c->stats->sequences++;
 	rc = c->to->ops->import_sequence(c->to->inst, prefix, next, msg, sizeof(msg));
-	return import_result(c, rc, msg);
+	return import_result(c, rc, 0, NULL, msg);
+}
+
+static int import_auth(const struct st_ledger_auth *a, void *arg)
+{
+	struct import_ctx *c = arg;
+	char msg[512] = "";
+	int outcome = 0, rc;
+
+	c->stats->auths++;
+	rc = c->to->ops->import_auth(c->to->inst, a, &outcome, msg, sizeof(msg));
+	return import_result(c, rc, outcome, &c->stats->auths_added, msg);
+}
+
+static int import_attempt(const struct st_ledger_attempt *a, void *arg)
+{
+	struct import_ctx *c = arg;
+	char msg[512] = "";
+	int outcome = 0, rc;
+
+	c->stats->attempts++;
+	rc = c->to->ops->import_attempt(c->to->inst, a, &outcome, msg, sizeof(msg));
+	return import_result(c, rc, outcome, &c->stats->attempts_added, msg);
 }
 
 int st_ledger_import(struct st_ledger *to, struct st_ledger *from,
@@ -299,7 +321,8 @@ int st_ledger_import(struct st_ledger *to, struct st_ledger *from,
 	int rc;
 
 	memset(stats, 0, sizeof(*stats));
-	if (!to->ops->import_row || !from->ops->foreach_sequence)
+	if (!to->ops->import_row || !to->ops->import_auth || !to->ops->import_attempt ||
+	    !from->ops->foreach_sequence)
 		return st_errf(err, errlen, ST_E_INVAL,
 			       "ledger %s: a %s ledger takes no imports; import into a PostgreSQL "
 			       "ledger",
@@ -307,11 +330,18 @@ int st_ledger_import(struct st_ledger *to, struct st_ledger *from,
 	rc = st_ledger_begin(to, err, errlen);
 	if (rc < 0)
 		return rc;
-	rc = st_ledger_foreach(from, import_row, &c, err, errlen);
+	/* Authorizations before the rows that name them, so that to's database counts each
+	 * row's unit as it comes in (and refuses one beyond the units); attempts after the
+	 * rows whose ids in to they name. */
+	rc = st_ledger_foreach_auth(from, import_auth, &c, err, errlen);
+	if (rc == 0 && c.rc == 0)
+		rc = st_ledger_foreach(from, import_row, &c, err, errlen);
 	if (rc == 0 && c.rc == 0)
 		rc = st_ledger_foreach_flag(from, import_flag, &c, err, errlen);
 	if (rc == 0 && c.rc == 0)
 		rc = from->ops->foreach_sequence(from->inst, import_sequence, &c, err, errlen);
+	if (rc == 0 && c.rc == 0)
+		rc = st_ledger_foreach_attempt(from, 0, 0, import_attempt, &c, err, errlen);
 	if (rc == 0)
 		rc = c.rc;
 	if (rc == 0 && stats->conflicts)

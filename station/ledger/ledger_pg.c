@@ -169,6 +169,12 @@ static const char *const migrations[] = {
 	"  reused int NOT NULL DEFAULT 0,\n"
 	"  ms bigint);\n"
 	"CREATE INDEX attempts_time ON " T_ATTEMPTS " (time);\n",
+	/* 2 -> 3: an attempt imported from another ledger (st_ledger_import) remembers where it
+	 * came from, its station and its id there, as rows and flags do, so that importing the
+	 * same ledger again adds none twice. */
+	"ALTER TABLE " T_ATTEMPTS " ADD COLUMN origin_id bigint;\n"
+	"CREATE UNIQUE INDEX attempts_origin ON " T_ATTEMPTS " (station, origin_id)\n"
+	"  WHERE origin_id IS NOT NULL;\n",
 };
 #define LEDGER_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -1289,10 +1295,15 @@ static int each_row(struct pg_ledger *l, const PGresult *res, int i, void *ctx, 
 {
 	struct row_ctx *c = ctx;
 	struct st_ledger_row *r;
+	const char *auth_id = pgl_col_text(res, i, 16);
 	int rc = pgl_read_row(l, res, i, 0, &r, err, errlen);
 
 	if (rc < 0)
 		return rc;
+	if (auth_id && !(r->auth_id = strdup(auth_id))) {
+		st_ledger_row_free(r);
+		return st_errf(err, errlen, ST_E_NOMEM, "ledger %s: out of memory", l->spec);
+	}
 	rc = c->fn(r, c->arg);
 	st_ledger_row_free(r);
 	return rc != 0 ? 1 : 0;
@@ -1311,7 +1322,7 @@ static int pg_foreach(void *inst, int (*fn)(const struct st_ledger_row *row, voi
 	l->iterating = 1;
 	rc = pgl_scan(l,
 		      "DECLARE st_ledger_rows BINARY NO SCROLL CURSOR WITH HOLD FOR "
-		      "SELECT " ROW_COLUMNS " FROM " T_CERTS " ORDER BY id",
+		      "SELECT " ROW_COLUMNS ", auth_id FROM " T_CERTS " ORDER BY id",
 		      "FETCH FORWARD " FETCH_ROWS " FROM st_ledger_rows", "CLOSE st_ledger_rows",
 		      each_row, &c, "reading the rows", err, errlen);
 	l->iterating = 0;
@@ -1463,6 +1474,8 @@ const struct st_ledger_ops st_ledger_pg_ops = {
 	.import_row = pgl_import_row,
 	.import_flag = pgl_import_flag,
 	.import_sequence = pgl_import_sequence,
+	.import_auth = pgl_import_auth,
+	.import_attempt = pgl_import_attempt,
 	.auth_register = pg_auth_register,
 	.add_intent_auth = pg_add_intent_auth,
 	.foreach_auth = pgl_foreach_auth,

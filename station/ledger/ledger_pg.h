@@ -59,6 +59,8 @@ enum pstmt {
 	P_IMPORT_UPDATE,
 	P_IMPORT_FLAG,
 	P_IMPORT_SEQUENCE,
+	P_IMPORT_AUTH,
+	P_IMPORT_ATTEMPT,
 	P_AUTH_REGISTER,
 	P_AUTH_GET,
 	P_AUTH_LOCK,
@@ -219,6 +221,10 @@ int pgl_auth_stations(void *inst, const char *auth_id,
 int pgl_foreach_auth_cert(void *inst, const char *auth_id,
 			  int (*fn)(const struct st_ledger_row *row, void *arg), void *arg,
 			  char *err, size_t errlen);
+/* The parameters of an attempt's INSERT (P_ATTEMPT, and the first 17 of P_IMPORT_ATTEMPT):
+ * its time (0: now), station, texts, certificate's row, reused and ms. */
+void pgl_attempt_params(struct params *p, const struct st_ledger_attempt *a,
+			const char *station);
 int pgl_add_attempt(void *inst, const struct st_ledger_attempt *a, char *err, size_t errlen);
 int pgl_foreach_attempt(void *inst, time_t since, time_t until,
 			int (*fn)(const struct st_ledger_attempt *a, void *arg), void *arg,
@@ -248,6 +254,10 @@ int pgl_import_flag(void *inst, const struct st_ledger_flag *flag, int *outcome,
 		    size_t errlen);
 int pgl_import_sequence(void *inst, const char *prefix, uint64_t next, char *err,
 			size_t errlen);
+int pgl_import_auth(void *inst, const struct st_ledger_auth *a, int *outcome, char *err,
+		    size_t errlen);
+int pgl_import_attempt(void *inst, const struct st_ledger_attempt *a, int *outcome, char *err,
+		       size_t errlen);
 int pgl_foreach_sequence(void *inst, int (*fn)(const char *prefix, uint64_t next, void *arg),
 			 void *arg, char *err, size_t errlen);
 

@@ -236,30 +236,37 @@ int pgl_foreach_auth_cert(void *inst, const char *auth_id,
 
 /* ---- Attempts ------------------------------------------------------------------------- */
 
+void pgl_attempt_params(struct params *p, const struct st_ledger_attempt *a,
+			const char *station)
+{
+	const char *text[ST_LEDGER_ATTEMPT_TEXTS];
+
+	st_ledger_attempt_texts(a, text);
+	pgl_i64(p, (int64_t)(a->time ? a->time : time(NULL)));
+	pgl_text(p, station);
+	for (size_t i = 0; i < ST_LEDGER_ATTEMPT_TEXTS; i++)
+		pgl_text(p, text[i]);
+	if (a->certificate > 0)
+		pgl_i64(p, a->certificate);
+	else
+		pgl_text(p, NULL);
+	pgl_i64(p, a->reused ? 1 : 0);
+	if (a->ms >= 0)
+		pgl_i64(p, a->ms);
+	else
+		pgl_text(p, NULL);
+}
+
 /* An attempt is written in the caller's transaction, or on its own. It is not journaled: a
  * transaction that lost its connection with one in it is lost (its round runs again). */
 int pgl_add_attempt(void *inst, const struct st_ledger_attempt *a, char *err, size_t errlen)
 {
 	struct pg_ledger *l = inst;
 	struct params p = { 0 };
-	const char *text[ST_LEDGER_ATTEMPT_TEXTS];
 	PGresult *res;
 	int rc;
 
-	st_ledger_attempt_texts(a, text);
-	pgl_i64(&p, (int64_t)(a->time ? a->time : time(NULL)));
-	pgl_text(&p, l->station);
-	for (size_t i = 0; i < ST_LEDGER_ATTEMPT_TEXTS; i++)
-		pgl_text(&p, text[i]);
-	if (a->certificate > 0)
-		pgl_i64(&p, a->certificate);
-	else
-		pgl_text(&p, NULL);
-	pgl_i64(&p, a->reused ? 1 : 0);
-	if (a->ms >= 0)
-		pgl_i64(&p, a->ms);
-	else
-		pgl_text(&p, NULL);
+	pgl_attempt_params(&p, a, l->station);
 	rc = pgl_prepare(l, err, errlen);
 	if (rc < 0)
 		return rc;

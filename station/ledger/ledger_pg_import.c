@@ -1,5 +1,7 @@
-/* st_ledger_import into a PostgreSQL ledger (ledger_pg.h): rows, flags and sequences of
- * another ledger, as they are, each known by its station and its id there. */
+/* st_ledger_import into a PostgreSQL ledger (ledger_pg.h): authorizations, rows, flags,
+ * sequences and attempts of another ledger, as they are, each known by its station and its
+ * id there (an authorization by its own id). The database counts the units of the
+ * authorizations as the rows come in, as it does for the rows its stations write. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,9 +9,9 @@
 #include "err.h"
 #include "ledger_pg.h"
 
-/* Rows, flags and sequences of another ledger, in the caller's transaction. They are not
- * journaled: a transaction that lost its connection with imports in it is lost, and the
- * import (idempotent) is run again. */
+/* What another ledger holds, in the caller's transaction. Imports are not journaled: a
+ * transaction that lost its connection with imports in it is lost, and the import
+ * (idempotent) is run again. */
 
 /* Before an import statement: the caller's transaction, usable. */
 static int import_ready(struct pg_ledger *l, char *err, size_t errlen)
@@ -63,6 +65,21 @@ static int import_conflict(struct pg_ledger *l, const struct st_ledger_row *row,
 	return rc;
 }
 
+/* After the database refused an imported row: ST_E_AUTH_EXHAUSTED is said in words naming
+ * the authorization and the row (the server's names its CHECK); other errors as they are. */
+static int beyond_units(struct pg_ledger *l, const struct st_ledger_row *row, int rc,
+			char *err, size_t errlen)
+{
+	if (rc != ST_E_AUTH_EXHAUSTED)
+		return rc;
+	return st_errf(err, errlen, ST_E_AUTH_EXHAUSTED,
+		       "ledger %s: authorization %s has no unit left for row %lld of station %s "
+		       "(serial %s): with the rows recorded there under it, the ledgers hold more "
+		       "certificates than it allows",
+		       l->spec, row->auth_id ? row->auth_id : "-", (long long)row->id,
+		       row->station, row->serial);
+}
+
 int pgl_import_row(void *inst, const struct st_ledger_row *row, int *outcome, char *err,
 		   size_t errlen)
 {
@@ -102,10 +119,11 @@ int pgl_import_row(void *inst, const struct st_ledger_row *row, int *outcome, ch
 		pgl_time(&p, row->signed_at);
 		pgl_time(&p, row->delivered_at);
 		pgl_text(&p, row->reason);
+		pgl_text(&p, row->auth_id);
 		res = import_exec(l, P_IMPORT_UPDATE, &p, "updating an imported row", &rc, err,
 				  errlen);
 		if (!res)
-			return rc;
+			return beyond_units(l, row, rc, err, errlen);
 		*outcome = strcmp(PQcmdTuples(res), "0") == 0 ? ST_LEDGER_IMPORT_SAME :
 								 ST_LEDGER_IMPORT_UPDATED;
 		PQclear(res);
@@ -129,9 +147,10 @@ int pgl_import_row(void *inst, const struct st_ledger_row *row, int *outcome, ch
 	pgl_time(&p, row->delivered_at);
 	pgl_text(&p, row->reason);
 	pgl_i64(&p, row->id);
+	pgl_text(&p, row->auth_id);
 	res = import_exec(l, P_IMPORT_ROW, &p, "importing a row", &rc, err, errlen);
 	if (!res)
-		return rc;
+		return beyond_units(l, row, rc, err, errlen);
 	rc = PQntuples(res);
 	PQclear(res);
 	if (rc == 1) {
@@ -141,13 +160,27 @@ int pgl_import_row(void *inst, const struct st_ledger_row *row, int *outcome, ch
 	return import_failed(l, import_conflict(l, row, err, errlen));
 }
 
+/* Runs an INSERT ... ON CONFLICT DO NOTHING RETURNING id of an import: *outcome is whether
+ * it added a row or found it there from an earlier import. */
+static int import_insert(struct pg_ledger *l, enum pstmt id, const struct params *p,
+			 const char *what, int *outcome, char *err, size_t errlen)
+{
+	PGresult *res;
+	int rc;
+
+	res = import_exec(l, id, p, what, &rc, err, errlen);
+	if (!res)
+		return rc;
+	*outcome = PQntuples(res) == 1 ? ST_LEDGER_IMPORT_ADDED : ST_LEDGER_IMPORT_SAME;
+	PQclear(res);
+	return 0;
+}
+
 int pgl_import_flag(void *inst, const struct st_ledger_flag *f, int *outcome,
 		    char *err, size_t errlen)
 {
 	struct pg_ledger *l = inst;
 	struct params p = { 0 };
-	PGresult *res;
-	int rc;
 
 	pgl_i64(&p, (int64_t)f->time);
 	pgl_text(&p, f->station);
@@ -156,12 +189,7 @@ int pgl_import_flag(void *inst, const struct st_ledger_flag *f, int *outcome,
 	pgl_bytes_or_null(&p, f->pubkey_sha256, 32);
 	pgl_text(&p, f->reason);
 	pgl_i64(&p, f->id);
-	res = import_exec(l, P_IMPORT_FLAG, &p, "importing a flag", &rc, err, errlen);
-	if (!res)
-		return rc;
-	*outcome = PQntuples(res) == 1 ? ST_LEDGER_IMPORT_ADDED : ST_LEDGER_IMPORT_SAME;
-	PQclear(res);
-	return 0;
+	return import_insert(l, P_IMPORT_FLAG, &p, "importing a flag", outcome, err, errlen);
 }
 
 int pgl_import_sequence(void *inst, const char *prefix, uint64_t next, char *err,
@@ -179,6 +207,65 @@ int pgl_import_sequence(void *inst, const char *prefix, uint64_t next, char *err
 		return rc;
 	PQclear(res);
 	return 0;
+}
+
+int pgl_import_auth(void *inst, const struct st_ledger_auth *a, int *outcome, char *err,
+		    size_t errlen)
+{
+	struct pg_ledger *l = inst;
+	struct params p = { 0 };
+	PGresult *res;
+	int rc, same;
+
+	pgl_text(&p, a->id);
+	pgl_bytes(&p, a->doc_sha256, 32);
+	pgl_i64(&p, a->units);
+	pgl_text(&p, a->lot);
+	pgl_i64(&p, (int64_t)a->not_before);
+	pgl_i64(&p, (int64_t)a->not_after);
+	pgl_i64(&p, (int64_t)a->registered);
+	pgl_text(&p, a->station && *a->station ? a->station : l->station);
+	rc = import_insert(l, P_IMPORT_AUTH, &p, "importing an authorization", outcome, err,
+			   errlen);
+	if (rc < 0 || *outcome == ST_LEDGER_IMPORT_ADDED)
+		return rc;
+	/* Recorded already: the same document (its units count the rows of both), or a
+	 * second document under one id, which would let each spend the other's units. */
+	memset(&p, 0, sizeof(p));
+	pgl_text(&p, a->id);
+	res = import_exec(l, P_AUTH_GET, &p, "reading an authorization", &rc, err, errlen);
+	if (!res)
+		return rc;
+	if (PQntuples(res) != 1) {
+		PQclear(res);
+		return st_errf(err, errlen, ST_E_LEDGER_IO,
+			       "ledger %s: authorization %s was recorded but cannot be read back",
+			       l->spec, a->id);
+	}
+	same = PQgetlength(res, 0, 0) == 32 &&
+	       memcmp(PQgetvalue(res, 0, 0), a->doc_sha256, 32) == 0 &&
+	       pgl_col_i64(res, 0, 1) == a->units;
+	rc = same ? 0 :
+		    st_errf(err, errlen, ST_E_AUTH_CONFLICT,
+			    "ledger %s: authorization id %s is recorded there for another "
+			    "document (%lld units; the one imported has %lld): two documents "
+			    "with one id are refused",
+			    l->spec, a->id, (long long)pgl_col_i64(res, 0, 1),
+			    (long long)a->units);
+	PQclear(res);
+	return rc;
+}
+
+int pgl_import_attempt(void *inst, const struct st_ledger_attempt *a, int *outcome,
+		       char *err, size_t errlen)
+{
+	struct pg_ledger *l = inst;
+	struct params p = { 0 };
+
+	pgl_attempt_params(&p, a, a->station && *a->station ? a->station : l->station);
+	pgl_i64(&p, a->id);
+	return import_insert(l, P_IMPORT_ATTEMPT, &p, "importing an attempt", outcome, err,
+			     errlen);
 }
 
 struct seq_ctx {

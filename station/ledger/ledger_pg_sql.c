@@ -72,21 +72,25 @@ static const char *const stmt_sql[P_COUNT_] = {
 		   "reason) VALUES (coalesce($1::int8, nextval('" SCHEMA ".flags_id_seq')), "
 		   "$2::int8, $3::text, $4::text, $5::text, $6::bytea, $7::text) RETURNING id",
 	/* st_ledger_import(): a row of another ledger as it is, remembering where it came
-	 * from (its station and id there). */
+	 * from (its station and id there). Its authorization ($17) is counted by the trigger:
+	 * a row beyond the units fails the statement on the CHECK. An update gives a row
+	 * imported before without its authorization the one it names now. */
 	[P_IMPORT_ORIGIN] = "SELECT id, serial, pubkey_sha256 FROM " T_CERTS
 			    " WHERE station = $1::text AND origin_id = $2::int8",
 	[P_IMPORT_ROW] = "INSERT INTO " T_CERTS " (serial, device_id, profile, station, slot, "
 			 "csr_sha256, pubkey_sha256, state, cert_der, not_before, not_after, "
-			 "created, signed_at, delivered_at, reason, origin_id) VALUES ($1::text, "
-			 "$2::text, $3::text, $4::text, $5::text, $6::bytea, $7::bytea, $8::text, "
-			 "$9::bytea, $10::int8, $11::int8, $12::int8, $13::int8, $14::int8, "
-			 "$15::text, $16::int8) ON CONFLICT DO NOTHING RETURNING id",
+			 "created, signed_at, delivered_at, reason, origin_id, auth_id) VALUES "
+			 "($1::text, $2::text, $3::text, $4::text, $5::text, $6::bytea, $7::bytea, "
+			 "$8::text, $9::bytea, $10::int8, $11::int8, $12::int8, $13::int8, "
+			 "$14::int8, $15::text, $16::int8, $17::text) ON CONFLICT DO NOTHING "
+			 "RETURNING id",
 	[P_IMPORT_UPDATE] = "UPDATE " T_CERTS " SET state = $2::text, cert_der = $3::bytea, "
 			    "not_before = $4::int8, not_after = $5::int8, signed_at = $6::int8, "
-			    "delivered_at = $7::int8, reason = $8::text WHERE id = $1::int8 AND "
-			    "(state, cert_der, not_before, not_after, signed_at, delivered_at, "
-			    "reason) IS DISTINCT FROM ($2::text, $3::bytea, $4::int8, $5::int8, "
-			    "$6::int8, $7::int8, $8::text)",
+			    "delivered_at = $7::int8, reason = $8::text, auth_id = "
+			    "coalesce(auth_id, $9::text) WHERE id = $1::int8 AND (state, cert_der, "
+			    "not_before, not_after, signed_at, delivered_at, reason, auth_id) IS "
+			    "DISTINCT FROM ($2::text, $3::bytea, $4::int8, $5::int8, $6::int8, "
+			    "$7::int8, $8::text, coalesce(auth_id, $9::text))",
 	[P_IMPORT_FLAG] = "INSERT INTO " T_FLAGS " (time, station, slot, device_id, "
 			  "pubkey_sha256, reason, origin_id) VALUES ($1::int8, $2::text, $3::text, "
 			  "$4::text, $5::bytea, $6::text, $7::int8) ON CONFLICT DO NOTHING "
@@ -94,6 +98,23 @@ static const char *const stmt_sql[P_COUNT_] = {
 	[P_IMPORT_SEQUENCE] = "INSERT INTO " T_SEQ " AS s (prefix, next) VALUES ($1::text, "
 			      "$2::int8) ON CONFLICT (prefix) DO UPDATE SET next = "
 			      "greatest(s.next, EXCLUDED.next)",
+	/* An authorization of another ledger as it was registered there; its count is the
+	 * trigger's, from the rows imported after it. */
+	[P_IMPORT_AUTH] = "INSERT INTO " T_AUTHS " (id, doc_sha256, units, lot, not_before, "
+			  "not_after, registered, station) VALUES ($1::text, $2::bytea, $3::int8, "
+			  "$4::text, $5::int8, $6::int8, $7::int8, $8::text) ON CONFLICT (id) DO "
+			  "NOTHING RETURNING id",
+	/* An attempt of another ledger, remembering where it came from (its station and id
+	 * there, $18), naming its certificate by the row that row ($15 there) was imported
+	 * as. */
+	[P_IMPORT_ATTEMPT] = "INSERT INTO " T_ATTEMPTS " (time, station, slot, outcome, reason, "
+			     "error, device_id, serial, board_sn, hardware_id, sku, firmware, "
+			     "profile, auth_id, certificate, reused, ms, origin_id) VALUES "
+			     "($1::int8, $2::text, $3::text, $4::text, $5::text, $6::text, "
+			     "$7::text, $8::text, $9::text, $10::text, $11::text, $12::text, "
+			     "$13::text, $14::text, (SELECT id FROM " T_CERTS " WHERE station = "
+			     "$2::text AND origin_id = $15::int8), $16::int4, $17::int8, "
+			     "$18::int8) ON CONFLICT DO NOTHING RETURNING id",
 	[P_AUTH_REGISTER] = "INSERT INTO " T_AUTHS " (id, doc_sha256, units, lot, not_before, "
 			    "not_after, registered, station) VALUES ($1::text, $2::bytea, "
 			    "$3::int8, $4::text, $5::int8, $6::int8, $7::int8, $8::text) "
@@ -157,7 +178,7 @@ const char *pgl_message(const char *m, char *buf, size_t len)
 static int stmt_error(struct pg_ledger *l, const PGresult *res, const char *what, char *err,
 		      size_t errlen)
 {
-	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL, *table;
 	char msg[512];
 	int code = ST_E_LEDGER_IO;
 
@@ -180,6 +201,11 @@ static int stmt_error(struct pg_ledger *l, const PGresult *res, const char *what
 			       l->spec, what, l->busy_ms);
 	if (strcmp(state, "53200") == 0)
 		code = ST_E_NOMEM;
+	/* The authorizations' CHECK: a row would have gone beyond its units. */
+	else if (strcmp(state, "23514") == 0 &&
+		 (table = PQresultErrorField(res, PG_DIAG_TABLE_NAME)) &&
+		 strcmp(table, "authorizations") == 0)
+		code = ST_E_AUTH_EXHAUSTED;
 	else if (strncmp(state, "42", 2) == 0 || strncmp(state, "XX", 2) == 0)
 		code = ST_E_LEDGER_CORRUPT;
 	return st_errf(err, errlen, code, "ledger %s: %s: %s (SQLSTATE %s)", l->spec, what, msg,

@@ -2,8 +2,8 @@
 # `station ledger` on a PostgreSQL ledger, and `station ledger migrate` moving a station's
 # SQLite ledger into it:
 # - a station runs on its own SQLite ledger (sequence ids, a refused board flagged);
-# - migrate --from ledger.db --to postgresql://...: every row, flag and sequence, with the
-#   station's name; run again: nothing added twice;
+# - migrate --from ledger.db --to postgresql://...: every row, flag, sequence and attempt,
+#   with the station's name; run again: nothing added twice; --help says what is carried;
 # - the station then runs on the line's database: its boards are recognised there and get
 #   their recorded certificates; new boards are numbered after the migrated ones;
 # - another station's ledger holding the same serials and keys: every conflicting row is
@@ -31,15 +31,28 @@ STATIONS=()
 [ "$(grep -c '"event":"pass"' "$T/old-st.events")" = 6 ] || fail "old-st: $(grep -c '"event":"pass"' "$T/old-st.events") passed"
 rows=$(sqlite3 "$db" "SELECT count(*) FROM certificates")
 flags=$(sqlite3 "$db" "SELECT count(*) FROM flags")
+attempts=$(sqlite3 "$db" "SELECT count(*) FROM attempts")
 [ "$flags" -ge 1 ] || fail "no flag in the station's ledger"
-ok "a station's SQLite ledger: $rows rows, $flags flags"
+[ "$attempts" -ge 7 ] || fail "$attempts attempts in the station's ledger"
+ok "a station's SQLite ledger: $rows rows, $flags flags, $attempts attempts"
 
 expect_fail "migrate without --from" "give --from" "$STATION" ledger migrate --to "$PG_CONN"
+"$STATION" ledger migrate --help >"$T/help" || fail "migrate --help"
+for w in "every production authorization" "every attempt" "counts no unit twice"; do
+	tr '\n' ' ' <"$T/help" | grep -q "$w" || fail "migrate --help does not say: $w"
+done
 expect_fail "migrate into a file" "takes no imports" "$STATION" ledger migrate --from "$db" --to "$T/x.db"
 "$STATION" ledger migrate --from "$db" --to "$PG_CONN" >"$T/m1.out" 2>"$T/m1.err" ||
 	fail "migrate: $(cat "$T/m1.err")"
-grep -q "$rows rows ($rows added, 0 brought up to date, 0 there already), $flags flags ($flags added), 1 sequences" "$T/m1.out" ||
+grep -q "0 authorizations (0 added), $rows rows ($rows added, 0 brought up to date, 0 there already), $flags flags ($flags added), 1 sequences, $attempts attempts ($attempts added)" "$T/m1.out" ||
 	fail "migrate: $(cat "$T/m1.out")"
+[ "$(pg_q "SELECT count(*) FROM attempts WHERE station = 'old-st'")" = "$attempts" ] || fail "attempts not in the database"
+# Every attempt as it was, a certificate's naming that row on the database.
+q="SELECT t.outcome, coalesce(t.device_id, ''), coalesce(t.serial, ''), coalesce(c.serial, '')
+	FROM attempts t LEFT JOIN certificates c ON c.id = t.certificate"
+diff <(sqlite3 -separator '|' "$db" "$q" | sort) \
+	<(pg_psql "SET search_path = station_ledger; $q" | tr '\t' '|' | sort) >"$T/diff" ||
+	fail "attempts differ: $(head "$T/diff")"
 [ "$(pg_q "SELECT count(*) FROM certificates WHERE station = 'old-st'")" = "$rows" ] || fail "rows not in the database"
 # Every row as it was: serial, device id, state, certificate and times.
 q="SELECT serial, device_id, state, encode(cert_der, 'hex'), created, coalesce(signed_at, 0),
@@ -50,19 +63,20 @@ diff <(sqlite3 -separator '|' "$db" "SELECT serial, device_id, state, lower(hex(
 	fail "rows differ: $(head "$T/diff")"
 [ "$(pg_q "SELECT next FROM sequences WHERE prefix = 'SEQ-'")" = "$(sqlite3 "$db" "SELECT next FROM sequences WHERE prefix = 'SEQ-'")" ] ||
 	fail "the sequence did not move"
-ok "migrated: $rows rows as they were, $flags flags, the sequence"
+ok "migrated: $rows rows as they were, $flags flags, the sequence, $attempts attempts"
 
 # The station went on a little before it was stopped for good: a row's state moved on.
 sqlite3 "$db" "UPDATE certificates SET state = 'failed', reason = 'board left during write' WHERE slot = 's1'"
 "$STATION" ledger -c "$pki/old.yaml" migrate --from "$db" --to "$PG_CONN" >"$T/m2.out" 2>&1 ||
 	fail "migrate again: $(cat "$T/m2.out")"
-grep -q "$rows rows (0 added, 1 brought up to date, $((rows - 1)) there already), $flags flags (0 added)" "$T/m2.out" ||
+grep -q "$rows rows (0 added, 1 brought up to date, $((rows - 1)) there already), $flags flags (0 added), 1 sequences, $attempts attempts (0 added)" "$T/m2.out" ||
 	fail "migrate again: $(cat "$T/m2.out")"
 [ "$(pg_q "SELECT count(*) FROM certificates")" = "$rows" ] || fail "the second migration added rows"
 [ "$(pg_q "SELECT count(*) FROM flags")" = "$flags" ] || fail "the second migration added flags"
+[ "$(pg_q "SELECT count(*) FROM attempts")" = "$attempts" ] || fail "the second migration added attempts"
 [ "$(pg_q "SELECT state || ': ' || reason FROM certificates WHERE slot = 's1'")" = "failed: board left during write" ] ||
 	fail "the row that moved on was not brought up to date"
-ok "migrated again: rows and flags once, the row that moved on brought up to date"
+ok "migrated again: rows, flags and attempts once, the row that moved on brought up to date"
 
 # The station on the line's database: the same boards come back and are recognised; new
 # boards get numbers after the station's old ones.

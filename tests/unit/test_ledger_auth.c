@@ -61,24 +61,9 @@ static struct st_ledger *ledger_as(const char *p, const char *station)
 	return l;
 }
 
-/* An authorization of units units whose document hash derives from doc. */
-static struct st_ledger_auth auth_of(const char *id, const char *doc, int64_t units)
-{
-	struct st_ledger_auth a;
-
-	memset(&a, 0, sizeof(a));
-	a.id = id;
-	a.units = units;
-	a.lot = "LOT-7";
-	a.not_before = 1000;
-	a.not_after = 2000000000;
-	SHA256((const unsigned char *)doc, strlen(doc), a.doc_sha256);
-	return a;
-}
-
 static void register_ok(struct st_ledger *l, const char *id, int64_t units)
 {
-	struct st_ledger_auth a = auth_of(id, id, units);
+	struct st_ledger_auth a = tu_ledger_auth(id, id, units);
 
 	if (st_ledger_auth_register(l, &a, NULL, ebuf, sizeof(ebuf)) != 0)
 		fail_msg("register %s: %s", id, ebuf);
@@ -146,7 +131,7 @@ static void count_live(const char *p, const char *id, int64_t *live, int64_t *ce
 static void test_register(void **state)
 {
 	struct st_ledger *l = ledger_as(db_named("register"), "line-1");
-	struct st_ledger_auth a = auth_of("auth-1", "doc-1", 10), b;
+	struct st_ledger_auth a = tu_ledger_auth("auth-1", "doc-1", 10), b;
 	int64_t used = -1;
 
 	(void)state;
@@ -155,16 +140,16 @@ static void test_register(void **state)
 	/* The same document again (a reload, another station): nothing changes. */
 	assert_int_equal(st_ledger_auth_register(l, &a, &used, ebuf, sizeof(ebuf)), 0);
 	/* Another document under the same id: refused, whatever differs. */
-	b = auth_of("auth-1", "doc-2", 10);
+	b = tu_ledger_auth("auth-1", "doc-2", 10);
 	assert_int_equal(st_ledger_auth_register(l, &b, NULL, ebuf, sizeof(ebuf)),
 			 ST_E_AUTH_CONFLICT);
 	assert_non_null(strstr(ebuf, "auth-1"));
-	b = auth_of("auth-1", "doc-1", 11);
+	b = tu_ledger_auth("auth-1", "doc-1", 11);
 	assert_int_equal(st_ledger_auth_register(l, &b, NULL, ebuf, sizeof(ebuf)),
 			 ST_E_AUTH_CONFLICT);
-	b = auth_of("", "doc-1", 11);
+	b = tu_ledger_auth("", "doc-1", 11);
 	assert_int_equal(st_ledger_auth_register(l, &b, NULL, ebuf, sizeof(ebuf)), ST_E_INVAL);
-	b = auth_of("auth-0", "doc-0", 0);
+	b = tu_ledger_auth("auth-0", "doc-0", 0);
 	assert_int_equal(st_ledger_auth_register(l, &b, NULL, ebuf, sizeof(ebuf)), ST_E_INVAL);
 	/* Consuming needs a registered authorization. */
 	assert_int_equal(take(l, 0, "auth-9", NULL, NULL), ST_E_NOTFOUND);

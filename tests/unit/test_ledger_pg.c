@@ -1,8 +1,9 @@
 /* The ledger on PostgreSQL, what only a shared database has (test_ledger.c runs the cases
  * every backend shares on it too): a line of stations on one database (uniqueness, verdicts
  * and sequences across stations, rows naming their station), stations racing for one device
- * id, a deadlock between two stations, schema versions and foreign schemas, passwords, and
- * the connection lost mid-transaction, at COMMIT, and the answer to COMMIT lost.
+ * id, a deadlock between two stations, schema versions and foreign schemas, passwords, the
+ * connection lost mid-transaction, at COMMIT, and the answer to COMMIT lost, and a station's
+ * SQLite ledger imported with its authorizations' counts and its attempts.
  *
  * Needs a server of its own: CTest runs it under tests/lib/pg.sh, which sets
  * STATION_TEST_PG. Stations here are handles with their own station names; "killing" a
@@ -592,7 +593,7 @@ static void test_schema(void **state)
 	assert_int_equal(rc, ST_E_LEDGER_VERSION);
 	assert_non_null(strstr(errbuf, "99"));
 	assert_null(l);
-	assert_int_equal(tu_pg_exec(conn, "UPDATE station_ledger.meta SET value = '2' WHERE "
+	assert_int_equal(tu_pg_exec(conn, "UPDATE station_ledger.meta SET value = '3' WHERE "
 					  "key = 'version'",
 				    errbuf, sizeof(errbuf)),
 			 0);
@@ -735,7 +736,7 @@ static void test_migrate_together(void **state)
 		assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	}
 	assert_int_equal(q_num("SELECT value::int FROM station_ledger.meta WHERE key = 'version'"),
-			 2);
+			 3);
 }
 
 /* ---- The connection lost ---- */
@@ -940,6 +941,189 @@ static void test_outage_handler(void **state)
 	st_ledger_close(a);
 }
 
+/* ---- A station's SQLite ledger imported (station ledger migrate) ---- */
+
+static char import_dir[4096];
+
+/* A SQLite ledger file of station, made afresh in the test's directory. */
+static struct st_ledger *sqlite_ledger(const char *station)
+{
+	struct st_ledger *l = NULL;
+	char p[4200];
+
+	snprintf(p, sizeof(p), "%s/%s.db", import_dir, station);
+	unlink(p);
+	if (st_ledger_open(p, station, &l, errbuf, sizeof(errbuf)) != 0)
+		fail_msg("open %s: %s", p, errbuf);
+	return l;
+}
+
+/* Authorization id of units units, its document hash from doc. */
+static void register_auth(struct st_ledger *l, const char *id, const char *doc, int64_t units)
+{
+	struct st_ledger_auth a = tu_ledger_auth(id, doc, units);
+
+	if (st_ledger_auth_register(l, &a, NULL, errbuf, sizeof(errbuf)) != 0)
+		fail_msg("register %s: %s", id, errbuf);
+}
+
+/* An intent under authorization auth_id: its status, *id the row. */
+static int take_unit(struct st_ledger *l, const char *serial, const char *device,
+		     const char *key, const char *auth_id, int64_t *id)
+{
+	struct st_ledger_row r = intent(serial, device, key);
+
+	return st_ledger_add_intent_auth(l, &r, auth_id, id, NULL, NULL, errbuf,
+					 sizeof(errbuf));
+}
+
+static void attempt_ok(struct st_ledger *l, const char *outcome, const char *device,
+		       int64_t certificate)
+{
+	struct st_ledger_attempt a;
+
+	memset(&a, 0, sizeof(a));
+	a.time = 5000;
+	a.slot = "A1";
+	a.outcome = outcome;
+	a.device_id = device;
+	a.auth_id = certificate ? "AUTH-1" : NULL;
+	a.certificate = certificate;
+	a.ms = 1200;
+	if (st_ledger_add_attempt(l, &a, errbuf, sizeof(errbuf)) != 0)
+		fail_msg("attempt %s: %s", device, errbuf);
+}
+
+/* After a refused import of station's ledger: none of its rows, and the first ledger's
+ * attempts and count only. */
+static void nothing_of(const char *station)
+{
+	assert_int_equal(q_num("SELECT count(*) FROM station_ledger.certificates WHERE station = "
+			       "'%s'",
+			       station),
+			 0);
+	assert_int_equal(q_num("SELECT count(*) FROM station_ledger.attempts"), 3);
+	assert_int_equal(q_num("SELECT used FROM station_ledger.authorizations WHERE id = "
+			       "'AUTH-1'"),
+			 2);
+}
+
+static int import(struct st_ledger *to, struct st_ledger *from,
+		  struct st_ledger_import_stats *st)
+{
+	return st_ledger_import(to, from, NULL, NULL, st, errbuf, sizeof(errbuf));
+}
+
+/* A station's ledger with an authorization of 2 units, both used, and its attempts, moved
+ * onto the line's database: the database counts the 2 units, so a third certificate under
+ * the document is refused there too; the attempts come along, naming their certificates'
+ * rows on the database. Importing again adds nothing; another document under the same id,
+ * and a ledger whose rows would take the document beyond its units, are refused whole. */
+static void test_import_auth(void **state)
+{
+	struct st_ledger_import_stats st;
+	struct st_ledger *old, *to, *other;
+	int64_t r1 = 0, r2 = 0, id = 0;
+	const char *d = tu_tmpdir("ledger-pg-import");
+
+	(void)state;
+	assert_non_null(d);
+	snprintf(import_dir, sizeof(import_dir), "%s", d);
+	old = sqlite_ledger("st-old");
+	register_auth(old, "AUTH-1", "doc-1", 2);
+	assert_int_equal(take_unit(old, "a1", "dev-1", "key-1", "AUTH-1", &r1), 0);
+	sign_ok(old, r1);
+	assert_int_equal(st_ledger_mark_delivered(old, r1, errbuf, sizeof(errbuf)), 0);
+	assert_int_equal(take_unit(old, "a2", "dev-2", "key-2", "AUTH-1", &r2), 0);
+	sign_ok(old, r2);
+	assert_int_equal(take_unit(old, "a3", "dev-3", "key-3", "AUTH-1", &id),
+			 ST_E_AUTH_EXHAUSTED);
+	add_ok(old, "a4", "dev-4", "key-4");
+	attempt_ok(old, "pass", "dev-1", r1);
+	attempt_ok(old, "pass", "dev-2", r2);
+	attempt_ok(old, "fail", "dev-3", 0);
+
+	to = open_st("st-line");
+	assert_int_equal(import(to, old, &st), 0);
+	assert_int_equal(st.auths, 1);
+	assert_int_equal(st.auths_added, 1);
+	assert_int_equal(st.rows_added, 3);
+	assert_int_equal(st.attempts, 3);
+	assert_int_equal(st.attempts_added, 3);
+	assert_int_equal(q_num("SELECT used FROM station_ledger.authorizations WHERE id = "
+			       "'AUTH-1' AND units = 2 AND lot = 'LOT-7' AND station = 'st-old' "
+			       "AND not_after = 2000000000"),
+			 2);
+	assert_int_equal(q_num("SELECT count(*) FROM station_ledger.certificates WHERE auth_id = "
+			       "'AUTH-1' AND station = 'st-old'"),
+			 2);
+	assert_int_equal(take_unit(to, "b1", "dev-b1", "key-b1", "AUTH-1", &id),
+			 ST_E_AUTH_EXHAUSTED);
+	assert_int_equal(q_num("SELECT count(*) FROM station_ledger.attempts WHERE station = "
+			       "'st-old'"),
+			 3);
+	/* Each pass names its certificate's row on the database. */
+	assert_int_equal(q_num("SELECT count(*) FROM station_ledger.attempts t JOIN "
+			       "station_ledger.certificates c ON c.id = t.certificate WHERE "
+			       "c.device_id = t.device_id AND t.outcome = 'pass' AND t.ms = 1200"),
+			 2);
+	assert_int_equal(st_ledger_integrity(to, errbuf, sizeof(errbuf)), 0);
+
+	/* Again: nothing added, no unit counted twice. */
+	assert_int_equal(import(to, old, &st), 0);
+	assert_int_equal(st.auths_added + st.rows_added + st.rows_updated + st.attempts_added, 0);
+	assert_int_equal(st.attempts, 3);
+	assert_int_equal(q_num("SELECT used FROM station_ledger.authorizations"), 2);
+	assert_int_equal(q_num("SELECT count(*) FROM station_ledger.attempts"), 3);
+	assert_int_equal(q_num("SELECT count(*) FROM station_ledger.certificates"), 3);
+
+	/* Another document under the same id: refused, naming the id; nothing imported. */
+	other = sqlite_ledger("st-other");
+	register_auth(other, "AUTH-1", "another doc", 2);
+	add_ok(other, "c1", "dev-c1", "key-c1");
+	attempt_ok(other, "fail", "dev-c1", 0);
+	assert_int_equal(import(to, other, &st), ST_E_AUTH_CONFLICT);
+	assert_non_null(strstr(errbuf, "AUTH-1"));
+	nothing_of("st-other");
+	st_ledger_close(other);
+
+	/* The same document, whose units the database has counted already: its superseded
+	 * intent takes none, and it is the same authorization. */
+	other = sqlite_ledger("st-same");
+	register_auth(other, "AUTH-1", "doc-1", 2);
+	assert_int_equal(take_unit(other, "d1", "dev-d1", "key-d1", "AUTH-1", &id), 0);
+	assert_int_equal(st_ledger_supersede(other, id, errbuf, sizeof(errbuf)), 0);
+	assert_int_equal(import(to, other, &st), 0);
+	assert_int_equal(st.auths, 1);
+	assert_int_equal(st.auths_added, 0);
+	assert_int_equal(st.rows_added, 1);
+	assert_int_equal(q_num("SELECT used FROM station_ledger.authorizations"), 2);
+	st_ledger_close(other);
+
+	/* A live row of the same document beyond its units: the database refuses it, and
+	 * nothing of that ledger is imported (its new authorization, rows or attempts). */
+	other = sqlite_ledger("st-more");
+	register_auth(other, "AUTH-2", "doc-2", 5);
+	assert_int_equal(take_unit(other, "e0", "dev-e0", "key-e0", "AUTH-2", &id), 0);
+	register_auth(other, "AUTH-1", "doc-1", 2);
+	assert_int_equal(take_unit(other, "e1", "dev-e1", "key-e1", "AUTH-1", &id), 0);
+	attempt_ok(other, "fail", "dev-e2", 0);
+	assert_int_equal(import(to, other, &st), ST_E_AUTH_EXHAUSTED);
+	assert_non_null(strstr(errbuf, "authorization AUTH-1 has no unit left"));
+	nothing_of("st-more");
+	assert_int_equal(q_num("SELECT count(*) FROM station_ledger.authorizations"), 1);
+	st_ledger_close(other);
+
+	/* The database holds the count after the refusal, and takes writes again. */
+	assert_int_equal(take_unit(to, "b1", "dev-b1", "key-b1", "AUTH-1", &id),
+			 ST_E_AUTH_EXHAUSTED);
+	add_ok(to, "b2", "dev-b2", "key-b2");
+	assert_int_equal(st_ledger_integrity(to, errbuf, sizeof(errbuf)), 0);
+	st_ledger_close(to);
+	st_ledger_close(old);
+	assert_int_equal(tu_rmtree(import_dir), 0);
+}
+
 static const struct CMUnitTest tests[] = {
 	cmocka_unit_test_setup(test_stations, fresh_db),
 	cmocka_unit_test_setup(test_race, fresh_db),
@@ -955,6 +1139,7 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test_setup(test_answer_lost, fresh_db),
 	cmocka_unit_test_setup(test_replay_differs, fresh_db),
 	cmocka_unit_test_setup(test_outage_handler, fresh_db),
+	cmocka_unit_test_setup(test_import_auth, fresh_db),
 };
 
 int main(void)

@@ -10,6 +10,7 @@
 
 #include <libpq-fe.h>
 #include <openssl/pem.h>
+#include <openssl/sha.h>
 #include <openssl/x509v3.h>
 
 #include "x509sign.h"
@@ -365,6 +366,20 @@ size_t tu_random_cuts(uint32_t *rng, size_t n, unsigned int step, size_t *cuts, 
 		cuts[k++] = at;
 	}
 	return k;
+}
+
+struct st_ledger_auth tu_ledger_auth(const char *id, const char *doc, int64_t units)
+{
+	struct st_ledger_auth a;
+
+	memset(&a, 0, sizeof(a));
+	a.id = id;
+	a.units = units;
+	a.lot = "LOT-7";
+	a.not_before = 1000;
+	a.not_after = 2000000000;
+	SHA256((const unsigned char *)doc, strlen(doc), a.doc_sha256);
+	return a;
 }
 
 const char *tu_pg_conn(void)

@@ -11,6 +11,7 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
+#include "ledger.h"
 #include "policy.h"
 #include "pool.h"
 #include "signer.h"
@@ -102,6 +103,10 @@ int tu_cmp_u64(const void *a, const void *b);
 /* Random places to cut a stream of n bytes, ascending, 1 to `step` bytes apart, at most max
  * of them, from the generator *rng (advanced); returns how many. */
 size_t tu_random_cuts(uint32_t *rng, size_t n, unsigned int step, size_t *cuts, size_t max);
+
+/* A ledger's authorization of units units (lot LOT-7, valid from 1000 to 2000000000), its
+ * document hash the SHA-256 of doc; id is borrowed. */
+struct st_ledger_auth tu_ledger_auth(const char *id, const char *doc, int64_t units);
 
 /* PostgreSQL (tests/lib/pg.sh run sets STATION_TEST_PG to a connection string of a server
  * of the test's own; NULL when it is not set). */
