@@ -158,6 +158,12 @@ int st_ledger_next_sequence(struct st_ledger *l, const char *prefix, uint64_t *n
 	return l->ops->next_sequence(l->inst, prefix, n, err, errlen);
 }
 
+int st_ledger_newest(struct st_ledger *l, const char *device_id, struct st_ledger_row **row,
+		     char *err, size_t errlen)
+{
+	return l->ops->newest(l->inst, device_id, row, err, errlen);
+}
+
 int st_ledger_get(struct st_ledger *l, int64_t id, struct st_ledger_row **row, char *err,
 		  size_t errlen)
 {

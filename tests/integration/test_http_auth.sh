@@ -290,12 +290,27 @@ code=$(register "$U2" "$T/u2-k2" "$B" --cert "$T/u2/client.pem" --key "$T/u2/pke
 expect_code "reissue with the device's own certificate" 201 "$code" "$T/u2-k2/answer.json"
 code=$(register "$U1" "$T/u1-k4" "$B" --cert "$T/u1-k2/client.pem" --key "$T/u1-k2/pkey.pem" "$@")
 expect_code "reissue with the device's own (reissued) certificate" 201 "$code" "$T/u1-k4/answer.json"
+# The certificate the reissue replaced still names the device, but is no longer its own: it
+# cannot take the id back (whoever kept or stole it), while the current one can.
+code=$(register "$U2" "$T/u2-k3" "$B" --cert "$T/u2/client.pem" --key "$T/u2/pkey.pem" "$@")
+expect_code "reissue with the device's replaced certificate" 409 "$code" "$T/u2-k3/answer.json"
+[ "$(jq -r .error "$T/u2-k3/answer.json")" = POOL_REISSUE_UNAUTH ] || fail "$(cat "$T/u2-k3/answer.json")"
+old=$(openssl x509 -in "$T/u2/client.pem" -noout -serial | cut -d= -f2 | tr A-F a-f)
+cur=$(openssl x509 -in "$T/u2-k2/client.pem" -noout -serial | cut -d= -f2 | tr A-F a-f)
+jq -r .message "$T/u2-k3/answer.json" | has "(serial $old) is not the device's current one (its current one is serial $cur," ||
+	fail "the refusal does not name both serials: $(cat "$T/u2-k3/answer.json")"
+code=$(register "$U2" "$T/u2-k4" "$B" --cert "$T/u2-k2/client.pem" --key "$T/u2-k2/pkey.pem" "$@")
+expect_code "reissue with the device's current certificate" 201 "$code" "$T/u2-k4/answer.json"
+code=$(register "$U2" "$T/u2-k3" "$B" --cert "$T/u2-k2/client.pem" --key "$T/u2-k2/pkey.pem" "$@")
+expect_code "reissue with the certificate just replaced" 409 "$code" "$T/u2-k3/answer.json"
 stop_server
-[ "$("$STATION" ledger -c "$pki/certs.yaml" list | grep -c "$U2")" = 2 ] ||
+[ "$("$STATION" ledger -c "$pki/certs.yaml" list | grep -c "$U2")" = 3 ] ||
 	fail "ledger rows for $U2: $("$STATION" ledger -c "$pki/certs.yaml" list)"
 [ "$("$STATION" ledger -c "$pki/certs.yaml" list | grep -c "$U1")" = 3 ] ||
 	fail "ledger rows for $U1: $("$STATION" ledger -c "$pki/certs.yaml" list)"
-ok "reissue with the device's own client certificate: 201; with another device's: 409, nothing signed"
+[ "$("$STATION" ledger -c "$pki/certs.yaml" flags | grep "$U2" | grep -c "is not the device's current one")" = 2 ] ||
+	fail "refused reissues by a replaced certificate not flagged: $("$STATION" ledger -c "$pki/certs.yaml" flags)"
+ok "reissue with the device's current client certificate: 201; with a replaced one or another device's: 409, flagged, nothing signed"
 
 # ---- Beyond loopback: what is allowed really demands its credential --------------------------
 if [ -z "$NETNS" ]; then
