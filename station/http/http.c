@@ -1423,6 +1423,13 @@ static int load_tokens(struct st_http *h, const struct st_config_http *cfg, char
 	size_t len = 0, line = 0;
 	int rc = 0, r;
 
+	/* Tokens written in the configuration make it a file of secrets like token_file. */
+	if (cfg->n_tokens && cfg->file) {
+		rc = secret_file_ok("the configuration file, which lists 'tokens',", cfg->file,
+				    ST_E_CONFIG, err, errlen);
+		if (rc < 0)
+			return rc;
+	}
 	for (size_t i = 0; i < cfg->n_tokens; i++) {
 		if (add_token(h, cfg->tokens[i], strlen(cfg->tokens[i])) != 0)
 			return st_errf(err, errlen, ST_E_NOMEM, "out of memory");

@@ -25,7 +25,8 @@
  * token as the cookie station_token, which the console's own page sets; the cookie counts for the
  * console alone); or the configuration says `allow_unauthenticated: true` in words. Tokens over
  * plain HTTP beyond loopback are refused: anyone on the network could read them; so is a
- * token_file or tls_key that every user of the machine may read or write. HEAD /sign answers 200
+ * token_file or tls_key that every user of the machine may read or write, and a configuration
+ * file with tokens written in it (`tokens:`) that every user may. HEAD /sign answers 200
  * to anyone (the device tool's probe; it says nothing). Loopback is this machine's programs, not
  * the web pages its browser opens: over plain HTTP on loopback every request must be addressed to
  * this machine (Host localhost, a name under it, a loopback address or the host name;

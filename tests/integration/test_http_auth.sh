@@ -251,6 +251,27 @@ done
 grep -q "$TOKEN" "$T/err" "$T/serve.err" && fail "a token reached the log"
 ok "token_file and tls_key that every user may read or write (4 modes each): refused at start, naming the file, its mode and the fix; 0640 served"
 
+# Tokens written in the configuration itself make it a file of secrets too.
+http_config inline "listen: 127.0.0.1:0" "tokens: [$TOKEN]"
+for m in 0644:read 0602:write 0606:"read and write" 0604:read; do
+	chmod "${m%%:*}" "$pki/inline.yaml"
+	if timeout 60 "$STATION" serve -c "$pki/inline.yaml" >"$T/out" 2>"$T/err"; then
+		fail "inline tokens in a configuration of mode ${m%%:*}: station serve started"
+	fi
+	grep -qF "the configuration file, which lists 'tokens', $pki/inline.yaml has mode ${m%%:*}: every user of this machine may ${m#*:} it" "$T/err" &&
+		grep -qF "chmod o-rwx $pki/inline.yaml" "$T/err" ||
+		fail "inline tokens, configuration of mode ${m%%:*}: $(cat "$T/err")"
+done
+for m in 0640 0600; do
+	chmod $m "$pki/inline.yaml"
+	start_server "$pki/inline.yaml"
+	code=$(call "$T/r.json" GET "$URL/status")
+	expect_code "inline tokens, configuration of mode $m: GET /status" 200 "$code" "$T/r.json"
+	stop_server
+done
+grep -q "$TOKEN" "$T/err" "$T/serve.err" && fail "a token reached the log"
+ok "tokens in a configuration that every user may read or write (4 modes): refused at start, naming it, its mode and the fix; 0640 and 0600 served"
+
 # Loopback with tokens over plain HTTP: /sign needs the token; /status and /metrics, which
 # only the machine itself can reach, do not.
 start_server "$pki/tokens.yaml"
@@ -336,6 +357,7 @@ stop_server
 ok "[::] with client certificates: no handshake without one, on every resource (via ::1 and 2001:db8::1)"
 
 http_config ip4 "listen: 192.0.2.1:0" "${TLS[@]}" "tokens: [$TOKEN]"
+chmod 0600 "$pki/ip4.yaml"
 start_server "$pki/ip4.yaml"
 P=${URL##*:}
 guarded_by_token 192.0.2.1 "$P"
