@@ -753,6 +753,9 @@ static int load(const char *name, const char *dir, const void *buf, size_t len, 
 		rc = st_yl_summary(&ctx, name, ST_E_CONFIG, err, errlen);
 		goto out;
 	}
+	/* Tokens written in the file make it a file of secrets (st_http_start checks its mode). */
+	if (!from_buffer)
+		c->http.file = c->path;
 	if (record_files(c, doc->root, f) != 0) {
 		rc = st_errf(err, errlen, ST_E_NOMEM, "out of memory");
 		goto out;

@@ -65,6 +65,8 @@
  *     tls_key: gateway.key
  *     client_ca: device-cas.pem  # optional: clients need a certificate chaining to these
  *     token_file: tokens.txt     # optional: accepted OSF-TOKEN values, one per line
+ *     tokens: [TOKEN]            # optional: or listed here; this file is then refused
+ *                                #   when every user may read or write it (chmod o-rwx)
  *     max_body: 65536            # bytes of a request body
  *     allow_unauthenticated: false  # beyond loopback the server requires client_ca, or
  *                                #   tokens over HTTPS, or this written as true
@@ -161,6 +163,8 @@ struct st_config_http {
 	char *token_file;	  /* accepted OSF-TOKEN values, one per line; may be NULL */
 	char **tokens;		  /* or listed in the file itself (n_tokens) */
 	size_t n_tokens;
+	const char *file;	  /* the configuration file read (st_config.path; NULL when
+				   * read from memory): with tokens in it, it holds secrets */
 	unsigned max_body;	  /* bytes; default 65536 */
 	unsigned max_connections; /* default 1024 */
 	unsigned sign_timeout_ms; /* default 60000 */

@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include <h2o.h>
+#include <openssl/bn.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -69,8 +70,12 @@ struct http_conn {
 	struct st_http *h;
 	h2o_socket_t *sock; /* H2O's socket over tcp */
 	/* The CN of the client certificate the TLS handshake verified ("" before, or without
-	 * one): the device id whose reissue this connection may ask for. */
+	 * one): the device id whose reissue this connection may ask for, as long as that
+	 * certificate is the device's current one (st_sign_req.id_by_cert): its DER's SHA-256
+	 * and its serial (lower-case hex, "" when longer than 20 octets) say which. */
 	char peer_cn[ST_PROFILE_MAX_ID + 1];
+	uint8_t peer_sha256[32];
+	char peer_serial[ST_ISSUE_SERIAL_HEX];
 	struct http_conn *prev, *next;
 };
 
@@ -576,7 +581,7 @@ static void handle_sign(struct st_http *h, h2o_req_t *req)
 	struct reg *g = NULL, **slot;
 	uint64_t t0 = uv_hrtime();
 	char *sota = NULL;
-	const char *peer_cn = NULL;
+	const struct http_conn *pc = NULL;
 	size_t sota_len;
 	char err[ST_ERR_MAX], peer[64];
 	int rc, id_auth = 0;
@@ -604,10 +609,9 @@ static void handle_sign(struct st_http *h, h2o_req_t *req)
 	if (h->n_tokens) {
 		id_auth = 1;
 	} else if (h->client_certs) {
-		struct http_conn *c = conn_of(h, req->conn->callbacks->get_socket(req->conn));
-
-		if (c && c->peer_cn[0])
-			peer_cn = c->peer_cn;
+		pc = conn_of(h, req->conn->callbacks->get_socket(req->conn));
+		if (pc && !pc->peer_cn[0])
+			pc = NULL;
 	}
 	rc = st_http_reg_parse(req->entity.base ? req->entity.base : "", req->entity.len, &r,
 			       err, sizeof(err));
@@ -638,7 +642,13 @@ static void handle_sign(struct st_http *h, h2o_req_t *req)
 	snprintf(sreq->profile, sizeof(sreq->profile), "%s", p->sku);
 	snprintf(sreq->slot, sizeof(sreq->slot), "http:%s", r->name ? r->name : peer);
 	snprintf(sreq->device_id, sizeof(sreq->device_id), "%s", r->uuid);
-	sreq->id_authenticated = id_auth || (peer_cn && strcmp(peer_cn, r->uuid) == 0);
+	sreq->id_authenticated = id_auth || (pc && strcmp(pc->peer_cn, r->uuid) == 0);
+	if (!id_auth && sreq->id_authenticated) {
+		/* Only while it is the device's current certificate (pool.h). */
+		sreq->id_by_cert = 1;
+		memcpy(sreq->id_cert_sha256, pc->peer_sha256, sizeof(sreq->id_cert_sha256));
+		memcpy(sreq->id_cert_serial, pc->peer_serial, sizeof(sreq->id_cert_serial));
+	}
 	/* The CSR as received: a signing worker checks it (pool.h, step 0), so the loop spends
 	 * no verification on it, and one that fails is answered with the check's code and
 	 * message and leaves no ledger row, as when the loop checked it. */
@@ -1275,7 +1285,8 @@ static int ssl_fail(char *err, size_t errlen, const char *what, const char *path
 		       buf[0] ? buf : "OpenSSL gave no reason");
 }
 
-/* After each TLS handshake: the verified client certificate's CN, kept on its connection.
+/* After each TLS handshake: the verified client certificate's CN, the SHA-256 of its DER and
+ * its serial, kept on its connection.
  * H2O 2.2 offers no way from a request to its SSL object, but its socket BIO carries the
  * h2o_socket_t as data: that pointer is only compared with the connections' own sockets,
  * never followed, so another H2O leaves peer_cn empty (no reissue by certificate) rather
@@ -1287,8 +1298,9 @@ static void on_tls_info(const SSL *ssl, int where, int ret)
 	struct http_conn *c;
 	X509 *peer;
 	X509_NAME *name;
-	unsigned char *cn = NULL;
-	int i, n;
+	unsigned char *cn = NULL, *der = NULL;
+	BIGNUM *serial;
+	int i, n, der_len;
 
 	(void)ret;
 	if (!(where & SSL_CB_HANDSHAKE_DONE) || !h || !bio)
@@ -1298,6 +1310,26 @@ static void on_tls_info(const SSL *ssl, int where, int ret)
 	if (!c || !peer || SSL_get_verify_result(ssl) != X509_V_OK)
 		return;
 	c->peer_cn[0] = 0;
+	c->peer_serial[0] = 0;
+	der_len = i2d_X509(peer, &der);
+	if (der_len <= 0)
+		return;
+	st_digest(ST_SHA256, der, (size_t)der_len, c->peer_sha256);
+	OPENSSL_free(der);
+	serial = ASN1_INTEGER_to_BN(X509_get0_serialNumber(peer), NULL);
+	n = serial ? BN_num_bytes(serial) : 0;
+	if (n > 0 && n <= 20) {
+		unsigned char v[20];
+		static const char digits[] = "0123456789abcdef";
+
+		BN_bn2bin(serial, v);
+		for (i = 0; i < n; i++) {
+			c->peer_serial[2 * i] = digits[v[i] >> 4];
+			c->peer_serial[2 * i + 1] = digits[v[i] & 15];
+		}
+		c->peer_serial[2 * n] = 0;
+	}
+	BN_free(serial);
 	name = X509_get_subject_name(peer);
 	i = X509_NAME_get_index_by_NID(name, NID_commonName, -1);
 	/* Exactly one CN, or none counts. */
@@ -1391,6 +1423,13 @@ static int load_tokens(struct st_http *h, const struct st_config_http *cfg, char
 	size_t len = 0, line = 0;
 	int rc = 0, r;
 
+	/* Tokens written in the configuration make it a file of secrets like token_file. */
+	if (cfg->n_tokens && cfg->file) {
+		rc = secret_file_ok("the configuration file, which lists 'tokens',", cfg->file,
+				    ST_E_CONFIG, err, errlen);
+		if (rc < 0)
+			return rc;
+	}
 	for (size_t i = 0; i < cfg->n_tokens; i++) {
 		if (add_token(h, cfg->tokens[i], strlen(cfg->tokens[i])) != 0)
 			return st_errf(err, errlen, ST_E_NOMEM, "out of memory");

@@ -25,7 +25,8 @@
  * token as the cookie station_token, which the console's own page sets; the cookie counts for the
  * console alone); or the configuration says `allow_unauthenticated: true` in words. Tokens over
  * plain HTTP beyond loopback are refused: anyone on the network could read them; so is a
- * token_file or tls_key that every user of the machine may read or write. HEAD /sign answers 200
+ * token_file or tls_key that every user of the machine may read or write, and a configuration
+ * file with tokens written in it (`tokens:`) that every user may. HEAD /sign answers 200
  * to anyone (the device tool's probe; it says nothing). Loopback is this machine's programs, not
  * the web pages its browser opens: over plain HTTP on loopback every request must be addressed to
  * this machine (Host localhost, a name under it, a loopback address or the host name;
@@ -39,9 +40,12 @@
  *
  * Reissue. Under a profile's `reprovision: reissue`, a registration for a uuid recorded with
  * another key is authenticated (st_sign_req.id_authenticated) when it carries a valid token,
- * or when its client certificate was issued to that same uuid (CN): the device proves with
- * the key of its current certificate that it is that device. Any other such request is
- * refused (409 POOL_REISSUE_UNAUTH) and flagged.
+ * or when its client certificate was issued to that same uuid (CN) and is still the device's
+ * current one (the newest live row of the uuid in the ledger, checked by the pool in the
+ * transaction of the intent): the device proves with the key of its current certificate that
+ * it is that device. A certificate a reissue replaced proves nothing. Any other such request
+ * is refused (409 POOL_REISSUE_UNAUTH, naming both serials when a certificate was not the
+ * current one) and flagged.
  * Errors are JSON {"error": NAME, "message": text} where NAME is st_errname() of the code
  * (CSR_SIGNATURE, POOL_ID_OTHER_KEY, ...): 400 malformed JSON, a missing or malformed field, a CSR
  * the profile's policy refuses, no profile for the hardware id; 401 a missing or wrong OSF-TOKEN;

@@ -196,6 +196,29 @@ static int take_overrides(const json_t *root, struct st_sota_overrides *o, char 
 	return 0;
 }
 
+/* Whether d is where the device tool may keep its files: absolute, not '/', and naming its
+ * directory plainly, no component '.' or '..' ("/..", "/var/sota/.." and "/a/./b" too, which
+ * a search for "/../" missed): sota.toml names paths under it. */
+static int config_dir_ok(const char *d)
+{
+	int named = 0; /* "//" is '/' too */
+
+	if (d[0] != '/')
+		return 0;
+	for (const char *c = d; *c;) {
+		size_t n;
+
+		while (*c == '/')
+			c++;
+		n = strcspn(c, "/");
+		if ((n == 1 && c[0] == '.') || (n == 2 && c[0] == '.' && c[1] == '.'))
+			return 0;
+		named |= n > 0;
+		c += n;
+	}
+	return named;
+}
+
 int st_http_reg_parse(const void *body, size_t len, struct st_http_reg **out, char *err,
 		      size_t errlen)
 {
@@ -245,11 +268,10 @@ int st_http_reg_parse(const void *body, size_t len, struct st_http_reg **out, ch
 		goto out;
 	/* The device tool accepts a UUID in either case: one device, one spelling. */
 	st_device_id_normalize(r->uuid);
-	if (r->config_dir && (r->config_dir[0] != '/' || strstr(r->config_dir, "/../") ||
-			      strcmp(r->config_dir, "/") == 0)) {
+	if (r->config_dir && !config_dir_ok(r->config_dir)) {
 		rc = st_errf(err, errlen, ST_E_HTTP_FIELD,
 			     "field 'sota-config-dir' must be an absolute directory other than "
-			     "'/' without '..', not '%s'",
+			     "'/' without '.' or '..' components, not '%s'",
 			     r->config_dir);
 		goto out;
 	}

@@ -256,6 +256,7 @@ enum stmt_id {
 	S_LIVE_KEY,
 	S_LIVE_KEY_ID,
 	S_LIVE_DEVICE,
+	S_NEWEST_DEVICE,
 	S_SUPERSEDE,
 	S_SET_CERT,
 	S_DELIVERED,
@@ -303,6 +304,8 @@ static const char *const stmt_sql[S_COUNT_] = {
 			  "WHERE pubkey_sha256 = ?1 AND " LIVE " LIMIT 1",
 	[S_LIVE_DEVICE] = "SELECT " ROW_COLUMNS " FROM certificates "
 			  "WHERE device_id = ?1 AND pubkey_sha256 <> ?2 AND " LIVE,
+	[S_NEWEST_DEVICE] = "SELECT " ROW_COLUMNS " FROM certificates "
+			    "WHERE device_id = ?1 AND " LIVE " ORDER BY id DESC LIMIT 1",
 	[S_SUPERSEDE] = "UPDATE certificates SET state = 'failed', reason = 'superseded' "
 			"WHERE id = ?1 AND state = 'intent'",
 	[S_SET_CERT] = "UPDATE certificates SET state = 'signed', cert_der = ?2, "
@@ -1563,6 +1566,25 @@ static int sq_lookup(void *inst, const char *device_id, const uint8_t pubkey_sha
 	return rc;
 }
 
+static int sq_newest(void *inst, const char *device_id, struct st_ledger_row **row, char *err,
+		     size_t errlen)
+{
+	struct sq_ledger *l = inst;
+	sqlite3_stmt *s;
+	int rc;
+
+	*row = NULL;
+	if (!device_id || !*device_id)
+		return st_errf(err, errlen, ST_E_INVAL, "ledger %s: lookup without a device id",
+			       l->path);
+	rc = prep(l, S_NEWEST_DEVICE, &s, err, errlen);
+	if (rc < 0)
+		return rc;
+	sqlite3_bind_text(s, 1, device_id, -1, SQLITE_STATIC);
+	rc = fetch_row(l, s, row, "looking the device id's newest row up", err, errlen);
+	return rc < 0 ? rc : 0;
+}
+
 static int sq_next_sequence(void *inst, const char *prefix, uint64_t *n, char *err,
 			    size_t errlen)
 {
@@ -2328,6 +2350,7 @@ const struct st_ledger_ops st_ledger_sqlite_ops = {
 	.path = sq_path,
 	.set_hook = sq_set_hook,
 	.lookup = sq_lookup,
+	.newest = sq_newest,
 	.begin = sq_begin,
 	.commit = sq_commit,
 	.rollback = sq_rollback,

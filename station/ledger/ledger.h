@@ -182,6 +182,15 @@ enum st_ledger_verdict {
 int st_ledger_lookup(struct st_ledger *l, const char *device_id, const uint8_t pubkey_sha256[32],
 		     struct st_ledger_row **row, char *err, size_t errlen);
 
+/* The device id's newest live row (the highest id), whatever its key and state: the
+ * certificate the station gave it last, or an intent in flight. A reissue that a device
+ * authenticated with its certificate is for the holder of this one alone (pool.h). Returns
+ * 0 and *row (free it), NULL when the device id has no live row; or a negative
+ * ST_E_LEDGER_* code and *row NULL. Sees the rows of the caller's open transaction; after
+ * st_ledger_lookup() of the same device id inside it, the answer holds until it ends. */
+int st_ledger_newest(struct st_ledger *l, const char *device_id, struct st_ledger_row **row,
+		     char *err, size_t errlen);
+
 /* Group commit: everything between begin and commit is one transaction, one fsync. Begin
  * takes the write lock at once (waiting up to the busy timeout, then ST_E_LEDGER_BUSY); on
  * PostgreSQL stations write at once and wait only for rows another station's open

@@ -32,6 +32,8 @@ struct st_ledger_ops {
 	void (*set_outage)(void *inst, const struct st_ledger_outage *outage);
 	int (*lookup)(void *inst, const char *device_id, const uint8_t pubkey_sha256[32],
 		      struct st_ledger_row **row, char *err, size_t errlen);
+	int (*newest)(void *inst, const char *device_id, struct st_ledger_row **row, char *err,
+		      size_t errlen);
 	int (*begin)(void *inst, char *err, size_t errlen);
 	int (*commit)(void *inst, char *err, size_t errlen);
 	int (*rollback)(void *inst);

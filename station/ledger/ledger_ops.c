@@ -188,6 +188,12 @@ int st_ledger_sequence_next(struct st_ledger *l, const char *prefix, uint64_t *n
 	return rc;
 }
 
+int st_ledger_newest(struct st_ledger *l, const char *device_id, struct st_ledger_row **row,
+		     char *err, size_t errlen)
+{
+	return l->ops->newest(l->inst, device_id, row, err, errlen);
+}
+
 int st_ledger_get(struct st_ledger *l, int64_t id, struct st_ledger_row **row, char *err,
 		  size_t errlen)
 {

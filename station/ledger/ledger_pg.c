@@ -569,7 +569,7 @@ int pgl_in_error(const struct pg_ledger *l)
 
 static int is_read(enum call_kind k)
 {
-	return k == C_LOOKUP || k == C_GET || k == C_GET_SERIAL;
+	return k == C_LOOKUP || k == C_GET || k == C_GET_SERIAL || k == C_NEWEST;
 }
 
 static void call_free(struct pg_call *c)
@@ -949,6 +949,7 @@ static int call(struct pg_ledger *l, struct pg_call *c, struct st_ledger_row **r
 			rc = pgl_run_call(l, c, 0, row, err, errlen);
 			if (!l->gone && !pgl_in_error(l)) {
 				if (l->in_tx && c->kind != C_GET && c->kind != C_GET_SERIAL &&
+				    c->kind != C_NEWEST &&
 				    journal_add(l, c) < 0) {
 					l->lost = 1;
 					st_msgf(l->lost_why, sizeof(l->lost_why),
@@ -1238,6 +1239,20 @@ static int pg_get_serial(void *inst, const char *serial, struct st_ledger_row **
 	return call(l, &c, row, err, errlen);
 }
 
+static int pg_newest(void *inst, const char *device_id, struct st_ledger_row **row, char *err,
+		     size_t errlen)
+{
+	struct pg_ledger *l = inst;
+	struct pg_call c = { .kind = C_NEWEST };
+
+	*row = NULL;
+	if (!device_id || !*device_id)
+		return st_errf(err, errlen, ST_E_INVAL, "ledger %s: lookup without a device id",
+			       l->spec);
+	c.s[0] = (char *)device_id;
+	return call(l, &c, row, err, errlen);
+}
+
 /* Reads a whole table through a cursor WITH HOLD: the server keeps one snapshot of it for
  * the caller to fetch a chunk at a time, and other statements (fn's calls) may run on the
  * connection meanwhile, inside a transaction or not. */
@@ -1454,6 +1469,7 @@ const struct st_ledger_ops st_ledger_pg_ops = {
 	.set_hook = pg_set_hook,
 	.set_outage = pg_set_outage,
 	.lookup = pg_lookup,
+	.newest = pg_newest,
 	.begin = pg_begin,
 	.commit = pg_commit,
 	.rollback = pg_rollback,

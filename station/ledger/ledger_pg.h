@@ -51,6 +51,7 @@ enum pstmt {
 	P_GET,
 	P_GET_SERIAL,
 	P_GET_SERIAL_DEAD,
+	P_NEWEST_DEVICE,
 	P_SEQUENCE,
 	P_SEQUENCE_AGAIN,
 	P_FLAG,
@@ -89,6 +90,7 @@ enum call_kind {
 	C_ADD_INTENT_AUTH, /* C_ADD_INTENT with s[4] the authorization; value: units used */
 	C_GET,        /* reads: not kept in the journal */
 	C_GET_SERIAL,
+	C_NEWEST,     /* s[0] the device id; *row NULL when it has no live row */
 };
 
 struct pg_call {

@@ -62,6 +62,8 @@ static const char *const stmt_sql[P_COUNT_] = {
 			 " WHERE serial = $1::text AND " LIVE " LIMIT 1",
 	[P_GET_SERIAL_DEAD] = "SELECT " ROW_COLUMNS " FROM " T_CERTS
 			      " WHERE serial = $1::text ORDER BY id DESC LIMIT 1",
+	[P_NEWEST_DEVICE] = "SELECT " ROW_COLUMNS " FROM " T_CERTS
+			    " WHERE device_id = $1::text AND " LIVE " ORDER BY id DESC LIMIT 1",
 	[P_SEQUENCE] = "INSERT INTO " T_SEQ " AS s (prefix, next) VALUES ($1::text, 2) "
 		       "ON CONFLICT (prefix) DO UPDATE SET next = s.next + 1 RETURNING next - 1",
 	/* A replay takes the number the caller was given, if nobody took it meanwhile. */
@@ -859,7 +861,8 @@ static int do_sequence(struct pg_ledger *l, struct pg_call *c, int replay, char 
 	return 0;
 }
 
-/* Reads one row by id (C_GET) or by serial, the live row first (C_GET_SERIAL). */
+/* Reads one row by id (C_GET), by serial, the live row first (C_GET_SERIAL), or the device
+ * id's newest live row (C_NEWEST, none: *row NULL). */
 static int do_get(struct pg_ledger *l, struct pg_call *c, struct st_ledger_row **row,
 		  char *err, size_t errlen)
 {
@@ -867,6 +870,16 @@ static int do_get(struct pg_ledger *l, struct pg_call *c, struct st_ledger_row *
 	PGresult *res;
 	int rc;
 
+	if (c->kind == C_NEWEST) {
+		pgl_text(&p, c->s[0]);
+		res = pgl_exec(l, P_NEWEST_DEVICE, &p, "looking the device id's newest row up",
+			       &rc, err, errlen);
+		if (!res)
+			return rc;
+		rc = PQntuples(res) ? pgl_read_row(l, res, 0, 0, row, err, errlen) : 0;
+		PQclear(res);
+		return rc;
+	}
 	if (c->kind == C_GET)
 		pgl_i64(&p, c->id);
 	else
@@ -929,6 +942,7 @@ int pgl_run_call(struct pg_ledger *l, struct pg_call *c, int replay,
 		return pgl_do_add_intent_auth(l, c, replay, err, errlen);
 	case C_GET:
 	case C_GET_SERIAL:
+	case C_NEWEST:
 		return do_get(l, c, row, err, errlen);
 	}
 	return st_errf(err, errlen, ST_E_INTERNAL, "ledger %s: unknown call %d", l->spec,

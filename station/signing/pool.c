@@ -22,6 +22,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "digest.h"
 #include "err.h"
 #include "ledger.h"
 #include "log.h"
@@ -584,6 +585,51 @@ static int add_intent_authorized(struct st_pool *pool, struct st_sign_req *r, in
 		       n, n == 1 ? "" : "s", why);
 }
 
+/* For a reissue that r authenticated by a certificate of the device id alone
+ * (r->id_by_cert): whether that certificate is the id's current one, the certificate of its
+ * newest live row. An older certificate of the device (replaced by a reissue, perhaps
+ * because it was stolen) must not take the id back. Returns 1 (current), 0 (not: msg says
+ * why) or the ledger's negative code with r failed. Ledger thread, inside
+ * the round's transaction, after the lookup of the same id. */
+static int cert_is_current(struct st_pool *pool, struct st_sign_req *r, char *msg,
+			   size_t msglen)
+{
+	struct st_ledger_row *cur = NULL;
+	char err[ST_ERR_MAX] = "", now[128];
+	uint8_t d[32];
+	int rc;
+
+	rc = st_ledger_newest(pool->ledger, r->device_id, &cur, err, sizeof(err));
+	if (rc < 0) {
+		req_fail(r, rc, err);
+		return rc;
+	}
+	if (cur && cur->cert_der) {
+		st_digest(ST_SHA256, cur->cert_der, cur->cert_len, d);
+		rc = memcmp(d, r->id_cert_sha256, sizeof(d)) == 0;
+	}
+	if (rc == 1) {
+		st_ledger_row_free(cur);
+		return 1;
+	}
+	if (!cur)
+		st_msgf(now, sizeof(now), "the ledger has no live row of it");
+	else
+		st_msgf(now, sizeof(now), "%s %s, ledger row %lld",
+			cur->cert_der ? "its current one is serial" :
+					"its newest row is an intent for serial",
+			cur->serial, (long long)cur->id);
+	st_msgf(msg, msglen,
+		"recorded with another key, and the client certificate presented (serial %s) is "
+		"not the device's current one (%s); profile %s reissues only to authenticated "
+		"requests (secure-element id, token, the device's current certificate); refused "
+		"and flagged",
+		r->id_cert_serial[0] ? r->id_cert_serial : "?", now,
+		r->profile[0] ? r->profile : "(default)");
+	st_ledger_row_free(cur);
+	return 0;
+}
+
 /* Step 1 for one request: what the ledger knows, and the intent when it is to be signed.
  * Returns 1 (sign it), 0 (decided: r->rc says how) or a fatal ledger error. */
 static int lookup_one(struct st_pool *pool, struct st_sign_req *r)
@@ -624,6 +670,19 @@ static int lookup_one(struct st_pool *pool, struct st_sign_req *r)
 		rc = refuse(pool, r, ST_E_POOL_KEY_REUSED, msg);
 		goto out;
 	case ST_LEDGER_ID_OTHER_KEY:
+		if (r->policy->reprovision == ST_REPROVISION_REISSUE && r->id_authenticated &&
+		    r->id_by_cert) {
+			rc = cert_is_current(pool, r, msg, sizeof(msg));
+			if (rc < 0) {
+				rc = ledger_fatal(rc) ? rc : 0;
+				goto out;
+			}
+			if (rc == 0) {
+				rc = refuse(pool, r, ST_E_POOL_REISSUE_UNAUTH, msg);
+				goto out;
+			}
+			break;
+		}
 		if (r->policy->reprovision == ST_REPROVISION_REISSUE && r->id_authenticated)
 			break;
 		if (r->policy->reprovision == ST_REPROVISION_REISSUE) {

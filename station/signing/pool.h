@@ -126,6 +126,17 @@ struct st_sign_req {
 			       * token or the device's own client certificate). Under the reissue
 			       * policy only such a request gets a new certificate for a device
 			       * id recorded with another key; others are refused and flagged. */
+	/* Set when the requester authenticated device_id by a certificate issued to it (an
+	 * HTTP client certificate whose CN is device_id) and by nothing else: the SHA-256 of
+	 * that certificate's DER, and its serial (lower-case hex, for messages). A stolen or
+	 * replaced certificate still names the device, so such a request counts as
+	 * authenticated only while that certificate is the device id's current one, its
+	 * newest live row in the ledger (st_ledger_newest), checked in the transaction of the
+	 * intent; else it is refused as unauthenticated (ST_E_POOL_REISSUE_UNAUTH), naming
+	 * both serials. */
+	int id_by_cert;
+	uint8_t id_cert_sha256[32];
+	char id_cert_serial[ST_ISSUE_SERIAL_HEX];
 	void *data;          /* the caller's */
 	st_sign_done_cb done;
 	/* Optional: called on the loop thread once the request's intent row is committed (its

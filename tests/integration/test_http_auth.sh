@@ -251,6 +251,27 @@ done
 grep -q "$TOKEN" "$T/err" "$T/serve.err" && fail "a token reached the log"
 ok "token_file and tls_key that every user may read or write (4 modes each): refused at start, naming the file, its mode and the fix; 0640 served"
 
+# Tokens written in the configuration itself make it a file of secrets too.
+http_config inline "listen: 127.0.0.1:0" "tokens: [$TOKEN]"
+for m in 0644:read 0602:write 0606:"read and write" 0604:read; do
+	chmod "${m%%:*}" "$pki/inline.yaml"
+	if timeout 60 "$STATION" serve -c "$pki/inline.yaml" >"$T/out" 2>"$T/err"; then
+		fail "inline tokens in a configuration of mode ${m%%:*}: station serve started"
+	fi
+	grep -qF "the configuration file, which lists 'tokens', $pki/inline.yaml has mode ${m%%:*}: every user of this machine may ${m#*:} it" "$T/err" &&
+		grep -qF "chmod o-rwx $pki/inline.yaml" "$T/err" ||
+		fail "inline tokens, configuration of mode ${m%%:*}: $(cat "$T/err")"
+done
+for m in 0640 0600; do
+	chmod $m "$pki/inline.yaml"
+	start_server "$pki/inline.yaml"
+	code=$(call "$T/r.json" GET "$URL/status")
+	expect_code "inline tokens, configuration of mode $m: GET /status" 200 "$code" "$T/r.json"
+	stop_server
+done
+grep -q "$TOKEN" "$T/err" "$T/serve.err" && fail "a token reached the log"
+ok "tokens in a configuration that every user may read or write (4 modes): refused at start, naming it, its mode and the fix; 0640 and 0600 served"
+
 # Loopback with tokens over plain HTTP: /sign needs the token; /status and /metrics, which
 # only the machine itself can reach, do not.
 start_server "$pki/tokens.yaml"
@@ -290,12 +311,27 @@ code=$(register "$U2" "$T/u2-k2" "$B" --cert "$T/u2/client.pem" --key "$T/u2/pke
 expect_code "reissue with the device's own certificate" 201 "$code" "$T/u2-k2/answer.json"
 code=$(register "$U1" "$T/u1-k4" "$B" --cert "$T/u1-k2/client.pem" --key "$T/u1-k2/pkey.pem" "$@")
 expect_code "reissue with the device's own (reissued) certificate" 201 "$code" "$T/u1-k4/answer.json"
+# The certificate the reissue replaced still names the device, but is no longer its own: it
+# cannot take the id back (whoever kept or stole it), while the current one can.
+code=$(register "$U2" "$T/u2-k3" "$B" --cert "$T/u2/client.pem" --key "$T/u2/pkey.pem" "$@")
+expect_code "reissue with the device's replaced certificate" 409 "$code" "$T/u2-k3/answer.json"
+[ "$(jq -r .error "$T/u2-k3/answer.json")" = POOL_REISSUE_UNAUTH ] || fail "$(cat "$T/u2-k3/answer.json")"
+old=$(openssl x509 -in "$T/u2/client.pem" -noout -serial | cut -d= -f2 | tr A-F a-f)
+cur=$(openssl x509 -in "$T/u2-k2/client.pem" -noout -serial | cut -d= -f2 | tr A-F a-f)
+jq -r .message "$T/u2-k3/answer.json" | has "(serial $old) is not the device's current one (its current one is serial $cur," ||
+	fail "the refusal does not name both serials: $(cat "$T/u2-k3/answer.json")"
+code=$(register "$U2" "$T/u2-k4" "$B" --cert "$T/u2-k2/client.pem" --key "$T/u2-k2/pkey.pem" "$@")
+expect_code "reissue with the device's current certificate" 201 "$code" "$T/u2-k4/answer.json"
+code=$(register "$U2" "$T/u2-k3" "$B" --cert "$T/u2-k2/client.pem" --key "$T/u2-k2/pkey.pem" "$@")
+expect_code "reissue with the certificate just replaced" 409 "$code" "$T/u2-k3/answer.json"
 stop_server
-[ "$("$STATION" ledger -c "$pki/certs.yaml" list | grep -c "$U2")" = 2 ] ||
+[ "$("$STATION" ledger -c "$pki/certs.yaml" list | grep -c "$U2")" = 3 ] ||
 	fail "ledger rows for $U2: $("$STATION" ledger -c "$pki/certs.yaml" list)"
 [ "$("$STATION" ledger -c "$pki/certs.yaml" list | grep -c "$U1")" = 3 ] ||
 	fail "ledger rows for $U1: $("$STATION" ledger -c "$pki/certs.yaml" list)"
-ok "reissue with the device's own client certificate: 201; with another device's: 409, nothing signed"
+[ "$("$STATION" ledger -c "$pki/certs.yaml" flags | grep "$U2" | grep -c "is not the device's current one")" = 2 ] ||
+	fail "refused reissues by a replaced certificate not flagged: $("$STATION" ledger -c "$pki/certs.yaml" flags)"
+ok "reissue with the device's current client certificate: 201; with a replaced one or another device's: 409, flagged, nothing signed"
 
 # ---- Beyond loopback: what is allowed really demands its credential --------------------------
 if [ -z "$NETNS" ]; then
@@ -321,6 +357,7 @@ stop_server
 ok "[::] with client certificates: no handshake without one, on every resource (via ::1 and 2001:db8::1)"
 
 http_config ip4 "listen: 192.0.2.1:0" "${TLS[@]}" "tokens: [$TOKEN]"
+chmod 0600 "$pki/ip4.yaml"
 start_server "$pki/ip4.yaml"
 P=${URL##*:}
 guarded_by_token 192.0.2.1 "$P"

@@ -187,7 +187,7 @@ static void test_parse_errors(void **state)
 		  ST_E_HTTP_FIELD, "absolute directory" },
 		{ "{\"csr\":\"x\",\"hardware-id\":\"h\",\"uuid\":\"u\","
 		  "\"sota-config-dir\":\"/a/../etc\"}",
-		  ST_E_HTTP_FIELD, "without '..'" },
+		  ST_E_HTTP_FIELD, "without '.' or '..' components" },
 		{ "{\"csr\":\"x\",\"hardware-id\":\"h\",\"uuid\":\"u\",\"group\":\"a b\"}",
 		  ST_E_HTTP_FIELD, "'group' may contain only" },
 		{ "{\"csr\":\"x\",\"hardware-id\":\"h\",\"uuid\":\"u\",\"overrides\":\"tags\"}",
@@ -226,6 +226,48 @@ static void test_parse_errors(void **state)
 			if (*c < 0x20 || *c == 0x7f || (c[0] == 0xc2 && c[1] >= 0x80 && c[1] <= 0x9f))
 				fail_msg("case %zu: raw byte 0x%02x in '%s'", i, *c, err);
 		assert_null(r);
+	}
+}
+
+/* sota-config-dir names the device's directory plainly: absolute, not '/', no component
+ * '.' or '..' wherever it stands (a search for "/../" missed a last one); names that only
+ * contain dots are directories like any other. */
+static void test_parse_config_dir(void **state)
+{
+	static const char *const refused[] = {
+		"/..", "/var/sota/..", "/var/sota/../x", "..", "a/../b", "/../etc", "/.",
+		"/var/./sota", "/var/sota/.", "//..//", "/var/sota/../", "var/sota", "/", "//",
+	};
+	static const char *const accepted[] = {
+		"/var/sota", "/var/sota/", "/factory/sota", "/a..b", "/..a", "/var/.sota",
+		"/var/sota..", "/var/...", "/.hidden/x",
+	};
+	char body[512], err[ST_ERR_MAX];
+	struct st_http_reg *r;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+		snprintf(body, sizeof(body),
+			 "{\"csr\":\"x\",\"hardware-id\":\"h\",\"uuid\":\"u\","
+			 "\"sota-config-dir\":\"%s\"}",
+			 refused[i]);
+		r = (struct st_http_reg *)1;
+		err[0] = 0;
+		if (parse(body, &r, err, sizeof(err)) != ST_E_HTTP_FIELD ||
+		    !strstr(err, "'sota-config-dir' must be an absolute directory"))
+			fail_msg("'%s' was not refused: '%s'", refused[i], err);
+		assert_null(r);
+	}
+	for (size_t i = 0; i < sizeof(accepted) / sizeof(accepted[0]); i++) {
+		snprintf(body, sizeof(body),
+			 "{\"csr\":\"x\",\"hardware-id\":\"h\",\"uuid\":\"u\","
+			 "\"sota-config-dir\":\"%s\"}",
+			 accepted[i]);
+		r = NULL;
+		if (parse(body, &r, err, sizeof(err)) != 0)
+			fail_msg("'%s' was refused: '%s'", accepted[i], err);
+		assert_string_equal(r->config_dir, accepted[i]);
+		st_http_reg_free(r);
 	}
 }
 
@@ -900,6 +942,7 @@ int main(void)
 		cmocka_unit_test(test_parse_tool_body),
 		cmocka_unit_test(test_parse_uuid_case),
 		cmocka_unit_test(test_parse_errors),
+		cmocka_unit_test(test_parse_config_dir),
 		cmocka_unit_test(test_parse_bounds),
 		cmocka_unit_test(test_check),
 		cmocka_unit_test(test_choose_shipped),

@@ -472,6 +472,26 @@ static void test_lookup(void **state)
 			 ST_LEDGER_ID_OTHER_KEY);
 	assert_int_equal(row->id, a);
 	st_ledger_row_free(row);
+
+	/* The newest live row, whatever its state (the certificate given last), where the
+	 * lookup names the strongest; a superseded intent is not live. */
+	assert_int_equal(st_ledger_newest(l, "dev-h", &row, errbuf, sizeof(errbuf)), 0);
+	assert_non_null(row);
+	assert_int_equal(row->id, b);
+	assert_non_null(row->cert_der);
+	st_ledger_row_free(row);
+	a = add_ok(l, "0a5", "dev-h", "k-h5");
+	assert_int_equal(st_ledger_newest(l, "dev-h", &row, errbuf, sizeof(errbuf)), 0);
+	assert_int_equal(row->id, a);
+	assert_int_equal(row->state, ST_LEDGER_INTENT);
+	st_ledger_row_free(row);
+	assert_int_equal(st_ledger_supersede(l, a, errbuf, sizeof(errbuf)), 0);
+	assert_int_equal(st_ledger_newest(l, "dev-h", &row, errbuf, sizeof(errbuf)), 0);
+	assert_int_equal(row->id, b);
+	st_ledger_row_free(row);
+	row = (struct st_ledger_row *)1;
+	assert_int_equal(st_ledger_newest(l, "dev-none", &row, errbuf, sizeof(errbuf)), 0);
+	assert_null(row);
 	st_ledger_close(l);
 }
 

@@ -26,6 +26,7 @@
 #include <uv.h>
 
 #include "ca.h"
+#include "digest.h"
 #include "err.h"
 #include "issue.h"
 #include "ledger.h"
@@ -622,6 +623,90 @@ static void test_reissue(void **state)
 	EVP_PKEY_free(key);
 	EVP_PKEY_free(k2);
 	EVP_PKEY_free(k3);
+	close_pool(fx);
+}
+
+/* A request authenticated by the device's client certificate alone (r->id_by_cert) names
+ * that certificate; a reissue goes to it only while it is the device id's current one.
+ * make_req() for key, dev-C, authenticated by cert (its DER hashed, its serial). */
+static struct st_sign_req *cert_req(struct fx *fx, struct run *run, EVP_PKEY *key,
+				    const char *slot, const struct st_cert *cert)
+{
+	struct st_sign_req *req = make_req(fx, run, key, "dev-C", slot);
+
+	req->id_authenticated = 1;
+	req->id_by_cert = 1;
+	st_digest(ST_SHA256, cert->der, cert->der_len, req->id_cert_sha256);
+	snprintf(req->id_cert_serial, sizeof(req->id_cert_serial), "%s", cert->serial_hex);
+	return req;
+}
+
+/* The old certificate of a device that was reissued (C1 after C2) cannot take its id back:
+ * refused and flagged, nothing signed, naming both serials; the current one (C2) can, and
+ * is then replaced in turn. */
+static void test_reissue_by_cert(void **state)
+{
+	struct fx *fx = *state;
+	struct run run = { .fx = fx, .check_ledger = 1 };
+	EVP_PKEY *k[5];
+	struct st_sign_req *c1, *c2, *old, *c3, *old2;
+	unsigned flags = 0;
+	char err[512];
+
+	for (unsigned i = 0; i < 5; i++)
+		k[i] = EVP_EC_gen("prime256v1");
+	fx->policy.reprovision = ST_REPROVISION_REISSUE;
+	start_pool(fx, 1, 4, 0, 0);
+	open_reader(fx);
+	assert_int_equal(st_pool_submit(fx->pool, make_req(fx, &run, k[0], "dev-C", "C1")), 0);
+	run_until(fx, &run.done, 1);
+	c1 = run.keep[0];
+	assert_int_equal(c1->rc, 0);
+
+	/* The device with its current certificate C1 and a new key: C2. */
+	assert_int_equal(st_pool_submit(fx->pool, cert_req(fx, &run, k[1], "C2", c1->cert)), 0);
+	run_until(fx, &run.done, 2);
+	c2 = run.keep[1];
+	if (c2->rc != 0)
+		fail_msg("reissue by the current certificate: %s", c2->err);
+
+	/* C1 again, for a third key: no longer the device's. */
+	assert_int_equal(st_pool_submit(fx->pool, cert_req(fx, &run, k[2], "old", c1->cert)), 0);
+	run_until(fx, &run.done, 3);
+	old = run.keep[2];
+	assert_int_equal(old->rc, ST_E_POOL_REISSUE_UNAUTH);
+	assert_int_equal(old->refused, 1);
+	assert_null(old->cert);
+	assert_int_equal(old->t.sign_start, 0);
+	assert_non_null(strstr(old->err, "is not the device's current one"));
+	assert_non_null(strstr(old->err, c1->cert->serial_hex));
+	assert_non_null(strstr(old->err, c2->cert->serial_hex));
+	assert_int_equal(st_ledger_foreach_flag(fx->reader, count_reissue_flag, &flags, err,
+						sizeof(err)),
+			 0);
+	assert_int_equal(flags, 1);
+
+	/* C2, current, gets C3; then C2 is old in turn. */
+	assert_int_equal(st_pool_submit(fx->pool, cert_req(fx, &run, k[3], "C3", c2->cert)), 0);
+	run_until(fx, &run.done, 4);
+	c3 = run.keep[3];
+	if (c3->rc != 0)
+		fail_msg("reissue by the new current certificate: %s", c3->err);
+	assert_int_equal(st_pool_submit(fx->pool, cert_req(fx, &run, k[4], "old2", c2->cert)), 0);
+	run_until(fx, &run.done, 5);
+	old2 = run.keep[4];
+	assert_int_equal(old2->rc, ST_E_POOL_REISSUE_UNAUTH);
+	assert_non_null(strstr(old2->err, c3->cert->serial_hex));
+	/* A token-like authentication (not by certificate) is not asked which it holds. */
+	old2 = make_req(fx, &run, k[4], "dev-C", "token");
+	old2->id_authenticated = 1;
+	assert_int_equal(st_pool_submit(fx->pool, old2), 0);
+	run_until(fx, &run.done, 6);
+	if (run.keep[5]->rc != 0)
+		fail_msg("reissue with a token: %s", run.keep[5]->err);
+	free_kept(&run);
+	for (unsigned i = 0; i < 5; i++)
+		EVP_PKEY_free(k[i]);
 	close_pool(fx);
 }
 
@@ -1670,6 +1755,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_uuid_serials, setup_file, teardown),
 		cmocka_unit_test_setup_teardown(test_recorded_and_refused, setup_file, teardown),
 		cmocka_unit_test_setup_teardown(test_reissue, setup_file, teardown),
+		cmocka_unit_test_setup_teardown(test_reissue_by_cert, setup_file, teardown),
 		cmocka_unit_test_setup_teardown(test_batching, setup_file, teardown),
 		cmocka_unit_test_setup_teardown(test_issue_failure, setup_file, teardown),
 		cmocka_unit_test_setup_teardown(test_ops, setup_file, teardown),
