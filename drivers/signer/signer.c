@@ -1,5 +1,5 @@
 /* Signer front end: picks a backend by name and holds what all backends share (PIN reading,
- * mechanism names). The backends themselves live in signer_<name>.c. */
+ * mechanism names, no core dumps). The backends themselves live in signer_<name>.c. */
 #include "signer.h"
 
 #include <errno.h>
@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -60,6 +62,28 @@ int drv_signer_parse_mechanism(const char *mechanism, int *hashes, char *err, si
 		       mechanism);
 }
 
+/* The PIN (and a file signer's key) stays in this process's memory for its life: a core
+ * dump would copy it to disk, and a process of the same user could read it through ptrace or
+ * /proc/PID/mem. So no core file (RLIMIT_CORE 0, soft and hard: it cannot be raised again),
+ * and the process is made not dumpable, which also closes ptrace and /proc/PID/mem to other
+ * processes of its user. The prctl is left out of sanitizer builds only: LeakSanitizer
+ * stops the process at exit through ptrace, which a process that is not dumpable refuses
+ * where CAP_SYS_PTRACE is missing (containers); RLIMIT_CORE 0 holds in every build. */
+int drv_signer_no_core_dumps(char *err, size_t errlen)
+{
+	const struct rlimit none = { 0, 0 };
+
+	if (setrlimit(RLIMIT_CORE, &none) != 0)
+		return st_errf(err, errlen, ST_E_IO, "cannot turn core dumps off: %s",
+			       strerror(errno));
+#if !DRV_SIGNER_KEEPS_DUMPABLE
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
+		return st_errf(err, errlen, ST_E_IO, "cannot make the process not dumpable: %s",
+			       strerror(errno));
+#endif
+	return 0;
+}
+
 int drv_signer_open(const struct drv_signer_config *cfg, struct drv_signer **out, char *err,
 		    size_t errlen)
 {
@@ -81,6 +105,10 @@ int drv_signer_open(const struct drv_signer_config *cfg, struct drv_signer **out
 			       cfg->backend, known);
 	}
 	rc = drv_signer_parse_mechanism(cfg->mechanism, &hashes, err, errlen);
+	if (rc < 0)
+		return rc;
+	/* Before the backend reads a PIN or a key. */
+	rc = drv_signer_no_core_dumps(err, errlen);
 	if (rc < 0)
 		return rc;
 	signer = calloc(1, sizeof(*signer));
@@ -268,6 +296,9 @@ int drv_signer_read_pin(const char *pin_file, const char *pin_env, char *pin, si
 
 	if (pinlen)
 		pin[0] = 0;
+	rc = drv_signer_no_core_dumps(err, errlen);
+	if (rc < 0)
+		return rc;
 	if (pin_file)
 		return read_pin_file(pin_file, pin, pinlen, err, errlen);
 	if (!pin_env || !*pin_env)

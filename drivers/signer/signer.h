@@ -67,6 +67,24 @@ struct drv_signer {
 	int hashes; /* 1 when the mechanism hashes itself (sign() takes the data). */
 };
 
+/* 1 in a sanitizer (ASan) build, which drv_signer_no_core_dumps() leaves dumpable, else 0. */
+#if defined(__SANITIZE_ADDRESS__)
+#define DRV_SIGNER_KEEPS_DUMPABLE 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define DRV_SIGNER_KEEPS_DUMPABLE 1
+#endif
+#endif
+#ifndef DRV_SIGNER_KEEPS_DUMPABLE
+#define DRV_SIGNER_KEEPS_DUMPABLE 0
+#endif
+
+/* Sets RLIMIT_CORE to 0 and, except in a sanitizer build, makes the process not dumpable
+ * (PR_SET_DUMPABLE 0): a core dump or a same-user ptrace would show the PIN or key held in
+ * memory. drv_signer_open() and drv_signer_read_pin() call it first; it lasts for the process.
+ * Returns 0, or ST_E_IO with err saying what failed. */
+int drv_signer_no_core_dumps(char *err, size_t errlen);
+
 /* Opens the backend named by cfg->backend. An unknown name is ST_E_SIGNER_UNKNOWN with a
  * message listing the known ones. *out is NULL on failure; free with drv_signer_close(). */
 int drv_signer_open(const struct drv_signer_config *cfg, struct drv_signer **out, char *err,

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,7 +95,8 @@ static void render_usage(FILE *out)
 		"  --override S.K=V      a sota.toml override as a registration request sends it\n"
 		"                        (V is TOML text: --override 'pacman.tags=\"main\"')\n"
 		"  --out DIR             write each file under DIR (DIR/var/sota/client.pem ...),\n"
-		"                        creating directories and applying the file's mode;\n"
+		"                        creating directories and applying the file's mode\n"
+		"                        (a symbolic link inside DIR is refused, not followed);\n"
 		"                        without it every file is printed to stdout after a\n"
 		"                        '==> PATH (mode 0644, N bytes) <==' header\n"
 		"\n"
@@ -216,35 +218,121 @@ static int read_pem(const char *path, char **out)
 	return 0;
 }
 
-/* mkdir -p for the directories above path (path itself is a file). */
-static int make_parents(char *path)
+/* mkdir -p DIR. DIR is the operator's own choice, so a link on its way is followed. */
+static int make_out_dir(char *path)
 {
-	for (char *s = strchr(path + 1, '/'); s; s = strchr(s + 1, '/')) {
-		*s = '\0';
+	size_t len = strlen(path);
+
+	for (size_t i = 1; i <= len; i++) {
+		char c = path[i];
+
+		if (c != '/' && c != '\0')
+			continue;
+		path[i] = '\0';
 		if (mkdir(path, 0755) != 0 && errno != EEXIST) {
 			int e = errno;
+
 			fprintf(stderr, "station profile render: cannot create %s: %s\n", path,
 				strerror(e));
-			*s = '/';
+			path[i] = c;
 			return -1;
 		}
-		*s = '/';
+		path[i] = c;
 	}
 	return 0;
 }
 
-static int write_one(const char *dir, const struct st_render_file *f)
+/* Why opening a component of dest (its first `len` bytes, opened below dfd as comp) failed
+ * with errno e: a symbolic link is named as one. */
+static void refuse_component(int dfd, const char *comp, const char *dest, size_t len, int e)
+{
+	struct stat st;
+
+	if ((e == ELOOP || e == ENOTDIR) &&
+	    fstatat(dfd, comp, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode))
+		fprintf(stderr,
+			"station profile render: cannot write %s: '%.*s' is a symbolic link, which "
+			"is not followed\n",
+			dest, (int)len, dest);
+	else
+		fprintf(stderr, "station profile render: cannot write %s: %.*s: %s\n", dest,
+			(int)len, dest, strerror(e));
+}
+
+/* Opens dest (DIR/rel, rel below the directory dfd) for writing, creating the directories
+ * between with mkdirat. Each component is opened on its own with O_NOFOLLOW, the file
+ * itself too: a symbolic link someone left inside DIR (DIR/etc -> /etc) is refused, never
+ * written through, as the agent's store and st_yl_open_beneath refuse them. */
+static int open_below(int dfd, const char *rel, const char *dest, mode_t mode)
+{
+	size_t base = strlen(dest) - strlen(rel);
+	char comp[NAME_MAX + 1];
+	size_t i = 0;
+	int fd = -1;
+
+	dfd = dup(dfd);
+	if (dfd < 0) {
+		fprintf(stderr, "station profile render: cannot write %s: %s\n", dest,
+			strerror(errno));
+		return -1;
+	}
+	for (;;) {
+		size_t n = strcspn(rel + i, "/");
+		int last = rel[i + n] == '\0';
+
+		if (n > NAME_MAX || (n == 2 && strncmp(rel + i, "..", 2) == 0)) {
+			fprintf(stderr,
+				"station profile render: cannot write %s: a component is '..' or "
+				"longer than %d bytes\n",
+				dest, NAME_MAX);
+			break;
+		}
+		memcpy(comp, rel + i, n);
+		comp[n] = '\0';
+		if (last) {
+			fd = openat(dfd, comp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
+				    mode);
+			if (fd < 0)
+				refuse_component(dfd, comp, dest, base + i + n, errno);
+			break;
+		}
+		if (n > 0 && !(n == 1 && comp[0] == '.')) {
+			int sub;
+
+			if (mkdirat(dfd, comp, 0755) != 0 && errno != EEXIST) {
+				refuse_component(dfd, comp, dest, base + i + n, errno);
+				break;
+			}
+			sub = openat(dfd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			if (sub < 0) {
+				refuse_component(dfd, comp, dest, base + i + n, errno);
+				break;
+			}
+			close(dfd);
+			dfd = sub;
+		}
+		i += n + 1;
+	}
+	close(dfd);
+	return fd;
+}
+
+static int write_one(int dirfd, const char *dir, const struct st_render_file *f)
 {
 	char *dest = st_yl_join(dir, f->path + 1);
 	size_t done = 0;
 	int fd = -1, rc = -1;
 
-	if (!dest || make_parents(dest) != 0)
+	if (!dest) {
+		fprintf(stderr, "station profile render: out of memory\n");
 		goto out;
+	}
 	/* The file's own mode, not the umask's idea of it: the dry run shows what the board
-	 * gets. O_NOFOLLOW: never write through a symlink someone left in DIR. */
-	fd = open(dest, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd < 0 || fchmod(fd, f->mode) != 0) {
+	 * gets. */
+	fd = open_below(dirfd, f->path + 1, dest, 0600);
+	if (fd < 0)
+		goto out;
+	if (fchmod(fd, f->mode) != 0) {
 		fprintf(stderr, "station profile render: cannot write %s: %s\n", dest,
 			strerror(errno));
 		goto out;
@@ -354,7 +442,7 @@ static int cmd_render(int argc, char **argv)
 	struct st_render *r = NULL;
 	struct st_render_input in;
 	char err[512];
-	int c, status = 2;
+	int c, status = 2, outfd = -1;
 
 	optind = 0;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -429,11 +517,28 @@ static int cmd_render(int argc, char **argv)
 		fprintf(stderr, "station profile render: %s: %s\n", file, err);
 		goto out;
 	}
+	if (outdir) {
+		char *d = strdup(outdir);
+
+		if (!d || make_out_dir(d) != 0) {
+			if (!d)
+				fprintf(stderr, "station profile render: out of memory\n");
+			free(d);
+			goto out;
+		}
+		free(d);
+		outfd = open(outdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (outfd < 0) {
+			fprintf(stderr, "station profile render: cannot open %s: %s\n", outdir,
+				strerror(errno));
+			goto out;
+		}
+	}
 	for (size_t i = 0; i < r->n; i++) {
 		const struct st_render_file *f = &r->files[i];
 
 		if (outdir) {
-			if (write_one(outdir, f) != 0)
+			if (write_one(outfd, outdir, f) != 0)
 				goto out;
 			continue;
 		}
@@ -448,6 +553,8 @@ static int cmd_render(int argc, char **argv)
 				"PLACEHOLDER blocks\n");
 	status = fflush(stdout) == 0 ? 0 : 1;
 out:
+	if (outfd >= 0)
+		close(outfd);
 	st_render_free(r);
 	st_profile_free(p);
 	st_sota_overrides_clear(&ov);

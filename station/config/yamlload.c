@@ -548,7 +548,7 @@ struct builder {
 	struct st_yl_doc *doc;
 	yaml_parser_t parser;
 	size_t nodes;
-	int failed; /* a syntax error ended parsing */
+	int failed; /* parsing ended: a syntax error, nesting too deep, too many nodes */
 };
 
 static void node_free(struct st_yl_node *n)
@@ -752,15 +752,17 @@ static struct st_yl_node *new_node(struct builder *b, enum st_yl_type type, cons
 {
 	struct st_yl_node *n;
 
+	/* Either failure ends parsing: the document is refused, and reading on would only
+	 * spend time (see build_collection). */
 	if (++b->nodes > ST_YL_MAX_NODES) {
-		if (b->nodes == ST_YL_MAX_NODES + 1)
-			berror(b, &ev->start_mark, "document has more than %d nodes",
-			       ST_YL_MAX_NODES);
+		berror(b, &ev->start_mark, "document has more than %d nodes", ST_YL_MAX_NODES);
+		b->failed = 1;
 		return NULL;
 	}
 	n = calloc(1, sizeof(*n));
 	if (!n) {
 		berror(b, &ev->start_mark, "out of memory");
+		b->failed = 1;
 		return NULL;
 	}
 	n->type = type;
@@ -811,42 +813,23 @@ static int refuse_extras(struct builder *b, const yaml_event_t *ev, const yaml_c
 
 static struct st_yl_node *build_node(struct builder *b, yaml_event_t *ev, int depth);
 
-/* Consumes the rest of a collection whose start event was already read, without building
- * anything and without recursion, so that absurd nesting costs no stack. */
-static int skip_collection(struct builder *b)
-{
-	int level = 1;
-
-	while (level > 0) {
-		yaml_event_t ev;
-
-		if (next_event(b, &ev) != 0)
-			return -1;
-		if (ev.type == YAML_MAPPING_START_EVENT || ev.type == YAML_SEQUENCE_START_EVENT)
-			level++;
-		else if (ev.type == YAML_MAPPING_END_EVENT || ev.type == YAML_SEQUENCE_END_EVENT)
-			level--;
-		yaml_event_delete(&ev);
-	}
-	return 0;
-}
-
 static struct st_yl_node *build_collection(struct builder *b, yaml_event_t *start, int depth)
 {
 	int mapping = start->type == YAML_MAPPING_START_EVENT;
 	struct st_yl_node *n;
 	struct nvec items = { 0 };
 
+	/* Parsing stops here rather than reading on to the matching end: libyaml's scanner
+	 * does work proportional to the depth for every bracket, so skipping 100,000 unclosed
+	 * '[' would take minutes (quadratic time) for a message already given. */
 	if (depth >= ST_YL_MAX_DEPTH) {
 		berror(b, &start->start_mark, "nesting deeper than %d levels", ST_YL_MAX_DEPTH);
-		skip_collection(b);
+		b->failed = 1;
 		return NULL;
 	}
 	n = new_node(b, mapping ? ST_YL_MAPPING : ST_YL_SEQUENCE, start);
-	if (!n) {
-		skip_collection(b);
+	if (!n)
 		return NULL;
-	}
 	if (mapping)
 		n->style = start->data.mapping_start.style == YAML_FLOW_MAPPING_STYLE ? ST_YL_FLOW
 										      : ST_YL_BLOCK;
@@ -978,15 +961,16 @@ static struct st_yl_node *build_node(struct builder *b, yaml_event_t *ev, int de
 	case YAML_SEQUENCE_START_EVENT:
 		if (refuse_extras(b, ev, ev->data.sequence_start.anchor,
 				  ev->data.sequence_start.tag, ev->data.sequence_start.implicit)) {
-			/* Still consume the collection so the parse stays in step. */
-			skip_collection(b);
+			/* Built and dropped: the parse stays in step, the problems inside are
+			 * still reported, and the depth limit bounds the work. */
+			node_free(build_collection(b, ev, depth));
 			return NULL;
 		}
 		return build_collection(b, ev, depth);
 	case YAML_MAPPING_START_EVENT:
 		if (refuse_extras(b, ev, ev->data.mapping_start.anchor, ev->data.mapping_start.tag,
 				  ev->data.mapping_start.implicit)) {
-			skip_collection(b);
+			node_free(build_collection(b, ev, depth));
 			return NULL;
 		}
 		return build_collection(b, ev, depth);

@@ -7,7 +7,8 @@
  *
  * What is refused outright, because profile authors gain nothing from it and it makes
  * behaviour harder to predict: more than one document per file, anchors and aliases, explicit
- * tags, non-scalar mapping keys, duplicate keys, nesting deeper than ST_YL_MAX_DEPTH.
+ * tags, non-scalar mapping keys, duplicate keys, nesting deeper than ST_YL_MAX_DEPTH. A
+ * syntax error, nesting too deep and more than ST_YL_MAX_NODES nodes end loading at once.
  *
  * Not thread-safe per context; separate contexts may be used on separate threads. */
 #ifndef ST_YAMLLOAD_H

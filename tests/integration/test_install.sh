@@ -130,7 +130,8 @@ unit="$R/usr/lib/systemd/system/station.service"
 for line in "ExecStart=/usr/bin/station run -c /etc/station/station.yaml" \
 	'ExecReload=/bin/kill -HUP $MAINPID' Type=exec Restart=on-failure \
 	User=station Group=station SupplementaryGroups=dialout StateDirectory=station \
-	ConfigurationDirectory=station LoadCredential=pin:/etc/station/pin LimitNOFILE=8192 \
+	ConfigurationDirectory=station LoadCredential=pin:/etc/station/pin LimitCORE=0 \
+	LimitNOFILE=8192 \
 	NoNewPrivileges=yes ProtectSystem=strict ProtectHome=yes PrivateTmp=yes DevicePolicy=closed \
 	"DeviceAllow=char-ttyS rw" "DeviceAllow=char-ttyUSB rw" "DeviceAllow=char-ttyACM rw" \
 	CapabilityBoundingSet= UMask=0077; do
@@ -138,7 +139,7 @@ for line in "ExecStart=/usr/bin/station run -c /etc/station/station.yaml" \
 done
 grep -q "^DynamicUser" "$unit" && fail "unit uses DynamicUser"
 grep -q "^ExecStart=.*pin" "$unit" && fail "the PIN or its file is on the command line"
-ok "unit: user station in dialout, StateDirectory, credential PIN, hardening, LimitNOFILE=8192, reload by SIGHUP"
+ok "unit: user station in dialout, StateDirectory, credential PIN, no core file, hardening, LimitNOFILE=8192, reload by SIGHUP"
 
 command -v systemd-analyze >/dev/null || fail "systemd-analyze missing (Debian package systemd)"
 # verify requires ExecStart's program to exist at its absolute path: a copy of the unit points

@@ -2,7 +2,8 @@
 # The HSM PIN as the real program takes it: a PIN file that group or others may access, or a
 # symbolic link, is refused with the file, its mode and the fix; a PIN in the environment is
 # used (by every signer the process opens) and then gone from what others can see: the
-# running station's /proc/PID/environ and the environment of what it starts.
+# running station's /proc/PID/environ and the environment of what it starts; the running
+# station writes no core file.
 . "$(dirname "$0")/../lib/common.sh"
 FACTORY=acme-factory
 SERVE_PID=
@@ -28,17 +29,27 @@ STATION_TEST_PIN=$pin "$STATION" sign -c "$T/pki/station.yaml" --csr "$T/dev/csr
 cp "$T/pki/station.yaml" "$T/pki/serve.yaml"
 printf 'profiles: [%s]\nhttp:\n  listen: 127.0.0.1:0\n' "$SOURCE_DIR/profiles/lmp-gateway.yaml" \
 	>>"$T/pki/serve.yaml"
-exec 3< <(STATION_TEST_PIN=$pin exec "$STATION" serve -c "$T/pki/serve.yaml" 2>"$T/serve.err")
+# It starts allowed core files up to the hard limit, so that turning them off is seen.
+exec 3< <(ulimit -S -c "$(ulimit -H -c)" && STATION_TEST_PIN=$pin exec "$STATION" serve \
+	-c "$T/pki/serve.yaml" 2>"$T/serve.err")
 SERVE_PID=$!
 read -r -t 60 -u 3 line || fail "station serve did not start: $(cat "$T/serve.err")"
-tr '\0' '\n' <"/proc/$SERVE_PID/environ" >"$T/environ"
-grep -q "^PATH=" "$T/environ" || fail "could not read the station's environment"
-grep -qF "$pin" "$T/environ" && fail "/proc/PID/environ of the running station shows the PIN"
-grep -q "^STATION_TEST_PIN=." "$T/environ" && fail "the PIN variable still has a value"
+# Not dumpable (outside a sanitizer build), the station's environ is root's alone to read.
+if tr '\0' '\n' 2>/dev/null <"/proc/$SERVE_PID/environ" >"$T/environ"; then
+	grep -q "^PATH=" "$T/environ" || fail "could not read the station's environment"
+	grep -qF "$pin" "$T/environ" && fail "/proc/PID/environ of the running station shows the PIN"
+	grep -q "^STATION_TEST_PIN=." "$T/environ" && fail "the PIN variable still has a value"
+elif [ "$(id -u)" -eq 0 ]; then
+	fail "root cannot read the station's /proc/PID/environ"
+fi
+ok "the running station's /proc/PID/environ no longer holds the PIN"
+# The PIN stays in the station's memory: no core file may hold it.
+grep -Eq "^Max core file size +0 +0 +bytes" "/proc/$SERVE_PID/limits" ||
+	fail "the station may write core files: $(grep -i core "/proc/$SERVE_PID/limits")"
 kill "$SERVE_PID"
 wait "$SERVE_PID" 2>/dev/null || true
 SERVE_PID=
-ok "the running station's /proc/PID/environ no longer holds the PIN"
+ok "the running station writes no core file (RLIMIT_CORE 0)"
 
 # The PIN file: refused unless only its owner may access it, never through a link.
 (umask 077 && echo "$pin" >"$T/pin")

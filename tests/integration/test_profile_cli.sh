@@ -177,6 +177,32 @@ grep -q '^config = /data/sota/sota.toml$' "$T/out-ovr/etc/acme/device.conf" ||
 	fail "template did not see the config dir"
 ok "overrides and config dir"
 
+# --- render --out never writes through a symbolic link inside DIR ---------------------------------
+# A link below DIR (first level, deeper, or the file itself) pointing outside is refused and
+# named; nothing is written where it points. DIR itself is the operator's and may be a link.
+render_to() {
+	run "$1" "$STATION" profile render "$SOURCE_DIR/profiles/lmp-gateway.yaml" \
+		--device-id 6b3c7c2e-4f1a-4c1e-9d2b-2f0c8a1e5d3f --hardware-id imx8mm-lpddr4-evk \
+		--out "$2"
+}
+mkdir -p "$T/elsewhere" "$T/link-first" "$T/link-deep/var" "$T/link-file/var/sota" \
+	"$T/link-top-real"
+echo keep >"$T/elsewhere/victim"
+ln -s "$T/elsewhere" "$T/link-first/var"
+ln -s "$T/elsewhere" "$T/link-deep/var/sota"
+ln -s "$T/elsewhere/victim" "$T/link-file/var/sota/client.pem"
+for c in "link-first/var" "link-deep/var/sota" "link-file/var/sota/client.pem"; do
+	render_to 1 "$T/${c%%/*}"
+	grep -qx "station profile render: cannot write $T/${c%%/*}/var/sota/client.pem: '$T/$c' is a symbolic link, which is not followed" "$T/err" ||
+		fail "link $c not refused: $(cat "$T/err")"
+done
+[ "$(ls -A "$T/elsewhere")" = victim ] || fail "written through a link: $(ls -A "$T/elsewhere")"
+[ "$(cat "$T/elsewhere/victim")" = keep ] || fail "the linked file was overwritten"
+ln -s "$T/link-top-real" "$T/link-top"
+render_to 0 "$T/link-top"
+[ -f "$T/link-top-real/var/sota/client.pem" ] || fail "DIR given as a link not written"
+ok "render --out refuses symbolic links inside DIR"
+
 # --- render refuses what a board must not get -----------------------------------------------------------
 run 1 "$STATION" profile render "$SOURCE_DIR/profiles/mcu-sensor.yaml" --device-id SN10-42 \
 	--hardware-id sn10-nrf9160

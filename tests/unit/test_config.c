@@ -269,6 +269,43 @@ static void test_errors(void **state)
 	}
 }
 
+/* station.yaml nested 100,000 deep is refused at the 64th level, where it is, and loading
+ * stops there (reading on to the matching end took time quadratic in the depth). */
+static void test_deep_nesting(void **state)
+{
+	static const struct {
+		const char *head, *open, *close, *tail, *diag;
+	} cases[] = {
+		{ "ca: ", "[", "]", "\n", "1:68: nesting deeper than 64 levels" },
+		{ "ca: ", "{a: ", "}", "\n", "1:257: nesting deeper than 64 levels" },
+		{ "ca: {signer: file, key: k, cert: c, root: r}\nprofiles:\n  ", "- ", "", "x\n",
+		  "3:129: nesting deeper than 64 levels" },
+		{ "ca: ", "[", "", "\n", "1:68: nesting deeper than 64 levels" },
+		{ "ca: ", "{a: ", "", "\n", "1:257: nesting deeper than 64 levels" },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *text = tu_nested(cases[i].head, cases[i].open, cases[i].close, 100000,
+				       cases[i].tail);
+		struct st_config *c = (struct st_config *)1;
+		char err[PATH_MAX + 512], want[PATH_MAX + 512], *diag;
+		int rc;
+
+		assert_non_null(text);
+		diag = load(text, &c, &rc, err, sizeof(err));
+		snprintf(want, sizeof(want), "%s:%s\n", in_dir("station.yaml"), cases[i].diag);
+		if (strcmp(diag, want) != 0)
+			fail_msg("case %zu:\nexpected:\n%sgot:\n%s", i, want, diag);
+		assert_int_equal(rc, ST_E_CONFIG);
+		assert_null(c);
+		snprintf(want, sizeof(want), "1 error in %s", in_dir("station.yaml"));
+		assert_string_equal(err, want);
+		free(diag);
+		free(text);
+	}
+}
+
 static void test_missing_file(void **state)
 {
 	struct st_config *c = NULL;
@@ -439,6 +476,7 @@ int main(void)
 		cmocka_unit_test(test_file_config),
 	cmocka_unit_test(test_ledger_spec),
 		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_deep_nesting),
 		cmocka_unit_test(test_missing_file),
 		cmocka_unit_test(test_files_named),
 	};

@@ -813,6 +813,72 @@ static void test_render_limits(void **state)
 	free(cert);
 }
 
+/* Nesting 100,000 deep is refused at the 64th level with where it is, and loading stops there:
+ * reading on to the matching end made libyaml's scanner take time quadratic in the depth
+ * (minutes here; about 45 minutes for a file at the 1 MiB limit). */
+static void test_deep_nesting(void **state)
+{
+	static const struct {
+		const char *head, *open, *close, *tail, *diag;
+	} cases[] = {
+		{ "sku: ", "[", "]", "\n", "1:69: nesting deeper than 64 levels\n" },
+		{ "sku: ", "{a: ", "}", "\n", "1:258: nesting deeper than 64 levels\n" },
+		{ "sku: t-1\nfactory: f\nfiles: ", "[", "]", "\n",
+		  "3:71: nesting deeper than 64 levels\n" },
+		{ "sku: t-1\nfactory: f\nfiles:\n  ", "- ", "", "x\n",
+		  "4:129: nesting deeper than 64 levels\n" },
+		/* Never closed: the first problem is still the depth, not the missing ']'. */
+		{ "sku: ", "[", "", "\n", "1:69: nesting deeper than 64 levels\n" },
+		{ "sku: ", "{a: ", "", "\n", "1:258: nesting deeper than 64 levels\n" },
+		{ "sku: &a ", "[", "", "\n",
+		  "1:6: anchors ('&a') are not supported; share settings with 'extends'\n"
+		  "1:72: nesting deeper than 64 levels\n" },
+	};
+	const char *dir = tu_tmpdir("profile-deep");
+	char path[4096], want[8192], err[512];
+
+	(void)state;
+	assert_non_null(dir);
+	snprintf(path, sizeof(path), "%s/deep.yaml", dir);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *text = tu_nested(cases[i].head, cases[i].open, cases[i].close, 100000,
+				       cases[i].tail);
+		const struct st_profile *p = (const struct st_profile *)1;
+		char *diag = NULL, *nl;
+		size_t dlen = 0, nerr = 0;
+		FILE *f;
+		int rc;
+
+		assert_non_null(text);
+		assert_int_equal(tu_write_text(path, text, 0644), 0);
+		want[0] = '\0';
+		for (const char *d = cases[i].diag; (nl = strchr(d, '\n')); d = nl + 1, nerr++)
+			snprintf(want + strlen(want), sizeof(want) - strlen(want), "%s:%.*s\n", path,
+				 (int)(nl - d), d);
+		/* From the file, as 'station profile check' and the station read it, and from a
+		 * buffer (the fuzz target's way in). */
+		for (int from_file = 1; from_file >= 0; from_file--) {
+			f = open_memstream(&diag, &dlen);
+			assert_non_null(f);
+			if (from_file)
+				rc = st_profile_load(path, f, &p, err, sizeof(err));
+			else
+				rc = st_profile_load_buffer(path, text, strlen(text), f, &p, err,
+							    sizeof(err));
+			fclose(f);
+			if (strcmp(diag, want) != 0)
+				fail_msg("case %zu:\nexpected:\n%sgot:\n%s", i, want, diag);
+			assert_int_equal(rc, ST_E_PROFILE);
+			assert_null(p);
+			assert_non_null(strstr(err, nerr == 1 ? "1 error in " : "2 errors in "));
+			free(diag);
+		}
+		free(text);
+	}
+	unlink(path);
+	rmdir(dir);
+}
+
 /* --- Loading details ------------------------------------------------------------------------ */
 
 static void test_buffer_and_templates(void **state)
@@ -1296,6 +1362,7 @@ int main(void)
 		cmocka_unit_test(test_render_overrides_and_dir),
 		cmocka_unit_test(test_render_p11),
 		cmocka_unit_test(test_render_limits),
+		cmocka_unit_test(test_deep_nesting),
 		cmocka_unit_test(test_buffer_and_templates),
 		cmocka_unit_test(test_literal_block_columns),
 		cmocka_unit_test(test_profile_set),

@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -130,6 +132,63 @@ static void sign_and_verify_file(const char *curve, const char *mechanism)
 	EVP_PKEY_free(pub);
 	drv_signer_session_close(signer, sess);
 	drv_signer_close(signer);
+}
+
+/* In a forked child that has read no PIN yet: whether reading one (how != 0) or opening a
+ * file signer (how == 0) leaves the process with RLIMIT_CORE 0 and not dumpable. The exit
+ * status says what was wrong. */
+static int core_child(int how)
+{
+	char path[4200], pin[DRV_SIGNER_MAX_PIN + 1], err[512];
+	struct drv_signer_config cfg = { .backend = "file", .key = path };
+	struct drv_signer *signer = NULL;
+	struct rlimit rl;
+
+	/* Core files allowed as far as the hard limit lets: the change below is then seen. */
+	if (getrlimit(RLIMIT_CORE, &rl) != 0)
+		return 20;
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_CORE, &rl) != 0 || prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) != 1)
+		return 21; /* not a fresh process: this test must run first */
+	if (how) {
+		path_in(path, sizeof(path), "core-pin");
+		write_text(path, "1234\n", 0600);
+		if (drv_signer_read_pin(path, NULL, pin, sizeof(pin), err, sizeof(err)) != 0)
+			return 22;
+	} else {
+		path_in(path, sizeof(path), "core-key");
+		write_ec_key(path, "prime256v1");
+		if (drv_signer_open(&cfg, &signer, err, sizeof(err)) != 0)
+			return 23;
+		drv_signer_close(signer);
+	}
+	if (getrlimit(RLIMIT_CORE, &rl) != 0 || rl.rlim_cur != 0 || rl.rlim_max != 0)
+		return 24;
+	if (prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) != DRV_SIGNER_KEEPS_DUMPABLE)
+		return 25;
+	return 0;
+}
+
+/* A process that has read a PIN or opened a signer writes no core file and, outside a
+ * sanitizer build, is not dumpable (no ptrace or /proc/PID/mem for others of its user):
+ * the PIN stays in memory for the process's life. Runs first, in children, so that neither
+ * this process's limit nor its dumpable flag was changed by an earlier test. */
+static void test_no_core_dumps(void **state)
+{
+	(void)state;
+	for (int how = 0; how < 2; how++) {
+		int status;
+		pid_t pid = fork();
+
+		assert_true(pid >= 0);
+		if (pid == 0)
+			_exit(core_child(how));
+		assert_int_equal(waitpid(pid, &status, 0), pid);
+		assert_true(WIFEXITED(status));
+		if (WEXITSTATUS(status) != 0)
+			fail_msg("%s: child exited %d (see core_child)",
+				 how ? "drv_signer_read_pin" : "drv_signer_open", WEXITSTATUS(status));
+	}
 }
 
 static void test_file_p256(void **state)
@@ -463,6 +522,7 @@ static void test_pin_env_removed(void **state)
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_no_core_dumps), /* first: see there */
 		cmocka_unit_test(test_file_p256),
 		cmocka_unit_test(test_file_p384),
 		cmocka_unit_test(test_file_sha256_mechanism),

@@ -86,6 +86,24 @@ int tu_write_text(const char *path, const char *text, mode_t mode)
 	return ok && chmod(path, mode) == 0 ? 0 : -1;
 }
 
+char *tu_nested(const char *head, const char *open, const char *close, size_t n,
+		const char *tail)
+{
+	size_t lh = strlen(head), lo = strlen(open), lc = strlen(close), lt = strlen(tail);
+	char *s = malloc(lh + n * (lo + lc) + lt + 1), *w = s;
+
+	if (!s)
+		return NULL;
+	memcpy(w, head, lh);
+	w += lh;
+	for (size_t i = 0; i < n; i++, w += lo)
+		memcpy(w, open, lo);
+	for (size_t i = 0; i < n; i++, w += lc)
+		memcpy(w, close, lc);
+	memcpy(w, tail, lt + 1);
+	return s;
+}
+
 int tu_write_key(const char *path, EVP_PKEY *key)
 {
 	FILE *f = fopen(path, "w");

@@ -32,6 +32,11 @@ int tu_rmtree(const char *dir);
 /* Writes text to path, then gives the file mode. Returns 0, or -1 with errno set. */
 int tu_write_text(const char *path, const char *text, mode_t mode);
 
+/* head, then open n times, then close n times, then tail: deeply nested YAML or JSON
+ * ("[" and "]", or close "" for one never closed). A malloc'd string, or NULL. */
+char *tu_nested(const char *head, const char *open, const char *close, size_t n,
+		const char *tail);
+
 /* Writes key's private key to path as unencrypted PEM, mode 0600. Returns 0 or -1. */
 int tu_write_key(const char *path, EVP_PKEY *key);
 
