@@ -604,8 +604,10 @@ static void handle_sign(struct st_http *h, h2o_req_t *req)
 		return;
 	}
 	/* A token holder is the station's registration client, trusted with any uuid; a
-	 * client certificate only with its own (a device's certificate must not buy a new one
-	 * for another device). Decides only a reissue (pool.h). */
+	 * client certificate only with its own: whoever holds one device's key (devices keep
+	 * theirs in plain files unless the profile wants a secure element) must not buy
+	 * certificates for other ids, new or recorded. Where the certificate is the only
+	 * credential, that is checked below; otherwise it decides only a reissue (pool.h). */
 	if (h->n_tokens) {
 		id_auth = 1;
 	} else if (h->client_certs) {
@@ -617,6 +619,14 @@ static void handle_sign(struct st_http *h, h2o_req_t *req)
 			       err, sizeof(err));
 	if (rc < 0)
 		goto refuse;
+	if (!h->n_tokens && h->client_certs && (!pc || strcmp(pc->peer_cn, r->uuid) != 0)) {
+		rc = st_errf(err, sizeof(err), ST_E_HTTP_AUTH,
+			     "a client certificate vouches only for the device it names (%s%s): "
+			     "registering device %s needs an OSF-TOKEN header with a token this "
+			     "station accepts (token_file)",
+			     pc ? "CN " : "", pc ? pc->peer_cn : "no CN", r->uuid);
+		goto refuse;
+	}
 	pset = h->env.profiles(h->env.arg);
 	if (!pset) {
 		rc = st_errf(err, sizeof(err), ST_E_PROFILE_NOMATCH, "no profiles are loaded");
@@ -992,8 +1002,11 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 		if (h->guard_all && !token_ok(h, req)) {
 			snprintf(msg, sizeof(msg),
 				 "%.*s names devices and their errors: beyond loopback it needs an "
-				 "OSF-TOKEN header with a token this station accepts",
-				 (int)path.len, path.base);
+				 "OSF-TOKEN header with a token this station accepts%s",
+				 (int)path.len, path.base,
+				 h->n_tokens ? "" :
+					       " (it has none: a client certificate is a device's; "
+					       "add token_file)");
 			respond_error(h, req, ST_E_HTTP_AUTH, msg, NULL);
 			return 0;
 		}
@@ -1575,7 +1588,10 @@ int st_http_start(uv_loop_t *loop, const struct st_config_http *cfg, const struc
 	rc = load_tokens(h, cfg, err, errlen);
 	if (rc < 0)
 		goto fail;
-	h->guard_all = h->n_tokens && !st_http_is_loopback(&ss);
+	/* Beyond loopback /status, /metrics and the console name devices and their errors:
+	 * they need a token, whatever else the server takes (a client certificate is a
+	 * device's), unless the configuration says in words that anyone may ask. */
+	h->guard_all = !cfg->allow_unauthenticated && !st_http_is_loopback(&ss);
 	/* Over HTTPS a page under another name fails the certificate's check before it asks. */
 	h->check_host = !h->tls && st_http_is_loopback(&ss);
 	if (gethostname(h->hostname, sizeof(h->hostname) - 1) != 0)
@@ -1645,6 +1661,11 @@ int st_http_start(uv_loop_t *loop, const struct st_config_http *cfg, const struc
 		st_warn("http: %s answers without authentication (allow_unauthenticated: true): "
 			"anyone who reaches it can register devices and read /status",
 			h->url);
+	else if (h->guard_all && !h->n_tokens)
+		st_notice("http: %s takes client certificates only: each registers the device "
+			  "it names; other registrations, /status, /metrics and the console need "
+			  "a token (token_file)",
+			  h->url);
 	*out = h;
 	return 0;
 fail:

@@ -19,9 +19,12 @@
  * Who may ask. On loopback (127.0.0.0/8, ::1, localhost) the server answers whoever connects,
  * checking OSF-TOKEN on POST /sign when tokens are configured. Beyond loopback (a specific address
  * or any, 0.0.0.0 and ::) it refuses to start unless it authenticates every client: client
- * certificates (client_ca, checked in the TLS handshake for every resource), or tokens over HTTPS,
- * which then guard /status, /metrics and the console as well as /sign since they name device ids
- * and their errors (a browser, which cannot add a header to the console's event stream, sends the
+ * certificates (client_ca, checked in the TLS handshake for every resource), or tokens over HTTPS.
+ * A token is the registration client's and registers any uuid; a client certificate is a
+ * device's: where it is the only credential it registers the uuid of its CN and no other (401
+ * HTTP_AUTH), so one device's key buys no certificate for another. Beyond loopback /status,
+ * /metrics and the console need a token, whatever else the server takes, since they name device
+ * ids and their errors (a browser, which cannot add a header to the console's event stream, sends the
  * token as the cookie station_token, which the console's own page sets; the cookie counts for the
  * console alone); or the configuration says `allow_unauthenticated: true` in words. Tokens over
  * plain HTTP beyond loopback are refused: anyone on the network could read them; so is a

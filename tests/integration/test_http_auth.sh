@@ -179,23 +179,27 @@ guarded_by_token() {
 }
 
 # guarded_by_cert ADDR PORT DIR [curl args]: an HTTPS server with client_ca at ADDR
-# completes no handshake without a client certificate, and serves a device presenting DIR's.
+# completes no handshake without a client certificate. A device presenting DIR's reads no
+# /status, /metrics or console and registers no new id, unless the curl args carry a token.
 guarded_by_cert() {
-	local addr=$1 port=$2 dev=$3 b code r u extra=("${@:4}")
+	local addr=$1 port=$2 dev=$3 b code r u read=401 sign=401 extra=("${@:4}")
+	[ ${#extra[@]} = 0 ] || { read=200; sign=201; }
 	b=$(base "$addr" "$port" tls)
 	# shellcheck disable=SC2046
 	set -- $(tls_args "$addr" "$port") "${extra[@]}"
-	for r in status metrics; do
+	for r in status metrics console/events; do
 		code=$(call "$T/r.json" GET "$b/$r" "$@")
 		expect_code "$addr: GET /$r without a client certificate" 000 "$code"
+		# The event stream, once open, does not end.
+		[ "$r" = console/events ] && [ $read = 200 ] && continue
 		code=$(call "$T/r.json" GET "$b/$r" --cert "$dev/client.pem" --key "$dev/pkey.pem" "$@")
-		expect_code "$addr: GET /$r with a client certificate" 200 "$code" "$T/r.json"
+		expect_code "$addr: GET /$r with a client certificate" $read "$code" "$T/r.json"
 	done
 	u=$(cat /proc/sys/kernel/random/uuid)
 	code=$(register "$u" "$T/d-$u" "$b" "$@")
 	expect_code "$addr: POST /sign without a client certificate" 000 "$code"
 	code=$(register "$u" "$T/d-$u" "$b" --cert "$dev/client.pem" --key "$dev/pkey.pem" "$@")
-	expect_code "$addr: POST /sign with a client certificate" 201 "$code" "$T/d-$u/answer.json"
+	expect_code "$addr: POST /sign of a new id with a client certificate" $sign "$code" "$T/d-$u/answer.json"
 }
 
 # ---- Loopback: no authentication needed ----------------------------------------------------
@@ -207,6 +211,10 @@ grep -q "warning: 'reprovision: reissue' applies only to HTTP registrations" "$T
 U1=$(cat /proc/sys/kernel/random/uuid)
 code=$(register "$U1" "$T/u1" "$URL")
 expect_code "loopback, no authentication: POST /sign" 201 "$code" "$T/u1/answer.json"
+# A second device, whose certificate the tests below present.
+U2=$(cat /proc/sys/kernel/random/uuid)
+code=$(register "$U2" "$T/u2" "$URL")
+expect_code "loopback, no authentication: POST /sign, another device" 201 "$code" "$T/u2/answer.json"
 code=$(call "$T/r.json" GET "$URL/status")
 expect_code "loopback, no authentication: GET /status" 200 "$code"
 ok "localhost:0 listens on 127.0.0.1 and serves without authentication"
@@ -293,20 +301,25 @@ openssl verify -CAfile "$pki/factory-root.pem" -untrusted "$pki/local-ca.pem" \
 stop_server
 ok "[::1] with tokens: /status open on loopback, /sign needs the token; reissue with the token: 201, new serial"
 
-# Reissue by the device's own certificate over HTTPS with client certificates; another
-# device's certificate does not count.
+# Client certificates alone: a certificate vouches for the device it names and for no other
+# id, new or recorded (whoever holds one device's key must not buy certificates for others);
+# its own id it may reissue.
 http_config certs "listen: 127.0.0.1:0" "${TLS[@]}" "client_ca: device-cas.pem"
 start_server "$pki/certs.yaml"
 P=${URL##*:}
 B=$(base 127.0.0.1 "$P" tls)
 # shellcheck disable=SC2046
 set -- $(tls_args 127.0.0.1 "$P")
-U2=$(cat /proc/sys/kernel/random/uuid)
-code=$(register "$U2" "$T/u2" "$B" --cert "$T/u1-k2/client.pem" --key "$T/u1-k2/pkey.pem" "$@")
-expect_code "a new device, registered with another device's certificate" 201 "$code" "$T/u2/answer.json"
+U3=$(cat /proc/sys/kernel/random/uuid)
+code=$(register "$U3" "$T/u3" "$B" --cert "$T/u1-k2/client.pem" --key "$T/u1-k2/pkey.pem" "$@")
+expect_code "a new device, registered with another device's certificate" 401 "$code" "$T/u3/answer.json"
+[ "$(jq -r .error "$T/u3/answer.json")" = HTTP_AUTH ] || fail "$(cat "$T/u3/answer.json")"
+jq -r .message "$T/u3/answer.json" |
+	has "a client certificate vouches only for the device it names (CN $U1): registering device $U3 needs an OSF-TOKEN" ||
+	fail "the refusal does not say why: $(cat "$T/u3/answer.json")"
 code=$(register "$U2" "$T/u2-k2" "$B" --cert "$T/u1-k2/client.pem" --key "$T/u1-k2/pkey.pem" "$@")
-expect_code "reissue with another device's certificate" 409 "$code" "$T/u2-k2/answer.json"
-[ "$(jq -r .error "$T/u2-k2/answer.json")" = POOL_REISSUE_UNAUTH ] || fail "$(cat "$T/u2-k2/answer.json")"
+expect_code "reissue with another device's certificate" 401 "$code" "$T/u2-k2/answer.json"
+[ "$(jq -r .error "$T/u2-k2/answer.json")" = HTTP_AUTH ] || fail "$(cat "$T/u2-k2/answer.json")"
 code=$(register "$U2" "$T/u2-k2" "$B" --cert "$T/u2/client.pem" --key "$T/u2/pkey.pem" "$@")
 expect_code "reissue with the device's own certificate" 201 "$code" "$T/u2-k2/answer.json"
 code=$(register "$U1" "$T/u1-k4" "$B" --cert "$T/u1-k2/client.pem" --key "$T/u1-k2/pkey.pem" "$@")
@@ -327,11 +340,13 @@ expect_code "reissue with the certificate just replaced" 409 "$code" "$T/u2-k3/a
 stop_server
 [ "$("$STATION" ledger -c "$pki/certs.yaml" list | grep -c "$U2")" = 3 ] ||
 	fail "ledger rows for $U2: $("$STATION" ledger -c "$pki/certs.yaml" list)"
+"$STATION" ledger -c "$pki/certs.yaml" list | grep -q "$U3" &&
+	fail "another device's certificate bought a certificate for $U3"
 [ "$("$STATION" ledger -c "$pki/certs.yaml" list | grep -c "$U1")" = 3 ] ||
 	fail "ledger rows for $U1: $("$STATION" ledger -c "$pki/certs.yaml" list)"
 [ "$("$STATION" ledger -c "$pki/certs.yaml" flags | grep "$U2" | grep -c "is not the device's current one")" = 2 ] ||
 	fail "refused reissues by a replaced certificate not flagged: $("$STATION" ledger -c "$pki/certs.yaml" flags)"
-ok "reissue with the device's current client certificate: 201; with a replaced one or another device's: 409, flagged, nothing signed"
+ok "client certificates alone: another device's certificate registers no new id and reissues none (401); the device's current certificate reissues (201), a replaced one is refused (409, flagged)"
 
 # ---- Beyond loopback: what is allowed really demands its credential --------------------------
 if [ -z "$NETNS" ]; then
@@ -354,7 +369,9 @@ P=${URL##*:}
 guarded_by_cert ::1 "$P" "$T/u2"
 guarded_by_cert 2001:db8::1 "$P" "$T/u2"
 stop_server
-ok "[::] with client certificates: no handshake without one, on every resource (via ::1 and 2001:db8::1)"
+grep -q "takes client certificates only: each registers the device it names" "$T/serve.err" ||
+	fail "no notice that client certificates alone register their own devices only: $(cat "$T/serve.err")"
+ok "[::] with client certificates: no handshake without one; with one, no /status, /metrics, console or new id (via ::1 and 2001:db8::1)"
 
 http_config ip4 "listen: 192.0.2.1:0" "${TLS[@]}" "tokens: [$TOKEN]"
 chmod 0600 "$pki/ip4.yaml"
