@@ -263,6 +263,11 @@ static int cmd_issue(const struct auth_opts *o)
 	       spec.nstations ? "stations" : "any station", spec.nstations ? ":" : "");
 	for (size_t i = 0; i < spec.nstations; i++)
 		printf("  %s\n", spec.stations[i]);
+	if (!spec.nstations)
+		st_notice("%s names no station: each ledger counts its units, so every station "
+			  "with a ledger of its own could spend all %lld; name the stations "
+			  "(--station) unless they share one ledger database",
+			  o->out, (long long)spec.units);
 	rc = 0;
 out:
 	OPENSSL_free(der);
@@ -300,6 +305,7 @@ static int station_open(const char *config, struct station_ctx *sx)
 	sx->env.root = sx->ca->root;
 	sx->env.factory = sx->ca->ou;
 	sx->env.station = sx->station;
+	sx->env.own_ledger = st_ledger_spec_is_file(sx->cfg->ledger);
 	return 0;
 }
 
@@ -354,6 +360,7 @@ static int cmd_check(const struct auth_opts *o, int nfiles, char **files)
 			continue;
 		}
 		print_auth_line(files[i], a);
+		st_auth_warn_unbound(a, files[i], &sx.env);
 		st_auth_free(a);
 	}
 	station_close(&sx);

@@ -236,7 +236,7 @@ out:
 static int auth_id_of(const char *arg, const struct st_ca *ca, const char *station, char *id,
 		      size_t len)
 {
-	struct st_auth_env env = { ca->root, ca->ou, station, 0, 1 };
+	struct st_auth_env env = { ca->root, ca->ou, station, 0, 1, 0 };
 	struct st_auth *a = NULL;
 	unsigned char *doc = NULL;
 	size_t n = 0;

@@ -73,7 +73,8 @@ static void serve_usage(FILE *out)
 static int load_authorizations(const struct serve *s, const struct st_config *cfg,
 			       struct st_profiles *set, char *err, size_t errlen)
 {
-	struct st_auth_env env = { s->ca->root, s->ca->ou, s->station, 0, 0 };
+	struct st_auth_env env = { s->ca->root, s->ca->ou, s->station, 0, 0,
+				   st_ledger_spec_is_file(cfg->ledger) };
 
 	if (!cfg->authorizations)
 		return 0;

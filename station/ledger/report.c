@@ -607,7 +607,7 @@ static int check_against_auth(const json_t *ra, int64_t count, const char *facto
 			      const char *station, X509 *root, const uint8_t *doc, size_t len,
 			      char *err, size_t errlen)
 {
-	struct st_auth_env env = { root, factory, station, 0, 1 };
+	struct st_auth_env env = { root, factory, station, 0, 1, 0 };
 	struct st_auth *a = NULL;
 	char sha[65];
 	int rc;

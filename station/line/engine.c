@@ -237,7 +237,8 @@ static const char **slot_profiles(const struct st_engine *e, size_t *n)
 static int load_authorizations(const struct st_engine *e, const struct st_config *cfg,
 			       struct st_profiles *set, char *err, size_t errlen)
 {
-	struct st_auth_env env = { e->ca->root, e->ca->ou, e->station, 0, 0 };
+	struct st_auth_env env = { e->ca->root, e->ca->ou, e->station, 0, 0,
+				   st_ledger_spec_is_file(cfg->ledger) };
 	struct st_auth *cand[1];
 	const struct st_profile *p;
 	char msg[256];

@@ -627,6 +627,18 @@ static int load_one(const char *path, const struct st_auth_env *env, struct st_a
 	return rc;
 }
 
+void st_auth_warn_unbound(const struct st_auth *a, const char *name,
+			  const struct st_auth_env *env)
+{
+	if (!env->own_ledger || a->nstations)
+		return;
+	st_warn("%s: authorization %s (lot %s) names no station: only the stations on this "
+		"ledger share its %lld units, and a station with a ledger file of its own could "
+		"spend them all again; the brand owner names the stations (station auth issue "
+		"--station) unless all that get it share one ledger",
+		name, a->id, a->lot, (long long)a->units);
+}
+
 int st_auth_set_load(const char *dir, const struct st_auth_env *env, struct st_auth_set **out,
 		     unsigned *refused, char *err, size_t errlen)
 {
@@ -676,6 +688,7 @@ int st_auth_set_load(const char *dir, const struct st_auth_env *env, struct st_a
 			bad++;
 			continue;
 		}
+		st_auth_warn_unbound(a, path, env);
 		if (a->not_before > (env->now ? env->now : time(NULL))) {
 			st_auth_time_format(a->not_before, t);
 			st_notice("%s: authorization %s (lot %s) is valid from %s", path, a->id,

@@ -78,7 +78,17 @@ struct st_auth_env {
 	time_t now;          /* 0: the current time */
 	int any_time;        /* 1: accept it outside its validity window (a job-end report
 			      * checked after the authorization ended) */
+	int own_ledger;      /* 1: the ledger counting the units is a file, not the line's
+			      * database: st_auth_set_load() warns of a document any station
+			      * may use, whose units another file would count again */
 };
+
+/* Units are counted by the ledger that takes them: a document that names no station, taken
+ * by a station whose ledger is a file (env->own_ledger; a line's database is shared by
+ * design), could be spent in full again by a station with a file of its own. Warns of it
+ * (name: the file), naming the fix. */
+void st_auth_warn_unbound(const struct st_auth *a, const char *name,
+			  const struct st_auth_env *env);
 
 /* Verifies a document (DER or PEM) as described above; name (a file name) starts every
  * message. Returns 0 and a new *out, or an ST_E_AUTH_* code (ST_E_NOMEM) with a message;

@@ -11,6 +11,8 @@
 line_setup
 line_profile "$pki" board "authorization: required"
 auth_issue LOT-2 10 "$pki/authorizations/lot-2.auth"
+grep -q "lot-2.auth names no station: each ledger counts its units, so every station with a ledger of its own could spend all 10" \
+	"$T/issue.out" || fail "auth issue without --station gave no notice: $(cat "$T/issue.out")"
 # One configuration per station, the same ledger, an HSM each (own_hsm: both start at once);
 # station B's boards are a second line.
 for st in a b; do
@@ -38,6 +40,12 @@ for st in a b; do
 done
 wait "$pid_a" || true
 wait "$pid_b" || true
+# A document for any station, on ledger files: each station says that only the stations on
+# its file share the count.
+for st in a b; do
+	grep -q "authorization .* (lot LOT-2) names no station: only the stations on this ledger share its 10 units" \
+		"$T/run-$st.err" || fail "station $st: no warning of a document for any station on a ledger file"
+done
 # grep -c exits 1 on none: say what happened rather than end silently.
 pass=$(cat "$T"/ev-?.jsonl | grep -c '"event":"pass"' || true)
 refused=$(cat "$T"/ev-?.jsonl | grep '"event":"fail"' | grep -c '"reason":"AUTH_EXHAUSTED"' || true)

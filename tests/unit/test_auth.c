@@ -148,7 +148,7 @@ static struct st_auth_spec spec_of(const char *lot, int64_t units)
 
 static struct st_auth_env env_of(const char *station)
 {
-	struct st_auth_env e = { pki.root, FACTORY, station, 0, 0 };
+	struct st_auth_env e = { pki.root, FACTORY, station, 0, 0, 0 };
 
 	return e;
 }
