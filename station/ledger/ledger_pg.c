@@ -214,23 +214,36 @@ static int pg_host_is_local(const char *h, size_t n)
 	return st_ip_is_loopback(h, n) == 1;
 }
 
-/* The first entry of the comma-separated list hosts that is not this machine, as *at and
- * *n; 0 when every one is. */
-static int pg_remote_host(const char *hosts, const char **at, size_t *n)
+/* Entry i of the comma-separated list (NULL: none), as *at and *n; 0 when there is none. */
+static int list_entry(const char *list, size_t i, const char **at, size_t *n)
 {
-	const char *p = hosts;
-
-	for (;;) {
-		size_t len = strcspn(p, ",");
-
-		if (!pg_host_is_local(p, len)) {
+	for (const char *p = list; p; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL) {
+		if (i-- == 0) {
 			*at = p;
-			*n = len;
+			*n = strcspn(p, ",");
 			return 1;
 		}
-		if (!p[len])
+	}
+	return 0;
+}
+
+/* The first server of the lists that is not this machine, as *at and *n; 0 when every one
+ * is. libpq pairs the lists entry by entry and connects to an entry's hostaddr, or to its
+ * host where the hostaddr is empty or missing (a socket directory where both are). */
+static int pg_remote_host(const char *hosts, const char *addrs, const char **at, size_t *n)
+{
+	for (size_t i = 0;; i++) {
+		const char *h = "", *a = "";
+		size_t hn = 0, an = 0;
+		int more = list_entry(hosts, i, &h, &hn) | list_entry(addrs, i, &a, &an);
+
+		if (!more)
 			return 0;
-		p += len + 1;
+		if (an ? !pg_host_is_local(a, an) : !pg_host_is_local(h, hn)) {
+			*at = an ? a : h;
+			*n = an ? an : hn;
+			return 1;
+		}
 	}
 }
 
@@ -254,20 +267,20 @@ static int check_server_auth(const PQconninfoOption *opts, char *err, size_t err
 {
 	const char *hostaddr = opt_val(opts, "hostaddr"), *host = opt_val(opts, "host");
 	const char *mode = opt_val(opts, "sslmode"), *gss = opt_val(opts, "gssencmode");
-	const char *remote = NULL, *where;
+	const char *remote = NULL;
 	size_t n = 0;
 
 	if (!mode)
 		mode = getenv("PGSSLMODE");
 	if (!gss)
 		gss = getenv("PGGSSENCMODE");
-	if (!hostaddr && !host) {
+	/* Each from the environment where the string has none, as libpq takes them. */
+	if (!hostaddr)
 		hostaddr = getenv("PGHOSTADDR");
+	if (!host)
 		host = getenv("PGHOST");
-	}
-	where = hostaddr && *hostaddr ? hostaddr : host;
-	if (where && *where && !pg_remote_host(where, &remote, &n))
-		return 0;
+	if (!pg_remote_host(host, hostaddr, &remote, &n))
+		remote = NULL;
 	if (!remote && !opt_val(opts, "service") && !getenv("PGSERVICE"))
 		return 0;
 	if (mode && (strcmp(mode, "verify-full") == 0 || strcmp(mode, "verify-ca") == 0))

@@ -646,6 +646,9 @@ static void test_schema(void **state)
 static void test_server_auth(void **state)
 {
 	static const char *const refused[] = {
+		/* Lists pair up: an entry without a hostaddr connects to its host. */
+		"host=localhost,db.line.example hostaddr=127.0.0.1,",
+		"host=localhost,localhost hostaddr=127.0.0.1,192.0.2.1",
 		"host=db.line.example dbname=ledger",
 		"postgresql://station@db.line.example/ledger",
 		"postgresql://station@db.line.example/ledger?sslmode=prefer",
@@ -669,6 +672,7 @@ static void test_server_auth(void **state)
 		"host=db.line.example hostaddr=127.0.0.1 port=1",
 		"host=localhost port=1",
 		"host=127.0.0.2,::1,/nonexistent port=1",
+		"host=localhost,db.line.example hostaddr=127.0.0.1,127.0.0.2 port=1",
 	};
 	struct st_ledger *l = NULL;
 	char spec[512];
@@ -700,6 +704,12 @@ static void test_server_auth(void **state)
 	assert_int_equal(rc, ST_E_INVAL);
 	assert_non_null(strstr(errbuf, "db.line.example"));
 	unsetenv("PGHOST");
+	/* Each option from the environment where the string has none of its own. */
+	setenv("PGHOSTADDR", "192.0.2.1", 1);
+	rc = st_ledger_open("host=localhost dbname=ledger", NULL, &l, errbuf, sizeof(errbuf));
+	assert_int_equal(rc, ST_E_INVAL);
+	assert_non_null(strstr(errbuf, "192.0.2.1"));
+	unsetenv("PGHOSTADDR");
 	setenv("PGSSLMODE", "verify-full", 1);
 	rc = st_ledger_open("hostaddr=192.0.2.1 dbname=ledger connect_timeout=2", NULL, &l, errbuf,
 			    sizeof(errbuf));
