@@ -87,6 +87,7 @@ int pgl_import_row(void *inst, const struct st_ledger_row *row, int *outcome, ch
 	struct params p = { 0 };
 	PGresult *res;
 	char keyhex[65];
+	int64_t id;
 	int rc, same;
 
 	/* Imported before: the same row, maybe in a later state by now. */
@@ -101,7 +102,8 @@ int pgl_import_row(void *inst, const struct st_ledger_row *row, int *outcome, ch
 		       PQgetlength(res, 0, 2) == 32 &&
 		       memcmp(PQgetvalue(res, 0, 2), row->pubkey_sha256, 32) == 0;
 		memset(&p, 0, sizeof(p));
-		pgl_i64(&p, pgl_col_i64(res, 0, 0));
+		id = pgl_col_i64(res, 0, 0);
+		pgl_i64(&p, id);
 		PQclear(res);
 		if (!same) {
 			pgl_hash_hex(keyhex, row->pubkey_sha256);
@@ -126,6 +128,19 @@ int pgl_import_row(void *inst, const struct st_ledger_row *row, int *outcome, ch
 			return beyond_units(l, row, rc, err, errlen);
 		*outcome = strcmp(PQcmdTuples(res), "0") == 0 ? ST_LEDGER_IMPORT_SAME :
 								 ST_LEDGER_IMPORT_UPDATED;
+		PQclear(res);
+		if (*outcome == ST_LEDGER_IMPORT_UPDATED || !row->auth_id)
+			return 0;
+		/* Not ahead of the database's copy: only its authorization, if it had none. */
+		memset(&p, 0, sizeof(p));
+		pgl_i64(&p, id);
+		pgl_text(&p, row->auth_id);
+		res = import_exec(l, P_IMPORT_AUTH_FILL, &p, "giving an imported row its "
+				  "authorization", &rc, err, errlen);
+		if (!res)
+			return beyond_units(l, row, rc, err, errlen);
+		if (strcmp(PQcmdTuples(res), "0") != 0)
+			*outcome = ST_LEDGER_IMPORT_UPDATED;
 		PQclear(res);
 		return 0;
 	}

@@ -75,8 +75,12 @@ static const char *const stmt_sql[P_COUNT_] = {
 		   "$2::int8, $3::text, $4::text, $5::text, $6::bytea, $7::text) RETURNING id",
 	/* st_ledger_import(): a row of another ledger as it is, remembering where it came
 	 * from (its station and id there). Its authorization ($17) is counted by the trigger:
-	 * a row beyond the units fails the statement on the CHECK. An update gives a row
-	 * imported before without its authorization the one it names now. */
+	 * a row beyond the units fails the statement on the CHECK. A row imported before is
+	 * updated only forward in its life (an intent signed, delivered or failed; a signed
+	 * one delivered or failed): the database's copy may be ahead of the file by now (the
+	 * station has moved on, an operator superseded it), and a file migrated again must not
+	 * take it back. Either way it gets the authorization it names if it had none (rows a
+	 * migration before authorizations were carried left without). */
 	[P_IMPORT_ORIGIN] = "SELECT id, serial, pubkey_sha256 FROM " T_CERTS
 			    " WHERE station = $1::text AND origin_id = $2::int8",
 	[P_IMPORT_ROW] = "INSERT INTO " T_CERTS " (serial, device_id, profile, station, slot, "
@@ -89,10 +93,11 @@ static const char *const stmt_sql[P_COUNT_] = {
 	[P_IMPORT_UPDATE] = "UPDATE " T_CERTS " SET state = $2::text, cert_der = $3::bytea, "
 			    "not_before = $4::int8, not_after = $5::int8, signed_at = $6::int8, "
 			    "delivered_at = $7::int8, reason = $8::text, auth_id = "
-			    "coalesce(auth_id, $9::text) WHERE id = $1::int8 AND (state, cert_der, "
-			    "not_before, not_after, signed_at, delivered_at, reason, auth_id) IS "
-			    "DISTINCT FROM ($2::text, $3::bytea, $4::int8, $5::int8, $6::int8, "
-			    "$7::int8, $8::text, coalesce(auth_id, $9::text))",
+			    "coalesce(auth_id, $9::text) WHERE id = $1::int8 AND ((state = 'intent' "
+			    "AND $2::text <> 'intent') OR (state = 'signed' AND ($2::text = "
+			    "'delivered' OR $2::text = 'failed')))",
+	[P_IMPORT_AUTH_FILL] = "UPDATE " T_CERTS " SET auth_id = $2::text WHERE id = $1::int8 "
+			       "AND auth_id IS NULL AND $2::text IS NOT NULL",
 	[P_IMPORT_FLAG] = "INSERT INTO " T_FLAGS " (time, station, slot, device_id, "
 			  "pubkey_sha256, reason, origin_id) VALUES ($1::int8, $2::text, $3::text, "
 			  "$4::text, $5::bytea, $6::text, $7::int8) ON CONFLICT DO NOTHING "

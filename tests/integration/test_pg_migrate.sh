@@ -42,6 +42,9 @@ for w in "every production authorization" "every attempt" "counts no unit twice"
 	tr '\n' ' ' <"$T/help" | grep -q "$w" || fail "migrate --help does not say: $w"
 done
 expect_fail "migrate into a file" "takes no imports" "$STATION" ledger migrate --from "$db" --to "$T/x.db"
+# A delivered mark lost in a crash (it rides with a later commit): s1's row reads signed.
+s1_at=$(sqlite3 "$db" "SELECT delivered_at FROM certificates WHERE slot = 's1'")
+sqlite3 "$db" "UPDATE certificates SET state = 'signed', delivered_at = NULL WHERE slot = 's1'"
 "$STATION" ledger migrate --from "$db" --to "$PG_CONN" >"$T/m1.out" 2>"$T/m1.err" ||
 	fail "migrate: $(cat "$T/m1.err")"
 grep -q "0 authorizations (0 added), $rows rows ($rows added, 0 brought up to date, 0 there already), $flags flags ($flags added), 1 sequences, $attempts attempts ($attempts added)" "$T/m1.out" ||
@@ -65,8 +68,9 @@ diff <(sqlite3 -separator '|' "$db" "SELECT serial, device_id, state, lower(hex(
 	fail "the sequence did not move"
 ok "migrated: $rows rows as they were, $flags flags, the sequence, $attempts attempts"
 
-# The station went on a little before it was stopped for good: a row's state moved on.
-sqlite3 "$db" "UPDATE certificates SET state = 'failed', reason = 'board left during write' WHERE slot = 's1'"
+# The station went on a little before it was stopped for good: s1 came back and was
+# delivered, a state on from the database's copy.
+sqlite3 "$db" "UPDATE certificates SET state = 'delivered', delivered_at = $s1_at WHERE slot = 's1'"
 "$STATION" ledger -c "$pki/old.yaml" migrate --from "$db" --to "$PG_CONN" >"$T/m2.out" 2>&1 ||
 	fail "migrate again: $(cat "$T/m2.out")"
 grep -q "$rows rows (0 added, 1 brought up to date, $((rows - 1)) there already), $flags flags (0 added), 1 sequences, $attempts attempts (0 added)" "$T/m2.out" ||
@@ -74,9 +78,19 @@ grep -q "$rows rows (0 added, 1 brought up to date, $((rows - 1)) there already)
 [ "$(pg_q "SELECT count(*) FROM certificates")" = "$rows" ] || fail "the second migration added rows"
 [ "$(pg_q "SELECT count(*) FROM flags")" = "$flags" ] || fail "the second migration added flags"
 [ "$(pg_q "SELECT count(*) FROM attempts")" = "$attempts" ] || fail "the second migration added attempts"
-[ "$(pg_q "SELECT state || ': ' || reason FROM certificates WHERE slot = 's1'")" = "failed: board left during write" ] ||
+[ "$(pg_q "SELECT state || ': ' || delivered_at FROM certificates WHERE slot = 's1'")" = "delivered: $s1_at" ] ||
 	fail "the row that moved on was not brought up to date"
-ok "migrated again: rows, flags and attempts once, the row that moved on brought up to date"
+# The database's copy ahead of the file (the file set back by hand, as a stale copy would
+# be): migrated again, nothing is taken back.
+sqlite3 "$db" "UPDATE certificates SET state = 'signed', delivered_at = NULL WHERE slot = 's1'"
+"$STATION" ledger -c "$pki/old.yaml" migrate --from "$db" --to "$PG_CONN" >"$T/m3.out" 2>&1 ||
+	fail "migrate a stale file: $(cat "$T/m3.out")"
+grep -q "$rows rows (0 added, 0 brought up to date, $rows there already)" "$T/m3.out" ||
+	fail "migrate a stale file: $(cat "$T/m3.out")"
+[ "$(pg_q "SELECT state || ': ' || delivered_at FROM certificates WHERE slot = 's1'")" = "delivered: $s1_at" ] ||
+	fail "a stale file took the row back: $(pg_q "SELECT state FROM certificates WHERE slot = 's1'")"
+sqlite3 "$db" "UPDATE certificates SET state = 'delivered', delivered_at = $s1_at WHERE slot = 's1'"
+ok "migrated again: rows, flags and attempts once, the row that moved on brought up to date, a stale file takes nothing back"
 
 # The station on the line's database: the same boards come back and are recognised; new
 # boards get numbers after the station's old ones.

@@ -1033,7 +1033,7 @@ static void test_import_auth(void **state)
 {
 	struct st_ledger_import_stats st;
 	struct st_ledger *old, *to, *other;
-	int64_t r1 = 0, r2 = 0, id = 0;
+	int64_t r1 = 0, r2 = 0, r4 = 0, r5 = 0, id = 0;
 	const char *d = tu_tmpdir("ledger-pg-import");
 
 	(void)state;
@@ -1048,7 +1048,7 @@ static void test_import_auth(void **state)
 	sign_ok(old, r2);
 	assert_int_equal(take_unit(old, "a3", "dev-3", "key-3", "AUTH-1", &id),
 			 ST_E_AUTH_EXHAUSTED);
-	add_ok(old, "a4", "dev-4", "key-4");
+	r4 = add_ok(old, "a4", "dev-4", "key-4");
 	attempt_ok(old, "pass", "dev-1", r1);
 	attempt_ok(old, "pass", "dev-2", r2);
 	attempt_ok(old, "fail", "dev-3", 0);
@@ -1086,6 +1086,32 @@ static void test_import_auth(void **state)
 	assert_int_equal(q_num("SELECT used FROM station_ledger.authorizations"), 2);
 	assert_int_equal(q_num("SELECT count(*) FROM station_ledger.attempts"), 3);
 	assert_int_equal(q_num("SELECT count(*) FROM station_ledger.certificates"), 3);
+
+	/* The database moves on (a2 delivered, a4 superseded by an operator) while the file
+	 * stays as it was: migrated again, the file takes neither back. The file moving on
+	 * (a5 signed after its intent was migrated) is carried forward. */
+	assert_int_equal(st_ledger_mark_delivered(to, q_num("SELECT id FROM station_ledger."
+							    "certificates WHERE origin_id = %lld",
+							    (long long)r2),
+						  errbuf, sizeof(errbuf)),
+			 0);
+	assert_int_equal(st_ledger_supersede(to, q_num("SELECT id FROM station_ledger."
+						       "certificates WHERE origin_id = %lld",
+						       (long long)r4),
+					     errbuf, sizeof(errbuf)),
+			 0);
+	r5 = add_ok(old, "a5", "dev-5", "key-5");
+	assert_int_equal(import(to, old, &st), 0);
+	assert_int_equal(st.rows_added, 1);
+	sign_ok(old, r5);
+	assert_int_equal(import(to, old, &st), 0);
+	assert_int_equal(st.rows_added + st.rows_updated, 1);
+	assert_int_equal(q_num("SELECT count(*) FROM station_ledger.certificates WHERE "
+			       "(serial = 'a2' AND state = 'delivered') OR (serial = 'a4' AND "
+			       "state = 'failed') OR (serial = 'a5' AND state = 'signed')"),
+			 3);
+	assert_int_equal(q_num("SELECT used FROM station_ledger.authorizations"), 2);
+	assert_int_equal(st_ledger_integrity(to, errbuf, sizeof(errbuf)), 0);
 
 	/* Another document under the same id: refused, naming the id; nothing imported. */
 	other = sqlite_ledger("st-other");
