@@ -983,10 +983,12 @@ static int cmd_write(struct brd_board *b, const struct brd_frame *f, struct step
 			break;
 		mode = mode * 8 + (unsigned int)(mode_s[k] - '0');
 	}
-	if (ident && (!mode_s[0] || mode_s[k] || mode > 0777)) {
+	/* A device's credentials and configuration are never every local user's to change:
+	 * no 0002. */
+	if (ident && (!mode_s[0] || mode_s[k] || mode > 0777 || (mode & 02))) {
 		brd_msg_str(&m, "mode \"");
 		brd_msg_str(&m, mode_s);
-		brd_msg_str(&m, "\" is not octal 0 .. 0777");
+		brd_msg_str(&m, "\" is not octal 0 .. 0777 without every user's write");
 		answer_error(b, f, E_FIELD, m.buf);
 		return STEP_ANSWERED;
 	}

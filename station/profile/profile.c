@@ -867,6 +867,13 @@ static int parse_mode(struct st_yl_ctx *ctx, const struct st_yl_node *n, unsigne
 			    n->value);
 		return -1;
 	}
+	if (v & 02) {
+		st_yl_error(ctx, n,
+			    "mode '%s' lets every user of the device write the file; boards "
+			    "refuse it (at most 0775, e.g. \"0644\")",
+			    n->value);
+		return -1;
+	}
 	*out = (unsigned)v;
 	return 0;
 bad:

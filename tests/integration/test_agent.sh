@@ -198,10 +198,30 @@ env "$DEVHSM" GNUTLS_PIN="$(cat "$R1/etc/device.pin")" p11tool --batch --provide
 cmp -s "$T/token-pub.pem" "$T/token-pub2.pem" || fail "the refused regen changed the key"
 a=$(raw_q 32 VERIFY "nonce=$(head -c 32 /dev/urandom | base64 -w0)")
 case $a in *"A 32 VERIFY gen=2 files=4 "*) ;; *) fail "VERIFY after the refusals: $a" ;; esac
+# A file and a directory of one name in one set (clash/b, then clash): COMMIT refuses the set
+# before its commit point, so no journal is left that no start could finish; the set
+# installed stays whole and the agent goes on. A mode every user of the device may write is
+# refused at WRITE.
+printf 'inner\n' >"$T/inner"
+printf 'outer\n' >"$T/outer"
+a=$(raw_write 33 clash/b "$T/inner")
+case $a in *"A 33 WRITE "*"done=1"*) ;; *) fail "WRITE clash/b: $a" ;; esac
+a=$(raw_write 34 clash "$T/outer")
+case $a in *"A 34 WRITE "*"done=1"*) ;; *) fail "WRITE clash: $a" ;; esac
+a=$(raw_q 35 COMMIT "count=2")
+case $a in *"A 35 ERROR code=PATH "*"cannot%20also%20be%20a%20directory"*) ;;
+*) fail "COMMIT of a file and its directory: $a" ;; esac
+[ ! -e "$R1/var/sota/clash" ] && [ ! -e "$R1/var/sota/.commit" ] ||
+	fail "the refused set left: $(ls -A "$R1/var/sota")"
+a=$(raw_q 36 VERIFY "nonce=$(head -c 32 /dev/urandom | base64 -w0)")
+case $a in *"A 36 VERIFY gen=2 files=4 "*) ;; *) fail "VERIFY after the refused set: $a" ;; esac
+sha=$(sha256sum "$T/inner" | cut -c1-64 | tr a-f A-F)
+a=$(raw_q 37 WRITE "path=ww mode=0666 size=6 sha=$sha off=0 data=$(base64 -w0 <"$T/inner")")
+case $a in *"A 37 ERROR code=FIELD "*"every%20user"*) ;; *) fail "WRITE of mode 0666: $a" ;; esac
 raw_close
 stop_agent
 out=$(files_check "$R1/var/sota") || fail "after the refusals: $out"
-ok "refused: '..', absolute, hidden, empty component, space, symlinked directory and file (PATH, nothing written outside); 70000 bytes over max_file 65536 (SIZE); regen on the provisioned board (KEYGEN, key kept)"
+ok "refused: '..', absolute, hidden, empty component, space, symlinked directory and file (PATH, nothing written outside); 70000 bytes over max_file 65536 (SIZE); regen on the provisioned board (KEYGEN, key kept); a file and its directory in one set (PATH at COMMIT, the set kept); mode 0666 (FIELD)"
 
 # Regeneration where the board allows it (allow_regen = yes), cut by a power loss: the agent
 # stopped for good right after the new pair is made (the old one whole), right after the old
@@ -372,9 +392,39 @@ if mount -t tmpfs -o size=64k tmpfs "$R3/var/sota" 2>/dev/null; then
 	case $a in *"COMMIT gen=0 files=0 "*) ;; *) fail "COMMIT after the full disk: $a" ;; esac
 	raw_close
 	stop_agent
+	# A file that fits (15 pages) on a disk then too full for the commit's own files: the
+	# commit completes or is refused before its commit point. Either way no journal is left
+	# that no start could finish (the manifest once came after it), and the agent starts.
+	head -c 61440 /dev/urandom >"$T/fits"
+	raw_open
+	start_agent "$R3" "$T/full.conf" --serve
+	raw_boot
+	raw_q 1 HELLO "v=1 max=4096" >/dev/null
+	seq=2
+	for o in $(seq 0 2048 61439); do
+		a=$(raw_write "$seq" fits.bin "$T/fits" "$o")
+		case $a in *"A $seq WRITE "*) ;; *) fail "WRITE fits.bin at $o: $a" ;; esac
+		seq=$((seq + 1))
+	done
+	a=$(raw_q "$seq" COMMIT "count=1")
+	case $a in *"COMMIT gen=1 files=1 "* | *"ERROR code=STORAGE "*) ;;
+	*) fail "COMMIT on a full disk: $a" ;; esac
+	raw_close
+	stop_agent
+	[ ! -e "$R3/var/sota/.commit" ] || fail "COMMIT on a full disk left its journal: $a"
+	raw_open
+	start_agent "$R3" "$T/full.conf" --serve
+	raw_boot
+	a=$(raw_q 1 HELLO "v=1 max=4096")
+	case $a in *"A 1 HELLO "*) ;; *) fail "the agent after a full disk at COMMIT: $a" ;; esac
+	raw_close
+	stop_agent
+	if [ -e "$R3/var/sota/.manifest" ]; then
+		out=$(files_check "$R3/var/sota") || fail "after a full disk at COMMIT: $out"
+	fi
 	umount "$mounted"
 	mounted=
-	ok "full disk: STORAGE (no space) after $off bytes on a 64 KiB tmpfs, nothing installed"
+	ok "full disk: STORAGE (no space) after $off bytes on a 64 KiB tmpfs, nothing installed; a COMMIT with no room left for its own files leaves no journal, and the agent starts again"
 else
 	echo "skip - full disk: cannot mount a tmpfs here (not root?)"
 fi

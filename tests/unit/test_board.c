@@ -764,7 +764,16 @@ static void test_confinement(void **state)
 	ask(c, 3, "WRITE", (const char *const[]){ "path=sota.toml", "mode=0644", "size=0", "sha=E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855", "off=0", "data=", NULL }, &f);
 	want_error(&f, "PATH");
 	assert_int_equal(c->mem.opens, 0);
-	ask(c, 4, "WRITE", (const char *const[]){ "path=certs/empty", "mode=0644", "size=0", "sha=E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855", "off=0", "data=", NULL }, &f);
+	/* A mode that lets every user of the device write: ERROR FIELD, nothing opened. */
+	for (unsigned i = 0; i < 4; i++) {
+		static const char *const modes[] = { "mode=0666", "mode=0777", "mode=0002",
+						     "mode=0646" };
+
+		ask(c, 10 + i, "WRITE", (const char *const[]){ "path=certs/empty", modes[i], "size=0", "sha=E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855", "off=0", "data=", NULL }, &f);
+		want_error(&f, "FIELD");
+	}
+	assert_int_equal(c->mem.opens, 0);
+	ask(c, 4, "WRITE", (const char *const[]){ "path=certs/empty", "mode=0775", "size=0", "sha=E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855", "off=0", "data=", NULL }, &f);
 	assert_string_equal(f.type, "WRITE");
 	assert_int_equal(c->mem.opens, 1);
 	board_free(t);

@@ -8,10 +8,12 @@
  *   .commit          the journal of a commit in progress
  *   .manifest        the installed set: "gen N", then "sha256 size mode path" per file
  *
- * COMMIT fsyncs every staged file, then writes the journal (the new generation and every
- * file of the new set, staged ones with their slot) through a temporary file, fsync and
- * rename: that rename is the commit point. It then renames each staged file into place,
- * fsyncs the directories, writes the new manifest the same way and removes the journal.
+ * COMMIT fsyncs every staged file, refuses a set where a file would be another's
+ * directory, writes the new manifest as .manifest.new, then the journal (the new generation
+ * and every file of the new set, staged ones with their slot), each through a temporary
+ * file, fsync and rename: the journal's rename is the commit point. It then renames each
+ * staged file into place, fsyncs the directories, renames the new manifest into place and
+ * removes the journal: after the commit point nothing needs a new block.
  * A power loss before the commit point leaves the old set (staging is discarded at the
  * next start); after it, the next start finds the journal and finishes the renames (a
  * staged file already renamed is simply gone from staging), so the device ends with the
@@ -346,9 +348,15 @@ static int apply_journal(struct agent_store *s)
 		if (dfd >= 0)
 			close(dfd);
 	}
-	if (rc == 0) {
-		text = set_text(gen, files, NULL, n, &len);
-		if (!text || cfg_write_atomic(s, ".manifest", text, len) != 0)
+	/* The manifest the commit wrote before its commit point, renamed into place; a journal
+	 * without one (its manifest renamed before a power loss, or a journal of an earlier
+	 * agent) has it written here, unless the manifest in place is already the new one. */
+	if (rc == 0 && renameat(s->cfgfd, ".manifest.new", s->cfgfd, ".manifest") != 0) {
+		if (errno != ENOENT)
+			rc = fail(s, code_of(errno), ".manifest: %s", strerror(errno));
+		else if (s->gen != gen &&
+			 (!(text = set_text(gen, files, NULL, n, &len)) ||
+			  cfg_write_atomic(s, ".manifest", text, len) != 0))
 			rc = fail(s, code_of(errno), ".manifest: %s", strerror(errno));
 	}
 	if (rc == 0 && unlinkat(s->cfgfd, ".commit", 0) != 0)
@@ -513,13 +521,39 @@ static int st_commit(void *inst, const struct brd_commit_file *cf, unsigned int 
 		memcpy(next[k].sha, cf[j].sha, 32);
 		slots[k++] = (int)cf[j].slot;
 	}
+	/* A file and a directory of one name cannot both be installed: found now, before the
+	 * commit point, the set is refused whole; found by a rename after it, the journal could
+	 * never be finished and the board would hold a mix. */
+	for (i = 0; i < k; i++) {
+		for (j = 0; j < k; j++) {
+			size_t l = strlen(next[i].path);
+
+			if (i != j && strncmp(next[i].path, next[j].path, l) == 0 &&
+			    next[j].path[l] == '/')
+				return fail(s, BRD_ERR_PATH, "%s and %s: a file cannot also be a "
+					    "directory", next[i].path, next[j].path);
+		}
+	}
+	/* The new manifest too, before the commit point: after it nothing needs a new block
+	 * (renames only), so a disk that fills meanwhile cannot leave a journal that no start
+	 * can finish. */
+	text = set_text(s->gen + 1, next, NULL, k, &len);
+	if (!text)
+		return fail(s, BRD_ERR_IO, "out of memory");
+	if (cfg_write_atomic(s, ".manifest.new", text, len) != 0)
+		rc = fail(s, code_of(errno), ".manifest.new: %s", strerror(errno));
+	free(text);
+	if (rc)
+		return rc;
 	text = set_text(s->gen + 1, next, slots, k, &len);
 	if (!text)
 		return fail(s, BRD_ERR_IO, "out of memory");
 	agent_test_stop("commit-journal");
 	/* The commit point. */
-	if (cfg_write_atomic(s, ".commit", text, len) != 0)
+	if (cfg_write_atomic(s, ".commit", text, len) != 0) {
 		rc = fail(s, code_of(errno), ".commit: %s", strerror(errno));
+		unlinkat(s->cfgfd, ".manifest.new", 0);
+	}
 	free(text);
 	if (rc)
 		return rc;
