@@ -191,33 +191,27 @@ static void on_sequence(int rc, const char *err, uint64_t value, void *arg)
 	use_device_id(s, id);
 }
 
-/* The ledger's answer on the sequence device id the board reports (slot_start_run): next is
- * the sequence's next number, and a number from 1 to below it was issued by the ledger. A
- * board that names one it was not (ahead of the counter, or 0) would hold a certificate
- * for the id of a board not yet made, and that board would then be refused as a second
- * key for its own id. */
+/* The ledger's answer on the sequence device id the board reports (slot_start_run): 0 when
+ * the ledger issued it, ST_E_SLOT_ID_UNISSUED when not (the pool decided and flagged it,
+ * sequence_check). A board that names a number ahead of the counter would hold a
+ * certificate for the id of a board not yet made, and that board would then be refused as
+ * a second key for its own id. */
 static void on_sequence_checked(int rc, const char *err, uint64_t next, void *arg)
 {
 	struct st_slot *s = arg;
 	struct slot_run *r = s->run;
 	char id[ST_PROFILE_MAX_ID + 1];
-	const char *num;
-	unsigned long long n;
 
+	(void)next;
 	if (!r || s->state != ST_SLOT_PROFILE || !r->device_id[0])
 		return;
+	if (rc == ST_E_SLOT_ID_UNISSUED) {
+		slot_fail_run(s, rc, "%s", err);
+		return;
+	}
 	if (rc < 0) {
 		slot_fail_run(s, rc, "checking the board's device id %s: %s", r->device_id,
 			      err ? err : st_strerror(rc));
-		return;
-	}
-	num = r->device_id + strlen(r->profile->devid_prefix);
-	n = strtoull(num, NULL, 10);
-	if (n == 0 || n >= next) {
-		slot_fail_run(s, ST_E_SLOT_ID_UNISSUED,
-			      "board reports device id %s, which the ledger never issued: sequence "
-			      "%s has issued %" PRIu64 " numbers; refused and flagged",
-			      r->device_id, r->profile->devid_prefix, next - 1);
 		return;
 	}
 	st_msgf(id, sizeof(id), "%s", r->device_id);

@@ -33,10 +33,11 @@ int st_ledger_queue_next_sequence(struct st_ledger_queue *q, const char *prefix,
 				  st_ledger_op_cb cb, void *arg);
 
 /* Whether the ledger issued device_id, a sequence id whose first prefix_len bytes are its
- * prefix and the rest its number: cb gets the sequence's next number as value, and the id
- * was issued when its number is from 1 to below it. One that was not is flagged (with
- * slot, which may be NULL) in the same commit. cb must not be NULL. Returns as above
- * (ST_E_INVAL also for a prefix_len that leaves no number). */
+ * prefix and the rest its number (from 1 to below the sequence's next): cb gets rc 0, or
+ * ST_E_SLOT_ID_UNISSUED with the message to fail the board with, once the id is flagged
+ * (with slot, which may be NULL) in the same commit; value is the sequence's next. cb must
+ * not be NULL. Returns as above (ST_E_INVAL also for a prefix_len that leaves no
+ * number). */
 int st_ledger_queue_check_sequence(struct st_ledger_queue *q, const char *device_id,
 				   size_t prefix_len, const char *slot, st_ledger_op_cb cb,
 				   void *arg);

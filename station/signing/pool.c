@@ -911,9 +911,9 @@ static void record_finish_locked(struct st_pool *pool, struct pool_batch *b, uin
 }
 
 /* OP_SEQUENCE_CHECK: whether the ledger issued the sequence device id a board reports (its
- * number below the sequence's next); value is the sequence's next. One it did not issue is
- * flagged: a board that names a number ahead of the counter would otherwise take it from
- * the board it is later given to. */
+ * number from 1 to below the sequence's next): 0, or ST_E_SLOT_ID_UNISSUED with the message
+ * the board's run fails with. One it did not issue is flagged: a board that names a number
+ * ahead of the counter would otherwise take it from the board it is later given to. */
 static int sequence_check(struct st_pool *pool, struct pool_op *op)
 {
 	size_t plen = (size_t)op->row_id;
@@ -938,12 +938,16 @@ static int sequence_check(struct st_pool *pool, struct pool_op *op)
 			op->value);
 		rc = st_ledger_flag(pool->ledger, op->text, NULL, op->slot, reason, op->err,
 				    sizeof(op->err));
-		if (rc < 0 && !ledger_fatal(rc)) {
+		if (ledger_fatal(rc))
+			return rc;
+		if (rc < 0)
 			st_warn("ledger: flag of %s not recorded: %s", op->text, op->err);
-			rc = 0;
-		}
+		return st_errf(op->err, sizeof(op->err), ST_E_SLOT_ID_UNISSUED,
+			       "board reports device id %s, which the ledger never issued: "
+			       "sequence %.*s has issued %" PRIu64 " numbers; refused and flagged",
+			       op->text, (int)plen, op->text, op->value - 1);
 	}
-	return rc;
+	return 0;
 }
 
 /* Queued operations inside the round's transaction, in order; each succeeds or fails on its
